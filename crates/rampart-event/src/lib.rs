@@ -1,0 +1,29 @@
+//! Rampart's data model.
+//!
+//! Every capability of Rampart speaks in these types: the sensor produces [`Event`]s, the rule
+//! engine turns them into [`Alert`]s, the scanners and auditors produce findings, and the server
+//! stores all of them. The JSON form is aligned with OCSF (Open Cybersecurity Schema Framework)
+//! 1.3: every event carries `class_uid`, `activity_id`, `type_uid`, `category_uid`, `time`
+//! (milliseconds) and `metadata.uid`, so that any SIEM that understands OCSF can take Rampart's
+//! output; Rampart's own fields (`type`, `container`, `process.ancestors`, ...) sit beside them.
+//! `docs/events.md` documents every field.
+//!
+//! This crate does no I/O.
+
+mod alert;
+mod container;
+mod event;
+mod ocsf;
+mod process;
+
+pub use alert::{Alert, Priority, UnknownPriority};
+pub use container::{Container, ContainerRuntime};
+pub use event::{
+    AuthInfo, AuthOutcome, Device, DnsAnswer, DnsInfo, Endpoint, Event, EventId, EventKind, ExitInfo,
+    FileInfo, LifecycleInfo, NetDirection, NetInfo, PrivilegeInfo, SensorStats,
+};
+pub use ocsf::{OcsfClass, OCSF_VERSION, PRODUCT_NAME};
+pub use process::{Ancestor, Process};
+
+/// Rampart's version, as shown in `metadata.product.version` of every event.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

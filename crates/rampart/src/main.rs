@@ -1,0 +1,4 @@
+//! The `rampart` command line.
+fn main() {
+    println!("rampart {}", rampart_event::VERSION);
+}
