@@ -10,7 +10,10 @@
 //!
 //! Tests use the `docker` CLI: it is the tool a user would use, and it keeps the tests
 //! independent of the code under test.
-#![allow(clippy::unwrap_used, reason = "test support: a failure here is a test failure")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test support: a failure here is a test failure"
+)]
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
@@ -122,7 +125,10 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    Command::new("docker").args(args).output().expect("run docker")
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker")
 }
 
 /// Runs `docker` with `args` and returns stdout, panicking with stderr when it fails.
@@ -193,7 +199,9 @@ pub fn busybox_image() -> String {
         .expect("busybox-static is not installed (scripts/setup installs it)");
     let root = cache_dir().join("busybox-root");
     let _ = fs::remove_dir_all(&root);
-    for d in ["bin", "etc", "tmp", "root", "proc", "sys", "dev", "var/log", "usr/bin"] {
+    for d in [
+        "bin", "etc", "tmp", "root", "proc", "sys", "dev", "var/log", "usr/bin",
+    ] {
         fs::create_dir_all(root.join(d)).unwrap();
     }
     fs::copy(busybox, root.join("bin/busybox")).unwrap();
@@ -240,8 +248,13 @@ pub fn debian_image() -> String {
 
 /// The Debian mirror this machine's apt uses.
 pub fn debian_mirror() -> String {
-    for f in ["/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"] {
-        let Ok(text) = fs::read_to_string(f) else { continue };
+    for f in [
+        "/etc/apt/sources.list.d/debian.sources",
+        "/etc/apt/sources.list",
+    ] {
+        let Ok(text) = fs::read_to_string(f) else {
+            continue;
+        };
         for line in text.lines() {
             let line = line.trim();
             if let Some(rest) = line.strip_prefix("URIs:") {

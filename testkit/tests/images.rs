@@ -16,7 +16,17 @@ fn busybox_image_runs_a_shell() {
 fn debian_image_has_dpkg_and_apt() {
     testkit::require!(Docker);
     let image = testkit::debian_image();
-    let out = testkit::docker(["run", "--rm", &image, "sh", "-c", "dpkg -s apt | grep ^Status"]);
+    let out = testkit::docker([
+        "run",
+        "--rm",
+        &image,
+        "sh",
+        "-c",
+        "dpkg -s apt | grep ^Status",
+    ]);
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Status: install ok installed");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "Status: install ok installed"
+    );
 }

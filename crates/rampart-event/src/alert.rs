@@ -261,7 +261,12 @@ mod tests {
             hostname: "h".into(),
             region: None,
         });
-        let ev = Event::new(EventId::new(1, 1), 5_000_000, EventKind::ProcessExec, device.clone());
+        let ev = Event::new(
+            EventId::new(1, 1),
+            5_000_000,
+            EventKind::ProcessExec,
+            device.clone(),
+        );
         let a = Alert {
             id: EventId::new(1, 2),
             time_ns: 6_000_000,
@@ -293,6 +298,9 @@ mod tests {
         assert_eq!("INFO".parse::<Priority>(), Ok(Priority::Informational));
         assert_eq!("warning".parse::<Priority>(), Ok(Priority::Warning));
         assert!("loud".parse::<Priority>().is_err());
-        assert!(Priority::Critical < Priority::Warning, "more severe sorts first");
+        assert!(
+            Priority::Critical < Priority::Warning,
+            "more severe sorts first"
+        );
     }
 }

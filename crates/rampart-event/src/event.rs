@@ -209,7 +209,9 @@ impl Event {
 
     /// Falco's `evt.type`: the syscall name when known, otherwise the kind's usual syscall.
     pub fn falco_type(&self) -> &str {
-        self.syscall.as_deref().unwrap_or_else(|| self.kind.falco_type())
+        self.syscall
+            .as_deref()
+            .unwrap_or_else(|| self.kind.falco_type())
     }
 
     /// OCSF `severity_id`: 1 (informational) for observations, 3 (medium) for lost events.
@@ -421,7 +423,8 @@ impl FileInfo {
 
     /// The open was for writing (O_WRONLY, O_RDWR, O_CREAT or O_TRUNC).
     pub fn is_write_open(&self) -> bool {
-        self.flags.is_some_and(|f| f & (0o1 | 0o2 | 0o100 | 0o1000) != 0)
+        self.flags
+            .is_some_and(|f| f & (0o1 | 0o2 | 0o100 | 0o1000) != 0)
     }
 
     /// The new mode sets the setuid or setgid bit.
@@ -666,7 +669,10 @@ mod tests {
         );
         e.syscall = Some("openat".into());
         e.result = Some(3);
-        e.container = Some(Arc::new(Container::unnamed("f".repeat(64), ContainerRuntime::Docker)));
+        e.container = Some(Arc::new(Container::unnamed(
+            "f".repeat(64),
+            ContainerRuntime::Docker,
+        )));
         e.process = Some(Arc::new(Process {
             pid: 42,
             name: "cat".into(),

@@ -19,8 +19,8 @@ mod process;
 pub use alert::{Alert, Priority, UnknownPriority};
 pub use container::{Container, ContainerRuntime};
 pub use event::{
-    AuthInfo, AuthOutcome, Device, DnsAnswer, DnsInfo, Endpoint, Event, EventId, EventKind, ExitInfo,
-    FileInfo, LifecycleInfo, NetDirection, NetInfo, PrivilegeInfo, SensorStats,
+    AuthInfo, AuthOutcome, Device, DnsAnswer, DnsInfo, Endpoint, Event, EventId, EventKind,
+    ExitInfo, FileInfo, LifecycleInfo, NetDirection, NetInfo, PrivilegeInfo, SensorStats,
 };
 pub use ocsf::{OcsfClass, OCSF_VERSION, PRODUCT_NAME};
 pub use process::{Ancestor, Process};

@@ -136,7 +136,8 @@ mod tests {
 
     #[test]
     fn missing_loginuid_deserialises_as_unset() {
-        let p: Process = serde_json::from_str(r#"{"pid":1,"name":"x","uid":0}"#).unwrap_or_default();
+        let p: Process =
+            serde_json::from_str(r#"{"pid":1,"name":"x","uid":0}"#).unwrap_or_default();
         assert_eq!(p.loginuid, u32::MAX);
     }
 }

@@ -1,4 +1,48 @@
-//! The `rampart` command line.
-fn main() {
-    println!("rampart {}", rampart_event::VERSION);
+//! The `rampart` command line: argument parsing, configuration loading, and wiring the library
+//! crates together. No logic of its own lives here; each subcommand group is a module of `cmd/`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// Container runtime security for Docker hosts.
+#[derive(Debug, Parser)]
+#[command(name = "rampart", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Log format on stderr: `text` (journald-friendly, one line per message) or `json`.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// More logging (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+// Each variant delegates to a module of `cmd/`; add a subcommand group by adding a variant and
+// its arm in `run`, nothing else here.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the version and build facts.
+    Version,
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Version => cmd::version::run(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cmd::logging::init(&cli.log_format, cli.verbose);
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(cmd::exit_code(&err))
+        }
+    }
 }

@@ -1,0 +1,26 @@
+//! One module per subcommand group.
+
+pub mod logging;
+pub mod version;
+
+/// Exit code for an error: 2 for bad input (usage, configuration, rule or policy files), 1 for
+/// everything else. Commands with a verdict (`--fail-on`, `verify`) return their own codes.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err.chain().any(|e| e.downcast_ref::<BadInput>().is_some()) {
+        2
+    } else {
+        1
+    }
+}
+
+/// Marks an error as the user's input being wrong (exit code 2).
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
