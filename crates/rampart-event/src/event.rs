@@ -148,6 +148,8 @@ event_kinds! {
     ContainerDestroy = "container.destroy", 6002, 2, "Remove", "container";
     /// A login attempt, from an sshd/PAM log line.
     AuthLogin = "auth.login", 3002, 1, "Logon", "auth";
+    /// Periodic resource use of a container (CPU, memory, pids) and its limits.
+    ContainerStats = "container.stats", 6002, 99, "Resource Usage", "container";
     /// Events lost between the kernel and the agent in the last interval.
     SensorDrops = "sensor.drops", 0, 99, "Drops", "sensor";
 }
@@ -182,6 +184,7 @@ pub struct Event {
     pub lifecycle: Option<LifecycleInfo>,
     pub auth: Option<AuthInfo>,
     pub stats: Option<SensorStats>,
+    pub resources: Option<ResourceInfo>,
 }
 
 impl Event {
@@ -204,6 +207,7 @@ impl Event {
             lifecycle: None,
             auth: None,
             stats: None,
+            resources: None,
         }
     }
 
@@ -305,6 +309,9 @@ impl Serialize for Event {
         if let Some(v) = &self.stats {
             m.serialize_entry("stats", v)?;
         }
+        if let Some(v) = &self.resources {
+            m.serialize_entry("resources", v)?;
+        }
         m.end()
     }
 }
@@ -342,6 +349,8 @@ struct EventWire {
     auth: Option<AuthInfo>,
     #[serde(default)]
     stats: Option<SensorStats>,
+    #[serde(default)]
+    resources: Option<ResourceInfo>,
 }
 
 #[derive(Deserialize)]
@@ -369,6 +378,7 @@ impl<'de> Deserialize<'de> for Event {
             lifecycle: w.lifecycle,
             auth: w.auth,
             stats: w.stats,
+            resources: w.resources,
         })
     }
 }
@@ -650,6 +660,27 @@ pub struct SensorStats {
     pub interval_ms: u64,
     /// How events are collected (`ebpf`, `proc-connector`).
     pub mechanism: String,
+}
+
+/// Resource use of a container over one sampling interval, and its limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceInfo {
+    /// CPU used in the interval, in thousandths of a core (1000 = one core fully busy).
+    pub cpu_millicores: u64,
+    /// CPU limit in thousandths of a core; `None`: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_limit_millicores: Option<u64>,
+    pub memory_bytes: u64,
+    /// `None`: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit_bytes: Option<u64>,
+    pub pids: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<u64>,
+    /// For how long (ms) CPU use has stayed above 80% of a core without interruption.
+    #[serde(default)]
+    pub high_cpu_ms: u64,
+    pub interval_ms: u64,
 }
 
 #[cfg(test)]

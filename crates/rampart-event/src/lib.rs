@@ -20,7 +20,8 @@ pub use alert::{Alert, Priority, UnknownPriority};
 pub use container::{Container, ContainerRuntime};
 pub use event::{
     AuthInfo, AuthOutcome, Device, DnsAnswer, DnsInfo, Endpoint, Event, EventId, EventKind,
-    ExitInfo, FileInfo, LifecycleInfo, NetDirection, NetInfo, PrivilegeInfo, SensorStats,
+    ExitInfo, FileInfo, LifecycleInfo, NetDirection, NetInfo, PrivilegeInfo, ResourceInfo,
+    SensorStats,
 };
 pub use ocsf::{OcsfClass, OCSF_VERSION, PRODUCT_NAME};
 pub use process::{Ancestor, Process};

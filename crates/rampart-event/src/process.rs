@@ -66,6 +66,13 @@ pub struct Process {
     /// The executable is a memfd or a deleted file (fileless execution).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exe_fileless: bool,
+    /// What stdin and stdout were at exec time, in Falco's `fd.type` words (`file`,
+    /// `directory`, `ipv4`, `ipv6`, `unix`, `pipe`, `tty`, `null`, ...). A shell whose stdin is a
+    /// socket is a reverse shell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_type: Option<String>,
     /// Parent first, then grandparent, ... up to the sensor's bound or pid 1.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ancestors: Vec<Ancestor>,
