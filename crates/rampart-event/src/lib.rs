@@ -15,6 +15,7 @@ mod container;
 mod event;
 mod ocsf;
 mod process;
+mod sensor;
 
 pub use alert::{Alert, Priority, UnknownPriority};
 pub use container::{Container, ContainerRuntime};
@@ -25,6 +26,7 @@ pub use event::{
 };
 pub use ocsf::{OcsfClass, OCSF_VERSION, PRODUCT_NAME};
 pub use process::{Ancestor, Process};
+pub use sensor::{Origin, SensorEvent};
 
 /// Rampart's version, as shown in `metadata.product.version` of every event.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
