@@ -578,6 +578,10 @@ pub struct PrivilegeInfo {
     /// Human name of `request` (`PTRACE_ATTACH`, `BPF_PROG_LOAD`, `SIGKILL`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_name: Option<String>,
+    /// setns: inode number of the namespace entered (compare with `/proc/1/ns/*` to tell the
+    /// host's namespaces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns_inode: Option<u64>,
     /// Module path (finit_module) or other object name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
