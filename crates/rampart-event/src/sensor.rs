@@ -30,7 +30,11 @@ pub struct Origin {
 impl Origin {
     /// `comm` as text (up to the first NUL, lossy UTF-8).
     pub fn comm(&self) -> std::borrow::Cow<'_, str> {
-        let end = self.comm.iter().position(|&b| b == 0).unwrap_or(self.comm.len());
+        let end = self
+            .comm
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.comm.len());
         String::from_utf8_lossy(&self.comm[..end])
     }
 }
@@ -38,8 +42,10 @@ impl Origin {
 /// One event from a sensor, before enrichment.
 ///
 /// Guarantees: for `process.exec` the event's `process` is the full new image (without
-/// ancestors); for `process.fork` `result` is the child's pid; for every other kind `process`
-/// and `container` are `None` and enrichment fills them from `origin`.
+/// ancestors), or `None` when the sensor could not see it (the proc-connector fallback knows
+/// only pids: enrichment then reads /proc); for `process.fork` `result` is the child's pid; for
+/// every other kind `process` and `container` are `None` and enrichment fills them from
+/// `origin`. `origin` fields a sensor does not know are 0.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SensorEvent {
     pub origin: Origin,
