@@ -1,0 +1,398 @@
+//! Evaluating events: single-event rules and correlation (stateful) rules, producing alerts.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write;
+use std::sync::Arc;
+
+use rampart_event::{Alert, Event, EventId};
+use rustc_hash::FxHashMap;
+
+use crate::compile::Piece;
+use crate::extract::{Cache, Ctx, FieldRef};
+use crate::fields::F;
+use crate::loader::{Action, CorrelationKind};
+use crate::ruleset::{CompiledRule, RuleMatching, RuleSet};
+
+/// Evidence events kept per correlation group (the most recent ones).
+const MAX_EVIDENCE: usize = 8;
+
+/// A rule fired: the alert, and what the rule asks the responder to do.
+#[derive(Debug, Clone)]
+pub struct Detection {
+    pub alert: Alert,
+    /// The rule's `actions` (empty for most rules).
+    pub actions: Vec<Action>,
+    /// The rule's position in [`RuleSet::rules`].
+    pub rule_index: usize,
+}
+
+/// Counters of an [`Engine`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub events: u64,
+    pub detections: u64,
+    /// Correlation groups dropped because a rule tracked `max_groups_per_rule` groups.
+    pub groups_evicted: u64,
+    /// Correlation groups currently tracked, all rules.
+    pub groups: u64,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    last_ns: u64,
+    /// event_count: times of matches in the window (at most `min`).
+    times: VecDeque<u64>,
+    /// value_count: each distinct value and when it was last seen.
+    values: FxHashMap<Box<str>, u64>,
+    /// temporal: per step, times of its matches in the window (at most the step's count).
+    steps: Vec<VecDeque<u64>>,
+    /// temporal_ordered: the step waited for, and when the sequence's first step completed.
+    current: usize,
+    started_ns: u64,
+    evidence: VecDeque<Event>,
+}
+
+#[derive(Debug, Default)]
+struct CorrState {
+    groups: FxHashMap<Box<str>, Group>,
+    last_sweep_ns: u64,
+}
+
+/// Evaluates events against a [`RuleSet`]. Holds the state of correlation rules, driven by
+/// event time only (`Event::time_ns`), so replaying the same events gives the same alerts.
+///
+/// `Send`: run it on the agent's rule thread. Evaluating an event that matches no rule does
+/// not allocate.
+#[derive(Debug)]
+pub struct Engine {
+    rules: Arc<RuleSet>,
+    cache: Cache,
+    corr: Vec<CorrState>,
+    key: String,
+    value: String,
+    stats: EngineStats,
+}
+
+/// FNV-1a, for alert ids that are the same in every run and every build.
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl Engine {
+    pub fn new(rules: Arc<RuleSet>) -> Engine {
+        let corr = rules.rules.iter().map(|_| CorrState::default()).collect();
+        Engine {
+            rules,
+            cache: Cache::default(),
+            corr,
+            key: String::new(),
+            value: String::new(),
+            stats: EngineStats::default(),
+        }
+    }
+
+    pub fn rules(&self) -> &Arc<RuleSet> {
+        &self.rules
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        let mut s = self.stats;
+        s.groups = self.corr.iter().map(|c| c.groups.len() as u64).sum();
+        s
+    }
+
+    /// Evaluates one event and appends a [`Detection`] per rule that fired to `out`; returns
+    /// how many were appended. With `rule_matching: first` at most one single-event rule fires
+    /// per event (the first in load order); correlation rules are evaluated in any case.
+    pub fn process(&mut self, ev: &Event, out: &mut Vec<Detection>) -> usize {
+        self.stats.events += 1;
+        self.cache.reset();
+        let rules = Arc::clone(&self.rules);
+        let before = out.len();
+        let ty = ev.falco_type();
+        let single = rules.index.get(ty).unwrap_or(&rules.fallback);
+        {
+            let ctx = Ctx {
+                ev,
+                cache: &self.cache,
+            };
+            for &i in single.iter() {
+                let rule = &rules.rules[i as usize];
+                if rule.node.eval(&ctx) {
+                    out.push(detection(rule, i as usize, ev, &ctx, None, vec![ev.clone()]));
+                    if rules.options.rule_matching == RuleMatching::First {
+                        break;
+                    }
+                }
+            }
+        }
+        let corr = rules.corr_index.get(ty).unwrap_or(&rules.corr_fallback);
+        for &i in corr.iter() {
+            let rule = &rules.rules[i as usize];
+            self.correlate(rule, i as usize, ev, out);
+        }
+        let n = out.len() - before;
+        self.stats.detections += n as u64;
+        n
+    }
+
+    fn correlate(&mut self, rule: &CompiledRule, index: usize, ev: &Event, out: &mut Vec<Detection>) {
+        let Some(plan) = &rule.correlation else { return };
+        let ctx = Ctx {
+            ev,
+            cache: &self.cache,
+        };
+        if !rule.node.eval(&ctx) {
+            return;
+        }
+        let now = ev.time_ns;
+        let max_groups = self.rules.options.max_groups_per_rule;
+        let state = &mut self.corr[index];
+        // Forget groups idle for longer than the window, at most once per window.
+        if now.saturating_sub(state.last_sweep_ns) > plan.timespan_ns {
+            let horizon = now.saturating_sub(plan.timespan_ns);
+            state.groups.retain(|_, g| g.last_ns >= horizon);
+            state.last_sweep_ns = now;
+        }
+        match plan.kind {
+            CorrelationKind::EventCount | CorrelationKind::ValueCount => {
+                render_key(&ctx, &plan.group_by, &mut self.key);
+                if plan.kind == CorrelationKind::ValueCount {
+                    render_key(&ctx, &plan.fields, &mut self.value);
+                }
+                let (g, evicted) = group(state, &self.key, max_groups, true);
+                self.stats.groups_evicted += evicted;
+                let Some(g) = g else { return };
+                g.last_ns = now;
+                let horizon = now.saturating_sub(plan.timespan_ns);
+                let count = if plan.kind == CorrelationKind::EventCount {
+                    g.times.push_back(now);
+                    while g.times.front().is_some_and(|&t| t < horizon) {
+                        g.times.pop_front();
+                    }
+                    while g.times.len() as u64 > plan.min {
+                        g.times.pop_front();
+                    }
+                    keep_evidence(g, ev);
+                    g.times.len() as u64
+                } else {
+                    g.values.retain(|_, t| *t >= horizon);
+                    match g.values.get_mut(self.value.as_str()) {
+                        Some(t) => *t = now,
+                        None => {
+                            g.values.insert(self.value.as_str().into(), now);
+                            keep_evidence(g, ev);
+                        }
+                    }
+                    g.values.len() as u64
+                };
+                if count >= plan.min {
+                    let events: Vec<Event> = std::mem::take(&mut g.evidence).into();
+                    state.groups.remove(self.key.as_str());
+                    out.push(detection(rule, index, ev, &ctx, Some((count, &self.key)), events));
+                }
+            }
+            CorrelationKind::Temporal | CorrelationKind::TemporalOrdered => {
+                let ordered = plan.kind == CorrelationKind::TemporalOrdered;
+                let horizon = now.saturating_sub(plan.timespan_ns);
+                for (si, step) in plan.steps.iter().enumerate() {
+                    if !step.node.eval(&ctx) {
+                        continue;
+                    }
+                    render_key(&ctx, step.group_by.as_deref().unwrap_or(&plan.group_by), &mut self.key);
+                    // A sequence starts only with its first step; later steps need a group.
+                    let create = !ordered || si == 0;
+                    let (g, evicted) = group(state, &self.key, max_groups, create);
+                    self.stats.groups_evicted += evicted;
+                    let Some(g) = g else { continue };
+                    if g.steps.len() != plan.steps.len() {
+                        g.steps = vec![VecDeque::new(); plan.steps.len()];
+                    }
+                    g.last_ns = now;
+                    let complete = if ordered {
+                        if g.current > 0 && g.started_ns < horizon {
+                            // The window ran out before the sequence completed: start over.
+                            g.current = 0;
+                            g.steps.iter_mut().for_each(VecDeque::clear);
+                            g.evidence.clear();
+                            if si != 0 {
+                                continue;
+                            }
+                        }
+                        if si != g.current {
+                            continue;
+                        }
+                        let times = &mut g.steps[si];
+                        times.push_back(now);
+                        if si == 0 {
+                            while times.front().is_some_and(|&t| t < horizon) {
+                                times.pop_front();
+                            }
+                        }
+                        while times.len() as u64 > step.count {
+                            times.pop_front();
+                        }
+                        let reached = times.len() as u64 >= step.count;
+                        let first = times.front().copied().unwrap_or(now);
+                        keep_evidence(g, ev);
+                        if reached {
+                            if si == 0 {
+                                g.started_ns = first;
+                            }
+                            g.current += 1;
+                        }
+                        g.current == plan.steps.len()
+                    } else {
+                        let times = &mut g.steps[si];
+                        times.push_back(now);
+                        while times.len() as u64 > step.count {
+                            times.pop_front();
+                        }
+                        keep_evidence(g, ev);
+                        plan.steps.iter().zip(&g.steps).all(|(s, t)| {
+                            t.len() as u64 >= s.count && t.front().is_some_and(|&f| f >= horizon)
+                        })
+                    };
+                    if complete {
+                        let count: u64 = g.steps.iter().map(|t| t.len() as u64).sum();
+                        let events: Vec<Event> = std::mem::take(&mut g.evidence).into();
+                        state.groups.remove(self.key.as_str());
+                        out.push(detection(rule, index, ev, &ctx, Some((count, &self.key)), events));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn keep_evidence(g: &mut Group, ev: &Event) {
+    if g.evidence.len() == MAX_EVIDENCE {
+        g.evidence.pop_front();
+    }
+    g.evidence.push_back(ev.clone());
+}
+
+/// The group for `key`, created when `create` (evicting the least recently seen group when the
+/// rule tracks `max` groups). Returns the group and how many groups were evicted.
+fn group<'s>(
+    state: &'s mut CorrState,
+    key: &str,
+    max: usize,
+    create: bool,
+) -> (Option<&'s mut Group>, u64) {
+    let mut evicted = 0;
+    if !state.groups.contains_key(key) {
+        if !create {
+            return (None, 0);
+        }
+        if state.groups.len() >= max.max(1) {
+            let oldest = state
+                .groups
+                .iter()
+                .min_by_key(|(_, g)| g.last_ns)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                state.groups.remove(&k);
+                evicted = 1;
+            }
+        }
+        state.groups.insert(key.into(), Group::default());
+    }
+    (state.groups.get_mut(key), evicted)
+}
+
+/// Writes `field=value` pairs (first value of each field, `<NA>` when absent) into `out`.
+fn render_key(ctx: &Ctx<'_>, fields: &[Option<FieldRef>], out: &mut String) {
+    out.clear();
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        match f {
+            Some(f) => {
+                out.push_str(&f.name);
+                out.push('=');
+                match ctx.get(f, 0) {
+                    Some(v) => v.write_to(out),
+                    None => out.push_str("<NA>"),
+                }
+            }
+            None => out.push_str("<NA>"),
+        }
+    }
+}
+
+fn detection(
+    rule: &CompiledRule,
+    index: usize,
+    ev: &Event,
+    ctx: &Ctx<'_>,
+    corr: Option<(u64, &str)>,
+    events: Vec<Event>,
+) -> Detection {
+    let mut output = String::new();
+    let mut fields = BTreeMap::new();
+    for piece in &rule.output {
+        match piece {
+            Piece::Text(t) => output.push_str(t),
+            Piece::Field(name, f) => {
+                let start = output.len();
+                match (f, corr) {
+                    (Some(f), Some((count, _))) if f.id == F::CorrelationCount => {
+                        let _ = write!(output, "{count}");
+                    }
+                    (Some(f), Some((_, key))) if f.id == F::CorrelationKey => output.push_str(key),
+                    (Some(f), _) => match ctx.get(f, 0) {
+                        Some(v) => v.write_to(&mut output),
+                        None => output.push_str("<NA>"),
+                    },
+                    (None, _) => output.push_str("<NA>"),
+                }
+                fields.insert(name.clone(), output[start..].to_string());
+            }
+        }
+    }
+    let id = EventId(format!("{}-{:016x}", ev.id, fnv(&rule.name)));
+    Detection {
+        alert: Alert {
+            id,
+            time_ns: ev.time_ns,
+            rule: rule.name.clone(),
+            description: rule.desc.clone(),
+            priority: rule.priority,
+            tags: rule.tags.clone(),
+            output: output.trim().to_string(),
+            output_fields: fields,
+            source: if corr.is_some() { "correlation" } else { "syscall" }.to_string(),
+            device: ev.device.clone(),
+            container: ev.container.clone(),
+            process: ev.process.clone(),
+            events,
+        },
+        actions: rule.actions.clone(),
+        rule_index: index,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>() {}
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn engine_is_send_and_rules_are_shareable() {
+        assert_send::<Engine>();
+        assert_send_sync::<RuleSet>();
+    }
+
+    #[test]
+    fn fnv_is_stable() {
+        assert_eq!(fnv(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv("a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}

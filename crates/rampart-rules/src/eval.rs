@@ -1,0 +1,472 @@
+//! The evaluation plan: compiled conditions and how they are tested against one event.
+//!
+//! Literals are parsed once, at compile time, into the form the comparison needs (numbers,
+//! addresses, networks, lower-cased text, substring finders, regexes, hash sets for `in`, path
+//! sets for `pmatch`); evaluating a condition allocates nothing.
+
+use std::fmt::Write;
+use std::net::IpAddr;
+
+use memchr::memmem::Finder;
+use rustc_hash::FxHashSet;
+
+use crate::condition::Op;
+use crate::extract::{Ctx, FieldRef, Val};
+use crate::render::StackBuf;
+
+/// A compiled condition.
+#[derive(Debug)]
+pub(crate) enum Node {
+    Const(bool),
+    And(Box<[Node]>),
+    Or(Box<[Node]>),
+    Not(Box<Node>),
+    Check(Box<Check>),
+}
+
+#[derive(Debug)]
+pub(crate) struct Check {
+    pub field: FieldRef,
+    pub op: Op,
+    pub rhs: Rhs,
+}
+
+/// A CIDR network (an address is a network with a full-length prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IpNet {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    /// Parses `10.0.0.0/8`, `fe80::/10` or a plain address.
+    pub fn parse(s: &str) -> Option<IpNet> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let written: IpAddr = a.trim().parse().ok()?;
+        let max = if written.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max)?,
+            None => max,
+        };
+        // An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) is the IPv4 network it maps.
+        let addr = written.to_canonical();
+        let prefix = if addr.is_ipv4() && written.is_ipv6() {
+            prefix.checked_sub(96)?
+        } else {
+            prefix
+        };
+        Some(IpNet { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One literal in the forms its comparisons need.
+#[derive(Debug)]
+pub(crate) struct Scalar {
+    pub text: Box<str>,
+    pub lower: Box<str>,
+    pub int: Option<i64>,
+    pub boolean: Option<bool>,
+    pub net: Option<IpNet>,
+}
+
+impl Scalar {
+    pub fn new(text: &str) -> Scalar {
+        Scalar {
+            text: text.into(),
+            lower: text.to_ascii_lowercase().into(),
+            int: parse_int(text),
+            boolean: match text {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            },
+            net: IpNet::parse(text),
+        }
+    }
+}
+
+/// Decimal, `0x` hex, with an optional sign.
+pub(crate) fn parse_int(s: &str) -> Option<i64> {
+    let t = s.trim();
+    let (neg, t) = match t.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let v = if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        i64::from_str_radix(h, 16).ok()?
+    } else {
+        t.parse::<i64>().ok()?
+    };
+    Some(if neg { -v } else { v })
+}
+
+/// The values of an `in` / `intersects` list.
+#[derive(Debug, Default)]
+pub(crate) struct ValueSet {
+    pub strs: FxHashSet<Box<str>>,
+    pub ints: FxHashSet<i64>,
+    pub nets: Vec<IpNet>,
+    pub bools: [bool; 2],
+}
+
+impl ValueSet {
+    pub fn insert(&mut self, text: &str) {
+        let s = Scalar::new(text);
+        if let Some(i) = s.int {
+            self.ints.insert(i);
+        }
+        if let Some(n) = s.net {
+            self.nets.push(n);
+        }
+        if let Some(b) = s.boolean {
+            self.bools[usize::from(b)] = true;
+        }
+        self.strs.insert(s.text);
+    }
+
+    fn contains(&self, v: &Val<'_>) -> bool {
+        match v {
+            Val::Str(s) => self.strs.contains(*s),
+            Val::Owned(s) => self.strs.contains(s.as_str()),
+            Val::Int(i) => self.ints.contains(i),
+            Val::Bool(b) => self.bools[usize::from(*b)],
+            Val::Ip(ip) => self.nets.iter().any(|n| n.contains(*ip)),
+        }
+    }
+}
+
+/// The path prefixes of a `pmatch` list.
+#[derive(Debug, Default)]
+pub(crate) struct PrefixSet {
+    paths: FxHashSet<Box<str>>,
+    root: bool,
+}
+
+impl PrefixSet {
+    pub fn insert(&mut self, path: &str) {
+        let p = path.trim_end_matches('/');
+        if p.is_empty() {
+            self.root = true;
+        } else {
+            self.paths.insert(p.into());
+        }
+    }
+
+    /// `value` is one of the paths or below one of them (component-wise: `/usr/bin` covers
+    /// `/usr/bin/ls`, not `/usr/binx`).
+    fn matches(&self, value: &str) -> bool {
+        if self.root && value.starts_with('/') {
+            return true;
+        }
+        let v = value.trim_end_matches('/');
+        if self.paths.contains(v) {
+            return true;
+        }
+        v.match_indices('/')
+            .any(|(i, _)| i > 0 && self.paths.contains(&v[..i]))
+    }
+}
+
+/// The right-hand side of a comparison.
+#[derive(Debug)]
+pub(crate) enum Rhs {
+    None,
+    One(Scalar),
+    Set(ValueSet),
+    Prefixes(PrefixSet),
+    Regex(regex::Regex),
+    /// `contains` / `bcontains`: a substring finder.
+    Contains(Finder<'static>),
+    Field(FieldRef),
+}
+
+impl Node {
+    pub fn eval(&self, ctx: &Ctx<'_>) -> bool {
+        match self {
+            Node::Const(b) => *b,
+            Node::And(items) => items.iter().all(|n| n.eval(ctx)),
+            Node::Or(items) => items.iter().any(|n| n.eval(ctx)),
+            Node::Not(n) => !n.eval(ctx),
+            Node::Check(c) => c.eval(ctx),
+        }
+    }
+}
+
+impl Check {
+    fn eval(&self, ctx: &Ctx<'_>) -> bool {
+        if self.op == Op::Exists {
+            return ctx.get(&self.field, 0).is_some();
+        }
+        let mut i = 0;
+        while let Some(v) = ctx.get(&self.field, i) {
+            if self.test(&v, ctx) {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+
+    fn test(&self, v: &Val<'_>, ctx: &Ctx<'_>) -> bool {
+        match &self.rhs {
+            Rhs::None => false,
+            Rhs::Set(set) => set.contains(v),
+            Rhs::One(s) => match v {
+                Val::Str(x) => str_op(self.op, x, s),
+                Val::Owned(x) => str_op(self.op, x, s),
+                Val::Int(n) => match s.int {
+                    Some(r) => int_op(self.op, *n, r),
+                    None => as_text(v, |x| str_op(self.op, x, s)),
+                },
+                Val::Bool(b) => match (self.op, s.boolean) {
+                    (Op::Eq, Some(r)) => *b == r,
+                    (Op::Ne, Some(r)) => *b != r,
+                    _ => as_text(v, |x| str_op(self.op, x, s)),
+                },
+                Val::Ip(ip) => match (self.op, s.net) {
+                    (Op::Eq, Some(n)) => n.contains(*ip),
+                    (Op::Ne, Some(n)) => !n.contains(*ip),
+                    _ => as_text(v, |x| str_op(self.op, x, s)),
+                },
+            },
+            Rhs::Prefixes(p) => as_text(v, |x| p.matches(x)),
+            Rhs::Regex(r) => as_text(v, |x| r.is_match(x)),
+            Rhs::Contains(f) => as_text(v, |x| f.find(x.as_bytes()).is_some()),
+            Rhs::Field(other) => match ctx.get(other, 0) {
+                None => false,
+                Some(w) => compare_values(self.op, v, &w),
+            },
+        }
+    }
+}
+
+/// Runs `f` on the value's text; numbers and addresses are written to a stack buffer.
+fn as_text<R>(v: &Val<'_>, f: impl FnOnce(&str) -> R) -> R {
+    match v {
+        Val::Str(s) => f(s),
+        Val::Owned(s) => f(s),
+        other => {
+            let mut buf = StackBuf::new();
+            other.write_to(&mut buf);
+            f(buf.as_str())
+        }
+    }
+}
+
+fn compare_values(op: Op, a: &Val<'_>, b: &Val<'_>) -> bool {
+    if let (Val::Int(x), Val::Int(y)) = (a, b) {
+        return int_op(op, *x, *y);
+    }
+    as_text(a, |x| {
+        as_text(b, |y| {
+            let mut s = String::new();
+            let _ = s.write_str(y);
+            str_op(op, x, &Scalar::new(&s))
+        })
+    })
+}
+
+fn int_op(op: Op, a: i64, b: i64) -> bool {
+    match op {
+        Op::Eq | Op::In | Op::Intersects => a == b,
+        Op::Ne => a != b,
+        Op::Lt => a < b,
+        Op::Le => a <= b,
+        Op::Gt => a > b,
+        Op::Ge => a >= b,
+        _ => false,
+    }
+}
+
+fn str_op(op: Op, x: &str, s: &Scalar) -> bool {
+    let r = &*s.text;
+    match op {
+        Op::Eq | Op::In | Op::Intersects => x == r,
+        Op::Ne => x != r,
+        Op::Lt => x < r,
+        Op::Le => x <= r,
+        Op::Gt => x > r,
+        Op::Ge => x >= r,
+        Op::Contains | Op::BContains => x.contains(r),
+        Op::IContains => contains_ignore_ascii_case(x, &s.lower),
+        Op::StartsWith | Op::BStartsWith => x.starts_with(r),
+        Op::EndsWith => x.ends_with(r),
+        Op::Glob => glob(r.as_bytes(), x.as_bytes(), false),
+        Op::IGlob => glob(s.lower.as_bytes(), x.as_bytes(), true),
+        Op::PMatch => {
+            let v = x.trim_end_matches('/');
+            let p = r.trim_end_matches('/');
+            v == p || (v.starts_with(p) && v.as_bytes().get(p.len()) == Some(&b'/'))
+        }
+        Op::Regex | Op::Exists => false,
+    }
+}
+
+/// ASCII case-insensitive substring search; `needle` is already lower-case.
+fn contains_ignore_ascii_case(hay: &str, needle: &str) -> bool {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    if n.is_empty() {
+        return true;
+    }
+    if h.len() < n.len() {
+        return false;
+    }
+    let first = n[0];
+    (0..=h.len() - n.len()).any(|i| {
+        h[i].to_ascii_lowercase() == first && h[i..i + n.len()].eq_ignore_ascii_case(n)
+    })
+}
+
+/// fnmatch(3)-style matching without FNM_PATHNAME (as Falco's `glob`): `*` matches any run of
+/// characters including `/`, `?` one character, `[...]` a class (`!` or `^` negates, `a-z`
+/// ranges), `\` escapes. Written here because the glob crates match paths component-wise.
+pub(crate) fn glob(pat: &[u8], s: &[u8], ci: bool) -> bool {
+    let lower = |c: u8| if ci { c.to_ascii_lowercase() } else { c };
+    let (mut p, mut i) = (0usize, 0usize);
+    let (mut star_p, mut star_i) = (usize::MAX, 0usize);
+    while i < s.len() {
+        if p < pat.len() {
+            match pat[p] {
+                b'*' => {
+                    star_p = p;
+                    star_i = i;
+                    p += 1;
+                    continue;
+                }
+                b'?' => {
+                    p += 1;
+                    i += 1;
+                    continue;
+                }
+                b'[' => {
+                    if let Some((matched, next)) = class(pat, p, lower(s[i]), ci) {
+                        if matched {
+                            p = next;
+                            i += 1;
+                            continue;
+                        }
+                    } else if lower(s[i]) == b'[' {
+                        p += 1;
+                        i += 1;
+                        continue;
+                    }
+                }
+                b'\\' if p + 1 < pat.len() => {
+                    if lower(pat[p + 1]) == lower(s[i]) {
+                        p += 2;
+                        i += 1;
+                        continue;
+                    }
+                }
+                c => {
+                    if lower(c) == lower(s[i]) {
+                        p += 1;
+                        i += 1;
+                        continue;
+                    }
+                }
+            }
+        }
+        if star_p != usize::MAX {
+            p = star_p + 1;
+            star_i += 1;
+            i = star_i;
+            continue;
+        }
+        return false;
+    }
+    pat[p..].iter().all(|&c| c == b'*')
+}
+
+/// Matches `c` against the class starting at `pat[p] == '['`; returns (matched, index after
+/// the class), or `None` when the class is not closed.
+fn class(pat: &[u8], p: usize, c: u8, ci: bool) -> Option<(bool, usize)> {
+    let mut j = p + 1;
+    let negate = matches!(pat.get(j), Some(b'!') | Some(b'^'));
+    if negate {
+        j += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    while j < pat.len() && (pat[j] != b']' || first) {
+        first = false;
+        let lo = if ci { pat[j].to_ascii_lowercase() } else { pat[j] };
+        if pat.get(j + 1) == Some(&b'-') && pat.get(j + 2).is_some_and(|&b| b != b']') {
+            let hi = if ci {
+                pat[j + 2].to_ascii_lowercase()
+            } else {
+                pat[j + 2]
+            };
+            if lo <= c && c <= hi {
+                matched = true;
+            }
+            j += 3;
+        } else {
+            if lo == c {
+                matched = true;
+            }
+            j += 1;
+        }
+    }
+    if j >= pat.len() {
+        return None;
+    }
+    Some((matched != negate, j + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_behave_like_fnmatch_without_pathname() {
+        assert!(glob(b"/home/*/.ssh/*", b"/home/bob/.ssh/id_rsa", false));
+        assert!(glob(b"/proc/*/environ", b"/proc/12/environ", false));
+        assert!(glob(b"*../*../*", b"/var/www/../../etc/passwd", false));
+        assert!(!glob(b"/proc/*/environ", b"/proc/12/status", false));
+        assert!(glob(b"id_[rd]sa?", b"id_rsa2", false));
+        assert!(!glob(b"id_[!rd]sa", b"id_rsa", false));
+        assert!(glob(b"*.PEM", b"key.pem", true));
+        assert!(glob(b"a\\*b", b"a*b", false));
+    }
+
+    #[test]
+    fn networks_and_prefixes() {
+        let n = IpNet::parse("172.16.0.0/12").expect("net");
+        assert!(n.contains("172.20.1.1".parse().expect("ip")));
+        assert!(!n.contains("172.32.0.1".parse().expect("ip")));
+        assert!(IpNet::parse("::ffff:10.1.2.3")
+            .expect("mapped")
+            .contains("10.1.2.3".parse().expect("ip")));
+        let mut p = PrefixSet::default();
+        p.insert("/usr/bin");
+        p.insert("/etc/");
+        assert!(p.matches("/usr/bin/ls") && p.matches("/etc") && p.matches("/etc/ssh/x"));
+        assert!(!p.matches("/usr/binx") && !p.matches("/usr"));
+    }
+
+    #[test]
+    fn case_insensitive_contains() {
+        assert!(contains_ignore_ascii_case("CAP_SYS_MODULE CAP_X", "sys_module"));
+        assert!(!contains_ignore_ascii_case("CAP_SYS", "sys_module"));
+        assert_eq!(parse_int("0x1f"), Some(31));
+        assert_eq!(parse_int("-1"), Some(-1));
+    }
+}

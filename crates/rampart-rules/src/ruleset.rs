@@ -1,0 +1,518 @@
+//! Loading rule files and compiling them into a [`RuleSet`].
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::Path;
+
+use rampart_event::Priority;
+use rustc_hash::FxHashMap;
+
+use crate::compile::{self, fold, types_of, Compiler, Piece, TypeSet, Uses};
+use crate::error::{Error, Location};
+use crate::eval::Node;
+use crate::extract::FieldRef;
+use crate::loader::{Action, Collection, CorrelationKind, RuleDef, Warning};
+
+/// The default rule set shipped with Rampart (`rules/default.yaml`).
+pub const DEFAULT_RULES: &str = include_str!("../../../rules/default.yaml");
+
+/// The name [`Loader::add_default_rules`] gives the default rules in messages.
+pub const DEFAULT_RULES_NAME: &str = "rules/default.yaml";
+
+/// Event types (Falco `evt.type` values) that Rampart's sensor and enrichment produce. A rule
+/// that can only match other types cannot fire.
+pub const PRODUCED_EVENT_TYPES: &[&str] = &[
+    "execve", "execveat", "clone", "clone3", "fork", "vfork", "procexit", "open", "openat",
+    "openat2", "creat", "unlink", "unlinkat", "rename", "renameat", "renameat2", "chmod", "fchmod",
+    "fchmodat", "chown", "lchown", "fchown", "fchownat", "mount", "umount", "umount2",
+    "pivot_root", "memfd_create", "connect", "accept", "accept4", "bind", "listen", "setuid",
+    "setreuid", "setresuid", "setfsuid", "setgid", "setregid", "setresgid", "setfsgid",
+    "setgroups", "capset", "ptrace", "unshare", "setns", "init_module", "finit_module", "bpf",
+    "kill", "tkill", "tgkill", "dns", "container", "auth", "sensor",
+];
+
+/// How many rules may fire for one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RuleMatching {
+    /// The first matching rule in load order wins (Falco's default).
+    #[default]
+    First,
+    /// Every matching rule fires.
+    All,
+}
+
+impl std::str::FromStr for RuleMatching {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "first" => Ok(RuleMatching::First),
+            "all" => Ok(RuleMatching::All),
+            other => Err(format!("rule_matching must be `first` or `all`, not {other:?}")),
+        }
+    }
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Falco's `rule_matching`. Correlation rules always see every event: they are not
+    /// "matches" that stop the others.
+    pub rule_matching: RuleMatching,
+    /// Rules less severe than this are not evaluated (Falco's `priority` setting).
+    pub min_priority: Priority,
+    /// Most groups (distinct group-by keys) a correlation rule tracks at once; beyond it the
+    /// least recently seen group is dropped and counted in [`crate::EngineStats`].
+    pub max_groups_per_rule: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            rule_matching: RuleMatching::First,
+            min_priority: Priority::Debug,
+            max_groups_per_rule: 100_000,
+        }
+    }
+}
+
+/// Something a rule needs that Rampart does not produce.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Need {
+    /// A field Rampart's events do not carry (`proc.env`, `k8s.ns.name`, `evt.arg.target`).
+    Field(String),
+    /// Event types (syscalls) Rampart does not capture.
+    EventTypes(Vec<String>),
+    /// A Falco event source other than syscalls (`k8s_audit`, `aws_cloudtrail`).
+    Source(String),
+}
+
+impl fmt::Display for Need {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Need::Field(name) => write!(f, "field {name}"),
+            Need::EventTypes(t) if t.is_empty() => f.write_str("an event type (its evt.type test matches none)"),
+            Need::EventTypes(t) => write!(f, "evt.type {}", t.join("|")),
+            Need::Source(s) => write!(f, "event source {s}"),
+        }
+    }
+}
+
+/// An enabled rule that can never match Rampart's events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CannotFire {
+    pub rule: String,
+    pub at: Location,
+    pub needs: Vec<Need>,
+}
+
+impl fmt::Display for CannotFire {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: rule {:?} cannot fire: needs ", self.at, self.rule)?;
+        for (i, n) in self.needs.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What compiling found besides errors.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Enabled rules that cannot fire, each reported once.
+    pub cannot_fire: Vec<CannotFire>,
+    /// Non-fatal findings: unknown keys, rules that use absent fields but can still fire,
+    /// rules skipped by `skip-if-unknown-filter`.
+    pub warnings: Vec<Warning>,
+    pub rules: usize,
+    pub enabled_rules: usize,
+    pub macros: usize,
+    pub lists: usize,
+}
+
+/// A compiled correlation.
+#[derive(Debug)]
+pub(crate) struct CorrPlan {
+    pub kind: CorrelationKind,
+    pub group_by: Box<[Option<FieldRef>]>,
+    pub timespan_ns: u64,
+    pub min: u64,
+    pub fields: Box<[Option<FieldRef>]>,
+    pub steps: Box<[StepPlan]>,
+}
+
+#[derive(Debug)]
+pub(crate) struct StepPlan {
+    pub node: Node,
+    pub count: u64,
+    pub group_by: Option<Box<[Option<FieldRef>]>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledRule {
+    pub name: String,
+    pub desc: String,
+    pub priority: Priority,
+    pub tags: Vec<String>,
+    pub enabled: bool,
+    pub node: Node,
+    pub output: Vec<Piece>,
+    pub actions: Vec<Action>,
+    pub correlation: Option<CorrPlan>,
+    pub at: Location,
+    /// Fires on Rampart's events: enabled, not below the minimum priority, able to fire.
+    pub active: bool,
+}
+
+/// Information about one rule of a [`RuleSet`].
+#[derive(Debug, Clone, Copy)]
+pub struct RuleInfo<'a> {
+    rule: &'a CompiledRule,
+}
+
+impl<'a> RuleInfo<'a> {
+    pub fn name(&self) -> &'a str {
+        &self.rule.name
+    }
+    pub fn description(&self) -> &'a str {
+        &self.rule.desc
+    }
+    pub fn priority(&self) -> Priority {
+        self.rule.priority
+    }
+    pub fn tags(&self) -> &'a [String] {
+        &self.rule.tags
+    }
+    pub fn enabled(&self) -> bool {
+        self.rule.enabled
+    }
+    /// Enabled, at or above the minimum priority, and able to fire on Rampart's events.
+    pub fn active(&self) -> bool {
+        self.rule.active
+    }
+    pub fn actions(&self) -> &'a [Action] {
+        &self.rule.actions
+    }
+    /// A correlation (stateful) rule.
+    pub fn is_correlation(&self) -> bool {
+        self.rule.correlation.is_some()
+    }
+    /// Where the rule was (last) defined.
+    pub fn location(&self) -> &'a Location {
+        &self.rule.at
+    }
+}
+
+/// Compiled rules: immutable, shareable between threads (`Send + Sync`).
+#[derive(Debug)]
+pub struct RuleSet {
+    pub(crate) rules: Vec<CompiledRule>,
+    /// Active single-event rules by event type, in load order.
+    pub(crate) index: FxHashMap<Box<str>, Box<[u32]>>,
+    /// Active single-event rules for event types not in `index`.
+    pub(crate) fallback: Box<[u32]>,
+    /// Active correlation rules by event type, and for other types.
+    pub(crate) corr_index: FxHashMap<Box<str>, Box<[u32]>>,
+    pub(crate) corr_fallback: Box<[u32]>,
+    pub(crate) options: Options,
+    report: Report,
+}
+
+impl RuleSet {
+    /// What compiling found: rules that cannot fire, warnings, counts.
+    pub fn report(&self) -> &Report {
+        &self.report
+    }
+
+    /// Every rule, in load order.
+    pub fn rules(&self) -> impl Iterator<Item = RuleInfo<'_>> {
+        self.rules.iter().map(|rule| RuleInfo { rule })
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+}
+
+/// Reads rule files in order and compiles them.
+///
+/// ```
+/// let mut loader = rampart_rules::Loader::new();
+/// loader.add_str("mine.yaml", "- rule: Any shell\n  desc: d\n  condition: evt.type=execve and proc.name=sh\n  output: shell %proc.cmdline\n  priority: NOTICE\n").unwrap();
+/// let rules = loader.compile(rampart_rules::Options::default()).unwrap();
+/// assert_eq!(rules.report().enabled_rules, 1);
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct Loader {
+    coll: Collection,
+    files: Vec<String>,
+}
+
+impl Loader {
+    pub fn new() -> Loader {
+        Loader::default()
+    }
+
+    /// Adds a rule file. On error nothing of this file is kept.
+    pub fn add_file(&mut self, path: impl AsRef<Path>) -> Result<(), Error> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.add_str(&path.display().to_string(), &text)
+    }
+
+    /// Adds rule text; `name` stands for the file in messages. On error nothing of it is kept.
+    pub fn add_str(&mut self, name: &str, text: &str) -> Result<(), Error> {
+        let mut next = self.coll.clone();
+        next.add(name, text)?;
+        self.coll = next;
+        self.files.push(name.to_string());
+        Ok(())
+    }
+
+    /// Adds Rampart's default rules ([`DEFAULT_RULES`]).
+    pub fn add_default_rules(&mut self) -> Result<(), Error> {
+        self.add_str(DEFAULT_RULES_NAME, DEFAULT_RULES)
+    }
+
+    /// The names of the files added so far, in order.
+    pub fn files(&self) -> &[String] {
+        &self.files
+    }
+
+    /// Compiles everything added. The first error stops compilation.
+    pub fn compile(&self, options: Options) -> Result<RuleSet, Error> {
+        let compiler = Compiler::new(&self.coll.lists, &self.coll.macros)?;
+        let mut report = Report {
+            warnings: self.coll.warnings.clone(),
+            macros: self.coll.macros.len(),
+            lists: self.coll.lists.len(),
+            ..Report::default()
+        };
+        let mut rules = Vec::new();
+        for def in &self.coll.rules {
+            match compile_rule(&compiler, def, &options, &mut report) {
+                Ok(Some(rule)) => rules.push(rule),
+                Ok(None) => {}
+                Err(Error::UnknownField { at, field, .. }) if def.skip_if_unknown_filter => {
+                    report.warnings.push(Warning {
+                        at,
+                        message: format!(
+                            "rule {:?} skipped (skip-if-unknown-filter): unknown field {field}",
+                            def.name
+                        ),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        report.rules = self.coll.rules.len();
+        report.enabled_rules = rules.iter().filter(|r| r.enabled).count();
+        Ok(index(rules, options, report))
+    }
+}
+
+fn compile_rule(
+    compiler: &Compiler,
+    def: &RuleDef,
+    options: &Options,
+    report: &mut Report,
+) -> Result<Option<CompiledRule>, Error> {
+    if def.source != "syscall" {
+        // Another Falco event source: check the syntax, keep the rule out of the plan.
+        compile::parse_cond(&def.cond)?;
+        if def.enabled {
+            report.cannot_fire.push(CannotFire {
+                rule: def.name.clone(),
+                at: def.at.clone(),
+                needs: vec![Need::Source(def.source.clone())],
+            });
+        }
+        return Ok(None);
+    }
+    let mut uses = Uses::default();
+    let mut node = compiler.condition(&def.cond, &mut uses)?;
+    if let Some(ex) = compiler.exceptions(&def.exceptions, &mut uses)? {
+        node = Node::And(vec![node, ex].into_boxed_slice());
+    }
+    let output = match &def.output {
+        Some(frag) => compile::output(compiler, frag, &mut Uses::default())?,
+        None => Vec::new(),
+    };
+    let correlation = match &def.correlation {
+        None => None,
+        Some(c) => {
+            let fields_of = |names: &[String], uses: &mut Uses| -> Result<Box<[Option<FieldRef>]>, Error> {
+                names
+                    .iter()
+                    .map(|n| {
+                        let fe = compile::parse_field_text(n).ok_or_else(|| Error::Schema {
+                            at: c.at.clone(),
+                            message: format!("invalid field {n:?}"),
+                        })?;
+                        let loc = c.at.clone();
+                        let src = compile::Src::At(&loc);
+                        Ok(compiler.field(&fe, src, uses)?.map(|(f, _)| f))
+                    })
+                    .collect()
+            };
+            let mut steps = Vec::new();
+            for s in &c.steps {
+                let step_node = fold(compiler.condition(&s.cond, &mut uses)?);
+                steps.push(StepPlan {
+                    node: step_node,
+                    count: s.count,
+                    group_by: match &s.group_by {
+                        Some(g) => Some(fields_of(g, &mut uses)?),
+                        None => None,
+                    },
+                });
+            }
+            Some(CorrPlan {
+                kind: c.kind,
+                group_by: fields_of(&c.group_by, &mut uses)?,
+                timespan_ns: c.timespan_ns,
+                min: c.min,
+                fields: fields_of(&c.fields, &mut uses)?,
+                steps: steps.into_boxed_slice(),
+            })
+        }
+    };
+    let node = fold(node);
+    let mut needs = Vec::new();
+    let mut types = types_of(&node);
+    if let Some(c) = &correlation {
+        if !c.steps.is_empty() {
+            let steps = c
+                .steps
+                .iter()
+                .fold(TypeSet::Only(BTreeSet::new()), |acc, s| union(acc, types_of(&s.node)));
+            types = intersect(types, steps);
+        }
+    }
+    let produced = PRODUCED_EVENT_TYPES.iter().any(|t| types.contains(t));
+    if matches!(node, Node::Const(false)) || !produced {
+        if matches!(node, Node::Const(false)) {
+            needs.extend(uses.absent.iter().map(|f| Need::Field(f.clone())));
+        }
+        if !produced {
+            let wanted = match &types {
+                TypeSet::Only(s) => s.iter().cloned().collect(),
+                _ => Vec::new(),
+            };
+            needs.push(Need::EventTypes(wanted));
+        }
+        if needs.is_empty() {
+            needs.push(Need::Field("a condition that is not always false".into()));
+        }
+    } else if !uses.absent.is_empty() && def.enabled {
+        report.warnings.push(Warning {
+            at: def.at.clone(),
+            message: format!(
+                "rule {:?} uses fields Rampart does not produce (comparisons on them are false): {}",
+                def.name,
+                uses.absent.iter().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    let can_fire = needs.is_empty();
+    if !can_fire && def.enabled {
+        report.cannot_fire.push(CannotFire {
+            rule: def.name.clone(),
+            at: def.at.clone(),
+            needs,
+        });
+    }
+    Ok(Some(CompiledRule {
+        name: def.name.clone(),
+        desc: def.desc.clone(),
+        priority: def.priority,
+        tags: def.tags.clone(),
+        enabled: def.enabled,
+        node,
+        output,
+        actions: def.actions.clone(),
+        correlation,
+        at: def.at.clone(),
+        active: def.enabled && can_fire && def.priority <= options.min_priority,
+    }))
+}
+
+fn union(a: TypeSet, b: TypeSet) -> TypeSet {
+    match (a, b) {
+        (TypeSet::All, _) | (_, TypeSet::All) => TypeSet::All,
+        (TypeSet::Only(x), TypeSet::Only(y)) => TypeSet::Only(x.union(&y).cloned().collect()),
+        _ => TypeSet::All,
+    }
+}
+
+fn intersect(a: TypeSet, b: TypeSet) -> TypeSet {
+    match (a, b) {
+        (TypeSet::All, x) | (x, TypeSet::All) => x,
+        (TypeSet::Only(x), TypeSet::Only(y)) => TypeSet::Only(x.intersection(&y).cloned().collect()),
+        (TypeSet::Only(x), TypeSet::Except(y)) | (TypeSet::Except(y), TypeSet::Only(x)) => {
+            TypeSet::Only(x.difference(&y).cloned().collect())
+        }
+        (TypeSet::Except(x), TypeSet::Except(y)) => TypeSet::Except(x.union(&y).cloned().collect()),
+    }
+}
+
+fn index(rules: Vec<CompiledRule>, options: Options, report: Report) -> RuleSet {
+    let mut universe: BTreeSet<String> = PRODUCED_EVENT_TYPES.iter().map(|s| s.to_string()).collect();
+    let mut sets = Vec::new();
+    for r in &rules {
+        let mut t = types_of(&r.node);
+        if let Some(c) = &r.correlation {
+            if !c.steps.is_empty() {
+                let steps = c
+                    .steps
+                    .iter()
+                    .fold(TypeSet::Only(BTreeSet::new()), |acc, s| union(acc, types_of(&s.node)));
+                t = intersect(t, steps);
+            }
+        }
+        if let TypeSet::Only(s) | TypeSet::Except(s) = &t {
+            universe.extend(s.iter().cloned());
+        }
+        sets.push(t);
+    }
+    let mut index: FxHashMap<Box<str>, Box<[u32]>> = FxHashMap::default();
+    let mut corr_index: FxHashMap<Box<str>, Box<[u32]>> = FxHashMap::default();
+    for t in &universe {
+        let pick = |corr: bool| -> Box<[u32]> {
+            rules
+                .iter()
+                .enumerate()
+                .filter(|(i, r)| r.active && r.correlation.is_some() == corr && sets[*i].contains(t))
+                .map(|(i, _)| i as u32)
+                .collect()
+        };
+        index.insert(t.as_str().into(), pick(false));
+        corr_index.insert(t.as_str().into(), pick(true));
+    }
+    let fallback = |corr: bool| -> Box<[u32]> {
+        rules
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| {
+                r.active
+                    && r.correlation.is_some() == corr
+                    && !matches!(sets[*i], TypeSet::Only(_))
+            })
+            .map(|(i, _)| i as u32)
+            .collect()
+    };
+    RuleSet {
+        fallback: fallback(false),
+        corr_fallback: fallback(true),
+        rules,
+        index,
+        corr_index,
+        options,
+        report,
+    }
+}
