@@ -107,7 +107,10 @@ pub fn cache_dir() -> PathBuf {
 
 /// An exclusive lock on a file in the cache dir, held until dropped; serialises fixture builds
 /// across test processes.
-struct CacheLock(File);
+struct CacheLock {
+    /// Held open: the lock lives as long as the descriptor.
+    _file: File,
+}
 
 impl CacheLock {
     fn take(name: &str) -> CacheLock {
@@ -115,7 +118,7 @@ impl CacheLock {
         // SAFETY: flock on a file descriptor we own.
         let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
         assert_eq!(rc, 0, "flock {name}");
-        CacheLock(f)
+        CacheLock { _file: f }
     }
 }
 
@@ -166,7 +169,7 @@ fn run(cmd: &mut Command) {
 
 /// Imports the directory `root` as image `tag` (`ENV PATH` set, since `docker import` sets none).
 fn import_dir(root: &Path, tag: &str) {
-    let tar = Command::new("tar")
+    let mut tar = Command::new("tar")
         .args(["--numeric-owner", "-C"])
         .arg(root)
         .args(["-c", "."])
@@ -181,7 +184,12 @@ fn import_dir(root: &Path, tag: &str) {
             "-",
             tag,
         ])
-        .stdin(tar.stdout.expect("tar stdout")));
+        .stdin(tar.stdout.take().expect("tar stdout")));
+    assert!(
+        tar.wait().is_ok_and(|s| s.success()),
+        "tar of {} failed",
+        root.display()
+    );
 }
 
 /// Tag of the busybox test image: a static busybox (Debian's busybox-static) with its applets

@@ -136,6 +136,20 @@ impl Decoder {
         if args.last().is_some_and(|a| a.is_empty()) {
             args.pop();
         }
+        // Multi-call binaries (busybox) re-exec applets through /proc/self/exe, which makes
+        // comm "exe"; argv[0] names the applet.
+        let mut name = comm(&x.h.comm);
+        if name == "exe" && filename.starts_with("/proc/") && filename.ends_with("/exe") {
+            if let Some(a0) = args.first() {
+                name = a0
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(a0)
+                    .chars()
+                    .take(15)
+                    .collect();
+            }
+        }
         let exe = if exe.is_empty() { filename } else { exe };
         let fileless = x.exe_nlink == 0 || exe.starts_with("/memfd:");
         e.process = Some(Arc::new(Process {
@@ -143,7 +157,7 @@ impl Decoder {
             tid: x.h.tid,
             ppid: x.h.ppid,
             vpid: Some(x.vpid),
-            name: comm(&x.h.comm),
+            name,
             exe,
             args,
             args_truncated: x.args_truncated != 0,
@@ -444,7 +458,10 @@ impl Decoder {
         e.dns = Some(DnsInfo {
             id: packet.id(),
             query: q.qname.to_string().trim_end_matches('.').to_string(),
-            qtype: format!("{:?}", q.qtype),
+            qtype: match q.qtype {
+                simple_dns::QTYPE::TYPE(t) => format!("{t:?}"),
+                other => format!("{other:?}"),
+            },
             rcode: response.then(|| format!("{:?}", packet.rcode()).to_uppercase()),
             answers: packet
                 .answers
@@ -694,6 +711,7 @@ fn boot_to_wall_offset() -> i128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytemuck::Zeroable;
 
     fn header(kind: u32, syscall: u32, size: usize) -> RpHeader {
         let mut h = RpHeader::zeroed();

@@ -212,11 +212,34 @@ impl Sensor {
             }
         }
 
-        let mut hooks = Vec::new();
+        let mut loaded = Vec::new();
         for (hook, tp_name, raw_name) in HOOKS {
-            let kind = attach_tracing(&mut ebpf, &btf, hook, tp_name, raw_name)?;
-            hooks.push((hook, kind));
+            let kind = load_tracing(&mut ebpf, &btf, hook, tp_name, raw_name)?;
+            loaded.push((
+                hook,
+                if kind == HookKind::TpBtf {
+                    tp_name
+                } else {
+                    raw_name
+                },
+                kind,
+            ));
         }
+        // Process lifecycle first, so the process table never misses a parent whose children's
+        // syscalls are already reported.
+        let mut hooks = Vec::new();
+        for &(hook, name, kind) in loaded.iter().rev() {
+            attach_tracing(&mut ebpf, hook, name, kind)?;
+            hooks.push((
+                hook,
+                if kind == HookKind::TpBtf {
+                    "tp_btf"
+                } else {
+                    "raw_tracepoint"
+                },
+            ));
+        }
+        hooks.reverse();
 
         let mut dns_attached = false;
         if config.dns {
@@ -349,21 +372,30 @@ fn name_key(name: &str) -> Option<NameKey> {
     Some(key)
 }
 
-/// Attaches `hook` with the tp_btf program, or the raw tracepoint one when tp_btf is refused.
-fn attach_tracing(
+/// How one hook is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HookKind {
+    TpBtf,
+    Raw,
+}
+
+/// Loads the program for `hook`: the tp_btf one, or the raw tracepoint one when tp_btf is
+/// refused. Loading (verification) is the slow part; attaching is done for all hooks at once
+/// afterwards, so that the sensor starts seeing everything at nearly the same moment.
+fn load_tracing(
     ebpf: &mut Ebpf,
     btf: &Btf,
     hook: &'static str,
     tp_name: &'static str,
     raw_name: &'static str,
-) -> Result<&'static str, KernelError> {
+) -> Result<HookKind, KernelError> {
     let tp_err = match ebpf.program_mut(tp_name) {
         Some(p) => {
             let p: &mut BtfTracePoint = p
                 .try_into()
                 .map_err(|e| KernelError::program(tp_name, hook, e))?;
-            match p.load(hook, btf).and_then(|()| p.attach().map(|_| ())) {
-                Ok(()) => return Ok("tp_btf"),
+            match p.load(hook, btf) {
+                Ok(()) => return Ok(HookKind::TpBtf),
                 Err(e) => e,
             }
         }
@@ -385,9 +417,33 @@ fn attach_tracing(
         .map_err(|e| KernelError::program(raw_name, hook, e))?;
     p.load()
         .map_err(|e| KernelError::program(raw_name, hook, e))?;
-    p.attach(hook)
-        .map_err(|e| KernelError::program(raw_name, hook, e))?;
-    Ok("raw_tracepoint")
+    Ok(HookKind::Raw)
+}
+
+fn attach_tracing(
+    ebpf: &mut Ebpf,
+    hook: &'static str,
+    name: &'static str,
+    kind: HookKind,
+) -> Result<(), KernelError> {
+    let p = ebpf
+        .program_mut(name)
+        .ok_or_else(|| KernelError::program(name, hook, aya::programs::ProgramError::NotLoaded))?;
+    let r = match kind {
+        HookKind::TpBtf => {
+            let p: &mut BtfTracePoint = p
+                .try_into()
+                .map_err(|e| KernelError::program(name, hook, e))?;
+            p.attach().map(|_| ())
+        }
+        HookKind::Raw => {
+            let p: &mut RawTracePoint = p
+                .try_into()
+                .map_err(|e| KernelError::program(name, hook, e))?;
+            p.attach(hook).map(|_| ())
+        }
+    };
+    r.map_err(|e| KernelError::program(name, hook, e))
 }
 
 fn attach_dns(ebpf: &mut Ebpf, root: &std::path::Path) -> Result<(), KernelError> {

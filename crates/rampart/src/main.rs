@@ -27,11 +27,14 @@ struct Cli {
 enum Command {
     /// Print the version and build facts.
     Version,
+    /// Watch this host: every exec, file, network, privilege and container event as JSON lines.
+    Agent(cmd::agent::AgentArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Version => cmd::version::run(),
+        Command::Agent(args) => cmd::agent::run(args),
     }
 }
 

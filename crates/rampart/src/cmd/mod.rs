@@ -1,5 +1,6 @@
 //! One module per subcommand group.
 
+pub mod agent;
 pub mod logging;
 pub mod version;
 

@@ -1,0 +1,285 @@
+//! The Docker Engine API: container metadata (name, image, digest, labels, pid, overlay upper
+//! dir) and the events stream that becomes `container.*` lifecycle events.
+//!
+//! bollard speaks the API; the client negotiates the API version with the daemon, so old
+//! daemons (Docker 20.10, API 1.41) work.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::query_parameters::{EventsOptions, ListContainersOptions};
+use futures_util::StreamExt;
+use rampart_event::{
+    Container, ContainerRuntime, Device, Event, EventId, EventKind, LifecycleInfo, Origin,
+    SensorEvent,
+};
+
+use crate::directory::{ContainerDirectory, ContainerRecord};
+use crate::error::ContainerError;
+
+/// Default Docker socket.
+pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
+
+/// A connection to dockerd.
+#[derive(Debug, Clone)]
+pub struct DockerClient {
+    docker: bollard::Docker,
+    socket: PathBuf,
+}
+
+impl DockerClient {
+    /// Connects to the daemon at `socket`, negotiates the API version and pings it.
+    pub async fn connect(socket: &Path) -> Result<DockerClient, ContainerError> {
+        let path = socket.to_string_lossy();
+        let docker = bollard::Docker::connect_with_unix(&path, 30, bollard::API_DEFAULT_VERSION)
+            .map_err(|e| ContainerError::docker("connect", socket, e))?
+            .negotiate_version()
+            .await
+            .map_err(|e| ContainerError::docker("negotiate API version", socket, e))?;
+        docker
+            .ping()
+            .await
+            .map_err(|e| ContainerError::docker("ping", socket, e))?;
+        Ok(DockerClient {
+            docker,
+            socket: socket.to_path_buf(),
+        })
+    }
+
+    /// The underlying bollard client, for crates that need more of the API.
+    pub fn api(&self) -> &bollard::Docker {
+        &self.docker
+    }
+
+    /// Everything Rampart keeps about container `id` (full id, name or prefix).
+    pub async fn inspect(&self, id: &str) -> Result<ContainerRecord, ContainerError> {
+        let r = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| ContainerError::docker("inspect container", &self.socket, e))?;
+        let config = r.config.unwrap_or_default();
+        let image_id = r.image.unwrap_or_default();
+        let image_digest = match self.docker.inspect_image(&image_id).await {
+            Ok(img) => img
+                .repo_digests
+                .unwrap_or_default()
+                .first()
+                .and_then(|d| d.split_once('@').map(|(_, dg)| dg.to_string())),
+            Err(_) => None,
+        };
+        let state = r.state.unwrap_or_default();
+        let upper_dir = r
+            .graph_driver
+            .and_then(|g| g.data.get("UpperDir").map(PathBuf::from));
+        let container = Container {
+            id: r.id.unwrap_or_else(|| id.to_string()),
+            name: r
+                .name
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_string(),
+            runtime: ContainerRuntime::Docker,
+            image: config.image.unwrap_or_default(),
+            image_id,
+            image_digest,
+            labels: config
+                .labels
+                .unwrap_or_default()
+                .into_iter()
+                .collect::<BTreeMap<_, _>>(),
+            privileged: r.host_config.and_then(|h| h.privileged).unwrap_or(false),
+        };
+        Ok(ContainerRecord {
+            container: Arc::new(container),
+            pid: state.pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0),
+            upper_dir,
+            started_at_ns: state
+                .started_at
+                .as_deref()
+                .and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos() as u64),
+        })
+    }
+
+    /// Inspects every running container into `dir`. Returns how many.
+    pub async fn load_running(&self, dir: &ContainerDirectory) -> Result<usize, ContainerError> {
+        let list = self
+            .docker
+            .list_containers(Some(ListContainersOptions::default()))
+            .await
+            .map_err(|e| ContainerError::docker("list containers", &self.socket, e))?;
+        let mut n = 0;
+        for c in list {
+            let Some(id) = c.id else { continue };
+            match self.inspect(&id).await {
+                Ok(rec) => {
+                    dir.insert(rec);
+                    n += 1;
+                }
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Turns Docker's container events into `container.*` events (sent to `tx` with an empty
+/// origin) and keeps `dir` current. Runs until `tx` is closed; reconnects after errors.
+#[derive(Debug)]
+pub struct DockerWatcher {
+    client: DockerClient,
+    dir: Arc<ContainerDirectory>,
+    device: Arc<Device>,
+    instance: u64,
+    seq: u64,
+    /// Lifecycle events the consumer had no room for.
+    pub drops: Arc<AtomicU64>,
+}
+
+impl DockerWatcher {
+    pub fn new(
+        client: DockerClient,
+        dir: Arc<ContainerDirectory>,
+        device: Arc<Device>,
+        instance: u64,
+    ) -> Self {
+        DockerWatcher {
+            client,
+            dir,
+            device,
+            instance,
+            seq: 0,
+            drops: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub async fn run(mut self, tx: SyncSender<SensorEvent>) {
+        let mut since = now_secs();
+        loop {
+            let mut filters = HashMap::new();
+            filters.insert("type".to_string(), vec!["container".to_string()]);
+            let mut stream = self.client.docker.events(Some(EventsOptions {
+                since: Some(since.to_string()),
+                until: None,
+                filters: Some(filters),
+            }));
+            while let Some(msg) = stream.next().await {
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!("docker events stream: {e}; reconnecting");
+                        break;
+                    }
+                };
+                if let Some(t) = msg.time {
+                    since = since.max(t);
+                }
+                if let Some(ev) = self.handle(msg).await {
+                    match tx.try_send(SensorEvent {
+                        origin: Origin::default(),
+                        event: ev,
+                    }) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(_)) => {
+                            self.drops.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(TrySendError::Disconnected(_)) => return,
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn handle(&mut self, msg: bollard::models::EventMessage) -> Option<Event> {
+        let action = msg.action.unwrap_or_default();
+        let actor = msg.actor.unwrap_or_default();
+        let id = actor.id.unwrap_or_default();
+        let attrs = actor.attributes.unwrap_or_default();
+        let (verb, detail) = match action.split_once(": ") {
+            Some((v, d)) => (v.to_string(), Some(d.to_string())),
+            None => (action.clone(), None),
+        };
+        let kind = match verb.as_str() {
+            "create" => EventKind::ContainerCreate,
+            "start" => EventKind::ContainerStart,
+            "exec_start" => EventKind::ContainerExec,
+            "die" => EventKind::ContainerDie,
+            "oom" => EventKind::ContainerOom,
+            "stop" => EventKind::ContainerStop,
+            "destroy" => EventKind::ContainerDestroy,
+            _ => return None,
+        };
+        let record = match kind {
+            EventKind::ContainerCreate | EventKind::ContainerStart => {
+                match self.client.inspect(&id).await {
+                    Ok(rec) => {
+                        self.dir.insert(rec.clone());
+                        Some(rec)
+                    }
+                    Err(e) => {
+                        tracing::warn!("{e}");
+                        self.dir.get(&id)
+                    }
+                }
+            }
+            EventKind::ContainerDestroy => self.dir.remove(&id),
+            _ => self.dir.get(&id),
+        };
+        let container = record.map(|r| r.container).unwrap_or_else(|| {
+            let mut c = Container::unnamed(id.clone(), ContainerRuntime::Docker);
+            c.name = attrs.get("name").cloned().unwrap_or_default();
+            c.image = attrs.get("image").cloned().unwrap_or_default();
+            Arc::new(c)
+        });
+        let mut info = LifecycleInfo {
+            action,
+            ..LifecycleInfo::default()
+        };
+        match kind {
+            EventKind::ContainerDie => {
+                info.exit_code = attrs.get("exitCode").and_then(|c| c.parse().ok());
+            }
+            EventKind::ContainerExec => {
+                info.exec_command = detail;
+                if let Some(exec_id) = attrs.get("execID") {
+                    if let Ok(x) = self.client.docker.inspect_exec(exec_id).await {
+                        info.exec_tty = x.process_config.as_ref().and_then(|p| p.tty);
+                        info.exec_user = x
+                            .process_config
+                            .and_then(|p| p.user)
+                            .filter(|u| !u.is_empty());
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.seq += 1;
+        let time_ns = msg
+            .time_nano
+            .and_then(|t| u64::try_from(t).ok())
+            .unwrap_or_else(|| now_secs().max(0) as u64 * 1_000_000_000);
+        let mut e = Event::new(
+            EventId::new(self.instance, self.seq),
+            time_ns,
+            kind,
+            self.device.clone(),
+        );
+        e.container = Some(container);
+        e.lifecycle = Some(info);
+        Some(e)
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

@@ -1,0 +1,178 @@
+//! The sensor against the real kernel: what it reports, what it filters in the kernel, and the
+//! proc-connector fallback.
+
+use std::process::Command;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rampart_event::{Device, EventKind, SensorEvent};
+use rampart_kernel::{Capabilities, ProcConnector, SensitiveNames, Sensor, SensorConfig};
+
+fn collect(rx: &Receiver<SensorEvent>, for_ms: u64) -> Vec<SensorEvent> {
+    let end = Instant::now() + Duration::from_millis(for_ms);
+    let mut out = Vec::new();
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        if let Ok(e) = rx.recv_timeout(left) {
+            out.push(e);
+        }
+    }
+    out
+}
+
+fn child_events(evs: &[SensorEvent], pid: u32) -> Vec<&SensorEvent> {
+    evs.iter().filter(|e| e.origin.pid == pid).collect()
+}
+
+#[test]
+fn read_only_opens_are_filtered_in_the_kernel_but_sensitive_ones_are_not() {
+    testkit::require!(Root, Bpf);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain = dir.path().join("plain.txt");
+    let secret_dir = dir.path().join(".ssh");
+    std::fs::create_dir(&secret_dir).expect("mkdir");
+    let key = secret_dir.join("id_ed25519");
+    std::fs::write(&plain, "x").expect("write");
+    std::fs::write(&key, "k").expect("write");
+    let (tx, rx) = sync_channel(65536);
+    let cfg = SensorConfig {
+        dns: false,
+        sensitive: SensitiveNames::from_patterns(&["/home/*/.ssh/*"]),
+        ..SensorConfig::default()
+    };
+    let sensor = Sensor::start(&cfg, Arc::new(Device::default()), 7, tx).expect("sensor");
+    let before = sensor.counters().filtered;
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "for i in 1 2 3 4 5 6 7 8 9 10; do cat {p} >/dev/null; done; cat {k} >/dev/null; echo y >> {p}",
+            p = plain.display(),
+            k = key.display()
+        ))
+        .spawn()
+        .expect("spawn");
+    let sh_pid = child.id();
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    let evs = collect(&rx, 500);
+    let opens: Vec<_> = evs
+        .iter()
+        .filter(|e| e.event.kind == EventKind::FileOpen)
+        .filter_map(|e| {
+            e.event
+                .file
+                .as_ref()
+                .map(|f| (e.origin.pid, f.path.clone(), f.sensitive, f.is_write_open()))
+        })
+        .collect();
+    let plain_s = plain.display().to_string();
+    let key_s = key.display().to_string();
+    assert!(
+        !opens.iter().any(|(_, p, _, w)| p == &plain_s && !w),
+        "read-only opens of an ordinary file never leave the kernel: {opens:?}"
+    );
+    assert!(
+        opens.iter().any(|(_, p, s, _)| p == &key_s && *s),
+        "sensitive read reported: {opens:?}"
+    );
+    assert!(
+        opens
+            .iter()
+            .any(|(pid, p, _, w)| p == &plain_s && *w && *pid == sh_pid),
+        "the append by the shell is reported: {opens:?}"
+    );
+    assert!(sensor.counters().filtered >= before + 10);
+    assert_eq!(sensor.counters().drops_total(), 0);
+    // exec, fork and exit of the shell's children, with the shell as parent
+    let execs: Vec<_> = evs
+        .iter()
+        .filter(|e| e.event.kind == EventKind::ProcessExec && e.origin.ppid == sh_pid)
+        .collect();
+    assert_eq!(execs.len(), 11, "ten cats and one for the key");
+    assert!(!child_events(&evs, sh_pid).is_empty());
+    sensor.stop();
+}
+
+#[test]
+fn containers_only_mode_reports_no_host_process() {
+    testkit::require!(Root, Bpf);
+    let (tx, rx) = sync_channel(65536);
+    let cfg = SensorConfig {
+        containers_only: true,
+        dns: false,
+        ..SensorConfig::default()
+    };
+    let sensor = Sensor::start(&cfg, Arc::new(Device::default()), 8, tx).expect("sensor");
+    let st = Command::new("sh")
+        .args([
+            "-c",
+            "echo x > /tmp/rampart-host-only; rm /tmp/rampart-host-only",
+        ])
+        .status()
+        .expect("sh");
+    assert!(st.success());
+    let evs = collect(&rx, 400);
+    let own_mntns = std::fs::metadata("/proc/self/ns/mnt")
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m) as u32)
+        .expect("ns");
+    assert!(
+        evs.iter().all(|e| e.origin.mntns != own_mntns),
+        "every reported task is outside the host mount namespace"
+    );
+    sensor.stop();
+}
+
+#[test]
+fn probe_reports_what_loads() {
+    testkit::require!(Root, Bpf);
+    let caps = Capabilities::probe();
+    assert!(caps.root && caps.btf);
+    assert!(caps.ring_buffer.works());
+    assert!(
+        caps.raw_tracepoint.works(),
+        "raw tracepoints load on every kernel Rampart supports"
+    );
+    let report = caps.report();
+    for line in [
+        "tp_btf",
+        "fentry",
+        "BPF-LSM",
+        "cgroup_skb",
+        "in-kernel kill",
+        "net segmentation",
+    ] {
+        assert!(report.contains(line), "{line} missing from:\n{report}");
+    }
+}
+
+#[test]
+fn proc_connector_fallback_sees_exec_fork_and_exit() {
+    testkit::require!(Root);
+    let (tx, rx) = sync_channel(65536);
+    let pc = ProcConnector::start(Arc::new(Device::default()), 9, tx).expect("proc connector");
+    std::thread::sleep(Duration::from_millis(200));
+    let child = Command::new("sh")
+        .args(["-c", "sleep 0.2; exit 4"])
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(4));
+    let evs = collect(&rx, 500);
+    let mine = child_events(&evs, pid);
+    assert!(
+        mine.iter().any(|e| e.event.kind == EventKind::ProcessExec),
+        "exec of sh"
+    );
+    let exit = mine
+        .iter()
+        .find(|e| e.event.kind == EventKind::ProcessExit)
+        .expect("exit of sh");
+    assert_eq!(exit.event.exit.map(|x| x.code), Some(4));
+    assert!(
+        evs.iter()
+            .any(|e| e.event.kind == EventKind::ProcessFork && e.origin.pid == pid),
+        "the shell forked sleep"
+    );
+    assert_eq!(pc.userspace_drops(), 0);
+}

@@ -1,0 +1,139 @@
+//! The agent's configuration file (`agent.yaml`). Every key is optional; the defaults are what
+//! `rampart agent` does without a file.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::cmd::BadInput;
+
+/// `agent.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Host name put in every event (default: the kernel's hostname).
+    pub hostname: Option<String>,
+    /// Jurisdiction tag of this host (`eu-de`, `us-ca`, `sg`, ...).
+    pub region: Option<String>,
+    /// Where events go: `stdout`, `jsonl:/path/file.jsonl`. Default: stdout.
+    pub outputs: Vec<String>,
+    /// Report only processes inside containers.
+    pub containers_only: bool,
+    /// File events (opens for write, sensitive reads, unlink, rename, chmod, chown).
+    pub file_events: bool,
+    /// Network events (connect, accept, bind, listen).
+    pub net_events: bool,
+    /// DNS queries and answers.
+    pub dns: bool,
+    /// Files whose reads are reported (glob; `*` matches within one path component).
+    pub sensitive_paths: Vec<String>,
+    /// Kernel ring buffer size in MiB (a power of two).
+    pub ring_buffer_mib: u32,
+    /// How often a `sensor.drops` event reports the counters, in seconds.
+    pub stats_interval_secs: u64,
+    /// Docker Engine socket.
+    pub docker_socket: PathBuf,
+    /// Ancestors carried by every event's process.
+    pub max_ancestors: usize,
+    /// Where `rampart agent --stats` finds the running agent's counters.
+    pub stats_file: PathBuf,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            hostname: None,
+            region: None,
+            outputs: vec!["stdout".into()],
+            containers_only: false,
+            file_events: true,
+            net_events: true,
+            dns: true,
+            sensitive_paths: rampart_kernel::DEFAULT_SENSITIVE_PATHS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            ring_buffer_mib: 16,
+            stats_interval_secs: 10,
+            docker_socket: PathBuf::from(rampart_container::DEFAULT_SOCKET),
+            max_ancestors: 8,
+            stats_file: PathBuf::from("/run/rampart/agent-stats.json"),
+        }
+    }
+}
+
+impl AgentConfig {
+    /// Reads `path`; errors name the file, line, column and key.
+    pub fn load(path: &Path) -> anyhow::Result<AgentConfig> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let cfg: AgentConfig = serde_yaml::from_str(&text).map_err(|e| {
+            let at = e
+                .location()
+                .map(|l| format!(":{}:{}", l.line(), l.column()))
+                .unwrap_or_default();
+            BadInput(format!("{}{at}: {e}", path.display()))
+        })?;
+        cfg.validate()
+            .map_err(|m| BadInput(format!("{}: {m}", path.display())))?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !self.ring_buffer_mib.is_power_of_two() {
+            return Err(format!(
+                "ring_buffer_mib: {} is not a power of two",
+                self.ring_buffer_mib
+            ));
+        }
+        if self.stats_interval_secs == 0 {
+            return Err("stats_interval_secs: must be at least 1".into());
+        }
+        for o in &self.outputs {
+            if o != "stdout" && !o.starts_with("jsonl:") {
+                return Err(format!("outputs: {o:?} is not `stdout` or `jsonl:PATH`"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> anyhow::Result<AgentConfig> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("agent.yaml");
+        std::fs::write(&p, text)?;
+        AgentConfig::load(&p)
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let err = load("containers_only: true\nbogus_key: 1\n").expect_err("must fail");
+        let msg = format!("{err:#}");
+        assert!(msg.contains("agent.yaml:2:1"), "{msg}");
+        assert!(msg.contains("bogus_key"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_and_bad_values_are_refused() {
+        let msg = format!("{:#}", load("dns: maybe\n").expect_err("must fail"));
+        assert!(msg.contains("agent.yaml:1:6"), "{msg}");
+        let msg = format!(
+            "{:#}",
+            load("ring_buffer_mib: 12\n").expect_err("must fail")
+        );
+        assert!(msg.contains("ring_buffer_mib"), "{msg}");
+    }
+
+    #[test]
+    fn partial_file_keeps_defaults() {
+        let c = load("outputs: [\"jsonl:/tmp/x.jsonl\"]\n").expect("loads");
+        assert_eq!(c.outputs, vec!["jsonl:/tmp/x.jsonl"]);
+        assert!(c.file_events);
+        assert_eq!(c.stats_interval_secs, 10);
+    }
+}

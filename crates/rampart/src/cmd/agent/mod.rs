@@ -1,0 +1,478 @@
+//! `rampart agent`: the sensor, enrichment and outputs wired into one pipeline.
+//!
+//! ```text
+//! kernel (BPF) --ring buffer--> reader thread --+
+//! Docker events (tokio task) -------------------+--> bounded channel --> enrich --> outputs
+//! ```
+//! The channel is bounded; what does not fit is counted and reported in `sensor.drops`.
+
+mod config;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rampart_container::{
+    ContainerDirectory, DockerClient, DockerWatcher, Enricher, EnricherConfig, InspectOnMiss,
+    ProcFs,
+};
+use rampart_event::{Device, Event, EventId, EventKind, SensorEvent, SensorStats};
+use rampart_kernel::{
+    Capabilities, KernelError, ProcConnector, SensitiveNames, Sensor, SensorConfig,
+};
+
+pub use config::AgentConfig;
+use output::Outputs;
+
+/// Capacity of the channel between the sensors and the pipeline.
+const CHANNEL_CAPACITY: usize = 65_536;
+
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// Configuration file (agent.yaml); every key is optional.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Where events go: `stdout` or `jsonl:PATH` (repeatable; replaces the config's outputs).
+    #[arg(long = "output", short = 'o', value_name = "SPEC")]
+    outputs: Vec<String>,
+    /// Report only processes inside containers.
+    #[arg(long)]
+    containers_only: bool,
+    /// Print what this host's kernel allows (the capability report) and exit.
+    #[arg(long)]
+    probe: bool,
+    /// Print the running agent's counters (events, drops) and exit.
+    #[arg(long)]
+    stats: bool,
+    /// Stop after this long (`90s`, `5m`); runs until SIGINT/SIGTERM otherwise.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Seconds between `sensor.drops` events (overrides the config).
+    #[arg(long, value_name = "SECS")]
+    stats_interval: Option<u64>,
+}
+
+pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    if args.probe {
+        println!("{}", Capabilities::probe().report());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut cfg = match &args.config {
+        Some(p) => AgentConfig::load(p)?,
+        None => AgentConfig::default(),
+    };
+    if args.stats {
+        return print_stats(&cfg.stats_file);
+    }
+    if !args.outputs.is_empty() {
+        cfg.outputs = args.outputs.clone();
+    }
+    cfg.containers_only |= args.containers_only;
+    if let Some(s) = args.stats_interval {
+        cfg.stats_interval_secs = s.max(1);
+    }
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("rampart agent loads BPF programs and reads every process's /proc: run it as root (sudo rampart agent)");
+    }
+    Agent::start(cfg)?.run(args.duration)
+}
+
+struct Agent {
+    cfg: AgentConfig,
+    device: Arc<Device>,
+    rx: std::sync::mpsc::Receiver<SensorEvent>,
+    source: Option<Source>,
+    enricher: Enricher,
+    outputs: Outputs,
+    runtime: tokio::runtime::Runtime,
+    stop: Arc<AtomicBool>,
+    watcher_drops: Option<Arc<std::sync::atomic::AtomicU64>>,
+    instance: u64,
+    seq: u64,
+    mechanism: String,
+}
+
+enum Source {
+    Bpf(Box<Sensor>),
+    Fallback(ProcConnector),
+}
+
+impl Agent {
+    fn start(cfg: AgentConfig) -> anyhow::Result<Agent> {
+        let device = Arc::new(Device {
+            hostname: cfg.hostname.clone().unwrap_or_else(hostname),
+            region: cfg.region.clone(),
+        });
+        let outputs = Outputs::open(&cfg.outputs)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("rampart-io")
+            .enable_all()
+            .build()
+            .context("starting the I/O runtime")?;
+        let (tx, rx) = sync_channel(CHANNEL_CAPACITY);
+        let dir = ContainerDirectory::new();
+
+        let docker = runtime.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                DockerClient::connect(&cfg.docker_socket),
+            )
+            .await
+        });
+        let docker = match docker {
+            Ok(Ok(client)) => {
+                let n = runtime
+                    .block_on(client.load_running(&dir))
+                    .unwrap_or_default();
+                tracing::info!("docker: {n} running containers");
+                Some(client)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("no Docker API ({e}); containers are identified by cgroup only (id, no name or image)");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "no Docker API ({}: no answer in 5s); containers are identified by cgroup only",
+                    cfg.docker_socket.display()
+                );
+                None
+            }
+        };
+        let watcher_drops = docker.as_ref().map(|client| {
+            let w = DockerWatcher::new(client.clone(), dir.clone(), device.clone(), random_u64());
+            let drops = w.drops.clone();
+            runtime.spawn(w.run(tx.clone()));
+            drops
+        });
+
+        let source = start_source(&cfg, device.clone(), tx)?;
+        let layout = rampart_kernel::cgroup_layout();
+        let mut enricher = Enricher::new(
+            EnricherConfig {
+                max_ancestors: cfg.max_ancestors,
+                sensitive_paths: cfg.sensitive_paths.clone(),
+                unified: layout.unified.clone(),
+                v1_pids: layout.v1_pids.clone(),
+            },
+            ProcFs::default(),
+            dir,
+            docker.map(|client| InspectOnMiss {
+                client,
+                runtime: runtime.handle().clone(),
+            }),
+        );
+        let seeded = enricher.seed();
+        tracing::info!("process table seeded with {seeded} processes from /proc");
+
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let stop = stop.clone();
+            runtime.spawn(async move {
+                let mut term =
+                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!("cannot watch SIGTERM: {e}");
+                            return;
+                        }
+                    };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                stop.store(true, Ordering::Relaxed);
+            });
+        }
+        let mechanism = match &source {
+            Source::Bpf(s) => s.mechanism(),
+            Source::Fallback(_) => "proc-connector fallback".into(),
+        };
+        Ok(Agent {
+            mechanism,
+            cfg,
+            device,
+            rx,
+            source: Some(source),
+            enricher,
+            outputs,
+            runtime,
+            stop,
+            watcher_drops,
+            instance: random_u64(),
+            seq: 0,
+        })
+    }
+
+    fn run(mut self, duration: Option<Duration>) -> anyhow::Result<ExitCode> {
+        let started = Instant::now();
+        let interval = Duration::from_secs(self.cfg.stats_interval_secs);
+        let mut next_stats = Instant::now() + interval;
+        let mut next_sweep = Instant::now() + Duration::from_secs(60);
+        let mut reported = Counters::default();
+        let mut received: u64 = 0;
+        // The stats file doubles as the readiness signal: it appears once everything is attached.
+        write_stats_file(&self.cfg.stats_file, &reported, 0, &self.mechanism());
+        tracing::info!(
+            "agent running ({}); events to {}",
+            self.mechanism(),
+            self.cfg.outputs.join(", ")
+        );
+        while !self.stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
+            match self.rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(se) => {
+                    received += 1;
+                    self.handle(se)?;
+                    // Drain what is queued before flushing: one flush per batch.
+                    while let Ok(se) = self.rx.try_recv() {
+                        received += 1;
+                        self.handle(se)?;
+                    }
+                    self.outputs.flush()?;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let now = Instant::now();
+            if now >= next_stats {
+                self.report_stats(&mut reported, received, interval)?;
+                next_stats = now + interval;
+            }
+            if now >= next_sweep {
+                let gone = self.enricher.sweep();
+                tracing::debug!("process table: {gone} stale entries dropped");
+                next_sweep = now + Duration::from_secs(60);
+            }
+        }
+        tracing::info!("stopping: detaching BPF programs");
+        // Stop the sources first, then drain what they queued.
+        let final_counters = source_counters(self.source.as_ref(), &self.watcher_drops);
+        drop(self.source.take());
+        while let Ok(se) = self.rx.try_recv() {
+            received += 1;
+            self.handle(se)?;
+        }
+        let ev = self.stats_event(&reported, &final_counters, received, started.elapsed());
+        self.outputs.write(&ev)?;
+        self.outputs.flush()?;
+        let _ = std::fs::remove_file(&self.cfg.stats_file);
+        self.runtime.shutdown_timeout(Duration::from_secs(1));
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn handle(&mut self, se: SensorEvent) -> anyhow::Result<()> {
+        if let Some(ev) = self.enricher.enrich(se) {
+            self.outputs.write(&ev)?;
+        }
+        Ok(())
+    }
+
+    fn mechanism(&self) -> String {
+        self.mechanism.clone()
+    }
+
+    fn report_stats(
+        &mut self,
+        reported: &mut Counters,
+        received: u64,
+        interval: Duration,
+    ) -> anyhow::Result<()> {
+        let now = source_counters(self.source.as_ref(), &self.watcher_drops);
+        let ev = self.stats_event(reported, &now, received, interval);
+        if let Some(s) = &ev.stats {
+            if s.drops_total > 0 {
+                tracing::warn!(
+                    "{} events lost in the last {}s (kernel ring buffer: {:?} per CPU, user space: {})",
+                    s.drops_total,
+                    interval.as_secs(),
+                    s.drops_per_cpu,
+                    s.drops_userspace
+                );
+            }
+        }
+        self.outputs.write(&ev)?;
+        self.outputs.flush()?;
+        write_stats_file(&self.cfg.stats_file, &now, received, &self.mechanism());
+        *reported = Counters { received, ..now };
+        Ok(())
+    }
+
+    /// A `sensor.drops` event with the counts since `before`.
+    fn stats_event(
+        &mut self,
+        before: &Counters,
+        now: &Counters,
+        received: u64,
+        interval: Duration,
+    ) -> Event {
+        self.seq += 1;
+        let time_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let mut e = Event::new(
+            EventId::new(self.instance, self.seq),
+            time_ns,
+            EventKind::SensorDrops,
+            self.device.clone(),
+        );
+        let per_cpu: Vec<u64> = now
+            .drops_per_cpu
+            .iter()
+            .enumerate()
+            .map(|(i, d)| d - before.drops_per_cpu.get(i).copied().unwrap_or(0))
+            .collect();
+        let userspace = (now.userspace - before.userspace) + (now.malformed - before.malformed);
+        e.stats = Some(SensorStats {
+            events: now
+                .events
+                .saturating_sub(before.events)
+                .max(received.saturating_sub(before.received)),
+            drops_total: per_cpu.iter().sum::<u64>() + userspace,
+            drops_per_cpu: per_cpu,
+            drops_userspace: userspace,
+            interval_ms: interval.as_millis() as u64,
+            mechanism: self.mechanism(),
+        });
+        e
+    }
+}
+
+/// Monotonic counters of every source.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct Counters {
+    events: u64,
+    drops_per_cpu: Vec<u64>,
+    userspace: u64,
+    malformed: u64,
+    filtered: u64,
+    received: u64,
+}
+
+fn source_counters(
+    source: Option<&Source>,
+    watcher: &Option<Arc<std::sync::atomic::AtomicU64>>,
+) -> Counters {
+    let watcher = watcher.as_ref().map_or(0, |w| w.load(Ordering::Relaxed));
+    match source {
+        Some(Source::Bpf(s)) => {
+            let c = s.counters();
+            Counters {
+                events: c.events,
+                drops_per_cpu: c.drops_per_cpu,
+                userspace: c.userspace_drops + watcher,
+                malformed: c.malformed,
+                filtered: c.filtered,
+                received: 0,
+            }
+        }
+        Some(Source::Fallback(p)) => Counters {
+            userspace: p.userspace_drops() + watcher,
+            ..Counters::default()
+        },
+        None => Counters::default(),
+    }
+}
+
+fn start_source(
+    cfg: &AgentConfig,
+    device: Arc<Device>,
+    tx: SyncSender<SensorEvent>,
+) -> anyhow::Result<Source> {
+    let sensor_cfg = SensorConfig {
+        containers_only: cfg.containers_only,
+        file_events: cfg.file_events,
+        net_events: cfg.net_events,
+        dns: cfg.dns,
+        ring_buffer_bytes: cfg.ring_buffer_mib.saturating_mul(1 << 20),
+        sensitive: SensitiveNames::from_patterns(&cfg.sensitive_paths),
+        ..SensorConfig::default()
+    };
+    match Sensor::start(&sensor_cfg, device.clone(), random_u64(), tx.clone()) {
+        Ok(s) => {
+            for (hook, kind) in s.hooks() {
+                tracing::debug!("{hook}: {kind}");
+            }
+            if cfg.dns && !s.dns_attached() {
+                tracing::warn!("DNS events are off on this host (see `rampart agent --probe`)");
+            }
+            Ok(Source::Bpf(Box::new(s)))
+        }
+        Err(KernelError::NotRoot) => Err(KernelError::NotRoot.into()),
+        Err(e) => {
+            tracing::warn!("the BPF sensor cannot run here: {e}");
+            let p = ProcConnector::start(device, random_u64(), tx).context(
+                "the proc-connector fallback failed too; no event source works on this host",
+            )?;
+            tracing::warn!(
+                "running on the proc-connector fallback: exec, fork, exit and setuid/setgid only. Missing: {}",
+                ProcConnector::MISSING
+            );
+            Ok(Source::Fallback(p))
+        }
+    }
+}
+
+fn write_stats_file(path: &std::path::Path, c: &Counters, received: u64, mechanism: &str) {
+    let v = serde_json::json!({
+        "pid": std::process::id(),
+        "mechanism": mechanism,
+        "kernel_events": c.events,
+        "events_received": received,
+        "kernel_drops_per_cpu": c.drops_per_cpu,
+        "kernel_drops": c.drops_per_cpu.iter().sum::<u64>(),
+        "userspace_drops": c.userspace,
+        "malformed": c.malformed,
+        "filtered_in_kernel": c.filtered,
+    });
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let tmp = path.with_extension("tmp");
+    if std::fs::write(&tmp, v.to_string()).is_ok() {
+        let _ = std::fs::rename(&tmp, path);
+    }
+}
+
+fn print_stats(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "no running agent found ({} is missing): is `rampart agent` running?",
+            path.display()
+        )
+    })?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    if let Some(o) = v.as_object() {
+        for (k, val) in o {
+            println!("{k:<22} {val}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_err()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        return t ^ u64::from(std::process::id());
+    }
+    u64::from_ne_bytes(b)
+}

@@ -1,0 +1,91 @@
+//! The agent's local outputs: JSON lines on stdout or appended to a file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Stdout, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde::Serialize;
+
+enum Sink {
+    Stdout(BufWriter<Stdout>),
+    File { path: PathBuf, w: BufWriter<File> },
+}
+
+/// Every configured output; a record goes to all of them.
+pub struct Outputs {
+    sinks: Vec<Sink>,
+}
+
+impl Outputs {
+    /// Opens `stdout` and `jsonl:PATH` outputs (files are appended to, created 0600).
+    pub fn open(specs: &[String]) -> anyhow::Result<Outputs> {
+        let mut sinks = Vec::new();
+        for spec in specs {
+            if spec == "stdout" {
+                sinks.push(Sink::Stdout(BufWriter::new(std::io::stdout())));
+            } else if let Some(p) = spec.strip_prefix("jsonl:") {
+                let path = PathBuf::from(p);
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                }
+                let f = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode_0600()
+                    .open(&path)
+                    .with_context(|| format!("opening output {}", path.display()))?;
+                sinks.push(Sink::File {
+                    path,
+                    w: BufWriter::with_capacity(256 << 10, f),
+                });
+            } else {
+                anyhow::bail!(crate::cmd::BadInput(format!(
+                    "output {spec:?}: expected `stdout` or `jsonl:PATH`"
+                )));
+            }
+        }
+        Ok(Outputs { sinks })
+    }
+
+    /// Writes one record as a JSON line to every output.
+    pub fn write<T: Serialize>(&mut self, record: &T) -> anyhow::Result<()> {
+        for s in &mut self.sinks {
+            match s {
+                Sink::Stdout(w) => {
+                    serde_json::to_writer(&mut *w, record)?;
+                    w.write_all(b"\n")?;
+                }
+                Sink::File { path, w } => {
+                    serde_json::to_writer(&mut *w, record)
+                        .and_then(|()| w.write_all(b"\n").map_err(serde_json::Error::io))
+                        .with_context(|| format!("writing {}", path.display()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        for s in &mut self.sinks {
+            match s {
+                Sink::Stdout(w) => w.flush()?,
+                Sink::File { path, w } => w
+                    .flush()
+                    .with_context(|| format!("writing {}", path.display()))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+trait Mode0600 {
+    fn mode_0600(&mut self) -> &mut Self;
+}
+
+impl Mode0600 for OpenOptions {
+    fn mode_0600(&mut self) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
+    }
+}

@@ -1,0 +1,586 @@
+//! End-to-end: the real `rampart agent` (BPF sensor, Docker API, enrichment) watching real
+//! containers do real things; every assertion is on the JSON lines the agent wrote.
+
+use std::io::Read;
+use std::net::UdpSocket;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use testkit::{busybox_image, TestContainer};
+
+/// An agent process writing JSON lines to a file; SIGTERM on drop.
+struct Agent {
+    child: Child,
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    fn start(extra: &[&str]) -> Agent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("events.jsonl");
+        let stats = dir.path().join("stats.json");
+        let cfg = dir.path().join("agent.yaml");
+        std::fs::write(&cfg, format!("stats_file: {}\n", stats.display())).expect("config");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
+        cmd.args(["agent", "--config"])
+            .arg(&cfg)
+            .arg("--output")
+            .arg(format!("jsonl:{}", out.display()))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // SAFETY: prctl in the child before exec; the agent stops when the test process dies.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("spawn rampart agent");
+        let mut a = Agent {
+            child,
+            out,
+            _dir: dir,
+        };
+        // The agent writes its stats file once every program is attached.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !stats.exists() {
+            if let Ok(Some(status)) = a.child.try_wait() {
+                panic!("agent exited during start: {status:?}");
+            }
+            assert!(Instant::now() < deadline, "agent not ready after 60 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        a
+    }
+
+    fn events(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits until `pred` holds for the events of container `id` (up to 15 s), returns them.
+    fn wait_for(&self, id: &str, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let evs: Vec<Value> = self
+                .events()
+                .into_iter()
+                .filter(|e| e["container"]["uid"] == id)
+                .collect();
+            if pred(&evs) {
+                return evs;
+            }
+            if Instant::now() > deadline {
+                let kinds: Vec<String> = evs
+                    .iter()
+                    .map(|e| format!("{} {}", e["type"], e["process"]["name"]))
+                    .collect();
+                panic!("timed out waiting for {what}; container events: {kinds:#?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// SIGTERM, wait; returns the exit status, stderr and every event written.
+    fn stop(mut self) -> (std::process::ExitStatus, String, Vec<Value>) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().expect("wait agent");
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        (status, err, self.events())
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// One agent shared by the tests of this file (they filter by their own container).
+///
+/// It is spawned from a thread that never ends: PR_SET_PDEATHSIG fires when the spawning
+/// *thread* exits, and test threads end with their test.
+fn shared() -> &'static Mutex<Agent> {
+    static AGENT: OnceLock<Mutex<Agent>> = OnceLock::new();
+    AGENT.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(Agent::start(&[]));
+            loop {
+                std::thread::park();
+            }
+        });
+        Mutex::new(rx.recv().expect("shared agent started"))
+    })
+}
+
+fn find(evs: &[Value], pred: impl Fn(&Value) -> bool) -> Option<&Value> {
+    evs.iter().find(|e| pred(e))
+}
+
+fn is(e: &Value, kind: &str) -> bool {
+    e["type"] == kind
+}
+
+fn pname(e: &Value) -> &str {
+    e["process"]["name"].as_str().unwrap_or_default()
+}
+
+#[test]
+fn exec_sensitive_read_and_write_in_a_container_carry_container_and_ancestry() {
+    testkit::require!(Root, Docker, Bpf);
+    let image = busybox_image();
+    let agent = shared();
+    let c = TestContainer::run("rp-exec", &[&image, "sleep", "300"]);
+    let out = c.exec(&[
+        "sh",
+        "-c",
+        "cat /etc/shadow >/dev/null; echo x > /etc/hacked; id",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let a = agent.lock().unwrap_or_else(|e| e.into_inner());
+    let evs = a.wait_for(
+        &c.id,
+        "cat's read of /etc/shadow and the write of /etc/hacked",
+        |evs| {
+            find(evs, |e| {
+                is(e, "file.open") && e["file"]["path"] == "/etc/shadow"
+            })
+            .is_some()
+                && find(evs, |e| {
+                    is(e, "file.open") && e["file"]["path"] == "/etc/hacked"
+                })
+                .is_some()
+                && find(evs, |e| is(e, "container.exec")).is_some()
+        },
+    );
+    drop(a);
+
+    let sh = find(&evs, |e| {
+        is(e, "process.exec")
+            && pname(e) == "sh"
+            && e["process"]["args"][2]
+                .as_str()
+                .is_some_and(|a| a.contains("/etc/hacked"))
+    })
+    .expect("exec of sh");
+    assert_eq!(sh["container"]["name"], c.name.as_str());
+    assert_eq!(sh["container"]["image"], image.as_str());
+    assert!(sh["container"]["image_id"]
+        .as_str()
+        .is_some_and(|i| i.starts_with("sha256:")));
+    assert_eq!(sh["process"]["user"], "root");
+    assert_eq!(sh["syscall"], "execve");
+    let sh_pid = sh["process"]["pid"].clone();
+
+    let cat = find(&evs, |e| is(e, "process.exec") && pname(e) == "cat").expect("exec of cat");
+    assert_eq!(
+        cat["process"]["args"],
+        serde_json::json!(["cat", "/etc/shadow"])
+    );
+    assert_eq!(
+        cat["process"]["ancestors"][0]["name"], "sh",
+        "cat's parent is the shell"
+    );
+    assert_eq!(cat["process"]["ancestors"][0]["pid"], sh_pid);
+    assert_eq!(cat["process"]["ppid"], sh_pid);
+    assert_eq!(cat["process"]["vpid"].as_u64().map(|v| v > 1), Some(true));
+
+    let shadow = find(&evs, |e| {
+        is(e, "file.open") && e["file"]["path"] == "/etc/shadow"
+    })
+    .expect("open");
+    assert_eq!(shadow["file"]["sensitive"], true);
+    assert_eq!(shadow["file"]["flags"], 0, "read-only");
+    assert_eq!(pname(shadow), "cat");
+    assert_eq!(shadow["class_uid"], 1001);
+    assert_eq!(shadow["container"]["uid"], c.id.as_str());
+
+    let hacked = find(&evs, |e| {
+        is(e, "file.open") && e["file"]["path"] == "/etc/hacked"
+    })
+    .expect("write");
+    let flags = hacked["file"]["flags"].as_u64().expect("flags");
+    assert_eq!(flags & 0o3, 1, "O_WRONLY");
+    assert_ne!(flags & 0o100, 0, "O_CREAT");
+    assert_eq!(pname(hacked), "sh");
+
+    let exec = find(&evs, |e| is(e, "container.exec")).expect("docker exec event");
+    assert!(exec["lifecycle"]["exec_command"]
+        .as_str()
+        .is_some_and(|c| c.contains("cat /etc/shadow")));
+}
+
+#[test]
+fn tcp_listen_connect_accept_inside_one_container() {
+    testkit::require!(Root, Docker, Bpf);
+    let image = busybox_image();
+    let agent = shared();
+    let c = TestContainer::run("rp-net", &[&image, "sleep", "300"]);
+    let out = c.exec(&[
+        "sh",
+        "-c",
+        "nc -l -p 8080 >/dev/null & sleep 0.5; echo hi | nc 127.0.0.1 8080; wait",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let a = agent.lock().unwrap_or_else(|e| e.into_inner());
+    let evs = a.wait_for(&c.id, "listen, connect and accept on port 8080", |evs| {
+        find(evs, |e| is(e, "net.listen")).is_some()
+            && find(evs, |e| {
+                is(e, "net.connect") && e["network"]["dst"]["port"] == 8080
+            })
+            .is_some()
+            && find(evs, |e| is(e, "net.accept")).is_some()
+    });
+    drop(a);
+    let listen = find(&evs, |e| is(e, "net.listen")).expect("listen");
+    assert_eq!(listen["network"]["dst"]["port"], 8080);
+    assert_eq!(listen["network"]["protocol"], "tcp");
+    let conn = find(&evs, |e| {
+        is(e, "net.connect") && e["network"]["dst"]["port"] == 8080
+    })
+    .expect("connect");
+    assert_eq!(conn["network"]["dst"]["ip"], "127.0.0.1");
+    assert_eq!(conn["network"]["direction"], "outbound");
+    assert_eq!(conn["result"], 0);
+    let client_port = conn["network"]["src"]["port"].clone();
+    assert_ne!(client_port, 0);
+    let acc = find(&evs, |e| is(e, "net.accept")).expect("accept");
+    assert_eq!(acc["network"]["dst"]["port"], 8080);
+    assert_eq!(
+        acc["network"]["src"]["port"], client_port,
+        "the accepted peer is the client"
+    );
+    assert_eq!(acc["class_uid"], 4001);
+}
+
+/// A DNS responder on a loopback address of its own: answers every A query with 10.1.2.3.
+fn dns_responder(addr: &str) -> std::thread::JoinHandle<()> {
+    let sock = UdpSocket::bind(addr).expect("bind DNS responder");
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, peer)) = sock.recv_from(&mut buf) {
+            let q = &buf[..n];
+            if n < 12 {
+                continue;
+            }
+            // header: same id, QR|RD|RA, one question, one answer
+            let mut r = Vec::with_capacity(n + 16);
+            r.extend_from_slice(&q[..2]);
+            r.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
+            r.extend_from_slice(&q[12..]);
+            r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 1, 2, 3]);
+            let _ = sock.send_to(&r, peer);
+        }
+    })
+}
+
+#[test]
+fn dns_query_and_answer_are_seen_and_name_the_connection() {
+    testkit::require!(Root, Docker, Bpf);
+    let image = busybox_image();
+    let agent = shared();
+    let server = format!("127.53.{}.1", std::process::id() % 250);
+    let _responder = dns_responder(&format!("{server}:53"));
+    let c = TestContainer::run("rp-dns", &["--network", "host", &image, "sleep", "300"]);
+    let out = c.exec(&[
+        "sh",
+        "-c",
+        &format!(
+            "nslookup pool.rampart-test.example {server}; nc -w 1 10.1.2.3 3333 </dev/null; true"
+        ),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("10.1.2.3"),
+        "the test resolver answered: {out:?}"
+    );
+    let a = agent.lock().unwrap_or_else(|e| e.into_inner());
+    let evs = a.wait_for(
+        &c.id,
+        "the DNS query, its answer and the connection",
+        |evs| {
+            find(evs, |e| {
+                is(e, "dns.query") && e["dns"]["query"] == "pool.rampart-test.example"
+            })
+            .is_some()
+                && find(evs, |e| {
+                    is(e, "dns.answer") && e["dns"]["query"] == "pool.rampart-test.example"
+                })
+                .is_some()
+                && find(evs, |e| {
+                    is(e, "net.connect") && e["network"]["dst"]["ip"] == "10.1.2.3"
+                })
+                .is_some()
+        },
+    );
+    drop(a);
+    let q = find(&evs, |e| {
+        is(e, "dns.query") && e["dns"]["query"] == "pool.rampart-test.example"
+    })
+    .expect("query");
+    assert_eq!(q["dns"]["qtype"], "A");
+    assert_eq!(q["dns"]["server"]["ip"], server.as_str());
+    assert_eq!(q["dns"]["server"]["port"], 53);
+    assert_eq!(pname(q), "nslookup");
+    let ans = find(&evs, |e| {
+        is(e, "dns.answer") && e["dns"]["query"] == "pool.rampart-test.example"
+    })
+    .expect("answer");
+    assert_eq!(ans["dns"]["answers"][0]["data"], "10.1.2.3");
+    assert_eq!(ans["dns"]["answers"][0]["rtype"], "A");
+    assert_eq!(ans["dns"]["rcode"], "NOERROR");
+    assert_eq!(
+        pname(ans),
+        "nslookup",
+        "the answer is attributed to the querying process"
+    );
+    let conn = find(&evs, |e| {
+        is(e, "net.connect") && e["network"]["dst"]["ip"] == "10.1.2.3"
+    })
+    .expect("connect");
+    assert_eq!(
+        conn["network"]["remote_names"][0],
+        "pool.rampart-test.example"
+    );
+}
+
+#[test]
+fn setuid_unshare_and_mount_are_privilege_events() {
+    testkit::require!(Root, Docker, Bpf);
+    let image = busybox_image();
+    let agent = shared();
+    let c = TestContainer::run(
+        "rp-priv",
+        &[
+            "--cap-add=SYS_ADMIN",
+            "--security-opt",
+            "seccomp=unconfined",
+            "--security-opt",
+            "apparmor=unconfined",
+            &image,
+            "sleep",
+            "300",
+        ],
+    );
+    let out = c.exec(&[
+        "sh",
+        "-c",
+        "su -s /bin/sh -c true nobody; unshare -m true; mkdir -p /mnt/t && mount -t tmpfs none /mnt/t",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let a = agent.lock().unwrap_or_else(|e| e.into_inner());
+    let evs = a.wait_for(&c.id, "setuid to nobody, unshare and mount", |evs| {
+        find(evs, |e| {
+            is(e, "priv.setuid") && e["privilege"]["uid"] == 65534
+        })
+        .is_some()
+            && find(evs, |e| is(e, "priv.unshare") && pname(e) == "unshare").is_some()
+            && find(evs, |e| {
+                is(e, "file.mount") && e["file"]["path"] == "/mnt/t"
+            })
+            .is_some()
+    });
+    drop(a);
+    let su = find(&evs, |e| {
+        is(e, "priv.setuid") && e["privilege"]["uid"] == 65534
+    })
+    .expect("setuid");
+    assert_eq!(su["result"], 0);
+    assert_eq!(
+        su["process"]["uid"], 0,
+        "the process as it was when it asked"
+    );
+    assert_eq!(su["class_uid"], 1007);
+    assert_eq!(su["activity_id"], 5);
+    let un = find(&evs, |e| is(e, "priv.unshare") && pname(e) == "unshare").expect("unshare");
+    assert!(un["privilege"]["namespaces"]
+        .as_array()
+        .is_some_and(|n| n.iter().any(|x| x == "mnt")));
+    let m = find(&evs, |e| {
+        is(e, "file.mount") && e["file"]["path"] == "/mnt/t"
+    })
+    .expect("mount");
+    assert_eq!(m["file"]["fs_type"], "tmpfs");
+    assert_eq!(m["file"]["source"], "none");
+    assert_eq!(m["result"], 0);
+}
+
+#[test]
+fn container_lifecycle_events_carry_the_exit_code() {
+    testkit::require!(Root, Docker, Bpf);
+    let image = busybox_image();
+    let agent = shared();
+    let name = testkit::unique("rp-life");
+    let id = testkit::docker_ok([
+        "run",
+        "-d",
+        "--name",
+        &name,
+        &image,
+        "sh",
+        "-c",
+        "sleep 1; exit 3",
+    ]);
+    let _cleanup = TestContainer {
+        id: id.clone(),
+        name,
+    };
+    let a = agent.lock().unwrap_or_else(|e| e.into_inner());
+    let evs = a.wait_for(&id, "create, start and die", |evs| {
+        ["container.create", "container.start", "container.die"]
+            .iter()
+            .all(|k| find(evs, |e| is(e, k)).is_some())
+    });
+    drop(a);
+    let die = find(&evs, |e| is(e, "container.die")).expect("die");
+    assert_eq!(die["lifecycle"]["exit_code"], 3);
+    assert_eq!(die["container"]["image"], image.as_str());
+    let exit =
+        find(&evs, |e| is(e, "process.exit") && pname(e) == "sh").expect("exit of the init shell");
+    assert_eq!(exit["exit"]["code"], 3);
+}
+
+#[test]
+fn processes_started_before_the_agent_have_their_ancestry() {
+    testkit::require!(Root, Docker, Bpf);
+    let image = busybox_image();
+    let c = TestContainer::run(
+        "rp-seed",
+        &[
+            &image,
+            "sh",
+            "-c",
+            "while true; do sleep 0.3; done # rampart-seed-marker",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let agent = Agent::start(&[]);
+    let evs = agent.wait_for(&c.id, "a sleep started by the pre-existing shell", |evs| {
+        find(evs, |e| is(e, "process.exec") && pname(e) == "sleep").is_some()
+    });
+    let sleep = find(&evs, |e| is(e, "process.exec") && pname(e) == "sleep").expect("sleep");
+    let parent = &sleep["process"]["ancestors"][0];
+    assert_eq!(parent["name"], "sh");
+    assert_eq!(parent["pid"].as_u64(), Some(u64::from(c.pid())));
+    assert!(parent["args"].as_array().is_some_and(|a| a.iter().any(|x| x
+        .as_str()
+        .is_some_and(|s| s.contains("rampart-seed-marker")))));
+    assert_eq!(
+        sleep["container"]["name"],
+        c.name.as_str(),
+        "known from the Docker API at start"
+    );
+    let (status, _, _) = agent.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn stops_cleanly_and_reports_drops_as_events() {
+    testkit::require!(Root, Bpf);
+    let agent = Agent::start(&["--stats-interval", "1"]);
+    std::thread::sleep(Duration::from_millis(2500));
+    let (status, stderr, events) = agent.stop();
+    assert!(status.success(), "agent exit: {status:?}\n{stderr}");
+    assert!(stderr.contains("detaching BPF programs"), "{stderr}");
+    let drops: Vec<Value> = events
+        .into_iter()
+        .filter(|e| e["type"] == "sensor.drops")
+        .collect();
+    assert!(drops.len() >= 2, "periodic plus final: {drops:?}");
+    for d in &drops {
+        assert_eq!(d["stats"]["drops_total"], 0, "{d}");
+        assert!(d["stats"]["mechanism"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("ebpf")));
+    }
+}
+
+#[test]
+fn non_root_gets_a_clear_error_not_a_trace() {
+    testkit::require!(Root);
+    let out = Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .args(["agent", "--duration", "1s"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run as nobody");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("run it as root"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
+
+#[test]
+fn without_docker_containers_are_still_identified_by_cgroup() {
+    testkit::require!(Root, Docker, Bpf);
+    let image = busybox_image();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("agent.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "docker_socket: /nonexistent/docker.sock\nstats_file: {}\n",
+            dir.path().join("s.json").display()
+        ),
+    )
+    .expect("config");
+    let out = dir.path().join("e.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .args(["agent", "--config"])
+        .arg(&cfg)
+        .arg("-o")
+        .arg(format!("jsonl:{}", out.display()))
+        .args(["--duration", "12s"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !dir.path().join("s.json").exists() {
+        assert!(Instant::now() < deadline, "agent not ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let c = TestContainer::run(
+        "rp-nodocker",
+        &[&image, "sh", "-c", "cat /etc/shadow; sleep 60"],
+    );
+    let status = child.wait().expect("wait");
+    let mut err = String::new();
+    child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+    assert!(status.success(), "{err}");
+    assert!(err.contains("no Docker API"), "warns: {err}");
+    let evs: Vec<Value> = std::fs::read_to_string(&out)
+        .expect("output")
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let shadow = evs
+        .iter()
+        .find(|e| {
+            e["type"] == "file.open"
+                && e["file"]["path"] == "/etc/shadow"
+                && e["container"]["uid"] == c.id.as_str()
+        })
+        .expect("the read is attributed to the container by its cgroup");
+    assert_eq!(shadow["container"]["runtime"], "docker");
+    assert_eq!(shadow["container"]["name"], "", "no name without the API");
+}
