@@ -96,6 +96,7 @@ pub(crate) fn types_of(node: &Node) -> TypeSet {
     match node {
         Node::Const(true) => TypeSet::All,
         Node::Const(false) => TypeSet::Only(BTreeSet::new()),
+        Node::Absent => TypeSet::All,
         Node::And(items) => items
             .iter()
             .fold(TypeSet::All, |acc, n| acc.and(types_of(n))),
@@ -166,6 +167,7 @@ pub(crate) fn fold(node: Node) -> Node {
             Node::Not(x) => *x,
             other => Node::Not(Box::new(other)),
         },
+        Node::Absent => Node::Const(false),
         other => other,
     }
 }
@@ -453,7 +455,7 @@ impl Compiler {
         uses: &mut Uses,
     ) -> Result<Node, Error> {
         let Some((field, ty)) = self.field(fe, src, uses)? else {
-            return Ok(Node::Const(false));
+            return Ok(Node::Absent);
         };
         let loc = |off: usize, tok: &str| src.loc(off, tok);
         let type_err = |lit: &str, off: usize, message: String| {
@@ -515,7 +517,7 @@ impl Compiler {
             (Op::Exists, _) => Rhs::None,
             (_, Value::Field(other)) => match self.field(other, src, uses)? {
                 Some((f, _)) => Rhs::Field(f),
-                None => return Ok(Node::Const(false)),
+                None => return Ok(Node::Absent),
             },
             (Op::In | Op::Intersects | Op::PMatch, Value::List(items)) => {
                 let mut texts: Vec<(String, usize, String)> = Vec::new();

@@ -50,6 +50,20 @@ struct Group {
     current: usize,
     started_ns: u64,
     evidence: VecDeque<Event>,
+    /// After an alert the group stays quiet until then (one alert per group per timespan).
+    quiet_until_ns: u64,
+}
+
+impl Group {
+    /// Forgets the counts after an alert and keeps the group quiet for one timespan.
+    fn fired(&mut self, now: u64, timespan: u64) -> Vec<Event> {
+        self.times.clear();
+        self.values.clear();
+        self.steps.iter_mut().for_each(VecDeque::clear);
+        self.current = 0;
+        self.quiet_until_ns = now.saturating_add(timespan);
+        std::mem::take(&mut self.evidence).into()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -153,7 +167,9 @@ impl Engine {
         // Forget groups idle for longer than the window, at most once per window.
         if now.saturating_sub(state.last_sweep_ns) > plan.timespan_ns {
             let horizon = now.saturating_sub(plan.timespan_ns);
-            state.groups.retain(|_, g| g.last_ns >= horizon);
+            state
+                .groups
+                .retain(|_, g| g.last_ns >= horizon || g.quiet_until_ns > now);
             state.last_sweep_ns = now;
         }
         match plan.kind {
@@ -166,6 +182,9 @@ impl Engine {
                 self.stats.groups_evicted += evicted;
                 let Some(g) = g else { return };
                 g.last_ns = now;
+                if now < g.quiet_until_ns {
+                    return;
+                }
                 let horizon = now.saturating_sub(plan.timespan_ns);
                 let count = if plan.kind == CorrelationKind::EventCount {
                     g.times.push_back(now);
@@ -189,8 +208,7 @@ impl Engine {
                     g.values.len() as u64
                 };
                 if count >= plan.min {
-                    let events: Vec<Event> = std::mem::take(&mut g.evidence).into();
-                    state.groups.remove(self.key.as_str());
+                    let events = g.fired(now, plan.timespan_ns);
                     out.push(detection(rule, index, ev, &ctx, Some((count, &self.key)), events));
                 }
             }
@@ -211,6 +229,9 @@ impl Engine {
                         g.steps = vec![VecDeque::new(); plan.steps.len()];
                     }
                     g.last_ns = now;
+                    if now < g.quiet_until_ns {
+                        continue;
+                    }
                     let complete = if ordered {
                         if g.current > 0 && g.started_ns < horizon {
                             // The window ran out before the sequence completed: start over.
@@ -257,8 +278,7 @@ impl Engine {
                     };
                     if complete {
                         let count: u64 = g.steps.iter().map(|t| t.len() as u64).sum();
-                        let events: Vec<Event> = std::mem::take(&mut g.evidence).into();
-                        state.groups.remove(self.key.as_str());
+                        let events = g.fired(now, plan.timespan_ns);
                         out.push(detection(rule, index, ev, &ctx, Some((count, &self.key)), events));
                         break;
                     }

@@ -18,6 +18,10 @@ use crate::render::StackBuf;
 #[derive(Debug)]
 pub(crate) enum Node {
     Const(bool),
+    /// A comparison on a field Rampart does not produce: false, like a failed extraction in
+    /// Falco. Kept apart from `Const(false)` until folding so that it does not narrow the
+    /// rule's event types.
+    Absent,
     And(Box<[Node]>),
     Or(Box<[Node]>),
     Not(Box<Node>),
@@ -201,6 +205,7 @@ impl Node {
     pub fn eval(&self, ctx: &Ctx<'_>) -> bool {
         match self {
             Node::Const(b) => *b,
+            Node::Absent => false,
             Node::And(items) => items.iter().all(|n| n.eval(ctx)),
             Node::Or(items) => items.iter().any(|n| n.eval(ctx)),
             Node::Not(n) => !n.eval(ctx),

@@ -382,9 +382,9 @@ fn compile_rule(
             })
         }
     };
+    let mut types = types_of(&node);
     let node = fold(node);
     let mut needs = Vec::new();
-    let mut types = types_of(&node);
     if let Some(c) = &correlation {
         if !c.steps.is_empty() {
             let steps = c
@@ -409,13 +409,19 @@ fn compile_rule(
         if needs.is_empty() {
             needs.push(Need::Field("a condition that is not always false".into()));
         }
-    } else if !uses.absent.is_empty() && def.enabled {
+    } else if def.enabled && uses.absent.iter().any(|f| f != "evt.num") {
+        // `evt.num` is Falco's `never_true` idiom (`evt.num=0` never holds there either).
         report.warnings.push(Warning {
             at: def.at.clone(),
             message: format!(
                 "rule {:?} uses fields Rampart does not produce (comparisons on them are false): {}",
                 def.name,
-                uses.absent.iter().cloned().collect::<Vec<_>>().join(", ")
+                uses.absent
+                    .iter()
+                    .filter(|f| *f != "evt.num")
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         });
     }
@@ -462,6 +468,8 @@ fn intersect(a: TypeSet, b: TypeSet) -> TypeSet {
 }
 
 fn index(rules: Vec<CompiledRule>, options: Options, report: Report) -> RuleSet {
+    // Types are computed again on the folded plan: an absent comparison there is already
+    // `false`, which is what evaluation sees.
     let mut universe: BTreeSet<String> = PRODUCED_EVENT_TYPES.iter().map(|s| s.to_string()).collect();
     let mut sets = Vec::new();
     for r in &rules {

@@ -180,6 +180,72 @@ impl MarkedEventReceiver for Builder {
 
 /// Parses every document of `text`. An empty file yields no documents.
 pub(crate) fn parse(text: &str) -> Result<Vec<Node>, SyntaxError> {
+    match parse_exact(text) {
+        Err(e) if e.message == "invalid indentation" => {
+            // yaml-rust2 (and saphyr) reject a flow collection whose closing bracket is on a line
+            // of its own, indented no deeper than the key, after a quoted item:
+            //     items: [
+            //       "a", "b"
+            //     ]
+            // libyaml and yaml-cpp (Falco's parser) accept it and Falco's own rule files use it.
+            // Indent such lone closing brackets further and parse again; no scalar changes, and
+            // node offsets are mapped back to the original text.
+            let (relaxed, inserted) = indent_lone_closers(text);
+            if inserted.is_empty() {
+                return Err(e);
+            }
+            let mut docs = parse_exact(&relaxed).map_err(|_| e)?;
+            for d in &mut docs {
+                unshift(d, &inserted);
+            }
+            Ok(docs)
+        }
+        other => other,
+    }
+}
+
+/// Extra indentation added in front of lines holding only `]` or `}`: (offset in the relaxed
+/// text where the line's content starts, bytes inserted before it so far).
+fn indent_lone_closers(text: &str) -> (String, Vec<(usize, usize)>) {
+    const PAD: &str = "                                ";
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut inserted = Vec::new();
+    let mut total = 0;
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_start_matches([' ', '\t']);
+        let content = body.trim_end();
+        let lone = content.starts_with([']', '}']) && {
+            let rest = content.trim_start_matches([']', '}', ',', ' ', '\t']);
+            rest.is_empty() || rest.starts_with('#')
+        };
+        if lone {
+            out.push_str(PAD);
+            total += PAD.len();
+            inserted.push((out.len(), total));
+        }
+        out.push_str(line);
+    }
+    (out, inserted)
+}
+
+fn unshift(node: &mut Node, inserted: &[(usize, usize)]) {
+    let before = inserted
+        .iter()
+        .take_while(|(at, _)| *at <= node.pos.offset)
+        .last()
+        .map_or(0, |(_, n)| *n);
+    node.pos.offset -= before;
+    match &mut node.kind {
+        NodeKind::Scalar(..) => {}
+        NodeKind::Seq(items) => items.iter_mut().for_each(|n| unshift(n, inserted)),
+        NodeKind::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+            unshift(k, inserted);
+            unshift(v, inserted);
+        }),
+    }
+}
+
+fn parse_exact(text: &str) -> Result<Vec<Node>, SyntaxError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
     parser
@@ -210,6 +276,21 @@ mod tests {
         assert_eq!((entries[0].0.pos.line, entries[0].0.pos.col), (1, 3));
         assert_eq!(entries[1].1.as_str(), Some("x and y\n"));
         assert_eq!(entries[1].1.pos.line, 3, "a block scalar starts at its first line");
+    }
+
+    #[test]
+    fn lone_closing_bracket_after_quoted_item_is_accepted() {
+        let text = "- list: a\n  items: [\n    \"x\", \"y\"\n  ]\n- list: b\n  items: [z]\n";
+        let docs = parse(text).expect("parses like libyaml");
+        let NodeKind::Seq(items) = &docs[0].kind else {
+            panic!("sequence expected")
+        };
+        let NodeKind::Map(entries) = &items[1].kind else {
+            panic!("map expected")
+        };
+        // Offsets point into the original text.
+        assert_eq!(&text[entries[0].1.pos.offset..][..1], "b");
+        assert_eq!(entries[0].1.pos.line, 5);
     }
 
     #[test]
