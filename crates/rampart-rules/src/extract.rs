@@ -423,6 +423,7 @@ impl<'a> Ctx<'a> {
                 | F::FdSipName
                 | F::FdRipName
                 | F::NetRemoteName
+                | F::NetRemoteNameSuffixes
                 | F::DnsQuerySuffixes
                 | F::DnsAnswerIp
                 | F::DnsAnswerName
@@ -826,6 +827,23 @@ impl<'a> Ctx<'a> {
                 n.remote_names.get(i).map(|s| Val::Str(s))
             }
             F::FdLipName => None,
+            F::NetRemoteNameSuffixes => {
+                let mut n = i;
+                for name in &ev.network.as_ref()?.remote_names {
+                    let mut rest = name.as_str();
+                    loop {
+                        if n == 0 {
+                            return Some(Val::Str(rest));
+                        }
+                        n -= 1;
+                        match rest.find('.') {
+                            Some(dot) => rest = &rest[dot + 1..],
+                            None => break,
+                        }
+                    }
+                }
+                None
+            }
 
             F::FileSensitive => ev.file.as_ref().map(|f| Val::Bool(f.sensitive)),
             F::FileNewPath => ev.file.as_ref()?.new_path.as_deref().map(Val::Str),
