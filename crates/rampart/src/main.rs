@@ -29,12 +29,15 @@ enum Command {
     Version,
     /// Watch this host: every exec, file, network, privilege and container event as JSON lines.
     Agent(cmd::agent::AgentArgs),
+    /// Check rule files, replay recorded events through rules, list rule fields.
+    Rules(cmd::rules::RulesArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Version => cmd::version::run(),
         Command::Agent(args) => cmd::agent::run(args),
+        Command::Rules(args) => cmd::rules::run(args),
     }
 }
 

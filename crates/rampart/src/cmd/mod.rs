@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod logging;
+pub mod rules;
 pub mod version;
 
 /// Exit code for an error: 2 for bad input (usage, configuration, rule or policy files), 1 for

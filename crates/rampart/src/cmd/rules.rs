@@ -1,0 +1,224 @@
+//! `rampart rules`: check rule files, replay recorded events through them, list fields.
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use rampart_event::Event;
+use rampart_rules::{Engine, Loader, Options, RuleMatching, RuleSet};
+
+use super::BadInput;
+
+#[derive(Debug, Args)]
+pub struct RulesArgs {
+    #[command(subcommand)]
+    command: RulesCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesCommand {
+    /// Load and compile rule files; list rules that cannot fire and why. Exits 2 on an error.
+    Check(CheckArgs),
+    /// Replay recorded events (JSON lines, as `rampart agent --record` writes them) through
+    /// rules and print the alerts as JSON lines. Deterministic: alerts depend on event time only.
+    Test(TestArgs),
+    /// List the fields conditions and outputs may use.
+    Fields(FieldsArgs),
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// Rule files, loaded in this order.
+    #[arg(required_unless_present = "defaults")]
+    files: Vec<PathBuf>,
+    /// Load Rampart's default rules before the files (as the agent does).
+    #[arg(long)]
+    defaults: bool,
+    /// Also exit 1 when an enabled rule cannot fire.
+    #[arg(long)]
+    strict: bool,
+    /// `text` (for people) or `json` (one object with the report).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Matching {
+    First,
+    All,
+}
+
+#[derive(Debug, Args)]
+struct TestArgs {
+    /// Rule files, loaded in this order.
+    #[arg(long = "rules", num_args = 1.., required_unless_present = "defaults")]
+    rules: Vec<PathBuf>,
+    /// Load Rampart's default rules before the files.
+    #[arg(long)]
+    defaults: bool,
+    /// Recorded events, one JSON event per line (`-` for standard input).
+    #[arg(long)]
+    events: PathBuf,
+    /// Falco's rule_matching: `first` (one rule per event, the default) or `all`.
+    #[arg(long, value_enum, default_value_t = Matching::First)]
+    rule_matching: Matching,
+}
+
+#[derive(Debug, Args)]
+struct FieldsArgs {
+    /// Also list Falco fields that Rampart's events do not carry.
+    #[arg(long)]
+    all: bool,
+}
+
+pub fn run(args: RulesArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        RulesCommand::Check(a) => check(a),
+        RulesCommand::Test(a) => test(a),
+        RulesCommand::Fields(a) => fields(a),
+    }
+}
+
+fn load(defaults: bool, files: &[PathBuf], options: Options) -> anyhow::Result<RuleSet> {
+    let mut loader = Loader::new();
+    if defaults {
+        loader
+            .add_default_rules()
+            .map_err(|e| BadInput(e.to_string()))?;
+    }
+    for f in files {
+        loader.add_file(f).map_err(|e| match e {
+            rampart_rules::Error::Io { .. } => anyhow::Error::new(e),
+            other => BadInput(other.to_string()).into(),
+        })?;
+    }
+    Ok(loader
+        .compile(options)
+        .map_err(|e| BadInput(e.to_string()))?)
+}
+
+fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
+    let rules = load(a.defaults, &a.files, Options::default())?;
+    let report = rules.report();
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    match a.format {
+        Format::Text => {
+            writeln!(
+                out,
+                "{} rules ({} enabled), {} macros, {} lists; {} cannot fire",
+                report.rules,
+                report.enabled_rules,
+                report.macros,
+                report.lists,
+                report.cannot_fire.len()
+            )?;
+            for c in &report.cannot_fire {
+                writeln!(out, "{c}")?;
+            }
+            for w in &report.warnings {
+                writeln!(out, "warning: {w}")?;
+            }
+        }
+        Format::Json => {
+            let v = serde_json::json!({
+                "rules": report.rules,
+                "enabled_rules": report.enabled_rules,
+                "macros": report.macros,
+                "lists": report.lists,
+                "cannot_fire": report.cannot_fire.iter().map(|c| serde_json::json!({
+                    "rule": c.rule,
+                    "location": c.at.to_string(),
+                    "needs": c.needs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+                "warnings": report.warnings.iter().map(|w| serde_json::json!({
+                    "location": w.at.to_string(),
+                    "message": w.message,
+                })).collect::<Vec<_>>(),
+            });
+            serde_json::to_writer_pretty(&mut out, &v)?;
+            writeln!(out)?;
+        }
+    }
+    out.flush()?;
+    Ok(if a.strict && !report.cannot_fire.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
+    let options = Options {
+        rule_matching: match a.rule_matching {
+            Matching::First => RuleMatching::First,
+            Matching::All => RuleMatching::All,
+        },
+        ..Options::default()
+    };
+    let rules = load(a.defaults, &a.rules, options)?;
+    for c in &rules.report().cannot_fire {
+        tracing::warn!("{c}");
+    }
+    let mut engine = Engine::new(Arc::new(rules));
+    let input: Box<dyn BufRead> = if a.events.as_os_str() == "-" {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(&a.events)
+            .with_context(|| format!("cannot open {}", a.events.display()))?;
+        Box::new(BufReader::new(f))
+    };
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut detections = Vec::new();
+    let (mut events, mut alerts) = (0u64, 0u64);
+    for (n, line) in input.lines().enumerate() {
+        let line = line.with_context(|| format!("reading {}", a.events.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event: Event = serde_json::from_str(&line).map_err(|e| {
+            BadInput(format!("{}:{}: not an event: {e}", a.events.display(), n + 1))
+        })?;
+        events += 1;
+        detections.clear();
+        engine.process(&event, &mut detections);
+        for d in &detections {
+            alerts += 1;
+            serde_json::to_writer(&mut out, &d.alert)?;
+            writeln!(out)?;
+        }
+    }
+    out.flush()?;
+    eprintln!("{events} events, {alerts} alerts");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fields(a: FieldsArgs) -> anyhow::Result<ExitCode> {
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    for f in rampart_rules::fields() {
+        if !f.available && !a.all {
+            continue;
+        }
+        let name = if f.takes_argument {
+            format!("{}[...]", f.name)
+        } else {
+            f.name.to_string()
+        };
+        let note = match (f.available, f.extension) {
+            (false, _) => "  (not produced by Rampart: comparisons are false)",
+            (true, true) => "  (Rampart extension)",
+            (true, false) => "",
+        };
+        writeln!(out, "{name:<40} {:<10}{note}", f.type_name)?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
