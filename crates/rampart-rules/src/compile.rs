@@ -17,6 +17,7 @@ use crate::eval::{Check, Node, PrefixSet, Rhs, Scalar, ValueSet};
 use crate::extract::{ArgName, FieldArg, FieldRef};
 use crate::fields::{self, ArgSpec, Lookup, Ty, F};
 use crate::loader::{CondText, ExValue, ExceptionDef, Fragment};
+use crate::ruleset::kind_types;
 
 /// Where the positions of an expression come from.
 #[derive(Clone, Copy)]
@@ -107,6 +108,24 @@ pub(crate) fn types_of(node: &Node) -> TypeSet {
             Node::Check(c) if is_type_check(c) => types_of(inner).not(),
             _ => TypeSet::All,
         },
+        Node::Check(c) if c.field.id == F::EvtKind && c.field.transforms.is_empty() => {
+            let names: Vec<&str> = match &c.rhs {
+                Rhs::One(s) => vec![&*s.text],
+                Rhs::Set(v) => v.strs.iter().map(|s| &**s).collect(),
+                _ => return TypeSet::All,
+            };
+            if !matches!(c.op, Op::Eq | Op::In | Op::Intersects) {
+                return TypeSet::All;
+            }
+            let mut set = BTreeSet::new();
+            for n in names {
+                match rampart_event::EventKind::from_name(n) {
+                    Some(k) => set.extend(kind_types(k).iter().map(|t| t.to_string())),
+                    None => return TypeSet::All,
+                }
+            }
+            TypeSet::Only(set)
+        }
         Node::Check(c) if is_type_check(c) => {
             let set: BTreeSet<String> = match &c.rhs {
                 Rhs::One(s) => std::iter::once(s.text.to_string()).collect(),
@@ -172,6 +191,220 @@ pub(crate) fn fold(node: Node) -> Node {
     }
 }
 
+/// Removes the top-level `evt.type` tests of a rule that is only ever evaluated for events of
+/// the types in `types` (the rule index guarantees it): each such test covers `types`.
+pub(crate) fn strip_type_checks(node: Node, types: &TypeSet) -> Node {
+    strip(node, types)
+}
+
+/// The condition as evaluated for events of type `t` only.
+pub(crate) fn specialize(node: &Node, t: &str) -> Node {
+    let only: BTreeSet<String> = std::iter::once(t.to_string()).collect();
+    order(fold(settle_types(node.clone(), &only)))
+}
+
+fn strip(node: Node, types: &TypeSet) -> Node {
+    let TypeSet::Only(only) = types else {
+        return node;
+    };
+    fold(settle_types(node, only))
+}
+
+/// Replaces each `evt.type` test by its value for events whose type is in `only`: a test
+/// whose set covers `only` is true, one disjoint from it is false, wherever it is.
+fn settle_types(node: Node, only: &BTreeSet<String>) -> Node {
+    match node {
+        Node::Check(c) if is_type_check(&c) && matches!(c.op, Op::Eq | Op::In | Op::Ne) => {
+            let has = |t: &str| match &c.rhs {
+                Rhs::One(s) => *s.text == *t,
+                Rhs::Set(v) => v.strs.contains(t),
+                _ => false,
+            };
+            let all = only.iter().all(|t| has(t));
+            let none = only.iter().all(|t| !has(t));
+            match (c.op, all, none) {
+                (Op::Ne, true, _) => Node::Const(false),
+                (Op::Ne, _, true) => Node::Const(true),
+                (Op::Eq | Op::In, true, _) => Node::Const(true),
+                (Op::Eq | Op::In, _, true) => Node::Const(false),
+                _ => Node::Check(c),
+            }
+        }
+        Node::And(items) => Node::And(
+            items
+                .into_vec()
+                .into_iter()
+                .map(|n| settle_types(n, only))
+                .collect(),
+        ),
+        Node::Or(items) => Node::Or(
+            items
+                .into_vec()
+                .into_iter()
+                .map(|n| settle_types(n, only))
+                .collect(),
+        ),
+        Node::Not(n) => Node::Not(Box::new(settle_types(*n, only))),
+        other => other,
+    }
+}
+
+/// An estimate of what testing `node` costs, for ordering `and`/`or` operands cheapest first.
+fn cost(node: &Node) -> u32 {
+    match node {
+        Node::Const(_) | Node::Absent => 0,
+        // Exclusions (`and not ...`) usually hold: test them after the conditions that select.
+        Node::Not(n) => cost(n) + 8,
+        Node::And(items) | Node::Or(items) => items.iter().map(cost).sum(),
+        Node::Check(c) => {
+            let field = match c.field.id {
+                // Built strings: command lines, rendered arguments, connection tuples.
+                F::ProcCmdline
+                | F::ProcArgs
+                | F::ProcExeline
+                | F::ProcPcmdline
+                | F::ProcAcmdline
+                | F::EvtArgs
+                | F::EvtArg
+                | F::EvtRawArg
+                | F::ThreadCapEffective
+                | F::ThreadCapPermitted
+                | F::ContainerLabels
+                | F::ContainerInfo
+                | F::EvtTime
+                | F::EvtTimeS
+                | F::EvtTimeIso
+                | F::EvtDatetime
+                | F::EvtDatetimeS
+                | F::PrivCapEffective => 10,
+                // One value per ancestor or per name.
+                F::ProcAname
+                | F::ProcApid
+                | F::ProcAexe
+                | F::ProcAexepath
+                | F::DnsQuerySuffixes
+                | F::NetRemoteNameSuffixes
+                | F::DnsAnswerIp
+                | F::DnsAnswerName => 4,
+                // A path (cheap) or a connection tuple (built once per event).
+                F::FdName | F::FdNameraw => 4,
+                _ => 1,
+            };
+            let op = match c.op {
+                Op::Regex => 20,
+                Op::Glob | Op::IGlob | Op::IContains => 5,
+                Op::PMatch | Op::Contains | Op::BContains => 3,
+                Op::In | Op::Intersects => 2,
+                _ => 0,
+            };
+            let transforms: u32 = c
+                .field
+                .transforms
+                .iter()
+                .map(|t| match t {
+                    Transform::Basename | Transform::Len => 2,
+                    _ => 30,
+                })
+                .sum();
+            field + op + transforms
+        }
+    }
+}
+
+/// Orders the operands of every `and`/`or` cheapest first. Conditions have no side effects, so
+/// the result is the same; an event that fails a cheap test skips the expensive ones.
+pub(crate) fn order(node: Node) -> Node {
+    match node {
+        Node::And(items) => {
+            let mut v: Vec<Node> = items.into_vec().into_iter().map(order).collect();
+            v.sort_by_key(cost);
+            Node::And(v.into_boxed_slice())
+        }
+        Node::Or(items) => {
+            let v: Vec<Node> = items.into_vec().into_iter().map(order).collect();
+            let mut v = merge_contains(v);
+            v.sort_by_key(cost);
+            if v.len() == 1 {
+                return v.pop().unwrap_or(Node::Const(false));
+            }
+            Node::Or(v.into_boxed_slice())
+        }
+        Node::Not(n) => Node::Not(Box::new(order(*n))),
+        other => other,
+    }
+}
+
+/// Turns three or more `F contains X` (or `F icontains X`) operands of one `or` into one
+/// Aho-Corasick test of `F`: one pass over the text instead of one per needle.
+fn merge_contains(items: Vec<Node>) -> Vec<Node> {
+    let needle = |n: &Node| -> Option<(String, Op, Vec<u8>)> {
+        let Node::Check(c) = n else { return None };
+        if !c.field.transforms.is_empty() {
+            return None;
+        }
+        match (&c.op, &c.rhs) {
+            (Op::Contains, Rhs::Contains(f)) => {
+                Some((c.field.name.to_string(), Op::Contains, f.needle().to_vec()))
+            }
+            (Op::IContains, Rhs::One(s)) => Some((
+                c.field.name.to_string(),
+                Op::IContains,
+                s.lower.as_bytes().to_vec(),
+            )),
+            _ => None,
+        }
+    };
+    let mut groups: Vec<((String, Op), Vec<usize>)> = Vec::new();
+    for (i, n) in items.iter().enumerate() {
+        if let Some((f, op, _)) = needle(n) {
+            match groups.iter_mut().find(|(k, _)| k.0 == f && k.1 == op) {
+                Some((_, v)) => v.push(i),
+                None => groups.push(((f, op), vec![i])),
+            }
+        }
+    }
+    let mut merged: Vec<Node> = Vec::new();
+    let mut taken = vec![false; items.len()];
+    for ((_, op), idx) in &groups {
+        if idx.len() < 3 {
+            continue;
+        }
+        let needles: Vec<Vec<u8>> = idx
+            .iter()
+            .filter_map(|&i| needle(&items[i]).map(|n| n.2))
+            .collect();
+        let Ok(ac) = aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(*op == Op::IContains)
+            .build(&needles)
+        else {
+            continue;
+        };
+        let Node::Check(first) = &items[idx[0]] else {
+            continue;
+        };
+        merged.push(Node::Check(Box::new(Check {
+            field: first.field.clone(),
+            op: Op::Contains,
+            rhs: Rhs::AnyOf(ac),
+            memo: u32::MAX,
+        })));
+        for &i in idx {
+            taken[i] = true;
+        }
+    }
+    if merged.is_empty() {
+        return items;
+    }
+    merged.extend(
+        items
+            .into_iter()
+            .zip(taken)
+            .filter(|(_, t)| !t)
+            .map(|(n, _)| n),
+    );
+    merged
+}
+
 /// A macro, parsed once.
 struct ParsedMacro {
     expr: Expr,
@@ -182,6 +415,9 @@ struct ParsedMacro {
 pub(crate) struct Compiler {
     lists: HashMap<String, Vec<String>>,
     macros: HashMap<String, ParsedMacro>,
+    /// Every distinct comparison gets one memo slot: rules that share a comparison (through a
+    /// macro like `open_write`, or `container`) evaluate it once per event.
+    memo: std::cell::RefCell<HashMap<String, u32>>,
 }
 
 fn syntax(src: Src<'_>, e: condition::ParseError) -> Error {
@@ -231,22 +467,35 @@ impl Compiler {
         Ok(Compiler {
             lists: flat,
             macros: parsed,
+            memo: Default::default(),
         })
     }
 
+    /// How many memo slots the compiled comparisons use.
+    pub fn memo_slots(&self) -> usize {
+        self.memo.borrow().len()
+    }
+
+    fn memo_slot(&self, field: &FieldRef, op: Op, value: &str) -> u32 {
+        let key = format!("{}\u{1}{}\u{1}{value}", field.name, op.as_str());
+        let mut memo = self.memo.borrow_mut();
+        let next = memo.len() as u32;
+        *memo.entry(key).or_insert(next)
+    }
+
     /// Compiles a condition text.
-    pub fn condition(
-        &self,
-        cond: &CondText,
-        uses: &mut Uses,
-    ) -> Result<Node, Error> {
+    pub fn condition(&self, cond: &CondText, uses: &mut Uses) -> Result<Node, Error> {
         let (expr, starts) = parse_cond(cond)?;
         let mut stack = Vec::new();
         self.build(&expr, Src::Cond(cond, &starts), uses, &mut stack)
     }
 
     /// `not (row or row ...)` for a rule's exceptions, or `None` when they have no values.
-    pub fn exceptions(&self, excs: &[ExceptionDef], uses: &mut Uses) -> Result<Option<Node>, Error> {
+    pub fn exceptions(
+        &self,
+        excs: &[ExceptionDef],
+        uses: &mut Uses,
+    ) -> Result<Option<Node>, Error> {
         let mut rows = Vec::new();
         for ex in excs {
             let src = Src::At(&ex.at);
@@ -258,7 +507,10 @@ impl Compiler {
                 })?;
                 let op = parse_op(comp).ok_or_else(|| Error::Schema {
                     at: ex.at.clone(),
-                    message: format!("exception {:?}: invalid comparison operator {comp:?}", ex.name),
+                    message: format!(
+                        "exception {:?}: invalid comparison operator {comp:?}",
+                        ex.name
+                    ),
                 })?;
                 fields.push((fe, op));
             }
@@ -267,7 +519,11 @@ impl Compiler {
                 for ((fe, op), v) in fields.iter().zip(row) {
                     let list_op = matches!(op, Op::In | Op::Intersects | Op::PMatch);
                     let lit = |t: &str, quoted: bool| Lit {
-                        text: if quoted { t.to_string() } else { condition::unquote_item(t) },
+                        text: if quoted {
+                            t.to_string()
+                        } else {
+                            condition::unquote_item(t)
+                        },
                         quoted,
                         at: 0,
                     };
@@ -400,18 +656,27 @@ impl Compiler {
         let arg = match (def.arg, dotted.as_deref().or(fe.arg.as_deref())) {
             (ArgSpec::None, None) => FieldArg::None,
             (ArgSpec::None, Some(a)) => {
-                return Err(type_err(format!("{} takes no argument, found [{a}]", def.name)))
+                return Err(type_err(format!(
+                    "{} takes no argument, found [{a}]",
+                    def.name
+                )))
             }
             (ArgSpec::Index, None) => FieldArg::None,
             (ArgSpec::Index, Some(a)) => match a.parse::<u32>() {
                 Ok(n) => FieldArg::Index(n),
                 Err(_) => {
-                    return Err(type_err(format!("the index of {} must be a number", def.name)))
+                    return Err(type_err(format!(
+                        "the index of {} must be a number",
+                        def.name
+                    )))
                 }
             },
             (ArgSpec::Key, Some(k)) => FieldArg::Key(k.into()),
             (ArgSpec::Key, None) => {
-                return Err(type_err(format!("{} needs a key: {}[KEY]", def.name, def.name)))
+                return Err(type_err(format!(
+                    "{} needs a key: {}[KEY]",
+                    def.name, def.name
+                )))
             }
             (ArgSpec::EventArg, None) => {
                 return Err(type_err(format!(
@@ -432,11 +697,37 @@ impl Compiler {
         };
         let mut ty = def.ty;
         for t in &fe.transforms {
-            ty = if *t == Transform::Len { Ty::Int } else { Ty::Str };
+            ty = if *t == Transform::Len {
+                Ty::Int
+            } else {
+                Ty::Str
+            };
         }
+        let multi = matches!(
+            (id, &arg),
+            (
+                F::ProcAname | F::ProcApid | F::ProcAexe | F::ProcAexepath | F::ProcAcmdline,
+                FieldArg::None,
+            ) | (
+                F::FdIp
+                    | F::FdPort
+                    | F::FdNet
+                    | F::FdCipName
+                    | F::FdSipName
+                    | F::FdRipName
+                    | F::NetRemoteName
+                    | F::NetRemoteNameSuffixes
+                    | F::DnsQuerySuffixes
+                    | F::DnsAnswerIp
+                    | F::DnsAnswerName
+                    | F::PrivNamespaces,
+                _,
+            )
+        );
         Ok(Some((
             FieldRef {
                 id,
+                multi,
                 arg,
                 transforms: fe.transforms.clone().into_boxed_slice(),
                 name: written.into(),
@@ -458,29 +749,41 @@ impl Compiler {
             return Ok(Node::Absent);
         };
         let loc = |off: usize, tok: &str| src.loc(off, tok);
-        let type_err = |lit: &str, off: usize, message: String| {
-            Error::Type {
-                at: loc(off, lit),
-                field: field.name.to_string(),
-                op: op.as_str().to_string(),
-                value: lit.to_string(),
-                message,
-            }
+        let type_err = |lit: &str, off: usize, message: String| Error::Type {
+            at: loc(off, lit),
+            field: field.name.to_string(),
+            op: op.as_str().to_string(),
+            value: lit.to_string(),
+            message,
         };
         let allowed = match ty {
             Ty::Int => matches!(
                 op,
-                Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::In | Op::Intersects | Op::Exists
+                Op::Eq
+                    | Op::Ne
+                    | Op::Lt
+                    | Op::Le
+                    | Op::Gt
+                    | Op::Ge
+                    | Op::In
+                    | Op::Intersects
+                    | Op::Exists
             ),
             Ty::Bool => matches!(op, Op::Eq | Op::Ne | Op::In | Op::Exists),
-            Ty::Ip | Ty::Net => matches!(op, Op::Eq | Op::Ne | Op::In | Op::Intersects | Op::Exists),
+            Ty::Ip | Ty::Net => {
+                matches!(op, Op::Eq | Op::Ne | Op::In | Op::Intersects | Op::Exists)
+            }
             Ty::Str | Ty::Dyn => true,
         };
         if !allowed {
             return Err(type_err(
                 "",
                 at,
-                format!("operator `{}` does not apply to a {} field", op.as_str(), ty.name()),
+                format!(
+                    "operator `{}` does not apply to a {} field",
+                    op.as_str(),
+                    ty.name()
+                ),
             ));
         }
         // Rampart's events merge a syscall's enter and exit: both directions match.
@@ -510,13 +813,24 @@ impl Compiler {
             if ok {
                 Ok(())
             } else {
-                Err(type_err(text, off, format!("not a valid {} value", ty.name())))
+                Err(type_err(
+                    text,
+                    off,
+                    format!("not a valid {} value", ty.name()),
+                ))
             }
         };
+        let mut memo_key = String::new();
+        if let Value::One(l) = value {
+            memo_key.push_str(&l.text);
+        }
         let rhs = match (op, value) {
             (Op::Exists, _) => Rhs::None,
             (_, Value::Field(other)) => match self.field(other, src, uses)? {
-                Some((f, _)) => Rhs::Field(f),
+                Some((f, _)) => {
+                    memo_key = format!("val({})", f.name);
+                    Rhs::Field(f)
+                }
                 None => return Ok(Node::Absent),
             },
             (Op::In | Op::Intersects | Op::PMatch, Value::List(items)) => {
@@ -530,6 +844,10 @@ impl Compiler {
                         }
                         None => texts.push((l.text.clone(), l.at, l.text.clone())),
                     }
+                }
+                for (t, _, _) in &texts {
+                    memo_key.push_str(t);
+                    memo_key.push('\u{2}');
                 }
                 if op == Op::PMatch {
                     let mut set = PrefixSet::default();
@@ -545,7 +863,10 @@ impl Compiler {
                                 return Err(type_err(
                                     t,
                                     *off,
-                                    format!("item of list {written} is not a valid {} value", ty.name()),
+                                    format!(
+                                        "item of list {written} is not a valid {} value",
+                                        ty.name()
+                                    ),
                                 ));
                             }
                             return Err(e);
@@ -556,6 +877,23 @@ impl Compiler {
                 }
             }
             (_, Value::One(l)) => match op {
+                Op::Contains
+                    if matches!(field.arg, FieldArg::Arg(ArgName::Flags | ArgName::Mode))
+                        && field.id == F::EvtArg
+                        && field.transforms.is_empty() =>
+                {
+                    let mode = field.arg == FieldArg::Arg(ArgName::Mode);
+                    let test = if mode {
+                        crate::render::BitTest::mode(&l.text)
+                    } else {
+                        crate::render::BitTest::open_flags(&l.text)
+                    };
+                    let text = Finder::new(l.text.as_bytes()).into_owned();
+                    match test {
+                        Some(test) => Rhs::Bits { mode, test, text },
+                        None => Rhs::Contains(text),
+                    }
+                }
                 Op::Contains => Rhs::Contains(Finder::new(l.text.as_bytes()).into_owned()),
                 Op::BContains | Op::BStartsWith => {
                     let bytes = decode_hex(&l.text).ok_or_else(|| {
@@ -577,10 +915,20 @@ impl Compiler {
                 }
             },
             (_, Value::List(_)) | (_, Value::None) => {
-                return Err(type_err("", at, "this operator needs a single value".into()))
+                return Err(type_err(
+                    "",
+                    at,
+                    "this operator needs a single value".into(),
+                ))
             }
         };
-        Ok(Node::Check(Box::new(Check { field, op, rhs })))
+        let memo = self.memo_slot(&field, op, &memo_key);
+        Ok(Node::Check(Box::new(Check {
+            field,
+            op,
+            rhs,
+            memo,
+        })))
     }
 }
 
@@ -694,17 +1042,16 @@ pub(crate) fn output(
             }
         }
         let written = &text[start..j];
-        if written.is_empty() || !condition::is_field_name(written.split('[').next().unwrap_or("")) {
+        if written.is_empty() || !condition::is_field_name(written.split('[').next().unwrap_or(""))
+        {
             lit.push('%');
             i += 1;
             continue;
         }
-        let fe = parse_field_text(written).ok_or_else(|| {
-            Error::Syntax {
-                at: frag.location_of(start, written),
-                token: written.to_string(),
-                message: "invalid field in output".into(),
-            }
+        let fe = parse_field_text(written).ok_or_else(|| Error::Syntax {
+            at: frag.location_of(start, written),
+            token: written.to_string(),
+            message: "invalid field in output".into(),
         })?;
         let mut fe = fe;
         fe.at = start;

@@ -243,7 +243,8 @@ impl<'a> Parser<'a> {
         let end = rest
             .char_indices()
             .find(|&(i, c)| {
-                (c.is_whitespace() || c == '(' || c == ')' || c == ',') && (i > 0 || c.is_whitespace())
+                (c.is_whitespace() || c == '(' || c == ')' || c == ',')
+                    && (i > 0 || c.is_whitespace())
             })
             .map_or(rest.len(), |(i, c)| if i == 0 { c.len_utf8() } else { i });
         rest[..end].to_string()
@@ -266,9 +267,7 @@ impl<'a> Parser<'a> {
         let rest = self.rest().as_bytes();
         if rest.len() >= word.len()
             && rest[..word.len()].eq_ignore_ascii_case(word.as_bytes())
-            && rest
-                .get(word.len())
-                .is_none_or(|&b| is_ws(b) || b == b'(')
+            && rest.get(word.len()).is_none_or(|&b| is_ws(b) || b == b'(')
         {
             self.i += word.len();
             true
@@ -380,7 +379,10 @@ impl<'a> Parser<'a> {
             while b.get(j).is_some_and(u8::is_ascii_alphabetic) {
                 j += 1;
             }
-            while b.get(j).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') {
+            while b
+                .get(j)
+                .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+            {
                 j += 1;
             }
             segments += 1;
@@ -402,10 +404,16 @@ impl<'a> Parser<'a> {
         let b = self.s.as_bytes();
         let start = self.i;
         let mut j = self.i;
-        if !b.get(j).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') {
+        if !b
+            .get(j)
+            .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+        {
             return None;
         }
-        while b.get(j).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') {
+        while b
+            .get(j)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        {
             j += 1;
         }
         self.i = j;
@@ -655,7 +663,11 @@ mod tests {
     fn falco_lists_and_bare_words() {
         let e = parse("proc.pname in (runc:[0:PARENT], \"puma reactor\", '(systemd)')")
             .expect("parses");
-        let Expr::Check { value: Value::List(items), .. } = e else {
+        let Expr::Check {
+            value: Value::List(items),
+            ..
+        } = e
+        else {
             panic!("list")
         };
         let texts: Vec<_> = items.iter().map(|l| l.text.as_str()).collect();
@@ -680,11 +692,18 @@ mod tests {
 
     #[test]
     fn operators_without_spaces_and_direction_values() {
-        assert!(matches!(check("evt.dir", Op::Eq, "<"), Expr::Check { op: Op::Eq, .. }));
+        assert!(matches!(
+            check("evt.dir", Op::Eq, "<"),
+            Expr::Check { op: Op::Eq, .. }
+        ));
         let e = parse("fd.sport>=30000 and evt.rawres<0").expect("parses");
         assert!(matches!(e, Expr::And(_)));
         let e = parse("(proc.args endswith \\)").expect("parses");
-        let Expr::Check { value: Value::One(l), .. } = e else {
+        let Expr::Check {
+            value: Value::One(l),
+            ..
+        } = e
+        else {
             panic!("one")
         };
         assert_eq!(l.text, "\\");
@@ -707,11 +726,19 @@ mod tests {
     fn quoted_escapes_keep_unknown_backslashes() {
         let e = parse(r#"proc.args contains "\ " and proc.cmdline = "a \"b\"""#).expect("parses");
         let Expr::And(items) = e else { panic!("and") };
-        let Expr::Check { value: Value::One(l), .. } = &items[0] else {
+        let Expr::Check {
+            value: Value::One(l),
+            ..
+        } = &items[0]
+        else {
             panic!("one")
         };
         assert_eq!(l.text, "\\ ");
-        let Expr::Check { value: Value::One(l), .. } = &items[1] else {
+        let Expr::Check {
+            value: Value::One(l),
+            ..
+        } = &items[1]
+        else {
             panic!("one")
         };
         assert_eq!(l.text, "a \"b\"");
@@ -735,7 +762,10 @@ mod tests {
     fn unquote_list_items() {
         assert_eq!(unquote_item("'(systemd)'"), "(systemd)");
         assert_eq!(unquote_item("\"(systemd)\""), "(systemd)");
-        assert_eq!(unquote_item("\"sh -c node -e \\\"x\\\"\""), "sh -c node -e \"x\"");
+        assert_eq!(
+            unquote_item("\"sh -c node -e \\\"x\\\"\""),
+            "sh -c node -e \"x\""
+        );
         assert_eq!(unquote_item("bash"), "bash");
     }
 }

@@ -81,6 +81,8 @@ struct CorrState {
 pub struct Engine {
     rules: Arc<RuleSet>,
     cache: Cache,
+    memo: Box<[std::cell::Cell<u64>]>,
+    generation: u64,
     corr: Vec<CorrState>,
     key: String,
     value: String,
@@ -98,6 +100,10 @@ impl Engine {
     pub fn new(rules: Arc<RuleSet>) -> Engine {
         let corr = rules.rules.iter().map(|_| CorrState::default()).collect();
         Engine {
+            memo: (0..rules.memo_slots)
+                .map(|_| std::cell::Cell::new(0))
+                .collect(),
+            generation: 0,
             rules,
             cache: Cache::default(),
             corr,
@@ -121,167 +127,229 @@ impl Engine {
     /// how many were appended. With `rule_matching: first` at most one single-event rule fires
     /// per event (the first in load order); correlation rules are evaluated in any case.
     pub fn process(&mut self, ev: &Event, out: &mut Vec<Detection>) -> usize {
-        self.stats.events += 1;
-        self.cache.reset();
-        let rules = Arc::clone(&self.rules);
+        let Engine {
+            rules,
+            cache,
+            memo,
+            generation,
+            corr,
+            key,
+            value,
+            stats,
+        } = self;
+        stats.events += 1;
+        cache.reset();
+        *generation += 1;
         let before = out.len();
-        let ty = ev.falco_type();
-        let single = rules.index.get(ty).unwrap_or(&rules.fallback);
-        {
-            let ctx = Ctx {
-                ev,
-                cache: &self.cache,
-            };
-            for &i in single.iter() {
-                let rule = &rules.rules[i as usize];
-                if rule.node.eval(&ctx) {
-                    out.push(detection(rule, i as usize, ev, &ctx, None, vec![ev.clone()]));
-                    if rules.options.rule_matching == RuleMatching::First {
-                        break;
-                    }
-                }
-            }
-        }
-        let corr = rules.corr_index.get(ty).unwrap_or(&rules.corr_fallback);
-        for &i in corr.iter() {
-            let rule = &rules.rules[i as usize];
-            self.correlate(rule, i as usize, ev, out);
-        }
-        let n = out.len() - before;
-        self.stats.detections += n as u64;
-        n
-    }
-
-    fn correlate(&mut self, rule: &CompiledRule, index: usize, ev: &Event, out: &mut Vec<Detection>) {
-        let Some(plan) = &rule.correlation else { return };
+        let slot = match rules.index.get(ev.falco_type()) {
+            Some(slot) if slot.kinds.contains(&ev.kind) => slot,
+            _ => &rules.all,
+        };
         let ctx = Ctx {
             ev,
-            cache: &self.cache,
+            cache,
+            memo,
+            generation: *generation,
         };
-        if !rule.node.eval(&ctx) {
-            return;
-        }
-        let now = ev.time_ns;
-        let max_groups = self.rules.options.max_groups_per_rule;
-        let state = &mut self.corr[index];
-        // Forget groups idle for longer than the window, at most once per window.
-        if now.saturating_sub(state.last_sweep_ns) > plan.timespan_ns {
-            let horizon = now.saturating_sub(plan.timespan_ns);
-            state
-                .groups
-                .retain(|_, g| g.last_ns >= horizon || g.quiet_until_ns > now);
-            state.last_sweep_ns = now;
-        }
-        match plan.kind {
-            CorrelationKind::EventCount | CorrelationKind::ValueCount => {
-                render_key(&ctx, &plan.group_by, &mut self.key);
-                if plan.kind == CorrelationKind::ValueCount {
-                    render_key(&ctx, &plan.fields, &mut self.value);
-                }
-                let (g, evicted) = group(state, &self.key, max_groups, true);
-                self.stats.groups_evicted += evicted;
-                let Some(g) = g else { return };
-                g.last_ns = now;
-                if now < g.quiet_until_ns {
-                    return;
-                }
-                let horizon = now.saturating_sub(plan.timespan_ns);
-                let count = if plan.kind == CorrelationKind::EventCount {
-                    g.times.push_back(now);
-                    while g.times.front().is_some_and(|&t| t < horizon) {
-                        g.times.pop_front();
-                    }
-                    while g.times.len() as u64 > plan.min {
-                        g.times.pop_front();
-                    }
-                    keep_evidence(g, ev);
-                    g.times.len() as u64
-                } else {
-                    g.values.retain(|_, t| *t >= horizon);
-                    match g.values.get_mut(self.value.as_str()) {
-                        Some(t) => *t = now,
-                        None => {
-                            g.values.insert(self.value.as_str().into(), now);
-                            keep_evidence(g, ev);
-                        }
-                    }
-                    g.values.len() as u64
-                };
-                if count >= plan.min {
-                    let events = g.fired(now, plan.timespan_ns);
-                    out.push(detection(rule, index, ev, &ctx, Some((count, &self.key)), events));
+        for (i, node) in slot.rules.iter() {
+            let rule = &rules.rules[*i as usize];
+            if node.eval(&ctx) {
+                out.push(detection(
+                    rule,
+                    *i as usize,
+                    ev,
+                    &ctx,
+                    None,
+                    vec![ev.clone()],
+                ));
+                if rules.options.rule_matching == RuleMatching::First {
+                    break;
                 }
             }
-            CorrelationKind::Temporal | CorrelationKind::TemporalOrdered => {
-                let ordered = plan.kind == CorrelationKind::TemporalOrdered;
-                let horizon = now.saturating_sub(plan.timespan_ns);
-                for (si, step) in plan.steps.iter().enumerate() {
-                    if !step.node.eval(&ctx) {
-                        continue;
+        }
+        let mut scratch = Scratch {
+            key,
+            value,
+            stats,
+            max_groups: rules.options.max_groups_per_rule,
+        };
+        for &i in slot.corr.iter() {
+            let rule = &rules.rules[i as usize];
+            correlate(
+                rule,
+                i as usize,
+                &ctx,
+                &mut corr[i as usize],
+                &mut scratch,
+                out,
+            );
+        }
+        let n = out.len() - before;
+        stats.detections += n as u64;
+        n
+    }
+}
+
+/// The engine's reusable buffers and counters, lent to [`correlate`].
+struct Scratch<'e> {
+    key: &'e mut String,
+    value: &'e mut String,
+    stats: &'e mut EngineStats,
+    max_groups: usize,
+}
+
+fn correlate(
+    rule: &CompiledRule,
+    index: usize,
+    ctx: &Ctx<'_>,
+    state: &mut CorrState,
+    s: &mut Scratch<'_>,
+    out: &mut Vec<Detection>,
+) {
+    let Some(plan) = &rule.correlation else {
+        return;
+    };
+    if !rule.node.eval(ctx) {
+        return;
+    }
+    let ev = ctx.ev;
+    let now = ev.time_ns;
+    let max_groups = s.max_groups;
+    // Forget groups idle for longer than the window, at most once per window.
+    if now.saturating_sub(state.last_sweep_ns) > plan.timespan_ns {
+        let horizon = now.saturating_sub(plan.timespan_ns);
+        state
+            .groups
+            .retain(|_, g| g.last_ns >= horizon || g.quiet_until_ns > now);
+        state.last_sweep_ns = now;
+    }
+    match plan.kind {
+        CorrelationKind::EventCount | CorrelationKind::ValueCount => {
+            render_key(ctx, &plan.group_by, s.key);
+            if plan.kind == CorrelationKind::ValueCount {
+                render_key(ctx, &plan.fields, s.value);
+            }
+            let (g, evicted) = group(state, s.key, max_groups, true);
+            s.stats.groups_evicted += evicted;
+            let Some(g) = g else { return };
+            g.last_ns = now;
+            if now < g.quiet_until_ns {
+                return;
+            }
+            let horizon = now.saturating_sub(plan.timespan_ns);
+            let count = if plan.kind == CorrelationKind::EventCount {
+                g.times.push_back(now);
+                while g.times.front().is_some_and(|&t| t < horizon) {
+                    g.times.pop_front();
+                }
+                while g.times.len() as u64 > plan.min {
+                    g.times.pop_front();
+                }
+                keep_evidence(g, ev);
+                g.times.len() as u64
+            } else {
+                g.values.retain(|_, t| *t >= horizon);
+                match g.values.get_mut(s.value.as_str()) {
+                    Some(t) => *t = now,
+                    None => {
+                        g.values.insert(s.value.as_str().into(), now);
+                        keep_evidence(g, ev);
                     }
-                    render_key(&ctx, step.group_by.as_deref().unwrap_or(&plan.group_by), &mut self.key);
-                    // A sequence starts only with its first step; later steps need a group.
-                    let create = !ordered || si == 0;
-                    let (g, evicted) = group(state, &self.key, max_groups, create);
-                    self.stats.groups_evicted += evicted;
-                    let Some(g) = g else { continue };
-                    if g.steps.len() != plan.steps.len() {
-                        g.steps = vec![VecDeque::new(); plan.steps.len()];
-                    }
-                    g.last_ns = now;
-                    if now < g.quiet_until_ns {
-                        continue;
-                    }
-                    let complete = if ordered {
-                        if g.current > 0 && g.started_ns < horizon {
-                            // The window ran out before the sequence completed: start over.
-                            g.current = 0;
-                            g.steps.iter_mut().for_each(VecDeque::clear);
-                            g.evidence.clear();
-                            if si != 0 {
-                                continue;
-                            }
-                        }
-                        if si != g.current {
+                }
+                g.values.len() as u64
+            };
+            if count >= plan.min {
+                let events = g.fired(now, plan.timespan_ns);
+                out.push(detection(
+                    rule,
+                    index,
+                    ev,
+                    ctx,
+                    Some((count, s.key)),
+                    events,
+                ));
+            }
+        }
+        CorrelationKind::Temporal | CorrelationKind::TemporalOrdered => {
+            let ordered = plan.kind == CorrelationKind::TemporalOrdered;
+            let horizon = now.saturating_sub(plan.timespan_ns);
+            for (si, step) in plan.steps.iter().enumerate() {
+                if !step.node.eval(ctx) {
+                    continue;
+                }
+                render_key(
+                    ctx,
+                    step.group_by.as_deref().unwrap_or(&plan.group_by),
+                    s.key,
+                );
+                // A sequence starts only with its first step; later steps need a group.
+                let create = !ordered || si == 0;
+                let (g, evicted) = group(state, s.key, max_groups, create);
+                s.stats.groups_evicted += evicted;
+                let Some(g) = g else { continue };
+                if g.steps.len() != plan.steps.len() {
+                    g.steps = vec![VecDeque::new(); plan.steps.len()];
+                }
+                g.last_ns = now;
+                if now < g.quiet_until_ns {
+                    continue;
+                }
+                let complete = if ordered {
+                    if g.current > 0 && g.started_ns < horizon {
+                        // The window ran out before the sequence completed: start over.
+                        g.current = 0;
+                        g.steps.iter_mut().for_each(VecDeque::clear);
+                        g.evidence.clear();
+                        if si != 0 {
                             continue;
                         }
-                        let times = &mut g.steps[si];
-                        times.push_back(now);
-                        if si == 0 {
-                            while times.front().is_some_and(|&t| t < horizon) {
-                                times.pop_front();
-                            }
-                        }
-                        while times.len() as u64 > step.count {
-                            times.pop_front();
-                        }
-                        let reached = times.len() as u64 >= step.count;
-                        let first = times.front().copied().unwrap_or(now);
-                        keep_evidence(g, ev);
-                        if reached {
-                            if si == 0 {
-                                g.started_ns = first;
-                            }
-                            g.current += 1;
-                        }
-                        g.current == plan.steps.len()
-                    } else {
-                        let times = &mut g.steps[si];
-                        times.push_back(now);
-                        while times.len() as u64 > step.count {
-                            times.pop_front();
-                        }
-                        keep_evidence(g, ev);
-                        plan.steps.iter().zip(&g.steps).all(|(s, t)| {
-                            t.len() as u64 >= s.count && t.front().is_some_and(|&f| f >= horizon)
-                        })
-                    };
-                    if complete {
-                        let count: u64 = g.steps.iter().map(|t| t.len() as u64).sum();
-                        let events = g.fired(now, plan.timespan_ns);
-                        out.push(detection(rule, index, ev, &ctx, Some((count, &self.key)), events));
-                        break;
                     }
+                    if si != g.current {
+                        continue;
+                    }
+                    let times = &mut g.steps[si];
+                    times.push_back(now);
+                    if si == 0 {
+                        while times.front().is_some_and(|&t| t < horizon) {
+                            times.pop_front();
+                        }
+                    }
+                    while times.len() as u64 > step.count {
+                        times.pop_front();
+                    }
+                    let reached = times.len() as u64 >= step.count;
+                    let first = times.front().copied().unwrap_or(now);
+                    keep_evidence(g, ev);
+                    if reached {
+                        if si == 0 {
+                            g.started_ns = first;
+                        }
+                        g.current += 1;
+                    }
+                    g.current == plan.steps.len()
+                } else {
+                    let times = &mut g.steps[si];
+                    times.push_back(now);
+                    while times.len() as u64 > step.count {
+                        times.pop_front();
+                    }
+                    keep_evidence(g, ev);
+                    plan.steps.iter().zip(&g.steps).all(|(st, t)| {
+                        t.len() as u64 >= st.count && t.front().is_some_and(|&f| f >= horizon)
+                    })
+                };
+                if complete {
+                    let count: u64 = g.steps.iter().map(|t| t.len() as u64).sum();
+                    let events = g.fired(now, plan.timespan_ns);
+                    out.push(detection(
+                        rule,
+                        index,
+                        ev,
+                        ctx,
+                        Some((count, s.key)),
+                        events,
+                    ));
+                    break;
                 }
             }
         }
@@ -386,7 +454,12 @@ fn detection(
             tags: rule.tags.clone(),
             output: output.trim().to_string(),
             output_fields: fields,
-            source: if corr.is_some() { "correlation" } else { "syscall" }.to_string(),
+            source: if corr.is_some() {
+                "correlation"
+            } else {
+                "syscall"
+            }
+            .to_string(),
             device: ev.device.clone(),
             container: ev.container.clone(),
             process: ev.process.clone(),

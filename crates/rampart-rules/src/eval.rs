@@ -15,7 +15,7 @@ use crate::extract::{Ctx, FieldRef, Val};
 use crate::render::StackBuf;
 
 /// A compiled condition.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Node {
     Const(bool),
     /// A comparison on a field Rampart does not produce: false, like a failed extraction in
@@ -28,11 +28,13 @@ pub(crate) enum Node {
     Check(Box<Check>),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Check {
     pub field: FieldRef,
     pub op: Op,
     pub rhs: Rhs,
+    /// The slot remembering this comparison's result for the current event.
+    pub memo: u32,
 }
 
 /// A CIDR network (an address is a network with a full-length prefix).
@@ -68,11 +70,15 @@ impl IpNet {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -81,7 +87,7 @@ impl IpNet {
 }
 
 /// One literal in the forms its comparisons need.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Scalar {
     pub text: Box<str>,
     pub lower: Box<str>,
@@ -122,7 +128,7 @@ pub(crate) fn parse_int(s: &str) -> Option<i64> {
 }
 
 /// The values of an `in` / `intersects` list.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct ValueSet {
     pub strs: FxHashSet<Box<str>>,
     pub ints: FxHashSet<i64>,
@@ -157,10 +163,21 @@ impl ValueSet {
 }
 
 /// The path prefixes of a `pmatch` list.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct PrefixSet {
     paths: FxHashSet<Box<str>>,
+    /// The first component of every prefix (`/usr` for `/usr/local/bin`): most paths are
+    /// rejected by one lookup.
+    firsts: FxHashSet<Box<str>>,
     root: bool,
+}
+
+/// The first component of a path: `/usr` of `/usr/bin/ls`, `/etc` of `/etc`.
+fn first_component(p: &str) -> &str {
+    match p.get(1..).and_then(|rest| rest.find('/')) {
+        Some(i) => &p[..i + 1],
+        None => p,
+    }
 }
 
 impl PrefixSet {
@@ -169,6 +186,7 @@ impl PrefixSet {
         if p.is_empty() {
             self.root = true;
         } else {
+            self.firsts.insert(first_component(p).into());
             self.paths.insert(p.into());
         }
     }
@@ -180,6 +198,9 @@ impl PrefixSet {
             return true;
         }
         let v = value.trim_end_matches('/');
+        if !self.firsts.contains(first_component(v)) {
+            return false;
+        }
         if self.paths.contains(v) {
             return true;
         }
@@ -189,7 +210,7 @@ impl PrefixSet {
 }
 
 /// The right-hand side of a comparison.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Rhs {
     None,
     One(Scalar),
@@ -198,6 +219,15 @@ pub(crate) enum Rhs {
     Regex(regex::Regex),
     /// `contains` / `bcontains`: a substring finder.
     Contains(Finder<'static>),
+    /// Several `contains` (or `icontains`) tests of one field under an `or`, as one automaton.
+    AnyOf(aho_corasick::AhoCorasick),
+    /// `evt.arg.flags contains O_TRUNC`, `evt.arg.mode contains S_IXUSR`: a bit test on open
+    /// and chmod events (what the rendered text would contain), the text search otherwise.
+    Bits {
+        mode: bool,
+        test: crate::render::BitTest,
+        text: Finder<'static>,
+    },
     Field(FieldRef),
 }
 
@@ -216,8 +246,30 @@ impl Node {
 
 impl Check {
     fn eval(&self, ctx: &Ctx<'_>) -> bool {
+        // Slots hold `generation << 1 | result`; a stale generation means "not yet computed".
+        let Some(slot) = ctx.memo.get(self.memo as usize) else {
+            return self.compute(ctx);
+        };
+        let seen = slot.get();
+        if seen >> 1 == ctx.generation {
+            return seen & 1 == 1;
+        }
+        let r = self.compute(ctx);
+        slot.set(ctx.generation << 1 | u64::from(r));
+        r
+    }
+
+    fn compute(&self, ctx: &Ctx<'_>) -> bool {
         if self.op == Op::Exists {
             return ctx.get(&self.field, 0).is_some();
+        }
+        if let Rhs::Bits { mode, test, .. } = &self.rhs {
+            if let Some(hit) = bits(ctx, *mode, test) {
+                return hit;
+            }
+        }
+        if !self.field.multi {
+            return ctx.get(&self.field, 0).is_some_and(|v| self.test(&v, ctx));
         }
         let mut i = 0;
         while let Some(v) = ctx.get(&self.field, i) {
@@ -253,12 +305,33 @@ impl Check {
             },
             Rhs::Prefixes(p) => as_text(v, |x| p.matches(x)),
             Rhs::Regex(r) => as_text(v, |x| r.is_match(x)),
-            Rhs::Contains(f) => as_text(v, |x| f.find(x.as_bytes()).is_some()),
+            Rhs::AnyOf(ac) => as_text(v, |x| ac.is_match(x)),
+            Rhs::Contains(f) | Rhs::Bits { text: f, .. } => {
+                as_text(v, |x| f.find(x.as_bytes()).is_some())
+            }
             Rhs::Field(other) => match ctx.get(other, 0) {
                 None => false,
                 Some(w) => compare_values(self.op, v, &w),
             },
         }
+    }
+}
+
+/// The answer of a [`Rhs::Bits`] test without rendering text, for the events whose flags or
+/// mode render as Falco's flag names; `None` for other events.
+fn bits(ctx: &Ctx<'_>, mode: bool, test: &crate::render::BitTest) -> Option<bool> {
+    use rampart_event::EventKind;
+    let ev = ctx.ev;
+    let file = ev.file.as_ref()?;
+    match (mode, ev.kind) {
+        (false, EventKind::FileOpen) => Some(
+            file.flags
+                .is_some_and(|f| test.test_open_flags(u64::from(f))),
+        ),
+        (true, EventKind::FileOpen | EventKind::FileChmod) => {
+            Some(file.mode.is_some_and(|m| test.test_mode(u64::from(m))))
+        }
+        _ => None,
     }
 }
 
@@ -334,9 +407,8 @@ fn contains_ignore_ascii_case(hay: &str, needle: &str) -> bool {
         return false;
     }
     let first = n[0];
-    (0..=h.len() - n.len()).any(|i| {
-        h[i].to_ascii_lowercase() == first && h[i..i + n.len()].eq_ignore_ascii_case(n)
-    })
+    (0..=h.len() - n.len())
+        .any(|i| h[i].to_ascii_lowercase() == first && h[i..i + n.len()].eq_ignore_ascii_case(n))
 }
 
 /// fnmatch(3)-style matching without FNM_PATHNAME (as Falco's `glob`): `*` matches any run of
@@ -412,7 +484,11 @@ fn class(pat: &[u8], p: usize, c: u8, ci: bool) -> Option<(bool, usize)> {
     let mut first = true;
     while j < pat.len() && (pat[j] != b']' || first) {
         first = false;
-        let lo = if ci { pat[j].to_ascii_lowercase() } else { pat[j] };
+        let lo = if ci {
+            pat[j].to_ascii_lowercase()
+        } else {
+            pat[j]
+        };
         if pat.get(j + 1) == Some(&b'-') && pat.get(j + 2).is_some_and(|&b| b != b']') {
             let hi = if ci {
                 pat[j + 2].to_ascii_lowercase()
@@ -469,7 +545,10 @@ mod tests {
 
     #[test]
     fn case_insensitive_contains() {
-        assert!(contains_ignore_ascii_case("CAP_SYS_MODULE CAP_X", "sys_module"));
+        assert!(contains_ignore_ascii_case(
+            "CAP_SYS_MODULE CAP_X",
+            "sys_module"
+        ));
         assert!(!contains_ignore_ascii_case("CAP_SYS", "sys_module"));
         assert_eq!(parse_int("0x1f"), Some(31));
         assert_eq!(parse_int("-1"), Some(-1));

@@ -203,6 +203,8 @@ pub(crate) enum FieldArg {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct FieldRef {
     pub id: F,
+    /// The field can have more than one value (`proc.aname` without an index, `fd.ip`, ...).
+    pub multi: bool,
     pub arg: FieldArg,
     pub transforms: Box<[Transform]>,
     /// As written, for output fields and messages.
@@ -240,18 +242,22 @@ enum Slot {
 const ACMD_SLOTS: usize = 8;
 const SLOTS: usize = Slot::Acmd0 as usize + ACMD_SLOTS;
 
-/// Per-event scratch space for built strings. Reset between events; buffers are kept.
+/// Per-event scratch space for built strings. Reset between events; each slot keeps its own
+/// buffer, so once a slot has held its longest value it never allocates again.
 #[derive(Debug)]
 pub(crate) struct Cache {
     slots: [OnceCell<String>; SLOTS],
-    pool: RefCell<Vec<String>>,
+    spare: [RefCell<String>; SLOTS],
+    /// Whether any slot was filled since the last reset.
+    used: std::cell::Cell<bool>,
 }
 
 impl Default for Cache {
     fn default() -> Self {
         Cache {
             slots: std::array::from_fn(|_| OnceCell::new()),
-            pool: RefCell::new(Vec::new()),
+            spare: std::array::from_fn(|_| RefCell::new(String::new())),
+            used: std::cell::Cell::new(false),
         }
     }
 }
@@ -259,18 +265,21 @@ impl Default for Cache {
 impl Cache {
     /// Forgets the previous event's strings, keeping their buffers.
     pub fn reset(&mut self) {
-        let pool = self.pool.get_mut();
-        for slot in &mut self.slots {
+        if !self.used.replace(false) {
+            return;
+        }
+        for (slot, spare) in self.slots.iter_mut().zip(&mut self.spare) {
             if let Some(mut s) = slot.take() {
                 s.clear();
-                pool.push(s);
+                *spare.get_mut() = s;
             }
         }
     }
 
     fn get(&self, index: usize, build: impl FnOnce(&mut String)) -> &str {
         self.slots[index].get_or_init(|| {
-            let mut s = self.pool.borrow_mut().pop().unwrap_or_default();
+            self.used.set(true);
+            let mut s = std::mem::take(&mut *self.spare[index].borrow_mut());
             build(&mut s);
             s
         })
@@ -285,6 +294,10 @@ impl Cache {
 pub(crate) struct Ctx<'a> {
     pub ev: &'a Event,
     pub cache: &'a Cache,
+    /// Results of comparisons already made for this event (see `eval::Check`).
+    pub memo: &'a [std::cell::Cell<u64>],
+    /// Identifies the event: memo slots of other generations are stale.
+    pub generation: u64,
 }
 
 fn argv0(p: &Process) -> &str {
@@ -387,7 +400,7 @@ impl<'a> Ctx<'a> {
             ));
         }
         let a = p.ancestors.get(n - 1)?;
-        if n - 1 >= ACMD_SLOTS {
+        if n > ACMD_SLOTS {
             return None;
         }
         Some(Val::Str(cache.get(Slot::Acmd0 as usize + n - 1, |s| {
@@ -395,43 +408,28 @@ impl<'a> Ctx<'a> {
         })))
     }
 
-    /// The `i`-th value of field `f` (0 for single-valued fields).
+    /// The `i`-th value of field `f` (only 0 for single-valued fields).
+    #[inline]
     pub fn get(&self, r: &FieldRef, i: usize) -> Option<Val<'a>> {
+        if i > 0 && !r.multi {
+            return None;
+        }
         let v = self.get_raw(r, i)?;
         if r.transforms.is_empty() {
             return Some(v);
         }
-        let mut v = v;
+        Some(self.transformed(r, v))
+    }
+
+    #[inline(never)]
+    fn transformed(&self, r: &FieldRef, mut v: Val<'a>) -> Val<'a> {
         for t in r.transforms.iter() {
             v = transform(*t, v);
         }
-        Some(v)
+        v
     }
 
     fn get_raw(&self, r: &FieldRef, i: usize) -> Option<Val<'a>> {
-        let multi = matches!(
-            r.id,
-            F::ProcAname
-                | F::ProcApid
-                | F::ProcAexe
-                | F::ProcAexepath
-                | F::ProcAcmdline
-                | F::FdIp
-                | F::FdPort
-                | F::FdNet
-                | F::FdCipName
-                | F::FdSipName
-                | F::FdRipName
-                | F::NetRemoteName
-                | F::NetRemoteNameSuffixes
-                | F::DnsQuerySuffixes
-                | F::DnsAnswerIp
-                | F::DnsAnswerName
-                | F::PrivNamespaces
-        );
-        if i > 0 && !multi {
-            return None;
-        }
         let ev = self.ev;
         let cache = self.cache;
         match r.id {
@@ -591,7 +589,7 @@ impl<'a> Ctx<'a> {
             }
             F::ProcPidTs => {
                 let p = self.process()?;
-                (p.start_time_ns > 0).then(|| Val::Int(p.start_time_ns as i64))
+                (p.start_time_ns > 0).then_some(Val::Int(p.start_time_ns as i64))
             }
             F::ProcIsExeUpperLayer => self.process().map(|p| Val::Bool(p.exe_upper_layer)),
             F::ProcIsExeFromMemfd => self.process().map(|p| Val::Bool(p.exe_fileless)),
@@ -984,7 +982,9 @@ impl<'a> Ctx<'a> {
                     if raw {
                         return Some(Val::Int(flags as i64));
                     }
-                    Some(Val::Str(cache.slot(Slot::ArgFlags, |s| render::ns_flags(flags, s))))
+                    Some(Val::Str(
+                        cache.slot(Slot::ArgFlags, |s| render::ns_flags(flags, s)),
+                    ))
                 }
                 _ => priv_?.flags.map(|f| Val::Int(f as i64)),
             },
@@ -993,16 +993,18 @@ impl<'a> Ctx<'a> {
                 if raw {
                     return Some(Val::Int(flags as i64));
                 }
-                Some(Val::Str(cache.slot(Slot::ArgFlags, |s| render::ns_flags(flags, s))))
+                Some(Val::Str(
+                    cache.slot(Slot::ArgFlags, |s| render::ns_flags(flags, s)),
+                ))
             }
             ArgName::Mode => {
                 let mode = file?.mode?;
                 if raw {
                     return Some(Val::Int(i64::from(mode)));
                 }
-                Some(Val::Str(
-                    cache.slot(Slot::ArgMode, |s| render::file_mode(u64::from(mode), s)),
-                ))
+                Some(Val::Str(cache.slot(Slot::ArgMode, |s| {
+                    render::file_mode(u64::from(mode), s)
+                })))
             }
             ArgName::Uid => match ev.kind {
                 EventKind::FileChown => int(file?.uid),
@@ -1038,7 +1040,9 @@ impl<'a> Ctx<'a> {
             ArgName::Exe => proc_.map(|p| Val::Str(argv0(p))),
             ArgName::Args => {
                 let p = proc_?;
-                Some(Val::Str(cache.slot(Slot::Args, |s| join_args(&p.args, 1, s))))
+                Some(Val::Str(
+                    cache.slot(Slot::Args, |s| join_args(&p.args, 1, s)),
+                ))
             }
             ArgName::Cwd => proc_.map(|p| Val::Str(&p.cwd)),
             ArgName::Tty => proc_.map(|p| Val::Int(i64::from(p.tty))),
@@ -1049,7 +1053,9 @@ impl<'a> Ctx<'a> {
                 _ => proc_.map(|p| Val::Int(i64::from(p.pid))),
             },
             ArgName::Ptid => proc_.map(|p| Val::Int(i64::from(p.ppid))),
-            ArgName::Tid => proc_.map(|p| Val::Int(i64::from(if p.tid == 0 { p.pid } else { p.tid }))),
+            ArgName::Tid => {
+                proc_.map(|p| Val::Int(i64::from(if p.tid == 0 { p.pid } else { p.tid })))
+            }
             ArgName::Comm => proc_.map(|p| Val::Str(&p.name)),
             ArgName::Loginuid => proc_.map(|p| {
                 Val::Int(if p.loginuid == u32::MAX {
@@ -1082,6 +1088,7 @@ impl<'a> Ctx<'a> {
                 self.get_raw(
                     &FieldRef {
                         id: F::FdName,
+                        multi: false,
                         arg: FieldArg::None,
                         transforms: Box::new([]),
                         name: "".into(),

@@ -453,7 +453,11 @@ pub(crate) static FIELDS: &[FieldDef] = &[
     p("container.name", Str, F::ContainerName),
     p("container.image", Str, F::ContainerImage),
     p("container.image.id", Str, F::ContainerImageId),
-    p("container.image.repository", Str, F::ContainerImageRepository),
+    p(
+        "container.image.repository",
+        Str,
+        F::ContainerImageRepository,
+    ),
     p("container.image.tag", Str, F::ContainerImageTag),
     p("container.image.digest", Str, F::ContainerImageDigest),
     p("container.type", Str, F::ContainerType),
@@ -550,9 +554,17 @@ pub(crate) static FIELDS: &[FieldDef] = &[
     x("proc.egid", Int, F::ProcEgid),
     x("proc.cap_effective", Int, F::ProcCapEffectiveRaw),
     x("container.cpu_millicores", Int, F::ContainerCpuMillicores),
-    x("container.cpu_limit_millicores", Int, F::ContainerCpuLimitMillicores),
+    x(
+        "container.cpu_limit_millicores",
+        Int,
+        F::ContainerCpuLimitMillicores,
+    ),
     x("container.memory_bytes", Int, F::ContainerMemoryBytes),
-    x("container.memory_limit_bytes", Int, F::ContainerMemoryLimitBytes),
+    x(
+        "container.memory_limit_bytes",
+        Int,
+        F::ContainerMemoryLimitBytes,
+    ),
     x("container.pids", Int, F::ContainerPids),
     x("container.pids_limit", Int, F::ContainerPidsLimit),
     x("container.high_cpu_ms", Int, F::ContainerHighCpuMs),
@@ -628,7 +640,10 @@ pub fn catalogue() -> impl Iterator<Item = FieldInfo> {
 /// Field classes Rampart has no source for at all: any name in them is a known, absent field.
 pub(crate) const ABSENT_CLASSES: &[(&str, &str)] = &[
     ("k8s.", "Kubernetes metadata (Rampart targets Docker hosts)"),
-    ("k8smeta.", "Kubernetes metadata (Rampart targets Docker hosts)"),
+    (
+        "k8smeta.",
+        "Kubernetes metadata (Rampart targets Docker hosts)",
+    ),
     ("mesos.", "Mesos metadata"),
     ("marathon.", "Marathon metadata"),
     ("span.", "tracer spans"),
@@ -666,7 +681,10 @@ pub(crate) fn lookup(name: &str) -> Lookup {
             }
         }
     }
-    if ABSENT_CLASSES.iter().any(|(prefix, _)| name.starts_with(prefix)) {
+    if ABSENT_CLASSES
+        .iter()
+        .any(|(prefix, _)| name.starts_with(prefix))
+    {
         return Lookup::AbsentClass;
     }
     Lookup::Unknown
@@ -740,11 +758,17 @@ mod tests {
                     "{needle} is an extension: document it under Rampart extension fields"
                 );
             } else {
-                assert!(at < ext, "{needle} is a Falco field: document it before the extensions");
+                assert!(
+                    at < ext,
+                    "{needle} is a Falco field: document it before the extensions"
+                );
             }
         }
         for (prefix, _) in ABSENT_CLASSES {
-            assert!(doc.contains(&format!("`{prefix}*`")), "docs/rules.md: class {prefix}*");
+            assert!(
+                doc.contains(&format!("`{prefix}*`")),
+                "docs/rules.md: class {prefix}*"
+            );
         }
     }
 }

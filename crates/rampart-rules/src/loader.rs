@@ -37,7 +37,10 @@ impl Fragment {
         };
         let base = self.pos.offset.min(self.src.len());
         let hay = &self.src[base..];
-        let found = hay.match_indices(needle.as_str()).nth(nth).map(|(i, _)| base + i);
+        let found = hay
+            .match_indices(needle.as_str())
+            .nth(nth)
+            .map(|(i, _)| base + i);
         match found {
             Some(idx) => offset_location(&self.file, &self.src, idx),
             None => self.start(),
@@ -344,6 +347,9 @@ const RULE_OVERRIDE: &[(&str, bool)] = &[
     ("actions", true),
 ];
 
+/// The keys an `append`/`override` item changes, how, and their new values.
+type Changes = Vec<(String, How, Node)>;
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum How {
     Append,
@@ -425,7 +431,7 @@ impl Collection {
         cx: &FileCtx,
         entries: &[(Node, Node)],
         allowed: &[(&str, bool)],
-    ) -> Result<Option<Vec<(String, How, Node)>>, Error> {
+    ) -> Result<Option<Changes>, Error> {
         let append = match map_get(entries, "append") {
             Some(n) => cx.boolean(n, "append")?,
             None => false,
@@ -467,7 +473,10 @@ impl Collection {
             let mut out = Vec::new();
             for (k, v) in entries {
                 let Some(key) = k.as_str() else { continue };
-                if allowed.iter().any(|(name, can_append)| *name == key && *can_append) {
+                if allowed
+                    .iter()
+                    .any(|(name, can_append)| *name == key && *can_append)
+                {
                     out.push((key.to_string(), How::Append, v.clone()));
                 }
             }
@@ -476,7 +485,12 @@ impl Collection {
         Ok(None)
     }
 
-    fn add_list(&mut self, cx: &FileCtx, item: &Node, entries: &[(Node, Node)]) -> Result<(), Error> {
+    fn add_list(
+        &mut self,
+        cx: &FileCtx,
+        item: &Node,
+        entries: &[(Node, Node)],
+    ) -> Result<(), Error> {
         let name_node = map_get(entries, "list").unwrap_or(item);
         let name = cx.string(name_node, "list")?;
         let mods = self.modifiers(cx, entries, &[("items", true)])?;
@@ -524,7 +538,12 @@ impl Collection {
         Ok(())
     }
 
-    fn add_macro(&mut self, cx: &FileCtx, item: &Node, entries: &[(Node, Node)]) -> Result<(), Error> {
+    fn add_macro(
+        &mut self,
+        cx: &FileCtx,
+        item: &Node,
+        entries: &[(Node, Node)],
+    ) -> Result<(), Error> {
         let name_node = map_get(entries, "macro").unwrap_or(item);
         let name = cx.string(name_node, "macro")?;
         let mods = self.modifiers(cx, entries, &[("condition", true)])?;
@@ -575,7 +594,12 @@ impl Collection {
         Ok(())
     }
 
-    fn add_rule(&mut self, cx: &FileCtx, item: &Node, entries: &[(Node, Node)]) -> Result<(), Error> {
+    fn add_rule(
+        &mut self,
+        cx: &FileCtx,
+        item: &Node,
+        entries: &[(Node, Node)],
+    ) -> Result<(), Error> {
         let name_node = map_get(entries, "rule").unwrap_or(item);
         let name = cx.string(name_node, "rule")?;
         for (k, _) in entries {
@@ -592,12 +616,14 @@ impl Collection {
         let at = cx.loc(item.pos);
         match mods {
             None => {
-                let only_enabled = entries.iter().all(|(k, _)| {
-                    matches!(k.as_str(), Some("rule") | Some("enabled"))
-                }) && map_get(entries, "enabled").is_some();
+                let only_enabled = entries
+                    .iter()
+                    .all(|(k, _)| matches!(k.as_str(), Some("rule") | Some("enabled")))
+                    && map_get(entries, "enabled").is_some();
                 if only_enabled {
                     // `- rule: X` + `enabled: false`: toggles an existing rule (Falco >= 0.34).
-                    let enabled = cx.boolean(map_get(entries, "enabled").unwrap_or(item), "enabled")?;
+                    let enabled =
+                        cx.boolean(map_get(entries, "enabled").unwrap_or(item), "enabled")?;
                     let Some(old) = self.rules.iter_mut().find(|r| r.name == name) else {
                         return Err(Error::NothingToAppend {
                             at,
@@ -720,7 +746,9 @@ fn parse_actions(cx: &FileCtx, node: &Node) -> Result<Vec<Action>, Error> {
             Action::parse(n).ok_or_else(|| {
                 cx.schema(
                     node,
-                    format!("unknown action {n:?} (expected kill, freeze, isolate, stop or forensics)"),
+                    format!(
+                        "unknown action {n:?} (expected kill, freeze, isolate, stop or forensics)"
+                    ),
                 )
             })
         })
@@ -807,11 +835,17 @@ fn list_items(cx: &FileCtx, node: &Node) -> Result<Vec<String>, Error> {
             .iter()
             .map(|i| match &i.kind {
                 NodeKind::Scalar(s, _) => Ok(s.clone()),
-                _ => Err(cx.schema(i, format!("a list item must be a scalar, found {}", i.type_name()))),
+                _ => Err(cx.schema(
+                    i,
+                    format!("a list item must be a scalar, found {}", i.type_name()),
+                )),
             })
             .collect(),
         NodeKind::Scalar(..) if node.is_null() => Ok(Vec::new()),
-        _ => Err(cx.schema(node, format!("`items` must be a sequence, found {}", node.type_name()))),
+        _ => Err(cx.schema(
+            node,
+            format!("`items` must be a sequence, found {}", node.type_name()),
+        )),
     }
 }
 
@@ -839,7 +873,14 @@ fn parse_exceptions(cx: &FileCtx, node: &Node) -> Result<Vec<ExceptionDef>, Erro
             },
         };
         let comps = match map_get(entries, "comps") {
-            None => vec![if single { "in".to_string() } else { "=".to_string() }; fields.len()],
+            None => vec![
+                if single {
+                    "in".to_string()
+                } else {
+                    "=".to_string()
+                };
+                fields.len()
+            ],
             Some(n) => match &n.kind {
                 NodeKind::Scalar(s, _) if !n.is_null() => vec![s.clone()],
                 _ => cx.strings(n, "comps")?,
@@ -946,8 +987,8 @@ fn parse_correlation(cx: &FileCtx, node: &Node) -> Result<CorrelationDef, Error>
             return Err(cx.schema(k, format!("unknown correlation key `{key}`")));
         }
     }
-    let kind_node = map_get(entries, "type")
-        .ok_or_else(|| cx.schema(node, "correlation has no `type`"))?;
+    let kind_node =
+        map_get(entries, "type").ok_or_else(|| cx.schema(node, "correlation has no `type`"))?;
     let kind = match cx.string(kind_node, "type")?.as_str() {
         "event_count" => CorrelationKind::EventCount,
         "value_count" => CorrelationKind::ValueCount,
@@ -976,7 +1017,10 @@ fn parse_correlation(cx: &FileCtx, node: &Node) -> Result<CorrelationDef, Error>
     let mut min = 1;
     if let Some(c) = map_get(entries, "condition") {
         let NodeKind::Map(ce) = &c.kind else {
-            return Err(cx.schema(c, "correlation `condition` must be a mapping like {gte: 10}"));
+            return Err(cx.schema(
+                c,
+                "correlation `condition` must be a mapping like {gte: 10}",
+            ));
         };
         for (k, v) in ce {
             let n: u64 = cx
@@ -996,7 +1040,10 @@ fn parse_correlation(cx: &FileCtx, node: &Node) -> Result<CorrelationDef, Error>
                 None => return Err(cx.schema(k, "threshold key must be gte or gt")),
             };
         }
-    } else if matches!(kind, CorrelationKind::EventCount | CorrelationKind::ValueCount) {
+    } else if matches!(
+        kind,
+        CorrelationKind::EventCount | CorrelationKind::ValueCount
+    ) {
         return Err(cx.schema(node, "a count correlation needs `condition: {gte: N}`"));
     }
     let fields = match map_get(entries, "field") {
@@ -1047,7 +1094,10 @@ fn parse_correlation(cx: &FileCtx, node: &Node) -> Result<CorrelationDef, Error>
             });
         }
     }
-    let temporal = matches!(kind, CorrelationKind::Temporal | CorrelationKind::TemporalOrdered);
+    let temporal = matches!(
+        kind,
+        CorrelationKind::Temporal | CorrelationKind::TemporalOrdered
+    );
     if temporal && steps.len() < 2 {
         return Err(cx.schema(node, "a temporal correlation needs at least two `steps`"));
     }

@@ -145,6 +145,71 @@ static OPEN_FLAGS: &[(u64, &str)] = &[
     (0o20000000, "O_TMPFILE"),
 ];
 
+/// The test equivalent to "the rendered flags (or mode) contain `needle`": the bits whose
+/// names contain it, and, for open flags, the access modes whose names do. `None` when the
+/// needle could match across a `|` (then the text must be rendered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BitTest {
+    pub mask: u64,
+    /// Bit n set: access mode n (`O_RDONLY`, `O_WRONLY`, `O_RDWR`) matches.
+    pub accmodes: u8,
+    /// The value renders as `0` and the needle is in "0" (modes only).
+    pub zero: bool,
+}
+
+impl BitTest {
+    pub fn open_flags(needle: &str) -> Option<BitTest> {
+        if needle.is_empty() || needle.contains('|') {
+            return None;
+        }
+        let mut t = BitTest {
+            mask: 0,
+            accmodes: 0,
+            zero: false,
+        };
+        for (i, name) in ["O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE"]
+            .iter()
+            .enumerate()
+        {
+            if name.contains(needle) {
+                t.accmodes |= 1 << i;
+            }
+        }
+        for (bit, name) in OPEN_FLAGS {
+            if name.contains(needle) {
+                t.mask |= bit;
+            }
+        }
+        Some(t)
+    }
+
+    pub fn mode(needle: &str) -> Option<BitTest> {
+        if needle.is_empty() || needle.contains('|') {
+            return None;
+        }
+        let mut t = BitTest {
+            mask: 0,
+            accmodes: 0,
+            zero: "0".contains(needle),
+        };
+        for (bit, name) in MODE_BITS {
+            if name.contains(needle) {
+                t.mask |= bit;
+            }
+        }
+        Some(t)
+    }
+
+    pub fn test_open_flags(&self, flags: u64) -> bool {
+        flags & self.mask != 0 || self.accmodes & (1 << (flags & 3)) != 0
+    }
+
+    pub fn test_mode(&self, mode: u64) -> bool {
+        let shown = mode & MODE_BITS.iter().fold(0, |m, (b, _)| m | b);
+        shown & self.mask != 0 || (shown == 0 && self.zero)
+    }
+}
+
 /// open(2) flags as Falco prints them: `O_WRONLY|O_CREAT|O_TRUNC`.
 pub(crate) fn open_flags(flags: u64, out: &mut String) {
     out.push_str(match flags & 3 {
@@ -315,10 +380,16 @@ pub(crate) fn time(ns: u64, fmt: TimeFormat, out: &mut String) {
         TimeFormat::Time => write!(out, "{h:02}:{mi:02}:{s:02}.{nanos:09}"),
         TimeFormat::TimeS => write!(out, "{h:02}:{mi:02}:{s:02}"),
         TimeFormat::Iso8601 => {
-            write!(out, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{nanos:09}Z")
+            write!(
+                out,
+                "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{nanos:09}Z"
+            )
         }
         TimeFormat::Datetime => {
-            write!(out, "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{nanos:09}")
+            write!(
+                out,
+                "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{nanos:09}"
+            )
         }
         TimeFormat::DatetimeS => write!(out, "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}"),
     };

@@ -4,10 +4,12 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::Path;
 
-use rampart_event::Priority;
+use rampart_event::{EventKind, Priority};
 use rustc_hash::FxHashMap;
 
-use crate::compile::{self, fold, types_of, Compiler, Piece, TypeSet, Uses};
+use crate::compile::{
+    self, fold, order, specialize, strip_type_checks, types_of, Compiler, Piece, TypeSet, Uses,
+};
 use crate::error::{Error, Location};
 use crate::eval::Node;
 use crate::extract::FieldRef;
@@ -22,14 +24,111 @@ pub const DEFAULT_RULES_NAME: &str = "rules/default.yaml";
 /// Event types (Falco `evt.type` values) that Rampart's sensor and enrichment produce. A rule
 /// that can only match other types cannot fire.
 pub const PRODUCED_EVENT_TYPES: &[&str] = &[
-    "execve", "execveat", "clone", "clone3", "fork", "vfork", "procexit", "open", "openat",
-    "openat2", "creat", "unlink", "unlinkat", "rename", "renameat", "renameat2", "chmod", "fchmod",
-    "fchmodat", "chown", "lchown", "fchown", "fchownat", "mount", "umount", "umount2",
-    "pivot_root", "memfd_create", "connect", "accept", "accept4", "bind", "listen", "setuid",
-    "setreuid", "setresuid", "setfsuid", "setgid", "setregid", "setresgid", "setfsgid",
-    "setgroups", "capset", "ptrace", "unshare", "setns", "init_module", "finit_module", "bpf",
-    "kill", "tkill", "tgkill", "dns", "container", "auth", "sensor",
+    "execve",
+    "execveat",
+    "clone",
+    "clone3",
+    "fork",
+    "vfork",
+    "procexit",
+    "open",
+    "openat",
+    "openat2",
+    "creat",
+    "unlink",
+    "unlinkat",
+    "rmdir",
+    "rename",
+    "renameat",
+    "renameat2",
+    "chmod",
+    "fchmod",
+    "fchmodat",
+    "chown",
+    "lchown",
+    "fchown",
+    "fchownat",
+    "mount",
+    "fsmount",
+    "move_mount",
+    "umount",
+    "umount2",
+    "pivot_root",
+    "memfd_create",
+    "connect",
+    "accept",
+    "accept4",
+    "bind",
+    "listen",
+    "setuid",
+    "setreuid",
+    "setresuid",
+    "setfsuid",
+    "setgid",
+    "setregid",
+    "setresgid",
+    "setfsgid",
+    "setgroups",
+    "capset",
+    "ptrace",
+    "unshare",
+    "setns",
+    "init_module",
+    "finit_module",
+    "bpf",
+    "kill",
+    "tkill",
+    "tgkill",
+    "dns",
+    "container",
+    "auth",
+    "sensor",
 ];
+
+/// The `evt.type` values (syscall names) an event of each kind may carry. An event whose type
+/// is not listed for its kind is still evaluated, against every rule (a slower path).
+pub(crate) fn kind_types(kind: EventKind) -> &'static [&'static str] {
+    use EventKind as K;
+    match kind {
+        K::ProcessExec => &["execve", "execveat"],
+        K::ProcessFork => &["clone", "clone3", "fork", "vfork"],
+        K::ProcessExit => &["procexit"],
+        K::FileOpen => &["open", "openat", "openat2", "creat"],
+        K::FileUnlink => &["unlink", "unlinkat", "rmdir"],
+        K::FileRename => &["rename", "renameat", "renameat2"],
+        K::FileChmod => &["chmod", "fchmod", "fchmodat"],
+        K::FileChown => &["chown", "lchown", "fchown", "fchownat"],
+        K::FileMount => &["mount", "fsmount", "move_mount"],
+        K::FileUmount => &["umount", "umount2"],
+        K::FilePivotRoot => &["pivot_root"],
+        K::FileMemfd => &["memfd_create"],
+        K::NetConnect => &["connect"],
+        K::NetAccept => &["accept", "accept4"],
+        K::NetBind => &["bind"],
+        K::NetListen => &["listen"],
+        K::DnsQuery | K::DnsAnswer => &["dns"],
+        K::PrivSetuid => &["setuid", "setreuid", "setresuid", "setfsuid"],
+        K::PrivSetgid => &["setgid", "setregid", "setresgid", "setfsgid", "setgroups"],
+        K::PrivCapset => &["capset"],
+        K::PrivPtrace => &["ptrace"],
+        K::PrivUnshare => &["unshare"],
+        K::PrivSetns => &["setns"],
+        K::PrivModuleLoad => &["init_module", "finit_module"],
+        K::PrivBpf => &["bpf"],
+        K::PrivKill => &["kill", "tkill", "tgkill"],
+        K::ContainerCreate
+        | K::ContainerStart
+        | K::ContainerExec
+        | K::ContainerDie
+        | K::ContainerOom
+        | K::ContainerStop
+        | K::ContainerDestroy
+        | K::ContainerStats => &["container"],
+        K::AuthLogin => &["auth"],
+        K::SensorDrops => &["sensor"],
+        _ => &[],
+    }
+}
 
 /// How many rules may fire for one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,7 +146,9 @@ impl std::str::FromStr for RuleMatching {
         match s {
             "first" => Ok(RuleMatching::First),
             "all" => Ok(RuleMatching::All),
-            other => Err(format!("rule_matching must be `first` or `all`, not {other:?}")),
+            other => Err(format!(
+                "rule_matching must be `first` or `all`, not {other:?}"
+            )),
         }
     }
 }
@@ -90,7 +191,9 @@ impl fmt::Display for Need {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Need::Field(name) => write!(f, "field {name}"),
-            Need::EventTypes(t) if t.is_empty() => f.write_str("an event type (its evt.type test matches none)"),
+            Need::EventTypes(t) if t.is_empty() => {
+                f.write_str("an event type (its evt.type test matches none)")
+            }
             Need::EventTypes(t) => write!(f, "evt.type {}", t.join("|")),
             Need::Source(s) => write!(f, "event source {s}"),
         }
@@ -161,9 +264,22 @@ pub(crate) struct CompiledRule {
     pub output: Vec<Piece>,
     pub actions: Vec<Action>,
     pub correlation: Option<CorrPlan>,
+    /// The event types the rule is evaluated for (the index guarantees it).
+    pub types: TypeSet,
     pub at: Location,
     /// Fires on Rampart's events: enabled, not below the minimum priority, able to fire.
     pub active: bool,
+}
+
+/// The active rules that can match events of one `evt.type`, in load order.
+#[derive(Debug, Default)]
+pub(crate) struct Slot {
+    /// Single-event rules, each with its condition specialised to the slot's event type.
+    pub rules: Box<[(u32, Node)]>,
+    /// Correlation rules.
+    pub corr: Box<[u32]>,
+    /// The event kinds that carry this type: the slot applies only to them.
+    pub kinds: Box<[EventKind]>,
 }
 
 /// Information about one rule of a [`RuleSet`].
@@ -209,14 +325,13 @@ impl<'a> RuleInfo<'a> {
 #[derive(Debug)]
 pub struct RuleSet {
     pub(crate) rules: Vec<CompiledRule>,
-    /// Active single-event rules by event type, in load order.
-    pub(crate) index: FxHashMap<Box<str>, Box<[u32]>>,
-    /// Active single-event rules for event types not in `index`.
-    pub(crate) fallback: Box<[u32]>,
-    /// Active correlation rules by event type, and for other types.
-    pub(crate) corr_index: FxHashMap<Box<str>, Box<[u32]>>,
-    pub(crate) corr_fallback: Box<[u32]>,
+    /// The rules to evaluate for an event, by its `evt.type`.
+    pub(crate) index: FxHashMap<Box<str>, Slot>,
+    /// Every active rule: for an event whose type is not indexed for its kind.
+    pub(crate) all: Slot,
     pub(crate) options: Options,
+    /// Memo slots the engine keeps per event (one per distinct comparison).
+    pub(crate) memo_slots: usize,
     report: Report,
 }
 
@@ -312,7 +427,9 @@ impl Loader {
         }
         report.rules = self.coll.rules.len();
         report.enabled_rules = rules.iter().filter(|r| r.enabled).count();
-        Ok(index(rules, options, report))
+        let mut set = index(rules, options, report);
+        set.memo_slots = compiler.memo_slots();
+        Ok(set)
     }
 }
 
@@ -346,23 +463,24 @@ fn compile_rule(
     let correlation = match &def.correlation {
         None => None,
         Some(c) => {
-            let fields_of = |names: &[String], uses: &mut Uses| -> Result<Box<[Option<FieldRef>]>, Error> {
-                names
-                    .iter()
-                    .map(|n| {
-                        let fe = compile::parse_field_text(n).ok_or_else(|| Error::Schema {
-                            at: c.at.clone(),
-                            message: format!("invalid field {n:?}"),
-                        })?;
-                        let loc = c.at.clone();
-                        let src = compile::Src::At(&loc);
-                        Ok(compiler.field(&fe, src, uses)?.map(|(f, _)| f))
-                    })
-                    .collect()
-            };
+            let fields_of =
+                |names: &[String], uses: &mut Uses| -> Result<Box<[Option<FieldRef>]>, Error> {
+                    names
+                        .iter()
+                        .map(|n| {
+                            let fe = compile::parse_field_text(n).ok_or_else(|| Error::Schema {
+                                at: c.at.clone(),
+                                message: format!("invalid field {n:?}"),
+                            })?;
+                            let loc = c.at.clone();
+                            let src = compile::Src::At(&loc);
+                            Ok(compiler.field(&fe, src, uses)?.map(|(f, _)| f))
+                        })
+                        .collect()
+                };
             let mut steps = Vec::new();
             for s in &c.steps {
-                let step_node = fold(compiler.condition(&s.cond, &mut uses)?);
+                let step_node = order(fold(compiler.condition(&s.cond, &mut uses)?));
                 steps.push(StepPlan {
                     node: step_node,
                     count: s.count,
@@ -382,18 +500,25 @@ fn compile_rule(
             })
         }
     };
+    // What the rule needs is judged with absent fields as "any type"; what it is indexed by,
+    // on the folded plan that evaluation runs.
     let mut types = types_of(&node);
     let node = fold(node);
+    let mut index_types = types_of(&node);
     let mut needs = Vec::new();
     if let Some(c) = &correlation {
         if !c.steps.is_empty() {
             let steps = c
                 .steps
                 .iter()
-                .fold(TypeSet::Only(BTreeSet::new()), |acc, s| union(acc, types_of(&s.node)));
-            types = intersect(types, steps);
+                .fold(TypeSet::Only(BTreeSet::new()), |acc, s| {
+                    union(acc, types_of(&s.node))
+                });
+            types = intersect(types, steps.clone());
+            index_types = intersect(index_types, steps);
         }
     }
+    let node = order(strip_type_checks(node, &index_types));
     let produced = PRODUCED_EVENT_TYPES.iter().any(|t| types.contains(t));
     if matches!(node, Node::Const(false)) || !produced {
         if matches!(node, Node::Const(false)) {
@@ -443,6 +568,7 @@ fn compile_rule(
         output,
         actions: def.actions.clone(),
         correlation,
+        types: index_types,
         at: def.at.clone(),
         active: def.enabled && can_fire && def.priority <= options.min_priority,
     }))
@@ -459,7 +585,9 @@ fn union(a: TypeSet, b: TypeSet) -> TypeSet {
 fn intersect(a: TypeSet, b: TypeSet) -> TypeSet {
     match (a, b) {
         (TypeSet::All, x) | (x, TypeSet::All) => x,
-        (TypeSet::Only(x), TypeSet::Only(y)) => TypeSet::Only(x.intersection(&y).cloned().collect()),
+        (TypeSet::Only(x), TypeSet::Only(y)) => {
+            TypeSet::Only(x.intersection(&y).cloned().collect())
+        }
         (TypeSet::Only(x), TypeSet::Except(y)) | (TypeSet::Except(y), TypeSet::Only(x)) => {
             TypeSet::Only(x.difference(&y).cloned().collect())
         }
@@ -468,59 +596,82 @@ fn intersect(a: TypeSet, b: TypeSet) -> TypeSet {
 }
 
 fn index(rules: Vec<CompiledRule>, options: Options, report: Report) -> RuleSet {
-    // Types are computed again on the folded plan: an absent comparison there is already
-    // `false`, which is what evaluation sees.
-    let mut universe: BTreeSet<String> = PRODUCED_EVENT_TYPES.iter().map(|s| s.to_string()).collect();
-    let mut sets = Vec::new();
+    let mut universe: BTreeSet<String> =
+        PRODUCED_EVENT_TYPES.iter().map(|s| s.to_string()).collect();
     for r in &rules {
-        let mut t = types_of(&r.node);
-        if let Some(c) = &r.correlation {
-            if !c.steps.is_empty() {
-                let steps = c
-                    .steps
-                    .iter()
-                    .fold(TypeSet::Only(BTreeSet::new()), |acc, s| union(acc, types_of(&s.node)));
-                t = intersect(t, steps);
-            }
-        }
-        if let TypeSet::Only(s) | TypeSet::Except(s) = &t {
+        if let TypeSet::Only(s) | TypeSet::Except(s) = &r.types {
             universe.extend(s.iter().cloned());
         }
-        sets.push(t);
     }
-    let mut index: FxHashMap<Box<str>, Box<[u32]>> = FxHashMap::default();
-    let mut corr_index: FxHashMap<Box<str>, Box<[u32]>> = FxHashMap::default();
-    for t in &universe {
-        let pick = |corr: bool| -> Box<[u32]> {
-            rules
-                .iter()
-                .enumerate()
-                .filter(|(i, r)| r.active && r.correlation.is_some() == corr && sets[*i].contains(t))
-                .map(|(i, _)| i as u32)
-                .collect()
-        };
-        index.insert(t.as_str().into(), pick(false));
-        corr_index.insert(t.as_str().into(), pick(true));
-    }
-    let fallback = |corr: bool| -> Box<[u32]> {
+    let pick = |corr: bool, t: Option<&str>| -> Box<[u32]> {
         rules
             .iter()
             .enumerate()
-            .filter(|(i, r)| {
-                r.active
-                    && r.correlation.is_some() == corr
-                    && !matches!(sets[*i], TypeSet::Only(_))
+            .filter(|(_, r)| {
+                r.active && r.correlation.is_some() == corr && t.is_none_or(|t| r.types.contains(t))
             })
             .map(|(i, _)| i as u32)
             .collect()
     };
+    let mut index: FxHashMap<Box<str>, Slot> = FxHashMap::default();
+    for t in &universe {
+        let kinds: Box<[EventKind]> = EventKind::ALL
+            .iter()
+            .copied()
+            .filter(|k| kind_types(*k).contains(&t.as_str()))
+            .collect();
+        let specialised: Box<[(u32, Node)]> = pick(false, Some(t))
+            .iter()
+            .map(|&i| (i, specialize(&rules[i as usize].node, t)))
+            .filter(|(_, n)| !matches!(n, Node::Const(false)))
+            .collect();
+        index.insert(
+            t.as_str().into(),
+            Slot {
+                rules: specialised,
+                corr: pick(true, Some(t)),
+                kinds,
+            },
+        );
+    }
     RuleSet {
-        fallback: fallback(false),
-        corr_fallback: fallback(true),
+        all: Slot {
+            rules: pick(false, None)
+                .iter()
+                .map(|&i| (i, rules[i as usize].node.clone()))
+                .collect(),
+            corr: pick(true, None),
+            kinds: Box::new([]),
+        },
         rules,
         index,
-        corr_index,
         options,
+        memo_slots: 0,
         report,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn produced_types_are_the_kinds_types() {
+        let mut from_kinds: Vec<&str> = EventKind::ALL
+            .iter()
+            .flat_map(|k| kind_types(*k).iter().copied())
+            .collect();
+        from_kinds.sort_unstable();
+        from_kinds.dedup();
+        let mut produced = PRODUCED_EVENT_TYPES.to_vec();
+        produced.sort_unstable();
+        assert_eq!(from_kinds, produced);
+        for k in EventKind::ALL {
+            assert!(
+                kind_types(*k).contains(&k.falco_type()),
+                "{k}: its default evt.type {} is not listed",
+                k.falco_type()
+            );
+        }
     }
 }

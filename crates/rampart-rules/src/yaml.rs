@@ -248,12 +248,10 @@ fn unshift(node: &mut Node, inserted: &[(usize, usize)]) {
 fn parse_exact(text: &str) -> Result<Vec<Node>, SyntaxError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    parser
-        .load(&mut builder, true)
-        .map_err(|e| SyntaxError {
-            pos: Pos::from_marker(*e.marker()),
-            message: e.info().to_string(),
-        })?;
+    parser.load(&mut builder, true).map_err(|e| SyntaxError {
+        pos: Pos::from_marker(*e.marker()),
+        message: e.info().to_string(),
+    })?;
     if let Some(e) = builder.error {
         return Err(e);
     }
@@ -275,7 +273,10 @@ mod tests {
         };
         assert_eq!((entries[0].0.pos.line, entries[0].0.pos.col), (1, 3));
         assert_eq!(entries[1].1.as_str(), Some("x and y\n"));
-        assert_eq!(entries[1].1.pos.line, 3, "a block scalar starts at its first line");
+        assert_eq!(
+            entries[1].1.pos.line, 3,
+            "a block scalar starts at its first line"
+        );
     }
 
     #[test]

