@@ -387,6 +387,7 @@ fn merge_contains(items: Vec<Node>) -> Vec<Node> {
             op: Op::Contains,
             rhs: Rhs::AnyOf(ac),
             memo: u32::MAX,
+            na: false,
         })));
         for &i in idx {
             taken[i] = true;
@@ -745,7 +746,16 @@ impl Compiler {
         src: Src<'_>,
         uses: &mut Uses,
     ) -> Result<Node, Error> {
+        let na = match value {
+            Value::One(l) => is_na(&l.text),
+            Value::List(items) => items.iter().any(|l| is_na(&l.text)),
+            _ => false,
+        };
         let Some((field, ty)) = self.field(fe, src, uses)? else {
+            // Falco shows a missing value as `<NA>`: `field in ("<NA>", "N/A")` holds.
+            if na && matches!(op, Op::Eq | Op::In | Op::Intersects) {
+                return Ok(Node::Const(true));
+            }
             return Ok(Node::Absent);
         };
         let loc = |off: usize, tok: &str| src.loc(off, tok);
@@ -928,8 +938,13 @@ impl Compiler {
             op,
             rhs,
             memo,
+            na,
         })))
     }
+}
+
+fn is_na(text: &str) -> bool {
+    text == "<NA>" || text == "N/A"
 }
 
 fn expand_list<'a>(

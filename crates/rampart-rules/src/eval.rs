@@ -35,6 +35,8 @@ pub(crate) struct Check {
     pub rhs: Rhs,
     /// The slot remembering this comparison's result for the current event.
     pub memo: u32,
+    /// The literals include `<NA>` or `N/A`: a missing value equals them.
+    pub na: bool,
 }
 
 /// A CIDR network (an address is a network with a full-length prefix).
@@ -269,38 +271,48 @@ impl Check {
             }
         }
         if !self.field.multi {
-            return ctx.get(&self.field, 0).is_some_and(|v| self.test(&v, ctx));
+            return match ctx.get(&self.field, 0) {
+                Some(v) => self.test(self.op, &v, ctx),
+                // Falco prints a missing value as `<NA>`; rules test for it by name.
+                None => self.na && matches!(self.op, Op::Eq | Op::In | Op::Intersects),
+            };
         }
+        // Several values: a test holds when it holds for one of them; `!=` holds when none
+        // is equal (`fd.net != 127.0.0.0/8`: neither end is on loopback), as in Falco.
+        let op = if self.op == Op::Ne { Op::Eq } else { self.op };
         let mut i = 0;
         while let Some(v) = ctx.get(&self.field, i) {
-            if self.test(&v, ctx) {
-                return true;
+            if self.test(op, &v, ctx) {
+                return self.op != Op::Ne;
             }
             i += 1;
         }
-        false
+        if i == 0 {
+            return self.na && matches!(self.op, Op::Eq | Op::In | Op::Intersects);
+        }
+        self.op == Op::Ne
     }
 
-    fn test(&self, v: &Val<'_>, ctx: &Ctx<'_>) -> bool {
+    fn test(&self, op: Op, v: &Val<'_>, ctx: &Ctx<'_>) -> bool {
         match &self.rhs {
             Rhs::None => false,
             Rhs::Set(set) => set.contains(v),
             Rhs::One(s) => match v {
-                Val::Str(x) => str_op(self.op, x, s),
-                Val::Owned(x) => str_op(self.op, x, s),
+                Val::Str(x) => str_op(op, x, s),
+                Val::Owned(x) => str_op(op, x, s),
                 Val::Int(n) => match s.int {
-                    Some(r) => int_op(self.op, *n, r),
-                    None => as_text(v, |x| str_op(self.op, x, s)),
+                    Some(r) => int_op(op, *n, r),
+                    None => as_text(v, |x| str_op(op, x, s)),
                 },
-                Val::Bool(b) => match (self.op, s.boolean) {
+                Val::Bool(b) => match (op, s.boolean) {
                     (Op::Eq, Some(r)) => *b == r,
                     (Op::Ne, Some(r)) => *b != r,
-                    _ => as_text(v, |x| str_op(self.op, x, s)),
+                    _ => as_text(v, |x| str_op(op, x, s)),
                 },
-                Val::Ip(ip) => match (self.op, s.net) {
+                Val::Ip(ip) => match (op, s.net) {
                     (Op::Eq, Some(n)) => n.contains(*ip),
                     (Op::Ne, Some(n)) => !n.contains(*ip),
-                    _ => as_text(v, |x| str_op(self.op, x, s)),
+                    _ => as_text(v, |x| str_op(op, x, s)),
                 },
             },
             Rhs::Prefixes(p) => as_text(v, |x| p.matches(x)),
@@ -311,7 +323,7 @@ impl Check {
             }
             Rhs::Field(other) => match ctx.get(other, 0) {
                 None => false,
-                Some(w) => compare_values(self.op, v, &w),
+                Some(w) => compare_values(op, v, &w),
             },
         }
     }

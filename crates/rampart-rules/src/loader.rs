@@ -119,6 +119,8 @@ pub(crate) struct ListDef {
 #[derive(Debug, Clone)]
 pub(crate) struct ExceptionDef {
     pub name: String,
+    /// `fields` was one field name, not a list: each value is one item.
+    pub single: bool,
     pub fields: Vec<String>,
     pub comps: Vec<String>,
     pub values: Vec<Vec<ExValue>>,
@@ -707,7 +709,7 @@ impl Collection {
                 None => true,
             },
             exceptions: match map_get(entries, "exceptions") {
-                Some(n) => parse_exceptions(cx, n)?,
+                Some(n) => parse_exceptions(cx, n, &[])?,
                 None => Vec::new(),
             },
             source,
@@ -798,7 +800,7 @@ fn apply_rule_change(
             }
         }
         "exceptions" => {
-            let new = parse_exceptions(cx, value)?;
+            let new = parse_exceptions(cx, value, &rule.exceptions)?;
             match how {
                 How::Replace => rule.exceptions = new,
                 How::Append => {
@@ -849,7 +851,13 @@ fn list_items(cx: &FileCtx, node: &Node) -> Result<Vec<String>, Error> {
     }
 }
 
-fn parse_exceptions(cx: &FileCtx, node: &Node) -> Result<Vec<ExceptionDef>, Error> {
+/// Parses `exceptions`. An exception without `fields` appends values to the exception of the
+/// same name in `existing` and takes its fields and comparisons.
+fn parse_exceptions(
+    cx: &FileCtx,
+    node: &Node,
+    existing: &[ExceptionDef],
+) -> Result<Vec<ExceptionDef>, Error> {
     let NodeKind::Seq(items) = &node.kind else {
         if node.is_null() {
             return Ok(Vec::new());
@@ -865,23 +873,21 @@ fn parse_exceptions(cx: &FileCtx, node: &Node) -> Result<Vec<ExceptionDef>, Erro
             map_get(entries, "name").ok_or_else(|| cx.schema(item, "exception has no `name`"))?,
             "name",
         )?;
-        let (single, fields) = match map_get(entries, "fields") {
-            None => (false, Vec::new()),
-            Some(n) => match &n.kind {
+        let inherited = existing.iter().find(|e| e.name == name);
+        let fields_node = map_get(entries, "fields");
+        let (single, fields) = match (fields_node, inherited) {
+            (None, Some(old)) => (old.single, old.fields.clone()),
+            (None, None) => (false, Vec::new()),
+            (Some(n), _) => match &n.kind {
                 NodeKind::Scalar(s, _) if !n.is_null() => (true, vec![s.clone()]),
                 _ => (false, cx.strings(n, "fields")?),
             },
         };
-        let comps = match map_get(entries, "comps") {
-            None => vec![
-                if single {
-                    "in".to_string()
-                } else {
-                    "=".to_string()
-                };
-                fields.len()
-            ],
-            Some(n) => match &n.kind {
+        let default_comp = if single { "in" } else { "=" };
+        let comps = match (map_get(entries, "comps"), inherited) {
+            (None, Some(old)) if fields_node.is_none() => old.comps.clone(),
+            (None, _) => vec![default_comp.to_string(); fields.len()],
+            (Some(n), _) => match &n.kind {
                 NodeKind::Scalar(s, _) if !n.is_null() => vec![s.clone()],
                 _ => cx.strings(n, "comps")?,
             },
@@ -935,6 +941,7 @@ fn parse_exceptions(cx: &FileCtx, node: &Node) -> Result<Vec<ExceptionDef>, Erro
         }
         out.push(ExceptionDef {
             name,
+            single,
             fields,
             comps,
             values,
