@@ -40,14 +40,23 @@ fn check_reports_counts_and_rules_that_cannot_fire() {
     let out = rampart(&["rules", "check", file.to_str().expect("utf8")]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.starts_with("2 rules (2 enabled), 0 macros, 1 lists; 1 cannot fire"), "{stdout}");
+    assert!(
+        stdout.starts_with("2 rules (2 enabled), 0 macros, 1 lists; 1 cannot fire"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains(":9:3: rule \"Needs k8s\" cannot fire: needs field k8s.ns.name"),
         "{stdout}"
     );
     let strict = rampart(&["rules", "check", "--strict", file.to_str().expect("utf8")]);
     assert_eq!(strict.status.code(), Some(1));
-    let json = rampart(&["rules", "check", "--format", "json", file.to_str().expect("utf8")]);
+    let json = rampart(&[
+        "rules",
+        "check",
+        "--format",
+        "json",
+        file.to_str().expect("utf8"),
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json report");
     assert_eq!(v["cannot_fire"][0]["rule"], "Needs k8s");
     assert_eq!(v["cannot_fire"][0]["needs"][0], "field k8s.ns.name");
@@ -66,7 +75,10 @@ fn check_errors_name_file_line_column_and_token_and_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains(&format!("{}:5:5: unknown field \"proc.nmae\" (did you mean proc.name?)", file.display())),
+        stderr.contains(&format!(
+            "{}:5:5: unknown field \"proc.nmae\" (did you mean proc.name?)",
+            file.display()
+        )),
         "{stderr}"
     );
 }
@@ -74,7 +86,12 @@ fn check_errors_name_file_line_column_and_token_and_exit_2() {
 #[test]
 fn check_defaults_compile_cleanly() {
     let out = rampart(&["rules", "check", "--defaults", "--strict"]);
-    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     assert!(text(&out.stdout).contains("0 cannot fire"));
 }
 
@@ -147,13 +164,23 @@ fn test_replays_events_and_prints_alerts() {
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["rule"].to_string())
         .collect();
-    assert_eq!(rules.iter().filter(|r| r.contains("Crypto miner launched")).count(), 3);
+    assert_eq!(
+        rules
+            .iter()
+            .filter(|r| r.contains("Crypto miner launched"))
+            .count(),
+        3
+    );
 
     // A line that is not an event names its line.
     std::fs::write(&events, format!("{}\nnot json\n", lines[0])).expect("write");
     let out = rampart(&args);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("events.jsonl:2: not an event"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("events.jsonl:2: not an event"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

@@ -185,7 +185,11 @@ fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         let event: Event = serde_json::from_str(&line).map_err(|e| {
-            BadInput(format!("{}:{}: not an event: {e}", a.events.display(), n + 1))
+            BadInput(format!(
+                "{}:{}: not an event: {e}",
+                a.events.display(),
+                n + 1
+            ))
         })?;
         events += 1;
         detections.clear();
