@@ -16,6 +16,7 @@ mod event;
 mod ocsf;
 mod process;
 mod sensor;
+mod vuln;
 
 pub use alert::{Alert, Priority, UnknownPriority};
 pub use container::{Container, ContainerRuntime};
@@ -27,6 +28,7 @@ pub use event::{
 pub use ocsf::{OcsfClass, OCSF_VERSION, PRODUCT_NAME};
 pub use process::{Ancestor, Process};
 pub use sensor::{Origin, SensorEvent};
+pub use vuln::{ImageRef, Package, PackageKind, Severity, UnknownSeverity, VulnFinding};
 
 /// Rampart's version, as shown in `metadata.product.version` of every event.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
