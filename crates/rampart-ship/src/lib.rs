@@ -1,0 +1,3 @@
+//! Rampart's shipping side (work in progress).
+
+pub mod queue;
