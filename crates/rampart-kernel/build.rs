@@ -9,7 +9,12 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PROGRAMS: &[&str] = &["rampart", "probe"];
+/// (object name, source, extra clang defines)
+const PROGRAMS: &[(&str, &str, &[&str])] = &[
+    ("rampart_btf", "rampart", &["-DRP_BTF=1"]),
+    ("rampart_raw", "rampart", &["-DRP_BTF=0"]),
+    ("probe", "probe", &[]),
+];
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
@@ -53,11 +58,12 @@ fn main() {
         other => panic!("no BPF target arch mapping for {other:?}"),
     };
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".into());
-    for name in PROGRAMS {
-        let src = bpf_dir.join(format!("{name}.bpf.c"));
+    for (name, source, defines) in PROGRAMS {
+        let src = bpf_dir.join(format!("{source}.bpf.c"));
         let obj = out.join(format!("{name}.bpf.o"));
         let output = Command::new(&clang)
             .args(["-g", "-O2", "-target", "bpf", "-Wall", "-Werror"])
+            .args(*defines)
             .arg(format!("-D__TARGET_ARCH_{arch}"))
             .arg("-I")
             .arg(&vmlinux_dir)

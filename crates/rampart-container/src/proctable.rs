@@ -46,7 +46,11 @@ impl ProcessTable {
             let mut cur = raw.get(&pid).map_or(0, |p| p.ppid);
             while cur != 0 && chain.len() < self.max_ancestors {
                 let Some(parent) = raw.get(&cur) else { break };
-                chain.push(ancestor_of(parent));
+                chain.push(if chain.is_empty() {
+                    ancestor_of(parent)
+                } else {
+                    without_args(&ancestor_of(parent))
+                });
                 if parent.ppid == cur {
                     break;
                 }
@@ -99,7 +103,7 @@ impl ProcessTable {
                 .ancestors
                 .iter()
                 .take(self.max_ancestors.saturating_sub(1))
-                .cloned(),
+                .map(without_args),
         );
         chain
     }
@@ -153,6 +157,17 @@ impl ProcessTable {
     }
 }
 
+/// Only the parent carries its argv in events (Falco's `proc.pcmdline`); older ancestors carry
+/// pid, name and exe, which keeps every event small.
+fn without_args(a: &Ancestor) -> Ancestor {
+    Ancestor {
+        pid: a.pid,
+        name: a.name.clone(),
+        exe: a.exe.clone(),
+        args: Vec::new(),
+    }
+}
+
 fn ancestor_of(p: &Process) -> Ancestor {
     Ancestor {
         pid: p.pid,
@@ -191,6 +206,8 @@ mod tests {
         let p = t.exec(proc(40, 30, "nc"));
         let names: Vec<_> = p.ancestors.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, vec!["bash", "sh", "containerd-shim"]);
+        assert_eq!(p.ancestors[0].args, vec!["bash"], "the parent keeps its argv");
+        assert!(p.ancestors[1].args.is_empty(), "older ancestors do not");
     }
 
     #[test]

@@ -73,7 +73,8 @@ pub struct Process {
     pub stdin_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdout_type: Option<String>,
-    /// Parent first, then grandparent, ... up to the sensor's bound or pid 1.
+    /// Parent first, then grandparent, ... up to the agent's bound or pid 1. The parent carries
+    /// its argv; older ancestors only pid, name and exe.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ancestors: Vec<Ancestor>,
 }

@@ -2,9 +2,12 @@
 /*
  * Rampart's sensor programs.
  *
- * Hooks: sched_process_exec/fork/exit and sys_exit, each built twice (tp_btf for kernels with
- * BTF-enabled tracepoints, raw_tp otherwise; the loader picks what loads), and cgroup_skb
- * ingress/egress on the root cgroup v2 for DNS.
+ * Hooks: sched_process_exec/fork/exit and sys_exit, and cgroup_skb ingress/egress on the root
+ * cgroup v2 for DNS. The file is compiled twice (see build.rs): with RP_BTF=1 the tracing
+ * programs are tp_btf and read the task, its files and the syscall registers with direct
+ * (BTF-checked) loads; with RP_BTF=0 they are raw tracepoints that read everything through
+ * bpf_probe_read_kernel, for kernels that refuse tp_btf. The loader tries the first, then the
+ * second.
  *
  * Cost model: sys_exit runs for every syscall on the machine, so its fast path is one load of the
  * syscall number and a switch; everything else happens only for the ~40 syscalls of interest.
@@ -19,6 +22,10 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_endian.h>
 #include "rampart.h"
+
+#ifndef RP_BTF
+#define RP_BTF 1
+#endif
 
 #ifndef __TARGET_ARCH_x86
 #error "only x86_64 syscall numbers are mapped so far"
@@ -167,18 +174,42 @@ static __always_inline void submit(void *data, __u32 size)
 		count(RP_CNT_EVENTS);
 }
 
+/* Task access: direct loads in tp_btf programs, probe reads in raw tracepoints. */
+static __always_inline struct task_struct *current_task(void)
+{
+#if RP_BTF
+	return bpf_get_current_task_btf();
+#else
+	return (void *)bpf_get_current_task();
+#endif
+}
+
+static __always_inline __u32 task_mntns(struct task_struct *t)
+{
+#if RP_BTF
+	return t->nsproxy->mnt_ns->ns.inum;
+#else
+	return BPF_CORE_READ(t, nsproxy, mnt_ns, ns.inum);
+#endif
+}
+
+static __always_inline __u32 task_ppid(struct task_struct *t)
+{
+#if RP_BTF
+	return t->real_parent->tgid;
+#else
+	return BPF_CORE_READ(t, real_parent, tgid);
+#endif
+}
+
 /* Is the current task one whose events we report? */
 static __always_inline int wanted(void)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (tgid == CFG.self_tgid)
 		return 0;
-	if (CFG.containers_only) {
-		struct task_struct *t = (void *)bpf_get_current_task();
-		__u32 mntns = BPF_CORE_READ(t, nsproxy, mnt_ns, ns.inum);
-		if (mntns == CFG.host_mntns)
-			return 0;
-	}
+	if (CFG.containers_only && task_mntns(current_task()) == CFG.host_mntns)
+		return 0;
 	return 1;
 }
 
@@ -197,21 +228,23 @@ static __always_inline __u64 v1_cgroup_id(struct task_struct *t)
 
 static __always_inline void fill_header(struct rp_header *h, __u32 type, __u32 nr, __s64 ret)
 {
-	struct task_struct *t = (void *)bpf_get_current_task();
+	struct task_struct *t = current_task();
 	__u64 pt = bpf_get_current_pid_tgid();
 	__u64 ug = bpf_get_current_uid_gid();
 	h->ktime_ns = bpf_ktime_get_boot_ns();
 	h->cgroup_id = bpf_get_current_cgroup_id();
-	h->cgroup_v1_id = v1_cgroup_id(t);
+	/* A task below the v2 root is identified by its v2 cgroup; the v1 hierarchy is only
+	 * needed for tasks the runtime did not place in v2 (v1-only container hosts). */
+	h->cgroup_v1_id = h->cgroup_id <= 1 ? v1_cgroup_id(t) : 0;
 	h->ret = ret;
 	h->type = type;
 	h->pid = pt >> 32;
 	h->tid = (__u32)pt;
-	h->ppid = BPF_CORE_READ(t, real_parent, tgid);
+	h->ppid = task_ppid(t);
 	h->uid = (__u32)ug;
 	h->gid = ug >> 32;
 	h->syscall = nr;
-	h->mntns = BPF_CORE_READ(t, nsproxy, mnt_ns, ns.inum);
+	h->mntns = task_mntns(t);
 	h->pad = 0;
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
@@ -312,15 +345,23 @@ static __always_inline __u32 put_path(__u8 *buf, __u32 off, struct rp_str *s, co
 	return off + len;
 }
 
-static __always_inline struct file *fd_file(struct task_struct *t, long fd)
+/* The open file behind descriptor `fd` of the current task. */
+static __always_inline struct file *fd_file(long fd)
 {
 	if (fd < 0)
 		return NULL;
+	struct task_struct *t = current_task();
+#if RP_BTF
+	struct fdtable *fdt = t->files->fdt;
+	__u32 max = fdt->max_fds;
+	struct file **fds = fdt->fd;
+#else
 	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
 	__u32 max = BPF_CORE_READ(fdt, max_fds);
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+#endif
 	if ((__u64)fd >= max)
 		return NULL;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
 	struct file *f = NULL;
 	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
 	return f;
@@ -336,23 +377,22 @@ static __always_inline __u32 put_base(__u8 *buf, __u32 off, struct rp_str *s, lo
 	bpf_probe_read_user(&first, 1, upath);
 	if (first == '/' || first == 0)
 		return off;
-	struct task_struct *t = (void *)bpf_get_current_task();
 	if ((int)dirfd == AT_FDCWD) {
-		struct fs_struct *fs = BPF_CORE_READ(t, fs);
+		struct fs_struct *fs = BPF_CORE_READ(current_task(), fs);
 		return put_path(buf, off, s, &fs->pwd);
 	}
-	struct file *f = fd_file(t, dirfd);
+	struct file *f = fd_file(dirfd);
 	if (!f)
 		return off;
 	return put_path(buf, off, s, &f->f_path);
 }
 
-static __always_inline void fdinfo(struct task_struct *t, long fd, struct rp_fdinfo *out)
+static __always_inline void fdinfo(long fd, struct rp_fdinfo *out)
 {
 	out->mode = 0;
 	out->family = 0;
 	out->rdev = 0;
-	struct file *f = fd_file(t, fd);
+	struct file *f = fd_file(fd);
 	if (!f)
 		return;
 	struct inode *ino = BPF_CORE_READ(f, f_inode);
@@ -368,6 +408,16 @@ static __always_inline void fdinfo(struct task_struct *t, long fd, struct rp_fdi
 
 static __always_inline __u64 sys_arg(struct pt_regs *regs, int n)
 {
+#if RP_BTF
+	switch (n) {
+	case 0: return regs->di;
+	case 1: return regs->si;
+	case 2: return regs->dx;
+	case 3: return regs->r10;
+	case 4: return regs->r8;
+	default: return regs->r9;
+	}
+#endif
 	switch (n) {
 	case 0: return BPF_CORE_READ(regs, di);
 	case 1: return BPF_CORE_READ(regs, si);
@@ -418,8 +468,8 @@ static __always_inline int on_exec(struct task_struct *t, struct linux_binprm *b
 		bpf_core_read(&up, sizeof(up), &pid->numbers[level & 7]);
 		e->vpid = up.nr;
 	}
-	fdinfo(t, 0, &e->stdin_info);
-	fdinfo(t, 1, &e->stdout_info);
+	fdinfo(0, &e->stdin_info);
+	fdinfo(1, &e->stdout_info);
 
 	__u32 off = sizeof(*e);
 	off = put_kernel_str(sc->data, off, &e->filename, BPF_CORE_READ(bprm, filename));
@@ -509,13 +559,18 @@ static __always_inline struct rp_sys *sys_record(struct scratch *sc, __u32 type,
 	return e;
 }
 
-static __always_inline __u8 sensitive_name(struct dentry *d)
+/* Looks `d`'s name up in SENSITIVE_NAMES, reading the name only when a sensitive name has its
+ * length. One read (the qstr) for almost every dentry. */
+static __always_inline __u8 sensitive_name(struct dentry *d, __u64 len_mask)
 {
 	struct name_key key = {};
-	__u32 len = BPF_CORE_READ(d, d_name.len);
-	if (len == 0 || len >= sizeof(key.name))
+	struct qstr q = {};
+	if (bpf_probe_read_kernel(&q, sizeof(q), (char *)d + bpf_core_field_offset(struct dentry, d_name)))
 		return 0;
-	bpf_probe_read_kernel_str(key.name, sizeof(key.name), BPF_CORE_READ(d, d_name.name));
+	__u32 len = q.len;
+	if (len == 0 || len >= sizeof(key.name) || !(len_mask & (1ULL << len)))
+		return 0;
+	bpf_probe_read_kernel_str(key.name, sizeof(key.name), q.name);
 	__u8 *v = bpf_map_lookup_elem(&SENSITIVE_NAMES, &key);
 	return v ? *v : 0;
 }
@@ -545,19 +600,28 @@ static __always_inline int do_open(struct pt_regs *regs, long ret, __u32 nr)
 		mode = how.mode;
 	}
 	}
-	struct task_struct *t = (void *)bpf_get_current_task();
-	struct file *f = fd_file(t, ret);
+	struct file *f = fd_file(ret);
 	if (!f)
 		return 0;
 	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
-	__u16 imode = BPF_CORE_READ(d, d_inode, i_mode);
 	int write = (flags & O_ACCMODE) != 0 || (flags & (O_CREAT | O_TRUNC)) != 0;
-	__u8 sens = sensitive_name(d) & 1;
-	if (!sens)
-		sens = (sensitive_name(BPF_CORE_READ(d, d_parent)) & 2) ? 1 : 0;
-	if (!sens && !(write && (imode & S_IFMT) == S_IFREG)) {
-		count(RP_CNT_FILTERED);
-		return 0;
+	__u16 imode = 0;
+	/* Cheapest test first: most opens are read-only and of files nobody listed. */
+	__u8 sens = sensitive_name(d, CFG.name_len_mask) & 1;
+	if (!sens && CFG.dir_len_mask)
+		sens = (sensitive_name(BPF_CORE_READ(d, d_parent), CFG.dir_len_mask) & 2) ? 1 : 0;
+	if (!sens) {
+		if (!write) {
+			count(RP_CNT_FILTERED);
+			return 0;
+		}
+		imode = BPF_CORE_READ(f, f_inode, i_mode);
+		if ((imode & S_IFMT) != S_IFREG) {
+			count(RP_CNT_FILTERED);
+			return 0;
+		}
+	} else {
+		imode = BPF_CORE_READ(f, f_inode, i_mode);
 	}
 	if (!wanted())
 		return 0;
@@ -623,8 +687,7 @@ static __always_inline int do_path_op(struct pt_regs *regs, long ret, __u32 nr, 
 		break;
 	case NR_fchmod:
 	case NR_fchown: {
-		struct task_struct *t = (void *)bpf_get_current_task();
-		struct file *f = fd_file(t, sys_arg(regs, 0));
+		struct file *f = fd_file(sys_arg(regs, 0));
 		if (nr == NR_fchmod) {
 			e->a[0] = sys_arg(regs, 1);
 		} else {
@@ -739,7 +802,6 @@ static __always_inline int do_numeric(struct pt_regs *regs, long ret, __u32 nr, 
 	e->a[0] = a0;
 	e->a[1] = a1;
 	e->a[2] = sys_arg(regs, 2);
-	struct task_struct *t = (void *)bpf_get_current_task();
 	switch (nr) {
 	case NR_capset: {
 		struct __user_cap_data_struct d[2] = {};
@@ -757,14 +819,14 @@ static __always_inline int do_numeric(struct pt_regs *regs, long ret, __u32 nr, 
 		}
 		break;
 	case NR_setns: {
-		struct file *f = fd_file(t, a0);
+		struct file *f = fd_file(a0);
 		if (f)
 			e->a[2] = BPF_CORE_READ(f, f_inode, i_ino);
 		e->a[3] = a1;
 		break;
 	}
 	case NR_finit_module: {
-		struct file *f = fd_file(t, a0);
+		struct file *f = fd_file(a0);
 		if (f)
 			off = put_path(sc->data, off, &e->s[0], &f->f_path);
 		break;
@@ -778,19 +840,61 @@ static __always_inline int do_numeric(struct pt_regs *regs, long ret, __u32 nr, 
 	return 0;
 }
 
+/* The head of struct sock_common as every kernel since 4.x lays it out: one read instead of
+ * six. The layout is checked against the running kernel's BTF (the offsets are CO-RE
+ * relocated constants); elsewhere the fields are read one by one. */
+struct skc_head {
+	__u32 daddr;
+	__u32 rcv_saddr;
+	__u32 hash;
+	__u16 dport;
+	__u16 num;
+	__u16 family;
+};
+
+static __always_inline int skc_head_matches(void)
+{
+	return bpf_core_field_offset(struct sock_common, skc_daddr) == 0 &&
+	       bpf_core_field_offset(struct sock_common, skc_rcv_saddr) == 4 &&
+	       bpf_core_field_offset(struct sock_common, skc_dport) == 12 &&
+	       bpf_core_field_offset(struct sock_common, skc_num) == 14 &&
+	       bpf_core_field_offset(struct sock_common, skc_family) == 16 &&
+	       bpf_core_field_offset(struct sock, __sk_common) == 0;
+}
+
 static __always_inline void sock_addrs(struct sock *sk, struct rp_net *n)
 {
-	n->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	n->sock_type = BPF_CORE_READ(sk, sk_type);
-	n->protocol = BPF_CORE_READ(sk, sk_protocol);
-	n->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	n->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (n->family == AF_INET) {
-		__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__u32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		__builtin_memcpy(n->laddr, &l, 4);
-		__builtin_memcpy(n->raddr, &r, 4);
-	} else if (n->family == AF_INET6) {
+	if (skc_head_matches()) {
+		struct skc_head hd = {};
+		bpf_probe_read_kernel(&hd, sizeof(hd), sk);
+		n->family = hd.family;
+		n->lport = hd.num;
+		n->rport = bpf_ntohs(hd.dport);
+		if (hd.family == AF_INET) {
+			__builtin_memcpy(n->laddr, &hd.rcv_saddr, 4);
+			__builtin_memcpy(n->raddr, &hd.daddr, 4);
+		}
+	} else {
+		n->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		n->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		n->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		if (n->family == AF_INET) {
+			__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+			__u32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+			__builtin_memcpy(n->laddr, &l, 4);
+			__builtin_memcpy(n->raddr, &r, 4);
+		}
+	}
+	if (bpf_core_field_offset(struct sock, sk_protocol) == bpf_core_field_offset(struct sock, sk_type) + 2) {
+		__u16 tp[2] = {};
+		bpf_probe_read_kernel(tp, sizeof(tp), (char *)sk + bpf_core_field_offset(struct sock, sk_type));
+		n->sock_type = tp[0];
+		n->protocol = tp[1];
+	} else {
+		n->sock_type = BPF_CORE_READ(sk, sk_type);
+		n->protocol = BPF_CORE_READ(sk, sk_protocol);
+	}
+	if (n->family == AF_INET6) {
 		BPF_CORE_READ_INTO(&n->laddr, sk, __sk_common.skc_v6_rcv_saddr);
 		BPF_CORE_READ_INTO(&n->raddr, sk, __sk_common.skc_v6_daddr);
 	}
@@ -800,13 +904,15 @@ static __always_inline void sock_addrs(struct sock *sk, struct rp_net *n)
  * to buf. Returns the new offset. */
 static __always_inline __u32 user_sockaddr(__u8 *buf, __u32 off, struct rp_net *n, const void *uaddr, int remote)
 {
-	__u16 family = 0;
 	if (!uaddr)
 		return off;
-	bpf_probe_read_user(&family, sizeof(family), uaddr);
+	/* One read covers sockaddr_in and sockaddr_in6; a unix path is read separately. */
+	struct sockaddr_in6 sa6 = {};
+	bpf_probe_read_user(&sa6, sizeof(sa6), uaddr);
+	__u16 family = sa6.sin6_family;
 	if (family == AF_INET) {
 		struct sockaddr_in sa = {};
-		bpf_probe_read_user(&sa, sizeof(sa), uaddr);
+		__builtin_memcpy(&sa, &sa6, sizeof(sa));
 		n->family = AF_INET;
 		if (remote) {
 			n->rport = bpf_ntohs(sa.sin_port);
@@ -816,8 +922,7 @@ static __always_inline __u32 user_sockaddr(__u8 *buf, __u32 off, struct rp_net *
 			__builtin_memcpy(n->laddr, &sa.sin_addr, 4);
 		}
 	} else if (family == AF_INET6) {
-		struct sockaddr_in6 sa = {};
-		bpf_probe_read_user(&sa, sizeof(sa), uaddr);
+		struct sockaddr_in6 sa = sa6;
 		n->family = AF_INET6;
 		if (remote) {
 			n->rport = bpf_ntohs(sa.sin6_port);
@@ -863,8 +968,7 @@ static __always_inline int do_net(struct pt_regs *regs, long ret, __u32 nr, __u3
 	__builtin_memset((char *)n + sizeof(n->h), 0, sizeof(*n) - sizeof(n->h));
 	long fd = type == RP_ACCEPT ? ret : (long)sys_arg(regs, 0);
 	n->fd = fd;
-	struct task_struct *t = (void *)bpf_get_current_task();
-	struct file *f = fd_file(t, fd);
+	struct file *f = fd_file(fd);
 	struct sock *sk = NULL;
 	if (f) {
 		struct socket *sock = BPF_CORE_READ(f, private_data);
@@ -960,57 +1064,58 @@ static __always_inline int on_sys_exit(struct pt_regs *regs, long ret, __u32 nr)
 
 /* ---------------------------------------------------------------- attach points */
 
+#if RP_BTF
 SEC("tp_btf/sys_exit")
-int BPF_PROG(tp_sys_exit, struct pt_regs *regs, long ret)
+int BPF_PROG(rp_sys_exit, struct pt_regs *regs, long ret)
 {
 	return on_sys_exit(regs, ret, (__u32)regs->orig_ax);
 }
 
-SEC("raw_tp/sys_exit")
-int raw_sys_exit(__u64 *args)
-{
-	/* The context is bpf_raw_tracepoint_args, a flexible array of u64: indexed directly, not
-	 * through the CO-RE-relocated struct (its args[0] declaration has no bounds to relocate). */
-	struct pt_regs *regs = (void *)args[0];
-	long ret = args[1];
-	return on_sys_exit(regs, ret, (__u32)BPF_CORE_READ(regs, orig_ax));
-}
-
 SEC("tp_btf/sched_process_exec")
-int BPF_PROG(tp_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+int BPF_PROG(rp_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	return on_exec(p, bprm);
 }
 
-SEC("raw_tp/sched_process_exec")
-int raw_exec(__u64 *args)
-{
-	return on_exec((void *)args[0], (void *)args[2]);
-}
-
 SEC("tp_btf/sched_process_fork")
-int BPF_PROG(tp_fork, struct task_struct *parent, struct task_struct *child)
+int BPF_PROG(rp_fork, struct task_struct *parent, struct task_struct *child)
 {
 	return on_fork(parent, child);
 }
 
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(rp_exit, struct task_struct *p)
+{
+	return on_exit(p);
+}
+#else
+/* The context of a raw tracepoint is a flexible array of u64, indexed directly rather than
+ * through the CO-RE-relocated bpf_raw_tracepoint_args (its args[0] has no bounds to relocate). */
+SEC("raw_tp/sys_exit")
+int rp_sys_exit(__u64 *args)
+{
+	struct pt_regs *regs = (void *)args[0];
+	return on_sys_exit(regs, args[1], (__u32)BPF_CORE_READ(regs, orig_ax));
+}
+
+SEC("raw_tp/sched_process_exec")
+int rp_exec(__u64 *args)
+{
+	return on_exec((void *)args[0], (void *)args[2]);
+}
+
 SEC("raw_tp/sched_process_fork")
-int raw_fork(__u64 *args)
+int rp_fork(__u64 *args)
 {
 	return on_fork((void *)args[0], (void *)args[1]);
 }
 
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(tp_exit, struct task_struct *p)
-{
-	return on_exit(p);
-}
-
 SEC("raw_tp/sched_process_exit")
-int raw_exit(__u64 *args)
+int rp_exit(__u64 *args)
 {
 	return on_exit((void *)args[0]);
 }
+#endif
 
 /* ---------------------------------------------------------------- DNS */
 

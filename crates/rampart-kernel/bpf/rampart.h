@@ -165,7 +165,11 @@ struct rp_config {
 	__u64 wakeup_bytes;       /* wake the reader only when this much data waits */
 	__u32 file_events;        /* 0: no file events */
 	__u32 net_events;         /* 0: no network events */
+	/* Bit n set: some sensitive file name (name_mask) or directory name (dir_mask) is n bytes
+	 * long. Lets the open filter skip the name lookup for almost every file. */
+	__u64 name_len_mask;
+	__u64 dir_len_mask;
 };
-_Static_assert(sizeof(struct rp_config) == 32, "rp_config size");
+_Static_assert(sizeof(struct rp_config) == 48, "rp_config size");
 
 #endif

@@ -155,6 +155,8 @@ pub struct RpConfig {
     pub wakeup_bytes: u64,
     pub file_events: u32,
     pub net_events: u32,
+    pub name_len_mask: u64,
+    pub dir_len_mask: u64,
 }
 
 // SAFETY: RpConfig is #[repr(C)], made only of integers, without padding (asserted below).
@@ -175,5 +177,5 @@ const _: () = assert!(std::mem::size_of::<RpExec>() == 88 + 88);
 const _: () = assert!(std::mem::size_of::<RpSys>() == 88 + 64);
 const _: () = assert!(std::mem::size_of::<RpNet>() == 88 + 56);
 const _: () = assert!(std::mem::size_of::<RpDns>() == 88 + 48);
-const _: () = assert!(std::mem::size_of::<RpConfig>() == 32);
+const _: () = assert!(std::mem::size_of::<RpConfig>() == 48);
 const _: () = assert!(std::mem::size_of::<NameKey>() == 32);

@@ -27,7 +27,10 @@ use crate::cgroup::{cgroup_layout, CgroupLayout};
 use crate::decode::Decoder;
 use crate::error::KernelError;
 
-static SENSOR_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rampart.bpf.o"));
+/// The tracing programs as tp_btf (direct BTF-checked loads), and as raw tracepoints for
+/// kernels that refuse tp_btf; same source, see `bpf/rampart.bpf.c`.
+static SENSOR_BTF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rampart_btf.bpf.o"));
+static SENSOR_RAW: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rampart_raw.bpf.o"));
 
 /// The sensitive files whose read-only opens are reported. The kernel matches on names: a file
 /// is reported when its own name is in `names`, or the name of its directory is in `dirs`;
@@ -150,11 +153,12 @@ impl std::fmt::Debug for Sensor {
     }
 }
 
-const HOOKS: [(&str, &str, &str); 4] = [
-    ("sys_exit", "tp_sys_exit", "raw_sys_exit"),
-    ("sched_process_exec", "tp_exec", "raw_exec"),
-    ("sched_process_fork", "tp_fork", "raw_fork"),
-    ("sched_process_exit", "tp_exit", "raw_exit"),
+/// (tracepoint, program name in both objects)
+const HOOKS: [(&str, &str); 4] = [
+    ("sys_exit", "rp_sys_exit"),
+    ("sched_process_exec", "rp_exec"),
+    ("sched_process_fork", "rp_fork"),
+    ("sched_process_exit", "rp_exit"),
 ];
 
 impl Sensor {
@@ -182,62 +186,22 @@ impl Sensor {
             wakeup_bytes: config.wakeup_bytes,
             file_events: u32::from(config.file_events),
             net_events: u32::from(config.net_events),
+            name_len_mask: len_mask(&config.sensitive.names),
+            dir_len_mask: len_mask(&config.sensitive.dirs),
         };
-        let mut ebpf = EbpfLoader::new()
-            .btf(Some(&btf))
-            .override_global("CFG", &cfg, true)
-            .map_max_entries("EVENTS", config.ring_buffer_bytes)
-            .load(SENSOR_OBJ)
-            .map_err(|e| KernelError::Object(Box::new(e)))?;
-
-        {
-            let map = ebpf
-                .map_mut("SENSITIVE_NAMES")
-                .ok_or_else(|| KernelError::map("SENSITIVE_NAMES", missing_map()))?;
-            let mut names: HashMap<_, NameKey, u8> =
-                HashMap::try_from(map).map_err(|e| KernelError::map("SENSITIVE_NAMES", e))?;
-            let mut bits: std::collections::BTreeMap<&str, u8> = Default::default();
-            for n in &config.sensitive.names {
-                *bits.entry(n).or_default() |= 1;
+        let (mut ebpf, kind) = match load_object(SENSOR_BTF, HookKind::TpBtf, &btf, &cfg, config) {
+            Ok(e) => (e, HookKind::TpBtf),
+            Err(e) => {
+                tracing::info!("tp_btf programs refused ({e}); using raw tracepoints");
+                (load_object(SENSOR_RAW, HookKind::Raw, &btf, &cfg, config)?, HookKind::Raw)
             }
-            for d in &config.sensitive.dirs {
-                *bits.entry(d).or_default() |= 2;
-            }
-            for (name, v) in bits {
-                if let Some(key) = name_key(name) {
-                    names
-                        .insert(key, v, 0)
-                        .map_err(|e| KernelError::map("SENSITIVE_NAMES", e))?;
-                }
-            }
-        }
-
-        let mut loaded = Vec::new();
-        for (hook, tp_name, raw_name) in HOOKS {
-            let kind = load_tracing(&mut ebpf, &btf, hook, tp_name, raw_name)?;
-            loaded.push((
-                hook,
-                if kind == HookKind::TpBtf {
-                    tp_name
-                } else {
-                    raw_name
-                },
-                kind,
-            ));
-        }
+        };
         // Process lifecycle first, so the process table never misses a parent whose children's
         // syscalls are already reported.
         let mut hooks = Vec::new();
-        for &(hook, name, kind) in loaded.iter().rev() {
+        for &(hook, name) in HOOKS.iter().rev() {
             attach_tracing(&mut ebpf, hook, name, kind)?;
-            hooks.push((
-                hook,
-                if kind == HookKind::TpBtf {
-                    "tp_btf"
-                } else {
-                    "raw_tracepoint"
-                },
-            ));
+            hooks.push((hook, kind.name()));
         }
         hooks.reverse();
 
@@ -359,6 +323,16 @@ fn missing_map() -> aya::maps::MapError {
     }
 }
 
+/// Bit n set when some name is n bytes long (names of 32 bytes or more are matched in user
+/// space only, see [`name_key`]).
+fn len_mask(names: &[String]) -> u64 {
+    names
+        .iter()
+        .map(String::len)
+        .filter(|&l| l > 0 && l < 32)
+        .fold(0, |m, l| m | (1u64 << l))
+}
+
 fn name_key(name: &str) -> Option<NameKey> {
     let b = name.as_bytes();
     if b.is_empty() || b.len() >= 32 {
@@ -379,45 +353,69 @@ enum HookKind {
     Raw,
 }
 
-/// Loads the program for `hook`: the tp_btf one, or the raw tracepoint one when tp_btf is
-/// refused. Loading (verification) is the slow part; attaching is done for all hooks at once
-/// afterwards, so that the sensor starts seeing everything at nearly the same moment.
-fn load_tracing(
-    ebpf: &mut Ebpf,
+impl HookKind {
+    fn name(self) -> &'static str {
+        match self {
+            HookKind::TpBtf => "tp_btf",
+            HookKind::Raw => "raw_tracepoint",
+        }
+    }
+}
+
+/// Loads one variant of the sensor object: maps (with the configuration and the sensitive
+/// names) and the four tracing programs (verification is the slow part; attaching comes after,
+/// for all hooks at once, so the sensor starts seeing everything at nearly the same moment).
+fn load_object(
+    obj: &[u8],
+    kind: HookKind,
     btf: &Btf,
-    hook: &'static str,
-    tp_name: &'static str,
-    raw_name: &'static str,
-) -> Result<HookKind, KernelError> {
-    let tp_err = match ebpf.program_mut(tp_name) {
-        Some(p) => {
-            let p: &mut BtfTracePoint = p
-                .try_into()
-                .map_err(|e| KernelError::program(tp_name, hook, e))?;
-            match p.load(hook, btf) {
-                Ok(()) => return Ok(HookKind::TpBtf),
-                Err(e) => e,
+    cfg: &RpConfig,
+    config: &SensorConfig,
+) -> Result<Ebpf, KernelError> {
+    let mut ebpf = EbpfLoader::new()
+        .btf(Some(btf))
+        .override_global("CFG", cfg, true)
+        .map_max_entries("EVENTS", config.ring_buffer_bytes)
+        .load(obj)
+        .map_err(|e| KernelError::Object(Box::new(e)))?;
+    {
+        let map = ebpf
+            .map_mut("SENSITIVE_NAMES")
+            .ok_or_else(|| KernelError::map("SENSITIVE_NAMES", missing_map()))?;
+        let mut names: HashMap<_, NameKey, u8> =
+            HashMap::try_from(map).map_err(|e| KernelError::map("SENSITIVE_NAMES", e))?;
+        let mut bits: std::collections::BTreeMap<&str, u8> = Default::default();
+        for n in &config.sensitive.names {
+            *bits.entry(n).or_default() |= 1;
+        }
+        for d in &config.sensitive.dirs {
+            *bits.entry(d).or_default() |= 2;
+        }
+        for (name, v) in bits {
+            if let Some(key) = name_key(name) {
+                names
+                    .insert(key, v, 0)
+                    .map_err(|e| KernelError::map("SENSITIVE_NAMES", e))?;
             }
         }
-        None => {
-            return Err(KernelError::program(
-                tp_name,
-                hook,
-                aya::programs::ProgramError::NotLoaded,
-            ))
-        }
-    };
-    tracing::info!("tp_btf/{hook} refused ({tp_err}); using raw_tracepoint");
-    let p: &mut RawTracePoint = ebpf
-        .program_mut(raw_name)
-        .ok_or_else(|| {
-            KernelError::program(raw_name, hook, aya::programs::ProgramError::NotLoaded)
-        })?
-        .try_into()
-        .map_err(|e| KernelError::program(raw_name, hook, e))?;
-    p.load()
-        .map_err(|e| KernelError::program(raw_name, hook, e))?;
-    Ok(HookKind::Raw)
+    }
+    for (hook, name) in HOOKS {
+        let p = ebpf
+            .program_mut(name)
+            .ok_or_else(|| KernelError::program(name, hook, aya::programs::ProgramError::NotLoaded))?;
+        let r = match kind {
+            HookKind::TpBtf => {
+                let p: &mut BtfTracePoint = p.try_into().map_err(|e| KernelError::program(name, hook, e))?;
+                p.load(hook, btf)
+            }
+            HookKind::Raw => {
+                let p: &mut RawTracePoint = p.try_into().map_err(|e| KernelError::program(name, hook, e))?;
+                p.load()
+            }
+        };
+        r.map_err(|e| KernelError::program(name, hook, e))?;
+    }
+    Ok(ebpf)
 }
 
 fn attach_tracing(

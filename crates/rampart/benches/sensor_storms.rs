@@ -1,0 +1,304 @@
+//! Sensor overhead under syscall storms, measured in one run against a baseline.
+//!
+//! Inside a busybox container, three storms (bench/sensor/storm.c): fork+exec of /bin/true,
+//! TCP connects to a listener on the container's loopback, open/close of one file. Each storm
+//! runs with no monitor, with `rampart agent` (all events on, JSON lines to a file), and with
+//! auditd logging the same syscalls; the runs are interleaved per repetition and the median is
+//! reported as a ratio to the baseline, with the events rampart received against the events
+//! expected, its drops, and its CPU time and peak RSS.
+//!
+//! `cargo bench -p rampart --bench sensor_storms` (root, dockerd running).
+//! Environment: `RAMPART_BENCH_REPS` (default 3), `RAMPART_BENCH_SCALE` (default 1.0: 5,000
+//! execs, 20,000 connects, 300,000 opens).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Storm {
+    name: &'static str,
+    n: u64,
+}
+
+fn main() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("sensor_storms: needs root (BPF, auditd, docker); skipped");
+        return;
+    }
+    let reps: usize = env_or("RAMPART_BENCH_REPS", 3);
+    let scale: f64 = env_or("RAMPART_BENCH_SCALE", 1.0);
+    let work = tempfile::tempdir().expect("tempdir");
+    let storm = build_storm(work.path());
+    let image = testkit::busybox_image();
+    let storms = [
+        Storm { name: "exec", n: (5_000.0 * scale) as u64 },
+        Storm { name: "connect", n: (20_000.0 * scale) as u64 },
+        Storm { name: "open", n: (300_000.0 * scale) as u64 },
+    ];
+    let auditd = auditd_available();
+    if let Err(why) = &auditd {
+        println!("auditd: not available ({why}); its column is empty");
+    }
+    println!("reps {reps}, storms {:?}", storms.iter().map(|s| (s.name, s.n)).collect::<Vec<_>>());
+    let idle = measure_idle(work.path());
+    println!(
+        "rampart idle: {:.1}% of one core over {}s, RSS {} MiB",
+        idle.cpu_pct, idle.secs, idle.rss_kib / 1024
+    );
+    println!();
+    println!("wall = storm wall time; cpu = CPU time of the storm process (user + system, BPF programs");
+    println!("included), which other load on the machine disturbs less. Medians of {reps} interleaved runs.");
+    println!(
+        "{:<8} {:>9} {:>22} {:>22} {:>16} {:>6} {:>10} {:>9}",
+        "storm", "baseline", "rampart wall | cpu", "auditd wall | cpu", "events rx/exp", "drops", "agent cpu", "peak RSS"
+    );
+    for s in &storms {
+        let mut base = Vec::new();
+        let mut ramp = Vec::new();
+        let mut aud = Vec::new();
+        let mut last = None;
+        for _ in 0..reps {
+            base.push(run_storm(&image, &storm, s).0);
+            let agent = AgentRun::start(work.path());
+            let (t, cid) = run_storm(&image, &storm, s);
+            ramp.push(t);
+            last = Some(agent.finish(&cid, s));
+            if auditd.is_ok() {
+                let a = Auditd::start();
+                aud.push(run_storm(&image, &storm, s).0);
+                a.stop();
+            }
+        }
+        let wall = |v: &[Times]| median(&mut v.iter().map(|t| t.wall).collect::<Vec<_>>());
+        let cpu = |v: &[Times]| median(&mut v.iter().map(|t| t.cpu).collect::<Vec<_>>());
+        let (bw, bc) = (wall(&base), cpu(&base));
+        let ratio = |v: &[Times]| format!("{:.2}x | {:.2}x", wall(v) / bw, cpu(v) / bc);
+        let m = last.expect("at least one rampart run");
+        println!(
+            "{:<8} {:>8.3}s {:>22} {:>22} {:>7}/{:<8} {:>6} {:>9.2}s {:>5} MiB",
+            s.name,
+            bw,
+            ratio(&ramp),
+            if aud.is_empty() { "-".into() } else { ratio(&aud) },
+            m.received,
+            m.expected,
+            m.drops,
+            m.cpu_secs,
+            m.peak_rss_kib / 1024
+        );
+    }
+}
+
+fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn build_storm(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/sensor/storm.c");
+    let out = dir.join("storm");
+    let st = Command::new("gcc")
+        .args(["-O2", "-static", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("gcc");
+    assert!(st.success(), "building {}", src.display());
+    out
+}
+
+/// A storm's wall time and CPU time (s).
+#[derive(Clone, Copy)]
+struct Times {
+    wall: f64,
+    cpu: f64,
+}
+
+/// Runs one storm in a fresh container; returns its times and the container id.
+fn run_storm(image: &str, storm: &Path, s: &Storm) -> (Times, String) {
+    let cidfile = storm.with_file_name(format!("cid-{}", testkit::unique("storm")));
+    let out = Command::new("docker")
+        .args(["run", "--rm", "--cidfile"])
+        .arg(&cidfile)
+        .arg("-v")
+        .arg(format!("{}:/storm:ro", storm.display()))
+        .args([image, "/storm", s.name, &s.n.to_string()])
+        .output()
+        .expect("docker run");
+    assert!(out.status.success(), "storm {}: {}", s.name, String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut nums = text.split_whitespace().map(|v| v.parse::<f64>().expect("storm prints nanoseconds"));
+    let wall = nums.next().expect("wall time") / 1e9;
+    let cpu = nums.next().expect("cpu time") / 1e9;
+    let cid = std::fs::read_to_string(&cidfile).unwrap_or_default();
+    let _ = std::fs::remove_file(&cidfile);
+    (Times { wall, cpu }, cid.trim().to_string())
+}
+
+struct Measured {
+    received: u64,
+    expected: u64,
+    drops: u64,
+    cpu_secs: f64,
+    peak_rss_kib: u64,
+}
+
+struct AgentRun {
+    child: Child,
+    out: PathBuf,
+    cpu_start: f64,
+}
+
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or_default();
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+impl AgentRun {
+    fn start(dir: &Path) -> AgentRun {
+        let out = dir.join(format!("{}.jsonl", testkit::unique("events")));
+        let stats = dir.join(format!("{}.json", testkit::unique("stats")));
+        let cfg = dir.join(format!("{}.yaml", testkit::unique("agent")));
+        std::fs::write(&cfg, format!("stats_file: {}\nstats_interval_secs: 1\n", stats.display()))
+            .expect("config");
+        let child = Command::new(env!("CARGO_BIN_EXE_rampart"))
+            .args(["agent", "--config"])
+            .arg(&cfg)
+            .arg("-o")
+            .arg(format!("jsonl:{}", out.display()))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("agent");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !stats.exists() {
+            assert!(Instant::now() < deadline, "agent did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let cpu_start = cpu_secs(child.id());
+        AgentRun {
+            child,
+            out,
+            cpu_start,
+        }
+    }
+
+    /// Waits for the agent to catch up, stops it, and counts what it saw of container `cid`.
+    fn finish(mut self, cid: &str, s: &Storm) -> Measured {
+        std::thread::sleep(Duration::from_millis(1500));
+        let pid = self.child.id();
+        let cpu = cpu_secs(pid) - self.cpu_start;
+        let peak = status_kib(pid, "VmHWM:");
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.out);
+        let mut received = 0;
+        let mut drops = 0;
+        for line in text.lines() {
+            let Ok(e) = serde_json::from_str::<Value>(line) else { continue };
+            let t = e["type"].as_str().unwrap_or_default();
+            if t == "sensor.drops" {
+                drops += e["stats"]["drops_total"].as_u64().unwrap_or(0);
+                continue;
+            }
+            if e["container"]["uid"] != cid {
+                continue;
+            }
+            let counts = match s.name {
+                "exec" => t == "process.exec" && e["process"]["name"] == "true",
+                "connect" => {
+                    (t == "net.connect" || t == "net.accept")
+                        && e["network"]["protocol"] == "tcp"
+                }
+                _ => t == "file.open" && e["file"]["path"] == "/tmp/storm-file",
+            };
+            if counts {
+                received += 1;
+            }
+        }
+        let expected = match s.name {
+            "exec" => s.n,
+            "connect" => 2 * s.n,
+            // read-only opens are filtered in the kernel; only the creating open is reported
+            _ => 1,
+        };
+        Measured {
+            received,
+            expected,
+            drops,
+            cpu_secs: cpu,
+            peak_rss_kib: peak,
+        }
+    }
+}
+
+struct Idle {
+    secs: u64,
+    cpu_pct: f64,
+    rss_kib: u64,
+}
+
+fn measure_idle(dir: &Path) -> Idle {
+    let a = AgentRun::start(dir);
+    let pid = a.child.id();
+    let c0 = cpu_secs(pid);
+    std::thread::sleep(Duration::from_secs(10));
+    let idle = Idle {
+        secs: 10,
+        cpu_pct: (cpu_secs(pid) - c0) / 10.0 * 100.0,
+        rss_kib: status_kib(pid, "VmRSS:"),
+    };
+    let mut child = a.child;
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    idle
+}
+
+fn auditd_available() -> Result<(), String> {
+    match Command::new("auditctl").arg("-s").output() {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(String::from_utf8_lossy(&o.stderr).trim().to_string()),
+        Err(e) => Err(format!("auditctl: {e}")),
+    }
+}
+
+/// auditd with rules for the syscalls the storms make, as a VPS admin would set it up.
+struct Auditd;
+
+impl Auditd {
+    fn start() -> Auditd {
+        let _ = Command::new("auditd").status();
+        std::thread::sleep(Duration::from_millis(300));
+        let st = Command::new("auditctl")
+            .args(["-a", "always,exit", "-F", "arch=b64", "-S", "execve,connect,accept,accept4,open,openat"])
+            .status()
+            .expect("auditctl");
+        assert!(st.success(), "auditctl rule");
+        Auditd
+    }
+
+    fn stop(self) {
+        let _ = Command::new("auditctl").arg("-D").status();
+        let _ = Command::new("pkill").arg("-x").arg("auditd").status();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
