@@ -584,3 +584,86 @@ fn without_docker_containers_are_still_identified_by_cgroup() {
     assert_eq!(shadow["container"]["runtime"], "docker");
     assert_eq!(shadow["container"]["name"], "", "no name without the API");
 }
+
+#[test]
+fn default_rules_raise_alerts_and_a_recording_replays_to_the_same_alerts() {
+    testkit::require!(Root, Docker, Bpf);
+    let image = busybox_image();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rec = dir.path().join("recorded.jsonl");
+    let agent = Agent::start(&["--record", &rec.display().to_string()]);
+    let c = TestContainer::run("rp-alert", &[&image, "sleep", "300"]);
+    let out = c.exec(&[
+        "sh",
+        "-c",
+        "cat /etc/shadow >/dev/null; echo x > /bin/dropped",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let alerts = loop {
+        let alerts: Vec<Value> = agent
+            .events()
+            .into_iter()
+            .filter(|e| e["class_uid"] == 2004 && e["container"]["uid"] == c.id.as_str())
+            .collect();
+        if alerts.iter().any(|a| a["rule"] == "Password hashes read")
+            && alerts
+                .iter()
+                .any(|a| a["rule"] == "Write below binary or config directory in container")
+        {
+            break alerts;
+        }
+        assert!(Instant::now() < deadline, "alerts so far: {alerts:#?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (status, _, _) = agent.stop();
+    assert!(status.success());
+    let shadow = alerts
+        .iter()
+        .find(|a| a["rule"] == "Password hashes read")
+        .expect("alert");
+    assert_eq!(shadow["type_uid"], 200_401);
+    assert_eq!(shadow["evidences"][0]["file"]["path"], "/etc/shadow");
+    assert_eq!(shadow["process"]["name"], "cat");
+    assert_eq!(shadow["process"]["ancestors"][0]["name"], "sh");
+    assert!(shadow["tags"].as_array().is_some_and(|t| t
+        .iter()
+        .any(|x| x.as_str().is_some_and(|s| s.starts_with("T1")))));
+    assert!(
+        shadow["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&c.id[..12])),
+        "{}",
+        shadow["message"]
+    );
+
+    // The recording replays offline to the same alerts for this container.
+    let replay = Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .args(["rules", "test", "--defaults", "--events"])
+        .arg(&rec)
+        .output()
+        .expect("rules test");
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    let replayed: Vec<Value> = String::from_utf8_lossy(&replay.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|a: &Value| a["container"]["uid"] == c.id.as_str())
+        .collect();
+    let names = |v: &[Value]| {
+        let mut n: Vec<String> = v
+            .iter()
+            .map(|a| a["rule"].as_str().unwrap_or_default().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(
+        names(&replayed),
+        names(&alerts),
+        "live and replayed alerts differ"
+    );
+}

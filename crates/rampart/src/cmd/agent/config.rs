@@ -38,6 +38,14 @@ pub struct AgentConfig {
     pub max_ancestors: usize,
     /// Where `rampart agent --stats` finds the running agent's counters.
     pub stats_file: PathBuf,
+    /// Load the built-in rules (rules/default.yaml) before `rules`.
+    pub default_rules: bool,
+    /// Rule files (Falco format), loaded in order after the defaults.
+    pub rules: Vec<PathBuf>,
+    /// Falco's `rule_matching`: `first` (one single-event rule per event) or `all`.
+    pub rule_matching: String,
+    /// Rules less severe than this are not evaluated (Falco's `priority`).
+    pub min_priority: String,
 }
 
 impl Default for AgentConfig {
@@ -59,6 +67,10 @@ impl Default for AgentConfig {
             docker_socket: PathBuf::from(rampart_container::DEFAULT_SOCKET),
             max_ancestors: 8,
             stats_file: PathBuf::from("/run/rampart/agent-stats.json"),
+            default_rules: true,
+            rules: Vec::new(),
+            rule_matching: "first".into(),
+            min_priority: "debug".into(),
         }
     }
 }
@@ -90,6 +102,15 @@ impl AgentConfig {
         if self.stats_interval_secs == 0 {
             return Err("stats_interval_secs: must be at least 1".into());
         }
+        if self.rule_matching != "first" && self.rule_matching != "all" {
+            return Err(format!(
+                "rule_matching: {:?} is not `first` or `all`",
+                self.rule_matching
+            ));
+        }
+        self.min_priority
+            .parse::<rampart_event::Priority>()
+            .map_err(|e| format!("min_priority: {e}"))?;
         for o in &self.outputs {
             if o != "stdout" && !o.starts_with("jsonl:") {
                 return Err(format!("outputs: {o:?} is not `stdout` or `jsonl:PATH`"));

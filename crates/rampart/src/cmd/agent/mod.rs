@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! kernel (BPF) --ring buffer--> reader thread --+
-//! Docker events (tokio task) -------------------+--> bounded channel --> enrich --> outputs
+//! Docker events (tokio task) -------------------+--> bounded channel --> enrich --> rules --> outputs
 //! ```
 //! The channel is bounded; what does not fit is counted and reported in `sensor.drops`.
 
@@ -17,6 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+
+use crate::cmd::BadInput;
 use rampart_container::{
     ContainerDirectory, DockerClient, DockerWatcher, Enricher, EnricherConfig, InspectOnMiss,
     ProcFs,
@@ -55,6 +57,15 @@ pub struct AgentArgs {
     /// Seconds between `sensor.drops` events (overrides the config).
     #[arg(long, value_name = "SECS")]
     stats_interval: Option<u64>,
+    /// Rule file to load after the defaults (repeatable; added to the config's `rules`).
+    #[arg(long = "rules", short = 'r', value_name = "FILE")]
+    rules: Vec<PathBuf>,
+    /// Do not load the built-in rules.
+    #[arg(long)]
+    no_default_rules: bool,
+    /// Also record every event (not alerts) as JSON lines to PATH, for `rampart rules test`.
+    #[arg(long, value_name = "PATH")]
+    record: Option<PathBuf>,
 }
 
 pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
@@ -76,10 +87,46 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     if let Some(s) = args.stats_interval {
         cfg.stats_interval_secs = s.max(1);
     }
+    cfg.rules.extend(args.rules.iter().cloned());
+    cfg.default_rules &= !args.no_default_rules;
+    let engine = load_rules(&cfg)?;
     if unsafe { libc::geteuid() } != 0 {
         bail!("rampart agent loads BPF programs and reads every process's /proc: run it as root (sudo rampart agent)");
     }
-    Agent::start(cfg)?.run(args.duration)
+    Agent::start(cfg, engine, args.record.as_deref())?.run(args.duration)
+}
+
+/// Loads the default rules and the configured files; reports rules that cannot fire.
+fn load_rules(cfg: &AgentConfig) -> anyhow::Result<rampart_rules::Engine> {
+    let mut loader = rampart_rules::Loader::new();
+    if cfg.default_rules {
+        loader
+            .add_default_rules()
+            .map_err(|e| BadInput(e.to_string()))?;
+    }
+    for f in &cfg.rules {
+        loader.add_file(f).map_err(|e| BadInput(e.to_string()))?;
+    }
+    let options = rampart_rules::Options {
+        rule_matching: if cfg.rule_matching == "all" {
+            rampart_rules::RuleMatching::All
+        } else {
+            rampart_rules::RuleMatching::First
+        },
+        min_priority: cfg
+            .min_priority
+            .parse()
+            .map_err(|e: rampart_event::UnknownPriority| BadInput(e.to_string()))?,
+        ..rampart_rules::Options::default()
+    };
+    let rules = loader
+        .compile(options)
+        .map_err(|e| BadInput(e.to_string()))?;
+    for c in &rules.report().cannot_fire {
+        tracing::warn!("rule cannot fire: {c}");
+    }
+    tracing::info!("{} rules loaded", rules.rules().count());
+    Ok(rampart_rules::Engine::new(Arc::new(rules)))
 }
 
 struct Agent {
@@ -88,7 +135,10 @@ struct Agent {
     rx: std::sync::mpsc::Receiver<SensorEvent>,
     source: Option<Source>,
     enricher: Enricher,
+    engine: rampart_rules::Engine,
+    detections: Vec<rampart_rules::Detection>,
     outputs: Outputs,
+    record: Option<Outputs>,
     runtime: tokio::runtime::Runtime,
     stop: Arc<AtomicBool>,
     watcher_drops: Option<Arc<std::sync::atomic::AtomicU64>>,
@@ -103,12 +153,19 @@ enum Source {
 }
 
 impl Agent {
-    fn start(cfg: AgentConfig) -> anyhow::Result<Agent> {
+    fn start(
+        cfg: AgentConfig,
+        engine: rampart_rules::Engine,
+        record: Option<&std::path::Path>,
+    ) -> anyhow::Result<Agent> {
         let device = Arc::new(Device {
             hostname: cfg.hostname.clone().unwrap_or_else(hostname),
             region: cfg.region.clone(),
         });
         let outputs = Outputs::open(&cfg.outputs)?;
+        let record = record
+            .map(|p| Outputs::open(&[format!("jsonl:{}", p.display())]))
+            .transpose()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("rampart-io")
@@ -202,6 +259,9 @@ impl Agent {
             rx,
             source: Some(source),
             enricher,
+            engine,
+            detections: Vec::new(),
+            record,
             outputs,
             runtime,
             stop,
@@ -236,6 +296,9 @@ impl Agent {
                         self.handle(se)?;
                     }
                     self.outputs.flush()?;
+                    if let Some(r) = &mut self.record {
+                        r.flush()?;
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -268,8 +331,17 @@ impl Agent {
     }
 
     fn handle(&mut self, se: SensorEvent) -> anyhow::Result<()> {
-        if let Some(ev) = self.enricher.enrich(se) {
-            self.outputs.write(&ev)?;
+        let Some(ev) = self.enricher.enrich(se) else {
+            return Ok(());
+        };
+        self.outputs.write(&ev)?;
+        if let Some(r) = &mut self.record {
+            r.write(&ev)?;
+        }
+        if self.engine.process(&ev, &mut self.detections) > 0 {
+            for d in self.detections.drain(..) {
+                self.outputs.write(&d.alert)?;
+            }
         }
         Ok(())
     }
