@@ -1,0 +1,188 @@
+//! Outputs: where queued records go.
+//!
+//! Every output implements [`Output`]: deliver a batch, say whether it got there. The shipper
+//! reads each output's records from the durable queue, calls [`Output::send`], acknowledges
+//! the batch on success and retries it with backoff on failure; an output therefore never needs
+//! its own buffering or retry logic, and a record is acknowledged only once the output said it
+//! was delivered (for a file: written and fsynced; for the server: committed to its store).
+
+mod file;
+mod http;
+mod server;
+mod stdout;
+mod syslog;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use serde::Deserialize;
+
+pub use file::FileOutput;
+pub use http::{HttpFormat, HttpOutput};
+pub use server::ServerOutput;
+pub use stdout::StdoutOutput;
+pub use syslog::{SyslogOutput, SyslogTransport};
+
+use crate::queue::Entry;
+
+/// A boxed future, as [`Output::send`] returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where records go. Implementations deliver a whole batch or report failure; they are called
+/// for one batch at a time, in order.
+pub trait Output: Send {
+    /// The output's name: its queue cursor and its `output` label in metrics.
+    fn name(&self) -> &str;
+
+    /// Delivers `batch` (records in queue order, payloads are JSON). `Ok` means delivered as
+    /// durably as this output can tell, and the queue may forget the batch; `Err` means it must
+    /// be sent again.
+    fn send<'a>(&'a mut self, batch: &'a [Entry]) -> BoxFuture<'a, Result<Delivered, OutputError>>;
+}
+
+/// What a successful [`Output::send`] reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// Bytes put on the wire or on disk.
+    pub bytes: u64,
+    /// Records the receiver refused as malformed (not retried).
+    pub rejected: u64,
+    /// Records the receiver already had (a retry or replay).
+    pub duplicates: u64,
+}
+
+/// A failed delivery; the batch is retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("output {output}: {message}")]
+pub struct OutputError {
+    pub output: String,
+    pub message: String,
+}
+
+impl OutputError {
+    pub fn new(output: &str, message: impl Into<String>) -> OutputError {
+        OutputError {
+            output: output.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// One entry of `outputs:` in the agent configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OutputConfig {
+    /// JSON lines on standard output.
+    Stdout {
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// JSON lines appended to a file (0600); each batch is fsynced before it is acknowledged.
+    /// A file moved away by logrotate is noticed and a new one created.
+    File {
+        path: PathBuf,
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// RFC 5424 syslog over `udp://host:port`, `tcp://host:port` (octet-counted framing,
+    /// RFC 6587) or `unix:///dev/log`.
+    Syslog {
+        address: String,
+        /// Facility name (`local0` .. `local7`, `auth`, `authpriv`, `daemon`, `user`); default
+        /// `local0`.
+        #[serde(default)]
+        facility: Option<String>,
+        /// APP-NAME field; default `rampart`.
+        #[serde(default)]
+        app_name: Option<String>,
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// HTTP(S) POST of each batch as JSON lines (`format: ndjson`, default) or a JSON array
+    /// (`format: json_array`); any 2xx answer is delivery.
+    Http {
+        url: String,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+        #[serde(default)]
+        format: HttpFormat,
+        /// CA bundle for https (default: the system bundle).
+        #[serde(default)]
+        ca_file: Option<PathBuf>,
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// The Rampart server: zstd-compressed batches over HTTPS with mutual TLS, credentials from
+    /// `rampart enroll` (`tls_dir` holds `ca.crt`, `agent.crt`, `agent.key`).
+    Server {
+        url: String,
+        tls_dir: PathBuf,
+        /// zstd level (1..=19, default 3).
+        #[serde(default)]
+        compression_level: Option<i32>,
+        #[serde(default)]
+        name: Option<String>,
+    },
+}
+
+impl OutputConfig {
+    /// The output's name: `name:` when set, the type otherwise.
+    pub fn name(&self) -> &str {
+        let (explicit, kind) = match self {
+            OutputConfig::Stdout { name } => (name, "stdout"),
+            OutputConfig::File { name, .. } => (name, "file"),
+            OutputConfig::Syslog { name, .. } => (name, "syslog"),
+            OutputConfig::Http { name, .. } => (name, "http"),
+            OutputConfig::Server { name, .. } => (name, "server"),
+        };
+        explicit.as_deref().unwrap_or(kind)
+    }
+
+    /// Builds the output; errors name the file or address that is wrong.
+    pub fn build(&self) -> Result<Box<dyn Output>, OutputError> {
+        let name = self.name().to_string();
+        Ok(match self {
+            OutputConfig::Stdout { .. } => Box::new(StdoutOutput::new(name)),
+            OutputConfig::File { path, .. } => Box::new(FileOutput::new(name, path.clone())),
+            OutputConfig::Syslog {
+                address,
+                facility,
+                app_name,
+                ..
+            } => Box::new(SyslogOutput::new(
+                name,
+                address,
+                facility.as_deref().unwrap_or("local0"),
+                app_name.as_deref().unwrap_or("rampart"),
+            )?),
+            OutputConfig::Http {
+                url,
+                headers,
+                format,
+                ca_file,
+                ..
+            } => Box::new(HttpOutput::new(
+                name,
+                url,
+                headers.clone(),
+                *format,
+                ca_file.as_deref(),
+            )?),
+            OutputConfig::Server {
+                url,
+                tls_dir,
+                compression_level,
+                ..
+            } => {
+                let tls = crate::tls::agent_client_config(tls_dir)
+                    .map_err(|e| OutputError::new(&name, e.to_string()))?;
+                Box::new(
+                    ServerOutput::new(name, url, tls)?
+                        .with_compression_level(compression_level.unwrap_or(3)),
+                )
+            }
+        })
+    }
+}

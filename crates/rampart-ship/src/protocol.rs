@@ -1,0 +1,152 @@
+//! The wire protocol between agents and the server, shared by both sides.
+//!
+//! # Ingest
+//! `POST /api/v1/ingest` over HTTPS with the agent's client certificate. The body is a batch of
+//! records, one JSON object per line (events and alerts in their JSON forms), compressed with
+//! zstd (`Content-Encoding: zstd`, `Content-Type: application/x-ndjson`). The server answers
+//! `200` with an [`IngestResponse`] once every accepted record is committed to its store; only
+//! then does the agent forget the batch. Records are identified by `metadata.uid`, so a batch
+//! sent twice is stored once.
+//!
+//! # Enrollment
+//! `POST /api/v1/enroll` with an [`EnrollRequest`]: the agent's own P-256 public key, and a
+//! signature by that key over [`enroll_signed_message`] proving it holds the private key. The
+//! server answers with an [`EnrollResponse`] carrying a client certificate issued by its CA.
+//! The agent checks the server's certificate against the CA fingerprint embedded in the
+//! enrollment token (see [`EnrollToken`]), so the first contact is authenticated too.
+
+use serde::{Deserialize, Serialize};
+
+/// Path of the ingest endpoint.
+pub const INGEST_PATH: &str = "/api/v1/ingest";
+/// Path of the enrollment endpoint.
+pub const ENROLL_PATH: &str = "/api/v1/enroll";
+/// Largest decompressed ingest body the server accepts; agents keep batches well below it.
+pub const MAX_INGEST_BODY: usize = 64 << 20;
+
+/// What the server says about an ingested batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestResponse {
+    /// Records stored by this request.
+    pub accepted: u64,
+    /// Records already stored earlier (same id): a retry or replay.
+    pub duplicates: u64,
+    /// Lines that are not a record the server can store; they are not retried.
+    #[serde(default)]
+    pub rejected: Vec<RejectedLine>,
+}
+
+/// A line of an ingest batch the server refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedLine {
+    /// 1-based line number in the batch.
+    pub line: usize,
+    pub error: String,
+}
+
+/// An enrollment request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    /// The secret part of the enrollment token.
+    pub token: String,
+    /// The agent's host name (recorded by the server, shown in `agents` listings).
+    pub hostname: String,
+    /// The agent's ECDSA P-256 public key, uncompressed point, hex.
+    pub public_key: String,
+    /// ASN.1 ECDSA-SHA256 signature of [`enroll_signed_message`] by that key, hex.
+    pub signature: String,
+}
+
+/// The server's answer to an enrollment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    /// The agent's id (also in its certificate).
+    pub agent_id: String,
+    /// The jurisdiction the enrollment token assigned.
+    pub region: String,
+    /// The agent's client certificate, PEM.
+    pub certificate_pem: String,
+    /// The server's CA certificate, PEM: trust anchor for the server and issuer of the above.
+    pub ca_pem: String,
+    /// When the certificate expires, Unix seconds.
+    pub not_after: i64,
+}
+
+/// The bytes an enrolling agent signs: binds the key to the token and host name.
+pub fn enroll_signed_message(token: &str, hostname: &str, public_key_hex: &str) -> Vec<u8> {
+    format!("rampart-enroll-v1\n{token}\n{hostname}\n{public_key_hex}").into_bytes()
+}
+
+/// An enrollment token as handed to `rampart enroll --token`: `rmp1.<secret>.<ca sha256>`.
+/// The secret authorises one enrollment (or as many as the server allows); the CA fingerprint
+/// lets the agent authenticate the server before it has the CA certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollToken {
+    pub secret: String,
+    /// SHA-256 of the CA certificate (DER), 32 bytes.
+    pub ca_sha256: [u8; 32],
+}
+
+/// A token that is not `rmp1.<secret>.<64 hex digits>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "enrollment token: expected rmp1.<secret>.<64 hex digits of the CA fingerprint>, got {shown:?}"
+)]
+pub struct BadToken {
+    /// The token with its secret masked.
+    pub shown: String,
+}
+
+impl EnrollToken {
+    /// Parses `rmp1.<secret>.<ca sha256 hex>`.
+    pub fn parse(s: &str) -> Result<EnrollToken, BadToken> {
+        let bad = || BadToken { shown: mask(s) };
+        let mut parts = s.trim().split('.');
+        let (Some("rmp1"), Some(secret), Some(fp), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        if secret.is_empty() || !secret.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(bad());
+        }
+        let mut ca_sha256 = [0u8; 32];
+        hex::decode_to_slice(fp, &mut ca_sha256).map_err(|_| bad())?;
+        Ok(EnrollToken {
+            secret: secret.to_string(),
+            ca_sha256,
+        })
+    }
+}
+
+impl std::fmt::Display for EnrollToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "rmp1.{}.{}", self.secret, hex::encode(self.ca_sha256))
+    }
+}
+
+fn mask(s: &str) -> String {
+    let mut parts: Vec<String> = s.split('.').map(str::to_string).collect();
+    if parts.len() >= 2 {
+        parts[1] = "***".into();
+    }
+    parts.join(".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_round_trips_and_errors_hide_the_secret() {
+        let t = EnrollToken {
+            secret: "abc123".into(),
+            ca_sha256: [0xab; 32],
+        };
+        let s = t.to_string();
+        assert_eq!(EnrollToken::parse(&s), Ok(t));
+        let err = EnrollToken::parse("rmp1.topsecret.zz").expect_err("bad fingerprint");
+        assert!(!err.to_string().contains("topsecret"), "{err}");
+        assert!(EnrollToken::parse("rmp2.a.b").is_err());
+    }
+}

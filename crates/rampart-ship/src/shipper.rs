@@ -1,0 +1,742 @@
+//! The shipper: the durable queue, one delivery task per output, housekeeping and metrics, as
+//! tokio tasks in the caller's runtime.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rampart_event::{Device, Event, EventId, EventKind, SensorStats};
+use serde::Deserialize;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::anonymise::{AnonymiseConfig, AnonymiseError, Anonymiser};
+use crate::metrics::PromWriter;
+use crate::output::{Output, OutputConfig, OutputError};
+use crate::queue::{Appended, BatchLimits, LossReason, LossReport, Queue, QueueConfig, QueueError};
+use crate::record::Shippable;
+
+fn default_max_records() -> usize {
+    5000
+}
+fn default_max_batch_bytes() -> usize {
+    4 << 20
+}
+fn default_linger_ms() -> u64 {
+    100
+}
+
+/// `batch:` how records are grouped for delivery.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Records per batch at most (default 5000).
+    #[serde(default = "default_max_records")]
+    pub max_records: usize,
+    /// Bytes of JSON per batch at most, before compression (default 4 MiB).
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_bytes: usize,
+    /// After the first record of a batch, wait this long for more (default 100 ms).
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_records: default_max_records(),
+            max_bytes: default_max_batch_bytes(),
+            linger_ms: default_linger_ms(),
+        }
+    }
+}
+
+fn default_initial_ms() -> u64 {
+    200
+}
+fn default_max_ms() -> u64 {
+    30_000
+}
+
+/// `backoff:` retry timing of a failing output: doubles from `initial_ms` up to `max_ms`, with
+/// ±25% jitter so that a fleet does not retry in lockstep after a server outage.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffConfig {
+    #[serde(default = "default_initial_ms")]
+    pub initial_ms: u64,
+    #[serde(default = "default_max_ms")]
+    pub max_ms: u64,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        BackoffConfig {
+            initial_ms: default_initial_ms(),
+            max_ms: default_max_ms(),
+        }
+    }
+}
+
+/// `anonymise:` on the agent: the same policy the server applies per region, applied before
+/// records are queued, so the data never leaves the host in clear.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentAnonymise {
+    /// The pseudonym key (64 hex digits or at least 16 raw bytes). Use the server's key for
+    /// the region so pseudonyms match across hosts.
+    pub key_file: PathBuf,
+    pub policy: AnonymiseConfig,
+}
+
+/// The shipping section of the agent configuration (`ship:` in `agent.yaml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShipConfig {
+    pub queue: QueueConfig,
+    #[serde(default)]
+    pub outputs: Vec<OutputConfig>,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (no authentication: bind loopback).
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    #[serde(default)]
+    pub batch: BatchConfig,
+    #[serde(default)]
+    pub backoff: BackoffConfig,
+    #[serde(default)]
+    pub anonymise: Option<AgentAnonymise>,
+}
+
+impl ShipConfig {
+    /// A configuration with the queue in `queue_dir` and no outputs.
+    pub fn new(queue_dir: impl Into<PathBuf>) -> ShipConfig {
+        ShipConfig {
+            queue: QueueConfig::new(queue_dir),
+            outputs: Vec::new(),
+            metrics_listen: None,
+            batch: BatchConfig::default(),
+            backoff: BackoffConfig::default(),
+            anonymise: None,
+        }
+    }
+}
+
+/// Errors of starting or feeding the shipper.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShipError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error("two outputs are named {0:?}; give one a `name:`")]
+    DuplicateOutput(String),
+    #[error("no outputs configured")]
+    NoOutputs,
+    #[error("metrics listener {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Anonymise(#[from] AnonymiseError),
+    #[error("pseudonym key {path}: {reason}")]
+    Key { path: PathBuf, reason: String },
+    #[error("serialising a record: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Reads a pseudonym key file: 64 hex digits, or at least 16 raw bytes.
+pub fn read_key_file(path: &Path) -> Result<Vec<u8>, ShipError> {
+    let data = std::fs::read(path).map_err(|e| ShipError::Key {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let t = data.trim_ascii();
+    if t.len() == 64 {
+        if let Ok(k) = hex::decode(t) {
+            return Ok(k);
+        }
+    }
+    if data.len() < 16 {
+        return Err(ShipError::Key {
+            path: path.to_path_buf(),
+            reason: format!(
+                "{} bytes; need 64 hex digits or at least 16 bytes",
+                data.len()
+            ),
+        });
+    }
+    Ok(data)
+}
+
+#[derive(Debug, Default)]
+struct OutputCounters {
+    name: String,
+    sent_records: AtomicU64,
+    sent_bytes: AtomicU64,
+    send_errors: AtomicU64,
+    rejected: AtomicU64,
+    duplicates: AtomicU64,
+    /// Age of the oldest undelivered record, ms (0 when caught up).
+    lag_ms: AtomicU64,
+    last_success_ms: AtomicU64,
+}
+
+/// Counters of one output, as [`Shipper::stats`] reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutputStats {
+    pub name: String,
+    pub sent_records: u64,
+    pub sent_bytes: u64,
+    pub send_errors: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    /// Records queued for this output and not yet delivered.
+    pub pending: u64,
+    pub lag_ms: u64,
+}
+
+/// Shipper counters (see also `rampart_ship_*` metrics).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShipStats {
+    pub queue: crate::queue::QueueStats,
+    pub outputs: Vec<OutputStats>,
+    /// Loss reports turned into `sensor.drops` events so far.
+    pub loss_events: u64,
+}
+
+struct Inner {
+    queue: Queue,
+    anonymiser: Option<Anonymiser>,
+    device: Arc<Device>,
+    counters: Vec<Arc<OutputCounters>>,
+    instance: u64,
+    loss_events: AtomicU64,
+    /// Loss reports whose `sensor.drops` event could not be queued yet (queue full).
+    unsent_losses: Mutex<Vec<LossReport>>,
+}
+
+/// The running shipper. [`send`](Shipper::send) appends to the durable queue; tokio tasks
+/// deliver to each output. Cheap to clone.
+#[derive(Clone)]
+pub struct Shipper {
+    inner: Arc<Inner>,
+    stop: watch::Sender<bool>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Shipper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shipper")
+            .field("queue", &self.inner.queue)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    u64::from_le_bytes(b)
+}
+
+/// Starts shipping on `runtime`: opens the queue in `cfg.queue.dir`, builds the configured
+/// outputs plus `extra` ones (for example the server's in-process output in `rampart up`),
+/// and spawns one delivery task per output, a housekeeping task (fsync interval, loss
+/// reports) and, when configured, the metrics endpoint. `device` is the host that loss-report
+/// events are attributed to.
+///
+/// Records queued by an earlier run and not yet delivered are delivered first.
+pub fn start(
+    cfg: &ShipConfig,
+    device: Arc<Device>,
+    extra: Vec<Box<dyn Output>>,
+    runtime: &tokio::runtime::Handle,
+) -> Result<Shipper, ShipError> {
+    let mut outputs: Vec<Box<dyn Output>> = Vec::new();
+    for oc in &cfg.outputs {
+        outputs.push(oc.build()?);
+    }
+    outputs.extend(extra);
+    if outputs.is_empty() {
+        return Err(ShipError::NoOutputs);
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for o in &outputs {
+        if names.contains(&o.name()) {
+            return Err(ShipError::DuplicateOutput(o.name().to_string()));
+        }
+        names.push(o.name());
+    }
+    let anonymiser = match &cfg.anonymise {
+        Some(a) => {
+            let key = read_key_file(&a.key_file)?;
+            Some(Anonymiser::new(a.policy.clone(), &key)?)
+        }
+        None => None,
+    };
+    let queue = Queue::open(&cfg.queue, &names)?;
+    let counters: Vec<Arc<OutputCounters>> = outputs
+        .iter()
+        .map(|o| {
+            Arc::new(OutputCounters {
+                name: o.name().to_string(),
+                ..OutputCounters::default()
+            })
+        })
+        .collect();
+    let inner = Arc::new(Inner {
+        queue,
+        anonymiser,
+        device,
+        counters: counters.clone(),
+        instance: random_u64(),
+        loss_events: AtomicU64::new(0),
+        unsent_losses: Mutex::new(Vec::new()),
+    });
+    let (stop, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let metrics_listener = match cfg.metrics_listen {
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|source| ShipError::Metrics { addr, source })?;
+            let _guard = runtime.enter();
+            Some(
+                tokio::net::TcpListener::from_std(l)
+                    .map_err(|source| ShipError::Metrics { addr, source })?,
+            )
+        }
+        None => None,
+    };
+    let limits = BatchLimits {
+        max_records: cfg.batch.max_records.max(1),
+        max_bytes: cfg.batch.max_bytes.max(1),
+        linger: Duration::from_millis(cfg.batch.linger_ms),
+    };
+    for (output, c) in outputs.into_iter().zip(counters) {
+        let reader = inner.queue.reader(output.name())?;
+        tasks.push(runtime.spawn(deliver(
+            output,
+            reader,
+            c,
+            limits,
+            cfg.backoff,
+            stop_rx.clone(),
+        )));
+    }
+    tasks.push(runtime.spawn(housekeeping(inner.clone(), stop_rx.clone())));
+    let shipper = Shipper {
+        inner,
+        stop,
+        tasks: Arc::new(Mutex::new(tasks)),
+    };
+    if let Some(l) = metrics_listener {
+        let s = shipper.clone();
+        let render: Arc<dyn Fn() -> String + Send + Sync> = Arc::new(move || s.metrics_text());
+        let mut stop_rx = stop_rx;
+        let handle = runtime.spawn(async move {
+            tokio::select! {
+                () = crate::metrics::serve(l, render) => {}
+                _ = stop_rx.wait_for(|s| *s) => {}
+            }
+        });
+        shipper.lock_tasks().push(handle);
+    }
+    Ok(shipper)
+}
+
+/// One output's loop: read a batch, deliver it until it gets there, acknowledge, repeat.
+async fn deliver(
+    mut output: Box<dyn Output>,
+    mut reader: crate::queue::Reader,
+    c: Arc<OutputCounters>,
+    limits: BatchLimits,
+    backoff: BackoffConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    let name = output.name().to_string();
+    loop {
+        let batch = tokio::select! {
+            b = reader.next_batch(limits) => b,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let batch = match batch {
+            Ok(b) if b.is_empty() => continue,
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(output = %name, "reading the queue: {e}");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        };
+        let Some(last_seq) = batch.last().map(|e| e.seq) else {
+            continue;
+        };
+        let oldest_ms = batch.first().map_or(0, |e| e.written_ms);
+        let mut delay = Duration::from_millis(backoff.initial_ms.max(1));
+        let mut failures = 0u32;
+        loop {
+            c.lag_ms
+                .store(now_ms().saturating_sub(oldest_ms), Ordering::Relaxed);
+            let result = tokio::select! {
+                r = output.send(&batch) => r,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            match result {
+                Ok(d) => {
+                    if let Err(e) = reader.ack(last_seq) {
+                        // Delivered but not recorded: it will be delivered again after a restart
+                        // (idempotent at the server). Keep going.
+                        tracing::error!(output = %name, "recording delivery: {e}");
+                    }
+                    c.sent_records
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    c.sent_bytes.fetch_add(d.bytes, Ordering::Relaxed);
+                    c.rejected.fetch_add(d.rejected, Ordering::Relaxed);
+                    c.duplicates.fetch_add(d.duplicates, Ordering::Relaxed);
+                    c.last_success_ms.store(now_ms(), Ordering::Relaxed);
+                    c.lag_ms.store(0, Ordering::Relaxed);
+                    if failures > 0 {
+                        tracing::info!(output = %name, failures, "output delivering again");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    c.send_errors.fetch_add(1, Ordering::Relaxed);
+                    failures += 1;
+                    // First failure and then every 10th: an outage of hours must not flood logs.
+                    if failures == 1 || failures % 10 == 0 {
+                        tracing::warn!(output = %name, failures, retry_in_ms = delay.as_millis() as u64, "{e}");
+                    }
+                    let jitter = 0.75 + (random_u64() % 500) as f64 / 1000.0;
+                    let sleep = delay.mul_f64(jitter);
+                    tokio::select! {
+                        () = tokio::time::sleep(sleep) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                    delay = (delay * 2).min(Duration::from_millis(backoff.max_ms.max(1)));
+                }
+            }
+        }
+    }
+}
+
+/// Fsync interval and loss reports.
+async fn housekeeping(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let q = inner.queue.clone();
+        let r = tokio::task::spawn_blocking(move || q.sync_if_due()).await;
+        if let Ok(Err(e)) = r {
+            tracing::error!("queue fsync: {e}");
+        }
+        let inner2 = inner.clone();
+        let _ = tokio::task::spawn_blocking(move || report_losses(&inner2)).await;
+    }
+}
+
+/// Turns loss reports into `sensor.drops` events in the queue, so that the loss reaches the
+/// server like any other record.
+fn report_losses(inner: &Inner) {
+    let mut pending = inner
+        .unsent_losses
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    pending.extend(inner.queue.take_loss_reports());
+    if pending.is_empty() {
+        return;
+    }
+    let mut keep = Vec::new();
+    for r in pending.drain(..) {
+        if r.records == 0 {
+            continue; // damaged bytes without lost records (a torn tail): logged, nothing to report
+        }
+        let n = inner.loss_events.load(Ordering::Relaxed);
+        let mut e = Event::new(
+            EventId(format!("{:016x}-loss-{n:x}", inner.instance)),
+            now_ns(),
+            EventKind::SensorDrops,
+            inner.device.clone(),
+        );
+        e.stats = Some(SensorStats {
+            events: 0,
+            drops_total: r.records,
+            drops_per_cpu: Vec::new(),
+            drops_userspace: r.records,
+            interval_ms: 0,
+            mechanism: format!("queue-{}", r.reason.as_str()),
+        });
+        let json = match serde_json::to_vec(&e) {
+            Ok(j) => j,
+            Err(_) => continue,
+        };
+        match inner.queue.append(&[json]) {
+            Ok(a) if a.accepted == 1 => {
+                inner.loss_events.fetch_add(1, Ordering::Relaxed);
+                if r.reason == LossReason::Overflow {
+                    tracing::warn!(records = r.records, "{}", r.detail);
+                }
+            }
+            _ => keep.push(r),
+        }
+    }
+    // Still full: merge into one report per reason for the next attempt.
+    for r in keep {
+        match pending.iter_mut().find(|p| p.reason == r.reason) {
+            Some(p) => p.records += r.records,
+            None => pending.push(r),
+        }
+    }
+}
+
+impl Shipper {
+    fn lock_tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues one event or alert. Returns once it is in the operating system (it survives the
+    /// agent being killed). With `overflow: block` this may wait for space: call it from a
+    /// thread that may block (not from an async task).
+    pub fn send<T: Shippable>(&self, item: &T) -> Result<Appended, ShipError> {
+        self.send_all(std::slice::from_ref(item))
+    }
+
+    /// Queues several records with one write: the cheap way to ship a burst.
+    pub fn send_all<T: Shippable>(&self, items: &[T]) -> Result<Appended, ShipError> {
+        let mut payloads = Vec::with_capacity(items.len());
+        for item in items {
+            payloads.push(self.encode(item)?);
+        }
+        Ok(self.inner.queue.append(&payloads)?)
+    }
+
+    /// Queues records that are already JSON (one event or alert each). Agent-side
+    /// anonymisation, when configured, is applied.
+    pub fn send_json<P: AsRef<[u8]>>(&self, records: &[P]) -> Result<Appended, ShipError> {
+        match &self.inner.anonymiser {
+            None => Ok(self.inner.queue.append(records)?),
+            Some(a) => {
+                let mut payloads = Vec::with_capacity(records.len());
+                for r in records {
+                    let mut v: serde_json::Value = serde_json::from_slice(r.as_ref())?;
+                    a.apply(&mut v);
+                    payloads.push(serde_json::to_vec(&v)?);
+                }
+                Ok(self.inner.queue.append(&payloads)?)
+            }
+        }
+    }
+
+    fn encode<T: Shippable>(&self, item: &T) -> Result<Vec<u8>, ShipError> {
+        match &self.inner.anonymiser {
+            None => Ok(serde_json::to_vec(item)?),
+            Some(a) => {
+                let mut v = serde_json::to_value(item)?;
+                a.apply(&mut v);
+                Ok(serde_json::to_vec(&v)?)
+            }
+        }
+    }
+
+    /// Fsyncs queued records now (whatever the fsync policy).
+    pub fn sync(&self) -> Result<(), ShipError> {
+        Ok(self.inner.queue.sync()?)
+    }
+
+    /// The queue (for inspection and tests).
+    pub fn queue(&self) -> &Queue {
+        &self.inner.queue
+    }
+
+    /// Counters of the queue and each output.
+    pub fn stats(&self) -> ShipStats {
+        let queue = self.inner.queue.stats();
+        let outputs = self
+            .inner
+            .counters
+            .iter()
+            .map(|c| OutputStats {
+                name: c.name.clone(),
+                sent_records: c.sent_records.load(Ordering::Relaxed),
+                sent_bytes: c.sent_bytes.load(Ordering::Relaxed),
+                send_errors: c.send_errors.load(Ordering::Relaxed),
+                rejected: c.rejected.load(Ordering::Relaxed),
+                duplicates: c.duplicates.load(Ordering::Relaxed),
+                pending: queue.pending.get(&c.name).copied().unwrap_or(0),
+                lag_ms: c.lag_ms.load(Ordering::Relaxed),
+            })
+            .collect();
+        ShipStats {
+            queue,
+            outputs,
+            loss_events: self.inner.loss_events.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The Prometheus text exposition of the shipper's metrics.
+    pub fn metrics_text(&self) -> String {
+        let s = self.stats();
+        let mut w = PromWriter::new();
+        w.gauge(
+            "rampart_ship_queue_bytes",
+            "Bytes of queue segments on disk.",
+            &[],
+            s.queue.bytes as f64,
+        );
+        w.gauge(
+            "rampart_ship_queue_segments",
+            "Queue segment files on disk.",
+            &[],
+            s.queue.segments as f64,
+        );
+        for o in &s.outputs {
+            w.gauge(
+                "rampart_ship_queue_depth",
+                "Records queued for an output and not yet delivered.",
+                &[("output", &o.name)],
+                o.pending as f64,
+            );
+        }
+        for o in &s.outputs {
+            w.gauge(
+                "rampart_ship_lag_seconds",
+                "Age of the oldest record an output is trying to deliver (0 when caught up).",
+                &[("output", &o.name)],
+                o.lag_ms as f64 / 1000.0,
+            );
+        }
+        for o in &s.outputs {
+            w.counter(
+                "rampart_ship_sent_records_total",
+                "Records delivered.",
+                &[("output", &o.name)],
+                o.sent_records,
+            );
+        }
+        for o in &s.outputs {
+            w.counter(
+                "rampart_ship_sent_bytes_total",
+                "Bytes delivered (after compression).",
+                &[("output", &o.name)],
+                o.sent_bytes,
+            );
+        }
+        for o in &s.outputs {
+            w.counter(
+                "rampart_ship_send_errors_total",
+                "Failed delivery attempts (each is retried).",
+                &[("output", &o.name)],
+                o.send_errors,
+            );
+        }
+        for o in &s.outputs {
+            w.counter(
+                "rampart_ship_rejected_total",
+                "Records the receiver refused as malformed.",
+                &[("output", &o.name)],
+                o.rejected,
+            );
+        }
+        w.counter(
+            "rampart_ship_appended_total",
+            "Records appended to the queue.",
+            &[],
+            s.queue.appended_total,
+        );
+        w.counter(
+            "rampart_ship_dropped_total",
+            "Records lost in the queue.",
+            &[("reason", "overflow")],
+            s.queue.dropped_overflow_total,
+        );
+        w.counter(
+            "rampart_ship_dropped_total",
+            "Records lost in the queue.",
+            &[("reason", "corrupt")],
+            s.queue.lost_corrupt_total,
+        );
+        w.counter(
+            "rampart_ship_corrupt_bytes_total",
+            "Damaged queue bytes skipped.",
+            &[],
+            s.queue.corrupt_bytes_total,
+        );
+        w.counter(
+            "rampart_ship_fsyncs_total",
+            "Queue fsyncs.",
+            &[],
+            s.queue.fsyncs_total,
+        );
+        w.finish()
+    }
+
+    /// Stops shipping: waits up to `drain` for the outputs to deliver what is queued, then
+    /// stops the tasks and fsyncs the queue. Whatever is not delivered stays queued for the
+    /// next start. Further sends fail.
+    pub async fn shutdown(self, drain: Duration) {
+        let deadline = tokio::time::Instant::now() + drain;
+        while tokio::time::Instant::now() < deadline {
+            if self.inner.queue.stats().pending.values().all(|p| *p == 0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = self.stop.send(true);
+        let tasks: Vec<JoinHandle<()>> = self.lock_tasks().drain(..).collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+        let inner = self.inner.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            report_losses(&inner);
+            report_losses_final(&inner);
+            inner.queue.close();
+        })
+        .await;
+    }
+}
+
+/// At shutdown, losses not yet turned into events are at least logged.
+fn report_losses_final(inner: &Inner) {
+    let mut unsent = std::mem::take(
+        &mut *inner
+            .unsent_losses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+    );
+    unsent.extend(inner.queue.take_loss_reports());
+    for r in unsent {
+        if r.records > 0 {
+            tracing::warn!(
+                records = r.records,
+                "unreported queue loss at shutdown: {}",
+                r.detail
+            );
+        }
+    }
+}
