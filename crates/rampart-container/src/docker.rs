@@ -141,6 +141,8 @@ pub struct DockerWatcher {
     seq: u64,
     /// Lifecycle events the consumer had no room for.
     pub drops: Arc<AtomicU64>,
+    /// Follow the logs of every container that starts (login attempts).
+    auth_logs: Option<Arc<crate::logs::AuthLogs>>,
 }
 
 impl DockerWatcher {
@@ -157,7 +159,14 @@ impl DockerWatcher {
             instance,
             seq: 0,
             drops: Arc::new(AtomicU64::new(0)),
+            auth_logs: None,
         }
+    }
+
+    /// Also follows the stdout/stderr of every container that starts, for login attempts.
+    pub fn follow_logs(mut self, auth: Arc<crate::logs::AuthLogs>) -> Self {
+        self.auth_logs = Some(auth);
+        self
     }
 
     pub async fn run(mut self, tx: SyncSender<SensorEvent>) {
@@ -222,6 +231,14 @@ impl DockerWatcher {
                 match self.client.inspect(&id).await {
                     Ok(rec) => {
                         self.dir.insert(rec.clone());
+                        if kind == EventKind::ContainerStart {
+                            if let Some(auth) = &self.auth_logs {
+                                tokio::spawn(
+                                    auth.clone()
+                                        .follow_container(self.client.clone(), rec.clone()),
+                                );
+                            }
+                        }
                         Some(rec)
                     }
                     Err(e) => {

@@ -11,6 +11,7 @@ mod directory;
 mod docker;
 mod enrich;
 mod error;
+mod logs;
 mod procfs;
 mod proctable;
 
@@ -19,5 +20,6 @@ pub use directory::{ContainerDirectory, ContainerRecord};
 pub use docker::{DockerClient, DockerWatcher, DEFAULT_SOCKET};
 pub use enrich::{Enricher, EnricherConfig, InspectOnMiss};
 pub use error::ContainerError;
+pub use logs::{parse_auth_line, AuthLogs, ParsedAuth};
 pub use procfs::ProcFs;
 pub use proctable::ProcessTable;

@@ -206,7 +206,11 @@ mod tests {
         let p = t.exec(proc(40, 30, "nc"));
         let names: Vec<_> = p.ancestors.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, vec!["bash", "sh", "containerd-shim"]);
-        assert_eq!(p.ancestors[0].args, vec!["bash"], "the parent keeps its argv");
+        assert_eq!(
+            p.ancestors[0].args,
+            vec!["bash"],
+            "the parent keeps its argv"
+        );
         assert!(p.ancestors[1].args.is_empty(), "older ancestors do not");
     }
 

@@ -21,11 +21,16 @@ struct Agent {
 
 impl Agent {
     fn start(extra: &[&str]) -> Agent {
+        Agent::start_with(extra, "")
+    }
+
+    /// An agent with extra command-line arguments and extra lines of agent.yaml.
+    fn start_with(extra: &[&str], config: &str) -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("events.jsonl");
         let stats = dir.path().join("stats.json");
         let cfg = dir.path().join("agent.yaml");
-        std::fs::write(&cfg, format!("stats_file: {}\n", stats.display())).expect("config");
+        std::fs::write(&cfg, format!("stats_file: {}\n{config}", stats.display())).expect("config");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
         cmd.args(["agent", "--config"])
             .arg(&cfg)
@@ -666,4 +671,145 @@ fn default_rules_raise_alerts_and_a_recording_replays_to_the_same_alerts() {
         names(&alerts),
         "live and replayed alerts differ"
     );
+}
+
+/// A docker network of the test's own, removed on drop.
+struct TestNetwork(String);
+
+impl TestNetwork {
+    fn create() -> TestNetwork {
+        let name = testkit::unique("rp-net");
+        testkit::docker_ok(["network", "create", &name]);
+        TestNetwork(name)
+    }
+}
+
+impl Drop for TestNetwork {
+    fn drop(&mut self) {
+        let _ = testkit::docker(["network", "rm", &self.0]);
+    }
+}
+
+#[test]
+fn container_login_lines_become_auth_events_and_feed_the_lateral_movement_rule() {
+    testkit::require!(Root, Docker, Bpf);
+    let image = busybox_image();
+    let net = TestNetwork::create();
+    let target = TestContainer::run(
+        "rp-target",
+        &["--network", &net.0, &image, "nc", "-l", "-p", "22"],
+    );
+    let target_ip = target.inspect("{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}");
+    let agent = shared();
+    let script = format!(
+        "sleep 3; for i in 1 2 3 4 5 6; do echo \"sshd[42]: Failed password for root from 10.9.9.9 port 4000$i ssh2\"; done; \
+         echo 'sshd[42]: Accepted password for root from 10.9.9.9 port 40100 ssh2'; sleep 1; \
+         echo hi | nc -w 1 {target_ip} 22; sleep 60"
+    );
+    let victim = TestContainer::run(
+        "rp-victim",
+        &["--network", &net.0, &image, "sh", "-c", &script],
+    );
+    let a = agent.lock().unwrap_or_else(|e| e.into_inner());
+    let evs = a.wait_for(
+        &victim.id,
+        "login events and the lateral-movement alert",
+        |evs| {
+            evs.iter()
+                .any(|e| e["class_uid"] == 2004 && e["rule"] == "Brute force then lateral movement")
+        },
+    );
+    drop(a);
+    let logins: Vec<&Value> = evs.iter().filter(|e| is(e, "auth.login")).collect();
+    assert_eq!(
+        logins
+            .iter()
+            .filter(|e| e["auth"]["outcome"] == "failure")
+            .count(),
+        6,
+        "{logins:#?}"
+    );
+    let ok = logins
+        .iter()
+        .find(|e| e["auth"]["outcome"] == "success")
+        .expect("success");
+    assert_eq!(ok["auth"]["user"], "root");
+    assert_eq!(ok["auth"]["src_ip"], "10.9.9.9");
+    assert_eq!(ok["auth"]["service"], "sshd");
+    assert_eq!(ok["class_uid"], 3002);
+    assert!(ok["auth"]["log_source"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("docker:")));
+    let alert = evs
+        .iter()
+        .find(|e| e["rule"] == "Brute force then lateral movement")
+        .expect("alert");
+    assert_eq!(alert["priority"], "Critical");
+    let last = alert["evidences"]
+        .as_array()
+        .and_then(|e| e.last())
+        .expect("evidence");
+    assert_eq!(last["type"], "net.connect");
+    assert_eq!(last["network"]["dst"]["ip"], target_ip.as_str());
+    assert_eq!(last["network"]["dst"]["port"], 22);
+}
+
+#[test]
+fn host_auth_log_is_followed_through_rotation() {
+    testkit::require!(Root, Bpf);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("auth.log");
+    std::fs::write(
+        &log,
+        "Nov 28 00:00:00 vps sshd[1]: Failed password for root from 192.0.2.1 port 1 ssh2\n",
+    )
+    .expect("write");
+    let agent = Agent::start_with(
+        &[],
+        &format!(
+            "auth_log_files: [{}]\ncontainer_logs: false\n",
+            log.display()
+        ),
+    );
+    let append = |line: &str| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .expect("open");
+        writeln!(f, "{line}").expect("append");
+    };
+    append("Nov 28 00:00:01 vps sshd[2]: Failed password for invalid user bob from 192.0.2.7 port 2 ssh2");
+    std::thread::sleep(Duration::from_millis(800));
+    // rotate: a new file under the same name
+    std::fs::rename(&log, dir.path().join("auth.log.1")).expect("rotate");
+    std::fs::write(&log, "").expect("new log");
+    std::thread::sleep(Duration::from_millis(600));
+    append("Nov 28 00:00:02 vps sshd[3]: Accepted publickey for alice from 192.0.2.8 port 3 ssh2: ED25519 SHA256:x");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let logins = loop {
+        let logins: Vec<Value> = agent
+            .events()
+            .into_iter()
+            .filter(|e| is(e, "auth.login"))
+            .collect();
+        if logins.iter().any(|e| e["auth"]["user"] == "alice") || Instant::now() > deadline {
+            break logins;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let users: Vec<&str> = logins
+        .iter()
+        .filter_map(|e| e["auth"]["user"].as_str())
+        .collect();
+    assert_eq!(
+        users,
+        vec!["bob", "alice"],
+        "only lines written after start, across the rotation"
+    );
+    assert!(
+        logins.iter().all(|e| e.get("container").is_none()),
+        "host logins have no container"
+    );
+    assert_eq!(logins[0]["auth"]["src_ip"], "192.0.2.7");
 }

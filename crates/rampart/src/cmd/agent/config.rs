@@ -46,6 +46,11 @@ pub struct AgentConfig {
     pub rule_matching: String,
     /// Rules less severe than this are not evaluated (Falco's `priority`).
     pub min_priority: String,
+    /// Host log files whose sshd/PAM/su/sudo lines become `auth.login` events (followed like
+    /// `tail -F`; missing files are skipped).
+    pub auth_log_files: Vec<PathBuf>,
+    /// Also read login attempts from every container's stdout/stderr (Docker logs API).
+    pub container_logs: bool,
 }
 
 impl Default for AgentConfig {
@@ -71,6 +76,11 @@ impl Default for AgentConfig {
             rules: Vec::new(),
             rule_matching: "first".into(),
             min_priority: "debug".into(),
+            auth_log_files: vec![
+                PathBuf::from("/var/log/auth.log"),
+                PathBuf::from("/var/log/secure"),
+            ],
+            container_logs: true,
         }
     }
 }

@@ -20,8 +20,8 @@ use anyhow::{bail, Context};
 
 use crate::cmd::BadInput;
 use rampart_container::{
-    ContainerDirectory, DockerClient, DockerWatcher, Enricher, EnricherConfig, InspectOnMiss,
-    ProcFs,
+    AuthLogs, ContainerDirectory, DockerClient, DockerWatcher, Enricher, EnricherConfig,
+    InspectOnMiss, ProcFs,
 };
 use rampart_event::{Device, Event, EventId, EventKind, SensorEvent, SensorStats};
 use rampart_kernel::{
@@ -202,8 +202,20 @@ impl Agent {
                 None
             }
         };
+        let auth = AuthLogs::new(device.clone(), random_u64(), tx.clone());
+        for f in cfg.auth_log_files.iter().filter(|f| f.exists()) {
+            tracing::info!("following {} for login attempts", f.display());
+            runtime.spawn(auth.clone().follow_file(f.clone()));
+        }
         let watcher_drops = docker.as_ref().map(|client| {
-            let w = DockerWatcher::new(client.clone(), dir.clone(), device.clone(), random_u64());
+            let mut w =
+                DockerWatcher::new(client.clone(), dir.clone(), device.clone(), random_u64());
+            if cfg.container_logs {
+                w = w.follow_logs(auth.clone());
+                for rec in dir.list() {
+                    runtime.spawn(auth.clone().follow_container(client.clone(), rec));
+                }
+            }
             let drops = w.drops.clone();
             runtime.spawn(w.run(tx.clone()));
             drops
