@@ -1,0 +1,133 @@
+//! From layer scans to an [`Inventory`]: stack the layers into the merged tree, keep the
+//! analysis results of the files that survive in it, and fill in what needs the whole image
+//! (the OS decides the ecosystem of OS packages).
+
+use std::collections::HashMap;
+
+use crate::analyze::{OsRelease, Warning};
+use crate::ecosystem::{lang_ecosystem, os_ecosystem};
+use crate::inventory::{Inventory, INVENTORY_FORMAT};
+
+use super::tree::{NodeKind, Tree, TreeError};
+use super::{ImageError, Loaded};
+
+/// A result of one file of one layer, placed in the tree.
+struct Placed {
+    layer: usize,
+    /// Path in the layer's archive.
+    origin: String,
+    /// Path in the merged tree.
+    path: String,
+}
+
+pub(crate) fn assemble(loaded: Loaded) -> Result<Inventory, ImageError> {
+    let Loaded {
+        info,
+        mut scans,
+        order,
+    } = loaded;
+    let mut tree = Tree::new();
+    let mut placed: Vec<(Placed, usize, usize)> = Vec::new(); // (where, scan index, result index)
+    let mut warnings = Vec::new();
+    for (layer, &idx) in order.iter().enumerate() {
+        let scan = &scans[idx];
+        let moved = tree.apply(layer, &scan.changes).map_err(|e| match e {
+            TreeError::HardLinkTarget { entry, target } => ImageError::HardLinkMissing {
+                layer: info
+                    .layers
+                    .get(layer)
+                    .map(|l| l.diff_id.clone())
+                    .unwrap_or_else(|| format!("{}", layer + 1)),
+                entry,
+                target,
+            },
+        })?;
+        for (ri, (path, _)) in scan.results.iter().enumerate() {
+            let tree_path = moved.get(path).cloned().unwrap_or_else(|| path.clone());
+            placed.push((
+                Placed {
+                    layer,
+                    origin: path.clone(),
+                    path: tree_path,
+                },
+                idx,
+                ri,
+            ));
+        }
+        for s in &scan.skipped {
+            warnings.push(Warning {
+                path: s.clone(),
+                line: None,
+                message: "larger than max_read_size; not inspected".into(),
+            });
+        }
+    }
+    // A result survives when the tree still holds that very file at that path.
+    let alive = |p: &Placed| {
+        tree.get(&p.path).is_some_and(|n| {
+            n.layer == p.layer
+                && n.origin == p.origin
+                && !n.hard_link
+                && matches!(n.kind, NodeKind::File { .. })
+        })
+    };
+    let mut results = HashMap::new();
+    for (p, idx, ri) in placed {
+        if alive(&p) {
+            let r = std::mem::take(&mut scans[idx].results[ri].1);
+            results.insert(p.path.clone(), (p, r));
+        }
+    }
+    let os: Option<OsRelease> = crate::analyze::OS_RELEASE_PATHS
+        .iter()
+        .filter_map(|p| tree.resolve(p, true))
+        .find_map(|p| results.get(&p).and_then(|(_, r)| r.os.clone()));
+    let distro = os.as_ref().and_then(os_ecosystem);
+    let layer_id = |i: usize| {
+        info.layers
+            .get(i)
+            .map(|l| l.diff_id.clone())
+            .filter(|d| !d.is_empty())
+    };
+    let mut packages = Vec::new();
+    for (path, (p, r)) in results {
+        for mut pkg in r.packages {
+            pkg.path = path.clone();
+            pkg.layer = layer_id(p.layer);
+            pkg.ecosystem = if pkg.kind.is_os() {
+                distro.clone().unwrap_or_default()
+            } else {
+                lang_ecosystem(pkg.kind).unwrap_or_default().to_string()
+            };
+            if pkg.kind.is_os() {
+                pkg.purl = crate::purl::os_purl(&pkg, os.as_ref());
+            }
+            packages.push(pkg);
+        }
+        warnings.extend(r.warnings.into_iter().map(|mut w| {
+            w.path = path.clone();
+            w
+        }));
+    }
+    if os.is_some() && distro.is_none() && packages.iter().any(|p| p.kind.is_os()) {
+        warnings.push(Warning {
+            path: "etc/os-release".into(),
+            line: None,
+            message: format!(
+                "no vulnerability ecosystem known for {}; OS packages are listed but not matched",
+                os.as_ref().map(|o| o.pretty_name.as_str()).unwrap_or("")
+            ),
+        });
+    }
+    packages.sort();
+    packages.dedup();
+    warnings.sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
+    Ok(Inventory {
+        format: INVENTORY_FORMAT,
+        scanner_version: env!("CARGO_PKG_VERSION").to_string(),
+        image: info,
+        os,
+        packages,
+        warnings,
+    })
+}

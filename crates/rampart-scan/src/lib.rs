@@ -1,0 +1,22 @@
+//! Image security for Rampart: read an image from any source, inventory its packages, match them
+//! against an offline vulnerability database, and look for what should not be there.
+//!
+//! * [`ImageReader`] reads an image ([`Target`]: Docker daemon image, `docker save` tarball, OCI
+//!   layout, root filesystem directory, container) into an [`Inventory`], refusing hostile
+//!   archives (see [`ImageError`]) and never writing image content to disk.
+//! * [`Limits`] bounds what an image may make the reader do.
+
+mod analyze;
+mod ecosystem;
+mod image;
+mod inventory;
+mod limit;
+mod purl;
+
+pub use analyze::{OsRelease, Warning};
+pub use image::{
+    Healthcheck, History, ImageConfig, ImageError, ImageInfo, ImageReader, LayerInfo, NoProgress,
+    Progress, RootFs, RunConfig, SourceKind, Target,
+};
+pub use inventory::Inventory;
+pub use limit::{LimitExceeded, Limits};
