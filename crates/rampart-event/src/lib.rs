@@ -11,6 +11,7 @@
 //! This crate does no I/O.
 
 mod alert;
+mod compliance;
 mod container;
 mod event;
 mod ocsf;
@@ -19,6 +20,9 @@ mod sensor;
 mod vuln;
 
 pub use alert::{Alert, Priority, UnknownPriority};
+pub use compliance::{
+    ComplianceFinding, ComplianceResource, ComplianceStatus, ResourceKind, UnknownComplianceStatus,
+};
 pub use container::{Container, ContainerRuntime};
 pub use event::{
     AuthInfo, AuthOutcome, Device, DnsAnswer, DnsInfo, Endpoint, Event, EventId, EventKind,
