@@ -67,6 +67,8 @@ pub struct Enricher {
     dns_names: HashMap<(String, IpAddr), Vec<String>>,
     /// (cgroup id, DNS id, client port) -> querying process.
     pending_queries: HashMap<(u64, u16, u16), u32>,
+    /// Country database (MaxMind format), when configured.
+    geoip: Option<maxminddb::Reader<Vec<u8>>>,
 }
 
 impl Enricher {
@@ -94,7 +96,27 @@ impl Enricher {
             users: HashMap::new(),
             dns_names: HashMap::new(),
             pending_queries: HashMap::new(),
+            geoip: None,
         }
+    }
+
+    /// Looks up the country of every connection's remote address in a MaxMind-format database
+    /// (GeoLite2-Country, GeoIP2-Country or compatible).
+    pub fn set_geoip(&mut self, path: &Path) -> Result<(), crate::ContainerError> {
+        let reader =
+            maxminddb::Reader::open_readfile(path).map_err(|e| crate::ContainerError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+            })?;
+        self.geoip = Some(reader);
+        Ok(())
+    }
+
+    fn country(&self, ip: IpAddr) -> Option<String> {
+        let db = self.geoip.as_ref()?;
+        let hit = db.lookup(ip).ok()?;
+        let c: maxminddb::geoip2::Country<'_> = hit.decode().ok()??;
+        c.country.iso_code.map(str::to_string)
     }
 
     /// Seeds the process table from /proc. Returns how many processes.
@@ -209,11 +231,20 @@ impl Enricher {
             }
             EventKind::DnsAnswer => self.remember_answers(&event, &key),
             EventKind::NetConnect | EventKind::NetAccept => {
-                if let Some(n) = event.network.as_mut() {
-                    if let Some(remote) = n.remote().map(|e| e.ip) {
-                        if let Some(names) = self.dns_names.get(&(key.clone(), remote)) {
-                            n.remote_names = names.clone();
-                        }
+                let remote = event
+                    .network
+                    .as_ref()
+                    .and_then(|n| n.remote())
+                    .map(|e| e.ip);
+                if let (Some(n), Some(remote)) = (event.network.as_mut(), remote) {
+                    if let Some(names) = self.dns_names.get(&(key.clone(), remote)) {
+                        n.remote_names = names.clone();
+                    }
+                }
+                if let Some(remote) = remote.filter(|_| self.geoip.is_some()) {
+                    let country = self.country(remote);
+                    if let Some(n) = event.network.as_mut() {
+                        n.remote_country = country;
                     }
                 }
             }
@@ -498,5 +529,36 @@ mod tests {
             Some("/docker/abc")
         );
         assert_eq!(find_cgroup_dir(tmp.path(), 1), None);
+    }
+}
+
+#[cfg(test)]
+mod geoip_tests {
+    use super::*;
+
+    #[test]
+    fn country_of_an_address_from_a_maxmind_database() {
+        let mut e = Enricher::new(
+            EnricherConfig {
+                max_ancestors: 4,
+                sensitive_paths: Vec::new(),
+                unified: None,
+                v1_pids: None,
+            },
+            ProcFs::default(),
+            ContainerDirectory::new(),
+            None,
+        );
+        let db = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/test-country.mmdb");
+        e.set_geoip(&db).expect("open");
+        assert_eq!(
+            e.country("10.1.2.3".parse().expect("ip")).as_deref(),
+            Some("CN")
+        );
+        assert_eq!(e.country("192.0.2.1".parse().expect("ip")), None);
+        let err = e
+            .set_geoip(Path::new("/nonexistent.mmdb"))
+            .expect_err("missing file");
+        assert!(err.to_string().contains("/nonexistent.mmdb"), "{err}");
     }
 }

@@ -14,6 +14,7 @@ mod error;
 mod logs;
 mod procfs;
 mod proctable;
+mod stats;
 
 pub use cgroup::container_from_cgroup_path;
 pub use directory::{ContainerDirectory, ContainerRecord};
@@ -23,3 +24,4 @@ pub use error::ContainerError;
 pub use logs::{parse_auth_line, AuthLogs, ParsedAuth};
 pub use procfs::ProcFs;
 pub use proctable::ProcessTable;
+pub use stats::StatsSampler;

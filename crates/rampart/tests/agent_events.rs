@@ -274,7 +274,8 @@ fn tcp_listen_connect_accept_inside_one_container() {
     assert_eq!(acc["class_uid"], 4001);
 }
 
-/// A DNS responder on a loopback address of its own: answers every A query with 10.1.2.3.
+/// A DNS responder on a loopback address of its own: answers every A query with 127.0.0.77
+/// (loopback too: the test's traffic never leaves the machine).
 fn dns_responder(addr: &str) -> std::thread::JoinHandle<()> {
     let sock = UdpSocket::bind(addr).expect("bind DNS responder");
     sock.set_read_timeout(Some(Duration::from_secs(20)))
@@ -291,7 +292,7 @@ fn dns_responder(addr: &str) -> std::thread::JoinHandle<()> {
             r.extend_from_slice(&q[..2]);
             r.extend_from_slice(&[0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]);
             r.extend_from_slice(&q[12..]);
-            r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 1, 2, 3]);
+            r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 77]);
             let _ = sock.send_to(&r, peer);
         }
     })
@@ -309,11 +310,11 @@ fn dns_query_and_answer_are_seen_and_name_the_connection() {
         "sh",
         "-c",
         &format!(
-            "nslookup pool.rampart-test.example {server}; nc -w 1 10.1.2.3 3333 </dev/null; true"
+            "nslookup pool.rampart-test.example {server}; nc -w 1 127.0.0.77 3333 </dev/null; true"
         ),
     ]);
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("10.1.2.3"),
+        String::from_utf8_lossy(&out.stdout).contains("127.0.0.77"),
         "the test resolver answered: {out:?}"
     );
     let a = agent.lock().unwrap_or_else(|e| e.into_inner());
@@ -330,7 +331,7 @@ fn dns_query_and_answer_are_seen_and_name_the_connection() {
                 })
                 .is_some()
                 && find(evs, |e| {
-                    is(e, "net.connect") && e["network"]["dst"]["ip"] == "10.1.2.3"
+                    is(e, "net.connect") && e["network"]["dst"]["ip"] == "127.0.0.77"
                 })
                 .is_some()
         },
@@ -348,7 +349,7 @@ fn dns_query_and_answer_are_seen_and_name_the_connection() {
         is(e, "dns.answer") && e["dns"]["query"] == "pool.rampart-test.example"
     })
     .expect("answer");
-    assert_eq!(ans["dns"]["answers"][0]["data"], "10.1.2.3");
+    assert_eq!(ans["dns"]["answers"][0]["data"], "127.0.0.77");
     assert_eq!(ans["dns"]["answers"][0]["rtype"], "A");
     assert_eq!(ans["dns"]["rcode"], "NOERROR");
     assert_eq!(
@@ -357,7 +358,7 @@ fn dns_query_and_answer_are_seen_and_name_the_connection() {
         "the answer is attributed to the querying process"
     );
     let conn = find(&evs, |e| {
-        is(e, "net.connect") && e["network"]["dst"]["ip"] == "10.1.2.3"
+        is(e, "net.connect") && e["network"]["dst"]["ip"] == "127.0.0.77"
     })
     .expect("connect");
     assert_eq!(
@@ -812,4 +813,118 @@ fn host_auth_log_is_followed_through_rotation() {
         "host logins have no container"
     );
     assert_eq!(logins[0]["auth"]["src_ip"], "192.0.2.7");
+}
+
+#[test]
+fn container_stats_report_use_and_limits() {
+    testkit::require!(Root, Docker, Bpf);
+    let image = busybox_image();
+    let limited = TestContainer::run(
+        "rp-limited",
+        &[
+            "--memory",
+            "64m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "50",
+            &image,
+            "sh",
+            "-c",
+            "while true; do :; done",
+        ],
+    );
+    let free = TestContainer::run("rp-free", &[&image, "sleep", "300"]);
+    let agent = Agent::start(&["--stats-interval", "1"]);
+    let stats = |id: &str| {
+        agent
+            .wait_for(id, "two container.stats samples", |evs| {
+                evs.iter().filter(|e| is(e, "container.stats")).count() >= 2
+            })
+            .into_iter()
+            .filter(|e| is(e, "container.stats"))
+            .last()
+            .expect("stats")
+    };
+    let l = stats(&limited.id);
+    assert_eq!(l["resources"]["memory_limit_bytes"], 64 << 20);
+    assert_eq!(l["resources"]["cpu_limit_millicores"], 500);
+    assert_eq!(l["resources"]["pids_limit"], 50);
+    let busy = l["resources"]["cpu_millicores"].as_u64().expect("cpu");
+    assert!(
+        (200..=700).contains(&busy),
+        "a busy loop capped at half a core: {busy}"
+    );
+    let f = stats(&free.id);
+    assert!(f["resources"].get("memory_limit_bytes").is_none(), "{f}");
+    assert!(f["resources"].get("cpu_limit_millicores").is_none(), "{f}");
+    assert!(f["resources"]["cpu_millicores"]
+        .as_u64()
+        .is_some_and(|c| c < 100));
+    assert!(f["resources"]["memory_bytes"]
+        .as_u64()
+        .is_some_and(|m| m > 0));
+}
+
+#[test]
+fn connections_carry_the_country_and_a_disallowed_one_alerts() {
+    testkit::require!(Root, Docker, Bpf);
+    let image = busybox_image();
+    // A network of the test's own in the range the test database places in CN.
+    let name = testkit::unique("rp-geo");
+    testkit::docker_ok(["network", "create", "--subnet", "10.1.2.0/24", &name]);
+    let net = TestNetwork(name);
+    let _target = TestContainer::run(
+        "rp-geo-target",
+        &[
+            "--network",
+            &net.0,
+            "--ip",
+            "10.1.2.3",
+            &image,
+            "sh",
+            "-c",
+            "while true; do nc -l -p 3333 >/dev/null; done",
+        ],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let allowed = dir.path().join("allowed.yaml");
+    std::fs::write(
+        &allowed,
+        "- list: allowed_countries\n  items: [DE, FR]\n  override: {items: replace}\n",
+    )
+    .expect("rules");
+    let db = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../rampart-container/tests/data/test-country.mmdb");
+    let agent = Agent::start_with(
+        &["--rules", &allowed.display().to_string()],
+        // `all`: nc's connection also matches the netcat rule, which comes first in the file.
+        &format!("geoip_db: {}\nrule_matching: all\n", db.display()),
+    );
+    let c = TestContainer::run(
+        "rp-geo-client",
+        &["--network", &net.0, &image, "sleep", "300"],
+    );
+    let out = c.exec(&["sh", "-c", "echo hi | nc -w 1 10.1.2.3 3333"]);
+    assert!(out.status.success(), "{out:?}");
+    let evs = agent.wait_for(&c.id, "the connection and its alert", |evs| {
+        evs.iter()
+            .any(|e| e["rule"] == "Outbound connection to a disallowed country")
+    });
+    let conn = find(&evs, |e| {
+        is(e, "net.connect") && e["network"]["dst"]["ip"] == "10.1.2.3"
+    })
+    .expect("connect");
+    assert_eq!(conn["network"]["remote_country"], "CN");
+    let alert = find(&evs, |e| {
+        e["rule"] == "Outbound connection to a disallowed country"
+    })
+    .expect("alert");
+    assert!(
+        alert["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("country=CN")),
+        "{}",
+        alert["message"]
+    );
 }

@@ -51,6 +51,9 @@ pub struct AgentConfig {
     pub auth_log_files: Vec<PathBuf>,
     /// Also read login attempts from every container's stdout/stderr (Docker logs API).
     pub container_logs: bool,
+    /// MaxMind-format country database (GeoLite2-Country.mmdb); connections then carry
+    /// `network.remote_country`.
+    pub geoip_db: Option<PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -81,6 +84,7 @@ impl Default for AgentConfig {
                 PathBuf::from("/var/log/secure"),
             ],
             container_logs: true,
+            geoip_db: None,
         }
     }
 }

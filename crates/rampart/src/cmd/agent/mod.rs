@@ -21,7 +21,7 @@ use anyhow::{bail, Context};
 use crate::cmd::BadInput;
 use rampart_container::{
     AuthLogs, ContainerDirectory, DockerClient, DockerWatcher, Enricher, EnricherConfig,
-    InspectOnMiss, ProcFs,
+    InspectOnMiss, ProcFs, StatsSampler,
 };
 use rampart_event::{Device, Event, EventId, EventKind, SensorEvent, SensorStats};
 use rampart_kernel::{
@@ -137,6 +137,7 @@ struct Agent {
     enricher: Enricher,
     engine: rampart_rules::Engine,
     detections: Vec<rampart_rules::Detection>,
+    sampler: StatsSampler,
     outputs: Outputs,
     record: Option<Outputs>,
     runtime: tokio::runtime::Runtime,
@@ -174,6 +175,8 @@ impl Agent {
             .context("starting the I/O runtime")?;
         let (tx, rx) = sync_channel(CHANNEL_CAPACITY);
         let dir = ContainerDirectory::new();
+        let sampler =
+            StatsSampler::new(dir.clone(), ProcFs::default(), device.clone(), random_u64());
 
         let docker = runtime.block_on(async {
             tokio::time::timeout(
@@ -237,6 +240,11 @@ impl Agent {
                 runtime: runtime.handle().clone(),
             }),
         );
+        if let Some(db) = &cfg.geoip_db {
+            enricher
+                .set_geoip(db)
+                .map_err(|e| BadInput(format!("geoip_db: {e}")))?;
+        }
         let seeded = enricher.seed();
         tracing::info!("process table seeded with {seeded} processes from /proc");
 
@@ -273,6 +281,7 @@ impl Agent {
             enricher,
             engine,
             detections: Vec::new(),
+            sampler,
             record,
             outputs,
             runtime,
@@ -317,6 +326,12 @@ impl Agent {
             }
             let now = Instant::now();
             if now >= next_stats {
+                for ev in self.sampler.sample() {
+                    self.handle(SensorEvent {
+                        origin: rampart_event::Origin::default(),
+                        event: ev,
+                    })?;
+                }
                 self.report_stats(&mut reported, received, interval)?;
                 next_stats = now + interval;
             }
