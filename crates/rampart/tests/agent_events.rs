@@ -842,8 +842,7 @@ fn container_stats_report_use_and_limits() {
                 evs.iter().filter(|e| is(e, "container.stats")).count() >= 2
             })
             .into_iter()
-            .filter(|e| is(e, "container.stats"))
-            .last()
+            .rfind(|e| is(e, "container.stats"))
             .expect("stats")
     };
     let l = stats(&limited.id);
