@@ -14,6 +14,7 @@ const PROGRAMS: &[(&str, &str, &[&str])] = &[
     ("rampart_btf", "rampart", &["-DRP_BTF=1"]),
     ("rampart_raw", "rampart", &["-DRP_BTF=0"]),
     ("probe", "probe", &[]),
+    ("syscalls", "syscalls", &[]),
 ];
 
 fn main() {

@@ -15,6 +15,7 @@ mod error;
 mod probe;
 mod procconn;
 mod sensor;
+mod syscall_recorder;
 mod syscalls;
 
 pub use cgroup::{cgroup_layout, CgroupLayout};
@@ -23,6 +24,10 @@ pub use error::KernelError;
 pub use probe::{Capabilities, Probe};
 pub use procconn::ProcConnector;
 pub use sensor::{SensitiveNames, Sensor, SensorConfig, SensorCounters};
+pub use syscall_recorder::{
+    CapabilityCount, CgroupHierarchy, CgroupRef, RecorderError, SyscallAbi, SyscallCount,
+    SyscallRecorder, WatchScope,
+};
 pub use syscalls::REPORTED_SYSCALLS;
 
 /// Paths whose reads are reported by default (`sensitive_paths` in the agent configuration).
