@@ -169,7 +169,7 @@ impl DockerWatcher {
         self
     }
 
-    pub async fn run(mut self, tx: SyncSender<SensorEvent>) {
+    pub async fn run(mut self, tx: SyncSender<Box<SensorEvent>>) {
         let mut since = now_secs();
         loop {
             let mut filters = HashMap::new();
@@ -191,10 +191,10 @@ impl DockerWatcher {
                     since = since.max(t);
                 }
                 if let Some(ev) = self.handle(msg).await {
-                    match tx.try_send(SensorEvent {
+                    match tx.try_send(Box::new(SensorEvent {
                         origin: Origin::default(),
                         event: ev,
-                    }) {
+                    })) {
                         Ok(()) => {}
                         Err(TrySendError::Full(_)) => {
                             self.drops.fetch_add(1, Ordering::Relaxed);

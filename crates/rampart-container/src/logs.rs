@@ -168,13 +168,17 @@ pub struct AuthLogs {
     device: Arc<Device>,
     instance: u64,
     seq: AtomicU64,
-    tx: SyncSender<SensorEvent>,
+    tx: SyncSender<Box<SensorEvent>>,
     /// Events the pipeline had no room for.
     pub drops: Arc<AtomicU64>,
 }
 
 impl AuthLogs {
-    pub fn new(device: Arc<Device>, instance: u64, tx: SyncSender<SensorEvent>) -> Arc<AuthLogs> {
+    pub fn new(
+        device: Arc<Device>,
+        instance: u64,
+        tx: SyncSender<Box<SensorEvent>>,
+    ) -> Arc<AuthLogs> {
         Arc::new(AuthLogs {
             device,
             instance,
@@ -211,10 +215,10 @@ impl AuthLogs {
             log_source: log_source.to_string(),
             message: line.trim_end().to_string(),
         });
-        match self.tx.try_send(SensorEvent {
+        match self.tx.try_send(Box::new(SensorEvent {
             origin: Origin::default(),
             event: e,
-        }) {
+        })) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
                 self.drops.fetch_add(1, Ordering::Relaxed);

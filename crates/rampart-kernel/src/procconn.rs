@@ -50,7 +50,7 @@ impl ProcConnector {
     pub fn start(
         device: Arc<Device>,
         instance: u64,
-        tx: SyncSender<SensorEvent>,
+        tx: SyncSender<Box<SensorEvent>>,
     ) -> Result<ProcConnector, KernelError> {
         let sock = subscribe().map_err(KernelError::ProcConnector)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -170,7 +170,7 @@ impl Source {
     fn run(
         &mut self,
         sock: OwnedFd,
-        tx: SyncSender<SensorEvent>,
+        tx: SyncSender<Box<SensorEvent>>,
         stop: &AtomicBool,
         drops: &AtomicU64,
     ) {
@@ -197,7 +197,7 @@ impl Source {
                 if e.origin.pid == own {
                     continue;
                 }
-                match tx.try_send(e) {
+                match tx.try_send(Box::new(e)) {
                     Ok(()) => {}
                     Err(TrySendError::Full(_)) => {
                         drops.fetch_add(1, Ordering::Relaxed);

@@ -29,8 +29,10 @@ use crate::error::KernelError;
 
 /// The tracing programs as tp_btf (direct BTF-checked loads), and as raw tracepoints for
 /// kernels that refuse tp_btf; same source, see `bpf/rampart.bpf.c`.
-static SENSOR_BTF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rampart_btf.bpf.o"));
-static SENSOR_RAW: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rampart_raw.bpf.o"));
+static SENSOR_BTF: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rampart_btf.bpf.o"));
+static SENSOR_RAW: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rampart_raw.bpf.o"));
 
 /// The sensitive files whose read-only opens are reported. The kernel matches on names: a file
 /// is reported when its own name is in `names`, or the name of its directory is in `dirs`;
@@ -168,7 +170,7 @@ impl Sensor {
         config: &SensorConfig,
         device: Arc<Device>,
         instance: u64,
-        tx: SyncSender<SensorEvent>,
+        tx: SyncSender<Box<SensorEvent>>,
     ) -> Result<Sensor, KernelError> {
         if unsafe { libc::geteuid() } != 0 {
             return Err(KernelError::NotRoot);
@@ -193,7 +195,10 @@ impl Sensor {
             Ok(e) => (e, HookKind::TpBtf),
             Err(e) => {
                 tracing::info!("tp_btf programs refused ({e}); using raw tracepoints");
-                (load_object(SENSOR_RAW, HookKind::Raw, &btf, &cfg, config)?, HookKind::Raw)
+                (
+                    load_object(SENSOR_RAW, HookKind::Raw, &btf, &cfg, config)?,
+                    HookKind::Raw,
+                )
             }
         };
         // Process lifecycle first, so the process table never misses a parent whose children's
@@ -400,16 +405,20 @@ fn load_object(
         }
     }
     for (hook, name) in HOOKS {
-        let p = ebpf
-            .program_mut(name)
-            .ok_or_else(|| KernelError::program(name, hook, aya::programs::ProgramError::NotLoaded))?;
+        let p = ebpf.program_mut(name).ok_or_else(|| {
+            KernelError::program(name, hook, aya::programs::ProgramError::NotLoaded)
+        })?;
         let r = match kind {
             HookKind::TpBtf => {
-                let p: &mut BtfTracePoint = p.try_into().map_err(|e| KernelError::program(name, hook, e))?;
+                let p: &mut BtfTracePoint = p
+                    .try_into()
+                    .map_err(|e| KernelError::program(name, hook, e))?;
                 p.load(hook, btf)
             }
             HookKind::Raw => {
-                let p: &mut RawTracePoint = p.try_into().map_err(|e| KernelError::program(name, hook, e))?;
+                let p: &mut RawTracePoint = p
+                    .try_into()
+                    .map_err(|e| KernelError::program(name, hook, e))?;
                 p.load()
             }
         };
@@ -498,7 +507,7 @@ fn own_mntns() -> u32 {
 fn read_loop(
     mut ring: RingBuf<MapData>,
     mut decoder: Decoder,
-    tx: SyncSender<SensorEvent>,
+    tx: SyncSender<Box<SensorEvent>>,
     stats: Arc<ReaderStats>,
     stop: Arc<AtomicBool>,
     poll: Duration,
@@ -519,7 +528,7 @@ fn read_loop(
                 continue;
             };
             drop(item);
-            match tx.try_send(ev) {
+            match tx.try_send(Box::new(ev)) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => {
                     stats.userspace_drops.fetch_add(1, Ordering::Relaxed);

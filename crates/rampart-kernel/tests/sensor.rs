@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use rampart_event::{Device, EventKind, SensorEvent};
 use rampart_kernel::{Capabilities, ProcConnector, SensitiveNames, Sensor, SensorConfig};
 
-fn collect(rx: &Receiver<SensorEvent>, for_ms: u64) -> Vec<SensorEvent> {
+fn collect(rx: &Receiver<Box<SensorEvent>>, for_ms: u64) -> Vec<SensorEvent> {
     let end = Instant::now() + Duration::from_millis(for_ms);
     let mut out = Vec::new();
     while let Some(left) = end.checked_duration_since(Instant::now()) {
         if let Ok(e) = rx.recv_timeout(left) {
-            out.push(e);
+            out.push(*e);
         }
     }
     out

@@ -33,26 +33,49 @@ fn main() {
     let storm = build_storm(work.path());
     let image = testkit::busybox_image();
     let storms = [
-        Storm { name: "exec", n: (5_000.0 * scale) as u64 },
-        Storm { name: "connect", n: (20_000.0 * scale) as u64 },
-        Storm { name: "open", n: (300_000.0 * scale) as u64 },
+        Storm {
+            name: "exec",
+            n: (5_000.0 * scale) as u64,
+        },
+        Storm {
+            name: "connect",
+            n: (20_000.0 * scale) as u64,
+        },
+        Storm {
+            name: "open",
+            n: (300_000.0 * scale) as u64,
+        },
     ];
     let auditd = auditd_available();
     if let Err(why) = &auditd {
         println!("auditd: not available ({why}); its column is empty");
     }
-    println!("reps {reps}, storms {:?}", storms.iter().map(|s| (s.name, s.n)).collect::<Vec<_>>());
+    println!(
+        "reps {reps}, storms {:?}",
+        storms.iter().map(|s| (s.name, s.n)).collect::<Vec<_>>()
+    );
     let idle = measure_idle(work.path());
     println!(
         "rampart idle: {:.1}% of one core over {}s, RSS {} MiB",
-        idle.cpu_pct, idle.secs, idle.rss_kib / 1024
+        idle.cpu_pct,
+        idle.secs,
+        idle.rss_kib / 1024
     );
     println!();
-    println!("wall = storm wall time; cpu = CPU time of the storm process (user + system, BPF programs");
+    println!(
+        "wall = storm wall time; cpu = CPU time of the storm process (user + system, BPF programs"
+    );
     println!("included), which other load on the machine disturbs less. Medians of {reps} interleaved runs.");
     println!(
         "{:<8} {:>9} {:>22} {:>22} {:>16} {:>6} {:>10} {:>9}",
-        "storm", "baseline", "rampart wall | cpu", "auditd wall | cpu", "events rx/exp", "drops", "agent cpu", "peak RSS"
+        "storm",
+        "baseline",
+        "rampart wall | cpu",
+        "auditd wall | cpu",
+        "events rx/exp",
+        "drops",
+        "agent cpu",
+        "peak RSS"
     );
     for s in &storms {
         let mut base = Vec::new();
@@ -81,7 +104,11 @@ fn main() {
             s.name,
             bw,
             ratio(&ramp),
-            if aud.is_empty() { "-".into() } else { ratio(&aud) },
+            if aud.is_empty() {
+                "-".into()
+            } else {
+                ratio(&aud)
+            },
             m.received,
             m.expected,
             m.drops,
@@ -92,7 +119,10 @@ fn main() {
 }
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -131,9 +161,16 @@ fn run_storm(image: &str, storm: &Path, s: &Storm) -> (Times, String) {
         .args([image, "/storm", s.name, &s.n.to_string()])
         .output()
         .expect("docker run");
-    assert!(out.status.success(), "storm {}: {}", s.name, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "storm {}: {}",
+        s.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut nums = text.split_whitespace().map(|v| v.parse::<f64>().expect("storm prints nanoseconds"));
+    let mut nums = text
+        .split_whitespace()
+        .map(|v| v.parse::<f64>().expect("storm prints nanoseconds"));
     let wall = nums.next().expect("wall time") / 1e9;
     let cpu = nums.next().expect("cpu time") / 1e9;
     let cid = std::fs::read_to_string(&cidfile).unwrap_or_default();
@@ -178,8 +215,11 @@ impl AgentRun {
         let out = dir.join(format!("{}.jsonl", testkit::unique("events")));
         let stats = dir.join(format!("{}.json", testkit::unique("stats")));
         let cfg = dir.join(format!("{}.yaml", testkit::unique("agent")));
-        std::fs::write(&cfg, format!("stats_file: {}\nstats_interval_secs: 1\n", stats.display()))
-            .expect("config");
+        std::fs::write(
+            &cfg,
+            format!("stats_file: {}\nstats_interval_secs: 1\n", stats.display()),
+        )
+        .expect("config");
         let child = Command::new(env!("CARGO_BIN_EXE_rampart"))
             .args(["agent", "--config"])
             .arg(&cfg)
@@ -214,7 +254,9 @@ impl AgentRun {
         let mut received = 0;
         let mut drops = 0;
         for line in text.lines() {
-            let Ok(e) = serde_json::from_str::<Value>(line) else { continue };
+            let Ok(e) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
             let t = e["type"].as_str().unwrap_or_default();
             if t == "sensor.drops" {
                 drops += e["stats"]["drops_total"].as_u64().unwrap_or(0);
@@ -226,8 +268,7 @@ impl AgentRun {
             let counts = match s.name {
                 "exec" => t == "process.exec" && e["process"]["name"] == "true",
                 "connect" => {
-                    (t == "net.connect" || t == "net.accept")
-                        && e["network"]["protocol"] == "tcp"
+                    (t == "net.connect" || t == "net.accept") && e["network"]["protocol"] == "tcp"
                 }
                 _ => t == "file.open" && e["file"]["path"] == "/tmp/storm-file",
             };
@@ -289,7 +330,14 @@ impl Auditd {
         let _ = Command::new("auditd").status();
         std::thread::sleep(Duration::from_millis(300));
         let st = Command::new("auditctl")
-            .args(["-a", "always,exit", "-F", "arch=b64", "-S", "execve,connect,accept,accept4,open,openat"])
+            .args([
+                "-a",
+                "always,exit",
+                "-F",
+                "arch=b64",
+                "-S",
+                "execve,connect,accept,accept4,open,openat",
+            ])
             .status()
             .expect("auditctl");
         assert!(st.success(), "auditctl rule");

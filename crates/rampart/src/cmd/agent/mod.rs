@@ -31,7 +31,8 @@ use rampart_kernel::{
 pub use config::AgentConfig;
 use output::Outputs;
 
-/// Capacity of the channel between the sensors and the pipeline.
+/// Capacity of the channel between the sensors and the pipeline. Events travel boxed: an
+/// `Event` is over 1 KiB, and a channel of unboxed events would hold 80 MiB when full.
 const CHANNEL_CAPACITY: usize = 65_536;
 
 #[derive(Debug, clap::Args)]
@@ -132,7 +133,7 @@ fn load_rules(cfg: &AgentConfig) -> anyhow::Result<rampart_rules::Engine> {
 struct Agent {
     cfg: AgentConfig,
     device: Arc<Device>,
-    rx: std::sync::mpsc::Receiver<SensorEvent>,
+    rx: std::sync::mpsc::Receiver<Box<SensorEvent>>,
     source: Option<Source>,
     enricher: Enricher,
     engine: rampart_rules::Engine,
@@ -310,11 +311,11 @@ impl Agent {
             match self.rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(se) => {
                     received += 1;
-                    self.handle(se)?;
+                    self.handle(*se)?;
                     // Drain what is queued before flushing: one flush per batch.
                     while let Ok(se) = self.rx.try_recv() {
                         received += 1;
-                        self.handle(se)?;
+                        self.handle(*se)?;
                     }
                     self.outputs.flush()?;
                     if let Some(r) = &mut self.record {
@@ -347,7 +348,7 @@ impl Agent {
         drop(self.source.take());
         while let Ok(se) = self.rx.try_recv() {
             received += 1;
-            self.handle(se)?;
+            self.handle(*se)?;
         }
         let ev = self.stats_event(&reported, &final_counters, received, started.elapsed());
         self.outputs.write(&ev)?;
@@ -482,7 +483,7 @@ fn source_counters(
 fn start_source(
     cfg: &AgentConfig,
     device: Arc<Device>,
-    tx: SyncSender<SensorEvent>,
+    tx: SyncSender<Box<SensorEvent>>,
 ) -> anyhow::Result<Source> {
     let sensor_cfg = SensorConfig {
         containers_only: cfg.containers_only,
