@@ -1,0 +1,597 @@
+//! The HTTPS API: the TLS accept loop and the routes.
+//!
+//! | route | who | what |
+//! |---|---|---|
+//! | `POST /api/v1/ingest` | agent certificate | store a batch (see `rampart_ship::protocol`) |
+//! | `POST /api/v1/enroll` | enrollment token | issue an agent certificate |
+//! | `GET /api/v1/ca`, `GET /api/v1/crl` | anyone | the CA certificate, the revocation list (PEM) |
+//! | `GET /api/v1/alerts` | read-only | alerts matching the filters |
+//! | `GET /api/v1/agents` | read-only | enrolled agents |
+//! | `GET /api/v1/records` | analyst | events and alerts matching the filters |
+//! | `GET /api/v1/count` | analyst | how many records match |
+//! | `GET /api/v1/retention` | analyst | the retention log |
+//! | `POST /api/v1/agents/{id}/revoke` | admin | revoke an agent's certificate |
+//! | `POST /api/v1/enroll-tokens` | admin | `{"region", "uses", "ttl"}` → a token |
+//! | `POST /api/v1/tokens` | admin | `{"name", "role"}` → an API token |
+//! | `POST /api/v1/retention/run` | admin | run the retention job now |
+//! | `GET /metrics` | any API token (or anyone with `metrics_public`) | Prometheus metrics |
+//! | `GET /healthz` | anyone | `ok` |
+//!
+//! Filters (query string): `kind` (`event`/`alert`), `id`, `host`, `container` (id prefix or
+//! name), `rule`, `type`, `region`, `agent`, `since`, `until` (RFC 3339, Unix nanoseconds, or a
+//! duration such as `15m` meaning that long ago), `limit` (default 100, at most 10 000).
+//! API tokens go in `Authorization: Bearer <token>`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query as UrlQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use bytes::Bytes;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use rampart_ship::protocol::{
+    enroll_signed_message, EnrollRequest, EnrollResponse, IngestResponse, MAX_INGEST_BODY,
+};
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use crate::ca::AgentIdentity;
+use crate::control::{now_ns, AgentRecord, Role};
+use crate::ingest::{decode_body, parse_batch, Sender};
+use crate::server::{peer_identity, App};
+use crate::store::{Query, RecordKind, StoredRecord};
+
+/// What the handlers know about the connection.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnInfo {
+    pub peer: Option<AgentIdentity>,
+    pub remote: SocketAddr,
+}
+
+/// An error answer: status and a JSON `{"error": ...}` body.
+#[derive(Debug)]
+pub(crate) struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn err(status: StatusCode, msg: impl Into<String>) -> ApiError {
+    ApiError(status, msg.into())
+}
+
+/// Accepts TLS connections until `stop`.
+pub(crate) async fn serve(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    mut stop: watch::Receiver<bool>,
+) {
+    let router = router(app.clone());
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let (tcp, remote) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = tokio_rustls::TlsAcceptor::from(app.tls_config());
+        let router = router.clone();
+        let app = app.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => {
+                        app.counters
+                            .tls_handshake_failures
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(%remote, "TLS handshake refused: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        app.counters
+                            .tls_handshake_failures
+                            .fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                };
+            let peer = peer_identity(tls.get_ref().1.peer_certificates());
+            let svc = router.layer(Extension(ConnInfo { peer, remote }));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(tls), TowerToHyperService::new(svc));
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = stopped(&mut stop) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+                }
+            }
+        });
+    }
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/api/v1/ingest", post(ingest))
+        .route("/api/v1/enroll", post(enroll))
+        .route("/api/v1/ca", get(ca_cert))
+        .route("/api/v1/crl", get(crl))
+        .route("/api/v1/records", get(records))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/count", get(count))
+        .route("/api/v1/agents", get(agents))
+        .route("/api/v1/agents/{id}/revoke", post(revoke))
+        .route("/api/v1/enroll-tokens", post(enroll_token))
+        .route("/api/v1/tokens", post(api_token))
+        .route("/api/v1/retention", get(retention_log))
+        .route("/api/v1/retention/run", post(retention_run))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(DefaultBodyLimit::max(MAX_INGEST_BODY))
+        .with_state(app)
+}
+
+/// Checks the bearer token and that its role is at least `min`.
+fn authorize(app: &App, headers: &HeaderMap, min: Role) -> Result<(String, Role), ApiError> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            err(
+                StatusCode::UNAUTHORIZED,
+                "an API token is required (Authorization: Bearer ...)",
+            )
+        })?;
+    let (name, role) = app
+        .control
+        .api_token_role(token.trim())
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .ok_or_else(|| err(StatusCode::UNAUTHORIZED, "unknown or revoked API token"))?;
+    if role < min {
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            format!(
+                "token {name:?} has role {}; this needs {}",
+                role.as_str(),
+                min.as_str()
+            ),
+        ));
+    }
+    Ok((name, role))
+}
+
+async fn ingest(
+    State(app): State<Arc<App>>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<IngestResponse>, ApiError> {
+    let Some(agent) = conn.peer else {
+        app.counters.ingest_refused.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(remote = %conn.remote, "ingest without an agent certificate refused");
+        return Err(err(
+            StatusCode::UNAUTHORIZED,
+            "ingest needs an agent client certificate (rampart enroll)",
+        ));
+    };
+    // A connection opened before a revocation stays open; refuse it per request too.
+    if app.is_revoked(&agent.serial) {
+        app.counters.ingest_refused.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(remote = %conn.remote, agent = %agent.agent_id, "ingest from a revoked agent refused");
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            format!("agent {} is revoked", agent.agent_id),
+        ));
+    }
+    let encoding = headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let app2 = app.clone();
+    let sender = Sender {
+        agent_id: agent.agent_id.clone(),
+        region: agent.region.clone(),
+    };
+    let parsed = tokio::task::spawn_blocking(move || {
+        let raw = decode_body(&body, encoding.as_deref())?;
+        Ok::<_, crate::ingest::BodyError>(parse_batch(
+            &raw,
+            &sender,
+            app2.anonymiser(&sender.region),
+            now_ns(),
+        ))
+    })
+    .await
+    .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| {
+        app.counters.ingest_errors.fetch_add(1, Ordering::Relaxed);
+        err(StatusCode::BAD_REQUEST, e.to_string())
+    })?;
+    let started = std::time::Instant::now();
+    let outcome = app.store.insert(&parsed.rows).await.map_err(|e| {
+        app.counters.ingest_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(agent = %agent.agent_id, "storing a batch: {e}");
+        err(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"))
+    })?;
+    let c = &app.counters;
+    c.store_insert_ns
+        .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    c.ingest_batches.fetch_add(1, Ordering::Relaxed);
+    c.ingest_records
+        .fetch_add(outcome.inserted, Ordering::Relaxed);
+    let duplicates = outcome.duplicates + parsed.duplicates_in_batch;
+    c.ingest_duplicates.fetch_add(duplicates, Ordering::Relaxed);
+    c.ingest_rejected
+        .fetch_add(parsed.rejected.len() as u64, Ordering::Relaxed);
+    app.saw_agent(&agent.agent_id);
+    Ok(Json(IngestResponse {
+        accepted: outcome.inserted,
+        duplicates,
+        rejected: parsed.rejected,
+    }))
+}
+
+async fn enroll(
+    State(app): State<Arc<App>>,
+    Json(req): Json<EnrollRequest>,
+) -> Result<Json<EnrollResponse>, ApiError> {
+    let bad = |m: &str| err(StatusCode::BAD_REQUEST, m.to_string());
+    if req.hostname.is_empty()
+        || req.hostname.len() > 255
+        || req.hostname.chars().any(char::is_control)
+    {
+        return Err(bad("hostname: 1 to 255 printable characters"));
+    }
+    let public_key = hex::decode(&req.public_key).map_err(|_| bad("public_key is not hex"))?;
+    let signature = hex::decode(&req.signature).map_err(|_| bad("signature is not hex"))?;
+    // Proof that the agent holds the private key of what it asks a certificate for.
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, &public_key)
+        .verify(
+            &enroll_signed_message(&req.token, &req.hostname, &req.public_key),
+            &signature,
+        )
+        .map_err(|_| {
+            bad("the signature does not verify with the public key (or the key is not P-256)")
+        })?;
+    let grant = app
+        .control
+        .redeem_enroll_token(&req.token)
+        .map_err(|e| err(StatusCode::FORBIDDEN, e.to_string()))?;
+    let agent_id = format!("agt-{}", crate::control::random_hex(8));
+    let now = SystemTime::now();
+    let issued = app
+        .ca
+        .issue_agent_cert(
+            &public_key,
+            &agent_id,
+            &grant.region,
+            now - Duration::from_secs(300),
+            now + Duration::from_secs(u64::from(app.cfg.agent_cert_days) * 86_400),
+        )
+        .map_err(|e| bad(&e.to_string()))?;
+    app.control
+        .add_agent(&AgentRecord {
+            agent_id: agent_id.clone(),
+            hostname: req.hostname.clone(),
+            region: grant.region.clone(),
+            serial: hex::encode(&issued.serial),
+            enrolled_ns: now_ns(),
+            not_after: issued.not_after,
+            revoked_ns: None,
+            last_seen_ns: None,
+        })
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    app.counters.enrollments.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(agent = %agent_id, hostname = %req.hostname, region = %grant.region, "agent enrolled");
+    Ok(Json(EnrollResponse {
+        agent_id,
+        region: grant.region,
+        certificate_pem: issued.pem,
+        ca_pem: app.ca.cert_pem().to_string(),
+        not_after: issued.not_after,
+    }))
+}
+
+async fn ca_cert(State(app): State<Arc<App>>) -> impl IntoResponse {
+    (
+        [("content-type", "application/x-pem-file")],
+        app.ca.cert_pem().to_string(),
+    )
+}
+
+async fn crl(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
+    let text = std::fs::read_to_string(app.ca.dir().join("crl.pem"))
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(([("content-type", "application/x-pem-file")], text).into_response())
+}
+
+/// Query-string filters.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Filters {
+    kind: Option<String>,
+    id: Option<String>,
+    host: Option<String>,
+    container: Option<String>,
+    rule: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    region: Option<String>,
+    agent: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<usize>,
+}
+
+/// A time bound: RFC 3339, Unix nanoseconds, or a duration ago (`15m`, `2h`, `7d`).
+pub fn parse_time(s: &str, now: SystemTime) -> Option<u64> {
+    let to_ns = |t: SystemTime| {
+        t.duration_since(UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_nanos() as u64)
+    };
+    if let Ok(n) = s.parse::<u64>() {
+        return Some(n);
+    }
+    if let Ok(d) = humantime::parse_duration(s) {
+        return now.checked_sub(d).and_then(to_ns);
+    }
+    humantime::parse_rfc3339_weak(s).ok().and_then(to_ns)
+}
+
+impl Filters {
+    fn to_query(&self) -> Result<Query, ApiError> {
+        let now = SystemTime::now();
+        let time = |name: &str, v: &Option<String>| -> Result<Option<u64>, ApiError> {
+            v.as_deref()
+                .map(|s| {
+                    parse_time(s, now).ok_or_else(|| {
+                        err(
+                            StatusCode::BAD_REQUEST,
+                            format!("{name}={s:?}: expected RFC 3339, Unix nanoseconds or a duration like 15m"),
+                        )
+                    })
+                })
+                .transpose()
+        };
+        let kind = match self.kind.as_deref() {
+            None => None,
+            Some(k) => Some(RecordKind::parse(k).ok_or_else(|| {
+                err(
+                    StatusCode::BAD_REQUEST,
+                    format!("kind={k:?}: expected event or alert"),
+                )
+            })?),
+        };
+        Ok(Query {
+            kind,
+            id: self.id.clone(),
+            host: self.host.clone(),
+            container: self.container.clone(),
+            rule: self.rule.clone(),
+            event_type: self.event_type.clone(),
+            region: self.region.clone(),
+            agent_id: self.agent.clone(),
+            since_ns: time("since", &self.since)?,
+            until_ns: time("until", &self.until)?,
+            limit: self.limit.unwrap_or(0),
+        })
+    }
+}
+
+fn records_response(rows: &[StoredRecord]) -> Response {
+    let mut body = String::with_capacity(rows.iter().map(|r| r.json.len() + 1).sum::<usize>() + 32);
+    body.push_str("{\"records\":[");
+    for (i, r) in rows.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&r.json);
+    }
+    body.push_str(&format!("],\"returned\":{}}}", rows.len()));
+    ([("content-type", "application/json")], body).into_response()
+}
+
+async fn records(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    UrlQuery(f): UrlQuery<Filters>,
+) -> Result<Response, ApiError> {
+    authorize(&app, &headers, Role::Analyst)?;
+    app.counters.queries.fetch_add(1, Ordering::Relaxed);
+    let q = f.to_query()?;
+    let rows = app
+        .store
+        .query(&q)
+        .await
+        .map_err(|e| err(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok(records_response(&rows))
+}
+
+async fn alerts(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    UrlQuery(f): UrlQuery<Filters>,
+) -> Result<Response, ApiError> {
+    authorize(&app, &headers, Role::ReadOnly)?;
+    app.counters.queries.fetch_add(1, Ordering::Relaxed);
+    let mut q = f.to_query()?;
+    q.kind = Some(RecordKind::Alert);
+    let rows = app
+        .store
+        .query(&q)
+        .await
+        .map_err(|e| err(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok(records_response(&rows))
+}
+
+async fn count(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    UrlQuery(f): UrlQuery<Filters>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &headers, Role::Analyst)?;
+    app.counters.queries.fetch_add(1, Ordering::Relaxed);
+    let q = f.to_query()?;
+    let n = app
+        .store
+        .count(&q)
+        .await
+        .map_err(|e| err(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    Ok(Json(serde_json::json!({ "count": n })))
+}
+
+async fn agents(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<AgentRecord>>, ApiError> {
+    authorize(&app, &headers, Role::ReadOnly)?;
+    app.control
+        .agents()
+        .map(Json)
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+async fn revoke(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (who, _) = authorize(&app, &headers, Role::Admin)?;
+    let changed = app
+        .revoke_agent(&id)
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    if !changed {
+        return Err(err(
+            StatusCode::NOT_FOUND,
+            format!("no unrevoked agent {id:?}"),
+        ));
+    }
+    tracing::warn!(agent = %id, by = %who, "agent certificate revoked");
+    Ok(Json(serde_json::json!({ "revoked": id })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrollTokenRequest {
+    region: String,
+    #[serde(default)]
+    uses: Option<u32>,
+    /// Duration, e.g. `24h` (default 24h).
+    #[serde(default)]
+    ttl: Option<String>,
+}
+
+async fn enroll_token(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Json(req): Json<EnrollTokenRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (who, _) = authorize(&app, &headers, Role::Admin)?;
+    let ttl = match &req.ttl {
+        Some(t) => humantime::parse_duration(t)
+            .map_err(|e| err(StatusCode::BAD_REQUEST, format!("ttl {t:?}: {e}")))?,
+        None => Duration::from_secs(86_400),
+    };
+    let secret = app
+        .control
+        .create_enroll_token(
+            &req.region,
+            req.uses.unwrap_or(1),
+            ttl,
+            &format!("by {who}"),
+        )
+        .map_err(|e| err(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let token = rampart_ship::protocol::EnrollToken {
+        secret,
+        ca_sha256: app.ca.fingerprint(),
+    };
+    Ok(Json(
+        serde_json::json!({ "token": token.to_string(), "region": req.region }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiTokenRequest {
+    name: String,
+    role: String,
+}
+
+async fn api_token(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Json(req): Json<ApiTokenRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&app, &headers, Role::Admin)?;
+    let role = Role::parse(&req.role).ok_or_else(|| {
+        err(
+            StatusCode::BAD_REQUEST,
+            format!("role {:?}: expected admin, analyst or read-only", req.role),
+        )
+    })?;
+    let token = app
+        .control
+        .create_api_token(&req.name, role)
+        .map_err(|e| err(StatusCode::BAD_REQUEST, e.to_string()))?;
+    Ok(Json(
+        serde_json::json!({ "name": req.name, "role": role.as_str(), "token": token }),
+    ))
+}
+
+async fn retention_log(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<crate::store::RetentionRecord>>, ApiError> {
+    authorize(&app, &headers, Role::Analyst)?;
+    app.store
+        .retention_log(1000)
+        .await
+        .map(Json)
+        .map_err(|e| err(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+}
+
+async fn retention_run(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<crate::store::RetentionRecord>>, ApiError> {
+    authorize(&app, &headers, Role::Admin)?;
+    app.run_retention()
+        .await
+        .map(Json)
+        .map_err(|e| err(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
+}
+
+async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if !app.cfg.metrics_public {
+        authorize(&app, &headers, Role::ReadOnly)?;
+    }
+    Ok((
+        [("content-type", rampart_ship::metrics::CONTENT_TYPE)],
+        app.metrics_text(),
+    )
+        .into_response())
+}

@@ -1,0 +1,284 @@
+//! The server configuration (`server.yaml`). Relative paths are relative to `data_dir`.
+//!
+//! ```yaml
+//! listen: 0.0.0.0:8443          # ingest (mTLS), enrollment and query API, one HTTPS port
+//! data_dir: /var/lib/rampart/server
+//! tls:
+//!   names: [rampart.example.net, 203.0.113.7]   # the server certificate is valid for these
+//! store:
+//!   type: sqlite                # or: type: clickhouse, url: http://127.0.0.1:8123
+//! regions:
+//!   eu-de:
+//!     retention_days: 90
+//!     anonymise: {ips: truncate, users: true, drop: [process.args]}
+//!   cn:
+//!     retention_days: 180
+//! default_region:
+//!   retention_days: 365
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rampart_ship::anonymise::AnonymiseConfig;
+use serde::Deserialize;
+
+/// Errors of loading the configuration; each names the file and, where known, line and column.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}{at}: {message}")]
+    Parse {
+        path: PathBuf,
+        /// `:line:column` when known.
+        at: String,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8443))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/rampart/server")
+}
+fn default_retention_interval() -> String {
+    "1h".into()
+}
+fn default_cert_days() -> u32 {
+    397
+}
+
+/// `server.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The HTTPS address for ingest, enrollment and the query API (default `0.0.0.0:8443`).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// State: CA, control database, SQLite store, pseudonym key (default
+    /// `/var/lib/rampart/server`).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Policies per jurisdiction tag (the region given at enrollment).
+    #[serde(default)]
+    pub regions: BTreeMap<String, RegionPolicy>,
+    /// The policy of regions not listed in `regions` (default: keep everything forever,
+    /// anonymise nothing).
+    #[serde(default)]
+    pub default_region: RegionPolicy,
+    /// The HMAC key for pseudonyms (created with a random key when missing; default
+    /// `pseudonym.key`). Give agents that anonymise locally the same key.
+    #[serde(default)]
+    pub pseudonym_key_file: Option<PathBuf>,
+    /// How often the retention job runs (default `1h`).
+    #[serde(default = "default_retention_interval")]
+    pub retention_interval: String,
+    /// Lifetime of agent certificates issued at enrollment, days (default 397).
+    #[serde(default = "default_cert_days")]
+    pub agent_cert_days: u32,
+    /// Serve `/metrics` without a token (default false: any API token may read it).
+    #[serde(default)]
+    pub metrics_public: bool,
+}
+
+/// `tls:` the server's own certificate.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Names (DNS names or IP addresses) for the certificate the built-in CA issues to the
+    /// server, in addition to `localhost`, `127.0.0.1`, `::1` and the host name. Agents
+    /// authenticate the server through the built-in CA, so its certificate always comes from
+    /// there.
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+/// `store:` where records are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// SQLite in WAL mode: the embedded default.
+    Sqlite {
+        /// Database file (default `events.db`).
+        #[serde(default)]
+        path: Option<PathBuf>,
+        /// `full` (default: a commit survives power loss before the agent is told) or
+        /// `normal` (survives a crash of the server process; faster).
+        #[serde(default)]
+        synchronous: Option<String>,
+    },
+    /// ClickHouse over its HTTP interface.
+    Clickhouse {
+        /// `http://host:8123` (or https).
+        url: String,
+        /// Database (created when missing; default `rampart`).
+        #[serde(default)]
+        database: Option<String>,
+        #[serde(default)]
+        user: Option<String>,
+        /// File holding the password.
+        #[serde(default)]
+        password_file: Option<PathBuf>,
+    },
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig::Sqlite {
+            path: None,
+            synchronous: None,
+        }
+    }
+}
+
+/// What applies to records of one region.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RegionPolicy {
+    /// Records older than this many days (by event time) are deleted; none: kept.
+    #[serde(default)]
+    pub retention_days: Option<u32>,
+    /// Applied at ingest, before anything is stored.
+    #[serde(default)]
+    pub anonymise: Option<AnonymiseConfig>,
+}
+
+/// A region tag: lower-case letters, digits and `-`, 1 to 32 characters (`eu-de`, `us-ca`).
+pub fn valid_region(r: &str) -> bool {
+    !r.is_empty()
+        && r.len() <= 32
+        && r.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+impl ServerConfig {
+    /// A configuration with every default and `data_dir` (for tests and `rampart up`).
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> ServerConfig {
+        ServerConfig {
+            listen: default_listen(),
+            data_dir: data_dir.into(),
+            tls: TlsConfig::default(),
+            store: StoreConfig::default(),
+            regions: BTreeMap::new(),
+            default_region: RegionPolicy::default(),
+            pseudonym_key_file: None,
+            retention_interval: default_retention_interval(),
+            agent_cert_days: default_cert_days(),
+            metrics_public: false,
+        }
+    }
+
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<ServerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let cfg: ServerConfig = serde_yaml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            at: e
+                .location()
+                .map(|l| format!(":{}:{}", l.line(), l.column()))
+                .unwrap_or_default(),
+            message: e.to_string(),
+        })?;
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Checks what serde cannot: region names, durations, anonymisation policies, TLS files.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, policy) in &self.regions {
+            if !valid_region(name) {
+                return Err(format!(
+                    "regions: {name:?} is not a region tag (lower-case letters, digits, '-')"
+                ));
+            }
+            if let Some(a) = &policy.anonymise {
+                rampart_ship::anonymise::Anonymiser::new(a.clone(), &[0u8; 32])
+                    .map_err(|e| format!("regions.{name}.{e}"))?;
+            }
+        }
+        if let Some(a) = &self.default_region.anonymise {
+            rampart_ship::anonymise::Anonymiser::new(a.clone(), &[0u8; 32])
+                .map_err(|e| format!("default_region.{e}"))?;
+        }
+        self.retention_interval()?;
+        if self.agent_cert_days == 0 {
+            return Err("agent_cert_days: must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// `retention_interval` as a duration.
+    pub fn retention_interval(&self) -> Result<Duration, String> {
+        humantime::parse_duration(&self.retention_interval)
+            .map_err(|e| format!("retention_interval {:?}: {e}", self.retention_interval))
+    }
+
+    /// `p` resolved against `data_dir`.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.data_dir.join(p)
+        }
+    }
+
+    /// The policy for `region`.
+    pub fn policy(&self, region: &str) -> &RegionPolicy {
+        self.regions.get(region).unwrap_or(&self.default_region)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<ServerConfig, String> {
+        let cfg: ServerConfig = serde_yaml::from_str(yaml).map_err(|e| e.to_string())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    #[test]
+    fn example_parses_with_defaults() {
+        let cfg = parse(
+            "listen: 127.0.0.1:9443\nregions:\n  eu-de:\n    retention_days: 90\n    anonymise: {ips: truncate, users: true}\n",
+        )
+        .expect("valid");
+        assert_eq!(cfg.policy("eu-de").retention_days, Some(90));
+        assert_eq!(cfg.policy("xx"), &RegionPolicy::default());
+        assert!(matches!(cfg.store, StoreConfig::Sqlite { .. }));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let err = parse("listen: 127.0.0.1:1\nstroe: {}\n").expect_err("unknown key");
+        assert!(err.contains("stroe"), "{err}");
+        let err = parse("regions: {EU: {}}\n").expect_err("bad region");
+        assert!(err.contains("EU"), "{err}");
+        let err = parse("regions: {eu: {anonymise: {ipv4_prefix: 33}}}\n").expect_err("prefix");
+        assert!(err.contains("regions.eu") && err.contains("33"), "{err}");
+        let err = parse("retention_interval: soon\n").expect_err("duration");
+        assert!(err.contains("soon"), "{err}");
+    }
+}

@@ -1,0 +1,444 @@
+//! The control database (`<data_dir>/control.db`, SQLite): enrolled agents, enrollment
+//! tokens, API tokens and their roles, revocations. It is separate from the record store, so
+//! that the ClickHouse store never holds credentials, and small enough that the offline
+//! `rampart server ...` commands can change it while the server runs (SQLite WAL; the server
+//! notices revocations through `crl.pem`).
+//!
+//! Tokens are stored as SHA-256 hashes only.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ring::rand::SecureRandom;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+/// What an API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Alerts, agents and statistics.
+    ReadOnly,
+    /// Also every stored event and the retention log.
+    Analyst,
+    /// Also enrollment tokens, API tokens, revocation, running retention.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::ReadOnly => "read-only",
+            Role::Analyst => "analyst",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses `admin`, `analyst`, `read-only` (also `readonly`, `read_only`).
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "analyst" => Some(Role::Analyst),
+            "read-only" | "readonly" | "read_only" => Some(Role::ReadOnly),
+            _ => None,
+        }
+    }
+}
+
+/// Errors of the control database.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    #[error("control database {path}: {source}")]
+    Db {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// An enrolled agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentRecord {
+    pub agent_id: String,
+    pub hostname: String,
+    pub region: String,
+    /// Certificate serial, hex.
+    pub serial: String,
+    pub enrolled_ns: u64,
+    /// Certificate expiry, Unix seconds.
+    pub not_after: i64,
+    pub revoked_ns: Option<u64>,
+    pub last_seen_ns: Option<u64>,
+}
+
+/// An API token as listed (without its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRecord {
+    pub name: String,
+    pub role: Role,
+    pub created_ns: u64,
+    pub revoked_ns: Option<u64>,
+}
+
+/// What an enrollment token grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnrollGrant {
+    pub region: String,
+}
+
+/// The control database.
+pub struct Control {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control").field("path", &self.path).finish()
+    }
+}
+
+pub(crate) fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// SHA-256 of a token, hex: what the database keeps.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        token.as_bytes(),
+    ))
+}
+
+/// `n` random bytes, hex.
+pub(crate) fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    // SystemRandom only fails when the OS has no randomness, which the CA would hit first.
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    hex::encode(b)
+}
+
+fn ns_to_time(ns: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(ns)
+}
+
+impl Control {
+    /// Opens (creating when missing) `path`.
+    pub fn open(path: &Path) -> Result<Control, ControlError> {
+        let db = |source| ControlError::Db {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(db)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             PRAGMA synchronous=FULL;
+             PRAGMA busy_timeout=5000;
+             CREATE TABLE IF NOT EXISTS agents (
+                agent_id TEXT PRIMARY KEY, hostname TEXT NOT NULL, region TEXT NOT NULL,
+                serial TEXT NOT NULL UNIQUE, enrolled_ns INTEGER NOT NULL, not_after INTEGER NOT NULL,
+                revoked_ns INTEGER, last_seen_ns INTEGER);
+             CREATE TABLE IF NOT EXISTS enroll_tokens (
+                sha256 TEXT PRIMARY KEY, region TEXT NOT NULL, uses_left INTEGER NOT NULL,
+                expires_ns INTEGER NOT NULL, created_ns INTEGER NOT NULL, note TEXT NOT NULL DEFAULT '');
+             CREATE TABLE IF NOT EXISTS api_tokens (
+                name TEXT PRIMARY KEY, role TEXT NOT NULL, sha256 TEXT NOT NULL UNIQUE,
+                created_ns INTEGER NOT NULL, revoked_ns INTEGER);
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+        )
+        .map_err(db)?;
+        Ok(Control {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, ControlError> {
+        let mut c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut c).map_err(|source| ControlError::Db {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Creates an API token named `name` with `role`; returns the token (shown once).
+    pub fn create_api_token(&self, name: &str, role: Role) -> Result<String, ControlError> {
+        if name.is_empty() || name.len() > 64 || name.chars().any(char::is_whitespace) {
+            return Err(ControlError::Refused(format!(
+                "token name {name:?}: 1 to 64 characters, no spaces"
+            )));
+        }
+        let token = format!("rmpa_{}", random_hex(20));
+        let hash = token_hash(&token);
+        let inserted = self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO api_tokens (name, role, sha256, created_ns) VALUES (?1, ?2, ?3, ?4)",
+                params![name, role.as_str(), hash, now_ns() as i64],
+            )
+        })?;
+        if inserted == 0 {
+            return Err(ControlError::Refused(format!(
+                "an API token named {name:?} exists already"
+            )));
+        }
+        Ok(token)
+    }
+
+    /// The role of a presented API token, if it is valid and not revoked.
+    pub fn api_token_role(&self, token: &str) -> Result<Option<(String, Role)>, ControlError> {
+        let hash = token_hash(token);
+        let row: Option<(String, String)> = self.with(|c| {
+            c.query_row(
+                "SELECT name, role FROM api_tokens WHERE sha256 = ?1 AND revoked_ns IS NULL",
+                params![hash],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+        })?;
+        Ok(row.and_then(|(n, r)| Role::parse(&r).map(|r| (n, r))))
+    }
+
+    /// True when an admin token exists (not revoked).
+    pub fn has_admin_token(&self) -> Result<bool, ControlError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT count(*) FROM api_tokens WHERE role = 'admin' AND revoked_ns IS NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .map(|n| n > 0)
+    }
+
+    /// Revokes the API token `name`; false when there is none.
+    pub fn revoke_api_token(&self, name: &str) -> Result<bool, ControlError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE api_tokens SET revoked_ns = ?2 WHERE name = ?1 AND revoked_ns IS NULL",
+                params![name, now_ns() as i64],
+            )
+        })
+        .map(|n| n > 0)
+    }
+
+    /// Every API token, without secrets.
+    pub fn api_tokens(&self) -> Result<Vec<TokenRecord>, ControlError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT name, role, created_ns, revoked_ns FROM api_tokens ORDER BY name",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(TokenRecord {
+                    name: r.get(0)?,
+                    role: Role::parse(&r.get::<_, String>(1)?).unwrap_or(Role::ReadOnly),
+                    created_ns: r.get::<_, i64>(2)? as u64,
+                    revoked_ns: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Creates an enrollment token secret for `region`, usable `uses` times within `ttl`.
+    pub fn create_enroll_token(
+        &self,
+        region: &str,
+        uses: u32,
+        ttl: Duration,
+        note: &str,
+    ) -> Result<String, ControlError> {
+        if !crate::config::valid_region(region) {
+            return Err(ControlError::Refused(format!(
+                "region {region:?}: lower-case letters, digits and '-', at most 32"
+            )));
+        }
+        let secret = random_hex(16);
+        let now = now_ns();
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO enroll_tokens (sha256, region, uses_left, expires_ns, created_ns, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    token_hash(&secret),
+                    region,
+                    uses.max(1),
+                    now.saturating_add(ttl.as_nanos() as u64) as i64,
+                    now as i64,
+                    note
+                ],
+            )
+        })?;
+        Ok(secret)
+    }
+
+    /// Uses one enrollment of the token `secret`; what it grants, or why not.
+    pub fn redeem_enroll_token(&self, secret: &str) -> Result<EnrollGrant, ControlError> {
+        let hash = token_hash(secret);
+        let now = now_ns() as i64;
+        let res = self.with(|c| {
+            let tx = c.transaction()?;
+            let row: Option<(String, i64, i64)> = tx
+                .query_row(
+                    "SELECT region, uses_left, expires_ns FROM enroll_tokens WHERE sha256 = ?1",
+                    params![hash],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let out = match row {
+                None => Err("unknown enrollment token"),
+                Some((_, uses, _)) if uses <= 0 => Err("enrollment token used up"),
+                Some((_, _, exp)) if exp < now => Err("enrollment token expired"),
+                Some((region, _, _)) => {
+                    tx.execute(
+                        "UPDATE enroll_tokens SET uses_left = uses_left - 1 WHERE sha256 = ?1",
+                        params![hash],
+                    )?;
+                    Ok(EnrollGrant { region })
+                }
+            };
+            tx.commit()?;
+            Ok(out)
+        })?;
+        res.map_err(|m| ControlError::Refused(m.to_string()))
+    }
+
+    /// Records an enrolled agent.
+    pub fn add_agent(&self, a: &AgentRecord) -> Result<(), ControlError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO agents (agent_id, hostname, region, serial, enrolled_ns, not_after) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![a.agent_id, a.hostname, a.region, a.serial, a.enrolled_ns as i64, a.not_after],
+            )
+        })
+        .map(|_| ())
+    }
+
+    /// Every agent.
+    pub fn agents(&self) -> Result<Vec<AgentRecord>, ControlError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT agent_id, hostname, region, serial, enrolled_ns, not_after, revoked_ns, last_seen_ns FROM agents ORDER BY enrolled_ns",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(AgentRecord {
+                    agent_id: r.get(0)?,
+                    hostname: r.get(1)?,
+                    region: r.get(2)?,
+                    serial: r.get(3)?,
+                    enrolled_ns: r.get::<_, i64>(4)? as u64,
+                    not_after: r.get(5)?,
+                    revoked_ns: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
+                    last_seen_ns: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Marks agent `agent_id` revoked; false when unknown or already revoked.
+    pub fn revoke_agent(&self, agent_id: &str) -> Result<bool, ControlError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE agents SET revoked_ns = ?2 WHERE agent_id = ?1 AND revoked_ns IS NULL",
+                params![agent_id, now_ns() as i64],
+            )
+        })
+        .map(|n| n > 0)
+    }
+
+    /// Serials (bytes) and revocation times of every revoked agent certificate.
+    pub fn revoked_serials(&self) -> Result<Vec<(Vec<u8>, SystemTime)>, ControlError> {
+        let rows: Vec<(String, i64)> = self.with(|c| {
+            let mut st =
+                c.prepare("SELECT serial, revoked_ns FROM agents WHERE revoked_ns IS NOT NULL")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(s, t)| Some((hex::decode(s).ok()?, ns_to_time(t as u64))))
+            .collect())
+    }
+
+    /// Records when agents were last heard from.
+    pub fn touch_agents(&self, seen: &[(String, u64)]) -> Result<(), ControlError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            for (id, ns) in seen {
+                tx.execute(
+                    "UPDATE agents SET last_seen_ns = max(coalesce(last_seen_ns, 0), ?2) WHERE agent_id = ?1",
+                    params![id, *ns as i64],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// The next CRL number (monotonic).
+    pub fn next_crl_number(&self) -> Result<u64, ControlError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let cur: Option<String> = tx
+                .query_row("SELECT value FROM meta WHERE key = 'crl_number'", [], |r| r.get(0))
+                .optional()?;
+            let next = cur.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + 1;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('crl_number', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![next.to_string()],
+            )?;
+            tx.commit()?;
+            Ok(next)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_roles_and_enrollment_grants() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = Control::open(&dir.path().join("control.db")).expect("open");
+        assert!(!c.has_admin_token().expect("query"));
+        let t = c.create_api_token("alice", Role::Analyst).expect("create");
+        assert_eq!(
+            c.api_token_role(&t).expect("lookup"),
+            Some(("alice".into(), Role::Analyst))
+        );
+        assert!(
+            c.create_api_token("alice", Role::Admin).is_err(),
+            "names are unique"
+        );
+        assert_eq!(c.api_token_role("rmpa_wrong").expect("lookup"), None);
+        assert!(c.revoke_api_token("alice").expect("revoke"));
+        assert_eq!(c.api_token_role(&t).expect("lookup"), None);
+
+        let s = c
+            .create_enroll_token("eu-de", 2, Duration::from_secs(60), "")
+            .expect("token");
+        assert_eq!(c.redeem_enroll_token(&s).expect("1st").region, "eu-de");
+        c.redeem_enroll_token(&s).expect("2nd");
+        let err = c.redeem_enroll_token(&s).expect_err("used up");
+        assert!(err.to_string().contains("used up"), "{err}");
+        let expired = c
+            .create_enroll_token("sg", 1, Duration::ZERO, "")
+            .expect("token");
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(c.redeem_enroll_token(&expired).is_err());
+        assert!(c
+            .create_enroll_token("EU", 1, Duration::from_secs(1), "")
+            .is_err());
+        assert_eq!(c.next_crl_number().expect("n"), 1);
+        assert_eq!(c.next_crl_number().expect("n"), 2);
+    }
+}

@@ -1,0 +1,680 @@
+//! The running server: state shared by the handlers, the TLS listener, background jobs, and
+//! the handle returned to whoever embeds it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use rampart_ship::anonymise::Anonymiser;
+use rampart_ship::metrics::PromWriter;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::ca::{agent_identity, AgentIdentity, Ca, CaError};
+use crate::config::{ServerConfig, StoreConfig};
+use crate::control::{now_ns, Control, ControlError, Role};
+use crate::store::{
+    day_of, day_string, ClickHouseConfig, ClickHouseStore, RetentionRecord, SqliteStore, Store,
+    StoreError,
+};
+
+/// Errors of starting the server; each names what it concerns.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("configuration: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Ca(#[from] CaError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Server counters, exported at `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub ingest_batches: AtomicU64,
+    pub ingest_records: AtomicU64,
+    pub ingest_duplicates: AtomicU64,
+    pub ingest_rejected: AtomicU64,
+    pub ingest_errors: AtomicU64,
+    pub ingest_refused: AtomicU64,
+    pub store_insert_ns: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
+    pub enrollments: AtomicU64,
+    pub queries: AtomicU64,
+    pub retention_rows: AtomicU64,
+}
+
+/// What the handlers share.
+pub(crate) struct App {
+    pub cfg: ServerConfig,
+    pub store: Arc<dyn Store>,
+    pub control: Control,
+    pub ca: Ca,
+    anonymisers: BTreeMap<String, Anonymiser>,
+    default_anonymiser: Option<Anonymiser>,
+    identity: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+    tls: RwLock<Arc<rustls::ServerConfig>>,
+    crl: RwLock<Option<webpki::CertRevocationList<'static>>>,
+    crl_mtime: Mutex<Option<SystemTime>>,
+    pub counters: Counters,
+    last_seen: Mutex<HashMap<String, u64>>,
+}
+
+impl App {
+    /// The anonymiser for records of `region`, if its policy has one.
+    pub fn anonymiser(&self, region: &str) -> Option<&Anonymiser> {
+        match self.anonymisers.get(region) {
+            Some(a) => Some(a),
+            None if self.cfg.regions.contains_key(region) => None,
+            None => self.default_anonymiser.as_ref(),
+        }
+    }
+
+    /// True when the CRL lists this certificate serial.
+    pub fn is_revoked(&self, serial: &[u8]) -> bool {
+        let crl = self.crl.read().unwrap_or_else(|p| p.into_inner());
+        let Some(crl) = crl.as_ref() else {
+            return false;
+        };
+        // DER serials carry a leading zero byte when the high bit is set.
+        let mut with_zero = vec![0u8];
+        with_zero.extend_from_slice(serial);
+        [serial, &with_zero[..]]
+            .iter()
+            .any(|s| matches!(crl.find_serial(s), Ok(Some(_))))
+    }
+
+    pub fn tls_config(&self) -> Arc<rustls::ServerConfig> {
+        self.tls.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn saw_agent(&self, agent_id: &str) {
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(agent_id.to_string(), now_ns());
+    }
+
+    /// Re-reads `crl.pem` and rebuilds the TLS configuration, so that revoked certificates
+    /// are refused from the next handshake on.
+    pub fn reload_crl(&self) -> Result<(), ServerError> {
+        let path = self.ca.dir().join("crl.pem");
+        let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let der = Ca::read_crl(self.ca.dir())?;
+        let owned = webpki::OwnedCertRevocationList::from_der(der.as_ref())
+            .map_err(|e| ServerError::Tls(format!("{}: {e:?}", path.display())))?;
+        let cfg = build_tls(&self.ca, &self.identity, der)?;
+        *self.crl.write().unwrap_or_else(|p| p.into_inner()) = Some(owned.into());
+        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = cfg;
+        *self.crl_mtime.lock().unwrap_or_else(|p| p.into_inner()) = mtime;
+        Ok(())
+    }
+
+    /// Reloads the CRL when another process (the offline CLI, another server) rewrote it.
+    fn reload_crl_if_changed(&self) {
+        let path = self.ca.dir().join("crl.pem");
+        let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let known = *self.crl_mtime.lock().unwrap_or_else(|p| p.into_inner());
+        if mtime.is_some() && mtime != known {
+            match self.reload_crl() {
+                Ok(()) => tracing::info!(crl = %path.display(), "revocation list reloaded"),
+                Err(e) => tracing::error!("reloading the revocation list: {e}"),
+            }
+        }
+    }
+
+    /// Revokes an agent: control database, new CRL, new TLS configuration.
+    pub fn revoke_agent(&self, agent_id: &str) -> Result<bool, ServerError> {
+        let changed = revoke_agent_offline(&self.control, &self.ca, agent_id)?;
+        if changed {
+            self.reload_crl()?;
+        }
+        Ok(changed)
+    }
+
+    /// One run of the retention job over every region with a retention period.
+    pub async fn run_retention(&self) -> Result<Vec<RetentionRecord>, StoreError> {
+        let now = now_ns();
+        let today = day_of(now);
+        let mut done = Vec::new();
+        for region in self.store.regions().await? {
+            let Some(days) = self.cfg.policy(&region).retention_days else {
+                continue;
+            };
+            let cutoff = today.saturating_sub(days);
+            let out = self.store.delete_before(&region, cutoff).await?;
+            let rec = RetentionRecord {
+                run_ns: now,
+                region: region.clone(),
+                cutoff_day: day_string(cutoff),
+                rows: out.rows,
+                partitions: out.partitions,
+            };
+            self.store.record_retention(&rec).await?;
+            self.counters
+                .retention_rows
+                .fetch_add(rec.rows, Ordering::Relaxed);
+            if rec.rows > 0 {
+                tracing::info!(region = %region, rows = rec.rows, cutoff = %rec.cutoff_day, "retention: deleted expired records");
+            }
+            done.push(rec);
+        }
+        Ok(done)
+    }
+
+    pub fn metrics_text(&self) -> String {
+        let c = &self.counters;
+        let mut w = PromWriter::new();
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        w.counter(
+            "rampart_server_ingest_batches_total",
+            "Ingest batches stored.",
+            &[],
+            g(&c.ingest_batches),
+        );
+        w.counter(
+            "rampart_server_ingest_records_total",
+            "Records stored.",
+            &[],
+            g(&c.ingest_records),
+        );
+        w.counter(
+            "rampart_server_ingest_duplicates_total",
+            "Records received again and not stored twice.",
+            &[],
+            g(&c.ingest_duplicates),
+        );
+        w.counter(
+            "rampart_server_ingest_rejected_total",
+            "Malformed records refused.",
+            &[],
+            g(&c.ingest_rejected),
+        );
+        w.counter(
+            "rampart_server_ingest_errors_total",
+            "Batches that failed (store errors, bad bodies).",
+            &[],
+            g(&c.ingest_errors),
+        );
+        w.counter(
+            "rampart_server_ingest_refused_total",
+            "Ingest requests without a valid agent certificate.",
+            &[],
+            g(&c.ingest_refused),
+        );
+        w.counter(
+            "rampart_server_store_insert_seconds_total",
+            "Time spent committing batches.",
+            &[],
+            g(&c.store_insert_ns) / 1_000_000_000,
+        );
+        w.counter(
+            "rampart_server_tls_handshake_failures_total",
+            "TLS handshakes refused (wrong CA, expired or revoked certificate, ...).",
+            &[],
+            g(&c.tls_handshake_failures),
+        );
+        w.counter(
+            "rampart_server_enrollments_total",
+            "Agents enrolled.",
+            &[],
+            g(&c.enrollments),
+        );
+        w.counter(
+            "rampart_server_queries_total",
+            "Query API requests.",
+            &[],
+            g(&c.queries),
+        );
+        w.counter(
+            "rampart_server_retention_deleted_rows_total",
+            "Records deleted by retention.",
+            &[],
+            g(&c.retention_rows),
+        );
+        w.finish()
+    }
+}
+
+/// Revokes `agent_id` in the control database and rewrites `crl.pem` (used by the server and
+/// by `rampart server agents revoke` while the server runs elsewhere).
+pub fn revoke_agent_offline(
+    control: &Control,
+    ca: &Ca,
+    agent_id: &str,
+) -> Result<bool, ServerError> {
+    if !control.revoke_agent(agent_id)? {
+        return Ok(false);
+    }
+    let revoked = control.revoked_serials()?;
+    ca.write_crl(&revoked, control.next_crl_number()?)?;
+    Ok(true)
+}
+
+pub(crate) fn build_tls(
+    ca: &Ca,
+    identity: &(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+    crl: CertificateRevocationListDer<'static>,
+) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(ca.cert().clone())
+        .map_err(|e| ServerError::Tls(format!("CA certificate: {e}")))?;
+    let provider = rampart_ship::tls::provider();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .with_crls(vec![crl])
+    .only_check_end_entity_revocation()
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| ServerError::Tls(format!("client verifier: {e}")))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(identity.0.clone(), identity.1.clone_key())
+        .map_err(|e| ServerError::Tls(format!("server certificate: {e}")))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The names the server certificate covers.
+pub(crate) fn server_names(cfg: &ServerConfig) -> Vec<String> {
+    let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    let h = hostname();
+    if !h.is_empty() && h.is_ascii() && !h.contains(char::is_whitespace) {
+        names.push(h);
+    }
+    for n in &cfg.tls.names {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    names
+}
+
+fn read_or_create_key(path: &Path) -> Result<Vec<u8>, ServerError> {
+    if !path.exists() {
+        use std::io::Write;
+        let key = crate::control::random_hex(32);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|source| ServerError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        f.write_all(key.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|source| ServerError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+    }
+    rampart_ship::read_key_file(path).map_err(|e| ServerError::Invalid(e.to_string()))
+}
+
+/// Opens the configured store.
+pub async fn open_store(cfg: &ServerConfig) -> Result<Arc<dyn Store>, ServerError> {
+    Ok(match &cfg.store {
+        StoreConfig::Sqlite { path, synchronous } => {
+            let p = cfg.resolve(path.as_deref().unwrap_or(Path::new("events.db")));
+            let full = match synchronous.as_deref() {
+                None | Some("full") => true,
+                Some("normal") => false,
+                Some(other) => {
+                    return Err(ServerError::Invalid(format!(
+                        "store.synchronous {other:?}: expected full or normal"
+                    )))
+                }
+            };
+            Arc::new(SqliteStore::open(&p, full)?)
+        }
+        StoreConfig::Clickhouse {
+            url,
+            database,
+            user,
+            password_file,
+        } => {
+            let password = match password_file {
+                Some(p) => {
+                    let p = cfg.resolve(p);
+                    Some(
+                        std::fs::read_to_string(&p)
+                            .map_err(|source| ServerError::Io { path: p, source })?
+                            .trim()
+                            .to_string(),
+                    )
+                }
+                None => None,
+            };
+            Arc::new(
+                ClickHouseStore::open(ClickHouseConfig {
+                    url: url.clone(),
+                    database: database.clone().unwrap_or_else(|| "rampart".into()),
+                    user: user.clone(),
+                    password,
+                })
+                .await?,
+            )
+        }
+    })
+}
+
+/// Opens the CA and control database of `cfg` (for the offline CLI commands).
+pub fn open_control(cfg: &ServerConfig) -> Result<(Control, Ca), ServerError> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| ServerError::Io {
+        path: cfg.data_dir.clone(),
+        source,
+    })?;
+    let ca = Ca::load_or_create(&cfg.data_dir.join("ca"))?;
+    let control = Control::open(&cfg.data_dir.join("control.db"))?;
+    Ok((control, ca))
+}
+
+/// A running server. Dropping it does not stop the server; call [`shutdown`](Self::shutdown).
+pub struct ServerHandle {
+    pub(crate) app: Arc<App>,
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerHandle {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `https://127.0.0.1:<port>` (or the configured address): the URL for agents and the CLI
+    /// on this machine.
+    pub fn url(&self) -> String {
+        let ip = if self.addr.ip().is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            self.addr.ip()
+        };
+        format!("https://{}", SocketAddr::new(ip, self.addr.port()))
+    }
+
+    /// SHA-256 of the CA certificate.
+    pub fn ca_fingerprint(&self) -> [u8; 32] {
+        self.app.ca.fingerprint()
+    }
+
+    /// The CA certificate, PEM.
+    pub fn ca_pem(&self) -> &str {
+        self.app.ca.cert_pem()
+    }
+
+    /// The store.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.app.store.clone()
+    }
+
+    /// Creates an enrollment token (`rmp1....`) for `region`, usable `uses` times within `ttl`.
+    pub fn create_enroll_token(
+        &self,
+        region: &str,
+        uses: u32,
+        ttl: Duration,
+    ) -> Result<String, ServerError> {
+        let secret = self
+            .app
+            .control
+            .create_enroll_token(region, uses, ttl, "")?;
+        Ok(rampart_ship::protocol::EnrollToken {
+            secret,
+            ca_sha256: self.app.ca.fingerprint(),
+        }
+        .to_string())
+    }
+
+    /// Creates an API token with `role`.
+    pub fn create_api_token(&self, name: &str, role: Role) -> Result<String, ServerError> {
+        Ok(self.app.control.create_api_token(name, role)?)
+    }
+
+    /// Revokes an agent now.
+    pub fn revoke_agent(&self, agent_id: &str) -> Result<bool, ServerError> {
+        self.app.revoke_agent(agent_id)
+    }
+
+    /// Runs the retention job now.
+    pub async fn run_retention(&self) -> Result<Vec<RetentionRecord>, StoreError> {
+        self.app.run_retention().await
+    }
+
+    /// An [`rampart_ship::Output`] that stores records straight into this server's store, as
+    /// agent `agent_id` of `region` (the region's policy applies): the agent's path in
+    /// `rampart up`, without TLS or HTTP.
+    pub fn local_output(
+        &self,
+        name: &str,
+        agent_id: &str,
+        region: &str,
+    ) -> crate::local::LocalOutput {
+        crate::local::LocalOutput::new(self.app.clone(), name, agent_id, region)
+    }
+
+    /// The server's Prometheus metrics text.
+    pub fn metrics_text(&self) -> String {
+        self.app.metrics_text()
+    }
+
+    /// Stops accepting connections and background jobs, and flushes agent last-seen times.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        flush_last_seen(&self.app);
+    }
+}
+
+fn flush_last_seen(app: &App) {
+    let seen: Vec<(String, u64)> = app
+        .last_seen
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .drain()
+        .collect();
+    if !seen.is_empty() {
+        if let Err(e) = app.control.touch_agents(&seen) {
+            tracing::warn!("recording agent last-seen times: {e}");
+        }
+    }
+}
+
+/// Starts the server described by `cfg` in the current tokio runtime: opens the data
+/// directory (creating the CA, control database, pseudonym key and, on first start, an admin
+/// API token in `<data_dir>/admin.token`), the store, binds `cfg.listen`, and spawns the
+/// listener, the retention job and housekeeping. Returns once it accepts connections.
+pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
+    cfg.validate().map_err(ServerError::Invalid)?;
+    let (control, ca) = open_control(&cfg)?;
+    if !control.has_admin_token()? {
+        let token = control.create_api_token(
+            &format!("admin-{}", &crate::control::random_hex(3)),
+            Role::Admin,
+        )?;
+        let path = cfg.data_dir.join("admin.token");
+        {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|source| ServerError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+            f.write_all(format!("{token}\n").as_bytes())
+                .map_err(|source| ServerError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+        }
+        tracing::info!(path = %path.display(), "created the first admin API token");
+    }
+    let key_path = cfg.resolve(
+        cfg.pseudonym_key_file
+            .as_deref()
+            .unwrap_or(Path::new("pseudonym.key")),
+    );
+    let key = read_or_create_key(&key_path)?;
+    let mut anonymisers = BTreeMap::new();
+    for (region, policy) in &cfg.regions {
+        if let Some(a) = &policy.anonymise {
+            let an = Anonymiser::new(a.clone(), &key)
+                .map_err(|e| ServerError::Invalid(format!("regions.{region}: {e}")))?;
+            if !an.is_noop() {
+                anonymisers.insert(region.clone(), an);
+            }
+        }
+    }
+    let default_anonymiser = match &cfg.default_region.anonymise {
+        Some(a) => Some(
+            Anonymiser::new(a.clone(), &key)
+                .map_err(|e| ServerError::Invalid(format!("default_region: {e}")))?,
+        ),
+        None => None,
+    };
+    let store = open_store(&cfg).await?;
+    let identity = ca.server_identity(&server_names(&cfg))?;
+    // A CRL always exists (possibly empty) so the verifier can check every agent certificate.
+    if Ca::read_crl(ca.dir()).is_err() {
+        ca.write_crl(&control.revoked_serials()?, control.next_crl_number()?)?;
+    }
+    let crl = Ca::read_crl(ca.dir())?;
+    let tls = build_tls(&ca, &identity, crl)?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
+    let retention_every = cfg.retention_interval().map_err(ServerError::Invalid)?;
+    let app = Arc::new(App {
+        cfg,
+        store,
+        control,
+        ca,
+        anonymisers,
+        default_anonymiser,
+        identity,
+        tls: RwLock::new(tls),
+        crl: RwLock::new(None),
+        crl_mtime: Mutex::new(None),
+        counters: Counters::default(),
+        last_seen: Mutex::new(HashMap::new()),
+    });
+    app.reload_crl()?;
+    let (stop, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(crate::api::serve(
+        app.clone(),
+        listener,
+        stop_rx.clone(),
+    )));
+    // Retention: once shortly after start, then every interval.
+    {
+        let app = app.clone();
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut delay = Duration::from_secs(5);
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                if let Err(e) = app.run_retention().await {
+                    tracing::error!("retention job: {e}");
+                }
+                delay = retention_every;
+            }
+        }));
+    }
+    // Housekeeping: CRL changes by other processes, agent last-seen times.
+    {
+        let app = app.clone();
+        let mut stop = stop_rx;
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            let mut n = 0u64;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                app.reload_crl_if_changed();
+                n += 1;
+                if n % 5 == 0 {
+                    let a = app.clone();
+                    let _ = tokio::task::spawn_blocking(move || flush_last_seen(&a)).await;
+                }
+            }
+        }));
+    }
+    tracing::info!(%addr, store = app.store.engine(), ca = %hex::encode(app.ca.fingerprint()), "server listening");
+    Ok(ServerHandle {
+        app,
+        addr,
+        stop,
+        tasks,
+    })
+}
+
+/// The agent identity of a verified client certificate chain, if it is an agent's.
+pub(crate) fn peer_identity(certs: Option<&[CertificateDer<'static>]>) -> Option<AgentIdentity> {
+    certs.and_then(|c| c.first()).and_then(agent_identity)
+}

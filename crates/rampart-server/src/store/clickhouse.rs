@@ -1,0 +1,619 @@
+//! The ClickHouse store, over ClickHouse's HTTP interface.
+//!
+//! Written for every ClickHouse from 18.16 (Debian's) on: no TTL, no codecs, no query
+//! parameters, no LowCardinality.
+//!
+//! * Table `records`: `ReplacingMergeTree(keep)`, `PARTITION BY (region, day)`,
+//!   `ORDER BY id`. Partitions per region and day make retention a matter of dropping
+//!   partitions, which every version can do, and let one region's data go without touching
+//!   another's. `keep = u64::MAX - ingested_ns`, so when merges collapse rows with one id, the
+//!   first ingested wins (as in SQLite).
+//! * Idempotence: before inserting, the ids of a batch are looked up (within the batch's
+//!   partitions, by primary key), and known ones are left out. Two servers inserting the same
+//!   batch at the same instant can still both insert it; merges collapse such rows, and every
+//!   query reads with `FINAL`, so results never show an id twice.
+//! * String values in SQL are quoted by [`quote`]; 18.16 has no query parameters.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use hyper::Method;
+use rampart_ship::client::{ClientError, HttpClient, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    day_string, parse_day, BoxFuture, DeleteOutcome, InsertOutcome, Query, RecordKind,
+    RetentionRecord, Store, StoreError, StoredRecord,
+};
+
+/// How to reach ClickHouse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickHouseConfig {
+    /// `http://host:8123` (https needs a CA bundle the agent-side TLS loader understands).
+    pub url: String,
+    pub database: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+/// ClickHouse-backed [`Store`].
+pub struct ClickHouseStore {
+    cfg: ClickHouseConfig,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    pool: Mutex<Vec<HttpClient>>,
+    version: String,
+}
+
+impl std::fmt::Debug for ClickHouseStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseStore")
+            .field("url", &self.cfg.url)
+            .field("database", &self.cfg.database)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+/// A ClickHouse string literal: single-quoted, with `\` and `'` escaped.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\0' => out.push_str("\\0"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// A database name: letters, digits and `_`.
+fn valid_ident(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !s.as_bytes()[0].is_ascii_digit()
+}
+
+#[derive(Serialize)]
+struct RowOut<'a> {
+    day: String,
+    region: &'a str,
+    time_ns: u64,
+    id: &'a str,
+    kind: &'static str,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    host: &'a str,
+    agent_id: &'a str,
+    container_id: &'a str,
+    container_name: &'a str,
+    image: &'a str,
+    rule: &'a str,
+    priority: &'a str,
+    severity: u8,
+    ingested_ns: u64,
+    keep: u64,
+    json: &'a str,
+}
+
+#[derive(Deserialize)]
+struct RowIn {
+    id: String,
+    kind: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    time_ns: u64,
+    day: String,
+    host: String,
+    region: String,
+    agent_id: String,
+    container_id: String,
+    container_name: String,
+    image: String,
+    rule: String,
+    priority: String,
+    severity: u8,
+    ingested_ns: u64,
+    json: String,
+}
+
+const SELECT_COLUMNS: &str = "id, kind, type, time_ns, day, host, region, agent_id, container_id, \
+                              container_name, image, rule, priority, severity, ingested_ns, json";
+
+impl ClickHouseStore {
+    /// Connects, creates the database and tables when missing, and returns the store.
+    pub async fn open(cfg: ClickHouseConfig) -> Result<ClickHouseStore, StoreError> {
+        if !valid_ident(&cfg.database) {
+            return Err(StoreError::ClickHouse {
+                url: cfg.url.clone(),
+                message: format!(
+                    "database name {:?}: letters, digits and '_' only",
+                    cfg.database
+                ),
+            });
+        }
+        let tls = if cfg.url.starts_with("https://") {
+            let roots = rampart_ship::tls::load_roots(std::path::Path::new(
+                rampart_ship::tls::SYSTEM_CA_BUNDLE,
+            ))
+            .map_err(|e| StoreError::ClickHouse {
+                url: cfg.url.clone(),
+                message: e.to_string(),
+            })?;
+            Some(rampart_ship::tls::client_config(roots, None).map_err(|e| {
+                StoreError::ClickHouse {
+                    url: cfg.url.clone(),
+                    message: e.to_string(),
+                }
+            })?)
+        } else {
+            None
+        };
+        let mut store = ClickHouseStore {
+            cfg,
+            tls,
+            pool: Mutex::new(Vec::new()),
+            version: String::new(),
+        };
+        store.version = store
+            .sql("SELECT version()", None)
+            .await?
+            .trim()
+            .to_string();
+        let db = &store.cfg.database;
+        store
+            .sql(&format!("CREATE DATABASE IF NOT EXISTS {db}"), None)
+            .await?;
+        store
+            .sql(
+                &format!(
+                    "CREATE TABLE IF NOT EXISTS {db}.records (
+                        day Date, region String, time_ns UInt64, id String, kind String,
+                        type String, host String, agent_id String, container_id String,
+                        container_name String, image String, rule String, priority String,
+                        severity UInt8, ingested_ns UInt64, keep UInt64, json String
+                    ) ENGINE = ReplacingMergeTree(keep) PARTITION BY (region, day) ORDER BY id"
+                ),
+                None,
+            )
+            .await?;
+        store
+            .sql(
+                &format!(
+                    "CREATE TABLE IF NOT EXISTS {db}.retention_log (
+                        run_ns UInt64, region String, cutoff_day String, rows UInt64,
+                        partitions String
+                    ) ENGINE = MergeTree ORDER BY run_ns"
+                ),
+                None,
+            )
+            .await?;
+        Ok(store)
+    }
+
+    /// The server's version string (`18.16.1`).
+    pub fn server_version(&self) -> &str {
+        &self.version
+    }
+
+    fn client(&self) -> Result<HttpClient, StoreError> {
+        if let Some(c) = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(c);
+        }
+        HttpClient::new(&self.cfg.url, self.tls.clone()).map_err(|e| self.err(e.to_string()))
+    }
+
+    fn err(&self, message: String) -> StoreError {
+        StoreError::ClickHouse {
+            url: self.cfg.url.clone(),
+            message,
+        }
+    }
+
+    fn path(&self, query_in_url: Option<&str>) -> String {
+        let enc = |s: &str| {
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        };
+        let mut p =
+            String::from("/?output_format_json_quote_64bit_integers=0&max_query_size=16777216");
+        if let Some(u) = &self.cfg.user {
+            p.push_str(&format!("&user={}", enc(u)));
+        }
+        if let Some(pw) = &self.cfg.password {
+            p.push_str(&format!("&password={}", enc(pw)));
+        }
+        if let Some(q) = query_in_url {
+            p.push_str(&format!("&query={}", enc(q)));
+        }
+        p
+    }
+
+    async fn post(&self, path: &str, body: Bytes) -> Result<HttpResponse, StoreError> {
+        // One retry on a fresh connection: ClickHouse closes idle keep-alive connections
+        // after a few seconds, and a pooled connection may have been closed underneath us.
+        for attempt in 0..2 {
+            let mut c = self.client()?;
+            match c.request(Method::POST, path, &[], body.clone()).await {
+                Ok(r) => {
+                    self.pool.lock().unwrap_or_else(|p| p.into_inner()).push(c);
+                    return Ok(r);
+                }
+                Err(ClientError::Http { .. } | ClientError::Connect { .. }) if attempt == 0 => {
+                    continue
+                }
+                Err(e) => return Err(self.err(e.to_string())),
+            }
+        }
+        Err(self.err("no answer".into()))
+    }
+
+    /// Runs `sql` (with `data` after it, for inserts) and returns the answer text.
+    async fn sql(&self, sql: &str, data: Option<Bytes>) -> Result<String, StoreError> {
+        let resp = match data {
+            None => {
+                self.post(&self.path(None), Bytes::from(sql.to_string()))
+                    .await?
+            }
+            Some(d) => self.post(&self.path(Some(sql)), d).await?,
+        };
+        if resp.status != 200 {
+            let first_line = sql.lines().next().unwrap_or("").trim();
+            return Err(self.err(format!(
+                "{first_line}: HTTP {}: {}",
+                resp.status,
+                resp.body_text().trim()
+            )));
+        }
+        String::from_utf8(resp.body.to_vec()).map_err(|e| self.err(e.to_string()))
+    }
+
+    fn where_clause(q: &Query) -> String {
+        let mut c: Vec<String> = Vec::new();
+        if let Some(k) = q.kind {
+            c.push(format!("kind = {}", quote(k.as_str())));
+        }
+        if let Some(v) = &q.id {
+            c.push(format!("id = {}", quote(v)));
+        }
+        if let Some(v) = &q.host {
+            c.push(format!("host = {}", quote(v)));
+        }
+        if let Some(v) = &q.container {
+            c.push(format!(
+                "(substring(container_id, 1, {}) = {} OR container_name = {})",
+                v.len(),
+                quote(v),
+                quote(v)
+            ));
+        }
+        if let Some(v) = &q.rule {
+            c.push(format!("rule = {}", quote(v)));
+        }
+        if let Some(v) = &q.event_type {
+            c.push(format!("type = {}", quote(v)));
+        }
+        if let Some(v) = &q.region {
+            c.push(format!("region = {}", quote(v)));
+        }
+        if let Some(v) = &q.agent_id {
+            c.push(format!("agent_id = {}", quote(v)));
+        }
+        if let Some(v) = q.since_ns {
+            c.push(format!("time_ns >= {v}"));
+            c.push(format!(
+                "day >= toDate({})",
+                quote(&day_string(super::day_of(v)))
+            ));
+        }
+        if let Some(v) = q.until_ns {
+            c.push(format!("time_ns < {v}"));
+            c.push(format!(
+                "day <= toDate({})",
+                quote(&day_string(super::day_of(v)))
+            ));
+        }
+        if c.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", c.join(" AND "))
+        }
+    }
+
+    /// Ids of `rows` already stored.
+    async fn known_ids(&self, rows: &[StoredRecord]) -> Result<BTreeSet<String>, StoreError> {
+        let db = &self.cfg.database;
+        let mut known = BTreeSet::new();
+        for chunk in rows.chunks(5000) {
+            let regions: BTreeSet<&str> = chunk.iter().map(|r| r.region.as_str()).collect();
+            let days: BTreeSet<u32> = chunk.iter().map(|r| r.day).collect();
+            let list = |it: &mut dyn Iterator<Item = String>| it.collect::<Vec<_>>().join(",");
+            let sql = format!(
+                "SELECT id FROM {db}.records WHERE region IN ({}) AND day IN ({}) AND id IN ({}) FORMAT TabSeparated",
+                list(&mut regions.iter().map(|r| quote(r))),
+                list(&mut days.iter().map(|d| format!("toDate({})", quote(&day_string(*d))))),
+                list(&mut chunk.iter().map(|r| quote(&r.id))),
+            );
+            for line in self.sql(&sql, None).await?.lines() {
+                // TabSeparated escapes \ and control characters; ids are plain text, so a
+                // line is the id itself. An id that needs escaping is simply not matched and
+                // is inserted again, where FINAL removes the duplicate.
+                known.insert(line.to_string());
+            }
+        }
+        Ok(known)
+    }
+}
+
+fn partition_parts(p: &str) -> Option<(String, String)> {
+    // `('eu-de','2024-01-31')`
+    let inner = p.strip_prefix('(')?.strip_suffix(')')?;
+    let (a, b) = inner.split_once(',')?;
+    let unq = |s: &str| -> Option<String> {
+        Some(s.trim().strip_prefix('\'')?.strip_suffix('\'')?.to_string())
+    };
+    Some((unq(a)?, unq(b)?))
+}
+
+impl Store for ClickHouseStore {
+    fn engine(&self) -> &'static str {
+        "clickhouse"
+    }
+
+    fn insert<'a>(
+        &'a self,
+        rows: &'a [StoredRecord],
+    ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
+        Box::pin(async move {
+            if rows.is_empty() {
+                return Ok(InsertOutcome::default());
+            }
+            let known = self.known_ids(rows).await?;
+            let mut body = Vec::with_capacity(rows.iter().map(|r| r.json.len() + 400).sum());
+            let mut inserted = 0u64;
+            for r in rows.iter().filter(|r| !known.contains(&r.id)) {
+                let out = RowOut {
+                    day: day_string(r.day),
+                    region: &r.region,
+                    time_ns: r.time_ns,
+                    id: &r.id,
+                    kind: r.kind.as_str(),
+                    event_type: &r.event_type,
+                    host: &r.host,
+                    agent_id: &r.agent_id,
+                    container_id: &r.container_id,
+                    container_name: &r.container_name,
+                    image: &r.image,
+                    rule: &r.rule,
+                    priority: &r.priority,
+                    severity: r.severity,
+                    ingested_ns: r.ingested_ns,
+                    keep: u64::MAX - r.ingested_ns,
+                    json: &r.json,
+                };
+                serde_json::to_writer(&mut body, &out).map_err(|e| self.err(e.to_string()))?;
+                body.push(b'\n');
+                inserted += 1;
+            }
+            if inserted > 0 {
+                let db = &self.cfg.database;
+                self.sql(
+                    &format!("INSERT INTO {db}.records FORMAT JSONEachRow"),
+                    Some(Bytes::from(body)),
+                )
+                .await?;
+            }
+            Ok(InsertOutcome {
+                inserted,
+                duplicates: rows.len() as u64 - inserted,
+            })
+        })
+    }
+
+    fn query<'a>(&'a self, q: &'a Query) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
+        Box::pin(async move {
+            let db = &self.cfg.database;
+            let sql = format!(
+                "SELECT {SELECT_COLUMNS} FROM {db}.records FINAL{} ORDER BY time_ns DESC, id DESC LIMIT {} FORMAT JSONEachRow",
+                Self::where_clause(q),
+                q.effective_limit()
+            );
+            let text = self.sql(&sql, None).await?;
+            let mut out = Vec::new();
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                let r: RowIn = serde_json::from_str(line)
+                    .map_err(|e| self.err(format!("reading a row: {e}")))?;
+                out.push(StoredRecord {
+                    id: r.id,
+                    kind: RecordKind::parse(&r.kind).unwrap_or(RecordKind::Event),
+                    event_type: r.event_type,
+                    time_ns: r.time_ns,
+                    day: parse_day(&r.day).unwrap_or(0),
+                    host: r.host,
+                    region: r.region,
+                    agent_id: r.agent_id,
+                    container_id: r.container_id,
+                    container_name: r.container_name,
+                    image: r.image,
+                    rule: r.rule,
+                    priority: r.priority,
+                    severity: r.severity,
+                    ingested_ns: r.ingested_ns,
+                    json: r.json,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn count<'a>(&'a self, q: &'a Query) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let db = &self.cfg.database;
+            let text = self
+                .sql(
+                    &format!(
+                        "SELECT count() FROM {db}.records FINAL{} FORMAT TabSeparated",
+                        Self::where_clause(q)
+                    ),
+                    None,
+                )
+                .await?;
+            text.trim()
+                .parse()
+                .map_err(|_| self.err(format!("count answered {text:?}")))
+        })
+    }
+
+    fn regions(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        Box::pin(async move {
+            let db = &self.cfg.database;
+            let text = self
+                .sql(
+                    &format!(
+                        "SELECT DISTINCT partition FROM system.parts WHERE database = {} AND table = 'records' AND active FORMAT TabSeparated",
+                        quote(db)
+                    ),
+                    None,
+                )
+                .await?;
+            let set: BTreeSet<String> = text
+                .lines()
+                .filter_map(|l| partition_parts(&l.replace("\\'", "'")))
+                .map(|(r, _)| r)
+                .collect();
+            Ok(set.into_iter().collect())
+        })
+    }
+
+    fn delete_before<'a>(
+        &'a self,
+        region: &'a str,
+        cutoff_day: u32,
+    ) -> BoxFuture<'a, Result<DeleteOutcome, StoreError>> {
+        Box::pin(async move {
+            let db = &self.cfg.database;
+            #[derive(Deserialize)]
+            struct Part {
+                partition: String,
+                rows: u64,
+            }
+            let text = self
+                .sql(
+                    &format!(
+                        "SELECT partition, sum(rows) AS rows FROM system.parts WHERE database = {} AND table = 'records' AND active GROUP BY partition FORMAT JSONEachRow",
+                        quote(db)
+                    ),
+                    None,
+                )
+                .await?;
+            let mut out = DeleteOutcome::default();
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                let p: Part = serde_json::from_str(line)
+                    .map_err(|e| self.err(format!("reading system.parts: {e}")))?;
+                let Some((r, day)) = partition_parts(&p.partition) else {
+                    continue;
+                };
+                let Some(d) = parse_day(&day) else { continue };
+                if r != region || d >= cutoff_day {
+                    continue;
+                }
+                self.sql(
+                    &format!(
+                        "ALTER TABLE {db}.records DROP PARTITION ({}, {})",
+                        quote(&r),
+                        quote(&day)
+                    ),
+                    None,
+                )
+                .await?;
+                out.rows += p.rows;
+                out.partitions.push(p.partition);
+            }
+            Ok(out)
+        })
+    }
+
+    fn record_retention<'a>(
+        &'a self,
+        r: &'a RetentionRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let db = &self.cfg.database;
+            let row = serde_json::json!({
+                "run_ns": r.run_ns,
+                "region": r.region,
+                "cutoff_day": r.cutoff_day,
+                "rows": r.rows,
+                "partitions": r.partitions.join(" "),
+            });
+            self.sql(
+                &format!("INSERT INTO {db}.retention_log FORMAT JSONEachRow"),
+                Some(Bytes::from(row.to_string())),
+            )
+            .await
+            .map(|_| ())
+        })
+    }
+
+    fn retention_log(
+        &self,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<RetentionRecord>, StoreError>> {
+        Box::pin(async move {
+            let db = &self.cfg.database;
+            #[derive(Deserialize)]
+            struct Row {
+                run_ns: u64,
+                region: String,
+                cutoff_day: String,
+                rows: u64,
+                partitions: String,
+            }
+            let text = self
+                .sql(
+                    &format!(
+                        "SELECT run_ns, region, cutoff_day, rows, partitions FROM {db}.retention_log ORDER BY run_ns DESC LIMIT {limit} FORMAT JSONEachRow"
+                    ),
+                    None,
+                )
+                .await?;
+            let mut out = Vec::new();
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                let r: Row = serde_json::from_str(line)
+                    .map_err(|e| self.err(format!("reading retention_log: {e}")))?;
+                out.push(RetentionRecord {
+                    run_ns: r.run_ns,
+                    region: r.region,
+                    cutoff_day: r.cutoff_day,
+                    rows: r.rows,
+                    partitions: r
+                        .partitions
+                        .split_whitespace()
+                        .map(str::to_string)
+                        .collect(),
+                });
+            }
+            Ok(out)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_escapes_quotes_and_backslashes() {
+        assert_eq!(quote("a'b\\c"), "'a\\'b\\\\c'");
+        assert_eq!(
+            partition_parts("('eu-de','2024-01-31')"),
+            Some(("eu-de".into(), "2024-01-31".into()))
+        );
+        assert!(valid_ident("rampart_1"));
+        assert!(!valid_ident("x; DROP"));
+    }
+}

@@ -1,0 +1,229 @@
+//! Where the server keeps records: one [`Store`] trait, two engines.
+//!
+//! * [`SqliteStore`]: SQLite in WAL mode, the embedded default (`rampart up`, one VPS).
+//! * [`ClickHouseStore`]: ClickHouse over its HTTP interface, for fleets; several stateless
+//!   servers can write to one ClickHouse.
+//!
+//! Both pass the same test suite (`tests/store_suite.rs`). Guarantees every engine gives:
+//! * inserting a record whose id is stored already stores nothing (ingest is idempotent), and
+//!   the first stored version wins;
+//! * [`Store::insert`] returns only once the records are committed;
+//! * queries return each id at most once, newest first;
+//! * [`Store::delete_before`] removes every record of a region whose day (UTC, by event time)
+//!   is before the cutoff, and nothing else.
+
+mod clickhouse;
+mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::Serialize;
+
+pub use clickhouse::{ClickHouseConfig, ClickHouseStore};
+pub use sqlite::SqliteStore;
+
+/// A boxed future, as the trait's methods return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Store failures; the message names the engine and the operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("sqlite {path}: {source}")]
+    Sqlite {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("clickhouse {url}: {message}")]
+    ClickHouse { url: String, message: String },
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+/// Event or alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordKind {
+    Event,
+    Alert,
+}
+
+impl RecordKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RecordKind::Event => "event",
+            RecordKind::Alert => "alert",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RecordKind> {
+        match s {
+            "event" => Some(RecordKind::Event),
+            "alert" => Some(RecordKind::Alert),
+            _ => None,
+        }
+    }
+}
+
+/// A record as stored: its JSON (after anonymisation) plus the columns queries filter on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// The record's stable id (`metadata.uid`).
+    pub id: String,
+    pub kind: RecordKind,
+    /// `type`: `process.exec`, ..., or `alert`.
+    pub event_type: String,
+    pub time_ns: u64,
+    /// Days since the Unix epoch (UTC) of `time_ns`: the retention unit.
+    pub day: u32,
+    pub host: String,
+    pub region: String,
+    pub agent_id: String,
+    pub container_id: String,
+    pub container_name: String,
+    pub image: String,
+    /// Alerts: the rule's name.
+    pub rule: String,
+    /// Alerts: the priority name.
+    pub priority: String,
+    pub severity: u8,
+    pub ingested_ns: u64,
+    pub json: String,
+}
+
+/// Filters of a query; all given ones must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Query {
+    pub kind: Option<RecordKind>,
+    pub id: Option<String>,
+    pub host: Option<String>,
+    /// A container id prefix or an exact container name.
+    pub container: Option<String>,
+    pub rule: Option<String>,
+    pub event_type: Option<String>,
+    pub region: Option<String>,
+    pub agent_id: Option<String>,
+    /// Event time at or after, ns.
+    pub since_ns: Option<u64>,
+    /// Event time before, ns.
+    pub until_ns: Option<u64>,
+    /// At most this many records (0: the default of 100).
+    pub limit: usize,
+}
+
+impl Query {
+    /// The effective limit: 100 by default, at most 10 000.
+    pub fn effective_limit(&self) -> usize {
+        match self.limit {
+            0 => 100,
+            n => n.min(10_000),
+        }
+    }
+}
+
+/// What [`Store::insert`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InsertOutcome {
+    pub inserted: u64,
+    /// Records whose id was stored already.
+    pub duplicates: u64,
+}
+
+/// What [`Store::delete_before`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DeleteOutcome {
+    pub rows: u64,
+    /// Partitions dropped (ClickHouse), e.g. `('eu-de','2024-01-31')`.
+    pub partitions: Vec<String>,
+}
+
+/// One run of the retention job for one region, as recorded in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RetentionRecord {
+    pub run_ns: u64,
+    pub region: String,
+    /// Records of days before this one (YYYY-MM-DD, UTC) were deleted.
+    pub cutoff_day: String,
+    pub rows: u64,
+    pub partitions: Vec<String>,
+}
+
+/// The storage engine behind the server.
+pub trait Store: Send + Sync {
+    /// `sqlite` or `clickhouse`.
+    fn engine(&self) -> &'static str;
+
+    /// Stores `rows`, skipping ids already stored; returns once committed.
+    fn insert<'a>(
+        &'a self,
+        rows: &'a [StoredRecord],
+    ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>>;
+
+    /// Records matching `q`, newest first, each id once.
+    fn query<'a>(&'a self, q: &'a Query) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>>;
+
+    /// How many records match `q` (ignoring its limit).
+    fn count<'a>(&'a self, q: &'a Query) -> BoxFuture<'a, Result<u64, StoreError>>;
+
+    /// Regions that have records.
+    fn regions(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>>;
+
+    /// Deletes every record of `region` whose day is before `cutoff_day` (days since epoch).
+    fn delete_before<'a>(
+        &'a self,
+        region: &'a str,
+        cutoff_day: u32,
+    ) -> BoxFuture<'a, Result<DeleteOutcome, StoreError>>;
+
+    /// Appends to the retention log.
+    fn record_retention<'a>(
+        &'a self,
+        r: &'a RetentionRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// The newest `limit` retention log entries, newest first.
+    fn retention_log(
+        &self,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<RetentionRecord>, StoreError>>;
+}
+
+/// Days since the Unix epoch of `ns`.
+pub fn day_of(ns: u64) -> u32 {
+    (ns / 86_400_000_000_000) as u32
+}
+
+/// `YYYY-MM-DD` of a day number.
+pub fn day_string(day: u32) -> String {
+    // Julian day number of 1970-01-01 is 2440588.
+    match time::Date::from_julian_day(2_440_588 + day as i32) {
+        Ok(d) => format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day()),
+        Err(_) => "1970-01-01".into(),
+    }
+}
+
+/// The day number of `YYYY-MM-DD`.
+pub fn parse_day(s: &str) -> Option<u32> {
+    let mut it = s.splitn(3, '-');
+    let y: i32 = it.next()?.parse().ok()?;
+    let m: u8 = it.next()?.parse().ok()?;
+    let d: u8 = it.next()?.parse().ok()?;
+    let date = time::Date::from_calendar_date(y, time::Month::try_from(m).ok()?, d).ok()?;
+    u32::try_from(date.to_julian_day() - 2_440_588).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_round_trip() {
+        assert_eq!(day_string(0), "1970-01-01");
+        assert_eq!(day_string(19_723), "2024-01-01");
+        assert_eq!(parse_day("2024-01-01"), Some(19_723));
+        assert_eq!(day_of(1_704_067_200_000_000_000), 19_723);
+        assert_eq!(parse_day("2024-13-01"), None);
+    }
+}
