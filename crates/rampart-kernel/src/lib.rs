@@ -11,7 +11,6 @@
 mod abi;
 mod cgroup;
 mod decode;
-pub mod enforce;
 mod error;
 mod probe;
 mod procconn;
