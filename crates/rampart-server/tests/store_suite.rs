@@ -1,0 +1,227 @@
+//! One test suite, run against every store engine: SQLite and a real ClickHouse server
+//! (Debian's 18.16, started by the test on loopback ports).
+#![allow(clippy::unwrap_used, reason = "tests: a failure is a test failure")]
+
+mod support;
+
+use std::collections::HashSet;
+
+use rampart_server::store::{
+    day_of, day_string, ClickHouseConfig, ClickHouseStore, Query, RecordKind, RetentionRecord,
+    SqliteStore, Store,
+};
+use support::record;
+
+const DAY: u64 = 86_400_000_000_000;
+/// 2024-03-10T12:00:00Z
+const T0: u64 = 1_710_072_000_000_000_000;
+
+async fn suite(store: &dyn Store) {
+    let e1 = record("e1", RecordKind::Event, T0, "web-1", "eu-de");
+    let e2 = record("e2", RecordKind::Event, T0 + 1_000, "web-2", "eu-de");
+    let a1 = record("a1", RecordKind::Alert, T0 + 2_000, "web-1", "eu-de");
+    let old = record("old", RecordKind::Event, T0 - 100 * DAY, "db-1", "eu-de");
+    let cn_old = record("cn-old", RecordKind::Event, T0 - 100 * DAY, "sh-1", "cn");
+    let cn_new = record("cn-new", RecordKind::Event, T0, "sh-1", "cn");
+
+    // Insert, then insert again with one new record: only the new one is stored.
+    let out = store
+        .insert(&[e1.clone(), e2.clone(), a1.clone(), old.clone(), cn_old.clone()])
+        .await
+        .unwrap();
+    assert_eq!((out.inserted, out.duplicates), (5, 0));
+    let out = store
+        .insert(&[e1.clone(), e2.clone(), cn_new.clone()])
+        .await
+        .unwrap();
+    assert_eq!((out.inserted, out.duplicates), (1, 2), "{}", store.engine());
+
+    // The first stored version wins.
+    let mut e1_changed = e1.clone();
+    e1_changed.json = "{\"changed\":true}".into();
+    e1_changed.ingested_ns += 10;
+    store.insert(&[e1_changed]).await.unwrap();
+    let got = store
+        .query(&Query {
+            id: Some("e1".into()),
+            ..Query::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(got, vec![e1.clone()], "{}: stored row comes back unchanged", store.engine());
+
+    // Filters, order, limit, count.
+    let all = store.query(&Query::default()).await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, vec!["a1", "e2", "e1", "cn-new", "old", "cn-old"], "{}", store.engine());
+    // Newest first (ties by id descending).
+    let times: Vec<(u64, &str)> = all.iter().map(|r| (r.time_ns, r.id.as_str())).collect();
+    let mut sorted = times.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(times, sorted, "{}", store.engine());
+    assert_eq!(all.len(), 6);
+    let q = |f: fn(&mut Query)| {
+        let mut q = Query::default();
+        f(&mut q);
+        q
+    };
+    let ids_of = |rows: Vec<rampart_server::StoredRecord>| -> Vec<String> {
+        rows.into_iter().map(|r| r.id).collect()
+    };
+    assert_eq!(
+        ids_of(store.query(&q(|q| q.kind = Some(RecordKind::Alert))).await.unwrap()),
+        vec!["a1"]
+    );
+    assert_eq!(
+        ids_of(store.query(&q(|q| q.host = Some("web-1".into()))).await.unwrap()),
+        vec!["a1", "e1"]
+    );
+    assert_eq!(
+        ids_of(store.query(&q(|q| q.container = Some("web-2-web".into()))).await.unwrap()),
+        vec!["e2"],
+        "container by name"
+    );
+    // Container ids are 64 digits ending in the host name's length: "...05" for web-1/web-2.
+    assert_eq!(
+        store
+            .count(&q(|q| q.container = Some("0000000000".into())))
+            .await
+            .unwrap(),
+        6,
+        "container by id prefix"
+    );
+    assert_eq!(
+        ids_of(store.query(&q(|q| q.rule = Some("Shell in container".into()))).await.unwrap()),
+        vec!["a1"]
+    );
+    assert_eq!(
+        ids_of(store.query(&q(|q| q.event_type = Some("alert".into()))).await.unwrap()),
+        vec!["a1"]
+    );
+    assert_eq!(
+        ids_of(store.query(&q(|q| q.region = Some("cn".into()))).await.unwrap()),
+        vec!["cn-new", "cn-old"]
+    );
+    assert_eq!(
+        ids_of(store.query(&q(|q| q.agent_id = Some("agt-db-1".into()))).await.unwrap()),
+        vec!["old"]
+    );
+    let window = Query {
+        since_ns: Some(T0 + 500),
+        until_ns: Some(T0 + 2_000),
+        ..Query::default()
+    };
+    assert_eq!(ids_of(store.query(&window).await.unwrap()), vec!["e2"]);
+    assert_eq!(store.count(&window).await.unwrap(), 1);
+    let limited = Query {
+        limit: 2,
+        ..Query::default()
+    };
+    assert_eq!(ids_of(store.query(&limited).await.unwrap()), vec!["a1", "e2"]);
+    assert_eq!(store.count(&Query::default()).await.unwrap(), 6);
+    // A filter value with quotes and backslashes is a value, not SQL.
+    assert_eq!(
+        store
+            .count(&q(|q| q.host = Some("x' OR '1'='1\\".into())))
+            .await
+            .unwrap(),
+        0
+    );
+
+    let mut regions = store.regions().await.unwrap();
+    regions.sort();
+    assert_eq!(regions, vec!["cn", "eu-de"]);
+
+    // Retention: eu-de loses days before T0 - 50 days; cn is untouched.
+    let cutoff = day_of(T0 - 50 * DAY);
+    let out = store.delete_before("eu-de", cutoff).await.unwrap();
+    assert_eq!(out.rows, 1, "{}: {out:?}", store.engine());
+    let left: HashSet<String> = ids_of(store.query(&Query::default()).await.unwrap())
+        .into_iter()
+        .collect();
+    assert_eq!(
+        left,
+        ["a1", "e2", "e1", "cn-new", "cn-old"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    );
+    let run = RetentionRecord {
+        run_ns: T0,
+        region: "eu-de".into(),
+        cutoff_day: day_string(cutoff),
+        rows: out.rows,
+        partitions: out.partitions.clone(),
+    };
+    store.record_retention(&run).await.unwrap();
+    let later = RetentionRecord {
+        run_ns: T0 + 1,
+        region: "cn".into(),
+        cutoff_day: day_string(cutoff),
+        rows: 0,
+        partitions: vec![],
+    };
+    store.record_retention(&later).await.unwrap();
+    assert_eq!(store.retention_log(10).await.unwrap(), vec![later, run]);
+
+    // Volume with retries and concurrent double delivery: every id exactly once.
+    let batch: Vec<_> = (0..6000)
+        .map(|i| record(&format!("bulk-{i}"), RecordKind::Event, T0 + 10_000 + i, "bulk", "eu-de"))
+        .collect();
+    let (a, b) = tokio::join!(store.insert(&batch[..4000]), store.insert(&batch[2000..]));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.inserted + b.inserted >= 6000, "{a:?} {b:?}");
+    store.insert(&batch).await.unwrap();
+    let bulk = Query {
+        host: Some("bulk".into()),
+        ..Query::default()
+    };
+    assert_eq!(store.count(&bulk).await.unwrap(), 6000, "{}", store.engine());
+    let rows = store
+        .query(&Query {
+            limit: 10_000,
+            ..bulk
+        })
+        .await
+        .unwrap();
+    let distinct: HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!((rows.len(), distinct.len()), (6000, 6000), "{}", store.engine());
+}
+
+#[tokio::test]
+async fn sqlite_passes_the_store_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("events.db"), true).unwrap();
+    suite(&store).await;
+    // Reopening finds everything.
+    drop(store);
+    let store = SqliteStore::open(&dir.path().join("events.db"), true).unwrap();
+    assert_eq!(store.count(&Query::default()).await.unwrap(), 6005);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_passes_the_store_suite() {
+    let Some(ch) = support::ClickHouse::start() else {
+        return;
+    };
+    let store = ClickHouseStore::open(ClickHouseConfig {
+        url: ch.url(),
+        database: "rampart_test".into(),
+        user: None,
+        password: None,
+    })
+    .await
+    .unwrap();
+    assert!(store.server_version().starts_with(char::is_numeric));
+    suite(&store).await;
+    // A second store on the same database (a second stateless server) sees the same data.
+    let other = ClickHouseStore::open(ClickHouseConfig {
+        url: ch.url(),
+        database: "rampart_test".into(),
+        user: None,
+        password: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(other.count(&Query::default()).await.unwrap(), 6005);
+}
