@@ -12,6 +12,7 @@ mod image;
 mod inventory;
 mod limit;
 mod purl;
+pub mod version;
 
 pub use analyze::{OsRelease, Warning};
 pub use image::{

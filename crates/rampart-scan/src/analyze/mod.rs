@@ -5,7 +5,10 @@
 use rampart_event::Package;
 use serde::{Deserialize, Serialize};
 
+mod apk;
+mod dpkg;
 mod os;
+mod rpm;
 
 pub use os::OsRelease;
 pub(crate) use os::PATHS as OS_RELEASE_PATHS;
@@ -60,14 +63,22 @@ impl Analyzers {
     /// Whether any analyser wants the contents of `file`. Decided from path, mode and size
     /// alone, so files nobody wants are skipped without reading.
     pub(crate) fn wants(&self, file: &FileRef<'_>) -> bool {
-        os::wants(file.path)
+        let p = file.path;
+        os::wants(p) || dpkg::wants(p) || apk::wants(p) || rpm::wants(p)
     }
 
     /// Runs every interested analyser on `data`, the whole contents of `file`.
     pub(crate) fn analyze(&self, file: &FileRef<'_>, data: &[u8]) -> FileResult {
         let mut out = FileResult::default();
-        if os::wants(file.path) {
+        let p = file.path;
+        if os::wants(p) {
             out.os = os::parse(data);
+        } else if dpkg::wants(p) {
+            dpkg::parse(data, &mut out);
+        } else if apk::wants(p) {
+            apk::parse(data, &mut out);
+        } else if rpm::wants(p) {
+            rpm::parse(p, data, &mut out);
         }
         out
     }
