@@ -15,6 +15,7 @@ const PROGRAMS: &[(&str, &str, &[&str])] = &[
     ("rampart_raw", "rampart", &["-DRP_BTF=0"]),
     ("probe", "probe", &[]),
     ("syscalls", "syscalls", &[]),
+    ("enforce", "enforce", &[]),
 ];
 
 fn main() {

@@ -11,6 +11,7 @@
 mod abi;
 mod cgroup;
 mod decode;
+pub mod enforce;
 mod error;
 mod probe;
 mod procconn;

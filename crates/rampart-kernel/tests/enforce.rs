@@ -1,0 +1,382 @@
+//! The enforcement programs against the real kernel and real containers: exec kills by name and
+//! by file identity, connect and ingress decisions, isolation, and pinning (state that outlives
+//! the `Enforcer` that wrote it).
+//!
+//! Each test pins under its own directory, so tests run in parallel and never touch the state of
+//! a `rampart` on the same machine.
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rampart_kernel::enforce::{
+    cgroup_id, Direction, EnforceEvent, EnforceEventKind, EnforceEvents, Enforcer, ExecHook,
+    FileId, NetPrefix, PortRule, Reason, Target, Verdict,
+};
+use testkit::{busybox_image, docker_ok, unique, TestContainer};
+
+/// A pin directory removed (with everything attached under it) when dropped.
+struct Pins(PathBuf);
+
+impl Pins {
+    fn new() -> Pins {
+        Pins(PathBuf::from("/sys/fs/bpf/rampart-test").join(unique("enforce")))
+    }
+}
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let _ = Enforcer::remove_all(&self.0);
+    }
+}
+
+fn container_cgroup(c: &TestContainer) -> PathBuf {
+    let unified = rampart_kernel::cgroup_layout()
+        .unified
+        .expect("a cgroup v2 hierarchy");
+    // The container's cgroup v2 path, as its init sees it.
+    let text = std::fs::read_to_string(format!("/proc/{}/cgroup", c.pid())).unwrap();
+    let rel = text
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .expect("a v2 cgroup line");
+    unified.join(rel.trim_start_matches('/'))
+}
+
+fn events_until(ev: &mut EnforceEvents, pred: impl Fn(&EnforceEvent) -> bool) -> Vec<EnforceEvent> {
+    let end = Instant::now() + Duration::from_secs(3);
+    let mut all = Vec::new();
+    while Instant::now() < end {
+        ev.wait(Duration::from_millis(50));
+        ev.drain(&mut all);
+        if all.iter().any(&pred) {
+            break;
+        }
+    }
+    all
+}
+
+/// Files in the test containers. busybox runs the applet named by argv[0], or by argv[1] when
+/// argv[0]'s name starts with `busybox`; so copies are named busybox-*, and `xmrig` is a script
+/// (its comm is `xmrig`, its executable file the shell).
+const FIXTURES: &str = "printf '#!/bin/sh\\necho mined\\n' > /tmp/xmrig && chmod +x /tmp/xmrig \
+    && cp /bin/busybox /tmp/busyboxminer && ln -s /tmp/busyboxminer /tmp/busybox-link \
+    && cp /bin/busybox /tmp/busybox-tool";
+
+#[test]
+fn exec_by_name_and_by_file_identity_is_killed_before_it_prints() {
+    testkit::require!(Root, Docker, Bpf);
+    let pins = Pins::new();
+    let img = busybox_image();
+    let c = TestContainer::run("enf-exec", &[&img, "sleep", "600"]);
+    let other = TestContainer::run("enf-exec-other", &[&img, "sleep", "600"]);
+    for t in [&c, &other] {
+        let out = t.exec(&["sh", "-c", FIXTURES]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let cg = container_cgroup(&c);
+    let mut enf = Enforcer::open(&pins.0).unwrap();
+    let hook = enf.ensure_exec_hook().unwrap();
+    assert_ne!(
+        hook,
+        ExecHook::Lsm,
+        "this machine has no BPF-LSM; the fallback is under test"
+    );
+    let mut events = EnforceEvents::open(&pins.0).unwrap();
+
+    // /tmp/busybox-tool by identity, as user space records it after hashing.
+    let tool = PathBuf::from(format!("/proc/{}/root/tmp/busybox-tool", c.pid()));
+    let id = FileId::from_metadata(&std::fs::metadata(&tool).unwrap());
+    enf.put_exec_name(1, "xmrig", false, Verdict::Deny, 11)
+        .unwrap();
+    enf.put_exec_name(1, "busyboxminer", false, Verdict::Deny, 13)
+        .unwrap();
+    enf.put_exec_file(1, id, Some(Verdict::Deny), 12).unwrap();
+    enf.set_target(
+        cgroup_id(&cg).unwrap(),
+        &Target {
+            policy: 1,
+            exec: true,
+            exec_names: true,
+            exec_files: true,
+            exec_default: Verdict::Allow,
+            ..Target::none()
+        },
+    )
+    .unwrap();
+
+    for argv in [
+        &["/tmp/xmrig"][..],
+        &["/tmp/busybox-link", "echo", "mined"],
+        &["/tmp/busybox-tool", "echo", "mined"],
+    ] {
+        let out = c.exec(argv);
+        assert_eq!(
+            out.status.code(),
+            Some(137),
+            "{argv:?} killed by SIGKILL: {out:?}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "{argv:?} printed before the kill: {out:?}"
+        );
+        // The same file in a container without a target runs.
+        let out = other.exec(argv);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "mined",
+            "{argv:?}: {out:?}"
+        );
+    }
+    // Other programs in the same container run.
+    let out = c.exec(&["echo", "fine"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "fine");
+
+    let evs = events_until(&mut events, |e| e.rule_id == 12);
+    let find = |rule| {
+        evs.iter()
+            .find(|e| e.kind == EnforceEventKind::Exec && e.rule_id == rule)
+            .unwrap_or_else(|| panic!("an event for rule {rule} in {evs:#?}"))
+    };
+    let by_comm = find(11);
+    assert_eq!(by_comm.verdict, Verdict::Deny);
+    assert_eq!(by_comm.reason, Reason::Rule);
+    assert_eq!(by_comm.name, "xmrig");
+    assert_eq!(
+        by_comm.file_name, "busybox",
+        "a script's executable is its interpreter"
+    );
+    let by_file_name = find(13);
+    assert_eq!(by_file_name.file_name, "busyboxminer");
+    assert_eq!(by_file_name.name, "busybox-link");
+    let by_id = find(12);
+    assert_eq!(by_id.file.map(|f| (f.dev, f.ino)), Some((id.dev, id.ino)));
+    assert!(by_id.pid > 0 && by_id.ppid > 0);
+    assert_eq!(enf.stats().exec_denied, 3);
+
+    // Changing the file (its ctime) keeps the deny: a denied file stays denied.
+    c.exec(&["chmod", "755", "/tmp/busybox-tool"]);
+    let out = c.exec(&["/tmp/busybox-tool", "echo", "mined"]);
+    assert_eq!(out.status.code(), Some(137), "{out:?}");
+}
+
+#[test]
+fn exec_paths_and_allow_lists() {
+    testkit::require!(Root, Docker, Bpf);
+    let pins = Pins::new();
+    let img = busybox_image();
+    let c = TestContainer::run("enf-path", &[&img, "sleep", "600"]);
+    assert!(c
+        .exec(&[
+            "sh",
+            "-c",
+            "mkdir -p /opt/app && cp /bin/busybox /opt/app/busybox-run && cp /bin/busybox /tmp/busybox-x"
+        ])
+        .status
+        .success());
+    let cg = cgroup_id(&container_cgroup(&c)).unwrap();
+    let mut enf = Enforcer::open(&pins.0).unwrap();
+    enf.ensure_exec_hook().unwrap();
+    // Allow-list: /bin/ and /opt/app/busybox-run, nothing else.
+    enf.put_exec_path(2, "/bin/", true, Verdict::Allow, 1)
+        .unwrap();
+    enf.put_exec_path(2, "/opt/app/busybox-run", false, Verdict::Allow, 2)
+        .unwrap();
+    enf.set_target(
+        cg,
+        &Target {
+            policy: 2,
+            exec: true,
+            exec_paths: true,
+            exec_default: Verdict::Deny,
+            ..Target::none()
+        },
+    )
+    .unwrap();
+    let out = c.exec(&["/opt/app/busybox-run", "echo", "allowed"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "allowed",
+        "{out:?}"
+    );
+    let out = c.exec(&["/tmp/busybox-x", "echo", "nope"]);
+    assert_eq!(out.status.code(), Some(137), "{out:?}");
+    let out = c.exec(&["/opt/app/../app/busybox-run", "echo", "allowed"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "allowed",
+        "the path is the file's, not the string given"
+    );
+
+    // Audit-only: reported, not enforced.
+    let mut events = EnforceEvents::open(&pins.0).unwrap();
+    enf.set_target(
+        cg,
+        &Target {
+            policy: 2,
+            exec: true,
+            exec_paths: true,
+            exec_default: Verdict::Deny,
+            audit_only: true,
+            ..Target::none()
+        },
+    )
+    .unwrap();
+    let out = c.exec(&["/tmp/busybox-x", "echo", "audited"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "audited");
+    let evs = events_until(&mut events, |e| e.verdict == Verdict::Audit);
+    let e = evs
+        .iter()
+        .find(|e| e.verdict == Verdict::Audit)
+        .expect("audit event");
+    assert_eq!(e.path.as_deref(), Some("/tmp/busybox-x"));
+    assert_eq!(e.reason, Reason::Default);
+}
+
+fn ip_of(c: &TestContainer) -> IpAddr {
+    c.inspect("{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}")
+        .parse()
+        .unwrap()
+}
+
+/// `echo | nc -w 2 IP PORT` from `from`; true when the listener's greeting came back.
+fn reaches(from: &TestContainer, ip: IpAddr, port: u16) -> bool {
+    let out = from.exec(&["sh", "-c", &format!("echo | nc -w 2 {ip} {port}")]);
+    String::from_utf8_lossy(&out.stdout).contains("hello")
+}
+
+struct Network(String);
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = testkit::docker(["network", "rm", &self.0]);
+    }
+}
+
+#[test]
+fn connects_and_inbound_syns_follow_the_rules_and_isolation_cuts_all() {
+    testkit::require!(Root, Docker, Bpf);
+    let pins = Pins::new();
+    let img = busybox_image();
+    let net = Network(unique("rp-enf-net"));
+    docker_ok(["network", "create", "--internal", &net.0]);
+    let server_cmd = "nc -ll -p 8080 -e echo hello & nc -ll -p 22 -e echo hello & wait";
+    let a = TestContainer::run(
+        "enf-a",
+        &["--network", &net.0, &img, "sh", "-c", "sleep 600"],
+    );
+    let b = TestContainer::run(
+        "enf-b",
+        &["--network", &net.0, &img, "sh", "-c", server_cmd],
+    );
+    let c = TestContainer::run(
+        "enf-c",
+        &["--network", &net.0, &img, "sh", "-c", server_cmd],
+    );
+    let (ip_a, ip_b, ip_c) = (ip_of(&a), ip_of(&b), ip_of(&c));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(reaches(&a, ip_b, 8080) && reaches(&a, ip_b, 22) && reaches(&a, ip_c, 22));
+
+    let mut enf = Enforcer::open(&pins.0).unwrap();
+    let (cga, cgb) = (container_cgroup(&a), container_cgroup(&b));
+    // a: egress default deny, allow b:8080/tcp.
+    enf.put_net(
+        3,
+        Direction::Egress,
+        NetPrefix {
+            addr: ip_b,
+            len: 32,
+        },
+        &[PortRule {
+            ports: (8080, 8080),
+            proto: Some(6),
+            verdict: Verdict::Allow,
+            rule_id: 1,
+        }],
+    )
+    .unwrap();
+    enf.set_target(
+        cgroup_id(&cga).unwrap(),
+        &Target {
+            policy: 3,
+            egress: true,
+            egress_default: Verdict::Deny,
+            ..Target::none()
+        },
+    )
+    .unwrap();
+    // b: ingress default deny, allow a on 8080.
+    enf.put_net(
+        4,
+        Direction::Ingress,
+        NetPrefix {
+            addr: ip_a,
+            len: 32,
+        },
+        &[PortRule {
+            ports: (8080, 8080),
+            proto: Some(6),
+            verdict: Verdict::Allow,
+            rule_id: 1,
+        }],
+    )
+    .unwrap();
+    enf.set_target(
+        cgroup_id(&cgb).unwrap(),
+        &Target {
+            policy: 4,
+            ingress: true,
+            ingress_default: Verdict::Deny,
+            ..Target::none()
+        },
+    )
+    .unwrap();
+    assert!(enf.attach_cgroup(&a.id, &cga).unwrap());
+    assert!(
+        !enf.attach_cgroup(&a.id, &cga).unwrap(),
+        "second attach is a no-op"
+    );
+    enf.attach_cgroup(&b.id, &cgb).unwrap();
+
+    assert!(reaches(&a, ip_b, 8080), "allowed by both rules");
+    assert!(!reaches(&a, ip_b, 22), "a's egress denies b:22");
+    assert!(!reaches(&a, ip_c, 8080), "a's egress denies c");
+    assert!(!reaches(&c, ip_b, 8080), "b's ingress drops c's SYN");
+    assert!(reaches(&b, ip_c, 22), "b's egress is not checked");
+
+    // The state outlives this Enforcer.
+    drop(enf);
+    assert!(!reaches(&a, ip_b, 22));
+    let mut enf = Enforcer::open(&pins.0).unwrap();
+
+    // Isolation of c (not otherwise selected): nothing in or out, except the allow-list.
+    let cgc = container_cgroup(&c);
+    let idc = cgroup_id(&cgc).unwrap();
+    enf.attach_cgroup(&c.id, &cgc).unwrap();
+    enf.set_isolate_allow(
+        idc,
+        &[NetPrefix {
+            addr: ip_a,
+            len: 32,
+        }],
+    )
+    .unwrap();
+    enf.set_target(
+        idc,
+        &Target {
+            isolated: true,
+            ..Target::none()
+        },
+    )
+    .unwrap();
+    assert!(!reaches(&b, ip_c, 22), "isolated: inbound dropped");
+    let out = c.exec(&["sh", "-c", &format!("echo | nc -w 2 {ip_b} 8080")]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("hello"));
+    // Release: back to normal.
+    enf.remove_target(idc).unwrap();
+    enf.clear_isolate_allow(idc).unwrap();
+    assert!(enf.detach_cgroup(&c.id).unwrap());
+    assert!(reaches(&b, ip_c, 22), "released");
+    assert!(enf.stats().net_denied >= 4);
+}
