@@ -152,6 +152,13 @@ event_kinds! {
     ContainerStats = "container.stats", 6002, 99, "Resource Usage", "container";
     /// Events lost between the kernel and the agent in the last interval.
     SensorDrops = "sensor.drops", 0, 99, "Drops", "sensor";
+    /// An exec policy killed (or refused) a program before it ran; `policy` says which policy,
+    /// rule and mechanism. With `policy.action` = `audit` it was only reported.
+    PolicyExecDenied = "policy.exec_denied", 1007, 1, "Launch", "policy";
+    /// A network policy refused a connection or datagram (or, `audit`, would have).
+    PolicyNetDenied = "policy.net_denied", 4001, 5, "Refuse", "policy";
+    /// A response action ran (kill, freeze, isolate, stop, forensics, ...): what, when, result.
+    ResponseAction = "response.action", 7001, 99, "Respond", "response";
 }
 
 impl fmt::Display for EventKind {
@@ -185,6 +192,10 @@ pub struct Event {
     pub auth: Option<AuthInfo>,
     pub stats: Option<SensorStats>,
     pub resources: Option<ResourceInfo>,
+    /// `policy.*` events: the policy decision.
+    pub policy: Option<PolicyInfo>,
+    /// `response.action` events: the action and its outcome.
+    pub response: Option<ResponseInfo>,
 }
 
 impl Event {
@@ -208,6 +219,8 @@ impl Event {
             auth: None,
             stats: None,
             resources: None,
+            policy: None,
+            response: None,
         }
     }
 
@@ -312,6 +325,12 @@ impl Serialize for Event {
         if let Some(v) = &self.resources {
             m.serialize_entry("resources", v)?;
         }
+        if let Some(v) = &self.policy {
+            m.serialize_entry("policy", v)?;
+        }
+        if let Some(v) = &self.response {
+            m.serialize_entry("response", v)?;
+        }
         m.end()
     }
 }
@@ -351,6 +370,10 @@ struct EventWire {
     stats: Option<SensorStats>,
     #[serde(default)]
     resources: Option<ResourceInfo>,
+    #[serde(default)]
+    policy: Option<PolicyInfo>,
+    #[serde(default)]
+    response: Option<ResponseInfo>,
 }
 
 #[derive(Deserialize)]
@@ -379,6 +402,8 @@ impl<'de> Deserialize<'de> for Event {
             auth: w.auth,
             stats: w.stats,
             resources: w.resources,
+            policy: w.policy,
+            response: w.response,
         })
     }
 }
@@ -685,6 +710,56 @@ pub struct ResourceInfo {
     #[serde(default)]
     pub high_cpu_ms: u64,
     pub interval_ms: u64,
+}
+
+/// A prevention decision (`policy.exec_denied`, `policy.net_denied`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyInfo {
+    /// The policy's name (its file's `name:`).
+    pub policy: String,
+    /// The selector whose rules applied to the container.
+    pub selector: String,
+    /// The rule that decided, as written in the policy, or `default` when none matched.
+    pub rule: String,
+    /// `deny` (enforced) or `audit` (reported only).
+    pub action: String,
+    /// What stopped it: `bpf_send_signal@tp_btf/sched_process_exec`,
+    /// `bpf_lsm/bprm_check_security`, `cgroup/connect4`, `cgroup_skb/ingress`, `user space`, ...
+    pub mechanism: String,
+    /// `rule`, `default`, `isolated`, or `changed` (a file modified after it was hashed).
+    pub reason: String,
+    /// SHA-256 of the executable, when a hash decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// One response action and its outcome (`response.action`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseInfo {
+    /// `kill`, `kill_tree`, `freeze`, `thaw`, `isolate`, `release`, `stop`, `forensics`.
+    pub action: String,
+    /// `ok`, `failed`, `dry_run`, `skipped` or `rate_limited`.
+    pub outcome: String,
+    /// What happened: the error, the bundle's path, the processes killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The playbook that ran it; `None` for a command or a rule's own `actions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playbook: Option<String>,
+    /// The incident (one playbook run) the action belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
+    /// The alert that triggered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_id: Option<EventId>,
+    /// The rule of that alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The process acted on (kill), host pid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_pid: Option<u32>,
+    /// When the action started, nanoseconds since the Unix epoch (`time_ns` is when it ended).
+    pub started_ns: u64,
 }
 
 #[cfg(test)]

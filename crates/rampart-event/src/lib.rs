@@ -26,8 +26,8 @@ pub use compliance::{
 pub use container::{Container, ContainerRuntime};
 pub use event::{
     AuthInfo, AuthOutcome, Device, DnsAnswer, DnsInfo, Endpoint, Event, EventId, EventKind,
-    ExitInfo, FileInfo, LifecycleInfo, NetDirection, NetInfo, PrivilegeInfo, ResourceInfo,
-    SensorStats,
+    ExitInfo, FileInfo, LifecycleInfo, NetDirection, NetInfo, PolicyInfo, PrivilegeInfo,
+    ResourceInfo, ResponseInfo, SensorStats,
 };
 pub use ocsf::{OcsfClass, OCSF_VERSION, PRODUCT_NAME};
 pub use process::{Ancestor, Process};

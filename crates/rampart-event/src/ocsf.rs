@@ -43,6 +43,7 @@ impl OcsfClass {
             4001 => ("Network Activity", 4, "Network Activity"),
             4003 => ("DNS Activity", 4, "Network Activity"),
             6002 => ("Application Lifecycle", 6, "Application Activity"),
+            7001 => ("Remediation Activity", 7, "Remediation"),
             _ => ("Base Event", 0, "Uncategorized"),
         };
         OcsfClass {

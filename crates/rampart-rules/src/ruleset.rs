@@ -83,6 +83,8 @@ pub const PRODUCED_EVENT_TYPES: &[&str] = &[
     "container",
     "auth",
     "sensor",
+    "policy",
+    "response",
 ];
 
 /// The `evt.type` values (syscall names) an event of each kind may carry. An event whose type
@@ -126,6 +128,8 @@ pub(crate) fn kind_types(kind: EventKind) -> &'static [&'static str] {
         | K::ContainerStats => &["container"],
         K::AuthLogin => &["auth"],
         K::SensorDrops => &["sensor"],
+        K::PolicyExecDenied | K::PolicyNetDenied => &["policy"],
+        K::ResponseAction => &["response"],
         _ => &[],
     }
 }
