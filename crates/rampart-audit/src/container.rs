@@ -1,0 +1,1029 @@
+//! Container checks (CIS Docker Benchmark section 5 and Rampart's own): what Docker was told
+//! (`docker inspect`) and what the kernel actually applies to the container's main process
+//! (/proc/PID/status capabilities, seccomp mode and no_new_privs, uid_map, namespaces, the root
+//! mount's options, the cgroup limits). Where both exist the measured value decides and the
+//! configured one is shown beside it as evidence.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use bollard::models::{ContainerInspectResponse, RestartPolicyNameEnum};
+use rampart_event::{ComplianceResource, ResourceKind, Severity};
+
+use crate::caps;
+use crate::cgroupfs::{self, Mounts};
+use crate::check::*;
+use crate::error::AuditError;
+use crate::image::{registry_of, ImageRefInfo};
+
+/// What the container checks need to know about the host and the daemon, measured once.
+#[derive(Debug, Clone, Default)]
+pub struct AuditContext {
+    /// AppArmor is enabled in the kernel (`/sys/module/apparmor/parameters/enabled`).
+    pub apparmor: bool,
+    /// SELinux is enabled (`/sys/fs/selinux/enforce` exists).
+    pub selinux: bool,
+    /// The daemon remaps users (`name=userns` in `docker info` security options).
+    pub daemon_userns_remap: bool,
+    /// The daemon sets no-new-privileges by default (daemon.json or --no-new-privileges).
+    pub daemon_no_new_privileges: bool,
+    /// Registries images may come from; empty = the registry check is not applicable.
+    pub allowed_registries: Vec<String>,
+    /// Highest capability number of this kernel (`/proc/sys/kernel/cap_last_cap`).
+    pub last_cap: u32,
+    /// procfs root (`/proc`).
+    pub proc_root: PathBuf,
+    pub mounts: Mounts,
+}
+
+impl AuditContext {
+    /// Measures the host side: LSMs, cap_last_cap, cgroup mounts. The daemon fields come from
+    /// the caller (`docker info` and the daemon configuration).
+    pub fn measure_host(proc_root: &Path, sys_root: &Path) -> AuditContext {
+        let apparmor = fs::read_to_string(sys_root.join("module/apparmor/parameters/enabled"))
+            .is_ok_and(|v| v.trim() == "Y");
+        let selinux = sys_root.join("fs/selinux/enforce").exists();
+        let last_cap = fs::read_to_string(proc_root.join("sys/kernel/cap_last_cap"))
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(40);
+        AuditContext {
+            apparmor,
+            selinux,
+            last_cap,
+            proc_root: proc_root.to_path_buf(),
+            mounts: Mounts::current(),
+            ..AuditContext::default()
+        }
+    }
+}
+
+/// Namespaces a container may share with the host.
+pub const NAMESPACES: [&str; 5] = ["net", "pid", "ipc", "uts", "user"];
+
+/// What /proc says about the container's main process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessFacts {
+    pub pid: u32,
+    /// Effective uid as the host sees it.
+    pub host_uid: Option<u32>,
+    /// `/proc/PID/uid_map`: (inside, outside, count).
+    pub uid_map: Vec<(u32, u32, u32)>,
+    pub cap_eff: Option<u64>,
+    pub cap_bnd: Option<u64>,
+    /// 0 disabled, 1 strict, 2 filter.
+    pub seccomp: Option<u8>,
+    pub no_new_privs: Option<bool>,
+    /// Namespaces (of [`NAMESPACES`]) the process shares with PID 1 of the host.
+    pub shared_namespaces: BTreeSet<&'static str>,
+    /// The root mount is read-only.
+    pub root_read_only: Option<bool>,
+    /// The AppArmor label (`docker-default (enforce)`, `unconfined`).
+    pub apparmor_label: Option<String>,
+    /// Commands of every process in the container.
+    pub commands: BTreeSet<String>,
+    /// Limits applied by the cgroup: `Some(None)` unlimited, `None` unreadable.
+    pub memory_limit: Option<Option<u64>>,
+    pub pids_limit: Option<Option<u64>>,
+}
+
+impl ProcessFacts {
+    /// The uid inside the container of the effective host uid, through `uid_map`.
+    pub fn inside_uid(&self) -> Option<u32> {
+        let host = self.host_uid?;
+        if self.uid_map.is_empty() {
+            return Some(host);
+        }
+        self.uid_map.iter().find_map(|&(inside, outside, count)| {
+            (host >= outside && u64::from(host) < u64::from(outside) + u64::from(count))
+                .then(|| inside + (host - outside))
+        })
+    }
+
+    /// The host uid container root maps to.
+    pub fn root_host_uid(&self) -> Option<u32> {
+        self.uid_map
+            .iter()
+            .find_map(|&(inside, outside, count)| (inside == 0 && count > 0).then_some(outside))
+    }
+
+    /// Reads process `pid` under `proc_root`, comparing its namespaces with PID 1's and
+    /// listing the processes whose cgroup names `container_id`.
+    pub fn read(
+        proc_root: &Path,
+        pid: u32,
+        container_id: &str,
+        mounts: &Mounts,
+    ) -> Option<ProcessFacts> {
+        let dir = proc_root.join(pid.to_string());
+        let status = fs::read_to_string(dir.join("status")).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+        };
+        let mut f = ProcessFacts {
+            pid,
+            host_uid: field("Uid:").and_then(|v| v.split_whitespace().nth(1)?.parse().ok()),
+            cap_eff: field("CapEff:").and_then(|v| caps::parse_mask(&v)),
+            cap_bnd: field("CapBnd:").and_then(|v| caps::parse_mask(&v)),
+            seccomp: field("Seccomp:").and_then(|v| v.parse().ok()),
+            no_new_privs: field("NoNewPrivs:").map(|v| v == "1"),
+            ..ProcessFacts::default()
+        };
+        if let Ok(map) = fs::read_to_string(dir.join("uid_map")) {
+            f.uid_map = map
+                .lines()
+                .filter_map(|l| {
+                    let mut it = l.split_whitespace().map(|x| x.parse::<u32>().ok());
+                    Some((it.next()??, it.next()??, it.next()??))
+                })
+                .collect();
+        }
+        for ns in NAMESPACES {
+            let mine = fs::read_link(dir.join("ns").join(ns)).ok();
+            let host = fs::read_link(proc_root.join("1/ns").join(ns)).ok();
+            if mine.is_some() && mine == host {
+                f.shared_namespaces.insert(ns);
+            }
+        }
+        if let Ok(mi) = fs::read_to_string(dir.join("mountinfo")) {
+            f.root_read_only = mi.lines().find_map(|l| {
+                let mut parts = l.split(' ');
+                let mount_point = parts.nth(4)?;
+                let opts = parts.next()?;
+                (mount_point == "/").then(|| opts.split(',').any(|o| o == "ro"))
+            });
+        }
+        f.apparmor_label = fs::read_to_string(dir.join("attr/apparmor/current"))
+            .or_else(|_| fs::read_to_string(dir.join("attr/current")))
+            .ok()
+            .map(|s| s.trim_end_matches(['\0', '\n']).to_string())
+            .filter(|s| !s.is_empty());
+        if let Ok(entries) = fs::read_dir(proc_root) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let Some(p) = name
+                    .to_str()
+                    .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                else {
+                    continue;
+                };
+                let cg = fs::read_to_string(e.path().join("cgroup")).unwrap_or_default();
+                if !container_id.is_empty() && cg.contains(container_id) {
+                    if let Ok(comm) = fs::read_to_string(proc_root.join(p).join("comm")) {
+                        f.commands.insert(comm.trim().to_string());
+                    }
+                }
+            }
+        }
+        f.memory_limit = mounts
+            .dir_of(proc_root, pid, "memory")
+            .and_then(|d| cgroupfs::memory_limit(&d));
+        f.pids_limit = mounts
+            .dir_of(proc_root, pid, "pids")
+            .and_then(|d| cgroupfs::pids_limit(&d));
+        Some(f)
+    }
+}
+
+/// Everything the checks look at for one container.
+#[derive(Debug, Clone)]
+pub struct ContainerFacts {
+    pub inspect: ContainerInspectResponse,
+    /// The container's image as the registry and the daemon know it.
+    pub image: ImageRefInfo,
+    /// Measured facts of the main process; `None` when the container is not running.
+    pub process: Option<ProcessFacts>,
+}
+
+impl ContainerFacts {
+    pub fn id(&self) -> &str {
+        self.inspect.id.as_deref().unwrap_or_default()
+    }
+
+    pub fn name(&self) -> &str {
+        self.inspect
+            .name
+            .as_deref()
+            .unwrap_or_default()
+            .trim_start_matches('/')
+    }
+
+    pub fn resource(&self) -> ComplianceResource {
+        ComplianceResource {
+            kind: ResourceKind::Container,
+            uid: self.id().to_string(),
+            name: self.name().to_string(),
+        }
+    }
+
+    fn security_opts(&self) -> Vec<String> {
+        self.inspect
+            .host_config
+            .as_ref()
+            .and_then(|h| h.security_opt.clone())
+            .unwrap_or_default()
+    }
+
+    /// The value of security option `key` (`seccomp`, `apparmor`, `label`), accepting both
+    /// `key=value` and the old `key:value`.
+    fn security_opt(&self, key: &str) -> Option<String> {
+        self.security_opts().into_iter().find_map(|o| {
+            let rest = o.strip_prefix(key)?;
+            rest.strip_prefix('=')
+                .or_else(|| rest.strip_prefix(':'))
+                .map(str::to_string)
+        })
+    }
+}
+
+/// Reads container `name` (id, name or prefix) from the daemon and /proc.
+pub async fn gather(
+    docker: &bollard::Docker,
+    name: &str,
+    ctx: &AuditContext,
+) -> Result<ContainerFacts, AuditError> {
+    let inspect = docker
+        .inspect_container(name, None)
+        .await
+        .map_err(|e| AuditError::docker("inspect container", name, e))?;
+    let configured = inspect
+        .config
+        .as_ref()
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default();
+    let image_id = inspect.image.clone().unwrap_or_default();
+    let digests = match docker.inspect_image(&image_id).await {
+        Ok(i) => i.repo_digests.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let image = ImageRefInfo {
+        reference: configured,
+        id: image_id,
+        repo_digests: digests,
+    };
+    let running = inspect
+        .state
+        .as_ref()
+        .and_then(|s| s.running)
+        .unwrap_or(false);
+    let pid = inspect
+        .state
+        .as_ref()
+        .and_then(|s| s.pid)
+        .and_then(|p| u32::try_from(p).ok())
+        .filter(|p| *p > 0);
+    let id = inspect.id.clone().unwrap_or_default();
+    let process = match (running, pid) {
+        (true, Some(pid)) => ProcessFacts::read(&ctx.proc_root, pid, &id, &ctx.mounts),
+        _ => None,
+    };
+    Ok(ContainerFacts {
+        inspect,
+        image,
+        process,
+    })
+}
+
+/// Host directories a container must not see (CIS 5.5, with the directories Docker and
+/// root's home keep secrets in).
+const SENSITIVE_DIRS: [&str; 15] = [
+    "/",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib64",
+    "/proc",
+    "/sys",
+    "/usr",
+    "/var",
+    "/run",
+    "/var/run",
+    "/var/lib/docker",
+    "/root",
+    "/home",
+];
+/// Sub-trees where any bind mount is sensitive.
+const SENSITIVE_TREES: [&str; 6] = [
+    "/proc/",
+    "/sys/",
+    "/boot/",
+    "/var/lib/docker/",
+    "/root/",
+    "/etc/",
+];
+/// Files under sensitive trees that are routinely and harmlessly shared read-only.
+const HARMLESS: [&str; 4] = [
+    "/etc/localtime",
+    "/etc/timezone",
+    "/etc/ssl/certs",
+    "/etc/ca-certificates",
+];
+/// Paths of container runtime sockets.
+const RUNTIME_SOCKETS: [&str; 6] = [
+    "/var/run/docker.sock",
+    "/run/docker.sock",
+    "/run/containerd/containerd.sock",
+    "/var/run/containerd/containerd.sock",
+    "/run/podman/podman.sock",
+    "/run/crio/crio.sock",
+];
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// All checks of one container.
+pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
+    let hc = f.inspect.host_config.clone().unwrap_or_default();
+    let cfg = f.inspect.config.clone().unwrap_or_default();
+    let p = f.process.as_ref();
+    let mounts = f.inspect.mounts.clone().unwrap_or_default();
+    let mut out = Vec::new();
+
+    // 5.1 AppArmor
+    out.push(if !ctx.apparmor {
+        C_5_1.not_applicable("AppArmor is not enabled on this host (/sys/module/apparmor/parameters/enabled is not Y); see RAMPART-H-LSM")
+    } else {
+        let configured = f.inspect.app_armor_profile.clone().unwrap_or_default();
+        let label = p.and_then(|p| p.apparmor_label.clone());
+        let unconfined = match &label {
+            Some(l) => l == "unconfined",
+            None => configured.is_empty() || configured == "unconfined",
+        };
+        C_5_1.check(
+            !unconfined,
+            format!(
+                "AppArmorProfile={configured:?}, process label {}",
+                label.as_deref().unwrap_or("unreadable")
+            ),
+        )
+    });
+
+    // 5.2 SELinux
+    out.push(if !ctx.selinux {
+        C_5_2.not_applicable(
+            "SELinux is not enabled on this host (no /sys/fs/selinux/enforce); see RAMPART-H-LSM",
+        )
+    } else {
+        let disabled = f.security_opt("label").is_some_and(|v| v == "disable");
+        let label = f.inspect.process_label.clone().unwrap_or_default();
+        C_5_2.check(
+            !disabled && !label.is_empty(),
+            format!(
+                "SecurityOpt label={:?}, ProcessLabel={label:?}",
+                f.security_opt("label")
+            ),
+        )
+    });
+
+    // 5.3 capabilities
+    let cap_add = hc.cap_add.clone().unwrap_or_default();
+    let cap_drop = hc.cap_drop.clone().unwrap_or_default();
+    let default_set: BTreeSet<String> =
+        caps::DOCKER_DEFAULT.iter().map(|s| s.to_string()).collect();
+    let bounding: Option<BTreeSet<String>> = p
+        .and_then(|p| p.cap_bnd)
+        .map(|m| caps::names_of(m).into_iter().collect());
+    let extra: Vec<String> = match &bounding {
+        Some(b) => b.difference(&default_set).cloned().collect(),
+        None => cap_add
+            .iter()
+            .map(|c| c.trim_start_matches("CAP_").to_ascii_uppercase())
+            .filter(|c| !default_set.contains(c))
+            .collect(),
+    };
+    let dangerous: Vec<&String> = extra
+        .iter()
+        .filter(|c| caps::DANGEROUS.contains(&c.as_str()) || *c == "ALL")
+        .collect();
+    let cap_evidence = format!(
+        "CapAdd={cap_add:?} CapDrop={cap_drop:?}; {} beyond Docker's default set: {}",
+        if bounding.is_some() {
+            "bounding set (/proc) has"
+        } else {
+            "configuration adds"
+        },
+        if extra.is_empty() {
+            "none".to_string()
+        } else {
+            extra.join(",")
+        }
+    );
+    out.push(if !dangerous.is_empty() {
+        C_5_3.fail(cap_evidence)
+    } else if !extra.is_empty() {
+        C_5_3.fail(cap_evidence).with_severity(Severity::Medium)
+    } else {
+        C_5_3.pass(cap_evidence)
+    });
+
+    // 5.4 privileged (or privileged in all but name)
+    let privileged = hc.privileged.unwrap_or(false);
+    let full = caps::full_mask(ctx.last_cap);
+    let near_full = p
+        .and_then(|p| p.cap_bnd)
+        .map(|b| (full & !b).count_ones() <= 2)
+        .unwrap_or(false);
+    let no_seccomp = p.and_then(|p| p.seccomp) == Some(0);
+    out.push(if privileged {
+        C_5_4.fail("HostConfig.Privileged=true")
+    } else if near_full && no_seccomp {
+        let missing = caps::names_of(full & !p.and_then(|p| p.cap_bnd).unwrap_or(0));
+        C_5_4.fail(format!(
+            "HostConfig.Privileged=false, but the process holds every capability except [{}] and has no seccomp filter (/proc/{}/status Seccomp: 0): privileged in all but name",
+            missing.join(","),
+            p.map_or(0, |p| p.pid)
+        ))
+    } else {
+        C_5_4.pass("HostConfig.Privileged=false and the capability/seccomp set is not privileged-equivalent")
+    });
+
+    // 5.5 sensitive host directories
+    let mut sensitive = Vec::new();
+    let mut sensitive_rw = false;
+    for m in &mounts {
+        if m.typ.as_deref() != Some("bind") {
+            continue;
+        }
+        let src = m.source.clone().unwrap_or_default();
+        let src_trim = if src.len() > 1 {
+            src.trim_end_matches('/')
+        } else {
+            src.as_str()
+        };
+        if RUNTIME_SOCKETS.contains(&src_trim) {
+            continue; // 5.31
+        }
+        let is_sensitive = SENSITIVE_DIRS.contains(&src_trim)
+            || (SENSITIVE_TREES.iter().any(|t| src_trim.starts_with(t))
+                && !HARMLESS
+                    .iter()
+                    .any(|h| src_trim == *h || src_trim.starts_with(&format!("{h}/"))));
+        if is_sensitive {
+            let rw = m.rw.unwrap_or(true);
+            sensitive_rw |= rw;
+            sensitive.push(format!(
+                "{}:{}{}",
+                src_trim,
+                m.destination.clone().unwrap_or_default(),
+                if rw { " (read-write)" } else { " (read-only)" }
+            ));
+        }
+    }
+    out.push(if sensitive.is_empty() {
+        C_5_5.pass("no bind mount of /, /boot, /dev, /etc, /lib, /proc, /sys, /usr, /var, /run, /root, /home or Docker's data root")
+    } else {
+        let o = C_5_5
+            .fail(format!("host directories mounted: {}", sensitive.join(", ")))
+            .with_remediation(format!(
+                "Remove the bind mount(s) {} from docker run (-v/--mount), or mount a narrower path read-only",
+                sensitive.join(", ")
+            ));
+        if sensitive_rw {
+            o
+        } else {
+            o.with_severity(Severity::Medium)
+        }
+    });
+
+    // 5.6 sshd
+    out.push(match p {
+        None => C_5_6.not_applicable("container is not running"),
+        Some(p) => {
+            let sshd = p
+                .commands
+                .iter()
+                .any(|c| c == "sshd" || c.starts_with("sshd:"));
+            C_5_6.check(
+                !sshd,
+                format!(
+                    "processes in the container's cgroup: {}",
+                    p.commands.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        }
+    });
+
+    // 5.7 and 5.13 published ports
+    let mut privileged_ports = Vec::new();
+    let mut wildcard = Vec::new();
+    let mut published = Vec::new();
+    if let Some(ports) = f
+        .inspect
+        .network_settings
+        .as_ref()
+        .and_then(|n| n.ports.as_ref())
+    {
+        for (cport, bindings) in ports {
+            for b in bindings.iter().flatten() {
+                let hp = b.host_port.clone().unwrap_or_default();
+                let hip = b.host_ip.clone().unwrap_or_default();
+                published.push(format!("{hip}:{hp}->{cport}"));
+                if hp.parse::<u32>().is_ok_and(|n| n > 0 && n < 1024) {
+                    privileged_ports.push(format!("{hip}:{hp}->{cport}"));
+                }
+                if hip.is_empty() || hip == "0.0.0.0" || hip == "::" {
+                    wildcard.push(format!(
+                        "{}:{hp}->{cport}",
+                        if hip.is_empty() { "*" } else { &hip }
+                    ));
+                }
+            }
+        }
+    }
+    published.sort();
+    privileged_ports.sort();
+    wildcard.sort();
+    out.push(C_5_7.check(
+        privileged_ports.is_empty(),
+        if privileged_ports.is_empty() {
+            format!(
+                "published ports: {}",
+                if published.is_empty() {
+                    "none".into()
+                } else {
+                    published.join(", ")
+                }
+            )
+        } else {
+            format!("host ports below 1024: {}", privileged_ports.join(", "))
+        },
+    ));
+    out.push(C_5_13.check(
+        wildcard.is_empty(),
+        if wildcard.is_empty() {
+            format!(
+                "published ports: {}",
+                if published.is_empty() {
+                    "none".into()
+                } else {
+                    published.join(", ")
+                }
+            )
+        } else {
+            format!("published on every host address: {}", wildcard.join(", "))
+        },
+    ));
+
+    // 5.9, 5.15, 5.16, 5.20 host namespaces
+    let ns_check = |def: &'static CheckDef, ns: &'static str, mode: Option<String>| {
+        let mode = mode.unwrap_or_default();
+        let shared = p.map(|p| p.shared_namespaces.contains(ns));
+        let configured_host = mode == "host";
+        let ev = format!(
+            "configured mode {:?}; {} namespace {}",
+            mode,
+            ns,
+            match shared {
+                Some(true) => "is the host's (same /proc/PID/ns inode as PID 1)",
+                Some(false) => "is the container's own",
+                None => "not measured (container not running)",
+            }
+        );
+        def.check(!(configured_host || shared == Some(true)), ev)
+    };
+    out.push(ns_check(&C_5_9, "net", hc.network_mode.clone()));
+    out.push(ns_check(&C_5_15, "pid", hc.pid_mode.clone()));
+    out.push(ns_check(&C_5_16, "ipc", hc.ipc_mode.clone()));
+    out.push(ns_check(&C_5_20, "uts", hc.uts_mode.clone()));
+
+    // 5.10 memory
+    let mem = hc.memory.unwrap_or(0);
+    let measured_mem = p.and_then(|p| p.memory_limit);
+    out.push(C_5_10.check(
+        mem > 0 || matches!(measured_mem, Some(Some(_))),
+        format!(
+            "HostConfig.Memory={mem}; cgroup limit {}",
+            match measured_mem {
+                Some(Some(v)) => format!("{v} bytes"),
+                Some(None) => "unlimited".into(),
+                None => "not measured".into(),
+            }
+        ),
+    ));
+
+    // 5.11 CPU
+    let cpu_set = hc.cpu_shares.unwrap_or(0) > 0
+        || hc.nano_cpus.unwrap_or(0) > 0
+        || hc.cpu_quota.unwrap_or(0) > 0
+        || !hc.cpuset_cpus.clone().unwrap_or_default().is_empty();
+    out.push(C_5_11.check(
+        cpu_set,
+        format!(
+            "CpuShares={} NanoCpus={} CpuQuota={} CpusetCpus={:?}",
+            hc.cpu_shares.unwrap_or(0),
+            hc.nano_cpus.unwrap_or(0),
+            hc.cpu_quota.unwrap_or(0),
+            hc.cpuset_cpus.clone().unwrap_or_default()
+        ),
+    ));
+
+    // 5.12 read-only root
+    let ro_cfg = hc.readonly_rootfs.unwrap_or(false);
+    let ro = p.and_then(|p| p.root_read_only);
+    out.push(C_5_12.check(
+        ro.unwrap_or(ro_cfg),
+        format!(
+            "ReadonlyRootfs={ro_cfg}; root mount {}",
+            match ro {
+                Some(true) => "read-only (/proc/PID/mountinfo)",
+                Some(false) => "read-write (/proc/PID/mountinfo)",
+                None => "not measured",
+            }
+        ),
+    ));
+
+    // 5.14 restart policy
+    let rp = hc.restart_policy.clone().unwrap_or_default();
+    let retries = rp.maximum_retry_count.unwrap_or(0);
+    let (ok, name) = match rp.name {
+        Some(RestartPolicyNameEnum::ALWAYS) => (false, "always"),
+        Some(RestartPolicyNameEnum::UNLESS_STOPPED) => (false, "unless-stopped"),
+        Some(RestartPolicyNameEnum::ON_FAILURE) => (retries <= 5, "on-failure"),
+        _ => (true, "no"),
+    };
+    out.push(C_5_14.check(
+        ok,
+        format!("RestartPolicy={name} MaximumRetryCount={retries}"),
+    ));
+
+    // 5.17 devices
+    let devices: Vec<String> = hc
+        .devices
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|d| {
+            format!(
+                "{}:{}",
+                d.path_on_host.clone().unwrap_or_default(),
+                d.path_in_container.clone().unwrap_or_default()
+            )
+        })
+        .collect();
+    out.push(C_5_17.check(
+        devices.is_empty(),
+        if devices.is_empty() {
+            "no --device entries".to_string()
+        } else {
+            format!("devices: {}", devices.join(", "))
+        },
+    ));
+
+    // 5.19 mount propagation
+    let shared: Vec<String> = mounts
+        .iter()
+        .filter(|m| matches!(m.propagation.as_deref(), Some("shared") | Some("rshared")))
+        .map(|m| {
+            format!(
+                "{} ({})",
+                m.destination.clone().unwrap_or_default(),
+                m.propagation.clone().unwrap_or_default()
+            )
+        })
+        .collect();
+    out.push(C_5_19.check(
+        shared.is_empty(),
+        if shared.is_empty() {
+            "no mount with shared propagation".into()
+        } else {
+            format!("shared propagation: {}", shared.join(", "))
+        },
+    ));
+
+    // 5.21 seccomp
+    let sc_opt = f.security_opt("seccomp");
+    let sc_mode = p.and_then(|p| p.seccomp);
+    let unconfined = sc_opt.as_deref() == Some("unconfined") || sc_mode == Some(0);
+    out.push(C_5_21.check(
+        !unconfined,
+        format!(
+            "SecurityOpt seccomp={}; /proc/PID/status Seccomp: {}",
+            match sc_opt.as_deref() {
+                None => "(daemon default)".to_string(),
+                Some("unconfined") => "unconfined".to_string(),
+                Some(_) => "(custom profile)".to_string(),
+            },
+            match sc_mode {
+                Some(0) => "0 (no filter)",
+                Some(1) => "1 (strict)",
+                Some(2) => "2 (filter)",
+                _ => "not measured",
+            }
+        ),
+    ));
+
+    // 5.24 cgroup parent
+    let parent = hc.cgroup_parent.clone().unwrap_or_default();
+    out.push(if parent.is_empty() {
+        C_5_24.pass("no --cgroup-parent")
+    } else {
+        C_5_24.warn(format!("CgroupParent={parent:?}: confirm it is intended"))
+    });
+
+    // 5.25 no-new-privileges
+    let nnp_opt = f.security_opts().iter().any(|o| {
+        o == "no-new-privileges" || o == "no-new-privileges:true" || o == "no-new-privileges=true"
+    });
+    let nnp = p.and_then(|p| p.no_new_privs);
+    out.push(C_5_25.check(
+        nnp.unwrap_or(nnp_opt || ctx.daemon_no_new_privileges),
+        format!(
+            "SecurityOpt no-new-privileges: {}; daemon default: {}; /proc/PID/status NoNewPrivs: {}",
+            yes_no(nnp_opt),
+            yes_no(ctx.daemon_no_new_privileges),
+            match nnp {
+                Some(true) => "1",
+                Some(false) => "0",
+                None => "not measured",
+            }
+        ),
+    ));
+
+    // 5.26 health check
+    let test = cfg
+        .healthcheck
+        .as_ref()
+        .and_then(|h| h.test.clone())
+        .unwrap_or_default();
+    let has_health = !test.is_empty() && test.first().map(String::as_str) != Some("NONE");
+    let health_status = f
+        .inspect
+        .state
+        .as_ref()
+        .and_then(|s| s.health.as_ref())
+        .and_then(|h| h.status)
+        .map(|s| s.to_string());
+    out.push(C_5_26.check(
+        has_health,
+        if has_health {
+            format!(
+                "Healthcheck {:?}, status {}",
+                test,
+                health_status.as_deref().unwrap_or("unknown")
+            )
+        } else {
+            "no health check configured in the image or with --health-cmd".to_string()
+        },
+    ));
+
+    // 5.28 pids limit
+    let pl = hc.pids_limit.unwrap_or(0);
+    let measured_pids = p.and_then(|p| p.pids_limit);
+    out.push(C_5_28.check(
+        pl > 0 || matches!(measured_pids, Some(Some(_))),
+        format!(
+            "HostConfig.PidsLimit={pl}; cgroup pids.max {}",
+            match measured_pids {
+                Some(Some(v)) => v.to_string(),
+                Some(None) => "max".into(),
+                None => "not measured".into(),
+            }
+        ),
+    ));
+
+    // 5.29 docker0
+    let networks: Vec<String> = f
+        .inspect
+        .network_settings
+        .as_ref()
+        .and_then(|n| n.networks.as_ref())
+        .map(|n| {
+            let mut v: Vec<String> = n.keys().cloned().collect();
+            v.sort();
+            v
+        })
+        .unwrap_or_default();
+    out.push(C_5_29.check(
+        !networks.iter().any(|n| n == "bridge"),
+        format!(
+            "networks: {}",
+            if networks.is_empty() {
+                "none".into()
+            } else {
+                networks.join(", ")
+            }
+        ),
+    ));
+
+    // 5.30 host user namespace
+    let userns_mode = hc.userns_mode.clone().unwrap_or_default();
+    out.push(if userns_mode == "host" {
+        C_5_30.fail("UsernsMode=host: the container opts out of the daemon's user-namespace remapping")
+    } else if !ctx.daemon_userns_remap {
+        C_5_30.not_applicable("the daemon does not remap users (no userns-remap), so every container shares the host's user namespace; see 2.9 and RAMPART-C-USERNS")
+    } else {
+        C_5_30.check(
+            !p.is_some_and(|p| p.shared_namespaces.contains("user")),
+            format!("UsernsMode={userns_mode:?}; user namespace measured via /proc/PID/ns/user"),
+        )
+    });
+
+    // 5.31 runtime socket
+    let socks: Vec<String> = mounts
+        .iter()
+        .filter_map(|m| {
+            let src = m.source.clone().unwrap_or_default();
+            let src_t = src.trim_end_matches('/');
+            let hit = RUNTIME_SOCKETS.contains(&src_t)
+                || RUNTIME_SOCKETS
+                    .iter()
+                    .any(|s| Path::new(s).parent().is_some_and(|d| d == Path::new(src_t)))
+                || src_t.ends_with("/docker.sock");
+            hit.then(|| format!("{}:{}", src, m.destination.clone().unwrap_or_default()))
+        })
+        .collect();
+    out.push(C_5_31.check(
+        socks.is_empty(),
+        if socks.is_empty() {
+            "no container runtime socket mounted".to_string()
+        } else {
+            format!("runtime socket reachable inside: {}", socks.join(", "))
+        },
+    ));
+
+    // RAMPART-C-ROOT
+    let user = cfg.user.clone().unwrap_or_default();
+    out.push(match p.and_then(|p| p.inside_uid()) {
+        Some(uid) => C_ROOT.check(
+            uid != 0,
+            format!(
+                "Config.User={user:?}; main process uid {uid} inside (host uid {})",
+                p.and_then(|p| p.host_uid)
+                    .map_or("?".into(), |u| u.to_string())
+            ),
+        ),
+        None => {
+            let root = user.is_empty()
+                || user == "0"
+                || user == "root"
+                || user.starts_with("0:")
+                || user.starts_with("root:");
+            C_ROOT.check(
+                !root,
+                format!("Config.User={user:?} (container not running, not measured)"),
+            )
+        }
+    });
+
+    // RAMPART-C-USERNS
+    out.push(match p.and_then(|p| p.root_host_uid()) {
+        Some(host) => C_USERNS.check(
+            host >= 10000,
+            format!(
+                "container root is host uid {host} (/proc/PID/uid_map {:?})",
+                p.map(|p| p.uid_map.clone()).unwrap_or_default()
+            ),
+        ),
+        None if ctx.daemon_userns_remap => {
+            C_USERNS.warn("daemon remaps users, but the container's uid_map was not readable")
+        }
+        None => C_USERNS.fail("daemon does not remap users: container root is host root"),
+    });
+
+    // RAMPART-C-BLKIO
+    let blkio = hc.blkio_weight.unwrap_or(0) > 0
+        || [
+            &hc.blkio_device_read_bps,
+            &hc.blkio_device_write_bps,
+            &hc.blkio_device_read_iops,
+            &hc.blkio_device_write_iops,
+        ]
+        .iter()
+        .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()))
+        || hc
+            .blkio_weight_device
+            .as_ref()
+            .is_some_and(|v| !v.is_empty());
+    out.push(C_BLKIO.check(
+        blkio,
+        format!(
+            "BlkioWeight={} and {} device throttles",
+            hc.blkio_weight.unwrap_or(0),
+            [
+                &hc.blkio_device_read_bps,
+                &hc.blkio_device_write_bps,
+                &hc.blkio_device_read_iops,
+                &hc.blkio_device_write_iops,
+            ]
+            .iter()
+            .map(|v| v.as_ref().map_or(0, Vec::len))
+            .sum::<usize>()
+        ),
+    ));
+
+    // 4.2 registry, RAMPART-C-SIGNATURE
+    out.push(registry_outcome(
+        &C_REGISTRY,
+        &f.image,
+        &ctx.allowed_registries,
+    ));
+    out.push(if f.image.repo_digests.is_empty() {
+        C_SIGNATURE.fail(format!(
+            "image {} ({}) has no registry digest (built or loaded locally): no registry signature can exist for it",
+            f.image.reference, f.image.id
+        ))
+    } else {
+        C_SIGNATURE.warn(format!(
+            "image has registry digest(s) {}; the audit does not verify signatures: verify with cosign verify {}",
+            f.image.repo_digests.join(", "),
+            f.image.repo_digests[0]
+        ))
+    });
+    out
+}
+
+/// The registry check of an image reference (CIS 4.2), shared with the image audit.
+pub(crate) fn registry_outcome(
+    def: &'static CheckDef,
+    image: &ImageRefInfo,
+    allowed: &[String],
+) -> Outcome {
+    let registry = registry_of(&image.reference);
+    if allowed.is_empty() {
+        return def.not_applicable(format!(
+            "image {} is from {registry}; no allowed registries given (--allowed-registry)",
+            image.reference
+        ));
+    }
+    let ok = allowed.iter().any(|a| {
+        let a = a.trim_end_matches('/');
+        registry == a || image.reference.starts_with(&format!("{a}/"))
+    });
+    def.check(
+        ok,
+        format!(
+            "image {} is from {registry}; allowed: {}",
+            image.reference,
+            allowed.join(", ")
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_mapping_through_uid_map() {
+        let p = ProcessFacts {
+            host_uid: Some(100_000),
+            uid_map: vec![(0, 100_000, 65536)],
+            ..ProcessFacts::default()
+        };
+        assert_eq!(p.inside_uid(), Some(0));
+        assert_eq!(p.root_host_uid(), Some(100_000));
+        let q = ProcessFacts {
+            host_uid: Some(1000),
+            uid_map: vec![(0, 0, u32::MAX)],
+            ..ProcessFacts::default()
+        };
+        assert_eq!(q.inside_uid(), Some(1000));
+        assert_eq!(q.root_host_uid(), Some(0));
+    }
+
+    #[test]
+    fn reads_a_fake_proc_tree() {
+        let d = tempfile::tempdir().expect("tmp");
+        let root = d.path();
+        fs::create_dir_all(root.join("77/ns")).expect("mkdir");
+        fs::create_dir_all(root.join("1/ns")).expect("mkdir");
+        fs::write(
+            root.join("77/status"),
+            "Name:\tsh\nUid:\t0\t0\t0\t0\nCapEff:\t00000000a80425fb\nCapBnd:\t00000000a80425fb\nNoNewPrivs:\t1\nSeccomp:\t2\n",
+        )
+        .expect("w");
+        fs::write(
+            root.join("77/uid_map"),
+            "         0          0 4294967295\n",
+        )
+        .expect("w");
+        fs::write(
+            root.join("77/mountinfo"),
+            "500 400 0:50 / / ro,relatime - overlay overlay rw\n",
+        )
+        .expect("w");
+        fs::write(root.join("77/cgroup"), "0::/docker/abcdef\n").expect("w");
+        fs::write(root.join("77/comm"), "sshd\n").expect("w");
+        std::os::unix::fs::symlink("net:[1]", root.join("77/ns/net")).expect("ln");
+        std::os::unix::fs::symlink("net:[1]", root.join("1/ns/net")).expect("ln");
+        std::os::unix::fs::symlink("pid:[2]", root.join("77/ns/pid")).expect("ln");
+        std::os::unix::fs::symlink("pid:[3]", root.join("1/ns/pid")).expect("ln");
+        let f = ProcessFacts::read(root, 77, "abcdef", &Mounts::default()).expect("facts");
+        assert_eq!(f.seccomp, Some(2));
+        assert_eq!(f.no_new_privs, Some(true));
+        assert_eq!(f.root_read_only, Some(true));
+        assert_eq!(f.inside_uid(), Some(0));
+        assert!(f.shared_namespaces.contains("net"));
+        assert!(!f.shared_namespaces.contains("pid"));
+        assert!(f.commands.contains("sshd"));
+    }
+}
