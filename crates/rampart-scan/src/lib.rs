@@ -7,17 +7,33 @@
 //! * [`Limits`] bounds what an image may make the reader do.
 
 mod analyze;
+mod cache;
+mod db;
 mod ecosystem;
 mod image;
 mod inventory;
 mod limit;
+mod matcher;
 mod purl;
+mod report;
+mod scan;
 pub mod version;
 
 pub use analyze::{OsRelease, Warning};
+pub use cache::{InventoryCache, DEFAULT_CACHE_DIR};
+pub use db::{
+    DbError, DbStatus, ImportStats, SourceStatus, StoredVuln, VulnDb, DEFAULT_DB_PATH,
+    SCHEMA_VERSION,
+};
 pub use image::{
     Healthcheck, History, ImageConfig, ImageError, ImageInfo, ImageReader, LayerInfo, NoProgress,
     Progress, RootFs, RunConfig, SourceKind, Target,
 };
 pub use inventory::Inventory;
 pub use limit::{LimitExceeded, Limits};
+pub use matcher::{match_inventory, MatchReport, MatchStats};
+pub use report::{
+    render_cyclonedx, render_json, render_sarif, render_spdx, render_table, severity_counts,
+    ScanReport,
+};
+pub use scan::{scan, ScanError, ScanOptions};

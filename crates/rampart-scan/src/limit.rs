@@ -373,7 +373,6 @@ pub(crate) fn decompress<'a, R: Read + 'a>(
     ))
 }
 
-#[allow(dead_code, reason = "used by the cargo-auditable analyser (next step)")]
 /// A zlib (RFC 1950) stream inside a file we read (cargo-auditable's `.dep-v0` section), capped
 /// at `max` decompressed bytes.
 pub(crate) fn inflate_zlib(data: &[u8], max: u64) -> io::Result<Vec<u8>> {
@@ -396,6 +395,18 @@ pub(crate) fn read_capped<R: Read>(r: R, max: u64) -> io::Result<Vec<u8>> {
         ));
     }
     Ok(out)
+}
+
+/// A zip reader over `r`; members must be read through [`read_capped`].
+pub(crate) fn zip_archive<R: Read + std::io::Seek>(
+    r: R,
+) -> zip::result::ZipResult<zip::ZipArchive<R>> {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the capped reader module is the one place archives are opened"
+    )]
+    let archive = zip::ZipArchive::new(r);
+    archive
 }
 
 /// A tar reader over `r` that never unpacks to disk; entries are read as streams.

@@ -31,6 +31,10 @@ enum Command {
     Agent(cmd::agent::AgentArgs),
     /// Check rule files, replay recorded events through rules, list rule fields.
     Rules(cmd::rules::RulesArgs),
+    /// Image security: scan images for vulnerable packages (offline), SBOMs.
+    Image(cmd::image::ImageArgs),
+    /// The offline vulnerability database: import OSV data, show status.
+    Db(cmd::db::DbArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -38,6 +42,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Version => cmd::version::run(),
         Command::Agent(args) => cmd::agent::run(args),
         Command::Rules(args) => cmd::rules::run(args),
+        Command::Image(args) => cmd::image::run(args),
+        Command::Db(args) => cmd::db::run(args),
     }
 }
 

@@ -1,6 +1,8 @@
 //! One module per subcommand group.
 
 pub mod agent;
+pub mod db;
+pub mod image;
 pub mod logging;
 pub mod rules;
 pub mod version;

@@ -1,0 +1,215 @@
+//! `rampart image`: image security. `scan` inventories an image, matches it against the offline
+//! vulnerability database and reports; signing and verification join this group later.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use rampart_event::Severity;
+use rampart_scan::{
+    render_json, render_table, ImageReader, InventoryCache, Limits, NoProgress, Progress,
+    ScanError, ScanOptions, Target, VulnDb, DEFAULT_CACHE_DIR,
+};
+
+use super::db::{db_error, DbPath};
+use super::BadInput;
+
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    command: ImageCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// Scan an image: packages, vulnerabilities (offline database), and report.
+    ///
+    /// TARGET is an image of the local Docker daemon (name or id), a `docker save` tarball, an
+    /// OCI image layout (directory or tar), a root filesystem directory, or `container:NAME`.
+    /// Prefixes force a kind: docker:, archive:, oci:, dir:, container:.
+    Scan(ScanArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// Findings grouped by package, for people.
+    Table,
+    /// Image, summary, OCSF Vulnerability Findings, packages, warnings.
+    Json,
+    /// SARIF 2.1.0, for code-scanning dashboards.
+    Sarif,
+    /// CycloneDX 1.5 SBOM (JSON).
+    Cyclonedx,
+    /// SPDX 2.3 SBOM (JSON).
+    Spdx,
+}
+
+/// Severities for `--fail-on`; `unknown` (records without a severity) ranks below `low`, so
+/// `--fail-on unknown` fails on any vulnerability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FailOn {
+    Unknown,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl FailOn {
+    fn severity(self) -> Severity {
+        match self {
+            FailOn::Unknown => Severity::Unknown,
+            FailOn::Low => Severity::Low,
+            FailOn::Medium => Severity::Medium,
+            FailOn::High => Severity::High,
+            FailOn::Critical => Severity::Critical,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct ScanArgs {
+    /// What to scan (see above).
+    target: String,
+    #[command(flatten)]
+    db: DbPath,
+    /// Inventory only: do not read the vulnerability database (implied by SBOM formats).
+    #[arg(long)]
+    skip_db: bool,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Write the report here instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Exit 3 when a vulnerability of this severity or higher is found (for CI pipelines).
+    #[arg(long, value_enum)]
+    fail_on: Option<FailOn>,
+    /// Leave out vulnerabilities without a published fix.
+    #[arg(long)]
+    ignore_unfixed: bool,
+    /// Where inventories are cached by image id.
+    #[arg(long, env = "RAMPART_SCAN_CACHE", default_value = DEFAULT_CACHE_DIR)]
+    cache_dir: PathBuf,
+    /// Do not use or write the inventory cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Read the image again even when a cached inventory exists.
+    #[arg(long)]
+    refresh: bool,
+}
+
+/// A progress bar on standard error, drawn only when it is a terminal.
+struct Bar {
+    bar: indicatif::ProgressBar,
+}
+
+impl Bar {
+    fn new() -> Bar {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg:<24} {bar:30} {binary_bytes:>9}/{binary_total_bytes:<9} {binary_bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Bar { bar }
+    }
+}
+
+impl Progress for Bar {
+    fn begin(&self, what: &str, total: Option<u64>) {
+        self.bar.reset();
+        self.bar.set_length(total.unwrap_or(0));
+        self.bar.set_message(what.to_string());
+        self.bar
+            .enable_steady_tick(std::time::Duration::from_millis(120));
+    }
+
+    fn advance(&self, bytes: u64) {
+        self.bar.inc(bytes);
+    }
+
+    fn end(&self) {
+        self.bar.disable_steady_tick();
+    }
+}
+
+pub fn run(args: ImageArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        ImageCommand::Scan(a) => scan(a),
+    }
+}
+
+fn scan(a: ScanArgs) -> anyhow::Result<ExitCode> {
+    let target = Target::parse(&a.target);
+    let sbom = matches!(a.format, Format::Cyclonedx | Format::Spdx);
+    let db = if a.skip_db || sbom {
+        None
+    } else {
+        Some(VulnDb::open(&a.db.path).map_err(db_error)?)
+    };
+    let reader = ImageReader::new(Limits::default());
+    let opts = ScanOptions {
+        cache: (!a.no_cache).then(|| InventoryCache::new(&a.cache_dir)),
+        refresh: a.refresh,
+    };
+    let bar = std::io::stderr().is_terminal().then(Bar::new);
+    let progress: &dyn Progress = match &bar {
+        Some(b) => b,
+        None => &NoProgress,
+    };
+    let result = rampart_scan::scan(&reader, &target, db.as_ref(), &opts, progress);
+    if let Some(b) = &bar {
+        b.bar.finish_and_clear();
+    }
+    let mut report = result.map_err(|e| match e {
+        ScanError::Image(e) if e.is_refusal() => BadInput(e.to_string()).into(),
+        ScanError::Image(e) => anyhow::Error::new(e),
+        ScanError::Db(e) => db_error(e),
+    })?;
+    if a.ignore_unfixed {
+        report
+            .matches
+            .findings
+            .retain(|f| f.fixed_version.is_some());
+    }
+    let text = match a.format {
+        Format::Table => {
+            let ansi = a.output.is_none() && std::io::stdout().is_terminal();
+            render_table(&report, ansi)
+        }
+        Format::Json => render_json(&report),
+        Format::Sarif => rampart_scan::render_sarif(&report),
+        Format::Cyclonedx => rampart_scan::render_cyclonedx(&report),
+        Format::Spdx => rampart_scan::render_spdx(&report),
+    };
+    match &a.output {
+        Some(p) => std::fs::write(p, text.as_bytes())
+            .with_context(|| format!("cannot write {}", p.display()))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            if !text.ends_with('\n') {
+                writeln!(out)?;
+            }
+            out.flush()?;
+        }
+    }
+    for w in report
+        .inventory
+        .warnings
+        .iter()
+        .chain(&report.matches.warnings)
+    {
+        tracing::debug!(path = %w.path, line = ?w.line, "{}", w.message);
+    }
+    if let Some(threshold) = a.fail_on {
+        let worst = report.matches.findings.iter().map(|f| f.severity).max();
+        if worst.is_some_and(|w| w >= threshold.severity()) {
+            return Ok(ExitCode::from(3));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
