@@ -503,6 +503,21 @@ static __always_inline void fill_task(struct re_event *e)
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 }
 
+/* Copies the walked path (if any) into a report. */
+static __always_inline void copy_path(struct re_event *e, struct re_scratch *s, __u32 path_start)
+{
+	if (path_start >= WALK_LEN)
+		return;
+	__u32 len = WALK_LEN - path_start; /* NUL included */
+	if (len > sizeof(e->path) - 1)
+		len = sizeof(e->path) - 1;
+	/* Keeps clang from dropping the mask the verifier needs. */
+	barrier_var(len);
+	bpf_probe_read_kernel(e->path, len & 255, &s->walk[path_start & WALK_MASK]);
+	e->path[len & 255] = 0;
+	e->path_len = len - 1;
+}
+
 /*
  * The exec decision, shared by the three hooks. Returns the verdict to enforce (RE_DENY), or
  * RE_ALLOW; reports denials, audits and unknown files on the way.
@@ -611,6 +626,7 @@ static __always_inline __u8 exec_decide(struct linux_binprm *bprm, __u8 mechanis
 					u->ctime_nsec = cnsec;
 					fill_task(u);
 					bpf_probe_read_kernel_str(u->file_name, sizeof(u->file_name), dname);
+					copy_path(u, s, path_start);
 					bpf_ringbuf_submit(u, 0);
 				} else {
 					stat_inc(RE_ST_EVENTS_LOST);
@@ -652,16 +668,7 @@ static __always_inline __u8 exec_decide(struct linux_binprm *bprm, __u8 mechanis
 		else
 			bpf_get_current_comm(e->name, 16);
 		bpf_probe_read_kernel_str(e->file_name, sizeof(e->file_name), dname);
-		if (path_start < WALK_LEN) {
-			__u32 len = WALK_LEN - path_start; /* NUL included */
-			if (len > sizeof(e->path) - 1)
-				len = sizeof(e->path) - 1;
-			/* Keeps clang from dropping the mask the verifier needs. */
-			barrier_var(len);
-			bpf_probe_read_kernel(e->path, len & 255, &s->walk[path_start & WALK_MASK]);
-			e->path[len & 255] = 0;
-			e->path_len = len - 1;
-		}
+		copy_path(e, s, path_start);
 		bpf_ringbuf_submit(e, 0);
 	} else {
 		stat_inc(RE_ST_EVENTS_LOST);

@@ -832,7 +832,7 @@ impl PolicyEnforcer {
                 }
                 continue;
             }
-            out.push(self.to_event(&st, policy.as_deref(), &r, None));
+            out.push(self.report_event(&st, policy.as_deref(), &r, None));
         }
         Ok(out.len() - before)
     }
@@ -905,7 +905,7 @@ impl PolicyEnforcer {
                     Verdict::Audit
                 };
                 let _ = cid;
-                Some(self.to_event(st, policy, &copy, Some((hex_sha, killed))))
+                Some(self.report_event(st, policy, &copy, Some((hex_sha, killed))))
             }
             None => {
                 let _ = self.kernel.put_exec_file(r.policy, file, None, 0);
@@ -914,7 +914,7 @@ impl PolicyEnforcer {
         }
     }
 
-    fn to_event(
+    fn report_event(
         &mut self,
         st: &State,
         policy: Option<&Policy>,

@@ -733,7 +733,10 @@ pub fn parse_prefix(t: &str) -> Option<NetPrefix> {
     Some(NetPrefix { addr, len })
 }
 
-fn parse_proto_ports(t: &str) -> Result<(Option<u8>, Vec<(u16, u16)>), String> {
+/// A protocol (`None`: any) and its port ranges.
+type ProtoPorts = (Option<u8>, Vec<(u16, u16)>);
+
+fn parse_proto_ports(t: &str) -> Result<ProtoPorts, String> {
     let (proto, ports) = match t.split_once('/') {
         Some((p, ports)) => (p, Some(ports)),
         None => (t, None),

@@ -111,6 +111,17 @@ pub struct ActionRecord {
 
 type Recent = Arc<Mutex<HashMap<String, VecDeque<serde_json::Value>>>>;
 
+/// One playbook (or a rule's own actions) to run for a detection.
+struct Run {
+    playbook: Option<String>,
+    actions: Vec<ActionKind>,
+    dry_run: bool,
+    allow: Vec<NetPrefix>,
+    limit: Option<RateLimit>,
+    /// Rate-limit key and incident prefix.
+    key: String,
+}
+
 /// Runs playbooks for detections (see the module docs).
 pub struct Responder {
     jobs: Option<SyncSender<Job>>,
@@ -216,24 +227,17 @@ impl Responder {
             }
         }
         let now = Instant::now();
-        let mut runs: Vec<(
-            Option<String>,
-            Vec<ActionKind>,
-            bool,
-            Vec<NetPrefix>,
-            Option<RateLimit>,
-            String,
-        )> = Vec::new();
+        let mut runs: Vec<Run> = Vec::new();
         for p in &self.cfg.playbooks {
             if p.matches(&d.alert) {
-                runs.push((
-                    Some(p.name.clone()),
-                    p.actions.clone(),
-                    p.dry_run,
-                    p.isolate_allow.clone(),
-                    p.rate_limit,
-                    p.name.clone(),
-                ));
+                runs.push(Run {
+                    playbook: Some(p.name.clone()),
+                    actions: p.actions.clone(),
+                    dry_run: p.dry_run,
+                    allow: p.isolate_allow.clone(),
+                    limit: p.rate_limit,
+                    key: p.name.clone(),
+                });
             }
         }
         if self.cfg.rule_actions != RuleActions::Off && !d.actions.is_empty() {
@@ -243,18 +247,26 @@ impl Responder {
                 .filter_map(|a| ActionKind::from_rule(*a))
                 .collect();
             if !actions.is_empty() {
-                runs.push((
-                    None,
+                runs.push(Run {
+                    playbook: None,
                     actions,
-                    self.cfg.rule_actions == RuleActions::DryRun,
-                    Vec::new(),
-                    Some(self.cfg.rule_actions_limit),
-                    format!("rule:{}", d.alert.rule),
-                ));
+                    dry_run: self.cfg.rule_actions == RuleActions::DryRun,
+                    allow: Vec::new(),
+                    limit: Some(self.cfg.rule_actions_limit),
+                    key: format!("rule:{}", d.alert.rule),
+                });
             }
         }
         let mut queued = 0;
-        for (playbook, actions, dry, allow, limit, key) in runs {
+        for Run {
+            playbook,
+            actions,
+            dry_run: dry,
+            allow,
+            limit,
+            key,
+        } in runs
+        {
             let incident = format!("{key}@{}", d.alert.id);
             let admitted = self
                 .limiter

@@ -8,7 +8,9 @@
 //!                              open files and sockets, memory maps
 //! container/executables.json   SHA-256 of every running executable and mapped file
 //! fs/changes.json              the writable layer: added/changed files, symlinks, deletions
-//! fs/upper/<path>              the writable layer's files (size-limited); symlinks as symlinks
+//! fs/upper/<path>              the writable layer's files (size-limited); a symlink is a small
+//!                              regular file holding its target (`link` in the manifest), so
+//!                              that extracting a bundle can never write through a link
 //! events/recent.jsonl          the container's last events and alerts, as the agent saw them
 //! host/facts.json              host and agent facts
 //! manifest.json                every entry above: path, size, SHA-256 (a symlink: its target)
@@ -105,9 +107,9 @@ impl Default for BundleLimits {
 pub struct ManifestEntry {
     pub path: String,
     pub size: u64,
-    /// SHA-256 of the content (of the target text for a symlink), hex.
+    /// SHA-256 of the content (for a symlink, of its target, which is the content), hex.
     pub sha256: String,
-    /// A symlink's target (never followed).
+    /// A symlink's target (never followed); the entry's content is this text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
 }
@@ -182,22 +184,13 @@ impl Writer {
         self.add(name, &data)
     }
 
+    /// A symlink is stored as a regular file holding its target (see the module docs).
     fn add_symlink(&mut self, name: &str, target: &OsStr) -> Result<(), ForensicsError> {
         use std::os::unix::ffi::OsStrExt;
-        let mut h = tar::Header::new_gnu();
-        h.set_size(0);
-        h.set_mode(0o777);
-        h.set_mtime(self.mtime);
-        h.set_entry_type(tar::EntryType::Symlink);
-        self.tar
-            .append_link(&mut h, name, Path::new(target))
-            .map_err(io(&self.path))?;
-        self.entries.push(ManifestEntry {
-            path: name.to_string(),
-            size: 0,
-            sha256: hex::encode(Sha256::digest(target.as_bytes())),
-            link: Some(target.to_string_lossy().into_owned()),
-        });
+        self.add(name, target.as_bytes())?;
+        if let Some(e) = self.entries.last_mut() {
+            e.link = Some(target.to_string_lossy().into_owned());
+        }
         Ok(())
     }
 }
@@ -822,7 +815,7 @@ pub fn verify(bundle: &Path, trusted_key: Option<&str>) -> Result<Verification, 
     let f = std::fs::File::open(bundle).map_err(io(bundle))?;
     let dec = zstd::Decoder::new(f).map_err(io(bundle))?;
     let mut ar = tar::Archive::new(dec);
-    let mut seen: BTreeMap<String, (String, Option<String>)> = BTreeMap::new();
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let mut dup: Vec<String> = Vec::new();
     let mut manifest_bytes = None;
     let mut sig = None;
@@ -850,22 +843,14 @@ pub fn verify(bundle: &Path, trusted_key: Option<&str>) -> Result<Verification, 
             }
             _ => {}
         }
-        let (hash, link) = if entry.header().entry_type() == tar::EntryType::Symlink {
-            use std::os::unix::ffi::OsStrExt;
-            let target = entry
-                .link_name()
-                .map_err(|e| not(e.to_string()))?
-                .map(|l| l.into_owned())
-                .unwrap_or_default();
-            (
-                hex::encode(Sha256::digest(target.as_os_str().as_bytes())),
-                Some(target.to_string_lossy().into_owned()),
-            )
+        // Bundles hold regular files only; any other entry (a link planted by whoever altered
+        // the bundle) gets a hash no manifest entry has, so it shows as altered or added.
+        let hash = if entry.header().entry_type() == tar::EntryType::Regular {
+            hex::encode(crate::hashing::sha256_reader(&mut entry).map_err(|e| not(e.to_string()))?)
         } else {
-            let h = crate::hashing::sha256_reader(&mut entry).map_err(|e| not(e.to_string()))?;
-            (hex::encode(h), None)
+            format!("not a regular file ({:?})", entry.header().entry_type())
         };
-        if seen.insert(path.clone(), (hash, link)).is_some() {
+        if seen.insert(path.clone(), hash).is_some() {
             dup.push(path);
         }
     }
@@ -896,7 +881,7 @@ pub fn verify(bundle: &Path, trusted_key: Option<&str>) -> Result<Verification, 
         }
         match seen.get(&f.path) {
             None => missing.push(f.path.clone()),
-            Some((h, link)) if *h != f.sha256 || *link != f.link => altered.push(f.path.clone()),
+            Some(h) if *h != f.sha256 => altered.push(f.path.clone()),
             Some(_) => {}
         }
     }
