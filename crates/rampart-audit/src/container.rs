@@ -75,7 +75,7 @@ pub struct ProcessFacts {
     /// 0 disabled, 1 strict, 2 filter.
     pub seccomp: Option<u8>,
     pub no_new_privs: Option<bool>,
-    /// Namespaces (of [`NAMESPACES`]) the process shares with PID 1 of the host.
+    /// Namespaces (of [`NAMESPACES`]) the process shares with the auditing process (the host).
     pub shared_namespaces: BTreeSet<&'static str>,
     /// The root mount is read-only.
     pub root_read_only: Option<bool>,
@@ -108,7 +108,7 @@ impl ProcessFacts {
             .find_map(|&(inside, outside, count)| (inside == 0 && count > 0).then_some(outside))
     }
 
-    /// Reads process `pid` under `proc_root`, comparing its namespaces with PID 1's and
+    /// Reads process `pid` under `proc_root`, comparing its namespaces with this process's and
     /// listing the processes whose cgroup names `container_id`.
     pub fn read(
         proc_root: &Path,
@@ -143,7 +143,9 @@ impl ProcessFacts {
         }
         for ns in NAMESPACES {
             let mine = fs::read_link(dir.join("ns").join(ns)).ok();
-            let host = fs::read_link(proc_root.join("1/ns").join(ns)).ok();
+            // This process's namespaces stand for the host's: the audit runs on the host (PID 1
+            // may be unreadable even to root, e.g. in a VM whose init is protected).
+            let host = fs::read_link(proc_root.join("self/ns").join(ns)).ok();
             if mine.is_some() && mine == host {
                 f.shared_namespaces.insert(ns);
             }
@@ -427,18 +429,22 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
 
     // 5.4 privileged (or privileged in all but name)
     let privileged = hc.privileged.unwrap_or(false);
+    // CAP_SYS_ADMIN and CAP_SYS_MODULE without a seccomp filter reach the whole kernel
+    // (mounts, namespaces, module loading): privileged whatever the flag says.
     let full = caps::full_mask(ctx.last_cap);
-    let near_full = p
-        .and_then(|p| p.cap_bnd)
-        .map(|b| (full & !b).count_ones() <= 2)
-        .unwrap_or(false);
+    let bnd = p.and_then(|p| p.cap_bnd).unwrap_or(0);
+    let escape_caps = ["SYS_ADMIN", "SYS_MODULE"]
+        .iter()
+        .all(|c| caps::number(c).is_some_and(|n| bnd & (1u64 << n) != 0));
     let no_seccomp = p.and_then(|p| p.seccomp) == Some(0);
     out.push(if privileged {
         C_5_4.fail("HostConfig.Privileged=true")
-    } else if near_full && no_seccomp {
-        let missing = caps::names_of(full & !p.and_then(|p| p.cap_bnd).unwrap_or(0));
+    } else if escape_caps && no_seccomp {
+        let missing = caps::names_of(full & !bnd);
         C_5_4.fail(format!(
-            "HostConfig.Privileged=false, but the process holds every capability except [{}] and has no seccomp filter (/proc/{}/status Seccomp: 0): privileged in all but name",
+            "HostConfig.Privileged=false, but the process holds {} of {} capabilities including SYS_ADMIN and SYS_MODULE (missing only [{}]) and has no seccomp filter (/proc/{}/status Seccomp: 0): privileged in all but name",
+            bnd.count_ones(),
+            full.count_ones(),
             missing.join(","),
             p.map_or(0, |p| p.pid)
         ))
@@ -583,7 +589,7 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
             mode,
             ns,
             match shared {
-                Some(true) => "is the host's (same /proc/PID/ns inode as PID 1)",
+                Some(true) => "is the host's (same /proc/PID/ns inode as the host)",
                 Some(false) => "is the container's own",
                 None => "not measured (container not running)",
             }
@@ -995,7 +1001,7 @@ mod tests {
         let d = tempfile::tempdir().expect("tmp");
         let root = d.path();
         fs::create_dir_all(root.join("77/ns")).expect("mkdir");
-        fs::create_dir_all(root.join("1/ns")).expect("mkdir");
+        fs::create_dir_all(root.join("self/ns")).expect("mkdir");
         fs::write(
             root.join("77/status"),
             "Name:\tsh\nUid:\t0\t0\t0\t0\nCapEff:\t00000000a80425fb\nCapBnd:\t00000000a80425fb\nNoNewPrivs:\t1\nSeccomp:\t2\n",
@@ -1014,9 +1020,9 @@ mod tests {
         fs::write(root.join("77/cgroup"), "0::/docker/abcdef\n").expect("w");
         fs::write(root.join("77/comm"), "sshd\n").expect("w");
         std::os::unix::fs::symlink("net:[1]", root.join("77/ns/net")).expect("ln");
-        std::os::unix::fs::symlink("net:[1]", root.join("1/ns/net")).expect("ln");
+        std::os::unix::fs::symlink("net:[1]", root.join("self/ns/net")).expect("ln");
         std::os::unix::fs::symlink("pid:[2]", root.join("77/ns/pid")).expect("ln");
-        std::os::unix::fs::symlink("pid:[3]", root.join("1/ns/pid")).expect("ln");
+        std::os::unix::fs::symlink("pid:[3]", root.join("self/ns/pid")).expect("ln");
         let f = ProcessFacts::read(root, 77, "abcdef", &Mounts::default()).expect("facts");
         assert_eq!(f.seccomp, Some(2));
         assert_eq!(f.no_new_privs, Some(true));

@@ -360,7 +360,6 @@ pub async fn learn(
         ));
     }
 
-    let started = Instant::now();
     if opts.restart {
         api.restart_container(
             name,
@@ -372,6 +371,9 @@ pub async fn learn(
         .await
         .map_err(|e| AuditError::docker("restart container", name, e))?;
     }
+    // The duration counts from the (re)started container, not from the stop, which may take
+    // the whole stop timeout when PID 1 ignores SIGTERM.
+    let started = Instant::now();
     let mut sampler = Sampler::default();
     let deadline = started + opts.duration;
     let mut last_pid = None;

@@ -214,18 +214,40 @@ int sr_sys_enter(__u64 *args)
 	return 0;
 }
 
+/* Is the current task the container runtime (runc) rather than the workload? runc's init
+ * process runs in the container's cgroup while it sets the container up with full
+ * capabilities; its executable is runc itself, or runc's sealed memfd copy
+ * ("memfd:runc_cloned:/proc/self/exe"), whatever it calls itself (comm "runc:[2:INIT]", or the
+ * fd number it was re-executed from). */
+static __always_inline int is_runtime(void)
+{
+	char comm[8] = {};
+	bpf_get_current_comm(comm, sizeof(comm));
+	if (comm[0] == 'r' && comm[1] == 'u' && comm[2] == 'n' && comm[3] == 'c' && comm[4] == ':')
+		return 1;
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	struct file *exe = BPF_CORE_READ(t, mm, exe_file);
+	if (!exe)
+		return 0;
+	const unsigned char *name = BPF_CORE_READ(exe, f_path.dentry, d_name.name);
+	char buf[12] = {};
+	if (bpf_probe_read_kernel_str(buf, sizeof(buf), name) < 0)
+		return 0;
+	if (buf[0] == 'r' && buf[1] == 'u' && buf[2] == 'n' && buf[3] == 'c')
+		return 1;
+	return buf[0] == 'm' && buf[1] == 'e' && buf[2] == 'm' && buf[3] == 'f' && buf[4] == 'd' &&
+	       buf[5] == ':' && buf[6] == 'r' && buf[7] == 'u' && buf[8] == 'n' && buf[9] == 'c';
+}
+
 /* capability:cap_capable(cred, target_ns, capable_ns, cap, ret): ret 0 means granted. Checks
- * made by the runtime while it sets the container up (comm runc:[0:PARENT], runc:[1:CHILD],
- * runc:[2:INIT]) are not the workload's and are skipped. */
+ * made by the runtime while it sets the container up are not the workload's and are skipped. */
 SEC("raw_tp/cap_capable")
 int sr_cap_capable(__u64 *args)
 {
 	struct recorded r = {};
 	if (!recorded(&r))
 		return 0;
-	char comm[8] = {};
-	bpf_get_current_comm(comm, sizeof(comm));
-	if (comm[0] == 'r' && comm[1] == 'u' && comm[2] == 'n' && comm[3] == 'c' && comm[4] == ':')
+	if (is_runtime())
 		return 0;
 	struct sr_cap_key k = {};
 	k.cgroup = r.cgroup;

@@ -31,6 +31,14 @@ enum Command {
     Agent(cmd::agent::AgentArgs),
     /// Check rule files, replay recorded events through rules, list rule fields.
     Rules(cmd::rules::RulesArgs),
+    /// Hardening audit of this host, its containers or an image (CIS Docker Benchmark), with
+    /// scores and the exact fixes.
+    Audit(cmd::audit::AuditArgs),
+    /// Learn seccomp profiles from what containers really do; merge them.
+    Profile(cmd::profile::ProfileArgs),
+    /// Propose a hardened docker run line and compose service for a container, from what it
+    /// does.
+    Harden(cmd::harden::HardenArgs),
     /// Image security: scan images for vulnerable packages (offline), SBOMs.
     Image(cmd::image::ImageArgs),
     /// The offline vulnerability database: import OSV data, show status.
@@ -42,6 +50,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Version => cmd::version::run(),
         Command::Agent(args) => cmd::agent::run(args),
         Command::Rules(args) => cmd::rules::run(args),
+        Command::Audit(args) => cmd::audit::run(args),
+        Command::Profile(args) => cmd::profile::run(args),
+        Command::Harden(args) => cmd::harden::run(args),
         Command::Image(args) => cmd::image::run(args),
         Command::Db(args) => cmd::db::run(args),
     }

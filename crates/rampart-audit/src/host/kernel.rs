@@ -88,13 +88,21 @@ pub fn virtualization(roots: &Roots) -> Virtualization {
             evidence,
         };
     }
+    // The initial PID namespace has a fixed inode (PROC_PID_INIT_INO): a process in it is not
+    // in a container, whatever files an image left behind (/.dockerenv in a VM image).
+    let pidns = fs::read_link(roots.proc.join("self/ns/pid"))
+        .map(|l| l.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let init_pidns = pidns == "pid:[4026531836]";
     let env1 = fs::read(roots.proc.join("1/environ")).unwrap_or_default();
     let container_env = env1
         .split(|b| *b == 0)
         .filter_map(|kv| std::str::from_utf8(kv).ok())
         .find_map(|kv| kv.strip_prefix("container=").map(str::to_string));
     let mountinfo = fs::read_to_string(roots.proc.join("self/mountinfo")).unwrap_or_default();
-    if container_env.as_deref() == Some("lxc") || mountinfo.contains("lxcfs") {
+    if init_pidns {
+        evidence.push("this process is in the initial PID namespace (not a container)".into());
+    } else if container_env.as_deref() == Some("lxc") || mountinfo.contains("lxcfs") {
         evidence.push(if container_env.is_some() {
             "PID 1 has container=lxc".into()
         } else {
@@ -106,7 +114,9 @@ pub fn virtualization(roots: &Roots) -> Virtualization {
             evidence,
         };
     }
-    if Path::new("/.dockerenv").exists() || container_env.as_deref() == Some("docker") {
+    if !init_pidns
+        && (Path::new("/.dockerenv").exists() || container_env.as_deref() == Some("docker"))
+    {
         evidence.push("/.dockerenv exists".into());
         return Virtualization {
             kind: "docker".into(),
@@ -114,7 +124,9 @@ pub fn virtualization(roots: &Roots) -> Virtualization {
             evidence,
         };
     }
-    if Path::new("/run/.containerenv").exists() || container_env.as_deref() == Some("podman") {
+    if !init_pidns
+        && (Path::new("/run/.containerenv").exists() || container_env.as_deref() == Some("podman"))
+    {
         evidence.push("/run/.containerenv exists".into());
         return Virtualization {
             kind: "podman".into(),

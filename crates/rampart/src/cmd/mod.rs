@@ -1,9 +1,12 @@
 //! One module per subcommand group.
 
 pub mod agent;
+pub mod audit;
 pub mod db;
+pub mod harden;
 pub mod image;
 pub mod logging;
+pub mod profile;
 pub mod rules;
 pub mod version;
 

@@ -1,0 +1,135 @@
+//! `rampart harden CONTAINER`: a hardened `docker run` line and compose service learned from
+//! what the container does.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use rampart_audit::harden::{self, HardenOptions};
+use rampart_audit::learn::{self, LearnOptions, Recording};
+
+use super::audit::{connect, lib_err, runtime};
+
+#[derive(Debug, Args)]
+pub struct HardenArgs {
+    /// Container name or id.
+    container: String,
+    /// How long to observe it (e.g. 60s, 5m), unless --recording is given.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Restart the container under the recorder so its start-up is observed too.
+    #[arg(long)]
+    restart: bool,
+    /// Use a saved recording (`rampart profile seccomp --recording FILE`) instead of observing.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["restart"])]
+    recording: Option<PathBuf>,
+    /// Where to write the learned seccomp profile [default: ./CONTAINER.seccomp.json].
+    #[arg(long, value_name = "PROFILE.json")]
+    profile_out: Option<PathBuf>,
+    /// Multiplier for observed peaks when sizing limits.
+    #[arg(long, default_value_t = 1.5)]
+    headroom: f64,
+    /// `text` (run line, compose service, notes) or `json`.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Docker Engine socket.
+    #[arg(long, default_value = rampart_container::DEFAULT_SOCKET, env = "RAMPART_DOCKER_SOCKET")]
+    docker_socket: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+pub fn run(a: HardenArgs) -> anyhow::Result<ExitCode> {
+    if !(a.headroom >= 1.0 && a.headroom <= 10.0) {
+        return Err(super::BadInput(format!(
+            "--headroom {} must be between 1.0 and 10.0",
+            a.headroom
+        ))
+        .into());
+    }
+    let rt = runtime()?;
+    let (rec, inspect, image, userns): (Recording, _, _, bool) = rt.block_on(async {
+        let docker = connect(&a.docker_socket).await?;
+        let rec = match &a.recording {
+            Some(p) => Recording::load(p).map_err(lib_err)?,
+            None => {
+                eprintln!(
+                    "observing {} for {} ...",
+                    a.container,
+                    humantime::format_duration(a.duration)
+                );
+                let opts = LearnOptions {
+                    duration: a.duration,
+                    restart: a.restart,
+                    ..LearnOptions::default()
+                };
+                learn::learn(&docker, &a.container, &opts)
+                    .await
+                    .map_err(lib_err)?
+            }
+        };
+        let api = docker.api();
+        let inspect = api
+            .inspect_container(&a.container, None)
+            .await
+            .with_context(|| format!("inspecting container {}", a.container))?;
+        let image = api
+            .inspect_image(inspect.image.as_deref().unwrap_or_default())
+            .await
+            .context("inspecting the container's image")?;
+        let userns = api
+            .info()
+            .await
+            .ok()
+            .and_then(|i| i.security_options)
+            .is_some_and(|o| o.iter().any(|x| x == "name=userns"));
+        anyhow::Ok((rec, inspect, image, userns))
+    })?;
+    let profile_path = a
+        .profile_out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.seccomp.json", rec.container)));
+    rec.profile().save(&profile_path).map_err(lib_err)?;
+    let abs = profile_path
+        .canonicalize()
+        .unwrap_or_else(|_| profile_path.clone());
+    let opts = HardenOptions {
+        headroom: a.headroom,
+        profile_path: Some(abs.display().to_string()),
+        daemon_userns_remap: userns,
+    };
+    let proposal = harden::propose(&inspect, &image, &rec, &opts);
+    match a.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "run": proposal.run_line(),
+                "compose": proposal.compose(),
+                "proposal": proposal,
+                "seccomp_profile": abs,
+            }))?
+        ),
+        Format::Text => {
+            println!("# seccomp profile written to {}", abs.display());
+            println!("# hardened docker run:");
+            println!("{}", proposal.run_line());
+            println!();
+            println!("# compose service:");
+            print!("{}", proposal.compose());
+            if !proposal.notes.is_empty() {
+                println!();
+                println!("# notes:");
+                for n in &proposal.notes {
+                    println!("# - {n}");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
