@@ -18,7 +18,6 @@ pub(crate) fn encode(s: &str) -> String {
     out
 }
 
-#[allow(dead_code, reason = "used by the language analysers (next step)")]
 /// The purl of a language package: `name` may carry a namespace (`@scope/name`, Go module
 /// paths, Maven `group:artifact`, Composer `vendor/name`).
 pub(crate) fn lang_purl(kind: PackageKind, name: &str, version: &str) -> String {

@@ -26,7 +26,7 @@ fn build(tag: &str, dockerfile: &str) {
     std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
     let out = Command::new("docker")
         .env("DOCKER_BUILDKIT", "0")
-        .args(["build", "-q", "-t", tag])
+        .args(["build", "--network", "none", "-q", "-t", tag])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -126,7 +126,17 @@ fn running_container_is_read_with_its_own_configuration() {
     let tag = testkit::debian_image();
     let c = testkit::TestContainer::run(
         "scan-src",
-        &["-u", "1000", "-e", "SCAN_TEST=1", &tag, "sleep", "300"],
+        &[
+            "--network",
+            "none",
+            "-u",
+            "1000",
+            "-e",
+            "SCAN_TEST=1",
+            &tag,
+            "sleep",
+            "300",
+        ],
     );
     let out = c.exec(&["sh", "-c", "echo 'ID=changed' > /tmp/os-release-copy"]);
     assert!(out.status.success());

@@ -2,11 +2,14 @@
 //! what it found. They never see other files, so a layer can be analysed as it streams past and
 //! the results merged afterwards by path (the topmost surviving copy of a path wins).
 
-use rampart_event::Package;
+use rampart_event::{Package, PackageKind};
 use serde::{Deserialize, Serialize};
 
 mod apk;
+mod binary;
 mod dpkg;
+mod java;
+mod lang;
 mod os;
 mod rpm;
 
@@ -18,9 +21,7 @@ pub(crate) use os::PATHS as OS_RELEASE_PATHS;
 pub(crate) struct FileRef<'a> {
     /// Normalised path relative to the image root.
     pub path: &'a str,
-    #[allow(dead_code, reason = "used by the content analysers (next steps)")]
     pub mode: u32,
-    #[allow(dead_code, reason = "used by the content analysers (next steps)")]
     pub size: u64,
 }
 
@@ -64,7 +65,13 @@ impl Analyzers {
     /// alone, so files nobody wants are skipped without reading.
     pub(crate) fn wants(&self, file: &FileRef<'_>) -> bool {
         let p = file.path;
-        os::wants(p) || dpkg::wants(p) || apk::wants(p) || rpm::wants(p)
+        os::wants(p)
+            || dpkg::wants(p)
+            || apk::wants(p)
+            || rpm::wants(p)
+            || lang::kind(p).is_some()
+            || java::wants(p)
+            || binary::wants(file)
     }
 
     /// Runs every interested analyser on `data`, the whole contents of `file`.
@@ -79,7 +86,36 @@ impl Analyzers {
             apk::parse(data, &mut out);
         } else if rpm::wants(p) {
             rpm::parse(p, data, &mut out);
+        } else if let Some(k) = lang::kind(p) {
+            lang::parse(k, data, &mut out);
+        } else if java::wants(p) {
+            java::parse(data, &mut out);
+        } else if binary::wants(file) {
+            binary::parse(data, &mut out);
         }
         out
     }
+}
+
+/// A language package with its purl; path, layer and ecosystem are set when the image is
+/// assembled.
+pub(crate) fn lang_package(kind: PackageKind, name: &str, version: &str) -> Package {
+    Package {
+        kind,
+        name: name.to_string(),
+        version: version.to_string(),
+        ecosystem: String::new(),
+        source_name: None,
+        source_version: None,
+        arch: None,
+        licenses: Vec::new(),
+        purl: crate::purl::lang_purl(kind, name, version),
+        path: String::new(),
+        layer: None,
+    }
+}
+
+/// The last component of a path.
+pub(crate) fn path_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }

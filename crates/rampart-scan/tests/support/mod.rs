@@ -6,6 +6,8 @@
     reason = "test support: a failure is a test failure; each test binary uses a subset"
 )]
 
+pub mod fixtures;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
