@@ -65,6 +65,8 @@ async fn containers_configured_well_and_badly() {
     let local_port = free_port(20000..30000).to_string();
     let low_port = free_port(900..1000).to_string();
     let cgroup_parent = format!("/rampart-audit-{}", std::process::id());
+    // Declared before the containers, so it is dropped after them, even when a check fails.
+    let _parent_cleanup = CgroupParent(cgroup_parent.clone());
     let disk = block_device();
 
     let good = TestContainer::run(
@@ -281,17 +283,19 @@ async fn containers_configured_well_and_badly() {
         .any(|r| r["ruleId"] == "5.4" && r["kind"] == "pass"));
     let json = report.json();
     assert_eq!(json["subjects"][0]["score"], g.score());
+}
 
-    drop(bad);
-    for h in [
-        "memory", "cpu", "cpuacct", "pids", "blkio", "devices", "freezer", "cpuset", "systemd",
-        "unified",
-    ] {
-        let _ = std::fs::remove_dir(
-            Path::new("/sys/fs/cgroup")
-                .join(h)
-                .join(cgroup_parent.trim_start_matches('/')),
-        );
+/// Removes a `--cgroup-parent` directory from every hierarchy (Docker leaves it behind).
+struct CgroupParent(String);
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        let rel = self.0.trim_start_matches('/');
+        if let Ok(dirs) = std::fs::read_dir("/sys/fs/cgroup") {
+            for h in dirs.flatten() {
+                let _ = std::fs::remove_dir(h.path().join(rel));
+            }
+        }
+        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(rel));
     }
 }
 
