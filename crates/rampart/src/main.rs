@@ -43,6 +43,14 @@ enum Command {
     Image(cmd::image::ImageArgs),
     /// The offline vulnerability database: import OSV data, show status.
     Db(cmd::db::DbArgs),
+    /// Respond now: kill, freeze, thaw, isolate, release or stop a container; capture a
+    /// signed forensic bundle.
+    Respond(cmd::respond::RespondArgs),
+    /// Exec and network policies enforced in the kernel: check, apply (and follow Docker),
+    /// show, test, reset.
+    Policy(cmd::policy::PolicyArgs),
+    /// Verify forensic bundles.
+    Forensics(cmd::forensics::ForensicsArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -55,6 +63,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Harden(args) => cmd::harden::run(args),
         Command::Image(args) => cmd::image::run(args),
         Command::Db(args) => cmd::db::run(args),
+        Command::Respond(args) => cmd::respond::run(args),
+        Command::Policy(args) => cmd::policy::run(args),
+        Command::Forensics(args) => cmd::forensics::run(args),
     }
 }
 

@@ -3,10 +3,13 @@
 pub mod agent;
 pub mod audit;
 pub mod db;
+pub mod forensics;
 pub mod harden;
 pub mod image;
 pub mod logging;
+pub mod policy;
 pub mod profile;
+pub mod respond;
 pub mod rules;
 pub mod version;
 
