@@ -360,6 +360,20 @@ mod tests {
         }
     }
 
+    /// docs/audit.md lists every check with its remediation.
+    #[test]
+    fn every_check_is_documented() {
+        let doc = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/audit.md"));
+        for c in CATALOGUE {
+            let row = format!("| {} | {} | {} |", c.id, c.severity.as_str(), c.title);
+            assert!(
+                doc.contains(&row),
+                "docs/audit.md lacks the row of {}: {row}",
+                c.id
+            );
+        }
+    }
+
     #[test]
     fn outcome_becomes_a_finding_with_overrides() {
         let r = ComplianceResource {

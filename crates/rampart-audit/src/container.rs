@@ -978,6 +978,93 @@ pub(crate) fn registry_outcome(
 mod tests {
     use super::*;
 
+    use bollard::models::{HostConfig, MountPoint};
+    use rampart_event::ComplianceStatus;
+
+    fn facts(hc: HostConfig, mounts: Vec<MountPoint>, digests: Vec<String>) -> ContainerFacts {
+        ContainerFacts {
+            inspect: ContainerInspectResponse {
+                id: Some("c0ffee".into()),
+                name: Some("/t".into()),
+                host_config: Some(hc),
+                mounts: Some(mounts),
+                app_armor_profile: Some("unconfined".into()),
+                ..ContainerInspectResponse::default()
+            },
+            image: ImageRefInfo {
+                reference: "nginx:1.25".into(),
+                id: "sha256:1".into(),
+                repo_digests: digests,
+            },
+            process: None,
+        }
+    }
+
+    fn status(outs: &[Outcome], id: &str) -> ComplianceStatus {
+        outs.iter()
+            .find(|o| o.def.id == id)
+            .map(|o| o.status)
+            .expect(id)
+    }
+
+    /// Checks whose failing configuration cannot start on the test host (--privileged,
+    /// shared propagation on a private root, AppArmor/SELinux on a host without them).
+    #[test]
+    fn configuration_only_checks_both_ways() {
+        let ctx = AuditContext {
+            apparmor: true,
+            selinux: true,
+            ..AuditContext::default()
+        };
+        let bad = facts(
+            HostConfig {
+                privileged: Some(true),
+                security_opt: Some(vec!["label=disable".into(), "apparmor=unconfined".into()]),
+                ..HostConfig::default()
+            },
+            vec![MountPoint {
+                typ: Some("bind".into()),
+                source: Some("/srv/data".into()),
+                destination: Some("/data".into()),
+                propagation: Some("rshared".into()),
+                rw: Some(true),
+                ..MountPoint::default()
+            }],
+            vec![],
+        );
+        let outs = checks(&bad, &ctx);
+        for id in ["5.1", "5.2", "5.4", "5.19", "RAMPART-C-SIGNATURE"] {
+            assert_eq!(status(&outs, id), ComplianceStatus::Fail, "{id}");
+        }
+        let mut good = facts(
+            HostConfig::default(),
+            vec![MountPoint {
+                typ: Some("bind".into()),
+                source: Some("/srv/data".into()),
+                destination: Some("/data".into()),
+                propagation: Some("rprivate".into()),
+                rw: Some(true),
+                ..MountPoint::default()
+            }],
+            vec!["nginx@sha256:abc".into()],
+        );
+        good.inspect.app_armor_profile = Some("docker-default".into());
+        good.inspect.process_label = Some("system_u:system_r:container_t:s0:c1,c2".into());
+        let outs = checks(&good, &ctx);
+        for id in ["5.1", "5.2", "5.4", "5.19"] {
+            assert_eq!(status(&outs, id), ComplianceStatus::Pass, "{id}");
+        }
+        // A registry digest is not a verified signature.
+        assert_eq!(
+            status(&outs, "RAMPART-C-SIGNATURE"),
+            ComplianceStatus::Warning
+        );
+        // Without the LSMs the checks do not apply.
+        let outs = checks(&good, &AuditContext::default());
+        assert_eq!(status(&outs, "5.1"), ComplianceStatus::NotApplicable);
+        assert_eq!(status(&outs, "5.2"), ComplianceStatus::NotApplicable);
+    }
+
     #[test]
     fn uid_mapping_through_uid_map() {
         let p = ProcessFacts {
