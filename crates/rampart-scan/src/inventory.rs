@@ -5,10 +5,11 @@ use rampart_event::Package;
 use serde::{Deserialize, Serialize};
 
 use crate::analyze::{OsRelease, Warning};
+use crate::finding::Finding;
 use crate::image::ImageInfo;
 
 /// Version of the inventory format; a cached inventory of another version is re-read.
-pub const INVENTORY_FORMAT: u32 = 1;
+pub const INVENTORY_FORMAT: u32 = 2;
 
 /// Everything read from one image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +24,9 @@ pub struct Inventory {
     pub os: Option<OsRelease>,
     /// Packages, sorted by kind, name, version and path; each names its file and layer.
     pub packages: Vec<Package>,
+    /// Secrets, malware, file modes, configuration and minimality findings, most severe first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<Finding>,
     /// Problems met while reading files (a bad line in a package database, a file too large to
     /// inspect): the scan went on without that part.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

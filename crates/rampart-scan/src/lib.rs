@@ -10,21 +10,25 @@ mod analyze;
 mod cache;
 mod db;
 mod ecosystem;
+mod finding;
 mod image;
 mod inventory;
 mod limit;
+pub mod lint;
 mod matcher;
 mod purl;
 mod report;
 mod scan;
 pub mod version;
 
-pub use analyze::{OsRelease, Warning};
+pub use analyze::malware::{YaraError, BUILTIN_RULES};
+pub use analyze::{ContentChecks, OsRelease, Warning};
 pub use cache::{InventoryCache, DEFAULT_CACHE_DIR};
 pub use db::{
     DbError, DbStatus, ImportStats, SourceStatus, StoredVuln, VulnDb, DEFAULT_DB_PATH,
     SCHEMA_VERSION,
 };
+pub use finding::{mask, Finding, FindingKind};
 pub use image::{
     Healthcheck, History, ImageConfig, ImageError, ImageInfo, ImageReader, LayerInfo, NoProgress,
     Progress, RootFs, RunConfig, SourceKind, Target,

@@ -248,6 +248,7 @@ fn inventory(packages: Vec<Package>) -> Inventory {
         },
         os: None,
         packages,
+        findings: vec![],
         warnings: vec![],
     }
 }

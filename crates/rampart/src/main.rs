@@ -43,6 +43,8 @@ enum Command {
     Image(cmd::image::ImageArgs),
     /// The offline vulnerability database: import OSV data, show status.
     Db(cmd::db::DbArgs),
+    /// Dockerfile lint with line numbers.
+    Dockerfile(cmd::dockerfile::DockerfileArgs),
     /// Respond now: kill, freeze, thaw, isolate, release or stop a container; capture a
     /// signed forensic bundle.
     Respond(cmd::respond::RespondArgs),
@@ -63,6 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Harden(args) => cmd::harden::run(args),
         Command::Image(args) => cmd::image::run(args),
         Command::Db(args) => cmd::db::run(args),
+        Command::Dockerfile(args) => cmd::dockerfile::run(args),
         Command::Respond(args) => cmd::respond::run(args),
         Command::Policy(args) => cmd::policy::run(args),
         Command::Forensics(args) => cmd::forensics::run(args),

@@ -135,7 +135,75 @@ fn db_import_status_and_scan_with_fail_on_and_cache() {
         serde_json::from_slice(&scan(&["--format", "json", "--fail-on", "low"]).stdout).unwrap();
     assert_eq!(after["cached"], true);
     assert_eq!(after["findings"].as_array().unwrap().len(), 0);
-    assert_eq!(scan(&["--fail-on", "unknown"]).status.code(), Some(0));
+    // --fail-on also counts the image's own findings: this image runs as root (high).
+    let root = after["image_findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "config/root-user")
+        .unwrap();
+    assert_eq!(root["severity"], "high");
+    assert_eq!(scan(&["--fail-on", "high"]).status.code(), Some(3));
+    assert_eq!(scan(&["--fail-on", "critical"]).status.code(), Some(0));
+}
+
+#[test]
+fn dockerfile_lint_reports_lines_and_fails_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let df = tmp.path().join("Dockerfile");
+    std::fs::write(
+        &df,
+        "FROM debian:12\nENV API_TOKEN=abcdef1234567890\nRUN apt-get update && apt-get install -y curl\n",
+    )
+    .unwrap();
+    let out = rampart(&[
+        "dockerfile",
+        "lint",
+        df.to_str().unwrap(),
+        "--fail-on",
+        "critical",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    let p = df.display().to_string();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{p}:1 MEDIUM DF001"))),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{p}:2 CRITICAL DF010")) && l.contains("abcd")),
+        "{text}"
+    );
+    assert!(!text.contains("abcdef1234567890"), "masked");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{p}:3 MEDIUM DF007"))),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{p}:3 HIGH DF003")))
+            || lines
+                .iter()
+                .any(|l| l.starts_with(&format!("{p}:1 HIGH DF003"))),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&ok(&[
+        "dockerfile",
+        "lint",
+        df.to_str().unwrap(),
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert!(json.as_array().unwrap().len() >= 4);
 }
 
 #[test]

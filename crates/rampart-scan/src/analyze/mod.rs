@@ -10,8 +10,10 @@ mod binary;
 mod dpkg;
 mod java;
 mod lang;
+pub(crate) mod malware;
 mod os;
 mod rpm;
+pub(crate) mod secrets;
 
 pub use os::OsRelease;
 pub(crate) use os::PATHS as OS_RELEASE_PATHS;
@@ -44,21 +46,66 @@ pub(crate) struct FileResult {
     /// Packages; `path`, `layer` and `ecosystem` are filled in when the image is assembled.
     pub packages: Vec<Package>,
     pub warnings: Vec<Warning>,
+    /// Secrets and malware; path and layer are filled in when the image is assembled.
+    pub findings: Vec<crate::finding::Finding>,
 }
 
 impl FileResult {
     pub(crate) fn is_empty(&self) -> bool {
-        self.os.is_none() && self.packages.is_empty() && self.warnings.is_empty()
+        self.os.is_none()
+            && self.packages.is_empty()
+            && self.warnings.is_empty()
+            && self.findings.is_empty()
+    }
+}
+
+/// Which content checks run on file contents (package analysers always run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentChecks {
+    /// Look for secrets in files.
+    pub secrets: bool,
+    /// Run YARA rules (the built-in crypto-miner rules and `yara_files`).
+    pub malware: bool,
+    /// Extra YARA rule files.
+    pub yara_files: Vec<std::path::PathBuf>,
+}
+
+impl Default for ContentChecks {
+    fn default() -> Self {
+        ContentChecks {
+            secrets: true,
+            malware: true,
+            yara_files: Vec::new(),
+        }
     }
 }
 
 /// The set of analysers run on every file.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Analyzers {}
+pub(crate) struct Analyzers {
+    secrets: bool,
+    malware: Option<malware::Rules>,
+}
 
 impl Analyzers {
+    /// Package analysers, secrets and the built-in malware rules.
     pub(crate) fn new() -> Analyzers {
-        Analyzers {}
+        Analyzers {
+            secrets: true,
+            // The built-in rules are a constant of this crate, compiled in its tests.
+            malware: malware::Rules::compile(&[] as &[&std::path::Path]).ok(),
+        }
+    }
+
+    pub(crate) fn with(checks: &ContentChecks) -> Result<Analyzers, malware::YaraError> {
+        Ok(Analyzers {
+            secrets: checks.secrets,
+            malware: if checks.malware {
+                Some(malware::Rules::compile(&checks.yara_files)?)
+            } else {
+                None
+            },
+        })
     }
 
     /// Whether any analyser wants the contents of `file`. Decided from path, mode and size
@@ -72,6 +119,8 @@ impl Analyzers {
             || lang::kind(p).is_some()
             || java::wants(p)
             || binary::wants(file)
+            || (self.secrets && secrets::wants(file))
+            || (self.malware.is_some() && malware::wants(file))
     }
 
     /// Runs every interested analyser on `data`, the whole contents of `file`.
@@ -92,6 +141,12 @@ impl Analyzers {
             java::parse(data, &mut out);
         } else if binary::wants(file) {
             binary::parse(data, &mut out);
+        }
+        if self.secrets && secrets::wants(file) {
+            secrets::scan(p, data, &mut out);
+        }
+        if let Some(rules) = self.malware.as_ref().filter(|_| malware::wants(file)) {
+            rules.scan(data, &mut out);
         }
         out
     }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use crate::analyze::{OsRelease, Warning};
 use crate::ecosystem::{lang_ecosystem, os_ecosystem};
+use crate::finding::Finding;
 use crate::inventory::{Inventory, INVENTORY_FORMAT};
 
 use super::tree::{NodeKind, Tree, TreeError};
@@ -71,10 +72,26 @@ pub(crate) fn assemble(loaded: Loaded) -> Result<Inventory, ImageError> {
                 && matches!(n.kind, NodeKind::File { .. })
         })
     };
+    let layer_id = |i: usize| {
+        info.layers
+            .get(i)
+            .map(|l| l.diff_id.clone())
+            .filter(|d| !d.is_empty())
+    };
     let mut results = HashMap::new();
+    let mut findings: Vec<Finding> = Vec::new();
     for (p, idx, ri) in placed {
-        if alive(&p) {
-            let r = std::mem::take(&mut scans[idx].results[ri].1);
+        let r = std::mem::take(&mut scans[idx].results[ri].1);
+        let live = alive(&p);
+        // Content findings of every copy of a file count: a secret deleted by a later layer
+        // still ships in the lower layer.
+        for mut f in r.findings.iter().cloned() {
+            f.path = Some(p.path.clone());
+            f.layer = layer_id(p.layer);
+            f.removed_in_later_layer = !live;
+            findings.push(f);
+        }
+        if live {
             results.insert(p.path.clone(), (p, r));
         }
     }
@@ -83,12 +100,6 @@ pub(crate) fn assemble(loaded: Loaded) -> Result<Inventory, ImageError> {
         .filter_map(|p| tree.resolve(p, true))
         .find_map(|p| results.get(&p).and_then(|(_, r)| r.os.clone()));
     let distro = os.as_ref().and_then(os_ecosystem);
-    let layer_id = |i: usize| {
-        info.layers
-            .get(i)
-            .map(|l| l.diff_id.clone())
-            .filter(|d| !d.is_empty())
-    };
     let mut packages = Vec::new();
     for (path, (p, r)) in results {
         for mut pkg in r.packages {
@@ -121,6 +132,49 @@ pub(crate) fn assemble(loaded: Loaded) -> Result<Inventory, ImageError> {
     }
     packages.sort();
     packages.dedup();
+    findings.extend(crate::lint::config::check(
+        info.config.as_ref(),
+        &tree,
+        &packages,
+        &layer_id,
+    ));
+    // Secrets found in the environment and labels are masked in the config too, so no output
+    // (report, cache, SBOM) repeats them.
+    let mut info = info;
+    if let Some(cfg) = info.config.as_mut() {
+        for f in findings
+            .iter()
+            .filter(|f| f.kind == crate::finding::FindingKind::Config)
+        {
+            let Some((key, masked)) = f.evidence.as_deref().and_then(|e| e.split_once('=')) else {
+                continue;
+            };
+            match f.rule.as_str() {
+                "config/secret-env" => {
+                    for e in cfg.config.env.iter_mut() {
+                        if e.split_once('=').is_some_and(|(k, _)| k == key) {
+                            *e = format!("{key}={masked}");
+                        }
+                    }
+                }
+                "config/secret-label" => {
+                    if let Some(v) = cfg.config.labels.get_mut(key) {
+                        *v = masked.to_string();
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| a.kind.cmp(&b.kind))
+            .then_with(|| a.path.cmp(&b.path))
+            .then_with(|| a.line.cmp(&b.line))
+            .then_with(|| a.rule.cmp(&b.rule))
+    });
+    findings.dedup();
     warnings.sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
     Ok(Inventory {
         format: INVENTORY_FORMAT,
@@ -128,6 +182,7 @@ pub(crate) fn assemble(loaded: Loaded) -> Result<Inventory, ImageError> {
         image: info,
         os,
         packages,
+        findings,
         warnings,
     })
 }

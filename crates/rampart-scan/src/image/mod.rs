@@ -321,6 +321,17 @@ impl ImageReader {
         }
     }
 
+    /// A reader with these limits and content checks; fails when a YARA file does not compile.
+    pub fn with_checks(
+        limits: Limits,
+        checks: &crate::analyze::ContentChecks,
+    ) -> Result<ImageReader, crate::analyze::malware::YaraError> {
+        Ok(ImageReader {
+            limits,
+            analyzers: Analyzers::with(checks)?,
+        })
+    }
+
     /// The limits this reader enforces.
     pub fn limits(&self) -> &Limits {
         &self.limits

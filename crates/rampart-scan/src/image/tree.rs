@@ -111,6 +111,11 @@ impl Tree {
         self.nodes.get(path)
     }
 
+    /// Every node, in path order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &Node)> {
+        self.nodes.iter()
+    }
+
     /// Resolves `path` inside the image, following symlinks in every component (and in the last
     /// one too when `follow_last`). `None` when a component is missing, a non-directory is
     /// traversed, or more than [`MAX_LINKS`] links are followed.

@@ -44,6 +44,8 @@ struct JsonSummary {
     findings: usize,
     fixable: usize,
     by_severity: BTreeMap<&'static str, usize>,
+    /// Secrets, malware, file modes, configuration and minimality findings.
+    image_findings: usize,
 }
 
 #[derive(Serialize)]
@@ -56,12 +58,14 @@ struct JsonReport<'a> {
     database: Option<serde_json::Value>,
     summary: JsonSummary,
     findings: &'a [VulnFinding],
+    image_findings: &'a [crate::finding::Finding],
     packages: &'a [rampart_event::Package],
     warnings: Vec<&'a Warning>,
 }
 
-/// The JSON report: image, summary, findings as OCSF Vulnerability Findings, the package
-/// inventory and warnings.
+/// The JSON report: image, summary, vulnerabilities as OCSF Vulnerability Findings (`findings`),
+/// secrets/malware/configuration findings (`image_findings`), the package inventory and
+/// warnings.
 pub fn render_json(r: &ScanReport) -> String {
     let by_severity = severity_counts(&r.matches.findings)
         .into_iter()
@@ -80,8 +84,10 @@ pub fn render_json(r: &ScanReport) -> String {
             findings: r.matches.findings.len(),
             fixable: r.matches.stats.fixable,
             by_severity,
+            image_findings: r.inventory.findings.len(),
         },
         findings: &r.matches.findings,
+        image_findings: &r.inventory.findings,
         packages: &r.inventory.packages,
         warnings: r
             .inventory

@@ -75,6 +75,44 @@ pub fn render_sarif(r: &ScanReport) -> String {
             },
         }));
     }
+    for f in &r.inventory.findings {
+        rules.entry(f.rule.as_str()).or_insert_with(|| {
+            json!({
+                "id": f.rule,
+                "name": f.rule,
+                "shortDescription": {"text": f.title},
+                "defaultConfiguration": {"level": level(f.severity)},
+                "properties": {
+                    "security-severity": score(f.severity, None),
+                    "tags": ["security", f.kind.as_str(), f.severity.as_str()],
+                },
+            })
+        });
+        let mut location = json!({});
+        if let Some(p) = &f.path {
+            location = json!({"physicalLocation": {"artifactLocation": {"uri": p}}});
+            if let Some(l) = f.line {
+                location["physicalLocation"]["region"] = json!({"startLine": l});
+            }
+        }
+        let mut text = f.title.clone();
+        if let Some(e) = &f.evidence {
+            text.push_str(&format!(": {e}"));
+        }
+        if f.removed_in_later_layer {
+            text.push_str(" (deleted by a later layer, still in the image)");
+        }
+        let mut result = json!({
+            "ruleId": f.rule,
+            "level": level(f.severity),
+            "message": {"text": text},
+            "properties": {"kind": f.kind.as_str(), "layer": f.layer, "image": r.inventory.image.target},
+        });
+        if f.path.is_some() {
+            result["locations"] = json!([location]);
+        }
+        results.push(result);
+    }
     let log = json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",

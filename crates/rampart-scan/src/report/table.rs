@@ -55,9 +55,10 @@ pub fn render_table(r: &ScanReport, ansi: bool) -> String {
         .collect();
     let _ = writeln!(
         out,
-        "{}{id}: {os}, {} packages, {} vulnerabilities{}{}",
+        "{}{id}: {os}, {} packages, {} security findings, {} vulnerabilities{}{}",
         inv.image.target,
         inv.packages.len(),
+        inv.findings.len(),
         r.matches.findings.len(),
         if by_sev.is_empty() {
             String::new()
@@ -66,9 +67,86 @@ pub fn render_table(r: &ScanReport, ansi: bool) -> String {
         },
         if r.cached { " [cached inventory]" } else { "" }
     );
-    if r.matches.findings.is_empty() {
-        return out;
+    if !r.matches.findings.is_empty() {
+        vulnerability_table(r, ansi, &mut out);
     }
+    other_findings(r, ansi, &mut out);
+    layer_sizes(r, &mut out);
+    let warnings = inv.warnings.len() + r.matches.warnings.len();
+    if warnings > 0 {
+        let _ = writeln!(out, "\n{warnings} warning(s); see --format json");
+    }
+    out
+}
+
+fn sev_cell(s: Severity, ansi: bool) -> String {
+    let cell = pad(&s.as_str().to_uppercase(), 8);
+    if ansi {
+        format!("{}{cell}\x1b[0m", colour(s))
+    } else {
+        cell
+    }
+}
+
+fn other_findings(r: &ScanReport, ansi: bool, out: &mut String) {
+    let fs = &r.inventory.findings;
+    if fs.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nSECURITY FINDINGS ({})", fs.len());
+    for f in fs {
+        let mut place = f.path.clone().unwrap_or_default();
+        if let Some(l) = f.line {
+            place.push_str(&format!(":{l}"));
+        }
+        let mut line = format!(
+            "{} {:<15} {}",
+            sev_cell(f.severity, ansi),
+            f.kind.as_str(),
+            f.title
+        );
+        if !place.is_empty() {
+            line.push_str(&format!("  [{place}]"));
+        }
+        if let Some(e) = &f.evidence {
+            line.push_str(&format!("  {e}"));
+        }
+        if f.removed_in_later_layer {
+            line.push_str("  (deleted by a later layer, still in the image)");
+        }
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+fn layer_sizes(r: &ScanReport, out: &mut String) {
+    let layers = &r.inventory.image.layers;
+    if layers.len() < 2 {
+        return;
+    }
+    let mut idx: Vec<usize> = (0..layers.len()).collect();
+    idx.sort_by_key(|i| std::cmp::Reverse(layers[*i].size));
+    let _ = writeln!(out, "\nLARGEST LAYERS");
+    for i in idx.into_iter().take(5) {
+        let l = &layers[i];
+        let step: String = l
+            .created_by
+            .as_deref()
+            .unwrap_or("")
+            .replace("/bin/sh -c ", "")
+            .replace("#(nop) ", "")
+            .chars()
+            .take(70)
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {:>2}. {:>9.1} MB  {step}",
+            i + 1,
+            l.size as f64 / 1e6
+        );
+    }
+}
+
+fn vulnerability_table(r: &ScanReport, ansi: bool, out: &mut String) {
     // Group by package (name, version, path), ordered by the group's worst severity.
     let mut groups: Vec<(String, Vec<&rampart_event::VulnFinding>)> = Vec::new();
     for f in &r.matches.findings {
@@ -120,12 +198,7 @@ pub fn render_table(r: &ScanReport, ansi: bool) -> String {
             } else {
                 ("", "")
             };
-            let sev = pad(&f.severity.as_str().to_uppercase(), 8);
-            let sev = if ansi {
-                format!("{}{sev}\x1b[0m", colour(f.severity))
-            } else {
-                sev
-            };
+            let sev = sev_cell(f.severity, ansi);
             let _ = writeln!(
                 out,
                 "{} {} {} {} {}",
@@ -137,9 +210,4 @@ pub fn render_table(r: &ScanReport, ansi: bool) -> String {
             );
         }
     }
-    let warnings = inv.warnings.len() + r.matches.warnings.len();
-    if warnings > 0 {
-        let _ = writeln!(out, "\n{warnings} warning(s); see --format json");
-    }
-    out
 }

@@ -9,8 +9,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use rampart_event::Severity;
 use rampart_scan::{
-    render_json, render_table, ImageReader, InventoryCache, Limits, NoProgress, Progress,
-    ScanError, ScanOptions, Target, VulnDb, DEFAULT_CACHE_DIR,
+    render_json, render_table, ContentChecks, ImageReader, InventoryCache, Limits, NoProgress,
+    Progress, ScanError, ScanOptions, Target, VulnDb, DEFAULT_CACHE_DIR,
 };
 
 use super::db::{db_error, DbPath};
@@ -83,9 +83,19 @@ struct ScanArgs {
     /// Write the report here instead of standard output.
     #[arg(long, short)]
     output: Option<PathBuf>,
-    /// Exit 3 when a vulnerability of this severity or higher is found (for CI pipelines).
+    /// Exit 3 when a vulnerability or another finding (secret, malware, configuration) of this
+    /// severity or higher is found (for CI pipelines).
     #[arg(long, value_enum)]
     fail_on: Option<FailOn>,
+    /// Extra YARA rule files, run beside the built-in crypto-miner rules.
+    #[arg(long = "yara", value_name = "FILE")]
+    yara: Vec<PathBuf>,
+    /// Do not look for secrets in files.
+    #[arg(long)]
+    no_secrets: bool,
+    /// Do not run YARA rules (crypto-miners, --yara).
+    #[arg(long)]
+    no_malware: bool,
     /// Leave out vulnerabilities without a published fix.
     #[arg(long)]
     ignore_unfixed: bool,
@@ -150,9 +160,17 @@ fn scan(a: ScanArgs) -> anyhow::Result<ExitCode> {
     } else {
         Some(VulnDb::open(&a.db.path).map_err(db_error)?)
     };
-    let reader = ImageReader::new(Limits::default());
+    let checks = ContentChecks {
+        secrets: !a.no_secrets,
+        malware: !a.no_malware,
+        yara_files: a.yara.clone(),
+    };
+    let reader = ImageReader::with_checks(Limits::default(), &checks)
+        .map_err(|e| BadInput(e.to_string()))?;
+    // Inventories depend on the content checks: only the default set is cached.
+    let default_checks = checks == ContentChecks::default();
     let opts = ScanOptions {
-        cache: (!a.no_cache).then(|| InventoryCache::new(&a.cache_dir)),
+        cache: (!a.no_cache && default_checks).then(|| InventoryCache::new(&a.cache_dir)),
         refresh: a.refresh,
     };
     let bar = std::io::stderr().is_terminal().then(Bar::new);
@@ -206,7 +224,13 @@ fn scan(a: ScanArgs) -> anyhow::Result<ExitCode> {
         tracing::debug!(path = %w.path, line = ?w.line, "{}", w.message);
     }
     if let Some(threshold) = a.fail_on {
-        let worst = report.matches.findings.iter().map(|f| f.severity).max();
+        let worst = report
+            .matches
+            .findings
+            .iter()
+            .map(|f| f.severity)
+            .chain(report.inventory.findings.iter().map(|f| f.severity))
+            .max();
         if worst.is_some_and(|w| w >= threshold.severity()) {
             return Ok(ExitCode::from(3));
         }

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod audit;
 pub mod db;
+pub mod dockerfile;
 pub mod forensics;
 pub mod harden;
 pub mod image;
