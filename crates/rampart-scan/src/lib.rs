@@ -2,9 +2,16 @@
 //! against an offline vulnerability database, and look for what should not be there.
 //!
 //! * [`ImageReader`] reads an image ([`Target`]: Docker daemon image, `docker save` tarball, OCI
-//!   layout, root filesystem directory, container) into an [`Inventory`], refusing hostile
-//!   archives (see [`ImageError`]) and never writing image content to disk.
-//! * [`Limits`] bounds what an image may make the reader do.
+//!   layout, root filesystem directory, container) into an [`Inventory`]: OS and language
+//!   packages (each with its file and layer), secrets, malware, file modes, configuration and
+//!   minimality [`Finding`]s. Hostile archives are refused (see [`ImageError`]) and no image
+//!   content is ever written to disk; [`Limits`] bounds what an image may make the reader do.
+//! * [`VulnDb`] is the offline vulnerability database (OSV records in SQLite, imported
+//!   incrementally); [`match_inventory`] turns an inventory into [`rampart_event::VulnFinding`]s
+//!   with each ecosystem's own version ordering ([`version`]).
+//! * [`scan`] does both, with an [`InventoryCache`] keyed by image id; the `render_*` functions
+//!   write table, JSON, SARIF, CycloneDX and SPDX reports.
+//! * [`lint`] checks Dockerfiles.
 
 mod analyze;
 mod cache;
