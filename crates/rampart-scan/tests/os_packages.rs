@@ -302,3 +302,66 @@ fn rpm_sqlite_database_written_by_rpm_is_read() {
     let l = std::fs::read(&tar).unwrap();
     check(&read_layers(&[l]));
 }
+
+/// The Berkeley DB `Packages` of RHEL 7/8: the same headers rpm wrote above, stored in a hash
+/// database written by Berkeley DB's own `db_load` (db5.3-util), as rpm's BDB backend stored them
+/// (key: the package's instance number; key 0: the instance counter).
+#[test]
+fn rpm_berkeley_db_database_is_read() {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    build_rpm_root(work.path(), &root);
+    let sqlite = root.join("var/lib/rpm/rpmdb.sqlite");
+    let conn = rusqlite::Connection::open(&sqlite).unwrap();
+    let mut stmt = conn.prepare("SELECT hnum, blob FROM Packages").unwrap();
+    let rows: Vec<(i64, Vec<u8>)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 3);
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut dump = String::from("VERSION=3\nformat=bytevalue\ntype=hash\nHEADER=END\n");
+    dump.push_str(&format!(
+        " {}\n {}\n",
+        hex(&0u32.to_le_bytes()),
+        hex(&4u32.to_le_bytes())
+    ));
+    for (hnum, blob) in &rows {
+        dump.push_str(&format!(
+            " {}\n {}\n",
+            hex(&(*hnum as u32).to_le_bytes()),
+            hex(blob)
+        ));
+    }
+    dump.push_str("DATA=END\n");
+    let bdb_root = work.path().join("bdb");
+    std::fs::create_dir_all(bdb_root.join("var/lib/rpm")).unwrap();
+    std::fs::create_dir_all(bdb_root.join("etc")).unwrap();
+    std::fs::copy(root.join("etc/os-release"), bdb_root.join("etc/os-release")).unwrap();
+    let dump_file = work.path().join("dump.txt");
+    std::fs::write(&dump_file, dump).unwrap();
+    // 512-byte pages: every header (1-3 KiB) goes to overflow pages, the path real databases
+    // take for most headers.
+    run(Command::new("db5.3_load")
+        .args(["-c", "db_pagesize=512"])
+        .arg("-f")
+        .arg(&dump_file)
+        .arg(bdb_root.join("var/lib/rpm/Packages")));
+    let inv = read(Target::Rootfs(bdb_root));
+    let got: Vec<(&str, &str, &str)> = inv
+        .packages
+        .iter()
+        .map(|p| (p.name.as_str(), p.version.as_str(), p.path.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("bash", "5.1.8-6.el9_1", "var/lib/rpm/Packages"),
+            ("openssl", "1:3.0.7-24.el9", "var/lib/rpm/Packages"),
+            ("openssl-libs", "1:3.0.7-24.el9", "var/lib/rpm/Packages"),
+        ]
+    );
+    assert!(inv.warnings.is_empty(), "{:?}", inv.warnings);
+}

@@ -11,7 +11,14 @@
 //! ```
 //!
 //! Tags read: NAME 1000, VERSION 1001, RELEASE 1002, EPOCH 1003, LICENSE 1014, ARCH 1022,
-//! SOURCERPM 1044. The Berkeley DB `Packages` of RHEL 7/8 is not read (reported as a warning).
+//! SOURCERPM 1044.
+//!
+//! The Berkeley DB `Packages` of RHEL/CentOS 7 and 8 and Amazon Linux 2 (`var/lib/rpm/Packages`)
+//! is read too: a BDB hash database whose values are the same header blobs. Its pages are walked
+//! directly (no libdb): the metadata page (magic 0x061561, page size, last page), hash pages
+//! (`P_HASH`, `P_HASH_UNSORTED`) whose items alternate key and value, values stored inline
+//! (`H_KEYDATA`) or in chains of overflow pages (`H_OFFPAGE`). Written here because the format is
+//! small and fixed and the alternative is a C library; every offset is bounds-checked.
 
 use rampart_event::{Package, PackageKind};
 use rusqlite::{Connection, OpenFlags};
@@ -130,16 +137,173 @@ fn warn(out: &mut FileResult, message: String) {
 
 pub(crate) fn parse(path: &str, data: &[u8], out: &mut FileResult) {
     if path.ends_with("/Packages") {
-        if data.len() >= 16 {
-            warn(
-                out,
-                "Berkeley DB rpm database (RHEL/CentOS 7 and 8) is not read; its packages are not listed".into(),
-            );
+        match bdb_values(data) {
+            Ok(values) => {
+                for (i, blob) in values.iter().enumerate() {
+                    // The record with key 0 is rpm's instance counter, not a header.
+                    if blob.len() < 16 {
+                        continue;
+                    }
+                    add_header(i as i64, blob, out);
+                }
+            }
+            Err(e) => warn(out, format!("Berkeley DB rpm database: {e}")),
         }
         return;
     }
     if let Err(e) = read_sqlite(data, out) {
         warn(out, format!("rpm database: {e}"));
+    }
+}
+
+const BDB_HASH_MAGIC: u32 = 0x0006_1561;
+const P_HASH_UNSORTED: u8 = 2;
+const P_OVERFLOW: u8 = 7;
+const P_HASH: u8 = 13;
+const H_KEYDATA: u8 = 1;
+const H_OFFPAGE: u8 = 3;
+/// Largest value read from a database (rpm headers are far smaller).
+const MAX_VALUE: usize = 64 << 20;
+
+/// The values of a Berkeley DB hash database, in page order.
+pub(crate) fn bdb_values(db: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let le = |at: usize| -> Option<u32> {
+        db.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let magic = le(12).ok_or("shorter than a metadata page")?;
+    let big = if magic == BDB_HASH_MAGIC {
+        false
+    } else if magic.swap_bytes() == BDB_HASH_MAGIC {
+        true
+    } else {
+        return Err(format!(
+            "not a Berkeley DB hash database (magic {magic:#x})"
+        ));
+    };
+    let u32_at = |at: usize| -> Option<u32> {
+        let b = db.get(at..at + 4)?;
+        let b = [b[0], b[1], b[2], b[3]];
+        Some(if big {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    };
+    let u16_at = |at: usize| -> Option<u16> {
+        let b = db.get(at..at + 2)?;
+        Some(if big {
+            u16::from_be_bytes([b[0], b[1]])
+        } else {
+            u16::from_le_bytes([b[0], b[1]])
+        })
+    };
+    let page_size = u32_at(20).ok_or("truncated metadata")? as usize;
+    if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
+        return Err(format!("implausible page size {page_size}"));
+    }
+    let last = u32_at(32).ok_or("truncated metadata")? as usize;
+    let pages = (db.len() / page_size).min(last + 1);
+    let mut values = Vec::new();
+    for pgno in 1..pages {
+        let base = pgno * page_size;
+        let page = &db[base..base + page_size];
+        let ptype = page[25];
+        if ptype != P_HASH && ptype != P_HASH_UNSORTED {
+            continue;
+        }
+        let entries = usize::from(u16_at(base + 20).ok_or("truncated page")?);
+        let offsets: Vec<usize> = (0..entries)
+            .map(|i| u16_at(base + 26 + 2 * i).map(usize::from))
+            .collect::<Option<_>>()
+            .ok_or("truncated page index")?;
+        // Items alternate key, value; values have odd indexes.
+        for i in (1..entries).step_by(2) {
+            let start = offsets[i];
+            let end = offsets[i - 1].min(page_size);
+            let item = page
+                .get(start..end.max(start))
+                .filter(|x| !x.is_empty())
+                .ok_or_else(|| format!("page {pgno}: item {i} out of the page"))?;
+            match item[0] {
+                H_KEYDATA => values.push(item[1..].to_vec()),
+                H_OFFPAGE => {
+                    let first = u32_at(base + start + 4).ok_or("truncated overflow item")? as usize;
+                    let total = u32_at(base + start + 8).ok_or("truncated overflow item")? as usize;
+                    if total > MAX_VALUE {
+                        return Err(format!("page {pgno}: value of {total} bytes"));
+                    }
+                    let mut value = Vec::with_capacity(total);
+                    let mut next = first;
+                    let mut hops = 0usize;
+                    while next != 0 && value.len() < total {
+                        hops += 1;
+                        if hops > pages {
+                            return Err(format!("page {pgno}: overflow chain loops"));
+                        }
+                        let ob = next * page_size;
+                        let opage = db
+                            .get(ob..ob + page_size)
+                            .ok_or_else(|| format!("overflow page {next} past the end"))?;
+                        if opage[25] != P_OVERFLOW {
+                            return Err(format!("page {next} is not an overflow page"));
+                        }
+                        let len = usize::from(u16_at(ob + 22).ok_or("truncated overflow page")?);
+                        let chunk = opage
+                            .get(26..26 + len)
+                            .ok_or_else(|| format!("overflow page {next}: bad length {len}"))?;
+                        value.extend_from_slice(chunk);
+                        next = u32_at(ob + 16).ok_or("truncated overflow page")? as usize;
+                    }
+                    value.truncate(total);
+                    values.push(value);
+                }
+                _ => {} // duplicates are not used by rpm's Packages
+            }
+        }
+    }
+    Ok(values)
+}
+
+/// Adds the package of one header blob (`hnum` names it in warnings).
+fn add_header(hnum: i64, blob: &[u8], out: &mut FileResult) {
+    match parse_header(blob) {
+        Ok(h) => {
+            let (Some(name), Some(version)) = (h.name, h.version) else {
+                warn(out, format!("rpm header {hnum}: no name or version"));
+                return;
+            };
+            if name == "gpg-pubkey" {
+                return; // imported signing keys, not software
+            }
+            let mut v = String::new();
+            if let Some(e) = h.epoch {
+                v.push_str(&format!("{e}:"));
+            }
+            v.push_str(&version);
+            if let Some(r) = h.release.filter(|r| !r.is_empty()) {
+                v.push('-');
+                v.push_str(&r);
+            }
+            out.packages.push(Package {
+                kind: PackageKind::Rpm,
+                source_name: h
+                    .sourcerpm
+                    .as_deref()
+                    .and_then(source_name)
+                    .filter(|s| *s != name),
+                source_version: None,
+                name,
+                version: v,
+                ecosystem: String::new(),
+                arch: h.arch,
+                licenses: h.license.into_iter().collect(),
+                purl: String::new(),
+                path: String::new(),
+                layer: None,
+            });
+        }
+        Err(e) => warn(out, format!("rpm header {hnum}: {e}")),
     }
 }
 
@@ -166,44 +330,7 @@ fn read_sqlite(data: &[u8], out: &mut FileResult) -> Result<(), rusqlite::Error>
     let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
     for row in rows {
         let (hnum, blob) = row?;
-        match parse_header(&blob) {
-            Ok(h) => {
-                let (Some(name), Some(version)) = (h.name, h.version) else {
-                    warn(out, format!("rpm header {hnum}: no name or version"));
-                    continue;
-                };
-                if name == "gpg-pubkey" {
-                    continue; // imported signing keys, not software
-                }
-                let mut v = String::new();
-                if let Some(e) = h.epoch {
-                    v.push_str(&format!("{e}:"));
-                }
-                v.push_str(&version);
-                if let Some(r) = h.release.filter(|r| !r.is_empty()) {
-                    v.push('-');
-                    v.push_str(&r);
-                }
-                out.packages.push(Package {
-                    kind: PackageKind::Rpm,
-                    source_name: h
-                        .sourcerpm
-                        .as_deref()
-                        .and_then(source_name)
-                        .filter(|s| *s != name),
-                    source_version: None,
-                    name,
-                    version: v,
-                    ecosystem: String::new(),
-                    arch: h.arch,
-                    licenses: h.license.into_iter().collect(),
-                    purl: String::new(),
-                    path: String::new(),
-                    layer: None,
-                });
-            }
-            Err(e) => warn(out, format!("rpm header {hnum}: {e}")),
-        }
+        add_header(hnum, &blob, out);
     }
     Ok(())
 }
@@ -233,6 +360,15 @@ mod tests {
         let mut b = vec![0, 0, 0, 1, 0, 0, 0, 100];
         b.extend_from_slice(&[0, 0, 3, 232, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 1]);
         assert!(parse_header(&b).is_err());
+    }
+
+    #[test]
+    fn bdb_garbage_is_an_error() {
+        assert!(bdb_values(b"short").is_err());
+        let mut page = vec![0u8; 4096];
+        page[12..16].copy_from_slice(&0x0006_1561u32.to_le_bytes());
+        page[20..24].copy_from_slice(&3u32.to_le_bytes()); // page size 3
+        assert!(bdb_values(&page).is_err());
     }
 
     #[test]
