@@ -128,6 +128,12 @@ struct Bench {
     _state: tempfile::TempDir,
 }
 
+impl Drop for Bench {
+    fn drop(&mut self) {
+        let _ = rampart_kernel::enforce::Enforcer::remove_all(&self.cfg.pin_dir);
+    }
+}
+
 struct Net(String);
 impl Drop for Net {
     fn drop(&mut self) {
@@ -249,7 +255,7 @@ impl Bench {
         storm("warm-up");
         let (mut none, mut one, mut two) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..5 {
-            e.reset(false).unwrap();
+            e.reset().unwrap();
             none.push(storm("no policy"));
             e.apply(&client_only, &facts).unwrap();
             one.push(storm("client policy"));
@@ -257,7 +263,7 @@ impl Bench {
             two.push(storm("both policies"));
         }
         let stats = e.kernel().stats();
-        e.reset(true).unwrap();
+        e.remove_everything().unwrap();
         let (m0, m1, m2) = (
             median(none.clone()),
             median(one.clone()),
@@ -326,7 +332,7 @@ impl Bench {
         let (allowed_mean, allowed_p99, _) = storm(&target, "/bin/true");
         let (killed_mean, killed_p99, killed) = storm(&target, "/tmp/xmrig");
         assert_eq!(killed, n, "every denied exec was killed");
-        e.reset(true).unwrap();
+        e.remove_everything().unwrap();
         println!("exec to kill: {n} fork+exec+wait each, mean / p99 µs");
         println!("  unselected container, no exec hook     {base_mean:.0} / {base_p99:.0}  1.000x");
         println!(
@@ -407,7 +413,7 @@ impl Bench {
             e.release(&victim.id, false).unwrap();
         }
         responder.shutdown();
-        let _ = e.reset(true);
+        let _ = e.remove_everything();
         times.sort_by(|a, b| a.total_cmp(b));
         println!(
             "alert to isolated: {rounds} detections through the Responder (playbook [isolate]), median {:.1} ms, max {:.1} ms (includes the Docker inspect of the container)",

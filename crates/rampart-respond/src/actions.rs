@@ -121,8 +121,25 @@ fn checked_pidfd(p: ProcessRef, cgroup: Option<&Path>) -> Result<PidFd, RespondE
     Ok(fd)
 }
 
+/// The process has exited (gone, or a zombie waiting for its parent).
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat.get(i + 2..i + 3))
+            .is_some_and(|state| state == "Z" || state == "X"),
+        Err(_) => true,
+    }
+}
+
 /// Kills one process with SIGKILL.
 pub fn kill_process(p: ProcessRef, cgroup: Option<&Path>) -> Result<(), RespondError> {
+    if exited(p.pid) {
+        return Err(RespondError::Process {
+            pid: p.pid,
+            message: "has already exited".into(),
+        });
+    }
     let fd = checked_pidfd(p, cgroup)?;
     fd.signal(libc::SIGKILL).map_err(|e| RespondError::Process {
         pid: p.pid,
@@ -131,7 +148,7 @@ pub fn kill_process(p: ProcessRef, cgroup: Option<&Path>) -> Result<(), RespondE
 }
 
 /// Kills a process and all its descendants: stops them all first (so none can fork or be
-/// re-parented away), then kills them. Returns the pids killed.
+/// re-parented away), then kills them, and returns (with the pids) once they have exited.
 pub fn kill_tree(p: ProcessRef, cgroup: Option<&Path>) -> Result<Vec<u32>, RespondError> {
     let root = checked_pidfd(p, cgroup)?;
     root.signal(libc::SIGSTOP)
@@ -163,6 +180,11 @@ pub fn kill_tree(p: ProcessRef, cgroup: Option<&Path>) -> Result<Vec<u32>, Respo
     }
     for fd in &fds {
         let _ = fd.signal(libc::SIGKILL);
+    }
+    // Return once they are dead, so that what runs next sees them gone.
+    let end = Instant::now() + Duration::from_secs(2);
+    while tree.iter().any(|p| !exited(*p)) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(2));
     }
     Ok(tree.into_iter().collect())
 }

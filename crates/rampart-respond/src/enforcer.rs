@@ -337,18 +337,23 @@ impl PolicyEnforcer {
         Ok(report)
     }
 
-    /// Removes the applied policy from every container; isolations stay. With `everything`,
-    /// isolations go too and every pinned program and map is removed.
-    pub fn reset(&mut self, everything: bool) -> Result<(), RespondError> {
+    /// Removes everything enforcement pinned (policy, isolations, programs, maps) and its state
+    /// file. Nothing stays attached; the next [`PolicyEnforcer::open`] installs afresh.
+    pub fn remove_everything(self) -> Result<(), RespondError> {
         let _lock = Lock::take(&self.cfg.state_dir)?;
-        if everything {
-            Enforcer::remove_all(&self.cfg.pin_dir)?;
-            let _ = std::fs::remove_file(self.state_path());
-            self.kernel = Enforcer::open(&self.cfg.pin_dir)?;
-            self.parsed = None;
-            self.events = None;
-            return Ok(());
+        let (pin_dir, state) = (self.cfg.pin_dir.clone(), self.state_path());
+        drop(self.events);
+        drop(self.kernel);
+        Enforcer::remove_all(&pin_dir)?;
+        match std::fs::remove_file(&state) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(RespondError::io(&state, e)),
+            _ => Ok(()),
         }
+    }
+
+    /// Removes the applied policy from every container; isolations stay.
+    pub fn reset(&mut self) -> Result<(), RespondError> {
+        let _lock = Lock::take(&self.cfg.state_dir)?;
         let mut st = self.load()?;
         let running: Vec<ContainerFacts> =
             st.containers.iter().map(|(id, r)| r.facts(id)).collect();

@@ -107,7 +107,11 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
         PolicyCommand::Reset(r) => {
             require_root("rampart policy reset")?;
             let mut e = PolicyEnforcer::open(common.enforce_config())?;
-            e.reset(r.all)?;
+            if r.all {
+                e.remove_everything()?;
+            } else {
+                e.reset()?;
+            }
             println!(
                 "{}",
                 if r.all {
