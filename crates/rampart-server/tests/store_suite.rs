@@ -26,7 +26,13 @@ async fn suite(store: &dyn Store) {
 
     // Insert, then insert again with one new record: only the new one is stored.
     let out = store
-        .insert(&[e1.clone(), e2.clone(), a1.clone(), old.clone(), cn_old.clone()])
+        .insert(&[
+            e1.clone(),
+            e2.clone(),
+            a1.clone(),
+            old.clone(),
+            cn_old.clone(),
+        ])
         .await
         .unwrap();
     assert_eq!((out.inserted, out.duplicates), (5, 0));
@@ -48,12 +54,22 @@ async fn suite(store: &dyn Store) {
         })
         .await
         .unwrap();
-    assert_eq!(got, vec![e1.clone()], "{}: stored row comes back unchanged", store.engine());
+    assert_eq!(
+        got,
+        vec![e1.clone()],
+        "{}: stored row comes back unchanged",
+        store.engine()
+    );
 
     // Filters, order, limit, count.
     let all = store.query(&Query::default()).await.unwrap();
     let ids: Vec<&str> = all.iter().map(|r| r.id.as_str()).collect();
-    assert_eq!(ids, vec!["a1", "e2", "e1", "cn-new", "old", "cn-old"], "{}", store.engine());
+    assert_eq!(
+        ids,
+        vec!["a1", "e2", "e1", "cn-new", "old", "cn-old"],
+        "{}",
+        store.engine()
+    );
     // Newest first (ties by id descending).
     let times: Vec<(u64, &str)> = all.iter().map(|r| (r.time_ns, r.id.as_str())).collect();
     let mut sorted = times.clone();
@@ -69,15 +85,30 @@ async fn suite(store: &dyn Store) {
         rows.into_iter().map(|r| r.id).collect()
     };
     assert_eq!(
-        ids_of(store.query(&q(|q| q.kind = Some(RecordKind::Alert))).await.unwrap()),
+        ids_of(
+            store
+                .query(&q(|q| q.kind = Some(RecordKind::Alert)))
+                .await
+                .unwrap()
+        ),
         vec!["a1"]
     );
     assert_eq!(
-        ids_of(store.query(&q(|q| q.host = Some("web-1".into()))).await.unwrap()),
+        ids_of(
+            store
+                .query(&q(|q| q.host = Some("web-1".into())))
+                .await
+                .unwrap()
+        ),
         vec!["a1", "e1"]
     );
     assert_eq!(
-        ids_of(store.query(&q(|q| q.container = Some("web-2-web".into()))).await.unwrap()),
+        ids_of(
+            store
+                .query(&q(|q| q.container = Some("web-2-web".into())))
+                .await
+                .unwrap()
+        ),
         vec!["e2"],
         "container by name"
     );
@@ -91,19 +122,39 @@ async fn suite(store: &dyn Store) {
         "container by id prefix"
     );
     assert_eq!(
-        ids_of(store.query(&q(|q| q.rule = Some("Shell in container".into()))).await.unwrap()),
+        ids_of(
+            store
+                .query(&q(|q| q.rule = Some("Shell in container".into())))
+                .await
+                .unwrap()
+        ),
         vec!["a1"]
     );
     assert_eq!(
-        ids_of(store.query(&q(|q| q.event_type = Some("alert".into()))).await.unwrap()),
+        ids_of(
+            store
+                .query(&q(|q| q.event_type = Some("alert".into())))
+                .await
+                .unwrap()
+        ),
         vec!["a1"]
     );
     assert_eq!(
-        ids_of(store.query(&q(|q| q.region = Some("cn".into()))).await.unwrap()),
+        ids_of(
+            store
+                .query(&q(|q| q.region = Some("cn".into())))
+                .await
+                .unwrap()
+        ),
         vec!["cn-new", "cn-old"]
     );
     assert_eq!(
-        ids_of(store.query(&q(|q| q.agent_id = Some("agt-db-1".into()))).await.unwrap()),
+        ids_of(
+            store
+                .query(&q(|q| q.agent_id = Some("agt-db-1".into())))
+                .await
+                .unwrap()
+        ),
         vec!["old"]
     );
     let window = Query {
@@ -117,7 +168,10 @@ async fn suite(store: &dyn Store) {
         limit: 2,
         ..Query::default()
     };
-    assert_eq!(ids_of(store.query(&limited).await.unwrap()), vec!["a1", "e2"]);
+    assert_eq!(
+        ids_of(store.query(&limited).await.unwrap()),
+        vec!["a1", "e2"]
+    );
     assert_eq!(store.count(&Query::default()).await.unwrap(), 6);
     // A filter value with quotes and backslashes is a value, not SQL.
     assert_eq!(
@@ -166,7 +220,15 @@ async fn suite(store: &dyn Store) {
 
     // Volume with retries and concurrent double delivery: every id exactly once.
     let batch: Vec<_> = (0..6000)
-        .map(|i| record(&format!("bulk-{i}"), RecordKind::Event, T0 + 10_000 + i, "bulk", "eu-de"))
+        .map(|i| {
+            record(
+                &format!("bulk-{i}"),
+                RecordKind::Event,
+                T0 + 10_000 + i,
+                "bulk",
+                "eu-de",
+            )
+        })
         .collect();
     let (a, b) = tokio::join!(store.insert(&batch[..4000]), store.insert(&batch[2000..]));
     let (a, b) = (a.unwrap(), b.unwrap());
@@ -176,7 +238,12 @@ async fn suite(store: &dyn Store) {
         host: Some("bulk".into()),
         ..Query::default()
     };
-    assert_eq!(store.count(&bulk).await.unwrap(), 6000, "{}", store.engine());
+    assert_eq!(
+        store.count(&bulk).await.unwrap(),
+        6000,
+        "{}",
+        store.engine()
+    );
     let rows = store
         .query(&Query {
             limit: 10_000,
@@ -185,7 +252,12 @@ async fn suite(store: &dyn Store) {
         .await
         .unwrap();
     let distinct: HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-    assert_eq!((rows.len(), distinct.len()), (6000, 6000), "{}", store.engine());
+    assert_eq!(
+        (rows.len(), distinct.len()),
+        (6000, 6000),
+        "{}",
+        store.engine()
+    );
 }
 
 #[tokio::test]
