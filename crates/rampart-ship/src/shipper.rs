@@ -495,8 +495,8 @@ fn report_losses(inner: &Inner) {
             Ok(j) => j,
             Err(_) => continue,
         };
-        match inner.queue.append(&[json]) {
-            Ok(a) if a.accepted == 1 => {
+        match inner.queue.append_if_room(&[json]) {
+            Ok(true) => {
                 inner.loss_events.fetch_add(1, Ordering::Relaxed);
                 if r.reason == LossReason::Overflow {
                     tracing::warn!(records = r.records, "{}", r.detail);

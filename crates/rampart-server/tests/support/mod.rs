@@ -37,7 +37,8 @@ impl ClickHouse {
     /// installs it).
     pub fn start() -> Option<ClickHouse> {
         if !Path::new(CLICKHOUSE_BIN).exists() {
-            let msg = format!("{CLICKHOUSE_BIN} is not installed (apt-get install clickhouse-server)");
+            let msg =
+                format!("{CLICKHOUSE_BIN} is not installed (apt-get install clickhouse-server)");
             if testkit::in_ci() {
                 panic!("CI=true and {msg}");
             }
@@ -94,7 +95,10 @@ impl ClickHouse {
             if ok && ch.ping() {
                 return Some(ch);
             }
-            assert!(Instant::now() < deadline, "clickhouse-server did not start within 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "clickhouse-server did not start within 60 s"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -150,13 +154,21 @@ pub fn record(id: &str, kind: RecordKind, time_ns: u64, host: &str, region: &str
         container_id: format!("{:0>64}", host.len()),
         container_name: format!("{host}-web"),
         image: "nginx:1.25".into(),
-        rule: if kind == RecordKind::Alert { "Shell in container".into() } else { String::new() },
-        priority: if kind == RecordKind::Alert { "Warning".into() } else { String::new() },
+        rule: if kind == RecordKind::Alert {
+            "Shell in container".into()
+        } else {
+            String::new()
+        },
+        priority: if kind == RecordKind::Alert {
+            "Warning".into()
+        } else {
+            String::new()
+        },
         severity: if kind == RecordKind::Alert { 3 } else { 1 },
         ingested_ns: time_ns + 1,
         json: serde_json::json!({"metadata": {"uid": id}, "type": event_type, "time_ns": time_ns,
                                  "device": {"hostname": host, "region": region}})
-            .to_string(),
+        .to_string(),
     }
 }
 
@@ -165,13 +177,20 @@ pub fn self_exe() -> PathBuf {
     std::env::current_exe().unwrap()
 }
 
-/// Runs test function `name` of this test binary as a child process with `env` set.
+/// Runs the (ignored) test function `name` of this test binary as a child process with `env`
+/// set.
 pub fn spawn_role(name: &str, env: &[(&str, String)]) -> Child {
     let mut cmd = Command::new(self_exe());
-    cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.args([
+        name,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
     for (k, v) in env {
         cmd.env(k, v);
     }

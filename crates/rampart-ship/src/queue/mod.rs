@@ -770,6 +770,32 @@ impl Queue {
         Ok(out)
     }
 
+    /// Appends `payloads` only if all of them fit under the disk cap now; never blocks and
+    /// never counts a loss. For the queue's own reports: a loss report that does not fit is
+    /// kept by the caller and tried again, rather than becoming a loss itself.
+    pub fn append_if_room<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<bool, QueueError> {
+        let tag = if self.shared.key.is_some() {
+            AEAD_TAG_LEN
+        } else {
+            0
+        };
+        let need: u64 = payloads
+            .iter()
+            .map(|p| (RECORD_HEADER_LEN + p.as_ref().len() + tag) as u64)
+            .sum::<u64>()
+            + SEGMENT_HEADER_LEN as u64;
+        {
+            let st = self.lock();
+            if st.closed || st.total_bytes + need > self.shared.max_bytes {
+                return Ok(false);
+            }
+        }
+        // Another producer may take the room in between; then this append drops, which the
+        // caller sees as `accepted < len` and retries. Counting that rare case is acceptable.
+        let r = self.append(payloads)?;
+        Ok(r.dropped == 0)
+    }
+
     fn write_buf(&self, st: &mut State, buf: &mut Vec<u8>) -> Result<(), QueueError> {
         if buf.is_empty() {
             return Ok(());
