@@ -33,4 +33,5 @@ pub use local::LocalOutput;
 pub use server::{
     open_control, open_store, revoke_agent_offline, start, ServerError, ServerHandle,
 };
+pub use server::{start_with, StoreLayer};
 pub use store::{Query, RecordKind, Store, StoredRecord};

@@ -534,6 +534,15 @@ fn flush_last_seen(app: &App) {
 /// API token in `<data_dir>/admin.token`), the store, binds `cfg.listen`, and spawns the
 /// listener, the retention job and housekeeping. Returns once it accepts connections.
 pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
+    start_with(cfg, Box::new(|store| store)).await
+}
+
+/// Wraps the store a server opens, e.g. `rampart_fleet::FleetStore` (cross-host correlation and
+/// incidents see every committed record).
+pub type StoreLayer = Box<dyn FnOnce(Arc<dyn Store>) -> Arc<dyn Store> + Send>;
+
+/// As [`start`], with the opened store passed through `layer` before anything uses it.
+pub async fn start_with(cfg: ServerConfig, layer: StoreLayer) -> Result<ServerHandle, ServerError> {
     cfg.validate().map_err(ServerError::Invalid)?;
     let (control, ca) = open_control(&cfg)?;
     if !control.has_admin_token()? {
@@ -585,7 +594,7 @@ pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
         ),
         None => None,
     };
-    let store = open_store(&cfg).await?;
+    let store = layer(open_store(&cfg).await?);
     let identity = ca.server_identity(&server_names(&cfg))?;
     // A CRL always exists (possibly empty) so the verifier can check every agent certificate.
     if Ca::read_crl(ca.dir()).is_err() {

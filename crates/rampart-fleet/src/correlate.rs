@@ -1,0 +1,563 @@
+//! The fleet correlator: every record the server stores passes through it once.
+//!
+//! * Events go through the fleet rules (stateful rules of the rule engine over all hosts'
+//!   events) and the new-country detector; what fires becomes an alert.
+//! * Alerts (the agents' and the fleet's own) are grouped into incidents.
+//! * `response.action` events join the timeline of their host's open incident.
+//! * [`Correlator::check_deadlines`] raises an alert once per incident deadline that becomes
+//!   near due and once when it becomes overdue.
+//!
+//! [`FleetStore`] plugs the correlator into the server: it wraps the server's
+//! [`rampart_server::Store`], so records reach the correlator exactly where they are committed
+//! (agents' mTLS ingest and the embedded local pipeline alike), and the alerts it raises are
+//! stored beside the agents' alerts.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rampart_event::{Alert, Device, Event, EventId, EventKind, NetDirection, Priority};
+use rampart_rules::{Detection, Engine, Loader, Options};
+use rampart_server::store::{
+    day_of, BoxFuture, DeleteOutcome, InsertOutcome, RetentionRecord, StoreError,
+};
+use rampart_server::{Query, RecordKind, Store, StoredRecord};
+
+use crate::db::{DbError, IncidentDb};
+use crate::deadline::{countdown, format_utc, DeadlineState};
+use crate::incident::{EntryKind, Grouper, Incident, TimelineEntry};
+use crate::regulation::Regulation;
+
+/// The default fleet rules (`rules/fleet/fleet.yaml`).
+pub const FLEET_RULES: &str = include_str!("../../../rules/fleet/fleet.yaml");
+/// The name the default fleet rules load under.
+pub const FLEET_RULES_NAME: &str = "rules/fleet/fleet.yaml";
+
+/// Why the correlator could not start or save.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FleetError {
+    #[error("fleet rules: {0}")]
+    Rules(#[from] rampart_rules::Error),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// How the correlator runs.
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// Rule files; empty: the default fleet rules.
+    pub rule_files: Vec<PathBuf>,
+    /// Alerts join an incident whose last alert is at most this old (default 1 h).
+    pub incident_window_ns: u64,
+    /// Notification regimes (default: the shipped ones).
+    pub regulations: Vec<Regulation>,
+    /// Roles the operator declared (`nis2-entity`, `cn-ciio`, `hk-ci-operator`).
+    pub roles: Vec<String>,
+    /// Countries seen during this long after the first outbound connection are the baseline;
+    /// a country first seen later raises an alert (default 24 h of event time).
+    pub country_learning_ns: u64,
+    /// Where incidents are kept (`None`: in memory only).
+    pub db_path: Option<PathBuf>,
+}
+
+impl FleetConfig {
+    /// Defaults with the shipped regulations and incidents in `db_path`.
+    pub fn new(db_path: Option<PathBuf>) -> FleetConfig {
+        FleetConfig {
+            rule_files: Vec::new(),
+            incident_window_ns: 3_600_000_000_000,
+            regulations: crate::regulation::builtin().unwrap_or_default(),
+            roles: Vec::new(),
+            country_learning_ns: 86_400_000_000_000,
+            db_path,
+        }
+    }
+}
+
+/// Counters of a [`Correlator`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FleetStats {
+    pub events: u64,
+    pub alerts_in: u64,
+    pub fleet_alerts: u64,
+    pub deadline_alerts: u64,
+    pub duplicates: u64,
+    pub unreadable: u64,
+}
+
+/// Ids remembered to skip records delivered twice (a replayed batch).
+const RECENT_IDS: usize = 200_000;
+
+/// Cross-host correlation, incidents and deadline alerts.
+#[derive(Debug)]
+pub struct Correlator {
+    engine: Engine,
+    grouper: Grouper,
+    db: Option<IncidentDb>,
+    regulations: Vec<Regulation>,
+    roles: Vec<String>,
+    countries: HashMap<String, u64>,
+    new_countries: Vec<(String, u64)>,
+    first_outbound_ns: Option<u64>,
+    learning_ns: u64,
+    raised: HashSet<String>,
+    dirty: BTreeSet<String>,
+    recent: HashSet<String>,
+    recent_order: VecDeque<String>,
+    detections: Vec<Detection>,
+    stats: FleetStats,
+}
+
+impl Correlator {
+    /// Loads the rules and, with a database, the stored incidents and countries.
+    pub fn new(cfg: FleetConfig) -> Result<Correlator, FleetError> {
+        let mut loader = Loader::new();
+        if cfg.rule_files.is_empty() {
+            loader.add_str(FLEET_RULES_NAME, FLEET_RULES)?;
+        }
+        for f in &cfg.rule_files {
+            loader.add_file(f)?;
+        }
+        let rules = Arc::new(loader.compile(Options::default())?);
+        Self::with_engine(cfg, Engine::new(rules))
+    }
+
+    /// As [`new`](Self::new), with a given engine (benchmarks compare rule sets this way).
+    pub fn with_engine(cfg: FleetConfig, engine: Engine) -> Result<Correlator, FleetError> {
+        let (db, incidents, countries) = match &cfg.db_path {
+            Some(p) => {
+                let db = IncidentDb::open(p)?;
+                let incidents = db.all()?;
+                let countries = db.state("country")?;
+                (Some(db), incidents, countries)
+            }
+            None => (None, Vec::new(), Vec::new()),
+        };
+        let first_outbound_ns = countries.iter().map(|(_, t)| *t).min();
+        Ok(Correlator {
+            engine,
+            grouper: Grouper::with_incidents(cfg.incident_window_ns, incidents),
+            db,
+            regulations: cfg.regulations,
+            roles: cfg.roles,
+            countries: countries.into_iter().collect(),
+            new_countries: Vec::new(),
+            first_outbound_ns,
+            learning_ns: cfg.country_learning_ns,
+            raised: HashSet::new(),
+            dirty: BTreeSet::new(),
+            recent: HashSet::new(),
+            recent_order: VecDeque::new(),
+            detections: Vec::new(),
+            stats: FleetStats::default(),
+        })
+    }
+
+    pub fn stats(&self) -> FleetStats {
+        self.stats
+    }
+
+    pub fn incidents(&self) -> &[Incident] {
+        self.grouper.incidents()
+    }
+
+    pub fn regulations(&self) -> &[Regulation] {
+        &self.regulations
+    }
+
+    pub fn roles(&self) -> &[String] {
+        &self.roles
+    }
+
+    fn first_time(&mut self, id: &str) -> bool {
+        if self.recent.contains(id) {
+            self.stats.duplicates += 1;
+            return false;
+        }
+        self.recent.insert(id.to_string());
+        self.recent_order.push_back(id.to_string());
+        if self.recent_order.len() > RECENT_IDS {
+            if let Some(old) = self.recent_order.pop_front() {
+                self.recent.remove(&old);
+            }
+        }
+        true
+    }
+
+    /// One event: fleet rules, new countries, response actions. Alerts raised are grouped into
+    /// incidents and appended to `out`.
+    pub fn process_event(&mut self, ev: &Event, out: &mut Vec<Alert>) {
+        self.stats.events += 1;
+        self.detections.clear();
+        self.engine.process(ev, &mut self.detections);
+        let found: Vec<Alert> = self.detections.drain(..).map(|d| d.alert).collect();
+        for a in found {
+            self.stats.fleet_alerts += 1;
+            if let Some(id) = self.grouper.add_alert(&a) {
+                self.dirty.insert(id);
+            }
+            out.push(a);
+        }
+        if ev.kind == EventKind::NetConnect {
+            if let Some(alert) = self.new_country(ev) {
+                self.stats.fleet_alerts += 1;
+                if let Some(id) = self.grouper.add_alert(&alert) {
+                    self.dirty.insert(id);
+                }
+                out.push(alert);
+            }
+        }
+        if ev.kind == EventKind::ResponseAction {
+            if let Some(id) = self.grouper.add_response(ev) {
+                self.dirty.insert(id);
+            }
+        }
+    }
+
+    fn new_country(&mut self, ev: &Event) -> Option<Alert> {
+        let net = ev.network.as_ref()?;
+        if net.direction != NetDirection::Outbound {
+            return None;
+        }
+        let country = net.remote_country.as_deref()?.trim().to_ascii_uppercase();
+        if country.is_empty() || self.countries.contains_key(&country) {
+            return None;
+        }
+        let first = *self.first_outbound_ns.get_or_insert(ev.time_ns);
+        self.countries.insert(country.clone(), ev.time_ns);
+        self.new_countries.push((country.clone(), ev.time_ns));
+        if ev.time_ns < first.saturating_add(self.learning_ns) {
+            return None; // still learning the fleet's baseline
+        }
+        let dst = net
+            .remote()
+            .map(|r| format!("{}:{}", r.ip, r.port))
+            .unwrap_or_default();
+        let process = ev
+            .process
+            .as_deref()
+            .map(|p| p.name.clone())
+            .unwrap_or_default();
+        Some(Alert {
+            id: EventId(format!("fleet-country-{}-{}", country, ev.id)),
+            time_ns: ev.time_ns,
+            rule: "Fleet new outbound country".into(),
+            description: "A connection to a country no host of the fleet had connected to before (after the learning period).".into(),
+            priority: Priority::Warning,
+            tags: vec![
+                "fleet".into(),
+                "network".into(),
+                "mitre_command_and_control".into(),
+                "T1071".into(),
+            ],
+            output: format!(
+                "New outbound country for the fleet: {country} (host={} destination={dst} process={process})",
+                ev.device.hostname
+            ),
+            output_fields: BTreeMap::from([
+                ("net.remote_country".to_string(), country),
+                ("evt.hostname".to_string(), ev.device.hostname.clone()),
+                ("fd.name".to_string(), dst),
+                ("proc.name".to_string(), process),
+            ]),
+            source: "correlation".into(),
+            device: ev.device.clone(),
+            container: ev.container.clone(),
+            process: ev.process.clone(),
+            events: vec![ev.clone()],
+        })
+    }
+
+    /// An alert from an agent: grouped into an incident.
+    pub fn process_alert(&mut self, a: &Alert) {
+        self.stats.alerts_in += 1;
+        if let Some(id) = self.grouper.add_alert(a) {
+            self.dirty.insert(id);
+        }
+    }
+
+    /// Stored records, in order; returns the alerts the fleet raised (to be stored).
+    pub fn process_records(&mut self, rows: &[StoredRecord]) -> Vec<Alert> {
+        let mut out = Vec::new();
+        for r in rows {
+            if !self.first_time(&r.id) {
+                continue;
+            }
+            match r.kind {
+                RecordKind::Event => match serde_json::from_str::<Event>(&r.json) {
+                    Ok(ev) => self.process_event(&ev, &mut out),
+                    Err(_) => self.stats.unreadable += 1,
+                },
+                RecordKind::Alert => match serde_json::from_str::<Alert>(&r.json) {
+                    Ok(a) => self.process_alert(&a),
+                    Err(_) => self.stats.unreadable += 1,
+                },
+            }
+        }
+        out
+    }
+
+    /// Alerts for deadlines that became near due or overdue at `now_ns` (each once per state),
+    /// also written into the incident's timeline.
+    pub fn check_deadlines(&mut self, now_ns: u64) -> Vec<Alert> {
+        let mut out = Vec::new();
+        let mut entries: Vec<(String, TimelineEntry)> = Vec::new();
+        for inc in self.grouper.incidents() {
+            if inc.closed {
+                continue;
+            }
+            for d in inc.deadlines(&self.regulations, &self.roles, now_ns) {
+                let (priority, what) = match d.state {
+                    DeadlineState::Overdue => (Priority::Critical, "overdue"),
+                    DeadlineState::NearDue => (Priority::Warning, "near due"),
+                    _ => continue,
+                };
+                let key = format!("{}|{}|{}", inc.id, d.key, what);
+                if !self.raised.insert(key) {
+                    continue;
+                }
+                let due = d.due_ns.unwrap_or(now_ns);
+                let host = d.hosts.first().cloned().unwrap_or_default();
+                let region = inc.regions.get(&host).cloned();
+                let output = format!(
+                    "Notification deadline {what}: {} {} for incident {} due {} ({}) to {}",
+                    d.regime,
+                    d.deadline,
+                    inc.id,
+                    format_utc(due),
+                    countdown(due, now_ns),
+                    d.to
+                );
+                let id = EventId(format!(
+                    "deadline-{}-{}-{}",
+                    inc.id,
+                    d.key.replace('/', "-"),
+                    what.replace(' ', "-")
+                ));
+                entries.push((
+                    inc.id.clone(),
+                    TimelineEntry {
+                        time_ns: now_ns,
+                        kind: EntryKind::Deadline,
+                        id: id.to_string(),
+                        host: host.clone(),
+                        summary: output.clone(),
+                    },
+                ));
+                out.push(Alert {
+                    id,
+                    time_ns: now_ns,
+                    rule: format!("Notification deadline {what}"),
+                    description: format!("{}: {}", d.regime_name, d.name),
+                    priority,
+                    tags: vec!["compliance".into(), "notification_deadline".into()],
+                    output,
+                    output_fields: BTreeMap::from([
+                        ("incident.id".to_string(), inc.id.clone()),
+                        ("regime".to_string(), d.regime.clone()),
+                        ("deadline".to_string(), d.deadline.clone()),
+                        ("due".to_string(), format_utc(due)),
+                    ]),
+                    source: "fleet".into(),
+                    device: Arc::new(Device {
+                        hostname: host,
+                        region,
+                    }),
+                    container: None,
+                    process: None,
+                    events: Vec::new(),
+                });
+            }
+        }
+        for (id, e) in entries {
+            if let Some(inc) = self.grouper.get_mut(&id) {
+                inc.timeline.push(e);
+                self.dirty.insert(id);
+            }
+        }
+        self.stats.deadline_alerts += out.len() as u64;
+        out
+    }
+
+    /// Writes changed incidents and newly seen countries to the database.
+    pub fn flush(&mut self) -> Result<(), FleetError> {
+        let Some(db) = self.db.as_mut() else {
+            self.dirty.clear();
+            self.new_countries.clear();
+            return Ok(());
+        };
+        if !self.dirty.is_empty() {
+            let changed: Vec<&Incident> = self
+                .grouper
+                .incidents()
+                .iter()
+                .filter(|i| self.dirty.contains(&i.id))
+                .collect();
+            db.save(&changed)?;
+            self.dirty.clear();
+        }
+        if !self.new_countries.is_empty() {
+            db.put_state("country", &self.new_countries)?;
+            self.new_countries.clear();
+        }
+        Ok(())
+    }
+}
+
+/// The stored form of an alert the fleet raised.
+pub fn alert_record(a: &Alert, now_ns: u64) -> StoredRecord {
+    let json = serde_json::to_string(a).unwrap_or_default();
+    StoredRecord {
+        id: a.id.to_string(),
+        kind: RecordKind::Alert,
+        event_type: "alert".into(),
+        time_ns: a.time_ns,
+        day: day_of(a.time_ns.min(now_ns.saturating_add(86_400_000_000_000))),
+        host: a.device.hostname.clone(),
+        region: a.device.region.clone().unwrap_or_default(),
+        agent_id: "fleet".into(),
+        container_id: a
+            .container
+            .as_deref()
+            .map(|c| c.id.clone())
+            .unwrap_or_default(),
+        container_name: a
+            .container
+            .as_deref()
+            .map(|c| c.name.clone())
+            .unwrap_or_default(),
+        image: a
+            .container
+            .as_deref()
+            .map(|c| c.image.clone())
+            .unwrap_or_default(),
+        rule: a.rule.clone(),
+        priority: a.priority.as_str().into(),
+        severity: a.priority.severity_id(),
+        ingested_ns: now_ns,
+        json,
+    }
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// A [`Store`] that hands every committed batch to a [`Correlator`] and stores the alerts it
+/// raises. Queries, retention and the rest go straight to the wrapped store.
+pub struct FleetStore {
+    inner: Arc<dyn Store>,
+    correlator: Arc<Mutex<Correlator>>,
+}
+
+impl std::fmt::Debug for FleetStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetStore")
+            .field("engine", &self.inner.engine())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FleetStore {
+    pub fn new(inner: Arc<dyn Store>, correlator: Correlator) -> FleetStore {
+        FleetStore {
+            inner,
+            correlator: Arc::new(Mutex::new(correlator)),
+        }
+    }
+
+    /// The correlator (for deadline checks and reads).
+    pub fn correlator(&self) -> Arc<Mutex<Correlator>> {
+        self.correlator.clone()
+    }
+
+    /// Raises the deadline alerts due at `now_ns` and stores them; returns how many.
+    pub async fn check_deadlines(&self, now_ns: u64) -> Result<usize, StoreError> {
+        let alerts = {
+            let mut c = self.correlator.lock().unwrap_or_else(|p| p.into_inner());
+            let a = c.check_deadlines(now_ns);
+            if let Err(e) = c.flush() {
+                tracing::error!("fleet: saving incidents: {e}");
+            }
+            a
+        };
+        let rows: Vec<StoredRecord> = alerts.iter().map(|a| alert_record(a, now_ns)).collect();
+        if !rows.is_empty() {
+            self.inner.insert(&rows).await?;
+        }
+        Ok(rows.len())
+    }
+}
+
+impl Store for FleetStore {
+    fn engine(&self) -> &'static str {
+        self.inner.engine()
+    }
+
+    fn insert<'a>(
+        &'a self,
+        rows: &'a [StoredRecord],
+    ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
+        Box::pin(async move {
+            let outcome = self.inner.insert(rows).await?;
+            let now = now_ns();
+            let raised = {
+                let mut c = self.correlator.lock().unwrap_or_else(|p| p.into_inner());
+                let raised = c.process_records(rows);
+                if let Err(e) = c.flush() {
+                    tracing::error!("fleet: saving incidents: {e}");
+                }
+                raised
+            };
+            if !raised.is_empty() {
+                let extra: Vec<StoredRecord> =
+                    raised.iter().map(|a| alert_record(a, now)).collect();
+                self.inner.insert(&extra).await?;
+            }
+            Ok(outcome)
+        })
+    }
+
+    fn query<'a>(&'a self, q: &'a Query) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
+        self.inner.query(q)
+    }
+
+    fn count<'a>(&'a self, q: &'a Query) -> BoxFuture<'a, Result<u64, StoreError>> {
+        self.inner.count(q)
+    }
+
+    fn regions(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        self.inner.regions()
+    }
+
+    fn delete_before<'a>(
+        &'a self,
+        region: &'a str,
+        cutoff_day: u32,
+    ) -> BoxFuture<'a, Result<DeleteOutcome, StoreError>> {
+        self.inner.delete_before(region, cutoff_day)
+    }
+
+    fn record_retention<'a>(
+        &'a self,
+        r: &'a RetentionRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.record_retention(r)
+    }
+
+    fn retention_log(
+        &self,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<RetentionRecord>, StoreError>> {
+        self.inner.retention_log(limit)
+    }
+}
+
+/// The incidents database of a server data directory.
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("incidents.db")
+}

@@ -1,0 +1,29 @@
+//! Rampart's fleet console: what the central server does with the events of every host.
+//!
+//! * [`regulation`]: the notification regimes of `regulations/*.yaml` (loading with file:line
+//!   errors, jurisdictions, log-retention minimums and the retention check).
+//! * [`deadline`]: deadline arithmetic (hours, calendar days, business days, months) with
+//!   countdowns, near-due and overdue states.
+//! * [`incident`]: alerts grouped into incidents by subject, category and time, with a timeline
+//!   and the deadlines that apply.
+//! * [`correlate`]: the fleet rules (stateful rules over all hosts' events), the new-country
+//!   detector, deadline alerts, and [`FleetStore`], the wrapper that hooks all of it into the
+//!   server's store.
+//! * [`report`]: draft notifications in Markdown and PDF.
+//! * [`db`]: the incidents database (SQLite).
+
+pub mod correlate;
+pub mod db;
+pub mod deadline;
+pub mod incident;
+pub mod regulation;
+pub mod report;
+
+pub use correlate::{
+    alert_record, db_path, Correlator, FleetConfig, FleetError, FleetStats, FleetStore,
+    FLEET_RULES, FLEET_RULES_NAME,
+};
+pub use db::{DbError, IncidentDb};
+pub use deadline::{Clock, DeadlineState};
+pub use incident::{AppliedDeadline, Category, Grouper, Incident, Subject, TimelineEntry};
+pub use regulation::{check_retention, Regulation, RegulationError, RetentionShortfall};
