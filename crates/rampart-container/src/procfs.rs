@@ -19,6 +19,23 @@ pub struct ProcFs {
     boot_ns: u64,
 }
 
+/// Boot time in nanoseconds since the epoch, to the microsecond: `CLOCK_REALTIME` minus
+/// `CLOCK_BOOTTIME` (the clock of `/proc/PID/stat` start times and of the kernel's
+/// `task->start_boottime`).
+pub fn boot_time_ns() -> Option<u64> {
+    let read = |clock| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid timespec to write into.
+        (unsafe { libc::clock_gettime(clock, &mut ts) } == 0)
+            .then(|| i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec))
+    };
+    let boot = read(libc::CLOCK_REALTIME)? - read(libc::CLOCK_BOOTTIME)?;
+    u64::try_from(boot).ok()
+}
+
 impl Default for ProcFs {
     fn default() -> Self {
         ProcFs::new("/proc")
@@ -30,14 +47,23 @@ impl ProcFs {
         let root = root.into();
         // SAFETY: sysconf has no preconditions.
         let ticks = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100);
-        let boot_ns = fs::read_to_string(root.join("stat"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("btime "))
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-            })
-            .map_or(0, |s| s * 1_000_000_000);
+        let btime_ns = || {
+            fs::read_to_string(root.join("stat"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("btime "))
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                })
+                .map_or(0, |s| s * 1_000_000_000)
+        };
+        // The live /proc: the precise boot time, so that start times agree with the sensor's
+        // (`btime` is whole seconds: up to a second off).
+        let boot_ns = if root == Path::new("/proc") {
+            boot_time_ns().unwrap_or_else(btime_ns)
+        } else {
+            btime_ns()
+        };
         ProcFs {
             root,
             ticks: ticks.max(1),

@@ -32,14 +32,9 @@ pub fn start_time_ns(pid: u32) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 2..];
     let ticks: u64 = rest.split(' ').nth(19)?.parse().ok()?;
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    let btime: u64 = std::fs::read_to_string("/proc/stat")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(btime * 1_000_000_000 + ticks * (1_000_000_000 / hz))
+    // The precise boot time (not `btime`, whole seconds), as the sensor's start times use.
+    let boot_ns = rampart_container::boot_time_ns()?;
+    Some(boot_ns + ticks * (1_000_000_000 / hz))
 }
 
 fn parent_of(pid: u32) -> Option<u32> {

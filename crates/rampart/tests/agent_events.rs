@@ -927,3 +927,111 @@ fn connections_carry_the_country_and_a_disallowed_one_alerts() {
         alert["message"]
     );
 }
+
+#[test]
+fn the_agent_enforces_its_policy_on_containers_it_sees_start_and_kills_a_miner_by_rule() {
+    testkit::require!(Root, Docker, Bpf);
+    let image = busybox_image();
+    let net = TestNetwork::create();
+    let run = testkit::unique("run");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("agent-test.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "name: agent-test\nselectors:\n  front:\n    labels: {{rp_run: \"{run}\", rp_role: front}}\n    default: {{egress: deny}}\n  back:\n    labels: {{rp_run: \"{run}\", rp_role: back}}\nnetwork:\n  - front -> back tcp/8080 allow\n"
+        ),
+    )
+    .expect("policy");
+    let agent = Agent::start_with(&[], &format!("policy: {}\n", policy.display()));
+    // Both containers start after the agent: the policy reaches them through Docker's events.
+    let back = TestContainer::run(
+        "rp-back",
+        &[
+            "--network",
+            &net.0,
+            "--label",
+            &format!("rp_run={run}"),
+            "--label",
+            "rp_role=back",
+            &image,
+            "sh",
+            "-c",
+            "(while true; do nc -l -p 9090 >/dev/null; done) & while true; do nc -l -p 8080 >/dev/null; done",
+        ],
+    );
+    let back_ip = back.inspect("{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}");
+    let front = TestContainer::run(
+        "rp-front",
+        &[
+            "--network",
+            &net.0,
+            "--label",
+            &format!("rp_run={run}"),
+            "--label",
+            "rp_role=front",
+            &image,
+            "sleep",
+            "300",
+        ],
+    );
+    // The watcher attaches on create/start; give it a moment, then check both ways.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let denied = front.exec(&["sh", "-c", &format!("echo x | nc -w 2 {back_ip} 9090")]);
+        if !denied.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "front still reaches back:9090 15 s after it started"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let allowed = front.exec(&["sh", "-c", &format!("echo x | nc -w 2 {back_ip} 8080")]);
+    assert!(allowed.status.success(), "front -> back:8080 refused: {allowed:?}");
+    let evs = agent.wait_for(&front.id, "policy.net_denied for port 9090", |evs| {
+        evs.iter()
+            .any(|e| is(e, "policy.net_denied") && e["network"]["dst"]["port"] == 9090)
+    });
+    let d = find(&evs, |e| is(e, "policy.net_denied")).expect("denial");
+    assert_eq!(d["policy"]["policy"], "agent-test");
+    assert_eq!(d["policy"]["selector"], "front");
+    assert_eq!(d["policy"]["action"], "deny");
+    assert_eq!(d["network"]["dst"]["ip"], back_ip.as_str());
+    assert!(!evs
+        .iter()
+        .any(|e| is(e, "policy.net_denied") && e["network"]["dst"]["port"] == 8080));
+
+    // A miner by its arguments: the default rule carries `actions: [kill]`, which the agent's
+    // responder carries out (rule_actions: enforce is the default).
+    let miner = TestContainer::run("rp-miner", &[&image, "sleep", "300"]);
+    // Only the backgrounded sh carries the pool argument (the launching shell's own command
+    // line spells it through a variable), so the alert's process is the one that stays.
+    let started = miner.exec(&[
+        "sh",
+        "-c",
+        "A=--donate; (sh -c 'sleep 300; echo' ${A}-level 1 >/dev/null 2>&1 &); echo ok",
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    let evs = agent.wait_for(&miner.id, "the miner alert and its kill", |evs| {
+        evs.iter().any(|e| is(e, "response.action"))
+    });
+    let alert = find(&evs, |e| e["rule"] == "Crypto miner launched").expect("alert");
+    let action = find(&evs, |e| is(e, "response.action")).expect("action");
+    assert_eq!(action["response"]["action"], "kill");
+    assert_eq!(action["response"]["outcome"], "ok", "{action:#}");
+    assert_eq!(action["response"]["rule"], "Crypto miner launched");
+    assert_eq!(action["response"]["alert_id"], alert["metadata"]["uid"]);
+    let ps = miner.exec(&["ps", "-o", "args"]);
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    assert!(!ps.contains("--donate-level"), "the miner still runs:\n{ps}");
+    let (status, _, _) = agent.stop();
+    assert!(status.success());
+    // The policy stays pinned after the agent stops (docs/policy.md); remove it.
+    let reset = Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .args(["policy", "reset", "--all"])
+        .output()
+        .expect("policy reset");
+    assert!(reset.status.success(), "{reset:?}");
+}

@@ -54,6 +54,19 @@ pub struct AgentConfig {
     /// MaxMind-format country database (GeoLite2-Country.mmdb); connections then carry
     /// `network.remote_country`.
     pub geoip_db: Option<PathBuf>,
+    /// Network and exec policy (docs/policy.md): applied at start, kept current as containers
+    /// come and go; its denials are `policy.*` events.
+    pub policy: Option<PathBuf>,
+    /// Playbook files (docs/response.md): response actions run automatically on alerts.
+    pub playbooks: Vec<PathBuf>,
+    /// The rules' own `actions:` (e.g. `[kill]` on the crypto-miner rule): `enforce`,
+    /// `dry-run` (record what would be done) or `off`.
+    pub rule_actions: String,
+    /// Addresses or CIDRs an isolated container may still reach (the Rampart server, an admin
+    /// host).
+    pub isolate_allow: Vec<String>,
+    /// Where playbooks' `forensics` actions write bundles.
+    pub forensics_dir: PathBuf,
 }
 
 impl Default for AgentConfig {
@@ -85,6 +98,11 @@ impl Default for AgentConfig {
             ],
             container_logs: true,
             geoip_db: None,
+            policy: None,
+            playbooks: Vec::new(),
+            rule_actions: "enforce".into(),
+            isolate_allow: Vec::new(),
+            forensics_dir: PathBuf::from("/var/lib/rampart/forensics"),
         }
     }
 }
@@ -115,6 +133,12 @@ impl AgentConfig {
         }
         if self.stats_interval_secs == 0 {
             return Err("stats_interval_secs: must be at least 1".into());
+        }
+        if !["enforce", "dry-run", "off"].contains(&self.rule_actions.as_str()) {
+            return Err(format!(
+                "rule_actions: {:?} is not one of enforce, dry-run, off",
+                self.rule_actions
+            ));
         }
         if self.rule_matching != "first" && self.rule_matching != "all" {
             return Err(format!(

@@ -8,6 +8,7 @@
 
 mod config;
 mod output;
+mod prevent;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -90,15 +91,16 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     }
     cfg.rules.extend(args.rules.iter().cloned());
     cfg.default_rules &= !args.no_default_rules;
-    let engine = load_rules(&cfg)?;
+    let (engine, rules_have_actions) = load_rules(&cfg)?;
     if unsafe { libc::geteuid() } != 0 {
         bail!("rampart agent loads BPF programs and reads every process's /proc: run it as root (sudo rampart agent)");
     }
-    Agent::start(cfg, engine, args.record.as_deref())?.run(args.duration)
+    Agent::start(cfg, engine, rules_have_actions, args.record.as_deref())?.run(args.duration)
 }
 
-/// Loads the default rules and the configured files; reports rules that cannot fire.
-fn load_rules(cfg: &AgentConfig) -> anyhow::Result<rampart_rules::Engine> {
+/// Loads the default rules and the configured files; reports rules that cannot fire. Also
+/// says whether some rule carries `actions:`.
+fn load_rules(cfg: &AgentConfig) -> anyhow::Result<(rampart_rules::Engine, bool)> {
     let mut loader = rampart_rules::Loader::new();
     if cfg.default_rules {
         loader
@@ -127,7 +129,8 @@ fn load_rules(cfg: &AgentConfig) -> anyhow::Result<rampart_rules::Engine> {
         tracing::warn!("rule cannot fire: {c}");
     }
     tracing::info!("{} rules loaded", rules.rules().count());
-    Ok(rampart_rules::Engine::new(Arc::new(rules)))
+    let actions = rules.rules().any(|r| !r.actions().is_empty());
+    Ok((rampart_rules::Engine::new(Arc::new(rules)), actions))
 }
 
 struct Agent {
@@ -138,6 +141,9 @@ struct Agent {
     enricher: Enricher,
     engine: rampart_rules::Engine,
     detections: Vec<rampart_rules::Detection>,
+    prevention: Option<prevent::Prevention>,
+    /// `policy.*` and `response.action` events waiting for the outputs.
+    prevented: Vec<Event>,
     sampler: StatsSampler,
     outputs: Outputs,
     record: Option<Outputs>,
@@ -158,6 +164,7 @@ impl Agent {
     fn start(
         cfg: AgentConfig,
         engine: rampart_rules::Engine,
+        rules_have_actions: bool,
         record: Option<&std::path::Path>,
     ) -> anyhow::Result<Agent> {
         let device = Arc::new(Device {
@@ -225,6 +232,13 @@ impl Agent {
             drops
         });
 
+        let prevention = prevent::Prevention::start(
+            &cfg,
+            &device,
+            &runtime,
+            docker.as_ref(),
+            rules_have_actions,
+        )?;
         let source = start_source(&cfg, device.clone(), tx)?;
         let layout = rampart_kernel::cgroup_layout();
         let mut enricher = Enricher::new(
@@ -282,6 +296,8 @@ impl Agent {
             enricher,
             engine,
             detections: Vec::new(),
+            prevention: Some(prevention),
+            prevented: Vec::new(),
             sampler,
             record,
             outputs,
@@ -312,10 +328,16 @@ impl Agent {
                 Ok(se) => {
                     received += 1;
                     self.handle(*se)?;
-                    // Drain what is queued before flushing: one flush per batch.
+                    // Drain what is queued before flushing: one flush per batch, but a batch
+                    // ends after 5 ms so that under a sustained storm alerts still leave within
+                    // milliseconds.
+                    let batch_end = Instant::now() + Duration::from_millis(5);
                     while let Ok(se) = self.rx.try_recv() {
                         received += 1;
                         self.handle(*se)?;
+                        if received % 256 == 0 && Instant::now() >= batch_end {
+                            break;
+                        }
                     }
                     self.outputs.flush()?;
                     if let Some(r) = &mut self.record {
@@ -324,6 +346,9 @@ impl Agent {
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if self.handle_prevented()? {
+                self.outputs.flush()?;
             }
             let now = Instant::now();
             if now >= next_stats {
@@ -350,6 +375,12 @@ impl Agent {
             received += 1;
             self.handle(*se)?;
         }
+        if let Some(p) = self.prevention.take() {
+            let mut last = Vec::new();
+            p.shutdown(&self.runtime, &mut last);
+            self.prevented.extend(last);
+            self.handle_prevented()?;
+        }
         let ev = self.stats_event(&reported, &final_counters, received, started.elapsed());
         self.outputs.write(&ev)?;
         self.outputs.flush()?;
@@ -362,16 +393,46 @@ impl Agent {
         let Some(ev) = self.enricher.enrich(se) else {
             return Ok(());
         };
-        self.outputs.write(&ev)?;
+        self.output_and_detect(&ev, true)
+    }
+
+    /// Writes `ev`, runs the rules on it, and hands detections to the responder (unless
+    /// `respond` is false: alerts on the responder's own events do not start more responses).
+    fn output_and_detect(&mut self, ev: &Event, respond: bool) -> anyhow::Result<()> {
+        self.outputs.write(ev)?;
         if let Some(r) = &mut self.record {
-            r.write(&ev)?;
+            r.write(ev)?;
         }
-        if self.engine.process(&ev, &mut self.detections) > 0 {
+        if let Some(p) = &self.prevention {
+            p.observe(ev);
+        }
+        if self.engine.process(ev, &mut self.detections) > 0 {
             for d in self.detections.drain(..) {
+                if respond {
+                    if let Some(p) = &self.prevention {
+                        p.handle(&d);
+                    }
+                }
                 self.outputs.write(&d.alert)?;
             }
         }
         Ok(())
+    }
+
+    /// Outputs the `policy.*` and `response.action` events produced since the last call;
+    /// returns whether there were any.
+    fn handle_prevented(&mut self) -> anyhow::Result<bool> {
+        if let Some(p) = &self.prevention {
+            p.drain(&mut self.prevented);
+        }
+        if self.prevented.is_empty() {
+            return Ok(false);
+        }
+        for ev in std::mem::take(&mut self.prevented) {
+            let respond = ev.kind != EventKind::ResponseAction;
+            self.output_and_detect(&ev, respond)?;
+        }
+        Ok(true)
     }
 
     fn mechanism(&self) -> String {

@@ -1,0 +1,233 @@
+//! Prevention and response inside the agent: the network/exec policy applied at start and kept
+//! current with Docker's events (its kernel reports become `policy.*` events), DNS answers fed
+//! to the policy's `dns:` rules, and the responder running playbooks and the rules' own
+//! `actions:` on alerts (each action a `response.action` event).
+//!
+//! Everything here is optional: without `policy`, playbooks or rule actions in the
+//! configuration nothing is opened or attached.
+
+use std::sync::mpsc::{sync_channel, Receiver, TrySendError};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use rampart_container::DockerClient;
+use rampart_event::{Device, Event, EventKind};
+use rampart_respond::{
+    facts, load_playbooks, parse_allow_list, ActionKind, EnforceConfig, Policy, PolicyEnforcer, PolicyWatcher, Responder,
+    ResponderConfig, RuleActions,
+};
+use rampart_rules::Detection;
+
+use super::config::AgentConfig;
+use crate::cmd::BadInput;
+
+/// Capacity of the queue of `policy.*` events from the watcher to the agent's loop. The
+/// watcher blocks (does not drop) when it is full: the kernel's own ring buffer then holds
+/// the reports, and counts what it cannot hold.
+const POLICY_EVENTS: usize = 4096;
+
+pub struct Prevention {
+    enforcer: Option<Arc<Mutex<PolicyEnforcer>>>,
+    responder: Option<Responder>,
+    policy_events: Option<Receiver<Event>>,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+    watcher: Option<tokio::task::JoinHandle<()>>,
+    /// The applied policy has `dns:` rules, so DNS answers are worth feeding to it.
+    dns_rules: bool,
+}
+
+impl Prevention {
+    /// Opens what the configuration asks for. A policy or playbook file that does not load is
+    /// an error before anything is attached.
+    pub fn start(
+        cfg: &AgentConfig,
+        device: &Arc<Device>,
+        runtime: &tokio::runtime::Runtime,
+        docker: Option<&DockerClient>,
+        rules_have_actions: bool,
+    ) -> anyhow::Result<Prevention> {
+        let policy = cfg
+            .policy
+            .as_ref()
+            .map(|p| Policy::load(p).map_err(|e| BadInput(e.to_string())))
+            .transpose()?;
+        let mut playbooks = Vec::new();
+        for f in &cfg.playbooks {
+            playbooks.extend(load_playbooks(f).map_err(|e| BadInput(e.to_string()))?);
+        }
+        let rule_actions = match cfg.rule_actions.as_str() {
+            "enforce" => RuleActions::Enforce,
+            "dry-run" => RuleActions::DryRun,
+            _ => RuleActions::Off,
+        };
+        let isolate_allow = parse_allow_list(&cfg.isolate_allow)
+            .map_err(|e| BadInput(format!("isolate_allow: {e}")))?;
+        let isolates = playbooks
+            .iter()
+            .any(|p| p.enabled && p.actions.contains(&ActionKind::Isolate));
+        let enforce_cfg = EnforceConfig {
+            device: device.clone(),
+            ..EnforceConfig::default()
+        };
+
+        let mut me = Prevention {
+            enforcer: None,
+            responder: None,
+            policy_events: None,
+            stop: None,
+            watcher: None,
+            dns_rules: false,
+        };
+        if policy.is_some() || isolates {
+            let Some(docker) = docker else {
+                if policy.is_some() {
+                    return Err(BadInput(format!(
+                        "policy {}: enforcing a policy needs the Docker API ({} does not answer)",
+                        cfg.policy.as_ref().map_or(String::new(), |p| p.display().to_string()),
+                        cfg.docker_socket.display()
+                    ))
+                    .into());
+                }
+                tracing::warn!("no Docker API: playbook isolations will not be followed");
+                return me.with_responder(
+                    cfg,
+                    playbooks,
+                    rule_actions,
+                    isolate_allow,
+                    enforce_cfg,
+                    rules_have_actions,
+                );
+            };
+            let mut enforcer = PolicyEnforcer::open(enforce_cfg.clone())
+                .context("opening the enforcement programs (rampart agent --probe says what this kernel allows)")?;
+            if let Some(p) = &policy {
+                let running = runtime
+                    .block_on(facts::running(docker))
+                    .context("listing the running containers for the policy")?;
+                let report = enforcer.apply(p, &running)?;
+                tracing::info!(
+                    "policy {:?} applied: {} containers selected, {} untouched",
+                    p.name,
+                    report.selected.len(),
+                    report.unselected.len()
+                );
+                for e in &report.errors {
+                    tracing::warn!("policy: {e}");
+                }
+                me.dns_rules = p.text.contains("dns:");
+            }
+            let enforcer = Arc::new(Mutex::new(enforcer));
+            let (tx, rx) = sync_channel::<Event>(POLICY_EVENTS);
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let watcher = PolicyWatcher::new(enforcer.clone(), docker.clone());
+            let handle = runtime.spawn(async move {
+                let send = move |ev: Event| match tx.try_send(ev) {
+                    Ok(()) => true,
+                    Err(TrySendError::Full(ev)) => tx.send(ev).is_ok(),
+                    Err(TrySendError::Disconnected(_)) => false,
+                };
+                if let Err(e) = watcher.run(send, stop_rx).await {
+                    tracing::error!("policy watcher stopped: {e}");
+                }
+            });
+            me.enforcer = Some(enforcer);
+            me.policy_events = Some(rx);
+            me.stop = Some(stop_tx);
+            me.watcher = Some(handle);
+        }
+        me.with_responder(
+            cfg,
+            playbooks,
+            rule_actions,
+            isolate_allow,
+            enforce_cfg,
+            rules_have_actions,
+        )
+    }
+
+    fn with_responder(
+        mut self,
+        cfg: &AgentConfig,
+        playbooks: Vec<rampart_respond::Playbook>,
+        rule_actions: RuleActions,
+        isolate_allow: Vec<rampart_kernel::enforce::NetPrefix>,
+        enforce: EnforceConfig,
+        rules_have_actions: bool,
+    ) -> anyhow::Result<Prevention> {
+        if playbooks.is_empty() && (rule_actions == RuleActions::Off || !rules_have_actions) {
+            return Ok(self);
+        }
+        tracing::info!(
+            "responder: {} playbooks, rule actions {}",
+            playbooks.len(),
+            cfg.rule_actions
+        );
+        let rc = ResponderConfig {
+            playbooks,
+            rule_actions,
+            isolate_allow,
+            forensics_dir: cfg.forensics_dir.clone(),
+            docker_socket: cfg.docker_socket.clone(),
+            device: enforce.device.clone(),
+            enforce,
+            ..ResponderConfig::default()
+        };
+        self.responder = Some(
+            Responder::start(rc, self.enforcer.clone()).context("starting the responder")?,
+        );
+        Ok(self)
+    }
+
+    /// Sees every event the agent outputs: recent events per container for forensic bundles,
+    /// DNS answers for the policy's `dns:` rules.
+    pub fn observe(&self, ev: &Event) {
+        if let Some(r) = &self.responder {
+            r.observe(ev);
+        }
+        if self.dns_rules && ev.kind == EventKind::DnsAnswer {
+            if let Some(e) = &self.enforcer {
+                let mut e = e.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Err(err) = e.observe(ev) {
+                    tracing::warn!("policy: DNS answer not applied: {err}");
+                }
+            }
+        }
+    }
+
+    /// Runs the playbooks and rule actions for a detection (queued; never blocks).
+    pub fn handle(&self, d: &Detection) {
+        if let Some(r) = &self.responder {
+            r.handle(d);
+        }
+    }
+
+    /// Moves the `policy.*` and `response.action` events produced since the last call to `out`.
+    pub fn drain(&self, out: &mut Vec<Event>) {
+        if let Some(rx) = &self.policy_events {
+            out.extend(rx.try_iter());
+        }
+        if let Some(r) = &self.responder {
+            r.drain(out);
+        }
+    }
+
+    /// Waits (bounded) for running playbook actions, stops the watcher. The policy stays
+    /// pinned in the kernel (docs/policy.md): stopping the agent does not open the network.
+    pub fn shutdown(mut self, runtime: &tokio::runtime::Runtime, out: &mut Vec<Event>) {
+        if let Some(r) = &self.responder {
+            r.wait_idle(std::time::Duration::from_secs(5));
+        }
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(true);
+        }
+        if let Some(h) = self.watcher.take() {
+            let _ = runtime.block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(2), h).await
+            });
+        }
+        self.drain(out);
+        if let Some(r) = self.responder.take() {
+            r.shutdown();
+        }
+    }
+}
