@@ -989,7 +989,10 @@ fn the_agent_enforces_its_policy_on_containers_it_sees_start_and_kills_a_miner_b
         std::thread::sleep(Duration::from_millis(300));
     }
     let allowed = front.exec(&["sh", "-c", &format!("echo x | nc -w 2 {back_ip} 8080")]);
-    assert!(allowed.status.success(), "front -> back:8080 refused: {allowed:?}");
+    assert!(
+        allowed.status.success(),
+        "front -> back:8080 refused: {allowed:?}"
+    );
     let evs = agent.wait_for(&front.id, "policy.net_denied for port 9090", |evs| {
         evs.iter()
             .any(|e| is(e, "policy.net_denied") && e["network"]["dst"]["port"] == 9090)
@@ -1025,7 +1028,10 @@ fn the_agent_enforces_its_policy_on_containers_it_sees_start_and_kills_a_miner_b
     assert_eq!(action["response"]["alert_id"], alert["metadata"]["uid"]);
     let ps = miner.exec(&["ps", "-o", "args"]);
     let ps = String::from_utf8_lossy(&ps.stdout);
-    assert!(!ps.contains("--donate-level"), "the miner still runs:\n{ps}");
+    assert!(
+        !ps.contains("--donate-level"),
+        "the miner still runs:\n{ps}"
+    );
     let (status, _, _) = agent.stop();
     assert!(status.success());
     // The policy stays pinned after the agent stops (docs/policy.md); remove it.

@@ -13,8 +13,8 @@ use anyhow::Context;
 use rampart_container::DockerClient;
 use rampart_event::{Device, Event, EventKind};
 use rampart_respond::{
-    facts, load_playbooks, parse_allow_list, ActionKind, EnforceConfig, Policy, PolicyEnforcer, PolicyWatcher, Responder,
-    ResponderConfig, RuleActions,
+    facts, load_playbooks, parse_allow_list, ActionKind, EnforceConfig, Policy, PolicyEnforcer,
+    PolicyWatcher, Responder, ResponderConfig, RuleActions,
 };
 use rampart_rules::Detection;
 
@@ -83,7 +83,9 @@ impl Prevention {
                 if policy.is_some() {
                     return Err(BadInput(format!(
                         "policy {}: enforcing a policy needs the Docker API ({} does not answer)",
-                        cfg.policy.as_ref().map_or(String::new(), |p| p.display().to_string()),
+                        cfg.policy
+                            .as_ref()
+                            .map_or(String::new(), |p| p.display().to_string()),
                         cfg.docker_socket.display()
                     ))
                     .into());
@@ -172,9 +174,8 @@ impl Prevention {
             enforce,
             ..ResponderConfig::default()
         };
-        self.responder = Some(
-            Responder::start(rc, self.enforcer.clone()).context("starting the responder")?,
-        );
+        self.responder =
+            Some(Responder::start(rc, self.enforcer.clone()).context("starting the responder")?);
         Ok(self)
     }
 
