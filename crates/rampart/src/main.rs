@@ -53,6 +53,15 @@ enum Command {
     Policy(cmd::policy::PolicyArgs),
     /// Verify forensic bundles.
     Forensics(cmd::forensics::ForensicsArgs),
+    /// Validate configuration files (agent, server, policy, rules) with file:line errors.
+    Config(cmd::config::ConfigArgs),
+    /// Explain what on this host keeps Rampart features from working, and how to fix it.
+    Doctor(cmd::doctor::DoctorArgs),
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completions(cmd::completions::CompletionsArgs),
+    /// Write the man pages into a directory (used by packaging).
+    #[command(hide = true)]
+    Manpages(cmd::completions::ManpagesArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -69,6 +78,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Respond(args) => cmd::respond::run(args),
         Command::Policy(args) => cmd::policy::run(args),
         Command::Forensics(args) => cmd::forensics::run(args),
+        Command::Config(args) => cmd::config::run(args),
+        Command::Doctor(args) => cmd::doctor::run(args),
+        Command::Completions(args) => cmd::completions::run(args),
+        Command::Manpages(args) => cmd::completions::manpages(args),
     }
 }
 

@@ -323,6 +323,7 @@ impl Agent {
             self.mechanism(),
             self.cfg.outputs.join(", ")
         );
+        let mut watchdog = crate::cmd::notify::Watchdog::ready(&self.mechanism());
         while !self.stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
             match self.rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(se) => {
@@ -351,6 +352,7 @@ impl Agent {
                 self.outputs.flush()?;
             }
             let now = Instant::now();
+            watchdog.tick(now);
             if now >= next_stats {
                 for ev in self.sampler.sample() {
                     self.handle(SensorEvent {
@@ -368,6 +370,7 @@ impl Agent {
             }
         }
         tracing::info!("stopping: detaching BPF programs");
+        crate::cmd::notify::stopping();
         // Stop the sources first, then drain what they queued.
         let final_counters = source_counters(self.source.as_ref(), &self.watcher_drops);
         drop(self.source.take());

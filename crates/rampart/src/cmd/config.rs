@@ -1,0 +1,239 @@
+//! `rampart config check FILE`: validates an agent, server, policy or rule file the way the
+//! command that reads it would, and reports errors as `file:line[:column]: message`.
+//!
+//! The kind comes from `--kind`, else from the content (a YAML sequence is a rule file; the
+//! top-level keys tell a policy, a server and an agent configuration apart), else from the
+//! file name (`agent.yaml`, `server.yaml`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::BadInput;
+use crate::cmd::agent::AgentConfig;
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    command: ConfigCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file (agent.yaml, server.yaml, a policy or a rule file); exits
+    /// 2 with `file:line: message` on an error.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// The files to check.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// What the files are (default: detected from their content, then their name).
+    #[arg(long, value_enum)]
+    kind: Option<Kind>,
+}
+
+/// The kinds of file `config check` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    /// `agent.yaml` (`rampart agent --config`).
+    Agent,
+    /// `server.yaml` (`rampart server --config`).
+    Server,
+    /// An exec and network policy (`rampart policy apply`).
+    Policy,
+    /// A rule file in Falco's language (`rampart rules check`).
+    Rules,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Agent => "agent configuration",
+            Kind::Server => "server configuration",
+            Kind::Policy => "policy",
+            Kind::Rules => "rule file",
+        }
+    }
+}
+
+/// Top-level keys only a server configuration has.
+const SERVER_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "tls",
+    "store",
+    "regions",
+    "default_region",
+    "pseudonym_key_file",
+    "retention_interval",
+    "agent_cert_days",
+    "metrics_public",
+];
+/// Top-level keys only a policy has.
+const POLICY_KEYS: &[&str] = &["selectors", "network", "exec", "mode"];
+
+/// Guesses the kind of `text` (read from `path`); `None` when neither content nor name tells.
+pub fn detect(path: &Path, text: &str) -> Option<Kind> {
+    match serde_yaml::from_str::<serde_yaml::Value>(text) {
+        Ok(serde_yaml::Value::Sequence(_)) => return Some(Kind::Rules),
+        Ok(serde_yaml::Value::Mapping(m)) => {
+            let keys: Vec<&str> = m.keys().filter_map(|k| k.as_str()).collect();
+            if keys.iter().any(|k| POLICY_KEYS.contains(k)) {
+                return Some(Kind::Policy);
+            }
+            if keys.iter().any(|k| SERVER_KEYS.contains(k)) {
+                return Some(Kind::Server);
+            }
+            if !keys.is_empty() && !by_name(path).is_some_and(|k| k != Kind::Agent) {
+                return Some(Kind::Agent);
+            }
+        }
+        _ => {}
+    }
+    by_name(path)
+}
+
+fn by_name(path: &Path) -> Option<Kind> {
+    let name = path.file_name()?.to_str()?;
+    if name.starts_with("agent.") {
+        Some(Kind::Agent)
+    } else if name.starts_with("server.") {
+        Some(Kind::Server)
+    } else if path
+        .parent()
+        .and_then(|p| p.file_name())
+        .is_some_and(|d| d == "rules.d" || d == "rules")
+    {
+        Some(Kind::Rules)
+    } else if path
+        .parent()
+        .and_then(|p| p.file_name())
+        .is_some_and(|d| d == "policies")
+    {
+        Some(Kind::Policy)
+    } else {
+        None
+    }
+}
+
+/// Validates `path` as `kind`; the error text starts with `path:line` where the parser knows it.
+pub fn check(path: &Path, kind: Kind) -> anyhow::Result<String> {
+    match kind {
+        Kind::Agent => {
+            AgentConfig::load(path)?;
+            Ok(String::new())
+        }
+        Kind::Server => {
+            rampart_server::ServerConfig::load(path).map_err(|e| match e {
+                rampart_server::config::ConfigError::Read { .. } => anyhow::Error::new(e),
+                other => BadInput(other.to_string()).into(),
+            })?;
+            Ok(String::new())
+        }
+        Kind::Policy => {
+            let p = rampart_respond::Policy::load(path).map_err(|e| BadInput(e.to_string()))?;
+            Ok(format!(
+                " ({} selectors, {} network rules, {} exec rules)",
+                p.selectors.len(),
+                p.network.len(),
+                p.exec.len()
+            ))
+        }
+        Kind::Rules => {
+            // The agent loads a user's rule file after the defaults (it may use their macros
+            // and lists); a file that fails that way but loads alone (the default file itself,
+            // or a self-contained set) is fine too.
+            let (set, how) = match load_rules(path, true) {
+                Ok(set) => (set, "loaded after the defaults"),
+                Err(e) => match load_rules(path, false) {
+                    Ok(set) => (set, "loaded alone"),
+                    Err(_) => return Err(e),
+                },
+            };
+            let r = set.report();
+            Ok(format!(
+                " ({} rules, {} cannot fire; {how})",
+                r.rules,
+                r.cannot_fire.len()
+            ))
+        }
+    }
+}
+
+fn load_rules(path: &Path, defaults: bool) -> anyhow::Result<rampart_rules::RuleSet> {
+    let mut loader = rampart_rules::Loader::new();
+    if defaults {
+        loader
+            .add_default_rules()
+            .map_err(|e| BadInput(e.to_string()))?;
+    }
+    loader.add_file(path).map_err(|e| match e {
+        rampart_rules::Error::Io { .. } => anyhow::Error::new(e),
+        other => BadInput(other.to_string()).into(),
+    })?;
+    Ok(loader
+        .compile(rampart_rules::Options::default())
+        .map_err(|e| BadInput(e.to_string()))?)
+}
+
+pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        ConfigCommand::Check(a) => {
+            let mut failed = None;
+            for f in &a.files {
+                let kind = match a.kind {
+                    Some(k) => k,
+                    None => {
+                        let text = std::fs::read_to_string(f)
+                            .with_context(|| format!("reading {}", f.display()))?;
+                        detect(f, &text).ok_or_else(|| {
+                            BadInput(format!(
+                                "{}: cannot tell what kind of file this is; give --kind agent|server|policy|rules",
+                                f.display()
+                            ))
+                        })?
+                    }
+                };
+                match check(f, kind) {
+                    Ok(extra) => println!("{}: ok, {}{extra}", f.display(), kind.name()),
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        failed = Some(e);
+                    }
+                }
+            }
+            match failed {
+                Some(e) => Ok(ExitCode::from(super::exit_code(&e))),
+                None => Ok(ExitCode::SUCCESS),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_told_apart_by_content_then_name() {
+        let p = Path::new("/x/whatever.yaml");
+        assert_eq!(detect(p, "- rule: a\n"), Some(Kind::Rules));
+        assert_eq!(detect(p, "selectors: {a: {name: x}}\n"), Some(Kind::Policy));
+        assert_eq!(detect(p, "listen: 0.0.0.0:1\n"), Some(Kind::Server));
+        assert_eq!(detect(p, "dns: false\n"), Some(Kind::Agent));
+        assert_eq!(detect(p, "# only comments\n"), None);
+        assert_eq!(
+            detect(Path::new("/etc/rampart/server.yaml"), "# all defaults\n"),
+            Some(Kind::Server)
+        );
+        assert_eq!(
+            detect(Path::new("/etc/rampart/agent.yaml"), "{}\n"),
+            Some(Kind::Agent)
+        );
+    }
+}

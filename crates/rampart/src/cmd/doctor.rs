@@ -1,0 +1,507 @@
+//! `rampart doctor`: what on this host keeps a Rampart feature from working, and the fix.
+//!
+//! Every check prints one line, `ok`, `warn` (a feature is degraded) or `fail` (a feature does
+//! not work), with what is lost and how to fix it. Exit code 1 when any check fails.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use clap::Args;
+use rampart_kernel::{Capabilities, Probe};
+use serde::Serialize;
+
+use crate::cmd::agent::AgentConfig;
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Agent configuration to check and take the Docker socket from (default:
+    /// /etc/rampart/agent.yaml when it exists).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// State directory whose ownership and permissions are checked.
+    #[arg(long, default_value = "/var/lib/rampart")]
+    state_dir: PathBuf,
+    /// Rampart server whose clock is compared with this host's (`https://HOST:8443`).
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// Credentials from `rampart enroll` (ca.crt, agent.crt, agent.key), used with --server.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/rampart/tls")]
+    tls_dir: PathBuf,
+    /// Clock difference with the server above which the check fails (`2s`, `1m`).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    max_skew: Duration,
+    /// One JSON object per line instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub check: &'static str,
+    pub status: Status,
+    /// What was found and what it costs.
+    pub detail: String,
+    /// What to do about it (empty when ok).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub fix: String,
+}
+
+fn ok(check: &'static str, detail: impl Into<String>) -> Finding {
+    Finding {
+        check,
+        status: Status::Ok,
+        detail: detail.into(),
+        fix: String::new(),
+    }
+}
+
+fn bad(check: &'static str, status: Status, detail: impl Into<String>, fix: &str) -> Finding {
+    Finding {
+        check,
+        status,
+        detail: detail.into(),
+        fix: fix.into(),
+    }
+}
+
+pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    let mut out = Vec::new();
+    let root = unsafe { libc::geteuid() } == 0;
+    out.push(if root {
+        ok("privileges", "running as root")
+    } else {
+        bad(
+            "privileges",
+            Status::Warn,
+            "not root: the BPF program probes below could not run and report what this user may do, not the agent",
+            "run `sudo rampart doctor` to see what the agent (root) can do",
+        )
+    });
+    let virt = rampart_audit::host::kernel::virtualization(&Default::default());
+    out.push(if virt.container {
+        bad(
+            "virtualization",
+            Status::Fail,
+            format!(
+                "{} (a container, no kernel of its own): BPF programs cannot be loaded from here",
+                virt.kind
+            ),
+            "run Rampart on the host (or a KVM/Xen VPS), not inside a container or OpenVZ/LXC guest",
+        )
+    } else {
+        ok("virtualization", virt.kind.clone())
+    });
+    out.extend(kernel_findings(&Capabilities::probe(), root));
+
+    // Configuration.
+    let default_cfg = Path::new("/etc/rampart/agent.yaml");
+    let cfg_path = args
+        .config
+        .clone()
+        .or_else(|| default_cfg.exists().then(|| default_cfg.to_path_buf()));
+    let cfg = match &cfg_path {
+        Some(p) => match AgentConfig::load(p) {
+            Ok(c) => {
+                out.push(ok("agent config", format!("{} is valid", p.display())));
+                c
+            }
+            Err(e) => {
+                out.push(bad(
+                    "agent config",
+                    Status::Fail,
+                    format!("{e:#}"),
+                    "fix the file; `rampart config check FILE` checks it again",
+                ));
+                AgentConfig::default()
+            }
+        },
+        None => {
+            out.push(ok(
+                "agent config",
+                "no /etc/rampart/agent.yaml: the agent runs on its defaults",
+            ));
+            AgentConfig::default()
+        }
+    };
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    out.push(docker_finding(&rt, &cfg.docker_socket));
+    out.extend(state_findings(&args.state_dir));
+    if let Some(url) = &args.server {
+        out.push(clock_finding(&rt, url, &args.tls_dir, args.max_skew));
+    }
+
+    print(&out, args.json)?;
+    Ok(if out.iter().any(|f| f.status == Status::Fail) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print(out: &[Finding], json: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut w = std::io::stdout().lock();
+    for f in out {
+        if json {
+            writeln!(w, "{}", serde_json::to_string(f)?)?;
+            continue;
+        }
+        let mark = match f.status {
+            Status::Ok => "ok  ",
+            Status::Warn => "WARN",
+            Status::Fail => "FAIL",
+        };
+        writeln!(w, "{mark}  {:<18} {}", f.check, f.detail)?;
+        if !f.fix.is_empty() {
+            writeln!(w, "      {:<18} fix: {}", "", f.fix)?;
+        }
+    }
+    if !json {
+        let fails = out.iter().filter(|f| f.status == Status::Fail).count();
+        let warns = out.iter().filter(|f| f.status == Status::Warn).count();
+        writeln!(w, "{fails} failed, {warns} warnings")?;
+    }
+    Ok(())
+}
+
+/// Findings from the kernel capability probe: each missing program type with the feature it
+/// costs. Without root the probes cannot tell, so only BTF and cgroups are judged.
+pub fn kernel_findings(c: &Capabilities, root: bool) -> Vec<Finding> {
+    let mut out = vec![if c.btf {
+        ok(
+            "kernel BTF",
+            format!("present (kernel {})", c.kernel_release),
+        )
+    } else {
+        bad(
+            "kernel BTF",
+            Status::Fail,
+            format!(
+                "/sys/kernel/btf/vmlinux is missing (kernel {}): the CO-RE BPF programs cannot be relocated; the agent falls back to the proc connector (exec, fork and exit only: no file, network, privilege or DNS events, no in-kernel prevention)",
+                c.kernel_release
+            ),
+            "boot a kernel built with CONFIG_DEBUG_INFO_BTF=y (Debian 11+, Ubuntu 20.10+, RHEL 8.2+ kernels have it)",
+        )
+    }];
+    out.push(match &c.cgroups.unified {
+        Some(p) => ok("cgroup v2", format!("mounted at {}", p.display())),
+        None => bad(
+            "cgroup v2",
+            Status::Warn,
+            "no cgroup v2 hierarchy: no DNS events, no network segmentation or isolation per container",
+            "boot with systemd.unified_cgroup_hierarchy=1 (the default on Debian 11+)",
+        ),
+    });
+    if let Some(l) = &c.lockdown {
+        if l.contains("[confidentiality]") {
+            out.push(bad(
+                "kernel lockdown",
+                Status::Warn,
+                format!("lockdown is {l}: reading kernel memory from BPF is refused"),
+                "Secure Boot kernels lock down; `lockdown=integrity` (or none) allows the sensor",
+            ));
+        }
+    }
+    if !root {
+        return out;
+    }
+    let tracing = c.tp_btf.works() || c.raw_tracepoint.works();
+    out.push(if c.ring_buffer.works() && tracing {
+        ok("event sensor", c.mechanism())
+    } else {
+        let why = [
+            ("ring buffer", &c.ring_buffer),
+            ("tp_btf", &c.tp_btf),
+            ("raw tracepoint", &c.raw_tracepoint),
+        ]
+        .iter()
+        .filter_map(|(n, p)| missing(p).map(|w| format!("{n}: {w}")))
+        .collect::<Vec<_>>()
+        .join("; ");
+        bad(
+            "event sensor",
+            Status::Fail,
+            format!("BPF tracing programs do not load ({why}): only the proc-connector fallback (exec, fork, exit) works"),
+            "needs Linux 5.8+ with BPF ring buffers; check `dmesg` and the lockdown and seccomp of the agent's environment",
+        )
+    });
+    let per_feature: [(&'static str, &Probe, &str, &str); 4] = [
+        (
+            "cgroup connect",
+            &c.cgroup_connect,
+            "network segmentation (`rampart policy`) and `respond isolate` do not work",
+            "needs cgroup/connect4 and connect6 programs (Linux 4.17+) and CAP_SYS_ADMIN for the agent",
+        ),
+        (
+            "cgroup_skb",
+            &c.cgroup_skb,
+            "no DNS events and no inbound segmentation",
+            "needs cgroup_skb programs and CAP_SYS_ADMIN for the agent",
+        ),
+        (
+            "bpf_send_signal",
+            &c.send_signal,
+            "in-kernel kill at exec is off: denied programs are killed from user space, a few milliseconds later",
+            "needs Linux 5.3+",
+        ),
+        (
+            "BPF-LSM",
+            &c.lsm_program,
+            "exec is denied by killing after exec instead of refusing it",
+            "add `bpf` to the lsm= kernel parameter (e.g. lsm=landlock,lockdown,yama,apparmor,bpf)",
+        ),
+    ];
+    for (name, probe, lost, fix) in per_feature {
+        out.push(match missing(probe) {
+            None if name == "BPF-LSM" && !c.bpf_lsm() => bad(
+                name,
+                Status::Warn,
+                format!("LSM programs load, but `bpf` is not an active LSM: {lost}"),
+                fix,
+            ),
+            None => ok(name, "loads"),
+            Some(why) => bad(name, Status::Warn, format!("{why}: {lost}"), fix),
+        });
+    }
+    out
+}
+
+fn missing(p: &Probe) -> Option<&str> {
+    match p {
+        Probe::Works => None,
+        Probe::Missing(why) => Some(why),
+    }
+}
+
+fn docker_finding(rt: &tokio::runtime::Runtime, socket: &Path) -> Finding {
+    const LOST: &str = "events carry no container names or images, `audit containers`, `harden` and policies by selector do not work";
+    match std::fs::metadata(socket) {
+        Err(e) => {
+            return bad(
+                "docker socket",
+                Status::Warn,
+                format!("{}: {e}: {LOST}", socket.display()),
+                "start dockerd, or set docker_socket in agent.yaml",
+            )
+        }
+        Ok(m) if !m.file_type().is_socket() => {
+            return bad(
+                "docker socket",
+                Status::Warn,
+                format!("{} is not a socket: {LOST}", socket.display()),
+                "set docker_socket in agent.yaml to the daemon's socket",
+            )
+        }
+        Ok(_) => {}
+    }
+    let connect = rt.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            rampart_container::DockerClient::connect(socket),
+        )
+        .await
+    });
+    match connect {
+        Ok(Ok(_)) => ok("docker socket", format!("{} answers", socket.display())),
+        Ok(Err(e)) => bad(
+            "docker socket",
+            Status::Warn,
+            format!("{e}: {LOST}"),
+            "check that dockerd runs and that this user may use the socket (root or the docker group)",
+        ),
+        Err(_) => bad(
+            "docker socket",
+            Status::Warn,
+            format!("{}: no answer within 5 s: {LOST}", socket.display()),
+            "check dockerd (`docker info`)",
+        ),
+    }
+}
+
+/// The state directory: owned by root, not readable by others; keys 0600.
+pub fn state_findings(dir: &Path) -> Vec<Finding> {
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return vec![ok(
+                "state directory",
+                format!(
+                    "{} does not exist yet (created 0700 on first start)",
+                    dir.display()
+                ),
+            )]
+        }
+        Err(e) => {
+            return vec![bad(
+                "state directory",
+                Status::Fail,
+                format!("{}: {e}", dir.display()),
+                "run as root",
+            )]
+        }
+    };
+    let mut out = Vec::new();
+    let mode = meta.mode() & 0o7777;
+    out.push(if meta.uid() != 0 || mode & 0o077 != 0 {
+        bad(
+            "state directory",
+            Status::Fail,
+            format!(
+                "{} is owned by uid {} with mode {mode:04o}: queued events and keys are exposed to other users",
+                dir.display(),
+                meta.uid()
+            ),
+            &format!("chown root:root {0} && chmod 0700 {0}", dir.display()),
+        )
+    } else {
+        ok("state directory", format!("{} root, {mode:04o}", dir.display()))
+    });
+    let mut loose = Vec::new();
+    walk_keys(dir, 0, &mut loose);
+    out.push(if loose.is_empty() {
+        ok("key files", "every *.key is 0600 or stricter")
+    } else {
+        let list = loose
+            .iter()
+            .map(|(p, m)| format!("{} ({m:04o})", p.display()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        bad(
+            "key files",
+            Status::Fail,
+            format!("readable by others: {list}"),
+            "chmod 0600 on each of them (and rotate them if others could read them)",
+        )
+    });
+    out
+}
+
+fn walk_keys(dir: &Path, depth: usize, out: &mut Vec<(PathBuf, u32)>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if m.is_dir() && depth < 4 {
+            walk_keys(&p, depth + 1, out);
+        } else if m.is_file() && p.extension().is_some_and(|x| x == "key") && m.mode() & 0o077 != 0
+        {
+            out.push((p, m.mode() & 0o7777));
+        }
+    }
+}
+
+fn clock_finding(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    tls_dir: &Path,
+    max: Duration,
+) -> Finding {
+    match rt.block_on(server_clock(url, tls_dir)) {
+        Err(e) => bad(
+            "server clock",
+            Status::Warn,
+            format!("cannot read the server's time from {url}: {e}"),
+            "check --server and --tls-dir (credentials from `rampart enroll`)",
+        ),
+        Ok((server, rtt)) => {
+            let local = SystemTime::now();
+            // The Date header has one-second resolution and was stamped somewhere within the
+            // round trip: only a difference beyond that uncertainty is skew.
+            let slack = rtt + Duration::from_secs(1);
+            let (diff, ahead) = match local.duration_since(server) {
+                Ok(d) => (d, "ahead of"),
+                Err(e) => (e.duration(), "behind"),
+            };
+            let diff = diff.saturating_sub(slack);
+            if diff > max {
+                bad(
+                    "server clock",
+                    Status::Fail,
+                    format!(
+                        "this host is at least {} {ahead} the server: event times, correlation windows and certificate checks go wrong",
+                        humantime::format_duration(Duration::from_secs(diff.as_secs()))
+                    ),
+                    "synchronise both clocks (systemd-timesyncd or chrony)",
+                )
+            } else {
+                ok(
+                    "server clock",
+                    format!(
+                        "within {} of {url}",
+                        humantime::format_duration(Duration::from_secs(slack.as_secs().max(1)))
+                    ),
+                )
+            }
+        }
+    }
+}
+
+/// The server's clock (its HTTP `Date` header on `/healthz`) and the round-trip time.
+async fn server_clock(url: &str, tls_dir: &Path) -> anyhow::Result<(SystemTime, Duration)> {
+    let tls = if url.starts_with("https://") {
+        Some(rampart_ship::tls::agent_client_config(tls_dir)?)
+    } else {
+        None
+    };
+    let mut client =
+        rampart_ship::client::HttpClient::new(url, tls)?.with_timeout(Duration::from_secs(5));
+    let started = std::time::Instant::now();
+    let resp = client
+        .request(hyper::Method::GET, "/healthz", &[], bytes::Bytes::new())
+        .await?;
+    let rtt = started.elapsed();
+    let date = resp
+        .headers
+        .get("date")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| anyhow::anyhow!("the answer (HTTP {}) has no Date header", resp.status))?;
+    let t = httpdate::parse_http_date(date)
+        .map_err(|e| anyhow::anyhow!("Date header {date:?}: {e}"))?;
+    Ok((t, rtt))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn loose_state_directory_and_keys_fail() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        std::fs::create_dir(dir.path().join("tls"))?;
+        let key = dir.path().join("tls/agent.key");
+        std::fs::write(&key, "k")?;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644))?;
+        let f = state_findings(dir.path());
+        let uid = unsafe { libc::geteuid() };
+        assert_eq!(f[0].status, Status::Fail, "{f:?}");
+        assert_eq!(f[1].status, Status::Fail, "{f:?}");
+        assert!(f[1].detail.contains("agent.key (0644)"), "{f:?}");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+        let f = state_findings(dir.path());
+        assert_eq!(f[0].status == Status::Ok, uid == 0, "{f:?}");
+        assert_eq!(f[1].status, Status::Ok, "{f:?}");
+        Ok(())
+    }
+}
