@@ -454,26 +454,28 @@ pub fn signed_digests(
     Ok(out)
 }
 
-/// Verifies that `image` is signed by one of `keys`. `expected` pins the digest: when given,
-/// the registry's digest for the reference must be it (the digest that runs must be the digest
-/// that was signed). Errors name the digests involved.
+/// Verifies that `image` is signed by one of `keys`. `expected` is the digest that will run (a
+/// local image's repository digest): when given, it is the digest verified, whatever the tag
+/// points to now (the digest that runs must be the digest that was signed). Errors name the
+/// digests involved: a tag signed at one digest and now at another is reported as moved.
 pub fn verify(
     reg: &Registry,
     image: &ImageRef,
     keys: &[PublicKey],
     expected: Option<&str>,
 ) -> Result<Verified, TrustError> {
-    let digest = resolve(reg, image)?;
-    if let Some(e) = expected {
-        if e != digest {
-            return Err(TrustError::Verification {
-                reference: image.to_string(),
-                message: format!(
-                    "the registry now serves {digest}, but the image that runs is {e}: the tag moved"
-                ),
-            });
+    // The digest that runs is the one that must be signed; without one, what the registry
+    // serves for the reference now.
+    let digest = match expected {
+        Some(e) => {
+            let pinned = ImageRef {
+                tag: None,
+                ..image.with_digest(e)
+            };
+            resolve(reg, &pinned)?
         }
-    }
+        None => resolve(reg, image)?,
+    };
     let (ok, rej) = signatures_of(reg, &image.repository, &digest, keys)?;
     if !ok.is_empty() {
         return Ok(Verified {
@@ -497,7 +499,7 @@ pub fn verify(
         )
     };
     // Name what the tag was signed at, when it moved.
-    if let (Some(tag), None) = (&image.tag, &image.digest) {
+    if let Some(tag) = &image.tag {
         let others = signed_digests(reg, &image.repository, keys, 32).unwrap_or_default();
         let same_tag: Vec<&String> = others
             .iter()

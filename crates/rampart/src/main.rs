@@ -53,15 +53,10 @@ enum Command {
     Policy(cmd::policy::PolicyArgs),
     /// Verify forensic bundles.
     Forensics(cmd::forensics::ForensicsArgs),
-    /// Validate configuration files (agent, server, policy, rules) with file:line errors.
-    Config(cmd::config::ConfigArgs),
-    /// Explain what on this host keeps Rampart features from working, and how to fix it.
-    Doctor(cmd::doctor::DoctorArgs),
-    /// Print a shell completion script (bash, zsh, fish, ...).
-    Completions(cmd::completions::CompletionsArgs),
-    /// Write the man pages into a directory (used by packaging).
-    #[command(hide = true)]
-    Manpages(cmd::completions::ManpagesArgs),
+    /// Signing keys (cosign's ECDSA P-256 formats).
+    Key(cmd::key::KeyArgs),
+    /// Docker authorization plugin: admit containers by signature, scan and configuration.
+    Authz(cmd::authz::AuthzArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -78,10 +73,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Respond(args) => cmd::respond::run(args),
         Command::Policy(args) => cmd::policy::run(args),
         Command::Forensics(args) => cmd::forensics::run(args),
-        Command::Config(args) => cmd::config::run(args),
-        Command::Doctor(args) => cmd::doctor::run(args),
-        Command::Completions(args) => cmd::completions::run(args),
-        Command::Manpages(args) => cmd::completions::manpages(args),
+        Command::Key(args) => cmd::key::run(args),
+        Command::Authz(args) => cmd::authz::run(args),
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Protocol (Docker Engine plugin API, `authz`): `POST /Plugin.Activate` answers
 //! `{"Implements":["authz"]}`; `POST /AuthZPlugin.AuthZReq` and `/AuthZPlugin.AuthZRes` carry
-//! `{"User","UserAuthNMethod","RequestMethod","RequestURI","RequestBody"(base64),
+//! `{"User","UserAuthNMethod","RequestMethod","RequestUri","RequestBody"(base64),
 //! "RequestHeaders",...}` and are answered `{"Allow":bool,"Msg":string,"Err":string}`. dockerd
 //! shows `Msg` to the client as "authorization denied by plugin NAME: MSG"; `Err` makes dockerd
 //! fail the call (we never set it: a decision we cannot make is a deny or an allow according
@@ -44,7 +44,7 @@ pub struct AuthzRequest {
     pub user_authn_method: String,
     #[serde(default)]
     pub request_method: String,
-    #[serde(default, rename = "RequestURI")]
+    #[serde(default, rename = "RequestUri", alias = "RequestURI")]
     pub request_uri: String,
     /// base64 of the body, `null` when dockerd did not forward one.
     #[serde(default)]
@@ -214,6 +214,7 @@ impl Engine {
 
     /// Judges one request (AuthZReq). Never fails: errors become the fail mode's answer.
     pub async fn authorize(&self, req: &AuthzRequest) -> AuthzResponse {
+        tracing::debug!(method = %req.request_method, uri = %req.request_uri, body = req.request_body.is_some(), "authz request");
         if !is_create(&req.request_method, &req.request_uri) {
             return AuthzResponse {
                 allow: true,
@@ -393,7 +394,7 @@ impl Engine {
             None => {
                 let reg = self.registry(&image.registry);
                 let trust = trust.clone();
-                let pinned = image.with_digest(&running);
+                let pinned = image.clone();
                 let v = tokio::task::spawn_blocking(move || {
                     trust.evaluate(&reg, &pinned, Some(&running))
                 })

@@ -30,6 +30,10 @@ enum ImageCommand {
     /// OCI image layout (directory or tar), a root filesystem directory, or `container:NAME`.
     /// Prefixes force a kind: docker:, archive:, oci:, dir:, container:.
     Scan(ScanArgs),
+    /// Sign an image in its registry (cosign's signature format, ECDSA P-256 key).
+    Sign(super::trust::SignArgs),
+    /// Verify an image's signatures against keys or a trust policy; exits 1 when it fails.
+    Verify(super::trust::VerifyArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -149,6 +153,8 @@ impl Progress for Bar {
 pub fn run(args: ImageArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         ImageCommand::Scan(a) => scan(a),
+        ImageCommand::Sign(a) => super::trust::sign(a),
+        ImageCommand::Verify(a) => super::trust::verify(a),
     }
 }
 

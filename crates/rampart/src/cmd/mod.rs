@@ -2,20 +2,19 @@
 
 pub mod agent;
 pub mod audit;
-pub mod completions;
-pub mod config;
+pub mod authz;
 pub mod db;
 pub mod dockerfile;
-pub mod doctor;
 pub mod forensics;
 pub mod harden;
 pub mod image;
+pub mod key;
 pub mod logging;
-pub mod notify;
 pub mod policy;
 pub mod profile;
 pub mod respond;
 pub mod rules;
+pub mod trust;
 pub mod version;
 
 /// Exit code for an error: 2 for bad input (usage, configuration, rule or policy files), 1 for

@@ -1,0 +1,105 @@
+//! `rampart key generate`: an ECDSA P-256 key pair in cosign's formats.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use rampart_trust::PrivateKey;
+
+use super::BadInput;
+
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    #[command(subcommand)]
+    command: KeyCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Write PREFIX.key (private, mode 0600) and PREFIX.pub (PEM public key).
+    ///
+    /// With a password (RAMPART_KEY_PASSWORD or COSIGN_PASSWORD in the environment) the private
+    /// key is encrypted as cosign encrypts it (`ENCRYPTED SIGSTORE PRIVATE KEY`: scrypt +
+    /// NaCl secretbox), so `cosign sign --key PREFIX.key` reads it; without one it is a plain
+    /// PKCS#8 `PRIVATE KEY`.
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+struct GenerateArgs {
+    /// Path prefix of the two files.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "PREFIX",
+        default_value = "cosign"
+    )]
+    prefix: PathBuf,
+    /// Replace existing files.
+    #[arg(long)]
+    force: bool,
+}
+
+/// The password for private keys, from the environment (RAMPART_KEY_PASSWORD, then cosign's
+/// COSIGN_PASSWORD). An empty value is a password too (cosign's default).
+pub fn password_from_env() -> Option<Vec<u8>> {
+    ["RAMPART_KEY_PASSWORD", "COSIGN_PASSWORD"]
+        .iter()
+        .find_map(std::env::var_os)
+        .map(|v| v.into_encoded_bytes())
+}
+
+fn write_new(path: &Path, data: &[u8], mode: u32, force: bool) -> anyhow::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).mode(mode);
+    if force {
+        opts.create(true).truncate(true);
+    } else {
+        opts.create_new(true);
+    }
+    let mut f = opts.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            anyhow::Error::new(BadInput(format!(
+                "{} exists (use --force to replace it)",
+                path.display()
+            )))
+        } else {
+            anyhow::Error::new(e).context(format!("cannot write {}", path.display()))
+        }
+    })?;
+    f.write_all(data)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub fn run(args: KeyArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        KeyCommand::Generate(a) => {
+            let key = PrivateKey::generate();
+            let password = password_from_env();
+            let private = key.to_pem(password.as_deref())?;
+            let public = key.public().to_pem()?;
+            let p = a.prefix.display().to_string();
+            let (kp, pp) = (
+                PathBuf::from(format!("{p}.key")),
+                PathBuf::from(format!("{p}.pub")),
+            );
+            write_new(&kp, private.as_bytes(), 0o600, a.force)?;
+            write_new(&pp, public.as_bytes(), 0o644, a.force)?;
+            println!(
+                "Private key written to {} ({}), public key to {} (key id {})",
+                kp.display(),
+                if password.is_some() {
+                    "encrypted"
+                } else {
+                    "not encrypted: set RAMPART_KEY_PASSWORD to encrypt"
+                },
+                pp.display(),
+                key.public().key_id()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
