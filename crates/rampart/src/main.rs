@@ -57,6 +57,15 @@ enum Command {
     Key(cmd::key::KeyArgs),
     /// Docker authorization plugin: admit containers by signature, scan and configuration.
     Authz(cmd::authz::AuthzArgs),
+    /// Validate configuration files (agent, server, policy, rules) with file:line errors.
+    Config(cmd::config::ConfigArgs),
+    /// Explain what on this host keeps Rampart features from working, and how to fix it.
+    Doctor(cmd::doctor::DoctorArgs),
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completions(cmd::completions::CompletionsArgs),
+    /// Write the man pages into a directory (used by packaging).
+    #[command(hide = true)]
+    Manpages(cmd::completions::ManpagesArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -75,6 +84,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Forensics(args) => cmd::forensics::run(args),
         Command::Key(args) => cmd::key::run(args),
         Command::Authz(args) => cmd::authz::run(args),
+        Command::Config(args) => cmd::config::run(args),
+        Command::Doctor(args) => cmd::doctor::run(args),
+        Command::Completions(args) => cmd::completions::run(args),
+        Command::Manpages(args) => cmd::completions::manpages(args),
     }
 }
 

@@ -3,13 +3,17 @@
 pub mod agent;
 pub mod audit;
 pub mod authz;
+pub mod completions;
+pub mod config;
 pub mod db;
 pub mod dockerfile;
+pub mod doctor;
 pub mod forensics;
 pub mod harden;
 pub mod image;
 pub mod key;
 pub mod logging;
+pub mod notify;
 pub mod policy;
 pub mod profile;
 pub mod respond;
