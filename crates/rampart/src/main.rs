@@ -53,6 +53,12 @@ enum Command {
     Policy(cmd::policy::PolicyArgs),
     /// Verify forensic bundles.
     Forensics(cmd::forensics::ForensicsArgs),
+    /// The central server: ingest from agents (mTLS), query API, built-in CA; tokens, agents.
+    Server(cmd::server::ServerArgs),
+    /// Get this agent a client certificate from the server, with an enrollment token.
+    Enroll(cmd::enroll::EnrollArgs),
+    /// Events and alerts from the server: by time, host, container, rule, type; table or JSON.
+    Query(cmd::query::QueryArgs),
     /// Signing keys (cosign's ECDSA P-256 formats).
     Key(cmd::key::KeyArgs),
     /// Docker authorization plugin: admit containers by signature, scan and configuration.
@@ -82,6 +88,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Respond(args) => cmd::respond::run(args),
         Command::Policy(args) => cmd::policy::run(args),
         Command::Forensics(args) => cmd::forensics::run(args),
+        Command::Server(args) => cmd::server::run(args),
+        Command::Enroll(args) => cmd::enroll::run(args),
+        Command::Query(args) => cmd::query::run(args),
         Command::Key(args) => cmd::key::run(args),
         Command::Authz(args) => cmd::authz::run(args),
         Command::Config(args) => cmd::config::run(args),

@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod dockerfile;
 pub mod doctor;
+pub mod enroll;
 pub mod forensics;
 pub mod harden;
 pub mod image;
@@ -16,8 +17,10 @@ pub mod logging;
 pub mod notify;
 pub mod policy;
 pub mod profile;
+pub mod query;
 pub mod respond;
 pub mod rules;
+pub mod server;
 pub mod trust;
 pub mod version;
 

@@ -54,6 +54,9 @@ pub struct AgentConfig {
     /// MaxMind-format country database (GeoLite2-Country.mmdb); connections then carry
     /// `network.remote_country`.
     pub geoip_db: Option<PathBuf>,
+    /// Durable shipping: the on-disk queue and its outputs (server, syslog, HTTP, file), and
+    /// the Prometheus endpoint (docs/shipping.md).
+    pub ship: Option<super::ship::ShipSection>,
     /// Network and exec policy (docs/policy.md): applied at start, kept current as containers
     /// come and go; its denials are `policy.*` events.
     pub policy: Option<PathBuf>,
@@ -98,6 +101,7 @@ impl Default for AgentConfig {
             ],
             container_logs: true,
             geoip_db: None,
+            ship: None,
             policy: None,
             playbooks: Vec::new(),
             rule_actions: "enforce".into(),

@@ -9,6 +9,7 @@
 mod config;
 mod output;
 mod prevent;
+mod ship;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -181,6 +182,7 @@ impl Agent {
             .enable_all()
             .build()
             .context("starting the I/O runtime")?;
+        let outputs = outputs.with_ship(ship::start(cfg.ship.as_ref(), &device, runtime.handle())?);
         let (tx, rx) = sync_channel(CHANNEL_CAPACITY);
         let dir = ContainerDirectory::new();
         let sampler =
@@ -387,6 +389,7 @@ impl Agent {
         let ev = self.stats_event(&reported, &final_counters, received, started.elapsed());
         self.outputs.write(&ev)?;
         self.outputs.flush()?;
+        self.outputs.close_ship(&self.runtime)?;
         let _ = std::fs::remove_file(&self.cfg.stats_file);
         self.runtime.shutdown_timeout(Duration::from_secs(1));
         Ok(ExitCode::SUCCESS)

@@ -15,6 +15,8 @@ enum Sink {
 /// Every configured output; a record goes to all of them.
 pub struct Outputs {
     sinks: Vec<Sink>,
+    /// The `ship:` section's durable queue, when configured (see `ship.rs`).
+    ship: Option<super::ship::AgentShip>,
 }
 
 impl Outputs {
@@ -46,11 +48,28 @@ impl Outputs {
                 )));
             }
         }
-        Ok(Outputs { sinks })
+        Ok(Outputs { sinks, ship: None })
+    }
+
+    /// Also sends every record through `ship` (the durable queue and its outputs).
+    pub fn with_ship(mut self, ship: Option<super::ship::AgentShip>) -> Outputs {
+        self.ship = ship;
+        self
+    }
+
+    /// Stops shipping: queues what is pending and lets the outputs deliver for a few seconds.
+    pub fn close_ship(&mut self, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+        match self.ship.take() {
+            Some(s) => s.shutdown(runtime),
+            None => Ok(()),
+        }
     }
 
     /// Writes one record as a JSON line to every output.
     pub fn write<T: Serialize>(&mut self, record: &T) -> anyhow::Result<()> {
+        if let Some(s) = &mut self.ship {
+            s.push(record)?;
+        }
         for s in &mut self.sinks {
             match s {
                 Sink::Stdout(w) => {
@@ -68,6 +87,9 @@ impl Outputs {
     }
 
     pub fn flush(&mut self) -> anyhow::Result<()> {
+        if let Some(s) = &mut self.ship {
+            s.flush()?;
+        }
         for s in &mut self.sinks {
             match s {
                 Sink::Stdout(w) => w.flush()?,

@@ -1,0 +1,108 @@
+//! The agent's `ship:` section: every event and alert goes into the durable on-disk queue and
+//! from there to the configured outputs (the Rampart server over mutual TLS, syslog RFC 5424,
+//! HTTP JSON, a file, stdout), with Prometheus metrics on `metrics_listen`.
+//!
+//! ```yaml
+//! ship:
+//!   queue: {dir: /var/lib/rampart/queue, max_bytes: 1073741824, fsync: 200ms, overflow: drop_newest}
+//!   outputs:
+//!     - {type: server, url: "https://logs.example.net:8443", tls_dir: /var/lib/rampart/agent/tls}
+//!     - {type: syslog, address: "udp://127.0.0.1:514"}
+//!   metrics_listen: 127.0.0.1:9108
+//! ```
+//!
+//! Records are collected between the pipeline's flushes and appended to the queue with one
+//! write per flush; once [`AgentShip::flush`] returns they survive the agent being killed (and,
+//! after the queue's fsync interval, power loss).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rampart_event::Device;
+use rampart_ship::Shipper;
+use serde::Serialize;
+
+use crate::cmd::BadInput;
+
+/// `ship:` in `agent.yaml` (the keys are documented in docs/shipping.md).
+pub type ShipSection = rampart_ship::ShipConfig;
+
+/// How long a stopping agent waits for the outputs to deliver what is queued; the rest stays
+/// in the queue for the next start.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+
+/// The running shipper and the records of the current batch.
+pub struct AgentShip {
+    shipper: Shipper,
+    batch: Vec<Vec<u8>>,
+}
+
+/// Starts shipping on `runtime` when the configuration has a `ship:` section.
+pub fn start(
+    cfg: Option<&ShipSection>,
+    device: &Arc<Device>,
+    runtime: &tokio::runtime::Handle,
+) -> anyhow::Result<Option<AgentShip>> {
+    let Some(cfg) = cfg else {
+        return Ok(None);
+    };
+    let shipper = rampart_ship::start(cfg, device.clone(), Vec::new(), runtime).map_err(|e| {
+        use rampart_ship::ShipError;
+        match e {
+            ShipError::Output(_)
+            | ShipError::DuplicateOutput(_)
+            | ShipError::NoOutputs
+            | ShipError::Anonymise(_)
+            | ShipError::Key { .. } => anyhow::Error::new(BadInput(format!("ship: {e}"))),
+            other => anyhow::Error::new(other).context("ship: starting the shipper"),
+        }
+    })?;
+    let names: Vec<String> = cfg.outputs.iter().map(|o| o.name().to_string()).collect();
+    tracing::info!(
+        "shipping through the queue in {} to {}",
+        cfg.queue.dir.display(),
+        names.join(", ")
+    );
+    if let Some(addr) = cfg.metrics_listen {
+        tracing::info!("Prometheus metrics on http://{addr}/metrics");
+    }
+    Ok(Some(AgentShip {
+        shipper,
+        batch: Vec::new(),
+    }))
+}
+
+impl AgentShip {
+    /// Adds one event or alert to the current batch.
+    pub fn push<T: Serialize>(&mut self, record: &T) -> anyhow::Result<()> {
+        self.batch
+            .push(serde_json::to_vec(record).context("ship: serialising a record")?);
+        Ok(())
+    }
+
+    /// Appends the current batch to the queue (one write). With `overflow: block` this waits
+    /// while the queue is full; with `drop_newest` what does not fit is counted and reported.
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let r = self
+            .shipper
+            .send_json(&self.batch)
+            .context("ship: appending to the queue")?;
+        if r.dropped > 0 {
+            tracing::debug!("ship: queue full, {} records dropped", r.dropped);
+        }
+        self.batch.clear();
+        Ok(())
+    }
+
+    /// Flushes, waits up to 5 s for the outputs to deliver, and closes the queue.
+    pub fn shutdown(mut self, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+        let flushed = self.flush();
+        let _ = self.shipper.sync();
+        runtime.block_on(self.shipper.shutdown(SHUTDOWN_DRAIN));
+        flushed
+    }
+}

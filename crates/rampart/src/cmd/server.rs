@@ -1,0 +1,231 @@
+//! `rampart server`: the central server (ingest over mTLS, query API, built-in CA), and its
+//! admin commands, which work on the server's data directory directly (run them on the server
+//! host; they work whether the server runs or not).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use rampart_server::config::ConfigError;
+use rampart_server::{Role, ServerConfig};
+
+use crate::cmd::BadInput;
+
+/// Default location of the server configuration.
+pub const DEFAULT_CONFIG: &str = "/etc/rampart/server.yaml";
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = false)]
+pub struct ServerArgs {
+    /// The server configuration (see config/server.yaml). A missing default file means all
+    /// defaults.
+    #[arg(long, short, global = true, default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<ServerCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ServerCommand {
+    /// Run the server (the default without a subcommand).
+    Run,
+    /// Create an enrollment token for agents of a region (`rampart enroll --token`).
+    EnrollToken {
+        /// Jurisdiction tag of the hosts that enroll with it (`eu-de`, `us-ca`, `sg`, ...).
+        #[arg(long)]
+        region: String,
+        /// How many agents may enroll with it.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// How long it is valid (`30m`, `24h`, `7d`).
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+    },
+    /// API tokens of the query API (roles: admin, analyst, read-only).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Enrolled agents: list them, revoke one.
+    Agents {
+        #[command(subcommand)]
+        command: Option<AgentsCommand>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it (it is stored only as a hash).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// `admin`, `analyst` (events and alerts) or `read-only` (alerts and agents).
+        #[arg(long)]
+        role: String,
+    },
+    /// List tokens (names and roles; the tokens themselves are not stored).
+    List,
+    /// Revoke the token named NAME.
+    Revoke { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentsCommand {
+    /// List enrolled agents (the default).
+    List {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an agent's certificate: the CRL is rewritten and a running server refuses the
+    /// agent from its next request on.
+    Revoke { agent_id: String },
+}
+
+pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(&args.config)?;
+    match args.command.unwrap_or(ServerCommand::Run) {
+        ServerCommand::Run => serve(cfg),
+        ServerCommand::EnrollToken { region, uses, ttl } => {
+            let ttl = humantime::parse_duration(&ttl)
+                .map_err(|e| BadInput(format!("--ttl {ttl:?}: {e}")))?;
+            let (control, ca) = rampart_server::open_control(&cfg)?;
+            let secret = control
+                .create_enroll_token(&region, uses, ttl, "rampart server enroll-token")
+                .map_err(|e| BadInput(e.to_string()))?;
+            let token = rampart_ship::protocol::EnrollToken {
+                secret,
+                ca_sha256: ca.fingerprint(),
+            };
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        ServerCommand::Token { command } => token(&cfg, command),
+        ServerCommand::Agents { command } => {
+            agents(&cfg, command.unwrap_or(AgentsCommand::List { json: false }))
+        }
+    }
+}
+
+/// Reads the configuration; a missing default file means every default.
+fn load_config(path: &Path) -> anyhow::Result<ServerConfig> {
+    if path == Path::new(DEFAULT_CONFIG) && !path.exists() {
+        return Ok(ServerConfig::with_data_dir("/var/lib/rampart/server"));
+    }
+    ServerConfig::load(path).map_err(|e| match e {
+        ConfigError::Read { .. } => anyhow::Error::new(e),
+        other => anyhow::Error::new(BadInput(other.to_string())),
+    })
+}
+
+fn serve(cfg: ServerConfig) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("rampart-server")
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async {
+        let data_dir = cfg.data_dir.clone();
+        let server = rampart_server::start(cfg).await?;
+        tracing::info!(
+            "server listening on {} (CA {}, admin token in {})",
+            server.url(),
+            data_dir.join("ca/ca.crt").display(),
+            data_dir.join("admin.token").display()
+        );
+        // One line on stdout for scripts and tests: the address is known only now when the
+        // configuration asked for port 0.
+        println!("listening {}", server.url());
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("watching SIGTERM")?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("stopping");
+        server.shutdown().await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn token(cfg: &ServerConfig, command: TokenCommand) -> anyhow::Result<ExitCode> {
+    let (control, _ca) = rampart_server::open_control(cfg)?;
+    match command {
+        TokenCommand::Create { name, role } => {
+            let r = Role::parse(&role).ok_or_else(|| {
+                BadInput(format!(
+                    "--role {role:?}: expected admin, analyst or read-only"
+                ))
+            })?;
+            let t = control
+                .create_api_token(&name, r)
+                .map_err(|e| BadInput(e.to_string()))?;
+            println!("{t}");
+        }
+        TokenCommand::List => {
+            println!("{:<24} {:<10} {:<20} REVOKED", "NAME", "ROLE", "CREATED");
+            for t in control.api_tokens()? {
+                println!(
+                    "{:<24} {:<10} {:<20} {}",
+                    t.name,
+                    t.role.as_str(),
+                    fmt_ns(t.created_ns),
+                    t.revoked_ns.map(fmt_ns).unwrap_or_else(|| "-".into())
+                );
+            }
+        }
+        TokenCommand::Revoke { name } => {
+            if !control.revoke_api_token(&name)? {
+                anyhow::bail!(BadInput(format!("no active token named {name:?}")));
+            }
+            println!("revoked token {name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn agents(cfg: &ServerConfig, command: AgentsCommand) -> anyhow::Result<ExitCode> {
+    let (control, ca) = rampart_server::open_control(cfg)?;
+    match command {
+        AgentsCommand::List { json } => {
+            let agents = control.agents()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&agents)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:<26} {:<24} {:<8} {:<20} {:<20} REVOKED",
+                "AGENT", "HOST", "REGION", "ENROLLED", "LAST SEEN"
+            );
+            for a in agents {
+                println!(
+                    "{:<26} {:<24} {:<8} {:<20} {:<20} {}",
+                    a.agent_id,
+                    a.hostname,
+                    a.region,
+                    fmt_ns(a.enrolled_ns),
+                    a.last_seen_ns.map(fmt_ns).unwrap_or_else(|| "-".into()),
+                    a.revoked_ns.map(fmt_ns).unwrap_or_else(|| "-".into())
+                );
+            }
+        }
+        AgentsCommand::Revoke { agent_id } => {
+            if !rampart_server::revoke_agent_offline(&control, &ca, &agent_id)? {
+                anyhow::bail!(BadInput(format!(
+                    "no agent {agent_id:?} that is not already revoked (rampart server agents)"
+                )));
+            }
+            println!("revoked {agent_id}; the CRL is rewritten");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Nanoseconds since the epoch as RFC 3339 (seconds).
+pub fn fmt_ns(ns: u64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_nanos(ns);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
