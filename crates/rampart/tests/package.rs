@@ -5,8 +5,8 @@
 //!
 //! The package is built from this test's own cargo build of `rampart` (`CARGO_BIN_EXE_rampart`,
 //! `scripts/package --binary ... --fast`), so no release build happens inside the tests. The
-//! static binary is built once by `scripts/test` (`scripts/package --static`); here it is only
-//! run.
+//! static binary is built once by `scripts/test` (`cargo build --target
+//! x86_64-unknown-linux-musl`, before the tests); here it is only run.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -271,17 +271,23 @@ fn systemd_analyze_verify_accepts_the_units() {
     );
 }
 
-/// Where `scripts/package --static` left the musl binary.
+/// The static musl binary: `RAMPART_STATIC_BIN`, else the newest of the musl target's debug
+/// build (what `scripts/test` builds: cheaper, and linked the same way) and release build (what
+/// `scripts/package --static` ships).
 fn static_binary() -> Option<PathBuf> {
-    let p = std::env::var_os("RAMPART_STATIC_BIN")
+    if let Some(p) = std::env::var_os("RAMPART_STATIC_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("/var/cache/rampart/target"));
-            target.join("x86_64-unknown-linux-musl/release/rampart")
-        });
-    p.exists().then_some(p)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/rampart/target"))
+        .join("x86_64-unknown-linux-musl");
+    ["debug", "release"]
+        .iter()
+        .map(|p| target.join(p).join("rampart"))
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .max()
+        .map(|(_, p)| p)
 }
 
 #[test]
@@ -290,7 +296,7 @@ fn static_binary_runs_in_busybox_without_libc() {
     let Some(bin) = static_binary() else {
         assert!(
             !testkit::in_ci(),
-            "no static binary: scripts/test builds it with scripts/package --static"
+            "no static binary: scripts/test builds it (cargo build --target x86_64-unknown-linux-musl -p rampart)"
         );
         eprintln!("=== SKIPPED: no static binary (run scripts/package --static) ===");
         return;
@@ -340,7 +346,7 @@ fn static_binary_loads_its_embedded_bpf_programs() {
     let Some(bin) = static_binary() else {
         assert!(
             !testkit::in_ci(),
-            "no static binary: scripts/test builds it with scripts/package --static"
+            "no static binary: scripts/test builds it (cargo build --target x86_64-unknown-linux-musl -p rampart)"
         );
         eprintln!("=== SKIPPED: no static binary (run scripts/package --static) ===");
         return;
