@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rampart_event::{Alert, Device, Event, EventId, EventKind, NetDirection, Priority};
 use rampart_rules::{Detection, Engine, Loader, Options};
@@ -302,6 +302,27 @@ impl Correlator {
     /// also written into the incident's timeline.
     pub fn check_deadlines(&mut self, now_ns: u64) -> Vec<Alert> {
         let mut out = Vec::new();
+        // What people recorded (flag, awareness, submissions, closing) since the last check.
+        if let Some(db) = &self.db {
+            let ids: Vec<String> = self
+                .grouper
+                .incidents()
+                .iter()
+                .map(|i| i.id.clone())
+                .collect();
+            for id in ids {
+                match db.marks(&id) {
+                    Ok(marks) => {
+                        if let Some(inc) = self.grouper.get_mut(&id) {
+                            for (k, v) in marks {
+                                crate::db::apply_mark(inc, &k, &v);
+                            }
+                        }
+                    }
+                    Err(e) => tracing::error!("fleet: reading marks of {id}: {e}"),
+                }
+            }
+        }
         let mut entries: Vec<(String, TimelineEntry)> = Vec::new();
         for inc in self.grouper.incidents() {
             if inc.closed {
@@ -493,6 +514,19 @@ impl FleetStore {
     }
 }
 
+impl FleetStore {
+    /// Checks deadlines every `every`, forever (spawn it; abort the task to stop).
+    pub async fn deadline_loop(self: Arc<Self>, every: std::time::Duration) {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.check_deadlines(now_ns()).await {
+                tracing::error!("fleet: storing deadline alerts: {e}");
+            }
+        }
+    }
+}
+
 impl Store for FleetStore {
     fn engine(&self) -> &'static str {
         self.inner.engine()
@@ -555,6 +589,36 @@ impl Store for FleetStore {
     ) -> BoxFuture<'_, Result<Vec<RetentionRecord>, StoreError>> {
         self.inner.retention_log(limit)
     }
+}
+
+/// Where [`server_layer`] puts the [`FleetStore`] once the server opened its store.
+pub type FleetSlot = Arc<OnceLock<Arc<FleetStore>>>;
+
+/// The store layer for [`rampart_server::start_with`], and a slot that holds the
+/// [`FleetStore`] once the server has opened its store (for [`FleetStore::deadline_loop`]):
+///
+/// ```no_run
+/// # async fn demo(cfg: rampart_server::ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
+/// let fleet_cfg = rampart_fleet::FleetConfig::new(Some(rampart_fleet::db_path(&cfg.data_dir)));
+/// let (layer, slot) = rampart_fleet::server_layer(fleet_cfg)?;
+/// let server = rampart_server::start_with(cfg, layer).await?;
+/// if let Some(fleet) = slot.get() {
+///     tokio::spawn(fleet.clone().deadline_loop(std::time::Duration::from_secs(60)));
+/// }
+/// # Ok(()) }
+/// ```
+pub fn server_layer(
+    cfg: FleetConfig,
+) -> Result<(rampart_server::StoreLayer, FleetSlot), FleetError> {
+    let correlator = Correlator::new(cfg)?;
+    let slot: FleetSlot = Arc::default();
+    let keep = slot.clone();
+    let layer: rampart_server::StoreLayer = Box::new(move |inner| {
+        let fleet = Arc::new(FleetStore::new(inner, correlator));
+        let _ = keep.set(fleet.clone());
+        fleet
+    });
+    Ok((layer, slot))
 }
 
 /// The incidents database of a server data directory.

@@ -26,6 +26,52 @@ pub enum DbError {
     },
 }
 
+/// What a person records about an incident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mark {
+    PersonalDataBreach(bool),
+    /// False: not caused by an attack (changes which Japanese final-report period applies).
+    Malicious(bool),
+    Closed(bool),
+    /// When the organisation became aware (ns).
+    AwareAt(u64),
+    /// When the breach was determined notifiable (ns).
+    DeterminedAt(u64),
+    /// `regime/deadline` submitted at (ns).
+    Submitted(String, u64),
+}
+
+impl Mark {
+    fn key_value(&self) -> (String, String) {
+        match self {
+            Mark::PersonalDataBreach(b) => ("personal_data_breach".into(), b.to_string()),
+            Mark::Malicious(b) => ("malicious".into(), b.to_string()),
+            Mark::Closed(b) => ("closed".into(), b.to_string()),
+            Mark::AwareAt(t) => ("aware_ns".into(), t.to_string()),
+            Mark::DeterminedAt(t) => ("determined_ns".into(), t.to_string()),
+            Mark::Submitted(k, t) => (format!("submitted:{k}"), t.to_string()),
+        }
+    }
+}
+
+/// Applies one stored mark to an incident (unknown keys are ignored: a newer version wrote them).
+pub fn apply_mark(inc: &mut Incident, key: &str, value: &str) {
+    let b = value == "true";
+    let t = value.parse::<u64>().ok();
+    match key {
+        "personal_data_breach" => inc.personal_data_breach = b,
+        "malicious" => inc.malicious = b,
+        "closed" => inc.closed = b,
+        "aware_ns" => inc.aware_ns = t,
+        "determined_ns" => inc.determined_ns = t,
+        k => {
+            if let (Some(d), Some(t)) = (k.strip_prefix("submitted:"), t) {
+                inc.submitted.insert(d.to_string(), t);
+            }
+        }
+    }
+}
+
 /// The incidents database.
 #[derive(Debug)]
 pub struct IncidentDb {
@@ -55,6 +101,13 @@ impl IncidentDb {
                 json TEXT NOT NULL
              );
              CREATE INDEX IF NOT EXISTS incidents_first ON incidents(first_ns);
+             CREATE TABLE IF NOT EXISTS marks (
+                incident TEXT NOT NULL,
+                key TEXT NOT NULL,
+                value TEXT NOT NULL,
+                set_ns INTEGER NOT NULL,
+                PRIMARY KEY (incident, key)
+             );
              CREATE TABLE IF NOT EXISTS fleet_state (
                 kind TEXT NOT NULL,
                 key TEXT NOT NULL,
@@ -109,11 +162,41 @@ impl IncidentDb {
     }
 
     fn decode(&self, id: String, json: String) -> Result<Incident, DbError> {
-        serde_json::from_str(&json).map_err(|e| DbError::Corrupt {
+        let mut inc: Incident = serde_json::from_str(&json).map_err(|e| DbError::Corrupt {
             path: self.path.clone(),
             id,
             message: e.to_string(),
-        })
+        })?;
+        for (k, v) in self.marks(&inc.id)? {
+            apply_mark(&mut inc, &k, &v);
+        }
+        Ok(inc)
+    }
+
+    /// Records what a person decided about an incident (see [`Mark`]); it overrides what the
+    /// correlator derived, in every later read and deadline check.
+    pub fn set_mark(&mut self, incident: &str, mark: &Mark, now_ns: u64) -> Result<(), DbError> {
+        let (k, v) = mark.key_value();
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO marks (incident, key, value, set_ns) VALUES (?1, ?2, ?3, ?4)",
+                params![incident, k, v, now_ns as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The marks of one incident, as (key, value).
+    pub fn marks(&self, incident: &str) -> Result<Vec<(String, String)>, DbError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT key, value FROM marks WHERE incident = ?1 ORDER BY key")
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map([incident], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|it| it.collect())
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
     }
 
     /// Every incident, oldest first.

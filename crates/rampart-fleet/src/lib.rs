@@ -20,10 +20,10 @@ pub mod regulation;
 pub mod report;
 
 pub use correlate::{
-    alert_record, db_path, Correlator, FleetConfig, FleetError, FleetStats, FleetStore,
-    FLEET_RULES, FLEET_RULES_NAME,
+    alert_record, db_path, server_layer, Correlator, FleetConfig, FleetError, FleetSlot,
+    FleetStats, FleetStore, FLEET_RULES, FLEET_RULES_NAME,
 };
-pub use db::{DbError, IncidentDb};
+pub use db::{DbError, IncidentDb, Mark};
 pub use deadline::{Clock, DeadlineState};
 pub use incident::{AppliedDeadline, Category, Grouper, Incident, Subject, TimelineEntry};
 pub use regulation::{check_retention, Regulation, RegulationError, RetentionShortfall};

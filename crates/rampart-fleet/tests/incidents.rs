@@ -432,3 +432,80 @@ fn response_actions_join_the_timeline_and_replays_are_ignored() {
     );
     let _ = Arc::strong_count(&h);
 }
+
+#[test]
+fn marks_recorded_by_a_person_change_deadlines_in_a_running_correlator() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("incidents.db");
+    let mut c = correlator(Some(db.clone()));
+    let t0 = at("2026-03-02T09:00:00Z");
+    let mut a = breach_alert("db-uk", "uk", 1, t0);
+    // An intrusion alert: not flagged as a personal-data breach, so UK GDPR does not apply.
+    a.tags = vec!["mitre_persistence".into()];
+    c.process_alert(&a);
+    c.flush().unwrap_or_else(|e| panic!("{e}"));
+    let id = c.incidents()[0].id.clone();
+    assert!(c.check_deadlines(at("2026-03-06T00:00:00Z")).is_empty());
+
+    // Someone else (the CLI) records that personal data was breached, awareness an hour after
+    // the alert, and the ICO notification submitted in time.
+    let mut other = rampart_fleet::IncidentDb::open(&db).unwrap_or_else(|e| panic!("{e}"));
+    let set = |db: &mut rampart_fleet::IncidentDb, m| {
+        db.set_mark(&id, &m, t0).unwrap_or_else(|e| panic!("{e}"))
+    };
+    set(&mut other, rampart_fleet::Mark::PersonalDataBreach(true));
+    set(
+        &mut other,
+        rampart_fleet::Mark::AwareAt(t0 + 3_600_000_000_000),
+    );
+    let stored = other
+        .get(&id)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("stored");
+    assert!(stored.personal_data_breach);
+    let d = stored.deadlines(c.regulations(), c.roles(), t0);
+    let ico = d
+        .iter()
+        .find(|x| x.key == "uk-gdpr/authority")
+        .expect("ICO deadline");
+    assert_eq!(
+        ico.due_ns,
+        Some(at("2026-03-05T10:00:00Z")),
+        "72 h from the recorded awareness"
+    );
+
+    // The running correlator sees the flag at its next check: overdue now.
+    let alerts = c.check_deadlines(at("2026-03-05T11:00:00Z"));
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].output_fields["regime"], "uk-gdpr");
+    // A second incident's submission recorded in time: no alert for it.
+    let mut b = breach_alert("db-uk2", "uk", 2, t0);
+    b.tags = vec!["mitre_exfiltration".into()];
+    c.process_alert(&b);
+    c.flush().unwrap_or_else(|e| panic!("{e}"));
+    let id2 = c.incidents()[1].id.clone();
+    other
+        .set_mark(
+            &id2,
+            &rampart_fleet::Mark::Submitted("uk-gdpr/authority".into(), t0 + 1),
+            t0,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let later = c.check_deadlines(at("2026-03-06T11:00:00Z"));
+    assert!(
+        later.is_empty(),
+        "{:?}",
+        later.iter().map(|a| &a.output).collect::<Vec<_>>()
+    );
+    let done = other
+        .get(&id2)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("stored");
+    let st = done.deadlines(c.regulations(), c.roles(), at("2026-03-06T11:00:00Z"));
+    assert_eq!(
+        st.iter()
+            .find(|x| x.key == "uk-gdpr/authority")
+            .map(|x| x.state),
+        Some(DeadlineState::Done)
+    );
+}

@@ -53,6 +53,8 @@ enum Command {
     Policy(cmd::policy::PolicyArgs),
     /// Verify forensic bundles.
     Forensics(cmd::forensics::ForensicsArgs),
+    /// Fleet incidents: list, show (deadlines with countdowns, timeline), draft notifications.
+    Incident(cmd::incident::IncidentArgs),
     /// The central server: ingest from agents (mTLS), query API, built-in CA; tokens, agents.
     Server(cmd::server::ServerArgs),
     /// Get this agent a client certificate from the server, with an enrollment token.
@@ -88,6 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Respond(args) => cmd::respond::run(args),
         Command::Policy(args) => cmd::policy::run(args),
         Command::Forensics(args) => cmd::forensics::run(args),
+        Command::Incident(args) => cmd::incident::run(args),
         Command::Server(args) => cmd::server::run(args),
         Command::Enroll(args) => cmd::enroll::run(args),
         Command::Query(args) => cmd::query::run(args),

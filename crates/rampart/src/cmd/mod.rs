@@ -12,6 +12,7 @@ pub mod enroll;
 pub mod forensics;
 pub mod harden;
 pub mod image;
+pub mod incident;
 pub mod key;
 pub mod logging;
 pub mod notify;

@@ -1,0 +1,318 @@
+//! `rampart incident`: the incidents the fleet correlator recorded (the server's
+//! `incidents.db`), their notification deadlines, and draft notifications.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use rampart_fleet::deadline::{countdown, format_utc};
+use rampart_fleet::{report, AppliedDeadline, Incident, IncidentDb, Mark, Regulation};
+
+use super::BadInput;
+
+#[derive(Debug, Args)]
+pub struct IncidentArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: IncidentCommand,
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// The server's data directory (holds incidents.db).
+    #[arg(
+        long,
+        global = true,
+        env = "RAMPART_SERVER_DATA",
+        default_value = "/var/lib/rampart/server"
+    )]
+    data_dir: PathBuf,
+    /// Regulation files to use instead of the ones shipped with Rampart.
+    #[arg(long, global = true)]
+    regulations: Option<PathBuf>,
+    /// A role your organisation has (nis2-entity, cn-ciio, hk-ci-operator); repeatable.
+    #[arg(long = "role", global = true)]
+    roles: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum IncidentCommand {
+    /// Incidents, newest first, with their next notification deadline.
+    List {
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One incident: hosts, jurisdictions, deadlines with countdowns, timeline.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record decisions about an incident: personal-data breach or not, when you became aware,
+    /// notifications submitted. Deadlines and alerts follow from then on (also in a running
+    /// server).
+    Mark(MarkArgs),
+    /// Write a draft notification for an incident as ID.md and ID.pdf.
+    Report {
+        id: String,
+        /// Directory to write into (created when missing).
+        #[arg(short = 'o', long = "output", default_value = ".")]
+        output: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct MarkArgs {
+    id: String,
+    /// Whether personal data was breached (yes or no).
+    #[arg(long, value_parser = ["yes", "no"])]
+    personal_data_breach: Option<String>,
+    /// Whether an attack caused it (yes or no).
+    #[arg(long, value_parser = ["yes", "no"])]
+    malicious: Option<String>,
+    /// When your organisation became aware (2026-03-06T16:00:00Z, or `now`).
+    #[arg(long)]
+    aware_at: Option<String>,
+    /// When the breach was determined to be notifiable (Singapore, Australia).
+    #[arg(long)]
+    determined_at: Option<String>,
+    /// A notification was submitted: REGIME/DEADLINE, optionally @TIME (default now); repeatable.
+    #[arg(long)]
+    submitted: Vec<String>,
+    /// Close the incident (it takes no more alerts).
+    #[arg(long)]
+    close: bool,
+}
+
+fn parse_when(s: &str, what: &str) -> anyhow::Result<u64> {
+    if s == "now" {
+        return Ok(now_ns());
+    }
+    rampart_fleet::deadline::parse_rfc3339(s).ok_or_else(|| {
+        BadInput(format!(
+            "{what} {s:?}: expected YYYY-MM-DDTHH:MM:SSZ (UTC) or now"
+        ))
+        .into()
+    })
+}
+
+fn marks(args: &MarkArgs, regs: &[Regulation]) -> anyhow::Result<Vec<Mark>> {
+    let mut out = Vec::new();
+    if let Some(v) = &args.personal_data_breach {
+        out.push(Mark::PersonalDataBreach(v == "yes"));
+    }
+    if let Some(v) = &args.malicious {
+        out.push(Mark::Malicious(v == "yes"));
+    }
+    if let Some(t) = &args.aware_at {
+        out.push(Mark::AwareAt(parse_when(t, "--aware-at")?));
+    }
+    if let Some(t) = &args.determined_at {
+        out.push(Mark::DeterminedAt(parse_when(t, "--determined-at")?));
+    }
+    for s in &args.submitted {
+        let (key, when) = match s.split_once('@') {
+            Some((k, t)) => (k, parse_when(t, "--submitted")?),
+            None => (s.as_str(), now_ns()),
+        };
+        let known = key.split_once('/').is_some_and(|(r, d)| {
+            regs.iter()
+                .any(|x| x.regime == r && x.deadlines.iter().any(|y| y.id == d))
+        });
+        if !known {
+            return Err(BadInput(format!(
+                "--submitted {key:?}: no such REGIME/DEADLINE (see rampart incident show)"
+            ))
+            .into());
+        }
+        out.push(Mark::Submitted(key.to_string(), when));
+    }
+    if args.close {
+        out.push(Mark::Closed(true));
+    }
+    if out.is_empty() {
+        return Err(BadInput("nothing to record: give at least one option".into()).into());
+    }
+    Ok(out)
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+fn regulations(c: &Common) -> anyhow::Result<Vec<Regulation>> {
+    match &c.regulations {
+        Some(dir) => rampart_fleet::regulation::load_dir(dir)
+            .map_err(|e| anyhow::Error::new(BadInput(e.to_string()))),
+        None => Ok(rampart_fleet::regulation::builtin()?),
+    }
+}
+
+fn open(c: &Common) -> anyhow::Result<IncidentDb> {
+    let path = rampart_fleet::db_path(&c.data_dir);
+    if !path.exists() {
+        return Err(BadInput(format!(
+            "{}: no incidents database (is this the server's data directory? see --data-dir)",
+            path.display()
+        ))
+        .into());
+    }
+    Ok(IncidentDb::open(&path)?)
+}
+
+fn find(db: &IncidentDb, id: &str) -> anyhow::Result<Incident> {
+    db.get(id)?
+        .ok_or_else(|| BadInput(format!("no incident {id:?} (see rampart incident list)")).into())
+}
+
+fn deadline_line(d: &AppliedDeadline, now: u64) -> String {
+    let due = match d.due_ns {
+        Some(t) => format!("{} ({})", format_utc(t), countdown(t, now)),
+        None => "without undue delay".into(),
+    };
+    format!(
+        "{:<10} {:<44} {} [{}]",
+        d.state.as_str(),
+        format!("{}/{}", d.regime, d.deadline),
+        due,
+        d.period
+    )
+}
+
+pub fn run(args: IncidentArgs) -> anyhow::Result<ExitCode> {
+    let c = &args.common;
+    let regs = regulations(c)?;
+    let mut db = open(c)?;
+    let now = now_ns();
+    match args.command {
+        IncidentCommand::List { json } => {
+            let mut all = db.all()?;
+            all.reverse();
+            if !json {
+                println!(
+                    "{:<24} {:<18} {:<9} {:<20} {:<6} {:<16} NEXT DEADLINE",
+                    "ID", "CATEGORY", "PRIORITY", "FIRST SEEN", "HOSTS", "JURISDICTIONS"
+                );
+            }
+            for inc in &all {
+                let d = inc.deadlines(&regs, &c.roles, now);
+                let next = d
+                    .iter()
+                    .find(|x| x.due_ns.is_some() && x.state != rampart_fleet::DeadlineState::Done);
+                if json {
+                    let v = serde_json::json!({
+                        "id": inc.id, "category": inc.category, "priority": inc.priority,
+                        "first_ns": inc.first_ns, "last_ns": inc.last_ns,
+                        "hosts": inc.hosts(), "jurisdictions": inc.jurisdictions(),
+                        "personal_data_breach": inc.personal_data_breach,
+                        "deadlines": d,
+                    });
+                    println!("{v}");
+                } else {
+                    println!(
+                        "{:<24} {:<18} {:<9} {:<20} {:<6} {:<16} {}",
+                        inc.id,
+                        inc.category.as_str(),
+                        inc.priority.as_str(),
+                        format_utc(inc.first_ns),
+                        inc.hosts().len(),
+                        inc.jurisdictions()
+                            .into_iter()
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        next.map(|n| format!(
+                            "{} {}",
+                            n.key,
+                            countdown(n.due_ns.unwrap_or(now), now)
+                        ))
+                        .unwrap_or_else(|| "-".into())
+                    );
+                }
+            }
+        }
+        IncidentCommand::Show { id, json } => {
+            let inc = find(&db, &id)?;
+            let d = inc.deadlines(&regs, &c.roles, now);
+            if json {
+                let v = serde_json::json!({"incident": inc, "deadlines": d});
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("{}  {}  {}", inc.id, inc.category.as_str(), inc.priority);
+            println!("title:        {}", inc.title);
+            println!(
+                "seen:         {} .. {}",
+                format_utc(inc.first_ns),
+                format_utc(inc.last_ns)
+            );
+            for s in &inc.subjects {
+                let region = inc.regions.get(&s.host).map(String::as_str).unwrap_or("");
+                if s.container.is_empty() {
+                    println!("host:         {} ({region})", s.host);
+                } else {
+                    println!("container:    {} on {} ({region})", s.container, s.host);
+                }
+            }
+            println!(
+                "rules:        {}",
+                inc.rules.iter().cloned().collect::<Vec<_>>().join(", ")
+            );
+            println!(
+                "personal-data breach: {}",
+                if inc.personal_data_breach {
+                    "yes"
+                } else {
+                    "no"
+                }
+            );
+            println!("\ndeadlines:");
+            if d.is_empty() {
+                println!("  none apply");
+            }
+            for x in &d {
+                println!("  {}", deadline_line(x, now));
+            }
+            println!("\ntimeline:");
+            for e in &inc.timeline {
+                println!(
+                    "  {} {:<8} {:<12} {}",
+                    format_utc(e.time_ns),
+                    format!("{:?}", e.kind).to_lowercase(),
+                    e.host,
+                    e.summary
+                );
+            }
+        }
+        IncidentCommand::Mark(m) => {
+            let inc = find(&db, &m.id)?;
+            for mark in marks(&m, &regs)? {
+                db.set_mark(&inc.id, &mark, now)?;
+            }
+            let inc = find(&db, &m.id)?;
+            for x in inc.deadlines(&regs, &c.roles, now) {
+                println!("{}", deadline_line(&x, now));
+            }
+        }
+        IncidentCommand::Report { id, output } => {
+            let inc = find(&db, &id)?;
+            let d = inc.deadlines(&regs, &c.roles, now);
+            let md = report::markdown(&inc, &d, now);
+            std::fs::create_dir_all(&output)
+                .with_context(|| format!("creating {}", output.display()))?;
+            let md_path = output.join(format!("{id}.md"));
+            let pdf_path = output.join(format!("{id}.pdf"));
+            std::fs::write(&md_path, &md)
+                .with_context(|| format!("writing {}", md_path.display()))?;
+            std::fs::write(&pdf_path, report::pdf(&md))
+                .with_context(|| format!("writing {}", pdf_path.display()))?;
+            println!("{}\n{}", md_path.display(), pdf_path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

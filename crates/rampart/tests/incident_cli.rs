@@ -1,0 +1,113 @@
+//! `rampart incident list|show|mark|report` on a real incidents database written by the fleet
+//! correlator.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use rampart_event::{Alert, Device, EventId, Priority};
+use rampart_fleet::{Correlator, FleetConfig};
+
+fn rampart(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .arg("incident")
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running rampart: {e}"))
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn list_show_mark_and_report_an_incident() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path();
+    // Friday 2026-03-06 16:00 UTC: data sent out from a host in Brazil.
+    let t0 = 1_772_812_800_000_000_000u64;
+    {
+        let mut c = Correlator::new(FleetConfig::new(Some(rampart_fleet::db_path(data))))
+            .unwrap_or_else(|e| panic!("{e}"));
+        c.process_alert(&Alert {
+            id: EventId::new(0xb0, 1),
+            time_ns: t0,
+            rule: "Sensitive data sent out".into(),
+            description: String::new(),
+            priority: Priority::Critical,
+            tags: vec!["mitre_exfiltration".into()],
+            output: "customer table copied to 192.0.2.10".into(),
+            output_fields: Default::default(),
+            source: "syscall".into(),
+            device: Arc::new(Device {
+                hostname: "db-br".into(),
+                region: Some("br".into()),
+            }),
+            container: None,
+            process: None,
+            events: Vec::new(),
+        });
+        c.flush().unwrap_or_else(|e| panic!("{e}"));
+    }
+    let id = {
+        let o = rampart(data, &["list", "--json"]);
+        assert!(o.status.success(), "{}", text(&o));
+        let v: serde_json::Value =
+            serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+        assert_eq!(v["category"], "data-breach");
+        assert_eq!(v["jurisdictions"][0], "br");
+        v["id"].as_str().expect("id").to_string()
+    };
+    let o = rampart(data, &["list"]);
+    assert!(
+        text(&o).contains(&id) && text(&o).contains("data-breach"),
+        "{}",
+        text(&o)
+    );
+
+    let o = rampart(data, &["show", &id]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("OVERDUE    br-lgpd/anpd") && t.contains("2026-03-11 16:00 UTC"),
+        "{t}"
+    );
+
+    let o = rampart(
+        data,
+        &[
+            "mark",
+            &id,
+            "--submitted",
+            "br-lgpd/anpd@2026-03-09T10:00:00Z",
+        ],
+    );
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("done       br-lgpd/anpd"), "{t}");
+    // The complement counts 20 business days from the recorded submission: 2026-04-06 10:00.
+    assert!(
+        t.contains("br-lgpd/complement") && t.contains("2026-04-06 10:00 UTC"),
+        "{t}"
+    );
+
+    let o = rampart(data, &["mark", &id, "--submitted", "br-lgpd/nonsense"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("no such REGIME/DEADLINE"), "{}", text(&o));
+    let o = rampart(data, &["show", "INC-nope"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+
+    let out = dir.path().join("drafts");
+    let o = rampart(data, &["report", &id, "-o", out.to_str().expect("utf-8")]);
+    assert!(o.status.success(), "{}", text(&o));
+    let md = std::fs::read_to_string(out.join(format!("{id}.md"))).expect("markdown");
+    assert!(md.contains("Submitted: 2026-03-09 10:00 UTC"), "{md}");
+    let pdf = std::fs::read(out.join(format!("{id}.pdf"))).expect("pdf");
+    assert!(pdf.starts_with(b"%PDF-"));
+}
