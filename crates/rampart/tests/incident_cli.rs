@@ -111,3 +111,56 @@ fn list_show_mark_and_report_an_incident() {
     let pdf = std::fs::read(out.join(format!("{id}.pdf"))).expect("pdf");
     assert!(pdf.starts_with(b"%PDF-"));
 }
+
+#[test]
+fn rampart_server_runs_the_fleet_correlator() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let config = dir.path().join("server.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\ndata_dir: {}\nregions:\n  in:\n    retention_days: 90\n  eu-de:\n    retention_days: 30\n",
+            data.display()
+        ),
+    )
+    .expect("config");
+    let log = dir.path().join("server.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .args(["server", "--config", config.to_str().expect("utf-8")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn rampart server");
+    let stdout = child.stdout.take().expect("stdout");
+    let started = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.starts_with("listening "));
+    let db_exists = rampart_fleet::db_path(&data).exists();
+    let list = rampart(&data, &["list"]);
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    assert!(
+        started,
+        "server did not start: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(db_exists, "the server opened no incidents database");
+    // CERT-In's 180 days of logs: the 90-day policy for India is reported, Germany's is not.
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        log_text.contains(
+            "regions.in.retention_days is 90 days, shorter than the 180 days in-cert-in requires"
+        ),
+        "{log_text}"
+    );
+    assert!(!log_text.contains("regions.eu-de"), "{log_text}");
+    assert!(list.status.success(), "{}", text(&list));
+    assert!(text(&list).starts_with("ID "), "{}", text(&list));
+}

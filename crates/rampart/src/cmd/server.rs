@@ -128,7 +128,30 @@ fn serve(cfg: ServerConfig) -> anyhow::Result<ExitCode> {
         .context("starting the runtime")?;
     rt.block_on(async {
         let data_dir = cfg.data_dir.clone();
-        let server = rampart_server::start(cfg).await?;
+        // Fleet console (issue 9): cross-host rules, incidents, notification deadlines.
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
+        let fleet_cfg = rampart_fleet::FleetConfig::new(Some(rampart_fleet::db_path(&data_dir)));
+        let policies: Vec<(String, Option<u32>)> = cfg
+            .regions
+            .iter()
+            .map(|(r, p)| (r.clone(), p.retention_days))
+            .collect();
+        for s in rampart_fleet::check_retention(&fleet_cfg.regulations, &policies) {
+            tracing::warn!(
+                "regions.{}.retention_days is {} days, shorter than the {} days {} requires ({})",
+                s.region,
+                s.policy_days,
+                s.min_days,
+                s.regime,
+                s.citation
+            );
+        }
+        let (layer, fleet) = rampart_fleet::server_layer(fleet_cfg)?;
+        let server = rampart_server::start_with(cfg, layer).await?;
+        let deadlines = fleet
+            .get()
+            .map(|f| tokio::spawn(f.clone().deadline_loop(std::time::Duration::from_secs(60))));
         tracing::info!(
             "server listening on {} (CA {}, admin token in {})",
             server.url(),
@@ -145,6 +168,9 @@ fn serve(cfg: ServerConfig) -> anyhow::Result<ExitCode> {
             _ = term.recv() => {}
         }
         tracing::info!("stopping");
+        if let Some(d) = deadlines {
+            d.abort();
+        }
         server.shutdown().await;
         Ok::<_, anyhow::Error>(())
     })?;
