@@ -61,6 +61,8 @@ enum Command {
     Enroll(cmd::enroll::EnrollArgs),
     /// Events and alerts from the server: by time, host, container, rule, type; table or JSON.
     Query(cmd::query::QueryArgs),
+    /// The single-VPS default: the agent and the central server (SQLite) in one process.
+    Up(cmd::up::UpArgs),
     /// Signing keys (cosign's ECDSA P-256 formats).
     Key(cmd::key::KeyArgs),
     /// Docker authorization plugin: admit containers by signature, scan and configuration.
@@ -94,6 +96,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Server(args) => cmd::server::run(args),
         Command::Enroll(args) => cmd::enroll::run(args),
         Command::Query(args) => cmd::query::run(args),
+        Command::Up(args) => cmd::up::run(args),
         Command::Key(args) => cmd::key::run(args),
         Command::Authz(args) => cmd::authz::run(args),
         Command::Config(args) => cmd::config::run(args),

@@ -23,6 +23,7 @@ pub mod respond;
 pub mod rules;
 pub mod server;
 pub mod trust;
+pub mod up;
 pub mod version;
 
 /// Exit code for an error: 2 for bad input (usage, configuration, rule or policy files), 1 for

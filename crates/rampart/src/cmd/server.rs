@@ -110,7 +110,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Reads the configuration; a missing default file means every default.
-fn load_config(path: &Path) -> anyhow::Result<ServerConfig> {
+pub fn load_config(path: &Path) -> anyhow::Result<ServerConfig> {
     if path == Path::new(DEFAULT_CONFIG) && !path.exists() {
         return Ok(ServerConfig::with_data_dir("/var/lib/rampart/server"));
     }
@@ -120,6 +120,57 @@ fn load_config(path: &Path) -> anyhow::Result<ServerConfig> {
     })
 }
 
+/// A started server with the fleet console (cross-host rules, incidents, deadlines).
+pub struct RunningServer {
+    pub server: rampart_server::ServerHandle,
+    deadlines: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    pub async fn stop(self) {
+        if let Some(d) = self.deadlines {
+            d.abort();
+        }
+        self.server.shutdown().await;
+    }
+}
+
+/// Starts the server with the fleet console; used by `rampart server` and `rampart up`.
+pub async fn start_server(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
+    let data_dir = cfg.data_dir.clone();
+    // Fleet console (issue 9): cross-host rules, incidents, notification deadlines.
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let fleet_cfg = rampart_fleet::FleetConfig::new(Some(rampart_fleet::db_path(&data_dir)));
+    let policies: Vec<(String, Option<u32>)> = cfg
+        .regions
+        .iter()
+        .map(|(r, p)| (r.clone(), p.retention_days))
+        .collect();
+    for s in rampart_fleet::check_retention(&fleet_cfg.regulations, &policies) {
+        tracing::warn!(
+            "regions.{}.retention_days is {} days, shorter than the {} days {} requires ({})",
+            s.region,
+            s.policy_days,
+            s.min_days,
+            s.regime,
+            s.citation
+        );
+    }
+    let (layer, fleet) = rampart_fleet::server_layer(fleet_cfg)?;
+    let server = rampart_server::start_with(cfg, layer).await?;
+    let deadlines = fleet
+        .get()
+        .map(|f| tokio::spawn(f.clone().deadline_loop(std::time::Duration::from_secs(60))));
+    tracing::info!(
+        "server listening on {} (CA {}, admin token in {})",
+        server.url(),
+        data_dir.join("ca/ca.crt").display(),
+        data_dir.join("admin.token").display()
+    );
+    Ok(RunningServer { server, deadlines })
+}
+
 fn serve(cfg: ServerConfig) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .thread_name("rampart-server")
@@ -127,40 +178,10 @@ fn serve(cfg: ServerConfig) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(async {
-        let data_dir = cfg.data_dir.clone();
-        // Fleet console (issue 9): cross-host rules, incidents, notification deadlines.
-        std::fs::create_dir_all(&data_dir)
-            .with_context(|| format!("creating {}", data_dir.display()))?;
-        let fleet_cfg = rampart_fleet::FleetConfig::new(Some(rampart_fleet::db_path(&data_dir)));
-        let policies: Vec<(String, Option<u32>)> = cfg
-            .regions
-            .iter()
-            .map(|(r, p)| (r.clone(), p.retention_days))
-            .collect();
-        for s in rampart_fleet::check_retention(&fleet_cfg.regulations, &policies) {
-            tracing::warn!(
-                "regions.{}.retention_days is {} days, shorter than the {} days {} requires ({})",
-                s.region,
-                s.policy_days,
-                s.min_days,
-                s.regime,
-                s.citation
-            );
-        }
-        let (layer, fleet) = rampart_fleet::server_layer(fleet_cfg)?;
-        let server = rampart_server::start_with(cfg, layer).await?;
-        let deadlines = fleet
-            .get()
-            .map(|f| tokio::spawn(f.clone().deadline_loop(std::time::Duration::from_secs(60))));
-        tracing::info!(
-            "server listening on {} (CA {}, admin token in {})",
-            server.url(),
-            data_dir.join("ca/ca.crt").display(),
-            data_dir.join("admin.token").display()
-        );
+        let running = start_server(cfg).await?;
         // One line on stdout for scripts and tests: the address is known only now when the
         // configuration asked for port 0.
-        println!("listening {}", server.url());
+        println!("listening {}", running.server.url());
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("watching SIGTERM")?;
         tokio::select! {
@@ -168,10 +189,7 @@ fn serve(cfg: ServerConfig) -> anyhow::Result<ExitCode> {
             _ = term.recv() => {}
         }
         tracing::info!("stopping");
-        if let Some(d) = deadlines {
-            d.abort();
-        }
-        server.shutdown().await;
+        running.stop().await;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -71,7 +71,28 @@ pub struct AgentArgs {
     record: Option<PathBuf>,
 }
 
+/// What `rampart up` adds to the agent: the embedded server's in-process output, fed through
+/// the durable queue like any other output.
+pub struct Embedded {
+    pub outputs: Vec<Box<dyn rampart_ship::output::Output>>,
+    /// The queue's directory when agent.yaml has no `ship:` section.
+    pub queue_dir: PathBuf,
+}
+
 pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    run_embedded(args, None)
+}
+
+/// The region of the configuration `args` names (for `rampart up`'s in-process output).
+pub fn configured_region(args: &AgentArgs) -> anyhow::Result<Option<String>> {
+    Ok(match &args.config {
+        Some(p) => AgentConfig::load(p)?.region,
+        None => None,
+    })
+}
+
+/// `rampart agent`, with `embedded` outputs when run by `rampart up`.
+pub fn run_embedded(args: AgentArgs, embedded: Option<Embedded>) -> anyhow::Result<ExitCode> {
     if args.probe {
         println!("{}", Capabilities::probe().report());
         return Ok(ExitCode::SUCCESS);
@@ -96,7 +117,14 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("rampart agent loads BPF programs and reads every process's /proc: run it as root (sudo rampart agent)");
     }
-    Agent::start(cfg, engine, rules_have_actions, args.record.as_deref())?.run(args.duration)
+    Agent::start(
+        cfg,
+        engine,
+        rules_have_actions,
+        args.record.as_deref(),
+        embedded,
+    )?
+    .run(args.duration)
 }
 
 /// Loads the default rules and the configured files; reports rules that cannot fire. Also
@@ -167,6 +195,7 @@ impl Agent {
         engine: rampart_rules::Engine,
         rules_have_actions: bool,
         record: Option<&std::path::Path>,
+        embedded: Option<Embedded>,
     ) -> anyhow::Result<Agent> {
         let device = Arc::new(Device {
             hostname: cfg.hostname.clone().unwrap_or_else(hostname),
@@ -182,7 +211,12 @@ impl Agent {
             .enable_all()
             .build()
             .context("starting the I/O runtime")?;
-        let outputs = outputs.with_ship(ship::start(cfg.ship.as_ref(), &device, runtime.handle())?);
+        let outputs = outputs.with_ship(ship::start(
+            cfg.ship.as_ref(),
+            &device,
+            runtime.handle(),
+            embedded,
+        )?);
         let (tx, rx) = sync_channel(CHANNEL_CAPACITY);
         let dir = ContainerDirectory::new();
         let sampler =

@@ -38,16 +38,25 @@ pub struct AgentShip {
     batch: Vec<Vec<u8>>,
 }
 
-/// Starts shipping on `runtime` when the configuration has a `ship:` section.
+/// Starts shipping on `runtime` when the configuration has a `ship:` section, or when
+/// `rampart up` brings its embedded server's output (then with a default queue if there is no
+/// `ship:` section).
 pub fn start(
     cfg: Option<&ShipSection>,
     device: &Arc<Device>,
     runtime: &tokio::runtime::Handle,
+    embedded: Option<super::Embedded>,
 ) -> anyhow::Result<Option<AgentShip>> {
-    let Some(cfg) = cfg else {
+    let (extra, default_cfg) = match embedded {
+        Some(e) => (e.outputs, Some(ShipSection::new(e.queue_dir))),
+        None => (Vec::new(), None),
+    };
+    let Some(cfg) = cfg.or(default_cfg.as_ref()) else {
         return Ok(None);
     };
-    let shipper = rampart_ship::start(cfg, device.clone(), Vec::new(), runtime).map_err(|e| {
+    let mut names: Vec<String> = cfg.outputs.iter().map(|o| o.name().to_string()).collect();
+    names.extend(extra.iter().map(|o| o.name().to_string()));
+    let shipper = rampart_ship::start(cfg, device.clone(), extra, runtime).map_err(|e| {
         use rampart_ship::ShipError;
         match e {
             ShipError::Output(_)
@@ -58,7 +67,6 @@ pub fn start(
             other => anyhow::Error::new(other).context("ship: starting the shipper"),
         }
     })?;
-    let names: Vec<String> = cfg.outputs.iter().map(|o| o.name().to_string()).collect();
     tracing::info!(
         "shipping through the queue in {} to {}",
         cfg.queue.dir.display(),

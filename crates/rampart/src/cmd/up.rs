@@ -1,0 +1,57 @@
+//! `rampart up`: the single-VPS default. The agent and the central server in one process: the
+//! agent's events and alerts go through the durable queue into the embedded server's SQLite
+//! store (same parsing, region stamping and anonymisation as remote ingest), where
+//! `rampart query` and the fleet console (incidents, deadlines) see them. Other agents can still
+//! enroll and ship to the same server over mTLS.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use rampart_server::ServerConfig;
+
+use crate::cmd::agent::{self, AgentArgs, Embedded};
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    agent: AgentArgs,
+    /// Server configuration (server.yaml). Default: state in `--state-dir`/server, the HTTPS
+    /// API (query, enrollment of other agents) on 127.0.0.1:8443 only.
+    #[arg(long, value_name = "FILE")]
+    server_config: Option<PathBuf>,
+    /// Where the server's state and the agent's queue live.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/rampart")]
+    state_dir: PathBuf,
+}
+
+pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let cfg = match &args.server_config {
+        Some(p) => crate::cmd::server::load_config(p)?,
+        None => {
+            let mut c = ServerConfig::with_data_dir(args.state_dir.join("server"));
+            c.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 8443));
+            c
+        }
+    };
+    let region = agent::configured_region(&args.agent)?.unwrap_or_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("rampart-server")
+        .enable_all()
+        .build()
+        .context("starting the server runtime")?;
+    let running = rt.block_on(crate::cmd::server::start_server(cfg))?;
+    // For scripts and tests, as `rampart server` prints it.
+    println!("listening {}", running.server.url());
+    let embedded = Embedded {
+        outputs: vec![Box::new(
+            running.server.local_output("local", "local", &region),
+        )],
+        queue_dir: args.state_dir.join("queue"),
+    };
+    let result = agent::run_embedded(args.agent, Some(embedded));
+    rt.block_on(running.stop());
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    result
+}
