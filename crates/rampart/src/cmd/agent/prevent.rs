@@ -79,8 +79,8 @@ impl Prevention {
             dns_rules: false,
         };
         if policy.is_some() || isolates {
-            let Some(docker) = docker else {
-                if policy.is_some() {
+            match docker {
+                None if policy.is_some() => {
                     return Err(BadInput(format!(
                         "policy {}: enforcing a policy needs the Docker API ({} does not answer)",
                         cfg.policy
@@ -90,52 +90,9 @@ impl Prevention {
                     ))
                     .into());
                 }
-                tracing::warn!("no Docker API: playbook isolations will not be followed");
-                return me.with_responder(
-                    cfg,
-                    playbooks,
-                    rule_actions,
-                    isolate_allow,
-                    enforce_cfg,
-                    rules_have_actions,
-                );
-            };
-            let mut enforcer = PolicyEnforcer::open(enforce_cfg.clone())
-                .context("opening the enforcement programs (rampart agent --probe says what this kernel allows)")?;
-            if let Some(p) = &policy {
-                let running = runtime
-                    .block_on(facts::running(docker))
-                    .context("listing the running containers for the policy")?;
-                let report = enforcer.apply(p, &running)?;
-                tracing::info!(
-                    "policy {:?} applied: {} containers selected, {} untouched",
-                    p.name,
-                    report.selected.len(),
-                    report.unselected.len()
-                );
-                for e in &report.errors {
-                    tracing::warn!("policy: {e}");
-                }
-                me.dns_rules = p.text.contains("dns:");
+                None => tracing::warn!("no Docker API: playbook isolations will not be followed"),
+                Some(docker) => me.follow(policy.as_ref(), enforce_cfg.clone(), runtime, docker)?,
             }
-            let enforcer = Arc::new(Mutex::new(enforcer));
-            let (tx, rx) = sync_channel::<Event>(POLICY_EVENTS);
-            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            let watcher = PolicyWatcher::new(enforcer.clone(), docker.clone());
-            let handle = runtime.spawn(async move {
-                let send = move |ev: Event| match tx.try_send(ev) {
-                    Ok(()) => true,
-                    Err(TrySendError::Full(ev)) => tx.send(ev).is_ok(),
-                    Err(TrySendError::Disconnected(_)) => false,
-                };
-                if let Err(e) = watcher.run(send, stop_rx).await {
-                    tracing::error!("policy watcher stopped: {e}");
-                }
-            });
-            me.enforcer = Some(enforcer);
-            me.policy_events = Some(rx);
-            me.stop = Some(stop_tx);
-            me.watcher = Some(handle);
         }
         me.with_responder(
             cfg,
@@ -145,6 +102,55 @@ impl Prevention {
             enforce_cfg,
             rules_have_actions,
         )
+    }
+
+    /// Opens the enforcement programs, applies `policy` to the running containers and follows
+    /// Docker's events (the watcher also collects the kernel's reports).
+    fn follow(
+        &mut self,
+        policy: Option<&Policy>,
+        enforce_cfg: EnforceConfig,
+        runtime: &tokio::runtime::Runtime,
+        docker: &DockerClient,
+    ) -> anyhow::Result<()> {
+        let mut enforcer = PolicyEnforcer::open(enforce_cfg).context(
+            "opening the enforcement programs (rampart agent --probe says what this kernel allows)",
+        )?;
+        if let Some(p) = policy {
+            let running = runtime
+                .block_on(facts::running(docker))
+                .context("listing the running containers for the policy")?;
+            let report = enforcer.apply(p, &running)?;
+            tracing::info!(
+                "policy {:?} applied: {} containers selected, {} untouched",
+                p.name,
+                report.selected.len(),
+                report.unselected.len()
+            );
+            for e in &report.errors {
+                tracing::warn!("policy: {e}");
+            }
+            self.dns_rules = p.text.contains("dns:");
+        }
+        let enforcer = Arc::new(Mutex::new(enforcer));
+        let (tx, rx) = sync_channel::<Event>(POLICY_EVENTS);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let watcher = PolicyWatcher::new(enforcer.clone(), docker.clone());
+        let handle = runtime.spawn(async move {
+            let send = move |ev: Event| match tx.try_send(ev) {
+                Ok(()) => true,
+                Err(TrySendError::Full(ev)) => tx.send(ev).is_ok(),
+                Err(TrySendError::Disconnected(_)) => false,
+            };
+            if let Err(e) = watcher.run(send, stop_rx).await {
+                tracing::error!("policy watcher stopped: {e}");
+            }
+        });
+        self.enforcer = Some(enforcer);
+        self.policy_events = Some(rx);
+        self.stop = Some(stop_tx);
+        self.watcher = Some(handle);
+        Ok(())
     }
 
     fn with_responder(
