@@ -39,7 +39,7 @@ enum Command {
     /// Propose a hardened docker run line and compose service for a container, from what it
     /// does.
     Harden(cmd::harden::HardenArgs),
-    /// Image security: scan images for vulnerable packages (offline), SBOMs.
+    /// Image security: scan for vulnerable packages (offline), SBOMs; sign and verify (cosign format).
     Image(cmd::image::ImageArgs),
     /// The offline vulnerability database: import OSV data, show status.
     Db(cmd::db::DbArgs),
