@@ -30,6 +30,28 @@ use support::{free_port, KillOnDrop};
 
 const DAY_NS: u64 = 86_400_000_000_000;
 
+fn handshake_failures(s: &rampart_server::ServerHandle) -> u64 {
+    s.metrics_text()
+        .lines()
+        .find_map(|l| l.strip_prefix("rampart_server_tls_handshake_failures_total "))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The server counts a refused handshake on its own task, which may run after the client has
+/// already seen the refusal: waits (up to 5 s) for the counter to pass `before`.
+async fn handshake_failures_pass(s: &rampart_server::ServerHandle, before: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while handshake_failures(s) <= before {
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
 fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -264,14 +286,6 @@ async fn wrong_ca_expired_and_revoked_certificates_are_refused() {
     };
     assert_eq!(out.send(&batch(1)).await.unwrap().duplicates, 0);
 
-    let handshake_failures = |s: &rampart_server::ServerHandle| -> u64 {
-        s.metrics_text()
-            .lines()
-            .find_map(|l| l.strip_prefix("rampart_server_tls_handshake_failures_total "))
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
     let agent_key = || rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let write_identity = |dir: &Path, cert_pem: &str, key: &rcgen::KeyPair| {
         std::fs::create_dir_all(dir).unwrap();
@@ -303,7 +317,10 @@ async fn wrong_ca_expired_and_revoked_certificates_are_refused() {
     )
     .unwrap();
     let err = out_wrong.send(&batch(2)).await.unwrap_err();
-    assert!(handshake_failures(&server) > before, "wrong CA: {err}");
+    assert!(
+        handshake_failures_pass(&server, before).await,
+        "wrong CA: {err}"
+    );
 
     // Our CA, but expired yesterday.
     let ca = rampart_server::ca::Ca::load_or_create(&data.join("ca")).unwrap();
@@ -327,7 +344,10 @@ async fn wrong_ca_expired_and_revoked_certificates_are_refused() {
     )
     .unwrap();
     let err = out_expired.send(&batch(3)).await.unwrap_err();
-    assert!(handshake_failures(&server) > before, "expired: {err}");
+    assert!(
+        handshake_failures_pass(&server, before).await,
+        "expired: {err}"
+    );
 
     // No client certificate at all: the TLS connection is allowed (for the query API), the
     // ingest route is not.
@@ -371,7 +391,7 @@ async fn wrong_ca_expired_and_revoked_certificates_are_refused() {
     .unwrap();
     fresh.send(&batch(5)).await.unwrap_err();
     assert!(
-        handshake_failures(&server) > before,
+        handshake_failures_pass(&server, before).await,
         "revoked certificate passed the handshake"
     );
     let agents = admin.get_json("/api/v1/agents").await.unwrap();
