@@ -22,6 +22,6 @@ pub use docker::{DockerClient, DockerWatcher, DEFAULT_SOCKET};
 pub use enrich::{Enricher, EnricherConfig, InspectOnMiss};
 pub use error::ContainerError;
 pub use logs::{parse_auth_line, AuthLogs, ParsedAuth};
-pub use procfs::{boot_time_ns, ProcFs};
+pub use procfs::ProcFs;
 pub use proctable::ProcessTable;
 pub use stats::StatsSampler;

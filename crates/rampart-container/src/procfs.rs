@@ -22,7 +22,7 @@ pub struct ProcFs {
 /// Boot time in nanoseconds since the epoch, to the microsecond: `CLOCK_REALTIME` minus
 /// `CLOCK_BOOTTIME` (the clock of `/proc/PID/stat` start times and of the kernel's
 /// `task->start_boottime`).
-pub fn boot_time_ns() -> Option<u64> {
+fn boot_time_ns() -> Option<u64> {
     let read = |clock| {
         let mut ts = libc::timespec {
             tv_sec: 0,
@@ -103,6 +103,21 @@ impl ProcFs {
         (v2, v1)
     }
 
+    /// When `pid` started, nanoseconds since the epoch (10 ms resolution), on the clock of the
+    /// sensor's `start_time_ns`; `None` when it is gone.
+    pub fn start_time_ns(&self, pid: u32) -> Option<u64> {
+        let stat = fs::read_to_string(self.root.join(pid.to_string()).join("stat")).ok()?;
+        self.start_of(&stat)
+    }
+
+    /// Field 22 (starttime) of a `stat` line, counted after the last `)` (comm may hold spaces
+    /// and parentheses), converted to nanoseconds since the epoch.
+    fn start_of(&self, stat: &str) -> Option<u64> {
+        let rest = stat.get(stat.rfind(')')? + 2..)?;
+        let ticks: u64 = rest.split(' ').nth(19)?.parse().ok()?;
+        Some(self.boot_ns + ticks * 1_000_000_000 / self.ticks)
+    }
+
     /// Reads `pid` as a [`Process`] without ancestors; `None` when it is gone.
     pub fn process(&self, pid: u32) -> Option<Process> {
         let dir = self.root.join(pid.to_string());
@@ -113,14 +128,13 @@ impl ProcFs {
         let rest: Vec<&str> = stat.get(close + 2..)?.split(' ').collect();
         let ppid = rest.get(1)?.parse().ok()?;
         let tty: i64 = rest.get(4)?.parse().ok()?;
-        let start_ticks: u64 = rest.get(19)?.parse().ok()?;
         let mut p = Process {
             pid,
             tid: pid,
             ppid,
             name,
             tty: tty_dev(tty),
-            start_time_ns: self.boot_ns + start_ticks * 1_000_000_000 / self.ticks,
+            start_time_ns: self.start_of(&stat)?,
             loginuid: u32::MAX,
             ..Process::default()
         };

@@ -25,16 +25,10 @@ pub struct ProcessRef {
     pub start_time_ns: Option<u64>,
 }
 
-/// Start time of `pid`, nanoseconds since the epoch, from /proc (10 ms resolution).
+/// Start time of `pid`, nanoseconds since the epoch, from /proc (10 ms resolution), on the
+/// sensor's clock.
 pub fn start_time_ns(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 22 (starttime) counts from after the last ')' (comm may contain spaces).
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let ticks: u64 = rest.split(' ').nth(19)?.parse().ok()?;
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    // The precise boot time (not `btime`, whole seconds), as the sensor's start times use.
-    let boot_ns = rampart_container::boot_time_ns()?;
-    Some(boot_ns + ticks * (1_000_000_000 / hz))
+    rampart_container::ProcFs::default().start_time_ns(pid)
 }
 
 fn parent_of(pid: u32) -> Option<u32> {

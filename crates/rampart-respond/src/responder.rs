@@ -109,7 +109,25 @@ pub struct ActionRecord {
     pub finished_ns: u64,
 }
 
-type Recent = Arc<Mutex<HashMap<String, VecDeque<serde_json::Value>>>>;
+type Recent = Arc<Mutex<HashMap<String, VecDeque<Kept>>>>;
+
+/// An event or alert kept for forensic bundles. Kept as it is (its process, container and
+/// device are shared `Arc`s) and serialised only when a bundle is made: `observe` runs for
+/// every event of the agent's hot path.
+#[derive(Debug, Clone)]
+enum Kept {
+    Event(Box<Event>),
+    Alert(Box<Alert>),
+}
+
+impl Kept {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        match self {
+            Kept::Event(e) => serde_json::to_value(e).ok(),
+            Kept::Alert(a) => serde_json::to_value(a).ok(),
+        }
+    }
+}
 
 /// One playbook (or a rule's own actions) to run for a detection.
 struct Run {
@@ -202,17 +220,19 @@ impl Responder {
     /// for every event the agent outputs.
     pub fn observe(&self, ev: &Event) {
         let Some(c) = &ev.container else { return };
-        if let Ok(v) = serde_json::to_value(ev) {
-            self.remember(&c.id, v);
-        }
+        self.remember(&c.id, Kept::Event(Box::new(ev.clone())));
     }
 
-    fn remember(&self, id: &str, v: serde_json::Value) {
+    fn remember(&self, id: &str, k: Kept) {
         let Ok(mut map) = self.recent.lock() else {
             return;
         };
-        let q = map.entry(id.to_string()).or_default();
-        q.push_back(v);
+        // No allocation of the id for a container already known (every event but the first).
+        if !map.contains_key(id) {
+            map.insert(id.to_string(), VecDeque::new());
+        }
+        let Some(q) = map.get_mut(id) else { return };
+        q.push_back(k);
         while q.len() > self.cfg.recent_per_container {
             q.pop_front();
         }
@@ -222,9 +242,7 @@ impl Responder {
     /// runs were queued. Rate-limited runs are recorded (outcome `rate_limited`), not queued.
     pub fn handle(&self, d: &Detection) -> usize {
         if let Some(c) = &d.alert.container {
-            if let Ok(v) = serde_json::to_value(&d.alert) {
-                self.remember(&c.id, v);
-            }
+            self.remember(&c.id, Kept::Alert(Box::new(d.alert.clone())));
         }
         let now = Instant::now();
         let mut runs: Vec<Run> = Vec::new();
@@ -562,7 +580,7 @@ impl Worker {
                     .lock()
                     .map(|m| {
                         m.get(&f.id)
-                            .map(|q| q.iter().cloned().collect())
+                            .map(|q| q.iter().filter_map(Kept::to_json).collect())
                             .unwrap_or_default()
                     })
                     .unwrap_or_default();

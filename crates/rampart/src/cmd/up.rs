@@ -34,7 +34,6 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             c
         }
     };
-    let region = agent::configured_region(&args.agent)?.unwrap_or_default();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("rampart-server")
@@ -45,9 +44,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     // For scripts and tests, as `rampart server` prints it.
     println!("listening {}", running.server.url());
     let embedded = Embedded {
-        outputs: vec![Box::new(
-            running.server.local_output("local", "local", &region),
-        )],
+        server: &running.server,
         queue_dir: args.state_dir.join("queue"),
     };
     let result = agent::run_embedded(args.agent, Some(embedded));

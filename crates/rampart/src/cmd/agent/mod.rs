@@ -71,10 +71,10 @@ pub struct AgentArgs {
     record: Option<PathBuf>,
 }
 
-/// What `rampart up` adds to the agent: the embedded server's in-process output, fed through
-/// the durable queue like any other output.
-pub struct Embedded {
-    pub outputs: Vec<Box<dyn rampart_ship::output::Output>>,
+/// What `rampart up` adds to the agent: the embedded server, fed in-process through the
+/// durable queue like any other output (records stamped with the agent config's region).
+pub struct Embedded<'a> {
+    pub server: &'a rampart_server::ServerHandle,
     /// The queue's directory when agent.yaml has no `ship:` section.
     pub queue_dir: PathBuf,
 }
@@ -83,16 +83,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     run_embedded(args, None)
 }
 
-/// The region of the configuration `args` names (for `rampart up`'s in-process output).
-pub fn configured_region(args: &AgentArgs) -> anyhow::Result<Option<String>> {
-    Ok(match &args.config {
-        Some(p) => AgentConfig::load(p)?.region,
-        None => None,
-    })
-}
-
 /// `rampart agent`, with `embedded` outputs when run by `rampart up`.
-pub fn run_embedded(args: AgentArgs, embedded: Option<Embedded>) -> anyhow::Result<ExitCode> {
+pub fn run_embedded(args: AgentArgs, embedded: Option<Embedded<'_>>) -> anyhow::Result<ExitCode> {
     if args.probe {
         println!("{}", Capabilities::probe().report());
         return Ok(ExitCode::SUCCESS);
@@ -195,7 +187,7 @@ impl Agent {
         engine: rampart_rules::Engine,
         rules_have_actions: bool,
         record: Option<&std::path::Path>,
-        embedded: Option<Embedded>,
+        embedded: Option<Embedded<'_>>,
     ) -> anyhow::Result<Agent> {
         let device = Arc::new(Device {
             hostname: cfg.hostname.clone().unwrap_or_else(hostname),

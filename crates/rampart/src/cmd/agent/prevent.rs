@@ -32,8 +32,6 @@ pub struct Prevention {
     policy_events: Option<Receiver<Event>>,
     stop: Option<tokio::sync::watch::Sender<bool>>,
     watcher: Option<tokio::task::JoinHandle<()>>,
-    /// The applied policy has `dns:` rules, so DNS answers are worth feeding to it.
-    dns_rules: bool,
 }
 
 impl Prevention {
@@ -76,7 +74,6 @@ impl Prevention {
             policy_events: None,
             stop: None,
             watcher: None,
-            dns_rules: false,
         };
         if policy.is_some() || isolates {
             match docker {
@@ -130,7 +127,6 @@ impl Prevention {
             for e in &report.errors {
                 tracing::warn!("policy: {e}");
             }
-            self.dns_rules = p.text.contains("dns:");
         }
         let enforcer = Arc::new(Mutex::new(enforcer));
         let (tx, rx) = sync_channel::<Event>(POLICY_EVENTS);
@@ -191,7 +187,9 @@ impl Prevention {
         if let Some(r) = &self.responder {
             r.observe(ev);
         }
-        if self.dns_rules && ev.kind == EventKind::DnsAnswer {
+        // The enforcer itself ignores answers no `dns:` rule asks for (and sees policies
+        // applied later with `rampart policy apply`); DNS answers are few.
+        if ev.kind == EventKind::DnsAnswer {
             if let Some(e) = &self.enforcer {
                 let mut e = e.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 if let Err(err) = e.observe(ev) {

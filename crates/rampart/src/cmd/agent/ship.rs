@@ -45,10 +45,18 @@ pub fn start(
     cfg: Option<&ShipSection>,
     device: &Arc<Device>,
     runtime: &tokio::runtime::Handle,
-    embedded: Option<super::Embedded>,
+    embedded: Option<super::Embedded<'_>>,
 ) -> anyhow::Result<Option<AgentShip>> {
     let (extra, default_cfg) = match embedded {
-        Some(e) => (e.outputs, Some(ShipSection::new(e.queue_dir))),
+        Some(e) => {
+            let local = e.server.local_output(
+                "local",
+                "local",
+                device.region.as_deref().unwrap_or_default(),
+            );
+            let extra: Vec<Box<dyn rampart_ship::output::Output>> = vec![Box::new(local)];
+            (extra, Some(ShipSection::new(e.queue_dir)))
+        }
         None => (Vec::new(), None),
     };
     let Some(cfg) = cfg.or(default_cfg.as_ref()) else {
