@@ -260,6 +260,20 @@ impl Registry {
         build(auth.as_deref()).map_err(|e| self.err(url, e.to_string()))
     }
 
+    /// A GET of `url` with pull rights on `repo` (authenticating when challenged).
+    fn pull(&self, url: &str, repo: &str, accept: Option<&str>) -> Result<Response, TrustError> {
+        self.send(url, &Self::pull_scope(repo), &|auth| {
+            let mut r = self.agent.get(url);
+            if let Some(a) = accept {
+                r = r.header("Accept", a);
+            }
+            if let Some(a) = auth {
+                r = r.header("Authorization", a);
+            }
+            r.call()
+        })
+    }
+
     fn pull_scope(repo: &str) -> String {
         format!("repository:{repo}:pull")
     }
@@ -271,13 +285,7 @@ impl Registry {
     /// The manifest `reference` (tag or digest) of `repo`; `None` when the registry has none.
     pub fn manifest(&self, repo: &str, reference: &str) -> Result<Option<Manifest>, TrustError> {
         let url = format!("{}/v2/{repo}/manifests/{reference}", self.base);
-        let mut resp = self.send(&url, &Self::pull_scope(repo), &|auth| {
-            let mut r = self.agent.get(&url).header("Accept", ACCEPT_ALL);
-            if let Some(a) = auth {
-                r = r.header("Authorization", a);
-            }
-            r.call()
-        })?;
+        let mut resp = self.pull(&url, repo, Some(ACCEPT_ALL))?;
         match resp.status().as_u16() {
             200 => {}
             404 => return Ok(None),
@@ -341,13 +349,7 @@ impl Registry {
             return Err(self.err(repo, format!("not a sha256 digest: {digest:?}")));
         }
         let url = format!("{}/v2/{repo}/blobs/{digest}", self.base);
-        let mut resp = self.send(&url, &Self::pull_scope(repo), &|auth| {
-            let mut r = self.agent.get(&url);
-            if let Some(a) = auth {
-                r = r.header("Authorization", a);
-            }
-            r.call()
-        })?;
+        let mut resp = self.pull(&url, repo, None)?;
         if !resp.status().is_success() {
             return Err(self.err(&url, format!("HTTP {}", resp.status())));
         }
@@ -455,13 +457,7 @@ impl Registry {
     /// The repository's tags (first 10 000).
     pub fn tags(&self, repo: &str) -> Result<Vec<String>, TrustError> {
         let url = format!("{}/v2/{repo}/tags/list?n=10000", self.base);
-        let mut resp = self.send(&url, &Self::pull_scope(repo), &|auth| {
-            let mut r = self.agent.get(&url);
-            if let Some(a) = auth {
-                r = r.header("Authorization", a);
-            }
-            r.call()
-        })?;
+        let mut resp = self.pull(&url, repo, None)?;
         match resp.status().as_u16() {
             200 => {}
             404 => return Ok(Vec::new()),
@@ -480,13 +476,7 @@ impl Registry {
     /// it, else the `sha256-<hex>` tag holding an index (the OCI 1.1 fallback cosign uses).
     pub fn referrers(&self, repo: &str, digest: &str) -> Result<Vec<Descriptor>, TrustError> {
         let url = format!("{}/v2/{repo}/referrers/{digest}", self.base);
-        let mut resp = self.send(&url, &Self::pull_scope(repo), &|auth| {
-            let mut r = self.agent.get(&url).header("Accept", OCI_INDEX);
-            if let Some(a) = auth {
-                r = r.header("Authorization", a);
-            }
-            r.call()
-        })?;
+        let mut resp = self.pull(&url, repo, Some(OCI_INDEX))?;
         if resp.status() == 200 {
             let idx: Index = resp
                 .body_mut()
