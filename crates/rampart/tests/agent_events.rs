@@ -30,7 +30,18 @@ impl Agent {
         let out = dir.path().join("events.jsonl");
         let stats = dir.path().join("stats.json");
         let cfg = dir.path().join("agent.yaml");
-        std::fs::write(&cfg, format!("stats_file: {}\n{config}", stats.display())).expect("config");
+        // Every agent of this file watches the whole host: only a test that asks for the rules'
+        // actions gets them, so that two agents never race to kill the same process.
+        let actions = if config.contains("rule_actions:") {
+            ""
+        } else {
+            "rule_actions: off\n"
+        };
+        std::fs::write(
+            &cfg,
+            format!("stats_file: {}\n{actions}{config}", stats.display()),
+        )
+        .expect("config");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
         cmd.args(["agent", "--config"])
             .arg(&cfg)
@@ -943,7 +954,10 @@ fn the_agent_enforces_its_policy_on_containers_it_sees_start_and_kills_a_miner_b
         ),
     )
     .expect("policy");
-    let agent = Agent::start_with(&[], &format!("policy: {}\n", policy.display()));
+    let agent = Agent::start_with(
+        &[],
+        &format!("policy: {}\nrule_actions: enforce\n", policy.display()),
+    );
     // Both containers start after the agent: the policy reaches them through Docker's events.
     let back = TestContainer::run(
         "rp-back",
