@@ -5,7 +5,8 @@
 //! `category_name`, `activity_id`, `activity_name`, `type_uid`, `severity_id`, `time` in
 //! milliseconds, `metadata`), then Rampart's fields: `type` (the [`EventKind`]), `time_ns`,
 //! `device`, and one object per facet that the kind uses (`process`, `container`, `file`,
-//! `network`, `dns`, `privilege`, `exit`, `lifecycle`, `auth`, `stats`). Absent facets are omitted;
+//! `network`, `dns`, `privilege`, `exit`, `lifecycle`, `auth`, `stats`, `resources`, `policy`,
+//! `response`, `host_inventory`, `container_inventory`, `image_inventory`). Absent facets are omitted;
 //! an event without `container` happened on the host.
 //!
 //! Deserialising accepts what serialising writes; the OCSF header is recomputed from `type` and
@@ -20,6 +21,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::container::Container;
+use crate::inventory::{ContainerInventory, HostInventory, ImageInventory};
 use crate::ocsf::{OcsfClass, OCSF_VERSION, PRODUCT_NAME};
 use crate::process::Process;
 use crate::VERSION;
@@ -159,6 +161,14 @@ event_kinds! {
     PolicyNetDenied = "policy.net_denied", 4001, 5, "Refuse", "policy";
     /// A response action ran (kill, freeze, isolate, stop, forensics, ...): what, when, result.
     ResponseAction = "response.action", 7001, 99, "Respond", "response";
+    /// What the host is and which protections it can give (`host_inventory`), sent at agent
+    /// start and periodically.
+    InventoryHost = "inventory.host", 5001, 2, "Collect", "inventory";
+    /// A running container's image, signature state, vulnerability counts and compliance score
+    /// (`container_inventory`).
+    InventoryContainer = "inventory.container", 5001, 2, "Collect", "inventory";
+    /// The packages of an image (`image_inventory`), sent when an agent first sees the image.
+    InventoryImage = "inventory.image", 5001, 2, "Collect", "inventory";
 }
 
 impl fmt::Display for EventKind {
@@ -196,6 +206,12 @@ pub struct Event {
     pub policy: Option<PolicyInfo>,
     /// `response.action` events: the action and its outcome.
     pub response: Option<ResponseInfo>,
+    /// `inventory.host` events.
+    pub host_inventory: Option<Box<HostInventory>>,
+    /// `inventory.container` events.
+    pub container_inventory: Option<Box<ContainerInventory>>,
+    /// `inventory.image` events.
+    pub image_inventory: Option<Box<ImageInventory>>,
 }
 
 impl Event {
@@ -221,6 +237,9 @@ impl Event {
             resources: None,
             policy: None,
             response: None,
+            host_inventory: None,
+            container_inventory: None,
+            image_inventory: None,
         }
     }
 
@@ -331,6 +350,15 @@ impl Serialize for Event {
         if let Some(v) = &self.response {
             m.serialize_entry("response", v)?;
         }
+        if let Some(v) = &self.host_inventory {
+            m.serialize_entry("host_inventory", v)?;
+        }
+        if let Some(v) = &self.container_inventory {
+            m.serialize_entry("container_inventory", v)?;
+        }
+        if let Some(v) = &self.image_inventory {
+            m.serialize_entry("image_inventory", v)?;
+        }
         m.end()
     }
 }
@@ -374,6 +402,12 @@ struct EventWire {
     policy: Option<PolicyInfo>,
     #[serde(default)]
     response: Option<ResponseInfo>,
+    #[serde(default)]
+    host_inventory: Option<Box<HostInventory>>,
+    #[serde(default)]
+    container_inventory: Option<Box<ContainerInventory>>,
+    #[serde(default)]
+    image_inventory: Option<Box<ImageInventory>>,
 }
 
 #[derive(Deserialize)]
@@ -404,6 +438,9 @@ impl<'de> Deserialize<'de> for Event {
             resources: w.resources,
             policy: w.policy,
             response: w.response,
+            host_inventory: w.host_inventory,
+            container_inventory: w.container_inventory,
+            image_inventory: w.image_inventory,
         })
     }
 }

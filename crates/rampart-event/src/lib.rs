@@ -14,6 +14,7 @@ mod alert;
 mod compliance;
 mod container;
 mod event;
+mod inventory;
 mod ocsf;
 mod process;
 mod sensor;
@@ -28,6 +29,9 @@ pub use event::{
     AuthInfo, AuthOutcome, Device, DnsAnswer, DnsInfo, Endpoint, Event, EventId, EventKind,
     ExitInfo, FileInfo, LifecycleInfo, NetDirection, NetInfo, PolicyInfo, PrivilegeInfo,
     ResourceInfo, ResponseInfo, SensorStats,
+};
+pub use inventory::{
+    ContainerInventory, HostInventory, ImageInventory, Protection, SignatureState, VulnCounts,
 };
 pub use ocsf::{OcsfClass, OCSF_VERSION, PRODUCT_NAME};
 pub use process::{Ancestor, Process};

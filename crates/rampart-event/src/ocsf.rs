@@ -42,6 +42,7 @@ impl OcsfClass {
             3002 => ("Authentication", 3, "Identity & Access Management"),
             4001 => ("Network Activity", 4, "Network Activity"),
             4003 => ("DNS Activity", 4, "Network Activity"),
+            5001 => ("Device Inventory Info", 5, "Discovery"),
             6002 => ("Application Lifecycle", 6, "Application Activity"),
             7001 => ("Remediation Activity", 7, "Remediation"),
             _ => ("Base Event", 0, "Uncategorized"),
