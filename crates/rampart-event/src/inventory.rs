@@ -195,10 +195,10 @@ mod tests {
             }],
         }));
         for e in [host, image] {
-            let json = serde_json::to_value(&e).unwrap();
+            let json = serde_json::to_value(&e).expect("serialise");
             assert_eq!(json["class_uid"], 5001);
             assert_eq!(json["category_name"], "Discovery");
-            let back: Event = serde_json::from_value(json).unwrap();
+            let back: Event = serde_json::from_value(json).expect("deserialise");
             assert_eq!(back.host_inventory, e.host_inventory);
             assert_eq!(back.image_inventory, e.image_inventory);
         }
