@@ -360,12 +360,7 @@ impl Worker {
             refresh: false,
         };
         let mut scans: HashMap<String, Option<Scanned>> = HashMap::new();
-        let mut running: Vec<_> = self
-            .dir
-            .list()
-            .into_iter()
-            .filter(|r| r.pid != 0)
-            .collect();
+        let mut running: Vec<_> = self.dir.list().into_iter().filter(|r| r.pid != 0).collect();
         running.sort_by(|a, b| a.container.id.cmp(&b.container.id));
         for rec in &running {
             if self.stop.load(Ordering::Relaxed) {
@@ -566,7 +561,11 @@ impl Worker {
     }
 
     /// The image's signature state under the trust policy, and who signed it.
-    fn signature(&self, image: &str, repo_digest: Option<&str>) -> (SignatureState, Option<String>) {
+    fn signature(
+        &self,
+        image: &str,
+        repo_digest: Option<&str>,
+    ) -> (SignatureState, Option<String>) {
         let Some(policy) = &self.trust else {
             return (SignatureState::Unknown, None);
         };
@@ -588,7 +587,11 @@ impl Worker {
                     SignatureState::Verified,
                     ver.signatures.first().map(|s| s.key_id.clone()),
                 ),
-                None if v.message.as_deref().is_some_and(|m| m.contains("has no signature")) => {
+                None if v
+                    .message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("has no signature")) =>
+                {
                     (SignatureState::Unsigned, None)
                 }
                 None => (SignatureState::Invalid, None),
