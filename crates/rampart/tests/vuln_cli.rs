@@ -143,8 +143,8 @@ fn advisory(id: &str, fixed: &str, severity: &str) -> String {
 fn container_inventory(shipped: &Path, container: &str) -> Option<Value> {
     lines(shipped)
         .into_iter()
-        .filter(|r| r["type"] == "inventory.container" && r["container"]["uid"] == container)
-        .last()
+        .rev()
+        .find(|r| r["type"] == "inventory.container" && r["container"]["uid"] == container)
         .map(|r| r["container_inventory"].clone())
 }
 
