@@ -511,3 +511,142 @@ fn newly_vulnerable(rc: &RunningContainer, added: &Findings, version: &str, now_
         events: Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rampart_event::{ContainerInventory, ContainerRuntime, HostInventory, ImageInventory};
+    use rampart_event::{Package, PackageKind};
+
+    use super::*;
+
+    fn device(host: &str) -> Arc<Device> {
+        Arc::new(Device {
+            hostname: host.into(),
+            region: Some("eu-de".into()),
+        })
+    }
+
+    fn ev(seq: u64, time_ns: u64, kind: EventKind, host: &str) -> Event {
+        Event::new(EventId::new(7, seq), time_ns, kind, device(host))
+    }
+
+    fn bash() -> Package {
+        Package {
+            kind: PackageKind::Deb,
+            name: "bash".into(),
+            version: "5.2.15-2+b13".into(),
+            ecosystem: "Debian:12".into(),
+            source_name: Some("bash".into()),
+            source_version: Some("5.2.15-2".into()),
+            arch: Some("amd64".into()),
+            licenses: vec![],
+            purl: "pkg:deb/debian/bash@5.2.15-2+b13".into(),
+            path: "var/lib/dpkg/status".into(),
+            layer: None,
+        }
+    }
+
+    fn image(seq: u64, id: &str, packages: Vec<Package>) -> Event {
+        let mut e = ev(seq, seq, EventKind::InventoryImage, "h1");
+        e.image_inventory = Some(Box::new(ImageInventory {
+            image: format!("app-{id}"),
+            image_id: id.into(),
+            os: "Debian GNU/Linux 12 (bookworm)".into(),
+            packages,
+        }));
+        e
+    }
+
+    fn container(seq: u64, host: &str, cid: &str, image_id: &str) -> Event {
+        let mut e = ev(seq, seq, EventKind::InventoryContainer, host);
+        let mut c = Container::unnamed(cid, ContainerRuntime::Docker);
+        c.name = format!("name-{cid}");
+        c.image = format!("app-{image_id}");
+        c.image_id = image_id.into();
+        e.container = Some(Arc::new(c));
+        e.container_inventory = Some(Box::new(ContainerInventory {
+            image: format!("app-{image_id}"),
+            image_id: image_id.into(),
+            ..ContainerInventory::default()
+        }));
+        e
+    }
+
+    fn advisory(id: &str, fixed: &str) -> String {
+        serde_json::json!({
+            "id": id, "modified": "2026-11-01T00:00:00Z",
+            "affected": [{"package": {"ecosystem": "Debian:12", "name": "bash"},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}]}],
+            "database_specific": {"severity": "CRITICAL"}
+        })
+        .to_string()
+    }
+
+    fn import(data: &Path, ca: &rampart_server::ca::Ca, osv: &Path) {
+        let mut db = VulnDb::open_or_create(&rampart_server::vulndb::db_path(data)).expect("db");
+        db.import(osv).expect("import");
+        drop(db);
+        rampart_server::vulndb::publish(data, ca).expect("publish");
+    }
+
+    #[test]
+    fn new_database_alerts_running_containers_once_and_the_running_set_follows_events() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path();
+        let ca = rampart_server::ca::Ca::load_or_create(&data.join("ca")).expect("CA");
+        let mut t = VulnTracker::open(&VulnsConfig::new(data)).expect("open");
+        let (a, b) = ("sha256:aa", "sha256:bb");
+        for e in [
+            image(1, a, vec![bash()]),
+            image(2, b, vec![]),
+            container(3, "h1", "c1", a),
+            container(4, "h1", "c2", a),
+            container(5, "h2", "c3", b),
+        ] {
+            t.process_event(&e).expect("event");
+        }
+        assert_eq!(t.images().expect("images"), 2);
+        assert_eq!(t.running().expect("running").len(), 3);
+        // Nothing published yet; then the first database is the baseline.
+        assert!(t.check_db(10).expect("check").is_empty());
+        let osv = data.join("osv");
+        std::fs::create_dir_all(&osv).expect("mkdir");
+        std::fs::write(osv.join("old.json"), advisory("CVE-2099-0001", "4.0-1")).expect("w");
+        import(data, &ca, &osv);
+        assert!(t.check_db(11).expect("check").is_empty());
+        // c2 stops; a second database affects bash.
+        let mut die = ev(6, 6, EventKind::ContainerDie, "h1");
+        die.container = Some(Arc::new(Container::unnamed("c2", ContainerRuntime::Docker)));
+        t.process_event(&die).expect("die");
+        std::fs::write(osv.join("new.json"), advisory("CVE-2099-1234", "5.2.15-3")).expect("w");
+        import(data, &ca, &osv);
+        let alerts = t.check_db(12).expect("check");
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        let al = &alerts[0];
+        assert_eq!(al.rule, NEWLY_VULNERABLE_RULE);
+        assert_eq!(al.priority, Priority::Critical);
+        assert_eq!(al.output_fields["container.id"], "c1");
+        assert_eq!(al.output_fields["vuln.ids"], "CVE-2099-1234");
+        assert!(
+            al.output.contains("host=h1") && al.output.contains("name-c1"),
+            "{}",
+            al.output
+        );
+        assert_eq!(t.image_findings(a).expect("findings").len(), 1);
+        // Same database: nothing again, also after a restart of the tracker.
+        assert!(t.check_db(13).expect("check").is_empty());
+        let mut t = VulnTracker::open(&VulnsConfig::new(data)).expect("reopen");
+        assert!(t.check_db(14).expect("check").is_empty());
+        // A newer host inventory without c1 drops it; an older one does not touch c3.
+        let mut h = ev(20, 20, EventKind::InventoryHost, "h1");
+        h.host_inventory = Some(Box::new(HostInventory::default()));
+        t.process_event(&h).expect("host");
+        let running: Vec<String> = t
+            .running()
+            .expect("running")
+            .into_iter()
+            .map(|r| r.container.id)
+            .collect();
+        assert_eq!(running, vec!["c3".to_string()]);
+    }
+}
