@@ -78,6 +78,9 @@ pub struct Embedded<'a> {
     pub server: &'a rampart_server::ServerHandle,
     /// The queue's directory when agent.yaml has no `ship:` section.
     pub queue_dir: PathBuf,
+    /// The server's vulnerability database (`rampart server db import`): the agent's inventory
+    /// counts against it unless agent.yaml names another `inventory.db`.
+    pub vulndb: PathBuf,
 }
 
 pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
@@ -187,7 +190,7 @@ enum Source {
 
 impl Agent {
     fn start(
-        cfg: AgentConfig,
+        mut cfg: AgentConfig,
         engine: rampart_rules::Engine,
         rules_have_actions: bool,
         record: Option<&std::path::Path>,
@@ -197,6 +200,11 @@ impl Agent {
             hostname: cfg.hostname.clone().unwrap_or_else(hostname),
             region: cfg.region.clone(),
         });
+        if let Some(e) = &embedded {
+            if cfg.inventory.db == std::path::Path::new(rampart_scan::DEFAULT_DB_PATH) {
+                cfg.inventory.db = e.vulndb.clone();
+            }
+        }
         let outputs = Outputs::open(&cfg.outputs)?;
         let record = record
             .map(|p| Outputs::open(&[format!("jsonl:{}", p.display())]))
