@@ -352,16 +352,26 @@ async fn vulndb_manifest(
     // Read on every request: an import by `rampart server db import` (another process) is
     // served from the next request on.
     let data_dir = app.cfg.data_dir.clone();
-    let signed = tokio::task::spawn_blocking(move || crate::vulndb::current(&data_dir))
-        .await
-        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .ok_or_else(|| {
-            err(
-                StatusCode::NOT_FOUND,
-                "no vulnerability database published (rampart server db import)",
-            )
-        })?;
+    let (signed, resend) = tokio::task::spawn_blocking(move || {
+        (
+            crate::vulndb::current(&data_dir),
+            crate::vulndb::resend_token(&data_dir).unwrap_or_default(),
+        )
+    })
+    .await
+    .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let signed = signed.map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let resend_header = [(crate::vulndb::RESEND_HEADER, resend)];
+    let Some(signed) = signed else {
+        return Ok((
+            StatusCode::NOT_FOUND,
+            resend_header,
+            Json(serde_json::json!({
+                "error": "no vulnerability database published (rampart server db import)"
+            })),
+        )
+            .into_response());
+    };
     let version = serde_json::from_str::<crate::vulndb::Manifest>(&signed.manifest)
         .map(|m| m.version)
         .unwrap_or_default();
@@ -371,9 +381,9 @@ async fn vulndb_manifest(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == etag)
     {
-        return Ok((StatusCode::NOT_MODIFIED, [("etag", etag)]).into_response());
+        return Ok((StatusCode::NOT_MODIFIED, [("etag", etag)], resend_header).into_response());
     }
-    Ok(([("etag", etag)], Json(signed)).into_response())
+    Ok(([("etag", etag)], resend_header, Json(signed)).into_response())
 }
 
 async fn vulndb_bundle(

@@ -6,6 +6,7 @@
 //! vuln.db                    the server's database (`rampart server db import` writes it)
 //! bundle-<sha256>.db.zst     a snapshot of it (SQLite `VACUUM INTO`, zstd), named by its digest
 //! manifest.json              SignedManifest: the Manifest's JSON text and its signature
+//! resend                     a token; when it changes, agents send their image inventories again
 //! ```
 //! [`publish`] writes the bundle first and the manifest last (each through a temporary file
 //! renamed into place), so a reader sees either the old pair or the new one; the previous
@@ -23,6 +24,9 @@
 //! # Routes (agent certificate required)
 //! `GET /api/v1/vulndb/manifest` answers `manifest.json` (404 when nothing was published),
 //! with the version as `ETag`; `GET /api/v1/vulndb/bundle/<sha256>` answers the payload.
+//! Every manifest answer carries the `resend` token as `x-rampart-resend` (written by
+//! `rampart server db resend`, [`request_resend`]): an agent that sees a token it has not acted
+//! on sends the package lists of its images again (the server lost or wants to rebuild them).
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -200,6 +204,28 @@ pub fn current(data_dir: &Path) -> Result<Option<SignedManifest>, BundleError> {
     serde_json::from_slice(&data)
         .map(Some)
         .map_err(|e| BundleError::Manifest(format!("{}: {e}", p.display())))
+}
+
+/// The header carrying the resend token.
+pub const RESEND_HEADER: &str = "x-rampart-resend";
+
+/// The current resend token of `data_dir`, if one was written.
+pub fn resend_token(data_dir: &Path) -> Option<String> {
+    let t = std::fs::read_to_string(dir(data_dir).join("resend")).ok()?;
+    let t = t.trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+/// Asks every agent to send its image inventories again: writes a new resend token.
+pub fn request_resend(data_dir: &Path) -> Result<String, BundleError> {
+    let d = dir(data_dir);
+    std::fs::create_dir_all(&d).map_err(io(&d))?;
+    let token = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |t| t.as_nanos())
+        .to_string();
+    write_atomic(&d.join("resend"), token.as_bytes())?;
+    Ok(token)
 }
 
 /// The payload file of the bundle with digest `sha256` (hex), when `sha256` is well-formed.

@@ -424,6 +424,25 @@ fn db_import_raises_now_vulnerable_and_agents_install_the_signed_bundle() {
         .filter(|a| a["rule"] == "Container image newly vulnerable")
         .count();
     assert_eq!(n, 1);
+    // The server asks for the image inventories again: the agent resends the package list.
+    std::fs::write(&manifest, &text).expect("restore the manifest");
+    let images_sent = |shipped: &Path| {
+        lines(shipped)
+            .iter()
+            .filter(|r| {
+                r["type"] == "inventory.image"
+                    && r["image_inventory"]["image_id"] == image_id.as_str()
+            })
+            .count()
+    };
+    assert_eq!(images_sent(&shipped), 1, "sent once across rounds");
+    rampart_ok(&["server", "db", "resend", "--config", config]);
+    wait_until(
+        "the package list sent again",
+        Duration::from_secs(30),
+        &agent_log,
+        || (images_sent(&shipped) == 2).then_some(()),
+    );
     let mut agent = agent;
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(agent.0.id() as i32, libc::SIGTERM) };

@@ -73,6 +73,9 @@ enum ServerDbCommand {
     },
     /// Show the published bundle (version, digest, sizes).
     Status,
+    /// Ask every agent to send the package lists of its images again (from its next bundle
+    /// check on), e.g. after restoring the server's data directory.
+    Resend,
 }
 
 #[derive(Debug, Subcommand)]
@@ -347,6 +350,12 @@ fn server_db(cfg: &ServerConfig, command: ServerDbCommand) -> anyhow::Result<Exi
             println!(
                 "published vulnerability database {} ({} bytes, sha256 {}), signed by the server CA",
                 m.version, m.size, m.sha256
+            );
+        }
+        ServerDbCommand::Resend => {
+            let token = rampart_server::vulndb::request_resend(data_dir)?;
+            println!(
+                "agents send their image inventories again from their next check (token {token})"
             );
         }
         ServerDbCommand::Status => match rampart_server::vulndb::current(data_dir)? {

@@ -609,35 +609,58 @@ impl Worker {
             return false;
         };
         let installed = installed_version(&self.cfg.state_dir);
-        match self.runtime.block_on(fetch(&src, installed.as_deref())) {
-            Ok(None) => false,
-            Ok(Some((signed, manifest, db))) => match self.install(&signed, &db) {
-                Ok(()) => {
-                    tracing::info!(
-                        "inventory: vulnerability database {} installed ({} bytes); rescanning",
-                        manifest.version,
-                        db.len()
-                    );
-                    true
-                }
+        let checked = match self.runtime.block_on(fetch(&src, installed.as_deref())) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(
+                    "inventory: asking {} for its vulnerability database: {e:#}",
+                    src.url
+                );
+                return false;
+            }
+        };
+        let mut round = false;
+        let token_file = self.cfg.state_dir.join("resend-token");
+        if !checked.resend.is_empty()
+            && std::fs::read_to_string(&token_file).ok().as_deref() != Some(checked.resend.as_str())
+        {
+            tracing::info!("inventory: the server asks for the image inventories again");
+            self.sent.clear();
+            if let Err(e) = write_atomic(&token_file, checked.resend.as_bytes()) {
+                tracing::warn!("inventory: writing {}: {e}", token_file.display());
+            }
+            round = true;
+        }
+        round
+            | match checked.bundle {
+                Ok(None) => false,
+                Ok(Some((signed, manifest, db))) => match self.install(&signed, &db) {
+                    Ok(()) => {
+                        tracing::info!(
+                            "inventory: vulnerability database {} installed ({} bytes); rescanning",
+                            manifest.version,
+                            db.len()
+                        );
+                        true
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            "inventory: installing vulnerability database {}: {e:#}; keeping {}",
+                            manifest.version,
+                            installed.as_deref().unwrap_or("the current one")
+                        );
+                        false
+                    }
+                },
                 Err(e) => {
                     tracing::error!(
-                        "inventory: installing vulnerability database {}: {e:#}; keeping {}",
-                        manifest.version,
-                        installed.as_deref().unwrap_or("the current one")
-                    );
-                    false
-                }
-            },
-            Err(e) => {
-                tracing::error!(
                     "inventory: vulnerability database bundle from {} refused: {e:#}; keeping {}",
                     src.url,
                     installed.as_deref().unwrap_or("the current database")
                 );
-                false
+                    false
+                }
             }
-        }
     }
 
     /// Writes `db` next to the database, checks it opens, renames it into place, then records
@@ -677,8 +700,15 @@ type Fetched = (
     Vec<u8>,
 );
 
-/// The server's bundle when its version is not `installed`, verified.
-async fn fetch(src: &BundleSource, installed: Option<&str>) -> anyhow::Result<Option<Fetched>> {
+/// What a bundle check found: the server's resend token (empty when none) and a verified
+/// bundle newer than the installed one.
+struct Checked {
+    resend: String,
+    bundle: anyhow::Result<Option<Fetched>>,
+}
+
+/// Asks the server for its manifest; the resend token comes with any answer.
+async fn fetch(src: &BundleSource, installed: Option<&str>) -> anyhow::Result<Checked> {
     use rampart_ship::client::HttpClient;
     let tls = rampart_ship::tls::agent_client_config(&src.tls_dir)
         .with_context(|| format!("TLS from {}", src.tls_dir.display()))?;
@@ -701,15 +731,36 @@ async fn fetch(src: &BundleSource, installed: Option<&str>) -> anyhow::Result<Op
             bytes::Bytes::new(),
         )
         .await?;
-    if r.status == 304 || r.status == 404 {
-        return Ok(None);
-    }
-    if !r.is_success() {
-        anyhow::bail!("manifest: HTTP {}: {}", r.status, r.body_text());
-    }
+    let resend = r
+        .headers
+        .get(rampart_server::vulndb::RESEND_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let bundle = if r.status == 304 || r.status == 404 {
+        Ok(None)
+    } else if !r.is_success() {
+        Err(anyhow::anyhow!(
+            "manifest: HTTP {}: {}",
+            r.status,
+            r.body_text()
+        ))
+    } else {
+        fetch_bundle(client, ca.as_ref(), &r.body, installed).await
+    };
+    Ok(Checked { resend, bundle })
+}
+
+/// Verifies the manifest in `body` and fetches its payload when it is not `installed`.
+async fn fetch_bundle(
+    client: rampart_ship::client::HttpClient,
+    ca: &[u8],
+    body: &[u8],
+    installed: Option<&str>,
+) -> anyhow::Result<Option<Fetched>> {
     let signed: rampart_server::vulndb::SignedManifest =
-        serde_json::from_slice(&r.body).context("manifest: not JSON")?;
-    let manifest = rampart_server::vulndb::verify_manifest(ca.as_ref(), &signed)?;
+        serde_json::from_slice(body).context("manifest: not JSON")?;
+    let manifest = rampart_server::vulndb::verify_manifest(ca, &signed)?;
     if installed == Some(manifest.version.as_str()) {
         return Ok(None);
     }
