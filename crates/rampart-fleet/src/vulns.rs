@@ -8,7 +8,9 @@
 //!   event per (host, container) wins); `container.die`/`stop`/`destroy` and an
 //!   `inventory.host` whose container list lacks it remove it.
 //! * [`VulnTracker::check_db`] notices a new bundle in `<data_dir>/vulndb/` (published by
-//!   `rampart server db import`, possibly from another process), re-matches every stored
+//!   `rampart server db import`, possibly from another process), re-matches (against the
+//!   published version's immutable snapshot, never the `vuln.db` an import may be changing)
+//!   every stored
 //!   SBOM against the new database, and returns one alert per running container whose image
 //!   has findings it did not have under the previous database (rule
 //!   [`NEWLY_VULNERABLE_RULE`], priority from the highest new severity). The first database
@@ -390,12 +392,22 @@ impl VulnTracker {
         else {
             return Ok(Vec::new());
         };
-        let version = manifest.version;
+        let version = manifest.version.clone();
         if self.db.as_ref().is_some_and(|(v, _)| *v == version) {
             return Ok(Vec::new());
         }
         let previous = self.db_version()?;
-        let db = VulnDb::open(&rampart_server::vulndb::db_path(&self.data_dir))?;
+        tracing::info!(
+            "vulnerability database {version} published (findings were computed with {}); re-matching",
+            previous.as_deref().unwrap_or("none")
+        );
+        // The published snapshot, not vuln.db: the next import changes that in place, and the
+        // findings must be those of exactly this version.
+        let Some(snapshot) = rampart_server::vulndb::snapshot_path(&self.data_dir, &manifest)
+        else {
+            return Ok(Vec::new());
+        };
+        let db = VulnDb::open(&snapshot)?;
         self.db = Some((version.clone(), db));
         if previous.as_deref() == Some(version.as_str()) {
             return Ok(Vec::new()); // restarted: the stored findings are this database's
@@ -613,13 +625,22 @@ mod tests {
         std::fs::create_dir_all(&osv).expect("mkdir");
         std::fs::write(osv.join("old.json"), advisory("CVE-2099-0001", "4.0-1")).expect("w");
         import(data, &ca, &osv);
+        // The next import starts before the server looked at the first one: the baseline is
+        // still the published version, not what vuln.db holds by then (regression: the
+        // re-match read vuln.db, took the new advisory into the baseline and never alerted).
+        let osv2 = data.join("osv2");
+        std::fs::create_dir_all(&osv2).expect("mkdir");
+        std::fs::write(osv2.join("new.json"), advisory("CVE-2099-1234", "5.2.15-3")).expect("w");
+        let mut live = VulnDb::open_or_create(&rampart_server::vulndb::db_path(data)).expect("db");
+        live.import(&osv2).expect("import");
+        drop(live);
         assert!(t.check_db(11).expect("check").is_empty());
-        // c2 stops; a second database affects bash.
+        assert!(t.image_findings(a).expect("findings").is_empty());
+        // c2 stops; the second database (affecting bash) is published.
         let mut die = ev(6, 6, EventKind::ContainerDie, "h1");
         die.container = Some(Arc::new(Container::unnamed("c2", ContainerRuntime::Docker)));
         t.process_event(&die).expect("die");
-        std::fs::write(osv.join("new.json"), advisory("CVE-2099-1234", "5.2.15-3")).expect("w");
-        import(data, &ca, &osv);
+        rampart_server::vulndb::publish(data, &ca).expect("publish");
         let alerts = t.check_db(12).expect("check");
         assert_eq!(alerts.len(), 1, "{alerts:?}");
         let al = &alerts[0];

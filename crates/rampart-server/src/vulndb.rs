@@ -5,6 +5,9 @@
 //! ```text
 //! vuln.db                    the server's database (`rampart server db import` writes it)
 //! bundle-<sha256>.db.zst     a snapshot of it (SQLite `VACUUM INTO`, zstd), named by its digest
+//! snapshot-<sha256>.db       the same snapshot uncompressed: what the server itself matches
+//!                            with (`vuln.db` changes in place during the next import, the
+//!                            snapshot of a published version never does)
 //! manifest.json              SignedManifest: the Manifest's JSON text and its signature
 //! resend                     a token; when it changes, agents send their image inventories again
 //! ```
@@ -147,9 +150,13 @@ pub fn publish(data_dir: &Path, ca: &Ca) -> Result<Manifest, BundleError> {
     let snap_s = snap.to_string_lossy().into_owned();
     conn.execute("VACUUM INTO ?1", [&snap_s]).map_err(sql)?;
     drop(conn);
-    let raw = std::fs::read(&snap).map_err(io(&snap));
-    let _ = std::fs::remove_file(&snap);
-    let raw = raw?;
+    let raw = match std::fs::read(&snap) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_file(&snap);
+            return Err(io(&snap)(e));
+        }
+    };
     let payload = zstd::bulk::compress(&raw, 3).map_err(io(&snap))?;
     let sha = sha256_hex(&payload);
     let created_ns = SystemTime::now()
@@ -168,6 +175,8 @@ pub fn publish(data_dir: &Path, ca: &Ca) -> Result<Manifest, BundleError> {
         .flatten()
         .and_then(|s| serde_json::from_str::<Manifest>(&s.manifest).ok());
     write_atomic(&d.join(format!("bundle-{sha}.db.zst")), &payload)?;
+    let snapshot = d.join(format!("snapshot-{sha}.db"));
+    std::fs::rename(&snap, &snapshot).map_err(io(&snapshot))?;
     let text =
         serde_json::to_string(&manifest).map_err(|e| BundleError::Manifest(e.to_string()))?;
     let signed = SignedManifest {
@@ -180,12 +189,14 @@ pub fn publish(data_dir: &Path, ca: &Ca) -> Result<Manifest, BundleError> {
     // Keep the current and the previous bundle (an agent may have read the old manifest).
     let keep: Vec<String> = std::iter::once(sha)
         .chain(previous.map(|m| m.sha256))
-        .map(|s| format!("bundle-{s}.db.zst"))
+        .flat_map(|s| [format!("bundle-{s}.db.zst"), format!("snapshot-{s}.db")])
         .collect();
     if let Ok(entries) = std::fs::read_dir(&d) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("bundle-") && !keep.contains(&name) {
+            if (name.starts_with("bundle-") || name.starts_with("snapshot-"))
+                && !keep.contains(&name)
+            {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -204,6 +215,12 @@ pub fn current(data_dir: &Path) -> Result<Option<SignedManifest>, BundleError> {
     serde_json::from_slice(&data)
         .map(Some)
         .map_err(|e| BundleError::Manifest(format!("{}: {e}", p.display())))
+}
+
+/// The uncompressed snapshot of the published version `m` (immutable, unlike `vuln.db`).
+pub fn snapshot_path(data_dir: &Path, m: &Manifest) -> Option<PathBuf> {
+    bundle_path(data_dir, &m.sha256)
+        .map(|_| dir(data_dir).join(format!("snapshot-{}.db", m.sha256)))
 }
 
 /// The header carrying the resend token.
