@@ -13,9 +13,12 @@
 //!   every stored
 //!   SBOM against the new database, and returns one alert per running container whose image
 //!   has findings it did not have under the previous database (rule
-//!   [`NEWLY_VULNERABLE_RULE`], priority from the highest new severity). The first database
-//!   the server evaluates is the baseline: it raises nothing (the agents' inventories show
-//!   the counts).
+//!   [`NEWLY_VULNERABLE_RULE`], priority from the highest new severity). Before the first
+//!   database an image has no findings, so the first import alerts every running container
+//!   it finds vulnerable (one alert per container, not per vulnerability); an SBOM that
+//!   arrives while a database is loaded is matched on arrival and raises nothing (its counts
+//!   are in the agent's `inventory.container`). Versions the server never looked at (two
+//!   imports within one poll) are skipped: the diff is against what it evaluated last.
 //!
 //! # On-disk format (`vulns.db`, SQLite, WAL)
 //! ```text
@@ -412,7 +415,6 @@ impl VulnTracker {
         if previous.as_deref() == Some(version.as_str()) {
             return Ok(Vec::new()); // restarted: the stored findings are this database's
         }
-        let baseline = previous.is_none();
         let images: Vec<(String, String, String)> = {
             let mut stmt = self
                 .conn
@@ -455,13 +457,6 @@ impl VulnTracker {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 return Err(e);
             }
-        }
-        if baseline {
-            tracing::info!(
-                "vulnerability database {version}: baseline findings of {} images stored",
-                images.len()
-            );
-            return Ok(Vec::new());
         }
         let mut alerts = Vec::new();
         for rc in self.running()? {
@@ -619,15 +614,15 @@ mod tests {
         }
         assert_eq!(t.images().expect("images"), 2);
         assert_eq!(t.running().expect("running").len(), 3);
-        // Nothing published yet; then the first database is the baseline.
+        // Nothing published yet; then a first database that affects nothing: no alert.
         assert!(t.check_db(10).expect("check").is_empty());
         let osv = data.join("osv");
         std::fs::create_dir_all(&osv).expect("mkdir");
         std::fs::write(osv.join("old.json"), advisory("CVE-2099-0001", "4.0-1")).expect("w");
         import(data, &ca, &osv);
-        // The next import starts before the server looked at the first one: the baseline is
-        // still the published version, not what vuln.db holds by then (regression: the
-        // re-match read vuln.db, took the new advisory into the baseline and never alerted).
+        // The next import starts before the server looked at the first one: the findings are
+        // those of the published version, not of what vuln.db holds by then (regression: the
+        // re-match read vuln.db, took the new advisory into the old findings, never alerted).
         let osv2 = data.join("osv2");
         std::fs::create_dir_all(&osv2).expect("mkdir");
         std::fs::write(osv2.join("new.json"), advisory("CVE-2099-1234", "5.2.15-3")).expect("w");

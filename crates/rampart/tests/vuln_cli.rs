@@ -389,6 +389,41 @@ fn db_import_raises_now_vulnerable_and_agents_install_the_signed_bundle() {
     assert_eq!(a["output_fields"]["vuln.ids"], "CVE-2099-1234", "{a}");
     assert_eq!(a["output_fields"]["container.id"], c.id.as_str(), "{a}");
 
+    // The alert joined an incident of the fleet console, like any alert.
+    let alert_id = a["metadata"]["uid"].as_str().expect("alert id").to_string();
+    let data_s = data.to_str().expect("utf-8");
+    wait_until(
+        "the alert in an incident",
+        Duration::from_secs(30),
+        &server_log,
+        || {
+            rampart_ok(&["incident", "--data-dir", data_s, "list", "--json"])
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|i| {
+                    i["hosts"]
+                        .as_array()
+                        .is_some_and(|h| h.iter().any(|x| x == host.as_str()))
+                })
+                .filter_map(|i| i["id"].as_str().map(str::to_string))
+                .any(|id| {
+                    let shown: Value = serde_json::from_str(&rampart_ok(&[
+                        "incident",
+                        "--data-dir",
+                        data_s,
+                        "show",
+                        &id,
+                        "--json",
+                    ]))
+                    .expect("incident JSON");
+                    shown["incident"]["alert_ids"]
+                        .as_array()
+                        .is_some_and(|ids| ids.iter().any(|x| x == alert_id.as_str()))
+                })
+                .then_some(())
+        },
+    );
+
     // The agent installs the new bundle and reports the finding.
     let inv = wait_until(
         "an inventory under database 2",
