@@ -31,6 +31,10 @@ pub struct HostInventory {
     /// Containers running when the inventory was taken.
     #[serde(default)]
     pub containers_running: u32,
+    /// Their ids: the server drops containers of this host it still counts as running that
+    /// are missing here (a stop event it never received).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<String>,
 }
 
 /// One protection a host can or cannot give (`user_namespaces`, `seccomp`, `apparmor`,

@@ -27,6 +27,7 @@ use crate::db::{DbError, IncidentDb};
 use crate::deadline::{countdown, format_utc, DeadlineState};
 use crate::incident::{EntryKind, Grouper, Incident, TimelineEntry};
 use crate::regulation::Regulation;
+use crate::vulns::VulnTracker;
 
 /// The default fleet rules (`rules/fleet/fleet.yaml`).
 pub const FLEET_RULES: &str = include_str!("../../../rules/fleet/fleet.yaml");
@@ -41,6 +42,8 @@ pub enum FleetError {
     Rules(#[from] rampart_rules::Error),
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error("vulnerability tracking: {0}")]
+    Vulns(#[from] crate::vulns::VulnsError),
 }
 
 /// How the correlator runs.
@@ -59,6 +62,9 @@ pub struct FleetConfig {
     pub country_learning_ns: u64,
     /// Where incidents are kept (`None`: in memory only).
     pub db_path: Option<PathBuf>,
+    /// Continuous vulnerability management (SBOMs, running set, "now vulnerable" alerts);
+    /// `None`: off.
+    pub vulns: Option<crate::vulns::VulnsConfig>,
 }
 
 impl FleetConfig {
@@ -71,6 +77,7 @@ impl FleetConfig {
             roles: Vec::new(),
             country_learning_ns: 86_400_000_000_000,
             db_path,
+            vulns: None,
         }
     }
 }
@@ -473,6 +480,7 @@ fn now_ns() -> u64 {
 pub struct FleetStore {
     inner: Arc<dyn Store>,
     correlator: Arc<Mutex<Correlator>>,
+    vulns: Option<Arc<Mutex<VulnTracker>>>,
 }
 
 impl std::fmt::Debug for FleetStore {
@@ -488,6 +496,60 @@ impl FleetStore {
         FleetStore {
             inner,
             correlator: Arc::new(Mutex::new(correlator)),
+            vulns: None,
+        }
+    }
+
+    /// Also tracks SBOMs and running containers, and raises "now vulnerable" alerts
+    /// ([`FleetStore::check_vulndb`]).
+    pub fn with_vulns(mut self, tracker: VulnTracker) -> FleetStore {
+        self.vulns = Some(Arc::new(Mutex::new(tracker)));
+        self
+    }
+
+    /// The vulnerability tracker, when on.
+    pub fn vulns(&self) -> Option<Arc<Mutex<VulnTracker>>> {
+        self.vulns.clone()
+    }
+
+    /// Re-matches the stored SBOMs when the published vulnerability database changed and
+    /// stores the "now vulnerable" alerts (through this store, so they are grouped into
+    /// incidents like any alert); returns how many.
+    pub async fn check_vulndb(&self, now_ns: u64) -> Result<usize, StoreError> {
+        let Some(v) = self.vulns.clone() else {
+            return Ok(0);
+        };
+        let alerts = tokio::task::spawn_blocking(move || {
+            let mut t = v.lock().unwrap_or_else(|p| p.into_inner());
+            t.check_db(now_ns)
+        })
+        .await;
+        let alerts = match alerts {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => {
+                tracing::error!("fleet: re-matching SBOMs: {e}");
+                return Ok(0);
+            }
+            Err(e) => {
+                tracing::error!("fleet: re-matching task: {e}");
+                return Ok(0);
+            }
+        };
+        let rows: Vec<StoredRecord> = alerts.iter().map(|a| alert_record(a, now_ns)).collect();
+        if !rows.is_empty() {
+            self.insert(&rows).await?;
+        }
+        Ok(rows.len())
+    }
+
+    /// Checks for a new vulnerability database every `every`, forever (spawn it).
+    pub async fn vulndb_loop(self: Arc<Self>, every: std::time::Duration) {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.check_vulndb(now_ns()).await {
+                tracing::error!("fleet: storing vulnerability alerts: {e}");
+            }
         }
     }
 
@@ -547,6 +609,12 @@ impl Store for FleetStore {
                 }
                 raised
             };
+            if let Some(v) = &self.vulns {
+                let mut t = v.lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(e) = t.process_records(rows) {
+                    tracing::error!("fleet: recording inventories: {e}");
+                }
+            }
             if !raised.is_empty() {
                 let extra: Vec<StoredRecord> =
                     raised.iter().map(|a| alert_record(a, now)).collect();
@@ -610,11 +678,16 @@ pub type FleetSlot = Arc<OnceLock<Arc<FleetStore>>>;
 pub fn server_layer(
     cfg: FleetConfig,
 ) -> Result<(rampart_server::StoreLayer, FleetSlot), FleetError> {
+    let tracker = cfg.vulns.as_ref().map(VulnTracker::open).transpose()?;
     let correlator = Correlator::new(cfg)?;
     let slot: FleetSlot = Arc::default();
     let keep = slot.clone();
     let layer: rampart_server::StoreLayer = Box::new(move |inner| {
-        let fleet = Arc::new(FleetStore::new(inner, correlator));
+        let mut fleet = FleetStore::new(inner, correlator);
+        if let Some(t) = tracker {
+            fleet = fleet.with_vulns(t);
+        }
+        let fleet = Arc::new(fleet);
         let _ = keep.set(fleet.clone());
         fleet
     });

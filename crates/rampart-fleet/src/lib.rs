@@ -11,6 +11,8 @@
 //!   server's store.
 //! * [`report`]: draft notifications in Markdown and PDF.
 //! * [`db`]: the incidents database (SQLite).
+//! * [`vulns`]: continuous vulnerability management: every SBOM, the running containers and
+//!   "now vulnerable" alerts when the vulnerability database changes.
 
 pub mod correlate;
 pub mod db;
@@ -18,6 +20,7 @@ pub mod deadline;
 pub mod incident;
 pub mod regulation;
 pub mod report;
+pub mod vulns;
 
 pub use correlate::{
     alert_record, db_path, server_layer, Correlator, FleetConfig, FleetError, FleetSlot,
@@ -27,3 +30,4 @@ pub use db::{DbError, IncidentDb, Mark};
 pub use deadline::{Clock, DeadlineState};
 pub use incident::{AppliedDeadline, Category, Grouper, Incident, Subject, TimelineEntry};
 pub use regulation::{check_retention, Regulation, RegulationError, RetentionShortfall};
+pub use vulns::{RunningContainer, VulnTracker, VulnsConfig, VulnsError, NEWLY_VULNERABLE_RULE};

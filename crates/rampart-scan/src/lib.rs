@@ -42,7 +42,7 @@ pub use image::{
 };
 pub use inventory::Inventory;
 pub use limit::{LimitExceeded, Limits};
-pub use matcher::{match_inventory, MatchReport, MatchStats};
+pub use matcher::{match_inventory, match_packages, MatchReport, MatchStats};
 pub use report::{
     render_cyclonedx, render_json, render_sarif, render_spdx, render_table, severity_counts,
     ScanReport,

@@ -167,6 +167,35 @@ pub fn match_inventory(db: &VulnDb, inv: &Inventory, time_ns: u64) -> Result<Mat
     Ok(report)
 }
 
+/// Matches a stored package list (an agent's `inventory.image`) against `db`, as
+/// [`match_inventory`] would match the image it came from.
+pub fn match_packages(
+    db: &VulnDb,
+    image: &str,
+    image_id: &str,
+    packages: &[Package],
+    time_ns: u64,
+) -> Result<MatchReport, DbError> {
+    let inv = Inventory {
+        format: crate::inventory::INVENTORY_FORMAT,
+        scanner_version: env!("CARGO_PKG_VERSION").to_string(),
+        image: crate::image::ImageInfo {
+            target: image.to_string(),
+            source: crate::image::SourceKind::Daemon,
+            id: (!image_id.is_empty()).then(|| image_id.to_string()),
+            repo_tags: Vec::new(),
+            repo_digests: Vec::new(),
+            config: None,
+            layers: Vec::new(),
+        },
+        os: None,
+        packages: packages.to_vec(),
+        findings: Vec::new(),
+        warnings: Vec::new(),
+    };
+    match_inventory(db, &inv, time_ns)
+}
+
 /// Groups hits whose records share an id or alias (union-find over the hits).
 fn group_by_alias<'a>(
     hits: &'a [Hit],

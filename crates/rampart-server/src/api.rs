@@ -14,6 +14,8 @@
 //! | `POST /api/v1/enroll-tokens` | admin | `{"region", "uses", "ttl"}` → a token |
 //! | `POST /api/v1/tokens` | admin | `{"name", "role"}` → an API token |
 //! | `POST /api/v1/retention/run` | admin | run the retention job now |
+//! | `GET /api/v1/vulndb/manifest` | agent certificate | the signed manifest of the vulnerability database bundle (`crate::vulndb`) |
+//! | `GET /api/v1/vulndb/bundle/{sha256}` | agent certificate | the bundle's payload |
 //! | `GET /metrics` | any API token (or anyone with `metrics_public`) | Prometheus metrics |
 //! | `GET /healthz` | anyone | `ok` |
 //!
@@ -147,6 +149,8 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/v1/tokens", post(api_token))
         .route("/api/v1/retention", get(retention_log))
         .route("/api/v1/retention/run", post(retention_run))
+        .route("/api/v1/vulndb/manifest", get(vulndb_manifest))
+        .route("/api/v1/vulndb/bundle/{sha256}", get(vulndb_bundle))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(MAX_INGEST_BODY))
@@ -320,6 +324,84 @@ async fn ca_cert(State(app): State<Arc<App>>) -> impl IntoResponse {
         [("content-type", "application/x-pem-file")],
         app.ca.cert_pem().to_string(),
     )
+}
+
+/// The caller's agent certificate, not revoked.
+fn require_agent(app: &App, conn: &ConnInfo) -> Result<(), ApiError> {
+    let Some(agent) = &conn.peer else {
+        return Err(err(
+            StatusCode::UNAUTHORIZED,
+            "this route needs an agent client certificate (rampart enroll)",
+        ));
+    };
+    if app.is_revoked(&agent.serial) {
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            format!("agent {} is revoked", agent.agent_id),
+        ));
+    }
+    Ok(())
+}
+
+async fn vulndb_manifest(
+    State(app): State<Arc<App>>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_agent(&app, &conn)?;
+    // Read on every request: an import by `rampart server db import` (another process) is
+    // served from the next request on.
+    let data_dir = app.cfg.data_dir.clone();
+    let (signed, resend) = tokio::task::spawn_blocking(move || {
+        (
+            crate::vulndb::current(&data_dir),
+            crate::vulndb::resend_token(&data_dir).unwrap_or_default(),
+        )
+    })
+    .await
+    .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let signed = signed.map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let resend_header = [(crate::vulndb::RESEND_HEADER, resend)];
+    let Some(signed) = signed else {
+        return Ok((
+            StatusCode::NOT_FOUND,
+            resend_header,
+            Json(serde_json::json!({
+                "error": "no vulnerability database published (rampart server db import)"
+            })),
+        )
+            .into_response());
+    };
+    let version = serde_json::from_str::<crate::vulndb::Manifest>(&signed.manifest)
+        .map(|m| m.version)
+        .unwrap_or_default();
+    let etag = format!("\"{version}\"");
+    if headers
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == etag)
+    {
+        return Ok((StatusCode::NOT_MODIFIED, [("etag", etag)], resend_header).into_response());
+    }
+    Ok(([("etag", etag)], resend_header, Json(signed)).into_response())
+}
+
+async fn vulndb_bundle(
+    State(app): State<Arc<App>>,
+    Extension(conn): Extension<ConnInfo>,
+    UrlPath(sha256): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    require_agent(&app, &conn)?;
+    let path = crate::vulndb::bundle_path(&app.cfg.data_dir, &sha256)
+        .ok_or_else(|| err(StatusCode::BAD_REQUEST, "not a SHA-256 (64 hex digits)"))?;
+    let data = tokio::fs::read(&path).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            err(StatusCode::NOT_FOUND, format!("no bundle {sha256}"))
+        } else {
+            err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+    })?;
+    Ok(([("content-type", "application/zstd")], data).into_response())
 }
 
 async fn crl(State(app): State<Arc<App>>) -> Result<Response, ApiError> {

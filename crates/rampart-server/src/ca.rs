@@ -219,6 +219,13 @@ impl Ca {
         rampart_ship::tls::fingerprint(&self.cert)
     }
 
+    /// Signs `msg` with the CA key (ECDSA P-256, SHA-256, ASN.1 DER signature): what the
+    /// vulnerability database bundle carries ([`crate::vulndb`]). Agents check it against the
+    /// CA certificate they pinned at enrollment.
+    pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, CaError> {
+        Ok(rcgen::SigningKey::sign(&self.key, msg)?)
+    }
+
     /// The CA directory.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -25,6 +25,7 @@ pub mod ingest;
 mod local;
 mod server;
 pub mod store;
+pub mod vulndb;
 
 pub use api::parse_time;
 pub use config::{FleetOptions, RegionPolicy, ServerConfig, StoreConfig};

@@ -53,6 +53,29 @@ enum ServerCommand {
         #[command(subcommand)]
         command: Option<AgentsCommand>,
     },
+    /// The fleet's vulnerability database: import OSV data into the server's database and
+    /// publish it to the agents as a bundle signed with the server's CA key. A running server
+    /// re-matches every stored SBOM within seconds and raises "now vulnerable" alerts.
+    Db {
+        #[command(subcommand)]
+        command: ServerDbCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ServerDbCommand {
+    /// Import OSV sources (directories, zips, files; as `rampart db import`) into
+    /// `<data_dir>/vulndb/vuln.db`, then publish the signed bundle agents fetch.
+    Import {
+        /// OSV sources to import, in order.
+        #[arg(required = true)]
+        sources: Vec<PathBuf>,
+    },
+    /// Show the published bundle (version, digest, sizes).
+    Status,
+    /// Ask every agent to send the package lists of its images again (from its next bundle
+    /// check on), e.g. after restoring the server's data directory.
+    Resend,
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +129,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         ServerCommand::Agents { command } => {
             agents(&cfg, command.unwrap_or(AgentsCommand::List { json: false }))
         }
+        ServerCommand::Db { command } => server_db(&cfg, command),
     }
 }
 
@@ -124,11 +148,18 @@ pub fn load_config(path: &Path) -> anyhow::Result<ServerConfig> {
 pub struct RunningServer {
     pub server: rampart_server::ServerHandle,
     deadlines: Option<tokio::task::JoinHandle<()>>,
+    vulndb: Option<tokio::task::JoinHandle<()>>,
 }
+
+/// How often the running server looks for a newly published vulnerability database.
+const VULNDB_POLL: Duration = Duration::from_secs(2);
 
 impl RunningServer {
     pub async fn stop(self) {
         if let Some(d) = self.deadlines {
+            d.abort();
+        }
+        if let Some(d) = self.vulndb {
             d.abort();
         }
         self.server.shutdown().await;
@@ -141,7 +172,9 @@ pub async fn start_server(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     // Fleet console (issue 9): cross-host rules, incidents, notification deadlines.
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
-    let (fleet_cfg, deadline_every) = fleet_config(&cfg)?;
+    let (mut fleet_cfg, deadline_every) = fleet_config(&cfg)?;
+    // Continuous vulnerability management: SBOMs, running set, "now vulnerable" alerts.
+    fleet_cfg.vulns = Some(rampart_fleet::VulnsConfig::new(&data_dir));
     let policies: Vec<(String, Option<u32>)> = cfg
         .regions
         .iter()
@@ -165,13 +198,21 @@ pub async fn start_server(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let deadlines = fleet
         .get()
         .map(|f| tokio::spawn(f.clone().deadline_loop(deadline_every)));
+    // A bundle published by `rampart server db import` (another process) is noticed here.
+    let vulndb = fleet
+        .get()
+        .map(|f| tokio::spawn(f.clone().vulndb_loop(VULNDB_POLL)));
     tracing::info!(
         "server listening on {} (CA {}, admin token in {})",
         server.url(),
         data_dir.join("ca/ca.crt").display(),
         data_dir.join("admin.token").display()
     );
-    Ok(RunningServer { server, deadlines })
+    Ok(RunningServer {
+        server,
+        deadlines,
+        vulndb,
+    })
 }
 
 /// The fleet console's configuration from `fleet:` of server.yaml, and the deadline check
@@ -307,4 +348,66 @@ fn agents(cfg: &ServerConfig, command: AgentsCommand) -> anyhow::Result<ExitCode
 pub fn fmt_ns(ns: u64) -> String {
     let t = std::time::UNIX_EPOCH + Duration::from_nanos(ns);
     humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn server_db(cfg: &ServerConfig, command: ServerDbCommand) -> anyhow::Result<ExitCode> {
+    let data_dir = &cfg.data_dir;
+    match command {
+        ServerDbCommand::Import { sources } => {
+            let (_control, ca) = rampart_server::open_control(cfg)?;
+            let path = rampart_server::vulndb::db_path(data_dir);
+            let mut db =
+                rampart_scan::VulnDb::open_or_create(&path).map_err(super::db::db_error)?;
+            for src in &sources {
+                if !src.exists() {
+                    anyhow::bail!(BadInput(format!(
+                        "{}: no such file or directory",
+                        src.display()
+                    )));
+                }
+                let stats = db.import(src).map_err(super::db::db_error)?;
+                for e in stats.errors.iter().take(20) {
+                    eprintln!("warning: {e}");
+                }
+                println!(
+                    "{}: {} added, {} updated, {} unchanged, {} removed, {} unreadable",
+                    stats.source,
+                    stats.added,
+                    stats.updated,
+                    stats.unchanged,
+                    stats.removed,
+                    stats.errors.len()
+                );
+            }
+            drop(db);
+            let m = rampart_server::vulndb::publish(data_dir, &ca)
+                .context("publishing the vulnerability database bundle")?;
+            println!(
+                "published vulnerability database {} ({} bytes, sha256 {}), signed by the server CA",
+                m.version, m.size, m.sha256
+            );
+        }
+        ServerDbCommand::Resend => {
+            let token = rampart_server::vulndb::request_resend(data_dir)?;
+            println!(
+                "agents send their image inventories again from their next check (token {token})"
+            );
+        }
+        ServerDbCommand::Status => match rampart_server::vulndb::current(data_dir)? {
+            None => println!("no vulnerability database published (rampart server db import)"),
+            Some(signed) => {
+                let m: rampart_server::vulndb::Manifest = serde_json::from_str(&signed.manifest)
+                    .context("reading the published manifest")?;
+                println!(
+                    "version {}\nsha256 {}\nbundle {} bytes, database {} bytes\npublished {}",
+                    m.version,
+                    m.sha256,
+                    m.size,
+                    m.db_size,
+                    fmt_ns(m.created_ns)
+                );
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -40,12 +40,14 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the server runtime")?;
+    let vulndb = rampart_server::vulndb::db_path(&cfg.data_dir);
     let running = rt.block_on(crate::cmd::server::start_server(cfg))?;
     // For scripts and tests, as `rampart server` prints it.
     println!("listening {}", running.server.url());
     let embedded = Embedded {
         server: &running.server,
         queue_dir: args.state_dir.join("queue"),
+        vulndb,
     };
     let result = agent::run_embedded(args.agent, Some(embedded));
     rt.block_on(running.stop());

@@ -72,6 +72,9 @@ pub struct AgentConfig {
     pub isolate_allow: Vec<String>,
     /// Where playbooks' `forensics` actions write bundles.
     pub forensics_dir: PathBuf,
+    /// Inventory of the host, its containers and their images, with vulnerability counts
+    /// from the local database (fetched from the server as a signed bundle); docs/agent.md.
+    pub inventory: super::inventory::InventorySection,
 }
 
 impl Default for AgentConfig {
@@ -110,6 +113,7 @@ impl Default for AgentConfig {
             rule_actions: "enforce".into(),
             isolate_allow: Vec::new(),
             forensics_dir: PathBuf::from("/var/lib/rampart/forensics"),
+            inventory: super::inventory::InventorySection::default(),
         }
     }
 }
@@ -153,6 +157,7 @@ impl AgentConfig {
                 self.rule_matching
             ));
         }
+        self.inventory.validate()?;
         self.min_priority
             .parse::<rampart_event::Priority>()
             .map_err(|e| format!("min_priority: {e}"))?;
@@ -193,6 +198,24 @@ mod tests {
             load("ring_buffer_mib: 12\n").expect_err("must fail")
         );
         assert!(msg.contains("ring_buffer_mib"), "{msg}");
+    }
+
+    #[test]
+    fn inventory_keys_have_defaults_and_bad_durations_are_refused() {
+        let c = load("inventory:\n  interval: 30m\n").expect("loads");
+        assert_eq!(c.inventory.interval, "30m");
+        assert_eq!(c.inventory.db_poll, "1h");
+        assert!(c.inventory.enabled && c.inventory.fetch_db);
+        let msg = format!(
+            "{:#}",
+            load("inventory:\n  db_poll: soon\n").expect_err("must fail")
+        );
+        assert!(msg.contains("inventory.db_poll"), "{msg}");
+        let msg = format!(
+            "{:#}",
+            load("inventory:\n  bogus: 1\n").expect_err("must fail")
+        );
+        assert!(msg.contains("bogus"), "{msg}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! The channel is bounded; what does not fit is counted and reported in `sensor.drops`.
 
 mod config;
+mod inventory;
 mod output;
 mod prevent;
 mod ship;
@@ -77,6 +78,9 @@ pub struct Embedded<'a> {
     pub server: &'a rampart_server::ServerHandle,
     /// The queue's directory when agent.yaml has no `ship:` section.
     pub queue_dir: PathBuf,
+    /// The server's vulnerability database (`rampart server db import`): the agent's inventory
+    /// counts against it unless agent.yaml names another `inventory.db`.
+    pub vulndb: PathBuf,
 }
 
 pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
@@ -165,6 +169,9 @@ struct Agent {
     prevention: Option<prevent::Prevention>,
     /// `policy.*` and `response.action` events waiting for the outputs.
     prevented: Vec<Event>,
+    /// The inventory thread (`inventory.*` events).
+    inventory: Option<inventory::Inventory>,
+    inventoried: Vec<Event>,
     sampler: StatsSampler,
     outputs: Outputs,
     record: Option<Outputs>,
@@ -183,7 +190,7 @@ enum Source {
 
 impl Agent {
     fn start(
-        cfg: AgentConfig,
+        mut cfg: AgentConfig,
         engine: rampart_rules::Engine,
         rules_have_actions: bool,
         record: Option<&std::path::Path>,
@@ -193,6 +200,11 @@ impl Agent {
             hostname: cfg.hostname.clone().unwrap_or_else(hostname),
             region: cfg.region.clone(),
         });
+        if let Some(e) = &embedded {
+            if cfg.inventory.db == std::path::Path::new(rampart_scan::DEFAULT_DB_PATH) {
+                cfg.inventory.db = e.vulndb.clone();
+            }
+        }
         let outputs = Outputs::open(&cfg.outputs)?;
         let record = record
             .map(|p| Outputs::open(&[format!("jsonl:{}", p.display())]))
@@ -268,6 +280,30 @@ impl Agent {
             rules_have_actions,
         )?;
         let source = start_source(&cfg, device.clone(), tx)?;
+        let mechanism = match &source {
+            Source::Bpf(s) => s.mechanism(),
+            Source::Fallback(_) => "proc-connector fallback".into(),
+        };
+        let bundle = cfg.ship.as_ref().and_then(|s| {
+            s.outputs.iter().find_map(|o| match o {
+                rampart_ship::OutputConfig::Server { url, tls_dir, .. } => {
+                    Some(inventory::BundleSource {
+                        url: url.clone(),
+                        tls_dir: tls_dir.clone(),
+                    })
+                }
+                _ => None,
+            })
+        });
+        let inventory = inventory::Inventory::start(
+            &cfg.inventory,
+            device.clone(),
+            runtime.handle().clone(),
+            docker.clone(),
+            dir.clone(),
+            mechanism.clone(),
+            bundle,
+        )?;
         let layout = rampart_kernel::cgroup_layout();
         let mut enricher = Enricher::new(
             EnricherConfig {
@@ -312,10 +348,6 @@ impl Agent {
                 stop.store(true, Ordering::Relaxed);
             });
         }
-        let mechanism = match &source {
-            Source::Bpf(s) => s.mechanism(),
-            Source::Fallback(_) => "proc-connector fallback".into(),
-        };
         Ok(Agent {
             mechanism,
             cfg,
@@ -327,6 +359,8 @@ impl Agent {
             detections: Vec::new(),
             prevention: Some(prevention),
             prevented: Vec::new(),
+            inventory,
+            inventoried: Vec::new(),
             sampler,
             record,
             outputs,
@@ -377,7 +411,7 @@ impl Agent {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            if self.handle_prevented()? {
+            if self.handle_prevented()? | self.handle_inventory()? {
                 self.outputs.flush()?;
             }
             let now = Instant::now();
@@ -406,6 +440,9 @@ impl Agent {
         while let Ok(se) = self.rx.try_recv() {
             received += 1;
             self.handle(*se)?;
+        }
+        if let Some(i) = self.inventory.take() {
+            i.shutdown();
         }
         if let Some(p) = self.prevention.take() {
             let mut last = Vec::new();
@@ -439,6 +476,9 @@ impl Agent {
         if let Some(p) = &self.prevention {
             p.observe(ev);
         }
+        if let Some(i) = &self.inventory {
+            i.observe(ev);
+        }
         if self.engine.process(ev, &mut self.detections) > 0 {
             for d in self.detections.drain(..) {
                 if respond {
@@ -464,6 +504,21 @@ impl Agent {
         for ev in std::mem::take(&mut self.prevented) {
             let respond = ev.kind != EventKind::ResponseAction;
             self.output_and_detect(&ev, respond)?;
+        }
+        Ok(true)
+    }
+
+    /// Outputs the inventory events finished since the last call; returns whether there
+    /// were any.
+    fn handle_inventory(&mut self) -> anyhow::Result<bool> {
+        if let Some(i) = &self.inventory {
+            i.drain(&mut self.inventoried);
+        }
+        if self.inventoried.is_empty() {
+            return Ok(false);
+        }
+        for ev in std::mem::take(&mut self.inventoried) {
+            self.output_and_detect(&ev, true)?;
         }
         Ok(true)
     }

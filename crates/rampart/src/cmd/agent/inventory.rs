@@ -1,0 +1,781 @@
+//! The agent's inventory (`inventory:` in agent.yaml): what this host is and can protect, the
+//! containers running on it with their image, signature, vulnerability counts and compliance
+//! score, and the packages of their images, sent as `inventory.host`, `inventory.container`
+//! and `inventory.image` events through the agent's outputs (so the durable queue ships them
+//! to the server like every event).
+//!
+//! A round runs at start, every `interval`, when a container starts and after a new
+//! vulnerability database is installed. It runs on its own thread: image scans (cached by
+//! image id in `cache_dir`, so an unchanged image is not read again) and audits never block
+//! the sensor pipeline; the pipeline takes the finished events from a bounded channel.
+//!
+//! `inventory.image` is sent once per image id (the ids sent are kept in
+//! `<state_dir>/images-sent.json`, so a restart does not resend them) and again after
+//! `image_resend`.
+//!
+//! With a `server` output under `ship:`, the agent fetches the server's signed vulnerability
+//! database bundle every `db_poll` (`GET /api/v1/vulndb/manifest`, then the payload), checks
+//! the signature against the CA pinned at enrollment (`ca.crt` in the output's `tls_dir`) and
+//! the payload's size and digest, installs it atomically as `db` and runs a round. A refused
+//! bundle is logged and the installed database kept.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use rampart_container::{ContainerDirectory, DockerClient};
+use rampart_event::{
+    ContainerInventory, Device, Event, EventId, EventKind, HostInventory, ImageInventory,
+    Protection, SignatureState, VulnCounts,
+};
+use rampart_scan::{ImageReader, InventoryCache, Limits, NoProgress, ScanOptions, Target, VulnDb};
+use serde::Deserialize;
+
+use crate::cmd::BadInput;
+
+/// `inventory:` in agent.yaml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InventorySection {
+    /// Send inventories at all.
+    pub enabled: bool,
+    /// Time between full rounds (`6h`, `30m`).
+    pub interval: String,
+    /// An image's package list is sent again after this long (`7d`).
+    pub image_resend: String,
+    /// The local vulnerability database the counts come from (installed from the server's
+    /// bundle when there is a `server` output).
+    pub db: PathBuf,
+    /// Scan cache: image inventories by image id.
+    pub cache_dir: PathBuf,
+    /// Where the agent remembers which images it sent and which bundle it installed.
+    pub state_dir: PathBuf,
+    /// Fetch the server's signed vulnerability database bundle (needs a `server` output).
+    pub fetch_db: bool,
+    /// Time between checks for a new bundle (`1h`).
+    pub db_poll: String,
+    /// Run the host audit (protections, score) in every round.
+    pub host_audit: bool,
+    /// Run the container audit (compliance score) in every round.
+    pub container_audit: bool,
+    /// Trust policy (docs/trust.md) to check running images' signatures with; without it the
+    /// signature state is `unknown`.
+    pub trust_policy: Option<PathBuf>,
+}
+
+impl Default for InventorySection {
+    fn default() -> Self {
+        InventorySection {
+            enabled: true,
+            interval: "6h".into(),
+            image_resend: "7d".into(),
+            db: PathBuf::from(rampart_scan::DEFAULT_DB_PATH),
+            cache_dir: PathBuf::from(rampart_scan::DEFAULT_CACHE_DIR),
+            state_dir: PathBuf::from("/var/lib/rampart/inventory"),
+            fetch_db: true,
+            db_poll: "1h".into(),
+            host_audit: true,
+            container_audit: true,
+            trust_policy: None,
+        }
+    }
+}
+
+fn duration(key: &str, s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("inventory.{key}: {s:?}: {e}"))?;
+    if d.is_zero() {
+        return Err(format!("inventory.{key}: must be more than 0"));
+    }
+    Ok(d)
+}
+
+impl InventorySection {
+    /// Checks the durations (called by the config's validation).
+    pub fn validate(&self) -> Result<(), String> {
+        duration("interval", &self.interval)?;
+        duration("image_resend", &self.image_resend)?;
+        duration("db_poll", &self.db_poll)?;
+        Ok(())
+    }
+}
+
+/// Where the server's bundle comes from: the `server` output's URL and enrollment directory.
+#[derive(Debug, Clone)]
+pub struct BundleSource {
+    pub url: String,
+    pub tls_dir: PathBuf,
+}
+
+/// How many finished inventory events may wait for the pipeline.
+const EVENT_CAPACITY: usize = 4096;
+
+/// The running inventory thread.
+pub struct Inventory {
+    trigger: SyncSender<()>,
+    events: Receiver<Event>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Inventory {
+    /// Starts the inventory thread (`None` when `inventory.enabled` is false).
+    #[allow(clippy::too_many_arguments)] // reason: the agent's pieces the rounds read, each once
+    pub fn start(
+        cfg: &InventorySection,
+        device: Arc<Device>,
+        runtime: tokio::runtime::Handle,
+        docker: Option<DockerClient>,
+        dir: Arc<ContainerDirectory>,
+        sensor: String,
+        bundle: Option<BundleSource>,
+    ) -> anyhow::Result<Option<Inventory>> {
+        if !cfg.enabled {
+            return Ok(None);
+        }
+        let interval = duration("interval", &cfg.interval).map_err(BadInput)?;
+        let resend = duration("image_resend", &cfg.image_resend).map_err(BadInput)?;
+        let poll = duration("db_poll", &cfg.db_poll).map_err(BadInput)?;
+        let trust = cfg
+            .trust_policy
+            .as_deref()
+            .map(rampart_trust::TrustPolicy::load)
+            .transpose()
+            .map_err(|e| BadInput(format!("inventory.trust_policy: {e}")))?;
+        std::fs::create_dir_all(&cfg.state_dir)
+            .with_context(|| format!("inventory: creating {}", cfg.state_dir.display()))?;
+        let (trigger, triggers) = sync_channel(1);
+        let (tx, events) = sync_channel(EVENT_CAPACITY);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut worker = Worker {
+            cfg: cfg.clone(),
+            interval,
+            resend,
+            poll,
+            device,
+            runtime,
+            docker,
+            dir,
+            sensor,
+            bundle: if cfg.fetch_db { bundle } else { None },
+            trust: trust.map(Arc::new),
+            tx,
+            instance: super::random_u64(),
+            seq: 0,
+            sent: load_sent(&cfg.state_dir),
+            host_cache: None,
+            stop: stop.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("rampart-inventory".into())
+            .spawn(move || worker.run(&triggers))
+            .context("starting the inventory thread")?;
+        Ok(Some(Inventory {
+            trigger,
+            events,
+            stop,
+            thread: Some(thread),
+        }))
+    }
+
+    /// Called with every event of the pipeline: a started container triggers a round.
+    pub fn observe(&self, ev: &Event) {
+        if ev.kind == EventKind::ContainerStart {
+            // A round already pending covers it.
+            let _ = self.trigger.try_send(());
+        }
+    }
+
+    /// Moves the finished inventory events into `out`.
+    pub fn drain(&self, out: &mut Vec<Event>) {
+        while let Ok(ev) = self.events.try_recv() {
+            out.push(ev);
+        }
+    }
+
+    /// Stops the thread (a round in progress finishes its current step first).
+    pub fn shutdown(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.trigger.try_send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Image ids sent, with when (Unix seconds).
+type Sent = BTreeMap<String, u64>;
+
+fn sent_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("images-sent.json")
+}
+
+fn load_sent(state_dir: &Path) -> Sent {
+    std::fs::read(sent_path(state_dir))
+        .ok()
+        .and_then(|d| serde_json::from_slice(&d).ok())
+        .unwrap_or_default()
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// The installed bundle's manifest (`<state_dir>/vulndb.json`).
+fn installed_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("vulndb.json")
+}
+
+/// The installed bundle's version, when the database came from the server.
+fn installed_version(state_dir: &Path) -> Option<String> {
+    let d = std::fs::read(installed_path(state_dir)).ok()?;
+    let m: rampart_server::vulndb::Manifest = serde_json::from_slice(&d).ok()?;
+    Some(m.version)
+}
+
+struct Worker {
+    cfg: InventorySection,
+    interval: Duration,
+    resend: Duration,
+    poll: Duration,
+    device: Arc<Device>,
+    runtime: tokio::runtime::Handle,
+    docker: Option<DockerClient>,
+    dir: Arc<ContainerDirectory>,
+    sensor: String,
+    bundle: Option<BundleSource>,
+    trust: Option<Arc<rampart_trust::TrustPolicy>>,
+    tx: SyncSender<Event>,
+    instance: u64,
+    seq: u64,
+    sent: Sent,
+    /// The last host audit (protections, score, kernel, OS) and when it ran.
+    host_cache: Option<(Instant, HostInventory)>,
+    stop: Arc<AtomicBool>,
+}
+
+/// One image's scan in a round.
+struct Scanned {
+    image: String,
+    os: String,
+    packages: Vec<rampart_event::Package>,
+    counts: VulnCounts,
+    repo_digest: Option<String>,
+}
+
+impl Worker {
+    fn run(&mut self, triggers: &Receiver<()>) {
+        let mut next_round = Instant::now();
+        let mut next_poll = Instant::now();
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let now = Instant::now();
+            let mut round = now >= next_round;
+            if self.bundle.is_some() && now >= next_poll {
+                next_poll = now + self.poll;
+                if self.fetch_bundle() {
+                    round = true;
+                }
+            }
+            if round {
+                self.round();
+                next_round = Instant::now() + self.interval;
+                continue;
+            }
+            let mut wake = next_round;
+            if self.bundle.is_some() {
+                wake = wake.min(next_poll);
+            }
+            let wait = wake
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(1));
+            match triggers.recv_timeout(wait) {
+                Ok(()) => {
+                    if self.stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    // Let the container settle (the directory learns it from the same event).
+                    std::thread::sleep(Duration::from_millis(500));
+                    next_round = Instant::now();
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn event(&mut self, kind: EventKind) -> Event {
+        self.seq += 1;
+        Event::new(
+            EventId::new(self.instance, self.seq),
+            now_ns(),
+            kind,
+            self.device.clone(),
+        )
+    }
+
+    fn send(&self, ev: Event) {
+        match self.tx.try_send(ev) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!("inventory: the pipeline is not taking events; one dropped")
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// One inventory round: containers, new images, then the host.
+    fn round(&mut self) {
+        let started = Instant::now();
+        let db = match VulnDb::open(&self.cfg.db) {
+            Ok(db) => Some(db),
+            Err(e) => {
+                tracing::debug!("inventory: no vulnerability counts: {e}");
+                None
+            }
+        };
+        let db_version = installed_version(&self.cfg.state_dir)
+            .or_else(|| db.as_ref().and_then(|d| d.revision().ok()))
+            .unwrap_or_default();
+        let compliance = self.container_audit();
+        let reader = ImageReader::new(Limits::default());
+        let opts = ScanOptions {
+            cache: Some(InventoryCache::new(&self.cfg.cache_dir)),
+            refresh: false,
+        };
+        let mut scans: HashMap<String, Option<Scanned>> = HashMap::new();
+        let mut running: Vec<_> = self.dir.list().into_iter().filter(|r| r.pid != 0).collect();
+        running.sort_by(|a, b| a.container.id.cmp(&b.container.id));
+        for rec in &running {
+            if self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let c = &rec.container;
+            let key = if c.image_id.is_empty() {
+                c.image.clone()
+            } else {
+                c.image_id.clone()
+            };
+            if key.is_empty() {
+                continue;
+            }
+            if !scans.contains_key(&key) {
+                let target = Target::Daemon(key.clone());
+                let s = match rampart_scan::scan(&reader, &target, db.as_ref(), &opts, &NoProgress)
+                {
+                    Ok(r) => {
+                        let mut counts = VulnCounts::default();
+                        for f in &r.matches.findings {
+                            counts.add(f.severity);
+                        }
+                        Some(Scanned {
+                            image: c.image.clone(),
+                            os: r
+                                .inventory
+                                .os
+                                .as_ref()
+                                .map(|o| {
+                                    if o.pretty_name.is_empty() {
+                                        format!("{} {}", o.id, o.version_id)
+                                    } else {
+                                        o.pretty_name.clone()
+                                    }
+                                })
+                                .unwrap_or_default(),
+                            packages: r.inventory.packages,
+                            counts,
+                            repo_digest: r.inventory.image.repo_digests.first().cloned(),
+                        })
+                    }
+                    Err(e) => {
+                        tracing::warn!("inventory: scanning {} ({key}): {e}", c.image);
+                        None
+                    }
+                };
+                scans.insert(key.clone(), s);
+            }
+            let scanned = scans.get(&key).and_then(Option::as_ref);
+            let repo_digest = scanned
+                .and_then(|s| s.repo_digest.clone())
+                .or_else(|| c.image_digest.clone());
+            let (signature, signer) = self.signature(&c.image, repo_digest.as_deref());
+            let (score, failed) = compliance.get(&c.id).copied().unzip();
+            let mut ev = self.event(EventKind::InventoryContainer);
+            ev.container = Some(c.clone());
+            ev.container_inventory = Some(Box::new(ContainerInventory {
+                image: c.image.clone(),
+                image_id: c.image_id.clone(),
+                repo_digest,
+                signature,
+                signer,
+                vulnerabilities: scanned.map(|s| s.counts).unwrap_or_default(),
+                db_version: if scanned.is_some() && db.is_some() {
+                    db_version.clone()
+                } else {
+                    String::new()
+                },
+                compliance_score: score,
+                compliance_failed: failed.unwrap_or(0),
+            }));
+            self.send(ev);
+        }
+        // Package lists of images not sent yet (or not for `image_resend`).
+        let now_s = now_ns() / 1_000_000_000;
+        let mut changed = false;
+        for (id, s) in &scans {
+            let Some(s) = s else { continue };
+            if !id.starts_with("sha256:") {
+                continue;
+            }
+            if self
+                .sent
+                .get(id)
+                .is_some_and(|t| now_s.saturating_sub(*t) < self.resend.as_secs())
+            {
+                continue;
+            }
+            let mut ev = self.event(EventKind::InventoryImage);
+            ev.image_inventory = Some(Box::new(ImageInventory {
+                image: s.image.clone(),
+                image_id: id.clone(),
+                os: s.os.clone(),
+                packages: s.packages.clone(),
+            }));
+            self.send(ev);
+            self.sent.insert(id.clone(), now_s);
+            changed = true;
+        }
+        if changed {
+            let p = sent_path(&self.cfg.state_dir);
+            let data = serde_json::to_vec(&self.sent).unwrap_or_default();
+            if let Err(e) = write_atomic(&p, &data) {
+                tracing::warn!("inventory: writing {}: {e}", p.display());
+            }
+        }
+        let mut host = self.host();
+        host.containers_running = running.len() as u32;
+        host.containers = running.iter().map(|r| r.container.id.clone()).collect();
+        let mut ev = self.event(EventKind::InventoryHost);
+        ev.host_inventory = Some(Box::new(host));
+        self.send(ev);
+        tracing::info!(
+            "inventory: {} containers, {} images in {:.1}s (vulnerability database {})",
+            running.len(),
+            scans.len(),
+            started.elapsed().as_secs_f64(),
+            if db_version.is_empty() {
+                "none"
+            } else {
+                &db_version
+            }
+        );
+    }
+
+    /// Compliance score and failed checks per container id.
+    fn container_audit(&self) -> HashMap<String, (u8, u32)> {
+        let (Some(docker), true) = (&self.docker, self.cfg.container_audit) else {
+            return HashMap::new();
+        };
+        let opts = rampart_audit::ContainerAuditOptions::default();
+        match self
+            .runtime
+            .block_on(rampart_audit::audit_containers(docker, &[], &opts))
+        {
+            Ok(report) => report
+                .subjects
+                .iter()
+                .map(|s| {
+                    let failed = s
+                        .findings
+                        .iter()
+                        .filter(|f| f.status == rampart_event::ComplianceStatus::Fail)
+                        .count() as u32;
+                    (s.resource.uid.clone(), (s.score(), failed))
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!("inventory: container audit: {e}");
+                HashMap::new()
+            }
+        }
+    }
+
+    /// The host part: the audit runs at most once per `interval`.
+    fn host(&mut self) -> HostInventory {
+        if let Some((t, h)) = &self.host_cache {
+            if t.elapsed() < self.interval {
+                return h.clone();
+            }
+        }
+        let mut h = HostInventory {
+            agent_version: rampart_event::VERSION.to_string(),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
+            sensor: self.sensor.clone(),
+            ..HostInventory::default()
+        };
+        if self.cfg.host_audit {
+            let opts = rampart_audit::host::HostOptions::default();
+            match self
+                .runtime
+                .block_on(rampart_audit::audit_host(self.docker.as_ref(), &opts))
+            {
+                Ok(report) => {
+                    h.audit_score = report.subjects.first().map(|s| s.score());
+                    if let Some(hr) = &report.host {
+                        h.kernel = hr.facts.kernel.clone();
+                        h.os = hr.facts.os.clone().unwrap_or_default();
+                        h.protections = hr
+                            .matrix
+                            .iter()
+                            .map(|p| Protection {
+                                name: p.name.to_string(),
+                                available: p.available,
+                                detail: p.detail.clone(),
+                            })
+                            .collect();
+                    }
+                }
+                Err(e) => tracing::warn!("inventory: host audit: {e}"),
+            }
+        }
+        self.host_cache = Some((Instant::now(), h.clone()));
+        h
+    }
+
+    /// The image's signature state under the trust policy, and who signed it.
+    fn signature(
+        &self,
+        image: &str,
+        repo_digest: Option<&str>,
+    ) -> (SignatureState, Option<String>) {
+        let Some(policy) = &self.trust else {
+            return (SignatureState::Unknown, None);
+        };
+        let Ok(r) = rampart_trust::ImageRef::parse(image) else {
+            return (SignatureState::Unknown, None);
+        };
+        if policy.rule_for(&r).is_none() {
+            return (SignatureState::Unknown, None);
+        }
+        let Some(digest) = repo_digest.map(|d| d.rsplit('@').next().unwrap_or(d).to_string())
+        else {
+            // Built or loaded locally, never pulled: nothing a registry signed.
+            return (SignatureState::Unsigned, None);
+        };
+        let reg = rampart_trust::Registry::new(&r.registry);
+        match policy.evaluate(&reg, &r, Some(&digest)) {
+            Ok(v) => match v.verified {
+                Some(ver) => (
+                    SignatureState::Verified,
+                    ver.signatures.first().map(|s| s.key_id.clone()),
+                ),
+                None if v
+                    .message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("has no signature")) =>
+                {
+                    (SignatureState::Unsigned, None)
+                }
+                None => (SignatureState::Invalid, None),
+            },
+            Err(e) => {
+                tracing::debug!("inventory: verifying {image}: {e}");
+                (SignatureState::Unknown, None)
+            }
+        }
+    }
+
+    /// Checks the server for a newer bundle and installs it; true when one was installed.
+    fn fetch_bundle(&mut self) -> bool {
+        let Some(src) = self.bundle.clone() else {
+            return false;
+        };
+        let installed = installed_version(&self.cfg.state_dir);
+        let checked = match self.runtime.block_on(fetch(&src, installed.as_deref())) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(
+                    "inventory: asking {} for its vulnerability database: {e:#}",
+                    src.url
+                );
+                return false;
+            }
+        };
+        let mut round = false;
+        let token_file = self.cfg.state_dir.join("resend-token");
+        if !checked.resend.is_empty()
+            && std::fs::read_to_string(&token_file).ok().as_deref() != Some(checked.resend.as_str())
+        {
+            tracing::info!("inventory: the server asks for the image inventories again");
+            self.sent.clear();
+            if let Err(e) = write_atomic(&token_file, checked.resend.as_bytes()) {
+                tracing::warn!("inventory: writing {}: {e}", token_file.display());
+            }
+            round = true;
+        }
+        round
+            | match checked.bundle {
+                Ok(None) => false,
+                Ok(Some((signed, manifest, db))) => match self.install(&signed, &db) {
+                    Ok(()) => {
+                        tracing::info!(
+                            "inventory: vulnerability database {} installed ({} bytes); rescanning",
+                            manifest.version,
+                            db.len()
+                        );
+                        true
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            "inventory: installing vulnerability database {}: {e:#}; keeping {}",
+                            manifest.version,
+                            installed.as_deref().unwrap_or("the current one")
+                        );
+                        false
+                    }
+                },
+                Err(e) => {
+                    tracing::error!(
+                    "inventory: vulnerability database bundle from {} refused: {e:#}; keeping {}",
+                    src.url,
+                    installed.as_deref().unwrap_or("the current database")
+                );
+                    false
+                }
+            }
+    }
+
+    /// Writes `db` next to the database, checks it opens, renames it into place, then records
+    /// the manifest.
+    fn install(
+        &self,
+        signed: &rampart_server::vulndb::SignedManifest,
+        db: &[u8],
+    ) -> anyhow::Result<()> {
+        let path = &self.cfg.db;
+        if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        }
+        let tmp = path.with_extension(format!("db.new{}", std::process::id()));
+        write_atomic(&tmp, db).with_context(|| format!("writing {}", tmp.display()))?;
+        if let Err(e) = VulnDb::open(&tmp) {
+            let _ = std::fs::remove_file(&tmp);
+            anyhow::bail!("the bundle is not a usable database: {e}");
+        }
+        // A WAL left by an earlier writer belongs to the old file.
+        for ext in ["db-wal", "db-shm"] {
+            let _ = std::fs::remove_file(path.with_extension(ext));
+        }
+        std::fs::rename(&tmp, path).with_context(|| format!("installing {}", path.display()))?;
+        write_atomic(
+            &installed_path(&self.cfg.state_dir),
+            signed.manifest.as_bytes(),
+        )
+        .context("recording the installed bundle")?;
+        Ok(())
+    }
+}
+
+type Fetched = (
+    rampart_server::vulndb::SignedManifest,
+    rampart_server::vulndb::Manifest,
+    Vec<u8>,
+);
+
+/// What a bundle check found: the server's resend token (empty when none) and a verified
+/// bundle newer than the installed one.
+struct Checked {
+    resend: String,
+    bundle: anyhow::Result<Option<Fetched>>,
+}
+
+/// Asks the server for its manifest; the resend token comes with any answer.
+async fn fetch(src: &BundleSource, installed: Option<&str>) -> anyhow::Result<Checked> {
+    use rampart_ship::client::HttpClient;
+    let tls = rampart_ship::tls::agent_client_config(&src.tls_dir)
+        .with_context(|| format!("TLS from {}", src.tls_dir.display()))?;
+    let ca_path = src.tls_dir.join(rampart_ship::tls::CA_FILE);
+    let ca = rampart_ship::tls::load_certs(&ca_path)?
+        .into_iter()
+        .next()
+        .with_context(|| format!("{}: no certificate", ca_path.display()))?;
+    let mut client = HttpClient::new(&src.url, Some(tls))?.with_timeout(Duration::from_secs(60));
+    let etag = installed.map(|v| format!("\"{v}\""));
+    let headers: Vec<(&str, &str)> = etag
+        .as_deref()
+        .map(|e| vec![("if-none-match", e)])
+        .unwrap_or_default();
+    let r = client
+        .request(
+            hyper::Method::GET,
+            "/api/v1/vulndb/manifest",
+            &headers,
+            bytes::Bytes::new(),
+        )
+        .await?;
+    let resend = r
+        .headers
+        .get(rampart_server::vulndb::RESEND_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let bundle = if r.status == 304 || r.status == 404 {
+        Ok(None)
+    } else if !r.is_success() {
+        Err(anyhow::anyhow!(
+            "manifest: HTTP {}: {}",
+            r.status,
+            r.body_text()
+        ))
+    } else {
+        fetch_bundle(client, ca.as_ref(), &r.body, installed).await
+    };
+    Ok(Checked { resend, bundle })
+}
+
+/// Verifies the manifest in `body` and fetches its payload when it is not `installed`.
+async fn fetch_bundle(
+    client: rampart_ship::client::HttpClient,
+    ca: &[u8],
+    body: &[u8],
+    installed: Option<&str>,
+) -> anyhow::Result<Option<Fetched>> {
+    let signed: rampart_server::vulndb::SignedManifest =
+        serde_json::from_slice(body).context("manifest: not JSON")?;
+    let manifest = rampart_server::vulndb::verify_manifest(ca, &signed)?;
+    if installed == Some(manifest.version.as_str()) {
+        return Ok(None);
+    }
+    let mut client = client.with_max_response(manifest.size as usize + 1);
+    let r = client
+        .request(
+            hyper::Method::GET,
+            &format!("/api/v1/vulndb/bundle/{}", manifest.sha256),
+            &[],
+            bytes::Bytes::new(),
+        )
+        .await?;
+    if !r.is_success() {
+        anyhow::bail!("bundle: HTTP {}: {}", r.status, r.body_text());
+    }
+    let db = rampart_server::vulndb::open_payload(&manifest, &r.body)?;
+    Ok(Some((signed, manifest, db)))
+}
