@@ -101,6 +101,21 @@ fn cpu_seconds() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// CPU seconds (user + system) of process `pid` so far, from `/proc/PID/stat`.
+fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime and stime are the 12th
+    // and 13th of them, in clock ticks.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / hz
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -581,32 +596,52 @@ fn main() {
                     }))
                     .unwrap(),
                 );
+                let ch_cpu = || process_cpu_seconds(ch.pid());
+                let timed = |c0: f64, w0: Instant| (ch_cpu() - c0) / w0.elapsed().as_secs_f64();
+                let (c0, w0) = (ch_cpu(), Instant::now());
                 let (alone, alone_cores) = rt.block_on(store_only(&evs, store));
+                let alone_ch = timed(c0, w0);
                 let default_in_flight = ShipConfig::new(d).batch.in_flight;
+                let (c0, w0) = (ch_cpu(), Instant::now());
                 let (one, one_cores) = rt.block_on(full(
                     &evs,
                     &d.join("c1"),
                     clickhouse(&url, "bench_full1"),
                     1,
                 ));
+                let one_ch = timed(c0, w0);
+                let (c0, w0) = (ch_cpu(), Instant::now());
                 let (many, many_cores) = rt.block_on(full(
                     &evs,
                     &d.join("c4"),
                     clickhouse(&url, "bench_full4"),
                     default_in_flight,
                 ));
-                println!(
-                    "clickhouse store alone: parse_batch + insert, no TLS    {alone:>9.0} events/s  1.00x, {alone_cores:.2} cores busy in this process"
+                let many_ch = timed(c0, w0);
+                let row = |what: &str, v: f64, cores: f64, ch: f64| {
+                    println!(
+                        "{what:<58} {v:>9.0} events/s  {:.2}x store alone, {cores:.2} cores busy here + {ch:.2} in clickhouse-server",
+                        v / alone
+                    );
+                };
+                row(
+                    "clickhouse store alone: parse_batch + insert, no TLS",
+                    alone,
+                    alone_cores,
+                    alone_ch,
                 );
-                println!(
-                    "clickhouse full path, 1 batch in flight                 {one:>9.0} events/s  {:.2}x store alone, {one_cores:.2} cores busy in this process",
-                    one / alone
+                row(
+                    "clickhouse full path, 1 batch in flight",
+                    one,
+                    one_cores,
+                    one_ch,
                 );
-                println!(
-                    "clickhouse full path, {default_in_flight} in flight                   {many:>9.0} events/s  {:.2}x store alone, {many_cores:.2} cores busy in this process",
-                    many / alone
+                row(
+                    &format!("clickhouse full path, {default_in_flight} in flight"),
+                    many,
+                    many_cores,
+                    many_ch,
                 );
-                println!("(clickhouse-server's own CPU is not in 'cores busy')");
                 println!("load average after clickhouse: {}", load_average());
             }
         }
