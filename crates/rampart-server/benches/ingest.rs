@@ -1,25 +1,43 @@
-//! Shipping and ingest throughput on this machine, against baselines measured in the same run.
+//! Shipping and ingest on this machine, against baselines measured in the same run.
 //!
-//! * baseline: the same events serialised as JSON lines into a file (buffered, one fsync);
-//! * queue: the agent's durable queue alone (`Shipper::send_all` with a file output, fsync
-//!   every 200 ms): what the agent pays per event;
-//! * full: agent shipper -> mTLS (zstd batches) -> server -> SQLite (WAL, synchronous=full),
-//!   agent and server in this process on loopback, timed until the server acknowledged the
-//!   last record (every record committed and queryable).
+//! Parts (`RAMPART_BENCH_PARTS`, comma-separated; default all):
 //!
-//! `cargo bench -p rampart-server --bench ingest` (RAMPART_BENCH_EVENTS overrides the count).
+//! * `sqlite`: baseline: the events as JSON lines into a file (buffered, one fsync); the
+//!   agent's durable queue alone (`Shipper::send_all` with a file output); the server's half
+//!   alone (`parse_batch` + `SqliteStore::insert` of 5000-record batches, no network); and the
+//!   full path: agent shipper -> mTLS (zstd batches) -> server -> SQLite (WAL), agent and server
+//!   in this process on loopback, timed until the server acknowledged the last record, with one
+//!   batch in flight, with the default `in_flight`, and with `synchronous: normal`.
+//! * `clickhouse`: the same into a ClickHouse server this benchmark starts (Debian's
+//!   `clickhouse-server`, as the store tests do): the store alone, then the full path.
+//! * `agent`: the agent in a separate process (this executable again) shipping at a fixed rate
+//!   (10,000 events/s, then half the full path's maximum) to the server in this process: the
+//!   agent's CPU time (getrusage of its process) per second, and the lag from an event's
+//!   append to the agent's queue to its commit in the server's store (p50, p99, max).
+//!
+//! `cargo bench -p rampart-server --bench ingest`; `RAMPART_BENCH_EVENTS` (default 200,000)
+//! sets the count of the throughput runs, `RAMPART_BENCH_SECONDS` (default 10) the length of
+//! each fixed-rate run.
 #![allow(clippy::unwrap_used, reason = "benchmark: a failure is a failed run")]
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::io::Write;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rampart_event::{
     Container, ContainerRuntime, Device, Endpoint, Event, EventId, EventKind, NetDirection,
     NetInfo, Process,
 };
-use rampart_server::ServerConfig;
+use rampart_server::ingest::{parse_batch, Sender};
+use rampart_server::store::{
+    BoxFuture, ClickHouseConfig, ClickHouseStore, DeleteOutcome, InsertOutcome, RetentionRecord,
+    SqliteStore, StoreError,
+};
+use rampart_server::{Query, ServerConfig, Store, StoreConfig, StoredRecord};
 use rampart_ship::{OutputConfig, ShipConfig};
 
 fn now_ns() -> u64 {
@@ -29,7 +47,7 @@ fn now_ns() -> u64 {
         .as_nanos() as u64
 }
 
-fn events(n: u64, host: &str) -> Vec<Event> {
+fn events(n: u64, host: &str, id_base: u64) -> Vec<Event> {
     let device = Arc::new(Device {
         hostname: host.into(),
         region: None,
@@ -46,7 +64,7 @@ fn events(n: u64, host: &str) -> Vec<Event> {
     (0..n)
         .map(|i| {
             let mut e = Event::new(
-                EventId::new(0xbe7c, i),
+                EventId::new(id_base, i),
                 t0 + i,
                 EventKind::NetConnect,
                 device.clone(),
@@ -83,7 +101,29 @@ fn cpu_seconds() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// CPU seconds (user + system) of process `pid` so far, from `/proc/PID/stat`.
+fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime and stime are the 12th
+    // and 13th of them, in clock ticks.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / hz
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 fn baseline(evs: &[Event], dir: &Path) -> f64 {
+    std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("baseline.jsonl");
     let start = Instant::now();
     let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path).unwrap());
@@ -147,11 +187,56 @@ async fn queue_only(evs: &[Event], dir: &Path) -> (f64, f64) {
     (queued, delivered)
 }
 
-async fn full(evs: &[Event], dir: &Path) -> (f64, f64) {
-    let data = dir.join("server");
-    let mut cfg = ServerConfig::with_data_dir(&data);
+/// The server's half alone: JSON-lines batches of 5000 parsed and inserted, no network.
+async fn store_only(evs: &[Event], store: Arc<dyn Store>) -> (f64, f64) {
+    let sender = Sender {
+        agent_id: "agt-bench".into(),
+        region: "eu-de".into(),
+    };
+    let bodies: Vec<Vec<u8>> = evs
+        .chunks(5000)
+        .map(|c| {
+            let mut b = Vec::new();
+            for e in c {
+                serde_json::to_writer(&mut b, e).unwrap();
+                b.push(b'\n');
+            }
+            b
+        })
+        .collect();
+    let cpu0 = cpu_seconds();
+    let start = Instant::now();
+    for body in bodies {
+        let s = sender.clone();
+        let parsed = tokio::task::spawn_blocking(move || parse_batch(&body, &s, None, now_ns()))
+            .await
+            .unwrap();
+        assert!(parsed.rejected.is_empty());
+        let o = store.insert(&parsed.rows).await.unwrap();
+        assert_eq!(o.duplicates, 0);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    assert_eq!(
+        store.count(&Query::default()).await.unwrap(),
+        evs.len() as u64
+    );
+    (evs.len() as f64 / secs, cpu / secs)
+}
+
+/// A server in this process, an agent enrolled to it (TLS material in `dir/tls`).
+async fn server_and_enrollment(
+    dir: &Path,
+    store: StoreConfig,
+    layer: Option<rampart_server::StoreLayer>,
+) -> (rampart_server::ServerHandle, String, PathBuf) {
+    let mut cfg = ServerConfig::with_data_dir(dir.join("server"));
     cfg.listen = "127.0.0.1:0".parse().unwrap();
-    let server = rampart_server::start(cfg).await.unwrap();
+    cfg.store = store;
+    let server = match layer {
+        Some(l) => rampart_server::start_with(cfg, l).await.unwrap(),
+        None => rampart_server::start(cfg).await.unwrap(),
+    };
     let url = server.url();
     let token = server
         .create_enroll_token("eu-de", 1, Duration::from_secs(600))
@@ -160,15 +245,23 @@ async fn full(evs: &[Event], dir: &Path) -> (f64, f64) {
     rampart_ship::enroll::enroll(&url, &token, "bench-host", &tls, false)
         .await
         .unwrap();
-    let cfg = ship_config(
-        &dir.join("agent"),
-        vec![OutputConfig::Server {
-            url: url.clone(),
-            tls_dir: tls,
-            compression_level: None,
-            name: None,
-        }],
-    );
+    (server, url, tls)
+}
+
+fn server_output(url: &str, tls: &Path) -> OutputConfig {
+    OutputConfig::Server {
+        url: url.to_string(),
+        tls_dir: tls.to_path_buf(),
+        compression_level: None,
+        name: None,
+    }
+}
+
+/// Agent shipper -> mTLS -> server -> `store`, in this process; events/s and cores busy.
+async fn full(evs: &[Event], dir: &Path, store: StoreConfig, in_flight: usize) -> (f64, f64) {
+    let (server, url, tls) = server_and_enrollment(dir, store, None).await;
+    let mut cfg = ship_config(&dir.join("agent"), vec![server_output(&url, &tls)]);
+    cfg.batch.in_flight = in_flight;
     let shipper = rampart_ship::start(
         &cfg,
         evs[0].device.clone(),
@@ -186,46 +279,406 @@ async fn full(evs: &[Event], dir: &Path) -> (f64, f64) {
     wait_drained(&shipper).await;
     let secs = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
-    let stored = server
-        .store()
-        .count(&rampart_server::Query::default())
-        .await
-        .unwrap();
+    let stored = server.store().count(&Query::default()).await.unwrap();
     assert_eq!(stored, evs.len() as u64, "every event stored once");
     shipper.shutdown(Duration::from_secs(1)).await;
     server.shutdown().await;
     (evs.len() as f64 / secs, cpu / secs)
 }
 
+fn sqlite(synchronous: &str) -> StoreConfig {
+    StoreConfig::Sqlite {
+        path: None,
+        synchronous: Some(synchronous.into()),
+    }
+}
+
+fn clickhouse(url: &str, database: &str) -> StoreConfig {
+    StoreConfig::Clickhouse {
+        url: url.to_string(),
+        database: Some(database.into()),
+        user: None,
+        password_file: None,
+    }
+}
+
+/// Wraps the server's store and notes, for every committed record, how long after its event
+/// time (set when the agent appended it) the commit returned.
+struct LagStore {
+    inner: Arc<dyn Store>,
+    lags_ns: Arc<Mutex<Vec<u64>>>,
+}
+
+impl Store for LagStore {
+    fn engine(&self) -> &'static str {
+        self.inner.engine()
+    }
+    fn insert<'a>(
+        &'a self,
+        rows: &'a [StoredRecord],
+    ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
+        Box::pin(async move {
+            let o = self.inner.insert(rows).await?;
+            let now = now_ns();
+            let mut l = self.lags_ns.lock().unwrap();
+            l.extend(rows.iter().map(|r| now.saturating_sub(r.time_ns)));
+            Ok(o)
+        })
+    }
+    fn query<'a>(&'a self, q: &'a Query) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
+        self.inner.query(q)
+    }
+    fn count<'a>(&'a self, q: &'a Query) -> BoxFuture<'a, Result<u64, StoreError>> {
+        self.inner.count(q)
+    }
+    fn regions(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        self.inner.regions()
+    }
+    fn delete_before<'a>(
+        &'a self,
+        region: &'a str,
+        cutoff_day: u32,
+    ) -> BoxFuture<'a, Result<DeleteOutcome, StoreError>> {
+        self.inner.delete_before(region, cutoff_day)
+    }
+    fn record_retention<'a>(
+        &'a self,
+        r: &'a RetentionRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.record_retention(r)
+    }
+    fn retention_log(
+        &self,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<RetentionRecord>, StoreError>> {
+        self.inner.retention_log(limit)
+    }
+}
+
+struct Paced {
+    rate: u64,
+    events: u64,
+    agent_cpu_s: f64,
+    wall_s: f64,
+    behind_ms: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+/// The agent in another process at `rate` events/s for `seconds`, shipping to a server (SQLite,
+/// default settings) in this process.
+async fn paced(dir: &Path, rate: u64, seconds: u64) -> Paced {
+    let lags = Arc::new(Mutex::new(Vec::new()));
+    let l2 = lags.clone();
+    let layer: rampart_server::StoreLayer =
+        Box::new(move |inner| Arc::new(LagStore { inner, lags_ns: l2 }) as Arc<dyn Store>);
+    let (server, url, tls) = server_and_enrollment(dir, sqlite("full"), Some(layer)).await;
+    let out = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .env("RAMPART_BENCH_ROLE", "agent")
+        .env("RAMPART_BENCH_URL", &url)
+        .env("RAMPART_BENCH_TLS", &tls)
+        .env("RAMPART_BENCH_QUEUE", dir.join("agent"))
+        .env("RAMPART_BENCH_RATE", rate.to_string())
+        .env("RAMPART_BENCH_SECONDS", seconds.to_string())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "agent process: {:?}", out.status);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("AGENT "))
+        .unwrap_or_else(|| panic!("agent printed no result: {text}"));
+    let field = |k: &str| -> f64 {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let stored = server.store().count(&Query::default()).await.unwrap();
+    let events = field("events") as u64;
+    assert_eq!(stored, events, "every event stored once");
+    server.shutdown().await;
+    let mut l = std::mem::take(&mut *lags.lock().unwrap());
+    l.sort_unstable();
+    let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)] as f64 / 1e6;
+    Paced {
+        rate,
+        events,
+        agent_cpu_s: field("cpu_s"),
+        wall_s: field("wall_s"),
+        behind_ms: field("behind_ms") as u64,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        max_ms: l.last().copied().unwrap_or(0) as f64 / 1e6,
+    }
+}
+
+/// The child process of [`paced`]: the agent's shipper (queue + server output, default
+/// settings) fed `rate` events/s in 10 ms steps, each event's time set as it is appended.
+fn agent_role() {
+    let env = |k: &str| std::env::var(k).unwrap();
+    let rate: u64 = env("RAMPART_BENCH_RATE").parse().unwrap();
+    let seconds: u64 = env("RAMPART_BENCH_SECONDS").parse().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut cfg = ShipConfig::new(PathBuf::from(env("RAMPART_BENCH_QUEUE")).join("queue"));
+    cfg.outputs = vec![server_output(
+        &env("RAMPART_BENCH_URL"),
+        Path::new(&env("RAMPART_BENCH_TLS")),
+    )];
+    let mut evs = events(rate * seconds, "bench-host", 0xa9e7);
+    let shipper = rt
+        .block_on(async {
+            rampart_ship::start(
+                &cfg,
+                evs[0].device.clone(),
+                Vec::new(),
+                &rt.handle().clone(),
+            )
+        })
+        .unwrap();
+    let step = Duration::from_millis(10);
+    let per_step = (rate / 100).max(1) as usize;
+    let cpu0 = cpu_seconds();
+    let start = Instant::now();
+    let mut behind = Duration::ZERO;
+    for (i, chunk) in evs.chunks_mut(per_step).enumerate() {
+        let due = start + step * i as u32;
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        } else {
+            behind = behind.max(now - due);
+        }
+        let t = now_ns();
+        for e in chunk.iter_mut() {
+            e.time_ns = t;
+        }
+        let r = shipper.send_all(chunk).unwrap();
+        assert_eq!(r.dropped, 0);
+    }
+    rt.block_on(wait_drained(&shipper));
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    println!(
+        "AGENT events={} cpu_s={cpu:.4} wall_s={wall:.4} behind_ms={}",
+        evs.len(),
+        behind.as_millis()
+    );
+    rt.block_on(shipper.shutdown(Duration::from_secs(1)));
+}
+
 fn main() {
+    if std::env::var("RAMPART_BENCH_ROLE").as_deref() == Ok("agent") {
+        agent_role();
+        return;
+    }
     let n: u64 = std::env::var("RAMPART_BENCH_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
-    let evs = events(n, "bench-host");
+    let seconds: u64 = std::env::var("RAMPART_BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let parts = std::env::var("RAMPART_BENCH_PARTS").unwrap_or("sqlite,clickhouse,agent".into());
+    let part = |p: &str| parts.split(',').any(|x| x.trim() == p);
+    let evs = events(n, "bench-host", 0xbe7c);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let base = baseline(&evs, dir.path());
-    let (queued, delivered) = rt.block_on(queue_only(&evs, &dir.path().join("q")));
-    let (ingest, cores) = rt.block_on(full(&evs, &dir.path().join("full")));
-    println!("events: {n} (net.connect, ~{} bytes of JSON each)", {
-        serde_json::to_vec(&evs[0]).unwrap().len()
-    });
-    println!("baseline  JSON lines to a file, one fsync        {base:>10.0} events/s");
+    let d = dir.path();
     println!(
-        "queue     Shipper::send_all into the durable queue  {queued:>10.0} events/s  ({:.2}x baseline)",
-        queued / base
+        "events: {n} (net.connect, ~{} bytes of JSON each); load average at start: {}",
+        serde_json::to_vec(&evs[0]).unwrap().len(),
+        load_average()
     );
-    println!(
-        "queue     ... and delivered by the file output      {delivered:>10.0} events/s  ({:.2}x baseline)",
-        delivered / base
-    );
-    println!(
-        "full      queue + mTLS + zstd + server + SQLite     {ingest:>10.0} events/s  ({:.2}x baseline), {cores:.2} cores busy (agent and server together)",
-        ingest / base
-    );
+    let mut max_rate: Option<f64> = None;
+    if part("parse") {
+        // The server's JSON work alone, for profiling: parse_batch of 5000-record bodies.
+        let sender = Sender {
+            agent_id: "agt-bench".into(),
+            region: "eu-de".into(),
+        };
+        let mut body = Vec::new();
+        for e in &evs[..5000.min(evs.len())] {
+            serde_json::to_writer(&mut body, e).unwrap();
+            body.push(b'\n');
+        }
+        let cpu0 = cpu_seconds();
+        let rounds = (n as usize / 5000).max(1);
+        for _ in 0..rounds {
+            let p = parse_batch(&body, &sender, None, now_ns());
+            assert!(p.rejected.is_empty());
+        }
+        let per = (cpu_seconds() - cpu0) / (rounds * 5000) as f64 * 1e6;
+        println!("parse     parse_batch alone: {per:.2} µs of CPU per event");
+        // The general path (a JSON tree, as every record took before the fast path): an
+        // anonymiser that changes nothing forces it.
+        let policy: rampart_ship::anonymise::AnonymiseConfig = serde_yaml::from_str("{}").unwrap();
+        let a = rampart_ship::anonymise::Anonymiser::new(policy, &[7u8; 32]).unwrap();
+        let cpu0 = cpu_seconds();
+        for _ in 0..rounds {
+            let p = parse_batch(&body, &sender, Some(&a), now_ns());
+            assert!(p.rejected.is_empty());
+        }
+        let tree = (cpu_seconds() - cpu0) / (rounds * 5000) as f64 * 1e6;
+        println!(
+            "parse     ... through the JSON tree (anonymiser with an empty policy): {tree:.2} µs per event ({:.2}x)",
+            tree / per
+        );
+    }
+    if part("sqlite") {
+        let base = baseline(&evs, &d.join("b"));
+        let (queued, delivered) = rt.block_on(queue_only(&evs, &d.join("q")));
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&d.join("store-only.db"), true).unwrap());
+        let (alone, alone_cores) = rt.block_on(store_only(&evs, store));
+        let (one, one_cores) = rt.block_on(full(&evs, &d.join("f1"), sqlite("full"), 1));
+        let default_in_flight = ShipConfig::new(d).batch.in_flight;
+        let (many, many_cores) =
+            rt.block_on(full(&evs, &d.join("f4"), sqlite("full"), default_in_flight));
+        let (normal, normal_cores) = rt.block_on(full(
+            &evs,
+            &d.join("fn"),
+            sqlite("normal"),
+            default_in_flight,
+        ));
+        max_rate = Some(many);
+        println!("baseline  JSON lines to a file, one fsync                  {base:>9.0} events/s");
+        let row = |what: &str, v: f64, cores: Option<f64>| {
+            let c = cores.map_or(String::new(), |c| format!(", {c:.2} cores busy"));
+            println!(
+                "{what:<58} {v:>9.0} events/s  {:.2}x baseline, {:.2}x store alone{c}",
+                v / base,
+                v / alone
+            );
+        };
+        row(
+            "queue     Shipper::send_all into the durable queue",
+            queued,
+            None,
+        );
+        row(
+            "queue     ... and delivered by the file output",
+            delivered,
+            None,
+        );
+        row(
+            "sqlite    store alone: parse_batch + insert, no network",
+            alone,
+            Some(alone_cores),
+        );
+        row(
+            "sqlite    full path, 1 batch in flight, synchronous=full",
+            one,
+            Some(one_cores),
+        );
+        row(
+            &format!("sqlite    full path, {default_in_flight} in flight, synchronous=full"),
+            many,
+            Some(many_cores),
+        );
+        row(
+            &format!("sqlite    full path, {default_in_flight} in flight, synchronous=normal"),
+            normal,
+            Some(normal_cores),
+        );
+        println!("load average after sqlite: {}", load_average());
+    }
+    if part("clickhouse") {
+        match support::ClickHouse::start() {
+            None => println!("clickhouse: skipped (clickhouse-server not installed)"),
+            Some(ch) => {
+                let url = ch.url();
+                let store: Arc<dyn Store> = Arc::new(
+                    rt.block_on(ClickHouseStore::open(ClickHouseConfig {
+                        url: url.clone(),
+                        database: "bench_store".into(),
+                        user: None,
+                        password: None,
+                    }))
+                    .unwrap(),
+                );
+                let ch_cpu = || process_cpu_seconds(ch.pid());
+                let timed = |c0: f64, w0: Instant| (ch_cpu() - c0) / w0.elapsed().as_secs_f64();
+                let (c0, w0) = (ch_cpu(), Instant::now());
+                let (alone, alone_cores) = rt.block_on(store_only(&evs, store));
+                let alone_ch = timed(c0, w0);
+                let default_in_flight = ShipConfig::new(d).batch.in_flight;
+                let (c0, w0) = (ch_cpu(), Instant::now());
+                let (one, one_cores) = rt.block_on(full(
+                    &evs,
+                    &d.join("c1"),
+                    clickhouse(&url, "bench_full1"),
+                    1,
+                ));
+                let one_ch = timed(c0, w0);
+                let (c0, w0) = (ch_cpu(), Instant::now());
+                let (many, many_cores) = rt.block_on(full(
+                    &evs,
+                    &d.join("c4"),
+                    clickhouse(&url, "bench_full4"),
+                    default_in_flight,
+                ));
+                let many_ch = timed(c0, w0);
+                let row = |what: &str, v: f64, cores: f64, ch: f64| {
+                    println!(
+                        "{what:<58} {v:>9.0} events/s  {:.2}x store alone, {cores:.2} cores busy here + {ch:.2} in clickhouse-server",
+                        v / alone
+                    );
+                };
+                row(
+                    "clickhouse store alone: parse_batch + insert, no TLS",
+                    alone,
+                    alone_cores,
+                    alone_ch,
+                );
+                row(
+                    "clickhouse full path, 1 batch in flight",
+                    one,
+                    one_cores,
+                    one_ch,
+                );
+                row(
+                    &format!("clickhouse full path, {default_in_flight} in flight"),
+                    many,
+                    many_cores,
+                    many_ch,
+                );
+                println!("load average after clickhouse: {}", load_average());
+            }
+        }
+    }
+    if part("agent") {
+        let half = max_rate.map_or(10_000, |m| ((m / 2.0) as u64 / 100) * 100);
+        for rate in [10_000u64, half] {
+            let p = rt.block_on(paced(&d.join(format!("paced-{rate}")), rate, seconds));
+            let ms_per_s = p.agent_cpu_s / p.wall_s * 1000.0;
+            println!(
+                "agent     {} events/s for {:.1} s ({} events): agent CPU {ms_per_s:.0} ms/s = {:.1}% of a core, {:.1}% per 10,000 events/s; pacing fell behind by at most {} ms",
+                p.rate,
+                p.wall_s,
+                p.events,
+                ms_per_s / 10.0,
+                ms_per_s / 10.0 * 10_000.0 / p.rate as f64,
+                p.behind_ms
+            );
+            println!(
+                "lag       append -> committed at {} events/s: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                p.rate, p.p50_ms, p.p99_ms, p.max_ms
+            );
+        }
+        println!("load average after agent: {}", load_average());
+    }
 }

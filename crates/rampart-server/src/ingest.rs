@@ -2,10 +2,14 @@
 //! the agent's region stamped on every record, the region's anonymisation, the columns.
 
 use std::collections::HashSet;
+use std::fmt;
 use std::io::Read;
 
 use rampart_ship::anonymise::Anonymiser;
 use rampart_ship::protocol::{RejectedLine, MAX_INGEST_BODY};
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::store::{day_of, RecordKind, StoredRecord};
@@ -96,7 +100,185 @@ pub fn parse_batch(
     out
 }
 
+/// Retention counts from the event's day, but never from a day in the future (a wrong clock
+/// must not make a record immortal).
+fn retention_day(time_ns: u64, now_ns: u64) -> u32 {
+    day_of(time_ns.min(now_ns.saturating_add(86_400_000_000_000)))
+}
+
 fn parse_line(
+    line: &[u8],
+    sender: &Sender,
+    anonymiser: Option<&Anonymiser>,
+    now_ns: u64,
+) -> Result<StoredRecord, String> {
+    if anonymiser.is_none() {
+        if let Some(row) = parse_line_fast(line, sender, now_ns) {
+            return Ok(row);
+        }
+    }
+    parse_line_tree(line, sender, anonymiser, now_ns)
+}
+
+/// The top-level members of a JSON object in their order, values unparsed. Member names with
+/// escapes do not borrow and fail deserialisation (the general path takes such records).
+struct RawObject<'a>(Vec<(&'a str, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for RawObject<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawObject<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<RawObject<'de>, A::Error> {
+                let mut v = Vec::with_capacity(24);
+                while let Some(kv) = m.next_entry::<&'de str, &'de RawValue>()? {
+                    v.push(kv);
+                }
+                Ok(RawObject(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'a> RawObject<'a> {
+    fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
+    }
+}
+
+/// A string member as the columns take it: the string, or "" when absent or not a string.
+fn str_or_empty(raw: Option<&RawValue>) -> Option<String> {
+    match raw {
+        Some(r) if r.get().starts_with('"') => serde_json::from_str(r.get()).ok(),
+        _ => Some(String::new()),
+    }
+}
+
+#[derive(Deserialize)]
+struct MetadataCols {
+    uid: String,
+}
+
+#[derive(Deserialize)]
+struct ContainerCols<'a> {
+    #[serde(borrow, default)]
+    uid: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    image: Option<&'a RawValue>,
+}
+
+/// [`parse_line_tree`] without building the record's JSON tree, for records that need no
+/// anonymisation: the columns are read from the members that hold them, `device` is the only
+/// member rewritten (the sender's region), every other member is copied as it came. `None`
+/// when the record is not a plain object of that shape (duplicate or escaped member names, a
+/// missing or mistyped id, type or time): the general path then decides, with its error
+/// messages, so both paths store the same thing.
+fn parse_line_fast(line: &[u8], sender: &Sender, now_ns: u64) -> Option<StoredRecord> {
+    let text = std::str::from_utf8(line).ok()?;
+    let obj: RawObject<'_> = serde_json::from_str(text).ok()?;
+    let mut names: Vec<&str> = obj.0.iter().map(|(k, _)| *k).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return None;
+    }
+    let id = serde_json::from_str::<MetadataCols>(obj.get("metadata")?.get())
+        .ok()?
+        .uid;
+    if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
+        return None;
+    }
+    let event_type: String = serde_json::from_str(obj.get("type")?.get()).ok()?;
+    let time_ns: u64 = serde_json::from_str(obj.get("time_ns")?.get()).ok()?;
+    let device_raw = obj.get("device").filter(|d| d.get().starts_with('{'));
+    let (host, device) = match device_raw {
+        Some(d) => {
+            let mut m: serde_json::Map<String, Value> = serde_json::from_str(d.get()).ok()?;
+            let host = m
+                .get("hostname")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            m.insert("region".into(), Value::String(sender.region.clone()));
+            (host, serde_json::to_string(&m).ok()?)
+        }
+        None => (
+            String::new(),
+            serde_json::json!({"hostname": "", "region": sender.region}).to_string(),
+        ),
+    };
+    let (container_id, container_name, image) = match obj.get("container") {
+        Some(c) if c.get().starts_with('{') => {
+            let c: ContainerCols<'_> = serde_json::from_str(c.get()).ok()?;
+            (
+                str_or_empty(c.uid)?,
+                str_or_empty(c.name)?,
+                str_or_empty(c.image)?,
+            )
+        }
+        _ => (String::new(), String::new(), String::new()),
+    };
+    let mut json = String::with_capacity(text.len() + device.len() + 16);
+    json.push('{');
+    let mut has_device = false;
+    for (i, (k, v)) in obj.0.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        // A borrowed member name has no escapes, so it is written as it came.
+        json.push('"');
+        json.push_str(k);
+        json.push_str("\":");
+        if *k == "device" {
+            json.push_str(&device);
+            has_device = true;
+        } else {
+            json.push_str(v.get());
+        }
+    }
+    if !has_device {
+        if !obj.0.is_empty() {
+            json.push(',');
+        }
+        json.push_str("\"device\":");
+        json.push_str(&device);
+    }
+    json.push('}');
+    let kind = if event_type == "alert" {
+        RecordKind::Alert
+    } else {
+        RecordKind::Event
+    };
+    Some(StoredRecord {
+        kind,
+        day: retention_day(time_ns, now_ns),
+        host,
+        region: sender.region.clone(),
+        agent_id: sender.agent_id.clone(),
+        container_id,
+        container_name,
+        image,
+        rule: str_or_empty(obj.get("rule"))?,
+        priority: str_or_empty(obj.get("priority"))?,
+        severity: obj
+            .get("severity_id")
+            .and_then(|s| serde_json::from_str::<u64>(s.get()).ok())
+            .map_or(0, |s| s.min(255) as u8),
+        ingested_ns: now_ns,
+        json,
+        id,
+        event_type,
+        time_ns,
+    })
+}
+
+/// The general path: the record as a JSON tree, anonymised when the region says so.
+fn parse_line_tree(
     line: &[u8],
     sender: &Sender,
     anonymiser: Option<&Anonymiser>,
@@ -144,9 +326,7 @@ fn parse_line(
     } else {
         RecordKind::Event
     };
-    // Retention counts from the event's day, but never from a day in the future (a wrong
-    // clock must not make a record immortal).
-    let day = day_of(time_ns.min(now_ns.saturating_add(86_400_000_000_000)));
+    let day = retention_day(time_ns, now_ns);
     Ok(StoredRecord {
         kind,
         day,
@@ -202,6 +382,78 @@ not json\n\
             "region from the certificate: {}",
             r.json
         );
+    }
+
+    /// The columns and the stored JSON (as a value) of both paths, side by side.
+    fn both(line: &str) -> (StoredRecord, StoredRecord) {
+        let fast = parse_line_fast(line.as_bytes(), &sender(), 10)
+            .unwrap_or_else(|| panic!("the fast path takes {line}"));
+        let tree = parse_line_tree(line.as_bytes(), &sender(), None, 10).expect("valid record");
+        (fast, tree)
+    }
+
+    #[test]
+    fn fast_path_stores_what_the_tree_path_stores() {
+        let mut e = rampart_event::Event::new(
+            rampart_event::EventId::new(0xabc, 7),
+            1_700_000_000_000_000_000,
+            rampart_event::EventKind::ProcessExec,
+            std::sync::Arc::new(rampart_event::Device {
+                hostname: "vps1".into(),
+                region: Some("us-ca".into()),
+            }),
+        );
+        e.container = Some(std::sync::Arc::new(rampart_event::Container::unnamed(
+            "c".repeat(64),
+            rampart_event::ContainerRuntime::Docker,
+        )));
+        let event = serde_json::to_string(&e).expect("serialises");
+        let lines = [
+            event.as_str(),
+            r#"{"metadata":{"uid":"al-1","version":"1"},"type":"alert","time_ns":7,"rule":"Shell \"x\"","priority":"Warning","severity_id":3,"device":{"hostname":"h\u00e9","region":"us-ca"},"container":{"uid":"abc","name":"web","image":"nginx"}}"#,
+            r#"{"metadata":{"uid":"x"},"type":"process.exec","time_ns":1}"#,
+            r#"{"metadata":{"uid":"x"},"type":"process.exec","time_ns":1,"device":null,"container":null}"#,
+            r#" { "metadata" : {"uid":"x"} , "type":"process.exec","time_ns":99999999999999999999999,"device":"h","container":{"name":5},"severity_id":3.5,"rule":null} "#,
+        ];
+        for l in lines {
+            if l.contains("99999999999999999999999") {
+                // Not a u64: both paths refuse it.
+                assert!(parse_line_fast(l.as_bytes(), &sender(), 10).is_none());
+                assert!(parse_line_tree(l.as_bytes(), &sender(), None, 10).is_err());
+                continue;
+            }
+            let (mut fast, mut tree) = both(l);
+            let fj: Value = serde_json::from_str(&fast.json).expect("fast path writes JSON");
+            let tj: Value = serde_json::from_str(&tree.json).expect("tree path writes JSON");
+            assert_eq!(fj, tj, "{l}");
+            assert_eq!(fj["device"]["region"], "eu-de");
+            fast.json.clear();
+            tree.json.clear();
+            assert_eq!(fast, tree, "{l}");
+        }
+        let odd = r#"{"metadata":{"uid":"x"},"type":"process.exec","time_ns":1,"device":"h","container":{"name":5},"severity_id":3.5,"rule":null}"#;
+        let (fast, tree) = both(odd);
+        assert_eq!((fast.host.as_str(), fast.container_name.as_str()), ("", ""));
+        assert_eq!((fast.severity, fast.rule.as_str()), (0, ""));
+        assert_eq!(
+            serde_json::from_str::<Value>(&fast.json).expect("JSON"),
+            serde_json::from_str::<Value>(&tree.json).expect("JSON")
+        );
+        // Shapes left to the general path (which accepts or rejects them with its messages).
+        for l in [
+            r#"{"metadata":{"uid":"x"},"type":"a","time_ns":1,"type":"b"}"#,
+            r#"{"metadata":{"uid":"x"},"\u0074ype":"a","time_ns":1}"#,
+            r#"{"metadata":{"uid":5},"type":"a","time_ns":1}"#,
+            r#"{"metadata":{"uid":"x"},"type":"a"}"#,
+            r#"{"metadata":{"uid":"x"},"type":"a","time_ns":1.5}"#,
+            r#"{"metadata":{"uid":""},"type":"a","time_ns":1}"#,
+            "[1]",
+        ] {
+            assert!(
+                parse_line_fast(l.as_bytes(), &sender(), 10).is_none(),
+                "{l}"
+            );
+        }
     }
 
     #[test]

@@ -258,6 +258,47 @@ async fn suite(store: &dyn Store) {
         "{}",
         store.engine()
     );
+
+    // Agent-style ids (`<instance>-<hex seq>`, across a change of digit count, with gaps):
+    // a replay that overlaps what is stored counts exactly the stored ones as duplicates.
+    let agent = |n: u64| {
+        record(
+            &format!("00000000000000ab-{n:x}"),
+            RecordKind::Event,
+            T0 + 20_000 + n,
+            "agent",
+            "sg",
+        )
+    };
+    let first: Vec<_> = (0xf00..0x1080u64)
+        .filter(|n| n % 5 != 0)
+        .map(agent)
+        .collect();
+    let out = store.insert(&first).await.unwrap();
+    assert_eq!((out.inserted, out.duplicates), (first.len() as u64, 0));
+    let replay: Vec<_> = (0xfc0..0x1100u64).map(agent).collect();
+    let stored_before = replay.iter().filter(|r| first.contains(r)).count() as u64;
+    let out = store.insert(&replay).await.unwrap();
+    assert_eq!(
+        (out.inserted, out.duplicates),
+        (replay.len() as u64 - stored_before, stored_before),
+        "{}",
+        store.engine()
+    );
+    let sg = Query {
+        region: Some("sg".into()),
+        ..Query::default()
+    };
+    let expected = (0xf00..0x1100u64)
+        .filter(|n| *n >= 0xfc0 || n % 5 != 0)
+        .count() as u64;
+    assert_eq!(
+        store.count(&sg).await.unwrap(),
+        expected,
+        "{}",
+        store.engine()
+    );
+    store.delete_before("sg", u32::MAX).await.unwrap();
 }
 
 #[tokio::test]

@@ -14,8 +14,10 @@ use tokio::task::JoinHandle;
 
 use crate::anonymise::{AnonymiseConfig, AnonymiseError, Anonymiser};
 use crate::metrics::PromWriter;
-use crate::output::{Output, OutputConfig, OutputError};
-use crate::queue::{Appended, BatchLimits, LossReason, LossReport, Queue, QueueConfig, QueueError};
+use crate::output::{Delivered, Output, OutputConfig, OutputError};
+use crate::queue::{
+    Appended, BatchLimits, Entry, LossReason, LossReport, Queue, QueueConfig, QueueError,
+};
 use crate::record::Shippable;
 
 fn default_max_records() -> usize {
@@ -26,6 +28,9 @@ fn default_max_batch_bytes() -> usize {
 }
 fn default_linger_ms() -> u64 {
     100
+}
+fn default_in_flight() -> usize {
+    4
 }
 
 /// `batch:` how records are grouped for delivery.
@@ -41,6 +46,11 @@ pub struct BatchConfig {
     /// After the first record of a batch, wait this long for more (default 100 ms).
     #[serde(default = "default_linger_ms")]
     pub linger_ms: u64,
+    /// Batches an output may have in flight at once (default 4), each on its own connection,
+    /// for outputs that can (the server output); the others take one batch at a time. Batches
+    /// are acknowledged in queue order whatever order their answers come in.
+    #[serde(default = "default_in_flight")]
+    pub in_flight: usize,
 }
 
 impl Default for BatchConfig {
@@ -49,6 +59,7 @@ impl Default for BatchConfig {
             max_records: default_max_records(),
             max_bytes: default_max_batch_bytes(),
             linger_ms: default_linger_ms(),
+            in_flight: default_in_flight(),
         }
     }
 }
@@ -339,6 +350,7 @@ pub fn start(
             c,
             limits,
             cfg.backoff,
+            cfg.batch.in_flight,
             stop_rx.clone(),
         )));
     }
@@ -363,80 +375,227 @@ pub fn start(
     Ok(shipper)
 }
 
-/// One output's loop: read a batch, deliver it until it gets there, acknowledge, repeat.
-async fn deliver(
-    mut output: Box<dyn Output>,
+/// A batch being delivered by one of an output's senders.
+struct Flight {
+    last_seq: u64,
+    oldest_ms: u64,
+    handle: JoinHandle<Sent>,
+}
+
+/// A sender back from delivering a batch, the batch, and how it went.
+type Sent = (Box<dyn Output>, Vec<Entry>, Result<Delivered, OutputError>);
+
+/// Reads an output's batches from the queue into `tx`, so that delivery can wait for answers
+/// and new batches at once (a read in progress is not cancellation-safe; a channel is).
+async fn read_batches(
     mut reader: crate::queue::Reader,
-    c: Arc<OutputCounters>,
     limits: BatchLimits,
-    backoff: BackoffConfig,
+    tx: tokio::sync::mpsc::Sender<Vec<Entry>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let name = output.name().to_string();
+    let name = reader.name().to_string();
     loop {
         let batch = tokio::select! {
             b = reader.next_batch(limits) => b,
             _ = stop.wait_for(|s| *s) => return,
         };
-        let batch = match batch {
-            Ok(b) if b.is_empty() => continue,
-            Ok(b) => b,
+        match batch {
+            Ok(b) if b.is_empty() => {}
+            Ok(b) => {
+                if tx.send(b).await.is_err() {
+                    return;
+                }
+            }
             Err(e) => {
                 tracing::error!(output = %name, "reading the queue: {e}");
                 tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = stop.wait_for(|s| *s) => return,
                 }
             }
-        };
-        let Some(last_seq) = batch.last().map(|e| e.seq) else {
-            continue;
-        };
-        let oldest_ms = batch.first().map_or(0, |e| e.written_ms);
-        let mut delay = Duration::from_millis(backoff.initial_ms.max(1));
-        let mut failures = 0u32;
-        loop {
-            c.lag_ms
-                .store(now_ms().saturating_sub(oldest_ms), Ordering::Relaxed);
-            let result = tokio::select! {
-                r = output.send(&batch) => r,
-                _ = stop.wait_for(|s| *s) => return,
-            };
-            match result {
-                Ok(d) => {
-                    if let Err(e) = reader.ack(last_seq) {
-                        // Delivered but not recorded: it will be delivered again after a restart
-                        // (idempotent at the server). Keep going.
-                        tracing::error!(output = %name, "recording delivery: {e}");
-                    }
-                    c.sent_records
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    c.sent_bytes.fetch_add(d.bytes, Ordering::Relaxed);
-                    c.rejected.fetch_add(d.rejected, Ordering::Relaxed);
-                    c.duplicates.fetch_add(d.duplicates, Ordering::Relaxed);
-                    c.last_success_ms.store(now_ms(), Ordering::Relaxed);
-                    c.lag_ms.store(0, Ordering::Relaxed);
-                    if failures > 0 {
-                        tracing::info!(output = %name, failures, "output delivering again");
-                    }
-                    break;
+        }
+    }
+}
+
+fn record_delivery(c: &OutputCounters, records: usize, d: Delivered) {
+    c.sent_records.fetch_add(records as u64, Ordering::Relaxed);
+    c.sent_bytes.fetch_add(d.bytes, Ordering::Relaxed);
+    c.rejected.fetch_add(d.rejected, Ordering::Relaxed);
+    c.duplicates.fetch_add(d.duplicates, Ordering::Relaxed);
+    c.last_success_ms.store(now_ms(), Ordering::Relaxed);
+}
+
+/// One output's loop: batches from the queue go out on up to `in_flight` senders at once (the
+/// output and its [`forks`](Output::fork)); answers are taken in queue order, so a batch is
+/// acknowledged only after every batch before it was, and a segment is deleted only once all
+/// its records are acknowledged. A failed batch is retried with backoff on its own before any
+/// later batch is acknowledged; later batches already delivered are then acknowledged with it.
+async fn deliver(
+    output: Box<dyn Output>,
+    reader: crate::queue::Reader,
+    c: Arc<OutputCounters>,
+    limits: BatchLimits,
+    backoff: BackoffConfig,
+    in_flight: usize,
+    mut stop: watch::Receiver<bool>,
+) {
+    let name = output.name().to_string();
+    let acker = reader.acker();
+    let mut idle: Vec<Box<dyn Output>> = vec![output];
+    while idle.len() < in_flight.max(1) {
+        match idle[0].fork() {
+            Some(o) => idle.push(o),
+            None => break,
+        }
+    }
+    let window = idle.len();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let read_task = tokio::spawn(read_batches(reader, limits, tx, stop.clone()));
+    let mut flying: std::collections::VecDeque<Flight> = std::collections::VecDeque::new();
+    let abort_all = |flying: &std::collections::VecDeque<Flight>| {
+        for f in flying {
+            f.handle.abort();
+        }
+    };
+    loop {
+        let can_start = flying.len() < window && !idle.is_empty();
+        let next = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => Next::Stop,
+            done = async {
+                match flying.front_mut() {
+                    Some(f) => (&mut f.handle).await,
+                    None => std::future::pending().await,
                 }
-                Err(e) => {
-                    c.send_errors.fetch_add(1, Ordering::Relaxed);
-                    failures += 1;
-                    // First failure and then every 10th: an outage of hours must not flood logs.
-                    if failures == 1 || failures % 10 == 0 {
-                        tracing::warn!(output = %name, failures, retry_in_ms = delay.as_millis() as u64, "{e}");
-                    }
-                    let jitter = 0.75 + (random_u64() % 500) as f64 / 1000.0;
-                    let sleep = delay.mul_f64(jitter);
-                    tokio::select! {
-                        () = tokio::time::sleep(sleep) => {}
-                        _ = stop.wait_for(|s| *s) => return,
-                    }
-                    delay = (delay * 2).min(Duration::from_millis(backoff.max_ms.max(1)));
-                }
+            }, if !flying.is_empty() => Next::Answer(done),
+            b = rx.recv(), if can_start => Next::Batch(b),
+        };
+        match next {
+            Next::Stop => {
+                abort_all(&flying);
+                read_task.abort();
+                return;
             }
+            Next::Answer(done) => {
+                let Some(flight) = flying.pop_front() else {
+                    continue;
+                };
+                let (mut out, batch, result) = match done {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // The output panicked: its sender is gone. Stop this output (as a panic
+                        // in the loop itself would); what it had not acknowledged stays queued.
+                        tracing::error!(output = %name, "output task failed: {e}");
+                        abort_all(&flying);
+                        read_task.abort();
+                        return;
+                    }
+                };
+                let delivered = match result {
+                    Ok(d) => d,
+                    Err(e) => {
+                        let oldest = flight.oldest_ms;
+                        match retry(&mut *out, &batch, &c, backoff, e, oldest, &mut stop).await {
+                            Some(d) => d,
+                            None => {
+                                abort_all(&flying);
+                                read_task.abort();
+                                return;
+                            }
+                        }
+                    }
+                };
+                idle.push(out);
+                if let Err(e) = acker.ack(flight.last_seq) {
+                    // Delivered but not recorded: it will be delivered again after a restart
+                    // (idempotent at the server). Keep going.
+                    tracing::error!(output = %name, "recording delivery: {e}");
+                }
+                record_delivery(&c, batch.len(), delivered);
+                let lag = flying
+                    .front()
+                    .map_or(0, |f| now_ms().saturating_sub(f.oldest_ms));
+                c.lag_ms.store(lag, Ordering::Relaxed);
+            }
+            Next::Batch(None) => {
+                // The reader stopped (only at shutdown).
+                abort_all(&flying);
+                return;
+            }
+            Next::Batch(Some(batch)) => {
+                let (Some(last_seq), Some(oldest_ms)) = (
+                    batch.last().map(|e| e.seq),
+                    batch.first().map(|e| e.written_ms),
+                ) else {
+                    continue;
+                };
+                let Some(mut out) = idle.pop() else { continue };
+                let front = flying.front().map_or(oldest_ms, |f| f.oldest_ms);
+                c.lag_ms
+                    .store(now_ms().saturating_sub(front), Ordering::Relaxed);
+                let handle = tokio::spawn(async move {
+                    let r = out.send(&batch).await;
+                    (out, batch, r)
+                });
+                flying.push_back(Flight {
+                    last_seq,
+                    oldest_ms,
+                    handle,
+                });
+            }
+        }
+    }
+}
+
+/// What the delivery loop woke up for.
+enum Next {
+    Stop,
+    /// The oldest batch in flight got its answer.
+    Answer(Result<Sent, tokio::task::JoinError>),
+    /// A batch from the queue (`None`: the reader stopped).
+    Batch(Option<Vec<Entry>>),
+}
+
+/// Sends `batch` again until it gets there (backoff with jitter); `None` when stopped.
+async fn retry(
+    output: &mut dyn Output,
+    batch: &[Entry],
+    c: &OutputCounters,
+    backoff: BackoffConfig,
+    first_error: OutputError,
+    oldest_ms: u64,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Delivered> {
+    let name = output.name().to_string();
+    let mut delay = Duration::from_millis(backoff.initial_ms.max(1));
+    let mut failures = 0u32;
+    let mut error = first_error;
+    loop {
+        c.send_errors.fetch_add(1, Ordering::Relaxed);
+        failures += 1;
+        // First failure and then every 10th: an outage of hours must not flood logs.
+        if failures == 1 || failures % 10 == 0 {
+            tracing::warn!(output = %name, failures, retry_in_ms = delay.as_millis() as u64, "{error}");
+        }
+        let jitter = 0.75 + (random_u64() % 500) as f64 / 1000.0;
+        let sleep = delay.mul_f64(jitter);
+        tokio::select! {
+            () = tokio::time::sleep(sleep) => {}
+            _ = stop.wait_for(|s| *s) => return None,
+        }
+        delay = (delay * 2).min(Duration::from_millis(backoff.max_ms.max(1)));
+        c.lag_ms
+            .store(now_ms().saturating_sub(oldest_ms), Ordering::Relaxed);
+        let result = tokio::select! {
+            r = output.send(batch) => r,
+            _ = stop.wait_for(|s| *s) => return None,
+        };
+        match result {
+            Ok(d) => {
+                tracing::info!(output = %name, failures, "output delivering again");
+                return Some(d);
+            }
+            Err(e) => error = e,
         }
     }
 }
@@ -738,5 +897,145 @@ fn report_losses_final(inner: &Inner) {
                 r.detail
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests: a failure is a test failure")]
+
+    use std::sync::OnceLock;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::output::BoxFuture;
+    use crate::queue::FsyncPolicy;
+
+    #[derive(Default)]
+    struct Log {
+        calls: u64,
+        delivered: Vec<u64>,
+        failures: u64,
+        concurrent: usize,
+        max_concurrent: usize,
+        /// Batches that found their own records already acknowledged while in flight.
+        acked_too_early: Vec<String>,
+    }
+
+    /// An output whose sends take varying times (so answers come back out of order) and
+    /// whose every third call fails, with forks sharing one log.
+    struct Flaky {
+        log: Arc<Mutex<Log>>,
+        queue: Arc<OnceLock<Queue>>,
+    }
+
+    impl Flaky {
+        fn acked_position(&self) -> u64 {
+            let s = self.queue.get().expect("queue set").stats();
+            s.next_seq - s.pending["flaky"]
+        }
+    }
+
+    impl Output for Flaky {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+
+        fn send<'a>(
+            &'a mut self,
+            batch: &'a [Entry],
+        ) -> BoxFuture<'a, Result<Delivered, OutputError>> {
+            Box::pin(async move {
+                let first = batch.first().map_or(0, |e| e.seq);
+                let call = {
+                    let mut l = self.log.lock().unwrap();
+                    l.calls += 1;
+                    l.concurrent += 1;
+                    l.max_concurrent = l.max_concurrent.max(l.concurrent);
+                    l.calls
+                };
+                tokio::time::sleep(Duration::from_millis((first * 7919) % 23)).await;
+                let acked = self.acked_position();
+                let mut l = self.log.lock().unwrap();
+                l.concurrent -= 1;
+                if acked > first {
+                    l.acked_too_early
+                        .push(format!("batch from {first}: acknowledged up to {acked}"));
+                }
+                if call % 3 == 0 && l.failures < 20 {
+                    l.failures += 1;
+                    return Err(OutputError::new("flaky", "refused"));
+                }
+                l.delivered.extend(batch.iter().map(|e| e.seq));
+                Ok(Delivered::default())
+            })
+        }
+
+        fn fork(&self) -> Option<Box<dyn Output>> {
+            Some(Box::new(Flaky {
+                log: self.log.clone(),
+                queue: self.queue.clone(),
+            }))
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_in_flight_are_acknowledged_in_order_and_each_delivered_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = ShipConfig::new(dir.path().join("q"));
+        cfg.queue.fsync = FsyncPolicy::EveryBatch;
+        cfg.queue.segment_bytes = 8192;
+        cfg.batch = BatchConfig {
+            max_records: 37,
+            max_bytes: 1 << 20,
+            linger_ms: 1,
+            in_flight: 4,
+        };
+        cfg.backoff = BackoffConfig {
+            initial_ms: 1,
+            max_ms: 5,
+        };
+        let log = Arc::new(Mutex::new(Log::default()));
+        let queue_slot = Arc::new(OnceLock::new());
+        let flaky = Flaky {
+            log: log.clone(),
+            queue: queue_slot.clone(),
+        };
+        let device = Arc::new(Device::default());
+        let shipper = start(
+            &cfg,
+            device,
+            vec![Box::new(flaky)],
+            &tokio::runtime::Handle::current(),
+        )
+        .unwrap();
+        queue_slot.set(shipper.queue().clone()).ok();
+        let n = 3000u64;
+        for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+            let payloads: Vec<Vec<u8>> = chunk
+                .iter()
+                .map(|i| format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(40)).into_bytes())
+                .collect();
+            shipper.send_json(&payloads).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while shipper.stats().outputs[0].pending > 0 {
+            assert!(Instant::now() < deadline, "{:?}", shipper.stats());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let stats = shipper.stats();
+        shipper.shutdown(Duration::from_secs(1)).await;
+        let l = log.lock().unwrap();
+        assert!(l.acked_too_early.is_empty(), "{:?}", l.acked_too_early);
+        let mut delivered = l.delivered.clone();
+        delivered.sort_unstable();
+        let expected: Vec<u64> = (0..n).collect();
+        assert_eq!(delivered, expected, "every record delivered exactly once");
+        assert_eq!(l.failures, 20);
+        assert!(l.max_concurrent > 1, "batches were in flight together");
+        assert_eq!(stats.outputs[0].sent_records, n);
+        assert_eq!(stats.outputs[0].send_errors, 20);
+        // Every segment but the one being written is gone once all is acknowledged.
+        assert_eq!(stats.queue.segments, 1, "{stats:?}");
     }
 }

@@ -83,7 +83,7 @@ impl SqliteStore {
         writer
             .execute_batch(&format!(
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=10000;
-                 PRAGMA cache_size=-65536; {SCHEMA}"
+                 PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=16384; {SCHEMA}"
             ))
             .map_err(err)?;
         let reader = Connection::open(path).map_err(err)?;

@@ -30,8 +30,8 @@ use crate::queue::Entry;
 /// A boxed future, as [`Output::send`] returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Where records go. Implementations deliver a whole batch or report failure; they are called
-/// for one batch at a time, in order.
+/// Where records go. Implementations deliver a whole batch or report failure; each sender is
+/// called for one batch at a time, in order (see [`Output::fork`] for more at once).
 pub trait Output: Send {
     /// The output's name: its queue cursor and its `output` label in metrics.
     fn name(&self) -> &str;
@@ -40,6 +40,14 @@ pub trait Output: Send {
     /// durably as this output can tell, and the queue may forget the batch; `Err` means it must
     /// be sent again.
     fn send<'a>(&'a mut self, batch: &'a [Entry]) -> BoxFuture<'a, Result<Delivered, OutputError>>;
+
+    /// Another sender to the same destination, so that several batches can be in flight at
+    /// once (`batch.in_flight`); the shipper still acknowledges them in queue order. Outputs
+    /// whose receiver takes batches independently (the server output: one connection each)
+    /// return one; the default `None` keeps delivery to one batch at a time.
+    fn fork(&self) -> Option<Box<dyn Output>> {
+        None
+    }
 }
 
 /// What a successful [`Output::send`] reports.

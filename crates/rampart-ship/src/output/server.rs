@@ -16,6 +16,8 @@ use crate::queue::Entry;
 #[derive(Debug)]
 pub struct ServerOutput {
     name: String,
+    url: String,
+    tls: Arc<rustls::ClientConfig>,
     client: HttpClient,
     level: i32,
 }
@@ -37,10 +39,12 @@ impl ServerOutput {
                 ),
             ));
         }
-        let client =
-            HttpClient::new(url, Some(tls)).map_err(|e| OutputError::new(&name, e.to_string()))?;
+        let client = HttpClient::new(url, Some(tls.clone()))
+            .map_err(|e| OutputError::new(&name, e.to_string()))?;
         Ok(ServerOutput {
             name,
+            url: url.to_string(),
+            tls,
             client,
             level: 3,
         })
@@ -110,5 +114,12 @@ impl Output for ServerOutput {
                 duplicates: answer.duplicates,
             })
         })
+    }
+
+    /// A sender with its own connection: the server ingests batches independently.
+    fn fork(&self) -> Option<Box<dyn Output>> {
+        ServerOutput::new(self.name.clone(), &self.url, self.tls.clone())
+            .ok()
+            .map(|o| Box::new(o.with_compression_level(self.level)) as Box<dyn Output>)
     }
 }

@@ -1212,13 +1212,16 @@ impl Reader {
     /// Acknowledges every record up to and including `seq`: the output delivered them. The
     /// position is fsynced before this returns; fully acknowledged segments are deleted.
     pub fn ack(&mut self, seq: u64) -> Result<(), QueueError> {
-        let q = &self.queue;
-        q.write_cursor(&self.name, seq + 1)?;
-        let mut st = q.lock();
-        if let Some(c) = st.cursors.get_mut(&self.name) {
-            *c = (*c).max(seq + 1);
+        self.acker().ack(seq)
+    }
+
+    /// A handle that acknowledges for this reader's output, usable while the reader reads on
+    /// elsewhere (delivery with several batches in flight).
+    pub fn acker(&self) -> Acker {
+        Acker {
+            queue: self.queue.clone(),
+            name: self.name.clone(),
         }
-        q.delete_consumed(&mut st)
     }
 
     /// Records appended but not yet acknowledged by this output.
@@ -1226,6 +1229,33 @@ impl Reader {
         let st = self.queue.lock();
         let c = st.cursors.get(&self.name).copied().unwrap_or(0);
         st.next_seq.saturating_sub(c)
+    }
+}
+
+/// Acknowledges delivered records of one output (see [`Reader::acker`]).
+#[derive(Debug, Clone)]
+pub struct Acker {
+    queue: Queue,
+    name: String,
+}
+
+impl Acker {
+    /// As [`Reader::ack`]: every record up to and including `seq` is delivered. Callers
+    /// acknowledge in sequence order; the cursor never moves back.
+    pub fn ack(&self, seq: u64) -> Result<(), QueueError> {
+        let q = &self.queue;
+        let mut st = q.lock();
+        let current = st.cursors.get(&self.name).copied().unwrap_or(0);
+        if seq < current {
+            return Ok(());
+        }
+        drop(st);
+        q.write_cursor(&self.name, seq + 1)?;
+        st = q.lock();
+        if let Some(c) = st.cursors.get_mut(&self.name) {
+            *c = (*c).max(seq + 1);
+        }
+        q.delete_consumed(&mut st)
     }
 }
 
