@@ -30,7 +30,7 @@ fn default_linger_ms() -> u64 {
     100
 }
 fn default_in_flight() -> usize {
-    4
+    1
 }
 
 /// `batch:` how records are grouped for delivery.
@@ -46,9 +46,11 @@ pub struct BatchConfig {
     /// After the first record of a batch, wait this long for more (default 100 ms).
     #[serde(default = "default_linger_ms")]
     pub linger_ms: u64,
-    /// Batches an output may have in flight at once (default 4), each on its own connection,
+    /// Batches an output may have in flight at once (default 1), each on its own connection,
     /// for outputs that can (the server output); the others take one batch at a time. Batches
-    /// are acknowledged in queue order whatever order their answers come in.
+    /// are acknowledged in queue order whatever order their answers come in, but the server
+    /// may commit them out of order, and the fleet's sequence rules (`temporal_ordered`) follow
+    /// commit order: more than 1 trades some cross-batch sequence detections for throughput.
     #[serde(default = "default_in_flight")]
     pub in_flight: usize,
 }
