@@ -327,6 +327,7 @@ fn db_import_raises_now_vulnerable_and_agents_install_the_signed_bundle() {
         .and_then(|l| l.split_whitespace().next())
         .unwrap_or_else(|| panic!("no version in {out}"))
         .to_string();
+    let manifest_v1 = std::fs::read_to_string(data.join("vulndb/manifest.json")).expect("v1");
     let inv = wait_until(
         "an inventory under database 1",
         Duration::from_secs(60),
@@ -452,6 +453,20 @@ fn db_import_raises_now_vulnerable_and_agents_install_the_signed_bundle() {
     assert_eq!(std::fs::read(&agent_db).expect("agent database"), installed);
     let recorded = std::fs::read_to_string(state.join("vulndb.json")).expect("installed manifest");
     assert!(recorded.contains(&v2), "{recorded}");
+    // The first bundle, validly signed, served again: refused as a rollback.
+    std::fs::write(&manifest, &manifest_v1).expect("serve the old manifest");
+    wait_until(
+        "the older bundle refused",
+        Duration::from_secs(30),
+        &agent_log,
+        || {
+            std::fs::read_to_string(&agent_log)
+                .unwrap_or_default()
+                .contains("refused (a rollback to an older database)")
+                .then_some(())
+        },
+    );
+    assert_eq!(std::fs::read(&agent_db).expect("agent database"), installed);
 
     // Still exactly one alert: re-imports and polls do not repeat it.
     let n = query(&["--alerts"])

@@ -240,11 +240,10 @@ fn installed_path(state_dir: &Path) -> PathBuf {
     state_dir.join("vulndb.json")
 }
 
-/// The installed bundle's version, when the database came from the server.
-fn installed_version(state_dir: &Path) -> Option<String> {
+/// The installed bundle's manifest, when the database came from the server.
+fn installed_manifest(state_dir: &Path) -> Option<rampart_server::vulndb::Manifest> {
     let d = std::fs::read(installed_path(state_dir)).ok()?;
-    let m: rampart_server::vulndb::Manifest = serde_json::from_slice(&d).ok()?;
-    Some(m.version)
+    serde_json::from_slice(&d).ok()
 }
 
 struct Worker {
@@ -350,7 +349,8 @@ impl Worker {
                 None
             }
         };
-        let db_version = installed_version(&self.cfg.state_dir)
+        let db_version = installed_manifest(&self.cfg.state_dir)
+            .map(|m| m.version)
             .or_else(|| db.as_ref().and_then(|d| d.revision().ok()))
             .unwrap_or_default();
         let compliance = self.container_audit();
@@ -608,8 +608,12 @@ impl Worker {
         let Some(src) = self.bundle.clone() else {
             return false;
         };
-        let installed = installed_version(&self.cfg.state_dir);
-        let checked = match self.runtime.block_on(fetch(&src, installed.as_deref())) {
+        let installed_manifest = installed_manifest(&self.cfg.state_dir);
+        let installed = installed_manifest.as_ref().map(|m| m.version.clone());
+        let checked = match self
+            .runtime
+            .block_on(fetch(&src, installed_manifest.as_ref()))
+        {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(
@@ -708,7 +712,10 @@ struct Checked {
 }
 
 /// Asks the server for its manifest; the resend token comes with any answer.
-async fn fetch(src: &BundleSource, installed: Option<&str>) -> anyhow::Result<Checked> {
+async fn fetch(
+    src: &BundleSource,
+    installed: Option<&rampart_server::vulndb::Manifest>,
+) -> anyhow::Result<Checked> {
     use rampart_ship::client::HttpClient;
     let tls = rampart_ship::tls::agent_client_config(&src.tls_dir)
         .with_context(|| format!("TLS from {}", src.tls_dir.display()))?;
@@ -718,7 +725,7 @@ async fn fetch(src: &BundleSource, installed: Option<&str>) -> anyhow::Result<Ch
         .next()
         .with_context(|| format!("{}: no certificate", ca_path.display()))?;
     let mut client = HttpClient::new(&src.url, Some(tls))?.with_timeout(Duration::from_secs(60));
-    let etag = installed.map(|v| format!("\"{v}\""));
+    let etag = installed.map(|m| format!("\"{}\"", m.version));
     let headers: Vec<(&str, &str)> = etag
         .as_deref()
         .map(|e| vec![("if-none-match", e)])
@@ -751,18 +758,29 @@ async fn fetch(src: &BundleSource, installed: Option<&str>) -> anyhow::Result<Ch
     Ok(Checked { resend, bundle })
 }
 
-/// Verifies the manifest in `body` and fetches its payload when it is not `installed`.
+/// Verifies the manifest in `body` and fetches its payload when it is not `installed`. A
+/// manifest published before the installed one is refused: a validly signed but older bundle
+/// served again would roll the agent back to a database without the newer advisories.
 async fn fetch_bundle(
     client: rampart_ship::client::HttpClient,
     ca: &[u8],
     body: &[u8],
-    installed: Option<&str>,
+    installed: Option<&rampart_server::vulndb::Manifest>,
 ) -> anyhow::Result<Option<Fetched>> {
     let signed: rampart_server::vulndb::SignedManifest =
         serde_json::from_slice(body).context("manifest: not JSON")?;
     let manifest = rampart_server::vulndb::verify_manifest(ca, &signed)?;
-    if installed == Some(manifest.version.as_str()) {
-        return Ok(None);
+    if let Some(old) = installed {
+        if old.version == manifest.version {
+            return Ok(None);
+        }
+        if manifest.created_ns < old.created_ns {
+            anyhow::bail!(
+                "manifest {} was published before the installed {}: refused (a rollback to an older database)",
+                manifest.version,
+                old.version
+            );
+        }
     }
     let mut client = client.with_max_response(manifest.size as usize + 1);
     let r = client
