@@ -40,9 +40,15 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the server runtime")?;
+    let password_file = cfg.data_dir.join("admin.password");
     let running = rt.block_on(crate::cmd::server::start_server(cfg))?;
     // For scripts and tests, as `rampart server` prints it.
     println!("listening {}", running.server.url());
+    println!(
+        "dashboard {}/ui/ (user admin, password in {} until you replace it: rampart server user add)",
+        running.server.url(),
+        password_file.display()
+    );
     let embedded = Embedded {
         server: &running.server,
         queue_dir: args.state_dir.join("queue"),
