@@ -12,10 +12,11 @@ fn str_at<'a>(v: &'a Value, p: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
-/// What happened, in a line: an alert's output (or rule), else the most telling field.
+/// What happened, in a line: an alert's output (OCSF `message`; or its rule), else the most
+/// telling field.
 pub(crate) fn summary(r: &StoredRecord, v: &Value) -> String {
     if r.kind == rampart_server::RecordKind::Alert {
-        return str_at(v, "/output")
+        return str_at(v, "/message")
             .or_else(|| str_at(v, "/rule"))
             .unwrap_or(&r.rule)
             .to_string();

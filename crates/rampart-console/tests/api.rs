@@ -149,6 +149,10 @@ async fn pages_show_what_an_enrolled_agent_shipped() {
     assert_eq!(web["alerts_24h"], 1);
     assert!(web["last_seen_ns"].as_u64().is_some());
     assert_eq!(o["recent_alerts"][0]["id"], "al-1");
+    assert_eq!(
+        o["recent_alerts"][0]["summary"], "Shell in container (cmdline=sh -c id)",
+        "an alert's summary is its output"
+    );
     assert_eq!(o["open_incidents"], 1, "the fleet grouped the alert");
 
     let (_, r) = c.get_json("/ui/api/containers", &s).await;
