@@ -237,6 +237,7 @@
   async function containers() {
     const r = await api("/ui/api/containers");
     show(el("h1", null, "Containers"),
+      r.total > r.containers.length ? el("p", { class: "muted" }, "Showing the " + r.containers.length + " most recently reported of " + r.total + " containers.") : null,
       r.containers.length ? table("containers-table", ["Host"].concat(CONTAINER_HEADERS), containerRows(r.containers, true))
         : el("p", { class: "muted" }, "No container inventory yet."));
   }

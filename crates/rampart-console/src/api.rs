@@ -12,7 +12,7 @@
 //! | `GET /ui/api/alerts` | read-only | alerts (filters as search) |
 //! | `GET /ui/api/alerts/stream` | read-only | new alerts as Server-Sent Events |
 //! | `GET /ui/api/incidents`, `/ui/api/incidents/{id}` | read-only | incidents, deadlines, timeline |
-//! | `GET /ui/api/containers` | read-only | newest `inventory.container` per container |
+//! | `GET /ui/api/containers` | read-only | newest `inventory.container` per container (`host`, `limit`) |
 //! | `GET /ui/api/hosts/{host}` | read-only | one host: inventory, containers, alerts, incidents |
 //! | `GET /ui/api/search` | analyst (read-only: alerts only) | records matching the filters |
 
@@ -505,6 +505,8 @@ async fn incident(
 #[serde(deny_unknown_fields)]
 struct ContainerParams {
     host: Option<String>,
+    /// At most this many containers, newest inventory first (default 500, at most 10 000).
+    limit: Option<usize>,
 }
 
 async fn containers(
@@ -520,9 +522,11 @@ async fn containers(
         .latest_inventory("inventory.container", host.as_deref())
         .await
         .map_err(unavailable)?;
+    let limit = p.limit.unwrap_or(500).clamp(1, 10_000);
     Ok(Json(json!({
         "now_ns": now_ns(),
-        "containers": rows.iter().filter_map(view::container_inventory).collect::<Vec<_>>(),
+        "total": rows.len(),
+        "containers": rows.iter().take(limit).filter_map(view::container_inventory).collect::<Vec<_>>(),
     })))
 }
 
