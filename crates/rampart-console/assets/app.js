@@ -92,7 +92,7 @@
     return body;
   }
   function show(...nodes) {
-    main.replaceChildren(...nodes);
+    main.replaceChildren(...nodes.filter((n) => n !== null && n !== undefined && n !== false && n !== ""));
     tick();
   }
   function failure(e) {
@@ -106,7 +106,7 @@
   function prio(p) { return el("span", { class: "prio-" + p }, p || "-"); }
   function alertRow(a, fresh) {
     return el("tr", { "data-id": a.id, class: fresh ? "new" : null },
-      el("td", null, fmtTime(a.time_ns)),
+      el("td", { class: "time" }, fmtTime(a.time_ns)),
       el("td", null, prio(a.priority)),
       el("td", null, hostLink(a.host)),
       el("td", null, a.container_name || (a.container_id || "").slice(0, 12) || "-"),
@@ -280,8 +280,14 @@
       el("option", { value: "" }, "events and alerts"), el("option", { value: "event" }, "events"), el("option", { value: "alert" }, "alerts"));
     kind.value = params.get("kind") || "";
     form.append(el("label", null, "Kind", kind));
-    const since = el("input", { type: "datetime-local", name: "since", id: "q-since" });
-    const until = el("input", { type: "datetime-local", name: "until", id: "q-until" });
+    // The address keeps RFC 3339 times; the inputs show local time.
+    const toLocalInput = (iso) => {
+      const d = new Date(iso || "");
+      if (isNaN(d.getTime())) return "";
+      return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+    };
+    const since = el("input", { type: "datetime-local", name: "since", id: "q-since", value: toLocalInput(params.get("since")) });
+    const until = el("input", { type: "datetime-local", name: "until", id: "q-until", value: toLocalInput(params.get("until")) });
     form.append(el("label", null, "From (local time)", since), el("label", null, "To", until));
     form.append(el("button", { type: "submit" }, "Search"));
     const results = el("div", { id: "search-results" });

@@ -58,6 +58,7 @@ impl Browser {
                     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                     "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                    "--window-size=1280,900",
                     format!("--user-data-dir={}", profile.path().display()),
                 ],
             },
@@ -154,6 +155,21 @@ impl Browser {
             .unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// With `RAMPART_SCREENSHOT_DIR` set, saves a screenshot of the page as `name.png` there
+    /// (to look at the pages; the tests do not need it).
+    async fn screenshot(&self, name: &str) {
+        let Some(dir) = std::env::var_os("RAMPART_SCREENSHOT_DIR") else {
+            return;
+        };
+        let png = self
+            .client
+            .screenshot()
+            .await
+            .unwrap_or_else(|e| panic!("screenshot: {e}"));
+        let path = std::path::Path::new(&dir).join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+
     async fn close(self) {
         let _ = self.client.close().await;
     }
@@ -194,6 +210,72 @@ async fn login_refuses_a_wrong_password_and_accepts_the_right_one() {
             .contains("rampart_session"),
         "{cookies}"
     );
+    b.close().await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_render_an_agents_inventory_and_search_results() {
+    testkit::require!(Chromium);
+    let h = Harness::start().await;
+    let base = h.server.url();
+    let mut agent = h.agent("web-1", "eu-de").await;
+    ship(
+        &mut agent,
+        &[
+            host_inventory("inv-h", "web-1", "0.9.1"),
+            container_inventory("inv-c", "web-1", &"e".repeat(64), "shop"),
+            alert(
+                "al-1",
+                "web-1",
+                "Terminal shell in container",
+                &["sh", "-c", "id"],
+            ),
+        ],
+    )
+    .await;
+    let b = Browser::start().await;
+    b.login(&base, "admin", &h.admin_password()).await;
+    b.until(
+        "the overview lists the host",
+        "const t = document.getElementById('hosts-table'); return !!t && t.textContent.includes('web-1')",
+    )
+    .await;
+    let row = b.text("#hosts-table tr[data-host='web-1']").await;
+    for want in ["eu-de", "0.9.1", "bpf_lsm", "seccomp", "6.12.0 / ebpf"] {
+        assert!(row.contains(want), "{want} in {row}");
+    }
+    assert_eq!(b.text("#stat-incidents").await, "1");
+    b.screenshot("overview").await;
+
+    b.client
+        .goto(&format!("{base}/ui/#/containers"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let containers = b.text("#containers-table").await;
+    for want in ["shop", "registry.example/app:1.4", "invalid", "64"] {
+        assert!(containers.contains(want), "{want} in {containers}");
+    }
+    b.screenshot("containers").await;
+    let main = b
+        .js("return document.getElementById('main').textContent")
+        .await;
+    let main = main.as_str().unwrap_or_default();
+    assert!(
+        !main.contains("null") && !main.contains("undefined"),
+        "missing values are not printed as null: {main}"
+    );
+
+    b.client
+        .goto(&format!("{base}/ui/#/search?host=web-1&kind=alert"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let found = b.text("#search-table tr[data-id='al-1']").await;
+    assert!(
+        found.contains("Shell in container (cmdline=sh -c id)"),
+        "{found}"
+    );
+    b.screenshot("search").await;
     b.close().await;
     h.shutdown().await;
 }
@@ -245,6 +327,7 @@ async fn an_alert_arrives_live_and_its_hostile_fields_stay_text() {
         b.js("return typeof window.__xss").await,
         serde_json::json!("undefined")
     );
+    b.screenshot("alerts").await;
     // The host drill-down renders the same fields as text too.
     b.client
         .goto(&format!("{base}/ui/#/hosts/web-7"))
@@ -314,6 +397,15 @@ async fn an_incident_shows_its_notification_deadline_counting_down() {
     assert!(
         timeline.contains("Terminal shell in container"),
         "{timeline}"
+    );
+    b.screenshot("incident").await;
+    let main = b
+        .js("return document.getElementById('main').textContent")
+        .await;
+    let main = main.as_str().unwrap_or_default();
+    assert!(
+        !main.contains("null") && !main.contains("undefined"),
+        "missing values are not printed as null: {main}"
     );
     b.close().await;
     h.shutdown().await;
