@@ -152,12 +152,8 @@
     const t = el("table", { id: "alerts-table" },
       el("thead", null, el("tr", null, ALERT_HEADERS.map((h) => el("th", null, h)))), body);
     show(el("h1", null, "Alerts ", status), t);
-    const first = await api("/ui/api/alerts?limit=100");
-    for (const a of first.records) {
-      if (seen.has(a.id)) continue;
-      seen.add(a.id);
-      body.append(alertRow(a, false));
-    }
+    // The stream opens first and the list is read after, so that no alert falls between
+    // the two; ids seen twice are shown once.
     if (stream) stream.close();
     stream = new EventSource("/ui/api/alerts/stream");
     stream.addEventListener("open", () => { status.textContent = "live"; status.className = "live"; });
@@ -171,6 +167,12 @@
       while (body.children.length > 500) body.lastChild.remove();
     });
     stream.addEventListener("lagged", () => { status.textContent = "live (some alerts skipped: reload)"; });
+    const first = await api("/ui/api/alerts?limit=100");
+    for (const a of first.records) {
+      if (seen.has(a.id)) continue;
+      seen.add(a.id);
+      body.append(alertRow(a, false));
+    }
   }
 
   function deadlineTable(deadlines) {
