@@ -361,7 +361,7 @@ fn main() {
             ("GET /ui/api/alerts?limit=100", vec!["/ui/api/alerts?limit=100"], 50),
             ("GET /ui/api/incidents", vec!["/ui/api/incidents"], 50),
             ("GET /ui/api/containers (500 newest of 4,000)", vec!["/ui/api/containers"], 20),
-            ("GET /ui/api/hosts/host-0042", vec!["/ui/api/hosts/host-0042"], 50),
+            ("GET /ui/api/hosts/host-0099", vec!["/ui/api/hosts/host-0099"], 50),
             (
                 "GET /ui/api/search?host=host-0042&type=process.exec&limit=100",
                 vec!["/ui/api/search?host=host-0042&type=process.exec&limit=100"],

@@ -103,15 +103,15 @@ impl Browser {
     async fn until(&self, what: &str, script: &str) {
         let deadline = std::time::Instant::now() + WAIT;
         loop {
-            let v = self
-                .client
-                .execute(script, vec![])
-                .await
-                .unwrap_or_else(|e| panic!("{what}: {e}"));
-            if v == serde_json::Value::Bool(true) {
+            // An error while a page loads (no document yet) counts as "not yet".
+            let v = self.client.execute(script, vec![]).await;
+            if matches!(v, Ok(serde_json::Value::Bool(true))) {
                 return;
             }
-            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out: {what} (last answer {v:?})"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -126,7 +126,7 @@ impl Browser {
     /// Logs in through the login page.
     async fn login(&self, base: &str, user: &str, password: &str) {
         self.client
-            .goto(&format!("{base}/ui/"))
+            .goto(&format!("{base}/ui/login"))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let form = self
@@ -135,7 +135,7 @@ impl Browser {
             .at_most(WAIT)
             .for_element(Locator::Id("login-form"))
             .await
-            .unwrap_or_else(|e| panic!("the dashboard sends a stranger to the login page: {e}"));
+            .unwrap_or_else(|e| panic!("the login form: {e}"));
         for (id, value) in [("username", user), ("password", password)] {
             let input = form
                 .find(Locator::Id(id))
@@ -182,6 +182,16 @@ async fn login_refuses_a_wrong_password_and_accepts_the_right_one() {
     let base = h.server.url();
     let b = Browser::start().await;
 
+    // A stranger opening the dashboard is sent to the login page.
+    b.client
+        .goto(&format!("{base}/"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    b.until(
+        "redirected to the login page",
+        "return location.pathname === '/ui/login' && !!document.getElementById('login-form')",
+    )
+    .await;
     b.login(&base, "admin", "not the password").await;
     b.until(
         "the login error is shown",
