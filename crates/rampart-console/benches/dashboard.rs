@@ -369,9 +369,14 @@ fn main() {
             ),
             ("GET /ui/api/search?limit=100 (newest records)", vec!["/ui/api/search?limit=100"], 50),
             (
-                "GET /ui/api/search?rule=no-such-rule (matches nothing: full scan)",
+                "GET /ui/api/search?rule=no-such-rule (an alert rule that matches nothing)",
                 vec!["/ui/api/search?rule=no-such-rule&limit=100"],
-                3,
+                20,
+            ),
+            (
+                "GET /ui/api/search?type=no.such.type&since=1h (matches nothing within an hour)",
+                vec!["/ui/api/search?type=no.such.type&since=1h&limit=100"],
+                5,
             ),
         ];
         let (h, _) = bc.time(&["/healthz"], 200).await;

@@ -359,6 +359,10 @@ async fn run_search(
         })?),
     };
     let mut restricted = false;
+    // Only alerts have a rule: a rule filter searches alerts (through their own index).
+    if non_empty(&p.rule).is_some() && kind.is_none() {
+        kind = Some(RecordKind::Alert);
+    }
     if alerts_only {
         kind = Some(RecordKind::Alert);
     } else if session.role < Role::Analyst {

@@ -202,6 +202,17 @@ async fn pages_show_what_an_enrolled_agent_shipped() {
     }
     seen.sort();
     assert_eq!(seen, ["p-0", "p-1", "p-2", "p-3", "p-4"]);
+    // A rule filter searches alerts.
+    let (_, r) = c
+        .get_json("/ui/api/search?rule=Terminal%20shell%20in%20container", &s)
+        .await;
+    let ids: Vec<&str> = r["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter_map(|x| x["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["al-1"], "{r}");
     let (status, r) = c.get_json("/ui/api/search?since=yesterday", &s).await;
     assert_eq!(status, 400, "{r}");
     h.shutdown().await;
