@@ -38,6 +38,8 @@ pub struct EnricherConfig {
     pub unified: Option<PathBuf>,
     /// Mount point of the v1 `pids` hierarchy.
     pub v1_pids: Option<PathBuf>,
+    /// Executables up to this size are hashed at exec (`process.exe_sha256`); 0: none.
+    pub hash_max_bytes: u64,
 }
 
 /// Where a container's metadata comes from when the directory does not have it.
@@ -69,6 +71,8 @@ pub struct Enricher {
     pending_queries: HashMap<(u64, u16, u16), u32>,
     /// Country database (MaxMind format), when configured.
     geoip: Option<maxminddb::Reader<Vec<u8>>>,
+    /// Executable hashes by file identity.
+    hashes: crate::exehash::HashCache,
 }
 
 impl Enricher {
@@ -97,6 +101,7 @@ impl Enricher {
             dns_names: HashMap::new(),
             pending_queries: HashMap::new(),
             geoip: None,
+            hashes: crate::exehash::HashCache::default(),
         }
     }
 
@@ -157,6 +162,10 @@ impl Enricher {
                 p.user = self.user_name(&key, origin.pid, p.uid);
                 if let Some(upper) = record.as_ref().and_then(|r| r.upper_dir.as_ref()) {
                     p.exe_upper_layer = in_upper_layer(upper, &p.exe);
+                }
+                if self.cfg.hash_max_bytes > 0 && p.exe_sha256.is_none() {
+                    let exe = self.procfs.root().join(origin.pid.to_string()).join("exe");
+                    p.exe_sha256 = self.hashes.hash(&exe, self.cfg.hash_max_bytes);
                 }
                 event.process = Some(self.table.exec(p));
             }
@@ -544,6 +553,7 @@ mod geoip_tests {
                 sensitive_paths: Vec::new(),
                 unified: None,
                 v1_pids: None,
+                hash_max_bytes: 0,
             },
             ProcFs::default(),
             ContainerDirectory::new(),

@@ -11,6 +11,7 @@ mod directory;
 mod docker;
 mod enrich;
 mod error;
+mod exehash;
 mod logs;
 mod procfs;
 mod proctable;

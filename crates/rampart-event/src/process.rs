@@ -66,6 +66,10 @@ pub struct Process {
     /// The executable is a memfd or a deleted file (fileless execution).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exe_fileless: bool,
+    /// SHA-256 of the executable (hex), for `process.exec` when the agent could read it
+    /// (within its size bound): the same program under another name has the same hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe_sha256: Option<String>,
     /// What stdin and stdout were at exec time, in Falco's `fd.type` words (`file`,
     /// `directory`, `ipv4`, `ipv6`, `unix`, `pipe`, `tty`, `null`, ...). A shell whose stdin is a
     /// socket is a reverse shell.

@@ -5,7 +5,7 @@ mod support;
 
 use std::sync::Arc;
 
-use rampart_event::{Alert, EventId, Priority};
+use rampart_event::{Alert, Device, EventId, Priority};
 use rampart_fleet::deadline::format_utc;
 use rampart_fleet::{report, Category, Correlator, DeadlineState, FleetConfig};
 use support::*;
@@ -157,6 +157,38 @@ fn same_miner_on_two_hosts_and_a_new_country() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].rule, "Fleet same crypto miner on several hosts");
     assert!(out[0].output.contains("sha256:aaaa"), "{}", out[0].output);
+    // With executable hashes: the same binary under another name in another image is the
+    // same miner; the same name with another hash is not.
+    let hashed = |dev: &Arc<Device>, seq: u64, t: u64, name: &str, digest: &str, sha: &str| {
+        let mut e = miner(dev, seq, t, digest);
+        let mut p = e.process.as_deref().cloned().expect("process");
+        p.name = name.into();
+        p.exe_sha256 = Some(sha.into());
+        e.process = Some(Arc::new(p));
+        e
+    };
+    let (h3, h4) = (device("node-c", "sg"), device("node-d", "sg"));
+    let t1 = t0 + 40_000_000_000;
+    c.process_event(
+        &hashed(&h3, 20, t1, "xmrig", "sha256:cccc", "ab12"),
+        &mut out,
+    );
+    c.process_event(
+        &hashed(&h4, 21, t1 + 1, "xmrig", "sha256:cccc", "cd34"),
+        &mut out,
+    );
+    assert_eq!(out.len(), 1, "different executables are different miners");
+    c.process_event(
+        &hashed(&h4, 22, t1 + 2, "minerd", "sha256:dddd", "ab12"),
+        &mut out,
+    );
+    assert_eq!(out.len(), 2);
+    assert_eq!(
+        out[1].rule,
+        "Fleet same crypto miner executable on several hosts"
+    );
+    assert!(out[1].output.contains("sha256=ab12"), "{}", out[1].output);
+    out.truncate(1);
     // A country first seen during learning raises nothing; one first seen after does, once.
     c.process_event(
         &connect(&h2, 5, t0 + 60_000_000_000, "198.51.100.2", 443, Some("US")),

@@ -174,6 +174,7 @@ impl Decoder {
             start_time_ns: self.wall_ns(x.start_ns),
             exe_upper_layer: false,
             exe_fileless: fileless,
+            exe_sha256: None,
             stdin_type: fd_type(&x.stdin_info),
             stdout_type: fd_type(&x.stdout_info),
             ancestors: Vec::new(),

@@ -593,6 +593,7 @@ impl<'a> Ctx<'a> {
             }
             F::ProcIsExeUpperLayer => self.process().map(|p| Val::Bool(p.exe_upper_layer)),
             F::ProcIsExeFromMemfd => self.process().map(|p| Val::Bool(p.exe_fileless)),
+            F::ProcExeSha256 => self.process()?.exe_sha256.as_deref().map(Val::Str),
             F::ProcStdinType => self.process()?.stdin_type.as_deref().map(Val::Str),
             F::ProcStdoutType => self.process()?.stdout_type.as_deref().map(Val::Str),
             F::ProcEuid => self.process().map(|p| Val::Int(i64::from(p.euid))),

@@ -85,6 +85,7 @@ pub const PRODUCED_EVENT_TYPES: &[&str] = &[
     "sensor",
     "policy",
     "response",
+    "inventory",
 ];
 
 /// The `evt.type` values (syscall names) an event of each kind may carry. An event whose type
@@ -130,6 +131,7 @@ pub(crate) fn kind_types(kind: EventKind) -> &'static [&'static str] {
         K::SensorDrops => &["sensor"],
         K::PolicyExecDenied | K::PolicyNetDenied => &["policy"],
         K::ResponseAction => &["response"],
+        K::InventoryHost | K::InventoryContainer | K::InventoryImage => &["inventory"],
         _ => &[],
     }
 }

@@ -15,6 +15,13 @@
 //!     retention_days: 180
 //! default_region:
 //!   retention_days: 365
+//! fleet:                        # the fleet console (cross-host rules, incidents, deadlines)
+//!   roles: [nis2-entity]        # roles that make more regimes apply (nis2-entity, cn-ciio, ...)
+//!   rules: [/etc/rampart/fleet-rules.yaml]   # default: the shipped fleet rules
+//!   regulations_dir: /etc/rampart/regulations # default: the shipped regulations
+//!   incident_window: 1h
+//!   country_learning: 24h
+//!   deadline_check_interval: 1m
 //! ```
 
 use std::collections::BTreeMap;
@@ -94,6 +101,82 @@ pub struct ServerConfig {
     /// Serve `/metrics` without a token (default false: any API token may read it).
     #[serde(default)]
     pub metrics_public: bool,
+    /// The fleet console's options (read by the binary, which runs the fleet console).
+    #[serde(default)]
+    pub fleet: FleetOptions,
+}
+
+/// `fleet:` options of the fleet console. Durations are humantime strings (`90m`, `24h`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FleetOptions {
+    /// Fleet rule files (the rule language's YAML); empty: the shipped fleet rules.
+    #[serde(default)]
+    pub rules: Vec<PathBuf>,
+    /// A directory of `*.yaml` regimes replacing the shipped regulations.
+    #[serde(default)]
+    pub regulations_dir: Option<PathBuf>,
+    /// Roles the operator has (`nis2-entity`, `cn-ciio`, `hk-ci-operator`): regimes that apply
+    /// only to such operators are added.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// An alert joins an incident whose last alert is at most this old (default `1h`).
+    #[serde(default)]
+    pub incident_window: Option<String>,
+    /// Countries first seen within this long are the fleet's baseline (default `24h`).
+    #[serde(default)]
+    pub country_learning: Option<String>,
+    /// How often deadlines are checked for near-due and overdue alerts (default `1m`).
+    #[serde(default)]
+    pub deadline_check_interval: Option<String>,
+}
+
+impl FleetOptions {
+    /// The duration of option `name` (`value`), or `default`; the error names the option.
+    pub fn duration(
+        name: &str,
+        value: Option<&str>,
+        default: Duration,
+    ) -> Result<Duration, String> {
+        match value {
+            None => Ok(default),
+            Some(v) => match humantime::parse_duration(v) {
+                Ok(d) if !d.is_zero() => Ok(d),
+                Ok(_) => Err(format!("fleet.{name}: must be longer than zero")),
+                Err(e) => Err(format!("fleet.{name} {v:?}: {e}")),
+            },
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        FleetOptions::duration(
+            "incident_window",
+            self.incident_window.as_deref(),
+            Duration::ZERO,
+        )?;
+        FleetOptions::duration(
+            "country_learning",
+            self.country_learning.as_deref(),
+            Duration::ZERO,
+        )?;
+        FleetOptions::duration(
+            "deadline_check_interval",
+            self.deadline_check_interval.as_deref(),
+            Duration::ZERO,
+        )?;
+        for r in &self.roles {
+            if r.is_empty()
+                || !r
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(format!(
+                    "fleet.roles: {r:?} is not a role name (lower-case letters, digits, '-')"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `tls:` the server's own certificate.
@@ -180,6 +263,7 @@ impl ServerConfig {
             retention_interval: default_retention_interval(),
             agent_cert_days: default_cert_days(),
             metrics_public: false,
+            fleet: FleetOptions::default(),
         }
     }
 
@@ -222,6 +306,7 @@ impl ServerConfig {
                 .map_err(|e| format!("default_region.{e}"))?;
         }
         self.retention_interval()?;
+        self.fleet.validate()?;
         if self.agent_cert_days == 0 {
             return Err("agent_cert_days: must be at least 1".into());
         }
@@ -280,5 +365,30 @@ mod tests {
         assert!(err.contains("regions.eu") && err.contains("33"), "{err}");
         let err = parse("retention_interval: soon\n").expect_err("duration");
         assert!(err.contains("soon"), "{err}");
+        let err = parse("fleet: {incident_window: later}\n").expect_err("fleet duration");
+        assert!(err.contains("fleet.incident_window"), "{err}");
+        let err = parse("fleet: {roles: [NIS2]}\n").expect_err("role");
+        assert!(err.contains("fleet.roles") && err.contains("NIS2"), "{err}");
+        let err = parse("fleet: {rulez: []}\n").expect_err("unknown fleet key");
+        assert!(err.contains("rulez"), "{err}");
+    }
+
+    #[test]
+    fn fleet_options_parse() {
+        let cfg = parse(
+            "fleet:\n  roles: [nis2-entity]\n  rules: [/etc/rampart/fleet.yaml]\n  incident_window: 30m\n",
+        )
+        .expect("valid");
+        assert_eq!(cfg.fleet.roles, vec!["nis2-entity".to_string()]);
+        assert_eq!(
+            cfg.fleet.rules,
+            vec![PathBuf::from("/etc/rampart/fleet.yaml")]
+        );
+        let w = FleetOptions::duration(
+            "incident_window",
+            cfg.fleet.incident_window.as_deref(),
+            Duration::from_secs(3600),
+        );
+        assert_eq!(w, Ok(Duration::from_secs(1800)));
     }
 }

@@ -27,7 +27,7 @@ mod server;
 pub mod store;
 
 pub use api::{parse_time, ConnInfo};
-pub use config::{RegionPolicy, ServerConfig, StoreConfig};
+pub use config::{FleetOptions, RegionPolicy, ServerConfig, StoreConfig};
 pub use control::Role;
 pub use local::LocalOutput;
 pub use server::{

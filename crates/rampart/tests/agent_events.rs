@@ -183,6 +183,7 @@ fn exec_sensitive_read_and_write_in_a_container_carry_container_and_ancestry() {
                 })
                 .is_some()
                 && find(evs, |e| is(e, "container.exec")).is_some()
+                && find(evs, |e| is(e, "process.exec") && pname(e) == "sleep").is_some()
         },
     );
     drop(a);
@@ -240,6 +241,15 @@ fn exec_sensitive_read_and_write_in_a_container_carry_container_and_ancestry() {
     assert!(exec["lifecycle"]["exec_command"]
         .as_str()
         .is_some_and(|c| c.contains("cat /etc/shadow")));
+
+    // The container's long-running process carries the SHA-256 of its executable, as the
+    // container itself computes it.
+    let sleep = find(&evs, |e| is(e, "process.exec") && pname(e) == "sleep").expect("sleep");
+    let sum = c.exec(&["sha256sum", "/bin/sleep"]);
+    assert!(sum.status.success(), "{sum:?}");
+    let sum = String::from_utf8_lossy(&sum.stdout);
+    let expected = sum.split_whitespace().next().expect("sha256sum output");
+    assert_eq!(sleep["process"]["exe_sha256"], expected, "{sleep}");
 }
 
 #[test]

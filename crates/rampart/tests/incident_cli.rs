@@ -110,6 +110,48 @@ fn list_show_mark_and_report_an_incident() {
     assert!(md.contains("Submitted: 2026-03-09 10:00 UTC"), "{md}");
     let pdf = std::fs::read(out.join(format!("{id}.pdf"))).expect("pdf");
     assert!(pdf.starts_with(b"%PDF-"));
+
+    // With --config instead of --data-dir: the server's data directory and its fleet
+    // regulations directory are used; a broken regulation file there is named.
+    let regs = dir.path().join("regs");
+    std::fs::create_dir_all(&regs).expect("regs dir");
+    std::fs::write(regs.join("broken.yaml"), "regime: [unclosed\n").expect("write");
+    let config = dir.path().join("server.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir: {}\nfleet:\n  regulations_dir: {}\n",
+            data.display(),
+            regs.display()
+        ),
+    )
+    .expect("config");
+    let with_config = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_rampart"))
+            .args(["incident", "--config"])
+            .arg(&config)
+            .args(args)
+            .env_remove("RAMPART_SERVER_DATA")
+            .output()
+            .unwrap_or_else(|e| panic!("running rampart: {e}"))
+    };
+    let o = with_config(&["list"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("broken.yaml"), "{}", text(&o));
+    std::fs::remove_file(regs.join("broken.yaml")).expect("rm");
+    for f in std::fs::read_dir(env!("CARGO_MANIFEST_DIR").to_string() + "/../../regulations")
+        .expect("shipped regulations")
+    {
+        let f = f.expect("entry").path();
+        if f.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("br"))
+        {
+            std::fs::copy(&f, regs.join(f.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let o = with_config(&["show", &id]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("br-lgpd/anpd"), "{}", text(&o));
 }
 
 #[test]

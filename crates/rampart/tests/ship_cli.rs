@@ -61,11 +61,19 @@ fn spawn(args: &[&str], stdout: Stdio, log: &Path) -> Proc {
 /// `rampart server` on a free loopback port; returns it and its URL.
 fn start_server(dir: &Path) -> (Proc, String, PathBuf) {
     let config = dir.join("server.yaml");
+    // The server's own fleet rules (`fleet.rules` replaces the shipped ones).
+    let fleet_rules = dir.join("fleet-rules.yaml");
+    std::fs::write(
+        &fleet_rules,
+        "- rule: Test fleet marker seen\n  desc: the test's own fleet rule\n  condition: evt.type = execve and proc.cmdline contains ship-marker-two\n  output: marker on %evt.hostname\n  priority: WARNING\n",
+    )
+    .expect("fleet rules");
     std::fs::write(
         &config,
         format!(
-            "# test server\nlisten: 127.0.0.1:0\ndata_dir: {}\nregions:\n  eu-de:\n    retention_days: 90\n",
-            dir.join("data").display()
+            "# test server\nlisten: 127.0.0.1:0\ndata_dir: {}\nregions:\n  eu-de:\n    retention_days: 90\nfleet:\n  rules: [{}]\n  roles: [nis2-entity]\n  incident_window: 30m\n",
+            dir.join("data").display(),
+            fleet_rules.display()
         ),
     )
     .expect("config");
@@ -236,6 +244,26 @@ fn server_config_errors_name_file_and_line() {
     let out = rampart(&["server", "--config", config.to_str().expect("utf-8")]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("EU"));
+    // fleet: options are checked at load, and a broken fleet rule file is named.
+    std::fs::write(&config, "fleet:\n  incident_window: soonish\n").expect("write");
+    let out = rampart(&["server", "--config", config.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fleet.incident_window"));
+    let rules = dir.path().join("my-fleet.yaml");
+    std::fs::write(&rules, "- rule: broken\n  condition: evt.type = (\n").expect("write");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\ndata_dir: {}\nfleet:\n  rules: [{}]\n",
+            dir.path().join("data").display(),
+            rules.display()
+        ),
+    )
+    .expect("write");
+    let out = rampart(&["server", "--config", config.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("my-fleet.yaml"), "{err}");
 }
 
 /// The agent with a `ship:` section: the server (mTLS) and a file, both fed from the queue.
@@ -429,6 +457,12 @@ fn agent_ships_through_the_queue_and_survives_sigkill() {
         .expect("exec stored");
     assert_eq!(exec["device"]["region"], "eu-de", "{exec}");
     assert_eq!(exec["container"]["name"], c.name.as_str());
+    // The server ran the fleet rules of its configuration.
+    wait_until("the fleet rule's alert", Duration::from_secs(20), || {
+        query(&["--alerts"])
+            .iter()
+            .any(|a| a["rule"] == "Test fleet marker seen")
+    });
     // The table view shows it too.
     let table = rampart_ok(&[
         "query",

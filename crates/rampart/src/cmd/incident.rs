@@ -21,20 +21,63 @@ pub struct IncidentArgs {
 
 #[derive(Debug, Args)]
 struct Common {
-    /// The server's data directory (holds incidents.db).
-    #[arg(
-        long,
-        global = true,
-        env = "RAMPART_SERVER_DATA",
-        default_value = "/var/lib/rampart/server"
-    )]
-    data_dir: PathBuf,
-    /// Regulation files to use instead of the ones shipped with Rampart.
+    /// The server configuration: its `data_dir` and `fleet:` roles and regulations are used
+    /// unless the options below are given (default /etc/rampart/server.yaml when it exists).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// The server's data directory (holds incidents.db; default: the configuration's, else
+    /// /var/lib/rampart/server).
+    #[arg(long, global = true, env = "RAMPART_SERVER_DATA")]
+    data_dir: Option<PathBuf>,
+    /// Regulation files to use instead of the configuration's or the ones shipped with Rampart.
     #[arg(long, global = true)]
     regulations: Option<PathBuf>,
     /// A role your organisation has (nis2-entity, cn-ciio, hk-ci-operator); repeatable.
+    /// Default: `fleet.roles` of the configuration.
     #[arg(long = "role", global = true)]
     roles: Vec<String>,
+}
+
+/// What the command works with: the options, else the server configuration, else defaults.
+struct Settings {
+    data_dir: PathBuf,
+    regulations: Vec<Regulation>,
+    roles: Vec<String>,
+}
+
+impl Settings {
+    fn resolve(c: &Common) -> anyhow::Result<Settings> {
+        let default = std::path::Path::new(crate::cmd::server::DEFAULT_CONFIG);
+        let cfg = match &c.config {
+            Some(p) => Some(crate::cmd::server::load_config(p)?),
+            None if default.exists() => Some(crate::cmd::server::load_config(default)?),
+            None => None,
+        };
+        let data_dir = c
+            .data_dir
+            .clone()
+            .or_else(|| cfg.as_ref().map(|s| s.data_dir.clone()))
+            .unwrap_or_else(|| PathBuf::from("/var/lib/rampart/server"));
+        let regs_dir = c.regulations.clone().or_else(|| {
+            cfg.as_ref()
+                .and_then(|s| s.fleet.regulations_dir.as_ref().map(|d| s.resolve(d)))
+        });
+        let regulations = match regs_dir {
+            Some(dir) => rampart_fleet::regulation::load_dir(&dir)
+                .map_err(|e| anyhow::Error::new(BadInput(e.to_string())))?,
+            None => rampart_fleet::regulation::builtin()?,
+        };
+        let roles = if c.roles.is_empty() {
+            cfg.map(|s| s.fleet.roles).unwrap_or_default()
+        } else {
+            c.roles.clone()
+        };
+        Ok(Settings {
+            data_dir,
+            regulations,
+            roles,
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,15 +189,7 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-fn regulations(c: &Common) -> anyhow::Result<Vec<Regulation>> {
-    match &c.regulations {
-        Some(dir) => rampart_fleet::regulation::load_dir(dir)
-            .map_err(|e| anyhow::Error::new(BadInput(e.to_string()))),
-        None => Ok(rampart_fleet::regulation::builtin()?),
-    }
-}
-
-fn open(c: &Common) -> anyhow::Result<IncidentDb> {
+fn open(c: &Settings) -> anyhow::Result<IncidentDb> {
     let path = rampart_fleet::db_path(&c.data_dir);
     if !path.exists() {
         return Err(BadInput(format!(
@@ -186,8 +221,8 @@ fn deadline_line(d: &AppliedDeadline, now: u64) -> String {
 }
 
 pub fn run(args: IncidentArgs) -> anyhow::Result<ExitCode> {
-    let c = &args.common;
-    let regs = regulations(c)?;
+    let c = &Settings::resolve(&args.common)?;
+    let regs = &c.regulations;
     let mut db = open(c)?;
     let now = now_ns();
     match args.command {
@@ -201,7 +236,7 @@ pub fn run(args: IncidentArgs) -> anyhow::Result<ExitCode> {
                 );
             }
             for inc in &all {
-                let d = inc.deadlines(&regs, &c.roles, now);
+                let d = inc.deadlines(regs, &c.roles, now);
                 let next = d
                     .iter()
                     .find(|x| x.due_ns.is_some() && x.state != rampart_fleet::DeadlineState::Done);
@@ -238,7 +273,7 @@ pub fn run(args: IncidentArgs) -> anyhow::Result<ExitCode> {
         }
         IncidentCommand::Show { id, json } => {
             let inc = find(&db, &id)?;
-            let d = inc.deadlines(&regs, &c.roles, now);
+            let d = inc.deadlines(regs, &c.roles, now);
             if json {
                 let v = serde_json::json!({"incident": inc, "deadlines": d});
                 println!("{}", serde_json::to_string_pretty(&v)?);
@@ -291,17 +326,17 @@ pub fn run(args: IncidentArgs) -> anyhow::Result<ExitCode> {
         }
         IncidentCommand::Mark(m) => {
             let inc = find(&db, &m.id)?;
-            for mark in marks(&m, &regs)? {
+            for mark in marks(&m, regs)? {
                 db.set_mark(&inc.id, &mark, now)?;
             }
             let inc = find(&db, &m.id)?;
-            for x in inc.deadlines(&regs, &c.roles, now) {
+            for x in inc.deadlines(regs, &c.roles, now) {
                 println!("{}", deadline_line(&x, now));
             }
         }
         IncidentCommand::Report { id, output } => {
             let inc = find(&db, &id)?;
-            let d = inc.deadlines(&regs, &c.roles, now);
+            let d = inc.deadlines(regs, &c.roles, now);
             let md = report::markdown(&inc, &d, now);
             std::fs::create_dir_all(&output)
                 .with_context(|| format!("creating {}", output.display()))?;

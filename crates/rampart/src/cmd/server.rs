@@ -218,7 +218,7 @@ pub async fn start_server(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     // Fleet console (issue 9): cross-host rules, incidents, notification deadlines.
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
-    let fleet_cfg = rampart_fleet::FleetConfig::new(Some(rampart_fleet::db_path(&data_dir)));
+    let (fleet_cfg, deadline_every) = fleet_config(&cfg)?;
     let policies: Vec<(String, Option<u32>)> = cfg
         .regions
         .iter()
@@ -234,7 +234,10 @@ pub async fn start_server(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
             s.citation
         );
     }
-    let (fleet_layer, fleet) = rampart_fleet::server_layer(fleet_cfg)?;
+    let (fleet_layer, fleet) = rampart_fleet::server_layer(fleet_cfg).map_err(|e| match e {
+        e @ rampart_fleet::FleetError::Rules(_) => anyhow::Error::new(BadInput(e.to_string())),
+        e => anyhow::Error::new(e),
+    })?;
     // Web dashboard (issue 9): its live-alert layer sits inside the fleet's, so the fleet's own
     // alerts reach the live stream too.
     let console = rampart_console::Console::new(Some(fleet.clone()));
@@ -250,7 +253,7 @@ pub async fn start_server(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     .await?;
     let deadlines = fleet
         .get()
-        .map(|f| tokio::spawn(f.clone().deadline_loop(std::time::Duration::from_secs(60))));
+        .map(|f| tokio::spawn(f.clone().deadline_loop(deadline_every)));
     tracing::info!(
         "server listening on {} (CA {}, admin token in {}); dashboard {}/ui/ (first user admin, password in {})",
         server.url(),
@@ -260,6 +263,38 @@ pub async fn start_server(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         data_dir.join("admin.password").display()
     );
     Ok(RunningServer { server, deadlines })
+}
+
+/// The fleet console's configuration from `fleet:` of server.yaml, and the deadline check
+/// interval.
+fn fleet_config(cfg: &ServerConfig) -> anyhow::Result<(rampart_fleet::FleetConfig, Duration)> {
+    use rampart_server::FleetOptions;
+    let f = &cfg.fleet;
+    let mut fleet = rampart_fleet::FleetConfig::new(Some(rampart_fleet::db_path(&cfg.data_dir)));
+    let bad = |e: String| anyhow::Error::new(BadInput(e));
+    fleet.rule_files = f.rules.iter().map(|p| cfg.resolve(p)).collect();
+    if let Some(dir) = &f.regulations_dir {
+        fleet.regulations = rampart_fleet::regulation::load_dir(&cfg.resolve(dir))
+            .map_err(|e| bad(format!("fleet.regulations_dir: {e}")))?;
+    }
+    fleet.roles = f.roles.clone();
+    let window = Duration::from_nanos(fleet.incident_window_ns);
+    fleet.incident_window_ns =
+        FleetOptions::duration("incident_window", f.incident_window.as_deref(), window)
+            .map_err(bad)?
+            .as_nanos() as u64;
+    let learning = Duration::from_nanos(fleet.country_learning_ns);
+    fleet.country_learning_ns =
+        FleetOptions::duration("country_learning", f.country_learning.as_deref(), learning)
+            .map_err(bad)?
+            .as_nanos() as u64;
+    let every = FleetOptions::duration(
+        "deadline_check_interval",
+        f.deadline_check_interval.as_deref(),
+        Duration::from_secs(60),
+    )
+    .map_err(bad)?;
+    Ok((fleet, every))
 }
 
 fn serve(cfg: ServerConfig) -> anyhow::Result<ExitCode> {

@@ -36,6 +36,8 @@ pub struct AgentConfig {
     pub docker_socket: PathBuf,
     /// Ancestors carried by every event's process.
     pub max_ancestors: usize,
+    /// Executables up to this many MiB are hashed at exec (`process.exe_sha256`); 0: none.
+    pub exe_hash_max_mib: u64,
     /// Where `rampart agent --stats` finds the running agent's counters.
     pub stats_file: PathBuf,
     /// Load the built-in rules (rules/default.yaml) before `rules`.
@@ -90,6 +92,7 @@ impl Default for AgentConfig {
             stats_interval_secs: 10,
             docker_socket: PathBuf::from(rampart_container::DEFAULT_SOCKET),
             max_ancestors: 8,
+            exe_hash_max_mib: 64,
             stats_file: PathBuf::from("/run/rampart/agent-stats.json"),
             default_rules: true,
             rules: Vec::new(),

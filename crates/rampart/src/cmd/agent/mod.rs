@@ -275,6 +275,7 @@ impl Agent {
                 sensitive_paths: cfg.sensitive_paths.clone(),
                 unified: layout.unified.clone(),
                 v1_pids: layout.v1_pids.clone(),
+                hash_max_bytes: cfg.exe_hash_max_mib.saturating_mul(1 << 20),
             },
             ProcFs::default(),
             dir,
