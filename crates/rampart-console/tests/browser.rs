@@ -1,7 +1,7 @@
 //! The dashboard end to end in headless Chromium (Debian's chromium, driven through
-//! chromedriver over WebDriver): login, an alert shipped by an enrolled agent appearing live,
-//! an attacker-chosen process argument shown as text, and an incident's deadline counting
-//! down.
+//! chromedriver over WebDriver): login, an alert shipped by an enrolled agent appearing live
+//! (and the fleet's own correlation alert), an attacker-chosen process argument shown as text,
+//! an incident's deadline counting down, and the pages over an agent's inventory.
 
 mod support;
 
@@ -338,6 +338,22 @@ async fn an_alert_arrives_live_and_its_hostile_fields_stay_text() {
         serde_json::json!("undefined")
     );
     b.screenshot("alerts").await;
+    // The fleet's own correlation alerts reach the live view too: failed logins from one
+    // address on three hosts.
+    ship(
+        &mut agent,
+        &[
+            failed_login("fl-1", "web-7", "203.0.113.9"),
+            failed_login("fl-2", "web-8", "203.0.113.9"),
+            failed_login("fl-3", "web-9", "203.0.113.9"),
+        ],
+    )
+    .await;
+    b.until(
+        "the fleet's alert appears live",
+        "return document.getElementById('alerts-table').textContent.includes('Fleet password guessing across hosts')",
+    )
+    .await;
     // The host drill-down renders the same fields as text too.
     b.client
         .goto(&format!("{base}/ui/#/hosts/web-7"))

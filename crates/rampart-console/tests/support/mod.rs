@@ -12,8 +12,8 @@ use bytes::Bytes;
 use hyper::Method;
 use rampart_console::Console;
 use rampart_event::{Alert, Container, ContainerRuntime, Device, Event, EventId, EventKind};
+use rampart_event::{AuthInfo, AuthOutcome, Priority, Process};
 use rampart_event::{ContainerInventory, HostInventory, Protection, SignatureState, VulnCounts};
-use rampart_event::{Priority, Process};
 use rampart_fleet::FleetConfig;
 use rampart_server::{ServerConfig, ServerExtras, ServerHandle};
 use rampart_ship::client::{HttpClient, HttpResponse};
@@ -271,5 +271,26 @@ pub fn container_inventory(id: &str, host: &str, cid: &str, name: &str) -> serde
         compliance_score: Some(64),
         compliance_failed: 4,
     }));
+    serde_json::to_value(&e).expect("event json")
+}
+
+/// A failed SSH login on `host` from `src` (what the fleet's cross-host rules watch).
+pub fn failed_login(id: &str, host: &str, src: &str) -> serde_json::Value {
+    let mut e = Event::new(
+        EventId(id.into()),
+        now_ns(),
+        EventKind::AuthLogin,
+        device(host),
+    );
+    e.auth = Some(AuthInfo {
+        outcome: AuthOutcome::Failure,
+        user: "root".into(),
+        method: Some("password".into()),
+        src_ip: src.parse().ok(),
+        src_port: Some(40_000),
+        service: "sshd".into(),
+        log_source: "journal".into(),
+        message: String::new(),
+    });
     serde_json::to_value(&e).expect("event json")
 }
