@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -14,10 +15,17 @@ use support::*;
 /// Long enough for a loaded 2-core CI box; the tests normally take a few seconds.
 const WAIT: Duration = Duration::from_secs(20);
 
+/// chromedriver in its own process group; dropping it kills the group, so the Chromium it
+/// started goes too, also when a test fails before closing its session.
 struct KillOnDrop(Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(format!("-{}", self.0.id()))
+            .stderr(Stdio::null())
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -43,6 +51,7 @@ impl Browser {
         let driver = KillOnDrop(
             Command::new("/usr/bin/chromedriver")
                 .arg(format!("--port={port}"))
+                .process_group(0)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
