@@ -31,6 +31,8 @@ pub enum Need {
     Docker,
     /// The kernel accepts BPF programs from this process (root and BTF present).
     Bpf,
+    /// Debian's Chromium and ChromeDriver (`/usr/bin/chromium`, `/usr/bin/chromedriver`).
+    Chromium,
 }
 
 /// True when running under CI (`CI=true` or `CI=1`), where skipping is a failure.
@@ -58,6 +60,18 @@ fn missing(need: Need) -> Option<String> {
             } else {
                 None
             }
+        }
+        Need::Chromium => {
+            let missing: Vec<&str> = ["/usr/bin/chromium", "/usr/bin/chromedriver"]
+                .into_iter()
+                .filter(|p| !Path::new(p).exists())
+                .collect();
+            (!missing.is_empty()).then(|| {
+                format!(
+                    "{} (Debian packages chromium, chromium-driver: scripts/setup)",
+                    missing.join(", ")
+                )
+            })
         }
     }
 }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use rampart_event::{Alert, Device, Event, EventId, EventKind, NetDirection, Priority};
 use rampart_rules::{Detection, Engine, Loader, Options};
 use rampart_server::store::{
-    day_of, BoxFuture, DeleteOutcome, InsertOutcome, RetentionRecord, StoreError,
+    day_of, BoxFuture, DeleteOutcome, HostSummary, InsertOutcome, RetentionRecord, StoreError,
 };
 use rampart_server::{Query, RecordKind, Store, StoredRecord};
 
@@ -656,6 +656,18 @@ impl Store for FleetStore {
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<RetentionRecord>, StoreError>> {
         self.inner.retention_log(limit)
+    }
+
+    fn hosts(&self) -> BoxFuture<'_, Result<Vec<HostSummary>, StoreError>> {
+        self.inner.hosts()
+    }
+
+    fn latest_inventory<'a>(
+        &'a self,
+        event_type: &'a str,
+        host: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
+        self.inner.latest_inventory(event_type, host)
     }
 }
 

@@ -353,6 +353,16 @@ impl Store for LagStore {
     ) -> BoxFuture<'_, Result<Vec<RetentionRecord>, StoreError>> {
         self.inner.retention_log(limit)
     }
+    fn hosts(&self) -> BoxFuture<'_, Result<Vec<rampart_server::HostSummary>, StoreError>> {
+        self.inner.hosts()
+    }
+    fn latest_inventory<'a>(
+        &'a self,
+        event_type: &'a str,
+        host: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
+        self.inner.latest_inventory(event_type, host)
+    }
 }
 
 struct Paced {

@@ -49,10 +49,13 @@ use crate::ingest::{decode_body, parse_batch, Sender};
 use crate::server::{peer_identity, App};
 use crate::store::{Query, RecordKind, StoredRecord};
 
-/// What the handlers know about the connection.
+/// What the handlers know about the connection (an extension of every request, extra routes
+/// included).
 #[derive(Debug, Clone)]
-pub(crate) struct ConnInfo {
+pub struct ConnInfo {
+    /// The agent of a verified client certificate.
     pub peer: Option<AgentIdentity>,
+    /// The client's address.
     pub remote: SocketAddr,
 }
 
@@ -74,9 +77,10 @@ fn err(status: StatusCode, msg: impl Into<String>) -> ApiError {
 pub(crate) async fn serve(
     app: Arc<App>,
     listener: tokio::net::TcpListener,
+    extra: Router,
     mut stop: watch::Receiver<bool>,
 ) {
-    let router = router(app.clone());
+    let router = router(app.clone()).merge(extra);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,

@@ -1,10 +1,11 @@
 //! The control database (`<data_dir>/control.db`, SQLite): enrolled agents, enrollment
-//! tokens, API tokens and their roles, revocations. It is separate from the record store, so
+//! tokens, API tokens and their roles, revocations, dashboard users and their sessions. It is separate from the record store, so
 //! that the ClickHouse store never holds credentials, and small enough that the offline
 //! `rampart server ...` commands can change it while the server runs (SQLite WAL; the server
 //! notices revocations through `crl.pem`).
 //!
-//! Tokens are stored as SHA-256 hashes only.
+//! Tokens and session tokens are stored as SHA-256 hashes only; user passwords as Argon2id
+//! PHC strings (RustCrypto `argon2`, its default parameters: 19 MiB, 2 passes).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -84,6 +85,55 @@ pub struct TokenRecord {
     pub revoked_ns: Option<u64>,
 }
 
+/// A dashboard user as listed (without the password hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserRecord {
+    pub username: String,
+    pub role: Role,
+    pub created_ns: u64,
+}
+
+/// A valid dashboard session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Session {
+    pub username: String,
+    pub role: Role,
+    pub expires_ns: u64,
+}
+
+/// Shortest password [`Control::add_user`] accepts.
+pub const MIN_PASSWORD_LEN: usize = 12;
+
+fn hash_password(password: &str) -> Result<String, ControlError> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let mut salt = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| ControlError::Refused("no randomness for a password salt".into()))?;
+    let salt = SaltString::encode_b64(&salt)
+        .map_err(|e| ControlError::Refused(format!("password salt: {e}")))?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ControlError::Refused(format!("hashing the password: {e}")))
+}
+
+fn password_matches(phc: &str, password: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(phc).is_ok_and(|h| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+/// A hash no password matches, checked for unknown users so that a login takes as long for
+/// a wrong user name as for a wrong password.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password(&random_hex(16)).unwrap_or_default())
+}
+
 /// What an enrollment token grants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EnrollGrant {
@@ -151,7 +201,13 @@ impl Control {
              CREATE TABLE IF NOT EXISTS api_tokens (
                 name TEXT PRIMARY KEY, role TEXT NOT NULL, sha256 TEXT NOT NULL UNIQUE,
                 created_ns INTEGER NOT NULL, revoked_ns INTEGER);
-             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS users (
+                username TEXT PRIMARY KEY, role TEXT NOT NULL, password TEXT NOT NULL,
+                created_ns INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS sessions (
+                sha256 TEXT PRIMARY KEY, username TEXT NOT NULL, created_ns INTEGER NOT NULL,
+                expires_ns INTEGER NOT NULL);",
         )
         .map_err(db)?;
         Ok(Control {
@@ -311,6 +367,149 @@ impl Control {
         res.map_err(|m| ControlError::Refused(m.to_string()))
     }
 
+    /// Adds dashboard user `username` with `role`; the password is kept as an Argon2id hash.
+    pub fn add_user(&self, username: &str, role: Role, password: &str) -> Result<(), ControlError> {
+        if username.is_empty()
+            || username.len() > 64
+            || !username
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c))
+        {
+            return Err(ControlError::Refused(format!(
+                "user name {username:?}: 1 to 64 of letters, digits, '.', '_', '@', '-'"
+            )));
+        }
+        if password.chars().count() < MIN_PASSWORD_LEN {
+            return Err(ControlError::Refused(format!(
+                "the password of {username:?} is shorter than {MIN_PASSWORD_LEN} characters"
+            )));
+        }
+        let phc = hash_password(password)?;
+        let inserted = self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO users (username, role, password, created_ns) VALUES (?1, ?2, ?3, ?4)",
+                params![username, role.as_str(), phc, now_ns() as i64],
+            )
+        })?;
+        if inserted == 0 {
+            return Err(ControlError::Refused(format!(
+                "a user named {username:?} exists already"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Removes user `username` and ends their sessions; false when there is none.
+    pub fn remove_user(&self, username: &str) -> Result<bool, ControlError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "DELETE FROM sessions WHERE username = ?1",
+                params![username],
+            )?;
+            let n = tx.execute("DELETE FROM users WHERE username = ?1", params![username])?;
+            tx.commit()?;
+            Ok(n > 0)
+        })
+    }
+
+    /// Every dashboard user.
+    pub fn users(&self) -> Result<Vec<UserRecord>, ControlError> {
+        self.with(|c| {
+            let mut st =
+                c.prepare("SELECT username, role, created_ns FROM users ORDER BY username")?;
+            let rows = st.query_map([], |r| {
+                Ok(UserRecord {
+                    username: r.get(0)?,
+                    role: Role::parse(&r.get::<_, String>(1)?).unwrap_or(Role::ReadOnly),
+                    created_ns: r.get::<_, i64>(2)? as u64,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The role of `username` when `password` is theirs. An unknown user costs the same
+    /// password check as a known one.
+    pub fn check_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<Role>, ControlError> {
+        let row: Option<(String, String)> = self.with(|c| {
+            c.query_row(
+                "SELECT role, password FROM users WHERE username = ?1",
+                params![username],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+        })?;
+        Ok(match row {
+            Some((role, phc)) => {
+                if password_matches(&phc, password) {
+                    Role::parse(&role)
+                } else {
+                    None
+                }
+            }
+            None => {
+                let _ = password_matches(dummy_hash(), password);
+                None
+            }
+        })
+    }
+
+    /// Starts a session of `username` valid for `ttl`; returns its token (kept only hashed).
+    pub fn create_session(&self, username: &str, ttl: Duration) -> Result<String, ControlError> {
+        let token = format!("rmps_{}", random_hex(32));
+        let now = now_ns();
+        self.with(|c| {
+            c.execute("DELETE FROM sessions WHERE expires_ns < ?1", params![now as i64])?;
+            c.execute(
+                "INSERT INTO sessions (sha256, username, created_ns, expires_ns) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    token_hash(&token),
+                    username,
+                    now as i64,
+                    now.saturating_add(ttl.as_nanos() as u64) as i64
+                ],
+            )
+        })?;
+        Ok(token)
+    }
+
+    /// The session of `token` if it is valid (not expired, its user still exists); the role
+    /// is the user's current one.
+    pub fn session(&self, token: &str) -> Result<Option<Session>, ControlError> {
+        let row: Option<(String, String, i64)> = self.with(|c| {
+            c.query_row(
+                "SELECT s.username, u.role, s.expires_ns FROM sessions s JOIN users u ON u.username = s.username
+                 WHERE s.sha256 = ?1 AND s.expires_ns > ?2",
+                params![token_hash(token), now_ns() as i64],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+        })?;
+        Ok(row.and_then(|(username, role, exp)| {
+            Role::parse(&role).map(|role| Session {
+                username,
+                role,
+                expires_ns: exp as u64,
+            })
+        }))
+    }
+
+    /// Ends the session of `token`.
+    pub fn end_session(&self, token: &str) -> Result<(), ControlError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM sessions WHERE sha256 = ?1",
+                params![token_hash(token)],
+            )
+        })
+        .map(|_| ())
+    }
+
     /// Records an enrolled agent.
     pub fn add_agent(&self, a: &AgentRecord) -> Result<(), ControlError> {
         self.with(|c| {
@@ -440,5 +639,52 @@ mod tests {
             .is_err());
         assert_eq!(c.next_crl_number().expect("n"), 1);
         assert_eq!(c.next_crl_number().expect("n"), 2);
+    }
+
+    #[test]
+    fn users_passwords_and_sessions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = Control::open(&dir.path().join("control.db")).expect("open");
+        c.add_user("ann", Role::Analyst, "correct horse battery")
+            .expect("add");
+        assert!(c.add_user("ann", Role::Admin, "another long one").is_err());
+        assert!(c.add_user("bob", Role::Admin, "short").is_err());
+        assert!(c
+            .add_user("b b", Role::Admin, "long enough password")
+            .is_err());
+        assert_eq!(
+            c.check_password("ann", "correct horse battery")
+                .expect("check"),
+            Some(Role::Analyst)
+        );
+        assert_eq!(c.check_password("ann", "wrong").expect("check"), None);
+        assert_eq!(c.check_password("nobody", "x").expect("check"), None);
+        let stored: String = c
+            .with(|c| c.query_row("SELECT password FROM users", [], |r| r.get(0)))
+            .expect("row");
+        assert!(stored.starts_with("$argon2id$"), "{stored}");
+        assert!(!stored.contains("horse"));
+
+        let t = c
+            .create_session("ann", Duration::from_secs(60))
+            .expect("session");
+        let s = c.session(&t).expect("lookup").expect("valid");
+        assert_eq!((s.username.as_str(), s.role), ("ann", Role::Analyst));
+        assert_eq!(c.session("rmps_wrong").expect("lookup"), None);
+        c.end_session(&t).expect("logout");
+        assert_eq!(c.session(&t).expect("lookup"), None);
+        let expired = c.create_session("ann", Duration::ZERO).expect("session");
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(c.session(&expired).expect("lookup"), None);
+        let t2 = c
+            .create_session("ann", Duration::from_secs(60))
+            .expect("session");
+        assert!(c.remove_user("ann").expect("remove"));
+        assert_eq!(
+            c.session(&t2).expect("lookup"),
+            None,
+            "removed users lose their sessions"
+        );
+        assert_eq!(c.users().expect("list"), vec![]);
     }
 }

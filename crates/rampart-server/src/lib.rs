@@ -27,12 +27,14 @@ mod server;
 pub mod store;
 pub mod vulndb;
 
-pub use api::parse_time;
+pub use api::{parse_time, ConnInfo};
 pub use config::{FleetOptions, RegionPolicy, ServerConfig, StoreConfig};
 pub use control::Role;
 pub use local::LocalOutput;
 pub use server::{
     open_control, open_store, revoke_agent_offline, start, ServerError, ServerHandle,
 };
+pub use server::{start_extras, RouteLayer, ServerContext, ServerExtras};
 pub use server::{start_with, StoreLayer};
+pub use store::HostSummary;
 pub use store::{Query, RecordKind, Store, StoredRecord};

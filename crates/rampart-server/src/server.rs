@@ -82,7 +82,7 @@ pub(crate) struct App {
     crl: RwLock<Option<webpki::CertRevocationList<'static>>>,
     crl_mtime: Mutex<Option<SystemTime>>,
     pub counters: Counters,
-    last_seen: Mutex<HashMap<String, u64>>,
+    pub(crate) last_seen: Mutex<HashMap<String, u64>>,
 }
 
 impl App {
@@ -407,6 +407,67 @@ pub fn open_control(cfg: &ServerConfig) -> Result<(Control, Ca), ServerError> {
     Ok((control, ca))
 }
 
+/// What extra routes (the dashboard of `rampart-console`) see of the running server.
+#[derive(Clone)]
+pub struct ServerContext {
+    app: Arc<App>,
+}
+
+impl std::fmt::Debug for ServerContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerContext").finish_non_exhaustive()
+    }
+}
+
+impl ServerContext {
+    /// The store (as wrapped by the store layer).
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.app.store.clone()
+    }
+
+    /// The control database: agents, users and sessions.
+    pub fn control(&self) -> &Control {
+        &self.app.control
+    }
+
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &ServerConfig {
+        &self.app.cfg
+    }
+
+    /// Agents heard from since the last flush to the control database (every 10 s), with
+    /// when: newer than [`Control::agents`]' `last_seen_ns`.
+    pub fn recent_agents(&self) -> HashMap<String, u64> {
+        self.app
+            .last_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Builds extra routes once the server's state exists; they are merged into the HTTPS router
+/// (paths must not overlap the API's) and see [`crate::ConnInfo`] as an extension.
+pub type RouteLayer = Box<dyn FnOnce(ServerContext) -> axum::Router + Send>;
+
+/// What an embedder adds to the server: a store layer and extra routes.
+#[derive(Default)]
+pub struct ServerExtras {
+    /// Wraps the opened store (see [`StoreLayer`]).
+    pub store_layer: Option<StoreLayer>,
+    /// Extra routes (see [`RouteLayer`]).
+    pub routes: Vec<RouteLayer>,
+}
+
+impl std::fmt::Debug for ServerExtras {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerExtras")
+            .field("store_layer", &self.store_layer.is_some())
+            .field("routes", &self.routes.len())
+            .finish()
+    }
+}
+
 /// A running server. Dropping it does not stop the server; call [`shutdown`](Self::shutdown).
 pub struct ServerHandle {
     pub(crate) app: Arc<App>,
@@ -453,6 +514,13 @@ impl ServerHandle {
     /// The store.
     pub fn store(&self) -> Arc<dyn Store> {
         self.app.store.clone()
+    }
+
+    /// What extra routes see (store, control database, configuration).
+    pub fn context(&self) -> ServerContext {
+        ServerContext {
+            app: self.app.clone(),
+        }
     }
 
     /// Creates an enrollment token (`rmp1....`) for `region`, usable `uses` times within `ttl`.
@@ -534,7 +602,7 @@ fn flush_last_seen(app: &App) {
 /// API token in `<data_dir>/admin.token`), the store, binds `cfg.listen`, and spawns the
 /// listener, the retention job and housekeeping. Returns once it accepts connections.
 pub async fn start(cfg: ServerConfig) -> Result<ServerHandle, ServerError> {
-    start_with(cfg, Box::new(|store| store)).await
+    start_extras(cfg, ServerExtras::default()).await
 }
 
 /// Wraps the store a server opens, e.g. `rampart_fleet::FleetStore` (cross-host correlation and
@@ -543,6 +611,40 @@ pub type StoreLayer = Box<dyn FnOnce(Arc<dyn Store>) -> Arc<dyn Store> + Send>;
 
 /// As [`start`], with the opened store passed through `layer` before anything uses it.
 pub async fn start_with(cfg: ServerConfig, layer: StoreLayer) -> Result<ServerHandle, ServerError> {
+    start_extras(
+        cfg,
+        ServerExtras {
+            store_layer: Some(layer),
+            routes: Vec::new(),
+        },
+    )
+    .await
+}
+
+/// Writes `text` to `path`, mode 0600.
+fn write_secret(path: &Path, text: &str) -> Result<(), ServerError> {
+    use std::io::Write;
+    let io = |source| ServerError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(text.as_bytes()).map_err(io)
+}
+
+/// As [`start_with`], with everything an embedder may add (store layer, extra routes). On
+/// first start (no dashboard user yet) it also creates user `admin` with a random password
+/// written to `<data_dir>/admin.password` (0600).
+pub async fn start_extras(
+    cfg: ServerConfig,
+    extras: ServerExtras,
+) -> Result<ServerHandle, ServerError> {
     cfg.validate().map_err(ServerError::Invalid)?;
     let (control, ca) = open_control(&cfg)?;
     if !control.has_admin_token()? {
@@ -571,6 +673,13 @@ pub async fn start_with(cfg: ServerConfig, layer: StoreLayer) -> Result<ServerHa
         }
         tracing::info!(path = %path.display(), "created the first admin API token");
     }
+    if control.users()?.is_empty() {
+        let password = crate::control::random_hex(12);
+        control.add_user("admin", Role::Admin, &password)?;
+        let path = cfg.data_dir.join("admin.password");
+        write_secret(&path, &format!("{password}\n"))?;
+        tracing::info!(path = %path.display(), "created dashboard user admin; its password is in the file");
+    }
     let key_path = cfg.resolve(
         cfg.pseudonym_key_file
             .as_deref()
@@ -594,7 +703,11 @@ pub async fn start_with(cfg: ServerConfig, layer: StoreLayer) -> Result<ServerHa
         ),
         None => None,
     };
-    let store = layer(open_store(&cfg).await?);
+    let store = open_store(&cfg).await?;
+    let store = match extras.store_layer {
+        Some(layer) => layer(store),
+        None => store,
+    };
     let identity = ca.server_identity(&server_names(&cfg))?;
     // A CRL always exists (possibly empty) so the verifier can check every agent certificate.
     if Ca::read_crl(ca.dir()).is_err() {
@@ -630,9 +743,14 @@ pub async fn start_with(cfg: ServerConfig, layer: StoreLayer) -> Result<ServerHa
     app.reload_crl()?;
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    let mut extra = axum::Router::new();
+    for routes in extras.routes {
+        extra = extra.merge(routes(ServerContext { app: app.clone() }));
+    }
     tasks.push(tokio::spawn(crate::api::serve(
         app.clone(),
         listener,
+        extra,
         stop_rx.clone(),
     )));
     // Retention: once shortly after start, then every interval.

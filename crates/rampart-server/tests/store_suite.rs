@@ -301,15 +301,70 @@ async fn suite(store: &dyn Store) {
     store.delete_before("sg", u32::MAX).await.unwrap();
 }
 
+/// The summaries (run after [`suite`]).
+async fn summaries(store: &dyn Store) {
+    // The summaries: hosts with events (region and agent of the newest), newest inventory
+    // record per (type, host, container).
+    let hosts = store.hosts().await.unwrap();
+    let mut names: Vec<&str> = hosts.iter().map(|h| h.host.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["bulk", "sh-1", "web-1", "web-2"],
+        "{}: db-1 lost its only event to retention",
+        store.engine()
+    );
+    let sh = hosts.iter().find(|h| h.host == "sh-1").unwrap();
+    assert_eq!((sh.last_event_ns, sh.region.as_str()), (T0, "cn"));
+    let inv = |id: &str, t: u64, host: &str, container: &str| {
+        let mut r = record(id, RecordKind::Event, t, host, "eu-de");
+        r.event_type = "inventory.container".into();
+        r.container_id = container.into();
+        r
+    };
+    store
+        .insert(&[
+            inv("i1", T0, "web-1", "c1"),
+            inv("i2", T0 + 5, "web-1", "c1"),
+            inv("i3", T0 + 1, "web-1", "c2"),
+            inv("i4", T0 + 2, "web-2", "c3"),
+        ])
+        .await
+        .unwrap();
+    // An older record arriving late does not replace the newest.
+    store
+        .insert(&[inv("i0", T0 - 5, "web-1", "c1")])
+        .await
+        .unwrap();
+    let latest = store
+        .latest_inventory("inventory.container", None)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = latest.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["i2", "i4", "i3"], "{}", store.engine());
+    let one = store
+        .latest_inventory("inventory.container", Some("web-2"))
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].id, "i4");
+    assert!(store
+        .latest_inventory("inventory.host", None)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 #[tokio::test]
 async fn sqlite_passes_the_store_suite() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("events.db"), true).unwrap();
     suite(&store).await;
+    summaries(&store).await;
     // Reopening finds everything.
     drop(store);
     let store = SqliteStore::open(&dir.path().join("events.db"), true).unwrap();
-    assert_eq!(store.count(&Query::default()).await.unwrap(), 6005);
+    assert_eq!(store.count(&Query::default()).await.unwrap(), 6010);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,6 +382,7 @@ async fn clickhouse_passes_the_store_suite() {
     .unwrap();
     assert!(store.server_version().starts_with(char::is_numeric));
     suite(&store).await;
+    summaries(&store).await;
     // A second store on the same database (a second stateless server) sees the same data.
     let other = ClickHouseStore::open(ClickHouseConfig {
         url: ch.url(),
@@ -336,5 +392,5 @@ async fn clickhouse_passes_the_store_suite() {
     })
     .await
     .unwrap();
-    assert_eq!(other.count(&Query::default()).await.unwrap(), 6005);
+    assert_eq!(other.count(&Query::default()).await.unwrap(), 6010);
 }

@@ -23,7 +23,7 @@ use rampart_ship::client::{ClientError, HttpClient, HttpResponse};
 use serde::Deserialize;
 
 use super::{
-    day_string, parse_day, BoxFuture, DeleteOutcome, InsertOutcome, Query, RecordKind,
+    day_string, parse_day, BoxFuture, DeleteOutcome, HostSummary, InsertOutcome, Query, RecordKind,
     RetentionRecord, Store, StoreError, StoredRecord,
 };
 
@@ -345,6 +345,34 @@ impl ClickHouseStore {
         }
     }
 
+    /// Rows of a `FORMAT JSONEachRow` answer of `SELECT {SELECT_COLUMNS}`.
+    fn rows(&self, text: &str) -> Result<Vec<StoredRecord>, StoreError> {
+        let mut out = Vec::new();
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            let r: RowIn =
+                serde_json::from_str(line).map_err(|e| self.err(format!("reading a row: {e}")))?;
+            out.push(StoredRecord {
+                id: r.id,
+                kind: RecordKind::parse(&r.kind).unwrap_or(RecordKind::Event),
+                event_type: r.event_type,
+                time_ns: r.time_ns,
+                day: parse_day(&r.day).unwrap_or(0),
+                host: r.host,
+                region: r.region,
+                agent_id: r.agent_id,
+                container_id: r.container_id,
+                container_name: r.container_name,
+                image: r.image,
+                rule: r.rule,
+                priority: r.priority,
+                severity: r.severity,
+                ingested_ns: r.ingested_ns,
+                json: r.json,
+            });
+        }
+        Ok(out)
+    }
+
     /// Ids of `rows` already stored. Runs of one producer's ids (`<instance>-<hex seq>`) are
     /// looked up as key ranges, the rest by list: a range costs ClickHouse little, while
     /// parsing a literal list of thousands of ids and building its set was half of its work
@@ -480,30 +508,7 @@ impl Store for ClickHouseStore {
                 q.effective_limit()
             );
             let text = self.sql(&sql, None).await?;
-            let mut out = Vec::new();
-            for line in text.lines().filter(|l| !l.is_empty()) {
-                let r: RowIn = serde_json::from_str(line)
-                    .map_err(|e| self.err(format!("reading a row: {e}")))?;
-                out.push(StoredRecord {
-                    id: r.id,
-                    kind: RecordKind::parse(&r.kind).unwrap_or(RecordKind::Event),
-                    event_type: r.event_type,
-                    time_ns: r.time_ns,
-                    day: parse_day(&r.day).unwrap_or(0),
-                    host: r.host,
-                    region: r.region,
-                    agent_id: r.agent_id,
-                    container_id: r.container_id,
-                    container_name: r.container_name,
-                    image: r.image,
-                    rule: r.rule,
-                    priority: r.priority,
-                    severity: r.severity,
-                    ingested_ns: r.ingested_ns,
-                    json: r.json,
-                });
-            }
-            Ok(out)
+            self.rows(&text)
         })
     }
 
@@ -655,6 +660,65 @@ impl Store for ClickHouseStore {
                 });
             }
             Ok(out)
+        })
+    }
+
+    fn hosts(&self) -> BoxFuture<'_, Result<Vec<HostSummary>, StoreError>> {
+        Box::pin(async move {
+            #[derive(Deserialize)]
+            struct Row {
+                host: String,
+                region: String,
+                agent_id: String,
+                last_event_ns: u64,
+                last_ingested_ns: u64,
+            }
+            let db = &self.cfg.database;
+            // A column store aggregates this without an index; there is no summary table.
+            let text = self
+                .sql(
+                    &format!(
+                        "SELECT host, argMax(region, time_ns) AS region, argMax(agent_id, time_ns) AS agent_id, \
+                         max(time_ns) AS last_event_ns, max(ingested_ns) AS last_ingested_ns \
+                         FROM {db}.records FINAL WHERE kind = 'event' GROUP BY host \
+                         ORDER BY last_ingested_ns DESC, host FORMAT JSONEachRow"
+                    ),
+                    None,
+                )
+                .await?;
+            let mut out = Vec::new();
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                let r: Row = serde_json::from_str(line)
+                    .map_err(|e| self.err(format!("reading hosts: {e}")))?;
+                out.push(HostSummary {
+                    host: r.host,
+                    region: r.region,
+                    agent_id: r.agent_id,
+                    last_event_ns: r.last_event_ns,
+                    last_ingested_ns: r.last_ingested_ns,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn latest_inventory<'a>(
+        &'a self,
+        event_type: &'a str,
+        host: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
+        Box::pin(async move {
+            let db = &self.cfg.database;
+            let mut cond = format!("type = {}", quote(event_type));
+            if let Some(h) = host {
+                cond.push_str(&format!(" AND host = {}", quote(h)));
+            }
+            let sql = format!(
+                "SELECT {SELECT_COLUMNS} FROM {db}.records FINAL WHERE {cond} \
+                 ORDER BY time_ns DESC, id DESC LIMIT 1 BY host, container_id FORMAT JSONEachRow"
+            );
+            let text = self.sql(&sql, None).await?;
+            self.rows(&text)
         })
     }
 }

@@ -150,6 +150,26 @@ pub struct RetentionRecord {
     pub partitions: Vec<String>,
 }
 
+/// A host that has records, as the store's summary keeps it (maintained at insert, so reading
+/// it never scans the records).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostSummary {
+    pub host: String,
+    /// Region and agent of the host's newest record.
+    pub region: String,
+    pub agent_id: String,
+    /// Newest event time of the host's records, ns.
+    pub last_event_ns: u64,
+    /// When the server last stored a record of the host, ns.
+    pub last_ingested_ns: u64,
+}
+
+/// True for the record types whose newest record per (host, container) the stores keep
+/// findable without a scan ([`Store::latest_inventory`]).
+pub fn is_inventory_type(event_type: &str) -> bool {
+    event_type.starts_with("inventory.")
+}
+
 /// The storage engine behind the server.
 pub trait Store: Send + Sync {
     /// `sqlite` or `clickhouse`.
@@ -188,6 +208,19 @@ pub trait Store: Send + Sync {
         &self,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<RetentionRecord>, StoreError>>;
+
+    /// Every host that has events (region and agent of its newest event), most recently heard
+    /// from first. Never scans the records on SQLite.
+    fn hosts(&self) -> BoxFuture<'_, Result<Vec<HostSummary>, StoreError>>;
+
+    /// The newest stored record of `event_type` (an `inventory.*` type, see
+    /// [`is_inventory_type`]) per (host, container id), of one host when `host` is given;
+    /// newest first. Never scans the records on SQLite.
+    fn latest_inventory<'a>(
+        &'a self,
+        event_type: &'a str,
+        host: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>>;
 }
 
 /// Days since the Unix epoch of `ns`.

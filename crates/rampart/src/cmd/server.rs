@@ -60,6 +60,11 @@ enum ServerCommand {
         #[command(subcommand)]
         command: ServerDbCommand,
     },
+    /// Dashboard users (log in at https://HOST:PORT/ui/; roles: admin, analyst, read-only).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +81,26 @@ enum ServerDbCommand {
     /// Ask every agent to send the package lists of its images again (from its next bundle
     /// check on), e.g. after restoring the server's data directory.
     Resend,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user. The password (at least 12 characters) is read from --password-file or,
+    /// without it, from the first line of standard input; only its Argon2id hash is stored.
+    Add {
+        name: String,
+        /// `admin`, `analyst` (events and alerts) or `read-only` (alerts, hosts, incidents;
+        /// no raw events).
+        #[arg(long)]
+        role: String,
+        /// File holding the password (first line).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// List users and roles.
+    List,
+    /// Remove a user and end their sessions.
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,7 +155,59 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             agents(&cfg, command.unwrap_or(AgentsCommand::List { json: false }))
         }
         ServerCommand::Db { command } => server_db(&cfg, command),
+        ServerCommand::User { command } => user(&cfg, command),
     }
+}
+
+fn user(cfg: &ServerConfig, command: UserCommand) -> anyhow::Result<ExitCode> {
+    let (control, _ca) = rampart_server::open_control(cfg)?;
+    match command {
+        UserCommand::Add {
+            name,
+            role,
+            password_file,
+        } => {
+            let r = Role::parse(&role).ok_or_else(|| {
+                BadInput(format!(
+                    "--role {role:?}: expected admin, analyst or read-only"
+                ))
+            })?;
+            let text = match &password_file {
+                Some(p) => std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?,
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("reading the password from standard input")?;
+                    line
+                }
+            };
+            let password = text.lines().next().unwrap_or("").trim_end_matches('\r');
+            control
+                .add_user(&name, r, password)
+                .map_err(|e| BadInput(e.to_string()))?;
+            println!("added user {name} ({})", r.as_str());
+        }
+        UserCommand::List => {
+            println!("{:<32} {:<10} CREATED", "USER", "ROLE");
+            for u in control.users()? {
+                println!(
+                    "{:<32} {:<10} {}",
+                    u.username,
+                    u.role.as_str(),
+                    fmt_ns(u.created_ns)
+                );
+            }
+        }
+        UserCommand::Remove { name } => {
+            if !control.remove_user(&name)? {
+                anyhow::bail!(BadInput(format!("no user named {name:?}")));
+            }
+            println!("removed user {name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Reads the configuration; a missing default file means every default.
@@ -190,11 +267,23 @@ pub async fn start_server(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
             s.citation
         );
     }
-    let (layer, fleet) = rampart_fleet::server_layer(fleet_cfg).map_err(|e| match e {
+    let (fleet_layer, fleet) = rampart_fleet::server_layer(fleet_cfg).map_err(|e| match e {
         e @ rampart_fleet::FleetError::Rules(_) => anyhow::Error::new(BadInput(e.to_string())),
         e => anyhow::Error::new(e),
     })?;
-    let server = rampart_server::start_with(cfg, layer).await?;
+    // Web dashboard (issue 9): its live-alert layer sits inside the fleet's, so the fleet's own
+    // alerts reach the live stream too.
+    let console = rampart_console::Console::new(Some(fleet.clone()));
+    let live_layer = console.store_layer();
+    let layer: rampart_server::StoreLayer = Box::new(move |store| fleet_layer(live_layer(store)));
+    let server = rampart_server::start_extras(
+        cfg,
+        rampart_server::ServerExtras {
+            store_layer: Some(layer),
+            routes: vec![console.routes()],
+        },
+    )
+    .await?;
     let deadlines = fleet
         .get()
         .map(|f| tokio::spawn(f.clone().deadline_loop(deadline_every)));
@@ -203,10 +292,12 @@ pub async fn start_server(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         .get()
         .map(|f| tokio::spawn(f.clone().vulndb_loop(VULNDB_POLL)));
     tracing::info!(
-        "server listening on {} (CA {}, admin token in {})",
+        "server listening on {} (CA {}, admin token in {}); dashboard {}/ui/ (first user admin, password in {})",
         server.url(),
         data_dir.join("ca/ca.crt").display(),
-        data_dir.join("admin.token").display()
+        data_dir.join("admin.token").display(),
+        server.url(),
+        data_dir.join("admin.password").display()
     );
     Ok(RunningServer {
         server,

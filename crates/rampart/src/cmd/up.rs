@@ -41,9 +41,15 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the server runtime")?;
     let vulndb = rampart_server::vulndb::db_path(&cfg.data_dir);
+    let password_file = cfg.data_dir.join("admin.password");
     let running = rt.block_on(crate::cmd::server::start_server(cfg))?;
     // For scripts and tests, as `rampart server` prints it.
     println!("listening {}", running.server.url());
+    println!(
+        "dashboard {}/ui/ (user admin, password in {} until you replace it: rampart server user add)",
+        running.server.url(),
+        password_file.display()
+    );
     let embedded = Embedded {
         server: &running.server,
         queue_dir: args.state_dir.join("queue"),

@@ -1,0 +1,90 @@
+//! Rampart's web dashboard, served by the central server under `/ui/`.
+//!
+//! * Pages: fleet overview, live alerts, incidents with deadline countdowns and timelines,
+//!   containers, per-host drill-down, event search. Static HTML/CSS/JS compiled into the binary
+//!   (no CDN, font or external script); the script renders every value with `textContent`,
+//!   never as markup, because event fields (process arguments, file names) are chosen by
+//!   whoever runs code on a watched host.
+//! * Login with the server's users (`rampart server user add`): a session cookie (random
+//!   token, kept hashed in the control database with an expiry; `HttpOnly; Secure;
+//!   SameSite=Strict`), failed logins limited per address and per user name.
+//! * Data under `/ui/api/*` needs a session and follows the roles of the query API: read-only
+//!   users see alerts, hosts, containers and incidents, not raw events.
+//! * Live alerts are Server-Sent Events fed by [`Console::store_layer`], a store wrapper that
+//!   publishes every committed alert (agents' and the fleet's own, when the fleet layer wraps
+//!   it).
+//!
+//! ```no_run
+//! # async fn demo(cfg: rampart_server::ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
+//! let console = rampart_console::Console::new(None);
+//! let server = rampart_server::start_extras(cfg, rampart_server::ServerExtras {
+//!     store_layer: Some(console.store_layer()),
+//!     routes: vec![console.routes()],
+//! }).await?;
+//! # Ok(()) }
+//! ```
+
+mod api;
+mod assets;
+mod auth;
+mod live;
+mod view;
+
+use std::sync::Arc;
+
+use rampart_fleet::FleetSlot;
+use rampart_server::{RouteLayer, StoreLayer};
+use tokio::sync::broadcast;
+
+pub use live::LiveStore;
+
+/// Alerts kept for slow live subscribers before they are told they missed some.
+const LIVE_BUFFER: usize = 1024;
+
+/// The dashboard: its live alert feed, login limiter and what it reads incidents from.
+pub struct Console {
+    live: broadcast::Sender<Arc<serde_json::Value>>,
+    fleet: Option<FleetSlot>,
+    limiter: auth::Limiter,
+}
+
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console")
+            .field("fleet", &self.fleet.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Console {
+    /// A dashboard; `fleet` is where [`rampart_fleet::server_layer`] puts the fleet store
+    /// (incidents and deadlines come from its correlator; without it the incidents page is
+    /// empty).
+    pub fn new(fleet: Option<FleetSlot>) -> Arc<Console> {
+        let (live, _) = broadcast::channel(LIVE_BUFFER);
+        Arc::new(Console {
+            live,
+            fleet,
+            limiter: auth::Limiter::default(),
+        })
+    }
+
+    /// The store layer that publishes committed alerts to live subscribers. Put it innermost
+    /// (directly around the opened store) so that alerts other layers store, such as the
+    /// fleet's correlation and deadline alerts, pass through it too.
+    pub fn store_layer(self: &Arc<Self>) -> StoreLayer {
+        let live = self.live.clone();
+        Box::new(move |inner| Arc::new(LiveStore::new(inner, live)))
+    }
+
+    /// The routes: `/` (redirect), `/ui/...` pages and assets, `/ui/api/...` data.
+    pub fn routes(self: &Arc<Self>) -> RouteLayer {
+        let console = self.clone();
+        Box::new(move |ctx| api::router(console, ctx))
+    }
+
+    /// How many live alert subscribers are connected.
+    pub fn live_subscribers(&self) -> usize {
+        self.live.receiver_count()
+    }
+}
