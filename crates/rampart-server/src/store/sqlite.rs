@@ -419,7 +419,7 @@ impl Store for SqliteStore {
             // A host whose newest event is before the cutoff has no event of the region left.
             c.execute(
                 "DELETE FROM host_summary WHERE region = ?1 AND last_event_ns < ?2",
-                params![region, i64::from(cutoff_day) * 86_400_000_000_000],
+                params![region, i64::from(cutoff_day).saturating_mul(86_400_000_000_000)],
             )?;
             c.execute(
                 "DELETE FROM latest_inventory WHERE region = ?1 AND NOT EXISTS (SELECT 1 FROM records r WHERE r.id = latest_inventory.id)",
