@@ -36,7 +36,7 @@ use rampart_fleet::FleetSlot;
 use rampart_server::{RouteLayer, StoreLayer};
 use tokio::sync::broadcast;
 
-pub use live::LiveStore;
+pub use live::live_store;
 
 /// Alerts kept for slow live subscribers before they are told they missed some.
 const LIVE_BUFFER: usize = 1024;
@@ -74,7 +74,7 @@ impl Console {
     /// fleet's correlation and deadline alerts, pass through it too.
     pub fn store_layer(self: &Arc<Self>) -> StoreLayer {
         let live = self.live.clone();
-        Box::new(move |inner| Arc::new(LiveStore::new(inner, live)))
+        Box::new(move |inner| Arc::new(live_store(inner, live)))
     }
 
     /// The routes: `/` (redirect), `/ui/...` pages and assets, `/ui/api/...` data.

@@ -34,8 +34,7 @@ use rampart_event::{
 };
 use rampart_server::ingest::{parse_batch, Sender};
 use rampart_server::store::{
-    BoxFuture, ClickHouseConfig, ClickHouseStore, DeleteOutcome, InsertOutcome, RetentionRecord,
-    SqliteStore, StoreError,
+    AfterInsert, ClickHouseConfig, ClickHouseStore, InsertHook, InsertOutcome, SqliteStore,
 };
 use rampart_server::{Query, ServerConfig, Store, StoreConfig, StoredRecord};
 use rampart_ship::{OutputConfig, ShipConfig};
@@ -302,69 +301,6 @@ fn clickhouse(url: &str, database: &str) -> StoreConfig {
     }
 }
 
-/// Wraps the server's store and notes, for every committed record, how long after its event
-/// time (set when the agent appended it) the commit returned.
-struct LagStore {
-    inner: Arc<dyn Store>,
-    lags_ns: Arc<Mutex<Vec<u64>>>,
-}
-
-impl Store for LagStore {
-    fn engine(&self) -> &'static str {
-        self.inner.engine()
-    }
-    fn insert<'a>(
-        &'a self,
-        rows: &'a [StoredRecord],
-    ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
-        Box::pin(async move {
-            let o = self.inner.insert(rows).await?;
-            let now = now_ns();
-            let mut l = self.lags_ns.lock().unwrap();
-            l.extend(rows.iter().map(|r| now.saturating_sub(r.time_ns)));
-            Ok(o)
-        })
-    }
-    fn query<'a>(&'a self, q: &'a Query) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
-        self.inner.query(q)
-    }
-    fn count<'a>(&'a self, q: &'a Query) -> BoxFuture<'a, Result<u64, StoreError>> {
-        self.inner.count(q)
-    }
-    fn regions(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
-        self.inner.regions()
-    }
-    fn delete_before<'a>(
-        &'a self,
-        region: &'a str,
-        cutoff_day: u32,
-    ) -> BoxFuture<'a, Result<DeleteOutcome, StoreError>> {
-        self.inner.delete_before(region, cutoff_day)
-    }
-    fn record_retention<'a>(
-        &'a self,
-        r: &'a RetentionRecord,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        self.inner.record_retention(r)
-    }
-    fn retention_log(
-        &self,
-        limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<RetentionRecord>, StoreError>> {
-        self.inner.retention_log(limit)
-    }
-    fn hosts(&self) -> BoxFuture<'_, Result<Vec<rampart_server::HostSummary>, StoreError>> {
-        self.inner.hosts()
-    }
-    fn latest_inventory<'a>(
-        &'a self,
-        event_type: &'a str,
-        host: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
-        self.inner.latest_inventory(event_type, host)
-    }
-}
-
 struct Paced {
     rate: u64,
     events: u64,
@@ -381,8 +317,16 @@ struct Paced {
 async fn paced(dir: &Path, rate: u64, seconds: u64) -> Paced {
     let lags = Arc::new(Mutex::new(Vec::new()));
     let l2 = lags.clone();
-    let layer: rampart_server::StoreLayer =
-        Box::new(move |inner| Arc::new(LagStore { inner, lags_ns: l2 }) as Arc<dyn Store>);
+    let layer: rampart_server::StoreLayer = Box::new(move |inner| {
+        // For every committed record: how long after its event time (set when the agent
+        // appended it) the commit returned.
+        let hook: InsertHook = Arc::new(move |rows: &[StoredRecord], _: &InsertOutcome| {
+            let now = now_ns();
+            let mut l = l2.lock().unwrap();
+            l.extend(rows.iter().map(|r| now.saturating_sub(r.time_ns)));
+        });
+        Arc::new(AfterInsert::new(inner, hook)) as Arc<dyn Store>
+    });
     let (server, url, tls) = server_and_enrollment(dir, sqlite("full"), Some(layer)).await;
     let out = tokio::process::Command::new(std::env::current_exe().unwrap())
         .env("RAMPART_BENCH_ROLE", "agent")

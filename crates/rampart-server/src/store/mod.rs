@@ -13,6 +13,7 @@
 //!   is before the cutoff, and nothing else.
 
 mod clickhouse;
+mod hook;
 mod sqlite;
 
 use std::future::Future;
@@ -21,6 +22,7 @@ use std::pin::Pin;
 use serde::Serialize;
 
 pub use clickhouse::{ClickHouseConfig, ClickHouseStore};
+pub use hook::{AfterInsert, InsertHook};
 pub use sqlite::SqliteStore;
 
 /// A boxed future, as the trait's methods return.

@@ -1,0 +1,97 @@
+//! [`AfterInsert`]: a store wrapper that runs a hook after every committed insert.
+
+use std::sync::Arc;
+
+use super::{
+    BoxFuture, DeleteOutcome, HostSummary, InsertOutcome, Query, RetentionRecord, Store,
+    StoreError, StoredRecord,
+};
+
+/// What [`AfterInsert`] runs after each committed insert: the batch and what the store did
+/// with it. It runs on the inserting task, so it must be quick (send to a channel, count).
+pub type InsertHook = Arc<dyn Fn(&[StoredRecord], &InsertOutcome) + Send + Sync>;
+
+/// A [`Store`] that calls a hook after every committed insert (the dashboard's live stream,
+/// benchmarks' lag measurement); every other call goes straight to the wrapped store.
+pub struct AfterInsert {
+    inner: Arc<dyn Store>,
+    hook: InsertHook,
+}
+
+impl std::fmt::Debug for AfterInsert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AfterInsert")
+            .field("engine", &self.inner.engine())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AfterInsert {
+    /// Wraps `inner`; `hook` sees every batch once the store committed it.
+    pub fn new(inner: Arc<dyn Store>, hook: InsertHook) -> AfterInsert {
+        AfterInsert { inner, hook }
+    }
+}
+
+impl Store for AfterInsert {
+    fn engine(&self) -> &'static str {
+        self.inner.engine()
+    }
+
+    fn insert<'a>(
+        &'a self,
+        rows: &'a [StoredRecord],
+    ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
+        Box::pin(async move {
+            let outcome = self.inner.insert(rows).await?;
+            (self.hook)(rows, &outcome);
+            Ok(outcome)
+        })
+    }
+
+    fn query<'a>(&'a self, q: &'a Query) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
+        self.inner.query(q)
+    }
+
+    fn count<'a>(&'a self, q: &'a Query) -> BoxFuture<'a, Result<u64, StoreError>> {
+        self.inner.count(q)
+    }
+
+    fn regions(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        self.inner.regions()
+    }
+
+    fn delete_before<'a>(
+        &'a self,
+        region: &'a str,
+        cutoff_day: u32,
+    ) -> BoxFuture<'a, Result<DeleteOutcome, StoreError>> {
+        self.inner.delete_before(region, cutoff_day)
+    }
+
+    fn record_retention<'a>(
+        &'a self,
+        r: &'a RetentionRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.inner.record_retention(r)
+    }
+
+    fn retention_log(
+        &self,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<RetentionRecord>, StoreError>> {
+        self.inner.retention_log(limit)
+    }
+
+    fn hosts(&self) -> BoxFuture<'_, Result<Vec<HostSummary>, StoreError>> {
+        self.inner.hosts()
+    }
+
+    fn latest_inventory<'a>(
+        &'a self,
+        event_type: &'a str,
+        host: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
+        self.inner.latest_inventory(event_type, host)
+    }
+}
