@@ -21,11 +21,16 @@ struct KillOnDrop(Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(format!("-{}", self.0.id()))
-            .stderr(Stdio::null())
-            .status();
+        // killpg(2) directly: procps-ng 4.0.2's kill(1) here killed far more than the group
+        // with `kill -KILL -PGID` (the test runner, dockerd and the shell went too).
+        if let Ok(pgid) = i32::try_from(self.0.id()) {
+            if pgid > 1 {
+                // SAFETY: killpg(2) on the process group this test created for chromedriver.
+                unsafe {
+                    libc::killpg(pgid, libc::SIGKILL);
+                }
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

@@ -4,59 +4,15 @@
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use testkit::{busybox_image, TestContainer};
 
-fn rampart(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rampart"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run rampart")
-}
-
-/// Runs `rampart args`; asserts success; returns stdout.
-fn rampart_ok(args: &[&str]) -> String {
-    let out = rampart(args);
-    assert!(
-        out.status.success(),
-        "rampart {args:?}: {:?}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A child process, SIGKILLed on drop; dies with the test process.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(args: &[&str], stdout: Stdio, log: &Path) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(std::fs::File::create(log).expect("log file"));
-    // SAFETY: prctl in the child before exec; the child stops when the test process dies.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    Proc(cmd.spawn().expect("spawn rampart"))
-}
+mod support;
+use support::{rampart, rampart_ok, spawn, Proc};
 
 /// `rampart server` on a free loopback port; returns it and its URL.
 fn start_server(dir: &Path) -> (Proc, String, PathBuf) {
