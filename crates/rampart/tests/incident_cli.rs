@@ -18,13 +18,8 @@ fn rampart(data: &Path, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("running rampart: {e}"))
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod support;
+use support::text;
 
 #[test]
 fn list_show_mark_and_report_an_incident() {

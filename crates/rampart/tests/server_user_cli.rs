@@ -28,13 +28,8 @@ fn rampart(config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
         .unwrap_or_else(|e| panic!("waiting for rampart: {e}"))
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod support;
+use support::text;
 
 #[test]
 fn add_list_and_remove_dashboard_users() {

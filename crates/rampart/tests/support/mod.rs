@@ -54,3 +54,12 @@ pub fn spawn(args: &[&str], stdout: Stdio, log: &Path) -> Proc {
     }
     Proc(cmd.spawn().expect("spawn rampart"))
 }
+
+/// A finished command's stdout then stderr, for assertion messages and matching.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
