@@ -38,7 +38,8 @@ use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use rampart_ship::protocol::{
-    enroll_signed_message, EnrollRequest, EnrollResponse, IngestResponse, MAX_INGEST_BODY,
+    enroll_signed_message, EnrollRequest, EnrollResponse, IngestResponse, BATCH_AFTER_HEADER,
+    BATCH_LAST_HEADER, MAX_INGEST_BODY,
 };
 use serde::Deserialize;
 use tokio::sync::watch;
@@ -46,6 +47,7 @@ use tokio::sync::watch;
 use crate::ca::AgentIdentity;
 use crate::control::{now_ns, AgentRecord, Role};
 use crate::ingest::{decode_body, parse_batch, Sender};
+use crate::sequence::BatchPlace;
 use crate::server::{peer_identity, App};
 use crate::store::{Query, RecordKind, StoredRecord};
 
@@ -218,11 +220,9 @@ async fn ingest(
         .get("content-encoding")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let place = batch_place(&headers)?;
     let app2 = app.clone();
-    let sender = Sender {
-        agent_id: agent.agent_id.clone(),
-        region: agent.region.clone(),
-    };
+    let sender = sender_of(&agent);
     let parsed = tokio::task::spawn_blocking(move || {
         let raw = decode_body(&body, encoding.as_deref())?;
         Ok::<_, crate::ingest::BodyError>(parse_batch(
@@ -238,27 +238,46 @@ async fn ingest(
         app.counters.ingest_errors.fetch_add(1, Ordering::Relaxed);
         err(StatusCode::BAD_REQUEST, e.to_string())
     })?;
-    let started = std::time::Instant::now();
-    let outcome = app.store.insert(&parsed.rows).await.map_err(|e| {
-        app.counters.ingest_errors.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(agent = %agent.agent_id, "storing a batch: {e}");
-        err(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"))
-    })?;
-    let c = &app.counters;
-    c.store_insert_ns
-        .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    c.ingest_batches.fetch_add(1, Ordering::Relaxed);
-    c.ingest_records
-        .fetch_add(outcome.inserted, Ordering::Relaxed);
-    let duplicates = outcome.duplicates + parsed.duplicates_in_batch;
-    c.ingest_duplicates.fetch_add(duplicates, Ordering::Relaxed);
-    c.ingest_rejected
-        .fetch_add(parsed.rejected.len() as u64, Ordering::Relaxed);
+    let response = app
+        .commit_batch(&sender_of(&agent), parsed, place)
+        .await
+        .map_err(|e| {
+            tracing::error!(agent = %agent.agent_id, "storing a batch: {e}");
+            err(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}"))
+        })?;
     app.saw_agent(&agent.agent_id);
-    Ok(Json(IngestResponse {
-        accepted: outcome.inserted,
-        duplicates,
-        rejected: parsed.rejected,
+    Ok(Json(response))
+}
+
+fn sender_of(agent: &AgentIdentity) -> Sender {
+    Sender {
+        agent_id: agent.agent_id.clone(),
+        region: agent.region.clone(),
+    }
+}
+
+/// The batch's place in its agent's queue, from [`BATCH_LAST_HEADER`] and
+/// [`BATCH_AFTER_HEADER`]; `None` without them (an older agent: committed as it comes).
+fn batch_place(headers: &HeaderMap) -> Result<Option<BatchPlace>, ApiError> {
+    let number = |name: &str| -> Result<Option<u64>, ApiError> {
+        match headers.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    err(
+                        StatusCode::BAD_REQUEST,
+                        format!("header {name}: expected a queue sequence number"),
+                    )
+                }),
+        }
+    };
+    Ok(number(BATCH_LAST_HEADER)?.map(|last| BatchPlace {
+        last,
+        after: number(BATCH_AFTER_HEADER).ok().flatten(),
     }))
 }
 

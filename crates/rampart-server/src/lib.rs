@@ -23,6 +23,7 @@ pub mod config;
 pub mod control;
 pub mod ingest;
 mod local;
+pub mod sequence;
 mod server;
 pub mod store;
 pub mod vulndb;

@@ -1,7 +1,6 @@
 //! The in-process output for `rampart up`: the agent's records go straight into the store,
 //! through the same parsing, region stamping and anonymisation as the ingest API.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use rampart_ship::output::{BoxFuture, Delivered, Output, OutputError};
@@ -9,6 +8,7 @@ use rampart_ship::queue::Entry;
 
 use crate::control::now_ns;
 use crate::ingest::{parse_batch, Sender};
+use crate::sequence::BatchPlace;
 use crate::server::App;
 
 /// Delivers batches to the embedded server's store (see `ServerHandle::local_output`).
@@ -16,6 +16,8 @@ pub struct LocalOutput {
     app: Arc<App>,
     name: String,
     sender: Sender,
+    /// See [`Output::follows`].
+    after: Option<u64>,
 }
 
 impl std::fmt::Debug for LocalOutput {
@@ -36,7 +38,15 @@ impl LocalOutput {
                 agent_id: agent_id.to_string(),
                 region: region.to_string(),
             },
+            after: None,
         }
+    }
+
+    fn next_place(&self, batch: &[Entry]) -> Option<BatchPlace> {
+        batch.last().map(|e| BatchPlace {
+            last: e.seq,
+            after: self.after,
+        })
     }
 }
 
@@ -59,25 +69,32 @@ impl Output for LocalOutput {
             })
             .await
             .map_err(|e| OutputError::new(&self.name, e.to_string()))?;
-            let outcome = self
+            let place = self.next_place(batch);
+            let r = self
                 .app
-                .store
-                .insert(&parsed.rows)
+                .commit_batch(&self.sender, parsed, place)
                 .await
                 .map_err(|e| OutputError::new(&self.name, e.to_string()))?;
-            let c = &self.app.counters;
-            c.ingest_batches.fetch_add(1, Ordering::Relaxed);
-            c.ingest_records
-                .fetch_add(outcome.inserted, Ordering::Relaxed);
-            let duplicates = outcome.duplicates + parsed.duplicates_in_batch;
-            c.ingest_duplicates.fetch_add(duplicates, Ordering::Relaxed);
-            c.ingest_rejected
-                .fetch_add(parsed.rejected.len() as u64, Ordering::Relaxed);
             Ok(Delivered {
                 bytes: 0,
-                rejected: parsed.rejected.len() as u64,
-                duplicates,
+                rejected: r.rejected.len() as u64,
+                duplicates: r.duplicates,
             })
         })
+    }
+
+    /// Another sender into the same store: batches in flight are parsed in parallel and
+    /// committed in queue order.
+    fn fork(&self) -> Option<Box<dyn Output>> {
+        Some(Box::new(LocalOutput::new(
+            self.app.clone(),
+            &self.name,
+            &self.sender.agent_id,
+            &self.sender.region,
+        )))
+    }
+
+    fn follows(&mut self, previous_last_seq: Option<u64>) {
+        self.after = previous_last_seq;
     }
 }

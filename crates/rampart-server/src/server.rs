@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use rampart_ship::anonymise::Anonymiser;
 use rampart_ship::metrics::PromWriter;
+use rampart_ship::protocol::IngestResponse;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -18,6 +19,8 @@ use tokio::task::JoinHandle;
 use crate::ca::{agent_identity, AgentIdentity, Ca, CaError};
 use crate::config::{ServerConfig, StoreConfig};
 use crate::control::{now_ns, Control, ControlError, Role};
+use crate::ingest::{ParsedBatch, Sender};
+use crate::sequence::{BatchPlace, Sequencer, Turn};
 use crate::store::{
     day_of, day_string, ClickHouseConfig, ClickHouseStore, RetentionRecord, SqliteStore, Store,
     StoreError,
@@ -69,6 +72,12 @@ pub(crate) struct Counters {
     pub retention_rows: AtomicU64,
 }
 
+/// How long a batch waits for the agent's batch before it (see [`Sequencer`]). A predecessor
+/// that failed is retried by the agent after its backoff (200 ms first), well within this.
+const BATCH_ORDER_WAIT: Duration = Duration::from_secs(10);
+/// The same for an agent the server has committed nothing of since it started.
+const BATCH_ORDER_FIRST_WAIT: Duration = Duration::from_secs(2);
+
 /// What the handlers share.
 pub(crate) struct App {
     pub cfg: ServerConfig,
@@ -83,6 +92,8 @@ pub(crate) struct App {
     crl_mtime: Mutex<Option<SystemTime>>,
     pub counters: Counters,
     pub(crate) last_seen: Mutex<HashMap<String, u64>>,
+    /// Commits each agent's batches in its queue order.
+    pub(crate) sequencer: Sequencer,
 }
 
 impl App {
@@ -111,6 +122,45 @@ impl App {
 
     pub fn tls_config(&self) -> Arc<rustls::ServerConfig> {
         self.tls.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Commits a parsed batch of `sender` to the store, after the batch before it (`place`,
+    /// when the agent sent one) is committed, and counts it: the one commit path of the ingest
+    /// API and the in-process output.
+    pub async fn commit_batch(
+        &self,
+        sender: &Sender,
+        parsed: ParsedBatch,
+        place: Option<BatchPlace>,
+    ) -> Result<IngestResponse, StoreError> {
+        if let Some(p) = place {
+            if self.sequencer.wait_turn(&sender.agent_id, p).await == Turn::OutOfOrder {
+                tracing::warn!(agent = %sender.agent_id, after = ?p.after, last = p.last,
+                    "the agent's previous batch did not come: committing this one out of order");
+            }
+        }
+        let started = std::time::Instant::now();
+        let outcome = self.store.insert(&parsed.rows).await.inspect_err(|_| {
+            self.counters.ingest_errors.fetch_add(1, Ordering::Relaxed);
+        })?;
+        if let Some(p) = place {
+            self.sequencer.committed(&sender.agent_id, p);
+        }
+        let c = &self.counters;
+        c.store_insert_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        c.ingest_batches.fetch_add(1, Ordering::Relaxed);
+        c.ingest_records
+            .fetch_add(outcome.inserted, Ordering::Relaxed);
+        let duplicates = outcome.duplicates + parsed.duplicates_in_batch;
+        c.ingest_duplicates.fetch_add(duplicates, Ordering::Relaxed);
+        c.ingest_rejected
+            .fetch_add(parsed.rejected.len() as u64, Ordering::Relaxed);
+        Ok(IngestResponse {
+            accepted: outcome.inserted,
+            duplicates,
+            rejected: parsed.rejected,
+        })
     }
 
     pub fn saw_agent(&self, agent_id: &str) {
@@ -232,6 +282,12 @@ impl App {
             "Time spent committing batches.",
             &[],
             g(&c.store_insert_ns) / 1_000_000_000,
+        );
+        w.counter(
+            "rampart_server_ingest_out_of_order_total",
+            "Batches committed before the agent's previous batch, which did not come within the wait.",
+            &[],
+            self.sequencer.out_of_order(),
         );
         w.counter(
             "rampart_server_tls_handshake_failures_total",
@@ -739,6 +795,7 @@ pub async fn start_extras(
         crl_mtime: Mutex::new(None),
         counters: Counters::default(),
         last_seen: Mutex::new(HashMap::new()),
+        sequencer: Sequencer::new(BATCH_ORDER_WAIT, BATCH_ORDER_FIRST_WAIT),
     });
     app.reload_crl()?;
     let (stop, stop_rx) = watch::channel(false);

@@ -1084,3 +1084,98 @@ regions:
     assert!(logged.contains(&("cn".to_string(), 1)), "{log}");
     server.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Order of commits
+
+/// With several batches in flight, each on its own connection, the server commits one agent's
+/// batches in its queue order: a batch that arrives before the batch it follows waits for it
+/// (a request held, then both committed in queue order), and a shipper with 4 batches in
+/// flight has every record committed in the order it was queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_in_flight_are_committed_in_queue_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let data = dir.path().join("data");
+    let mut cfg = ServerConfig::with_data_dir(&data);
+    cfg.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    let url = format!("https://127.0.0.1:{port}");
+    let committed: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let log = committed.clone();
+    let layer: rampart_server::StoreLayer = Box::new(move |inner| {
+        let hook: rampart_server::store::InsertHook = Arc::new(move |rows, _| {
+            log.lock()
+                .unwrap()
+                .extend(rows.iter().map(|r| r.id.clone()));
+        });
+        Arc::new(rampart_server::store::AfterInsert::new(inner, hook))
+    });
+    let server = rampart_server::start_with(cfg, layer).await.unwrap();
+    let tls_dir = dir.path().join("tls");
+    enroll(&url, &data, "eu-de", "ordered-host", &tls_dir).await;
+    let tls = rampart_ship::tls::agent_client_config(&tls_dir).unwrap();
+
+    // Two senders by hand: the second batch (queue records 10..=19) goes first.
+    let batch = |seqs: std::ops::RangeInclusive<u64>| -> Vec<Entry> {
+        seqs.map(|seq| Entry {
+            seq,
+            written_ms: 0,
+            payload: serde_json::to_vec(&event(21, seq, now_ns(), "ordered-host")).unwrap(),
+        })
+        .collect()
+    };
+    let mut first = ServerOutput::new("server", &url, tls.clone()).unwrap();
+    let mut second = first.fork().unwrap();
+    second.follows(Some(9));
+    let early = tokio::spawn(async move { second.send(&batch(10..=19)).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        committed.lock().unwrap().is_empty(),
+        "the second batch waits for the first"
+    );
+    assert!(!early.is_finished(), "its request is held");
+    first.follows(None);
+    first.send(&batch(0..=9)).await.unwrap();
+    early.await.unwrap().unwrap();
+    let in_queue_order: Vec<String> = (0..20).map(|i| EventId::new(21, i).0).collect();
+    assert_eq!(*committed.lock().unwrap(), in_queue_order);
+
+    // The shipper: 4 batches in flight, small batches, a steady stream.
+    committed.lock().unwrap().clear();
+    let mut sc = ship_config(&dir.path().join("queue"), &url, &tls_dir);
+    sc.batch.in_flight = 4;
+    sc.batch.max_records = 40;
+    sc.batch.linger_ms = 1;
+    let shipper = rampart_ship::start(
+        &sc,
+        device("ordered-host"),
+        Vec::new(),
+        &tokio::runtime::Handle::current(),
+    )
+    .unwrap();
+    const N: u64 = 4000;
+    for chunk in (0..N).collect::<Vec<_>>().chunks(200) {
+        let events: Vec<Event> = chunk
+            .iter()
+            .map(|i| event(22, *i, now_ns(), "ordered-host"))
+            .collect();
+        shipper.send_all(&events).unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    wait_drained(&shipper, Duration::from_secs(60)).await;
+    let got: Vec<String> = committed
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|id| id.starts_with(&format!("{:016x}-", 22)))
+        .cloned()
+        .collect();
+    let want: Vec<String> = (0..N).map(|i| EventId::new(22, i).0).collect();
+    assert_eq!(got.len(), want.len(), "every record committed once");
+    assert!(got == want, "records committed out of queue order");
+    assert!(server
+        .metrics_text()
+        .contains("rampart_server_ingest_out_of_order_total 0"));
+    shipper.shutdown(Duration::from_secs(1)).await;
+    server.shutdown().await;
+}

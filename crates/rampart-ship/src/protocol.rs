@@ -8,6 +8,13 @@
 //! then does the agent forget the batch. Records are identified by `metadata.uid`, so a batch
 //! sent twice is stored once.
 //!
+//! With several batches in flight at once (`batch.in_flight`), each on its own connection,
+//! their requests can reach the server in any order. Every batch therefore names its place in
+//! the agent's queue: [`BATCH_LAST_HEADER`] (the queue sequence number of its last record) and
+//! [`BATCH_AFTER_HEADER`] (that of the batch sent before it). The server commits a batch only
+//! once the batch before it is committed (or after a bounded wait), so that one agent's records
+//! are stored, and correlated, in the order they happened.
+//!
 //! # Enrollment
 //! `POST /api/v1/enroll` with an [`EnrollRequest`]: the agent's own P-256 public key, and a
 //! signature by that key over [`enroll_signed_message`] proving it holds the private key. The
@@ -21,6 +28,11 @@ use serde::{Deserialize, Serialize};
 pub const INGEST_PATH: &str = "/api/v1/ingest";
 /// Path of the enrollment endpoint.
 pub const ENROLL_PATH: &str = "/api/v1/enroll";
+/// Ingest header: queue sequence number of the batch's last record.
+pub const BATCH_LAST_HEADER: &str = "rampart-batch-last";
+/// Ingest header: [`BATCH_LAST_HEADER`] of the batch the agent sent before this one (absent
+/// for the first batch since the agent started).
+pub const BATCH_AFTER_HEADER: &str = "rampart-batch-after";
 /// Largest decompressed ingest body the server accepts; agents keep batches well below it.
 pub const MAX_INGEST_BODY: usize = 64 << 20;
 

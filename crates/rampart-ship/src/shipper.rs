@@ -30,7 +30,7 @@ fn default_linger_ms() -> u64 {
     100
 }
 fn default_in_flight() -> usize {
-    1
+    4
 }
 
 /// `batch:` how records are grouped for delivery.
@@ -46,11 +46,11 @@ pub struct BatchConfig {
     /// After the first record of a batch, wait this long for more (default 100 ms).
     #[serde(default = "default_linger_ms")]
     pub linger_ms: u64,
-    /// Batches an output may have in flight at once (default 1), each on its own connection,
-    /// for outputs that can (the server output); the others take one batch at a time. Batches
-    /// are acknowledged in queue order whatever order their answers come in, but the server
-    /// may commit them out of order, and the fleet's sequence rules (`temporal_ordered`) follow
-    /// commit order: more than 1 trades some cross-batch sequence detections for throughput.
+    /// Batches an output may have in flight at once (default 4), each on its own connection,
+    /// for outputs that can (the server output, the in-process output of `rampart up`); the
+    /// others take one batch at a time. Batches are acknowledged in queue order whatever order
+    /// their answers come in, and each names the batch before it, so that the server commits
+    /// them in queue order too (the fleet's sequence rules follow commit order).
     #[serde(default = "default_in_flight")]
     pub in_flight: usize,
 }
@@ -451,6 +451,8 @@ async fn deliver(
         }
     }
     let window = idle.len();
+    // The last record of the batch dispatched before the next one (see `Output::follows`).
+    let mut previous_last: Option<u64> = None;
     let (tx, mut rx) = tokio::sync::mpsc::channel(1);
     let read_task = tokio::spawn(read_batches(reader, limits, tx, stop.clone()));
     let mut flying: std::collections::VecDeque<Flight> = std::collections::VecDeque::new();
@@ -532,6 +534,8 @@ async fn deliver(
                     continue;
                 };
                 let Some(mut out) = idle.pop() else { continue };
+                out.follows(previous_last);
+                previous_last = Some(last_seq);
                 let front = flying.front().map_or(oldest_ms, |f| f.oldest_ms);
                 c.lag_ms
                     .store(now_ms().saturating_sub(front), Ordering::Relaxed);

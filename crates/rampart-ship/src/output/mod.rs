@@ -48,6 +48,13 @@ pub trait Output: Send {
     fn fork(&self) -> Option<Box<dyn Output>> {
         None
     }
+
+    /// Called by the shipper before each [`send`](Output::send) of a sender that has forks:
+    /// the sequence number of the last record of the batch dispatched just before this one
+    /// (`None` for the first batch since the output started). A receiver that commits
+    /// batches independently can use it to commit one sender's batches in queue order (the
+    /// server output sends it as [`crate::protocol::BATCH_AFTER_HEADER`]). Default: ignored.
+    fn follows(&mut self, _previous_last_seq: Option<u64>) {}
 }
 
 /// What a successful [`Output::send`] reports.

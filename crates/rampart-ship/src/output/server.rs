@@ -8,7 +8,7 @@ use hyper::Method;
 
 use super::{BoxFuture, Delivered, Output, OutputError};
 use crate::client::HttpClient;
-use crate::protocol::{IngestResponse, INGEST_PATH};
+use crate::protocol::{IngestResponse, BATCH_AFTER_HEADER, BATCH_LAST_HEADER, INGEST_PATH};
 use crate::queue::Entry;
 
 /// Sends batches to a Rampart server. A batch counts as delivered when the server answered 200
@@ -20,6 +20,8 @@ pub struct ServerOutput {
     tls: Arc<rustls::ClientConfig>,
     client: HttpClient,
     level: i32,
+    /// See [`Output::follows`].
+    after: Option<u64>,
 }
 
 impl ServerOutput {
@@ -47,6 +49,7 @@ impl ServerOutput {
             tls,
             client,
             level: 3,
+            after: None,
         })
     }
 
@@ -75,17 +78,21 @@ impl Output for ServerOutput {
                 .map_err(|e| OutputError::new(&self.name, e.to_string()))?
                 .map_err(|e| OutputError::new(&self.name, format!("zstd: {e}")))?;
             let len = compressed.len() as u64;
+            let last = batch.last().map(|e| e.seq.to_string());
+            let after = self.after.map(|s| s.to_string());
+            let mut headers = vec![
+                ("content-type", "application/x-ndjson"),
+                ("content-encoding", "zstd"),
+            ];
+            if let Some(l) = &last {
+                headers.push((BATCH_LAST_HEADER, l));
+            }
+            if let Some(a) = &after {
+                headers.push((BATCH_AFTER_HEADER, a));
+            }
             let resp = self
                 .client
-                .request(
-                    Method::POST,
-                    INGEST_PATH,
-                    &[
-                        ("content-type", "application/x-ndjson"),
-                        ("content-encoding", "zstd"),
-                    ],
-                    Bytes::from(compressed),
-                )
+                .request(Method::POST, INGEST_PATH, &headers, Bytes::from(compressed))
                 .await
                 .map_err(|e| OutputError::new(&self.name, e.to_string()))?;
             if resp.status != 200 {
@@ -121,5 +128,9 @@ impl Output for ServerOutput {
         ServerOutput::new(self.name.clone(), &self.url, self.tls.clone())
             .ok()
             .map(|o| Box::new(o.with_compression_level(self.level)) as Box<dyn Output>)
+    }
+
+    fn follows(&mut self, previous_last_seq: Option<u64>) {
+        self.after = previous_last_seq;
     }
 }
