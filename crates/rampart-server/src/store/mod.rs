@@ -38,6 +38,12 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("sqlite {path}: syncing the write-ahead log: {source}")]
+    Sync {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("clickhouse {url}: {message}")]
     ClickHouse { url: String, message: String },
     #[error("store task failed: {0}")]
