@@ -97,17 +97,21 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// The seccomp profile that allows exactly the recorded syscalls.
+    /// The seccomp profile that allows the recorded syscalls, plus the few the runtime makes
+    /// depending on timing ([`seccomp::RUNTIME_TIMING`]), which a recording may miss.
     pub fn profile(&self) -> SeccompProfile {
-        let names: BTreeSet<String> = self.syscalls.names.keys().cloned().collect();
+        let mut names: BTreeSet<String> = self.syscalls.names.keys().cloned().collect();
+        let recorded = names.len();
+        names.extend(seccomp::RUNTIME_TIMING.iter().map(|n| n.to_string()));
         seccomp::allow_list(
             &names,
             format!(
-                "learned by rampart from container {} ({}) over {} s, {} syscalls, {}",
+                "learned by rampart from container {} ({}) over {} s, {} syscalls recorded + {} the runtime makes depending on timing, {}",
                 self.container,
                 self.image,
                 self.duration_ms / 1000,
-                names.len(),
+                recorded,
+                names.len() - recorded,
                 match self.mode {
                     LearnMode::Unconfined => "recorded unconfined (runtime set-up included)",
                     LearnMode::LearningProfile => "recorded under the learning profile",
@@ -498,6 +502,45 @@ mod tests {
             }),
             ..ContainerInspectResponse::default()
         }
+    }
+
+    #[test]
+    fn profile_adds_what_the_runtime_does_depending_on_timing() {
+        let rec = Recording {
+            container: "c".into(),
+            container_id: "id".into(),
+            image: "img".into(),
+            mode: LearnMode::LearningProfile,
+            restarted: true,
+            duration_ms: 6000,
+            syscalls: NamedSyscalls {
+                names: [("read", 3), ("execve", 1), ("futex", 2)]
+                    .into_iter()
+                    .map(|(n, c)| (n.to_string(), c))
+                    .collect(),
+                unknown: Vec::new(),
+            },
+            capabilities: None,
+            capabilities_unavailable: None,
+            changes: Vec::new(),
+            peaks: Peaks::default(),
+            lost: 0,
+            warnings: Vec::new(),
+        };
+        let p = rec.profile();
+        let allowed = p.allowed().expect("allow-list");
+        for n in ["read", "execve", "rt_sigreturn", "restart_syscall", "futex"] {
+            assert!(allowed.contains(n), "{n}: {allowed:?}");
+        }
+        assert_eq!(allowed.len(), 2 + seccomp::RUNTIME_TIMING.len());
+        for n in ["link", "linkat", "mount", "ptrace"] {
+            assert!(!allowed.contains(n), "{n}");
+        }
+        let comment = p.syscalls[0].comment.clone().unwrap_or_default();
+        assert!(
+            comment.contains("3 syscalls recorded + 9 the runtime makes"),
+            "{comment}"
+        );
     }
 
     #[test]

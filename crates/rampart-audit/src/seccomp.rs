@@ -161,6 +161,38 @@ pub fn syscall_name(abi: SyscallAbi, nr: u32) -> Option<&'static str> {
     }
 }
 
+/// Syscalls every learned profile allows, recorded or not: the runtime and the kernel make them
+/// at moments set by signals and scheduling, not by the workload, so a recording sees them only
+/// by luck, and a profile without them fails some starts and `docker exec`s at random (more
+/// often on a loaded machine).
+///
+/// runc installs the container's filter in `runc init`, a Go program, and then still runs Go
+/// code on that thread until it `execve`s the entrypoint (with Docker's default
+/// `no-new-privileges=false`, before it even waits for `docker start`). Go's scheduler preempts
+/// a goroutine that ran for 10 ms with a signal (SIGURG), so when `runc init` is descheduled
+/// at the wrong moment its thread takes a signal under the filter; returning from the handler
+/// is `rt_sigreturn`, and with that refused runc init dies of SIGSEGV (the container exits 139
+/// right after `docker run -d` succeeded, or `docker exec` fails with 139). Seen on the busybox
+/// httpd test: `rt_sigreturn` under the filter in 1 of 11 learnings, and 5 of 60 loaded
+/// starts and 2 of 100 loaded `docker exec`s killed by a profile learned without it. The other
+/// names are the rest of what the Go runtime may do on that thread depending on timing: lock
+/// and sleep (`futex`, `nanosleep`, `sched_yield`), heap growth and return
+/// (`mmap`, `munmap`, `madvise`), preempting other threads when it starts a garbage collection
+/// (`getpid`, `tgkill`), and `restart_syscall`, which the kernel issues itself to resume a
+/// sleep a signal interrupted. All are in Docker's default profile.
+pub const RUNTIME_TIMING: [&str; 10] = [
+    "futex",
+    "getpid",
+    "madvise",
+    "mmap",
+    "munmap",
+    "nanosleep",
+    "restart_syscall",
+    "rt_sigreturn",
+    "sched_yield",
+    "tgkill",
+];
+
 /// The allow-all profile to learn under: it allows every syscall (so the recorder sees them
 /// all, as with `seccomp=unconfined`), but the runtime installs it as a real filter, which marks
 /// the moment the container's own profile would start to apply. Learning under it gives the
