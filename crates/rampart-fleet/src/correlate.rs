@@ -589,6 +589,33 @@ impl FleetStore {
     }
 }
 
+impl FleetStore {
+    /// What follows a commit: the correlator and the vulnerability tracker see the rows, and
+    /// the alerts they raise are stored.
+    async fn after_insert(&self, rows: &[StoredRecord]) -> Result<(), StoreError> {
+        let now = now_ns();
+        let raised = {
+            let mut c = self.correlator.lock().unwrap_or_else(|p| p.into_inner());
+            let raised = c.process_records(rows);
+            if let Err(e) = c.flush() {
+                tracing::error!("fleet: saving incidents: {e}");
+            }
+            raised
+        };
+        if let Some(v) = &self.vulns {
+            let mut t = v.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = t.process_records(rows) {
+                tracing::error!("fleet: recording inventories: {e}");
+            }
+        }
+        if !raised.is_empty() {
+            let extra: Vec<StoredRecord> = raised.iter().map(|a| alert_record(a, now)).collect();
+            self.inner.insert(&extra).await?;
+        }
+        Ok(())
+    }
+}
+
 impl Store for FleetStore {
     fn engine(&self) -> &'static str {
         self.inner.engine()
@@ -600,26 +627,18 @@ impl Store for FleetStore {
     ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
         Box::pin(async move {
             let outcome = self.inner.insert(rows).await?;
-            let now = now_ns();
-            let raised = {
-                let mut c = self.correlator.lock().unwrap_or_else(|p| p.into_inner());
-                let raised = c.process_records(rows);
-                if let Err(e) = c.flush() {
-                    tracing::error!("fleet: saving incidents: {e}");
-                }
-                raised
-            };
-            if let Some(v) = &self.vulns {
-                let mut t = v.lock().unwrap_or_else(|p| p.into_inner());
-                if let Err(e) = t.process_records(rows) {
-                    tracing::error!("fleet: recording inventories: {e}");
-                }
-            }
-            if !raised.is_empty() {
-                let extra: Vec<StoredRecord> =
-                    raised.iter().map(|a| alert_record(a, now)).collect();
-                self.inner.insert(&extra).await?;
-            }
+            self.after_insert(rows).await?;
+            Ok(outcome)
+        })
+    }
+
+    fn insert_unsent<'a>(
+        &'a self,
+        rows: &'a [StoredRecord],
+    ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
+        Box::pin(async move {
+            let outcome = self.inner.insert_unsent(rows).await?;
+            self.after_insert(rows).await?;
             Ok(outcome)
         })
     }

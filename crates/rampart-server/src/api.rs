@@ -39,7 +39,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use rampart_ship::protocol::{
     enroll_signed_message, EnrollRequest, EnrollResponse, IngestResponse, BATCH_AFTER_HEADER,
-    BATCH_LAST_HEADER, MAX_INGEST_BODY,
+    BATCH_LAST_HEADER, BATCH_UNSENT_HEADER, MAX_INGEST_BODY,
 };
 use serde::Deserialize;
 use tokio::sync::watch;
@@ -221,6 +221,9 @@ async fn ingest(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let place = batch_place(&headers)?;
+    let unsent = headers
+        .get(BATCH_UNSENT_HEADER)
+        .is_some_and(|v| v.as_bytes() == b"1");
     let app2 = app.clone();
     let sender = sender_of(&agent);
     let parsed = tokio::task::spawn_blocking(move || {
@@ -239,7 +242,7 @@ async fn ingest(
         err(StatusCode::BAD_REQUEST, e.to_string())
     })?;
     let response = app
-        .commit_batch(&sender_of(&agent), parsed, place)
+        .commit_batch(&sender_of(&agent), parsed, place, unsent)
         .await
         .map_err(|e| {
             tracing::error!(agent = %agent.agent_id, "storing a batch: {e}");

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use rampart_ship::output::{BoxFuture, Delivered, Output, OutputError};
+use rampart_ship::output::{BoxFuture, Delivered, Dispatch, Output, OutputError};
 use rampart_ship::queue::Entry;
 
 use crate::control::now_ns;
@@ -16,8 +16,8 @@ pub struct LocalOutput {
     app: Arc<App>,
     name: String,
     sender: Sender,
-    /// See [`Output::follows`].
-    after: Option<u64>,
+    /// See [`Output::prepare`].
+    dispatch: Dispatch,
 }
 
 impl std::fmt::Debug for LocalOutput {
@@ -38,14 +38,14 @@ impl LocalOutput {
                 agent_id: agent_id.to_string(),
                 region: region.to_string(),
             },
-            after: None,
+            dispatch: Dispatch::default(),
         }
     }
 
     fn next_place(&self, batch: &[Entry]) -> Option<BatchPlace> {
         batch.last().map(|e| BatchPlace {
             last: e.seq,
-            after: self.after,
+            after: self.dispatch.after,
         })
     }
 }
@@ -72,7 +72,7 @@ impl Output for LocalOutput {
             let place = self.next_place(batch);
             let r = self
                 .app
-                .commit_batch(&self.sender, parsed, place)
+                .commit_batch(&self.sender, parsed, place, self.dispatch.unsent)
                 .await
                 .map_err(|e| OutputError::new(&self.name, e.to_string()))?;
             Ok(Delivered {
@@ -94,7 +94,7 @@ impl Output for LocalOutput {
         )))
     }
 
-    fn follows(&mut self, previous_last_seq: Option<u64>) {
-        self.after = previous_last_seq;
+    fn prepare(&mut self, dispatch: Dispatch) {
+        self.dispatch = dispatch;
     }
 }

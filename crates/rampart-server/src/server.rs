@@ -126,12 +126,14 @@ impl App {
 
     /// Commits a parsed batch of `sender` to the store, after the batch before it (`place`,
     /// when the agent sent one) is committed, and counts it: the one commit path of the ingest
-    /// API and the in-process output.
+    /// API and the in-process output. `unsent`: the agent says no record of the batch was sent
+    /// before ([`Store::insert_unsent`]).
     pub async fn commit_batch(
         &self,
         sender: &Sender,
         parsed: ParsedBatch,
         place: Option<BatchPlace>,
+        unsent: bool,
     ) -> Result<IngestResponse, StoreError> {
         if let Some(p) = place {
             if self.sequencer.wait_turn(&sender.agent_id, p).await == Turn::OutOfOrder {
@@ -140,7 +142,12 @@ impl App {
             }
         }
         let started = std::time::Instant::now();
-        let outcome = self.store.insert(&parsed.rows).await.inspect_err(|_| {
+        let insert = if unsent {
+            self.store.insert_unsent(&parsed.rows)
+        } else {
+            self.store.insert(&parsed.rows)
+        };
+        let outcome = insert.await.inspect_err(|_| {
             self.counters.ingest_errors.fetch_add(1, Ordering::Relaxed);
         })?;
         if let Some(p) = place {

@@ -22,7 +22,7 @@ use rampart_event::{
 };
 use rampart_server::client::QueryClient;
 use rampart_server::ServerConfig;
-use rampart_ship::output::{Output, ServerOutput};
+use rampart_ship::output::{Dispatch, Output, ServerOutput};
 use rampart_ship::queue::{Entry, OverflowPolicy};
 use rampart_ship::{OutputConfig, ShipConfig, Shipper};
 use serde_json::Value;
@@ -1126,7 +1126,10 @@ async fn batches_in_flight_are_committed_in_queue_order() {
     };
     let mut first = ServerOutput::new("server", &url, tls.clone()).unwrap();
     let mut second = first.fork().unwrap();
-    second.follows(Some(9));
+    second.prepare(Dispatch {
+        after: Some(9),
+        unsent: true,
+    });
     let early = tokio::spawn(async move { second.send(&batch(10..=19)).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
@@ -1134,7 +1137,10 @@ async fn batches_in_flight_are_committed_in_queue_order() {
         "the second batch waits for the first"
     );
     assert!(!early.is_finished(), "its request is held");
-    first.follows(None);
+    first.prepare(Dispatch {
+        after: None,
+        unsent: true,
+    });
     first.send(&batch(0..=9)).await.unwrap();
     early.await.unwrap().unwrap();
     let in_queue_order: Vec<String> = (0..20).map(|i| EventId::new(21, i).0).collect();

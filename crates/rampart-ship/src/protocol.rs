@@ -13,7 +13,8 @@
 //! the agent's queue: [`BATCH_LAST_HEADER`] (the queue sequence number of its last record) and
 //! [`BATCH_AFTER_HEADER`] (that of the batch sent before it). The server commits a batch only
 //! once the batch before it is committed (or after a bounded wait), so that one agent's records
-//! are stored, and correlated, in the order they happened.
+//! are stored, and correlated, in the order they happened. A batch whose records were never
+//! sent before says so ([`BATCH_UNSENT_HEADER`]).
 //!
 //! # Enrollment
 //! `POST /api/v1/enroll` with an [`EnrollRequest`]: the agent's own P-256 public key, and a
@@ -33,6 +34,11 @@ pub const BATCH_LAST_HEADER: &str = "rampart-batch-last";
 /// Ingest header: [`BATCH_LAST_HEADER`] of the batch the agent sent before this one (absent
 /// for the first batch since the agent started).
 pub const BATCH_AFTER_HEADER: &str = "rampart-batch-after";
+/// Ingest header, value `1`: no record of the batch was sent before (see
+/// [`crate::output::Dispatch::unsent`]), so the server need not look for them among stored
+/// records (the ClickHouse store skips its lookup of known ids). Without it, or if the claim
+/// is wrong, nothing is stored twice in query results: stores deduplicate by id.
+pub const BATCH_UNSENT_HEADER: &str = "rampart-batch-unsent";
 /// Largest decompressed ingest body the server accepts; agents keep batches well below it.
 pub const MAX_INGEST_BODY: usize = 64 << 20;
 

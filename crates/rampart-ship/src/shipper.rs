@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::anonymise::{AnonymiseConfig, AnonymiseError, Anonymiser};
 use crate::metrics::PromWriter;
-use crate::output::{Delivered, Output, OutputConfig, OutputError};
+use crate::output::{Delivered, Dispatch, Output, OutputConfig, OutputError};
 use crate::queue::{
     Appended, BatchLimits, Entry, LossReason, LossReport, Queue, QueueConfig, QueueError,
 };
@@ -380,6 +380,8 @@ pub fn start(
 /// A batch being delivered by one of an output's senders.
 struct Flight {
     last_seq: u64,
+    /// The last record of the batch dispatched before this one.
+    after: Option<u64>,
     oldest_ms: u64,
     handle: JoinHandle<Sent>,
 }
@@ -451,8 +453,10 @@ async fn deliver(
         }
     }
     let window = idle.len();
-    // The last record of the batch dispatched before the next one (see `Output::follows`).
+    // The last record of the batch dispatched before the next one (see `Output::prepare`).
     let mut previous_last: Option<u64> = None;
+    // Records from here on were appended by this process: never sent before.
+    let opened_at = reader.opened_at();
     let (tx, mut rx) = tokio::sync::mpsc::channel(1);
     let read_task = tokio::spawn(read_batches(reader, limits, tx, stop.clone()));
     let mut flying: std::collections::VecDeque<Flight> = std::collections::VecDeque::new();
@@ -499,6 +503,11 @@ async fn deliver(
                     Ok(d) => d,
                     Err(e) => {
                         let oldest = flight.oldest_ms;
+                        // The failed attempt may have been stored: no longer unsent.
+                        out.prepare(Dispatch {
+                            after: flight.after,
+                            unsent: false,
+                        });
                         match retry(&mut *out, &batch, &c, backoff, e, oldest, &mut stop).await {
                             Some(d) => d,
                             None => {
@@ -534,7 +543,12 @@ async fn deliver(
                     continue;
                 };
                 let Some(mut out) = idle.pop() else { continue };
-                out.follows(previous_last);
+                let first_seq = batch.first().map_or(last_seq, |e| e.seq);
+                let after = previous_last;
+                out.prepare(Dispatch {
+                    after,
+                    unsent: first_seq >= opened_at,
+                });
                 previous_last = Some(last_seq);
                 let front = flying.front().map_or(oldest_ms, |f| f.oldest_ms);
                 c.lag_ms
@@ -545,6 +559,7 @@ async fn deliver(
                 });
                 flying.push_back(Flight {
                     last_seq,
+                    after,
                     oldest_ms,
                     handle,
                 });
@@ -926,6 +941,10 @@ mod tests {
         max_concurrent: usize,
         /// Batches that found their own records already acknowledged while in flight.
         acked_too_early: Vec<String>,
+        /// Every attempt: first and last sequence number, what the shipper said of it.
+        attempts: Vec<(u64, u64, Dispatch)>,
+        /// Refuse every batch (an outage).
+        refuse_all: bool,
     }
 
     /// An output whose sends take varying times (so answers come back out of order) and
@@ -933,12 +952,16 @@ mod tests {
     struct Flaky {
         log: Arc<Mutex<Log>>,
         queue: Arc<OnceLock<Queue>>,
+        dispatch: Dispatch,
     }
 
     impl Flaky {
         fn acked_position(&self) -> u64 {
-            let s = self.queue.get().expect("queue set").stats();
-            s.next_seq - s.pending["flaky"]
+            // Without the queue (a test that does not check acknowledgements): nothing acked.
+            self.queue.get().map_or(0, |q| {
+                let s = q.stats();
+                s.next_seq - s.pending["flaky"]
+            })
         }
     }
 
@@ -953,8 +976,13 @@ mod tests {
         ) -> BoxFuture<'a, Result<Delivered, OutputError>> {
             Box::pin(async move {
                 let first = batch.first().map_or(0, |e| e.seq);
+                let last = batch.last().map_or(0, |e| e.seq);
                 let call = {
                     let mut l = self.log.lock().unwrap();
+                    l.attempts.push((first, last, self.dispatch));
+                    if l.refuse_all {
+                        return Err(OutputError::new("flaky", "down"));
+                    }
                     l.calls += 1;
                     l.concurrent += 1;
                     l.max_concurrent = l.max_concurrent.max(l.concurrent);
@@ -981,7 +1009,32 @@ mod tests {
             Some(Box::new(Flaky {
                 log: self.log.clone(),
                 queue: self.queue.clone(),
+                dispatch: Dispatch::default(),
             }))
+        }
+
+        fn prepare(&mut self, dispatch: Dispatch) {
+            self.dispatch = dispatch;
+        }
+    }
+
+    /// Each batch names the last record of the batch dispatched before it, and says it was
+    /// never sent only on its first attempt.
+    fn check_dispatches(attempts: &[(u64, u64, Dispatch)]) {
+        let mut seen = std::collections::BTreeMap::new();
+        for (first, last, d) in attempts {
+            let first_attempt = !seen.contains_key(first);
+            let prev = seen.insert(*first, (*last, d.after));
+            assert_eq!(d.unsent, first_attempt, "batch from {first}: {d:?}");
+            if let Some((_, after)) = prev {
+                assert_eq!(after, d.after, "a retry keeps its place");
+            }
+        }
+        let batches: Vec<(u64, u64, Option<u64>)> =
+            seen.iter().map(|(f, (l, a))| (*f, *l, *a)).collect();
+        assert_eq!(batches[0].2, None);
+        for w in batches.windows(2) {
+            assert_eq!(w[1].2, Some(w[0].1), "batch from {}", w[1].0);
         }
     }
 
@@ -1006,6 +1059,7 @@ mod tests {
         let flaky = Flaky {
             log: log.clone(),
             queue: queue_slot.clone(),
+            dispatch: Dispatch::default(),
         };
         let device = Arc::new(Device::default());
         let shipper = start(
@@ -1043,5 +1097,80 @@ mod tests {
         assert_eq!(stats.outputs[0].send_errors, 20);
         // Every segment but the one being written is gone once all is acknowledged.
         assert_eq!(stats.queue.segments, 1, "{stats:?}");
+        check_dispatches(&l.attempts);
+    }
+
+    /// Records queued by an earlier process are not claimed as never sent (that process may
+    /// have sent them); records queued since are, on their first attempt.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_records_queued_by_this_process_are_claimed_unsent() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = ShipConfig::new(dir.path().join("q"));
+        cfg.batch.max_records = 10;
+        cfg.batch.linger_ms = 1;
+        cfg.backoff = BackoffConfig {
+            initial_ms: 1,
+            max_ms: 5,
+        };
+        let log = Arc::new(Mutex::new(Log {
+            refuse_all: true,
+            ..Log::default()
+        }));
+        let flaky = |log: &Arc<Mutex<Log>>| Flaky {
+            log: log.clone(),
+            queue: Arc::new(OnceLock::new()),
+            dispatch: Dispatch::default(),
+        };
+        let payloads = |r: std::ops::Range<u64>| -> Vec<Vec<u8>> {
+            r.map(|i| format!("{{\"n\":{i}}}").into_bytes()).collect()
+        };
+        let device = Arc::new(Device::default());
+        let handle = tokio::runtime::Handle::current();
+        // An agent whose output is down queues 30 records (sending them fails), then stops.
+        let first = start(&cfg, device.clone(), vec![Box::new(flaky(&log))], &handle).unwrap();
+        first.send_json(&payloads(0..30)).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        first.shutdown(Duration::ZERO).await;
+        assert!(!log.lock().unwrap().attempts.is_empty(), "it tried");
+        // The next process delivers them and 30 more of its own.
+        {
+            let mut l = log.lock().unwrap();
+            l.refuse_all = false;
+            l.attempts.clear();
+        }
+        // The first one's tasks let go of the queue's lock as they finish.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let second = loop {
+            match start(&cfg, device.clone(), vec![Box::new(flaky(&log))], &handle) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!("queue still held: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let opened_at = second.queue().opened_at();
+        assert_eq!(opened_at, 30);
+        second.send_json(&payloads(30..60)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while second.stats().outputs[0].pending > 0 {
+            assert!(Instant::now() < deadline, "{:?}", second.stats());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        second.shutdown(Duration::from_secs(1)).await;
+        let l = log.lock().unwrap();
+        let mut tried = std::collections::HashSet::new();
+        for (first, last, d) in &l.attempts {
+            // A first attempt of this process's records; never a retry, never older records.
+            let first_attempt = tried.insert(*first);
+            assert_eq!(
+                d.unsent,
+                *first >= opened_at && first_attempt,
+                "batch {first}..={last}: {d:?}"
+            );
+        }
+        assert!(l.attempts.iter().any(|a| a.2.unsent));
+        assert!(l.attempts.iter().any(|a| !a.2.unsent));
     }
 }

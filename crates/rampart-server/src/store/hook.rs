@@ -49,6 +49,17 @@ impl Store for AfterInsert {
         })
     }
 
+    fn insert_unsent<'a>(
+        &'a self,
+        rows: &'a [StoredRecord],
+    ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
+        Box::pin(async move {
+            let outcome = self.inner.insert_unsent(rows).await?;
+            (self.hook)(rows, &outcome);
+            Ok(outcome)
+        })
+    }
+
     fn query<'a>(&'a self, q: &'a Query) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
         self.inner.query(q)
     }

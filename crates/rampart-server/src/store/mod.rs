@@ -189,6 +189,18 @@ pub trait Store: Send + Sync {
         rows: &'a [StoredRecord],
     ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>>;
 
+    /// As [`Store::insert`], for records their sender says it never sent before
+    /// ([`rampart_ship::protocol::BATCH_UNSENT_HEADER`]): an engine may skip looking for their
+    /// ids among the stored records, and then counts them all as inserted. Query results still
+    /// hold each id once (the ClickHouse table deduplicates by id), so a wrong claim costs
+    /// only the counts. The default is [`Store::insert`].
+    fn insert_unsent<'a>(
+        &'a self,
+        rows: &'a [StoredRecord],
+    ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
+        self.insert(rows)
+    }
+
     /// Records matching `q`, newest first, each id once.
     fn query<'a>(&'a self, q: &'a Query) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>>;
 

@@ -393,9 +393,8 @@ impl Store for SqliteStore {
             // (copying a batch of 5000 records cost about a third of parsing it); a
             // current-thread runtime cannot block in place, so there they are copied to a
             // blocking thread.
-            let multi = tokio::runtime::Handle::try_current().is_ok_and(|h| {
-                h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-            });
+            let multi = tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
             if multi {
                 tokio::task::block_in_place(|| commit(rows))
             } else {

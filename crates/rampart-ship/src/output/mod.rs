@@ -49,12 +49,24 @@ pub trait Output: Send {
         None
     }
 
-    /// Called by the shipper before each [`send`](Output::send) of a sender that has forks:
-    /// the sequence number of the last record of the batch dispatched just before this one
-    /// (`None` for the first batch since the output started). A receiver that commits
-    /// batches independently can use it to commit one sender's batches in queue order (the
-    /// server output sends it as [`crate::protocol::BATCH_AFTER_HEADER`]). Default: ignored.
-    fn follows(&mut self, _previous_last_seq: Option<u64>) {}
+    /// Called by the shipper before each [`send`](Output::send) (and again before a retry):
+    /// where the batch sits in the queue. The server output passes it on to the server.
+    /// Default: ignored.
+    fn prepare(&mut self, _dispatch: Dispatch) {}
+}
+
+/// What the shipper tells an output about the batch it is about to send.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dispatch {
+    /// The queue sequence number of the last record of the batch dispatched just before this
+    /// one (`None` for the first batch since the output started). A receiver that commits
+    /// batches independently uses it to commit one sender's batches in queue order
+    /// ([`crate::protocol::BATCH_AFTER_HEADER`]).
+    pub after: Option<u64>,
+    /// True when no record of the batch was ever sent before: all were appended since the
+    /// queue was opened and this is the batch's first attempt. A receiver may then skip
+    /// looking for them among what it stored ([`crate::protocol::BATCH_UNSENT_HEADER`]).
+    pub unsent: bool,
 }
 
 /// What a successful [`Output::send`] reports.

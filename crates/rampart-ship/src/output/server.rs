@@ -6,9 +6,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hyper::Method;
 
+use super::Dispatch;
 use super::{BoxFuture, Delivered, Output, OutputError};
 use crate::client::HttpClient;
-use crate::protocol::{IngestResponse, BATCH_AFTER_HEADER, BATCH_LAST_HEADER, INGEST_PATH};
+use crate::protocol::{
+    IngestResponse, BATCH_AFTER_HEADER, BATCH_LAST_HEADER, BATCH_UNSENT_HEADER, INGEST_PATH,
+};
 use crate::queue::Entry;
 
 /// Sends batches to a Rampart server. A batch counts as delivered when the server answered 200
@@ -20,8 +23,8 @@ pub struct ServerOutput {
     tls: Arc<rustls::ClientConfig>,
     client: HttpClient,
     level: i32,
-    /// See [`Output::follows`].
-    after: Option<u64>,
+    /// See [`Output::prepare`].
+    dispatch: Dispatch,
 }
 
 impl ServerOutput {
@@ -49,7 +52,7 @@ impl ServerOutput {
             tls,
             client,
             level: 3,
-            after: None,
+            dispatch: Dispatch::default(),
         })
     }
 
@@ -79,7 +82,7 @@ impl Output for ServerOutput {
                 .map_err(|e| OutputError::new(&self.name, format!("zstd: {e}")))?;
             let len = compressed.len() as u64;
             let last = batch.last().map(|e| e.seq.to_string());
-            let after = self.after.map(|s| s.to_string());
+            let after = self.dispatch.after.map(|s| s.to_string());
             let mut headers = vec![
                 ("content-type", "application/x-ndjson"),
                 ("content-encoding", "zstd"),
@@ -89,6 +92,9 @@ impl Output for ServerOutput {
             }
             if let Some(a) = &after {
                 headers.push((BATCH_AFTER_HEADER, a));
+            }
+            if self.dispatch.unsent {
+                headers.push((BATCH_UNSENT_HEADER, "1"));
             }
             let resp = self
                 .client
@@ -130,7 +136,7 @@ impl Output for ServerOutput {
             .map(|o| Box::new(o.with_compression_level(self.level)) as Box<dyn Output>)
     }
 
-    fn follows(&mut self, previous_last_seq: Option<u64>) {
-        self.after = previous_last_seq;
+    fn prepare(&mut self, dispatch: Dispatch) {
+        self.dispatch = dispatch;
     }
 }

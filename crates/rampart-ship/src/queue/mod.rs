@@ -305,6 +305,8 @@ struct State {
 }
 
 struct Shared {
+    /// The sequence number the first record appended by this process got (or will get).
+    opened_at: u64,
     dir: PathBuf,
     max_bytes: u64,
     segment_bytes: u64,
@@ -597,6 +599,7 @@ impl Queue {
                     reported_gaps: HashSet::new(),
                 }),
                 space: Condvar::new(),
+                opened_at: next_seq,
                 written_tx,
                 appended_total: AtomicU64::new(0),
                 dropped_overflow_total: AtomicU64::new(0),
@@ -933,6 +936,12 @@ impl Queue {
         }
     }
 
+    /// The sequence number of the first record appended since the queue was opened: records
+    /// from here on were never read by an output of an earlier process.
+    pub fn opened_at(&self) -> u64 {
+        self.shared.opened_at
+    }
+
     /// A reader for output `consumer`, starting after its last acknowledged record. One reader
     /// per output at a time.
     pub fn reader(&self, consumer: &str) -> Result<Reader, QueueError> {
@@ -1207,6 +1216,11 @@ impl Reader {
                 return Err(QueueError::Closed);
             }
         }
+    }
+
+    /// See [`Queue::opened_at`].
+    pub fn opened_at(&self) -> u64 {
+        self.queue.opened_at()
     }
 
     /// Acknowledges every record up to and including `seq`: the output delivered them. The
