@@ -187,7 +187,7 @@ async fn queue_only(evs: &[Event], dir: &Path) -> (f64, f64) {
 }
 
 /// The server's half alone: JSON-lines batches of 5000 parsed and inserted, no network.
-async fn store_only(evs: &[Event], store: Arc<dyn Store>) -> (f64, f64) {
+async fn store_only(evs: &[Event], store: Arc<dyn Store>, unsent: bool) -> (f64, f64) {
     let sender = Sender {
         agent_id: "agt-bench".into(),
         region: "eu-de".into(),
@@ -211,7 +211,11 @@ async fn store_only(evs: &[Event], store: Arc<dyn Store>) -> (f64, f64) {
             .await
             .unwrap();
         assert!(parsed.rejected.is_empty());
-        let o = store.insert(&parsed.rows).await.unwrap();
+        let o = if unsent {
+            store.insert_unsent(&parsed.rows).await.unwrap()
+        } else {
+            store.insert(&parsed.rows).await.unwrap()
+        };
         assert_eq!(o.duplicates, 0);
     }
     let secs = start.elapsed().as_secs_f64();
@@ -547,7 +551,7 @@ fn main() {
         let (queued, delivered) = rt.block_on(queue_only(&evs, &d.join("q")));
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&d.join("store-only.db"), true).unwrap());
-        let (alone, alone_cores) = rt.block_on(store_only(&evs, store));
+        let (alone, alone_cores) = rt.block_on(store_only(&evs, store, false));
         let (one, one_cores) = rt.block_on(full(&evs, &d.join("f1"), sqlite("full"), 1));
         // Several batches in flight (the default, 4; committed in queue order by the server).
         let many_in_flight = 4;
@@ -614,8 +618,23 @@ fn main() {
                 let ch_cpu = || process_cpu_seconds(ch.pid());
                 let timed = |c0: f64, w0: Instant| (ch_cpu() - c0) / w0.elapsed().as_secs_f64();
                 let (c0, w0) = (ch_cpu(), Instant::now());
-                let (alone, alone_cores) = rt.block_on(store_only(&evs, store));
+                let (alone, alone_cores) = rt.block_on(store_only(&evs, store, false));
                 let alone_ch = timed(c0, w0);
+                // The same records again under new ids, as a batch never sent before (what the
+                // agent's first attempts are): no lookup of known ids.
+                let fresh = events(n, "bench-host", 0xf4e5);
+                let store2: Arc<dyn Store> = Arc::new(
+                    rt.block_on(ClickHouseStore::open(ClickHouseConfig {
+                        url: url.clone(),
+                        database: "bench_store_unsent".into(),
+                        user: None,
+                        password: None,
+                    }))
+                    .unwrap(),
+                );
+                let (c0, w0) = (ch_cpu(), Instant::now());
+                let (unsent, unsent_cores) = rt.block_on(store_only(&fresh, store2, true));
+                let unsent_ch = timed(c0, w0);
                 let many_in_flight = 4;
                 let (c0, w0) = (ch_cpu(), Instant::now());
                 let (one, one_cores) = rt.block_on(full(
@@ -646,13 +665,19 @@ fn main() {
                     alone_ch,
                 );
                 row(
+                    "clickhouse store alone, unsent batches (no id lookup)",
+                    unsent,
+                    unsent_cores,
+                    unsent_ch,
+                );
+                row(
                     "clickhouse full path, 1 batch in flight",
                     one,
                     one_cores,
                     one_ch,
                 );
                 row(
-                    &format!("clickhouse full path, {many_in_flight} in flight"),
+                    &format!("clickhouse full path, {many_in_flight} in flight (default)"),
                     many,
                     many_cores,
                     many_ch,
