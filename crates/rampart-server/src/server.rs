@@ -22,8 +22,8 @@ use crate::control::{now_ns, Control, ControlError, Role};
 use crate::ingest::{ParsedBatch, Sender};
 use crate::sequence::{BatchPlace, Sequencer, Turn};
 use crate::store::{
-    day_of, day_string, ClickHouseConfig, ClickHouseStore, RetentionRecord, SqliteStore, Store,
-    StoreError,
+    day_of, day_string, ClickHouseConfig, ClickHouseStore, Committed, RetentionRecord, SqliteStore,
+    Store, StoreError,
 };
 
 /// Errors of starting the server; each names what it concerns.
@@ -142,17 +142,19 @@ impl App {
             }
         }
         let started = std::time::Instant::now();
-        let insert = if unsent {
-            self.store.insert_unsent(&parsed.rows)
-        } else {
-            self.store.insert(&parsed.rows)
-        };
-        let outcome = insert.await.inspect_err(|_| {
-            self.counters.ingest_errors.fetch_add(1, Ordering::Relaxed);
-        })?;
-        if let Some(p) = place {
-            self.sequencer.committed(&sender.agent_id, p);
-        }
+        // The agent's next batch may go once this one is committed, while it is made durable.
+        let committed: Committed<'_> = Box::new(move |_| {
+            if let Some(p) = place {
+                self.sequencer.committed(&sender.agent_id, p);
+            }
+        });
+        let outcome = self
+            .store
+            .insert_with(&parsed.rows, unsent, committed)
+            .await
+            .inspect_err(|_| {
+                self.counters.ingest_errors.fetch_add(1, Ordering::Relaxed);
+            })?;
         let c = &self.counters;
         c.store_insert_ns
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);

@@ -304,7 +304,10 @@ async fn suite(store: &dyn Store) {
     // wrong claim (an id stored already, ingested again later) shows the id once in query
     // results, in its first stored version.
     let fresh = record("fresh-1", RecordKind::Event, T0 - 1, "web-1", "eu-de");
-    let out = store.insert_unsent(std::slice::from_ref(&fresh)).await.unwrap();
+    let out = store
+        .insert_unsent(std::slice::from_ref(&fresh))
+        .await
+        .unwrap();
     assert_eq!(out.inserted, 1, "{}", store.engine());
     let mut fresh_again = fresh.clone();
     fresh_again.json = "{\"changed\":true}".into();

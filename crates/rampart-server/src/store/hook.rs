@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use super::{
-    BoxFuture, DeleteOutcome, HostSummary, InsertOutcome, Query, RetentionRecord, Store,
+    BoxFuture, Committed, DeleteOutcome, HostSummary, InsertOutcome, Query, RetentionRecord, Store,
     StoreError, StoredRecord,
 };
 
 /// What [`AfterInsert`] runs after each committed insert: the batch and what the store did
-/// with it. It runs on the inserting task, so it must be quick (send to a channel, count).
+/// with it. It runs as the batch is committed (in commit order, possibly before the commit is
+/// durable, on the inserting thread), so it must be quick (send to a channel, count).
 pub type InsertHook = Arc<dyn Fn(&[StoredRecord], &InsertOutcome) + Send + Sync>;
 
 /// A [`Store`] that calls a hook after every committed insert (the dashboard's live stream,
@@ -42,22 +43,29 @@ impl Store for AfterInsert {
         &'a self,
         rows: &'a [StoredRecord],
     ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
-        Box::pin(async move {
-            let outcome = self.inner.insert(rows).await?;
-            (self.hook)(rows, &outcome);
-            Ok(outcome)
-        })
+        self.insert_with(rows, false, Box::new(|_| {}))
+    }
+
+    fn insert_with<'a>(
+        &'a self,
+        rows: &'a [StoredRecord],
+        unsent: bool,
+        committed: Committed<'a>,
+    ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
+        // The hook runs when the records are committed, so hooks see batches in commit order.
+        let hook = self.hook.clone();
+        let committed: Committed<'a> = Box::new(move |outcome: &InsertOutcome| {
+            hook(rows, outcome);
+            committed(outcome);
+        });
+        self.inner.insert_with(rows, unsent, committed)
     }
 
     fn insert_unsent<'a>(
         &'a self,
         rows: &'a [StoredRecord],
     ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
-        Box::pin(async move {
-            let outcome = self.inner.insert_unsent(rows).await?;
-            (self.hook)(rows, &outcome);
-            Ok(outcome)
-        })
+        self.insert_with(rows, true, Box::new(|_| {}))
     }
 
     fn query<'a>(&'a self, q: &'a Query) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {

@@ -25,6 +25,9 @@ pub use clickhouse::{ClickHouseConfig, ClickHouseStore};
 pub use hook::{AfterInsert, InsertHook};
 pub use sqlite::SqliteStore;
 
+/// Called by [`Store::insert_with`] once the records are committed, with what was stored.
+pub type Committed<'a> = Box<dyn FnOnce(&InsertOutcome) + Send + 'a>;
+
 /// A boxed future, as the trait's methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -199,6 +202,28 @@ pub trait Store: Send + Sync {
         rows: &'a [StoredRecord],
     ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
         self.insert(rows)
+    }
+
+    /// [`Store::insert_unsent`] when `unsent`, else [`Store::insert`], calling `committed` as
+    /// soon as the records are committed (a later insert commits after them), which may be
+    /// before they are durable; returns once they are. The server releases an agent's next
+    /// batch from `committed`, so that one batch's fsync overlaps the next one's insert. The
+    /// default calls `committed` after the insert returned.
+    fn insert_with<'a>(
+        &'a self,
+        rows: &'a [StoredRecord],
+        unsent: bool,
+        committed: Committed<'a>,
+    ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
+        Box::pin(async move {
+            let outcome = if unsent {
+                self.insert_unsent(rows).await?
+            } else {
+                self.insert(rows).await?
+            };
+            committed(&outcome);
+            Ok(outcome)
+        })
     }
 
     /// Records matching `q`, newest first, each id once.

@@ -20,8 +20,8 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection};
 
 use super::{
-    is_inventory_type, BoxFuture, DeleteOutcome, HostSummary, InsertOutcome, Query, RecordKind,
-    RetentionRecord, Store, StoreError, StoredRecord,
+    is_inventory_type, BoxFuture, Committed, DeleteOutcome, HostSummary, InsertOutcome, Query,
+    RecordKind, RetentionRecord, Store, StoreError, StoredRecord,
 };
 
 struct Inner {
@@ -370,14 +370,30 @@ impl Store for SqliteStore {
         &'a self,
         rows: &'a [StoredRecord],
     ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
+        self.insert_with(rows, false, Box::new(|_| {}))
+    }
+
+    /// `committed` is called with the writer released, before the WAL's fsync (on a
+    /// current-thread runtime, after it).
+    fn insert_with<'a>(
+        &'a self,
+        rows: &'a [StoredRecord],
+        _unsent: bool,
+        committed: Committed<'a>,
+    ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
         let inner = self.inner.clone();
-        let commit = move |rows: &[StoredRecord]| -> Result<InsertOutcome, StoreError> {
+        let commit = move |rows: &[StoredRecord],
+                           committed: Option<Committed<'_>>|
+              -> Result<InsertOutcome, StoreError> {
             let mut c = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
             let outcome = insert_rows(&mut c, rows).map_err(|source| StoreError::Sqlite {
                 path: inner.path.display().to_string(),
                 source,
             })?;
             drop(c);
+            if let Some(f) = committed {
+                f(&outcome);
+            }
             if let Some(wal) = &inner.wal {
                 std::fs::File::open(wal)
                     .and_then(|f| f.sync_data())
@@ -396,12 +412,14 @@ impl Store for SqliteStore {
             let multi = tokio::runtime::Handle::try_current()
                 .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
             if multi {
-                tokio::task::block_in_place(|| commit(rows))
+                tokio::task::block_in_place(|| commit(rows, Some(committed)))
             } else {
                 let rows = rows.to_vec();
-                tokio::task::spawn_blocking(move || commit(&rows))
+                let outcome = tokio::task::spawn_blocking(move || commit(&rows, None))
                     .await
-                    .map_err(|e| StoreError::Task(e.to_string()))?
+                    .map_err(|e| StoreError::Task(e.to_string()))??;
+                committed(&outcome);
+                Ok(outcome)
             }
         })
     }
