@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::types::Value as SqlValue;
@@ -28,6 +29,8 @@ struct Inner {
     path: PathBuf,
     /// The write-ahead log, fsynced after each insert's commit (`synchronous_full`).
     wal: Option<PathBuf>,
+    /// Bytes of records committed since the checkpoint thread last checkpointed.
+    since_checkpoint: std::sync::atomic::AtomicU64,
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
 }
@@ -135,6 +138,15 @@ impl SqliteStore {
     /// the insert costs about 1.6 times the CPU per record (the `pages` part of the ingest
     /// benchmark, docs/benchmarks.md). An existing database keeps its page size.
     pub fn open(path: &Path, synchronous_full: bool) -> Result<SqliteStore, StoreError> {
+        Self::open_with(path, synchronous_full, CHECKPOINT_BYTES)
+    }
+
+    /// [`SqliteStore::open`], checkpointing every `checkpoint_bytes` of records.
+    fn open_with(
+        path: &Path,
+        synchronous_full: bool,
+        checkpoint_bytes: u64,
+    ) -> Result<SqliteStore, StoreError> {
         let err = |source| StoreError::Sqlite {
             path: path.display().to_string(),
             source,
@@ -144,13 +156,14 @@ impl SqliteStore {
         // commit), and `insert` fsyncs the WAL itself after the commit when `synchronous_full`,
         // with the writer free: the next batch's insert runs while this one's fsync waits for
         // the disk. That is what synchronous=FULL does in WAL mode (an fsync of the WAL after
-        // each commit), moved out of the lock. Checkpoints (every 4096 pages, 64 MiB) sync the
-        // WAL before copying it, and the database after.
+        // each commit), moved out of the lock. The writer does not checkpoint: a thread of its
+        // own does (see `checkpoints`), so that copying the WAL into the database runs beside
+        // the inserts. A checkpoint syncs the WAL before copying it, and the database after.
         writer
             .execute_batch(&format!(
                 "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
                  PRAGMA busy_timeout=10000; PRAGMA cache_size=-65536;
-                 PRAGMA wal_autocheckpoint=4096; PRAGMA journal_size_limit=134217728; {SCHEMA}"
+                 PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=134217728; {SCHEMA}"
             ))
             .map_err(err)?;
         let version: i64 = writer
@@ -166,16 +179,29 @@ impl SqliteStore {
                 "PRAGMA busy_timeout=10000; PRAGMA query_only=1; PRAGMA cache_size=-65536;",
             )
             .map_err(err)?;
+        let checkpointer = Connection::open(path).map_err(err)?;
+        checkpointer
+            .execute_batch("PRAGMA busy_timeout=10000; PRAGMA synchronous=NORMAL;")
+            .map_err(err)?;
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
-        Ok(SqliteStore {
-            inner: Arc::new(Inner {
-                path: path.to_path_buf(),
-                wal: synchronous_full.then(|| PathBuf::from(wal)),
-                writer: Mutex::new(writer),
-                reader: Mutex::new(reader),
-            }),
-        })
+        let wal = PathBuf::from(wal);
+        let inner = Arc::new(Inner {
+            path: path.to_path_buf(),
+            wal: synchronous_full.then(|| wal.clone()),
+            since_checkpoint: std::sync::atomic::AtomicU64::new(0),
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+        });
+        let weak = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoints(weak, checkpointer, wal, checkpoint_bytes))
+            .map_err(|e| StoreError::Sync {
+                path: path.display().to_string(),
+                source: e,
+            })?;
+        Ok(SqliteStore { inner })
     }
 
     fn blocking<T: Send + 'static>(
@@ -291,6 +317,50 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRecord> {
     })
 }
 
+/// WAL size at which the checkpoint thread copies the WAL into the database.
+const CHECKPOINT_BYTES: u64 = 64 << 20;
+/// WAL size at which it waits for the writer to let it finish and restart the WAL (a
+/// checkpoint that keeps falling behind: a long read, a writer that never pauses).
+const RESTART_BYTES: u64 = 1 << 30;
+
+/// The checkpoint thread: every 100 ms, while the store is open, copies the WAL into the
+/// database once [`CHECKPOINT_BYTES`] of records were committed since it last did (a PASSIVE
+/// checkpoint runs beside the writer and the reader), and when the WAL file is past
+/// [`RESTART_BYTES`] makes the writer wait until the WAL can start over. The writer's own automatic checkpoints are off: they ran inside a commit, with
+/// the writer held for the copy and the database's fsync.
+fn checkpoints(store: std::sync::Weak<Inner>, c: Connection, wal: PathBuf, every: u64) {
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let Some(inner) = store.upgrade() else {
+            return;
+        };
+        let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        let committed = inner.since_checkpoint.load(Ordering::Relaxed);
+        let mode = if size >= RESTART_BYTES {
+            "RESTART"
+        } else if committed >= every {
+            "PASSIVE"
+        } else {
+            continue;
+        };
+        inner
+            .since_checkpoint
+            .fetch_sub(committed, Ordering::Relaxed);
+        let checkpoint = |mode: &str| {
+            if let Err(e) = c.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
+                tracing::warn!(path = %inner.path.display(), "sqlite checkpoint: {e}");
+            }
+        };
+        // Most of the copy beside the writer; then, with the writer held, the frames committed
+        // meanwhile, so that the WAL is wholly in the database and the next commit starts it
+        // over (a WAL whose checkpoint is always behind would grow without end).
+        checkpoint(mode);
+        let writer = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+        checkpoint("PASSIVE");
+        drop(writer);
+    }
+}
+
 /// One batch in one transaction: the records (`INSERT OR IGNORE` on the unique id) and the
 /// summaries of what was new.
 fn insert_rows(c: &mut Connection, rows: &[StoredRecord]) -> rusqlite::Result<InsertOutcome> {
@@ -391,6 +461,10 @@ impl Store for SqliteStore {
                 source,
             })?;
             drop(c);
+            let bytes: usize = rows.iter().map(|r| r.json.len()).sum();
+            inner
+                .since_checkpoint
+                .fetch_add(bytes as u64, Ordering::Relaxed);
             if let Some(f) = committed {
                 f(&outcome);
             }
@@ -578,5 +652,59 @@ impl Store for SqliteStore {
             let rows = st.query_map(params_from_iter(args), row_to_record)?;
             rows.collect()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: u64) -> StoredRecord {
+        StoredRecord {
+            id: format!("r-{i:x}"),
+            kind: RecordKind::Event,
+            event_type: "net.connect".into(),
+            time_ns: 1_700_000_000_000_000_000 + i,
+            day: 19_675,
+            host: "vps1".into(),
+            region: "eu-de".into(),
+            agent_id: "agt-1".into(),
+            container_id: String::new(),
+            container_name: String::new(),
+            image: String::new(),
+            rule: String::new(),
+            priority: String::new(),
+            severity: 1,
+            ingested_ns: 1,
+            json: format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(1000)),
+        }
+    }
+
+    /// The checkpoint thread copies the WAL into the database while batches keep coming, and
+    /// the WAL starts over instead of growing with everything ever inserted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_is_checkpointed_beside_the_writer_and_stays_small() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.db");
+        let store = SqliteStore::open_with(&path, true, 1 << 20).expect("open");
+        let wal = dir.path().join("events.db-wal");
+        let mut largest_wal = 0;
+        // 30 batches of 1 MiB, 40 ms apart: the thread checks every 100 ms.
+        for b in 0..30u64 {
+            let rows: Vec<StoredRecord> = (b * 1000..(b + 1) * 1000).map(record).collect();
+            store.insert(&rows).await.expect("insert");
+            largest_wal = largest_wal.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+            tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+        }
+        let db = std::fs::metadata(&path).expect("database").len();
+        assert!(
+            db > 20 << 20,
+            "records were copied into the database: {db} bytes"
+        );
+        assert!(
+            largest_wal < 20 << 20,
+            "the WAL started over instead of holding all 30 MiB: at most {largest_wal} bytes"
+        );
+        assert_eq!(store.count(&Query::default()).await.expect("count"), 30_000);
     }
 }
