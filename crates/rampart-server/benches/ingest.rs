@@ -188,12 +188,22 @@ async fn queue_only(evs: &[Event], dir: &Path) -> (f64, f64) {
 
 /// The server's half alone: JSON-lines batches of 5000 parsed and inserted, no network.
 async fn store_only(evs: &[Event], store: Arc<dyn Store>, unsent: bool) -> (f64, f64) {
+    store_only_in(evs, store, unsent, 5000).await
+}
+
+/// [`store_only`] with batches of `batch` records.
+async fn store_only_in(
+    evs: &[Event],
+    store: Arc<dyn Store>,
+    unsent: bool,
+    batch: usize,
+) -> (f64, f64) {
     let sender = Sender {
         agent_id: "agt-bench".into(),
         region: "eu-de".into(),
     };
     let bodies: Vec<Vec<u8>> = evs
-        .chunks(5000)
+        .chunks(batch)
         .map(|c| {
             let mut b = Vec::new();
             for e in c {
@@ -650,6 +660,26 @@ fn main() {
                 let (c0, w0) = (ch_cpu(), Instant::now());
                 let (unsent, unsent_cores) = rt.block_on(store_only(&fresh, store2, true));
                 let unsent_ch = timed(c0, w0);
+                // clickhouse-server's own CPU per record by insert size (unsent, no lookup).
+                for (i, batch) in [5000usize, 20_000, 50_000].into_iter().enumerate() {
+                    let evs = events(n, "bench-host", 0xf500 + i as u64);
+                    let store: Arc<dyn Store> = Arc::new(
+                        rt.block_on(ClickHouseStore::open(ClickHouseConfig {
+                            url: url.clone(),
+                            database: format!("bench_size_{batch}"),
+                            user: None,
+                            password: None,
+                        }))
+                        .unwrap(),
+                    );
+                    let (c0, w0) = (ch_cpu(), Instant::now());
+                    let (rate, _) = rt.block_on(store_only_in(&evs, store, true, batch));
+                    let ch_cores = timed(c0, w0);
+                    println!(
+                        "clickhouse inserts of {batch:>6} records: {rate:>7.0} records/s, clickhouse-server {:.1} µs of CPU per record",
+                        ch_cores / rate * 1e6
+                    );
+                }
                 let many_in_flight = 4;
                 let (c0, w0) = (ch_cpu(), Instant::now());
                 let (one, one_cores) = rt.block_on(full(
