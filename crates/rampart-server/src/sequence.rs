@@ -141,6 +141,29 @@ mod tests {
         BatchPlace { last, after }
     }
 
+    /// Batches of agent `a` arriving 20 ms apart in the order given, each committed (its `last`
+    /// recorded) when its turn comes; every one must get its turn in order. The commit order.
+    async fn commit_as_they_arrive(seq: &Arc<Sequencer>, arrivals: &[BatchPlace]) -> Vec<u64> {
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for p in arrivals {
+            let (seq, order, p) = (seq.clone(), order.clone(), *p);
+            tasks.push(tokio::spawn(async move {
+                let turn = seq.wait_turn("a", p).await;
+                order.lock().expect("lock").push(p.last);
+                seq.committed("a", p);
+                turn
+            }));
+            // Let this batch start waiting before the next one arrives.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for t in tasks {
+            assert_eq!(t.await.expect("task"), Turn::InOrder);
+        }
+        let order = order.lock().expect("lock").clone();
+        order
+    }
+
     /// Four batches of one agent arrive in reverse order; each commits only after the one
     /// before it, so the commit order is the queue order.
     #[tokio::test]
@@ -149,31 +172,19 @@ mod tests {
             Duration::from_secs(30),
             Duration::from_secs(30),
         ));
-        let order = Arc::new(Mutex::new(Vec::new()));
         // The agent's first batch (10..=19) was committed before.
         seq.committed("a", place(None, 19));
-        let places = [
-            place(Some(19), 29),
-            place(Some(29), 39),
-            place(Some(39), 49),
-            place(Some(49), 59),
-        ];
-        let mut tasks = Vec::new();
-        for p in places.iter().rev() {
-            let (seq, order, p) = (seq.clone(), order.clone(), *p);
-            tasks.push(tokio::spawn(async move {
-                let turn = seq.wait_turn("a", p).await;
-                order.lock().expect("lock").push(p.last);
-                seq.committed("a", p);
-                turn
-            }));
-            // Let the later batch start waiting before the earlier one arrives.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        for t in tasks {
-            assert_eq!(t.await.expect("task"), Turn::InOrder);
-        }
-        assert_eq!(*order.lock().expect("lock"), vec![29, 39, 49, 59]);
+        let order = commit_as_they_arrive(
+            &seq,
+            &[
+                place(Some(49), 59),
+                place(Some(39), 49),
+                place(Some(29), 39),
+                place(Some(19), 29),
+            ],
+        )
+        .await;
+        assert_eq!(order, vec![29, 39, 49, 59]);
         assert_eq!(seq.out_of_order(), 0);
     }
 
@@ -208,24 +219,11 @@ mod tests {
             Duration::from_secs(30),
             Duration::from_millis(300),
         ));
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let mut tasks = Vec::new();
         // Batches 150..=199 and 100..=149 arrive (in that order); 50..=99 was committed by
         // the previous server process.
-        for p in [place(Some(149), 199), place(Some(99), 149)] {
-            let (seq, order) = (seq.clone(), order.clone());
-            tasks.push(tokio::spawn(async move {
-                let turn = seq.wait_turn("a", p).await;
-                order.lock().expect("lock").push(p.last);
-                seq.committed("a", p);
-                turn
-            }));
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        for t in tasks {
-            assert_eq!(t.await.expect("task"), Turn::InOrder);
-        }
-        assert_eq!(*order.lock().expect("lock"), vec![149, 199]);
+        let order =
+            commit_as_they_arrive(&seq, &[place(Some(149), 199), place(Some(99), 149)]).await;
+        assert_eq!(order, vec![149, 199]);
         assert_eq!(
             seq.wait_turn("a", place(Some(199), 249)).await,
             Turn::InOrder

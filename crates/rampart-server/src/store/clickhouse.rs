@@ -415,7 +415,7 @@ impl ClickHouseStore {
         Ok(known)
     }
 
-    /// Inserts the rows whose id is not in `known` (one INSERT, RowBinary).
+    /// Inserts the rows whose id is not in `known` (one INSERT, RowBinary; none for none).
     async fn insert_rows(
         &self,
         rows: &[StoredRecord],
@@ -515,12 +515,7 @@ impl Store for ClickHouseStore {
         &'a self,
         rows: &'a [StoredRecord],
     ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
-        Box::pin(async move {
-            if rows.is_empty() {
-                return Ok(InsertOutcome::default());
-            }
-            self.insert_rows(rows, &BTreeSet::new()).await
-        })
+        Box::pin(async move { self.insert_rows(rows, &BTreeSet::new()).await })
     }
 
     fn query<'a>(&'a self, q: &'a Query) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
