@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use rampart_event::{Alert, Device, Event, EventId, EventKind, NetDirection, Priority};
 use rampart_rules::{Detection, Engine, Loader, Options};
 use rampart_server::store::{
-    day_of, BoxFuture, DeleteOutcome, HostSummary, InsertOutcome, RetentionRecord, StoreError,
+    day_of, BoxFuture, Committed, DeleteOutcome, HostSummary, InsertOutcome, RetentionRecord,
+    StoreError,
 };
 use rampart_server::{Query, RecordKind, Store, StoredRecord};
 
@@ -590,9 +591,10 @@ impl FleetStore {
 }
 
 impl FleetStore {
-    /// What follows a commit: the correlator and the vulnerability tracker see the rows, and
-    /// the alerts they raise are stored.
-    async fn after_insert(&self, rows: &[StoredRecord]) -> Result<(), StoreError> {
+    /// What follows a commit: the correlator and the vulnerability tracker see the rows (in
+    /// commit order: this runs when the store says the batch is committed); the alerts they
+    /// raise, as records to store.
+    fn correlate(&self, rows: &[StoredRecord]) -> Vec<StoredRecord> {
         let now = now_ns();
         let raised = {
             let mut c = self.correlator.lock().unwrap_or_else(|p| p.into_inner());
@@ -608,11 +610,7 @@ impl FleetStore {
                 tracing::error!("fleet: recording inventories: {e}");
             }
         }
-        if !raised.is_empty() {
-            let extra: Vec<StoredRecord> = raised.iter().map(|a| alert_record(a, now)).collect();
-            self.inner.insert(&extra).await?;
-        }
-        Ok(())
+        raised.iter().map(|a| alert_record(a, now)).collect()
     }
 }
 
@@ -625,20 +623,36 @@ impl Store for FleetStore {
         &'a self,
         rows: &'a [StoredRecord],
     ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
-        Box::pin(async move {
-            let outcome = self.inner.insert(rows).await?;
-            self.after_insert(rows).await?;
-            Ok(outcome)
-        })
+        self.insert_with(rows, false, Box::new(|_| {}))
     }
 
     fn insert_unsent<'a>(
         &'a self,
         rows: &'a [StoredRecord],
     ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
+        self.insert_with(rows, true, Box::new(|_| {}))
+    }
+
+    /// The correlator sees the batch as it is committed (so batches in commit order, and
+    /// before the caller's `committed`: the agent's next batch is correlated after this one),
+    /// while the store makes it durable; the alerts it raised are stored after.
+    fn insert_with<'a>(
+        &'a self,
+        rows: &'a [StoredRecord],
+        unsent: bool,
+        committed: Committed<'a>,
+    ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
         Box::pin(async move {
-            let outcome = self.inner.insert_unsent(rows).await?;
-            self.after_insert(rows).await?;
+            let raised = Mutex::new(Vec::new());
+            let correlate: Committed<'_> = Box::new(|outcome: &InsertOutcome| {
+                *raised.lock().unwrap_or_else(|p| p.into_inner()) = self.correlate(rows);
+                committed(outcome);
+            });
+            let outcome = self.inner.insert_with(rows, unsent, correlate).await?;
+            let extra = raised.into_inner().unwrap_or_else(|p| p.into_inner());
+            if !extra.is_empty() {
+                self.inner.insert(&extra).await?;
+            }
             Ok(outcome)
         })
     }
