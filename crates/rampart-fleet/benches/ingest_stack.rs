@@ -4,68 +4,26 @@
 //! process, timed until the server acknowledged the last record.
 //!
 //! `cargo bench -p rampart-fleet --bench ingest_stack`; `RAMPART_BENCH_EVENTS` (default
-//! 200,000) sets the count. The events are `net.connect` of one host to one address, so the
-//! correlator runs its rules on every record but raises nothing: its cost per record, not the
-//! cost of storing alerts.
+//! 200,000) sets the count. The events are those of the server's ingest benchmark
+//! (`net.connect` of one host to one address), so the correlator runs its rules on every
+//! record but raises nothing: its cost per record, not the cost of storing alerts.
 #![allow(clippy::unwrap_used, reason = "benchmark: a failure is a failed run")]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rampart_event::{Device, Endpoint, Event, EventId, EventKind, NetDirection, NetInfo, Process};
+use rampart_event::Event;
 use rampart_fleet::FleetConfig;
 use rampart_server::{Query, ServerConfig};
 use rampart_ship::{OutputConfig, ShipConfig};
 
-/// CPU seconds (user + system) of this process so far, from `/proc/self/stat`.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    // utime and stime, in clock ticks (100 per second on Linux).
-    (f[11] + f[12]) / 100.0
-}
+#[path = "../../rampart-server/benches/common/mod.rs"]
+mod common;
 
-fn events(n: u64) -> Vec<Event> {
-    let device = Arc::new(Device {
-        hostname: "bench-host".into(),
-        region: None,
-    });
-    let process = Arc::new(Process {
-        pid: 4242,
-        name: "curl".into(),
-        args: vec!["curl".into(), "-s".into(), "https://example.net/".into()],
-        ..Process::default()
-    });
-    let t0 = 1_790_000_000_000_000_000;
-    (0..n)
-        .map(|i| {
-            let mut e = Event::new(EventId::new(0x57ac, i), t0 + i, EventKind::NetConnect, {
-                device.clone()
-            });
-            e.process = Some(process.clone());
-            e.network = Some(NetInfo {
-                protocol: "tcp".into(),
-                family: "inet".into(),
-                direction: NetDirection::Outbound,
-                src: Some(Endpoint {
-                    ip: "172.17.0.2".parse().unwrap(),
-                    port: 40000 + (i % 20000) as u16,
-                }),
-                dst: Some(Endpoint {
-                    ip: "192.0.2.9".parse().unwrap(),
-                    port: 443,
-                }),
-                unix_path: None,
-                remote_names: vec![],
-                remote_country: None,
-            });
-            e
-        })
-        .collect()
+use common::{events, process_cpu_seconds};
+
+/// CPU seconds (user + system) of this process so far.
+fn cpu_seconds() -> f64 {
+    process_cpu_seconds(std::process::id())
 }
 
 /// Events/s and cores busy of the full path, with the fleet layer or without.
@@ -133,7 +91,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
-    let evs = events(n);
+    let evs = events(n, "bench-host", 0x57ac);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

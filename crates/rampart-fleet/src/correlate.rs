@@ -588,9 +588,7 @@ impl FleetStore {
             }
         }
     }
-}
 
-impl FleetStore {
     /// What follows a commit: the correlator and the vulnerability tracker see the rows (in
     /// commit order: this runs when the store says the batch is committed); the alerts they
     /// raise, as records to store.
@@ -617,20 +615,6 @@ impl FleetStore {
 impl Store for FleetStore {
     fn engine(&self) -> &'static str {
         self.inner.engine()
-    }
-
-    fn insert<'a>(
-        &'a self,
-        rows: &'a [StoredRecord],
-    ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
-        self.insert_with(rows, false, Box::new(|_| {}))
-    }
-
-    fn insert_unsent<'a>(
-        &'a self,
-        rows: &'a [StoredRecord],
-    ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
-        self.insert_with(rows, true, Box::new(|_| {}))
     }
 
     /// The correlator sees the batch as it is committed (so batches in commit order, and

@@ -23,15 +23,16 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+mod common;
+
+use common::{events, process_cpu_seconds};
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rampart_event::{
-    Container, ContainerRuntime, Device, Endpoint, Event, EventId, EventKind, NetDirection,
-    NetInfo, Process,
-};
+use rampart_event::Event;
 use rampart_server::ingest::{decode_body, parse_batch, Sender};
 use rampart_server::store::{
     AfterInsert, ClickHouseConfig, ClickHouseStore, InsertHook, InsertOutcome, SqliteStore,
@@ -46,51 +47,6 @@ fn now_ns() -> u64 {
         .as_nanos() as u64
 }
 
-fn events(n: u64, host: &str, id_base: u64) -> Vec<Event> {
-    let device = Arc::new(Device {
-        hostname: host.into(),
-        region: None,
-    });
-    let container = Arc::new(Container::unnamed("c".repeat(64), ContainerRuntime::Docker));
-    let process = Arc::new(Process {
-        pid: 4242,
-        name: "curl".into(),
-        args: vec!["curl".into(), "-s".into(), "https://example.net/".into()],
-        user: Some("www-data".into()),
-        ..Process::default()
-    });
-    let t0 = now_ns();
-    (0..n)
-        .map(|i| {
-            let mut e = Event::new(
-                EventId::new(id_base, i),
-                t0 + i,
-                EventKind::NetConnect,
-                device.clone(),
-            );
-            e.container = Some(container.clone());
-            e.process = Some(process.clone());
-            e.network = Some(NetInfo {
-                protocol: "tcp".into(),
-                family: "inet".into(),
-                direction: NetDirection::Outbound,
-                src: Some(Endpoint {
-                    ip: "172.17.0.2".parse().unwrap(),
-                    port: 40000 + (i % 20000) as u16,
-                }),
-                dst: Some(Endpoint {
-                    ip: "203.0.113.9".parse().unwrap(),
-                    port: 443,
-                }),
-                unix_path: None,
-                remote_names: vec![],
-                remote_country: None,
-            });
-            e
-        })
-        .collect()
-}
-
 /// CPU seconds (user + system) of this process so far.
 fn cpu_seconds() -> f64 {
     // SAFETY: getrusage fills the struct we pass.
@@ -98,21 +54,6 @@ fn cpu_seconds() -> f64 {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-/// CPU seconds (user + system) of process `pid` so far, from `/proc/PID/stat`.
-fn process_cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which is in parentheses): utime and stime are the 12th
-    // and 13th of them, in clock ticks.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / hz
 }
 
 fn load_average() -> String {
@@ -221,11 +162,10 @@ async fn store_only_in(
             .await
             .unwrap();
         assert!(parsed.rejected.is_empty());
-        let o = if unsent {
-            store.insert_unsent(&parsed.rows).await.unwrap()
-        } else {
-            store.insert(&parsed.rows).await.unwrap()
-        };
+        let o = store
+            .insert_with(&parsed.rows, unsent, Box::new(|_| {}))
+            .await
+            .unwrap();
         assert_eq!(o.duplicates, 0);
     }
     let secs = start.elapsed().as_secs_f64();

@@ -260,7 +260,8 @@ fn sender_of(agent: &AgentIdentity) -> Sender {
 }
 
 /// The batch's place in its agent's queue, from [`BATCH_LAST_HEADER`] and
-/// [`BATCH_AFTER_HEADER`]; `None` without them (an older agent: committed as it comes).
+/// [`BATCH_AFTER_HEADER`]; `None` without the first (an older agent: committed as it comes).
+/// A header that is not a number is refused.
 fn batch_place(headers: &HeaderMap) -> Result<Option<BatchPlace>, ApiError> {
     let number = |name: &str| -> Result<Option<u64>, ApiError> {
         match headers.get(name) {
@@ -278,10 +279,8 @@ fn batch_place(headers: &HeaderMap) -> Result<Option<BatchPlace>, ApiError> {
                 }),
         }
     };
-    Ok(number(BATCH_LAST_HEADER)?.map(|last| BatchPlace {
-        last,
-        after: number(BATCH_AFTER_HEADER).ok().flatten(),
-    }))
+    let after = number(BATCH_AFTER_HEADER)?;
+    Ok(number(BATCH_LAST_HEADER)?.map(|last| BatchPlace { last, after }))
 }
 
 async fn enroll(

@@ -388,64 +388,55 @@ impl<'s> FastPath<'s> {
         device: Option<&[(&str, &RawValue)]>,
     ) -> String {
         let mut json = String::with_capacity(len + self.default_device.len() + 16);
-        json.push('{');
-        let mut has_device = false;
-        for (i, (k, v)) in top.iter().enumerate() {
-            if i > 0 {
-                json.push(',');
-            }
-            // A borrowed member name has no escapes, so it is written as it came.
-            json.push('"');
-            json.push_str(k);
-            json.push_str("\":");
-            if *k == "device" {
-                self.write_device(&mut json, device);
-                has_device = true;
-            } else {
-                json.push_str(v.get());
-            }
-        }
-        if !has_device {
-            if !top.is_empty() {
-                json.push(',');
-            }
-            json.push_str("\"device\":");
-            self.write_device(&mut json, None);
-        }
-        json.push('}');
+        write_replacing(&mut json, top, "device", |j| self.write_device(j, device));
         json
     }
 
     fn write_device(&self, json: &mut String, device: Option<&[(&str, &RawValue)]>) {
-        let Some(members) = device else {
-            json.push_str(&self.default_device);
-            return;
-        };
-        json.push('{');
-        let mut has_region = false;
-        for (i, (k, v)) in members.iter().enumerate() {
-            if i > 0 {
-                json.push(',');
+        match device {
+            Some(members) => {
+                write_replacing(json, members, "region", |j| j.push_str(&self.region_json));
             }
-            json.push('"');
-            json.push_str(k);
-            json.push_str("\":");
-            if *k == "region" {
-                json.push_str(&self.region_json);
-                has_region = true;
-            } else {
-                json.push_str(v.get());
-            }
+            None => json.push_str(&self.default_device),
         }
-        if !has_region {
-            if !members.is_empty() {
-                json.push(',');
-            }
-            json.push_str("\"region\":");
-            json.push_str(&self.region_json);
-        }
-        json.push('}');
     }
+}
+
+/// Writes the object of `members` with the value of member `name` written by `value` (added
+/// at the end when the object has none). Borrowed member names have no escapes, so they are
+/// written as they came.
+fn write_replacing(
+    json: &mut String,
+    members: &[(&str, &RawValue)],
+    name: &str,
+    value: impl Fn(&mut String),
+) {
+    json.push('{');
+    let mut replaced = false;
+    for (i, (k, v)) in members.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push('"');
+        json.push_str(k);
+        json.push_str("\":");
+        if *k == name {
+            value(json);
+            replaced = true;
+        } else {
+            json.push_str(v.get());
+        }
+    }
+    if !replaced {
+        if !members.is_empty() {
+            json.push(',');
+        }
+        json.push('"');
+        json.push_str(name);
+        json.push_str("\":");
+        value(json);
+    }
+    json.push('}');
 }
 
 /// The general path: the record as a JSON tree, anonymised when the region says so.

@@ -127,7 +127,7 @@ impl App {
     /// Commits a parsed batch of `sender` to the store, after the batch before it (`place`,
     /// when the agent sent one) is committed, and counts it: the one commit path of the ingest
     /// API and the in-process output. `unsent`: the agent says no record of the batch was sent
-    /// before ([`Store::insert_unsent`]).
+    /// before ([`Store::insert_with`]).
     pub async fn commit_batch(
         &self,
         sender: &Sender,

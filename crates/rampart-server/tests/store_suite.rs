@@ -300,19 +300,22 @@ async fn suite(store: &dyn Store) {
     );
     store.delete_before("sg", u32::MAX).await.unwrap();
 
-    // Records the sender never sent before are stored all the same by `insert_unsent`; a
+    // Records the sender never sent before are stored all the same by `insert_with` with `unsent`; a
     // wrong claim (an id stored already, ingested again later) shows the id once in query
     // results, in its first stored version.
     let fresh = record("fresh-1", RecordKind::Event, T0 - 1, "web-1", "eu-de");
     let out = store
-        .insert_unsent(std::slice::from_ref(&fresh))
+        .insert_with(std::slice::from_ref(&fresh), true, Box::new(|_| {}))
         .await
         .unwrap();
     assert_eq!(out.inserted, 1, "{}", store.engine());
     let mut fresh_again = fresh.clone();
     fresh_again.json = "{\"changed\":true}".into();
     fresh_again.ingested_ns += 10;
-    store.insert_unsent(&[fresh_again]).await.unwrap();
+    store
+        .insert_with(&[fresh_again], true, Box::new(|_| {}))
+        .await
+        .unwrap();
     let by_id = Query {
         id: Some("fresh-1".into()),
         ..Query::default()

@@ -23,8 +23,8 @@ use rampart_ship::client::{ClientError, HttpClient, HttpResponse};
 use serde::Deserialize;
 
 use super::{
-    day_string, parse_day, BoxFuture, DeleteOutcome, HostSummary, InsertOutcome, Query, RecordKind,
-    RetentionRecord, Store, StoreError, StoredRecord,
+    day_string, parse_day, BoxFuture, Committed, DeleteOutcome, HostSummary, InsertOutcome, Query,
+    RecordKind, RetentionRecord, Store, StoreError, StoredRecord,
 };
 
 /// How to reach ClickHouse.
@@ -495,27 +495,26 @@ impl Store for ClickHouseStore {
         "clickhouse"
     }
 
-    fn insert<'a>(
+    /// Unsent batches skip the lookup of known ids, which cost clickhouse-server about a fifth
+    /// of its CPU per inserted record at 5000-record batches (docs/benchmarks.md); a record
+    /// stored twice all the same is removed by `FINAL` in queries and by merges. `committed`
+    /// is called once ClickHouse answered the INSERT.
+    fn insert_with<'a>(
         &'a self,
         rows: &'a [StoredRecord],
+        unsent: bool,
+        committed: Committed<'a>,
     ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
         Box::pin(async move {
-            if rows.is_empty() {
-                return Ok(InsertOutcome::default());
-            }
-            let known = self.known_ids(rows).await?;
-            self.insert_rows(rows, &known).await
+            let known = if unsent {
+                BTreeSet::new()
+            } else {
+                self.known_ids(rows).await?
+            };
+            let outcome = self.insert_rows(rows, &known).await?;
+            committed(&outcome);
+            Ok(outcome)
         })
-    }
-
-    /// Without the lookup of known ids, which cost clickhouse-server about a fifth of its CPU
-    /// per inserted record at 5000-record batches (docs/benchmarks.md). A record stored twice
-    /// all the same is removed by `FINAL` in queries and by merges.
-    fn insert_unsent<'a>(
-        &'a self,
-        rows: &'a [StoredRecord],
-    ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
-        Box::pin(async move { self.insert_rows(rows, &BTreeSet::new()).await })
     }
 
     fn query<'a>(&'a self, q: &'a Query) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {

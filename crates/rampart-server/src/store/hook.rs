@@ -39,13 +39,6 @@ impl Store for AfterInsert {
         self.inner.engine()
     }
 
-    fn insert<'a>(
-        &'a self,
-        rows: &'a [StoredRecord],
-    ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
-        self.insert_with(rows, false, Box::new(|_| {}))
-    }
-
     fn insert_with<'a>(
         &'a self,
         rows: &'a [StoredRecord],
@@ -59,13 +52,6 @@ impl Store for AfterInsert {
             committed(outcome);
         });
         self.inner.insert_with(rows, unsent, committed)
-    }
-
-    fn insert_unsent<'a>(
-        &'a self,
-        rows: &'a [StoredRecord],
-    ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
-        self.insert_with(rows, true, Box::new(|_| {}))
     }
 
     fn query<'a>(&'a self, q: &'a Query) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {

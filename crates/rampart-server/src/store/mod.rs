@@ -186,45 +186,32 @@ pub trait Store: Send + Sync {
     /// `sqlite` or `clickhouse`.
     fn engine(&self) -> &'static str;
 
-    /// Stores `rows`, skipping ids already stored; returns once committed.
+    /// Stores `rows`, skipping ids already stored; returns once committed (and durable, as
+    /// far as the engine's settings make it).
     fn insert<'a>(
         &'a self,
         rows: &'a [StoredRecord],
-    ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>>;
-
-    /// As [`Store::insert`], for records their sender says it never sent before
-    /// ([`rampart_ship::protocol::BATCH_UNSENT_HEADER`]): an engine may skip looking for their
-    /// ids among the stored records, and then counts them all as inserted. Query results still
-    /// hold each id once (the ClickHouse table deduplicates by id), so a wrong claim costs
-    /// only the counts. The default is [`Store::insert`].
-    fn insert_unsent<'a>(
-        &'a self,
-        rows: &'a [StoredRecord],
     ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
-        self.insert(rows)
+        self.insert_with(rows, false, Box::new(|_| {}))
     }
 
-    /// [`Store::insert_unsent`] when `unsent`, else [`Store::insert`], calling `committed` as
-    /// soon as the records are committed (a later insert commits after them), which may be
-    /// before they are durable; returns once they are. The server releases an agent's next
-    /// batch from `committed`, so that one batch's fsync overlaps the next one's insert. The
-    /// default calls `committed` after the insert returned.
+    /// [`Store::insert`], calling `committed` as soon as the records are committed (a later
+    /// insert commits after them), which may be before they are durable; returns once they
+    /// are. The server releases an agent's next batch from `committed`, so that one batch's
+    /// fsync overlaps the next one's insert; wrappers run their own work there to see batches
+    /// in commit order.
+    ///
+    /// `unsent`: the sender says it never sent these records before
+    /// ([`rampart_ship::protocol::BATCH_UNSENT_HEADER`]); an engine may then skip looking
+    /// for their ids among the stored records, and counts them all as inserted. Query results
+    /// still hold each id once (the ClickHouse table deduplicates by id), so a wrong claim
+    /// costs only the counts.
     fn insert_with<'a>(
         &'a self,
         rows: &'a [StoredRecord],
         unsent: bool,
         committed: Committed<'a>,
-    ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
-        Box::pin(async move {
-            let outcome = if unsent {
-                self.insert_unsent(rows).await?
-            } else {
-                self.insert(rows).await?
-            };
-            committed(&outcome);
-            Ok(outcome)
-        })
-    }
+    ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>>;
 
     /// Records matching `q`, newest first, each id once.
     fn query<'a>(&'a self, q: &'a Query) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>>;

@@ -197,10 +197,7 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || checkpoints(weak, checkpointer, wal, checkpoint_bytes))
-            .map_err(|e| StoreError::Sync {
-                path: path.display().to_string(),
-                source: e,
-            })?;
+            .map_err(|e| StoreError::Task(format!("starting the checkpoint thread: {e}")))?;
         Ok(SqliteStore { inner })
     }
 
@@ -317,7 +314,8 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRecord> {
     })
 }
 
-/// WAL size at which the checkpoint thread copies the WAL into the database.
+/// Bytes of records committed after which the checkpoint thread copies the WAL into the
+/// database.
 const CHECKPOINT_BYTES: u64 = 64 << 20;
 /// WAL size at which it waits for the writer to let it finish and restart the WAL (a
 /// checkpoint that keeps falling behind: a long read, a writer that never pauses).
@@ -326,8 +324,9 @@ const RESTART_BYTES: u64 = 1 << 30;
 /// The checkpoint thread: every 100 ms, while the store is open, copies the WAL into the
 /// database once [`CHECKPOINT_BYTES`] of records were committed since it last did (a PASSIVE
 /// checkpoint runs beside the writer and the reader), and when the WAL file is past
-/// [`RESTART_BYTES`] makes the writer wait until the WAL can start over. The writer's own automatic checkpoints are off: they ran inside a commit, with
-/// the writer held for the copy and the database's fsync.
+/// [`RESTART_BYTES`] makes the writer wait until the WAL can start over. The writer's own
+/// automatic checkpoints are off: they ran inside a commit, with the writer held for the copy
+/// and the database's fsync.
 fn checkpoints(store: std::sync::Weak<Inner>, c: Connection, wal: PathBuf, every: u64) {
     loop {
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -434,13 +433,6 @@ fn insert_rows(c: &mut Connection, rows: &[StoredRecord]) -> rusqlite::Result<In
 impl Store for SqliteStore {
     fn engine(&self) -> &'static str {
         "sqlite"
-    }
-
-    fn insert<'a>(
-        &'a self,
-        rows: &'a [StoredRecord],
-    ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
-        self.insert_with(rows, false, Box::new(|_| {}))
     }
 
     /// `committed` is called with the writer released, before the WAL's fsync (on a
