@@ -1,6 +1,6 @@
 //! Compiles the BPF programs in `bpf/` with clang into `$OUT_DIR`, where `src/` embeds them.
 //!
-//! All clang flags live here (one build helper, STYLE.md item 4). The kernel type header
+//! All clang flags live here (one build helper, CONTRIBUTING.md, "one C header is the ABI"). The kernel type header
 //! (`vmlinux.h`) comes from `RAMPART_VMLINUX_H` when set, otherwise it is generated from the
 //! build machine's BTF with bpftool. CO-RE relocations make the objects independent of the
 //! build machine's kernel: aya relocates them against the running kernel's BTF at load time.

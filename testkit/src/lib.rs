@@ -91,6 +91,17 @@ pub fn available(needs: &[Need], test: &str) -> bool {
     false
 }
 
+/// For a test that finds something it needs missing in a way [`require!`] cannot check (a
+/// cgroup v2 hierarchy, a header file, a kernel tracepoint): prints a loud SKIPPED line outside
+/// CI, panics in CI (`CI=true`), where every test must run.
+pub fn skip(test: &str, why: &str) {
+    let msg = format!("{test} needs {why}");
+    if in_ci() {
+        panic!("CI=true and {msg}: CI must run every test");
+    }
+    eprintln!("\n=== SKIPPED: {msg} ===\n");
+}
+
 /// Returns from the test (skipping it loudly) unless every need is met; fails in CI.
 ///
 /// ```ignore

@@ -171,6 +171,8 @@ pub struct AuthLogs {
     tx: SyncSender<Box<SensorEvent>>,
     /// Events the pipeline had no room for.
     pub drops: Arc<AtomicU64>,
+    /// Lines that were login attempts (sent or dropped).
+    produced: AtomicU64,
 }
 
 impl AuthLogs {
@@ -185,25 +187,38 @@ impl AuthLogs {
             seq: AtomicU64::new(0),
             tx,
             drops: Arc::new(AtomicU64::new(0)),
+            produced: AtomicU64::new(0),
         })
     }
 
     /// Parses `line` and sends an event when it is a login attempt. Returns false when the
     /// pipeline is gone.
     pub fn line(&self, line: &str, log_source: &str, container: Option<&Arc<Container>>) -> bool {
+        self.entry(line, log_source, container, None)
+    }
+
+    /// [`AuthLogs::line`] for an entry whose source gives it a stable identity and time (a
+    /// journal entry): the event id is derived from it, so an entry read twice (after a crash
+    /// between sending and saving the cursor) is one record at the server.
+    pub(crate) fn entry(
+        &self,
+        line: &str,
+        log_source: &str,
+        container: Option<&Arc<Container>>,
+        stable: Option<(EventId, u64)>,
+    ) -> bool {
         let Some(p) = parse_auth_line(line) else {
             return true;
         };
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        let mut e = Event::new(
-            EventId::new(self.instance, seq),
-            now,
-            EventKind::AuthLogin,
-            self.device.clone(),
-        );
+        self.produced.fetch_add(1, Ordering::Relaxed);
+        let (id, time_ns) = stable.unwrap_or_else(|| {
+            let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            (EventId::new(self.instance, seq), now)
+        });
+        let mut e = Event::new(id, time_ns, EventKind::AuthLogin, self.device.clone());
         e.container = container.cloned();
         e.auth = Some(AuthInfo {
             outcome: p.outcome,
@@ -226,6 +241,11 @@ impl AuthLogs {
             }
             Err(TrySendError::Disconnected(_)) => false,
         }
+    }
+
+    /// How many lines so far were login attempts (sent to the pipeline or dropped).
+    pub fn produced(&self) -> u64 {
+        self.produced.load(Ordering::Relaxed)
     }
 
     /// Follows a host file like `tail -F`: new lines only; a rotated or truncated file is

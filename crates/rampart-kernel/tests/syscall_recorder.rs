@@ -125,7 +125,7 @@ fn unified() -> Option<PathBuf> {
 fn counts_exactly_the_syscalls_of_the_watched_cgroup() {
     testkit::require!(Root, Bpf);
     let Some(root) = unified() else {
-        eprintln!("SKIPPED: no cgroup v2 hierarchy");
+        testkit::skip(module_path!(), "a cgroup v2 hierarchy");
         return;
     };
     let cg = TestCgroup::new(&root, &format!("rampart-sysrec-{}", std::process::id()));
@@ -190,7 +190,7 @@ fn counts_exactly_the_syscalls_of_the_watched_cgroup() {
 fn separates_syscalls_made_under_a_seccomp_filter() {
     testkit::require!(Root, Bpf);
     let Some(root) = unified() else {
-        eprintln!("SKIPPED: no cgroup v2 hierarchy");
+        testkit::skip(module_path!(), "a cgroup v2 hierarchy");
         return;
     };
     let cg = TestCgroup::new(&root, &format!("rampart-sysrec-sc-{}", std::process::id()));
@@ -223,7 +223,7 @@ fn separates_syscalls_made_under_a_seccomp_filter() {
 fn children_scope_counts_per_child_cgroup_created_after_the_watch() {
     testkit::require!(Root, Bpf);
     let Some(root) = unified() else {
-        eprintln!("SKIPPED: no cgroup v2 hierarchy");
+        testkit::skip(module_path!(), "a cgroup v2 hierarchy");
         return;
     };
     let parent = TestCgroup::new(&root, &format!("rampart-sysrec-p-{}", std::process::id()));
@@ -258,7 +258,7 @@ fn children_scope_counts_per_child_cgroup_created_after_the_watch() {
 fn records_granted_capability_checks_where_the_tracepoint_exists() {
     testkit::require!(Root, Bpf);
     let Some(root) = unified() else {
-        eprintln!("SKIPPED: no cgroup v2 hierarchy");
+        testkit::skip(module_path!(), "a cgroup v2 hierarchy");
         return;
     };
     let cg = TestCgroup::new(&root, &format!("rampart-sysrec-cap-{}", std::process::id()));
@@ -271,7 +271,7 @@ fn records_granted_capability_checks_where_the_tracepoint_exists() {
             !has_tp,
             "kernel has the tracepoint but recording is off: {why}"
         );
-        eprintln!("SKIPPED: {why}");
+        testkit::skip(module_path!(), &format!("capability recording: {why}"));
         return;
     }
     let id = rec.watch(&cg.0, WatchScope::Cgroup).expect("watch");

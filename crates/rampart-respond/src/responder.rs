@@ -152,6 +152,8 @@ pub struct Responder {
     instance: u64,
     seq: std::sync::atomic::AtomicU64,
     out_tx: SyncSender<Event>,
+    /// Playbook runs and `response.action` records that did not fit their queue.
+    dropped: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Responder {
@@ -177,6 +179,7 @@ impl Responder {
         let recent: Recent = Arc::default();
         let cfg = Arc::new(cfg);
         let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let instance = random_u64();
         let worker = {
             let mut w = Worker {
@@ -192,6 +195,7 @@ impl Responder {
                 instance,
                 seq: 1 << 40,
                 pending: pending.clone(),
+                dropped: dropped.clone(),
             };
             std::thread::Builder::new()
                 .name("rampart-respond".into())
@@ -213,6 +217,7 @@ impl Responder {
             instance,
             seq: std::sync::atomic::AtomicU64::new(0),
             out_tx,
+            dropped,
         })
     }
 
@@ -306,13 +311,11 @@ impl Responder {
                         finished_ns: t,
                     };
                     let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let _ = self.out_tx.try_send(record_event(
-                        &self.cfg.device,
-                        self.instance,
-                        seq,
-                        &rec,
-                        &d.alert,
-                    ));
+                    let ev = record_event(&self.cfg.device, self.instance, seq, &rec, &d.alert);
+                    if self.out_tx.try_send(ev).is_err() {
+                        self.dropped
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
                 continue;
             }
@@ -335,11 +338,19 @@ impl Responder {
                 Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
                     self.pending
                         .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                    self.dropped
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!("response queue full: playbook run {} dropped", job.incident);
                 }
             }
         }
         queued
+    }
+
+    /// The count of playbook runs and `response.action` records dropped because their queue
+    /// was full (the agent reports it with its other drops in `sensor.drops`).
+    pub fn drop_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.dropped.clone()
     }
 
     /// Moves the `response.action` events recorded so far to `out`.
@@ -392,6 +403,7 @@ struct Worker {
     instance: u64,
     seq: u64,
     pending: Arc<std::sync::atomic::AtomicUsize>,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Worker {
@@ -436,13 +448,15 @@ impl Worker {
                 );
             }
             self.seq += 1;
-            let _ = self.out.try_send(record_event(
-                &self.cfg.device,
-                self.instance,
-                self.seq,
-                &rec,
-                &job.alert,
-            ));
+            let ev = record_event(&self.cfg.device, self.instance, self.seq, &rec, &job.alert);
+            if self.out.try_send(ev).is_err() {
+                self.dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(
+                    "response.action record of {} dropped: the agent is not draining them",
+                    rec.incident
+                );
+            }
         }
     }
 

@@ -112,7 +112,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", cmd::error_text(&err));
             ExitCode::from(cmd::exit_code(&err))
         }
     }

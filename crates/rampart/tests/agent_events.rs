@@ -37,9 +37,19 @@ impl Agent {
         } else {
             "rule_actions: off\n"
         };
+        // Only the journal test reads the host's journal: other tests count login events and
+        // must not see the logins that test makes.
+        let journal = if config.contains("auth_journal:") {
+            String::new()
+        } else {
+            "auth_journal: false\n".to_string()
+        };
         std::fs::write(
             &cfg,
-            format!("stats_file: {}\n{actions}{config}", stats.display()),
+            format!(
+                "stats_file: {}\n{actions}{journal}{config}",
+                stats.display()
+            ),
         )
         .expect("config");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
@@ -143,6 +153,13 @@ fn shared() -> &'static Mutex<Agent> {
         });
         Mutex::new(rx.recv().expect("shared agent started"))
     })
+}
+
+/// Held by the tests that start miner-like processes: an agent with `rule_actions: enforce`
+/// kills every miner on the host, including another test's.
+fn miners() -> std::sync::MutexGuard<'static, ()> {
+    static MINERS: Mutex<()> = Mutex::new(());
+    MINERS.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn find(evs: &[Value], pred: impl Fn(&Value) -> bool) -> Option<&Value> {
@@ -951,6 +968,7 @@ fn connections_carry_the_country_and_a_disallowed_one_alerts() {
 
 #[test]
 fn the_agent_enforces_its_policy_on_containers_it_sees_start_and_kills_a_miner_by_rule() {
+    let _miners = miners();
     testkit::require!(Root, Docker, Bpf);
     let image = busybox_image();
     let net = TestNetwork::create();
@@ -1064,4 +1082,244 @@ fn the_agent_enforces_its_policy_on_containers_it_sees_start_and_kills_a_miner_b
         .output()
         .expect("policy reset");
     assert!(reset.status.success(), "{reset:?}");
+}
+
+/// Starts a journald when none answers (hosts without systemd as PID 1 run it standalone) and
+/// links `/dev/log` to its syslog socket, as systemd-journald-dev-log.socket does.
+fn ensure_journald() {
+    let socket = std::path::Path::new("/run/systemd/journal/dev-log");
+    let answers = || {
+        std::os::unix::net::UnixDatagram::unbound()
+            .and_then(|s| s.connect(socket))
+            .is_ok()
+    };
+    if !answers() {
+        let mut cmd = Command::new("/lib/systemd/systemd-journald");
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        // SAFETY: setsid in the child before exec: journald outlives this test as a daemon.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        #[allow(
+            clippy::zombie_processes,
+            reason = "journald is a daemon that outlives this test, as on a host"
+        )]
+        cmd.spawn().expect("start systemd-journald");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !answers() {
+            assert!(Instant::now() < deadline, "journald did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let dev_log = std::path::Path::new("/dev/log");
+    if std::fs::read_link(dev_log).ok().as_deref() != Some(socket) {
+        let _ = std::fs::remove_file(dev_log);
+        std::os::unix::fs::symlink(socket, dev_log).expect("/dev/log");
+    }
+}
+
+/// A real sshd on a loopback port, logging through syslog(3) to journald.
+struct Sshd(Child, u16);
+
+impl Sshd {
+    fn start() -> Sshd {
+        std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new("/usr/sbin/sshd")
+            .args([
+                "-D",
+                "-p",
+                &port.to_string(),
+                "-o",
+                "ListenAddress=127.0.0.1",
+            ])
+            .args(["-o", "PidFile=none", "-o", "UsePAM=no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sshd (Debian package openssh-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Sshd(child, port)
+    }
+
+    /// One failed login as `user` (a name that does not exist: sshd logs "Invalid user").
+    fn fail_login(&self, user: &str) {
+        let out = Command::new("ssh")
+            .args(["-p", &self.1.to_string(), "-o", "BatchMode=yes"])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .arg(format!("{user}@127.0.0.1"))
+            .arg("true")
+            .output()
+            .expect("ssh");
+        assert!(!out.status.success(), "the login must fail");
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn journal_logins(evs: &[Value], user: &str) -> usize {
+    evs.iter()
+        .filter(|e| {
+            is(e, "auth.login") && e["auth"]["user"] == user && e["auth"]["log_source"] == "journal"
+        })
+        .count()
+}
+
+/// Issue: a stock Debian 12 VPS has no /var/log/auth.log (sshd logs to journald only), so the
+/// brute-force rules were blind there. The agent follows the journal, and resumes after a
+/// restart from its saved cursor: a login made while it was down is read once, none twice.
+#[test]
+fn host_logins_are_read_from_the_journal_and_resumed_after_a_restart() {
+    testkit::require!(Root, Bpf);
+    ensure_journald();
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cursor = dir.path().join("journal.cursor");
+    let config = format!(
+        "auth_journal: true\njournal_cursor_file: {}\nauth_log_files: []\ncontainer_logs: false\n",
+        cursor.display()
+    );
+    let tag = std::process::id();
+    let (first, second) = (format!("rjfirst{tag}"), format!("rjsecond{tag}"));
+    let wait = |agent: &Agent, user: &str| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let evs = agent.events();
+            if journal_logins(&evs, user) > 0 || Instant::now() > deadline {
+                return evs;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+
+    let agent = Agent::start_with(&[], &config);
+    sshd.fail_login(&first);
+    let evs = wait(&agent, &first);
+    assert_eq!(journal_logins(&evs, &first), 1, "the failed login, once");
+    let e = evs
+        .iter()
+        .find(|e| is(e, "auth.login") && e["auth"]["user"] == first.as_str())
+        .expect("event");
+    assert_eq!(e["auth"]["outcome"], "failure");
+    assert_eq!(e["auth"]["src_ip"], "127.0.0.1");
+    assert_eq!(e["auth"]["service"], "sshd");
+    let (status, _, _) = agent.stop();
+    assert!(status.success());
+    assert!(cursor.exists(), "the cursor is saved at the latest on stop");
+
+    // Down: a login happens. Up again: it is read from the journal, the first is not again.
+    sshd.fail_login(&second);
+    std::thread::sleep(Duration::from_millis(300));
+    let agent = Agent::start_with(&[], &config);
+    let evs = wait(&agent, &second);
+    std::thread::sleep(Duration::from_millis(500));
+    let evs = if journal_logins(&evs, &second) == 1 {
+        agent.events()
+    } else {
+        evs
+    };
+    assert_eq!(
+        journal_logins(&evs, &second),
+        1,
+        "the login made while the agent was down, once"
+    );
+    assert_eq!(
+        journal_logins(&evs, &first),
+        0,
+        "nothing read before the saved cursor is read again"
+    );
+}
+
+/// Issue: the proc-connector fallback (OpenVZ/LXC-style hosts without BPF) was never run as a
+/// whole agent. Forced with `sensor: proc-connector`, a shell spawned by a program in a
+/// container and a miner launch still raise their alerts, and the host inventory says what
+/// this source does not see.
+#[test]
+fn degraded_mode_still_alerts_on_a_container_shell_and_a_miner() {
+    testkit::require!(Root, Docker);
+    let _miners = miners();
+    let image = busybox_image();
+    let agent = Agent::start_with(
+        &[],
+        "sensor: proc-connector\ncontainer_logs: false\ninventory:\n  host_audit: false\n  container_audit: false\n",
+    );
+    let c = TestContainer::run("rp-degraded", &[&image, "sleep", "300"]);
+    // awk's system() runs /bin/sh -c: a shell whose parent is not a shell. Two commands, so
+    // that the shell forks instead of exec'ing its last command at once: the proc connector
+    // reads a process from /proc after its exec, and a shell that is already `sleep` by then
+    // is not seen as a shell (docs/agent.md, the fallback's limits).
+    let out = c.exec(&["awk", "BEGIN { system(\"sleep 2; echo done\") }"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = c.exec(&[
+        "sh",
+        "-c",
+        "printf '#!/bin/sh\\nsleep 2\\n' > /tmp/xmrig && chmod +x /tmp/xmrig && /tmp/xmrig",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let alerts = loop {
+        let alerts: Vec<Value> = agent
+            .events()
+            .into_iter()
+            .filter(|e| e["class_uid"] == 2004 && e["container"]["uid"] == c.id.as_str())
+            .collect();
+        let has = |r: &str| alerts.iter().any(|a| a["rule"] == r);
+        if has("Shell spawned in container") && has("Crypto miner launched") {
+            break alerts;
+        }
+        if Instant::now() > deadline {
+            let seen: Vec<String> = agent
+                .events()
+                .iter()
+                .filter(|e| e["container"]["uid"] == c.id.as_str())
+                .map(|e| format!("{} {} {}", e["type"], e["process"]["name"], e["rule"]))
+                .collect();
+            panic!("alerts so far through the proc connector: {alerts:#?}; events of the container: {seen:#?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let miner = alerts
+        .iter()
+        .find(|a| a["rule"] == "Crypto miner launched")
+        .expect("miner alert");
+    assert_eq!(miner["process"]["name"], "xmrig");
+    let evs = agent.events();
+    let host = evs
+        .iter()
+        .find(|e| is(e, "inventory.host"))
+        .expect("a host inventory");
+    let coverage = host["host_inventory"]["protections"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == "event_coverage"))
+        .expect("event_coverage in the host inventory");
+    assert_eq!(coverage["available"], false, "{coverage}");
+    assert!(
+        coverage["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("proc-connector") && d.contains("network")),
+        "{coverage}"
+    );
+    let (status, err, _) = agent.stop();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("proc-connector"), "{err}");
 }

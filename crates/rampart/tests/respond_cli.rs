@@ -305,3 +305,131 @@ fn tamper(src: &Path, dst: &Path, name: &str) {
     }
     out.into_inner().unwrap().finish().unwrap();
 }
+
+/// A mount namespace of its own where `/sys/fs/bpf` is not mounted, as on a fresh boot without
+/// systemd; it lives as long as this value (the holder process keeps it).
+struct FreshBootNamespace(std::process::Child);
+
+impl FreshBootNamespace {
+    fn new() -> FreshBootNamespace {
+        let holder = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sleep", "600"])
+            .spawn()
+            .unwrap();
+        let ns = FreshBootNamespace(holder);
+        // Wait until the holder runs in its own namespace, then unmount every bpffs stacked on
+        // /sys/fs/bpf there (the host's stays as it is).
+        let own = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+        for _ in 0..100 {
+            if std::fs::read_link(format!("/proc/{}/ns/mnt", ns.0.id())).is_ok_and(|l| l != own) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for _ in 0..8 {
+            if ns.fs_type("/sys/fs/bpf") != "bpf_fs" {
+                break;
+            }
+            ns.run("umount", &["/sys/fs/bpf"]);
+        }
+        assert_ne!(ns.fs_type("/sys/fs/bpf"), "bpf_fs", "bpffs still mounted");
+        ns
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> Output {
+        let pid = self.0.id().to_string();
+        Command::new("nsenter")
+            .args(["-t", &pid, "-m", "--", program])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn fs_type(&self, path: &str) -> String {
+        let out = self.run("stat", &["-f", "-c", "%T", path]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn rampart(&self, env: &Env, args: &[&str]) -> Output {
+        let pid = self.0.id().to_string();
+        Command::new("nsenter")
+            .args(["-t", &pid, "-m", "--", env!("CARGO_BIN_EXE_rampart")])
+            .args(args)
+            .env("RAMPART_PIN_DIR", &env.pin)
+            .env("RAMPART_STATE_DIR", env.state.path())
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for FreshBootNamespace {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Issue: on a machine without systemd `/sys/fs/bpf` is not mounted and `respond isolate`
+/// failed with "No such file or directory" (three times over), although isolation needs no
+/// Rampart process. The command mounts bpffs itself, loads and pins what it needs, and a
+/// directory it must not mount over gets one line saying what to do.
+#[test]
+fn respond_isolate_and_release_work_on_a_fresh_boot_without_bpffs_mounted() {
+    testkit::require!(Root, Docker, Bpf);
+    let env = Env::new();
+    let img = busybox_image();
+    let net = Network(unique("rp-fresh-net"));
+    docker_ok(["network", "create", "--internal", &net.0]);
+    let a = TestContainer::run(
+        "cli-fresh-a",
+        &["--network", &net.0, &img, "sh", "-c", SERVER],
+    );
+    let b = TestContainer::run(
+        "cli-fresh-b",
+        &["--network", &net.0, &img, "sh", "-c", SERVER],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        reaches(&b, &a, 8080),
+        "the containers talk before isolation"
+    );
+
+    let ns = FreshBootNamespace::new();
+    let out = ns.rampart(&env, &["respond", "isolate", &a.name]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        ns.fs_type("/sys/fs/bpf"),
+        "bpf_fs",
+        "the command mounted bpffs"
+    );
+    assert!(
+        !reaches(&b, &a, 8080) && !reaches(&a, &b, 8080),
+        "isolation cuts the container's connections"
+    );
+    let out = ns.rampart(&env, &["respond", "release", &a.name]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        reaches(&b, &a, 8080) && reaches(&a, &b, 8080),
+        "release restores connectivity"
+    );
+    let out = ns.rampart(&env, &["policy", "reset", "--all"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // A pin directory on a filesystem that is not bpffs, and not under /sys/fs/bpf: refused
+    // with the command that fixes it, said once.
+    let elsewhere = env.dir.path().join("pins");
+    let out = Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .args(["respond", "isolate", &a.name])
+        .env("RAMPART_PIN_DIR", &elsewhere)
+        .env("RAMPART_STATE_DIR", env.state.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(
+        t.contains("not on a BPF filesystem") && t.contains("mount -t bpf bpf"),
+        "{t}"
+    );
+    assert_eq!(t.matches("not on a BPF filesystem").count(), 1, "{t}");
+    assert!(reaches(&b, &a, 8080), "a refused isolate changes nothing");
+}

@@ -26,6 +26,7 @@
 //! is atomic for the programs.
 
 mod abi;
+pub mod bpffs;
 
 use std::collections::HashSet;
 use std::fs;
@@ -109,6 +110,8 @@ pub enum EnforceError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot pin BPF state under {}: {reason}", dir.display())]
+    Bpffs { dir: PathBuf, reason: String },
     #[error("no exec hook could be attached: {0}")]
     NoExecHook(String),
     #[error("{what} {value:?} is {len} bytes; the kernel matches at most {max}")]
@@ -1117,6 +1120,7 @@ fn install(dir: &Path) -> Result<(), EnforceError> {
     {
         return Ok(());
     }
+    bpffs::ensure(dir)?;
     for sub in ["maps", "prog", "links"] {
         let p = dir.join(sub);
         fs::create_dir_all(&p).map_err(|e| EnforceError::io(&p, e))?;

@@ -104,6 +104,7 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         ok("virtualization", virt.kind.clone())
     });
     out.extend(kernel_findings(&Capabilities::probe(), root));
+    out.push(bpffs_finding());
 
     // Configuration.
     let default_cfg = Path::new("/etc/rampart/agent.yaml");
@@ -140,6 +141,18 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     out.push(docker_finding(&rt, &cfg.docker_socket));
+    out.push(login_finding(&cfg));
+    if cfg.sensor == "proc-connector" {
+        out.push(bad(
+            "sensor",
+            Status::Warn,
+            format!(
+                "the configuration forces the proc-connector fallback (sensor: proc-connector): not seen: {}",
+                rampart_kernel::ProcConnector::MISSING
+            ),
+            "set `sensor: auto` in agent.yaml where the eBPF sensor can run",
+        ));
+    }
     out.extend(state_findings(&args.state_dir));
     if let Some(url) = &args.server {
         out.push(clock_finding(&rt, url, &args.tls_dir, args.max_skew));
@@ -279,6 +292,57 @@ pub fn kernel_findings(c: &Capabilities, root: bool) -> Vec<Finding> {
         });
     }
     out
+}
+
+/// Which sources of host login attempts the agent would read with this configuration.
+fn login_finding(cfg: &AgentConfig) -> Finding {
+    let mut sources: Vec<String> = cfg
+        .auth_log_files
+        .iter()
+        .filter(|f| f.exists())
+        .map(|f| f.display().to_string())
+        .collect();
+    let journal = rampart_container::JournalOptions::default();
+    if cfg.auth_journal && rampart_container::journal_available(&journal) {
+        sources.push("the systemd journal".into());
+    }
+    if sources.is_empty() {
+        bad(
+            "login sources",
+            Status::Warn,
+            "no auth log file and no systemd journal: brute-force and login rules cannot see host logins (sshd, su, sudo)",
+            "run journald (Debian 12 default) or rsyslog, or list the file sshd logs to in auth_log_files",
+        )
+    } else {
+        ok("login sources", format!("reading {}", sources.join(", ")))
+    }
+}
+
+/// Where the enforcement state is pinned: bpffs mounted, or mountable by Rampart itself.
+fn bpffs_finding() -> Finding {
+    use rampart_kernel::enforce::bpffs;
+    let root = Path::new(bpffs::BPFFS_ROOT);
+    if bpffs::is_on_bpffs(root) {
+        ok("bpffs", format!("mounted at {}", root.display()))
+    } else if root.is_dir() {
+        ok(
+            "bpffs",
+            format!(
+                "not mounted at {} (no systemd mounted it); Rampart mounts it when prevention or isolation first needs it",
+                root.display()
+            ),
+        )
+    } else {
+        bad(
+            "bpffs",
+            Status::Warn,
+            format!(
+                "{} does not exist: prevention and `respond isolate` cannot pin their programs",
+                root.display()
+            ),
+            "a kernel with CONFIG_BPF_SYSCALL and /sys mounted",
+        )
+    }
 }
 
 fn missing(p: &Probe) -> Option<&str> {

@@ -36,6 +36,24 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     }
 }
 
+/// The error and its causes on one line, `a: b: c`, leaving out a cause whose text the line
+/// already holds (library errors often print their source in their own message, and anyhow's
+/// `{:#}` would repeat it once per level).
+pub fn error_text(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// Marks an error as the user's input being wrong (exit code 2).
 #[derive(Debug)]
 pub struct BadInput(pub String);

@@ -18,6 +18,10 @@ pub struct AgentConfig {
     pub region: Option<String>,
     /// Where events go: `stdout`, `jsonl:/path/file.jsonl`. Default: stdout.
     pub outputs: Vec<String>,
+    /// The event source: `auto` (the eBPF sensor, the proc connector where BPF cannot load),
+    /// `ebpf` (the eBPF sensor or a start-up error) or `proc-connector` (the degraded source
+    /// of OpenVZ/LXC-style hosts, forced: exec, fork, exit and uid changes only).
+    pub sensor: String,
     /// Report only processes inside containers.
     pub containers_only: bool,
     /// File events (opens for write, sensitive reads, unlink, rename, chmod, chown).
@@ -51,6 +55,12 @@ pub struct AgentConfig {
     /// Host log files whose sshd/PAM/su/sudo lines become `auth.login` events (followed like
     /// `tail -F`; missing files are skipped).
     pub auth_log_files: Vec<PathBuf>,
+    /// Read login attempts from the systemd journal (sshd, PAM, su, sudo log there only on a
+    /// stock Debian 12): followed with `journalctl`, resumed after a restart from the cursor
+    /// saved in `journal_cursor_file`. Skipped where the host has no journal.
+    pub auth_journal: bool,
+    /// Where the journal reader keeps the cursor of the last entry it read.
+    pub journal_cursor_file: PathBuf,
     /// Also read login attempts from every container's stdout/stderr (Docker logs API).
     pub container_logs: bool,
     /// MaxMind-format country database (GeoLite2-Country.mmdb); connections then carry
@@ -83,6 +93,7 @@ impl Default for AgentConfig {
             hostname: None,
             region: None,
             outputs: vec!["stdout".into()],
+            sensor: "auto".into(),
             containers_only: false,
             file_events: true,
             net_events: true,
@@ -105,6 +116,8 @@ impl Default for AgentConfig {
                 PathBuf::from("/var/log/auth.log"),
                 PathBuf::from("/var/log/secure"),
             ],
+            auth_journal: true,
+            journal_cursor_file: PathBuf::from("/var/lib/rampart/journal.cursor"),
             container_logs: true,
             geoip_db: None,
             ship: None,
@@ -149,6 +162,12 @@ impl AgentConfig {
             return Err(format!(
                 "rule_actions: {:?} is not one of enforce, dry-run, off",
                 self.rule_actions
+            ));
+        }
+        if !["auto", "ebpf", "proc-connector"].contains(&self.sensor.as_str()) {
+            return Err(format!(
+                "sensor: {:?} is not one of auto, ebpf, proc-connector",
+                self.sensor
             ));
         }
         if self.rule_matching != "first" && self.rule_matching != "all" {

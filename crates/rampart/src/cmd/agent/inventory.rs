@@ -131,6 +131,7 @@ impl Inventory {
         docker: Option<DockerClient>,
         dir: Arc<ContainerDirectory>,
         sensor: String,
+        login_sources: Vec<String>,
         bundle: Option<BundleSource>,
     ) -> anyhow::Result<Option<Inventory>> {
         if !cfg.enabled {
@@ -160,6 +161,7 @@ impl Inventory {
             docker,
             dir,
             sensor,
+            login_sources,
             bundle: if cfg.fetch_db { bundle } else { None },
             trust: trust.map(Arc::new),
             tx,
@@ -256,6 +258,8 @@ struct Worker {
     docker: Option<DockerClient>,
     dir: Arc<ContainerDirectory>,
     sensor: String,
+    /// Where login attempts are read (journal, auth log files, docker logs).
+    login_sources: Vec<String>,
     bundle: Option<BundleSource>,
     trust: Option<Arc<rampart_trust::TrustPolicy>>,
     tx: SyncSender<Event>,
@@ -556,6 +560,8 @@ impl Worker {
                 Err(e) => tracing::warn!("inventory: host audit: {e}"),
             }
         }
+        h.protections.push(login_protection(&self.login_sources));
+        h.protections.push(coverage_protection(&self.sensor));
         self.host_cache = Some((Instant::now(), h.clone()));
         h
     }
@@ -796,4 +802,41 @@ async fn fetch_bundle(
     }
     let db = rampart_server::vulndb::open_payload(&manifest, &r.body)?;
     Ok(Some((signed, manifest, db)))
+}
+
+/// The `event_coverage` protection: what the running event source sees, and what it does not.
+fn coverage_protection(sensor: &str) -> Protection {
+    let fallback = sensor.contains("proc-connector");
+    Protection {
+        name: "event_coverage".into(),
+        available: !fallback,
+        detail: if fallback {
+            format!(
+                "{sensor}: exec, fork, exit and uid changes only; not seen: {}",
+                rampart_kernel::ProcConnector::MISSING
+            )
+        } else {
+            format!("{sensor}: exec, file, network, DNS and privilege events")
+        },
+    }
+}
+
+/// The `login_monitoring` protection: which login sources the agent reads. Without a host
+/// source (auth log file or journal), brute-force and login rules see containers only.
+fn login_protection(sources: &[String]) -> Protection {
+    let host = sources.iter().any(|s| s != "docker logs");
+    Protection {
+        name: "login_monitoring".into(),
+        available: host,
+        detail: if sources.is_empty() {
+            "no login source: brute-force and login rules are blind".into()
+        } else if host {
+            format!("reading {}", sources.join(", "))
+        } else {
+            format!(
+                "reading {} only: host logins (sshd, su, sudo) are not seen",
+                sources.join(", ")
+            )
+        },
+    }
 }

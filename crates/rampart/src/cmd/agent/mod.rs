@@ -177,7 +177,8 @@ struct Agent {
     record: Option<Outputs>,
     runtime: tokio::runtime::Runtime,
     stop: Arc<AtomicBool>,
-    watcher_drops: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// Drop counters of the parts beside the sensor (Docker watcher, policy events, responder).
+    extra_drops: Vec<Arc<std::sync::atomic::AtomicU64>>,
     instance: u64,
     seq: u64,
     mechanism: String,
@@ -254,9 +255,32 @@ impl Agent {
             }
         };
         let auth = AuthLogs::new(device.clone(), random_u64(), tx.clone());
+        let mut login_sources = Vec::new();
         for f in cfg.auth_log_files.iter().filter(|f| f.exists()) {
             tracing::info!("following {} for login attempts", f.display());
             runtime.spawn(auth.clone().follow_file(f.clone()));
+            login_sources.push(f.display().to_string());
+        }
+        if cfg.auth_journal {
+            let opts = rampart_container::JournalOptions {
+                cursor_file: cfg.journal_cursor_file.clone(),
+                ..Default::default()
+            };
+            if rampart_container::journal_available(&opts) {
+                tracing::info!("following the systemd journal for login attempts");
+                runtime.spawn(rampart_container::follow_journal(auth.clone(), opts));
+                login_sources.push("journal".to_string());
+            } else {
+                tracing::info!("no systemd journal on this host (journalctl, /run/log/journal or /var/log/journal)");
+            }
+        }
+        if docker.is_some() && cfg.container_logs {
+            login_sources.push("docker logs".to_string());
+        }
+        if login_sources.iter().all(|s| s == "docker logs") {
+            tracing::warn!(
+                "no host login source (auth log file or journal): brute-force and login rules see containers only"
+            );
         }
         let watcher_drops = docker.as_ref().map(|client| {
             let mut w =
@@ -279,6 +303,9 @@ impl Agent {
             docker.as_ref(),
             rules_have_actions,
         )?;
+        let mut extra_drops = prevention.drop_counters();
+        extra_drops.extend(watcher_drops);
+        extra_drops.push(auth.drops.clone());
         let source = start_source(&cfg, device.clone(), tx)?;
         let mechanism = match &source {
             Source::Bpf(s) => s.mechanism(),
@@ -302,6 +329,7 @@ impl Agent {
             docker.clone(),
             dir.clone(),
             mechanism.clone(),
+            login_sources,
             bundle,
         )?;
         let layout = rampart_kernel::cgroup_layout();
@@ -366,7 +394,7 @@ impl Agent {
             outputs,
             runtime,
             stop,
-            watcher_drops,
+            extra_drops,
             instance: random_u64(),
             seq: 0,
         })
@@ -435,7 +463,7 @@ impl Agent {
         tracing::info!("stopping: detaching BPF programs");
         crate::cmd::notify::stopping();
         // Stop the sources first, then drain what they queued.
-        let final_counters = source_counters(self.source.as_ref(), &self.watcher_drops);
+        let final_counters = source_counters(self.source.as_ref(), &self.extra_drops);
         drop(self.source.take());
         while let Ok(se) = self.rx.try_recv() {
             received += 1;
@@ -533,7 +561,7 @@ impl Agent {
         received: u64,
         interval: Duration,
     ) -> anyhow::Result<()> {
-        let now = source_counters(self.source.as_ref(), &self.watcher_drops);
+        let now = source_counters(self.source.as_ref(), &self.extra_drops);
         let ev = self.stats_event(reported, &now, received, interval);
         if let Some(s) = &ev.stats {
             if s.drops_total > 0 {
@@ -606,9 +634,9 @@ struct Counters {
 
 fn source_counters(
     source: Option<&Source>,
-    watcher: &Option<Arc<std::sync::atomic::AtomicU64>>,
+    extra: &[Arc<std::sync::atomic::AtomicU64>],
 ) -> Counters {
-    let watcher = watcher.as_ref().map_or(0, |w| w.load(Ordering::Relaxed));
+    let watcher: u64 = extra.iter().map(|w| w.load(Ordering::Relaxed)).sum();
     match source {
         Some(Source::Bpf(s)) => {
             let c = s.counters();
@@ -643,6 +671,22 @@ fn start_source(
         sensitive: SensitiveNames::from_patterns(&cfg.sensitive_paths),
         ..SensorConfig::default()
     };
+    let fallback = |device: Arc<Device>, tx: SyncSender<Box<SensorEvent>>| {
+        let p = ProcConnector::start(device, random_u64(), tx).context(
+            "the proc-connector fallback failed too; no event source works on this host",
+        )?;
+        tracing::warn!(
+            "running on the proc-connector fallback: exec, fork, exit and setuid/setgid only. Missing: {}",
+            ProcConnector::MISSING
+        );
+        anyhow::Ok(Source::Fallback(p))
+    };
+    if cfg.sensor == "proc-connector" {
+        tracing::warn!(
+            "sensor: proc-connector in the configuration: the eBPF sensor is not started"
+        );
+        return fallback(device, tx);
+    }
     match Sensor::start(&sensor_cfg, device.clone(), random_u64(), tx.clone()) {
         Ok(s) => {
             for (hook, kind) in s.hooks() {
@@ -654,16 +698,11 @@ fn start_source(
             Ok(Source::Bpf(Box::new(s)))
         }
         Err(KernelError::NotRoot) => Err(KernelError::NotRoot.into()),
+        Err(e) if cfg.sensor == "ebpf" => Err(anyhow::Error::new(e)
+            .context("sensor: ebpf in the configuration, and the eBPF sensor cannot run here")),
         Err(e) => {
             tracing::warn!("the BPF sensor cannot run here: {e}");
-            let p = ProcConnector::start(device, random_u64(), tx).context(
-                "the proc-connector fallback failed too; no event source works on this host",
-            )?;
-            tracing::warn!(
-                "running on the proc-connector fallback: exec, fork, exit and setuid/setgid only. Missing: {}",
-                ProcConnector::MISSING
-            );
-            Ok(Source::Fallback(p))
+            fallback(device, tx)
         }
     }
 }

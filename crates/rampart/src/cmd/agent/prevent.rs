@@ -21,9 +21,9 @@ use rampart_rules::Detection;
 use super::config::AgentConfig;
 use crate::cmd::BadInput;
 
-/// Capacity of the queue of `policy.*` events from the watcher to the agent's loop. The
-/// watcher blocks (does not drop) when it is full: the kernel's own ring buffer then holds
-/// the reports, and counts what it cannot hold.
+/// Capacity of the queue of `policy.*` events from the watcher to the agent's loop. What does
+/// not fit is counted (reported with the agent's other drops in `sensor.drops`); the watcher
+/// never blocks the runtime it shares with the Docker watcher.
 const POLICY_EVENTS: usize = 4096;
 
 pub struct Prevention {
@@ -32,6 +32,8 @@ pub struct Prevention {
     policy_events: Option<Receiver<Event>>,
     stop: Option<tokio::sync::watch::Sender<bool>>,
     watcher: Option<tokio::task::JoinHandle<()>>,
+    /// `policy.*` events that did not fit [`POLICY_EVENTS`].
+    dropped: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Prevention {
@@ -74,6 +76,7 @@ impl Prevention {
             policy_events: None,
             stop: None,
             watcher: None,
+            dropped: Arc::default(),
         };
         if policy.is_some() || isolates {
             match docker {
@@ -132,10 +135,17 @@ impl Prevention {
         let (tx, rx) = sync_channel::<Event>(POLICY_EVENTS);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let watcher = PolicyWatcher::new(enforcer.clone(), docker.clone());
+        let dropped = self.dropped.clone();
         let handle = runtime.spawn(async move {
+            // Never a blocking send here: this task shares a small runtime with the Docker
+            // watcher. A full channel is a counted drop, reported in `sensor.drops`.
             let send = move |ev: Event| match tx.try_send(ev) {
                 Ok(()) => true,
-                Err(TrySendError::Full(ev)) => tx.send(ev).is_ok(),
+                Err(TrySendError::Full(_)) => {
+                    dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!("policy: event channel full, one policy event dropped");
+                    true
+                }
                 Err(TrySendError::Disconnected(_)) => false,
             };
             if let Err(e) = watcher.run(send, stop_rx).await {
@@ -197,6 +207,13 @@ impl Prevention {
                 }
             }
         }
+    }
+
+    /// Counters of security events this part of the agent dropped because a queue was full.
+    pub fn drop_counters(&self) -> Vec<Arc<std::sync::atomic::AtomicU64>> {
+        let mut v = vec![self.dropped.clone()];
+        v.extend(self.responder.as_ref().map(|r| r.drop_counter()));
+        v
     }
 
     /// Runs the playbooks and rule actions for a detection (queued; never blocks).
