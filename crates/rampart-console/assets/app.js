@@ -182,7 +182,8 @@
         el("td", null, d.name, el("div", { class: "muted" }, d.period)),
         el("td", null, d.to),
         el("td", null, d.due_ns ? fmtTime(d.due_ns) : "-"),
-        el("td", null, d.state === "done" ? el("span", { class: "done" }, "submitted") : countdown(d.due_ns)),
+        el("td", null, d.state === "done" ? el("span", { class: "done" }, "submitted")
+          : d.state === "provisional" ? el("span", { class: "muted" }, "not running: incident not confirmed") : countdown(d.due_ns)),
         el("td", { class: stateClass(d.state) }, String(d.state).replace(/_/g, " ")))));
   }
 
@@ -196,7 +197,7 @@
       el("td", null, i.hosts.map((h) => el("span", null, hostLink(h), " "))),
       el("td", null, i.jurisdictions.join(", ") || "-"),
       el("td", null, i.next_due_ns ? countdown(i.next_due_ns) : "-"),
-      el("td", null, i.closed ? "closed" : "open")));
+      el("td", null, i.closed ? "closed" : (i.provisional ? "open, provisional" : "open"))));
     show(el("h1", null, "Incidents"),
       r.incidents.length ? table("incidents-table", ["Incident", "Category", "Priority", "Title", "Hosts", "Jurisdictions", "Next deadline", "State"], rows)
         : el("p", { class: "muted" }, "No incidents."));
@@ -209,7 +210,10 @@
       el("h1", null, i.id, " — ", i.title),
       el("div", { class: "cards" },
         el("div", { class: "card" }, "Category: ", i.category, el("br"), "Priority: ", prio(i.priority), el("br"),
-          "Personal-data breach: ", i.personal_data_breach ? "yes" : "no", el("br"), "State: ", i.closed ? "closed" : "open"),
+          "Personal-data breach: ", i.personal_data_breach ? "yes" : "no", el("br"), "State: ", i.closed ? "closed" : "open", el("br"),
+          "Opened because: ", i.opened_because || "-", el("br"),
+          i.provisional ? el("span", { class: "provisional" }, "Provisional: not confirmed; deadlines start when a person or a high-confidence alert confirms it")
+            : el("span", null, "Confirmed ", i.confirmed_ns ? fmtTime(i.confirmed_ns) : "", " by ", i.confirmed_by || "-")),
         el("div", { class: "card" }, "First alert: ", fmtTime(i.first_ns), el("br"), "Last alert: ", fmtTime(i.last_ns), el("br"),
           "Hosts: ", i.hosts.map((h) => el("span", null, hostLink(h), " ")), el("br"),
           "Jurisdictions: ", i.jurisdictions.join(", ") || "-")),

@@ -158,6 +158,10 @@ pub(crate) fn incident(
         "alerts": inc.alert_ids.len(),
         "personal_data_breach": inc.personal_data_breach,
         "closed": inc.closed,
+        "provisional": inc.is_provisional(),
+        "opened_because": inc.opened_because,
+        "confirmed_ns": inc.confirmed_ns,
+        "confirmed_by": inc.confirmed_by,
         "next_due_ns": next_due,
         "deadlines": deadlines.iter().map(|d| json!({
             "key": d.key,

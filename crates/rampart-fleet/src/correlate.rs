@@ -66,6 +66,8 @@ pub struct FleetConfig {
     /// Continuous vulnerability management (SBOMs, running set, "now vulnerable" alerts);
     /// `None`: off.
     pub vulns: Option<crate::vulns::VulnsConfig>,
+    /// Which alerts open an incident and which confirm one.
+    pub incident_policy: crate::incident::IncidentPolicy,
 }
 
 impl FleetConfig {
@@ -79,6 +81,7 @@ impl FleetConfig {
             country_learning_ns: 86_400_000_000_000,
             db_path,
             vulns: None,
+            incident_policy: crate::incident::IncidentPolicy::default(),
         }
     }
 }
@@ -145,7 +148,11 @@ impl Correlator {
         let first_outbound_ns = countries.iter().map(|(_, t)| *t).min();
         Ok(Correlator {
             engine,
-            grouper: Grouper::with_incidents(cfg.incident_window_ns, incidents),
+            grouper: {
+                let mut g = Grouper::with_incidents(cfg.incident_window_ns, incidents);
+                g.policy = cfg.incident_policy;
+                g
+            },
             db,
             regulations: cfg.regulations,
             roles: cfg.roles,

@@ -39,6 +39,8 @@ pub enum Mark {
     DeterminedAt(u64),
     /// `regime/deadline` submitted at (ns).
     Submitted(String, u64),
+    /// A person confirmed the incident at (ns): deadlines stop being provisional.
+    ConfirmedAt(u64),
 }
 
 impl Mark {
@@ -50,6 +52,7 @@ impl Mark {
             Mark::AwareAt(t) => ("aware_ns".into(), t.to_string()),
             Mark::DeterminedAt(t) => ("determined_ns".into(), t.to_string()),
             Mark::Submitted(k, t) => (format!("submitted:{k}"), t.to_string()),
+            Mark::ConfirmedAt(t) => ("confirmed_ns".into(), t.to_string()),
         }
     }
 }
@@ -64,6 +67,15 @@ pub fn apply_mark(inc: &mut Incident, key: &str, value: &str) {
         "closed" => inc.closed = b,
         "aware_ns" => inc.aware_ns = t,
         "determined_ns" => inc.determined_ns = t,
+        "confirmed_ns" => {
+            if let Some(t) = t {
+                // A person's confirmation replaces a rule's only when it is earlier.
+                if inc.confirmed_ns.is_none_or(|c| t < c) {
+                    inc.confirmed_ns = Some(t);
+                    inc.confirmed_by = Some("a person (rampart incident mark --confirm)".into());
+                }
+            }
+        }
         k => {
             if let (Some(d), Some(t)) = (k.strip_prefix("submitted:"), t) {
                 inc.submitted.insert(d.to_string(), t);

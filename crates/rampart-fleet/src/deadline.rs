@@ -111,6 +111,8 @@ pub enum DeadlineState {
     /// In the last quarter of its span.
     NearDue,
     Overdue,
+    /// The incident is not confirmed: the deadline is shown, counts nothing, alerts nobody.
+    Provisional,
 }
 
 impl DeadlineState {
@@ -121,6 +123,7 @@ impl DeadlineState {
             DeadlineState::Pending => "pending",
             DeadlineState::NearDue => "near due",
             DeadlineState::Overdue => "OVERDUE",
+            DeadlineState::Provisional => "provisional (incident not confirmed)",
         }
     }
 }

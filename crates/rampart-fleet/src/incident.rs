@@ -4,10 +4,19 @@
 //!
 //! Grouping: an alert joins the most recent open incident of the same category that shares a
 //! subject with it (a `(host, container)` pair of the alert or of its evidence events) and whose
-//! last alert is at most `window` older than it; otherwise it opens a new incident. A fleet
-//! correlation alert names several hosts, so it joins (or opens) one incident covering all of
-//! them. Response actions (`response.action` events) go into the timeline of the open incident
-//! of their host and container.
+//! last alert is at most `window` older than it; otherwise it opens a new incident, if the
+//! [`IncidentPolicy`] says it may. A fleet correlation alert names several hosts, so it joins
+//! (or opens) one incident covering all of them. Response actions (`response.action` events)
+//! go into the timeline of the open incident of their host and container.
+//!
+//! # Incidents only when there is one
+//! Not every alert is an incident, and an incident starts legal clocks. The policy decides
+//! which alerts *open* one (default: ERROR and above, and any rule or tag listed); an alert that may not open one still joins a matching open incident as evidence.
+//! An incident is *provisional* until it is *confirmed*, by a person (`rampart incident mark
+//! --confirm`) or by a high-confidence alert (default: CRITICAL and above, or a listed rule):
+//! its deadlines are shown, marked provisional, and raise no deadline alerts. The regulations'
+//! clocks start at awareness, which is the recorded awareness, else the confirmation, else the
+//! first alert of a confirmed incident. Every incident says why it was opened and confirmed.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -133,6 +142,15 @@ pub struct Incident {
     pub submitted: BTreeMap<String, u64>,
     /// Closed incidents take no more alerts.
     pub closed: bool,
+    /// Why it was opened: the alert and the policy clause that let it open one.
+    #[serde(default)]
+    pub opened_because: String,
+    /// When it was confirmed (a person, or a high-confidence alert); `None`: provisional.
+    #[serde(default)]
+    pub confirmed_ns: Option<u64>,
+    /// Who or what confirmed it.
+    #[serde(default)]
+    pub confirmed_by: Option<String>,
 }
 
 impl Incident {
@@ -166,9 +184,14 @@ impl Incident {
         self.timeline.insert(pos, e);
     }
 
-    /// The awareness instant: recorded, else the first alert.
+    /// The awareness instant: recorded, else the confirmation, else the first alert.
     pub fn awareness_ns(&self) -> u64 {
-        self.aware_ns.unwrap_or(self.first_ns)
+        self.aware_ns.or(self.confirmed_ns).unwrap_or(self.first_ns)
+    }
+
+    /// Not confirmed yet: deadlines are provisional and raise no alerts.
+    pub fn is_provisional(&self) -> bool {
+        self.confirmed_ns.is_none()
     }
 
     /// Every notification deadline that applies to this incident under `regulations`, for an
@@ -245,7 +268,11 @@ impl Incident {
                     authority: reg.authority.clone(),
                     from_ns,
                     due_ns: due,
-                    state: deadline::state(from_ns, due, now_ns, submitted_ns.is_some()),
+                    state: if self.is_provisional() && submitted_ns.is_none() {
+                        DeadlineState::Provisional
+                    } else {
+                        deadline::state(from_ns, due, now_ns, submitted_ns.is_some())
+                    },
                     submitted_ns,
                     hosts: hosts.clone(),
                     facts: d.facts.clone(),
@@ -287,13 +314,93 @@ pub struct AppliedDeadline {
     pub url: String,
 }
 
+/// Which alerts open an incident and which confirm one (`fleet.incidents` of server.yaml).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentPolicy {
+    /// Alerts at or above this priority open an incident.
+    pub open_min_priority: Priority,
+    /// Rules whose alerts open an incident whatever their priority.
+    pub open_rules: Vec<String>,
+    /// Tags whose alerts open an incident whatever their priority.
+    pub open_tags: Vec<String>,
+    /// Every fleet correlation alert opens an incident, whatever its priority (the shipped
+    /// cross-host rules are CRITICAL and open one by priority; this adds lower-priority ones
+    /// such as "Fleet new outbound country").
+    pub correlations: bool,
+    /// Alerts at or above this priority confirm their incident.
+    pub confirm_min_priority: Priority,
+    /// Rules whose alerts confirm their incident whatever their priority.
+    pub confirm_rules: Vec<String>,
+}
+
+impl Default for IncidentPolicy {
+    fn default() -> Self {
+        IncidentPolicy {
+            open_min_priority: Priority::Error,
+            open_rules: Vec::new(),
+            open_tags: Vec::new(),
+            correlations: false,
+            confirm_min_priority: Priority::Critical,
+            confirm_rules: Vec::new(),
+        }
+    }
+}
+
+impl IncidentPolicy {
+    /// Why `a` may open an incident, or `None`.
+    pub fn opens(&self, a: &Alert) -> Option<String> {
+        if a.priority <= self.open_min_priority {
+            return Some(format!(
+                "{} ({}) is at or above the opening priority {}",
+                a.rule,
+                a.priority.as_str().to_ascii_uppercase(),
+                self.open_min_priority.as_str().to_ascii_uppercase()
+            ));
+        }
+        if self.open_rules.iter().any(|r| r == &a.rule) {
+            return Some(format!("rule {} opens incidents (policy)", a.rule));
+        }
+        if let Some(t) = a
+            .tags
+            .iter()
+            .find(|t| self.open_tags.iter().any(|x| x.eq_ignore_ascii_case(t)))
+        {
+            return Some(format!("{} carries tag {t}, which opens incidents", a.rule));
+        }
+        if self.correlations && a.source == "correlation" {
+            return Some(format!("fleet correlation {}", a.rule));
+        }
+        None
+    }
+
+    /// Why `a` confirms its incident, or `None`.
+    pub fn confirms(&self, a: &Alert) -> Option<String> {
+        if a.priority <= self.confirm_min_priority {
+            return Some(format!(
+                "{} ({}) is at or above the confirming priority {}",
+                a.rule,
+                a.priority.as_str().to_ascii_uppercase(),
+                self.confirm_min_priority.as_str().to_ascii_uppercase()
+            ));
+        }
+        if self.confirm_rules.iter().any(|r| r == &a.rule) {
+            return Some(format!("rule {} confirms incidents (policy)", a.rule));
+        }
+        None
+    }
+}
+
 /// Groups alerts into incidents.
 #[derive(Debug)]
 pub struct Grouper {
     /// An alert joins an incident whose last alert is at most this much older (ns).
     pub window_ns: u64,
+    /// Which alerts open and confirm incidents.
+    pub policy: IncidentPolicy,
     incidents: Vec<Incident>,
     seq: u64,
+    /// Alerts that opened no incident and joined none.
+    pub not_incidents: u64,
 }
 
 fn subject_of(device_host: &str, container: Option<&str>) -> Subject {
@@ -360,8 +467,10 @@ impl Grouper {
     pub fn new(window_ns: u64) -> Grouper {
         Grouper {
             window_ns,
+            policy: IncidentPolicy::default(),
             incidents: Vec::new(),
             seq: 0,
+            not_incidents: 0,
         }
     }
 
@@ -370,8 +479,10 @@ impl Grouper {
         let seq = incidents.len() as u64;
         Grouper {
             window_ns,
+            policy: IncidentPolicy::default(),
             incidents,
             seq,
+            not_incidents: 0,
         }
     }
 
@@ -384,7 +495,7 @@ impl Grouper {
     }
 
     /// Adds an alert; returns the id of the incident it went to (`None` when it was seen
-    /// already).
+    /// already, or when it may not open an incident and no open one matches).
     pub fn add_alert(&mut self, a: &Alert) -> Option<String> {
         if self
             .incidents
@@ -409,9 +520,13 @@ impl Grouper {
                     && i.subjects.iter().any(|s| subjects.contains(s))
             })
             .map(|(n, _)| n);
-        let idx = match idx {
-            Some(n) => n,
-            None => {
+        let idx = match (idx, self.policy.opens(a)) {
+            (Some(n), _) => n,
+            (None, None) => {
+                self.not_incidents += 1;
+                return None;
+            }
+            (None, Some(because)) => {
                 self.seq += 1;
                 self.incidents.push(Incident {
                     id: format!("INC-{:x}-{}", a.time_ns / 1_000_000, self.seq),
@@ -432,11 +547,21 @@ impl Grouper {
                     determined_ns: None,
                     submitted: BTreeMap::new(),
                     closed: false,
+                    opened_because: because,
+                    confirmed_ns: None,
+                    confirmed_by: None,
                 });
                 self.incidents.len() - 1
             }
         };
+        let confirms = self.policy.confirms(a);
         let inc = &mut self.incidents[idx];
+        if inc.confirmed_ns.is_none() {
+            if let Some(by) = confirms {
+                inc.confirmed_ns = Some(a.time_ns);
+                inc.confirmed_by = Some(by);
+            }
+        }
         inc.priority = inc.priority.min(a.priority);
         inc.first_ns = inc.first_ns.min(a.time_ns);
         inc.last_ns = inc.last_ns.max(a.time_ns);

@@ -28,6 +28,8 @@ pub use correlate::{
 };
 pub use db::{DbError, IncidentDb, Mark};
 pub use deadline::{Clock, DeadlineState};
-pub use incident::{AppliedDeadline, Category, Grouper, Incident, Subject, TimelineEntry};
+pub use incident::{
+    AppliedDeadline, Category, Grouper, Incident, IncidentPolicy, Subject, TimelineEntry,
+};
 pub use regulation::{check_retention, Regulation, RegulationError, RetentionShortfall};
 pub use vulns::{RunningContainer, VulnTracker, VulnsConfig, VulnsError, NEWLY_VULNERABLE_RULE};

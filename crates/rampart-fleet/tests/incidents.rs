@@ -541,3 +541,140 @@ fn marks_recorded_by_a_person_change_deadlines_in_a_running_correlator() {
         Some(DeadlineState::Done)
     );
 }
+
+fn alert_of(host: &str, region: &str, seq: u64, t: u64, rule: &str, priority: Priority) -> Alert {
+    Alert {
+        id: EventId::new(0xc0, seq),
+        time_ns: t,
+        rule: rule.into(),
+        description: String::new(),
+        priority,
+        tags: vec!["container".into(), "T1059.004".into()],
+        output: format!("{rule} on {host}"),
+        output_fields: Default::default(),
+        source: "syscall".into(),
+        device: device(host, region),
+        container: None,
+        process: None,
+        events: Vec::new(),
+    }
+}
+
+/// Issue: any alert opened an incident and started legal clocks (one WARNING on an India host
+/// started CERT-In's 6 hours). A WARNING opens nothing; an ERROR opens a provisional incident
+/// whose deadlines run only once a person or a high-confidence alert confirms it, from that
+/// awareness; every incident says why it was opened and confirmed.
+#[test]
+fn only_policy_alerts_open_incidents_and_deadlines_wait_for_confirmation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db_path = dir.path().join("incidents.db");
+    let mut c = correlator(Some(db_path.clone()));
+    let t0 = at("2026-03-06T10:00:00Z");
+    let hour = 3_600_000_000_000u64;
+
+    c.process_alert(&alert_of(
+        "web-in",
+        "in",
+        1,
+        t0,
+        "Shell spawned in container",
+        Priority::Warning,
+    ));
+    assert!(c.incidents().is_empty(), "a WARNING is not an incident");
+
+    c.process_alert(&alert_of(
+        "web-in",
+        "in",
+        2,
+        t0,
+        "Unexpected outbound connection",
+        Priority::Error,
+    ));
+    assert_eq!(c.incidents().len(), 1);
+    let inc = c.incidents()[0].clone();
+    assert!(inc.is_provisional());
+    assert!(
+        inc.opened_because
+            .contains("Unexpected outbound connection")
+            && inc.opened_because.contains("ERROR"),
+        "{}",
+        inc.opened_because
+    );
+    let d = inc.deadlines(c.regulations(), c.roles(), t0 + 7 * hour);
+    let cert_in = d
+        .iter()
+        .find(|x| x.key == "in-cert-in/report")
+        .expect("CERT-In applies to the India host");
+    assert_eq!(cert_in.state, DeadlineState::Provisional);
+    assert!(
+        c.check_deadlines(t0 + 7 * hour).is_empty(),
+        "a provisional incident raises no deadline alert"
+    );
+    // The WARNING of the same host later joins the open incident as evidence.
+    c.process_alert(&alert_of(
+        "web-in",
+        "in",
+        3,
+        t0 + hour,
+        "Shell spawned in container",
+        Priority::Warning,
+    ));
+    assert_eq!(c.incidents().len(), 1);
+    assert_eq!(c.incidents()[0].alert_ids.len(), 2);
+
+    // A person confirms two hours in: CERT-In's six hours run from then.
+    let confirmed = t0 + 2 * hour;
+    let mut db = rampart_fleet::IncidentDb::open(&db_path).expect("db");
+    db.set_mark(
+        &inc.id,
+        &rampart_fleet::Mark::ConfirmedAt(confirmed),
+        confirmed,
+    )
+    .expect("mark");
+    assert!(
+        c.check_deadlines(confirmed + hour).is_empty(),
+        "not near due yet"
+    );
+    let inc = c.incidents()[0].clone();
+    assert!(!inc.is_provisional());
+    assert!(inc
+        .confirmed_by
+        .as_deref()
+        .is_some_and(|b| b.contains("person")));
+    let d = inc.deadlines(c.regulations(), c.roles(), confirmed);
+    let cert_in = d.iter().find(|x| x.key == "in-cert-in/report").expect("d");
+    assert_eq!(cert_in.from_ns, confirmed, "the clock starts at awareness");
+    assert_eq!(cert_in.due_ns, Some(confirmed + 6 * hour));
+    let overdue = c.check_deadlines(confirmed + 7 * hour);
+    assert!(
+        overdue
+            .iter()
+            .any(|a| a.output.contains("in-cert-in report")),
+        "{:?}",
+        overdue.iter().map(|a| &a.output).collect::<Vec<_>>()
+    );
+
+    // A CRITICAL alert on another host opens an incident confirmed by that alert.
+    c.process_alert(&alert_of(
+        "miner-in",
+        "in",
+        4,
+        t0,
+        "Crypto miner launched",
+        Priority::Critical,
+    ));
+    let mine = c
+        .incidents()
+        .iter()
+        .find(|i| i.hosts().contains("miner-in"))
+        .expect("incident");
+    assert!(!mine.is_provisional());
+    assert_eq!(mine.confirmed_ns, Some(t0));
+    assert!(
+        mine.confirmed_by
+            .as_deref()
+            .is_some_and(|b| b.contains("CRITICAL")),
+        "{:?}",
+        mine.confirmed_by
+    );
+}

@@ -129,6 +129,35 @@ pub struct FleetOptions {
     /// How often deadlines are checked for near-due and overdue alerts (default `1m`).
     #[serde(default)]
     pub deadline_check_interval: Option<String>,
+    /// Which alerts open an incident and which confirm one (docs/fleet.md, "Incident policy").
+    #[serde(default)]
+    pub incidents: IncidentOptions,
+}
+
+/// `fleet.incidents:`: which alerts open an incident (and start provisional deadlines) and
+/// which confirm one (deadlines run). Priorities are Falco's names.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentOptions {
+    /// Alerts at or above this priority open an incident (default `ERROR`).
+    #[serde(default)]
+    pub open_min_priority: Option<String>,
+    /// Rules whose alerts open an incident whatever their priority.
+    #[serde(default)]
+    pub open_rules: Vec<String>,
+    /// Tags whose alerts open an incident whatever their priority.
+    #[serde(default)]
+    pub open_tags: Vec<String>,
+    /// Every fleet correlation alert opens an incident, whatever its priority (default false:
+    /// the shipped cross-host rules are CRITICAL and open one by priority).
+    #[serde(default)]
+    pub correlations: Option<bool>,
+    /// Alerts at or above this priority confirm their incident (default `CRITICAL`).
+    #[serde(default)]
+    pub confirm_min_priority: Option<String>,
+    /// Rules whose alerts confirm their incident whatever their priority.
+    #[serde(default)]
+    pub confirm_rules: Vec<String>,
 }
 
 impl FleetOptions {
@@ -149,6 +178,15 @@ impl FleetOptions {
     }
 
     fn validate(&self) -> Result<(), String> {
+        for (name, p) in [
+            ("open_min_priority", &self.incidents.open_min_priority),
+            ("confirm_min_priority", &self.incidents.confirm_min_priority),
+        ] {
+            if let Some(p) = p {
+                p.parse::<rampart_event::Priority>()
+                    .map_err(|e| format!("fleet.incidents.{name}: {e}"))?;
+            }
+        }
         FleetOptions::duration(
             "incident_window",
             self.incident_window.as_deref(),

@@ -122,6 +122,10 @@ struct MarkArgs {
     /// When the breach was determined to be notifiable (Singapore, Australia).
     #[arg(long)]
     determined_at: Option<String>,
+    /// Confirm the incident (2026-03-06T16:00:00Z, or `now`): its deadlines stop being
+    /// provisional and count from awareness (the confirmation unless --aware-at says otherwise).
+    #[arg(long)]
+    confirm: Option<String>,
     /// A notification was submitted: REGIME/DEADLINE, optionally @TIME (default now); repeatable.
     #[arg(long)]
     submitted: Vec<String>,
@@ -155,6 +159,9 @@ fn marks(args: &MarkArgs, regs: &[Regulation]) -> anyhow::Result<Vec<Mark>> {
     }
     if let Some(t) = &args.determined_at {
         out.push(Mark::DeterminedAt(parse_when(t, "--determined-at")?));
+    }
+    if let Some(t) = &args.confirm {
+        out.push(Mark::ConfirmedAt(parse_when(t, "--confirm")?));
     }
     for s in &args.submitted {
         let (key, when) = match s.split_once('@') {
@@ -246,6 +253,9 @@ pub fn run(args: IncidentArgs) -> anyhow::Result<ExitCode> {
                         "first_ns": inc.first_ns, "last_ns": inc.last_ns,
                         "hosts": inc.hosts(), "jurisdictions": inc.jurisdictions(),
                         "personal_data_breach": inc.personal_data_breach,
+                        "provisional": inc.is_provisional(),
+                        "opened_because": inc.opened_because,
+                        "confirmed_by": inc.confirmed_by,
                         "deadlines": d,
                     });
                     println!("{v}");
@@ -298,6 +308,18 @@ pub fn run(args: IncidentArgs) -> anyhow::Result<ExitCode> {
                 "rules:        {}",
                 inc.rules.iter().cloned().collect::<Vec<_>>().join(", ")
             );
+            println!("opened:       {}", inc.opened_because);
+            match (&inc.confirmed_ns, &inc.confirmed_by) {
+                (Some(t), by) => println!(
+                    "confirmed:    {} by {}",
+                    format_utc(*t),
+                    by.as_deref().unwrap_or("-")
+                ),
+                (None, _) => println!(
+                    "confirmed:    no (provisional: deadlines do not run until a person confirms it, rampart incident mark {} --confirm now, or a high-confidence alert does)",
+                    inc.id
+                ),
+            }
             println!(
                 "personal-data breach: {}",
                 if inc.personal_data_breach {

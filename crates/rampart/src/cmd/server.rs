@@ -319,6 +319,30 @@ fn fleet_config(cfg: &ServerConfig) -> anyhow::Result<(rampart_fleet::FleetConfi
             .map_err(|e| bad(format!("fleet.regulations_dir: {e}")))?;
     }
     fleet.roles = f.roles.clone();
+    let inc = &f.incidents;
+    let prio = |name: &str, v: &Option<String>, default: rampart_event::Priority| match v {
+        Some(p) => p
+            .parse::<rampart_event::Priority>()
+            .map_err(|e| bad(format!("fleet.incidents.{name}: {e}"))),
+        None => Ok(default),
+    };
+    let d = rampart_fleet::IncidentPolicy::default();
+    fleet.incident_policy = rampart_fleet::IncidentPolicy {
+        open_min_priority: prio(
+            "open_min_priority",
+            &inc.open_min_priority,
+            d.open_min_priority,
+        )?,
+        open_rules: inc.open_rules.clone(),
+        open_tags: inc.open_tags.clone(),
+        correlations: inc.correlations.unwrap_or(d.correlations),
+        confirm_min_priority: prio(
+            "confirm_min_priority",
+            &inc.confirm_min_priority,
+            d.confirm_min_priority,
+        )?,
+        confirm_rules: inc.confirm_rules.clone(),
+    };
     let window = Duration::from_nanos(fleet.incident_window_ns);
     fleet.incident_window_ns =
         FleetOptions::duration("incident_window", f.incident_window.as_deref(), window)
