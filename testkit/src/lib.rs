@@ -279,6 +279,41 @@ pub fn debian_image() -> String {
     TAG.into()
 }
 
+/// Tag of the Debian test image with logrotate installed (Debian's own package, fetched with
+/// `apt-get download` from this machine's mirror and installed with dpkg in a container that is
+/// then committed). For tests of real log rotation.
+pub fn logrotate_image() -> String {
+    const TAG: &str = "rampart-test/debian-logrotate:1";
+    let base = debian_image();
+    let _lock = CacheLock::take("logrotate-image");
+    if image_exists(TAG) {
+        return TAG.into();
+    }
+    let debs = cache_dir().join("logrotate-debs");
+    let _ = fs::remove_dir_all(&debs);
+    fs::create_dir_all(&debs).unwrap();
+    run(Command::new("apt-get")
+        .args(["download", "logrotate", "libpopt0"])
+        .current_dir(&debs));
+    let name = unique("logrotate-build");
+    let mount = format!("{}:/debs:ro", debs.display());
+    docker_ok([
+        "run",
+        "--name",
+        &name,
+        "-v",
+        &mount,
+        &base,
+        "sh",
+        "-c",
+        // cron (logrotate's scheduler) is not needed: tests run logrotate themselves.
+        "dpkg -i --force-depends /debs/*.deb",
+    ]);
+    docker_ok(["commit", &name, TAG]);
+    let _ = docker(["rm", "-f", &name]);
+    TAG.into()
+}
+
 /// The Debian mirror this machine's apt uses.
 pub fn debian_mirror() -> String {
     for f in [

@@ -275,6 +275,11 @@ fn shell_spawned_in_container() {
     );
     quiet(r, &[B::exec("sh", &["sh", "-c", "id"]).host().build()]);
     quiet(r, &[B::exec("id", &["id"]).build()]);
+    // tar runs its compressor through `sh -c` (tar czf): a backup, not a web shell.
+    quiet(
+        r,
+        &[in_shell_of(B::exec("sh", &["sh", "-c", "gzip"]), "tar").build()],
+    );
 }
 
 #[test]
@@ -460,6 +465,46 @@ fn write_below_binary_or_config_directory_in_container() {
         .build()],
     );
     quiet(r, &[by(B::write("/etc/resolv.conf"), "sh").build()]);
+    // The entrypoint shell (parent: the runtime) and what it runs write configuration at
+    // start; a shell the application started does not get that pass.
+    let chain = |b: B, names: &[&str]| {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        b.proc(move |p| {
+            p.ancestors = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| support::ancestor(4000 + i as u32, n, &[n]))
+                .collect()
+        })
+    };
+    quiet(
+        r,
+        &[chain(
+            by(B::write("/etc/nginx/conf.d/default.conf"), "sh"),
+            &["containerd-shim"],
+        )
+        .build()],
+    );
+    quiet(
+        r,
+        &[chain(
+            by(B::write("/etc/nginx/conf.d/default.conf"), "envsubst"),
+            &["sh", "containerd-shim"],
+        )
+        .build()],
+    );
+    fires(
+        r,
+        &[chain(
+            by(B::write("/etc/crontab"), "sh"),
+            &["node", "containerd-shim"],
+        )
+        .build()],
+    );
+    fires(
+        r,
+        &[chain(by(B::write("/usr/bin/ls"), "sh"), &["containerd-shim"]).build()],
+    );
     quiet(r, &[by(B::write("/tmp/build/out"), "cp").build()]);
     quiet(r, &[by(B::write("/usr/lib/x.so"), "apk").build()]);
     quiet(r, &[by(B::read("/usr/bin/ls"), "cp").build()]);
@@ -790,6 +835,60 @@ fn shell_history_or_log_file_cleared() {
         )
         .build()],
     );
+    // Log rotation: renamed within /var/log, compressed, rotated copies aged out.
+    let rename = |from: &str, to: &str, who: &str| {
+        let to = to.to_string();
+        by(
+            B::file(EventKind::FileRename, "renameat2", from)
+                .file_info(move |f| f.new_path = Some(to.clone())),
+            who,
+        )
+        .build()
+    };
+    quiet(
+        r,
+        &[rename(
+            "/var/log/app/app.log",
+            "/var/log/app/app.log.1",
+            "sh",
+        )],
+    );
+    quiet(
+        r,
+        &[rename(
+            "/var/log/app/app.log",
+            "/var/log/app/app.log-20261206",
+            "mv",
+        )],
+    );
+    fires(r, &[rename("/var/log/auth.log", "/tmp/.x", "mv")]);
+    fires(
+        r,
+        &[rename("/root/.bash_history", "/root/.bash_history.1", "mv")],
+    );
+    let unlink =
+        |path: &str, who: &str| by(B::file(EventKind::FileUnlink, "unlinkat", path), who).build();
+    quiet(r, &[unlink("/var/log/app/app.log.2", "gzip")]);
+    quiet(r, &[unlink("/var/log/app/app.log.3.gz", "sh")]);
+    quiet(r, &[unlink("/var/log/app/app.log-20261201.gz", "find")]);
+    fires(r, &[unlink("/var/log/wtmp", "rm")]);
+}
+
+#[test]
+fn rotated_log_file_deleted() {
+    let r = "Rotated log file deleted";
+    let unlink = |path: &str, who: &str| {
+        let who = who.to_string();
+        B::file(EventKind::FileUnlink, "unlinkat", path)
+            .proc(move |p| p.name = who)
+            .build()
+    };
+    fires(r, &[unlink("/var/log/auth.log.1", "rm")]);
+    fires(r, &[unlink("/var/log/app/app.log-20261201.gz", "find")]);
+    quiet(r, &[unlink("/var/log/app/app.log.2", "gzip")]);
+    quiet(r, &[unlink("/var/log/app/app.log.2.gz", "logrotate")]);
+    quiet(r, &[unlink("/var/log/auth.log", "rm")]);
+    quiet(r, &[unlink("/tmp/app.log.1", "rm")]);
 }
 
 #[test]

@@ -1323,3 +1323,183 @@ fn degraded_mode_still_alerts_on_a_container_shell_and_a_miner() {
     assert!(status.success(), "{err}");
     assert!(err.contains("proc-connector"), "{err}");
 }
+
+/// Issue: an ordinary workload raised alerts (log rotation among them). Benign workloads in real
+/// containers under the default rules: a web server with a Docker health check and clients, a
+/// database-like writer replacing its pages, an application rotating its own logs (rename,
+/// gzip, dated names), real logrotate with copytruncate and compression, busybox crond running
+/// a job, a tar backup, an entrypoint writing its configuration below /etc. None of it may raise
+/// an alert at WARNING or above. The agent must have seen each workload (so a blind agent fails).
+#[test]
+fn benign_workloads_raise_no_alert_at_warning_or_above() {
+    testkit::require!(Root, Docker, Bpf);
+    let (bb, deb, lr) = (
+        busybox_image(),
+        testkit::debian_image(),
+        testkit::logrotate_image(),
+    );
+    let agent = Agent::start_with(&[], "container_logs: false\n");
+    let web = TestContainer::run(
+        "bn-web",
+        &[
+            "--health-cmd",
+            "wget -q -O /dev/null http://127.0.0.1:8080/ || exit 1",
+            "--health-interval",
+            "1s",
+            &bb,
+            "sh",
+            "-c",
+            "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www",
+        ],
+    );
+    let db = TestContainer::run(
+        "bn-db",
+        &[
+            &deb,
+            "sh",
+            "-c",
+            "mkdir -p /var/lib/db; i=0; while [ $i -lt 30 ]; do \
+             dd if=/dev/urandom of=/var/lib/db/page.tmp bs=4k count=4 2>/dev/null; \
+             mv /var/lib/db/page.tmp /var/lib/db/page.$((i%5)); sync; i=$((i+1)); done; \
+             echo checkpoint >> /var/lib/db/wal.log; sleep 300",
+        ],
+    );
+    let rot = TestContainer::run(
+        "bn-rot",
+        &[
+            &bb,
+            "sh",
+            "-c",
+            "mkdir -p /var/log/app; cd /var/log/app; for r in 1 2 3 4; do i=0; \
+             while [ $i -lt 50 ]; do echo 'GET /x 200' >> app.log; i=$((i+1)); done; \
+             rm -f app.log.3.gz; [ -f app.log.2.gz ] && mv app.log.2.gz app.log.3.gz; \
+             [ -f app.log.1 ] && mv app.log.1 app.log.2 && gzip app.log.2; \
+             mv app.log app.log.1; done; echo x >> app.log; \
+             mv app.log app.log-20261206; gzip app.log-20261206; sleep 300",
+        ],
+    );
+    let logrotate = TestContainer::run(
+        "bn-logrotate",
+        &[
+            &lr,
+            "sh",
+            "-c",
+            "mkdir -p /var/log/app; \
+             printf '/var/log/app/*.log {\\n copytruncate\\n compress\\n rotate 2\\n missingok\\n}\\n' \
+             > /etc/logrotate.d/app; for r in 1 2 3; do echo line >> /var/log/app/web.log; \
+             logrotate -f /etc/logrotate.d/app; done; sleep 300",
+        ],
+    );
+    let cron = TestContainer::run(
+        "bn-cron",
+        &[
+            &bb,
+            "sh",
+            "-c",
+            "mkdir -p /var/spool/cron/crontabs; \
+             echo '* * * * * date >> /tmp/cron.log; ls /tmp > /dev/null' > /var/spool/cron/crontabs/root; \
+             exec crond -f",
+        ],
+    );
+    let backup = TestContainer::run(
+        "bn-backup",
+        &[
+            &deb,
+            "sh",
+            "-c",
+            "mkdir -p /backup /var/lib/app; echo data > /var/lib/app/d; sleep 2; \
+             tar czf /backup/app.tgz /var/lib/app /etc/hostname; sleep 300",
+        ],
+    );
+    for _ in 0..10 {
+        let out = web.exec(&["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    // crond runs its job at the start of the next minute.
+    let ids: Vec<&str> = [&web, &db, &rot, &logrotate, &cron, &backup]
+        .iter()
+        .map(|c| c.id.as_str())
+        .collect();
+    let of = |evs: &[Value], c: &TestContainer| -> Vec<Value> {
+        evs.iter()
+            .filter(|e| e["container"]["uid"] == c.id.as_str())
+            .cloned()
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(75);
+    // What the agent must have seen of each workload: (what, seen).
+    let missing = |evs: &[Value]| -> Vec<&'static str> {
+        let has = |c: &TestContainer, pred: &dyn Fn(&Value) -> bool| of(evs, c).iter().any(pred);
+        let checks: [(&'static str, bool); 7] = [
+            (
+                "the cron job",
+                has(&cron, &|e| {
+                    is(e, "process.exec")
+                        && pname(e) == "sh"
+                        && e["process"]["ancestors"][0]["name"] == "crond"
+                }),
+            ),
+            (
+                "the health check",
+                has(&web, &|e| is(e, "process.exec") && pname(e) == "wget"),
+            ),
+            ("the log rename", has(&rot, &|e| is(e, "file.rename"))),
+            (
+                "the rotated log deleted",
+                has(&rot, &|e| e["file"]["path"] == "/var/log/app/app.log.3.gz"),
+            ),
+            (
+                "logrotate",
+                has(&logrotate, &|e| {
+                    is(e, "process.exec") && pname(e) == "logrotate"
+                }),
+            ),
+            (
+                "the backup",
+                has(&backup, &|e| is(e, "process.exec") && pname(e) == "tar"),
+            ),
+            ("the page replaced", has(&db, &|e| is(e, "file.rename"))),
+        ];
+        checks
+            .iter()
+            .filter(|(_, ok)| !ok)
+            .map(|(what, _)| *what)
+            .collect()
+    };
+    let evs = loop {
+        let evs = agent.events();
+        let left = missing(&evs);
+        if left.is_empty() {
+            break evs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not see every workload within 75 s: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    // Give late alerts of the last actions a moment.
+    std::thread::sleep(Duration::from_secs(2));
+    let evs = {
+        let mut all = agent.events();
+        all.extend(evs);
+        all
+    };
+    let loud: Vec<String> = evs
+        .iter()
+        .filter(|e| e["class_uid"] == 2004)
+        .filter(|e| ids.contains(&e["container"]["uid"].as_str().unwrap_or_default()))
+        .filter(|e| {
+            !matches!(
+                e["priority"].as_str().unwrap_or_default(),
+                "Notice" | "Informational" | "Debug"
+            )
+        })
+        .map(|e| format!("{} [{}]: {}", e["rule"], e["priority"], e["message"]))
+        .collect();
+    assert!(
+        loud.is_empty(),
+        "benign workloads raised alerts at WARNING or above:\n{}",
+        loud.join("\n")
+    );
+}
