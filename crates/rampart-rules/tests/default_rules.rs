@@ -875,6 +875,64 @@ fn shell_history_or_log_file_cleared() {
 }
 
 #[test]
+fn program_run_from_a_temporary_or_shared_memory_directory() {
+    let r = "Program run from a temporary or shared-memory directory";
+    let at = |path: &str| {
+        let path = path.to_string();
+        B::exec("x", &["x"]).proc(move |p| p.exe = path.clone())
+    };
+    fires(r, &[at("/tmp/x").build()]);
+    fires(r, &[at("/dev/shm/.k").build()]);
+    fires(r, &[at("/var/tmp/a/b").host().build()]);
+    quiet(r, &[at("/usr/bin/x").build()]);
+    quiet(r, &[at("/tmpfoo/x").build()]);
+    quiet(r, &[in_shell_of(at("/tmp/conftest"), "make").build()]);
+}
+
+#[test]
+fn encoded_payload_decoded_into_an_interpreter() {
+    let r = "Encoded payload decoded into an interpreter";
+    fires(
+        r,
+        &[B::exec("sh", &["sh", "-c", "echo aWQK | base64 -d | sh"]).build()],
+    );
+    fires(
+        r,
+        &[B::exec(
+            "bash",
+            &["bash", "-c", "echo cHJpbnQoMSkK|base64 --decode|python3"],
+        )
+        .host()
+        .build()],
+    );
+    quiet(
+        r,
+        &[B::exec("sh", &["sh", "-c", "echo aWQK | base64 -d > /tmp/out"]).build()],
+    );
+    quiet(
+        r,
+        &[B::exec("sh", &["sh", "-c", "base64 file | sh"]).build()],
+    );
+    quiet(r, &[B::exec("base64", &["base64", "-d", "x"]).build()]);
+}
+
+#[test]
+fn setuid_or_setgid_bit_set_on_a_file() {
+    let r = "Setuid or setgid bit set on a file";
+    let chmod = |mode: u32, who: &str| {
+        let who = who.to_string();
+        B::file(EventKind::FileChmod, "fchmodat", "/tmp/sh")
+            .file_info(move |f| f.mode = Some(mode))
+            .proc(move |p| p.name = who.clone())
+            .build()
+    };
+    fires(r, &[chmod(0o4755, "chmod")]);
+    fires(r, &[chmod(0o2755, "chmod")]);
+    quiet(r, &[chmod(0o755, "chmod")]);
+    quiet(r, &[chmod(0o4755, "dpkg")]);
+}
+
+#[test]
 fn rotated_log_file_deleted() {
     let r = "Rotated log file deleted";
     let unlink = |path: &str, who: &str| {

@@ -108,7 +108,7 @@ impl Agent {
             if Instant::now() > deadline {
                 let kinds: Vec<String> = evs
                     .iter()
-                    .map(|e| format!("{} {}", e["type"], e["process"]["name"]))
+                    .map(|e| format!("{} {} {}", e["type"], e["process"]["name"], e["rule"]))
                     .collect();
                 panic!("timed out waiting for {what}; container events: {kinds:#?}");
             }
@@ -1502,4 +1502,60 @@ fn benign_workloads_raise_no_alert_at_warning_or_above() {
         "benign workloads raised alerts at WARNING or above:\n{}",
         loud.join("\n")
     );
+}
+
+/// Behaviours Falco's files detect that the default rules missed, done in a real container
+/// under the real sensor: a setuid bit set, a program run from /tmp, a base64 payload decoded
+/// into a shell.
+#[test]
+fn setuid_bits_tmp_execution_and_decoded_payloads_alert() {
+    testkit::require!(Root, Docker, Bpf);
+    let image = busybox_image();
+    let agent = shared().lock().unwrap_or_else(|p| p.into_inner());
+    let c = TestContainer::run("rp-b17", &[&image, "sleep", "300"]);
+    let out = c.exec(&[
+        "sh",
+        "-c",
+        "cp /bin/busybox /tmp/bb && chmod u+s /tmp/bb && /tmp/bb true; echo aWQK | base64 -d | sh",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    // With Falco's `rule_matching: first`, a program run from /tmp in a container is the
+    // drift rule's (CRITICAL, first in the file); on the host it is the new rule's.
+    let from_tmp = [
+        "Program run from a temporary or shared-memory directory",
+        "Drift - binary not in image executed",
+    ];
+    let evs = agent.wait_for(&c.id, "the three alerts", |evs| {
+        [
+            "Setuid or setgid bit set on a file",
+            "Encoded payload decoded into an interpreter",
+        ]
+        .iter()
+        .all(|r| evs.iter().any(|e| e["rule"] == *r))
+            && evs.iter().any(|e| {
+                from_tmp.iter().any(|r| e["rule"] == *r) && e["process"]["exe"] == "/tmp/bb"
+            })
+    });
+    let suid = find(&evs, |e| e["rule"] == "Setuid or setgid bit set on a file").expect("alert");
+    assert_eq!(suid["output_fields"]["fd.name"], "/tmp/bb");
+    let host_tmp = format!("/tmp/rampart-b17-{}", std::process::id());
+    std::fs::copy("/bin/true", &host_tmp).expect("copy");
+    let ran = Command::new(&host_tmp).status().expect("run from /tmp");
+    assert!(ran.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let evs = agent.events();
+        if evs
+            .iter()
+            .any(|e| e["rule"] == from_tmp[0] && e["process"]["exe"] == host_tmp.as_str())
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no alert for {host_tmp} run on the host"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = std::fs::remove_file(&host_tmp);
 }
