@@ -2,7 +2,9 @@
 //!
 //! Every struct here is `#[repr(C)]` with the exact field order, types and padding of its C
 //! twin; the `const` assertions below and the `_Static_assert`s in the header pin the sizes, so a
-//! change on one side that is not made on the other fails the build.
+//! change on one side that is not made on the other fails the build, and the test
+//! `rust_mirrors_match_the_c_header` compiles the header and checks every field offset and
+//! constant too.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -179,3 +181,84 @@ const _: () = assert!(std::mem::size_of::<RpNet>() == 88 + 56);
 const _: () = assert!(std::mem::size_of::<RpDns>() == 88 + 48);
 const _: () = assert!(std::mem::size_of::<RpConfig>() == 48);
 const _: () = assert!(std::mem::size_of::<NameKey>() == 32);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi_check::{check, layout};
+
+    #[test]
+    fn rust_mirrors_match_the_c_header() {
+        let layouts = vec![
+            layout!("rp_str", RpStr, 0, { "off" => off, "len" => len }),
+            layout!("rp_header", RpHeader, 0, {
+                "ktime_ns" => ktime_ns, "cgroup_id" => cgroup_id, "cgroup_v1_id" => cgroup_v1_id,
+                "ret" => ret, "type" => kind, "size" => size, "pid" => pid, "tid" => tid,
+                "ppid" => ppid, "uid" => uid, "gid" => gid, "syscall" => syscall,
+                "mntns" => mntns, "pad" => pad, "comm" => comm,
+            }),
+            layout!("rp_fdinfo", RpFdInfo, 0, { "mode" => mode, "family" => family, "rdev" => rdev }),
+            layout!("rp_exec", RpExec, 0, {
+                "h" => h, "euid" => euid, "egid" => egid, "loginuid" => loginuid, "tty" => tty,
+                "cap_effective" => cap_effective, "cap_permitted" => cap_permitted,
+                "start_ns" => start_ns, "exe_nlink" => exe_nlink,
+                "args_truncated" => args_truncated, "vpid" => vpid, "args_len" => args_len,
+                "stdin_info" => stdin_info, "stdout_info" => stdout_info,
+                "filename" => filename, "exe" => exe, "args" => args, "cwd" => cwd,
+            }),
+            layout!("rp_sys", RpSys, 0, { "h" => h, "a" => a, "s" => s, "pad" => pad }),
+            layout!("rp_net", RpNet, 0, {
+                "h" => h, "family" => family, "sock_type" => sock_type, "protocol" => protocol,
+                "lport" => lport, "rport" => rport, "pad0" => pad0, "fd" => fd,
+                "laddr" => laddr, "raddr" => raddr, "unix_path" => unix_path, "pad1" => pad1,
+            }),
+            layout!("rp_dns", RpDns, 0, {
+                "h" => h, "family" => family, "ingress" => ingress, "sport" => sport,
+                "dport" => dport, "saddr" => saddr, "daddr" => daddr, "len" => len, "pad" => pad,
+            }),
+            layout!("rp_config", RpConfig, 0, {
+                "self_tgid" => self_tgid, "containers_only" => containers_only,
+                "host_mntns" => host_mntns, "v1_subsys" => v1_subsys,
+                "wakeup_bytes" => wakeup_bytes, "file_events" => file_events,
+                "net_events" => net_events, "name_len_mask" => name_len_mask,
+                "dir_len_mask" => dir_len_mask,
+            }),
+        ];
+        let constants: Vec<(&'static str, i64)> = [
+            ("RP_EXEC", RP_EXEC),
+            ("RP_FORK", RP_FORK),
+            ("RP_EXIT", RP_EXIT),
+            ("RP_OPEN", RP_OPEN),
+            ("RP_UNLINK", RP_UNLINK),
+            ("RP_RENAME", RP_RENAME),
+            ("RP_CHMOD", RP_CHMOD),
+            ("RP_CHOWN", RP_CHOWN),
+            ("RP_MOUNT", RP_MOUNT),
+            ("RP_UMOUNT", RP_UMOUNT),
+            ("RP_PIVOT_ROOT", RP_PIVOT_ROOT),
+            ("RP_MEMFD", RP_MEMFD),
+            ("RP_CONNECT", RP_CONNECT),
+            ("RP_ACCEPT", RP_ACCEPT),
+            ("RP_BIND", RP_BIND),
+            ("RP_LISTEN", RP_LISTEN),
+            ("RP_SETUID", RP_SETUID),
+            ("RP_SETGID", RP_SETGID),
+            ("RP_CAPSET", RP_CAPSET),
+            ("RP_PTRACE", RP_PTRACE),
+            ("RP_UNSHARE", RP_UNSHARE),
+            ("RP_SETNS", RP_SETNS),
+            ("RP_MODULE", RP_MODULE),
+            ("RP_BPF", RP_BPF),
+            ("RP_KILL", RP_KILL),
+            ("RP_DNS", RP_DNS),
+            ("RP_CNT_EVENTS", RP_CNT_EVENTS),
+            ("RP_CNT_DROPS", RP_CNT_DROPS),
+            ("RP_CNT_FILTERED", RP_CNT_FILTERED),
+            ("RP_CNT_TRUNCATED", RP_CNT_TRUNCATED),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n, i64::from(v)))
+        .collect();
+        check("rampart.h", &layouts, &constants);
+    }
+}

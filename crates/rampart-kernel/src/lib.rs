@@ -9,6 +9,8 @@
 //! The C header `bpf/rampart.h` is the ABI with the programs; `abi` mirrors it.
 
 mod abi;
+#[cfg(test)]
+mod abi_check;
 mod cgroup;
 mod decode;
 pub mod enforce;

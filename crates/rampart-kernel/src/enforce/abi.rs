@@ -1,6 +1,8 @@
-//! Rust mirrors of the ABI section of `bpf/enforce.bpf.c`: map keys, values and the event
-//! record. Each struct is `#[repr(C)]` with the C field order and padding; the const
-//! assertions below and the `_Static_assert`s in the C file pin the sizes.
+//! Rust mirrors of `bpf/enforce.h`, the ABI of `bpf/enforce.bpf.c`: constants, map keys,
+//! values and the event record. Each struct is `#[repr(C)]` with the C field order and padding.
+//! The const assertions below pin the sizes at compile time; the test
+//! `rust_mirrors_match_the_c_header` compiles the header with the host C compiler and checks
+//! every size, every field offset and every constant against this file.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -222,3 +224,115 @@ unsafe impl aya::Pod for ReNetKey {}
 unsafe impl aya::Pod for ReNetVal {}
 unsafe impl aya::Pod for ReIsoKey {}
 unsafe impl aya::Pod for ReSeenKey {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi_check::{check, layout, Layout};
+
+    // LPM keys lack the C `prefixlen` (aya's `Key` adds it): their shift is 4.
+    fn layouts() -> Vec<Layout> {
+        vec![
+            layout!("re_target", ReTarget, 0, {
+                "policy" => policy, "flags" => flags, "exec_default" => exec_default,
+                "egress_default" => egress_default, "ingress_default" => ingress_default,
+                "pad" => pad,
+            }),
+            layout!("re_verdict", ReVerdict, 0, {
+                "rule_id" => rule_id, "action" => action, "pad" => pad,
+            }),
+            layout!("re_name_key", ReNameKey, 4, { "policy_be" => policy_be, "name" => name }),
+            layout!("re_path_key", RePathKey, 4, { "policy_be" => policy_be, "path" => path }),
+            layout!("re_file_key", ReFileKey, 0, {
+                "dev" => dev, "ino" => ino, "policy" => policy, "pad" => pad,
+            }),
+            layout!("re_file_val", ReFileVal, 0, {
+                "ctime_sec" => ctime_sec, "ctime_nsec" => ctime_nsec, "rule_id" => rule_id,
+                "action" => action, "pad" => pad,
+            }),
+            layout!("re_net_key", ReNetKey, 4, {
+                "policy_be" => policy_be, "dir" => dir, "family" => family, "pad" => pad,
+                "addr" => addr,
+            }),
+            layout!("re_port_rule", RePortRule, 0, {
+                "port_lo" => port_lo, "port_hi" => port_hi, "proto" => proto,
+                "action" => action, "rule_id" => rule_id,
+            }),
+            layout!("re_net_val", ReNetVal, 0, { "count" => count, "pad" => pad, "r" => r }),
+            layout!("re_iso_key", ReIsoKey, 4, {
+                "cgroup_hi_be" => cgroup_hi_be, "cgroup_lo_be" => cgroup_lo_be,
+                "family" => family, "pad" => pad, "addr" => addr,
+            }),
+            layout!("re_seen_key", ReSeenKey, 0, {
+                "dev" => dev, "ino" => ino, "ctime_sec" => ctime_sec,
+                "ctime_nsec" => ctime_nsec, "policy" => policy,
+            }),
+            layout!("re_event", ReEvent, 0, {
+                "ktime_ns" => ktime_ns, "cgroup_id" => cgroup_id, "type" => kind,
+                "policy" => policy, "rule_id" => rule_id, "action" => action,
+                "mechanism" => mechanism, "reason" => reason, "dir" => dir, "pid" => pid,
+                "tid" => tid, "ppid" => ppid, "uid" => uid, "family" => family,
+                "proto" => proto, "lport" => lport, "rport" => rport, "laddr" => laddr,
+                "raddr" => raddr, "dev" => dev, "ino" => ino, "ctime_sec" => ctime_sec,
+                "ctime_nsec" => ctime_nsec, "path_len" => path_len, "comm" => comm,
+                "name" => name, "file_name" => file_name, "path" => path,
+            }),
+        ]
+    }
+
+    fn constants() -> Vec<(&'static str, i64)> {
+        let mut v: Vec<(&'static str, i64)> = vec![
+            ("RE_NONE", RE_NONE.into()),
+            ("RE_ALLOW", RE_ALLOW.into()),
+            ("RE_AUDIT", RE_AUDIT.into()),
+            ("RE_DENY", RE_DENY.into()),
+            ("RE_F_EXEC", RE_F_EXEC.into()),
+            ("RE_F_EXEC_NAMES", RE_F_EXEC_NAMES.into()),
+            ("RE_F_EXEC_PATHS", RE_F_EXEC_PATHS.into()),
+            ("RE_F_EXEC_FILES", RE_F_EXEC_FILES.into()),
+            ("RE_F_EGRESS", RE_F_EGRESS.into()),
+            ("RE_F_INGRESS", RE_F_INGRESS.into()),
+            ("RE_F_ISOLATED", RE_F_ISOLATED.into()),
+            ("RE_F_AUDIT_ONLY", RE_F_AUDIT_ONLY.into()),
+            ("RE_EV_EXEC", RE_EV_EXEC.into()),
+            ("RE_EV_EXEC_UNKNOWN", RE_EV_EXEC_UNKNOWN.into()),
+            ("RE_EV_NET", RE_EV_NET.into()),
+            ("RE_MECH_TP_BTF", RE_MECH_TP_BTF.into()),
+            ("RE_MECH_RAW_TP", RE_MECH_RAW_TP.into()),
+            ("RE_MECH_LSM", RE_MECH_LSM.into()),
+            ("RE_MECH_CONNECT4", RE_MECH_CONNECT4.into()),
+            ("RE_MECH_CONNECT6", RE_MECH_CONNECT6.into()),
+            ("RE_MECH_SENDMSG4", RE_MECH_SENDMSG4.into()),
+            ("RE_MECH_SENDMSG6", RE_MECH_SENDMSG6.into()),
+            ("RE_MECH_SKB_INGRESS", RE_MECH_SKB_INGRESS.into()),
+            ("RE_MECH_SKB_EGRESS", RE_MECH_SKB_EGRESS.into()),
+            ("RE_WHY_DEFAULT", RE_WHY_DEFAULT.into()),
+            ("RE_WHY_RULE", RE_WHY_RULE.into()),
+            ("RE_WHY_ISOLATED", RE_WHY_ISOLATED.into()),
+            ("RE_WHY_CHANGED", RE_WHY_CHANGED.into()),
+            ("RE_ST_EXEC_DENIED", RE_ST_EXEC_DENIED.into()),
+            ("RE_ST_EXEC_AUDITED", RE_ST_EXEC_AUDITED.into()),
+            ("RE_ST_NET_DENIED", RE_ST_NET_DENIED.into()),
+            ("RE_ST_NET_AUDITED", RE_ST_NET_AUDITED.into()),
+            ("RE_ST_EVENTS_LOST", RE_ST_EVENTS_LOST.into()),
+            ("RE_ST_EXEC_CHECKED", RE_ST_EXEC_CHECKED.into()),
+            ("RE_ST_NET_CHECKED", RE_ST_NET_CHECKED.into()),
+            ("RE_NAME_FILE", RE_NAME_FILE.into()),
+            ("RE_NAME_COMM", RE_NAME_COMM.into()),
+        ];
+        for (n, x) in [
+            ("RE_NAME_LEN", RE_NAME_LEN),
+            ("RE_PATH_LEN", RE_PATH_LEN),
+            ("RE_NET_MAX", RE_NET_MAX),
+        ] {
+            v.push((n, i64::try_from(x).unwrap_or(i64::MAX)));
+        }
+        v
+    }
+
+    /// The header is the source of truth: every size, offset and constant must be equal.
+    #[test]
+    fn rust_mirrors_match_the_c_header() {
+        check("enforce.h", &layouts(), &constants());
+    }
+}
