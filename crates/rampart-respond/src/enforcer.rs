@@ -30,8 +30,8 @@ use rampart_event::{
     FileInfo, NetDirection, NetInfo, PolicyInfo, Process,
 };
 use rampart_kernel::enforce::{
-    cgroup_id, Direction, EnforceEvent, EnforceEventKind, EnforceEvents, EnforceStats, Enforcer,
-    ExecHook, NetPrefix, Reason, Target, Verdict, DEFAULT_PIN_DIR,
+    cgroup_id, Direction, EnforceEvent, EnforceEventKind, EnforceEvents, EnforceMaps, EnforceStats,
+    Enforcer, ExecHook, NetPrefix, Reason, Target, Verdict, DEFAULT_PIN_DIR,
 };
 use serde::{Deserialize, Serialize};
 
@@ -190,10 +190,12 @@ pub struct ContainerStatus {
     pub attached: bool,
 }
 
-/// Policy and isolation enforcement (see the module docs).
-pub struct PolicyEnforcer {
+/// Policy and isolation enforcement (see the module docs). `K` is the kernel side: the pinned
+/// BPF maps ([`Enforcer`], the default) or [`rampart_kernel::enforce::MemoryMaps`] for tests
+/// of the reconcile logic without root.
+pub struct PolicyEnforcer<K: EnforceMaps = Enforcer> {
     cfg: EnforceConfig,
-    kernel: Enforcer,
+    kernel: K,
     cache: HashCache,
     parsed: Option<(String, Arc<Policy>)>,
     events: Option<EnforceEvents>,
@@ -201,7 +203,7 @@ pub struct PolicyEnforcer {
     seq: u64,
 }
 
-impl std::fmt::Debug for PolicyEnforcer {
+impl<K: EnforceMaps> std::fmt::Debug for PolicyEnforcer<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PolicyEnforcer")
             .field("pin_dir", &self.cfg.pin_dir)
@@ -237,11 +239,19 @@ fn now_secs() -> u64 {
     now_ns() / 1_000_000_000
 }
 
-impl PolicyEnforcer {
+impl PolicyEnforcer<Enforcer> {
     /// Opens (and on first use installs) the pinned programs and the state.
     pub fn open(cfg: EnforceConfig) -> Result<PolicyEnforcer, RespondError> {
         std::fs::create_dir_all(&cfg.state_dir).map_err(|e| RespondError::io(&cfg.state_dir, e))?;
         let kernel = Enforcer::open(&cfg.pin_dir)?;
+        PolicyEnforcer::with_maps(cfg, kernel)
+    }
+}
+
+impl<K: EnforceMaps> PolicyEnforcer<K> {
+    /// An enforcer over `kernel` (another implementation of the maps than the pinned ones).
+    pub fn with_maps(cfg: EnforceConfig, kernel: K) -> Result<PolicyEnforcer<K>, RespondError> {
+        std::fs::create_dir_all(&cfg.state_dir).map_err(|e| RespondError::io(&cfg.state_dir, e))?;
         Ok(PolicyEnforcer {
             cfg,
             kernel,
@@ -1080,7 +1090,7 @@ impl PolicyEnforcer {
     }
 
     /// Direct access to the pinned kernel state (tests, benchmarks).
-    pub fn kernel(&mut self) -> &mut Enforcer {
+    pub fn kernel(&mut self) -> &mut K {
         &mut self.kernel
     }
 }
@@ -1171,6 +1181,181 @@ pub(crate) fn random_u64() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rampart_kernel::enforce::{MapOp, MemoryMaps};
+
+    /// Reconciling against in-memory maps: no root, no BPF. Cgroups are plain directories (the
+    /// id is the directory's inode, as on cgroupfs).
+    struct Fixture {
+        dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            Fixture {
+                dir: tempfile::tempdir().expect("tmp"),
+            }
+        }
+
+        fn enforcer(&self) -> PolicyEnforcer<MemoryMaps> {
+            let cfg = EnforceConfig {
+                pin_dir: self.dir.path().join("pins"),
+                state_dir: self.dir.path().join("state"),
+                ..EnforceConfig::default()
+            };
+            PolicyEnforcer::with_maps(cfg, MemoryMaps::new()).expect("enforcer")
+        }
+
+        fn container(&self, name: &str, ip: &str) -> ContainerFacts {
+            let cg = self.dir.path().join("cgroup").join(name);
+            std::fs::create_dir_all(&cg).expect("cgroup dir");
+            ContainerFacts {
+                id: format!("{name}-{}", "0".repeat(60)),
+                name: name.to_string(),
+                image: "busybox".into(),
+                labels: Default::default(),
+                pid: 0,
+                cgroup: Some(cg),
+                ips: vec![ip.parse().expect("ip")],
+                upper_dir: None,
+                running: true,
+                inspect: None,
+            }
+        }
+    }
+
+    fn shop(front: &str, back: &str, port: u16) -> Policy {
+        let text = format!(
+            "name: shop\nselectors:\n  frontend:\n    name: {front}\n    default: {{egress: deny}}\n  backend:\n    name: {back}\n    default: {{ingress: deny}}\nnetwork:\n  - frontend -> backend tcp/{port} allow\nexec:\n  - \"* deny name xmrig\"\n"
+        );
+        Policy::parse(Path::new("shop.yaml"), &text).expect("policy")
+    }
+
+    fn cgid(c: &ContainerFacts) -> u64 {
+        cgroup_id(c.cgroup.as_deref().expect("cgroup")).expect("id")
+    }
+
+    #[test]
+    fn apply_selects_writes_rules_before_targets_and_leaves_the_rest_untouched() {
+        let f = Fixture::new();
+        let (front, back, other) = (
+            f.container("front", "172.30.0.2"),
+            f.container("back", "172.30.0.3"),
+            f.container("other", "172.30.0.4"),
+        );
+        let all = [front.clone(), back.clone(), other.clone()];
+        let mut e = f.enforcer();
+        let report = e.apply(&shop("front", "back", 8080), &all).expect("apply");
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(report.unselected.len(), 1, "{report:?}");
+        let k = e.kernel();
+        let tf = k.target(cgid(&front)).expect("front target");
+        assert!(tf.egress && tf.egress_default == Verdict::Deny && tf.exec);
+        let tb = k.target(cgid(&back)).expect("back target");
+        assert!(tb.ingress && tb.ingress_default == Verdict::Deny);
+        assert!(k.target(cgid(&other)).is_none(), "unselected: no entry");
+        assert!(k.attached.contains_key(&front.id) && !k.attached.contains_key(&other.id));
+        assert!(k.hook.is_some(), "exec rules need the exec hook");
+        assert!(
+            k.names.keys().any(|(_, n, _)| n.contains("xmrig")),
+            "{:?}",
+            k.names
+        );
+        // A policy's rules are in the maps before any target names it.
+        for (i, op) in k.ops.iter().enumerate() {
+            if let MapOp::SetTarget(_, policy) = op {
+                let first_rule = k
+                    .ops
+                    .iter()
+                    .position(|o| *o == MapOp::PutRule(*policy))
+                    .expect("rules of the policy");
+                assert!(first_rule < i, "target set before its rules: {:?}", k.ops);
+            }
+        }
+    }
+
+    #[test]
+    fn a_changed_policy_gets_a_new_id_written_in_full_before_containers_switch() {
+        let f = Fixture::new();
+        let all = [
+            f.container("front", "172.30.0.2"),
+            f.container("back", "172.30.0.3"),
+        ];
+        let mut e = f.enforcer();
+        e.apply(&shop("front", "back", 8080), &all).expect("apply");
+        let old: BTreeSet<u32> = e.kernel().policies_in_maps().into_iter().collect();
+        // The same policy again: nothing rewritten.
+        let report = e.apply(&shop("front", "back", 8080), &all).expect("again");
+        assert_eq!(report.groups_written, 0, "{report:?}");
+        // A changed port: new ids, old ids gone afterwards, never a container without a target.
+        e.kernel().ops.clear();
+        let report = e
+            .apply(&shop("front", "back", 9090), &all)
+            .expect("changed");
+        assert!(report.groups_written > 0);
+        let k = e.kernel();
+        let new: BTreeSet<u32> = k.policies_in_maps().into_iter().collect();
+        assert!(new.is_disjoint(&old), "old {old:?} new {new:?}");
+        assert!(
+            !k.ops.iter().any(|o| matches!(o, MapOp::RemoveTarget(_))),
+            "a switch never removes a target: {:?}",
+            k.ops
+        );
+        let last_set = k
+            .ops
+            .iter()
+            .rposition(|o| matches!(o, MapOp::SetTarget(..)))
+            .expect("switch");
+        for id in &old {
+            let removed = k
+                .ops
+                .iter()
+                .position(|o| *o == MapOp::RemovePolicy(*id))
+                .expect("old policy removed");
+            assert!(removed > last_set, "old rules removed before the switch");
+        }
+    }
+
+    #[test]
+    fn containers_that_stop_lose_their_entry_and_isolation_survives_a_new_policy() {
+        let f = Fixture::new();
+        let (front, back) = (
+            f.container("front", "172.30.0.2"),
+            f.container("back", "172.30.0.3"),
+        );
+        let mut e = f.enforcer();
+        e.apply(&shop("front", "back", 8080), &[front.clone(), back.clone()])
+            .expect("apply");
+        let allow = [parse_prefix("10.0.0.1").expect("prefix")];
+        e.isolate(&back, &allow).expect("isolate");
+        assert!(e.kernel().target(cgid(&back)).is_some_and(|t| t.isolated));
+        assert_eq!(e.kernel().isolate.get(&cgid(&back)).map(Vec::len), Some(1));
+        // front stops; a new policy is applied: back stays isolated.
+        let report = e
+            .apply(&shop("front", "back", 9090), std::slice::from_ref(&back))
+            .expect("apply");
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let k = e.kernel();
+        assert!(
+            k.target(cgid(&front)).is_none(),
+            "stopped container's entry removed"
+        );
+        assert!(!k.attached.contains_key(&front.id));
+        assert!(k.target(cgid(&back)).is_some_and(|t| t.isolated));
+        // Released: back keeps its policy, without isolation.
+        assert!(e.release(&back.id, false).expect("release"));
+        let t = e.kernel().target(cgid(&back)).expect("policy stays");
+        assert!(!t.isolated && t.ingress);
+        assert!(e.kernel().isolate.is_empty());
+        // Reset: no policy anywhere, nothing attached.
+        e.reset().expect("reset");
+        assert!(e.kernel().policies_in_maps().is_empty());
+        assert!(
+            e.kernel().targets().is_empty(),
+            "{:?}",
+            e.kernel().targets()
+        );
+        assert!(e.kernel().attached.is_empty(), "{:?}", e.kernel().attached);
+    }
 
     #[test]
     fn a_deny_prefix_covers_an_exact_allow_inside_it() {

@@ -27,6 +27,9 @@
 
 mod abi;
 pub mod bpffs;
+mod maps;
+
+pub use maps::{EnforceMaps, MapOp, MemoryMaps};
 
 use std::collections::HashSet;
 use std::fs;
