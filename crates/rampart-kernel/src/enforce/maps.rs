@@ -176,6 +176,9 @@ pub enum MapOp {
     ClearIsolateAllow(u64),
 }
 
+/// A file rule: (policy, file) and (verdict, rule id).
+pub type FileRule = ((u32, FileId), (Option<Verdict>, u32));
+
 /// The enforcement state in memory: what the pinned maps and links would hold.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryMaps {
@@ -187,7 +190,7 @@ pub struct MemoryMaps {
     /// (policy, path, prefix) -> (verdict, rule id).
     pub paths: BTreeMap<(u32, String, bool), (Verdict, u32)>,
     /// (policy, file) -> (verdict, rule id).
-    pub files: Vec<((u32, FileId), (Option<Verdict>, u32))>,
+    pub files: Vec<FileRule>,
     pub seen: Vec<(u32, FileId)>,
     /// (policy, direction, prefix) -> port rules.
     pub net: BTreeMap<(u32, Direction, NetPrefix), Vec<PortRule>>,
