@@ -1559,3 +1559,64 @@ fn setuid_bits_tmp_execution_and_decoded_payloads_alert() {
     }
     let _ = std::fs::remove_file(&host_tmp);
 }
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
+/// The agent's own Prometheus metrics: events by type, alerts by rule and priority, rule
+/// evaluation time, drops by stage, enforcement denials, from a real agent and a real container.
+#[test]
+fn agent_metrics_count_events_alerts_and_rule_time() {
+    testkit::require!(Root, Docker, Bpf);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let agent = Agent::start_with(
+        &[],
+        &format!("metrics_listen: 127.0.0.1:{port}\nstats_interval_secs: 1\n"),
+    );
+    let c = TestContainer::run("rp-metrics", &[&busybox_image(), "sleep", "300"]);
+    let out = c.exec(&["sh", "-c", "cat /etc/shadow > /dev/null"]);
+    assert!(out.status.success(), "{out:?}");
+    agent.wait_for(&c.id, "the shadow alert", |evs| {
+        evs.iter().any(|e| e["rule"] == "Password hashes read")
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = http_get(port, "/metrics");
+        // Source counters are published at each stats interval (1 s here).
+        if text.contains("rampart_agent_alerts_total{rule=\"Password hashes read\"")
+            && !text.contains("rampart_agent_kernel_events_total 0")
+        {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no alert counted:\n{text}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{prefix} missing:\n{text}"))
+    };
+    assert!(value("rampart_agent_events_total{type=\"process.exec\"}") >= 1.0);
+    assert!(value("rampart_agent_rule_evaluations_total") >= 1.0);
+    assert!(value("rampart_agent_rule_evaluation_seconds_total") > 0.0);
+    assert!(value("rampart_agent_kernel_events_total") >= 1.0);
+    value("rampart_agent_dropped_total{stage=\"kernel\"}");
+    value("rampart_agent_enforcement_denials_total{kind=\"network\"}");
+    assert!(http_get(port, "/other").starts_with("HTTP/1.1 404"));
+}

@@ -18,6 +18,10 @@ pub struct AgentConfig {
     pub region: Option<String>,
     /// Where events go: `stdout`, `jsonl:/path/file.jsonl`. Default: stdout.
     pub outputs: Vec<String>,
+    /// Serve the agent's Prometheus metrics (events by type, drops, alerts by rule, rule
+    /// evaluation time, response actions, enforcement denials) at `http://ADDR/metrics`; no
+    /// authentication: bind loopback or a monitoring network.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// The event source: `auto` (the eBPF sensor, the proc connector where BPF cannot load),
     /// `ebpf` (the eBPF sensor or a start-up error) or `proc-connector` (the degraded source
     /// of OpenVZ/LXC-style hosts, forced: exec, fork, exit and uid changes only).
@@ -93,6 +97,7 @@ impl Default for AgentConfig {
             hostname: None,
             region: None,
             outputs: vec!["stdout".into()],
+            metrics_listen: None,
             sensor: "auto".into(),
             containers_only: false,
             file_events: true,

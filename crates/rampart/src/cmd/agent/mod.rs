@@ -8,6 +8,7 @@
 
 mod config;
 mod inventory;
+mod metrics;
 mod output;
 mod prevent;
 mod ship;
@@ -182,6 +183,9 @@ struct Agent {
     instance: u64,
     seq: u64,
     mechanism: String,
+    /// Prometheus metrics (`metrics_listen`): the shared copy and the loop's own counts.
+    metrics: Arc<metrics::AgentMetrics>,
+    local_metrics: metrics::LocalMetrics,
 }
 
 enum Source {
@@ -222,6 +226,18 @@ impl Agent {
             runtime.handle(),
             embedded,
         )?);
+        let agent_metrics = metrics::AgentMetrics::new();
+        if let Some(addr) = cfg.metrics_listen {
+            let listener = runtime
+                .block_on(tokio::net::TcpListener::bind(addr))
+                .map_err(|e| BadInput(format!("metrics_listen {addr}: {e}")))?;
+            let m = agent_metrics.clone();
+            runtime.spawn(rampart_ship::metrics::serve(
+                listener,
+                Arc::new(move || m.render()),
+            ));
+            tracing::info!("agent metrics on http://{addr}/metrics");
+        }
         let (tx, rx) = sync_channel(CHANNEL_CAPACITY);
         let dir = ContainerDirectory::new();
         let sampler =
@@ -397,6 +413,8 @@ impl Agent {
             extra_drops,
             instance: random_u64(),
             seq: 0,
+            metrics: agent_metrics,
+            local_metrics: metrics::LocalMetrics::default(),
         })
     }
 
@@ -435,6 +453,7 @@ impl Agent {
                     if let Some(r) = &mut self.record {
                         r.flush()?;
                     }
+                    self.metrics.publish(&mut self.local_metrics);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -498,6 +517,7 @@ impl Agent {
     /// `respond` is false: alerts on the responder's own events do not start more responses).
     fn output_and_detect(&mut self, ev: &Event, respond: bool) -> anyhow::Result<()> {
         self.outputs.write(ev)?;
+        self.local_metrics.event(ev);
         if let Some(r) = &mut self.record {
             r.write(ev)?;
         }
@@ -507,8 +527,12 @@ impl Agent {
         if let Some(i) = &self.inventory {
             i.observe(ev);
         }
-        if self.engine.process(ev, &mut self.detections) > 0 {
+        let started = Instant::now();
+        let found = self.engine.process(ev, &mut self.detections);
+        self.local_metrics.rule_eval(started.elapsed());
+        if found > 0 {
             for d in self.detections.drain(..) {
+                self.local_metrics.alert(&d.alert);
                 if respond {
                     if let Some(p) = &self.prevention {
                         p.handle(&d);
@@ -562,6 +586,13 @@ impl Agent {
         interval: Duration,
     ) -> anyhow::Result<()> {
         let now = source_counters(self.source.as_ref(), &self.extra_drops);
+        self.metrics.publish(&mut self.local_metrics);
+        self.metrics.set_source(
+            now.events,
+            now.drops_per_cpu.iter().sum(),
+            now.userspace + now.malformed,
+        );
+        self.metrics.set_queue_dropped(self.outputs.queue_dropped());
         let ev = self.stats_event(reported, &now, received, interval);
         if let Some(s) = &ev.stats {
             if s.drops_total > 0 {

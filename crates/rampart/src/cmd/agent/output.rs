@@ -86,6 +86,11 @@ impl Outputs {
         Ok(())
     }
 
+    /// Records the durable queue refused since start.
+    pub fn queue_dropped(&self) -> u64 {
+        self.ship.as_ref().map_or(0, |s| s.dropped)
+    }
+
     pub fn flush(&mut self) -> anyhow::Result<()> {
         if let Some(s) = &mut self.ship {
             s.flush()?;

@@ -36,6 +36,8 @@ const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 pub struct AgentShip {
     shipper: Shipper,
     batch: Vec<Vec<u8>>,
+    /// Records the queue refused since start (`overflow: drop_newest` with a full queue).
+    pub dropped: u64,
 }
 
 /// Starts shipping on `runtime` when the configuration has a `ship:` section, or when
@@ -86,6 +88,7 @@ pub fn start(
     Ok(Some(AgentShip {
         shipper,
         batch: Vec::new(),
+        dropped: 0,
     }))
 }
 
@@ -108,7 +111,12 @@ impl AgentShip {
             .send_json(&self.batch)
             .context("ship: appending to the queue")?;
         if r.dropped > 0 {
-            tracing::debug!("ship: queue full, {} records dropped", r.dropped);
+            self.dropped += r.dropped as u64;
+            tracing::warn!(
+                "ship: queue full, {} records dropped ({} since start; rampart_agent_dropped_total{{stage=\"queue\"}})",
+                r.dropped,
+                self.dropped
+            );
         }
         self.batch.clear();
         Ok(())

@@ -1,0 +1,254 @@
+//! The agent's own Prometheus metrics (`metrics_listen` in agent.yaml): events by type, kernel
+//! and user-space drops, queue drops, alerts by rule and priority, rule evaluation time,
+//! response actions by action and outcome, enforcement denials.
+//!
+//! The event loop counts in a [`LocalMetrics`] it owns (no lock per event) and publishes into
+//! the shared [`AgentMetrics`] after each batch; the endpoint renders the shared copy.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rampart_event::{Alert, Event, EventKind};
+use rampart_ship::metrics::PromWriter;
+
+#[derive(Debug, Default, Clone)]
+struct Counts {
+    events: BTreeMap<&'static str, u64>,
+    alerts: BTreeMap<(String, &'static str), u64>,
+    responses: BTreeMap<(String, String), u64>,
+    rule_eval_ns: u64,
+    rule_evals: u64,
+}
+
+impl Counts {
+    fn merge(&mut self, o: &Counts) {
+        for (k, v) in &o.events {
+            *self.events.entry(k).or_default() += v;
+        }
+        for (k, v) in &o.alerts {
+            *self.alerts.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.responses {
+            *self.responses.entry(k.clone()).or_default() += v;
+        }
+        self.rule_eval_ns += o.rule_eval_ns;
+        self.rule_evals += o.rule_evals;
+    }
+}
+
+/// What the event loop counts between two publications.
+#[derive(Debug, Default)]
+pub struct LocalMetrics {
+    counts: Counts,
+    dirty: bool,
+}
+
+impl LocalMetrics {
+    /// One event that reached the outputs.
+    pub fn event(&mut self, ev: &Event) {
+        *self.counts.events.entry(ev.kind.as_str()).or_default() += 1;
+        if ev.kind == EventKind::ResponseAction {
+            if let Some(r) = &ev.response {
+                *self
+                    .counts
+                    .responses
+                    .entry((r.action.clone(), r.outcome.clone()))
+                    .or_default() += 1;
+            }
+        }
+        self.dirty = true;
+    }
+
+    /// One alert raised.
+    pub fn alert(&mut self, a: &Alert) {
+        *self
+            .counts
+            .alerts
+            .entry((a.rule.clone(), a.priority.as_str()))
+            .or_default() += 1;
+        self.dirty = true;
+    }
+
+    /// One rule-engine evaluation of an event and how long it took.
+    pub fn rule_eval(&mut self, took: Duration) {
+        self.counts.rule_eval_ns += took.as_nanos() as u64;
+        self.counts.rule_evals += 1;
+        self.dirty = true;
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    counts: Counts,
+    kernel_drops: u64,
+    userspace_drops: u64,
+    queue_drops: u64,
+    kernel_events: u64,
+}
+
+/// The metrics the endpoint renders.
+#[derive(Debug, Default)]
+pub struct AgentMetrics {
+    shared: Mutex<Shared>,
+}
+
+impl AgentMetrics {
+    pub fn new() -> Arc<AgentMetrics> {
+        Arc::new(AgentMetrics::default())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Moves what `local` counted into the shared copy.
+    pub fn publish(&self, local: &mut LocalMetrics) {
+        if !local.dirty {
+            return;
+        }
+        self.lock().counts.merge(&local.counts);
+        local.counts = Counts::default();
+        local.dirty = false;
+    }
+
+    /// The sources' totals since start: events the kernel produced, lost in the kernel ring
+    /// buffer, lost in user space (full channels, malformed records, other parts' drops).
+    pub fn set_source(&self, kernel_events: u64, kernel_drops: u64, userspace_drops: u64) {
+        let mut s = self.lock();
+        s.kernel_events = kernel_events;
+        s.kernel_drops = kernel_drops;
+        s.userspace_drops = userspace_drops;
+    }
+
+    /// Records the durable queue refused since start (`overflow: drop_newest`, queue full).
+    pub fn set_queue_dropped(&self, n: u64) {
+        self.lock().queue_drops = n;
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let s = self.lock();
+        let mut w = PromWriter::new();
+        for kind in EventKind::ALL {
+            let n = s.counts.events.get(kind.as_str()).copied().unwrap_or(0);
+            w.counter(
+                "rampart_agent_events_total",
+                "Events written to the outputs, by type.",
+                &[("type", kind.as_str())],
+                n,
+            );
+        }
+        w.counter(
+            "rampart_agent_kernel_events_total",
+            "Records the kernel sensor produced.",
+            &[],
+            s.kernel_events,
+        );
+        w.counter(
+            "rampart_agent_dropped_total",
+            "Events lost, by where: the kernel ring buffer, user space (full channels, malformed records, the Docker watcher, policy and response queues, log readers), the durable queue.",
+            &[("stage", "kernel")],
+            s.kernel_drops,
+        );
+        w.counter(
+            "rampart_agent_dropped_total",
+            "",
+            &[("stage", "userspace")],
+            s.userspace_drops,
+        );
+        w.counter(
+            "rampart_agent_dropped_total",
+            "",
+            &[("stage", "queue")],
+            s.queue_drops,
+        );
+        for ((rule, priority), n) in &s.counts.alerts {
+            w.counter(
+                "rampart_agent_alerts_total",
+                "Alerts raised, by rule and priority.",
+                &[("rule", rule), ("priority", priority)],
+                *n,
+            );
+        }
+        w.counter(
+            "rampart_agent_rule_evaluations_total",
+            "Events the rule engine evaluated.",
+            &[],
+            s.counts.rule_evals,
+        );
+        w.gauge(
+            "rampart_agent_rule_evaluation_seconds_total",
+            "Time the rule engine spent evaluating events (divide by the evaluations for the mean).",
+            &[],
+            s.counts.rule_eval_ns as f64 / 1e9,
+        );
+        for ((action, outcome), n) in &s.counts.responses {
+            w.counter(
+                "rampart_agent_response_actions_total",
+                "Response actions run, by action and outcome.",
+                &[("action", action), ("outcome", outcome)],
+                *n,
+            );
+        }
+        for (kind, name) in [
+            (EventKind::PolicyExecDenied, "exec"),
+            (EventKind::PolicyNetDenied, "network"),
+        ] {
+            w.counter(
+                "rampart_agent_enforcement_denials_total",
+                "Denials (and audited would-be denials) the kernel enforcement reported.",
+                &[("kind", name)],
+                s.counts.events.get(kind.as_str()).copied().unwrap_or(0),
+            );
+        }
+        w.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_published_and_rendered() {
+        let m = AgentMetrics::new();
+        let mut l = LocalMetrics::default();
+        let dev = Arc::new(rampart_event::Device::default());
+        let ev = Event::new(
+            rampart_event::EventId::new(1, 1),
+            1,
+            EventKind::ProcessExec,
+            dev,
+        );
+        l.event(&ev);
+        l.event(&ev);
+        l.rule_eval(Duration::from_micros(3));
+        assert!(!m.render().contains("type=\"process.exec\"} 2"));
+        m.publish(&mut l);
+        m.set_queue_dropped(4);
+        m.set_source(10, 1, 2);
+        let text = m.render();
+        assert!(
+            text.contains("rampart_agent_events_total{type=\"process.exec\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rampart_agent_dropped_total{stage=\"queue\"} 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rampart_agent_dropped_total{stage=\"kernel\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rampart_agent_rule_evaluations_total 1"),
+            "{text}"
+        );
+        // Published counts are not counted twice.
+        m.publish(&mut l);
+        assert!(m
+            .render()
+            .contains("rampart_agent_events_total{type=\"process.exec\"} 2"));
+    }
+}
