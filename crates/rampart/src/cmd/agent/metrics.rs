@@ -37,6 +37,9 @@ impl Counts {
     }
 }
 
+/// One rule evaluation in this many is timed.
+pub const RULE_TIME_SAMPLE: u64 = 8;
+
 /// What the event loop counts between two publications.
 #[derive(Debug, Default)]
 pub struct LocalMetrics {
@@ -70,9 +73,17 @@ impl LocalMetrics {
         self.dirty = true;
     }
 
-    /// One rule-engine evaluation of an event and how long it took.
-    pub fn rule_eval(&mut self, took: Duration) {
-        self.counts.rule_eval_ns += took.as_nanos() as u64;
+    /// Whether the next evaluation should be timed (one in [`RULE_TIME_SAMPLE`]).
+    pub fn time_next_eval(&self) -> bool {
+        self.counts.rule_evals % RULE_TIME_SAMPLE == 0
+    }
+
+    /// One rule-engine evaluation of an event, and how long it took when it was timed (the
+    /// time counts for the [`RULE_TIME_SAMPLE`] evaluations it stands for).
+    pub fn rule_eval(&mut self, took: Option<Duration>) {
+        if let Some(t) = took {
+            self.counts.rule_eval_ns += t.as_nanos() as u64 * RULE_TIME_SAMPLE;
+        }
         self.counts.rule_evals += 1;
         self.dirty = true;
     }
@@ -223,7 +234,9 @@ mod tests {
         );
         l.event(&ev);
         l.event(&ev);
-        l.rule_eval(Duration::from_micros(3));
+        assert!(l.time_next_eval());
+        l.rule_eval(Some(Duration::from_micros(3)));
+        assert!(!l.time_next_eval());
         assert!(!m.render().contains("type=\"process.exec\"} 2"));
         m.publish(&mut l);
         m.set_queue_dropped(4);
