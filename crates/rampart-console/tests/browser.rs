@@ -450,3 +450,59 @@ async fn an_incident_shows_its_notification_deadline_counting_down() {
     b.close().await;
     h.shutdown().await;
 }
+
+/// Issue 16: guesses at `admin`'s password from one address (127.0.0.2) get that address
+/// delayed and then refused, but never lock `admin` out: the real admin logs in through the
+/// browser from another address (127.0.0.1) right after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_partys_guesses_do_not_lock_the_admin_out() {
+    testkit::require!(Chromium);
+    let h = Harness::start().await;
+    let base = h.server.url();
+    let ca = h.data_dir().join("ca/ca.crt");
+    let attacker: std::net::IpAddr = [127, 0, 0, 2].into();
+    let guess = serde_json::json!({"username": "admin", "password": "guess guess"}).to_string();
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let (status, _) = request_from(
+            attacker,
+            h.server.local_addr(),
+            &ca,
+            "POST",
+            "/ui/api/login",
+            &guess,
+        )
+        .await;
+        statuses.push(status);
+    }
+    assert!(
+        statuses[..5].iter().all(|s| *s == 401),
+        "the first guesses are checked: {statuses:?}"
+    );
+    assert_eq!(
+        statuses.last(),
+        Some(&429),
+        "then the address waits: {statuses:?}"
+    );
+    // The right password from the attacker's address is refused too while it waits...
+    let right = serde_json::json!({"username": "admin", "password": h.admin_password()});
+    let (status, _) = request_from(
+        attacker,
+        h.server.local_addr(),
+        &ca,
+        "POST",
+        "/ui/api/login",
+        &right.to_string(),
+    )
+    .await;
+    assert_eq!(status, 429);
+
+    // ... but the admin, from another address, logs in through the page.
+    let b = Browser::start().await;
+    b.login(&base, "admin", &h.admin_password()).await;
+    let hosts = b.text("#hosts-table").await;
+    assert!(hosts.contains("Protections available"), "{hosts}");
+    assert!(b.text("#user").await.contains("admin (admin)"));
+    b.close().await;
+    h.shutdown().await;
+}

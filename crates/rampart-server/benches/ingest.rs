@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rampart_event::Event;
-use rampart_server::ingest::{decode_body, parse_batch, Sender};
+use rampart_server::ingest::{decode_body, parse_batch, parse_batch_capped, Sender};
 use rampart_server::store::{
     AfterInsert, ClickHouseConfig, ClickHouseStore, InsertHook, InsertOutcome, SqliteStore,
 };
@@ -139,10 +139,7 @@ async fn store_only_in(
     unsent: bool,
     batch: usize,
 ) -> (f64, f64) {
-    let sender = Sender {
-        agent_id: "agt-bench".into(),
-        region: "eu-de".into(),
-    };
+    let sender = Sender::local("agt-bench", "eu-de");
     let bodies: Vec<Vec<u8>> = evs
         .chunks(batch)
         .map(|c| {
@@ -417,10 +414,7 @@ fn main() {
     let mut max_rate: Option<f64> = None;
     if part("parse") {
         // The server's JSON work alone, for profiling: parse_batch of 5000-record bodies.
-        let sender = Sender {
-            agent_id: "agt-bench".into(),
-            region: "eu-de".into(),
-        };
+        let sender = Sender::local("agt-bench", "eu-de");
         let mut body = Vec::new();
         for e in &evs[..5000.min(evs.len())] {
             serde_json::to_writer(&mut body, e).unwrap();
@@ -434,6 +428,34 @@ fn main() {
         }
         let per = (cpu_seconds() - cpu0) / (rounds * 5000) as f64 * 1e6;
         println!("parse     parse_batch alone: {per:.2} µs of CPU per event");
+        // The checks of issue 16 (the line cap, the enrolled host name written into every
+        // record, event times clamped into [enrollment, now + 5 min]) against the same parse
+        // without them (the in-process sender: no host rewrite, no lower time bound, no line
+        // cap), alternating round by round so that both see the same machine.
+        let enrolled = Sender {
+            agent_id: "agt-bench".into(),
+            region: "eu-de".into(),
+            hostname: Some("bench-host".into()),
+            enrolled_ns: now_ns() - 3_600_000_000_000,
+        };
+        let (mut with, mut without) = (0.0, 0.0);
+        for _ in 0..rounds.max(20) {
+            let cpu0 = cpu_seconds();
+            let p = parse_batch_capped(&body, &enrolled, None, now_ns(), 100_000).unwrap();
+            assert!(p.rejected.is_empty() && p.identity_claims == 0 && p.clock_clamped == 0);
+            let cpu1 = cpu_seconds();
+            let p = parse_batch(&body, &sender, None, now_ns());
+            assert!(p.rejected.is_empty());
+            let cpu2 = cpu_seconds();
+            with += cpu1 - cpu0;
+            without += cpu2 - cpu1;
+        }
+        println!(
+            "parse     with the ingest checks (enrolled host, clock bounds, line cap): {:.2} µs, without: {:.2} µs per event ({:.3}x)",
+            with / (rounds.max(20) * 5000) as f64 * 1e6,
+            without / (rounds.max(20) * 5000) as f64 * 1e6,
+            with / without
+        );
         // The decompression before it, of the batch as the agent sends it (zstd level 3).
         let z = zstd::bulk::compress(&body, 3).unwrap();
         let cpu0 = cpu_seconds();
@@ -461,10 +483,7 @@ fn main() {
         // The SQLite insert alone (records parsed beforehand), into a database created with
         // 4 KiB pages (SQLite's default, what `SqliteStore` created before) and into one
         // created by `SqliteStore::open` now (16 KiB pages): CPU per record.
-        let sender = Sender {
-            agent_id: "agt-bench".into(),
-            region: "eu-de".into(),
-        };
+        let sender = Sender::local("agt-bench", "eu-de");
         let batches: Vec<Vec<StoredRecord>> = evs
             .chunks(5000)
             .map(|c| {

@@ -22,17 +22,28 @@ pub enum BodyError {
     Encoding(String),
     #[error("body is not valid zstd: {0}")]
     Zstd(String),
-    #[error("body decompresses to more than {MAX_INGEST_BODY} bytes")]
-    TooLarge,
+    #[error("body decompresses to more than {0} bytes (limits.ingest_body_bytes)")]
+    TooLarge(usize),
+    #[error("batch has more than {0} lines (limits.ingest_lines)")]
+    TooManyLines(usize),
 }
 
-/// Decompresses `body` per `encoding` (`zstd`, or none), refusing more than
-/// [`MAX_INGEST_BODY`] bytes of output: the one place the server decompresses input.
+/// [`decode_body_capped`] at [`MAX_INGEST_BODY`].
 pub fn decode_body(body: &[u8], encoding: Option<&str>) -> Result<Vec<u8>, BodyError> {
+    decode_body_capped(body, encoding, MAX_INGEST_BODY)
+}
+
+/// Decompresses `body` per `encoding` (`zstd`, or none), refusing more than `cap` bytes of
+/// output: the one place the server decompresses input.
+pub fn decode_body_capped(
+    body: &[u8],
+    encoding: Option<&str>,
+    cap: usize,
+) -> Result<Vec<u8>, BodyError> {
     match encoding.map(str::trim) {
         None | Some("") | Some("identity") => {
-            if body.len() > MAX_INGEST_BODY {
-                return Err(BodyError::TooLarge);
+            if body.len() > cap {
+                return Err(BodyError::TooLarge(cap));
             }
             Ok(body.to_vec())
         }
@@ -40,8 +51,8 @@ pub fn decode_body(body: &[u8], encoding: Option<&str>) -> Result<Vec<u8>, BodyE
             // Every frame records its size (the agent's bulk compression does): one
             // allocation of exactly that size, refused up front when over the cap.
             Some(size) => {
-                if size > MAX_INGEST_BODY {
-                    return Err(BodyError::TooLarge);
+                if size > cap {
+                    return Err(BodyError::TooLarge(cap));
                 }
                 zstd::bulk::decompress(body, size).map_err(|e| BodyError::Zstd(e.to_string()))
             }
@@ -50,11 +61,11 @@ pub fn decode_body(body: &[u8], encoding: Option<&str>) -> Result<Vec<u8>, BodyE
                 let dec = zstd::stream::read::Decoder::new(body)
                     .map_err(|e| BodyError::Zstd(e.to_string()))?;
                 let mut out = Vec::new();
-                dec.take(MAX_INGEST_BODY as u64 + 1)
+                dec.take(cap as u64 + 1)
                     .read_to_end(&mut out)
                     .map_err(|e| BodyError::Zstd(e.to_string()))?;
-                if out.len() > MAX_INGEST_BODY {
-                    return Err(BodyError::TooLarge);
+                if out.len() > cap {
+                    return Err(BodyError::TooLarge(cap));
                 }
                 Ok(out)
             }
@@ -85,7 +96,30 @@ fn recorded_size(mut body: &[u8]) -> Option<usize> {
 pub struct Sender {
     pub agent_id: String,
     pub region: String,
+    /// The host name recorded when the agent enrolled: every record's `device.hostname`
+    /// becomes it, a different name the record gives is kept as `device.claimed_hostname`.
+    /// `None` for the in-process pipeline of `rampart up`, whose records come from the
+    /// server's own host and keep their host name.
+    pub hostname: Option<String>,
+    /// When the agent enrolled, ns: the earliest event time accepted (0: none).
+    pub enrolled_ns: u64,
 }
+
+impl Sender {
+    /// A sender whose records keep their host name and any event time up to the future bound
+    /// (the in-process pipeline, benchmarks).
+    pub fn local(agent_id: &str, region: &str) -> Sender {
+        Sender {
+            agent_id: agent_id.to_string(),
+            region: region.to_string(),
+            hostname: None,
+            enrolled_ns: 0,
+        }
+    }
+}
+
+/// How far ahead of the server's clock an event time may be: later ones are clamped.
+pub const MAX_CLOCK_AHEAD_NS: u64 = 5 * 60 * 1_000_000_000;
 
 /// A parsed batch.
 #[derive(Debug, Default)]
@@ -94,38 +128,75 @@ pub struct ParsedBatch {
     pub rejected: Vec<RejectedLine>,
     /// Lines repeating an id seen earlier in the same batch.
     pub duplicates_in_batch: u64,
+    /// Records whose `device.hostname` named another host than the sender's enrolled one
+    /// (stored under the enrolled host, the claim in `device.claimed_hostname`).
+    pub identity_claims: u64,
+    /// The first few host names claimed (for the alert).
+    pub claimed_hosts: Vec<String>,
+    /// The id of the first record that claimed another host.
+    pub first_claim_id: Option<String>,
+    /// Records whose `time_ns` was outside [enrollment, now + 5 min] and was clamped (the
+    /// original in `claimed_time_ns`).
+    pub clock_clamped: u64,
+    /// Lines read (empty ones included).
+    pub lines: u64,
 }
+
+/// At most this many claimed host names are named in a batch's alert.
+const CLAIMED_HOSTS_KEPT: usize = 8;
 
 fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
-/// Parses a JSON-lines batch from `sender`: every record gets `device.region` set to the
-/// sender's region (a record cannot claim another jurisdiction), then `anonymiser` applied.
-/// Malformed lines are rejected individually; the rest are kept. Of lines repeating an id, the
-/// first is kept and the others counted in `duplicates_in_batch`.
+/// [`parse_batch_capped`] without a line limit (the in-process pipeline, whose batches the
+/// agent's own queue bounds).
 pub fn parse_batch(
     body: &[u8],
     sender: &Sender,
     anonymiser: Option<&Anonymiser>,
     now_ns: u64,
 ) -> ParsedBatch {
-    let fast = anonymiser.is_none().then(|| FastPath::new(sender, now_ns));
+    parse_batch_capped(body, sender, anonymiser, now_ns, usize::MAX).unwrap_or_default()
+}
+
+/// Parses a JSON-lines batch from `sender`: every record gets `device.region` set to the
+/// sender's region (a record cannot claim another jurisdiction) and, for an enrolled agent,
+/// `device.hostname` set to its enrolled host name (a record cannot speak for another host);
+/// `time_ns` is clamped into [enrollment, now + 5 min]; then `anonymiser` applied.
+/// Malformed lines are rejected individually; the rest are kept. Of lines repeating an id, the
+/// first is kept and the others counted in `duplicates_in_batch`.
+///
+/// Lines are read one at a time as they are parsed (nothing is kept per empty line); more
+/// than `max_lines` lines (a final newline does not start one) refuse the whole batch with
+/// [`BodyError::TooManyLines`].
+pub fn parse_batch_capped(
+    body: &[u8],
+    sender: &Sender,
+    anonymiser: Option<&Anonymiser>,
+    now_ns: u64,
+    max_lines: usize,
+) -> Result<ParsedBatch, BodyError> {
+    let ctx = Ctx::new(sender, now_ns);
+    let fast = anonymiser.is_none().then(|| FastPath::new(&ctx));
     let mut scratch = Scratch::default();
+    let mut out = ParsedBatch::default();
+    let body = body.strip_suffix(b"\n").unwrap_or(body);
     // A body that is UTF-8 as a whole (the normal case) is split with the standard library's
-    // memchr-based search and not validated again line by line.
-    let lines: Vec<(&[u8], Option<&str>)> = match std::str::from_utf8(body) {
-        Ok(text) => text.split('\n').map(|l| (l.as_bytes(), Some(l))).collect(),
-        Err(_) => body
-            .split(|b| *b == b'\n')
-            .map(|l| (l, std::str::from_utf8(l).ok()))
-            .collect(),
+    // memchr-based search and not validated again line by line. Lines are taken one at a time.
+    let lines: Box<dyn Iterator<Item = (&[u8], Option<&str>)>> = match std::str::from_utf8(body) {
+        Ok(text) => Box::new(text.split('\n').map(|l| (l.as_bytes(), Some(l)))),
+        Err(_) => Box::new(
+            body.split(|b| *b == b'\n')
+                .map(|l| (l, std::str::from_utf8(l).ok())),
+        ),
     };
-    let mut out = ParsedBatch {
-        rows: Vec::with_capacity(lines.len()),
-        ..ParsedBatch::default()
-    };
-    for (i, (line, text)) in lines.into_iter().enumerate() {
+    let mut count = 0usize;
+    for (i, (line, text)) in lines.enumerate() {
+        if i >= max_lines {
+            return Err(BodyError::TooManyLines(max_lines));
+        }
+        count = i + 1;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -135,13 +206,28 @@ pub fn parse_batch(
         };
         let row = match fast_row {
             Some(row) => Ok(row),
-            None => parse_line_tree(line, sender, anonymiser, now_ns),
+            None => parse_line_tree(line, &ctx, anonymiser),
         };
         match row {
-            Ok(row) => out.rows.push(row),
+            Ok((row, flags)) => {
+                if let Some(claimed) = flags.claimed_host {
+                    if out.first_claim_id.is_none() {
+                        out.first_claim_id = Some(row.id.clone());
+                    }
+                    out.identity_claims += 1;
+                    if out.claimed_hosts.len() < CLAIMED_HOSTS_KEPT
+                        && !out.claimed_hosts.contains(&claimed)
+                    {
+                        out.claimed_hosts.push(claimed);
+                    }
+                }
+                out.clock_clamped += u64::from(flags.clamped);
+                out.rows.push(row);
+            }
             Err(error) => out.rejected.push(RejectedLine { line: i + 1, error }),
         }
     }
+    out.lines = count as u64;
     // Duplicate ids: the rows' own strings as keys, none cloned.
     let mut seen = HashSet::with_capacity(out.rows.len());
     let first: Vec<bool> = out
@@ -154,8 +240,114 @@ pub fn parse_batch(
     out.rows
         .retain(|_| first_iter.next().copied().unwrap_or(true));
     out.duplicates_in_batch = first.iter().filter(|f| !**f).count() as u64;
-    out
+    Ok(out)
 }
+
+/// What the server changed in a record it stores.
+#[derive(Debug, Default)]
+struct Flags {
+    /// The host name the record gave, when it is not the sender's.
+    claimed_host: Option<String>,
+    /// `time_ns` was clamped.
+    clamped: bool,
+}
+
+/// What every record of a batch is checked against.
+struct Ctx<'s> {
+    sender: &'s Sender,
+    now_ns: u64,
+    /// Event times outside [min, max] are clamped.
+    min_time_ns: u64,
+    max_time_ns: u64,
+}
+
+impl<'s> Ctx<'s> {
+    fn new(sender: &'s Sender, now_ns: u64) -> Self {
+        let max_time_ns = now_ns.saturating_add(MAX_CLOCK_AHEAD_NS);
+        Ctx {
+            sender,
+            now_ns,
+            min_time_ns: sender.enrolled_ns.min(max_time_ns),
+            max_time_ns,
+        }
+    }
+
+    /// The event time stored, and whether it was clamped.
+    fn clamp(&self, time_ns: u64) -> (u64, bool) {
+        let t = time_ns.clamp(self.min_time_ns, self.max_time_ns);
+        (t, t != time_ns)
+    }
+
+    /// The host name stored for a record that names `claimed`, and the claim when it is
+    /// another host's (an empty name claims nothing).
+    fn host<'a>(&'a self, claimed: &'a str) -> (&'a str, bool) {
+        match &self.sender.hostname {
+            Some(h) => (h, !claimed.is_empty() && claimed != h),
+            None => (claimed, false),
+        }
+    }
+}
+
+/// The alert raised for a batch in which `sender` claimed other hosts' identity: stored under
+/// the sender's enrolled host, agent and region, its id derived from the first such record's
+/// (a retried batch raises it once).
+pub fn identity_claim_alert(
+    sender: &Sender,
+    parsed: &ParsedBatch,
+    now_ns: u64,
+) -> Option<StoredRecord> {
+    let first = parsed.first_claim_id.as_deref()?;
+    let host = sender.hostname.clone().unwrap_or_default();
+    let claimed = parsed.claimed_hosts.join(", ");
+    let output = format!(
+        "agent {} enrolled as host {host:?} sent {} record(s) claiming host(s) {claimed}; stored under {host:?}",
+        sender.agent_id, parsed.identity_claims
+    );
+    let alert = rampart_event::Alert {
+        id: rampart_event::EventId(format!("identity-claim-{first}")),
+        time_ns: now_ns,
+        rule: IDENTITY_CLAIM_RULE.into(),
+        description: "An enrolled agent sent records naming another host than the one it enrolled as: a compromised or misconfigured host trying to speak for another.".into(),
+        priority: rampart_event::Priority::Critical,
+        tags: vec!["server".into(), "identity".into()],
+        output,
+        output_fields: std::collections::BTreeMap::from([
+            ("agent.id".to_string(), sender.agent_id.clone()),
+            ("claimed.hostnames".to_string(), claimed),
+            ("claimed.records".to_string(), parsed.identity_claims.to_string()),
+        ]),
+        source: "server".into(),
+        device: std::sync::Arc::new(rampart_event::Device {
+            hostname: host.clone(),
+            region: Some(sender.region.clone()),
+        }),
+        container: None,
+        process: None,
+        events: Vec::new(),
+    };
+    let json = serde_json::to_string(&alert).ok()?;
+    Some(StoredRecord {
+        id: alert.id.0.clone(),
+        kind: RecordKind::Alert,
+        event_type: "alert".into(),
+        time_ns: now_ns,
+        day: day_of(now_ns),
+        host,
+        region: sender.region.clone(),
+        agent_id: sender.agent_id.clone(),
+        container_id: String::new(),
+        container_name: String::new(),
+        image: String::new(),
+        rule: IDENTITY_CLAIM_RULE.into(),
+        priority: alert.priority.as_str().into(),
+        severity: alert.priority.severity_id(),
+        ingested_ns: now_ns,
+        json,
+    })
+}
+
+/// The rule name of [`identity_claim_alert`].
+pub const IDENTITY_CLAIM_RULE: &str = "Agent claims another host's identity";
 
 /// Retention counts from the event's day, but never from a day in the future (a wrong clock
 /// must not make a record immortal).
@@ -296,27 +488,35 @@ struct ContainerCols<'a> {
 /// (repeated or escaped member names at the top or in `device`, a missing or mistyped id, type
 /// or time): the general path then decides, with its error messages, so both paths store the
 /// same thing.
-struct FastPath<'s> {
-    sender: &'s Sender,
-    now_ns: u64,
+struct FastPath<'c> {
+    ctx: &'c Ctx<'c>,
     /// The sender's region as a JSON string.
     region_json: String,
+    /// The sender's enrolled host name as a JSON string.
+    hostname_json: Option<String>,
     /// The `device` of a record without a device object.
     default_device: String,
 }
 
-impl<'s> FastPath<'s> {
-    fn new(sender: &'s Sender, now_ns: u64) -> Self {
+impl<'c> FastPath<'c> {
+    fn new(ctx: &'c Ctx<'c>) -> Self {
+        let sender = ctx.sender;
         FastPath {
-            sender,
-            now_ns,
+            ctx,
             region_json: Value::String(sender.region.clone()).to_string(),
-            default_device: serde_json::json!({"hostname": "", "region": sender.region})
-                .to_string(),
+            hostname_json: sender
+                .hostname
+                .as_ref()
+                .map(|h| Value::String(h.clone()).to_string()),
+            default_device: serde_json::json!({
+                "hostname": sender.hostname.as_deref().unwrap_or(""),
+                "region": sender.region,
+            })
+            .to_string(),
         }
     }
 
-    fn parse<'b>(&self, text: &'b str, scratch: &mut Scratch<'b>) -> Option<StoredRecord> {
+    fn parse<'b>(&self, text: &'b str, scratch: &mut Scratch<'b>) -> Option<(StoredRecord, Flags)> {
         let mut de = serde_json::Deserializer::from_str(text);
         Members(&mut scratch.top).deserialize(&mut de).ok()?;
         de.end().ok()?;
@@ -328,16 +528,21 @@ impl<'s> FastPath<'s> {
             return None;
         }
         let event_type = json_str(cols.event_type?)?;
-        let time_ns: u64 = serde_json::from_str(cols.time_ns?.get()).ok()?;
+        let claimed_time: u64 = serde_json::from_str(cols.time_ns?.get()).ok()?;
+        let (time_ns, clamped) = self.ctx.clamp(claimed_time);
         let device = cols.device.filter(|d| d.get().starts_with('{'));
-        let host = match device {
+        let (host, claim) = match device {
             Some(d) => {
                 Members(&mut scratch.device)
                     .deserialize(&mut serde_json::Deserializer::from_str(d.get()))
                     .ok()?;
-                str_or_empty(find(&scratch.device, "hostname"))
+                let claimed_raw = find(&scratch.device, "hostname");
+                let claimed = str_or_empty(claimed_raw);
+                let (host, other) = self.ctx.host(&claimed);
+                let host = host.to_string();
+                (host, other.then_some((claimed, claimed_raw)))
             }
-            None => String::new(),
+            None => (self.ctx.sender.hostname.clone().unwrap_or_default(), None),
         };
         let (container_id, container_name, image) = match cols.container {
             Some(c) if c.get().starts_with('{') => {
@@ -350,18 +555,25 @@ impl<'s> FastPath<'s> {
             }
             _ => (String::new(), String::new(), String::new()),
         };
-        let json = self.rewrite(text.len(), top, device.map(|_| &scratch.device[..]));
+        let claimed_raw = claim.as_ref().and_then(|(_, raw)| *raw);
+        let json = self.rewrite(
+            text.len(),
+            top,
+            device.map(|_| &scratch.device[..]),
+            clamped.then_some((time_ns, cols.time_ns?)),
+            claimed_raw,
+        );
         let kind = if event_type == "alert" {
             RecordKind::Alert
         } else {
             RecordKind::Event
         };
-        Some(StoredRecord {
+        let record = StoredRecord {
             kind,
-            day: retention_day(time_ns, self.now_ns),
+            day: retention_day(time_ns, self.ctx.now_ns),
             host,
-            region: self.sender.region.clone(),
-            agent_id: self.sender.agent_id.clone(),
+            region: self.ctx.sender.region.clone(),
+            agent_id: self.ctx.sender.agent_id.clone(),
             container_id,
             container_name,
             image,
@@ -371,70 +583,127 @@ impl<'s> FastPath<'s> {
                 .severity_id
                 .and_then(|s| serde_json::from_str::<u64>(s.get()).ok())
                 .map_or(0, |s| s.min(255) as u8),
-            ingested_ns: self.now_ns,
+            ingested_ns: self.ctx.now_ns,
             json,
             id: id.into_owned(),
             event_type,
             time_ns,
-        })
+        };
+        let flags = Flags {
+            claimed_host: claim.map(|(c, _)| c),
+            clamped,
+        };
+        Some((record, flags))
     }
 
-    /// The record's JSON with `device` rewritten: `device` the device object's members when it
-    /// is one, `None` when the record's `device` is absent or not an object.
+    /// The record's JSON with `device` rewritten (`device`: the device object's members when
+    /// it is one, `None` when the record's `device` is absent or not an object), `time_ns`
+    /// replaced and the original kept as `claimed_time_ns` when `clamped`, and the record's
+    /// host name kept as `device.claimed_hostname` when it claims another host.
     fn rewrite(
         &self,
         len: usize,
         top: &[(&str, &RawValue)],
         device: Option<&[(&str, &RawValue)]>,
+        clamped: Option<(u64, &RawValue)>,
+        claimed_host: Option<&RawValue>,
     ) -> String {
         let mut json = String::with_capacity(len + self.default_device.len() + 16);
-        write_replacing(&mut json, top, "device", |j| self.write_device(j, device));
+        let write_device = |j: &mut String| self.write_device(j, device, claimed_host);
+        match clamped {
+            None => write_replacing(&mut json, top, &[("device", &write_device)], &[]),
+            Some((time_ns, original)) => {
+                let time = |j: &mut String| j.push_str(&time_ns.to_string());
+                let claimed = |j: &mut String| j.push_str(original.get());
+                write_replacing(
+                    &mut json,
+                    top,
+                    &[("device", &write_device), ("time_ns", &time)],
+                    &[("claimed_time_ns", &claimed)],
+                );
+            }
+        }
         json
     }
 
-    fn write_device(&self, json: &mut String, device: Option<&[(&str, &RawValue)]>) {
-        match device {
-            Some(members) => {
-                write_replacing(json, members, "region", |j| j.push_str(&self.region_json));
+    fn write_device(
+        &self,
+        json: &mut String,
+        device: Option<&[(&str, &RawValue)]>,
+        claimed_host: Option<&RawValue>,
+    ) {
+        let region = |j: &mut String| j.push_str(&self.region_json);
+        match (device, &self.hostname_json) {
+            (Some(members), None) => write_replacing(json, members, &[("region", &region)], &[]),
+            (Some(members), Some(host)) => {
+                let hostname = |j: &mut String| j.push_str(host);
+                match claimed_host {
+                    None => write_replacing(
+                        json,
+                        members,
+                        &[("region", &region), ("hostname", &hostname)],
+                        &[],
+                    ),
+                    Some(raw) => {
+                        let claim = |j: &mut String| j.push_str(raw.get());
+                        write_replacing(
+                            json,
+                            members,
+                            &[("region", &region), ("hostname", &hostname)],
+                            &[("claimed_hostname", &claim)],
+                        )
+                    }
+                }
             }
-            None => json.push_str(&self.default_device),
+            (None, _) => json.push_str(&self.default_device),
         }
     }
 }
 
-/// Writes the object of `members` with the value of member `name` written by `value` (added
-/// at the end when the object has none). Borrowed member names have no escapes, so they are
-/// written as they came.
+/// A writer of one member's value.
+type WriteValue<'a> = &'a dyn Fn(&mut String);
+
+/// Writes the object of `members` with the values of the members named in `replace` written
+/// by their writers (added at the end when the object has no such member), then the members
+/// of `append`. Borrowed member names have no escapes, so they are written as they came.
 fn write_replacing(
     json: &mut String,
     members: &[(&str, &RawValue)],
-    name: &str,
-    value: impl Fn(&mut String),
+    replace: &[(&str, WriteValue<'_>)],
+    append: &[(&str, WriteValue<'_>)],
 ) {
     json.push('{');
-    let mut replaced = false;
-    for (i, (k, v)) in members.iter().enumerate() {
-        if i > 0 {
+    // One bit per entry of `replace` (at most a few) that was written.
+    let mut replaced = 0u32;
+    let mut first = true;
+    let mut member = |json: &mut String, k: &str| {
+        if !first {
             json.push(',');
         }
+        first = false;
         json.push('"');
         json.push_str(k);
         json.push_str("\":");
-        if *k == name {
-            value(json);
-            replaced = true;
-        } else {
-            json.push_str(v.get());
+    };
+    for (k, v) in members {
+        member(json, k);
+        match replace.iter().position(|(n, _)| n == k) {
+            Some(i) => {
+                (replace[i].1)(json);
+                replaced |= 1 << i;
+            }
+            None => json.push_str(v.get()),
         }
     }
-    if !replaced {
-        if !members.is_empty() {
-            json.push(',');
+    for (i, (k, w)) in replace.iter().enumerate() {
+        if replaced & (1 << i) == 0 {
+            member(json, k);
+            w(json);
         }
-        json.push('"');
-        json.push_str(name);
-        json.push_str("\":");
-        value(json);
+    }
+    for (k, w) in append {
+        member(json, k);
+        w(json);
     }
     json.push('}');
 }
@@ -442,10 +711,10 @@ fn write_replacing(
 /// The general path: the record as a JSON tree, anonymised when the region says so.
 fn parse_line_tree(
     line: &[u8],
-    sender: &Sender,
+    ctx: &Ctx<'_>,
     anonymiser: Option<&Anonymiser>,
-    now_ns: u64,
-) -> Result<StoredRecord, String> {
+) -> Result<(StoredRecord, Flags), String> {
+    let sender = ctx.sender;
     let mut v: Value = serde_json::from_slice(line).map_err(|e| format!("not JSON: {e}"))?;
     let obj = v.as_object_mut().ok_or("not a JSON object")?;
     let id = obj
@@ -464,19 +733,42 @@ fn parse_line_tree(
         .and_then(Value::as_str)
         .ok_or("no type")?
         .to_string();
-    let time_ns = obj
+    let claimed_time = obj
         .get("time_ns")
         .and_then(Value::as_u64)
         .ok_or("no time_ns")?;
-    // The sender's region, whatever the record says.
+    let (time_ns, clamped) = ctx.clamp(claimed_time);
+    if clamped {
+        obj.insert("time_ns".into(), time_ns.into());
+        obj.insert("claimed_time_ns".into(), claimed_time.into());
+    }
+    let mut flags = Flags {
+        claimed_host: None,
+        clamped,
+    };
+    // The sender's region (and enrolled host), whatever the record says.
     match obj.get_mut("device").and_then(Value::as_object_mut) {
         Some(d) => {
             d.insert("region".into(), Value::String(sender.region.clone()));
+            if let Some(h) = &sender.hostname {
+                let claimed = d.get("hostname").and_then(Value::as_str).unwrap_or("");
+                if ctx.host(claimed).1 {
+                    flags.claimed_host = Some(claimed.to_string());
+                    if let Some(old) = d.insert("hostname".into(), Value::String(h.clone())) {
+                        d.insert("claimed_hostname".into(), old);
+                    }
+                } else {
+                    d.insert("hostname".into(), Value::String(h.clone()));
+                }
+            }
         }
         None => {
             obj.insert(
                 "device".into(),
-                serde_json::json!({"hostname": "", "region": sender.region}),
+                serde_json::json!({
+                    "hostname": sender.hostname.as_deref().unwrap_or(""),
+                    "region": sender.region,
+                }),
             );
         }
     }
@@ -488,8 +780,8 @@ fn parse_line_tree(
     } else {
         RecordKind::Event
     };
-    let day = retention_day(time_ns, now_ns);
-    Ok(StoredRecord {
+    let day = retention_day(time_ns, ctx.now_ns);
+    let record = StoredRecord {
         kind,
         day,
         host: str_at(&v, "/device/hostname").to_string(),
@@ -504,12 +796,13 @@ fn parse_line_tree(
             .get("severity_id")
             .and_then(Value::as_u64)
             .map_or(0, |s| s.min(255) as u8),
-        ingested_ns: now_ns,
+        ingested_ns: ctx.now_ns,
         json: v.to_string(),
         id,
         event_type,
         time_ns,
-    })
+    };
+    Ok((record, flags))
 }
 
 #[cfg(test)]
@@ -517,11 +810,11 @@ mod tests {
     use super::*;
 
     fn sender() -> Sender {
-        Sender {
-            agent_id: "agt-1".into(),
-            region: "eu-de".into(),
-        }
+        Sender::local("agt-1", "eu-de")
     }
+
+    /// The server's clock in these tests.
+    const NOW: u64 = 1_800_000_000_000_000_000;
 
     #[test]
     fn good_lines_are_kept_bad_ones_rejected_with_line_numbers() {
@@ -530,7 +823,7 @@ not json\n\
 {\"metadata\":{\"uid\":\"a\"},\"type\":\"process.exec\",\"time_ns\":5}\n\
 \n\
 {\"type\":\"x\",\"time_ns\":1}\n";
-        let b = parse_batch(body, &sender(), None, 10);
+        let b = parse_batch(body, &sender(), None, NOW);
         assert_eq!(b.rows.len(), 1);
         assert_eq!(b.duplicates_in_batch, 1);
         assert_eq!(
@@ -548,7 +841,7 @@ not json\n\
         let mut body = b"{\"metadata\":{\"uid\":\"a\"},\"type\":\"t\",\"time_ns\":1}\n".to_vec();
         body.extend_from_slice(b"{\"metadata\":{\"uid\":\"\xff\"},\"type\":\"t\",\"time_ns\":1}\n");
         body.extend_from_slice(b"{\"metadata\":{\"uid\":\"b\"},\"type\":\"t\",\"time_ns\":1}");
-        let b = parse_batch(&body, &sender(), None, 10);
+        let b = parse_batch(&body, &sender(), None, NOW);
         assert_eq!(
             b.rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
             ["a", "b"]
@@ -562,13 +855,21 @@ not json\n\
     /// The fast path alone (`None`: it leaves the line to the tree path).
     fn fast_path(line: &str) -> Option<StoredRecord> {
         let s = sender();
-        FastPath::new(&s, 10).parse(line, &mut Scratch::default())
+        let ctx = Ctx::new(&s, NOW);
+        FastPath::new(&ctx)
+            .parse(line, &mut Scratch::default())
+            .map(|r| r.0)
+    }
+
+    fn tree_path(line: &str) -> Result<StoredRecord, String> {
+        let s = sender();
+        parse_line_tree(line.as_bytes(), &Ctx::new(&s, NOW), None).map(|r| r.0)
     }
 
     /// The columns and the stored JSON (as a value) of both paths, side by side.
     fn both(line: &str) -> (StoredRecord, StoredRecord) {
         let fast = fast_path(line).unwrap_or_else(|| panic!("the fast path takes {line}"));
-        let tree = parse_line_tree(line.as_bytes(), &sender(), None, 10).expect("valid record");
+        let tree = tree_path(line).expect("valid record");
         (fast, tree)
     }
 
@@ -599,7 +900,7 @@ not json\n\
             if l.contains("99999999999999999999999") {
                 // Not a u64: both paths refuse it.
                 assert!(fast_path(l).is_none());
-                assert!(parse_line_tree(l.as_bytes(), &sender(), None, 10).is_err());
+                assert!(tree_path(l).is_err());
                 continue;
             }
             let (mut fast, mut tree) = both(l);
@@ -701,8 +1002,8 @@ not json\n\
             &[7u8; 32],
         )
         .expect("anonymiser");
-        let fast = parse_batch(body.as_bytes(), &sender(), None, 10);
-        let tree = parse_batch(body.as_bytes(), &sender(), Some(&noop), 10);
+        let fast = parse_batch(body.as_bytes(), &sender(), None, NOW);
+        let tree = parse_batch(body.as_bytes(), &sender(), Some(&noop), NOW);
         assert!(fast.rejected.is_empty(), "{:?}", fast.rejected);
         assert_eq!(fast.rows.len(), cases.len() + 1);
         assert_eq!(fast.rows.len(), tree.rows.len());
@@ -726,7 +1027,7 @@ not json\n\
 {"metadata":{"uid":"a"},"type":"t","time_ns":1,"rule":"second"}
 {"metadata":{"uid":"\u0061"},"type":"t","time_ns":1,"rule":"third"}
 {"metadata":{"uid":"b"},"type":"t","time_ns":1}"#;
-        let b = parse_batch(body, &sender(), None, 10);
+        let b = parse_batch(body, &sender(), None, NOW);
         assert_eq!(
             b.rows
                 .iter()
@@ -743,13 +1044,19 @@ not json\n\
         // The frame says how large it is: refused before decompressing.
         let z = zstd::bulk::compress(&big, 1).unwrap_or_default();
         assert_eq!(recorded_size(&z), Some(MAX_INGEST_BODY + 10));
-        assert_eq!(decode_body(&z, Some("zstd")), Err(BodyError::TooLarge));
+        assert_eq!(
+            decode_body(&z, Some("zstd")),
+            Err(BodyError::TooLarge(MAX_INGEST_BODY))
+        );
         // It does not: refused once the output passes the cap.
         let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).expect("encoder");
         std::io::Write::write_all(&mut enc, &big).expect("writes");
         let z = enc.finish().expect("finishes");
         assert_eq!(recorded_size(&z), None);
-        assert_eq!(decode_body(&z, Some("zstd")), Err(BodyError::TooLarge));
+        assert_eq!(
+            decode_body(&z, Some("zstd")),
+            Err(BodyError::TooLarge(MAX_INGEST_BODY))
+        );
         assert!(matches!(
             decode_body(b"xx", Some("gzip")),
             Err(BodyError::Encoding(_))
