@@ -119,7 +119,7 @@ fn default_ingest_lines() -> usize {
     100_000
 }
 fn default_ingest_concurrent() -> usize {
-    4
+    2
 }
 fn default_request_body_bytes() -> usize {
     64 << 10
@@ -152,7 +152,9 @@ pub struct Limits {
     /// most `batch.max_records`, 5000 by default).
     #[serde(default = "default_ingest_lines")]
     pub ingest_lines: usize,
-    /// Ingest bodies read, decompressed and parsed at once (default 4); further batches wait.
+    /// Ingest bodies read, decompressed and parsed at once (default 2, the cores of a small
+    /// VPS); further batches wait. Each may take up to `ingest_body_bytes` twice (the body
+    /// and its decompressed form) while it is parsed.
     #[serde(default = "default_ingest_concurrent")]
     pub ingest_concurrent: usize,
     /// Largest body of every other request (default 64 KiB).

@@ -157,7 +157,7 @@ pub fn parse_batch(
     anonymiser: Option<&Anonymiser>,
     now_ns: u64,
 ) -> ParsedBatch {
-    parse_batch_capped(body, sender, anonymiser, now_ns, usize::MAX).unwrap_or_default()
+    parse_lines(body, sender, anonymiser, now_ns, usize::MAX, false).unwrap_or_default()
 }
 
 /// Parses a JSON-lines batch from `sender`: every record gets `device.region` set to the
@@ -177,7 +177,21 @@ pub fn parse_batch_capped(
     now_ns: u64,
     max_lines: usize,
 ) -> Result<ParsedBatch, BodyError> {
-    let ctx = Ctx::new(sender, now_ns);
+    parse_lines(body, sender, anonymiser, now_ns, max_lines, true)
+}
+
+/// `nesting_checked`: records nested deeper than the JSON tree allows are refused by both
+/// paths (without: the fast path stores them, as the in-process pipeline always did).
+fn parse_lines(
+    body: &[u8],
+    sender: &Sender,
+    anonymiser: Option<&Anonymiser>,
+    now_ns: u64,
+    max_lines: usize,
+    nesting_checked: bool,
+) -> Result<ParsedBatch, BodyError> {
+    let mut ctx = Ctx::new(sender, now_ns);
+    ctx.nesting_checked = nesting_checked;
     let fast = anonymiser.is_none().then(|| FastPath::new(&ctx));
     let mut scratch = Scratch::default();
     let mut out = ParsedBatch::default();
@@ -259,6 +273,8 @@ struct Ctx<'s> {
     /// Event times outside [min, max] are clamped.
     min_time_ns: u64,
     max_time_ns: u64,
+    /// Leave records nested deeper than [`FAST_PATH_MAX_DEPTH`] to the tree path.
+    nesting_checked: bool,
 }
 
 impl<'s> Ctx<'s> {
@@ -269,6 +285,7 @@ impl<'s> Ctx<'s> {
             now_ns,
             min_time_ns: sender.enrolled_ns.min(max_time_ns),
             max_time_ns,
+            nesting_checked: true,
         }
     }
 
@@ -517,6 +534,12 @@ impl<'c> FastPath<'c> {
     }
 
     fn parse<'b>(&self, text: &'b str, scratch: &mut Scratch<'b>) -> Option<(StoredRecord, Flags)> {
+        // Skipping a member's value (RawValue) has no nesting limit, the JSON tree has one
+        // (serde_json's 128): records nested deeper go to the tree path, which refuses them,
+        // so that no stored record is too deep for those who read it.
+        if self.ctx.nesting_checked && nested_deeper_than(text, FAST_PATH_MAX_DEPTH) {
+            return None;
+        }
         let mut de = serde_json::Deserializer::from_str(text);
         Members(&mut scratch.top).deserialize(&mut de).ok()?;
         de.end().ok()?;
@@ -658,6 +681,43 @@ impl<'c> FastPath<'c> {
             (None, _) => json.push_str(&self.default_device),
         }
     }
+}
+
+/// Records nested deeper than this are left to the tree path (which refuses more than 128).
+const FAST_PATH_MAX_DEPTH: usize = 100;
+
+/// True when `text` (JSON) nests arrays and objects deeper than `max`. Hand-written, because
+/// it runs on every record: a count of the opening brackets first (a vectorised pass; a
+/// record with fewer cannot nest deeper), the exact walk, outside strings, only when needed.
+fn nested_deeper_than(text: &str, max: usize) -> bool {
+    let b = text.as_bytes();
+    if b.iter().filter(|c| matches!(c, b'[' | b'{')).count() <= max {
+        return false;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &c in b {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// A writer of one member's value.
@@ -1103,6 +1163,216 @@ not json\n\
             decode_body(&trailing, Some("zstd")),
             Err(BodyError::Zstd(_))
         ));
+    }
+
+    fn enrolled() -> Sender {
+        Sender {
+            agent_id: "agt-1".into(),
+            region: "eu-de".into(),
+            hostname: Some("web-1".into()),
+            enrolled_ns: NOW - 1_000,
+        }
+    }
+
+    /// Both paths of one line for `sender`: (fast, tree), each with its flags.
+    fn both_for(
+        sender: &Sender,
+        line: &str,
+    ) -> (Option<(StoredRecord, Flags)>, (StoredRecord, Flags)) {
+        let ctx = Ctx::new(sender, NOW);
+        let fast = FastPath::new(&ctx).parse(line, &mut Scratch::default());
+        let tree = parse_line_tree(line.as_bytes(), &ctx, None).expect("valid record");
+        (fast, tree)
+    }
+
+    #[test]
+    fn records_are_stored_under_the_enrolled_host_with_the_claim_kept() {
+        let s = enrolled();
+        let far = NOW + 10 * 365 * 86_400_000_000_000;
+        let cases = [
+            // (line, claims another host, clamped)
+            (
+                format!(
+                    r#"{{"metadata":{{"uid":"a"}},"type":"inventory.host","time_ns":{far},"device":{{"hostname":"db-1","region":"x"}}}}"#
+                ),
+                true,
+                true,
+            ),
+            (
+                format!(
+                    r#"{{"metadata":{{"uid":"b"}},"type":"t","time_ns":{NOW},"device":{{"hostname":"web-1"}}}}"#
+                ),
+                false,
+                false,
+            ),
+            (
+                r#"{"metadata":{"uid":"c"},"type":"t","time_ns":1,"device":{"hostname":""}}"#
+                    .to_string(),
+                false,
+                true,
+            ),
+            (
+                format!(
+                    r#"{{"metadata":{{"uid":"d"}},"type":"t","time_ns":{NOW},"device":{{"hostname":"db\u002d1","os":"x"}}}}"#
+                ),
+                true,
+                false,
+            ),
+            (
+                format!(r#"{{"metadata":{{"uid":"e"}},"type":"t","time_ns":{NOW}}}"#),
+                false,
+                false,
+            ),
+            (
+                format!(
+                    r#"{{"metadata":{{"uid":"f"}},"type":"t","time_ns":{NOW},"device":"db-1"}}"#
+                ),
+                false,
+                false,
+            ),
+            (
+                format!(
+                    r#"{{"metadata":{{"uid":"g"}},"type":"t","time_ns":{NOW},"device":{{"hostname":5}}}}"#
+                ),
+                false,
+                false,
+            ),
+        ];
+        for (line, claims, clamped) in &cases {
+            let (fast, (tree, tree_flags)) = both_for(&s, line);
+            let (fast, fast_flags) = fast.unwrap_or_else(|| panic!("the fast path takes {line}"));
+            assert_eq!(fast_flags.claimed_host.is_some(), *claims, "{line}");
+            assert_eq!(tree_flags.claimed_host, fast_flags.claimed_host, "{line}");
+            assert_eq!(
+                (fast_flags.clamped, tree_flags.clamped),
+                (*clamped, *clamped),
+                "{line}"
+            );
+            let fj: Value = serde_json::from_str(&fast.json).expect("JSON");
+            let tj: Value = serde_json::from_str(&tree.json).expect("JSON");
+            assert_eq!(fj, tj, "{line}");
+            assert_eq!(fj["device"]["hostname"], "web-1", "{line}");
+            assert_eq!(fj["device"]["region"], "eu-de", "{line}");
+            assert_eq!(fast.host, "web-1");
+            let t = fj["time_ns"].as_u64().expect("time");
+            assert!(
+                t >= s.enrolled_ns && t <= NOW + MAX_CLOCK_AHEAD_NS,
+                "{line}"
+            );
+            assert_eq!(t, fast.time_ns);
+            if *claims {
+                assert_eq!(fj["device"]["claimed_hostname"], "db-1", "{line}");
+            } else {
+                assert!(fj["device"].get("claimed_hostname").is_none(), "{line}");
+            }
+            assert_eq!(fj.get("claimed_time_ns").is_some(), *clamped, "{line}");
+            let (mut f, mut t) = (fast, tree);
+            f.json.clear();
+            t.json.clear();
+            assert_eq!(f, t, "{line}");
+        }
+        let body: String = cases.iter().map(|(l, _, _)| format!("{l}\n")).collect();
+        let b = parse_batch_capped(body.as_bytes(), &s, None, NOW, 100).expect("parses");
+        assert_eq!((b.identity_claims, b.clock_clamped), (2, 2));
+        assert_eq!(b.claimed_hosts, ["db-1"]);
+        assert_eq!(b.first_claim_id.as_deref(), Some("a"));
+        let alert = identity_claim_alert(&s, &b, NOW).expect("an alert");
+        assert_eq!(
+            (alert.host.as_str(), alert.agent_id.as_str()),
+            ("web-1", "agt-1")
+        );
+        assert_eq!(alert.rule, IDENTITY_CLAIM_RULE);
+        assert!(alert.json.contains("db-1"), "{}", alert.json);
+    }
+
+    #[test]
+    fn line_count_is_capped_before_anything_is_kept_per_line() {
+        let s = enrolled();
+        // A final newline does not start a line: 3 lines.
+        assert!(parse_batch_capped(b"\n\n\n", &s, None, NOW, 3).is_ok());
+        assert_eq!(
+            parse_batch_capped(b"\n\n\n\n", &s, None, NOW, 3).map(|b| b.lines),
+            Err(BodyError::TooManyLines(3))
+        );
+        let b = parse_batch_capped(b"\n\n x\n", &s, None, NOW, 3).expect("3 lines");
+        assert_eq!((b.lines, b.rejected.len()), (3, 1));
+        // Not UTF-8 as a whole: the same count.
+        assert_eq!(
+            parse_batch_capped(b"\xff\n\n\n\n", &s, None, NOW, 3).map(|b| b.lines),
+            Err(BodyError::TooManyLines(3))
+        );
+        // Millions of empty lines: refused at the cap, nothing allocated per line.
+        let newlines = vec![b'\n'; 8 << 20];
+        assert_eq!(
+            parse_batch_capped(&newlines, &s, None, NOW, 100_000).map(|b| b.lines),
+            Err(BodyError::TooManyLines(100_000))
+        );
+    }
+
+    #[test]
+    fn records_nested_deeper_than_the_json_tree_allows_are_refused_by_both_paths() {
+        let s = enrolled();
+        let line = |depth: usize| {
+            format!(
+                r#"{{"metadata":{{"uid":"n{depth}"}},"type":"t","time_ns":{NOW},"d":{}{}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            )
+        };
+        let ok = parse_batch_capped(line(50).as_bytes(), &s, None, NOW, 10).expect("parses");
+        assert_eq!(ok.rows.len(), 1);
+        for depth in [200, 100_000] {
+            let b = parse_batch_capped(line(depth).as_bytes(), &s, None, NOW, 10).expect("parses");
+            assert!(b.rows.is_empty(), "depth {depth}");
+            assert!(
+                b.rejected[0].error.contains("recursion limit"),
+                "{:?}",
+                b.rejected
+            );
+        }
+        // Brackets inside strings do not count.
+        let in_string = format!(
+            r#"{{"metadata":{{"uid":"s"}},"type":"t","time_ns":{NOW},"d":"{}\"{}"}}"#,
+            "[".repeat(500),
+            "{".repeat(500)
+        );
+        assert!(!nested_deeper_than(&in_string, FAST_PATH_MAX_DEPTH));
+        assert!(nested_deeper_than(&line(101), FAST_PATH_MAX_DEPTH));
+        assert!(!nested_deeper_than(&line(98), FAST_PATH_MAX_DEPTH));
+    }
+
+    proptest::proptest! {
+        /// Generated records with any host name, time and extra members: the fast path stores
+        /// what the tree path stores, under the enrolled host, within the clock bounds.
+        #[test]
+        fn both_paths_agree_on_any_claimed_host_and_time(
+            host in proptest::option::of("[a-z0-9.\\-\"\\\\]{0,12}"),
+            time in proptest::num::u64::ANY,
+            extra in proptest::collection::vec(("[a-z]{1,6}", "[a-z0-9\"\\\\]{0,8}"), 0..4),
+        ) {
+            let s = enrolled();
+            let mut v = serde_json::json!({"metadata": {"uid": "p"}, "type": "t", "time_ns": time});
+            if let Some(h) = &host {
+                v["device"] = serde_json::json!({"hostname": h, "region": "zz"});
+            }
+            for (k, val) in &extra {
+                v[k.as_str()] = Value::String(val.clone());
+            }
+            let line = v.to_string();
+            let ctx = Ctx::new(&s, NOW);
+            let tree = parse_line_tree(line.as_bytes(), &ctx, None);
+            let fast = FastPath::new(&ctx).parse(&line, &mut Scratch::default());
+            let (tree, tree_flags) = tree.expect("valid");
+            proptest::prop_assert_eq!(&tree.host, "web-1");
+            proptest::prop_assert!(tree.time_ns >= s.enrolled_ns && tree.time_ns <= NOW + MAX_CLOCK_AHEAD_NS);
+            if let Some((fast, fast_flags)) = fast {
+                let fj: Value = serde_json::from_str(&fast.json).expect("JSON");
+                let tj: Value = serde_json::from_str(&tree.json).expect("JSON");
+                proptest::prop_assert_eq!(fj, tj);
+                proptest::prop_assert_eq!(fast_flags.claimed_host, tree_flags.claimed_host);
+                proptest::prop_assert_eq!(fast_flags.clamped, tree_flags.clamped);
+            }
+        }
     }
 
     fn small_frame() -> Vec<u8> {
