@@ -353,16 +353,13 @@ async fn an_alert_arrives_live_and_its_hostile_fields_stay_text() {
     );
     b.screenshot("alerts").await;
     // The fleet's own correlation alerts reach the live view too: failed logins from one
-    // address on three hosts.
-    ship(
-        &mut agent,
-        &[
-            failed_login("fl-1", "web-7", "203.0.113.9"),
-            failed_login("fl-2", "web-8", "203.0.113.9"),
-            failed_login("fl-3", "web-9", "203.0.113.9"),
-        ],
-    )
-    .await;
+    // address on three hosts, each shipped by its own host's agent (a record is stored under
+    // the host its agent enrolled as).
+    ship(&mut agent, &[failed_login("fl-1", "web-7", "203.0.113.9")]).await;
+    for (id, host) in [("fl-2", "web-8"), ("fl-3", "web-9")] {
+        let mut other = h.agent(host, "eu-de").await;
+        ship(&mut other, &[failed_login(id, host, "203.0.113.9")]).await;
+    }
     b.until(
         "the fleet's alert appears live",
         "return document.getElementById('alerts-table').textContent.includes('Fleet password guessing across hosts')",
