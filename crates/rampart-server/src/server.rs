@@ -110,6 +110,9 @@ pub(crate) struct App {
     pub(crate) timeouts: crate::config::Timeouts,
 }
 
+/// One number of [`AgentStats`].
+type StatOf = fn(&AgentStats) -> u64;
+
 /// What one agent sent, for `/metrics`.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct AgentStats {
@@ -437,7 +440,7 @@ impl App {
         );
         {
             let stats = self.agent_stats.lock().unwrap_or_else(|p| p.into_inner());
-            let per_agent: [(&str, &str, fn(&AgentStats) -> u64); 7] = [
+            let per_agent: [(&str, &str, StatOf); 7] = [
                 (
                     "rampart_server_agent_ingest_batches_total",
                     "Batches stored, per agent.",

@@ -96,7 +96,7 @@ fn snapshot(c: &TestContainer) -> Vec<String> {
             // itself is gone after purge: checked below).
             !l.starts_with("/var/log/")
                 && !matches!(
-                    l.as_str(),
+                    *l,
                     "/etc/passwd-" | "/etc/group-" | "/etc/shadow-" | "/etc/gshadow-"
                 )
                 && !l.starts_with("/var/lib/dpkg/")
