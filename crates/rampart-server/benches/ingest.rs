@@ -15,6 +15,9 @@
 //!   agent's CPU time (getrusage of its process) per second, and the lag from an event's
 //!   append to the agent's queue to its commit in the server's store (p50, p99, max).
 //!
+//! * `limits`: the full path with the server's default limits against the same with limits
+//!   that never bind (issue 16), alternating, three runs each.
+//!
 //! `cargo bench -p rampart-server --bench ingest`; `RAMPART_BENCH_EVENTS` (default 200,000)
 //! sets the count of the throughput runs, `RAMPART_BENCH_SECONDS` (default 10) the length of
 //! each fixed-rate run.
@@ -180,9 +183,22 @@ async fn server_and_enrollment(
     store: StoreConfig,
     layer: Option<rampart_server::StoreLayer>,
 ) -> (rampart_server::ServerHandle, String, PathBuf) {
+    server_with_limits(dir, store, layer, None).await
+}
+
+/// [`server_and_enrollment`] with `limits` instead of the defaults.
+async fn server_with_limits(
+    dir: &Path,
+    store: StoreConfig,
+    layer: Option<rampart_server::StoreLayer>,
+    limits: Option<rampart_server::config::Limits>,
+) -> (rampart_server::ServerHandle, String, PathBuf) {
     let mut cfg = ServerConfig::with_data_dir(dir.join("server"));
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.store = store;
+    if let Some(l) = limits {
+        cfg.limits = l;
+    }
     let server = match layer {
         Some(l) => rampart_server::start_with(cfg, l).await.unwrap(),
         None => rampart_server::start(cfg).await.unwrap(),
@@ -209,7 +225,18 @@ fn server_output(url: &str, tls: &Path) -> OutputConfig {
 
 /// Agent shipper -> mTLS -> server -> `store`, in this process; events/s and cores busy.
 async fn full(evs: &[Event], dir: &Path, store: StoreConfig, in_flight: usize) -> (f64, f64) {
-    let (server, url, tls) = server_and_enrollment(dir, store, None).await;
+    full_with_limits(evs, dir, store, in_flight, None).await
+}
+
+/// [`full`] with the server's `limits`.
+async fn full_with_limits(
+    evs: &[Event],
+    dir: &Path,
+    store: StoreConfig,
+    in_flight: usize,
+    limits: Option<rampart_server::config::Limits>,
+) -> (f64, f64) {
+    let (server, url, tls) = server_with_limits(dir, store, None, limits).await;
     let mut cfg = ship_config(&dir.join("agent"), vec![server_output(&url, &tls)]);
     cfg.batch.in_flight = in_flight;
     let shipper = rampart_ship::start(
@@ -606,6 +633,45 @@ fn main() {
             Some(normal_cores),
         );
         println!("load average after sqlite: {}", load_average());
+    }
+    if part("limits") {
+        // The full path (SQLite, 4 in flight) with the server's default limits (issue 16:
+        // 256 MiB of batches in parsing, 100,000 lines, 64 MiB) and with them loosened so that
+        // they never bind (64 GiB, no line cap): three runs of each, alternating.
+        let loose = rampart_server::config::Limits {
+            ingest_memory_bytes: 64 << 30,
+            ingest_lines: usize::MAX,
+            max_connections: 100_000,
+            ..rampart_server::config::Limits::default()
+        };
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        for i in 0..3 {
+            let d1 = d.join(format!("lim-{i}"));
+            let d2 = d.join(format!("loose-{i}"));
+            with.push(
+                rt.block_on(full_with_limits(&evs, &d1, sqlite("full"), 4, None))
+                    .0,
+            );
+            without.push(
+                rt.block_on(full_with_limits(
+                    &evs,
+                    &d2,
+                    sqlite("full"),
+                    4,
+                    Some(loose.clone()),
+                ))
+                .0,
+            );
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[v.len() / 2]
+        };
+        let (w, wo) = (median(&mut with), median(&mut without));
+        println!(
+            "limits    full path, 4 in flight, default limits: {w:.0} events/s, limits loosened: {wo:.0} events/s (median of 3 each: {:.3}x; runs {with:.0?} / {without:.0?})",
+            w / wo
+        );
     }
     if part("clickhouse") {
         match support::ClickHouse::start() {

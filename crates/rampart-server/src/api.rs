@@ -45,7 +45,7 @@ use tokio::sync::watch;
 
 use crate::ca::AgentIdentity;
 use crate::control::{now_ns, AgentRecord, Role};
-use crate::ingest::{decode_body_capped, parse_batch_capped, BodyError};
+use crate::ingest::{decode_body_capped, decoded_size_hint, parse_batch_capped, BodyError};
 use crate::sequence::BatchPlace;
 use crate::server::{peer_identity, AgentStats, App};
 use crate::store::{Query, RecordKind, StoredRecord};
@@ -393,11 +393,22 @@ async fn ingest(
     let unsent = headers
         .get(BATCH_UNSENT_HEADER)
         .is_some_and(|v| v.as_bytes() == b"1");
-    // Bodies read, decompressed and parsed at once are bounded; the rest wait here.
-    let slot = app
-        .ingest_slots
+    // The memory of batches being read, decompressed and parsed is bounded: a batch first
+    // weighs its body (as announced), then what it decompresses to (below); others wait.
+    let kib = |bytes: usize| {
+        u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, app.ingest_memory_kib)
+    };
+    let announced = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(cap);
+    let mut weight = app
+        .ingest_memory
         .clone()
-        .acquire_owned()
+        .acquire_many_owned(kib(announced))
         .await
         .map_err(|e| err(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let body = match tokio::time::timeout(
@@ -432,6 +443,30 @@ async fn ingest(
             ));
         }
     };
+    // Then the decompressed text and the records parsed from it. Waiting for that while
+    // holding the body's weight is bounded by body_timeout (503: the agent retries), so two
+    // batches cannot wait for each other for ever.
+    let more = kib(2 * decoded_size_hint(&body, encoding.as_deref(), cap))
+        .min(
+            app.ingest_memory_kib
+                .saturating_sub(weight.num_permits() as u32),
+        )
+        .max(1);
+    match tokio::time::timeout(
+        app.timeouts.body,
+        app.ingest_memory.clone().acquire_many_owned(more),
+    )
+    .await
+    {
+        Ok(Ok(p)) => weight.merge(p),
+        _ => {
+            app.counters.ingest_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ingest is at limits.ingest_memory_bytes; retry",
+            ));
+        }
+    }
     let app2 = app.clone();
     let s2 = sender.clone();
     let max_lines = limits.ingest_lines;
@@ -444,7 +479,7 @@ async fn ingest(
     })
     .await
     .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    drop(slot);
+    drop(weight);
     let (parsed, bytes) = match parsed {
         Ok(p) => p,
         Err(e @ (BodyError::TooLarge(_) | BodyError::TooManyLines(_))) => {

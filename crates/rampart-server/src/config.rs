@@ -118,8 +118,8 @@ fn default_ingest_body_bytes() -> usize {
 fn default_ingest_lines() -> usize {
     100_000
 }
-fn default_ingest_concurrent() -> usize {
-    2
+fn default_ingest_memory_bytes() -> usize {
+    256 << 20
 }
 fn default_request_body_bytes() -> usize {
     64 << 10
@@ -152,11 +152,14 @@ pub struct Limits {
     /// most `batch.max_records`, 5000 by default).
     #[serde(default = "default_ingest_lines")]
     pub ingest_lines: usize,
-    /// Ingest bodies read, decompressed and parsed at once (default 2, the cores of a small
-    /// VPS); further batches wait. Each may take up to `ingest_body_bytes` twice (the body
-    /// and its decompressed form) while it is parsed.
-    #[serde(default = "default_ingest_concurrent")]
-    pub ingest_concurrent: usize,
+    /// Memory that ingest batches being read, decompressed and parsed may hold at once
+    /// (default 256 MiB). A batch is weighed before its body is read (its `content-length`)
+    /// and again once its decompressed size is known (twice that size: the text and the
+    /// records parsed from it); a batch that cannot get its weight within `body_timeout` is
+    /// answered 503 and retried by the agent. Ordinary batches (about 4 MiB of JSON) weigh
+    /// little, so many are parsed at once; decompression bombs weigh 128 MiB each.
+    #[serde(default = "default_ingest_memory_bytes")]
+    pub ingest_memory_bytes: usize,
     /// Largest body of every other request (default 64 KiB).
     #[serde(default = "default_request_body_bytes")]
     pub request_body_bytes: usize,
@@ -180,7 +183,7 @@ impl Default for Limits {
             max_connections: default_max_connections(),
             ingest_body_bytes: default_ingest_body_bytes(),
             ingest_lines: default_ingest_lines(),
-            ingest_concurrent: default_ingest_concurrent(),
+            ingest_memory_bytes: default_ingest_memory_bytes(),
             request_body_bytes: default_request_body_bytes(),
             handshake_timeout: default_handshake_timeout(),
             header_timeout: default_header_timeout(),
@@ -220,7 +223,7 @@ impl Limits {
             ("max_connections", self.max_connections),
             ("ingest_body_bytes", self.ingest_body_bytes),
             ("ingest_lines", self.ingest_lines),
-            ("ingest_concurrent", self.ingest_concurrent),
+            ("ingest_memory_bytes", self.ingest_memory_bytes),
             ("request_body_bytes", self.request_body_bytes),
         ] {
             if v == 0 {

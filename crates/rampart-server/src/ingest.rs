@@ -74,6 +74,16 @@ pub fn decode_body_capped(
     }
 }
 
+/// The size `body` decompresses to per `encoding`, as far as known before decompressing:
+/// exact without encoding and for zstd frames that record their size, else `cap`.
+pub fn decoded_size_hint(body: &[u8], encoding: Option<&str>, cap: usize) -> usize {
+    match encoding.map(str::trim) {
+        None | Some("") | Some("identity") => body.len(),
+        Some("zstd") => recorded_size(body).unwrap_or(cap).min(cap),
+        Some(_) => 0,
+    }
+}
+
 /// The decompressed size of `body` when it is one or more whole zstd frames that all record
 /// their content size (zstd refuses a frame whose content differs from what it records).
 fn recorded_size(mut body: &[u8]) -> Option<usize> {

@@ -103,8 +103,11 @@ pub(crate) struct App {
     enrollments: Mutex<HashMap<String, (String, u64)>>,
     /// Ingest accounting per agent, exported at `/metrics`.
     pub(crate) agent_stats: Mutex<BTreeMap<String, AgentStats>>,
-    /// Ingest bodies being read, decompressed and parsed (`limits.ingest_concurrent`).
-    pub(crate) ingest_slots: Arc<tokio::sync::Semaphore>,
+    /// KiB that ingest batches being read, decompressed and parsed may hold
+    /// (`limits.ingest_memory_bytes`).
+    pub(crate) ingest_memory: Arc<tokio::sync::Semaphore>,
+    /// Its size, KiB.
+    pub(crate) ingest_memory_kib: u32,
     /// Open connections (`limits.max_connections`).
     pub(crate) connections: Arc<tokio::sync::Semaphore>,
     pub(crate) timeouts: crate::config::Timeouts,
@@ -972,7 +975,10 @@ pub async fn start_extras(
     })?;
     let retention_every = cfg.retention_interval().map_err(ServerError::Invalid)?;
     let timeouts = cfg.limits.timeouts().map_err(ServerError::Invalid)?;
-    let ingest_slots = Arc::new(tokio::sync::Semaphore::new(cfg.limits.ingest_concurrent));
+    let ingest_memory_kib = u32::try_from(cfg.limits.ingest_memory_bytes.div_ceil(1024))
+        .unwrap_or(u32::MAX)
+        .min(tokio::sync::Semaphore::MAX_PERMITS as u32);
+    let ingest_memory = Arc::new(tokio::sync::Semaphore::new(ingest_memory_kib as usize));
     let connections = Arc::new(tokio::sync::Semaphore::new(cfg.limits.max_connections));
     let app = Arc::new(App {
         cfg,
@@ -990,7 +996,8 @@ pub async fn start_extras(
         sequencer: Sequencer::new(BATCH_ORDER_WAIT, BATCH_ORDER_FIRST_WAIT),
         enrollments: Mutex::new(HashMap::new()),
         agent_stats: Mutex::new(BTreeMap::new()),
-        ingest_slots,
+        ingest_memory,
+        ingest_memory_kib,
         connections,
         timeouts,
     });

@@ -24,8 +24,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls::ClientConfig;
 
 /// Peak RSS the server may reach under everything these tests send (it idles at about 30 MiB;
-/// before the fix one 2 KB zstd body took it to 2.1 GiB). Two ingest bodies are decompressed
-/// at once (`limits.ingest_concurrent`), each at most 64 MiB.
+/// before the fix one 2 KB zstd body took it to 2.1 GiB). Batches being parsed hold at most
+/// `limits.ingest_memory_bytes` (256 MiB) by their weights; a 64 MiB bomb weighs 128 MiB.
 const RSS_BOUND_KIB: u64 = 256 * 1024;
 
 const MIB: usize = 1 << 20;
