@@ -22,6 +22,16 @@
 //!   incident_window: 1h
 //!   country_learning: 24h
 //!   deadline_check_interval: 1m
+//! limits:                       # what one client may make the server hold or wait for
+//!   max_connections: 512
+//!   ingest_body_bytes: 67108864 # compressed and decompressed
+//!   ingest_lines: 100000
+//!   ingest_memory_bytes: 268435456
+//!   request_body_bytes: 65536   # every route but ingest
+//!   handshake_timeout: 10s
+//!   header_timeout: 10s
+//!   idle_timeout: 60s
+//!   body_timeout: 60s
 //! ```
 
 use std::collections::BTreeMap;
