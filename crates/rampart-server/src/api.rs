@@ -23,6 +23,12 @@
 //! name), `rule`, `type`, `region`, `agent`, `since`, `until` (RFC 3339, Unix nanoseconds, or a
 //! duration such as `15m` meaning that long ago), `limit` (default 100, at most 10 000).
 //! API tokens go in `Authorization: Bearer <token>`.
+//!
+//! Limits (`limits:` of the configuration, see `crate::config::Limits`): connections are
+//! capped and timed out (handshake, headers, idle); ingest checks the agent certificate before
+//! reading its body, caps the body compressed and decompressed and the batch's lines, and
+//! weighs batches against a memory budget; every other route reads at most
+//! `request_body_bytes` (their JSON is read before the bearer token is checked, within that).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

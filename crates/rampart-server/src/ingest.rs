@@ -1,5 +1,12 @@
-//! Turning an ingest batch into stored records: size-capped decompression, per-line parsing,
-//! the agent's region stamped on every record, the region's anonymisation, the columns.
+//! Turning an ingest batch into stored records: size-capped decompression, lines parsed one
+//! at a time up to a line cap, the agent's enrolled host name and region stamped on every
+//! record (a claim of another host kept as `device.claimed_hostname`), event times clamped
+//! into [enrollment, now + 5 min] (the original kept as `claimed_time_ns`), the region's
+//! anonymisation, the columns.
+//!
+//! Invariants: every stored record of an enrolled agent has that agent's host name, agent id
+//! and region; the fast path (no tree) and the tree path store the same record or refuse the
+//! same line (tests `fast_path_*`, `both_paths_agree_on_any_claimed_host_and_time`).
 
 use std::borrow::Cow;
 use std::collections::HashSet;
