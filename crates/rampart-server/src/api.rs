@@ -27,8 +27,8 @@
 //! Limits (`limits:` of the configuration, see `crate::config::Limits`): connections are
 //! capped and timed out (handshake, headers, idle); ingest checks the agent certificate before
 //! reading its body, caps the body compressed and decompressed and the batch's lines, and
-//! weighs batches against a memory budget; every other route reads at most
-//! `request_body_bytes` (their JSON is read before the bearer token is checked, within that).
+//! weighs batches against a memory budget; the admin routes with a body check the token
+//! before reading it; every other route reads at most `request_body_bytes`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -273,7 +273,16 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 fn router(app: Arc<App>) -> Router {
+    // Admin routes with a JSON body: the token is checked before the body is read.
+    let admin_json = Router::new()
+        .route("/api/v1/enroll-tokens", post(enroll_token))
+        .route("/api/v1/tokens", post(api_token))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            admin_first,
+        ));
     Router::new()
+        .merge(admin_json)
         .route("/api/v1/ingest", post(ingest))
         .route("/api/v1/enroll", post(enroll))
         .route("/api/v1/ca", get(ca_cert))
@@ -283,8 +292,6 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/v1/count", get(count))
         .route("/api/v1/agents", get(agents))
         .route("/api/v1/agents/{id}/revoke", post(revoke))
-        .route("/api/v1/enroll-tokens", post(enroll_token))
-        .route("/api/v1/tokens", post(api_token))
         .route("/api/v1/retention", get(retention_log))
         .route("/api/v1/retention/run", post(retention_run))
         .route("/api/v1/vulndb/manifest", get(vulndb_manifest))
@@ -292,6 +299,26 @@ fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(app)
+}
+
+/// Refuses a request without an admin token before its body is read (the handler, whose
+/// extractors read the body, runs only after).
+async fn admin_first(
+    State(app): State<Arc<App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let checked = {
+        let app = app.clone();
+        let headers = req.headers().clone();
+        tokio::task::spawn_blocking(move || authorize(&app, &headers, Role::Admin).map(|_| ()))
+            .await
+    };
+    match checked {
+        Ok(Ok(())) => next.run(req).await,
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }
 
 /// Checks the bearer token and that its role is at least `min`.
