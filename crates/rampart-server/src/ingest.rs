@@ -152,6 +152,9 @@ pub struct ParsedBatch {
     pub claimed_hosts: Vec<String>,
     /// The id of the first record that claimed another host.
     pub first_claim_id: Option<String>,
+    /// The host column of that record: the enrolled name, or its pseudonym in a region that
+    /// pseudonymises host names.
+    pub claimant_host: Option<String>,
     /// Records whose `time_ns` was outside [enrollment, now + 5 min] and was clamped (the
     /// original in `claimed_time_ns`).
     pub clock_clamped: u64,
@@ -244,6 +247,7 @@ fn parse_lines(
                 if let Some(claimed) = flags.claimed_host {
                     if out.first_claim_id.is_none() {
                         out.first_claim_id = Some(row.id.clone());
+                        out.claimant_host = Some(row.host.clone());
                     }
                     out.identity_claims += 1;
                     if out.claimed_hosts.len() < CLAIMED_HOSTS_KEPT
@@ -331,7 +335,11 @@ pub fn identity_claim_alert(
     now_ns: u64,
 ) -> Option<StoredRecord> {
     let first = parsed.first_claim_id.as_deref()?;
-    let host = sender.hostname.clone().unwrap_or_default();
+    let host = parsed
+        .claimant_host
+        .clone()
+        .or_else(|| sender.hostname.clone())
+        .unwrap_or_default();
     let claimed = parsed.claimed_hosts.join(", ");
     let output = format!(
         "agent {} enrolled as host {host:?} sent {} record(s) claiming host(s) {claimed}; stored under {host:?}",
@@ -864,6 +872,17 @@ fn parse_line_tree(
     }
     if let Some(a) = anonymiser {
         a.apply(&mut v);
+        // A region that pseudonymises host names gets the claimed name pseudonymised too
+        // (the anonymiser only knows `device.hostname`).
+        if let (Some(claimed), Some(enrolled)) = (&flags.claimed_host, &sender.hostname) {
+            if let Some(d) = v.get_mut("device").and_then(Value::as_object_mut) {
+                if d.get("hostname").and_then(Value::as_str) != Some(enrolled.as_str()) {
+                    let pseudonym = a.host_pseudonym(claimed);
+                    d.insert("claimed_hostname".into(), Value::String(pseudonym.clone()));
+                    flags.claimed_host = Some(pseudonym);
+                }
+            }
+        }
     }
     let kind = if event_type == "alert" {
         RecordKind::Alert
@@ -1313,6 +1332,37 @@ not json\n\
         );
         assert_eq!(alert.rule, IDENTITY_CLAIM_RULE);
         assert!(alert.json.contains("db-1"), "{}", alert.json);
+    }
+
+    #[test]
+    fn a_region_that_pseudonymises_hosts_pseudonymises_the_claim_and_the_alert_too() {
+        let s = enrolled();
+        let a = Anonymiser::new(
+            serde_json::from_str(r#"{"hostnames": true}"#).expect("policy"),
+            &[7u8; 32],
+        )
+        .expect("anonymiser");
+        let line = format!(
+            r#"{{"metadata":{{"uid":"a"}},"type":"t","time_ns":{NOW},"device":{{"hostname":"db-1"}}}}"#
+        );
+        let b = parse_batch_capped(line.as_bytes(), &s, Some(&a), NOW, 10).expect("parses");
+        let r = &b.rows[0];
+        let v: Value = serde_json::from_str(&r.json).expect("JSON");
+        assert_eq!(r.host, a.host_pseudonym("web-1"));
+        assert_eq!(v["device"]["hostname"], a.host_pseudonym("web-1"));
+        assert_eq!(v["device"]["claimed_hostname"], a.host_pseudonym("db-1"));
+        assert!(
+            !r.json.contains("db-1") && !r.json.contains("web-1"),
+            "{}",
+            r.json
+        );
+        let alert = identity_claim_alert(&s, &b, NOW).expect("an alert");
+        assert_eq!(alert.host, a.host_pseudonym("web-1"));
+        assert!(
+            !alert.json.contains("db-1") && !alert.json.contains("\"web-1\""),
+            "{}",
+            alert.json
+        );
     }
 
     #[test]
