@@ -130,25 +130,38 @@ async fn login(
     Extension(conn): Extension<ConnInfo>,
     Json(req): Json<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let keys = vec![
-        format!("ip:{}", conn.remote.ip()),
-        format!("user:{}", req.username),
-    ];
-    if let Some(wait) = st.console.limiter.blocked(&keys) {
-        tracing::warn!(remote = %conn.remote, user = %req.username, "dashboard login refused: too many failures");
+    let source = auth::source_of(conn.remote.ip());
+    // Counted before the password is checked: parallel guesses cannot all pass.
+    if let Err(wait) = st.console.limiter.begin(&req.username, &source) {
+        tracing::warn!(remote = %conn.remote, user = %req.username, "dashboard login refused: too many failures from this source");
+        let secs = wait.as_secs() + 1;
         let mut r = err(
             StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "too many failed logins; try again in {} s",
-                wait.as_secs() + 1
-            ),
+            format!("too many failed logins from this address; try again in {secs} s"),
         )
         .into_response();
-        if let Ok(v) = HeaderValue::from_str(&(wait.as_secs() + 1).to_string()) {
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
             r.headers_mut().insert("retry-after", v);
         }
         return Ok(r);
     }
+    // A small fixed pool of password checks (19 MiB each); a few logins may wait for one.
+    let Some(_queued) = st.console.password_queue() else {
+        let mut r = err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many logins at once; try again",
+        )
+        .into_response();
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
+        return Ok(r);
+    };
+    let _check = st
+        .console
+        .password_checks
+        .acquire()
+        .await
+        .map_err(|e| err(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let ctx = st.ctx.clone();
     let username = req.username.clone();
     let checked = tokio::task::spawn_blocking(move || {
@@ -165,11 +178,10 @@ async fn login(
     .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let Some((token, role)) = checked else {
-        st.console.limiter.failed(&keys);
         tracing::warn!(remote = %conn.remote, user = %req.username, "dashboard login failed");
         return Err(err(StatusCode::UNAUTHORIZED, "wrong user name or password"));
     };
-    st.console.limiter.succeeded(&keys);
+    st.console.limiter.succeeded(&req.username, &source);
     tracing::info!(remote = %conn.remote, user = %req.username, "dashboard login");
     let mut r = Json(json!({ "username": req.username, "role": role.as_str() })).into_response();
     if let Ok(v) = HeaderValue::from_str(&auth::set_cookie(&token)) {

@@ -1,4 +1,4 @@
-//! Logins, sessions and the failed-login limiter.
+//! Logins, sessions, the failed-login limiter and the password-check pool.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,57 +15,122 @@ use crate::api::{err, ApiError};
 pub(crate) const COOKIE: &str = "__Host-rampart_session";
 /// How long a session lasts (absolute, not sliding).
 pub(crate) const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
-/// Failed logins allowed per user name within [`WINDOW`]...
-const MAX_FAILURES_USER: u32 = 5;
-/// ... and per client address (higher: several people may share one address).
-const MAX_FAILURES_ADDRESS: u32 = 20;
+/// Failed logins of one user name from one source before each further attempt waits...
+const FREE_FAILURES: u32 = 5;
+/// ... 1 s after the [`FREE_FAILURES`]th failure, doubling with each one, up to this.
+const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
+/// Failed logins allowed per source (any user names) within [`WINDOW`]: one address sprays
+/// no more guesses than this across names.
+const MAX_FAILURES_SOURCE: u32 = 30;
 const WINDOW: Duration = Duration::from_secs(300);
+/// A (user, source) pair heard nothing from this long starts over.
+const FORGET: Duration = Duration::from_secs(3600);
 /// Entries kept before old ones are pruned.
 const MAX_TRACKED: usize = 10_000;
+/// Password checks (Argon2id, 19 MiB and ~50 ms of one core each) that run at once...
+pub(crate) const PASSWORD_CHECKS: usize = 2;
+/// ... and that may wait for one; more logins are answered 503 at once.
+pub(crate) const PASSWORD_CHECKS_QUEUED: usize = 16;
 
-/// Counts failed logins per key (`ip:...`, `user:...`) within a window.
+/// Where a login comes from, as the limits count it: the IPv4 address, or the /64 of an IPv6
+/// address (a host is routinely given a whole /64, so per-address limits would mean nothing).
+pub(crate) fn source_of(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+#[derive(Debug)]
+struct Pair {
+    /// Failed attempts in a row (an attempt counts as failed until its password checked).
+    failures: u32,
+    /// The next attempt may not start before this.
+    next: Instant,
+    last: Instant,
+}
+
+#[derive(Debug, Default)]
+struct LimiterState {
+    /// Per (user name, source).
+    pairs: HashMap<(String, String), Pair>,
+    /// Per source: failures in the window, and when the window began.
+    sources: HashMap<String, (u32, Instant)>,
+}
+
+/// Failed-login limits: a progressive delay per (user name, source), and a cap per source.
+/// There is no lock of a user name for everyone: guesses from one source never keep the user
+/// out from another. An attempt is counted before its password is checked (and uncounted if
+/// it was right), so parallel guesses cannot all pass the check.
 #[derive(Debug, Default)]
 pub(crate) struct Limiter {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    state: Mutex<LimiterState>,
+}
+
+/// Delay before the attempt after `failures` failures in a row.
+fn delay(failures: u32) -> Duration {
+    if failures < FREE_FAILURES {
+        return Duration::ZERO;
+    }
+    let exp = (failures - FREE_FAILURES).min(20);
+    Duration::from_secs(1u64 << exp).min(MAX_DELAY)
 }
 
 impl Limiter {
-    /// How long until `keys` may try again, when one of them is over the limit.
-    pub fn blocked(&self, keys: &[String]) -> Option<Duration> {
-        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        keys.iter()
-            .filter_map(|k| map.get(k).map(|v| (k, v)))
-            .filter(|(k, (n, since))| {
-                let max = if k.starts_with("user:") {
-                    MAX_FAILURES_USER
-                } else {
-                    MAX_FAILURES_ADDRESS
-                };
-                *n >= max && since.elapsed() < WINDOW
-            })
-            .map(|(_, v)| v)
-            .map(|(_, since)| WINDOW.saturating_sub(since.elapsed()))
-            .max()
-    }
-
-    pub fn failed(&self, keys: &[String]) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > MAX_TRACKED {
-            map.retain(|_, (_, since)| since.elapsed() < WINDOW);
+    /// Counts an attempt of `user` from `source` as failed, or says how long to wait when it
+    /// may not be made now.
+    pub fn begin(&self, user: &str, source: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.pairs.len() + st.sources.len() > MAX_TRACKED {
+            st.pairs
+                .retain(|_, p| now.duration_since(p.last) < FORGET || p.next > now);
+            st.sources
+                .retain(|_, (_, since)| now.duration_since(*since) < WINDOW);
         }
-        for k in keys {
-            let e = map.entry(k.clone()).or_insert((0, Instant::now()));
-            if e.1.elapsed() >= WINDOW {
-                *e = (0, Instant::now());
+        let src = st.sources.entry(source.to_string()).or_insert((0, now));
+        if now.duration_since(src.1) >= WINDOW {
+            *src = (0, now);
+        }
+        if src.0 >= MAX_FAILURES_SOURCE {
+            return Err(WINDOW.saturating_sub(now.duration_since(src.1)));
+        }
+        let key = (user.to_string(), source.to_string());
+        if let Some(p) = st.pairs.get(&key) {
+            if p.next > now {
+                return Err(p.next - now);
             }
-            e.0 += 1;
         }
+        if let Some(src) = st.sources.get_mut(source) {
+            src.0 += 1;
+        }
+        let p = st.pairs.entry(key).or_insert(Pair {
+            failures: 0,
+            next: now,
+            last: now,
+        });
+        if now.duration_since(p.last) >= FORGET {
+            p.failures = 0;
+        }
+        p.failures += 1;
+        p.last = now;
+        p.next = now + delay(p.failures);
+        Ok(())
     }
 
-    pub fn succeeded(&self, keys: &[String]) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        for k in keys {
-            map.remove(k);
+    /// The attempt [`begin`](Self::begin) counted had the right password: the pair starts
+    /// over and the source's count loses it.
+    pub fn succeeded(&self, user: &str, source: &str) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.pairs.remove(&(user.to_string(), source.to_string()));
+        if let Some(src) = st.sources.get_mut(source) {
+            src.0 = src.0.saturating_sub(1);
         }
     }
 }
@@ -129,34 +194,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn limiter_blocks_a_user_after_5_failures_an_address_after_20() {
+    fn limiter_delays_a_user_per_source_and_caps_a_source() {
         let l = Limiter::default();
-        let keys = vec!["ip:1".to_string(), "user:ann".to_string()];
         for _ in 0..4 {
-            l.failed(&keys);
+            assert_eq!(l.begin("ann", "10.0.0.1"), Ok(()));
         }
-        assert_eq!(l.blocked(&keys), None);
-        l.failed(&keys);
-        assert!(l.blocked(&keys).is_some());
+        // The fifth failure in a row: the next attempt waits (the attempt itself still ran).
+        assert_eq!(l.begin("ann", "10.0.0.1"), Ok(()));
+        let wait = l.begin("ann", "10.0.0.1").expect_err("delayed");
         assert!(
-            l.blocked(&["user:ann".to_string()]).is_some(),
-            "the user name is blocked from any address"
+            wait > Duration::ZERO && wait <= Duration::from_secs(1),
+            "{wait:?}"
         );
+        // Not for the same user from elsewhere, nor another user from there.
+        assert_eq!(l.begin("ann", "10.0.0.2"), Ok(()));
+        assert_eq!(l.begin("bob", "10.0.0.1"), Ok(()));
+        // A right password starts the pair over.
+        l.succeeded("ann", "10.0.0.2");
+        // One source spraying names is capped.
+        for i in 0..MAX_FAILURES_SOURCE {
+            let _ = l.begin(&format!("u{i}"), "10.0.0.3");
+        }
+        assert!(l.begin("carol", "10.0.0.3").is_err());
+        assert_eq!(l.begin("carol", "10.0.0.4"), Ok(()));
+        assert_eq!(delay(4), Duration::ZERO);
+        assert_eq!(delay(5), Duration::from_secs(1));
+        assert_eq!(delay(7), Duration::from_secs(4));
+        assert_eq!(delay(40), MAX_DELAY);
+    }
+
+    #[test]
+    fn sources_are_ipv4_addresses_and_ipv6_slash_64s() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("address");
+        assert_eq!(source_of(ip("192.0.2.7")), "192.0.2.7");
+        assert_eq!(source_of(ip("::ffff:192.0.2.7")), "192.0.2.7");
         assert_eq!(
-            l.blocked(&["ip:1".to_string(), "user:bob".to_string()]),
-            None
+            source_of(ip("2001:db8:1:2:aaaa::1")),
+            source_of(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"))
         );
-        for i in 0..15 {
-            l.failed(&["ip:1".to_string(), format!("user:u{i}")]);
-        }
-        assert!(
-            l.blocked(&["ip:1".to_string(), "user:bob".to_string()])
-                .is_some(),
-            "20 failures from one address block it for every name"
+        assert_ne!(
+            source_of(ip("2001:db8:1:2::1")),
+            source_of(ip("2001:db8:1:3::1"))
         );
-        assert_eq!(l.blocked(&["ip:2".to_string()]), None);
-        l.succeeded(&keys);
-        assert_eq!(l.blocked(&keys), None);
     }
 
     #[test]

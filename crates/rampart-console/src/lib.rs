@@ -7,7 +7,9 @@
 //!   whoever runs code on a watched host.
 //! * Login with the server's users (`rampart server user add`): a session cookie (random
 //!   token, kept hashed in the control database with an expiry; `HttpOnly; Secure;
-//!   SameSite=Strict`), failed logins limited per address and per user name.
+//!   SameSite=Strict`). Failed logins: a progressive delay per (user name, source) and a cap
+//!   per source (an IPv4 address or an IPv6 /64), counted before the password is checked; no
+//!   lock of a user for everyone. At most two Argon2 checks run at once (16 more may wait).
 //! * Data under `/ui/api/*` needs a session and follows the roles of the query API: read-only
 //!   users see alerts, hosts, containers and incidents, not raw events.
 //! * Live alerts are Server-Sent Events fed by [`Console::store_layer`], a store wrapper that
@@ -46,6 +48,19 @@ pub struct Console {
     live: broadcast::Sender<Arc<serde_json::Value>>,
     fleet: Option<FleetSlot>,
     limiter: auth::Limiter,
+    /// Password checks running at once ([`auth::PASSWORD_CHECKS`]).
+    password_checks: tokio::sync::Semaphore,
+    /// Logins checking or waiting to check a password ([`auth::PASSWORD_CHECKS_QUEUED`]).
+    password_queued: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A login's place among those checking or waiting to check a password; given back on drop.
+struct Queued(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for Console {
@@ -66,7 +81,22 @@ impl Console {
             live,
             fleet,
             limiter: auth::Limiter::default(),
+            password_checks: tokio::sync::Semaphore::new(auth::PASSWORD_CHECKS),
+            password_queued: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         })
+    }
+
+    /// A place among the logins that check a password, `None` when all are taken.
+    fn password_queue(&self) -> Option<Queued> {
+        let q = Queued(self.password_queued.clone());
+        if self
+            .password_queued
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+            >= auth::PASSWORD_CHECKS + auth::PASSWORD_CHECKS_QUEUED
+        {
+            return None; // dropping `q` gives the place back
+        }
+        Some(q)
     }
 
     /// The store layer that publishes committed alerts to live subscribers. Put it innermost

@@ -217,3 +217,68 @@ async fn pages_show_what_an_enrolled_agent_shipped() {
     assert_eq!(status, 400, "{r}");
     h.shutdown().await;
 }
+
+/// Issue 16: guesses sent in parallel are counted before their passwords are checked, so at
+/// most the free failures pass the check; a login flood from many addresses gets 503 past the
+/// fixed pool of password checks instead of running hundreds of 19 MiB Argon2 checks at once;
+/// and `admin` is never locked out for a third party's guesses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_guesses_are_counted_before_the_check_and_the_pool_is_fixed() {
+    let h = Harness::start().await;
+    let ca = h.data_dir().join("ca/ca.crt");
+    let addr = h.server.local_addr();
+    let guess = serde_json::json!({"username": "admin", "password": "guess guess"}).to_string();
+    // 20 guesses at once from one address.
+    let source: std::net::IpAddr = [127, 0, 0, 3].into();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (ca, guess) = (ca.clone(), guess.clone());
+            tokio::spawn(async move {
+                request_from(source, addr, &ca, "POST", "/ui/api/login", &guess)
+                    .await
+                    .0
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.expect("task"));
+    }
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!(
+        checked <= 5,
+        "at most 5 guesses reach the check: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [401, 429, 503].contains(s)),
+        "{statuses:?}"
+    );
+    // 60 logins at once from 60 addresses: 2 checks run, 16 wait, the rest are told to retry.
+    let tasks: Vec<_> = (0..60u8)
+        .map(|i| {
+            let (ca, guess) = (ca.clone(), guess.clone());
+            let source: std::net::IpAddr = [127, 0, 1, i + 1].into();
+            tokio::spawn(async move {
+                request_from(source, addr, &ca, "POST", "/ui/api/login", &guess)
+                    .await
+                    .0
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.expect("task"));
+    }
+    assert!(
+        statuses.contains(&503),
+        "past the pool, logins are refused at once: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [401, 503].contains(s)),
+        "{statuses:?}"
+    );
+    // The admin, from yet another address, logs in.
+    let mut c = h.client();
+    c.login("admin", &h.admin_password()).await;
+    h.shutdown().await;
+}

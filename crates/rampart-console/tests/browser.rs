@@ -353,16 +353,13 @@ async fn an_alert_arrives_live_and_its_hostile_fields_stay_text() {
     );
     b.screenshot("alerts").await;
     // The fleet's own correlation alerts reach the live view too: failed logins from one
-    // address on three hosts.
-    ship(
-        &mut agent,
-        &[
-            failed_login("fl-1", "web-7", "203.0.113.9"),
-            failed_login("fl-2", "web-8", "203.0.113.9"),
-            failed_login("fl-3", "web-9", "203.0.113.9"),
-        ],
-    )
-    .await;
+    // address on three hosts, each shipped by its own host's agent (a record is stored under
+    // the host its agent enrolled as).
+    ship(&mut agent, &[failed_login("fl-1", "web-7", "203.0.113.9")]).await;
+    for (id, host) in [("fl-2", "web-8"), ("fl-3", "web-9")] {
+        let mut other = h.agent(host, "eu-de").await;
+        ship(&mut other, &[failed_login(id, host, "203.0.113.9")]).await;
+    }
     b.until(
         "the fleet's alert appears live",
         "return document.getElementById('alerts-table').textContent.includes('Fleet password guessing across hosts')",
@@ -447,6 +444,62 @@ async fn an_incident_shows_its_notification_deadline_counting_down() {
         !main.contains("null") && !main.contains("undefined"),
         "missing values are not printed as null: {main}"
     );
+    b.close().await;
+    h.shutdown().await;
+}
+
+/// Issue 16: guesses at `admin`'s password from one address (127.0.0.2) get that address
+/// delayed and then refused, but never lock `admin` out: the real admin logs in through the
+/// browser from another address (127.0.0.1) right after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_partys_guesses_do_not_lock_the_admin_out() {
+    testkit::require!(Chromium);
+    let h = Harness::start().await;
+    let base = h.server.url();
+    let ca = h.data_dir().join("ca/ca.crt");
+    let attacker: std::net::IpAddr = [127, 0, 0, 2].into();
+    let guess = serde_json::json!({"username": "admin", "password": "guess guess"}).to_string();
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let (status, _) = request_from(
+            attacker,
+            h.server.local_addr(),
+            &ca,
+            "POST",
+            "/ui/api/login",
+            &guess,
+        )
+        .await;
+        statuses.push(status);
+    }
+    assert!(
+        statuses[..5].iter().all(|s| *s == 401),
+        "the first guesses are checked: {statuses:?}"
+    );
+    assert_eq!(
+        statuses.last(),
+        Some(&429),
+        "then the address waits: {statuses:?}"
+    );
+    // The right password from the attacker's address is refused too while it waits...
+    let right = serde_json::json!({"username": "admin", "password": h.admin_password()});
+    let (status, _) = request_from(
+        attacker,
+        h.server.local_addr(),
+        &ca,
+        "POST",
+        "/ui/api/login",
+        &right.to_string(),
+    )
+    .await;
+    assert_eq!(status, 429);
+
+    // ... but the admin, from another address, logs in through the page.
+    let b = Browser::start().await;
+    b.login(&base, "admin", &h.admin_password()).await;
+    let hosts = b.text("#hosts-table").await;
+    assert!(hosts.contains("Protections available"), "{hosts}");
+    assert!(b.text("#user").await.contains("admin (admin)"));
     b.close().await;
     h.shutdown().await;
 }

@@ -190,14 +190,26 @@ fn a_bundle_of_a_live_container_verifies_and_tampering_is_named() {
     std::thread::sleep(Duration::from_millis(200));
     let f = env.facts(&[&c]).remove(0);
     let key = AgentKey::load_or_create(&dir.path().join("agent.key")).unwrap();
-    let out = dir.path().join("b.tar.zst");
+    let out = dir.path().join("forensics/b.tar.zst");
     let limits = BundleLimits {
         max_file_bytes: 100_000,
         min_free_bytes: 1 << 20,
         ..BundleLimits::default()
     };
     let recent = vec![serde_json::json!({"type": "process.exec", "container": {"uid": c.id}})];
-    let r = forensics::capture(&f, &recent, &key, &out, &limits).unwrap();
+    // Issue 16: bundles hold process environments: 0600 in a 0700 directory, even when the
+    // process runs with an open umask.
+    // SAFETY: umask(2) has no memory effects; restored right after.
+    let old_umask = unsafe { libc::umask(0) };
+    let r = forensics::capture(&f, &recent, &key, &out, &limits);
+    unsafe { libc::umask(old_umask) };
+    let r = r.unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&out), 0o600, "bundle");
+        assert_eq!(mode(out.parent().unwrap()), 0o700, "bundle directory");
+    }
     assert!(r.processes >= 2, "{r:?}");
     assert!(
         r.truncated.iter().any(|t| t.contains("/tmp/big.bin")),

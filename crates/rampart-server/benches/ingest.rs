@@ -15,6 +15,9 @@
 //!   agent's CPU time (getrusage of its process) per second, and the lag from an event's
 //!   append to the agent's queue to its commit in the server's store (p50, p99, max).
 //!
+//! * `limits`: the full path with the server's default limits against the same with limits
+//!   that never bind (issue 16), alternating, three runs each.
+//!
 //! `cargo bench -p rampart-server --bench ingest`; `RAMPART_BENCH_EVENTS` (default 200,000)
 //! sets the count of the throughput runs, `RAMPART_BENCH_SECONDS` (default 10) the length of
 //! each fixed-rate run.
@@ -33,7 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rampart_event::Event;
-use rampart_server::ingest::{decode_body, parse_batch, Sender};
+use rampart_server::ingest::{decode_body, parse_batch, parse_batch_capped, Sender};
 use rampart_server::store::{
     AfterInsert, ClickHouseConfig, ClickHouseStore, InsertHook, InsertOutcome, SqliteStore,
 };
@@ -139,10 +142,7 @@ async fn store_only_in(
     unsent: bool,
     batch: usize,
 ) -> (f64, f64) {
-    let sender = Sender {
-        agent_id: "agt-bench".into(),
-        region: "eu-de".into(),
-    };
+    let sender = Sender::local("agt-bench", "eu-de");
     let bodies: Vec<Vec<u8>> = evs
         .chunks(batch)
         .map(|c| {
@@ -183,9 +183,22 @@ async fn server_and_enrollment(
     store: StoreConfig,
     layer: Option<rampart_server::StoreLayer>,
 ) -> (rampart_server::ServerHandle, String, PathBuf) {
+    server_with_limits(dir, store, layer, None).await
+}
+
+/// [`server_and_enrollment`] with `limits` instead of the defaults.
+async fn server_with_limits(
+    dir: &Path,
+    store: StoreConfig,
+    layer: Option<rampart_server::StoreLayer>,
+    limits: Option<rampart_server::config::Limits>,
+) -> (rampart_server::ServerHandle, String, PathBuf) {
     let mut cfg = ServerConfig::with_data_dir(dir.join("server"));
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.store = store;
+    if let Some(l) = limits {
+        cfg.limits = l;
+    }
     let server = match layer {
         Some(l) => rampart_server::start_with(cfg, l).await.unwrap(),
         None => rampart_server::start(cfg).await.unwrap(),
@@ -212,7 +225,18 @@ fn server_output(url: &str, tls: &Path) -> OutputConfig {
 
 /// Agent shipper -> mTLS -> server -> `store`, in this process; events/s and cores busy.
 async fn full(evs: &[Event], dir: &Path, store: StoreConfig, in_flight: usize) -> (f64, f64) {
-    let (server, url, tls) = server_and_enrollment(dir, store, None).await;
+    full_with_limits(evs, dir, store, in_flight, None).await
+}
+
+/// [`full`] with the server's `limits`.
+async fn full_with_limits(
+    evs: &[Event],
+    dir: &Path,
+    store: StoreConfig,
+    in_flight: usize,
+    limits: Option<rampart_server::config::Limits>,
+) -> (f64, f64) {
+    let (server, url, tls) = server_with_limits(dir, store, None, limits).await;
     let mut cfg = ship_config(&dir.join("agent"), vec![server_output(&url, &tls)]);
     cfg.batch.in_flight = in_flight;
     let shipper = rampart_ship::start(
@@ -417,10 +441,7 @@ fn main() {
     let mut max_rate: Option<f64> = None;
     if part("parse") {
         // The server's JSON work alone, for profiling: parse_batch of 5000-record bodies.
-        let sender = Sender {
-            agent_id: "agt-bench".into(),
-            region: "eu-de".into(),
-        };
+        let sender = Sender::local("agt-bench", "eu-de");
         let mut body = Vec::new();
         for e in &evs[..5000.min(evs.len())] {
             serde_json::to_writer(&mut body, e).unwrap();
@@ -434,6 +455,56 @@ fn main() {
         }
         let per = (cpu_seconds() - cpu0) / (rounds * 5000) as f64 * 1e6;
         println!("parse     parse_batch alone: {per:.2} µs of CPU per event");
+        // The checks of issue 16 (the line cap, the enrolled host name written into every
+        // record, event times clamped into [enrollment, now + 5 min]) against the same parse
+        // without them (the in-process sender: no host rewrite, no lower time bound, no line
+        // cap), alternating round by round so that both see the same machine.
+        let enrolled = Sender {
+            agent_id: "agt-bench".into(),
+            region: "eu-de".into(),
+            hostname: Some("bench-host".into()),
+            enrolled_ns: now_ns() - 3_600_000_000_000,
+        };
+        // This thread's CPU clock (exact, where getrusage counts in scheduler ticks).
+        let thread_cpu = || {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: clock_gettime fills the struct we pass.
+            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+            ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+        };
+        let (mut with, mut without) = (0.0, 0.0);
+        let checked = || {
+            let cpu0 = thread_cpu();
+            let p = parse_batch_capped(&body, &enrolled, None, now_ns(), 100_000).unwrap();
+            assert!(p.rejected.is_empty() && p.identity_claims == 0 && p.clock_clamped == 0);
+            thread_cpu() - cpu0
+        };
+        let unchecked = || {
+            let cpu0 = thread_cpu();
+            let p = parse_batch(&body, &sender, None, now_ns());
+            assert!(p.rejected.is_empty());
+            thread_cpu() - cpu0
+        };
+        // Which goes first alternates too (the first of a pair finds colder caches).
+        let pairs = rounds.max(100);
+        for round in 0..pairs {
+            if round % 2 == 0 {
+                with += checked();
+                without += unchecked();
+            } else {
+                without += unchecked();
+                with += checked();
+            }
+        }
+        println!(
+            "parse     with the ingest checks (enrolled host, clock bounds, line cap): {:.2} µs, without: {:.2} µs per event ({:.3}x)",
+            with / (pairs * 5000) as f64 * 1e6,
+            without / (pairs * 5000) as f64 * 1e6,
+            with / without
+        );
         // The decompression before it, of the batch as the agent sends it (zstd level 3).
         let z = zstd::bulk::compress(&body, 3).unwrap();
         let cpu0 = cpu_seconds();
@@ -461,10 +532,7 @@ fn main() {
         // The SQLite insert alone (records parsed beforehand), into a database created with
         // 4 KiB pages (SQLite's default, what `SqliteStore` created before) and into one
         // created by `SqliteStore::open` now (16 KiB pages): CPU per record.
-        let sender = Sender {
-            agent_id: "agt-bench".into(),
-            region: "eu-de".into(),
-        };
+        let sender = Sender::local("agt-bench", "eu-de");
         let batches: Vec<Vec<StoredRecord>> = evs
             .chunks(5000)
             .map(|c| {
@@ -565,6 +633,45 @@ fn main() {
             Some(normal_cores),
         );
         println!("load average after sqlite: {}", load_average());
+    }
+    if part("limits") {
+        // The full path (SQLite, 4 in flight) with the server's default limits (issue 16:
+        // 256 MiB of batches in parsing, 100,000 lines, 64 MiB) and with them loosened so that
+        // they never bind (64 GiB, no line cap): three runs of each, alternating.
+        let loose = rampart_server::config::Limits {
+            ingest_memory_bytes: 64 << 30,
+            ingest_lines: usize::MAX,
+            max_connections: 100_000,
+            ..rampart_server::config::Limits::default()
+        };
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        for i in 0..3 {
+            let d1 = d.join(format!("lim-{i}"));
+            let d2 = d.join(format!("loose-{i}"));
+            with.push(
+                rt.block_on(full_with_limits(&evs, &d1, sqlite("full"), 4, None))
+                    .0,
+            );
+            without.push(
+                rt.block_on(full_with_limits(
+                    &evs,
+                    &d2,
+                    sqlite("full"),
+                    4,
+                    Some(loose.clone()),
+                ))
+                .0,
+            );
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[v.len() / 2]
+        };
+        let (w, wo) = (median(&mut with), median(&mut without));
+        println!(
+            "limits    full path, 4 in flight, default limits: {w:.0} events/s, limits loosened: {wo:.0} events/s (median of 3 each: {:.3}x; runs {with:.0?} / {without:.0?})",
+            w / wo
+        );
     }
     if part("clickhouse") {
         match support::ClickHouse::start() {

@@ -23,6 +23,12 @@
 //! name), `rule`, `type`, `region`, `agent`, `since`, `until` (RFC 3339, Unix nanoseconds, or a
 //! duration such as `15m` meaning that long ago), `limit` (default 100, at most 10 000).
 //! API tokens go in `Authorization: Bearer <token>`.
+//!
+//! Limits (`limits:` of the configuration, see `crate::config::Limits`): connections are
+//! capped and timed out (handshake, headers, idle); ingest checks the agent certificate before
+//! reading its body, caps the body compressed and decompressed and the batch's lines, and
+//! weighs batches against a memory budget; the admin routes with a body check the token
+//! before reading it; every other route reads at most `request_body_bytes`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -34,21 +40,20 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use bytes::Bytes;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use rampart_ship::protocol::{
     enroll_signed_message, EnrollRequest, EnrollResponse, IngestResponse, BATCH_AFTER_HEADER,
-    BATCH_LAST_HEADER, BATCH_UNSENT_HEADER, MAX_INGEST_BODY,
+    BATCH_LAST_HEADER, BATCH_UNSENT_HEADER,
 };
 use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::ca::AgentIdentity;
 use crate::control::{now_ns, AgentRecord, Role};
-use crate::ingest::{decode_body, parse_batch, Sender};
+use crate::ingest::{decode_body_capped, decoded_size_hint, parse_batch_capped, BodyError};
 use crate::sequence::BatchPlace;
-use crate::server::{peer_identity, App};
+use crate::server::{peer_identity, AgentStats, App};
 use crate::store::{Query, RecordKind, StoredRecord};
 
 /// What the handlers know about the connection (an extension of every request, extra routes
@@ -75,14 +80,21 @@ fn err(status: StatusCode, msg: impl Into<String>) -> ApiError {
     ApiError(status, msg.into())
 }
 
-/// Accepts TLS connections until `stop`.
+/// Accepts TLS connections until `stop`, at most `limits.max_connections` at once (more are
+/// closed as they are accepted and counted). A connection gets `limits.handshake_timeout` for
+/// its TLS handshake, `limits.header_timeout` for each request's headers, and is closed after
+/// `limits.idle_timeout` without a byte read or written.
 pub(crate) async fn serve(
     app: Arc<App>,
     listener: tokio::net::TcpListener,
     extra: Router,
     mut stop: watch::Receiver<bool>,
 ) {
-    let router = router(app.clone()).merge(extra);
+    let router = router(app.clone())
+        .merge(extra)
+        // Every body but ingest's (read by its handler, after the agent is authenticated).
+        .layer(DefaultBodyLimit::max(app.cfg.limits.request_body_bytes));
+    let timeouts = app.timeouts;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -96,37 +108,64 @@ pub(crate) async fn serve(
                 continue;
             }
         };
+        let Ok(permit) = app.connections.clone().try_acquire_owned() else {
+            app.counters
+                .connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%remote, "connection refused: limits.max_connections open");
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = tokio_rustls::TlsAcceptor::from(app.tls_config());
         let router = router.clone();
         let app = app.clone();
         let mut stop = stop.clone();
         tokio::spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(t)) => t,
-                    Ok(Err(e)) => {
-                        app.counters
-                            .tls_handshake_failures
-                            .fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(%remote, "TLS handshake refused: {e}");
-                        return;
-                    }
-                    Err(_) => {
-                        app.counters
-                            .tls_handshake_failures
-                            .fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                };
+            let _permit = permit;
+            let tls = match tokio::time::timeout(timeouts.handshake, acceptor.accept(tcp)).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    app.counters
+                        .tls_handshake_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(%remote, "TLS handshake refused: {e}");
+                    return;
+                }
+                Err(_) => {
+                    app.counters
+                        .tls_handshake_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            };
             let peer = peer_identity(tls.get_ref().1.peer_certificates());
             let svc = router.layer(Extension(ConnInfo { peer, remote }));
+            let activity = Activity::default();
+            let io = Watched {
+                inner: tls,
+                activity: activity.clone(),
+            };
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
-                .serve_connection(TokioIo::new(tls), TowerToHyperService::new(svc));
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(timeouts.header)
+                .serve_connection(TokioIo::new(io), TowerToHyperService::new(svc));
             tokio::pin!(conn);
+            let idle = async {
+                loop {
+                    tokio::time::sleep(timeouts.idle / 4).await;
+                    if activity.idle_for() >= timeouts.idle {
+                        return;
+                    }
+                }
+            };
             tokio::select! {
                 _ = conn.as_mut() => {}
+                () = idle => {
+                    app.counters.connections_idle_closed.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%remote, "connection closed: idle");
+                }
                 () = stopped(&mut stop) => {
                     conn.as_mut().graceful_shutdown();
                     let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
@@ -136,12 +175,114 @@ pub(crate) async fn serve(
     }
 }
 
+/// When a connection last read or wrote a byte (ms since `start`).
+#[derive(Clone)]
+struct Activity {
+    start: std::time::Instant,
+    last_ms: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            start: std::time::Instant::now(),
+            last_ms: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        }
+    }
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last_ms
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let now = self.start.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// A connection's stream that records its [`Activity`].
+struct Watched<S> {
+    inner: S,
+    activity: Activity,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
 fn router(app: Arc<App>) -> Router {
+    // Admin routes with a JSON body: the token is checked before the body is read.
+    let admin_json = Router::new()
+        .route("/api/v1/enroll-tokens", post(enroll_token))
+        .route("/api/v1/tokens", post(api_token))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            admin_first,
+        ));
     Router::new()
+        .merge(admin_json)
         .route("/api/v1/ingest", post(ingest))
         .route("/api/v1/enroll", post(enroll))
         .route("/api/v1/ca", get(ca_cert))
@@ -151,16 +292,33 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/v1/count", get(count))
         .route("/api/v1/agents", get(agents))
         .route("/api/v1/agents/{id}/revoke", post(revoke))
-        .route("/api/v1/enroll-tokens", post(enroll_token))
-        .route("/api/v1/tokens", post(api_token))
         .route("/api/v1/retention", get(retention_log))
         .route("/api/v1/retention/run", post(retention_run))
         .route("/api/v1/vulndb/manifest", get(vulndb_manifest))
         .route("/api/v1/vulndb/bundle/{sha256}", get(vulndb_bundle))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
-        .layer(DefaultBodyLimit::max(MAX_INGEST_BODY))
         .with_state(app)
+}
+
+/// Refuses a request without an admin token before its body is read (the handler, whose
+/// extractors read the body, runs only after).
+async fn admin_first(
+    State(app): State<Arc<App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let checked = {
+        let app = app.clone();
+        let headers = req.headers().clone();
+        tokio::task::spawn_blocking(move || authorize(&app, &headers, Role::Admin).map(|_| ()))
+            .await
+    };
+    match checked {
+        Ok(Ok(())) => next.run(req).await,
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }
 
 /// Checks the bearer token and that its role is at least `min`.
@@ -197,8 +355,10 @@ async fn ingest(
     State(app): State<Arc<App>>,
     Extension(conn): Extension<ConnInfo>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Json<IngestResponse>, ApiError> {
+    // Who it is before a byte of the body is read: a refused request's body is never read
+    // (the connection is closed after the answer).
     let Some(agent) = conn.peer else {
         app.counters.ingest_refused.fetch_add(1, Ordering::Relaxed);
         tracing::info!(remote = %conn.remote, "ingest without an agent certificate refused");
@@ -216,6 +376,48 @@ async fn ingest(
             format!("agent {} is revoked", agent.agent_id),
         ));
     }
+    let sender = {
+        let app = app.clone();
+        let agent = agent.clone();
+        tokio::task::spawn_blocking(move || app.sender_for(&agent))
+            .await
+            .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    };
+    let Some(sender) = sender else {
+        app.counters.ingest_refused.fetch_add(1, Ordering::Relaxed);
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            format!("agent {} is not in the control database", agent.agent_id),
+        ));
+    };
+    let limits = &app.cfg.limits;
+    let cap = limits.ingest_body_bytes;
+    let too_large = |what: String| {
+        app.counters
+            .ingest_too_large
+            .fetch_add(1, Ordering::Relaxed);
+        app.account(
+            &agent.agent_id,
+            AgentStats {
+                refused: 1,
+                ..AgentStats::default()
+            },
+        );
+        tracing::warn!(remote = %conn.remote, agent = %agent.agent_id, "ingest batch refused: {what}");
+        err(StatusCode::PAYLOAD_TOO_LARGE, what)
+    };
+    if let Some(len) = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        if len > cap as u64 {
+            return Err(too_large(format!(
+                "body of {len} bytes is over limits.ingest_body_bytes ({cap})"
+            )));
+        }
+    }
     let encoding = headers
         .get("content-encoding")
         .and_then(|v| v.to_str().ok())
@@ -224,25 +426,119 @@ async fn ingest(
     let unsent = headers
         .get(BATCH_UNSENT_HEADER)
         .is_some_and(|v| v.as_bytes() == b"1");
+    // The memory of batches being read, decompressed and parsed is bounded: a batch first
+    // weighs its body (as announced), then what it decompresses to (below); others wait.
+    let kib = |bytes: usize| {
+        u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, app.ingest_memory_kib)
+    };
+    let announced = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(cap);
+    let mut weight = app
+        .ingest_memory
+        .clone()
+        .acquire_many_owned(kib(announced))
+        .await
+        .map_err(|e| err(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let body = match tokio::time::timeout(
+        app.timeouts.body,
+        http_body_util::BodyExt::collect(http_body_util::Limited::new(body, cap)),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(too_large(format!(
+                "body is over limits.ingest_body_bytes ({cap})"
+            )));
+        }
+        Ok(Err(e)) => {
+            app.counters.ingest_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                format!("reading the body: {e}"),
+            ));
+        }
+        Err(_) => {
+            app.counters
+                .connections_idle_closed
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(err(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body took longer than limits.body_timeout ({:?})",
+                    app.timeouts.body
+                ),
+            ));
+        }
+    };
+    // Then the decompressed text and the records parsed from it. Waiting for that while
+    // holding the body's weight is bounded by body_timeout (503: the agent retries), so two
+    // batches cannot wait for each other for ever.
+    let more = kib(2 * decoded_size_hint(&body, encoding.as_deref(), cap))
+        .min(
+            app.ingest_memory_kib
+                .saturating_sub(weight.num_permits() as u32),
+        )
+        .max(1);
+    match tokio::time::timeout(
+        app.timeouts.body,
+        app.ingest_memory.clone().acquire_many_owned(more),
+    )
+    .await
+    {
+        Ok(Ok(p)) => weight.merge(p),
+        _ => {
+            app.counters.ingest_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ingest is at limits.ingest_memory_bytes; retry",
+            ));
+        }
+    }
     let app2 = app.clone();
-    let sender = sender_of(&agent);
+    let s2 = sender.clone();
+    let max_lines = limits.ingest_lines;
     let parsed = tokio::task::spawn_blocking(move || {
-        let raw = decode_body(&body, encoding.as_deref())?;
-        Ok::<_, crate::ingest::BodyError>(parse_batch(
-            &raw,
-            &sender,
-            app2.anonymiser(&sender.region),
-            now_ns(),
-        ))
+        let raw = decode_body_capped(&body, encoding.as_deref(), cap)?;
+        drop(body);
+        let parsed =
+            parse_batch_capped(&raw, &s2, app2.anonymiser(&s2.region), now_ns(), max_lines)?;
+        Ok::<_, BodyError>((parsed, raw.len()))
     })
     .await
-    .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(|e| {
-        app.counters.ingest_errors.fetch_add(1, Ordering::Relaxed);
-        err(StatusCode::BAD_REQUEST, e.to_string())
-    })?;
+    .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    drop(weight);
+    let (parsed, bytes) = match parsed {
+        Ok(p) => p,
+        Err(e @ (BodyError::TooLarge(_) | BodyError::TooManyLines(_))) => {
+            return Err(too_large(e.to_string()))
+        }
+        Err(e) => {
+            app.counters.ingest_errors.fetch_add(1, Ordering::Relaxed);
+            app.account(
+                &agent.agent_id,
+                AgentStats {
+                    refused: 1,
+                    ..AgentStats::default()
+                },
+            );
+            return Err(err(StatusCode::BAD_REQUEST, e.to_string()));
+        }
+    };
+    app.account(
+        &agent.agent_id,
+        AgentStats {
+            bytes: bytes as u64,
+            ..AgentStats::default()
+        },
+    );
     let response = app
-        .commit_batch(&sender_of(&agent), parsed, place, unsent)
+        .commit_batch(&sender, parsed, place, unsent)
         .await
         .map_err(|e| {
             tracing::error!(agent = %agent.agent_id, "storing a batch: {e}");
@@ -250,13 +546,6 @@ async fn ingest(
         })?;
     app.saw_agent(&agent.agent_id);
     Ok(Json(response))
-}
-
-fn sender_of(agent: &AgentIdentity) -> Sender {
-    Sender {
-        agent_id: agent.agent_id.clone(),
-        region: agent.region.clone(),
-    }
 }
 
 /// The batch's place in its agent's queue, from [`BATCH_LAST_HEADER`] and

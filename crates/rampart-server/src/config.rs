@@ -22,6 +22,16 @@
 //!   incident_window: 1h
 //!   country_learning: 24h
 //!   deadline_check_interval: 1m
+//! limits:                       # what one client may make the server hold or wait for
+//!   max_connections: 512
+//!   ingest_body_bytes: 67108864 # compressed and decompressed
+//!   ingest_lines: 100000
+//!   ingest_memory_bytes: 268435456
+//!   request_body_bytes: 65536   # every route but ingest
+//!   handshake_timeout: 10s
+//!   header_timeout: 10s
+//!   idle_timeout: 60s
+//!   body_timeout: 60s
 //! ```
 
 use std::collections::BTreeMap;
@@ -104,6 +114,134 @@ pub struct ServerConfig {
     /// The fleet console's options (read by the binary, which runs the fleet console).
     #[serde(default)]
     pub fleet: FleetOptions,
+    /// What one client may make the server hold or wait for (see [`Limits`]).
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+fn default_max_connections() -> usize {
+    512
+}
+fn default_ingest_body_bytes() -> usize {
+    rampart_ship::protocol::MAX_INGEST_BODY
+}
+fn default_ingest_lines() -> usize {
+    100_000
+}
+fn default_ingest_memory_bytes() -> usize {
+    256 << 20
+}
+fn default_request_body_bytes() -> usize {
+    64 << 10
+}
+fn default_handshake_timeout() -> String {
+    "10s".into()
+}
+fn default_header_timeout() -> String {
+    "10s".into()
+}
+fn default_idle_timeout() -> String {
+    "60s".into()
+}
+fn default_body_timeout() -> String {
+    "60s".into()
+}
+
+/// `limits:` what one client may make the server hold or wait for. The defaults bound a
+/// server under hostile input to a few hundred MiB (docs/server.md, "Limits").
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Open connections at most (default 512); more are closed as they are accepted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Largest ingest body, compressed and decompressed (default 64 MiB).
+    #[serde(default = "default_ingest_body_bytes")]
+    pub ingest_body_bytes: usize,
+    /// Most lines (empty ones included) in one ingest batch (default 100 000; agents send at
+    /// most `batch.max_records`, 5000 by default).
+    #[serde(default = "default_ingest_lines")]
+    pub ingest_lines: usize,
+    /// Memory that ingest batches being read, decompressed and parsed may hold at once
+    /// (default 256 MiB). A batch is weighed before its body is read (its `content-length`)
+    /// and again once its decompressed size is known (twice that size: the text and the
+    /// records parsed from it); a batch that cannot get its weight within `body_timeout` is
+    /// answered 503 and retried by the agent. Ordinary batches (about 4 MiB of JSON) weigh
+    /// little, so many are parsed at once; decompression bombs weigh 128 MiB each.
+    #[serde(default = "default_ingest_memory_bytes")]
+    pub ingest_memory_bytes: usize,
+    /// Largest body of every other request (default 64 KiB).
+    #[serde(default = "default_request_body_bytes")]
+    pub request_body_bytes: usize,
+    /// Time for the TLS handshake (default `10s`).
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout: String,
+    /// Time to receive a request's headers once it began (default `10s`).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout: String,
+    /// A connection on which nothing is read or written this long is closed (default `60s`).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: String,
+    /// Time to receive a whole ingest body (default `60s`).
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout: String,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: default_max_connections(),
+            ingest_body_bytes: default_ingest_body_bytes(),
+            ingest_lines: default_ingest_lines(),
+            ingest_memory_bytes: default_ingest_memory_bytes(),
+            request_body_bytes: default_request_body_bytes(),
+            handshake_timeout: default_handshake_timeout(),
+            header_timeout: default_header_timeout(),
+            idle_timeout: default_idle_timeout(),
+            body_timeout: default_body_timeout(),
+        }
+    }
+}
+
+/// [`Limits`] with the durations parsed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub handshake: Duration,
+    pub header: Duration,
+    pub idle: Duration,
+    pub body: Duration,
+}
+
+impl Limits {
+    pub(crate) fn timeouts(&self) -> Result<Timeouts, String> {
+        let d = |name: &str, v: &str| match humantime::parse_duration(v) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => Err(format!("limits.{name}: must be longer than zero")),
+            Err(e) => Err(format!("limits.{name} {v:?}: {e}")),
+        };
+        Ok(Timeouts {
+            handshake: d("handshake_timeout", &self.handshake_timeout)?,
+            header: d("header_timeout", &self.header_timeout)?,
+            idle: d("idle_timeout", &self.idle_timeout)?,
+            body: d("body_timeout", &self.body_timeout)?,
+        })
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.timeouts()?;
+        for (name, v) in [
+            ("max_connections", self.max_connections),
+            ("ingest_body_bytes", self.ingest_body_bytes),
+            ("ingest_lines", self.ingest_lines),
+            ("ingest_memory_bytes", self.ingest_memory_bytes),
+            ("request_body_bytes", self.request_body_bytes),
+        ] {
+            if v == 0 {
+                return Err(format!("limits.{name}: must be at least 1"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `fleet:` options of the fleet console. Durations are humantime strings (`90m`, `24h`).
@@ -302,6 +440,7 @@ impl ServerConfig {
             agent_cert_days: default_cert_days(),
             metrics_public: false,
             fleet: FleetOptions::default(),
+            limits: Limits::default(),
         }
     }
 
@@ -345,6 +484,7 @@ impl ServerConfig {
         }
         self.retention_interval()?;
         self.fleet.validate()?;
+        self.limits.validate()?;
         if self.agent_cert_days == 0 {
             return Err("agent_cert_days: must be at least 1".into());
         }

@@ -59,6 +59,12 @@ pub enum ControlError {
     },
     #[error("{0}")]
     Refused(String),
+    #[error("control database {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// An enrolled agent.
@@ -186,6 +192,11 @@ impl Control {
             path: path.to_path_buf(),
             source,
         };
+        // Sessions, token hashes and password hashes: 0600 (its -wal and -shm follow).
+        crate::fsmode::secret_file(path).map_err(|source| ControlError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let conn = Connection::open(path).map_err(db)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
@@ -540,6 +551,18 @@ impl Control {
                 })
             })?;
             rows.collect()
+        })
+    }
+
+    /// The host name and enrollment time (ns) recorded when `agent_id` enrolled.
+    pub fn agent_enrollment(&self, agent_id: &str) -> Result<Option<(String, u64)>, ControlError> {
+        self.with(|c| {
+            let mut st =
+                c.prepare_cached("SELECT hostname, enrolled_ns FROM agents WHERE agent_id = ?1")?;
+            let mut rows = st.query_map(params![agent_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })?;
+            rows.next().transpose()
         })
     }
 

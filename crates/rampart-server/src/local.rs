@@ -34,10 +34,7 @@ impl LocalOutput {
         LocalOutput {
             app,
             name: name.to_string(),
-            sender: Sender {
-                agent_id: agent_id.to_string(),
-                region: region.to_string(),
-            },
+            sender: Sender::local(agent_id, region),
             dispatch: Dispatch::default(),
         }
     }

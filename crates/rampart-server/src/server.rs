@@ -67,6 +67,11 @@ pub(crate) struct Counters {
     pub ingest_refused: AtomicU64,
     pub store_insert_ns: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub connections_idle_closed: AtomicU64,
+    pub ingest_too_large: AtomicU64,
+    pub ingest_identity_claims: AtomicU64,
+    pub ingest_clock_clamped: AtomicU64,
     pub enrollments: AtomicU64,
     pub queries: AtomicU64,
     pub retention_rows: AtomicU64,
@@ -94,6 +99,34 @@ pub(crate) struct App {
     pub(crate) last_seen: Mutex<HashMap<String, u64>>,
     /// Commits each agent's batches in its queue order.
     pub(crate) sequencer: Sequencer,
+    /// Host name and enrollment time of agents that sent batches (from the control database).
+    enrollments: Mutex<HashMap<String, (String, u64)>>,
+    /// Ingest accounting per agent, exported at `/metrics`.
+    pub(crate) agent_stats: Mutex<BTreeMap<String, AgentStats>>,
+    /// KiB that ingest batches being read, decompressed and parsed may hold
+    /// (`limits.ingest_memory_bytes`).
+    pub(crate) ingest_memory: Arc<tokio::sync::Semaphore>,
+    /// Its size, KiB.
+    pub(crate) ingest_memory_kib: u32,
+    /// Open connections (`limits.max_connections`).
+    pub(crate) connections: Arc<tokio::sync::Semaphore>,
+    pub(crate) timeouts: crate::config::Timeouts,
+}
+
+/// One number of [`AgentStats`].
+type StatOf = fn(&AgentStats) -> u64;
+
+/// What one agent sent, for `/metrics`.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct AgentStats {
+    pub batches: u64,
+    pub records: u64,
+    /// Decompressed bytes.
+    pub bytes: u64,
+    pub rejected: u64,
+    pub refused: u64,
+    pub identity_claims: u64,
+    pub clock_clamped: u64,
 }
 
 impl App {
@@ -131,10 +164,32 @@ impl App {
     pub async fn commit_batch(
         &self,
         sender: &Sender,
-        parsed: ParsedBatch,
+        mut parsed: ParsedBatch,
         place: Option<BatchPlace>,
         unsent: bool,
     ) -> Result<IngestResponse, StoreError> {
+        let c = &self.counters;
+        if parsed.identity_claims > 0 {
+            c.ingest_identity_claims
+                .fetch_add(parsed.identity_claims, Ordering::Relaxed);
+            tracing::warn!(agent = %sender.agent_id, host = ?sender.hostname,
+                claimed = ?parsed.claimed_hosts, records = parsed.identity_claims,
+                "agent claims another host's identity: records stored under its enrolled host");
+            if let Some(alert) = crate::ingest::identity_claim_alert(sender, &parsed, now_ns()) {
+                parsed.rows.push(alert);
+            }
+        }
+        c.ingest_clock_clamped
+            .fetch_add(parsed.clock_clamped, Ordering::Relaxed);
+        let batch_stats = AgentStats {
+            batches: 1,
+            records: parsed.rows.len() as u64,
+            bytes: 0,
+            rejected: parsed.rejected.len() as u64,
+            refused: 0,
+            identity_claims: parsed.identity_claims,
+            clock_clamped: parsed.clock_clamped,
+        };
         if let Some(p) = place {
             if self.sequencer.wait_turn(&sender.agent_id, p).await == Turn::OutOfOrder {
                 tracing::warn!(agent = %sender.agent_id, after = ?p.after, last = p.last,
@@ -155,7 +210,6 @@ impl App {
             .inspect_err(|_| {
                 self.counters.ingest_errors.fetch_add(1, Ordering::Relaxed);
             })?;
-        let c = &self.counters;
         c.store_insert_ns
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         c.ingest_batches.fetch_add(1, Ordering::Relaxed);
@@ -165,11 +219,58 @@ impl App {
         c.ingest_duplicates.fetch_add(duplicates, Ordering::Relaxed);
         c.ingest_rejected
             .fetch_add(parsed.rejected.len() as u64, Ordering::Relaxed);
+        self.account(&sender.agent_id, batch_stats);
         Ok(IngestResponse {
             accepted: outcome.inserted,
             duplicates,
             rejected: parsed.rejected,
         })
+    }
+
+    /// Adds `add` to `agent_id`'s ingest accounting.
+    pub(crate) fn account(&self, agent_id: &str, add: AgentStats) {
+        let mut m = self.agent_stats.lock().unwrap_or_else(|p| p.into_inner());
+        let s = match m.get_mut(agent_id) {
+            Some(s) => s,
+            None => m.entry(agent_id.to_string()).or_default(),
+        };
+        s.batches += add.batches;
+        s.records += add.records;
+        s.bytes += add.bytes;
+        s.rejected += add.rejected;
+        s.refused += add.refused;
+        s.identity_claims += add.identity_claims;
+        s.clock_clamped += add.clock_clamped;
+    }
+
+    /// The sender of a batch from `agent`'s certificate: its host name and enrollment time
+    /// as the control database recorded them. `None` for an agent the database does not know.
+    pub(crate) fn sender_for(&self, agent: &AgentIdentity) -> Result<Option<Sender>, ControlError> {
+        let known = self
+            .enrollments
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&agent.agent_id)
+            .cloned();
+        let (hostname, enrolled_ns) = match known {
+            Some(k) => k,
+            None => match self.control.agent_enrollment(&agent.agent_id)? {
+                Some(k) => {
+                    self.enrollments
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(agent.agent_id.clone(), k.clone());
+                    k
+                }
+                None => return Ok(None),
+            },
+        };
+        Ok(Some(Sender {
+            agent_id: agent.agent_id.clone(),
+            region: agent.region.clone(),
+            hostname: Some(hostname),
+            enrolled_ns,
+        }))
     }
 
     pub fn saw_agent(&self, agent_id: &str) {
@@ -304,6 +405,87 @@ impl App {
             &[],
             g(&c.tls_handshake_failures),
         );
+        w.counter(
+            "rampart_server_connections_refused_total",
+            "Connections closed as accepted because limits.max_connections were open.",
+            &[],
+            g(&c.connections_refused),
+        );
+        w.counter(
+            "rampart_server_connections_idle_closed_total",
+            "Connections closed after limits.idle_timeout without traffic, or a body slower than limits.body_timeout.",
+            &[],
+            g(&c.connections_idle_closed),
+        );
+        w.counter(
+            "rampart_server_ingest_too_large_total",
+            "Ingest batches refused for their size or line count (limits.ingest_body_bytes, limits.ingest_lines).",
+            &[],
+            g(&c.ingest_too_large),
+        );
+        w.counter(
+            "rampart_server_ingest_identity_claims_total",
+            "Records naming another host than their agent's enrolled one (stored under the enrolled host).",
+            &[],
+            g(&c.ingest_identity_claims),
+        );
+        w.counter(
+            "rampart_server_ingest_clock_clamped_total",
+            "Records whose time_ns was outside [enrollment, now + 5 min] and was clamped.",
+            &[],
+            g(&c.ingest_clock_clamped),
+        );
+        w.gauge(
+            "rampart_server_connections_open",
+            "Open connections.",
+            &[],
+            (self.cfg.limits.max_connections - self.connections.available_permits()) as f64,
+        );
+        {
+            let stats = self.agent_stats.lock().unwrap_or_else(|p| p.into_inner());
+            let per_agent: [(&str, &str, StatOf); 7] = [
+                (
+                    "rampart_server_agent_ingest_batches_total",
+                    "Batches stored, per agent.",
+                    |s| s.batches,
+                ),
+                (
+                    "rampart_server_agent_ingest_records_total",
+                    "Records parsed for storing (duplicates included), per agent.",
+                    |s| s.records,
+                ),
+                (
+                    "rampart_server_agent_ingest_bytes_total",
+                    "Decompressed ingest bytes received, per agent.",
+                    |s| s.bytes,
+                ),
+                (
+                    "rampart_server_agent_ingest_rejected_total",
+                    "Malformed records refused, per agent.",
+                    |s| s.rejected,
+                ),
+                (
+                    "rampart_server_agent_ingest_refused_total",
+                    "Batches refused whole (size, line count, bad body), per agent.",
+                    |s| s.refused,
+                ),
+                (
+                    "rampart_server_agent_identity_claims_total",
+                    "Records naming another host, per agent.",
+                    |s| s.identity_claims,
+                ),
+                (
+                    "rampart_server_agent_clock_clamped_total",
+                    "Records whose time_ns was clamped, per agent.",
+                    |s| s.clock_clamped,
+                ),
+            ];
+            for (name, help, get) in per_agent {
+                for (agent, st) in stats.iter() {
+                    w.counter(name, help, &[("agent", agent.as_str())], get(st));
+                }
+            }
+        }
         w.counter(
             "rampart_server_enrollments_total",
             "Agents enrolled.",
@@ -463,7 +645,8 @@ pub async fn open_store(cfg: &ServerConfig) -> Result<Arc<dyn Store>, ServerErro
 
 /// Opens the CA and control database of `cfg` (for the offline CLI commands).
 pub fn open_control(cfg: &ServerConfig) -> Result<(Control, Ca), ServerError> {
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| ServerError::Io {
+    // CA key, tokens, databases: the data directory is 0700 whatever the umask.
+    crate::fsmode::secret_dir(&cfg.data_dir).map_err(|source| ServerError::Io {
         path: cfg.data_dir.clone(),
         source,
     })?;
@@ -791,6 +974,12 @@ pub async fn start_extras(
         source,
     })?;
     let retention_every = cfg.retention_interval().map_err(ServerError::Invalid)?;
+    let timeouts = cfg.limits.timeouts().map_err(ServerError::Invalid)?;
+    let ingest_memory_kib = u32::try_from(cfg.limits.ingest_memory_bytes.div_ceil(1024))
+        .unwrap_or(u32::MAX)
+        .min(tokio::sync::Semaphore::MAX_PERMITS as u32);
+    let ingest_memory = Arc::new(tokio::sync::Semaphore::new(ingest_memory_kib as usize));
+    let connections = Arc::new(tokio::sync::Semaphore::new(cfg.limits.max_connections));
     let app = Arc::new(App {
         cfg,
         store,
@@ -805,6 +994,12 @@ pub async fn start_extras(
         counters: Counters::default(),
         last_seen: Mutex::new(HashMap::new()),
         sequencer: Sequencer::new(BATCH_ORDER_WAIT, BATCH_ORDER_FIRST_WAIT),
+        enrollments: Mutex::new(HashMap::new()),
+        agent_stats: Mutex::new(BTreeMap::new()),
+        ingest_memory,
+        ingest_memory_kib,
+        connections,
+        timeouts,
     });
     app.reload_crl()?;
     let (stop, stop_rx) = watch::channel(false);

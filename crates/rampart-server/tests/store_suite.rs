@@ -422,3 +422,161 @@ async fn clickhouse_passes_the_store_suite() {
     .unwrap();
     assert_eq!(other.count(&Query::default()).await.unwrap(), 6011);
 }
+
+/// Issue 16: ids are unique per agent. One agent's record cannot pre-claim another's id (the
+/// other's record is stored beside it), while an agent's own retry is still a duplicate; the
+/// newest-inventory summary points at the right agent's record.
+async fn ids_are_unique_per_agent(store: &dyn Store) {
+    let mut a = record("dup-1", RecordKind::Event, T0, "web-1", "eu-de");
+    a.event_type = "inventory.host".into();
+    let mut b = record("dup-1", RecordKind::Event, T0 + 1, "db-1", "eu-de");
+    b.event_type = "inventory.host".into();
+    assert_ne!(a.agent_id, b.agent_id);
+    let out = store.insert(std::slice::from_ref(&a)).await.unwrap();
+    assert_eq!((out.inserted, out.duplicates), (1, 0));
+    let out = store.insert(&[b.clone(), a.clone()]).await.unwrap();
+    assert_eq!(
+        (out.inserted, out.duplicates),
+        (1, 1),
+        "{}: the other agent's record is new, the agent's own retry is not",
+        store.engine()
+    );
+    let got = store
+        .query(&Query {
+            id: Some("dup-1".into()),
+            ..Query::default()
+        })
+        .await
+        .unwrap();
+    let mut agents: Vec<&str> = got.iter().map(|r| r.agent_id.as_str()).collect();
+    agents.sort();
+    assert_eq!(agents, ["agt-db-1", "agt-web-1"], "{}", store.engine());
+    let inv = store
+        .latest_inventory("inventory.host", Some("db-1"))
+        .await
+        .unwrap();
+    assert_eq!(inv.len(), 1, "{}", store.engine());
+    assert_eq!(inv[0].agent_id, "agt-db-1", "{}", store.engine());
+    let inv = store
+        .latest_inventory("inventory.host", Some("web-1"))
+        .await
+        .unwrap();
+    assert_eq!(inv.len(), 1, "{}", store.engine());
+    assert_eq!(inv[0].agent_id, "agt-web-1", "{}", store.engine());
+}
+
+#[tokio::test]
+async fn sqlite_ids_are_unique_per_agent_also_in_a_database_of_the_old_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("new.db"), true).unwrap();
+    ids_are_unique_per_agent(&store).await;
+    // A database written when ids were unique across agents (user_version 1).
+    let old = dir.path().join("old.db");
+    {
+        let c = rusqlite::Connection::open(&old).unwrap();
+        c.execute_batch(
+            "CREATE TABLE records (id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, type TEXT NOT NULL,
+                time_ns INTEGER NOT NULL, day INTEGER NOT NULL, host TEXT NOT NULL,
+                region TEXT NOT NULL, agent_id TEXT NOT NULL, container_id TEXT NOT NULL,
+                container_name TEXT NOT NULL, image TEXT NOT NULL, rule TEXT NOT NULL,
+                priority TEXT NOT NULL, severity INTEGER NOT NULL, ingested_ns INTEGER NOT NULL,
+                json TEXT NOT NULL);
+             CREATE INDEX records_time ON records (time_ns);
+             CREATE TABLE host_summary (host TEXT PRIMARY KEY, region TEXT NOT NULL,
+                agent_id TEXT NOT NULL, last_event_ns INTEGER NOT NULL,
+                last_ingested_ns INTEGER NOT NULL);
+             CREATE TABLE latest_inventory (type TEXT NOT NULL, host TEXT NOT NULL,
+                container_id TEXT NOT NULL, region TEXT NOT NULL, time_ns INTEGER NOT NULL,
+                id TEXT NOT NULL, PRIMARY KEY (type, host, container_id));
+             CREATE TABLE retention_log (run_ns INTEGER NOT NULL, region TEXT NOT NULL,
+                cutoff_day TEXT NOT NULL, rows INTEGER NOT NULL, partitions TEXT NOT NULL);
+             INSERT INTO records VALUES ('kept', 'event', 'inventory.host', 5, 0, 'old-1', 'eu-de',
+                'agt-old', '', '', '', '', '', 1, 6, '{}');
+             INSERT INTO latest_inventory VALUES ('inventory.host', 'old-1', '', 'eu-de', 5, 'kept');
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&old, true).unwrap();
+    let inv = store
+        .latest_inventory("inventory.host", Some("old-1"))
+        .await
+        .unwrap();
+    assert_eq!(inv.len(), 1, "the old records and summaries are kept");
+    assert_eq!(inv[0].id, "kept");
+    ids_are_unique_per_agent(&store).await;
+    assert_eq!(store.count(&Query::default()).await.unwrap(), 3);
+}
+
+/// Runs one statement on a ClickHouse server over HTTP.
+fn clickhouse_sql(url: &str, sql: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST / HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n{sql}",
+        sql.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(
+        out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"),
+        "{sql}: {out}"
+    );
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_ids_are_unique_per_agent_also_in_a_table_of_the_old_key() {
+    let Some(ch) = support::ClickHouse::start() else {
+        return;
+    };
+    let open = |db: &str| {
+        ClickHouseStore::open(ClickHouseConfig {
+            url: ch.url(),
+            database: db.into(),
+            user: None,
+            password: None,
+        })
+    };
+    let store = open("rampart_ids").await.unwrap();
+    ids_are_unique_per_agent(&store).await;
+    // A table of the old key (`ORDER BY id`), with a record in it.
+    clickhouse_sql(&ch.url(), "CREATE DATABASE rampart_old");
+    clickhouse_sql(
+        &ch.url(),
+        "CREATE TABLE rampart_old.records (
+            day Date, region String, time_ns UInt64, id String, kind String,
+            type String, host String, agent_id String, container_id String,
+            container_name String, image String, rule String, priority String,
+            severity UInt8, ingested_ns UInt64, keep UInt64, json String
+        ) ENGINE = ReplacingMergeTree(keep) PARTITION BY (region, day) ORDER BY id",
+    );
+    clickhouse_sql(
+        &ch.url(),
+        "INSERT INTO rampart_old.records VALUES ('2024-03-10', 'eu-de', 5, 'kept', 'event',
+            'process.exec', 'old-1', 'agt-old', '', '', '', '', '', 1, 6, 0, '{}')",
+    );
+    let store = open("rampart_old").await.unwrap();
+    let key = clickhouse_sql(
+        &ch.url(),
+        "SELECT engine_full FROM system.tables WHERE database = 'rampart_old' AND name = 'records' FORMAT TabSeparated",
+    );
+    assert!(key.contains("ORDER BY (agent_id, id)"), "{key}");
+    ids_are_unique_per_agent(&store).await;
+    let kept = store
+        .query(&Query {
+            id: Some("kept".into()),
+            ..Query::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 1, "the old table's records are kept");
+    // Opening again does not re-key twice.
+    let again = open("rampart_old").await.unwrap();
+    assert_eq!(again.count(&Query::default()).await.unwrap(), 3);
+}

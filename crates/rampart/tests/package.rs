@@ -59,6 +59,7 @@ const INSTALLED: &[(&str, &str)] = &[
     ("/etc/rampart/rules/local.yaml", "644 root:root"),
     ("/etc/rampart/policies/example.yaml", "644 root:root"),
     ("/var/lib/rampart", "700 root:root"),
+    ("/var/lib/rampart-server", "700 rampart:rampart"),
     ("/usr/share/man/man1/rampart.1.gz", "644 root:root"),
     ("/usr/share/man/man1/rampart-agent.1.gz", "644 root:root"),
     (
@@ -90,8 +91,14 @@ fn snapshot(c: &TestContainer) -> Vec<String> {
     ok(out, "find")
         .lines()
         .filter(|l| {
-            // dpkg's own bookkeeping changes with any install and is not the package's.
+            // dpkg's own bookkeeping changes with any install and is not the package's; so
+            // are the backups useradd/userdel keep of the user databases (the rampart user
+            // itself is gone after purge: checked below).
             !l.starts_with("/var/log/")
+                && !matches!(
+                    *l,
+                    "/etc/passwd-" | "/etc/group-" | "/etc/shadow-" | "/etc/gshadow-"
+                )
                 && !l.starts_with("/var/lib/dpkg/")
                 && !l.starts_with("/var/cache/")
         })
@@ -167,7 +174,9 @@ fn deb_installs_upgrades_keeps_state_and_purges_without_residue() {
             "-c",
             "mkdir -p /var/lib/rampart/queue /var/lib/rampart/tls && echo seg > /var/lib/rampart/queue/seg-00000000000000000001.rq \
              && echo k > /var/lib/rampart/tls/agent.key && chmod 0644 /var/lib/rampart/tls/agent.key \
-             && echo 'containers_only: true' >> /etc/rampart/agent.yaml",
+             && echo 'containers_only: true' >> /etc/rampart/agent.yaml \
+             && rmdir /var/lib/rampart-server && mkdir -p /var/lib/rampart/server \
+             && echo db > /var/lib/rampart/server/control.db",
         ]),
         "prepare upgrade",
     );
@@ -193,6 +202,30 @@ fn deb_installs_upgrades_keeps_state_and_purges_without_residue() {
     );
     let cfg = ok(c.exec(&["cat", "/etc/rampart/agent.yaml"]), "agent.yaml");
     assert!(cfg.contains("containers_only: true"), "{cfg}");
+    // The server's state of an older version (root's, under the agent's directory) now
+    // belongs to the server's own user, out of the agent's directory.
+    assert_eq!(
+        ok(
+            c.exec(&[
+                "stat",
+                "-c",
+                "%a %U:%G",
+                "/var/lib/rampart-server",
+                "/var/lib/rampart-server/control.db"
+            ]),
+            "server state"
+        )
+        .lines()
+        .map(|l| l.split(' ').nth(1).unwrap_or("").to_string())
+        .collect::<Vec<_>>(),
+        ["rampart:rampart", "rampart:rampart"]
+    );
+    assert!(!c
+        .exec(&["test", "-e", "/var/lib/rampart/server"])
+        .status
+        .success());
+    let user = ok(c.exec(&["getent", "passwd", "rampart"]), "rampart user");
+    assert!(user.contains("/usr/sbin/nologin"), "{user}");
 
     // Remove keeps state and configuration; purge leaves the filesystem as it was.
     ok(c.exec(&["dpkg", "--remove", "rampart"]), "dpkg --remove");
@@ -206,6 +239,10 @@ fn deb_installs_upgrades_keeps_state_and_purges_without_residue() {
     );
     assert!(!c.exec(&["test", "-e", "/usr/bin/rampart"]).status.success());
     ok(c.exec(&["dpkg", "--purge", "rampart"]), "dpkg --purge");
+    assert!(
+        !c.exec(&["getent", "passwd", "rampart"]).status.success(),
+        "purge removes the rampart user"
+    );
     let after = snapshot(&c);
     let added: Vec<&String> = after.iter().filter(|p| !before.contains(p)).collect();
     assert!(added.is_empty(), "purge left behind: {added:?}");

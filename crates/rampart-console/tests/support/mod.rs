@@ -295,3 +295,46 @@ pub fn failed_login(id: &str, host: &str, src: &str) -> serde_json::Value {
     });
     serde_json::to_value(&e).expect("event json")
 }
+
+/// One HTTPS request over a connection whose source address is `source` (a loopback address
+/// such as 127.0.0.2, so that the server sees another client address); `Connection: close`.
+/// Returns the status code and the body.
+pub async fn request_from(
+    source: std::net::IpAddr,
+    server: std::net::SocketAddr,
+    ca_file: &Path,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.bind(std::net::SocketAddr::new(source, 0))
+        .unwrap_or_else(|e| panic!("binding {source}: {e}"));
+    let tcp = sock.connect(server).await.expect("connect");
+    let roots = rampart_ship::tls::load_roots(ca_file).unwrap_or_else(|e| panic!("{e}"));
+    let tls = rampart_ship::tls::client_config(roots, None).unwrap_or_else(|e| panic!("{e}"));
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut s = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .expect("TLS");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}

@@ -212,7 +212,17 @@ pub fn capture(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    // Bundles hold process environments (secrets): a directory created here is 0700 and every
+    // bundle 0600, whatever the umask (an existing directory keeps its mode).
+    if !dir.is_dir() {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(dir))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+    }
     let available = free_bytes(dir).map_err(io(dir))?;
     let mut limits = *limits;
     let needed = limits.min_free_bytes + (64 << 20);
@@ -242,7 +252,16 @@ pub fn capture(
         std::process::id()
     ));
     let result = (|| {
-        let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(io(&tmp))?
+        };
         let enc = zstd::Encoder::new(file, 3).map_err(io(&tmp))?;
         let created_ns = now_ns();
         let mut w = Writer {

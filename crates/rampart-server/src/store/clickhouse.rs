@@ -4,14 +4,16 @@
 //! parameters, no LowCardinality.
 //!
 //! * Table `records`: `ReplacingMergeTree(keep)`, `PARTITION BY (region, day)`,
-//!   `ORDER BY id`. Partitions per region and day make retention a matter of dropping
+//!   `ORDER BY (agent_id, id)`: ids are unique per agent, so one agent cannot pre-claim
+//!   another's ids (a table of an older version, `ORDER BY id`, is re-keyed when opened).
+//!   Partitions per region and day make retention a matter of dropping
 //!   partitions, which every version can do, and let one region's data go without touching
-//!   another's. `keep = u64::MAX - ingested_ns`, so when merges collapse rows with one id, the
-//!   first ingested wins (as in SQLite).
+//!   another's. `keep = u64::MAX - ingested_ns`, so when merges collapse rows with one
+//!   (agent, id), the first ingested wins (as in SQLite).
 //! * Idempotence: before inserting, the ids of a batch are looked up (within the batch's
-//!   partitions, by primary key), and known ones are left out. Two servers inserting the same
+//!   agent and partitions, by primary key), and known ones are left out. Two servers inserting the same
 //!   batch at the same instant can still both insert it; merges collapse such rows, and every
-//!   query reads with `FINAL`, so results never show an id twice.
+//!   query reads with `FINAL`, so results never show an (agent, id) twice.
 //! * String values in SQL are quoted by [`quote`]; 18.16 has no query parameters.
 
 use std::collections::BTreeSet;
@@ -198,11 +200,12 @@ impl ClickHouseStore {
                         type String, host String, agent_id String, container_id String,
                         container_name String, image String, rule String, priority String,
                         severity UInt8, ingested_ns UInt64, keep UInt64, json String
-                    ) ENGINE = ReplacingMergeTree(keep) PARTITION BY (region, day) ORDER BY id"
+                    ) ENGINE = ReplacingMergeTree(keep) PARTITION BY (region, day) ORDER BY (agent_id, id)"
                 ),
                 None,
             )
             .await?;
+        store.migrate_key().await?;
         store
             .sql(
                 &format!(
@@ -215,6 +218,42 @@ impl ClickHouseStore {
             )
             .await?;
         Ok(store)
+    }
+
+    /// Ids are unique per agent (one agent cannot claim another's ids): a table written when
+    /// they were unique across agents (`ORDER BY id`) is copied into one ordered by
+    /// `(agent_id, id)`, which then takes its name; the old table is dropped.
+    async fn migrate_key(&self) -> Result<(), StoreError> {
+        let db = &self.cfg.database;
+        let key = self
+            .sql(
+                &format!(
+                    "SELECT engine_full FROM system.tables WHERE database = {} AND name = 'records' FORMAT TabSeparated",
+                    quote(db)
+                ),
+                None,
+            )
+            .await?;
+        // `ORDER BY id` ends the engine of the old table (18.16 has no `sorting_key` column).
+        let key = key.trim();
+        if !(key.ends_with("ORDER BY id") || key.contains("ORDER BY id ")) {
+            return Ok(());
+        }
+        tracing::info!(database = %db, "clickhouse: re-keying records by (agent_id, id)");
+        for sql in [
+            format!("DROP TABLE IF EXISTS {db}.records_by_agent"),
+            format!(
+                "CREATE TABLE {db}.records_by_agent AS {db}.records ENGINE = ReplacingMergeTree(keep) PARTITION BY (region, day) ORDER BY (agent_id, id)"
+            ),
+            format!("INSERT INTO {db}.records_by_agent SELECT * FROM {db}.records"),
+            format!(
+                "RENAME TABLE {db}.records TO {db}.records_by_id, {db}.records_by_agent TO {db}.records"
+            ),
+            format!("DROP TABLE {db}.records_by_id"),
+        ] {
+            self.sql(&sql, None).await?;
+        }
+        Ok(())
     }
 
     /// The server's version string (`18.16.1`).
@@ -377,38 +416,51 @@ impl ClickHouseStore {
     /// looked up as key ranges, the rest by list: a range costs ClickHouse little, while
     /// parsing a literal list of thousands of ids and building its set was half of its work
     /// per ingested record.
-    async fn known_ids(&self, rows: &[StoredRecord]) -> Result<BTreeSet<String>, StoreError> {
+    async fn known_ids(&self, rows: &[StoredRecord]) -> Result<Known, StoreError> {
         let db = &self.cfg.database;
-        let mut known = BTreeSet::new();
+        let mut known = Known::new();
         for chunk in rows.chunks(5000) {
-            let regions: BTreeSet<&str> = chunk.iter().map(|r| r.region.as_str()).collect();
-            let days: BTreeSet<u32> = chunk.iter().map(|r| r.day).collect();
-            let ids: BTreeSet<&str> = chunk.iter().map(|r| r.id.as_str()).collect();
-            let (ranges, rest) = id_ranges(&ids);
-            let list = |it: &mut dyn Iterator<Item = String>| it.collect::<Vec<_>>().join(",");
-            let mut any: Vec<String> = ranges
-                .iter()
-                .map(|(lo, hi)| format!("(id >= {} AND id <= {})", quote(lo), quote(hi)))
-                .collect();
-            if !rest.is_empty() {
-                any.push(format!(
-                    "id IN ({})",
-                    list(&mut rest.iter().map(|r| quote(r)))
-                ));
+            // Ids are unique per agent: one lookup per agent of the chunk (an ingest batch
+            // has one).
+            let mut agents: std::collections::BTreeMap<&str, Vec<&StoredRecord>> =
+                std::collections::BTreeMap::new();
+            for r in chunk {
+                agents.entry(r.agent_id.as_str()).or_default().push(r);
             }
-            let sql = format!(
-                "SELECT id FROM {db}.records WHERE region IN ({}) AND day IN ({}) AND ({}) FORMAT TabSeparated",
-                list(&mut regions.iter().map(|r| quote(r))),
-                list(&mut days.iter().map(|d| format!("toDate({})", quote(&day_string(*d))))),
-                any.join(" OR "),
-            );
-            for line in self.sql(&sql, None).await?.lines() {
-                // TabSeparated escapes \ and control characters; ids are plain text, so a
-                // line is the id itself. An id that needs escaping is simply not matched and
-                // is inserted again, where FINAL removes the duplicate. A range may hold ids
-                // of other batches: only this batch's count.
-                if ids.contains(line) {
-                    known.insert(line.to_string());
+            for (agent, chunk) in agents {
+                let regions: BTreeSet<&str> = chunk.iter().map(|r| r.region.as_str()).collect();
+                let days: BTreeSet<u32> = chunk.iter().map(|r| r.day).collect();
+                let ids: BTreeSet<&str> = chunk.iter().map(|r| r.id.as_str()).collect();
+                let (ranges, rest) = id_ranges(&ids);
+                let list = |it: &mut dyn Iterator<Item = String>| it.collect::<Vec<_>>().join(",");
+                let mut any: Vec<String> = ranges
+                    .iter()
+                    .map(|(lo, hi)| format!("(id >= {} AND id <= {})", quote(lo), quote(hi)))
+                    .collect();
+                if !rest.is_empty() {
+                    any.push(format!(
+                        "id IN ({})",
+                        list(&mut rest.iter().map(|r| quote(r)))
+                    ));
+                }
+                let sql = format!(
+                    "SELECT id FROM {db}.records WHERE agent_id = {} AND region IN ({}) AND day IN ({}) AND ({}) FORMAT TabSeparated",
+                    quote(agent),
+                    list(&mut regions.iter().map(|r| quote(r))),
+                    list(&mut days.iter().map(|d| format!("toDate({})", quote(&day_string(*d))))),
+                    any.join(" OR "),
+                );
+                for line in self.sql(&sql, None).await?.lines() {
+                    // TabSeparated escapes \ and control characters; ids are plain text, so a
+                    // line is the id itself. An id that needs escaping is simply not matched
+                    // and is inserted again, where FINAL removes the duplicate. A range may
+                    // hold ids of other batches: only this batch's count.
+                    if ids.contains(line) {
+                        known
+                            .entry(agent.to_string())
+                            .or_default()
+                            .insert(line.to_string());
+                    }
                 }
             }
         }
@@ -419,11 +471,14 @@ impl ClickHouseStore {
     async fn insert_rows(
         &self,
         rows: &[StoredRecord],
-        known: &BTreeSet<String>,
+        known: &Known,
     ) -> Result<InsertOutcome, StoreError> {
         let mut body = Vec::with_capacity(rows.iter().map(|r| r.json.len() + 300).sum());
         let mut inserted = 0u64;
-        for r in rows.iter().filter(|r| !known.contains(&r.id)) {
+        for r in rows
+            .iter()
+            .filter(|r| !known.get(&r.agent_id).is_some_and(|k| k.contains(&r.id)))
+        {
             row_binary(&mut body, r);
             inserted += 1;
         }
@@ -441,6 +496,9 @@ impl ClickHouseStore {
         })
     }
 }
+
+/// Ids already stored, per agent.
+type Known = std::collections::BTreeMap<String, BTreeSet<String>>;
 
 /// Splits ids into key ranges and the rest. Ids `<prefix>-<hex>` of one prefix and one length
 /// sort like their numbers, so such a group whose numbers are dense (the span at most twice
@@ -507,7 +565,7 @@ impl Store for ClickHouseStore {
     ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
         Box::pin(async move {
             let known = if unsent {
-                BTreeSet::new()
+                Known::new()
             } else {
                 self.known_ids(rows).await?
             };

@@ -5,10 +5,11 @@
 //!   servers can write to one ClickHouse.
 //!
 //! Both pass the same test suite (`tests/store_suite.rs`). Guarantees every engine gives:
-//! * inserting a record whose id is stored already stores nothing (ingest is idempotent), and
-//!   the first stored version wins;
+//! * ids are unique per agent: inserting a record whose (agent, id) is stored already stores
+//!   nothing (ingest is idempotent), and the first stored version wins; another agent's
+//!   record with the same id is stored beside it (no agent can pre-claim another's ids);
 //! * [`Store::insert`] returns only once the records are committed;
-//! * queries return each id at most once, newest first;
+//! * queries return each (agent, id) at most once, newest first;
 //! * [`Store::delete_before`] removes every record of a region whose day (UTC, by event time)
 //!   is before the cutoff, and nothing else.
 
@@ -43,6 +44,12 @@ pub enum StoreError {
     },
     #[error("sqlite {path}: syncing the write-ahead log: {source}")]
     Sync {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("sqlite {path}: {source}")]
+    Io {
         path: String,
         #[source]
         source: std::io::Error,
@@ -186,7 +193,7 @@ pub trait Store: Send + Sync {
     /// `sqlite` or `clickhouse`.
     fn engine(&self) -> &'static str;
 
-    /// Stores `rows`, skipping ids already stored; returns once committed (and durable, as
+    /// Stores `rows`, skipping (agent, id)s already stored; returns once committed (and durable, as
     /// far as the engine's settings make it).
     fn insert<'a>(
         &'a self,
@@ -213,7 +220,7 @@ pub trait Store: Send + Sync {
         committed: Committed<'a>,
     ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>>;
 
-    /// Records matching `q`, newest first, each id once.
+    /// Records matching `q`, newest first, each (agent, id) once.
     fn query<'a>(&'a self, q: &'a Query) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>>;
 
     /// How many records match `q` (ignoring its limit).

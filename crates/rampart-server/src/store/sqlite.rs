@@ -1,16 +1,19 @@
 //! The SQLite store: one database file in WAL mode, one writer connection and one reader
 //! connection (WAL lets queries run while a batch commits).
 //!
-//! Schema: table `records` (one row per record, `id` unique), indexes on `time_ns` and
+//! Schema: table `records` (one row per record, `(id, agent_id)` unique: ids are unique per
+//! agent, so one agent cannot pre-claim another's), indexes on `time_ns` and
 //! `(region, day)`, and two partial indexes over alerts only (`time_ns`, `(host, time_ns)`: the
 //! newest alerts, a host's alerts, without walking the events); table `retention_log`.
-//! `INSERT OR IGNORE` on the unique id makes ingest idempotent; one transaction per batch.
+//! `INSERT OR IGNORE` on the unique (id, agent) makes ingest idempotent; one transaction per
+//! batch.
 //!
 //! Summaries kept in the batch's transaction, so that the dashboard's first page never scans
 //! the records: `host_summary` (per host: region and agent of its newest event, newest event
 //! time, last ingest time) and `latest_inventory` (per `inventory.*` type, host and container:
 //! the id of the newest record). A database written before they existed is summarised once
-//! when opened (`PRAGMA user_version` 0 -> 1).
+//! when opened (`PRAGMA user_version` 0 -> 1); one whose ids were unique across agents is
+//! re-keyed (1 -> 2).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -51,7 +54,7 @@ impl std::fmt::Debug for SqliteStore {
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS records (
-    id TEXT NOT NULL UNIQUE,
+    id TEXT NOT NULL,
     kind TEXT NOT NULL,
     type TEXT NOT NULL,
     time_ns INTEGER NOT NULL,
@@ -66,12 +69,9 @@ CREATE TABLE IF NOT EXISTS records (
     priority TEXT NOT NULL,
     severity INTEGER NOT NULL,
     ingested_ns INTEGER NOT NULL,
-    json TEXT NOT NULL
+    json TEXT NOT NULL,
+    UNIQUE (id, agent_id)
 );
-CREATE INDEX IF NOT EXISTS records_time ON records (time_ns);
-CREATE INDEX IF NOT EXISTS records_region_day ON records (region, day);
-CREATE INDEX IF NOT EXISTS records_alert_time ON records (time_ns) WHERE kind = 'alert';
-CREATE INDEX IF NOT EXISTS records_alert_host ON records (host, time_ns) WHERE kind = 'alert';
 CREATE TABLE IF NOT EXISTS host_summary (
     host TEXT PRIMARY KEY,
     region TEXT NOT NULL,
@@ -86,6 +86,7 @@ CREATE TABLE IF NOT EXISTS latest_inventory (
     region TEXT NOT NULL,
     time_ns INTEGER NOT NULL,
     id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
     PRIMARY KEY (type, host, container_id)
 );
 CREATE TABLE IF NOT EXISTS retention_log (
@@ -97,14 +98,70 @@ CREATE TABLE IF NOT EXISTS retention_log (
 );
 ";
 
+const INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS records_time ON records (time_ns);
+CREATE INDEX IF NOT EXISTS records_region_day ON records (region, day);
+CREATE INDEX IF NOT EXISTS records_alert_time ON records (time_ns) WHERE kind = 'alert';
+CREATE INDEX IF NOT EXISTS records_alert_host ON records (host, time_ns) WHERE kind = 'alert';
+";
+
+/// Version 1 -> 2: ids unique per agent (`UNIQUE (id, agent_id)`, was `id UNIQUE`), and
+/// `latest_inventory` names the agent of the record it points to. Tables of version 1 are
+/// copied into tables of the new form, in one transaction.
+const REKEY: &str = "
+BEGIN;
+ALTER TABLE records RENAME TO records_v1;
+DROP INDEX IF EXISTS records_time;
+DROP INDEX IF EXISTS records_region_day;
+DROP INDEX IF EXISTS records_alert_time;
+DROP INDEX IF EXISTS records_alert_host;
+CREATE TABLE records (
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    type TEXT NOT NULL,
+    time_ns INTEGER NOT NULL,
+    day INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    region TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    container_id TEXT NOT NULL,
+    container_name TEXT NOT NULL,
+    image TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    priority TEXT NOT NULL,
+    severity INTEGER NOT NULL,
+    ingested_ns INTEGER NOT NULL,
+    json TEXT NOT NULL,
+    UNIQUE (id, agent_id)
+);
+INSERT INTO records SELECT * FROM records_v1;
+DROP TABLE records_v1;
+DROP TABLE latest_inventory;
+CREATE TABLE latest_inventory (
+    type TEXT NOT NULL,
+    host TEXT NOT NULL,
+    container_id TEXT NOT NULL,
+    region TEXT NOT NULL,
+    time_ns INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    PRIMARY KEY (type, host, container_id)
+);
+INSERT INTO latest_inventory (type, host, container_id, region, time_ns, id, agent_id)
+    SELECT type, host, container_id, region, max(time_ns), id, agent_id FROM records
+    WHERE type >= 'inventory.' AND type < 'inventory/' GROUP BY type, host, container_id;
+PRAGMA user_version = 2;
+COMMIT;
+";
+
 /// Builds the summaries from the records (a database written by an older version).
 const SUMMARISE: &str = "
 BEGIN;
 INSERT OR REPLACE INTO host_summary (host, region, agent_id, last_event_ns, last_ingested_ns)
     SELECT host, region, agent_id, max(time_ns), max(ingested_ns) FROM records
     WHERE kind = 'event' GROUP BY host;
-INSERT OR REPLACE INTO latest_inventory (type, host, container_id, region, time_ns, id)
-    SELECT type, host, container_id, region, max(time_ns), id FROM records
+INSERT OR REPLACE INTO latest_inventory (type, host, container_id, region, time_ns, id, agent_id)
+    SELECT type, host, container_id, region, max(time_ns), id, agent_id FROM records
     WHERE type >= 'inventory.' AND type < 'inventory/' GROUP BY type, host, container_id;
 PRAGMA user_version = 1;
 COMMIT;
@@ -120,10 +177,11 @@ ON CONFLICT (host) DO UPDATE SET
     last_ingested_ns = max(last_ingested_ns, excluded.last_ingested_ns)";
 
 const UPSERT_INVENTORY: &str = "
-INSERT INTO latest_inventory (type, host, container_id, region, time_ns, id)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+INSERT INTO latest_inventory (type, host, container_id, region, time_ns, id, agent_id)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
 ON CONFLICT (type, host, container_id) DO UPDATE SET
-    region = excluded.region, time_ns = excluded.time_ns, id = excluded.id
+    region = excluded.region, time_ns = excluded.time_ns, id = excluded.id,
+    agent_id = excluded.agent_id
 WHERE excluded.time_ns >= latest_inventory.time_ns";
 
 const COLUMNS: &str = "id, kind, type, time_ns, day, host, region, agent_id, container_id, \
@@ -151,6 +209,11 @@ impl SqliteStore {
             path: path.display().to_string(),
             source,
         };
+        // Records are evidence and may hold secrets: 0600 (its -wal and -shm follow).
+        crate::fsmode::secret_file(path).map_err(|source| StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         let writer = Connection::open(path).map_err(err)?;
         // The writer commits with synchronous=NORMAL (the WAL is not fsynced inside the
         // commit), and `insert` fsyncs the WAL itself after the commit when `synchronous_full`,
@@ -169,10 +232,26 @@ impl SqliteStore {
         let version: i64 = writer
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(err)?;
+        if version < 2 {
+            let sql: String = writer
+                .query_row(
+                    "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'records'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(err)?;
+            if !sql.contains("UNIQUE (id, agent_id)") {
+                // Version 0 or 1: ids were unique across agents.
+                writer.execute_batch(REKEY).map_err(err)?;
+            }
+        }
         if version < 1 {
             // Summaries of records stored before the summaries existed (one scan, once).
             writer.execute_batch(SUMMARISE).map_err(err)?;
         }
+        writer
+            .execute_batch(&format!("{INDEXES} PRAGMA user_version = 2;"))
+            .map_err(err)?;
         let reader = Connection::open(path).map_err(err)?;
         reader
             .execute_batch(
@@ -414,7 +493,8 @@ fn insert_rows(c: &mut Connection, rows: &[StoredRecord]) -> rusqlite::Result<In
                     r.container_id,
                     r.region,
                     r.time_ns as i64,
-                    r.id
+                    r.id,
+                    r.agent_id
                 ])?;
             }
         }
@@ -557,7 +637,7 @@ impl Store for SqliteStore {
                 params![region, i64::from(cutoff_day).saturating_mul(86_400_000_000_000)],
             )?;
             c.execute(
-                "DELETE FROM latest_inventory WHERE region = ?1 AND NOT EXISTS (SELECT 1 FROM records r WHERE r.id = latest_inventory.id)",
+                "DELETE FROM latest_inventory WHERE region = ?1 AND NOT EXISTS (SELECT 1 FROM records r WHERE r.id = latest_inventory.id AND r.agent_id = latest_inventory.agent_id)",
                 params![region],
             )?;
             Ok(DeleteOutcome {
@@ -632,7 +712,7 @@ impl Store for SqliteStore {
             let cols: Vec<String> = COLUMNS.split(", ").map(|c| format!("r.{c}")).collect();
             let mut args = vec![SqlValue::Text(event_type)];
             let mut sql = format!(
-                "SELECT {} FROM latest_inventory l JOIN records r ON r.id = l.id WHERE l.type = ?",
+                "SELECT {} FROM latest_inventory l JOIN records r ON r.id = l.id AND r.agent_id = l.agent_id WHERE l.type = ?",
                 cols.join(", ")
             );
             if let Some(h) = host {

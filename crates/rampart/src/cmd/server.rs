@@ -134,6 +134,7 @@ enum AgentsCommand {
 
 pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let cfg = load_config(&args.config)?;
+    become_data_owner(&cfg.data_dir)?;
     match args.command.unwrap_or(ServerCommand::Run) {
         ServerCommand::Run => serve(cfg),
         ServerCommand::EnrollToken { region, uses, ttl } => {
@@ -208,6 +209,42 @@ fn user(cfg: &ServerConfig, command: UserCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Run as root on a data directory that another user owns (the packaged service's `rampart`
+/// user), the server and its admin commands take that user's identity first: nothing they
+/// create (a database's `-wal`, a new CRL) is then root's and out of the service's reach, and
+/// the server never runs as root on such a directory.
+fn become_data_owner(data_dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let Ok(meta) = std::fs::metadata(data_dir) else {
+        return Ok(());
+    };
+    let (uid, gid) = (meta.uid(), meta.gid());
+    if uid == 0 {
+        return Ok(());
+    }
+    // SAFETY: setgroups/setgid/setuid(2) with plain integers; the order (groups, group, user)
+    // is the only one in which each call is still permitted.
+    let failed = unsafe {
+        libc::setgroups(0, std::ptr::null()) != 0
+            || libc::setgid(gid) != 0
+            || libc::setuid(uid) != 0
+    };
+    if failed {
+        return Err(std::io::Error::last_os_error()).with_context(|| {
+            format!(
+                "taking the identity of {} (uid {uid}), which owns it",
+                data_dir.display()
+            )
+        });
+    }
+    tracing::debug!(uid, gid, data_dir = %data_dir.display(), "running as the data directory's owner");
+    Ok(())
 }
 
 /// Reads the configuration; a missing default file means every default.
