@@ -23,6 +23,15 @@ fn engine(d: &Path, policy: &str) -> Engine {
     .expect("engine")
 }
 
+fn image_id(image: &str) -> String {
+    let o = std::process::Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", image])
+        .output()
+        .expect("docker");
+    assert!(o.status.success(), "{o:?}");
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
 fn create(image: &str) -> AuthzRequest {
     let body = serde_json::json!({"Image": image, "User": "1000",
         "HostConfig": {"Memory": 1 << 26, "NanoCpus": 500_000_000, "PidsLimit": 64}});
@@ -83,13 +92,48 @@ async fn scanned_rule_denies_a_vulnerable_image_on_demand_and_from_the_cache() {
     let e = engine(d, "rules: [scanned]\nmax_severity: critical\n");
     let r = e.authorize(&create(&image)).await;
     assert!(!r.allow, "the record is critical (CVSS 9.8): {r:?}");
-    // An exception for the image skips the rule.
+    // An exception for the image's digest (its id) skips the rule; a name pattern is refused.
+    let id = image_id(&image);
     let e = engine(
         d,
-        &format!(
-            "{rules}exceptions:\n  - match: \"docker.io/rampart-test/*\"\n    skip: [scanned]\n"
-        ),
+        &format!("{rules}exceptions:\n  - digest: \"{id}\"\n    skip: [scanned]\n"),
     );
     assert!(e.authorize(&create(&image)).await.allow);
+    std::fs::write(
+        d.join("admission.yaml"),
+        format!(
+            "{rules}exceptions:\n  - match: \"docker.io/rampart-test/*\"\n    skip: [scanned]\n"
+        ),
+    )
+    .expect("w");
+    assert!(AdmissionPolicy::load(&d.join("admission.yaml")).is_err());
     assert_eq!(Rule::Scanned.as_str(), "scanned");
+}
+
+/// Regression (issue 15): the vulnerability database sat behind one mutex held for whole
+/// scans, so a cold scan of one image stalled (and timed out) decisions for every other image.
+/// A decision for an image with a cached scan must complete while another image's scan runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_scan_does_not_hold_up_decisions_for_cached_images() {
+    testkit::require!(Root, Docker);
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    rampart_scan::VulnDb::open_or_create(&d.join("vulns.db")).expect("db");
+    let e = std::sync::Arc::new(engine(d, "rules: [scanned]\nscan_timeout: 300s\n"));
+    let (cached, cold) = (testkit::busybox_image(), testkit::debian_image());
+    assert!(e.authorize(&create(&cached)).await.allow, "fills the cache");
+    let e2 = e.clone();
+    let cold_decision = tokio::spawn(async move { e2.authorize(&create(&cold)).await });
+    // Let the cold scan start reading the image.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..20 {
+        let r = e.authorize(&create(&cached)).await;
+        assert!(r.allow, "{r:?}");
+    }
+    assert!(
+        !cold_decision.is_finished(),
+        "the cold scan finished before the cached decisions: nothing was shown (use a bigger image)"
+    );
+    let r = cold_decision.await.expect("join");
+    assert!(r.allow, "{r:?}");
 }
