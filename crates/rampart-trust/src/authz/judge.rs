@@ -534,7 +534,11 @@ impl Judge<'_, '_> {
             if odd || !DEFAULT_CAPS.contains(&name.as_str()) {
                 self.v(
                     Rule::Capabilities,
-                    format!("{at}: adding capability {c:?} ({name}) is not allowed (only Docker's default set)"),
+                    if *c == name {
+                        format!("{at}: adding capability {c:?} is not allowed (only Docker's default set)")
+                    } else {
+                        format!("{at}: adding capability {c:?} ({name}) is not allowed (only Docker's default set)")
+                    },
                 );
             }
         }
