@@ -408,9 +408,24 @@ fn authz_plugin_judges_what_dockerd_will_do() {
             &docker_sock.display().to_string(),
             "--events",
             &events.display().to_string(),
+            "--ship",
+            &d.join("ship.yaml").display().to_string(),
+            "--hostname",
+            "authz-test-host",
         ]
         .map(String::from),
     );
+    // Decisions are shipped as events through a durable queue (here to a file output).
+    let shipped = d.join("shipped.jsonl");
+    std::fs::write(
+        d.join("ship.yaml"),
+        format!(
+            "queue: {{dir: {}, fsync: batch}}\noutputs: [{{type: file, path: {}}}]\n",
+            d.join("queue").display(),
+            shipped.display()
+        ),
+    )
+    .expect("ship config");
     let plog = d.join("plugin.log");
     let mut plugin_proc = spawn_logged(&argv, &plog);
     wait_for("the plugin", &plog, || plugin_sock.exists());
@@ -913,6 +928,29 @@ fn authz_plugin_judges_what_dockerd_will_do() {
     let _ = testkit::docker(["-H", &h, "rm", "-f", ctl]);
     daemon.stop();
     plugin_proc.stop();
+    // Shipped: one admission.decision event per recorded decision, with the facets.
+    let shipped: Vec<Value> = std::fs::read_to_string(&shipped)
+        .expect("shipped events")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event json"))
+        .collect();
+    let recorded = std::fs::read_to_string(&events)
+        .expect("events")
+        .lines()
+        .count();
+    assert!(recorded > n);
+    assert_eq!(shipped.len(), recorded, "every decision shipped once");
+    assert!(shipped.iter().all(|e| e["type"] == "admission.decision"
+        && e["device"]["hostname"] == "authz-test-host"
+        && e["policy"]["mechanism"] == "docker authz plugin"));
+    assert!(shipped.iter().any(|e| e["policy"]["action"] == "deny"
+        && e["policy"]["rule"]
+            .as_str()
+            .is_some_and(|r| r.contains("privileged"))
+        && e["auth"]["outcome"] == "failure"));
+    assert!(shipped
+        .iter()
+        .any(|e| e["policy"]["action"] == "allow" && e["container"]["name"] == "ok0"));
     let rel = cgroup_parent.trim_start_matches('/');
     let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(rel));
 }

@@ -87,6 +87,8 @@ pub struct Decision {
     /// `gated: plugins`, `unknown`, `unparsable`.
     pub endpoint: String,
     pub container_name: Option<String>,
+    /// The container an exec, update or start is about.
+    pub container_id: Option<String>,
     pub image: Option<String>,
     pub digest: Option<String>,
     pub signers: Vec<String>,
@@ -138,6 +140,74 @@ pub struct Engine {
     registries: Mutex<HashMap<String, Arc<Registry>>>,
     verdicts: Mutex<HashMap<String, (Instant, SignatureVerdict)>>,
     events: Mutex<Box<dyn Write + Send>>,
+    sink: Option<DecisionSink>,
+}
+
+/// Where decisions go besides the JSON lines (the binary ships them as events).
+pub type DecisionSink = Box<dyn Fn(&Decision) + Send + Sync>;
+
+impl Decision {
+    /// The decision as an `admission.decision` event: `policy` (the policy file, the endpoint
+    /// as selector, the rules broken, the outcome as action, the message as reason, the image
+    /// digest), `auth` (the authenticated user), `container` (name, id, image).
+    pub fn to_event(
+        &self,
+        policy: &str,
+        id: rampart_event::EventId,
+        device: Arc<rampart_event::Device>,
+    ) -> rampart_event::Event {
+        use rampart_event::{
+            AuthInfo, AuthOutcome, Container, ContainerRuntime, Event, EventKind, PolicyInfo,
+        };
+        let mut ev = Event::new(id, self.time, EventKind::AdmissionDecision, device);
+        let mut rules: Vec<&str> = self.violations.iter().map(|v| v.rule.as_str()).collect();
+        rules.dedup();
+        ev.policy = Some(PolicyInfo {
+            policy: policy.to_string(),
+            selector: self.endpoint.clone(),
+            rule: if rules.is_empty() {
+                "none".into()
+            } else {
+                rules.join(",")
+            },
+            action: self.outcome.to_string(),
+            mechanism: "docker authz plugin".into(),
+            reason: if self.message.is_empty() {
+                format!("{} {}", self.method, self.uri)
+            } else {
+                self.message.clone()
+            },
+            sha256: self
+                .digest
+                .as_deref()
+                .map(|d| d.trim_start_matches("sha256:").to_string()),
+        });
+        ev.auth = Some(AuthInfo {
+            outcome: if self.allowed {
+                AuthOutcome::Success
+            } else {
+                AuthOutcome::Failure
+            },
+            user: self.user.clone(),
+            method: None,
+            src_ip: None,
+            src_port: None,
+            service: "docker".into(),
+            log_source: "rampart authz".into(),
+            message: format!("{} {}", self.method, self.uri),
+        });
+        if self.image.is_some() || self.container_id.is_some() || self.container_name.is_some() {
+            let mut c = Container::unnamed(
+                self.container_id.clone().unwrap_or_default(),
+                ContainerRuntime::Docker,
+            );
+            c.name = self.container_name.clone().unwrap_or_default();
+            c.image = self.image.clone().unwrap_or_default();
+            c.image_digest = self.digest.clone();
+            ev.container = Some(Arc::new(c));
+        }
+        ev
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -225,7 +295,14 @@ impl Engine {
             registries: Mutex::new(HashMap::new()),
             verdicts: Mutex::new(HashMap::new()),
             events: Mutex::new(events),
+            sink: None,
         })
+    }
+
+    /// Also hands every decision to `sink` (after the JSON line is written).
+    pub fn with_sink(mut self, sink: DecisionSink) -> Engine {
+        self.sink = Some(sink);
+        self
     }
 
     async fn docker(&self) -> Result<&Daemon, String> {
@@ -263,6 +340,9 @@ impl Engine {
                 tracing::error!(decision = %line, "could not write an admission decision");
             }
         }
+        if let Some(sink) = &self.sink {
+            sink(d);
+        }
     }
 
     /// Judges one request (AuthZReq). Never fails: errors become the fail mode's answer, and
@@ -291,6 +371,14 @@ impl Engine {
                 .as_ref()
                 .ok()
                 .and_then(|r| r.query_value("name").map(str::to_string)),
+            container_id: parsed.as_ref().ok().and_then(|r| match &r.endpoint {
+                Endpoint::Judged(
+                    Judged::ContainerStart(id)
+                    | Judged::ContainerUpdate(id)
+                    | Judged::ExecCreate(id),
+                ) => Some(id.clone()),
+                _ => None,
+            }),
             image: None,
             digest: None,
             signers: Vec::new(),
