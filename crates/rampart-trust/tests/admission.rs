@@ -137,3 +137,77 @@ async fn a_cold_scan_does_not_hold_up_decisions_for_cached_images() {
     let r = cold_decision.await.expect("join");
     assert!(r.allow, "{r:?}");
 }
+
+fn request(method: &str, uri: &str, body: Option<&str>) -> AuthzRequest {
+    AuthzRequest {
+        request_method: method.into(),
+        request_uri: uri.into(),
+        request_body: body.map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
+        ..Default::default()
+    }
+}
+
+/// Regression (issue 15): `fail: open` covers only "could not decide". With the daemon
+/// unreachable (nothing can be looked up), a body that breaks a rule is still denied, and an
+/// ambiguous or unknown request is denied; only a harmless one falls to the fail mode.
+#[tokio::test]
+async fn fail_open_never_allows_a_rule_violation() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    std::fs::write(
+        d.join("admission.yaml"),
+        "fail: open\nrules: [privileged, host-namespaces, sensitive-mounts, limits, capabilities]\n",
+    )
+    .expect("policy");
+    let e = Engine::new(
+        EngineConfig {
+            policy: AdmissionPolicy::load(&d.join("admission.yaml")).expect("policy"),
+            docker_socket: d.join("no-docker.sock"),
+            db_path: d.join("vulns.db"),
+            cache_dir: d.join("cache"),
+            verdict_ttl: Duration::from_secs(60),
+        },
+        Box::new(std::io::sink()),
+    )
+    .expect("engine");
+    let limits = r#""Memory":67108864,"NanoCpus":500000000,"PidsLimit":64"#;
+    let harmless = format!(r#"{{"Image":"x","User":"1000","HostConfig":{{{limits}}}}}"#);
+    let r = e
+        .authorize(&request(
+            "POST",
+            "/v1.41/containers/create",
+            Some(&harmless),
+        ))
+        .await;
+    assert!(r.allow, "harmless, undecidable: fail open {r:?}");
+    for body in [
+        format!(r#"{{"Image":"x","User":"1000","HostConfig":{{{limits},"privileged":true}}}}"#),
+        format!(r#"{{"Image":"x","User":"1000","HostConfig":{{{limits},"Binds":["/:/h"]}}}}"#),
+        format!(r#"{{"Image":"x","image":"y","HostConfig":{{{limits}}}}}"#),
+    ] {
+        let r = e
+            .authorize(&request("POST", "/v1.41/containers/create", Some(&body)))
+            .await;
+        assert!(!r.allow && r.msg.starts_with("rampart: ["), "{body}: {r:?}");
+    }
+    let r = e
+        .authorize(&request(
+            "POST",
+            "/v1.41/containers/x/exec",
+            Some(r#"{"Cmd":["sh"],"Privileged":true}"#),
+        ))
+        .await;
+    assert!(!r.allow && r.msg.contains("[privileged]"), "{r:?}");
+    let r = e
+        .authorize(&request("POST", "/v1.41/frobnicate", Some("{}")))
+        .await;
+    assert!(!r.allow && r.msg.contains("denied by default"), "{r:?}");
+    let r = e
+        .authorize(&request("POST", "/v1.41/plugins/pull?remote=x", Some("[]")))
+        .await;
+    assert!(!r.allow && r.msg.contains("gated (plugins)"), "{r:?}");
+    let r = e
+        .authorize(&request("GET", "/v1.41/containers/json", None))
+        .await;
+    assert!(r.allow, "{r:?}");
+}

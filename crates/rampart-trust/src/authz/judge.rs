@@ -477,9 +477,12 @@ impl Judge<'_, '_> {
         }
     }
 
-    /// Local-driver options that bind a host path (`type=none,o=bind,device=/`).
+    /// Local-driver options: the local driver runs `mount -t TYPE -o O DEVICE` on the host.
+    /// Allowed: a bind of a path judged like a bind mount (`type=none,o=bind,device=…`),
+    /// tmpfs, and network filesystems (a remote device); anything else mounts host storage
+    /// (`type=ext4,device=/dev/sda1`, overlay `lowerdir=/`) and is refused.
     fn driver_opts(&mut self, at: &str, driver: &str, opts: &[(String, String)]) {
-        if !matches!(driver, "" | "local") {
+        if !matches!(driver, "" | "local") || opts.is_empty() {
             return;
         }
         let get = |k: &str| {
@@ -488,11 +491,10 @@ impl Judge<'_, '_> {
                 .map(|(_, v)| v.as_str())
                 .unwrap_or_default()
         };
-        let o = get("o");
+        let (kind, o, device) = (get("type"), get("o"), get("device"));
         let binds = o.split(',').any(|x| matches!(x, "bind" | "rbind"))
-            || matches!(get("type"), "none" | "bind" | "rbind");
+            || matches!(kind, "none" | "bind" | "rbind");
         if binds {
-            let device = get("device");
             if !device.starts_with('/') {
                 self.v(
                     Rule::SensitiveMounts,
@@ -500,6 +502,24 @@ impl Judge<'_, '_> {
                 );
             } else {
                 self.bind_source(at, device);
+            }
+        } else {
+            let remote =
+                matches!(kind, "nfs" | "nfs4" | "cifs" | "smb3") && !device.starts_with('/');
+            if !(kind == "tmpfs" || remote) {
+                self.v(
+                    Rule::SensitiveMounts,
+                    format!("{at}: a local volume of type {kind:?} on device {device:?} mounts host storage the plugin does not judge"),
+                );
+            }
+        }
+        for x in o.split(',') {
+            let key = x.split('=').next().unwrap_or_default();
+            if matches!(key, "lowerdir" | "upperdir" | "workdir" | "loop") {
+                self.v(
+                    Rule::SensitiveMounts,
+                    format!("{at}: mount option {x:?} names host paths"),
+                );
             }
         }
         for k in opts.iter().map(|(k, _)| k.as_str()) {

@@ -582,13 +582,21 @@ impl Engine {
             );
             return Ok(None);
         }
-        let daemon = self.docker().await?;
-        let c = daemon
-            .client
-            .api()
-            .inspect_container(id, None)
-            .await
-            .map_err(|e| format!("cannot inspect container {id}: {e}"))?;
+        let early = self.cfg.policy.rules_for(&req.user, &[]);
+        let daemon = match self.docker().await {
+            Ok(x) => x,
+            Err(e) => {
+                push_applicable(d, v, &early);
+                return Err(e);
+            }
+        };
+        let c = match daemon.client.api().inspect_container(id, None).await {
+            Ok(c) => c,
+            Err(e) => {
+                push_applicable(d, v, &early);
+                return Err(format!("cannot inspect container {id}: {e}"));
+            }
+        };
         let container_user = c
             .config
             .as_ref()
@@ -597,12 +605,13 @@ impl Engine {
         let image_id = c.image.clone().unwrap_or_default();
         let mut digests = vec![image_id.clone()];
         let image_user = if facts.user.is_empty() && container_user.is_empty() {
-            let i = daemon
-                .client
-                .api()
-                .inspect_image(&image_id)
-                .await
-                .map_err(|e| format!("cannot inspect image {image_id}: {e}"))?;
+            let i = match daemon.client.api().inspect_image(&image_id).await {
+                Ok(i) => i,
+                Err(e) => {
+                    push_applicable(d, v, &early);
+                    return Err(format!("cannot inspect image {image_id}: {e}"));
+                }
+            };
             digests.extend(repo_digest_values(i.repo_digests.as_deref().unwrap_or(&[])));
             i.config.and_then(|c| c.user).unwrap_or_default()
         } else {
@@ -637,8 +646,8 @@ impl Engine {
         mut ctx: Context<'_>,
         d: &mut Decision,
     ) -> Result<Option<String>, String> {
-        let daemon = self.docker().await?;
-        ctx.daemon_paths.extend(daemon.root_dir.iter().cloned());
+        // The body first, without the daemon: what it grants denies even when a look-up below
+        // fails (fail: open covers only "could not decide", never a rule violation).
         let (facts, mut v) = match judge::judge_create(value, &ctx) {
             Ok(x) => x,
             Err(e) => {
@@ -650,6 +659,21 @@ impl Engine {
             Self::request(d, "container create without an image".into());
             return Ok(None);
         }
+        let early = self.cfg.policy.rules_for(&req.user, &[]);
+        let daemon = match self.docker().await {
+            Ok(x) => x,
+            Err(e) => {
+                push_applicable(d, v, &early);
+                return Err(e);
+            }
+        };
+        if let Some(root) = &daemon.root_dir {
+            // Again with the daemon's data root among the sensitive paths.
+            ctx.daemon_paths.push(root.clone());
+            if let Ok((_, again)) = judge::judge_create(value, &ctx) {
+                v = again;
+            }
+        }
         d.image = Some(facts.image.clone());
         let image = match ImageRef::parse(&facts.image) {
             Ok(i) => i,
@@ -659,10 +683,13 @@ impl Engine {
             }
         };
         let api = daemon.client.api();
-        let inspect = api
-            .inspect_image(&facts.image)
-            .await
-            .map_err(|e| format!("cannot inspect image {}: {e}", facts.image))?;
+        let inspect = match api.inspect_image(&facts.image).await {
+            Ok(i) => i,
+            Err(e) => {
+                push_applicable(d, v, &early);
+                return Err(format!("cannot inspect image {}: {e}", facts.image));
+            }
+        };
         let image_user = inspect
             .config
             .as_ref()
