@@ -316,7 +316,9 @@ pub fn verify_envelope(
         &anchors,
         intermediates,
         now,
-        webpki::KeyUsage::required(CODE_SIGNING),
+        // Every certificate of the path is checked against this: intermediates commonly have
+        // no EKU, so "if present"; the leaf's code-signing EKU is required below.
+        webpki::KeyUsage::required_if_present(CODE_SIGNING),
         None,
         None,
     )
@@ -343,9 +345,19 @@ pub fn verify_envelope(
             payload.target.digest
         ));
     }
-    let subject = x509_parser::parse_x509_certificate(leaf_der.as_ref())
-        .map(|(_, c)| c.subject().to_string())
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf_der.as_ref())
         .map_err(|e| format!("signing certificate: {e}"))?;
+    let code_signing = parsed
+        .extended_key_usage()
+        .ok()
+        .flatten()
+        .is_some_and(|e| e.value.code_signing);
+    if !code_signing {
+        return Err(
+            "the signing certificate does not allow code signing (extended key usage)".into(),
+        );
+    }
+    let subject = parsed.subject().to_string();
     let ok = trust.identities.iter().any(|i| {
         i == "*"
             || i.strip_prefix("x509.subject:")

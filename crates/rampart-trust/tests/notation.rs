@@ -82,8 +82,9 @@ fn openssl(args: &[&str]) -> Vec<u8> {
     o.stdout
 }
 
-/// A CA and a code-signing leaf it issued (RSA 2048), by OpenSSL.
-fn pki(d: &Path, cn: &str) -> (PathBuf, PathBuf, PathBuf) {
+/// A root CA, an intermediate CA (no extended key usage, as CAs commonly have) and a
+/// code-signing leaf (RSA 2048), by OpenSSL: (root, intermediate, leaf, leaf key).
+fn pki(d: &Path, cn: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
     let cfg = d.join(format!("{cn}.cnf"));
     std::fs::write(
         &cfg,
@@ -103,9 +104,9 @@ fn pki(d: &Path, cn: &str) -> (PathBuf, PathBuf, PathBuf) {
         "rsa:2048",
         "-nodes",
         "-keyout",
-        &p("ca.key"),
+        &p("root.key"),
         "-out",
-        &p("ca.pem"),
+        &p("root.pem"),
         "-days",
         "2",
         "-config",
@@ -113,7 +114,41 @@ fn pki(d: &Path, cn: &str) -> (PathBuf, PathBuf, PathBuf) {
         "-extensions",
         "ca",
         "-subj",
-        &format!("/C=US/O=Rampart Test/CN={cn} CA"),
+        &format!("/C=US/O=Rampart Test/CN={cn} root"),
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &p("int.key"),
+        "-out",
+        &p("int.csr"),
+        "-config",
+        &c,
+        "-subj",
+        &format!("/C=US/O=Rampart Test/CN={cn} intermediate"),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("int.csr"),
+        "-CA",
+        &p("root.pem"),
+        "-CAkey",
+        &p("root.key"),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &c,
+        "-extensions",
+        "ca",
+        "-out",
+        &p("int.pem"),
     ]);
     openssl(&[
         "req",
@@ -134,9 +169,9 @@ fn pki(d: &Path, cn: &str) -> (PathBuf, PathBuf, PathBuf) {
         "-in",
         &p("leaf.csr"),
         "-CA",
-        &p("ca.pem"),
+        &p("int.pem"),
         "-CAkey",
-        &p("ca.key"),
+        &p("int.key"),
         "-CAcreateserial",
         "-days",
         "2",
@@ -148,7 +183,8 @@ fn pki(d: &Path, cn: &str) -> (PathBuf, PathBuf, PathBuf) {
         &p("leaf.pem"),
     ]);
     (
-        p("ca.pem").into(),
+        p("root.pem").into(),
+        p("int.pem").into(),
         p("leaf.pem").into(),
         p("leaf.key").into(),
     )
@@ -244,11 +280,11 @@ fn notation_signatures_are_accepted_by_the_trust_policy() {
     let dir = tempfile::tempdir().expect("tmp");
     let d = dir.path();
     let reg = Registry::new(&host);
-    let (ca, leaf, key) = pki(d, "notation signer");
+    let (ca, intermediate, leaf, key) = pki(d, "notation signer");
     let (other_ca, ..) = pki(d, "stranger");
 
     let (signed, size) = push_image(&reg, "n/app", "v1", b"signed layer");
-    let env = envelope(d, &signed, size, &key, &[&leaf, &ca]);
+    let env = envelope(d, &signed, size, &key, &[&leaf, &intermediate]);
     push_signature(&reg, "n/app", &signed, size, &env);
     // Another image signed with the same key and chain, but the envelope names `signed`:
     // a signature copied onto another image does not count.
