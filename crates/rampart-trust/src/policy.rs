@@ -9,6 +9,9 @@
 //!     keys: [release.pub]            # PEM public keys, relative to this file
 //!     missing: deny                  # unsigned or badly signed: deny | warn
 //!     digests: [sha256:...]          # optional: only these digests may run
+//!     notation:                      # optional: Notation signatures count too
+//!       trust_store: [ca.pem]        # PEM certificates, relative to this file
+//!       identities: ["x509.subject: C=US, O=Example, CN=release"]   # or "*"
 //! ```
 //!
 //! Entries are tried in order; the first whose `match` matches decides.

@@ -211,3 +211,47 @@ async fn fail_open_never_allows_a_rule_violation() {
         .await;
     assert!(r.allow, "{r:?}");
 }
+
+/// Exceptions and break glass follow the user dockerd authenticated (`User`, the TLS client
+/// certificate name) and the image's digest, never what the requester writes in the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exceptions_and_break_glass_follow_the_authenticated_user() {
+    testkit::require!(Root, Docker);
+    let image = testkit::busybox_image();
+    let id = image_id(&image);
+    let dir = tempfile::tempdir().expect("tmp");
+    let e = engine(
+        dir.path(),
+        &format!(
+            "rules: [privileged, limits, non-root]\nbreak_glass: [alice]\nexceptions:\n  - user: ci\n    skip: [limits]\n  - user: ops\n    digest: \"{id}\"\n    skip: [privileged]\n"
+        ),
+    );
+    let ask = |user: &str, body: serde_json::Value| AuthzRequest {
+        user: user.into(),
+        request_method: "POST".into(),
+        request_uri: "/v1.41/containers/create".into(),
+        request_body: Some(base64::engine::general_purpose::STANDARD.encode(body.to_string())),
+        ..Default::default()
+    };
+    let unlimited = serde_json::json!({"Image": image, "User": "1000"});
+    assert!(!e.authorize(&ask("", unlimited.clone())).await.allow);
+    assert!(!e.authorize(&ask("bob", unlimited.clone())).await.allow);
+    assert!(e.authorize(&ask("ci", unlimited.clone())).await.allow);
+    let privileged = serde_json::json!({"Image": image, "User": "1000",
+        "HostConfig": {"Memory": 1 << 26, "NanoCpus": 500_000_000, "PidsLimit": 64, "Privileged": true}});
+    assert!(!e.authorize(&ask("ci", privileged.clone())).await.allow);
+    // The digest exception holds for this image only (its id), for its user only.
+    assert!(e.authorize(&ask("ops", privileged.clone())).await.allow);
+    assert!(!e.authorize(&ask("bob", privileged.clone())).await.allow);
+    // Break glass: the label is honoured for alice, not for anyone who writes it.
+    let mut glass = privileged.clone();
+    glass["Labels"] = serde_json::json!({"rampart.break-glass": "INC-42"});
+    let r = e.authorize(&ask("alice", glass.clone())).await;
+    assert!(r.allow, "{r:?}");
+    let r = e.authorize(&ask("", glass.clone())).await;
+    assert!(!r.allow && r.msg.contains("[privileged]"), "{r:?}");
+    // Not over a body the plugin reads differently from dockerd.
+    let mut ambiguous = glass.clone();
+    ambiguous["hostconfig"] = serde_json::json!({"Privileged": true});
+    assert!(!e.authorize(&ask("alice", ambiguous)).await.allow);
+}

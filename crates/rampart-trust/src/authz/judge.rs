@@ -728,8 +728,7 @@ impl Judge<'_, '_> {
                 "privileged containers are not allowed".into(),
             );
         }
-        let pid = self.namespace(hc, "PidMode", &[""])?;
-        let _ = pid;
+        self.namespace(hc, "PidMode", &[""])?;
         self.namespace(hc, "IpcMode", &["", "private", "shareable", "none"])?;
         self.namespace(hc, "UTSMode", &[""])?;
         let userns = self.namespace(hc, "UsernsMode", &[""])?;
