@@ -954,3 +954,142 @@ fn authz_plugin_judges_what_dockerd_will_do() {
     let rel = cgroup_parent.trim_start_matches('/');
     let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(rel));
 }
+
+/// Standard base64 (the AuthZReq body encoding); written out because the binary crate has no
+/// base64 dependency.
+fn b64(data: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The children of `pid` whose command line contains `needle`.
+fn children_with(pid: u32, needle: &str) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter(|e| {
+            let p = e.path();
+            let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
+            // pid (comm) state ppid ...: the comm may hold spaces, so split after ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            let cmd = std::fs::read(p.join("cmdline")).unwrap_or_default();
+            ppid == Some(pid)
+                && String::from_utf8_lossy(&cmd)
+                    .replace('\0', " ")
+                    .contains(needle)
+        })
+        .count()
+}
+
+/// Issue 15: scans on demand are bounded and cancelled at their timeout. The plugin scans out
+/// of process (`rampart image scan` children); at `scan_timeout` the decision falls to the fail
+/// mode and the child is killed, leaving no inventory; with time enough the same scan fills
+/// the cache and the decision is made.
+#[test]
+fn scans_on_demand_are_cancelled_at_their_timeout() {
+    testkit::require!(Root, Docker);
+    let image = testkit::debian_image();
+    let id = text(&testkit::docker([
+        "image", "inspect", "--format", "{{.Id}}", &image,
+    ]))
+    .0
+    .trim()
+    .to_string();
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    rampart_scan::VulnDb::open_or_create(&d.join("vulns.db")).expect("db");
+    let sock = d.join("plugin.sock");
+    let start = |timeout: &str| {
+        std::fs::write(
+            d.join("admission.yaml"),
+            format!("fail: closed\nrules: [scanned]\nscan_timeout: {timeout}\n"),
+        )
+        .expect("policy");
+        let _ = std::fs::remove_file(&sock);
+        let argv: Vec<String> = [
+            env!("CARGO_BIN_EXE_rampart"),
+            "authz",
+            "--policy",
+            &d.join("admission.yaml").display().to_string(),
+            "--socket",
+            &sock.display().to_string(),
+            "--docker-socket",
+            "/var/run/docker.sock",
+            "--db",
+            &d.join("vulns.db").display().to_string(),
+            "--cache-dir",
+            &d.join("cache").display().to_string(),
+            "--events",
+            &d.join("events.jsonl").display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
+        let log = d.join(format!("plugin-{timeout}.log"));
+        let p = spawn_logged(&argv, &log);
+        wait_for("the plugin", &log, || sock.exists());
+        p
+    };
+    let body = json!({"Image": image, "User": "1000"}).to_string();
+    let req = json!({"User": "", "RequestMethod": "POST", "RequestUri": "/v1.41/containers/create",
+        "RequestBody": b64(body.as_bytes())})
+    .to_string();
+    let cached = d
+        .join("cache")
+        .join(format!("{}.json", id.trim_start_matches("sha256:")));
+
+    let mut plugin = start("1s");
+    let pid = plugin.0.id();
+    let (s2, r2) = (sock.clone(), req.clone());
+    let asked = std::thread::spawn(move || http(&s2, "POST", "/AuthZPlugin.AuthZReq", Some(&r2)));
+    let mut seen = false;
+    while !asked.is_finished() {
+        seen |= children_with(pid, "image scan docker:") > 0;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (st, answer) = asked.join().expect("request");
+    assert_eq!(st, 200, "{answer}");
+    let v: Value = serde_json::from_str(&answer).expect("json");
+    assert_eq!(v["Allow"], json!(false), "{answer}");
+    assert!(
+        v["Msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("fail: closed")),
+        "{answer}"
+    );
+    assert!(seen, "no scanner child was seen while the decision waited");
+    let end = Instant::now() + Duration::from_secs(5);
+    while children_with(pid, "image scan docker:") > 0 {
+        assert!(
+            Instant::now() < end,
+            "the scan was not cancelled at its timeout"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!cached.exists(), "a cancelled scan wrote its inventory");
+    plugin.stop();
+
+    let mut plugin = start("300s");
+    let (st, answer) = http(&sock, "POST", "/AuthZPlugin.AuthZReq", Some(&req));
+    assert_eq!(st, 200, "{answer}");
+    assert!(answer.contains("\"Allow\":true"), "{answer}");
+    assert!(cached.exists(), "the scan on demand fills the cache");
+    plugin.stop();
+}

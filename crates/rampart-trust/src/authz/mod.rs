@@ -24,4 +24,7 @@ pub mod route;
 mod server;
 
 pub use policy::{AdmissionPolicy, Exception, Rule, Violation, BREAK_GLASS_LABEL};
-pub use server::{decide, serve, AuthzRequest, AuthzResponse, Decision, Engine, EngineConfig};
+pub use server::{
+    decide, serve, AuthzRequest, AuthzResponse, Decision, DecisionSink, Engine, EngineConfig,
+    Scanner,
+};

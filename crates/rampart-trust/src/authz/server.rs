@@ -141,7 +141,19 @@ pub struct Engine {
     verdicts: Mutex<HashMap<String, (Instant, SignatureVerdict)>>,
     events: Mutex<Box<dyn Write + Send>>,
     sink: Option<DecisionSink>,
+    scanner: Option<Scanner>,
 }
+
+/// Scans an image (by id) into the inventory cache, out of process. Dropping the future must
+/// stop the scan: that is how a scan is cancelled at `scan_timeout`.
+pub type Scanner = Arc<
+    dyn Fn(
+            String,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// Where decisions go besides the JSON lines (the binary ships them as events).
 pub type DecisionSink = Box<dyn Fn(&Decision) + Send + Sync>;
@@ -296,7 +308,14 @@ impl Engine {
             verdicts: Mutex::new(HashMap::new()),
             events: Mutex::new(events),
             sink: None,
+            scanner: None,
         })
+    }
+
+    /// Scans on demand with `scanner` (cancellable) instead of in process.
+    pub fn with_scanner(mut self, scanner: Scanner) -> Engine {
+        self.scanner = Some(scanner);
+        self
     }
 
     /// Also hands every decision to `sink` (after the JSON line is written).
@@ -831,8 +850,9 @@ impl Engine {
 
     /// The inventory of `image_id`: from the cache, else from a scan shared by every request
     /// for that image, started at most `scan_concurrency` at a time. Waiting is bounded by
-    /// `scan_timeout`; a scan that overruns keeps its slot until it ends (reading a layer is
-    /// not interruptible) and fills the cache for the next request.
+    /// `scan_timeout`. With a [`Scanner`] the scan itself is cancelled at `scan_timeout`;
+    /// in process it cannot be interrupted: it keeps its slot until it ends and fills the cache
+    /// for the next request.
     async fn inventory(&self, image_id: &str) -> Result<Arc<rampart_scan::Inventory>, String> {
         let cache = InventoryCache::new(&self.cfg.cache_dir);
         let id = image_id.to_string();
@@ -853,9 +873,34 @@ impl Engine {
                     let slots = self.scan_slots.clone();
                     let id = image_id.to_string();
                     let scans_done = self.scans.clone();
+                    let scanner = self.scanner.clone();
+                    let timeout = self.cfg.policy.scan_timeout;
                     tokio::spawn(async move {
-                        let r = match slots.acquire_owned().await {
-                            Ok(permit) => {
+                        let r = match (slots.acquire_owned().await, scanner) {
+                            (Err(e), _) => Err(e.to_string()),
+                            // Out of process: bounded by the timeout, then cancelled (the
+                            // scanner's future stops the scan when dropped).
+                            (Ok(_permit), Some(scan)) => {
+                                match tokio::time::timeout(timeout, scan(id.clone())).await {
+                                    Err(_) => Err(format!(
+                                        "scanning {id} was cancelled after {timeout:?}"
+                                    )),
+                                    Ok(Err(e)) => Err(format!("scanning {id}: {e}")),
+                                    Ok(Ok(())) => {
+                                        let id2 = id.clone();
+                                        tokio::task::spawn_blocking(move || cache.get(&id2))
+                                            .await
+                                            .map_err(|e| e.to_string())
+                                            .and_then(|inv| {
+                                                inv.map(Arc::new).ok_or_else(|| {
+                                                    format!("scanning {id} left no inventory in the cache")
+                                                })
+                                            })
+                                    }
+                                }
+                            }
+                            // In process: not interruptible; keeps its slot until it ends.
+                            (Ok(permit), None) => {
                                 let id2 = id.clone();
                                 tokio::task::spawn_blocking(move || {
                                     let _permit = permit;
@@ -877,7 +922,6 @@ impl Engine {
                                 .await
                                 .unwrap_or_else(|e| Err(e.to_string()))
                             }
-                            Err(e) => Err(e.to_string()),
                         };
                         let _ = tx.send(Some(r));
                         lock(&scans_done).remove(&id);
