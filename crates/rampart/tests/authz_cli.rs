@@ -244,7 +244,15 @@ fn sensitive(p: &str, extra: &[String]) -> bool {
 
 /// What dockerd created, judged: every container, every exec. Returns the names of the
 /// containers and the problems found.
-fn audit(dk: &[&str], data_root: &str, default_cgroupns: &Value) -> (Vec<String>, Vec<String>) {
+/// `shareable`: the containers whose namespaces and mounts a container may share (the harmless
+/// control); `preexisting`: containers made before the plugin ran (not judged here).
+fn audit(
+    dk: &[&str],
+    data_root: &str,
+    default_cgroupns: &Value,
+    shareable: &[String],
+    preexisting: &[&str],
+) -> (Vec<String>, Vec<String>) {
     let mut all = dk.to_vec();
     all.extend(["ps", "-aq", "--no-trunc"]);
     let o = testkit::docker(&all);
@@ -264,6 +272,9 @@ fn audit(dk: &[&str], data_root: &str, default_cgroupns: &Value) -> (Vec<String>
             .unwrap_or_default()
             .trim_start_matches('/')
             .to_string();
+        if preexisting.contains(&name.as_str()) {
+            continue;
+        }
         let hc = &c["HostConfig"];
         let mut bad = |what: String| problems.push(format!("{name}: {what}"));
         if hc["Privileged"].as_bool() == Some(true) {
@@ -271,8 +282,22 @@ fn audit(dk: &[&str], data_root: &str, default_cgroupns: &Value) -> (Vec<String>
         }
         for f in ["PidMode", "IpcMode", "UTSMode", "UsernsMode", "NetworkMode"] {
             let m = hc[f].as_str().unwrap_or_default();
-            if m == "host" || m.starts_with("container:") {
+            let shared_ok = m
+                .strip_prefix("container:")
+                .is_some_and(|t| shareable.iter().any(|s| s == t) && f != "UsernsMode");
+            if m == "host" || (m.starts_with("container:") && !shared_ok) {
                 bad(format!("{f}={m}"));
+            }
+        }
+        for v in hc["VolumesFrom"].as_array().into_iter().flatten() {
+            let t = v
+                .as_str()
+                .unwrap_or_default()
+                .split(':')
+                .next()
+                .unwrap_or_default();
+            if !shareable.iter().any(|s| s == t) {
+                bad(format!("VolumesFrom {t}"));
             }
         }
         // The cgroup namespace: the daemon's default (host on cgroup v1) is what every
@@ -283,13 +308,7 @@ fn audit(dk: &[&str], data_root: &str, default_cgroupns: &Value) -> (Vec<String>
                 hc["CgroupnsMode"]
             ));
         }
-        for f in [
-            "Devices",
-            "DeviceCgroupRules",
-            "DeviceRequests",
-            "VolumesFrom",
-            "CapAdd",
-        ] {
+        for f in ["Devices", "DeviceCgroupRules", "DeviceRequests", "CapAdd"] {
             if hc[f].as_array().is_some_and(|a| !a.is_empty()) {
                 bad(format!("{f}={}", hc[f]));
             }
@@ -515,6 +534,32 @@ fn authz_plugin_judges_what_dockerd_will_do() {
             "hostroot",
         ]);
         assert!(o.status.success(), "{:?}", text(&o));
+        // Containers made before the plugin: sharing their namespaces or mounts must be judged
+        // by what they are.
+        for args in [
+            vec!["--privileged"],
+            vec!["--pid", "host"],
+            vec!["-v", "/:/host"],
+        ] {
+            let name = match args[0] {
+                "--privileged" => "priv",
+                "--pid" => "hostpid",
+                _ => "rootbind",
+            };
+            let mut a = vec![
+                "-H",
+                h.as_str(),
+                "create",
+                "--name",
+                name,
+                "--network",
+                "none",
+            ];
+            a.extend(args);
+            a.extend([image.as_str(), "sleep", "1000"]);
+            let o = testkit::docker(&a);
+            assert!(o.status.success(), "{:?}", text(&o));
+        }
         daemon.stop();
     }
     let dlog = d.join("dockerd.log");
@@ -612,6 +657,30 @@ fn authz_plugin_judges_what_dockerd_will_do() {
         allowed_names.push(name);
     }
 
+    // Sharing the harmless control's namespaces and mounts is judged by what it is: allowed.
+    for (i, extra) in [
+        json!({"PidMode": format!("container:{ctl}"), "NetworkMode": format!("container:{ctl}")}),
+        json!({"IpcMode": format!("container:{ctl}"), "VolumesFrom": [ctl]}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut b = base.clone();
+        b["HostConfig"]["NetworkMode"] = json!("none");
+        for (k, v) in extra.as_object().expect("object") {
+            b["HostConfig"][k] = v.clone();
+        }
+        let name = format!("share{i}");
+        let (st, body) = http(
+            sock,
+            "POST",
+            &format!("/v1.41/containers/create?name={name}"),
+            Some(&b.to_string()),
+        );
+        assert_eq!(st, 201, "sharing with the control: {body}");
+        allowed_names.push(name);
+    }
+
     // Attacks: the control body plus one grant, spelled as the issue lists.
     let with_hc = |extra: Value| {
         let mut b = base.clone();
@@ -654,10 +723,13 @@ fn authz_plugin_judges_what_dockerd_will_do() {
     for extra in [
         json!({"Devices": [{"PathOnHost": "/dev/mem", "PathInContainer": "/dev/mem", "CgroupPermissions": "rwm"}]}),
         json!({"DeviceCgroupRules": ["c *:* rwm"]}),
-        json!({"VolumesFrom": [ctl]}),
-        json!({"PidMode": format!("container:{ctl_id}")}),
-        json!({"NetworkMode": format!("container:{ctl_id}")}),
-        json!({"IpcMode": format!("container:{ctl_id}")}),
+        json!({"VolumesFrom": ["priv"]}),
+        json!({"VolumesFrom": ["rootbind:ro"]}),
+        json!({"PidMode": "container:priv"}),
+        json!({"PidMode": "container:hostpid"}),
+        json!({"NetworkMode": "container:priv"}),
+        json!({"IpcMode": "container:priv"}),
+        json!({"UTSMode": "container:priv"}),
         json!({"CgroupnsMode": "host"}),
         json!({"UsernsMode": "host"}),
         json!({"UTSMode": "host"}),
@@ -789,7 +861,8 @@ fn authz_plugin_judges_what_dockerd_will_do() {
             json!([{"PathOnHost": "/dev/mem", "PathInContainer": "/dev/mem", "CgroupPermissions": "rwm"}]),
         ),
         ("DeviceCgroupRules", json!(["c *:* rwm"])),
-        ("VolumesFrom", json!([ctl])),
+        ("VolumesFrom", json!(["priv"])),
+        ("PidMode", json!("container:priv")),
         ("MaskedPaths", json!([])),
         ("ReadonlyPaths", json!([])),
         ("Runtime", json!("io.containerd.runc.v1")),
@@ -835,7 +908,14 @@ fn authz_plugin_judges_what_dockerd_will_do() {
     let ctl_inspect: Value =
         serde_json::from_str(&http(sock, "GET", &format!("/containers/{ctl}/json"), None).1)
             .expect("json");
-    let (names, problems) = audit(&dk, &data_root, &ctl_inspect["HostConfig"]["CgroupnsMode"]);
+    let shareable = vec![ctl.to_string(), ctl_id.clone()];
+    let (names, problems) = audit(
+        &dk,
+        &data_root,
+        &ctl_inspect["HostConfig"]["CgroupnsMode"],
+        &shareable,
+        &["priv", "hostpid", "rootbind"],
+    );
     let mut sorted = names.clone();
     sorted.sort();
     let mut want = allowed_names.clone();

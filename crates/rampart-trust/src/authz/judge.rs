@@ -400,6 +400,11 @@ pub struct CreateFacts {
     pub networks: Vec<String>,
     /// Whether the container sets its own user namespace mode (`UsernsMode`).
     pub userns_host: bool,
+    /// Other containers whose namespaces (`PidMode`, `IpcMode`, `UTSMode`, `NetworkMode` =
+    /// `container:<id>`) or mounts (`VolumesFrom`) the container would share: (field, target).
+    /// The engine judges each target: sharing with a privileged container, or one on the host's
+    /// namespace, is refused.
+    pub shares: Vec<(&'static str, String)>,
 }
 
 /// The judge's context.
@@ -439,8 +444,13 @@ impl Judge<'_, '_> {
         o: &GoObject<'_>,
         field: &'static str,
         ok: &[&str],
+        shares: Option<&mut Vec<(&'static str, String)>>,
     ) -> Result<String, DecodeError> {
         let mode = o.string(field)?;
+        if let (Some(target), Some(shares)) = (mode.strip_prefix("container:"), shares) {
+            shares.push((field, target.to_string()));
+            return Ok(mode);
+        }
         if !ok.contains(&mode.as_str()) {
             let why = if mode == "host" {
                 "the host's namespace".to_string()
@@ -728,12 +738,17 @@ impl Judge<'_, '_> {
                 "privileged containers are not allowed".into(),
             );
         }
-        self.namespace(hc, "PidMode", &[""])?;
-        self.namespace(hc, "IpcMode", &["", "private", "shareable", "none"])?;
-        self.namespace(hc, "UTSMode", &[""])?;
-        let userns = self.namespace(hc, "UsernsMode", &[""])?;
+        self.namespace(hc, "PidMode", &[""], Some(&mut facts.shares))?;
+        self.namespace(
+            hc,
+            "IpcMode",
+            &["", "private", "shareable", "none"],
+            Some(&mut facts.shares),
+        )?;
+        self.namespace(hc, "UTSMode", &[""], Some(&mut facts.shares))?;
+        let userns = self.namespace(hc, "UsernsMode", &[""], None)?;
         facts.userns_host = userns == "host";
-        self.namespace(hc, "CgroupnsMode", &["", "private"])?;
+        self.namespace(hc, "CgroupnsMode", &["", "private"], None)?;
         let cgroup = hc.string("Cgroup")?;
         if !cgroup.is_empty() {
             self.v(
@@ -748,10 +763,10 @@ impl Judge<'_, '_> {
                 Rule::HostNamespaces,
                 "HostConfig.NetworkMode \"host\": the host's network namespace".into(),
             ),
-            m if m.starts_with("container:") => self.v(
-                Rule::HostNamespaces,
-                format!("HostConfig.NetworkMode {m:?}: another container's namespace (judged as that container: refused, it may be on the host's)"),
-            ),
+            m if m.starts_with("container:") => facts.shares.push((
+                "NetworkMode",
+                m.trim_start_matches("container:").to_string(),
+            )),
             m => facts.networks.push(m.to_string()),
         }
         for (i, b) in hc.strings("Binds")?.unwrap_or_default().iter().enumerate() {
@@ -827,12 +842,10 @@ impl Judge<'_, '_> {
         for (target, _) in hc.string_map("Tmpfs")?.unwrap_or_default() {
             self.tmpfs_target("HostConfig.Tmpfs", &target);
         }
-        if hc.strings("VolumesFrom")?.is_some_and(|v| !v.is_empty()) {
-            self.v(
-                Rule::SensitiveMounts,
-                "HostConfig.VolumesFrom: inheriting another container's mounts is not allowed"
-                    .into(),
-            );
+        for v in hc.strings("VolumesFrom")?.unwrap_or_default() {
+            // `container[:ro|rw]`.
+            let target = v.split(':').next().unwrap_or_default();
+            facts.shares.push(("VolumesFrom", target.to_string()));
         }
         let driver = hc.string("VolumeDriver")?;
         if !matches!(driver.as_str(), "" | "local") {
@@ -1213,19 +1226,7 @@ mod tests {
                 r#"{"HostConfig":{"Tmpfs":{"/proc/sys":""}}}"#,
                 Rule::SensitiveMounts,
             ),
-            (
-                r#"{"HostConfig":{"VolumesFrom":["other"]}}"#,
-                Rule::SensitiveMounts,
-            ),
             (r#"{"HostConfig":{"pidmode":"host"}}"#, Rule::HostNamespaces),
-            (
-                r#"{"HostConfig":{"PidMode":"container:abc"}}"#,
-                Rule::HostNamespaces,
-            ),
-            (
-                r#"{"HostConfig":{"NetworkMode":"container:abc"}}"#,
-                Rule::HostNamespaces,
-            ),
             (r#"{"HostConfig":{"IpcMode":"host"}}"#, Rule::HostNamespaces),
             (r#"{"HostConfig":{"utsmode":"host"}}"#, Rule::HostNamespaces),
             (
@@ -1323,6 +1324,31 @@ mod tests {
         ] {
             assert!(create(body).is_err(), "{body}");
         }
+    }
+
+    #[test]
+    fn shared_namespaces_and_mounts_are_left_to_the_target() {
+        let (f, v) = create(
+            r#"{"HostConfig":{"PidMode":"container:a","networkmode":"container:b","IpcMode":"container:c","UTSMode":"container:d","VolumesFrom":["e:ro"]}}"#,
+        )
+        .expect("decodes");
+        assert!(!v.iter().any(|v| v.rule == Rule::HostNamespaces), "{v:?}");
+        let fields: Vec<&str> = f.shares.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "PidMode",
+                "IpcMode",
+                "UTSMode",
+                "NetworkMode",
+                "VolumesFrom"
+            ]
+        );
+        assert_eq!(f.shares[4].1, "e");
+        // The user namespace and the cgroup namespace cannot be another container's.
+        assert!(
+            rules(r#"{"HostConfig":{"UsernsMode":"container:a"}}"#).contains(&Rule::HostNamespaces)
+        );
     }
 
     #[test]

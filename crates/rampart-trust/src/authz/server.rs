@@ -658,6 +658,89 @@ impl Engine {
         Ok(None)
     }
 
+    /// Judges sharing `field` (`PidMode`, `IpcMode`, `UTSMode`, `NetworkMode`: its namespace;
+    /// `VolumesFrom`: its mounts) with the container `target`: refused when the target is
+    /// privileged, has capabilities or devices beyond the defaults, is on the host's namespace
+    /// (or another container's) for that field, or binds a sensitive host path.
+    async fn judge_shared(
+        &self,
+        daemon: &Daemon,
+        field: &str,
+        target: &str,
+        ctx: &Context<'_>,
+    ) -> Vec<Violation> {
+        let rule = if field == "VolumesFrom" {
+            Rule::SensitiveMounts
+        } else {
+            Rule::HostNamespaces
+        };
+        let bad = |why: String| Violation {
+            rule,
+            message: format!("HostConfig.{field} shares container {target:?}, {why}"),
+        };
+        if !valid_name(target) {
+            return vec![bad("which is not a container name or id".into())];
+        }
+        let c = match daemon.client.api().inspect_container(target, None).await {
+            Ok(c) => c,
+            Err(e) => return vec![bad(format!("which cannot be inspected ({e})"))],
+        };
+        let mut out = Vec::new();
+        let hc = c.host_config.unwrap_or_default();
+        if hc.privileged == Some(true) {
+            out.push(bad("which is privileged".into()));
+        }
+        if hc.cap_add.as_ref().is_some_and(|c| !c.is_empty())
+            || hc.devices.as_ref().is_some_and(|d| !d.is_empty())
+        {
+            out.push(bad("which has added capabilities or devices".into()));
+        }
+        let mode = match field {
+            "PidMode" => hc.pid_mode.clone(),
+            "IpcMode" => hc.ipc_mode.clone(),
+            "UTSMode" => hc.uts_mode.clone(),
+            "NetworkMode" => hc.network_mode.clone(),
+            _ => None,
+        }
+        .unwrap_or_default();
+        if mode == "host" || mode.starts_with("container:") {
+            out.push(bad(format!("whose {field} is {mode:?}")));
+        }
+        if field == "VolumesFrom" {
+            // What it mounts (inspect `Mounts`) and what it asked for (`Binds`, `Mounts`).
+            let mut sources: Vec<String> = Vec::new();
+            for m in c.mounts.unwrap_or_default() {
+                let kind = m
+                    .typ
+                    .as_ref()
+                    .and_then(|t| serde_json::to_value(t).ok())
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                if kind == "bind" {
+                    sources.extend(m.source);
+                }
+            }
+            for b in hc.binds.iter().flatten() {
+                let src = b.split(':').next().unwrap_or_default();
+                if src.starts_with('/') {
+                    sources.push(src.to_string());
+                }
+            }
+            for m in hc.mounts.iter().flatten() {
+                sources.extend(m.source.clone().filter(|s| s.starts_with('/')));
+            }
+            for src in sources {
+                if let Some(s) = judge::sensitive_host_path(&src, &ctx.daemon_paths) {
+                    out.push(bad(format!("which binds {s}")));
+                }
+            }
+            if hc.volumes_from.as_ref().is_some_and(|v| !v.is_empty()) {
+                out.push(bad("which itself inherits mounts (VolumesFrom)".into()));
+            }
+        }
+        out
+    }
+
     async fn judge_create(
         &self,
         req: &AuthzRequest,
@@ -738,6 +821,9 @@ impl Engine {
                 let opts: Vec<(String, String)> = vol.options.into_iter().collect();
                 v.extend(judge::judge_existing_volume(name, &vol.driver, &opts, &ctx));
             }
+        }
+        for (field, target) in &facts.shares {
+            v.extend(self.judge_shared(daemon, field, target, &ctx).await);
         }
         for name in &facts.networks {
             if !valid_name(name) {
