@@ -181,6 +181,7 @@ const BIND_OPTIONS: Schema = &[
 ];
 const VOLUME_OPTIONS: Schema = &["NoCopy", "Labels", "DriverConfig", "Subpath"];
 const DRIVER: Schema = &["Name", "Options"];
+const LOG_CONFIG: Schema = &["Type", "Config"];
 const TMPFS_OPTIONS: Schema = &["SizeBytes", "Mode", "Options"];
 const NETWORKING: Schema = &["EndpointsConfig"];
 /// `container.ExecOptions` (`ExecConfig`).
@@ -867,6 +868,23 @@ impl Judge<'_, '_> {
         );
         self.keeps_defaults(hc, "MaskedPaths", DEFAULT_MASKED)?;
         self.keeps_defaults(hc, "ReadonlyPaths", DEFAULT_READONLY)?;
+        if let Some(log) = hc.object("LogConfig", LOG_CONFIG)? {
+            self.unknown(&log);
+            log.string("Type")?;
+            // dockerd (root) writes what the container prints to the log driver's address: a
+            // unix socket address would hand the container a pipe into a host socket (the
+            // Docker API's, for one).
+            for (k, v) in log.string_map("Config")?.unwrap_or_default() {
+                if k.ends_with("-address")
+                    && v.trim_start().to_ascii_lowercase().starts_with("unix")
+                {
+                    self.v(
+                        Rule::Confinement,
+                        format!("HostConfig.LogConfig.Config {k:?}: a unix socket address ({v:?}) lets the container write into a host socket"),
+                    );
+                }
+            }
+        }
         if hc.string_map("Sysctls")?.is_some_and(|s| !s.is_empty()) {
             self.v(
                 Rule::Confinement,
@@ -1286,6 +1304,10 @@ mod tests {
                 Rule::Seccomp,
             ),
             (r#"{"HostConfig":{"MaskedPaths":[]}}"#, Rule::Confinement),
+            (
+                r#"{"HostConfig":{"LogConfig":{"Type":"syslog","Config":{"syslog-address":"unix:///var/run/docker.sock"}}}}"#,
+                Rule::Confinement,
+            ),
             (r#"{"HostConfig":{"ReadonlyPaths":[]}}"#, Rule::Confinement),
             (
                 r#"{"HostConfig":{"Sysctls":{"kernel.shm_rmid_forced":"1"}}}"#,
