@@ -26,14 +26,19 @@ fn text(o: &Output) -> (String, String) {
 struct NetNs(String);
 
 impl NetNs {
-    fn new() -> NetNs {
-        let name = format!("rampart-authz2-{}", std::process::id());
+    fn new(tag: &str) -> NetNs {
+        let name = format!("rampart-{tag}-{}", std::process::id());
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
         let o = Command::new("ip")
             .args(["netns", "add", &name])
             .output()
             .expect("ip");
         assert!(o.status.success(), "ip netns add: {:?}", text(&o));
+        let o = Command::new("ip")
+            .args(["-n", &name, "link", "set", "lo", "up"])
+            .output()
+            .expect("ip");
+        assert!(o.status.success(), "lo up: {:?}", text(&o));
         NetNs(name)
     }
 
@@ -395,7 +400,7 @@ fn execs(sock: &Path, container: &str) -> Vec<Value> {
 #[test]
 fn authz_plugin_judges_what_dockerd_will_do() {
     testkit::require!(Root, Docker);
-    let ns = NetNs::new();
+    let ns = NetNs::new("authz2");
     let dir = tempfile::Builder::new()
         .prefix("rampart-authz2-")
         .tempdir_in("/var/tmp")
@@ -1172,4 +1177,287 @@ fn scans_on_demand_are_cancelled_at_their_timeout() {
     assert!(answer.contains("\"Allow\":true"), "{answer}");
     assert!(cached.exists(), "the scan on demand fills the cache");
     plugin.stop();
+}
+
+fn openssl(args: &[&str]) {
+    let o = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(o.status.success(), "openssl {args:?}: {}", text(&o).1);
+}
+
+/// Issue 15: exceptions and break glass match the user dockerd authenticated, i.e. the common
+/// name of the TLS client certificate it forwards as `User`; a label or a name the requester
+/// writes widens nothing. A second dockerd listens with `--tlsverify` on 127.0.0.1 of its own
+/// network namespace; the docker CLI connects with one client certificate per user.
+#[test]
+fn exceptions_and_break_glass_follow_the_tls_client_certificate() {
+    testkit::require!(Root, Docker);
+    let ns = NetNs::new("authztls");
+    let dir = tempfile::Builder::new()
+        .prefix("rampart-authztls-")
+        .tempdir_in("/var/tmp")
+        .expect("tmp");
+    let d = dir.path();
+    let f = |n: &str| d.join(n).display().to_string();
+    // PKI: a CA, the daemon's certificate for 127.0.0.1, a client certificate per user.
+    std::fs::write(
+        d.join("x.cnf"),
+        "[req]\ndistinguished_name=dn\n[dn]\n[ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n\
+         [server]\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n[client]\nextendedKeyUsage=clientAuth\n",
+    )
+    .expect("cnf");
+    let cnf = f("x.cnf");
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &f("ca.key"),
+        "-out",
+        &f("ca.pem"),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=rampart test CA",
+        "-config",
+        &cnf,
+        "-extensions",
+        "ca",
+    ]);
+    for (who, ext) in [
+        ("server", "server"),
+        ("ci", "client"),
+        ("bob", "client"),
+        ("alice", "client"),
+    ] {
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &f(&format!("{who}.key")),
+            "-out",
+            &f(&format!("{who}.csr")),
+            "-subj",
+            &format!("/CN={who}"),
+            "-config",
+            &cnf,
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &f(&format!("{who}.csr")),
+            "-CA",
+            &f("ca.pem"),
+            "-CAkey",
+            &f("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &cnf,
+            "-extensions",
+            ext,
+            "-out",
+            &f(&format!("{who}.pem")),
+        ]);
+    }
+    std::fs::write(
+        d.join("admission.yaml"),
+        "fail: closed\nrules: [privileged, limits, non-root]\nbreak_glass: [alice]\nexceptions:\n  - user: ci\n    skip: [limits]\n",
+    )
+    .expect("policy");
+    let plugin = format!("rampart-tls-{}", std::process::id());
+    let plugin_sock = PathBuf::from(format!("/run/docker/plugins/{plugin}.sock"));
+    let docker_sock = d.join("docker.sock");
+    let events = d.join("events.jsonl");
+    let _ = std::fs::remove_file(&plugin_sock);
+    let argv: Vec<String> = [
+        env!("CARGO_BIN_EXE_rampart"),
+        "authz",
+        "--policy",
+        &f("admission.yaml"),
+        "--socket",
+        &plugin_sock.display().to_string(),
+        "--docker-socket",
+        &docker_sock.display().to_string(),
+        "--events",
+        &events.display().to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    let plog = d.join("plugin.log");
+    let mut plugin_proc = spawn_logged(&argv, &plog);
+    wait_for("the plugin", &plog, || plugin_sock.exists());
+
+    let cgroup_parent = format!("/rampart-authztls-{}", std::process::id());
+    let cns = format!("rampart-authztls-{}", std::process::id());
+    let mut argv = ns.exec();
+    argv.extend(
+        [
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "dockerd",
+            "--data-root",
+            &f("data"),
+            "--exec-root",
+            &f("exec"),
+            "--pidfile",
+            &f("docker.pid"),
+            "-H",
+            &format!("unix://{}", docker_sock.display()),
+            "-H",
+            "tcp://127.0.0.1:2376",
+            "--tlsverify",
+            "--tlscacert",
+            &f("ca.pem"),
+            "--tlscert",
+            &f("server.pem"),
+            "--tlskey",
+            &f("server.key"),
+            "--bridge",
+            "none",
+            "--iptables=false",
+            "--ip-masq=false",
+            "--authorization-plugin",
+            &plugin,
+            "--cgroup-parent",
+            &cgroup_parent,
+            "--containerd-namespace",
+            &cns,
+            "--containerd-plugins-namespace",
+            &format!("{cns}-plugins"),
+        ]
+        .map(String::from),
+    );
+    let dlog = d.join("dockerd.log");
+    let mut daemon = spawn_logged(&argv, &dlog);
+    let h = format!("unix://{}", docker_sock.display());
+    wait_for("the TLS dockerd", &dlog, || {
+        testkit::docker(["-H", h.as_str(), "version"])
+            .status
+            .success()
+    });
+    let image = testkit::busybox_image();
+    let mut save = Command::new("docker")
+        .args(["save", &image])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("docker save");
+    let load = Command::new("docker")
+        .args(["-H", &h, "load", "-q"])
+        .stdin(save.stdout.take().expect("stdout"))
+        .output()
+        .expect("docker load");
+    assert!(
+        save.wait().expect("save").success() && load.status.success(),
+        "{:?}",
+        text(&load)
+    );
+
+    // `docker` as `who` (TLS), or over the unix socket (no authenticated user) for "".
+    let as_user = |who: &str, args: &[&str]| -> Output {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{}", ns.0)).arg("docker");
+        if who.is_empty() {
+            c.args(["-H", h.as_str()]);
+        } else {
+            c.args([
+                "-H",
+                "tcp://127.0.0.1:2376",
+                "--tlsverify",
+                "--tlscacert",
+                &f("ca.pem"),
+            ])
+            .args([
+                "--tlscert",
+                &f(&format!("{who}.pem")),
+                "--tlskey",
+                &f(&format!("{who}.key")),
+            ]);
+        }
+        c.args(args).output().expect("docker")
+    };
+    let limits = ["--memory", "64m", "--cpus", "0.5", "--pids-limit", "64"];
+    let create = |who: &str, name: &str, extra: &[&str]| -> Output {
+        let mut a = vec![
+            "create",
+            "--name",
+            name,
+            "--user",
+            "1000",
+            "--network",
+            "none",
+        ];
+        a.extend_from_slice(extra);
+        a.extend([image.as_str(), "true"]);
+        as_user(who, &a)
+    };
+    // The exception for ci: no limits needed. Not for bob, nor over the unix socket.
+    let o = create("ci", "by-ci", &[]);
+    assert!(o.status.success(), "ci: {:?}", text(&o));
+    for (who, name) in [("bob", "by-bob"), ("", "by-nobody")] {
+        let o = create(who, name, &[]);
+        assert!(
+            !o.status.success() && text(&o).1.contains("[limits]"),
+            "{who}: {:?}",
+            text(&o)
+        );
+    }
+    // Break glass: alice's label allows a privileged create (audited); bob's does not.
+    let mut glass = vec!["--privileged", "--label", "rampart.break-glass=INC-7"];
+    glass.extend(limits);
+    let o = create("alice", "by-alice", &glass);
+    assert!(o.status.success(), "alice: {:?}", text(&o));
+    let o = create("bob", "by-bob-glass", &glass);
+    assert!(
+        !o.status.success() && text(&o).1.contains("[privileged]"),
+        "bob: {:?}",
+        text(&o)
+    );
+
+    // What dockerd created.
+    let inspect = |name: &str| -> Option<Value> {
+        let o = testkit::docker(["-H", h.as_str(), "inspect", name]);
+        o.status
+            .success()
+            .then(|| serde_json::from_str::<Value>(&text(&o).0).expect("json")[0].clone())
+    };
+    assert_eq!(
+        inspect("by-ci").expect("ci's container")["HostConfig"]["Memory"],
+        json!(0)
+    );
+    assert_eq!(
+        inspect("by-alice").expect("alice's container")["HostConfig"]["Privileged"],
+        json!(true)
+    );
+    for name in ["by-bob", "by-nobody", "by-bob-glass"] {
+        assert!(inspect(name).is_none(), "{name} was created");
+    }
+    let log = std::fs::read_to_string(&events).expect("events");
+    let glass: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("json"))
+        .filter(|v| v["outcome"] == "break_glass")
+        .collect();
+    assert_eq!(glass.len(), 1, "{log}");
+    assert_eq!(glass[0]["user"], json!("alice"));
+
+    for name in ["by-ci", "by-alice"] {
+        let _ = testkit::docker(["-H", h.as_str(), "rm", "-f", name]);
+    }
+    daemon.stop();
+    plugin_proc.stop();
+    let _ = std::fs::remove_dir(
+        Path::new("/sys/fs/cgroup").join(cgroup_parent.trim_start_matches('/')),
+    );
 }
