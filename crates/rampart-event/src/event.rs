@@ -169,6 +169,9 @@ event_kinds! {
     InventoryContainer = "inventory.container", 5001, 2, "Collect", "inventory";
     /// The packages of an image (`image_inventory`), sent when an agent first sees the image.
     InventoryImage = "inventory.image", 5001, 2, "Collect", "inventory";
+    /// A Docker API request judged by the admission plugin (`rampart authz`): `policy` says
+    /// the outcome and the rules broken, `auth` who asked, `container` the image.
+    AdmissionDecision = "admission.decision", 6003, 99, "Authorize", "authz";
 }
 
 impl fmt::Display for EventKind {

@@ -86,6 +86,7 @@ pub const PRODUCED_EVENT_TYPES: &[&str] = &[
     "policy",
     "response",
     "inventory",
+    "authz",
 ];
 
 /// The `evt.type` values (syscall names) an event of each kind may carry. An event whose type
@@ -132,6 +133,7 @@ pub(crate) fn kind_types(kind: EventKind) -> &'static [&'static str] {
         K::PolicyExecDenied | K::PolicyNetDenied => &["policy"],
         K::ResponseAction => &["response"],
         K::InventoryHost | K::InventoryContainer | K::InventoryImage => &["inventory"],
+        K::AdmissionDecision => &["authz"],
         _ => &[],
     }
 }

@@ -9,6 +9,10 @@
 //!   plugin allows without looking) on the same socket; and the same decision with the verdict
 //!   not cached (registry round trips included).
 //!
+//! * the same cached decision while a cold scan of another image (the Debian test image, its
+//!   inventory removed from the cache before each round) runs in the same plugin, against the
+//!   no-op request measured in the same run (issue 15: no global lock on decisions).
+//!
 //! Needs root, dockerd and Debian's docker-registry. Run:
 //! `cargo bench -p rampart-trust --bench trust`
 
@@ -221,7 +225,130 @@ fn main() {
         };
         report(name, base, dec);
     }
+    cold_scan(&rt, d, &image);
     let _ = testkit::docker(["rmi", image.as_str()]);
     let _ = registry.kill();
     let _ = registry.wait();
+}
+
+/// Decisions for a cached image with and without a concurrent cold scan of another image.
+fn cold_scan(rt: &tokio::runtime::Runtime, d: &Path, image: &str) {
+    let cold_image = testkit::debian_image();
+    std::fs::write(
+        d.join("admission-cold.yaml"),
+        "trust: trust.yaml\nscan_timeout: 300s\nscan_concurrency: 1\nrules: [signed, scanned, privileged, host-namespaces, sensitive-mounts, non-root, limits]\n",
+    )
+    .expect("w");
+    let cache = d.join("cold-cache");
+    let engine = Engine::new(
+        EngineConfig {
+            policy: AdmissionPolicy::load(&d.join("admission-cold.yaml")).expect("policy"),
+            docker_socket: "/var/run/docker.sock".into(),
+            db_path: d.join("db"),
+            cache_dir: cache.clone(),
+            verdict_ttl: Duration::from_secs(3600),
+        },
+        Box::new(std::io::sink()),
+    )
+    .expect("engine");
+    let sock = d.join("plugin-cold.sock");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let s = sock.clone();
+    let server = rt.spawn(async move {
+        serve(Arc::new(engine), &s, async {
+            let _ = rx.await;
+        })
+        .await
+    });
+    let end = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let req = |img: &str| {
+        let body = serde_json::json!({"Image": img, "User": "1000", "HostConfig": {"Memory": 67108864, "NanoCpus": 500000000, "PidsLimit": 64}}).to_string();
+        serde_json::json!({"User":"","RequestMethod":"POST","RequestUri":"/v1.47/containers/create?name=x","RequestBody": b64(&body)}).to_string()
+    };
+    let (create, cold) = (req(image), req(&cold_image));
+    let noop = serde_json::json!({"User":"","RequestMethod":"GET","RequestUri":"/v1.47/_ping"})
+        .to_string();
+    let mut conn = BufReader::new(UnixStream::connect(&sock).expect("connect"));
+    let cold_id = String::from_utf8_lossy(
+        &Command::new("docker")
+            .args(["image", "inspect", "--format", "{{.Id}}", &cold_image])
+            .output()
+            .expect("docker")
+            .stdout,
+    )
+    .trim()
+    .trim_start_matches("sha256:")
+    .to_string();
+    let first = post(&mut conn, "/AuthZPlugin.AuthZReq", create.as_bytes());
+    assert!(
+        first.starts_with(b"{\"Allow\":true"),
+        "{}",
+        String::from_utf8_lossy(&first)
+    );
+    let n = 300;
+    let base = measure(n, || {
+        post(&mut conn, "/AuthZPlugin.AuthZReq", noop.as_bytes());
+    });
+    let quiet = measure(n, || {
+        let r = post(&mut conn, "/AuthZPlugin.AuthZReq", create.as_bytes());
+        assert!(r.starts_with(b"{\"Allow\":true"));
+    });
+    // Rounds: drop the cold image's inventory, start its decision on another connection, and
+    // time cached decisions until it answers.
+    let (mut during, mut noop_during, mut scans) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..3 {
+        for e in std::fs::read_dir(&cache).expect("cache").flatten() {
+            if e.file_name().to_string_lossy().contains(&cold_id) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let (sock2, cold2) = (sock.clone(), cold.clone());
+        let t0 = Instant::now();
+        let worker = std::thread::spawn(move || {
+            let mut c = BufReader::new(UnixStream::connect(&sock2).expect("connect"));
+            post(&mut c, "/AuthZPlugin.AuthZReq", cold2.as_bytes());
+            t0.elapsed()
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        while !worker.is_finished() {
+            let t = Instant::now();
+            let r = post(&mut conn, "/AuthZPlugin.AuthZReq", create.as_bytes());
+            during.push(t.elapsed());
+            assert!(r.starts_with(b"{\"Allow\":true"));
+            let t = Instant::now();
+            post(&mut conn, "/AuthZPlugin.AuthZReq", noop.as_bytes());
+            noop_during.push(t.elapsed());
+        }
+        scans.push(worker.join().expect("cold decision"));
+    }
+    println!(
+        "cold scans of {cold_image}: {:?} ({} cached decisions timed during them)",
+        scans,
+        during.len()
+    );
+    report(
+        "authz cached decision, no scan running vs no-op request",
+        base,
+        quiet,
+    );
+    report(
+        "authz cached decision during a cold scan vs no-op request",
+        base,
+        (percentile(during.clone(), 0.5), percentile(during, 0.99)),
+    );
+    report(
+        "no-op request during a cold scan vs no-op request",
+        base,
+        (
+            percentile(noop_during.clone(), 0.5),
+            percentile(noop_during, 0.99),
+        ),
+    );
+    let _ = tx.send(());
+    drop(conn);
+    let _ = rt.block_on(server);
 }

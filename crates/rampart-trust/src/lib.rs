@@ -5,6 +5,8 @@
 //! * [`sign`] / [`verify`]: signatures stored as cosign stores them ([`SignForm`]), in the
 //!   image's own registry ([`Registry`]); verification pins the digest and names the digests
 //!   involved when it fails.
+//! * [`verify_with`] / [`NotationTrust`]: Notation (Notary Project) JWS signatures verified
+//!   against an X.509 trust store and trusted identities, beside cosign's.
 //! * [`TrustPolicy`]: repository patterns to required signers, missing-signature behaviour,
 //!   pinned digests.
 //! * [`authz`]: the Docker Engine authorization plugin that applies an [`authz::AdmissionPolicy`]
@@ -13,6 +15,7 @@
 pub mod authz;
 mod error;
 mod keys;
+mod notation;
 mod policy;
 mod reference;
 mod registry;
@@ -20,10 +23,14 @@ mod signature;
 
 pub use error::TrustError;
 pub use keys::{decrypt_secret, encrypt_secret, PrivateKey, PublicKey};
+pub use notation::{
+    verify_envelope, NotationTrust, NotationVerified, JWS_MEDIA_TYPE, NOTATION_ARTIFACT_TYPE,
+};
 pub use policy::{Missing, TrustPolicy, TrustRule, TrustVerdict};
 pub use reference::{is_digest, ImageRef};
 pub use registry::{fallback_tag, sha256_digest, signature_tag, Descriptor, Manifest, Registry};
 pub use signature::{
     check_bundle, dsse_pae, resolve, sign, signed_digests, simple_signing_payload, verify,
-    SignForm, SignatureForm, Verified, VerifiedSignature, BUNDLE_MEDIA_TYPE, SIGN_PREDICATE,
+    verify_with, SignForm, SignatureForm, Verified, VerifiedSignature, BUNDLE_MEDIA_TYPE,
+    SIGN_PREDICATE,
 };

@@ -9,6 +9,9 @@
 //!     keys: [release.pub]            # PEM public keys, relative to this file
 //!     missing: deny                  # unsigned or badly signed: deny | warn
 //!     digests: [sha256:...]          # optional: only these digests may run
+//!     notation:                      # optional: Notation signatures count too
+//!       trust_store: [ca.pem]        # PEM certificates, relative to this file
+//!       identities: ["x509.subject: C=US, O=Example, CN=release"]   # or "*"
 //! ```
 //!
 //! Entries are tried in order; the first whose `match` matches decides.
@@ -19,9 +22,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::TrustError;
 use crate::keys::PublicKey;
+use crate::notation::NotationTrust;
 use crate::reference::{is_digest, ImageRef};
 use crate::registry::Registry;
-use crate::signature::{verify, Verified};
+use crate::signature::{verify_with, Verified};
 
 /// What happens to an image without a valid signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -56,6 +60,18 @@ struct EntryFile {
     missing: Missing,
     #[serde(default)]
     digests: Vec<String>,
+    #[serde(default)]
+    notation: Option<NotationFile>,
+}
+
+/// `notation:` of an entry: Notary Project signatures accepted beside cosign's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotationFile {
+    /// PEM certificates (CAs, or self-signed signing certificates), relative to the policy.
+    trust_store: Vec<String>,
+    /// `*` or `x509.subject: C=..., O=..., CN=...`.
+    identities: Vec<String>,
 }
 
 /// One entry of the policy.
@@ -66,6 +82,8 @@ pub struct TrustRule {
     pub keys: Vec<PublicKey>,
     pub missing: Missing,
     pub digests: Vec<String>,
+    /// Notation signatures accepted (trust store and identities).
+    pub notation: Option<NotationTrust>,
     /// Line of the entry in the policy file.
     pub line: usize,
 }
@@ -134,7 +152,25 @@ impl TrustPolicy {
                 .map_err(|err| bad(kl, err.to_string()))?;
                 keys.push(key);
             }
-            if keys.is_empty() && e.missing == Missing::Deny {
+            let notation = match &e.notation {
+                Some(n) => {
+                    let nl = line_of(text, "notation", line);
+                    let paths: Vec<PathBuf> = n.trust_store.iter().map(|p| base.join(p)).collect();
+                    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+                    if refs.is_empty() || n.identities.is_empty() {
+                        return Err(bad(
+                            nl,
+                            "notation: needs trust_store (PEM certificates) and identities (\"*\" or \"x509.subject: ...\")".into(),
+                        ));
+                    }
+                    Some(
+                        NotationTrust::load(&refs, n.identities.clone())
+                            .map_err(|err| bad(nl, err.to_string()))?,
+                    )
+                }
+                None => None,
+            };
+            if keys.is_empty() && notation.is_none() && e.missing == Missing::Deny {
                 return Err(bad(
                     line,
                     format!(
@@ -157,6 +193,7 @@ impl TrustPolicy {
                 keys,
                 missing: e.missing,
                 digests: e.digests,
+                notation,
                 line,
             });
         }
@@ -178,6 +215,7 @@ impl TrustPolicy {
                 keys,
                 missing: Missing::Deny,
                 digests: Vec::new(),
+                notation: None,
                 line: 0,
             }],
         }
@@ -215,13 +253,13 @@ impl TrustPolicy {
         } else {
             self.path.display().to_string()
         };
-        let result = if rule.keys.is_empty() {
+        let result = if rule.keys.is_empty() && rule.notation.is_none() {
             Err(TrustError::Verification {
                 reference: image.to_string(),
                 message: "no trusted keys".into(),
             })
         } else {
-            verify(reg, image, &rule.keys, running)
+            verify_with(reg, image, &rule.keys, rule.notation.as_ref(), running)
         };
         let pin_violation = |digest: &str| -> Option<String> {
             (!rule.digests.is_empty() && !rule.digests.iter().any(|d| d == digest)).then(|| {

@@ -26,6 +26,7 @@ use serde_json::json;
 
 use crate::error::TrustError;
 use crate::keys::{PrivateKey, PublicKey};
+use crate::notation::{verify_envelope, NotationTrust, JWS_MEDIA_TYPE, NOTATION_ARTIFACT_TYPE};
 use crate::reference::ImageRef;
 use crate::registry::{
     b64, sha256_digest, signature_tag, Registry, MAX_SMALL_BLOB, OCI_INDEX, OCI_MANIFEST,
@@ -51,6 +52,8 @@ pub const MAX_SIGNATURES: usize = 64;
 pub enum SignatureForm {
     SimpleSigning,
     Bundle,
+    /// A Notary Project (Notation) JWS signature, verified against an X.509 trust store.
+    Notation,
 }
 
 /// One signature that verified.
@@ -464,6 +467,69 @@ pub fn verify(
     keys: &[PublicKey],
     expected: Option<&str>,
 ) -> Result<Verified, TrustError> {
+    verify_with(reg, image, keys, None, expected)
+}
+
+/// Notation signatures of `digest` (referrers with the Notary Project artifact type) that
+/// verify against `trust`.
+fn notation_signatures(
+    reg: &Registry,
+    repo: &str,
+    digest: &str,
+    trust: &NotationTrust,
+    rej: &mut Rejections,
+) -> Result<Vec<VerifiedSignature>, TrustError> {
+    let mut ok = Vec::new();
+    let now = rustls_pki_types::UnixTime::now();
+    for d in reg
+        .referrers(repo, digest)?
+        .iter()
+        .filter(|d| d.artifact_type.as_deref() == Some(NOTATION_ARTIFACT_TYPE))
+        .take(MAX_SIGNATURES)
+    {
+        let Some(m) = reg.manifest(repo, &d.digest)? else {
+            continue;
+        };
+        let Ok(doc) = serde_json::from_slice::<ManifestDoc>(&m.bytes) else {
+            continue;
+        };
+        let subject = doc
+            .subject
+            .as_ref()
+            .and_then(|s| s.get("digest"))
+            .and_then(|s| s.as_str());
+        if subject != Some(digest) {
+            continue;
+        }
+        for layer in doc.layers.iter().filter(|l| l.media_type == JWS_MEDIA_TYPE) {
+            rej.found += 1;
+            let env = reg.blob(repo, &layer.digest, MAX_SMALL_BLOB)?;
+            match verify_envelope(&env, trust, digest, now) {
+                Ok(v) => ok.push(VerifiedSignature {
+                    form: SignatureForm::Notation,
+                    key_id: format!("notation:{}", v.subject),
+                    key_source: trust.source.clone(),
+                    identity: Some(v.subject),
+                    annotations: BTreeMap::from([(
+                        "io.cncf.notary.signingTime".to_string(),
+                        v.signing_time,
+                    )]),
+                }),
+                Err(r) => rej.add(format!("a Notation signature: {r}")),
+            }
+        }
+    }
+    Ok(ok)
+}
+
+/// [`verify`], also accepting Notation signatures that verify against `notation`.
+pub fn verify_with(
+    reg: &Registry,
+    image: &ImageRef,
+    keys: &[PublicKey],
+    notation: Option<&NotationTrust>,
+    expected: Option<&str>,
+) -> Result<Verified, TrustError> {
     // The digest that runs is the one that must be signed; without one, what the registry
     // serves for the reference now.
     let digest = match expected {
@@ -476,7 +542,16 @@ pub fn verify(
         }
         None => resolve(reg, image)?,
     };
-    let (ok, rej) = signatures_of(reg, &image.repository, &digest, keys)?;
+    let (mut ok, mut rej) = signatures_of(reg, &image.repository, &digest, keys)?;
+    if let Some(trust) = notation {
+        ok.extend(notation_signatures(
+            reg,
+            &image.repository,
+            &digest,
+            trust,
+            &mut rej,
+        )?);
+    }
     if !ok.is_empty() {
         return Ok(Verified {
             image: image.to_string(),
@@ -484,10 +559,13 @@ pub fn verify(
             signatures: ok,
         });
     }
-    let keys_named: Vec<String> = keys
+    let mut keys_named: Vec<String> = keys
         .iter()
         .map(|k| format!("{} ({})", k.key_id(), k.source))
         .collect();
+    if let Some(t) = notation {
+        keys_named.push(format!("the Notation trust store {}", t.source));
+    }
     let mut message = if rej.found == 0 {
         format!("{digest} has no signature")
     } else {

@@ -53,6 +53,7 @@ const INSTALLED: &[(&str, &str)] = &[
         "/lib/systemd/system/rampart-server.service",
         "644 root:root",
     ),
+    ("/lib/systemd/system/rampart-authz.service", "644 root:root"),
     ("/etc/rampart/agent.yaml", "644 root:root"),
     ("/etc/rampart/server.yaml", "644 root:root"),
     ("/etc/rampart/rules/default.yaml", "644 root:root"),
@@ -297,6 +298,7 @@ fn systemd_analyze_verify_accepts_the_units() {
         .args([
             "/lib/systemd/system/rampart-agent.service",
             "/lib/systemd/system/rampart-server.service",
+            "/lib/systemd/system/rampart-authz.service",
         ])
         .output()
         .expect("systemd-analyze");

@@ -1,4 +1,4 @@
-//! The admission policy applied to `POST /containers/create`.
+//! The admission policy.
 //!
 //! ```yaml
 //! # admission.yaml
@@ -6,25 +6,35 @@
 //! trust: trust.yaml        # the trust policy (signers per repository), relative to this file
 //! max_severity: high       # deny images with a vulnerability at or above this severity
 //! scan_timeout: 20s        # an image without a cached scan is scanned within this bound
-//! break_glass: true        # label rampart.break-glass=<reason> allows, with an audit event
+//! scan_concurrency: 1      # scans on demand at once (others wait, within their timeout)
+//! break_glass: [alice]     # authenticated users whose rampart.break-glass=<reason> label
+//!                          # allows a create the rules deny (audited)
 //! rules: [signed, scanned, privileged, host-namespaces, sensitive-mounts, non-root,
-//!         limits, seccomp, capabilities]    # the default: all of them
-//! exceptions:              # per image pattern or container label: rules that do not apply
-//!   - match: "127.0.0.1:*/tools/**"
-//!     label: "com.example.role=debug"
+//!         limits, seccomp, capabilities, devices, confinement]    # the default: all of them
+//! allow: [plugins]         # gated endpoints to allow: plugins, swarm, services, buildkit,
+//!                          # checkpoints, cluster-volumes (default: none)
+//! allow_fields: []         # request keys the plugin does not know, allowed anyway
+//! exceptions:              # rules that do not apply, per authenticated user and/or image
+//!   - user: ci-deployer    # the TLS client certificate name dockerd forwards
+//!     digest: "sha256:..." # image id or repository digest of the image that runs
 //!     skip: [non-root, limits]
 //! ```
+//!
+//! Exceptions and break glass match what the requester cannot choose: the user dockerd
+//! authenticated (TLS client certificate) and the content digest of the image. Labels, names
+//! and tags are the requester's to pick, so they never widen what is allowed.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rampart_event::Severity;
 use serde::{Deserialize, Serialize};
 
+use super::route::Gate;
 use crate::error::TrustError;
 
-/// Label that allows a denied create when `break_glass` is on; its value is the reason.
+/// Label whose value is the reason of a break glass (honoured only for the users listed in
+/// `break_glass`).
 pub const BREAK_GLASS_LABEL: &str = "rampart.break-glass";
 
 /// One admission rule.
@@ -35,27 +45,33 @@ pub enum Rule {
     Signed,
     /// The image's scan has no vulnerability at or above `max_severity`.
     Scanned,
-    /// No `--privileged`.
+    /// No `--privileged` container or exec.
     Privileged,
-    /// No host PID, network, IPC, UTS or user namespace.
+    /// No host (or another container's) PID, network, IPC, UTS, user or cgroup namespace.
     HostNamespaces,
-    /// No bind mount of `/`, the Docker socket or other host system paths.
+    /// No bind of a host system path or a parent of one, no shared propagation, no bind
+    /// volumes of them, no mounts inherited from other containers.
     SensitiveMounts,
-    /// A non-root user, or a user namespace (daemon with userns-remap).
+    /// A numeric non-root user, or a user namespace (daemon with userns-remap).
     NonRoot,
-    /// Memory, CPU and pids limits are set.
+    /// Memory, CPU and pids limits are set and stay set; no cgroup of one's choosing.
     Limits,
-    /// seccomp is not `unconfined`.
+    /// seccomp stays Docker's profile (no `unconfined`, no custom profile).
     Seccomp,
-    /// No dangerous added capabilities (SYS_ADMIN, ALL, ...).
+    /// No capability beyond Docker's default set.
     Capabilities,
-    /// The create request itself is readable (a body is present and is JSON). Always applies:
-    /// it is not in [`Rule::ALL`] and cannot be skipped.
+    /// No host devices (`--device`, device cgroup rules, GPUs).
+    Devices,
+    /// AppArmor, SELinux, masked and read-only paths, no-new-privileges, sysctls and the
+    /// runtime stay Docker's defaults.
+    Confinement,
+    /// The request itself is readable the way dockerd reads it, on an endpoint the plugin
+    /// knows. Always applies: it is not in [`Rule::ALL`] and cannot be skipped.
     Request,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 9] = [
+    pub const ALL: [Rule; 11] = [
         Rule::Signed,
         Rule::Scanned,
         Rule::Privileged,
@@ -65,6 +81,8 @@ impl Rule {
         Rule::Limits,
         Rule::Seccomp,
         Rule::Capabilities,
+        Rule::Devices,
+        Rule::Confinement,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -78,6 +96,8 @@ impl Rule {
             Rule::Limits => "limits",
             Rule::Seccomp => "seccomp",
             Rule::Capabilities => "capabilities",
+            Rule::Devices => "devices",
+            Rule::Confinement => "confinement",
             Rule::Request => "request",
         }
     }
@@ -109,9 +129,15 @@ struct PolicyFile {
     #[serde(default)]
     scan_timeout: Option<String>,
     #[serde(default)]
-    break_glass: bool,
+    scan_concurrency: Option<usize>,
+    #[serde(default)]
+    break_glass: Option<serde_yaml::Value>,
     #[serde(default)]
     rules: Option<Vec<Rule>>,
+    #[serde(default)]
+    allow: Vec<Gate>,
+    #[serde(default)]
+    allow_fields: Vec<String>,
     #[serde(default)]
     exceptions: Vec<ExceptionFile>,
 }
@@ -123,19 +149,23 @@ fn closed() -> FailMode {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExceptionFile {
-    #[serde(rename = "match", default)]
-    pattern: Option<String>,
     #[serde(default)]
-    label: Option<String>,
+    user: Option<String>,
+    #[serde(default)]
+    digest: Option<String>,
+    #[serde(rename = "match", default)]
+    pattern: Option<serde_yaml::Value>,
+    #[serde(default)]
+    label: Option<serde_yaml::Value>,
     skip: Vec<Rule>,
 }
 
-/// An exception: rules that do not apply to images matching `pattern` and/or containers
-/// carrying `label` (`key=value` or `key`).
+/// An exception: rules that do not apply to requests by `user` (the authenticated user)
+/// and/or for the image with `digest` (its id or a repository digest).
 #[derive(Debug, Clone)]
 pub struct Exception {
-    pub pattern: Option<glob::Pattern>,
-    pub label: Option<(String, Option<String>)>,
+    pub user: Option<String>,
+    pub digest: Option<String>,
     pub skip: Vec<Rule>,
     pub line: usize,
 }
@@ -144,15 +174,23 @@ pub struct Exception {
 #[derive(Debug, Clone)]
 pub struct AdmissionPolicy {
     pub path: PathBuf,
-    /// Allow when rampart cannot decide (registry down, scan timed out, ...).
+    /// Allow when rampart cannot decide (registry down, scan timed out, ...). Never allows a
+    /// request the rules deny.
     pub fail_open: bool,
     /// The trust policy file (required by the `signed` rule).
     pub trust: Option<PathBuf>,
     /// Threshold of the `scanned` rule (default high).
     pub max_severity: Severity,
     pub scan_timeout: Duration,
-    pub break_glass: bool,
+    /// Scans on demand running at once.
+    pub scan_concurrency: usize,
+    /// Authenticated users allowed to break glass.
+    pub break_glass: Vec<String>,
     pub rules: Vec<Rule>,
+    /// Gated endpoints the policy allows.
+    pub allow: Vec<Gate>,
+    /// Unknown request keys allowed anyway (`HostConfig.Foo`).
+    pub allow_fields: Vec<String>,
     pub exceptions: Vec<Exception>,
 }
 
@@ -164,8 +202,11 @@ impl Default for AdmissionPolicy {
             trust: None,
             max_severity: Severity::High,
             scan_timeout: Duration::from_secs(20),
-            break_glass: false,
+            scan_concurrency: 1,
+            break_glass: Vec::new(),
             rules: Rule::ALL.to_vec(),
+            allow: Vec::new(),
+            allow_fields: Vec::new(),
             exceptions: Vec::new(),
         }
     }
@@ -194,6 +235,12 @@ impl AdmissionPolicy {
             .map_err(|e| bad(e.location().map(|l| l.line()).unwrap_or(1), e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let rules = f.rules.unwrap_or_else(|| Rule::ALL.to_vec());
+        if rules.contains(&Rule::Request) {
+            return Err(bad(
+                line_of(text, "request"),
+                "`request` always applies; it is not listed".into(),
+            ));
+        }
         let trust = f.trust.map(|t| base.join(t));
         if rules.contains(&Rule::Signed) && trust.is_none() {
             return Err(bad(
@@ -210,31 +257,64 @@ impl AdmissionPolicy {
             })?,
             None => Duration::from_secs(20),
         };
+        let scan_concurrency = f.scan_concurrency.unwrap_or(1);
+        if scan_concurrency == 0 {
+            return Err(bad(
+                line_of(text, "scan_concurrency"),
+                "scan_concurrency must be at least 1".into(),
+            ));
+        }
+        let break_glass = match f.break_glass {
+            None | Some(serde_yaml::Value::Null) => Vec::new(),
+            Some(serde_yaml::Value::Sequence(s)) => s
+                .into_iter()
+                .map(|u| match u {
+                    serde_yaml::Value::String(u) if !u.is_empty() => Ok(u),
+                    _ => Err(bad(
+                        line_of(text, "break_glass"),
+                        "break_glass lists user names (strings)".into(),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => {
+                return Err(bad(
+                    line_of(text, "break_glass"),
+                    "break_glass is a list of the authenticated users (TLS client certificate names) allowed to break glass; `true` (anyone who can set a label) is no longer accepted".into(),
+                ))
+            }
+        };
         let mut exceptions = Vec::new();
         for e in f.exceptions {
-            let needle = e
-                .pattern
-                .as_deref()
-                .or(e.label.as_deref())
-                .unwrap_or("skip");
+            let needle = e.user.as_deref().or(e.digest.as_deref()).unwrap_or("skip");
             let line = line_of(text, needle);
-            if e.pattern.is_none() && e.label.is_none() {
-                return Err(bad(line, "an exception needs `match` or `label`".into()));
+            if e.pattern.is_some() || e.label.is_some() {
+                return Err(bad(
+                    line_of(text, if e.pattern.is_some() { "match" } else { "label" }),
+                    "exceptions match on `user` (the authenticated user) and/or `digest` (the image's id or repository digest): `match` and `label` name what the requester chooses and are not accepted".into(),
+                ));
             }
-            let pattern = match &e.pattern {
-                Some(p) => Some(
-                    glob::Pattern::new(p)
-                        .map_err(|err| bad(line, format!("match {p:?}: {err}")))?,
-                ),
-                None => None,
-            };
-            let label = e.label.map(|l| match l.split_once('=') {
-                Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                None => (l, None),
-            });
+            if e.user.is_none() && e.digest.is_none() {
+                return Err(bad(line, "an exception needs `user` or `digest`".into()));
+            }
+            if let Some(d) = &e.digest {
+                let ok = d.strip_prefix("sha256:").is_some_and(|h| {
+                    h.len() == 64
+                        && h.bytes()
+                            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                });
+                if !ok {
+                    return Err(bad(
+                        line,
+                        format!("digest {d:?}: use sha256:<64 hex digits>"),
+                    ));
+                }
+            }
+            if e.skip.contains(&Rule::Request) {
+                return Err(bad(line, "`request` cannot be skipped".into()));
+            }
             exceptions.push(Exception {
-                pattern,
-                label,
+                user: e.user,
+                digest: e.digest,
                 skip: e.skip,
                 line,
             });
@@ -245,27 +325,37 @@ impl AdmissionPolicy {
             trust,
             max_severity: f.max_severity.unwrap_or(Severity::High),
             scan_timeout,
-            break_glass: f.break_glass,
+            scan_concurrency,
+            break_glass,
             rules,
+            allow: f.allow,
+            allow_fields: f.allow_fields,
             exceptions,
         })
     }
 
-    /// The rules that apply to a container of `image` (normalised `registry/repository`)
-    /// with `labels`.
-    pub fn rules_for(&self, image: &str, labels: &BTreeMap<String, String>) -> Vec<Rule> {
+    /// The rules that apply to a request by `user` (authenticated; empty when dockerd has no
+    /// authentication) for an image with `digests` (its id and repository digests; empty when
+    /// the request runs no image). [`Rule::Request`] always applies.
+    pub fn rules_for(&self, user: &str, digests: &[String]) -> Vec<Rule> {
         let mut rules = self.rules.clone();
         for e in &self.exceptions {
-            let image_ok = e.pattern.as_ref().is_none_or(|p| p.matches(image));
-            let label_ok = e.label.as_ref().is_none_or(|(k, v)| match labels.get(k) {
-                Some(actual) => v.as_ref().is_none_or(|v| v == actual),
-                None => false,
-            });
-            if image_ok && label_ok {
+            let user_ok = e
+                .user
+                .as_ref()
+                .is_none_or(|u| !user.is_empty() && u == user);
+            let digest_ok = e.digest.as_ref().is_none_or(|d| digests.contains(d));
+            if user_ok && digest_ok {
                 rules.retain(|r| !e.skip.contains(r));
             }
         }
+        rules.push(Rule::Request);
         rules
+    }
+
+    /// Whether `user` may break glass.
+    pub fn may_break_glass(&self, user: &str) -> bool {
+        !user.is_empty() && self.break_glass.iter().any(|u| u == user)
     }
 }
 
@@ -281,297 +371,31 @@ fn humantime_secs(s: &str) -> Option<Duration> {
     }
 }
 
-/// The parts of a `POST /containers/create` body the policy reads (Engine API
-/// `ContainerCreateRequest`: the container config with `HostConfig` inside).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct CreateRequest {
-    #[serde(default)]
-    pub image: String,
-    #[serde(default)]
-    pub user: String,
-    #[serde(default)]
-    pub labels: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    pub host_config: Option<HostConfig>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct HostConfig {
-    #[serde(default)]
-    pub privileged: bool,
-    #[serde(default)]
-    pub pid_mode: String,
-    #[serde(default)]
-    pub network_mode: String,
-    #[serde(default)]
-    pub ipc_mode: String,
-    #[serde(default, rename = "UTSMode")]
-    pub uts_mode: String,
-    #[serde(default)]
-    pub userns_mode: String,
-    #[serde(default)]
-    pub binds: Option<Vec<String>>,
-    #[serde(default)]
-    pub mounts: Option<Vec<Mount>>,
-    #[serde(default)]
-    pub memory: i64,
-    #[serde(default)]
-    pub nano_cpus: i64,
-    #[serde(default)]
-    pub cpu_quota: i64,
-    #[serde(default)]
-    pub pids_limit: Option<i64>,
-    #[serde(default)]
-    pub security_opt: Option<Vec<String>>,
-    #[serde(default)]
-    pub cap_add: Option<Vec<String>>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Mount {
-    #[serde(default, rename = "Type")]
-    pub kind: String,
-    #[serde(default)]
-    pub source: String,
-}
-
-/// Capabilities that give a container the host (or most of it).
-const DANGEROUS_CAPS: &[&str] = &[
-    "ALL",
-    "SYS_ADMIN",
-    "SYS_MODULE",
-    "SYS_RAWIO",
-    "SYS_PTRACE",
-    "SYS_BOOT",
-    "SYS_TIME",
-    "NET_ADMIN",
-    "DAC_READ_SEARCH",
-    "BPF",
-    "PERFMON",
-    "MAC_ADMIN",
-    "MAC_OVERRIDE",
-];
-
-/// Host paths a container must not bind-mount (the path itself or anything under it, and `/`
-/// only as itself).
-const SENSITIVE_PATHS: &[&str] = &[
-    "/var/run/docker.sock",
-    "/run/docker.sock",
-    "/run/containerd",
-    "/var/lib/docker",
-    "/proc",
-    "/sys",
-    "/dev",
-    "/boot",
-    "/etc",
-    "/root",
-];
-
-/// `a//b/./c/` -> `/a/b/c`; `..` pops.
-fn normalise(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
-
-fn sensitive(source: &str) -> bool {
-    if !source.starts_with('/') {
-        return false; // a named volume
-    }
-    let p = normalise(source);
-    p == "/"
-        || SENSITIVE_PATHS
-            .iter()
-            .any(|s| p == *s || p.starts_with(&format!("{s}/")))
-}
-
-fn is_root_user(user: &str) -> bool {
-    let u = user.split(':').next().unwrap_or_default();
-    u.is_empty() || u == "root" || u == "0"
-}
-
-/// Configuration rules (everything but `signed` and `scanned`, which need the image).
-/// `image_user` is the image's configured user; `daemon_userns` whether the daemon remaps
-/// users (userns-remap).
-pub fn check_config(
-    req: &CreateRequest,
-    rules: &[Rule],
-    image_user: &str,
-    daemon_userns: bool,
-) -> Vec<Violation> {
-    let hc = req.host_config.clone().unwrap_or_default();
-    let mut out = Vec::new();
-    let mut v = |rule: Rule, message: String| {
-        if rules.contains(&rule) {
-            out.push(Violation { rule, message });
-        }
-    };
-    if hc.privileged {
-        v(
-            Rule::Privileged,
-            "privileged containers are not allowed".into(),
-        );
-    }
-    for (name, mode) in [
-        ("PID", &hc.pid_mode),
-        ("network", &hc.network_mode),
-        ("IPC", &hc.ipc_mode),
-        ("UTS", &hc.uts_mode),
-        ("user", &hc.userns_mode),
-    ] {
-        if mode == "host" {
-            v(
-                Rule::HostNamespaces,
-                format!(
-                    "the host {name} namespace is not allowed (--{}=host)",
-                    match name {
-                        "PID" => "pid",
-                        "network" => "network",
-                        "IPC" => "ipc",
-                        "UTS" => "uts",
-                        _ => "userns",
-                    }
-                ),
-            );
-        }
-    }
-    for b in hc.binds.iter().flatten() {
-        let src = b.split(':').next().unwrap_or_default();
-        if sensitive(src) {
-            v(
-                Rule::SensitiveMounts,
-                format!("bind mount of host path {src} is not allowed"),
-            );
-        }
-    }
-    for m in hc.mounts.iter().flatten() {
-        if m.kind == "bind" && sensitive(&m.source) {
-            v(
-                Rule::SensitiveMounts,
-                format!("bind mount of host path {} is not allowed", m.source),
-            );
-        }
-    }
-    let effective_user = if req.user.is_empty() {
-        image_user
-    } else {
-        &req.user
-    };
-    let userns = daemon_userns && hc.userns_mode != "host";
-    if is_root_user(effective_user) && !userns {
-        v(
-            Rule::NonRoot,
-            "the container would run as root without a user namespace: set --user (or run dockerd with userns-remap)".into(),
-        );
-    }
-    let mut missing = Vec::new();
-    if hc.memory <= 0 {
-        missing.push("memory (--memory)");
-    }
-    if hc.nano_cpus <= 0 && hc.cpu_quota <= 0 {
-        missing.push("CPU (--cpus)");
-    }
-    if hc.pids_limit.unwrap_or(0) <= 0 {
-        missing.push("pids (--pids-limit)");
-    }
-    if !missing.is_empty() {
-        v(
-            Rule::Limits,
-            format!("resource limits required: {}", missing.join(", ")),
-        );
-    }
-    for o in hc.security_opt.iter().flatten() {
-        let o = o.replace(':', "=");
-        if o == "seccomp=unconfined" {
-            v(Rule::Seccomp, "seccomp=unconfined is not allowed".into());
-        }
-    }
-    for c in hc.cap_add.iter().flatten() {
-        let c = c.to_ascii_uppercase();
-        let c = c.trim_start_matches("CAP_");
-        if DANGEROUS_CAPS.contains(&c) {
-            v(Rule::Capabilities, format!("--cap-add {c} is not allowed"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn req(json: &str) -> CreateRequest {
-        serde_json::from_str(json).expect("json")
-    }
-
-    #[test]
-    fn configuration_rules() {
-        let all = Rule::ALL.to_vec();
-        let bad = req(
-            r#"{"Image":"x","HostConfig":{"Privileged":true,"PidMode":"host","NetworkMode":"host",
-            "Binds":["/:/host","/var/run/docker.sock:/s:ro","data:/data"],
-            "Mounts":[{"Type":"bind","Source":"//etc/../run/docker.sock"}],
-            "SecurityOpt":["seccomp:unconfined"],"CapAdd":["cap_sys_admin","CHOWN"]}}"#,
-        );
-        let v = check_config(&bad, &all, "", false);
-        let rules: Vec<Rule> = v.iter().map(|v| v.rule).collect();
-        for r in [
-            Rule::Privileged,
-            Rule::HostNamespaces,
-            Rule::SensitiveMounts,
-            Rule::NonRoot,
-            Rule::Limits,
-            Rule::Seccomp,
-            Rule::Capabilities,
-        ] {
-            assert!(rules.contains(&r), "{r:?} missing from {v:?}");
-        }
-        assert_eq!(
-            rules
-                .iter()
-                .filter(|r| **r == Rule::SensitiveMounts)
-                .count(),
-            3,
-            "{v:?}"
-        );
-        assert!(v.iter().any(|v| v.message.contains("SYS_ADMIN")));
-        assert!(!v.iter().any(|v| v.message.contains("CHOWN")));
-        let good = req(
-            r#"{"Image":"x","User":"1000","HostConfig":{"Memory":67108864,"NanoCpus":500000000,"PidsLimit":64,"Binds":["vol:/data"]}}"#,
-        );
-        assert!(check_config(&good, &all, "", false).is_empty());
-        // The image's own non-root user counts; a user namespace makes root acceptable.
-        let no_user = req(r#"{"Image":"x","HostConfig":{"Memory":1,"NanoCpus":1,"PidsLimit":1}}"#);
-        assert!(check_config(&no_user, &all, "app", false).is_empty());
-        assert!(check_config(&no_user, &all, "", true).is_empty());
-        assert_eq!(check_config(&no_user, &all, "0:0", false).len(), 1);
-    }
-
     #[test]
     fn policy_file_and_exceptions() {
-        let text = "fail: open\ntrust: t.yaml\nmax_severity: critical\nscan_timeout: 5s\nrules: [signed, limits, non-root]\nexceptions:\n  - label: role=debug\n    skip: [limits]\n";
-        let p = AdmissionPolicy::parse(text, Path::new("/etc/rampart/admission.yaml")).expect("ok");
+        let d = format!("sha256:{}", "a".repeat(64));
+        let text = format!("fail: open\ntrust: t.yaml\nmax_severity: critical\nscan_timeout: 5s\nrules: [signed, limits, non-root]\nbreak_glass: [alice]\nallow: [plugins]\nexceptions:\n  - user: ci\n    skip: [limits]\n  - digest: \"{d}\"\n    skip: [non-root]\n");
+        let p =
+            AdmissionPolicy::parse(&text, Path::new("/etc/rampart/admission.yaml")).expect("ok");
         assert!(p.fail_open);
         assert_eq!(p.max_severity, Severity::Critical);
         assert_eq!(p.trust.as_deref(), Some(Path::new("/etc/rampart/t.yaml")));
-        let mut labels = BTreeMap::new();
-        assert_eq!(p.rules_for("r/x", &labels).len(), 3);
-        labels.insert("role".into(), "debug".into());
+        assert_eq!(p.allow, vec![Gate::Plugins]);
+        assert_eq!(p.rules_for("", &[]).len(), 4);
         assert_eq!(
-            p.rules_for("r/x", &labels),
-            vec![Rule::Signed, Rule::NonRoot]
+            p.rules_for("ci", &[]),
+            vec![Rule::Signed, Rule::NonRoot, Rule::Request]
         );
+        assert_eq!(
+            p.rules_for("bob", std::slice::from_ref(&d)),
+            vec![Rule::Signed, Rule::Limits, Rule::Request]
+        );
+        assert!(p.may_break_glass("alice"));
+        assert!(!p.may_break_glass("") && !p.may_break_glass("bob"));
         let err =
             AdmissionPolicy::parse("rules: [signed]\n", Path::new("a.yaml")).expect_err("no trust");
         assert!(err.to_string().starts_with("a.yaml:1:"), "{err}");
@@ -579,5 +403,27 @@ mod tests {
             AdmissionPolicy::parse("rules: [signed]\ntrust: t\nbogus: 1\n", Path::new("a.yaml"))
                 .expect_err("unknown");
         assert!(err.to_string().contains("a.yaml:3"), "{err}");
+        // Self-service exceptions are refused, naming the line.
+        for (t, line) in [
+            (
+                "rules: []\nexceptions:\n  - label: role=debug\n    skip: [limits]\n",
+                3,
+            ),
+            (
+                "rules: []\nexceptions:\n  - match: \"r/*\"\n    skip: [limits]\n",
+                3,
+            ),
+            ("rules: []\nbreak_glass: true\n", 2),
+            (
+                "rules: []\nexceptions:\n  - user: deployer\n    skip: [request]\n",
+                3,
+            ),
+        ] {
+            let err = AdmissionPolicy::parse(t, Path::new("a.yaml")).expect_err(t);
+            assert!(
+                err.to_string().starts_with(&format!("a.yaml:{line}:")),
+                "{err}"
+            );
+        }
     }
 }

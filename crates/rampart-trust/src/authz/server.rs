@@ -24,11 +24,12 @@ use rampart_container::DockerClient;
 use rampart_event::Severity;
 use rampart_scan::{ImageReader, InventoryCache, Limits, NoProgress, ScanOptions, Target, VulnDb};
 use serde::{Deserialize, Serialize};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 
-use super::policy::{
-    check_config, AdmissionPolicy, CreateRequest, Rule, Violation, BREAK_GLASS_LABEL,
-};
+use super::gojson::{self, GoValue};
+use super::judge::{self, Context};
+use super::policy::{AdmissionPolicy, Rule, Violation, BREAK_GLASS_LABEL};
+use super::route::{self, Endpoint, Judged, Route};
 use crate::error::TrustError;
 use crate::policy::TrustPolicy;
 use crate::reference::ImageRef;
@@ -38,6 +39,8 @@ use crate::registry::Registry;
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct AuthzRequest {
+    /// The authenticated user (the TLS client certificate's name); empty without
+    /// authentication.
     #[serde(default)]
     pub user: String,
     #[serde(default, rename = "UserAuthNMethod")]
@@ -49,6 +52,9 @@ pub struct AuthzRequest {
     /// base64 of the body, `null` when dockerd did not forward one.
     #[serde(default)]
     pub request_body: Option<String>,
+    /// The request's headers (first value of each).
+    #[serde(default)]
+    pub request_headers: Option<BTreeMap<String, String>>,
 }
 
 /// What the plugin answers.
@@ -62,7 +68,8 @@ pub struct AuthzResponse {
     pub err: String,
 }
 
-/// One admission decision, written as a JSON line for every container create.
+/// One admission decision, written as a JSON line for every write request (reads are
+/// allowed without a record).
 #[derive(Debug, Clone, Serialize)]
 pub struct Decision {
     #[serde(rename = "type")]
@@ -70,12 +77,18 @@ pub struct Decision {
     /// Unix time, nanoseconds.
     pub time: u64,
     pub allowed: bool,
-    /// `allow`, `deny`, `break_glass` (denied by rules, allowed by label), `fail_open`,
-    /// `fail_closed`.
+    /// `allow`, `deny`, `break_glass` (denied by rules, allowed for a listed user),
+    /// `fail_open`, `fail_closed`.
     pub outcome: &'static str,
     pub user: String,
+    pub method: String,
     pub uri: String,
+    /// What the router made of it: `container.create`, `exec.create`, `allowed: ...`,
+    /// `gated: plugins`, `unknown`, `unparsable`.
+    pub endpoint: String,
     pub container_name: Option<String>,
+    /// The container an exec, update or start is about.
+    pub container_id: Option<String>,
     pub image: Option<String>,
     pub digest: Option<String>,
     pub signers: Vec<String>,
@@ -99,15 +112,114 @@ pub struct EngineConfig {
 /// A cached signature verdict: signer key ids, or why not.
 type SignatureVerdict = Result<Vec<String>, String>;
 
+/// What the engine knows about the daemon.
+#[derive(Debug)]
+struct Daemon {
+    client: DockerClient,
+    userns: bool,
+    /// The daemon's data root (containers must not bind it or a parent of it).
+    root_dir: Option<String>,
+}
+
+/// A scan in progress: its result, once there.
+type ScanWatch = tokio::sync::watch::Receiver<Option<Result<Arc<rampart_scan::Inventory>, String>>>;
+
 /// The decision engine: the policy, and what it needs to answer quickly.
+///
+/// Concurrency: no lock is held across a decision. The vulnerability database is locked only
+/// to match a cached inventory (milliseconds); reading an image (the slow part of a scan)
+/// holds no lock, runs on a blocking thread, at most `scan_concurrency` at once, one per
+/// image (a second request for the same image waits for the first scan).
 pub struct Engine {
     cfg: EngineConfig,
     trust: Option<TrustPolicy>,
-    docker: OnceCell<(DockerClient, bool)>,
+    docker: OnceCell<Daemon>,
     db: Option<Arc<Mutex<VulnDb>>>,
+    scan_slots: Arc<Semaphore>,
+    scans: Arc<Mutex<HashMap<String, ScanWatch>>>,
     registries: Mutex<HashMap<String, Arc<Registry>>>,
     verdicts: Mutex<HashMap<String, (Instant, SignatureVerdict)>>,
     events: Mutex<Box<dyn Write + Send>>,
+    sink: Option<DecisionSink>,
+    scanner: Option<Scanner>,
+}
+
+/// Scans an image (by id) into the inventory cache, out of process. Dropping the future must
+/// stop the scan: that is how a scan is cancelled at `scan_timeout`.
+pub type Scanner = Arc<
+    dyn Fn(
+            String,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Where decisions go besides the JSON lines (the binary ships them as events).
+pub type DecisionSink = Box<dyn Fn(&Decision) + Send + Sync>;
+
+impl Decision {
+    /// The decision as an `admission.decision` event: `policy` (the policy file, the endpoint
+    /// as selector, the rules broken, the outcome as action, the message as reason, the image
+    /// digest), `auth` (the authenticated user), `container` (name, id, image).
+    pub fn to_event(
+        &self,
+        policy: &str,
+        id: rampart_event::EventId,
+        device: Arc<rampart_event::Device>,
+    ) -> rampart_event::Event {
+        use rampart_event::{
+            AuthInfo, AuthOutcome, Container, ContainerRuntime, Event, EventKind, PolicyInfo,
+        };
+        let mut ev = Event::new(id, self.time, EventKind::AdmissionDecision, device);
+        let mut rules: Vec<&str> = self.violations.iter().map(|v| v.rule.as_str()).collect();
+        rules.dedup();
+        ev.policy = Some(PolicyInfo {
+            policy: policy.to_string(),
+            selector: self.endpoint.clone(),
+            rule: if rules.is_empty() {
+                "none".into()
+            } else {
+                rules.join(",")
+            },
+            action: self.outcome.to_string(),
+            mechanism: "docker authz plugin".into(),
+            reason: if self.message.is_empty() {
+                format!("{} {}", self.method, self.uri)
+            } else {
+                self.message.clone()
+            },
+            sha256: self
+                .digest
+                .as_deref()
+                .map(|d| d.trim_start_matches("sha256:").to_string()),
+        });
+        ev.auth = Some(AuthInfo {
+            outcome: if self.allowed {
+                AuthOutcome::Success
+            } else {
+                AuthOutcome::Failure
+            },
+            user: self.user.clone(),
+            method: None,
+            src_ip: None,
+            src_port: None,
+            service: "docker".into(),
+            log_source: "rampart authz".into(),
+            message: format!("{} {}", self.method, self.uri),
+        });
+        if self.image.is_some() || self.container_id.is_some() || self.container_name.is_some() {
+            let mut c = Container::unnamed(
+                self.container_id.clone().unwrap_or_default(),
+                ContainerRuntime::Docker,
+            );
+            c.name = self.container_name.clone().unwrap_or_default();
+            c.image = self.image.clone().unwrap_or_default();
+            c.image_digest = self.digest.clone();
+            ev.container = Some(Arc::new(c));
+        }
+        ev
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -123,26 +235,49 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Whether `uri` is a container create (`/containers/create`, `/v1.47/containers/create`).
-fn is_create(method: &str, uri: &str) -> bool {
-    let path = uri.split('?').next().unwrap_or_default();
-    let path = path.trim_end_matches('/');
-    let rest = match path.strip_prefix("/v") {
-        Some(r) => r
-            .split_once('/')
-            .map(|(_, p)| format!("/{p}"))
-            .unwrap_or_default(),
-        None => path.to_string(),
-    };
-    method.eq_ignore_ascii_case("POST") && rest == "/containers/create"
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
 }
 
-fn query_param(uri: &str, key: &str) -> Option<String> {
-    let q = uri.split_once('?')?.1;
-    q.split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v.to_string())
+/// Docker object names (volumes, networks, containers): what dockerd accepts, so a name
+/// cannot steer the plugin's own lookups to another API path.
+fn valid_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
+}
+
+fn header<'a>(req: &'a AuthzRequest, name: &str) -> Option<&'a str> {
+    req.request_headers
+        .as_ref()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+fn endpoint_name(r: &Result<Route, route::RouteError>) -> String {
+    match r {
+        Err(_) => "unparsable".into(),
+        Ok(r) => match &r.endpoint {
+            Endpoint::Read => "read".into(),
+            Endpoint::Allowed(why) => format!("allowed: {why}"),
+            Endpoint::Gated(g) => format!("gated: {}", g.as_str()),
+            Endpoint::Unknown => "unknown".into(),
+            Endpoint::Judged(j) => match j {
+                Judged::ContainerCreate => "container.create".into(),
+                Judged::ContainerStart(_) => "container.start".into(),
+                Judged::ContainerUpdate(_) => "container.update".into(),
+                Judged::ExecCreate(_) => "exec.create".into(),
+                Judged::VolumeCreate => "volume.create".into(),
+                Judged::Build => "build".into(),
+            },
+        },
+    }
 }
 
 impl Engine {
@@ -163,73 +298,106 @@ impl Engine {
             None
         };
         Ok(Engine {
+            scan_slots: Arc::new(Semaphore::new(cfg.policy.scan_concurrency.max(1))),
             cfg,
             trust,
             docker: OnceCell::new(),
             db,
+            scans: Arc::new(Mutex::new(HashMap::new())),
             registries: Mutex::new(HashMap::new()),
             verdicts: Mutex::new(HashMap::new()),
             events: Mutex::new(events),
+            sink: None,
+            scanner: None,
         })
     }
 
-    async fn docker(&self) -> Result<&(DockerClient, bool), String> {
+    /// Scans on demand with `scanner` (cancellable) instead of in process.
+    pub fn with_scanner(mut self, scanner: Scanner) -> Engine {
+        self.scanner = Some(scanner);
+        self
+    }
+
+    /// Also hands every decision to `sink` (after the JSON line is written).
+    pub fn with_sink(mut self, sink: DecisionSink) -> Engine {
+        self.sink = Some(sink);
+        self
+    }
+
+    async fn docker(&self) -> Result<&Daemon, String> {
         self.docker
             .get_or_try_init(|| async {
-                let c = DockerClient::connect(&self.cfg.docker_socket)
+                let client = DockerClient::connect(&self.cfg.docker_socket)
                     .await
                     .map_err(|e| e.to_string())?;
-                let userns = c
-                    .api()
-                    .info()
-                    .await
-                    .ok()
-                    .and_then(|i| i.security_options)
+                let info = client.api().info().await.map_err(|e| e.to_string())?;
+                let userns = info
+                    .security_options
                     .unwrap_or_default()
                     .iter()
                     .any(|o| o.contains("name=userns"));
-                Ok((c, userns))
+                Ok(Daemon {
+                    client,
+                    userns,
+                    root_dir: info.docker_root_dir,
+                })
             })
             .await
     }
 
     fn registry(&self, host: &str) -> Arc<Registry> {
-        let mut m = match self.registries.lock() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        };
-        m.entry(host.to_string())
+        lock(&self.registries)
+            .entry(host.to_string())
             .or_insert_with(|| Arc::new(Registry::new(host)))
             .clone()
     }
 
     fn emit(&self, d: &Decision) {
         if let Ok(line) = serde_json::to_string(d) {
-            if let Ok(mut w) = self.events.lock() {
-                let _ = writeln!(w, "{line}");
-                let _ = w.flush();
+            let mut w = lock(&self.events);
+            if writeln!(w, "{line}").and_then(|_| w.flush()).is_err() {
+                tracing::error!(decision = %line, "could not write an admission decision");
             }
+        }
+        if let Some(sink) = &self.sink {
+            sink(d);
         }
     }
 
-    /// Judges one request (AuthZReq). Never fails: errors become the fail mode's answer.
+    /// Judges one request (AuthZReq). Never fails: errors become the fail mode's answer, and
+    /// the fail mode applies only to "could not decide"; a request the rules deny is denied
+    /// whatever it says.
     pub async fn authorize(&self, req: &AuthzRequest) -> AuthzResponse {
         tracing::debug!(method = %req.request_method, uri = %req.request_uri, body = req.request_body.is_some(), "authz request");
-        if !is_create(&req.request_method, &req.request_uri) {
+        let start = Instant::now();
+        let parsed = route::route(&req.request_method, &req.request_uri);
+        if matches!(&parsed, Ok(r) if r.endpoint == Endpoint::Read) {
             return AuthzResponse {
                 allow: true,
                 ..Default::default()
             };
         }
-        let start = Instant::now();
         let mut d = Decision {
             kind: "admission.decision",
             time: now_ns(),
             allowed: false,
             outcome: "deny",
             user: req.user.clone(),
+            method: req.request_method.clone(),
             uri: req.request_uri.clone(),
-            container_name: query_param(&req.request_uri, "name"),
+            endpoint: endpoint_name(&parsed),
+            container_name: parsed
+                .as_ref()
+                .ok()
+                .and_then(|r| r.query_value("name").map(str::to_string)),
+            container_id: parsed.as_ref().ok().and_then(|r| match &r.endpoint {
+                Endpoint::Judged(
+                    Judged::ContainerStart(id)
+                    | Judged::ContainerUpdate(id)
+                    | Judged::ExecCreate(id),
+                ) => Some(id.clone()),
+                _ => None,
+            }),
             image: None,
             digest: None,
             signers: Vec::new(),
@@ -237,9 +405,20 @@ impl Engine {
             message: String::new(),
             duration_us: 0,
         };
-        let outcome = self.judge(req, &mut d).await;
+        let outcome = match &parsed {
+            Err(e) => {
+                d.violations.push(Violation {
+                    rule: Rule::Request,
+                    message: format!(
+                        "the request target does not parse as dockerd's router reads it: {e}"
+                    ),
+                });
+                Ok(None)
+            }
+            Ok(r) => self.judge(req, r, &mut d).await,
+        };
         match outcome {
-            Ok(()) => {
+            Ok(glass) => {
                 if d.violations.is_empty() {
                     d.allowed = true;
                     d.outcome = "allow";
@@ -250,17 +429,27 @@ impl Engine {
                         .map(|v| format!("[{}] {}", v.rule.as_str(), v.message))
                         .collect();
                     d.message = format!("rampart: {}", msg.join("; "));
-                    let reason = self.break_glass(&d, req);
-                    if let Some(reason) = reason {
+                    let request_ok = !d.violations.iter().any(|v| v.rule == Rule::Request);
+                    if let (Some(reason), true) = (glass, request_ok) {
                         d.allowed = true;
                         d.outcome = "break_glass";
-                        d.message =
-                            format!("{} (allowed by {BREAK_GLASS_LABEL}: {reason})", d.message);
+                        d.message = format!(
+                            "{} (allowed: user {:?} broke glass with {BREAK_GLASS_LABEL}={reason})",
+                            d.message, req.user
+                        );
                     }
                 }
             }
             Err(e) => {
-                if self.cfg.policy.fail_open {
+                if !d.violations.is_empty() {
+                    // Rules already deny: the fail mode does not apply.
+                    let msg: Vec<String> = d
+                        .violations
+                        .iter()
+                        .map(|v| format!("[{}] {}", v.rule.as_str(), v.message))
+                        .collect();
+                    d.message = format!("rampart: {} (and could not finish: {e})", msg.join("; "));
+                } else if self.cfg.policy.fail_open {
                     d.allowed = true;
                     d.outcome = "fail_open";
                     d.message = format!("rampart could not decide, allowed (fail: open): {e}");
@@ -279,66 +468,387 @@ impl Engine {
         }
     }
 
-    fn break_glass(&self, _d: &Decision, req: &AuthzRequest) -> Option<String> {
-        if !self.cfg.policy.break_glass {
-            return None;
-        }
-        let body = B64.decode(req.request_body.as_deref()?).ok()?;
-        let cr: CreateRequest = serde_json::from_slice(&body).ok()?;
-        cr.labels?
-            .get(BREAK_GLASS_LABEL)
-            .filter(|r| !r.is_empty())
-            .cloned()
+    fn request(d: &mut Decision, message: String) {
+        d.violations.push(Violation {
+            rule: Rule::Request,
+            message,
+        });
     }
 
-    /// Fills `d.violations`; `Err` when the decision cannot be made. A request that cannot be
-    /// read is a violation, not an error: it is denied whatever the fail mode.
-    async fn judge(&self, req: &AuthzRequest, d: &mut Decision) -> Result<(), String> {
+    /// Fills `d.violations`; `Ok(Some(reason))` when an authorised user asked to break glass;
+    /// `Err` when the decision cannot be made.
+    async fn judge(
+        &self,
+        req: &AuthzRequest,
+        r: &Route,
+        d: &mut Decision,
+    ) -> Result<Option<String>, String> {
+        let judged = match &r.endpoint {
+            Endpoint::Read | Endpoint::Allowed(_) => return Ok(None),
+            Endpoint::Gated(g) => {
+                if !self.cfg.policy.allow.contains(g) {
+                    Self::request(
+                        d,
+                        format!(
+                            "{} {} is gated ({}): denied unless the policy's `allow:` lists it",
+                            req.request_method,
+                            r.path,
+                            g.as_str()
+                        ),
+                    );
+                }
+                return Ok(None);
+            }
+            Endpoint::Unknown => {
+                Self::request(
+                    d,
+                    format!(
+                        "{} {} is not an Engine API write the plugin knows: denied by default",
+                        req.request_method, r.path
+                    ),
+                );
+                return Ok(None);
+            }
+            Endpoint::Judged(j) => j,
+        };
         let body = match req.request_body.as_deref().map(|b| B64.decode(b)) {
-            Some(Ok(b)) if !b.is_empty() => b,
+            Some(Ok(b)) if !b.is_empty() => Some(b),
             Some(Err(_)) => return Err("the request body is not base64".into()),
-            _ => {
-                d.violations.push(Violation {
-                    rule: Rule::Request,
-                    message: "container create without a request body (missing, empty or too large to forward): denied, as the CVE-2024-41110 class of bypass sends exactly this".into(),
+            _ => None,
+        };
+        let json_type = header(req, "Content-Type").is_some_and(|c| {
+            c.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        });
+        let ctx = Context {
+            allow_fields: &self.cfg.policy.allow_fields,
+            daemon_paths: Vec::new(),
+        };
+        match judged {
+            Judged::Build => {
+                // Go's FormValue reads a urlencoded or multipart body before the query.
+                let form = header(req, "Content-Type").is_some_and(|c| {
+                    let c = c.to_ascii_lowercase();
+                    c.contains("x-www-form-urlencoded") || c.contains("multipart/form-data")
                 });
-                return Ok(());
+                if form {
+                    Self::request(d, "a build with a form body (dockerd reads options from it the plugin does not see)".into());
+                }
+                let q = |k: &str| r.query_value(k).map(str::to_string);
+                let rules = self.cfg.policy.rules_for(&req.user, &[]);
+                push_applicable(d, judge::judge_build(&q), &rules);
+                return Ok(None);
+            }
+            Judged::ContainerStart(_) => {
+                if body.is_some() || json_type {
+                    Self::request(d, "a body on container start (a HostConfig, applied by API < 1.24) would change a container already judged: refused".into());
+                }
+                return Ok(None);
+            }
+            _ => {}
+        }
+        let Some(body) = body else {
+            Self::request(d, format!(
+                "{} without a request body (missing, empty or too large to forward): denied, as the CVE-2024-41110 class of bypass sends exactly this",
+                d.endpoint
+            ));
+            return Ok(None);
+        };
+        let value = match gojson::parse(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                Self::request(d, format!("{}: {e}", d.endpoint));
+                return Ok(None);
             }
         };
-        let cr: CreateRequest = match serde_json::from_slice(&body) {
+        let decoded = match judged {
+            Judged::ContainerCreate => return self.judge_create(req, &value, ctx, d).await,
+            Judged::ExecCreate(id) => return self.judge_exec(req, id, &value, ctx, d).await,
+            Judged::ContainerUpdate(_) => judge::judge_update(&value, &ctx),
+            Judged::VolumeCreate => judge::judge_volume_create(&value, &ctx),
+            Judged::ContainerStart(_) | Judged::Build => Ok(Vec::new()),
+        };
+        match decoded {
+            Ok(v) => {
+                let rules = self.cfg.policy.rules_for(&req.user, &[]);
+                push_applicable(d, v, &rules);
+            }
+            Err(e) => Self::request(d, format!("{}: {e}", d.endpoint)),
+        }
+        Ok(None)
+    }
+
+    async fn judge_exec(
+        &self,
+        req: &AuthzRequest,
+        id: &str,
+        value: &GoValue,
+        ctx: Context<'_>,
+        d: &mut Decision,
+    ) -> Result<Option<String>, String> {
+        let (facts, mut v) = match judge::judge_exec(value, &ctx) {
+            Ok(x) => x,
+            Err(e) => {
+                Self::request(d, format!("exec.create: {e}"));
+                return Ok(None);
+            }
+        };
+        if !valid_name(id) {
+            Self::request(
+                d,
+                format!("exec in container {id:?}: not a container name or id"),
+            );
+            return Ok(None);
+        }
+        let early = self.cfg.policy.rules_for(&req.user, &[]);
+        let daemon = match self.docker().await {
+            Ok(x) => x,
+            Err(e) => {
+                push_applicable(d, v, &early);
+                return Err(e);
+            }
+        };
+        let c = match daemon.client.api().inspect_container(id, None).await {
             Ok(c) => c,
             Err(e) => {
-                d.violations.push(Violation {
-                    rule: Rule::Request,
-                    message: format!("container create body is not valid JSON (truncated?): {e}"),
-                });
-                return Ok(());
+                push_applicable(d, v, &early);
+                return Err(format!("cannot inspect container {id}: {e}"));
             }
         };
-        if cr.image.is_empty() {
-            d.violations.push(Violation {
-                rule: Rule::Request,
-                message: "container create without an image".into(),
-            });
-            return Ok(());
+        let container_user = c
+            .config
+            .as_ref()
+            .and_then(|c| c.user.clone())
+            .unwrap_or_default();
+        let image_id = c.image.clone().unwrap_or_default();
+        let mut digests = vec![image_id.clone()];
+        let image_user = if facts.user.is_empty() && container_user.is_empty() {
+            let i = match daemon.client.api().inspect_image(&image_id).await {
+                Ok(i) => i,
+                Err(e) => {
+                    push_applicable(d, v, &early);
+                    return Err(format!("cannot inspect image {image_id}: {e}"));
+                }
+            };
+            digests.extend(repo_digest_values(i.repo_digests.as_deref().unwrap_or(&[])));
+            i.config.and_then(|c| c.user).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let user = if facts.user.is_empty() {
+            container_user
+        } else {
+            facts.user
+        };
+        let userns_host = c
+            .host_config
+            .as_ref()
+            .and_then(|h| h.userns_mode.clone())
+            .is_some_and(|m| m == "host");
+        judge::judge_user(
+            &user,
+            &image_user,
+            daemon.userns && !userns_host,
+            "the exec",
+            &mut v,
+        );
+        let rules = self.cfg.policy.rules_for(&req.user, &digests);
+        push_applicable(d, v, &rules);
+        Ok(None)
+    }
+
+    /// Judges sharing `field` (`PidMode`, `IpcMode`, `UTSMode`, `NetworkMode`: its namespace;
+    /// `VolumesFrom`: its mounts) with the container `target`: refused when the target is
+    /// privileged, has capabilities or devices beyond the defaults, is on the host's namespace
+    /// (or another container's) for that field, or binds a sensitive host path.
+    async fn judge_shared(
+        &self,
+        daemon: &Daemon,
+        field: &str,
+        target: &str,
+        ctx: &Context<'_>,
+    ) -> Vec<Violation> {
+        let rule = if field == "VolumesFrom" {
+            Rule::SensitiveMounts
+        } else {
+            Rule::HostNamespaces
+        };
+        let bad = |why: String| Violation {
+            rule,
+            message: format!("HostConfig.{field} shares container {target:?}, {why}"),
+        };
+        if !valid_name(target) {
+            return vec![bad("which is not a container name or id".into())];
         }
-        d.image = Some(cr.image.clone());
-        let image = ImageRef::parse(&cr.image).map_err(|e| e.to_string())?;
-        let labels = cr.labels.clone().unwrap_or_default();
-        let rules = self.cfg.policy.rules_for(&image.repo_name(), &labels);
-        let (docker, userns) = self.docker().await?;
-        let inspect = docker
-            .api()
-            .inspect_image(&cr.image)
-            .await
-            .map_err(|e| format!("cannot inspect image {}: {e}", cr.image))?;
+        let c = match daemon.client.api().inspect_container(target, None).await {
+            Ok(c) => c,
+            Err(e) => return vec![bad(format!("which cannot be inspected ({e})"))],
+        };
+        let mut out = Vec::new();
+        let hc = c.host_config.unwrap_or_default();
+        if hc.privileged == Some(true) {
+            out.push(bad("which is privileged".into()));
+        }
+        if hc.cap_add.as_ref().is_some_and(|c| !c.is_empty())
+            || hc.devices.as_ref().is_some_and(|d| !d.is_empty())
+        {
+            out.push(bad("which has added capabilities or devices".into()));
+        }
+        let mode = match field {
+            "PidMode" => hc.pid_mode.clone(),
+            "IpcMode" => hc.ipc_mode.clone(),
+            "UTSMode" => hc.uts_mode.clone(),
+            "NetworkMode" => hc.network_mode.clone(),
+            _ => None,
+        }
+        .unwrap_or_default();
+        if mode == "host" || mode.starts_with("container:") {
+            out.push(bad(format!("whose {field} is {mode:?}")));
+        }
+        if field == "VolumesFrom" {
+            // What it mounts (inspect `Mounts`) and what it asked for (`Binds`, `Mounts`).
+            let mut sources: Vec<String> = Vec::new();
+            for m in c.mounts.unwrap_or_default() {
+                let kind = m
+                    .typ
+                    .as_ref()
+                    .and_then(|t| serde_json::to_value(t).ok())
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                if kind == "bind" {
+                    sources.extend(m.source);
+                }
+            }
+            for b in hc.binds.iter().flatten() {
+                let src = b.split(':').next().unwrap_or_default();
+                if src.starts_with('/') {
+                    sources.push(src.to_string());
+                }
+            }
+            for m in hc.mounts.iter().flatten() {
+                sources.extend(m.source.clone().filter(|s| s.starts_with('/')));
+            }
+            for src in sources {
+                if let Some(s) = judge::sensitive_host_path(&src, &ctx.daemon_paths) {
+                    out.push(bad(format!("which binds {s}")));
+                }
+            }
+            if hc.volumes_from.as_ref().is_some_and(|v| !v.is_empty()) {
+                out.push(bad("which itself inherits mounts (VolumesFrom)".into()));
+            }
+        }
+        out
+    }
+
+    async fn judge_create(
+        &self,
+        req: &AuthzRequest,
+        value: &GoValue,
+        mut ctx: Context<'_>,
+        d: &mut Decision,
+    ) -> Result<Option<String>, String> {
+        // The body first, without the daemon: what it grants denies even when a look-up below
+        // fails (fail: open covers only "could not decide", never a rule violation).
+        let (facts, mut v) = match judge::judge_create(value, &ctx) {
+            Ok(x) => x,
+            Err(e) => {
+                Self::request(d, format!("container.create: {e}"));
+                return Ok(None);
+            }
+        };
+        if facts.image.is_empty() {
+            Self::request(d, "container create without an image".into());
+            return Ok(None);
+        }
+        let early = self.cfg.policy.rules_for(&req.user, &[]);
+        let daemon = match self.docker().await {
+            Ok(x) => x,
+            Err(e) => {
+                push_applicable(d, v, &early);
+                return Err(e);
+            }
+        };
+        if let Some(root) = &daemon.root_dir {
+            // Again with the daemon's data root among the sensitive paths.
+            ctx.daemon_paths.push(root.clone());
+            if let Ok((_, again)) = judge::judge_create(value, &ctx) {
+                v = again;
+            }
+        }
+        d.image = Some(facts.image.clone());
+        let image = match ImageRef::parse(&facts.image) {
+            Ok(i) => i,
+            Err(e) => {
+                Self::request(d, format!("Image: {e}"));
+                return Ok(None);
+            }
+        };
+        let api = daemon.client.api();
+        let inspect = match api.inspect_image(&facts.image).await {
+            Ok(i) => i,
+            Err(e) => {
+                push_applicable(d, v, &early);
+                return Err(format!("cannot inspect image {}: {e}", facts.image));
+            }
+        };
         let image_user = inspect
             .config
             .as_ref()
             .and_then(|c| c.user.clone())
             .unwrap_or_default();
-        d.violations
-            .extend(check_config(&cr, &rules, &image_user, *userns));
+        let mut digests: Vec<String> = inspect.id.iter().cloned().collect();
+        digests.extend(repo_digest_values(
+            inspect.repo_digests.as_deref().unwrap_or(&[]),
+        ));
+        judge::judge_user(
+            &facts.user,
+            &image_user,
+            daemon.userns && !facts.userns_host,
+            "the container",
+            &mut v,
+        );
+        for name in &facts.volumes {
+            if !valid_name(name) {
+                v.push(Violation {
+                    rule: Rule::SensitiveMounts,
+                    message: format!("volume name {name:?} is not one dockerd accepts"),
+                });
+                continue;
+            }
+            // A volume that does not exist yet is created empty by dockerd (local driver).
+            if let Ok(vol) = api.inspect_volume(name).await {
+                let opts: Vec<(String, String)> = vol.options.into_iter().collect();
+                v.extend(judge::judge_existing_volume(name, &vol.driver, &opts, &ctx));
+            }
+        }
+        for (field, target) in &facts.shares {
+            v.extend(self.judge_shared(daemon, field, target, &ctx).await);
+        }
+        for name in &facts.networks {
+            if !valid_name(name) {
+                v.push(Violation {
+                    rule: Rule::HostNamespaces,
+                    message: format!("network {name:?} is not a name dockerd accepts"),
+                });
+                continue;
+            }
+            if let Ok(n) = api.inspect_network(name, None).await {
+                if n.driver.as_deref() == Some("host") {
+                    v.push(Violation {
+                        rule: Rule::HostNamespaces,
+                        message: format!("network {name:?} is the host's network"),
+                    });
+                }
+            }
+        }
+        let rules = self.cfg.policy.rules_for(&req.user, &digests);
+        push_applicable(d, v, &rules);
+        let glass = if self.cfg.policy.may_break_glass(&req.user) {
+            break_glass_reason(value)
+        } else {
+            None
+        };
         if rules.contains(&Rule::Signed) {
             self.check_signature(&image, inspect.repo_digests.as_deref().unwrap_or(&[]), d)
                 .await?;
@@ -347,10 +857,10 @@ impl Engine {
             let id = inspect
                 .id
                 .clone()
-                .ok_or_else(|| format!("image {} has no id", cr.image))?;
+                .ok_or_else(|| format!("image {} has no id", facts.image))?;
             self.check_scan(&id, d).await?;
         }
-        Ok(())
+        Ok(glass)
     }
 
     async fn check_signature(
@@ -424,42 +934,116 @@ impl Engine {
         Ok(())
     }
 
+    /// The inventory of `image_id`: from the cache, else from a scan shared by every request
+    /// for that image, started at most `scan_concurrency` at a time. Waiting is bounded by
+    /// `scan_timeout`. With a [`Scanner`] the scan itself is cancelled at `scan_timeout`;
+    /// in process it cannot be interrupted: it keeps its slot until it ends and fills the cache
+    /// for the next request.
+    async fn inventory(&self, image_id: &str) -> Result<Arc<rampart_scan::Inventory>, String> {
+        let cache = InventoryCache::new(&self.cfg.cache_dir);
+        let id = image_id.to_string();
+        let c = cache.clone();
+        if let Some(inv) = tokio::task::spawn_blocking(move || c.get(&id))
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(Arc::new(inv));
+        }
+        let mut rx = {
+            let mut scans = lock(&self.scans);
+            match scans.get(image_id) {
+                Some(rx) => rx.clone(),
+                None => {
+                    let (tx, rx) = tokio::sync::watch::channel(None);
+                    scans.insert(image_id.to_string(), rx.clone());
+                    let slots = self.scan_slots.clone();
+                    let id = image_id.to_string();
+                    let scans_done = self.scans.clone();
+                    let scanner = self.scanner.clone();
+                    let timeout = self.cfg.policy.scan_timeout;
+                    tokio::spawn(async move {
+                        let r = match (slots.acquire_owned().await, scanner) {
+                            (Err(e), _) => Err(e.to_string()),
+                            // Out of process: bounded by the timeout, then cancelled (the
+                            // scanner's future stops the scan when dropped).
+                            (Ok(_permit), Some(scan)) => {
+                                match tokio::time::timeout(timeout, scan(id.clone())).await {
+                                    Err(_) => Err(format!(
+                                        "scanning {id} was cancelled after {timeout:?}"
+                                    )),
+                                    Ok(Err(e)) => Err(format!("scanning {id}: {e}")),
+                                    Ok(Ok(())) => {
+                                        let id2 = id.clone();
+                                        tokio::task::spawn_blocking(move || cache.get(&id2))
+                                            .await
+                                            .map_err(|e| e.to_string())
+                                            .and_then(|inv| {
+                                                inv.map(Arc::new).ok_or_else(|| {
+                                                    format!("scanning {id} left no inventory in the cache")
+                                                })
+                                            })
+                                    }
+                                }
+                            }
+                            // In process: not interruptible; keeps its slot until it ends.
+                            (Ok(permit), None) => {
+                                let id2 = id.clone();
+                                tokio::task::spawn_blocking(move || {
+                                    let _permit = permit;
+                                    let reader = ImageReader::new(Limits::default());
+                                    let opts = ScanOptions {
+                                        cache: Some(cache),
+                                        refresh: false,
+                                    };
+                                    rampart_scan::scan(
+                                        &reader,
+                                        &Target::Daemon(id2.clone()),
+                                        None,
+                                        &opts,
+                                        &NoProgress,
+                                    )
+                                    .map(|r| Arc::new(r.inventory))
+                                    .map_err(|e| format!("scanning {id2}: {e}"))
+                                })
+                                .await
+                                .unwrap_or_else(|e| Err(e.to_string()))
+                            }
+                        };
+                        let _ = tx.send(Some(r));
+                        lock(&scans_done).remove(&id);
+                    });
+                    rx
+                }
+            }
+        };
+        let waited =
+            tokio::time::timeout(self.cfg.policy.scan_timeout, rx.wait_for(|r| r.is_some()))
+                .await
+                .map_err(|_| {
+                    format!(
+                        "image {image_id} has no cached scan and scanning it took longer than {:?}",
+                        self.cfg.policy.scan_timeout
+                    )
+                })?
+                .map_err(|e| e.to_string())?;
+        match &*waited {
+            Some(r) => r.clone(),
+            None => Err("scan ended without a result".into()),
+        }
+    }
+
     async fn check_scan(&self, image_id: &str, d: &mut Decision) -> Result<(), String> {
         let Some(db) = self.db.clone() else {
             return Err("the `scanned` rule has no vulnerability database".into());
         };
-        let cache = InventoryCache::new(&self.cfg.cache_dir);
-        let id = image_id.to_string();
         let threshold = self.cfg.policy.max_severity;
-        let task = tokio::task::spawn_blocking(
+        let inv = self.inventory(image_id).await?;
+        // The database lock is held only for matching (milliseconds).
+        let found = tokio::task::spawn_blocking(
             move || -> Result<Vec<(String, Severity, String)>, String> {
-                let report = match cache.get(&id) {
-                    Some(inv) => {
-                        let db = db
-                            .lock()
-                            .map_err(|_| "database lock poisoned".to_string())?;
-                        rampart_scan::match_inventory(&db, &inv, now_ns())
-                            .map_err(|e| e.to_string())?
-                    }
-                    None => {
-                        let reader = ImageReader::new(Limits::default());
-                        let opts = ScanOptions {
-                            cache: Some(cache),
-                            refresh: false,
-                        };
-                        let db = db
-                            .lock()
-                            .map_err(|_| "database lock poisoned".to_string())?;
-                        rampart_scan::scan(
-                            &reader,
-                            &Target::Daemon(id.clone()),
-                            Some(&db),
-                            &opts,
-                            &NoProgress,
-                        )
-                        .map_err(|e| format!("scanning {id}: {e}"))?
-                        .matches
-                    }
+                let report = {
+                    let db = lock(&db);
+                    rampart_scan::match_inventory(&db, &inv, now_ns()).map_err(|e| e.to_string())?
                 };
                 Ok(report
                     .findings
@@ -474,16 +1058,9 @@ impl Engine {
                     })
                     .collect())
             },
-        );
-        let found = tokio::time::timeout(self.cfg.policy.scan_timeout, task)
-            .await
-            .map_err(|_| {
-                format!(
-                    "image {image_id} has no cached scan and scanning it took longer than {:?}",
-                    self.cfg.policy.scan_timeout
-                )
-            })?
-            .map_err(|e| e.to_string())??;
+        )
+        .await
+        .map_err(|e| e.to_string())??;
         if !found.is_empty() {
             let first: Vec<String> = found
                 .iter()
@@ -503,6 +1080,28 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+fn push_applicable(d: &mut Decision, v: Vec<Violation>, rules: &[Rule]) {
+    d.violations
+        .extend(v.into_iter().filter(|v| rules.contains(&v.rule)));
+}
+
+/// The digests of `RepoDigests` entries (`repo@sha256:...`).
+fn repo_digest_values(rd: &[String]) -> Vec<String> {
+    rd.iter()
+        .filter_map(|r| r.split_once('@').map(|(_, d)| d.to_string()))
+        .collect()
+}
+
+/// The break-glass label's value, read with the same decoder.
+fn break_glass_reason(v: &GoValue) -> Option<String> {
+    let top = gojson::GoObject::new(v, "", judge::CREATE).ok()??;
+    top.string_map("Labels")
+        .ok()??
+        .into_iter()
+        .find(|(k, v)| k == BREAK_GLASS_LABEL && !v.is_empty())
+        .map(|(_, v)| v)
 }
 
 /// Decides one AuthZReq body (the JSON dockerd posts); the plugin's whole logic, without HTTP.
@@ -571,14 +1170,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn create_uris() {
-        assert!(is_create("POST", "/v1.47/containers/create?name=x"));
-        assert!(is_create("POST", "/containers/create"));
-        assert!(!is_create("GET", "/v1.47/containers/create"));
-        assert!(!is_create("POST", "/v1.47/containers/abc/start"));
+    fn names_and_headers() {
+        assert!(valid_name("data_1.x-y"));
+        for n in ["", "../x", "a/b", "a?b", ".x", "a b"] {
+            assert!(!valid_name(n), "{n}");
+        }
+        let req = AuthzRequest {
+            request_headers: Some(BTreeMap::from([(
+                "content-type".to_string(),
+                "application/json; charset=utf-8".to_string(),
+            )])),
+            ..Default::default()
+        };
         assert_eq!(
-            query_param("/v1.47/containers/create?name=x&p=1", "name").as_deref(),
-            Some("x")
+            header(&req, "Content-Type"),
+            Some("application/json; charset=utf-8")
         );
     }
 }

@@ -1,15 +1,21 @@
 //! `rampart authz`: the Docker Engine authorization plugin (run it before a dockerd started
 //! with `--authorization-plugin=rampart`).
+//!
+//! With `--ship FILE` every decision also goes, as an `admission.decision` event, through a
+//! durable queue of its own to the outputs the file names (the agent's `ship:` keys: the
+//! Rampart server over mutual TLS, syslog, HTTP, a file), so decisions reach the dashboard and
+//! `rampart query` like the agent's events.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use rampart_scan::DEFAULT_CACHE_DIR;
-use rampart_trust::authz::{serve, AdmissionPolicy, Engine, EngineConfig};
+use rampart_trust::authz::{serve, AdmissionPolicy, Engine, EngineConfig, Scanner};
 
 use super::db::DbPath;
 use super::BadInput;
@@ -36,6 +42,67 @@ pub struct AuthzArgs {
     /// How long a signature verdict for one image digest is reused.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     verdict_ttl: Duration,
+    /// Ship every decision as an `admission.decision` event: a YAML file with the keys of the
+    /// agent's `ship:` section (queue, outputs, ...; docs/shipping.md). Give it a queue
+    /// directory of its own, not the agent's.
+    #[arg(long)]
+    ship: Option<PathBuf>,
+    /// Host name put in the shipped events (default: the kernel's hostname).
+    #[arg(long)]
+    hostname: Option<String>,
+}
+
+/// Scans on demand run as `rampart image scan` children writing the inventory cache, so that
+/// the engine can cancel one at `scan_timeout`: dropping the scan kills the child.
+fn child_scanner(cache_dir: PathBuf) -> Scanner {
+    Arc::new(move |id: String| {
+        let cache = cache_dir.clone();
+        Box::pin(async move {
+            let exe = std::env::current_exe().map_err(|e| format!("the rampart binary: {e}"))?;
+            let child = tokio::process::Command::new(exe)
+                .args(["image", "scan", &format!("docker:{id}")])
+                // Secret and malware checks stay on: the CLI caches only a complete inventory.
+                .args(["--skip-db", "--format", "json"])
+                .args(["--output", "/dev/null", "--cache-dir"])
+                .arg(&cache)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| format!("starting rampart image scan: {e}"))?;
+            let out = child
+                .wait_with_output()
+                .await
+                .map_err(|e| format!("rampart image scan: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                let err = String::from_utf8_lossy(&out.stderr);
+                Err(format!(
+                    "rampart image scan exited with {}: {}",
+                    out.status,
+                    err.trim().lines().last().unwrap_or_default()
+                ))
+            }
+        })
+    })
+}
+
+/// Events of one process: a random instance number and a sequence (`EventId::new`).
+fn instance_id() -> u64 {
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_err()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        b = (t ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
+    }
+    u64::from_le_bytes(b)
 }
 
 pub fn run(a: AuthzArgs) -> anyhow::Result<ExitCode> {
@@ -56,6 +123,32 @@ pub fn run(a: AuthzArgs) -> anyhow::Result<ExitCode> {
         ),
         None => Box::new(std::io::stdout()),
     };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let shipper = match &a.ship {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| BadInput(format!("{}: {e}", p.display())))?;
+            let cfg: rampart_ship::ShipConfig = serde_yaml::from_str(&text)
+                .map_err(|e| BadInput(format!("{}: {e}", p.display())))?;
+            let device = Arc::new(rampart_event::Device {
+                hostname: a.hostname.clone().unwrap_or_else(|| {
+                    std::fs::read_to_string("/proc/sys/kernel/hostname")
+                        .map(|h| h.trim().to_string())
+                        .unwrap_or_default()
+                }),
+                region: None,
+            });
+            let shipper = rampart_ship::start(&cfg, device.clone(), Vec::new(), rt.handle())
+                .map_err(|e| BadInput(format!("{}: ship: {e}", p.display())))?;
+            Some((Arc::new(shipper), device))
+        }
+        None => None,
+    };
+    let policy_path = policy.path.display().to_string();
     let engine = Engine::new(
         EngineConfig {
             policy,
@@ -73,11 +166,36 @@ pub fn run(a: AuthzArgs) -> anyhow::Result<ExitCode> {
             e.into()
         }
     })?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let engine = engine.with_scanner(child_scanner(a.cache_dir.clone()));
+    let engine = match &shipper {
+        Some((shipper, device)) => {
+            let (shipper, device) = (shipper.clone(), device.clone());
+            let instance = instance_id();
+            let seq = AtomicU64::new(0);
+            let dropped = AtomicU64::new(0);
+            engine.with_sink(Box::new(move |d| {
+                let id = rampart_event::EventId::new(instance, seq.fetch_add(1, Ordering::Relaxed));
+                let ev = d.to_event(&policy_path, id, device.clone());
+                // Durable when `send` returns; a full queue (`overflow: drop_newest`) or a
+                // failed write is counted and reported, never silent.
+                let lost = match shipper.send(&ev) {
+                    Ok(r) => r.dropped as u64,
+                    Err(e) => {
+                        tracing::error!("ship: admission decision not queued: {e}");
+                        1
+                    }
+                };
+                if lost > 0 {
+                    let total = dropped.fetch_add(lost, Ordering::Relaxed) + lost;
+                    tracing::warn!(
+                        total,
+                        "ship: admission decisions dropped (queue full or unwritable)"
+                    );
+                }
+            }))
+        }
+        None => engine,
+    };
     rt.block_on(async {
         tracing::info!(socket = %a.socket.display(), "rampart authz: serving the authorization plugin");
         let shutdown = async {
@@ -90,5 +208,13 @@ pub fn run(a: AuthzArgs) -> anyhow::Result<ExitCode> {
         };
         serve(Arc::new(engine), &a.socket, shutdown).await
     })?;
+    if let Some((shipper, _)) = shipper {
+        if let Err(e) = shipper.sync() {
+            tracing::error!("ship: syncing the queue: {e}");
+        }
+        if let Ok(shipper) = Arc::try_unwrap(shipper) {
+            rt.block_on(shipper.shutdown(Duration::from_secs(5)));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

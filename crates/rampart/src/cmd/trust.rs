@@ -110,6 +110,7 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
                 match s.form {
                     rampart_trust::SignatureForm::SimpleSigning => "cosign simple signing",
                     rampart_trust::SignatureForm::Bundle => "Sigstore bundle",
+                    rampart_trust::SignatureForm::Notation => "Notation (Notary Project)",
                 }
             );
         }

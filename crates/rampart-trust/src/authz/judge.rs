@@ -1,0 +1,1424 @@
+//! What a request grants, read from the body the way dockerd decodes it ([`super::gojson`]).
+//!
+//! Allowlist, not blocklist: every `HostConfig` field of dockerd 20.10 to 27 is listed in
+//! [`HOST_CONFIG`] and judged by what it grants; a key that sets no known field is a
+//! [`Rule::Request`] violation (it may be a field of a newer dockerd) unless the policy's
+//! `allow_fields` names it. Values are judged by what they are allowed to be (a known-harmless
+//! set), not by a list of bad ones.
+//!
+//! Facts the body does not carry (the image's user, what a named volume or network is, the
+//! container an exec runs in) are looked up by the engine and judged by the functions here.
+
+use std::path::Path;
+
+use super::gojson::{atoi, parse_bool, DecodeError, GoObject, GoValue, Schema};
+use super::policy::{Rule, Violation};
+
+/// `container.Config` plus the create wrapper's `HostConfig` and `NetworkingConfig`.
+pub const CREATE: Schema = &[
+    "Hostname",
+    "Domainname",
+    "User",
+    "AttachStdin",
+    "AttachStdout",
+    "AttachStderr",
+    "ExposedPorts",
+    "Tty",
+    "OpenStdin",
+    "StdinOnce",
+    "Env",
+    "Cmd",
+    "Healthcheck",
+    "ArgsEscaped",
+    "Image",
+    "Volumes",
+    "WorkingDir",
+    "Entrypoint",
+    "NetworkDisabled",
+    "MacAddress",
+    "OnBuild",
+    "Labels",
+    "StopSignal",
+    "StopTimeout",
+    "Shell",
+    "HostConfig",
+    "NetworkingConfig",
+];
+
+/// `container.Resources` (embedded in `HostConfig`, the body of `update`).
+const RESOURCES: &[&str] = &[
+    "CpuShares",
+    "Memory",
+    "NanoCpus",
+    "CgroupParent",
+    "BlkioWeight",
+    "BlkioWeightDevice",
+    "BlkioDeviceReadBps",
+    "BlkioDeviceWriteBps",
+    "BlkioDeviceReadIOps",
+    "BlkioDeviceWriteIOps",
+    "CpuPeriod",
+    "CpuQuota",
+    "CpuRealtimePeriod",
+    "CpuRealtimeRuntime",
+    "CpusetCpus",
+    "CpusetMems",
+    "Devices",
+    "DeviceCgroupRules",
+    "DeviceRequests",
+    "KernelMemory",
+    "KernelMemoryTCP",
+    "MemoryReservation",
+    "MemorySwap",
+    "MemorySwappiness",
+    "OomKillDisable",
+    "PidsLimit",
+    "Ulimits",
+    "CpuCount",
+    "CpuPercent",
+    "IOMaximumIOps",
+    "IOMaximumBandwidth",
+];
+
+/// `container.HostConfig` without its embedded `Resources`.
+const HOST_ONLY: &[&str] = &[
+    "Binds",
+    "ContainerIDFile",
+    "LogConfig",
+    "NetworkMode",
+    "PortBindings",
+    "RestartPolicy",
+    "AutoRemove",
+    "VolumeDriver",
+    "VolumesFrom",
+    "ConsoleSize",
+    "Annotations",
+    "CapAdd",
+    "CapDrop",
+    "CgroupnsMode",
+    "Dns",
+    "DnsOptions",
+    "DnsSearch",
+    "ExtraHosts",
+    "GroupAdd",
+    "IpcMode",
+    "Cgroup",
+    "Links",
+    "OomScoreAdj",
+    "PidMode",
+    "Privileged",
+    "PublishAllPorts",
+    "ReadonlyRootfs",
+    "SecurityOpt",
+    "StorageOpt",
+    "Tmpfs",
+    "UTSMode",
+    "UsernsMode",
+    "ShmSize",
+    "Sysctls",
+    "Runtime",
+    "Isolation",
+    "Mounts",
+    "MaskedPaths",
+    "ReadonlyPaths",
+    "Init",
+];
+
+/// Every `HostConfig` field (Go struct promotion puts `Resources`' fields at the same level).
+pub static HOST_CONFIG: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    let mut v = HOST_ONLY.to_vec();
+    v.extend_from_slice(RESOURCES);
+    v
+});
+
+fn host_config_schema() -> Schema {
+    static LEAKED: std::sync::LazyLock<&'static [&'static str]> =
+        std::sync::LazyLock::new(|| HOST_CONFIG.clone().leak());
+    *LEAKED
+}
+
+/// What dockerd 20.10's create decoder reads at the top level (`runconfig`'s
+/// `ContainerConfigWrapper`: the `Config`, `HostConfig` under its key, the deprecated `Cpuset`,
+/// and, embedded for API compatibility, every `HostConfig` field again: used when the
+/// `HostConfig` key is absent, partly merged when present).
+fn create_schema() -> Schema {
+    static LEAKED: std::sync::LazyLock<&'static [&'static str]> = std::sync::LazyLock::new(|| {
+        let mut v = CREATE.to_vec();
+        v.push("Cpuset");
+        v.extend(HOST_CONFIG.iter());
+        v.leak()
+    });
+    *LEAKED
+}
+
+/// `container.UpdateConfig`: `Resources` and `RestartPolicy`.
+fn update_schema() -> Schema {
+    static LEAKED: std::sync::LazyLock<&'static [&'static str]> = std::sync::LazyLock::new(|| {
+        let mut v = RESOURCES.to_vec();
+        v.push("RestartPolicy");
+        v.leak()
+    });
+    *LEAKED
+}
+
+const MOUNT: Schema = &[
+    "Type",
+    "Source",
+    "Target",
+    "ReadOnly",
+    "Consistency",
+    "BindOptions",
+    "VolumeOptions",
+    "TmpfsOptions",
+    "ClusterOptions",
+];
+const BIND_OPTIONS: Schema = &[
+    "Propagation",
+    "NonRecursive",
+    "CreateMountpoint",
+    "ReadOnlyNonRecursive",
+    "ReadOnlyForceRecursive",
+];
+const VOLUME_OPTIONS: Schema = &["NoCopy", "Labels", "DriverConfig", "Subpath"];
+const DRIVER: Schema = &["Name", "Options"];
+const LOG_CONFIG: Schema = &["Type", "Config"];
+const TMPFS_OPTIONS: Schema = &["SizeBytes", "Mode", "Options"];
+const NETWORKING: Schema = &["EndpointsConfig"];
+/// `container.ExecOptions` (`ExecConfig`).
+pub const EXEC: Schema = &[
+    "User",
+    "Privileged",
+    "Tty",
+    "ConsoleSize",
+    "AttachStdin",
+    "AttachStderr",
+    "AttachStdout",
+    "Detach",
+    "DetachKeys",
+    "Env",
+    "WorkingDir",
+    "Cmd",
+];
+/// `volume.CreateOptions`.
+pub const VOLUME_CREATE: Schema = &[
+    "Name",
+    "Driver",
+    "DriverOpts",
+    "Labels",
+    "ClusterVolumeSpec",
+];
+
+/// Capabilities in Docker's default set: adding them grants nothing.
+const DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// moby's default `MaskedPaths` and `ReadonlyPaths` (oci/defaults.go): a request that sets
+/// either must keep all of them.
+const DEFAULT_MASKED: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+const DEFAULT_READONLY: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Host paths whose bind mount (or a bind of a parent of them) gives the host away.
+const SENSITIVE_PATHS: &[&str] = &[
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/usr",
+    "/var/lib/containerd",
+    "/var/lib/docker",
+    "/var/lib/kubelet",
+    "/var/run",
+    "/var/log",
+    "/var/spool/cron",
+];
+
+/// `a//b/./c/` -> `/a/b/c`; `..` pops.
+pub fn normalise(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+fn under(p: &str, dir: &str) -> bool {
+    dir == "/" || p == dir || p.starts_with(&format!("{dir}/"))
+}
+
+/// Whether a bind of host path `source` exposes a sensitive path: the path itself, one under
+/// it, or a parent of one (`/var` holds `/var/lib/docker`). `extra` adds the daemon's own
+/// directories (its data root). The path is also judged after resolving symlinks on this host:
+/// a bind follows them.
+pub fn sensitive_host_path(source: &str, extra: &[String]) -> Option<String> {
+    let literal = normalise(source);
+    let resolved = std::fs::canonicalize(Path::new(&literal))
+        .ok()
+        .map(|p| p.display().to_string());
+    for p in std::iter::once(&literal).chain(resolved.iter()) {
+        let hit = SENSITIVE_PATHS
+            .iter()
+            .map(|s| s.to_string())
+            .chain(extra.iter().cloned())
+            .find(|s| {
+                // `/` is sensitive only as itself (everything is under it).
+                if s == "/" {
+                    p == "/"
+                } else {
+                    under(p, s) || under(s, p)
+                }
+            });
+        if let Some(s) = hit {
+            return Some(if *p == literal {
+                format!("host path {literal} (covers {s})")
+            } else {
+                format!("host path {literal} (resolves to {p}, covers {s})")
+            });
+        }
+    }
+    None
+}
+
+/// The uid a `User` value names: `Some(uid)` for a numeric user (Go's `Atoi`: `00`, `+0` are
+/// 0), `None` for a name. `user[:group]`.
+pub fn numeric_uid(user: &str) -> Option<i64> {
+    atoi(user.split(':').next().unwrap_or_default())
+}
+
+/// How a user value runs: as root, as a proven non-root uid, or unknown (a name, resolved
+/// against the image's `/etc/passwd` by runc; the plugin does not read the image's files, so
+/// a name is judged ambiguous).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserVerdict {
+    Root(String),
+    NonRoot,
+    Name(String),
+}
+
+pub fn user_verdict(user: &str) -> UserVerdict {
+    let name = user.split(':').next().unwrap_or_default();
+    if name.is_empty() {
+        return UserVerdict::Root(format!("{user:?} (no user: root)"));
+    }
+    match numeric_uid(user) {
+        Some(0) => UserVerdict::Root(format!("{user:?} (uid 0)")),
+        Some(_) => UserVerdict::NonRoot,
+        None if name == "root" => UserVerdict::Root(format!("{user:?}")),
+        None => UserVerdict::Name(name.to_string()),
+    }
+}
+
+/// The user a container runs as: the request's `User`, else the image's.
+pub fn judge_user(
+    request_user: &str,
+    image_user: &str,
+    userns: bool,
+    what: &str,
+    out: &mut Vec<Violation>,
+) {
+    if userns {
+        return;
+    }
+    let (user, from) = if request_user.is_empty() {
+        (image_user, "the image's user")
+    } else {
+        (request_user, "User")
+    };
+    match user_verdict(user) {
+        UserVerdict::NonRoot => {}
+        UserVerdict::Root(u) => out.push(Violation {
+            rule: Rule::NonRoot,
+            message: format!(
+                "{what} would run as root ({from} {u}) without a user namespace: set a numeric non-root --user (or run dockerd with userns-remap)"
+            ),
+        }),
+        UserVerdict::Name(n) => out.push(Violation {
+            rule: Rule::NonRoot,
+            message: format!(
+                "{what} runs as the user name {n:?} ({from}), which the image's /etc/passwd maps to a uid the plugin cannot see (it may be 0): use a numeric uid"
+            ),
+        }),
+    }
+}
+
+/// What a create asks for, beyond the violations found in its body.
+#[derive(Debug, Clone, Default)]
+pub struct CreateFacts {
+    pub image: String,
+    pub user: String,
+    /// Named volumes mounted (`Binds` `name:/dst`, `Mounts` of type volume): the engine
+    /// checks what the existing ones are.
+    pub volumes: Vec<String>,
+    /// Networks by name or id (`NetworkMode`, `EndpointsConfig` keys) other than the
+    /// built-in bridge/none/default: the engine checks their driver.
+    pub networks: Vec<String>,
+    /// Whether the container sets its own user namespace mode (`UsernsMode`).
+    pub userns_host: bool,
+    /// Other containers whose namespaces (`PidMode`, `IpcMode`, `UTSMode`, `NetworkMode` =
+    /// `container:<id>`) or mounts (`VolumesFrom`) the container would share: (field, target).
+    /// The engine judges each target: sharing with a privileged container, or one on the host's
+    /// namespace, is refused.
+    pub shares: Vec<(&'static str, String)>,
+}
+
+/// The judge's context.
+#[derive(Debug, Clone, Default)]
+pub struct Context<'p> {
+    /// Keys the policy allows although the plugin does not know them (`HostConfig.Foo`).
+    pub allow_fields: &'p [String],
+    /// The daemon's data root and other directories a container must not bind.
+    pub daemon_paths: Vec<String>,
+}
+
+struct Judge<'c, 'p> {
+    ctx: &'c Context<'p>,
+    out: Vec<Violation>,
+}
+
+impl Judge<'_, '_> {
+    fn v(&mut self, rule: Rule, message: String) {
+        self.out.push(Violation { rule, message });
+    }
+
+    fn unknown(&mut self, o: &GoObject<'_>) {
+        for k in &o.unknown {
+            if !self.ctx.allow_fields.iter().any(|a| a == k) {
+                self.v(
+                    Rule::Request,
+                    format!(
+                        "{k} is not a field this plugin judges (a field of a newer dockerd?): denied unless the policy's allow_fields names it"
+                    ),
+                );
+            }
+        }
+    }
+
+    fn namespace(
+        &mut self,
+        o: &GoObject<'_>,
+        field: &'static str,
+        ok: &[&str],
+        shares: Option<&mut Vec<(&'static str, String)>>,
+    ) -> Result<String, DecodeError> {
+        let mode = o.string(field)?;
+        if let (Some(target), Some(shares)) = (mode.strip_prefix("container:"), shares) {
+            shares.push((field, target.to_string()));
+            return Ok(mode);
+        }
+        if !ok.contains(&mode.as_str()) {
+            let why = if mode == "host" {
+                "the host's namespace".to_string()
+            } else if mode.starts_with("container:") {
+                "another container's namespace (judged as that container: refused, it may be privileged or on the host's)".to_string()
+            } else {
+                "a mode the plugin does not know".to_string()
+            };
+            self.v(
+                Rule::HostNamespaces,
+                format!("{} {mode:?}: {why}", o.path_of(field)),
+            );
+        }
+        Ok(mode)
+    }
+
+    fn bind_source(&mut self, at: &str, source: &str) {
+        if let Some(s) = sensitive_host_path(source, &self.ctx.daemon_paths) {
+            self.v(
+                Rule::SensitiveMounts,
+                format!("{at}: bind mount of {s} is not allowed"),
+            );
+        }
+    }
+
+    fn propagation(&mut self, at: &str, p: &str) {
+        if !matches!(p, "" | "private" | "rprivate" | "slave" | "rslave") {
+            self.v(
+                Rule::SensitiveMounts,
+                format!(
+                    "{at}: mount propagation {p:?} would let the container's mounts reach the host"
+                ),
+            );
+        }
+    }
+
+    /// Local-driver options: the local driver runs `mount -t TYPE -o O DEVICE` on the host.
+    /// Allowed: a bind of a path judged like a bind mount (`type=none,o=bind,device=…`),
+    /// tmpfs, and network filesystems (a remote device); anything else mounts host storage
+    /// (`type=ext4,device=/dev/sda1`, overlay `lowerdir=/`) and is refused.
+    fn driver_opts(&mut self, at: &str, driver: &str, opts: &[(String, String)]) {
+        if !matches!(driver, "" | "local") || opts.is_empty() {
+            return;
+        }
+        let get = |k: &str| {
+            opts.iter()
+                .find(|(x, _)| x == k)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default()
+        };
+        let (kind, o, device) = (get("type"), get("o"), get("device"));
+        let binds = o.split(',').any(|x| matches!(x, "bind" | "rbind"))
+            || matches!(kind, "none" | "bind" | "rbind");
+        if binds {
+            if !device.starts_with('/') {
+                self.v(
+                    Rule::SensitiveMounts,
+                    format!("{at}: a bind volume of device {device:?} (not an absolute host path)"),
+                );
+            } else {
+                self.bind_source(at, device);
+            }
+        } else {
+            let remote =
+                matches!(kind, "nfs" | "nfs4" | "cifs" | "smb3") && !device.starts_with('/');
+            if !(kind == "tmpfs" || remote) {
+                self.v(
+                    Rule::SensitiveMounts,
+                    format!("{at}: a local volume of type {kind:?} on device {device:?} mounts host storage the plugin does not judge"),
+                );
+            }
+        }
+        for x in o.split(',') {
+            let key = x.split('=').next().unwrap_or_default();
+            if matches!(key, "lowerdir" | "upperdir" | "workdir" | "loop") {
+                self.v(
+                    Rule::SensitiveMounts,
+                    format!("{at}: mount option {x:?} names host paths"),
+                );
+            }
+        }
+        for k in opts.iter().map(|(k, _)| k.as_str()) {
+            if !matches!(k, "type" | "o" | "device" | "size") {
+                self.v(
+                    Rule::SensitiveMounts,
+                    format!("{at}: volume driver option {k:?} is not one the plugin judges"),
+                );
+            }
+        }
+    }
+
+    fn caps(&mut self, at: &str, caps: &[String]) {
+        for c in caps {
+            // moby's NormalizeLegacyCapabilities: strings.ToUpper (Unicode: `ſ` is `S`), then
+            // the CAP_ prefix. A code point whose upper case is several (Go keeps those as they
+            // are) is refused rather than guessed.
+            let mut up = String::new();
+            let mut odd = false;
+            for ch in c.chars() {
+                let mut u = ch.to_uppercase();
+                match (u.next(), u.next()) {
+                    (Some(x), None) => up.push(x),
+                    _ => odd = true,
+                }
+            }
+            let name = if up.starts_with("CAP_") {
+                up
+            } else {
+                format!("CAP_{up}")
+            };
+            if odd || !DEFAULT_CAPS.contains(&name.as_str()) {
+                self.v(
+                    Rule::Capabilities,
+                    if *c == name {
+                        format!("{at}: adding capability {c:?} is not allowed (only Docker's default set)")
+                    } else {
+                        format!("{at}: adding capability {c:?} ({name}) is not allowed (only Docker's default set)")
+                    },
+                );
+            }
+        }
+    }
+
+    fn security_opts(&mut self, at: &str, opts: &[String]) {
+        for opt in opts {
+            // moby parseSecurityOpt: `key=value`, legacy `key:value`; `no-new-privileges` alone.
+            let (k, v) = match opt.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None if opt == "no-new-privileges" => (opt.as_str(), None),
+                None => match opt.split_once(':') {
+                    Some((k, v)) => (k, Some(v)),
+                    None => (opt.as_str(), None),
+                },
+            };
+            let bad = |j: &mut Self, rule: Rule, why: &str| {
+                let shown: String = opt.chars().take(60).collect();
+                j.v(rule, format!("{at}: security option {shown:?}: {why}"));
+            };
+            match (k, v) {
+                ("no-new-privileges", None) => {}
+                ("no-new-privileges", Some(v)) => match parse_bool(v) {
+                    Some(true) => {}
+                    _ => bad(self, Rule::Confinement, "no-new-privileges must stay on"),
+                },
+                ("seccomp", Some("builtin")) => {}
+                ("seccomp", Some("unconfined")) => {
+                    bad(self, Rule::Seccomp, "seccomp unconfined is not allowed")
+                }
+                ("seccomp", Some(_)) => bad(
+                    self,
+                    Rule::Seccomp,
+                    "a custom seccomp profile is not judged by the plugin (it may allow everything)",
+                ),
+                ("apparmor", Some("docker-default")) => {}
+                ("apparmor", _) => bad(
+                    self,
+                    Rule::Confinement,
+                    "only the docker-default AppArmor profile is allowed",
+                ),
+                ("label", Some(l)) if l.starts_with("level:") => {}
+                ("label", _) => bad(
+                    self,
+                    Rule::Confinement,
+                    "SELinux labels other than level: (disable, type:, user:, role:) are not allowed",
+                ),
+                _ => bad(
+                    self,
+                    Rule::Confinement,
+                    "not a security option the plugin allows (systempaths=unconfined, writable-cgroups and unknown options are refused)",
+                ),
+            }
+        }
+    }
+
+    fn keeps_defaults(
+        &mut self,
+        o: &GoObject<'_>,
+        field: &'static str,
+        defaults: &[&str],
+    ) -> Result<(), DecodeError> {
+        if let Some(list) = o.strings(field)? {
+            let missing: Vec<&str> = defaults
+                .iter()
+                .copied()
+                .filter(|d| !list.iter().any(|x| normalise(x) == *d))
+                .collect();
+            if !missing.is_empty() {
+                self.v(
+                    Rule::Confinement,
+                    format!(
+                        "{} drops Docker's defaults {}: not allowed",
+                        o.path_of(field),
+                        missing.join(", ")
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// `Resources`: devices and cgroup placement (create and update).
+    fn resources(&mut self, o: &GoObject<'_>) -> Result<(), DecodeError> {
+        for f in ["Devices", "DeviceCgroupRules", "DeviceRequests"] {
+            let n = match o.value(f) {
+                Some(GoValue::Array(a)) => a.len(),
+                Some(_) => 1,
+                None => 0,
+            };
+            if n > 0 {
+                self.v(
+                    Rule::Devices,
+                    format!("{}: access to host devices is not allowed", o.path_of(f)),
+                );
+            }
+        }
+        let parent = o.string("CgroupParent")?;
+        if !parent.is_empty() {
+            self.v(
+                Rule::Limits,
+                format!(
+                    "{} {parent:?}: choosing the cgroup is not allowed (it can leave the limits)",
+                    o.path_of("CgroupParent")
+                ),
+            );
+        }
+        // Typed reads: a value of the wrong type is refused as dockerd would.
+        for f in [
+            "CpuShares",
+            "Memory",
+            "NanoCpus",
+            "CpuPeriod",
+            "CpuQuota",
+            "CpuRealtimePeriod",
+            "CpuRealtimeRuntime",
+            "KernelMemory",
+            "KernelMemoryTCP",
+            "MemoryReservation",
+            "MemorySwap",
+            "MemorySwappiness",
+            "PidsLimit",
+            "CpuCount",
+            "CpuPercent",
+            "IOMaximumIOps",
+            "IOMaximumBandwidth",
+            "BlkioWeight",
+        ] {
+            o.int(f)?;
+        }
+        for f in ["CpusetCpus", "CpusetMems"] {
+            o.string(f)?;
+        }
+        o.bool("OomKillDisable")?;
+        Ok(())
+    }
+
+    fn limits(&mut self, o: &GoObject<'_>) -> Result<(), DecodeError> {
+        let mut missing = Vec::new();
+        if o.int("Memory")?.unwrap_or(0) <= 0 {
+            missing.push("memory (--memory)");
+        }
+        if o.int("NanoCpus")?.unwrap_or(0) <= 0 && o.int("CpuQuota")?.unwrap_or(0) <= 0 {
+            missing.push("CPU (--cpus)");
+        }
+        if o.int("PidsLimit")?.unwrap_or(0) <= 0 {
+            missing.push("pids (--pids-limit)");
+        }
+        if !missing.is_empty() {
+            self.v(
+                Rule::Limits,
+                format!("resource limits required: {}", missing.join(", ")),
+            );
+        }
+        Ok(())
+    }
+
+    fn host_config(
+        &mut self,
+        hc: &GoObject<'_>,
+        facts: &mut CreateFacts,
+    ) -> Result<(), DecodeError> {
+        self.unknown(hc);
+        if hc.bool("Privileged")?.unwrap_or(false) {
+            self.v(
+                Rule::Privileged,
+                "privileged containers are not allowed".into(),
+            );
+        }
+        self.namespace(hc, "PidMode", &[""], Some(&mut facts.shares))?;
+        self.namespace(
+            hc,
+            "IpcMode",
+            &["", "private", "shareable", "none"],
+            Some(&mut facts.shares),
+        )?;
+        self.namespace(hc, "UTSMode", &[""], Some(&mut facts.shares))?;
+        let userns = self.namespace(hc, "UsernsMode", &[""], None)?;
+        facts.userns_host = userns == "host";
+        self.namespace(hc, "CgroupnsMode", &["", "private"], None)?;
+        let cgroup = hc.string("Cgroup")?;
+        if !cgroup.is_empty() {
+            self.v(
+                Rule::HostNamespaces,
+                format!("HostConfig.Cgroup {cgroup:?}: joining another cgroup is not allowed"),
+            );
+        }
+        let net = hc.string("NetworkMode")?;
+        match net.as_str() {
+            "" | "default" | "bridge" | "none" => {}
+            "host" => self.v(
+                Rule::HostNamespaces,
+                "HostConfig.NetworkMode \"host\": the host's network namespace".into(),
+            ),
+            m if m.starts_with("container:") => facts.shares.push((
+                "NetworkMode",
+                m.trim_start_matches("container:").to_string(),
+            )),
+            m => facts.networks.push(m.to_string()),
+        }
+        for (i, b) in hc.strings("Binds")?.unwrap_or_default().iter().enumerate() {
+            let at = format!("HostConfig.Binds[{i}]");
+            // moby's Linux spec parser: `src:dst[:mode]`, `dst[:mode]` for an anonymous volume.
+            let parts: Vec<&str> = b.split(':').collect();
+            let (src, mode) = match parts.as_slice() {
+                [_dst] => ("", ""),
+                [a, b] if b.starts_with('/') => (*a, ""),
+                [_dst, m] => ("", *m),
+                [a, _dst, m] => (*a, *m),
+                _ => {
+                    self.v(
+                        Rule::SensitiveMounts,
+                        format!("{at} {b:?}: not a bind spec the plugin reads"),
+                    );
+                    continue;
+                }
+            };
+            if src.starts_with('/') {
+                self.bind_source(&at, src);
+            } else if !src.is_empty() {
+                facts.volumes.push(src.to_string());
+            }
+            for m in mode.split(',') {
+                if matches!(m, "shared" | "rshared") {
+                    self.propagation(&at, m);
+                }
+            }
+        }
+        for (i, m) in hc.objects("Mounts", MOUNT)?.iter().enumerate() {
+            let at = format!("HostConfig.Mounts[{i}]");
+            self.unknown(m);
+            let kind = m.string("Type")?;
+            let source = m.string("Source")?;
+            let target = m.string("Target")?;
+            m.bool("ReadOnly")?;
+            match kind.as_str() {
+                "bind" => {
+                    self.bind_source(&at, &source);
+                    if let Some(b) = m.object("BindOptions", BIND_OPTIONS)? {
+                        self.unknown(&b);
+                        self.propagation(&at, &b.string("Propagation")?);
+                    }
+                }
+                "volume" => {
+                    if !source.is_empty() {
+                        facts.volumes.push(source.clone());
+                    }
+                    if let Some(vo) = m.object("VolumeOptions", VOLUME_OPTIONS)? {
+                        self.unknown(&vo);
+                        if let Some(d) = vo.object("DriverConfig", DRIVER)? {
+                            self.unknown(&d);
+                            let opts = d.string_map("Options")?.unwrap_or_default();
+                            self.driver_opts(&at, &d.string("Name")?, &opts);
+                        }
+                    }
+                }
+                "tmpfs" => {
+                    self.tmpfs_target(&at, &target);
+                    if let Some(t) = m.object("TmpfsOptions", TMPFS_OPTIONS)? {
+                        self.unknown(&t);
+                    }
+                }
+                k => self.v(
+                    Rule::SensitiveMounts,
+                    format!(
+                        "{at}: mount type {k:?} is not one the plugin allows (bind, volume, tmpfs)"
+                    ),
+                ),
+            }
+        }
+        for (target, _) in hc.string_map("Tmpfs")?.unwrap_or_default() {
+            self.tmpfs_target("HostConfig.Tmpfs", &target);
+        }
+        for v in hc.strings("VolumesFrom")?.unwrap_or_default() {
+            // `container[:ro|rw]`.
+            let target = v.split(':').next().unwrap_or_default();
+            facts.shares.push(("VolumesFrom", target.to_string()));
+        }
+        let driver = hc.string("VolumeDriver")?;
+        if !matches!(driver.as_str(), "" | "local") {
+            self.v(
+                Rule::SensitiveMounts,
+                format!(
+                    "HostConfig.VolumeDriver {driver:?}: only the local volume driver is judged"
+                ),
+            );
+        }
+        self.caps(
+            "HostConfig.CapAdd",
+            &hc.strslice("CapAdd")?.unwrap_or_default(),
+        );
+        hc.strslice("CapDrop")?;
+        self.security_opts(
+            "HostConfig.SecurityOpt",
+            &hc.strings("SecurityOpt")?.unwrap_or_default(),
+        );
+        self.keeps_defaults(hc, "MaskedPaths", DEFAULT_MASKED)?;
+        self.keeps_defaults(hc, "ReadonlyPaths", DEFAULT_READONLY)?;
+        if let Some(log) = hc.object("LogConfig", LOG_CONFIG)? {
+            self.unknown(&log);
+            log.string("Type")?;
+            // dockerd (root) writes what the container prints to the log driver's address: a
+            // unix socket address would hand the container a pipe into a host socket (the
+            // Docker API's, for one).
+            for (k, v) in log.string_map("Config")?.unwrap_or_default() {
+                if k.ends_with("-address")
+                    && v.trim_start().to_ascii_lowercase().starts_with("unix")
+                {
+                    self.v(
+                        Rule::Confinement,
+                        format!("HostConfig.LogConfig.Config {k:?}: a unix socket address ({v:?}) lets the container write into a host socket"),
+                    );
+                }
+            }
+        }
+        if hc.string_map("Sysctls")?.is_some_and(|s| !s.is_empty()) {
+            self.v(
+                Rule::Confinement,
+                "HostConfig.Sysctls: setting kernel parameters is not allowed".into(),
+            );
+        }
+        if hc.string_map("Annotations")?.is_some_and(|s| !s.is_empty()) {
+            self.v(
+                Rule::Confinement,
+                "HostConfig.Annotations: OCI annotations reach the runtime and are not allowed"
+                    .into(),
+            );
+        }
+        for (k, _) in hc.string_map("StorageOpt")?.unwrap_or_default() {
+            if k != "size" {
+                self.v(
+                    Rule::Confinement,
+                    format!("HostConfig.StorageOpt {k:?}: only size is allowed"),
+                );
+            }
+        }
+        let runtime = hc.string("Runtime")?;
+        if !matches!(runtime.as_str(), "" | "runc" | "io.containerd.runc.v2") {
+            self.v(
+                Rule::Confinement,
+                format!("HostConfig.Runtime {runtime:?}: only runc is allowed"),
+            );
+        }
+        let iso = hc.string("Isolation")?;
+        if !matches!(iso.as_str(), "" | "default") {
+            self.v(
+                Rule::Confinement,
+                format!("HostConfig.Isolation {iso:?}: not a Linux isolation"),
+            );
+        }
+        for f in ["AutoRemove", "PublishAllPorts", "ReadonlyRootfs", "Init"] {
+            hc.bool(f)?;
+        }
+        for f in ["OomScoreAdj", "ShmSize"] {
+            hc.int(f)?;
+        }
+        self.resources(hc)?;
+        self.limits(hc)?;
+        Ok(())
+    }
+
+    fn tmpfs_target(&mut self, at: &str, target: &str) {
+        let t = normalise(target);
+        if t == "/" || under(&t, "/proc") || under(&t, "/sys") {
+            self.v(
+                Rule::SensitiveMounts,
+                format!("{at}: a tmpfs over {t} (hides what Docker masks or mounts there) is not allowed"),
+            );
+        }
+    }
+}
+
+/// Judges a `POST /containers/create` body. `Err` when dockerd would read the body
+/// differently from the plugin (or refuse it).
+pub fn judge_create(
+    body: &GoValue,
+    ctx: &Context<'_>,
+) -> Result<(CreateFacts, Vec<Violation>), DecodeError> {
+    let mut j = Judge {
+        ctx,
+        out: Vec::new(),
+    };
+    let mut facts = CreateFacts::default();
+    let Some(top) = GoObject::new(body, "", create_schema())? else {
+        return Err(DecodeError {
+            path: String::new(),
+            message: "the body is null".into(),
+        });
+    };
+    for f in top.set_fields() {
+        if HOST_CONFIG.contains(&f) {
+            return Err(DecodeError {
+                path: top.key(f).unwrap_or(f).to_string(),
+                message: format!(
+                    "the HostConfig field {f} at the top level (dockerd 20.10 applies it when HostConfig is absent, and merges some into it): send it under HostConfig"
+                ),
+            });
+        }
+    }
+    facts.image = top.string("Image")?;
+    facts.user = top.string("User")?;
+    for f in [
+        "Hostname",
+        "Domainname",
+        "WorkingDir",
+        "MacAddress",
+        "StopSignal",
+    ] {
+        top.string(f)?;
+    }
+    top.string_map("Labels")?;
+    match top.object("HostConfig", host_config_schema())? {
+        Some(hc) => j.host_config(&hc, &mut facts)?,
+        None => {
+            // No HostConfig: dockerd's defaults, which have no limits.
+            j.v(
+                Rule::Limits,
+                "resource limits required: memory (--memory), CPU (--cpus), pids (--pids-limit)"
+                    .into(),
+            );
+        }
+    }
+    if let Some(n) = top.object("NetworkingConfig", NETWORKING)? {
+        j.unknown(&n);
+        if let Some(GoValue::Object(eps)) = n.value("EndpointsConfig") {
+            for (name, _) in eps {
+                match name.as_str() {
+                    "host" => j.v(
+                        Rule::HostNamespaces,
+                        "NetworkingConfig.EndpointsConfig \"host\": the host's network".into(),
+                    ),
+                    "bridge" | "none" | "default" => {}
+                    other => facts.networks.push(other.to_string()),
+                }
+            }
+        }
+    }
+    Ok((facts, j.out))
+}
+
+/// Judges a `HostConfig` sent to `start` (API < 1.24 applies it).
+pub fn judge_start_host_config(
+    body: &GoValue,
+    ctx: &Context<'_>,
+) -> Result<Vec<Violation>, DecodeError> {
+    let mut j = Judge {
+        ctx,
+        out: Vec::new(),
+    };
+    let mut facts = CreateFacts::default();
+    if let Some(hc) = GoObject::new(body, "HostConfig", host_config_schema())? {
+        j.host_config(&hc, &mut facts)?;
+    }
+    Ok(j.out)
+}
+
+/// Judges a `POST /containers/{id}/update` body (`Resources`, `RestartPolicy`).
+pub fn judge_update(body: &GoValue, ctx: &Context<'_>) -> Result<Vec<Violation>, DecodeError> {
+    let mut j = Judge {
+        ctx,
+        out: Vec::new(),
+    };
+    if let Some(o) = GoObject::new(body, "", update_schema())? {
+        j.unknown(&o);
+        j.resources(&o)?;
+        // Update leaves 0 unchanged; a negative or unlimited value lifts a limit.
+        if o.int("PidsLimit")?.is_some_and(|p| p <= 0) {
+            j.v(
+                Rule::Limits,
+                "PidsLimit: lifting the pids limit is not allowed".into(),
+            );
+        }
+        if o.int("Memory")?.is_some_and(|p| p < 0) || o.int("CpuQuota")?.is_some_and(|p| p < 0) {
+            j.v(
+                Rule::Limits,
+                "lifting the memory or CPU limit is not allowed".into(),
+            );
+        }
+    }
+    Ok(j.out)
+}
+
+/// What an exec asks for.
+#[derive(Debug, Clone, Default)]
+pub struct ExecFacts {
+    pub user: String,
+}
+
+/// Judges a `POST /containers/{id}/exec` body; the user is judged by the engine (an empty
+/// `User` runs as the container's).
+pub fn judge_exec(
+    body: &GoValue,
+    ctx: &Context<'_>,
+) -> Result<(ExecFacts, Vec<Violation>), DecodeError> {
+    let mut j = Judge {
+        ctx,
+        out: Vec::new(),
+    };
+    let Some(o) = GoObject::new(body, "", EXEC)? else {
+        return Ok((ExecFacts::default(), j.out));
+    };
+    j.unknown(&o);
+    if o.bool("Privileged")?.unwrap_or(false) {
+        j.v(Rule::Privileged, "a privileged exec is not allowed".into());
+    }
+    for f in [
+        "Tty",
+        "AttachStdin",
+        "AttachStderr",
+        "AttachStdout",
+        "Detach",
+    ] {
+        o.bool(f)?;
+    }
+    let user = o.string("User")?;
+    o.string("WorkingDir")?;
+    o.strings("Env")?;
+    o.strslice("Cmd")?;
+    Ok((ExecFacts { user }, j.out))
+}
+
+/// Judges a `POST /volumes/create` body.
+pub fn judge_volume_create(
+    body: &GoValue,
+    ctx: &Context<'_>,
+) -> Result<Vec<Violation>, DecodeError> {
+    let mut j = Judge {
+        ctx,
+        out: Vec::new(),
+    };
+    if let Some(o) = GoObject::new(body, "", VOLUME_CREATE)? {
+        j.unknown(&o);
+        if o.is_set("ClusterVolumeSpec") {
+            j.v(
+                Rule::SensitiveMounts,
+                "ClusterVolumeSpec: cluster volumes are not judged".into(),
+            );
+        }
+        let opts = o.string_map("DriverOpts")?.unwrap_or_default();
+        j.driver_opts("DriverOpts", &o.string("Driver")?, &opts);
+        o.string("Name")?;
+        o.string_map("Labels")?;
+    }
+    Ok(j.out)
+}
+
+/// Judges the options of an existing local volume (`docker volume inspect` `Options`).
+pub fn judge_existing_volume(
+    name: &str,
+    driver: &str,
+    opts: &[(String, String)],
+    ctx: &Context<'_>,
+) -> Vec<Violation> {
+    let mut j = Judge {
+        ctx,
+        out: Vec::new(),
+    };
+    j.driver_opts(&format!("volume {name:?}"), driver, opts);
+    j.out
+}
+
+/// Judges the classic builder's query (`POST /build`).
+pub fn judge_build(query: &dyn Fn(&str) -> Option<String>) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let net = query("networkmode").unwrap_or_default();
+    if !matches!(net.as_str(), "" | "default" | "bridge" | "none") {
+        out.push(Violation {
+            rule: Rule::HostNamespaces,
+            message: format!("build networkmode {net:?} is not allowed"),
+        });
+    }
+    if query("cgroupparent").is_some_and(|c| !c.is_empty()) {
+        out.push(Violation {
+            rule: Rule::Limits,
+            message: "build cgroupparent is not allowed".into(),
+        });
+    }
+    if query("isolation").is_some_and(|c| !matches!(c.as_str(), "" | "default")) {
+        out.push(Violation {
+            rule: Rule::Confinement,
+            message: "build isolation is not allowed".into(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::gojson::{fold, parse};
+    use super::*;
+
+    fn create(json: &str) -> Result<(CreateFacts, Vec<Violation>), DecodeError> {
+        let v = parse(json.as_bytes()).expect("json");
+        judge_create(&v, &Context::default())
+    }
+
+    fn rules(json: &str) -> Vec<Rule> {
+        create(json)
+            .expect("decodes")
+            .1
+            .iter()
+            .map(|v| v.rule)
+            .collect()
+    }
+
+    const LIMITS: &str = r#""Memory":67108864,"NanoCpus":500000000,"PidsLimit":64"#;
+
+    #[test]
+    fn schemas_have_no_fold_twins() {
+        for s in [
+            create_schema(),
+            host_config_schema(),
+            MOUNT,
+            EXEC,
+            VOLUME_CREATE,
+            update_schema(),
+        ] {
+            let mut seen = std::collections::HashSet::new();
+            for f in s {
+                assert!(seen.insert(fold(f)), "{f}");
+            }
+        }
+    }
+
+    #[test]
+    fn harmless_create_is_clean() {
+        let (f, v) = create(&format!(
+            r#"{{"Image":"x","User":"1000","HostConfig":{{{LIMITS},"Binds":["data:/data","/srv/app:/app:ro"],"CapAdd":["chown"],"CapDrop":["ALL"],"SecurityOpt":["no-new-privileges"],"NetworkMode":"none","Tmpfs":{{"/run":""}}}}}}"#
+        ))
+        .expect("ok");
+        assert!(v.is_empty(), "{v:?}");
+        assert_eq!(f.volumes, vec!["data".to_string()]);
+    }
+
+    #[test]
+    fn every_spelling_of_a_grant_is_seen() {
+        for (body, want) in [
+            (r#"{"hostconfig":{"privileged":true}}"#, Rule::Privileged),
+            (
+                "{\"HostConfig\":{\"Bind\u{17F}\":[\"/:/h\"]}}",
+                Rule::SensitiveMounts,
+            ),
+            (
+                r#"{"HostConfig":{"Binds":["/var:/h"]}}"#,
+                Rule::SensitiveMounts,
+            ),
+            (
+                r#"{"HostConfig":{"Binds":["/run/../:/h"]}}"#,
+                Rule::SensitiveMounts,
+            ),
+            (
+                r#"{"HostConfig":{"Binds":["/usr/lib:/h"]}}"#,
+                Rule::SensitiveMounts,
+            ),
+            (
+                r#"{"HostConfig":{"Binds":["/srv:/h:rshared"]}}"#,
+                Rule::SensitiveMounts,
+            ),
+            (
+                r#"{"HostConfig":{"Mounts":[{"type":"bind","source":"/"}]}}"#,
+                Rule::SensitiveMounts,
+            ),
+            (
+                r#"{"HostConfig":{"Mounts":[{"Type":"volume","VolumeOptions":{"DriverConfig":{"Options":{"type":"none","o":"bind","device":"/etc"}}}}]}}"#,
+                Rule::SensitiveMounts,
+            ),
+            (
+                r#"{"HostConfig":{"Mounts":[{"Type":"BIND","Source":"/srv"}]}}"#,
+                Rule::SensitiveMounts,
+            ),
+            (
+                r#"{"HostConfig":{"Tmpfs":{"/proc/sys":""}}}"#,
+                Rule::SensitiveMounts,
+            ),
+            (r#"{"HostConfig":{"pidmode":"host"}}"#, Rule::HostNamespaces),
+            (r#"{"HostConfig":{"IpcMode":"host"}}"#, Rule::HostNamespaces),
+            (r#"{"HostConfig":{"utsmode":"host"}}"#, Rule::HostNamespaces),
+            (
+                r#"{"HostConfig":{"UsernsMode":"host"}}"#,
+                Rule::HostNamespaces,
+            ),
+            (
+                r#"{"HostConfig":{"CgroupnsMode":"host"}}"#,
+                Rule::HostNamespaces,
+            ),
+            (
+                r#"{"NetworkingConfig":{"EndpointsConfig":{"host":{}}}}"#,
+                Rule::HostNamespaces,
+            ),
+            (
+                r#"{"HostConfig":{"Devices":[{"PathOnHost":"/dev/sda"}]}}"#,
+                Rule::Devices,
+            ),
+            (
+                r#"{"HostConfig":{"DeviceCgroupRules":["b *:* rwm"]}}"#,
+                Rule::Devices,
+            ),
+            (
+                r#"{"HostConfig":{"DeviceRequests":[{"Count":-1}]}}"#,
+                Rule::Devices,
+            ),
+            (
+                r#"{"HostConfig":{"SecurityOpt":["apparmor=unconfined"]}}"#,
+                Rule::Confinement,
+            ),
+            (
+                r#"{"HostConfig":{"SecurityOpt":["label=disable"]}}"#,
+                Rule::Confinement,
+            ),
+            (
+                r#"{"HostConfig":{"SecurityOpt":["label:disable"]}}"#,
+                Rule::Confinement,
+            ),
+            (
+                r#"{"HostConfig":{"SecurityOpt":["systempaths=unconfined"]}}"#,
+                Rule::Confinement,
+            ),
+            (
+                r#"{"HostConfig":{"SecurityOpt":["no-new-privileges=false"]}}"#,
+                Rule::Confinement,
+            ),
+            (
+                r#"{"HostConfig":{"SecurityOpt":["no-new-privileges:F"]}}"#,
+                Rule::Confinement,
+            ),
+            (
+                r#"{"HostConfig":{"SecurityOpt":["seccomp={\"defaultAction\":\"SCMP_ACT_ALLOW\"}"]}}"#,
+                Rule::Seccomp,
+            ),
+            (
+                r#"{"HostConfig":{"SecurityOpt":["seccomp:unconfined"]}}"#,
+                Rule::Seccomp,
+            ),
+            (r#"{"HostConfig":{"MaskedPaths":[]}}"#, Rule::Confinement),
+            (
+                r#"{"HostConfig":{"LogConfig":{"Type":"syslog","Config":{"syslog-address":"unix:///var/run/docker.sock"}}}}"#,
+                Rule::Confinement,
+            ),
+            (r#"{"HostConfig":{"ReadonlyPaths":[]}}"#, Rule::Confinement),
+            (
+                r#"{"HostConfig":{"Sysctls":{"kernel.shm_rmid_forced":"1"}}}"#,
+                Rule::Confinement,
+            ),
+            (
+                r#"{"HostConfig":{"CapAdd":"sys_admin"}}"#,
+                Rule::Capabilities,
+            ),
+            (
+                "{\"HostConfig\":{\"CapAdd\":[\"cap_\u{17F}ys_admin\"]}}",
+                Rule::Capabilities,
+            ),
+            (r#"{"HostConfig":{"CapAdd":["ALL"]}}"#, Rule::Capabilities),
+            (r#"{"HostConfig":{"CgroupParent":"/"}}"#, Rule::Limits),
+            (r#"{"HostConfig":{"Frobnicate":true}}"#, Rule::Request),
+        ] {
+            assert!(rules(body).contains(&want), "{body}: {:?}", create(body));
+        }
+    }
+
+    #[test]
+    fn ambiguous_and_mistyped_bodies_are_errors() {
+        for body in [
+            r#"{"Image":"a","image":"b"}"#,
+            r#"{"HostConfig":{},"hostconfig":{"Privileged":true}}"#,
+            r#"{"HostConfig":{"Privileged":false,"PRIVILEGED":true}}"#,
+            "{\"HostConfig\":{\"Binds\":[],\"Bind\u{17F}\":[\"/:/h\"]}}",
+            r#"{"HostConfig":{"Privileged":"true"}}"#,
+            r#"{"HostConfig":{"Memory":1.5}}"#,
+            r#"{"HostConfig":{"Sysctls":{"a":"1","a":"2"}}}"#,
+            r#"{"HostConfig":[]}"#,
+            r#"{"Image":"x","Privileged":true}"#,
+            r#"{"Image":"x","binds":["/:/h"],"HostConfig":null}"#,
+            "null",
+        ] {
+            assert!(create(body).is_err(), "{body}");
+        }
+    }
+
+    #[test]
+    fn shared_namespaces_and_mounts_are_left_to_the_target() {
+        let (f, v) = create(
+            r#"{"HostConfig":{"PidMode":"container:a","networkmode":"container:b","IpcMode":"container:c","UTSMode":"container:d","VolumesFrom":["e:ro"]}}"#,
+        )
+        .expect("decodes");
+        assert!(!v.iter().any(|v| v.rule == Rule::HostNamespaces), "{v:?}");
+        let fields: Vec<&str> = f.shares.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "PidMode",
+                "IpcMode",
+                "UTSMode",
+                "NetworkMode",
+                "VolumesFrom"
+            ]
+        );
+        assert_eq!(f.shares[4].1, "e");
+        // The user namespace and the cgroup namespace cannot be another container's.
+        assert!(
+            rules(r#"{"HostConfig":{"UsernsMode":"container:a"}}"#).contains(&Rule::HostNamespaces)
+        );
+    }
+
+    #[test]
+    fn users_like_runc() {
+        for u in [
+            "",
+            "0",
+            "00",
+            "+0",
+            "-0",
+            "root",
+            "0:0",
+            "root:1000",
+            ":1000",
+        ] {
+            assert!(matches!(user_verdict(u), UserVerdict::Root(_)), "{u}");
+        }
+        for u in ["1000", "1000:0", "+1000"] {
+            assert_eq!(user_verdict(u), UserVerdict::NonRoot, "{u}");
+        }
+        assert!(matches!(user_verdict("app"), UserVerdict::Name(_)));
+        assert!(matches!(user_verdict(" 0"), UserVerdict::Name(_)));
+    }
+
+    #[test]
+    fn exec_update_volume_build() {
+        let v = parse(br#"{"privileged":true,"User":"0"}"#).expect("j");
+        let (f, out) = judge_exec(&v, &Context::default()).expect("ok");
+        assert_eq!(f.user, "0");
+        assert_eq!(out[0].rule, Rule::Privileged);
+        let v = parse(br#"{"Devices":[{"PathOnHost":"/dev/mem"}],"PidsLimit":-1}"#).expect("j");
+        let out = judge_update(&v, &Context::default()).expect("ok");
+        assert_eq!(out.len(), 2, "{out:?}");
+        let v = parse(br#"{"Name":"v","DriverOpts":{"type":"none","o":"bind","device":"/"}}"#)
+            .expect("j");
+        assert_eq!(
+            judge_volume_create(&v, &Context::default())
+                .expect("ok")
+                .len(),
+            1
+        );
+        let v =
+            parse(br#"{"Name":"v","DriverOpts":{"type":"tmpfs","device":"tmpfs","o":"size=1m"}}"#)
+                .expect("j");
+        assert!(judge_volume_create(&v, &Context::default())
+            .expect("ok")
+            .is_empty());
+        let q = |k: &str| (k == "networkmode").then(|| "host".to_string());
+        assert_eq!(judge_build(&q).len(), 1);
+    }
+}

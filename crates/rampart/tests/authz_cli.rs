@@ -1,0 +1,1463 @@
+//! `rampart authz` against a real dockerd (issue 15): a second dockerd started by the test with
+//! `--authorization-plugin`, raw HTTP requests over its unix socket (not only the docker CLI),
+//! every spelling of a grant the issue lists plus a generated set (random case, Kelvin sign and
+//! long s, every API version prefix, percent-encoded and absolute request targets). The
+//! verdict is read from what dockerd created (`docker inspect`), not from the plugin's answer:
+//! no container may be privileged, share a host (or another container's) namespace, see a
+//! device or bind a sensitive host path, and no exec may be privileged or root. The harmless
+//! controls (a limited, non-root create; a non-root exec) stay allowed.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A network namespace made by the test, deleted on drop: the second dockerd lives in it.
+struct NetNs(String);
+
+impl NetNs {
+    fn new(tag: &str) -> NetNs {
+        let name = format!("rampart-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        let o = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .expect("ip");
+        assert!(o.status.success(), "ip netns add: {:?}", text(&o));
+        let o = Command::new("ip")
+            .args(["-n", &name, "link", "set", "lo", "up"])
+            .output()
+            .expect("ip");
+        assert!(o.status.success(), "lo up: {:?}", text(&o));
+        NetNs(name)
+    }
+
+    /// nsenter, not `ip netns exec` (which mounts a fresh /sys, hiding the cgroups).
+    fn exec(&self) -> Vec<String> {
+        vec!["nsenter".into(), format!("--net=/run/netns/{}", self.0)]
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// A child process ended (SIGTERM, then SIGKILL) on drop.
+struct Proc(Child);
+
+impl Proc {
+    fn stop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc::kill(self.0.id() as i32, libc::SIGTERM);
+        }
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn spawn_logged(argv: &[String], log: &Path) -> Proc {
+    let f = std::fs::File::create(log).expect("log");
+    Proc(
+        Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().expect("log"))
+            .stderr(f)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{argv:?}: {e}")),
+    )
+}
+
+fn wait_for(what: &str, log: &Path, mut ok: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < end {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!(
+        "{what} did not come up:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// One HTTP/1.1 request over the daemon's unix socket, written by hand so the request target
+/// and body are exactly what the test says (absolute form, escapes, duplicate keys).
+fn http(sock: &Path, method: &str, target: &str, body: Option<&str>) -> (u16, String) {
+    let mut s = UnixStream::connect(sock).expect("connect dockerd");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("write");
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).expect("read");
+    let resp = String::from_utf8_lossy(&resp).into_owned();
+    let (head, rest) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        let mut out = String::new();
+        let mut r = rest;
+        while let Some((len, tail)) = r.split_once("\r\n") {
+            let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+            if n == 0 || tail.len() < n {
+                break;
+            }
+            out.push_str(&tail[..n]);
+            r = tail[n..].trim_start_matches("\r\n");
+        }
+        out
+    } else {
+        rest.to_string()
+    };
+    (status, body)
+}
+
+/// xorshift64*: a reproducible generator (the seed is printed).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
+        &v[(self.next() % v.len() as u64) as usize]
+    }
+}
+
+/// `key` in a random case as Go matches it: ASCII letters flipped, `k` as U+212A KELVIN SIGN
+/// and `s` as U+017F LATIN SMALL LETTER LONG S now and then.
+fn spell(rng: &mut Rng, key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            let r = rng.next() % 6;
+            match (c.to_ascii_lowercase(), r) {
+                ('k', 0) => '\u{212A}',
+                ('s', 0) => '\u{017F}',
+                (_, 1 | 2) => c.to_ascii_uppercase(),
+                (_, 3 | 4) => c.to_ascii_lowercase(),
+                _ => c,
+            }
+        })
+        .collect()
+}
+
+/// A request target for `path` (`/containers/create`): a random version prefix, escapes and
+/// form, all of which dockerd routes to the same handler.
+fn target(rng: &mut Rng, path: &str) -> String {
+    let versions: Vec<String> = std::iter::once(String::new())
+        .chain((12..=41).map(|m| format!("/v1.{m}")))
+        .collect();
+    let v = rng.pick(&versions).clone();
+    let escaped: String = path
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphabetic() && rng.next() % 4 == 0 {
+                format!("%{:02X}", c as u32)
+            } else if c == '/' && rng.next() % 8 == 0 {
+                "%2F".to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    // Keep the leading slash literal (a request target starts with `/`).
+    let escaped = format!(
+        "/{}",
+        escaped.trim_start_matches('/').trim_start_matches("%2F")
+    );
+    match rng.next() % 4 {
+        0 => format!("http://localhost{v}{escaped}"),
+        1 => format!("HTTP://docker:2375{v}{escaped}"),
+        _ => format!("{v}{escaped}"),
+    }
+}
+
+/// Host paths whose bind, or a bind of a parent of them, exposes the host.
+const SENSITIVE: &[&str] = &[
+    "/",
+    "/etc",
+    "/root",
+    "/home",
+    "/usr",
+    "/lib",
+    "/bin",
+    "/sbin",
+    "/boot",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+    "/var/run",
+    "/var/lib/docker",
+    "/var/log",
+];
+
+fn sensitive(p: &str, extra: &[String]) -> bool {
+    let p = p.trim_end_matches('/');
+    let p = if p.is_empty() { "/" } else { p };
+    SENSITIVE
+        .iter()
+        .map(|s| s.to_string())
+        .chain(extra.iter().cloned())
+        .any(|s| {
+            p == s
+                || (s != "/" && p.starts_with(&format!("{s}/")))
+                || s.starts_with(&format!("{}/", p.trim_end_matches('/')))
+        })
+}
+
+/// What dockerd created, judged: every container, every exec. Returns the names of the
+/// containers and the problems found.
+/// `shareable`: the containers whose namespaces and mounts a container may share (the harmless
+/// control); `preexisting`: containers made before the plugin ran (not judged here).
+fn audit(
+    dk: &[&str],
+    data_root: &str,
+    default_cgroupns: &Value,
+    shareable: &[String],
+    preexisting: &[&str],
+) -> (Vec<String>, Vec<String>) {
+    let mut all = dk.to_vec();
+    all.extend(["ps", "-aq", "--no-trunc"]);
+    let o = testkit::docker(&all);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let ids: Vec<String> = text(&o).0.lines().map(str::to_string).collect();
+    let mut names = Vec::new();
+    let mut problems = Vec::new();
+    let extra = vec![data_root.to_string()];
+    for id in ids {
+        let mut a = dk.to_vec();
+        a.extend(["inspect", id.as_str()]);
+        let o = testkit::docker(&a);
+        let v: Value = serde_json::from_str(&text(&o).0).expect("inspect json");
+        let c = &v[0];
+        let name = c["Name"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string();
+        if preexisting.contains(&name.as_str()) {
+            continue;
+        }
+        let hc = &c["HostConfig"];
+        let mut bad = |what: String| problems.push(format!("{name}: {what}"));
+        if hc["Privileged"].as_bool() == Some(true) {
+            bad("privileged".into());
+        }
+        for f in ["PidMode", "IpcMode", "UTSMode", "UsernsMode", "NetworkMode"] {
+            let m = hc[f].as_str().unwrap_or_default();
+            let shared_ok = m
+                .strip_prefix("container:")
+                .is_some_and(|t| shareable.iter().any(|s| s == t) && f != "UsernsMode");
+            if m == "host" || (m.starts_with("container:") && !shared_ok) {
+                bad(format!("{f}={m}"));
+            }
+        }
+        for v in hc["VolumesFrom"].as_array().into_iter().flatten() {
+            let t = v
+                .as_str()
+                .unwrap_or_default()
+                .split(':')
+                .next()
+                .unwrap_or_default();
+            if !shareable.iter().any(|s| s == t) {
+                bad(format!("VolumesFrom {t}"));
+            }
+        }
+        // The cgroup namespace: the daemon's default (host on cgroup v1) is what every
+        // container gets; a request must not choose another.
+        if hc["CgroupnsMode"] != *default_cgroupns {
+            bad(format!(
+                "CgroupnsMode={} (daemon default {default_cgroupns})",
+                hc["CgroupnsMode"]
+            ));
+        }
+        for f in ["Devices", "DeviceCgroupRules", "DeviceRequests", "CapAdd"] {
+            if hc[f].as_array().is_some_and(|a| !a.is_empty()) {
+                bad(format!("{f}={}", hc[f]));
+            }
+        }
+        for o in hc["SecurityOpt"].as_array().into_iter().flatten() {
+            let o = o.as_str().unwrap_or_default();
+            if o.contains("unconfined") || o.contains("disable") || o.contains("=false") {
+                bad(format!("SecurityOpt {o}"));
+            }
+        }
+        for f in ["MaskedPaths", "ReadonlyPaths"] {
+            if hc[f].as_array().is_some_and(|a| a.is_empty()) {
+                bad(format!("{f}=[]"));
+            }
+        }
+        if hc["Sysctls"].as_object().is_some_and(|m| !m.is_empty()) {
+            bad(format!("Sysctls {}", hc["Sysctls"]));
+        }
+        for m in c["Mounts"].as_array().into_iter().flatten() {
+            let src = m["Source"].as_str().unwrap_or_default();
+            if m["Type"] == "bind" && sensitive(src, &extra) {
+                bad(format!("bind of {src}"));
+            }
+            let prop = m["Propagation"].as_str().unwrap_or_default();
+            if prop.contains("shared") {
+                bad(format!("propagation {prop}"));
+            }
+        }
+        for b in hc["Binds"].as_array().into_iter().flatten() {
+            let src = b
+                .as_str()
+                .unwrap_or_default()
+                .split(':')
+                .next()
+                .unwrap_or_default();
+            if src.starts_with('/') && sensitive(src, &extra) {
+                bad(format!("bind of {src}"));
+            }
+        }
+        let user = c["Config"]["User"].as_str().unwrap_or_default();
+        let uid = user.split(':').next().unwrap_or_default();
+        if uid.is_empty()
+            || uid == "root"
+            || uid
+                .trim_start_matches(['+', '-'])
+                .trim_start_matches('0')
+                .is_empty()
+        {
+            bad(format!("user {user:?}"));
+        }
+        if hc["PidsLimit"].as_i64().unwrap_or(0) <= 0 || hc["Memory"].as_i64().unwrap_or(0) <= 0 {
+            bad(format!(
+                "limits lifted: pids {} memory {}",
+                hc["PidsLimit"], hc["Memory"]
+            ));
+        }
+        names.push(name);
+    }
+    (names, problems)
+}
+
+/// The execs dockerd created in `container`, read over the Engine API.
+fn execs(sock: &Path, container: &str) -> Vec<Value> {
+    let (st, body) = http(sock, "GET", &format!("/containers/{container}/json"), None);
+    assert_eq!(st, 200, "{body}");
+    let c: Value = serde_json::from_str(&body).expect("json");
+    c["ExecIDs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|id| {
+            let (st, body) = http(
+                sock,
+                "GET",
+                &format!("/exec/{}/json", id.as_str().unwrap_or_default()),
+                None,
+            );
+            assert_eq!(st, 200, "{body}");
+            serde_json::from_str(&body).expect("exec json")
+        })
+        .collect()
+}
+
+#[test]
+fn authz_plugin_judges_what_dockerd_will_do() {
+    testkit::require!(Root, Docker);
+    let ns = NetNs::new("authz2");
+    let dir = tempfile::Builder::new()
+        .prefix("rampart-authz2-")
+        .tempdir_in("/var/tmp")
+        .expect("tmp");
+    let d = dir.path();
+    let exec = ns.exec();
+
+    // fail: open, to show that rule violations deny whatever the fail mode.
+    std::fs::write(
+        d.join("admission.yaml"),
+        "fail: open\nrules: [privileged, host-namespaces, sensitive-mounts, non-root, limits, seccomp, capabilities, devices, confinement]\n",
+    )
+    .expect("policy");
+    let plugin = format!("rampart-test2-{}", std::process::id());
+    let plugin_sock = PathBuf::from(format!("/run/docker/plugins/{plugin}.sock"));
+    let docker_sock = d.join("docker.sock");
+    let events = d.join("events.jsonl");
+    let _ = std::fs::remove_file(&plugin_sock);
+    let mut argv = exec.clone();
+    argv.extend(
+        [
+            env!("CARGO_BIN_EXE_rampart"),
+            "authz",
+            "--policy",
+            &d.join("admission.yaml").display().to_string(),
+            "--socket",
+            &plugin_sock.display().to_string(),
+            "--docker-socket",
+            &docker_sock.display().to_string(),
+            "--events",
+            &events.display().to_string(),
+            "--ship",
+            &d.join("ship.yaml").display().to_string(),
+            "--hostname",
+            "authz-test-host",
+        ]
+        .map(String::from),
+    );
+    // Decisions are shipped as events through a durable queue (here to a file output).
+    let shipped = d.join("shipped.jsonl");
+    std::fs::write(
+        d.join("ship.yaml"),
+        format!(
+            "queue: {{dir: {}, fsync: batch}}\noutputs: [{{type: file, path: {}}}]\n",
+            d.join("queue").display(),
+            shipped.display()
+        ),
+    )
+    .expect("ship config");
+    let plog = d.join("plugin.log");
+    let mut plugin_proc = spawn_logged(&argv, &plog);
+    wait_for("the plugin", &plog, || plugin_sock.exists());
+
+    let data_root = d.join("data").display().to_string();
+    let cgroup_parent = format!("/rampart-authz2-{}", std::process::id());
+    let cns = format!("rampart-authz2-{}", std::process::id());
+    let mut argv = exec.clone();
+    argv.extend(
+        [
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "dockerd",
+            "--data-root",
+            &data_root,
+            "--exec-root",
+            &d.join("exec").display().to_string(),
+            "--pidfile",
+            &d.join("docker.pid").display().to_string(),
+            "-H",
+            &format!("unix://{}", docker_sock.display()),
+            "--bridge",
+            "none",
+            "--iptables=false",
+            "--ip-masq=false",
+            "--authorization-plugin",
+            &plugin,
+            "--cgroup-parent",
+            &cgroup_parent,
+            "--containerd-namespace",
+            &cns,
+            "--containerd-plugins-namespace",
+            &format!("{cns}-plugins"),
+        ]
+        .map(String::from),
+    );
+    let h = format!("unix://{}", docker_sock.display());
+    let dk: Vec<&str> = vec!["-H", &h];
+    let image = testkit::busybox_image();
+    // First without the plugin: the image, and a bind volume of `/` made before the plugin
+    // was installed (mounting it by name later must be judged by what it is).
+    let without: Vec<String> = {
+        let at = argv
+            .iter()
+            .position(|a| a == "--authorization-plugin")
+            .expect("flag");
+        let mut v = argv.clone();
+        v.drain(at..at + 2);
+        v
+    };
+    let dlog0 = d.join("dockerd-without-plugin.log");
+    {
+        let mut daemon = spawn_logged(&without, &dlog0);
+        wait_for("the second dockerd", &dlog0, || {
+            testkit::docker(["-H", h.as_str(), "version"])
+                .status
+                .success()
+        });
+        let mut save = Command::new("docker")
+            .args(["save", &image])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("docker save");
+        let load = Command::new("docker")
+            .args(["-H", &h, "load", "-q"])
+            .stdin(save.stdout.take().expect("stdout"))
+            .output()
+            .expect("docker load");
+        assert!(
+            save.wait().expect("save").success() && load.status.success(),
+            "{:?}",
+            text(&load)
+        );
+        let o = testkit::docker([
+            "-H",
+            &h,
+            "volume",
+            "create",
+            "--opt",
+            "type=none",
+            "--opt",
+            "o=bind",
+            "--opt",
+            "device=/",
+            "hostroot",
+        ]);
+        assert!(o.status.success(), "{:?}", text(&o));
+        // Containers made before the plugin: sharing their namespaces or mounts must be judged
+        // by what they are.
+        for args in [
+            vec!["--privileged"],
+            vec!["--pid", "host"],
+            vec!["-v", "/:/host"],
+        ] {
+            let name = match args[0] {
+                "--privileged" => "priv",
+                "--pid" => "hostpid",
+                _ => "rootbind",
+            };
+            let mut a = vec![
+                "-H",
+                h.as_str(),
+                "create",
+                "--name",
+                name,
+                "--network",
+                "none",
+            ];
+            a.extend(args);
+            a.extend([image.as_str(), "sleep", "1000"]);
+            let o = testkit::docker(&a);
+            assert!(o.status.success(), "{:?}", text(&o));
+        }
+        daemon.stop();
+    }
+    let dlog = d.join("dockerd.log");
+    let mut daemon = spawn_logged(&argv, &dlog);
+    wait_for("the second dockerd", &dlog, || {
+        testkit::docker(["-H", h.as_str(), "version"])
+            .status
+            .success()
+    });
+    let sock = docker_sock.as_path();
+
+    // Controls: the docker CLI's own create (every HostConfig field it sends must be known),
+    // limited and non-root, started; and a non-root exec in it.
+    let ctl = "ctl";
+    let o = testkit::docker([
+        "-H",
+        &h,
+        "create",
+        "--name",
+        ctl,
+        "--user",
+        "1000",
+        "--memory",
+        "64m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "64",
+        "--network",
+        "none",
+        &image,
+        "sleep",
+        "1000",
+    ]);
+    assert!(
+        o.status.success(),
+        "the harmless control was refused: {:?}",
+        text(&o)
+    );
+    let o = testkit::docker(["-H", &h, "start", ctl]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = testkit::docker(["-H", &h, "exec", "--user", "1000", ctl, "true"]);
+    assert!(
+        o.status.success(),
+        "the non-root exec was refused: {:?}",
+        text(&o)
+    );
+    let o = testkit::docker([
+        "-H",
+        &h,
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--memory",
+        "64m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "64",
+        &image,
+        "true",
+    ]);
+    assert!(
+        !o.status.success(),
+        "root (the image's user) must be refused"
+    );
+    assert!(text(&o).1.contains("[non-root]"), "{:?}", text(&o));
+
+    let base = json!({"Image": image, "User": "1000", "Cmd": ["true"],
+        "HostConfig": {"Memory": 67108864, "NanoCpus": 500000000, "PidsLimit": 64, "NetworkMode": "none"}});
+    let mut allowed_names = vec![ctl.to_string()];
+    // The control body over raw HTTP, in every request-target form dockerd routes: allowed.
+    let mut rng = Rng(0x5eed_1500_u64 ^ u64::from(std::process::id()));
+    eprintln!("seed {:#x}", rng.0);
+    for (i, t) in [
+        "/containers/create".to_string(),
+        "/v1.41/containers/create".to_string(),
+        "/v1.24/%63ontainers/create".to_string(),
+        "http://localhost/v1.41/containers%2Fcreate".to_string(),
+        "/v1.41/%63%6F%6E%74%61%69%6E%65%72%73/create".to_string(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let name = format!("ok{i}");
+        let sep = if t.contains('?') { '&' } else { '?' };
+        let (st, body) = http(
+            sock,
+            "POST",
+            &format!("{t}{sep}name={name}"),
+            Some(&base.to_string()),
+        );
+        assert_eq!(st, 201, "control via {t}: {body}");
+        allowed_names.push(name);
+    }
+
+    // Sharing the harmless control's namespaces and mounts is judged by what it is: allowed.
+    for (i, extra) in [
+        json!({"PidMode": format!("container:{ctl}"), "NetworkMode": format!("container:{ctl}")}),
+        json!({"IpcMode": format!("container:{ctl}"), "VolumesFrom": [ctl]}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut b = base.clone();
+        b["HostConfig"]["NetworkMode"] = json!("none");
+        for (k, v) in extra.as_object().expect("object") {
+            b["HostConfig"][k] = v.clone();
+        }
+        let name = format!("share{i}");
+        let (st, body) = http(
+            sock,
+            "POST",
+            &format!("/v1.41/containers/create?name={name}"),
+            Some(&b.to_string()),
+        );
+        assert_eq!(st, 201, "sharing with the control: {body}");
+        allowed_names.push(name);
+    }
+
+    // Attacks: the control body plus one grant, spelled as the issue lists.
+    let with_hc = |extra: Value| {
+        let mut b = base.clone();
+        for (k, v) in extra.as_object().expect("object") {
+            b["HostConfig"][k] = v.clone();
+        }
+        b.to_string()
+    };
+    let ctl_id = text(&testkit::docker([
+        "-H", &h, "inspect", "--format", "{{.Id}}", ctl,
+    ]))
+    .0
+    .trim()
+    .to_string();
+    let l = r#""Memory":67108864,"NanoCpus":500000000,"PidsLimit":64"#;
+    let mut attacks: Vec<(String, String, String)> = Vec::new();
+    let create = |body: String| {
+        (
+            "POST".to_string(),
+            "/v1.41/containers/create".to_string(),
+            body,
+        )
+    };
+    for raw in [
+        format!(r#"{{"Image":"{image}","User":"1000","HostConfig":{{{l},"privileged":true}}}}"#),
+        format!(r#"{{"Image":"{image}","User":"1000","HostConfig":{{{l},"binds":["/:/host"]}}}}"#),
+        format!(r#"{{"Image":"{image}","User":"1000","HostConfig":{{{l},"pidmode":"host"}}}}"#),
+        format!(r#"{{"Image":"{image}","User":"1000","hostconfig":{{{l},"Privileged":true}}}}"#),
+        format!(r#"{{"Image":"{image}","User":"1000","HostConfig":{{{l}}},"hostconfig":{{{l},"Privileged":true}}}}"#),
+        format!(r#"{{"Image":"{image}","User":"1000","HostConfig":{{{l},"Privileged":false,"privileged":true}}}}"#),
+        format!("{{\"Image\":\"{image}\",\"User\":\"1000\",\"HostConfig\":{{{l},\"Bind\u{17F}\":[\"/:/host\"]}}}}"),
+        format!("{{\"Image\":\"{image}\",\"User\":\"1000\",\"HostConfig\":{{{l},\"Networ\u{212A}Mode\":\"host\"}}}}"),
+        format!(r#"{{"Image":"{image}","image":"{image}","User":"1000","HostConfig":{{{l}}}}}"#),
+        format!(r#"{{"Image":"{image}","User":"1000","Privileged":true,"Binds":["/:/host"],"PidMode":"host"}}"#),
+        format!(r#"{{"Image":"{image}","User":"1000","Privileged":true,"HostConfig":{{{l}}}}}"#),
+        format!(r#"{{"Image":"{image}","user":"1000","User":"0","HostConfig":{{{l}}}}}"#),
+    ] {
+        attacks.push(create(raw));
+    }
+    for extra in [
+        json!({"Devices": [{"PathOnHost": "/dev/mem", "PathInContainer": "/dev/mem", "CgroupPermissions": "rwm"}]}),
+        json!({"DeviceCgroupRules": ["c *:* rwm"]}),
+        json!({"VolumesFrom": ["priv"]}),
+        json!({"VolumesFrom": ["rootbind:ro"]}),
+        json!({"PidMode": "container:priv"}),
+        json!({"PidMode": "container:hostpid"}),
+        json!({"NetworkMode": "container:priv"}),
+        json!({"IpcMode": "container:priv"}),
+        json!({"UTSMode": "container:priv"}),
+        json!({"CgroupnsMode": "host"}),
+        json!({"UsernsMode": "host"}),
+        json!({"UTSMode": "host"}),
+        json!({"SecurityOpt": ["apparmor=unconfined"]}),
+        json!({"SecurityOpt": ["label=disable"]}),
+        json!({"SecurityOpt": ["label:disable"]}),
+        json!({"SecurityOpt": ["systempaths=unconfined"]}),
+        json!({"SecurityOpt": ["seccomp=unconfined"]}),
+        json!({"SecurityOpt": ["no-new-privileges=false"]}),
+        json!({"SecurityOpt": [r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW"}"#]}),
+        json!({"MaskedPaths": []}),
+        json!({"ReadonlyPaths": []}),
+        json!({"Sysctls": {"kernel.shm_rmid_forced": "1"}}),
+        json!({"CapAdd": "sys_admin"}),
+        json!({"CapAdd": ["cap_\u{17F}ys_admin"]}),
+        json!({"Binds": ["/var:/host"]}),
+        json!({"Binds": ["/run:/host"]}),
+        json!({"Binds": ["/usr:/host"]}),
+        json!({"Binds": ["/home:/host"]}),
+        json!({"Binds": ["/etc/../:/host"]}),
+        json!({"Binds": [format!("{data_root}:/host")]}),
+        json!({"Binds": ["/var/tmp:/host:rshared"]}),
+        json!({"Mounts": [{"Type": "bind", "Source": "/", "Target": "/host"}]}),
+        json!({"Mounts": [{"Type": "bind", "Source": "/var/tmp", "Target": "/host", "BindOptions": {"Propagation": "rshared"}}]}),
+        json!({"Mounts": [{"Type": "volume", "Target": "/host", "VolumeOptions": {"DriverConfig": {"Name": "local", "Options": {"type": "none", "o": "bind", "device": "/"}}}}]}),
+        json!({"PidsLimit": -1}),
+        json!({"CgroupParent": "/"}),
+        json!({"Frobnicate": true}),
+    ] {
+        attacks.push(create(with_hc(extra)));
+    }
+    for user in ["0", "00", "+0", "root", "0:0", "root:1000", "nobody"] {
+        let mut b = base.clone();
+        b["User"] = json!(user);
+        attacks.push(create(b.to_string()));
+    }
+    // Volumes: a bind volume of `/`, refused; mounted by name if it had been created.
+    attacks.push(("POST".into(), "/v1.41/volumes/create".into(),
+        r#"{"Name":"hostroot2","Driver":"local","DriverOpts":{"type":"none","o":"bind","device":"/"}}"#.into()));
+    attacks.push((
+        "POST".into(),
+        "/v1.41/volumes/create".into(),
+        r#"{"Name":"hostroot2","driveropts":{"type":"none","o":"bind","device":"/"}}"#.into(),
+    ));
+    attacks.push(create(with_hc(json!({"Binds": ["hostroot:/host"]}))));
+    // Exec: privileged, root, every spelling.
+    for body in [
+        r#"{"Cmd":["true"],"Privileged":true}"#,
+        r#"{"Cmd":["true"],"privileged":true}"#,
+        r#"{"Cmd":["true"],"User":"0"}"#,
+        r#"{"Cmd":["true"],"user":"root"}"#,
+        r#"{"Cmd":["true"],"User":"1000","USER":"0"}"#,
+    ] {
+        attacks.push((
+            "POST".into(),
+            format!("/v1.41/containers/{ctl}/exec"),
+            body.into(),
+        ));
+        attacks.push((
+            "POST".into(),
+            format!("/v1.41/%63ontainers/{ctl}/exec"),
+            body.into(),
+        ));
+    }
+    // Update: lifting limits, adding devices.
+    for body in [
+        r#"{"PidsLimit":-1}"#,
+        r#"{"pidslimit":0}"#,
+        r#"{"Devices":[{"PathOnHost":"/dev/mem","PathInContainer":"/dev/mem","CgroupPermissions":"rwm"}]}"#,
+        r#"{"CgroupParent":"/"}"#,
+    ] {
+        attacks.push((
+            "POST".into(),
+            format!("/v1.41/containers/{ctl}/update"),
+            body.into(),
+        ));
+    }
+    // Start with a HostConfig body on an old API version (dockerd < 25 applies it).
+    attacks.push((
+        "POST".into(),
+        "/v1.23/containers/ok0/start".into(),
+        r#"{"Privileged":true,"Binds":["/:/host"],"PidMode":"host"}"#.into(),
+    ));
+    attacks.push((
+        "POST".into(),
+        "/v1.23/containers/ok1/start".into(),
+        r#"{"HostConfig":{"Privileged":true}}"#.into(),
+    ));
+    // Swarm and plugins: gated.
+    attacks.push((
+        "POST".into(),
+        "/v1.41/swarm/init".into(),
+        r#"{"ListenAddr":"127.0.0.1:2377","AdvertiseAddr":"127.0.0.1"}"#.into(),
+    ));
+    attacks.push((
+        "POST".into(),
+        "/v1.41/plugins/pull?remote=example.invalid/p:1".into(),
+        r#"[{"Name":"network","Value":["host"]}]"#.into(),
+    ));
+    attacks.push((
+        "POST".into(),
+        "/v1.41/containers/create/../create".into(),
+        with_hc(json!({"Privileged": true})),
+    ));
+
+    // Generated: every HostConfig grant in random spellings, under random targets.
+    let grants: Vec<(&str, Value)> = vec![
+        ("Privileged", json!(true)),
+        ("PidMode", json!("host")),
+        ("IpcMode", json!("host")),
+        ("UTSMode", json!("host")),
+        ("UsernsMode", json!("host")),
+        ("NetworkMode", json!("host")),
+        ("CgroupnsMode", json!("host")),
+        ("Cgroup", json!(format!("container:{ctl_id}"))),
+        ("CgroupParent", json!("/")),
+        ("Binds", json!(["/:/host"])),
+        (
+            "Mounts",
+            json!([{"Type": "bind", "Source": "/", "Target": "/host"}]),
+        ),
+        ("CapAdd", json!(["SYS_ADMIN"])),
+        (
+            "SecurityOpt",
+            json!(["seccomp=unconfined", "apparmor=unconfined"]),
+        ),
+        (
+            "Devices",
+            json!([{"PathOnHost": "/dev/mem", "PathInContainer": "/dev/mem", "CgroupPermissions": "rwm"}]),
+        ),
+        ("DeviceCgroupRules", json!(["c *:* rwm"])),
+        ("VolumesFrom", json!(["priv"])),
+        ("PidMode", json!("container:priv")),
+        ("MaskedPaths", json!([])),
+        ("ReadonlyPaths", json!([])),
+        ("Runtime", json!("io.containerd.runc.v1")),
+    ];
+    for (field, value) in &grants {
+        for _ in 0..3 {
+            let mut hc = serde_json::Map::new();
+            for (k, v) in base["HostConfig"].as_object().expect("hc") {
+                hc.insert(k.clone(), v.clone());
+            }
+            hc.insert(spell(&mut rng, field), value.clone());
+            let mut top = serde_json::Map::new();
+            top.insert(spell(&mut rng, "Image"), json!(image));
+            top.insert(spell(&mut rng, "User"), json!("1000"));
+            top.insert(spell(&mut rng, "HostConfig"), Value::Object(hc));
+            let t = target(&mut rng, "/containers/create");
+            attacks.push(("POST".into(), t, Value::Object(top).to_string()));
+        }
+    }
+    for (field, value) in [("Privileged", json!(true)), ("User", json!("0"))] {
+        for _ in 0..4 {
+            let mut b = serde_json::Map::new();
+            b.insert(spell(&mut rng, "Cmd"), json!(["true"]));
+            b.insert(spell(&mut rng, field), value.clone());
+            let t = target(&mut rng, &format!("/containers/{ctl}/exec"));
+            attacks.push(("POST".into(), t, Value::Object(b).to_string()));
+        }
+    }
+
+    let mut answers = Vec::new();
+    for (i, (method, t, body)) in attacks.iter().enumerate() {
+        let sep = if t.contains('?') { '&' } else { '?' };
+        let t = if t.ends_with("/create") && t.contains("containers") {
+            format!("{t}{sep}name=atk{i}")
+        } else {
+            t.clone()
+        };
+        let (st, resp) = http(sock, method, &t, Some(body));
+        answers.push((st, t, body.clone(), resp));
+    }
+
+    // The verdict, from what dockerd created.
+    let ctl_inspect: Value =
+        serde_json::from_str(&http(sock, "GET", &format!("/containers/{ctl}/json"), None).1)
+            .expect("json");
+    let shareable = vec![ctl.to_string(), ctl_id.clone()];
+    let (names, problems) = audit(
+        &dk,
+        &data_root,
+        &ctl_inspect["HostConfig"]["CgroupnsMode"],
+        &shareable,
+        &["priv", "hostpid", "rootbind"],
+    );
+    let mut sorted = names.clone();
+    sorted.sort();
+    let mut want = allowed_names.clone();
+    want.sort();
+    let report: Vec<String> = answers
+        .iter()
+        .filter(|(st, ..)| *st < 300)
+        .map(|(st, t, b, r)| format!("{st} {t} {b} -> {r}"))
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "dockerd created: {problems:#?}\nallowed attacks: {report:#?}"
+    );
+    assert_eq!(
+        sorted, want,
+        "containers other than the controls exist; allowed attacks: {report:#?}"
+    );
+    for e in execs(sock, ctl) {
+        let pc = &e["ProcessConfig"];
+        let user = pc["user"].as_str().unwrap_or_default();
+        assert!(
+            pc["privileged"] != json!(true) && user == "1000",
+            "exec created: {e}\nallowed attacks: {report:#?}"
+        );
+    }
+    let c: Value =
+        serde_json::from_str(&http(sock, "GET", &format!("/containers/{ctl}/json"), None).1)
+            .expect("json");
+    assert_eq!(
+        c["HostConfig"]["PidsLimit"],
+        json!(64),
+        "update lifted the limit"
+    );
+    assert_eq!(
+        c["HostConfig"]["Devices"].as_array().map_or(0, |a| a.len()),
+        0
+    );
+    let (_, vols) = http(sock, "GET", "/volumes", None);
+    assert!(
+        !vols.contains("hostroot2"),
+        "a bind volume of / was created: {vols}"
+    );
+    let (_, info) = http(sock, "GET", "/info", None);
+    let info: Value = serde_json::from_str(&info).expect("info");
+    assert_eq!(info["Swarm"]["LocalNodeState"], json!("inactive"));
+    assert_eq!(info["Plugins"]["Authorization"], json!([plugin]));
+    let (_, plugins) = http(sock, "GET", "/plugins", None);
+    assert_eq!(plugins.trim(), "[]");
+
+    // The plugin says why: ambiguity, unknown fields, gates.
+    let said = |needle: &str| {
+        assert!(
+            answers.iter().any(|(_, _, _, r)| r.contains(needle)),
+            "no answer says {needle:?}"
+        );
+    };
+    said("both set the field Privileged");
+    said("Frobnicate is not a field this plugin judges");
+    said("is gated (swarm)");
+    said("a body on container start");
+    said("[privileged]");
+    said("[non-root]");
+
+    // Every write decision was recorded.
+    let log = std::fs::read_to_string(&events).expect("events");
+    let n = log
+        .lines()
+        .filter(|l| l.contains("\"admission.decision\""))
+        .count();
+    let mut statuses = std::collections::BTreeMap::new();
+    for (st, ..) in &answers {
+        *statuses.entry(*st).or_insert(0usize) += 1;
+    }
+    eprintln!(
+        "dockerd's answers to {} attacks: {statuses:?}",
+        answers.len()
+    );
+    // 403 is the plugin's deny; anything dockerd routed reached the plugin first.
+    let reached = answers.iter().filter(|(st, ..)| *st == 403).count();
+    assert!(
+        reached * 10 >= answers.len() * 9,
+        "most attacks must reach the plugin (not be turned away by the router): {statuses:?}"
+    );
+    assert!(
+        n >= reached + allowed_names.len(),
+        "{n} decisions recorded for {reached} denials and {} controls",
+        allowed_names.len()
+    );
+
+    let _ = testkit::docker(["-H", &h, "rm", "-f", ctl]);
+    daemon.stop();
+    plugin_proc.stop();
+    // Shipped: one admission.decision event per recorded decision, with the facets.
+    let shipped: Vec<Value> = std::fs::read_to_string(&shipped)
+        .expect("shipped events")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event json"))
+        .collect();
+    let recorded = std::fs::read_to_string(&events)
+        .expect("events")
+        .lines()
+        .count();
+    assert!(recorded > n);
+    assert_eq!(shipped.len(), recorded, "every decision shipped once");
+    assert!(shipped.iter().all(|e| e["type"] == "admission.decision"
+        && e["device"]["hostname"] == "authz-test-host"
+        && e["policy"]["mechanism"] == "docker authz plugin"));
+    assert!(shipped.iter().any(|e| e["policy"]["action"] == "deny"
+        && e["policy"]["rule"]
+            .as_str()
+            .is_some_and(|r| r.contains("privileged"))
+        && e["auth"]["outcome"] == "failure"));
+    assert!(shipped
+        .iter()
+        .any(|e| e["policy"]["action"] == "allow" && e["container"]["name"] == "ok0"));
+    let rel = cgroup_parent.trim_start_matches('/');
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(rel));
+}
+
+/// Standard base64 (the AuthZReq body encoding); written out because the binary crate has no
+/// base64 dependency.
+fn b64(data: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The children of `pid` whose command line contains `needle`.
+fn children_with(pid: u32, needle: &str) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter(|e| {
+            let p = e.path();
+            let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
+            // pid (comm) state ppid ...: the comm may hold spaces, so split after ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            let cmd = std::fs::read(p.join("cmdline")).unwrap_or_default();
+            ppid == Some(pid)
+                && String::from_utf8_lossy(&cmd)
+                    .replace('\0', " ")
+                    .contains(needle)
+        })
+        .count()
+}
+
+/// Issue 15: scans on demand are bounded and cancelled at their timeout. The plugin scans out
+/// of process (`rampart image scan` children); at `scan_timeout` the decision falls to the fail
+/// mode and the child is killed, leaving no inventory; with time enough the same scan fills
+/// the cache and the decision is made.
+#[test]
+fn scans_on_demand_are_cancelled_at_their_timeout() {
+    testkit::require!(Root, Docker);
+    let image = testkit::debian_image();
+    let id = text(&testkit::docker([
+        "image", "inspect", "--format", "{{.Id}}", &image,
+    ]))
+    .0
+    .trim()
+    .to_string();
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    rampart_scan::VulnDb::open_or_create(&d.join("vulns.db")).expect("db");
+    let sock = d.join("plugin.sock");
+    let start = |timeout: &str| {
+        std::fs::write(
+            d.join("admission.yaml"),
+            format!("fail: closed\nrules: [scanned]\nscan_timeout: {timeout}\n"),
+        )
+        .expect("policy");
+        let _ = std::fs::remove_file(&sock);
+        let argv: Vec<String> = [
+            env!("CARGO_BIN_EXE_rampart"),
+            "authz",
+            "--policy",
+            &d.join("admission.yaml").display().to_string(),
+            "--socket",
+            &sock.display().to_string(),
+            "--docker-socket",
+            "/var/run/docker.sock",
+            "--db",
+            &d.join("vulns.db").display().to_string(),
+            "--cache-dir",
+            &d.join("cache").display().to_string(),
+            "--events",
+            &d.join("events.jsonl").display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
+        let log = d.join(format!("plugin-{timeout}.log"));
+        let p = spawn_logged(&argv, &log);
+        wait_for("the plugin", &log, || sock.exists());
+        p
+    };
+    let body = json!({"Image": image, "User": "1000"}).to_string();
+    let req = json!({"User": "", "RequestMethod": "POST", "RequestUri": "/v1.41/containers/create",
+        "RequestBody": b64(body.as_bytes())})
+    .to_string();
+    let cached = d
+        .join("cache")
+        .join(format!("{}.json", id.trim_start_matches("sha256:")));
+
+    let mut plugin = start("1s");
+    let pid = plugin.0.id();
+    let (s2, r2) = (sock.clone(), req.clone());
+    let asked = std::thread::spawn(move || http(&s2, "POST", "/AuthZPlugin.AuthZReq", Some(&r2)));
+    let mut seen = false;
+    while !asked.is_finished() {
+        seen |= children_with(pid, "image scan docker:") > 0;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (st, answer) = asked.join().expect("request");
+    assert_eq!(st, 200, "{answer}");
+    let v: Value = serde_json::from_str(&answer).expect("json");
+    assert_eq!(v["Allow"], json!(false), "{answer}");
+    assert!(
+        v["Msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("fail: closed")),
+        "{answer}"
+    );
+    assert!(seen, "no scanner child was seen while the decision waited");
+    let end = Instant::now() + Duration::from_secs(5);
+    while children_with(pid, "image scan docker:") > 0 {
+        assert!(
+            Instant::now() < end,
+            "the scan was not cancelled at its timeout"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!cached.exists(), "a cancelled scan wrote its inventory");
+    plugin.stop();
+
+    let mut plugin = start("300s");
+    let (st, answer) = http(&sock, "POST", "/AuthZPlugin.AuthZReq", Some(&req));
+    assert_eq!(st, 200, "{answer}");
+    assert!(answer.contains("\"Allow\":true"), "{answer}");
+    assert!(cached.exists(), "the scan on demand fills the cache");
+    plugin.stop();
+}
+
+fn openssl(args: &[&str]) {
+    let o = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(o.status.success(), "openssl {args:?}: {}", text(&o).1);
+}
+
+/// Issue 15: exceptions and break glass match the user dockerd authenticated, i.e. the common
+/// name of the TLS client certificate it forwards as `User`; a label or a name the requester
+/// writes widens nothing. A second dockerd listens with `--tlsverify` on 127.0.0.1 of its own
+/// network namespace; the docker CLI connects with one client certificate per user.
+#[test]
+fn exceptions_and_break_glass_follow_the_tls_client_certificate() {
+    testkit::require!(Root, Docker);
+    let ns = NetNs::new("authztls");
+    let dir = tempfile::Builder::new()
+        .prefix("rampart-authztls-")
+        .tempdir_in("/var/tmp")
+        .expect("tmp");
+    let d = dir.path();
+    let f = |n: &str| d.join(n).display().to_string();
+    // PKI: a CA, the daemon's certificate for 127.0.0.1, a client certificate per user.
+    std::fs::write(
+        d.join("x.cnf"),
+        "[req]\ndistinguished_name=dn\n[dn]\n[ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n\
+         [server]\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n[client]\nextendedKeyUsage=clientAuth\n",
+    )
+    .expect("cnf");
+    let cnf = f("x.cnf");
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &f("ca.key"),
+        "-out",
+        &f("ca.pem"),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=rampart test CA",
+        "-config",
+        &cnf,
+        "-extensions",
+        "ca",
+    ]);
+    for (who, ext) in [
+        ("server", "server"),
+        ("ci", "client"),
+        ("bob", "client"),
+        ("alice", "client"),
+    ] {
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &f(&format!("{who}.key")),
+            "-out",
+            &f(&format!("{who}.csr")),
+            "-subj",
+            &format!("/CN={who}"),
+            "-config",
+            &cnf,
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &f(&format!("{who}.csr")),
+            "-CA",
+            &f("ca.pem"),
+            "-CAkey",
+            &f("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &cnf,
+            "-extensions",
+            ext,
+            "-out",
+            &f(&format!("{who}.pem")),
+        ]);
+    }
+    std::fs::write(
+        d.join("admission.yaml"),
+        "fail: closed\nrules: [privileged, limits, non-root]\nbreak_glass: [alice]\nexceptions:\n  - user: ci\n    skip: [limits]\n",
+    )
+    .expect("policy");
+    let plugin = format!("rampart-tls-{}", std::process::id());
+    let plugin_sock = PathBuf::from(format!("/run/docker/plugins/{plugin}.sock"));
+    let docker_sock = d.join("docker.sock");
+    let events = d.join("events.jsonl");
+    let _ = std::fs::remove_file(&plugin_sock);
+    let argv: Vec<String> = [
+        env!("CARGO_BIN_EXE_rampart"),
+        "authz",
+        "--policy",
+        &f("admission.yaml"),
+        "--socket",
+        &plugin_sock.display().to_string(),
+        "--docker-socket",
+        &docker_sock.display().to_string(),
+        "--events",
+        &events.display().to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    let plog = d.join("plugin.log");
+    let mut plugin_proc = spawn_logged(&argv, &plog);
+    wait_for("the plugin", &plog, || plugin_sock.exists());
+
+    let cgroup_parent = format!("/rampart-authztls-{}", std::process::id());
+    let cns = format!("rampart-authztls-{}", std::process::id());
+    let mut argv = ns.exec();
+    argv.extend(
+        [
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "dockerd",
+            "--data-root",
+            &f("data"),
+            "--exec-root",
+            &f("exec"),
+            "--pidfile",
+            &f("docker.pid"),
+            "-H",
+            &format!("unix://{}", docker_sock.display()),
+            "-H",
+            "tcp://127.0.0.1:2376",
+            "--tlsverify",
+            "--tlscacert",
+            &f("ca.pem"),
+            "--tlscert",
+            &f("server.pem"),
+            "--tlskey",
+            &f("server.key"),
+            "--bridge",
+            "none",
+            "--iptables=false",
+            "--ip-masq=false",
+            "--authorization-plugin",
+            &plugin,
+            "--cgroup-parent",
+            &cgroup_parent,
+            "--containerd-namespace",
+            &cns,
+            "--containerd-plugins-namespace",
+            &format!("{cns}-plugins"),
+        ]
+        .map(String::from),
+    );
+    let dlog = d.join("dockerd.log");
+    let mut daemon = spawn_logged(&argv, &dlog);
+    let h = format!("unix://{}", docker_sock.display());
+    wait_for("the TLS dockerd", &dlog, || {
+        testkit::docker(["-H", h.as_str(), "version"])
+            .status
+            .success()
+    });
+    let image = testkit::busybox_image();
+    let mut save = Command::new("docker")
+        .args(["save", &image])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("docker save");
+    let load = Command::new("docker")
+        .args(["-H", &h, "load", "-q"])
+        .stdin(save.stdout.take().expect("stdout"))
+        .output()
+        .expect("docker load");
+    assert!(
+        save.wait().expect("save").success() && load.status.success(),
+        "{:?}",
+        text(&load)
+    );
+
+    // `docker` as `who` (TLS), or over the unix socket (no authenticated user) for "".
+    let as_user = |who: &str, args: &[&str]| -> Output {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{}", ns.0)).arg("docker");
+        if who.is_empty() {
+            c.args(["-H", h.as_str()]);
+        } else {
+            c.args([
+                "-H",
+                "tcp://127.0.0.1:2376",
+                "--tlsverify",
+                "--tlscacert",
+                &f("ca.pem"),
+            ])
+            .args([
+                "--tlscert",
+                &f(&format!("{who}.pem")),
+                "--tlskey",
+                &f(&format!("{who}.key")),
+            ]);
+        }
+        c.args(args).output().expect("docker")
+    };
+    let limits = ["--memory", "64m", "--cpus", "0.5", "--pids-limit", "64"];
+    let create = |who: &str, name: &str, extra: &[&str]| -> Output {
+        let mut a = vec![
+            "create",
+            "--name",
+            name,
+            "--user",
+            "1000",
+            "--network",
+            "none",
+        ];
+        a.extend_from_slice(extra);
+        a.extend([image.as_str(), "true"]);
+        as_user(who, &a)
+    };
+    // The exception for ci: no limits needed. Not for bob, nor over the unix socket.
+    let o = create("ci", "by-ci", &[]);
+    assert!(o.status.success(), "ci: {:?}", text(&o));
+    for (who, name) in [("bob", "by-bob"), ("", "by-nobody")] {
+        let o = create(who, name, &[]);
+        assert!(
+            !o.status.success() && text(&o).1.contains("[limits]"),
+            "{who}: {:?}",
+            text(&o)
+        );
+    }
+    // Break glass: alice's label allows a privileged create (audited); bob's does not.
+    let mut glass = vec!["--privileged", "--label", "rampart.break-glass=INC-7"];
+    glass.extend(limits);
+    let o = create("alice", "by-alice", &glass);
+    assert!(o.status.success(), "alice: {:?}", text(&o));
+    let o = create("bob", "by-bob-glass", &glass);
+    assert!(
+        !o.status.success() && text(&o).1.contains("[privileged]"),
+        "bob: {:?}",
+        text(&o)
+    );
+
+    // What dockerd created.
+    let inspect = |name: &str| -> Option<Value> {
+        let o = testkit::docker(["-H", h.as_str(), "inspect", name]);
+        o.status
+            .success()
+            .then(|| serde_json::from_str::<Value>(&text(&o).0).expect("json")[0].clone())
+    };
+    assert_eq!(
+        inspect("by-ci").expect("ci's container")["HostConfig"]["Memory"],
+        json!(0)
+    );
+    assert_eq!(
+        inspect("by-alice").expect("alice's container")["HostConfig"]["Privileged"],
+        json!(true)
+    );
+    for name in ["by-bob", "by-nobody", "by-bob-glass"] {
+        assert!(inspect(name).is_none(), "{name} was created");
+    }
+    let log = std::fs::read_to_string(&events).expect("events");
+    let glass: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("json"))
+        .filter(|v| v["outcome"] == "break_glass")
+        .collect();
+    assert_eq!(glass.len(), 1, "{log}");
+    assert_eq!(glass[0]["user"], json!("alice"));
+
+    for name in ["by-ci", "by-alice"] {
+        let _ = testkit::docker(["-H", h.as_str(), "rm", "-f", name]);
+    }
+    daemon.stop();
+    plugin_proc.stop();
+    let _ = std::fs::remove_dir(
+        Path::new("/sys/fs/cgroup").join(cgroup_parent.trim_start_matches('/')),
+    );
+}
