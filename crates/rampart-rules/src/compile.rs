@@ -915,7 +915,8 @@ impl Compiler {
                         Rhs::One(Scalar::new(&String::from_utf8_lossy(&bytes)))
                     }
                 }
-                Op::Regex => match regex::Regex::new(&l.text) {
+                // Falco's `regex` is RE2 matched with ANCHOR_BOTH: the whole value must match.
+                Op::Regex => match regex::Regex::new(&format!("^(?:{})$", l.text)) {
                     Ok(r) => Rhs::Regex(r),
                     Err(e) => return Err(type_err(&l.text, l.at, format!("invalid regex: {e}"))),
                 },

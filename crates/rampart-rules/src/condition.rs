@@ -9,9 +9,11 @@
 //! primary   := "(" expr ")" | check | MACRO
 //! check     := field "exists"
 //!            | field CMP value
-//!            | field LISTOP "(" [value ("," value)*] ")"
+//!            | field LISTOP ( "(" [item ("," item)*] ")" | LISTNAME | rhsfield )
 //! field     := TRANSFORMER "(" field ")" | FIELDNAME ["[" ARG "]"]
-//! value     := QUOTED | BARE | "val(" field ")"
+//! value     := rhsfield | QUOTED | BARE
+//! rhsfield  := "val(" FIELDNAME ["[" ARG "]"] ")" | TRANSFORMER "(" field ")"
+//! item      := QUOTED | BARE
 //! CMP       := "=" | "==" | "!=" | "<" | "<=" | ">" | ">=" | "contains" | "icontains"
 //!            | "bcontains" | "startswith" | "bstartswith" | "endswith" | "glob" | "iglob"
 //!            | "regex"
@@ -22,7 +24,8 @@
 //! BARE      := [^ \b\t\n\r(),="']+
 //! QUOTED    := '"' ... '"' | "'" ... "'"   (backslash escapes \" \' \\ \n \t \r \b \f)
 //! ```
-//! `and` binds tighter than `or`, as in Falco. Keywords and word operators end at whitespace or
+//! `exists` and the LISTOPs need no blank after them (`(container.id exists)`, `in(a, b)`); the
+//! word CMPs do. `and` binds tighter than `or`, as in Falco. Keywords and word operators end at whitespace or
 //! `(`, so a macro may be called `android_hosts`. This is the grammar of libsinsp's filter
 //! parser (falcosecurity/libs `userspace/libsinsp/filter/parser.cpp`), written as a small
 //! recursive-descent parser because no maintained crate implements it.
@@ -477,7 +480,10 @@ impl<'a> Parser<'a> {
         let field = self.parse_field()?;
         self.skip_ws();
         let at = self.i;
-        if self.keyword("exists") {
+        // libsinsp lexes `exists` and the list operators as plain prefixes: `(x.y exists)` and
+        // `x.y in(a)` need no blank after them.
+        if self.rest().starts_with("exists") {
+            self.i += "exists".len();
             return Ok(Expr::Check {
                 field,
                 op: Op::Exists,
@@ -486,7 +492,8 @@ impl<'a> Parser<'a> {
             });
         }
         for (word, op) in LIST_OPS {
-            if self.keyword(word) {
+            if self.rest().starts_with(word) {
+                self.i += word.len();
                 let value = self.parse_list_or_value(*op)?;
                 return Ok(Expr::Check {
                     field,
@@ -541,7 +548,22 @@ impl<'a> Parser<'a> {
     fn parse_list_or_value(&mut self, op: Op) -> Result<Value, ParseError> {
         self.skip_ws();
         if self.peek() != Some(b'(') {
-            return Err(self.error(&format!("expected `(` after `{}`", op.as_str())));
+            // libsinsp: a field (through `val()` or a transformer) or the name of a list.
+            if let Some(v) = self.rhs_field()? {
+                return Ok(v);
+            }
+            let at = self.i;
+            if let Some(name) = self.identifier() {
+                return Ok(Value::List(vec![Lit {
+                    text: name.to_string(),
+                    quoted: false,
+                    at,
+                }]));
+            }
+            return Err(self.error(&format!(
+                "expected `(`, a list name or a field after `{}`",
+                op.as_str()
+            )));
         }
         self.i += 1;
         let mut items = Vec::new();
@@ -568,17 +590,33 @@ impl<'a> Parser<'a> {
 
     fn parse_value(&mut self) -> Result<Value, ParseError> {
         self.skip_ws();
+        if let Some(v) = self.rhs_field()? {
+            return Ok(v);
+        }
+        Ok(Value::One(self.literal()?))
+    }
+
+    /// A field on the right-hand side: `val(proc.pname)` (a bare field, no transformer inside,
+    /// as libsinsp) or a transformer `tolower(proc.pname)`; `None` when neither is at the cursor.
+    fn rhs_field(&mut self) -> Result<Option<Value>, ParseError> {
         if self.rest().starts_with("val(") {
             self.i += 4;
+            self.skip_ws();
+            if !self.field_name_ahead() {
+                return Err(self.error("expected a field within `val()`"));
+            }
             let f = self.parse_field()?;
             self.skip_ws();
             if self.peek() != Some(b')') {
                 return Err(self.error("expected `)` after val(field"));
             }
             self.i += 1;
-            return Ok(Value::Field(f));
+            return Ok(Some(Value::Field(f)));
         }
-        Ok(Value::One(self.literal()?))
+        if self.transformer_ahead() {
+            return Ok(Some(Value::Field(self.parse_field()?)));
+        }
+        Ok(None)
     }
 
     fn literal(&mut self) -> Result<Lit, ParseError> {
