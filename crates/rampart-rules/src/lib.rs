@@ -46,6 +46,6 @@ pub use error::{Error, Location};
 pub use fields::{catalogue as fields, FieldInfo};
 pub use loader::{Action, Warning};
 pub use ruleset::{
-    CannotFire, Loader, Need, Options, Report, RuleInfo, RuleMatching, RuleSet, DEFAULT_RULES,
-    DEFAULT_RULES_NAME, PRODUCED_EVENT_TYPES,
+    CannotFire, Evaluation, Loader, Need, Options, Report, RuleInfo, RuleMatching, RuleSet,
+    RuleStatus, DEFAULT_RULES, DEFAULT_RULES_NAME, PRODUCED_EVENT_TYPES,
 };
