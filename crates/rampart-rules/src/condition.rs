@@ -643,38 +643,73 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// A quoted string, unescaped as libsinsp's `unescape_str` does (filter/escaping.cpp):
+    /// `\b \f \n \r \t \\ \/`, the string's own quote (`\"` in `"..."`, `\'` in
+    /// `'...'`), `\xHH` (Falco 0.45; ASCII here), and `\ ` read as a lone backslash (libsinsp
+    /// keeps it for Falco's sudoedit rule). Any other escape is an error, as in Falco.
     fn quoted(&mut self) -> Result<String, ParseError> {
         let start = self.i;
         let Some(q) = self.peek() else {
             return Err(self.error("expected a quoted string"));
         };
         self.i += 1;
+        let body = self.i;
         let mut out = String::new();
-        let mut chars = self.s[self.i..].char_indices();
+        let mut chars = self.s[body..].char_indices();
         while let Some((off, c)) = chars.next() {
             if c as u32 == u32::from(q) {
-                self.i += off + 1;
+                self.i = body + off + 1;
                 return Ok(out);
             }
-            if c == '\\' {
-                match chars.next() {
-                    Some((_, '"')) => out.push('"'),
-                    Some((_, '\'')) => out.push('\''),
-                    Some((_, '\\')) => out.push('\\'),
-                    Some((_, 'n')) => out.push('\n'),
-                    Some((_, 't')) => out.push('\t'),
-                    Some((_, 'r')) => out.push('\r'),
-                    Some((_, 'b')) => out.push('\u{8}'),
-                    Some((_, 'f')) => out.push('\u{c}'),
-                    // An unknown escape keeps its backslash (`"\ "` is a backslash and a space).
-                    Some((_, other)) => {
-                        out.push('\\');
-                        out.push(other);
-                    }
-                    None => break,
-                }
-            } else {
+            if c != '\\' {
                 out.push(c);
+                continue;
+            }
+            let Some((eoff, e)) = chars.next() else {
+                break;
+            };
+            let bad = |p: &Parser<'_>, message: String| ParseError {
+                at: body + off,
+                token: p.s[body + off..(body + eoff + e.len_utf8()).min(p.s.len())].to_string(),
+                message,
+            };
+            match e {
+                'b' => out.push('\u{8}'),
+                'f' => out.push('\u{c}'),
+                'n' => out.push('\n'),
+                'r' => out.push('\r'),
+                't' => out.push('\t'),
+                '\\' | ' ' => out.push('\\'),
+                '/' => out.push('/'),
+                '"' | '\'' if e as u32 == u32::from(q) => out.push(e),
+                '"' | '\'' => {
+                    return Err(bad(
+                        self,
+                        format!("invalid \\{e} escape in a {}-quoted string", q as char),
+                    ))
+                }
+                'x' => {
+                    let hex: String = chars.by_ref().take(2).map(|(_, h)| h).collect();
+                    match u8::from_str_radix(&hex, 16) {
+                        Ok(b) if hex.len() == 2 && b.is_ascii() && b != 0 => {
+                            out.push(char::from(b))
+                        }
+                        _ => {
+                            return Err(bad(
+                                self,
+                                format!(
+                                    "unsupported \\x escape \\x{hex}: Rampart takes \\x01 to \\x7f"
+                                ),
+                            ))
+                        }
+                    }
+                }
+                other => {
+                    return Err(bad(
+                        self,
+                        format!("unsupported string escape sequence \\{other}"),
+                    ))
+                }
             }
         }
         Err(self.error_at(start, "unterminated quoted string"))
@@ -761,7 +796,7 @@ mod tests {
     }
 
     #[test]
-    fn quoted_escapes_keep_unknown_backslashes() {
+    fn quoted_escapes_as_libsinsp() {
         let e = parse(r#"proc.args contains "\ " and proc.cmdline = "a \"b\"""#).expect("parses");
         let Expr::And(items) = e else { panic!("and") };
         let Expr::Check {
@@ -771,7 +806,7 @@ mod tests {
         else {
             panic!("one")
         };
-        assert_eq!(l.text, "\\ ");
+        assert_eq!(l.text, "\\");
         let Expr::Check {
             value: Value::One(l),
             ..
@@ -780,6 +815,22 @@ mod tests {
             panic!("one")
         };
         assert_eq!(l.text, "a \"b\"");
+        let one = |c: &str| match parse(c) {
+            Ok(Expr::Check {
+                value: Value::One(l),
+                ..
+            }) => Ok(l.text),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(one(r#"a.b = "\/x\\y\tz\x41""#), Ok("/x\\y\tzA".into()));
+        assert_eq!(one(r#"a.b = 'it\'s'"#), Ok("it's".into()));
+        let err = one(r#"a.b = 'say \"x\"'"#).expect_err("Falco refuses");
+        assert!(err.message.contains("invalid"), "{err:?}");
+        let err = one(r#"a.b = "\q""#).expect_err("Falco refuses");
+        assert_eq!((err.at, err.token.as_str()), (7, "\\q"));
+        assert!(one(r#"a.b = "\x4""#).is_err() && one(r#"a.b = "\xff""#).is_err());
+        assert!(one(r#"a.b = "\x00""#).is_err());
     }
 
     #[test]

@@ -161,8 +161,13 @@ fn glob_and_iglob_are_fnmatch_without_pathname() {
     assert!(t("fd.name glob '/tmp/[!ab]?.sh'", "/tmp/c1.sh"));
     assert!(t("fd.name glob '/tmp/[0-9][0-9]'", "/tmp/42"));
     // Escaped specials match themselves; an unclosed `[` is a literal.
-    assert!(t(r"fd.name glob '/tmp/a\*b'", "/tmp/a*b"));
-    assert!(!t(r"fd.name glob '/tmp/a\*b'", "/tmp/axxb"));
+    // In a quoted value the backslash itself must be escaped (libsinsp's unescape_str); a bare
+    // value keeps it.
+    assert!(t(r"fd.name glob '/tmp/a\\*b'", "/tmp/a*b"));
+    assert!(!t(r"fd.name glob '/tmp/a\\*b'", "/tmp/axxb"));
+    assert!(t(r"fd.name glob /tmp/a\*b", "/tmp/a*b"));
+    let e = load_err(&[&rule("r", r"fd.name glob '/tmp/a\*b'")]);
+    assert!(e.contains("unsupported string escape"), "{e}");
     assert!(t("fd.name glob '/tmp/[x'", "/tmp/[x"));
     // Case: glob is exact, iglob folds ASCII case.
     assert!(!t("fd.name glob '/TMP/*.SH'", "/tmp/x.sh"));
@@ -258,6 +263,29 @@ fn transformers_and_field_comparisons() {
     assert!(e.contains("tolower() applies to text"), "{e}");
     let e = load_err(&[&rule("r", "len(proc.pid) = 1")]);
     assert!(e.contains("len() applies to text"), "{e}");
+}
+
+#[test]
+fn quoted_strings_unescape_like_libsinsp() {
+    let sudo = |arg: &str| B::exec("sudoedit", &["sudoedit", "-s", arg]).build();
+    // Falco's sudoedit rule (CVE-2021-3156) writes `contains "\ "`: libsinsp reads it as a
+    // lone backslash, so any backslash in the arguments matches.
+    assert!(holds(r#"proc.args contains "\ ""#, sudo(r"x\y")));
+    assert!(!holds(r#"proc.args contains "\ ""#, sudo("xy")));
+    assert!(holds(r#"proc.args = "-s a\tb""#, sudo("a\tb")));
+    assert!(holds(r#"proc.args = '-s it\'s'"#, sudo("it's")));
+    assert!(holds(r#"proc.args = "-s \x41\/""#, sudo("A/")));
+    for bad in [
+        r#"proc.args = "\q""#,
+        r#"proc.args = '\"'"#,
+        r#"proc.args = "\xzz""#,
+    ] {
+        let e = load_err(&[&rule("r", bad)]);
+        assert!(
+            e.contains("f0.yaml:3:") && e.contains("escape"),
+            "{bad}: {e}"
+        );
+    }
 }
 
 #[test]
