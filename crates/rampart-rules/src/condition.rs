@@ -25,7 +25,8 @@
 //! QUOTED    := '"' ... '"' | "'" ... "'"   (backslash escapes \" \' \\ \n \t \r \b \f)
 //! ```
 //! `exists` and the LISTOPs need no blank after them (`(container.id exists)`, `in(a, b)`); the
-//! word CMPs do. `and` binds tighter than `or`, as in Falco. Keywords and word operators end at whitespace or
+//! word CMPs do. Keywords and operators are lower case only, as libsinsp compares them with
+//! `strncmp`. `and` binds tighter than `or`, as in Falco. Keywords and word operators end at whitespace or
 //! `(`, so a macro may be called `android_hosts`. This is the grammar of libsinsp's filter
 //! parser (falcosecurity/libs `userspace/libsinsp/filter/parser.cpp`), written as a small
 //! recursive-descent parser because no maintained crate implements it.
@@ -269,7 +270,7 @@ impl<'a> Parser<'a> {
     fn keyword(&mut self, word: &str) -> bool {
         let rest = self.rest().as_bytes();
         if rest.len() >= word.len()
-            && rest[..word.len()].eq_ignore_ascii_case(word.as_bytes())
+            && &rest[..word.len()] == word.as_bytes()
             && rest.get(word.len()).is_none_or(|&b| is_ws(b) || b == b'(')
         {
             self.i += word.len();
@@ -524,7 +525,7 @@ impl<'a> Parser<'a> {
             for (word, o) in WORD_OPS {
                 let rest = self.rest().as_bytes();
                 if rest.len() > word.len()
-                    && rest[..word.len()].eq_ignore_ascii_case(word.as_bytes())
+                    && &rest[..word.len()] == word.as_bytes()
                     && (is_ws(rest[word.len()]) || matches!(rest[word.len()], b'"' | b'\''))
                 {
                     self.i += word.len();

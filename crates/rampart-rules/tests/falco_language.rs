@@ -306,6 +306,15 @@ fn boolean_syntax_as_libsinsp_reads_it() {
     assert!(e.contains("f0.yaml:3:"), "{e}");
     let e = load_err(&[&rule("r", "(proc.name = curl")]);
     assert!(e.contains("parenthesis"), "{e}");
+    // Keywords and operators are lower case only (libsinsp compares with strncmp).
+    for upper in [
+        "proc.name = curl AND proc.pid = 4242",
+        "proc.name CONTAINS curl",
+        "proc.name IN (curl)",
+        "NOT proc.name = wget",
+    ] {
+        assert!(load(&[&rule("r", upper)]).is_err(), "{upper}");
+    }
 }
 
 #[test]
