@@ -85,6 +85,14 @@ fn check(name: &str, rules: &RuleSet) -> (String, String) {
         c.rules,
         "{name}"
     );
+    // The files ask for the engine version Rampart is tested against: no warning about it.
+    assert!(
+        !report
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("engine version")),
+        "{name}"
+    );
     // A rule that cannot fire needs something named that Rampart does not produce.
     for s in &report.rule_status {
         if let Evaluation::CannotFire(needs) = &s.evaluation {

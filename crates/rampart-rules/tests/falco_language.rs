@@ -534,6 +534,28 @@ fn rule_keys_and_unknown_fields() {
         .find(|r| r.name() == "all keys")
         .expect("rule");
     assert_eq!(info.tags(), ["network", "T1105"]);
+    // Engine and plugin versions are checked as Falco checks their form.
+    let newer = load(&["- required_engine_version: 0.99.1\n"]).expect("a warning, not an error");
+    assert!(newer
+        .report()
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("0.99.1") && w.at.line == 1));
+    assert!(load(&["- required_engine_version: 12\n"])
+        .expect("old numeric form")
+        .report()
+        .warnings
+        .is_empty());
+    for bad in [
+        "- required_engine_version: latest\n",
+        "- required_engine_version: 0.57\n",
+        "- required_plugin_versions: container\n",
+        "- required_plugin_versions:\n    - name: container\n",
+        "- required_plugin_versions:\n    - name: a\n      version: 1.0.0\n      alternatives: b\n",
+    ] {
+        let e = load_err(&[bad]);
+        assert!(e.starts_with("f0.yaml:"), "{bad}: {e}");
+    }
     // Without skip-if-unknown-filter an unknown field is an error naming it and its place.
     let e = load_err(&[&rule("r", "spawned_process and proc.not_yet_a_field = 1")]);
     assert!(
