@@ -948,7 +948,14 @@ fn parse_exceptions(
         let fields_node = map_get(entries, "fields");
         let (single, fields) = match (fields_node, inherited) {
             (None, Some(old)) => (old.single, old.fields.clone()),
-            (None, None) => (false, Vec::new()),
+            (None, None) => {
+                return Err(cx.schema(
+                    item,
+                    format!(
+                        "exception {name:?} has no `fields`, and the rule has no earlier exception of that name to add values to"
+                    ),
+                ))
+            }
             (Some(n), _) => match &n.kind {
                 NodeKind::Scalar(s, _) if !n.is_null() => (true, vec![s.clone()]),
                 _ => (false, cx.strings(n, "fields")?),

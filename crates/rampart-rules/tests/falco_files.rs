@@ -154,6 +154,14 @@ fn falco_rule_files_load_unchanged_and_report_every_rule() {
     let c = counts(all.report());
     eprintln!("all three: {c:?}");
     assert!(c.evaluated + c.partial > 0);
+    // And after Rampart's default rules, as a Falco user adds them to an agent.
+    let mut loader = Loader::new();
+    loader.add_default_rules().expect("default rules");
+    for name in FILES {
+        loader.add_file(fixture(name)).expect("loads");
+    }
+    let with_defaults = loader.compile(Options::default()).expect("compiles");
+    assert!(with_defaults.report().rules > all.report().rules);
 
     let section = format!(
         "{table}\nRules not fully evaluated, and why (a field or event type Rampart does not produce):\n\n{details}"

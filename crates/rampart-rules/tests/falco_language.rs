@@ -383,6 +383,24 @@ fn exceptions_single_field_and_tuples() {
     assert_eq!(w2("/var/tmp/x.sockx", "mysqld"), ["w"]);
     assert!(w2("/var/x/third.one", "app").is_empty());
     assert!(w2("/var/x/keep.me", "app").is_empty());
+    // `override: exceptions: replace` drops the earlier rows and exceptions.
+    let replace = "- rule: w\n  exceptions:\n    - name: only\n      fields: proc.name\n      values: [app]\n  override:\n    exceptions: replace\n";
+    let rules3 = load(&[base, replace]).expect("loads");
+    let w3 = |path: &str, name: &str| {
+        let name = name.to_string();
+        fire(&rules3, B::write(path).proc(move |p| p.name = name).build())
+    };
+    assert_eq!(w3("/var/log/a", "logrotate"), ["w"]);
+    assert!(w3("/var/log/a", "app").is_empty());
+    // Appending values to an exception the rule does not have, without its fields, is an error.
+    let e = load_err(&[
+        base,
+        "- rule: w\n  exceptions:\n    - name: nosuch\n      values:\n        - [a, b]\n  append: true\n",
+    ]);
+    assert!(
+        e.contains("f1.yaml:3:") && e.contains("\"nosuch\" has no `fields`"),
+        "{e}"
+    );
     // Malformed exceptions are errors naming the place.
     let bad = "- rule: r\n  desc: d\n  condition: spawned_process\n  output: o\n  priority: INFO\n  exceptions:\n    - name: x\n      fields: [proc.name, proc.pname]\n      comps: [=]\n";
     assert!(load_err(&[bad]).contains("2 fields but 1 comps"));
