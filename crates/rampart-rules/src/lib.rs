@@ -38,6 +38,7 @@ mod eval;
 mod extract;
 mod fields;
 mod loader;
+mod prefilter;
 mod render;
 mod ruleset;
 mod yaml;

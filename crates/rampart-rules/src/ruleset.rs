@@ -14,6 +14,7 @@ use crate::error::{Error, Location};
 use crate::eval::Node;
 use crate::extract::FieldRef;
 use crate::loader::{Action, Collection, CorrelationKind, RuleDef, Warning};
+use crate::prefilter::Plan;
 
 /// The default rule set shipped with Rampart (`rules/default.yaml`).
 pub const DEFAULT_RULES: &str = include_str!("../../../rules/default.yaml");
@@ -351,6 +352,8 @@ pub(crate) struct Slot {
     pub corr: Box<[u32]>,
     /// The event kinds that carry this type: the slot applies only to them.
     pub kinds: Box<[EventKind]>,
+    /// Which of `rules` to evaluate for an event, by equality prefilters.
+    pub plan: Plan,
 }
 
 /// Information about one rule of a [`RuleSet`].
@@ -732,6 +735,7 @@ fn index(rules: Vec<CompiledRule>, options: Options, report: Report) -> RuleSet 
         index.insert(
             t.as_str().into(),
             Slot {
+                plan: Plan::new(&specialised),
                 rules: specialised,
                 corr: pick(true, Some(t)),
                 kinds,
@@ -746,6 +750,7 @@ fn index(rules: Vec<CompiledRule>, options: Options, report: Report) -> RuleSet 
                 .collect(),
             corr: pick(true, None),
             kinds: Box::new([]),
+            plan: Plan::default(),
         },
         rules,
         index,
