@@ -178,7 +178,7 @@ pub(crate) struct PrefixSet {
 }
 
 /// The first component of a path: `/usr` of `/usr/bin/ls`, `/etc` of `/etc`.
-fn first_component(p: &str) -> &str {
+pub(crate) fn first_component(p: &str) -> &str {
     match p.get(1..).and_then(|rest| rest.find('/')) {
         Some(i) => &p[..i + 1],
         None => p,
@@ -219,6 +219,27 @@ impl PrefixSet {
         }
         v.match_indices('/')
             .any(|(i, _)| i > 0 && self.paths.contains(&v[..i]))
+    }
+
+    /// The first components (`/usr`) every matching path starts with; `None` when a path
+    /// can match without one (`/` itself, a wildcard in the first component).
+    pub(crate) fn first_components(&self) -> Option<Vec<Box<str>>> {
+        if self.root {
+            return None;
+        }
+        let mut out: Vec<Box<str>> = self.firsts.iter().cloned().collect();
+        for g in &self.globs {
+            let first = g.get(1)?;
+            if !g.first().is_some_and(|c| c.is_empty())
+                || first
+                    .iter()
+                    .any(|b| matches!(b, b'*' | b'?' | b'[' | b'\\'))
+            {
+                return None;
+            }
+            out.push(format!("/{}", String::from_utf8_lossy(first)).into());
+        }
+        Some(out)
     }
 
     /// The first components of `v` match one glob prefix component by component.

@@ -3,7 +3,10 @@
 //! A rule whose (specialised) condition is `field = literal and ...` or
 //! `field in (...) and ...` can only match events whose `field` has one of those literals. Rules
 //! sharing such a field form a group, looked up by the event's value of the field (one hash
-//! lookup) instead of being evaluated one by one. The others are evaluated as before.
+//! lookup) instead of being evaluated one by one. Of the rest, rules that need a path field to
+//! start with literal prefixes (`fd.name startswith /etc/`, `pmatch`, a glob's literal head, or
+//! an `or` of those on one field) are grouped by the prefixes' first component and looked up
+//! by the first component of the event's path. The others are evaluated as before.
 //!
 //! Guarantees: the rules a lookup returns plus the ungrouped ones are a superset of the rules
 //! that can match the event; [`Plan::candidates`] yields them in load order, so
@@ -23,6 +26,82 @@ pub(crate) struct Plan {
     /// Positions (indexes into the slot's rules) evaluated for every event, ascending.
     always: Box<[u32]>,
     groups: Box<[Group]>,
+    paths: Box<[PathGroup]>,
+}
+
+/// Rules that need a path field to start with one of some literal prefixes (`startswith`,
+/// `pmatch`, a glob's literal head, `=`), indexed by the prefixes' first component (`/etc`).
+#[derive(Debug)]
+struct PathGroup {
+    field: FieldRef,
+    by_first: FxHashMap<Box<str>, Box<[u32]>>,
+    all: Box<[u32]>,
+}
+
+/// The first component of a path prefix when every path starting with `prefix` has it: `/etc`
+/// for `/etc/x` (not for `/et`, which `/etc2/...` also starts with).
+fn complete_first(prefix: &str) -> Option<&str> {
+    let rest = prefix.strip_prefix('/')?;
+    rest.find('/').map(|i| &prefix[..i + 1])
+}
+
+/// The path field and first components every match of `node` needs, if it has them.
+fn path_key(node: &Node) -> Option<(&FieldRef, Vec<Box<str>>)> {
+    match node {
+        Node::Check(c) => {
+            if c.field.multi || !c.field.transforms.is_empty() || c.na {
+                return None;
+            }
+            let firsts: Vec<Box<str>> = match (&c.op, &c.rhs) {
+                (Op::Eq, Rhs::One(s)) if s.text.starts_with('/') => {
+                    vec![crate::eval::first_component(&s.text).into()]
+                }
+                (Op::In | Op::Intersects, Rhs::Set(set))
+                    if set.ints.is_empty()
+                        && set.nets.is_empty()
+                        && set.bools == [false; 2]
+                        && !set.strs.is_empty()
+                        && set.strs.iter().all(|t| t.starts_with('/')) =>
+                {
+                    set.strs
+                        .iter()
+                        .map(|t| crate::eval::first_component(t).into())
+                        .collect()
+                }
+                (Op::StartsWith, Rhs::One(s)) => vec![complete_first(&s.text)?.into()],
+                (Op::Glob, Rhs::One(s)) => {
+                    let head = s
+                        .text
+                        .find(['*', '?', '[', '\\'])
+                        .map_or(&*s.text, |i| &s.text[..i]);
+                    // Without wildcards a glob is an equality.
+                    if head.len() == s.text.len() && s.text.starts_with('/') {
+                        vec![crate::eval::first_component(&s.text).into()]
+                    } else {
+                        vec![complete_first(head)?.into()]
+                    }
+                }
+                (Op::PMatch, Rhs::Prefixes(p)) => p.first_components()?,
+                _ => return None,
+            };
+            Some((&c.field, firsts))
+        }
+        Node::Or(items) => {
+            let mut field: Option<&FieldRef> = None;
+            let mut all = Vec::new();
+            for i in items.iter() {
+                let (f, firsts) = path_key(i)?;
+                if field.is_some_and(|g| g.name != f.name) {
+                    return None;
+                }
+                field = Some(f);
+                all.extend(firsts);
+            }
+            Some((field?, all))
+        }
+        Node::And(items) => items.iter().find_map(path_key),
+        _ => None,
+    }
 }
 
 #[derive(Debug)]
@@ -118,16 +197,51 @@ impl Plan {
                 all: members.iter().map(|(p, _)| *p).collect(),
             });
         }
+        // Rules left over: by the path prefixes they need.
+        // (field as written, [(position, field, first components)]), in order of first use.
+        type PathMembers<'n> = Vec<(u32, &'n FieldRef, Vec<Box<str>>)>;
+        let mut by_path: Vec<(Box<str>, PathMembers<'_>)> = Vec::new();
+        for (pos, (_, node)) in rules.iter().enumerate() {
+            if grouped[pos] {
+                continue;
+            }
+            if let Some((f, firsts)) = path_key(node) {
+                let entry = (pos as u32, f, firsts);
+                match by_path.iter_mut().find(|(n, _)| *n == f.name) {
+                    Some((_, v)) => v.push(entry),
+                    None => by_path.push((f.name.clone(), vec![entry])),
+                }
+            }
+        }
+        let mut paths = Vec::new();
+        for (_, members) in by_path {
+            if members.len() < MIN_GROUP {
+                continue;
+            }
+            let mut by_first: FxHashMap<Box<str>, Vec<u32>> = FxHashMap::default();
+            for (pos, _, firsts) in &members {
+                grouped[*pos as usize] = true;
+                for f in firsts {
+                    by_first.entry(f.clone()).or_default().push(*pos);
+                }
+            }
+            paths.push(PathGroup {
+                field: members[0].1.clone(),
+                by_first: finish(by_first),
+                all: members.iter().map(|(p, _, _)| *p).collect(),
+            });
+        }
         Plan {
             always: (0..rules.len() as u32)
                 .filter(|p| !grouped[*p as usize])
                 .collect(),
             groups: groups.into_boxed_slice(),
+            paths: paths.into_boxed_slice(),
         }
     }
 
     pub fn is_trivial(&self) -> bool {
-        self.groups.is_empty()
+        self.groups.is_empty() && self.paths.is_empty()
     }
 
     /// The positions to evaluate for this event, ascending: the ungrouped rules merged with
@@ -147,7 +261,18 @@ impl Plan {
                 hits.extend_from_slice(h);
             }
         }
-        if self.groups.len() > 1 {
+        for g in self.paths.iter() {
+            let hit = match ctx.get(&g.field, 0) {
+                None => None,
+                Some(Val::Str(s)) => g.by_first.get(crate::eval::first_component(s)),
+                Some(Val::Owned(s)) => g.by_first.get(crate::eval::first_component(&s)),
+                Some(_) => Some(&g.all),
+            };
+            if let Some(h) = hit {
+                hits.extend_from_slice(h);
+            }
+        }
+        if self.groups.len() + self.paths.len() > 1 {
             hits.sort_unstable();
         }
         Merge {

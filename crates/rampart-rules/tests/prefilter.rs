@@ -86,3 +86,126 @@ fn grouped_rules_fire_as_a_full_scan_would() {
         }
     }
 }
+
+/// Every rule alone (too few to be grouped) against all of them together (grouped): the rules
+/// that fire together are exactly those that fire alone, in load order.
+fn same_as_alone(conds: &[&str], events: &[Event]) {
+    let text = |cs: &[(usize, &str)]| {
+        cs.iter()
+            .map(|(i, c)| {
+                format!(
+                    "- rule: r{i}\n  desc: d\n  condition: {}\n  output: o\n  priority: WARNING\n",
+                    serde_json::to_string(c).expect("json string is a YAML scalar")
+                )
+            })
+            .collect::<String>()
+    };
+    let engine = |t: &str| {
+        let mut loader = Loader::new();
+        loader.add_str("r.yaml", t).expect("loads");
+        Engine::new(Arc::new(
+            loader
+                .compile(Options {
+                    rule_matching: RuleMatching::All,
+                    ..Options::default()
+                })
+                .expect("compiles"),
+        ))
+    };
+    let indexed: Vec<(usize, &str)> = conds.iter().copied().enumerate().collect();
+    let mut together = engine(&text(&indexed));
+    let mut alone: Vec<Engine> = indexed.iter().map(|c| engine(&text(&[*c]))).collect();
+    let mut fired_somewhere = 0;
+    for ev in events {
+        let got = names(&fired(&mut together, std::slice::from_ref(ev)));
+        let want: Vec<String> = alone
+            .iter_mut()
+            .filter_map(|e| {
+                names(&fired(e, std::slice::from_ref(ev)))
+                    .into_iter()
+                    .next()
+            })
+            .collect();
+        let path = ev.file.as_ref().map(|f| f.path.clone());
+        assert_eq!(got, want, "{path:?}");
+        fired_somewhere += usize::from(!got.is_empty());
+    }
+    assert!(fired_somewhere > 0);
+}
+
+#[test]
+fn path_prefix_groups_fire_as_each_rule_alone() {
+    let conds = [
+        "evt.type = openat and fd.name startswith /etc/",
+        "evt.type = openat and fd.name startswith /et",
+        "evt.type = openat and (fd.name pmatch (/usr/bin, /var/*/x) or fd.name glob '/srv/app1/*.conf')",
+        "evt.type = openat and fd.name glob '/home/*/.ssh/*'",
+        "evt.type = openat and fd.name glob '/h*'",
+        "evt.type = openat and fd.name = /etc",
+        "evt.type = openat and fd.name in (/etc/shadow, /root/.bashrc)",
+        "evt.type = openat and fd.directory in (/etc, /var/log)",
+        "evt.type = openat and fd.name pmatch (/)",
+        "evt.type = openat and (fd.name startswith /tmp/ or proc.name = curl)",
+        "evt.type = openat and fd.name startswith /srv/ and not fd.name endswith .conf",
+        "evt.type = openat and fd.name glob '/srv/app1/*.conf'",
+        "evt.type = openat and fd.name pmatch (/var/lib, /opt)",
+    ];
+    let paths = [
+        "/etc/shadow",
+        "/etc",
+        "/etc/",
+        "/etc2/x",
+        "/et",
+        "/usr/bin/ls",
+        "/usr/binx",
+        "/var/run/x",
+        "/var/run/x/y",
+        "/var/run/y",
+        "/srv/app1/a.conf",
+        "/srv/app1/sub/b.conf",
+        "/srv/app2/a.conf",
+        "/home/bob/.ssh/id_rsa",
+        "/home",
+        "/tmp/x",
+        "/root/.bashrc",
+        "/var/log/syslog",
+        "/var/lib/dpkg/status",
+        "/opt",
+        "relative/path",
+        "/",
+        "//etc/passwd",
+    ];
+    let events: Vec<Event> = paths
+        .iter()
+        .flat_map(|p| {
+            [
+                B::write(p).build(),
+                B::write(p).proc(|x| x.name = "curl".into()).build(),
+            ]
+        })
+        .collect();
+    same_as_alone(&conds, &events);
+}
+
+#[test]
+fn equality_groups_fire_as_each_rule_alone() {
+    let conds = [
+        "evt.type = execve and proc.name = curl",
+        "evt.type = execve and proc.name in (curl, wget) and proc.pid = 4242",
+        "evt.type = execve and proc.name = CURL",
+        "evt.type = execve and proc.name = '<NA>'",
+        "evt.type = execve and proc.name in (bash, sh)",
+        "evt.type = execve and proc.pid = 4242",
+        "evt.type = execve and proc.pid in (1, 0x1092)",
+        "evt.type = execve and proc.pid = 5",
+        "evt.type = execve and proc.pid = 6 or proc.name = sh",
+        "evt.type = execve and proc.pname = node",
+    ];
+    let events: Vec<Event> = ["curl", "wget", "bash", "sh", "CURL", "nginx"]
+        .iter()
+        .flat_map(|n| {
+            [4242, 1, 5, 6].map(|pid| B::exec(n, &[n]).proc(move |p| p.pid = pid).build())
+        })
+        .collect();
+    same_as_alone(&conds, &events);
+}
