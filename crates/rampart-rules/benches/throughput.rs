@@ -10,7 +10,7 @@
 //! 1. an engine with no rules (the baseline: event-type lookup and per-event reset),
 //! 2. Rampart's default rules,
 //! 3. the default rules plus a generated user rule file of 400 rules with large lists,
-//! 4. the default rules plus Falco's rule files when `RAMPART_FALCO_RULES_DIR` names them.
+//! 4. the default rules plus Falco's three rule files (vendored under `tests/fixtures/falco/`).
 //!
 //! A counting global allocator counts every allocation made inside `Engine::process`. Events are
 //! generated in chunks outside the timed region. Printed: events/s, ns/event, ratio to the
@@ -609,6 +609,22 @@ fn compile(files: &[(&str, &str)]) -> RuleSet {
     }
 }
 
+/// Falco's rule files (falcosecurity/rules, Apache-2.0; commit in the fixtures' README).
+const FALCO_FILES: [(&str, &str); 3] = [
+    (
+        "falco_rules.yaml",
+        include_str!("../tests/fixtures/falco/falco_rules.yaml"),
+    ),
+    (
+        "falco-incubating_rules.yaml",
+        include_str!("../tests/fixtures/falco/falco-incubating_rules.yaml"),
+    ),
+    (
+        "falco-sandbox_rules.yaml",
+        include_str!("../tests/fixtures/falco/falco-sandbox_rules.yaml"),
+    ),
+];
+
 fn main() {
     let total: u64 = std::env::args()
         .skip(1)
@@ -636,22 +652,16 @@ fn main() {
             ],
         ),
     ];
-    if let Some(dir) = std::env::var_os("RAMPART_FALCO_RULES_DIR") {
-        let mut files = vec![
-            ("default.yaml".to_string(), defaults.to_string()),
-            ("local.yaml".to_string(), LOCAL_RULES.to_string()),
-        ];
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-            paths.sort();
-            for p in paths {
-                if let Ok(t) = std::fs::read_to_string(&p) {
-                    files.push((p.display().to_string(), t));
-                }
-            }
-        }
-        sets.push(("default + Falco rule files", files));
+    // Falco's three rule files, vendored unchanged as test fixtures, after the default rules
+    // (in Falco's order: stable, incubating, sandbox).
+    let mut falco = vec![
+        ("default.yaml".to_string(), defaults.to_string()),
+        ("local.yaml".to_string(), LOCAL_RULES.to_string()),
+    ];
+    for (name, text) in FALCO_FILES {
+        falco.push((name.to_string(), text.to_string()));
     }
+    sets.push(("default + 3 Falco files", falco));
     let mut runs = Vec::new();
     for (i, (name, files)) in sets.iter().enumerate() {
         if i > 0 && !only.is_empty() && !name.contains(only.as_str()) {

@@ -696,8 +696,17 @@ impl Compiler {
                 },
             },
         };
+        // As libsinsp: tolower, toupper, b64 and basename take text and give text; len takes
+        // text and gives a number. Anything else is an error at load time.
         let mut ty = def.ty;
         for t in &fe.transforms {
+            if !matches!(ty, Ty::Str | Ty::Dyn) {
+                return Err(type_err(format!(
+                    "{}() applies to text fields, not to a {} value",
+                    t.name(),
+                    ty.name()
+                )));
+            }
             ty = if *t == Transform::Len {
                 Ty::Int
             } else {
@@ -915,7 +924,8 @@ impl Compiler {
                         Rhs::One(Scalar::new(&String::from_utf8_lossy(&bytes)))
                     }
                 }
-                Op::Regex => match regex::Regex::new(&l.text) {
+                // Falco's `regex` is RE2 matched with ANCHOR_BOTH: the whole value must match.
+                Op::Regex => match regex::Regex::new(&format!("^(?:{})$", l.text)) {
                     Ok(r) => Rhs::Regex(r),
                     Err(e) => return Err(type_err(&l.text, l.at, format!("invalid regex: {e}"))),
                 },

@@ -9,9 +9,11 @@
 //! primary   := "(" expr ")" | check | MACRO
 //! check     := field "exists"
 //!            | field CMP value
-//!            | field LISTOP "(" [value ("," value)*] ")"
+//!            | field LISTOP ( "(" [item ("," item)*] ")" | LISTNAME | rhsfield )
 //! field     := TRANSFORMER "(" field ")" | FIELDNAME ["[" ARG "]"]
-//! value     := QUOTED | BARE | "val(" field ")"
+//! value     := rhsfield | QUOTED | BARE
+//! rhsfield  := "val(" FIELDNAME ["[" ARG "]"] ")" | TRANSFORMER "(" field ")"
+//! item      := QUOTED | BARE
 //! CMP       := "=" | "==" | "!=" | "<" | "<=" | ">" | ">=" | "contains" | "icontains"
 //!            | "bcontains" | "startswith" | "bstartswith" | "endswith" | "glob" | "iglob"
 //!            | "regex"
@@ -22,7 +24,9 @@
 //! BARE      := [^ \b\t\n\r(),="']+
 //! QUOTED    := '"' ... '"' | "'" ... "'"   (backslash escapes \" \' \\ \n \t \r \b \f)
 //! ```
-//! `and` binds tighter than `or`, as in Falco. Keywords and word operators end at whitespace or
+//! `exists` and the LISTOPs need no blank after them (`(container.id exists)`, `in(a, b)`); the
+//! word CMPs do. Keywords and operators are lower case only, as libsinsp compares them with
+//! `strncmp`. `and` binds tighter than `or`, as in Falco. Keywords and word operators end at whitespace or
 //! `(`, so a macro may be called `android_hosts`. This is the grammar of libsinsp's filter
 //! parser (falcosecurity/libs `userspace/libsinsp/filter/parser.cpp`), written as a small
 //! recursive-descent parser because no maintained crate implements it.
@@ -266,7 +270,7 @@ impl<'a> Parser<'a> {
     fn keyword(&mut self, word: &str) -> bool {
         let rest = self.rest().as_bytes();
         if rest.len() >= word.len()
-            && rest[..word.len()].eq_ignore_ascii_case(word.as_bytes())
+            && &rest[..word.len()] == word.as_bytes()
             && rest.get(word.len()).is_none_or(|&b| is_ws(b) || b == b'(')
         {
             self.i += word.len();
@@ -477,7 +481,10 @@ impl<'a> Parser<'a> {
         let field = self.parse_field()?;
         self.skip_ws();
         let at = self.i;
-        if self.keyword("exists") {
+        // libsinsp lexes `exists` and the list operators as plain prefixes: `(x.y exists)` and
+        // `x.y in(a)` need no blank after them.
+        if self.rest().starts_with("exists") {
+            self.i += "exists".len();
             return Ok(Expr::Check {
                 field,
                 op: Op::Exists,
@@ -486,7 +493,8 @@ impl<'a> Parser<'a> {
             });
         }
         for (word, op) in LIST_OPS {
-            if self.keyword(word) {
+            if self.rest().starts_with(word) {
+                self.i += word.len();
                 let value = self.parse_list_or_value(*op)?;
                 return Ok(Expr::Check {
                     field,
@@ -517,7 +525,7 @@ impl<'a> Parser<'a> {
             for (word, o) in WORD_OPS {
                 let rest = self.rest().as_bytes();
                 if rest.len() > word.len()
-                    && rest[..word.len()].eq_ignore_ascii_case(word.as_bytes())
+                    && &rest[..word.len()] == word.as_bytes()
                     && (is_ws(rest[word.len()]) || matches!(rest[word.len()], b'"' | b'\''))
                 {
                     self.i += word.len();
@@ -541,7 +549,22 @@ impl<'a> Parser<'a> {
     fn parse_list_or_value(&mut self, op: Op) -> Result<Value, ParseError> {
         self.skip_ws();
         if self.peek() != Some(b'(') {
-            return Err(self.error(&format!("expected `(` after `{}`", op.as_str())));
+            // libsinsp: a field (through `val()` or a transformer) or the name of a list.
+            if let Some(v) = self.rhs_field()? {
+                return Ok(v);
+            }
+            let at = self.i;
+            if let Some(name) = self.identifier() {
+                return Ok(Value::List(vec![Lit {
+                    text: name.to_string(),
+                    quoted: false,
+                    at,
+                }]));
+            }
+            return Err(self.error(&format!(
+                "expected `(`, a list name or a field after `{}`",
+                op.as_str()
+            )));
         }
         self.i += 1;
         let mut items = Vec::new();
@@ -568,17 +591,33 @@ impl<'a> Parser<'a> {
 
     fn parse_value(&mut self) -> Result<Value, ParseError> {
         self.skip_ws();
+        if let Some(v) = self.rhs_field()? {
+            return Ok(v);
+        }
+        Ok(Value::One(self.literal()?))
+    }
+
+    /// A field on the right-hand side: `val(proc.pname)` (a bare field, no transformer inside,
+    /// as libsinsp) or a transformer `tolower(proc.pname)`; `None` when neither is at the cursor.
+    fn rhs_field(&mut self) -> Result<Option<Value>, ParseError> {
         if self.rest().starts_with("val(") {
             self.i += 4;
+            self.skip_ws();
+            if !self.field_name_ahead() {
+                return Err(self.error("expected a field within `val()`"));
+            }
             let f = self.parse_field()?;
             self.skip_ws();
             if self.peek() != Some(b')') {
                 return Err(self.error("expected `)` after val(field"));
             }
             self.i += 1;
-            return Ok(Value::Field(f));
+            return Ok(Some(Value::Field(f)));
         }
-        Ok(Value::One(self.literal()?))
+        if self.transformer_ahead() {
+            return Ok(Some(Value::Field(self.parse_field()?)));
+        }
+        Ok(None)
     }
 
     fn literal(&mut self) -> Result<Lit, ParseError> {
@@ -605,38 +644,73 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// A quoted string, unescaped as libsinsp's `unescape_str` does (filter/escaping.cpp):
+    /// `\b \f \n \r \t \\ \/`, the string's own quote (`\"` in `"..."`, `\'` in
+    /// `'...'`), `\xHH` (Falco 0.45; ASCII here), and `\ ` read as a lone backslash (libsinsp
+    /// keeps it for Falco's sudoedit rule). Any other escape is an error, as in Falco.
     fn quoted(&mut self) -> Result<String, ParseError> {
         let start = self.i;
         let Some(q) = self.peek() else {
             return Err(self.error("expected a quoted string"));
         };
         self.i += 1;
+        let body = self.i;
         let mut out = String::new();
-        let mut chars = self.s[self.i..].char_indices();
+        let mut chars = self.s[body..].char_indices();
         while let Some((off, c)) = chars.next() {
             if c as u32 == u32::from(q) {
-                self.i += off + 1;
+                self.i = body + off + 1;
                 return Ok(out);
             }
-            if c == '\\' {
-                match chars.next() {
-                    Some((_, '"')) => out.push('"'),
-                    Some((_, '\'')) => out.push('\''),
-                    Some((_, '\\')) => out.push('\\'),
-                    Some((_, 'n')) => out.push('\n'),
-                    Some((_, 't')) => out.push('\t'),
-                    Some((_, 'r')) => out.push('\r'),
-                    Some((_, 'b')) => out.push('\u{8}'),
-                    Some((_, 'f')) => out.push('\u{c}'),
-                    // An unknown escape keeps its backslash (`"\ "` is a backslash and a space).
-                    Some((_, other)) => {
-                        out.push('\\');
-                        out.push(other);
-                    }
-                    None => break,
-                }
-            } else {
+            if c != '\\' {
                 out.push(c);
+                continue;
+            }
+            let Some((eoff, e)) = chars.next() else {
+                break;
+            };
+            let bad = |p: &Parser<'_>, message: String| ParseError {
+                at: body + off,
+                token: p.s[body + off..(body + eoff + e.len_utf8()).min(p.s.len())].to_string(),
+                message,
+            };
+            match e {
+                'b' => out.push('\u{8}'),
+                'f' => out.push('\u{c}'),
+                'n' => out.push('\n'),
+                'r' => out.push('\r'),
+                't' => out.push('\t'),
+                '\\' | ' ' => out.push('\\'),
+                '/' => out.push('/'),
+                '"' | '\'' if e as u32 == u32::from(q) => out.push(e),
+                '"' | '\'' => {
+                    return Err(bad(
+                        self,
+                        format!("invalid \\{e} escape in a {}-quoted string", q as char),
+                    ))
+                }
+                'x' => {
+                    let hex: String = chars.by_ref().take(2).map(|(_, h)| h).collect();
+                    match u8::from_str_radix(&hex, 16) {
+                        Ok(b) if hex.len() == 2 && b.is_ascii() && b != 0 => {
+                            out.push(char::from(b))
+                        }
+                        _ => {
+                            return Err(bad(
+                                self,
+                                format!(
+                                    "unsupported \\x escape \\x{hex}: Rampart takes \\x01 to \\x7f"
+                                ),
+                            ))
+                        }
+                    }
+                }
+                other => {
+                    return Err(bad(
+                        self,
+                        format!("unsupported string escape sequence \\{other}"),
+                    ))
+                }
             }
         }
         Err(self.error_at(start, "unterminated quoted string"))
@@ -723,7 +797,7 @@ mod tests {
     }
 
     #[test]
-    fn quoted_escapes_keep_unknown_backslashes() {
+    fn quoted_escapes_as_libsinsp() {
         let e = parse(r#"proc.args contains "\ " and proc.cmdline = "a \"b\"""#).expect("parses");
         let Expr::And(items) = e else { panic!("and") };
         let Expr::Check {
@@ -733,7 +807,7 @@ mod tests {
         else {
             panic!("one")
         };
-        assert_eq!(l.text, "\\ ");
+        assert_eq!(l.text, "\\");
         let Expr::Check {
             value: Value::One(l),
             ..
@@ -742,6 +816,22 @@ mod tests {
             panic!("one")
         };
         assert_eq!(l.text, "a \"b\"");
+        let one = |c: &str| match parse(c) {
+            Ok(Expr::Check {
+                value: Value::One(l),
+                ..
+            }) => Ok(l.text),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(one(r#"a.b = "\/x\\y\tz\x41""#), Ok("/x\\y\tzA".into()));
+        assert_eq!(one(r#"a.b = 'it\'s'"#), Ok("it's".into()));
+        let err = one(r#"a.b = 'say \"x\"'"#).expect_err("Falco refuses");
+        assert!(err.message.contains("invalid"), "{err:?}");
+        let err = one(r#"a.b = "\q""#).expect_err("Falco refuses");
+        assert_eq!((err.at, err.token.as_str()), (7, "\\q"));
+        assert!(one(r#"a.b = "\x4""#).is_err() && one(r#"a.b = "\xff""#).is_err());
+        assert!(one(r#"a.b = "\x00""#).is_err());
     }
 
     #[test]

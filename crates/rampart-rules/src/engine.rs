@@ -86,6 +86,8 @@ pub struct Engine {
     corr: Vec<CorrState>,
     key: String,
     value: String,
+    /// Rules selected by the slot's prefilters for the current event (reused).
+    hits: Vec<u32>,
     stats: EngineStats,
 }
 
@@ -109,6 +111,7 @@ impl Engine {
             corr,
             key: String::new(),
             value: String::new(),
+            hits: Vec::new(),
             stats: EngineStats::default(),
         }
     }
@@ -135,6 +138,7 @@ impl Engine {
             corr,
             key,
             value,
+            hits,
             stats,
         } = self;
         stats.events += 1;
@@ -151,7 +155,18 @@ impl Engine {
             memo,
             generation: *generation,
         };
-        for (i, node) in slot.rules.iter() {
+        let mut all = 0..slot.rules.len() as u32;
+        let mut planned;
+        let positions: &mut dyn Iterator<Item = u32> = if slot.plan.is_trivial() {
+            &mut all
+        } else {
+            planned = slot.plan.candidates(&ctx, hits);
+            &mut planned
+        };
+        for pos in positions {
+            let Some((i, node)) = slot.rules.get(pos as usize) else {
+                continue;
+            };
             let rule = &rules.rules[*i as usize];
             if node.eval(&ctx) {
                 out.push(detection(

@@ -172,10 +172,13 @@ pub(crate) struct PrefixSet {
     /// rejected by one lookup.
     firsts: FxHashSet<Box<str>>,
     root: bool,
+    /// Prefixes with glob characters (`/var/*/*.txt`), split into components: each component
+    /// is matched with [`glob`], so wildcards do not cross `/` (as Falco's `pmatch`).
+    globs: Vec<Box<[Box<[u8]>]>>,
 }
 
 /// The first component of a path: `/usr` of `/usr/bin/ls`, `/etc` of `/etc`.
-fn first_component(p: &str) -> &str {
+pub(crate) fn first_component(p: &str) -> &str {
     match p.get(1..).and_then(|rest| rest.find('/')) {
         Some(i) => &p[..i + 1],
         None => p,
@@ -185,6 +188,11 @@ fn first_component(p: &str) -> &str {
 impl PrefixSet {
     pub fn insert(&mut self, path: &str) {
         let p = path.trim_end_matches('/');
+        if p.contains(['*', '?', '[']) {
+            self.globs
+                .push(p.split('/').map(|c| c.as_bytes().into()).collect());
+            return;
+        }
         if p.is_empty() {
             self.root = true;
         } else {
@@ -200,6 +208,9 @@ impl PrefixSet {
             return true;
         }
         let v = value.trim_end_matches('/');
+        if !self.globs.is_empty() && self.glob_matches(v) {
+            return true;
+        }
         if !self.firsts.contains(first_component(v)) {
             return false;
         }
@@ -208,6 +219,36 @@ impl PrefixSet {
         }
         v.match_indices('/')
             .any(|(i, _)| i > 0 && self.paths.contains(&v[..i]))
+    }
+
+    /// The first components (`/usr`) every matching path starts with; `None` when a path
+    /// can match without one (`/` itself, a wildcard in the first component).
+    pub(crate) fn first_components(&self) -> Option<Vec<Box<str>>> {
+        if self.root {
+            return None;
+        }
+        let mut out: Vec<Box<str>> = self.firsts.iter().cloned().collect();
+        for g in &self.globs {
+            let first = g.get(1)?;
+            if !g.first().is_some_and(|c| c.is_empty())
+                || first
+                    .iter()
+                    .any(|b| matches!(b, b'*' | b'?' | b'[' | b'\\'))
+            {
+                return None;
+            }
+            out.push(format!("/{}", String::from_utf8_lossy(first)).into());
+        }
+        Some(out)
+    }
+
+    /// The first components of `v` match one glob prefix component by component.
+    fn glob_matches(&self, v: &str) -> bool {
+        self.globs.iter().any(|pat| {
+            let mut comps = v.split('/');
+            pat.iter()
+                .all(|p| comps.next().is_some_and(|c| glob(p, c.as_bytes(), false)))
+        })
     }
 }
 
@@ -553,6 +594,15 @@ mod tests {
         p.insert("/etc/");
         assert!(p.matches("/usr/bin/ls") && p.matches("/etc") && p.matches("/etc/ssh/x"));
         assert!(!p.matches("/usr/binx") && !p.matches("/usr"));
+        // Falco's pmatch with wildcards: a prefix match whose wildcards stay in one component.
+        let mut g = PrefixSet::default();
+        g.insert("/var/*/*.txt");
+        assert!(g.matches("/var/run/a.txt") && g.matches("/var/run/a.txt/more"));
+        assert!(!g.matches("/var/run/sub/a.txt") && !g.matches("/var/run"));
+        let mut g = PrefixSet::default();
+        g.insert("/var/*");
+        assert!(g.matches("/var/run/file.txt") && g.matches("/var/x"));
+        assert!(!g.matches("/var") && !g.matches("/varx/y"));
     }
 
     #[test]

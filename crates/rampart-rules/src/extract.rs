@@ -1131,8 +1131,9 @@ fn transform(t: Transform, v: Val<'_>) -> Val<'_> {
         s
     };
     match t {
-        Transform::ToLower => Val::Owned(text(&v).to_lowercase()),
-        Transform::ToUpper => Val::Owned(text(&v).to_uppercase()),
+        // libsinsp maps each byte with the C library's toupper/tolower: ASCII letters only.
+        Transform::ToLower => Val::Owned(text(&v).to_ascii_lowercase()),
+        Transform::ToUpper => Val::Owned(text(&v).to_ascii_uppercase()),
         Transform::Len => Val::Int(match &v {
             Val::Str(s) => s.len() as i64,
             Val::Owned(s) => s.len() as i64,

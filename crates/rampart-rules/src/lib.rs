@@ -1,7 +1,8 @@
 //! Rampart's rule engine: Falco-compatible rule files, evaluated against Rampart's events.
 //!
 //! * **Rule files** are Falco's YAML format: `rule`, `macro`, `list` items,
-//!   `required_engine_version` and `required_plugin_versions` (accepted, ignored), `append: true`
+//!   `required_engine_version` (checked; a newer one is a warning) and `required_plugin_versions`
+//!   (checked for shape), `append: true`
 //!   and `override:`, `exceptions`, several files loaded in order. Falco's rule files load
 //!   unchanged; rules that need what Rampart does not produce are reported by
 //!   [`Report::cannot_fire`] and do not stop the others.
@@ -37,6 +38,7 @@ mod eval;
 mod extract;
 mod fields;
 mod loader;
+mod prefilter;
 mod render;
 mod ruleset;
 mod yaml;
@@ -46,6 +48,6 @@ pub use error::{Error, Location};
 pub use fields::{catalogue as fields, FieldInfo};
 pub use loader::{Action, Warning};
 pub use ruleset::{
-    CannotFire, Loader, Need, Options, Report, RuleInfo, RuleMatching, RuleSet, DEFAULT_RULES,
-    DEFAULT_RULES_NAME, PRODUCED_EVENT_TYPES,
+    CannotFire, Evaluation, Loader, Need, Options, Report, RuleInfo, RuleMatching, RuleSet,
+    RuleStatus, DEFAULT_RULES, DEFAULT_RULES_NAME, PRODUCED_EVENT_TYPES,
 };

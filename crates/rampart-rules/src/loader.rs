@@ -304,6 +304,64 @@ impl FileCtx {
     }
 }
 
+/// The Falco engine version whose rule language Rampart is tested against: the version the
+/// vendored Falco rule files (`tests/fixtures/falco/`) require.
+pub(crate) const FALCO_ENGINE_VERSION: (u64, u64, u64) = (0, 57, 0);
+
+/// `required_engine_version`: a semantic version (`0.57.0`) or, as older Falco files wrote it,
+/// a bare number N meaning `0.N.0`.
+fn engine_version(cx: &FileCtx, node: &Node) -> Result<(u64, u64, u64), Error> {
+    let text = cx.string(node, "required_engine_version")?;
+    let t = text.trim();
+    let bad = || {
+        cx.schema(
+            node,
+            format!("`required_engine_version` must be a version like 0.57.0, not {t:?}"),
+        )
+    };
+    if let Ok(n) = t.parse::<u64>() {
+        return Ok((0, n, 0));
+    }
+    let mut parts = t.split('.').map(|p| p.parse::<u64>());
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(a)), Some(Ok(b)), Some(Ok(c)), None) => Ok((a, b, c)),
+        _ => Err(bad()),
+    }
+}
+
+/// `required_plugin_versions`: a list of `{name, version, alternatives: [{name, version}]}`.
+fn plugin_versions(cx: &FileCtx, node: &Node) -> Result<(), Error> {
+    fn one(cx: &FileCtx, item: &Node, alternatives: bool) -> Result<(), Error> {
+        let NodeKind::Map(entries) = &item.kind else {
+            return Err(cx.schema(
+                item,
+                "a required plugin must be a mapping with `name` and `version`",
+            ));
+        };
+        for key in ["name", "version"] {
+            let v = map_get(entries, key)
+                .ok_or_else(|| cx.schema(item, format!("a required plugin has no `{key}`")))?;
+            cx.string(v, key)?;
+        }
+        if let Some(alts) = map_get(entries, "alternatives") {
+            let NodeKind::Seq(alts) = &alts.kind else {
+                return Err(cx.schema(alts, "`alternatives` must be a list"));
+            };
+            if !alternatives {
+                return Err(cx.schema(item, "an alternative cannot have alternatives"));
+            }
+            for a in alts {
+                one(cx, a, false)?;
+            }
+        }
+        Ok(())
+    }
+    match &node.kind {
+        NodeKind::Seq(items) => items.iter().try_for_each(|i| one(cx, i, true)),
+        _ => Err(cx.schema(node, "`required_plugin_versions` must be a list")),
+    }
+}
+
 fn map_get<'n>(entries: &'n [(Node, Node)], key: &str) -> Option<&'n Node> {
     entries
         .iter()
@@ -412,11 +470,24 @@ impl Collection {
             self.add_macro(cx, item, entries)
         } else if map_get(entries, "list").is_some() {
             self.add_list(cx, item, entries)
-        } else if map_get(entries, "required_engine_version").is_some()
-            || map_get(entries, "required_plugin_versions").is_some()
-        {
-            // Accepted and ignored: Rampart has no engine versions or plugins.
+        } else if let Some(v) = map_get(entries, "required_engine_version") {
+            let wanted = engine_version(cx, v)?;
+            if wanted > FALCO_ENGINE_VERSION {
+                let (a, b, c) = wanted;
+                let (x, y, z) = FALCO_ENGINE_VERSION;
+                self.warnings.push(Warning {
+                    at: cx.loc(v.pos),
+                    message: format!(
+                        "the file requires Falco engine version {a}.{b}.{c}; Rampart is tested \
+                         against the language of {x}.{y}.{z} (Falco refuses such a file; \
+                         Rampart loads it and reports what it does not know)"
+                    ),
+                });
+            }
             Ok(())
+        } else if let Some(v) = map_get(entries, "required_plugin_versions") {
+            // Checked for shape only: Rampart has no plugins (container metadata is built in).
+            plugin_versions(cx, v)
         } else {
             let keys: Vec<_> = entries.iter().filter_map(|(k, _)| k.as_str()).collect();
             self.warnings.push(Warning {
@@ -877,7 +948,14 @@ fn parse_exceptions(
         let fields_node = map_get(entries, "fields");
         let (single, fields) = match (fields_node, inherited) {
             (None, Some(old)) => (old.single, old.fields.clone()),
-            (None, None) => (false, Vec::new()),
+            (None, None) => {
+                return Err(cx.schema(
+                    item,
+                    format!(
+                        "exception {name:?} has no `fields`, and the rule has no earlier exception of that name to add values to"
+                    ),
+                ))
+            }
             (Some(n), _) => match &n.kind {
                 NodeKind::Scalar(s, _) if !n.is_null() => (true, vec![s.clone()]),
                 _ => (false, cx.strings(n, "fields")?),

@@ -14,6 +14,7 @@ use crate::error::{Error, Location};
 use crate::eval::Node;
 use crate::extract::FieldRef;
 use crate::loader::{Action, Collection, CorrelationKind, RuleDef, Warning};
+use crate::prefilter::Plan;
 
 /// The default rule set shipped with Rampart (`rules/default.yaml`).
 pub const DEFAULT_RULES: &str = include_str!("../../../rules/default.yaml");
@@ -229,11 +230,76 @@ impl fmt::Display for CannotFire {
     }
 }
 
+/// How Rampart evaluates one rule of the loaded files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Evaluation {
+    /// Every field and event type the rule names is produced: it is evaluated as written.
+    Evaluated,
+    /// Evaluated, and it can fire, but comparisons on these fields (which Rampart does not
+    /// produce) are false, as Falco's are on a field without a value.
+    Partial { absent: Vec<String> },
+    /// Compiled but can never match Rampart's events; what it would need.
+    CannotFire(Vec<Need>),
+    /// Left out by its `skip-if-unknown-filter: true`: a field neither Falco's catalogue (as
+    /// Rampart knows it) nor Rampart's has.
+    Skipped { field: String },
+}
+
+impl fmt::Display for Evaluation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Evaluation::Evaluated => f.write_str("evaluated"),
+            Evaluation::Partial { absent } => write!(
+                f,
+                "evaluated; comparisons on {} are false (not produced)",
+                absent.join(", ")
+            ),
+            Evaluation::CannotFire(needs) => {
+                f.write_str("not evaluated: needs ")?;
+                for (i, n) in needs.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{n}")?;
+                }
+                Ok(())
+            }
+            Evaluation::Skipped { field } => {
+                write!(f, "skipped (skip-if-unknown-filter): unknown field {field}")
+            }
+        }
+    }
+}
+
+/// One rule of the loaded files (after `append`/`override`) and how it is evaluated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleStatus {
+    pub rule: String,
+    pub at: Location,
+    /// `enabled` as the files leave it; a disabled rule's [`Evaluation`] says what would
+    /// happen once it is enabled.
+    pub enabled: bool,
+    pub evaluation: Evaluation,
+}
+
+impl fmt::Display for RuleStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: rule {:?}", self.at, self.rule)?;
+        if !self.enabled {
+            f.write_str(" (disabled in the file)")?;
+        }
+        write!(f, ": {}", self.evaluation)
+    }
+}
+
 /// What compiling found besides errors.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     /// Enabled rules that cannot fire, each reported once.
     pub cannot_fire: Vec<CannotFire>,
+    /// Every rule, enabled or not, in load order, with how it is evaluated.
+    pub rule_status: Vec<RuleStatus>,
     /// Non-fatal findings: unknown keys, rules that use absent fields but can still fire,
     /// rules skipped by `skip-if-unknown-filter`.
     pub warnings: Vec<Warning>,
@@ -288,6 +354,8 @@ pub(crate) struct Slot {
     pub corr: Box<[u32]>,
     /// The event kinds that carry this type: the slot applies only to them.
     pub kinds: Box<[EventKind]>,
+    /// Which of `rules` to evaluate for an event, by equality prefilters.
+    pub plan: Plan,
 }
 
 /// Information about one rule of a [`RuleSet`].
@@ -422,6 +490,14 @@ impl Loader {
                 Ok(Some(rule)) => rules.push(rule),
                 Ok(None) => {}
                 Err(Error::UnknownField { at, field, .. }) if def.skip_if_unknown_filter => {
+                    report.rule_status.push(RuleStatus {
+                        rule: def.name.clone(),
+                        at: def.at.clone(),
+                        enabled: def.enabled,
+                        evaluation: Evaluation::Skipped {
+                            field: field.clone(),
+                        },
+                    });
                     report.warnings.push(Warning {
                         at,
                         message: format!(
@@ -450,6 +526,12 @@ fn compile_rule(
     if def.source != "syscall" {
         // Another Falco event source: check the syntax, keep the rule out of the plan.
         compile::parse_cond(&def.cond)?;
+        report.rule_status.push(RuleStatus {
+            rule: def.name.clone(),
+            at: def.at.clone(),
+            enabled: def.enabled,
+            evaluation: Evaluation::CannotFire(vec![Need::Source(def.source.clone())]),
+        });
         if def.enabled {
             report.cannot_fire.push(CannotFire {
                 rule: def.name.clone(),
@@ -559,6 +641,25 @@ fn compile_rule(
         });
     }
     let can_fire = needs.is_empty();
+    // `evt.num` is Falco's `never_true` idiom (`evt.num=0` never holds there either).
+    let absent: Vec<String> = uses
+        .absent
+        .iter()
+        .filter(|f| *f != "evt.num")
+        .cloned()
+        .collect();
+    report.rule_status.push(RuleStatus {
+        rule: def.name.clone(),
+        at: def.at.clone(),
+        enabled: def.enabled,
+        evaluation: if !can_fire {
+            Evaluation::CannotFire(needs.clone())
+        } else if absent.is_empty() {
+            Evaluation::Evaluated
+        } else {
+            Evaluation::Partial { absent }
+        },
+    });
     if !can_fire && def.enabled {
         report.cannot_fire.push(CannotFire {
             rule: def.name.clone(),
@@ -636,6 +737,7 @@ fn index(rules: Vec<CompiledRule>, options: Options, report: Report) -> RuleSet 
         index.insert(
             t.as_str().into(),
             Slot {
+                plan: Plan::new(&specialised),
                 rules: specialised,
                 corr: pick(true, Some(t)),
                 kinds,
@@ -650,6 +752,7 @@ fn index(rules: Vec<CompiledRule>, options: Options, report: Report) -> RuleSet 
                 .collect(),
             corr: pick(true, None),
             kinds: Box::new([]),
+            plan: Plan::default(),
         },
         rules,
         index,
