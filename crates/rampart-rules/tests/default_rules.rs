@@ -392,6 +392,18 @@ fn drift_binary_not_in_image_executed() {
     fires(r, &[dropped().build()]);
     quiet(r, &[dropped().host().build()]);
     quiet(r, &[B::exec("agent", &["/tmp/agent"]).build()]);
+    // runc's own init, started by runc while the container is set up (seen under load with
+    // its executable not yet resolved): not drift. A dropped file named `runc` run by a
+    // shell still is.
+    let runc_init = |parent: &str| {
+        in_shell_of(
+            B::exec("runc", &["runc", "init"]).proc(|p| p.exe_upper_layer = true),
+            parent,
+        )
+        .build()
+    };
+    quiet(r, &[runc_init("runc")]);
+    fires(r, &[runc_init("sh")]);
 }
 
 #[test]

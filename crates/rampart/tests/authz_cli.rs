@@ -10,102 +10,19 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+mod support;
+use support::dockerd::{spawn_logged, wait_for, NetNs};
 
 fn text(o: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
-}
-
-/// A network namespace made by the test, deleted on drop: the second dockerd lives in it.
-struct NetNs(String);
-
-impl NetNs {
-    fn new(tag: &str) -> NetNs {
-        let name = format!("rampart-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        let o = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .expect("ip");
-        assert!(o.status.success(), "ip netns add: {:?}", text(&o));
-        let o = Command::new("ip")
-            .args(["-n", &name, "link", "set", "lo", "up"])
-            .output()
-            .expect("ip");
-        assert!(o.status.success(), "lo up: {:?}", text(&o));
-        NetNs(name)
-    }
-
-    /// nsenter, not `ip netns exec` (which mounts a fresh /sys, hiding the cgroups).
-    fn exec(&self) -> Vec<String> {
-        vec!["nsenter".into(), format!("--net=/run/netns/{}", self.0)]
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
-/// A child process ended (SIGTERM, then SIGKILL) on drop.
-struct Proc(Child);
-
-impl Proc {
-    fn stop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe {
-            libc::kill(self.0.id() as i32, libc::SIGTERM);
-        }
-        let end = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn spawn_logged(argv: &[String], log: &Path) -> Proc {
-    let f = std::fs::File::create(log).expect("log");
-    Proc(
-        Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().expect("log"))
-            .stderr(f)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{argv:?}: {e}")),
-    )
-}
-
-fn wait_for(what: &str, log: &Path, mut ok: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < end {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!(
-        "{what} did not come up:\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
 }
 
 /// One HTTP/1.1 request over the daemon's unix socket, written by hand so the request target

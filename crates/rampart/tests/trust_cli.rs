@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+use support::dockerd::{spawn_logged, wait_for, NetNs};
+
 fn rampart(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rampart"));
     c.args(args)
@@ -333,98 +336,10 @@ fn sign_verify_and_tamper_against_a_real_registry() {
     );
 }
 
-/// A network namespace made by the test (`ip netns add`), deleted on drop. The second dockerd,
-/// its registry and the plugin share it: the daemon pulls from 127.0.0.1 of its own namespace.
-struct NetNs(String);
-
-impl NetNs {
-    fn new() -> NetNs {
-        let name = format!("rampart-authz-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        let o = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .expect("ip");
-        assert!(o.status.success(), "ip netns add: {:?}", text(&o));
-        let o = Command::new("ip")
-            .args(["-n", &name, "link", "set", "lo", "up"])
-            .output()
-            .expect("ip");
-        assert!(o.status.success(), "lo up: {:?}", text(&o));
-        NetNs(name)
-    }
-
-    /// The prefix that runs a command in the namespace. nsenter, not `ip netns exec`: the latter
-    /// mounts a fresh /sys, hiding the cgroup hierarchy dockerd needs.
-    fn exec(&self) -> Vec<String> {
-        vec!["nsenter".into(), format!("--net=/run/netns/{}", self.0)]
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
-/// A child process ended (SIGTERM, then SIGKILL) on drop.
-struct Proc(Child);
-
-impl Proc {
-    fn stop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe {
-            libc::kill(self.0.id() as i32, libc::SIGTERM);
-        }
-        let end = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn spawn_logged(argv: &[String], log: &Path) -> Proc {
-    let f = std::fs::File::create(log).expect("log");
-    Proc(
-        Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().expect("log"))
-            .stderr(f)
-            .spawn()
-            .unwrap_or_else(|e| panic!("{argv:?}: {e}")),
-    )
-}
-
-fn wait_for(what: &str, log: &Path, mut ok: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < end {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!(
-        "{what} did not come up:\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
-}
-
 #[test]
 fn authz_plugin_admits_signed_images_and_refuses_the_rest() {
     testkit::require!(Root, Docker);
-    let ns = NetNs::new();
+    let ns = NetNs::new("authz");
     let dir = tempfile::Builder::new()
         .prefix("rampart-authz-")
         .tempdir_in("/var/tmp")

@@ -2,6 +2,8 @@
 //! children (server, agent) that die with the test.
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
+pub mod dockerd;
+
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
