@@ -1294,28 +1294,10 @@ fn degraded_mode_still_alerts_on_a_container_shell_and_a_miner() {
         "printf '#!/bin/sh\\nsleep 2\\n' > /tmp/xmrig && chmod +x /tmp/xmrig && /tmp/xmrig",
     ]);
     assert!(out.status.success(), "{out:?}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let alerts = loop {
-        let alerts: Vec<Value> = agent
-            .events()
-            .into_iter()
-            .filter(|e| e["class_uid"] == 2004 && e["container"]["uid"] == c.id.as_str())
-            .collect();
-        let has = |r: &str| alerts.iter().any(|a| a["rule"] == r);
-        if has("Shell spawned in container") && has("Crypto miner launched") {
-            break alerts;
-        }
-        if Instant::now() > deadline {
-            let seen: Vec<String> = agent
-                .events()
-                .iter()
-                .filter(|e| e["container"]["uid"] == c.id.as_str())
-                .map(|e| format!("{} {} {}", e["type"], e["process"]["name"], e["rule"]))
-                .collect();
-            panic!("alerts so far through the proc connector: {alerts:#?}; events of the container: {seen:#?}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let alerts = agent.wait_for(&c.id, "the shell and miner alerts", |evs| {
+        let has = |r: &str| evs.iter().any(|a| a["rule"] == r);
+        has("Shell spawned in container") && has("Crypto miner launched")
+    });
     let miner = alerts
         .iter()
         .find(|a| a["rule"] == "Crypto miner launched")

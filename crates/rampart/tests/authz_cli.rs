@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 mod support;
-use support::dockerd::{spawn_logged, wait_for, NetNs};
+use support::dockerd::{dockerd_argv, spawn_logged, wait_for, NetNs};
 
 fn text(o: &Output) -> (String, String) {
     (
@@ -373,37 +373,12 @@ fn authz_plugin_judges_what_dockerd_will_do() {
 
     let data_root = d.join("data").display().to_string();
     let cgroup_parent = format!("/rampart-authz2-{}", std::process::id());
-    let cns = format!("rampart-authz2-{}", std::process::id());
-    let mut argv = exec.clone();
-    argv.extend(
-        [
-            "unshare",
-            "-m",
-            "--propagation",
-            "private",
-            "dockerd",
-            "--data-root",
-            &data_root,
-            "--exec-root",
-            &d.join("exec").display().to_string(),
-            "--pidfile",
-            &d.join("docker.pid").display().to_string(),
-            "-H",
-            &format!("unix://{}", docker_sock.display()),
-            "--bridge",
-            "none",
-            "--iptables=false",
-            "--ip-masq=false",
-            "--authorization-plugin",
-            &plugin,
-            "--cgroup-parent",
-            &cgroup_parent,
-            "--containerd-namespace",
-            &cns,
-            "--containerd-plugins-namespace",
-            &format!("{cns}-plugins"),
-        ]
-        .map(String::from),
+    let argv = dockerd_argv(
+        &ns,
+        d,
+        "authz2",
+        &[format!("unix://{}", docker_sock.display())],
+        &["--authorization-plugin".to_string(), plugin.clone()],
     );
     let h = format!("unix://{}", docker_sock.display());
     let dk: Vec<&str> = vec!["-H", &h];
@@ -1215,46 +1190,25 @@ fn exceptions_and_break_glass_follow_the_tls_client_certificate() {
     wait_for("the plugin", &plog, || plugin_sock.exists());
 
     let cgroup_parent = format!("/rampart-authztls-{}", std::process::id());
-    let cns = format!("rampart-authztls-{}", std::process::id());
-    let mut argv = ns.exec();
-    argv.extend(
-        [
-            "unshare",
-            "-m",
-            "--propagation",
-            "private",
-            "dockerd",
-            "--data-root",
-            &f("data"),
-            "--exec-root",
-            &f("exec"),
-            "--pidfile",
-            &f("docker.pid"),
-            "-H",
-            &format!("unix://{}", docker_sock.display()),
-            "-H",
-            "tcp://127.0.0.1:2376",
-            "--tlsverify",
-            "--tlscacert",
-            &f("ca.pem"),
-            "--tlscert",
-            &f("server.pem"),
-            "--tlskey",
-            &f("server.key"),
-            "--bridge",
-            "none",
-            "--iptables=false",
-            "--ip-masq=false",
-            "--authorization-plugin",
-            &plugin,
-            "--cgroup-parent",
-            &cgroup_parent,
-            "--containerd-namespace",
-            &cns,
-            "--containerd-plugins-namespace",
-            &format!("{cns}-plugins"),
-        ]
-        .map(String::from),
+    let argv = dockerd_argv(
+        &ns,
+        d,
+        "authztls",
+        &[
+            format!("unix://{}", docker_sock.display()),
+            "tcp://127.0.0.1:2376".to_string(),
+        ],
+        &[
+            "--tlsverify".to_string(),
+            "--tlscacert".to_string(),
+            f("ca.pem"),
+            "--tlscert".to_string(),
+            f("server.pem"),
+            "--tlskey".to_string(),
+            f("server.key"),
+            "--authorization-plugin".to_string(),
+            plugin.clone(),
+        ],
     );
     let dlog = d.join("dockerd.log");
     let mut daemon = spawn_logged(&argv, &dlog);

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::dockerd::{spawn_logged, wait_for, NetNs};
+use support::dockerd::{dockerd_argv, spawn_logged, wait_for, NetNs};
 
 fn rampart(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rampart"));
@@ -417,37 +417,12 @@ fn authz_plugin_admits_signed_images_and_refuses_the_rest() {
 
     // The second dockerd, asking the plugin about every call.
     let cgroup_parent = format!("/rampart-authz-{}", std::process::id());
-    let cns = format!("rampart-authz-{}", std::process::id());
-    let mut argv = exec.clone();
-    argv.extend(
-        [
-            "unshare",
-            "-m",
-            "--propagation",
-            "private",
-            "dockerd",
-            "--data-root",
-            &d.join("data").display().to_string(),
-            "--exec-root",
-            &d.join("exec").display().to_string(),
-            "--pidfile",
-            &d.join("docker.pid").display().to_string(),
-            "-H",
-            &format!("unix://{}", docker_sock.display()),
-            "--bridge",
-            "none",
-            "--iptables=false",
-            "--ip-masq=false",
-            "--authorization-plugin",
-            &plugin,
-            "--cgroup-parent",
-            &cgroup_parent,
-            "--containerd-namespace",
-            &cns,
-            "--containerd-plugins-namespace",
-            &format!("{cns}-plugins"),
-        ]
-        .map(String::from),
+    let argv = dockerd_argv(
+        &ns,
+        d,
+        "authz",
+        &[format!("unix://{}", docker_sock.display())],
+        &["--authorization-plugin".to_string(), plugin.clone()],
     );
     let dlog = d.join("dockerd.log");
     let mut daemon = spawn_logged(&argv, &dlog);

@@ -95,3 +95,50 @@ pub fn wait_for(what: &str, log: &Path, mut ok: impl FnMut() -> bool) {
         std::fs::read_to_string(log).unwrap_or_default()
     );
 }
+
+/// The command line of a second dockerd in `ns`: data, exec root and pid file under `dir`, its
+/// own containerd namespaces and cgroup parent named after `tag`, no bridge and no iptables
+/// changes, listening on `hosts` (`-H` values), plus `extra` flags (the plugin, TLS). It runs in
+/// a mount namespace of its own so its mounts do not leak into the host's.
+pub fn dockerd_argv(
+    ns: &NetNs,
+    dir: &Path,
+    tag: &str,
+    hosts: &[String],
+    extra: &[String],
+) -> Vec<String> {
+    let path = |p: &str| dir.join(p).display().to_string();
+    let id = format!("rampart-{tag}-{}", std::process::id());
+    let mut argv = ns.exec();
+    argv.extend(
+        [
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "dockerd",
+            "--data-root",
+            &path("data"),
+            "--exec-root",
+            &path("exec"),
+            "--pidfile",
+            &path("docker.pid"),
+            "--bridge",
+            "none",
+            "--iptables=false",
+            "--ip-masq=false",
+            "--cgroup-parent",
+            &format!("/{id}"),
+            "--containerd-namespace",
+            &id,
+            "--containerd-plugins-namespace",
+            &format!("{id}-plugins"),
+        ]
+        .map(String::from),
+    );
+    for h in hosts {
+        argv.extend(["-H".to_string(), h.clone()]);
+    }
+    argv.extend(extra.iter().cloned());
+    argv
+}
