@@ -21,7 +21,8 @@
 //!
 //! Filters (query string): `kind` (`event`/`alert`), `id`, `host`, `container` (id prefix or
 //! name), `rule`, `type`, `region`, `agent`, `since`, `until` (RFC 3339, Unix nanoseconds, or a
-//! duration such as `15m` meaning that long ago), `limit` (default 100, at most 10 000).
+//! duration such as `15m` meaning that long ago), `limit` (default 100, at most 10 000; a page
+//! also ends at [`crate::store::DEFAULT_QUERY_BYTES`] of records).
 //! API tokens go in `Authorization: Bearer <token>`.
 //!
 //! Limits (`limits:` of the configuration, see `crate::config::Limits`): connections are
@@ -794,6 +795,7 @@ impl Filters {
             since_ns: time("since", &self.since)?,
             until_ns: time("until", &self.until)?,
             limit: self.limit.unwrap_or(0),
+            max_bytes: 0,
         })
     }
 }

@@ -22,6 +22,11 @@ use serde_json::Value;
 
 use crate::store::{day_of, RecordKind, StoredRecord};
 
+/// The largest record stored: longer lines are rejected alone (the rest of the batch is
+/// kept). The agent's largest records (`inventory.image` package lists) stay far below it; it
+/// bounds what a read of stored records can be made to hold per record.
+pub const MAX_RECORD_BYTES: usize = 4 << 20;
+
 /// Why a batch body could not be read at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {
@@ -232,6 +237,16 @@ fn parse_lines(
         }
         count = i + 1;
         if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if line.len() > MAX_RECORD_BYTES {
+            out.rejected.push(RejectedLine {
+                line: i + 1,
+                error: format!(
+                    "record is {} bytes; records above {MAX_RECORD_BYTES} bytes are not stored",
+                    line.len()
+                ),
+            });
             continue;
         }
         let fast_row = match (&fast, text) {

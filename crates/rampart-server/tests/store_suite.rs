@@ -327,6 +327,21 @@ async fn suite(store: &dyn Store) {
         store.engine()
     );
     assert_eq!(store.count(&by_id).await.unwrap(), 1, "{}", store.engine());
+
+    // A page ends at its byte budget, after at least one record, newest first (issue 16: large
+    // stored records cannot make one read hold gigabytes).
+    let page = |max_bytes: usize| Query {
+        limit: 5,
+        max_bytes,
+        ..Query::default()
+    };
+    let all = store.query(&page(0)).await.unwrap();
+    assert_eq!(all.len(), 5, "{}", store.engine());
+    let one = store.query(&page(1)).await.unwrap();
+    assert_eq!(one, all[..1].to_vec(), "{}", store.engine());
+    let three: usize = all[..3].iter().map(|r| r.json.len()).sum();
+    let got = store.query(&page(three)).await.unwrap();
+    assert_eq!(got, all[..3].to_vec(), "{}", store.engine());
 }
 
 /// The summaries (run after [`suite`]).

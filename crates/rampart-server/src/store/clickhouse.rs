@@ -578,10 +578,33 @@ impl Store for ClickHouseStore {
     fn query<'a>(&'a self, q: &'a Query) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
         Box::pin(async move {
             let db = &self.cfg.database;
+            // The byte budget: the sizes of the page's records first (small), then only as many
+            // records as fit, so that a page of very large records is never held whole.
+            let sizes = self
+                .sql(
+                    &format!(
+                        "SELECT length(json) FROM {db}.records FINAL{} ORDER BY time_ns DESC, id DESC LIMIT {} FORMAT TabSeparated",
+                        Self::where_clause(q),
+                        q.effective_limit()
+                    ),
+                    None,
+                )
+                .await?;
+            let budget = q.effective_max_bytes();
+            let (mut rows, mut bytes) = (0usize, 0usize);
+            for line in sizes.lines() {
+                bytes += line.trim().parse::<usize>().unwrap_or(0);
+                rows += 1;
+                if bytes >= budget {
+                    break;
+                }
+            }
+            if rows == 0 {
+                return Ok(Vec::new());
+            }
             let sql = format!(
-                "SELECT {SELECT_COLUMNS} FROM {db}.records FINAL{} ORDER BY time_ns DESC, id DESC LIMIT {} FORMAT JSONEachRow",
+                "SELECT {SELECT_COLUMNS} FROM {db}.records FINAL{} ORDER BY time_ns DESC, id DESC LIMIT {rows} FORMAT JSONEachRow",
                 Self::where_clause(q),
-                q.effective_limit()
             );
             let text = self.sql(&sql, None).await?;
             self.rows(&text)

@@ -129,9 +129,25 @@ pub struct Query {
     pub until_ns: Option<u64>,
     /// At most this many records (0: the default of 100).
     pub limit: usize,
+    /// At most about this many bytes of records' JSON (0: [`DEFAULT_QUERY_BYTES`]): a page
+    /// ends early at this budget, after at least one record, so that a store holding very
+    /// large records (an agent may store records up to `limits.ingest_record_bytes`) cannot
+    /// make one query hold gigabytes. Continue with `until` = the last record's time.
+    pub max_bytes: usize,
 }
 
+/// The default byte budget of one query's records.
+pub const DEFAULT_QUERY_BYTES: usize = 16 << 20;
+
 impl Query {
+    /// The effective byte budget: [`DEFAULT_QUERY_BYTES`] unless one is given.
+    pub fn effective_max_bytes(&self) -> usize {
+        match self.max_bytes {
+            0 => DEFAULT_QUERY_BYTES,
+            n => n,
+        }
+    }
+
     /// The effective limit: 100 by default, at most 10 000.
     pub fn effective_limit(&self) -> usize {
         match self.limit {

@@ -574,12 +574,23 @@ impl Store for SqliteStore {
         let (w, mut args) = where_clause(q);
         args.push(SqlValue::Integer(q.effective_limit() as i64));
         let hint = index_hint(q);
+        let budget = q.effective_max_bytes();
         self.blocking(false, move |c| {
             let mut st = c.prepare(&format!(
                 "SELECT {COLUMNS} FROM records{hint}{w} ORDER BY time_ns DESC, id DESC LIMIT ?"
             ))?;
             let rows = st.query_map(params_from_iter(args), row_to_record)?;
-            rows.collect()
+            // Rows are read one at a time: the page stops at the byte budget.
+            let (mut out, mut bytes) = (Vec::new(), 0usize);
+            for r in rows {
+                let r = r?;
+                bytes += r.json.len();
+                out.push(r);
+                if bytes >= budget {
+                    break;
+                }
+            }
+            Ok(out)
         })
     }
 
