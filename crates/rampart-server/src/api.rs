@@ -595,6 +595,21 @@ async fn enroll(
         .map_err(|_| {
             bad("the signature does not verify with the public key (or the key is not P-256)")
         })?;
+    // Checked before the token is used (so a mistake costs no use of it), and again atomically
+    // when the agent is recorded.
+    if let Some(holder) = app
+        .control
+        .hostname_taken(&req.hostname)
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    {
+        return Err(err(
+            StatusCode::CONFLICT,
+            format!(
+                "host name {:?} is enrolled as agent {holder}, which is not revoked: revoke it first (rampart server agents revoke {holder}) if this is that host reinstalled",
+                req.hostname
+            ),
+        ));
+    }
     let grant = app
         .control
         .redeem_enroll_token(&req.token)
@@ -612,7 +627,7 @@ async fn enroll(
         )
         .map_err(|e| bad(&e.to_string()))?;
     app.control
-        .add_agent(&AgentRecord {
+        .add_agent_unique(&AgentRecord {
             agent_id: agent_id.clone(),
             hostname: req.hostname.clone(),
             region: grant.region.clone(),
@@ -622,7 +637,10 @@ async fn enroll(
             revoked_ns: None,
             last_seen_ns: None,
         })
-        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        .map_err(|e| match e {
+            crate::control::ControlError::Refused(m) => err(StatusCode::CONFLICT, m),
+            e => err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        })?;
     app.counters.enrollments.fetch_add(1, Ordering::Relaxed);
     tracing::info!(agent = %agent_id, hostname = %req.hostname, region = %grant.region, "agent enrolled");
     Ok(Json(EnrollResponse {

@@ -532,6 +532,58 @@ impl Control {
         .map(|_| ())
     }
 
+    /// Records an enrolled agent unless a host of the same name is enrolled and not revoked
+    /// (names compared as DNS does: case and a trailing dot ignored): then
+    /// [`ControlError::Refused`] naming the agent that holds it. Check and insert are one
+    /// transaction, so two enrollments racing for one name cannot both succeed.
+    pub fn add_agent_unique(&self, a: &AgentRecord) -> Result<(), ControlError> {
+        let norm = |h: &str| h.trim_end_matches('.').to_ascii_lowercase();
+        let want = norm(&a.hostname);
+        let taken = self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let holder = {
+                let mut st =
+                    tx.prepare("SELECT agent_id, hostname FROM agents WHERE revoked_ns IS NULL")?;
+                let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+                let mut holder = None;
+                for row in rows {
+                    let (id, host) = row?;
+                    if norm(&host) == want {
+                        holder = Some((id, host));
+                        break;
+                    }
+                }
+                holder
+            };
+            if holder.is_none() {
+                tx.execute(
+                    "INSERT INTO agents (agent_id, hostname, region, serial, enrolled_ns, not_after) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![a.agent_id, a.hostname, a.region, a.serial, a.enrolled_ns as i64, a.not_after],
+                )?;
+            }
+            tx.commit()?;
+            Ok(holder)
+        })?;
+        match taken {
+            None => Ok(()),
+            Some((id, host)) => Err(ControlError::Refused(format!(
+                "host name {:?} is enrolled as agent {id} ({host:?}), which is not revoked: a second agent may not speak for it; if this is that host reinstalled, revoke the old agent first (rampart server agents revoke {id})",
+                a.hostname
+            ))),
+        }
+    }
+
+    /// Whether a host of this name is enrolled and not revoked (see [`Self::add_agent_unique`]).
+    pub fn hostname_taken(&self, hostname: &str) -> Result<Option<String>, ControlError> {
+        let norm = |h: &str| h.trim_end_matches('.').to_ascii_lowercase();
+        let want = norm(hostname);
+        Ok(self
+            .agents()?
+            .into_iter()
+            .find(|a| a.revoked_ns.is_none() && norm(&a.hostname) == want)
+            .map(|a| a.agent_id))
+    }
+
     /// Every agent.
     pub fn agents(&self) -> Result<Vec<AgentRecord>, ControlError> {
         self.with(|c| {

@@ -1042,3 +1042,40 @@ async fn large_stored_records_do_not_make_reads_hold_gigabytes() {
         hwm / 1024
     );
 }
+
+/// A holder of a valid enrollment token cannot enroll a second agent under a host name that
+/// is enrolled and not revoked, in any spelling DNS treats as the same name; the token is not
+/// used up by the refusal; after the old agent is revoked, the reinstalled host enrolls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_agent_cannot_enroll_under_an_enrolled_host_name() {
+    let s = Server::start().await;
+    let db = s.enroll("db-1").await;
+    let cfg = s.config.to_str().expect("utf-8").to_string();
+    let token = rampart_ok(&[
+        "server",
+        "--config",
+        &cfg,
+        "enroll-token",
+        "--region",
+        "eu-de",
+        "--uses",
+        "1",
+    ]);
+    for (i, name) in ["db-1", "DB-1", "db-1.", "Db-1."].iter().enumerate() {
+        let dir = s.dir.path().join(format!("impostor-{i}"));
+        let e = rampart_ship::enroll::enroll(&s.url(), token.trim(), name, &dir, false).await;
+        let msg = format!("{:?}", e.err().expect("refused"));
+        assert!(
+            msg.contains("409") || msg.contains("is enrolled as agent"),
+            "{name}: {msg}"
+        );
+        assert!(msg.contains(&db.id), "{name}: names the holder: {msg}");
+    }
+    // The old agent revoked (the host reinstalled): the same token enrolls it.
+    rampart_ok(&["server", "--config", &cfg, "agents", "revoke", &db.id]);
+    let dir = s.dir.path().join("reinstalled");
+    let e = rampart_ship::enroll::enroll(&s.url(), token.trim(), "db-1", &dir, false)
+        .await
+        .expect("enrolls after the revocation");
+    assert_ne!(e.agent_id, db.id);
+}
