@@ -1064,7 +1064,10 @@ async fn a_second_agent_cannot_enroll_under_an_enrolled_host_name() {
     for (i, name) in ["db-1", "DB-1", "db-1.", "Db-1."].iter().enumerate() {
         let dir = s.dir.path().join(format!("impostor-{i}"));
         let e = rampart_ship::enroll::enroll(&s.url(), token.trim(), name, &dir, false).await;
-        let msg = format!("{:?}", e.err().expect("refused"));
+        let Err(e) = e else {
+            panic!("{name}: enrolled a second agent")
+        };
+        let msg = format!("{e:?}");
         assert!(
             msg.contains("409") || msg.contains("is enrolled as agent"),
             "{name}: {msg}"
