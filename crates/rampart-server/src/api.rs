@@ -595,21 +595,9 @@ async fn enroll(
         .map_err(|_| {
             bad("the signature does not verify with the public key (or the key is not P-256)")
         })?;
-    // Checked before the token is used (so a mistake costs no use of it), and again atomically
-    // when the agent is recorded.
-    if let Some(holder) = app
-        .control
-        .hostname_taken(&req.hostname)
-        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    {
-        return Err(err(
-            StatusCode::CONFLICT,
-            format!(
-                "host name {:?} is enrolled as agent {holder}, which is not revoked: revoke it first (rampart server agents revoke {holder}) if this is that host reinstalled",
-                req.hostname
-            ),
-        ));
-    }
+    // The token first: without a valid one nothing is said about which host names are
+    // enrolled. A name an unrevoked agent holds is refused when the agent is recorded
+    // (atomically); that refusal has used the token like any enrollment.
     let grant = app
         .control
         .redeem_enroll_token(&req.token)

@@ -573,17 +573,6 @@ impl Control {
         }
     }
 
-    /// Whether a host of this name is enrolled and not revoked (see [`Self::add_agent_unique`]).
-    pub fn hostname_taken(&self, hostname: &str) -> Result<Option<String>, ControlError> {
-        let norm = |h: &str| h.trim_end_matches('.').to_ascii_lowercase();
-        let want = norm(hostname);
-        Ok(self
-            .agents()?
-            .into_iter()
-            .find(|a| a.revoked_ns.is_none() && norm(&a.hostname) == want)
-            .map(|a| a.agent_id))
-    }
-
     /// Every agent.
     pub fn agents(&self) -> Result<Vec<AgentRecord>, ControlError> {
         self.with(|c| {

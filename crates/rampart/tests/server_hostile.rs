@@ -1044,8 +1044,9 @@ async fn large_stored_records_do_not_make_reads_hold_gigabytes() {
 }
 
 /// A holder of a valid enrollment token cannot enroll a second agent under a host name that
-/// is enrolled and not revoked, in any spelling DNS treats as the same name; the token is not
-/// used up by the refusal; after the old agent is revoked, the reinstalled host enrolls.
+/// is enrolled and not revoked, in any spelling DNS treats as the same name (each refusal uses
+/// the token like any enrollment); without a valid token nothing is said about enrolled names;
+/// after the old agent is revoked, the reinstalled host enrolls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_agent_cannot_enroll_under_an_enrolled_host_name() {
     let s = Server::start().await;
@@ -1059,8 +1060,14 @@ async fn a_second_agent_cannot_enroll_under_an_enrolled_host_name() {
         "--region",
         "eu-de",
         "--uses",
-        "1",
+        "5",
     ]);
+    let dir = s.dir.path().join("no-token");
+    let e = rampart_ship::enroll::enroll(&s.url(), "not-a-token", "db-1", &dir, false).await;
+    let Err(e) = e else {
+        panic!("enrolled without a token")
+    };
+    assert!(!format!("{e:?}").contains(&db.id), "{e:?}");
     for (i, name) in ["db-1", "DB-1", "db-1.", "Db-1."].iter().enumerate() {
         let dir = s.dir.path().join(format!("impostor-{i}"));
         let e = rampart_ship::enroll::enroll(&s.url(), token.trim(), name, &dir, false).await;
