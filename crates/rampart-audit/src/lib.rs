@@ -41,12 +41,7 @@ use crate::container::AuditContext;
 use crate::host::daemon::{DaemonConfig, DaemonFacts};
 use crate::host::{HostOptions, HostReport};
 
-/// Nanoseconds since the Unix epoch.
-pub(crate) fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
+pub(crate) use rampart_event::now_ns;
 
 /// What the running daemon reports for the host audit; empty when there is no daemon.
 async fn daemon_facts(

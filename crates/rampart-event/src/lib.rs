@@ -40,3 +40,11 @@ pub use vuln::{ImageRef, Package, PackageKind, Severity, UnknownSeverity, VulnFi
 
 /// Rampart's version, as shown in `metadata.product.version` of every event.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Nanoseconds since the Unix epoch (0 when the clock reads before 1970): the one clock of
+/// event, record and decision times.
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}

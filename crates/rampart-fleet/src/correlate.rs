@@ -476,12 +476,7 @@ pub fn alert_record(a: &Alert, now_ns: u64) -> StoredRecord {
     }
 }
 
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
+use rampart_event::now_ns;
 
 /// A [`Store`] that hands every committed batch to a [`Correlator`] and stores the alerts it
 /// raises. Queries, retention and the rest go straight to the wrapped store.

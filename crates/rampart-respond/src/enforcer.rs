@@ -229,11 +229,7 @@ impl Lock {
     }
 }
 
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
+use rampart_event::now_ns;
 
 fn now_secs() -> u64 {
     now_ns() / 1_000_000_000

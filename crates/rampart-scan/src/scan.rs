@@ -1,8 +1,6 @@
 //! One scan, end to end: inventory (from the cache when the image is unchanged), matching,
 //! report.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use crate::cache::InventoryCache;
 use crate::db::{DbError, VulnDb};
 use crate::image::{ImageError, ImageReader, Progress, Target};
@@ -27,12 +25,7 @@ pub struct ScanOptions {
     pub refresh: bool,
 }
 
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
+use rampart_event::now_ns;
 
 /// Scans `target`: reads it (or takes its inventory from the cache), matches it against `db`
 /// when given.

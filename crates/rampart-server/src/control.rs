@@ -158,12 +158,7 @@ impl std::fmt::Debug for Control {
     }
 }
 
-pub(crate) fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
+pub(crate) use rampart_event::now_ns;
 
 /// SHA-256 of a token, hex: what the database keeps.
 pub fn token_hash(token: &str) -> String {

@@ -257,12 +257,7 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
+use rampart_event::now_ns;
 
 fn random_u64() -> u64 {
     let mut b = [0u8; 8];

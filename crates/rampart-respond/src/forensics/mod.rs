@@ -356,11 +356,7 @@ fn free_bytes(dir: &Path) -> std::io::Result<u64> {
     Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
+use rampart_event::now_ns;
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -189,12 +189,7 @@ fn marks(args: &MarkArgs, regs: &[Regulation]) -> anyhow::Result<Vec<Mark>> {
     Ok(out)
 }
 
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
+use rampart_event::now_ns;
 
 fn open(c: &Settings) -> anyhow::Result<IncidentDb> {
     let path = rampart_fleet::db_path(&c.data_dir);
