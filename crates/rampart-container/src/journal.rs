@@ -349,6 +349,58 @@ mod tests {
         assert_eq!(entry_id("s=zz;i=1"), None);
     }
 
+    /// The reader against a `journalctl` that writes an entry longer than [`MAX_ENTRY`]
+    /// (skipped whole, counted as a drop), then a login: the login still becomes an event,
+    /// the cursor is saved, and a restart of the reader resumes after it.
+    #[tokio::test]
+    async fn an_oversized_entry_is_skipped_and_counted_and_the_next_one_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().expect("tmp");
+        let big = d.path().join("big.json");
+        let login = r#"{"__CURSOR":"s=00000000000000020000000000000000;i=7","__REALTIME_TIMESTAMP":"1700000000000000","SYSLOG_IDENTIFIER":"sshd","_PID":"9","MESSAGE":"Invalid user mallory from 192.0.2.4 port 2222"}"#;
+        let mut huge =
+            String::from(r#"{"__CURSOR":"s=00000000000000020000000000000000;i=6","MESSAGE":""#);
+        huge.push_str(&"A".repeat(MAX_ENTRY as usize + 10));
+        huge.push_str("\"}\n");
+        huge.push_str(login);
+        huge.push('\n');
+        std::fs::write(&big, huge).expect("entries");
+        let fake = d.path().join("journalctl");
+        // Prints the entries once (a journalctl that exits is restarted by the follower).
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\ncase \"$*\" in *after-cursor*) exec sleep 30 ;; esac\ncat {}\nexec sleep 30\n",
+                big.display()
+            ),
+        )
+        .expect("script");
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let (tx, rx) = std::sync::mpsc::sync_channel(16);
+        let auth = AuthLogs::new(std::sync::Arc::default(), 1, tx);
+        let opts = JournalOptions {
+            journalctl: fake,
+            cursor_file: d.path().join("cursor"),
+            directory: None,
+        };
+        let task = tokio::spawn(follow_journal(auth.clone(), opts.clone()));
+        let ev = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(10)))
+            .await
+            .expect("join")
+            .expect("the login after the oversized entry");
+        assert_eq!(
+            ev.event.auth.as_ref().map(|a| a.user.as_str()),
+            Some("mallory")
+        );
+        assert_eq!(ev.event.id, EventId::new(2, 7));
+        assert_eq!(auth.drops.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(
+            read_cursor(&opts.cursor_file).as_deref(),
+            Some("s=00000000000000020000000000000000;i=7")
+        );
+        task.abort();
+    }
+
     #[test]
     fn the_cursor_file_round_trips_and_damage_is_ignored() {
         let d = tempfile::tempdir().expect("tmp");

@@ -72,6 +72,13 @@ macro_rules! event_kinds {
             /// Every kind, in declaration order.
             pub const ALL: &'static [EventKind] = &[$(EventKind::$variant),*];
 
+            /// The position of this kind in [`EventKind::ALL`] (for per-kind counters kept in
+            /// an array).
+            pub fn index(&self) -> usize {
+                // Declaration order: the discriminants of this field-less enum are 0, 1, ...
+                *self as usize
+            }
+
             /// The `type` string (`process.exec`).
             pub fn as_str(&self) -> &'static str {
                 match self { $(EventKind::$variant => $name,)* }
@@ -806,6 +813,13 @@ pub struct ResponseInfo {
 mod tests {
     use super::*;
     use crate::container::ContainerRuntime;
+
+    #[test]
+    fn a_kind_index_is_its_position_in_all() {
+        for (i, k) in EventKind::ALL.iter().enumerate() {
+            assert_eq!(k.index(), i, "{}", k.as_str());
+        }
+    }
 
     fn sample() -> Event {
         let mut e = Event::new(

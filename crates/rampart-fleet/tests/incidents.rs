@@ -542,22 +542,16 @@ fn marks_recorded_by_a_person_change_deadlines_in_a_running_correlator() {
     );
 }
 
+/// An alert of `rule` at `priority` on `host` (the breach alert's shape with another rule,
+/// priority and tags, so it is grouped as an intrusion).
 fn alert_of(host: &str, region: &str, seq: u64, t: u64, rule: &str, priority: Priority) -> Alert {
-    Alert {
-        id: EventId::new(0xc0, seq),
-        time_ns: t,
-        rule: rule.into(),
-        description: String::new(),
-        priority,
-        tags: vec!["container".into(), "T1059.004".into()],
-        output: format!("{rule} on {host}"),
-        output_fields: Default::default(),
-        source: "syscall".into(),
-        device: device(host, region),
-        container: None,
-        process: None,
-        events: Vec::new(),
-    }
+    let mut a = breach_alert(host, region, seq, t);
+    a.id = EventId::new(0xc0, seq);
+    a.rule = rule.into();
+    a.priority = priority;
+    a.tags = vec!["container".into(), "T1059.004".into()];
+    a.output = format!("{rule} on {host}");
+    a
 }
 
 /// Issue: any alert opened an incident and started legal clocks (one WARNING on an India host

@@ -10,13 +10,13 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 mod support;
-use support::dockerd::{dockerd_argv, spawn_logged, wait_for, NetNs};
+use support::dockerd::{dockerd_argv, load_images, spawn_logged, wait_for, NetNs};
 
 fn text(o: &Output) -> (String, String) {
     (
@@ -402,21 +402,7 @@ fn authz_plugin_judges_what_dockerd_will_do() {
                 .status
                 .success()
         });
-        let mut save = Command::new("docker")
-            .args(["save", &image])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("docker save");
-        let load = Command::new("docker")
-            .args(["-H", &h, "load", "-q"])
-            .stdin(save.stdout.take().expect("stdout"))
-            .output()
-            .expect("docker load");
-        assert!(
-            save.wait().expect("save").success() && load.status.success(),
-            "{:?}",
-            text(&load)
-        );
+        load_images(&h, &[image.as_str()]);
         let o = testkit::docker([
             "-H",
             &h,
@@ -1219,21 +1205,7 @@ fn exceptions_and_break_glass_follow_the_tls_client_certificate() {
             .success()
     });
     let image = testkit::busybox_image();
-    let mut save = Command::new("docker")
-        .args(["save", &image])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("docker save");
-    let load = Command::new("docker")
-        .args(["-H", &h, "load", "-q"])
-        .stdin(save.stdout.take().expect("stdout"))
-        .output()
-        .expect("docker load");
-    assert!(
-        save.wait().expect("save").success() && load.status.success(),
-        "{:?}",
-        text(&load)
-    );
+    load_images(&h, &[image.as_str()]);
 
     // `docker` as `who` (TLS), or over the unix socket (no authenticated user) for "".
     let as_user = |who: &str, args: &[&str]| -> Output {

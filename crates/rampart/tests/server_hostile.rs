@@ -1089,3 +1089,38 @@ async fn a_second_agent_cannot_enroll_under_an_enrolled_host_name() {
         .expect("enrolls after the revocation");
     assert_ne!(e.agent_id, db.id);
 }
+
+/// The same host name enrolled by eight clients at once (one multi-use token): the check and
+/// the record are one transaction, so exactly one agent gets the name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enrollments_of_one_host_name_give_it_to_one_agent() {
+    let s = Server::start().await;
+    let cfg = s.config.to_str().expect("utf-8").to_string();
+    let token = rampart_ok(&[
+        "server",
+        "--config",
+        &cfg,
+        "enroll-token",
+        "--region",
+        "eu-de",
+        "--uses",
+        "8",
+    ]);
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (url, token) = (s.url(), token.trim().to_string());
+        let dir = s.dir.path().join(format!("race-{i}"));
+        // Case differs between clients: DNS names, one name.
+        let name = if i % 2 == 0 { "race-1" } else { "RACE-1" };
+        tasks.push(tokio::spawn(async move {
+            rampart_ship::enroll::enroll(&url, &token, name, &dir, false)
+                .await
+                .is_ok()
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.expect("task"));
+    }
+    assert_eq!(won, 1, "agents that got the name");
+}

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::dockerd::{dockerd_argv, spawn_logged, wait_for, NetNs};
+use support::dockerd::{dockerd_argv, load_images, spawn_logged, wait_for, NetNs};
 
 fn rampart(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rampart"));
@@ -440,21 +440,7 @@ fn authz_plugin_admits_signed_images_and_refuses_the_rest() {
     let moved = format!("{host}/ops/moved:v1");
     let _main_images = Images(vec![moved.clone()], None);
     variant(&[], &testkit::busybox_image(), &moved, "moved");
-    let mut save = Command::new("docker")
-        .args(["save", &testkit::busybox_image(), &moved])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("docker save");
-    let load = Command::new("docker")
-        .args(["-H", &h, "load", "-q"])
-        .stdin(save.stdout.take().expect("stdout"))
-        .output()
-        .expect("docker load");
-    assert!(
-        save.wait().expect("save").success() && load.status.success(),
-        "{:?}",
-        text(&load)
-    );
+    load_images(&h, &[testkit::busybox_image().as_str(), moved.as_str()]);
     let base = testkit::busybox_image();
     let (signed, unsigned) = (
         format!("{host}/ops/signed:v1"),

@@ -12,19 +12,32 @@ use std::time::Duration;
 use rampart_event::{Alert, Event, EventKind};
 use rampart_ship::metrics::PromWriter;
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 struct Counts {
-    events: BTreeMap<&'static str, u64>,
+    /// Per [`EventKind::index`]: the event path only adds to an array slot.
+    events: Vec<u64>,
     alerts: BTreeMap<(String, &'static str), u64>,
     responses: BTreeMap<(String, String), u64>,
     rule_eval_ns: u64,
     rule_evals: u64,
 }
 
+impl Default for Counts {
+    fn default() -> Self {
+        Counts {
+            events: vec![0; EventKind::ALL.len()],
+            alerts: BTreeMap::new(),
+            responses: BTreeMap::new(),
+            rule_eval_ns: 0,
+            rule_evals: 0,
+        }
+    }
+}
+
 impl Counts {
     fn merge(&mut self, o: &Counts) {
-        for (k, v) in &o.events {
-            *self.events.entry(k).or_default() += v;
+        for (a, b) in self.events.iter_mut().zip(&o.events) {
+            *a += b;
         }
         for (k, v) in &o.alerts {
             *self.alerts.entry(k.clone()).or_default() += v;
@@ -50,7 +63,9 @@ pub struct LocalMetrics {
 impl LocalMetrics {
     /// One event that reached the outputs.
     pub fn event(&mut self, ev: &Event) {
-        *self.counts.events.entry(ev.kind.as_str()).or_default() += 1;
+        if let Some(n) = self.counts.events.get_mut(ev.kind.index()) {
+            *n += 1;
+        }
         if ev.kind == EventKind::ResponseAction {
             if let Some(r) = &ev.response {
                 *self
@@ -142,7 +157,7 @@ impl AgentMetrics {
         let s = self.lock();
         let mut w = PromWriter::new();
         for kind in EventKind::ALL {
-            let n = s.counts.events.get(kind.as_str()).copied().unwrap_or(0);
+            let n = s.counts.events.get(kind.index()).copied().unwrap_or(0);
             w.counter(
                 "rampart_agent_events_total",
                 "Events written to the outputs, by type.",
@@ -210,7 +225,7 @@ impl AgentMetrics {
                 "rampart_agent_enforcement_denials_total",
                 "Denials (and audited would-be denials) the kernel enforcement reported.",
                 &[("kind", name)],
-                s.counts.events.get(kind.as_str()).copied().unwrap_or(0),
+                s.counts.events.get(kind.index()).copied().unwrap_or(0),
             );
         }
         w.finish()
