@@ -45,7 +45,12 @@ pub struct Service(pub Child);
 
 impl Service {
     pub fn stop(&mut self) {
-        // SAFETY: signalling our own child.
+        // Never a signal to a reaped child: its pid may belong to another process by now
+        // (`stop` runs again on drop).
+        if !matches!(self.0.try_wait(), Ok(None)) {
+            return;
+        }
+        // SAFETY: signalling our own child, which has not been reaped.
         unsafe {
             libc::kill(self.0.id() as i32, libc::SIGTERM);
         }
