@@ -112,21 +112,45 @@ fn checked_pidfd(p: ProcessRef, cgroup: Option<&Path>) -> Result<PidFd, RespondE
 
 /// The process has exited (gone, or a zombie waiting for its parent).
 fn exited(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rfind(')')
-            .and_then(|i| stat.get(i + 2..i + 3))
-            .is_some_and(|state| state == "Z" || state == "X"),
-        Err(_) => true,
+    exit_state(pid).is_some()
+}
+
+/// How the process ended, when it has: `None` while it runs (or its state cannot be read for
+/// another reason than its absence, e.g. no file descriptor left: then it is not "exited").
+fn exit_state(pid: u32) -> Option<String> {
+    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s,
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(libc::ESRCH) =>
+        {
+            return Some("and was reaped".into())
+        }
+        Err(_) => return None,
+    };
+    // Fields after the command name: state is the first; exit_code (a wait status) the 50th.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = *fields.first()?;
+    if state != "Z" && state != "X" {
+        return None;
     }
+    let status: i32 = fields.get(49).and_then(|f| f.parse().ok()).unwrap_or(-1);
+    Some(if status < 0 {
+        "(a zombie)".into()
+    } else if status & 0x7f == 0 {
+        format!("with status {}", (status >> 8) & 0xff)
+    } else {
+        format!("on signal {}", status & 0x7f)
+    })
 }
 
 /// Kills one process with SIGKILL.
 pub fn kill_process(p: ProcessRef, cgroup: Option<&Path>) -> Result<(), RespondError> {
-    if exited(p.pid) {
+    if let Some(how) = exit_state(p.pid) {
         return Err(RespondError::Process {
             pid: p.pid,
-            message: "has already exited".into(),
+            message: format!("has already exited {how}"),
         });
     }
     let fd = checked_pidfd(p, cgroup)?;
@@ -405,5 +429,32 @@ mod tests {
                 "child {k} still alive"
             );
         }
+    }
+
+    #[test]
+    fn a_process_that_already_exited_is_reported_with_how_it_ended() {
+        use std::process::Command;
+        // Zombies (not yet reaped by this test): one exits 3, one is killed by SIGKILL.
+        let mut exits = Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
+        let mut killed = Command::new("sleep").arg("300").spawn().unwrap();
+        let ref_of = |pid| ProcessRef {
+            pid,
+            start_time_ns: None,
+        };
+        assert!(exit_state(killed.id()).is_none(), "running");
+        // SAFETY: our own child, not reaped yet.
+        unsafe { libc::kill(killed.id() as i32, libc::SIGKILL) };
+        let end = Instant::now() + Duration::from_secs(5);
+        while (exit_state(exits.id()).is_none() || exit_state(killed.id()).is_none())
+            && Instant::now() < end
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let e = kill_process(ref_of(exits.id()), None).unwrap_err().to_string();
+        assert!(e.contains("has already exited with status 3"), "{e}");
+        let e = kill_process(ref_of(killed.id()), None).unwrap_err().to_string();
+        assert!(e.contains("has already exited on signal 9"), "{e}");
+        exits.wait().unwrap();
+        killed.wait().unwrap();
     }
 }

@@ -588,7 +588,10 @@ fn without_docker_containers_are_still_identified_by_cgroup() {
     std::fs::write(
         &cfg,
         format!(
-            "docker_socket: /nonexistent/docker.sock\nstats_file: {}\n",
+            // rule_actions off like every agent of this file but the enforcement test's:
+            // this one watches the whole host too, and with the default (enforce) it killed
+            // that test's miner before that test's own agent could.
+            "docker_socket: /nonexistent/docker.sock\nrule_actions: off\nstats_file: {}\n",
             dir.path().join("s.json").display()
         ),
     )
