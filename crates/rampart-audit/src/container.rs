@@ -198,6 +198,23 @@ pub struct ContainerFacts {
     pub image: ImageRefInfo,
     /// Measured facts of the main process; `None` when the container is not running.
     pub process: Option<ProcessFacts>,
+    /// The `docker exec` sessions the daemon still knows of (running ones, and ended ones
+    /// until dockerd forgets them).
+    pub execs: Vec<ExecFacts>,
+    /// The image id the container's configured reference names now; differs from
+    /// `image.id` when the tag was pulled or built again after the container was created.
+    pub current_image_id: Option<String>,
+}
+
+/// One `docker exec` session as dockerd records it (`GET /exec/{id}/json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecFacts {
+    pub id: String,
+    pub privileged: bool,
+    /// `--user` as given; empty means the container's user.
+    pub user: String,
+    pub command: Vec<String>,
+    pub running: bool,
 }
 
 impl ContainerFacts {
@@ -282,14 +299,67 @@ pub async fn gather(
         (true, Some(pid)) => ProcessFacts::read(&ctx.proc_root, pid, &id, &ctx.mounts),
         _ => None,
     };
+    let mut execs = Vec::new();
+    for exec_id in inspect.exec_ids.clone().unwrap_or_default() {
+        // An exec ended and forgotten between the two calls is simply gone.
+        let Ok(e) = docker.inspect_exec(&exec_id).await else {
+            continue;
+        };
+        let pc = e.process_config.unwrap_or_default();
+        let mut command = pc.entrypoint.into_iter().collect::<Vec<_>>();
+        command.extend(pc.arguments.unwrap_or_default());
+        execs.push(ExecFacts {
+            id: exec_id,
+            privileged: pc.privileged.unwrap_or(false),
+            user: pc.user.unwrap_or_default(),
+            command,
+            running: e.running.unwrap_or(false),
+        });
+    }
+    let current_image_id = if image.reference.is_empty() || image.reference.starts_with("sha256:") {
+        None
+    } else {
+        docker
+            .inspect_image(&image.reference)
+            .await
+            .ok()
+            .and_then(|i| i.id)
+    };
     Ok(ContainerFacts {
         inspect,
         image,
         process,
+        execs,
+        current_image_id,
     })
 }
 
-/// Host directories a container must not see (CIS 5.5, with the directories Docker and
+fn describe_exec(e: &ExecFacts) -> String {
+    format!(
+        "{} {:?}{}{}",
+        short_id(&e.id),
+        e.command.join(" "),
+        if e.user.is_empty() {
+            String::new()
+        } else {
+            format!(" --user {}", e.user)
+        },
+        if e.running { " (running)" } else { "" }
+    )
+}
+
+fn short_id(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    id.get(..12).unwrap_or(id)
+}
+
+/// `root`, uid 0, or `0:GID` / `root:GROUP`.
+fn is_root_user(user: &str) -> bool {
+    let name = user.split(':').next().unwrap_or_default();
+    name.is_empty() || name == "root" || name == "0"
+}
+
+/// Host directories a container must not see (CIS 5.6, with the directories Docker and
 /// root's home keep secrets in).
 const SENSITIVE_DIRS: [&str; 15] = [
     "/",
@@ -350,9 +420,9 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
     let mounts = f.inspect.mounts.clone().unwrap_or_default();
     let mut out = Vec::new();
 
-    // 5.1 AppArmor
+    // 5.2 AppArmor
     out.push(if !ctx.apparmor {
-        C_5_1.not_applicable("AppArmor is not enabled on this host (/sys/module/apparmor/parameters/enabled is not Y); see RAMPART-H-LSM")
+        C_5_2.not_applicable("AppArmor is not enabled on this host (/sys/module/apparmor/parameters/enabled is not Y); see RAMPART-H-LSM")
     } else {
         let configured = f.inspect.app_armor_profile.clone().unwrap_or_default();
         let label = p.and_then(|p| p.apparmor_label.clone());
@@ -360,7 +430,7 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
             Some(l) => l == "unconfined",
             None => configured.is_empty() || configured == "unconfined",
         };
-        C_5_1.check(
+        C_5_2.check(
             !unconfined,
             format!(
                 "AppArmorProfile={configured:?}, process label {}",
@@ -369,15 +439,15 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
         )
     });
 
-    // 5.2 SELinux
+    // 5.3 SELinux
     out.push(if !ctx.selinux {
-        C_5_2.not_applicable(
+        C_5_3.not_applicable(
             "SELinux is not enabled on this host (no /sys/fs/selinux/enforce); see RAMPART-H-LSM",
         )
     } else {
         let disabled = f.security_opt("label").is_some_and(|v| v == "disable");
         let label = f.inspect.process_label.clone().unwrap_or_default();
-        C_5_2.check(
+        C_5_3.check(
             !disabled && !label.is_empty(),
             format!(
                 "SecurityOpt label={:?}, ProcessLabel={label:?}",
@@ -386,7 +456,7 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
         )
     });
 
-    // 5.3 capabilities
+    // 5.4 capabilities
     let cap_add = hc.cap_add.clone().unwrap_or_default();
     let cap_drop = hc.cap_drop.clone().unwrap_or_default();
     let default_set: BTreeSet<String> =
@@ -420,14 +490,14 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
         }
     );
     out.push(if !dangerous.is_empty() {
-        C_5_3.fail(cap_evidence)
+        C_5_4.fail(cap_evidence)
     } else if !extra.is_empty() {
-        C_5_3.fail(cap_evidence).with_severity(Severity::Medium)
+        C_5_4.fail(cap_evidence).with_severity(Severity::Medium)
     } else {
-        C_5_3.pass(cap_evidence)
+        C_5_4.pass(cap_evidence)
     });
 
-    // 5.4 privileged (or privileged in all but name)
+    // 5.5 privileged (or privileged in all but name)
     let privileged = hc.privileged.unwrap_or(false);
     // CAP_SYS_ADMIN and CAP_SYS_MODULE without a seccomp filter reach the whole kernel
     // (mounts, namespaces, module loading): privileged whatever the flag says.
@@ -438,10 +508,10 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
         .all(|c| caps::number(c).is_some_and(|n| bnd & (1u64 << n) != 0));
     let no_seccomp = p.and_then(|p| p.seccomp) == Some(0);
     out.push(if privileged {
-        C_5_4.fail("HostConfig.Privileged=true")
+        C_5_5.fail("HostConfig.Privileged=true")
     } else if escape_caps && no_seccomp {
         let missing = caps::names_of(full & !bnd);
-        C_5_4.fail(format!(
+        C_5_5.fail(format!(
             "HostConfig.Privileged=false, but the process holds {} of {} capabilities including SYS_ADMIN and SYS_MODULE (missing only [{}]) and has no seccomp filter (/proc/{}/status Seccomp: 0): privileged in all but name",
             bnd.count_ones(),
             full.count_ones(),
@@ -449,10 +519,10 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
             p.map_or(0, |p| p.pid)
         ))
     } else {
-        C_5_4.pass("HostConfig.Privileged=false and the capability/seccomp set is not privileged-equivalent")
+        C_5_5.pass("HostConfig.Privileged=false and the capability/seccomp set is not privileged-equivalent")
     });
 
-    // 5.5 sensitive host directories
+    // 5.6 sensitive host directories
     let mut sensitive = Vec::new();
     let mut sensitive_rw = false;
     for m in &mounts {
@@ -466,7 +536,7 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
             src.as_str()
         };
         if RUNTIME_SOCKETS.contains(&src_trim) {
-            continue; // 5.31
+            continue; // 5.32
         }
         let is_sensitive = SENSITIVE_DIRS.contains(&src_trim)
             || (SENSITIVE_TREES.iter().any(|t| src_trim.starts_with(t))
@@ -485,9 +555,9 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
         }
     }
     out.push(if sensitive.is_empty() {
-        C_5_5.pass("no bind mount of /, /boot, /dev, /etc, /lib, /proc, /sys, /usr, /var, /run, /root, /home or Docker's data root")
+        C_5_6.pass("no bind mount of /, /boot, /dev, /etc, /lib, /proc, /sys, /usr, /var, /run, /root, /home or Docker's data root")
     } else {
-        let o = C_5_5
+        let o = C_5_6
             .fail(format!("host directories mounted: {}", sensitive.join(", ")))
             .with_remediation(format!(
                 "Remove the bind mount(s) {} from docker run (-v/--mount), or mount a narrower path read-only",
@@ -500,15 +570,15 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
         }
     });
 
-    // 5.6 sshd
+    // 5.7 sshd
     out.push(match p {
-        None => C_5_6.not_applicable("container is not running"),
+        None => C_5_7.not_applicable("container is not running"),
         Some(p) => {
             let sshd = p
                 .commands
                 .iter()
                 .any(|c| c == "sshd" || c.starts_with("sshd:"));
-            C_5_6.check(
+            C_5_7.check(
                 !sshd,
                 format!(
                     "processes in the container's cgroup: {}",
@@ -518,7 +588,7 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
         }
     });
 
-    // 5.7 and 5.13 published ports
+    // 5.8 and 5.14 published ports
     let mut privileged_ports = Vec::new();
     let mut wildcard = Vec::new();
     let mut published = Vec::new();
@@ -548,7 +618,7 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
     published.sort();
     privileged_ports.sort();
     wildcard.sort();
-    out.push(C_5_7.check(
+    out.push(C_5_8.check(
         privileged_ports.is_empty(),
         if privileged_ports.is_empty() {
             format!(
@@ -563,7 +633,7 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
             format!("host ports below 1024: {}", privileged_ports.join(", "))
         },
     ));
-    out.push(C_5_13.check(
+    out.push(C_5_14.check(
         wildcard.is_empty(),
         if wildcard.is_empty() {
             format!(
@@ -579,7 +649,7 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
         },
     ));
 
-    // 5.9, 5.15, 5.16, 5.20 host namespaces
+    // 5.10, 5.16, 5.17, 5.21 host namespaces
     let ns_check = |def: &'static CheckDef, ns: &'static str, mode: Option<String>| {
         let mode = mode.unwrap_or_default();
         let shared = p.map(|p| p.shared_namespaces.contains(ns));
@@ -596,15 +666,15 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
         );
         def.check(!(configured_host || shared == Some(true)), ev)
     };
-    out.push(ns_check(&C_5_9, "net", hc.network_mode.clone()));
-    out.push(ns_check(&C_5_15, "pid", hc.pid_mode.clone()));
-    out.push(ns_check(&C_5_16, "ipc", hc.ipc_mode.clone()));
-    out.push(ns_check(&C_5_20, "uts", hc.uts_mode.clone()));
+    out.push(ns_check(&C_5_10, "net", hc.network_mode.clone()));
+    out.push(ns_check(&C_5_16, "pid", hc.pid_mode.clone()));
+    out.push(ns_check(&C_5_17, "ipc", hc.ipc_mode.clone()));
+    out.push(ns_check(&C_5_21, "uts", hc.uts_mode.clone()));
 
-    // 5.10 memory
+    // 5.11 memory
     let mem = hc.memory.unwrap_or(0);
     let measured_mem = p.and_then(|p| p.memory_limit);
-    out.push(C_5_10.check(
+    out.push(C_5_11.check(
         mem > 0 || matches!(measured_mem, Some(Some(_))),
         format!(
             "HostConfig.Memory={mem}; cgroup limit {}",
@@ -616,12 +686,12 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
         ),
     ));
 
-    // 5.11 CPU
+    // 5.12 CPU
     let cpu_set = hc.cpu_shares.unwrap_or(0) > 0
         || hc.nano_cpus.unwrap_or(0) > 0
         || hc.cpu_quota.unwrap_or(0) > 0
         || !hc.cpuset_cpus.clone().unwrap_or_default().is_empty();
-    out.push(C_5_11.check(
+    out.push(C_5_12.check(
         cpu_set,
         format!(
             "CpuShares={} NanoCpus={} CpuQuota={} CpusetCpus={:?}",
@@ -632,10 +702,10 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
         ),
     ));
 
-    // 5.12 read-only root
+    // 5.13 read-only root
     let ro_cfg = hc.readonly_rootfs.unwrap_or(false);
     let ro = p.and_then(|p| p.root_read_only);
-    out.push(C_5_12.check(
+    out.push(C_5_13.check(
         ro.unwrap_or(ro_cfg),
         format!(
             "ReadonlyRootfs={ro_cfg}; root mount {}",
@@ -647,7 +717,7 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
         ),
     ));
 
-    // 5.14 restart policy
+    // 5.15 restart policy
     let rp = hc.restart_policy.clone().unwrap_or_default();
     let retries = rp.maximum_retry_count.unwrap_or(0);
     let (ok, name) = match rp.name {
@@ -656,12 +726,12 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
         Some(RestartPolicyNameEnum::ON_FAILURE) => (retries <= 5, "on-failure"),
         _ => (true, "no"),
     };
-    out.push(C_5_14.check(
+    out.push(C_5_15.check(
         ok,
         format!("RestartPolicy={name} MaximumRetryCount={retries}"),
     ));
 
-    // 5.17 devices
+    // 5.18 devices
     let devices: Vec<String> = hc
         .devices
         .clone()
@@ -675,7 +745,7 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
             )
         })
         .collect();
-    out.push(C_5_17.check(
+    out.push(C_5_18.check(
         devices.is_empty(),
         if devices.is_empty() {
             "no --device entries".to_string()
@@ -684,7 +754,7 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
         },
     ));
 
-    // 5.19 mount propagation
+    // 5.20 mount propagation
     let shared: Vec<String> = mounts
         .iter()
         .filter(|m| matches!(m.propagation.as_deref(), Some("shared") | Some("rshared")))
@@ -696,7 +766,7 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
             )
         })
         .collect();
-    out.push(C_5_19.check(
+    out.push(C_5_20.check(
         shared.is_empty(),
         if shared.is_empty() {
             "no mount with shared propagation".into()
@@ -705,11 +775,11 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
         },
     ));
 
-    // 5.21 seccomp
+    // 5.22 seccomp
     let sc_opt = f.security_opt("seccomp");
     let sc_mode = p.and_then(|p| p.seccomp);
     let unconfined = sc_opt.as_deref() == Some("unconfined") || sc_mode == Some(0);
-    out.push(C_5_21.check(
+    out.push(C_5_22.check(
         !unconfined,
         format!(
             "SecurityOpt seccomp={}; /proc/PID/status Seccomp: {}",
@@ -727,20 +797,20 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
         ),
     ));
 
-    // 5.24 cgroup parent
+    // 5.25 cgroup parent
     let parent = hc.cgroup_parent.clone().unwrap_or_default();
     out.push(if parent.is_empty() {
-        C_5_24.pass("no --cgroup-parent")
+        C_5_25.pass("no --cgroup-parent")
     } else {
-        C_5_24.warn(format!("CgroupParent={parent:?}: confirm it is intended"))
+        C_5_25.warn(format!("CgroupParent={parent:?}: confirm it is intended"))
     });
 
-    // 5.25 no-new-privileges
+    // 5.26 no-new-privileges
     let nnp_opt = f.security_opts().iter().any(|o| {
         o == "no-new-privileges" || o == "no-new-privileges:true" || o == "no-new-privileges=true"
     });
     let nnp = p.and_then(|p| p.no_new_privs);
-    out.push(C_5_25.check(
+    out.push(C_5_26.check(
         nnp.unwrap_or(nnp_opt || ctx.daemon_no_new_privileges),
         format!(
             "SecurityOpt no-new-privileges: {}; daemon default: {}; /proc/PID/status NoNewPrivs: {}",
@@ -754,7 +824,7 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
         ),
     ));
 
-    // 5.26 health check
+    // 5.27 health check
     let test = cfg
         .healthcheck
         .as_ref()
@@ -768,7 +838,7 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
         .and_then(|s| s.health.as_ref())
         .and_then(|h| h.status)
         .map(|s| s.to_string());
-    out.push(C_5_26.check(
+    out.push(C_5_27.check(
         has_health,
         if has_health {
             format!(
@@ -781,10 +851,76 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
         },
     ));
 
-    // 5.28 pids limit
+    // 5.23 and 5.24: docker exec sessions the daemon still knows of.
+    let privileged: Vec<String> = f
+        .execs
+        .iter()
+        .filter(|e| e.privileged)
+        .map(describe_exec)
+        .collect();
+    let container_user = f
+        .inspect
+        .config
+        .as_ref()
+        .and_then(|c| c.user.clone())
+        .unwrap_or_default();
+    let as_root: Vec<String> = f
+        .execs
+        .iter()
+        .filter(|e| {
+            let user = if e.user.is_empty() {
+                container_user.as_str()
+            } else {
+                e.user.as_str()
+            };
+            is_root_user(user)
+        })
+        .map(describe_exec)
+        .collect();
+    if f.execs.is_empty() {
+        let why = "no docker exec session recorded by the daemon (it forgets ended ones; the agent reports each exec as it happens)";
+        out.push(C_5_23.not_applicable(why));
+        out.push(C_5_24.not_applicable(why));
+    } else {
+        let n = f.execs.len();
+        out.push(C_5_23.check(
+            privileged.is_empty(),
+            if privileged.is_empty() {
+                format!("none of {n} exec sessions is privileged")
+            } else {
+                format!("privileged exec sessions: {}", privileged.join("; "))
+            },
+        ));
+        out.push(if as_root.is_empty() {
+            C_5_24.pass(format!("none of {n} exec sessions runs as root"))
+        } else {
+            C_5_24.warn(format!("exec sessions as root: {}", as_root.join("; ")))
+        });
+    }
+
+    // 5.28: the container runs the image its reference names now.
+    out.push(match &f.current_image_id {
+        None => C_5_28.not_applicable(format!(
+            "the reference {:?} names no local image now (removed, or the container was created from an id)",
+            f.image.reference
+        )),
+        Some(now) if *now == f.image.id => C_5_28.pass(format!(
+            "{} is still {}",
+            f.image.reference,
+            short_id(now)
+        )),
+        Some(now) => C_5_28.warn(format!(
+            "the container runs {} but {} names {} now: recreate it to run the newer image",
+            short_id(&f.image.id),
+            f.image.reference,
+            short_id(now)
+        )),
+    });
+
+    // 5.29 pids limit
     let pl = hc.pids_limit.unwrap_or(0);
     let measured_pids = p.and_then(|p| p.pids_limit);
-    out.push(C_5_28.check(
+    out.push(C_5_29.check(
         pl > 0 || matches!(measured_pids, Some(Some(_))),
         format!(
             "HostConfig.PidsLimit={pl}; cgroup pids.max {}",
@@ -796,7 +932,7 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
         ),
     ));
 
-    // 5.29 docker0
+    // 5.30 docker0
     let networks: Vec<String> = f
         .inspect
         .network_settings
@@ -808,7 +944,7 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
             v
         })
         .unwrap_or_default();
-    out.push(C_5_29.check(
+    out.push(C_5_30.check(
         !networks.iter().any(|n| n == "bridge"),
         format!(
             "networks: {}",
@@ -820,20 +956,20 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
         ),
     ));
 
-    // 5.30 host user namespace
+    // 5.31 host user namespace
     let userns_mode = hc.userns_mode.clone().unwrap_or_default();
     out.push(if userns_mode == "host" {
-        C_5_30.fail("UsernsMode=host: the container opts out of the daemon's user-namespace remapping")
+        C_5_31.fail("UsernsMode=host: the container opts out of the daemon's user-namespace remapping")
     } else if !ctx.daemon_userns_remap {
-        C_5_30.not_applicable("the daemon does not remap users (no userns-remap), so every container shares the host's user namespace; see 2.9 and RAMPART-C-USERNS")
+        C_5_31.not_applicable("the daemon does not remap users (no userns-remap), so every container shares the host's user namespace; see 2.9 and RAMPART-C-USERNS")
     } else {
-        C_5_30.check(
+        C_5_31.check(
             !p.is_some_and(|p| p.shared_namespaces.contains("user")),
             format!("UsernsMode={userns_mode:?}; user namespace measured via /proc/PID/ns/user"),
         )
     });
 
-    // 5.31 runtime socket
+    // 5.32 runtime socket
     let socks: Vec<String> = mounts
         .iter()
         .filter_map(|m| {
@@ -847,7 +983,7 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
             hit.then(|| format!("{}:{}", src, m.destination.clone().unwrap_or_default()))
         })
         .collect();
-    out.push(C_5_31.check(
+    out.push(C_5_32.check(
         socks.is_empty(),
         if socks.is_empty() {
             "no container runtime socket mounted".to_string()
@@ -997,7 +1133,41 @@ mod tests {
                 repo_digests: digests,
             },
             process: None,
+            execs: Vec::new(),
+            current_image_id: Some("sha256:1".into()),
         }
+    }
+
+    #[test]
+    fn privileged_and_root_exec_sessions() {
+        let mut f = facts(HostConfig::default(), vec![], vec![]);
+        let ctx = AuditContext::default();
+        let exec = |privileged, user: &str| ExecFacts {
+            id: "e1e1e1e1e1e1e1e1".into(),
+            privileged,
+            user: user.into(),
+            command: vec!["sh".into()],
+            running: true,
+        };
+        f.execs = vec![exec(true, "1000")];
+        let outs = checks(&f, &ctx);
+        assert_eq!(status(&outs, "5.23"), ComplianceStatus::Fail);
+        assert_eq!(status(&outs, "5.24"), ComplianceStatus::Pass);
+        // No --user: the container's user, root by default.
+        f.execs = vec![exec(false, "")];
+        let outs = checks(&f, &ctx);
+        assert_eq!(status(&outs, "5.23"), ComplianceStatus::Pass);
+        assert_eq!(status(&outs, "5.24"), ComplianceStatus::Warning);
+        for root in ["root", "0", "0:0", "root:staff"] {
+            f.execs = vec![exec(false, root)];
+            assert_eq!(
+                status(&checks(&f, &ctx), "5.24"),
+                ComplianceStatus::Warning,
+                "{root}"
+            );
+        }
+        f.execs = vec![exec(false, "10001:10001")];
+        assert_eq!(status(&checks(&f, &ctx), "5.24"), ComplianceStatus::Pass);
     }
 
     fn status(outs: &[Outcome], id: &str) -> ComplianceStatus {
@@ -1033,7 +1203,7 @@ mod tests {
             vec![],
         );
         let outs = checks(&bad, &ctx);
-        for id in ["5.1", "5.2", "5.4", "5.19", "RAMPART-C-SIGNATURE"] {
+        for id in ["5.2", "5.3", "5.5", "5.20", "RAMPART-C-SIGNATURE"] {
             assert_eq!(status(&outs, id), ComplianceStatus::Fail, "{id}");
         }
         let mut good = facts(
@@ -1051,7 +1221,7 @@ mod tests {
         good.inspect.app_armor_profile = Some("docker-default".into());
         good.inspect.process_label = Some("system_u:system_r:container_t:s0:c1,c2".into());
         let outs = checks(&good, &ctx);
-        for id in ["5.1", "5.2", "5.4", "5.19"] {
+        for id in ["5.2", "5.3", "5.5", "5.20"] {
             assert_eq!(status(&outs, id), ComplianceStatus::Pass, "{id}");
         }
         // A registry digest is not a verified signature.
@@ -1061,8 +1231,8 @@ mod tests {
         );
         // Without the LSMs the checks do not apply.
         let outs = checks(&good, &AuditContext::default());
-        assert_eq!(status(&outs, "5.1"), ComplianceStatus::NotApplicable);
         assert_eq!(status(&outs, "5.2"), ComplianceStatus::NotApplicable);
+        assert_eq!(status(&outs, "5.3"), ComplianceStatus::NotApplicable);
     }
 
     #[test]

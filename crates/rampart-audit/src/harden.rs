@@ -175,7 +175,7 @@ pub fn propose(
         match rp.name {
             Some(RestartPolicyNameEnum::ALWAYS) | Some(RestartPolicyNameEnum::UNLESS_STOPPED) => {
                 args.extend(["--restart".into(), "on-failure:5".into()]);
-                notes.push("restart policy changed to on-failure:5 (CIS 5.14); keep unless-stopped if the service must survive daemon restarts".into());
+                notes.push("restart policy changed to on-failure:5 (CIS 5.15); keep unless-stopped if the service must survive daemon restarts".into());
             }
             Some(RestartPolicyNameEnum::ON_FAILURE) => {
                 args.extend([
@@ -207,7 +207,7 @@ pub fn propose(
                     format!("{hip}:{hp}:{cport}")
                 });
                 if hip.is_empty() || hip == "0.0.0.0" {
-                    notes.push(format!("port {cport} is published on every host address; bind it to one (-p 127.0.0.1:{hp}:{cport}) unless it must be public (CIS 5.13)"));
+                    notes.push(format!("port {cport} is published on every host address; bind it to one (-p 127.0.0.1:{hp}:{cport}) unless it must be public (CIS 5.14)"));
                 }
             }
         }
@@ -239,7 +239,7 @@ pub fn propose(
     if !net.is_empty() && net != "default" && net != "bridge" {
         args.extend(["--network".into(), net.clone()]);
     } else {
-        notes.push("the container is on Docker's default bridge: create a network for the application (docker network create app-net) and add --network app-net (CIS 5.29)".into());
+        notes.push("the container is on Docker's default bridge: create a network for the application (docker network create app-net) and add --network app-net (CIS 5.30)".into());
     }
     if let Some(u) = cfg
         .user

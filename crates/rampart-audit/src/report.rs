@@ -255,7 +255,7 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::{C_5_25, C_5_31, C_5_4, C_ROOT};
+    use crate::check::{C_5_26, C_5_32, C_5_5, C_ROOT};
 
     fn resource() -> ComplianceResource {
         ComplianceResource {
@@ -270,7 +270,7 @@ mod tests {
         let all_pass = Subject::new(
             resource(),
             None,
-            &[C_5_4.pass("p"), C_5_31.pass("p"), C_ROOT.pass("p")],
+            &[C_5_5.pass("p"), C_5_32.pass("p"), C_ROOT.pass("p")],
             0,
         );
         assert_eq!(all_pass.score(), 100);
@@ -278,20 +278,20 @@ mod tests {
         let one_medium = Subject::new(
             resource(),
             None,
-            &[C_5_4.pass("p"), C_5_31.pass("p"), C_ROOT.fail("root")],
+            &[C_5_5.pass("p"), C_5_32.pass("p"), C_ROOT.fail("root")],
             0,
         );
         assert_eq!(one_medium.score(), 87);
         let critical = Subject::new(
             resource(),
             None,
-            &[C_5_4.fail("priv"), C_5_31.pass("p"), C_ROOT.pass("p")],
+            &[C_5_5.fail("priv"), C_5_32.pass("p"), C_ROOT.pass("p")],
             0,
         );
         assert_eq!(critical.score(), 57);
-        let warn = Subject::new(resource(), None, &[C_5_25.warn("?")], 0);
+        let warn = Subject::new(resource(), None, &[C_5_26.warn("?")], 0);
         assert_eq!(warn.score(), 50);
-        let na = Subject::new(resource(), None, &[C_5_25.not_applicable("n/a")], 0);
+        let na = Subject::new(resource(), None, &[C_5_26.not_applicable("n/a")], 0);
         assert_eq!(na.score(), 100);
     }
 
@@ -301,7 +301,7 @@ mod tests {
             subjects: vec![Subject::new(
                 resource(),
                 None,
-                &[C_ROOT.fail("root"), C_5_4.pass("p")],
+                &[C_ROOT.fail("root"), C_5_5.pass("p")],
                 0,
             )],
             ..Report::default()
@@ -317,7 +317,7 @@ mod tests {
             subjects: vec![Subject::new(
                 resource(),
                 None,
-                &[C_ROOT.fail("uid 0"), C_5_4.pass("not privileged")],
+                &[C_ROOT.fail("uid 0"), C_5_5.pass("not privileged")],
                 0,
             )],
             ..Report::default()
@@ -326,6 +326,6 @@ mod tests {
         assert!(t.contains("FAIL medium   RAMPART-C-ROOT"), "{t}");
         assert!(t.contains("fix:      Run with --user"), "{t}");
         assert!(!t.contains("not privileged"), "{t}");
-        assert!(r.table(Detail::All).contains("PASS critical 5.4"));
+        assert!(r.table(Detail::All).contains("PASS critical 5.5"));
     }
 }

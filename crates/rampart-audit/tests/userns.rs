@@ -197,9 +197,9 @@ async fn userns_remap_checks_against_a_second_dockerd() {
         "{}",
         common::finding(remapped, "RAMPART-C-USERNS").evidence
     );
-    assert_status(remapped, "5.30", Pass);
+    assert_status(remapped, "5.31", Pass);
     assert_status(hostns, "RAMPART-C-USERNS", Fail);
-    assert_status(hostns, "5.30", Fail);
+    assert_status(hostns, "5.31", Fail);
     // Root inside is still root inside, whatever it maps to.
     assert_status(remapped, "RAMPART-C-ROOT", Fail);
 

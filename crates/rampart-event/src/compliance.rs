@@ -309,7 +309,7 @@ mod tests {
 
     fn finding() -> ComplianceFinding {
         ComplianceFinding {
-            check_id: "5.4".into(),
+            check_id: "5.5".into(),
             standard: Some("CIS Docker Benchmark v1.6.0".into()),
             title: "Ensure that privileged containers are not used".into(),
             status: ComplianceStatus::Fail,
@@ -333,7 +333,7 @@ mod tests {
         assert_eq!(v["type_uid"], 200_301);
         assert_eq!(v["severity_id"], 5);
         assert_eq!(v["time"], 1_700_000_000_000_i64);
-        assert_eq!(v["compliance"]["control"], "5.4");
+        assert_eq!(v["compliance"]["control"], "5.5");
         assert_eq!(v["compliance"]["status"], "Fail");
         assert_eq!(v["compliance"]["status_id"], 3);
         assert_eq!(

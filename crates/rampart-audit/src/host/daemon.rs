@@ -7,7 +7,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use bollard::models::SystemInfo;
+use bollard::models::{LocalNodeState, SystemInfo};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -558,6 +558,89 @@ pub fn checks(cfg: &DaemonConfig, facts: &DaemonFacts) -> Vec<Outcome> {
             },
         ),
     ]));
+    let root_644 = || FileRule {
+        owner_gid: Some(0),
+        max_mode: 0o644,
+    };
+    let service = unit_file("docker.service");
+    let socket = unit_file("docker.socket");
+    out.extend(file_checks(&[
+        (&D_3_1, &D_3_2, service.as_path(), root_644()),
+        (&D_3_3, &D_3_4, socket.as_path(), root_644()),
+    ]));
+    out.extend(files_checks(
+        &D_3_7,
+        &D_3_8,
+        "registry certificates under /etc/docker/certs.d",
+        &registry_cert_files(Path::new("/etc/docker/certs.d")),
+        FileRule {
+            owner_gid: Some(0),
+            max_mode: 0o444,
+        },
+    ));
+    for (own, mode, key, max_mode) in [
+        (&D_3_9, &D_3_10, "tlscacert", 0o444),
+        (&D_3_11, &D_3_12, "tlscert", 0o444),
+        (&D_3_13, &D_3_14, "tlskey", 0o400),
+    ] {
+        match cfg.str_setting(key, key, None) {
+            Some(file) => out.extend(file_checks(&[(
+                own,
+                mode,
+                Path::new(&file),
+                FileRule {
+                    owner_gid: Some(0),
+                    max_mode,
+                },
+            )])),
+            None => {
+                let why = format!("{key} is not configured (the daemon does not serve TLS)");
+                out.push(own.not_applicable(why.clone()));
+                out.push(mode.not_applicable(why));
+            }
+        }
+    }
+    out.extend(file_checks(&[
+        (
+            &D_3_19,
+            &D_3_20,
+            Path::new("/etc/default/docker"),
+            root_644(),
+        ),
+        // 3.21 is the mode and 3.22 the ownership of /etc/sysconfig/docker (the benchmark's order).
+        (
+            &D_3_22,
+            &D_3_21,
+            Path::new("/etc/sysconfig/docker"),
+            root_644(),
+        ),
+        (
+            &D_3_23,
+            &D_3_24,
+            Path::new("/run/containerd/containerd.sock"),
+            FileRule {
+                owner_gid: Some(0),
+                max_mode: 0o660,
+            },
+        ),
+    ]));
+
+    // 5.1: the benchmark numbers it with the containers, but it is the daemon's state.
+    let swarm = info.swarm.as_ref().and_then(|s| s.local_node_state);
+    out.push(match swarm {
+        _ if !have_info => D_5_1.warn("daemon not reachable"),
+        Some(LocalNodeState::ACTIVE | LocalNodeState::PENDING | LocalNodeState::LOCKED) => D_5_1
+            .warn(format!(
+                "swarm mode is {} (docker info Swarm.LocalNodeState): keep it only on a swarm node",
+                swarm.map(|s| s.to_string()).unwrap_or_default()
+            )),
+        s => D_5_1.pass(format!(
+            "swarm mode is {} (docker info Swarm.LocalNodeState)",
+            s.map(|s| s.to_string())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "inactive".into())
+        )),
+    });
     out
 }
 
@@ -578,6 +661,86 @@ fn docker_gid() -> Option<u32> {
                 .then(|| p.nth(1)?.parse().ok())
                 .flatten()
         })
+}
+
+/// The unit file systemd would load for `unit` (`/etc` before `/run` before the package's).
+fn unit_file(unit: &str) -> PathBuf {
+    let dirs = [
+        "/etc/systemd/system",
+        "/run/systemd/system",
+        "/lib/systemd/system",
+        "/usr/lib/systemd/system",
+    ];
+    dirs.iter()
+        .map(|d| Path::new(d).join(unit))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| Path::new(dirs[2]).join(unit))
+}
+
+/// The files of `/etc/docker/certs.d/<registry>/` (CA certificates, client certificates and
+/// keys dockerd uses to talk to each registry).
+fn registry_cert_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for reg in fs::read_dir(dir).into_iter().flatten().flatten() {
+        for f in fs::read_dir(reg.path()).into_iter().flatten().flatten() {
+            if f.file_type().is_ok_and(|t| t.is_file()) {
+                out.push(f.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// One ownership and one mode outcome for a set of files (`what` names the set): failed when
+/// any file fails, with every offending file in the evidence.
+pub(crate) fn files_checks(
+    own_def: &'static CheckDef,
+    mode_def: &'static CheckDef,
+    what: &str,
+    files: &[PathBuf],
+    rule: FileRule,
+) -> Vec<Outcome> {
+    if files.is_empty() {
+        return vec![
+            own_def.not_applicable(format!("no {what}")),
+            mode_def.not_applicable(format!("no {what}")),
+        ];
+    }
+    let (mut bad_owner, mut bad_mode) = (Vec::new(), Vec::new());
+    for f in files {
+        let Ok(m) = fs::metadata(f) else { continue };
+        if m.uid() != 0 || rule.owner_gid.is_some_and(|g| g != m.gid()) {
+            bad_owner.push(format!("{} (uid {} gid {})", f.display(), m.uid(), m.gid()));
+        }
+        let mode = m.permissions().mode() & 0o7777;
+        if mode & !rule.max_mode != 0 {
+            bad_mode.push(format!("{} ({mode:o})", f.display()));
+        }
+    }
+    let n = files.len();
+    vec![
+        own_def.check(
+            bad_owner.is_empty(),
+            if bad_owner.is_empty() {
+                format!("{n} {what}, all owned by root:root")
+            } else {
+                format!("not owned by root:root: {}", bad_owner.join(", "))
+            },
+        ),
+        mode_def.check(
+            bad_mode.is_empty(),
+            if bad_mode.is_empty() {
+                format!("{n} {what}, all mode {:o} or stricter", rule.max_mode)
+            } else {
+                format!(
+                    "mode wider than {:o}: {}",
+                    rule.max_mode,
+                    bad_mode.join(", ")
+                )
+            },
+        ),
+    ]
 }
 
 pub(crate) fn file_checks(
@@ -628,6 +791,108 @@ mod tests {
             cmdline: cmdline.iter().map(|s| s.to_string()).collect(),
             pid: None,
         }
+    }
+
+    fn status_of(outs: &[Outcome], id: &str) -> (ComplianceStatus, String) {
+        let o = outs
+            .iter()
+            .find(|o| o.def.id == id)
+            .unwrap_or_else(|| panic!("no outcome {id}"));
+        (o.status, o.evidence.clone())
+    }
+
+    /// 3.9-3.14 follow the TLS files the configuration names (from daemon.json or the
+    /// command line), whatever the umask made of them; without TLS they do not apply.
+    #[test]
+    fn tls_files_are_checked_where_the_configuration_points() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = |name: &str, mode: u32| {
+            let p = dir.path().join(name);
+            fs::write(&p, "x").expect("write");
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).expect("chmod");
+            p.display().to_string()
+        };
+        let (ca, cert, key) = (
+            file("ca.pem", 0o444),
+            file("cert.pem", 0o644),
+            file("key.pem", 0o600),
+        );
+        let c = cfg(
+            &format!(r#"{{"tlscacert": "{ca}", "tlscert": "{cert}"}}"#),
+            &["--tlskey", &key],
+        );
+        let outs = checks(&c, &DaemonFacts::default());
+        assert_eq!(status_of(&outs, "3.10").0, ComplianceStatus::Pass);
+        assert_eq!(
+            status_of(&outs, "3.12").0,
+            ComplianceStatus::Fail,
+            "0644 is wider than 444"
+        );
+        let (st, ev) = status_of(&outs, "3.14");
+        assert_eq!(st, ComplianceStatus::Fail, "0600 is not 400: {ev}");
+        assert!(ev.contains("key.pem"), "{ev}");
+        let none = checks(&cfg("{}", &[]), &DaemonFacts::default());
+        for id in ["3.9", "3.10", "3.11", "3.12", "3.13", "3.14"] {
+            assert_eq!(
+                status_of(&none, id).0,
+                ComplianceStatus::NotApplicable,
+                "{id}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_set_of_files_fails_on_any_one_and_names_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tmp");
+        let reg = dir.path().join("registry.example.com:5000");
+        fs::create_dir(&reg).expect("mkdir");
+        for (n, mode) in [
+            ("ca.crt", 0o444),
+            ("client.cert", 0o444),
+            ("client.key", 0o644),
+        ] {
+            let p = reg.join(n);
+            fs::write(&p, "x").expect("write");
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).expect("chmod");
+        }
+        let files = registry_cert_files(dir.path());
+        assert_eq!(files.len(), 3);
+        let rule = || FileRule {
+            owner_gid: Some(0),
+            max_mode: 0o444,
+        };
+        let outs = files_checks(&D_3_7, &D_3_8, "registry certificates", &files, rule());
+        assert_eq!(outs[1].status, ComplianceStatus::Fail);
+        assert!(
+            outs[1].evidence.contains("client.key (644)"),
+            "{}",
+            outs[1].evidence
+        );
+        assert!(!outs[1].evidence.contains("ca.crt"), "{}", outs[1].evidence);
+        let empty = files_checks(&D_3_7, &D_3_8, "registry certificates", &[], rule());
+        assert_eq!(empty[0].status, ComplianceStatus::NotApplicable);
+    }
+
+    #[test]
+    fn swarm_mode_is_reported_from_docker_info() {
+        use bollard::models::SwarmInfo;
+        let facts = |state| DaemonFacts {
+            info: Some(SystemInfo {
+                swarm: Some(SwarmInfo {
+                    local_node_state: Some(state),
+                    ..SwarmInfo::default()
+                }),
+                ..SystemInfo::default()
+            }),
+            ..DaemonFacts::default()
+        };
+        let c = cfg("{}", &[]);
+        let on = checks(&c, &facts(LocalNodeState::ACTIVE));
+        assert_eq!(status_of(&on, "5.1").0, ComplianceStatus::Warning);
+        let off = checks(&c, &facts(LocalNodeState::INACTIVE));
+        assert_eq!(status_of(&off, "5.1").0, ComplianceStatus::Pass);
     }
 
     #[test]
