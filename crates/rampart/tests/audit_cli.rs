@@ -42,7 +42,7 @@ fn audit_containers_formats_and_fail_on() {
     assert!(out.status.success(), "{}", text(&out));
     let t = String::from_utf8_lossy(&out.stdout);
     assert!(t.contains(&format!("Container {}  score", bad.name)), "{t}");
-    assert!(t.contains("FAIL critical 5.31"), "{t}");
+    assert!(t.contains("FAIL critical 5.32"), "{t}");
     assert!(
         t.contains("fix:      Remove -v /var/run/docker.sock"),
         "{t}"
