@@ -430,10 +430,15 @@ pub fn checks(f: &ContainerFacts, ctx: &AuditContext) -> Vec<Outcome> {
             Some(l) => l == "unconfined",
             None => configured.is_empty() || configured == "unconfined",
         };
+        let which = match label.as_deref().unwrap_or(configured.as_str()) {
+            l if l.starts_with("docker-default") => ": Docker's default profile",
+            l if l.starts_with("rampart-") => ": a profile learned by Rampart (rampart profile apparmor)",
+            _ => "",
+        };
         C_5_2.check(
             !unconfined,
             format!(
-                "AppArmorProfile={configured:?}, process label {}",
+                "AppArmorProfile={configured:?}, process label {}{which}",
                 label.as_deref().unwrap_or("unreadable")
             ),
         )

@@ -42,6 +42,9 @@ pub enum AuditError {
     /// The syscall recorder failed.
     #[error("syscall recorder: {0}")]
     Recorder(#[from] rampart_kernel::RecorderError),
+    /// The event sensor could not start.
+    #[error("sensor: {0}")]
+    Sensor(#[from] rampart_kernel::KernelError),
 }
 
 impl AuditError {

@@ -27,6 +27,9 @@ pub struct HardenOptions {
     pub profile_path: Option<String>,
     /// The daemon already remaps users.
     pub daemon_userns_remap: bool,
+    /// The name of an AppArmor profile learned for the container (`rampart profile apparmor`)
+    /// and loaded on the host.
+    pub apparmor_profile: Option<String>,
 }
 
 impl Default for HardenOptions {
@@ -35,6 +38,7 @@ impl Default for HardenOptions {
             headroom: 1.5,
             profile_path: None,
             daemon_userns_remap: false,
+            apparmor_profile: None,
         }
     }
 }
@@ -316,6 +320,13 @@ pub fn propose(
     if let Some(p) = &opts.profile_path {
         args.extend(["--security-opt".into(), format!("seccomp={p}")]);
     }
+    match &opts.apparmor_profile {
+        Some(name) => args.extend(["--security-opt".into(), format!("apparmor={name}")]),
+        None => notes.push(format!(
+            "on hosts with AppArmor, confine files, executables and sockets too: rampart profile apparmor {0} -o {0}.apparmor; apparmor_parser -r {0}.apparmor; then pass --apparmor rampart-{0} to rampart harden",
+            rec.container
+        )),
+    }
     if !opts.daemon_userns_remap {
         notes.push("enable user-namespace remapping for every container: \"userns-remap\": \"default\" in /etc/docker/daemon.json, then restart dockerd (container root becomes an unprivileged host uid)".into());
     }
@@ -582,6 +593,7 @@ mod tests {
             &recording(&[("/tmp/x", 'A'), ("/tmp", 'C')]),
             &HardenOptions {
                 profile_path: Some("/etc/rampart/web.json".into()),
+                apparmor_profile: Some("rampart-web".into()),
                 ..HardenOptions::default()
             },
         );
@@ -596,7 +608,7 @@ mod tests {
             line.contains("--memory 160m --memory-swap 160m --cpus 0.5 --pids-limit 32"),
             "{line}"
         );
-        assert!(line.contains("--security-opt no-new-privileges --security-opt seccomp=/etc/rampart/web.json busybox:1 httpd -f"), "{line}");
+        assert!(line.contains("--security-opt no-new-privileges --security-opt seccomp=/etc/rampart/web.json --security-opt apparmor=rampart-web busybox:1 httpd -f"), "{line}");
         let compose = p.compose();
         let v: serde_yaml::Value = serde_yaml::from_str(&compose).expect("yaml");
         let svc = &v["services"]["web"];
@@ -605,6 +617,7 @@ mod tests {
         assert_eq!(svc["cap_drop"][0], "ALL");
         assert_eq!(svc["cap_add"][0], "NET_BIND_SERVICE");
         assert_eq!(svc["security_opt"][1], "seccomp:/etc/rampart/web.json");
+        assert_eq!(svc["security_opt"][2], "apparmor:rampart-web");
         assert_eq!(svc["mem_limit"], "160m");
         assert_eq!(svc["pids_limit"], 32);
         assert_eq!(svc["command"][0], "httpd");

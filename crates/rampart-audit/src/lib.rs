@@ -15,6 +15,7 @@
 //! [`Report`] renders them as a table, JSON, OCSF lines or SARIF 2.1.0, with a score per
 //! subject.
 
+pub mod apparmor;
 pub mod caps;
 mod cgroupfs;
 pub mod check;

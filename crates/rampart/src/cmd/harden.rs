@@ -28,6 +28,10 @@ pub struct HardenArgs {
     /// Where to write the learned seccomp profile [default: ./CONTAINER.seccomp.json].
     #[arg(long, value_name = "PROFILE.json")]
     profile_out: Option<PathBuf>,
+    /// The AppArmor profile learned for the container (`rampart profile apparmor`) and loaded
+    /// with `apparmor_parser -r`: the run line gets --security-opt apparmor=NAME.
+    #[arg(long, value_name = "NAME")]
+    apparmor: Option<String>,
     /// Multiplier for observed peaks when sizing limits.
     #[arg(long, default_value_t = 1.5)]
     headroom: f64,
@@ -103,6 +107,7 @@ pub fn run(a: HardenArgs) -> anyhow::Result<ExitCode> {
         headroom: a.headroom,
         profile_path: Some(abs.display().to_string()),
         daemon_userns_remap: userns,
+        apparmor_profile: a.apparmor.clone(),
     };
     let proposal = harden::propose(&inspect, &image, &rec, &opts);
     match a.format {

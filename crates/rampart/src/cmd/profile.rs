@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use rampart_audit::learn::{self, LearnOptions};
 use rampart_audit::seccomp::{self, SeccompProfile};
@@ -26,6 +27,11 @@ enum ProfileCommand {
     /// Merge profiles learned from several recordings into one (the union of their
     /// allow-lists).
     Merge(MergeArgs),
+    /// Learn an AppArmor profile from what CONTAINER does (executables, files written,
+    /// sensitive files read, sockets, capabilities), or with --check say what it did that a
+    /// profile would refuse. Load it with `apparmor_parser -r PROFILE` and run the container
+    /// with --security-opt apparmor=NAME.
+    Apparmor(AppArmorArgs),
     /// Write the allow-all learning profile: run the container with
     /// --security-opt seccomp=FILE while learning, so only what the container needs once its
     /// own filter is in place is recorded (tighter than learning unconfined).
@@ -58,6 +64,35 @@ struct SeccompArgs {
 }
 
 #[derive(Debug, Args)]
+struct AppArmorArgs {
+    /// Container name or id (running, unless --events is given).
+    container: String,
+    /// How long to record (e.g. 60s, 5m).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Where to write the learned profile.
+    #[arg(short, long, value_name = "PROFILE", required_unless_present = "check")]
+    output: Option<PathBuf>,
+    /// The profile's name (default: rampart-CONTAINER).
+    #[arg(long)]
+    name: Option<String>,
+    /// Write the profile in complain mode: AppArmor logs what it would refuse, refuses nothing.
+    #[arg(long)]
+    complain: bool,
+    /// Do not learn: report what the container did (recorded now, or read from --events)
+    /// that PROFILE would refuse; exits 1 when there is any.
+    #[arg(long, value_name = "PROFILE", conflicts_with_all = ["output", "complain"])]
+    check: Option<PathBuf>,
+    /// Read the container's events from this JSON-lines file (`rampart agent -o jsonl:FILE`)
+    /// instead of recording.
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
+    /// Docker Engine socket.
+    #[arg(long, default_value = rampart_container::DEFAULT_SOCKET, env = "RAMPART_DOCKER_SOCKET")]
+    docker_socket: PathBuf,
+}
+
+#[derive(Debug, Args)]
 struct MergeArgs {
     /// Profiles to merge.
     #[arg(required = true, num_args = 1..)]
@@ -77,6 +112,7 @@ struct LearningArgs {
 pub fn run(args: ProfileArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         ProfileCommand::Seccomp(a) => seccomp_cmd(a),
+        ProfileCommand::Apparmor(a) => apparmor_cmd(a),
         ProfileCommand::Merge(a) => {
             let profile = merge_files(&a.profiles, None)?;
             profile.save(&a.output).map_err(lib_err)?;
@@ -163,6 +199,159 @@ fn seccomp_cmd(a: SeccompArgs) -> anyhow::Result<ExitCode> {
         a.output.display(),
         profile.allowed().map(|s| s.len()).unwrap_or(0),
         a.output.canonicalize().unwrap_or_else(|_| a.output.clone()).display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The container's events from a JSON-lines file: those whose container is `container` (id,
+/// id prefix or name); a malformed line is an error naming it.
+fn events_from_file(path: &Path, container: &str) -> anyhow::Result<Vec<rampart_event::Event>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading events from {}", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let ev: rampart_event::Event = serde_json::from_str(line).map_err(|e| {
+            super::BadInput(format!("{}:{}: not an event: {e}", path.display(), n + 1))
+        })?;
+        let ours = ev.container.as_ref().is_some_and(|c| {
+            c.id == container
+                || c.name == container
+                || (container.len() >= 12 && c.id.starts_with(container))
+        });
+        if ours {
+            out.push(ev);
+        }
+    }
+    Ok(out)
+}
+
+fn apparmor_cmd(a: AppArmorArgs) -> anyhow::Result<ExitCode> {
+    use rampart_audit::apparmor::{self, Observed, ProfileRules};
+    let (events, caps, cname, image, warnings) = match &a.events {
+        Some(f) => (
+            events_from_file(f, &a.container)?,
+            None,
+            a.container.clone(),
+            String::new(),
+            Vec::new(),
+        ),
+        None => {
+            let rt = runtime()?;
+            let rec = rt.block_on(async {
+                let docker = connect(&a.docker_socket).await?;
+                eprintln!(
+                    "recording {} for {} ...",
+                    a.container,
+                    humantime::format_duration(a.duration)
+                );
+                apparmor::record(&docker, &a.container, a.duration)
+                    .await
+                    .map_err(lib_err)
+            })?;
+            (
+                rec.events,
+                rec.capabilities,
+                rec.container_name,
+                rec.image,
+                rec.warnings,
+            )
+        }
+    };
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    if let Some(profile) = &a.check {
+        let text = std::fs::read_to_string(profile)
+            .with_context(|| format!("reading {}", profile.display()))?;
+        let rules = ProfileRules::parse(&text, &profile.display().to_string()).map_err(lib_err)?;
+        let v = rules.check(&events);
+        for r in &rules.not_judged {
+            eprintln!("note: not judged: {r}");
+        }
+        if v.is_empty() {
+            println!(
+                "{}: nothing of what {} did ({} events) would be refused",
+                profile.display(),
+                cname,
+                events.len()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!(
+            "{}: {} access(es) of {} would be refused:",
+            profile.display(),
+            v.len(),
+            cname
+        );
+        for x in &v {
+            println!(
+                "  {}  by {}  ({})",
+                x.access,
+                if x.process.is_empty() {
+                    "?"
+                } else {
+                    &x.process
+                },
+                x.denied_by
+                    .as_deref()
+                    .map_or("no rule allows it".to_string(), |d| format!(
+                        "refused by `{d}`"
+                    ))
+            );
+        }
+        return Ok(ExitCode::from(1));
+    }
+    let Some(output) = &a.output else {
+        anyhow::bail!("--output PROFILE is needed to learn a profile");
+    };
+    let mut o = Observed::default();
+    for e in &events {
+        o.observe(e);
+    }
+    if let Some(c) = caps {
+        o.capabilities = c;
+    }
+    let name = a.name.clone().unwrap_or_else(|| {
+        let clean: String = cname
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        format!("rampart-{clean}")
+    });
+    let header = format!(
+        "Learned by Rampart {} from container {cname}{} over {} events ({}).",
+        env!("CARGO_PKG_VERSION"),
+        if image.is_empty() {
+            String::new()
+        } else {
+            format!(" ({image})")
+        },
+        events.len(),
+        if a.events.is_some() {
+            "from a file of events".to_string()
+        } else {
+            format!("recorded for {}", humantime::format_duration(a.duration))
+        }
+    );
+    let text = o.profile(&name, a.complain, &header);
+    std::fs::write(output, &text).with_context(|| format!("writing {}", output.display()))?;
+    eprintln!(
+        "wrote {} (profile {name}: {} executables, {} write rules, {} socket kinds, {} capabilities). Load it with: apparmor_parser -r {}; run the container with --security-opt apparmor={name}",
+        output.display(),
+        o.execs.len(),
+        apparmor::generalise_writes(&o.writes).len(),
+        o.network.len(),
+        o.capabilities.len(),
+        output.display()
     );
     Ok(ExitCode::SUCCESS)
 }
