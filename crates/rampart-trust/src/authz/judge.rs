@@ -180,7 +180,7 @@ const BIND_OPTIONS: Schema = &[
     "ReadOnlyForceRecursive",
 ];
 const VOLUME_OPTIONS: Schema = &["NoCopy", "Labels", "DriverConfig", "Subpath"];
-const DRIVER: Schema = &["Name", "Options"];
+pub(super) const DRIVER: Schema = &["Name", "Options"];
 const LOG_CONFIG: Schema = &["Type", "Config"];
 const TMPFS_OPTIONS: Schema = &["SizeBytes", "Mode", "Options"];
 const NETWORKING: Schema = &["EndpointsConfig"];
@@ -417,17 +417,24 @@ pub struct Context<'p> {
     pub daemon_paths: Vec<String>,
 }
 
-struct Judge<'c, 'p> {
-    ctx: &'c Context<'p>,
-    out: Vec<Violation>,
+pub(super) struct Judge<'c, 'p> {
+    pub(super) ctx: &'c Context<'p>,
+    pub(super) out: Vec<Violation>,
 }
 
-impl Judge<'_, '_> {
-    fn v(&mut self, rule: Rule, message: String) {
+impl<'c, 'p> Judge<'c, 'p> {
+    pub(super) fn new(ctx: &'c Context<'p>) -> Judge<'c, 'p> {
+        Judge {
+            ctx,
+            out: Vec::new(),
+        }
+    }
+
+    pub(super) fn v(&mut self, rule: Rule, message: String) {
         self.out.push(Violation { rule, message });
     }
 
-    fn unknown(&mut self, o: &GoObject<'_>) {
+    pub(super) fn unknown(&mut self, o: &GoObject<'_>) {
         for k in &o.unknown {
             if !self.ctx.allow_fields.iter().any(|a| a == k) {
                 self.v(
@@ -468,7 +475,7 @@ impl Judge<'_, '_> {
         Ok(mode)
     }
 
-    fn bind_source(&mut self, at: &str, source: &str) {
+    pub(super) fn bind_source(&mut self, at: &str, source: &str) {
         if let Some(s) = sensitive_host_path(source, &self.ctx.daemon_paths) {
             self.v(
                 Rule::SensitiveMounts,
@@ -492,7 +499,7 @@ impl Judge<'_, '_> {
     /// Allowed: a bind of a path judged like a bind mount (`type=none,o=bind,device=…`),
     /// tmpfs, and network filesystems (a remote device); anything else mounts host storage
     /// (`type=ext4,device=/dev/sda1`, overlay `lowerdir=/`) and is refused.
-    fn driver_opts(&mut self, at: &str, driver: &str, opts: &[(String, String)]) {
+    pub(super) fn driver_opts(&mut self, at: &str, driver: &str, opts: &[(String, String)]) {
         if !matches!(driver, "" | "local") || opts.is_empty() {
             return;
         }
@@ -543,7 +550,7 @@ impl Judge<'_, '_> {
         }
     }
 
-    fn caps(&mut self, at: &str, caps: &[String]) {
+    pub(super) fn caps(&mut self, at: &str, caps: &[String]) {
         for c in caps {
             // moby's NormalizeLegacyCapabilities: strings.ToUpper (Unicode: `ſ` is `S`), then
             // the CAP_ prefix. A code point whose upper case is several (Go keeps those as they
@@ -575,7 +582,7 @@ impl Judge<'_, '_> {
         }
     }
 
-    fn security_opts(&mut self, at: &str, opts: &[String]) {
+    pub(super) fn security_opts(&mut self, at: &str, opts: &[String]) {
         for opt in opts {
             // moby parseSecurityOpt: `key=value`, legacy `key:value`; `no-new-privileges` alone.
             let (k, v) = match opt.split_once('=') {
@@ -798,48 +805,7 @@ impl Judge<'_, '_> {
                 }
             }
         }
-        for (i, m) in hc.objects("Mounts", MOUNT)?.iter().enumerate() {
-            let at = format!("HostConfig.Mounts[{i}]");
-            self.unknown(m);
-            let kind = m.string("Type")?;
-            let source = m.string("Source")?;
-            let target = m.string("Target")?;
-            m.bool("ReadOnly")?;
-            match kind.as_str() {
-                "bind" => {
-                    self.bind_source(&at, &source);
-                    if let Some(b) = m.object("BindOptions", BIND_OPTIONS)? {
-                        self.unknown(&b);
-                        self.propagation(&at, &b.string("Propagation")?);
-                    }
-                }
-                "volume" => {
-                    if !source.is_empty() {
-                        facts.volumes.push(source.clone());
-                    }
-                    if let Some(vo) = m.object("VolumeOptions", VOLUME_OPTIONS)? {
-                        self.unknown(&vo);
-                        if let Some(d) = vo.object("DriverConfig", DRIVER)? {
-                            self.unknown(&d);
-                            let opts = d.string_map("Options")?.unwrap_or_default();
-                            self.driver_opts(&at, &d.string("Name")?, &opts);
-                        }
-                    }
-                }
-                "tmpfs" => {
-                    self.tmpfs_target(&at, &target);
-                    if let Some(t) = m.object("TmpfsOptions", TMPFS_OPTIONS)? {
-                        self.unknown(&t);
-                    }
-                }
-                k => self.v(
-                    Rule::SensitiveMounts,
-                    format!(
-                        "{at}: mount type {k:?} is not one the plugin allows (bind, volume, tmpfs)"
-                    ),
-                ),
-            }
-        }
+        self.mounts(hc, "Mounts", &mut facts.volumes)?;
         for (target, _) in hc.string_map("Tmpfs")?.unwrap_or_default() {
             self.tmpfs_target("HostConfig.Tmpfs", &target);
         }
@@ -874,16 +840,10 @@ impl Judge<'_, '_> {
             // dockerd (root) writes what the container prints to the log driver's address: a
             // unix socket address would hand the container a pipe into a host socket (the
             // Docker API's, for one).
-            for (k, v) in log.string_map("Config")?.unwrap_or_default() {
-                if k.ends_with("-address")
-                    && v.trim_start().to_ascii_lowercase().starts_with("unix")
-                {
-                    self.v(
-                        Rule::Confinement,
-                        format!("HostConfig.LogConfig.Config {k:?}: a unix socket address ({v:?}) lets the container write into a host socket"),
-                    );
-                }
-            }
+            self.log_options(
+                "HostConfig.LogConfig.Config",
+                &log.string_map("Config")?.unwrap_or_default(),
+            );
         }
         if hc.string_map("Sysctls")?.is_some_and(|s| !s.is_empty()) {
             self.v(
@@ -931,7 +891,74 @@ impl Judge<'_, '_> {
         Ok(())
     }
 
-    fn tmpfs_target(&mut self, at: &str, target: &str) {
+    /// `[]mount.Mount` (`HostConfig.Mounts`, a service's `ContainerSpec.Mounts`): named
+    /// volumes go to `volumes` for the engine to look up.
+    pub(super) fn mounts(
+        &mut self,
+        o: &GoObject<'_>,
+        field: &'static str,
+        volumes: &mut Vec<String>,
+    ) -> Result<(), DecodeError> {
+        for (i, m) in o.objects(field, MOUNT)?.iter().enumerate() {
+            let at = format!("{}[{i}]", o.path_of(field));
+            self.unknown(m);
+            let kind = m.string("Type")?;
+            let source = m.string("Source")?;
+            let target = m.string("Target")?;
+            m.bool("ReadOnly")?;
+            match kind.as_str() {
+                "bind" => {
+                    self.bind_source(&at, &source);
+                    if let Some(b) = m.object("BindOptions", BIND_OPTIONS)? {
+                        self.unknown(&b);
+                        self.propagation(&at, &b.string("Propagation")?);
+                    }
+                }
+                "volume" => {
+                    if !source.is_empty() {
+                        volumes.push(source.clone());
+                    }
+                    if let Some(vo) = m.object("VolumeOptions", VOLUME_OPTIONS)? {
+                        self.unknown(&vo);
+                        if let Some(d) = vo.object("DriverConfig", DRIVER)? {
+                            self.unknown(&d);
+                            let opts = d.string_map("Options")?.unwrap_or_default();
+                            self.driver_opts(&at, &d.string("Name")?, &opts);
+                        }
+                    }
+                }
+                "tmpfs" => {
+                    self.tmpfs_target(&at, &target);
+                    if let Some(t) = m.object("TmpfsOptions", TMPFS_OPTIONS)? {
+                        self.unknown(&t);
+                    }
+                }
+                k => self.v(
+                    Rule::SensitiveMounts,
+                    format!(
+                        "{at}: mount type {k:?} is not one the plugin allows (bind, volume, tmpfs)"
+                    ),
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// A log driver's options: dockerd (root) writes what the container prints to the
+    /// driver's address, so a unix socket address hands the container a pipe into a host
+    /// socket (the Docker API's, for one).
+    pub(super) fn log_options(&mut self, at: &str, opts: &[(String, String)]) {
+        for (k, v) in opts {
+            if k.ends_with("-address") && v.trim_start().to_ascii_lowercase().starts_with("unix") {
+                self.v(
+                    Rule::Confinement,
+                    format!("{at} {k:?}: a unix socket address ({v:?}) lets the container write into a host socket"),
+                );
+            }
+        }
+    }
+
+    pub(super) fn tmpfs_target(&mut self, at: &str, target: &str) {
         let t = normalise(target);
         if t == "/" || under(&t, "/proc") || under(&t, "/sys") {
             self.v(
@@ -1131,29 +1158,42 @@ pub fn judge_existing_volume(
     j.out
 }
 
-/// Judges the classic builder's query (`POST /build`).
-pub fn judge_build(query: &dyn Fn(&str) -> Option<String>) -> Vec<Violation> {
-    let mut out = Vec::new();
-    let net = query("networkmode").unwrap_or_default();
+/// Judges the query of `POST /build` (moby `newImageBuildOptions`: `FormValue` reads the
+/// first value, `r.Form[..]` every value). The classic builder runs each `RUN` step in a
+/// container with `networkmode`, `cgroupparent`, `isolation`, `securityopt`, `extrahosts`,
+/// `ulimits` and the resource options as its `HostConfig`; BuildKit (`version=2`) asks for
+/// the `network.host` entitlement when `networkmode=host`. What the query cannot show:
+/// BuildKit's entitlements and LLB sent over `/grpc` (gated), and a Dockerfile's
+/// `RUN --network=host` or `--security=insecure`, which BuildKit allows only with the
+/// entitlement: `networkmode=host` here, `security.insecure` only if dockerd runs with
+/// `--allow-insecure-entitlement security.insecure` (`rampart audit` reports it).
+pub fn judge_build(route: &super::route::Route, ctx: &Context<'_>) -> Vec<Violation> {
+    let mut j = Judge::new(ctx);
+    let first = |k: &str| route.query_value(k).unwrap_or_default().to_string();
+    let net = first("networkmode");
     if !matches!(net.as_str(), "" | "default" | "bridge" | "none") {
-        out.push(Violation {
-            rule: Rule::HostNamespaces,
-            message: format!("build networkmode {net:?} is not allowed"),
-        });
+        j.v(
+            Rule::HostNamespaces,
+            format!("build networkmode {net:?} is not allowed (host grants BuildKit's network.host entitlement)"),
+        );
     }
-    if query("cgroupparent").is_some_and(|c| !c.is_empty()) {
-        out.push(Violation {
-            rule: Rule::Limits,
-            message: "build cgroupparent is not allowed".into(),
-        });
+    if !first("cgroupparent").is_empty() {
+        j.v(Rule::Limits, "build cgroupparent is not allowed".into());
     }
-    if query("isolation").is_some_and(|c| !matches!(c.as_str(), "" | "default")) {
-        out.push(Violation {
-            rule: Rule::Confinement,
-            message: "build isolation is not allowed".into(),
-        });
+    let iso = first("isolation");
+    if !matches!(iso.as_str(), "" | "default") {
+        j.v(
+            Rule::Confinement,
+            format!("build isolation {iso:?} is not allowed"),
+        );
     }
-    out
+    let opts: Vec<String> = route
+        .query_values("securityopt")
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    j.security_opts("build securityopt", &opts);
+    j.out
 }
 
 #[cfg(test)]
@@ -1418,7 +1458,18 @@ mod tests {
         assert!(judge_volume_create(&v, &Context::default())
             .expect("ok")
             .is_empty());
-        let q = |k: &str| (k == "networkmode").then(|| "host".to_string());
-        assert_eq!(judge_build(&q).len(), 1);
+        let build = |uri: &str| {
+            let r = super::super::route::route("POST", uri).expect("route");
+            judge_build(&r, &Context::default())
+        };
+        assert_eq!(build("/build?networkmode=host").len(), 1);
+        assert_eq!(build("/build?networkmode=none&networkmode=host").len(), 0);
+        assert_eq!(
+            build("/build?securityopt=no-new-privileges&securityopt=seccomp%3Dunconfined")[0].rule,
+            Rule::Seccomp
+        );
+        assert_eq!(build("/build?securityopt=apparmor=unconfined").len(), 1);
+        assert_eq!(build("/build?cgroupparent=/&isolation=hyperv").len(), 2);
+        assert!(build("/build?t=x&extrahosts=a:1.2.3.4&version=2&buildargs=%7B%7D").is_empty());
     }
 }
