@@ -28,12 +28,23 @@ fn text(o: &Output) -> (String, String) {
 /// One HTTP/1.1 request over the daemon's unix socket, written by hand so the request target
 /// and body are exactly what the test says (absolute form, escapes, duplicate keys).
 fn http(sock: &Path, method: &str, target: &str, body: Option<&str>) -> (u16, String) {
+    http_with(sock, method, target, body, "")
+}
+
+/// [`http`] with extra header lines (`"Name: value\r\n"`).
+fn http_with(
+    sock: &Path,
+    method: &str,
+    target: &str,
+    body: Option<&str>,
+    headers: &str,
+) -> (u16, String) {
     let mut s = UnixStream::connect(sock).expect("connect dockerd");
     s.set_read_timeout(Some(Duration::from_secs(60)))
         .expect("timeout");
     let body = body.unwrap_or("");
     let req = format!(
-        "{method} {target} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {target} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).expect("write");
@@ -1303,4 +1314,456 @@ fn exceptions_and_break_glass_follow_the_tls_client_certificate() {
     let _ = std::fs::remove_dir(
         Path::new("/sys/fs/cgroup").join(cgroup_parent.trim_start_matches('/')),
     );
+}
+
+/// The services dockerd holds: name -> spec.
+fn services(sock: &Path) -> Vec<(String, Value)> {
+    let (st, body) = http(sock, "GET", "/services", None);
+    assert_eq!(st, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("services json");
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            (
+                s["Spec"]["Name"].as_str().unwrap_or_default().to_string(),
+                s["Spec"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// Swarm services (issue 15, item 1): a second dockerd in swarm mode with the plugin (`allow:
+/// [swarm]`, services judged by their spec). The docker CLI's own bodies and raw ones in any
+/// key case (Kelvin sign, long s), on every route spelling, must leave no service whose tasks
+/// get a sensitive bind, the host network, added capabilities, sysctls, weakened confinement,
+/// root or no limits, checked on what dockerd holds (`GET /services`) and on the task
+/// containers it started; a rollback to a hostile previous spec (made before the plugin) is
+/// refused; the harmless controls run.
+#[test]
+fn swarm_services_are_judged_by_what_their_tasks_get() {
+    testkit::require!(Root, Docker);
+    let ns = NetNs::new("authzsw");
+    let dir = tempfile::Builder::new()
+        .prefix("rampart-authzsw-")
+        .tempdir_in("/var/tmp")
+        .expect("tmp");
+    let d = dir.path();
+    std::fs::write(
+        d.join("admission.yaml"),
+        "fail: open\nrules: [privileged, host-namespaces, sensitive-mounts, non-root, limits, seccomp, capabilities, devices, confinement]\nallow: [swarm]\n",
+    )
+    .expect("policy");
+    let plugin = format!("rampart-testsw-{}", std::process::id());
+    let plugin_sock = PathBuf::from(format!("/run/docker/plugins/{plugin}.sock"));
+    let docker_sock = d.join("docker.sock");
+    let events = d.join("events.jsonl");
+    let h = format!("unix://{}", docker_sock.display());
+    let sock = docker_sock.as_path();
+    let image = testkit::busybox_image();
+    let argv = dockerd_argv(
+        &ns,
+        d,
+        "authzsw",
+        &[h.clone()],
+        &["--authorization-plugin".to_string(), plugin.clone()],
+    );
+    let without: Vec<String> = argv[..argv.len() - 2].to_vec();
+    let dk = |args: &[&str]| {
+        let mut a = vec!["-H", h.as_str()];
+        a.extend_from_slice(args);
+        testkit::docker(&a)
+    };
+    // Before the plugin: the image, the swarm, and a service whose spec binds `/` (no task:
+    // 0 replicas), later made harmless, so that its previous spec is the hostile one.
+    let dlog0 = d.join("dockerd-without-plugin.log");
+    {
+        let mut daemon = spawn_logged(&without, &dlog0);
+        wait_for("the second dockerd", &dlog0, || {
+            dk(&["version"]).status.success()
+        });
+        load_images(&h, &[image.as_str()]);
+        let o = dk(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
+        assert!(o.status.success(), "{:?}", text(&o));
+        let o = dk(&[
+            "service",
+            "create",
+            "-d",
+            "--no-resolve-image",
+            "--name",
+            "old",
+            "--replicas",
+            "0",
+            "--mount",
+            "type=bind,src=/,dst=/host",
+            "--cap-add",
+            "SYS_ADMIN",
+            &image,
+            "sleep",
+            "1000",
+        ]);
+        assert!(o.status.success(), "{:?}", text(&o));
+        daemon.stop();
+    }
+    let mut pargv = ns.exec();
+    pargv.extend(
+        [
+            env!("CARGO_BIN_EXE_rampart"),
+            "authz",
+            "--policy",
+            &d.join("admission.yaml").display().to_string(),
+            "--socket",
+            &plugin_sock.display().to_string(),
+            "--docker-socket",
+            &docker_sock.display().to_string(),
+            "--events",
+            &events.display().to_string(),
+        ]
+        .map(String::from),
+    );
+    let plog = d.join("plugin.log");
+    let mut plugin_proc = spawn_logged(&pargv, &plog);
+    wait_for("the plugin", &plog, || plugin_sock.exists());
+    let dlog = d.join("dockerd.log");
+    let mut daemon = spawn_logged(&argv, &dlog);
+    wait_for("the second dockerd in swarm mode", &dlog, || {
+        let o = dk(&["info", "--format", "{{.Swarm.ControlAvailable}}"]);
+        text(&o).0.trim() == "true"
+    });
+    let (_, host_net) = http(sock, "GET", "/networks/host", None);
+    let host_net: Value = serde_json::from_str(&host_net).expect("network json");
+    let host_id = host_net["Id"]
+        .as_str()
+        .expect("host network id")
+        .to_string();
+
+    // Controls: the CLI's limited, non-root service, and a raw one in other key cases.
+    let limits = [
+        "--limit-memory",
+        "64m",
+        "--limit-cpu",
+        "0.5",
+        "--limit-pids",
+        "64",
+    ];
+    let mut ok = vec![
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--name",
+        "ok",
+        "--user",
+        "1000",
+        "--publish",
+        "mode=host,published=18080,target=80",
+    ];
+    ok.extend(limits);
+    ok.extend([image.as_str(), "sleep", "1000"]);
+    let o = dk(&ok);
+    assert!(o.status.success(), "the harmless service: {:?}", text(&o));
+    let raw_ok = format!(
+        r#"{{"name":"ok2","TASKTEMPLATE":{{"containerspec":{{"image":"{image}","user":"1001","args":["sleep","1000"]}},"Re\u017Fources":{{"limits":{{"nanocpus":500000000,"memorybytes":67108864,"pids":64}}}}}},"mode":{{"replicated":{{"replicas":1}}}}}}"#
+    );
+    let (st, body) = http(sock, "POST", "/v1.41/%73ervices/create", Some(&raw_ok));
+    assert_eq!(st, 201, "the harmless raw service: {body}");
+
+    // The CLI's hostile services: each adds one grant to the harmless one.
+    let cli_attacks: Vec<Vec<&str>> = vec![
+        vec!["--mount", "type=bind,src=/etc,dst=/h"],
+        vec!["--mount", "type=bind,src=/var,dst=/h,readonly"],
+        vec!["--mount", "type=volume,src=hv,dst=/h,volume-driver=local,volume-opt=type=none,volume-opt=o=bind,volume-opt=device=/"],
+        vec!["--cap-add", "SYS_ADMIN"],
+        vec!["--cap-add", "ALL"],
+        vec!["--network", "host"],
+        vec!["--sysctl", "net.ipv4.ip_forward=1"],
+        vec!["--user", "0"],
+        vec!["--user", "root"],
+        vec!["--log-driver", "syslog", "--log-opt", "syslog-address=unix:///var/run/docker.sock"],
+    ];
+    for (i, extra) in cli_attacks.iter().enumerate() {
+        let name = format!("cli{i}");
+        let mut a = vec![
+            "service",
+            "create",
+            "-d",
+            "--no-resolve-image",
+            "--name",
+            &name,
+        ];
+        a.extend(limits);
+        if !extra.contains(&"--user") {
+            a.extend(["--user", "1000"]);
+        }
+        a.extend(extra.iter().copied());
+        a.extend([image.as_str(), "sleep", "1000"]);
+        let o = dk(&a);
+        assert!(
+            !o.status.success() && text(&o).1.contains("authorization denied"),
+            "{extra:?} was not denied: {:?}",
+            text(&o)
+        );
+    }
+    // Without limits.
+    let o = dk(&[
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--name",
+        "nolimits",
+        "--user",
+        "1000",
+        &image,
+        "sleep",
+        "1000",
+    ]);
+    assert!(!o.status.success(), "{:?}", text(&o));
+
+    // Raw hostile specs, each key in a random case, on a random route spelling.
+    let seed = std::process::id() as u64 * 0x9E37_79B9 + 7;
+    eprintln!("swarm attack seed {seed}");
+    let mut rng = Rng(seed);
+    let cs_ok = |rng: &mut Rng, extra: &str| {
+        format!(
+            r#"{{"{}":"{image}","{}":"1000","{}":["sleep","1000"]{extra}}}"#,
+            spell(rng, "Image"),
+            spell(rng, "User"),
+            spell(rng, "Args")
+        )
+    };
+    let grants: Vec<String> = vec![
+        r#","Mounts":[{"Type":"bind","Source":"/","Target":"/h"}]"#.into(),
+        r#","mounts":[{"type":"bind","source":"/run","target":"/h"}]"#.into(),
+        ",\"Mount\u{17F}\":[{\"Type\":\"bind\",\"Source\":\"/usr\",\"Target\":\"/h\"}]".into(),
+        r#","Mounts":[{"Type":"volume","Source":"hv2","Target":"/h","VolumeOptions":{"DriverConfig":{"Name":"local","Options":{"type":"none","o":"bind","device":"/etc"}}}}]"#.into(),
+        r#","Mounts":[{"Type":"bind","Source":"/srv","Target":"/h","BindOptions":{"Propagation":"rshared"}}]"#.into(),
+        r#","CapabilityAdd":["CAP_SYS_ADMIN"]"#.into(),
+        r#","capabilityadd":["sys_ptrace"]"#.into(),
+        r#","Sysctls":{"net.ipv4.ip_forward":"1"}"#.into(),
+        r#","Privileges":{"SELinuxContext":{"Disable":true}}"#.into(),
+        r#","Privileges":{"Seccomp":{"Mode":"unconfined"}}"#.into(),
+        r#","privileges":{"apparmor":{"mode":"disabled"}}"#.into(),
+        r#","Mounts":[],"mounts":[{"Type":"bind","Source":"/","Target":"/h"}]"#.into(),
+        r#","User":"0""#.into(),
+    ];
+    let resources =
+        r#""Resources":{"Limits":{"NanoCPUs":500000000,"MemoryBytes":67108864,"Pids":64}}"#;
+    let mut raw: Vec<String> = Vec::new();
+    for (i, g) in grants.iter().enumerate() {
+        let cs = cs_ok(&mut rng, g);
+        raw.push(format!(
+            r#"{{"{}":"raw{i}","{}":{{"{}":{cs},{resources}}}}}"#,
+            spell(&mut rng, "Name"),
+            spell(&mut rng, "TaskTemplate"),
+            spell(&mut rng, "ContainerSpec"),
+        ));
+    }
+    let cs = cs_ok(&mut rng, "");
+    for (i, nets) in [
+        format!(r#""Networks":[{{"Target":"{host_id}"}}]"#),
+        r#""networks":[{"target":"host"}]"#.to_string(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        // In the task template and at the top level (deprecated, still read).
+        raw.push(format!(
+            r#"{{"Name":"rawnet{i}","TaskTemplate":{{"ContainerSpec":{cs},{resources},{nets}}}}}"#
+        ));
+        raw.push(format!(
+            r#"{{"Name":"rawtop{i}",{nets},"TaskTemplate":{{"ContainerSpec":{cs},{resources}}}}}"#
+        ));
+    }
+    raw.push(format!(
+        r#"{{"Name":"rawdup","TaskTemplate":{{"ContainerSpec":{cs},{resources}}},"taskTemplate":{{"ContainerSpec":{{"Image":"{image}","Mounts":[{{"Type":"bind","Source":"/","Target":"/h"}}]}}}}}}"#
+    ));
+    raw.push(format!(
+        r#"{{"Name":"rawplugin","Mode":{{"Global":{{}}}},"TaskTemplate":{{"Runtime":"plugin","PluginSpec":{{"Name":"p","Remote":"127.0.0.1:5000/p:1","Privileges":[{{"Name":"network","Value":["host"]}}]}}}}}}"#
+    ));
+    let mut statuses = Vec::new();
+    for body in &raw {
+        let t = target(&mut rng, "/services/create");
+        let (st, answer) = http(sock, "POST", &t, Some(body));
+        statuses.push(st);
+        assert_ne!(st, 201, "{t} {body}: created: {answer}");
+        assert!(
+            answer.contains("authorization denied"),
+            "{t} {body}: {st} {answer}"
+        );
+    }
+
+    // Updates of the control: raw (the whole spec again, with one grant), and the CLI's.
+    let spec_of = |name: &str| {
+        services(sock)
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s)
+            .unwrap_or_else(|| panic!("no service {name}"))
+    };
+    let before = spec_of("ok");
+    let (_, inspect) = http(sock, "GET", "/services/ok", None);
+    let inspect: Value = serde_json::from_str(&inspect).expect("json");
+    let version = inspect["Version"]["Index"].as_u64().expect("version");
+    let mut hostile = before.clone();
+    hostile["TaskTemplate"]["ContainerSpec"]["Mounts"] =
+        json!([{"Type": "bind", "Source": "/", "Target": "/h"}]);
+    let (st, answer) = http(
+        sock,
+        "POST",
+        &format!("/v1.41/services/ok/update?version={version}"),
+        Some(&hostile.to_string()),
+    );
+    assert!(
+        st != 200 && answer.contains("authorization denied"),
+        "{st} {answer}"
+    );
+    for extra in [
+        vec!["--mount-add", "type=bind,src=/,dst=/h"],
+        vec!["--cap-add", "NET_ADMIN"],
+        vec!["--network-add", "host"],
+        vec!["--limit-pids", "0"],
+    ] {
+        let mut a = vec!["service", "update", "-d", "--no-resolve-image"];
+        a.extend(extra.iter().copied());
+        a.push("ok");
+        let o = dk(&a);
+        assert!(
+            !o.status.success(),
+            "update {extra:?} allowed: {:?}",
+            text(&o)
+        );
+    }
+    // A harmless update is allowed.
+    let o = dk(&[
+        "service",
+        "update",
+        "-d",
+        "--no-resolve-image",
+        "--env-add",
+        "A=1",
+        "ok",
+    ]);
+    assert!(o.status.success(), "a harmless update: {:?}", text(&o));
+
+    // The service made before the plugin: made harmless (allowed), then rolled back to its
+    // hostile previous spec (refused: the plugin judges the spec dockerd returns to).
+    let mut a = vec![
+        "service",
+        "update",
+        "-d",
+        "--no-resolve-image",
+        "--mount-rm",
+        "/host",
+        "--cap-drop",
+        "SYS_ADMIN",
+        "--user",
+        "1000",
+    ];
+    a.extend(limits);
+    a.push("old");
+    let o = dk(&a);
+    assert!(o.status.success(), "making old harmless: {:?}", text(&o));
+    let o = dk(&["service", "rollback", "-d", "old"]);
+    assert!(
+        !o.status.success() && text(&o).1.contains("previous spec"),
+        "rollback to a bind of /: {:?}",
+        text(&o)
+    );
+
+    // What dockerd holds: the two controls and the harmless `old`, nothing else.
+    let held = services(sock);
+    let mut names: Vec<&str> = held.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort();
+    assert_eq!(names, vec!["ok", "ok2", "old"], "services dockerd holds");
+    for (name, spec) in &held {
+        let cs = &spec["TaskTemplate"]["ContainerSpec"];
+        assert!(
+            cs["Mounts"].as_array().map_or(true, |m| m.is_empty()),
+            "{name}: mounts {}",
+            cs["Mounts"]
+        );
+        assert!(
+            cs["CapabilityAdd"]
+                .as_array()
+                .map_or(true, |m| m.is_empty()),
+            "{name}: caps {}",
+            cs["CapabilityAdd"]
+        );
+        assert!(spec["TaskTemplate"]["Networks"].is_null(), "{name}: {spec}");
+        assert_eq!(
+            spec["TaskTemplate"]["Resources"]["Limits"]["Pids"],
+            json!(64),
+            "{name}"
+        );
+    }
+    // The tasks dockerd started: the controls' containers, judged as any container.
+    let mut running = Vec::new();
+    let end = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < end {
+        let o = dk(&["ps", "--format", "{{.Names}}"]);
+        running = text(&o).0.lines().map(str::to_string).collect();
+        if running.iter().any(|n| n.starts_with("ok.1."))
+            && running.iter().any(|n| n.starts_with("ok2.1."))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        running.iter().any(|n| n.starts_with("ok.1."))
+            && running.iter().any(|n| n.starts_with("ok2.1.")),
+        "the controls' tasks run: {running:?}\n{}",
+        String::from_utf8_lossy(&dk(&["service", "ps", "--no-trunc", "ok", "ok2"]).stdout)
+    );
+    let ok2 = running
+        .iter()
+        .find(|n| n.starts_with("ok2.1."))
+        .cloned()
+        .unwrap_or_default();
+    let (_, c) = http(sock, "GET", &format!("/containers/{ok2}/json"), None);
+    let c: Value = serde_json::from_str(&c).expect("json");
+    assert_eq!(
+        c["Config"]["User"],
+        json!("1001"),
+        "the raw spec in other key cases is what ran"
+    );
+    assert_eq!(c["HostConfig"]["PidsLimit"], json!(64));
+    let default_cgroupns = c["HostConfig"]["CgroupnsMode"].clone();
+    let data_root = d.join("data").display().to_string();
+    let dkv: Vec<&str> = vec!["-H", &h];
+    let (names, problems) = audit(&dkv, &data_root, &default_cgroupns, &[], &[]);
+    assert!(problems.is_empty(), "task containers: {problems:?}");
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("ok.") || n.starts_with("ok2.")),
+        "{names:?}"
+    );
+
+    // Registry credentials (X-Registry-Auth) are never recorded.
+    let auth = b64(br#"{"username":"u","password":"pw-marker-7d1f"}"#);
+    let (st, _) = http_with(
+        sock,
+        "POST",
+        "/v1.41/services/create",
+        Some(&raw[0]),
+        &format!("X-Registry-Auth: {auth}\r\n"),
+    );
+    assert_ne!(st, 201);
+    let log = std::fs::read_to_string(&events).expect("events");
+    assert!(
+        !log.contains("pw-marker") && !log.contains(&auth),
+        "credentials recorded"
+    );
+    assert!(log.contains("\"service.create\"") && log.contains("\"service.update\""));
+    let plog_text = std::fs::read_to_string(&plog).unwrap_or_default();
+    assert!(!plog_text.contains(&auth));
+
+    let _ = dk(&["service", "rm", "ok", "ok2", "old"]);
+    let _ = dk(&["swarm", "leave", "--force"]);
+    daemon.stop();
+    plugin_proc.stop();
+    let rel = format!("rampart-authzsw-{}", std::process::id());
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(rel));
 }

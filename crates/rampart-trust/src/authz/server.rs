@@ -571,7 +571,7 @@ impl Engine {
                     Self::request(
                         d,
                         format!(
-                            "{} {} is gated (plugins: a managed plugin runs as root from an image no rule judges): denied unless the policy's `allow:` lists it",
+                            "{} {} is gated (plugins): a managed plugin runs as root from an image no rule judges; denied unless the policy's `allow:` lists it",
                             req.request_method, r.path
                         ),
                     );
@@ -810,11 +810,14 @@ impl Engine {
                 return Ok(None);
             }
         };
-        if rollback {
-            for x in &mut v {
-                x.message = format!("previous spec: {}", x.message);
+        let mark = |v: &mut Vec<Violation>| {
+            if rollback {
+                for x in v {
+                    x.message = format!("previous spec (rollback): {}", x.message);
+                }
             }
-        }
+        };
+        mark(&mut v);
         if facts.plugin && !self.cfg.policy.allow.contains(&route::Gate::Plugins) {
             Self::request(d, "a plugin service (TaskTemplate.Runtime \"plugin\") installs a managed plugin on every node: gated (plugins), denied unless the policy's `allow:` lists it".into());
         }
@@ -845,6 +848,7 @@ impl Engine {
             ctx.daemon_paths.push(root.clone());
             if let Ok((_, again)) = service::judge_service(value, &ctx) {
                 v = again;
+                mark(&mut v);
             }
         }
         let api = daemon.client.api();
