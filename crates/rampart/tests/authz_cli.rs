@@ -1767,3 +1767,245 @@ fn swarm_services_are_judged_by_what_their_tasks_get() {
     let rel = format!("rampart-authzsw-{}", std::process::id());
     let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(rel));
 }
+
+/// Managed plugins (issue 15, item 1): with `allow: [plugins]`, installing one is judged by the
+/// privileges it gets (the `POST /plugins/pull` body, which dockerd requires to equal what the
+/// plugin's config asks for) and enabling one by what its config and settings grant (a `set`
+/// may point a mount at `/`). Plugins pushed to a registry in the test's namespace; what is
+/// installed and enabled is read from dockerd.
+#[test]
+fn plugins_are_judged_by_the_privileges_they_get() {
+    testkit::require!(Root, Docker);
+    let ns = NetNs::new("authzpl");
+    let dir = tempfile::Builder::new()
+        .prefix("rampart-authzpl-")
+        .tempdir_in("/var/tmp")
+        .expect("tmp");
+    let d = dir.path();
+    std::fs::write(
+        d.join("admission.yaml"),
+        "rules: [privileged, host-namespaces, sensitive-mounts, non-root, limits, seccomp, capabilities, devices, confinement]\nallow: [plugins]\n",
+    )
+    .expect("policy");
+    std::fs::write(
+        d.join("registry.yml"),
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:5000\n",
+            d.join("registry").display()
+        ),
+    )
+    .expect("registry config");
+    let mut rargv = ns.exec();
+    rargv.extend([
+        "/usr/bin/docker-registry".to_string(),
+        "serve".into(),
+        d.join("registry.yml").display().to_string(),
+    ]);
+    let rlog = d.join("registry.log");
+    let _registry = spawn_logged(&rargv, &rlog);
+    let plugin = format!("rampart-testpl-{}", std::process::id());
+    let plugin_sock = PathBuf::from(format!("/run/docker/plugins/{plugin}.sock"));
+    let docker_sock = d.join("docker.sock");
+    let h = format!("unix://{}", docker_sock.display());
+    let sock = docker_sock.as_path();
+    let mut pargv = ns.exec();
+    pargv.extend(
+        [
+            env!("CARGO_BIN_EXE_rampart"),
+            "authz",
+            "--policy",
+            &d.join("admission.yaml").display().to_string(),
+            "--socket",
+            &plugin_sock.display().to_string(),
+            "--docker-socket",
+            &docker_sock.display().to_string(),
+            "--events",
+            &d.join("events.jsonl").display().to_string(),
+        ]
+        .map(String::from),
+    );
+    let plog = d.join("plugin.log");
+    let mut plugin_proc = spawn_logged(&pargv, &plog);
+    wait_for("the plugin", &plog, || plugin_sock.exists());
+    let argv = dockerd_argv(
+        &ns,
+        d,
+        "authzpl",
+        &[h.clone()],
+        &["--authorization-plugin".to_string(), plugin.clone()],
+    );
+    let dlog = d.join("dockerd.log");
+    let mut daemon = spawn_logged(&argv, &dlog);
+    let dk = |args: &[&str]| {
+        let mut a = vec!["-H", h.as_str()];
+        a.extend_from_slice(args);
+        testkit::docker(&a)
+    };
+    wait_for("the second dockerd", &dlog, || {
+        dk(&["version"]).status.success()
+    });
+
+    // Plugin roots: busybox's filesystem and a config each.
+    let image = testkit::busybox_image();
+    let o = testkit::docker(["create", &image, "true"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let cid = text(&o).0.trim().to_string();
+    let tar = d.join("rootfs.tar");
+    let o = testkit::docker(["export", "-o", &tar.display().to_string(), &cid]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let _ = testkit::docker(["rm", &cid]);
+    let configs = [
+        ("good", r#"{"network":{"type":"none"}}"#),
+        (
+            "evil",
+            r#"{"network":{"type":"host"},"mounts":[{"source":"/","destination":"/host","type":"bind","options":["rbind"]}],"linux":{"capabilities":["CAP_SYS_ADMIN"]}}"#,
+        ),
+        (
+            "settable",
+            r#"{"network":{"type":"none"},"mounts":[{"name":"data","source":"/srv","destination":"/data","type":"bind","options":["rbind"],"settable":["source"]}]}"#,
+        ),
+    ];
+    let reg = "127.0.0.1:5000";
+    for (name, extra) in configs {
+        let root = d.join(name);
+        std::fs::create_dir_all(root.join("rootfs")).expect("dir");
+        let o = Command::new("tar")
+            .args(["-xf", &tar.display().to_string(), "-C"])
+            .arg(root.join("rootfs"))
+            .output()
+            .expect("tar");
+        assert!(o.status.success(), "{:?}", text(&o));
+        let mut cfg: Value = serde_json::from_str(extra).expect("config");
+        cfg["description"] = json!(name);
+        cfg["documentation"] = json!("https://example.invalid");
+        cfg["entrypoint"] = json!(["/bin/sleep", "1000"]);
+        cfg["interface"] = json!({"types": ["docker.volumedriver/1.0"], "socket": "p.sock"});
+        std::fs::write(root.join("config.json"), cfg.to_string()).expect("config");
+        let r = format!("{reg}/{name}:1");
+        // Made here (plugins/create: gated, allowed by this policy), pushed, removed.
+        let o = dk(&["plugin", "create", &r, &root.display().to_string()]);
+        assert!(o.status.success(), "plugin create {name}: {:?}", text(&o));
+        if name == "evil" {
+            // Enabling what create made is judged by what it grants.
+            let o = dk(&["plugin", "enable", &r]);
+            assert!(
+                !o.status.success() && text(&o).1.contains("authorization denied"),
+                "enable {name}: {:?}",
+                text(&o)
+            );
+        }
+        let mut pushed = false;
+        for _ in 0..50 {
+            if dk(&["plugin", "push", &r]).status.success() {
+                pushed = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(
+            pushed,
+            "{}",
+            std::fs::read_to_string(&rlog).unwrap_or_default()
+        );
+        let o = dk(&["plugin", "rm", "-f", &r]);
+        assert!(o.status.success(), "{:?}", text(&o));
+    }
+    // Installing: the CLI (which sends the privileges it was shown) and raw bodies.
+    let o = dk(&[
+        "plugin",
+        "install",
+        "--grant-all-permissions",
+        "--disable",
+        &format!("{reg}/evil:1"),
+    ]);
+    assert!(
+        !o.status.success() && text(&o).1.contains("authorization denied"),
+        "{:?}",
+        text(&o)
+    );
+    for body in [
+        r#"[{"name":"network","value":["host"]},{"NAME":"mount","VALUE":["/"]},{"Name":"capabilities","Value":["CAP_SYS_ADMIN"]}]"#,
+        r#"[{"Name":"network","Value":["host"]},{"Name":"mount","Value":["/"]},{"Name":"capabilities","Value":["CAP_SYS_ADMIN"]},{"Name":"mount","name":"x","Value":[]}]"#,
+    ] {
+        let (st, answer) = http(
+            sock,
+            "POST",
+            &format!("/v1.41/plugins/pull?remote={reg}/evil:1&name=evilraw"),
+            Some(body),
+        );
+        assert!(
+            st == 403 && answer.contains("authorization denied"),
+            "{st} {answer}"
+        );
+    }
+    // An empty list passes the plugin (it grants nothing) and dockerd refuses it (not what
+    // the plugin asks for): the body is what the plugin gets.
+    let (st, answer) = http(
+        sock,
+        "POST",
+        &format!("/v1.41/plugins/pull?remote={reg}/evil:1&name=evilempty"),
+        Some("[]"),
+    );
+    assert!(!answer.contains("authorization denied"), "{st} {answer}");
+    let o = dk(&[
+        "plugin",
+        "install",
+        "--grant-all-permissions",
+        "--disable",
+        &format!("{reg}/good:1"),
+    ]);
+    assert!(o.status.success(), "the harmless plugin: {:?}", text(&o));
+    let o = dk(&[
+        "plugin",
+        "install",
+        "--grant-all-permissions",
+        "--disable",
+        &format!("{reg}/settable:1"),
+    ]);
+    assert!(o.status.success(), "the settable plugin: {:?}", text(&o));
+    let o = dk(&[
+        "plugin",
+        "set",
+        &format!("{reg}/settable:1"),
+        "data.source=/",
+    ]);
+    assert!(o.status.success(), "set (gated, allowed): {:?}", text(&o));
+    let o = dk(&["plugin", "enable", &format!("{reg}/settable:1")]);
+    assert!(
+        !o.status.success() && text(&o).1.contains("host path /"),
+        "enabling a plugin set to mount /: {:?}",
+        text(&o)
+    );
+
+    // What dockerd holds: good and settable, disabled; no evil one.
+    let (st, body) = http(sock, "GET", "/plugins", None);
+    assert_eq!(st, 200, "{body}");
+    let plugins: Value = serde_json::from_str(&body).expect("plugins");
+    let mut held: Vec<(String, bool)> = plugins
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            (
+                p["Name"].as_str().unwrap_or_default().to_string(),
+                p["Enabled"].as_bool().unwrap_or(true),
+            )
+        })
+        .collect();
+    held.sort();
+    assert_eq!(
+        held,
+        vec![
+            (format!("{reg}/good:1"), false),
+            (format!("{reg}/settable:1"), false)
+        ],
+        "plugins dockerd holds"
+    );
+    for (name, _) in &held {
+        let _ = dk(&["plugin", "rm", "-f", name]);
+    }
+    daemon.stop();
+    plugin_proc.stop();
+    let rel = format!("rampart-authzpl-{}", std::process::id());
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(rel));
+}

@@ -35,6 +35,9 @@ pub enum Judged {
     /// `POST /plugins/pull`, `/plugins/{name}/upgrade`: the body lists the privileges the
     /// plugin gets (dockerd refuses a list that differs from what the plugin asks for).
     PluginPrivileges,
+    /// `POST /plugins/{name}/enable`: the plugin runs with what its config and settings
+    /// grant (read from dockerd).
+    PluginEnable(String),
 }
 
 /// A capability the policy must allow (`allow:` in the admission policy).
@@ -399,7 +402,7 @@ const ROUTES: &[(&str, Shape, Class)] = &[
     (
         "POST",
         Wild("/plugins/", "/enable"),
-        Allow("enable an installed plugin"),
+        Judge(Judged::PluginEnable),
     ),
     (
         "POST",
@@ -577,6 +580,10 @@ mod tests {
             Endpoint::Judged(Judged::PluginPrivileges)
         );
         assert_eq!(ep("POST", "/grpc"), Endpoint::Gated(Gate::Buildkit));
+        assert_eq!(
+            ep("POST", "/v1.41/plugins/127.0.0.1:5000/p:1/enable?timeout=0"),
+            Endpoint::Judged(Judged::PluginEnable("127.0.0.1:5000/p:1".into()))
+        );
         assert!(matches!(ep("POST", "/session"), Endpoint::Allowed(_)));
         assert_eq!(
             ep("POST", "/volumes/create"),

@@ -274,6 +274,7 @@ fn endpoint_name(r: &Result<Route, route::RouteError>) -> String {
                 Judged::ServiceCreate => "service.create".into(),
                 Judged::ServiceUpdate(_) => "service.update".into(),
                 Judged::PluginPrivileges => "plugin.privileges".into(),
+                Judged::PluginEnable(_) => "plugin.enable".into(),
             },
         },
     }
@@ -538,6 +539,24 @@ impl Engine {
                 push_applicable(d, judge::judge_build(r, &ctx), &rules);
                 return Ok(None);
             }
+            Judged::PluginEnable(name) => {
+                // Names as dockerd's references spell them; anything else is not looked up.
+                let ok = !name.is_empty()
+                    && !name.contains("..")
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-:/@".contains(&b));
+                if !ok {
+                    Self::request(d, format!("plugin {name:?}: not a plugin reference"));
+                    return Ok(None);
+                }
+                let bytes =
+                    raw_get(&self.cfg.docker_socket, &format!("/plugins/{name}/json")).await?;
+                let plugin = gojson::parse(&bytes).map_err(|e| format!("plugin {name}: {e}"))?;
+                let rules = self.cfg.policy.rules_for(&req.user, &[]);
+                push_applicable(d, service::judge_plugin_config(&plugin, &ctx), &rules);
+                return Ok(None);
+            }
             Judged::ContainerStart(_) => {
                 if body.is_some() || json_type {
                     Self::request(d, "a body on container start (a HostConfig, applied by API < 1.24) would change a container already judged: refused".into());
@@ -581,7 +600,7 @@ impl Engine {
             Judged::ExecCreate(id) => return self.judge_exec(req, id, &value, ctx, d).await,
             Judged::ContainerUpdate(_) => judge::judge_update(&value, &ctx),
             Judged::VolumeCreate => judge::judge_volume_create(&value, &ctx),
-            Judged::ContainerStart(_) | Judged::Build => Ok(Vec::new()),
+            Judged::ContainerStart(_) | Judged::Build | Judged::PluginEnable(_) => Ok(Vec::new()),
         };
         match decoded {
             Ok(v) => {

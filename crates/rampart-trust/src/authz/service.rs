@@ -523,6 +523,99 @@ pub fn judge_plugin_privileges(
     Ok(j.out)
 }
 
+/// `types.Plugin` as `GET /plugins/{name}/json` returns it: what enabling it grants, as
+/// moby's `InitSpec` builds the plugin's runtime spec (`Config.Network.Type` host,
+/// `Config.PidHost`/`IpcHost`, the mounts of `Config` and `Settings` (a `set` may have
+/// pointed one elsewhere), the devices, `AllowAllDevices`, `Config.Linux.Capabilities`).
+/// Read from dockerd's own JSON: keys exactly as dockerd writes them.
+pub fn judge_plugin_config(plugin: &GoValue, ctx: &Context<'_>) -> Vec<Violation> {
+    let get = |v: &GoValue, k: &str| -> GoValue {
+        match v {
+            GoValue::Object(m) => m
+                .iter()
+                .rev()
+                .find(|(x, _)| x == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or(GoValue::Null),
+            _ => GoValue::Null,
+        }
+    };
+    let strs = |v: &GoValue| -> Vec<String> {
+        match v {
+            GoValue::Array(a) => a
+                .iter()
+                .filter_map(|x| match x {
+                    GoValue::String(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let config = get(plugin, "Config");
+    let settings = get(plugin, "Settings");
+    let linux = get(&config, "Linux");
+    let mut privs: Vec<(String, Vec<String>)> = Vec::new();
+    if let GoValue::String(t) = get(&get(&config, "Network"), "Type") {
+        privs.push(("network".into(), vec![t]));
+    }
+    for (flag, name) in [
+        ("PidHost", "host pid namespace"),
+        ("IpcHost", "host ipc namespace"),
+    ] {
+        if get(&config, flag) == GoValue::Bool(true) {
+            privs.push((name.into(), vec!["true".into()]));
+        }
+    }
+    for list in [get(&config, "Mounts"), get(&settings, "Mounts")] {
+        if let GoValue::Array(a) = list {
+            for m in a {
+                if let GoValue::String(src) = get(&m, "Source") {
+                    if !src.is_empty() {
+                        privs.push(("mount".into(), vec![src]));
+                    }
+                }
+            }
+        }
+    }
+    for list in [get(&linux, "Devices"), get(&settings, "Devices")] {
+        if let GoValue::Array(a) = list {
+            for dv in a {
+                if let GoValue::String(p) = get(&dv, "Path") {
+                    if !p.is_empty() {
+                        privs.push(("device".into(), vec![p]));
+                    }
+                }
+            }
+        }
+    }
+    if get(&linux, "AllowAllDevices") == GoValue::Bool(true) {
+        privs.push(("allow-all-devices".into(), vec!["true".into()]));
+    }
+    let caps = strs(&get(&linux, "Capabilities"));
+    if !caps.is_empty() {
+        privs.push(("capabilities".into(), caps));
+    }
+    let body = GoValue::Array(
+        privs
+            .into_iter()
+            .map(|(n, v)| {
+                GoValue::Object(vec![
+                    ("Name".into(), GoValue::String(n)),
+                    (
+                        "Value".into(),
+                        GoValue::Array(v.into_iter().map(GoValue::String).collect()),
+                    ),
+                ])
+            })
+            .collect(),
+    );
+    let mut out = judge_plugin_privileges(&body, ctx).unwrap_or_default();
+    // `network` types other than host (none, bridge) are not privileges.
+    out.retain(|v| v.rule != Rule::Request);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::gojson::{fold, parse};
@@ -685,6 +778,23 @@ mod tests {
             assert!(v.iter().any(|v| v.rule == want), "{body}: {v:?}");
         }
         assert!(p(r#"[{"Name":"mount","name":"network","Value":["host"]}]"#).is_err());
+        // What enabling an installed plugin grants, from dockerd's inspect.
+        let cfg = |json: &str| {
+            judge_plugin_config(&parse(json.as_bytes()).expect("json"), &Context::default())
+        };
+        assert!(cfg(r#"{"Config":{"Network":{"Type":"none"},"Linux":{"Capabilities":null}},"Settings":{"Mounts":[],"Devices":[]}}"#).is_empty());
+        let v = cfg(
+            r#"{"Config":{"Network":{"Type":"host"},"PidHost":true,"Mounts":[{"Source":null}],"Linux":{"Capabilities":["CAP_SYS_ADMIN"],"AllowAllDevices":true}},"Settings":{"Mounts":[{"Name":"data","Source":"/etc"}],"Devices":[{"Path":"/dev/sda"}]}}"#,
+        );
+        let r: Vec<Rule> = v.iter().map(|v| v.rule).collect();
+        for want in [
+            Rule::HostNamespaces,
+            Rule::SensitiveMounts,
+            Rule::Capabilities,
+            Rule::Devices,
+        ] {
+            assert!(r.contains(&want), "{want:?}: {v:?}");
+        }
         assert!(p(r#"{"Name":"mount"}"#).is_err());
     }
 }
