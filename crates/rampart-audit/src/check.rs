@@ -232,6 +232,8 @@ checks! {
         "Remove \"seccomp-profile\": \"unconfined\" from /etc/docker/daemon.json; set it to a custom profile file only when Docker's default profile is too wide");
     D_2_18 = ("2.18", true, DockerDaemon, Low, "Ensure that experimental features are not implemented in production",
         "Set \"experimental\": false in /etc/docker/daemon.json (or remove --experimental)");
+    D_BUILDKIT_INSECURE = ("RAMPART-D-BUILDKIT-INSECURE", false, DockerDaemon, High, "BuildKit does not grant the security.insecure entitlement (RUN steps as privileged containers, unseen by an authorization plugin)",
+        "Remove \"security-insecure\": true from \"builder\": {\"entitlements\": ...} in /etc/docker/daemon.json and --allow-insecure-entitlement security.insecure from dockerd's command line, then restart dockerd");
     D_3_5 = ("3.5", true, DockerDaemon, Low, "Ensure that the /etc/docker directory ownership is set to root:root",
         "chown root:root /etc/docker");
     D_3_6 = ("3.6", true, DockerDaemon, Medium, "Ensure that /etc/docker directory permissions are set to 755 or more restrictively",
