@@ -1772,9 +1772,11 @@ fn swarm_services_are_judged_by_what_their_tasks_get() {
 /// privileges it gets (the `POST /plugins/pull` body, which dockerd requires to equal what the
 /// plugin's config asks for) and enabling one by what its config and settings grant (a `set`
 /// may point a mount at `/`). Plugins pushed to a registry in the test's namespace; what is
-/// installed and enabled is read from dockerd.
+/// installed and enabled is read from dockerd. Builds (item 2): the classic builder's query
+/// options that reach its `RUN` containers (`networkmode`, `securityopt`) are judged; the
+/// images built are read from dockerd.
 #[test]
-fn plugins_are_judged_by_the_privileges_they_get() {
+fn plugins_and_builds_are_judged_by_what_they_get() {
     testkit::require!(Root, Docker);
     let ns = NetNs::new("authzpl");
     let dir = tempfile::Builder::new()
@@ -2004,6 +2006,53 @@ fn plugins_are_judged_by_the_privileges_they_get() {
     for (name, _) in &held {
         let _ = dk(&["plugin", "rm", "-f", name]);
     }
+
+    // Builds: a context whose RUN step the options would reach.
+    load_images(&h, &[image.as_str()]);
+    let ctx = d.join("build");
+    std::fs::create_dir_all(&ctx).expect("dir");
+    std::fs::write(ctx.join("Dockerfile"), format!("FROM {image}\nRUN true\n")).expect("df");
+    let o = Command::new("tar")
+        .args(["-cf", "-", "-C"])
+        .arg(&ctx)
+        .arg("Dockerfile")
+        .output()
+        .expect("tar");
+    assert!(o.status.success());
+    let context = String::from_utf8(o.stdout).expect("an ASCII tar");
+    for q in [
+        "t=bhost&networkmode=host",
+        "t=bhost2&networkmode=none&networkmode=host&networkmode=ho%73t",
+        "t=bsec&securityopt=seccomp%3Dunconfined",
+        "t=bsec2&securityopt=no-new-privileges&securityopt=apparmor%3Dunconfined",
+        "t=bsec3&securityopt=label:disable",
+        "t=bcg&cgroupparent=%2F",
+    ] {
+        let (st, answer) = http(sock, "POST", &format!("/v1.41/build?{q}"), Some(&context));
+        if q.starts_with("t=bhost2") {
+            // FormValue reads the first networkmode: none, allowed, built without host.
+            assert_eq!(st, 200, "{q}: {answer}");
+            continue;
+        }
+        assert!(
+            st == 403 && answer.contains("authorization denied"),
+            "{q}: {st} {answer}"
+        );
+    }
+    let (st, answer) = http(sock, "POST", "/v1.41/build?t=bok", Some(&context));
+    assert_eq!(st, 200, "the harmless build: {answer}");
+    let (_, images) = http(sock, "GET", "/images/json", None);
+    let images: Value = serde_json::from_str(&images).expect("images");
+    let mut tags: Vec<String> = images
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|i| i["RepoTags"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t.as_str().map(str::to_string))
+        .filter(|t| t.starts_with('b') && t.ends_with(":latest"))
+        .collect();
+    tags.sort();
+    assert_eq!(tags, vec!["bhost2:latest", "bok:latest"], "images built");
     daemon.stop();
     plugin_proc.stop();
     let rel = format!("rampart-authzpl-{}", std::process::id());
