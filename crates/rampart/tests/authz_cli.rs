@@ -1365,7 +1365,7 @@ fn swarm_services_are_judged_by_what_their_tasks_get() {
         &ns,
         d,
         "authzsw",
-        &[h.clone()],
+        std::slice::from_ref(&h),
         &["--authorization-plugin".to_string(), plugin.clone()],
     );
     let without: Vec<String> = argv[..argv.len() - 2].to_vec();
@@ -1578,9 +1578,10 @@ fn swarm_services_are_judged_by_what_their_tasks_get() {
     raw.push(format!(
         r#"{{"Name":"rawdup","TaskTemplate":{{"ContainerSpec":{cs},{resources}}},"taskTemplate":{{"ContainerSpec":{{"Image":"{image}","Mounts":[{{"Type":"bind","Source":"/","Target":"/h"}}]}}}}}}"#
     ));
-    raw.push(format!(
-        r#"{{"Name":"rawplugin","Mode":{{"Global":{{}}}},"TaskTemplate":{{"Runtime":"plugin","PluginSpec":{{"Name":"p","Remote":"127.0.0.1:5000/p:1","Privileges":[{{"Name":"network","Value":["host"]}}]}}}}}}"#
-    ));
+    raw.push(
+        r#"{"Name":"rawplugin","Mode":{"Global":{}},"TaskTemplate":{"Runtime":"plugin","PluginSpec":{"Name":"p","Remote":"127.0.0.1:5000/p:1","Privileges":[{"Name":"network","Value":["host"]}]}}}"#
+            .to_string(),
+    );
     let mut statuses = Vec::new();
     for body in &raw {
         let t = target(&mut rng, "/services/create");
@@ -1679,14 +1680,12 @@ fn swarm_services_are_judged_by_what_their_tasks_get() {
     for (name, spec) in &held {
         let cs = &spec["TaskTemplate"]["ContainerSpec"];
         assert!(
-            cs["Mounts"].as_array().map_or(true, |m| m.is_empty()),
+            cs["Mounts"].as_array().is_none_or(|m| m.is_empty()),
             "{name}: mounts {}",
             cs["Mounts"]
         );
         assert!(
-            cs["CapabilityAdd"]
-                .as_array()
-                .map_or(true, |m| m.is_empty()),
+            cs["CapabilityAdd"].as_array().is_none_or(|m| m.is_empty()),
             "{name}: caps {}",
             cs["CapabilityAdd"]
         );
@@ -1833,7 +1832,7 @@ fn plugins_and_builds_are_judged_by_what_they_get() {
         &ns,
         d,
         "authzpl",
-        &[h.clone()],
+        std::slice::from_ref(&h),
         &["--authorization-plugin".to_string(), plugin.clone()],
     );
     let dlog = d.join("dockerd.log");
