@@ -655,7 +655,7 @@ fn authz_plugin_judges_what_dockerd_will_do() {
     ] {
         attacks.push(create(with_hc(extra)));
     }
-    for user in ["0", "00", "+0", "root", "0:0", "root:1000", "nobody"] {
+    for user in ["0", "00", "+0", "root", "0:0", "root:1000", "nosuchuser"] {
         let mut b = base.clone();
         b["User"] = json!(user);
         attacks.push(create(b.to_string()));
@@ -1773,9 +1773,11 @@ fn swarm_services_are_judged_by_what_their_tasks_get() {
 /// may point a mount at `/`). Plugins pushed to a registry in the test's namespace; what is
 /// installed and enabled is read from dockerd. Builds (item 2): the classic builder's query
 /// options that reach its `RUN` containers (`networkmode`, `securityopt`) are judged; the
-/// images built are read from dockerd.
+/// images built are read from dockerd. User names (item 3): resolved against the image's
+/// `/etc/passwd` as runc resolves them (first entry, a uid that is not a number is 0, a mount
+/// over /etc replaces the file); the uid the allowed containers run as is read from the kernel.
 #[test]
-fn plugins_and_builds_are_judged_by_what_they_get() {
+fn plugins_builds_and_user_names_are_judged_by_what_they_get() {
     testkit::require!(Root, Docker);
     let ns = NetNs::new("authzpl");
     let dir = tempfile::Builder::new()
@@ -2052,6 +2054,91 @@ fn plugins_and_builds_are_judged_by_what_they_get() {
         .collect();
     tags.sort();
     assert_eq!(tags, vec!["bhost2:latest", "bok:latest"], "images built");
+
+    // User names, resolved against the image's /etc/passwd as runc resolves them.
+    let uctx = d.join("users");
+    std::fs::create_dir_all(&uctx).expect("dir");
+    std::fs::write(
+        uctx.join("Dockerfile"),
+        format!("FROM {image}\nCOPY passwd /etc/passwd\n"),
+    )
+    .expect("df");
+    std::fs::write(
+        uctx.join("passwd"),
+        "app:x:1000:1000::/:/bin/sh\ntoor:x:0:0::/:/bin/sh\nodd:x:1e3:0::/:/bin/sh\napp:x:0:0::/:/bin/sh\n",
+    )
+    .expect("passwd");
+    let o = Command::new("tar")
+        .args(["-cf", "-", "-C"])
+        .arg(&uctx)
+        .args(["Dockerfile", "passwd"])
+        .output()
+        .expect("tar");
+    let context = String::from_utf8(o.stdout).expect("an ASCII tar");
+    let (st, answer) = http(sock, "POST", "/v1.41/build?t=users", Some(&context));
+    assert_eq!(st, 200, "{answer}");
+    std::fs::write(uctx.join("Dockerfile"), "FROM users\nUSER app\n").expect("df");
+    let o = Command::new("tar")
+        .args(["-cf", "-", "-C"])
+        .arg(&uctx)
+        .arg("Dockerfile")
+        .output()
+        .expect("tar");
+    let context = String::from_utf8(o.stdout).expect("an ASCII tar");
+    let (st, answer) = http(sock, "POST", "/v1.41/build?t=users-app", Some(&context));
+    assert_eq!(st, 200, "{answer}");
+    let limited = [
+        "--memory",
+        "64m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "64",
+        "--network",
+        "none",
+    ];
+    let create = |name: &str, extra: &[&str], img: &str| {
+        let mut a = vec!["create", "--name", name];
+        a.extend(limited);
+        a.extend_from_slice(extra);
+        a.extend([img, "sleep", "1000"]);
+        dk(&a)
+    };
+    for (name, extra) in [
+        ("u-toor", vec!["--user", "toor"]),
+        ("u-odd", vec!["--user", "odd"]),
+        ("u-nobody", vec!["--user", "nobody"]),
+        ("u-tmpfs", vec!["--user", "app", "--tmpfs", "/etc"]),
+        ("u-group", vec!["--user", "toor:1000"]),
+    ] {
+        let o = create(name, &extra, "users");
+        assert!(
+            !o.status.success() && text(&o).1.contains("[non-root]"),
+            "{extra:?}: {:?}",
+            text(&o)
+        );
+    }
+    // Allowed: the name and the image's USER; what runc made of them is read from the kernel.
+    for (name, extra, img) in [
+        ("u-app", vec!["--user", "app"], "users"),
+        ("u-image", vec![], "users-app"),
+    ] {
+        let o = create(name, &extra, img);
+        assert!(o.status.success(), "{name}: {:?}", text(&o));
+        let o = dk(&["start", name]);
+        assert!(o.status.success(), "{name}: {:?}", text(&o));
+        let o = dk(&["inspect", "--format", "{{.State.Pid}}", name]);
+        let pid = text(&o).0.trim().to_string();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        let uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(uid, "1000", "{name} runs as uid {uid}");
+        let _ = dk(&["rm", "-f", name]);
+    }
     daemon.stop();
     plugin_proc.stop();
     let rel = format!("rampart-authzpl-{}", std::process::id());

@@ -355,12 +355,17 @@ pub fn user_verdict(user: &str) -> UserVerdict {
     }
 }
 
-/// The user a container runs as: the request's `User`, else the image's.
+/// Resolves a user name to the uid runc will use (`Ok(None)`: no such user).
+pub type Resolver<'a> = &'a dyn Fn(&str) -> Result<Option<i64>, String>;
+
+/// The user a container runs as: the request's `User`, else the image's. A name is resolved
+/// with `resolve` when given (the image's `/etc/passwd`), else denied.
 pub fn judge_user(
     request_user: &str,
     image_user: &str,
     userns: bool,
     what: &str,
+    resolve: Option<Resolver<'_>>,
     out: &mut Vec<Violation>,
 ) {
     if userns {
@@ -371,20 +376,41 @@ pub fn judge_user(
     } else {
         (request_user, "User")
     };
+    let root = |u: String| {
+        Violation {
+        rule: Rule::NonRoot,
+        message: format!(
+            "{what} would run as root ({from} {u}) without a user namespace: set a numeric non-root --user (or run dockerd with userns-remap)"
+        ),
+    }
+    };
     match user_verdict(user) {
         UserVerdict::NonRoot => {}
-        UserVerdict::Root(u) => out.push(Violation {
-            rule: Rule::NonRoot,
-            message: format!(
-                "{what} would run as root ({from} {u}) without a user namespace: set a numeric non-root --user (or run dockerd with userns-remap)"
-            ),
-        }),
-        UserVerdict::Name(n) => out.push(Violation {
-            rule: Rule::NonRoot,
-            message: format!(
-                "{what} runs as the user name {n:?} ({from}), which the image's /etc/passwd maps to a uid the plugin cannot see (it may be 0): use a numeric uid"
-            ),
-        }),
+        UserVerdict::Root(u) => out.push(root(u)),
+        UserVerdict::Name(n) => match resolve.map(|r| r(&n)) {
+            Some(Ok(Some(uid))) if uid > 0 => {}
+            Some(Ok(Some(uid))) => out.push(root(format!(
+                "{n:?}, uid {uid} in the image's /etc/passwd"
+            ))),
+            Some(Ok(None)) => out.push(Violation {
+                rule: Rule::NonRoot,
+                message: format!(
+                    "{what} runs as the user name {n:?} ({from}), which the image's /etc/passwd does not have"
+                ),
+            }),
+            Some(Err(why)) => out.push(Violation {
+                rule: Rule::NonRoot,
+                message: format!(
+                    "{what} runs as the user name {n:?} ({from}), which the plugin cannot resolve ({why}): use a numeric uid"
+                ),
+            }),
+            None => out.push(Violation {
+                rule: Rule::NonRoot,
+                message: format!(
+                    "{what} runs as the user name {n:?} ({from}), which the container's /etc/passwd maps to a uid the plugin cannot see here (it may be 0): use a numeric uid"
+                ),
+            }),
+        },
     }
 }
 
@@ -401,6 +427,9 @@ pub struct CreateFacts {
     pub networks: Vec<String>,
     /// Whether the container sets its own user namespace mode (`UsernsMode`).
     pub userns_host: bool,
+    /// What replaces the image's `/etc/passwd` before runc reads it (a mount over `/`, `/etc`
+    /// or `/etc/passwd`, or mounts inherited with `VolumesFrom`): user names are not resolved.
+    pub passwd_replaced: Option<String>,
     /// Other containers whose namespaces (`PidMode`, `IpcMode`, `UTSMode`, `NetworkMode` =
     /// `container:<id>`) or mounts (`VolumesFrom`) the container would share: (field, target).
     /// The engine judges each target: sharing with a privileged container, or one on the host's
@@ -420,6 +449,8 @@ pub struct Context<'p> {
 pub(super) struct Judge<'c, 'p> {
     pub(super) ctx: &'c Context<'p>,
     pub(super) out: Vec<Violation>,
+    /// Container paths something is mounted at (binds, mounts, tmpfs).
+    pub(super) targets: Vec<String>,
 }
 
 impl<'c, 'p> Judge<'c, 'p> {
@@ -427,6 +458,7 @@ impl<'c, 'p> Judge<'c, 'p> {
         Judge {
             ctx,
             out: Vec::new(),
+            targets: Vec::new(),
         }
     }
 
@@ -781,11 +813,11 @@ impl<'c, 'p> Judge<'c, 'p> {
             let at = format!("HostConfig.Binds[{i}]");
             // moby's Linux spec parser: `src:dst[:mode]`, `dst[:mode]` for an anonymous volume.
             let parts: Vec<&str> = b.split(':').collect();
-            let (src, mode) = match parts.as_slice() {
-                [_dst] => ("", ""),
-                [a, b] if b.starts_with('/') => (*a, ""),
-                [_dst, m] => ("", *m),
-                [a, _dst, m] => (*a, *m),
+            let (src, dst, mode) = match parts.as_slice() {
+                [dst] => ("", *dst, ""),
+                [a, b] if b.starts_with('/') => (*a, *b, ""),
+                [dst, m] => ("", *dst, *m),
+                [a, dst, m] => (*a, *dst, *m),
                 _ => {
                     self.v(
                         Rule::SensitiveMounts,
@@ -794,6 +826,7 @@ impl<'c, 'p> Judge<'c, 'p> {
                     continue;
                 }
             };
+            self.targets.push(dst.to_string());
             if src.starts_with('/') {
                 self.bind_source(&at, src);
             } else if !src.is_empty() {
@@ -808,6 +841,7 @@ impl<'c, 'p> Judge<'c, 'p> {
         self.mounts(hc, "Mounts", &mut facts.volumes)?;
         for (target, _) in hc.string_map("Tmpfs")?.unwrap_or_default() {
             self.tmpfs_target("HostConfig.Tmpfs", &target);
+            self.targets.push(target);
         }
         for v in hc.strings("VolumesFrom")?.unwrap_or_default() {
             // `container[:ro|rw]`.
@@ -905,6 +939,7 @@ impl<'c, 'p> Judge<'c, 'p> {
             let kind = m.string("Type")?;
             let source = m.string("Source")?;
             let target = m.string("Target")?;
+            self.targets.push(target.clone());
             m.bool("ReadOnly")?;
             match kind.as_str() {
                 "bind" => {
@@ -975,10 +1010,7 @@ pub fn judge_create(
     body: &GoValue,
     ctx: &Context<'_>,
 ) -> Result<(CreateFacts, Vec<Violation>), DecodeError> {
-    let mut j = Judge {
-        ctx,
-        out: Vec::new(),
-    };
+    let mut j = Judge::new(ctx);
     let mut facts = CreateFacts::default();
     let Some(top) = GoObject::new(body, "", create_schema())? else {
         return Err(DecodeError {
@@ -1034,6 +1066,18 @@ pub fn judge_create(
             }
         }
     }
+    facts.passwd_replaced = j
+        .targets
+        .iter()
+        .find(|t| super::passwd::covers_passwd(t))
+        .map(|t| format!("a mount at {t}"))
+        .or_else(|| {
+            facts
+                .shares
+                .iter()
+                .any(|(f, _)| *f == "VolumesFrom")
+                .then(|| "VolumesFrom".to_string())
+        });
     Ok((facts, j.out))
 }
 
@@ -1042,10 +1086,7 @@ pub fn judge_start_host_config(
     body: &GoValue,
     ctx: &Context<'_>,
 ) -> Result<Vec<Violation>, DecodeError> {
-    let mut j = Judge {
-        ctx,
-        out: Vec::new(),
-    };
+    let mut j = Judge::new(ctx);
     let mut facts = CreateFacts::default();
     if let Some(hc) = GoObject::new(body, "HostConfig", host_config_schema())? {
         j.host_config(&hc, &mut facts)?;
@@ -1055,10 +1096,7 @@ pub fn judge_start_host_config(
 
 /// Judges a `POST /containers/{id}/update` body (`Resources`, `RestartPolicy`).
 pub fn judge_update(body: &GoValue, ctx: &Context<'_>) -> Result<Vec<Violation>, DecodeError> {
-    let mut j = Judge {
-        ctx,
-        out: Vec::new(),
-    };
+    let mut j = Judge::new(ctx);
     if let Some(o) = GoObject::new(body, "", update_schema())? {
         j.unknown(&o);
         j.resources(&o)?;
@@ -1091,10 +1129,7 @@ pub fn judge_exec(
     body: &GoValue,
     ctx: &Context<'_>,
 ) -> Result<(ExecFacts, Vec<Violation>), DecodeError> {
-    let mut j = Judge {
-        ctx,
-        out: Vec::new(),
-    };
+    let mut j = Judge::new(ctx);
     let Some(o) = GoObject::new(body, "", EXEC)? else {
         return Ok((ExecFacts::default(), j.out));
     };
@@ -1123,10 +1158,7 @@ pub fn judge_volume_create(
     body: &GoValue,
     ctx: &Context<'_>,
 ) -> Result<Vec<Violation>, DecodeError> {
-    let mut j = Judge {
-        ctx,
-        out: Vec::new(),
-    };
+    let mut j = Judge::new(ctx);
     if let Some(o) = GoObject::new(body, "", VOLUME_CREATE)? {
         j.unknown(&o);
         if o.is_set("ClusterVolumeSpec") {
@@ -1150,10 +1182,7 @@ pub fn judge_existing_volume(
     opts: &[(String, String)],
     ctx: &Context<'_>,
 ) -> Vec<Violation> {
-    let mut j = Judge {
-        ctx,
-        out: Vec::new(),
-    };
+    let mut j = Judge::new(ctx);
     j.driver_opts(&format!("volume {name:?}"), driver, opts);
     j.out
 }

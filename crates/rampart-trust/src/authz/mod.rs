@@ -20,6 +20,7 @@
 
 pub mod gojson;
 pub mod judge;
+mod passwd;
 mod policy;
 pub mod route;
 mod server;

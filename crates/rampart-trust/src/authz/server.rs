@@ -28,6 +28,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use super::gojson::{self, GoValue};
 use super::judge::{self, Context};
+use super::passwd;
 use super::policy::{AdmissionPolicy, Rule, Violation, BREAK_GLASS_LABEL};
 use super::route::{self, Endpoint, Judged, Route};
 use super::service;
@@ -684,6 +685,7 @@ impl Engine {
             &image_user,
             daemon.userns && !userns_host,
             "the exec",
+            None,
             &mut v,
         );
         let rules = self.cfg.policy.rules_for(&req.user, &digests);
@@ -894,6 +896,7 @@ impl Engine {
                     &image_user,
                     daemon.userns,
                     "the service's tasks",
+                    None,
                     &mut v,
                 );
             }
@@ -902,6 +905,7 @@ impl Engine {
                 "",
                 daemon.userns,
                 "the service's tasks",
+                None,
                 &mut v,
             ),
             (None, true) => {
@@ -1049,11 +1053,49 @@ impl Engine {
         digests.extend(repo_digest_values(
             inspect.repo_digests.as_deref().unwrap_or(&[]),
         ));
+        // A user name: resolved against the image's /etc/passwd as runc will (unless a mount
+        // replaces it first).
+        let effective = if facts.user.is_empty() {
+            &image_user
+        } else {
+            &facts.user
+        };
+        let name = match judge::user_verdict(effective) {
+            judge::UserVerdict::Name(n) => Some(n),
+            _ => None,
+        };
+        let resolved: Option<Result<Option<i64>, String>> = match (name, &facts.passwd_replaced) {
+            (None, _) => None,
+            (Some(_), Some(what)) => Some(Err(format!(
+                "{what} replaces the image's /etc/passwd before runc reads it"
+            ))),
+            (Some(n), None) => {
+                let layers = inspect
+                    .graph_driver
+                    .as_ref()
+                    .ok_or_else(|| "the image has no GraphDriver".to_string())
+                    .and_then(|g| {
+                        let data: Vec<(String, String)> =
+                            g.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                        passwd::overlay_layers(&g.name, &data)
+                    });
+                Some(match layers {
+                    Err(e) => Err(e),
+                    Ok(layers) => tokio::task::spawn_blocking(move || passwd::resolve(&layers, &n))
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string())),
+                })
+            }
+        };
+        let resolver = |_: &str| -> Result<Option<i64>, String> {
+            resolved.clone().unwrap_or_else(|| Err("not a name".into()))
+        };
         judge::judge_user(
             &facts.user,
             &image_user,
             daemon.userns && !facts.userns_host,
             "the container",
+            Some(&resolver),
             &mut v,
         );
         v.extend(
