@@ -2137,8 +2137,43 @@ fn plugins_builds_and_user_names_are_judged_by_what_they_get() {
             .unwrap_or_default()
             .to_string();
         assert_eq!(uid, "1000", "{name} runs as uid {uid}");
+        // Copying a new /etc/passwd in would remap the name at the next start: refused.
+        let evil = d.join("evil-passwd");
+        std::fs::write(&evil, "app:x:0:0::/:/bin/sh\n").expect("w");
+        let o = dk(&[
+            "cp",
+            &evil.display().to_string(),
+            &format!("{name}:/etc/passwd"),
+        ]);
+        assert!(
+            !o.status.success() && text(&o).1.contains("remap"),
+            "{name}: {:?}",
+            text(&o)
+        );
+        let _ = dk(&["restart", "-t", "0", name]);
+        let o = dk(&["inspect", "--format", "{{.State.Pid}}", name]);
+        let pid = text(&o).0.trim().to_string();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        assert!(
+            status.lines().any(|l| l.starts_with("Uid:\t1000")),
+            "{name} after a restart: {status}"
+        );
         let _ = dk(&["rm", "-f", name]);
     }
+    // A numeric user: copying in is allowed.
+    let o = create("u-num", &["--user", "1000"], "users");
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = dk(&[
+        "cp",
+        &uctx.join("passwd").display().to_string(),
+        "u-num:/tmp/passwd",
+    ]);
+    assert!(
+        o.status.success(),
+        "copy into a numeric-user container: {:?}",
+        text(&o)
+    );
+    let _ = dk(&["rm", "-f", "u-num"]);
     daemon.stop();
     plugin_proc.stop();
     let rel = format!("rampart-authzpl-{}", std::process::id());

@@ -55,8 +55,14 @@ fn whiteout(m: &std::fs::Metadata) -> bool {
     m.file_type().is_char_device() && m.rdev() == 0
 }
 
-/// The image's `/etc/passwd`, or `None` when it has none.
-fn passwd_of(layers: &[PathBuf]) -> Result<Option<Vec<u8>>, String> {
+/// The image's `/etc/passwd` (its bytes, its metadata, and the metadata of the `/etc` the
+/// container sees), or `None` when it has none.
+type Found = (Vec<u8>, std::fs::Metadata, std::fs::Metadata);
+
+fn passwd_of(layers: &[PathBuf]) -> Result<Option<Found>, String> {
+    // The top-most `etc` is the directory the container sees (overlayfs takes a merged
+    // directory's attributes from the upper-most layer).
+    let mut top_etc: Option<std::fs::Metadata> = None;
     for l in layers {
         let etc = l.join("etc");
         match std::fs::symlink_metadata(&etc) {
@@ -69,7 +75,9 @@ fn passwd_of(layers: &[PathBuf]) -> Result<Option<Vec<u8>>, String> {
                     m.file_type()
                 ))
             }
-            Ok(_) => {}
+            Ok(m) => {
+                top_etc.get_or_insert(m);
+            }
         }
         let p = etc.join("passwd");
         let m = match std::fs::symlink_metadata(&p) {
@@ -97,9 +105,21 @@ fn passwd_of(layers: &[PathBuf]) -> Result<Option<Vec<u8>>, String> {
                 "/etc/passwd in the image is over {MAX_PASSWD} bytes"
             ));
         }
-        return Ok(Some(buf));
+        let Some(etc_meta) = top_etc else {
+            return Err("/etc not found above /etc/passwd".into());
+        };
+        return Ok(Some((buf, m, etc_meta)));
     }
     Ok(None)
+}
+
+/// Whether the user `uid` could rewrite or replace the file (or the directory) `m` describes:
+/// then the container itself could map its name to 0 before a restart re-resolves it.
+/// Group and other write bits are refused whoever the group is (supplementary groups come from
+/// the image's `/etc/group`, which the plugin does not judge).
+fn writable_by(m: &std::fs::Metadata, uid: i64) -> bool {
+    let mode = m.mode();
+    mode & 0o022 != 0 || (i64::from(m.uid()) == uid && mode & 0o200 != 0)
 }
 
 /// What runc makes of `name` with this passwd file: `Ok(Some(uid))`, `Ok(None)` when no entry
@@ -130,12 +150,31 @@ pub fn uid_of(passwd: &[u8], name: &str) -> Result<Option<i64>, String> {
     Ok(None)
 }
 
-/// Resolves `name` against the image whose overlay2 layers are `layers` (top first).
+/// Resolves `name` against the image whose overlay2 layers are `layers` (top first). A name
+/// whose user could rewrite `/etc/passwd` (or replace it in `/etc`) cannot be resolved: the
+/// container could remap itself to uid 0 before a restart.
 pub fn resolve(layers: &[PathBuf], name: &str) -> Result<Option<i64>, String> {
-    match passwd_of(layers)? {
-        None => Ok(None),
-        Some(p) => uid_of(&p, name),
+    let Some((passwd, file, etc)) = passwd_of(layers)? else {
+        return Ok(None);
+    };
+    let uid = uid_of(&passwd, name)?;
+    if let Some(uid) = uid {
+        if writable_by(&file, uid) {
+            return Err(format!(
+                "/etc/passwd in the image (mode {:o}, owner {}) is writable by uid {uid} or a group: the container could remap the name to root before a restart",
+                file.mode() & 0o7777,
+                file.uid()
+            ));
+        }
+        if writable_by(&etc, uid) {
+            return Err(format!(
+                "/etc in the image (mode {:o}, owner {}) is writable by uid {uid} or a group: the container could replace /etc/passwd before a restart",
+                etc.mode() & 0o7777,
+                etc.uid()
+            ));
+        }
     }
+    Ok(uid)
 }
 
 /// Whether a mount at `target` (a container path) replaces `/etc/passwd`.
@@ -149,6 +188,7 @@ pub fn covers_passwd(target: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn names_as_runc_reads_them() {
@@ -181,6 +221,27 @@ mod tests {
         std::fs::write(low.join("etc/passwd"), "app:x:0:0\n").expect("w");
         std::fs::write(mid.join("etc/passwd"), "app:x:1000:0\n").expect("w");
         let layers = vec![top.clone(), mid.clone(), low.clone()];
+        use std::os::unix::fs::PermissionsExt;
+        let chmod = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod")
+        };
+        for l in &layers {
+            chmod(&l.join("etc"), 0o755);
+        }
+        chmod(&mid.join("etc/passwd"), 0o644);
+        assert_eq!(resolve(&layers, "app"), Ok(Some(1000)));
+        // Writable by a group or others (the OpenShift `chmod g=u /etc/passwd`), or its /etc:
+        // the container could remap itself before a restart.
+        chmod(&mid.join("etc/passwd"), 0o664);
+        assert!(resolve(&layers, "app")
+            .expect_err("g+w")
+            .contains("writable"));
+        chmod(&mid.join("etc/passwd"), 0o644);
+        chmod(&top.join("etc"), 0o777);
+        assert!(resolve(&layers, "app")
+            .expect_err("etc o+w")
+            .contains("/etc in the image"));
+        chmod(&top.join("etc"), 0o755);
         assert_eq!(resolve(&layers, "app"), Ok(Some(1000)));
         // A symlink in the top layer: not followed, not guessed.
         std::os::unix::fs::symlink("/etc/shadow", top.join("etc/passwd")).expect("ln");

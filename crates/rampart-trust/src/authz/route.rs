@@ -38,6 +38,9 @@ pub enum Judged {
     /// `POST /plugins/{name}/enable`: the plugin runs with what its config and settings
     /// grant (read from dockerd).
     PluginEnable(String),
+    /// `PUT /containers/{id}/archive`: files written into a container (its `/etc/passwd`
+    /// decides what a user name is at the next start).
+    ContainerArchive(String),
 }
 
 /// A capability the policy must allow (`allow:` in the admission policy).
@@ -324,7 +327,7 @@ const ROUTES: &[(&str, Shape, Class)] = &[
     (
         "PUT",
         Wild("/containers/", "/archive"),
-        Allow("copy into a container's filesystem"),
+        Judge(Judged::ContainerArchive),
     ),
     (
         "POST",

@@ -276,6 +276,7 @@ fn endpoint_name(r: &Result<Route, route::RouteError>) -> String {
                 Judged::ServiceUpdate(_) => "service.update".into(),
                 Judged::PluginPrivileges => "plugin.privileges".into(),
                 Judged::PluginEnable(_) => "plugin.enable".into(),
+                Judged::ContainerArchive(_) => "container.archive".into(),
             },
         },
     }
@@ -395,7 +396,8 @@ impl Engine {
                 Endpoint::Judged(
                     Judged::ContainerStart(id)
                     | Judged::ContainerUpdate(id)
-                    | Judged::ExecCreate(id),
+                    | Judged::ExecCreate(id)
+                    | Judged::ContainerArchive(id),
                 ) => Some(id.clone()),
                 _ => None,
             }),
@@ -540,6 +542,37 @@ impl Engine {
                 push_applicable(d, judge::judge_build(r, &ctx), &rules);
                 return Ok(None);
             }
+            Judged::ContainerArchive(id) => {
+                // The body is a tar the plugin does not read. What it can change that a rule
+                // depends on: the /etc/passwd a user name is resolved against at every start.
+                if !valid_name(id) {
+                    Self::request(d, format!("container {id:?}: not a container name or id"));
+                    return Ok(None);
+                }
+                let daemon = self.docker().await?;
+                let c = daemon
+                    .client
+                    .api()
+                    .inspect_container(id, None)
+                    .await
+                    .map_err(|e| format!("cannot inspect container {id}: {e}"))?;
+                // dockerd merges the image's USER into the container's config at create.
+                let user = c.config.and_then(|c| c.user).unwrap_or_default();
+                if let judge::UserVerdict::Name(n) = judge::user_verdict(&user) {
+                    let rules = self.cfg.policy.rules_for(&req.user, &[]);
+                    push_applicable(
+                        d,
+                        vec![Violation {
+                            rule: Rule::NonRoot,
+                            message: format!(
+                                "copying files into container {id}, which runs as the user name {n:?}: a new /etc/passwd would remap it at the next start"
+                            ),
+                        }],
+                        &rules,
+                    );
+                }
+                return Ok(None);
+            }
             Judged::PluginEnable(name) => {
                 // Names as dockerd's references spell them; anything else is not looked up.
                 let ok = !name.is_empty()
@@ -601,7 +634,10 @@ impl Engine {
             Judged::ExecCreate(id) => return self.judge_exec(req, id, &value, ctx, d).await,
             Judged::ContainerUpdate(_) => judge::judge_update(&value, &ctx),
             Judged::VolumeCreate => judge::judge_volume_create(&value, &ctx),
-            Judged::ContainerStart(_) | Judged::Build | Judged::PluginEnable(_) => Ok(Vec::new()),
+            Judged::ContainerStart(_)
+            | Judged::Build
+            | Judged::PluginEnable(_)
+            | Judged::ContainerArchive(_) => Ok(Vec::new()),
         };
         match decoded {
             Ok(v) => {
