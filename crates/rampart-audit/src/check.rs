@@ -240,6 +240,8 @@ checks! {
         "chown root:root the docker.socket unit file (systemctl show -p FragmentPath docker.socket)");
     D_3_4 = ("3.4", true, DockerDaemon, Medium, "Ensure that docker.socket file permissions are set to 644 or more restrictive",
         "chmod 644 the docker.socket unit file (systemctl show -p FragmentPath docker.socket)");
+    D_BUILDKIT_INSECURE = ("RAMPART-D-BUILDKIT-INSECURE", false, DockerDaemon, High, "BuildKit does not grant the security.insecure entitlement (RUN steps as privileged containers, unseen by an authorization plugin)",
+        "Remove \"security-insecure\": true from \"builder\": {\"entitlements\": ...} in /etc/docker/daemon.json and --allow-insecure-entitlement security.insecure from dockerd's command line, then restart dockerd");
     D_3_5 = ("3.5", true, DockerDaemon, Low, "Ensure that the /etc/docker directory ownership is set to root:root",
         "chown root:root /etc/docker");
     D_3_6 = ("3.6", true, DockerDaemon, Medium, "Ensure that /etc/docker directory permissions are set to 755 or more restrictively",

@@ -24,7 +24,8 @@ mod signature;
 pub use error::TrustError;
 pub use keys::{decrypt_secret, encrypt_secret, PrivateKey, PublicKey};
 pub use notation::{
-    verify_envelope, NotationTrust, NotationVerified, JWS_MEDIA_TYPE, NOTATION_ARTIFACT_TYPE,
+    verify_cose_envelope, verify_envelope, verify_envelope_of, NotationTrust, NotationVerified,
+    COSE_MEDIA_TYPE, JWS_MEDIA_TYPE, NOTATION_ARTIFACT_TYPE,
 };
 pub use policy::{Missing, TrustPolicy, TrustRule, TrustVerdict};
 pub use reference::{is_digest, ImageRef};

@@ -26,7 +26,9 @@ use serde_json::json;
 
 use crate::error::TrustError;
 use crate::keys::{PrivateKey, PublicKey};
-use crate::notation::{verify_envelope, NotationTrust, JWS_MEDIA_TYPE, NOTATION_ARTIFACT_TYPE};
+use crate::notation::{
+    verify_envelope_of, NotationTrust, COSE_MEDIA_TYPE, JWS_MEDIA_TYPE, NOTATION_ARTIFACT_TYPE,
+};
 use crate::reference::ImageRef;
 use crate::registry::{
     b64, sha256_digest, signature_tag, Registry, MAX_SMALL_BLOB, OCI_INDEX, OCI_MANIFEST,
@@ -501,10 +503,14 @@ fn notation_signatures(
         if subject != Some(digest) {
             continue;
         }
-        for layer in doc.layers.iter().filter(|l| l.media_type == JWS_MEDIA_TYPE) {
+        for layer in doc
+            .layers
+            .iter()
+            .filter(|l| l.media_type == JWS_MEDIA_TYPE || l.media_type == COSE_MEDIA_TYPE)
+        {
             rej.found += 1;
             let env = reg.blob(repo, &layer.digest, MAX_SMALL_BLOB)?;
-            match verify_envelope(&env, trust, digest, now) {
+            match verify_envelope_of(&layer.media_type, &env, trust, digest, now) {
                 Ok(v) => ok.push(VerifiedSignature {
                     form: SignatureForm::Notation,
                     key_id: format!("notation:{}", v.subject),

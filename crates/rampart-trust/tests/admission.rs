@@ -255,3 +255,53 @@ async fn exceptions_and_break_glass_follow_the_authenticated_user() {
     ambiguous["hostconfig"] = serde_json::json!({"Privileged": true});
     assert!(!e.authorize(&ask("alice", ambiguous)).await.allow);
 }
+
+/// Services (issue 15, item 1) against the main dockerd: what the spec names is looked up
+/// there. The `host` network by its id is the host's; a service without `User` takes the
+/// image's (busybox: root); an image not on this node leaves the user undecidable (the fail
+/// mode applies), while a rule the body breaks still denies under `fail: open`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_are_judged_by_what_dockerd_resolves() {
+    testkit::require!(Root, Docker);
+    let image = testkit::busybox_image();
+    let dir = tempfile::tempdir().expect("tmp");
+    let e = engine(
+        dir.path(),
+        "fail: open\nrules: [host-namespaces, sensitive-mounts, non-root, limits]\n",
+    );
+    let o = std::process::Command::new("docker")
+        .args(["network", "inspect", "--format", "{{.Id}}", "host"])
+        .output()
+        .expect("docker");
+    let host_id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert_eq!(host_id.len(), 64, "{o:?}");
+    let limits =
+        r#""Resources":{"Limits":{"NanoCPUs":500000000,"MemoryBytes":67108864,"Pids":64}}"#;
+    let spec = |cs: &str, extra: &str| {
+        format!(r#"{{"Name":"s","TaskTemplate":{{"ContainerSpec":{cs},{limits}{extra}}}}}"#)
+    };
+    let ask = |body: String| request("POST", "/v1.41/services/create", Some(&body));
+    let ok = spec(&format!(r#"{{"Image":"{image}","User":"1000"}}"#), "");
+    let r = e.authorize(&ask(ok)).await;
+    assert!(r.allow, "{r:?}");
+    let by_id = spec(
+        &format!(r#"{{"Image":"{image}","User":"1000"}}"#),
+        &format!(r#","Networks":[{{"Target":"{host_id}"}}]"#),
+    );
+    let r = e.authorize(&ask(by_id)).await;
+    assert!(!r.allow && r.msg.contains("is the host's network"), "{r:?}");
+    let image_user = spec(&format!(r#"{{"Image":"{image}"}}"#), "");
+    let r = e.authorize(&ask(image_user)).await;
+    assert!(!r.allow && r.msg.contains("[non-root]"), "{r:?}");
+    // Not on this node: undecidable, so fail open allows a harmless spec...
+    let absent = spec(r#"{"Image":"rampart-test/absent:1"}"#, "");
+    let r = e.authorize(&ask(absent)).await;
+    assert!(r.allow, "undecidable, fail open: {r:?}");
+    // ...but never one that breaks a rule.
+    let absent_bind = spec(
+        r#"{"Image":"rampart-test/absent:1","Mounts":[{"Type":"bind","Source":"/"}]}"#,
+        "",
+    );
+    let r = e.authorize(&ask(absent_bind)).await;
+    assert!(!r.allow && r.msg.contains("[sensitive-mounts]"), "{r:?}");
+}

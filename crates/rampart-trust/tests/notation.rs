@@ -4,8 +4,9 @@
 //!
 //! The Notation CLI cannot be installed here (not in Debian, no Go module proxy), so the
 //! signature is made by OpenSSL (an independent X.509 and RSA-PSS implementation) following the
-//! Notary Project's JWS envelope specification; the envelope format itself is pinned by a
-//! signature Notation 1.0.0 produced (the unit tests of `notation.rs`).
+//! Notary Project's JWS envelope specification (and its COSE one, the `COSE_Sign1` structured
+//! by the `coset` crate); the envelope formats themselves are pinned by signatures Notation
+//! 1.0.0 produced (the unit tests of `notation.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -235,6 +236,70 @@ fn envelope(d: &Path, digest: &str, size: usize, key: &Path, certs: &[&Path]) ->
     .into_bytes()
 }
 
+/// A Notation COSE envelope (`COSE_Sign1`, PS256) over `digest`, structured by `coset` from the
+/// Notary Project's COSE envelope specification and signed by OpenSSL over its
+/// `Sig_structure`.
+fn cose_envelope(d: &Path, digest: &str, size: usize, key: &Path, certs: &[&Path]) -> Vec<u8> {
+    use coset::cbor::value::Value;
+    use coset::{iana, CborSerializable, Label, TaggedCborSerializable};
+    let text = |s: &str| Label::Text(s.to_string());
+    let mut protected = coset::HeaderBuilder::new()
+        .algorithm(iana::Algorithm::PS256)
+        .add_critical_label(coset::RegisteredLabelWithPrivate::Text(
+            "io.cncf.notary.signingScheme".into(),
+        ))
+        .content_type("application/vnd.cncf.notary.payload.v1+json".into())
+        .build();
+    protected.rest = vec![
+        (
+            text("io.cncf.notary.signingScheme"),
+            Value::Text("notary.x509".into()),
+        ),
+        (
+            text("io.cncf.notary.signingTime"),
+            Value::Tag(1, Box::new(Value::Integer(1_767_225_600.into()))),
+        ),
+    ];
+    let unprotected = coset::Header {
+        rest: vec![
+            (
+                Label::Int(iana::HeaderParameter::X5Chain as i64),
+                Value::Array(certs.iter().map(|c| Value::Bytes(pem_der(c))).collect()),
+            ),
+            (
+                text("io.cncf.notary.signingAgent"),
+                Value::Text("rampart-test/openssl".into()),
+            ),
+        ],
+        ..Default::default()
+    };
+    let payload =
+        json!({"targetArtifact": {"digest": digest, "mediaType": OCI_MANIFEST, "size": size}});
+    let unsigned = coset::CoseSign1Builder::new()
+        .protected(protected)
+        .unprotected(unprotected)
+        .payload(payload.to_string().into_bytes())
+        .build();
+    // The protected header as it will be sent (coset keeps these bytes when it parses).
+    let unsigned = coset::CoseSign1::from_slice(&unsigned.to_vec().expect("cbor")).expect("cose");
+    let input = d.join("cose-signing-input");
+    std::fs::write(&input, unsigned.tbs_data(&[])).expect("w");
+    let sig = openssl(&[
+        "dgst",
+        "-sha256",
+        "-sign",
+        &key.display().to_string(),
+        "-sigopt",
+        "rsa_padding_mode:pss",
+        "-sigopt",
+        "rsa_pss_saltlen:32",
+        &input.display().to_string(),
+    ]);
+    let mut signed = unsigned;
+    signed.signature = sig;
+    signed.to_tagged_vec().expect("cbor")
+}
+
 /// Pushes a one-layer image; returns its manifest digest and size.
 fn push_image(reg: &Registry, repo: &str, tag: &str, content: &[u8]) -> (String, usize) {
     let config =
@@ -253,12 +318,24 @@ fn push_image(reg: &Registry, repo: &str, tag: &str, content: &[u8]) -> (String,
 
 /// Pushes `env` as a Notation signature of `digest` and lists it in the referrers tag.
 fn push_signature(reg: &Registry, repo: &str, digest: &str, size: usize, env: &[u8]) {
+    push_signature_as(reg, repo, digest, size, env, "application/jose+json");
+}
+
+/// [`push_signature`] with the envelope's media type.
+fn push_signature_as(
+    reg: &Registry,
+    repo: &str,
+    digest: &str,
+    size: usize,
+    env: &[u8],
+    media_type: &str,
+) {
     let empty = reg.put_blob(repo, b"{}").expect("empty");
     let ed = reg.put_blob(repo, env).expect("envelope");
     let m = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
         "artifactType": "application/vnd.cncf.notary.signature",
         "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
-        "layers": [{"mediaType": "application/jose+json", "digest": ed, "size": env.len()}],
+        "layers": [{"mediaType": media_type, "digest": ed, "size": env.len()}],
         "subject": {"mediaType": OCI_MANIFEST, "digest": digest, "size": size}})
     .to_string();
     let md = sha256_digest(m.as_bytes());
@@ -313,6 +390,42 @@ fn notation_signatures_are_accepted_by_the_trust_policy() {
         .is_some_and(|s| s.contains("CN=notation signer")));
     // Pinned to the digest that runs.
     assert!(p.evaluate(&reg, &v1, Some(&signed)).expect("e").allowed);
+    // A COSE envelope (application/cose) is verified the same way.
+    let (cose_signed, cose_size) = push_image(&reg, "n/app", "v4", b"cose layer");
+    let cose = cose_envelope(d, &cose_signed, cose_size, &key, &[&leaf, &intermediate]);
+    push_signature_as(
+        &reg,
+        "n/app",
+        &cose_signed,
+        cose_size,
+        &cose,
+        "application/cose",
+    );
+    let v4 = ImageRef::parse(&format!("{host}/n/app:v4")).expect("ref");
+    let verdict = p.evaluate(&reg, &v4, None).expect("evaluate");
+    assert!(verdict.allowed, "COSE: {verdict:?}");
+    assert!(verdict.verified.as_ref().expect("verified").signatures[0]
+        .identity
+        .as_deref()
+        .is_some_and(|s| s.contains("CN=notation signer")));
+    // The COSE envelope copied onto another image, or trusted by another store: refused.
+    let (cose_copy, copy_size) = push_image(&reg, "n/app", "v5", b"cose copy");
+    push_signature_as(
+        &reg,
+        "n/app",
+        &cose_copy,
+        copy_size,
+        &cose,
+        "application/cose",
+    );
+    let v5 = ImageRef::parse(&format!("{host}/n/app:v5")).expect("ref");
+    assert!(!p.evaluate(&reg, &v5, None).expect("e").allowed);
+    assert!(
+        !policy(&other_ca, subject)
+            .evaluate(&reg, &v4, None)
+            .expect("e")
+            .allowed
+    );
 
     for (what, pol, image) in [
         ("copied signature", policy(&ca, subject), "v2"),

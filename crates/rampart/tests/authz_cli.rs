@@ -28,12 +28,23 @@ fn text(o: &Output) -> (String, String) {
 /// One HTTP/1.1 request over the daemon's unix socket, written by hand so the request target
 /// and body are exactly what the test says (absolute form, escapes, duplicate keys).
 fn http(sock: &Path, method: &str, target: &str, body: Option<&str>) -> (u16, String) {
+    http_with(sock, method, target, body, "")
+}
+
+/// [`http`] with extra header lines (`"Name: value\r\n"`).
+fn http_with(
+    sock: &Path,
+    method: &str,
+    target: &str,
+    body: Option<&str>,
+    headers: &str,
+) -> (u16, String) {
     let mut s = UnixStream::connect(sock).expect("connect dockerd");
     s.set_read_timeout(Some(Duration::from_secs(60)))
         .expect("timeout");
     let body = body.unwrap_or("");
     let req = format!(
-        "{method} {target} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {target} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).expect("write");
@@ -644,7 +655,7 @@ fn authz_plugin_judges_what_dockerd_will_do() {
     ] {
         attacks.push(create(with_hc(extra)));
     }
-    for user in ["0", "00", "+0", "root", "0:0", "root:1000", "nobody"] {
+    for user in ["0", "00", "+0", "root", "0:0", "root:1000", "nosuchuser"] {
         let mut b = base.clone();
         b["User"] = json!(user);
         attacks.push(create(b.to_string()));
@@ -1303,4 +1314,868 @@ fn exceptions_and_break_glass_follow_the_tls_client_certificate() {
     let _ = std::fs::remove_dir(
         Path::new("/sys/fs/cgroup").join(cgroup_parent.trim_start_matches('/')),
     );
+}
+
+/// The services dockerd holds: name -> spec.
+fn services(sock: &Path) -> Vec<(String, Value)> {
+    let (st, body) = http(sock, "GET", "/services", None);
+    assert_eq!(st, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("services json");
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            (
+                s["Spec"]["Name"].as_str().unwrap_or_default().to_string(),
+                s["Spec"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// Swarm services (issue 15, item 1): a second dockerd in swarm mode with the plugin (`allow:
+/// [swarm]`, services judged by their spec). The docker CLI's own bodies and raw ones in any
+/// key case (Kelvin sign, long s), on every route spelling, must leave no service whose tasks
+/// get a sensitive bind, the host network, added capabilities, sysctls, weakened confinement,
+/// root or no limits, checked on what dockerd holds (`GET /services`) and on the task
+/// containers it started; a rollback to a hostile previous spec (made before the plugin) is
+/// refused; the harmless controls run.
+#[test]
+fn swarm_services_are_judged_by_what_their_tasks_get() {
+    testkit::require!(Root, Docker);
+    let ns = NetNs::new("authzsw");
+    let dir = tempfile::Builder::new()
+        .prefix("rampart-authzsw-")
+        .tempdir_in("/var/tmp")
+        .expect("tmp");
+    let d = dir.path();
+    std::fs::write(
+        d.join("admission.yaml"),
+        "fail: open\nrules: [privileged, host-namespaces, sensitive-mounts, non-root, limits, seccomp, capabilities, devices, confinement]\nallow: [swarm]\n",
+    )
+    .expect("policy");
+    let plugin = format!("rampart-testsw-{}", std::process::id());
+    let plugin_sock = PathBuf::from(format!("/run/docker/plugins/{plugin}.sock"));
+    let docker_sock = d.join("docker.sock");
+    let events = d.join("events.jsonl");
+    let h = format!("unix://{}", docker_sock.display());
+    let sock = docker_sock.as_path();
+    let image = testkit::busybox_image();
+    let argv = dockerd_argv(
+        &ns,
+        d,
+        "authzsw",
+        std::slice::from_ref(&h),
+        &["--authorization-plugin".to_string(), plugin.clone()],
+    );
+    let without: Vec<String> = argv[..argv.len() - 2].to_vec();
+    let dk = |args: &[&str]| {
+        let mut a = vec!["-H", h.as_str()];
+        a.extend_from_slice(args);
+        testkit::docker(&a)
+    };
+    // Before the plugin: the image, the swarm, and a service whose spec binds `/` (no task:
+    // 0 replicas), later made harmless, so that its previous spec is the hostile one.
+    let dlog0 = d.join("dockerd-without-plugin.log");
+    {
+        let mut daemon = spawn_logged(&without, &dlog0);
+        wait_for("the second dockerd", &dlog0, || {
+            dk(&["version"]).status.success()
+        });
+        load_images(&h, &[image.as_str()]);
+        let o = dk(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
+        assert!(o.status.success(), "{:?}", text(&o));
+        let o = dk(&[
+            "service",
+            "create",
+            "-d",
+            "--no-resolve-image",
+            "--name",
+            "old",
+            "--replicas",
+            "0",
+            "--mount",
+            "type=bind,src=/,dst=/host",
+            "--cap-add",
+            "SYS_ADMIN",
+            &image,
+            "sleep",
+            "1000",
+        ]);
+        assert!(o.status.success(), "{:?}", text(&o));
+        daemon.stop();
+    }
+    let mut pargv = ns.exec();
+    pargv.extend(
+        [
+            env!("CARGO_BIN_EXE_rampart"),
+            "authz",
+            "--policy",
+            &d.join("admission.yaml").display().to_string(),
+            "--socket",
+            &plugin_sock.display().to_string(),
+            "--docker-socket",
+            &docker_sock.display().to_string(),
+            "--events",
+            &events.display().to_string(),
+        ]
+        .map(String::from),
+    );
+    let plog = d.join("plugin.log");
+    let mut plugin_proc = spawn_logged(&pargv, &plog);
+    wait_for("the plugin", &plog, || plugin_sock.exists());
+    let dlog = d.join("dockerd.log");
+    let mut daemon = spawn_logged(&argv, &dlog);
+    wait_for("the second dockerd in swarm mode", &dlog, || {
+        let o = dk(&["info", "--format", "{{.Swarm.ControlAvailable}}"]);
+        text(&o).0.trim() == "true"
+    });
+    let (_, host_net) = http(sock, "GET", "/networks/host", None);
+    let host_net: Value = serde_json::from_str(&host_net).expect("network json");
+    let host_id = host_net["Id"]
+        .as_str()
+        .expect("host network id")
+        .to_string();
+
+    // Controls: the CLI's limited, non-root service, and a raw one in other key cases.
+    let limits = [
+        "--limit-memory",
+        "64m",
+        "--limit-cpu",
+        "0.5",
+        "--limit-pids",
+        "64",
+    ];
+    let mut ok = vec![
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--name",
+        "ok",
+        "--user",
+        "1000",
+        "--publish",
+        "mode=host,published=18080,target=80",
+    ];
+    ok.extend(limits);
+    ok.extend([image.as_str(), "sleep", "1000"]);
+    let o = dk(&ok);
+    assert!(o.status.success(), "the harmless service: {:?}", text(&o));
+    let raw_ok = format!(
+        r#"{{"name":"ok2","TASKTEMPLATE":{{"containerspec":{{"image":"{image}","user":"1001","args":["sleep","1000"]}},"Re\u017Fources":{{"limits":{{"nanocpus":500000000,"memorybytes":67108864,"pids":64}}}}}},"mode":{{"replicated":{{"replicas":1}}}}}}"#
+    );
+    let (st, body) = http(sock, "POST", "/v1.41/%73ervices/create", Some(&raw_ok));
+    assert_eq!(st, 201, "the harmless raw service: {body}");
+
+    // The CLI's hostile services: each adds one grant to the harmless one.
+    let cli_attacks: Vec<Vec<&str>> = vec![
+        vec!["--mount", "type=bind,src=/etc,dst=/h"],
+        vec!["--mount", "type=bind,src=/var,dst=/h,readonly"],
+        vec!["--mount", "type=volume,src=hv,dst=/h,volume-driver=local,volume-opt=type=none,volume-opt=o=bind,volume-opt=device=/"],
+        vec!["--cap-add", "SYS_ADMIN"],
+        vec!["--cap-add", "ALL"],
+        vec!["--network", "host"],
+        vec!["--sysctl", "net.ipv4.ip_forward=1"],
+        vec!["--user", "0"],
+        vec!["--user", "root"],
+        vec!["--log-driver", "syslog", "--log-opt", "syslog-address=unix:///var/run/docker.sock"],
+    ];
+    for (i, extra) in cli_attacks.iter().enumerate() {
+        let name = format!("cli{i}");
+        let mut a = vec![
+            "service",
+            "create",
+            "-d",
+            "--no-resolve-image",
+            "--name",
+            &name,
+        ];
+        a.extend(limits);
+        if !extra.contains(&"--user") {
+            a.extend(["--user", "1000"]);
+        }
+        a.extend(extra.iter().copied());
+        a.extend([image.as_str(), "sleep", "1000"]);
+        let o = dk(&a);
+        assert!(
+            !o.status.success() && text(&o).1.contains("authorization denied"),
+            "{extra:?} was not denied: {:?}",
+            text(&o)
+        );
+    }
+    // Without limits.
+    let o = dk(&[
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--name",
+        "nolimits",
+        "--user",
+        "1000",
+        &image,
+        "sleep",
+        "1000",
+    ]);
+    assert!(!o.status.success(), "{:?}", text(&o));
+
+    // Raw hostile specs, each key in a random case, on a random route spelling.
+    let seed = std::process::id() as u64 * 0x9E37_79B9 + 7;
+    eprintln!("swarm attack seed {seed}");
+    let mut rng = Rng(seed);
+    let cs_ok = |rng: &mut Rng, extra: &str| {
+        format!(
+            r#"{{"{}":"{image}","{}":"1000","{}":["sleep","1000"]{extra}}}"#,
+            spell(rng, "Image"),
+            spell(rng, "User"),
+            spell(rng, "Args")
+        )
+    };
+    let grants: Vec<String> = vec![
+        r#","Mounts":[{"Type":"bind","Source":"/","Target":"/h"}]"#.into(),
+        r#","mounts":[{"type":"bind","source":"/run","target":"/h"}]"#.into(),
+        ",\"Mount\u{17F}\":[{\"Type\":\"bind\",\"Source\":\"/usr\",\"Target\":\"/h\"}]".into(),
+        r#","Mounts":[{"Type":"volume","Source":"hv2","Target":"/h","VolumeOptions":{"DriverConfig":{"Name":"local","Options":{"type":"none","o":"bind","device":"/etc"}}}}]"#.into(),
+        r#","Mounts":[{"Type":"bind","Source":"/srv","Target":"/h","BindOptions":{"Propagation":"rshared"}}]"#.into(),
+        r#","CapabilityAdd":["CAP_SYS_ADMIN"]"#.into(),
+        r#","capabilityadd":["sys_ptrace"]"#.into(),
+        r#","Sysctls":{"net.ipv4.ip_forward":"1"}"#.into(),
+        r#","Privileges":{"SELinuxContext":{"Disable":true}}"#.into(),
+        r#","Privileges":{"Seccomp":{"Mode":"unconfined"}}"#.into(),
+        r#","privileges":{"apparmor":{"mode":"disabled"}}"#.into(),
+        r#","Mounts":[],"mounts":[{"Type":"bind","Source":"/","Target":"/h"}]"#.into(),
+        r#","User":"0""#.into(),
+    ];
+    let resources =
+        r#""Resources":{"Limits":{"NanoCPUs":500000000,"MemoryBytes":67108864,"Pids":64}}"#;
+    let mut raw: Vec<String> = Vec::new();
+    for (i, g) in grants.iter().enumerate() {
+        let cs = cs_ok(&mut rng, g);
+        raw.push(format!(
+            r#"{{"{}":"raw{i}","{}":{{"{}":{cs},{resources}}}}}"#,
+            spell(&mut rng, "Name"),
+            spell(&mut rng, "TaskTemplate"),
+            spell(&mut rng, "ContainerSpec"),
+        ));
+    }
+    let cs = cs_ok(&mut rng, "");
+    for (i, nets) in [
+        format!(r#""Networks":[{{"Target":"{host_id}"}}]"#),
+        r#""networks":[{"target":"host"}]"#.to_string(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        // In the task template and at the top level (deprecated, still read).
+        raw.push(format!(
+            r#"{{"Name":"rawnet{i}","TaskTemplate":{{"ContainerSpec":{cs},{resources},{nets}}}}}"#
+        ));
+        raw.push(format!(
+            r#"{{"Name":"rawtop{i}",{nets},"TaskTemplate":{{"ContainerSpec":{cs},{resources}}}}}"#
+        ));
+    }
+    raw.push(format!(
+        r#"{{"Name":"rawdup","TaskTemplate":{{"ContainerSpec":{cs},{resources}}},"taskTemplate":{{"ContainerSpec":{{"Image":"{image}","Mounts":[{{"Type":"bind","Source":"/","Target":"/h"}}]}}}}}}"#
+    ));
+    raw.push(
+        r#"{"Name":"rawplugin","Mode":{"Global":{}},"TaskTemplate":{"Runtime":"plugin","PluginSpec":{"Name":"p","Remote":"127.0.0.1:5000/p:1","Privileges":[{"Name":"network","Value":["host"]}]}}}"#
+            .to_string(),
+    );
+    let mut statuses = Vec::new();
+    for body in &raw {
+        let t = target(&mut rng, "/services/create");
+        let (st, answer) = http(sock, "POST", &t, Some(body));
+        statuses.push(st);
+        assert_ne!(st, 201, "{t} {body}: created: {answer}");
+        assert!(
+            answer.contains("authorization denied"),
+            "{t} {body}: {st} {answer}"
+        );
+    }
+
+    // Updates of the control: raw (the whole spec again, with one grant), and the CLI's.
+    let spec_of = |name: &str| {
+        services(sock)
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s)
+            .unwrap_or_else(|| panic!("no service {name}"))
+    };
+    let before = spec_of("ok");
+    let (_, inspect) = http(sock, "GET", "/services/ok", None);
+    let inspect: Value = serde_json::from_str(&inspect).expect("json");
+    let version = inspect["Version"]["Index"].as_u64().expect("version");
+    let mut hostile = before.clone();
+    hostile["TaskTemplate"]["ContainerSpec"]["Mounts"] =
+        json!([{"Type": "bind", "Source": "/", "Target": "/h"}]);
+    let (st, answer) = http(
+        sock,
+        "POST",
+        &format!("/v1.41/services/ok/update?version={version}"),
+        Some(&hostile.to_string()),
+    );
+    assert!(
+        st != 200 && answer.contains("authorization denied"),
+        "{st} {answer}"
+    );
+    for extra in [
+        vec!["--mount-add", "type=bind,src=/,dst=/h"],
+        vec!["--cap-add", "NET_ADMIN"],
+        vec!["--network-add", "host"],
+        vec!["--limit-pids", "0"],
+    ] {
+        let mut a = vec!["service", "update", "-d", "--no-resolve-image"];
+        a.extend(extra.iter().copied());
+        a.push("ok");
+        let o = dk(&a);
+        assert!(
+            !o.status.success(),
+            "update {extra:?} allowed: {:?}",
+            text(&o)
+        );
+    }
+    // A harmless update is allowed.
+    let o = dk(&[
+        "service",
+        "update",
+        "-d",
+        "--no-resolve-image",
+        "--env-add",
+        "A=1",
+        "ok",
+    ]);
+    assert!(o.status.success(), "a harmless update: {:?}", text(&o));
+
+    // The service made before the plugin: made harmless (allowed), then rolled back to its
+    // hostile previous spec (refused: the plugin judges the spec dockerd returns to).
+    let mut a = vec![
+        "service",
+        "update",
+        "-d",
+        "--no-resolve-image",
+        "--mount-rm",
+        "/host",
+        "--cap-drop",
+        "SYS_ADMIN",
+        "--user",
+        "1000",
+    ];
+    a.extend(limits);
+    a.push("old");
+    let o = dk(&a);
+    assert!(o.status.success(), "making old harmless: {:?}", text(&o));
+    let o = dk(&["service", "rollback", "-d", "old"]);
+    assert!(
+        !o.status.success() && text(&o).1.contains("previous spec"),
+        "rollback to a bind of /: {:?}",
+        text(&o)
+    );
+
+    // What dockerd holds: the two controls and the harmless `old`, nothing else.
+    let held = services(sock);
+    let mut names: Vec<&str> = held.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort();
+    assert_eq!(names, vec!["ok", "ok2", "old"], "services dockerd holds");
+    for (name, spec) in &held {
+        let cs = &spec["TaskTemplate"]["ContainerSpec"];
+        assert!(
+            cs["Mounts"].as_array().is_none_or(|m| m.is_empty()),
+            "{name}: mounts {}",
+            cs["Mounts"]
+        );
+        assert!(
+            cs["CapabilityAdd"].as_array().is_none_or(|m| m.is_empty()),
+            "{name}: caps {}",
+            cs["CapabilityAdd"]
+        );
+        assert!(spec["TaskTemplate"]["Networks"].is_null(), "{name}: {spec}");
+        assert_eq!(
+            spec["TaskTemplate"]["Resources"]["Limits"]["Pids"],
+            json!(64),
+            "{name}"
+        );
+    }
+    // The tasks dockerd started: the controls' containers, judged as any container.
+    let mut running = Vec::new();
+    let end = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < end {
+        let o = dk(&["ps", "--format", "{{.Names}}"]);
+        running = text(&o).0.lines().map(str::to_string).collect();
+        if running.iter().any(|n| n.starts_with("ok.1."))
+            && running.iter().any(|n| n.starts_with("ok2.1."))
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        running.iter().any(|n| n.starts_with("ok.1."))
+            && running.iter().any(|n| n.starts_with("ok2.1.")),
+        "the controls' tasks run: {running:?}\n{}",
+        String::from_utf8_lossy(&dk(&["service", "ps", "--no-trunc", "ok", "ok2"]).stdout)
+    );
+    let ok2 = running
+        .iter()
+        .find(|n| n.starts_with("ok2.1."))
+        .cloned()
+        .unwrap_or_default();
+    let (_, c) = http(sock, "GET", &format!("/containers/{ok2}/json"), None);
+    let c: Value = serde_json::from_str(&c).expect("json");
+    assert_eq!(
+        c["Config"]["User"],
+        json!("1001"),
+        "the raw spec in other key cases is what ran"
+    );
+    assert_eq!(c["HostConfig"]["PidsLimit"], json!(64));
+    let default_cgroupns = c["HostConfig"]["CgroupnsMode"].clone();
+    let data_root = d.join("data").display().to_string();
+    let dkv: Vec<&str> = vec!["-H", &h];
+    let (names, problems) = audit(&dkv, &data_root, &default_cgroupns, &[], &[]);
+    assert!(problems.is_empty(), "task containers: {problems:?}");
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("ok.") || n.starts_with("ok2.")),
+        "{names:?}"
+    );
+
+    // Registry credentials (X-Registry-Auth) are never recorded.
+    let auth = b64(br#"{"username":"u","password":"pw-marker-7d1f"}"#);
+    let (st, _) = http_with(
+        sock,
+        "POST",
+        "/v1.41/services/create",
+        Some(&raw[0]),
+        &format!("X-Registry-Auth: {auth}\r\n"),
+    );
+    assert_ne!(st, 201);
+    let log = std::fs::read_to_string(&events).expect("events");
+    assert!(
+        !log.contains("pw-marker") && !log.contains(&auth),
+        "credentials recorded"
+    );
+    assert!(log.contains("\"service.create\"") && log.contains("\"service.update\""));
+    let plog_text = std::fs::read_to_string(&plog).unwrap_or_default();
+    assert!(!plog_text.contains(&auth));
+
+    let _ = dk(&["service", "rm", "ok", "ok2", "old"]);
+    let _ = dk(&["swarm", "leave", "--force"]);
+    daemon.stop();
+    plugin_proc.stop();
+    let rel = format!("rampart-authzsw-{}", std::process::id());
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(rel));
+}
+
+/// Managed plugins (issue 15, item 1): with `allow: [plugins]`, installing one is judged by the
+/// privileges it gets (the `POST /plugins/pull` body, which dockerd requires to equal what the
+/// plugin's config asks for) and enabling one by what its config and settings grant (a `set`
+/// may point a mount at `/`). Plugins pushed to a registry in the test's namespace; what is
+/// installed and enabled is read from dockerd. Builds (item 2): the classic builder's query
+/// options that reach its `RUN` containers (`networkmode`, `securityopt`) are judged; the
+/// images built are read from dockerd. User names (item 3): resolved against the image's
+/// `/etc/passwd` as runc resolves them (first entry, a uid that is not a number is 0, a mount
+/// over /etc replaces the file); the uid the allowed containers run as is read from the kernel.
+#[test]
+fn plugins_builds_and_user_names_are_judged_by_what_they_get() {
+    testkit::require!(Root, Docker);
+    let ns = NetNs::new("authzpl");
+    let dir = tempfile::Builder::new()
+        .prefix("rampart-authzpl-")
+        .tempdir_in("/var/tmp")
+        .expect("tmp");
+    let d = dir.path();
+    std::fs::write(
+        d.join("admission.yaml"),
+        "rules: [privileged, host-namespaces, sensitive-mounts, non-root, limits, seccomp, capabilities, devices, confinement]\nallow: [plugins]\n",
+    )
+    .expect("policy");
+    std::fs::write(
+        d.join("registry.yml"),
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:5000\n",
+            d.join("registry").display()
+        ),
+    )
+    .expect("registry config");
+    let mut rargv = ns.exec();
+    rargv.extend([
+        "/usr/bin/docker-registry".to_string(),
+        "serve".into(),
+        d.join("registry.yml").display().to_string(),
+    ]);
+    let rlog = d.join("registry.log");
+    let _registry = spawn_logged(&rargv, &rlog);
+    let plugin = format!("rampart-testpl-{}", std::process::id());
+    let plugin_sock = PathBuf::from(format!("/run/docker/plugins/{plugin}.sock"));
+    let docker_sock = d.join("docker.sock");
+    let h = format!("unix://{}", docker_sock.display());
+    let sock = docker_sock.as_path();
+    let mut pargv = ns.exec();
+    pargv.extend(
+        [
+            env!("CARGO_BIN_EXE_rampart"),
+            "authz",
+            "--policy",
+            &d.join("admission.yaml").display().to_string(),
+            "--socket",
+            &plugin_sock.display().to_string(),
+            "--docker-socket",
+            &docker_sock.display().to_string(),
+            "--events",
+            &d.join("events.jsonl").display().to_string(),
+        ]
+        .map(String::from),
+    );
+    let plog = d.join("plugin.log");
+    let mut plugin_proc = spawn_logged(&pargv, &plog);
+    wait_for("the plugin", &plog, || plugin_sock.exists());
+    let argv = dockerd_argv(
+        &ns,
+        d,
+        "authzpl",
+        std::slice::from_ref(&h),
+        &["--authorization-plugin".to_string(), plugin.clone()],
+    );
+    let dlog = d.join("dockerd.log");
+    let mut daemon = spawn_logged(&argv, &dlog);
+    let dk = |args: &[&str]| {
+        let mut a = vec!["-H", h.as_str()];
+        a.extend_from_slice(args);
+        testkit::docker(&a)
+    };
+    wait_for("the second dockerd", &dlog, || {
+        dk(&["version"]).status.success()
+    });
+
+    // Plugin roots: busybox's filesystem and a config each.
+    let image = testkit::busybox_image();
+    let o = testkit::docker(["create", &image, "true"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let cid = text(&o).0.trim().to_string();
+    let tar = d.join("rootfs.tar");
+    let o = testkit::docker(["export", "-o", &tar.display().to_string(), &cid]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let _ = testkit::docker(["rm", &cid]);
+    let configs = [
+        ("good", r#"{"network":{"type":"none"}}"#),
+        (
+            "evil",
+            r#"{"network":{"type":"host"},"mounts":[{"source":"/","destination":"/host","type":"bind","options":["rbind"]}],"linux":{"capabilities":["CAP_SYS_ADMIN"]}}"#,
+        ),
+        (
+            "settable",
+            r#"{"network":{"type":"none"},"mounts":[{"name":"data","source":"/srv","destination":"/data","type":"bind","options":["rbind"],"settable":["source"]}]}"#,
+        ),
+    ];
+    let reg = "127.0.0.1:5000";
+    for (name, extra) in configs {
+        let root = d.join(name);
+        std::fs::create_dir_all(root.join("rootfs")).expect("dir");
+        let o = Command::new("tar")
+            .args(["-xf", &tar.display().to_string(), "-C"])
+            .arg(root.join("rootfs"))
+            .output()
+            .expect("tar");
+        assert!(o.status.success(), "{:?}", text(&o));
+        let mut cfg: Value = serde_json::from_str(extra).expect("config");
+        cfg["description"] = json!(name);
+        cfg["documentation"] = json!("https://example.invalid");
+        cfg["entrypoint"] = json!(["/bin/sleep", "1000"]);
+        cfg["interface"] = json!({"types": ["docker.volumedriver/1.0"], "socket": "p.sock"});
+        std::fs::write(root.join("config.json"), cfg.to_string()).expect("config");
+        let r = format!("{reg}/{name}:1");
+        // Made here (plugins/create: gated, allowed by this policy), pushed, removed.
+        let o = dk(&["plugin", "create", &r, &root.display().to_string()]);
+        assert!(o.status.success(), "plugin create {name}: {:?}", text(&o));
+        if name == "evil" {
+            // Enabling what create made is judged by what it grants.
+            let o = dk(&["plugin", "enable", &r]);
+            assert!(
+                !o.status.success() && text(&o).1.contains("authorization denied"),
+                "enable {name}: {:?}",
+                text(&o)
+            );
+        }
+        let mut pushed = false;
+        for _ in 0..50 {
+            if dk(&["plugin", "push", &r]).status.success() {
+                pushed = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(
+            pushed,
+            "{}",
+            std::fs::read_to_string(&rlog).unwrap_or_default()
+        );
+        let o = dk(&["plugin", "rm", "-f", &r]);
+        assert!(o.status.success(), "{:?}", text(&o));
+    }
+    // Installing: the CLI (which sends the privileges it was shown) and raw bodies.
+    let o = dk(&[
+        "plugin",
+        "install",
+        "--grant-all-permissions",
+        "--disable",
+        &format!("{reg}/evil:1"),
+    ]);
+    assert!(
+        !o.status.success() && text(&o).1.contains("authorization denied"),
+        "{:?}",
+        text(&o)
+    );
+    for body in [
+        r#"[{"name":"network","value":["host"]},{"NAME":"mount","VALUE":["/"]},{"Name":"capabilities","Value":["CAP_SYS_ADMIN"]}]"#,
+        r#"[{"Name":"network","Value":["host"]},{"Name":"mount","Value":["/"]},{"Name":"capabilities","Value":["CAP_SYS_ADMIN"]},{"Name":"mount","name":"x","Value":[]}]"#,
+    ] {
+        let (st, answer) = http(
+            sock,
+            "POST",
+            &format!("/v1.41/plugins/pull?remote={reg}/evil:1&name=evilraw"),
+            Some(body),
+        );
+        assert!(
+            st == 403 && answer.contains("authorization denied"),
+            "{st} {answer}"
+        );
+    }
+    // An empty list passes the plugin (it grants nothing) and dockerd refuses it (not what
+    // the plugin asks for): the body is what the plugin gets.
+    let (st, answer) = http(
+        sock,
+        "POST",
+        &format!("/v1.41/plugins/pull?remote={reg}/evil:1&name=evilempty"),
+        Some("[]"),
+    );
+    assert!(!answer.contains("authorization denied"), "{st} {answer}");
+    let o = dk(&[
+        "plugin",
+        "install",
+        "--grant-all-permissions",
+        "--disable",
+        &format!("{reg}/good:1"),
+    ]);
+    assert!(o.status.success(), "the harmless plugin: {:?}", text(&o));
+    let o = dk(&[
+        "plugin",
+        "install",
+        "--grant-all-permissions",
+        "--disable",
+        &format!("{reg}/settable:1"),
+    ]);
+    assert!(o.status.success(), "the settable plugin: {:?}", text(&o));
+    let o = dk(&[
+        "plugin",
+        "set",
+        &format!("{reg}/settable:1"),
+        "data.source=/",
+    ]);
+    assert!(o.status.success(), "set (gated, allowed): {:?}", text(&o));
+    let o = dk(&["plugin", "enable", &format!("{reg}/settable:1")]);
+    assert!(
+        !o.status.success() && text(&o).1.contains("host path /"),
+        "enabling a plugin set to mount /: {:?}",
+        text(&o)
+    );
+
+    // What dockerd holds: good and settable, disabled; no evil one.
+    let (st, body) = http(sock, "GET", "/plugins", None);
+    assert_eq!(st, 200, "{body}");
+    let plugins: Value = serde_json::from_str(&body).expect("plugins");
+    let mut held: Vec<(String, bool)> = plugins
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            (
+                p["Name"].as_str().unwrap_or_default().to_string(),
+                p["Enabled"].as_bool().unwrap_or(true),
+            )
+        })
+        .collect();
+    held.sort();
+    assert_eq!(
+        held,
+        vec![
+            (format!("{reg}/good:1"), false),
+            (format!("{reg}/settable:1"), false)
+        ],
+        "plugins dockerd holds"
+    );
+    for (name, _) in &held {
+        let _ = dk(&["plugin", "rm", "-f", name]);
+    }
+
+    // Builds: a context whose RUN step the options would reach.
+    load_images(&h, &[image.as_str()]);
+    let ctx = d.join("build");
+    std::fs::create_dir_all(&ctx).expect("dir");
+    std::fs::write(ctx.join("Dockerfile"), format!("FROM {image}\nRUN true\n")).expect("df");
+    let o = Command::new("tar")
+        .args(["-cf", "-", "-C"])
+        .arg(&ctx)
+        .arg("Dockerfile")
+        .output()
+        .expect("tar");
+    assert!(o.status.success());
+    let context = String::from_utf8(o.stdout).expect("an ASCII tar");
+    for q in [
+        "t=bhost&networkmode=host",
+        "t=bhost2&networkmode=none&networkmode=host&networkmode=ho%73t",
+        "t=bsec&securityopt=seccomp%3Dunconfined",
+        "t=bsec2&securityopt=no-new-privileges&securityopt=apparmor%3Dunconfined",
+        "t=bsec3&securityopt=label:disable",
+        "t=bcg&cgroupparent=%2F",
+    ] {
+        let (st, answer) = http(sock, "POST", &format!("/v1.41/build?{q}"), Some(&context));
+        if q.starts_with("t=bhost2") {
+            // FormValue reads the first networkmode: none, allowed, built without host.
+            assert_eq!(st, 200, "{q}: {answer}");
+            continue;
+        }
+        assert!(
+            st == 403 && answer.contains("authorization denied"),
+            "{q}: {st} {answer}"
+        );
+    }
+    let (st, answer) = http(sock, "POST", "/v1.41/build?t=bok", Some(&context));
+    assert_eq!(st, 200, "the harmless build: {answer}");
+    let (_, images) = http(sock, "GET", "/images/json", None);
+    let images: Value = serde_json::from_str(&images).expect("images");
+    let mut tags: Vec<String> = images
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|i| i["RepoTags"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t.as_str().map(str::to_string))
+        .filter(|t| t.starts_with('b') && t.ends_with(":latest"))
+        .collect();
+    tags.sort();
+    assert_eq!(tags, vec!["bhost2:latest", "bok:latest"], "images built");
+
+    // User names, resolved against the image's /etc/passwd as runc resolves them.
+    let uctx = d.join("users");
+    std::fs::create_dir_all(&uctx).expect("dir");
+    std::fs::write(
+        uctx.join("Dockerfile"),
+        format!("FROM {image}\nCOPY passwd /etc/passwd\n"),
+    )
+    .expect("df");
+    std::fs::write(
+        uctx.join("passwd"),
+        "app:x:1000:1000::/:/bin/sh\ntoor:x:0:0::/:/bin/sh\nodd:x:1e3:0::/:/bin/sh\napp:x:0:0::/:/bin/sh\n",
+    )
+    .expect("passwd");
+    let o = Command::new("tar")
+        .args(["-cf", "-", "-C"])
+        .arg(&uctx)
+        .args(["Dockerfile", "passwd"])
+        .output()
+        .expect("tar");
+    let context = String::from_utf8(o.stdout).expect("an ASCII tar");
+    let (st, answer) = http(sock, "POST", "/v1.41/build?t=users", Some(&context));
+    assert_eq!(st, 200, "{answer}");
+    std::fs::write(uctx.join("Dockerfile"), "FROM users\nUSER app\n").expect("df");
+    let o = Command::new("tar")
+        .args(["-cf", "-", "-C"])
+        .arg(&uctx)
+        .arg("Dockerfile")
+        .output()
+        .expect("tar");
+    let context = String::from_utf8(o.stdout).expect("an ASCII tar");
+    let (st, answer) = http(sock, "POST", "/v1.41/build?t=users-app", Some(&context));
+    assert_eq!(st, 200, "{answer}");
+    let limited = [
+        "--memory",
+        "64m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "64",
+        "--network",
+        "none",
+    ];
+    let create = |name: &str, extra: &[&str], img: &str| {
+        let mut a = vec!["create", "--name", name];
+        a.extend(limited);
+        a.extend_from_slice(extra);
+        a.extend([img, "sleep", "1000"]);
+        dk(&a)
+    };
+    for (name, extra) in [
+        ("u-toor", vec!["--user", "toor"]),
+        ("u-odd", vec!["--user", "odd"]),
+        ("u-nobody", vec!["--user", "nobody"]),
+        ("u-tmpfs", vec!["--user", "app", "--tmpfs", "/etc"]),
+        ("u-group", vec!["--user", "toor:1000"]),
+    ] {
+        let o = create(name, &extra, "users");
+        assert!(
+            !o.status.success() && text(&o).1.contains("[non-root]"),
+            "{extra:?}: {:?}",
+            text(&o)
+        );
+    }
+    // Allowed: the name and the image's USER; what runc made of them is read from the kernel.
+    for (name, extra, img) in [
+        ("u-app", vec!["--user", "app"], "users"),
+        ("u-image", vec![], "users-app"),
+    ] {
+        let o = create(name, &extra, img);
+        assert!(o.status.success(), "{name}: {:?}", text(&o));
+        let o = dk(&["start", name]);
+        assert!(o.status.success(), "{name}: {:?}", text(&o));
+        let o = dk(&["inspect", "--format", "{{.State.Pid}}", name]);
+        let pid = text(&o).0.trim().to_string();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        let uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(uid, "1000", "{name} runs as uid {uid}");
+        // Copying a new /etc/passwd in would remap the name at the next start: refused.
+        let evil = d.join("evil-passwd");
+        std::fs::write(&evil, "app:x:0:0::/:/bin/sh\n").expect("w");
+        let o = dk(&[
+            "cp",
+            &evil.display().to_string(),
+            &format!("{name}:/etc/passwd"),
+        ]);
+        assert!(
+            !o.status.success() && text(&o).1.contains("remap"),
+            "{name}: {:?}",
+            text(&o)
+        );
+        let _ = dk(&["restart", "-t", "0", name]);
+        let o = dk(&["inspect", "--format", "{{.State.Pid}}", name]);
+        let pid = text(&o).0.trim().to_string();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        assert!(
+            status.lines().any(|l| l.starts_with("Uid:\t1000")),
+            "{name} after a restart: {status}"
+        );
+        let _ = dk(&["rm", "-f", name]);
+    }
+    // A numeric user: copying in is allowed.
+    let o = create("u-num", &["--user", "1000"], "users");
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = dk(&[
+        "cp",
+        &uctx.join("passwd").display().to_string(),
+        "u-num:/tmp/passwd",
+    ]);
+    assert!(
+        o.status.success(),
+        "copy into a numeric-user container: {:?}",
+        text(&o)
+    );
+    let _ = dk(&["rm", "-f", "u-num"]);
+    daemon.stop();
+    plugin_proc.stop();
+    let rel = format!("rampart-authzpl-{}", std::process::id());
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(rel));
 }

@@ -528,6 +528,43 @@ pub fn checks(cfg: &DaemonConfig, facts: &DaemonFacts) -> Vec<Outcome> {
         D_2_18.warn("daemon not reachable")
     });
 
+    // BuildKit's entitlements travel over /grpc, where an authorization plugin cannot read
+    // them: the daemon's configuration is what bounds them.
+    let entitlement = |k: &str| {
+        cfg.key("builder")
+            .and_then(|b| b.get("entitlements"))
+            .and_then(|e| e.get(k))
+            .and_then(Value::as_bool)
+    };
+    let insecure_flag = cfg
+        .flag("allow-insecure-entitlement", None)
+        .iter()
+        .any(|v| v.split(',').any(|x| x.trim() == "security.insecure"));
+    let insecure = entitlement("security-insecure") == Some(true) || insecure_flag;
+    let network_host = entitlement("network-host") != Some(false);
+    out.push(D_BUILDKIT_INSECURE.check(
+        !insecure,
+        format!(
+            "security.insecure {} ({}); network.host {} (builder.entitlements.network-host{})",
+            if insecure { "granted" } else { "not granted" },
+            if insecure_flag {
+                "--allow-insecure-entitlement"
+            } else {
+                "builder.entitlements.security-insecure"
+            },
+            if network_host {
+                "granted"
+            } else {
+                "not granted"
+            },
+            if network_host {
+                "; false to refuse RUN --network=host over /grpc"
+            } else {
+                ""
+            }
+        ),
+    ));
+
     // Section 3: ownership and permissions.
     out.extend(file_checks(&[
         (
@@ -924,6 +961,43 @@ mod tests {
         assert_eq!(
             c.hosts(),
             vec!["tcp://0.0.0.0:2375", "unix:///var/run/docker.sock"]
+        );
+    }
+
+    #[test]
+    fn buildkit_insecure_entitlement() {
+        let facts = DaemonFacts::default();
+        let status = |c: &DaemonConfig| {
+            checks(c, &facts)
+                .iter()
+                .find(|o| o.def.id == "RAMPART-D-BUILDKIT-INSECURE")
+                .expect("check")
+                .status
+        };
+        assert_eq!(status(&cfg("{}", &[])), ComplianceStatus::Pass);
+        assert_eq!(
+            status(&cfg(
+                r#"{"builder": {"entitlements": {"security-insecure": true}}}"#,
+                &[]
+            )),
+            ComplianceStatus::Fail
+        );
+        assert_eq!(
+            status(&cfg(
+                "{}",
+                &[
+                    "--allow-insecure-entitlement",
+                    "network.host,security.insecure"
+                ]
+            )),
+            ComplianceStatus::Fail
+        );
+        assert_eq!(
+            status(&cfg(
+                r#"{"builder": {"entitlements": {"security-insecure": false, "network-host": false}}}"#,
+                &[]
+            )),
+            ComplianceStatus::Pass
         );
     }
 

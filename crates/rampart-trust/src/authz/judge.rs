@@ -180,7 +180,7 @@ const BIND_OPTIONS: Schema = &[
     "ReadOnlyForceRecursive",
 ];
 const VOLUME_OPTIONS: Schema = &["NoCopy", "Labels", "DriverConfig", "Subpath"];
-const DRIVER: Schema = &["Name", "Options"];
+pub(super) const DRIVER: Schema = &["Name", "Options"];
 const LOG_CONFIG: Schema = &["Type", "Config"];
 const TMPFS_OPTIONS: Schema = &["SizeBytes", "Mode", "Options"];
 const NETWORKING: Schema = &["EndpointsConfig"];
@@ -355,12 +355,17 @@ pub fn user_verdict(user: &str) -> UserVerdict {
     }
 }
 
-/// The user a container runs as: the request's `User`, else the image's.
+/// Resolves a user name to the uid runc will use (`Ok(None)`: no such user).
+pub type Resolver<'a> = &'a dyn Fn(&str) -> Result<Option<i64>, String>;
+
+/// The user a container runs as: the request's `User`, else the image's. A name is resolved
+/// with `resolve` when given (the image's `/etc/passwd`), else denied.
 pub fn judge_user(
     request_user: &str,
     image_user: &str,
     userns: bool,
     what: &str,
+    resolve: Option<Resolver<'_>>,
     out: &mut Vec<Violation>,
 ) {
     if userns {
@@ -371,20 +376,41 @@ pub fn judge_user(
     } else {
         (request_user, "User")
     };
+    let root = |u: String| {
+        Violation {
+        rule: Rule::NonRoot,
+        message: format!(
+            "{what} would run as root ({from} {u}) without a user namespace: set a numeric non-root --user (or run dockerd with userns-remap)"
+        ),
+    }
+    };
     match user_verdict(user) {
         UserVerdict::NonRoot => {}
-        UserVerdict::Root(u) => out.push(Violation {
-            rule: Rule::NonRoot,
-            message: format!(
-                "{what} would run as root ({from} {u}) without a user namespace: set a numeric non-root --user (or run dockerd with userns-remap)"
-            ),
-        }),
-        UserVerdict::Name(n) => out.push(Violation {
-            rule: Rule::NonRoot,
-            message: format!(
-                "{what} runs as the user name {n:?} ({from}), which the image's /etc/passwd maps to a uid the plugin cannot see (it may be 0): use a numeric uid"
-            ),
-        }),
+        UserVerdict::Root(u) => out.push(root(u)),
+        UserVerdict::Name(n) => match resolve.map(|r| r(&n)) {
+            Some(Ok(Some(uid))) if uid > 0 => {}
+            Some(Ok(Some(uid))) => out.push(root(format!(
+                "{n:?}, uid {uid} in the image's /etc/passwd"
+            ))),
+            Some(Ok(None)) => out.push(Violation {
+                rule: Rule::NonRoot,
+                message: format!(
+                    "{what} runs as the user name {n:?} ({from}), which the image's /etc/passwd does not have"
+                ),
+            }),
+            Some(Err(why)) => out.push(Violation {
+                rule: Rule::NonRoot,
+                message: format!(
+                    "{what} runs as the user name {n:?} ({from}), which the plugin cannot resolve ({why}): use a numeric uid"
+                ),
+            }),
+            None => out.push(Violation {
+                rule: Rule::NonRoot,
+                message: format!(
+                    "{what} runs as the user name {n:?} ({from}), which the container's /etc/passwd maps to a uid the plugin cannot see here (it may be 0): use a numeric uid"
+                ),
+            }),
+        },
     }
 }
 
@@ -401,6 +427,9 @@ pub struct CreateFacts {
     pub networks: Vec<String>,
     /// Whether the container sets its own user namespace mode (`UsernsMode`).
     pub userns_host: bool,
+    /// What replaces the image's `/etc/passwd` before runc reads it (a mount over `/`, `/etc`
+    /// or `/etc/passwd`, or mounts inherited with `VolumesFrom`): user names are not resolved.
+    pub passwd_replaced: Option<String>,
     /// Other containers whose namespaces (`PidMode`, `IpcMode`, `UTSMode`, `NetworkMode` =
     /// `container:<id>`) or mounts (`VolumesFrom`) the container would share: (field, target).
     /// The engine judges each target: sharing with a privileged container, or one on the host's
@@ -417,17 +446,27 @@ pub struct Context<'p> {
     pub daemon_paths: Vec<String>,
 }
 
-struct Judge<'c, 'p> {
-    ctx: &'c Context<'p>,
-    out: Vec<Violation>,
+pub(super) struct Judge<'c, 'p> {
+    pub(super) ctx: &'c Context<'p>,
+    pub(super) out: Vec<Violation>,
+    /// Container paths something is mounted at (binds, mounts, tmpfs).
+    pub(super) targets: Vec<String>,
 }
 
-impl Judge<'_, '_> {
-    fn v(&mut self, rule: Rule, message: String) {
+impl<'c, 'p> Judge<'c, 'p> {
+    pub(super) fn new(ctx: &'c Context<'p>) -> Judge<'c, 'p> {
+        Judge {
+            ctx,
+            out: Vec::new(),
+            targets: Vec::new(),
+        }
+    }
+
+    pub(super) fn v(&mut self, rule: Rule, message: String) {
         self.out.push(Violation { rule, message });
     }
 
-    fn unknown(&mut self, o: &GoObject<'_>) {
+    pub(super) fn unknown(&mut self, o: &GoObject<'_>) {
         for k in &o.unknown {
             if !self.ctx.allow_fields.iter().any(|a| a == k) {
                 self.v(
@@ -468,7 +507,7 @@ impl Judge<'_, '_> {
         Ok(mode)
     }
 
-    fn bind_source(&mut self, at: &str, source: &str) {
+    pub(super) fn bind_source(&mut self, at: &str, source: &str) {
         if let Some(s) = sensitive_host_path(source, &self.ctx.daemon_paths) {
             self.v(
                 Rule::SensitiveMounts,
@@ -492,7 +531,7 @@ impl Judge<'_, '_> {
     /// Allowed: a bind of a path judged like a bind mount (`type=none,o=bind,device=…`),
     /// tmpfs, and network filesystems (a remote device); anything else mounts host storage
     /// (`type=ext4,device=/dev/sda1`, overlay `lowerdir=/`) and is refused.
-    fn driver_opts(&mut self, at: &str, driver: &str, opts: &[(String, String)]) {
+    pub(super) fn driver_opts(&mut self, at: &str, driver: &str, opts: &[(String, String)]) {
         if !matches!(driver, "" | "local") || opts.is_empty() {
             return;
         }
@@ -543,7 +582,7 @@ impl Judge<'_, '_> {
         }
     }
 
-    fn caps(&mut self, at: &str, caps: &[String]) {
+    pub(super) fn caps(&mut self, at: &str, caps: &[String]) {
         for c in caps {
             // moby's NormalizeLegacyCapabilities: strings.ToUpper (Unicode: `ſ` is `S`), then
             // the CAP_ prefix. A code point whose upper case is several (Go keeps those as they
@@ -575,7 +614,7 @@ impl Judge<'_, '_> {
         }
     }
 
-    fn security_opts(&mut self, at: &str, opts: &[String]) {
+    pub(super) fn security_opts(&mut self, at: &str, opts: &[String]) {
         for opt in opts {
             // moby parseSecurityOpt: `key=value`, legacy `key:value`; `no-new-privileges` alone.
             let (k, v) = match opt.split_once('=') {
@@ -774,11 +813,11 @@ impl Judge<'_, '_> {
             let at = format!("HostConfig.Binds[{i}]");
             // moby's Linux spec parser: `src:dst[:mode]`, `dst[:mode]` for an anonymous volume.
             let parts: Vec<&str> = b.split(':').collect();
-            let (src, mode) = match parts.as_slice() {
-                [_dst] => ("", ""),
-                [a, b] if b.starts_with('/') => (*a, ""),
-                [_dst, m] => ("", *m),
-                [a, _dst, m] => (*a, *m),
+            let (src, dst, mode) = match parts.as_slice() {
+                [dst] => ("", *dst, ""),
+                [a, b] if b.starts_with('/') => (*a, *b, ""),
+                [dst, m] => ("", *dst, *m),
+                [a, dst, m] => (*a, *dst, *m),
                 _ => {
                     self.v(
                         Rule::SensitiveMounts,
@@ -787,6 +826,7 @@ impl Judge<'_, '_> {
                     continue;
                 }
             };
+            self.targets.push(dst.to_string());
             if src.starts_with('/') {
                 self.bind_source(&at, src);
             } else if !src.is_empty() {
@@ -798,50 +838,10 @@ impl Judge<'_, '_> {
                 }
             }
         }
-        for (i, m) in hc.objects("Mounts", MOUNT)?.iter().enumerate() {
-            let at = format!("HostConfig.Mounts[{i}]");
-            self.unknown(m);
-            let kind = m.string("Type")?;
-            let source = m.string("Source")?;
-            let target = m.string("Target")?;
-            m.bool("ReadOnly")?;
-            match kind.as_str() {
-                "bind" => {
-                    self.bind_source(&at, &source);
-                    if let Some(b) = m.object("BindOptions", BIND_OPTIONS)? {
-                        self.unknown(&b);
-                        self.propagation(&at, &b.string("Propagation")?);
-                    }
-                }
-                "volume" => {
-                    if !source.is_empty() {
-                        facts.volumes.push(source.clone());
-                    }
-                    if let Some(vo) = m.object("VolumeOptions", VOLUME_OPTIONS)? {
-                        self.unknown(&vo);
-                        if let Some(d) = vo.object("DriverConfig", DRIVER)? {
-                            self.unknown(&d);
-                            let opts = d.string_map("Options")?.unwrap_or_default();
-                            self.driver_opts(&at, &d.string("Name")?, &opts);
-                        }
-                    }
-                }
-                "tmpfs" => {
-                    self.tmpfs_target(&at, &target);
-                    if let Some(t) = m.object("TmpfsOptions", TMPFS_OPTIONS)? {
-                        self.unknown(&t);
-                    }
-                }
-                k => self.v(
-                    Rule::SensitiveMounts,
-                    format!(
-                        "{at}: mount type {k:?} is not one the plugin allows (bind, volume, tmpfs)"
-                    ),
-                ),
-            }
-        }
+        self.mounts(hc, "Mounts", &mut facts.volumes)?;
         for (target, _) in hc.string_map("Tmpfs")?.unwrap_or_default() {
             self.tmpfs_target("HostConfig.Tmpfs", &target);
+            self.targets.push(target);
         }
         for v in hc.strings("VolumesFrom")?.unwrap_or_default() {
             // `container[:ro|rw]`.
@@ -874,16 +874,10 @@ impl Judge<'_, '_> {
             // dockerd (root) writes what the container prints to the log driver's address: a
             // unix socket address would hand the container a pipe into a host socket (the
             // Docker API's, for one).
-            for (k, v) in log.string_map("Config")?.unwrap_or_default() {
-                if k.ends_with("-address")
-                    && v.trim_start().to_ascii_lowercase().starts_with("unix")
-                {
-                    self.v(
-                        Rule::Confinement,
-                        format!("HostConfig.LogConfig.Config {k:?}: a unix socket address ({v:?}) lets the container write into a host socket"),
-                    );
-                }
-            }
+            self.log_options(
+                "HostConfig.LogConfig.Config",
+                &log.string_map("Config")?.unwrap_or_default(),
+            );
         }
         if hc.string_map("Sysctls")?.is_some_and(|s| !s.is_empty()) {
             self.v(
@@ -931,7 +925,75 @@ impl Judge<'_, '_> {
         Ok(())
     }
 
-    fn tmpfs_target(&mut self, at: &str, target: &str) {
+    /// `[]mount.Mount` (`HostConfig.Mounts`, a service's `ContainerSpec.Mounts`): named
+    /// volumes go to `volumes` for the engine to look up.
+    pub(super) fn mounts(
+        &mut self,
+        o: &GoObject<'_>,
+        field: &'static str,
+        volumes: &mut Vec<String>,
+    ) -> Result<(), DecodeError> {
+        for (i, m) in o.objects(field, MOUNT)?.iter().enumerate() {
+            let at = format!("{}[{i}]", o.path_of(field));
+            self.unknown(m);
+            let kind = m.string("Type")?;
+            let source = m.string("Source")?;
+            let target = m.string("Target")?;
+            self.targets.push(target.clone());
+            m.bool("ReadOnly")?;
+            match kind.as_str() {
+                "bind" => {
+                    self.bind_source(&at, &source);
+                    if let Some(b) = m.object("BindOptions", BIND_OPTIONS)? {
+                        self.unknown(&b);
+                        self.propagation(&at, &b.string("Propagation")?);
+                    }
+                }
+                "volume" => {
+                    if !source.is_empty() {
+                        volumes.push(source.clone());
+                    }
+                    if let Some(vo) = m.object("VolumeOptions", VOLUME_OPTIONS)? {
+                        self.unknown(&vo);
+                        if let Some(d) = vo.object("DriverConfig", DRIVER)? {
+                            self.unknown(&d);
+                            let opts = d.string_map("Options")?.unwrap_or_default();
+                            self.driver_opts(&at, &d.string("Name")?, &opts);
+                        }
+                    }
+                }
+                "tmpfs" => {
+                    self.tmpfs_target(&at, &target);
+                    if let Some(t) = m.object("TmpfsOptions", TMPFS_OPTIONS)? {
+                        self.unknown(&t);
+                    }
+                }
+                k => self.v(
+                    Rule::SensitiveMounts,
+                    format!(
+                        "{at}: mount type {k:?} is not one the plugin allows (bind, volume, tmpfs)"
+                    ),
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// A log driver's options: dockerd (root) writes what the container prints to the
+    /// driver's address, so a unix socket address hands the container a pipe into a host
+    /// socket (the Docker API's, for one).
+    pub(super) fn log_options(&mut self, at: &str, opts: &[(String, String)]) {
+        for (k, v) in opts {
+            if k.ends_with("-address") && v.trim_start().to_ascii_lowercase().starts_with("unix") {
+                self.v(
+                    Rule::Confinement,
+                    format!("{at} {k:?}: a unix socket address ({v:?}) lets the container write into a host socket"),
+                );
+            }
+        }
+    }
+
+    pub(super) fn tmpfs_target(&mut self, at: &str, target: &str) {
         let t = normalise(target);
         if t == "/" || under(&t, "/proc") || under(&t, "/sys") {
             self.v(
@@ -948,10 +1010,7 @@ pub fn judge_create(
     body: &GoValue,
     ctx: &Context<'_>,
 ) -> Result<(CreateFacts, Vec<Violation>), DecodeError> {
-    let mut j = Judge {
-        ctx,
-        out: Vec::new(),
-    };
+    let mut j = Judge::new(ctx);
     let mut facts = CreateFacts::default();
     let Some(top) = GoObject::new(body, "", create_schema())? else {
         return Err(DecodeError {
@@ -1007,6 +1066,18 @@ pub fn judge_create(
             }
         }
     }
+    facts.passwd_replaced = j
+        .targets
+        .iter()
+        .find(|t| super::passwd::covers_passwd(t))
+        .map(|t| format!("a mount at {t}"))
+        .or_else(|| {
+            facts
+                .shares
+                .iter()
+                .any(|(f, _)| *f == "VolumesFrom")
+                .then(|| "VolumesFrom".to_string())
+        });
     Ok((facts, j.out))
 }
 
@@ -1015,10 +1086,7 @@ pub fn judge_start_host_config(
     body: &GoValue,
     ctx: &Context<'_>,
 ) -> Result<Vec<Violation>, DecodeError> {
-    let mut j = Judge {
-        ctx,
-        out: Vec::new(),
-    };
+    let mut j = Judge::new(ctx);
     let mut facts = CreateFacts::default();
     if let Some(hc) = GoObject::new(body, "HostConfig", host_config_schema())? {
         j.host_config(&hc, &mut facts)?;
@@ -1028,10 +1096,7 @@ pub fn judge_start_host_config(
 
 /// Judges a `POST /containers/{id}/update` body (`Resources`, `RestartPolicy`).
 pub fn judge_update(body: &GoValue, ctx: &Context<'_>) -> Result<Vec<Violation>, DecodeError> {
-    let mut j = Judge {
-        ctx,
-        out: Vec::new(),
-    };
+    let mut j = Judge::new(ctx);
     if let Some(o) = GoObject::new(body, "", update_schema())? {
         j.unknown(&o);
         j.resources(&o)?;
@@ -1064,10 +1129,7 @@ pub fn judge_exec(
     body: &GoValue,
     ctx: &Context<'_>,
 ) -> Result<(ExecFacts, Vec<Violation>), DecodeError> {
-    let mut j = Judge {
-        ctx,
-        out: Vec::new(),
-    };
+    let mut j = Judge::new(ctx);
     let Some(o) = GoObject::new(body, "", EXEC)? else {
         return Ok((ExecFacts::default(), j.out));
     };
@@ -1096,10 +1158,7 @@ pub fn judge_volume_create(
     body: &GoValue,
     ctx: &Context<'_>,
 ) -> Result<Vec<Violation>, DecodeError> {
-    let mut j = Judge {
-        ctx,
-        out: Vec::new(),
-    };
+    let mut j = Judge::new(ctx);
     if let Some(o) = GoObject::new(body, "", VOLUME_CREATE)? {
         j.unknown(&o);
         if o.is_set("ClusterVolumeSpec") {
@@ -1123,37 +1182,47 @@ pub fn judge_existing_volume(
     opts: &[(String, String)],
     ctx: &Context<'_>,
 ) -> Vec<Violation> {
-    let mut j = Judge {
-        ctx,
-        out: Vec::new(),
-    };
+    let mut j = Judge::new(ctx);
     j.driver_opts(&format!("volume {name:?}"), driver, opts);
     j.out
 }
 
-/// Judges the classic builder's query (`POST /build`).
-pub fn judge_build(query: &dyn Fn(&str) -> Option<String>) -> Vec<Violation> {
-    let mut out = Vec::new();
-    let net = query("networkmode").unwrap_or_default();
+/// Judges the query of `POST /build` (moby `newImageBuildOptions`: `FormValue` reads the
+/// first value, `r.Form[..]` every value). The classic builder runs each `RUN` step in a
+/// container with `networkmode`, `cgroupparent`, `isolation`, `securityopt`, `extrahosts`,
+/// `ulimits` and the resource options as its `HostConfig`; BuildKit (`version=2`) asks for
+/// the `network.host` entitlement when `networkmode=host`. What the query cannot show:
+/// BuildKit's entitlements and LLB sent over `/grpc` (gated), and a Dockerfile's
+/// `RUN --network=host` or `--security=insecure`, which BuildKit allows only with the
+/// entitlement: `networkmode=host` here, `security.insecure` only if dockerd runs with
+/// `--allow-insecure-entitlement security.insecure` (`rampart audit` reports it).
+pub fn judge_build(route: &super::route::Route, ctx: &Context<'_>) -> Vec<Violation> {
+    let mut j = Judge::new(ctx);
+    let first = |k: &str| route.query_value(k).unwrap_or_default().to_string();
+    let net = first("networkmode");
     if !matches!(net.as_str(), "" | "default" | "bridge" | "none") {
-        out.push(Violation {
-            rule: Rule::HostNamespaces,
-            message: format!("build networkmode {net:?} is not allowed"),
-        });
+        j.v(
+            Rule::HostNamespaces,
+            format!("build networkmode {net:?} is not allowed (host grants BuildKit's network.host entitlement)"),
+        );
     }
-    if query("cgroupparent").is_some_and(|c| !c.is_empty()) {
-        out.push(Violation {
-            rule: Rule::Limits,
-            message: "build cgroupparent is not allowed".into(),
-        });
+    if !first("cgroupparent").is_empty() {
+        j.v(Rule::Limits, "build cgroupparent is not allowed".into());
     }
-    if query("isolation").is_some_and(|c| !matches!(c.as_str(), "" | "default")) {
-        out.push(Violation {
-            rule: Rule::Confinement,
-            message: "build isolation is not allowed".into(),
-        });
+    let iso = first("isolation");
+    if !matches!(iso.as_str(), "" | "default") {
+        j.v(
+            Rule::Confinement,
+            format!("build isolation {iso:?} is not allowed"),
+        );
     }
-    out
+    let opts: Vec<String> = route
+        .query_values("securityopt")
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    j.security_opts("build securityopt", &opts);
+    j.out
 }
 
 #[cfg(test)]
@@ -1418,7 +1487,18 @@ mod tests {
         assert!(judge_volume_create(&v, &Context::default())
             .expect("ok")
             .is_empty());
-        let q = |k: &str| (k == "networkmode").then(|| "host".to_string());
-        assert_eq!(judge_build(&q).len(), 1);
+        let build = |uri: &str| {
+            let r = super::super::route::route("POST", uri).expect("route");
+            judge_build(&r, &Context::default())
+        };
+        assert_eq!(build("/build?networkmode=host").len(), 1);
+        assert_eq!(build("/build?networkmode=none&networkmode=host").len(), 0);
+        assert_eq!(
+            build("/build?securityopt=no-new-privileges&securityopt=seccomp%3Dunconfined")[0].rule,
+            Rule::Seccomp
+        );
+        assert_eq!(build("/build?securityopt=apparmor=unconfined").len(), 1);
+        assert_eq!(build("/build?cgroupparent=/&isolation=hyperv").len(), 2);
+        assert!(build("/build?t=x&extrahosts=a:1.2.3.4&version=2&buildargs=%7B%7D").is_empty());
     }
 }

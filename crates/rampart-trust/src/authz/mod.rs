@@ -10,7 +10,8 @@
 //!   ([`gojson`]: case-insensitive keys, Kelvin sign and long s included); a body dockerd could
 //!   read differently (two keys for one field, a wrong type, bytes Go would replace) is denied;
 //! * `HostConfig`, exec, update and volume bodies are judged by what they grant
-//!   ([`judge`]); an unknown field is denied unless the policy names it.
+//!   ([`judge`]), and so are swarm service specs and plugin privileges ([`service`]); an
+//!   unknown field is denied unless the policy names it.
 //!
 //! A judged request whose body is missing, empty, truncated or not JSON is denied: dockerd
 //! forwards no body when it cannot (CVE-2024-41110), and a plugin that judged the empty
@@ -19,9 +20,11 @@
 
 pub mod gojson;
 pub mod judge;
+mod passwd;
 mod policy;
 pub mod route;
 mod server;
+pub mod service;
 
 pub use policy::{AdmissionPolicy, Exception, Rule, Violation, BREAK_GLASS_LABEL};
 pub use server::{

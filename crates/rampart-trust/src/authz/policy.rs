@@ -11,8 +11,9 @@
 //!                          # allows a create the rules deny (audited)
 //! rules: [signed, scanned, privileged, host-namespaces, sensitive-mounts, non-root,
 //!         limits, seccomp, capabilities, devices, confinement]    # the default: all of them
-//! allow: [plugins]         # gated endpoints to allow: plugins, swarm, services, buildkit,
-//!                          # checkpoints, cluster-volumes (default: none)
+//! allow: [plugins]         # gated endpoints to allow: plugins, swarm, buildkit, checkpoints,
+//!                          # cluster-volumes (default: none; `services` is accepted, unused:
+//!                          # services are judged by their spec)
 //! allow_fields: []         # request keys the plugin does not know, allowed anyway
 //! exceptions:              # rules that do not apply, per authenticated user and/or image
 //!   - user: ci-deployer    # the TLS client certificate name dockerd forwards

@@ -28,6 +28,19 @@ pub enum Judged {
     VolumeCreate,
     /// `POST /build` (the classic builder's query options).
     Build,
+    /// `POST /services/create`: the service spec, judged as the tasks dockerd will start.
+    ServiceCreate,
+    /// `POST /services/{id}/update` (the whole spec again, or `rollback=previous`).
+    ServiceUpdate(String),
+    /// `POST /plugins/pull`, `/plugins/{name}/upgrade`: the body lists the privileges the
+    /// plugin gets (dockerd refuses a list that differs from what the plugin asks for).
+    PluginPrivileges,
+    /// `POST /plugins/{name}/enable`: the plugin runs with what its config and settings
+    /// grant (read from dockerd).
+    PluginEnable(String),
+    /// `PUT /containers/{id}/archive`: files written into a container (its `/etc/passwd`
+    /// decides what a user name is at the next start).
+    ContainerArchive(String),
 }
 
 /// A capability the policy must allow (`allow:` in the admission policy).
@@ -37,13 +50,16 @@ pub enum Gate {
     /// Install, upgrade, create or configure a managed plugin (runs as root with the
     /// privileges it asks for).
     Plugins,
-    /// `swarm/init`, `swarm/join`: swarm tasks are started by dockerd itself, never through
-    /// this plugin.
+    /// `swarm/init`, `swarm/join`, `swarm/update`, `nodes/{id}/update`: joining a swarm runs
+    /// tasks other managers schedule (they never pass through this plugin); a new manager
+    /// (init, promotion) accepts services from nodes that may have no plugin; `swarm/update`
+    /// sets the log driver of every task (`TaskDefaults`) and external CAs.
     Swarm,
-    /// `services/create`, `services/{id}/update`.
+    /// Accepted in policies for compatibility and has no effect: services are judged by
+    /// their spec ([`Judged::ServiceCreate`]).
     Services,
-    /// BuildKit's `/session` and `/grpc`: build options travel inside gRPC the plugin cannot
-    /// read (dockerd's BuildKit grants `network.host` by default).
+    /// BuildKit's `/grpc`: the build's options, entitlements (`network.host`,
+    /// `security.insecure`) and LLB travel inside gRPC the plugin cannot read.
     Buildkit,
     /// Container checkpoints (create, restore).
     Checkpoints,
@@ -88,6 +104,15 @@ pub struct Route {
 }
 
 impl Route {
+    /// Go's `r.Form[key]` on the query: every value, in order.
+    pub fn query_values(&self, key: &str) -> Vec<&str> {
+        self.query
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     /// Go's `FormValue` on the query: the first value.
     pub fn query_value(&self, key: &str) -> Option<&str> {
         self.query
@@ -226,15 +251,39 @@ const ROUTES: &[(&str, Shape, Class)] = &[
         Judge(|_| Judged::VolumeCreate),
     ),
     ("POST", Exact("/build"), Judge(|_| Judged::Build)),
-    ("POST", Exact("/plugins/pull"), Gate(Gate::Plugins)),
+    (
+        "POST",
+        Exact("/plugins/pull"),
+        Judge(|_| Judged::PluginPrivileges),
+    ),
+    (
+        "POST",
+        Wild("/plugins/", "/upgrade"),
+        Judge(|_| Judged::PluginPrivileges),
+    ),
+    // A plugin built from a tar the plugin does not read (its config lists the privileges).
     ("POST", Exact("/plugins/create"), Gate(Gate::Plugins)),
-    ("POST", Wild("/plugins/", "/upgrade"), Gate(Gate::Plugins)),
+    // Settings can point a plugin's mounts and devices at other host paths.
     ("POST", Wild("/plugins/", "/set"), Gate(Gate::Plugins)),
     ("POST", Exact("/swarm/init"), Gate(Gate::Swarm)),
     ("POST", Exact("/swarm/join"), Gate(Gate::Swarm)),
-    ("POST", Exact("/services/create"), Gate(Gate::Services)),
-    ("POST", Wild("/services/", "/update"), Gate(Gate::Services)),
-    ("POST", Exact("/session"), Gate(Gate::Buildkit)),
+    ("POST", Exact("/swarm/update"), Gate(Gate::Swarm)),
+    ("POST", Wild("/nodes/", "/update"), Gate(Gate::Swarm)),
+    (
+        "POST",
+        Exact("/services/create"),
+        Judge(|_| Judged::ServiceCreate),
+    ),
+    (
+        "POST",
+        Wild("/services/", "/update"),
+        Judge(Judged::ServiceUpdate),
+    ),
+    (
+        "POST",
+        Exact("/session"),
+        Allow("the client's side of a BuildKit build (files, secrets and credentials dockerd reads from the client); the build it serves is judged at POST /build"),
+    ),
     ("POST", Exact("/grpc"), Gate(Gate::Buildkit)),
     (
         "POST",
@@ -278,7 +327,7 @@ const ROUTES: &[(&str, Shape, Class)] = &[
     (
         "PUT",
         Wild("/containers/", "/archive"),
-        Allow("copy into a container's filesystem"),
+        Judge(Judged::ContainerArchive),
     ),
     (
         "POST",
@@ -336,14 +385,8 @@ const ROUTES: &[(&str, Shape, Class)] = &[
     ("POST", Exact("/volumes/prune"), Allow("prune volumes")),
     ("DELETE", Wild("/volumes/", ""), Allow("remove a volume")),
     ("POST", Exact("/swarm/leave"), Allow("leave the swarm")),
-    (
-        "POST",
-        Exact("/swarm/update"),
-        Allow("update swarm settings"),
-    ),
     ("POST", Exact("/swarm/unlock"), Allow("unlock the swarm")),
     ("DELETE", Wild("/services/", ""), Allow("remove a service")),
-    ("POST", Wild("/nodes/", "/update"), Allow("update a node")),
     ("DELETE", Wild("/nodes/", ""), Allow("remove a node")),
     ("POST", Exact("/secrets/create"), Allow("create a secret")),
     (
@@ -362,7 +405,7 @@ const ROUTES: &[(&str, Shape, Class)] = &[
     (
         "POST",
         Wild("/plugins/", "/enable"),
-        Allow("enable an installed plugin"),
+        Judge(Judged::PluginEnable),
     ),
     (
         "POST",
@@ -521,14 +564,30 @@ mod tests {
         assert_eq!(ep("GET", "/containers/json"), Endpoint::Read);
         assert_eq!(
             ep("POST", "/v1.41/plugins/pull?remote=x"),
-            Endpoint::Gated(Gate::Plugins)
+            Endpoint::Judged(Judged::PluginPrivileges)
         );
         assert_eq!(ep("POST", "/plugins/x/set"), Endpoint::Gated(Gate::Plugins));
         assert_eq!(ep("POST", "/swarm/init"), Endpoint::Gated(Gate::Swarm));
+        assert_eq!(ep("POST", "/swarm/update"), Endpoint::Gated(Gate::Swarm));
+        assert_eq!(ep("POST", "/nodes/n1/update"), Endpoint::Gated(Gate::Swarm));
         assert_eq!(
-            ep("POST", "/services/create"),
-            Endpoint::Gated(Gate::Services)
+            ep("POST", "/v1.41/%73ervices/create"),
+            Endpoint::Judged(Judged::ServiceCreate)
         );
+        assert_eq!(
+            ep("POST", "/services/abc/update?version=3&rollback=previous"),
+            Endpoint::Judged(Judged::ServiceUpdate("abc".into()))
+        );
+        assert_eq!(
+            ep("POST", "/plugins/p%3Alatest/upgrade?remote=x"),
+            Endpoint::Judged(Judged::PluginPrivileges)
+        );
+        assert_eq!(ep("POST", "/grpc"), Endpoint::Gated(Gate::Buildkit));
+        assert_eq!(
+            ep("POST", "/v1.41/plugins/127.0.0.1:5000/p:1/enable?timeout=0"),
+            Endpoint::Judged(Judged::PluginEnable("127.0.0.1:5000/p:1".into()))
+        );
+        assert!(matches!(ep("POST", "/session"), Endpoint::Allowed(_)));
         assert_eq!(
             ep("POST", "/volumes/create"),
             Endpoint::Judged(Judged::VolumeCreate)

@@ -28,8 +28,10 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use super::gojson::{self, GoValue};
 use super::judge::{self, Context};
+use super::passwd;
 use super::policy::{AdmissionPolicy, Rule, Violation, BREAK_GLASS_LABEL};
 use super::route::{self, Endpoint, Judged, Route};
+use super::service;
 use crate::error::TrustError;
 use crate::policy::TrustPolicy;
 use crate::reference::ImageRef;
@@ -270,6 +272,11 @@ fn endpoint_name(r: &Result<Route, route::RouteError>) -> String {
                 Judged::ExecCreate(_) => "exec.create".into(),
                 Judged::VolumeCreate => "volume.create".into(),
                 Judged::Build => "build".into(),
+                Judged::ServiceCreate => "service.create".into(),
+                Judged::ServiceUpdate(_) => "service.update".into(),
+                Judged::PluginPrivileges => "plugin.privileges".into(),
+                Judged::PluginEnable(_) => "plugin.enable".into(),
+                Judged::ContainerArchive(_) => "container.archive".into(),
             },
         },
     }
@@ -389,7 +396,8 @@ impl Engine {
                 Endpoint::Judged(
                     Judged::ContainerStart(id)
                     | Judged::ContainerUpdate(id)
-                    | Judged::ExecCreate(id),
+                    | Judged::ExecCreate(id)
+                    | Judged::ContainerArchive(id),
                 ) => Some(id.clone()),
                 _ => None,
             }),
@@ -530,9 +538,57 @@ impl Engine {
                 if form {
                     Self::request(d, "a build with a form body (dockerd reads options from it the plugin does not see)".into());
                 }
-                let q = |k: &str| r.query_value(k).map(str::to_string);
                 let rules = self.cfg.policy.rules_for(&req.user, &[]);
-                push_applicable(d, judge::judge_build(&q), &rules);
+                push_applicable(d, judge::judge_build(r, &ctx), &rules);
+                return Ok(None);
+            }
+            Judged::ContainerArchive(id) => {
+                // The body is a tar the plugin does not read. What it can change that a rule
+                // depends on: the /etc/passwd a user name is resolved against at every start.
+                if !valid_name(id) {
+                    Self::request(d, format!("container {id:?}: not a container name or id"));
+                    return Ok(None);
+                }
+                let daemon = self.docker().await?;
+                let c = daemon
+                    .client
+                    .api()
+                    .inspect_container(id, None)
+                    .await
+                    .map_err(|e| format!("cannot inspect container {id}: {e}"))?;
+                // dockerd merges the image's USER into the container's config at create.
+                let user = c.config.and_then(|c| c.user).unwrap_or_default();
+                if let judge::UserVerdict::Name(n) = judge::user_verdict(&user) {
+                    let rules = self.cfg.policy.rules_for(&req.user, &[]);
+                    push_applicable(
+                        d,
+                        vec![Violation {
+                            rule: Rule::NonRoot,
+                            message: format!(
+                                "copying files into container {id}, which runs as the user name {n:?}: a new /etc/passwd would remap it at the next start"
+                            ),
+                        }],
+                        &rules,
+                    );
+                }
+                return Ok(None);
+            }
+            Judged::PluginEnable(name) => {
+                // Names as dockerd's references spell them; anything else is not looked up.
+                let ok = !name.is_empty()
+                    && !name.contains("..")
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-:/@".contains(&b));
+                if !ok {
+                    Self::request(d, format!("plugin {name:?}: not a plugin reference"));
+                    return Ok(None);
+                }
+                let bytes =
+                    raw_get(&self.cfg.docker_socket, &format!("/plugins/{name}/json")).await?;
+                let plugin = gojson::parse(&bytes).map_err(|e| format!("plugin {name}: {e}"))?;
+                let rules = self.cfg.policy.rules_for(&req.user, &[]);
+                push_applicable(d, service::judge_plugin_config(&plugin, &ctx), &rules);
                 return Ok(None);
             }
             Judged::ContainerStart(_) => {
@@ -559,10 +615,29 @@ impl Engine {
         };
         let decoded = match judged {
             Judged::ContainerCreate => return self.judge_create(req, &value, ctx, d).await,
+            Judged::ServiceCreate => return self.judge_service(req, r, None, &value, ctx, d).await,
+            Judged::ServiceUpdate(id) => {
+                return self.judge_service(req, r, Some(id), &value, ctx, d).await
+            }
+            Judged::PluginPrivileges => {
+                if !self.cfg.policy.allow.contains(&route::Gate::Plugins) {
+                    Self::request(
+                        d,
+                        format!(
+                            "{} {} is gated (plugins): a managed plugin runs as root from an image no rule judges; denied unless the policy's `allow:` lists it",
+                            req.request_method, r.path
+                        ),
+                    );
+                }
+                service::judge_plugin_privileges(&value, &ctx)
+            }
             Judged::ExecCreate(id) => return self.judge_exec(req, id, &value, ctx, d).await,
             Judged::ContainerUpdate(_) => judge::judge_update(&value, &ctx),
             Judged::VolumeCreate => judge::judge_volume_create(&value, &ctx),
-            Judged::ContainerStart(_) | Judged::Build => Ok(Vec::new()),
+            Judged::ContainerStart(_)
+            | Judged::Build
+            | Judged::PluginEnable(_)
+            | Judged::ContainerArchive(_) => Ok(Vec::new()),
         };
         match decoded {
             Ok(v) => {
@@ -646,6 +721,7 @@ impl Engine {
             &image_user,
             daemon.userns && !userns_host,
             "the exec",
+            None,
             &mut v,
         );
         let rules = self.cfg.policy.rules_for(&req.user, &digests);
@@ -736,6 +812,223 @@ impl Engine {
         out
     }
 
+    /// Judges a service spec: the body, or on `rollback=previous` the previous spec dockerd
+    /// returns to (read from dockerd: the body is then ignored). Then what the body names:
+    /// the image (signature: it must be pinned by digest, as `docker service create` pins it
+    /// unless `--no-resolve-image`, since every node pulls it again; scan and user: from the
+    /// image on this node), networks (by id or name: none may be the host's) and volumes.
+    async fn judge_service(
+        &self,
+        req: &AuthzRequest,
+        r: &Route,
+        update: Option<&str>,
+        value: &GoValue,
+        mut ctx: Context<'_>,
+        d: &mut Decision,
+    ) -> Result<Option<String>, String> {
+        let early = self.cfg.policy.rules_for(&req.user, &[]);
+        let rollback = update.is_some() && r.query_value("rollback") == Some("previous");
+        let previous: GoValue;
+        let value = if let (true, Some(id)) = (rollback, update) {
+            if !valid_name(id) {
+                Self::request(d, format!("service {id:?}: not a service name or id"));
+                return Ok(None);
+            }
+            // dockerd's own JSON, not a client library's model of it (a field the model lacks
+            // would be dropped, and not judged).
+            let bytes = raw_get(&self.cfg.docker_socket, &format!("/services/{id}")).await?;
+            let svc = gojson::parse(&bytes).map_err(|e| format!("service {id}: {e}"))?;
+            let prev = match &svc {
+                GoValue::Object(m) => m
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == "PreviousSpec")
+                    .map(|(_, v)| v.clone()),
+                _ => None,
+            };
+            let Some(prev) = prev.filter(|p| *p != GoValue::Null) else {
+                // dockerd refuses a rollback without a previous spec.
+                return Ok(None);
+            };
+            previous = prev;
+            &previous
+        } else {
+            value
+        };
+        let what = if rollback {
+            "service.update (rollback to the previous spec)"
+        } else {
+            d.endpoint.as_str()
+        };
+        let (facts, mut v) = match service::judge_service(value, &ctx) {
+            Ok(x) => x,
+            Err(e) => {
+                Self::request(d, format!("{what}: {e}"));
+                return Ok(None);
+            }
+        };
+        let mark = |v: &mut Vec<Violation>| {
+            if rollback {
+                for x in v {
+                    x.message = format!("previous spec (rollback): {}", x.message);
+                }
+            }
+        };
+        mark(&mut v);
+        if facts.plugin && !self.cfg.policy.allow.contains(&route::Gate::Plugins) {
+            Self::request(d, "a plugin service (TaskTemplate.Runtime \"plugin\") installs a managed plugin on every node: gated (plugins), denied unless the policy's `allow:` lists it".into());
+        }
+        if facts.image.is_empty() {
+            push_applicable(d, v, &early);
+            if !facts.plugin {
+                Self::request(d, "a service without an image".into());
+            }
+            return Ok(None);
+        }
+        d.image = Some(facts.image.clone());
+        let image = match ImageRef::parse(&facts.image) {
+            Ok(i) => i,
+            Err(e) => {
+                push_applicable(d, v, &early);
+                Self::request(d, format!("TaskTemplate.ContainerSpec.Image: {e}"));
+                return Ok(None);
+            }
+        };
+        let daemon = match self.docker().await {
+            Ok(x) => x,
+            Err(e) => {
+                push_applicable(d, v, &early);
+                return Err(e);
+            }
+        };
+        if let Some(root) = &daemon.root_dir {
+            ctx.daemon_paths.push(root.clone());
+            if let Ok((_, again)) = service::judge_service(value, &ctx) {
+                v = again;
+                mark(&mut v);
+            }
+        }
+        let api = daemon.client.api();
+        let mut digests: Vec<String> = image.digest.iter().cloned().collect();
+        // The image as this node has it (the task pulls it again: only a digest-pinned
+        // reference names what runs).
+        let local = api.inspect_image(&facts.image).await.ok();
+        if let Some(i) = &local {
+            digests.extend(i.id.iter().cloned());
+            if image.digest.is_none() {
+                digests.clear();
+            }
+        }
+        let needs_image_user = facts.user.is_empty();
+        match (&local, needs_image_user) {
+            (Some(i), _) => {
+                let image_user = i
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.user.clone())
+                    .unwrap_or_default();
+                judge::judge_user(
+                    &facts.user,
+                    &image_user,
+                    daemon.userns,
+                    "the service's tasks",
+                    None,
+                    &mut v,
+                );
+            }
+            (None, false) => judge::judge_user(
+                &facts.user,
+                "",
+                daemon.userns,
+                "the service's tasks",
+                None,
+                &mut v,
+            ),
+            (None, true) => {
+                push_applicable(d, v, &early);
+                return Err(format!(
+                    "the service sets no User and its image {} is not on this node: its user cannot be judged (pull it first, or set a numeric non-root --user)",
+                    facts.image
+                ));
+            }
+        }
+        v.extend(
+            self.judge_names(daemon, &facts.volumes, &facts.networks, &ctx)
+                .await,
+        );
+        let rules = self.cfg.policy.rules_for(&req.user, &digests);
+        push_applicable(d, v, &rules);
+        if rules.contains(&Rule::Signed) {
+            if image.digest.is_none() {
+                d.violations.push(Violation {
+                    rule: Rule::Signed,
+                    message: format!(
+                        "service image {image} is not pinned by digest: every node pulls the tag again, so no signature names what runs (docker service create pins it unless --no-resolve-image)"
+                    ),
+                });
+            } else {
+                self.check_signature(&image, &[], d).await?;
+            }
+        }
+        if rules.contains(&Rule::Scanned) {
+            match local.as_ref().and_then(|i| i.id.clone()) {
+                Some(id) if image.digest.is_some() => self.check_scan(&id, d).await?,
+                _ => {
+                    return Err(format!(
+                        "service image {} is not on this node by digest: it cannot be scanned here (pull it first)",
+                        facts.image
+                    ))
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Named volumes (existing local ones judged by their options) and networks (the host
+    /// driver refused), as a create or a service names them.
+    async fn judge_names(
+        &self,
+        daemon: &Daemon,
+        volumes: &[String],
+        networks: &[String],
+        ctx: &Context<'_>,
+    ) -> Vec<Violation> {
+        let api = daemon.client.api();
+        let mut v = Vec::new();
+        for name in volumes {
+            if !valid_name(name) {
+                v.push(Violation {
+                    rule: Rule::SensitiveMounts,
+                    message: format!("volume name {name:?} is not one dockerd accepts"),
+                });
+                continue;
+            }
+            // A volume that does not exist yet is created empty by dockerd (local driver).
+            if let Ok(vol) = api.inspect_volume(name).await {
+                let opts: Vec<(String, String)> = vol.options.into_iter().collect();
+                v.extend(judge::judge_existing_volume(name, &vol.driver, &opts, ctx));
+            }
+        }
+        for name in networks {
+            if !valid_name(name) {
+                v.push(Violation {
+                    rule: Rule::HostNamespaces,
+                    message: format!("network {name:?} is not a name dockerd accepts"),
+                });
+                continue;
+            }
+            if let Ok(n) = api.inspect_network(name, None).await {
+                if n.driver.as_deref() == Some("host") {
+                    v.push(Violation {
+                        rule: Rule::HostNamespaces,
+                        message: format!("network {name:?} is the host's network"),
+                    });
+                }
+            }
+        }
+        v
+    }
+
     async fn judge_create(
         &self,
         req: &AuthzRequest,
@@ -796,46 +1089,57 @@ impl Engine {
         digests.extend(repo_digest_values(
             inspect.repo_digests.as_deref().unwrap_or(&[]),
         ));
+        // A user name: resolved against the image's /etc/passwd as runc will (unless a mount
+        // replaces it first).
+        let effective = if facts.user.is_empty() {
+            &image_user
+        } else {
+            &facts.user
+        };
+        let name = match judge::user_verdict(effective) {
+            judge::UserVerdict::Name(n) => Some(n),
+            _ => None,
+        };
+        let resolved: Option<Result<Option<i64>, String>> = match (name, &facts.passwd_replaced) {
+            (None, _) => None,
+            (Some(_), Some(what)) => Some(Err(format!(
+                "{what} replaces the image's /etc/passwd before runc reads it"
+            ))),
+            (Some(n), None) => {
+                let layers = inspect
+                    .graph_driver
+                    .as_ref()
+                    .ok_or_else(|| "the image has no GraphDriver".to_string())
+                    .and_then(|g| {
+                        let data: Vec<(String, String)> =
+                            g.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                        passwd::overlay_layers(&g.name, &data)
+                    });
+                Some(match layers {
+                    Err(e) => Err(e),
+                    Ok(layers) => tokio::task::spawn_blocking(move || passwd::resolve(&layers, &n))
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string())),
+                })
+            }
+        };
+        let resolver = |_: &str| -> Result<Option<i64>, String> {
+            resolved.clone().unwrap_or_else(|| Err("not a name".into()))
+        };
         judge::judge_user(
             &facts.user,
             &image_user,
             daemon.userns && !facts.userns_host,
             "the container",
+            Some(&resolver),
             &mut v,
         );
-        for name in &facts.volumes {
-            if !valid_name(name) {
-                v.push(Violation {
-                    rule: Rule::SensitiveMounts,
-                    message: format!("volume name {name:?} is not one dockerd accepts"),
-                });
-                continue;
-            }
-            // A volume that does not exist yet is created empty by dockerd (local driver).
-            if let Ok(vol) = api.inspect_volume(name).await {
-                let opts: Vec<(String, String)> = vol.options.into_iter().collect();
-                v.extend(judge::judge_existing_volume(name, &vol.driver, &opts, &ctx));
-            }
-        }
+        v.extend(
+            self.judge_names(daemon, &facts.volumes, &facts.networks, &ctx)
+                .await,
+        );
         for (field, target) in &facts.shares {
             v.extend(self.judge_shared(daemon, field, target, &ctx).await);
-        }
-        for name in &facts.networks {
-            if !valid_name(name) {
-                v.push(Violation {
-                    rule: Rule::HostNamespaces,
-                    message: format!("network {name:?} is not a name dockerd accepts"),
-                });
-                continue;
-            }
-            if let Ok(n) = api.inspect_network(name, None).await {
-                if n.driver.as_deref() == Some("host") {
-                    v.push(Violation {
-                        rule: Rule::HostNamespaces,
-                        message: format!("network {name:?} is the host's network"),
-                    });
-                }
-            }
         }
         let rules = self.cfg.policy.rules_for(&req.user, &digests);
         push_applicable(d, v, &rules);
@@ -1097,6 +1401,34 @@ fn break_glass_reason(v: &GoValue) -> Option<String> {
         .into_iter()
         .find(|(k, v)| k == BREAK_GLASS_LABEL && !v.is_empty())
         .map(|(_, v)| v)
+}
+
+/// A `GET` on dockerd's socket, HTTP/1.0 (no chunking), the body when the status is 200.
+async fn raw_get(socket: &Path, path: &str) -> Result<Vec<u8>, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| format!("{}: {e}", socket.display()))?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n").as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    // dockerd's answers to these reads are small; 16 MiB bounds a misbehaving peer.
+    (&mut s)
+        .take(16 << 20)
+        .read_to_end(&mut buf)
+        .await
+        .map_err(|e| e.to_string())?;
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("GET {path}: no HTTP answer"))?;
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let status = head.split(' ').nth(1).unwrap_or_default();
+    if status != "200" {
+        return Err(format!("GET {path}: status {status}"));
+    }
+    Ok(buf[end + 4..].to_vec())
 }
 
 /// Decides one AuthZReq body (the JSON dockerd posts); the plugin's whole logic, without HTTP.
