@@ -10,7 +10,7 @@ use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsPar
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 
-use super::{read_secret, DeliveryConfig, GroupConfig, Notice, Notifier, Sink};
+use super::{read_secret, DeliveryConfig, GroupConfig, Notice, Notifier, Sink, SinkError};
 use crate::output::{BoxFuture, OutputError, OutputFilter};
 
 /// How the SMTP connection is protected.
@@ -157,6 +157,7 @@ impl EmailConfig {
             from,
             to,
             prefix: self.subject_prefix.clone(),
+            timeout,
         };
         Notifier::start(
             name.to_string(),
@@ -173,10 +174,12 @@ struct EmailSink {
     from: Mailbox,
     to: Vec<Mailbox>,
     prefix: String,
+    /// For the whole message (lettre's own timeout is per command).
+    timeout: std::time::Duration,
 }
 
 impl Sink for EmailSink {
-    fn deliver<'a>(&'a mut self, n: &'a Notice) -> BoxFuture<'a, Result<(), String>> {
+    fn deliver<'a>(&'a mut self, n: &'a Notice) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             let mut m = Message::builder()
                 .from(self.from.clone())
@@ -185,12 +188,21 @@ impl Sink for EmailSink {
             for t in &self.to {
                 m = m.to(t.clone());
             }
-            let msg = m.body(n.email_body()).map_err(|e| e.to_string())?;
-            self.transport
-                .send(msg)
-                .await
-                .map(|_| ())
-                .map_err(|e| format!("SMTP: {e}"))
+            let msg = m
+                .body(n.email_body())
+                .map_err(|e| SinkError::new(e.to_string()))?;
+            let send = tokio::time::timeout(self.timeout, self.transport.send(msg));
+            match send.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(SinkError {
+                    timed_out: e.is_timeout(),
+                    message: format!("SMTP: {e}"),
+                }),
+                Err(_) => Err(SinkError {
+                    timed_out: true,
+                    message: format!("SMTP: no answer within {:?}", self.timeout),
+                }),
+            }
         })
     }
 }

@@ -279,7 +279,24 @@ pub fn write_metrics(w: &mut PromWriter, stats: &[NotifyStats]) {
 
 /// Where a notifier's messages go: one message per call.
 pub(crate) trait Sink: Send {
-    fn deliver<'a>(&'a mut self, n: &'a Notice) -> BoxFuture<'a, Result<(), String>>;
+    fn deliver<'a>(&'a mut self, n: &'a Notice) -> BoxFuture<'a, Result<(), SinkError>>;
+}
+
+/// A failed delivery attempt.
+#[derive(Debug, Clone)]
+pub(crate) struct SinkError {
+    pub message: String,
+    /// The receiver did not answer in time.
+    pub timed_out: bool,
+}
+
+impl SinkError {
+    pub(crate) fn new(message: impl Into<String>) -> SinkError {
+        SinkError {
+            message: message.into(),
+            timed_out: false,
+        }
+    }
 }
 
 /// Grouping settings, parsed.
@@ -583,7 +600,8 @@ async fn deliver_loop(
         let mut delay = retry.backoff;
         let mut attempt = 0u32;
         loop {
-            let error = match tokio::time::timeout(retry.timeout, sink.deliver(&n)).await {
+            let backstop = retry.timeout + Duration::from_secs(5);
+            let error = match tokio::time::timeout(backstop, sink.deliver(&n)).await {
                 Ok(Ok(())) => {
                     c.sent.fetch_add(1, Ordering::Relaxed);
                     if attempt > 0 {
@@ -591,7 +609,13 @@ async fn deliver_loop(
                     }
                     break;
                 }
-                Ok(Err(e)) => e,
+                Ok(Err(e)) => {
+                    if e.timed_out {
+                        c.timeouts.fetch_add(1, Ordering::Relaxed);
+                    }
+                    e.message
+                }
+                // A backstop: the sinks bound their own attempts by the same timeout.
                 Err(_) => {
                     c.timeouts.fetch_add(1, Ordering::Relaxed);
                     format!("no answer within {:?}", retry.timeout)

@@ -8,7 +8,7 @@ use super::*;
 struct Record(Arc<StdMutex<Vec<Notice>>>);
 
 impl Sink for Record {
-    fn deliver<'a>(&'a mut self, n: &'a Notice) -> BoxFuture<'a, Result<(), String>> {
+    fn deliver<'a>(&'a mut self, n: &'a Notice) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             self.0.lock().unwrap().push(n.clone());
             Ok(())
@@ -100,7 +100,7 @@ async fn a_storm_is_at_most_max_messages_plus_one_summary_and_every_alert_is_cou
 async fn a_full_queue_drops_and_counts_never_blocks() {
     struct Hang;
     impl Sink for Hang {
-        fn deliver<'a>(&'a mut self, _n: &'a Notice) -> BoxFuture<'a, Result<(), String>> {
+        fn deliver<'a>(&'a mut self, _n: &'a Notice) -> BoxFuture<'a, Result<(), SinkError>> {
             Box::pin(std::future::pending())
         }
     }

@@ -6,7 +6,8 @@ use bytes::Bytes;
 use hyper::Method;
 use serde::Deserialize;
 
-use super::{read_secret, DeliveryConfig, GroupConfig, Notice, Notifier, Sink};
+use super::{read_secret, DeliveryConfig, GroupConfig, Notice, Notifier, Sink, SinkError};
+use crate::client::ClientError;
 use crate::client::HttpClient;
 use crate::output::{BoxFuture, OutputError, OutputFilter};
 
@@ -131,14 +132,14 @@ impl WebhookSink {
 }
 
 impl Sink for WebhookSink {
-    fn deliver<'a>(&'a mut self, n: &'a Notice) -> BoxFuture<'a, Result<(), String>> {
+    fn deliver<'a>(&'a mut self, n: &'a Notice) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             let body = match self.format {
                 WebhookFormat::Slack => n.slack(),
                 WebhookFormat::Mattermost => n.mattermost(),
                 WebhookFormat::Teams => n.teams(),
             };
-            let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+            let body = serde_json::to_vec(&body).map_err(|e| SinkError::new(e.to_string()))?;
             let resp = self
                 .client
                 .request(
@@ -148,16 +149,19 @@ impl Sink for WebhookSink {
                     Bytes::from(body),
                 )
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| SinkError {
+                    timed_out: matches!(e, ClientError::Timeout { .. }),
+                    message: e.to_string(),
+                })?;
             if resp.is_success() {
                 Ok(())
             } else {
-                Err(format!(
+                Err(SinkError::new(format!(
                     "{} answered {}: {}",
                     self.client.authority(),
                     resp.status,
                     resp.body_text()
-                ))
+                )))
             }
         })
     }
