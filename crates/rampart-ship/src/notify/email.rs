@@ -54,7 +54,7 @@ fn default_subject_prefix() -> String {
 }
 
 /// `type: email`: mail notifications.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct EmailConfig {
     /// The output's name (default: the type).

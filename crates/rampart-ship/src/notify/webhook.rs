@@ -24,7 +24,7 @@ pub enum WebhookFormat {
 }
 
 /// `type: webhook`: chat notifications.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// The output's name (default: the type).

@@ -29,7 +29,7 @@ use rampart_event::{EventKind, Priority};
 use serde::{Deserialize, Deserializer};
 
 /// `filter:` of an output. The default lets everything through.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct OutputFilter {
     /// Record types: `alert` for alerts, event types (`process.exec`, `net.connect`) or a
@@ -66,7 +66,7 @@ pub struct OutputFilter {
 }
 
 /// A shell-style name pattern (`web-*`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pattern(glob::Pattern);
 
 impl Pattern {

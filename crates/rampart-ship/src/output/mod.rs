@@ -110,7 +110,7 @@ impl OutputError {
 }
 
 /// One entry of `outputs:` in the agent configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OutputConfig {
     /// JSON lines on standard output.
