@@ -184,7 +184,7 @@ fn only_notifier_kinds_are_accepted() {
         vec![serde_yaml::from_str("{type: file, path: /tmp/x}").unwrap_or_else(|e| panic!("{e}"))];
     let e = rampart_fleet::Correlator::new(cfg)
         .map(|_| ())
-        .unwrap_err()
+        .expect_err("a file output is not a notifier")
         .to_string();
     assert!(
         e.contains("only `webhook` and `email` notify people"),

@@ -522,7 +522,7 @@ impl Shared {
                 None
             } else {
                 // Most alerts first.
-                held.sort_by(|a, b| b.held.cmp(&a.held));
+                held.sort_by_key(|g| std::cmp::Reverse(g.held));
                 let lines: Vec<(u64, String, String, String, Priority)> = held
                     .iter()
                     .map(|g| {
