@@ -642,3 +642,32 @@ async fn mail_with_a_wrong_password_or_an_untrusted_certificate_fails_counted() 
     assert!(mails(smtp.outdir.path()).is_empty());
     s.shutdown(Duration::from_secs(1)).await;
 }
+
+/// The filter is the shipper's, not the notifier's: a plain file output honours it too, and a
+/// batch the filter empties entirely is acknowledged without being sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_output_honours_its_filter_and_emptied_batches_are_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alerts.jsonl");
+    let s = shipper(
+        dir.path(),
+        &format!(
+            "  - type: file\n    path: {}\n    filter: {{kinds: [alert], hosts: ['vps*'], exclude_rules: ['Noisy*']}}\n",
+            path.display()
+        ),
+    );
+    let events: Vec<Event> = (0..3000)
+        .map(|i| Event::new(EventId::new(9, i), 1, EventKind::ProcessExec, device()))
+        .collect();
+    s.send_all(&events).unwrap();
+    until("the events to be acknowledged", 20, || s.stats().outputs[0].pending == 0).await;
+    s.send(&alert(1, "Noisy rule", Priority::Critical, "noise")).unwrap();
+    s.send(&alert(2, "Shell", Priority::Critical, "kept")).unwrap();
+    until("the alerts", 20, || s.stats().outputs[0].pending == 0).await;
+    let o = s.stats().outputs[0].clone();
+    assert_eq!((o.filtered, o.sent_records), (3001, 1));
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains("\"kept\""), "{text}");
+    s.shutdown(Duration::from_secs(1)).await;
+}
