@@ -651,6 +651,19 @@ impl Store for FleetStore {
         self.inner.engine()
     }
 
+    /// The notifiers' `rampart_notify_*{notifier}` metrics, then the wrapped store's.
+    fn metrics_text(&self) -> String {
+        let stats = {
+            let c = self.correlator.lock().unwrap_or_else(|p| p.into_inner());
+            c.notifier().map(|n| n.stats()).unwrap_or_default()
+        };
+        let mut w = rampart_ship::metrics::PromWriter::new();
+        rampart_ship::notify::write_metrics(&mut w, &stats);
+        let mut text = w.finish();
+        text.push_str(&self.inner.metrics_text());
+        text
+    }
+
     /// The correlator sees the batch as it is committed (so batches in commit order, and
     /// before the caller's `committed`: the agent's next batch is correlated after this one),
     /// while the store makes it durable; the alerts it raised are stored after.
