@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rampart_event::{Alert, Container, ContainerRuntime, Device, Event, EventId, EventKind, Priority};
+use rampart_event::{
+    Alert, Container, ContainerRuntime, Device, Event, EventId, EventKind, Priority,
+};
 use rampart_ship::{OutputFilter, ShipConfig};
 
 fn records(n: u64) -> Vec<Vec<u8>> {
@@ -47,7 +49,12 @@ fn records(n: u64) -> Vec<Vec<u8>> {
                 };
                 serde_json::to_vec(&a).unwrap()
             } else {
-                let mut e = Event::new(EventId::new(1, i), i, EventKind::ProcessExec, device.clone());
+                let mut e = Event::new(
+                    EventId::new(1, i),
+                    i,
+                    EventKind::ProcessExec,
+                    device.clone(),
+                );
                 e.container = Some(c.clone());
                 serde_json::to_vec(&e).unwrap()
             }
@@ -63,7 +70,8 @@ fn ship(recs: &[Vec<u8>], filter: &str, rt: &tokio::runtime::Runtime) -> Duratio
         dir.path().join("out.jsonl").display()
     );
     let cfg: ShipConfig = serde_yaml::from_str(&yaml).unwrap();
-    let s = rampart_ship::start(&cfg, Arc::new(Device::default()), Vec::new(), rt.handle()).unwrap();
+    let s =
+        rampart_ship::start(&cfg, Arc::new(Device::default()), Vec::new(), rt.handle()).unwrap();
     let t = Instant::now();
     for chunk in recs.chunks(1000) {
         s.send_json(chunk).unwrap();
@@ -77,15 +85,24 @@ fn ship(recs: &[Vec<u8>], filter: &str, rt: &tokio::runtime::Runtime) -> Duratio
 }
 
 fn main() {
-    let n: u64 = std::env::var("RAMPART_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let n: u64 = std::env::var("RAMPART_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
     let recs = records(n);
     let bytes: usize = recs.iter().map(Vec::len).sum();
-    println!("{n} records, {} bytes of JSON on average", bytes / recs.len());
-    let f: OutputFilter = serde_yaml::from_str("{min_priority: warning, hosts: ['vps*'], images: ['nginx:*']}").unwrap();
+    println!(
+        "{n} records, {} bytes of JSON on average",
+        bytes / recs.len()
+    );
+    let f: OutputFilter =
+        serde_yaml::from_str("{min_priority: warning, hosts: ['vps*'], images: ['nginx:*']}")
+            .unwrap();
     let t = Instant::now();
     let mut values = 0usize;
     for r in &recs {
-        values += serde_json::from_slice::<serde_json::Value>(r).map_or(0, |v| v.is_object() as usize);
+        values +=
+            serde_json::from_slice::<serde_json::Value>(r).map_or(0, |v| v.is_object() as usize);
     }
     let base = t.elapsed();
     let t = Instant::now();
@@ -95,7 +112,11 @@ fn main() {
     assert_eq!(kept as u64, n / 1000);
     let per = |d: Duration| d.as_nanos() as f64 / n as f64;
     println!("match: serde_json::Value parse (baseline) {:.0} ns/record; accepts_json {:.0} ns/record ({:.2}x)", per(base), per(matched), matched.as_secs_f64() / base.as_secs_f64());
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     for round in 0..2 {
         let none = ship(&recs, "{}", &rt);
         let all = ship(&recs, "{hosts: ['*']}", &rt);

@@ -660,9 +660,14 @@ async fn a_file_output_honours_its_filter_and_emptied_batches_are_acknowledged()
         .map(|i| Event::new(EventId::new(9, i), 1, EventKind::ProcessExec, device()))
         .collect();
     s.send_all(&events).unwrap();
-    until("the events to be acknowledged", 20, || s.stats().outputs[0].pending == 0).await;
-    s.send(&alert(1, "Noisy rule", Priority::Critical, "noise")).unwrap();
-    s.send(&alert(2, "Shell", Priority::Critical, "kept")).unwrap();
+    until("the events to be acknowledged", 20, || {
+        s.stats().outputs[0].pending == 0
+    })
+    .await;
+    s.send(&alert(1, "Noisy rule", Priority::Critical, "noise"))
+        .unwrap();
+    s.send(&alert(2, "Shell", Priority::Critical, "kept"))
+        .unwrap();
     until("the alerts", 20, || s.stats().outputs[0].pending == 0).await;
     let o = s.stats().outputs[0].clone();
     assert_eq!((o.filtered, o.sent_records), (3001, 1));

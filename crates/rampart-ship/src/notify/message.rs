@@ -16,6 +16,8 @@ use serde_json::{json, Value};
 
 /// Longest alert text put in a message (characters); the dashboard has the rest.
 const MAX_TEXT: usize = 2500;
+/// Longest name or value shown in a title or a fact (characters).
+const MAX_FACT: usize = 300;
 /// Most groups listed in a summary; the rest are counted in one line.
 const MAX_SUMMARY_LINES: usize = 30;
 
@@ -145,12 +147,20 @@ impl AlertInfo {
         if self.time_ns > 0 {
             facts.push(("Time".into(), utc(self.time_ns)));
         }
+        for f in &mut facts {
+            f.1 = truncate(&f.1, MAX_FACT);
+        }
         let link = dashboard.map(|base| match &self.incident {
-            Some(i) => format!("{base}/ui/#/incidents/{}", enc(i)),
-            None => search_link(base, &self.rule, &self.host),
+            Some(i) if i.len() <= MAX_FACT => format!("{base}/ui/#/incidents/{}", enc(i)),
+            _ => search_link(base, &self.rule, &self.host),
         });
         Notice {
-            title: format!("{}: {} on {}", self.priority, self.rule, self.host),
+            title: format!(
+                "{}: {} on {}",
+                self.priority,
+                truncate(&self.rule, MAX_FACT),
+                truncate(&self.host, MAX_FACT)
+            ),
             priority: self.priority,
             text: truncate(&self.text, MAX_TEXT),
             facts,
@@ -187,10 +197,14 @@ fn enc(s: &str) -> String {
     utf8_percent_encode(s, COMPONENT).to_string()
 }
 
+/// The alert search for `rule` on `host`; a name longer than any real one is left out (the
+/// link stays short, the search wider).
 fn search_link(base: &str, rule: &str, host: &str) -> String {
-    let mut l = format!("{base}/ui/#/search?kind=alert&rule={}", enc(rule));
-    if !host.is_empty() {
-        let _ = write!(l, "&host={}", enc(host));
+    let mut l = format!("{base}/ui/#/search?kind=alert");
+    for (k, v) in [("rule", rule), ("host", host)] {
+        if !v.is_empty() && v.len() <= MAX_FACT {
+            let _ = write!(l, "&{k}={}", enc(v));
+        }
     }
     l
 }
@@ -212,13 +226,15 @@ impl Notice {
     /// severe priority), most alerts first.
     pub(crate) fn summary(
         groups: &[(u64, String, String, String, Priority)],
+        other: Option<(u64, Priority)>,
         window: Duration,
         dashboard: Option<&str>,
     ) -> Notice {
-        let total: u64 = groups.iter().map(|g| g.0).sum();
+        let total: u64 = groups.iter().map(|g| g.0).sum::<u64>() + other.map_or(0, |o| o.0);
         let priority = groups
             .iter()
             .map(|g| g.4)
+            .chain(other.map(|o| o.1))
             .min()
             .unwrap_or(Priority::Informational);
         let mut text = String::new();
@@ -238,6 +254,12 @@ impl Notice {
                 groups.len() - MAX_SUMMARY_LINES
             );
         }
+        if let Some((n, p)) = other {
+            let _ = writeln!(
+                text,
+                "and {n} more alerts of further groups (too many to tell apart), highest priority {p}"
+            );
+        }
         let window = humantime::format_duration(window);
         let noun = if total == 1 { "alert" } else { "alerts" };
         let link = dashboard.map(|base| match groups {
@@ -250,7 +272,14 @@ impl Notice {
             text: text.trim_end().to_string(),
             facts: vec![
                 ("Alerts".into(), total.to_string()),
-                ("Groups".into(), groups.len().to_string()),
+                (
+                    "Groups".into(),
+                    format!(
+                        "{}{}",
+                        groups.len(),
+                        if other.is_some() { " and more" } else { "" }
+                    ),
+                ),
             ],
             link,
             count: total,

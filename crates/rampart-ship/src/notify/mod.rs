@@ -326,6 +326,24 @@ struct WindowState {
     groups: HashMap<String, Group>,
     /// Keys in the order groups appeared (summaries list them so).
     order: Vec<String>,
+    /// Alerts of groups beyond [`MAX_GROUPS`], counted together, and their most severe
+    /// priority.
+    other: u64,
+    other_priority: Option<Priority>,
+}
+
+/// Groups remembered per window. Group names come from alerts (a compromised agent can make
+/// up any number of host or rule names): beyond this many, alerts of new groups are counted
+/// together, so a window's memory stays bounded.
+pub const MAX_GROUPS: usize = 10_000;
+/// Characters of a rule, host or container name kept for grouping and summaries.
+const MAX_NAME: usize = 200;
+
+fn short(s: &str) -> &str {
+    match s.char_indices().nth(MAX_NAME) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
 }
 
 struct Shared {
@@ -448,13 +466,22 @@ impl Notifier {
             }
             let under_limit = st.sent < s.grouping.max_messages;
             let known = st.groups.contains_key(&key);
+            if !known && st.groups.len() >= MAX_GROUPS {
+                st.other += 1;
+                st.other_priority = Some(
+                    st.other_priority
+                        .map_or(alert.priority, |p| p.min(alert.priority)),
+                );
+                s.counters.grouped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             if !known {
                 st.order.push(key.clone());
             }
             let g = st.groups.entry(key).or_insert_with(|| Group {
-                rule: alert.rule.clone(),
-                host: alert.host.clone(),
-                container: alert.container.clone(),
+                rule: short(&alert.rule).to_string(),
+                host: short(&alert.host).to_string(),
+                container: short(&alert.container).to_string(),
                 priority: alert.priority,
                 notified: false,
                 held: 0,
@@ -518,7 +545,7 @@ impl Shared {
                 .filter_map(|k| st.groups.get(k))
                 .filter(|g| g.held > 0)
                 .collect();
-            if held.is_empty() {
+            if held.is_empty() && st.other == 0 {
                 None
             } else {
                 // Most alerts first.
@@ -535,8 +562,10 @@ impl Shared {
                         )
                     })
                     .collect();
+                let other = st.other_priority.map(|p| (st.other, p));
                 Some(Notice::summary(
                     &lines,
+                    other,
                     self.grouping.window,
                     self.dashboard.as_deref(),
                 ))
@@ -560,9 +589,9 @@ fn group_key(by: &[GroupKey], a: &AlertInfo) -> String {
     let mut k = String::new();
     for f in by {
         let v = match f {
-            GroupKey::Rule => a.rule.as_str(),
-            GroupKey::Host => a.host.as_str(),
-            GroupKey::Container => a.container.as_str(),
+            GroupKey::Rule => short(&a.rule),
+            GroupKey::Host => short(&a.host),
+            GroupKey::Container => short(&a.container),
             GroupKey::Priority => a.priority.as_str(),
         };
         k.push_str(v);

@@ -232,3 +232,70 @@ fn secrets_must_be_private_files() {
     assert!(read_secret("o", "url", None, None).is_err());
     assert!(read_secret("o", "url", Some(&p), Some("X")).is_err());
 }
+
+/// Made-up group names (a compromised agent can invent any number of hosts) cannot grow a
+/// window without bound: past MAX_GROUPS they are counted together, and still counted.
+#[tokio::test]
+async fn endless_new_groups_are_bounded_and_still_counted() {
+    let got = Arc::new(StdMutex::new(Vec::new()));
+    let group = GroupConfig {
+        window: "1h".into(),
+        max_messages: 1,
+        ..GroupConfig::default()
+    };
+    let n = Notifier::start(
+        "t".into(),
+        Box::new(Record(got.clone())),
+        &group,
+        &DeliveryConfig::default(),
+        None,
+    )
+    .unwrap();
+    let total = MAX_GROUPS as u64 + 5_000;
+    let long = "h".repeat(100_000);
+    for i in 0..total {
+        n.submit(info("r", &format!("{i}-{long}"), Priority::Warning, "x"));
+    }
+    {
+        let st = n.shared.state.lock().unwrap();
+        assert_eq!(st.groups.len(), MAX_GROUPS);
+        assert!(st.groups.values().all(|g| g.host.len() <= MAX_NAME));
+        assert_eq!(st.other, 5_000);
+    }
+    n.flush();
+    wait_for(&got, 2).await;
+    let got = got.lock().unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].count + got[1].count, total);
+    assert!(
+        got[1]
+            .text
+            .contains("and 5000 more alerts of further groups"),
+        "{}",
+        &got[1].text[got[1].text.len().saturating_sub(300)..]
+    );
+}
+
+#[test]
+fn huge_alert_text_makes_bounded_messages() {
+    let mut a = info(
+        "r",
+        &"h".repeat(100_000),
+        Priority::Critical,
+        &"<&>`@".repeat(200_000),
+    );
+    a.image = "i".repeat(100_000);
+    let n = a.notice(Some("https://r.example.com"));
+    let slack = n.slack();
+    assert!(
+        slack["blocks"][1]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .count()
+            <= 3000
+    );
+    assert!(n.mattermost().to_string().len() < 50_000);
+    assert!(n.teams().to_string().len() < 50_000);
+    assert!(n.email_body().len() < 50_000);
+}
