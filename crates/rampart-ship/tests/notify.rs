@@ -676,3 +676,33 @@ async fn a_file_output_honours_its_filter_and_emptied_batches_are_acknowledged()
     assert!(text.contains("\"kept\""), "{text}");
     s.shutdown(Duration::from_secs(1)).await;
 }
+
+/// Every output list in docs/alerting.md parses as the shipper reads it (a documented field
+/// that does not exist would be refused here first).
+#[test]
+fn the_examples_in_the_alerting_doc_parse() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/alerting.md"),
+    )
+    .unwrap();
+    let mut parsed = 0;
+    for block in doc.split("```yaml\n").skip(1) {
+        let block = block.split("```").next().unwrap();
+        let lines: Vec<&str> = block.lines().collect();
+        let Some(first) = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with("- type:"))
+        else {
+            continue;
+        };
+        let indent = lines[first].len() - lines[first].trim_start().len();
+        let list: String = lines[first..]
+            .iter()
+            .map(|l| l.get(indent..).unwrap_or("").to_string() + "\n")
+            .collect();
+        let outputs: Vec<rampart_ship::OutputConfig> =
+            serde_yaml::from_str(&list).unwrap_or_else(|e| panic!("{e}\n{list}"));
+        parsed += outputs.len();
+    }
+    assert!(parsed >= 6, "{parsed}");
+}
