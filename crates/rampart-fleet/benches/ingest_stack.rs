@@ -52,6 +52,7 @@ async fn full_path(evs: &[Event], dir: &std::path::Path, fleet: bool) -> (f64, f
         tls_dir: tls,
         compression_level: None,
         name: None,
+        filter: Default::default(),
     }];
     sc.batch.linger_ms = 20;
     let shipper = rampart_ship::start(

@@ -27,6 +27,7 @@ use rampart_server::{Query, RecordKind, Store, StoredRecord};
 use crate::db::{DbError, IncidentDb};
 use crate::deadline::{countdown, format_utc, DeadlineState};
 use crate::incident::{EntryKind, Grouper, Incident, TimelineEntry};
+use crate::notify::FleetNotifier;
 use crate::regulation::Regulation;
 use crate::vulns::VulnTracker;
 
@@ -45,6 +46,8 @@ pub enum FleetError {
     Db(#[from] DbError),
     #[error("vulnerability tracking: {0}")]
     Vulns(#[from] crate::vulns::VulnsError),
+    #[error("fleet.notifications: {0}")]
+    Notify(#[from] rampart_ship::OutputError),
 }
 
 /// How the correlator runs.
@@ -68,6 +71,9 @@ pub struct FleetConfig {
     pub vulns: Option<crate::vulns::VulnsConfig>,
     /// Which alerts open an incident and which confirm one.
     pub incident_policy: crate::incident::IncidentPolicy,
+    /// Notifier outputs (`webhook`, `email`) for people: see [`crate::notify`]. Started by
+    /// [`Correlator::new`], which then needs a tokio runtime.
+    pub notifications: Vec<rampart_ship::OutputConfig>,
 }
 
 impl FleetConfig {
@@ -82,6 +88,7 @@ impl FleetConfig {
             db_path,
             vulns: None,
             incident_policy: crate::incident::IncidentPolicy::default(),
+            notifications: Vec::new(),
         }
     }
 }
@@ -118,6 +125,7 @@ pub struct Correlator {
     recent_order: VecDeque<String>,
     detections: Vec<Detection>,
     stats: FleetStats,
+    notifier: Option<FleetNotifier>,
 }
 
 impl Correlator {
@@ -146,6 +154,7 @@ impl Correlator {
             None => (None, Vec::new(), Vec::new()),
         };
         let first_outbound_ns = countries.iter().map(|(_, t)| *t).min();
+        let notifier = FleetNotifier::start(&cfg.notifications)?;
         Ok(Correlator {
             engine,
             grouper: {
@@ -166,6 +175,7 @@ impl Correlator {
             recent_order: VecDeque::new(),
             detections: Vec::new(),
             stats: FleetStats::default(),
+            notifier,
         })
     }
 
@@ -183,6 +193,29 @@ impl Correlator {
 
     pub fn roles(&self) -> &[String] {
         &self.roles
+    }
+
+    /// The notifiers of `fleet.notifications`, when any.
+    pub fn notifier(&self) -> Option<&FleetNotifier> {
+        self.notifier.as_ref()
+    }
+
+    /// Groups an alert into incidents and routes it (and, when it opened an incident, the
+    /// "incident opened" notice) to the notifiers.
+    fn group(&mut self, a: &Alert) {
+        let before = self.grouper.incidents().len();
+        if let Some(id) = self.grouper.add_alert(a) {
+            self.dirty.insert(id);
+        }
+        if let Some(n) = &self.notifier {
+            n.route(a);
+            // A new incident is pushed at the end.
+            if self.grouper.incidents().len() > before {
+                if let Some(inc) = self.grouper.incidents().last() {
+                    n.route(&crate::notify::incident_opened(inc));
+                }
+            }
+        }
     }
 
     fn first_time(&mut self, id: &str) -> bool {
@@ -209,17 +242,13 @@ impl Correlator {
         let found: Vec<Alert> = self.detections.drain(..).map(|d| d.alert).collect();
         for a in found {
             self.stats.fleet_alerts += 1;
-            if let Some(id) = self.grouper.add_alert(&a) {
-                self.dirty.insert(id);
-            }
+            self.group(&a);
             out.push(a);
         }
         if ev.kind == EventKind::NetConnect {
             if let Some(alert) = self.new_country(ev) {
                 self.stats.fleet_alerts += 1;
-                if let Some(id) = self.grouper.add_alert(&alert) {
-                    self.dirty.insert(id);
-                }
+                self.group(&alert);
                 out.push(alert);
             }
         }
@@ -287,9 +316,7 @@ impl Correlator {
     /// An alert from an agent: grouped into an incident.
     pub fn process_alert(&mut self, a: &Alert) {
         self.stats.alerts_in += 1;
-        if let Some(id) = self.grouper.add_alert(a) {
-            self.dirty.insert(id);
-        }
+        self.group(a);
     }
 
     /// Stored records, in order; returns the alerts the fleet raised (to be stored).
@@ -413,6 +440,11 @@ impl Correlator {
             }
         }
         self.stats.deadline_alerts += out.len() as u64;
+        if let Some(n) = &self.notifier {
+            for a in &out {
+                n.route(a);
+            }
+        }
         out
     }
 
@@ -617,6 +649,19 @@ impl FleetStore {
 impl Store for FleetStore {
     fn engine(&self) -> &'static str {
         self.inner.engine()
+    }
+
+    /// The notifiers' `rampart_notify_*{notifier}` metrics, then the wrapped store's.
+    fn metrics_text(&self) -> String {
+        let stats = {
+            let c = self.correlator.lock().unwrap_or_else(|p| p.into_inner());
+            c.notifier().map(|n| n.stats()).unwrap_or_default()
+        };
+        let mut w = rampart_ship::metrics::PromWriter::new();
+        rampart_ship::notify::write_metrics(&mut w, &stats);
+        let mut text = w.finish();
+        text.push_str(&self.inner.metrics_text());
+        text
     }
 
     /// The correlator sees the batch as it is committed (so batches in commit order, and

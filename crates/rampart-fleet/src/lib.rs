@@ -11,6 +11,8 @@
 //!   server's store.
 //! * [`report`]: draft notifications in Markdown and PDF.
 //! * [`db`]: the incidents database (SQLite).
+//! * [`notify`]: server-side notifications (incident opened, deadlines near due or overdue,
+//!   "now vulnerable", any alert) through the agent's notifier outputs and filters.
 //! * [`vulns`]: continuous vulnerability management: every SBOM, the running containers and
 //!   "now vulnerable" alerts when the vulnerability database changes.
 
@@ -18,6 +20,7 @@ pub mod correlate;
 pub mod db;
 pub mod deadline;
 pub mod incident;
+pub mod notify;
 pub mod regulation;
 pub mod report;
 pub mod vulns;
@@ -31,5 +34,6 @@ pub use deadline::{Clock, DeadlineState};
 pub use incident::{
     AppliedDeadline, Category, Grouper, Incident, IncidentPolicy, Subject, TimelineEntry,
 };
+pub use notify::{FleetNotifier, INCIDENT_OPENED_RULE};
 pub use regulation::{check_retention, Regulation, RegulationError, RetentionShortfall};
 pub use vulns::{RunningContainer, VulnTracker, VulnsConfig, VulnsError, NEWLY_VULNERABLE_RULE};

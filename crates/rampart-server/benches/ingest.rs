@@ -112,6 +112,7 @@ async fn queue_only(evs: &[Event], dir: &Path) -> (f64, f64) {
         vec![OutputConfig::File {
             path: dir.join("shipped.jsonl"),
             name: None,
+            filter: Default::default(),
         }],
     );
     let device = evs[0].device.clone();
@@ -220,6 +221,7 @@ fn server_output(url: &str, tls: &Path) -> OutputConfig {
         tls_dir: tls.to_path_buf(),
         compression_level: None,
         name: None,
+        filter: Default::default(),
     }
 }
 

@@ -270,6 +270,11 @@ pub struct FleetOptions {
     /// Which alerts open an incident and which confirm one (docs/fleet.md, "Incident policy").
     #[serde(default)]
     pub incidents: IncidentOptions,
+    /// Notifications for people: `webhook` (Slack, Mattermost, Teams) and `email` outputs,
+    /// each with its `filter:`, for incidents opened, deadlines near due or overdue, "now
+    /// vulnerable" and any other alert the server stores (docs/alerting.md).
+    #[serde(default)]
+    pub notifications: Vec<rampart_ship::OutputConfig>,
 }
 
 /// `fleet.incidents:`: which alerts open an incident (and start provisional deadlines) and

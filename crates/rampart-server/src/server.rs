@@ -504,7 +504,9 @@ impl App {
             &[],
             g(&c.retention_rows),
         );
-        w.finish()
+        let mut text = w.finish();
+        text.push_str(&self.store.metrics_text());
+        text
     }
 }
 

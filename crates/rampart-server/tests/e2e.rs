@@ -213,6 +213,7 @@ fn ship_config(queue_dir: &Path, url: &str, tls_dir: &Path) -> ShipConfig {
         tls_dir: tls_dir.to_path_buf(),
         compression_level: None,
         name: None,
+        filter: Default::default(),
     }];
     cfg.backoff.initial_ms = 50;
     cfg.backoff.max_ms = 400;

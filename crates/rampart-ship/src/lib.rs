@@ -5,6 +5,8 @@
 //!   to it first; each output reads it with its own cursor.
 //! * [`output`]: the [`Output`] trait and the outputs: stdout, file (JSON lines), syslog
 //!   (RFC 5424), HTTP JSON, and the Rampart server (zstd batches over mutual TLS).
+//! * [`notify`]: notifier outputs for people (Slack, Mattermost, Teams webhooks; mail over
+//!   SMTP) with grouping, rate limits and their own bounded delivery queue.
 //! * [`start`]: runs the shipping side in the caller's tokio runtime and returns a [`Shipper`]
 //!   to [`send`](Shipper::send) events and alerts to.
 //! * [`enroll`](enroll::enroll): get the agent's client certificate from the server's CA.
@@ -28,6 +30,7 @@ pub mod anonymise;
 pub mod client;
 pub mod enroll;
 pub mod metrics;
+pub mod notify;
 pub mod output;
 pub mod protocol;
 pub mod queue;
@@ -35,7 +38,7 @@ mod record;
 mod shipper;
 pub mod tls;
 
-pub use output::{Delivered, Output, OutputConfig, OutputError};
+pub use output::{Delivered, Output, OutputConfig, OutputError, OutputFilter};
 pub use record::{RecordMeta, Shippable};
 pub use shipper::{
     read_key_file, start, AgentAnonymise, BackoffConfig, BatchConfig, OutputStats, ShipConfig,

@@ -14,7 +14,8 @@ use tokio::task::JoinHandle;
 
 use crate::anonymise::{AnonymiseConfig, AnonymiseError, Anonymiser};
 use crate::metrics::PromWriter;
-use crate::output::{Delivered, Dispatch, Output, OutputConfig, OutputError};
+use crate::notify::{NotifyCounters, NotifyStats};
+use crate::output::{Delivered, Dispatch, Output, OutputConfig, OutputError, OutputFilter};
 use crate::queue::{
     Appended, BatchLimits, Entry, LossReason, LossReport, Queue, QueueConfig, QueueError,
 };
@@ -194,6 +195,8 @@ struct OutputCounters {
     send_errors: AtomicU64,
     rejected: AtomicU64,
     duplicates: AtomicU64,
+    /// Records the output's filter refused (acknowledged without being sent).
+    filtered: AtomicU64,
     /// Age of the oldest undelivered record, ms (0 when caught up).
     lag_ms: AtomicU64,
     last_success_ms: AtomicU64,
@@ -208,6 +211,8 @@ pub struct OutputStats {
     pub send_errors: u64,
     pub rejected: u64,
     pub duplicates: u64,
+    /// Records the output's `filter:` refused.
+    pub filtered: u64,
     /// Records queued for this output and not yet delivered.
     pub pending: u64,
     pub lag_ms: u64,
@@ -220,6 +225,8 @@ pub struct ShipStats {
     pub outputs: Vec<OutputStats>,
     /// Loss reports turned into `sensor.drops` events so far.
     pub loss_events: u64,
+    /// The notifier outputs' counters.
+    pub notifiers: Vec<NotifyStats>,
 }
 
 struct Inner {
@@ -227,6 +234,7 @@ struct Inner {
     anonymiser: Option<Anonymiser>,
     device: Arc<Device>,
     counters: Vec<Arc<OutputCounters>>,
+    notifiers: Vec<(String, Arc<NotifyCounters>)>,
     instance: u64,
     loss_events: AtomicU64,
     /// Loss reports whose `sensor.drops` event could not be queued yet (queue full).
@@ -279,9 +287,16 @@ pub fn start(
     runtime: &tokio::runtime::Handle,
 ) -> Result<Shipper, ShipError> {
     let mut outputs: Vec<Box<dyn Output>> = Vec::new();
-    for oc in &cfg.outputs {
-        outputs.push(oc.build()?);
+    let mut filters: Vec<OutputFilter> = Vec::new();
+    {
+        // Notifier outputs start their delivery task on the runtime.
+        let _guard = runtime.enter();
+        for oc in &cfg.outputs {
+            outputs.push(oc.build()?);
+            filters.push(oc.filter().clone());
+        }
     }
+    filters.resize(outputs.len() + extra.len(), OutputFilter::default());
     outputs.extend(extra);
     if outputs.is_empty() {
         return Err(ShipError::NoOutputs);
@@ -315,6 +330,10 @@ pub fn start(
         anonymiser,
         device,
         counters: counters.clone(),
+        notifiers: outputs
+            .iter()
+            .filter_map(|o| o.notify_counters().map(|c| (o.name().to_string(), c)))
+            .collect(),
         instance: random_u64(),
         loss_events: AtomicU64::new(0),
         unsent_losses: Mutex::new(Vec::new()),
@@ -339,10 +358,11 @@ pub fn start(
         max_bytes: cfg.batch.max_bytes.max(1),
         linger: Duration::from_millis(cfg.batch.linger_ms),
     };
-    for (output, c) in outputs.into_iter().zip(counters) {
+    for ((output, c), filter) in outputs.into_iter().zip(counters).zip(filters) {
         let reader = inner.queue.reader(output.name())?;
         tasks.push(runtime.spawn(deliver(
             output,
+            filter,
             reader,
             c,
             limits,
@@ -429,8 +449,13 @@ fn record_delivery(c: &OutputCounters, records: usize, d: Delivered) {
 /// acknowledged only after every batch before it was, and a segment is deleted only once all
 /// its records are acknowledged. A failed batch is retried with backoff on its own before any
 /// later batch is acknowledged; later batches already delivered are then acknowledged with it.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site; a struct would only rename them"
+)]
 async fn deliver(
     output: Box<dyn Output>,
+    filter: OutputFilter,
     reader: crate::queue::Reader,
     c: Arc<OutputCounters>,
     limits: BatchLimits,
@@ -537,6 +562,20 @@ async fn deliver(
                 ) else {
                     continue;
                 };
+                // The output's filter, in this one place for every output kind: refused
+                // records are acknowledged with the batch, never sent, and counted.
+                let batch = if filter.is_empty() {
+                    batch
+                } else {
+                    let before = batch.len();
+                    let kept: Vec<Entry> = batch
+                        .into_iter()
+                        .filter(|e| filter.accepts_json(&e.payload))
+                        .collect();
+                    c.filtered
+                        .fetch_add((before - kept.len()) as u64, Ordering::Relaxed);
+                    kept
+                };
                 let Some(mut out) = idle.pop() else { continue };
                 let first_seq = batch.first().map_or(last_seq, |e| e.seq);
                 let after = previous_last;
@@ -544,12 +583,20 @@ async fn deliver(
                     after,
                     unsent: first_seq >= opened_at,
                 });
-                previous_last = Some(last_seq);
+                // The receiver chains batches by their last record: an empty (all filtered)
+                // batch is not sent and does not move the chain.
+                if let Some(l) = batch.last() {
+                    previous_last = Some(l.seq);
+                }
                 let front = flying.front().map_or(oldest_ms, |f| f.oldest_ms);
                 c.lag_ms
                     .store(now_ms().saturating_sub(front), Ordering::Relaxed);
                 let handle = tokio::spawn(async move {
-                    let r = out.send(&batch).await;
+                    let r = if batch.is_empty() {
+                        Ok(Delivered::default())
+                    } else {
+                        out.send(&batch).await
+                    };
                     (out, batch, r)
                 });
                 flying.push_back(Flight {
@@ -762,6 +809,7 @@ impl Shipper {
                 send_errors: c.send_errors.load(Ordering::Relaxed),
                 rejected: c.rejected.load(Ordering::Relaxed),
                 duplicates: c.duplicates.load(Ordering::Relaxed),
+                filtered: c.filtered.load(Ordering::Relaxed),
                 pending: queue.pending.get(&c.name).copied().unwrap_or(0),
                 lag_ms: c.lag_ms.load(Ordering::Relaxed),
             })
@@ -770,6 +818,12 @@ impl Shipper {
             queue,
             outputs,
             loss_events: self.inner.loss_events.load(Ordering::Relaxed),
+            notifiers: self
+                .inner
+                .notifiers
+                .iter()
+                .map(|(name, c)| c.snapshot(name))
+                .collect(),
         }
     }
 
@@ -837,6 +891,15 @@ impl Shipper {
                 o.rejected,
             );
         }
+        for o in &s.outputs {
+            w.counter(
+                "rampart_ship_filtered_total",
+                "Records an output's filter refused (acknowledged, not sent).",
+                &[("output", &o.name)],
+                o.filtered,
+            );
+        }
+        crate::notify::write_metrics(&mut w, &s.notifiers);
         w.counter(
             "rampart_ship_appended_total",
             "Records appended to the queue.",

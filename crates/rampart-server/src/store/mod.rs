@@ -209,6 +209,12 @@ pub trait Store: Send + Sync {
     /// `sqlite` or `clickhouse`.
     fn engine(&self) -> &'static str;
 
+    /// Prometheus text a store layer adds to the server's `/metrics` (the fleet console's
+    /// notifiers). Default: nothing.
+    fn metrics_text(&self) -> String {
+        String::new()
+    }
+
     /// Stores `rows`, skipping (agent, id)s already stored; returns once committed (and durable, as
     /// far as the engine's settings make it).
     fn insert<'a>(

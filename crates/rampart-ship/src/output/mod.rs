@@ -5,8 +5,12 @@
 //! the batch on success and retries it with backoff on failure; an output therefore never needs
 //! its own buffering or retry logic, and a record is acknowledged only once the output said it
 //! was delivered (for a file: written and fsynced; for the server: committed to its store).
+//!
+//! Every output takes a `filter:` ([`OutputFilter`]), applied by the shipper before
+//! [`Output::send`]; the notifier outputs (`webhook`, `email`) are in [`crate::notify`].
 
 mod file;
+pub mod filter;
 mod http;
 mod server;
 mod stdout;
@@ -16,15 +20,18 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
 pub use file::FileOutput;
+pub use filter::OutputFilter;
 pub use http::{HttpFormat, HttpOutput};
 pub use server::ServerOutput;
 pub use stdout::StdoutOutput;
 pub use syslog::{SyslogOutput, SyslogTransport};
 
+use crate::notify::{EmailConfig, NotifyCounters, NotifyOutput, WebhookConfig};
 use crate::queue::Entry;
 
 /// A boxed future, as [`Output::send`] returns.
@@ -53,6 +60,11 @@ pub trait Output: Send {
     /// where the batch sits in the queue. The server output passes it on to the server.
     /// Default: ignored.
     fn prepare(&mut self, _dispatch: Dispatch) {}
+
+    /// A notifier's counters, for the shipper's metrics (`rampart_notify_*`). Default: none.
+    fn notify_counters(&self) -> Option<Arc<NotifyCounters>> {
+        None
+    }
 }
 
 /// What the shipper tells an output about the batch it is about to send.
@@ -98,13 +110,15 @@ impl OutputError {
 }
 
 /// One entry of `outputs:` in the agent configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OutputConfig {
     /// JSON lines on standard output.
     Stdout {
         #[serde(default)]
         name: Option<String>,
+        #[serde(default)]
+        filter: OutputFilter,
     },
     /// JSON lines appended to a file (0600); each batch is fsynced before it is acknowledged.
     /// A file moved away by logrotate is noticed and a new one created.
@@ -112,6 +126,8 @@ pub enum OutputConfig {
         path: PathBuf,
         #[serde(default)]
         name: Option<String>,
+        #[serde(default)]
+        filter: OutputFilter,
     },
     /// RFC 5424 syslog over `udp://host:port`, `tcp://host:port` (octet-counted framing,
     /// RFC 6587) or `unix:///dev/log`.
@@ -126,6 +142,8 @@ pub enum OutputConfig {
         app_name: Option<String>,
         #[serde(default)]
         name: Option<String>,
+        #[serde(default)]
+        filter: OutputFilter,
     },
     /// HTTP(S) POST of each batch as JSON lines (`format: ndjson`, default) or a JSON array
     /// (`format: json_array`); any 2xx answer is delivery.
@@ -140,6 +158,8 @@ pub enum OutputConfig {
         ca_file: Option<PathBuf>,
         #[serde(default)]
         name: Option<String>,
+        #[serde(default)]
+        filter: OutputFilter,
     },
     /// The Rampart server: zstd-compressed batches over HTTPS with mutual TLS, credentials from
     /// `rampart enroll` (`tls_dir` holds `ca.crt`, `agent.crt`, `agent.key`).
@@ -151,23 +171,62 @@ pub enum OutputConfig {
         compression_level: Option<i32>,
         #[serde(default)]
         name: Option<String>,
+        #[serde(default)]
+        filter: OutputFilter,
     },
+    /// Chat notifications for people: Slack, Mattermost or Microsoft Teams webhooks, with
+    /// grouping and rate limits (see [`crate::notify`]). Alerts only.
+    Webhook(WebhookConfig),
+    /// Mail notifications over SMTP (STARTTLS), with grouping and rate limits. Alerts only.
+    Email(EmailConfig),
 }
 
 impl OutputConfig {
     /// The output's name: `name:` when set, the type otherwise.
     pub fn name(&self) -> &str {
         let (explicit, kind) = match self {
-            OutputConfig::Stdout { name } => (name, "stdout"),
+            OutputConfig::Stdout { name, .. } => (name, "stdout"),
             OutputConfig::File { name, .. } => (name, "file"),
             OutputConfig::Syslog { name, .. } => (name, "syslog"),
             OutputConfig::Http { name, .. } => (name, "http"),
             OutputConfig::Server { name, .. } => (name, "server"),
+            OutputConfig::Webhook(c) => (&c.name, "webhook"),
+            OutputConfig::Email(c) => (&c.name, "email"),
         };
         explicit.as_deref().unwrap_or(kind)
     }
 
-    /// Builds the output; errors name the file or address that is wrong.
+    /// The output's `filter:` (empty when none was given).
+    pub fn filter(&self) -> &OutputFilter {
+        match self {
+            OutputConfig::Stdout { filter, .. }
+            | OutputConfig::File { filter, .. }
+            | OutputConfig::Syslog { filter, .. }
+            | OutputConfig::Http { filter, .. }
+            | OutputConfig::Server { filter, .. } => filter,
+            OutputConfig::Webhook(c) => &c.filter,
+            OutputConfig::Email(c) => &c.filter,
+        }
+    }
+
+    /// Whether this is a notifier (`webhook`, `email`): messages for people.
+    pub fn is_notifier(&self) -> bool {
+        matches!(self, OutputConfig::Webhook(_) | OutputConfig::Email(_))
+    }
+
+    /// Starts a notifier output as a [`Notifier`](crate::notify::Notifier) (the server routes
+    /// its notifications through these); `None` for the other kinds. Needs a tokio runtime.
+    pub fn start_notifier(&self) -> Option<Result<crate::notify::Notifier, OutputError>> {
+        match self {
+            OutputConfig::Webhook(c) => Some(c.start(self.name())),
+            OutputConfig::Email(c) => Some(c.start(self.name())),
+            _ => None,
+        }
+    }
+
+    /// Builds the output; errors name the file or address that is wrong. Notifier outputs start
+    /// their delivery task on the current tokio runtime (the shipper enters its runtime for
+    /// this).
     pub fn build(&self) -> Result<Box<dyn Output>, OutputError> {
         let name = self.name().to_string();
         Ok(match self {
@@ -210,6 +269,8 @@ impl OutputConfig {
                         .with_compression_level(compression_level.unwrap_or(3)),
                 )
             }
+            OutputConfig::Webhook(c) => Box::new(NotifyOutput::new(c.start(&name)?)),
+            OutputConfig::Email(c) => Box::new(NotifyOutput::new(c.start(&name)?)),
         })
     }
 }

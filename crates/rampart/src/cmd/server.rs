@@ -356,6 +356,7 @@ fn fleet_config(cfg: &ServerConfig) -> anyhow::Result<(rampart_fleet::FleetConfi
             .map_err(|e| bad(format!("fleet.regulations_dir: {e}")))?;
     }
     fleet.roles = f.roles.clone();
+    fleet.notifications = f.notifications.clone();
     let inc = &f.incidents;
     let prio = |name: &str, v: &Option<String>, default: rampart_event::Priority| match v {
         Some(p) => p
