@@ -77,6 +77,8 @@ pub(crate) enum ArgName {
     Tuple,
     Addr,
     Status,
+    Domain,
+    Proto,
 }
 
 impl ArgName {
@@ -116,6 +118,8 @@ impl ArgName {
             "tuple" => ArgName::Tuple,
             "addr" => ArgName::Addr,
             "status" => ArgName::Status,
+            "domain" => ArgName::Domain,
+            "proto" | "protocol" => ArgName::Proto,
             _ => return None,
         })
     }
@@ -155,6 +159,8 @@ impl ArgName {
             ArgName::Tuple => "tuple",
             ArgName::Addr => "addr",
             ArgName::Status => "status",
+            ArgName::Domain => "domain",
+            ArgName::Proto => "proto",
         }
     }
 }
@@ -185,6 +191,7 @@ fn arg_list(kind: EventKind) -> &'static [ArgName] {
         EventKind::PrivModuleLoad => &[A::Res, A::Path],
         EventKind::PrivBpf => &[A::Res, A::Request],
         EventKind::PrivKill => &[A::Res, A::Pid, A::Request],
+        EventKind::NetSocket => &[A::Res, A::Domain, A::Type, A::Proto],
         _ => &[],
     }
 }
@@ -886,6 +893,15 @@ impl<'a> Ctx<'a> {
                 .nth(i)
                 .map(|a| Val::Str(&a.data)),
             F::DnsServerIp => ev.dns.as_ref()?.server.map(|s| Val::Ip(canonical(s.ip))),
+            F::PayloadProtocol => ev.payload.as_ref().map(|p| Val::Str(&p.protocol)),
+            F::PayloadMethod => ev.payload.as_ref()?.method.as_deref().map(Val::Str),
+            F::PayloadAgent => ev.payload.as_ref()?.agent.as_deref().map(Val::Str),
+            F::PayloadUser => ev.payload.as_ref()?.user.as_deref().map(Val::Str),
+            F::PayloadText => ev.payload.as_ref().map(|p| Val::Str(&p.text)),
+            F::PayloadLen => ev.payload.as_ref().map(|p| Val::Int(i64::from(p.len))),
+            F::SocketDomain => ev.socket.as_ref().map(|s| Val::Str(&s.domain)),
+            F::SocketType => ev.socket.as_ref().map(|s| Val::Str(&s.sock_type)),
+            F::SocketProtocol => ev.socket.as_ref().map(|s| Val::Int(i64::from(s.protocol))),
 
             F::AuthOutcome => ev.auth.as_ref().map(|a| {
                 Val::Str(match a.outcome {
@@ -1036,7 +1052,12 @@ impl<'a> Ctx<'a> {
                 EventKind::FileMount => file?.new_path.as_deref().map(Val::Str),
                 _ => None,
             },
-            ArgName::Type => file?.fs_type.as_deref().map(Val::Str),
+            ArgName::Type => match ev.kind {
+                EventKind::NetSocket => ev.socket.as_ref().map(|s| Val::Str(&s.sock_type)),
+                _ => file?.fs_type.as_deref().map(Val::Str),
+            },
+            ArgName::Domain => ev.socket.as_ref().map(|s| Val::Str(&s.domain)),
+            ArgName::Proto => ev.socket.as_ref().map(|s| Val::Int(i64::from(s.protocol))),
             ArgName::Res => ev.result.map(Val::Int),
             ArgName::Exe => proc_.map(|p| Val::Str(argv0(p))),
             ArgName::Args => {
