@@ -1236,9 +1236,14 @@ static __always_inline void tcp_payload(struct __sk_buff *skb, struct scratch *s
 	if (!json)
 		return;
 	__u32 len = plen > RP_PAYLOAD_MAX ? RP_PAYLOAD_MAX : plen;
+	/* Keep the mask: clang drops it as redundant, the verifier needs it to bound the size. */
+	barrier_var(len);
+	len &= RP_PAYLOAD_MAX * 2 - 1;
+	if (len < 16 || len > RP_PAYLOAD_MAX)
+		return;
 	struct rp_dns *e = (void *)sc->data;
 	__u8 *p = sc->data + sizeof(*e);
-	if (bpf_skb_load_bytes(skb, off, p, len & (RP_PAYLOAD_MAX * 2 - 1)))
+	if (bpf_skb_load_bytes(skb, off, p, len))
 		return;
 	if (!mining_words(p, len))
 		return;
