@@ -12,6 +12,8 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+mod support;
+
 use rampart_rules::{Evaluation, Loader, Need, Options, Report, RuleSet};
 
 const FILES: [&str; 3] = [
@@ -186,4 +188,28 @@ fn falco_rule_files_load_unchanged_and_report_every_rule() {
             );
         }
     }
+}
+
+/// Falco's "Packet socket created in container" fires on Rampart's `net.socket` events (its
+/// `evt.arg.domain contains AF_PACKET`), not on other sockets or on the host.
+#[test]
+fn falco_packet_socket_rule_fires_on_net_socket_events() {
+    use std::sync::Arc;
+    use support::{fired, names, B};
+    let rules = load(&["falco_rules.yaml"]);
+    let mut engine = rampart_rules::Engine::new(Arc::new(rules));
+    let rule = "Packet socket created in container";
+    let got = names(&fired(
+        &mut engine,
+        &[B::socket("AF_PACKET", "SOCK_RAW", 0x0300).build()],
+    ));
+    assert!(got.iter().any(|n| n == rule), "{got:?}");
+    let got = names(&fired(
+        &mut engine,
+        &[
+            B::socket("AF_INET", "SOCK_RAW", 255).build(),
+            B::socket("AF_PACKET", "SOCK_RAW", 0x0300).host().build(),
+        ],
+    ));
+    assert!(!got.iter().any(|n| n == rule), "{got:?}");
 }
