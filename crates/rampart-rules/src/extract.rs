@@ -307,6 +307,13 @@ pub(crate) struct Ctx<'a> {
     pub generation: u64,
 }
 
+/// The byte offset of the last `/` in `path`. `memrchr` is vectorised; `str::rfind` on a char
+/// was 7% of the instructions of the rule benchmark with Falco's files (fd.directory and
+/// fd.filename are read by many rules).
+fn last_slash(path: &str) -> Option<usize> {
+    memchr::memrchr(b'/', path.as_bytes())
+}
+
 fn argv0(p: &Process) -> &str {
     p.args.first().map_or(p.name.as_str(), String::as_str)
 }
@@ -774,7 +781,7 @@ impl<'a> Ctx<'a> {
                 if f.flags.is_some_and(|fl| fl & O_DIRECTORY != 0) {
                     return Some(Val::Str(path));
                 }
-                Some(Val::Str(match path.rfind('/') {
+                Some(Val::Str(match last_slash(path) {
                     Some(0) => "/",
                     Some(i) => &path[..i],
                     None => "",
@@ -783,7 +790,7 @@ impl<'a> Ctx<'a> {
             F::FdFilename => {
                 let f = ev.file.as_ref().filter(|_| is_file_kind(ev.kind))?;
                 let path = f.path.as_str();
-                Some(Val::Str(path.rfind('/').map_or(path, |i| &path[i + 1..])))
+                Some(Val::Str(last_slash(path).map_or(path, |i| &path[i + 1..])))
             }
             F::FdIp | F::FdNet => {
                 let end = if i == 0 { End::Client } else if i == 1 { End::Server } else { return None };
@@ -1161,7 +1168,7 @@ fn transform(t: Transform, v: Val<'_>) -> Val<'_> {
             other => text(other).len() as i64,
         }),
         Transform::Basename => match v {
-            Val::Str(s) => Val::Str(s.rsplit('/').next().unwrap_or(s)),
+            Val::Str(s) => Val::Str(last_slash(s).map_or(s, |i| &s[i + 1..])),
             other => {
                 let s = text(&other);
                 Val::Owned(s.rsplit('/').next().unwrap_or(&s).to_string())
