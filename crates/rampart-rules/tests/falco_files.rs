@@ -229,7 +229,10 @@ fn every_falco_rule_is_mapped_to_its_rampart_coverage() {
     for line in doc[start..end].lines().filter(|l| l.starts_with("| `")) {
         let cells: Vec<&str> = line.split(" | ").collect();
         assert!(cells.len() >= 3, "{line}");
-        mapped.push((cells[1].to_string(), cells[2].trim_end_matches(" |").to_string()));
+        mapped.push((
+            cells[1].to_string(),
+            cells[2].trim_end_matches(" |").to_string(),
+        ));
     }
     let mut defaults = Loader::new();
     defaults.add_default_rules().expect("defaults");
@@ -250,10 +253,20 @@ fn every_falco_rule_is_mapped_to_its_rampart_coverage() {
     }
     assert_eq!(mapped.len(), names.len(), "rows that are no Falco rule");
     for (rule, covered) in &mapped {
-        let other = ["Falco's rule", "not covered", "does not apply", "`rampart authz`"];
-        let first = covered.split([',', ';', '(']).next().unwrap_or_default().trim();
+        let other = [
+            "Falco's rule",
+            "not covered",
+            "does not apply",
+            "`rampart authz`",
+        ];
+        let first = covered
+            .split([',', ';', '('])
+            .next()
+            .unwrap_or_default()
+            .trim();
         assert!(
-            other.iter().any(|o| covered.starts_with(o)) || default_names.iter().any(|d| d == first),
+            other.iter().any(|o| covered.starts_with(o))
+                || default_names.iter().any(|d| d == first),
             "{rule}: {first:?} is neither a default rule nor a stated reason"
         );
     }
