@@ -223,11 +223,13 @@ impl Sensor {
             if let Some(root) = &layout.unified {
                 match attach_dns(&mut ebpf, root) {
                     Ok(()) => dns_attached = true,
-                    Err(e) => tracing::warn!("DNS events are off: {e}"),
+                    Err(e) => {
+                        tracing::warn!("DNS and TCP payload (mining protocol) events are off: {e}")
+                    }
                 }
             } else {
                 tracing::warn!(
-                    "DNS events are off: no cgroup v2 hierarchy to attach cgroup_skb to"
+                    "DNS and TCP payload (mining protocol) events are off: no cgroup v2 hierarchy to attach cgroup_skb to"
                 );
             }
         }

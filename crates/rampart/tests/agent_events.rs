@@ -1671,12 +1671,21 @@ fn mining_protocol_on_any_port_alerts_and_ordinary_json_rpc_does_not() {
         "/usr/bin/app",
         r#"{"params":{"login":"44AFFq5kSiGBoZ","pass":"x","agent":"XMRig/6.21.0"},"id":1,"jsonrpc":"2.0","method":"log\u0069n"}"#,
     );
+    // Blank lines before the object and a request longer than the 512 bytes captured (a pool
+    // reads the whole line): the method is still read from the head of the capture.
+    let long = format!(
+        "\n\t {{\"id\":3,\"method\":\"mining.submit\",\"params\":[\"w.rig\",\"{}\"]}}",
+        "a".repeat(900)
+    );
+    send(&miner, "/usr/bin/app", &long);
     let rule = "Mining protocol on the wire";
-    let evs = agent.wait_for(&miner.id, "two mining protocol alerts", |evs| {
-        ["mining.subscribe", "login"].iter().all(|m| {
-            evs.iter()
-                .any(|e| e["rule"] == rule && e["output_fields"]["payload.method"] == *m)
-        })
+    let evs = agent.wait_for(&miner.id, "three mining protocol alerts", |evs| {
+        ["mining.subscribe", "login", "mining.submit"]
+            .iter()
+            .all(|m| {
+                evs.iter()
+                    .any(|e| e["rule"] == rule && e["output_fields"]["payload.method"] == *m)
+            })
     });
     let sub = find(&evs, |e| {
         e["rule"] == rule && e["output_fields"]["payload.method"] == "mining.subscribe"
@@ -1702,6 +1711,16 @@ fn mining_protocol_on_any_port_alerts_and_ordinary_json_rpc_does_not() {
     .expect("login alert");
     assert_eq!(login["output_fields"]["payload.agent"], "XMRig/6.21.0");
     assert_eq!(login["output_fields"]["payload.user"], "44AFFq5kSiGBoZ");
+    let submit = find(&evs, |e| {
+        e["rule"] == rule && e["output_fields"]["payload.method"] == "mining.submit"
+    })
+    .expect("submit alert");
+    assert!(
+        submit["evidences"][0]["payload"]["len"]
+            .as_u64()
+            .is_some_and(|l| l > 900),
+        "the segment's length, not the capture's: {submit:#}"
+    );
 
     // The benign container's requests came first: by now they are processed. The `login`
     // passed the kernel's filter and was judged; eth_blockNumber never left the kernel.
