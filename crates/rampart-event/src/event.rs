@@ -632,8 +632,10 @@ pub struct PayloadInfo {
     /// `eth_submitLogin` (for a pool, the wallet address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    /// The bytes captured (at most 512), as text (invalid UTF-8 replaced).
-    pub text: String,
+    /// The names of the keys of `params` when it is an object (`id`, `job_id`, `nonce`,
+    /// `result` for a share submission). Values are not kept: a request can carry credentials.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
     /// Bytes of payload in the segment (the capture may be shorter).
     pub len: u32,
 }

@@ -995,7 +995,7 @@ static __always_inline int do_net(struct pt_regs *regs, long ret, __u32 nr, __u3
 }
 
 /* socket(): only raw and packet sockets (sniffing, spoofing, hand-made packets) are reported;
- * the filter reads three registers, so ordinary sockets cost next to nothing. */
+ * the filter reads two registers, so ordinary sockets cost next to nothing. */
 static __always_inline int do_socket(struct pt_regs *regs, long ret, __u32 nr)
 {
 	__u64 domain = sys_arg(regs, 0);

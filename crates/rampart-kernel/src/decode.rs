@@ -568,7 +568,9 @@ fn socket_info(domain: u64, ty: u64, protocol: u64) -> SocketInfo {
     }
 }
 
-/// Reads the JSON-RPC request at the start of a captured TCP payload: the first line is parsed
+/// Reads the JSON-RPC request at the start of a captured TCP payload (keeping the method, the
+/// miner's agent and account and the names of the parameters, never the other values: a
+/// request can carry credentials): the first line is parsed
 /// as JSON (a capture cut short of its end does not parse; then `method` is read from the text
 /// by `loose_method`). serde_json, not a hand-written parser, judges what is JSON.
 fn read_request(text: &str) -> PayloadInfo {
@@ -578,7 +580,7 @@ fn read_request(text: &str) -> PayloadInfo {
         method: None,
         agent: None,
         user: None,
-        text: text.to_string(),
+        keys: Vec::new(),
         len: 0,
     };
     let str_of = |v: &serde_json::Value| v.as_str().map(str::to_string);
@@ -587,6 +589,10 @@ fn read_request(text: &str) -> PayloadInfo {
             p.method = v.get("method").and_then(str_of);
             let params = v.get("params");
             let first_param = params.and_then(|x| x.get(0)).and_then(str_of);
+            if let Some(obj) = params.and_then(|x| x.as_object()) {
+                p.keys = obj.keys().take(16).cloned().collect();
+                p.keys.sort();
+            }
             match p.method.as_deref() {
                 Some("login") => {
                     p.agent = params.and_then(|x| x.get("agent")).and_then(str_of);
@@ -922,7 +928,8 @@ mod tests {
             request("{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"cpuminer/2.5.1\"]}\n");
         assert_eq!(p.method.as_deref(), Some("mining.subscribe"));
         assert_eq!(p.agent.as_deref(), Some("cpuminer/2.5.1"));
-        assert_eq!(p.len, p.text.len() as u32 + 100);
+        assert!(p.len > 100, "the segment's length: {}", p.len);
+        assert!(p.keys.is_empty(), "params is an array: no keys");
         // Keys in another order, blanks, and JSON escapes in the method: what a pool's JSON
         // parser accepts as the same request.
         let p = request(
@@ -931,6 +938,7 @@ mod tests {
         assert_eq!(p.method.as_deref(), Some("login"));
         assert_eq!(p.agent.as_deref(), Some("XMRig/6.21.0"));
         assert_eq!(p.user.as_deref(), Some("44wallet"));
+        assert_eq!(p.keys, ["agent", "login", "pass"]);
         let p = request("{\"id\":2,\"method\":\"mining.authorize\",\"params\":[\"wallet.rig\",\"x\"]}\n{\"id\":3");
         assert_eq!(p.method.as_deref(), Some("mining.authorize"));
         assert_eq!(p.user.as_deref(), Some("wallet.rig"));

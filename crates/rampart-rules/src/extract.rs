@@ -904,7 +904,7 @@ impl<'a> Ctx<'a> {
             F::PayloadMethod => ev.payload.as_ref()?.method.as_deref().map(Val::Str),
             F::PayloadAgent => ev.payload.as_ref()?.agent.as_deref().map(Val::Str),
             F::PayloadUser => ev.payload.as_ref()?.user.as_deref().map(Val::Str),
-            F::PayloadText => ev.payload.as_ref().map(|p| Val::Str(&p.text)),
+            F::PayloadKeys => ev.payload.as_ref()?.keys.get(i).map(|k| Val::Str(k)),
             F::PayloadLen => ev.payload.as_ref().map(|p| Val::Int(i64::from(p.len))),
             F::SocketDomain => ev.socket.as_ref().map(|s| Val::Str(&s.domain)),
             F::SocketType => ev.socket.as_ref().map(|s| Val::Str(&s.sock_type)),

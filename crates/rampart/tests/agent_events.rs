@@ -1733,6 +1733,15 @@ fn mining_protocol_on_any_port_alerts_and_ordinary_json_rpc_does_not() {
         "benign JSON-RPC alerted: {:#?}",
         evs.iter().filter(|e| e["rule"] == rule).collect::<Vec<_>>()
     );
+    // What the benign request carried besides its method (a password) is not kept.
+    let benign_login = find(&evs, |e| {
+        is(e, "net.payload") && e["payload"]["method"] == "login"
+    })
+    .expect("benign login event");
+    assert!(
+        !benign_login["payload"].to_string().contains("secret"),
+        "a request's values leaked into the event: {benign_login:#}"
+    );
     assert!(
         !evs.iter()
             .any(|e| is(e, "net.payload") && e["payload"]["method"] == "eth_blockNumber"),

@@ -174,8 +174,8 @@ impl B {
         b
     }
 
-    /// A `net.payload` event as the sensor's decoder makes it: `text` is the captured payload;
-    /// method, agent and user are what the decoder reads from it.
+    /// A `net.payload` event as the sensor's decoder makes it from the request `text`: method,
+    /// agent and user as given, the keys of `params` read from `text`.
     pub fn payload(
         text: &str,
         method: Option<&str>,
@@ -192,7 +192,14 @@ impl B {
             method: method.map(Into::into),
             agent: agent.map(Into::into),
             user: user.map(Into::into),
-            text: text.into(),
+            keys: serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|v| {
+                    v.get("params")
+                        .and_then(|p| p.as_object())
+                        .map(|o| o.keys().cloned().collect())
+                })
+                .unwrap_or_default(),
             len: text.len() as u32,
         });
         b
