@@ -5,7 +5,8 @@
 //! `category_name`, `activity_id`, `activity_name`, `type_uid`, `severity_id`, `time` in
 //! milliseconds, `metadata`), then Rampart's fields: `type` (the [`EventKind`]), `time_ns`,
 //! `device`, and one object per facet that the kind uses (`process`, `container`, `file`,
-//! `network`, `dns`, `privilege`, `exit`, `lifecycle`, `auth`, `stats`, `resources`, `policy`,
+//! `network`, `dns`, `privilege`, `socket`, `payload`, `exit`, `lifecycle`, `auth`, `stats`,
+//! `resources`, `policy`,
 //! `response`, `host_inventory`, `container_inventory`, `image_inventory`). Absent facets are omitted;
 //! an event without `container` happened on the host.
 //!
@@ -128,6 +129,13 @@ event_kinds! {
     NetAccept = "net.accept", 4001, 1, "Open", "accept4";
     NetBind = "net.bind", 4001, 99, "Bind", "bind";
     NetListen = "net.listen", 4001, 7, "Listen", "listen";
+    /// A raw or packet socket was created (`socket(AF_PACKET, ...)`, `SOCK_RAW`); other sockets
+    /// are not reported. `socket` has the domain, type and protocol.
+    NetSocket = "net.socket", 4001, 1, "Open", "socket";
+    /// The first bytes of an outbound TCP segment that look like a mining protocol's JSON-RPC
+    /// request (Stratum's `mining.*`, XMRig's `login`/`submit`/`getjob`/`keepalived`,
+    /// `eth_submit*`), whatever the port and the process; `payload` has the request.
+    NetPayload = "net.payload", 4001, 6, "Traffic", "payload";
     /// A DNS query left a process.
     DnsQuery = "dns.query", 4003, 1, "Query", "dns";
     /// A DNS response reached a process.
@@ -207,6 +215,10 @@ pub struct Event {
     pub network: Option<NetInfo>,
     pub dns: Option<DnsInfo>,
     pub privilege: Option<PrivilegeInfo>,
+    /// `net.socket` events: the socket created.
+    pub socket: Option<SocketInfo>,
+    /// `net.payload` events: what the segment carried.
+    pub payload: Option<PayloadInfo>,
     pub exit: Option<ExitInfo>,
     pub lifecycle: Option<LifecycleInfo>,
     pub auth: Option<AuthInfo>,
@@ -240,6 +252,8 @@ impl Event {
             network: None,
             dns: None,
             privilege: None,
+            socket: None,
+            payload: None,
             exit: None,
             lifecycle: None,
             auth: None,
@@ -339,6 +353,12 @@ impl Serialize for Event {
         if let Some(v) = &self.privilege {
             m.serialize_entry("privilege", v)?;
         }
+        if let Some(v) = &self.socket {
+            m.serialize_entry("socket", v)?;
+        }
+        if let Some(v) = &self.payload {
+            m.serialize_entry("payload", v)?;
+        }
         if let Some(v) = &self.exit {
             m.serialize_entry("exit", v)?;
         }
@@ -399,6 +419,10 @@ struct EventWire {
     #[serde(default)]
     privilege: Option<PrivilegeInfo>,
     #[serde(default)]
+    socket: Option<SocketInfo>,
+    #[serde(default)]
+    payload: Option<PayloadInfo>,
+    #[serde(default)]
     exit: Option<ExitInfo>,
     #[serde(default)]
     lifecycle: Option<LifecycleInfo>,
@@ -441,6 +465,8 @@ impl<'de> Deserialize<'de> for Event {
             network: w.network,
             dns: w.dns,
             privilege: w.privilege,
+            socket: w.socket,
+            payload: w.payload,
             exit: w.exit,
             lifecycle: w.lifecycle,
             auth: w.auth,
@@ -576,6 +602,42 @@ impl NetInfo {
             NetDirection::Listen | NetDirection::Bind => None,
         }
     }
+}
+
+/// A socket a process created (`net.socket`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketInfo {
+    /// `AF_PACKET`, `AF_INET`, `AF_INET6`, ..., or the number as text.
+    pub domain: String,
+    /// `SOCK_RAW`, `SOCK_DGRAM`, `SOCK_PACKET`, ..., or the number as text (flags removed).
+    pub sock_type: String,
+    /// The protocol argument: an IP protocol number for `AF_INET`/`AF_INET6` (1: ICMP, 58:
+    /// ICMPv6, 255: IPPROTO_RAW), an Ethernet protocol in network byte order for `AF_PACKET`.
+    pub protocol: u32,
+}
+
+/// An application request seen in the first bytes of an outbound TCP segment (`net.payload`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadInfo {
+    /// `jsonrpc`: a JSON object with a `method`.
+    pub protocol: String,
+    /// The request's `method` (`mining.subscribe`, `login`, ...), when it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// The client's self-description: `params.agent` of a `login` (`XMRig/6.21.0`), the first
+    /// parameter of `mining.subscribe`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The account: `params.login` of a `login`, the first parameter of `mining.authorize` or
+    /// `eth_submitLogin` (for a pool, the wallet address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The names of the keys of `params` when it is an object (`id`, `job_id`, `nonce`,
+    /// `result` for a share submission). Values are not kept: a request can carry credentials.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+    /// Bytes of payload in the segment (the capture may be shorter).
+    pub len: u32,
 }
 
 /// A DNS message seen on a process's socket.

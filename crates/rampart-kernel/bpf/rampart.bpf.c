@@ -3,7 +3,7 @@
  * Rampart's sensor programs.
  *
  * Hooks: sched_process_exec/fork/exit and sys_exit, and cgroup_skb ingress/egress on the root
- * cgroup v2 for DNS. The file is compiled twice (see build.rs): with RP_BTF=1 the tracing
+ * cgroup v2 for DNS and, on egress, for mining protocols in TCP payloads (see tcp_payload). The file is compiled twice (see build.rs): with RP_BTF=1 the tracing
  * programs are tp_btf and read the task, its files and the syscall registers with direct
  * (BTF-checked) loads; with RP_BTF=0 they are raw tracepoints that read everything through
  * bpf_probe_read_kernel, for kernels that refuse tp_btf. The loader tries the first, then the
@@ -39,6 +39,8 @@ const volatile struct rp_config CFG = {
 	.wakeup_bytes = 256 * 1024,
 	.file_events = 1,
 	.net_events = 1,
+	.payload_events = 1,
+	.dns_events = 1,
 };
 
 struct {
@@ -100,6 +102,9 @@ struct {
 #define AF_INET6 10
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
+#define AF_PACKET 17
+#define SOCK_RAW 3
+#define SOCK_PACKET 10
 
 /* x86_64 syscall numbers. */
 #define NR_open 2
@@ -142,6 +147,7 @@ struct {
 #define NR_bpf 321
 #define NR_openat2 437
 #define NR_fchmodat2 452
+#define NR_socket 41
 #define NR_connect 42
 #define NR_accept 43
 #define NR_bind 49
@@ -988,9 +994,34 @@ static __always_inline int do_net(struct pt_regs *regs, long ret, __u32 nr, __u3
 	return 0;
 }
 
+/* socket(): only raw and packet sockets (sniffing, spoofing, hand-made packets) are reported;
+ * the filter reads two registers, so ordinary sockets cost next to nothing. */
+static __always_inline int do_socket(struct pt_regs *regs, long ret, __u32 nr)
+{
+	__u64 domain = sys_arg(regs, 0);
+	__u64 type = sys_arg(regs, 1);
+	__u32 base = type & 0xf; /* SOCK_NONBLOCK and SOCK_CLOEXEC are above */
+	if (domain != AF_PACKET && base != SOCK_RAW && base != SOCK_PACKET)
+		return 0;
+	if (!wanted())
+		return 0;
+	struct scratch *sc = scratch();
+	if (!sc)
+		return 0;
+	struct rp_sys *e = sys_record(sc, RP_SOCKET, nr, ret);
+	e->a[0] = domain;
+	e->a[1] = type;
+	e->a[2] = sys_arg(regs, 2);
+	e->h.size = sizeof(*e);
+	submit(sc->data, sizeof(*e));
+	return 0;
+}
+
 static __always_inline int on_sys_exit(struct pt_regs *regs, long ret, __u32 nr)
 {
 	switch (nr) {
+	case NR_socket:
+		return CFG.net_events ? do_socket(regs, ret, nr) : 0;
 	case NR_open:
 	case NR_openat:
 	case NR_openat2:
@@ -1117,6 +1148,134 @@ int rp_exit(__u64 *args)
 }
 #endif
 
+/* ---------------------------------------------------------------- mining protocols on TCP */
+
+/* Does the JSON text at p (len bytes) name a mining method? Looks for the JSON strings that
+ * begin Stratum v1's methods ("mining.subscribe", "mining.authorize", "mining.submit", ...),
+ * the CryptoNote stratum of XMRig and its forks ("login", "submit", "getjob", "keepalived") and
+ * EthereumStratum's "eth_submitLogin"/"eth_submitWork", anywhere in the capture, so that the
+ * order of the object's keys does not matter. User space reads the request and the rules decide. */
+static __always_inline int word_at(const __u8 *p, const char *w, int n)
+{
+#pragma unroll
+	for (int k = 0; k < n; k++)
+		if (p[k] != (__u8)w[k])
+			return 0;
+	return 1;
+}
+
+static __always_inline int mining_words(const __u8 *p, __u32 len)
+{
+	for (__u32 i = 0; i < RP_PAYLOAD_MAX - 12; i++) {
+		if (i + 12 > len)
+			return 0;
+		if (p[i] != '"')
+			continue;
+		const __u8 *q = p + i + 1;
+		switch (q[0]) {
+		case 'm':
+			if (word_at(q, "mining.", 7))
+				return 1;
+			break;
+		case 'l':
+			if (word_at(q, "login\"", 6))
+				return 1;
+			break;
+		case 's':
+			if (word_at(q, "submit\"", 7))
+				return 1;
+			break;
+		case 'g':
+			if (word_at(q, "getjob\"", 7))
+				return 1;
+			break;
+		case 'k':
+			if (word_at(q, "keepalived\"", 11))
+				return 1;
+			break;
+		case 'e':
+			if (word_at(q, "eth_submit", 10))
+				return 1;
+			break;
+		}
+	}
+	return 0;
+}
+
+/*
+ * The head of an outbound TCP segment's payload, reported when it is a JSON object naming a
+ * mining method (see mining_words), on any port and from any process. The cheap test comes first:
+ * the payload's first non-blank byte, within its first 16, must be '{' (TLS, HTTP, SSH and
+ * binary protocols fail at the first byte, so bulk traffic costs one 16-byte load per segment).
+ * A request split so that a segment does not start with its '{', or sent over TLS, is not seen
+ * here (the pool DNS, pool port and miner rules remain).
+ */
+static __always_inline void tcp_payload(struct __sk_buff *skb, struct scratch *sc, __u32 l4, __u16 family,
+					const void *saddr, const void *daddr, __u32 alen)
+{
+	struct tcphdr th;
+	if (bpf_skb_load_bytes(skb, l4, &th, sizeof(th)))
+		return;
+	__u32 off = l4 + th.doff * 4;
+	__u32 total = skb->len;
+	if (total <= off + 16)
+		return;
+	__u32 plen = total - off;
+	__u8 head[16];
+	if (bpf_skb_load_bytes(skb, off, head, sizeof(head)))
+		return;
+	int json = 0;
+#pragma unroll
+	for (int k = 0; k < 16; k++) {
+		__u8 c = head[k];
+		if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+			continue;
+		json = c == '{';
+		break;
+	}
+	if (!json)
+		return;
+	__u32 len = plen > RP_PAYLOAD_MAX ? RP_PAYLOAD_MAX : plen;
+	/* Keep the mask: clang drops it as redundant, the verifier needs it to bound the size. */
+	barrier_var(len);
+	len &= RP_PAYLOAD_MAX * 2 - 1;
+	if (len < 16 || len > RP_PAYLOAD_MAX)
+		return;
+	struct rp_dns *e = (void *)sc->data;
+	__u8 *p = sc->data + sizeof(*e);
+	if (bpf_skb_load_bytes(skb, off, p, len))
+		return;
+	if (!mining_words(p, len))
+		return;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->h.ktime_ns = bpf_ktime_get_boot_ns();
+	e->h.cgroup_id = bpf_skb_cgroup_id(skb);
+	e->h.type = RP_PAYLOAD;
+	e->h.syscall = 0xffffffff;
+	/* Sent from the socket owner's own context (a write), not from softirq (a retransmission):
+	 * the current task is the sender. */
+	if (bpf_get_current_cgroup_id() == e->h.cgroup_id) {
+		__u64 pt = bpf_get_current_pid_tgid();
+		e->h.pid = pt >> 32;
+		e->h.tid = (__u32)pt;
+		bpf_get_current_comm(e->h.comm, sizeof(e->h.comm));
+	}
+	e->family = family;
+	e->sport = bpf_ntohs(th.source);
+	e->dport = bpf_ntohs(th.dest);
+	if (alen == 4) {
+		__builtin_memcpy(e->saddr, saddr, 4);
+		__builtin_memcpy(e->daddr, daddr, 4);
+	} else {
+		__builtin_memcpy(e->saddr, saddr, 16);
+		__builtin_memcpy(e->daddr, daddr, 16);
+	}
+	e->len = len;
+	e->seg_len = plen;
+	e->h.size = sizeof(*e) + len;
+	submit(sc->data, sizeof(*e) + (len & (RP_PAYLOAD_MAX * 2 - 1)));
+}
+
 /* ---------------------------------------------------------------- DNS */
 
 static __always_inline int is_dns_v4(__u32 addr)
@@ -1138,7 +1297,12 @@ static __always_inline int on_skb(struct __sk_buff *skb, int ingress)
 		struct iphdr ip;
 		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
 			return 1;
-		if (ip.protocol != IPPROTO_UDP)
+		if (ip.protocol == IPPROTO_TCP) {
+			if (!ingress && CFG.payload_events)
+				tcp_payload(skb, sc, (ip.ihl & 0xf) * 4, AF_INET, &ip.saddr, &ip.daddr, 4);
+			return 1;
+		}
+		if (ip.protocol != IPPROTO_UDP || !CFG.dns_events)
 			return 1;
 		l4 = (ip.ihl & 0xf) * 4;
 		family = AF_INET;
@@ -1148,7 +1312,12 @@ static __always_inline int on_skb(struct __sk_buff *skb, int ingress)
 		struct ipv6hdr ip6;
 		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
 			return 1;
-		if (ip6.nexthdr != IPPROTO_UDP)
+		if (ip6.nexthdr == IPPROTO_TCP) {
+			if (!ingress && CFG.payload_events)
+				tcp_payload(skb, sc, sizeof(ip6), AF_INET6, &ip6.saddr, &ip6.daddr, 16);
+			return 1;
+		}
+		if (ip6.nexthdr != IPPROTO_UDP || !CFG.dns_events)
 			return 1;
 		l4 = sizeof(ip6);
 		family = AF_INET6;
@@ -1194,7 +1363,7 @@ static __always_inline int on_skb(struct __sk_buff *skb, int ingress)
 	e->dport = dport;
 	__builtin_memcpy(e->saddr, saddr, 16);
 	__builtin_memcpy(e->daddr, daddr, 16);
-	e->pad = 0;
+	e->seg_len = 0;
 	if (bpf_skb_load_bytes(skb, l4 + sizeof(uh), sc->data + sizeof(*e), len & (RP_DNS_MAX * 2 - 1)))
 		return 1;
 	e->len = len;

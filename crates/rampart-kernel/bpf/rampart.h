@@ -24,6 +24,7 @@
 #define RP_PATH_DEPTH 32      /* path components walked up from a dentry (more does not verify in 1M insns) */
 #endif
 #define RP_DNS_MAX 512        /* DNS payload captured from one UDP datagram */
+#define RP_PAYLOAD_MAX 512    /* TCP payload captured from one segment (RP_PAYLOAD) */
 
 enum rp_type {
 	RP_EXEC = 1,
@@ -52,6 +53,8 @@ enum rp_type {
 	RP_BPF = 24,
 	RP_KILL = 25,
 	RP_DNS = 26,
+	RP_SOCKET = 27,        /* struct rp_sys: a[0] domain, a[1] type (with flags), a[2] protocol */
+	RP_PAYLOAD = 28,       /* struct rp_dns layout, `len` bytes of TCP payload follow */
 };
 
 /* Indexes of the per-CPU COUNTERS array. */
@@ -143,6 +146,8 @@ struct rp_net {
 };
 _Static_assert(sizeof(struct rp_net) == 88 + 56, "rp_net size");
 
+/* A UDP datagram's DNS payload (RP_DNS), or the head of an outbound TCP segment's payload
+ * (RP_PAYLOAD): the payload follows the struct. */
 struct rp_dns {
 	struct rp_header h;
 	__u16 family;
@@ -151,8 +156,8 @@ struct rp_dns {
 	__u16 dport;
 	__u8 saddr[16];
 	__u8 daddr[16];
-	__u32 len;             /* bytes of DNS payload that follow this struct */
-	__u32 pad;
+	__u32 len;             /* bytes of payload that follow this struct */
+	__u32 seg_len;         /* RP_PAYLOAD: bytes of payload in the segment; RP_DNS: 0 */
 };
 _Static_assert(sizeof(struct rp_dns) == 88 + 48, "rp_dns size");
 
@@ -169,7 +174,9 @@ struct rp_config {
 	 * long. Lets the open filter skip the name lookup for almost every file. */
 	__u64 name_len_mask;
 	__u64 dir_len_mask;
+	__u32 payload_events;     /* 0: no RP_PAYLOAD records (mining protocols on TCP) */
+	__u32 dns_events;         /* 0: no RP_DNS records */
 };
-_Static_assert(sizeof(struct rp_config) == 48, "rp_config size");
+_Static_assert(sizeof(struct rp_config) == 56, "rp_config size");
 
 #endif

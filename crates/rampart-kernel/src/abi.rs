@@ -34,6 +34,8 @@ pub const RP_MODULE: u32 = 23;
 pub const RP_BPF: u32 = 24;
 pub const RP_KILL: u32 = 25;
 pub const RP_DNS: u32 = 26;
+pub const RP_SOCKET: u32 = 27;
+pub const RP_PAYLOAD: u32 = 28;
 
 pub const RP_CNT_EVENTS: u32 = 0;
 pub const RP_CNT_DROPS: u32 = 1;
@@ -143,7 +145,8 @@ pub struct RpDns {
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
     pub len: u32,
-    pub pad: u32,
+    /// `RP_PAYLOAD`: bytes of payload in the segment (`len` were captured).
+    pub seg_len: u32,
 }
 
 /// `struct rp_config`.
@@ -159,6 +162,8 @@ pub struct RpConfig {
     pub net_events: u32,
     pub name_len_mask: u64,
     pub dir_len_mask: u64,
+    pub payload_events: u32,
+    pub dns_events: u32,
 }
 
 // SAFETY: RpConfig is #[repr(C)], made only of integers, without padding (asserted below).
@@ -179,7 +184,7 @@ const _: () = assert!(std::mem::size_of::<RpExec>() == 88 + 88);
 const _: () = assert!(std::mem::size_of::<RpSys>() == 88 + 64);
 const _: () = assert!(std::mem::size_of::<RpNet>() == 88 + 56);
 const _: () = assert!(std::mem::size_of::<RpDns>() == 88 + 48);
-const _: () = assert!(std::mem::size_of::<RpConfig>() == 48);
+const _: () = assert!(std::mem::size_of::<RpConfig>() == 56);
 const _: () = assert!(std::mem::size_of::<NameKey>() == 32);
 
 #[cfg(test)]
@@ -214,14 +219,16 @@ mod tests {
             }),
             layout!("rp_dns", RpDns, 0, {
                 "h" => h, "family" => family, "ingress" => ingress, "sport" => sport,
-                "dport" => dport, "saddr" => saddr, "daddr" => daddr, "len" => len, "pad" => pad,
+                "dport" => dport, "saddr" => saddr, "daddr" => daddr, "len" => len,
+                "seg_len" => seg_len,
             }),
             layout!("rp_config", RpConfig, 0, {
                 "self_tgid" => self_tgid, "containers_only" => containers_only,
                 "host_mntns" => host_mntns, "v1_subsys" => v1_subsys,
                 "wakeup_bytes" => wakeup_bytes, "file_events" => file_events,
                 "net_events" => net_events, "name_len_mask" => name_len_mask,
-                "dir_len_mask" => dir_len_mask,
+                "dir_len_mask" => dir_len_mask, "payload_events" => payload_events,
+                "dns_events" => dns_events,
             }),
         ];
         let constants: Vec<(&'static str, i64)> = [
@@ -251,6 +258,8 @@ mod tests {
             ("RP_BPF", RP_BPF),
             ("RP_KILL", RP_KILL),
             ("RP_DNS", RP_DNS),
+            ("RP_SOCKET", RP_SOCKET),
+            ("RP_PAYLOAD", RP_PAYLOAD),
             ("RP_CNT_EVENTS", RP_CNT_EVENTS),
             ("RP_CNT_DROPS", RP_CNT_DROPS),
             ("RP_CNT_FILTERED", RP_CNT_FILTERED),

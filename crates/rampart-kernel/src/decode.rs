@@ -23,6 +23,10 @@
 //! | MODULE | (init_module) image address | length | | | module path (finit_module) | | |
 //! | BPF | command | program type (PROG_LOAD) | | | | | |
 //! | KILL | target pid | signal | | | | | |
+//! | SOCKET | domain | type (with SOCK_NONBLOCK/SOCK_CLOEXEC) | protocol | | | | |
+//!
+//! `RP_DNS` and `RP_PAYLOAD` records are `struct rp_dns` followed by `len` bytes: a DNS message,
+//! or the head of an outbound TCP segment's payload (`seg_len` bytes in the segment).
 //!
 //! A record that is shorter than its type needs, or whose strings point outside it, is counted
 //! as malformed and skipped; it never panics the reader.
@@ -34,7 +38,7 @@ use std::sync::Arc;
 use bytemuck::Pod;
 use rampart_event::{
     Device, DnsAnswer, DnsInfo, Endpoint, Event, EventId, EventKind, ExitInfo, FileInfo,
-    NetDirection, NetInfo, Origin, PrivilegeInfo, Process, SensorEvent,
+    NetDirection, NetInfo, Origin, PayloadInfo, PrivilegeInfo, Process, SensorEvent, SocketInfo,
 };
 
 use crate::abi::*;
@@ -116,6 +120,7 @@ impl Decoder {
             RP_EXEC => self.exec(rec)?,
             RP_NET_FIRST..=RP_NET_LAST => self.net(rec)?,
             RP_DNS => self.dns(rec)?,
+            RP_PAYLOAD => self.payload(rec)?,
             _ => self.sys(rec)?,
         };
         Some(SensorEvent { origin, event })
@@ -207,6 +212,7 @@ impl Decoder {
             RP_MODULE => EventKind::PrivModuleLoad,
             RP_BPF => EventKind::PrivBpf,
             RP_KILL => EventKind::PrivKill,
+            RP_SOCKET => EventKind::NetSocket,
             _ => return None,
         };
         let mut e = self.event(&x.h, kind);
@@ -266,6 +272,9 @@ impl Decoder {
                     flags: Some(a[0]),
                     ..PrivilegeInfo::default()
                 });
+            }
+            RP_SOCKET => {
+                e.socket = Some(socket_info(a[0], a[1], a[2]));
             }
             RP_UMOUNT => {
                 e.file = Some(FileInfo::at(s(0)?));
@@ -433,6 +442,38 @@ impl Decoder {
         Some(e)
     }
 
+    fn payload(&mut self, rec: &[u8]) -> Option<Event> {
+        let x: RpDns = read(rec)?;
+        let start = std::mem::size_of::<RpDns>();
+        let bytes = rec.get(start..start + x.len as usize)?;
+        let mut e = self.event(&x.h, EventKind::NetPayload);
+        let mut p = read_request(&String::from_utf8_lossy(bytes));
+        p.len = x.seg_len;
+        e.payload = Some(p);
+        e.network = Some(NetInfo {
+            protocol: "tcp".into(),
+            family: if x.family == AF_INET6 {
+                "inet6"
+            } else {
+                "inet"
+            }
+            .into(),
+            direction: NetDirection::Outbound,
+            src: Some(Endpoint {
+                ip: ip(x.family, &x.saddr),
+                port: x.sport,
+            }),
+            dst: Some(Endpoint {
+                ip: ip(x.family, &x.daddr),
+                port: x.dport,
+            }),
+            unix_path: None,
+            remote_names: Vec::new(),
+            remote_country: None,
+        });
+        Some(e)
+    }
+
     fn dns(&mut self, rec: &[u8]) -> Option<Event> {
         let x: RpDns = read(rec)?;
         let start = std::mem::size_of::<RpDns>();
@@ -500,6 +541,100 @@ impl Decoder {
         });
         Some(e)
     }
+}
+
+/// The `socket` facet of `socket(domain, type, protocol)`.
+fn socket_info(domain: u64, ty: u64, protocol: u64) -> SocketInfo {
+    let domain = match domain {
+        1 => "AF_UNIX".to_string(),
+        2 => "AF_INET".to_string(),
+        10 => "AF_INET6".to_string(),
+        16 => "AF_NETLINK".to_string(),
+        17 => "AF_PACKET".to_string(),
+        other => other.to_string(),
+    };
+    let sock_type = match ty & 0xf {
+        1 => "SOCK_STREAM".to_string(),
+        2 => "SOCK_DGRAM".to_string(),
+        3 => "SOCK_RAW".to_string(),
+        5 => "SOCK_SEQPACKET".to_string(),
+        10 => "SOCK_PACKET".to_string(),
+        other => other.to_string(),
+    };
+    SocketInfo {
+        domain,
+        sock_type,
+        protocol: u32::try_from(protocol).unwrap_or(u32::MAX),
+    }
+}
+
+/// Reads the JSON-RPC request at the start of a captured TCP payload (keeping the method, the
+/// miner's agent and account and the names of the parameters, never the other values: a
+/// request can carry credentials): the first line is parsed
+/// as JSON (a capture cut short of its end does not parse; then `method` is read from the text
+/// by `loose_method`). serde_json, not a hand-written parser, judges what is JSON.
+fn read_request(text: &str) -> PayloadInfo {
+    let first = text.trim_start().lines().next().unwrap_or_default();
+    let mut p = PayloadInfo {
+        protocol: "jsonrpc".into(),
+        method: None,
+        agent: None,
+        user: None,
+        keys: Vec::new(),
+        len: 0,
+    };
+    let str_of = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    match serde_json::from_str::<serde_json::Value>(first) {
+        Ok(v) => {
+            p.method = v.get("method").and_then(str_of);
+            let params = v.get("params");
+            let first_param = params.and_then(|x| x.get(0)).and_then(str_of);
+            if let Some(obj) = params.and_then(|x| x.as_object()) {
+                p.keys = obj.keys().take(16).cloned().collect();
+                p.keys.sort();
+            }
+            match p.method.as_deref() {
+                Some("login") => {
+                    p.agent = params.and_then(|x| x.get("agent")).and_then(str_of);
+                    p.user = params.and_then(|x| x.get("login")).and_then(str_of);
+                }
+                Some("mining.subscribe") => p.agent = first_param,
+                Some("mining.authorize" | "eth_submitLogin") => p.user = first_param,
+                _ => {}
+            }
+        }
+        Err(_) => p.method = loose_method(text),
+    }
+    p
+}
+
+/// `"method"` `:` `"NAME"` found in text that is not whole JSON (a capture cut at 512 bytes),
+/// the name's JSON escapes decoded (`"mining\u002esubscribe"` is `mining.subscribe` to a pool).
+fn loose_method(text: &str) -> Option<String> {
+    let mut rest = text;
+    while let Some(i) = rest.find("\"method\"") {
+        rest = &rest[i + 8..];
+        let Some(after) = rest.trim_start().strip_prefix(':') else {
+            continue;
+        };
+        let after = after.trim_start();
+        if !after.starts_with('"') {
+            continue;
+        }
+        // The string literal: up to the first quote not escaped by a backslash.
+        let mut escaped = false;
+        let end = after
+            .char_indices()
+            .skip(1)
+            .find(|&(_, c)| {
+                let stop = c == '"' && !escaped;
+                escaped = c == '\\' && !escaped;
+                stop
+            })
+            .map(|(i, _)| i)?;
+        return serde_json::from_str::<String>(&after[..=end]).ok();
+    }
+    None
 }
 
 const RP_NET_FIRST: u32 = RP_CONNECT;
@@ -741,6 +876,97 @@ mod tests {
 
     fn decoder() -> Decoder {
         Decoder::new(Arc::new(Device::default()), 1)
+    }
+
+    #[test]
+    fn socket_record_names_domain_and_type() {
+        let mut x = RpSys::zeroed();
+        x.h = header(RP_SOCKET, 41, std::mem::size_of::<RpSys>());
+        x.h.ret = 3;
+        x.a = [17, 3 | 0o2000000, 0x0300, 0, 0, 0];
+        let ev = decoder().decode(bytemuck::bytes_of(&x)).expect("decodes");
+        assert_eq!(ev.event.kind, EventKind::NetSocket);
+        assert_eq!(ev.event.falco_type(), "socket");
+        let s = ev.event.socket.expect("socket");
+        assert_eq!(s.domain, "AF_PACKET");
+        assert_eq!(s.sock_type, "SOCK_RAW");
+        assert_eq!(s.protocol, 0x0300);
+    }
+
+    fn payload_record(text: &[u8]) -> Vec<u8> {
+        let mut x = RpDns::zeroed();
+        x.h = header(
+            RP_PAYLOAD,
+            u32::MAX,
+            std::mem::size_of::<RpDns>() + text.len(),
+        );
+        x.family = AF_INET;
+        x.sport = 40000;
+        x.dport = 3333;
+        x.saddr[..4].copy_from_slice(&[172, 17, 0, 2]);
+        x.daddr[..4].copy_from_slice(&[172, 17, 0, 3]);
+        x.len = text.len() as u32;
+        x.seg_len = text.len() as u32 + 100;
+        let mut rec = bytemuck::bytes_of(&x).to_vec();
+        rec.extend_from_slice(text);
+        rec
+    }
+
+    fn request(text: &str) -> PayloadInfo {
+        let ev = decoder()
+            .decode(&payload_record(text.as_bytes()))
+            .expect("decodes");
+        assert_eq!(ev.event.kind, EventKind::NetPayload);
+        let n = ev.event.network.expect("network");
+        assert_eq!(n.dst.expect("dst").port, 3333);
+        ev.event.payload.expect("payload")
+    }
+
+    #[test]
+    fn stratum_and_xmrig_requests_are_read_whatever_the_spelling() {
+        let p =
+            request("{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"cpuminer/2.5.1\"]}\n");
+        assert_eq!(p.method.as_deref(), Some("mining.subscribe"));
+        assert_eq!(p.agent.as_deref(), Some("cpuminer/2.5.1"));
+        assert!(p.len > 100, "the segment's length: {}", p.len);
+        assert!(p.keys.is_empty(), "params is an array: no keys");
+        // Keys in another order, blanks, and JSON escapes in the method: what a pool's JSON
+        // parser accepts as the same request.
+        let p = request(
+            " {\"params\" : {\"login\":\"44wallet\",\"pass\":\"x\",\"agent\":\"XMRig/6.21.0\"}, \"jsonrpc\":\"2.0\", \"method\" : \"log\\u0069n\",\"id\":1}\n",
+        );
+        assert_eq!(p.method.as_deref(), Some("login"));
+        assert_eq!(p.agent.as_deref(), Some("XMRig/6.21.0"));
+        assert_eq!(p.user.as_deref(), Some("44wallet"));
+        assert_eq!(p.keys, ["agent", "login", "pass"]);
+        let p = request("{\"id\":2,\"method\":\"mining.authorize\",\"params\":[\"wallet.rig\",\"x\"]}\n{\"id\":3");
+        assert_eq!(p.method.as_deref(), Some("mining.authorize"));
+        assert_eq!(p.user.as_deref(), Some("wallet.rig"));
+    }
+
+    #[test]
+    fn a_capture_cut_short_still_names_its_method() {
+        let mut text = String::from("{\"id\":7,\"method\":\"mining\\u002esubmit\",\"params\":[\"");
+        text.push_str(&"a".repeat(600));
+        text.truncate(512);
+        let p = request(&text);
+        assert_eq!(p.method.as_deref(), Some("mining.submit"));
+        // No method at all, or a method that is not a string: none, not a panic.
+        assert_eq!(request("{\"method\": 5, \"x\":\"login\"").method, None);
+        assert_eq!(request("{\"method\":\"unterminated").method, None);
+        let ev = decoder()
+            .decode(&payload_record(b"{\xff\xfe\"submit\""))
+            .expect("invalid UTF-8 decodes, replaced");
+        assert_eq!(ev.event.payload.expect("payload").method, None);
+    }
+
+    #[test]
+    fn payload_shorter_than_its_length_is_malformed() {
+        let mut rec = payload_record(b"{\"method\":\"login\"}");
+        rec.truncate(rec.len() - 3);
+        let mut d = decoder();
+        assert!(d.decode(&rec).is_none());
+        assert_eq!(d.malformed, 1);
     }
 
     #[test]

@@ -79,6 +79,9 @@ pub struct SensorConfig {
     pub net_events: bool,
     /// DNS queries and answers (cgroup_skb on the unified cgroup hierarchy).
     pub dns: bool,
+    /// Mining protocols in outbound TCP payloads (`net.payload`; cgroup_skb egress on the
+    /// unified cgroup hierarchy, the same programs as `dns`).
+    pub payload: bool,
     /// Ring buffer size in bytes (a power of two, at least one page).
     pub ring_buffer_bytes: u32,
     /// The kernel wakes the reader early when this many bytes wait.
@@ -95,6 +98,7 @@ impl Default for SensorConfig {
             file_events: true,
             net_events: true,
             dns: true,
+            payload: true,
             ring_buffer_bytes: 16 << 20,
             wakeup_bytes: 256 << 10,
             poll_interval: Duration::from_millis(10),
@@ -190,6 +194,8 @@ impl Sensor {
             net_events: u32::from(config.net_events),
             name_len_mask: len_mask(&config.sensitive.names),
             dir_len_mask: len_mask(&config.sensitive.dirs),
+            payload_events: u32::from(config.payload),
+            dns_events: u32::from(config.dns),
         };
         let (mut ebpf, kind) = match load_object(SENSOR_BTF, HookKind::TpBtf, &btf, &cfg, config) {
             Ok(e) => (e, HookKind::TpBtf),
@@ -210,16 +216,20 @@ impl Sensor {
         }
         hooks.reverse();
 
+        // One pair of cgroup_skb programs serves DNS and TCP payloads; each part is switched
+        // off in the kernel when not wanted (CFG.dns_events, CFG.payload_events).
         let mut dns_attached = false;
-        if config.dns {
+        if config.dns || config.payload {
             if let Some(root) = &layout.unified {
                 match attach_dns(&mut ebpf, root) {
                     Ok(()) => dns_attached = true,
-                    Err(e) => tracing::warn!("DNS events are off: {e}"),
+                    Err(e) => {
+                        tracing::warn!("DNS and TCP payload (mining protocol) events are off: {e}")
+                    }
                 }
             } else {
                 tracing::warn!(
-                    "DNS events are off: no cgroup v2 hierarchy to attach cgroup_skb to"
+                    "DNS and TCP payload (mining protocol) events are off: no cgroup v2 hierarchy to attach cgroup_skb to"
                 );
             }
         }

@@ -5,6 +5,7 @@
 pub fn syscall_name(nr: u32) -> &'static str {
     match nr {
         2 => "open",
+        41 => "socket",
         42 => "connect",
         43 => "accept",
         49 => "bind",
@@ -60,6 +61,7 @@ pub const REPORTED_SYSCALLS: &[&str] = &[
     "openat",
     "openat2",
     "creat",
+    "socket",
     "connect",
     "accept",
     "accept4",

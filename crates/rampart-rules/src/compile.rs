@@ -730,6 +730,7 @@ impl Compiler {
                     | F::DnsQuerySuffixes
                     | F::DnsAnswerIp
                     | F::DnsAnswerName
+                    | F::PayloadKeys
                     | F::PrivNamespaces,
                 _,
             )

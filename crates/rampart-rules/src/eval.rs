@@ -279,15 +279,29 @@ impl Node {
         match self {
             Node::Const(b) => *b,
             Node::Absent => false,
-            Node::And(items) => items.iter().all(|n| n.eval(ctx)),
-            Node::Or(items) => items.iter().any(|n| n.eval(ctx)),
-            Node::Not(n) => !n.eval(ctx),
+            Node::And(items) => items.iter().all(|n| n.eval_child(ctx)),
+            Node::Or(items) => items.iter().any(|n| n.eval_child(ctx)),
+            Node::Not(n) => !n.eval_child(ctx),
             Node::Check(c) => c.eval(ctx),
+        }
+    }
+
+    /// A child of `and`/`or`/`not`: leaves (most children, and most of them memo hits) are
+    /// tested here, without a recursive call and its prologue; only subtrees recurse (−11% of
+    /// the instructions per event with Falco's files, see docs/benchmarks.md).
+    #[inline(always)]
+    fn eval_child(&self, ctx: &Ctx<'_>) -> bool {
+        match self {
+            Node::Check(c) => c.eval(ctx),
+            Node::Const(b) => *b,
+            Node::Absent => false,
+            _ => self.eval(ctx),
         }
     }
 }
 
 impl Check {
+    #[inline]
     fn eval(&self, ctx: &Ctx<'_>) -> bool {
         // Slots hold `generation << 1 | result`; a stale generation means "not yet computed".
         let Some(slot) = ctx.memo.get(self.memo as usize) else {

@@ -115,6 +115,130 @@ fn dns_lookup_of_a_mining_pool() {
 }
 
 #[test]
+fn mining_protocol_on_the_wire() {
+    let r = "Mining protocol on the wire";
+    let subscribe = r#"{"id":1,"method":"mining.subscribe","params":["cpuminer/2.5.1"]}"#;
+    fires(
+        r,
+        &[B::payload(
+            subscribe,
+            Some("mining.subscribe"),
+            Some("cpuminer/2.5.1"),
+            None,
+            8443,
+        )
+        .build()],
+    );
+    fires(
+        r,
+        &[B::payload(
+            r#"{"id":2,"method":"mining.authorize","params":["w.rig","x"]}"#,
+            Some("mining.authorize"),
+            None,
+            Some("w.rig"),
+            80,
+        )
+        .build()],
+    );
+    // XMRig's login, on any port, from a process with any name, on the host too.
+    let login = r#"{"id":1,"jsonrpc":"2.0","method":"login","params":{"login":"44w","pass":"x","agent":"XMRig/6.21.0"}}"#;
+    fires(
+        r,
+        &[
+            B::payload(login, Some("login"), Some("XMRig/6.21.0"), Some("44w"), 443)
+                .host()
+                .build(),
+        ],
+    );
+    let submit = r#"{"id":4,"jsonrpc":"2.0","method":"submit","params":{"id":"1","job_id":"7","nonce":"a1","result":"ff"}}"#;
+    fires(
+        r,
+        &[B::payload(submit, Some("submit"), None, None, 3000).build()],
+    );
+    fires(
+        r,
+        &[B::payload(
+            r#"{"id":2,"method":"keepalived","params":{"id":"1"}}"#,
+            Some("keepalived"),
+            None,
+            None,
+            3000,
+        )
+        .build()],
+    );
+    fires(
+        r,
+        &[B::payload(
+            r#"{"id":1,"method":"eth_submitLogin","params":["0xabc"]}"#,
+            Some("eth_submitLogin"),
+            None,
+            Some("0xabc"),
+            4444,
+        )
+        .build()],
+    );
+    // Ordinary JSON-RPC that the kernel's filter lets through (a word in common with mining
+    // methods) but that is no mining request.
+    quiet(
+        r,
+        &[B::payload(
+            r#"{"jsonrpc":"2.0","method":"login","params":[]}"#,
+            Some("login"),
+            None,
+            None,
+            9000,
+        )
+        .build()],
+    );
+    quiet(
+        r,
+        &[B::payload(
+            r#"{"jsonrpc":"2.0","method":"submit","params":{"form":"contact"}}"#,
+            Some("submit"),
+            None,
+            None,
+            9000,
+        )
+        .build()],
+    );
+    quiet(
+        r,
+        &[B::payload(
+            r#"{"jsonrpc":"2.0","method":"eth_blockNumber","params":[]}"#,
+            Some("eth_blockNumber"),
+            None,
+            None,
+            8545,
+        )
+        .build()],
+    );
+}
+
+#[test]
+fn packet_socket_opened_in_container() {
+    let r = "Packet socket opened in container";
+    fires(r, &[B::socket("AF_PACKET", "SOCK_RAW", 0x0300).build()]);
+    fires(r, &[B::socket("AF_PACKET", "SOCK_DGRAM", 0x0300).build()]);
+    quiet(
+        r,
+        &[B::socket("AF_PACKET", "SOCK_RAW", 0x0300).host().build()],
+    );
+    quiet(r, &[B::socket("AF_INET", "SOCK_RAW", 1).build()]);
+}
+
+#[test]
+fn raw_ip_socket_opened_in_container() {
+    let r = "Raw IP socket opened in container";
+    fires(r, &[B::socket("AF_INET", "SOCK_RAW", 255).build()]);
+    fires(r, &[B::socket("AF_INET6", "SOCK_RAW", 6).build()]);
+    fires(r, &[B::socket("AF_INET", "SOCK_PACKET", 0x0300).build()]);
+    // ping and traceroute
+    quiet(r, &[B::socket("AF_INET", "SOCK_RAW", 1).build()]);
+    quiet(r, &[B::socket("AF_INET6", "SOCK_RAW", 58).build()]);
+    quiet(r, &[B::socket("AF_INET", "SOCK_RAW", 255).host().build()]);
+}
+
+#[test]
 fn outbound_connection_to_a_mining_pool_port() {
     let r = "Outbound connection to a mining pool port";
     fires(r, &[B::connect("203.0.113.5", 3333).build()]);

@@ -136,8 +136,8 @@ const FALCO_STYLE: &str = r#"
 
 - rule: Sockets
   desc: a syscall Rampart does not capture
-  condition: evt.type=socket and evt.arg[0] contains AF_PACKET
-  output: socket %evt.args
+  condition: evt.type=dup2 and evt.arg[0] contains 3
+  output: dup2 %evt.args
   priority: NOTICE
 
 - rule: Future field
@@ -226,7 +226,7 @@ fn falco_constructs_load_and_cannot_fire_is_reported_once() {
     assert!(cannot.contains(&("Mounts", &vec![Need::Field("container.mount.dest".into())])));
     assert!(cannot.contains(&("Needs k8s", &vec![Need::Field("k8s.ns.name".into())])));
     assert!(cannot.contains(&("Audit rule", &vec![Need::Source("k8s_audit".into())])));
-    assert!(cannot.contains(&("Sockets", &vec![Need::EventTypes(vec!["socket".into()])])));
+    assert!(cannot.contains(&("Sockets", &vec![Need::EventTypes(vec!["dup2".into()])])));
     assert!(report
         .warnings
         .iter()

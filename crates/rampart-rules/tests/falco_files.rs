@@ -12,6 +12,8 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+mod support;
+
 use rampart_rules::{Evaluation, Loader, Need, Options, Report, RuleSet};
 
 const FILES: [&str; 3] = [
@@ -185,5 +187,87 @@ fn falco_rule_files_load_unchanged_and_report_every_rule() {
                 "docs/rules.md's Falco-file counts are out of date; rerun with RAMPART_BLESS=1.\nExpected:\n{section}"
             );
         }
+    }
+}
+
+/// Falco's "Packet socket created in container" fires on Rampart's `net.socket` events (its
+/// `evt.arg.domain contains AF_PACKET`), not on other sockets or on the host.
+#[test]
+fn falco_packet_socket_rule_fires_on_net_socket_events() {
+    use std::sync::Arc;
+    use support::{fired, names, B};
+    let rules = load(&["falco_rules.yaml"]);
+    let mut engine = rampart_rules::Engine::new(Arc::new(rules));
+    let rule = "Packet socket created in container";
+    let got = names(&fired(
+        &mut engine,
+        &[B::socket("AF_PACKET", "SOCK_RAW", 0x0300).build()],
+    ));
+    assert!(got.iter().any(|n| n == rule), "{got:?}");
+    let got = names(&fired(
+        &mut engine,
+        &[
+            B::socket("AF_INET", "SOCK_RAW", 255).build(),
+            B::socket("AF_PACKET", "SOCK_RAW", 0x0300).host().build(),
+        ],
+    ));
+    assert!(!got.iter().any(|n| n == rule), "{got:?}");
+}
+
+/// The table "Falco's behaviours in Rampart's rules" in docs/rules.md names every rule of the
+/// three files once, and each row starts with an existing default rule or says what else covers
+/// the behaviour (Falco's own rule, another component) or why nothing does.
+#[test]
+fn every_falco_rule_is_mapped_to_its_rampart_coverage() {
+    let doc = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/rules.md"),
+    )
+    .expect("docs/rules.md");
+    let start = doc.find("<!-- falco-map:begin -->").expect("begin marker");
+    let end = doc.find("<!-- falco-map:end -->").expect("end marker");
+    let mut mapped: Vec<(String, String)> = Vec::new();
+    for line in doc[start..end].lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split(" | ").collect();
+        assert!(cells.len() >= 3, "{line}");
+        mapped.push((
+            cells[1].to_string(),
+            cells[2].trim_end_matches(" |").to_string(),
+        ));
+    }
+    let mut defaults = Loader::new();
+    defaults.add_default_rules().expect("defaults");
+    let defaults = defaults.compile(Options::default()).expect("compile");
+    let default_names: Vec<String> = defaults.rules().map(|r| r.name().to_string()).collect();
+    let mut names = Vec::new();
+    for file in FILES {
+        let text = std::fs::read_to_string(fixture(file)).expect("fixture");
+        names.extend(
+            text.lines()
+                .filter_map(|l| l.strip_prefix("- rule: "))
+                .map(|n| n.trim().to_string()),
+        );
+    }
+    for n in &names {
+        let rows = mapped.iter().filter(|(r, _)| r == n).count();
+        assert_eq!(rows, 1, "Falco rule {n:?} is in the table {rows} times");
+    }
+    assert_eq!(mapped.len(), names.len(), "rows that are no Falco rule");
+    for (rule, covered) in &mapped {
+        let other = [
+            "Falco's rule",
+            "not covered",
+            "does not apply",
+            "`rampart authz`",
+        ];
+        let first = covered
+            .split([',', ';', '('])
+            .next()
+            .unwrap_or_default()
+            .trim();
+        assert!(
+            other.iter().any(|o| covered.starts_with(o))
+                || default_names.iter().any(|d| d == first),
+            "{rule}: {first:?} is neither a default rule nor a stated reason"
+        );
     }
 }

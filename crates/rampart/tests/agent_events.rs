@@ -1610,3 +1610,213 @@ fn agent_metrics_count_events_alerts_and_rule_time() {
     value("rampart_agent_enforcement_denials_total{kind=\"network\"}");
     assert!(http_get(port, "/other").starts_with("HTTP/1.1 404"));
 }
+
+/// Mining protocols are recognised on the wire: a container speaking Stratum (and XMRig's
+/// login, spelt with shuffled keys and a JSON escape, as a pool's parser accepts it) to a
+/// "pool" on a port no rule lists, from a program named `app`, alerts; ordinary JSON-RPC on
+/// TCP does not (one request never leaves the kernel, one is read and judged benign).
+#[test]
+fn mining_protocol_on_any_port_alerts_and_ordinary_json_rpc_does_not() {
+    testkit::require!(Root, Docker, Bpf);
+    let image = busybox_image();
+    let agent = shared().lock().unwrap_or_else(|p| p.into_inner());
+    // The pool: its own container (and network namespace) on the default bridge, port 24680.
+    let pool = TestContainer::run(
+        "rp-pool",
+        &[
+            &image,
+            "sh",
+            "-c",
+            "while true; do nc -l -p 24680 >/dev/null; done",
+        ],
+    );
+    let pool_ip = pool.inspect("{{.NetworkSettings.IPAddress}}");
+    assert!(!pool_ip.is_empty(), "pool container has no address");
+    // A client in perl (the Debian image has it): one request per connection, one write.
+    let send = |c: &TestContainer, prog: &str, json: &str| {
+        let out = c.exec(&[
+            prog,
+            "-e",
+            "use IO::Socket::INET; \
+             my $s = IO::Socket::INET->new(PeerAddr => $ARGV[0], PeerPort => 24680) \
+                 or die qq(connect: $!); \
+             syswrite($s, $ARGV[1] . qq(\\n)) or die qq(write: $!); sleep 1; close $s",
+            &pool_ip,
+            json,
+        ]);
+        assert!(out.status.success(), "{out:?}");
+    };
+    std::thread::sleep(Duration::from_millis(500));
+
+    let debian = testkit::debian_image();
+    let benign = TestContainer::run("rp-jsonrpc", &[&debian, "sleep", "300"]);
+    send(
+        &benign,
+        "perl",
+        r#"{"jsonrpc":"2.0","method":"eth_blockNumber","params":[],"id":1}"#,
+    );
+    send(
+        &benign,
+        "perl",
+        r#"{"jsonrpc":"2.0","method":"login","params":["alice","secret"],"id":2}"#,
+    );
+
+    let miner = TestContainer::run("rp-stratum", &[&debian, "sleep", "300"]);
+    let out = miner.exec(&["cp", "/usr/bin/perl", "/usr/bin/app"]);
+    assert!(out.status.success(), "{out:?}");
+    send(
+        &miner,
+        "/usr/bin/app",
+        r#"{"id":1,"method":"mining.subscribe","params":["cpuminer/2.5.1"]}"#,
+    );
+    send(
+        &miner,
+        "/usr/bin/app",
+        r#"{"params":{"login":"44AFFq5kSiGBoZ","pass":"x","agent":"XMRig/6.21.0"},"id":1,"jsonrpc":"2.0","method":"log\u0069n"}"#,
+    );
+    // Blank lines before the object and a request longer than the 512 bytes captured (a pool
+    // reads the whole line): the method is still read from the head of the capture.
+    let long = format!(
+        "\n\t {{\"id\":3,\"method\":\"mining.submit\",\"params\":[\"w.rig\",\"{}\"]}}",
+        "a".repeat(900)
+    );
+    send(&miner, "/usr/bin/app", &long);
+    let rule = "Mining protocol on the wire";
+    let evs = agent.wait_for(&miner.id, "three mining protocol alerts", |evs| {
+        ["mining.subscribe", "login", "mining.submit"]
+            .iter()
+            .all(|m| {
+                evs.iter()
+                    .any(|e| e["rule"] == rule && e["output_fields"]["payload.method"] == *m)
+            })
+    });
+    let sub = find(&evs, |e| {
+        e["rule"] == rule && e["output_fields"]["payload.method"] == "mining.subscribe"
+    })
+    .expect("subscribe alert");
+    assert!(
+        sub["priority"]
+            .as_str()
+            .is_some_and(|p| p.eq_ignore_ascii_case("critical")),
+        "{sub:#}"
+    );
+    assert_eq!(sub["output_fields"]["payload.agent"], "cpuminer/2.5.1");
+    assert_eq!(sub["process"]["name"], "app", "{sub:#}");
+    assert!(
+        sub["output_fields"]["fd.name"]
+            .as_str()
+            .is_some_and(|n| n.ends_with(&format!("{pool_ip}:24680"))),
+        "{sub:#}"
+    );
+    let login = find(&evs, |e| {
+        e["rule"] == rule && e["output_fields"]["payload.method"] == "login"
+    })
+    .expect("login alert");
+    assert_eq!(login["output_fields"]["payload.agent"], "XMRig/6.21.0");
+    assert_eq!(login["output_fields"]["payload.user"], "44AFFq5kSiGBoZ");
+    let submit = find(&evs, |e| {
+        e["rule"] == rule && e["output_fields"]["payload.method"] == "mining.submit"
+    })
+    .expect("submit alert");
+    assert!(
+        submit["evidences"][0]["payload"]["len"]
+            .as_u64()
+            .is_some_and(|l| l > 900),
+        "the segment's length, not the capture's: {submit:#}"
+    );
+
+    // The benign container's requests came first: by now they are processed. The `login`
+    // passed the kernel's filter and was judged; eth_blockNumber never left the kernel.
+    let evs = agent.wait_for(&benign.id, "the benign login request", |evs| {
+        evs.iter()
+            .any(|e| is(e, "net.payload") && e["payload"]["method"] == "login")
+    });
+    assert!(
+        !evs.iter().any(|e| e["rule"] == rule),
+        "benign JSON-RPC alerted: {:#?}",
+        evs.iter().filter(|e| e["rule"] == rule).collect::<Vec<_>>()
+    );
+    // What the benign request carried besides its method (a password) is not kept.
+    let benign_login = find(&evs, |e| {
+        is(e, "net.payload") && e["payload"]["method"] == "login"
+    })
+    .expect("benign login event");
+    assert!(
+        !benign_login["payload"].to_string().contains("secret"),
+        "a request's values leaked into the event: {benign_login:#}"
+    );
+    assert!(
+        !evs.iter()
+            .any(|e| is(e, "net.payload") && e["payload"]["method"] == "eth_blockNumber"),
+        "eth_blockNumber should be filtered in the kernel"
+    );
+}
+
+/// Packet and raw IP sockets opened in a container alert (Falco's "Packet socket created in
+/// container" is evaluated on the same events); ping's raw ICMP socket does not.
+#[test]
+fn packet_and_raw_sockets_in_a_container_alert_and_ping_does_not() {
+    testkit::require!(Root, Docker, Bpf);
+    let agent = shared().lock().unwrap_or_else(|p| p.into_inner());
+    let c = TestContainer::run(
+        "rp-rawsock",
+        &[
+            "--network",
+            "none",
+            &testkit::debian_image(),
+            "sleep",
+            "300",
+        ],
+    );
+    let pinger = TestContainer::run(
+        "rp-ping",
+        &["--network", "none", &busybox_image(), "sleep", "300"],
+    );
+    let out = pinger.exec(&["ping", "-c", "1", "-W", "1", "127.0.0.1"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = c.exec(&[
+        "perl",
+        "-e",
+        // AF_PACKET/SOCK_RAW/ETH_P_ALL, then AF_INET/SOCK_RAW/IPPROTO_RAW, then a
+        // non-blocking close-on-exec AF_INET6/SOCK_RAW/TCP (flags above the type).
+        "socket(my $p, 17, 3, 0x300) or die qq(packet: $!); \
+         socket(my $r, 2, 3, 255) or die qq(raw: $!); \
+         socket(my $t, 10, 3 | 04000 | 02000000, 6) or die qq(raw6: $!); print qq(ok\\n)",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let evs = agent.wait_for(&c.id, "packet and raw socket alerts", |evs| {
+        evs.iter()
+            .any(|e| e["rule"] == "Packet socket opened in container")
+            && evs
+                .iter()
+                .filter(|e| e["rule"] == "Raw IP socket opened in container")
+                .count()
+                >= 2
+    });
+    let p = find(&evs, |e| e["rule"] == "Packet socket opened in container").expect("alert");
+    assert_eq!(p["output_fields"]["socket.domain"], "AF_PACKET");
+    assert_eq!(p["output_fields"]["socket.type"], "SOCK_RAW");
+    assert_eq!(p["process"]["name"], "perl");
+    let raw6 = find(&evs, |e| {
+        e["rule"] == "Raw IP socket opened in container"
+            && e["output_fields"]["socket.domain"] == "AF_INET6"
+    })
+    .expect("raw6 alert");
+    assert!(
+        raw6["output_fields"]["socket.protocol"] == 6
+            || raw6["output_fields"]["socket.protocol"] == "6",
+        "{raw6:#}"
+    );
+    // ping opened a raw (or datagram) ICMP socket before perl ran: no alert for it.
+    let evs = agent.wait_for(&pinger.id, "ping's exec", |evs| {
+        evs.iter()
+            .any(|e| is(e, "process.exec") && pname(e) == "ping")
+    });
+    assert!(
+        !evs.iter().any(|e| {
+            e["rule"] == "Raw IP socket opened in container"
+                || e["rule"] == "Packet socket opened in container"
+        }),
+        "ping alerted: {evs:#?}"
+    );
+}

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use rampart_event::{
     Ancestor, AuthInfo, AuthOutcome, Container, ContainerRuntime, Device, DnsInfo, Endpoint, Event,
-    EventId, EventKind, FileInfo, LifecycleInfo, NetDirection, NetInfo, PrivilegeInfo, Process,
-    ResourceInfo,
+    EventId, EventKind, FileInfo, LifecycleInfo, NetDirection, NetInfo, PayloadInfo, PrivilegeInfo,
+    Process, ResourceInfo, SocketInfo,
 };
 use rampart_rules::{Detection, Engine, Loader, Options, RuleMatching};
 
@@ -170,6 +170,49 @@ impl B {
             rcode: None,
             answers: Vec::new(),
             server: None,
+        });
+        b
+    }
+
+    /// A `net.payload` event as the sensor's decoder makes it from the request `text`: method,
+    /// agent and user as given, the keys of `params` read from `text`.
+    pub fn payload(
+        text: &str,
+        method: Option<&str>,
+        agent: Option<&str>,
+        user: Option<&str>,
+        port: u16,
+    ) -> B {
+        let mut b = B::connect("172.17.0.9", port);
+        b.0.kind = EventKind::NetPayload;
+        b.0.syscall = None;
+        b.0.result = None;
+        b.0.payload = Some(PayloadInfo {
+            protocol: "jsonrpc".into(),
+            method: method.map(Into::into),
+            agent: agent.map(Into::into),
+            user: user.map(Into::into),
+            keys: serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|v| {
+                    v.get("params")
+                        .and_then(|p| p.as_object())
+                        .map(|o| o.keys().cloned().collect())
+                })
+                .unwrap_or_default(),
+            len: text.len() as u32,
+        });
+        b
+    }
+
+    /// A `net.socket` event.
+    pub fn socket(domain: &str, sock_type: &str, protocol: u32) -> B {
+        let mut b = B::new(EventKind::NetSocket, "socket");
+        b.0.result = Some(3);
+        b.0.socket = Some(SocketInfo {
+            domain: domain.into(),
+            sock_type: sock_type.into(),
+            protocol,
         });
         b
     }
