@@ -11,6 +11,7 @@
 //!   server's store.
 //! * [`report`]: draft notifications in Markdown and PDF.
 //! * [`db`]: the incidents database (SQLite).
+//! * [`serve`]: the central server started with all of the above and the dashboard.
 //! * [`vulns`]: continuous vulnerability management: every SBOM, the running containers and
 //!   "now vulnerable" alerts when the vulnerability database changes.
 
@@ -20,6 +21,7 @@ pub mod deadline;
 pub mod incident;
 pub mod regulation;
 pub mod report;
+pub mod serve;
 pub mod vulns;
 
 pub use correlate::{
@@ -32,4 +34,5 @@ pub use incident::{
     AppliedDeadline, Category, Grouper, Incident, IncidentPolicy, Subject, TimelineEntry,
 };
 pub use regulation::{check_retention, Regulation, RegulationError, RetentionShortfall};
+pub use serve::{serve, RunningServer, ServeError};
 pub use vulns::{RunningContainer, VulnTracker, VulnsConfig, VulnsError, NEWLY_VULNERABLE_RULE};

@@ -552,17 +552,11 @@ pub(crate) fn build_tls(
     Ok(Arc::new(cfg))
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
 /// The names the server certificate covers.
 pub(crate) fn server_names(cfg: &ServerConfig) -> Vec<String> {
     let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
-    let h = hostname();
-    if !h.is_empty() && h.is_ascii() && !h.contains(char::is_whitespace) {
+    let h = rampart_event::hostname();
+    if !names.contains(&h) && h.is_ascii() && !h.contains(char::is_whitespace) {
         names.push(h);
     }
     for n in &cfg.tls.names {
