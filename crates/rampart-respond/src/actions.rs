@@ -343,18 +343,19 @@ pub async fn stop(
     c: &ContainerFacts,
     grace: Duration,
 ) -> Result<(), RespondError> {
-    let opts = bollard::query_parameters::StopContainerOptions {
-        t: Some(i32::try_from(grace.as_secs()).unwrap_or(10)),
-        signal: None,
+    // Docker takes whole seconds; a grace beyond i32 seconds is the default 10 s, as before.
+    let grace = if i32::try_from(grace.as_secs()).is_ok() {
+        grace
+    } else {
+        Duration::from_secs(10)
     };
     docker
-        .api()
-        .stop_container(&c.id, Some(opts))
+        .stop(&c.id, grace)
         .await
         .map_err(|e| RespondError::Docker {
             op: "stop container",
             target: c.label(),
-            message: e.to_string(),
+            message: e.message(),
         })
 }
 

@@ -7,7 +7,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use bollard::models::SystemInfo;
+use rampart_container::models::SystemInfo;
 use serde::Serialize;
 use serde_json::Value;
 

@@ -325,7 +325,7 @@ impl Engine {
                 let client = DockerClient::connect(&self.cfg.docker_socket)
                     .await
                     .map_err(|e| e.to_string())?;
-                let info = client.api().info().await.map_err(|e| e.to_string())?;
+                let info = client.info().await.map_err(|e| e.message())?;
                 let userns = info
                     .security_options
                     .unwrap_or_default()
@@ -604,11 +604,11 @@ impl Engine {
                 return Err(e);
             }
         };
-        let c = match daemon.client.api().inspect_container(id, None).await {
+        let c = match daemon.client.inspect_container(id).await {
             Ok(c) => c,
             Err(e) => {
                 push_applicable(d, v, &early);
-                return Err(format!("cannot inspect container {id}: {e}"));
+                return Err(format!("cannot inspect container {id}: {}", e.message()));
             }
         };
         let container_user = c
@@ -619,11 +619,11 @@ impl Engine {
         let image_id = c.image.clone().unwrap_or_default();
         let mut digests = vec![image_id.clone()];
         let image_user = if facts.user.is_empty() && container_user.is_empty() {
-            let i = match daemon.client.api().inspect_image(&image_id).await {
+            let i = match daemon.client.inspect_image(&image_id).await {
                 Ok(i) => i,
                 Err(e) => {
                     push_applicable(d, v, &early);
-                    return Err(format!("cannot inspect image {image_id}: {e}"));
+                    return Err(format!("cannot inspect image {image_id}: {}", e.message()));
                 }
             };
             digests.extend(repo_digest_values(i.repo_digests.as_deref().unwrap_or(&[])));
@@ -676,9 +676,9 @@ impl Engine {
         if !valid_name(target) {
             return vec![bad("which is not a container name or id".into())];
         }
-        let c = match daemon.client.api().inspect_container(target, None).await {
+        let c = match daemon.client.inspect_container(target).await {
             Ok(c) => c,
-            Err(e) => return vec![bad(format!("which cannot be inspected ({e})"))],
+            Err(e) => return vec![bad(format!("which cannot be inspected ({})", e.message()))],
         };
         let mut out = Vec::new();
         let hc = c.host_config.unwrap_or_default();
@@ -779,12 +779,16 @@ impl Engine {
                 return Ok(None);
             }
         };
-        let api = daemon.client.api();
+        let api = &daemon.client;
         let inspect = match api.inspect_image(&facts.image).await {
             Ok(i) => i,
             Err(e) => {
                 push_applicable(d, v, &early);
-                return Err(format!("cannot inspect image {}: {e}", facts.image));
+                return Err(format!(
+                    "cannot inspect image {}: {}",
+                    facts.image,
+                    e.message()
+                ));
             }
         };
         let image_user = inspect
@@ -828,7 +832,7 @@ impl Engine {
                 });
                 continue;
             }
-            if let Ok(n) = api.inspect_network(name, None).await {
+            if let Ok(n) = api.inspect_network(name).await {
                 if n.driver.as_deref() == Some("host") {
                     v.push(Violation {
                         rule: Rule::HostNamespaces,
