@@ -180,7 +180,7 @@ impl AgentConfig {
                 self.rule_matching
             ));
         }
-        self.inventory.validate()?;
+        self.inventory.validate().map_err(|e| e.to_string())?;
         self.min_priority
             .parse::<rampart_event::Priority>()
             .map_err(|e| format!("min_priority: {e}"))?;

@@ -94,10 +94,14 @@ fn duration(key: &str, s: &str) -> Result<Duration, String> {
 
 impl InventorySection {
     /// Checks the durations (called by the config's validation).
-    pub fn validate(&self) -> Result<(), String> {
-        duration("interval", &self.interval)?;
-        duration("image_resend", &self.image_resend)?;
-        duration("db_poll", &self.db_poll)?;
+    pub fn validate(&self) -> Result<(), AgentError> {
+        for (key, value) in [
+            ("interval", &self.interval),
+            ("image_resend", &self.image_resend),
+            ("db_poll", &self.db_poll),
+        ] {
+            duration(key, value).map_err(AgentError::Config)?;
+        }
         Ok(())
     }
 }

@@ -167,19 +167,19 @@ pub fn fleet_config(cfg: &ServerConfig) -> Result<(FleetConfig, Duration), Serve
     let window = Duration::from_nanos(fleet.incident_window_ns);
     fleet.incident_window_ns =
         FleetOptions::duration("incident_window", f.incident_window.as_deref(), window)
-            .map_err(ServeError::Config)?
+            .map_err(|e| ServeError::Config(e.0))?
             .as_nanos() as u64;
     let learning = Duration::from_nanos(fleet.country_learning_ns);
     fleet.country_learning_ns =
         FleetOptions::duration("country_learning", f.country_learning.as_deref(), learning)
-            .map_err(ServeError::Config)?
+            .map_err(|e| ServeError::Config(e.0))?
             .as_nanos() as u64;
     let every = FleetOptions::duration(
         "deadline_check_interval",
         f.deadline_check_interval.as_deref(),
         Duration::from_secs(60),
     )
-    .map_err(ServeError::Config)?;
+    .map_err(|e| ServeError::Config(e.0))?;
     Ok((fleet, every))
 }
 

@@ -887,7 +887,7 @@ pub async fn start_extras(
     cfg: ServerConfig,
     extras: ServerExtras,
 ) -> Result<ServerHandle, ServerError> {
-    cfg.validate().map_err(ServerError::Invalid)?;
+    cfg.validate().map_err(|e| ServerError::Invalid(e.0))?;
     let (control, ca) = open_control(&cfg)?;
     if !control.has_admin_token()? {
         let token = control.create_api_token(
@@ -967,7 +967,9 @@ pub async fn start_extras(
         addr: cfg.listen,
         source,
     })?;
-    let retention_every = cfg.retention_interval().map_err(ServerError::Invalid)?;
+    let retention_every = cfg
+        .retention_interval()
+        .map_err(|e| ServerError::Invalid(e.0))?;
     let timeouts = cfg.limits.timeouts().map_err(ServerError::Invalid)?;
     let ingest_memory_kib = u32::try_from(cfg.limits.ingest_memory_bytes.div_ceil(1024))
         .unwrap_or(u32::MAX)

@@ -224,6 +224,15 @@ pub fn verify_envelope(
     trust: &NotationTrust,
     digest: &str,
     now: UnixTime,
+) -> Result<NotationVerified, crate::signature::Rejected> {
+    verify_envelope_reason(envelope, trust, digest, now).map_err(crate::signature::Rejected)
+}
+
+fn verify_envelope_reason(
+    envelope: &[u8],
+    trust: &NotationTrust,
+    digest: &str,
+    now: UnixTime,
 ) -> Result<NotationVerified, String> {
     let env: Envelope =
         serde_json::from_slice(envelope).map_err(|e| format!("not a JWS envelope: {e}"))?;
@@ -415,6 +424,7 @@ mod tests {
         assert!(
             verify_envelope(NOTATION_JWS.as_bytes(), &trust(&["*"]), &other, now)
                 .expect_err("digest")
+                .0
                 .contains("is for sha256:c066")
         );
         let wrong = trust(&["x509.subject: CN=mallory, O=Notary, L=Seattle, ST=WA, C=US"]);
@@ -436,6 +446,7 @@ mod tests {
         assert!(
             verify_envelope(env.to_string().as_bytes(), &trust(&["*"]), DIGEST, now)
                 .expect_err("tampered")
+                .0
                 .contains("does not verify")
         );
     }
