@@ -166,6 +166,7 @@ pub fn check(args: &DoctorOptions) -> Result<Vec<Finding>> {
 pub fn render(out: &[Finding], json: bool) -> String {
     use std::fmt::Write;
     let mut w = String::new();
+    let width = out.iter().map(|f| f.check.len()).max().unwrap_or(0).max(18);
     for f in out {
         if json {
             let line = serde_json::to_string(f).unwrap_or_default();
@@ -177,9 +178,9 @@ pub fn render(out: &[Finding], json: bool) -> String {
             Status::Warn => "WARN",
             Status::Fail => "FAIL",
         };
-        let _ = writeln!(w, "{mark}  {:<18} {}", f.check, f.detail);
+        let _ = writeln!(w, "{mark}  {:<width$} {}", f.check, f.detail);
         if !f.fix.is_empty() {
-            let _ = writeln!(w, "      {:<18} fix: {}", "", f.fix);
+            let _ = writeln!(w, "      {:<width$} fix: {}", "", f.fix);
         }
     }
     if !json {
@@ -462,6 +463,54 @@ async fn server_clock(url: &str, tls_dir: &Path) -> Result<(SystemTime, Duration
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_audit_matrix_is_rendered_with_its_changes_as_fixes() {
+        use rampart_audit::host::Protection;
+        let matrix = vec![
+            Protection {
+                name: "detection (eBPF sensor)",
+                available: false,
+                detail: "no BTF".into(),
+                change: Some("boot a kernel with BTF".into()),
+            },
+            Protection {
+                name: "in-kernel kill",
+                available: false,
+                detail: "bpf_send_signal no".into(),
+                change: None,
+            },
+            Protection {
+                name: "DNS visibility",
+                available: true,
+                detail: "cgroup_skb yes".into(),
+                change: Some("ignored when available".into()),
+            },
+        ];
+        let f = matrix_findings(&matrix);
+        assert_eq!(
+            f[0].status,
+            Status::Fail,
+            "no sensor: the agent is degraded"
+        );
+        assert_eq!(f[0].fix, "boot a kernel with BTF");
+        assert_eq!(f[1].status, Status::Warn);
+        assert!(f[1].fix.is_empty());
+        assert_eq!(f[2].status, Status::Ok);
+        assert!(f[2].fix.is_empty());
+        let text = render(&f, false);
+        assert!(
+            text.contains("FAIL  detection (eBPF sensor) no BTF"),
+            "{text}"
+        );
+        assert!(text.contains("fix: boot a kernel with BTF"), "{text}");
+        assert!(text.ends_with("1 failed, 1 warnings\n"), "{text}");
+        let json = render(&f, true);
+        assert_eq!(json.lines().count(), 3);
+        let first: serde_json::Value =
+            serde_json::from_str(json.lines().next().unwrap_or_default()).expect("json");
+        assert_eq!(first["status"], "fail");
+    }
 
     #[test]
     fn loose_state_directory_and_keys_fail() -> std::io::Result<()> {
