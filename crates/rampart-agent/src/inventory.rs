@@ -115,6 +115,8 @@ pub struct Inventory {
     events: Receiver<Event>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Inventory events that did not fit [`EVENT_CAPACITY`] (reported in `sensor.drops`).
+    dropped: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Inventory {
@@ -147,6 +149,7 @@ impl Inventory {
         let (trigger, triggers) = sync_channel(1);
         let (tx, events) = sync_channel(EVENT_CAPACITY);
         let stop = Arc::new(AtomicBool::new(false));
+        let dropped: Arc<std::sync::atomic::AtomicU64> = Arc::default();
         let mut worker = Worker {
             cfg: cfg.clone(),
             interval,
@@ -166,6 +169,7 @@ impl Inventory {
             sent: load_sent(&cfg.state_dir),
             host_cache: None,
             stop: stop.clone(),
+            dropped: dropped.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("rampart-inventory".into())
@@ -176,6 +180,7 @@ impl Inventory {
             events,
             stop,
             thread: Some(thread),
+            dropped,
         }))
     }
 
@@ -185,6 +190,11 @@ impl Inventory {
             // A round already pending covers it.
             let _ = self.trigger.try_send(());
         }
+    }
+
+    /// The count of inventory events dropped because the pipeline did not take them.
+    pub fn drop_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.dropped.clone()
     }
 
     /// Moves the finished inventory events into `out`.
@@ -242,6 +252,7 @@ struct Worker {
     /// The last host audit (protections, score, kernel, OS) and when it ran.
     host_cache: Option<(Instant, HostInventory)>,
     stop: Arc<AtomicBool>,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// One image's scan in a round.
@@ -310,7 +321,10 @@ impl Worker {
         match self.tx.try_send(ev) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                tracing::warn!("inventory: the pipeline is not taking events; one dropped")
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    "inventory: the pipeline is not taking events; one dropped (counted in sensor.drops)"
+                )
             }
             Err(TrySendError::Disconnected(_)) => {}
         }

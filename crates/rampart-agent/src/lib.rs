@@ -284,6 +284,7 @@ impl Agent {
             login_sources,
             bundle,
         )?;
+        extra_drops.extend(inventory.as_ref().map(inventory::Inventory::drop_counter));
         let layout = rampart_kernel::cgroup_layout();
         let mut enricher = Enricher::new(
             EnricherConfig {
