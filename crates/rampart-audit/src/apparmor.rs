@@ -56,11 +56,7 @@ pub async fn record(
     name: &str,
     duration: Duration,
 ) -> Result<Recorded, AuditError> {
-    let api = docker.api();
-    let inspect = api
-        .inspect_container(name, None)
-        .await
-        .map_err(|e| AuditError::docker("inspect container", name, e))?;
+    let inspect = docker.inspect_container(name).await?;
     let bad = |reason: &str| AuditError::Container {
         container: name.to_string(),
         reason: reason.to_string(),

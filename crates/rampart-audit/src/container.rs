@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use bollard::models::{ContainerInspectResponse, RestartPolicyNameEnum};
+use rampart_container::models::{ContainerInspectResponse, RestartPolicyNameEnum};
 use rampart_event::{ComplianceResource, ResourceKind, Severity};
 
 use crate::caps;
@@ -260,12 +260,12 @@ impl ContainerFacts {
 
 /// Reads container `name` (id, name or prefix) from the daemon and /proc.
 pub async fn gather(
-    docker: &bollard::Docker,
+    docker: &rampart_container::DockerClient,
     name: &str,
     ctx: &AuditContext,
 ) -> Result<ContainerFacts, AuditError> {
     let inspect = docker
-        .inspect_container(name, None)
+        .inspect_container(name)
         .await
         .map_err(|e| AuditError::docker("inspect container", name, e))?;
     let configured = inspect
@@ -1119,7 +1119,7 @@ pub(crate) fn registry_outcome(
 mod tests {
     use super::*;
 
-    use bollard::models::{HostConfig, MountPoint};
+    use rampart_container::models::{HostConfig, MountPoint};
     use rampart_event::ComplianceStatus;
 
     fn facts(hc: HostConfig, mounts: Vec<MountPoint>, digests: Vec<String>) -> ContainerFacts {

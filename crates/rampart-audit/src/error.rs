@@ -8,12 +8,12 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum AuditError {
     /// A Docker Engine API call failed.
-    #[error("docker {op} {target}: {source}")]
+    #[error("docker {op} {target}: {}", source.message())]
     Docker {
         op: &'static str,
         target: String,
         #[source]
-        source: Box<bollard::errors::Error>,
+        source: Box<rampart_container::ContainerError>,
     },
     /// Connecting to dockerd failed.
     #[error(transparent)]
@@ -51,7 +51,7 @@ impl AuditError {
     pub(crate) fn docker(
         op: &'static str,
         target: impl Into<String>,
-        source: bollard::errors::Error,
+        source: rampart_container::ContainerError,
     ) -> Self {
         AuditError::Docker {
             op,

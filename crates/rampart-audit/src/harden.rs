@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bollard::models::{ContainerInspectResponse, ImageInspect, RestartPolicyNameEnum};
+use rampart_container::models::{ContainerInspectResponse, ImageInspect, RestartPolicyNameEnum};
 use serde::Serialize;
 use serde_yaml::{Mapping, Value};
 
@@ -486,7 +486,7 @@ mod tests {
     use super::*;
     use crate::learn::{Change, LearnMode, Peaks};
     use crate::seccomp::NamedSyscalls;
-    use bollard::models::{ContainerConfig, HostConfig, ImageConfig};
+    use rampart_container::models::{ContainerConfig, HostConfig, ImageConfig};
 
     fn recording(changes: &[(&str, char)]) -> Recording {
         Recording {

@@ -1,9 +1,8 @@
 //! Image checks (CIS Docker Benchmark section 4): the image configuration and history from the
 //! daemon, and the files of its flattened root filesystem for setuid/setgid bits.
 
-use bollard::models::{ContainerCreateBody, ImageInspect};
-use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
 use futures_util::StreamExt;
+use rampart_container::models::{ContainerCreateBody, ImageInspect};
 use rampart_event::{ComplianceResource, ResourceKind};
 
 use crate::check::*;
@@ -68,7 +67,10 @@ impl ImageFacts {
 
 /// Reads image `reference` from the daemon, including a walk of its files (through a created,
 /// never started, container that is removed afterwards).
-pub async fn gather(docker: &bollard::Docker, reference: &str) -> Result<ImageFacts, AuditError> {
+pub async fn gather(
+    docker: &rampart_container::DockerClient,
+    reference: &str,
+) -> Result<ImageFacts, AuditError> {
     let inspect = docker
         .inspect_image(reference)
         .await
@@ -90,7 +92,10 @@ pub async fn gather(docker: &bollard::Docker, reference: &str) -> Result<ImageFa
 }
 
 /// Files of `image` with a setuid or setgid bit, from `docker export` of a created container.
-async fn setid_files(docker: &bollard::Docker, image: &str) -> Result<Vec<(String, u32)>, String> {
+async fn setid_files(
+    docker: &rampart_container::DockerClient,
+    image: &str,
+) -> Result<Vec<(String, u32)>, String> {
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
         entrypoint: Some(vec!["/rampart-audit-never-started".into()]),
@@ -98,11 +103,12 @@ async fn setid_files(docker: &bollard::Docker, image: &str) -> Result<Vec<(Strin
         network_disabled: Some(true),
         ..ContainerCreateBody::default()
     };
-    let created = docker
-        .create_container(None::<CreateContainerOptions>, body)
-        .await
-        .map_err(|e| format!("creating a container to read the image's files: {e}"))?;
-    let id = created.id;
+    let id = docker.create_container(body).await.map_err(|e| {
+        format!(
+            "creating a container to read the image's files: {}",
+            e.message()
+        )
+    })?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
     let reader = tokio::task::spawn_blocking(move || {
         let mut archive = tar::Archive::new(ChannelReader {
@@ -139,7 +145,7 @@ async fn setid_files(docker: &bollard::Docker, image: &str) -> Result<Vec<(Strin
                 }
             }
             Err(e) => {
-                stream_err = Some(format!("exporting the image's files: {e}"));
+                stream_err = Some(format!("exporting the image's files: {}", e.message()));
                 break;
             }
         }
@@ -149,16 +155,7 @@ async fn setid_files(docker: &bollard::Docker, image: &str) -> Result<Vec<(Strin
         .await
         .map_err(|e| format!("reader task: {e}"))
         .and_then(|r| r);
-    let _ = docker
-        .remove_container(
-            &id,
-            Some(RemoveContainerOptions {
-                force: true,
-                v: true,
-                ..RemoveContainerOptions::default()
-            }),
-        )
-        .await;
+    let _ = docker.remove_container(&id, true).await;
     match stream_err {
         Some(e) => Err(e),
         None => result,
@@ -406,7 +403,7 @@ pub fn checks(f: &ImageFacts, allowed_registries: &[String]) -> Vec<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::{HealthConfig, ImageConfig};
+    use rampart_container::models::{HealthConfig, ImageConfig};
     use rampart_event::ComplianceStatus;
 
     #[test]

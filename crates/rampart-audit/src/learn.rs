@@ -27,8 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bollard::models::{ChangeType, ContainerInspectResponse};
-use bollard::query_parameters::RestartContainerOptions;
+use rampart_container::models::{ChangeType, ContainerInspectResponse};
 use rampart_container::DockerClient;
 use rampart_kernel::{CgroupRef, SyscallRecorder, WatchScope};
 use serde::{Deserialize, Serialize};
@@ -280,9 +279,9 @@ pub async fn learn(
     name: &str,
     opts: &LearnOptions,
 ) -> Result<Recording, AuditError> {
-    let api = docker.api();
+    let api = docker;
     let inspect = api
-        .inspect_container(name, None)
+        .inspect_container(name)
         .await
         .map_err(|e| AuditError::docker("inspect container", name, e))?;
     let id = inspect.id.clone().unwrap_or_default();
@@ -333,9 +332,9 @@ pub async fn learn(
                     .as_ref()
                     .and_then(|h| h.cgroup_parent.clone())
                     .filter(|p| !p.is_empty());
-                let systemd = info
-                    .cgroup_driver
-                    .is_some_and(|d| d == bollard::models::SystemInfoCgroupDriverEnum::SYSTEMD);
+                let systemd = info.cgroup_driver.is_some_and(|d| {
+                    d == rampart_container::models::SystemInfoCgroupDriverEnum::SYSTEMD
+                });
                 let default = if systemd { "system.slice" } else { "docker" };
                 Some(
                     unified.join(
@@ -365,15 +364,9 @@ pub async fn learn(
     }
 
     if opts.restart {
-        api.restart_container(
-            name,
-            Some(RestartContainerOptions {
-                t: Some(10),
-                ..RestartContainerOptions::default()
-            }),
-        )
-        .await
-        .map_err(|e| AuditError::docker("restart container", name, e))?;
+        api.restart(name, Duration::from_secs(10))
+            .await
+            .map_err(|e| AuditError::docker("restart container", name, e))?;
     }
     // The duration counts from the (re)started container, not from the stop, which may take
     // the whole stop timeout when PID 1 ignores SIGTERM.
@@ -384,7 +377,7 @@ pub async fn learn(
     loop {
         // Follow the container into a new cgroup after a (re)start.
         if opts.restart {
-            if let Ok(i) = api.inspect_container(name, None).await {
+            if let Ok(i) = api.inspect_container(name).await {
                 if let Some(p) = running_pid(&i) {
                     if last_pid != Some(p) {
                         if let Some(d) = cgroup_dir(&mounts, &opts.proc_root, p) {
@@ -492,7 +485,7 @@ pub async fn learn(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::HostConfig;
+    use rampart_container::models::HostConfig;
 
     fn with_opts(opts: &[&str]) -> ContainerInspectResponse {
         ContainerInspectResponse {

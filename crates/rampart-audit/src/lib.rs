@@ -31,7 +31,6 @@ pub mod seccomp;
 
 use std::path::Path;
 
-use bollard::query_parameters::ListContainersOptions;
 use rampart_container::DockerClient;
 
 pub use error::AuditError;
@@ -53,13 +52,9 @@ async fn daemon_facts(
     let Some(d) = docker else {
         return DaemonFacts::default();
     };
-    let api = d.api();
-    let info = api.info().await.ok();
-    let bridge_options = api
-        .inspect_network(
-            "bridge",
-            None::<bollard::query_parameters::InspectNetworkOptions>,
-        )
+    let info = d.info().await.ok();
+    let bridge_options = d
+        .inspect_network("bridge")
         .await
         .ok()
         .and_then(|n| n.options);
@@ -151,9 +146,8 @@ pub async fn audit_containers(
     names: &[String],
     opts: &ContainerAuditOptions,
 ) -> Result<Report, AuditError> {
-    let api = docker.api();
     let cfg = DaemonConfig::load(&opts.daemon_json, &opts.proc_root)?;
-    let info = api.info().await.ok();
+    let info = docker.info().await.ok();
     let mut ctx = AuditContext::measure_host(&opts.proc_root, &opts.sys_root);
     ctx.daemon_userns_remap = info
         .as_ref()
@@ -163,7 +157,8 @@ pub async fn audit_containers(
         cfg.bool_setting("no-new-privileges", "no-new-privileges") == Some(true);
     ctx.allowed_registries = opts.allowed_registries.clone();
     let targets: Vec<String> = if names.is_empty() {
-        api.list_containers(None::<ListContainersOptions>)
+        docker
+            .list_containers(false)
             .await
             .map_err(|e| AuditError::docker("list containers", "running", e))?
             .into_iter()
@@ -177,7 +172,7 @@ pub async fn audit_containers(
         report.notes.push("no running containers".into());
     }
     for t in &targets {
-        let facts = container::gather(api, t, &ctx).await?;
+        let facts = container::gather(docker, t, &ctx).await?;
         let outcomes = container::checks(&facts, &ctx);
         report
             .subjects
@@ -192,7 +187,7 @@ pub async fn audit_image(
     image: &str,
     allowed_registries: &[String],
 ) -> Result<Report, AuditError> {
-    let facts = image::gather(docker.api(), image).await?;
+    let facts = image::gather(docker, image).await?;
     let outcomes = image::checks(&facts, allowed_registries);
     Ok(Report {
         subjects: vec![Subject::new(facts.resource(), None, &outcomes, now_ns())],

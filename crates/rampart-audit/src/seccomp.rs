@@ -245,7 +245,11 @@ impl SeccompProfile {
     /// The syscalls the profile allows unconditionally, if it is a plain default-deny
     /// allow-list (every rule `SCMP_ACT_ALLOW` without argument conditions, includes or
     /// excludes). `Err` says which rule makes it something else.
-    pub fn allowed(&self) -> Result<BTreeSet<String>, String> {
+    pub fn allowed(&self) -> Result<BTreeSet<String>, NotAllowList> {
+        self.allowed_reason().map_err(NotAllowList)
+    }
+
+    fn allowed_reason(&self) -> Result<BTreeSet<String>, String> {
         if self.default_action == ALLOW || self.default_action == "SCMP_ACT_LOG" {
             return Err(format!(
                 "defaultAction is {}: the profile allows everything, it is not an allow-list",
@@ -293,10 +297,12 @@ pub fn merge(profiles: &[(&Path, &SeccompProfile)]) -> Result<SeccompProfile, Au
     let mut names = BTreeSet::new();
     let mut sources = Vec::new();
     for (path, p) in profiles {
-        let allowed = p.allowed().map_err(|reason| AuditError::Profile {
-            path: path.to_path_buf(),
-            reason,
-        })?;
+        let allowed = p
+            .allowed()
+            .map_err(|NotAllowList(reason)| AuditError::Profile {
+                path: path.to_path_buf(),
+                reason,
+            })?;
         names.extend(allowed);
         sources.push(path.display().to_string());
     }
@@ -333,6 +339,12 @@ impl NamedSyscalls {
         out
     }
 }
+
+/// Why a profile is not a plain default-deny allow-list (the rule or default action that
+/// makes it something else).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotAllowList(pub String);
 
 #[cfg(test)]
 mod tests {

@@ -232,7 +232,7 @@ fn userns_remap_check_from_daemon_json_fixtures() {
     assert_eq!(daemon::userns_check(&cfg_without, &unknown).status, Fail);
     // Configured but not in effect: the running daemon decides, and the evidence says why.
     let running_without = DaemonFacts {
-        info: Some(bollard::models::SystemInfo {
+        info: Some(rampart_container::models::SystemInfo {
             security_options: Some(vec!["name=seccomp,profile=default".into()]),
             ..Default::default()
         }),
@@ -242,7 +242,7 @@ fn userns_remap_check_from_daemon_json_fixtures() {
     assert_eq!(o.status, Fail);
     assert!(o.evidence.contains("restart dockerd"), "{}", o.evidence);
     let running_with = DaemonFacts {
-        info: Some(bollard::models::SystemInfo {
+        info: Some(rampart_container::models::SystemInfo {
             security_options: Some(vec![
                 "name=seccomp,profile=default".into(),
                 "name=userns".into(),

@@ -270,13 +270,8 @@ async fn learned_profiles_run_the_workload_and_refuse_the_rest() {
 
     // 4. The hardening proposal of the learned container drops what it did not use.
     let docker = common::docker().await;
-    let inspect = docker
-        .api()
-        .inspect_container(&c_l.name, None)
-        .await
-        .expect("inspect");
+    let inspect = docker.inspect_container(&c_l.name).await.expect("inspect");
     let image = docker
-        .api()
         .inspect_image(inspect.image.as_deref().unwrap_or_default())
         .await
         .expect("image");

@@ -5,15 +5,12 @@
 //! daemons (Docker 20.10, API 1.41) work.
 
 use std::collections::BTreeMap;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::Duration;
 
-use bollard::query_parameters::{EventsOptions, ListContainersOptions};
-use futures_util::StreamExt;
+use bollard::query_parameters::ListContainersOptions;
 use rampart_event::{
     Container, ContainerRuntime, Device, Event, EventId, EventKind, LifecycleInfo, Origin,
     SensorEvent,
@@ -28,8 +25,10 @@ pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 /// A connection to dockerd.
 #[derive(Debug, Clone)]
 pub struct DockerClient {
-    docker: bollard::Docker,
-    socket: PathBuf,
+    pub(crate) docker: bollard::Docker,
+    pub(crate) socket: PathBuf,
+    /// The one events task of this client and its clones.
+    pub(crate) hub: Arc<crate::engine::EventHub>,
 }
 
 impl DockerClient {
@@ -48,12 +47,30 @@ impl DockerClient {
         Ok(DockerClient {
             docker,
             socket: socket.to_path_buf(),
+            hub: Arc::default(),
         })
     }
 
-    /// The underlying bollard client, for crates that need more of the API.
-    pub fn api(&self) -> &bollard::Docker {
-        &self.docker
+    /// Connects to the daemon `DOCKER_HOST` names (the default socket without it), as the
+    /// docker CLI does, and negotiates the API version; no ping.
+    pub async fn connect_default() -> Result<DockerClient, ContainerError> {
+        let socket = std::env::var_os("DOCKER_HOST")
+            .map_or_else(|| PathBuf::from(DEFAULT_SOCKET), PathBuf::from);
+        let docker = bollard::Docker::connect_with_local_defaults()
+            .map_err(|e| ContainerError::docker("connect", &socket, e))?
+            .negotiate_version()
+            .await
+            .map_err(|e| ContainerError::docker("negotiate API version", &socket, e))?;
+        Ok(DockerClient {
+            docker,
+            socket,
+            hub: Arc::default(),
+        })
+    }
+
+    /// The daemon's socket (or `DOCKER_HOST`) this client talks to.
+    pub fn socket(&self) -> &Path {
+        &self.socket
     }
 
     /// Everything Rampart keeps about container `id` (full id, name or prefix).
@@ -170,40 +187,29 @@ impl DockerWatcher {
     }
 
     pub async fn run(mut self, tx: SyncSender<Box<SensorEvent>>) {
-        let mut since = now_secs();
-        loop {
-            let mut filters = HashMap::new();
-            filters.insert("type".to_string(), vec!["container".to_string()]);
-            let mut stream = self.client.docker.events(Some(EventsOptions {
-                since: Some(since.to_string()),
-                until: None,
-                filters: Some(filters),
-            }));
-            while let Some(msg) = stream.next().await {
-                let msg = match msg {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::warn!("docker events stream: {e}; reconnecting");
-                        break;
-                    }
-                };
-                if let Some(t) = msg.time {
-                    since = since.max(t);
+        let mut events = self.client.subscribe();
+        while let Some(ev) = events.next().await {
+            let msg = match ev {
+                crate::ContainerEvent::Message(m) => m,
+                crate::ContainerEvent::Missed(n) => {
+                    // Lifecycle events dockerd sent while this watcher was behind.
+                    self.drops.fetch_add(n, Ordering::Relaxed);
+                    tracing::warn!("docker events: {n} container events missed (counted as drops)");
+                    continue;
                 }
-                if let Some(ev) = self.handle(msg).await {
-                    match tx.try_send(Box::new(SensorEvent {
-                        origin: Origin::default(),
-                        event: ev,
-                    })) {
-                        Ok(()) => {}
-                        Err(TrySendError::Full(_)) => {
-                            self.drops.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(TrySendError::Disconnected(_)) => return,
+            };
+            if let Some(ev) = self.handle(Arc::unwrap_or_clone(msg)).await {
+                match tx.try_send(Box::new(SensorEvent {
+                    origin: Origin::default(),
+                    event: ev,
+                })) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        self.drops.fetch_add(1, Ordering::Relaxed);
                     }
+                    Err(TrySendError::Disconnected(_)) => return,
                 }
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 

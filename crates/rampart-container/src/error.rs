@@ -13,6 +13,15 @@ pub enum ContainerError {
         #[source]
         source: Box<bollard::errors::Error>,
     },
+    /// A Docker Engine API call about `target` (a container, image, network) failed.
+    #[error("docker {op} {target} via {}: {source}", socket.display())]
+    Api {
+        op: &'static str,
+        target: String,
+        socket: PathBuf,
+        #[source]
+        source: Box<bollard::errors::Error>,
+    },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -22,6 +31,36 @@ pub enum ContainerError {
 }
 
 impl ContainerError {
+    /// The daemon's HTTP status, when it answered with an error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ContainerError::Docker { source, .. } | ContainerError::Api { source, .. } => {
+                match source.as_ref() {
+                    bollard::errors::Error::DockerResponseServerError { status_code, .. } => {
+                        Some(*status_code)
+                    }
+                    _ => None,
+                }
+            }
+            ContainerError::Io { .. } => None,
+        }
+    }
+
+    /// The daemon answered 404: no such container, image, network or volume.
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+
+    /// What the daemon (or the transport) said, without the operation and socket.
+    pub fn message(&self) -> String {
+        match self {
+            ContainerError::Docker { source, .. } | ContainerError::Api { source, .. } => {
+                source.to_string()
+            }
+            ContainerError::Io { source, .. } => source.to_string(),
+        }
+    }
+
     pub(crate) fn docker(op: &'static str, socket: &Path, source: bollard::errors::Error) -> Self {
         ContainerError::Docker {
             op,

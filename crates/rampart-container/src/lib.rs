@@ -9,6 +9,7 @@
 mod cgroup;
 mod directory;
 mod docker;
+mod engine;
 mod enrich;
 mod error;
 mod exehash;
@@ -21,6 +22,7 @@ mod stats;
 pub use cgroup::container_from_cgroup_path;
 pub use directory::{ContainerDirectory, ContainerRecord};
 pub use docker::{DockerClient, DockerWatcher, DEFAULT_SOCKET};
+pub use engine::{models, ContainerEvent, ContainerEvents};
 pub use enrich::{Enricher, EnricherConfig, InspectOnMiss};
 pub use error::ContainerError;
 pub use journal::{follow_journal, journal_available, JournalOptions};

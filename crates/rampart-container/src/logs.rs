@@ -305,7 +305,7 @@ impl AuthLogs {
             ..Default::default()
         };
         let source = format!("docker:{}", rec.container.name);
-        let mut stream = client.api().logs(&rec.container.id, Some(opts));
+        let mut stream = client.docker.logs(&rec.container.id, Some(opts));
         let mut partial = String::new();
         while let Some(chunk) = stream.next().await {
             let Ok(chunk) = chunk else { return };

@@ -48,3 +48,14 @@ pub fn now_ns() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
 }
+
+/// This host's name as the kernel has it (`/proc/sys/kernel/hostname`, the UTS name of the
+/// caller's namespace), or `localhost` where it cannot be read: the one source of the host name
+/// in events, forensic bundles and the server's certificate.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}

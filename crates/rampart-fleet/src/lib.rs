@@ -13,6 +13,7 @@
 //! * [`db`]: the incidents database (SQLite).
 //! * [`notify`]: server-side notifications (incident opened, deadlines near due or overdue,
 //!   "now vulnerable", any alert) through the agent's notifier outputs and filters.
+//! * [`serve`]: the central server started with all of the above and the dashboard.
 //! * [`vulns`]: continuous vulnerability management: every SBOM, the running containers and
 //!   "now vulnerable" alerts when the vulnerability database changes.
 
@@ -23,6 +24,7 @@ pub mod incident;
 pub mod notify;
 pub mod regulation;
 pub mod report;
+pub mod serve;
 pub mod vulns;
 
 pub use correlate::{
@@ -36,4 +38,5 @@ pub use incident::{
 };
 pub use notify::{FleetNotifier, INCIDENT_OPENED_RULE};
 pub use regulation::{check_retention, Regulation, RegulationError, RetentionShortfall};
+pub use serve::{serve, RunningServer, ServeError};
 pub use vulns::{RunningContainer, VulnTracker, VulnsConfig, VulnsError, NEWLY_VULNERABLE_RULE};

@@ -367,18 +367,19 @@ pub async fn stop(
     c: &ContainerFacts,
     grace: Duration,
 ) -> Result<(), RespondError> {
-    let opts = bollard::query_parameters::StopContainerOptions {
-        t: Some(i32::try_from(grace.as_secs()).unwrap_or(10)),
-        signal: None,
+    // Docker takes whole seconds; a grace beyond i32 seconds is the default 10 s, as before.
+    let grace = if i32::try_from(grace.as_secs()).is_ok() {
+        grace
+    } else {
+        Duration::from_secs(10)
     };
     docker
-        .api()
-        .stop_container(&c.id, Some(opts))
+        .stop(&c.id, grace)
         .await
         .map_err(|e| RespondError::Docker {
             op: "stop container",
             target: c.label(),
-            message: e.to_string(),
+            message: e.message(),
         })
 }
 
@@ -450,9 +451,13 @@ mod tests {
         {
             std::thread::sleep(Duration::from_millis(5));
         }
-        let e = kill_process(ref_of(exits.id()), None).unwrap_err().to_string();
+        let e = kill_process(ref_of(exits.id()), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("has already exited with status 3"), "{e}");
-        let e = kill_process(ref_of(killed.id()), None).unwrap_err().to_string();
+        let e = kill_process(ref_of(killed.id()), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("has already exited on signal 9"), "{e}");
         exits.wait().unwrap();
         killed.wait().unwrap();

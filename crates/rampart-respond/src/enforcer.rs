@@ -1155,11 +1155,16 @@ fn fingerprint(p: &Policy, g: &GroupPlan) -> String {
     hex::encode(Sha256::digest(desc.as_bytes()))
 }
 
+/// An isolation allow-list entry that is not an address or CIDR.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an address or CIDR")]
+pub struct BadAllowEntry(pub String);
+
 /// Parses `--allow` values of isolation: addresses or CIDRs.
-pub fn parse_allow_list(items: &[String]) -> Result<Vec<NetPrefix>, String> {
+pub fn parse_allow_list(items: &[String]) -> Result<Vec<NetPrefix>, BadAllowEntry> {
     items
         .iter()
-        .map(|s| parse_prefix(s).ok_or_else(|| format!("`{s}` is not an address or CIDR")))
+        .map(|s| parse_prefix(s).ok_or_else(|| BadAllowEntry(s.clone())))
         .collect()
 }
 

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use bollard::query_parameters::{InspectContainerOptions, ListContainersOptions};
 use rampart_container::DockerClient;
 
 use crate::error::RespondError;
@@ -43,13 +42,12 @@ impl ContainerFacts {
 /// Inspects `key` (id, name or id prefix).
 pub async fn inspect(docker: &DockerClient, key: &str) -> Result<ContainerFacts, RespondError> {
     let r = docker
-        .api()
-        .inspect_container(key, None::<InspectContainerOptions>)
+        .inspect_container(key)
         .await
         .map_err(|e| RespondError::Docker {
             op: "inspect container",
             target: key.to_string(),
-            message: e.to_string(),
+            message: e.message(),
         })?;
     let raw = serde_json::to_value(&r).ok();
     let config = r.config.unwrap_or_default();
@@ -96,13 +94,12 @@ pub async fn inspect(docker: &DockerClient, key: &str) -> Result<ContainerFacts,
 /// Every running container.
 pub async fn running(docker: &DockerClient) -> Result<Vec<ContainerFacts>, RespondError> {
     let list = docker
-        .api()
-        .list_containers(Some(ListContainersOptions::default()))
+        .list_containers(false)
         .await
         .map_err(|e| RespondError::Docker {
             op: "list containers",
             target: String::new(),
-            message: e.to_string(),
+            message: e.message(),
         })?;
     let mut out = Vec::new();
     for c in list {

@@ -42,8 +42,8 @@ mod safefs;
 mod watch;
 
 pub use enforcer::{
-    parse_allow_list, AppliedPolicy, ApplyReport, ContainerStatus, EnforceConfig, PolicyEnforcer,
-    Status, DEFAULT_STATE_DIR,
+    parse_allow_list, AppliedPolicy, ApplyReport, BadAllowEntry, ContainerStatus, EnforceConfig,
+    PolicyEnforcer, Status, DEFAULT_STATE_DIR,
 };
 pub use error::RespondError;
 pub use hashing::ScanLimits;

@@ -7,13 +7,11 @@
 //! first process. `docker run` sends the start right after the create, so this is a race we
 //! usually win, not a guarantee; the `start` event re-checks everything.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bollard::query_parameters::EventsOptions;
-use futures_util::StreamExt;
-use rampart_container::DockerClient;
+use rampart_container::{ContainerEvent, DockerClient};
 use rampart_event::Event;
 
 use crate::enforcer::PolicyEnforcer;
@@ -61,55 +59,47 @@ impl PolicyWatcher {
         if let Err(e) = self.refresh().await {
             tracing::warn!("policy refresh: {e}");
         }
-        let mut since = now_secs();
         let mut tick = tokio::time::interval(POLL);
-        'outer: loop {
-            let mut filters = HashMap::new();
-            filters.insert("type".to_string(), vec!["container".to_string()]);
-            filters.insert(
-                "event".to_string(),
-                ["create", "start", "die", "destroy"]
-                    .map(String::from)
-                    .to_vec(),
-            );
-            let mut stream = self.docker.api().events(Some(EventsOptions {
-                since: Some(since.to_string()),
-                until: None,
-                filters: Some(filters),
-            }));
-            loop {
-                tokio::select! {
-                    _ = stop.changed() => {
-                        if *stop.borrow() { break 'outer; }
+        // The client's one container-events subscription (shared with the agent's Docker
+        // watcher): one connection to dockerd, one reconnect loop.
+        let mut events = self.docker.subscribe();
+        loop {
+            tokio::select! {
+                _ = stop.changed() => {
+                    if *stop.borrow() { break; }
+                }
+                _ = tick.tick() => {
+                    let mut evs = Vec::new();
+                    if let Err(e) = lock(&self.enforcer).poll(&mut evs) {
+                        tracing::warn!("reading enforcement reports: {e}");
                     }
-                    _ = tick.tick() => {
-                        let mut evs = Vec::new();
-                        if let Err(e) = lock(&self.enforcer).poll(&mut evs) {
-                            tracing::warn!("reading enforcement reports: {e}");
-                        }
-                        for e in evs {
-                            if !out(e) { break 'outer; }
-                        }
+                    for e in evs {
+                        if !out(e) { return Ok(()); }
                     }
-                    msg = stream.next() => {
-                        let Some(msg) = msg else { break };
-                        let msg = match msg {
-                            Ok(m) => m,
-                            Err(e) => {
-                                tracing::warn!("docker events: {e}; reconnecting");
-                                break;
+                }
+                ev = events.next() => {
+                    match ev {
+                        None => break,
+                        Some(ContainerEvent::Missed(n)) => {
+                            // Containers may have come or gone unseen: apply to what runs now.
+                            tracing::warn!("docker events: {n} missed; re-reading the running containers");
+                            if let Err(e) = self.refresh().await {
+                                tracing::warn!("policy refresh: {e}");
                             }
-                        };
-                        if let Some(t) = msg.time { since = since.max(t); }
-                        let action = msg.action.unwrap_or_default();
-                        let id = msg.actor.and_then(|a| a.id).unwrap_or_default();
-                        if let Err(e) = self.on_event(&action, &id).await {
-                            tracing::warn!("policy for container {id}: {e}");
+                        }
+                        Some(ContainerEvent::Message(msg)) => {
+                            let action = msg.action.clone().unwrap_or_default();
+                            let id = msg.actor.as_ref().and_then(|a| a.id.clone()).unwrap_or_default();
+                            if !matches!(action.as_str(), "create" | "start" | "die" | "destroy") {
+                                continue;
+                            }
+                            if let Err(e) = self.on_event(&action, &id).await {
+                                tracing::warn!("policy for container {id}: {e}");
+                            }
                         }
                     }
                 }
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
         }
         Ok(())
     }
@@ -157,12 +147,6 @@ impl PolicyWatcher {
 
 fn lock(m: &Mutex<PolicyEnforcer>) -> std::sync::MutexGuard<'_, PolicyEnforcer> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl PolicyEnforcer {

@@ -63,6 +63,24 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
+/// A setting of server.yaml that serde accepted but that is wrong (a region tag, a duration, an
+/// anonymisation policy); the message names the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSetting(pub String);
+
+impl From<String> for InvalidSetting {
+    fn from(message: String) -> InvalidSetting {
+        InvalidSetting(message)
+    }
+}
+
+impl From<InvalidSetting> for String {
+    fn from(e: InvalidSetting) -> String {
+        e.0
+    }
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8443))
 }
@@ -309,13 +327,15 @@ impl FleetOptions {
         name: &str,
         value: Option<&str>,
         default: Duration,
-    ) -> Result<Duration, String> {
+    ) -> Result<Duration, InvalidSetting> {
         match value {
             None => Ok(default),
             Some(v) => match humantime::parse_duration(v) {
                 Ok(d) if !d.is_zero() => Ok(d),
-                Ok(_) => Err(format!("fleet.{name}: must be longer than zero")),
-                Err(e) => Err(format!("fleet.{name} {v:?}: {e}")),
+                Ok(_) => Err(InvalidSetting(format!(
+                    "fleet.{name}: must be longer than zero"
+                ))),
+                Err(e) => Err(InvalidSetting(format!("fleet.{name} {v:?}: {e}"))),
             },
         }
     }
@@ -463,15 +483,19 @@ impl ServerConfig {
                 .unwrap_or_default(),
             message: e.to_string(),
         })?;
-        cfg.validate().map_err(|message| ConfigError::Invalid {
+        cfg.validate().map_err(|e| ConfigError::Invalid {
             path: path.to_path_buf(),
-            message,
+            message: e.0,
         })?;
         Ok(cfg)
     }
 
     /// Checks what serde cannot: region names, durations, anonymisation policies, TLS files.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        self.check().map_err(InvalidSetting)
+    }
+
+    fn check(&self) -> Result<(), String> {
         for (name, policy) in &self.regions {
             if !valid_region(name) {
                 return Err(format!(
@@ -497,9 +521,13 @@ impl ServerConfig {
     }
 
     /// `retention_interval` as a duration.
-    pub fn retention_interval(&self) -> Result<Duration, String> {
-        humantime::parse_duration(&self.retention_interval)
-            .map_err(|e| format!("retention_interval {:?}: {e}", self.retention_interval))
+    pub fn retention_interval(&self) -> Result<Duration, InvalidSetting> {
+        humantime::parse_duration(&self.retention_interval).map_err(|e| {
+            InvalidSetting(format!(
+                "retention_interval {:?}: {e}",
+                self.retention_interval
+            ))
+        })
     }
 
     /// `p` resolved against `data_dir`.

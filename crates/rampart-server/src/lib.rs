@@ -30,7 +30,9 @@ pub mod store;
 pub mod vulndb;
 
 pub use api::{parse_time, ConnInfo};
-pub use config::{FleetOptions, IncidentOptions, RegionPolicy, ServerConfig, StoreConfig};
+pub use config::{
+    FleetOptions, IncidentOptions, InvalidSetting, RegionPolicy, ServerConfig, StoreConfig,
+};
 pub use control::Role;
 pub use local::LocalOutput;
 pub use server::{

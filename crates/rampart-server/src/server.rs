@@ -554,17 +554,11 @@ pub(crate) fn build_tls(
     Ok(Arc::new(cfg))
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
 /// The names the server certificate covers.
 pub(crate) fn server_names(cfg: &ServerConfig) -> Vec<String> {
     let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
-    let h = hostname();
-    if !h.is_empty() && h.is_ascii() && !h.contains(char::is_whitespace) {
+    let h = rampart_event::hostname();
+    if !names.contains(&h) && h.is_ascii() && !h.contains(char::is_whitespace) {
         names.push(h);
     }
     for n in &cfg.tls.names {
@@ -895,7 +889,7 @@ pub async fn start_extras(
     cfg: ServerConfig,
     extras: ServerExtras,
 ) -> Result<ServerHandle, ServerError> {
-    cfg.validate().map_err(ServerError::Invalid)?;
+    cfg.validate().map_err(|e| ServerError::Invalid(e.0))?;
     let (control, ca) = open_control(&cfg)?;
     if !control.has_admin_token()? {
         let token = control.create_api_token(
@@ -975,7 +969,9 @@ pub async fn start_extras(
         addr: cfg.listen,
         source,
     })?;
-    let retention_every = cfg.retention_interval().map_err(ServerError::Invalid)?;
+    let retention_every = cfg
+        .retention_interval()
+        .map_err(|e| ServerError::Invalid(e.0))?;
     let timeouts = cfg.limits.timeouts().map_err(ServerError::Invalid)?;
     let ingest_memory_kib = u32::try_from(cfg.limits.ingest_memory_bytes.div_ceil(1024))
         .unwrap_or(u32::MAX)

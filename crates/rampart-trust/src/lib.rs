@@ -32,6 +32,6 @@ pub use reference::{is_digest, ImageRef};
 pub use registry::{fallback_tag, sha256_digest, signature_tag, Descriptor, Manifest, Registry};
 pub use signature::{
     check_bundle, dsse_pae, resolve, sign, signed_digests, simple_signing_payload, verify,
-    verify_with, SignForm, SignatureForm, Verified, VerifiedSignature, BUNDLE_MEDIA_TYPE,
+    verify_with, Rejected, SignForm, SignatureForm, Verified, VerifiedSignature, BUNDLE_MEDIA_TYPE,
     SIGN_PREDICATE,
 };

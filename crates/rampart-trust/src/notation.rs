@@ -237,6 +237,15 @@ pub fn verify_envelope(
     trust: &NotationTrust,
     digest: &str,
     now: UnixTime,
+) -> Result<NotationVerified, crate::signature::Rejected> {
+    verify_envelope_reason(envelope, trust, digest, now).map_err(crate::signature::Rejected)
+}
+
+fn verify_envelope_reason(
+    envelope: &[u8],
+    trust: &NotationTrust,
+    digest: &str,
+    now: UnixTime,
 ) -> Result<NotationVerified, String> {
     let env: Envelope =
         serde_json::from_slice(envelope).map_err(|e| format!("not a JWS envelope: {e}"))?;
@@ -442,11 +451,13 @@ pub fn verify_envelope_of(
     trust: &NotationTrust,
     digest: &str,
     now: UnixTime,
-) -> Result<NotationVerified, String> {
+) -> Result<NotationVerified, crate::signature::Rejected> {
     match media_type {
         JWS_MEDIA_TYPE => verify_envelope(envelope, trust, digest, now),
         COSE_MEDIA_TYPE => verify_cose_envelope(envelope, trust, digest, now),
-        m => Err(format!("envelope media type {m:?} is not supported")),
+        m => Err(crate::signature::Rejected(format!(
+            "envelope media type {m:?} is not supported"
+        ))),
     }
 }
 
@@ -473,6 +484,15 @@ fn unix_to_rfc3339(t: i64) -> String {
 
 /// Verifies one COSE envelope (a tagged `COSE_Sign1`) for `digest` against `trust` at `now`.
 pub fn verify_cose_envelope(
+    envelope: &[u8],
+    trust: &NotationTrust,
+    digest: &str,
+    now: UnixTime,
+) -> Result<NotationVerified, crate::signature::Rejected> {
+    verify_cose_envelope_reason(envelope, trust, digest, now).map_err(crate::signature::Rejected)
+}
+
+fn verify_cose_envelope_reason(
     envelope: &[u8],
     trust: &NotationTrust,
     digest: &str,
@@ -635,6 +655,7 @@ mod tests {
         assert!(
             verify_envelope(NOTATION_JWS.as_bytes(), &trust(&["*"]), &other, now)
                 .expect_err("digest")
+                .0
                 .contains("is for sha256:c066")
         );
         let wrong = trust(&["x509.subject: CN=mallory, O=Notary, L=Seattle, ST=WA, C=US"]);
@@ -656,6 +677,7 @@ mod tests {
         assert!(
             verify_envelope(env.to_string().as_bytes(), &trust(&["*"]), DIGEST, now)
                 .expect_err("tampered")
+                .0
                 .contains("does not verify")
         );
     }
@@ -721,11 +743,13 @@ mod tests {
         assert!(verify_cose_envelope(COSE_EXPIRED, &t, DIGEST, then).is_ok());
         assert!(verify_cose_envelope(COSE_EXPIRED, &t, DIGEST, now)
             .expect_err("expired")
+            .0
             .contains("not trusted"));
         // Another digest, signer, trust store; the JWS verifier on COSE bytes: refused.
         assert!(
             verify_cose_envelope(COSE, &cose_trust(COSE, &["*"]), DIGEST, now)
                 .expect_err("digest")
+                .0
                 .contains("is for sha256:19db")
         );
         let wrong = cose_trust(COSE, &["x509.subject: CN=mallory"]);
@@ -761,6 +785,7 @@ mod tests {
         assert!(
             verify_cose_envelope(&bad, &cose_trust(COSE, &["*"]), COSE_DIGEST, now)
                 .expect_err("scheme")
+                .0
                 .contains("not supported")
         );
         let pos = COSE
@@ -776,6 +801,7 @@ mod tests {
             now
         )
         .expect_err("payload")
+        .0
         .contains("does not verify"));
         assert!(
             verify_cose_envelope(b"\xa0", &cose_trust(COSE, &["*"]), COSE_DIGEST, now).is_err()

@@ -242,8 +242,27 @@ fn check_simple(
     })
 }
 
+/// Why one signature (a bundle, an envelope) was not accepted: the reason, for the verdict.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Rejected(pub String);
+
+impl From<String> for Rejected {
+    fn from(reason: String) -> Rejected {
+        Rejected(reason)
+    }
+}
+
 /// Checks a Sigstore bundle (v0.1-v0.3) with a DSSE envelope against `digest` and `keys`.
 pub fn check_bundle(
+    bundle: &[u8],
+    digest: &str,
+    keys: &[PublicKey],
+) -> Result<VerifiedSignature, Rejected> {
+    check_bundle_reason(bundle, digest, keys).map_err(Rejected)
+}
+
+fn check_bundle_reason(
     bundle: &[u8],
     digest: &str,
     keys: &[PublicKey],
@@ -388,7 +407,7 @@ fn signatures_of(
             let bundle = reg.blob(repo, &layer.digest, MAX_SMALL_BLOB)?;
             match check_bundle(&bundle, digest, keys) {
                 Ok(v) => ok.push(v),
-                Err(r) => rej.add(r),
+                Err(r) => rej.add(r.0),
             }
         }
     }
@@ -805,9 +824,9 @@ mod tests {
         let v = check_bundle(&b, &d, &[k.public()]).expect("verifies");
         assert_eq!(v.form, SignatureForm::Bundle);
         let e = check_bundle(&b, &d, &[other.public()]).expect_err("wrong key");
-        assert!(e.contains("not by any trusted key"), "{e}");
+        assert!(e.0.contains("not by any trusted key"), "{e}");
         let d2 = format!("sha256:{}", "c".repeat(64));
         let e = check_bundle(&b, &d2, &[k.public()]).expect_err("wrong digest");
-        assert!(e.contains(&d2) && e.contains(&"b".repeat(64)), "{e}");
+        assert!(e.0.contains(&d2) && e.0.contains(&"b".repeat(64)), "{e}");
     }
 }

@@ -7,7 +7,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use bollard::models::{LocalNodeState, SystemInfo};
+use rampart_container::models::{LocalNodeState, SystemInfo};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -914,7 +914,7 @@ mod tests {
 
     #[test]
     fn swarm_mode_is_reported_from_docker_info() {
-        use bollard::models::SwarmInfo;
+        use rampart_container::models::SwarmInfo;
         let facts = |state| DaemonFacts {
             info: Some(SystemInfo {
                 swarm: Some(SwarmInfo {

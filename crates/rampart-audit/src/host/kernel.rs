@@ -314,8 +314,20 @@ pub fn mac(roots: &Roots) -> MacState {
     }
 }
 
+/// Why Landlock is unavailable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LandlockUnavailable {
+    #[error("built in but not enabled (add landlock to the lsm= kernel parameter)")]
+    NotEnabled,
+    #[error("not built into this kernel (ENOSYS)")]
+    NotBuilt,
+    #[error("{0}")]
+    Os(std::io::Error),
+}
+
 /// Landlock: the ABI version, or why it is unavailable.
-pub fn landlock() -> Result<i64, String> {
+pub fn landlock() -> Result<i64, LandlockUnavailable> {
     #[cfg(target_os = "linux")]
     {
         const LANDLOCK_CREATE_RULESET_VERSION: u32 = 1;
@@ -334,11 +346,9 @@ pub fn landlock() -> Result<i64, String> {
         }
         let e = std::io::Error::last_os_error();
         Err(match e.raw_os_error() {
-            Some(libc::EOPNOTSUPP) => {
-                "built in but not enabled (add landlock to the lsm= kernel parameter)".into()
-            }
-            Some(libc::ENOSYS) => "not built into this kernel (ENOSYS)".into(),
-            _ => e.to_string(),
+            Some(libc::EOPNOTSUPP) => LandlockUnavailable::NotEnabled,
+            Some(libc::ENOSYS) => LandlockUnavailable::NotBuilt,
+            _ => LandlockUnavailable::Os(e),
         })
     }
 }
@@ -421,7 +431,7 @@ pub fn securityfs_mounted(roots: &Roots) -> bool {
 }
 
 /// Mounts securityfs read-only at /sys/kernel/security.
-pub fn mount_securityfs() -> Result<(), String> {
+pub fn mount_securityfs() -> std::io::Result<()> {
     let target = c"/sys/kernel/security";
     let fstype = c"securityfs";
     // SAFETY: valid NUL-terminated strings; no data argument.
@@ -437,18 +447,18 @@ pub fn mount_securityfs() -> Result<(), String> {
     if r == 0 {
         Ok(())
     } else {
-        Err(std::io::Error::last_os_error().to_string())
+        Err(std::io::Error::last_os_error())
     }
 }
 
 /// Unmounts what [`mount_securityfs`] mounted.
-pub fn unmount_securityfs() -> Result<(), String> {
+pub fn unmount_securityfs() -> std::io::Result<()> {
     // SAFETY: valid NUL-terminated path.
     let r = unsafe { libc::umount2(c"/sys/kernel/security".as_ptr(), 0) };
     if r == 0 {
         Ok(())
     } else {
-        Err(std::io::Error::last_os_error().to_string())
+        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -508,7 +518,7 @@ mod tests {
         // Either an ABI version or a reason; never a panic.
         match landlock() {
             Ok(v) => assert!(v >= 1),
-            Err(why) => assert!(!why.is_empty()),
+            Err(why) => assert!(!why.to_string().is_empty()),
         }
     }
 }

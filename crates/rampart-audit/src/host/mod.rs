@@ -199,7 +199,8 @@ pub fn measure(opts: &HostOptions) -> (HostFacts, Option<Capabilities>) {
         mac,
         lsms,
         lockdown,
-        landlock: kernel::landlock(),
+        // A fact of the report (serialised as the reason), not an error to act on.
+        landlock: kernel::landlock().map_err(|e| e.to_string()),
         cgroup_mode: layout.mode().to_string(),
         controllers: kernel::controllers(roots, &mounts),
         btf: roots.sys.join("kernel/btf/vmlinux").exists(),

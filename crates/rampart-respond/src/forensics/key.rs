@@ -143,16 +143,29 @@ pub fn fingerprint(public_hex: &str) -> String {
     hex::encode(Sha256::digest(bytes))[..16].to_string()
 }
 
+/// Why a bundle's signature does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    #[error("public key: {0}")]
+    PublicKey(String),
+    #[error("signature is {0} bytes, not 64")]
+    Length(usize),
+    #[error("the signature does not match")]
+    Mismatch,
+}
+
 /// Checks an Ed25519 `signature` of `msg` by `public_hex`.
-pub fn verify(public_hex: &str, msg: &[u8], signature: &[u8]) -> Result<(), String> {
+pub fn verify(public_hex: &str, msg: &[u8], signature: &[u8]) -> Result<(), VerifyError> {
     let mut pk = [0u8; 32];
-    hex::decode_to_slice(public_hex.trim(), &mut pk).map_err(|e| format!("public key: {e}"))?;
-    let vk = VerifyingKey::from_bytes(&pk).map_err(|e| format!("public key: {e}"))?;
+    hex::decode_to_slice(public_hex.trim(), &mut pk)
+        .map_err(|e| VerifyError::PublicKey(e.to_string()))?;
+    let vk = VerifyingKey::from_bytes(&pk).map_err(|e| VerifyError::PublicKey(e.to_string()))?;
     let sig: [u8; 64] = signature
         .try_into()
-        .map_err(|_| format!("signature is {} bytes, not 64", signature.len()))?;
+        .map_err(|_| VerifyError::Length(signature.len()))?;
     vk.verify(msg, &Signature::from_bytes(&sig))
-        .map_err(|_| "the signature does not match".to_string())
+        .map_err(|_| VerifyError::Mismatch)
 }
 
 #[cfg(test)]

@@ -356,13 +356,7 @@ fn free_bytes(dir: &Path) -> std::io::Result<u64> {
     Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
-use rampart_event::now_ns;
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
+use rampart_event::{hostname, now_ns};
 
 /// One process of the container.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -1,4 +1,4 @@
-//! Images and containers of the local Docker daemon, through the Engine API (bollard).
+//! Images and containers of the local Docker daemon, through the Engine API (rampart-container).
 //!
 //! `GET /images/{name}/get` streams the same tarball `docker save` writes; `GET
 //! /containers/{id}/export` streams the container's file system as one tar. Both are read as
@@ -9,8 +9,8 @@ use std::io::{self, Read};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::thread;
 
-use bollard::Docker;
 use futures_util::StreamExt;
+use rampart_container::{ContainerError, DockerClient};
 
 use super::archive::read_stream;
 use super::layer::{read_layer, ReadCtx};
@@ -33,29 +33,29 @@ fn runtime(target: &str) -> Result<tokio::runtime::Runtime, ImageError> {
         })
 }
 
-fn docker_error(target: &str, e: bollard::errors::Error) -> ImageError {
-    match e {
-        bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        } => ImageError::NotFound {
+fn docker_error(target: &str, e: ContainerError) -> ImageError {
+    if e.is_not_found() {
+        return ImageError::NotFound {
             target: target.to_string(),
-        },
-        e => ImageError::Docker {
-            target: target.to_string(),
-            message: e.to_string(),
-        },
+        };
+    }
+    ImageError::Docker {
+        target: target.to_string(),
+        message: e.message(),
     }
 }
 
-fn connect(target: &str) -> Result<Docker, ImageError> {
-    Docker::connect_with_local_defaults().map_err(|e| docker_error(target, e))
+async fn connect(target: &str) -> Result<DockerClient, ImageError> {
+    DockerClient::connect_default()
+        .await
+        .map_err(|e| docker_error(target, e))
 }
 
 /// Inspects an image of the daemon.
 pub(crate) fn inspect_image(name: &str) -> Result<Inspected, ImageError> {
     let rt = runtime(name)?;
     rt.block_on(async {
-        let docker = connect(name)?;
+        let docker = connect(name).await?;
         let i = docker
             .inspect_image(name)
             .await
@@ -113,12 +113,19 @@ enum Export {
 /// holds at most 16 chunks, so a slow reader slows the daemon down instead of buffering.
 fn export(what: Export, target: &str) -> Result<ChannelReader, ImageError> {
     let rt = runtime(target)?;
-    let docker = connect(target)?;
     let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(16);
+    let target_name = target.to_string();
     thread::Builder::new()
         .name("docker-export".into())
         .spawn(move || {
             rt.block_on(async move {
+                let docker = match connect(&target_name).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        let _ = tx.send(Err(io::Error::other(e.to_string())));
+                        return;
+                    }
+                };
                 let mut stream = match &what {
                     Export::Image(n) => docker.export_image(n).boxed(),
                     Export::Container(n) => docker.export_container(n).boxed(),
@@ -126,7 +133,7 @@ fn export(what: Export, target: &str) -> Result<ChannelReader, ImageError> {
                 while let Some(chunk) = stream.next().await {
                     let item = chunk
                         .map(|b| b.to_vec())
-                        .map_err(|e| io::Error::other(format!("docker export: {e}")));
+                        .map_err(|e| io::Error::other(format!("docker export: {}", e.message())));
                     let failed = item.is_err();
                     if tx.send(item).is_err() || failed {
                         break;
@@ -170,9 +177,9 @@ pub(crate) fn read_container(name: &str, ctx: &mut ReadCtx<'_>) -> Result<Loaded
     let target = format!("container:{name}");
     let rt = runtime(&target)?;
     let inspect = rt.block_on(async {
-        let docker = connect(&target)?;
+        let docker = connect(&target).await?;
         docker
-            .inspect_container(name, None)
+            .inspect_container(name)
             .await
             .map_err(|e| docker_error(&target, e))
     })?;

@@ -332,7 +332,7 @@ impl Engine {
                 let client = DockerClient::connect(&self.cfg.docker_socket)
                     .await
                     .map_err(|e| e.to_string())?;
-                let info = client.api().info().await.map_err(|e| e.to_string())?;
+                let info = client.info().await.map_err(|e| e.message())?;
                 let userns = info
                     .security_options
                     .unwrap_or_default()
@@ -552,8 +552,7 @@ impl Engine {
                 let daemon = self.docker().await?;
                 let c = daemon
                     .client
-                    .api()
-                    .inspect_container(id, None)
+                    .inspect_container(id)
                     .await
                     .map_err(|e| format!("cannot inspect container {id}: {e}"))?;
                 // dockerd merges the image's USER into the container's config at create.
@@ -679,11 +678,11 @@ impl Engine {
                 return Err(e);
             }
         };
-        let c = match daemon.client.api().inspect_container(id, None).await {
+        let c = match daemon.client.inspect_container(id).await {
             Ok(c) => c,
             Err(e) => {
                 push_applicable(d, v, &early);
-                return Err(format!("cannot inspect container {id}: {e}"));
+                return Err(format!("cannot inspect container {id}: {}", e.message()));
             }
         };
         let container_user = c
@@ -694,11 +693,11 @@ impl Engine {
         let image_id = c.image.clone().unwrap_or_default();
         let mut digests = vec![image_id.clone()];
         let image_user = if facts.user.is_empty() && container_user.is_empty() {
-            let i = match daemon.client.api().inspect_image(&image_id).await {
+            let i = match daemon.client.inspect_image(&image_id).await {
                 Ok(i) => i,
                 Err(e) => {
                     push_applicable(d, v, &early);
-                    return Err(format!("cannot inspect image {image_id}: {e}"));
+                    return Err(format!("cannot inspect image {image_id}: {}", e.message()));
                 }
             };
             digests.extend(repo_digest_values(i.repo_digests.as_deref().unwrap_or(&[])));
@@ -752,9 +751,9 @@ impl Engine {
         if !valid_name(target) {
             return vec![bad("which is not a container name or id".into())];
         }
-        let c = match daemon.client.api().inspect_container(target, None).await {
+        let c = match daemon.client.inspect_container(target).await {
             Ok(c) => c,
-            Err(e) => return vec![bad(format!("which cannot be inspected ({e})"))],
+            Err(e) => return vec![bad(format!("which cannot be inspected ({})", e.message()))],
         };
         let mut out = Vec::new();
         let hc = c.host_config.unwrap_or_default();
@@ -908,7 +907,7 @@ impl Engine {
                 mark(&mut v);
             }
         }
-        let api = daemon.client.api();
+        let api = &daemon.client;
         let mut digests: Vec<String> = image.digest.iter().cloned().collect();
         // The image as this node has it (the task pulls it again: only a digest-pinned
         // reference names what runs).
@@ -993,7 +992,7 @@ impl Engine {
         networks: &[String],
         ctx: &Context<'_>,
     ) -> Vec<Violation> {
-        let api = daemon.client.api();
+        let api = &daemon.client;
         let mut v = Vec::new();
         for name in volumes {
             if !valid_name(name) {
@@ -1017,7 +1016,7 @@ impl Engine {
                 });
                 continue;
             }
-            if let Ok(n) = api.inspect_network(name, None).await {
+            if let Ok(n) = api.inspect_network(name).await {
                 if n.driver.as_deref() == Some("host") {
                     v.push(Violation {
                         rule: Rule::HostNamespaces,
@@ -1072,12 +1071,16 @@ impl Engine {
                 return Ok(None);
             }
         };
-        let api = daemon.client.api();
+        let api = &daemon.client;
         let inspect = match api.inspect_image(&facts.image).await {
             Ok(i) => i,
             Err(e) => {
                 push_applicable(d, v, &early);
-                return Err(format!("cannot inspect image {}: {e}", facts.image));
+                return Err(format!(
+                    "cannot inspect image {}: {}",
+                    facts.image,
+                    e.message()
+                ));
             }
         };
         let image_user = inspect

@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::BadInput;
-use crate::cmd::agent::AgentConfig;
+use rampart_agent::AgentConfig;
 
 #[derive(Debug, Args)]
 pub struct ConfigArgs {

@@ -78,9 +78,9 @@ pub fn run(a: HardenArgs) -> anyhow::Result<ExitCode> {
                     .map_err(lib_err)?
             }
         };
-        let api = docker.api();
+        let api = &docker;
         let inspect = api
-            .inspect_container(&a.container, None)
+            .inspect_container(&a.container)
             .await
             .with_context(|| format!("inspecting container {}", a.container))?;
         let image = api

@@ -15,7 +15,6 @@ pub mod image;
 pub mod incident;
 pub mod key;
 pub mod logging;
-pub mod notify;
 pub mod policy;
 pub mod profile;
 pub mod query;
@@ -29,7 +28,12 @@ pub mod version;
 /// Exit code for an error: 2 for bad input (usage, configuration, rule or policy files), 1 for
 /// everything else. Commands with a verdict (`--fail-on`, `verify`) return their own codes.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.chain().any(|e| e.downcast_ref::<BadInput>().is_some()) {
+    let bad = |e: &(dyn std::error::Error + 'static)| {
+        e.downcast_ref::<BadInput>().is_some()
+            || e.downcast_ref::<rampart_agent::AgentError>()
+                .is_some_and(rampart_agent::AgentError::is_bad_input)
+    };
+    if err.chain().any(bad) {
         2
     } else {
         1

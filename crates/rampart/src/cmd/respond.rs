@@ -237,7 +237,7 @@ pub fn run(args: RespondArgs) -> anyhow::Result<ExitCode> {
             println!("thawed {}", c.label());
         }
         RespondCommand::Isolate(a) => {
-            let allow = parse_allow_list(&a.allow).map_err(BadInput)?;
+            let allow = parse_allow_list(&a.allow).map_err(|e| BadInput(e.to_string()))?;
             let c = common.container(&rt, &docker, &a.container)?;
             let mut e = PolicyEnforcer::open(common.enforce_config())?;
             e.isolate(&c, &allow)?;

@@ -258,146 +258,33 @@ pub fn load_config(path: &Path) -> anyhow::Result<ServerConfig> {
     })
 }
 
-/// A started server with the fleet console (cross-host rules, incidents, deadlines).
-pub struct RunningServer {
-    pub server: rampart_server::ServerHandle,
-    deadlines: Option<tokio::task::JoinHandle<()>>,
-    vulndb: Option<tokio::task::JoinHandle<()>>,
-}
+pub use rampart_fleet::RunningServer;
 
-/// How often the running server looks for a newly published vulnerability database.
-const VULNDB_POLL: Duration = Duration::from_secs(2);
-
-impl RunningServer {
-    pub async fn stop(self) {
-        if let Some(d) = self.deadlines {
-            d.abort();
-        }
-        if let Some(d) = self.vulndb {
-            d.abort();
-        }
-        self.server.shutdown().await;
-    }
-}
-
-/// Starts the server with the fleet console; used by `rampart server` and `rampart up`.
+/// Starts the server with the fleet console and the dashboard; used by `rampart server` and
+/// `rampart up`.
 pub async fn start_server(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let data_dir = cfg.data_dir.clone();
-    // Fleet console (issue 9): cross-host rules, incidents, notification deadlines.
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
-    let (mut fleet_cfg, deadline_every) = fleet_config(&cfg)?;
-    // Continuous vulnerability management: SBOMs, running set, "now vulnerable" alerts.
-    fleet_cfg.vulns = Some(rampart_fleet::VulnsConfig::new(&data_dir));
-    let policies: Vec<(String, Option<u32>)> = cfg
-        .regions
-        .iter()
-        .map(|(r, p)| (r.clone(), p.retention_days))
-        .collect();
-    for s in rampart_fleet::check_retention(&fleet_cfg.regulations, &policies) {
-        tracing::warn!(
-            "regions.{}.retention_days is {} days, shorter than the {} days {} requires ({})",
-            s.region,
-            s.policy_days,
-            s.min_days,
-            s.regime,
-            s.citation
-        );
-    }
-    let (fleet_layer, fleet) = rampart_fleet::server_layer(fleet_cfg).map_err(|e| match e {
-        e @ rampart_fleet::FleetError::Rules(_) => anyhow::Error::new(BadInput(e.to_string())),
+    let running = rampart_fleet::serve(cfg, |fleet| {
+        let console = rampart_console::Console::new(Some(fleet));
+        rampart_server::ServerExtras {
+            store_layer: Some(console.store_layer()),
+            routes: vec![console.routes()],
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        e if e.is_bad_input() => anyhow::Error::new(BadInput(e.to_string())),
         e => anyhow::Error::new(e),
     })?;
-    // Web dashboard (issue 9): its live-alert layer sits inside the fleet's, so the fleet's own
-    // alerts reach the live stream too.
-    let console = rampart_console::Console::new(Some(fleet.clone()));
-    let live_layer = console.store_layer();
-    let layer: rampart_server::StoreLayer = Box::new(move |store| fleet_layer(live_layer(store)));
-    let server = rampart_server::start_extras(
-        cfg,
-        rampart_server::ServerExtras {
-            store_layer: Some(layer),
-            routes: vec![console.routes()],
-        },
-    )
-    .await?;
-    let deadlines = fleet
-        .get()
-        .map(|f| tokio::spawn(f.clone().deadline_loop(deadline_every)));
-    // A bundle published by `rampart server db import` (another process) is noticed here.
-    let vulndb = fleet
-        .get()
-        .map(|f| tokio::spawn(f.clone().vulndb_loop(VULNDB_POLL)));
     tracing::info!(
         "server listening on {} (CA {}, admin token in {}); dashboard {}/ui/ (first user admin, password in {})",
-        server.url(),
+        running.server.url(),
         data_dir.join("ca/ca.crt").display(),
         data_dir.join("admin.token").display(),
-        server.url(),
+        running.server.url(),
         data_dir.join("admin.password").display()
     );
-    Ok(RunningServer {
-        server,
-        deadlines,
-        vulndb,
-    })
-}
-
-/// The fleet console's configuration from `fleet:` of server.yaml, and the deadline check
-/// interval.
-fn fleet_config(cfg: &ServerConfig) -> anyhow::Result<(rampart_fleet::FleetConfig, Duration)> {
-    use rampart_server::FleetOptions;
-    let f = &cfg.fleet;
-    let mut fleet = rampart_fleet::FleetConfig::new(Some(rampart_fleet::db_path(&cfg.data_dir)));
-    let bad = |e: String| anyhow::Error::new(BadInput(e));
-    fleet.rule_files = f.rules.iter().map(|p| cfg.resolve(p)).collect();
-    if let Some(dir) = &f.regulations_dir {
-        fleet.regulations = rampart_fleet::regulation::load_dir(&cfg.resolve(dir))
-            .map_err(|e| bad(format!("fleet.regulations_dir: {e}")))?;
-    }
-    fleet.roles = f.roles.clone();
-    fleet.notifications = f.notifications.clone();
-    let inc = &f.incidents;
-    let prio = |name: &str, v: &Option<String>, default: rampart_event::Priority| match v {
-        Some(p) => p
-            .parse::<rampart_event::Priority>()
-            .map_err(|e| bad(format!("fleet.incidents.{name}: {e}"))),
-        None => Ok(default),
-    };
-    let d = rampart_fleet::IncidentPolicy::default();
-    fleet.incident_policy = rampart_fleet::IncidentPolicy {
-        open_min_priority: prio(
-            "open_min_priority",
-            &inc.open_min_priority,
-            d.open_min_priority,
-        )?,
-        open_rules: inc.open_rules.clone(),
-        open_tags: inc.open_tags.clone(),
-        correlations: inc.correlations.unwrap_or(d.correlations),
-        confirm_min_priority: prio(
-            "confirm_min_priority",
-            &inc.confirm_min_priority,
-            d.confirm_min_priority,
-        )?,
-        confirm_rules: inc.confirm_rules.clone(),
-    };
-    let window = Duration::from_nanos(fleet.incident_window_ns);
-    fleet.incident_window_ns =
-        FleetOptions::duration("incident_window", f.incident_window.as_deref(), window)
-            .map_err(bad)?
-            .as_nanos() as u64;
-    let learning = Duration::from_nanos(fleet.country_learning_ns);
-    fleet.country_learning_ns =
-        FleetOptions::duration("country_learning", f.country_learning.as_deref(), learning)
-            .map_err(bad)?
-            .as_nanos() as u64;
-    let every = FleetOptions::duration(
-        "deadline_check_interval",
-        f.deadline_check_interval.as_deref(),
-        Duration::from_secs(60),
-    )
-    .map_err(bad)?;
-    Ok((fleet, every))
+    Ok(running)
 }
 
 fn serve(cfg: ServerConfig) -> anyhow::Result<ExitCode> {

@@ -1,4 +1,6 @@
-//! `rampart agent`: the sensor, enrichment and outputs wired into one pipeline.
+//! The Rampart agent: the sensor, enrichment, rules, response, inventory and outputs wired
+//! into one pipeline. The `rampart agent` command parses its arguments and calls
+//! [`Agent::start`] and [`Agent::run`]; everything the agent does lives here.
 //!
 //! ```text
 //! kernel (BPF) --ring buffer--> reader thread --+
@@ -6,72 +8,40 @@
 //! ```
 //! The channel is bounded; what does not fit is counted and reported in `sensor.drops`.
 
+mod bundle;
 mod config;
+pub mod doctor;
+mod error;
 mod inventory;
 mod metrics;
+pub mod notify;
 mod output;
 mod prevent;
 mod ship;
 
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-
-use crate::cmd::BadInput;
 use rampart_container::{
     AuthLogs, ContainerDirectory, DockerClient, DockerWatcher, Enricher, EnricherConfig,
     InspectOnMiss, ProcFs, StatsSampler,
 };
 use rampart_event::{Device, Event, EventId, EventKind, SensorEvent, SensorStats};
-use rampart_kernel::{
-    Capabilities, KernelError, ProcConnector, SensitiveNames, Sensor, SensorConfig,
-};
+use rampart_kernel::{KernelError, ProcConnector, SensitiveNames, Sensor, SensorConfig};
 
 pub use config::AgentConfig;
+use error::Context;
+pub use error::{AgentError, Result};
+pub use inventory::InventorySection;
 use output::Outputs;
+pub use ship::ShipSection;
 
 /// Capacity of the channel between the sensors and the pipeline. Events travel boxed: an
 /// `Event` is over 1 KiB, and a channel of unboxed events would hold 80 MiB when full.
 const CHANNEL_CAPACITY: usize = 65_536;
-
-#[derive(Debug, clap::Args)]
-pub struct AgentArgs {
-    /// Configuration file (agent.yaml); every key is optional.
-    #[arg(long, short)]
-    config: Option<PathBuf>,
-    /// Where events go: `stdout` or `jsonl:PATH` (repeatable; replaces the config's outputs).
-    #[arg(long = "output", short = 'o', value_name = "SPEC")]
-    outputs: Vec<String>,
-    /// Report only processes inside containers.
-    #[arg(long)]
-    containers_only: bool,
-    /// Print what this host's kernel allows (the capability report) and exit.
-    #[arg(long)]
-    probe: bool,
-    /// Print the running agent's counters (events, drops) and exit.
-    #[arg(long)]
-    stats: bool,
-    /// Stop after this long (`90s`, `5m`); runs until SIGINT/SIGTERM otherwise.
-    #[arg(long, value_parser = humantime::parse_duration)]
-    duration: Option<Duration>,
-    /// Seconds between `sensor.drops` events (overrides the config).
-    #[arg(long, value_name = "SECS")]
-    stats_interval: Option<u64>,
-    /// Rule file to load after the defaults (repeatable; added to the config's `rules`).
-    #[arg(long = "rules", short = 'r', value_name = "FILE")]
-    rules: Vec<PathBuf>,
-    /// Do not load the built-in rules.
-    #[arg(long)]
-    no_default_rules: bool,
-    /// Also record every event (not alerts) as JSON lines to PATH, for `rampart rules test`.
-    #[arg(long, value_name = "PATH")]
-    record: Option<PathBuf>,
-}
 
 /// What `rampart up` adds to the agent: the embedded server, fed in-process through the
 /// durable queue like any other output (records stamped with the agent config's region).
@@ -84,57 +54,19 @@ pub struct Embedded<'a> {
     pub vulndb: PathBuf,
 }
 
-pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
-    run_embedded(args, None)
-}
-
-/// `rampart agent`, with `embedded` outputs when run by `rampart up`.
-pub fn run_embedded(args: AgentArgs, embedded: Option<Embedded<'_>>) -> anyhow::Result<ExitCode> {
-    if args.probe {
-        println!("{}", Capabilities::probe().report());
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut cfg = match &args.config {
-        Some(p) => AgentConfig::load(p)?,
-        None => AgentConfig::default(),
-    };
-    if args.stats {
-        return print_stats(&cfg.stats_file);
-    }
-    if !args.outputs.is_empty() {
-        cfg.outputs = args.outputs.clone();
-    }
-    cfg.containers_only |= args.containers_only;
-    if let Some(s) = args.stats_interval {
-        cfg.stats_interval_secs = s.max(1);
-    }
-    cfg.rules.extend(args.rules.iter().cloned());
-    cfg.default_rules &= !args.no_default_rules;
-    let (engine, rules_have_actions) = load_rules(&cfg)?;
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("rampart agent loads BPF programs and reads every process's /proc: run it as root (sudo rampart agent)");
-    }
-    Agent::start(
-        cfg,
-        engine,
-        rules_have_actions,
-        args.record.as_deref(),
-        embedded,
-    )?
-    .run(args.duration)
-}
-
 /// Loads the default rules and the configured files; reports rules that cannot fire. Also
 /// says whether some rule carries `actions:`.
-fn load_rules(cfg: &AgentConfig) -> anyhow::Result<(rampart_rules::Engine, bool)> {
+pub fn load_rules(cfg: &AgentConfig) -> Result<(rampart_rules::Engine, bool)> {
     let mut loader = rampart_rules::Loader::new();
     if cfg.default_rules {
         loader
             .add_default_rules()
-            .map_err(|e| BadInput(e.to_string()))?;
+            .map_err(|e| AgentError::Config(e.to_string()))?;
     }
     for f in &cfg.rules {
-        loader.add_file(f).map_err(|e| BadInput(e.to_string()))?;
+        loader
+            .add_file(f)
+            .map_err(|e| AgentError::Config(e.to_string()))?;
     }
     let options = rampart_rules::Options {
         rule_matching: if cfg.rule_matching == "all" {
@@ -145,12 +77,12 @@ fn load_rules(cfg: &AgentConfig) -> anyhow::Result<(rampart_rules::Engine, bool)
         min_priority: cfg
             .min_priority
             .parse()
-            .map_err(|e: rampart_event::UnknownPriority| BadInput(e.to_string()))?,
+            .map_err(|e: rampart_event::UnknownPriority| AgentError::Config(e.to_string()))?,
         ..rampart_rules::Options::default()
     };
     let rules = loader
         .compile(options)
-        .map_err(|e| BadInput(e.to_string()))?;
+        .map_err(|e| AgentError::Config(e.to_string()))?;
     for c in &rules.report().cannot_fire {
         tracing::warn!("rule cannot fire: {c}");
     }
@@ -159,7 +91,8 @@ fn load_rules(cfg: &AgentConfig) -> anyhow::Result<(rampart_rules::Engine, bool)
     Ok((rampart_rules::Engine::new(Arc::new(rules)), actions))
 }
 
-struct Agent {
+/// The running pipeline: built by [`Agent::start`], driven by [`Agent::run`].
+pub struct Agent {
     cfg: AgentConfig,
     device: Arc<Device>,
     rx: std::sync::mpsc::Receiver<Box<SensorEvent>>,
@@ -194,15 +127,18 @@ enum Source {
 }
 
 impl Agent {
-    fn start(
+    /// Opens the outputs, connects to Docker, starts the sensor (the proc connector where BPF
+    /// cannot run, unless `sensor: ebpf`), the login sources, prevention, the inventory and
+    /// the metrics endpoint. `record` also writes every event (not alerts) as JSON lines.
+    pub fn start(
         mut cfg: AgentConfig,
         engine: rampart_rules::Engine,
         rules_have_actions: bool,
-        record: Option<&std::path::Path>,
+        record: Option<&Path>,
         embedded: Option<Embedded<'_>>,
-    ) -> anyhow::Result<Agent> {
+    ) -> Result<Agent> {
         let device = Arc::new(Device {
-            hostname: cfg.hostname.clone().unwrap_or_else(hostname),
+            hostname: cfg.hostname.clone().unwrap_or_else(rampart_event::hostname),
             region: cfg.region.clone(),
         });
         if let Some(e) = &embedded {
@@ -230,7 +166,7 @@ impl Agent {
         if let Some(addr) = cfg.metrics_listen {
             let listener = runtime
                 .block_on(tokio::net::TcpListener::bind(addr))
-                .map_err(|e| BadInput(format!("metrics_listen {addr}: {e}")))?;
+                .map_err(|e| AgentError::Config(format!("metrics_listen {addr}: {e}")))?;
             let m = agent_metrics.clone();
             runtime.spawn(rampart_ship::metrics::serve(
                 listener,
@@ -330,7 +266,7 @@ impl Agent {
         let bundle = cfg.ship.as_ref().and_then(|s| {
             s.outputs.iter().find_map(|o| match o {
                 rampart_ship::OutputConfig::Server { url, tls_dir, .. } => {
-                    Some(inventory::BundleSource {
+                    Some(bundle::BundleSource {
                         url: url.clone(),
                         tls_dir: tls_dir.clone(),
                     })
@@ -348,6 +284,7 @@ impl Agent {
             login_sources,
             bundle,
         )?;
+        extra_drops.extend(inventory.as_ref().map(inventory::Inventory::drop_counter));
         let layout = rampart_kernel::cgroup_layout();
         let mut enricher = Enricher::new(
             EnricherConfig {
@@ -367,7 +304,7 @@ impl Agent {
         if let Some(db) = &cfg.geoip_db {
             enricher
                 .set_geoip(db)
-                .map_err(|e| BadInput(format!("geoip_db: {e}")))?;
+                .map_err(|e| AgentError::Config(format!("geoip_db: {e}")))?;
         }
         let seeded = enricher.seed();
         tracing::info!("process table seeded with {seeded} processes from /proc");
@@ -418,7 +355,9 @@ impl Agent {
         })
     }
 
-    fn run(mut self, duration: Option<Duration>) -> anyhow::Result<ExitCode> {
+    /// Runs until SIGINT/SIGTERM or for `duration`, then stops the sources, drains what they
+    /// queued, writes a last `sensor.drops` event and lets the shipper deliver (bounded).
+    pub fn run(mut self, duration: Option<Duration>) -> Result<()> {
         let started = Instant::now();
         let interval = Duration::from_secs(self.cfg.stats_interval_secs);
         let mut next_stats = Instant::now() + interval;
@@ -432,7 +371,7 @@ impl Agent {
             self.mechanism(),
             self.cfg.outputs.join(", ")
         );
-        let mut watchdog = crate::cmd::notify::Watchdog::ready(&self.mechanism());
+        let mut watchdog = notify::Watchdog::ready(&self.mechanism());
         while !self.stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
             match self.rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(se) => {
@@ -480,7 +419,7 @@ impl Agent {
             }
         }
         tracing::info!("stopping: detaching BPF programs");
-        crate::cmd::notify::stopping();
+        notify::stopping();
         // Stop the sources first, then drain what they queued.
         let final_counters = source_counters(self.source.as_ref(), &self.extra_drops);
         drop(self.source.take());
@@ -503,10 +442,10 @@ impl Agent {
         self.outputs.close_ship(&self.runtime)?;
         let _ = std::fs::remove_file(&self.cfg.stats_file);
         self.runtime.shutdown_timeout(Duration::from_secs(1));
-        Ok(ExitCode::SUCCESS)
+        Ok(())
     }
 
-    fn handle(&mut self, se: SensorEvent) -> anyhow::Result<()> {
+    fn handle(&mut self, se: SensorEvent) -> Result<()> {
         let Some(ev) = self.enricher.enrich(se) else {
             return Ok(());
         };
@@ -515,7 +454,7 @@ impl Agent {
 
     /// Writes `ev`, runs the rules on it, and hands detections to the responder (unless
     /// `respond` is false: alerts on the responder's own events do not start more responses).
-    fn output_and_detect(&mut self, ev: &Event, respond: bool) -> anyhow::Result<()> {
+    fn output_and_detect(&mut self, ev: &Event, respond: bool) -> Result<()> {
         self.outputs.write(ev)?;
         self.local_metrics.event(ev);
         if let Some(r) = &mut self.record {
@@ -549,7 +488,7 @@ impl Agent {
 
     /// Outputs the `policy.*` and `response.action` events produced since the last call;
     /// returns whether there were any.
-    fn handle_prevented(&mut self) -> anyhow::Result<bool> {
+    fn handle_prevented(&mut self) -> Result<bool> {
         if let Some(p) = &self.prevention {
             p.drain(&mut self.prevented);
         }
@@ -565,7 +504,7 @@ impl Agent {
 
     /// Outputs the inventory events finished since the last call; returns whether there
     /// were any.
-    fn handle_inventory(&mut self) -> anyhow::Result<bool> {
+    fn handle_inventory(&mut self) -> Result<bool> {
         if let Some(i) = &self.inventory {
             i.drain(&mut self.inventoried);
         }
@@ -587,7 +526,7 @@ impl Agent {
         reported: &mut Counters,
         received: u64,
         interval: Duration,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let now = source_counters(self.source.as_ref(), &self.extra_drops);
         self.metrics.publish(&mut self.local_metrics);
         self.metrics.set_source(
@@ -655,6 +594,69 @@ impl Agent {
     }
 }
 
+#[cfg(test)]
+impl Agent {
+    /// The real loop with no source attached: events come from the returned sender as from
+    /// the sensor, the outputs are `cfg.outputs`, nothing touches BPF or Docker.
+    fn detached(
+        cfg: AgentConfig,
+        engine: rampart_rules::Engine,
+        record: Option<&Path>,
+    ) -> Result<(Agent, SyncSender<Box<SensorEvent>>)> {
+        let device = Arc::new(Device {
+            hostname: "test-host".into(),
+            region: None,
+        });
+        let (tx, rx) = sync_channel(CHANNEL_CAPACITY);
+        let dir = ContainerDirectory::new();
+        let sampler = StatsSampler::new(dir.clone(), ProcFs::default(), device.clone(), 1);
+        let enricher = Enricher::new(
+            EnricherConfig {
+                max_ancestors: cfg.max_ancestors,
+                sensitive_paths: cfg.sensitive_paths.clone(),
+                unified: None,
+                v1_pids: None,
+                hash_max_bytes: 0,
+            },
+            ProcFs::default(),
+            dir,
+            None,
+        );
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .context("starting the I/O runtime")?;
+        let agent = Agent {
+            mechanism: "test".into(),
+            outputs: Outputs::open(&cfg.outputs)?,
+            record: record
+                .map(|p| Outputs::open(&[format!("jsonl:{}", p.display())]))
+                .transpose()?,
+            cfg,
+            device,
+            rx,
+            source: None,
+            enricher,
+            engine,
+            detections: Vec::new(),
+            prevention: None,
+            prevented: Vec::new(),
+            inventory: None,
+            inventoried: Vec::new(),
+            sampler,
+            runtime,
+            stop: Arc::new(AtomicBool::new(false)),
+            extra_drops: Vec::new(),
+            instance: 7,
+            seq: 0,
+            metrics: metrics::AgentMetrics::new(),
+            local_metrics: metrics::LocalMetrics::default(),
+        };
+        Ok((agent, tx))
+    }
+}
+
 /// Monotonic counters of every source.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 struct Counters {
@@ -687,7 +689,11 @@ fn source_counters(
             userspace: p.userspace_drops() + watcher,
             ..Counters::default()
         },
-        None => Counters::default(),
+        // The parts beside the sensor count their drops whatever the source.
+        None => Counters {
+            userspace: watcher,
+            ..Counters::default()
+        },
     }
 }
 
@@ -695,7 +701,7 @@ fn start_source(
     cfg: &AgentConfig,
     device: Arc<Device>,
     tx: SyncSender<Box<SensorEvent>>,
-) -> anyhow::Result<Source> {
+) -> Result<Source> {
     let sensor_cfg = SensorConfig {
         containers_only: cfg.containers_only,
         file_events: cfg.file_events,
@@ -713,7 +719,7 @@ fn start_source(
             "running on the proc-connector fallback: exec, fork, exit and setuid/setgid only. Missing: {}",
             ProcConnector::MISSING
         );
-        anyhow::Ok(Source::Fallback(p))
+        Ok::<_, AgentError>(Source::Fallback(p))
     };
     if cfg.sensor == "proc-connector" {
         tracing::warn!(
@@ -732,8 +738,9 @@ fn start_source(
             Ok(Source::Bpf(Box::new(s)))
         }
         Err(KernelError::NotRoot) => Err(KernelError::NotRoot.into()),
-        Err(e) if cfg.sensor == "ebpf" => Err(anyhow::Error::new(e)
-            .context("sensor: ebpf in the configuration, and the eBPF sensor cannot run here")),
+        Err(e) if cfg.sensor == "ebpf" => {
+            Err(e).context("sensor: ebpf in the configuration, and the eBPF sensor cannot run here")
+        }
         Err(e) => {
             tracing::warn!("the BPF sensor cannot run here: {e}");
             fallback(device, tx)
@@ -762,7 +769,9 @@ fn write_stats_file(path: &std::path::Path, c: &Counters, received: u64, mechani
     }
 }
 
-fn print_stats(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+/// The running agent's counters from its stats file, one `name value` line each (what
+/// `rampart agent --stats` prints).
+pub fn stats_text(path: &Path) -> Result<String> {
     let text = std::fs::read_to_string(path).with_context(|| {
         format!(
             "no running agent found ({} is missing): is `rampart agent` running?",
@@ -771,21 +780,16 @@ fn print_stats(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     })?;
     let v: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let mut out = String::new();
     if let Some(o) = v.as_object() {
         for (k, val) in o {
-            println!("{k:<22} {val}");
+            out.push_str(&format!("{k:<22} {val}\n"));
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(out)
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
-}
-
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     let mut b = [0u8; 8];
     if std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
@@ -798,3 +802,6 @@ fn random_u64() -> u64 {
     }
     u64::from_ne_bytes(b)
 }
+
+#[cfg(test)]
+mod tests;

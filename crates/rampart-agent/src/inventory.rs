@@ -26,7 +26,6 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryS
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use rampart_container::{ContainerDirectory, DockerClient};
 use rampart_event::{
     ContainerInventory, Device, Event, EventId, EventKind, HostInventory, ImageInventory,
@@ -35,7 +34,7 @@ use rampart_event::{
 use rampart_scan::{ImageReader, InventoryCache, Limits, NoProgress, ScanOptions, Target, VulnDb};
 use serde::Deserialize;
 
-use crate::cmd::BadInput;
+use crate::error::{AgentError, Context, Result};
 
 /// `inventory:` in agent.yaml.
 #[derive(Debug, Clone, Deserialize)]
@@ -95,19 +94,16 @@ fn duration(key: &str, s: &str) -> Result<Duration, String> {
 
 impl InventorySection {
     /// Checks the durations (called by the config's validation).
-    pub fn validate(&self) -> Result<(), String> {
-        duration("interval", &self.interval)?;
-        duration("image_resend", &self.image_resend)?;
-        duration("db_poll", &self.db_poll)?;
+    pub fn validate(&self) -> Result<(), AgentError> {
+        for (key, value) in [
+            ("interval", &self.interval),
+            ("image_resend", &self.image_resend),
+            ("db_poll", &self.db_poll),
+        ] {
+            duration(key, value).map_err(AgentError::Config)?;
+        }
         Ok(())
     }
-}
-
-/// Where the server's bundle comes from: the `server` output's URL and enrollment directory.
-#[derive(Debug, Clone)]
-pub struct BundleSource {
-    pub url: String,
-    pub tls_dir: PathBuf,
 }
 
 /// How many finished inventory events may wait for the pipeline.
@@ -119,6 +115,8 @@ pub struct Inventory {
     events: Receiver<Event>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Inventory events that did not fit [`EVENT_CAPACITY`] (reported in `sensor.drops`).
+    dropped: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Inventory {
@@ -133,24 +131,25 @@ impl Inventory {
         sensor: String,
         login_sources: Vec<String>,
         bundle: Option<BundleSource>,
-    ) -> anyhow::Result<Option<Inventory>> {
+    ) -> Result<Option<Inventory>> {
         if !cfg.enabled {
             return Ok(None);
         }
-        let interval = duration("interval", &cfg.interval).map_err(BadInput)?;
-        let resend = duration("image_resend", &cfg.image_resend).map_err(BadInput)?;
-        let poll = duration("db_poll", &cfg.db_poll).map_err(BadInput)?;
+        let interval = duration("interval", &cfg.interval).map_err(AgentError::Config)?;
+        let resend = duration("image_resend", &cfg.image_resend).map_err(AgentError::Config)?;
+        let poll = duration("db_poll", &cfg.db_poll).map_err(AgentError::Config)?;
         let trust = cfg
             .trust_policy
             .as_deref()
             .map(rampart_trust::TrustPolicy::load)
             .transpose()
-            .map_err(|e| BadInput(format!("inventory.trust_policy: {e}")))?;
+            .map_err(|e| AgentError::Config(format!("inventory.trust_policy: {e}")))?;
         std::fs::create_dir_all(&cfg.state_dir)
             .with_context(|| format!("inventory: creating {}", cfg.state_dir.display()))?;
         let (trigger, triggers) = sync_channel(1);
         let (tx, events) = sync_channel(EVENT_CAPACITY);
         let stop = Arc::new(AtomicBool::new(false));
+        let dropped: Arc<std::sync::atomic::AtomicU64> = Arc::default();
         let mut worker = Worker {
             cfg: cfg.clone(),
             interval,
@@ -165,11 +164,12 @@ impl Inventory {
             bundle: if cfg.fetch_db { bundle } else { None },
             trust: trust.map(Arc::new),
             tx,
-            instance: super::random_u64(),
+            instance: crate::random_u64(),
             seq: 0,
             sent: load_sent(&cfg.state_dir),
             host_cache: None,
             stop: stop.clone(),
+            dropped: dropped.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("rampart-inventory".into())
@@ -180,6 +180,7 @@ impl Inventory {
             events,
             stop,
             thread: Some(thread),
+            dropped,
         }))
     }
 
@@ -189,6 +190,11 @@ impl Inventory {
             // A round already pending covers it.
             let _ = self.trigger.try_send(());
         }
+    }
+
+    /// The count of inventory events dropped because the pipeline did not take them.
+    pub fn drop_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.dropped.clone()
     }
 
     /// Moves the finished inventory events into `out`.
@@ -222,27 +228,8 @@ fn load_sent(state_dir: &Path) -> Sent {
         .unwrap_or_default()
 }
 
-fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
-
+use crate::bundle::{installed_manifest, write_atomic, BundleSource};
 use rampart_event::now_ns;
-
-/// The installed bundle's manifest (`<state_dir>/vulndb.json`).
-fn installed_path(state_dir: &Path) -> PathBuf {
-    state_dir.join("vulndb.json")
-}
-
-/// The installed bundle's manifest, when the database came from the server.
-fn installed_manifest(state_dir: &Path) -> Option<rampart_server::vulndb::Manifest> {
-    let d = std::fs::read(installed_path(state_dir)).ok()?;
-    serde_json::from_slice(&d).ok()
-}
 
 struct Worker {
     cfg: InventorySection,
@@ -265,6 +252,7 @@ struct Worker {
     /// The last host audit (protections, score, kernel, OS) and when it ran.
     host_cache: Option<(Instant, HostInventory)>,
     stop: Arc<AtomicBool>,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// One image's scan in a round.
@@ -333,7 +321,10 @@ impl Worker {
         match self.tx.try_send(ev) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                tracing::warn!("inventory: the pipeline is not taking events; one dropped")
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    "inventory: the pipeline is not taking events; one dropped (counted in sensor.drops)"
+                )
             }
             Err(TrySendError::Disconnected(_)) => {}
         }
@@ -614,7 +605,7 @@ impl Worker {
         let installed = installed_manifest.as_ref().map(|m| m.version.clone());
         let checked = match self
             .runtime
-            .block_on(fetch(&src, installed_manifest.as_ref()))
+            .block_on(crate::bundle::fetch(&src, installed_manifest.as_ref()))
         {
             Ok(c) => c,
             Err(e) => {
@@ -640,24 +631,26 @@ impl Worker {
         round
             | match checked.bundle {
                 Ok(None) => false,
-                Ok(Some((signed, manifest, db))) => match self.install(&signed, &db) {
-                    Ok(()) => {
-                        tracing::info!(
+                Ok(Some((signed, manifest, db))) => {
+                    match crate::bundle::install(&self.cfg.db, &self.cfg.state_dir, &signed, &db) {
+                        Ok(()) => {
+                            tracing::info!(
                             "inventory: vulnerability database {} installed ({} bytes); rescanning",
                             manifest.version,
                             db.len()
                         );
-                        true
-                    }
-                    Err(e) => {
-                        tracing::error!(
+                            true
+                        }
+                        Err(e) => {
+                            tracing::error!(
                             "inventory: installing vulnerability database {}: {e:#}; keeping {}",
                             manifest.version,
                             installed.as_deref().unwrap_or("the current one")
                         );
-                        false
+                            false
+                        }
                     }
-                },
+                }
                 Err(e) => {
                     tracing::error!(
                     "inventory: vulnerability database bundle from {} refused: {e:#}; keeping {}",
@@ -668,136 +661,6 @@ impl Worker {
                 }
             }
     }
-
-    /// Writes `db` next to the database, checks it opens, renames it into place, then records
-    /// the manifest.
-    fn install(
-        &self,
-        signed: &rampart_server::vulndb::SignedManifest,
-        db: &[u8],
-    ) -> anyhow::Result<()> {
-        let path = &self.cfg.db;
-        if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-        }
-        let tmp = path.with_extension(format!("db.new{}", std::process::id()));
-        write_atomic(&tmp, db).with_context(|| format!("writing {}", tmp.display()))?;
-        if let Err(e) = VulnDb::open(&tmp) {
-            let _ = std::fs::remove_file(&tmp);
-            anyhow::bail!("the bundle is not a usable database: {e}");
-        }
-        // A WAL left by an earlier writer belongs to the old file.
-        for ext in ["db-wal", "db-shm"] {
-            let _ = std::fs::remove_file(path.with_extension(ext));
-        }
-        std::fs::rename(&tmp, path).with_context(|| format!("installing {}", path.display()))?;
-        write_atomic(
-            &installed_path(&self.cfg.state_dir),
-            signed.manifest.as_bytes(),
-        )
-        .context("recording the installed bundle")?;
-        Ok(())
-    }
-}
-
-type Fetched = (
-    rampart_server::vulndb::SignedManifest,
-    rampart_server::vulndb::Manifest,
-    Vec<u8>,
-);
-
-/// What a bundle check found: the server's resend token (empty when none) and a verified
-/// bundle newer than the installed one.
-struct Checked {
-    resend: String,
-    bundle: anyhow::Result<Option<Fetched>>,
-}
-
-/// Asks the server for its manifest; the resend token comes with any answer.
-async fn fetch(
-    src: &BundleSource,
-    installed: Option<&rampart_server::vulndb::Manifest>,
-) -> anyhow::Result<Checked> {
-    use rampart_ship::client::HttpClient;
-    let tls = rampart_ship::tls::agent_client_config(&src.tls_dir)
-        .with_context(|| format!("TLS from {}", src.tls_dir.display()))?;
-    let ca_path = src.tls_dir.join(rampart_ship::tls::CA_FILE);
-    let ca = rampart_ship::tls::load_certs(&ca_path)?
-        .into_iter()
-        .next()
-        .with_context(|| format!("{}: no certificate", ca_path.display()))?;
-    let mut client = HttpClient::new(&src.url, Some(tls))?.with_timeout(Duration::from_secs(60));
-    let etag = installed.map(|m| format!("\"{}\"", m.version));
-    let headers: Vec<(&str, &str)> = etag
-        .as_deref()
-        .map(|e| vec![("if-none-match", e)])
-        .unwrap_or_default();
-    let r = client
-        .request(
-            hyper::Method::GET,
-            "/api/v1/vulndb/manifest",
-            &headers,
-            bytes::Bytes::new(),
-        )
-        .await?;
-    let resend = r
-        .headers
-        .get(rampart_server::vulndb::RESEND_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let bundle = if r.status == 304 || r.status == 404 {
-        Ok(None)
-    } else if !r.is_success() {
-        Err(anyhow::anyhow!(
-            "manifest: HTTP {}: {}",
-            r.status,
-            r.body_text()
-        ))
-    } else {
-        fetch_bundle(client, ca.as_ref(), &r.body, installed).await
-    };
-    Ok(Checked { resend, bundle })
-}
-
-/// Verifies the manifest in `body` and fetches its payload when it is not `installed`. A
-/// manifest published before the installed one is refused: a validly signed but older bundle
-/// served again would roll the agent back to a database without the newer advisories.
-async fn fetch_bundle(
-    client: rampart_ship::client::HttpClient,
-    ca: &[u8],
-    body: &[u8],
-    installed: Option<&rampart_server::vulndb::Manifest>,
-) -> anyhow::Result<Option<Fetched>> {
-    let signed: rampart_server::vulndb::SignedManifest =
-        serde_json::from_slice(body).context("manifest: not JSON")?;
-    let manifest = rampart_server::vulndb::verify_manifest(ca, &signed)?;
-    if let Some(old) = installed {
-        if old.version == manifest.version {
-            return Ok(None);
-        }
-        if manifest.created_ns < old.created_ns {
-            anyhow::bail!(
-                "manifest {} was published before the installed {}: refused (a rollback to an older database)",
-                manifest.version,
-                old.version
-            );
-        }
-    }
-    let mut client = client.with_max_response(manifest.size as usize + 1);
-    let r = client
-        .request(
-            hyper::Method::GET,
-            &format!("/api/v1/vulndb/bundle/{}", manifest.sha256),
-            &[],
-            bytes::Bytes::new(),
-        )
-        .await?;
-    if !r.is_success() {
-        anyhow::bail!("bundle: HTTP {}: {}", r.status, r.body_text());
-    }
-    let db = rampart_server::vulndb::open_payload(&manifest, &r.body)?;
-    Ok(Some((signed, manifest, db)))
 }
 
 /// The `event_coverage` protection: what the running event source sees, and what it does not.

@@ -3,10 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use serde::Deserialize;
 
-use crate::cmd::BadInput;
+use crate::error::{AgentError, Context};
 
 /// `agent.yaml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -72,7 +71,7 @@ pub struct AgentConfig {
     pub geoip_db: Option<PathBuf>,
     /// Durable shipping: the on-disk queue and its outputs (server, syslog, HTTP, file), and
     /// the Prometheus endpoint (docs/shipping.md).
-    pub ship: Option<super::ship::ShipSection>,
+    pub ship: Option<crate::ship::ShipSection>,
     /// Network and exec policy (docs/policy.md): applied at start, kept current as containers
     /// come and go; its denials are `policy.*` events.
     pub policy: Option<PathBuf>,
@@ -88,7 +87,7 @@ pub struct AgentConfig {
     pub forensics_dir: PathBuf,
     /// Inventory of the host, its containers and their images, with vulnerability counts
     /// from the local database (fetched from the server as a signed bundle); docs/agent.md.
-    pub inventory: super::inventory::InventorySection,
+    pub inventory: crate::inventory::InventorySection,
 }
 
 impl Default for AgentConfig {
@@ -131,14 +130,14 @@ impl Default for AgentConfig {
             rule_actions: "enforce".into(),
             isolate_allow: Vec::new(),
             forensics_dir: PathBuf::from("/var/lib/rampart/forensics"),
-            inventory: super::inventory::InventorySection::default(),
+            inventory: crate::inventory::InventorySection::default(),
         }
     }
 }
 
 impl AgentConfig {
     /// Reads `path`; errors name the file, line, column and key.
-    pub fn load(path: &Path) -> anyhow::Result<AgentConfig> {
+    pub fn load(path: &Path) -> crate::Result<AgentConfig> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let cfg: AgentConfig = serde_yaml::from_str(&text).map_err(|e| {
@@ -146,10 +145,10 @@ impl AgentConfig {
                 .location()
                 .map(|l| format!(":{}:{}", l.line(), l.column()))
                 .unwrap_or_default();
-            BadInput(format!("{}{at}: {e}", path.display()))
+            AgentError::Config(format!("{}{at}: {e}", path.display()))
         })?;
         cfg.validate()
-            .map_err(|m| BadInput(format!("{}: {m}", path.display())))?;
+            .map_err(|m| AgentError::Config(format!("{}: {m}", path.display())))?;
         Ok(cfg)
     }
 
@@ -181,7 +180,7 @@ impl AgentConfig {
                 self.rule_matching
             ));
         }
-        self.inventory.validate()?;
+        self.inventory.validate().map_err(|e| e.to_string())?;
         self.min_priority
             .parse::<rampart_event::Priority>()
             .map_err(|e| format!("min_priority: {e}"))?;
@@ -198,10 +197,10 @@ impl AgentConfig {
 mod tests {
     use super::*;
 
-    fn load(text: &str) -> anyhow::Result<AgentConfig> {
-        let dir = tempfile::tempdir()?;
+    fn load(text: &str) -> crate::Result<AgentConfig> {
+        let dir = tempfile::tempdir().context("tempdir")?;
         let p = dir.path().join("agent.yaml");
-        std::fs::write(&p, text)?;
+        std::fs::write(&p, text).context("writing agent.yaml")?;
         AgentConfig::load(&p)
     }
 

@@ -9,7 +9,6 @@
 use std::sync::mpsc::{sync_channel, Receiver, TrySendError};
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
 use rampart_container::DockerClient;
 use rampart_event::{Device, Event, EventKind};
 use rampart_respond::{
@@ -18,8 +17,8 @@ use rampart_respond::{
 };
 use rampart_rules::Detection;
 
-use super::config::AgentConfig;
-use crate::cmd::BadInput;
+use crate::config::AgentConfig;
+use crate::error::{AgentError, Context, Result};
 
 /// Capacity of the queue of `policy.*` events from the watcher to the agent's loop. What does
 /// not fit is counted (reported with the agent's other drops in `sensor.drops`); the watcher
@@ -45,15 +44,15 @@ impl Prevention {
         runtime: &tokio::runtime::Runtime,
         docker: Option<&DockerClient>,
         rules_have_actions: bool,
-    ) -> anyhow::Result<Prevention> {
+    ) -> Result<Prevention> {
         let policy = cfg
             .policy
             .as_ref()
-            .map(|p| Policy::load(p).map_err(|e| BadInput(e.to_string())))
+            .map(|p| Policy::load(p).map_err(|e| AgentError::Config(e.to_string())))
             .transpose()?;
         let mut playbooks = Vec::new();
         for f in &cfg.playbooks {
-            playbooks.extend(load_playbooks(f).map_err(|e| BadInput(e.to_string()))?);
+            playbooks.extend(load_playbooks(f).map_err(|e| AgentError::Config(e.to_string()))?);
         }
         let rule_actions = match cfg.rule_actions.as_str() {
             "enforce" => RuleActions::Enforce,
@@ -61,7 +60,7 @@ impl Prevention {
             _ => RuleActions::Off,
         };
         let isolate_allow = parse_allow_list(&cfg.isolate_allow)
-            .map_err(|e| BadInput(format!("isolate_allow: {e}")))?;
+            .map_err(|e| AgentError::Config(format!("isolate_allow: {e}")))?;
         let isolates = playbooks
             .iter()
             .any(|p| p.enabled && p.actions.contains(&ActionKind::Isolate));
@@ -81,14 +80,13 @@ impl Prevention {
         if policy.is_some() || isolates {
             match docker {
                 None if policy.is_some() => {
-                    return Err(BadInput(format!(
+                    return Err(AgentError::Config(format!(
                         "policy {}: enforcing a policy needs the Docker API ({} does not answer)",
                         cfg.policy
                             .as_ref()
                             .map_or(String::new(), |p| p.display().to_string()),
                         cfg.docker_socket.display()
-                    ))
-                    .into());
+                    )));
                 }
                 None => tracing::warn!("no Docker API: playbook isolations will not be followed"),
                 Some(docker) => me.follow(policy.as_ref(), enforce_cfg.clone(), runtime, docker)?,
@@ -112,7 +110,7 @@ impl Prevention {
         enforce_cfg: EnforceConfig,
         runtime: &tokio::runtime::Runtime,
         docker: &DockerClient,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let mut enforcer = PolicyEnforcer::open(enforce_cfg).context(
             "opening the enforcement programs (rampart agent --probe says what this kernel allows)",
         )?;
@@ -120,7 +118,9 @@ impl Prevention {
             let running = runtime
                 .block_on(facts::running(docker))
                 .context("listing the running containers for the policy")?;
-            let report = enforcer.apply(p, &running)?;
+            let report = enforcer
+                .apply(p, &running)
+                .with_context(|| format!("applying policy {:?}", p.name))?;
             tracing::info!(
                 "policy {:?} applied: {} containers selected, {} untouched",
                 p.name,
@@ -167,7 +167,7 @@ impl Prevention {
         isolate_allow: Vec<rampart_kernel::enforce::NetPrefix>,
         enforce: EnforceConfig,
         rules_have_actions: bool,
-    ) -> anyhow::Result<Prevention> {
+    ) -> Result<Prevention> {
         if playbooks.is_empty() && (rule_actions == RuleActions::Off || !rules_have_actions) {
             return Ok(self);
         }

@@ -4,8 +4,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Stdout, Write};
 use std::path::PathBuf;
 
-use anyhow::Context;
 use serde::Serialize;
+
+use crate::error::{AgentError, Context, Result};
 
 enum Sink {
     Stdout(BufWriter<Stdout>),
@@ -16,12 +17,12 @@ enum Sink {
 pub struct Outputs {
     sinks: Vec<Sink>,
     /// The `ship:` section's durable queue, when configured (see `ship.rs`).
-    ship: Option<super::ship::AgentShip>,
+    ship: Option<crate::ship::AgentShip>,
 }
 
 impl Outputs {
     /// Opens `stdout` and `jsonl:PATH` outputs (files are appended to, created 0600).
-    pub fn open(specs: &[String]) -> anyhow::Result<Outputs> {
+    pub fn open(specs: &[String]) -> Result<Outputs> {
         let mut sinks = Vec::new();
         for spec in specs {
             if spec == "stdout" {
@@ -43,7 +44,7 @@ impl Outputs {
                     w: BufWriter::with_capacity(256 << 10, f),
                 });
             } else {
-                anyhow::bail!(crate::cmd::BadInput(format!(
+                return Err(AgentError::Config(format!(
                     "output {spec:?}: expected `stdout` or `jsonl:PATH`"
                 )));
             }
@@ -52,13 +53,13 @@ impl Outputs {
     }
 
     /// Also sends every record through `ship` (the durable queue and its outputs).
-    pub fn with_ship(mut self, ship: Option<super::ship::AgentShip>) -> Outputs {
+    pub fn with_ship(mut self, ship: Option<crate::ship::AgentShip>) -> Outputs {
         self.ship = ship;
         self
     }
 
     /// Stops shipping: queues what is pending and lets the outputs deliver for a few seconds.
-    pub fn close_ship(&mut self, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    pub fn close_ship(&mut self, runtime: &tokio::runtime::Runtime) -> Result<()> {
         match self.ship.take() {
             Some(s) => s.shutdown(runtime),
             None => Ok(()),
@@ -66,15 +67,16 @@ impl Outputs {
     }
 
     /// Writes one record as a JSON line to every output.
-    pub fn write<T: Serialize>(&mut self, record: &T) -> anyhow::Result<()> {
+    pub fn write<T: Serialize>(&mut self, record: &T) -> Result<()> {
         if let Some(s) = &mut self.ship {
             s.push(record)?;
         }
         for s in &mut self.sinks {
             match s {
                 Sink::Stdout(w) => {
-                    serde_json::to_writer(&mut *w, record)?;
-                    w.write_all(b"\n")?;
+                    serde_json::to_writer(&mut *w, record)
+                        .and_then(|()| w.write_all(b"\n").map_err(serde_json::Error::io))
+                        .context("writing stdout")?;
                 }
                 Sink::File { path, w } => {
                     serde_json::to_writer(&mut *w, record)
@@ -91,13 +93,13 @@ impl Outputs {
         self.ship.as_ref().map_or(0, |s| s.dropped)
     }
 
-    pub fn flush(&mut self) -> anyhow::Result<()> {
+    pub fn flush(&mut self) -> Result<()> {
         if let Some(s) = &mut self.ship {
             s.flush()?;
         }
         for s in &mut self.sinks {
             match s {
-                Sink::Stdout(w) => w.flush()?,
+                Sink::Stdout(w) => w.flush().context("writing stdout")?,
                 Sink::File { path, w } => w
                     .flush()
                     .with_context(|| format!("writing {}", path.display()))?,

@@ -18,12 +18,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use rampart_event::Device;
 use rampart_ship::Shipper;
 use serde::Serialize;
 
-use crate::cmd::BadInput;
+use crate::error::{AgentError, Context, Result};
 
 /// `ship:` in `agent.yaml` (the keys are documented in docs/shipping.md).
 pub type ShipSection = rampart_ship::ShipConfig;
@@ -47,8 +46,8 @@ pub fn start(
     cfg: Option<&ShipSection>,
     device: &Arc<Device>,
     runtime: &tokio::runtime::Handle,
-    embedded: Option<super::Embedded<'_>>,
-) -> anyhow::Result<Option<AgentShip>> {
+    embedded: Option<crate::Embedded<'_>>,
+) -> Result<Option<AgentShip>> {
     let (extra, default_cfg) = match embedded {
         Some(e) => {
             let local = e.server.local_output(
@@ -73,8 +72,11 @@ pub fn start(
             | ShipError::DuplicateOutput(_)
             | ShipError::NoOutputs
             | ShipError::Anonymise(_)
-            | ShipError::Key { .. } => anyhow::Error::new(BadInput(format!("ship: {e}"))),
-            other => anyhow::Error::new(other).context("ship: starting the shipper"),
+            | ShipError::Key { .. } => AgentError::Config(format!("ship: {e}")),
+            other => AgentError::Step {
+                context: "ship: starting the shipper".into(),
+                source: Box::new(other),
+            },
         }
     })?;
     tracing::info!(
@@ -94,7 +96,7 @@ pub fn start(
 
 impl AgentShip {
     /// Adds one event or alert to the current batch.
-    pub fn push<T: Serialize>(&mut self, record: &T) -> anyhow::Result<()> {
+    pub fn push<T: Serialize>(&mut self, record: &T) -> Result<()> {
         self.batch
             .push(serde_json::to_vec(record).context("ship: serialising a record")?);
         Ok(())
@@ -102,7 +104,7 @@ impl AgentShip {
 
     /// Appends the current batch to the queue (one write). With `overflow: block` this waits
     /// while the queue is full; with `drop_newest` what does not fit is counted and reported.
-    pub fn flush(&mut self) -> anyhow::Result<()> {
+    pub fn flush(&mut self) -> Result<()> {
         if self.batch.is_empty() {
             return Ok(());
         }
@@ -123,7 +125,7 @@ impl AgentShip {
     }
 
     /// Flushes, waits up to 5 s for the outputs to deliver, and closes the queue.
-    pub fn shutdown(mut self, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    pub fn shutdown(mut self, runtime: &tokio::runtime::Runtime) -> Result<()> {
         let flushed = self.flush();
         let _ = self.shipper.sync();
         runtime.block_on(self.shipper.shutdown(SHUTDOWN_DRAIN));

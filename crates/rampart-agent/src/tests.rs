@@ -1,0 +1,160 @@
+//! The agent's loop without a kernel: events sent as the sensor sends them go through the
+//! enricher and the rules to the outputs; the run ends with a `sensor.drops` report that
+//! counts what the parts beside the sensor dropped.
+
+use std::sync::atomic::AtomicU64;
+
+use super::*;
+
+const CANARY_RULE: &str = "- rule: Canary exec\n  desc: the test's canary ran\n  condition: evt.type = execve and proc.name = canary-x\n  output: canary %proc.name\n  priority: WARNING\n";
+
+fn exec(pid: u32, name: &str) -> Box<SensorEvent> {
+    let device = Arc::new(Device {
+        hostname: "test-host".into(),
+        region: None,
+    });
+    let mut event = Event::new(
+        EventId::new(99, u64::from(pid)),
+        rampart_event::now_ns(),
+        EventKind::ProcessExec,
+        device,
+    );
+    event.process = Some(Arc::new(rampart_event::Process {
+        pid,
+        tid: pid,
+        name: name.into(),
+        exe: format!("/usr/bin/{name}"),
+        args: vec![name.into()],
+        ..Default::default()
+    }));
+    Box::new(SensorEvent {
+        origin: rampart_event::Origin {
+            pid,
+            ..Default::default()
+        },
+        event,
+    })
+}
+
+fn lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .expect("output written")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
+fn setup(dir: &Path) -> (AgentConfig, rampart_rules::Engine) {
+    let rules = dir.join("canary.yaml");
+    std::fs::write(&rules, CANARY_RULE).expect("rule file");
+    let cfg = AgentConfig {
+        outputs: vec![format!("jsonl:{}", dir.join("out/events.jsonl").display())],
+        stats_file: dir.join("stats.json"),
+        default_rules: false,
+        rules: vec![rules],
+        ..AgentConfig::default()
+    };
+    let (engine, actions) = load_rules(&cfg).expect("rules load");
+    assert!(!actions, "the canary rule has no actions");
+    (cfg, engine)
+}
+
+#[test]
+fn events_reach_the_outputs_with_their_alerts_and_the_run_ends_with_a_drop_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, engine) = setup(dir.path());
+    let record = dir.path().join("record.jsonl");
+    let stats_file = cfg.stats_file.clone();
+    let (agent, tx) = Agent::detached(cfg, engine, Some(&record)).expect("agent");
+    // Far more than one batch (256 per batch check), so the batch and flush logic runs.
+    for pid in 1000..1600 {
+        tx.send(exec(pid, "ls")).expect("queued");
+    }
+    tx.send(exec(4242, "canary-x")).expect("queued");
+    drop(tx);
+    agent
+        .run(None)
+        .expect("the loop ends when the sources are gone");
+
+    let out = lines(&dir.path().join("out/events.jsonl"));
+    let execs = out.iter().filter(|v| v["type"] == "process.exec").count();
+    assert_eq!(execs, 601, "every event is written once");
+    let alerts: Vec<_> = out.iter().filter(|v| v["rule"].is_string()).collect();
+    assert_eq!(
+        alerts.len(),
+        1,
+        "one alert, for the canary only: {alerts:?}"
+    );
+    assert_eq!(alerts[0]["rule"], "Canary exec");
+    // The alert follows the event it is about.
+    let canary_at = out
+        .iter()
+        .position(|v| v["process"]["name"] == "canary-x")
+        .expect("canary event written");
+    let alert_at = out
+        .iter()
+        .position(|v| v["rule"] == "Canary exec")
+        .expect("alert written");
+    assert!(alert_at > canary_at);
+    let last = out.last().expect("lines");
+    assert_eq!(last["type"], "sensor.drops", "{last}");
+    assert_eq!(last["stats"]["events"], 601, "{last}");
+    assert_eq!(last["stats"]["drops_total"], 0, "{last}");
+
+    // The record has the events and no alerts.
+    let rec = lines(&record);
+    assert_eq!(rec.len(), 601);
+    assert!(rec.iter().all(|v| v["type"] == "process.exec"));
+    // The stats file (the readiness signal) is gone once the agent stopped.
+    assert!(!stats_file.exists());
+}
+
+#[test]
+fn drops_beside_the_sensor_are_counted_in_the_last_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, engine) = setup(dir.path());
+    let (mut agent, tx) = Agent::detached(cfg, engine, None).expect("agent");
+    let watcher = Arc::new(AtomicU64::new(0));
+    let responder = Arc::new(AtomicU64::new(0));
+    agent.extra_drops = vec![watcher.clone(), responder.clone()];
+    watcher.store(5, Ordering::Relaxed);
+    responder.store(2, Ordering::Relaxed);
+    tx.send(exec(77, "canary-x")).expect("queued");
+    drop(tx);
+    agent.run(None).expect("runs");
+    let out = lines(&dir.path().join("out/events.jsonl"));
+    let last = out.last().expect("lines");
+    assert_eq!(last["type"], "sensor.drops");
+    assert_eq!(last["stats"]["drops_userspace"], 7, "{last}");
+    assert_eq!(last["stats"]["drops_total"], 7, "{last}");
+}
+
+#[test]
+fn a_run_with_a_duration_stops_while_the_sources_stay_attached() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, engine) = setup(dir.path());
+    let (agent, tx) = Agent::detached(cfg, engine, None).expect("agent");
+    tx.send(exec(5, "canary-x")).expect("queued");
+    let started = Instant::now();
+    agent
+        .run(Some(Duration::from_millis(300)))
+        .expect("stops at the duration");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    drop(tx);
+    let out = lines(&dir.path().join("out/events.jsonl"));
+    assert_eq!(out.iter().filter(|v| v["rule"] == "Canary exec").count(), 1);
+    assert_eq!(out.last().expect("lines")["type"], "sensor.drops");
+}
+
+#[test]
+fn a_bad_output_spec_is_the_users_input() {
+    let cfg = AgentConfig {
+        outputs: vec!["tcp://somewhere".into()],
+        default_rules: false,
+        ..AgentConfig::default()
+    };
+    let (engine, _) = load_rules(&cfg).expect("no rules");
+    let err = Agent::detached(cfg, engine, None).err().expect("refused");
+    assert!(err.is_bad_input(), "{err}");
+    assert!(err.to_string().contains("tcp://somewhere"), "{err}");
+}
