@@ -66,6 +66,7 @@ fn report(inv: Inventory, matches: MatchReport) -> ScanReport {
         matches,
         cached: false,
         db: None,
+        not_matched: None,
     }
 }
 
