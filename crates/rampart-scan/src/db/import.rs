@@ -37,6 +37,15 @@ pub struct ImportStats {
     pub seconds: f64,
 }
 
+/// A member name osv.dev could have written: relative, no `..`, `\\` or NUL. Stricter than the
+/// zip crate's `enclosed_name`, which accepts `/etc/x` by dropping the root.
+fn plain_relative(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('/')
+        && !name.contains(['\\', '\0'])
+        && !name.split('/').any(|c| c == "..")
+}
+
 fn is_osv_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     (lower.ends_with(".json") || lower.ends_with(".yaml") || lower.ends_with(".yml"))
@@ -247,7 +256,7 @@ pub(crate) fn import_with(
                     .name()
                     .map(|n| n.into_owned())
                     .map_err(|e| src_err(format!("zip member {i}: {e}")))?;
-                if opts.strict && entry.enclosed_name().is_none() {
+                if opts.strict && !plain_relative(&name) {
                     // Members are never extracted, but osv.dev never writes such a name: an
                     // archive holding one is not an OSV export.
                     return Err(src_err(format!(
@@ -336,10 +345,10 @@ pub(crate) fn import_with(
     let mut budget = opts.max_total.unwrap_or(u64::MAX);
     for m in members {
         seen.insert(m.name.clone());
-        if previous
+        let unchanged = previous
             .get(&m.name)
-            .is_some_and(|(fp, _)| *fp == m.fingerprint)
-        {
+            .is_some_and(|(fp, _)| *fp == m.fingerprint);
+        if unchanged && !opts.strict {
             stats.unchanged += 1;
             continue;
         }
@@ -365,6 +374,11 @@ pub(crate) fn import_with(
             }
         });
         let vuln_id = match record {
+            // Strict: read (CRC checked) and parsed like every member, but stored already.
+            Ok(_) if unchanged => {
+                stats.unchanged += 1;
+                continue;
+            }
             Ok(r) => {
                 match store(&tx, source_id, &r).map_err(sql)? {
                     Outcome::Added => stats.added += 1,

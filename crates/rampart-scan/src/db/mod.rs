@@ -54,7 +54,7 @@ pub enum DbError {
     },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("{path}: no vulnerability database here; create one with `rampart db import`")]
+    #[error("{path}: no vulnerability database here; fetch one with `rampart db update` (or create one with `rampart db import`)")]
     Missing { path: PathBuf },
     #[error("{path}: database schema {found}, this rampart reads {expected}; re-create it (delete the file and import again)")]
     Schema {
