@@ -218,7 +218,7 @@ fn scan(a: ScanArgs) -> anyhow::Result<ExitCode> {
     })?;
     report.not_matched = not_matched.clone();
     if let Some(info) = report.db.as_mut() {
-        info.stale = info.age_secs.is_none_or(|age| age > a.max_db_age.as_secs() as i64);
+        info.stale = info.age_secs.is_none_or(|age| age >= a.max_db_age.as_secs() as i64);
         if info.stale {
             eprintln!("warning: {}", info.describe());
         }
