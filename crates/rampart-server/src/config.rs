@@ -117,6 +117,33 @@ pub struct ServerConfig {
     /// What one client may make the server hold or wait for (see [`Limits`]).
     #[serde(default)]
     pub limits: Limits,
+    /// Keep the vulnerability database current from OSV's exports and publish the signed
+    /// bundle agents fetch (docs/scanning.md, "Keeping the database current"); off when absent.
+    #[serde(default)]
+    pub vulndb_update: Option<VulnDbUpdate>,
+}
+
+/// `vulndb_update:`: the server runs `rampart db update` on `<data_dir>/vulndb/vuln.db` at
+/// start and then every `every`, and publishes a new bundle when the database changed.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct VulnDbUpdate {
+    /// Time between updates (humantime, default `6h`).
+    #[serde(default = "default_vulndb_every")]
+    pub every: String,
+    /// Base URL of the `<ecosystem>/all.zip` layout (default osv.dev's bucket).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Ecosystems to fetch (default: every ecosystem the scanner inventories).
+    #[serde(default)]
+    pub ecosystems: Vec<String>,
+    /// Require `<ecosystem>/all.zip.sha256` and check each zip against it.
+    #[serde(default)]
+    pub checksum: bool,
+}
+
+fn default_vulndb_every() -> String {
+    "6h".into()
 }
 
 fn default_max_connections() -> usize {
@@ -441,6 +468,7 @@ impl ServerConfig {
             metrics_public: false,
             fleet: FleetOptions::default(),
             limits: Limits::default(),
+            vulndb_update: None,
         }
     }
 

@@ -263,6 +263,7 @@ pub struct RunningServer {
     pub server: rampart_server::ServerHandle,
     deadlines: Option<tokio::task::JoinHandle<()>>,
     vulndb: Option<tokio::task::JoinHandle<()>>,
+    db_update: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// How often the running server looks for a newly published vulnerability database.
@@ -276,6 +277,9 @@ impl RunningServer {
         if let Some(d) = self.vulndb {
             d.abort();
         }
+        if let Some(d) = self.db_update {
+            d.abort();
+        }
         self.server.shutdown().await;
     }
 }
@@ -287,6 +291,7 @@ pub async fn start_server(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let (mut fleet_cfg, deadline_every) = fleet_config(&cfg)?;
+    let db_update = super::db::spawn_server_updates(&cfg)?;
     // Continuous vulnerability management: SBOMs, running set, "now vulnerable" alerts.
     fleet_cfg.vulns = Some(rampart_fleet::VulnsConfig::new(&data_dir));
     let policies: Vec<(String, Option<u32>)> = cfg
@@ -340,6 +345,7 @@ pub async fn start_server(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         server,
         deadlines,
         vulndb,
+        db_update,
     })
 }
 
