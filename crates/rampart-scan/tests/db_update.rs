@@ -215,7 +215,11 @@ fn refused(bad: Vec<u8>, o: impl Fn(&mut UpdateOptions)) -> String {
     assert!(has(&db, "GO-2023-1571"));
     let status = VulnDb::open(&db).unwrap().status().unwrap();
     let py = status.feeds.iter().find(|f| f.ecosystem == "PyPI").unwrap();
-    assert_eq!(py.etag.as_deref(), Some("\"p1\""), "validators of the kept data");
+    assert_eq!(
+        py.etag.as_deref(),
+        Some("\"p1\""),
+        "validators of the kept data"
+    );
     // A failed ecosystem does not count as a complete update.
     assert!(status.updated_at.unwrap() <= r.updated_at.unwrap());
     // Nothing of the download or the build is left beside the database.
@@ -230,7 +234,10 @@ fn refused(bad: Vec<u8>, o: impl Fn(&mut UpdateOptions)) -> String {
     let r = update_db(&db, &options).unwrap();
     assert_eq!(outcome(&r, "PyPI"), UpdateOutcome::Failed);
     assert_eq!(
-        srv.log()[0].headers.get("if-none-match").map(String::as_str),
+        srv.log()[0]
+            .headers
+            .get("if-none-match")
+            .map(String::as_str),
         Some("\"p1\"")
     );
     error(&r, "PyPI")
@@ -321,13 +328,21 @@ fn a_server_that_hangs_times_out() {
     let db = tmp.path().join("vuln.db");
     let r = update_db(&db, &opts(&srv.base, &["PyPI"])).unwrap();
     assert_eq!(outcome(&r, "PyPI"), UpdateOutcome::Failed);
-    assert!(error(&r, "PyPI").contains("timeout"), "{}", error(&r, "PyPI"));
+    assert!(
+        error(&r, "PyPI").contains("timeout"),
+        "{}",
+        error(&r, "PyPI")
+    );
     assert!(!db.exists(), "no database is made from nothing");
     // Silent in the middle of the body.
     srv.set_behaviour("/PyPI/all.zip", Behaviour::HangMidBody);
     let r = update_db(&db, &opts(&srv.base, &["PyPI"])).unwrap();
     assert_eq!(outcome(&r, "PyPI"), UpdateOutcome::Failed);
-    assert!(error(&r, "PyPI").contains("timeout"), "{}", error(&r, "PyPI"));
+    assert!(
+        error(&r, "PyPI").contains("timeout"),
+        "{}",
+        error(&r, "PyPI")
+    );
     // A body cut short with the connection closed.
     srv.set_behaviour("/PyPI/all.zip", Behaviour::CutBody);
     let r = update_db(&db, &opts(&srv.base, &["PyPI"])).unwrap();
@@ -418,11 +433,7 @@ fn file_urls_serve_air_gapped_hosts() {
     let tmp = tempfile::tempdir().unwrap();
     let mirror = tmp.path().join("mirror");
     std::fs::create_dir_all(mirror.join("Maven")).unwrap();
-    std::fs::write(
-        mirror.join("Maven/all.zip"),
-        zip_dir(&fixtures("Maven")),
-    )
-    .unwrap();
+    std::fs::write(mirror.join("Maven/all.zip"), zip_dir(&fixtures("Maven"))).unwrap();
     let db = tmp.path().join("vuln.db");
     let base = format!("file://{}", mirror.display());
     let r = update_db(&db, &opts(&base, &["Maven"])).unwrap();

@@ -67,33 +67,82 @@ fn update_status_and_scan_report_the_database_age() {
     let db = tmp.path().join("db/vuln.db");
     let db = db.to_str().unwrap();
     let out = ok(&[
-        "db", "update", "--db", db, "--base-url", &srv.base, "--ecosystem", "npm,PyPI",
+        "db",
+        "update",
+        "--db",
+        db,
+        "--base-url",
+        &srv.base,
+        "--ecosystem",
+        "npm,PyPI",
     ]);
-    assert!(out.contains("npm: updated") && out.contains("new database in place"), "{out}");
+    assert!(
+        out.contains("npm: updated") && out.contains("new database in place"),
+        "{out}"
+    );
     let out = ok(&[
-        "db", "update", "--db", db, "--base-url", &srv.base, "--ecosystem", "npm", "--ecosystem",
+        "db",
+        "update",
+        "--db",
+        db,
+        "--base-url",
+        &srv.base,
+        "--ecosystem",
+        "npm",
+        "--ecosystem",
         "PyPI",
     ]);
-    assert!(out.contains("npm: unchanged") && out.contains("database unchanged"), "{out}");
+    assert!(
+        out.contains("npm: unchanged") && out.contains("database unchanged"),
+        "{out}"
+    );
     let s = status(db);
     assert_eq!(s["records"], 10);
     assert!(s["age_secs"].as_i64().unwrap() < 120, "{s}");
     let text = ok(&["db", "status", "--db", db]);
-    assert!(text.contains("updated ") && text.contains("FEEDS"), "{text}");
+    assert!(
+        text.contains("updated ") && text.contains("FEEDS"),
+        "{text}"
+    );
 
     let root = tmp.path().join("rootfs");
     app_rootfs(&root);
     let target = format!("dir:{}", root.display());
     let out = ok(&["image", "scan", &target, "--db", db, "--no-cache"]);
-    assert!(out.contains("GHSA-35jh-r3h4-6jhm") || out.contains("CVE-2021-23337"), "{out}");
+    assert!(
+        out.contains("GHSA-35jh-r3h4-6jhm") || out.contains("CVE-2021-23337"),
+        "{out}"
+    );
     assert!(out.contains("database ") && out.contains(" old"), "{out}");
     // Past the threshold the scan warns (on stderr and in the report).
-    let o = rampart(&["image", "scan", &target, "--db", db, "--no-cache", "--max-db-age", "0s"]);
+    let o = rampart(&[
+        "image",
+        "scan",
+        &target,
+        "--db",
+        db,
+        "--no-cache",
+        "--max-db-age",
+        "0s",
+    ]);
     assert!(o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("WARNING: vulnerability database 0 days old"), "{err}");
+    assert!(
+        err.contains("WARNING: vulnerability database 0 days old"),
+        "{err}"
+    );
     let json: serde_json::Value = serde_json::from_slice(
-        &rampart(&["image", "scan", &target, "--db", db, "--no-cache", "--format", "json"]).stdout,
+        &rampart(&[
+            "image",
+            "scan",
+            &target,
+            "--db",
+            db,
+            "--no-cache",
+            "--format",
+            "json",
+        ])
+        .stdout,
     )
     .unwrap();
     assert_eq!(json["vulnerabilities_matched"], true);
@@ -102,7 +151,16 @@ fn update_status_and_scan_report_the_database_age() {
 
     // A failed ecosystem exits 1 and names it; the database stays as it was.
     srv.put_zip("npm", b"not a zip".to_vec(), "n2");
-    let o = rampart(&["db", "update", "--db", db, "--base-url", &srv.base, "--ecosystem", "npm"]);
+    let o = rampart(&[
+        "db",
+        "update",
+        "--db",
+        db,
+        "--base-url",
+        &srv.base,
+        "--ecosystem",
+        "npm",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("npm: FAILED, previous data kept"), "{out}");
@@ -118,7 +176,16 @@ fn an_update_killed_midway_leaves_the_old_database_in_service() {
     let tmp = tempfile::tempdir().unwrap();
     let db_path = tmp.path().join("vuln.db");
     let db = db_path.to_str().unwrap();
-    ok(&["db", "update", "--db", db, "--base-url", &srv.base, "--ecosystem", "npm"]);
+    ok(&[
+        "db",
+        "update",
+        "--db",
+        db,
+        "--base-url",
+        &srv.base,
+        "--ecosystem",
+        "npm",
+    ]);
     // The next export is big enough to be caught mid-way, and the mirror stalls half-way.
     let mut big = vec![];
     let dir = tempfile::tempdir().unwrap();
@@ -131,13 +198,26 @@ fn an_update_killed_midway_leaves_the_old_database_in_service() {
             "modified": "2026-12-01T00:00:00Z",
             "affected": [{"package": {"ecosystem": "npm", "name": format!("pkg{i}")},
                 "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.0.0"}]}]}]});
-        std::fs::write(dir.path().join(format!("GHSA-test-{i:04}.json")), rec.to_string()).unwrap();
+        std::fs::write(
+            dir.path().join(format!("GHSA-test-{i:04}.json")),
+            rec.to_string(),
+        )
+        .unwrap();
     }
     big.extend(zip_dir(dir.path()));
     srv.put_zip("npm", big, "n2");
     srv.set_behaviour("/npm/all.zip", Behaviour::HangMidBody);
     let mut child = Command::new(env!("CARGO_BIN_EXE_rampart"))
-        .args(["db", "update", "--db", db, "--base-url", &srv.base, "--ecosystem", "npm"])
+        .args([
+            "db",
+            "update",
+            "--db",
+            db,
+            "--base-url",
+            &srv.base,
+            "--ecosystem",
+            "npm",
+        ])
         .args(["--read-timeout", "60s"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -158,7 +238,16 @@ fn an_update_killed_midway_leaves_the_old_database_in_service() {
     assert_eq!(s["feeds"][0]["etag"], "\"n1\"");
     // The next update removes the leftovers and installs the new export.
     srv.set_behaviour("/npm/all.zip", Behaviour::Normal);
-    ok(&["db", "update", "--db", db, "--base-url", &srv.base, "--ecosystem", "npm"]);
+    ok(&[
+        "db",
+        "update",
+        "--db",
+        db,
+        "--base-url",
+        &srv.base,
+        "--ecosystem",
+        "npm",
+    ]);
     assert_eq!(status(db)["records"], 306);
     let left: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
@@ -185,21 +274,53 @@ fn a_scan_without_a_database_still_reports_and_says_vulnerabilities_were_not_mat
     assert!(out.contains("AKIA"), "{out}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("vulnerabilities not matched"));
     let json: serde_json::Value = serde_json::from_slice(
-        &rampart(&["image", "scan", &target, "--db", missing, "--no-cache", "--format", "json"])
-            .stdout,
+        &rampart(&[
+            "image",
+            "scan",
+            &target,
+            "--db",
+            missing,
+            "--no-cache",
+            "--format",
+            "json",
+        ])
+        .stdout,
     )
     .unwrap();
     assert_eq!(json["vulnerabilities_matched"], false);
-    assert!(json["not_matched"].as_str().unwrap().contains("no vulnerability database"));
-    assert!(json["packages"].as_array().unwrap().iter().any(|p| p["name"] == "lodash"));
+    assert!(json["not_matched"]
+        .as_str()
+        .unwrap()
+        .contains("no vulnerability database"));
+    assert!(json["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "lodash"));
     assert!(!json["image_findings"].as_array().unwrap().is_empty());
     // Only --fail-on makes it fail: 3 for the secret found, 4 when nothing found reaches the
     // threshold but vulnerabilities could not be checked.
-    let o = rampart(&["image", "scan", &target, "--db", missing, "--no-cache", "--fail-on", "low"]);
+    let o = rampart(&[
+        "image",
+        "scan",
+        &target,
+        "--db",
+        missing,
+        "--no-cache",
+        "--fail-on",
+        "low",
+    ]);
     assert_eq!(o.status.code(), Some(3), "{o:?}");
     std::fs::remove_file(root.join("app/config.yaml")).unwrap();
     let o = rampart(&[
-        "image", "scan", &target, "--db", missing, "--no-cache", "--fail-on", "critical",
+        "image",
+        "scan",
+        &target,
+        "--db",
+        missing,
+        "--no-cache",
+        "--fail-on",
+        "critical",
     ]);
     assert_eq!(o.status.code(), Some(4), "{o:?}");
     let o = rampart(&["image", "scan", &target, "--db", missing, "--no-cache"]);

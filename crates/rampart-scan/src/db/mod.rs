@@ -310,7 +310,9 @@ impl VulnDb {
     pub fn updated_at(&self) -> Result<Option<i64>, DbError> {
         let meta: Option<String> = self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = 'updated_at'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'updated_at'", [], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| self.sql_err(e))?;
         if let Some(t) = meta.and_then(|m| m.parse::<i64>().ok()) {

@@ -221,8 +221,7 @@ pub fn lock(path: &Path) -> Result<WriteLock, DbError> {
     if rc != 0 {
         return Err(DbError::Source {
             path: path.to_path_buf(),
-            message: "another `rampart db update` or `db import` is writing this database"
-                .into(),
+            message: "another `rampart db update` or `db import` is writing this database".into(),
         });
     }
     Ok(WriteLock { _file: file })
@@ -283,9 +282,7 @@ fn save(mut r: impl Read, dest: &Path, max: u64) -> Result<(u64, String), String
         };
         total += n as u64;
         if total > max {
-            return Err(format!(
-                "larger than {max} bytes (max_download); refused"
-            ));
+            return Err(format!("larger than {max} bytes (max_download); refused"));
         }
         hasher.update(&buf[..n]);
         f.write_all(&buf[..n])
@@ -414,7 +411,11 @@ impl Client {
             crate::limit::read_capped(body, 4096).map_err(|e| format!("GET {sum_url}: {e}"))?
         };
         let text = String::from_utf8_lossy(&text);
-        let sum = text.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+        let sum = text
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
         if sum.len() != 64 || !sum.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(format!("{sum_url}: not a SHA-256 checksum file"));
         }
@@ -431,12 +432,7 @@ fn file_sha256(path: &Path) -> io::Result<String> {
 
 /// Downloads one ecosystem (and checks its checksum; a mirror that changed the zip between the
 /// two requests is asked once more).
-fn fetch(
-    client: &Client,
-    url: &str,
-    v: &Validators,
-    dest: &Path,
-) -> Result<Download, String> {
+fn fetch(client: &Client, url: &str, v: &Validators, dest: &Path) -> Result<Download, String> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -551,8 +547,12 @@ pub fn update(path: &Path, opts: &UpdateOptions) -> Result<UpdateReport, DbError
             conn.busy_timeout(Duration::from_secs(10)).map_err(sql)?;
             let tx = conn.unchecked_transaction().map_err(sql)?;
             for r in results.iter().filter(|r| r.outcome == Outcome::Unchanged) {
-                meta_set(&tx, &format!("osv:{}:checked_at", r.ecosystem), &now.to_string())
-                    .map_err(sql)?;
+                meta_set(
+                    &tx,
+                    &format!("osv:{}:checked_at", r.ecosystem),
+                    &now.to_string(),
+                )
+                .map_err(sql)?;
             }
             if all_ok && !results.is_empty() {
                 meta_set(&tx, "updated_at", &now.to_string()).map_err(sql)?;
@@ -666,8 +666,11 @@ fn build(
             match v {
                 Some(v) => meta_set(&tx, &format!("osv:{eco}:{k}"), v).map_err(sql)?,
                 None => {
-                    tx.execute("DELETE FROM meta WHERE key = ?1", [format!("osv:{eco}:{k}")])
-                        .map_err(sql)?;
+                    tx.execute(
+                        "DELETE FROM meta WHERE key = ?1",
+                        [format!("osv:{eco}:{k}")],
+                    )
+                    .map_err(sql)?;
                 }
             }
         }
@@ -680,8 +683,12 @@ fn build(
     }
     let sql = |e| db.sql_err(e);
     for r in results.iter().filter(|r| r.outcome == Outcome::Unchanged) {
-        meta_set(&db.conn, &format!("osv:{}:checked_at", r.ecosystem), &now.to_string())
-            .map_err(sql)?;
+        meta_set(
+            &db.conn,
+            &format!("osv:{}:checked_at", r.ecosystem),
+            &now.to_string(),
+        )
+        .map_err(sql)?;
     }
     if results.iter().all(|r| r.outcome != Outcome::Failed) {
         meta_set(&db.conn, "updated_at", &now.to_string()).map_err(sql)?;
@@ -766,7 +773,10 @@ mod tests {
             export_url("https://m.example/osv/", "Rocky Linux"),
             "https://m.example/osv/Rocky%20Linux/all.zip"
         );
-        assert_eq!(export_url("http://h", "crates.io"), "http://h/crates.io/all.zip");
+        assert_eq!(
+            export_url("http://h", "crates.io"),
+            "http://h/crates.io/all.zip"
+        );
         assert_eq!(export_url("http://h", "../x"), "http://h/..%2Fx/all.zip");
     }
 }

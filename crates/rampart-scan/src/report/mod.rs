@@ -57,7 +57,10 @@ impl DbInfo {
                 self.path
             ),
             Some(age) => format!("database {} old", crate::describe_age(age)),
-            None => format!("database {} holds no data; run `rampart db update`", self.path),
+            None => format!(
+                "database {} holds no data; run `rampart db update`",
+                self.path
+            ),
         }
     }
 }

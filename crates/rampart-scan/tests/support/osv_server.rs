@@ -191,7 +191,16 @@ fn serve(s: TcpStream, state: &Mutex<State>, stop: &AtomicBool) {
             hang(stop);
             return;
         }
-        let mut head = format!("HTTP/1.1 {status} {}\r\n", if status == 200 { "OK" } else if status == 304 { "Not Modified" } else { "Not Found" });
+        let mut head = format!(
+            "HTTP/1.1 {status} {}\r\n",
+            if status == 200 {
+                "OK"
+            } else if status == 304 {
+                "Not Modified"
+            } else {
+                "Not Found"
+            }
+        );
         if let Some(r) = &resource {
             if let Some(e) = &r.etag {
                 head.push_str(&format!("ETag: {e}\r\n"));
@@ -262,7 +271,12 @@ pub fn zip_dir(dir: &Path) -> Vec<u8> {
         })
         .collect();
     files.sort();
-    zip_of(&files.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect::<Vec<_>>())
+    zip_of(
+        &files
+            .iter()
+            .map(|(n, d)| (n.as_str(), d.as_slice()))
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// A deflated zip of `(name, data)` members.

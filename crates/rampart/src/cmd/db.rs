@@ -44,7 +44,12 @@ pub struct UpdateArgs {
     pub base_url: String,
     /// An ecosystem to fetch, as osv.dev names its directories (`PyPI`, `Debian`, `crates.io`);
     /// repeat it. Default: every ecosystem the scanner inventories.
-    #[arg(long = "ecosystem", value_name = "NAME", env = "RAMPART_OSV_ECOSYSTEMS", value_delimiter = ',')]
+    #[arg(
+        long = "ecosystem",
+        value_name = "NAME",
+        env = "RAMPART_OSV_ECOSYSTEMS",
+        value_delimiter = ','
+    )]
     pub ecosystems: Vec<String>,
     /// Require `<ecosystem>/all.zip.sha256` next to each zip and check it (for mirrors).
     #[arg(long)]
@@ -375,7 +380,11 @@ pub fn server_update(
     let data_dir = &cfg.data_dir;
     let path = rampart_server::vulndb::db_path(data_dir);
     let r = rampart_scan::update_db(&path, opts).map_err(db_error)?;
-    for e in r.ecosystems.iter().filter(|e| e.outcome == UpdateOutcome::Failed) {
+    for e in r
+        .ecosystems
+        .iter()
+        .filter(|e| e.outcome == UpdateOutcome::Failed)
+    {
         tracing::warn!(
             "vulnerability database: {} kept its previous data: {}",
             e.ecosystem,
@@ -414,7 +423,8 @@ mod tests {
             .join("../rampart-scan/tests/data/osv")
             .join(eco);
         std::fs::create_dir_all(root.join(eco)).unwrap();
-        let mut w = zip::ZipWriter::new(std::fs::File::create(root.join(eco).join("all.zip")).unwrap());
+        let mut w =
+            zip::ZipWriter::new(std::fs::File::create(root.join(eco).join("all.zip")).unwrap());
         for e in std::fs::read_dir(src).unwrap() {
             let e = e.unwrap();
             w.start_file(
@@ -459,7 +469,9 @@ mod tests {
         assert_eq!(f.published_version.as_deref(), Some(m.version.as_str()));
         let msg = server_update(&cfg, &opts).unwrap();
         assert!(msg.starts_with("unchanged"), "{msg}");
-        let again = rampart_server::vulndb::current(&cfg.data_dir).unwrap().unwrap();
+        let again = rampart_server::vulndb::current(&cfg.data_dir)
+            .unwrap()
+            .unwrap();
         assert_eq!(again, signed, "nothing new, nothing republished");
     }
 }

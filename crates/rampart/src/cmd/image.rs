@@ -14,8 +14,8 @@ use rampart_scan::{
 };
 
 use super::db::{db_error, DbPath};
-use rampart_scan::DbError;
 use super::BadInput;
+use rampart_scan::DbError;
 
 #[derive(Debug, Args)]
 pub struct ImageArgs {
@@ -218,7 +218,9 @@ fn scan(a: ScanArgs) -> anyhow::Result<ExitCode> {
     })?;
     report.not_matched = not_matched.clone();
     if let Some(info) = report.db.as_mut() {
-        info.stale = info.age_secs.is_none_or(|age| age >= a.max_db_age.as_secs() as i64);
+        info.stale = info
+            .age_secs
+            .is_none_or(|age| age >= a.max_db_age.as_secs() as i64);
         if info.stale {
             eprintln!("warning: {}", info.describe());
         }
