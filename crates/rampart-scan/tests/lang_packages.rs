@@ -81,7 +81,10 @@ fn language_packages_of_a_real_image_are_exact() {
     assert_eq!(got, want);
     // One package found in several places is one package (issue 20 item 6): the Python pins
     // and the npm lock entries are locations of the installed packages.
-    let distinct: BTreeSet<_> = want.iter().map(|(k, n, v, _)| (*k, n.to_lowercase(), v)).collect();
+    let distinct: BTreeSet<_> = want
+        .iter()
+        .map(|(k, n, v, _)| (*k, n.to_lowercase(), v))
+        .collect();
     assert_eq!(inv.packages.len(), distinct.len(), "{:#?}", inv.packages);
     let lodash = inv.packages.iter().find(|p| p.name == "lodash").unwrap();
     assert_eq!(lodash.path, "app/web/node_modules/lodash/package.json");
@@ -93,8 +96,11 @@ fn language_packages_of_a_real_image_are_exact() {
             .packages
             .iter()
             .flat_map(|p| {
-                std::iter::once((p.path.as_str(), p.layer.as_deref()))
-                    .chain(p.locations.iter().map(|l| (l.path.as_str(), l.layer.as_deref())))
+                std::iter::once((p.path.as_str(), p.layer.as_deref())).chain(
+                    p.locations
+                        .iter()
+                        .map(|l| (l.path.as_str(), l.layer.as_deref())),
+                )
             })
             .filter(|(path, _)| path.starts_with(path_prefix))
             .map(|(_, layer)| layer.unwrap())
@@ -223,8 +229,6 @@ fn language_packages_of_a_real_image_are_exact() {
             format!("{site}/Jinja2-2.10.dist-info/METADATA"),
             Some(s("2.10.1")),
         ),
-
-
         (
             s("GHSA-35jh-r3h4-6jhm"),
             s("lodash"),
@@ -265,7 +269,11 @@ fn language_packages_of_a_real_image_are_exact() {
     .into_iter()
     .collect();
     assert_eq!(got, want);
-    assert_eq!(report.findings.len(), want.len(), "each vulnerability counted once");
+    assert_eq!(
+        report.findings.len(),
+        want.len(),
+        "each vulnerability counted once"
+    );
     let jinja = report
         .findings
         .iter()

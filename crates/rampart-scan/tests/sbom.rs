@@ -171,7 +171,11 @@ fn language_image_sboms_validate_and_sarif_locates_findings() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| l["physicalLocation"]["artifactLocation"]["uri"].as_str().unwrap())
+        .map(|l| {
+            l["physicalLocation"]["artifactLocation"]["uri"]
+                .as_str()
+                .unwrap()
+        })
         .collect();
     uris.sort();
     assert_eq!(

@@ -257,9 +257,8 @@ pub(crate) fn merge_locations(
                 path: other.path,
                 layer: other.layer,
             };
-            if !primary.locations.contains(&loc)
-                && !(loc.path == primary.path && loc.layer == primary.layer)
-            {
+            let is_primary = loc.path == primary.path && loc.layer == primary.layer;
+            if !is_primary && !primary.locations.contains(&loc) {
                 primary.locations.push(loc);
             }
         }
