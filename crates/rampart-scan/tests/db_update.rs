@@ -442,3 +442,24 @@ fn file_urls_serve_air_gapped_hosts() {
     let r = update_db(&db, &opts(&base, &["Maven"])).unwrap();
     assert_eq!(outcome(&r, "Maven"), UpdateOutcome::Unchanged);
 }
+
+#[test]
+fn a_database_of_another_schema_is_rebuilt_from_scratch() {
+    let srv = OsvServer::start();
+    srv.put_zip("npm", zip_dir(&fixtures("npm")), "n1");
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("vuln.db");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch(
+            "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO meta VALUES('schema_version', '999');",
+        )
+        .unwrap();
+    }
+    assert!(VulnDb::open(&db).is_err());
+    let r = update_db(&db, &opts(&srv.base, &["npm"])).unwrap();
+    assert!(r.swapped, "{r:?}");
+    assert_eq!(records(&db), 6);
+    assert!(srv.log()[0].headers.get("if-none-match").is_none());
+}

@@ -485,7 +485,13 @@ pub fn update(path: &Path, opts: &UpdateOptions) -> Result<UpdateReport, DbError
     let _lock = lock(path)?;
     clean_leftovers(path);
     let live = if path.is_file() {
-        Some(VulnDb::open(path)?)
+        match VulnDb::open(path) {
+            Ok(db) => Some(db),
+            // A database of another layout is rebuilt from scratch (everything fetched) and
+            // replaced like any other.
+            Err(DbError::Schema { .. }) => None,
+            Err(e) => return Err(e),
+        }
     } else {
         None
     };
@@ -561,7 +567,7 @@ pub fn update(path: &Path, opts: &UpdateOptions) -> Result<UpdateReport, DbError
         }
     } else {
         let tmp = temp(path, ".db");
-        let built = build(path, live, &tmp, &mut results, &downloads, opts, now);
+        let built = build(live, &tmp, &mut results, &downloads, opts, now);
         for (_, f) in &downloads {
             let _ = fs::remove_file(&f.file);
         }
@@ -581,11 +587,9 @@ pub fn update(path: &Path, opts: &UpdateOptions) -> Result<UpdateReport, DbError
             }
         }
     }
-    let updated_at = if path.is_file() {
-        VulnDb::open(path)?.updated_at()?
-    } else {
-        None
-    };
+    let updated_at = VulnDb::open(path)
+        .ok()
+        .and_then(|db| db.updated_at().ok().flatten());
     Ok(UpdateReport {
         path: path.display().to_string(),
         ecosystems: results,
@@ -598,7 +602,6 @@ pub fn update(path: &Path, opts: &UpdateOptions) -> Result<UpdateReport, DbError
 /// Builds the new database in `tmp`; true when at least one ecosystem was imported (the file is
 /// then complete and checked).
 fn build(
-    path: &Path,
     live: Option<VulnDb>,
     tmp: &Path,
     results: &mut [EcosystemUpdate],
@@ -721,7 +724,6 @@ fn build(
             path: tmp.to_path_buf(),
             source,
         })?;
-    let _ = path;
     Ok(true)
 }
 
