@@ -156,7 +156,7 @@ async fn pages_show_what_an_enrolled_agent_shipped() {
     assert_eq!(o["open_incidents"], 1, "the fleet grouped the alert");
     // No vulnerability database on this server: the overview says so (null), not "fresh".
     assert!(
-        o.as_object().unwrap().contains_key("vulndb") && o["vulndb"].is_null(),
+        o.as_object().expect("object").contains_key("vulndb") && o["vulndb"].is_null(),
         "{o}"
     );
 
