@@ -511,6 +511,16 @@ impl ServerConfig {
                 .map_err(|e| format!("default_region.{e}"))?;
         }
         self.retention_interval()?;
+        if let Some(u) = &self.vulndb_update {
+            let every = humantime::parse_duration(&u.every)
+                .map_err(|e| format!("vulndb_update.every {:?}: {e}", u.every))?;
+            if every < Duration::from_secs(60) {
+                return Err(format!(
+                    "vulndb_update.every {:?}: at least 1m (osv.dev's exports change a few times a day)",
+                    u.every
+                ));
+            }
+        }
         self.fleet.validate()?;
         self.limits.validate()?;
         if self.agent_cert_days == 0 {
@@ -577,6 +587,15 @@ mod tests {
         assert!(err.contains("fleet.roles") && err.contains("NIS2"), "{err}");
         let err = parse("fleet: {rulez: []}\n").expect_err("unknown fleet key");
         assert!(err.contains("rulez"), "{err}");
+        let err = parse("vulndb_update: {every: often}\n").expect_err("update duration");
+        assert!(err.contains("vulndb_update.every"), "{err}");
+        let err = parse("vulndb_update: {every: 1s}\n").expect_err("too often");
+        assert!(err.contains("at least 1m"), "{err}");
+        let err = parse("vulndb_update: {evry: 6h}\n").expect_err("unknown key");
+        assert!(err.contains("evry"), "{err}");
+        let cfg = parse("vulndb_update: {ecosystems: [PyPI]}\n").expect("defaults");
+        let u = cfg.vulndb_update.expect("set");
+        assert_eq!((u.every.as_str(), u.ecosystems.len()), ("6h", 1));
     }
 
     #[test]
