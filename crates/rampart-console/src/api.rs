@@ -302,6 +302,11 @@ async fn overview(State(st): State<St>, headers: HeaderMap) -> Result<Json<Value
         .map(|i| view::incident(i, &regs, &roles, now, false))
         .collect();
     let next_due = open.iter().filter_map(|i| i["next_due_ns"].as_u64()).min();
+    let data_dir = st.ctx.config().data_dir.clone();
+    let vulndb = tokio::task::spawn_blocking(move || rampart_server::vulndb::freshness(&data_dir))
+        .await
+        .ok()
+        .flatten();
     Ok(Json(json!({
         "now_ns": now,
         "hosts": rows.into_values().collect::<Vec<_>>(),
@@ -310,6 +315,8 @@ async fn overview(State(st): State<St>, headers: HeaderMap) -> Result<Json<Value
         "recent_alerts": alerts.iter().take(10).map(|r| view::record(r, false)).collect::<Vec<_>>(),
         "open_incidents": open.len(),
         "next_due_ns": next_due,
+        // How current the vulnerability data is ("database 9 days old").
+        "vulndb": vulndb,
     })))
 }
 

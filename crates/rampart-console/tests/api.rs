@@ -154,6 +154,11 @@ async fn pages_show_what_an_enrolled_agent_shipped() {
         "an alert's summary is its output"
     );
     assert_eq!(o["open_incidents"], 1, "the fleet grouped the alert");
+    // No vulnerability database on this server: the overview says so (null), not "fresh".
+    assert!(
+        o.as_object().expect("object").contains_key("vulndb") && o["vulndb"].is_null(),
+        "{o}"
+    );
 
     let (_, r) = c.get_json("/ui/api/containers", &s).await;
     let cs = r["containers"].as_array().expect("containers");

@@ -196,6 +196,7 @@ mod tests {
                 purl: "pkg:deb/debian/openssl@3.0.11-1~deb12u2".into(),
                 path: "var/lib/dpkg/status".into(),
                 layer: None,
+                locations: Vec::new(),
             }],
         }));
         for e in [host, image] {

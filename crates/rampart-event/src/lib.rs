@@ -36,7 +36,9 @@ pub use inventory::{
 pub use ocsf::{OcsfClass, OCSF_VERSION, PRODUCT_NAME};
 pub use process::{Ancestor, Process};
 pub use sensor::{Origin, SensorEvent};
-pub use vuln::{ImageRef, Package, PackageKind, Severity, UnknownSeverity, VulnFinding};
+pub use vuln::{
+    ImageRef, Package, PackageKind, PackageLocation, Severity, UnknownSeverity, VulnFinding,
+};
 
 /// Rampart's version, as shown in `metadata.product.version` of every event.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -214,6 +214,22 @@ pub struct Package {
     /// Diff id of the layer that holds that file; `None` for a root filesystem directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer: Option<String>,
+    /// Other places the same package (ecosystem, name, version) was found in the image: a
+    /// Node app's `package-lock.json` beside `node_modules/x/package.json`, a wheel's
+    /// `METADATA` beside a requirements lock. The package is one component; `path` and `layer`
+    /// are its primary location (installed metadata before a lock file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<PackageLocation>,
+}
+
+/// Where a package was also found.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PackageLocation {
+    /// The file, relative to the image root.
+    pub path: String,
+    /// Diff id of the layer holding it; `None` for a root filesystem directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
 }
 
 impl Package {
@@ -452,6 +468,7 @@ mod tests {
                 purl: "pkg:deb/debian/libc6@2.36-9%2Bdeb12u1?arch=amd64&distro=debian-12".into(),
                 path: "var/lib/dpkg/status".into(),
                 layer: Some("sha256:00".into()),
+                locations: Vec::new(),
             },
             fixed_version: Some("2.36-9+deb12u3".into()),
             references: vec![],

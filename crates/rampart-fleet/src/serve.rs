@@ -45,6 +45,8 @@ pub struct RunningServer {
     pub server: ServerHandle,
     deadlines: Option<tokio::task::JoinHandle<()>>,
     vulndb: Option<tokio::task::JoinHandle<()>>,
+    /// Other loops started beside the server (the scheduled database update), stopped with it.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for RunningServer {
@@ -57,7 +59,15 @@ impl std::fmt::Debug for RunningServer {
 
 impl RunningServer {
     /// Stops the fleet's loops, then the server.
+    /// Has `task` stopped with the server.
+    pub fn add_task(&mut self, task: tokio::task::JoinHandle<()>) {
+        self.tasks.push(task);
+    }
+
     pub async fn stop(self) {
+        for t in self.tasks {
+            t.abort();
+        }
         if let Some(d) = self.deadlines {
             d.abort();
         }
@@ -125,6 +135,7 @@ pub async fn serve(
         server,
         deadlines,
         vulndb,
+        tasks: Vec::new(),
     })
 }
 

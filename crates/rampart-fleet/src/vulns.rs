@@ -550,6 +550,7 @@ mod tests {
             purl: "pkg:deb/debian/bash@5.2.15-2+b13".into(),
             path: "var/lib/dpkg/status".into(),
             layer: None,
+            locations: Vec::new(),
         }
     }
 

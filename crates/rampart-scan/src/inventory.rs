@@ -9,7 +9,7 @@ use crate::finding::Finding;
 use crate::image::ImageInfo;
 
 /// Version of the inventory format; a cached inventory of another version is re-read.
-pub const INVENTORY_FORMAT: u32 = 2;
+pub const INVENTORY_FORMAT: u32 = 3;
 
 /// Everything read from one image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -31,8 +31,11 @@ pub mod version;
 pub use analyze::malware::{YaraError, BUILTIN_RULES};
 pub use analyze::{ContentChecks, OsRelease, Warning};
 pub use cache::{InventoryCache, DEFAULT_CACHE_DIR};
+pub use db::lock as lock_db;
 pub use db::{
-    DbError, DbStatus, ImportStats, SourceStatus, StoredVuln, VulnDb, DEFAULT_DB_PATH,
+    describe_age, export_url, update as update_db, DbError, DbStatus, EcosystemUpdate, FeedStatus,
+    ImportStats, SourceStatus, StoredVuln, UpdateOptions, UpdateOutcome, UpdateReport, VulnDb,
+    WriteLock, DEFAULT_DB_PATH, DEFAULT_ECOSYSTEMS, DEFAULT_OSV_URL, DEFAULT_STALE_AFTER,
     SCHEMA_VERSION,
 };
 pub use finding::{mask, Finding, FindingKind};
@@ -45,6 +48,6 @@ pub use limit::{LimitExceeded, Limits};
 pub use matcher::{match_inventory, match_packages, MatchReport, MatchStats};
 pub use report::{
     render_cyclonedx, render_json, render_sarif, render_spdx, render_table, severity_counts,
-    ScanReport,
+    DbInfo, ScanReport,
 };
 pub use scan::{scan, ScanError, ScanOptions};

@@ -130,6 +130,7 @@ mod tests {
             purl: String::new(),
             path: String::new(),
             layer: None,
+            locations: Vec::new(),
         };
         let os = OsRelease {
             id: "rocky".into(),

@@ -5,7 +5,7 @@ use crate::cache::InventoryCache;
 use crate::db::{DbError, VulnDb};
 use crate::image::{ImageError, ImageReader, Progress, Target};
 use crate::matcher::{match_inventory, MatchReport};
-use crate::report::ScanReport;
+use crate::report::{DbInfo, ScanReport};
 
 /// Why a scan failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +66,17 @@ pub fn scan(
         None => MatchReport::default(),
     };
     let db_info = match db {
-        Some(db) => Some((db.path().display().to_string(), db.revision()?)),
+        Some(db) => {
+            let updated_at = db.updated_at()?;
+            let age_secs = updated_at.map(|t| crate::db::now_secs() - t);
+            Some(DbInfo {
+                path: db.path().display().to_string(),
+                revision: db.revision()?,
+                updated_at,
+                age_secs,
+                stale: age_secs.is_none_or(|a| a > crate::DEFAULT_STALE_AFTER.as_secs() as i64),
+            })
+        }
         None => None,
     };
     Ok(ScanReport {
@@ -74,5 +84,6 @@ pub fn scan(
         matches,
         cached: was_cached,
         db: db_info,
+        not_matched: None,
     })
 }

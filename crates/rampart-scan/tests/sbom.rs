@@ -66,6 +66,7 @@ fn report(inv: Inventory, matches: MatchReport) -> ScanReport {
         matches,
         cached: false,
         db: None,
+        not_matched: None,
     }
 }
 
@@ -140,7 +141,8 @@ fn language_image_sboms_validate_and_sarif_locates_findings() {
     let mut db = VulnDb::open_or_create(&dbdir.path().join("v.db")).unwrap();
     db.import(data.path()).unwrap();
     let matches = match_inventory(&db, &inv, 1).unwrap();
-    assert_eq!(matches.findings.len(), 2);
+    // lodash is in the lock file and in node_modules: one package, one finding.
+    assert_eq!(matches.findings.len(), 1);
     let sarif: Value = serde_json::from_str(&render_sarif(&report(inv, matches))).unwrap();
     assert_eq!(sarif["version"], "2.1.0");
     let run = &sarif["runs"][0];
@@ -164,10 +166,13 @@ fn language_image_sboms_validate_and_sarif_locates_findings() {
         .unwrap()
         .iter()
         .any(|r| r["ruleId"] == "config/root-user"));
-    let mut uris: Vec<&str> = vulns
+    assert_eq!(vulns.len(), 1);
+    let mut uris: Vec<&str> = vulns[0]["locations"]
+        .as_array()
+        .unwrap()
         .iter()
-        .map(|r| {
-            r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+        .map(|l| {
+            l["physicalLocation"]["artifactLocation"]["uri"]
                 .as_str()
                 .unwrap()
         })

@@ -230,6 +230,7 @@ fn pkg(kind: PackageKind, eco: &str, name: &str, version: &str) -> Package {
         purl: String::new(),
         path: "app/requirements.txt".into(),
         layer: None,
+        locations: Vec::new(),
     }
 }
 

@@ -135,6 +135,33 @@ pub struct ServerConfig {
     /// What one client may make the server hold or wait for (see [`Limits`]).
     #[serde(default)]
     pub limits: Limits,
+    /// Keep the vulnerability database current from OSV's exports and publish the signed
+    /// bundle agents fetch (docs/scanning.md, "Keeping the database current"); off when absent.
+    #[serde(default)]
+    pub vulndb_update: Option<VulnDbUpdate>,
+}
+
+/// `vulndb_update:`: the server runs `rampart db update` on `<data_dir>/vulndb/vuln.db` at
+/// start and then every `every`, and publishes a new bundle when the database changed.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct VulnDbUpdate {
+    /// Time between updates (humantime, default `6h`).
+    #[serde(default = "default_vulndb_every")]
+    pub every: String,
+    /// Base URL of the `<ecosystem>/all.zip` layout (default osv.dev's bucket).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Ecosystems to fetch (default: every ecosystem the scanner inventories).
+    #[serde(default)]
+    pub ecosystems: Vec<String>,
+    /// Require `<ecosystem>/all.zip.sha256` and check each zip against it.
+    #[serde(default)]
+    pub checksum: bool,
+}
+
+fn default_vulndb_every() -> String {
+    "6h".into()
 }
 
 fn default_max_connections() -> usize {
@@ -466,6 +493,7 @@ impl ServerConfig {
             metrics_public: false,
             fleet: FleetOptions::default(),
             limits: Limits::default(),
+            vulndb_update: None,
         }
     }
 
@@ -512,6 +540,16 @@ impl ServerConfig {
                 .map_err(|e| format!("default_region.{e}"))?;
         }
         self.retention_interval()?;
+        if let Some(u) = &self.vulndb_update {
+            let every = humantime::parse_duration(&u.every)
+                .map_err(|e| format!("vulndb_update.every {:?}: {e}", u.every))?;
+            if every < Duration::from_secs(60) {
+                return Err(format!(
+                    "vulndb_update.every {:?}: at least 1m (osv.dev's exports change a few times a day)",
+                    u.every
+                ));
+            }
+        }
         self.fleet.validate()?;
         self.limits.validate()?;
         if self.agent_cert_days == 0 {
@@ -582,6 +620,15 @@ mod tests {
         assert!(err.contains("fleet.roles") && err.contains("NIS2"), "{err}");
         let err = parse("fleet: {rulez: []}\n").expect_err("unknown fleet key");
         assert!(err.contains("rulez"), "{err}");
+        let err = parse("vulndb_update: {every: often}\n").expect_err("update duration");
+        assert!(err.contains("vulndb_update.every"), "{err}");
+        let err = parse("vulndb_update: {every: 1s}\n").expect_err("too often");
+        assert!(err.contains("at least 1m"), "{err}");
+        let err = parse("vulndb_update: {evry: 6h}\n").expect_err("unknown key");
+        assert!(err.contains("evry"), "{err}");
+        let cfg = parse("vulndb_update: {ecosystems: [PyPI]}\n").expect("defaults");
+        let u = cfg.vulndb_update.expect("set");
+        assert_eq!((u.every.as_str(), u.ecosystems.len()), ("6h", 1));
     }
 
     #[test]

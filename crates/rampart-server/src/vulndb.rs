@@ -223,6 +223,56 @@ pub fn snapshot_path(data_dir: &Path, m: &Manifest) -> Option<PathBuf> {
         .map(|_| dir(data_dir).join(format!("snapshot-{}.db", m.sha256)))
 }
 
+/// How current the server's vulnerability data is, for the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Freshness {
+    /// Unix seconds of the last complete `db update` of `vuln.db` (the scanner's `meta`
+    /// `updated_at`, see `rampart_scan::VulnDb::updated_at`), else of its newest import.
+    pub updated_at: Option<i64>,
+    /// Seconds since `updated_at`.
+    pub age_secs: Option<i64>,
+    /// The published bundle's version, if any.
+    pub published_version: Option<String>,
+    /// When it was published, nanoseconds since the epoch.
+    pub published_ns: Option<u64>,
+}
+
+/// How current `<data_dir>/vulndb/vuln.db` is; `None` when there is no database.
+pub fn freshness(data_dir: &Path) -> Option<Freshness> {
+    let db = db_path(data_dir);
+    if !db.is_file() {
+        return None;
+    }
+    let conn = rusqlite::Connection::open_with_flags(
+        &db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ok()?;
+    // The scanner's layout (rampart-scan `db` module docs): meta(key, value), sources.
+    let updated_at: Option<i64> = conn
+        .query_row(
+            "SELECT COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'updated_at'),
+                             (SELECT MAX(imported_at) FROM sources WHERE imported_at > 0))",
+            [],
+            |r| r.get(0),
+        )
+        .ok()
+        .flatten();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let manifest = current(data_dir)
+        .ok()
+        .flatten()
+        .and_then(|s| serde_json::from_str::<Manifest>(&s.manifest).ok());
+    Some(Freshness {
+        updated_at,
+        age_secs: updated_at.map(|t| now - t),
+        published_version: manifest.as_ref().map(|m| m.version.clone()),
+        published_ns: manifest.map(|m| m.created_ns),
+    })
+}
+
 /// The header carrying the resend token.
 pub const RESEND_HEADER: &str = "x-rampart-resend";
 

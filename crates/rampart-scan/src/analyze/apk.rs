@@ -29,6 +29,7 @@ pub(crate) fn parse(data: &[u8], out: &mut FileResult) {
                 purl: String::new(),
                 path: String::new(),
                 layer: None,
+                locations: Vec::new(),
             }),
             (None, None) => {}
             _ => out.warnings.push(Warning {

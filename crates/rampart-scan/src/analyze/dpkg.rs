@@ -123,6 +123,7 @@ fn finish(s: Stanza, out: &mut FileResult) {
         purl: String::new(),
         path: String::new(),
         layer: None,
+        locations: Vec::new(),
     });
 }
 

@@ -167,6 +167,7 @@ pub(crate) fn lang_package(kind: PackageKind, name: &str, version: &str) -> Pack
         purl: crate::purl::lang_purl(kind, name, version),
         path: String::new(),
         layer: None,
+        locations: Vec::new(),
     }
 }
 

@@ -301,6 +301,7 @@ fn add_header(hnum: i64, blob: &[u8], out: &mut FileResult) {
                 purl: String::new(),
                 path: String::new(),
                 layer: None,
+                locations: Vec::new(),
             });
         }
         Err(e) => warn(out, format!("rpm header {hnum}: {e}")),

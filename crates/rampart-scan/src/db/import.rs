@@ -37,6 +37,15 @@ pub struct ImportStats {
     pub seconds: f64,
 }
 
+/// A member name osv.dev could have written: relative, no `..`, `\\` or NUL. Stricter than the
+/// zip crate's `enclosed_name`, which accepts `/etc/x` by dropping the root.
+fn plain_relative(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('/')
+        && !name.contains(['\\', '\0'])
+        && !name.split('/').any(|c| c == "..")
+}
+
 fn is_osv_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     (lower.ends_with(".json") || lower.ends_with(".yaml") || lower.ends_with(".yml"))
@@ -181,7 +190,30 @@ fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
 
+/// How an import treats its source (the defaults are `rampart db import`'s).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ImportOptions {
+    /// The name the source is recorded under (`sources.path`); default its canonical path.
+    /// `db update` records a download under its URL, so the next download of the same URL
+    /// re-imports incrementally.
+    pub key: Option<String>,
+    /// Refuse the whole source (nothing is committed) when any member cannot be read as an OSV
+    /// record, a member name is not a plain relative path, or the members' total
+    /// decompressed size exceeds `max_total`; the default reports and skips bad members.
+    pub strict: bool,
+    /// The largest total decompressed size of a zip's members (declared and actually read).
+    pub max_total: Option<u64>,
+}
+
 pub(crate) fn import(db: &mut VulnDb, source: &Path) -> Result<ImportStats, DbError> {
+    import_with(db, source, &ImportOptions::default())
+}
+
+pub(crate) fn import_with(
+    db: &mut VulnDb,
+    source: &Path,
+    opts: &ImportOptions,
+) -> Result<ImportStats, DbError> {
     let started = Instant::now();
     let canonical = source.canonicalize().map_err(|e| DbError::Io {
         path: source.to_path_buf(),
@@ -215,6 +247,7 @@ pub(crate) fn import(db: &mut VulnDb, source: &Path) -> Result<ImportStats, DbEr
             let mut archive = crate::limit::zip_archive(BufReader::new(f))
                 .map_err(|e| src_err(format!("not a readable zip: {e}")))?;
             let mut m = Vec::new();
+            let mut declared: u64 = 0;
             for i in 0..archive.len() {
                 let entry = archive
                     .by_index_raw(i)
@@ -223,6 +256,19 @@ pub(crate) fn import(db: &mut VulnDb, source: &Path) -> Result<ImportStats, DbEr
                     .name()
                     .map(|n| n.into_owned())
                     .map_err(|e| src_err(format!("zip member {i}: {e}")))?;
+                if opts.strict && !plain_relative(&name) {
+                    // Members are never extracted, but osv.dev never writes such a name: an
+                    // archive holding one is not an OSV export.
+                    return Err(src_err(format!(
+                        "zip member {i} {name:?} is not a plain relative path (absolute or `..`)"
+                    )));
+                }
+                declared = declared.saturating_add(entry.size());
+                if let Some(max) = opts.max_total.filter(|max| declared > *max) {
+                    return Err(src_err(format!(
+                        "zip members declare more than {max} bytes decompressed (zip bomb?)"
+                    )));
+                }
                 if entry.is_file() && is_osv_name(&name) {
                     m.push(Member {
                         name,
@@ -246,7 +292,20 @@ pub(crate) fn import(db: &mut VulnDb, source: &Path) -> Result<ImportStats, DbEr
             ("file", m)
         }
     };
-    let path_str = canonical.display().to_string();
+    if opts.strict && (kind != "zip" || members.is_empty()) {
+        return Err(src_err(format!(
+            "not an OSV export: {}",
+            if kind == "zip" {
+                "the zip holds no OSV records"
+            } else {
+                "not a zip"
+            }
+        )));
+    }
+    let path_str = opts
+        .key
+        .clone()
+        .unwrap_or_else(|| canonical.display().to_string());
     let mut stats = ImportStats {
         source: path_str.clone(),
         kind: kind.to_string(),
@@ -283,12 +342,13 @@ pub(crate) fn import(db: &mut VulnDb, source: &Path) -> Result<ImportStats, DbEr
         }
     }
     let mut seen = HashSet::with_capacity(members.len());
+    let mut budget = opts.max_total.unwrap_or(u64::MAX);
     for m in members {
         seen.insert(m.name.clone());
-        if previous
+        let unchanged = previous
             .get(&m.name)
-            .is_some_and(|(fp, _)| *fp == m.fingerprint)
-        {
+            .is_some_and(|(fp, _)| *fp == m.fingerprint);
+        if unchanged && !opts.strict {
             stats.unchanged += 1;
             continue;
         }
@@ -297,15 +357,28 @@ pub(crate) fn import(db: &mut VulnDb, source: &Path) -> Result<ImportStats, DbEr
                 .and_then(|f| crate::limit::read_capped(f, MAX_RECORD))
                 .map_err(|e| e.to_string()),
             MemberAt::Zip(i) => match zip.as_mut().map(|z| z.by_index(*i)) {
-                Some(Ok(entry)) => {
-                    crate::limit::read_capped(entry, MAX_RECORD).map_err(|e| e.to_string())
-                }
+                Some(Ok(entry)) => crate::limit::read_capped(entry, MAX_RECORD.min(budget))
+                    .map_err(|e| e.to_string()),
                 Some(Err(e)) => Err(e.to_string()),
                 None => Err("zip closed".into()),
             },
         };
-        let record = data.and_then(|d| parse(&m.name, &d));
+        if let Ok(d) = &data {
+            budget = budget.saturating_sub(d.len() as u64);
+        }
+        let record = data.and_then(|d| parse(&m.name, &d)).and_then(|r| {
+            if opts.strict && (r.id.is_empty() || r.modified.is_empty()) {
+                Err("0: an OSV record needs `id` and `modified`".to_string())
+            } else {
+                Ok(r)
+            }
+        });
         let vuln_id = match record {
+            // Strict: read (CRC checked) and parsed like every member, but stored already.
+            Ok(_) if unchanged => {
+                stats.unchanged += 1;
+                continue;
+            }
             Ok(r) => {
                 match store(&tx, source_id, &r).map_err(sql)? {
                     Outcome::Added => stats.added += 1,
@@ -319,6 +392,10 @@ pub(crate) fn import(db: &mut VulnDb, source: &Path) -> Result<ImportStats, DbEr
                     }
                 }
                 Some(r.id)
+            }
+            Err(e) if opts.strict => {
+                // Dropping the transaction rolls back everything this import wrote.
+                return Err(src_err(format!("{}: {e}", m.name)));
             }
             Err(e) => {
                 stats.errors.push(format!("{path_str}!{}:{e}", m.name));

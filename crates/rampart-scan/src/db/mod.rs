@@ -28,8 +28,13 @@ use serde::Serialize;
 
 mod import;
 pub(crate) mod osv;
+mod update;
 
 pub use import::ImportStats;
+pub use update::{
+    export_url, lock, update, EcosystemUpdate, Outcome as UpdateOutcome, UpdateOptions,
+    UpdateReport, WriteLock, DEFAULT_ECOSYSTEMS, DEFAULT_OSV_URL, DEFAULT_STALE_AFTER,
+};
 
 /// Version of the database layout; a database of another version must be re-created.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -49,7 +54,7 @@ pub enum DbError {
     },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("{path}: no vulnerability database here; create one with `rampart db import`")]
+    #[error("{path}: no vulnerability database here; fetch one with `rampart db update` (or create one with `rampart db import`)")]
     Missing { path: PathBuf },
     #[error("{path}: database schema {found}, this rampart reads {expected}; re-create it (delete the file and import again)")]
     Schema {
@@ -100,6 +105,37 @@ pub struct DbStatus {
     pub sources: Vec<SourceStatus>,
     /// Records per ecosystem (`Debian:12`, `PyPI`, ...), most first.
     pub ecosystems: Vec<(String, u64)>,
+    /// Unix seconds of the last complete `db update` (every ecosystem fetched or confirmed
+    /// unchanged), else of the newest import; `None` for an empty database.
+    pub updated_at: Option<i64>,
+    /// Seconds since `updated_at`.
+    pub age_secs: Option<i64>,
+    /// What `db update` last did per ecosystem.
+    pub feeds: Vec<FeedStatus>,
+}
+
+/// One ecosystem kept current by `rampart db update`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FeedStatus {
+    pub ecosystem: String,
+    pub url: String,
+    /// Unix seconds of the last successful fetch or 304.
+    pub checked_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+}
+
+/// "9 days", "5 hours": an age for people.
+pub fn describe_age(secs: i64) -> String {
+    let plural = |n: i64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    match secs.max(0) {
+        s if s < 120 => plural(s, "second"),
+        s if s < 7200 => plural(s / 60, "minute"),
+        s if s < 172_800 => plural(s / 3600, "hour"),
+        s => plural(s / 86_400, "day"),
+    }
 }
 
 /// The vulnerability database.
@@ -269,6 +305,60 @@ impl VulnDb {
             .map_err(|e| self.sql_err(e))
     }
 
+    /// Unix seconds of the last complete `db update`, else of the newest import; `None` when
+    /// nothing was ever imported.
+    pub fn updated_at(&self) -> Result<Option<i64>, DbError> {
+        let meta: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'updated_at'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.sql_err(e))?;
+        if let Some(t) = meta.and_then(|m| m.parse::<i64>().ok()) {
+            return Ok(Some(t));
+        }
+        self.conn
+            .query_row(
+                "SELECT MAX(imported_at) FROM sources WHERE imported_at > 0",
+                [],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map_err(|e| self.sql_err(e))
+    }
+
+    fn feeds(&self) -> Result<Vec<FeedStatus>, DbError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key, value FROM meta WHERE key LIKE 'osv:%'")
+            .map_err(|e| self.sql_err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| self.sql_err(e))?;
+        let mut feeds: std::collections::BTreeMap<String, FeedStatus> = Default::default();
+        for row in rows {
+            let (k, v) = row.map_err(|e| self.sql_err(e))?;
+            let Some((eco, field)) = k["osv:".len()..].rsplit_once(':') else {
+                continue;
+            };
+            let f = feeds.entry(eco.to_string()).or_insert_with(|| FeedStatus {
+                ecosystem: eco.to_string(),
+                url: String::new(),
+                checked_at: None,
+                etag: None,
+                last_modified: None,
+            });
+            match field {
+                "url" => f.url = v,
+                "checked_at" => f.checked_at = v.parse().ok(),
+                "etag" => f.etag = Some(v),
+                "last_modified" => f.last_modified = Some(v),
+                _ => {}
+            }
+        }
+        Ok(feeds.into_values().collect())
+    }
+
     /// Imports OSV data from `source`: a directory (searched recursively for `.json`, `.yaml`,
     /// `.yml`), a zip of such files (OSV's `all.zip`), or one file.
     pub fn import(&mut self, source: &Path) -> Result<ImportStats, DbError> {
@@ -326,7 +416,11 @@ impl VulnDb {
             .filter_map(|p| std::fs::metadata(p).ok())
             .map(|m| m.len())
             .sum();
+        let updated_at = self.updated_at()?;
         Ok(DbStatus {
+            updated_at,
+            age_secs: updated_at.map(|t| now_secs() - t),
+            feeds: self.feeds()?,
             path: self.path.display().to_string(),
             schema_version: SCHEMA_VERSION,
             size_bytes,

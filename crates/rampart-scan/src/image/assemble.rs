@@ -132,6 +132,7 @@ pub(crate) fn assemble(loaded: Loaded) -> Result<Inventory, ImageError> {
     }
     packages.sort();
     packages.dedup();
+    let packages = merge_locations(packages);
     findings.extend(crate::lint::config::check(
         info.config.as_ref(),
         &tree,
@@ -185,4 +186,84 @@ pub(crate) fn assemble(loaded: Loaded) -> Result<Inventory, ImageError> {
         findings,
         warnings,
     })
+}
+
+/// Lock files and manifests: where a package is declared rather than installed.
+fn is_declaration(path: &str) -> bool {
+    let name = crate::analyze::path_name(path);
+    matches!(
+        name,
+        "package-lock.json"
+            | ".package-lock.json"
+            | "npm-shrinkwrap.json"
+            | "yarn.lock"
+            | "pnpm-lock.yaml"
+            | "poetry.lock"
+            | "Pipfile.lock"
+            | "Gemfile.lock"
+            | "composer.lock"
+            | "Cargo.lock"
+            | "go.mod"
+            | "go.sum"
+    ) || (name.starts_with("requirements") && name.ends_with(".txt"))
+}
+
+/// One package found in several places (a lock file and the installed metadata, two copies of
+/// one module) becomes one package with all its locations, so its vulnerabilities count once.
+/// Language packages are the same package when ecosystem, name (as the ecosystem compares
+/// names: PEP 503 for PyPI) and version are equal; OS packages come from one database and are
+/// never merged. The primary location is installed metadata before a declaration, then the
+/// first path; licences are merged. `packages` is sorted; so is the result.
+pub(crate) fn merge_locations(
+    packages: Vec<rampart_event::Package>,
+) -> Vec<rampart_event::Package> {
+    use std::collections::BTreeMap;
+    #[allow(clippy::type_complexity, reason = "a local grouping key")]
+    let mut groups: BTreeMap<(String, String, String, String), Vec<rampart_event::Package>> =
+        BTreeMap::new();
+    let mut out = Vec::with_capacity(packages.len());
+    for p in packages {
+        if p.kind.is_os() || p.ecosystem.is_empty() {
+            out.push(p);
+            continue;
+        }
+        let key = (
+            p.kind.as_str().to_string(),
+            p.ecosystem.clone(),
+            crate::db::normalize_name(&p.ecosystem, &p.name),
+            p.version.clone(),
+        );
+        groups.entry(key).or_default().push(p);
+    }
+    for (_, mut group) in groups {
+        group.sort_by(|a, b| {
+            (is_declaration(&a.path), &a.path, &a.layer).cmp(&(
+                is_declaration(&b.path),
+                &b.path,
+                &b.layer,
+            ))
+        });
+        let mut iter = group.into_iter();
+        let Some(mut primary) = iter.next() else {
+            continue;
+        };
+        for other in iter {
+            for l in other.licenses {
+                if !primary.licenses.contains(&l) {
+                    primary.licenses.push(l);
+                }
+            }
+            let loc = rampart_event::PackageLocation {
+                path: other.path,
+                layer: other.layer,
+            };
+            let is_primary = loc.path == primary.path && loc.layer == primary.layer;
+            if !is_primary && !primary.locations.contains(&loc) {
+                primary.locations.push(loc);
+            }
+        }
+        out.push(primary);
+    }
+    out.sort();
+    out
 }

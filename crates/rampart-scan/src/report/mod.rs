@@ -25,8 +25,44 @@ pub struct ScanReport {
     pub matches: MatchReport,
     /// Where the inventory came from: read now, or the cache.
     pub cached: bool,
-    /// The database used, and its revision.
-    pub db: Option<(String, String)>,
+    /// The database used; `None` when vulnerabilities were not matched.
+    pub db: Option<DbInfo>,
+    /// Why vulnerabilities were not matched when `db` is `None` and they were wanted (no
+    /// database at the path, a database of another schema): reports say so in words, so an
+    /// empty list of vulnerabilities is never mistaken for a clean image.
+    pub not_matched: Option<String>,
+}
+
+/// The database a scan matched against.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DbInfo {
+    pub path: String,
+    /// Changes whenever the content changes.
+    pub revision: String,
+    /// Unix seconds of the last complete update ([`crate::VulnDb::updated_at`]).
+    pub updated_at: Option<i64>,
+    /// Seconds since `updated_at` at scan time.
+    pub age_secs: Option<i64>,
+    /// Older than the staleness threshold (default [`crate::DEFAULT_STALE_AFTER`]).
+    pub stale: bool,
+}
+
+impl DbInfo {
+    /// "database 9 days old", and a warning when stale.
+    pub fn describe(&self) -> String {
+        match self.age_secs {
+            Some(age) if self.stale => format!(
+                "WARNING: vulnerability database {} days old ({}); run `rampart db update`",
+                age / 86_400,
+                self.path
+            ),
+            Some(age) => format!("database {} old", crate::describe_age(age)),
+            None => format!(
+                "database {} holds no data; run `rampart db update`",
+                self.path
+            ),
+        }
+    }
 }
 
 /// Findings counted by severity, most severe first.
@@ -54,8 +90,11 @@ struct JsonReport<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     os: Option<&'a crate::analyze::OsRelease>,
     cached: bool,
+    database: Option<&'a DbInfo>,
+    /// False when vulnerabilities were not matched (`not_matched` says why).
+    vulnerabilities_matched: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    database: Option<serde_json::Value>,
+    not_matched: Option<&'a str>,
     summary: JsonSummary,
     findings: &'a [VulnFinding],
     image_findings: &'a [crate::finding::Finding],
@@ -75,10 +114,9 @@ pub fn render_json(r: &ScanReport) -> String {
         image: &r.inventory.image,
         os: r.inventory.os.as_ref(),
         cached: r.cached,
-        database: r
-            .db
-            .as_ref()
-            .map(|(p, rev)| serde_json::json!({"path": p, "revision": rev})),
+        database: r.db.as_ref(),
+        vulnerabilities_matched: r.db.is_some(),
+        not_matched: r.not_matched.as_deref(),
         summary: JsonSummary {
             packages: r.inventory.packages.len(),
             findings: r.matches.findings.len(),

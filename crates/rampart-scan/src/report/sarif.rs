@@ -61,10 +61,14 @@ pub fn render_sarif(r: &ScanReport) -> String {
             "level": level(f.severity),
             "message": {"text": format!("{} {} {} is affected by {} ({}){fix}",
                 f.package.kind, f.package.name, f.package.version, f.vulnerability_id, f.severity)},
-            "locations": [{
-                "physicalLocation": {"artifactLocation": {"uri": f.package.path}},
-                "logicalLocations": [{"name": format!("{}@{}", f.package.name, f.package.version), "kind": "package"}],
-            }],
+            // Every file the package was found in (one package, one result).
+            "locations": std::iter::once(&f.package.path)
+                .chain(f.package.locations.iter().map(|l| &l.path))
+                .map(|uri| json!({
+                    "physicalLocation": {"artifactLocation": {"uri": uri}},
+                    "logicalLocations": [{"name": format!("{}@{}", f.package.name, f.package.version), "kind": "package"}],
+                }))
+                .collect::<Vec<_>>(),
             "partialFingerprints": {"rampart/v1": f.uid()},
             "properties": {
                 "package": f.package.name,

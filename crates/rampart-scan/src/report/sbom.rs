@@ -86,6 +86,13 @@ pub fn render_cyclonedx(r: &ScanReport) -> String {
             if !p.ecosystem.is_empty() {
                 props.push(json!({"name": "rampart:package:ecosystem", "value": p.ecosystem}));
             }
+            for l in &p.locations {
+                props.push(json!({"name": "rampart:package:path", "value": l.path}));
+            }
+            // Every place the package was found (CycloneDX 1.5 `evidence.occurrences`).
+            let occurrences: Vec<Value> = std::iter::once(json!({"location": p.path}))
+                .chain(p.locations.iter().map(|l| json!({"location": l.path})))
+                .collect();
             let mut c = json!({
                 "type": "library",
                 "bom-ref": format!("{}#{}", p.purl, p.path),
@@ -93,6 +100,7 @@ pub fn render_cyclonedx(r: &ScanReport) -> String {
                 "version": p.version,
                 "purl": p.purl,
                 "properties": props,
+                "evidence": {"occurrences": occurrences},
             });
             if !p.licenses.is_empty() {
                 c["licenses"] = Value::Array(
@@ -179,6 +187,12 @@ pub fn render_spdx(r: &ScanReport) -> String {
         let mut source = format!("found in {}", p.path);
         if let Some(l) = &p.layer {
             source.push_str(&format!(" (layer {l})"));
+        }
+        for loc in &p.locations {
+            source.push_str(&format!(", {}", loc.path));
+            if let Some(l) = &loc.layer {
+                source.push_str(&format!(" (layer {l})"));
+            }
         }
         let mut pkg = json!({
             "name": p.name,

@@ -67,6 +67,18 @@ pub fn render_table(r: &ScanReport, ansi: bool) -> String {
         },
         if r.cached { " [cached inventory]" } else { "" }
     );
+    match (&r.db, &r.not_matched) {
+        (Some(db), _) => {
+            let _ = writeln!(out, "{}", db.describe());
+        }
+        (None, Some(why)) => {
+            let _ = writeln!(
+                out,
+                "VULNERABILITIES NOT MATCHED: {why}; packages, secrets, malware and configuration were still checked"
+            );
+        }
+        (None, None) => {}
+    }
     if !r.matches.findings.is_empty() {
         vulnerability_table(r, ansi, &mut out);
     }

@@ -15,6 +15,7 @@ use rampart_scan::{
 
 use super::db::{db_error, DbPath};
 use super::BadInput;
+use rampart_scan::DbError;
 
 #[derive(Debug, Args)]
 pub struct ImageArgs {
@@ -88,7 +89,8 @@ struct ScanArgs {
     #[arg(long, short)]
     output: Option<PathBuf>,
     /// Exit 3 when a vulnerability or another finding (secret, malware, configuration) of this
-    /// severity or higher is found (for CI pipelines).
+    /// severity or higher is found (for CI pipelines); exit 4 when nothing of that severity was
+    /// found but vulnerabilities could not be matched (no database).
     #[arg(long, value_enum)]
     fail_on: Option<FailOn>,
     /// Extra YARA rule files, run beside the built-in crypto-miner rules.
@@ -103,6 +105,9 @@ struct ScanArgs {
     /// Leave out vulnerabilities without a published fix.
     #[arg(long)]
     ignore_unfixed: bool,
+    /// Warn when the vulnerability database is older than this (`7d`).
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    max_db_age: std::time::Duration,
     /// Where inventories are cached by image id.
     #[arg(long, env = "RAMPART_SCAN_CACHE", default_value = DEFAULT_CACHE_DIR)]
     cache_dir: PathBuf,
@@ -161,10 +166,28 @@ pub fn run(args: ImageArgs) -> anyhow::Result<ExitCode> {
 fn scan(a: ScanArgs) -> anyhow::Result<ExitCode> {
     let target = Target::parse(&a.target);
     let sbom = matches!(a.format, Format::Cyclonedx | Format::Spdx);
+    // A missing or unusable database does not stop the scan: the inventory, secrets, malware
+    // and configuration checks still run, and the report says vulnerabilities were not matched.
+    let mut not_matched = None;
     let db = if a.skip_db || sbom {
         None
     } else {
-        Some(VulnDb::open(&a.db.path).map_err(db_error)?)
+        match VulnDb::open(&a.db.path) {
+            Ok(db) => Some(db),
+            Err(e @ (DbError::Missing { .. } | DbError::Schema { .. })) => {
+                let why = match e {
+                    DbError::Missing { path } => format!(
+                        "no vulnerability database at {}; run `rampart db update`",
+                        path.display()
+                    ),
+                    e => e.to_string(),
+                };
+                eprintln!("warning: vulnerabilities not matched: {why}");
+                not_matched = Some(why);
+                None
+            }
+            Err(e) => return Err(db_error(e)),
+        }
     };
     let checks = ContentChecks {
         secrets: !a.no_secrets,
@@ -193,6 +216,15 @@ fn scan(a: ScanArgs) -> anyhow::Result<ExitCode> {
         ScanError::Image(e) => anyhow::Error::new(e),
         ScanError::Db(e) => db_error(e),
     })?;
+    report.not_matched = not_matched.clone();
+    if let Some(info) = report.db.as_mut() {
+        info.stale = info
+            .age_secs
+            .is_none_or(|age| age >= a.max_db_age.as_secs() as i64);
+        if info.stale {
+            eprintln!("warning: {}", info.describe());
+        }
+    }
     if a.ignore_unfixed {
         report
             .matches
@@ -239,6 +271,11 @@ fn scan(a: ScanArgs) -> anyhow::Result<ExitCode> {
             .max();
         if worst.is_some_and(|w| w >= threshold.severity()) {
             return Ok(ExitCode::from(3));
+        }
+        if not_matched.is_some() {
+            // The gate cannot pass an image whose vulnerabilities were never looked at.
+            eprintln!("error: --fail-on: vulnerabilities were not matched; failing the gate");
+            return Ok(ExitCode::from(4));
         }
     }
     Ok(ExitCode::SUCCESS)

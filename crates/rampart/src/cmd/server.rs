@@ -264,7 +264,9 @@ pub use rampart_fleet::RunningServer;
 /// `rampart up`.
 pub async fn start_server(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
     let data_dir = cfg.data_dir.clone();
-    let running = rampart_fleet::serve(cfg, |fleet| {
+    // The scheduled `db update` (server.yaml `vulndb_update:`), stopped with the server.
+    let db_update = super::db::spawn_server_updates(&cfg)?;
+    let mut running = rampart_fleet::serve(cfg, |fleet| {
         let console = rampart_console::Console::new(Some(fleet));
         rampart_server::ServerExtras {
             store_layer: Some(console.store_layer()),
@@ -276,6 +278,9 @@ pub async fn start_server(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
         e if e.is_bad_input() => anyhow::Error::new(BadInput(e.to_string())),
         e => anyhow::Error::new(e),
     })?;
+    if let Some(t) = db_update {
+        running.add_task(t);
+    }
     tracing::info!(
         "server listening on {} (CA {}, admin token in {}); dashboard {}/ui/ (first user admin, password in {})",
         running.server.url(),
