@@ -401,6 +401,8 @@ fn server_db(cfg: &ServerConfig, command: ServerDbCommand) -> anyhow::Result<Exi
         ServerDbCommand::Import { sources } => {
             let (_control, ca) = rampart_server::open_control(cfg)?;
             let path = rampart_server::vulndb::db_path(data_dir);
+            // The scheduled `db update` replaces the file: not while this import writes it.
+            let _lock = rampart_scan::lock_db(&path).map_err(super::db::db_error)?;
             let mut db =
                 rampart_scan::VulnDb::open_or_create(&path).map_err(super::db::db_error)?;
             for src in &sources {
