@@ -5,28 +5,16 @@
 //! access planted after learning that the profile refuses, while the workload's own behaviour
 //! passes.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use support::{rampart, text};
 use testkit::TestContainer;
-
-fn rampart(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rampart"))
-        .args(args)
-        .output()
-        .expect("run rampart")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Compiles `profile` with the real parser, loading nothing (`-Q`) and using no cache (`-K`).
 fn compiles(profile: &Path) {
@@ -219,30 +207,20 @@ fn learned_profiles_of_real_workloads_compile_and_the_check_finds_a_planted_acce
 fn bad_input_is_named() {
     let dir = tempfile::tempdir().expect("tmp");
     let events = dir.path().join("events.jsonl");
+    let from_events = |flag: &str, file: &Path| {
+        let (e, f) = (events.display().to_string(), file.display().to_string());
+        let o = rampart(&["profile", "apparmor", "c", "--events", &e, flag, &f]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        text(&o)
+    };
+    // A line that is not an event: the file and line are named.
     std::fs::write(&events, "{\"type\": \"file.open\"}\nnot json\n").expect("write");
-    let o = rampart(&[
-        "profile",
-        "apparmor",
-        "c",
-        "--events",
-        &events.display().to_string(),
-        "-o",
-        &dir.path().join("p").display().to_string(),
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("events.jsonl:"), "{}", text(&o));
+    let out = from_events("-o", &dir.path().join("p"));
+    assert!(out.contains("events.jsonl:"), "{out}");
+    // A rule without its comma: the profile and line are named.
     let profile = dir.path().join("bad.profile");
     std::fs::write(&profile, "profile x {\n  /etc/passwd r\n}\n").expect("write");
     std::fs::write(&events, "").expect("write");
-    let o = rampart(&[
-        "profile",
-        "apparmor",
-        "c",
-        "--events",
-        &events.display().to_string(),
-        "--check",
-        &profile.display().to_string(),
-    ]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("bad.profile: line 2"), "{}", text(&o));
+    let out = from_events("--check", &profile);
+    assert!(out.contains("bad.profile: line 2"), "{out}");
 }
