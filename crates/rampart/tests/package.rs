@@ -59,6 +59,7 @@ const INSTALLED: &[(&str, &str)] = &[
     ("/etc/rampart/rules/default.yaml", "644 root:root"),
     ("/etc/rampart/rules/local.yaml", "644 root:root"),
     ("/etc/rampart/policies/example.yaml", "644 root:root"),
+    ("/etc/rampart/playbooks/crypto-miner.yaml", "644 root:root"),
     ("/var/lib/rampart", "700 root:root"),
     ("/var/lib/rampart-server", "700 rampart:rampart"),
     ("/usr/share/man/man1/rampart.1.gz", "644 root:root"),
@@ -146,10 +147,11 @@ fn deb_installs_upgrades_keeps_state_and_purges_without_residue() {
             "/etc/rampart/rules/default.yaml",
             "/etc/rampart/rules/local.yaml",
             "/etc/rampart/policies/example.yaml",
+            "/etc/rampart/playbooks/crypto-miner.yaml",
         ]),
         "config check",
     );
-    assert_eq!(checked.matches(": ok, ").count(), 5, "{checked}");
+    assert_eq!(checked.matches(": ok, ").count(), 6, "{checked}");
     let conffiles = ok(
         c.exec(&["dpkg-query", "--control-show", "rampart", "conffiles"]),
         "conffiles",

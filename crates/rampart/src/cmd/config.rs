@@ -48,6 +48,8 @@ pub enum Kind {
     Policy,
     /// A rule file in Falco's language (`rampart rules check`).
     Rules,
+    /// A playbook file (listed under `playbooks:` in agent.yaml).
+    Playbooks,
 }
 
 impl Kind {
@@ -57,6 +59,7 @@ impl Kind {
             Kind::Server => "server configuration",
             Kind::Policy => "policy",
             Kind::Rules => "rule file",
+            Kind::Playbooks => "playbook file",
         }
     }
 }
@@ -85,6 +88,15 @@ pub fn detect(path: &Path, text: &str) -> Option<Kind> {
             let keys: Vec<&str> = m.keys().filter_map(|k| k.as_str()).collect();
             if keys.iter().any(|k| POLICY_KEYS.contains(k)) {
                 return Some(Kind::Policy);
+            }
+            // A playbook file has only `playbooks:`, a list of playbooks (mappings); the agent's
+            // `playbooks:` is a list of file paths beside other keys.
+            let playbook_list = m
+                .get("playbooks")
+                .and_then(|v| v.as_sequence())
+                .is_some_and(|l| l.iter().any(|p| p.is_mapping()));
+            if keys == ["playbooks"] && playbook_list {
+                return Some(Kind::Playbooks);
             }
             if keys.iter().any(|k| SERVER_KEYS.contains(k)) {
                 return Some(Kind::Server);
@@ -144,6 +156,10 @@ pub fn check(path: &Path, kind: Kind) -> anyhow::Result<String> {
                 p.exec.len()
             ))
         }
+        Kind::Playbooks => {
+            let p = rampart_respond::load_playbooks(path).map_err(|e| BadInput(e.to_string()))?;
+            Ok(format!(" ({} playbooks)", p.len()))
+        }
         Kind::Rules => {
             // The agent loads a user's rule file after the defaults (it may use their macros
             // and lists); a file that fails that way but loads alone (the default file itself,
@@ -193,7 +209,7 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
                             .with_context(|| format!("reading {}", f.display()))?;
                         detect(f, &text).ok_or_else(|| {
                             BadInput(format!(
-                                "{}: cannot tell what kind of file this is; give --kind agent|server|policy|rules",
+                                "{}: cannot tell what kind of file this is; give --kind agent|server|policy|rules|playbooks",
                                 f.display()
                             ))
                         })?
@@ -226,6 +242,15 @@ mod tests {
         assert_eq!(detect(p, "selectors: {a: {name: x}}\n"), Some(Kind::Policy));
         assert_eq!(detect(p, "listen: 0.0.0.0:1\n"), Some(Kind::Server));
         assert_eq!(detect(p, "dns: false\n"), Some(Kind::Agent));
+        assert_eq!(
+            detect(p, "playbooks:\n  - name: m\n    match: {rules: [x]}\n"),
+            Some(Kind::Playbooks)
+        );
+        assert_eq!(
+            detect(p, "playbooks: [/etc/rampart/playbooks/m.yaml]\n"),
+            Some(Kind::Agent),
+            "agent.yaml's playbooks: lists files"
+        );
         assert_eq!(detect(p, "# only comments\n"), None);
         assert_eq!(
             detect(Path::new("/etc/rampart/server.yaml"), "# all defaults\n"),
