@@ -819,6 +819,33 @@ pub struct ResourceInfo {
     #[serde(default)]
     pub high_cpu_ms: u64,
     pub interval_ms: u64,
+    /// Bytes read from block devices since the cgroup was created (all devices summed).
+    /// Absent when the cgroup's IO counters are not readable. On cgroup v1 only direct IO and
+    /// reads are charged to the container: buffered writes flushed later by the kernel's
+    /// writeback are charged to the root cgroup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_read_bytes: Option<u64>,
+    /// Bytes written to block devices since the cgroup was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_write_bytes: Option<u64>,
+    /// Read operations since the cgroup was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_read_ops: Option<u64>,
+    /// Write operations since the cgroup was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_write_ops: Option<u64>,
+    /// Bytes read per second over the interval (absent on a container's first sample).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_read_bps: Option<u64>,
+    /// Bytes written per second over the interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_write_bps: Option<u64>,
+    /// Read operations per second over the interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_read_iops: Option<u64>,
+    /// Write operations per second over the interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_write_iops: Option<u64>,
 }
 
 /// A prevention decision (`policy.exec_denied`, `policy.net_denied`).
