@@ -194,7 +194,7 @@ impl StatsSampler {
     }
 
     /// One `container.stats` event per running container. The first sample of a container
-    /// only records its CPU counter (CPU use needs two samples).
+    /// only records its CPU and IO counters (rates need two samples).
     pub fn sample(&mut self) -> Vec<Event> {
         let now = Instant::now();
         let wall_ns = std::time::SystemTime::now()
