@@ -959,6 +959,28 @@ mod tests {
     }
 
     #[test]
+    fn resources_io_fields_are_additive() {
+        // An event of an agent without IO counters reads, and writes back without them.
+        let old = r#"{"cpu_millicores":5,"memory_bytes":1,"pids":1,"interval_ms":10000}"#;
+        let r: ResourceInfo = serde_json::from_str(old).expect("old shape");
+        assert_eq!(r.io_write_bytes, None);
+        let v = serde_json::to_value(&r).expect("json");
+        assert!(
+            v.get("io_write_bytes").is_none() && v.get("io_read_bps").is_none(),
+            "{v}"
+        );
+        let r = ResourceInfo {
+            io_write_bytes: Some(52_428_800),
+            io_write_bps: Some(0),
+            ..r
+        };
+        let v = serde_json::to_value(&r).expect("json");
+        assert_eq!(v["io_write_bytes"], 52_428_800);
+        assert_eq!(v["io_write_bps"], 0);
+        assert_eq!(serde_json::from_value::<ResourceInfo>(v).expect("back"), r);
+    }
+
+    #[test]
     fn every_kind_has_a_unique_name_that_parses_back() {
         let mut seen = std::collections::HashSet::new();
         for k in EventKind::ALL {
