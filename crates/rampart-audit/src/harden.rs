@@ -5,6 +5,10 @@
 //! * `--read-only` with `--tmpfs` for the directories it wrote to (where a tmpfs hides nothing
 //!   of the image; other writes are listed as needing a volume);
 //! * `--memory`, `--cpus` and `--pids-limit` from the observed peaks times the headroom;
+//! * `--device-read-bps`, `--device-write-bps`, `--device-read-iops` and
+//!   `--device-write-iops` for the disk holding the container's writable layer, from the
+//!   observed IO peaks times the headroom (with floors, so that a quiet recording does not
+//!   starve a later burst);
 //! * `--security-opt no-new-privileges` and `--security-opt seccomp=PROFILE` (the learned
 //!   profile);
 //! * user-namespace remapping (a daemon setting) and a non-root user, as notes when they
@@ -55,9 +59,28 @@ pub struct Proposal {
     pub memory_bytes: Option<u64>,
     pub cpus: Option<f64>,
     pub pids_limit: Option<u64>,
+    /// Block IO limits; `None` when IO or the disk was not observed.
+    pub io: Option<IoLimits>,
     /// Things that need a person: writes needing volumes, daemon settings, a non-root user.
     pub notes: Vec<String>,
 }
+
+/// Block IO limits for one device (Docker's `--device-*-bps` / `--device-*-iops`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IoLimits {
+    /// The device node (`/dev/vda`).
+    pub device: String,
+    /// Bytes per second, a whole number of MiB.
+    pub read_bps: u64,
+    pub write_bps: u64,
+    pub read_iops: u64,
+    pub write_iops: u64,
+}
+
+/// Floors of the IO limits: below them a package install, a log rotation or a cache warm-up
+/// the recording did not see would stall the container.
+const MIN_BPS: u64 = 10 * MIB;
+const MIN_IOPS: u64 = 100;
 
 const MIB: u64 = 1 << 20;
 /// Directories whose content is scratch by convention: a tmpfs over them hides nothing that
@@ -151,7 +174,7 @@ pub fn tmpfs_dirs(rec: &Recording) -> (Vec<String>, Vec<String>) {
 }
 
 fn round_up(v: u64, to: u64) -> u64 {
-    v.div_ceil(to) * to
+    v.div_ceil(to).saturating_mul(to)
 }
 
 /// Builds the proposal for the container described by `inspect` (and its image's
@@ -316,6 +339,20 @@ pub fn propose(
         args.extend(["--pids-limit".into(), p.to_string()]);
     }
 
+    let io = io_limits(rec, opts.headroom, &mut notes);
+    if let Some(l) = &io {
+        args.extend([
+            "--device-read-bps".into(),
+            format!("{}:{}mb", l.device, l.read_bps / MIB),
+            "--device-write-bps".into(),
+            format!("{}:{}mb", l.device, l.write_bps / MIB),
+            "--device-read-iops".into(),
+            format!("{}:{}", l.device, l.read_iops),
+            "--device-write-iops".into(),
+            format!("{}:{}", l.device, l.write_iops),
+        ]);
+    }
+
     args.extend(["--security-opt".into(), "no-new-privileges".into()]);
     if let Some(p) = &opts.profile_path {
         args.extend(["--security-opt".into(), format!("seccomp={p}")]);
@@ -359,8 +396,38 @@ pub fn propose(
         memory_bytes,
         cpus,
         pids_limit,
+        io,
         notes,
     }
+}
+
+/// IO limits from the recording's peaks: bytes rounded up to whole MiB, operations to tens,
+/// never below the floors.
+fn io_limits(rec: &Recording, headroom: f64, notes: &mut Vec<String>) -> Option<IoLimits> {
+    let p = &rec.peaks;
+    let (Some(rb), Some(wb), Some(ri), Some(wi)) = (
+        p.io_read_bps,
+        p.io_write_bps,
+        p.io_read_iops,
+        p.io_write_iops,
+    ) else {
+        notes.push(
+            "block IO was not measured (no readable io.stat or blkio counters): set --device-read-bps/--device-write-bps by hand".into(),
+        );
+        return None;
+    };
+    // The disk is missing: the recording's warnings (in the notes) say why.
+    let device = rec.block_device.as_ref()?.path.clone();
+    let scale = |v: u64| ((v as f64) * headroom).ceil() as u64;
+    let bps = |v: u64| round_up(scale(v).max(1), MIB).max(MIN_BPS);
+    let iops = |v: u64| round_up(scale(v).max(1), 10).max(MIN_IOPS);
+    Some(IoLimits {
+        device,
+        read_bps: bps(rb),
+        write_bps: bps(wb),
+        read_iops: iops(ri),
+        write_iops: iops(wi),
+    })
 }
 
 impl Proposal {
@@ -414,7 +481,15 @@ impl Proposal {
                     );
                 }
                 "--cap-add" => cap_add.push(Value::String(val())),
-                "--tmpfs" | "--memory" | "--memory-swap" | "--cpus" | "--pids-limit" => {
+                "--tmpfs"
+                | "--memory"
+                | "--memory-swap"
+                | "--cpus"
+                | "--pids-limit"
+                | "--device-read-bps"
+                | "--device-write-bps"
+                | "--device-read-iops"
+                | "--device-write-iops" => {
                     let _ = val();
                 }
                 "--security-opt" => security_opt.push(Value::String(val().replacen('=', ":", 1))),
@@ -473,6 +548,32 @@ impl Proposal {
         if let Some(p) = self.pids_limit {
             svc.insert("pids_limit".into(), Value::Number(p.into()));
         }
+        if let Some(l) = &self.io {
+            let one = |rate: Value| {
+                let mut m = Mapping::new();
+                m.insert("path".into(), Value::String(l.device.clone()));
+                m.insert("rate".into(), rate);
+                Value::Sequence(vec![Value::Mapping(m)])
+            };
+            let mut b = Mapping::new();
+            b.insert(
+                "device_read_bps".into(),
+                one(Value::String(format!("{}mb", l.read_bps / MIB))),
+            );
+            b.insert(
+                "device_write_bps".into(),
+                one(Value::String(format!("{}mb", l.write_bps / MIB))),
+            );
+            b.insert(
+                "device_read_iops".into(),
+                one(Value::Number(l.read_iops.into())),
+            );
+            b.insert(
+                "device_write_iops".into(),
+                one(Value::Number(l.write_iops.into())),
+            );
+            svc.insert("blkio_config".into(), Value::Mapping(b));
+        }
         let mut services = Mapping::new();
         services.insert(Value::String(name), Value::Mapping(svc));
         let mut root = Mapping::new();
@@ -529,7 +630,16 @@ mod tests {
                 memory_bytes: Some(100 * MIB),
                 pids: Some(10),
                 cpu_cores: Some(0.33),
+                io_read_bps: Some(0),
+                io_write_bps: Some(40 * MIB + 1),
+                io_read_iops: Some(3),
+                io_write_iops: Some(333),
             },
+            block_device: Some(crate::blockdev::BlockDevice {
+                path: "/dev/vda".into(),
+                major: 254,
+                minor: 0,
+            }),
             lost: 0,
             warnings: vec![],
         }
@@ -608,6 +718,12 @@ mod tests {
             line.contains("--memory 160m --memory-swap 160m --cpus 0.5 --pids-limit 32"),
             "{line}"
         );
+        // Reads 0 -> the 10 MiB/s floor; writes 40 MiB/s + 1 B * 1.5 -> 61 MiB/s (whole MiB
+        // up); 3 IOPS -> the 100 floor; 333 * 1.5 = 499.5 -> 500.
+        assert!(
+            line.contains("--device-read-bps /dev/vda:10mb --device-write-bps /dev/vda:61mb --device-read-iops /dev/vda:100 --device-write-iops /dev/vda:500 --security-opt"),
+            "{line}"
+        );
         assert!(line.contains("--security-opt no-new-privileges --security-opt seccomp=/etc/rampart/web.json --security-opt apparmor=rampart-web busybox:1 httpd -f"), "{line}");
         let compose = p.compose();
         let v: serde_yaml::Value = serde_yaml::from_str(&compose).expect("yaml");
@@ -621,6 +737,39 @@ mod tests {
         assert_eq!(svc["mem_limit"], "160m");
         assert_eq!(svc["pids_limit"], 32);
         assert_eq!(svc["command"][0], "httpd");
+        let b = &svc["blkio_config"];
+        assert_eq!(b["device_read_bps"][0]["path"], "/dev/vda");
+        assert_eq!(b["device_read_bps"][0]["rate"], "10mb");
+        assert_eq!(b["device_write_bps"][0]["rate"], "61mb");
+        assert_eq!(b["device_read_iops"][0]["rate"], 100);
+        assert_eq!(b["device_write_iops"][0]["path"], "/dev/vda");
+        assert_eq!(b["device_write_iops"][0]["rate"], 500);
+        // Nothing of the IO flags leaks into the command.
+        assert_eq!(svc["command"].as_sequence().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn no_io_limits_without_measured_io_or_a_disk() {
+        let mut rec = recording(&[]);
+        rec.peaks.io_write_bps = None;
+        let mut notes = Vec::new();
+        assert_eq!(io_limits(&rec, 1.5, &mut notes), None);
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("block IO was not measured")),
+            "{notes:?}"
+        );
+        let mut rec = recording(&[]);
+        rec.block_device = None;
+        let mut notes = Vec::new();
+        assert_eq!(io_limits(&rec, 1.5, &mut notes), None);
+        // Huge peaks saturate instead of overflowing.
+        let mut rec = recording(&[]);
+        rec.peaks.io_read_bps = Some(u64::MAX / 2);
+        rec.peaks.io_read_iops = Some(u64::MAX);
+        let l = io_limits(&rec, 10.0, &mut Vec::new()).expect("limits");
+        assert!(l.read_bps >= MIN_BPS && l.read_iops >= MIN_IOPS, "{l:?}");
     }
 
     #[test]

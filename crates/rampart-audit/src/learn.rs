@@ -28,10 +28,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rampart_container::models::{ChangeType, ContainerInspectResponse};
-use rampart_container::DockerClient;
+use rampart_container::{DockerClient, IoCounters};
 use rampart_kernel::{CgroupRef, SyscallRecorder, WatchScope};
 use serde::{Deserialize, Serialize};
 
+use crate::blockdev::{self, BlockDevice};
 use crate::caps;
 use crate::cgroupfs::{self, Mounts};
 use crate::error::AuditError;
@@ -69,6 +70,18 @@ pub struct Peaks {
     pub pids: Option<u64>,
     /// Highest CPU use over one sampling interval, in cores.
     pub cpu_cores: Option<f64>,
+    /// Highest block IO over one sampling interval, per second (all devices summed); `None`
+    /// when the cgroup's IO counters were not readable. On cgroup v1 buffered writes are
+    /// charged to the kernel's writeback, not the container, so only direct and synchronous
+    /// writes count there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_read_bps: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_write_bps: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_read_iops: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_write_iops: Option<u64>,
 }
 
 /// What one recording learned about one container.
@@ -89,6 +102,10 @@ pub struct Recording {
     pub capabilities_unavailable: Option<String>,
     pub changes: Vec<Change>,
     pub peaks: Peaks,
+    /// The disk holding the container's writable layer (Docker's data root), which IO limits
+    /// name; `None` when it could not be found (the reason is in `warnings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_device: Option<BlockDevice>,
     /// Counts lost because a kernel map was full (0 for a complete recording).
     pub lost: u64,
     /// Things a person should know about this recording.
@@ -240,6 +257,17 @@ fn running_pid(inspect: &ContainerInspectResponse) -> Option<u32> {
 struct Sampler {
     peaks: Peaks,
     last_cpu: Option<(u64, Instant)>,
+    last_io: Option<(IoCounters, Instant)>,
+}
+
+/// Per-second rate of a counter over `dt_ns` (0 when it went backwards: a new cgroup).
+fn rate(prev: u64, cur: u64, dt_ns: u128) -> u64 {
+    u64::try_from(u128::from(cur.saturating_sub(prev)) * 1_000_000_000 / dt_ns.max(1))
+        .unwrap_or(u64::MAX)
+}
+
+fn raise(peak: &mut Option<u64>, v: u64) {
+    *peak = Some(peak.map_or(v, |p| p.max(v)));
 }
 
 impl Sampler {
@@ -270,7 +298,51 @@ impl Sampler {
             }
             self.last_cpu = Some((ns, now));
         }
+        if let Some(io) = mounts
+            .dir_of(proc_root, pid, "io")
+            .and_then(|d| IoCounters::read(&d))
+        {
+            let now = Instant::now();
+            if let Some((prev, at)) = self.last_io {
+                let dt = now.duration_since(at).as_nanos();
+                raise(
+                    &mut self.peaks.io_read_bps,
+                    rate(prev.read_bytes, io.read_bytes, dt),
+                );
+                raise(
+                    &mut self.peaks.io_write_bps,
+                    rate(prev.write_bytes, io.write_bytes, dt),
+                );
+                raise(
+                    &mut self.peaks.io_read_iops,
+                    rate(prev.read_ops, io.read_ops, dt),
+                );
+                raise(
+                    &mut self.peaks.io_write_iops,
+                    rate(prev.write_ops, io.write_ops, dt),
+                );
+            }
+            self.last_io = Some((io, now));
+        }
     }
+}
+
+/// The disk holding the container's writes: the filesystem of its overlay upper directory
+/// (the writable layer), else of Docker's data root.
+fn data_disk(
+    inspect: &ContainerInspectResponse,
+    docker_root: Option<&str>,
+) -> Result<BlockDevice, String> {
+    let upper = inspect
+        .graph_driver
+        .as_ref()
+        .and_then(|g| g.data.get("UpperDir").cloned())
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir());
+    let path = upper
+        .or_else(|| docker_root.map(PathBuf::from))
+        .ok_or("the daemon reported no data root")?;
+    blockdev::block_device_of(&path, Path::new("/sys"), Path::new("/dev"))
 }
 
 /// Records container `name` for `opts.duration`.
@@ -401,6 +473,15 @@ pub async fn learn(
         tokio::time::sleep(opts.sample_every.min(deadline - now)).await;
     }
     let duration = started.elapsed();
+    let block_device = match data_disk(&inspect, info.docker_root_dir.as_deref()) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            warnings.push(format!(
+                "IO limits cannot name a disk: {e}; set --device-read-bps/--device-write-bps by hand"
+            ));
+            None
+        }
+    };
     let counts = recorder.syscalls()?;
     let caps_counts = recorder.capabilities()?;
     let (lost_sys, lost_caps) = recorder.lost()?;
@@ -477,6 +558,7 @@ pub async fn learn(
         capabilities_unavailable: cap_state.err(),
         changes,
         peaks: sampler.peaks,
+        block_device,
         lost: lost_sys + lost_caps,
         warnings,
     })
@@ -517,6 +599,7 @@ mod tests {
             capabilities_unavailable: None,
             changes: Vec::new(),
             peaks: Peaks::default(),
+            block_device: None,
             lost: 0,
             warnings: Vec::new(),
         };

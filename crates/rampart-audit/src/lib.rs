@@ -16,6 +16,7 @@
 //! subject.
 
 pub mod apparmor;
+pub mod blockdev;
 pub mod caps;
 mod cgroupfs;
 pub mod check;

@@ -29,4 +29,4 @@ pub use journal::{follow_journal, journal_available, JournalOptions};
 pub use logs::{parse_auth_line, AuthLogs, ParsedAuth};
 pub use procfs::ProcFs;
 pub use proctable::ProcessTable;
-pub use stats::StatsSampler;
+pub use stats::{IoCounters, StatsSampler};

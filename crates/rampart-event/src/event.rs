@@ -819,6 +819,33 @@ pub struct ResourceInfo {
     #[serde(default)]
     pub high_cpu_ms: u64,
     pub interval_ms: u64,
+    /// Bytes read from block devices since the cgroup was created (all devices summed).
+    /// Absent when the cgroup's IO counters are not readable. On cgroup v1 only direct IO and
+    /// reads are charged to the container: buffered writes flushed later by the kernel's
+    /// writeback are charged to the root cgroup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_read_bytes: Option<u64>,
+    /// Bytes written to block devices since the cgroup was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_write_bytes: Option<u64>,
+    /// Read operations since the cgroup was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_read_ops: Option<u64>,
+    /// Write operations since the cgroup was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_write_ops: Option<u64>,
+    /// Bytes read per second over the interval (absent on a container's first sample).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_read_bps: Option<u64>,
+    /// Bytes written per second over the interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_write_bps: Option<u64>,
+    /// Read operations per second over the interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_read_iops: Option<u64>,
+    /// Write operations per second over the interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_write_iops: Option<u64>,
 }
 
 /// A prevention decision (`policy.exec_denied`, `policy.net_denied`).
@@ -929,6 +956,28 @@ mod tests {
         assert!(v.get("network").is_none());
         let back: Event = serde_json::from_value(v).expect("deserialise");
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn resources_io_fields_are_additive() {
+        // An event of an agent without IO counters reads, and writes back without them.
+        let old = r#"{"cpu_millicores":5,"memory_bytes":1,"pids":1,"interval_ms":10000}"#;
+        let r: ResourceInfo = serde_json::from_str(old).expect("old shape");
+        assert_eq!(r.io_write_bytes, None);
+        let v = serde_json::to_value(&r).expect("json");
+        assert!(
+            v.get("io_write_bytes").is_none() && v.get("io_read_bps").is_none(),
+            "{v}"
+        );
+        let r = ResourceInfo {
+            io_write_bytes: Some(52_428_800),
+            io_write_bps: Some(0),
+            ..r
+        };
+        let v = serde_json::to_value(&r).expect("json");
+        assert_eq!(v["io_write_bytes"], 52_428_800);
+        assert_eq!(v["io_write_bps"], 0);
+        assert_eq!(serde_json::from_value::<ResourceInfo>(v).expect("back"), r);
     }
 
     #[test]

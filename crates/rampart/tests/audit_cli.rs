@@ -185,4 +185,7 @@ fn profile_seccomp_learns_a_profile_the_container_runs_under() {
         "{t}"
     );
     assert!(t.contains("security_opt:"), "{t}");
+    // IO limits for the disk of Docker's data, from the recording saved and read back.
+    assert!(t.contains("--device-write-bps /dev/"), "{t}");
+    assert!(t.contains("blkio_config:"), "{t}");
 }
