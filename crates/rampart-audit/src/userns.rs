@@ -19,7 +19,8 @@
 //! Peer behaviour this follows (moby `daemon/config`, `pkg/idtools`, shadow-utils `subid(5)`):
 //! dockerd refuses to start when a directive is both a flag and a daemon.json key, so a
 //! `--userns-remap` flag on the running dockerd means daemon.json is left alone; `default` means
-//! user and group `dockremap` (dockerd creates them); `USER` alone means group `USER`; subid
+//! user and group `dockremap` (dockerd creates them); `USER` alone means group `USER`; dockerd
+//! looks up both /etc/subuid and /etc/subgid by the USER's name (never the group's); subid
 //! lines are `owner:start:count`.
 
 use std::fs;
@@ -263,7 +264,9 @@ pub fn plan(opts: &UsernsOptions) -> Result<UsernsPlan, UsernsError> {
         });
     }
     let subuid = plan_subid(&opts.subuid, &spec.user)?;
-    let subgid = plan_subid(&opts.subgid, &spec.group)?;
+    // dockerd looks both files up by the user's name (moby `idtools.LoadIdentityMapping`: "no
+    // subgid ranges found for user"); the group of USER:GROUP does not name subgid lines.
+    let subgid = plan_subid(&opts.subgid, &spec.user)?;
     Ok(UsernsPlan {
         spec,
         daemon_json,
@@ -631,9 +634,9 @@ pub fn consequences(spec: &RemapSpec, subuid_start: u32, subgid_start: u32) -> V
         "files in bind mounts and volumes owned by host uid 0 (or any uid outside the range) are unreadable and unwritable to container root: chown them into the range (e.g. chown -R "
             .to_string()
             + &format!("{subuid_start}:{subgid_start} DIR) or use --userns=host for that container"),
-        "a container can opt out with docker run --userns=host; --privileged containers, --pid=host, --network=host with some tools, and read-only host mounts of root-owned files need --userns=host".into(),
+        "a container opts out with docker run --userns=host (compose: userns_mode: host); --privileged, --pid=host and --network=host containers need it, as do volume drivers unaware of the mapping".into(),
         format!(
-            "remap user {:?} and group {:?}{}; restart dockerd to apply, then run again with --verify",
+            "remap user {:?} and group {:?}{} (its /etc/subuid and /etc/subgid ranges are looked up by the user's name); restart dockerd to apply, then run again with --verify",
             spec.user,
             spec.group,
             if spec.value == "default" {
@@ -799,7 +802,8 @@ mod tests {
         let pl = plan(&opts).unwrap();
         assert!(pl.daemon_json.after.is_none());
         assert_eq!(pl.subuid.owner, "nobody");
-        assert_eq!(pl.subgid.owner, "nogroup");
+        // dockerd reads subgid ranges by the user's name too.
+        assert_eq!(pl.subgid.owner, "nobody");
         fs::write(&path, "{\"userns-remap\": \"default\"}").unwrap();
         assert!(matches!(
             plan(&opts).unwrap_err(),
