@@ -65,8 +65,10 @@ fn running_flag(daemon_json: &Path) -> Option<String> {
         .cloned()
         .unwrap_or_else(|| DAEMON_JSON.to_string());
     let same = Path::new(&reads) == daemon_json
-        || std::fs::canonicalize(&reads).ok() == std::fs::canonicalize(daemon_json).ok()
-            && std::fs::canonicalize(daemon_json).is_ok();
+        || matches!(
+            (std::fs::canonicalize(&reads), std::fs::canonicalize(daemon_json)),
+            (Ok(x), Ok(y)) if x == y
+        );
     if !same {
         return None;
     }
