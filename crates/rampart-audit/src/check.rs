@@ -213,7 +213,7 @@ checks! {
     D_2_8 = ("2.8", true, DockerDaemon, Low, "Ensure the default ulimit is configured appropriately",
         "Set \"default-ulimits\": {\"nofile\": {\"Name\": \"nofile\", \"Soft\": 64000, \"Hard\": 64000}, \"nproc\": {\"Name\": \"nproc\", \"Soft\": 4096, \"Hard\": 8192}} in /etc/docker/daemon.json");
     D_2_9 = ("2.9", true, DockerDaemon, Medium, "Enable user namespace support",
-        "Set \"userns-remap\": \"default\" in /etc/docker/daemon.json and restart dockerd (images are re-pulled into a new data root; volumes need chown to the remapped uids)");
+        "Run rampart harden host --userns --apply (sets \"userns-remap\": \"default\" in /etc/docker/daemon.json and subuid/subgid ranges) and restart dockerd (images are re-pulled into a new data root; volumes need chown to the remapped uids)");
     D_2_10 = ("2.10", true, DockerDaemon, Low, "Ensure the default cgroup usage has been confirmed",
         "Remove \"cgroup-parent\" from /etc/docker/daemon.json unless a custom parent is intended");
     D_2_11 = ("2.11", true, DockerDaemon, Low, "Ensure base device size is not changed until needed",
@@ -365,7 +365,7 @@ checks! {
     C_ROOT = ("RAMPART-C-ROOT", false, Container, Medium, "The container's main process does not run as root",
         "Run with --user 10001:10001 (or USER in the Dockerfile) and give that user the files it writes");
     C_USERNS = ("RAMPART-C-USERNS", false, Container, Medium, "Root in the container maps to an unprivileged host UID (10000 or above)",
-        "Set \"userns-remap\": \"default\" in /etc/docker/daemon.json and restart dockerd");
+        "Run rampart harden host --userns --apply (sets \"userns-remap\": \"default\" in /etc/docker/daemon.json) and restart dockerd");
     C_BLKIO = ("RAMPART-C-BLKIO", false, Container, Low, "Block-IO of the container is limited",
         "Run with --blkio-weight 300 or --device-write-bps /dev/sda:50mb --device-read-bps /dev/sda:100mb");
     C_REGISTRY = ("4.2", true, Container, Medium, "Ensure that containers use only trusted base images",

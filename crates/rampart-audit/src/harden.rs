@@ -365,7 +365,7 @@ pub fn propose(
         )),
     }
     if !opts.daemon_userns_remap {
-        notes.push("enable user-namespace remapping for every container: \"userns-remap\": \"default\" in /etc/docker/daemon.json, then restart dockerd (container root becomes an unprivileged host uid)".into());
+        notes.push("enable user-namespace remapping for every container: rampart harden host --userns --apply (\"userns-remap\": \"default\" in /etc/docker/daemon.json), then restart dockerd (container root becomes an unprivileged host uid)".into());
     }
     if !rec.restarted {
         notes.push("start-up was not recorded (no --restart): the seccomp profile may miss what the container needs to start".into());

@@ -29,6 +29,7 @@ pub mod learn;
 mod report;
 mod sarif;
 pub mod seccomp;
+pub mod userns;
 
 use std::path::Path;
 

@@ -1,21 +1,26 @@
 //! `rampart harden CONTAINER`: a hardened `docker run` line and compose service learned from
-//! what the container does.
+//! what the container does. `rampart harden host --userns`: user-namespace remapping for the
+//! daemon (daemon.json, /etc/subuid, /etc/subgid), dry-run unless `--apply`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use rampart_audit::harden::{self, HardenOptions};
 use rampart_audit::learn::{self, LearnOptions, Recording};
 
 use super::audit::{connect, lib_err, runtime};
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct HardenArgs {
-    /// Container name or id.
-    container: String,
+    #[command(subcommand)]
+    command: Option<HardenCommand>,
+    /// Container name or id (a container named `host`: give its id).
+    #[arg(required = true)]
+    container: Option<String>,
     /// How long to observe it (e.g. 60s, 5m), unless --recording is given.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     duration: Duration,
@@ -49,7 +54,17 @@ enum Format {
     Json,
 }
 
+#[derive(Debug, Subcommand)]
+enum HardenCommand {
+    /// Harden the Docker host: `--userns` turns on user-namespace remapping.
+    Host(super::harden_host::HostArgs),
+}
+
 pub fn run(a: HardenArgs) -> anyhow::Result<ExitCode> {
+    if let Some(HardenCommand::Host(h)) = a.command {
+        return super::harden_host::run(h);
+    }
+    let container = a.container.clone().unwrap_or_default();
     if !(a.headroom >= 1.0 && a.headroom <= 10.0) {
         return Err(super::BadInput(format!(
             "--headroom {} must be between 1.0 and 10.0",
@@ -65,7 +80,7 @@ pub fn run(a: HardenArgs) -> anyhow::Result<ExitCode> {
             None => {
                 eprintln!(
                     "observing {} for {} ...",
-                    a.container,
+                    container,
                     humantime::format_duration(a.duration)
                 );
                 let opts = LearnOptions {
@@ -73,16 +88,16 @@ pub fn run(a: HardenArgs) -> anyhow::Result<ExitCode> {
                     restart: a.restart,
                     ..LearnOptions::default()
                 };
-                learn::learn(&docker, &a.container, &opts)
+                learn::learn(&docker, &container, &opts)
                     .await
                     .map_err(lib_err)?
             }
         };
         let api = &docker;
         let inspect = api
-            .inspect_container(&a.container)
+            .inspect_container(&container)
             .await
-            .with_context(|| format!("inspecting container {}", a.container))?;
+            .with_context(|| format!("inspecting container {}", container))?;
         let image = api
             .inspect_image(inspect.image.as_deref().unwrap_or_default())
             .await

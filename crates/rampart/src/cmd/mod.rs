@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod enroll;
 pub mod forensics;
 pub mod harden;
+pub mod harden_host;
 pub mod image;
 pub mod incident;
 pub mod key;
