@@ -5,25 +5,14 @@
 //! 100000 or more, read from /proc/PID/uid_map; `--verify` says so, and fails for a container
 //! run with --userns=host. The shared daemon and the host's files are not touched.
 
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn rampart(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rampart"))
-        .args(args)
-        .output()
-        .expect("run rampart")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use support::{rampart, text};
 
 struct SecondDaemon {
     child: Child,
@@ -210,22 +199,7 @@ fn harden_host_userns_apply_configures_a_dockerd_whose_container_root_is_a_high_
 
     // dockerd accepts the file and remaps by it.
     let daemon = SecondDaemon::start(d);
-    let mut save = Command::new("docker")
-        .args(["save", &img])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("docker save");
-    let load = Command::new("docker")
-        .args(["-H", &format!("unix://{}", daemon.socket.display()), "load"])
-        .stdin(save.stdout.take().expect("save stdout"))
-        .output()
-        .expect("docker load");
-    assert!(save.wait().expect("docker save").success());
-    assert!(
-        load.status.success(),
-        "{}",
-        String::from_utf8_lossy(&load.stderr)
-    );
+    support::dockerd::load_images(&format!("unix://{}", daemon.socket.display()), &[&img]);
     daemon.docker_ok(&[
         "run",
         "-d",
