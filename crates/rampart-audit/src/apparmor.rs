@@ -42,8 +42,12 @@ pub struct Recorded {
     pub container_id: String,
     pub container_name: String,
     pub image: String,
-    /// The container's events, in the order the sensor delivered them.
+    /// The container's events that showed an access for the first time, in the order the
+    /// sensor delivered them: what learning and the check use, and bounded by the distinct
+    /// accesses, not by how busy the container was.
     pub events: Vec<Event>,
+    /// Every event of the container seen during the recording.
+    pub seen: u64,
     /// Capabilities the kernel granted it; `None` where capability checks cannot be recorded.
     pub capabilities: Option<BTreeSet<String>>,
     pub warnings: Vec<String>,
@@ -119,9 +123,11 @@ pub async fn record(
         ..SensorConfig::default()
     };
     let sensor = Sensor::start(&cfg, Arc::new(Device::default()), 1, tx)?;
-    let events = tokio::task::spawn_blocking(move || {
+    let (events, seen) = tokio::task::spawn_blocking(move || {
         let end = Instant::now() + duration;
         let mut events = Vec::new();
+        let mut accessed: BTreeSet<Access> = BTreeSet::new();
+        let mut seen = 0u64;
         while let Some(left) = end.checked_duration_since(Instant::now()) {
             let Ok(se) = rx.recv_timeout(left) else {
                 continue;
@@ -132,7 +138,16 @@ pub async fn record(
             if !mine {
                 continue;
             }
+            seen += 1;
             let mut ev = se.event;
+            // Every access of the event is remembered (no short circuit).
+            let mut new_access = false;
+            for a in accesses(&ev) {
+                new_access |= accessed.insert(a);
+            }
+            if !new_access {
+                continue;
+            }
             if ev.process.is_none() {
                 ev.process = Some(Arc::new(Process {
                     pid: o.pid,
@@ -142,7 +157,7 @@ pub async fn record(
             }
             events.push(ev);
         }
-        events
+        (events, seen)
     })
     .await
     .map_err(|e| bad(&format!("the recording thread failed: {e}")))?;
@@ -154,6 +169,7 @@ pub async fn record(
         ));
     }
     out.events = events;
+    out.seen = seen;
     if let (Some(r), Some(cg)) = (&recorder, watched) {
         match (r.capability_recording(), r.capabilities()) {
             (Ok(()), Ok(counts)) => {
@@ -171,7 +187,7 @@ pub async fn record(
             (_, Err(e)) => out.warnings.push(format!("capabilities not recorded: {e}")),
         }
     }
-    if out.events.is_empty() {
+    if out.seen == 0 {
         out.warnings.push(
             "no event of the container was seen: did it do anything during the recording?".into(),
         );

@@ -95,7 +95,18 @@ impl Agent {
 
     /// Waits until `pred` holds for the events of container `id` (up to 15 s), returns them.
     fn wait_for(&self, id: &str, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        self.wait_for_within(id, what, Duration::from_secs(15), pred)
+    }
+
+    /// [`Agent::wait_for`] with another limit than 15 s.
+    fn wait_for_within(
+        &self,
+        id: &str,
+        what: &str,
+        limit: Duration,
+        pred: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + limit;
         loop {
             let evs: Vec<Value> = self
                 .events()
@@ -165,6 +176,17 @@ fn shared() -> &'static Mutex<Agent> {
 fn miners() -> std::sync::MutexGuard<'static, ()> {
     static MINERS: Mutex<()> = Mutex::new(());
     MINERS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Starts a miner-like process in `c`: only the backgrounded sh carries the pool argument (the
+/// launching shell spells it through a variable), so the alert's process is the one that stays.
+fn start_miner(c: &TestContainer) {
+    let started = c.exec(&[
+        "sh",
+        "-c",
+        "A=--donate; (sh -c 'sleep 300; echo' ${A}-level 1 >/dev/null 2>&1 &); echo ok",
+    ]);
+    assert!(started.status.success(), "{started:?}");
 }
 
 fn find(evs: &[Value], pred: impl Fn(&Value) -> bool) -> Option<&Value> {
@@ -998,25 +1020,15 @@ fn the_packaged_mining_playbook_isolates_captures_and_stops_the_container() {
         ),
     );
     let miner = TestContainer::run("rp-pbminer", &[&image, "sleep", "300"]);
-    let started = miner.exec(&[
-        "sh",
-        "-c",
-        "A=--donate; (sh -c 'sleep 300; echo' ${A}-level 1 >/dev/null 2>&1 &); echo ok",
-    ]);
-    assert!(started.status.success(), "{started:?}");
+    start_miner(&miner);
     // isolate, forensics, then stop (which waits out docker stop's grace period).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let actions = loop {
-        let evs: Vec<Value> = agent
-            .events()
-            .into_iter()
-            .filter(|e| e["container"]["uid"] == miner.id.as_str() && is(e, "response.action"))
-            .collect();
-        if evs.len() >= 3 || Instant::now() > deadline {
-            break evs;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    };
+    let evs = agent.wait_for_within(
+        &miner.id,
+        "isolate, forensics and stop",
+        Duration::from_secs(60),
+        |evs| evs.iter().filter(|e| is(e, "response.action")).count() >= 3,
+    );
+    let actions: Vec<&Value> = evs.iter().filter(|e| is(e, "response.action")).collect();
     let outcome = |a: &str| {
         actions
             .iter()
@@ -1141,14 +1153,7 @@ fn the_agent_enforces_its_policy_on_containers_it_sees_start_and_kills_a_miner_b
     // A miner by its arguments: the default rule carries `actions: [kill]`, which the agent's
     // responder carries out (rule_actions: enforce is the default).
     let miner = TestContainer::run("rp-miner", &[&image, "sleep", "300"]);
-    // Only the backgrounded sh carries the pool argument (the launching shell's own command
-    // line spells it through a variable), so the alert's process is the one that stays.
-    let started = miner.exec(&[
-        "sh",
-        "-c",
-        "A=--donate; (sh -c 'sleep 300; echo' ${A}-level 1 >/dev/null 2>&1 &); echo ok",
-    ]);
-    assert!(started.status.success(), "{started:?}");
+    start_miner(&miner);
     let evs = agent.wait_for(&miner.id, "the miner alert and its kill", |evs| {
         evs.iter().any(|e| is(e, "response.action"))
     });

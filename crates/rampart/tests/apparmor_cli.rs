@@ -224,3 +224,52 @@ fn bad_input_is_named() {
     let out = from_events("--check", &profile);
     assert!(out.contains("bad.profile: line 2"), "{out}");
 }
+
+/// `--events`: a large file of agent output (other containers' events interleaved) is read line
+/// by line; the container is picked by name, id or id prefix; every one of its events counts,
+/// and each distinct access reaches the profile once.
+#[test]
+fn events_files_are_filtered_by_container_and_counted() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let events = dir.path().join("events.jsonl");
+    let line = |id: &str, name: &str, path: &str, flags: u32| {
+        serde_json::json!({
+            "class_uid": 1001, "type": "file.open", "time_ns": 1, "time": 0,
+            "metadata": {"uid": "a-1", "version": "1.3.0"}, "device": {"hostname": "vm"},
+            "container": {"uid": id, "name": name, "runtime": "docker"},
+            "process": {"pid": 7, "uid": 0, "name": "app", "exe": "/usr/bin/app"},
+            "file": {"path": path, "flags": flags}
+        })
+        .to_string()
+    };
+    let web = format!("{}abcd", "c0ffee".repeat(10));
+    let other = format!("{}abcd", "beef00".repeat(10));
+    let mut lines = String::new();
+    for i in 0..10_000 {
+        lines.push_str(&line(&web, "web", "/var/log/app.log", 0o2101));
+        lines.push('\n');
+        lines.push_str(&line(&other, "db", &format!("/data/other-{i}"), 0o101));
+        lines.push('\n');
+    }
+    lines.push_str(&line(&web, "web", "/etc/shadow", 0));
+    lines.push('\n');
+    std::fs::write(&events, lines).expect("write");
+    for who in ["web", web.as_str(), &web[..12]] {
+        let profile = dir.path().join("web.profile");
+        let o = rampart(&[
+            "profile",
+            "apparmor",
+            who,
+            "--events",
+            &events.display().to_string(),
+            "-o",
+            &profile.display().to_string(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let p = std::fs::read_to_string(&profile).expect("profile");
+        assert!(p.contains("over 10001 events"), "{p}");
+        assert!(p.contains("/var/log/app*.log* rwk,"), "{p}");
+        assert!(!p.contains("/data/"), "another container's writes: {p}");
+        assert!(p.contains("# not denied, it used it: /etc/shadow"), "{p}");
+    }
+}

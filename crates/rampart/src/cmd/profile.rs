@@ -204,16 +204,25 @@ fn seccomp_cmd(a: SeccompArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The container's events from a JSON-lines file: those whose container is `container` (id,
-/// id prefix or name); a malformed line is an error naming it.
-fn events_from_file(path: &Path, container: &str) -> anyhow::Result<Vec<rampart_event::Event>> {
-    let text = std::fs::read_to_string(path)
+/// id prefix or name) and that show an access not seen before (a day of events can be
+/// gigabytes: read line by line, keep what learning and the check use). A malformed line is an
+/// error naming it. Returns them with the count of the container's events.
+fn events_from_file(
+    path: &Path,
+    container: &str,
+) -> anyhow::Result<(Vec<rampart_event::Event>, u64)> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path)
         .with_context(|| format!("reading events from {}", path.display()))?;
     let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
+    let mut accessed = std::collections::BTreeSet::new();
+    let mut seen = 0u64;
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("reading {}:{}", path.display(), n + 1))?;
         if line.trim().is_empty() {
             continue;
         }
-        let ev: rampart_event::Event = serde_json::from_str(line).map_err(|e| {
+        let ev: rampart_event::Event = serde_json::from_str(&line).map_err(|e| {
             super::BadInput(format!("{}:{}: not an event: {e}", path.display(), n + 1))
         })?;
         let ours = ev.container.as_ref().is_some_and(|c| {
@@ -221,23 +230,36 @@ fn events_from_file(path: &Path, container: &str) -> anyhow::Result<Vec<rampart_
                 || c.name == container
                 || (container.len() >= 12 && c.id.starts_with(container))
         });
-        if ours {
+        if !ours {
+            continue;
+        }
+        seen += 1;
+        // Every access of the event is remembered (no short circuit).
+        let mut new_access = false;
+        for a in rampart_audit::apparmor::accesses(&ev) {
+            new_access |= accessed.insert(a);
+        }
+        if new_access {
             out.push(ev);
         }
     }
-    Ok(out)
+    Ok((out, seen))
 }
 
 fn apparmor_cmd(a: AppArmorArgs) -> anyhow::Result<ExitCode> {
     use rampart_audit::apparmor::{self, Observed, ProfileRules};
-    let (events, caps, cname, image, warnings) = match &a.events {
-        Some(f) => (
-            events_from_file(f, &a.container)?,
-            None,
-            a.container.clone(),
-            String::new(),
-            Vec::new(),
-        ),
+    let (events, seen, caps, cname, image, warnings) = match &a.events {
+        Some(f) => {
+            let (events, seen) = events_from_file(f, &a.container)?;
+            (
+                events,
+                seen,
+                None,
+                a.container.clone(),
+                String::new(),
+                Vec::new(),
+            )
+        }
         None => {
             let rt = runtime()?;
             let rec = rt.block_on(async {
@@ -253,6 +275,7 @@ fn apparmor_cmd(a: AppArmorArgs) -> anyhow::Result<ExitCode> {
             })?;
             (
                 rec.events,
+                rec.seen,
                 rec.capabilities,
                 rec.container_name,
                 rec.image,
@@ -276,7 +299,7 @@ fn apparmor_cmd(a: AppArmorArgs) -> anyhow::Result<ExitCode> {
                 "{}: nothing of what {} did ({} events) would be refused",
                 profile.display(),
                 cname,
-                events.len()
+                seen
             );
             return Ok(ExitCode::SUCCESS);
         }
@@ -335,7 +358,7 @@ fn apparmor_cmd(a: AppArmorArgs) -> anyhow::Result<ExitCode> {
         } else {
             format!(" ({image})")
         },
-        events.len(),
+        seen,
         if a.events.is_some() {
             "from a file of events".to_string()
         } else {
