@@ -136,22 +136,7 @@ async fn userns_remap_checks_against_a_second_dockerd() {
         panic!("could not start the second dockerd");
     };
     // Move the test image over without a registry.
-    let mut save = Command::new("docker")
-        .args(["save", &img])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("docker save");
-    let load = Command::new("docker")
-        .args(["-H", &format!("unix://{}", daemon.socket.display()), "load"])
-        .stdin(save.stdout.take().expect("save stdout"))
-        .output()
-        .expect("docker load");
-    assert!(save.wait().expect("docker save").success());
-    assert!(
-        load.status.success(),
-        "{}",
-        String::from_utf8_lossy(&load.stderr)
-    );
+    testkit::load_images(&format!("unix://{}", daemon.socket.display()), &[&img]);
     daemon.docker_ok(&[
         "run",
         "-d",

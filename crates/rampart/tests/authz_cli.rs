@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 mod support;
-use support::dockerd::{dockerd_argv, load_images, spawn_logged, wait_for, NetNs};
+use support::dockerd::{dockerd_argv, spawn_logged, wait_for, NetNs};
+use testkit::load_images;
 
 fn text(o: &Output) -> (String, String) {
     (

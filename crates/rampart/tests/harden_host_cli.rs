@@ -199,7 +199,7 @@ fn harden_host_userns_apply_configures_a_dockerd_whose_container_root_is_a_high_
 
     // dockerd accepts the file and remaps by it.
     let daemon = SecondDaemon::start(d);
-    support::dockerd::load_images(&format!("unix://{}", daemon.socket.display()), &[&img]);
+    testkit::load_images(&format!("unix://{}", daemon.socket.display()), &[&img]);
     daemon.docker_ok(&[
         "run",
         "-d",

@@ -8,7 +8,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::dockerd::{dockerd_argv, load_images, spawn_logged, wait_for, NetNs};
+use support::dockerd::{dockerd_argv, spawn_logged, wait_for, NetNs};
+use testkit::load_images;
 
 fn rampart(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_rampart"));

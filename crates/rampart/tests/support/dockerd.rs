@@ -147,24 +147,3 @@ pub fn dockerd_argv(
     argv.extend(extra.iter().cloned());
     argv
 }
-
-/// Copies `images` from the host's dockerd into the daemon at `host` (`unix://...`), by
-/// `docker save | docker -H host load` (no registry is reachable from the test daemons).
-pub fn load_images(host: &str, images: &[&str]) {
-    let mut save = Command::new("docker")
-        .arg("save")
-        .args(images)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("docker save");
-    let load = Command::new("docker")
-        .args(["-H", host, "load", "-q"])
-        .stdin(save.stdout.take().expect("stdout"))
-        .output()
-        .expect("docker load");
-    assert!(
-        save.wait().expect("save").success() && load.status.success(),
-        "docker load into {host}: {}",
-        String::from_utf8_lossy(&load.stderr)
-    );
-}
