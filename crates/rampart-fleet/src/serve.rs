@@ -222,6 +222,26 @@ mod tests {
         );
     }
 
+    /// server.yaml's `fleet.notifications` reach the correlator (they were dropped once when
+    /// the composition moved here).
+    #[test]
+    fn notifications_of_server_yaml_reach_the_correlator() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("server.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "data_dir: {}\nfleet:\n  notifications:\n    - type: webhook\n      name: chat\n      format: slack\n      url_file: /etc/rampart-server/slack.url\n      filter: {{min_priority: critical}}\n",
+                dir.path().display()
+            ),
+        )
+        .expect("write");
+        let cfg = ServerConfig::load(&path).expect("server.yaml");
+        let (f, _) = fleet_config(&cfg).expect("valid options");
+        assert_eq!(f.notifications.len(), 1);
+        assert_eq!(f.notifications, cfg.fleet.notifications);
+    }
+
     #[test]
     fn bad_fleet_options_are_the_users_input_and_name_the_key() {
         let mut cfg = ServerConfig::with_data_dir("/tmp/rampart-fleet-serve-test");
