@@ -20,6 +20,19 @@ pub struct BundleSource {
     pub tls_dir: PathBuf,
 }
 
+/// The `server` output of `ship:`, if the agent is enrolled with one.
+pub fn server_source(cfg: &crate::config::AgentConfig) -> Option<BundleSource> {
+    cfg.ship.as_ref().and_then(|s| {
+        s.outputs.iter().find_map(|o| match o {
+            rampart_ship::OutputConfig::Server { url, tls_dir, .. } => Some(BundleSource {
+                url: url.clone(),
+                tls_dir: tls_dir.clone(),
+            }),
+            _ => None,
+        })
+    })
+}
+
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));

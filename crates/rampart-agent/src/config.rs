@@ -83,8 +83,11 @@ pub struct AgentConfig {
     /// Addresses or CIDRs an isolated container may still reach (the Rampart server, an admin
     /// host).
     pub isolate_allow: Vec<String>,
-    /// Where playbooks' `forensics` actions write bundles.
+    /// Where playbooks' `forensics` actions write bundles. With a `server` output in `ship:`
+    /// every bundle is also uploaded to that server (docs/response.md, "Evidence off the host").
     pub forensics_dir: PathBuf,
+    /// Memory of the alert's process kept in a bundle, MiB at most (0: none).
+    pub forensics_memory_mib: u64,
     /// Inventory of the host, its containers and their images, with vulnerability counts
     /// from the local database (fetched from the server as a signed bundle); docs/agent.md.
     pub inventory: crate::inventory::InventorySection,
@@ -130,6 +133,7 @@ impl Default for AgentConfig {
             rule_actions: "enforce".into(),
             isolate_allow: Vec::new(),
             forensics_dir: PathBuf::from("/var/lib/rampart/forensics"),
+            forensics_memory_mib: 256,
             inventory: crate::inventory::InventorySection::default(),
         }
     }

@@ -263,17 +263,7 @@ impl Agent {
             Source::Bpf(s) => s.mechanism(),
             Source::Fallback(_) => "proc-connector fallback".into(),
         };
-        let bundle = cfg.ship.as_ref().and_then(|s| {
-            s.outputs.iter().find_map(|o| match o {
-                rampart_ship::OutputConfig::Server { url, tls_dir, .. } => {
-                    Some(bundle::BundleSource {
-                        url: url.clone(),
-                        tls_dir: tls_dir.clone(),
-                    })
-                }
-                _ => None,
-            })
-        });
+        let bundle = bundle::server_source(&cfg);
         let inventory = inventory::Inventory::start(
             &cfg.inventory,
             device.clone(),

@@ -25,6 +25,64 @@ use crate::error::{AgentError, Context, Result};
 /// never blocks the runtime it shares with the Docker watcher.
 const POLICY_EVENTS: usize = 4096;
 
+/// Uploads forensic bundles to the agent's server over its enrolled mutual-TLS identity
+/// (`rampart_ship::evidence`: parts, resumption, retries with backoff).
+#[derive(Debug)]
+struct ServerEvidence {
+    source: crate::bundle::BundleSource,
+    /// A runtime of its own: uploads run on the responder's worker thread, which waits.
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+}
+
+impl rampart_respond::EvidenceSink for ServerEvidence {
+    fn upload(
+        &self,
+        bundle: &std::path::Path,
+        about: &rampart_respond::EvidenceAbout,
+    ) -> std::result::Result<rampart_respond::EvidenceReceipt, String> {
+        let mut rt = self.runtime.lock().unwrap_or_else(|p| p.into_inner());
+        if rt.is_none() {
+            *rt = Some(
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("starting the upload runtime: {e}"))?,
+            );
+        }
+        let Some(rt) = rt.as_ref() else {
+            return Err("no upload runtime".into());
+        };
+        let meta = rampart_ship::evidence::EvidenceMeta {
+            name: about.name.clone(),
+            container: about.container.clone(),
+            incident: about.incident.clone(),
+            alert_id: about.alert_id.clone(),
+        };
+        let up = rt
+            .block_on(rampart_ship::evidence::upload_evidence(
+                &self.source.url,
+                &self.source.tls_dir,
+                bundle,
+                &meta,
+                &rampart_ship::evidence::UploadOptions::default(),
+            ))
+            .map_err(|e| e.to_string())?;
+        if up.failures > 0 {
+            tracing::info!(
+                "evidence {} uploaded after {} failed attempts",
+                bundle.display(),
+                up.failures
+            );
+        }
+        Ok(rampart_respond::EvidenceReceipt {
+            sha256: up.receipt.sha256.clone(),
+            size: up.receipt.size,
+            received_ns: up.receipt.received_ns,
+            raw: serde_json::to_value(&up.receipt).unwrap_or_default(),
+        })
+    }
+}
+
 pub struct Prevention {
     enforcer: Option<Arc<Mutex<PolicyEnforcer>>>,
     responder: Option<Responder>,
@@ -176,11 +234,23 @@ impl Prevention {
             playbooks.len(),
             cfg.rule_actions
         );
+        let evidence_sink = crate::bundle::server_source(cfg).map(|s| {
+            tracing::info!("responder: forensic bundles are uploaded to {}", s.url);
+            Arc::new(ServerEvidence {
+                source: s,
+                runtime: Mutex::new(None),
+            }) as Arc<dyn rampart_respond::EvidenceSink>
+        });
         let rc = ResponderConfig {
             playbooks,
             rule_actions,
             isolate_allow,
             forensics_dir: cfg.forensics_dir.clone(),
+            bundle_limits: rampart_respond::forensics::BundleLimits {
+                max_memory_bytes: cfg.forensics_memory_mib.saturating_mul(1 << 20),
+                ..Default::default()
+            },
+            evidence_sink,
             docker_socket: cfg.docker_socket.clone(),
             device: enforce.device.clone(),
             enforce,

@@ -896,6 +896,28 @@ pub struct ResponseInfo {
     pub target_pid: Option<u32>,
     /// When the action started, nanoseconds since the Unix epoch (`time_ns` is when it ended).
     pub started_ns: u64,
+    /// The forensic bundle a `forensics` action wrote, and what became of its upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<EvidenceInfo>,
+}
+
+/// A forensic bundle and its copy on the server (`response.evidence`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceInfo {
+    /// The bundle on the host.
+    pub path: String,
+    /// SHA-256 of the bundle's bytes, hex.
+    pub sha256: String,
+    pub size: u64,
+    /// The server's receipt: the SHA-256 it computed of what it stored (equal to `sha256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt_sha256: Option<String>,
+    /// When the server had the whole bundle (its clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_ns: Option<u64>,
+    /// Why the bundle is not on the server (after every retry), or why no upload was tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_error: Option<String>,
 }
 
 #[cfg(test)]

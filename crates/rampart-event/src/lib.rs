@@ -27,8 +27,8 @@ pub use compliance::{
 pub use container::{Container, ContainerRuntime};
 pub use event::{
     AuthInfo, AuthOutcome, Device, DnsAnswer, DnsInfo, Endpoint, Event, EventId, EventKind,
-    ExitInfo, FileInfo, LifecycleInfo, NetDirection, NetInfo, PayloadInfo, PolicyInfo,
-    PrivilegeInfo, ResourceInfo, ResponseInfo, SensorStats, SocketInfo,
+    EvidenceInfo, ExitInfo, FileInfo, LifecycleInfo, NetDirection, NetInfo, PayloadInfo,
+    PolicyInfo, PrivilegeInfo, ResourceInfo, ResponseInfo, SensorStats, SocketInfo,
 };
 pub use inventory::{
     ContainerInventory, HostInventory, ImageInventory, Protection, SignatureState, VulnCounts,

@@ -294,6 +294,21 @@ pub fn freeze(c: &ContainerFacts) -> Result<Freezer, RespondError> {
     set_frozen(c, true)
 }
 
+/// Whether every process of the container is frozen now (by [`freeze`], `docker pause` or a
+/// playbook's `freeze`).
+pub fn is_frozen(c: &ContainerFacts) -> bool {
+    let Ok(cg) = container_cgroup(c, "freeze") else {
+        return false;
+    };
+    if std::fs::read_to_string(cg.join("cgroup.events"))
+        .is_ok_and(|s| s.lines().any(|l| l == "frozen 1"))
+    {
+        return true;
+    }
+    v1_freezer_state(c.pid)
+        .is_some_and(|f| std::fs::read_to_string(f).is_ok_and(|s| s.trim() == "FROZEN"))
+}
+
 /// Thaws a container frozen by [`freeze`] (or by `docker pause` on cgroup v1).
 pub fn thaw(c: &ContainerFacts) -> Result<Freezer, RespondError> {
     set_frozen(c, false)

@@ -83,6 +83,13 @@ pub fn sha256_reader(r: &mut dyn Read) -> std::io::Result<[u8; 32]> {
     Ok(h.finalize().into())
 }
 
+/// SHA-256 (hex) and size of the file at `path`.
+pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
+    let mut f = std::fs::File::open(path)?;
+    let size = f.metadata()?.len();
+    Ok((hex::encode(sha256_reader(&mut f)?), size))
+}
+
 fn hash_open(
     f: &mut std::fs::File,
     cache: &mut HashCache,

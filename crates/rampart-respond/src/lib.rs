@@ -11,8 +11,9 @@
 //!   Rampart process until released, reset, or reboot.
 //! * **Actions** ([`actions`]): kill a process or process tree, kill, freeze, thaw or stop a
 //!   container.
-//! * **Forensic bundles** ([`forensics`]): a signed `tar.zst` of a live container and its
-//!   verification.
+//! * **Forensic bundles** ([`forensics`]): a signed `tar.zst` of a live container (with the
+//!   memory of its flagged process) and its verification; uploaded off the host through an
+//!   [`EvidenceSink`] when the agent has one.
 //! * **Playbooks** ([`Responder`], `docs/response.md`): alerts matched by rule, tag or
 //!   priority run ordered actions with rate limits and dry runs; every action becomes a
 //!   `response.action` event.
@@ -32,6 +33,7 @@
 pub mod actions;
 mod enforcer;
 mod error;
+pub mod evidence;
 pub mod facts;
 pub mod forensics;
 mod hashing;
@@ -46,6 +48,7 @@ pub use enforcer::{
     PolicyEnforcer, Status, DEFAULT_STATE_DIR,
 };
 pub use error::RespondError;
+pub use evidence::{EvidenceAbout, EvidenceReceipt, EvidenceSink};
 pub use hashing::ScanLimits;
 pub use playbook::{load_playbooks, ActionKind, Playbook, PlaybookError};
 pub use policy::{Mode, Policy, PolicyError};

@@ -61,6 +61,8 @@ pub struct ResponderConfig {
     /// `stop`: SIGTERM, then SIGKILL after this.
     pub stop_grace: Duration,
     pub device: Arc<Device>,
+    /// Where `forensics` bundles are uploaded (the agent's server when it is enrolled).
+    pub evidence_sink: Option<Arc<dyn crate::evidence::EvidenceSink>>,
 }
 
 impl Default for ResponderConfig {
@@ -82,6 +84,7 @@ impl Default for ResponderConfig {
             recent_per_container: 200,
             stop_grace: Duration::from_secs(10),
             device: Arc::new(Device::default()),
+            evidence_sink: None,
         }
     }
 }
@@ -107,6 +110,8 @@ pub struct ActionRecord {
     pub detail: String,
     pub started_ns: u64,
     pub finished_ns: u64,
+    /// The bundle of a `forensics` action and its upload.
+    pub evidence: Option<rampart_event::EvidenceInfo>,
 }
 
 type Recent = Arc<Mutex<HashMap<String, VecDeque<Kept>>>>;
@@ -196,6 +201,7 @@ impl Responder {
                 seq: 1 << 40,
                 pending: pending.clone(),
                 dropped: dropped.clone(),
+                evidence: None,
             };
             std::thread::Builder::new()
                 .name("rampart-respond".into())
@@ -309,6 +315,7 @@ impl Responder {
                         ),
                         started_ns: t,
                         finished_ns: t,
+                        evidence: None,
                     };
                     let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let ev = record_event(&self.cfg.device, self.instance, seq, &rec, &d.alert);
@@ -404,6 +411,8 @@ struct Worker {
     seq: u64,
     pending: Arc<std::sync::atomic::AtomicUsize>,
     dropped: Arc<std::sync::atomic::AtomicU64>,
+    /// The bundle of the action being run, for its record.
+    evidence: Option<rampart_event::EvidenceInfo>,
 }
 
 impl Worker {
@@ -416,6 +425,7 @@ impl Worker {
         let facts = self.facts(&job.alert);
         for &action in &job.actions {
             let started_ns = now_ns();
+            self.evidence = None;
             let (outcome, detail) = if job.dry_run {
                 (
                     "dry_run".to_string(),
@@ -435,6 +445,7 @@ impl Worker {
                 detail,
                 started_ns,
                 finished_ns: now_ns(),
+                evidence: self.evidence.take(),
             };
             if rec.outcome == "failed" {
                 tracing::warn!("{} {}: {}", rec.incident, action.as_str(), rec.detail);
@@ -607,11 +618,21 @@ impl Worker {
                     },
                     now_ns() / 1_000_000
                 );
-                let out = self.cfg.forensics_dir.join(name);
-                let r = forensics::capture(f, &recent, key, &out, &self.cfg.bundle_limits)
-                    .map_err(|e| e.to_string())?;
-                Ok(format!(
-                    "{} ({} entries, {} processes{})",
+                let out = self.cfg.forensics_dir.join(&name);
+                // The flagged process's memory (if it is still the process the alert named).
+                let memory_of: Vec<ProcessRef> = process().into_iter().collect();
+                let r = forensics::capture_with(
+                    f,
+                    &recent,
+                    key,
+                    &out,
+                    &self.cfg.bundle_limits,
+                    &memory_of,
+                )
+                .map_err(|e| e.to_string())?;
+                let memory: u64 = r.memory.iter().map(|m| m.captured_bytes).sum();
+                let captured = format!(
+                    "{} ({} entries, {} processes, {memory} bytes of memory{})",
                     r.path.display(),
                     r.entries,
                     r.processes,
@@ -620,9 +641,88 @@ impl Worker {
                     } else {
                         format!(", {} limits hit", r.truncated.len())
                     }
-                ))
+                );
+                self.upload(&r.path, &name, f, job, captured)
             }
         }
+    }
+}
+
+impl Worker {
+    /// Hashes the bundle and, with an evidence sink, uploads it and keeps the receipt next
+    /// to it. A failed upload fails the action (the bundle stays on the host, named in the
+    /// detail): evidence that did not leave the host is never reported as if it had.
+    fn upload(
+        &mut self,
+        path: &std::path::Path,
+        name: &str,
+        f: &ContainerFacts,
+        job: &Job,
+        captured: String,
+    ) -> Result<String, String> {
+        let (sha256, size) = match crate::hashing::sha256_file(path) {
+            Ok(h) => h,
+            Err(e) => return Err(format!("{captured}; hashing it: {e}")),
+        };
+        let mut info = rampart_event::EvidenceInfo {
+            path: path.display().to_string(),
+            sha256: sha256.clone(),
+            size,
+            ..Default::default()
+        };
+        let Some(sink) = self.cfg.evidence_sink.clone() else {
+            info.upload_error =
+                Some("not uploaded: the agent is not enrolled with a server".into());
+            self.evidence = Some(info);
+            return Ok(format!(
+                "{captured}; sha256 {sha256}; kept on this host only (not enrolled)"
+            ));
+        };
+        let about = crate::evidence::EvidenceAbout {
+            name: name.to_string(),
+            container: if f.name.is_empty() {
+                f.id.clone()
+            } else {
+                f.name.clone()
+            },
+            incident: job.incident.clone(),
+            alert_id: job.alert.id.to_string(),
+        };
+        let result = sink.upload(path, &about);
+        let out = match result {
+            Ok(receipt) if receipt.sha256 == sha256 => {
+                let kept = crate::evidence::write_receipt(path, &receipt);
+                info.receipt_sha256 = Some(receipt.sha256.clone());
+                info.received_ns = Some(receipt.received_ns);
+                match kept {
+                    Ok(p) => Ok(format!(
+                        "{captured}; uploaded, server receipt sha256 {} (kept in {})",
+                        receipt.sha256,
+                        p.display()
+                    )),
+                    Err(e) => Ok(format!(
+                        "{captured}; uploaded, server receipt sha256 {} (writing the receipt file failed: {e})",
+                        receipt.sha256
+                    )),
+                }
+            }
+            Ok(receipt) => {
+                let e = format!(
+                    "the server's receipt names {}, the bundle is {sha256}",
+                    receipt.sha256
+                );
+                info.upload_error = Some(e.clone());
+                Err(format!("{captured}; upload: {e}"))
+            }
+            Err(e) => {
+                info.upload_error = Some(e.clone());
+                Err(format!(
+                    "{captured}; sha256 {sha256}; the upload failed, the bundle is only on this host: {e}"
+                ))
+            }
+        };
+        self.evidence = Some(info);
+        out
     }
 }
 
@@ -668,6 +768,7 @@ fn record_event(
         rule: Some(alert.rule.clone()),
         target_pid: alert.process.as_ref().map(|p| p.pid),
         started_ns: rec.started_ns,
+        evidence: rec.evidence.clone(),
     });
     e
 }

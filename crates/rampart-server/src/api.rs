@@ -16,6 +16,9 @@
 //! | `POST /api/v1/retention/run` | admin | run the retention job now |
 //! | `GET /api/v1/vulndb/manifest` | agent certificate | the signed manifest of the vulnerability database bundle (`crate::vulndb`) |
 //! | `GET /api/v1/vulndb/bundle/{sha256}` | agent certificate | the bundle's payload |
+//! | `PUT /api/v1/evidence/{sha256}` | agent certificate | upload a forensic bundle (`crate::evidence`) |
+//! | `GET /api/v1/evidence` | analyst | stored forensic bundles (`host`, `agent`, `container`, `incident`, `alert`, `sha256`, `limit`) |
+//! | `GET /api/v1/evidence/{sha256}` | analyst | a bundle's bytes |
 //! | `GET /metrics` | any API token (or anyone with `metrics_public`) | Prometheus metrics |
 //! | `GET /healthz` | anyone | `ok` |
 //!
@@ -28,7 +31,8 @@
 //! Limits (`limits:` of the configuration, see `crate::config::Limits`): connections are
 //! capped and timed out (handshake, headers, idle); ingest checks the agent certificate before
 //! reading its body, caps the body compressed and decompressed and the batch's lines, and
-//! weighs batches against a memory budget; the admin routes with a body check the token
+//! weighs batches against a memory budget; evidence uploads check the agent certificate and
+//! the announced size before reading their body and write it to disk as it arrives; the admin routes with a body check the token
 //! before reading it; every other route reads at most `request_body_bytes`.
 
 use std::net::SocketAddr;
@@ -77,7 +81,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn err(status: StatusCode, msg: impl Into<String>) -> ApiError {
+pub(crate) fn err(status: StatusCode, msg: impl Into<String>) -> ApiError {
     ApiError(status, msg.into())
 }
 
@@ -297,6 +301,11 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/v1/retention/run", post(retention_run))
         .route("/api/v1/vulndb/manifest", get(vulndb_manifest))
         .route("/api/v1/vulndb/bundle/{sha256}", get(vulndb_bundle))
+        .route("/api/v1/evidence", get(crate::evidence::list))
+        .route(
+            "/api/v1/evidence/{sha256}",
+            axum::routing::put(crate::evidence::upload).get(crate::evidence::download),
+        )
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(app)
@@ -323,7 +332,11 @@ async fn admin_first(
 }
 
 /// Checks the bearer token and that its role is at least `min`.
-fn authorize(app: &App, headers: &HeaderMap, min: Role) -> Result<(String, Role), ApiError> {
+pub(crate) fn authorize(
+    app: &App,
+    headers: &HeaderMap,
+    min: Role,
+) -> Result<(String, Role), ApiError> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())

@@ -32,6 +32,8 @@
 //!   header_timeout: 10s
 //!   idle_timeout: 60s
 //!   body_timeout: 60s
+//!   evidence_bundle_bytes: 2147483648   # one forensic bundle
+//!   evidence_agent_bytes: 17179869184   # every bundle of one agent
 //! ```
 
 use std::collections::BTreeMap;
@@ -179,6 +181,12 @@ fn default_ingest_memory_bytes() -> usize {
 fn default_request_body_bytes() -> usize {
     64 << 10
 }
+fn default_evidence_bundle_bytes() -> u64 {
+    2 << 30
+}
+fn default_evidence_agent_bytes() -> u64 {
+    16 << 30
+}
 fn default_handshake_timeout() -> String {
     "10s".into()
 }
@@ -227,9 +235,18 @@ pub struct Limits {
     /// A connection on which nothing is read or written this long is closed (default `60s`).
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: String,
-    /// Time to receive a whole ingest body (default `60s`).
+    /// Time to receive a whole ingest body, or one request's part of a forensic bundle
+    /// (default `60s`).
     #[serde(default = "default_body_timeout")]
     pub body_timeout: String,
+    /// Largest forensic bundle an agent may upload (default 2 GiB). Bundles are written to
+    /// disk as they arrive, never held in memory.
+    #[serde(default = "default_evidence_bundle_bytes")]
+    pub evidence_bundle_bytes: u64,
+    /// Bytes of forensic bundles one agent may have stored (default 16 GiB): a compromised
+    /// host cannot fill the server's disk.
+    #[serde(default = "default_evidence_agent_bytes")]
+    pub evidence_agent_bytes: u64,
 }
 
 impl Default for Limits {
@@ -244,6 +261,8 @@ impl Default for Limits {
             header_timeout: default_header_timeout(),
             idle_timeout: default_idle_timeout(),
             body_timeout: default_body_timeout(),
+            evidence_bundle_bytes: default_evidence_bundle_bytes(),
+            evidence_agent_bytes: default_evidence_agent_bytes(),
         }
     }
 }
@@ -280,6 +299,8 @@ impl Limits {
             ("ingest_lines", self.ingest_lines),
             ("ingest_memory_bytes", self.ingest_memory_bytes),
             ("request_body_bytes", self.request_body_bytes),
+            ("evidence_bundle_bytes", self.evidence_bundle_bytes as usize),
+            ("evidence_agent_bytes", self.evidence_agent_bytes as usize),
         ] {
             if v == 0 {
                 return Err(format!("limits.{name}: must be at least 1"));

@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rampart_ship::protocol::EvidenceReceipt;
 use ring::rand::SecureRandom;
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What an API token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -65,6 +66,25 @@ pub enum ControlError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Which stored forensic bundles to list (every field given must hold).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceFilter {
+    /// Host name as enrolled.
+    pub host: Option<String>,
+    pub agent: Option<String>,
+    /// Container name or id, as the agent described it.
+    pub container: Option<String>,
+    /// The agent's response incident (`playbook@alert-id`).
+    pub incident: Option<String>,
+    /// The alert id that triggered the capture.
+    pub alert: Option<String>,
+    pub sha256: Option<String>,
+    /// At most this many (default 1000, at most 10 000).
+    #[serde(default)]
+    pub limit: usize,
 }
 
 /// An enrolled agent.
@@ -213,7 +233,12 @@ impl Control {
                 created_ns INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS sessions (
                 sha256 TEXT PRIMARY KEY, username TEXT NOT NULL, created_ns INTEGER NOT NULL,
-                expires_ns INTEGER NOT NULL);",
+                expires_ns INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS evidence (
+                agent_id TEXT NOT NULL, sha256 TEXT NOT NULL, hostname TEXT NOT NULL,
+                size INTEGER NOT NULL, received_ns INTEGER NOT NULL, name TEXT NOT NULL,
+                container TEXT NOT NULL, incident TEXT NOT NULL, alert_id TEXT NOT NULL,
+                PRIMARY KEY (agent_id, sha256));",
         )
         .map_err(db)?;
         Ok(Control {
@@ -600,6 +625,99 @@ impl Control {
             })?;
             rows.next().transpose()
         })
+    }
+
+    /// Records a stored forensic bundle of `r.agent_id` (once: a second upload of the same
+    /// bundle by the same agent keeps the first record). Returns the record kept, with
+    /// `duplicate` set when it was there before.
+    pub fn add_evidence(&self, r: &EvidenceReceipt) -> Result<EvidenceReceipt, ControlError> {
+        let inserted = self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO evidence (agent_id, sha256, hostname, size, received_ns, name, container, incident, alert_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    r.agent_id,
+                    r.sha256,
+                    r.hostname,
+                    r.size as i64,
+                    r.received_ns as i64,
+                    r.name,
+                    r.container,
+                    r.incident,
+                    r.alert_id
+                ],
+            )
+        })?;
+        let mut kept = self.evidence_of(&r.agent_id, &r.sha256)?.ok_or_else(|| {
+            ControlError::Refused(format!(
+                "evidence {} of {}: not recorded",
+                r.sha256, r.agent_id
+            ))
+        })?;
+        kept.duplicate = inserted == 0;
+        Ok(kept)
+    }
+
+    /// The record of bundle `sha256` uploaded by `agent_id`.
+    pub fn evidence_of(
+        &self,
+        agent_id: &str,
+        sha256: &str,
+    ) -> Result<Option<EvidenceReceipt>, ControlError> {
+        let f = EvidenceFilter {
+            agent: Some(agent_id.to_string()),
+            sha256: Some(sha256.to_string()),
+            ..EvidenceFilter::default()
+        };
+        Ok(self.evidence(&f)?.into_iter().next())
+    }
+
+    /// Stored forensic bundles matching `f`, newest first.
+    pub fn evidence(&self, f: &EvidenceFilter) -> Result<Vec<EvidenceReceipt>, ControlError> {
+        let limit = match f.limit {
+            0 => 1000,
+            n => n.min(10_000),
+        } as i64;
+        self.with(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT agent_id, sha256, hostname, size, received_ns, name, container, incident, alert_id
+                 FROM evidence
+                 WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR sha256 = ?2)
+                   AND (?3 IS NULL OR hostname = ?3) AND (?4 IS NULL OR container = ?4 OR name = ?4)
+                   AND (?5 IS NULL OR incident = ?5) AND (?6 IS NULL OR alert_id = ?6)
+                 ORDER BY received_ns DESC LIMIT ?7",
+            )?;
+            let rows = st.query_map(
+                params![f.agent, f.sha256, f.host, f.container, f.incident, f.alert, limit],
+                |r| {
+                    Ok(EvidenceReceipt {
+                        agent_id: r.get(0)?,
+                        sha256: r.get(1)?,
+                        hostname: r.get(2)?,
+                        size: r.get::<_, i64>(3)? as u64,
+                        received_ns: r.get::<_, i64>(4)? as u64,
+                        name: r.get(5)?,
+                        container: r.get(6)?,
+                        incident: r.get(7)?,
+                        alert_id: r.get(8)?,
+                        duplicate: false,
+                    })
+                },
+            )?;
+            rows.collect()
+        })
+    }
+
+    /// Bytes of forensic bundles `agent_id` has stored.
+    pub fn evidence_bytes(&self, agent_id: &str) -> Result<u64, ControlError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT COALESCE(SUM(size), 0) FROM evidence WHERE agent_id = ?1",
+                params![agent_id],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .map(|n| n.max(0) as u64)
     }
 
     /// Marks agent `agent_id` revoked; false when unknown or already revoked.

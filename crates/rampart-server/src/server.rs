@@ -75,6 +75,12 @@ pub(crate) struct Counters {
     pub enrollments: AtomicU64,
     pub queries: AtomicU64,
     pub retention_rows: AtomicU64,
+    pub evidence_stored: AtomicU64,
+    pub evidence_duplicates: AtomicU64,
+    pub evidence_bytes: AtomicU64,
+    pub evidence_refused: AtomicU64,
+    pub evidence_too_large: AtomicU64,
+    pub evidence_hash_mismatch: AtomicU64,
 }
 
 /// How long a batch waits for the agent's batch before it (see [`Sequencer`]). A predecessor
@@ -111,6 +117,8 @@ pub(crate) struct App {
     /// Open connections (`limits.max_connections`).
     pub(crate) connections: Arc<tokio::sync::Semaphore>,
     pub(crate) timeouts: crate::config::Timeouts,
+    /// Forensic bundle uploads in progress.
+    pub(crate) evidence_uploads: crate::evidence::Uploads,
 }
 
 /// One number of [`AgentStats`].
@@ -435,6 +443,40 @@ impl App {
             &[],
             g(&c.ingest_clock_clamped),
         );
+        for (name, help, v) in [
+            (
+                "rampart_server_evidence_stored_total",
+                "Forensic bundles stored (hash checked).",
+                &c.evidence_stored,
+            ),
+            (
+                "rampart_server_evidence_duplicates_total",
+                "Uploads of a bundle the agent had stored before (answered with the first receipt).",
+                &c.evidence_duplicates,
+            ),
+            (
+                "rampart_server_evidence_bytes_total",
+                "Bytes of forensic bundles received.",
+                &c.evidence_bytes,
+            ),
+            (
+                "rampart_server_evidence_refused_total",
+                "Evidence uploads without a valid agent certificate.",
+                &c.evidence_refused,
+            ),
+            (
+                "rampart_server_evidence_too_large_total",
+                "Evidence uploads refused for their size (limits.evidence_bundle_bytes, limits.evidence_agent_bytes).",
+                &c.evidence_too_large,
+            ),
+            (
+                "rampart_server_evidence_hash_mismatch_total",
+                "Uploaded bundles whose bytes did not hash to their name (discarded).",
+                &c.evidence_hash_mismatch,
+            ),
+        ] {
+            w.counter(name, help, &[], g(v));
+        }
         w.gauge(
             "rampart_server_connections_open",
             "Open connections.",
@@ -677,6 +719,14 @@ impl ServerContext {
     /// The configuration the server runs with.
     pub fn config(&self) -> &ServerConfig {
         &self.app.cfg
+    }
+
+    /// Stored forensic bundles matching `f` (newest first).
+    pub fn evidence(
+        &self,
+        f: &crate::control::EvidenceFilter,
+    ) -> Result<Vec<rampart_ship::protocol::EvidenceReceipt>, ControlError> {
+        self.app.control.evidence(f)
     }
 
     /// Agents heard from since the last flush to the control database (every 10 s), with
@@ -998,6 +1048,7 @@ pub async fn start_extras(
         ingest_memory_kib,
         connections,
         timeouts,
+        evidence_uploads: crate::evidence::Uploads::default(),
     });
     app.reload_crl()?;
     let (stop, stop_rx) = watch::channel(false);

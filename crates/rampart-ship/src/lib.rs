@@ -29,6 +29,7 @@
 pub mod anonymise;
 pub mod client;
 pub mod enroll;
+pub mod evidence;
 pub mod metrics;
 pub mod notify;
 pub mod output;

@@ -16,6 +16,23 @@
 //! are stored, and correlated, in the order they happened. A batch whose records were never
 //! sent before says so ([`BATCH_UNSENT_HEADER`]).
 //!
+//! # Evidence (forensic bundles)
+//! `PUT /api/v1/evidence/{sha256}` over HTTPS with the agent's client certificate uploads one
+//! forensic bundle, named by the SHA-256 of its bytes, in one or more requests. Each request
+//! carries [`EVIDENCE_SIZE_HEADER`] (the bundle's whole size), [`EVIDENCE_OFFSET_HEADER`]
+//! (where its body starts in the bundle) and a body of at most the rest of the bundle; the
+//! descriptive headers [`EVIDENCE_NAME_HEADER`], [`EVIDENCE_CONTAINER_HEADER`],
+//! [`EVIDENCE_INCIDENT_HEADER`] and [`EVIDENCE_ALERT_HEADER`] are optional. The server answers
+//! * `200` with an [`EvidenceReceipt`] once it holds the whole bundle and its hash is the one
+//!   named (also at once, without reading the body, for a bundle this agent uploaded before);
+//! * `202` with an [`EvidenceProgress`]: this part is stored, send from `offset` on;
+//! * `409` with an [`EvidenceProgress`]: the server holds a different part (an upload cut
+//!   short and resumed): send from `offset` on;
+//! * `413` over the server's size or per-agent limit, `422` when the bytes do not hash to
+//!   the name (the server forgets them; start again from 0).
+//!
+//! Which host the bundle is of comes from the certificate, never from the request.
+//!
 //! # Enrollment
 //! `POST /api/v1/enroll` with an [`EnrollRequest`]: the agent's own P-256 public key, and a
 //! signature by that key over [`enroll_signed_message`] proving it holds the private key. The
@@ -39,6 +56,56 @@ pub const BATCH_AFTER_HEADER: &str = "rampart-batch-after";
 /// records (the ClickHouse store skips its lookup of known ids). Without it, or if the claim
 /// is wrong, nothing is stored twice in query results: stores deduplicate by id.
 pub const BATCH_UNSENT_HEADER: &str = "rampart-batch-unsent";
+/// Where agents upload forensic bundles (`{EVIDENCE_PATH}/{sha256}`).
+pub const EVIDENCE_PATH: &str = "/api/v1/evidence";
+/// The size of the whole bundle being uploaded.
+pub const EVIDENCE_SIZE_HEADER: &str = "rampart-evidence-size";
+/// Where the request's body starts in the bundle (default 0).
+pub const EVIDENCE_OFFSET_HEADER: &str = "rampart-evidence-offset";
+/// The bundle's file name on the agent (descriptive).
+pub const EVIDENCE_NAME_HEADER: &str = "rampart-evidence-name";
+/// The container the bundle is of (descriptive).
+pub const EVIDENCE_CONTAINER_HEADER: &str = "rampart-evidence-container";
+/// The agent's response incident (`playbook@alert-id`) that took the bundle (descriptive).
+pub const EVIDENCE_INCIDENT_HEADER: &str = "rampart-evidence-incident";
+/// The alert that triggered the capture (descriptive).
+pub const EVIDENCE_ALERT_HEADER: &str = "rampart-evidence-alert";
+
+/// The server's receipt for a stored forensic bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceReceipt {
+    /// SHA-256 of the bytes the server stored, hex (computed by the server).
+    pub sha256: String,
+    pub size: u64,
+    /// When the server had the whole bundle, ns since the epoch (the server's clock).
+    pub received_ns: u64,
+    /// The uploading agent, from its certificate.
+    pub agent_id: String,
+    /// Its host name as recorded at enrollment.
+    pub hostname: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub container: String,
+    #[serde(default)]
+    pub incident: String,
+    #[serde(default)]
+    pub alert_id: String,
+    /// True when this agent had uploaded the bundle before (the first receipt is returned).
+    #[serde(default)]
+    pub duplicate: bool,
+}
+
+/// How much of a bundle the server holds (answers `202` and `409`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceProgress {
+    /// Bytes held; the next request starts here.
+    pub offset: u64,
+    pub size: u64,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
 /// Largest decompressed ingest body the server accepts; agents keep batches well below it.
 pub const MAX_INGEST_BODY: usize = 64 << 20;
 

@@ -11,6 +11,8 @@
 //! fs/upper/<path>              the writable layer's files (size-limited); a symlink is a small
 //!                              regular file holding its target (`link` in the manifest), so
 //!                              that extracting a bundle can never write through a link
+//! memory/<pid>/<start>-<end>.bin  memory of the flagged process(es), one entry per region
+//!                              (see [`memory`]; the manifest's `memory` describes every region)
 //! events/recent.jsonl          the container's last events and alerts, as the agent saw them
 //! host/facts.json              host and agent facts
 //! manifest.json                every entry above: path, size, SHA-256 (a symlink: its target)
@@ -25,6 +27,7 @@
 //! altered, removed or added.
 
 pub mod key;
+pub mod memory;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
@@ -87,6 +90,13 @@ pub struct BundleLimits {
     pub max_proc_text_bytes: usize,
     /// Recent events and alerts kept.
     pub max_events: usize,
+    /// Bytes of process memory stored at most, over every process captured (0: none).
+    #[serde(default = "default_max_memory_bytes")]
+    pub max_memory_bytes: u64,
+}
+
+fn default_max_memory_bytes() -> u64 {
+    256 << 20
 }
 
 impl Default for BundleLimits {
@@ -98,6 +108,7 @@ impl Default for BundleLimits {
             min_free_bytes: 1 << 30,
             max_proc_text_bytes: 256 << 10,
             max_events: 1000,
+            max_memory_bytes: default_max_memory_bytes(),
         }
     }
 }
@@ -128,6 +139,9 @@ pub struct Manifest {
     /// What a limit cut, in words.
     pub truncated: Vec<String>,
     pub files: Vec<ManifestEntry>,
+    /// The memory captured of each flagged process, region by region.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub memory: Vec<memory::ProcessMemory>,
 }
 
 /// The container a bundle is of.
@@ -148,6 +162,8 @@ pub struct BundleReport {
     pub processes: usize,
     pub truncated: Vec<String>,
     pub public_key: String,
+    /// The memory captured of each flagged process.
+    pub memory: Vec<memory::ProcessMemory>,
 }
 
 struct Writer {
@@ -204,6 +220,22 @@ pub fn capture(
     key: &AgentKey,
     out: &Path,
     limits: &BundleLimits,
+) -> Result<BundleReport, ForensicsError> {
+    capture_with(c, recent, key, out, limits, &[])
+}
+
+/// As [`capture`], with the memory of the processes `memory_of` (processes of the container;
+/// one whose pid now names another process, or that is not in the container's cgroup, is
+/// recorded as not captured). The container is frozen while memory is read, so that what is
+/// read is one consistent state, and thawed after unless it was frozen already (a playbook
+/// that ran `freeze` first).
+pub fn capture_with(
+    c: &ContainerFacts,
+    recent: &[serde_json::Value],
+    key: &AgentKey,
+    out: &Path,
+    limits: &BundleLimits,
+    memory_of: &[crate::actions::ProcessRef],
 ) -> Result<BundleReport, ForensicsError> {
     if !c.running || c.pid == 0 {
         return Err(ForensicsError::NotRunning(c.label()));
@@ -276,6 +308,7 @@ pub fn capture(
         let nprocs = procs.len();
         w.add_json("container/processes.json", &procs)?;
         w.add_json("container/executables.json", &executables(&procs))?;
+        let memory = capture_memory(&mut w, c, memory_of, &limits, &mut truncated)?;
         let fs_bytes = match &c.upper_dir {
             Some(upper) => fs_changes(&mut w, upper, &limits, &mut truncated)?,
             None => {
@@ -311,6 +344,7 @@ pub fn capture(
             limits,
             truncated: truncated.clone(),
             files: std::mem::take(&mut w.entries),
+            memory: memory.clone(),
         };
         let entries = manifest.files.len();
         let mbytes = serde_json::to_vec_pretty(&manifest).map_err(|e| ForensicsError::Io {
@@ -323,10 +357,10 @@ pub fn capture(
         let enc = w.tar.into_inner().map_err(io(&tmp))?;
         let file = enc.finish().map_err(io(&tmp))?;
         file.sync_all().map_err(io(&tmp))?;
-        Ok((entries, fs_bytes, nprocs))
+        Ok((entries, fs_bytes, nprocs, memory))
     })();
     match result {
-        Ok((entries, fs_bytes, processes)) => {
+        Ok((entries, fs_bytes, processes, memory)) => {
             std::fs::rename(&tmp, out).map_err(io(out))?;
             Ok(BundleReport {
                 path: out.to_path_buf(),
@@ -335,6 +369,7 @@ pub fn capture(
                 processes,
                 truncated,
                 public_key: key.public_hex(),
+                memory,
             })
         }
         Err(e) => {
@@ -342,6 +377,91 @@ pub fn capture(
             Err(e)
         }
     }
+}
+
+/// The memory of `targets`, read while the container is frozen (see [`capture_with`]).
+fn capture_memory(
+    w: &mut Writer,
+    c: &ContainerFacts,
+    targets: &[crate::actions::ProcessRef],
+    limits: &BundleLimits,
+    truncated: &mut Vec<String>,
+) -> Result<Vec<memory::ProcessMemory>, ForensicsError> {
+    if targets.is_empty() {
+        return Ok(Vec::new());
+    }
+    if limits.max_memory_bytes == 0 {
+        truncated.push("memory: not captured (limits.max_memory_bytes is 0)".into());
+        return Ok(Vec::new());
+    }
+    let was_frozen = crate::actions::is_frozen(c);
+    let mut froze = false;
+    if !was_frozen {
+        match crate::actions::freeze(c) {
+            Ok(_) => froze = true,
+            Err(e) => truncated.push(format!(
+                "memory: read while the container runs (freezing it failed: {e}); regions may be inconsistent"
+            )),
+        }
+    }
+    let frozen = was_frozen || froze;
+    let mut budget = limits.max_memory_bytes;
+    let mut out = Vec::new();
+    let mut result = Ok(());
+    for t in targets {
+        let start_ok = t.start_time_ns.is_none_or(|want| {
+            crate::actions::start_time_ns(t.pid)
+                .is_some_and(|have| have.abs_diff(want) <= 20_000_000)
+        });
+        let cg_ok = c
+            .cgroup
+            .as_deref()
+            .is_none_or(|cg| crate::actions::in_cgroup(t.pid, cg));
+        if !start_ok || !cg_ok {
+            out.push(memory::ProcessMemory {
+                pid: t.pid,
+                name: String::new(),
+                frozen,
+                captured_bytes: 0,
+                unreadable: 0,
+                over_limit: 0,
+                error: Some(if !start_ok {
+                    "the pid now belongs to another process (start time differs, or it exited); not captured".into()
+                } else {
+                    "not a process of the container (cgroup); not captured".into()
+                }),
+                regions: Vec::new(),
+            });
+            continue;
+        }
+        match memory::capture_process(w, t.pid, frozen, &mut budget) {
+            Ok(m) => {
+                if m.over_limit > 0 {
+                    truncated.push(format!(
+                        "memory/{}: {} regions left out or cut by limits.max_memory_bytes ({})",
+                        t.pid, m.over_limit, limits.max_memory_bytes
+                    ));
+                }
+                out.push(m);
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    if froze {
+        if let Err(e) = crate::actions::thaw(c) {
+            tracing::error!(
+                "forensics: thawing {} after reading its memory: {e}",
+                c.label()
+            );
+            truncated.push(format!(
+                "memory: thawing the container afterwards failed: {e}"
+            ));
+        }
+    }
+    result.map(|()| out)
 }
 
 fn free_bytes(dir: &Path) -> std::io::Result<u64> {

@@ -189,6 +189,13 @@ struct ForensicsArgs {
     /// Events and alerts kept.
     #[arg(long, default_value_t = 1000)]
     max_events: usize,
+    /// Also store the memory of this process of the container (host pid; repeatable). The
+    /// container is frozen while it is read.
+    #[arg(long = "memory-pid", value_name = "PID")]
+    memory_pids: Vec<u32>,
+    /// Most bytes of process memory stored, in MiB.
+    #[arg(long, default_value_t = 256)]
+    max_memory_mib: u64,
 }
 
 pub fn run(args: RespondArgs) -> anyhow::Result<ExitCode> {
@@ -282,9 +289,18 @@ pub fn run(args: RespondArgs) -> anyhow::Result<ExitCode> {
                 max_total_bytes: a.max_total_mib << 20,
                 min_free_bytes: a.min_free_mib << 20,
                 max_events: a.max_events,
+                max_memory_bytes: a.max_memory_mib << 20,
                 ..BundleLimits::default()
             };
-            let r = forensics::capture(&c, &recent, &key, &a.output, &limits)?;
+            let memory_of: Vec<ProcessRef> = a
+                .memory_pids
+                .iter()
+                .map(|&pid| ProcessRef {
+                    pid,
+                    start_time_ns: actions::start_time_ns(pid),
+                })
+                .collect();
+            let r = forensics::capture_with(&c, &recent, &key, &a.output, &limits, &memory_of)?;
             println!(
                 "{}: {} entries, {} processes, {} bytes of the writable layer; signed by {} (fingerprint {})",
                 r.path.display(),
@@ -294,6 +310,18 @@ pub fn run(args: RespondArgs) -> anyhow::Result<ExitCode> {
                 r.public_key,
                 forensics::key::fingerprint(&r.public_key)
             );
+            for m in &r.memory {
+                println!(
+                    "  memory of pid {} ({}): {} bytes in {} regions, {} unreadable, {} over the limit{}",
+                    m.pid,
+                    m.name,
+                    m.captured_bytes,
+                    m.regions.iter().filter(|r| r.captured > 0).count(),
+                    m.unreadable,
+                    m.over_limit,
+                    m.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+                );
+            }
             for t in &r.truncated {
                 println!("  limit: {t}");
             }
