@@ -17,7 +17,8 @@
 //! * Memory does not grow with the upload: each frame of the body is written to the partial
 //!   file as it arrives. What the server keeps on disk is bounded by
 //!   `limits.evidence_bundle_bytes` per bundle (checked from the headers before the body is
-//!   read, and again for every frame) and `limits.evidence_agent_bytes` per agent.
+//!   read, and again for every frame) and `limits.evidence_agent_bytes` per agent (stored
+//!   bundles and unfinished uploads together).
 //! * An upload cut short resumes where the server's partial file ends (answer `409` with the
 //!   offset); a second upload of a bundle already stored by the same agent is answered with
 //!   the first receipt without reading its body.
@@ -242,13 +243,24 @@ pub(crate) async fn upload(
         duplicate: false,
     };
     // A replay or a retry after a lost answer: the first receipt, the body unread.
+    // Stored bundles and unfinished uploads (other than this one) count against the quota.
     let (stored, used) = {
         let app = app.clone();
         let (a, s) = (agent.agent_id.clone(), sha256.clone());
         tokio::task::spawn_blocking(move || {
+            let partial_dir = root(&app.cfg.data_dir).join("partial").join(&a);
+            let held: u64 = std::fs::read_dir(&partial_dir)
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| e.file_name().to_str() != Some(s.as_str()))
+                        .filter_map(|e| e.metadata().ok())
+                        .map(|m| m.len())
+                        .sum()
+                })
+                .unwrap_or(0);
             Ok::<_, crate::control::ControlError>((
                 app.control.evidence_of(&a, &s)?,
-                app.control.evidence_bytes(&a)?,
+                app.control.evidence_bytes(&a)?.saturating_add(held),
             ))
         })
         .await
@@ -262,7 +274,7 @@ pub(crate) async fn upload(
     }
     if used.saturating_add(size) > limits.evidence_agent_bytes {
         return Err(too_large(format!(
-            "agent {} has {used} bytes of evidence stored; {size} more is over limits.evidence_agent_bytes ({})",
+            "agent {} has {used} bytes of evidence stored or being uploaded; {size} more is over limits.evidence_agent_bytes ({})",
             agent.agent_id, limits.evidence_agent_bytes
         )));
     }
@@ -323,7 +335,13 @@ pub(crate) async fn upload(
                     "the body runs past the bundle's size {size} (offset {offset})"
                 ));
             }
+            // Flushed frame by frame: tokio's File hands writes to a blocking thread, and a
+            // client that disconnects drops this future; what arrived must be on disk then
+            // (the upload resumes from it).
             file.write_all(&data)
+                .await
+                .map_err(|e| format!("{}: {e}", partial.display()))?;
+            file.flush()
                 .await
                 .map_err(|e| format!("{}: {e}", partial.display()))?;
             written += data.len() as u64;

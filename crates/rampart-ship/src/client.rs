@@ -144,6 +144,12 @@ impl HttpClient {
         self
     }
 
+    /// Drops the kept-alive connection; the next request opens a new one (after an answer
+    /// given before the request's body was read, the connection cannot carry another).
+    pub fn disconnect(&mut self) {
+        self.conn = None;
+    }
+
     /// `host:port` of the origin.
     pub fn authority(&self) -> &str {
         &self.authority

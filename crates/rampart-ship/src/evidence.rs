@@ -202,6 +202,13 @@ pub async fn upload_with(
             .request(Method::PUT, &route, &headers, Bytes::from(chunk))
             .await;
         let progress = |body: &[u8]| serde_json::from_slice::<EvidenceProgress>(body).ok();
+        if answer
+            .as_ref()
+            .is_ok_and(|r| r.status != 200 && r.status != 202)
+        {
+            // The server may have answered without reading the body.
+            client.disconnect();
+        }
         let failure = match answer {
             Ok(r) if r.status == 200 => {
                 let receipt: EvidenceReceipt =

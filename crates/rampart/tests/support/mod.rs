@@ -3,6 +3,7 @@
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
 pub mod dockerd;
+pub mod server;
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
