@@ -5,6 +5,7 @@
 
 mod common;
 
+use sha2::Digest;
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -529,4 +530,138 @@ fn a_playbook_isolates_captures_and_kills_in_order_and_records_everything() {
     assert!(e.release(&victim.id, false).unwrap());
     assert!(reaches(&peer, &victim, 8080));
     responder.shutdown();
+}
+
+/// Issue 19: a bundle holds the flagged process's memory, read while the container is frozen:
+/// a string the process built at run time (so it is in no argv or file) is found in a
+/// writable region, every region is described in the signed manifest, and the budget cuts.
+#[test]
+fn a_bundle_holds_the_flagged_process_memory_read_while_the_container_is_frozen() {
+    testkit::require!(Root, Docker);
+    let env = Env::new();
+    let img = busybox_image();
+    let dir = tempfile::tempdir().unwrap();
+    // The marker is assembled by the shell: its argv holds only the pieces.
+    let c = TestContainer::run(
+        "rp-memory",
+        &[
+            &img,
+            "sh",
+            "-c",
+            "X=wallet; M=\"${X}_RAMPART_HEAP_$((6*7))_marker\"; \
+             while true; do date +%s%N > /tmp/tick; sleep 0.05; done",
+        ],
+    );
+    let marker = b"wallet_RAMPART_HEAP_42_marker";
+    std::thread::sleep(Duration::from_millis(300));
+    let f = env.facts(&[&c]).remove(0);
+    let pid = f.pid;
+    let target = actions::ProcessRef {
+        pid,
+        start_time_ns: actions::start_time_ns(pid),
+    };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(
+        !cmdline.windows(marker.len()).any(|w| w == marker),
+        "the marker must not be in argv"
+    );
+    let key = AgentKey::load_or_create(&dir.path().join("agent.key")).unwrap();
+    let limits = BundleLimits {
+        min_free_bytes: 1 << 20,
+        ..BundleLimits::default()
+    };
+    let out = dir.path().join("m.tar.zst");
+    let r = forensics::capture_with(&f, &[], &key, &out, &limits, &[target]).unwrap();
+    assert_eq!(r.memory.len(), 1);
+    let m = &r.memory[0];
+    assert_eq!(m.pid, pid);
+    assert!(m.frozen, "read while frozen");
+    assert!(m.error.is_none(), "{m:?}");
+    assert!(m.captured_bytes > 0);
+    // Thawed again afterwards (it was running before).
+    assert!(!actions::is_frozen(&f));
+    let tick = || std::fs::read_to_string(format!("/proc/{pid}/root/tmp/tick")).unwrap_or_default();
+    let t1 = tick();
+    assert!(eventually(|| tick() != t1), "the container runs again");
+
+    // The signed manifest describes every region; the stored bytes hash as it says.
+    let v = forensics::verify(&out, Some(&key.public_hex())).unwrap();
+    assert!(v.ok(), "{:?}", v.problems());
+    let all = entries(&out);
+    let manifest: forensics::Manifest =
+        serde_json::from_slice(&all.iter().find(|(p, _, _)| p == "manifest.json").unwrap().1)
+            .unwrap();
+    assert_eq!(manifest.memory, r.memory);
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    assert_eq!(
+        m.regions.len(),
+        maps.lines().count(),
+        "one record per mapping:\n{maps}"
+    );
+    let mut found_in = None;
+    for region in &m.regions {
+        assert!(!region.start.is_empty() && !region.end.is_empty() && region.perms.len() == 4);
+        match region.status.as_str() {
+            "captured" | "cut" => {
+                let entry = region.entry.as_deref().unwrap();
+                let data = &all.iter().find(|(p, _, _)| p == entry).unwrap().1;
+                assert_eq!(data.len() as u64, region.captured);
+                assert_eq!(
+                    region.sha256.as_deref(),
+                    Some(hex::encode(sha2::Sha256::digest(data)).as_str())
+                );
+                if data.windows(marker.len()).any(|w| w == marker) {
+                    found_in = Some(region.clone());
+                }
+            }
+            "unreadable" => assert!(
+                !region.perms.starts_with('r') || region.error.is_some(),
+                "{region:?}"
+            ),
+            other => panic!("status {other} without a budget: {region:?}"),
+        }
+    }
+    assert_eq!(
+        m.unreadable,
+        m.regions
+            .iter()
+            .filter(|r| r.status == "unreadable")
+            .count()
+    );
+    let found = found_in.unwrap_or_else(|| panic!("marker not in any region: {m:#?}"));
+    assert!(
+        found.perms.contains('w'),
+        "found in a writable region (heap or anonymous): {found:?}"
+    );
+
+    // A container already frozen (a playbook's `freeze` first) stays frozen; a small budget
+    // cuts, and says so.
+    actions::freeze(&f).unwrap();
+    let small = BundleLimits {
+        max_memory_bytes: 64 << 10,
+        ..limits
+    };
+    let out2 = dir.path().join("m2.tar.zst");
+    let r2 = forensics::capture_with(&f, &[], &key, &out2, &small, &[target]).unwrap();
+    assert!(actions::is_frozen(&f), "left frozen as it was");
+    actions::thaw(&f).unwrap();
+    let m2 = &r2.memory[0];
+    assert!(m2.frozen);
+    assert!(m2.captured_bytes <= 64 << 10, "{}", m2.captured_bytes);
+    assert!(m2.over_limit > 0, "{m2:#?}");
+    assert!(r2
+        .truncated
+        .iter()
+        .any(|t| t.contains("limits.max_memory_bytes")));
+    assert!(m2.regions.iter().any(|r| r.status == "limit"));
+
+    // A pid that is not the process meant (start time differs) is not read.
+    let wrong = actions::ProcessRef {
+        pid,
+        start_time_ns: Some(1),
+    };
+    let out3 = dir.path().join("m3.tar.zst");
+    let r3 = forensics::capture_with(&f, &[], &key, &out3, &limits, &[wrong]).unwrap();
+    assert_eq!(r3.memory[0].captured_bytes, 0);
+    assert!(r3.memory[0].error.is_some());
 }
