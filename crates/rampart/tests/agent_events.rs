@@ -1,6 +1,8 @@
 //! End-to-end: the real `rampart agent` (BPF sensor, Docker API, enrichment) watching real
 //! containers do real things; every assertion is on the JSON lines the agent wrote.
 
+mod support;
+
 use std::io::Read;
 use std::net::UdpSocket;
 use std::os::unix::process::CommandExt;
@@ -10,6 +12,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::server::{sha256_file, RampartServer};
 use testkit::{busybox_image, TestContainer};
 
 /// An agent process writing JSON lines to a file; SIGTERM on drop.
@@ -173,6 +176,21 @@ fn shared() -> &'static Mutex<Agent> {
 
 /// Held by the tests that start miner-like processes: an agent with `rule_actions: enforce`
 /// kills every miner on the host, including another test's.
+/// `manifest.json` of a forensic bundle.
+fn bundle_manifest(bundle: &std::path::Path) -> Value {
+    let dec = zstd::Decoder::new(std::fs::File::open(bundle).expect("bundle")).expect("zstd");
+    let mut ar = tar::Archive::new(dec);
+    for entry in ar.entries().expect("tar") {
+        let mut entry = entry.expect("entry");
+        if entry.path().expect("path").to_string_lossy() == "manifest.json" {
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).expect("read");
+            return serde_json::from_slice(&data).expect("manifest JSON");
+        }
+    }
+    panic!("no manifest.json in {}", bundle.display())
+}
+
 fn miners() -> std::sync::MutexGuard<'static, ()> {
     static MINERS: Mutex<()> = Mutex::new(());
     MINERS.lock().unwrap_or_else(|p| p.into_inner())
@@ -997,7 +1015,8 @@ fn connections_carry_the_country_and_a_disallowed_one_alerts() {
 }
 
 /// Issue 19: the packaged agent.yaml's mining playbook, as shipped, isolates a miner's
-/// container, captures its evidence, then stops it.
+/// container, captures its evidence (with the miner's memory), uploads it to the server the
+/// agent is enrolled with (a real `rampart server`), then stops the container.
 #[test]
 fn the_packaged_mining_playbook_isolates_captures_and_stops_the_container() {
     let _miners = miners();
@@ -1012,11 +1031,18 @@ fn the_packaged_mining_playbook_isolates_captures_and_stops_the_container() {
     let playbook = format!("{etc}/playbooks/crypto-miner.yaml");
     let dir = tempfile::tempdir().expect("tmp");
     let forensics = dir.path().join("forensics");
+    let server = RampartServer::start("");
+    let (tls, agent_id) = server.enroll("miner-host");
     let agent = Agent::start_with(
         &[],
         &format!(
-            "playbooks: [{playbook}]\nforensics_dir: {}\n",
-            forensics.display()
+            "playbooks: [{playbook}]\nforensics_dir: {}\n\
+             ship:\n  queue: {{dir: {}}}\n  outputs:\n    \
+             - {{type: server, url: \"{}\", tls_dir: {}}}\n",
+            forensics.display(),
+            dir.path().join("queue").display(),
+            server.url(),
+            tls.display(),
         ),
     );
     let miner = TestContainer::run("rp-pbminer", &[&image, "sleep", "300"]);
@@ -1053,11 +1079,45 @@ fn the_packaged_mining_playbook_isolates_captures_and_stops_the_container() {
     }
     let running = miner.inspect("{{.State.Running}}");
     assert_eq!(running.trim(), "false", "the container was stopped");
-    let bundles: Vec<_> = std::fs::read_dir(&forensics)
+    let bundles: Vec<PathBuf> = std::fs::read_dir(&forensics)
         .expect("forensics dir")
         .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".tar.zst"))
         .collect();
-    assert!(!bundles.is_empty(), "a bundle in {}", forensics.display());
+    assert_eq!(bundles.len(), 1, "one bundle in {}", forensics.display());
+    let bundle = &bundles[0];
+    // The evidence left the host: the record names the bundle's hash and the server's
+    // receipt for it, the receipt is kept next to the bundle, and the server's copy is the
+    // bundle byte for byte, recorded under the enrolled host.
+    let forensics_ev = actions
+        .iter()
+        .find(|e| e["response"]["action"] == "forensics")
+        .expect("forensics record");
+    let evidence = &forensics_ev["response"]["evidence"];
+    let sha = sha256_file(bundle);
+    assert_eq!(evidence["sha256"], sha.as_str(), "{forensics_ev:#}");
+    assert_eq!(evidence["receipt_sha256"], sha.as_str(), "{forensics_ev:#}");
+    assert_eq!(sha256_file(&server.evidence_blob(&sha)), sha);
+    let receipt: Value = serde_json::from_slice(
+        &std::fs::read(format!("{}.receipt.json", bundle.display())).expect("receipt file"),
+    )
+    .expect("receipt JSON");
+    assert_eq!(receipt["sha256"], sha.as_str());
+    assert_eq!(receipt["agent_id"], agent_id.as_str());
+    assert_eq!(receipt["hostname"], "miner-host");
+    assert_eq!(receipt["container"], miner.name.as_str());
+    // With the miner's memory: the process the alert named, its regions hashed.
+    let manifest = bundle_manifest(bundle);
+    let memory = manifest["memory"].as_array().cloned().unwrap_or_default();
+    assert_eq!(memory.len(), 1, "{:#}", manifest["memory"]);
+    assert_eq!(memory[0]["pid"], forensics_ev["process"]["pid"]);
+    assert!(
+        memory[0]["captured_bytes"].as_u64().unwrap_or(0) > 0,
+        "{:#}",
+        memory[0]
+    );
+    assert_eq!(memory[0]["frozen"], true);
     let (status, _, _) = agent.stop();
     assert!(status.success());
     // Isolation stays pinned after the agent (docs/response.md); remove it.
