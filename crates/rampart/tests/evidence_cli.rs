@@ -486,16 +486,29 @@ fn evidence_routes_refuse_who_may_not_use_them() {
 /// `declared` as content-length (chunked when `None`), then `body_len` bytes of `source`
 /// (repeated) as fast as the server takes them; returns the status line and whether the
 /// server cut the upload off before all was sent.
+/// One raw upload request (see [`raw_put`]).
+struct RawPut<'a> {
+    sha: &'a str,
+    size: u64,
+    declared: Option<u64>,
+    source: &'a Path,
+    body_len: u64,
+    wait: Duration,
+}
+
 async fn raw_put(
     server: &RampartServer,
     tls: Arc<ClientConfig>,
-    sha: &str,
-    size: u64,
-    declared: Option<u64>,
-    source: &Path,
-    body_len: u64,
-    wait: Duration,
+    req: RawPut<'_>,
 ) -> (String, bool) {
+    let RawPut {
+        sha,
+        size,
+        declared,
+        source,
+        body_len,
+        wait,
+    } = req;
     let tcp = tokio::net::TcpStream::connect(server.addr)
         .await
         .expect("connect");
@@ -571,12 +584,14 @@ fn uploads_are_streamed_to_disk_and_oversized_ones_cost_the_server_nothing() {
         let (_, _) = raw_put(
             &server,
             agent_tls(&web_dir),
-            &"e".repeat(64),
-            1 << 30,
-            Some(1 << 30),
-            &small,
-            2048,
-            Duration::from_millis(500),
+            RawPut {
+                sha: &"e".repeat(64),
+                size: 1 << 30,
+                declared: Some(1 << 30),
+                source: &small,
+                body_len: 2048,
+                wait: Duration::from_millis(500),
+            },
         )
         .await;
         let partial = server
@@ -600,12 +615,14 @@ fn uploads_are_streamed_to_disk_and_oversized_ones_cost_the_server_nothing() {
         let (status, _) = raw_put(
             &server,
             agent_tls(&web_dir),
-            &big_sha,
-            512 * MIB,
-            Some(512 * MIB),
-            &big,
-            512 * MIB,
-            Duration::from_secs(60),
+            RawPut {
+                sha: &big_sha,
+                size: 512 * MIB,
+                declared: Some(512 * MIB),
+                source: &big,
+                body_len: 512 * MIB,
+                wait: Duration::from_secs(60),
+            },
         )
         .await;
         assert!(status.contains(" 200 "), "{status}");
@@ -627,12 +644,14 @@ fn uploads_are_streamed_to_disk_and_oversized_ones_cost_the_server_nothing() {
         let (status, _) = raw_put(
             &server,
             agent_tls(&web_dir),
-            &"b".repeat(64),
-            (1 << 30) + 1,
-            Some(2048),
-            &small,
-            2048,
-            Duration::from_secs(10),
+            RawPut {
+                sha: &"b".repeat(64),
+                size: (1 << 30) + 1,
+                declared: Some(2048),
+                source: &small,
+                body_len: 2048,
+                wait: Duration::from_secs(10),
+            },
         )
         .await;
         assert!(status.contains(" 413 "), "{status}");
@@ -640,12 +659,14 @@ fn uploads_are_streamed_to_disk_and_oversized_ones_cost_the_server_nothing() {
         let (status, _) = raw_put(
             &server,
             agent_tls(&web_dir),
-            &"c".repeat(64),
-            600 * MIB,
-            Some(2048),
-            &small,
-            2048,
-            Duration::from_secs(10),
+            RawPut {
+                sha: &"c".repeat(64),
+                size: 600 * MIB,
+                declared: Some(2048),
+                source: &small,
+                body_len: 2048,
+                wait: Duration::from_secs(10),
+            },
         )
         .await;
         assert!(status.contains(" 413 "), "{status}");
@@ -655,12 +676,14 @@ fn uploads_are_streamed_to_disk_and_oversized_ones_cost_the_server_nothing() {
         let (status, cut) = raw_put(
             &server,
             agent_tls(&web_dir),
-            &"d".repeat(64),
-            MIB,
-            None,
-            &src,
-            256 * MIB,
-            Duration::from_secs(10),
+            RawPut {
+                sha: &"d".repeat(64),
+                size: MIB,
+                declared: None,
+                source: &src,
+                body_len: 256 * MIB,
+                wait: Duration::from_secs(10),
+            },
         )
         .await;
         // The answer is 413; a client still writing may instead see the connection reset.
