@@ -226,7 +226,12 @@
       table("timeline", ["Time (UTC)", "Kind", "Host", "What"], (i.timeline || []).map((e) => el("tr", null,
         el("td", null, fmtTime(e.time_ns)), el("td", null, e.kind), el("td", null, hostLink(e.host)),
         el("td", { class: "summary" }, e.summary)))),
-      i.timeline_dropped ? el("p", { class: "muted" }, i.timeline_dropped + " older entries not kept") : null);
+      i.timeline_dropped ? el("p", { class: "muted" }, i.timeline_dropped + " older entries not kept") : null,
+      el("h2", null, "Forensic evidence"),
+      (r.evidence || []).length ? table("evidence", ["Received (UTC)", "Host", "Container", "Bundle", "Size", "SHA-256"], r.evidence.map((b) => el("tr", null,
+        el("td", null, fmtTime(b.received_ns)), el("td", null, hostLink(b.hostname)), el("td", null, b.container),
+        el("td", null, b.name), el("td", null, String(b.size)), el("td", { class: "summary" }, b.sha256))))
+        : el("p", { class: "muted" }, "No forensic bundle on the server for this incident's alerts."));
   }
 
   function containerRows(list, withHost) {

@@ -11,7 +11,7 @@
 //! | `GET /ui/api/overview` | read-only | hosts, protections, alert counts, incidents |
 //! | `GET /ui/api/alerts` | read-only | alerts (filters as search) |
 //! | `GET /ui/api/alerts/stream` | read-only | new alerts as Server-Sent Events |
-//! | `GET /ui/api/incidents`, `/ui/api/incidents/{id}` | read-only | incidents, deadlines, timeline |
+//! | `GET /ui/api/incidents`, `/ui/api/incidents/{id}` | read-only | incidents, deadlines, timeline, forensic bundles of the incident's alerts (metadata; the bytes need an analyst token at `/api/v1/evidence/{sha256}`) |
 //! | `GET /ui/api/containers` | read-only | newest `inventory.container` per container (`host`, `limit`) |
 //! | `GET /ui/api/hosts/{host}` | read-only | one host: inventory, containers, alerts, incidents |
 //! | `GET /ui/api/search` | analyst (read-only: alerts only) | records matching the filters |
@@ -513,9 +513,28 @@ async fn incident(
         .iter()
         .find(|i| i.id == id)
         .ok_or_else(|| err(StatusCode::NOT_FOUND, format!("no incident {id:?}")))?;
+    // Forensic bundles taken for the incident's alerts (uploaded by the hosts' agents).
+    let alerts: Vec<String> = inc.alert_ids.iter().take(500).cloned().collect();
+    let ctx = st.ctx.clone();
+    let evidence = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for a in alerts {
+            let f = rampart_server::control::EvidenceFilter {
+                alert: Some(a),
+                limit: 100,
+                ..Default::default()
+            };
+            out.extend(ctx.evidence(&f)?);
+        }
+        Ok::<_, rampart_server::control::ControlError>(out)
+    })
+    .await
+    .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(json!({
         "now_ns": now,
         "incident": view::incident(inc, &regs, &roles, now, true),
+        "evidence": evidence,
     })))
 }
 

@@ -287,3 +287,65 @@ async fn parallel_guesses_are_counted_before_the_check_and_the_pool_is_fixed() {
     c.login("admin", &h.admin_password()).await;
     h.shutdown().await;
 }
+
+/// Issue 19: a forensic bundle an agent uploaded for an alert is listed with that alert's
+/// incident (metadata only); a bundle of another alert is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_lists_the_forensic_bundles_of_its_alerts() {
+    let h = Harness::start().await;
+    let mut agent = h.agent("web-1", "eu-de").await;
+    ship(
+        &mut agent,
+        &[alert(
+            "al-ev-1",
+            "web-1",
+            "Crypto miner launched",
+            &["xmrig", "--donate-level", "1"],
+        )],
+    )
+    .await;
+    let tls_dir = h.data_dir().join("agent-web-1");
+    let files = tempfile::tempdir().expect("tmp");
+    let mut upload = |name: &str, alert_id: &str, data: &[u8]| {
+        let path = files.path().join(name);
+        std::fs::write(&path, data).expect("bundle");
+        let meta = rampart_ship::evidence::EvidenceMeta {
+            name: name.into(),
+            container: "web".into(),
+            incident: format!("crypto-miner@{alert_id}"),
+            alert_id: alert_id.into(),
+        };
+        let url = h.server.url();
+        let tls_dir = tls_dir.clone();
+        async move {
+            rampart_ship::evidence::upload_evidence(
+                &url,
+                &tls_dir,
+                &path,
+                &meta,
+                &rampart_ship::evidence::UploadOptions::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .receipt
+            .sha256
+        }
+    };
+    let mine = upload("web-1.tar.zst", "al-ev-1", b"bundle of the miner").await;
+    let other = upload("other.tar.zst", "al-other", b"bundle of something else").await;
+    let mut c = h.client();
+    let s = c.login("admin", &h.admin_password()).await;
+    let (_, list) = c.get_json("/ui/api/incidents", &s).await;
+    let id = list["incidents"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an incident: {list}"))
+        .to_string();
+    let (status, d) = c.get_json(&format!("/ui/api/incidents/{id}"), &s).await;
+    assert_eq!(status, 200);
+    let ev = d["evidence"].as_array().expect("evidence");
+    assert_eq!(ev.len(), 1, "{d}");
+    assert_eq!(ev[0]["sha256"], mine.as_str());
+    assert_eq!(ev[0]["hostname"], "web-1");
+    assert_ne!(ev[0]["sha256"], other.as_str());
+    h.shutdown().await;
+}
