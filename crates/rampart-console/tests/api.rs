@@ -306,7 +306,7 @@ async fn an_incident_lists_the_forensic_bundles_of_its_alerts() {
     .await;
     let tls_dir = h.data_dir().join("agent-web-1");
     let files = tempfile::tempdir().expect("tmp");
-    let mut upload = |name: &str, alert_id: &str, data: &[u8]| {
+    let upload = |name: &str, alert_id: &str, data: &[u8]| {
         let path = files.path().join(name);
         std::fs::write(&path, data).expect("bundle");
         let meta = rampart_ship::evidence::EvidenceMeta {
