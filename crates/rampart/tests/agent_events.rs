@@ -1251,10 +1251,14 @@ fn ensure_journald() {
     if !answers() {
         let mut cmd = Command::new("/lib/systemd/systemd-journald");
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
-        // SAFETY: setsid in the child before exec: journald outlives this test as a daemon.
+        // SAFETY: setsid and close_range in the child before exec: journald outlives this
+        // test as a daemon, and must not keep the descriptors the test inherited. Regression:
+        // it kept the fd of `flock /tmp/rampart-bpf-tests.lock cargo test ...` open, holding
+        // the machine-wide test lock for as long as it ran.
         unsafe {
             cmd.pre_exec(|| {
                 libc::setsid();
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
                 Ok(())
             });
         }
