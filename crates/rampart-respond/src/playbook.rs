@@ -16,7 +16,8 @@
 //!     isolate_allow: [10.0.0.5]     # addresses an isolated container may still reach
 //! ```
 //! Actions: `kill` (the alert's process), `kill_tree` (it and its descendants), `freeze`,
-//! `isolate`, `stop`, `forensics` (a signed bundle in the responder's forensics directory).
+//! `isolate`, `stop`, `forensics` (a signed bundle, with the alert process's memory, in the
+//! responder's forensics directory, uploaded through the responder's evidence sink if any).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
