@@ -88,6 +88,9 @@ pub struct AgentConfig {
     /// Inventory of the host, its containers and their images, with vulnerability counts
     /// from the local database (fetched from the server as a signed bundle); docs/agent.md.
     pub inventory: crate::inventory::InventorySection,
+    /// The server's signed fleet configuration (rules, threat lists, policy, playbooks,
+    /// GeoIP), fetched and applied without a restart; docs/agent.md.
+    pub fleet_config: crate::fleetconfig::FleetConfigSection,
 }
 
 impl Default for AgentConfig {
@@ -131,6 +134,7 @@ impl Default for AgentConfig {
             isolate_allow: Vec::new(),
             forensics_dir: PathBuf::from("/var/lib/rampart/forensics"),
             inventory: crate::inventory::InventorySection::default(),
+            fleet_config: crate::fleetconfig::FleetConfigSection::default(),
         }
     }
 }
@@ -181,6 +185,7 @@ impl AgentConfig {
             ));
         }
         self.inventory.validate().map_err(|e| e.to_string())?;
+        self.fleet_config.validate()?;
         self.min_priority
             .parse::<rampart_event::Priority>()
             .map_err(|e| format!("min_priority: {e}"))?;

@@ -16,6 +16,9 @@
 //! | `POST /api/v1/retention/run` | admin | run the retention job now |
 //! | `GET /api/v1/vulndb/manifest` | agent certificate | the signed manifest of the vulnerability database bundle (`crate::vulndb`) |
 //! | `GET /api/v1/vulndb/bundle/{sha256}` | agent certificate | the bundle's payload |
+//! | `GET /api/v1/config/manifest` | agent certificate | the signed manifest of the fleet configuration bundle (`crate::fleetconfig`); the request reports the version the agent runs |
+//! | `GET /api/v1/config/bundle/{sha256}` | agent certificate | the configuration bundle's payload |
+//! | `GET /api/v1/config/status` | read-only | the published configuration and the version every agent runs |
 //! | `GET /metrics` | any API token (or anyone with `metrics_public`) | Prometheus metrics |
 //! | `GET /healthz` | anyone | `ok` |
 //!
@@ -297,6 +300,9 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/v1/retention/run", post(retention_run))
         .route("/api/v1/vulndb/manifest", get(vulndb_manifest))
         .route("/api/v1/vulndb/bundle/{sha256}", get(vulndb_bundle))
+        .route("/api/v1/config/manifest", get(config_manifest))
+        .route("/api/v1/config/bundle/{sha256}", get(config_bundle))
+        .route("/api/v1/config/status", get(config_status))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(app)
@@ -723,6 +729,135 @@ async fn vulndb_bundle(
         }
     })?;
     Ok(([("content-type", "application/zstd")], data).into_response())
+}
+
+/// The report in a configuration poll's headers (`crate::fleetconfig`): a version that is
+/// not a number, an applied time that is not one, or a refusal over
+/// [`crate::fleetconfig::MAX_REFUSED_BYTES`] is refused (400) and nothing is recorded.
+fn config_report(
+    headers: &HeaderMap,
+) -> Result<Option<crate::fleetconfig::ConfigReport>, ApiError> {
+    use crate::fleetconfig::{APPLIED_HEADER, MAX_REFUSED_BYTES, REFUSED_HEADER, VERSION_HEADER};
+    let number = |name: &str| -> Result<Option<u64>, ApiError> {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str()
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        err(
+                            StatusCode::BAD_REQUEST,
+                            format!("header {name}: expected a non-negative integer"),
+                        )
+                    })
+            })
+            .transpose()
+    };
+    let Some(version) = number(VERSION_HEADER)? else {
+        return Ok(None);
+    };
+    let applied_ns = number(APPLIED_HEADER)?.unwrap_or(0);
+    let refused = match headers.get(REFUSED_HEADER) {
+        None => None,
+        Some(v) if v.len() > MAX_REFUSED_BYTES => {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                format!("header {REFUSED_HEADER}: over {MAX_REFUSED_BYTES} bytes"),
+            ))
+        }
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| {
+                    err(
+                        StatusCode::BAD_REQUEST,
+                        format!("header {REFUSED_HEADER}: not visible ASCII"),
+                    )
+                })?
+                .to_string(),
+        ),
+    };
+    Ok(Some(crate::fleetconfig::ConfigReport {
+        version,
+        applied_ns,
+        reported_ns: now_ns(),
+        refused,
+    }))
+}
+
+async fn config_manifest(
+    State(app): State<Arc<App>>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_agent(&app, &conn)?;
+    let report = config_report(&headers)?;
+    let agent_id = conn.peer.map(|p| p.agent_id).unwrap_or_default();
+    let app2 = app.clone();
+    let signed = tokio::task::spawn_blocking(move || {
+        if let Some(r) = report {
+            if let Err(e) = app2.control.record_config_report(&agent_id, &r) {
+                tracing::warn!(agent = %agent_id, "recording the agent's configuration report: {e}");
+            }
+        }
+        // Read on every request: a publish by `rampart server config publish` (another
+        // process) is served from the next request on.
+        crate::fleetconfig::current(&app2.cfg.data_dir)
+    })
+    .await
+    .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let Some(signed) = signed else {
+        return Err(err(
+            StatusCode::NOT_FOUND,
+            "no fleet configuration published (rampart server config publish)",
+        ));
+    };
+    let version = serde_json::from_str::<crate::fleetconfig::ConfigManifest>(&signed.manifest)
+        .map(|m| m.version)
+        .unwrap_or_default();
+    let etag = format!("\"{version}\"");
+    if headers
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == etag)
+    {
+        return Ok((StatusCode::NOT_MODIFIED, [("etag", etag)]).into_response());
+    }
+    Ok(([("etag", etag)], Json(signed)).into_response())
+}
+
+async fn config_bundle(
+    State(app): State<Arc<App>>,
+    Extension(conn): Extension<ConnInfo>,
+    UrlPath(sha256): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    require_agent(&app, &conn)?;
+    let path = crate::fleetconfig::bundle_path(&app.cfg.data_dir, &sha256)
+        .ok_or_else(|| err(StatusCode::BAD_REQUEST, "not a SHA-256 (64 hex digits)"))?;
+    let data = tokio::fs::read(&path).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            err(StatusCode::NOT_FOUND, format!("no bundle {sha256}"))
+        } else {
+            err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+    })?;
+    Ok(([("content-type", "application/zstd")], data).into_response())
+}
+
+async fn config_status(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<crate::fleetconfig::Status>, ApiError> {
+    authorize(&app, &headers, Role::ReadOnly)?;
+    let app2 = app.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::fleetconfig::status(&app2.cfg.data_dir, &app2.control)
+    })
+    .await
+    .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map(Json)
+    .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 async fn crl(State(app): State<Arc<App>>) -> Result<Response, ApiError> {

@@ -21,6 +21,7 @@ pub mod ca;
 pub mod client;
 pub mod config;
 pub mod control;
+pub mod fleetconfig;
 mod fsmode;
 pub mod ingest;
 mod local;
