@@ -738,6 +738,15 @@ fn config_report(
     headers: &HeaderMap,
 ) -> Result<Option<crate::fleetconfig::ConfigReport>, ApiError> {
     use crate::fleetconfig::{APPLIED_HEADER, MAX_REFUSED_BYTES, REFUSED_HEADER, VERSION_HEADER};
+    // One value each: a repeated header could be read differently by a proxy and by us.
+    for name in [VERSION_HEADER, APPLIED_HEADER, REFUSED_HEADER] {
+        if headers.get_all(name).iter().count() > 1 {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                format!("header {name}: given more than once"),
+            ));
+        }
+    }
     let number = |name: &str| -> Result<Option<u64>, ApiError> {
         headers
             .get(name)
@@ -785,12 +794,29 @@ fn config_report(
     }))
 }
 
+/// The configuration routes are GETs: a request announcing a body is refused before any of it
+/// is read (413), so they never buffer what a client sends.
+fn no_body(headers: &HeaderMap) -> Result<(), ApiError> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0")
+        || headers.contains_key(axum::http::header::TRANSFER_ENCODING);
+    if declared {
+        return Err(err(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "this route takes no request body",
+        ));
+    }
+    Ok(())
+}
+
 async fn config_manifest(
     State(app): State<Arc<App>>,
     Extension(conn): Extension<ConnInfo>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     require_agent(&app, &conn)?;
+    no_body(&headers)?;
     let report = config_report(&headers)?;
     let agent_id = conn.peer.map(|p| p.agent_id).unwrap_or_default();
     let app2 = app.clone();
@@ -830,9 +856,11 @@ async fn config_manifest(
 async fn config_bundle(
     State(app): State<Arc<App>>,
     Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
     UrlPath(sha256): UrlPath<String>,
 ) -> Result<Response, ApiError> {
     require_agent(&app, &conn)?;
+    no_body(&headers)?;
     let path = crate::fleetconfig::bundle_path(&app.cfg.data_dir, &sha256)
         .ok_or_else(|| err(StatusCode::BAD_REQUEST, "not a SHA-256 (64 hex digits)"))?;
     let data = tokio::fs::read(&path).await.map_err(|e| {
@@ -850,6 +878,7 @@ async fn config_status(
     headers: HeaderMap,
 ) -> Result<Json<crate::fleetconfig::Status>, ApiError> {
     authorize(&app, &headers, Role::ReadOnly)?;
+    no_body(&headers)?;
     let app2 = app.clone();
     tokio::task::spawn_blocking(move || {
         crate::fleetconfig::status(&app2.cfg.data_dir, &app2.control)

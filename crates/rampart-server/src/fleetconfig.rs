@@ -314,7 +314,15 @@ pub fn publish(
     let compressed = zstd::bulk::compress(&raw, 3).map_err(io(&d))?;
     let sha = sha256_hex(&compressed);
     let version = control.next_config_version(version)?;
-    let previous = current_manifest(data_dir);
+    // What is published now, when it is this CA's (a manifest.json edited or copied in is
+    // not taken for a published version).
+    let published = || {
+        current(data_dir)
+            .ok()
+            .flatten()
+            .and_then(|s| verify_manifest(ca.cert(), &s).ok())
+    };
+    let previous = published();
     if let Some(p) = &previous {
         // A version allocated in the control database is above every published one, unless
         // the manifest was copied in from elsewhere.
@@ -354,7 +362,7 @@ pub fn publish(
     let json =
         serde_json::to_vec_pretty(&signed).map_err(|e| ConfigError::Manifest(e.to_string()))?;
     // Another publish may have finished meanwhile: never replace a higher version.
-    if let Some(p) = current_manifest(data_dir) {
+    if let Some(p) = published() {
         if p.version > version {
             return Err(ConfigError::Rollback {
                 installed: p.version,

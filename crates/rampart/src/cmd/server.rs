@@ -97,8 +97,8 @@ enum ConfigCommand {
     Publish {
         dir: PathBuf,
         /// The version to publish (above every version published before; default: the next).
-        #[arg(long)]
-        version: Option<u64>,
+        #[arg(long, value_name = "N")]
+        set_version: Option<u64>,
     },
     /// The published version and the version every agent runs.
     Status {
@@ -189,13 +189,13 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
 fn config(cfg: &ServerConfig, command: ConfigCommand) -> anyhow::Result<ExitCode> {
     let (control, ca) = rampart_server::open_control(cfg)?;
     match command {
-        ConfigCommand::Publish { dir, version } => {
+        ConfigCommand::Publish { dir, set_version } => {
             let files = rampart_server::fleetconfig::read_source(&dir)
                 .map_err(|e| BadInput(e.to_string()))?;
             let rules = rampart_agent::fleetconfig::check_source(&dir)
                 .map_err(|e| BadInput(format!("{}: {e}", dir.display())))?;
             let m =
-                rampart_server::fleetconfig::publish(&cfg.data_dir, &ca, &control, &files, version)
+                rampart_server::fleetconfig::publish(&cfg.data_dir, &ca, &control, &files, set_version)
                     .map_err(|e| BadInput(e.to_string()))?;
             println!(
                 "published fleet configuration version {} ({} files, {rules} rules with the defaults, sha256 {}), signed by the server CA",
