@@ -470,7 +470,7 @@ impl Worker {
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&staging);
                 return self.refuse(
-                    Some(m.sha256.clone()),
+                    Some(fc::sha256(signed.manifest.as_bytes())),
                     Refusal {
                         reason: "invalid",
                         message: format!(
