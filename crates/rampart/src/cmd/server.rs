@@ -194,9 +194,14 @@ fn config(cfg: &ServerConfig, command: ConfigCommand) -> anyhow::Result<ExitCode
                 .map_err(|e| BadInput(e.to_string()))?;
             let rules = rampart_agent::fleetconfig::check_source(&dir)
                 .map_err(|e| BadInput(format!("{}: {e}", dir.display())))?;
-            let m =
-                rampart_server::fleetconfig::publish(&cfg.data_dir, &ca, &control, &files, set_version)
-                    .map_err(|e| BadInput(e.to_string()))?;
+            let m = rampart_server::fleetconfig::publish(
+                &cfg.data_dir,
+                &ca,
+                &control,
+                &files,
+                set_version,
+            )
+            .map_err(|e| BadInput(e.to_string()))?;
             println!(
                 "published fleet configuration version {} ({} files, {rules} rules with the defaults, sha256 {}), signed by the server CA",
                 m.version,
