@@ -340,8 +340,22 @@ fn published_configuration_is_applied_without_a_restart_and_bad_bundles_are_refu
     );
     alerts_again(&probes, &shipped, &agent_log, "fcprobe_a", "Fleet probe A");
 
-    // Version 2 replaces the fleet rule: B alerts, A no longer does.
-    let v2 = source(dir.path(), "v2", &rule("Fleet probe B", "fcprobe_b"));
+    // Version 2 replaces the fleet rule: B alerts, A no longer does; a threat list (a
+    // rule-language list in lists/) feeds a rule of the bundle.
+    let v2 = source(
+        dir.path(),
+        "v2",
+        &format!(
+            "{}- rule: Fleet threat\n  desc: listed program\n  condition: evt.type = execve and proc.name in (fleet_threats)\n  output: threat %proc.name\n  priority: CRITICAL\n",
+            rule("Fleet probe B", "fcprobe_b")
+        ),
+    );
+    std::fs::create_dir_all(v2.join("lists")).expect("mkdir");
+    std::fs::write(
+        v2.join("lists/threats.yaml"),
+        "- list: fleet_threats\n  items: [fcprobe_t, fcprobe_u]\n",
+    )
+    .expect("threat list");
     let out = rampart_ok(&[
         "server",
         "config",
@@ -352,6 +366,7 @@ fn published_configuration_is_applied_without_a_restart_and_bad_bundles_are_refu
     ]);
     assert!(out.contains("version 2"), "{out}");
     alerts_again(&probes, &shipped, &agent_log, "fcprobe_b", "Fleet probe B");
+    alerts_again(&probes, &shipped, &agent_log, "fcprobe_u", "Fleet threat");
     let a_before = alerted(&shipped, "Fleet probe A");
     for _ in 0..5 {
         probes.run("fcprobe_a");
@@ -805,4 +820,194 @@ async fn raw_get(tls_dir: &Path, url: &str, extra: &[u8]) -> Result<String, Stri
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
     Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+struct TestNetwork(String);
+
+impl Drop for TestNetwork {
+    fn drop(&mut self) {
+        let _ = testkit::docker(["network", "rm", &self.0]);
+    }
+}
+
+/// Removes what enforcement pinned (the agent's policy stays pinned after it stops, see
+/// docs/policy.md), also when the test fails.
+struct ResetPolicy;
+
+impl Drop for ResetPolicy {
+    fn drop(&mut self) {
+        let _ = rampart(&["policy", "reset", "--all"]);
+    }
+}
+
+/// A policy published by the server reaches a running agent that started without one: it is
+/// enforced on the running containers (the denied port is closed, the allowed one open) and
+/// `rampart policy show` names it; a later bundle whose policy does not parse is refused and
+/// the applied policy stays.
+#[test]
+fn a_published_policy_is_enforced_by_the_running_agent_and_a_broken_one_refused() {
+    testkit::require!(Root, Docker, Bpf);
+    let _reset = ResetPolicy;
+    let image = testkit::busybox_image();
+    let net = TestNetwork(testkit::unique("rp-fcnet"));
+    testkit::docker_ok(["network", "create", &net.0]);
+    let run = testkit::unique("fc");
+    let back = testkit::TestContainer::run(
+        "rp-fc-back",
+        &[
+            "--network",
+            &net.0,
+            "--label",
+            &format!("rp_run={run}"),
+            "--label",
+            "rp_role=back",
+            &image,
+            "sh",
+            "-c",
+            "(while true; do nc -l -p 9090 >/dev/null; done) & while true; do nc -l -p 8080 >/dev/null; done",
+        ],
+    );
+    let back_ip = back.inspect("{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}");
+    let front = testkit::TestContainer::run(
+        "rp-fc-front",
+        &[
+            "--network",
+            &net.0,
+            "--label",
+            &format!("rp_run={run}"),
+            "--label",
+            "rp_role=front",
+            &image,
+            "sleep",
+            "300",
+        ],
+    );
+    let reaches = |port: u16| {
+        front
+            .exec(&["sh", "-c", &format!("echo x | nc -w 2 {back_ip} {port}")])
+            .status
+            .success()
+    };
+    assert!(reaches(9090) && reaches(8080), "open before any policy");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_server, url, config) = start_server(dir.path());
+    let config = config.to_str().expect("utf-8");
+    let data = dir.path().join("data");
+    let host = testkit::unique("fleetcfg-pol");
+    let tls = dir.path().join("tls");
+    enroll(config, &url, &tls, &host);
+    let stats = dir.path().join("stats.json");
+    let metrics_port = free_port();
+    let cfg = dir.path().join("agent.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "hostname: {host}\nstats_file: {stats}\noutputs: []\nrule_actions: off\n\
+             default_rules: false\nauth_journal: false\nauth_log_files: []\n\
+             container_logs: false\nfile_events: false\ndns: false\n\
+             metrics_listen: 127.0.0.1:{metrics_port}\ninventory: {{enabled: false}}\n\
+             fleet_config: {{poll: 1s, dir: {fleet}}}\n\
+             ship:\n  queue: {{dir: {queue}, fsync: batch}}\n  outputs:\n    \
+             - {{type: server, url: \"{url}\", tls_dir: {tls}, filter: {{kinds: [alert]}}}}\n",
+            stats = stats.display(),
+            fleet = dir.path().join("fleet").display(),
+            queue = dir.path().join("queue").display(),
+            tls = tls.display(),
+        ),
+    )
+    .expect("agent.yaml");
+    let agent_log = dir.path().join("agent.log");
+    let mut agent = spawn(
+        &["agent", "--config", cfg.to_str().expect("utf-8")],
+        Stdio::null(),
+        &agent_log,
+    );
+    wait_until(
+        "the agent ready",
+        Duration::from_secs(60),
+        &agent_log,
+        || stats.exists().then_some(()),
+    );
+
+    let policy_name = format!("fleet-{run}");
+    let policy = format!(
+        "name: {policy_name}\nselectors:\n  front:\n    labels: {{rp_run: \"{run}\", rp_role: front}}\n    default: {{egress: deny}}\n  back:\n    labels: {{rp_run: \"{run}\", rp_role: back}}\nnetwork:\n  - front -> back tcp/8080 allow\n"
+    );
+    let v1 = dir.path().join("v1");
+    std::fs::create_dir_all(v1.join("policy")).expect("mkdir");
+    std::fs::write(v1.join("policy/shop.yaml"), &policy).expect("policy");
+    let out = rampart_ok(&[
+        "server",
+        "config",
+        "publish",
+        v1.to_str().expect("utf-8"),
+        "--config",
+        config,
+    ]);
+    assert!(out.contains("version 1"), "{out}");
+    wait_until(
+        "the published policy enforced",
+        Duration::from_secs(60),
+        &agent_log,
+        || (!reaches(9090)).then_some(()),
+    );
+    assert!(reaches(8080), "the allowed port stays open");
+    let show = text(&rampart(&["policy", "show"]));
+    assert!(
+        show.contains(&format!("policy \"{policy_name}\"")),
+        "{show}"
+    );
+
+    // A policy that does not parse: the CLI refuses it naming the file, and the agent refuses
+    // it from a server that signs it anyway; the applied policy stays.
+    let v2 = dir.path().join("v2");
+    std::fs::create_dir_all(v2.join("policy")).expect("mkdir");
+    std::fs::write(
+        v2.join("policy/shop.yaml"),
+        policy
+            .replace("tcp/8080 allow", "tcp/8080 permit")
+            .replace(&policy_name, "broken"),
+    )
+    .expect("policy");
+    let o = rampart(&[
+        "server",
+        "config",
+        "publish",
+        v2.to_str().expect("utf-8"),
+        "--config",
+        config,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("shop.yaml"), "{}", text(&o));
+    let (control, ca) =
+        rampart_server::open_control(&rampart_server::ServerConfig::with_data_dir(&data))
+            .expect("control");
+    let files = rampart_server::fleetconfig::read_source(&v2).expect("source");
+    rampart_server::fleetconfig::publish(&data, &ca, &control, &files, None).expect("publish");
+    wait_until(
+        "the broken policy refused",
+        Duration::from_secs(30),
+        &agent_log,
+        || {
+            (metric(
+                metrics_port,
+                "rampart_agent_config_refused_total{reason=\"invalid\"}",
+            ) == Some(1))
+            .then_some(())
+        },
+    );
+    let log = std::fs::read_to_string(&agent_log).unwrap_or_default();
+    assert!(log.contains("version 2: policy:"), "{log}");
+    assert!(!reaches(9090) && reaches(8080), "the applied policy stays");
+    let show = text(&rampart(&["policy", "show"]));
+    assert!(
+        show.contains(&format!("policy \"{policy_name}\"")),
+        "{show}"
+    );
+    assert!(agent.0.try_wait().expect("agent").is_none(), "no restart");
+    // SAFETY: our own child, still running (checked just above).
+    unsafe { libc::kill(agent.0.id() as i32, libc::SIGTERM) };
+    let status = agent.0.wait().expect("wait agent");
+    assert!(status.success(), "{status:?}");
 }
