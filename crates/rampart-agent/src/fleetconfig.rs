@@ -173,8 +173,17 @@ impl Updates {
         let _ = self.trigger.try_send(Trigger::Stop);
         // A build waiting for the loop to take its result must not block the join.
         while self.rx.try_recv().is_ok() {}
+        // A poll in progress may wait for its server up to its timeout: the agent does not
+        // wait that long to stop (the thread holds nothing that must be flushed).
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+                while self.rx.try_recv().is_ok() {}
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
         }
     }
 }
@@ -442,13 +451,14 @@ impl Worker {
                 return;
             }
         };
+        // The new version's own directory: the installed one (a lower version) is untouched
+        // until this one has built.
         let d = version_dir(&self.dir, m.version);
-        let staging = self.dir.join(format!(".staging-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&staging);
+        let _ = std::fs::remove_dir_all(&d);
         let written = (|| -> std::io::Result<()> {
             for (path, data) in &files {
                 // Paths were checked (section/name) with the signed manifest.
-                let p = staging.join(path);
+                let p = d.join(path);
                 if let Some(parent) = p.parent() {
                     std::fs::create_dir_all(parent)?;
                 }
@@ -457,18 +467,18 @@ impl Worker {
             Ok(())
         })();
         if let Err(e) = written {
-            let _ = std::fs::remove_dir_all(&staging);
+            let _ = std::fs::remove_dir_all(&d);
             tracing::error!(
                 "fleet configuration {}: writing {}: {e}",
                 m.version,
-                staging.display()
+                d.display()
             );
             return;
         }
-        let loaded = match build(&self.cfg, Some(&staging), m.version) {
+        let loaded = match build(&self.cfg, Some(&d), m.version) {
             Ok(l) => l,
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&staging);
+                let _ = std::fs::remove_dir_all(&d);
                 return self.refuse(
                     Some(fc::sha256(signed.manifest.as_bytes())),
                     Refusal {
@@ -481,22 +491,6 @@ impl Worker {
                 );
             }
         };
-        // The compiled configuration holds no path into the staging directory but the GeoIP
-        // database's, which moves with the directory.
-        let _ = std::fs::remove_dir_all(&d);
-        if let Err(e) = std::fs::rename(&staging, &d) {
-            let _ = std::fs::remove_dir_all(&staging);
-            tracing::error!(
-                "fleet configuration {}: installing {}: {e}",
-                m.version,
-                d.display()
-            );
-            return;
-        }
-        let geoip = loaded.geoip.as_ref().map(|g| {
-            g.strip_prefix(&staging)
-                .map_or(g.clone(), |rel| d.join(rel))
-        });
         let json = serde_json::to_vec_pretty(&signed).unwrap_or_default();
         if let Err(e) = write_atomic(&installed_path(&self.dir), &json) {
             tracing::error!("fleet configuration {}: recording it: {e}", m.version);
@@ -512,7 +506,6 @@ impl Worker {
             m.files.len()
         );
         self.send(Loaded {
-            geoip,
             origin: "server",
             ..loaded
         });
