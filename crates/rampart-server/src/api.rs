@@ -766,7 +766,10 @@ fn config_report(
     let Some(version) = number(VERSION_HEADER)? else {
         return Ok(None);
     };
-    let applied_ns = number(APPLIED_HEADER)?.unwrap_or(0);
+    // The agent's clock: a time after the server's now (skew, or a lie) is recorded as now,
+    // so the dashboard never shows an apply in the future.
+    let now = now_ns();
+    let applied_ns = number(APPLIED_HEADER)?.unwrap_or(0).min(now);
     let refused = match headers.get(REFUSED_HEADER) {
         None => None,
         Some(v) if v.len() > MAX_REFUSED_BYTES => {
@@ -789,8 +792,8 @@ fn config_report(
     Ok(Some(crate::fleetconfig::ConfigReport {
         version,
         applied_ns,
-        reported_ns: now_ns(),
         refused,
+        reported_ns: now,
     }))
 }
 

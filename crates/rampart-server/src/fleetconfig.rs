@@ -62,8 +62,9 @@ use crate::vulndb::{sha256_hex, write_atomic, BundleError, SignedManifest};
 pub const KIND: &str = "rampart-fleet-config";
 /// Version of the manifest format.
 pub const CONFIG_FORMAT: u32 = 1;
-/// The largest payload an agent accepts, decompressed (a country GeoIP database is ~10 MiB).
-pub const MAX_PAYLOAD_BYTES: u64 = 128 << 20;
+/// The largest payload an agent accepts, decompressed (hex: files of at most half of it; a
+/// country GeoIP database is ~10 MiB). An agent holds about twice this while it installs one.
+pub const MAX_PAYLOAD_BYTES: u64 = 64 << 20;
 /// The most files a bundle holds.
 pub const MAX_FILES: usize = 1024;
 /// The sections of a bundle (top-level directories of the source).

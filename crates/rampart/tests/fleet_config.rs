@@ -24,6 +24,12 @@ use serde_json::Value;
 use support::{rampart, rampart_ok, spawn, text, Proc};
 use tokio_rustls::rustls::ClientConfig;
 
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -282,9 +288,15 @@ fn published_configuration_is_applied_without_a_restart_and_bad_bundles_are_refu
         config,
     ]);
     assert!(out.contains("version 1"), "{out}");
+    let published = Instant::now();
     let manifest_path = data.join("fleetconfig/manifest.json");
     let manifest_v1 = std::fs::read(&manifest_path).expect("manifest v1");
     alerts_again(&probes, &shipped, &agent_log, "fcprobe_a", "Fleet probe A");
+    // Measured, not asserted (poll 1 s, alerts shipped with a 20 ms linger).
+    eprintln!(
+        "publish to the new rule's first alert: {:?}",
+        published.elapsed()
+    );
     // The local rules stay beside the fleet's.
     alerts_again(&probes, &shipped, &agent_log, "fcprobe_l", "Local probe");
     let r = wait_until(
@@ -769,6 +781,33 @@ fn config_routes_refuse_missing_credentials_malformed_reports_bodies_and_path_tr
     );
     assert_eq!(a["report"]["refused"], "version 2: rules: boom", "{st}");
     assert_eq!(a["current"], true, "{st}");
+
+    // An applied time ahead of the server's clock (skew, or a lie) is recorded as the server's
+    // now, never in the future.
+    let future = (now_ns() + 3_600_000_000_000).to_string();
+    let r = get(
+        &agent_tls,
+        "/api/v1/config/manifest",
+        &[
+            ("x-rampart-config-version", "1"),
+            ("x-rampart-config-applied", &future),
+        ],
+        Vec::new(),
+    );
+    assert_eq!(r.status, 200);
+    let st = get(
+        &anon,
+        "/api/v1/config/status",
+        &[("authorization", &bearer)],
+        Vec::new(),
+    );
+    let st: Value = serde_json::from_slice(&st.body).expect("JSON");
+    let applied = st["agents"][0]["report"]["applied_ns"]
+        .as_u64()
+        .expect("applied");
+    assert!(applied <= now_ns(), "{st}");
+    assert_eq!(applied, st["agents"][0]["report"]["reported_ns"], "{st}");
+    assert!(st["agents"][0]["report"]["refused"].is_null(), "{st}");
 
     // A revoked agent is refused.
     let agent_id = a["agent_id"].as_str().expect("id").to_string();
