@@ -564,6 +564,57 @@ fn published_configuration_is_applied_without_a_restart_and_bad_bundles_are_refu
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let status = agent.0.wait().expect("wait agent");
     assert!(status.success(), "{status:?}");
+
+    // A restarted agent verifies the installed version 2 again and applies it at start.
+    std::fs::write(&local_rules, rule("Local probe", "fcprobe_l")).expect("local rules");
+    let start_agent = |log: &Path| {
+        let a = spawn(
+            &["agent", "--config", cfg.to_str().expect("utf-8")],
+            Stdio::null(),
+            log,
+        );
+        wait_until("the agent ready", Duration::from_secs(60), log, || {
+            stats.exists().then_some(())
+        });
+        a
+    };
+    let log2 = dir.path().join("agent2.log");
+    let mut agent = start_agent(&log2);
+    alerts_again(&probes, &shipped, &log2, "fcprobe_b", "Fleet probe B");
+    // SAFETY: our own child, running.
+    unsafe { libc::kill(agent.0.id() as i32, libc::SIGTERM) };
+    assert!(agent.0.wait().expect("wait agent").success());
+    // A file of the installed bundle changed on disk: the bundle is not used.
+    let installed_rules = fleet_dir.join("v2/rules/fleet.yaml");
+    let edited = std::fs::read_to_string(&installed_rules)
+        .expect("installed rules")
+        .replace("fcprobe_b", "fcprobe_x");
+    std::fs::write(&installed_rules, edited).expect("tamper with the installed bundle");
+    let log3 = dir.path().join("agent3.log");
+    let _agent = start_agent(&log3);
+    wait_until(
+        "the changed bundle ignored",
+        Duration::from_secs(30),
+        &log3,
+        || {
+            std::fs::read_to_string(&log3)
+                .unwrap_or_default()
+                .contains("changed on disk since it was installed")
+                .then_some(())
+        },
+    );
+    alerts_again(&probes, &shipped, &log3, "fcprobe_l", "Local probe");
+    let b = alerted(&shipped, "Fleet probe B");
+    for _ in 0..5 {
+        probes.run("fcprobe_b");
+        probes.run("fcprobe_x");
+    }
+    alerts_again(&probes, &shipped, &log3, "fcprobe_l", "Local probe");
+    assert_eq!(
+        alerted(&shipped, "Fleet probe B"),
+        b,
+        "the changed bundle is not applied"
+    );
 }
 
 /// A client that trusts the server's CA and shows no certificate.
