@@ -157,6 +157,22 @@ impl Updates {
         })
     }
 
+    /// Updates fed by the returned sender, with no thread (the loop's tests).
+    #[cfg(test)]
+    pub(crate) fn for_test() -> (SyncSender<Loaded>, Updates) {
+        let (tx, rx) = sync_channel(2);
+        let (trigger, _) = sync_channel(1);
+        (
+            tx,
+            Updates {
+                rx,
+                trigger,
+                stop: Arc::default(),
+                thread: None,
+            },
+        )
+    }
+
     /// Where SIGHUP sends [`Trigger::Reload`].
     pub fn trigger(&self) -> SyncSender<Trigger> {
         self.trigger.clone()
