@@ -486,53 +486,6 @@ impl Agent {
         Ok(())
     }
 
-    /// Applies the configurations the configuration thread built (see [`fleetconfig`]): the
-    /// rule engine is replaced between two events, so every event is evaluated by one
-    /// complete rule set, the old or the new.
-    fn apply_updates(&mut self) {
-        while let Some(l) = self
-            .updates
-            .as_ref()
-            .and_then(fleetconfig::Updates::try_next)
-        {
-            self.engine = l.engine;
-            if l.geoip != self.geoip {
-                if let Some(g) = &l.geoip {
-                    match self.enricher.set_geoip(g) {
-                        Ok(()) => self.geoip = l.geoip.clone(),
-                        Err(e) => tracing::error!("geoip: {e}; the previous database is kept"),
-                    }
-                }
-            }
-            if let Some(p) = &mut self.prevention {
-                p.reload(
-                    &self.cfg,
-                    l.policy.as_ref(),
-                    l.playbooks,
-                    l.rules_have_actions,
-                    &self.runtime,
-                );
-            }
-            let now_secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            self.metrics.config(|c| {
-                if l.version > 0 && l.version != c.version {
-                    c.version = l.version;
-                    c.applied_secs = now_secs;
-                }
-                c.applied += 1;
-            });
-            tracing::info!(
-                "configuration applied without a restart ({}): {} rules, policy {}, fleet configuration version {}",
-                l.origin,
-                l.rules,
-                l.policy.as_ref().map_or("none".to_string(), |p| format!("{:?}", p.name)),
-                l.version
-            );
-        }
-    }
-
     fn handle(&mut self, se: SensorEvent) -> Result<()> {
         let Some(ev) = self.enricher.enrich(se) else {
             return Ok(());
@@ -603,6 +556,53 @@ impl Agent {
             self.output_and_detect(&ev, true)?;
         }
         Ok(true)
+    }
+
+    /// Applies the configurations the configuration thread built (see [`fleetconfig`]): the
+    /// rule engine is replaced between two events, so every event is evaluated by one
+    /// complete rule set, the old or the new.
+    fn apply_updates(&mut self) {
+        while let Some(l) = self
+            .updates
+            .as_ref()
+            .and_then(fleetconfig::Updates::try_next)
+        {
+            self.engine = l.engine;
+            if l.geoip != self.geoip {
+                if let Some(g) = &l.geoip {
+                    match self.enricher.set_geoip(g) {
+                        Ok(()) => self.geoip = l.geoip.clone(),
+                        Err(e) => tracing::error!("geoip: {e}; the previous database is kept"),
+                    }
+                }
+            }
+            if let Some(p) = &mut self.prevention {
+                p.reload(
+                    &self.cfg,
+                    l.policy.as_ref(),
+                    l.playbooks,
+                    l.rules_have_actions,
+                    &self.runtime,
+                );
+            }
+            let now_secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            self.metrics.config(|c| {
+                if l.version > 0 && l.version != c.version {
+                    c.version = l.version;
+                    c.applied_secs = now_secs;
+                }
+                c.applied += 1;
+            });
+            tracing::info!(
+                "configuration applied without a restart ({}): {} rules, policy {}, fleet configuration version {}",
+                l.origin,
+                l.rules,
+                l.policy.as_ref().map_or("none".to_string(), |p| format!("{:?}", p.name)),
+                l.version
+            );
+        }
     }
 
     fn mechanism(&self) -> String {
