@@ -106,13 +106,13 @@ impl LocalMetrics {
 
 #[derive(Debug, Default)]
 struct Shared {
+    /// Fleet configuration: the version running, applies and refusals since start.
+    config: ConfigCounts,
     counts: Counts,
     kernel_drops: u64,
     userspace_drops: u64,
     queue_drops: u64,
     kernel_events: u64,
-    /// Fleet configuration: the version running, applies and refusals since start.
-    config: ConfigCounts,
 }
 
 /// The fleet configuration's numbers (see `crate::fleetconfig`).
@@ -137,6 +137,11 @@ pub struct AgentMetrics {
 impl AgentMetrics {
     pub fn new() -> Arc<AgentMetrics> {
         Arc::new(AgentMetrics::default())
+    }
+
+    /// Changes the fleet configuration's numbers.
+    pub fn config(&self, f: impl FnOnce(&mut ConfigCounts)) {
+        f(&mut self.lock().config);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
@@ -165,11 +170,6 @@ impl AgentMetrics {
     /// Records the durable queue refused since start (`overflow: drop_newest`, queue full).
     pub fn set_queue_dropped(&self, n: u64) {
         self.lock().queue_drops = n;
-    }
-
-    /// Changes the fleet configuration's numbers.
-    pub fn config(&self, f: impl FnOnce(&mut ConfigCounts)) {
-        f(&mut self.lock().config);
     }
 
     /// The Prometheus text exposition.
