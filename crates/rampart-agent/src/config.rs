@@ -91,6 +91,9 @@ pub struct AgentConfig {
     /// Inventory of the host, its containers and their images, with vulnerability counts
     /// from the local database (fetched from the server as a signed bundle); docs/agent.md.
     pub inventory: crate::inventory::InventorySection,
+    /// The server's signed fleet configuration (rules, threat lists, policy, playbooks,
+    /// GeoIP), fetched and applied without a restart; docs/agent.md.
+    pub fleet_config: crate::fleetconfig::FleetConfigSection,
 }
 
 impl Default for AgentConfig {
@@ -135,6 +138,7 @@ impl Default for AgentConfig {
             forensics_dir: PathBuf::from("/var/lib/rampart/forensics"),
             forensics_memory_mib: 256,
             inventory: crate::inventory::InventorySection::default(),
+            fleet_config: crate::fleetconfig::FleetConfigSection::default(),
         }
     }
 }
@@ -185,6 +189,7 @@ impl AgentConfig {
             ));
         }
         self.inventory.validate().map_err(|e| e.to_string())?;
+        self.fleet_config.validate()?;
         self.min_priority
             .parse::<rampart_event::Priority>()
             .map_err(|e| format!("min_priority: {e}"))?;

@@ -12,6 +12,7 @@ mod bundle;
 mod config;
 pub mod doctor;
 mod error;
+pub mod fleetconfig;
 mod inventory;
 mod metrics;
 pub mod notify;
@@ -57,13 +58,23 @@ pub struct Embedded<'a> {
 /// Loads the default rules and the configured files; reports rules that cannot fire. Also
 /// says whether some rule carries `actions:`.
 pub fn load_rules(cfg: &AgentConfig) -> Result<(rampart_rules::Engine, bool)> {
+    compile_rules(cfg, &[], &[])
+}
+
+/// [`load_rules`] with a fleet configuration's files: `lists` after the default rules,
+/// `extra` after the configured files.
+pub(crate) fn compile_rules(
+    cfg: &AgentConfig,
+    lists: &[PathBuf],
+    extra: &[PathBuf],
+) -> Result<(rampart_rules::Engine, bool)> {
     let mut loader = rampart_rules::Loader::new();
     if cfg.default_rules {
         loader
             .add_default_rules()
             .map_err(|e| AgentError::Config(e.to_string()))?;
     }
-    for f in &cfg.rules {
+    for f in lists.iter().chain(&cfg.rules).chain(extra) {
         loader
             .add_file(f)
             .map_err(|e| AgentError::Config(e.to_string()))?;
@@ -119,6 +130,10 @@ pub struct Agent {
     /// Prometheus metrics (`metrics_listen`): the shared copy and the loop's own counts.
     metrics: Arc<metrics::AgentMetrics>,
     local_metrics: metrics::LocalMetrics,
+    /// Configurations built off the loop (server bundles, SIGHUP), applied between events.
+    updates: Option<fleetconfig::Updates>,
+    /// The GeoIP database in use.
+    geoip: Option<PathBuf>,
 }
 
 enum Source {
@@ -264,6 +279,26 @@ impl Agent {
             Source::Fallback(_) => "proc-connector fallback".into(),
         };
         let bundle = bundle::server_source(&cfg);
+        let updates = fleetconfig::Updates::start(
+            &cfg,
+            bundle.clone(),
+            runtime.handle().clone(),
+            agent_metrics.clone(),
+        )?;
+        {
+            // SIGHUP re-reads the rule, policy, playbook and GeoIP files (systemd's
+            // ExecReload); the handler is installed before the agent reports ready.
+            let reload = updates.trigger();
+            let _in_runtime = runtime.enter();
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("watching SIGHUP")?;
+            runtime.spawn(async move {
+                while hup.recv().await.is_some() {
+                    // A reload already queued covers this one.
+                    let _ = reload.try_send(fleetconfig::Trigger::Reload);
+                }
+            });
+        }
         let inventory = inventory::Inventory::start(
             &cfg.inventory,
             device.clone(),
@@ -321,6 +356,8 @@ impl Agent {
         }
         Ok(Agent {
             mechanism,
+            geoip: cfg.geoip_db.clone(),
+            updates: Some(updates),
             cfg,
             device,
             rx,
@@ -387,6 +424,7 @@ impl Agent {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            self.apply_updates();
             if self.handle_prevented()? | self.handle_inventory()? {
                 self.outputs.flush()?;
             }
@@ -419,6 +457,9 @@ impl Agent {
         }
         if let Some(i) = self.inventory.take() {
             i.shutdown();
+        }
+        if let Some(u) = self.updates.take() {
+            u.shutdown();
         }
         if let Some(p) = self.prevention.take() {
             let mut last = Vec::new();
@@ -505,6 +546,53 @@ impl Agent {
             self.output_and_detect(&ev, true)?;
         }
         Ok(true)
+    }
+
+    /// Applies the configurations the configuration thread built (see [`fleetconfig`]): the
+    /// rule engine is replaced between two events, so every event is evaluated by one
+    /// complete rule set, the old or the new.
+    fn apply_updates(&mut self) {
+        while let Some(l) = self
+            .updates
+            .as_ref()
+            .and_then(fleetconfig::Updates::try_next)
+        {
+            self.engine = l.engine;
+            if l.geoip != self.geoip {
+                if let Some(g) = &l.geoip {
+                    match self.enricher.set_geoip(g) {
+                        Ok(()) => self.geoip = l.geoip.clone(),
+                        Err(e) => tracing::error!("geoip: {e}; the previous database is kept"),
+                    }
+                }
+            }
+            if let Some(p) = &mut self.prevention {
+                p.reload(
+                    &self.cfg,
+                    l.policy.as_ref(),
+                    l.playbooks,
+                    l.rules_have_actions,
+                    &self.runtime,
+                );
+            }
+            let now_secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            self.metrics.config(|c| {
+                if l.version > 0 && l.version != c.version {
+                    c.version = l.version;
+                    c.applied_secs = now_secs;
+                }
+                c.applied += 1;
+            });
+            tracing::info!(
+                "configuration applied without a restart ({}): {} rules, policy {}, fleet configuration version {}",
+                l.origin,
+                l.rules,
+                l.policy.as_ref().map_or("none".to_string(), |p| format!("{:?}", p.name)),
+                l.version
+            );
+        }
     }
 
     fn mechanism(&self) -> String {
@@ -642,6 +730,8 @@ impl Agent {
             seq: 0,
             metrics: metrics::AgentMetrics::new(),
             local_metrics: metrics::LocalMetrics::default(),
+            updates: None,
+            geoip: None,
         };
         Ok((agent, tx))
     }

@@ -106,11 +106,26 @@ impl LocalMetrics {
 
 #[derive(Debug, Default)]
 struct Shared {
+    /// Fleet configuration: the version running, applies and refusals since start.
+    config: ConfigCounts,
     counts: Counts,
     kernel_drops: u64,
     userspace_drops: u64,
     queue_drops: u64,
     kernel_events: u64,
+}
+
+/// The fleet configuration's numbers (see `crate::fleetconfig`).
+#[derive(Debug, Default, Clone)]
+pub struct ConfigCounts {
+    /// The server configuration version running (0: none).
+    pub version: u64,
+    /// When it was applied, Unix seconds.
+    pub applied_secs: u64,
+    /// Configurations applied (from the server, on SIGHUP, at start).
+    pub applied: u64,
+    /// Configurations refused, by reason (`signature`, `rollback`, `payload`, `invalid`, `fetch`).
+    pub refused: BTreeMap<&'static str, u64>,
 }
 
 /// The metrics the endpoint renders.
@@ -122,6 +137,11 @@ pub struct AgentMetrics {
 impl AgentMetrics {
     pub fn new() -> Arc<AgentMetrics> {
         Arc::new(AgentMetrics::default())
+    }
+
+    /// Changes the fleet configuration's numbers.
+    pub fn config(&self, f: impl FnOnce(&mut ConfigCounts)) {
+        f(&mut self.lock().config);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
@@ -156,6 +176,32 @@ impl AgentMetrics {
     pub fn render(&self) -> String {
         let s = self.lock();
         let mut w = PromWriter::new();
+        w.gauge(
+            "rampart_agent_config_version",
+            "The fleet configuration version from the server that the agent runs (0: none).",
+            &[],
+            s.config.version as f64,
+        );
+        w.gauge(
+            "rampart_agent_config_applied_timestamp_seconds",
+            "When the running configuration was applied (Unix seconds; 0: never).",
+            &[],
+            s.config.applied_secs as f64,
+        );
+        w.counter(
+            "rampart_agent_config_applied_total",
+            "Configurations applied without a restart (server bundles, SIGHUP reloads, the installed bundle at start).",
+            &[],
+            s.config.applied,
+        );
+        for reason in ["signature", "rollback", "payload", "invalid", "fetch"] {
+            w.counter(
+                "rampart_agent_config_refused_total",
+                "Configurations refused with the running one kept, by reason.",
+                &[("reason", reason)],
+                s.config.refused.get(reason).copied().unwrap_or(0),
+            );
+        }
         for kind in EventKind::ALL {
             let n = s.counts.events.get(kind.index()).copied().unwrap_or(0);
             w.counter(

@@ -91,6 +91,11 @@ pub struct Prevention {
     watcher: Option<tokio::task::JoinHandle<()>>,
     /// `policy.*` events that did not fit [`POLICY_EVENTS`].
     dropped: Arc<std::sync::atomic::AtomicU64>,
+    /// What a reload needs to apply a policy.
+    docker: Option<DockerClient>,
+    enforce_cfg: EnforceConfig,
+    /// SHA-256 of the policy this agent applied (a reload with the same policy keeps it).
+    policy_sha: Option<String>,
 }
 
 impl Prevention {
@@ -112,13 +117,6 @@ impl Prevention {
         for f in &cfg.playbooks {
             playbooks.extend(load_playbooks(f).map_err(|e| AgentError::Config(e.to_string()))?);
         }
-        let rule_actions = match cfg.rule_actions.as_str() {
-            "enforce" => RuleActions::Enforce,
-            "dry-run" => RuleActions::DryRun,
-            _ => RuleActions::Off,
-        };
-        let isolate_allow = parse_allow_list(&cfg.isolate_allow)
-            .map_err(|e| AgentError::Config(format!("isolate_allow: {e}")))?;
         let isolates = playbooks
             .iter()
             .any(|p| p.enabled && p.actions.contains(&ActionKind::Isolate));
@@ -134,6 +132,9 @@ impl Prevention {
             stop: None,
             watcher: None,
             dropped: Arc::default(),
+            docker: docker.cloned(),
+            enforce_cfg: enforce_cfg.clone(),
+            policy_sha: None,
         };
         if policy.is_some() || isolates {
             match docker {
@@ -147,17 +148,72 @@ impl Prevention {
                     )));
                 }
                 None => tracing::warn!("no Docker API: playbook isolations will not be followed"),
-                Some(docker) => me.follow(policy.as_ref(), enforce_cfg.clone(), runtime, docker)?,
+                Some(docker) => me.follow(policy.as_ref(), enforce_cfg, runtime, docker)?,
             }
         }
-        me.with_responder(
-            cfg,
-            playbooks,
-            rule_actions,
-            isolate_allow,
-            enforce_cfg,
-            rules_have_actions,
-        )
+        me.start_responder(cfg, playbooks, rules_have_actions)?;
+        Ok(me)
+    }
+
+    /// Applies a reloaded configuration (`crate::fleetconfig`): `policy` replaces the applied
+    /// policy when it differs from it (opening the enforcement programs if nothing was
+    /// enforced yet), `playbooks` replace the responder's. Without `policy` the applied one
+    /// stays (`rampart policy reset` removes it). Errors are logged: the rest of the
+    /// configuration is applied.
+    pub fn reload(
+        &mut self,
+        cfg: &AgentConfig,
+        policy: Option<&Policy>,
+        playbooks: Vec<rampart_respond::Playbook>,
+        rules_have_actions: bool,
+        runtime: &tokio::runtime::Runtime,
+    ) {
+        if let Some(p) = policy.filter(|p| self.policy_sha.as_deref() != Some(p.sha256.as_str())) {
+            match (&self.enforcer, self.docker.clone()) {
+                (_, None) => tracing::error!(
+                    "policy {:?} not applied: enforcing a policy needs the Docker API",
+                    p.name
+                ),
+                (Some(enforcer), Some(docker)) => {
+                    let applied = runtime
+                        .block_on(facts::running(&docker))
+                        .map_err(|e| e.to_string())
+                        .and_then(|running| {
+                            enforcer
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .apply(p, &running)
+                                .map_err(|e| e.to_string())
+                        });
+                    match applied {
+                        Ok(report) => {
+                            tracing::info!(
+                                "policy {:?} applied: {} containers selected, {} untouched",
+                                p.name,
+                                report.selected.len(),
+                                report.unselected.len()
+                            );
+                            self.policy_sha = Some(p.sha256.clone());
+                        }
+                        Err(e) => tracing::error!("policy {:?} not applied: {e}", p.name),
+                    }
+                }
+                (None, Some(docker)) => {
+                    match self.follow(Some(p), self.enforce_cfg.clone(), runtime, &docker) {
+                        Ok(()) => {}
+                        Err(e) => tracing::error!("policy {:?} not applied: {e}", p.name),
+                    }
+                }
+            }
+        }
+        match &self.responder {
+            Some(r) => r.set_playbooks(playbooks),
+            None => {
+                if let Err(e) = self.start_responder(cfg, playbooks, rules_have_actions) {
+                    tracing::error!("playbooks not applied: {e}");
+                }
+            }
+        }
     }
 
     /// Opens the enforcement programs, applies `policy` to the running containers and follows
@@ -173,6 +229,7 @@ impl Prevention {
             "opening the enforcement programs (rampart agent --probe says what this kernel allows)",
         )?;
         if let Some(p) = policy {
+            self.policy_sha = Some(p.sha256.clone());
             let running = runtime
                 .block_on(facts::running(docker))
                 .context("listing the running containers for the policy")?;
@@ -217,18 +274,24 @@ impl Prevention {
         Ok(())
     }
 
-    fn with_responder(
-        mut self,
+    /// Starts the responder when there is something for it to run (playbooks, or rule
+    /// actions with rules that have some).
+    fn start_responder(
+        &mut self,
         cfg: &AgentConfig,
         playbooks: Vec<rampart_respond::Playbook>,
-        rule_actions: RuleActions,
-        isolate_allow: Vec<rampart_kernel::enforce::NetPrefix>,
-        enforce: EnforceConfig,
         rules_have_actions: bool,
-    ) -> Result<Prevention> {
+    ) -> Result<()> {
+        let rule_actions = match cfg.rule_actions.as_str() {
+            "enforce" => RuleActions::Enforce,
+            "dry-run" => RuleActions::DryRun,
+            _ => RuleActions::Off,
+        };
         if playbooks.is_empty() && (rule_actions == RuleActions::Off || !rules_have_actions) {
-            return Ok(self);
+            return Ok(());
         }
+        let isolate_allow = parse_allow_list(&cfg.isolate_allow)
+            .map_err(|e| AgentError::Config(format!("isolate_allow: {e}")))?;
         tracing::info!(
             "responder: {} playbooks, rule actions {}",
             playbooks.len(),
@@ -241,6 +304,7 @@ impl Prevention {
                 runtime: Mutex::new(None),
             }) as Arc<dyn rampart_respond::EvidenceSink>
         });
+        let enforce = self.enforce_cfg.clone();
         let rc = ResponderConfig {
             playbooks,
             rule_actions,
@@ -258,7 +322,7 @@ impl Prevention {
         };
         self.responder =
             Some(Responder::start(rc, self.enforcer.clone()).context("starting the responder")?);
-        Ok(self)
+        Ok(())
     }
 
     /// Sees every event the agent outputs: recent events per container for forensic bundles,

@@ -59,6 +59,93 @@ fn setup(dir: &Path) -> (AgentConfig, rampart_rules::Engine) {
     (cfg, engine)
 }
 
+fn connect(pid: u32, remote: &str) -> Box<SensorEvent> {
+    let mut se = exec(pid, "curl");
+    se.event.kind = EventKind::NetConnect;
+    se.event.network = Some(rampart_event::NetInfo {
+        protocol: "tcp".into(),
+        family: "inet".into(),
+        direction: rampart_event::NetDirection::Outbound,
+        src: Some(rampart_event::Endpoint {
+            ip: "127.0.0.1".parse().expect("ip"),
+            port: 40000,
+        }),
+        dst: Some(rampart_event::Endpoint {
+            ip: remote.parse().expect("ip"),
+            port: 443,
+        }),
+        unix_path: None,
+        remote_names: Vec::new(),
+        remote_country: None,
+    });
+    se
+}
+
+/// Issue 20 item 3: a configuration the configuration thread built is applied by the loop
+/// between two events: the events before are evaluated by the old rules, those after by the
+/// new ones (the agent's own rules kept beside the bundle's), and the GeoIP reader is swapped.
+#[test]
+fn a_configuration_applied_between_events_swaps_the_rules_and_the_geoip_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cfg, engine) = setup(dir.path());
+    let (mut agent, tx) = Agent::detached(cfg.clone(), engine, None).expect("agent");
+    let (updates_tx, updates) = fleetconfig::Updates::for_test();
+    agent.updates = Some(updates);
+    agent.handle(*exec(10, "newcomer")).expect("handled");
+    agent.handle(*connect(11, "10.1.2.3")).expect("handled");
+
+    let bundle = dir.path().join("v1");
+    std::fs::create_dir_all(bundle.join("rules")).expect("mkdir");
+    std::fs::create_dir_all(bundle.join("geoip")).expect("mkdir");
+    std::fs::write(
+        bundle.join("rules/new.yaml"),
+        "- rule: Newcomer exec\n  desc: x\n  condition: evt.type = execve and proc.name = newcomer\n  output: new %proc.name\n  priority: WARNING\n",
+    )
+    .expect("rule");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../rampart-container/tests/data/test-country.mmdb"),
+        bundle.join("geoip/country.mmdb"),
+    )
+    .expect("GeoIP database");
+    let loaded = fleetconfig::build(&cfg, Some(&bundle), 1).expect("builds");
+    assert_eq!(loaded.rules, 2, "the agent's rule and the bundle's");
+    updates_tx.send(loaded).expect("queued");
+    agent.apply_updates();
+    agent.handle(*exec(12, "newcomer")).expect("handled");
+    agent.handle(*exec(13, "canary-x")).expect("handled");
+    agent.handle(*connect(14, "10.1.2.3")).expect("handled");
+    let metrics = agent.metrics.render();
+    assert!(
+        metrics.contains("rampart_agent_config_version 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rampart_agent_config_applied_total 1\n"),
+        "{metrics}"
+    );
+    drop(tx);
+    agent.run(None).expect("runs");
+
+    let out = lines(&dir.path().join("out/events.jsonl"));
+    let alerts_for = |pid: u64| {
+        out.iter()
+            .filter(|v| v["rule"].is_string() && v["process"]["pid"] == pid)
+            .count()
+    };
+    assert_eq!(alerts_for(10), 0, "before the swap: no rule for newcomer");
+    assert_eq!(alerts_for(12), 1, "after the swap: the bundle's rule");
+    assert_eq!(alerts_for(13), 1, "the agent's own rule stays");
+    let country = |pid: u64| {
+        out.iter()
+            .find(|v| v["type"] == "net.connect" && v["process"]["pid"] == pid)
+            .map(|v| v["network"]["remote_country"].clone())
+            .expect("connect written")
+    };
+    assert!(country(11).is_null(), "no GeoIP database before");
+    assert_eq!(country(14), "CN", "the bundle's GeoIP database after");
+}
+
 #[test]
 fn events_reach_the_outputs_with_their_alerts_and_the_run_ends_with_a_drop_report() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -119,6 +119,15 @@
     return el("span", null, inv.protections.map((p) =>
       el("span", { class: "badge " + (p.available ? "yes" : "no"), title: p.detail || "" }, p.name)));
   }
+  // The fleet configuration a host runs: its version (a "behind" badge when it is not the
+  // published one), when it applied it, and its last refusal.
+  function configCell(c) {
+    if (!c) return el("span", { class: "muted" }, "-");
+    return el("span", { class: "config", title: c.refused ? "refused: " + c.refused : "" },
+      "v" + String(c.version), c.applied_ns ? " (" + ago(c.applied_ns) + ")" : "",
+      c.published_version != null && !c.current ? el("span", { class: "badge no" }, "behind v" + String(c.published_version)) : null,
+      c.refused ? el("span", { class: "badge no" }, "refused") : null);
+  }
   function stateClass(s) { return String(s || "").replace(/ /g, "_"); }
 
   // ---------- pages ----------
@@ -130,6 +139,7 @@
       el("td", null, h.inventory ? h.inventory.agent_version : "-"),
       el("td", { title: fmtTime(h.last_seen_ns) }, ago(h.last_seen_ns), h.revoked ? el("span", { class: "badge no" }, "revoked") : null),
       el("td", null, String(h.alerts_24h)),
+      el("td", { class: "host-config" }, configCell(h.config)),
       el("td", null, h.inventory ? (h.inventory.kernel + (h.inventory.sensor ? " / " + h.inventory.sensor : "")) : "-"),
       el("td", null, protections(h.inventory))));
     show(
@@ -143,7 +153,7 @@
           el("div", { class: "n", id: "stat-vulndb" }, o.vulndb && o.vulndb.age_secs != null ? Math.floor(o.vulndb.age_secs / 86400) + " d" : "none"),
           "vulnerability database age")),
       el("h2", null, "Hosts"),
-      table("hosts-table", ["Host", "Region", "Agent", "Last seen", "Alerts 24 h", "Kernel / sensor", "Protections available"], hosts),
+      table("hosts-table", ["Host", "Region", "Agent", "Last seen", "Alerts 24 h", "Configuration", "Kernel / sensor", "Protections available"], hosts),
       el("h2", null, "Latest alerts"),
       table("recent-alerts", ALERT_HEADERS, o.recent_alerts.map((a) => alertRow(a, false))));
   }
@@ -264,7 +274,10 @@
       el("div", { class: "cards" },
         el("div", { class: "card" }, "Region: ", h.region || "-", el("br"), "Agent: ", h.agent_id || "-",
           h.revoked ? el("span", { class: "badge no" }, "revoked") : null, el("br"),
-          "Last seen: ", ago(h.last_seen_ns), el("br"), "Newest event: ", fmtTime(h.last_event_ns)),
+          "Last seen: ", ago(h.last_seen_ns), el("br"), "Newest event: ", fmtTime(h.last_event_ns), el("br"),
+          "Configuration: ", configCell(h.config),
+          h.config && h.config.applied_ns ? el("span", null, el("br"), "Applied: ", fmtTime(h.config.applied_ns)) : null,
+          h.config && h.config.refused ? el("span", null, el("br"), "Refused: ", h.config.refused) : null),
         inv ? el("div", { class: "card" }, "Agent version: ", inv.agent_version, el("br"), "Kernel: ", inv.kernel, el("br"),
           "OS: ", inv.os || "-", el("br"), "Sensor: ", inv.sensor || "-", el("br"),
           "Audit score: ", inv.audit_score === null || inv.audit_score === undefined ? "-" : String(inv.audit_score)) : null),

@@ -241,7 +241,11 @@ async fn overview(State(st): State<St>, headers: HeaderMap) -> Result<Json<Value
         ..Query::default()
     };
     let ctx = st.ctx.clone();
-    let agents = tokio::task::spawn_blocking(move || ctx.control().agents());
+    let agents = tokio::task::spawn_blocking(move || {
+        let agents = ctx.control().agents()?;
+        let reports = ctx.control().config_reports()?;
+        Ok::<_, rampart_server::control::ControlError>((agents, reports))
+    });
     let (hosts, inventories, alerts) = tokio::join!(
         store.hosts(),
         store.latest_inventory("inventory.host", None),
@@ -252,17 +256,30 @@ async fn overview(State(st): State<St>, headers: HeaderMap) -> Result<Json<Value
         inventories.map_err(unavailable)?,
         alerts.map_err(unavailable)?,
     );
-    let agents = agents.await.map_err(unavailable)?.map_err(unavailable)?;
+    let (agents, reports) = agents.await.map_err(unavailable)?.map_err(unavailable)?;
     let recent = st.ctx.recent_agents();
+    let data_dir = st.ctx.config().data_dir.clone();
+    let published = tokio::task::spawn_blocking(move || {
+        rampart_server::fleetconfig::current_manifest(&data_dir)
+    })
+    .await
+    .ok()
+    .flatten();
 
     let mut rows: BTreeMap<String, Value> = BTreeMap::new();
     let blank = |host: &str| {
         json!({
             "host": host, "region": "", "agent_id": "", "enrolled": false, "revoked": false,
             "last_seen_ns": null, "last_event_ns": null, "inventory": null, "alerts_24h": 0,
+            "config": null,
         })
     };
     for a in &agents {
+        if let Some(r) = reports.get(&a.agent_id) {
+            rows.entry(a.hostname.clone())
+                .or_insert_with(|| blank(&a.hostname))["config"] =
+                config_view(r, published.as_ref());
+        }
         let r = rows
             .entry(a.hostname.clone())
             .or_insert_with(|| blank(&a.hostname));
@@ -317,7 +334,27 @@ async fn overview(State(st): State<St>, headers: HeaderMap) -> Result<Json<Value
         "next_due_ns": next_due,
         // How current the vulnerability data is ("database 9 days old").
         "vulndb": vulndb,
+        // The fleet configuration published (each host's row says what it runs).
+        "config_published": published.as_ref().map(|m| json!({
+            "version": m.version, "created_ns": m.created_ns, "files": m.files.len(),
+        })),
     })))
+}
+
+/// What a host runs of the fleet configuration: its report, and whether that is the
+/// published version.
+fn config_view(
+    r: &rampart_server::fleetconfig::ConfigReport,
+    published: Option<&rampart_server::fleetconfig::ConfigManifest>,
+) -> Value {
+    json!({
+        "version": r.version,
+        "applied_ns": (r.applied_ns > 0).then_some(r.applied_ns),
+        "reported_ns": r.reported_ns,
+        "refused": r.refused,
+        "current": published.is_some_and(|p| p.version == r.version),
+        "published_version": published.map(|p| p.version),
+    })
 }
 
 /// Filters of the search and alert lists.
@@ -582,7 +619,12 @@ async fn host(
         ..Query::default()
     };
     let ctx = st.ctx.clone();
-    let agents = tokio::task::spawn_blocking(move || ctx.control().agents());
+    let agents = tokio::task::spawn_blocking(move || {
+        let agents = ctx.control().agents()?;
+        let reports = ctx.control().config_reports()?;
+        let published = rampart_server::fleetconfig::current_manifest(&ctx.config().data_dir);
+        Ok::<_, rampart_server::control::ControlError>((agents, reports, published))
+    });
     let (summary, inventory, containers, alerts) = tokio::join!(
         store.hosts(),
         store.latest_inventory("inventory.host", Some(&host)),
@@ -591,8 +633,11 @@ async fn host(
     );
     let summary = summary.map_err(unavailable)?;
     let summary = summary.iter().find(|h| h.host == host);
-    let agents = agents.await.map_err(unavailable)?.map_err(unavailable)?;
+    let (agents, reports, published) = agents.await.map_err(unavailable)?.map_err(unavailable)?;
     let agent = agents.iter().rev().find(|a| a.hostname == host);
+    let config = agent
+        .and_then(|a| reports.get(&a.agent_id))
+        .map(|r| config_view(r, published.as_ref()));
     let inventory = inventory.map_err(unavailable)?;
     let containers = containers.map_err(unavailable)?;
     let alerts = alerts.map_err(unavailable)?;
@@ -613,6 +658,7 @@ async fn host(
         "revoked": agent.is_some_and(|a| a.revoked_ns.is_some()),
         "last_seen_ns": (last_seen > 0).then_some(last_seen),
         "last_event_ns": summary.map(|s| s.last_event_ns),
+        "config": config,
         "inventory": inventory.first().and_then(view::host_inventory),
         "containers": containers.iter().filter_map(view::container_inventory).collect::<Vec<_>>(),
         "alerts": alerts.iter().map(|r| view::record(r, false)).collect::<Vec<_>>(),

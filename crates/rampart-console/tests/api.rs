@@ -347,5 +347,84 @@ async fn an_incident_lists_the_forensic_bundles_of_its_alerts() {
     assert_eq!(ev[0]["sha256"], mine.as_str());
     assert_eq!(ev[0]["hostname"], "web-1");
     assert_ne!(ev[0]["sha256"], other.as_str());
+/// Issue 20 item 3: the hosts of the overview and a host's page show the fleet configuration
+/// version the agent reported running (through its real poll of the manifest route), when it
+/// applied it, whether it is the published one, and its last refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_show_the_configuration_version_their_agent_runs() {
+    let h = Harness::start().await;
+    let mut agent = h.agent("web-1", "eu-de").await;
+    ship(&mut agent, &[host_inventory("inv-h-1", "web-1", "0.1.0")]).await;
+    let mut c = h.client();
+    let s = c.login("admin", &h.admin_password()).await;
+    // Before any report: no configuration shown.
+    let (_, o) = c.get_json("/ui/api/overview", &s).await;
+    assert!(o["hosts"][0]["config"].is_null(), "{o}");
+    assert!(o["config_published"].is_null(), "{o}");
+
+    // Two versions published; the agent reports running the first and refusing the second.
+    let (control, ca) =
+        rampart_server::open_control(&rampart_server::ServerConfig::with_data_dir(h.data_dir()))
+            .unwrap_or_else(|e| panic!("{e}"));
+    let files = std::collections::BTreeMap::from([(
+        "rules/a.yaml".to_string(),
+        b"- list: x\n  items: [a]\n".to_vec(),
+    )]);
+    for _ in 0..2 {
+        rampart_server::fleetconfig::publish(h.data_dir(), &ca, &control, &files, None)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let tls = rampart_ship::tls::agent_client_config(&h.data_dir().join("agent-web-1"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut poll = rampart_ship::client::HttpClient::new(&h.server.url(), Some(tls))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let applied = now_ns() - 60_000_000_000;
+    let applied_s = applied.to_string();
+    let r = poll
+        .request(
+            hyper::Method::GET,
+            "/api/v1/config/manifest",
+            &[
+                ("x-rampart-config-version", "1"),
+                ("x-rampart-config-applied", &applied_s),
+                ("x-rampart-config-refused", "version 2: rules: <b>boom</b>"),
+            ],
+            bytes::Bytes::new(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status, 200, "{}", r.body_text());
+
+    let (_, o) = c.get_json("/ui/api/overview", &s).await;
+    assert_eq!(o["config_published"]["version"], 2, "{o}");
+    let cfg = &o["hosts"][0]["config"];
+    assert_eq!(cfg["version"], 1, "{o}");
+    assert_eq!(cfg["applied_ns"], applied, "{o}");
+    assert_eq!(cfg["current"], false, "{o}");
+    assert_eq!(cfg["published_version"], 2, "{o}");
+    // The refusal is data, shown as text by the page.
+    assert_eq!(cfg["refused"], "version 2: rules: <b>boom</b>", "{o}");
+    let (status, d) = c.get_json("/ui/api/hosts/web-1", &s).await;
+    assert_eq!(status, 200);
+    assert_eq!(d["config"]["version"], 1, "{d}");
+    assert_eq!(d["config"]["current"], false, "{d}");
+
+    // Once it reports the published version it is current.
+    let r = poll
+        .request(
+            hyper::Method::GET,
+            "/api/v1/config/manifest",
+            &[
+                ("x-rampart-config-version", "2"),
+                ("x-rampart-config-applied", &now_ns().to_string()),
+            ],
+            bytes::Bytes::new(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status, 200);
+    let (_, o) = c.get_json("/ui/api/overview", &s).await;
+    assert_eq!(o["hosts"][0]["config"]["current"], true, "{o}");
+    assert!(o["hosts"][0]["config"]["refused"].is_null(), "{o}");
     h.shutdown().await;
 }

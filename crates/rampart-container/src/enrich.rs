@@ -117,6 +117,17 @@ impl Enricher {
         Ok(())
     }
 
+    /// Checks that `path` opens as a MaxMind-format database (what [`Enricher::set_geoip`]
+    /// would accept), without keeping it.
+    pub fn check_geoip(path: &Path) -> Result<(), crate::ContainerError> {
+        maxminddb::Reader::open_readfile(path)
+            .map(drop)
+            .map_err(|e| crate::ContainerError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+            })
+    }
+
     fn country(&self, ip: IpAddr) -> Option<String> {
         let db = self.geoip.as_ref()?;
         let hit = db.lookup(ip).ok()?;

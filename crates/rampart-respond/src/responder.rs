@@ -152,6 +152,9 @@ pub struct Responder {
     recent: Recent,
     limiter: Mutex<Limiter>,
     cfg: Arc<ResponderConfig>,
+    /// The playbooks detections are matched against: `cfg.playbooks` at start, replaced by
+    /// [`Responder::set_playbooks`].
+    playbooks: std::sync::RwLock<Arc<Vec<Playbook>>>,
     worker: Option<JoinHandle<()>>,
     pending: Arc<std::sync::atomic::AtomicUsize>,
     instance: u64,
@@ -164,7 +167,7 @@ pub struct Responder {
 impl std::fmt::Debug for Responder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Responder")
-            .field("playbooks", &self.cfg.playbooks.len())
+            .field("playbooks", &self.playbooks().len())
             .finish_non_exhaustive()
     }
 }
@@ -213,6 +216,7 @@ impl Responder {
                 })?
         };
         Ok(Responder {
+            playbooks: std::sync::RwLock::new(Arc::new(cfg.playbooks.clone())),
             jobs: Some(jobs),
             out,
             recent,
@@ -225,6 +229,23 @@ impl Responder {
             out_tx,
             dropped,
         })
+    }
+
+    /// The playbooks in force.
+    pub fn playbooks(&self) -> Arc<Vec<Playbook>> {
+        self.playbooks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the playbooks (the agent's configuration reload): detections handled from
+    /// now on are matched against `playbooks`; runs already queued finish as they were.
+    pub fn set_playbooks(&self, playbooks: Vec<Playbook>) {
+        *self
+            .playbooks
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(playbooks);
     }
 
     /// Keeps `ev` among its container's recent events (for forensic bundles). Cheap; call it
@@ -257,7 +278,7 @@ impl Responder {
         }
         let now = Instant::now();
         let mut runs: Vec<Run> = Vec::new();
-        for p in &self.cfg.playbooks {
+        for p in self.playbooks().iter() {
             if p.matches(&d.alert) {
                 runs.push(Run {
                     playbook: Some(p.name.clone()),

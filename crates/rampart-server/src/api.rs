@@ -19,6 +19,9 @@
 //! | `PUT /api/v1/evidence/{sha256}` | agent certificate | upload a forensic bundle (`crate::evidence`) |
 //! | `GET /api/v1/evidence` | analyst | stored forensic bundles (`host`, `agent`, `container`, `incident`, `alert`, `sha256`, `limit`) |
 //! | `GET /api/v1/evidence/{sha256}` | analyst | a bundle's bytes |
+//! | `GET /api/v1/config/manifest` | agent certificate | the signed manifest of the fleet configuration bundle (`crate::fleetconfig`); the request reports the version the agent runs |
+//! | `GET /api/v1/config/bundle/{sha256}` | agent certificate | the configuration bundle's payload |
+//! | `GET /api/v1/config/status` | read-only | the published configuration and the version every agent runs |
 //! | `GET /metrics` | any API token (or anyone with `metrics_public`) | Prometheus metrics |
 //! | `GET /healthz` | anyone | `ok` |
 //!
@@ -306,6 +309,9 @@ fn router(app: Arc<App>) -> Router {
             "/api/v1/evidence/{sha256}",
             axum::routing::put(crate::evidence::upload).get(crate::evidence::download),
         )
+        .route("/api/v1/config/manifest", get(config_manifest))
+        .route("/api/v1/config/bundle/{sha256}", get(config_bundle))
+        .route("/api/v1/config/status", get(config_status))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(app)
@@ -736,6 +742,167 @@ async fn vulndb_bundle(
         }
     })?;
     Ok(([("content-type", "application/zstd")], data).into_response())
+}
+
+/// The report in a configuration poll's headers (`crate::fleetconfig`): a version that is
+/// not a number, an applied time that is not one, or a refusal over
+/// [`crate::fleetconfig::MAX_REFUSED_BYTES`] is refused (400) and nothing is recorded.
+fn config_report(
+    headers: &HeaderMap,
+) -> Result<Option<crate::fleetconfig::ConfigReport>, ApiError> {
+    use crate::fleetconfig::{APPLIED_HEADER, MAX_REFUSED_BYTES, REFUSED_HEADER, VERSION_HEADER};
+    // One value each: a repeated header could be read differently by a proxy and by us.
+    for name in [VERSION_HEADER, APPLIED_HEADER, REFUSED_HEADER] {
+        if headers.get_all(name).iter().count() > 1 {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                format!("header {name}: given more than once"),
+            ));
+        }
+    }
+    let number = |name: &str| -> Result<Option<u64>, ApiError> {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str()
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        err(
+                            StatusCode::BAD_REQUEST,
+                            format!("header {name}: expected a non-negative integer"),
+                        )
+                    })
+            })
+            .transpose()
+    };
+    let Some(version) = number(VERSION_HEADER)? else {
+        return Ok(None);
+    };
+    // The agent's clock: a time after the server's now (skew, or a lie) is recorded as now,
+    // so the dashboard never shows an apply in the future.
+    let now = now_ns();
+    let applied_ns = number(APPLIED_HEADER)?.unwrap_or(0).min(now);
+    let refused = match headers.get(REFUSED_HEADER) {
+        None => None,
+        Some(v) if v.len() > MAX_REFUSED_BYTES => {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                format!("header {REFUSED_HEADER}: over {MAX_REFUSED_BYTES} bytes"),
+            ))
+        }
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| {
+                    err(
+                        StatusCode::BAD_REQUEST,
+                        format!("header {REFUSED_HEADER}: not visible ASCII"),
+                    )
+                })?
+                .to_string(),
+        ),
+    };
+    Ok(Some(crate::fleetconfig::ConfigReport {
+        version,
+        applied_ns,
+        refused,
+        reported_ns: now,
+    }))
+}
+
+/// The configuration routes are GETs: a request announcing a body is refused before any of it
+/// is read (413), so they never buffer what a client sends.
+fn no_body(headers: &HeaderMap) -> Result<(), ApiError> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0")
+        || headers.contains_key(axum::http::header::TRANSFER_ENCODING);
+    if declared {
+        return Err(err(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "this route takes no request body",
+        ));
+    }
+    Ok(())
+}
+
+async fn config_manifest(
+    State(app): State<Arc<App>>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_agent(&app, &conn)?;
+    no_body(&headers)?;
+    let report = config_report(&headers)?;
+    let agent_id = conn.peer.map(|p| p.agent_id).unwrap_or_default();
+    let app2 = app.clone();
+    let signed = tokio::task::spawn_blocking(move || {
+        if let Some(r) = report {
+            if let Err(e) = app2.control.record_config_report(&agent_id, &r) {
+                tracing::warn!(agent = %agent_id, "recording the agent's configuration report: {e}");
+            }
+        }
+        // Read on every request: a publish by `rampart server config publish` (another
+        // process) is served from the next request on.
+        crate::fleetconfig::current(&app2.cfg.data_dir)
+    })
+    .await
+    .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let Some(signed) = signed else {
+        return Err(err(
+            StatusCode::NOT_FOUND,
+            "no fleet configuration published (rampart server config publish)",
+        ));
+    };
+    let version = serde_json::from_str::<crate::fleetconfig::ConfigManifest>(&signed.manifest)
+        .map(|m| m.version)
+        .unwrap_or_default();
+    let etag = format!("\"{version}\"");
+    if headers
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == etag)
+    {
+        return Ok((StatusCode::NOT_MODIFIED, [("etag", etag)]).into_response());
+    }
+    Ok(([("etag", etag)], Json(signed)).into_response())
+}
+
+async fn config_bundle(
+    State(app): State<Arc<App>>,
+    Extension(conn): Extension<ConnInfo>,
+    headers: HeaderMap,
+    UrlPath(sha256): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    require_agent(&app, &conn)?;
+    no_body(&headers)?;
+    let path = crate::fleetconfig::bundle_path(&app.cfg.data_dir, &sha256)
+        .ok_or_else(|| err(StatusCode::BAD_REQUEST, "not a SHA-256 (64 hex digits)"))?;
+    let data = tokio::fs::read(&path).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            err(StatusCode::NOT_FOUND, format!("no bundle {sha256}"))
+        } else {
+            err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+    })?;
+    Ok(([("content-type", "application/zstd")], data).into_response())
+}
+
+async fn config_status(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<crate::fleetconfig::Status>, ApiError> {
+    authorize(&app, &headers, Role::ReadOnly)?;
+    no_body(&headers)?;
+    let app2 = app.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::fleetconfig::status(&app2.cfg.data_dir, &app2.control)
+    })
+    .await
+    .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map(Json)
+    .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
 async fn crl(State(app): State<Arc<App>>) -> Result<Response, ApiError> {

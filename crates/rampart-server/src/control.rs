@@ -1,5 +1,6 @@
 //! The control database (`<data_dir>/control.db`, SQLite): enrolled agents, enrollment
-//! tokens, API tokens and their roles, revocations, dashboard users and their sessions. It is separate from the record store, so
+//! tokens, API tokens and their roles, revocations, dashboard users and their sessions, and the
+//! fleet configuration each agent reports running. It is separate from the record store, so
 //! that the ClickHouse store never holds credentials, and small enough that the offline
 //! `rampart server ...` commands can change it while the server runs (SQLite WAL; the server
 //! notices revocations through `crl.pem`).
@@ -7,6 +8,7 @@
 //! Tokens and session tokens are stored as SHA-256 hashes only; user passwords as Argon2id
 //! PHC strings (RustCrypto `argon2`, its default parameters: 19 MiB, 2 passes).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -238,7 +240,10 @@ impl Control {
                 agent_id TEXT NOT NULL, sha256 TEXT NOT NULL, hostname TEXT NOT NULL,
                 size INTEGER NOT NULL, received_ns INTEGER NOT NULL, name TEXT NOT NULL,
                 container TEXT NOT NULL, incident TEXT NOT NULL, alert_id TEXT NOT NULL,
-                PRIMARY KEY (agent_id, sha256));",
+                PRIMARY KEY (agent_id, sha256));
+             CREATE TABLE IF NOT EXISTS agent_config (
+                agent_id TEXT PRIMARY KEY, version INTEGER NOT NULL, applied_ns INTEGER NOT NULL,
+                reported_ns INTEGER NOT NULL, refused TEXT);",
         )
         .map_err(db)?;
         Ok(Control {
@@ -756,6 +761,87 @@ impl Control {
                 )?;
             }
             tx.commit()
+        })
+    }
+
+    /// Records what fleet configuration agent `agent_id` runs (its report with every
+    /// configuration poll, see `crate::fleetconfig`).
+    pub fn record_config_report(
+        &self,
+        agent_id: &str,
+        r: &crate::fleetconfig::ConfigReport,
+    ) -> Result<(), ControlError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO agent_config (agent_id, version, applied_ns, reported_ns, refused) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(agent_id) DO UPDATE SET version = excluded.version, applied_ns = excluded.applied_ns,
+                 reported_ns = excluded.reported_ns, refused = excluded.refused",
+                params![
+                    agent_id,
+                    r.version as i64,
+                    r.applied_ns as i64,
+                    r.reported_ns as i64,
+                    r.refused
+                ],
+            )
+        })
+        .map(|_| ())
+    }
+
+    /// The last fleet-configuration report of every agent that sent one, by agent id.
+    pub fn config_reports(
+        &self,
+    ) -> Result<BTreeMap<String, crate::fleetconfig::ConfigReport>, ControlError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT agent_id, version, applied_ns, reported_ns, refused FROM agent_config",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    crate::fleetconfig::ConfigReport {
+                        version: r.get::<_, i64>(1)? as u64,
+                        applied_ns: r.get::<_, i64>(2)? as u64,
+                        reported_ns: r.get::<_, i64>(3)? as u64,
+                        refused: r.get(4)?,
+                    },
+                ))
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Allocates the version of a fleet configuration about to be published: `requested`
+    /// when given (it must be above every version allocated before), else one more than the
+    /// highest. Versions never go down, even when a publish fails after allocating one.
+    pub fn next_config_version(&self, requested: Option<u64>) -> Result<u64, ControlError> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let cur: Option<String> = tx
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'fleet_config_version'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let cur = cur.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            let next = match requested {
+                Some(v) if v <= cur => return Ok(Err(cur)),
+                Some(v) => v,
+                None => cur + 1,
+            };
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('fleet_config_version', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![next.to_string()],
+            )?;
+            tx.commit()?;
+            Ok(Ok(next))
+        })?
+        .map_err(|cur| {
+            ControlError::Refused(format!(
+                "version {}: fleet configuration versions only go up (version {cur} was already published)",
+                requested.unwrap_or(0)
+            ))
         })
     }
 

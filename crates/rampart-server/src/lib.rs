@@ -22,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod control;
 mod evidence;
+pub mod fleetconfig;
 mod fsmode;
 pub mod ingest;
 mod local;

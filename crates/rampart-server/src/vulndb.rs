@@ -117,11 +117,11 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
     dir(data_dir).join("vuln.db")
 }
 
-fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
 }
 
-fn write_atomic(path: &Path, data: &[u8]) -> Result<(), BundleError> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), BundleError> {
     use std::io::Write;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
@@ -304,8 +304,10 @@ pub fn bundle_path(data_dir: &Path, sha256: &str) -> Option<PathBuf> {
     .then(|| dir(data_dir).join(format!("bundle-{sha256}.db.zst")))
 }
 
-/// Checks `signed` against the CA certificate (DER) and returns its manifest.
-pub fn verify_manifest(ca_cert: &[u8], signed: &SignedManifest) -> Result<Manifest, BundleError> {
+/// Checks the signature of `signed` against the CA certificate (DER); says nothing of what
+/// the manifest is (the vulnerability database's or the fleet configuration's, see
+/// `crate::fleetconfig`, whose manifests the other's parser refuses).
+pub(crate) fn verify_signature(ca_cert: &[u8], signed: &SignedManifest) -> Result<(), BundleError> {
     let der = rustls::pki_types::CertificateDer::from(ca_cert);
     let cert = webpki::EndEntityCert::try_from(&der)
         .map_err(|e| BundleError::Manifest(format!("CA certificate unreadable: {e}")))?;
@@ -315,7 +317,12 @@ pub fn verify_manifest(ca_cert: &[u8], signed: &SignedManifest) -> Result<Manife
         signed.manifest.as_bytes(),
         &sig,
     )
-    .map_err(|_| BundleError::Signature)?;
+    .map_err(|_| BundleError::Signature)
+}
+
+/// Checks `signed` against the CA certificate (DER) and returns its manifest.
+pub fn verify_manifest(ca_cert: &[u8], signed: &SignedManifest) -> Result<Manifest, BundleError> {
+    verify_signature(ca_cert, signed)?;
     let m: Manifest =
         serde_json::from_str(&signed.manifest).map_err(|e| BundleError::Manifest(e.to_string()))?;
     if m.format != MANIFEST_FORMAT {

@@ -60,6 +60,13 @@ enum ServerCommand {
         #[command(subcommand)]
         command: ServerDbCommand,
     },
+    /// The fleet configuration agents apply without a restart: rules, threat lists, a
+    /// policy, playbooks and a GeoIP database published as a versioned bundle signed with the
+    /// server's CA key (docs/server.md).
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Dashboard users (log in at https://HOST:PORT/ui/; roles: admin, analyst, read-only).
     User {
         #[command(subcommand)]
@@ -81,6 +88,24 @@ enum ServerDbCommand {
     /// Ask every agent to send the package lists of its images again (from its next bundle
     /// check on), e.g. after restoring the server's data directory.
     Resend,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check DIR (rules/, lists/, policy/, playbooks/, geoip/) as an agent would build it,
+    /// then publish it as the next version.
+    Publish {
+        dir: PathBuf,
+        /// The version to publish (above every version published before; default: the next).
+        #[arg(long, value_name = "N")]
+        set_version: Option<u64>,
+    },
+    /// The published version and the version every agent runs.
+    Status {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,8 +181,82 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             agents(&cfg, command.unwrap_or(AgentsCommand::List { json: false }))
         }
         ServerCommand::Db { command } => server_db(&cfg, command),
+        ServerCommand::Config { command } => config(&cfg, command),
         ServerCommand::User { command } => user(&cfg, command),
     }
+}
+
+fn config(cfg: &ServerConfig, command: ConfigCommand) -> anyhow::Result<ExitCode> {
+    let (control, ca) = rampart_server::open_control(cfg)?;
+    match command {
+        ConfigCommand::Publish { dir, set_version } => {
+            let files = rampart_server::fleetconfig::read_source(&dir)
+                .map_err(|e| BadInput(e.to_string()))?;
+            let rules = rampart_agent::fleetconfig::check_source(&dir)
+                .map_err(|e| BadInput(format!("{}: {e}", dir.display())))?;
+            let m = rampart_server::fleetconfig::publish(
+                &cfg.data_dir,
+                &ca,
+                &control,
+                &files,
+                set_version,
+            )
+            .map_err(|e| BadInput(e.to_string()))?;
+            println!(
+                "published fleet configuration version {} ({} files, {rules} rules with the defaults, sha256 {}), signed by the server CA",
+                m.version,
+                m.files.len(),
+                m.sha256
+            );
+        }
+        ConfigCommand::Status { json } => {
+            let st = rampart_server::fleetconfig::status(&cfg.data_dir, &control)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            match &st.published {
+                None => {
+                    println!("no fleet configuration published (rampart server config publish DIR)")
+                }
+                Some(m) => println!(
+                    "published version {} ({} files) at {}",
+                    m.version,
+                    m.files.len(),
+                    fmt_ns(m.created_ns)
+                ),
+            }
+            println!(
+                "{:<26} {:<24} {:<8} {:<20} {:<20} REFUSED",
+                "AGENT", "HOST", "VERSION", "APPLIED", "REPORTED"
+            );
+            for a in &st.agents {
+                let r = a.report.clone().unwrap_or_default();
+                println!(
+                    "{:<26} {:<24} {:<8} {:<20} {:<20} {}",
+                    a.agent_id,
+                    a.hostname,
+                    if a.report.is_some() {
+                        r.version.to_string()
+                    } else {
+                        "-".into()
+                    },
+                    if r.applied_ns > 0 {
+                        fmt_ns(r.applied_ns)
+                    } else {
+                        "-".into()
+                    },
+                    if r.reported_ns > 0 {
+                        fmt_ns(r.reported_ns)
+                    } else {
+                        "-".into()
+                    },
+                    r.refused.as_deref().unwrap_or("-")
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn user(cfg: &ServerConfig, command: UserCommand) -> anyhow::Result<ExitCode> {
