@@ -347,6 +347,9 @@ async fn an_incident_lists_the_forensic_bundles_of_its_alerts() {
     assert_eq!(ev[0]["sha256"], mine.as_str());
     assert_eq!(ev[0]["hostname"], "web-1");
     assert_ne!(ev[0]["sha256"], other.as_str());
+    h.shutdown().await;
+}
+
 /// Issue 20 item 3: the hosts of the overview and a host's page show the fleet configuration
 /// version the agent reported running (through its real poll of the manifest route), when it
 /// applied it, whether it is the published one, and its last refusal.
