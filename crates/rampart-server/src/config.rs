@@ -139,6 +139,24 @@ pub struct ServerConfig {
     /// bundle agents fetch (docs/scanning.md, "Keeping the database current"); off when absent.
     #[serde(default)]
     pub vulndb_update: Option<VulnDbUpdate>,
+    /// Where the control state lives (CA, enrollments, tokens, revocations, users, sessions,
+    /// fleet job leases): absent, `<data_dir>/control.db` (SQLite, one server); with
+    /// `postgres:`, a PostgreSQL database shared by every server of a fleet (docs/server.md,
+    /// "Scale-out").
+    #[serde(default)]
+    pub control_store: Option<ControlStoreConfig>,
+}
+
+/// `control_store:`: the control state in PostgreSQL, shared by several servers.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ControlStoreConfig {
+    /// A `postgres://user@host:port/db` URL or a libpq `key=value` string. Connections are
+    /// unencrypted: keep the database on loopback or a private network.
+    pub postgres: String,
+    /// A file holding the password (overrides one in `postgres`; relative to `data_dir`).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
 }
 
 /// `vulndb_update:`: the server runs `rampart db update` on `<data_dir>/vulndb/vuln.db` at
@@ -494,6 +512,7 @@ impl ServerConfig {
             fleet: FleetOptions::default(),
             limits: Limits::default(),
             vulndb_update: None,
+            control_store: None,
         }
     }
 

@@ -31,7 +31,8 @@ pub mod vulndb;
 
 pub use api::{parse_time, ConnInfo};
 pub use config::{
-    FleetOptions, IncidentOptions, InvalidSetting, RegionPolicy, ServerConfig, StoreConfig,
+    ControlStoreConfig, FleetOptions, IncidentOptions, InvalidSetting, RegionPolicy, ServerConfig,
+    StoreConfig,
 };
 pub use control::Role;
 pub use local::LocalOutput;
