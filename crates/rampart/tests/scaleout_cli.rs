@@ -1,0 +1,396 @@
+//! Issue 22: two `rampart server` processes sharing one PostgreSQL control store and one
+//! ClickHouse record store, with HAProxy (TCP mode, TLS passes through) in front, behave as one
+//! server: agents enrolled through the proxy land on either server, an agent enrolled on A
+//! ships to B, a one-use token is spent once, a revocation made on A is refused by B within
+//! 5 s, a dashboard session made through A works through B, and SIGKILLing the server holding
+//! the fleet job lease loses no acknowledged record and hands the lease to the other.
+//!
+//! Everything runs on loopback ports, started by the test (Debian's postgresql, haproxy and
+//! clickhouse-server; skipped loudly outside CI when one is missing, a failure in CI).
+#![allow(clippy::unwrap_used, reason = "tests: a failure is a test failure")]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::Method;
+use rampart_server::client::QueryClient;
+use rampart_ship::client::HttpClient;
+use rampart_ship::output::{Output, ServerOutput};
+use rampart_ship::queue::Entry;
+use support::{spawn, Proc};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+struct Server {
+    proc: Option<Proc>,
+    dir: PathBuf,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+}
+
+/// Starts `rampart server` with its own data directory, the shared stores, and waits until
+/// it answers `/healthz`.
+async fn start_server(root: &Path, name: &str, pg: &str, ch: &str) -> Server {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let config = dir.join("server.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{port}\ndata_dir: {}\nstore:\n  type: clickhouse\n  url: {ch}\ncontrol_store:\n  postgres: {pg}\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let proc = spawn(
+        &["server", "--config", config.to_str().unwrap()],
+        Stdio::null(),
+        &dir.join("server.log"),
+    );
+    let s = Server {
+        proc: Some(proc),
+        dir,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(s.addr).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "server {name} did not start: {}",
+            s.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s
+}
+
+fn ca_file(first: &Server) -> PathBuf {
+    first.dir.join("data/ca/ca.crt")
+}
+
+fn anonymous(ca: &Path) -> Arc<tokio_rustls::rustls::ClientConfig> {
+    rampart_ship::tls::client_config(rampart_ship::tls::load_roots(ca).unwrap(), None).unwrap()
+}
+
+async fn enroll_token(q: &mut QueryClient, uses: u32) -> String {
+    let v = q
+        .post_json(
+            "/api/v1/enroll-tokens",
+            &serde_json::json!({"region": "eu-de", "uses": uses, "ttl": "10m"}),
+        )
+        .await
+        .unwrap();
+    v["token"].as_str().unwrap().to_string()
+}
+
+fn batch(instance: u64, seq: u64, host: &str) -> Vec<Entry> {
+    let ev = rampart_event::Event::new(
+        rampart_event::EventId::new(instance, seq),
+        now_ns(),
+        rampart_event::EventKind::NetConnect,
+        Arc::new(rampart_event::Device {
+            hostname: host.into(),
+            region: None,
+        }),
+    );
+    vec![Entry {
+        seq,
+        written_ms: 0,
+        payload: serde_json::to_vec(&ev).unwrap(),
+    }]
+}
+
+/// A server's `/metrics` text, or `None` when it does not answer.
+async fn metrics(s: &Server, ca: &Path, token: &str) -> Option<String> {
+    let mut c = HttpClient::new(&s.url(), Some(anonymous(ca)))
+        .ok()?
+        .with_timeout(Duration::from_secs(3));
+    let auth = format!("Bearer {token}");
+    let r = c
+        .request(Method::GET, "/metrics", &[("authorization", &auth)], Bytes::new())
+        .await
+        .ok()?;
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    Some(String::from_utf8_lossy(&r.body).into_owned())
+}
+
+/// `rampart_server_fleet_leader` of a server's `/metrics`, or `None` when it does not answer.
+async fn leads(s: &Server, ca: &Path, token: &str) -> Option<bool> {
+    let m = metrics(s, ca, token).await?;
+    let line = m
+        .lines()
+        .find(|l| l.starts_with("rampart_server_fleet_leader"))
+        .unwrap_or_else(|| panic!("no fleet leader gauge in /metrics"));
+    Some(line.trim_end().ends_with(" 1"))
+}
+
+async fn count(q: &mut QueryClient, host: &str) -> u64 {
+    q.count(&[
+        ("host", host.to_string()),
+        ("type", "net.connect".to_string()),
+    ])
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_behind_haproxy_behave_as_one() {
+    testkit::require!(Root);
+    let test = module_path!();
+    let Some(pg) = testkit::Postgres::start(test) else {
+        return;
+    };
+    let Some(ch) = testkit::ClickHouse::start(test) else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let a = start_server(root.path(), "a", &pg.url(), &ch.url()).await;
+    let b = start_server(root.path(), "b", &pg.url(), &ch.url()).await;
+    let Some(proxy) = testkit::HaProxy::start(test, &[a.addr, b.addr]) else {
+        return;
+    };
+    // The first server made the fleet's CA, the admin token and the dashboard password.
+    let ca = ca_file(&a);
+    assert_eq!(
+        std::fs::read(&ca).unwrap(),
+        std::fs::read(ca_file(&b)).unwrap(),
+        "one CA"
+    );
+    let admin = std::fs::read_to_string(a.dir.join("data/admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let mut qa = QueryClient::new(&a.url(), &ca, &admin).unwrap();
+    let mut qb = QueryClient::new(&b.url(), &ca, &admin).unwrap();
+    let mut qp = QueryClient::new(&proxy.url(), &ca, &admin).unwrap();
+
+    // Agents enrolled through the proxy land on both servers, every one ships.
+    let token = enroll_token(&mut qp, 6).await;
+    let mut agents = Vec::new();
+    for i in 0..6 {
+        let tls = root.path().join(format!("agent-{i}"));
+        let e = rampart_ship::enroll::enroll(&proxy.url(), &token, &format!("host-{i}"), &tls, false)
+            .await
+            .unwrap();
+        agents.push((e.agent_id, tls));
+    }
+    let enrolled = |m: &str| {
+        m.lines()
+            .find(|l| l.starts_with("rampart_server_enrollments_total"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let (ea, eb) = (
+        enrolled(&metrics(&a, &ca, &admin).await.unwrap()),
+        enrolled(&metrics(&b, &ca, &admin).await.unwrap()),
+    );
+    assert_eq!(ea + eb, 6);
+    assert!(ea > 0 && eb > 0, "the proxy sent every enrollment to one server: {ea}/{eb}");
+
+    // An agent enrolled on A ships to B; its record is seen through A (one ClickHouse).
+    let token = enroll_token(&mut qa, 1).await;
+    let x_tls = root.path().join("agent-x");
+    let x = rampart_ship::enroll::enroll(&a.url(), &token, "host-x", &x_tls, false)
+        .await
+        .unwrap();
+    let mut to_b = ServerOutput::new(
+        "b",
+        &b.url(),
+        rampart_ship::tls::agent_client_config(&x_tls).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(to_b.send(&batch(90, 1, "host-x")).await.unwrap().accepted, 1);
+    assert_eq!(count(&mut qa, "host-x").await, 1);
+
+    // One use, two servers, at once: one enrollment.
+    for round in 0..3 {
+        let token = enroll_token(&mut qb, 1).await;
+        let (ta, tb) = (
+            root.path().join(format!("race-a-{round}")),
+            root.path().join(format!("race-b-{round}")),
+        );
+        let (ra, rb) = tokio::join!(
+            rampart_ship::enroll::enroll(&a.url(), &token, &format!("race-a-{round}"), &ta, false),
+            rampart_ship::enroll::enroll(&b.url(), &token, &format!("race-b-{round}"), &tb, false),
+        );
+        assert_eq!(
+            ra.is_ok() as u8 + rb.is_ok() as u8,
+            1,
+            "round {round}: {ra:?} {rb:?}"
+        );
+    }
+
+    // A dashboard session made through A works through B; logged out through B, it is gone
+    // on A.
+    let password = std::fs::read_to_string(a.dir.join("data/admin.password"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let mut ua = HttpClient::new(&a.url(), Some(anonymous(&ca))).unwrap();
+    let mut ub = HttpClient::new(&b.url(), Some(anonymous(&ca))).unwrap();
+    let login = ua
+        .request(
+            Method::POST,
+            "/ui/api/login",
+            &[("content-type", "application/json")],
+            Bytes::from(serde_json::json!({"username": "admin", "password": password}).to_string()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(login.status, 200, "{}", login.body_text());
+    let cookie = login.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = ub
+        .request(Method::GET, "/ui/api/me", &[("cookie", &cookie)], Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert!(r.body_text().contains("\"admin\""));
+    let r = ub
+        .request(Method::POST, "/ui/api/logout", &[("cookie", &cookie)], Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let r = ua
+        .request(Method::GET, "/ui/api/me", &[("cookie", &cookie)], Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401, "a session ended on B still works on A");
+
+    // Revoked on A: refused by B within 5 s.
+    qa.post_json(
+        &format!("/api/v1/agents/{}/revoke", x.agent_id),
+        &serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    let revoked_at = Instant::now();
+    let mut seq = 2;
+    loop {
+        let mut fresh = ServerOutput::new(
+            "b",
+            &b.url(),
+            rampart_ship::tls::agent_client_config(&x_tls).unwrap(),
+        )
+        .unwrap();
+        if fresh.send(&batch(90, seq, "host-x")).await.is_err() {
+            break;
+        }
+        seq += 1;
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(5),
+            "B still accepts an agent revoked on A after {:?}",
+            revoked_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("revocation on A refused by B after {:?}", revoked_at.elapsed());
+
+    // Exactly one server holds the fleet job lease.
+    let (la, lb) = (
+        leads(&a, &ca, &admin).await.unwrap(),
+        leads(&b, &ca, &admin).await.unwrap(),
+    );
+    assert!(la != lb, "fleet leaders: A {la}, B {lb}");
+    let (mut leader, other) = if la { (a, b) } else { (b, a) };
+
+    // Agents ship through the proxy while the leader is SIGKILLed: every record a server
+    // acknowledged is stored, each once, and the other server takes over the lease.
+    let mut outs: Vec<ServerOutput> = agents
+        .iter()
+        .map(|(_, tls)| {
+            ServerOutput::new(
+                "proxy",
+                &proxy.url(),
+                rampart_ship::tls::agent_client_config(tls).unwrap(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut acked = vec![0u64; outs.len()];
+    let killed_at;
+    let mut seq = 1;
+    loop {
+        if seq == 20 {
+            drop(leader.proc.take());
+        }
+        for (i, out) in outs.iter_mut().enumerate() {
+            // The agent's shipper retries a batch the server did not acknowledge.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                match out.send(&batch(100 + i as u64, seq, &format!("host-{i}"))).await {
+                    Ok(r) => {
+                        // A batch the killed server committed without answering comes
+                        // back as a duplicate: acknowledged too.
+                        acked[i] += r.accepted + r.duplicates;
+                        break;
+                    }
+                    Err(e) => {
+                        assert!(Instant::now() < deadline, "agent {i} cannot deliver: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }
+        seq += 1;
+        if seq == 40 {
+            killed_at = Instant::now();
+            break;
+        }
+    }
+    for (i, n) in acked.iter().enumerate() {
+        assert_eq!(*n, 39, "agent {i}: {n} of 39 records acknowledged");
+    }
+    let mut qo = QueryClient::new(&other.url(), &ca, &admin).unwrap();
+    for i in 0..outs.len() {
+        assert_eq!(count(&mut qo, &format!("host-{i}")).await, 39, "host-{i}");
+    }
+    while leads(&other, &ca, &admin).await != Some(true) {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(20),
+            "the other server did not take over the fleet jobs: {}",
+            other.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "fleet job lease taken over {:?} after the last batch (the leader was killed before it)",
+        killed_at.elapsed()
+    );
+    drop(proxy);
+    drop(other);
+}
