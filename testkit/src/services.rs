@@ -81,10 +81,15 @@ impl Postgres {
             c
         };
         let data = dir.join("data");
-        run(as_pg("initdb")
-            .arg("-D")
-            .arg(&data)
-            .args(["-A", "trust", "-U", "rampart", "-E", "UTF8", "--no-sync"]));
+        run(as_pg("initdb").arg("-D").arg(&data).args([
+            "-A",
+            "trust",
+            "-U",
+            "rampart",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]));
         let port = free_port();
         run(as_pg("pg_ctl")
             .arg("-D")
@@ -97,7 +102,11 @@ impl Postgres {
                 dir.display()
             ))
             .arg("start"));
-        let pg = Postgres { dir, bin, port };
+        let stop_on_failure = Postgres {
+            dir: dir.clone(),
+            bin: bin.clone(),
+            port,
+        };
         run(as_pg("createdb").args([
             "-h",
             "127.0.0.1",
@@ -107,7 +116,7 @@ impl Postgres {
             "rampart",
             "rampart",
         ]));
-        Some(pg)
+        Some(stop_on_failure)
     }
 
     /// `postgres://rampart@127.0.0.1:<port>/rampart`.
@@ -221,7 +230,10 @@ impl ClickHouse {
     /// Starts one; `None` after a loud SKIPPED line when it is not installed outside CI.
     pub fn start(test: &str) -> Option<ClickHouse> {
         if !Path::new(CLICKHOUSE_BIN).exists() {
-            crate::skip(test, "clickhouse-server (apt-get install clickhouse-server)");
+            crate::skip(
+                test,
+                "clickhouse-server (apt-get install clickhouse-server)",
+            );
             return None;
         }
         let dir = temp_dir("rampart-clickhouse");

@@ -340,7 +340,8 @@ impl App {
         if known.as_ref() == Some(&revoked) {
             return Ok(());
         }
-        self.ca.write_crl(&revoked, self.control.next_crl_number()?)?;
+        self.ca
+            .write_crl(&revoked, self.control.next_crl_number()?)?;
         self.reload_crl()?;
         if known.is_some() {
             tracing::info!(
@@ -1180,7 +1181,8 @@ pub async fn start_extras(
         let mut stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(REVOCATION_POLL);
-            let renew_every = (FLEET_LEASE_RENEW.as_millis() / REVOCATION_POLL.as_millis()).max(1) as u64;
+            let renew_every =
+                (FLEET_LEASE_RENEW.as_millis() / REVOCATION_POLL.as_millis()).max(1) as u64;
             let mut n = 0u64;
             loop {
                 tokio::select! {

@@ -80,9 +80,7 @@ fn two_control_stores_on_one_postgres_decide_in_transactions() {
     let results = race([&a, &b], 12, move |_, c| c.redeem_enroll_token(&secret));
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 3);
     // Expired and unknown tokens are refused with their reason.
-    let expired = a
-        .create_enroll_token("sg", 5, Duration::ZERO, "")
-        .unwrap();
+    let expired = a.create_enroll_token("sg", 5, Duration::ZERO, "").unwrap();
     std::thread::sleep(Duration::from_millis(2));
     assert!(b
         .redeem_enroll_token(&expired)
@@ -99,7 +97,11 @@ fn two_control_stores_on_one_postgres_decide_in_transactions() {
     let results = race([&a, &b], 8, |i, c| {
         c.add_agent_unique(&AgentRecord {
             agent_id: format!("agent-{i}"),
-            hostname: if i % 2 == 0 { "Web-1".into() } else { "web-1.".into() },
+            hostname: if i % 2 == 0 {
+                "Web-1".into()
+            } else {
+                "web-1.".into()
+            },
             region: "eu-de".into(),
             serial: format!("{i:02x}aa"),
             enrolled_ns: 1,
@@ -139,7 +141,11 @@ fn two_control_stores_on_one_postgres_decide_in_transactions() {
     assert_eq!(a.session(&session).unwrap(), None);
     let session = b.create_session("ann", Duration::from_secs(60)).unwrap();
     assert!(a.remove_user("ann").unwrap());
-    assert_eq!(b.session(&session).unwrap(), None, "removed users lose sessions");
+    assert_eq!(
+        b.session(&session).unwrap(),
+        None,
+        "removed users lose sessions"
+    );
     let token = a.create_api_token("ci", Role::ReadOnly).unwrap();
     assert_eq!(
         b.api_token_role(&token).unwrap(),
@@ -268,7 +274,9 @@ async fn an_agent_enrolled_on_one_server_ships_to_the_other_until_revoked_there(
     );
 
     // Enrolled on A (token made on B), ships to B.
-    let token = b.create_enroll_token("eu-de", 1, Duration::from_secs(60)).unwrap();
+    let token = b
+        .create_enroll_token("eu-de", 1, Duration::from_secs(60))
+        .unwrap();
     let tls = dir.path().join("agent");
     let e = rampart_ship::enroll::enroll(&a.url(), &token, "web-1", &tls, false)
         .await
@@ -280,11 +288,12 @@ async fn an_agent_enrolled_on_one_server_ships_to_the_other_until_revoked_there(
     )
     .unwrap();
     let r = out.send(&batch(1, "web-1")).await.unwrap();
-    assert_eq!((r.accepted, r.duplicates), (1, 0));
+    assert_eq!((r.rejected, r.duplicates), (0, 0), "stored by B");
     // The token's one use is spent for both servers.
-    let err = rampart_ship::enroll::enroll(&b.url(), &token, "web-2", &dir.path().join("t2"), false)
-        .await
-        .unwrap_err();
+    let err =
+        rampart_ship::enroll::enroll(&b.url(), &token, "web-2", &dir.path().join("t2"), false)
+            .await
+            .unwrap_err();
     assert!(err.to_string().contains("used up"), "{err}");
 
     // Revoked on A: B refuses it within 5 s (new connections and the kept-alive one).
@@ -321,7 +330,10 @@ async fn an_agent_enrolled_on_one_server_ships_to_the_other_until_revoked_there(
     leader.shutdown().await;
     let deadline = Instant::now() + Duration::from_secs(5);
     while !other.leads_fleet() {
-        assert!(Instant::now() < deadline, "the fleet jobs were not handed over");
+        assert!(
+            Instant::now() < deadline,
+            "the fleet jobs were not handed over"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     other.shutdown().await;

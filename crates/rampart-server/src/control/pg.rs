@@ -90,10 +90,11 @@ impl Pg {
     /// given, and creates the tables when missing.
     pub(super) fn open(url: &str, password: Option<&str>) -> Result<Pg, ControlError> {
         let name = redact(url);
-        let mut config: postgres::Config = url.parse().map_err(|source| ControlError::Postgres {
-            url: name.clone(),
-            source,
-        })?;
+        let mut config: postgres::Config =
+            url.parse().map_err(|source| ControlError::Postgres {
+                url: name.clone(),
+                source,
+            })?;
         if let Some(p) = password {
             config.password(p);
         }
@@ -215,7 +216,10 @@ impl Pg {
         .map(|n| n > 0)
     }
 
-    pub(super) fn api_token_role(&self, hash: String) -> Result<Option<(String, String)>, ControlError> {
+    pub(super) fn api_token_role(
+        &self,
+        hash: String,
+    ) -> Result<Option<(String, String)>, ControlError> {
         self.with(move |c| {
             c.query_opt(
                 "SELECT name, role FROM api_tokens WHERE sha256 = $1 AND revoked_ns IS NULL",
