@@ -59,6 +59,9 @@ struct CaMeta {
     name: String,
 }
 
+/// A CA's files as text: `ca.crt`, `ca.key`, `ca.json` (see [`Ca::files`]).
+pub type CaFiles = (String, String, String);
+
 /// The CA: its key and certificate, loaded from or created in a directory.
 pub struct Ca {
     dir: PathBuf,
@@ -202,7 +205,7 @@ impl Ca {
 
     /// The CA's files in `dir` (`ca.crt`, `ca.key`, `ca.json`) as text: what a shared control
     /// store keeps so that every server of a fleet is the same CA.
-    pub fn files(dir: &Path) -> Result<(String, String, String), CaError> {
+    pub fn files(dir: &Path) -> Result<CaFiles, CaError> {
         let read = |name: &str| {
             let p = dir.join(name);
             std::fs::read_to_string(&p).map_err(|source| CaError::Io { path: p, source })
@@ -213,7 +216,7 @@ impl Ca {
     /// Makes `dir` hold the fleet's CA `files` (as [`Ca::files`] returns them): writes them when
     /// `dir` has no CA yet; refuses when it has another one, naming both, since agents
     /// enrolled by that CA would be trusted by this server only.
-    pub fn adopt(dir: &Path, files: &(String, String, String)) -> Result<(), CaError> {
+    pub fn adopt(dir: &Path, files: &CaFiles) -> Result<(), CaError> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)

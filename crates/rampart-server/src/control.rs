@@ -805,8 +805,8 @@ impl Control {
     /// every other server. `None` for a control store of one server (SQLite).
     pub fn fleet_ca(
         &self,
-        make: impl FnOnce() -> Result<(String, String, String), String> + Send + 'static,
-    ) -> Result<Option<(String, String, String)>, ControlError> {
+        make: impl FnOnce() -> Result<crate::ca::CaFiles, String> + Send + 'static,
+    ) -> Result<Option<crate::ca::CaFiles>, ControlError> {
         let Some(pg) = self.pg() else {
             return Ok(None);
         };

@@ -117,8 +117,11 @@ pub(crate) struct App {
     /// one server).
     fleet_leader: std::sync::atomic::AtomicBool,
     /// The revocations last written to `crl.pem` from a shared control store.
-    shared_revoked: Mutex<Option<Vec<(Vec<u8>, SystemTime)>>>,
+    shared_revoked: Mutex<Option<Revoked>>,
 }
+
+/// Revoked certificate serials and when they were revoked.
+type Revoked = Vec<(Vec<u8>, SystemTime)>;
 
 /// The fleet job lease (see [`Control::lease`]): its name, how long it lasts unrenewed, and how
 /// often the holder renews it. A server that dies hands the fleet jobs over within `FLEET_LEASE_TTL`.

@@ -19,6 +19,8 @@ use std::time::Duration;
 
 use postgres::{Client, NoTls};
 
+use crate::ca::CaFiles;
+
 use super::{AgentRecord, ControlError, EnrollGrant, Role, TokenRecord, UserRecord};
 
 /// Worker threads (connections) per server.
@@ -538,9 +540,9 @@ impl Pg {
     /// none yet (under an advisory lock, so servers starting together agree on one).
     pub(super) fn fleet_ca(
         &self,
-        make: Box<dyn FnOnce() -> Result<(String, String, String), String> + Send>,
+        make: Box<dyn FnOnce() -> Result<CaFiles, String> + Send>,
         now: u64,
-    ) -> Result<Result<(String, String, String), String>, ControlError> {
+    ) -> Result<Result<CaFiles, String>, ControlError> {
         self.with(move |c| {
             let mut tx = c.transaction()?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_CA])?;
