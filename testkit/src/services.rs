@@ -119,6 +119,36 @@ impl Postgres {
         Some(stop_on_failure)
     }
 
+    fn pg_ctl(&self, args: &[&str]) {
+        run(Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-l")
+            .arg(self.dir.join("server.log"))
+            .args(["-w", "-t", "60"])
+            .args(args));
+    }
+
+    /// Stops the cluster (`pg_ctl stop -m immediate`: connections cut, as by a crash).
+    pub fn stop(&self) {
+        self.pg_ctl(&["-m", "immediate", "stop"]);
+    }
+
+    /// Starts the stopped cluster again on the same port.
+    pub fn start_again(&self) {
+        self.pg_ctl(&[
+            "-o",
+            &format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+                self.port,
+                self.dir.display()
+            ),
+            "start",
+        ]);
+    }
+
     /// `postgres://rampart@127.0.0.1:<port>/rampart`.
     pub fn url(&self) -> String {
         format!("postgres://rampart@127.0.0.1:{}/rampart", self.port)

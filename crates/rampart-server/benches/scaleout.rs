@@ -143,10 +143,7 @@ async fn run(
     let mut q = QueryClient::new(&first.url(), &ca, admin.trim()).unwrap();
     let mut stored = 0;
     for i in 0..agents {
-        stored += q
-            .count(&[("host", format!("h{run}-{i}"))])
-            .await
-            .unwrap();
+        stored += q.count(&[("host", format!("h{run}-{i}"))]).await.unwrap();
     }
     assert_eq!(stored, agents * batches * BATCH, "records lost or doubled");
     (agents * batches * BATCH) as f64 / secs

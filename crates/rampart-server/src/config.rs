@@ -543,6 +543,13 @@ impl ServerConfig {
     }
 
     fn check(&self) -> Result<(), String> {
+        if let Some(cs) = &self.control_store {
+            // The message of a refused string names the mistake, never the string (it may
+            // hold a password).
+            cs.postgres.parse::<postgres::Config>().map_err(|e| {
+                format!("control_store.postgres: not a PostgreSQL connection string: {e}")
+            })?;
+        }
         for (name, policy) in &self.regions {
             if !valid_region(name) {
                 return Err(format!(
@@ -621,6 +628,29 @@ mod tests {
         assert_eq!(cfg.policy("eu-de").retention_days, Some(90));
         assert_eq!(cfg.policy("xx"), &RegionPolicy::default());
         assert!(matches!(cfg.store, StoreConfig::Sqlite { .. }));
+    }
+
+    #[test]
+    fn control_store_takes_a_postgres_url_or_nothing_else() {
+        let cfg = parse("control_store:\n  postgres: postgres://rampart@db:5432/rampart\n")
+            .expect("valid");
+        assert_eq!(
+            cfg.control_store.map(|c| c.postgres),
+            Some("postgres://rampart@db:5432/rampart".to_string())
+        );
+        assert_eq!(
+            parse("listen: 127.0.0.1:1\n").expect("valid").control_store,
+            None
+        );
+        let err = parse("control_store:\n  postgres: postgres://rampart@db/x\n  passwd: x\n")
+            .expect_err("unknown key");
+        assert!(err.contains("passwd"), "{err}");
+        let err = parse("control_store: {}\n").expect_err("no url");
+        assert!(err.contains("postgres"), "{err}");
+        let err = parse("control_store:\n  postgres: \"postgres://u:s3cret@db:notaport/x\"\n")
+            .expect_err("bad port");
+        assert!(err.contains("control_store.postgres"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
     }
 
     #[test]

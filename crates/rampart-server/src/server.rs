@@ -1012,6 +1012,11 @@ pub async fn start_extras(
     extras: ServerExtras,
 ) -> Result<ServerHandle, ServerError> {
     cfg.validate().map_err(|e| ServerError::Invalid(e.0))?;
+    if cfg.control_store.is_some() && matches!(cfg.store, StoreConfig::Sqlite { .. }) {
+        tracing::warn!(
+            "control_store is shared but store is this server's SQLite: records an agent ships here are not seen by the other servers (use store: clickhouse; docs/server.md, Scale-out)"
+        );
+    }
     let (control, ca) = open_control(&cfg)?;
     if !control.has_admin_token()? {
         let token = control.create_api_token(

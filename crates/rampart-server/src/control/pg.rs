@@ -56,7 +56,14 @@ CREATE TABLE IF NOT EXISTS leases (
     job TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ns BIGINT NOT NULL);
 ";
 
-type Job = Box<dyn FnOnce(&mut Option<Client>) + Send>;
+/// A connection of a worker thread and when it last answered.
+type Slot = Option<(Client, std::time::Instant)>;
+
+type Job = Box<dyn FnOnce(&mut Slot) + Send>;
+
+/// A connection idle this long is checked (one round trip) before use, so that a database
+/// restart in between costs a reconnect, not a failed call.
+const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// A small pool of PostgreSQL connections on their own threads.
 pub(super) struct Pg {
@@ -111,7 +118,7 @@ impl Pg {
             thread::Builder::new()
                 .name(format!("rampart-pg-{i}"))
                 .spawn(move || {
-                    let mut client: Option<Client> = None;
+                    let mut client: Slot = None;
                     loop {
                         let job = {
                             let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
@@ -150,18 +157,29 @@ impl Pg {
     ) -> Result<T, ControlError> {
         let (tx, rx) = mpsc::sync_channel(1);
         let config = self.config.clone();
-        let job: Job = Box::new(move |slot: &mut Option<Client>| {
-            if slot.as_ref().is_some_and(Client::is_closed) {
+        let job: Job = Box::new(move |slot: &mut Slot| {
+            let stale = match slot {
+                Some((c, _)) if c.is_closed() => true,
+                Some((c, used)) if used.elapsed() >= CHECK_AFTER_IDLE => {
+                    c.is_valid(Duration::from_secs(2)).is_err()
+                }
+                _ => false,
+            };
+            if stale {
                 *slot = None;
             }
             let result = match slot {
-                Some(c) => f(c),
+                Some((c, used)) => {
+                    let r = f(c);
+                    *used = std::time::Instant::now();
+                    r
+                }
                 None => match config.connect(NoTls) {
-                    Ok(c) => f(slot.insert(c)),
+                    Ok(c) => f(&mut slot.insert((c, std::time::Instant::now())).0),
                     Err(e) => Err(e),
                 },
             };
-            if result.is_err() && slot.as_ref().is_some_and(Client::is_closed) {
+            if result.is_err() && slot.as_ref().is_some_and(|(c, _)| c.is_closed()) {
                 *slot = None;
             }
             let _ = tx.send(result);
