@@ -326,8 +326,7 @@ impl App {
         }
     }
 
-    /// True when this server runs the fleet's once-per-fleet jobs (retention, and what
-    /// embedders gate on [`ServerContext::leads_fleet`]).
+    /// True when this server runs the once-per-fleet jobs (see [`ServerContext::leads_fleet`]).
     pub fn leads_fleet(&self) -> bool {
         self.fleet_leader.load(Ordering::Relaxed)
     }
@@ -778,9 +777,10 @@ impl ServerContext {
         &self.app.control
     }
 
-    /// True while this server should run the once-per-fleet jobs (deadline alerts,
-    /// vulnerability re-matching, correlation): it holds the fleet job lease of a shared control
-    /// store, or it is the only server.
+    /// True while this server should run the once-per-fleet jobs: it holds the fleet job lease
+    /// of a shared control store, or it is the only server. Retention runs only then; the
+    /// fleet correlator's loops (rampart-fleet) do not consult it yet, since their state is
+    /// still per server.
     pub fn leads_fleet(&self) -> bool {
         self.app.leads_fleet()
     }
