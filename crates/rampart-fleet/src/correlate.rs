@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use rampart_event::{Alert, Device, Event, EventId, EventKind, NetDirection, Priority};
 use rampart_rules::{Detection, Engine, Loader, Options};
@@ -22,7 +23,7 @@ use rampart_server::store::{
     day_of, BoxFuture, Committed, DeleteOutcome, HostSummary, InsertOutcome, RetentionRecord,
     StoreError,
 };
-use rampart_server::{Query, RecordKind, Store, StoredRecord};
+use rampart_server::{IngestCursor, Query, RecordKind, Store, StoredRecord};
 
 use crate::db::{DbError, IncidentDb};
 use crate::deadline::{countdown, format_utc, DeadlineState};
@@ -74,6 +75,10 @@ pub struct FleetConfig {
     /// Notifier outputs (`webhook`, `email`) for people: see [`crate::notify`]. Started by
     /// [`Correlator::new`], which then needs a tokio runtime.
     pub notifications: Vec<rampart_ship::OutputConfig>,
+    /// Fed from the shared store rather than at commit: the correlator sees no record as this
+    /// server commits it, and [`FleetStore::feed_loop`] reads every server's records from the
+    /// store while this server holds the fleet job lease (scale-out).
+    pub from_store: bool,
 }
 
 impl FleetConfig {
@@ -89,6 +94,7 @@ impl FleetConfig {
             vulns: None,
             incident_policy: crate::incident::IncidentPolicy::default(),
             notifications: Vec::new(),
+            from_store: false,
         }
     }
 }
@@ -319,8 +325,19 @@ impl Correlator {
         self.group(a);
     }
 
-    /// Stored records, in order; returns the alerts the fleet raised (to be stored).
+    /// Stored records, in order; returns the alerts the fleet raised (to be stored). The
+    /// raised alerts count as seen: read back from the store, they are not grouped twice.
     pub fn process_records(&mut self, rows: &[StoredRecord]) -> Vec<Alert> {
+        let out = self.process_rows(rows);
+        for a in &out {
+            if !self.recent.contains(&a.id.0) {
+                self.first_time(&a.id.0);
+            }
+        }
+        out
+    }
+
+    fn process_rows(&mut self, rows: &[StoredRecord]) -> Vec<Alert> {
         let mut out = Vec::new();
         for r in rows {
             if !self.first_time(&r.id) {
@@ -473,6 +490,16 @@ impl Correlator {
     }
 }
 
+/// How far behind the newest ingest the store-fed correlator reads: a record stamped by its
+/// server (`ingested_ns`) becomes visible in the store a little later, and the servers' clocks
+/// differ a little; a record that becomes visible later than this behind its stamp is stored
+/// but not correlated.
+pub const FEED_LAG: Duration = Duration::from_secs(2);
+/// Records read per store query by the store-fed correlator.
+const FEED_BATCH: usize = 5_000;
+/// The control-store key of the store-fed correlator's position.
+const FEED_CURSOR_KEY: &str = "fleet-correlator-position";
+
 /// The stored form of an alert the fleet raised.
 pub fn alert_record(a: &Alert, now_ns: u64) -> StoredRecord {
     let json = serde_json::to_string(a).unwrap_or_default();
@@ -516,6 +543,8 @@ pub struct FleetStore {
     inner: Arc<dyn Store>,
     correlator: Arc<Mutex<Correlator>>,
     vulns: Option<Arc<Mutex<VulnTracker>>>,
+    /// See [`FleetConfig::from_store`].
+    from_store: bool,
 }
 
 impl std::fmt::Debug for FleetStore {
@@ -532,6 +561,132 @@ impl FleetStore {
             inner,
             correlator: Arc::new(Mutex::new(correlator)),
             vulns: None,
+            from_store: false,
+        }
+    }
+
+    /// Fed by [`FleetStore::feed_loop`] instead of at commit ([`FleetConfig::from_store`]).
+    pub fn from_store(mut self, yes: bool) -> FleetStore {
+        self.from_store = yes;
+        self
+    }
+
+    /// Reads the whole fleet's records from the shared store in ingest order and correlates
+    /// them, every `every`, while this server holds the fleet job lease; stores the alerts
+    /// raised and saves its position in the control store (only while holding the lease), so
+    /// that the server taking the lease over resumes there. Forever (spawn it).
+    pub async fn feed_loop(self: Arc<Self>, lease: rampart_server::FleetLease, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut cursor: Option<IngestCursor> = None;
+        loop {
+            tick.tick().await;
+            if !lease.held() {
+                if cursor.take().is_some() {
+                    tracing::info!("fleet correlator: the fleet job lease went to another server; reading paused");
+                }
+                continue;
+            }
+            let cur = match cursor.take() {
+                Some(c) => c,
+                None => match self.resume_point(&lease).await {
+                    Some(c) => c,
+                    None => continue,
+                },
+            };
+            cursor = self.feed(&lease, cur).await;
+        }
+    }
+
+    /// Where to start reading on taking the lease: where the last holder stopped, or (no
+    /// holder ever saved a position) [`FEED_LAG`] ago.
+    async fn resume_point(&self, lease: &rampart_server::FleetLease) -> Option<IngestCursor> {
+        let l = lease.clone();
+        let saved = tokio::task::spawn_blocking(move || l.value(FEED_CURSOR_KEY)).await;
+        let c = match saved {
+            Ok(Ok(Some(text))) => {
+                match IngestCursor::parse(&text) {
+                    Some(c) => c,
+                    None => {
+                        tracing::error!("fleet correlator: the saved position {text:?} is not one; starting now");
+                        IngestCursor::default()
+                    }
+                }
+            }
+            Ok(Ok(None)) => IngestCursor::default(),
+            Ok(Err(e)) => {
+                tracing::error!("fleet correlator: reading its position: {e}");
+                return None;
+            }
+            Err(e) => {
+                tracing::error!("fleet correlator: reading its position: {e}");
+                return None;
+            }
+        };
+        let c = if c.ingested_ns == 0 {
+            IngestCursor {
+                ingested_ns: now_ns().saturating_sub(FEED_LAG.as_nanos() as u64),
+                id: String::new(),
+            }
+        } else {
+            c
+        };
+        tracing::info!(
+            from_ns = c.ingested_ns,
+            "fleet correlator: this server holds the fleet job lease; reading the fleet's records"
+        );
+        Some(c)
+    }
+
+    /// Reads and correlates what was ingested after `cur` up to [`FEED_LAG`] ago; the new
+    /// position, or `None` when the lease was lost (the position is then the new holder's).
+    async fn feed(
+        &self,
+        lease: &rampart_server::FleetLease,
+        mut cur: IngestCursor,
+    ) -> Option<IngestCursor> {
+        loop {
+            let until = now_ns().saturating_sub(FEED_LAG.as_nanos() as u64);
+            let rows = match self.inner.ingested_after(&cur, until, FEED_BATCH).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!("fleet correlator: reading the fleet's records: {e}");
+                    return Some(cur);
+                }
+            };
+            let Some(last) = rows.last() else {
+                return Some(cur);
+            };
+            let next = IngestCursor::after(last);
+            let raised = self.correlate(&rows);
+            if !raised.is_empty() {
+                if let Err(e) = self.inner.insert(&raised).await {
+                    // Not moving on: the rows are read again and the alerts (same ids)
+                    // raised again.
+                    tracing::error!(
+                        "fleet correlator: storing {} fleet alerts: {e}",
+                        raised.len()
+                    );
+                    return Some(cur);
+                }
+            }
+            let (l, text) = (lease.clone(), next.to_text());
+            match tokio::task::spawn_blocking(move || l.save(FEED_CURSOR_KEY, &text)).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => {
+                    tracing::warn!(
+                        "fleet correlator: the fleet job lease was lost while correlating"
+                    );
+                    return None;
+                }
+                Ok(Err(e)) => tracing::error!("fleet correlator: saving its position: {e}"),
+                Err(e) => tracing::error!("fleet correlator: saving its position: {e}"),
+            }
+            let full = rows.len() >= FEED_BATCH;
+            cur = next;
+            if !full {
+                return Some(cur);
+            }
         }
     }
 
@@ -577,11 +732,19 @@ impl FleetStore {
         Ok(rows.len())
     }
 
-    /// Checks for a new vulnerability database every `every`, forever (spawn it).
-    pub async fn vulndb_loop(self: Arc<Self>, every: std::time::Duration) {
+    /// Checks for a new vulnerability database every `every` while this server holds the
+    /// fleet job lease (once per fleet), forever (spawn it).
+    pub async fn vulndb_loop(
+        self: Arc<Self>,
+        lease: rampart_server::FleetLease,
+        every: std::time::Duration,
+    ) {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
+            if !lease.held() {
+                continue;
+            }
             if let Err(e) = self.check_vulndb(now_ns()).await {
                 tracing::error!("fleet: storing vulnerability alerts: {e}");
             }
@@ -612,11 +775,19 @@ impl FleetStore {
 }
 
 impl FleetStore {
-    /// Checks deadlines every `every`, forever (spawn it; abort the task to stop).
-    pub async fn deadline_loop(self: Arc<Self>, every: std::time::Duration) {
+    /// Checks deadlines every `every` while this server holds the fleet job lease (once per
+    /// fleet), forever (spawn it; abort the task to stop).
+    pub async fn deadline_loop(
+        self: Arc<Self>,
+        lease: rampart_server::FleetLease,
+        every: std::time::Duration,
+    ) {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
+            if !lease.held() {
+                continue;
+            }
             if let Err(e) = self.check_deadlines(now_ns()).await {
                 tracing::error!("fleet: storing deadline alerts: {e}");
             }
@@ -673,6 +844,10 @@ impl Store for FleetStore {
         unsent: bool,
         committed: Committed<'a>,
     ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
+        if self.from_store {
+            // Correlated when read back from the shared store (feed_loop).
+            return self.inner.insert_with(rows, unsent, committed);
+        }
         Box::pin(async move {
             let raised = Mutex::new(Vec::new());
             let correlate: Committed<'_> = Box::new(|outcome: &InsertOutcome| {
@@ -733,6 +908,15 @@ impl Store for FleetStore {
     ) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
         self.inner.latest_inventory(event_type, host)
     }
+
+    fn ingested_after<'a>(
+        &'a self,
+        after: &'a IngestCursor,
+        until_ns: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
+        self.inner.ingested_after(after, until_ns, limit)
+    }
 }
 
 /// Where [`server_layer`] puts the [`FleetStore`] once the server opened its store.
@@ -747,7 +931,8 @@ pub type FleetSlot = Arc<OnceLock<Arc<FleetStore>>>;
 /// let (layer, slot) = rampart_fleet::server_layer(fleet_cfg)?;
 /// let server = rampart_server::start_with(cfg, layer).await?;
 /// if let Some(fleet) = slot.get() {
-///     tokio::spawn(fleet.clone().deadline_loop(std::time::Duration::from_secs(60)));
+///     let lease = server.fleet_lease();
+///     tokio::spawn(fleet.clone().deadline_loop(lease, std::time::Duration::from_secs(60)));
 /// }
 /// # Ok(()) }
 /// ```
@@ -755,11 +940,12 @@ pub fn server_layer(
     cfg: FleetConfig,
 ) -> Result<(rampart_server::StoreLayer, FleetSlot), FleetError> {
     let tracker = cfg.vulns.as_ref().map(VulnTracker::open).transpose()?;
+    let from_store = cfg.from_store;
     let correlator = Correlator::new(cfg)?;
     let slot: FleetSlot = Arc::default();
     let keep = slot.clone();
     let layer: rampart_server::StoreLayer = Box::new(move |inner| {
-        let mut fleet = FleetStore::new(inner, correlator);
+        let mut fleet = FleetStore::new(inner, correlator).from_store(from_store);
         if let Some(t) = tracker {
             fleet = fleet.with_vulns(t);
         }

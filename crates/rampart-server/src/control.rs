@@ -839,6 +839,47 @@ impl Control {
         })
     }
 
+    /// The value of `key` a lease holder saved with [`Control::put_leased`].
+    pub fn leased_value(&self, key: &str) -> Result<Option<String>, ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.meta(key);
+        }
+        self.with(|c| {
+            c.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()
+        })
+    }
+
+    /// Saves `value` under `key` only while `holder` holds the lease on `job` (in one
+    /// statement, so a server that lost the lease cannot overwrite its successor's value);
+    /// false when it does not hold it.
+    pub fn put_leased(
+        &self,
+        key: &str,
+        value: &str,
+        job: &str,
+        holder: &str,
+    ) -> Result<bool, ControlError> {
+        let now = now_ns();
+        if let Some(pg) = self.pg() {
+            return pg.put_meta_leased(key, value, job, holder, now);
+        }
+        self.with(|c| {
+            c.query_row(
+                "INSERT INTO meta (key, value) SELECT ?1, ?2 WHERE EXISTS
+                    (SELECT 1 FROM leases WHERE job = ?3 AND holder = ?4 AND expires_ns >= ?5)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value
+                 RETURNING key",
+                params![key, value, job, holder, now as i64],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+        })
+    }
+
     /// Gives up `holder`'s lease on `job`, so another server may take it at once.
     pub fn release(&self, job: &str, holder: &str) -> Result<(), ControlError> {
         if let Some(pg) = self.pg() {

@@ -131,6 +131,56 @@ const FLEET_LEASE_RENEW: Duration = Duration::from_secs(2);
 /// How often a server of a fleet reads revocations from the shared control store.
 const REVOCATION_POLL: Duration = Duration::from_secs(1);
 
+/// A server's side of the fleet job lease (see [`Control::lease`]), for the once-per-fleet
+/// jobs started beside the server: whether it holds the lease now, and small values (a job's
+/// position) that only the holder can save. Its calls block on the control store: call them
+/// from `spawn_blocking`.
+#[derive(Clone)]
+pub struct FleetLease {
+    app: Arc<App>,
+}
+
+impl std::fmt::Debug for FleetLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetLease")
+            .field("instance", &self.app.instance)
+            .field("held", &self.held())
+            .finish()
+    }
+}
+
+impl FleetLease {
+    /// True while this server holds the lease (always with a control store of one server).
+    pub fn held(&self) -> bool {
+        self.app.leads_fleet()
+    }
+
+    /// True when the control store is shared by several servers (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        self.app.control.is_shared()
+    }
+
+    /// The value last saved under `key` by a holder of the lease.
+    pub fn value(&self, key: &str) -> Result<Option<String>, ServerError> {
+        Ok(self.app.control.leased_value(key)?)
+    }
+
+    /// Saves `value` under `key` if this server still holds the lease (checked by the control
+    /// store in the same statement); false when it does not.
+    pub fn save(&self, key: &str, value: &str) -> Result<bool, ServerError> {
+        if !self.app.control.is_shared() {
+            // The only server holds the lease; its row is written here, where it is needed.
+            self.app
+                .control
+                .lease(FLEET_LEASE, &self.app.instance, FLEET_LEASE_TTL)?;
+        }
+        Ok(self
+            .app
+            .control
+            .put_leased(key, value, FLEET_LEASE, &self.app.instance)?)
+    }
+}
+
 /// One number of [`AgentStats`].
 type StatOf = fn(&AgentStats) -> u64;
 
@@ -931,6 +981,14 @@ impl ServerHandle {
     /// True while this server runs the once-per-fleet jobs (see [`ServerContext::leads_fleet`]).
     pub fn leads_fleet(&self) -> bool {
         self.app.leads_fleet()
+    }
+
+    /// This server's side of the fleet job lease, for jobs run beside it (the fleet
+    /// correlator).
+    pub fn fleet_lease(&self) -> FleetLease {
+        FleetLease {
+            app: self.app.clone(),
+        }
     }
 
     /// Stops accepting connections and background jobs, flushes agent last-seen times, and

@@ -605,6 +605,40 @@ impl Pg {
         })
     }
 
+    pub(super) fn meta(&self, key: &str) -> Result<Option<String>, ControlError> {
+        let key = key.to_string();
+        self.with(move |c| {
+            c.query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
+                .map(|r| r.map(|r| r.get::<_, String>(0)))
+        })
+    }
+
+    pub(super) fn put_meta_leased(
+        &self,
+        key: &str,
+        value: &str,
+        job: &str,
+        holder: &str,
+        now: u64,
+    ) -> Result<bool, ControlError> {
+        let (key, value, job, holder) = (
+            key.to_string(),
+            value.to_string(),
+            job.to_string(),
+            holder.to_string(),
+        );
+        self.with(move |c| {
+            c.query_opt(
+                "INSERT INTO meta (key, value) SELECT $1, $2 WHERE EXISTS
+                    (SELECT 1 FROM leases WHERE job = $3 AND holder = $4 AND expires_ns >= $5)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value
+                 RETURNING key",
+                &[&key, &value, &job, &holder, &i(now)],
+            )
+            .map(|r| r.is_some())
+        })
+    }
+
     /// Gives up `holder`'s lease of `job` (another server may take it at once).
     pub(super) fn release(&self, job: &str, holder: &str) -> Result<(), ControlError> {
         let (job, holder) = (job.to_string(), holder.to_string());
