@@ -157,6 +157,114 @@ async fn leads(url: &str, ca: &Path, token: &str) -> Option<bool> {
     Some(line.trim_end().ends_with(" 1"))
 }
 
+/// A failed SSH login on `host` from `src`.
+fn failed_login(instance: u64, seq: u64, host: &str, src: &str) -> Vec<Entry> {
+    let mut ev = rampart_event::Event::new(
+        rampart_event::EventId::new(instance, seq),
+        now_ns(),
+        rampart_event::EventKind::AuthLogin,
+        Arc::new(rampart_event::Device {
+            hostname: host.into(),
+            region: None,
+        }),
+    );
+    ev.auth = Some(rampart_event::AuthInfo {
+        outcome: rampart_event::AuthOutcome::Failure,
+        user: "root".into(),
+        method: Some("password".into()),
+        src_ip: Some(src.parse().unwrap()),
+        src_port: Some(50_000),
+        service: "sshd".into(),
+        log_source: "/var/log/auth.log".into(),
+        message: format!("Failed password for root from {src} port 50000 ssh2"),
+    });
+    vec![Entry {
+        seq,
+        written_ms: 0,
+        payload: serde_json::to_vec(&ev).unwrap(),
+    }]
+}
+
+const SPRAYING: &str = "Fleet password guessing across hosts";
+
+/// Fleet alerts of the password-guessing rule naming source `src`, as every server sees them
+/// (one ClickHouse).
+async fn spraying_alerts(q: &mut QueryClient, src: &str) -> usize {
+    let records = q
+        .get_json(&rampart_server::client::with_query(
+            "/api/v1/records",
+            &[
+                ("kind", "alert".to_string()),
+                ("rule", SPRAYING.to_string()),
+                ("limit", "100".to_string()),
+            ],
+        ))
+        .await
+        .unwrap();
+    records["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r.to_string().contains(src))
+        .count()
+}
+
+/// Waits up to 20 s for one spraying alert naming `src`, then checks that no second one
+/// follows (another server correlating the same records would raise its own).
+async fn one_spraying_alert(q: &mut QueryClient, src: &str, since: Instant) -> Duration {
+    loop {
+        let n = spraying_alerts(q, src).await;
+        if n > 0 {
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(20),
+            "no fleet alert for the password guessing from {src} after {:?}",
+            since.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = since.elapsed();
+    // Past the store-fed correlator's read lag and two polls of both servers.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(spraying_alerts(q, src).await, 1, "fleet alerts from {src}");
+    took
+}
+
+/// The incidents the server at `url` shows on its dashboard, as JSON.
+async fn incidents(url: &str, ca: &Path, password: &str) -> Vec<serde_json::Value> {
+    let mut c = HttpClient::new(url, Some(anonymous(ca))).unwrap();
+    let login = c
+        .request(
+            Method::POST,
+            "/ui/api/login",
+            &[("content-type", "application/json")],
+            Bytes::from(serde_json::json!({"username": "admin", "password": password}).to_string()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(login.status, 200, "{}", login.body_text());
+    let cookie = login.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let r = c
+        .request(
+            Method::GET,
+            "/ui/api/incidents",
+            &[("cookie", &cookie)],
+            Bytes::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    v["incidents"].as_array().unwrap().clone()
+}
+
 async fn count(q: &mut QueryClient, host: &str) -> u64 {
     q.count(&[
         ("host", host.to_string()),
@@ -356,6 +464,51 @@ async fn two_servers_behind_haproxy_behave_as_one() {
         leads(&b.url(), &ca, &admin).await.unwrap(),
     );
     assert!(la != lb, "fleet leaders: A {la}, B {lb}");
+
+    // Password guessing from one address on three hosts whose agents ship to different
+    // servers: one fleet alert (raised by the one correlator, on the lease holder, reading
+    // both servers' records from ClickHouse) and one incident.
+    let spray = |i: usize, to: &Server| {
+        ServerOutput::new(
+            "direct",
+            &to.url(),
+            rampart_ship::tls::agent_client_config(&agents[i].1).unwrap(),
+        )
+        .unwrap()
+    };
+    let sent = Instant::now();
+    for (i, to) in [(0, &a), (1, &b), (2, &a)] {
+        let mut out = spray(i, to);
+        for seq in 1..=2 {
+            let r = out
+                .send(&failed_login(
+                    200 + i as u64,
+                    seq,
+                    &format!("host-{i}"),
+                    "203.0.113.7",
+                ))
+                .await
+                .unwrap();
+            assert_eq!((r.rejected, r.duplicates), (0, 0));
+        }
+    }
+    let took = one_spraying_alert(&mut qb, "203.0.113.7", sent).await;
+    eprintln!("fleet alert for password guessing over A and B after {took:?}");
+    // Incidents of the spraying rule on a host (the alert's host: the campaign's last one).
+    let spraying_incidents = |list: &[serde_json::Value], host: &str| {
+        list.iter()
+            .filter(|i| {
+                i["rules"].to_string().contains(SPRAYING)
+                    && i["hosts"].to_string().contains(&format!("\"{host}\""))
+            })
+            .count()
+    };
+    let list = incidents(&(if la { &a } else { &b }).url(), &ca, &password).await;
+    assert_eq!(
+        spraying_incidents(&list, "host-2"),
+        1,
+        "incidents: {list:?}"
+    );
     let (mut leader, other) = if la { (a, b) } else { (b, a) };
 
     // Agents ship through the proxy while the leader is SIGKILLed: every record a server
@@ -437,6 +590,30 @@ async fn two_servers_behind_haproxy_behave_as_one() {
         "lease taken over after {took:?}"
     );
     eprintln!("fleet job lease taken over {took:?} after the holder was SIGKILLed");
+
+    // The correlation resumed on the other server: a new campaign over three hosts, one alert.
+    let sent = Instant::now();
+    for i in 3..6 {
+        let mut out = spray(i, &other);
+        for seq in 1..=2 {
+            out.send(&failed_login(
+                300 + i as u64,
+                seq,
+                &format!("host-{i}"),
+                "198.51.100.9",
+            ))
+            .await
+            .unwrap();
+        }
+    }
+    let took = one_spraying_alert(&mut qo, "198.51.100.9", sent).await;
+    eprintln!("fleet alert after the takeover, {took:?} after the records were sent");
+    let list = incidents(&other.url(), &ca, &password).await;
+    assert_eq!(
+        spraying_incidents(&list, "host-5"),
+        1,
+        "incidents: {list:?}"
+    );
     drop(proxy);
     drop(other);
 }
