@@ -183,6 +183,27 @@ fn two_control_stores_on_one_postgres_decide_in_transactions() {
             .unwrap()
     });
     assert_eq!(won.iter().filter(|w| **w).count(), 1);
+
+    // A value only the lease holder saves (the fleet correlator's position): a server that
+    // lost the lease cannot overwrite its successor's, even with its old holder name.
+    let ttl = Duration::from_millis(600);
+    assert!(a.lease("pos", "a", ttl).unwrap());
+    assert!(a.put_leased("k", "1 a", "pos", "a").unwrap());
+    assert!(
+        !b.put_leased("k", "9 b", "pos", "b").unwrap(),
+        "not the holder"
+    );
+    assert_eq!(b.leased_value("k").unwrap().as_deref(), Some("1 a"));
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        !a.put_leased("k", "2 a", "pos", "a").unwrap(),
+        "an expired lease saves nothing"
+    );
+    assert!(b.lease("pos", "b", ttl).unwrap());
+    assert!(!a.put_leased("k", "3 a", "pos", "a").unwrap());
+    assert!(b.put_leased("k", "4 b", "pos", "b").unwrap());
+    assert_eq!(a.leased_value("k").unwrap().as_deref(), Some("4 b"));
+    assert_eq!(a.leased_value("absent").unwrap(), None);
 }
 
 #[test]
