@@ -647,7 +647,11 @@ impl FleetStore {
     ) -> Option<IngestCursor> {
         loop {
             let until = now_ns().saturating_sub(FEED_LAG.as_nanos() as u64);
-            let rows = match self.inner.ingested_after(&cur, until, FEED_BATCH).await {
+            let rows = match self
+                .inner
+                .ingested_after(&cur, until, None, FEED_BATCH)
+                .await
+            {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!("fleet correlator: reading the fleet's records: {e}");
@@ -913,9 +917,10 @@ impl Store for FleetStore {
         &'a self,
         after: &'a IngestCursor,
         until_ns: u64,
+        kind: Option<RecordKind>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
-        self.inner.ingested_after(after, until_ns, limit)
+        self.inner.ingested_after(after, until_ns, kind, limit)
     }
 }
 

@@ -650,7 +650,7 @@ async fn clickhouse_reads_every_servers_records_in_ingest_order() {
     for page in 0.. {
         assert!(page < 20, "paging does not end: {cur:?}");
         let store = if page % 2 == 0 { &a } else { &b };
-        let rows = store.ingested_after(&cur, until, 4).await.unwrap();
+        let rows = store.ingested_after(&cur, until, None, 4).await.unwrap();
         assert!(rows.len() <= 4);
         let Some(last) = rows.last() else { break };
         cur = IngestCursor::after(last);
@@ -664,10 +664,24 @@ async fn clickhouse_reads_every_servers_records_in_ingest_order() {
     );
     assert_eq!(read, want, "rows come back as stored");
     // Later, the late record, and nothing else.
-    let rows = a.ingested_after(&cur, u64::MAX, 4).await.unwrap();
+    let rows = a.ingested_after(&cur, u64::MAX, None, 4).await.unwrap();
     assert_eq!(
         rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
         ["late"]
+    );
+    // Alerts only (the dashboards' live streams): B's five.
+    let rows = b
+        .ingested_after(
+            &IngestCursor::default(),
+            u64::MAX,
+            Some(RecordKind::Alert),
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["b-0", "b-1", "b-2", "b-3", "b-4"]
     );
     // The stored form of a cursor round-trips, also with a space in the id.
     let c = IngestCursor {
@@ -684,7 +698,7 @@ async fn sqlite_refuses_reading_in_ingest_order_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("events.db"), true).unwrap();
     let e = store
-        .ingested_after(&rampart_server::IngestCursor::default(), u64::MAX, 10)
+        .ingested_after(&rampart_server::IngestCursor::default(), u64::MAX, None, 10)
         .await
         .unwrap_err();
     assert!(

@@ -231,8 +231,8 @@ async fn one_spraying_alert(q: &mut QueryClient, src: &str, since: Instant) -> D
     took
 }
 
-/// The incidents the server at `url` shows on its dashboard, as JSON.
-async fn incidents(url: &str, ca: &Path, password: &str) -> Vec<serde_json::Value> {
+/// A dashboard session cookie of the server at `url`.
+async fn session_cookie(url: &str, ca: &Path, password: &str) -> String {
     let mut c = HttpClient::new(url, Some(anonymous(ca))).unwrap();
     let login = c
         .request(
@@ -244,13 +244,71 @@ async fn incidents(url: &str, ca: &Path, password: &str) -> Vec<serde_json::Valu
         .await
         .unwrap();
     assert_eq!(login.status, 200, "{}", login.body_text());
-    let cookie = login.headers["set-cookie"]
+    login.headers["set-cookie"]
         .to_str()
         .unwrap()
         .split(';')
         .next()
         .unwrap()
-        .to_string();
+        .to_string()
+}
+
+/// Opens the dashboard's live alert stream (server-sent events) of the server at `addr`;
+/// what it has received so far is in the returned text, until the task is aborted.
+async fn live_stream(
+    addr: SocketAddr,
+    ca: &Path,
+    cookie: String,
+) -> (Arc<std::sync::Mutex<String>>, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = tokio_rustls::rustls::pki_types::ServerName::from(addr.ip());
+    let mut tls = tokio_rustls::TlsConnector::from(anonymous(ca))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    tls.write_all(
+        format!(
+            "GET /ui/api/alerts/stream HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let got = Arc::new(std::sync::Mutex::new(String::new()));
+    let into = got.clone();
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 << 10];
+        while let Ok(n) = tls.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            into.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    // The answer's head: the stream is open.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !got.lock().unwrap().contains("\r\n\r\n") {
+        assert!(
+            Instant::now() < deadline,
+            "no answer from the live stream of {addr}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        got.lock().unwrap().starts_with("HTTP/1.1 200"),
+        "{}",
+        got.lock().unwrap()
+    );
+    (got, task)
+}
+
+/// The incidents the server at `url` shows on its dashboard, as JSON.
+async fn incidents(url: &str, ca: &Path, password: &str) -> Vec<serde_json::Value> {
+    let cookie = session_cookie(url, ca, password).await;
+    let mut c = HttpClient::new(url, Some(anonymous(ca))).unwrap();
     let r = c
         .request(
             Method::GET,
@@ -476,6 +534,12 @@ async fn two_servers_behind_haproxy_behave_as_one() {
         )
         .unwrap()
     };
+    // Both dashboards' live streams are watched: each shows the fleet alert, whichever
+    // server raised it.
+    let (live_a, task_a) =
+        live_stream(a.addr, &ca, session_cookie(&a.url(), &ca, &password).await).await;
+    let (live_b, task_b) =
+        live_stream(b.addr, &ca, session_cookie(&b.url(), &ca, &password).await).await;
     let sent = Instant::now();
     for (i, to) in [(0, &a), (1, &b), (2, &a)] {
         let mut out = spray(i, to);
@@ -494,6 +558,19 @@ async fn two_servers_behind_haproxy_behave_as_one() {
     }
     let took = one_spraying_alert(&mut qb, "203.0.113.7", sent).await;
     eprintln!("fleet alert for password guessing over A and B after {took:?}");
+    for (name, live) in [("A", &live_a), ("B", &live_b)] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !live.lock().unwrap().contains("203.0.113.7") {
+            assert!(
+                Instant::now() < deadline,
+                "the fleet alert is not on {name}'s live stream: {}",
+                live.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    task_a.abort();
+    task_b.abort();
     // Incidents of the spraying rule on a host (the alert's host: the campaign's last one).
     let spraying_incidents = |list: &[serde_json::Value], host: &str| {
         list.iter()

@@ -617,13 +617,18 @@ impl Store for ClickHouseStore {
         &'a self,
         after: &'a IngestCursor,
         until_ns: u64,
+        kind: Option<RecordKind>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
         Box::pin(async move {
             let db = &self.cfg.database;
+            let kind = match kind {
+                Some(k) => format!(" AND kind = {}", quote(k.as_str())),
+                None => String::new(),
+            };
             let sql = format!(
                 "SELECT {SELECT_COLUMNS} FROM {db}.records \
-                 WHERE (ingested_ns, id) > ({}, {}) AND ingested_ns <= {until_ns} \
+                 WHERE (ingested_ns, id) > ({}, {}) AND ingested_ns <= {until_ns}{kind} \
                  ORDER BY ingested_ns, id LIMIT {} FORMAT JSONEachRow",
                 after.ingested_ns,
                 quote(&after.id),

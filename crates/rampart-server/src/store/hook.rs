@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::{
     BoxFuture, Committed, DeleteOutcome, HostSummary, IngestCursor, InsertOutcome, Query,
-    RetentionRecord, Store, StoreError, StoredRecord,
+    RecordKind, RetentionRecord, Store, StoreError, StoredRecord,
 };
 
 /// What [`AfterInsert`] runs after each committed insert: the batch and what the store did
@@ -104,8 +104,9 @@ impl Store for AfterInsert {
         &'a self,
         after: &'a IngestCursor,
         until_ns: u64,
+        kind: Option<RecordKind>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
-        self.inner.ingested_after(after, until_ns, limit)
+        self.inner.ingested_after(after, until_ns, kind, limit)
     }
 }

@@ -289,18 +289,20 @@ pub trait Store: Send + Sync {
         host: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>>;
 
-    /// Up to `limit` records in ingest order (`ingested_ns`, then id) strictly after `after`
-    /// and ingested at or before `until_ns`, as every server of a fleet committed them (the
-    /// fleet correlator reads the whole fleet's records this way). A record stored twice (an
-    /// agent's retry through another server) may come twice. Default: unsupported (SQLite
-    /// holds one server's records only).
+    /// Up to `limit` records (of `kind` when given) in ingest order (`ingested_ns`, then
+    /// id) strictly after `after` and ingested at or before `until_ns`, as every server of a
+    /// fleet committed them (the fleet correlator and the dashboards' live streams read the
+    /// whole fleet's records this way). A record stored twice (an agent's retry through
+    /// another server) may come twice. Default: unsupported (SQLite holds one server's
+    /// records only).
     fn ingested_after<'a>(
         &'a self,
         after: &'a IngestCursor,
         until_ns: u64,
+        kind: Option<RecordKind>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
-        let _ = (after, until_ns, limit);
+        let _ = (after, until_ns, kind, limit);
         let engine = self.engine();
         Box::pin(async move {
             Err(StoreError::Unsupported {
