@@ -965,3 +965,76 @@ pub fn server_layer(
 pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("incidents.db")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed_login(i: u64, host: &str) -> StoredRecord {
+        let mut ev = Event::new(
+            EventId::new(7, i),
+            1_000_000_000 * (1 + i),
+            EventKind::AuthLogin,
+            Arc::new(Device {
+                hostname: host.into(),
+                region: None,
+            }),
+        );
+        ev.auth = Some(rampart_event::AuthInfo {
+            outcome: rampart_event::AuthOutcome::Failure,
+            user: "root".into(),
+            method: None,
+            src_ip: "203.0.113.7".parse().ok(),
+            src_port: None,
+            service: "sshd".into(),
+            log_source: "/var/log/auth.log".into(),
+            message: String::new(),
+        });
+        StoredRecord {
+            id: ev.id.to_string(),
+            kind: RecordKind::Event,
+            event_type: "auth.login".into(),
+            time_ns: ev.time_ns,
+            day: day_of(ev.time_ns),
+            host: host.into(),
+            region: String::new(),
+            agent_id: format!("agt-{host}"),
+            container_id: String::new(),
+            container_name: String::new(),
+            image: String::new(),
+            rule: String::new(),
+            priority: String::new(),
+            severity: 1,
+            ingested_ns: ev.time_ns,
+            json: serde_json::to_string(&ev).unwrap_or_default(),
+        }
+    }
+
+    /// Issue 22: the store-fed correlator reads back the alerts it stored itself; they are
+    /// not counted, grouped or sent to the notifiers a second time, and records read twice
+    /// (an agent's retry stored through another server) are skipped.
+    #[test]
+    fn alerts_it_raised_and_records_read_again_are_seen_once() {
+        let mut c = match Correlator::new(FleetConfig::new(None)) {
+            Ok(c) => c,
+            Err(e) => panic!("default fleet rules: {e}"),
+        };
+        let rows: Vec<StoredRecord> = ["web-1", "web-2", "web-3"]
+            .iter()
+            .enumerate()
+            .map(|(i, h)| failed_login(i as u64, h))
+            .collect();
+        let raised = c.process_records(&rows);
+        assert_eq!(raised.len(), 1, "{raised:?}");
+        assert_eq!(c.incidents().len(), 1);
+        let stored: Vec<StoredRecord> = raised.iter().map(|a| alert_record(a, 1)).collect();
+        let mut again = rows.clone();
+        again.extend(stored);
+        assert!(c.process_records(&again).is_empty());
+        let s = c.stats();
+        assert_eq!((s.events, s.alerts_in, s.fleet_alerts), (3, 0, 1));
+        assert_eq!(s.duplicates, 4);
+        assert_eq!(c.incidents().len(), 1);
+        assert_eq!(c.incidents()[0].alert_ids.len(), 1);
+    }
+}
