@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -545,6 +546,10 @@ pub struct FleetStore {
     vulns: Option<Arc<Mutex<VulnTracker>>>,
     /// See [`FleetConfig::from_store`].
     from_store: bool,
+    /// The store-fed correlator: up to which `ingested_ns` it has read everything (0 while
+    /// this server does not hold the lease), and records read.
+    fed_position_ns: std::sync::atomic::AtomicU64,
+    fed_records: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for FleetStore {
@@ -562,6 +567,8 @@ impl FleetStore {
             correlator: Arc::new(Mutex::new(correlator)),
             vulns: None,
             from_store: false,
+            fed_position_ns: std::sync::atomic::AtomicU64::new(0),
+            fed_records: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -582,6 +589,7 @@ impl FleetStore {
         loop {
             tick.tick().await;
             if !lease.held() {
+                self.fed_position_ns.store(0, Ordering::Relaxed);
                 if cursor.take().is_some() {
                     tracing::info!("fleet correlator: the fleet job lease went to another server; reading paused");
                 }
@@ -659,10 +667,14 @@ impl FleetStore {
                 }
             };
             let Some(last) = rows.last() else {
+                // Everything up to `until` is read.
+                self.fed_position_ns.store(until, Ordering::Relaxed);
                 return Some(cur);
             };
             let next = IngestCursor::after(last);
             let raised = self.correlate(&rows);
+            self.fed_records
+                .fetch_add(rows.len() as u64, Ordering::Relaxed);
             if !raised.is_empty() {
                 if let Err(e) = self.inner.insert(&raised).await {
                     // Not moving on: the rows are read again and the alerts (same ids)
@@ -687,6 +699,10 @@ impl FleetStore {
                 Err(e) => tracing::error!("fleet correlator: saving its position: {e}"),
             }
             let full = rows.len() >= FEED_BATCH;
+            self.fed_position_ns.store(
+                if full { next.ingested_ns } else { until },
+                Ordering::Relaxed,
+            );
             cur = next;
             if !full {
                 return Some(cur);
@@ -834,6 +850,25 @@ impl Store for FleetStore {
         };
         let mut w = rampart_ship::metrics::PromWriter::new();
         rampart_ship::notify::write_metrics(&mut w, &stats);
+        if self.from_store {
+            let pos = self.fed_position_ns.load(Ordering::Relaxed);
+            w.gauge(
+                "rampart_fleet_correlator_behind_seconds",
+                "How far the fleet correlator (on the fleet job lease holder) is behind: now minus the ingest time up to which it has read every record (0 on the other servers; 2-2.5 s when it keeps up).",
+                &[],
+                if pos == 0 {
+                    0.0
+                } else {
+                    now_ns().saturating_sub(pos) as f64 / 1e9
+                },
+            );
+            w.counter(
+                "rampart_fleet_correlator_read_records_total",
+                "Records the fleet correlator read from the shared store while this server held the fleet job lease.",
+                &[],
+                self.fed_records.load(Ordering::Relaxed),
+            );
+        }
         let mut text = w.finish();
         text.push_str(&self.inner.metrics_text());
         text

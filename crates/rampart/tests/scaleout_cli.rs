@@ -571,6 +571,30 @@ async fn two_servers_behind_haproxy_behave_as_one() {
     }
     task_a.abort();
     task_b.abort();
+    // Only the lease holder's correlator reads the fleet's records, and says how far behind.
+    let value = |m: &str, name: &str| -> f64 {
+        m.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    };
+    for (s, holds) in [(&a, la), (&b, !la)] {
+        let m = metrics(&s.url(), &ca, &admin).await.unwrap();
+        let read = value(&m, "rampart_fleet_correlator_read_records_total");
+        let behind = value(&m, "rampart_fleet_correlator_behind_seconds");
+        if holds {
+            assert!(
+                read >= 6.0 && behind > 0.0,
+                "holder: {read} read, {behind} s behind"
+            );
+        } else {
+            assert!(
+                read == 0.0 && behind == 0.0,
+                "other: {read} read, {behind} s behind"
+            );
+        }
+    }
     // Incidents of the spraying rule on a host (the alert's host: the campaign's last one).
     let spraying_incidents = |list: &[serde_json::Value], host: &str| {
         list.iter()
