@@ -133,6 +133,8 @@ pub struct Correlator {
     detections: Vec<Detection>,
     stats: FleetStats,
     notifier: Option<FleetNotifier>,
+    /// Store-fed (scale-out): incidents changed since they were last shared.
+    shared_dirty: Option<BTreeSet<String>>,
 }
 
 impl Correlator {
@@ -183,7 +185,31 @@ impl Correlator {
             detections: Vec::new(),
             stats: FleetStats::default(),
             notifier,
+            shared_dirty: cfg.from_store.then(BTreeSet::new),
         })
+    }
+
+    /// The incidents changed since the last call, as (id, JSON), for the shared control
+    /// store (store-fed correlators only; empty otherwise).
+    pub fn take_shared_changes(&mut self) -> Vec<(String, String)> {
+        let Some(ids) = self.shared_dirty.as_mut() else {
+            return Vec::new();
+        };
+        let ids = std::mem::take(ids);
+        self.grouper
+            .incidents()
+            .iter()
+            .filter(|i| ids.contains(&i.id))
+            .filter_map(|i| serde_json::to_string(i).ok().map(|j| (i.id.clone(), j)))
+            .collect()
+    }
+
+    /// Replaces the incidents with the fleet's shared ones (a server taking over the fleet
+    /// correlator continues the incidents its predecessor opened; the others show them).
+    pub fn replace_incidents(&mut self, incidents: Vec<Incident>) {
+        let mut g = Grouper::with_incidents(self.grouper.window_ns, incidents);
+        g.policy = self.grouper.policy.clone();
+        self.grouper = g;
     }
 
     pub fn stats(&self) -> FleetStats {
@@ -468,6 +494,9 @@ impl Correlator {
 
     /// Writes changed incidents and newly seen countries to the database.
     pub fn flush(&mut self) -> Result<(), FleetError> {
+        if let Some(shared) = self.shared_dirty.as_mut() {
+            shared.extend(self.dirty.iter().cloned());
+        }
         let Some(db) = self.db.as_mut() else {
             self.dirty.clear();
             self.new_countries.clear();
@@ -498,6 +527,10 @@ impl Correlator {
 pub const FEED_LAG: Duration = Duration::from_secs(2);
 /// Records read per store query by the store-fed correlator.
 const FEED_BATCH: usize = 5_000;
+/// The kind of the shared incidents in the control store's documents.
+const SHARED_INCIDENTS: &str = "incident";
+/// Every this many polls a server not holding the lease reads the shared incidents.
+const SHARED_INCIDENTS_EVERY: u64 = 4;
 /// The control-store key of the store-fed correlator's position.
 const FEED_CURSOR_KEY: &str = "fleet-correlator-position";
 
@@ -586,12 +619,20 @@ impl FleetStore {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut cursor: Option<IngestCursor> = None;
+        let mut n = 0u64;
         loop {
             tick.tick().await;
+            n += 1;
             if !lease.held() {
                 self.fed_position_ns.store(0, Ordering::Relaxed);
                 if cursor.take().is_some() {
                     tracing::info!("fleet correlator: the fleet job lease went to another server; reading paused");
+                }
+                // This server's dashboard shows the holder's incidents.
+                if n % SHARED_INCIDENTS_EVERY == 0 {
+                    if let Err(e) = self.load_shared_incidents(&lease).await {
+                        tracing::warn!("fleet: reading the shared incidents: {e}");
+                    }
                 }
                 continue;
             }
@@ -606,9 +647,55 @@ impl FleetStore {
         }
     }
 
+    /// Writes the incidents changed since the last call to the shared control store.
+    async fn share_incidents(&self, lease: &rampart_server::FleetLease) -> Result<(), String> {
+        let changed = {
+            let mut c = self.correlator.lock().unwrap_or_else(|p| p.into_inner());
+            c.take_shared_changes()
+        };
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let l = lease.clone();
+        let res = tokio::task::spawn_blocking(move || l.put_docs(SHARED_INCIDENTS, changed))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string());
+        res
+    }
+
+    /// Replaces the correlator's incidents with the fleet's shared ones.
+    async fn load_shared_incidents(
+        &self,
+        lease: &rampart_server::FleetLease,
+    ) -> Result<usize, String> {
+        let l = lease.clone();
+        let docs = tokio::task::spawn_blocking(move || l.docs(SHARED_INCIDENTS))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let mut incidents: Vec<Incident> = Vec::with_capacity(docs.len());
+        for (id, json) in docs {
+            match serde_json::from_str(&json) {
+                Ok(i) => incidents.push(i),
+                Err(e) => return Err(format!("shared incident {id}: {e}")),
+            }
+        }
+        incidents.sort_by(|a, b| (a.first_ns, &a.id).cmp(&(b.first_ns, &b.id)));
+        let n = incidents.len();
+        let mut c = self.correlator.lock().unwrap_or_else(|p| p.into_inner());
+        c.replace_incidents(incidents);
+        Ok(n)
+    }
+
     /// Where to start reading on taking the lease: where the last holder stopped, or (no
     /// holder ever saved a position) [`FEED_LAG`] ago.
     async fn resume_point(&self, lease: &rampart_server::FleetLease) -> Option<IngestCursor> {
+        // The incidents the previous holder opened are continued here.
+        if let Err(e) = self.load_shared_incidents(lease).await {
+            tracing::error!("fleet correlator: reading the shared incidents: {e}");
+            return None;
+        }
         let l = lease.clone();
         let saved = tokio::task::spawn_blocking(move || l.value(FEED_CURSOR_KEY)).await;
         let c = match saved {
@@ -685,6 +772,10 @@ impl FleetStore {
                     );
                     return Some(cur);
                 }
+            }
+            if let Err(e) = self.share_incidents(lease).await {
+                // Not moving on: they are shared with the next round's changes.
+                tracing::error!("fleet correlator: sharing incidents: {e}");
             }
             let (l, text) = (lease.clone(), next.to_text());
             match tokio::task::spawn_blocking(move || l.save(FEED_CURSOR_KEY, &text)).await {

@@ -233,7 +233,9 @@ impl Control {
                 sha256 TEXT PRIMARY KEY, username TEXT NOT NULL, created_ns INTEGER NOT NULL,
                 expires_ns INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS leases (
-                job TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ns INTEGER NOT NULL);",
+                job TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ns INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS fleet_docs (
+                kind TEXT NOT NULL, id TEXT NOT NULL, json TEXT NOT NULL, PRIMARY KEY (kind, id));",
         )
         .map_err(db)?;
         Ok(Control {
@@ -836,6 +838,37 @@ impl Control {
             )
             .optional()
             .map(|r| r.is_some())
+        })
+    }
+
+    /// Stores (inserts or replaces) documents of `kind` by id, in one transaction: the fleet
+    /// correlator's incidents, shared by every server of a fleet.
+    pub fn put_docs(&self, kind: &str, docs: Vec<(String, String)>) -> Result<(), ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.put_docs(kind, docs);
+        }
+        self.with(|c| {
+            let tx = c.transaction()?;
+            for (id, json) in &docs {
+                tx.execute(
+                    "INSERT OR REPLACE INTO fleet_docs (kind, id, json) VALUES (?1, ?2, ?3)",
+                    params![kind, id, json],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// Every document of `kind`, as (id, JSON), by id.
+    pub fn docs(&self, kind: &str) -> Result<Vec<(String, String)>, ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.docs(kind);
+        }
+        self.with(|c| {
+            let mut st =
+                c.prepare("SELECT id, json FROM fleet_docs WHERE kind = ?1 ORDER BY id")?;
+            let rows = st.query_map(params![kind], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
         })
     }
 

@@ -160,6 +160,17 @@ impl FleetLease {
         self.app.control.is_shared()
     }
 
+    /// Stores documents of `kind` by id in the control store (shared by the fleet with
+    /// PostgreSQL): the fleet correlator's incidents.
+    pub fn put_docs(&self, kind: &str, docs: Vec<(String, String)>) -> Result<(), ServerError> {
+        Ok(self.app.control.put_docs(kind, docs)?)
+    }
+
+    /// Every document of `kind`, as (id, JSON).
+    pub fn docs(&self, kind: &str) -> Result<Vec<(String, String)>, ServerError> {
+        Ok(self.app.control.docs(kind)?)
+    }
+
     /// The value last saved under `key` by a holder of the lease.
     pub fn value(&self, key: &str) -> Result<Option<String>, ServerError> {
         Ok(self.app.control.leased_value(key)?)

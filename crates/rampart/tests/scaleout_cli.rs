@@ -610,6 +610,20 @@ async fn two_servers_behind_haproxy_behave_as_one() {
         1,
         "incidents: {list:?}"
     );
+    // The other server's dashboard shows the same incident (shared through PostgreSQL).
+    let other_url = (if la { &b } else { &a }).url();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = incidents(&other_url, &ca, &password).await;
+        if spraying_incidents(&list, "host-2") == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the incident is not on the other server's dashboard: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let (mut leader, other) = if la { (a, b) } else { (b, a) };
 
     // Agents ship through the proxy while the leader is SIGKILLed: every record a server
@@ -712,6 +726,12 @@ async fn two_servers_behind_haproxy_behave_as_one() {
     let list = incidents(&other.url(), &ca, &password).await;
     assert_eq!(
         spraying_incidents(&list, "host-5"),
+        1,
+        "incidents: {list:?}"
+    );
+    // The dead holder's incident is continued by the new holder, not lost or doubled.
+    assert_eq!(
+        spraying_incidents(&list, "host-2"),
         1,
         "incidents: {list:?}"
     );

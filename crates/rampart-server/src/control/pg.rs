@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS fleet_ca (
     meta_json TEXT NOT NULL, created_ns BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS leases (
     job TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ns BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS fleet_docs (
+    kind TEXT NOT NULL, id TEXT NOT NULL, json TEXT NOT NULL, PRIMARY KEY (kind, id));
 ";
 
 /// A connection of a worker thread and when it last answered.
@@ -602,6 +604,38 @@ impl Pg {
                 &[&job, &holder, &i(expires_ns), &i(now)],
             )
             .map(|r| r.is_some())
+        })
+    }
+
+    pub(super) fn put_docs(
+        &self,
+        kind: &str,
+        docs: Vec<(String, String)>,
+    ) -> Result<(), ControlError> {
+        let kind = kind.to_string();
+        self.with(move |c| {
+            let mut tx = c.transaction()?;
+            for (id, json) in &docs {
+                tx.execute(
+                    "INSERT INTO fleet_docs (kind, id, json) VALUES ($1, $2, $3)
+                     ON CONFLICT (kind, id) DO UPDATE SET json = excluded.json",
+                    &[&kind, id, json],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    pub(super) fn docs(&self, kind: &str) -> Result<Vec<(String, String)>, ControlError> {
+        let kind = kind.to_string();
+        self.with(move |c| {
+            Ok(c.query(
+                "SELECT id, json FROM fleet_docs WHERE kind = $1 ORDER BY id",
+                &[&kind],
+            )?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
         })
     }
 
