@@ -204,6 +204,28 @@ fn two_control_stores_on_one_postgres_decide_in_transactions() {
     assert!(b.put_leased("k", "4 b", "pos", "b").unwrap());
     assert_eq!(a.leased_value("k").unwrap().as_deref(), Some("4 b"));
     assert_eq!(a.leased_value("absent").unwrap(), None);
+
+    // Shared documents (the fleet's incidents): written on one, read on the other, replaced
+    // by id, kinds apart; an id with quotes is a value.
+    a.put_docs(
+        "incident",
+        vec![
+            ("inc-1".into(), "{\"v\":1}".into()),
+            ("it's".into(), "{}".into()),
+        ],
+    )
+    .unwrap();
+    b.put_docs("incident", vec![("inc-1".into(), "{\"v\":2}".into())])
+        .unwrap();
+    b.put_docs("other", vec![("inc-1".into(), "x".into())])
+        .unwrap();
+    assert_eq!(
+        a.docs("incident").unwrap(),
+        vec![
+            ("inc-1".to_string(), "{\"v\":2}".to_string()),
+            ("it's".to_string(), "{}".to_string())
+        ]
+    );
 }
 
 #[test]
