@@ -7,6 +7,8 @@
 //!   busybox-static image and a Debian bookworm minbase image from debootstrap, cached under
 //!   [`cache_dir`] and in the local Docker image store so repeated runs are fast.
 //! * [`TestContainer`] runs a container and removes it when dropped.
+//! * [`Postgres`] and [`HaProxy`] run a private PostgreSQL cluster and a TCP proxy on loopback
+//!   ports (Debian packages `postgresql`, `haproxy`), for tests of several servers as one.
 //!
 //! Tests use the `docker` CLI: it is the tool a user would use, and it keeps the tests
 //! independent of the code under test.
@@ -21,6 +23,9 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+
+mod services;
+pub use services::{postgres_bin, ClickHouse, HaProxy, Postgres, CLICKHOUSE_BIN, HAPROXY_BIN};
 
 /// What a test needs from the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -113,6 +113,16 @@ impl Console {
         Box::new(move |ctx| api::router(console, ctx))
     }
 
+    /// Shows the alerts of every server of a fleet (several servers on one ClickHouse) on
+    /// this server's live stream, reading them from `store` every `every`; forever (spawn it).
+    pub async fn fleet_live_loop(
+        self: Arc<Self>,
+        store: Arc<dyn rampart_server::Store>,
+        every: std::time::Duration,
+    ) {
+        live::fleet_live_loop(store, self.live.clone(), every).await
+    }
+
     /// How many live alert subscribers are connected.
     pub fn live_subscribers(&self) -> usize {
         self.live.receiver_count()

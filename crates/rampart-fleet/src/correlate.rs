@@ -14,7 +14,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use rampart_event::{Alert, Device, Event, EventId, EventKind, NetDirection, Priority};
 use rampart_rules::{Detection, Engine, Loader, Options};
@@ -22,7 +24,7 @@ use rampart_server::store::{
     day_of, BoxFuture, Committed, DeleteOutcome, HostSummary, InsertOutcome, RetentionRecord,
     StoreError,
 };
-use rampart_server::{Query, RecordKind, Store, StoredRecord};
+use rampart_server::{IngestCursor, Query, RecordKind, Store, StoredRecord};
 
 use crate::db::{DbError, IncidentDb};
 use crate::deadline::{countdown, format_utc, DeadlineState};
@@ -74,6 +76,10 @@ pub struct FleetConfig {
     /// Notifier outputs (`webhook`, `email`) for people: see [`crate::notify`]. Started by
     /// [`Correlator::new`], which then needs a tokio runtime.
     pub notifications: Vec<rampart_ship::OutputConfig>,
+    /// Fed from the shared store rather than at commit: the correlator sees no record as this
+    /// server commits it, and [`FleetStore::feed_loop`] reads every server's records from the
+    /// store while this server holds the fleet job lease (scale-out).
+    pub from_store: bool,
 }
 
 impl FleetConfig {
@@ -89,6 +95,7 @@ impl FleetConfig {
             vulns: None,
             incident_policy: crate::incident::IncidentPolicy::default(),
             notifications: Vec::new(),
+            from_store: false,
         }
     }
 }
@@ -126,6 +133,8 @@ pub struct Correlator {
     detections: Vec<Detection>,
     stats: FleetStats,
     notifier: Option<FleetNotifier>,
+    /// Store-fed (scale-out): incidents changed since they were last shared.
+    shared_dirty: Option<BTreeSet<String>>,
 }
 
 impl Correlator {
@@ -176,7 +185,31 @@ impl Correlator {
             detections: Vec::new(),
             stats: FleetStats::default(),
             notifier,
+            shared_dirty: cfg.from_store.then(BTreeSet::new),
         })
+    }
+
+    /// The incidents changed since the last call, as (id, JSON), for the shared control
+    /// store (store-fed correlators only; empty otherwise).
+    pub fn take_shared_changes(&mut self) -> Vec<(String, String)> {
+        let Some(ids) = self.shared_dirty.as_mut() else {
+            return Vec::new();
+        };
+        let ids = std::mem::take(ids);
+        self.grouper
+            .incidents()
+            .iter()
+            .filter(|i| ids.contains(&i.id))
+            .filter_map(|i| serde_json::to_string(i).ok().map(|j| (i.id.clone(), j)))
+            .collect()
+    }
+
+    /// Replaces the incidents with the fleet's shared ones (a server taking over the fleet
+    /// correlator continues the incidents its predecessor opened; the others show them).
+    pub fn replace_incidents(&mut self, incidents: Vec<Incident>) {
+        let mut g = Grouper::with_incidents(self.grouper.window_ns, incidents);
+        g.policy = self.grouper.policy.clone();
+        self.grouper = g;
     }
 
     pub fn stats(&self) -> FleetStats {
@@ -319,8 +352,19 @@ impl Correlator {
         self.group(a);
     }
 
-    /// Stored records, in order; returns the alerts the fleet raised (to be stored).
+    /// Stored records, in order; returns the alerts the fleet raised (to be stored). The
+    /// raised alerts count as seen: read back from the store, they are not grouped twice.
     pub fn process_records(&mut self, rows: &[StoredRecord]) -> Vec<Alert> {
+        let out = self.process_rows(rows);
+        for a in &out {
+            if !self.recent.contains(&a.id.0) {
+                self.first_time(&a.id.0);
+            }
+        }
+        out
+    }
+
+    fn process_rows(&mut self, rows: &[StoredRecord]) -> Vec<Alert> {
         let mut out = Vec::new();
         for r in rows {
             if !self.first_time(&r.id) {
@@ -450,6 +494,9 @@ impl Correlator {
 
     /// Writes changed incidents and newly seen countries to the database.
     pub fn flush(&mut self) -> Result<(), FleetError> {
+        if let Some(shared) = self.shared_dirty.as_mut() {
+            shared.extend(self.dirty.iter().cloned());
+        }
         let Some(db) = self.db.as_mut() else {
             self.dirty.clear();
             self.new_countries.clear();
@@ -472,6 +519,20 @@ impl Correlator {
         Ok(())
     }
 }
+
+/// How far behind the newest ingest the store-fed correlator reads: a record stamped by its
+/// server (`ingested_ns`) becomes visible in the store a little later, and the servers' clocks
+/// differ a little; a record that becomes visible later than this behind its stamp is stored
+/// but not correlated.
+pub const FEED_LAG: Duration = Duration::from_secs(2);
+/// Records read per store query by the store-fed correlator.
+const FEED_BATCH: usize = 5_000;
+/// The kind of the shared incidents in the control store's documents.
+const SHARED_INCIDENTS: &str = "incident";
+/// Every this many polls a server not holding the lease reads the shared incidents.
+const SHARED_INCIDENTS_EVERY: u64 = 4;
+/// The control-store key of the store-fed correlator's position.
+const FEED_CURSOR_KEY: &str = "fleet-correlator-position";
 
 /// The stored form of an alert the fleet raised.
 pub fn alert_record(a: &Alert, now_ns: u64) -> StoredRecord {
@@ -516,6 +577,12 @@ pub struct FleetStore {
     inner: Arc<dyn Store>,
     correlator: Arc<Mutex<Correlator>>,
     vulns: Option<Arc<Mutex<VulnTracker>>>,
+    /// See [`FleetConfig::from_store`].
+    from_store: bool,
+    /// The store-fed correlator: up to which `ingested_ns` it has read everything (0 while
+    /// this server does not hold the lease), and records read.
+    fed_position_ns: std::sync::atomic::AtomicU64,
+    fed_records: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for FleetStore {
@@ -532,6 +599,205 @@ impl FleetStore {
             inner,
             correlator: Arc::new(Mutex::new(correlator)),
             vulns: None,
+            from_store: false,
+            fed_position_ns: std::sync::atomic::AtomicU64::new(0),
+            fed_records: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Fed by [`FleetStore::feed_loop`] instead of at commit ([`FleetConfig::from_store`]).
+    pub fn from_store(mut self, yes: bool) -> FleetStore {
+        self.from_store = yes;
+        self
+    }
+
+    /// Reads the whole fleet's records from the shared store in ingest order and correlates
+    /// them, every `every`, while this server holds the fleet job lease; stores the alerts
+    /// raised and saves its position in the control store (only while holding the lease), so
+    /// that the server taking the lease over resumes there. Forever (spawn it).
+    pub async fn feed_loop(self: Arc<Self>, lease: rampart_server::FleetLease, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut cursor: Option<IngestCursor> = None;
+        let mut n = 0u64;
+        loop {
+            tick.tick().await;
+            n += 1;
+            if !lease.held() {
+                self.fed_position_ns.store(0, Ordering::Relaxed);
+                if cursor.take().is_some() {
+                    tracing::info!("fleet correlator: the fleet job lease went to another server; reading paused");
+                }
+                // This server's dashboard shows the holder's incidents.
+                if n % SHARED_INCIDENTS_EVERY == 0 {
+                    if let Err(e) = self.load_shared_incidents(&lease).await {
+                        tracing::warn!("fleet: reading the shared incidents: {e}");
+                    }
+                }
+                continue;
+            }
+            let cur = match cursor.take() {
+                Some(c) => c,
+                None => match self.resume_point(&lease).await {
+                    Some(c) => c,
+                    None => continue,
+                },
+            };
+            cursor = self.feed(&lease, cur).await;
+        }
+    }
+
+    /// Writes the incidents changed since the last call to the shared control store.
+    async fn share_incidents(&self, lease: &rampart_server::FleetLease) -> Result<(), String> {
+        let changed = {
+            let mut c = self.correlator.lock().unwrap_or_else(|p| p.into_inner());
+            c.take_shared_changes()
+        };
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let l = lease.clone();
+        let res = tokio::task::spawn_blocking(move || l.put_docs(SHARED_INCIDENTS, changed))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string());
+        res
+    }
+
+    /// Replaces the correlator's incidents with the fleet's shared ones.
+    async fn load_shared_incidents(
+        &self,
+        lease: &rampart_server::FleetLease,
+    ) -> Result<usize, String> {
+        let l = lease.clone();
+        let docs = tokio::task::spawn_blocking(move || l.docs(SHARED_INCIDENTS))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let mut incidents: Vec<Incident> = Vec::with_capacity(docs.len());
+        for (id, json) in docs {
+            match serde_json::from_str(&json) {
+                Ok(i) => incidents.push(i),
+                Err(e) => return Err(format!("shared incident {id}: {e}")),
+            }
+        }
+        incidents.sort_by(|a, b| (a.first_ns, &a.id).cmp(&(b.first_ns, &b.id)));
+        let n = incidents.len();
+        let mut c = self.correlator.lock().unwrap_or_else(|p| p.into_inner());
+        c.replace_incidents(incidents);
+        Ok(n)
+    }
+
+    /// Where to start reading on taking the lease: where the last holder stopped, or (no
+    /// holder ever saved a position) [`FEED_LAG`] ago.
+    async fn resume_point(&self, lease: &rampart_server::FleetLease) -> Option<IngestCursor> {
+        // The incidents the previous holder opened are continued here.
+        if let Err(e) = self.load_shared_incidents(lease).await {
+            tracing::error!("fleet correlator: reading the shared incidents: {e}");
+            return None;
+        }
+        let l = lease.clone();
+        let saved = tokio::task::spawn_blocking(move || l.value(FEED_CURSOR_KEY)).await;
+        let c = match saved {
+            Ok(Ok(Some(text))) => {
+                match IngestCursor::parse(&text) {
+                    Some(c) => c,
+                    None => {
+                        tracing::error!("fleet correlator: the saved position {text:?} is not one; starting now");
+                        IngestCursor::default()
+                    }
+                }
+            }
+            Ok(Ok(None)) => IngestCursor::default(),
+            Ok(Err(e)) => {
+                tracing::error!("fleet correlator: reading its position: {e}");
+                return None;
+            }
+            Err(e) => {
+                tracing::error!("fleet correlator: reading its position: {e}");
+                return None;
+            }
+        };
+        let c = if c.ingested_ns == 0 {
+            IngestCursor {
+                ingested_ns: now_ns().saturating_sub(FEED_LAG.as_nanos() as u64),
+                id: String::new(),
+            }
+        } else {
+            c
+        };
+        tracing::info!(
+            from_ns = c.ingested_ns,
+            "fleet correlator: this server holds the fleet job lease; reading the fleet's records"
+        );
+        Some(c)
+    }
+
+    /// Reads and correlates what was ingested after `cur` up to [`FEED_LAG`] ago; the new
+    /// position, or `None` when the lease was lost (the position is then the new holder's).
+    async fn feed(
+        &self,
+        lease: &rampart_server::FleetLease,
+        mut cur: IngestCursor,
+    ) -> Option<IngestCursor> {
+        loop {
+            let until = now_ns().saturating_sub(FEED_LAG.as_nanos() as u64);
+            let rows = match self
+                .inner
+                .ingested_after(&cur, until, None, FEED_BATCH)
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!("fleet correlator: reading the fleet's records: {e}");
+                    return Some(cur);
+                }
+            };
+            let Some(last) = rows.last() else {
+                // Everything up to `until` is read.
+                self.fed_position_ns.store(until, Ordering::Relaxed);
+                return Some(cur);
+            };
+            let next = IngestCursor::after(last);
+            let raised = self.correlate(&rows);
+            self.fed_records
+                .fetch_add(rows.len() as u64, Ordering::Relaxed);
+            if !raised.is_empty() {
+                if let Err(e) = self.inner.insert(&raised).await {
+                    // Not moving on: the rows are read again and the alerts (same ids)
+                    // raised again.
+                    tracing::error!(
+                        "fleet correlator: storing {} fleet alerts: {e}",
+                        raised.len()
+                    );
+                    return Some(cur);
+                }
+            }
+            if let Err(e) = self.share_incidents(lease).await {
+                // Not moving on: they are shared with the next round's changes.
+                tracing::error!("fleet correlator: sharing incidents: {e}");
+            }
+            let (l, text) = (lease.clone(), next.to_text());
+            match tokio::task::spawn_blocking(move || l.save(FEED_CURSOR_KEY, &text)).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => {
+                    tracing::warn!(
+                        "fleet correlator: the fleet job lease was lost while correlating"
+                    );
+                    return None;
+                }
+                Ok(Err(e)) => tracing::error!("fleet correlator: saving its position: {e}"),
+                Err(e) => tracing::error!("fleet correlator: saving its position: {e}"),
+            }
+            let full = rows.len() >= FEED_BATCH;
+            self.fed_position_ns.store(
+                if full { next.ingested_ns } else { until },
+                Ordering::Relaxed,
+            );
+            cur = next;
+            if !full {
+                return Some(cur);
+            }
         }
     }
 
@@ -577,11 +843,19 @@ impl FleetStore {
         Ok(rows.len())
     }
 
-    /// Checks for a new vulnerability database every `every`, forever (spawn it).
-    pub async fn vulndb_loop(self: Arc<Self>, every: std::time::Duration) {
+    /// Checks for a new vulnerability database every `every` while this server holds the
+    /// fleet job lease (once per fleet), forever (spawn it).
+    pub async fn vulndb_loop(
+        self: Arc<Self>,
+        lease: rampart_server::FleetLease,
+        every: std::time::Duration,
+    ) {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
+            if !lease.held() {
+                continue;
+            }
             if let Err(e) = self.check_vulndb(now_ns()).await {
                 tracing::error!("fleet: storing vulnerability alerts: {e}");
             }
@@ -612,11 +886,19 @@ impl FleetStore {
 }
 
 impl FleetStore {
-    /// Checks deadlines every `every`, forever (spawn it; abort the task to stop).
-    pub async fn deadline_loop(self: Arc<Self>, every: std::time::Duration) {
+    /// Checks deadlines every `every` while this server holds the fleet job lease (once per
+    /// fleet), forever (spawn it; abort the task to stop).
+    pub async fn deadline_loop(
+        self: Arc<Self>,
+        lease: rampart_server::FleetLease,
+        every: std::time::Duration,
+    ) {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
+            if !lease.held() {
+                continue;
+            }
             if let Err(e) = self.check_deadlines(now_ns()).await {
                 tracing::error!("fleet: storing deadline alerts: {e}");
             }
@@ -659,6 +941,25 @@ impl Store for FleetStore {
         };
         let mut w = rampart_ship::metrics::PromWriter::new();
         rampart_ship::notify::write_metrics(&mut w, &stats);
+        if self.from_store {
+            let pos = self.fed_position_ns.load(Ordering::Relaxed);
+            w.gauge(
+                "rampart_fleet_correlator_behind_seconds",
+                "How far the fleet correlator (on the fleet job lease holder) is behind: now minus the ingest time up to which it has read every record (0 on the other servers; 2-2.5 s when it keeps up).",
+                &[],
+                if pos == 0 {
+                    0.0
+                } else {
+                    now_ns().saturating_sub(pos) as f64 / 1e9
+                },
+            );
+            w.counter(
+                "rampart_fleet_correlator_read_records_total",
+                "Records the fleet correlator read from the shared store while this server held the fleet job lease.",
+                &[],
+                self.fed_records.load(Ordering::Relaxed),
+            );
+        }
         let mut text = w.finish();
         text.push_str(&self.inner.metrics_text());
         text
@@ -673,6 +974,10 @@ impl Store for FleetStore {
         unsent: bool,
         committed: Committed<'a>,
     ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
+        if self.from_store {
+            // Correlated when read back from the shared store (feed_loop).
+            return self.inner.insert_with(rows, unsent, committed);
+        }
         Box::pin(async move {
             let raised = Mutex::new(Vec::new());
             let correlate: Committed<'_> = Box::new(|outcome: &InsertOutcome| {
@@ -733,6 +1038,16 @@ impl Store for FleetStore {
     ) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
         self.inner.latest_inventory(event_type, host)
     }
+
+    fn ingested_after<'a>(
+        &'a self,
+        after: &'a IngestCursor,
+        until_ns: u64,
+        kind: Option<RecordKind>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
+        self.inner.ingested_after(after, until_ns, kind, limit)
+    }
 }
 
 /// Where [`server_layer`] puts the [`FleetStore`] once the server opened its store.
@@ -747,7 +1062,8 @@ pub type FleetSlot = Arc<OnceLock<Arc<FleetStore>>>;
 /// let (layer, slot) = rampart_fleet::server_layer(fleet_cfg)?;
 /// let server = rampart_server::start_with(cfg, layer).await?;
 /// if let Some(fleet) = slot.get() {
-///     tokio::spawn(fleet.clone().deadline_loop(std::time::Duration::from_secs(60)));
+///     let lease = server.fleet_lease();
+///     tokio::spawn(fleet.clone().deadline_loop(lease, std::time::Duration::from_secs(60)));
 /// }
 /// # Ok(()) }
 /// ```
@@ -755,11 +1071,12 @@ pub fn server_layer(
     cfg: FleetConfig,
 ) -> Result<(rampart_server::StoreLayer, FleetSlot), FleetError> {
     let tracker = cfg.vulns.as_ref().map(VulnTracker::open).transpose()?;
+    let from_store = cfg.from_store;
     let correlator = Correlator::new(cfg)?;
     let slot: FleetSlot = Arc::default();
     let keep = slot.clone();
     let layer: rampart_server::StoreLayer = Box::new(move |inner| {
-        let mut fleet = FleetStore::new(inner, correlator);
+        let mut fleet = FleetStore::new(inner, correlator).from_store(from_store);
         if let Some(t) = tracker {
             fleet = fleet.with_vulns(t);
         }
@@ -773,4 +1090,77 @@ pub fn server_layer(
 /// The incidents database of a server data directory.
 pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("incidents.db")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed_login(i: u64, host: &str) -> StoredRecord {
+        let mut ev = Event::new(
+            EventId::new(7, i),
+            1_000_000_000 * (1 + i),
+            EventKind::AuthLogin,
+            Arc::new(Device {
+                hostname: host.into(),
+                region: None,
+            }),
+        );
+        ev.auth = Some(rampart_event::AuthInfo {
+            outcome: rampart_event::AuthOutcome::Failure,
+            user: "root".into(),
+            method: None,
+            src_ip: "203.0.113.7".parse().ok(),
+            src_port: None,
+            service: "sshd".into(),
+            log_source: "/var/log/auth.log".into(),
+            message: String::new(),
+        });
+        StoredRecord {
+            id: ev.id.to_string(),
+            kind: RecordKind::Event,
+            event_type: "auth.login".into(),
+            time_ns: ev.time_ns,
+            day: day_of(ev.time_ns),
+            host: host.into(),
+            region: String::new(),
+            agent_id: format!("agt-{host}"),
+            container_id: String::new(),
+            container_name: String::new(),
+            image: String::new(),
+            rule: String::new(),
+            priority: String::new(),
+            severity: 1,
+            ingested_ns: ev.time_ns,
+            json: serde_json::to_string(&ev).unwrap_or_default(),
+        }
+    }
+
+    /// Issue 22: the store-fed correlator reads back the alerts it stored itself; they are
+    /// not counted, grouped or sent to the notifiers a second time, and records read twice
+    /// (an agent's retry stored through another server) are skipped.
+    #[test]
+    fn alerts_it_raised_and_records_read_again_are_seen_once() {
+        let mut c = match Correlator::new(FleetConfig::new(None)) {
+            Ok(c) => c,
+            Err(e) => panic!("default fleet rules: {e}"),
+        };
+        let rows: Vec<StoredRecord> = ["web-1", "web-2", "web-3"]
+            .iter()
+            .enumerate()
+            .map(|(i, h)| failed_login(i as u64, h))
+            .collect();
+        let raised = c.process_records(&rows);
+        assert_eq!(raised.len(), 1, "{raised:?}");
+        assert_eq!(c.incidents().len(), 1);
+        let stored: Vec<StoredRecord> = raised.iter().map(|a| alert_record(a, 1)).collect();
+        let mut again = rows.clone();
+        again.extend(stored);
+        assert!(c.process_records(&again).is_empty());
+        let s = c.stats();
+        assert_eq!((s.events, s.alerts_in, s.fleet_alerts), (3, 0, 1));
+        assert_eq!(s.duplicates, 4);
+        assert_eq!(c.incidents().len(), 1);
+        assert_eq!(c.incidents()[0].alert_ids.len(), 1);
+    }
 }

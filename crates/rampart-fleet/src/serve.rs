@@ -11,6 +11,8 @@ use crate::{FleetConfig, FleetError, FleetSlot, IncidentPolicy, VulnsConfig};
 
 /// How often the running server looks for a newly published vulnerability database.
 const VULNDB_POLL: Duration = Duration::from_secs(2);
+/// How often the store-fed correlator (scale-out) reads the fleet's new records.
+const FEED_POLL: Duration = Duration::from_millis(500);
 
 /// Why the server with its fleet console did not start.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,8 @@ pub struct RunningServer {
     pub server: ServerHandle,
     deadlines: Option<tokio::task::JoinHandle<()>>,
     vulndb: Option<tokio::task::JoinHandle<()>>,
+    /// The store-fed correlator (scale-out).
+    feed: Option<tokio::task::JoinHandle<()>>,
     /// Other loops started beside the server (the scheduled database update), stopped with it.
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -74,6 +78,9 @@ impl RunningServer {
         if let Some(d) = self.vulndb {
             d.abort();
         }
+        if let Some(d) = self.feed {
+            d.abort();
+        }
         self.server.shutdown().await;
     }
 }
@@ -92,6 +99,10 @@ pub async fn serve(
     })?;
     let (mut fleet_cfg, deadline_every) = fleet_config(&cfg)?;
     fleet_cfg.vulns = Some(VulnsConfig::new(&data_dir));
+    // Several servers on one control store and one ClickHouse: one correlator for the fleet,
+    // on the holder of the fleet job lease, reading every server's records from ClickHouse.
+    fleet_cfg.from_store = cfg.control_store.is_some()
+        && matches!(cfg.store, rampart_server::StoreConfig::Clickhouse { .. });
     let policies: Vec<(String, Option<u32>)> = cfg
         .regions
         .iter()
@@ -107,6 +118,7 @@ pub async fn serve(
             s.citation
         );
     }
+    let from_store = fleet_cfg.from_store;
     let (fleet_layer, fleet) = crate::server_layer(fleet_cfg).map_err(|e| match e {
         e @ FleetError::Rules(_) => ServeError::Config(e.to_string()),
         e => ServeError::Fleet(e),
@@ -124,17 +136,23 @@ pub async fn serve(
         },
     )
     .await?;
+    let lease = server.fleet_lease();
     let deadlines = fleet
         .get()
-        .map(|f| tokio::spawn(f.clone().deadline_loop(deadline_every)));
+        .map(|f| tokio::spawn(f.clone().deadline_loop(lease.clone(), deadline_every)));
     // A bundle published by `rampart server db import` (another process) is noticed here.
     let vulndb = fleet
         .get()
-        .map(|f| tokio::spawn(f.clone().vulndb_loop(VULNDB_POLL)));
+        .map(|f| tokio::spawn(f.clone().vulndb_loop(lease.clone(), VULNDB_POLL)));
+    let feed = fleet
+        .get()
+        .filter(|_| from_store)
+        .map(|f| tokio::spawn(f.clone().feed_loop(lease, FEED_POLL)));
     Ok(RunningServer {
         server,
         deadlines,
         vulndb,
+        feed,
         tasks: Vec::new(),
     })
 }

@@ -59,6 +59,9 @@ struct CaMeta {
     name: String,
 }
 
+/// A CA's files as text: `ca.crt`, `ca.key`, `ca.json` (see [`Ca::files`]).
+pub type CaFiles = (String, String, String);
+
 /// The CA: its key and certificate, loaded from or created in a directory.
 pub struct Ca {
     dir: PathBuf,
@@ -198,6 +201,55 @@ impl Ca {
             cert,
             cert_pem,
         })
+    }
+
+    /// The CA's files in `dir` (`ca.crt`, `ca.key`, `ca.json`) as text: what a shared control
+    /// store keeps so that every server of a fleet is the same CA.
+    pub fn files(dir: &Path) -> Result<CaFiles, CaError> {
+        let read = |name: &str| {
+            let p = dir.join(name);
+            std::fs::read_to_string(&p).map_err(|source| CaError::Io { path: p, source })
+        };
+        Ok((read("ca.crt")?, read("ca.key")?, read("ca.json")?))
+    }
+
+    /// Makes `dir` hold the fleet's CA `files` (as [`Ca::files`] returns them): writes them when
+    /// `dir` has no CA yet; refuses when it has another one, naming both, since agents
+    /// enrolled by that CA would be trusted by this server only.
+    pub fn adopt(dir: &Path, files: &CaFiles) -> Result<(), CaError> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err(dir))?;
+        let crt = dir.join("ca.crt");
+        match std::fs::read_to_string(&crt) {
+            Ok(have) if have == files.0 => return Ok(()),
+            Ok(have) => {
+                let fp = |pem: &str| {
+                    CertificateDer::from_pem_slice(pem.as_bytes())
+                        .map(|c| hex::encode(rampart_ship::tls::fingerprint(&c)))
+                        .unwrap_or_else(|_| "unreadable".into())
+                };
+                return Err(CaError::Invalid {
+                    path: crt,
+                    reason: format!(
+                        "this server's CA (SHA-256 {}) is not the fleet's CA in the shared control store (SHA-256 {}): agents it enrolled would be trusted by this server only. Move {} away to adopt the fleet's CA (its agents enroll again), or point control_store at this server's own database",
+                        fp(&have),
+                        fp(&files.0),
+                        dir.display()
+                    ),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(CaError::Io { path: crt, source }),
+        }
+        write_private(&dir.join("ca.key"), files.1.as_bytes(), 0o600)?;
+        write_private(&dir.join("ca.json"), files.2.as_bytes(), 0o644)?;
+        // The certificate last: its presence is what marks the directory as holding a CA.
+        write_private(&crt, files.0.as_bytes(), 0o644)?;
+        tracing::info!(dir = %dir.display(), "adopted the fleet's CA from the shared control store");
+        Ok(())
     }
 
     fn issuer(&self) -> Issuer<'_, &KeyPair> {

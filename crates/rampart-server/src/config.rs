@@ -141,6 +141,24 @@ pub struct ServerConfig {
     /// bundle agents fetch (docs/scanning.md, "Keeping the database current"); off when absent.
     #[serde(default)]
     pub vulndb_update: Option<VulnDbUpdate>,
+    /// Where the control state lives (CA, enrollments, tokens, revocations, users, sessions,
+    /// fleet job leases): absent, `<data_dir>/control.db` (SQLite, one server); with
+    /// `postgres:`, a PostgreSQL database shared by every server of a fleet (docs/server.md,
+    /// "Scale-out").
+    #[serde(default)]
+    pub control_store: Option<ControlStoreConfig>,
+}
+
+/// `control_store:`: the control state in PostgreSQL, shared by several servers.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ControlStoreConfig {
+    /// A `postgres://user@host:port/db` URL or a libpq `key=value` string. Connections are
+    /// unencrypted: keep the database on loopback or a private network.
+    pub postgres: String,
+    /// A file holding the password (overrides one in `postgres`; relative to `data_dir`).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
 }
 
 /// `vulndb_update:`: the server runs `rampart db update` on `<data_dir>/vulndb/vuln.db` at
@@ -515,6 +533,7 @@ impl ServerConfig {
             fleet: FleetOptions::default(),
             limits: Limits::default(),
             vulndb_update: None,
+            control_store: None,
         }
     }
 
@@ -545,6 +564,13 @@ impl ServerConfig {
     }
 
     fn check(&self) -> Result<(), String> {
+        if let Some(cs) = &self.control_store {
+            // The message of a refused string names the mistake, never the string (it may
+            // hold a password).
+            cs.postgres.parse::<postgres::Config>().map_err(|e| {
+                format!("control_store.postgres: not a PostgreSQL connection string: {e}")
+            })?;
+        }
         for (name, policy) in &self.regions {
             if !valid_region(name) {
                 return Err(format!(
@@ -623,6 +649,29 @@ mod tests {
         assert_eq!(cfg.policy("eu-de").retention_days, Some(90));
         assert_eq!(cfg.policy("xx"), &RegionPolicy::default());
         assert!(matches!(cfg.store, StoreConfig::Sqlite { .. }));
+    }
+
+    #[test]
+    fn control_store_takes_a_postgres_url_or_nothing_else() {
+        let cfg = parse("control_store:\n  postgres: postgres://rampart@db:5432/rampart\n")
+            .expect("valid");
+        assert_eq!(
+            cfg.control_store.map(|c| c.postgres),
+            Some("postgres://rampart@db:5432/rampart".to_string())
+        );
+        assert_eq!(
+            parse("listen: 127.0.0.1:1\n").expect("valid").control_store,
+            None
+        );
+        let err = parse("control_store:\n  postgres: postgres://rampart@db/x\n  passwd: x\n")
+            .expect_err("unknown key");
+        assert!(err.contains("passwd"), "{err}");
+        let err = parse("control_store: {}\n").expect_err("no url");
+        assert!(err.contains("postgres"), "{err}");
+        let err = parse("control_store:\n  postgres: \"postgres://u:s3cret@db:notaport/x\"\n")
+            .expect_err("bad port");
+        assert!(err.contains("control_store.postgres"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! `rampart server ...` commands can change it while the server runs (SQLite WAL; the server
 //! notices revocations through `crl.pem`).
 //!
+//! With `control_store:` in `server.yaml` the same tables live in PostgreSQL instead, shared
+//! by every server of a fleet ([`Control::open_postgres`], module `pg`): one interface, two
+//! backends, and the single-server default needs nothing installed.
+//!
 //! Tokens and session tokens are stored as SHA-256 hashes only; user passwords as Argon2id
 //! PHC strings (RustCrypto `argon2`, its default parameters: 19 MiB, 2 passes).
 
@@ -17,6 +21,8 @@ use rampart_ship::protocol::EvidenceReceipt;
 use ring::rand::SecureRandom;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
+
+mod pg;
 
 /// What an API token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -62,6 +68,13 @@ pub enum ControlError {
     },
     #[error("{0}")]
     Refused(String),
+    #[error("control store {url}: {source}")]
+    Postgres {
+        /// The connection string, without its password.
+        url: String,
+        #[source]
+        source: postgres::Error,
+    },
     #[error("control database {path}: {source}")]
     Io {
         path: PathBuf,
@@ -171,7 +184,12 @@ pub struct EnrollGrant {
 /// The control database.
 pub struct Control {
     path: PathBuf,
-    conn: Mutex<Connection>,
+    backend: Backend,
+}
+
+enum Backend {
+    Sqlite(Mutex<Connection>),
+    Postgres(pg::Pg),
 }
 
 impl std::fmt::Debug for Control {
@@ -243,20 +261,54 @@ impl Control {
                 PRIMARY KEY (agent_id, sha256));
              CREATE TABLE IF NOT EXISTS agent_config (
                 agent_id TEXT PRIMARY KEY, version INTEGER NOT NULL, applied_ns INTEGER NOT NULL,
-                reported_ns INTEGER NOT NULL, refused TEXT);",
+                reported_ns INTEGER NOT NULL, refused TEXT);
+             CREATE TABLE IF NOT EXISTS leases (
+                job TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ns INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS fleet_docs (
+                kind TEXT NOT NULL, id TEXT NOT NULL, json TEXT NOT NULL, PRIMARY KEY (kind, id));",
         )
         .map_err(db)?;
         Ok(Control {
             path: path.to_path_buf(),
-            conn: Mutex::new(conn),
+            backend: Backend::Sqlite(Mutex::new(conn)),
         })
+    }
+
+    /// Connects to the PostgreSQL control store at `url` (a `postgres://` URL or a
+    /// `key=value` connection string; `password` overrides the one it names) and creates its
+    /// tables when missing. Several servers may open the same database: what they change is
+    /// seen by all, decided in transactions.
+    pub fn open_postgres(url: &str, password: Option<&str>) -> Result<Control, ControlError> {
+        let pg = pg::Pg::open(url, password)?;
+        Ok(Control {
+            path: PathBuf::from(&pg.name),
+            backend: Backend::Postgres(pg),
+        })
+    }
+
+    /// True when this control store is shared by a fleet (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    fn pg(&self) -> Option<&pg::Pg> {
+        match &self.backend {
+            Backend::Postgres(p) => Some(p),
+            Backend::Sqlite(_) => None,
+        }
     }
 
     fn with<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, ControlError> {
-        let mut c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let Backend::Sqlite(conn) = &self.backend else {
+            return Err(ControlError::Refused(format!(
+                "control store {}: an SQLite query reached the PostgreSQL backend",
+                self.path.display()
+            )));
+        };
+        let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut c).map_err(|source| ControlError::Db {
             path: self.path.clone(),
             source,
@@ -272,12 +324,16 @@ impl Control {
         }
         let token = format!("rmpa_{}", random_hex(20));
         let hash = token_hash(&token);
-        let inserted = self.with(|c| {
+        let inserted = if let Some(pg) = self.pg() {
+            usize::from(pg.insert_api_token(name, role, hash, now_ns())?)
+        } else {
+            self.with(|c| {
             c.execute(
                 "INSERT OR IGNORE INTO api_tokens (name, role, sha256, created_ns) VALUES (?1, ?2, ?3, ?4)",
                 params![name, role.as_str(), hash, now_ns() as i64],
             )
-        })?;
+        })?
+        };
         if inserted == 0 {
             return Err(ControlError::Refused(format!(
                 "an API token named {name:?} exists already"
@@ -289,6 +345,10 @@ impl Control {
     /// The role of a presented API token, if it is valid and not revoked.
     pub fn api_token_role(&self, token: &str) -> Result<Option<(String, Role)>, ControlError> {
         let hash = token_hash(token);
+        if let Some(pg) = self.pg() {
+            let row = pg.api_token_role(hash)?;
+            return Ok(row.and_then(|(n, r)| Role::parse(&r).map(|r| (n, r))));
+        }
         let row: Option<(String, String)> = self.with(|c| {
             c.query_row(
                 "SELECT name, role FROM api_tokens WHERE sha256 = ?1 AND revoked_ns IS NULL",
@@ -302,6 +362,9 @@ impl Control {
 
     /// True when an admin token exists (not revoked).
     pub fn has_admin_token(&self) -> Result<bool, ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.has_admin_token();
+        }
         self.with(|c| {
             c.query_row(
                 "SELECT count(*) FROM api_tokens WHERE role = 'admin' AND revoked_ns IS NULL",
@@ -314,6 +377,9 @@ impl Control {
 
     /// Revokes the API token `name`; false when there is none.
     pub fn revoke_api_token(&self, name: &str) -> Result<bool, ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.revoke_api_token(name, now_ns());
+        }
         self.with(|c| {
             c.execute(
                 "UPDATE api_tokens SET revoked_ns = ?2 WHERE name = ?1 AND revoked_ns IS NULL",
@@ -325,6 +391,9 @@ impl Control {
 
     /// Every API token, without secrets.
     pub fn api_tokens(&self) -> Result<Vec<TokenRecord>, ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.api_tokens();
+        }
         self.with(|c| {
             let mut st = c.prepare(
                 "SELECT name, role, created_ns, revoked_ns FROM api_tokens ORDER BY name",
@@ -356,6 +425,17 @@ impl Control {
         }
         let secret = random_hex(16);
         let now = now_ns();
+        if let Some(pg) = self.pg() {
+            pg.insert_enroll_token(
+                token_hash(&secret),
+                region,
+                uses,
+                now.saturating_add(ttl.as_nanos() as u64),
+                now,
+                note,
+            )?;
+            return Ok(secret);
+        }
         self.with(|c| {
             c.execute(
                 "INSERT INTO enroll_tokens (sha256, region, uses_left, expires_ns, created_ns, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -375,6 +455,11 @@ impl Control {
     /// Uses one enrollment of the token `secret`; what it grants, or why not.
     pub fn redeem_enroll_token(&self, secret: &str) -> Result<EnrollGrant, ControlError> {
         let hash = token_hash(secret);
+        if let Some(pg) = self.pg() {
+            return pg
+                .redeem_enroll_token(hash, now_ns())?
+                .map_err(|m| ControlError::Refused(m.to_string()));
+        }
         let now = now_ns() as i64;
         let res = self.with(|c| {
             let tx = c.transaction()?;
@@ -421,12 +506,16 @@ impl Control {
             )));
         }
         let phc = hash_password(password)?;
-        let inserted = self.with(|c| {
-            c.execute(
-                "INSERT OR IGNORE INTO users (username, role, password, created_ns) VALUES (?1, ?2, ?3, ?4)",
-                params![username, role.as_str(), phc, now_ns() as i64],
-            )
-        })?;
+        let inserted = if let Some(pg) = self.pg() {
+            usize::from(pg.insert_user(username, role, phc, now_ns())?)
+        } else {
+            self.with(|c| {
+                c.execute(
+                    "INSERT OR IGNORE INTO users (username, role, password, created_ns) VALUES (?1, ?2, ?3, ?4)",
+                    params![username, role.as_str(), phc, now_ns() as i64],
+                )
+            })?
+        };
         if inserted == 0 {
             return Err(ControlError::Refused(format!(
                 "a user named {username:?} exists already"
@@ -437,6 +526,9 @@ impl Control {
 
     /// Removes user `username` and ends their sessions; false when there is none.
     pub fn remove_user(&self, username: &str) -> Result<bool, ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.remove_user(username);
+        }
         self.with(|c| {
             let tx = c.transaction()?;
             tx.execute(
@@ -451,6 +543,9 @@ impl Control {
 
     /// Every dashboard user.
     pub fn users(&self) -> Result<Vec<UserRecord>, ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.users();
+        }
         self.with(|c| {
             let mut st =
                 c.prepare("SELECT username, role, created_ns FROM users ORDER BY username")?;
@@ -472,14 +567,18 @@ impl Control {
         username: &str,
         password: &str,
     ) -> Result<Option<Role>, ControlError> {
-        let row: Option<(String, String)> = self.with(|c| {
-            c.query_row(
-                "SELECT role, password FROM users WHERE username = ?1",
-                params![username],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-        })?;
+        let row: Option<(String, String)> = if let Some(pg) = self.pg() {
+            pg.user_password(username)?
+        } else {
+            self.with(|c| {
+                c.query_row(
+                    "SELECT role, password FROM users WHERE username = ?1",
+                    params![username],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+            })?
+        };
         Ok(match row {
             Some((role, phc)) => {
                 if password_matches(&phc, password) {
@@ -499,6 +598,15 @@ impl Control {
     pub fn create_session(&self, username: &str, ttl: Duration) -> Result<String, ControlError> {
         let token = format!("rmps_{}", random_hex(32));
         let now = now_ns();
+        if let Some(pg) = self.pg() {
+            pg.insert_session(
+                token_hash(&token),
+                username,
+                now,
+                now.saturating_add(ttl.as_nanos() as u64),
+            )?;
+            return Ok(token);
+        }
         self.with(|c| {
             c.execute("DELETE FROM sessions WHERE expires_ns < ?1", params![now as i64])?;
             c.execute(
@@ -517,7 +625,10 @@ impl Control {
     /// The session of `token` if it is valid (not expired, its user still exists); the role
     /// is the user's current one.
     pub fn session(&self, token: &str) -> Result<Option<Session>, ControlError> {
-        let row: Option<(String, String, i64)> = self.with(|c| {
+        let row: Option<(String, String, i64)> = if let Some(pg) = self.pg() {
+            pg.session(token_hash(token), now_ns())?
+        } else {
+            self.with(|c| {
             c.query_row(
                 "SELECT s.username, u.role, s.expires_ns FROM sessions s JOIN users u ON u.username = s.username
                  WHERE s.sha256 = ?1 AND s.expires_ns > ?2",
@@ -525,7 +636,8 @@ impl Control {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()
-        })?;
+        })?
+        };
         Ok(row.and_then(|(username, role, exp)| {
             Role::parse(&role).map(|role| Session {
                 username,
@@ -537,6 +649,9 @@ impl Control {
 
     /// Ends the session of `token`.
     pub fn end_session(&self, token: &str) -> Result<(), ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.end_session(token_hash(token));
+        }
         self.with(|c| {
             c.execute(
                 "DELETE FROM sessions WHERE sha256 = ?1",
@@ -548,6 +663,9 @@ impl Control {
 
     /// Records an enrolled agent.
     pub fn add_agent(&self, a: &AgentRecord) -> Result<(), ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.add_agent(a, false).map(|_| ());
+        }
         self.with(|c| {
             c.execute(
                 "INSERT INTO agents (agent_id, hostname, region, serial, enrolled_ns, not_after) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -564,7 +682,10 @@ impl Control {
     pub fn add_agent_unique(&self, a: &AgentRecord) -> Result<(), ControlError> {
         let norm = |h: &str| h.trim_end_matches('.').to_ascii_lowercase();
         let want = norm(&a.hostname);
-        let taken = self.with(|c| {
+        let taken = if let Some(pg) = self.pg() {
+            pg.add_agent(a, true)?
+        } else {
+            self.with(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let holder = {
                 let mut st =
@@ -588,7 +709,8 @@ impl Control {
             }
             tx.commit()?;
             Ok(holder)
-        })?;
+        })?
+        };
         match taken {
             None => Ok(()),
             Some((id, host)) => Err(ControlError::Refused(format!(
@@ -600,6 +722,9 @@ impl Control {
 
     /// Every agent.
     pub fn agents(&self) -> Result<Vec<AgentRecord>, ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.agents();
+        }
         self.with(|c| {
             let mut st = c.prepare(
                 "SELECT agent_id, hostname, region, serial, enrolled_ns, not_after, revoked_ns, last_seen_ns FROM agents ORDER BY enrolled_ns",
@@ -622,6 +747,9 @@ impl Control {
 
     /// The host name and enrollment time (ns) recorded when `agent_id` enrolled.
     pub fn agent_enrollment(&self, agent_id: &str) -> Result<Option<(String, u64)>, ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.agent_enrollment(agent_id);
+        }
         self.with(|c| {
             let mut st =
                 c.prepare_cached("SELECT hostname, enrolled_ns FROM agents WHERE agent_id = ?1")?;
@@ -727,6 +855,9 @@ impl Control {
 
     /// Marks agent `agent_id` revoked; false when unknown or already revoked.
     pub fn revoke_agent(&self, agent_id: &str) -> Result<bool, ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.revoke_agent(agent_id, now_ns());
+        }
         self.with(|c| {
             c.execute(
                 "UPDATE agents SET revoked_ns = ?2 WHERE agent_id = ?1 AND revoked_ns IS NULL",
@@ -738,12 +869,17 @@ impl Control {
 
     /// Serials (bytes) and revocation times of every revoked agent certificate.
     pub fn revoked_serials(&self) -> Result<Vec<(Vec<u8>, SystemTime)>, ControlError> {
-        let rows: Vec<(String, i64)> = self.with(|c| {
-            let mut st =
-                c.prepare("SELECT serial, revoked_ns FROM agents WHERE revoked_ns IS NOT NULL")?;
-            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect()
-        })?;
+        let rows: Vec<(String, i64)> = if let Some(pg) = self.pg() {
+            pg.revoked()?
+        } else {
+            self.with(|c| {
+                let mut st = c.prepare(
+                    "SELECT serial, revoked_ns FROM agents WHERE revoked_ns IS NOT NULL ORDER BY serial",
+                )?;
+                let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect()
+            })?
+        };
         Ok(rows
             .into_iter()
             .filter_map(|(s, t)| Some((hex::decode(s).ok()?, ns_to_time(t as u64))))
@@ -752,6 +888,9 @@ impl Control {
 
     /// Records when agents were last heard from.
     pub fn touch_agents(&self, seen: &[(String, u64)]) -> Result<(), ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.touch_agents(seen);
+        }
         self.with(|c| {
             let tx = c.transaction()?;
             for (id, ns) in seen {
@@ -847,6 +986,9 @@ impl Control {
 
     /// The next CRL number (monotonic).
     pub fn next_crl_number(&self) -> Result<u64, ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.next_crl_number();
+        }
         self.with(|c| {
             let tx = c.transaction()?;
             let cur: Option<String> = tx
@@ -860,6 +1002,133 @@ impl Control {
             tx.commit()?;
             Ok(next)
         })
+    }
+}
+
+impl Control {
+    /// The fleet's one CA as `(ca.crt, ca.key, ca.json)` contents, for a shared control store:
+    /// the stored CA, or when none is stored yet, `make()`'s (this server's own), stored for
+    /// every other server. `None` for a control store of one server (SQLite).
+    pub fn fleet_ca(
+        &self,
+        make: impl FnOnce() -> Result<crate::ca::CaFiles, String> + Send + 'static,
+    ) -> Result<Option<crate::ca::CaFiles>, ControlError> {
+        let Some(pg) = self.pg() else {
+            return Ok(None);
+        };
+        pg.fleet_ca(Box::new(make), now_ns())?
+            .map(Some)
+            .map_err(ControlError::Refused)
+    }
+
+    /// Takes or renews the lease on fleet job `job` for `holder`, valid for `ttl`: true when
+    /// `holder` now holds it (it held it already, or nobody held it, or the holder's lease
+    /// ran out without renewal). One server of a fleet holds a lease at a time, so a job run
+    /// only while holding it runs once per fleet; a server that dies loses it after `ttl`.
+    pub fn lease(&self, job: &str, holder: &str, ttl: Duration) -> Result<bool, ControlError> {
+        let now = now_ns();
+        let until = now.saturating_add(ttl.as_nanos() as u64);
+        if let Some(pg) = self.pg() {
+            return pg.lease(job, holder, now, until);
+        }
+        self.with(|c| {
+            c.query_row(
+                "INSERT INTO leases (job, holder, expires_ns) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, expires_ns = excluded.expires_ns
+                 WHERE leases.holder = excluded.holder OR leases.expires_ns < ?4
+                 RETURNING holder",
+                params![job, holder, until as i64, now as i64],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+        })
+    }
+
+    /// Stores (inserts or replaces) documents of `kind` by id, in one transaction: the fleet
+    /// correlator's incidents, shared by every server of a fleet.
+    pub fn put_docs(&self, kind: &str, docs: Vec<(String, String)>) -> Result<(), ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.put_docs(kind, docs);
+        }
+        self.with(|c| {
+            let tx = c.transaction()?;
+            for (id, json) in &docs {
+                tx.execute(
+                    "INSERT OR REPLACE INTO fleet_docs (kind, id, json) VALUES (?1, ?2, ?3)",
+                    params![kind, id, json],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// Every document of `kind`, as (id, JSON), by id.
+    pub fn docs(&self, kind: &str) -> Result<Vec<(String, String)>, ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.docs(kind);
+        }
+        self.with(|c| {
+            let mut st =
+                c.prepare("SELECT id, json FROM fleet_docs WHERE kind = ?1 ORDER BY id")?;
+            let rows = st.query_map(params![kind], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    /// The value of `key` a lease holder saved with [`Control::put_leased`].
+    pub fn leased_value(&self, key: &str) -> Result<Option<String>, ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.meta(key);
+        }
+        self.with(|c| {
+            c.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()
+        })
+    }
+
+    /// Saves `value` under `key` only while `holder` holds the lease on `job` (in one
+    /// statement, so a server that lost the lease cannot overwrite its successor's value);
+    /// false when it does not hold it.
+    pub fn put_leased(
+        &self,
+        key: &str,
+        value: &str,
+        job: &str,
+        holder: &str,
+    ) -> Result<bool, ControlError> {
+        let now = now_ns();
+        if let Some(pg) = self.pg() {
+            return pg.put_meta_leased(key, value, job, holder, now);
+        }
+        self.with(|c| {
+            c.query_row(
+                "INSERT INTO meta (key, value) SELECT ?1, ?2 WHERE EXISTS
+                    (SELECT 1 FROM leases WHERE job = ?3 AND holder = ?4 AND expires_ns >= ?5)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value
+                 RETURNING key",
+                params![key, value, job, holder, now as i64],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+        })
+    }
+
+    /// Gives up `holder`'s lease on `job`, so another server may take it at once.
+    pub fn release(&self, job: &str, holder: &str) -> Result<(), ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.release(job, holder);
+        }
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM leases WHERE job = ?1 AND holder = ?2",
+                params![job, holder],
+            )
+        })
+        .map(|_| ())
     }
 }
 

@@ -33,14 +33,15 @@ pub mod vulndb;
 
 pub use api::{parse_time, ConnInfo};
 pub use config::{
-    FleetOptions, IncidentOptions, InvalidSetting, RegionPolicy, ServerConfig, StoreConfig,
+    ControlStoreConfig, FleetOptions, IncidentOptions, InvalidSetting, RegionPolicy, ServerConfig,
+    StoreConfig,
 };
 pub use control::Role;
 pub use local::LocalOutput;
 pub use server::{
     open_control, open_store, revoke_agent_offline, start, ServerError, ServerHandle,
 };
-pub use server::{start_extras, RouteLayer, ServerContext, ServerExtras};
+pub use server::{start_extras, FleetLease, RouteLayer, ServerContext, ServerExtras};
 pub use server::{start_with, StoreLayer};
 pub use store::HostSummary;
-pub use store::{Query, RecordKind, Store, StoredRecord};
+pub use store::{IngestCursor, Query, RecordKind, Store, StoredRecord};

@@ -119,6 +119,85 @@ pub(crate) struct App {
     pub(crate) timeouts: crate::config::Timeouts,
     /// Forensic bundle uploads in progress.
     pub(crate) evidence_uploads: crate::evidence::Uploads,
+    /// This process's name in fleet job leases: host name and a random suffix.
+    instance: String,
+    /// True while this server holds the fleet job lease (always, with a control store of
+    /// one server).
+    fleet_leader: std::sync::atomic::AtomicBool,
+    /// The revocations last written to `crl.pem` from a shared control store.
+    shared_revoked: Mutex<Option<Revoked>>,
+}
+
+/// Revoked certificate serials and when they were revoked.
+type Revoked = Vec<(Vec<u8>, SystemTime)>;
+
+/// The fleet job lease (see [`Control::lease`]): its name, how long it lasts unrenewed, and how
+/// often the holder renews it. A server that dies hands the fleet jobs over within `FLEET_LEASE_TTL`.
+const FLEET_LEASE: &str = "fleet-jobs";
+const FLEET_LEASE_TTL: Duration = Duration::from_secs(10);
+const FLEET_LEASE_RENEW: Duration = Duration::from_secs(2);
+/// How often a server of a fleet reads revocations from the shared control store.
+const REVOCATION_POLL: Duration = Duration::from_secs(1);
+
+/// A server's side of the fleet job lease (see [`Control::lease`]), for the once-per-fleet
+/// jobs started beside the server: whether it holds the lease now, and small values (a job's
+/// position) that only the holder can save. Its calls block on the control store: call them
+/// from `spawn_blocking`.
+#[derive(Clone)]
+pub struct FleetLease {
+    app: Arc<App>,
+}
+
+impl std::fmt::Debug for FleetLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetLease")
+            .field("instance", &self.app.instance)
+            .field("held", &self.held())
+            .finish()
+    }
+}
+
+impl FleetLease {
+    /// True while this server holds the lease (always with a control store of one server).
+    pub fn held(&self) -> bool {
+        self.app.leads_fleet()
+    }
+
+    /// True when the control store is shared by several servers (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        self.app.control.is_shared()
+    }
+
+    /// Stores documents of `kind` by id in the control store (shared by the fleet with
+    /// PostgreSQL): the fleet correlator's incidents.
+    pub fn put_docs(&self, kind: &str, docs: Vec<(String, String)>) -> Result<(), ServerError> {
+        Ok(self.app.control.put_docs(kind, docs)?)
+    }
+
+    /// Every document of `kind`, as (id, JSON).
+    pub fn docs(&self, kind: &str) -> Result<Vec<(String, String)>, ServerError> {
+        Ok(self.app.control.docs(kind)?)
+    }
+
+    /// The value last saved under `key` by a holder of the lease.
+    pub fn value(&self, key: &str) -> Result<Option<String>, ServerError> {
+        Ok(self.app.control.leased_value(key)?)
+    }
+
+    /// Saves `value` under `key` if this server still holds the lease (checked by the control
+    /// store in the same statement); false when it does not.
+    pub fn save(&self, key: &str, value: &str) -> Result<bool, ServerError> {
+        if !self.app.control.is_shared() {
+            // The only server holds the lease; its row is written here, where it is needed.
+            self.app
+                .control
+                .lease(FLEET_LEASE, &self.app.instance, FLEET_LEASE_TTL)?;
+        }
+        Ok(self
+            .app
+            .control
+            .put_leased(key, value, FLEET_LEASE, &self.app.instance)?)
+    }
 }
 
 /// One number of [`AgentStats`].
@@ -314,6 +393,56 @@ impl App {
                 Err(e) => tracing::error!("reloading the revocation list: {e}"),
             }
         }
+    }
+
+    /// True when this server runs the once-per-fleet jobs (see [`ServerContext::leads_fleet`]).
+    pub fn leads_fleet(&self) -> bool {
+        self.fleet_leader.load(Ordering::Relaxed)
+    }
+
+    /// With a shared control store: rewrites `crl.pem` and reloads TLS when the store's
+    /// revocations differ from the last ones written (a revocation made on another server).
+    fn sync_shared_revocations(&self) -> Result<(), ServerError> {
+        let revoked = self.control.revoked_serials()?;
+        let mut known = self
+            .shared_revoked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if known.as_ref() == Some(&revoked) {
+            return Ok(());
+        }
+        self.ca
+            .write_crl(&revoked, self.control.next_crl_number()?)?;
+        self.reload_crl()?;
+        if known.is_some() {
+            tracing::info!(
+                revoked = revoked.len(),
+                "revocations from the shared control store applied"
+            );
+        }
+        *known = Some(revoked);
+        Ok(())
+    }
+
+    /// Takes or renews the fleet job lease; returns whether this server holds it.
+    fn renew_fleet_lease(&self) -> bool {
+        let held = match self
+            .control
+            .lease(FLEET_LEASE, &self.instance, FLEET_LEASE_TTL)
+        {
+            Ok(h) => h,
+            Err(e) => {
+                // Unable to renew: act as if the lease were lost rather than risk two
+                // servers running the fleet jobs.
+                tracing::warn!("renewing the fleet job lease: {e}");
+                false
+            }
+        };
+        let was = self.fleet_leader.swap(held, Ordering::Relaxed);
+        if held != was {
+            tracing::info!(instance = %self.instance, leader = held, "fleet job lease changed hands");
+        }
+        held
     }
 
     /// Revokes an agent: control database, new CRL, new TLS configuration.
@@ -546,6 +675,12 @@ impl App {
             &[],
             g(&c.retention_rows),
         );
+        w.gauge(
+            "rampart_server_fleet_leader",
+            "1 while this server runs the once-per-fleet jobs (holds the fleet job lease).",
+            &[("instance", self.instance.as_str())],
+            if self.leads_fleet() { 1.0 } else { 0.0 },
+        );
         let mut text = w.finish();
         text.push_str(&self.store.metrics_text());
         text
@@ -688,8 +823,37 @@ pub fn open_control(cfg: &ServerConfig) -> Result<(Control, Ca), ServerError> {
         path: cfg.data_dir.clone(),
         source,
     })?;
-    let ca = Ca::load_or_create(&cfg.data_dir.join("ca"))?;
-    let control = Control::open(&cfg.data_dir.join("control.db"))?;
+    let ca_dir = cfg.data_dir.join("ca");
+    let control = match &cfg.control_store {
+        None => Control::open(&cfg.data_dir.join("control.db"))?,
+        Some(cs) => {
+            let password = match &cs.password_file {
+                Some(p) => {
+                    let p = cfg.resolve(p);
+                    Some(
+                        std::fs::read_to_string(&p)
+                            .map_err(|source| ServerError::Io { path: p, source })?
+                            .trim()
+                            .to_string(),
+                    )
+                }
+                None => None,
+            };
+            Control::open_postgres(&cs.postgres, password.as_deref())?
+        }
+    };
+    // A shared control store holds the fleet's one CA: the first server to start stores its
+    // own, every other adopts it (docs/server.md, "Scale-out").
+    let dir = ca_dir.clone();
+    let fleet_ca = control.fleet_ca(move || {
+        Ca::load_or_create(&dir)
+            .and_then(|_| Ca::files(&dir))
+            .map_err(|e| e.to_string())
+    })?;
+    if let Some(files) = fleet_ca {
+        Ca::adopt(&ca_dir, &files)?;
+    }
+    let ca = Ca::load_or_create(&ca_dir)?;
     Ok((control, ca))
 }
 
@@ -714,6 +878,14 @@ impl ServerContext {
     /// The control database: agents, users and sessions.
     pub fn control(&self) -> &Control {
         &self.app.control
+    }
+
+    /// True while this server should run the once-per-fleet jobs: it holds the fleet job lease
+    /// of a shared control store, or it is the only server. Retention runs only then; the
+    /// fleet correlator's loops (rampart-fleet) do not consult it yet, since their state is
+    /// still per server.
+    pub fn leads_fleet(&self) -> bool {
+        self.app.leads_fleet()
     }
 
     /// The configuration the server runs with.
@@ -867,13 +1039,32 @@ impl ServerHandle {
         self.app.metrics_text()
     }
 
-    /// Stops accepting connections and background jobs, and flushes agent last-seen times.
+    /// True while this server runs the once-per-fleet jobs (see [`ServerContext::leads_fleet`]).
+    pub fn leads_fleet(&self) -> bool {
+        self.app.leads_fleet()
+    }
+
+    /// This server's side of the fleet job lease, for jobs run beside it (the fleet
+    /// correlator).
+    pub fn fleet_lease(&self) -> FleetLease {
+        FleetLease {
+            app: self.app.clone(),
+        }
+    }
+
+    /// Stops accepting connections and background jobs, flushes agent last-seen times, and
+    /// hands the fleet job lease over at once.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
         flush_last_seen(&self.app);
+        if self.app.control.is_shared() && self.app.leads_fleet() {
+            if let Err(e) = self.app.control.release(FLEET_LEASE, &self.app.instance) {
+                tracing::warn!("releasing the fleet job lease: {e}");
+            }
+        }
     }
 }
 
@@ -940,6 +1131,11 @@ pub async fn start_extras(
     extras: ServerExtras,
 ) -> Result<ServerHandle, ServerError> {
     cfg.validate().map_err(|e| ServerError::Invalid(e.0))?;
+    if cfg.control_store.is_some() && matches!(cfg.store, StoreConfig::Sqlite { .. }) {
+        tracing::warn!(
+            "control_store is shared but store is this server's SQLite: records an agent ships here are not seen by the other servers (use store: clickhouse; docs/server.md, Scale-out)"
+        );
+    }
     let (control, ca) = open_control(&cfg)?;
     if !control.has_admin_token()? {
         let token = control.create_api_token(
@@ -969,10 +1165,16 @@ pub async fn start_extras(
     }
     if control.users()?.is_empty() {
         let password = crate::control::random_hex(12);
-        control.add_user("admin", Role::Admin, &password)?;
-        let path = cfg.data_dir.join("admin.password");
-        write_secret(&path, &format!("{password}\n"))?;
-        tracing::info!(path = %path.display(), "created dashboard user admin; its password is in the file");
+        match control.add_user("admin", Role::Admin, &password) {
+            Ok(()) => {
+                let path = cfg.data_dir.join("admin.password");
+                write_secret(&path, &format!("{password}\n"))?;
+                tracing::info!(path = %path.display(), "created dashboard user admin; its password is in the file");
+            }
+            // Another server of the fleet created it between the two statements.
+            Err(ControlError::Refused(_)) if control.is_shared() => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     let key_path = cfg.resolve(
         cfg.pseudonym_key_file
@@ -1028,6 +1230,7 @@ pub async fn start_extras(
         .min(tokio::sync::Semaphore::MAX_PERMITS as u32);
     let ingest_memory = Arc::new(tokio::sync::Semaphore::new(ingest_memory_kib as usize));
     let connections = Arc::new(tokio::sync::Semaphore::new(cfg.limits.max_connections));
+    let shared = control.is_shared();
     let app = Arc::new(App {
         cfg,
         store,
@@ -1049,8 +1252,24 @@ pub async fn start_extras(
         connections,
         timeouts,
         evidence_uploads: crate::evidence::Uploads::default(),
+        instance: format!(
+            "{}-{}",
+            rampart_event::hostname(),
+            crate::control::random_hex(4)
+        ),
+        fleet_leader: std::sync::atomic::AtomicBool::new(!shared),
+        shared_revoked: Mutex::new(None),
     });
     app.reload_crl()?;
+    if shared {
+        let a = app.clone();
+        tokio::task::spawn_blocking(move || {
+            a.renew_fleet_lease();
+            a.sync_shared_revocations()
+        })
+        .await
+        .map_err(|e| ServerError::Invalid(format!("fleet start: {e}")))??;
+    }
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut extra = axum::Router::new();
@@ -1074,10 +1293,42 @@ pub async fn start_extras(
                     () = tokio::time::sleep(delay) => {}
                     _ = stop.wait_for(|s| *s) => return,
                 }
-                if let Err(e) = app.run_retention().await {
-                    tracing::error!("retention job: {e}");
+                // Once per fleet: only the holder of the fleet job lease deletes.
+                if app.leads_fleet() {
+                    if let Err(e) = app.run_retention().await {
+                        tracing::error!("retention job: {e}");
+                    }
                 }
                 delay = retention_every;
+            }
+        }));
+    }
+    // A fleet (shared control store): revocations made on other servers, the fleet job lease.
+    if shared {
+        let app = app.clone();
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REVOCATION_POLL);
+            let renew_every =
+                (FLEET_LEASE_RENEW.as_millis() / REVOCATION_POLL.as_millis()).max(1) as u64;
+            let mut n = 0u64;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                let renew = n % renew_every == 0;
+                n += 1;
+                let a = app.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Err(e) = a.sync_shared_revocations() {
+                        tracing::error!("reading revocations from the shared control store: {e}");
+                    }
+                    if renew {
+                        a.renew_fleet_lease();
+                    }
+                })
+                .await;
             }
         }));
     }

@@ -25,8 +25,8 @@ use rampart_ship::client::{ClientError, HttpClient, HttpResponse};
 use serde::Deserialize;
 
 use super::{
-    day_string, parse_day, BoxFuture, Committed, DeleteOutcome, HostSummary, InsertOutcome, Query,
-    RecordKind, RetentionRecord, Store, StoreError, StoredRecord,
+    day_string, parse_day, BoxFuture, Committed, DeleteOutcome, HostSummary, IngestCursor,
+    InsertOutcome, Query, RecordKind, RetentionRecord, Store, StoreError, StoredRecord,
 };
 
 /// How to reach ClickHouse.
@@ -605,6 +605,34 @@ impl Store for ClickHouseStore {
             let sql = format!(
                 "SELECT {SELECT_COLUMNS} FROM {db}.records FINAL{} ORDER BY time_ns DESC, id DESC LIMIT {rows} FORMAT JSONEachRow",
                 Self::where_clause(q),
+            );
+            let text = self.sql(&sql, None).await?;
+            self.rows(&text)
+        })
+    }
+
+    /// Without `FINAL`: a record is read as soon as its insert is visible, and the reader
+    /// skips ids it has seen (a record stored twice comes twice).
+    fn ingested_after<'a>(
+        &'a self,
+        after: &'a IngestCursor,
+        until_ns: u64,
+        kind: Option<RecordKind>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
+        Box::pin(async move {
+            let db = &self.cfg.database;
+            let kind = match kind {
+                Some(k) => format!(" AND kind = {}", quote(k.as_str())),
+                None => String::new(),
+            };
+            let sql = format!(
+                "SELECT {SELECT_COLUMNS} FROM {db}.records \
+                 WHERE (ingested_ns, id) > ({}, {}) AND ingested_ns <= {until_ns}{kind} \
+                 ORDER BY ingested_ns, id LIMIT {} FORMAT JSONEachRow",
+                after.ingested_ns,
+                quote(&after.id),
+                limit.clamp(1, 100_000)
             );
             let text = self.sql(&sql, None).await?;
             self.rows(&text)

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use super::{
-    BoxFuture, Committed, DeleteOutcome, HostSummary, InsertOutcome, Query, RetentionRecord, Store,
-    StoreError, StoredRecord,
+    BoxFuture, Committed, DeleteOutcome, HostSummary, IngestCursor, InsertOutcome, Query,
+    RecordKind, RetentionRecord, Store, StoreError, StoredRecord,
 };
 
 /// What [`AfterInsert`] runs after each committed insert: the batch and what the store did
@@ -98,5 +98,15 @@ impl Store for AfterInsert {
         host: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
         self.inner.latest_inventory(event_type, host)
+    }
+
+    fn ingested_after<'a>(
+        &'a self,
+        after: &'a IngestCursor,
+        until_ns: u64,
+        kind: Option<RecordKind>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
+        self.inner.ingested_after(after, until_ns, kind, limit)
     }
 }

@@ -58,6 +58,12 @@ pub enum StoreError {
     ClickHouse { url: String, message: String },
     #[error("store task failed: {0}")]
     Task(String),
+    /// The engine cannot answer this call (e.g. reading by ingest order on SQLite).
+    #[error("{engine} store: {what} is not supported")]
+    Unsupported {
+        engine: &'static str,
+        what: &'static str,
+    },
 }
 
 /// Event or alert.
@@ -282,6 +288,61 @@ pub trait Store: Send + Sync {
         event_type: &'a str,
         host: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>>;
+
+    /// Up to `limit` records (of `kind` when given) in ingest order (`ingested_ns`, then
+    /// id) strictly after `after` and ingested at or before `until_ns`, as every server of a
+    /// fleet committed them (the fleet correlator and the dashboards' live streams read the
+    /// whole fleet's records this way). A record stored twice (an agent's retry through
+    /// another server) may come twice. Default: unsupported (SQLite holds one server's
+    /// records only).
+    fn ingested_after<'a>(
+        &'a self,
+        after: &'a IngestCursor,
+        until_ns: u64,
+        kind: Option<RecordKind>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
+        let _ = (after, until_ns, kind, limit);
+        let engine = self.engine();
+        Box::pin(async move {
+            Err(StoreError::Unsupported {
+                engine,
+                what: "reading records in ingest order",
+            })
+        })
+    }
+}
+
+/// A position in ingest order: the last record read was ingested at `ingested_ns` and has
+/// `id` (records ingested at the same ns are ordered by id).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestCursor {
+    pub ingested_ns: u64,
+    pub id: String,
+}
+
+impl IngestCursor {
+    /// The cursor after `r`.
+    pub fn after(r: &StoredRecord) -> IngestCursor {
+        IngestCursor {
+            ingested_ns: r.ingested_ns,
+            id: r.id.clone(),
+        }
+    }
+
+    /// `<ns> <id>`, the stored form.
+    pub fn to_text(&self) -> String {
+        format!("{} {}", self.ingested_ns, self.id)
+    }
+
+    /// The stored form back; `None` when it is not one.
+    pub fn parse(s: &str) -> Option<IngestCursor> {
+        let (ns, id) = s.split_once(' ')?;
+        Some(IngestCursor {
+            ingested_ns: ns.parse().ok()?,
+            id: id.to_string(),
+        })
+    }
 }
 
 /// Days since the Unix epoch of `ns`.
