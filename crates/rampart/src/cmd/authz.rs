@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use rampart_scan::DEFAULT_CACHE_DIR;
-use rampart_trust::authz::{serve, AdmissionPolicy, Engine, EngineConfig, Scanner};
+use rampart_trust::authz::{serve, AdmissionPolicy, Engine, EngineConfig, ScanFailed, Scanner};
 
 use super::db::DbPath;
 use super::BadInput;
@@ -58,7 +58,8 @@ fn child_scanner(cache_dir: PathBuf) -> Scanner {
     Arc::new(move |id: String| {
         let cache = cache_dir.clone();
         Box::pin(async move {
-            let exe = std::env::current_exe().map_err(|e| format!("the rampart binary: {e}"))?;
+            let exe = std::env::current_exe()
+                .map_err(|e| ScanFailed(format!("the rampart binary: {e}")))?;
             let child = tokio::process::Command::new(exe)
                 .args(["image", "scan", &format!("docker:{id}")])
                 // Secret and malware checks stay on: the CLI caches only a complete inventory.
@@ -70,20 +71,20 @@ fn child_scanner(cache_dir: PathBuf) -> Scanner {
                 .stderr(std::process::Stdio::piped())
                 .kill_on_drop(true)
                 .spawn()
-                .map_err(|e| format!("starting rampart image scan: {e}"))?;
+                .map_err(|e| ScanFailed(format!("starting rampart image scan: {e}")))?;
             let out = child
                 .wait_with_output()
                 .await
-                .map_err(|e| format!("rampart image scan: {e}"))?;
+                .map_err(|e| ScanFailed(format!("rampart image scan: {e}")))?;
             if out.status.success() {
                 Ok(())
             } else {
                 let err = String::from_utf8_lossy(&out.stderr);
-                Err(format!(
+                Err(ScanFailed(format!(
                     "rampart image scan exited with {}: {}",
                     out.status,
                     err.trim().lines().last().unwrap_or_default()
-                ))
+                )))
             }
         })
     })
