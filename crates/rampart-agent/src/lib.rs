@@ -10,6 +10,7 @@
 
 mod bundle;
 mod config;
+pub mod config_check;
 pub mod doctor;
 mod error;
 mod inventory;

@@ -1,7 +1,7 @@
 //! `rampart respond`: act on a container now (kill, freeze, thaw, isolate, release, stop) and
 //! capture forensic bundles.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -273,7 +273,7 @@ pub fn run(args: RespondArgs) -> anyhow::Result<ExitCode> {
         RespondCommand::Forensics(a) => {
             let c = common.container(&rt, &docker, &a.container)?;
             let recent = match &a.events {
-                Some(p) => recent_events(p, &c.id, a.max_events)?,
+                Some(p) => forensics::recent_events(p, &c.id, a.max_events)?,
                 None => Vec::new(),
             };
             let key = AgentKey::load_or_create(&a.key)?;
@@ -300,24 +300,4 @@ pub fn run(args: RespondArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The last `max` events and alerts of container `id` in a JSON-lines file.
-fn recent_events(path: &Path, id: &str, max: usize) -> anyhow::Result<Vec<serde_json::Value>> {
-    use std::io::BufRead;
-    let f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-    let mut out = std::collections::VecDeque::new();
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.with_context(|| format!("{}:{}", path.display(), i + 1))?;
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if v["container"]["uid"].as_str() == Some(id) {
-            out.push_back(v);
-            if out.len() > max {
-                out.pop_front();
-            }
-        }
-    }
-    Ok(out.into())
 }
