@@ -799,17 +799,7 @@ pub fn stats_text(path: &Path) -> Result<String> {
 }
 
 pub(crate) fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
-        .is_err()
-    {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        return t ^ u64::from(std::process::id());
-    }
-    u64::from_ne_bytes(b)
+    rampart_event::instance_id()
 }
 
 #[cfg(test)]

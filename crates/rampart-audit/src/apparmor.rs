@@ -862,6 +862,50 @@ pub fn events_from_file(path: &Path, container: &str) -> Result<(Vec<Event>, u64
     Ok((out, seen))
 }
 
+impl Observed {
+    /// What `events` show, with `capabilities` (the recorder's, when it ran) replacing the
+    /// capabilities seen in events.
+    pub fn from_events<'a>(
+        events: impl IntoIterator<Item = &'a Event>,
+        capabilities: Option<BTreeSet<String>>,
+    ) -> Observed {
+        let mut o = Observed::default();
+        for e in events {
+            o.observe(e);
+        }
+        if let Some(c) = capabilities {
+            o.capabilities = c;
+        }
+        o
+    }
+
+    /// `N executables, N write rules, N socket kinds, N capabilities`: what a profile learned
+    /// from this allows.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} executables, {} write rules, {} socket kinds, {} capabilities",
+            self.execs.len(),
+            generalise_writes(&self.writes).len(),
+            self.network.len(),
+            self.capabilities.len()
+        )
+    }
+}
+
+/// The comment a learned profile starts with: who learned it from what (`image` may be
+/// empty), over how many events, and how (`recorded for 1m`, `from a file of events`).
+pub fn profile_header(container: &str, image: &str, seen: u64, how: &str) -> String {
+    let image = if image.is_empty() {
+        String::new()
+    } else {
+        format!(" ({image})")
+    };
+    format!(
+        "Learned by Rampart {} from container {container}{image} over {seen} events ({how}).",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
 /// The default profile name for a container: `rampart-NAME`, every character but ASCII
 /// letters, digits, `-` and `_` replaced by `-` (a name AppArmor and `--security-opt` accept).
 pub fn profile_name(container: &str) -> String {

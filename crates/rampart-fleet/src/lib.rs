@@ -41,5 +41,5 @@ pub use incident::{
 pub use notify::{FleetNotifier, INCIDENT_OPENED_RULE};
 pub use regulation::{check_retention, Regulation, RegulationError, RetentionShortfall};
 pub use serve::{serve, RunningServer, ServeError};
-pub use text::{list_header, marks_now, MarkError, MarkRequest};
+pub use text::{list_header, marks_now, IncidentSettings, MarkError, MarkRequest};
 pub use vulns::{RunningContainer, VulnTracker, VulnsConfig, VulnsError, NEWLY_VULNERABLE_RULE};

@@ -227,6 +227,48 @@ impl Incident {
     }
 }
 
+/// What `rampart incident` works with: each option given, else the server configuration's
+/// value, else the default (`/var/lib/rampart/server`, the regulations shipped with Rampart,
+/// no roles).
+#[derive(Debug, Clone)]
+pub struct IncidentSettings {
+    pub data_dir: std::path::PathBuf,
+    pub regulations: Vec<Regulation>,
+    pub roles: Vec<String>,
+}
+
+impl IncidentSettings {
+    /// Resolves the settings from the options and the server configuration `cfg`.
+    pub fn resolve(
+        cfg: Option<rampart_server::ServerConfig>,
+        data_dir: Option<std::path::PathBuf>,
+        regulations: Option<std::path::PathBuf>,
+        roles: Vec<String>,
+    ) -> Result<IncidentSettings, crate::RegulationError> {
+        let data_dir = data_dir
+            .or_else(|| cfg.as_ref().map(|s| s.data_dir.clone()))
+            .unwrap_or_else(|| std::path::PathBuf::from("/var/lib/rampart/server"));
+        let regs_dir = regulations.or_else(|| {
+            cfg.as_ref()
+                .and_then(|s| s.fleet.regulations_dir.as_ref().map(|d| s.resolve(d)))
+        });
+        let regulations = match regs_dir {
+            Some(dir) => crate::regulation::load_dir(&dir)?,
+            None => crate::regulation::builtin()?,
+        };
+        let roles = if roles.is_empty() {
+            cfg.map(|s| s.fleet.roles).unwrap_or_default()
+        } else {
+            roles
+        };
+        Ok(IncidentSettings {
+            data_dir,
+            regulations,
+            roles,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]

@@ -795,6 +795,42 @@ pub struct Verification {
 }
 
 impl Verification {
+    /// `rampart forensics verify`'s report on `bundle` (its path as shown): who signed it,
+    /// the capture limits, and `OK` or one `ALTERED:` line per problem; `trusted_key` says
+    /// whether a key was given. Every line ends in `\n`.
+    pub fn text(&self, bundle: &str, trusted_key: bool) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        if let Some(c) = &self.container {
+            let _ = writeln!(
+                out,
+                "{bundle}: bundle of {} ({}), {} entries, signed by {} (fingerprint {})",
+                c.name,
+                c.id.get(..12).unwrap_or(&c.id),
+                self.entries,
+                self.signer,
+                key::fingerprint(&self.signer)
+            );
+        }
+        if !trusted_key {
+            out.push_str(
+                "  note: no --key given; the signature proves integrity, not which agent signed\n",
+            );
+        }
+        for t in &self.truncated {
+            let _ = writeln!(out, "  limit at capture: {t}");
+        }
+        if self.ok() {
+            out.push_str("OK: every entry matches the signed manifest\n");
+        }
+        for p in self.problems() {
+            let _ = writeln!(out, "ALTERED: {p}");
+        }
+        out
+    }
+}
+
+impl Verification {
     /// Nothing was altered, removed or added, the signature holds, and (when a key was given)
     /// the signer is the trusted key.
     pub fn ok(&self) -> bool {

@@ -90,22 +90,6 @@ fn child_scanner(cache_dir: PathBuf) -> Scanner {
     })
 }
 
-/// Events of one process: a random instance number and a sequence (`EventId::new`).
-fn instance_id() -> u64 {
-    let mut b = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
-        .is_err()
-    {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        b = (t ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
-    }
-    u64::from_le_bytes(b)
-}
-
 pub fn run(a: AuthzArgs) -> anyhow::Result<ExitCode> {
     let policy = AdmissionPolicy::load(&a.policy).map_err(|e| BadInput(e.to_string()))?;
     // Scans on demand read the image from the same daemon (rampart-scan honours DOCKER_HOST);
@@ -171,28 +155,14 @@ pub fn run(a: AuthzArgs) -> anyhow::Result<ExitCode> {
     let engine = match &shipper {
         Some((shipper, device)) => {
             let (shipper, device) = (shipper.clone(), device.clone());
-            let instance = instance_id();
+            let instance = rampart_event::instance_id();
             let seq = AtomicU64::new(0);
             let dropped = AtomicU64::new(0);
             engine.with_sink(Box::new(move |d| {
                 let id = rampart_event::EventId::new(instance, seq.fetch_add(1, Ordering::Relaxed));
                 let ev = d.to_event(&policy_path, id, device.clone());
-                // Durable when `send` returns; a full queue (`overflow: drop_newest`) or a
-                // failed write is counted and reported, never silent.
-                let lost = match shipper.send(&ev) {
-                    Ok(r) => r.dropped as u64,
-                    Err(e) => {
-                        tracing::error!("ship: admission decision not queued: {e}");
-                        1
-                    }
-                };
-                if lost > 0 {
-                    let total = dropped.fetch_add(lost, Ordering::Relaxed) + lost;
-                    tracing::warn!(
-                        total,
-                        "ship: admission decisions dropped (queue full or unwritable)"
-                    );
-                }
+                // Durable when it returns; a full queue or a failed write is counted and logged.
+                shipper.send_counted(&ev, &dropped, "admission decisions");
             }))
         }
         None => engine,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use rampart_fleet::{report, Incident, IncidentDb, Mark, Regulation};
+use rampart_fleet::{report, Incident, IncidentDb, IncidentSettings, Mark, Regulation};
 
 use super::BadInput;
 
@@ -37,46 +37,24 @@ struct Common {
     roles: Vec<String>,
 }
 
-/// What the command works with: the options, else the server configuration, else defaults.
-struct Settings {
-    data_dir: PathBuf,
-    regulations: Vec<Regulation>,
-    roles: Vec<String>,
-}
-
-impl Settings {
-    fn resolve(c: &Common) -> anyhow::Result<Settings> {
-        let default = std::path::Path::new(crate::cmd::server::DEFAULT_CONFIG);
-        let cfg = match &c.config {
-            Some(p) => Some(crate::cmd::server::load_config(p)?),
-            None if default.exists() => Some(crate::cmd::server::load_config(default)?),
-            None => None,
-        };
-        let data_dir = c
-            .data_dir
-            .clone()
-            .or_else(|| cfg.as_ref().map(|s| s.data_dir.clone()))
-            .unwrap_or_else(|| PathBuf::from("/var/lib/rampart/server"));
-        let regs_dir = c.regulations.clone().or_else(|| {
-            cfg.as_ref()
-                .and_then(|s| s.fleet.regulations_dir.as_ref().map(|d| s.resolve(d)))
-        });
-        let regulations = match regs_dir {
-            Some(dir) => rampart_fleet::regulation::load_dir(&dir)
-                .map_err(|e| anyhow::Error::new(BadInput(e.to_string())))?,
-            None => rampart_fleet::regulation::builtin()?,
-        };
-        let roles = if c.roles.is_empty() {
-            cfg.map(|s| s.fleet.roles).unwrap_or_default()
-        } else {
-            c.roles.clone()
-        };
-        Ok(Settings {
-            data_dir,
-            regulations,
-            roles,
-        })
-    }
+/// The options, else the server configuration, else defaults.
+fn settings(c: &Common) -> anyhow::Result<IncidentSettings> {
+    let default = std::path::Path::new(crate::cmd::server::DEFAULT_CONFIG);
+    let cfg = match &c.config {
+        Some(p) => Some(crate::cmd::server::load_config(p)?),
+        None if default.exists() => Some(crate::cmd::server::load_config(default)?),
+        None => None,
+    };
+    let (dir, regs) = (c.data_dir.clone(), c.regulations.clone());
+    // A regulations directory is the user's input; the built-in set cannot be wrong.
+    let from_dir = regs.is_some()
+        || cfg
+            .as_ref()
+            .is_some_and(|s| s.fleet.regulations_dir.is_some());
+    IncidentSettings::resolve(cfg, dir, regs, c.roles.clone()).map_err(|e| match e {
+        e if from_dir => BadInput(e.to_string()).into(),
+        e => e.into(),
+    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,7 +126,7 @@ fn marks(args: &MarkArgs, regs: &[Regulation]) -> anyhow::Result<Vec<Mark>> {
 
 use rampart_event::now_ns;
 
-fn open(c: &Settings) -> anyhow::Result<IncidentDb> {
+fn open(c: &IncidentSettings) -> anyhow::Result<IncidentDb> {
     let path = rampart_fleet::db_path(&c.data_dir);
     if !path.exists() {
         return Err(BadInput(format!(
@@ -166,7 +144,7 @@ fn find(db: &IncidentDb, id: &str) -> anyhow::Result<Incident> {
 }
 
 pub fn run(args: IncidentArgs) -> anyhow::Result<ExitCode> {
-    let c = &Settings::resolve(&args.common)?;
+    let c = &settings(&args.common)?;
     let regs = &c.regulations;
     let mut db = open(c)?;
     let now = now_ns();

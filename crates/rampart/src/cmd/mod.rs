@@ -26,6 +26,16 @@ pub mod trust;
 pub mod up;
 pub mod version;
 
+/// The single-threaded runtime the commands that talk to Docker or a server block on.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    anyhow::Context::context(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        "starting the async runtime",
+    )
+}
+
 /// Exit code for an error: 2 for bad input (usage, configuration, rule or policy files), 1 for
 /// everything else. Commands with a verdict (`--fail-on`, `verify`) return their own codes.
 pub fn exit_code(err: &anyhow::Error) -> u8 {

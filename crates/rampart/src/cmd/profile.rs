@@ -245,41 +245,22 @@ fn apparmor_cmd(a: AppArmorArgs) -> anyhow::Result<ExitCode> {
     let Some(output) = &a.output else {
         anyhow::bail!("--output PROFILE is needed to learn a profile");
     };
-    let mut o = Observed::default();
-    for e in &events {
-        o.observe(e);
-    }
-    if let Some(c) = caps {
-        o.capabilities = c;
-    }
+    let o = Observed::from_events(&events, caps);
     let name = a
         .name
         .clone()
         .unwrap_or_else(|| apparmor::profile_name(&cname));
-    let header = format!(
-        "Learned by Rampart {} from container {cname}{} over {} events ({}).",
-        env!("CARGO_PKG_VERSION"),
-        if image.is_empty() {
-            String::new()
-        } else {
-            format!(" ({image})")
-        },
-        seen,
-        if a.events.is_some() {
-            "from a file of events".to_string()
-        } else {
-            format!("recorded for {}", humantime::format_duration(a.duration))
-        }
-    );
+    let how = match a.events {
+        Some(_) => "from a file of events".to_string(),
+        None => format!("recorded for {}", humantime::format_duration(a.duration)),
+    };
+    let header = apparmor::profile_header(&cname, &image, seen, &how);
     let text = o.profile(&name, a.complain, &header);
     std::fs::write(output, &text).with_context(|| format!("writing {}", output.display()))?;
     eprintln!(
-        "wrote {} (profile {name}: {} executables, {} write rules, {} socket kinds, {} capabilities). Load it with: apparmor_parser -r {}; run the container with --security-opt apparmor={name}",
+        "wrote {} (profile {name}: {}). Load it with: apparmor_parser -r {}; run the container with --security-opt apparmor={name}",
         output.display(),
-        o.execs.len(),
-        apparmor::generalise_writes(&o.writes).len(),
-        o.network.len(),
-        o.capabilities.len(),
+        o.summary(),
         output.display()
     );
     Ok(ExitCode::SUCCESS)

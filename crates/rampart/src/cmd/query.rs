@@ -107,10 +107,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     add("region", &args.region);
     add("agent", &args.agent);
     add("id", &args.id);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let rt = super::runtime()?;
     let mut client = QueryClient::new(&args.server, &args.ca, &token)
         .with_context(|| format!("connecting to {}", args.server))?;
     if args.count {

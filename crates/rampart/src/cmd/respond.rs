@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use rampart_container::DockerClient;
 use rampart_event::Device;
-use rampart_respond::actions::{self, ProcessRef};
+use rampart_respond::actions;
 use rampart_respond::facts::{self, ContainerFacts};
 use rampart_respond::forensics::{self, key::AgentKey, BundleLimits};
 use rampart_respond::{parse_allow_list, EnforceConfig, PolicyEnforcer};
@@ -45,9 +45,7 @@ impl Common {
             pin_dir: self.pin_dir.clone(),
             state_dir: self.state_dir.clone(),
             device: Arc::new(Device {
-                hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
-                    .map(|s| s.trim().to_string())
-                    .unwrap_or_default(),
+                hostname: rampart_event::hostname(),
                 region: None,
             }),
             ..EnforceConfig::default()
@@ -55,10 +53,7 @@ impl Common {
     }
 
     pub fn runtime(&self) -> anyhow::Result<tokio::runtime::Runtime> {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the I/O runtime")
+        super::runtime()
     }
 
     pub fn docker(&self, rt: &tokio::runtime::Runtime) -> anyhow::Result<DockerClient> {
@@ -199,28 +194,7 @@ pub fn run(args: RespondArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         RespondCommand::Kill(a) => {
             let c = common.container(&rt, &docker, &a.container)?;
-            let Some(cg) = c.cgroup.clone() else {
-                bail!("{} is not running", c.label());
-            };
-            match a.pid {
-                None => {
-                    let n = actions::kill_container(&c)?;
-                    println!("killed {n} processes of {}", c.label());
-                }
-                Some(pid) => {
-                    let p = ProcessRef {
-                        pid,
-                        start_time_ns: actions::start_time_ns(pid),
-                    };
-                    if a.tree {
-                        let pids = actions::kill_tree(p, Some(&cg))?;
-                        println!("killed {} processes of {}: {pids:?}", pids.len(), c.label());
-                    } else {
-                        actions::kill_process(p, Some(&cg))?;
-                        println!("killed pid {pid} of {}", c.label());
-                    }
-                }
-            }
+            println!("{}", actions::kill(&c, a.pid, a.tree)?);
         }
         RespondCommand::Freeze(t) => {
             let c = common.container(&rt, &docker, &t.container)?;
