@@ -169,15 +169,7 @@ pub fn run(a: AuthzArgs) -> anyhow::Result<ExitCode> {
     };
     rt.block_on(async {
         tracing::info!(socket = %a.socket.display(), "rampart authz: serving the authorization plugin");
-        let shutdown = async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-            }
-        };
-        serve(Arc::new(engine), &a.socket, shutdown).await
+        serve(Arc::new(engine), &a.socket, super::shutdown_signal()).await
     })?;
     if let Some((shipper, _)) = shipper {
         if let Err(e) = shipper.sync() {

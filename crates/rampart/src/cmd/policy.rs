@@ -143,15 +143,7 @@ fn apply(common: &Common, a: ApplyArgs) -> anyhow::Result<ExitCode> {
     let watcher = PolicyWatcher::new(enforcer, docker);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     rt.spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        super::shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
     let stdout = std::io::stdout();
