@@ -463,4 +463,15 @@ mod tests {
         let two = vec![shorthand("stdout").unwrap(), shorthand("stdout").unwrap()];
         assert!(DirectOutputs::open(&two).is_err());
     }
+
+    /// A queue user (`rampart authz --ship`) cannot silently ignore a direct output: building
+    /// one for the queue is an error naming it.
+    #[test]
+    fn the_queue_refuses_direct_outputs() {
+        let e = shorthand("stdout").unwrap().build().err().unwrap();
+        assert!(e.to_string().contains("written by the agent's loop"), "{e}");
+        let queued: Vec<OutputConfig> = serde_yaml::from_str("- {type: stdout}\n").unwrap();
+        assert!(!queued[0].is_direct());
+        assert!(queued[0].build().is_ok());
+    }
 }
