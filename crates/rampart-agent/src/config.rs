@@ -15,7 +15,11 @@ pub struct AgentConfig {
     pub hostname: Option<String>,
     /// Jurisdiction tag of this host (`eu-de`, `us-ca`, `sg`, ...).
     pub region: Option<String>,
-    /// Where events go: `stdout`, `jsonl:/path/file.jsonl`. Default: stdout.
+    /// Where events go, written directly by the agent's loop: `stdout`, `jsonl:/path/file.jsonl`.
+    /// Default: stdout. Each is a spelling of a rampart-ship output: `stdout` is `{type:
+    /// stdout, delivery: direct}` and `jsonl:PATH` is `{type: file, path: PATH, name:
+    /// "jsonl:PATH", delivery: direct}`; write that form under `ship: outputs:` to give it a
+    /// `filter:` (docs/shipping.md).
     pub outputs: Vec<String>,
     /// Serve the agent's Prometheus metrics (events by type, drops, alerts by rule, rule
     /// evaluation time, response actions, enforcement denials) at `http://ADDR/metrics`; no
@@ -194,9 +198,7 @@ impl AgentConfig {
             .parse::<rampart_event::Priority>()
             .map_err(|e| format!("min_priority: {e}"))?;
         for o in &self.outputs {
-            if o != "stdout" && !o.starts_with("jsonl:") {
-                return Err(format!("outputs: {o:?} is not `stdout` or `jsonl:PATH`"));
-            }
+            rampart_ship::output::shorthand(o).map_err(|e| format!("outputs: {}", e.message))?;
         }
         Ok(())
     }

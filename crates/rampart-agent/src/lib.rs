@@ -10,6 +10,7 @@
 
 mod bundle;
 mod config;
+pub mod config_check;
 pub mod doctor;
 mod error;
 pub mod fleetconfig;
@@ -161,9 +162,10 @@ impl Agent {
                 cfg.inventory.db = e.vulndb.clone();
             }
         }
-        let outputs = Outputs::open(&cfg.outputs)?;
+        let direct_ship = cfg.ship.as_ref().map_or(&[][..], |s| &s.outputs[..]);
+        let outputs = Outputs::open(&cfg.outputs, direct_ship)?;
         let record = record
-            .map(|p| Outputs::open(&[format!("jsonl:{}", p.display())]))
+            .map(|p| Outputs::open(&[format!("jsonl:{}", p.display())], &[]))
             .transpose()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -396,7 +398,7 @@ impl Agent {
         tracing::info!(
             "agent running ({}); events to {}",
             self.mechanism(),
-            self.cfg.outputs.join(", ")
+            self.outputs.names().join(", ")
         );
         let mut watchdog = notify::Watchdog::ready(&self.mechanism());
         while !self.stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
@@ -470,6 +472,8 @@ impl Agent {
         let ev = self.stats_event(&reported, &final_counters, received, started.elapsed());
         self.outputs.write(&ev)?;
         self.outputs.flush()?;
+        self.metrics.set_queue_dropped(self.outputs.queue_dropped());
+        self.metrics.set_outputs(self.outputs.direct_stats());
         self.outputs.close_ship(&self.runtime)?;
         let _ = std::fs::remove_file(&self.cfg.stats_file);
         self.runtime.shutdown_timeout(Duration::from_secs(1));
@@ -627,6 +631,8 @@ impl Agent {
         }
         self.outputs.write(&ev)?;
         self.outputs.flush()?;
+        // After the flush, so that the report's own record is counted too.
+        self.metrics.set_outputs(self.outputs.direct_stats());
         write_stats_file(&self.cfg.stats_file, &now, received, &self.mechanism());
         *reported = Counters { received, ..now };
         Ok(())
@@ -707,9 +713,12 @@ impl Agent {
             .context("starting the I/O runtime")?;
         let agent = Agent {
             mechanism: "test".into(),
-            outputs: Outputs::open(&cfg.outputs)?,
+            outputs: Outputs::open(
+                &cfg.outputs,
+                cfg.ship.as_ref().map_or(&[][..], |s| &s.outputs[..]),
+            )?,
             record: record
-                .map(|p| Outputs::open(&[format!("jsonl:{}", p.display())]))
+                .map(|p| Outputs::open(&[format!("jsonl:{}", p.display())], &[]))
                 .transpose()?,
             cfg,
             device,
@@ -870,17 +879,7 @@ pub fn stats_text(path: &Path) -> Result<String> {
 }
 
 pub(crate) fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
-        .is_err()
-    {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        return t ^ u64::from(std::process::id());
-    }
-    u64::from_ne_bytes(b)
+    rampart_event::instance_id()
 }
 
 #[cfg(test)]

@@ -113,6 +113,7 @@ struct Shared {
     userspace_drops: u64,
     queue_drops: u64,
     kernel_events: u64,
+    outputs: Vec<rampart_ship::DirectStats>,
 }
 
 /// The fleet configuration's numbers (see `crate::fleetconfig`).
@@ -172,6 +173,11 @@ impl AgentMetrics {
         self.lock().queue_drops = n;
     }
 
+    /// The direct outputs' counters (`stdout`, `jsonl:PATH`, `delivery: direct`) since start.
+    pub fn set_outputs(&self, stats: Vec<rampart_ship::DirectStats>) {
+        self.lock().outputs = stats;
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let s = self.lock();
@@ -219,7 +225,7 @@ impl AgentMetrics {
         );
         w.counter(
             "rampart_agent_dropped_total",
-            "Events lost, by where: the kernel ring buffer, user space (full channels, malformed records, the Docker watcher, policy and response queues, log readers), the durable queue.",
+            "Events lost, by where: the kernel ring buffer, user space (full channels, malformed records, the Docker watcher, policy and response queues, log readers), the durable queue, the direct outputs (failed writes).",
             &[("stage", "kernel")],
             s.kernel_drops,
         );
@@ -234,6 +240,12 @@ impl AgentMetrics {
             "",
             &[("stage", "queue")],
             s.queue_drops,
+        );
+        w.counter(
+            "rampart_agent_dropped_total",
+            "",
+            &[("stage", "output")],
+            s.outputs.iter().map(|o| o.dropped).sum(),
         );
         for ((rule, priority), n) in &s.counts.alerts {
             w.counter(
@@ -263,6 +275,7 @@ impl AgentMetrics {
                 *n,
             );
         }
+        rampart_ship::output::direct::write_metrics(&mut w, &s.outputs);
         for (kind, name) in [
             (EventKind::PolicyExecDenied, "exec"),
             (EventKind::PolicyNetDenied, "network"),

@@ -1,55 +1,51 @@
-//! The agent's local outputs: JSON lines on stdout or appended to a file.
+//! The agent's outputs, all of them rampart-ship outputs: the `outputs:` shorthand (`stdout`,
+//! `jsonl:PATH`) and `ship.outputs` entries with `delivery: direct` are written directly from
+//! the loop ([`rampart_ship::DirectOutputs`]: buffered, no fsync, failed writes counted as
+//! drops), the other `ship.outputs` through the durable queue (see `ship.rs`). Both apply the
+//! outputs' `filter:` and report the same `rampart_ship_*` counters.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Stdout, Write};
-use std::path::PathBuf;
-
+use rampart_ship::{DirectOutputs, DirectStats, OutputConfig};
 use serde::Serialize;
 
 use crate::error::{AgentError, Context, Result};
 
-enum Sink {
-    Stdout(BufWriter<Stdout>),
-    File { path: PathBuf, w: BufWriter<File> },
-}
-
-/// Every configured output; a record goes to all of them.
+/// Every configured output; a record goes to all of them (each filter permitting).
 pub struct Outputs {
-    sinks: Vec<Sink>,
+    direct: DirectOutputs,
     /// The `ship:` section's durable queue, when configured (see `ship.rs`).
     ship: Option<crate::ship::AgentShip>,
 }
 
+/// The ship outputs `specs` (the `outputs:` shorthand) stand for, then `direct` (the
+/// `delivery: direct` entries of `ship.outputs`).
+pub fn direct_configs(specs: &[String], direct: &[OutputConfig]) -> Result<Vec<OutputConfig>> {
+    let mut out = Vec::with_capacity(specs.len() + direct.len());
+    for spec in specs {
+        out.push(
+            rampart_ship::output::shorthand(spec)
+                .map_err(|e| AgentError::Config(format!("outputs: {}", e.message)))?,
+        );
+    }
+    out.extend(direct.iter().filter(|o| o.is_direct()).cloned());
+    Ok(out)
+}
+
 impl Outputs {
-    /// Opens `stdout` and `jsonl:PATH` outputs (files are appended to, created 0600).
-    pub fn open(specs: &[String]) -> Result<Outputs> {
-        let mut sinks = Vec::new();
-        for spec in specs {
-            if spec == "stdout" {
-                sinks.push(Sink::Stdout(BufWriter::new(std::io::stdout())));
-            } else if let Some(p) = spec.strip_prefix("jsonl:") {
-                let path = PathBuf::from(p);
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)
-                        .with_context(|| format!("creating {}", dir.display()))?;
+    /// Opens the `outputs:` shorthand `specs` and the `delivery: direct` outputs of `ship`
+    /// (files are appended to, created 0600).
+    pub fn open(specs: &[String], ship: &[OutputConfig]) -> Result<Outputs> {
+        let direct = DirectOutputs::open(&direct_configs(specs, ship)?).map_err(|e| {
+            let msg = format!("output {}: {}", e.output, e.message);
+            if e.message.starts_with("opening ") {
+                AgentError::Step {
+                    context: msg,
+                    source: Box::new(e),
                 }
-                let f = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .mode_0600()
-                    .open(&path)
-                    .with_context(|| format!("opening output {}", path.display()))?;
-                sinks.push(Sink::File {
-                    path,
-                    w: BufWriter::with_capacity(256 << 10, f),
-                });
             } else {
-                return Err(AgentError::Config(format!(
-                    "output {spec:?}: expected `stdout` or `jsonl:PATH`"
-                )));
+                AgentError::Config(msg)
             }
-        }
-        Ok(Outputs { sinks, ship: None })
+        })?;
+        Ok(Outputs { direct, ship: None })
     }
 
     /// Also sends every record through `ship` (the durable queue and its outputs).
@@ -66,24 +62,13 @@ impl Outputs {
         }
     }
 
-    /// Writes one record as a JSON line to every output.
+    /// Sends one record to every output: serialised once, buffered for the direct outputs and
+    /// the queue until [`flush`](Outputs::flush).
     pub fn write<T: Serialize>(&mut self, record: &T) -> Result<()> {
+        let json = serde_json::to_vec(record).context("serialising a record")?;
+        self.direct.write_json(&json);
         if let Some(s) = &mut self.ship {
-            s.push(record)?;
-        }
-        for s in &mut self.sinks {
-            match s {
-                Sink::Stdout(w) => {
-                    serde_json::to_writer(&mut *w, record)
-                        .and_then(|()| w.write_all(b"\n").map_err(serde_json::Error::io))
-                        .context("writing stdout")?;
-                }
-                Sink::File { path, w } => {
-                    serde_json::to_writer(&mut *w, record)
-                        .and_then(|()| w.write_all(b"\n").map_err(serde_json::Error::io))
-                        .with_context(|| format!("writing {}", path.display()))?;
-                }
-            }
+            s.push_json(json);
         }
         Ok(())
     }
@@ -93,28 +78,27 @@ impl Outputs {
         self.ship.as_ref().map_or(0, |s| s.dropped)
     }
 
+    /// The direct outputs' counters.
+    pub fn direct_stats(&self) -> Vec<DirectStats> {
+        self.direct.stats()
+    }
+
+    /// The outputs' names, for the start-up log.
+    pub fn names(&self) -> Vec<String> {
+        let mut n: Vec<String> = self.direct.names().iter().map(|s| s.to_string()).collect();
+        if let Some(s) = &self.ship {
+            n.push(format!("the queue ({})", s.outputs.join(", ")));
+        }
+        n
+    }
+
+    /// Writes what the direct outputs buffered and appends the batch to the queue. A direct
+    /// output's failed write is a counted drop, not an error.
     pub fn flush(&mut self) -> Result<()> {
+        self.direct.flush();
         if let Some(s) = &mut self.ship {
             s.flush()?;
         }
-        for s in &mut self.sinks {
-            match s {
-                Sink::Stdout(w) => w.flush().context("writing stdout")?,
-                Sink::File { path, w } => w
-                    .flush()
-                    .with_context(|| format!("writing {}", path.display()))?,
-            }
-        }
         Ok(())
-    }
-}
-
-trait Mode0600 {
-    fn mode_0600(&mut self) -> &mut Self;
-}
-
-impl Mode0600 for OpenOptions {
-    fn mode_0600(&mut self) -> &mut Self {
-        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
     }
 }

@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use rampart_event::Device;
 use rampart_ship::Shipper;
-use serde::Serialize;
 
 use crate::error::{AgentError, Context, Result};
 
@@ -34,6 +33,8 @@ const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 /// The running shipper and the records of the current batch.
 pub struct AgentShip {
     shipper: Shipper,
+    /// The queued outputs' names.
+    pub outputs: Vec<String>,
     batch: Vec<Vec<u8>>,
     /// Records the queue refused since start (`overflow: drop_newest` with a full queue).
     pub dropped: u64,
@@ -63,6 +64,14 @@ pub fn start(
     let Some(cfg) = cfg.or(default_cfg.as_ref()) else {
         return Ok(None);
     };
+    // `delivery: direct` outputs are the loop's (`output.rs`); the queue is for the others,
+    // and is not opened when there are none.
+    let mut queued = cfg.clone();
+    queued.outputs.retain(|o| !o.is_direct());
+    if queued.outputs.is_empty() && extra.is_empty() {
+        return Ok(None);
+    }
+    let cfg = &queued;
     let mut names: Vec<String> = cfg.outputs.iter().map(|o| o.name().to_string()).collect();
     names.extend(extra.iter().map(|o| o.name().to_string()));
     let shipper = rampart_ship::start(cfg, device.clone(), extra, runtime).map_err(|e| {
@@ -89,17 +98,16 @@ pub fn start(
     }
     Ok(Some(AgentShip {
         shipper,
+        outputs: names,
         batch: Vec::new(),
         dropped: 0,
     }))
 }
 
 impl AgentShip {
-    /// Adds one event or alert to the current batch.
-    pub fn push<T: Serialize>(&mut self, record: &T) -> Result<()> {
-        self.batch
-            .push(serde_json::to_vec(record).context("ship: serialising a record")?);
-        Ok(())
+    /// Adds one event or alert (serialised) to the current batch.
+    pub fn push_json(&mut self, record: Vec<u8>) {
+        self.batch.push(record);
     }
 
     /// Appends the current batch to the queue (one write). With `overflow: block` this waits

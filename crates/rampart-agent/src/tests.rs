@@ -245,3 +245,109 @@ fn a_bad_output_spec_is_the_users_input() {
     assert!(err.is_bad_input(), "{err}");
     assert!(err.to_string().contains("tcp://somewhere"), "{err}");
 }
+
+fn ship_section(dir: &Path, outputs_yaml: &str) -> rampart_ship::ShipConfig {
+    serde_yaml::from_str(&format!(
+        "queue: {{dir: {}}}\noutputs:\n{outputs_yaml}",
+        dir.join("queue").display()
+    ))
+    .expect("ship section")
+}
+
+/// `outputs: [jsonl:PATH]` and its long form under `ship: outputs:` are one output: the same
+/// ship configuration, the same file written, and no queue opened for it.
+#[test]
+fn the_outputs_shorthand_is_a_spelling_of_a_direct_ship_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut cfg, engine) = setup(dir.path());
+    let path = dir.path().join("out/events.jsonl");
+    let short = output::direct_configs(&cfg.outputs, &[]).expect("shorthand");
+    cfg.outputs = Vec::new();
+    cfg.ship = Some(ship_section(
+        dir.path(),
+        &format!(
+            "  - {{type: file, path: {p}, name: \"jsonl:{p}\", delivery: direct}}\n",
+            p = path.display()
+        ),
+    ));
+    let long = output::direct_configs(&cfg.outputs, &cfg.ship.as_ref().expect("set").outputs)
+        .expect("long form");
+    assert_eq!(short, long);
+    let (agent, tx) = Agent::detached(cfg, engine, None).expect("agent");
+    tx.send(exec(5, "canary-x")).expect("queued");
+    drop(tx);
+    agent.run(None).expect("runs");
+    let out = lines(&path);
+    assert_eq!(out.iter().filter(|v| v["rule"] == "Canary exec").count(), 1);
+    assert!(
+        !dir.path().join("queue").exists(),
+        "direct outputs need no queue"
+    );
+}
+
+/// A `filter:` on a direct output (the long form of a shorthand) is applied in the loop:
+/// the alerts file gets the alert only, the shorthand output everything.
+#[test]
+fn a_filter_on_a_direct_output_keeps_only_what_it_accepts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut cfg, engine) = setup(dir.path());
+    let alerts = dir.path().join("alerts.jsonl");
+    cfg.ship = Some(ship_section(
+        dir.path(),
+        &format!(
+            "  - {{type: file, path: {}, delivery: direct, filter: {{kinds: [alert]}}}}\n",
+            alerts.display()
+        ),
+    ));
+    let (agent, tx) = Agent::detached(cfg, engine, None).expect("agent");
+    let metrics = agent.metrics.clone();
+    tx.send(exec(5, "ls")).expect("queued");
+    tx.send(exec(6, "canary-x")).expect("queued");
+    drop(tx);
+    agent.run(None).expect("runs");
+    let got = lines(&alerts);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["rule"], "Canary exec");
+    let all = lines(&dir.path().join("out/events.jsonl"));
+    assert_eq!(
+        all.len(),
+        4,
+        "2 events, the alert, the drop report: {all:?}"
+    );
+    let text = metrics.render();
+    assert!(
+        text.contains("rampart_ship_filtered_total{output=\"file\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rampart_ship_sent_records_total{output=\"file\"} 1"),
+        "{text}"
+    );
+}
+
+/// A direct output that cannot write (a full disk: /dev/full) loses records, counted in
+/// the metrics, and the loop goes on.
+#[test]
+fn failed_direct_writes_are_counted_in_the_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut cfg, engine) = setup(dir.path());
+    cfg.outputs.push("jsonl:/dev/full".into());
+    let (agent, tx) = Agent::detached(cfg, engine, None).expect("agent");
+    let metrics = agent.metrics.clone();
+    tx.send(exec(6, "canary-x")).expect("queued");
+    drop(tx);
+    agent
+        .run(None)
+        .expect("a failing output does not stop the agent");
+    // The event, its alert and the drop report, all lost on /dev/full, all on the other file.
+    assert_eq!(lines(&dir.path().join("out/events.jsonl")).len(), 3);
+    let text = metrics.render();
+    assert!(
+        text.contains("rampart_agent_dropped_total{stage=\"output\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rampart_ship_dropped_total{output=\"jsonl:/dev/full\",reason=\"write\"} 3"),
+        "{text}"
+    );
+}

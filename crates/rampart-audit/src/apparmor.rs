@@ -820,6 +820,141 @@ fn split_file_rule(rule: &str) -> Option<(String, String)> {
     (!perms.is_empty()).then_some((path, perms))
 }
 
+/// The container's events from a JSON-lines file (`rampart agent -o jsonl:FILE`): those whose
+/// container is `container` (id, id prefix of 12 or more, or name) and that show an access not
+/// seen before, with the count of all the container's events. The file is read line by line
+/// (a day of events can be gigabytes) and memory grows with distinct accesses only. A line
+/// that is not an event is an error naming it.
+pub fn events_from_file(path: &Path, container: &str) -> Result<(Vec<Event>, u64), AuditError> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).map_err(|e| AuditError::io(path, e))?;
+    let mut out = Vec::new();
+    let mut accessed = BTreeSet::new();
+    let mut seen = 0u64;
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| AuditError::io(path, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let ev: Event = serde_json::from_str(&line).map_err(|e| AuditError::Event {
+            path: path.to_path_buf(),
+            line: n + 1,
+            message: e.to_string(),
+        })?;
+        let ours = ev.container.as_ref().is_some_and(|c| {
+            c.id == container
+                || c.name == container
+                || (container.len() >= 12 && c.id.starts_with(container))
+        });
+        if !ours {
+            continue;
+        }
+        seen += 1;
+        // Every access of the event is remembered (no short circuit).
+        let mut new_access = false;
+        for a in accesses(&ev) {
+            new_access |= accessed.insert(a);
+        }
+        if new_access {
+            out.push(ev);
+        }
+    }
+    Ok((out, seen))
+}
+
+impl Observed {
+    /// What `events` show, with `capabilities` (the recorder's, when it ran) replacing the
+    /// capabilities seen in events.
+    pub fn from_events<'a>(
+        events: impl IntoIterator<Item = &'a Event>,
+        capabilities: Option<BTreeSet<String>>,
+    ) -> Observed {
+        let mut o = Observed::default();
+        for e in events {
+            o.observe(e);
+        }
+        if let Some(c) = capabilities {
+            o.capabilities = c;
+        }
+        o
+    }
+
+    /// `N executables, N write rules, N socket kinds, N capabilities`: what a profile learned
+    /// from this allows.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} executables, {} write rules, {} socket kinds, {} capabilities",
+            self.execs.len(),
+            generalise_writes(&self.writes).len(),
+            self.network.len(),
+            self.capabilities.len()
+        )
+    }
+}
+
+/// The comment a learned profile starts with: who learned it from what (`image` may be
+/// empty), over how many events, and how (`recorded for 1m`, `from a file of events`).
+pub fn profile_header(container: &str, image: &str, seen: u64, how: &str) -> String {
+    let image = if image.is_empty() {
+        String::new()
+    } else {
+        format!(" ({image})")
+    };
+    format!(
+        "Learned by Rampart {} from container {container}{image} over {seen} events ({how}).",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// The default profile name for a container: `rampart-NAME`, every character but ASCII
+/// letters, digits, `-` and `_` replaced by `-` (a name AppArmor and `--security-opt` accept).
+pub fn profile_name(container: &str) -> String {
+    let clean: String = container
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("rampart-{clean}")
+}
+
+/// What `profile apparmor --check` prints for the violations of `profile` (its path) by
+/// container `container` over `seen` events; every line ends in `\n`.
+pub fn check_text(profile: &str, container: &str, seen: u64, violations: &[Violation]) -> String {
+    use std::fmt::Write;
+    if violations.is_empty() {
+        return format!(
+            "{profile}: nothing of what {container} did ({seen} events) would be refused\n"
+        );
+    }
+    let mut out = format!(
+        "{profile}: {} access(es) of {container} would be refused:\n",
+        violations.len()
+    );
+    for x in violations {
+        let _ = writeln!(
+            out,
+            "  {}  by {}  ({})",
+            x.access,
+            if x.process.is_empty() {
+                "?"
+            } else {
+                &x.process
+            },
+            x.denied_by
+                .as_deref()
+                .map_or("no rule allows it".to_string(), |d| format!(
+                    "refused by `{d}`"
+                ))
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -970,5 +1105,43 @@ mod tests {
             .expect_err("no comma");
         assert!(e.to_string().contains("p.profile: line 2"), "{e}");
         assert!(ProfileRules::parse("# nothing\n", "empty").is_err());
+    }
+
+    #[test]
+    fn events_from_file_keeps_new_accesses_of_the_container_and_names_bad_lines() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("events.jsonl");
+        let mut mine = open("/etc/shadow", 0);
+        let container = |id: String, name: &str| {
+            let mut c =
+                rampart_event::Container::unnamed(id, rampart_event::ContainerRuntime::Docker);
+            c.name = name.into();
+            Some(Arc::new(c))
+        };
+        mine.container = container("c".repeat(64), "web");
+        let mut other = mine.clone();
+        other.container = container("d".repeat(64), "db");
+        let line = |e: &Event| serde_json::to_string(e).unwrap_or_default();
+        let text = format!("{}\n\n{}\n{}\n", line(&mine), line(&mine), line(&other));
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        for key in ["web", &"c".repeat(12)] {
+            let (events, seen) = events_from_file(&path, key).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(seen, 2, "both of web's events counted");
+            assert_eq!(events.len(), 1, "the repeated access is kept once");
+        }
+        std::fs::write(&path, format!("{}\nnot json\n", line(&mine)))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = events_from_file(&path, "web").expect_err("a bad line");
+        assert!(err.is_bad_input());
+        assert!(
+            err.to_string().contains("events.jsonl:2: not an event"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn profile_names_are_what_apparmor_accepts() {
+        assert_eq!(profile_name("web_1"), "rampart-web_1");
+        assert_eq!(profile_name("my.app/x y"), "rampart-my-app-x-y");
     }
 }

@@ -20,9 +20,19 @@ pub struct BlockDevice {
     pub minor: u32,
 }
 
+/// Why a path has no whole block device to limit (a filesystem without one, a device missing
+/// from sysfs or `/dev`), in words for a person that name the path or device numbers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NoBlockDevice(pub String);
+
 /// The whole block device under the filesystem holding `path`, looked up in `sys` (`/sys`)
-/// and `dev` (`/dev`). The error says why there is none, in words for a person.
-pub fn block_device_of(path: &Path, sys: &Path, dev: &Path) -> Result<BlockDevice, String> {
+/// and `dev` (`/dev`).
+pub fn block_device_of(path: &Path, sys: &Path, dev: &Path) -> Result<BlockDevice, NoBlockDevice> {
+    device_of(path, sys, dev).map_err(NoBlockDevice)
+}
+
+fn device_of(path: &Path, sys: &Path, dev: &Path) -> Result<BlockDevice, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let st_dev = meta.dev();
     let (major, minor) = (libc::major(st_dev), libc::minor(st_dev));
@@ -32,11 +42,20 @@ pub fn block_device_of(path: &Path, sys: &Path, dev: &Path) -> Result<BlockDevic
             path.display()
         ));
     }
-    whole_disk(sys, dev, major, minor)
+    disk_of(sys, dev, major, minor)
 }
 
 /// The whole disk holding block device `major:minor` (itself when it is not a partition).
-pub fn whole_disk(sys: &Path, dev: &Path, major: u32, minor: u32) -> Result<BlockDevice, String> {
+pub fn whole_disk(
+    sys: &Path,
+    dev: &Path,
+    major: u32,
+    minor: u32,
+) -> Result<BlockDevice, NoBlockDevice> {
+    disk_of(sys, dev, major, minor).map_err(NoBlockDevice)
+}
+
+fn disk_of(sys: &Path, dev: &Path, major: u32, minor: u32) -> Result<BlockDevice, String> {
     let link = sys.join("dev/block").join(format!("{major}:{minor}"));
     let mut dir: PathBuf = link.canonicalize().map_err(|e| {
         format!(
@@ -106,11 +125,11 @@ mod tests {
         let devdir = t.path().join("dev");
         std::fs::create_dir_all(&devdir).expect("mkdir");
         let e = whole_disk(&sys, &devdir, 8, 1).expect_err("no node");
-        assert!(e.contains("sdz"), "{e}");
+        assert!(e.0.contains("sdz"), "{e}");
         let e = whole_disk(&sys, &devdir, 9, 9).expect_err("unknown");
-        assert!(e.contains("9:9"), "{e}");
+        assert!(e.0.contains("9:9"), "{e}");
         std::fs::write(disk.join("dev"), "garbage").expect("w");
         let e = whole_disk(&sys, &devdir, 8, 0).expect_err("garbage");
-        assert!(e.contains("not MAJ:MIN"), "{e}");
+        assert!(e.0.contains("not MAJ:MIN"), "{e}");
     }
 }

@@ -39,6 +39,13 @@ pub enum AuditError {
     /// The container cannot be recorded as it is configured.
     #[error("container {container}: {reason}")]
     Container { container: String, reason: String },
+    /// A line of a JSON-lines file of events is not an event.
+    #[error("{}:{line}: not an event: {message}", path.display())]
+    Event {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     /// The syscall recorder failed.
     #[error("syscall recorder: {0}")]
     Recorder(#[from] rampart_kernel::RecorderError),
@@ -81,7 +88,10 @@ impl AuditError {
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            AuditError::Json { .. } | AuditError::Profile { .. } | AuditError::Container { .. }
+            AuditError::Json { .. }
+                | AuditError::Event { .. }
+                | AuditError::Profile { .. }
+                | AuditError::Container { .. }
         )
     }
 }

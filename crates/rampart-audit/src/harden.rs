@@ -177,6 +177,62 @@ fn round_up(v: u64, to: u64) -> u64 {
     v.div_ceil(to).saturating_mul(to)
 }
 
+/// What a proposal is made from, read from dockerd: the container, its image's configuration,
+/// and whether the daemon already remaps user namespaces.
+#[derive(Debug, Clone)]
+pub struct DockerFacts {
+    pub inspect: ContainerInspectResponse,
+    pub image: ImageInspect,
+    pub daemon_userns_remap: bool,
+}
+
+/// Reads [`DockerFacts`] of `container` (name or id) from dockerd.
+pub async fn docker_facts(
+    docker: &rampart_container::DockerClient,
+    container: &str,
+) -> Result<DockerFacts, crate::AuditError> {
+    use crate::AuditError;
+    let inspect = docker
+        .inspect_container(container)
+        .await
+        .map_err(|e| AuditError::docker("inspect container", container, e))?;
+    let image_id = inspect.image.clone().unwrap_or_default();
+    let image = docker
+        .inspect_image(&image_id)
+        .await
+        .map_err(|e| AuditError::docker("inspect image", image_id.as_str(), e))?;
+    let daemon_userns_remap = docker
+        .info()
+        .await
+        .ok()
+        .and_then(|i| i.security_options)
+        .is_some_and(|o| o.iter().any(|x| x == "name=userns"));
+    Ok(DockerFacts {
+        inspect,
+        image,
+        daemon_userns_remap,
+    })
+}
+
+/// The text form of [`Proposal`]: where the seccomp profile went, the run line, the compose
+/// service and the notes, as shell comments around them.
+pub fn proposal_text(p: &Proposal, profile: &std::path::Path) -> String {
+    use std::fmt::Write;
+    let mut out = format!(
+        "# seccomp profile written to {}\n# hardened docker run:\n{}\n\n# compose service:\n{}",
+        profile.display(),
+        p.run_line(),
+        p.compose()
+    );
+    if !p.notes.is_empty() {
+        out.push_str("\n# notes:\n");
+        for n in &p.notes {
+            let _ = writeln!(out, "# - {n}");
+        }
+    }
+    out
+}
+
 /// Builds the proposal for the container described by `inspect` (and its image's
 /// configuration, to leave out what the image already sets).
 pub fn propose(

@@ -342,7 +342,7 @@ fn data_disk(
     let path = upper
         .or_else(|| docker_root.map(PathBuf::from))
         .ok_or("the daemon reported no data root")?;
-    blockdev::block_device_of(&path, Path::new("/sys"), Path::new("/dev"))
+    blockdev::block_device_of(&path, Path::new("/sys"), Path::new("/dev")).map_err(|e| e.0)
 }
 
 /// Records container `name` for `opts.duration`.

@@ -290,6 +290,21 @@ impl SeccompProfile {
     }
 }
 
+/// [`merge`] of the profiles in the files `paths`, plus `extra` (a profile not in a file,
+/// named by its label); errors name the file.
+pub fn merge_files(
+    paths: &[std::path::PathBuf],
+    extra: Option<(&Path, &SeccompProfile)>,
+) -> Result<SeccompProfile, AuditError> {
+    let loaded: Vec<(&Path, SeccompProfile)> = paths
+        .iter()
+        .map(|p| SeccompProfile::load(p).map(|sp| (p.as_path(), sp)))
+        .collect::<Result<_, _>>()?;
+    let mut refs: Vec<(&Path, &SeccompProfile)> = loaded.iter().map(|(p, s)| (*p, s)).collect();
+    refs.extend(extra);
+    merge(&refs)
+}
+
 /// The union of several default-deny allow-list profiles (learned from several recordings of
 /// one workload). Every input must be a plain allow-list; the error names the file and rule
 /// that is not.

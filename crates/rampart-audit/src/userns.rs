@@ -81,6 +81,14 @@ pub enum UsernsError {
     /// No free range of 65536 ids is left at or above 100000.
     #[error("{}: no free range of {RANGE_LEN} ids at or above {RANGE_MIN}", path.display())]
     Exhausted { path: PathBuf },
+    /// dockerd did not answer `--verify`'s question (`what`: `docker info`, `listing
+    /// containers`, `inspecting container NAME`).
+    #[error("{what}")]
+    Docker {
+        what: String,
+        #[source]
+        source: rampart_container::ContainerError,
+    },
 }
 
 impl UsernsError {
@@ -93,7 +101,7 @@ impl UsernsError {
 
     /// True when the user's input is wrong (a malformed or conflicting file, a bad spec).
     pub fn is_bad_input(&self) -> bool {
-        !matches!(self, UsernsError::Io { .. })
+        !matches!(self, UsernsError::Io { .. } | UsernsError::Docker { .. })
     }
 }
 
@@ -646,6 +654,174 @@ pub fn consequences(spec: &RemapSpec, subuid_start: u32, subgid_start: u32) -> V
             }
         ),
     ]
+}
+
+/// The `--userns-remap` flag of the running dockerd when it reads `daemon_json` (its
+/// `--config-file`, or the default path): a key there as well would stop dockerd starting.
+pub fn running_flag(daemon_json: &Path) -> Option<String> {
+    use crate::host::daemon::{DaemonConfig, DAEMON_JSON};
+    // An empty path reads no daemon.json: only dockerd's command line is wanted here.
+    let cfg = DaemonConfig::load(Path::new(""), Path::new("/proc")).ok()?;
+    let reads = cfg
+        .flag("config-file", None)
+        .last()
+        .cloned()
+        .unwrap_or_else(|| DAEMON_JSON.to_string());
+    let same = Path::new(&reads) == daemon_json
+        || matches!(
+            (fs::canonicalize(&reads), fs::canonicalize(daemon_json)),
+            (Ok(x), Ok(y)) if x == y
+        );
+    if !same {
+        return None;
+    }
+    cfg.flag("userns-remap", None).last().cloned()
+}
+
+impl UsernsPlan {
+    /// The plan for people, `#` comment lines and the daemon.json diff: what would change
+    /// (`apply`: what will), and what turning remapping on means. Every line ends in `\n`.
+    pub fn text(&self, apply: bool) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let verb = if apply { "" } else { "would " };
+        let _ = writeln!(
+            out,
+            "# user-namespace remapping: userns-remap {:?} (user {}, group {})",
+            self.spec.value, self.spec.user, self.spec.group
+        );
+        match (&self.daemon_json.unchanged_because, self.daemon_json_diff()) {
+            (_, Some(diff)) => {
+                let _ = writeln!(out, "# daemon.json: {verb}add \"userns-remap\"");
+                out.push_str(&diff);
+            }
+            (Some(why), None) => {
+                let _ = writeln!(
+                    out,
+                    "# {}: unchanged: {why}",
+                    self.daemon_json.path.display()
+                );
+            }
+            (None, None) => {}
+        }
+        for s in [&self.subuid, &self.subgid] {
+            let _ = match &s.add_line {
+                Some(l) => writeln!(out, "# {}: {verb}append\n+{l}", s.path.display()),
+                None => writeln!(
+                    out,
+                    "# {}: unchanged: {} already has {}:{}:{}",
+                    s.path.display(),
+                    s.owner,
+                    s.owner,
+                    s.start,
+                    s.count
+                ),
+            };
+        }
+        out.push_str("# what changes:\n");
+        for c in consequences(&self.spec, self.subuid.start, self.subgid.start) {
+            let _ = writeln!(out, "# - {c}");
+        }
+        out
+    }
+}
+
+/// `--verify` after dockerd's restart: the daemon (at `socket`) remaps, and the root of each container
+/// (`containers`, or every running one) maps into the plan's subuid range. Each finding is
+/// handed to `say` as a `PASS`/`FAIL`/`NOTE` line as it is made; returns whether all passed.
+pub async fn verify(
+    docker: &rampart_container::DockerClient,
+    socket: &Path,
+    plan: &UsernsPlan,
+    containers: &[String],
+    mut say: impl FnMut(String),
+) -> Result<bool, UsernsError> {
+    let docker_err = |what: String| move |source| UsernsError::Docker { what, source };
+    let low = plan.subuid.start;
+    let high = u64::from(low) + u64::from(plan.subuid.count);
+    let info = docker
+        .info()
+        .await
+        .map_err(docker_err("docker info".into()))?;
+    let remaps = info
+        .security_options
+        .as_ref()
+        .is_some_and(|o| o.iter().any(|x| x == "name=userns"));
+    if !remaps {
+        say(format!(
+            "FAIL dockerd at {} does not remap (no name=userns in docker info): restart it after --apply",
+            socket.display()
+        ));
+        return Ok(false);
+    }
+    say("PASS dockerd remaps user namespaces (name=userns in docker info)".into());
+    let targets: Vec<String> = if containers.is_empty() {
+        docker
+            .list_containers(false)
+            .await
+            .map_err(docker_err("listing containers".into()))?
+            .into_iter()
+            .filter_map(|c| c.id)
+            .collect()
+    } else {
+        containers.to_vec()
+    };
+    if targets.is_empty() {
+        say("NOTE no running container to check: start one and run --verify again".into());
+    }
+    let mut all = true;
+    for t in &targets {
+        let i = docker
+            .inspect_container(t)
+            .await
+            .map_err(docker_err(format!("inspecting container {t}")))?;
+        let name = i
+            .name
+            .as_deref()
+            .map_or(t.as_str(), |n| n.trim_start_matches('/'));
+        let pid = i
+            .state
+            .as_ref()
+            .and_then(|s| s.pid)
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|p| *p > 0);
+        let Some(pid) = pid else {
+            say(format!("FAIL {name}: not running"));
+            all = false;
+            continue;
+        };
+        let userns_host = i
+            .host_config
+            .as_ref()
+            .and_then(|h| h.userns_mode.as_deref())
+            == Some("host");
+        match root_mapping(Path::new("/proc"), pid) {
+            Some(uid) if u64::from(uid) >= u64::from(low) && u64::from(uid) < high => say(format!(
+                "PASS {name}: root is host uid {uid} (/proc/{pid}/uid_map), in {}'s range {low}-{}",
+                plan.subuid.owner,
+                high - 1
+            )),
+            Some(uid) => {
+                let why = if userns_host {
+                    " (it runs with --userns=host)"
+                } else {
+                    ""
+                };
+                say(format!(
+                    "FAIL {name}: root is host uid {uid} (/proc/{pid}/uid_map), outside {low}-{}{why}",
+                    high - 1
+                ));
+                all = false;
+            }
+            None => {
+                say(format!(
+                    "FAIL {name}: /proc/{pid}/uid_map does not map uid 0"
+                ));
+                all = false;
+            }
+        }
+    }
+    Ok(all)
 }
 
 #[cfg(test)]

@@ -51,6 +51,19 @@ pub fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// A random number naming one run of a process, the first half of its [`EventId`]s (so that
+/// two runs never reuse an id): from `/dev/urandom`, else the clock and the pid.
+pub fn instance_id() -> u64 {
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_err()
+    {
+        return now_ns() ^ u64::from(std::process::id()).rotate_left(32);
+    }
+    u64::from_ne_bytes(b)
+}
+
 /// This host's name as the kernel has it (`/proc/sys/kernel/hostname`, the UTS name of the
 /// caller's namespace), or `localhost` where it cannot be read: the one source of the host name
 /// in events, forensic bundles and the server's certificate.

@@ -25,6 +25,8 @@ pub mod notify;
 pub mod regulation;
 pub mod report;
 pub mod serve;
+mod text;
+pub mod vulndb_update;
 pub mod vulns;
 
 pub use correlate::{
@@ -39,4 +41,5 @@ pub use incident::{
 pub use notify::{FleetNotifier, INCIDENT_OPENED_RULE};
 pub use regulation::{check_retention, Regulation, RegulationError, RetentionShortfall};
 pub use serve::{serve, RunningServer, ServeError};
+pub use text::{list_header, marks_now, IncidentSettings, MarkError, MarkRequest};
 pub use vulns::{RunningContainer, VulnTracker, VulnsConfig, VulnsError, NEWLY_VULNERABLE_RULE};

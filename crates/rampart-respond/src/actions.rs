@@ -229,6 +229,34 @@ pub fn cgroup_pids(cgroup: &Path) -> Vec<u32> {
     out
 }
 
+/// `rampart respond kill`: every process of running container `c` (`pid` `None`), or one of
+/// its processes, or (`tree`) that process and its descendants; what was killed, in words.
+/// A pid outside the container is refused.
+pub fn kill(c: &ContainerFacts, pid: Option<u32>, tree: bool) -> Result<String, RespondError> {
+    let Some(cg) = c.cgroup.clone() else {
+        return Err(RespondError::NotRunning(c.label()));
+    };
+    let Some(pid) = pid else {
+        let n = kill_container(c)?;
+        return Ok(format!("killed {n} processes of {}", c.label()));
+    };
+    let p = ProcessRef {
+        pid,
+        start_time_ns: start_time_ns(pid),
+    };
+    if tree {
+        let pids = kill_tree(p, Some(&cg))?;
+        Ok(format!(
+            "killed {} processes of {}: {pids:?}",
+            pids.len(),
+            c.label()
+        ))
+    } else {
+        kill_process(p, Some(&cg))?;
+        Ok(format!("killed pid {pid} of {}", c.label()))
+    }
+}
+
 /// Kills every process of the container (`cgroup.kill` where the kernel has it, 5.14+;
 /// otherwise SIGKILL to each process until none is left). Returns how many were signalled.
 pub fn kill_container(c: &ContainerFacts) -> Result<usize, RespondError> {

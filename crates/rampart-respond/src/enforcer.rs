@@ -1169,14 +1169,7 @@ pub fn parse_allow_list(items: &[String]) -> Result<Vec<NetPrefix>, BadAllowEntr
 }
 
 pub(crate) fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
-        .is_err()
-    {
-        return now_ns() ^ u64::from(std::process::id());
-    }
-    u64::from_ne_bytes(b)
+    rampart_event::instance_id()
 }
 
 #[cfg(test)]

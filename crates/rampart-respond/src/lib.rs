@@ -39,6 +39,7 @@ pub mod forensics;
 mod hashing;
 pub mod playbook;
 pub mod policy;
+mod report;
 mod responder;
 mod safefs;
 mod watch;
@@ -52,5 +53,8 @@ pub use evidence::{EvidenceAbout, EvidenceReceipt, EvidenceSink};
 pub use hashing::ScanLimits;
 pub use playbook::{load_playbooks, ActionKind, Playbook, PlaybookError};
 pub use policy::{Mode, Policy, PolicyError};
+pub use report::{
+    find_container, parse_target, test_connection, ConnectionTest, ConnectionTestError,
+};
 pub use responder::{ActionRecord, Responder, ResponderConfig, RuleActions};
 pub use watch::PolicyWatcher;

@@ -41,6 +41,7 @@ mod loader;
 mod prefilter;
 mod render;
 mod ruleset;
+mod text;
 mod yaml;
 
 pub use engine::{Detection, Engine, EngineStats};
@@ -51,3 +52,4 @@ pub use ruleset::{
     CannotFire, Evaluation, Loader, Need, Options, Report, RuleInfo, RuleMatching, RuleSet,
     RuleStatus, DEFAULT_RULES, DEFAULT_RULES_NAME, PRODUCED_EVENT_TYPES,
 };
+pub use text::load_files;

@@ -65,6 +65,22 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// `PATH:LINE SEVERITY RULE TITLE (EVIDENCE)`, the line `rampart dockerfile lint` prints.
+    pub fn lint_line(&self) -> String {
+        format!(
+            "{}:{} {} {} {}{}",
+            self.path.as_deref().unwrap_or(""),
+            self.line.unwrap_or(0),
+            self.severity.as_str().to_uppercase(),
+            self.rule,
+            self.title,
+            self.evidence
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        )
+    }
+
     pub(crate) fn new(
         kind: FindingKind,
         rule: &str,

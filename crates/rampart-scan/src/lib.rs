@@ -47,7 +47,7 @@ pub use inventory::Inventory;
 pub use limit::{LimitExceeded, Limits};
 pub use matcher::{match_inventory, match_packages, MatchReport, MatchStats};
 pub use report::{
-    render_cyclonedx, render_json, render_sarif, render_spdx, render_table, severity_counts,
-    DbInfo, ScanReport,
+    open_for_scan, render_cyclonedx, render_json, render_sarif, render_spdx, render_table,
+    severity_counts, DbInfo, ScanReport,
 };
 pub use scan::{scan, ScanError, ScanOptions};

@@ -113,6 +113,7 @@ async fn queue_only(evs: &[Event], dir: &Path) -> (f64, f64) {
             path: dir.join("shipped.jsonl"),
             name: None,
             filter: Default::default(),
+            delivery: Default::default(),
         }],
     );
     let device = evs[0].device.clone();

@@ -132,3 +132,102 @@ pub fn with_query(path: &str, params: &[(&str, String)]) -> String {
         .collect();
     format!("{path}?{}", q.join("&"))
 }
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// What a stored record says happened, in a few words: `[PRIORITY] RULE` for an alert, else
+/// the process and the most telling field (file path, destination, DNS query, arguments).
+pub fn summary(r: &Value) -> String {
+    if r["type"] == "alert" {
+        let rule = str_at(r, "/rule").unwrap_or("?");
+        let prio = str_at(r, "/priority").unwrap_or("");
+        return format!("[{prio}] {rule}");
+    }
+    let process = str_at(r, "/process/name").unwrap_or("");
+    let args: Vec<&str> = r
+        .pointer("/process/args")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).skip(1).collect())
+        .unwrap_or_default();
+    let detail = if let Some(p) = str_at(r, "/file/path") {
+        p.to_string()
+    } else if let Some(ip) = str_at(r, "/network/dst/ip") {
+        match r.pointer("/network/dst/port").and_then(Value::as_u64) {
+            Some(port) => format!("-> {ip}:{port}"),
+            None => format!("-> {ip}"),
+        }
+    } else if let Some(q) = str_at(r, "/dns/query") {
+        q.to_string()
+    } else {
+        args.join(" ")
+    };
+    format!("{process} {detail}").trim().to_string()
+}
+
+/// `rampart query`'s table: a header, then one line per record (time, host, container, type,
+/// summary cut to 100 bytes at a character boundary); every line ends in `\n`.
+pub fn table(records: &[Value]) -> String {
+    use std::fmt::Write;
+    let mut out = format!(
+        "{:<20} {:<16} {:<16} {:<16} SUMMARY\n",
+        "TIME", "HOST", "CONTAINER", "TYPE"
+    );
+    for r in records {
+        let time = r["time_ns"]
+            .as_u64()
+            .map(|ns| {
+                let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
+                humantime::format_rfc3339_seconds(t).to_string()
+            })
+            .unwrap_or_default();
+        let host = str_at(r, "/device/hostname").unwrap_or("-");
+        let container = str_at(r, "/container/name")
+            .map(str::to_string)
+            .or_else(|| str_at(r, "/container/uid").map(|u| u.chars().take(12).collect()))
+            .unwrap_or_else(|| "-".into());
+        let kind = str_at(r, "/type").unwrap_or("?");
+        let mut line = summary(r);
+        if line.len() > 100 {
+            let cut = (0..=100)
+                .rev()
+                .find(|i| line.is_char_boundary(*i))
+                .unwrap_or(0);
+            line.truncate(cut);
+        }
+        let _ = writeln!(
+            out,
+            "{time:<20} {host:<16} {container:<16} {kind:<16} {line}"
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_summarises_alerts_and_events_and_cuts_long_lines_at_a_character() {
+        let alert = serde_json::json!({"type": "alert", "rule": "Miner", "priority": "critical",
+            "time_ns": 0u64, "device": {"hostname": "h1"}, "container": {"uid": "0123456789abcdef"}});
+        assert_eq!(summary(&alert), "[critical] Miner");
+        let long = "é".repeat(80);
+        let ev = serde_json::json!({"type": "file.open", "process": {"name": "cat"},
+            "file": {"path": long}});
+        let t = table(&[alert, ev]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[1].starts_with("1970-01-01T00:00:00Z h1"), "{t}");
+        assert!(lines[1].contains("0123456789ab     alert"), "{t}");
+        let summary_part = lines[2].rsplit("file.open").next().unwrap_or("").trim();
+        assert!(summary_part.len() <= 100, "{}", summary_part.len());
+        assert!(summary_part.starts_with("cat éé"), "{t}");
+        let dst = serde_json::json!({"type": "net.connect", "process": {"name": "curl"},
+            "network": {"dst": {"ip": "10.0.0.1", "port": 443}}});
+        assert_eq!(summary(&dst), "curl -> 10.0.0.1:443");
+    }
+}

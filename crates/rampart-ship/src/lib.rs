@@ -39,7 +39,10 @@ mod record;
 mod shipper;
 pub mod tls;
 
-pub use output::{Delivered, Output, OutputConfig, OutputError, OutputFilter};
+pub use output::{
+    Delivered, Delivery, DirectOutputs, DirectStats, Output, OutputConfig, OutputError,
+    OutputFilter,
+};
 pub use record::{RecordMeta, Shippable};
 pub use shipper::{
     read_key_file, start, AgentAnonymise, BackoffConfig, BatchConfig, OutputStats, ShipConfig,

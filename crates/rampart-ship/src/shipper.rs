@@ -748,6 +748,29 @@ impl Shipper {
         self.send_all(std::slice::from_ref(item))
     }
 
+    /// [`send`](Shipper::send) for callers that go on whatever happens: a record refused by a
+    /// full queue (`overflow: drop_newest`) or lost to a failed write is added to `dropped` and
+    /// logged with `what` (the kind of record), never silent. Returns the records lost.
+    pub fn send_counted<T: Shippable>(
+        &self,
+        item: &T,
+        dropped: &std::sync::atomic::AtomicU64,
+        what: &str,
+    ) -> u64 {
+        let lost = match self.send(item) {
+            Ok(r) => r.dropped as u64,
+            Err(e) => {
+                tracing::error!("ship: {what} not queued: {e}");
+                1
+            }
+        };
+        if lost > 0 {
+            let total = dropped.fetch_add(lost, std::sync::atomic::Ordering::Relaxed) + lost;
+            tracing::warn!(total, "ship: {what} dropped (queue full or unwritable)");
+        }
+        lost
+    }
+
     /// Queues several records with one write: the cheap way to ship a burst.
     pub fn send_all<T: Shippable>(&self, items: &[T]) -> Result<Appended, ShipError> {
         let mut payloads = Vec::with_capacity(items.len());

@@ -15,6 +15,9 @@ pub enum TrustError {
     },
     #[error("{path}: {message}")]
     Key { path: PathBuf, message: String },
+    /// A key file to be written exists and replacing it was not asked for.
+    #[error("{path} exists (use --force to replace it)")]
+    Exists { path: PathBuf },
     #[error("{path}: wrong password or corrupted key (the secretbox does not open)")]
     WrongPassword { path: PathBuf },
     #[error("invalid image reference {reference:?}: {message}")]
@@ -67,6 +70,7 @@ impl TrustError {
         matches!(
             self,
             TrustError::Key { .. }
+                | TrustError::Exists { .. }
                 | TrustError::WrongPassword { .. }
                 | TrustError::Reference { .. }
                 | TrustError::Policy { .. }

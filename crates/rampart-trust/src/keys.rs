@@ -385,3 +385,68 @@ mod tests {
         PrivateKey::from_pem(&plain, None, Path::new("p.key")).expect("plain read");
     }
 }
+
+/// Writes `key` as cosign's key pair `PREFIX.key` (0600, encrypted with `password` when
+/// given) and `PREFIX.pub` (0644); an existing file is replaced only with `force`. Returns the
+/// two paths.
+pub fn write_key_pair(
+    key: &PrivateKey,
+    prefix: &std::path::Path,
+    password: Option<&[u8]>,
+    force: bool,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), TrustError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let write_new = |path: &std::path::Path, data: &[u8], mode: u32| {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).mode(mode);
+        if force {
+            opts.create(true).truncate(true);
+        } else {
+            opts.create_new(true);
+        }
+        let mut f = opts.open(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                TrustError::Exists {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                TrustError::io(path, e)
+            }
+        })?;
+        f.write_all(data).map_err(|e| TrustError::io(path, e))
+    };
+    let private = key.to_pem(password)?;
+    let public = key.public().to_pem()?;
+    let p = prefix.display().to_string();
+    let (kp, pp) = (
+        std::path::PathBuf::from(format!("{p}.key")),
+        std::path::PathBuf::from(format!("{p}.pub")),
+    );
+    write_new(&kp, private.as_bytes(), 0o600)?;
+    write_new(&pp, public.as_bytes(), 0o644)?;
+    Ok((kp, pp))
+}
+
+#[cfg(test)]
+mod write_tests {
+    use super::*;
+
+    #[test]
+    fn key_pair_files_are_0600_and_0644_and_not_replaced_without_force() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let prefix = dir.path().join("k");
+        let key = PrivateKey::generate();
+        let (kp, pp) = write_key_pair(&key, &prefix, Some(b"pw"), false).expect("written");
+        let mode =
+            |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!((mode(&kp), mode(&pp)), (0o600, 0o644));
+        let again = write_key_pair(&key, &prefix, None, false).expect_err("exists");
+        assert!(again.is_bad_input(), "{again}");
+        assert!(again
+            .to_string()
+            .ends_with("k.key exists (use --force to replace it)"));
+        write_key_pair(&key, &prefix, None, true).expect("replaced with force");
+    }
+}

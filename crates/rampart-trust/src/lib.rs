@@ -22,7 +22,7 @@ mod registry;
 mod signature;
 
 pub use error::TrustError;
-pub use keys::{decrypt_secret, encrypt_secret, PrivateKey, PublicKey};
+pub use keys::{decrypt_secret, encrypt_secret, write_key_pair, PrivateKey, PublicKey};
 pub use notation::{
     verify_cose_envelope, verify_envelope, verify_envelope_of, NotationTrust, NotationVerified,
     COSE_MEDIA_TYPE, JWS_MEDIA_TYPE, NOTATION_ARTIFACT_TYPE,

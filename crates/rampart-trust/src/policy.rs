@@ -107,6 +107,29 @@ pub struct TrustVerdict {
     pub rule: Option<String>,
 }
 
+impl TrustVerdict {
+    /// One `Verified IMAGE at DIGEST: signed by KEY (SOURCE) as FORM` line per valid
+    /// signature (none when nothing verified), each ending in `\n`.
+    pub fn text(&self) -> String {
+        let Some(v) = &self.verified else {
+            return String::new();
+        };
+        let mut out = String::new();
+        for s in &v.signatures {
+            let form = match s.form {
+                crate::SignatureForm::SimpleSigning => "cosign simple signing",
+                crate::SignatureForm::Bundle => "Sigstore bundle",
+                crate::SignatureForm::Notation => "Notation (Notary Project)",
+            };
+            out.push_str(&format!(
+                "Verified {} at {}: signed by {} ({}) as {form}\n",
+                v.image, v.digest, s.key_id, s.key_source
+            ));
+        }
+        out
+    }
+}
+
 fn line_of(text: &str, needle: &str, from: usize) -> usize {
     text.lines()
         .enumerate()

@@ -185,6 +185,13 @@ pub fn virtualization(roots: &Roots) -> Virtualization {
     }
 }
 
+/// Why the host cannot do something the audit probed for (what failed, or why it was not
+/// tried), in words for a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(transparent)]
+#[error("{0}")]
+pub struct Unavailable(pub String);
+
 /// User-namespace facts.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct UserNamespaces {
@@ -195,9 +202,9 @@ pub struct UserNamespaces {
     /// `kernel.apparmor_restrict_unprivileged_userns` (Ubuntu 23.10+).
     pub apparmor_restrict: Option<u64>,
     /// Root could create one (tried): `Ok` or the error.
-    pub root: Result<(), String>,
+    pub root: Result<(), Unavailable>,
     /// uid 65534 could create one (tried).
-    pub unprivileged: Result<(), String>,
+    pub unprivileged: Result<(), Unavailable>,
 }
 
 fn true_binary() -> PathBuf {
@@ -243,9 +250,14 @@ fn sysctl_u64(roots: &Roots, name: &str) -> Option<u64> {
 /// Measures user-namespace support, trying to create namespaces when running as root.
 pub fn user_namespaces(roots: &Roots, root: bool) -> UserNamespaces {
     let (r, u) = if root {
-        (try_userns(None), try_userns(Some(65534)))
+        (
+            try_userns(None).map_err(Unavailable),
+            try_userns(Some(65534)).map_err(Unavailable),
+        )
     } else {
-        let e = Err("not tried: the audit does not run as root".to_string());
+        let e = Err(Unavailable(
+            "not tried: the audit does not run as root".to_string(),
+        ));
         (e.clone(), e)
     };
     UserNamespaces {

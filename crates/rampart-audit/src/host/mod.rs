@@ -23,6 +23,7 @@ use serde::Serialize;
 use crate::cgroupfs::Mounts;
 use crate::check::*;
 use daemon::{DaemonConfig, DaemonFacts};
+pub use kernel::Unavailable;
 use kernel::{Controller, MacState, Roots, SeccompSupport, UserNamespaces, Virtualization};
 
 /// Everything measured about the host.
@@ -40,7 +41,7 @@ pub struct HostFacts {
     pub lsms: Option<Vec<String>>,
     pub lockdown: Option<String>,
     /// Landlock ABI version, or why not.
-    pub landlock: Result<i64, String>,
+    pub landlock: Result<i64, Unavailable>,
     /// `v1`, `v2`, `hybrid` or `none`.
     pub cgroup_mode: String,
     pub controllers: Vec<Controller>,
@@ -48,9 +49,9 @@ pub struct HostFacts {
     /// BPF program types and helpers: `yes` or `no: <kernel's answer>`.
     pub bpf: BTreeMap<String, String>,
     /// The syscall recorder loaded and attached (seccomp learning), or why not.
-    pub syscall_recorder: Result<(), String>,
+    pub syscall_recorder: Result<(), Unavailable>,
     /// Capability checks can be recorded, or why not.
-    pub capability_recorder: Result<(), String>,
+    pub capability_recorder: Result<(), Unavailable>,
     pub sysctls: BTreeMap<String, Option<String>>,
     /// What the audit did about securityfs.
     pub securityfs: String,
@@ -129,10 +130,14 @@ pub fn measure(opts: &HostOptions) -> (HostFacts, Option<Capabilities>) {
     let caps = (opts.probe_bpf && root).then(Capabilities::probe);
     let (syscall_recorder, capability_recorder) = if opts.probe_bpf && root {
         match SyscallRecorder::start() {
-            Ok(r) => (Ok(()), r.capability_recording().map_err(str::to_string)),
+            Ok(r) => (
+                Ok(()),
+                r.capability_recording()
+                    .map_err(|e| Unavailable(e.to_string())),
+            ),
             Err(e) => (
-                Err(e.to_string()),
-                Err("the syscall recorder does not load".into()),
+                Err(Unavailable(e.to_string())),
+                Err(Unavailable("the syscall recorder does not load".into())),
             ),
         }
     } else {
@@ -141,7 +146,7 @@ pub fn measure(opts: &HostOptions) -> (HostFacts, Option<Capabilities>) {
         } else {
             "not probed: needs root"
         };
-        (Err(why.to_string()), Err(why.to_string()))
+        (Err(Unavailable(why.into())), Err(Unavailable(why.into())))
     };
     let lsms = caps.as_ref().and_then(|c| c.lsms.clone()).or_else(|| {
         kernel::read_trim(&roots.sys.join("kernel/security/lsm"))
@@ -200,7 +205,7 @@ pub fn measure(opts: &HostOptions) -> (HostFacts, Option<Capabilities>) {
         lsms,
         lockdown,
         // A fact of the report (serialised as the reason), not an error to act on.
-        landlock: kernel::landlock().map_err(|e| e.to_string()),
+        landlock: kernel::landlock().map_err(|e| Unavailable(e.to_string())),
         cgroup_mode: layout.mode().to_string(),
         controllers: kernel::controllers(roots, &mounts),
         btf: roots.sys.join("kernel/btf/vmlinux").exists(),
@@ -263,7 +268,7 @@ pub fn kernel_checks(f: &HostFacts) -> Vec<Outcome> {
             un.unprivileged_clone
                 .map_or("n/a".into(), |v| v.to_string())
         )),
-        Err(e) if e.starts_with("not tried") => H_USERNS_UNPRIV.warn(e.clone()),
+        Err(e) if e.0.starts_with("not tried") => H_USERNS_UNPRIV.warn(e.0.clone()),
         Err(e) => H_USERNS_UNPRIV.pass(format!("uid 65534 cannot create a user namespace: {e}")),
     });
     let lsm_list = f.lsms.clone().unwrap_or_default();
@@ -592,7 +597,7 @@ pub fn matrix(f: &HostFacts, caps: Option<&Capabilities>) -> Vec<Protection> {
         available: f.capability_recorder.is_ok(),
         detail: match &f.capability_recorder {
             Ok(()) => "capability:cap_capable tracepoint attached".into(),
-            Err(e) => e.clone(),
+            Err(e) => e.0.clone(),
         },
         change: f.capability_recorder.is_err().then(|| "a kernel of 6.14 or later (capability:cap_capable tracepoint); until then `rampart harden` keeps Docker's default capability set".to_string()),
     });

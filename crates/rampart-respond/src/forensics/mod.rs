@@ -211,6 +211,32 @@ impl Writer {
     }
 }
 
+/// The last `max` events and alerts of container `id` in a JSON-lines file (`rampart agent
+/// -o jsonl:FILE`), oldest first, for [`capture`]'s `recent`. Lines that are not JSON are
+/// skipped (a file being appended to can end in a partial line); memory holds `max` records.
+pub fn recent_events(
+    path: &Path,
+    id: &str,
+    max: usize,
+) -> Result<Vec<serde_json::Value>, ForensicsError> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(path).map_err(io(path))?;
+    let mut out = std::collections::VecDeque::new();
+    for line in std::io::BufReader::new(f).lines() {
+        let line = line.map_err(io(path))?;
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if v["container"]["uid"].as_str() == Some(id) {
+            out.push_back(v);
+            if out.len() > max {
+                out.pop_front();
+            }
+        }
+    }
+    Ok(out.into())
+}
+
 /// Captures a bundle of the running container `c` into `out` (written next to it first, then
 /// renamed, so a failed capture leaves nothing half-written). `recent` are the container's
 /// last events and alerts as JSON values, oldest first.
@@ -889,6 +915,42 @@ pub struct Verification {
 }
 
 impl Verification {
+    /// `rampart forensics verify`'s report on `bundle` (its path as shown): who signed it,
+    /// the capture limits, and `OK` or one `ALTERED:` line per problem; `trusted_key` says
+    /// whether a key was given. Every line ends in `\n`.
+    pub fn text(&self, bundle: &str, trusted_key: bool) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        if let Some(c) = &self.container {
+            let _ = writeln!(
+                out,
+                "{bundle}: bundle of {} ({}), {} entries, signed by {} (fingerprint {})",
+                c.name,
+                c.id.get(..12).unwrap_or(&c.id),
+                self.entries,
+                self.signer,
+                key::fingerprint(&self.signer)
+            );
+        }
+        if !trusted_key {
+            out.push_str(
+                "  note: no --key given; the signature proves integrity, not which agent signed\n",
+            );
+        }
+        for t in &self.truncated {
+            let _ = writeln!(out, "  limit at capture: {t}");
+        }
+        if self.ok() {
+            out.push_str("OK: every entry matches the signed manifest\n");
+        }
+        for p in self.problems() {
+            let _ = writeln!(out, "ALTERED: {p}");
+        }
+        out
+    }
+}
+
+impl Verification {
     /// Nothing was altered, removed or added, the signature holds, and (when a key was given)
     /// the signer is the trusted key.
     pub fn ok(&self) -> bool {
@@ -1056,5 +1118,25 @@ mod tests {
             hex_addr("00000000000000000000000001000000:0016"),
             "[::1]:22"
         );
+    }
+
+    #[test]
+    fn recent_events_keeps_the_containers_last_records_and_skips_torn_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("ev.jsonl");
+        let mut text = String::new();
+        for n in 0..5 {
+            text.push_str(&format!("{{\"n\":{n},\"container\":{{\"uid\":\"a\"}}}}\n"));
+            text.push_str("{\"container\":{\"uid\":\"b\"}}\n");
+        }
+        text.push_str("{\"n\":9,\"contai");
+        std::fs::write(&p, text).expect("write");
+        let got = recent_events(&p, "a", 2).expect("read");
+        let ns: Vec<u64> = got.iter().filter_map(|v| v["n"].as_u64()).collect();
+        assert_eq!(ns, vec![3, 4]);
+        assert!(matches!(
+            recent_events(&dir.path().join("none"), "a", 2),
+            Err(ForensicsError::Io { .. })
+        ));
     }
 }

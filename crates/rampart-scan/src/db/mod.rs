@@ -28,6 +28,7 @@ use serde::Serialize;
 
 mod import;
 pub(crate) mod osv;
+mod text;
 mod update;
 
 pub use import::ImportStats;

@@ -65,6 +65,48 @@ impl DbInfo {
     }
 }
 
+impl ScanReport {
+    /// Marks the database stale when it is `max_age` old or older (or holds no data); returns
+    /// whether it is.
+    pub fn mark_stale(&mut self, max_age: std::time::Duration) -> bool {
+        let Some(info) = self.db.as_mut() else {
+            return false;
+        };
+        info.stale = info
+            .age_secs
+            .is_none_or(|age| age >= max_age.as_secs() as i64);
+        info.stale
+    }
+
+    /// The most severe finding of any kind (vulnerability, secret, malware, configuration).
+    pub fn worst_severity(&self) -> Option<Severity> {
+        self.matches
+            .findings
+            .iter()
+            .map(|f| f.severity)
+            .chain(self.inventory.findings.iter().map(|f| f.severity))
+            .max()
+    }
+}
+
+/// The database a scan matches against, when it can: `Ok(Err(why))` when it is missing or of
+/// another schema (the scan still runs and its report says vulnerabilities were not matched,
+/// `why` in words), `Err` for any other failure to open it.
+pub fn open_for_scan(
+    path: &std::path::Path,
+) -> Result<Result<crate::VulnDb, String>, crate::DbError> {
+    use crate::DbError;
+    match crate::VulnDb::open(path) {
+        Ok(db) => Ok(Ok(db)),
+        Err(DbError::Missing { path }) => Ok(Err(format!(
+            "no vulnerability database at {}; run `rampart db update`",
+            path.display()
+        ))),
+        Err(e @ DbError::Schema { .. }) => Ok(Err(e.to_string())),
+        Err(e) => Err(e),
+    }
+}
+
 /// Findings counted by severity, most severe first.
 pub fn severity_counts(findings: &[VulnFinding]) -> BTreeMap<Severity, usize> {
     let mut m = BTreeMap::new();

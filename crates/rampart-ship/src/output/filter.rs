@@ -69,12 +69,24 @@ pub struct OutputFilter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pattern(glob::Pattern);
 
+/// A filter pattern that is not a valid shell-style pattern.
+#[derive(Debug, thiserror::Error)]
+#[error("pattern {pattern:?}: {source}")]
+pub struct PatternError {
+    pub pattern: String,
+    #[source]
+    pub source: glob::PatternError,
+}
+
 impl Pattern {
     /// Parses `p`; the error says what is wrong with it.
-    pub fn new(p: &str) -> Result<Pattern, String> {
+    pub fn new(p: &str) -> Result<Pattern, PatternError> {
         glob::Pattern::new(p)
             .map(Pattern)
-            .map_err(|e| format!("pattern {p:?}: {e}"))
+            .map_err(|source| PatternError {
+                pattern: p.to_string(),
+                source,
+            })
     }
 
     /// Whether `s` matches the whole pattern.

@@ -9,6 +9,7 @@
 //! Every output takes a `filter:` ([`OutputFilter`]), applied by the shipper before
 //! [`Output::send`]; the notifier outputs (`webhook`, `email`) are in [`crate::notify`].
 
+pub mod direct;
 mod file;
 pub mod filter;
 mod http;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+pub use direct::{shorthand, DirectOutputs, DirectStats};
 pub use file::FileOutput;
 pub use filter::OutputFilter;
 pub use http::{HttpFormat, HttpOutput};
@@ -109,6 +111,20 @@ impl OutputError {
     }
 }
 
+/// How a `stdout` or `file` output gets its records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Through the durable queue, acknowledged once written (a file: fsynced), retried until
+    /// then (the default).
+    #[default]
+    Queued,
+    /// Written by the agent's loop without the queue: buffered, not fsynced, not retried; a
+    /// failed write is a counted drop ([`direct`]). The agent's `outputs:` shorthand
+    /// (`stdout`, `jsonl:PATH`) is this.
+    Direct,
+}
+
 /// One entry of `outputs:` in the agent configuration.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -119,6 +135,8 @@ pub enum OutputConfig {
         name: Option<String>,
         #[serde(default)]
         filter: OutputFilter,
+        #[serde(default)]
+        delivery: Delivery,
     },
     /// JSON lines appended to a file (0600); each batch is fsynced before it is acknowledged.
     /// A file moved away by logrotate is noticed and a new one created.
@@ -128,6 +146,8 @@ pub enum OutputConfig {
         name: Option<String>,
         #[serde(default)]
         filter: OutputFilter,
+        #[serde(default)]
+        delivery: Delivery,
     },
     /// RFC 5424 syslog over `udp://host:port`, `tcp://host:port` (octet-counted framing,
     /// RFC 6587) or `unix:///dev/log`.
@@ -182,6 +202,33 @@ pub enum OutputConfig {
 }
 
 impl OutputConfig {
+    /// The output's `type:`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OutputConfig::Stdout { .. } => "stdout",
+            OutputConfig::File { .. } => "file",
+            OutputConfig::Syslog { .. } => "syslog",
+            OutputConfig::Http { .. } => "http",
+            OutputConfig::Server { .. } => "server",
+            OutputConfig::Webhook(_) => "webhook",
+            OutputConfig::Email(_) => "email",
+        }
+    }
+
+    /// Whether the output is written directly (`delivery: direct`), not through the queue.
+    pub fn is_direct(&self) -> bool {
+        matches!(
+            self,
+            OutputConfig::Stdout {
+                delivery: Delivery::Direct,
+                ..
+            } | OutputConfig::File {
+                delivery: Delivery::Direct,
+                ..
+            }
+        )
+    }
+
     /// The output's name: `name:` when set, the type otherwise.
     pub fn name(&self) -> &str {
         let (explicit, kind) = match self {
@@ -229,6 +276,12 @@ impl OutputConfig {
     /// this).
     pub fn build(&self) -> Result<Box<dyn Output>, OutputError> {
         let name = self.name().to_string();
+        if self.is_direct() {
+            return Err(OutputError::new(
+                &name,
+                "`delivery: direct` outputs are written by the agent's loop, not through a queue",
+            ));
+        }
         Ok(match self {
             OutputConfig::Stdout { .. } => Box::new(StdoutOutput::new(name)),
             OutputConfig::File { path, .. } => Box::new(FileOutput::new(name, path.clone())),

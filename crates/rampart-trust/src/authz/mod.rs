@@ -29,5 +29,5 @@ pub mod service;
 pub use policy::{AdmissionPolicy, Exception, Rule, Violation, BREAK_GLASS_LABEL};
 pub use server::{
     decide, serve, AuthzRequest, AuthzResponse, Decision, DecisionSink, Engine, EngineConfig,
-    Scanner,
+    ScanFailed, Scanner,
 };

@@ -152,10 +152,16 @@ pub type Scanner = Arc<
     dyn Fn(
             String,
         )
-            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ScanFailed>> + Send>>
         + Send
         + Sync,
 >;
+
+/// Why a [`Scanner`] did not fill the cache: the scanner could not start, or what it said
+/// when it failed (its exit status and last line of errors), in words for a person.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ScanFailed(pub String);
 
 /// Where decisions go besides the JSON lines (the binary ships them as events).
 pub type DecisionSink = Box<dyn Fn(&Decision) + Send + Sync>;

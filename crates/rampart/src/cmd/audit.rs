@@ -99,12 +99,7 @@ struct ImageArgs {
     allowed_registries: Vec<String>,
 }
 
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
+pub(crate) use super::runtime;
 
 pub(crate) async fn connect(socket: &std::path::Path) -> anyhow::Result<DockerClient> {
     DockerClient::connect(socket).await.with_context(|| {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use rampart_scan::DEFAULT_CACHE_DIR;
-use rampart_trust::authz::{serve, AdmissionPolicy, Engine, EngineConfig, Scanner};
+use rampart_trust::authz::{serve, AdmissionPolicy, Engine, EngineConfig, ScanFailed, Scanner};
 
 use super::db::DbPath;
 use super::BadInput;
@@ -58,7 +58,8 @@ fn child_scanner(cache_dir: PathBuf) -> Scanner {
     Arc::new(move |id: String| {
         let cache = cache_dir.clone();
         Box::pin(async move {
-            let exe = std::env::current_exe().map_err(|e| format!("the rampart binary: {e}"))?;
+            let exe = std::env::current_exe()
+                .map_err(|e| ScanFailed(format!("the rampart binary: {e}")))?;
             let child = tokio::process::Command::new(exe)
                 .args(["image", "scan", &format!("docker:{id}")])
                 // Secret and malware checks stay on: the CLI caches only a complete inventory.
@@ -70,39 +71,23 @@ fn child_scanner(cache_dir: PathBuf) -> Scanner {
                 .stderr(std::process::Stdio::piped())
                 .kill_on_drop(true)
                 .spawn()
-                .map_err(|e| format!("starting rampart image scan: {e}"))?;
+                .map_err(|e| ScanFailed(format!("starting rampart image scan: {e}")))?;
             let out = child
                 .wait_with_output()
                 .await
-                .map_err(|e| format!("rampart image scan: {e}"))?;
+                .map_err(|e| ScanFailed(format!("rampart image scan: {e}")))?;
             if out.status.success() {
                 Ok(())
             } else {
                 let err = String::from_utf8_lossy(&out.stderr);
-                Err(format!(
+                Err(ScanFailed(format!(
                     "rampart image scan exited with {}: {}",
                     out.status,
                     err.trim().lines().last().unwrap_or_default()
-                ))
+                )))
             }
         })
     })
-}
-
-/// Events of one process: a random instance number and a sequence (`EventId::new`).
-fn instance_id() -> u64 {
-    let mut b = [0u8; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
-        .is_err()
-    {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        b = (t ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
-    }
-    u64::from_le_bytes(b)
 }
 
 pub fn run(a: AuthzArgs) -> anyhow::Result<ExitCode> {
@@ -170,43 +155,21 @@ pub fn run(a: AuthzArgs) -> anyhow::Result<ExitCode> {
     let engine = match &shipper {
         Some((shipper, device)) => {
             let (shipper, device) = (shipper.clone(), device.clone());
-            let instance = instance_id();
+            let instance = rampart_event::instance_id();
             let seq = AtomicU64::new(0);
             let dropped = AtomicU64::new(0);
             engine.with_sink(Box::new(move |d| {
                 let id = rampart_event::EventId::new(instance, seq.fetch_add(1, Ordering::Relaxed));
                 let ev = d.to_event(&policy_path, id, device.clone());
-                // Durable when `send` returns; a full queue (`overflow: drop_newest`) or a
-                // failed write is counted and reported, never silent.
-                let lost = match shipper.send(&ev) {
-                    Ok(r) => r.dropped as u64,
-                    Err(e) => {
-                        tracing::error!("ship: admission decision not queued: {e}");
-                        1
-                    }
-                };
-                if lost > 0 {
-                    let total = dropped.fetch_add(lost, Ordering::Relaxed) + lost;
-                    tracing::warn!(
-                        total,
-                        "ship: admission decisions dropped (queue full or unwritable)"
-                    );
-                }
+                // Durable when it returns; a full queue or a failed write is counted and logged.
+                shipper.send_counted(&ev, &dropped, "admission decisions");
             }))
         }
         None => engine,
     };
     rt.block_on(async {
         tracing::info!(socket = %a.socket.display(), "rampart authz: serving the authorization plugin");
-        let shutdown = async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-            }
-        };
-        serve(Arc::new(engine), &a.socket, shutdown).await
+        serve(Arc::new(engine), &a.socket, super::shutdown_signal()).await
     })?;
     if let Some((shipper, _)) = shipper {
         if let Err(e) = shipper.sync() {

@@ -5,14 +5,14 @@
 //! top-level keys tell a policy, a server and an agent configuration apart), else from the
 //! file name (`agent.yaml`, `server.yaml`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::BadInput;
-use rampart_agent::AgentConfig;
+use rampart_agent::config_check::{check, detect, CheckError, Kind};
 
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
@@ -34,12 +34,11 @@ struct CheckArgs {
     files: Vec<PathBuf>,
     /// What the files are (default: detected from their content, then their name).
     #[arg(long, value_enum)]
-    kind: Option<Kind>,
+    kind: Option<KindArg>,
 }
 
-/// The kinds of file `config check` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Kind {
+enum KindArg {
     /// `agent.yaml` (`rampart agent --config`).
     Agent,
     /// `server.yaml` (`rampart server --config`).
@@ -52,149 +51,24 @@ pub enum Kind {
     Playbooks,
 }
 
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Agent => "agent configuration",
-            Kind::Server => "server configuration",
-            Kind::Policy => "policy",
-            Kind::Rules => "rule file",
-            Kind::Playbooks => "playbook file",
+impl From<KindArg> for Kind {
+    fn from(k: KindArg) -> Kind {
+        match k {
+            KindArg::Agent => Kind::Agent,
+            KindArg::Server => Kind::Server,
+            KindArg::Policy => Kind::Policy,
+            KindArg::Rules => Kind::Rules,
+            KindArg::Playbooks => Kind::Playbooks,
         }
     }
 }
 
-/// Top-level keys only a server configuration has.
-const SERVER_KEYS: &[&str] = &[
-    "listen",
-    "data_dir",
-    "tls",
-    "store",
-    "regions",
-    "default_region",
-    "pseudonym_key_file",
-    "retention_interval",
-    "agent_cert_days",
-    "metrics_public",
-];
-/// Top-level keys only a policy has.
-const POLICY_KEYS: &[&str] = &["selectors", "network", "exec", "mode"];
-
-/// Guesses the kind of `text` (read from `path`); `None` when neither content nor name tells.
-pub fn detect(path: &Path, text: &str) -> Option<Kind> {
-    match serde_yaml::from_str::<serde_yaml::Value>(text) {
-        Ok(serde_yaml::Value::Sequence(_)) => return Some(Kind::Rules),
-        Ok(serde_yaml::Value::Mapping(m)) => {
-            let keys: Vec<&str> = m.keys().filter_map(|k| k.as_str()).collect();
-            if keys.iter().any(|k| POLICY_KEYS.contains(k)) {
-                return Some(Kind::Policy);
-            }
-            // A playbook file has only `playbooks:`, a list of playbooks (mappings); the agent's
-            // `playbooks:` is a list of file paths beside other keys.
-            let playbook_list = m
-                .get("playbooks")
-                .and_then(|v| v.as_sequence())
-                .is_some_and(|l| l.iter().any(|p| p.is_mapping()));
-            if keys == ["playbooks"] && playbook_list {
-                return Some(Kind::Playbooks);
-            }
-            if keys.iter().any(|k| SERVER_KEYS.contains(k)) {
-                return Some(Kind::Server);
-            }
-            if !keys.is_empty() && !by_name(path).is_some_and(|k| k != Kind::Agent) {
-                return Some(Kind::Agent);
-            }
-        }
-        _ => {}
+fn check_error(e: CheckError) -> anyhow::Error {
+    match e {
+        CheckError::Agent(e) => e.into(),
+        e if e.is_bad_input() => BadInput(e.to_string()).into(),
+        e => e.into(),
     }
-    by_name(path)
-}
-
-fn by_name(path: &Path) -> Option<Kind> {
-    let name = path.file_name()?.to_str()?;
-    if name.starts_with("agent.") {
-        Some(Kind::Agent)
-    } else if name.starts_with("server.") {
-        Some(Kind::Server)
-    } else if path
-        .parent()
-        .and_then(|p| p.file_name())
-        .is_some_and(|d| d == "rules.d" || d == "rules")
-    {
-        Some(Kind::Rules)
-    } else if path
-        .parent()
-        .and_then(|p| p.file_name())
-        .is_some_and(|d| d == "policies")
-    {
-        Some(Kind::Policy)
-    } else {
-        None
-    }
-}
-
-/// Validates `path` as `kind`; the error text starts with `path:line` where the parser knows it.
-pub fn check(path: &Path, kind: Kind) -> anyhow::Result<String> {
-    match kind {
-        Kind::Agent => {
-            AgentConfig::load(path)?;
-            Ok(String::new())
-        }
-        Kind::Server => {
-            rampart_server::ServerConfig::load(path).map_err(|e| match e {
-                rampart_server::config::ConfigError::Read { .. } => anyhow::Error::new(e),
-                other => BadInput(other.to_string()).into(),
-            })?;
-            Ok(String::new())
-        }
-        Kind::Policy => {
-            let p = rampart_respond::Policy::load(path).map_err(|e| BadInput(e.to_string()))?;
-            Ok(format!(
-                " ({} selectors, {} network rules, {} exec rules)",
-                p.selectors.len(),
-                p.network.len(),
-                p.exec.len()
-            ))
-        }
-        Kind::Playbooks => {
-            let p = rampart_respond::load_playbooks(path).map_err(|e| BadInput(e.to_string()))?;
-            Ok(format!(" ({} playbooks)", p.len()))
-        }
-        Kind::Rules => {
-            // The agent loads a user's rule file after the defaults (it may use their macros
-            // and lists); a file that fails that way but loads alone (the default file itself,
-            // or a self-contained set) is fine too.
-            let (set, how) = match load_rules(path, true) {
-                Ok(set) => (set, "loaded after the defaults"),
-                Err(e) => match load_rules(path, false) {
-                    Ok(set) => (set, "loaded alone"),
-                    Err(_) => return Err(e),
-                },
-            };
-            let r = set.report();
-            Ok(format!(
-                " ({} rules, {} cannot fire; {how})",
-                r.rules,
-                r.cannot_fire.len()
-            ))
-        }
-    }
-}
-
-fn load_rules(path: &Path, defaults: bool) -> anyhow::Result<rampart_rules::RuleSet> {
-    let mut loader = rampart_rules::Loader::new();
-    if defaults {
-        loader
-            .add_default_rules()
-            .map_err(|e| BadInput(e.to_string()))?;
-    }
-    loader.add_file(path).map_err(|e| match e {
-        rampart_rules::Error::Io { .. } => anyhow::Error::new(e),
-        other => BadInput(other.to_string()).into(),
-    })?;
-    Ok(loader
-        .compile(rampart_rules::Options::default())
-        .map_err(|e| BadInput(e.to_string()))?)
 }
 
 pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
@@ -203,7 +77,7 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
             let mut failed = None;
             for f in &a.files {
                 let kind = match a.kind {
-                    Some(k) => k,
+                    Some(k) => k.into(),
                     None => {
                         let text = std::fs::read_to_string(f)
                             .with_context(|| format!("reading {}", f.display()))?;
@@ -215,7 +89,7 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
                         })?
                     }
                 };
-                match check(f, kind) {
+                match check(f, kind).map_err(check_error) {
                     Ok(extra) => println!("{}: ok, {}{extra}", f.display(), kind.name()),
                     Err(e) => {
                         eprintln!("error: {e:#}");
@@ -228,37 +102,5 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
                 None => Ok(ExitCode::SUCCESS),
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kinds_are_told_apart_by_content_then_name() {
-        let p = Path::new("/x/whatever.yaml");
-        assert_eq!(detect(p, "- rule: a\n"), Some(Kind::Rules));
-        assert_eq!(detect(p, "selectors: {a: {name: x}}\n"), Some(Kind::Policy));
-        assert_eq!(detect(p, "listen: 0.0.0.0:1\n"), Some(Kind::Server));
-        assert_eq!(detect(p, "dns: false\n"), Some(Kind::Agent));
-        assert_eq!(
-            detect(p, "playbooks:\n  - name: m\n    match: {rules: [x]}\n"),
-            Some(Kind::Playbooks)
-        );
-        assert_eq!(
-            detect(p, "playbooks: [/etc/rampart/playbooks/m.yaml]\n"),
-            Some(Kind::Agent),
-            "agent.yaml's playbooks: lists files"
-        );
-        assert_eq!(detect(p, "# only comments\n"), None);
-        assert_eq!(
-            detect(Path::new("/etc/rampart/server.yaml"), "# all defaults\n"),
-            Some(Kind::Server)
-        );
-        assert_eq!(
-            detect(Path::new("/etc/rampart/agent.yaml"), "{}\n"),
-            Some(Kind::Agent)
-        );
     }
 }

@@ -6,8 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 use rampart_scan::{
-    describe_age, DbError, UpdateOptions, UpdateOutcome, VulnDb, DEFAULT_DB_PATH,
-    DEFAULT_ECOSYSTEMS, DEFAULT_OSV_URL, DEFAULT_STALE_AFTER,
+    DbError, UpdateOptions, VulnDb, DEFAULT_DB_PATH, DEFAULT_ECOSYSTEMS, DEFAULT_OSV_URL,
 };
 
 use super::BadInput;
@@ -148,54 +147,13 @@ pub fn db_error(e: DbError) -> anyhow::Error {
 }
 
 fn update(a: UpdateArgs) -> anyhow::Result<ExitCode> {
-    let opts = a.options();
-    let r = rampart_scan::update_db(&a.db.path, &opts).map_err(db_error)?;
+    let r = rampart_scan::update_db(&a.db.path, &a.options()).map_err(db_error)?;
     let mut out = std::io::stdout().lock();
     match a.format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut out, &r)?;
-            writeln!(out)?;
-        }
-        Format::Text => {
-            for e in &r.ecosystems {
-                match e.outcome {
-                    UpdateOutcome::Updated => writeln!(
-                        out,
-                        "{}: updated, {:.1} MB, {} records: {} added, {} updated, {} removed",
-                        e.ecosystem,
-                        e.bytes as f64 / 1e6,
-                        e.records,
-                        e.added,
-                        e.updated,
-                        e.removed
-                    )?,
-                    UpdateOutcome::Unchanged => writeln!(out, "{}: unchanged", e.ecosystem)?,
-                    UpdateOutcome::Failed => writeln!(
-                        out,
-                        "{}: FAILED, previous data kept: {}",
-                        e.ecosystem,
-                        e.error.as_deref().unwrap_or("")
-                    )?,
-                }
-            }
-            writeln!(
-                out,
-                "{}: {} in {:.1}s",
-                r.path,
-                if r.swapped {
-                    "new database in place"
-                } else {
-                    "database unchanged"
-                },
-                r.seconds
-            )?;
-        }
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&r)?)?,
+        Format::Text => write!(out, "{}", r.text())?,
     }
-    Ok(if r.failed() > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(ExitCode::from(u8::from(r.failed() > 0)))
 }
 
 fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
@@ -204,274 +162,48 @@ fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
     let mut db = VulnDb::open_or_create(&a.db.path).map_err(db_error)?;
     let mut out = std::io::stdout().lock();
     let mut all = Vec::new();
-    let mut errors = 0usize;
     for src in &a.sources {
         if !src.exists() {
             return Err(BadInput(format!("{}: no such file or directory", src.display())).into());
         }
         let stats = db.import(src).map_err(db_error)?;
-        errors += stats.errors.len();
         for e in stats.errors.iter().take(20) {
             eprintln!("warning: {e}");
         }
         if stats.errors.len() > 20 {
-            eprintln!(
-                "warning: ... and {} more unreadable records",
-                stats.errors.len() - 20
-            );
+            let more = stats.errors.len() - 20;
+            eprintln!("warning: ... and {more} more unreadable records");
         }
         if a.format == Format::Text {
-            writeln!(
-                out,
-                "{}: {} {} files in {:.1}s: {} added, {} updated, {} unchanged, {} removed, {} kept (newer elsewhere), {} unreadable",
-                stats.source,
-                stats.kind,
-                stats.files,
-                stats.seconds,
-                stats.added,
-                stats.updated,
-                stats.unchanged,
-                stats.removed,
-                stats.kept_newer,
-                stats.errors.len()
-            )?;
+            writeln!(out, "{}", stats.text())?;
         }
         all.push(stats);
     }
     if a.format == Format::Json {
-        serde_json::to_writer_pretty(&mut out, &all)?;
-        writeln!(out)?;
+        writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
     }
-    Ok(if a.strict && errors > 0 {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-fn age(secs: i64) -> String {
-    let d = rampart_scan_now() - secs;
-    match d {
-        d if d < 120 => format!("{d}s ago"),
-        d if d < 7200 => format!("{}m ago", d / 60),
-        d if d < 172_800 => format!("{}h ago", d / 3600),
-        d => format!("{}d ago", d / 86_400),
-    }
-}
-
-fn rampart_scan_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    let errors = all.iter().any(|s| !s.errors.is_empty());
+    Ok(ExitCode::from(if a.strict && errors { 2 } else { 0 }))
 }
 
 fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
-    let db = VulnDb::open(&a.db.path).map_err(db_error)?;
-    let s = db.status().map_err(db_error)?;
+    let s = VulnDb::open(&a.db.path)
+        .and_then(|db| db.status())
+        .map_err(db_error)?;
     let mut out = std::io::stdout().lock();
     match a.format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut out, &s)?;
-            writeln!(out)?;
-        }
-        Format::Text => {
-            writeln!(
-                out,
-                "{}: schema {}, {:.1} MB, {} records ({} withdrawn), {} affected packages",
-                s.path,
-                s.schema_version,
-                s.size_bytes as f64 / 1e6,
-                s.records,
-                s.withdrawn,
-                s.affected_packages
-            )?;
-            match s.age_secs {
-                Some(age) => writeln!(
-                    out,
-                    "updated {} ago{}",
-                    describe_age(age),
-                    if age > DEFAULT_STALE_AFTER.as_secs() as i64 {
-                        " (STALE: run `rampart db update`)"
-                    } else {
-                        ""
-                    }
-                )?,
-                None => writeln!(out, "never updated: run `rampart db update`")?,
-            }
-            if !s.feeds.is_empty() {
-                writeln!(out, "\nFEEDS (rampart db update)")?;
-                for f in &s.feeds {
-                    writeln!(
-                        out,
-                        "  {:<14} checked {}, {}",
-                        f.ecosystem,
-                        f.checked_at.map(age).unwrap_or_else(|| "never".into()),
-                        f.url
-                    )?;
-                }
-            }
-            writeln!(out, "\nSOURCES")?;
-            for src in &s.sources {
-                writeln!(
-                    out,
-                    "  {} ({}): {} records, imported {}, newest record {}",
-                    src.path,
-                    src.kind,
-                    src.records,
-                    age(src.imported_at),
-                    if src.newest_modified.is_empty() {
-                        "-"
-                    } else {
-                        &src.newest_modified
-                    }
-                )?;
-            }
-            writeln!(out, "\nECOSYSTEMS")?;
-            for (e, n) in &s.ecosystems {
-                writeln!(out, "  {e:<28} {n}")?;
-            }
-        }
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&s)?)?,
+        Format::Text => write!(out, "{}", s.text())?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The server's scheduled update (`vulndb_update:` in the server config): `db update` on
-/// `<data_dir>/vulndb/vuln.db` at start and every `every`, then a new signed bundle when the
-/// database changed (or none was published yet). Failures are logged and retried next time.
+/// The server's scheduled update (`vulndb_update:`), `rampart_fleet::vulndb_update`.
 pub fn spawn_server_updates(
     cfg: &rampart_server::ServerConfig,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
-    let Some(u) = cfg.vulndb_update.clone() else {
-        return Ok(None);
-    };
-    let every = humantime::parse_duration(&u.every)
-        .map_err(|e| BadInput(format!("vulndb_update.every: {:?}: {e}", u.every)))?;
-    let mut opts = UpdateOptions::default();
-    if let Some(base) = &u.base_url {
-        opts.base_url = base.clone();
-    }
-    if !u.ecosystems.is_empty() {
-        opts.ecosystems = u.ecosystems.clone();
-    }
-    opts.checksum = u.checksum;
-    let cfg = cfg.clone();
-    Ok(Some(tokio::spawn(async move {
-        loop {
-            let (c, o) = (cfg.clone(), opts.clone());
-            match tokio::task::spawn_blocking(move || server_update(&c, &o)).await {
-                Ok(Ok(msg)) => tracing::info!("vulnerability database: {msg}"),
-                Ok(Err(e)) => tracing::warn!(
-                    "vulnerability database update failed, the published bundle is kept: {}",
-                    super::error_text(&e)
-                ),
-                Err(e) => tracing::warn!("vulnerability database update: {e}"),
-            }
-            tokio::time::sleep(every).await;
-        }
-    })))
-}
-
-/// One scheduled update; what it did, in words.
-pub fn server_update(
-    cfg: &rampart_server::ServerConfig,
-    opts: &UpdateOptions,
-) -> anyhow::Result<String> {
-    let data_dir = &cfg.data_dir;
-    let path = rampart_server::vulndb::db_path(data_dir);
-    let r = rampart_scan::update_db(&path, opts).map_err(db_error)?;
-    for e in r
-        .ecosystems
-        .iter()
-        .filter(|e| e.outcome == UpdateOutcome::Failed)
-    {
-        tracing::warn!(
-            "vulnerability database: {} kept its previous data: {}",
-            e.ecosystem,
-            e.error.as_deref().unwrap_or("")
-        );
-    }
-    let unpublished = rampart_server::vulndb::current(data_dir)?.is_none();
-    if (r.swapped || unpublished) && path.is_file() {
-        let (_control, ca) = rampart_server::open_control(cfg)?;
-        let m = rampart_server::vulndb::publish(data_dir, &ca)?;
-        return Ok(format!(
-            "updated ({} of {} ecosystems failed), published bundle {}",
-            r.failed(),
-            r.ecosystems.len(),
-            m.version
-        ));
-    }
-    Ok(format!(
-        "unchanged ({} of {} ecosystems failed)",
-        r.failed(),
-        r.ecosystems.len()
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, reason = "tests")]
-
-    use std::io::Write;
-
-    use super::*;
-
-    /// osv.dev's layout on disk (`file://`), from the scanner's real OSV fixtures.
-    fn mirror(root: &std::path::Path, eco: &str) {
-        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../rampart-scan/tests/data/osv")
-            .join(eco);
-        std::fs::create_dir_all(root.join(eco)).unwrap();
-        let mut w =
-            zip::ZipWriter::new(std::fs::File::create(root.join(eco).join("all.zip")).unwrap());
-        for e in std::fs::read_dir(src).unwrap() {
-            let e = e.unwrap();
-            w.start_file(
-                e.file_name().to_string_lossy(),
-                zip::write::SimpleFileOptions::default(),
-            )
-            .unwrap();
-            w.write_all(&std::fs::read(e.path()).unwrap()).unwrap();
-        }
-        w.finish().unwrap();
-    }
-
-    /// The scheduled update publishes a bundle signed by the server CA that agents verify, and
-    /// the dashboard's freshness reads the update time; an unchanged mirror publishes nothing.
-    #[test]
-    fn server_update_publishes_a_signed_bundle_agents_verify() {
-        let tmp = tempfile::tempdir().unwrap();
-        mirror(&tmp.path().join("mirror"), "npm");
-        let cfg = rampart_server::ServerConfig::with_data_dir(tmp.path().join("server"));
-        let opts = UpdateOptions {
-            base_url: format!("file://{}", tmp.path().join("mirror").display()),
-            ecosystems: vec!["npm".into()],
-            ..UpdateOptions::default()
-        };
-        let msg = server_update(&cfg, &opts).unwrap();
-        assert!(msg.contains("published bundle"), "{msg}");
-        let signed = rampart_server::vulndb::current(&cfg.data_dir)
-            .unwrap()
-            .unwrap();
-        let (_control, ca) = rampart_server::open_control(&cfg).unwrap();
-        let m = rampart_server::vulndb::verify_manifest(ca.cert(), &signed).unwrap();
-        let payload =
-            std::fs::read(rampart_server::vulndb::bundle_path(&cfg.data_dir, &m.sha256).unwrap())
-                .unwrap();
-        let raw = rampart_server::vulndb::open_payload(&m, &payload).unwrap();
-        let db_file = tmp.path().join("agent.db");
-        std::fs::write(&db_file, raw).unwrap();
-        let agent_db = VulnDb::open(&db_file).unwrap();
-        assert!(agent_db.vuln("GHSA-35jh-r3h4-6jhm").unwrap().is_some());
-        let f = rampart_server::vulndb::freshness(&cfg.data_dir).unwrap();
-        assert!(f.age_secs.unwrap() < 120);
-        assert_eq!(f.published_version.as_deref(), Some(m.version.as_str()));
-        let msg = server_update(&cfg, &opts).unwrap();
-        assert!(msg.starts_with("unchanged"), "{msg}");
-        let again = rampart_server::vulndb::current(&cfg.data_dir)
-            .unwrap()
-            .unwrap();
-        assert_eq!(again, signed, "nothing new, nothing republished");
-    }
+    rampart_fleet::vulndb_update::spawn(cfg).map_err(|e| match e {
+        e if e.is_bad_input() => BadInput(e.to_string()).into(),
+        e => e.into(),
+    })
 }

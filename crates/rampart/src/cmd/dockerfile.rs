@@ -74,19 +74,7 @@ fn lint(a: LintArgs) -> anyhow::Result<ExitCode> {
         }
         Format::Text => {
             for f in &all {
-                writeln!(
-                    out,
-                    "{}:{} {} {} {}{}",
-                    f.path.as_deref().unwrap_or(""),
-                    f.line.unwrap_or(0),
-                    f.severity.as_str().to_uppercase(),
-                    f.rule,
-                    f.title,
-                    f.evidence
-                        .as_deref()
-                        .map(|e| format!(" ({e})"))
-                        .unwrap_or_default()
-                )?;
+                writeln!(out, "{}", f.lint_line())?;
             }
         }
     }

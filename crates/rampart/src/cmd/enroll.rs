@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Args;
 use rampart_ship::enroll::EnrollError;
 
@@ -34,15 +33,11 @@ pub struct EnrollArgs {
 }
 
 pub fn run(args: EnrollArgs) -> anyhow::Result<ExitCode> {
-    let hostname = args.hostname.clone().unwrap_or_else(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "localhost".into())
-    });
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let hostname = args
+        .hostname
+        .clone()
+        .unwrap_or_else(rampart_event::hostname);
+    let rt = super::runtime()?;
     let e = rt
         .block_on(rampart_ship::enroll::enroll(
             &args.server,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use rampart_respond::forensics::{self, key};
+use rampart_respond::forensics;
 
 use super::BadInput;
 
@@ -45,32 +45,11 @@ pub fn run(args: ForensicsArgs) -> anyhow::Result<ExitCode> {
                 }
                 other => other.into(),
             })?;
-            if let Some(c) = &v.container {
-                println!(
-                    "{}: bundle of {} ({}), {} entries, signed by {} (fingerprint {})",
-                    a.bundle.display(),
-                    c.name,
-                    c.id.get(..12).unwrap_or(&c.id),
-                    v.entries,
-                    v.signer,
-                    key::fingerprint(&v.signer)
-                );
-            }
-            if trusted.is_none() {
-                println!("  note: no --key given; the signature proves integrity, not which agent signed");
-            }
-            for t in &v.truncated {
-                println!("  limit at capture: {t}");
-            }
-            if v.ok() {
-                println!("OK: every entry matches the signed manifest");
-                Ok(ExitCode::SUCCESS)
-            } else {
-                for p in v.problems() {
-                    println!("ALTERED: {p}");
-                }
-                Ok(ExitCode::from(1))
-            }
+            print!(
+                "{}",
+                v.text(&a.bundle.display().to_string(), trusted.is_some())
+            );
+            Ok(ExitCode::from(u8::from(!v.ok())))
         }
     }
 }

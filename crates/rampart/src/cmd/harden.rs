@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use rampart_audit::harden::{self, HardenOptions};
 use rampart_audit::learn::{self, LearnOptions, Recording};
@@ -73,7 +72,7 @@ pub fn run(a: HardenArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     let rt = runtime()?;
-    let (rec, inspect, image, userns): (Recording, _, _, bool) = rt.block_on(async {
+    let (rec, facts) = rt.block_on(async {
         let docker = connect(&a.docker_socket).await?;
         let rec = match &a.recording {
             Some(p) => Recording::load(p).map_err(lib_err)?,
@@ -93,22 +92,10 @@ pub fn run(a: HardenArgs) -> anyhow::Result<ExitCode> {
                     .map_err(lib_err)?
             }
         };
-        let api = &docker;
-        let inspect = api
-            .inspect_container(&container)
+        let facts = harden::docker_facts(&docker, &container)
             .await
-            .with_context(|| format!("inspecting container {}", container))?;
-        let image = api
-            .inspect_image(inspect.image.as_deref().unwrap_or_default())
-            .await
-            .context("inspecting the container's image")?;
-        let userns = api
-            .info()
-            .await
-            .ok()
-            .and_then(|i| i.security_options)
-            .is_some_and(|o| o.iter().any(|x| x == "name=userns"));
-        anyhow::Ok((rec, inspect, image, userns))
+            .map_err(lib_err)?;
+        anyhow::Ok((rec, facts))
     })?;
     let profile_path = a
         .profile_out
@@ -121,10 +108,10 @@ pub fn run(a: HardenArgs) -> anyhow::Result<ExitCode> {
     let opts = HardenOptions {
         headroom: a.headroom,
         profile_path: Some(abs.display().to_string()),
-        daemon_userns_remap: userns,
+        daemon_userns_remap: facts.daemon_userns_remap,
         apparmor_profile: a.apparmor.clone(),
     };
-    let proposal = harden::propose(&inspect, &image, &rec, &opts);
+    let proposal = harden::propose(&facts.inspect, &facts.image, &rec, &opts);
     match a.format {
         Format::Json => println!(
             "{}",
@@ -135,21 +122,7 @@ pub fn run(a: HardenArgs) -> anyhow::Result<ExitCode> {
                 "seccomp_profile": abs,
             }))?
         ),
-        Format::Text => {
-            println!("# seccomp profile written to {}", abs.display());
-            println!("# hardened docker run:");
-            println!("{}", proposal.run_line());
-            println!();
-            println!("# compose service:");
-            print!("{}", proposal.compose());
-            if !proposal.notes.is_empty() {
-                println!();
-                println!("# notes:");
-                for n in &proposal.notes {
-                    println!("# - {n}");
-                }
-            }
-        }
+        Format::Text => print!("{}", harden::proposal_text(&proposal, &abs)),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,12 +10,11 @@ use clap::{Args, Subcommand, ValueEnum};
 use rampart_event::Severity;
 use rampart_scan::{
     render_json, render_table, ContentChecks, ImageReader, InventoryCache, Limits, NoProgress,
-    Progress, ScanError, ScanOptions, Target, VulnDb, DEFAULT_CACHE_DIR,
+    Progress, ScanError, ScanOptions, Target, DEFAULT_CACHE_DIR,
 };
 
 use super::db::{db_error, DbPath};
 use super::BadInput;
-use rampart_scan::DbError;
 
 #[derive(Debug, Args)]
 pub struct ImageArgs {
@@ -172,21 +171,13 @@ fn scan(a: ScanArgs) -> anyhow::Result<ExitCode> {
     let db = if a.skip_db || sbom {
         None
     } else {
-        match VulnDb::open(&a.db.path) {
+        match rampart_scan::open_for_scan(&a.db.path).map_err(db_error)? {
             Ok(db) => Some(db),
-            Err(e @ (DbError::Missing { .. } | DbError::Schema { .. })) => {
-                let why = match e {
-                    DbError::Missing { path } => format!(
-                        "no vulnerability database at {}; run `rampart db update`",
-                        path.display()
-                    ),
-                    e => e.to_string(),
-                };
+            Err(why) => {
                 eprintln!("warning: vulnerabilities not matched: {why}");
                 not_matched = Some(why);
                 None
             }
-            Err(e) => return Err(db_error(e)),
         }
     };
     let checks = ContentChecks {
@@ -217,11 +208,8 @@ fn scan(a: ScanArgs) -> anyhow::Result<ExitCode> {
         ScanError::Db(e) => db_error(e),
     })?;
     report.not_matched = not_matched.clone();
-    if let Some(info) = report.db.as_mut() {
-        info.stale = info
-            .age_secs
-            .is_none_or(|age| age >= a.max_db_age.as_secs() as i64);
-        if info.stale {
+    if report.mark_stale(a.max_db_age) {
+        if let Some(info) = &report.db {
             eprintln!("warning: {}", info.describe());
         }
     }
@@ -262,14 +250,10 @@ fn scan(a: ScanArgs) -> anyhow::Result<ExitCode> {
         tracing::debug!(path = %w.path, line = ?w.line, "{}", w.message);
     }
     if let Some(threshold) = a.fail_on {
-        let worst = report
-            .matches
-            .findings
-            .iter()
-            .map(|f| f.severity)
-            .chain(report.inventory.findings.iter().map(|f| f.severity))
-            .max();
-        if worst.is_some_and(|w| w >= threshold.severity()) {
+        if report
+            .worst_severity()
+            .is_some_and(|w| w >= threshold.severity())
+        {
             return Ok(ExitCode::from(3));
         }
         if not_matched.is_some() {

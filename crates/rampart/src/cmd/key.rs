@@ -1,11 +1,8 @@
 //! `rampart key generate`: an ECDSA P-256 key pair in cosign's formats.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use rampart_trust::PrivateKey;
 
@@ -52,42 +49,17 @@ pub fn password_from_env() -> Option<Vec<u8>> {
         .map(|v| v.into_encoded_bytes())
 }
 
-fn write_new(path: &Path, data: &[u8], mode: u32, force: bool) -> anyhow::Result<()> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).mode(mode);
-    if force {
-        opts.create(true).truncate(true);
-    } else {
-        opts.create_new(true);
-    }
-    let mut f = opts.open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            anyhow::Error::new(BadInput(format!(
-                "{} exists (use --force to replace it)",
-                path.display()
-            )))
-        } else {
-            anyhow::Error::new(e).context(format!("cannot write {}", path.display()))
-        }
-    })?;
-    f.write_all(data)
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
 pub fn run(args: KeyArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         KeyCommand::Generate(a) => {
             let key = PrivateKey::generate();
             let password = password_from_env();
-            let private = key.to_pem(password.as_deref())?;
-            let public = key.public().to_pem()?;
-            let p = a.prefix.display().to_string();
-            let (kp, pp) = (
-                PathBuf::from(format!("{p}.key")),
-                PathBuf::from(format!("{p}.pub")),
-            );
-            write_new(&kp, private.as_bytes(), 0o600, a.force)?;
-            write_new(&pp, public.as_bytes(), 0o644, a.force)?;
+            let (kp, pp) =
+                rampart_trust::write_key_pair(&key, &a.prefix, password.as_deref(), a.force)
+                    .map_err(|e| match e {
+                        e if e.is_bad_input() => anyhow::Error::new(BadInput(e.to_string())),
+                        e => e.into(),
+                    })?;
             println!(
                 "Private key written to {} ({}), public key to {} (key id {})",
                 kp.display(),

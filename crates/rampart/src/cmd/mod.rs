@@ -26,6 +26,34 @@ pub mod trust;
 pub mod up;
 pub mod version;
 
+/// The single-threaded runtime the commands that talk to Docker or a server block on.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    anyhow::Context::context(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        "starting the async runtime",
+    )
+}
+
+/// Completes at SIGINT (Ctrl-C) or SIGTERM: how a command that keeps running is stopped.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
 /// Exit code for an error: 2 for bad input (usage, configuration, rule or policy files), 1 for
 /// everything else. Commands with a verdict (`--fail-on`, `verify`) return their own codes.
 pub fn exit_code(err: &anyhow::Error) -> u8 {

@@ -139,20 +139,7 @@ fn merge_files(
     paths: &[PathBuf],
     extra: Option<(&Path, &SeccompProfile)>,
 ) -> anyhow::Result<SeccompProfile> {
-    let loaded: Vec<(PathBuf, SeccompProfile)> = paths
-        .iter()
-        .map(|p| {
-            SeccompProfile::load(p)
-                .map(|sp| (p.clone(), sp))
-                .map_err(lib_err)
-        })
-        .collect::<Result<_, _>>()?;
-    let mut refs: Vec<(&Path, &SeccompProfile)> =
-        loaded.iter().map(|(p, s)| (p.as_path(), s)).collect();
-    if let Some(e) = extra {
-        refs.push(e);
-    }
-    seccomp::merge(&refs).map_err(lib_err)
+    seccomp::merge_files(paths, extra).map_err(lib_err)
 }
 
 fn seccomp_cmd(a: SeccompArgs) -> anyhow::Result<ExitCode> {
@@ -203,54 +190,11 @@ fn seccomp_cmd(a: SeccompArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The container's events from a JSON-lines file: those whose container is `container` (id,
-/// id prefix or name) and that show an access not seen before (a day of events can be
-/// gigabytes: read line by line, keep what learning and the check use). A malformed line is an
-/// error naming it. Returns them with the count of the container's events.
-fn events_from_file(
-    path: &Path,
-    container: &str,
-) -> anyhow::Result<(Vec<rampart_event::Event>, u64)> {
-    use std::io::BufRead;
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("reading events from {}", path.display()))?;
-    let mut out = Vec::new();
-    let mut accessed = std::collections::BTreeSet::new();
-    let mut seen = 0u64;
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("reading {}:{}", path.display(), n + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let ev: rampart_event::Event = serde_json::from_str(&line).map_err(|e| {
-            super::BadInput(format!("{}:{}: not an event: {e}", path.display(), n + 1))
-        })?;
-        let ours = ev.container.as_ref().is_some_and(|c| {
-            c.id == container
-                || c.name == container
-                || (container.len() >= 12 && c.id.starts_with(container))
-        });
-        if !ours {
-            continue;
-        }
-        seen += 1;
-        // Every access of the event is remembered (no short circuit).
-        let mut new_access = false;
-        for a in rampart_audit::apparmor::accesses(&ev) {
-            new_access |= accessed.insert(a);
-        }
-        if new_access {
-            out.push(ev);
-        }
-    }
-    Ok((out, seen))
-}
-
 fn apparmor_cmd(a: AppArmorArgs) -> anyhow::Result<ExitCode> {
     use rampart_audit::apparmor::{self, Observed, ProfileRules};
     let (events, seen, caps, cname, image, warnings) = match &a.events {
         Some(f) => {
-            let (events, seen) = events_from_file(f, &a.container)?;
+            let (events, seen) = apparmor::events_from_file(f, &a.container).map_err(lib_err)?;
             (
                 events,
                 seen,
@@ -294,86 +238,29 @@ fn apparmor_cmd(a: AppArmorArgs) -> anyhow::Result<ExitCode> {
         for r in &rules.not_judged {
             eprintln!("note: not judged: {r}");
         }
-        if v.is_empty() {
-            println!(
-                "{}: nothing of what {} did ({} events) would be refused",
-                profile.display(),
-                cname,
-                seen
-            );
-            return Ok(ExitCode::SUCCESS);
-        }
-        println!(
-            "{}: {} access(es) of {} would be refused:",
-            profile.display(),
-            v.len(),
-            cname
-        );
-        for x in &v {
-            println!(
-                "  {}  by {}  ({})",
-                x.access,
-                if x.process.is_empty() {
-                    "?"
-                } else {
-                    &x.process
-                },
-                x.denied_by
-                    .as_deref()
-                    .map_or("no rule allows it".to_string(), |d| format!(
-                        "refused by `{d}`"
-                    ))
-            );
-        }
-        return Ok(ExitCode::from(1));
+        let shown = profile.display().to_string();
+        print!("{}", apparmor::check_text(&shown, &cname, seen, &v));
+        return Ok(ExitCode::from(u8::from(!v.is_empty())));
     }
     let Some(output) = &a.output else {
         anyhow::bail!("--output PROFILE is needed to learn a profile");
     };
-    let mut o = Observed::default();
-    for e in &events {
-        o.observe(e);
-    }
-    if let Some(c) = caps {
-        o.capabilities = c;
-    }
-    let name = a.name.clone().unwrap_or_else(|| {
-        let clean: String = cname
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        format!("rampart-{clean}")
-    });
-    let header = format!(
-        "Learned by Rampart {} from container {cname}{} over {} events ({}).",
-        env!("CARGO_PKG_VERSION"),
-        if image.is_empty() {
-            String::new()
-        } else {
-            format!(" ({image})")
-        },
-        seen,
-        if a.events.is_some() {
-            "from a file of events".to_string()
-        } else {
-            format!("recorded for {}", humantime::format_duration(a.duration))
-        }
-    );
+    let o = Observed::from_events(&events, caps);
+    let name = a
+        .name
+        .clone()
+        .unwrap_or_else(|| apparmor::profile_name(&cname));
+    let how = match a.events {
+        Some(_) => "from a file of events".to_string(),
+        None => format!("recorded for {}", humantime::format_duration(a.duration)),
+    };
+    let header = apparmor::profile_header(&cname, &image, seen, &how);
     let text = o.profile(&name, a.complain, &header);
     std::fs::write(output, &text).with_context(|| format!("writing {}", output.display()))?;
     eprintln!(
-        "wrote {} (profile {name}: {} executables, {} write rules, {} socket kinds, {} capabilities). Load it with: apparmor_parser -r {}; run the container with --security-opt apparmor={name}",
+        "wrote {} (profile {name}: {}). Load it with: apparmor_parser -r {}; run the container with --security-opt apparmor={name}",
         output.display(),
-        o.execs.len(),
-        apparmor::generalise_writes(&o.writes).len(),
-        o.network.len(),
-        o.capabilities.len(),
+        o.summary(),
         output.display()
     );
     Ok(ExitCode::SUCCESS)

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use rampart_server::client::{QueryClient, QueryError};
-use serde_json::Value;
 
 use crate::cmd::BadInput;
 
@@ -108,10 +107,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     add("region", &args.region);
     add("agent", &args.agent);
     add("id", &args.id);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let rt = super::runtime()?;
     let mut client = QueryClient::new(&args.server, &args.ca, &token)
         .with_context(|| format!("connecting to {}", args.server))?;
     if args.count {
@@ -131,7 +127,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
             println!("{r}");
         }
     } else {
-        print_table(&records);
+        print!("{}", rampart_server::client::table(&records));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -144,67 +140,5 @@ fn api_error(e: QueryError) -> anyhow::Error {
             message,
         } => anyhow::Error::new(BadInput(message)),
         other => anyhow::Error::new(other),
-    }
-}
-
-fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-}
-
-/// What happened, in a few words: the rule for an alert, else the most telling field.
-fn summary(r: &Value) -> String {
-    if r["type"] == "alert" {
-        let rule = str_at(r, "/rule").unwrap_or("?");
-        let prio = str_at(r, "/priority").unwrap_or("");
-        return format!("[{prio}] {rule}");
-    }
-    let process = str_at(r, "/process/name").unwrap_or("");
-    let args: Vec<&str> = r
-        .pointer("/process/args")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).skip(1).collect())
-        .unwrap_or_default();
-    let detail = if let Some(p) = str_at(r, "/file/path") {
-        p.to_string()
-    } else if let Some(ip) = str_at(r, "/network/dst/ip") {
-        match r.pointer("/network/dst/port").and_then(Value::as_u64) {
-            Some(port) => format!("-> {ip}:{port}"),
-            None => format!("-> {ip}"),
-        }
-    } else if let Some(q) = str_at(r, "/dns/query") {
-        q.to_string()
-    } else {
-        args.join(" ")
-    };
-    format!("{process} {detail}").trim().to_string()
-}
-
-fn print_table(records: &[Value]) {
-    println!(
-        "{:<20} {:<16} {:<16} {:<16} SUMMARY",
-        "TIME", "HOST", "CONTAINER", "TYPE"
-    );
-    for r in records {
-        let time = r["time_ns"]
-            .as_u64()
-            .map(crate::cmd::server::fmt_ns)
-            .unwrap_or_default();
-        let host = str_at(r, "/device/hostname").unwrap_or("-");
-        let container = str_at(r, "/container/name")
-            .map(str::to_string)
-            .or_else(|| str_at(r, "/container/uid").map(|u| u.chars().take(12).collect()))
-            .unwrap_or_else(|| "-".into());
-        let kind = str_at(r, "/type").unwrap_or("?");
-        let mut line = summary(r);
-        if line.len() > 100 {
-            let cut = (0..=100)
-                .rev()
-                .find(|i| line.is_char_boundary(*i))
-                .unwrap_or(0);
-            line.truncate(cut);
-        }
-        println!("{time:<20} {host:<16} {container:<16} {kind:<16} {line}");
     }
 }

@@ -1,7 +1,7 @@
 //! `rampart respond`: act on a container now (kill, freeze, thaw, isolate, release, stop) and
 //! capture forensic bundles.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use rampart_container::DockerClient;
 use rampart_event::Device;
-use rampart_respond::actions::{self, ProcessRef};
+use rampart_respond::actions;
 use rampart_respond::facts::{self, ContainerFacts};
 use rampart_respond::forensics::{self, key::AgentKey, BundleLimits};
 use rampart_respond::{parse_allow_list, EnforceConfig, PolicyEnforcer};
@@ -45,9 +45,7 @@ impl Common {
             pin_dir: self.pin_dir.clone(),
             state_dir: self.state_dir.clone(),
             device: Arc::new(Device {
-                hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
-                    .map(|s| s.trim().to_string())
-                    .unwrap_or_default(),
+                hostname: rampart_event::hostname(),
                 region: None,
             }),
             ..EnforceConfig::default()
@@ -55,10 +53,7 @@ impl Common {
     }
 
     pub fn runtime(&self) -> anyhow::Result<tokio::runtime::Runtime> {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the I/O runtime")
+        super::runtime()
     }
 
     pub fn docker(&self, rt: &tokio::runtime::Runtime) -> anyhow::Result<DockerClient> {
@@ -206,28 +201,7 @@ pub fn run(args: RespondArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         RespondCommand::Kill(a) => {
             let c = common.container(&rt, &docker, &a.container)?;
-            let Some(cg) = c.cgroup.clone() else {
-                bail!("{} is not running", c.label());
-            };
-            match a.pid {
-                None => {
-                    let n = actions::kill_container(&c)?;
-                    println!("killed {n} processes of {}", c.label());
-                }
-                Some(pid) => {
-                    let p = ProcessRef {
-                        pid,
-                        start_time_ns: actions::start_time_ns(pid),
-                    };
-                    if a.tree {
-                        let pids = actions::kill_tree(p, Some(&cg))?;
-                        println!("killed {} processes of {}: {pids:?}", pids.len(), c.label());
-                    } else {
-                        actions::kill_process(p, Some(&cg))?;
-                        println!("killed pid {pid} of {}", c.label());
-                    }
-                }
-            }
+            println!("{}", actions::kill(&c, a.pid, a.tree)?);
         }
         RespondCommand::Freeze(t) => {
             let c = common.container(&rt, &docker, &t.container)?;
@@ -280,7 +254,7 @@ pub fn run(args: RespondArgs) -> anyhow::Result<ExitCode> {
         RespondCommand::Forensics(a) => {
             let c = common.container(&rt, &docker, &a.container)?;
             let recent = match &a.events {
-                Some(p) => recent_events(p, &c.id, a.max_events)?,
+                Some(p) => forensics::recent_events(p, &c.id, a.max_events)?,
                 None => Vec::new(),
             };
             let key = AgentKey::load_or_create(&a.key)?;
@@ -328,24 +302,4 @@ pub fn run(args: RespondArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The last `max` events and alerts of container `id` in a JSON-lines file.
-fn recent_events(path: &Path, id: &str, max: usize) -> anyhow::Result<Vec<serde_json::Value>> {
-    use std::io::BufRead;
-    let f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-    let mut out = std::collections::VecDeque::new();
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line.with_context(|| format!("{}:{}", path.display(), i + 1))?;
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if v["container"]["uid"].as_str() == Some(id) {
-            out.push_back(v);
-            if out.len() > max {
-                out.pop_front();
-            }
-        }
-    }
-    Ok(out.into())
 }

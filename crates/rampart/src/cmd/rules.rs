@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use rampart_event::Event;
-use rampart_rules::{Engine, Loader, Options, RuleMatching, RuleSet};
+use rampart_rules::{Engine, Options, RuleMatching, RuleSet};
 
 use super::BadInput;
 
@@ -88,22 +88,12 @@ pub fn run(args: RulesArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn load(defaults: bool, files: &[PathBuf], options: Options) -> anyhow::Result<RuleSet> {
-    let mut loader = Loader::new();
-    if defaults {
-        loader
-            .add_default_rules()
-            .map_err(|e| BadInput(e.to_string()))?;
-    }
-    for f in files {
-        loader.add_file(f).map_err(|e| match e {
-            rampart_rules::Error::Io { .. } => anyhow::Error::new(e),
-            other => BadInput(other.to_string()).into(),
-        })?;
-    }
-    Ok(loader
-        .compile(options)
-        .map_err(|e| BadInput(e.to_string()))?)
+/// Rule files that cannot be read are errors (exit 1), rule text that is wrong bad input (2).
+pub fn load(defaults: bool, files: &[PathBuf], options: Options) -> anyhow::Result<RuleSet> {
+    rampart_rules::load_files(defaults, files, options).map_err(|e| match e {
+        rampart_rules::Error::Io { .. } => anyhow::Error::new(e),
+        other => BadInput(other.to_string()).into(),
+    })
 }
 
 fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
@@ -111,49 +101,12 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let report = rules.report();
     let mut out = BufWriter::new(std::io::stdout().lock());
     match a.format {
-        Format::Text => {
-            writeln!(
-                out,
-                "{} rules ({} enabled), {} macros, {} lists; {} cannot fire",
-                report.rules,
-                report.enabled_rules,
-                report.macros,
-                report.lists,
-                report.cannot_fire.len()
-            )?;
-            for c in &report.cannot_fire {
-                writeln!(out, "{c}")?;
-            }
-            for w in &report.warnings {
-                writeln!(out, "warning: {w}")?;
-            }
-        }
-        Format::Json => {
-            let v = serde_json::json!({
-                "rules": report.rules,
-                "enabled_rules": report.enabled_rules,
-                "macros": report.macros,
-                "lists": report.lists,
-                "cannot_fire": report.cannot_fire.iter().map(|c| serde_json::json!({
-                    "rule": c.rule,
-                    "location": c.at.to_string(),
-                    "needs": c.needs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                })).collect::<Vec<_>>(),
-                "warnings": report.warnings.iter().map(|w| serde_json::json!({
-                    "location": w.at.to_string(),
-                    "message": w.message,
-                })).collect::<Vec<_>>(),
-            });
-            serde_json::to_writer_pretty(&mut out, &v)?;
-            writeln!(out)?;
-        }
+        Format::Text => write!(out, "{}", report.text())?,
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report.to_json())?)?,
     }
     out.flush()?;
-    Ok(if a.strict && !report.cannot_fire.is_empty() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    let fails = a.strict && !report.cannot_fire.is_empty();
+    Ok(ExitCode::from(u8::from(fails)))
 }
 
 fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
@@ -207,21 +160,8 @@ fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
 
 fn fields(a: FieldsArgs) -> anyhow::Result<ExitCode> {
     let mut out = BufWriter::new(std::io::stdout().lock());
-    for f in rampart_rules::fields() {
-        if !f.available && !a.all {
-            continue;
-        }
-        let name = if f.takes_argument {
-            format!("{}[...]", f.name)
-        } else {
-            f.name.to_string()
-        };
-        let note = match (f.available, f.extension) {
-            (false, _) => "  (not produced by Rampart: comparisons are false)",
-            (true, true) => "  (Rampart extension)",
-            (true, false) => "",
-        };
-        writeln!(out, "{name:<40} {:<10}{note}", f.type_name)?;
+    for f in rampart_rules::fields().filter(|f| f.available || a.all) {
+        writeln!(out, "{}", f.line())?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

@@ -99,21 +99,8 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let verdict = policy.evaluate(&reg, &image, None).map_err(trust_error)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&verdict)?);
-    } else if let Some(v) = &verdict.verified {
-        for s in &v.signatures {
-            println!(
-                "Verified {} at {}: signed by {} ({}) as {}",
-                v.image,
-                v.digest,
-                s.key_id,
-                s.key_source,
-                match s.form {
-                    rampart_trust::SignatureForm::SimpleSigning => "cosign simple signing",
-                    rampart_trust::SignatureForm::Bundle => "Sigstore bundle",
-                    rampart_trust::SignatureForm::Notation => "Notation (Notary Project)",
-                }
-            );
-        }
+    } else {
+        print!("{}", verdict.text());
     }
     match (&verdict.message, verdict.allowed) {
         (Some(m), true) => eprintln!("warning: {m}"),
