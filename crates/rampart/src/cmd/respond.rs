@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use rampart_container::DockerClient;
 use rampart_event::Device;
-use rampart_respond::actions;
+use rampart_respond::actions::{self, ProcessRef};
 use rampart_respond::facts::{self, ContainerFacts};
 use rampart_respond::forensics::{self, key::AgentKey, BundleLimits};
 use rampart_respond::{parse_allow_list, EnforceConfig, PolicyEnforcer};
