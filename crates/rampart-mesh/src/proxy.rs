@@ -100,6 +100,9 @@ pub struct Mesh {
     dropped: AtomicU64,
     issued: AtomicU64,
     edges: Mutex<BTreeMap<(String, String), EdgeStat>>,
+    /// The current revocation lists, parsed: open connections watch it and close when their
+    /// peer's serial appears.
+    revoked: tokio::sync::watch::Sender<Arc<Vec<webpki::CertRevocationList<'static>>>>,
 }
 
 impl std::fmt::Debug for Mesh {
@@ -190,6 +193,7 @@ impl Mesh {
             dropped: AtomicU64::new(0),
             issued: AtomicU64::new(0),
             edges: Mutex::new(BTreeMap::new()),
+            revoked: tokio::sync::watch::Sender::new(Arc::new(Vec::new())),
         };
         mesh.reload_crl()?;
         Ok(Arc::new(mesh))
@@ -222,8 +226,17 @@ impl Mesh {
                 place: path.display().to_string(),
                 message: format!("not a PEM CRL: {e}"),
             })?;
+        let parsed = crls
+            .iter()
+            .map(|c| webpki::OwnedCertRevocationList::from_der(c).map(Into::into))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| MeshError::Config {
+                place: path.display().to_string(),
+                message: format!("CRL does not parse: {e:?}"),
+            })?;
         t.crls = crls;
         t.crl_bytes = Some(bytes);
+        self.revoked.send_replace(Arc::new(parsed));
         t.crl_gen += 1;
         tracing::info!(crl = %path.display(), generation = t.crl_gen, "mesh: revocation list reloaded");
         Ok(true)
@@ -475,12 +488,21 @@ impl Mesh {
                     return;
                 }
             };
-        let src = tls
+        let leaf = tls
             .get_ref()
             .1
             .peer_certificates()
             .and_then(|c| c.first())
-            .and_then(spiffe_of);
+            .cloned();
+        let serial = leaf
+            .as_ref()
+            .and_then(|c| {
+                webpki::EndEntityCert::try_from(c)
+                    .ok()
+                    .map(|e| e.serial().to_vec())
+            })
+            .unwrap_or_default();
+        let src = leaf.as_ref().and_then(spiffe_of);
         let Some(src) = src.filter(|s| s.fleet == self.cfg.fleet && s.workload.is_some()) else {
             dead(
                 "client certificate names no workload of this fleet".into(),
@@ -539,7 +561,28 @@ impl Mesh {
             }
         };
         let _ = up.set_nodelay(true);
-        splice(tls, up).await;
+        // Revocation also ends connections already open: within one CRL refresh.
+        let mut rx = self.revoked.subscribe();
+        let cut = async {
+            loop {
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                let lists = rx.borrow_and_update().clone();
+                if is_revoked(&lists, &serial) {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            () = splice(tls, up) => {}
+            () = cut => dead(
+                "certificate revoked while connected".into(),
+                "revoked",
+                Some(&src),
+                Some(dst_id),
+            ),
+        }
     }
 
     /// Serves local containers on `l`, carrying each connection to `route`.
@@ -661,6 +704,12 @@ impl Mesh {
         while tasks.join_next().await.is_some() {}
         Ok(())
     }
+}
+
+fn is_revoked(lists: &[webpki::CertRevocationList<'static>], serial: &[u8]) -> bool {
+    lists
+        .iter()
+        .any(|l| l.find_serial(serial).is_ok_and(|r| r.is_some()))
 }
 
 async fn read_header<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<(String, u16)> {

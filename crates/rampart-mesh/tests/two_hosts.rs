@@ -28,6 +28,8 @@ struct Fleet {
     p1: RunningProxy,
     p2: RunningProxy,
     events: tokio::sync::mpsc::Receiver<Event>,
+    /// Events received and not yet matched by a `wait_event`.
+    backlog: Vec<Event>,
     backend_conns: Arc<AtomicUsize>,
     _dir: tempfile::TempDir,
     // Last: the proxies stop before their namespaces go.
@@ -101,6 +103,7 @@ impl Fleet {
             p1,
             p2,
             events,
+            backlog: Vec::new(),
             backend_conns,
             _dir: dir,
         }
@@ -114,23 +117,23 @@ impl Fleet {
         v
     }
 
-    /// Waits up to 5 s for an event `pred` accepts.
+    /// Waits up to 5 s for an event `pred` accepts (also among those received earlier).
     fn wait_event(&mut self, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
         let end = Instant::now() + Duration::from_secs(5);
-        let mut seen = Vec::new();
-        while Instant::now() < end {
-            for e in self.drain() {
-                if pred(&e) {
-                    return e;
-                }
-                seen.push(e);
+        loop {
+            let fresh = self.drain();
+            self.backlog.extend(fresh);
+            if let Some(i) = self.backlog.iter().position(&pred) {
+                return self.backlog.remove(i);
+            }
+            if Instant::now() > end {
+                panic!(
+                    "no {what}; saw {:?}",
+                    self.backlog.iter().map(|e| &e.policy).collect::<Vec<_>>()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!(
-            "no {what}; saw {:?}",
-            seen.iter().map(|e| &e.policy).collect::<Vec<_>>()
-        );
     }
 }
 
@@ -361,12 +364,14 @@ fn a_workload_without_the_allowed_identity_is_refused_at_the_remote_proxy() {
 }
 
 #[test]
-fn a_revoked_host_is_refused_within_the_crl_refresh() {
+fn a_revoked_host_is_refused_and_cut_within_the_crl_refresh() {
     testkit::require!(Root);
     let refresh = 1;
     let mut f = Fleet::new("c", 3600, refresh);
     let msg = b"before revocation";
     assert_eq!(request(&f.fe, FE_GATEWAY, msg).expect("allowed"), ack(msg));
+    let mut open = connect(&f.fe, FE_GATEWAY).expect("open before revocation");
+    assert_eq!(exchange(&mut open, b"open").expect("open"), ack(b"open"));
 
     f.ca.revoke_host("vps1");
     // The stated bound: one refresh period after the CRL changes (plus scheduling slack).
@@ -379,7 +384,23 @@ fn a_revoked_host_is_refused_within_the_crl_refresh() {
     assert_eq!(e.device.hostname, "vps2");
     let p = e.policy.expect("policy");
     assert!(p.rule.to_lowercase().contains("revoked"), "{}", p.rule);
-    assert_eq!(f.backend_conns.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        f.backend_conns.load(Ordering::SeqCst),
+        2,
+        "the refused one never got there"
+    );
+    // The connection opened before the revocation is cut too.
+    let r = exchange(&mut open, b"still there?");
+    assert!(
+        r.is_err(),
+        "open connection of a revoked host kept running: {r:?}"
+    );
+    f.wait_event("cut of the open connection", |e| {
+        e.policy.as_ref().is_some_and(|p| {
+            p.reason == "revoked"
+                && p.source_identity.as_deref() == Some("spiffe://acme/vps1/frontend")
+        })
+    });
 }
 
 #[test]
