@@ -480,7 +480,7 @@ impl Mesh {
                 Ok(Ok(t)) => t,
                 Ok(Err(e)) => {
                     // An untrusted, expired or revoked client certificate ends here.
-                    dead(e.to_string(), "certificate", None, None);
+                    dead(e.to_string(), "handshake", None, None);
                     return;
                 }
                 Err(_) => {
