@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rampart_event::{Event, EventKind};
 use rampart_mesh::Mesh;
-use support::{config, in_ns, sh, Namespaces, RunningProxy, TestCa};
+use support::{config, contains, in_ns, sh, Capture, Namespaces, RunningProxy, TestCa};
 
 const LINK_IF: &str = "l1";
 const BACKEND: &str = "10.231.2.2:5432";
@@ -186,58 +186,6 @@ fn ack(msg: &[u8]) -> Vec<u8> {
     msg.to_vec()
 }
 
-/// tcpdump on the inter-host link, writing a pcap file.
-struct Capture {
-    child: std::process::Child,
-    path: std::path::PathBuf,
-}
-
-impl Capture {
-    fn start(ns: &str, path: std::path::PathBuf) -> Capture {
-        let mut child = std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                "tcpdump",
-                "--immediate-mode",
-                "-i",
-                LINK_IF,
-                "-U",
-                "-s",
-                "0",
-                "-n",
-                "-w",
-            ])
-            .arg(&path)
-            .arg("tcp")
-            .stderr(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("tcpdump (apt-get install tcpdump)");
-        let err = child.stderr.take().expect("stderr");
-        let mut line = String::new();
-        std::io::BufReader::new(err)
-            .read_line(&mut line)
-            .expect("tcpdump stderr");
-        assert!(line.contains("listening on"), "tcpdump: {line}");
-        Capture { child, path }
-    }
-
-    fn stop(mut self) -> Vec<u8> {
-        // Let the last packets reach the file (libpcap delivers in batches).
-        std::thread::sleep(Duration::from_millis(500));
-        // Our own child, not yet reaped: the pid is still its.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let _ = self.child.wait();
-        std::fs::read(&self.path).expect("pcap")
-    }
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
 #[test]
 fn allowed_pair_exchanges_data_and_the_link_carries_only_tls() {
     testkit::require!(Root);
@@ -245,7 +193,7 @@ fn allowed_pair_exchanges_data_and_the_link_carries_only_tls() {
     let dir = tempfile::tempdir().expect("tempdir");
     let marker = b"MESH-PAYLOAD-7f3a9c-SECRET".to_vec();
 
-    let cap = Capture::start(&f.h1, dir.path().join("mesh.pcap"));
+    let cap = Capture::start(&f.h1, LINK_IF, dir.path().join("mesh.pcap"));
     let mut s = connect(&f.fe, FE_GATEWAY).expect("frontend reaches its gateway");
     for i in 0..3 {
         let msg = [marker.clone(), format!("-{i}").into_bytes()].concat();
@@ -285,7 +233,7 @@ fn allowed_pair_exchanges_data_and_the_link_carries_only_tls() {
 
     // Control: the same bytes sent directly (plaintext, around the mesh) are visible on the link,
     // so the check above can fail.
-    let cap = Capture::start(&f.h1, dir.path().join("plain.pcap"));
+    let cap = Capture::start(&f.h1, LINK_IF, dir.path().join("plain.pcap"));
     assert_eq!(
         request(&f.fe, BACKEND, &marker).expect("direct"),
         ack(&marker)

@@ -235,3 +235,55 @@ impl Drop for RunningProxy {
 pub fn config(yaml: &str) -> MeshConfig {
     MeshConfig::from_yaml("test", yaml).expect("config")
 }
+
+/// tcpdump on the inter-host link, writing a pcap file.
+pub struct Capture {
+    child: std::process::Child,
+    path: std::path::PathBuf,
+}
+
+impl Capture {
+    pub fn start(ns: &str, interface: &str, path: std::path::PathBuf) -> Capture {
+        let mut child = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "tcpdump",
+                "--immediate-mode",
+                "-i",
+                interface,
+                "-U",
+                "-s",
+                "0",
+                "-n",
+                "-w",
+            ])
+            .arg(&path)
+            .arg("tcp")
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("tcpdump (apt-get install tcpdump)");
+        let err = child.stderr.take().expect("stderr");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(err), &mut line)
+            .expect("tcpdump stderr");
+        assert!(line.contains("listening on"), "tcpdump: {line}");
+        Capture { child, path }
+    }
+
+    pub fn stop(mut self) -> Vec<u8> {
+        // Let the last packets reach the file (libpcap delivers in batches).
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        // Our own child, not yet reaped: the pid is still its.
+        // SAFETY: kill(2) with a pid we own.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+        std::fs::read(&self.path).expect("pcap")
+    }
+}
+
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
