@@ -15,8 +15,9 @@
 //! sees only the public key (like a CSR) and returns a certificate.
 //!
 //! # Lifetime
-//! A certificate is used while more than a third of its lifetime remains; the next handshake
-//! after that gets a fresh key and certificate. Connections already open keep running on the
+//! A certificate is renewed in the background (a new key each time) once half its lifetime has
+//! passed, asking the CA off the connection path; a handshake never uses one with less than a
+//! third of its lifetime left (it obtains a new one itself when renewal has failed). Connections already open keep running on the
 //! old one (TLS checks certificates only at the handshake).
 
 use std::fmt;
@@ -239,6 +240,17 @@ impl Identity {
     /// The private key, for rustls.
     pub fn key(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()))
+    }
+
+    /// True while more than half of the lifetime remains (renewal starts after that).
+    pub fn before_half(&self, now: SystemTime) -> bool {
+        let life = self
+            .not_after
+            .duration_since(self.not_before)
+            .unwrap_or_default();
+        self.not_after
+            .duration_since(now)
+            .is_ok_and(|left| left > life / 2)
     }
 
     /// True while more than a third of the lifetime remains: the certificate may be used for a

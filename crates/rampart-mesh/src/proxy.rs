@@ -292,30 +292,14 @@ impl Mesh {
         lock(&self.edges).clone()
     }
 
-    fn server_config(&self) -> Result<Arc<ServerConfig>, MeshError> {
-        let mut t = lock(&self.tls);
-        if let Some((id, gen, cfg)) = &t.proxy {
-            if *gen == t.crl_gen && id.fresh(SystemTime::now()) {
-                return Ok(cfg.clone());
-            }
-        }
-        let reuse = t
-            .proxy
-            .as_ref()
-            .filter(|(id, _, _)| id.fresh(SystemTime::now()))
-            .map(|(id, _, _)| id.clone());
-        let id = match reuse {
-            Some(id) => id,
-            None => {
-                let sid = SpiffeId::proxy(&self.cfg.fleet, &self.cfg.host)?;
-                let id = Identity::obtain(&*self.issuer, &sid, true, self.ttl())?;
-                self.issued.fetch_add(1, Ordering::Relaxed);
-                Arc::new(id)
-            }
-        };
+    fn build_server(
+        &self,
+        crls: &[CertificateRevocationListDer<'static>],
+        id: &Identity,
+    ) -> Result<Arc<ServerConfig>, MeshError> {
         let verifier =
             WebPkiClientVerifier::builder_with_provider(self.roots.clone(), self.provider.clone())
-                .with_crls(t.crls.clone())
+                .with_crls(crls.to_vec())
                 .build()
                 .map_err(tls_err)?;
         let mut cfg = ServerConfig::builder_with_provider(self.provider.clone())
@@ -325,37 +309,17 @@ impl Mesh {
             .with_single_cert(vec![id.cert.clone()], id.key())
             .map_err(tls_err)?;
         cfg.alpn_protocols = vec![b"rampart-mesh/1".to_vec()];
-        let cfg = Arc::new(cfg);
-        t.proxy = Some((id, t.crl_gen, cfg.clone()));
-        Ok(cfg)
+        Ok(Arc::new(cfg))
     }
 
-    fn client_config(&self, workload: &str) -> Result<Arc<ClientConfig>, MeshError> {
-        let mut t = lock(&self.tls);
-        let now = SystemTime::now();
-        if let Some((id, gen, cfg)) = t.clients.get(workload) {
-            if *gen == t.crl_gen && id.fresh(now) {
-                return Ok(cfg.clone());
-            }
-        }
-        let reuse = t
-            .clients
-            .get(workload)
-            .filter(|(id, _, _)| id.fresh(now))
-            .map(|(id, _, _)| id.clone());
-        let id = match reuse {
-            Some(id) => id,
-            None => {
-                let sid = SpiffeId::workload(&self.cfg.fleet, &self.cfg.host, workload)?;
-                let id = Identity::obtain(&*self.issuer, &sid, false, self.ttl())?;
-                self.issued.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(id = %sid, "mesh: workload certificate issued");
-                Arc::new(id)
-            }
-        };
+    fn build_client(
+        &self,
+        crls: &[CertificateRevocationListDer<'static>],
+        id: &Identity,
+    ) -> Result<Arc<ClientConfig>, MeshError> {
         let verifier =
             WebPkiServerVerifier::builder_with_provider(self.roots.clone(), self.provider.clone())
-                .with_crls(t.crls.clone())
+                .with_crls(crls.to_vec())
                 .build()
                 .map_err(tls_err)?;
         let mut cfg = ClientConfig::builder_with_provider(self.provider.clone())
@@ -365,11 +329,111 @@ impl Mesh {
             .with_client_auth_cert(vec![id.cert.clone()], id.key())
             .map_err(tls_err)?;
         cfg.alpn_protocols = vec![b"rampart-mesh/1".to_vec()];
-        let cfg = Arc::new(cfg);
+        Ok(Arc::new(cfg))
+    }
+
+    fn obtain(&self, sid: &SpiffeId, server: bool) -> Result<Arc<Identity>, MeshError> {
+        let id = Identity::obtain(&*self.issuer, sid, server, self.ttl())?;
+        self.issued.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(id = %sid, "mesh: certificate issued");
+        Ok(Arc::new(id))
+    }
+
+    /// The TLS server configuration; obtains a certificate only when there is no usable one
+    /// (normally [`Mesh::renew_early`] has renewed it off the connection path).
+    fn server_config(&self) -> Result<Arc<ServerConfig>, MeshError> {
+        let mut t = lock(&self.tls);
+        let now = SystemTime::now();
+        let current = t.proxy.as_ref().filter(|(id, _, _)| id.fresh(now));
+        if let Some((_, gen, cfg)) = current {
+            if *gen == t.crl_gen {
+                return Ok(cfg.clone());
+            }
+        }
+        let id = match current {
+            Some((id, _, _)) => id.clone(),
+            None => self.obtain(&SpiffeId::proxy(&self.cfg.fleet, &self.cfg.host)?, true)?,
+        };
+        let cfg = self.build_server(&t.crls, &id)?;
+        t.proxy = Some((id, t.crl_gen, cfg.clone()));
+        Ok(cfg)
+    }
+
+    fn client_config(&self, workload: &str) -> Result<Arc<ClientConfig>, MeshError> {
+        let mut t = lock(&self.tls);
+        let now = SystemTime::now();
+        let current = t.clients.get(workload).filter(|(id, _, _)| id.fresh(now));
+        if let Some((_, gen, cfg)) = current {
+            if *gen == t.crl_gen {
+                return Ok(cfg.clone());
+            }
+        }
+        let id = match current {
+            Some((id, _, _)) => id.clone(),
+            None => self.obtain(
+                &SpiffeId::workload(&self.cfg.fleet, &self.cfg.host, workload)?,
+                false,
+            )?,
+        };
+        let cfg = self.build_client(&t.crls, &id)?;
         let gen = t.crl_gen;
         t.clients
             .insert(workload.to_string(), (id, gen, cfg.clone()));
         Ok(cfg)
+    }
+
+    /// Renews every certificate past half its lifetime, asking the CA without holding any lock
+    /// (the CA may be a network round trip away). Returns how many were renewed; the first
+    /// error stops the round (the old certificates stay in use until a third of their life is
+    /// left, then the connection path tries again).
+    pub fn renew_early(&self) -> Result<usize, MeshError> {
+        let now = SystemTime::now();
+        let due: Vec<(Option<String>, SpiffeId)> = {
+            let t = lock(&self.tls);
+            let proxy = t
+                .proxy
+                .iter()
+                .filter(|(id, _, _)| !id.before_half(now))
+                .map(|(id, _, _)| (None, id.id.clone()));
+            let clients = t
+                .clients
+                .iter()
+                .filter(|(_, (id, _, _))| !id.before_half(now))
+                .map(|(w, (id, _, _))| (Some(w.clone()), id.id.clone()));
+            proxy.chain(clients).collect()
+        };
+        for (slot, sid) in &due {
+            let id = self.obtain(sid, slot.is_none())?;
+            let mut t = lock(&self.tls);
+            let gen = t.crl_gen;
+            match slot {
+                None => {
+                    let cfg = self.build_server(&t.crls, &id)?;
+                    t.proxy = Some((id, gen, cfg));
+                }
+                Some(w) => {
+                    let cfg = self.build_client(&t.crls, &id)?;
+                    t.clients.insert(w.clone(), (id, gen, cfg));
+                }
+            }
+        }
+        Ok(due.len())
+    }
+
+    /// Calls [`Mesh::renew_early`] every tenth of the certificate lifetime, forever.
+    pub async fn renew_loop(self: Arc<Self>) {
+        let period = (self.ttl() / 10).max(Duration::from_secs(1));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let me = self.clone();
+            match tokio::task::spawn_blocking(move || me.renew_early()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("mesh: renewal: {e}"),
+                Err(e) => tracing::error!("mesh: renewal task: {e}"),
+            }
+        }
     }
 
     /// Obtains the proxy's and every configured workload's certificate now, so the first
@@ -714,6 +778,7 @@ impl Mesh {
             tasks.spawn(self.clone().serve_outbound(bind(o.listen).await?, r));
         }
         tasks.spawn(self.clone().watch_crl());
+        tasks.spawn(self.clone().renew_loop());
         self.prepare()?;
         while tasks.join_next().await.is_some() {}
         Ok(())
