@@ -22,9 +22,11 @@ mod error;
 pub mod identity;
 pub mod policy;
 mod proxy;
+mod server_issuer;
 
 pub use config::{MeshConfig, OutboundDef, ServiceDef};
 pub use error::MeshError;
 pub use identity::{CertRequest, Identity, IssuedCert, Issuer, SpiffeId};
 pub use policy::{Decision, MeshPolicy};
 pub use proxy::{EdgeStat, Mesh, Route, HEADER_TIMEOUT};
+pub use server_issuer::{ServerIssuer, REQUEST_TIMEOUT};
