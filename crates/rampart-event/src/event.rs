@@ -867,6 +867,13 @@ pub struct PolicyInfo {
     /// SHA-256 of the executable, when a hash decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// The mesh identity of the side that opened the connection
+    /// (`spiffe://<fleet>/<host>/<container>`), when the mesh proxy decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_identity: Option<String>,
+    /// The mesh identity of the service it asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_identity: Option<String>,
 }
 
 /// One response action and its outcome (`response.action`).

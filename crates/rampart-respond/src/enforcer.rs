@@ -1018,6 +1018,7 @@ impl<K: EnforceMaps> PolicyEnforcer<K> {
             }
             .to_string(),
             sha256,
+            ..PolicyInfo::default()
         });
         if let Some(n) = &r.net {
             e.network = Some(NetInfo {

@@ -295,6 +295,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/v1/enroll", post(enroll))
         .route("/api/v1/ca", get(ca_cert))
         .route("/api/v1/crl", get(crl))
+        .route("/api/v1/mesh/certificate", post(mesh_certificate))
         .route("/api/v1/records", get(records))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/count", get(count))
@@ -909,6 +910,107 @@ async fn crl(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
     let text = std::fs::read_to_string(app.ca.dir().join("crl.pem"))
         .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(([("content-type", "application/x-pem-file")], text).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MeshCertRequest {
+    /// The trust domain (`spiffe://<fleet>/...`).
+    fleet: String,
+    /// The container; absent for the host's proxy certificate.
+    #[serde(default)]
+    workload: Option<String>,
+    /// Uncompressed P-256 point, hex.
+    public_key: String,
+    /// Lifetime, 10 s to 24 h (default 4 h).
+    #[serde(default)]
+    ttl_secs: Option<u64>,
+}
+
+/// Issues a mesh certificate (`docs/mesh.md`) to an enrolled, unrevoked agent, for its own host
+/// only: the host in the SPIFFE ID is the hostname the agent enrolled with, never one the
+/// request names. Recorded so that revoking the agent revokes it.
+async fn mesh_certificate(
+    State(app): State<Arc<App>>,
+    Extension(conn): Extension<ConnInfo>,
+    Json(req): Json<MeshCertRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(agent) = conn.peer else {
+        return Err(err(
+            StatusCode::UNAUTHORIZED,
+            "mesh certificates need an agent client certificate (rampart enroll)",
+        ));
+    };
+    if app.is_revoked(&agent.serial) {
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            format!("agent {} is revoked", agent.agent_id),
+        ));
+    }
+    let sender = {
+        let app = app.clone();
+        let agent = agent.clone();
+        tokio::task::spawn_blocking(move || app.sender_for(&agent))
+            .await
+            .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    };
+    let Some(host) = sender.and_then(|s| s.hostname) else {
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            format!("agent {} is not in the control database", agent.agent_id),
+        ));
+    };
+    let id = match &req.workload {
+        Some(w) => rampart_mesh::SpiffeId::workload(&req.fleet, &host, w),
+        None => rampart_mesh::SpiffeId::proxy(&req.fleet, &host),
+    }
+    .map_err(|e| err(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let key = hex::decode(&req.public_key)
+        .map_err(|e| err(StatusCode::BAD_REQUEST, format!("public_key: {e}")))?;
+    let ttl = req.ttl_secs.unwrap_or(4 * 3600);
+    if !(10..=86_400).contains(&ttl) {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            format!("ttl_secs {ttl}: want 10 to 86400"),
+        ));
+    }
+    let now = SystemTime::now();
+    let server = req.workload.is_none();
+    let issued = app
+        .ca
+        .issue_mesh_cert(
+            &key,
+            &id.to_string(),
+            server.then(|| id.proxy_dns_name()).as_deref(),
+            server,
+            now - Duration::from_secs(60),
+            now + Duration::from_secs(ttl),
+        )
+        .map_err(|e| err(StatusCode::BAD_REQUEST, e.to_string()))?;
+    {
+        let app = app.clone();
+        let (agent_id, serial, spiffe) = (
+            agent.agent_id.clone(),
+            issued.serial.clone(),
+            id.to_string(),
+        );
+        let not_after = issued.not_after;
+        tokio::task::spawn_blocking(move || {
+            app.control
+                .record_mesh_cert(&agent_id, &serial, &spiffe, not_after)
+        })
+        .await
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    }
+    tracing::info!(agent = %agent.agent_id, id = %id, "mesh certificate issued");
+    Ok(Json(serde_json::json!({
+        "spiffe_id": id.to_string(),
+        "certificate": issued.pem,
+        "serial": hex::encode(&issued.serial),
+        "not_after": issued.not_after,
+    })))
 }
 
 /// Query-string filters.

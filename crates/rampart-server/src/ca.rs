@@ -385,6 +385,58 @@ impl Ca {
         })
     }
 
+    /// Issues a mesh workload or mesh-proxy certificate (`docs/mesh.md`) for a P-256 public key
+    /// (uncompressed point): one SPIFFE URI SAN (`spiffe://<fleet>/<host>[/<workload>]`), plus
+    /// `dns` as a DNS SAN when given (the proxy's name, which TLS clients check). `server`
+    /// selects the server-auth usage (a proxy's inbound side), otherwise client auth (a
+    /// workload). The caller checks that the requester may hold `spiffe_uri`.
+    pub fn issue_mesh_cert(
+        &self,
+        public_key: &[u8],
+        spiffe_uri: &str,
+        dns: Option<&str>,
+        server: bool,
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<IssuedCert, CaError> {
+        if public_key.len() != 65 || public_key[0] != 4 {
+            return Err(CaError::PublicKey(format!(
+                "expected an uncompressed P-256 point (65 bytes starting 04), got {} bytes",
+                public_key.len()
+            )));
+        }
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, spiffe_uri);
+        dn.push(DnType::OrganizationName, "Rampart mesh");
+        params.distinguished_name = dn;
+        let bad = |e: rcgen::Error| CaError::PublicKey(format!("{spiffe_uri}: {e}"));
+        params.subject_alt_names = vec![SanType::URI(spiffe_uri.try_into().map_err(bad)?)];
+        if let Some(d) = dns {
+            params
+                .subject_alt_names
+                .push(SanType::DnsName(d.try_into().map_err(bad)?));
+        }
+        params.extended_key_usages = vec![if server {
+            ExtendedKeyUsagePurpose::ServerAuth
+        } else {
+            ExtendedKeyUsagePurpose::ClientAuth
+        }];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.use_authority_key_identifier_extension = true;
+        let serial = random_serial()?;
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        params.not_before = odt(not_before);
+        params.not_after = odt(not_after);
+        let cert = params.signed_by(&AgentKey(public_key.to_vec()), &self.issuer())?;
+        Ok(IssuedCert {
+            pem: cert.pem(),
+            der: cert.der().clone(),
+            serial,
+            not_after: params.not_after.unix_timestamp(),
+        })
+    }
+
     /// Signs a CRL listing `revoked` (serial, revocation time), numbered `number`, valid for
     /// 30 days, and writes it to `crl.pem`.
     pub fn write_crl(

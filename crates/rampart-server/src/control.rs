@@ -251,6 +251,9 @@ impl Control {
              CREATE TABLE IF NOT EXISTS users (
                 username TEXT PRIMARY KEY, role TEXT NOT NULL, password TEXT NOT NULL,
                 created_ns INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS mesh_certs (
+                serial TEXT PRIMARY KEY, agent_id TEXT NOT NULL, spiffe TEXT NOT NULL,
+                issued_ns INTEGER NOT NULL, not_after INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS sessions (
                 sha256 TEXT PRIMARY KEY, username TEXT NOT NULL, created_ns INTEGER NOT NULL,
                 expires_ns INTEGER NOT NULL);
@@ -867,16 +870,48 @@ impl Control {
         .map(|n| n > 0)
     }
 
-    /// Serials (bytes) and revocation times of every revoked agent certificate.
+    /// Records a mesh certificate (`docs/mesh.md`) issued to agent `agent_id`, so that revoking
+    /// the agent revokes it too.
+    pub fn record_mesh_cert(
+        &self,
+        agent_id: &str,
+        serial: &[u8],
+        spiffe: &str,
+        not_after_secs: i64,
+    ) -> Result<(), ControlError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO mesh_certs (serial, agent_id, spiffe, issued_ns, not_after) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    hex::encode(serial),
+                    agent_id,
+                    spiffe,
+                    now_ns() as i64,
+                    not_after_secs
+                ],
+            )
+        })
+        .map(|_| ())
+    }
+
+    /// Serials (bytes) and revocation times of every revoked agent certificate, and of every
+    /// unexpired mesh certificate a revoked agent obtained.
     pub fn revoked_serials(&self) -> Result<Vec<(Vec<u8>, SystemTime)>, ControlError> {
+        let now_secs = (now_ns() / 1_000_000_000) as i64;
+        // Mesh certificates are recorded by the server that issued them (SQLite): with a shared
+        // control store only agents' revocations are fleet-wide (docs/mesh.md says so).
         let rows: Vec<(String, i64)> = if let Some(pg) = self.pg() {
             pg.revoked()?
         } else {
             self.with(|c| {
                 let mut st = c.prepare(
-                    "SELECT serial, revoked_ns FROM agents WHERE revoked_ns IS NOT NULL ORDER BY serial",
+                    "SELECT serial, revoked_ns FROM agents WHERE revoked_ns IS NOT NULL \
+                     UNION ALL SELECT m.serial, a.revoked_ns FROM mesh_certs m \
+                     JOIN agents a ON a.agent_id = m.agent_id \
+                     WHERE a.revoked_ns IS NOT NULL AND m.not_after > ?1",
                 )?;
-                let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let rows = st.query_map(params![now_secs], |r| Ok((r.get(0)?, r.get(1)?)))?;
                 rows.collect()
             })?
         };

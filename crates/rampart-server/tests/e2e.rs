@@ -1199,3 +1199,139 @@ async fn batches_in_flight_are_committed_in_queue_order() {
     shipper.shutdown(Duration::from_secs(1)).await;
     server.shutdown().await;
 }
+
+/// Issue 21: mesh certificates come through the agent's enrolled mTLS channel, name the host the
+/// agent enrolled as (whatever the request says), and are revoked with the agent.
+#[tokio::test]
+async fn mesh_certificates_are_issued_to_enrolled_agents_for_their_own_host_and_revoked_with_it() {
+    use rustls::pki_types::pem::PemObject;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = ServerConfig::with_data_dir(dir.path().join("data"));
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    let server = rampart_server::start(cfg).await.unwrap();
+    let url = server.url();
+    let data = dir.path().join("data");
+    let tls_dir = dir.path().join("vps1");
+    let agent_id = enroll(&url, &data, "eu-de", "vps1", &tls_dir).await;
+    let mut agent = rampart_ship::client::HttpClient::new(
+        &url,
+        Some(rampart_ship::tls::agent_client_config(&tls_dir).unwrap()),
+    )
+    .unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let ask = |body: Value| bytes::Bytes::from(serde_json::to_vec(&body).unwrap());
+    let json = [("content-type", "application/json")];
+    let good = serde_json::json!({
+        "fleet": "acme", "workload": "frontend",
+        "public_key": hex::encode(key.public_key_raw()), "ttl_secs": 600
+    });
+    let resp = agent
+        .request(
+            hyper::Method::POST,
+            "/api/v1/mesh/certificate",
+            &json,
+            ask(good.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body_text());
+    let v: Value = serde_json::from_slice(&resp.body).unwrap();
+    assert_eq!(v["spiffe_id"], "spiffe://acme/vps1/frontend");
+    let pem = v["certificate"].as_str().unwrap();
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+    let id = rampart_mesh::identity::spiffe_of(&der).unwrap();
+    assert_eq!(id.to_string(), "spiffe://acme/vps1/frontend");
+    let serial = hex::decode(v["serial"].as_str().unwrap()).unwrap();
+
+    // A request cannot name another host: there is no field for it, and unknown fields are
+    // refused; bad names, keys and lifetimes are refused.
+    for (body, want) in [
+        (
+            serde_json::json!({"fleet": "acme", "workload": "frontend", "host": "vps2",
+            "public_key": hex::encode(key.public_key_raw())}),
+            422,
+        ),
+        (
+            serde_json::json!({"fleet": "acme", "workload": "../vps2/backend",
+            "public_key": hex::encode(key.public_key_raw())}),
+            400,
+        ),
+        (
+            serde_json::json!({"fleet": "ACME", "public_key": hex::encode(key.public_key_raw())}),
+            400,
+        ),
+        (
+            serde_json::json!({"fleet": "acme", "workload": "x", "public_key": "04zz"}),
+            400,
+        ),
+        (
+            serde_json::json!({"fleet": "acme", "workload": "x", "public_key": "0401"}),
+            400,
+        ),
+        (
+            serde_json::json!({"fleet": "acme", "workload": "x",
+            "public_key": hex::encode(key.public_key_raw()), "ttl_secs": 86401}),
+            400,
+        ),
+    ] {
+        let r = agent
+            .request(
+                hyper::Method::POST,
+                "/api/v1/mesh/certificate",
+                &json,
+                ask(body.clone()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, want, "{body}: {}", r.body_text());
+    }
+
+    // Without an agent certificate: refused.
+    let tls = rampart_ship::tls::client_config(
+        rampart_ship::tls::load_roots(&tls_dir.join("ca.crt")).unwrap(),
+        None,
+    )
+    .unwrap();
+    let mut anon = rampart_ship::client::HttpClient::new(&url, Some(tls)).unwrap();
+    let r = anon
+        .request(
+            hyper::Method::POST,
+            "/api/v1/mesh/certificate",
+            &json,
+            ask(good.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401, "{}", r.body_text());
+
+    // Revoking the agent puts its mesh certificate on the CRL, and it gets no more.
+    let mut admin = query_client(&url, &data, &admin_token(&data));
+    admin
+        .post_json(
+            &format!("/api/v1/agents/{agent_id}/revoke"),
+            &serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+    let crl = rampart_server::ca::Ca::read_crl(&data.join("ca")).unwrap();
+    let crl = webpki::OwnedCertRevocationList::from_der(&crl).unwrap();
+    let crl = webpki::CertRevocationList::from(crl);
+    assert!(
+        crl.find_serial(&serial).unwrap().is_some(),
+        "mesh serial not on the CRL"
+    );
+    let r = agent
+        .request(
+            hyper::Method::POST,
+            "/api/v1/mesh/certificate",
+            &json,
+            ask(good),
+        )
+        .await;
+    assert!(
+        r.as_ref().is_err() || r.as_ref().is_ok_and(|r| r.status == 403),
+        "revoked agent got {:?}",
+        r.map(|r| (r.status, r.body_text()))
+    );
+    server.shutdown().await;
+}

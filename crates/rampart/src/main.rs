@@ -59,6 +59,9 @@ enum Command {
     Server(cmd::server::ServerArgs),
     /// Get this agent a client certificate from the server, with an enrollment token.
     Enroll(cmd::enroll::EnrollArgs),
+    /// This host's mesh proxy: mTLS with workload identities between containers on different
+    /// hosts.
+    Mesh(cmd::mesh::MeshArgs),
     /// Events and alerts from the server: by time, host, container, rule, type; table or JSON.
     Query(cmd::query::QueryArgs),
     /// The single-VPS default: the agent and the central server (SQLite) in one process.
@@ -95,6 +98,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Incident(args) => cmd::incident::run(args),
         Command::Server(args) => cmd::server::run(args),
         Command::Enroll(args) => cmd::enroll::run(args),
+        Command::Mesh(args) => cmd::mesh::run(args),
         Command::Query(args) => cmd::query::run(args),
         Command::Up(args) => cmd::up::run(args),
         Command::Key(args) => cmd::key::run(args),

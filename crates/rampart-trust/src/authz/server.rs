@@ -201,6 +201,7 @@ impl Decision {
                 .digest
                 .as_deref()
                 .map(|d| d.trim_start_matches("sha256:").to_string()),
+            ..PolicyInfo::default()
         });
         ev.auth = Some(AuthInfo {
             outcome: if self.allowed {

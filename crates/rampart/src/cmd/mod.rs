@@ -16,6 +16,7 @@ pub mod image;
 pub mod incident;
 pub mod key;
 pub mod logging;
+pub mod mesh;
 pub mod policy;
 pub mod profile;
 pub mod query;

@@ -1,0 +1,32 @@
+//! Rampart's mesh: mutual TLS with workload identities between containers on different hosts,
+//! without Kubernetes, sidecars or changes to the applications (`docs/mesh.md`).
+//!
+//! - [`identity`]: SPIFFE IDs (`spiffe://<fleet>/<host>/<container>`), keys generated and kept
+//!   in the proxy's memory, short-lived certificates from Rampart's CA through an [`Issuer`].
+//! - [`policy`]: `frontend@vps1 -> backend@vps2:5432` rules; everything else between hosts is
+//!   denied and reported.
+//! - [`Mesh`]: the per-host proxy. Its outbound side takes a container's plain TCP connection
+//!   and carries it over TLS 1.3 (rustls, no other version, no plaintext fallback) to the remote
+//!   host's proxy, presenting the container's certificate; the inbound side verifies the client
+//!   chain against the CA and its revocation list, checks the identity against the policy, and
+//!   forwards to the target container.
+//!
+//! # Wire format
+//! After the TLS handshake the client sends one header, then the application's bytes:
+//! `"RMSH"`, version `1`, service name length (1 byte, 1-63), the name, the port (2 bytes,
+//! big-endian). The server answers nothing: on a denial it closes the TLS session. A header that
+//! does not arrive within [`HEADER_TIMEOUT`] or does not parse closes the connection too.
+
+mod config;
+mod error;
+pub mod identity;
+pub mod policy;
+mod proxy;
+mod server_issuer;
+
+pub use config::{MeshConfig, OutboundDef, ServiceDef};
+pub use error::MeshError;
+pub use identity::{CertRequest, Identity, IssuedCert, Issuer, SpiffeId};
+pub use policy::{Decision, MeshPolicy};
+pub use proxy::{EdgeStat, Mesh, Route, HEADER_TIMEOUT};
+pub use server_issuer::{ServerIssuer, REQUEST_TIMEOUT};

@@ -1,0 +1,221 @@
+//! `rampart mesh` end to end on loopback: `rampart server`, two agents enrolled as vps1 and
+//! vps2 with `rampart enroll`, a `rampart mesh` proxy for each with certificates from the
+//! server; a client reaches the backend through both proxies; a refused connection is printed
+//! by vps2 as `policy.net_denied` naming both identities; `--check` names a bad file.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+mod support;
+use support::{rampart, rampart_ok, spawn, text};
+
+fn port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+fn start_server(dir: &Path) -> (support::Proc, String, String) {
+    let config = dir.join("server.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\ndata_dir: {}\n",
+            dir.join("data").display()
+        ),
+    )
+    .expect("config");
+    let config = config.to_str().expect("utf-8").to_string();
+    let mut p = spawn(
+        &["server", "--config", &config],
+        Stdio::piped(),
+        &dir.join("server.log"),
+    );
+    let stdout = p.0.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(url) = line.strip_prefix("listening ") {
+                let _ = tx.send(url.to_string());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("server started");
+    (p, url, config)
+}
+
+fn enroll(config: &str, url: &str, host: &str, dir: &Path) {
+    let token = rampart_ok(&[
+        "server",
+        "enroll-token",
+        "--config",
+        config,
+        "--region",
+        "eu-de",
+    ]);
+    rampart_ok(&[
+        "enroll",
+        "--server",
+        url,
+        "--token",
+        token.trim(),
+        "--dir",
+        dir.to_str().expect("utf-8"),
+        "--hostname",
+        host,
+    ]);
+}
+
+fn exchange(to: SocketAddr, msg: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut s = TcpStream::connect(to)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(msg)?;
+    let mut got = vec![0u8; msg.len()];
+    s.read_exact(&mut got)?;
+    Ok(got)
+}
+
+#[test]
+fn mesh_proxies_from_the_command_line_carry_allowed_traffic_and_print_refusals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (_server, url, server_cfg) = start_server(d);
+    let (t1, t2) = (d.join("tls1"), d.join("tls2"));
+    enroll(&server_cfg, &url, "vps1", &t1);
+    enroll(&server_cfg, &url, "vps2", &t2);
+
+    let backend = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let target = backend.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for s in backend.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut b = [0u8; 4096];
+                while let Ok(n) = s.read(&mut b) {
+                    if n == 0 || s.write_all(&b[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let (inbound, out_ok, out_denied) = (port(), port(), port());
+    let policy = "policy: ['frontend@vps1 -> backend@vps2:5432']\n";
+    let m1 = d.join("mesh1.yaml");
+    std::fs::write(
+        &m1,
+        format!(
+            "fleet: acme\nhost: vps1\nca: {}\n{policy}peers: {{vps2: '127.0.0.1:{inbound}'}}\n\
+             workloads: {{frontend: [127.0.0.1]}}\noutbound:\n\
+             \x20 - {{listen: '127.0.0.1:{out_ok}', to: backend@vps2:5432}}\n\
+             \x20 - {{listen: '127.0.0.1:{out_denied}', to: backend@vps2:6000}}\n",
+            t1.join("ca.crt").display()
+        ),
+    )
+    .expect("mesh1");
+    let m2 = d.join("mesh2.yaml");
+    std::fs::write(
+        &m2,
+        format!(
+            "fleet: acme\nhost: vps2\nca: {}\ncrl: {}\n{policy}inbound: '127.0.0.1:{inbound}'\n\
+             services:\n  - {{name: backend, port: 5432, target: '{target}'}}\n\
+             \x20 - {{name: backend, port: 6000, target: '{target}'}}\n",
+            t2.join("ca.crt").display(),
+            d.join("crl2.pem").display()
+        ),
+    )
+    .expect("mesh2");
+    let check = rampart_ok(&["mesh", "--check", "--config", m2.to_str().expect("utf-8")]);
+    assert!(check.contains("ok (host vps2, 2 services"), "{check}");
+
+    let events = d.join("vps2-events.jsonl");
+    let _p2 = spawn(
+        &[
+            "mesh",
+            "--config",
+            m2.to_str().expect("utf-8"),
+            "--server",
+            &url,
+            "--tls-dir",
+            t2.to_str().expect("utf-8"),
+        ],
+        Stdio::from(std::fs::File::create(&events).expect("events file")),
+        &d.join("mesh2.log"),
+    );
+    let _p1 = spawn(
+        &[
+            "mesh",
+            "--config",
+            m1.to_str().expect("utf-8"),
+            "--server",
+            &url,
+            "--tls-dir",
+            t1.to_str().expect("utf-8"),
+        ],
+        Stdio::null(),
+        &d.join("mesh1.log"),
+    );
+    let ok: SocketAddr = format!("127.0.0.1:{out_ok}").parse().expect("addr");
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        match exchange(ok, b"hello through rampart mesh") {
+            Ok(v) => {
+                assert_eq!(v, b"hello through rampart mesh");
+                break;
+            }
+            Err(e) => {
+                assert!(
+                    Instant::now() < end,
+                    "no exchange through the mesh: {e}\nvps1: {}\nvps2: {}",
+                    std::fs::read_to_string(d.join("mesh1.log")).unwrap_or_default(),
+                    std::fs::read_to_string(d.join("mesh2.log")).unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+    // frontend@vps1 -> backend@vps2:6000 is no rule: vps2 refuses and prints it.
+    let denied: SocketAddr = format!("127.0.0.1:{out_denied}").parse().expect("addr");
+    assert!(exchange(denied, b"x").is_err());
+    let end = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let text = std::fs::read_to_string(&events).unwrap_or_default();
+        if let Some(l) = text.lines().find(|l| l.contains("policy.net_denied")) {
+            break l.to_string();
+        }
+        assert!(Instant::now() < end, "no refusal printed: {text:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+    assert_eq!(
+        v["policy"]["source_identity"],
+        "spiffe://acme/vps1/frontend"
+    );
+    assert_eq!(
+        v["policy"]["destination_identity"],
+        "spiffe://acme/vps2/backend"
+    );
+    assert_eq!(v["device"]["hostname"], "vps2");
+
+    // A bad file is named, exit code 2.
+    let bad = d.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "fleet: acme\nhost: vps1\nca: /x\npolicy: ['frontend -> backend@vps2:1']\n",
+    )
+    .expect("bad");
+    let out = rampart(&["mesh", "--check", "--config", bad.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("bad.yaml: policy: rule 1"),
+        "{}",
+        text(&out)
+    );
+}
