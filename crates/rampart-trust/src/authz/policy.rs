@@ -10,7 +10,8 @@
 //! break_glass: [alice]     # authenticated users whose rampart.break-glass=<reason> label
 //!                          # allows a create the rules deny (audited)
 //! rules: [signed, scanned, privileged, host-namespaces, sensitive-mounts, non-root,
-//!         limits, seccomp, capabilities, devices, confinement]    # the default: all of them
+//!         limits, seccomp, capabilities, devices, confinement]    # the default
+//!                          # (all but the optional `disk-io`, which is added by listing it)
 //! allow: [plugins]         # gated endpoints to allow: plugins, swarm, buildkit, checkpoints,
 //!                          # cluster-volumes (default: none; `services` is accepted, unused:
 //!                          # services are judged by their spec)
@@ -63,6 +64,11 @@ pub enum Rule {
     Capabilities,
     /// No host devices (`--device`, device cgroup rules, GPUs).
     Devices,
+    /// A disk IO limit is set (`--device-read-bps`, `--device-write-bps`, `--device-read-iops`,
+    /// `--device-write-iops`: a device path and a rate above 0) and is not lifted by an update;
+    /// swarm services (whose spec has no IO limit) are refused. Off unless `rules:` lists it:
+    /// not in [`Rule::ALL`].
+    DiskIo,
     /// AppArmor, SELinux, masked and read-only paths, no-new-privileges, sysctls and the
     /// runtime stay Docker's defaults.
     Confinement,
@@ -98,6 +104,7 @@ impl Rule {
             Rule::Seccomp => "seccomp",
             Rule::Capabilities => "capabilities",
             Rule::Devices => "devices",
+            Rule::DiskIo => "disk-io",
             Rule::Confinement => "confinement",
             Rule::Request => "request",
         }
