@@ -402,6 +402,20 @@ mod tests {
             p.rules_for("bob", std::slice::from_ref(&d)),
             vec![Rule::Signed, Rule::Limits, Rule::Request]
         );
+        // `disk-io` is optional: off by default, on when listed, skippable per exception.
+        assert!(!AdmissionPolicy::default().rules.contains(&Rule::DiskIo));
+        let p2 = AdmissionPolicy::parse("trust: t.yaml\n", Path::new("a.yaml")).expect("ok");
+        assert!(!p2.rules.contains(&Rule::DiskIo));
+        let p2 = AdmissionPolicy::parse(
+            "rules: [limits, disk-io]\nexceptions:\n  - user: ci\n    skip: [disk-io]\n",
+            Path::new("a.yaml"),
+        )
+        .expect("ok");
+        assert_eq!(
+            p2.rules_for("bob", &[]),
+            vec![Rule::Limits, Rule::DiskIo, Rule::Request]
+        );
+        assert_eq!(p2.rules_for("ci", &[]), vec![Rule::Limits, Rule::Request]);
         assert!(p.may_break_glass("alice"));
         assert!(!p.may_break_glass("") && !p.may_break_glass("bob"));
         let err =
