@@ -212,15 +212,14 @@ fn io_limits(o: &GoObject<'_>) -> Result<(usize, usize, Vec<String>), DecodeErro
             lists += 1;
         }
         let at = o.path_of(field);
-        let mut i = 0usize;
+        // Type errors (not an array) as `objects` reports them; then each entry, nulls too.
+        o.objects(field, THROTTLE)?;
         let entries = match o.value(field) {
             Some(GoValue::Array(a)) => a.as_slice(),
             _ => &[],
         };
-        o.objects(field, THROTTLE)?;
-        for e in entries {
+        for (i, e) in entries.iter().enumerate() {
             let p = format!("{at}[{i}]");
-            i += 1;
             let Some(t) = GoObject::new(e, &p, THROTTLE)? else {
                 void.push(format!("{p} is null"));
                 continue;
