@@ -186,31 +186,43 @@ const TMPFS_OPTIONS: Schema = &["SizeBytes", "Mode", "Options"];
 const NETWORKING: Schema = &["EndpointsConfig"];
 /// `blkiodev.ThrottleDevice`: `Path` (a block device on the host) and `Rate` (`uint64`).
 const THROTTLE: Schema = &["Path", "Rate"];
-/// The `Resources` fields that cap disk IO, with the `docker run` flag that sets each.
-/// `BlkioWeight`/`BlkioWeightDevice` are not among them: a weight is a share under
-/// contention, not a cap (a lone container still takes the whole disk), and it needs the BFQ
-/// or CFQ scheduler (dockerd discards it with a warning elsewhere). `IOMaximumIOps` and
+/// The `Resources` fields that cap disk IO (`--device-read-bps`, `--device-write-bps`,
+/// `--device-read-iops`, `--device-write-iops`). `BlkioWeight`/`BlkioWeightDevice` are not
+/// among them: a weight is a share under contention, not a cap (a lone container still takes
+/// the whole disk), and it needs the BFQ or CFQ scheduler. `IOMaximumIOps` and
 /// `IOMaximumBandwidth` are Windows-only.
-const IO_LIMITS: [(&str, &str); 4] = [
-    ("BlkioDeviceReadBps", "--device-read-bps"),
-    ("BlkioDeviceWriteBps", "--device-write-bps"),
-    ("BlkioDeviceReadIOps", "--device-read-iops"),
-    ("BlkioDeviceWriteIOps", "--device-write-iops"),
+const IO_LIMITS: [&str; 4] = [
+    "BlkioDeviceReadBps",
+    "BlkioDeviceWriteBps",
+    "BlkioDeviceReadIOps",
+    "BlkioDeviceWriteIOps",
 ];
 /// The reason given when a create sets no disk IO limit.
 pub(super) const DISK_IO_REQUIRED: &str = "disk IO limits required: at least one of --device-read-bps, --device-write-bps, --device-read-iops, --device-write-iops with a device path and a rate above 0";
 
+/// One throttle list of a request, as dockerd decodes it.
+struct IoList {
+    /// Present and not null.
+    set: bool,
+    /// Entries with a `Path` and a `Rate` above 0.
+    limiting: usize,
+    /// Why the other entries limit nothing, naming each.
+    void: Vec<String>,
+}
+
 /// Reads the four throttle lists of a `Resources` object as dockerd decodes them
 /// (`[]*ThrottleDevice`; `Rate` a `uint64`, so a negative or fractional rate fails the
-/// decode). Returns how many entries limit something, how many lists were set (non-null),
-/// and why the other entries do not limit: a `Rate` of 0 (runc writes it and the kernel
-/// reads 0 as "no limit") or an empty `Path` (dockerd cannot stat it).
-fn io_limits(o: &GoObject<'_>) -> Result<(usize, usize, Vec<String>), DecodeError> {
-    let (mut limiting, mut lists, mut void) = (0, 0, Vec::new());
-    for (field, _) in IO_LIMITS {
-        if o.is_set(field) {
-            lists += 1;
-        }
+/// decode). An entry limits nothing when it is null, when its `Rate` is 0 or absent (runc
+/// writes it and the kernel reads 0 as "no limit"), or when its `Path` is empty (dockerd
+/// cannot stat it).
+fn io_limits(o: &GoObject<'_>) -> Result<Vec<IoList>, DecodeError> {
+    let mut out = Vec::new();
+    for field in IO_LIMITS {
+        let mut l = IoList {
+            set: o.is_set(field),
+            limiting: 0,
+            void: Vec::new(),
+        };
         let at = o.path_of(field);
         // Type errors (not an array) as `objects` reports them; then each entry, nulls too.
         o.objects(field, THROTTLE)?;
@@ -221,35 +233,29 @@ fn io_limits(o: &GoObject<'_>) -> Result<(usize, usize, Vec<String>), DecodeErro
         for (i, e) in entries.iter().enumerate() {
             let p = format!("{at}[{i}]");
             let Some(t) = GoObject::new(e, &p, THROTTLE)? else {
-                void.push(format!("{p} is null"));
+                l.void.push(format!("{p} is null"));
                 continue;
             };
-            let rate = match t.value("Rate") {
-                None => 0,
-                Some(GoValue::Int(r)) => u64::try_from(*r).map_err(|_| DecodeError {
+            let rate = t.int("Rate")?.unwrap_or(0);
+            if rate < 0 {
+                return Err(DecodeError {
                     path: t.path_of("Rate"),
-                    message: format!("{r} is not a uint64 (dockerd refuses the request)"),
-                })?,
-                Some(v) => {
-                    return Err(DecodeError {
-                        path: t.path_of("Rate"),
-                        message: format!(
-                            "expected an integer, found {v:?} (dockerd refuses the request)"
-                        ),
-                    })
-                }
-            };
+                    message: format!("{rate} is not a uint64 (dockerd refuses the request)"),
+                });
+            }
             let path = t.string("Path")?;
             if path.is_empty() {
-                void.push(format!("{p} has no Path"));
+                l.void.push(format!("{p} has no Path"));
             } else if rate == 0 {
-                void.push(format!("{p} ({path}) has Rate 0, which is no limit"));
+                l.void
+                    .push(format!("{p} ({path}) has Rate 0, which is no limit"));
             } else {
-                limiting += 1;
+                l.limiting += 1;
             }
         }
+        out.push(l);
     }
-    Ok((limiting, lists, void))
+    Ok(out)
 }
 /// `container.ExecOptions` (`ExecConfig`).
 pub const EXEC: Schema = &[
@@ -815,8 +821,9 @@ impl<'c, 'p> Judge<'c, 'p> {
 
     /// `disk-io`: at least one throttle entry that limits something.
     fn disk_io(&mut self, o: &GoObject<'_>) -> Result<(), DecodeError> {
-        let (limiting, _, void) = io_limits(o)?;
-        if limiting == 0 {
+        let lists = io_limits(o)?;
+        if lists.iter().all(|l| l.limiting == 0) {
+            let void: Vec<String> = lists.into_iter().flat_map(|l| l.void).collect();
             let why = if void.is_empty() {
                 String::new()
             } else {
@@ -1199,12 +1206,14 @@ pub fn judge_update(body: &GoValue, ctx: &Context<'_>) -> Result<Vec<Violation>,
         // dockerd's update applies none of the throttle lists (only `BlkioWeight` of the blkio
         // fields), so sending them changes nothing today; one that would lift the limits is
         // refused all the same, so a dockerd that starts applying them cannot be used to.
-        let (limiting, lists, void) = io_limits(&o)?;
-        if lists > 0 && limiting == 0 {
-            let why = if void.is_empty() {
-                "empty lists".to_string()
+        for (field, l) in IO_LIMITS.iter().zip(io_limits(&o)?) {
+            if !l.set || l.limiting > 0 {
+                continue;
+            }
+            let why = if l.void.is_empty() {
+                format!("{field} is empty")
             } else {
-                void.join("; ")
+                l.void.join("; ")
             };
             j.v(
                 Rule::DiskIo,
@@ -1479,6 +1488,8 @@ mod tests {
             r#"{"BlkioDeviceReadBps":[]}"#,
             r#"{"blkiodevicewritebps":[{"Path":"/dev/vda","Rate":0}]}"#,
             r#"{"BlkioDeviceWriteIOps":[{"Path":"","Rate":10}]}"#,
+            // A limit on one list does not cover emptying another.
+            r#"{"BlkioDeviceReadBps":[{"Path":"/dev/vda","Rate":2}],"BlkioDeviceWriteBps":[]}"#,
         ] {
             let m = io(body);
             assert!(
