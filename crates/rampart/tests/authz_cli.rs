@@ -2484,6 +2484,9 @@ fn disk_io_rule_refuses_what_dockerd_would_run_unthrottled() {
         r#"{"BlkioDeviceWriteBps":[]}"#.to_string(),
         format!(r#"{{"blkiodevicewritebps":[{{"Path":"{disk}","Rate":0}}]}}"#),
         r#"{"BlkioDeviceWriteBps":[{"Path":"","Rate":1}]}"#.to_string(),
+        format!(
+            r#"{{"BlkioDeviceReadBps":[{{"Path":"{disk}","Rate":2}}],"BlkioDeviceWriteBps":[]}}"#
+        ),
     ] {
         let (st, resp) = http(sock, "POST", "/v1.41/containers/ok/update", Some(&body));
         assert_ne!(st, 200, "update allowed: {body}");
