@@ -2180,3 +2180,424 @@ fn plugins_builds_and_user_names_are_judged_by_what_they_get() {
     let rel = format!("rampart-authzpl-{}", std::process::id());
     let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(rel));
 }
+
+/// The block device of the host's first disk (`/dev/vda`, `/dev/sda`, `/dev/nvme0n1`): what
+/// an IO limit names.
+fn first_disk() -> String {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/block")
+        .expect("/sys/block")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| ["vd", "sd", "nvme", "xvd"].iter().any(|p| n.starts_with(p)))
+        .collect();
+    names.sort();
+    format!("/dev/{}", names.first().expect("a disk in /sys/block"))
+}
+
+/// The optional `disk-io` rule (issue 19, item 3) against a real dockerd: a create without an
+/// IO throttle dockerd would apply is refused in every shape dockerd's Go decoder accepts
+/// (other key cases, Rate 0, empty Path, null and [] lists, a null entry, a weight only, two
+/// keys for one list where Go keeps the last); an update cannot lift a throttle; a swarm
+/// service (its spec has no IO limit) is refused on create and update. The verdict is read
+/// from what dockerd created (`docker inspect`: every container it holds has a throttle with
+/// a path and a rate above 0) and, for the control, from the container's blkio cgroup.
+#[test]
+fn disk_io_rule_refuses_what_dockerd_would_run_unthrottled() {
+    testkit::require!(Root, Docker);
+    let ns = NetNs::new("authzio");
+    let dir = tempfile::Builder::new()
+        .prefix("rampart-authzio-")
+        .tempdir_in("/var/tmp")
+        .expect("tmp");
+    let d = dir.path();
+    std::fs::write(
+        d.join("admission.yaml"),
+        "fail: open\nrules: [limits, disk-io]\nallow: [swarm]\n",
+    )
+    .expect("policy");
+    let plugin = format!("rampart-testio-{}", std::process::id());
+    let plugin_sock = PathBuf::from(format!("/run/docker/plugins/{plugin}.sock"));
+    let docker_sock = d.join("docker.sock");
+    let events = d.join("events.jsonl");
+    let h = format!("unix://{}", docker_sock.display());
+    let sock = docker_sock.as_path();
+    let image = testkit::busybox_image();
+    let disk = first_disk();
+    let argv = dockerd_argv(
+        &ns,
+        d,
+        "authzio",
+        std::slice::from_ref(&h),
+        &["--authorization-plugin".to_string(), plugin.clone()],
+    );
+    let without: Vec<String> = argv[..argv.len() - 2].to_vec();
+    let dk = |args: &[&str]| {
+        let mut a = vec!["-H", h.as_str()];
+        a.extend_from_slice(args);
+        testkit::docker(&a)
+    };
+    let inspect = |name: &str| -> Value {
+        let (st, body) = http(sock, "GET", &format!("/containers/{name}/json"), None);
+        assert_eq!(st, 200, "{name}: {body}");
+        serde_json::from_str(&body).expect("inspect json")
+    };
+    let limits = ["--memory", "64m", "--cpus", "0.5", "--pids-limit", "64"];
+    let wbps = format!("{disk}:1mb");
+
+    // Before the plugin: the image, a swarm with a service, and what dockerd 20.10+ does with
+    // an update that sends throttle lists (the rule's update check is written against it).
+    let dlog0 = d.join("dockerd-without-plugin.log");
+    {
+        let mut daemon = spawn_logged(&without, &dlog0);
+        wait_for("the second dockerd", &dlog0, || {
+            dk(&["version"]).status.success()
+        });
+        load_images(&h, &[image.as_str()]);
+        let o = dk(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
+        assert!(o.status.success(), "{:?}", text(&o));
+        let o = dk(&[
+            "service",
+            "create",
+            "-d",
+            "--no-resolve-image",
+            "--name",
+            "old",
+            "--replicas",
+            "0",
+            "--limit-memory",
+            "64m",
+            "--limit-cpu",
+            "0.5",
+            "--limit-pids",
+            "64",
+            &image,
+            "sleep",
+            "1000",
+        ]);
+        assert!(o.status.success(), "{:?}", text(&o));
+        let mut a = vec!["create", "--name", "probe", "--network", "none"];
+        a.extend(limits);
+        a.extend(["--device-write-bps", wbps.as_str(), &image, "true"]);
+        let o = dk(&a);
+        assert!(o.status.success(), "{:?}", text(&o));
+        let (st, body) = http(
+            sock,
+            "POST",
+            "/v1.41/containers/probe/update",
+            Some(r#"{"BlkioDeviceWriteBps":[],"BlkioDeviceReadBps":[{"Path":"","Rate":0}]}"#),
+        );
+        assert_eq!(st, 200, "{body}");
+        let c = inspect("probe");
+        assert_eq!(
+            c["HostConfig"]["BlkioDeviceWriteBps"],
+            json!([{"Path": disk, "Rate": 1048576}]),
+            "dockerd's update leaves the throttle lists alone (as the rule's doc says)"
+        );
+        let o = dk(&["rm", "probe"]);
+        assert!(o.status.success(), "{:?}", text(&o));
+        daemon.stop();
+    }
+    let mut pargv = ns.exec();
+    pargv.extend(
+        [
+            env!("CARGO_BIN_EXE_rampart"),
+            "authz",
+            "--policy",
+            &d.join("admission.yaml").display().to_string(),
+            "--socket",
+            &plugin_sock.display().to_string(),
+            "--docker-socket",
+            &docker_sock.display().to_string(),
+            "--events",
+            &events.display().to_string(),
+        ]
+        .map(String::from),
+    );
+    let plog = d.join("plugin.log");
+    let mut plugin_proc = spawn_logged(&pargv, &plog);
+    wait_for("the plugin", &plog, || plugin_sock.exists());
+    let dlog = d.join("dockerd.log");
+    let mut daemon = spawn_logged(&argv, &dlog);
+    wait_for("the second dockerd in swarm mode", &dlog, || {
+        let o = dk(&["info", "--format", "{{.Swarm.ControlAvailable}}"]);
+        text(&o).0.trim() == "true"
+    });
+
+    // Control: the CLI's create with a write throttle, started; the kernel holds the limit.
+    let mut a = vec![
+        "run",
+        "-d",
+        "--name",
+        "ok",
+        "--network",
+        "none",
+        "--user",
+        "1000",
+    ];
+    a.extend(limits);
+    a.extend(["--device-write-bps", wbps.as_str(), &image, "sleep", "1000"]);
+    let o = dk(&a);
+    assert!(o.status.success(), "the throttled control: {:?}", text(&o));
+    let c = inspect("ok");
+    assert_eq!(
+        c["HostConfig"]["BlkioDeviceWriteBps"],
+        json!([{"Path": disk, "Rate": 1048576}])
+    );
+    let pid = c["State"]["Pid"].as_i64().expect("pid");
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup");
+    let rdev = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&disk).expect("disk").rdev()
+    };
+    let want = format!("{}:{} 1048576", libc::major(rdev), libc::minor(rdev));
+    let blkio = cg.lines().find_map(|l| {
+        let mut p = l.splitn(3, ':');
+        let (_, ctl, path) = (p.next()?, p.next()?, p.next()?);
+        ctl.split(',')
+            .any(|c| c == "blkio")
+            .then(|| path.to_string())
+    });
+    match blkio {
+        Some(path) => {
+            let f = format!("/sys/fs/cgroup/blkio{path}/blkio.throttle.write_bps_device");
+            let got = std::fs::read_to_string(&f).expect("blkio throttle file");
+            assert!(
+                got.lines().any(|l| l.trim() == want),
+                "{f}: {got:?}, want {want}"
+            );
+        }
+        None => {
+            // cgroup v2: io.max of the container's cgroup.
+            let path = cg
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .expect("cgroup v2 path");
+            let f = format!("/sys/fs/cgroup{path}/io.max");
+            let got = std::fs::read_to_string(&f).expect("io.max");
+            let (mm, _) = want.split_once(' ').expect("mm");
+            assert!(
+                got.contains(&format!("{mm} rbps=max wbps=1048576")),
+                "{f}: {got:?}"
+            );
+        }
+    }
+    // Control: a raw create in other key cases, read by dockerd as by the plugin.
+    let hc = |io: &str| {
+        format!(
+            r#"{{"Image":"{image}","User":"1000","Cmd":["true"],"HostConfig":{{"NetworkMode":"none","Memory":67108864,"NanoCpus":500000000,"PidsLimit":64{io}}}}}"#
+        )
+    };
+    let raw_ok = hc(&format!(
+        r#","blkiodevicereadiops":[{{"path":"{disk}","rate":100}}],"BLKIODEVICEWRITEBP\u017F":[{{"PATH":"{disk}","RATE":0}}]"#
+    ));
+    let (st, body) = http(
+        sock,
+        "POST",
+        "/v1.41/containers/create?name=ok2",
+        Some(&raw_ok),
+    );
+    assert_eq!(st, 201, "the raw control: {body}");
+    let c = inspect("ok2");
+    assert_eq!(
+        c["HostConfig"]["BlkioDeviceReadIOps"],
+        json!([{"Path": disk, "Rate": 100}]),
+        "dockerd read the keys the plugin read"
+    );
+
+    // The CLI's create without a throttle: refused, saying why.
+    let mut a = vec!["create", "--name", "cli-none", "--user", "1000"];
+    a.extend(limits);
+    a.extend([image.as_str(), "true"]);
+    let o = dk(&a);
+    let (_, err) = text(&o);
+    assert!(!o.status.success(), "a create without an IO limit ran");
+    assert!(
+        err.contains("[disk-io] disk IO limits required: at least one of --device-read-bps"),
+        "{err}"
+    );
+    // Only a weight: a share, not a cap.
+    let mut a = vec![
+        "create",
+        "--name",
+        "cli-weight",
+        "--user",
+        "1000",
+        "--blkio-weight",
+        "500",
+    ];
+    a.extend(limits);
+    a.extend([image.as_str(), "true"]);
+    let o = dk(&a);
+    assert!(
+        !o.status.success(),
+        "a weight is not a limit: {:?}",
+        text(&o)
+    );
+
+    // Raw bodies that set no limit dockerd applies.
+    let hostile = [
+        hc(""),
+        hc(r#","BlkioDeviceReadBps":null"#),
+        hc(
+            r#","BlkioDeviceReadBps":[],"BlkioDeviceWriteBps":[],"BlkioDeviceReadIOps":[],"BlkioDeviceWriteIOps":[]"#,
+        ),
+        hc(r#","BlkioDeviceReadBps":[null]"#),
+        hc(&format!(
+            r#","BlkioDeviceReadBps":[{{"Path":"{disk}","Rate":0}}]"#
+        )),
+        hc(&format!(r#","blkiodevicewriteiops":[{{"path":"{disk}"}}]"#)),
+        hc(r#","BlkioDeviceWriteBps":[{"Path":"","Rate":1048576}]"#),
+        hc(&format!(
+            r#","BlkioWeight":500,"BlkioWeightDevice":[{{"Path":"{disk}","Weight":500}}]"#
+        )),
+        // Go keeps the last of two keys for one field: here the empty list.
+        hc(&format!(
+            r#","BlkioDeviceWriteBps":[{{"Path":"{disk}","Rate":1048576}}],"blkiodevicewritebps":[]"#
+        )),
+        hc(&format!(
+            r#","BlkioDeviceWriteBps":[{{"Path":"{disk}","Rate":1048576,"rate":0}}]"#
+        )),
+        // The top-level copy dockerd applies when HostConfig is absent.
+        format!(
+            r#"{{"Image":"{image}","User":"1000","Cmd":["true"],"Memory":67108864,"NanoCpus":500000000,"PidsLimit":64,"BlkioDeviceWriteBps":[{{"Path":"{disk}","Rate":1048576}}]}}"#
+        ),
+        format!(r#"{{"Image":"{image}","User":"1000","Cmd":["true"]}}"#),
+    ];
+    for (i, body) in hostile.iter().enumerate() {
+        let (st, resp) = http(
+            sock,
+            "POST",
+            &format!("/v1.41/containers/create?name=bad{i}"),
+            Some(body),
+        );
+        assert_ne!(st, 201, "created: {body}");
+        assert!(
+            resp.contains("authorization denied by plugin"),
+            "{body}: {resp}"
+        );
+    }
+
+    // Updates: what `docker update` can change leaves the throttle; lifting it is refused.
+    let o = dk(&["update", "--memory", "128m", "--memory-swap", "256m", "ok"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    for body in [
+        r#"{"BlkioDeviceWriteBps":[]}"#.to_string(),
+        format!(r#"{{"blkiodevicewritebps":[{{"Path":"{disk}","Rate":0}}]}}"#),
+        r#"{"BlkioDeviceWriteBps":[{"Path":"","Rate":1}]}"#.to_string(),
+        format!(
+            r#"{{"BlkioDeviceReadBps":[{{"Path":"{disk}","Rate":2}}],"BlkioDeviceWriteBps":[]}}"#
+        ),
+    ] {
+        let (st, resp) = http(sock, "POST", "/v1.41/containers/ok/update", Some(&body));
+        assert_ne!(st, 200, "update allowed: {body}");
+        assert!(
+            resp.contains("lifting the disk IO limits"),
+            "{body}: {resp}"
+        );
+    }
+    let c = inspect("ok");
+    assert_eq!(
+        c["HostConfig"]["Memory"],
+        json!(134217728),
+        "the allowed update ran"
+    );
+    assert_eq!(
+        c["HostConfig"]["BlkioDeviceWriteBps"],
+        json!([{"Path": disk, "Rate": 1048576}])
+    );
+
+    // Services: no IO limit in a service spec, so neither a new one nor an update.
+    let o = dk(&[
+        "service",
+        "create",
+        "-d",
+        "--no-resolve-image",
+        "--name",
+        "svc",
+        "--user",
+        "1000",
+        "--limit-memory",
+        "64m",
+        "--limit-cpu",
+        "0.5",
+        "--limit-pids",
+        "64",
+        &image,
+        "sleep",
+        "1000",
+    ]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success(), "a service ran without an IO limit");
+    assert!(
+        err.contains("[disk-io]") && err.contains("a swarm service cannot set them"),
+        "{err}"
+    );
+    let o = dk(&[
+        "service",
+        "update",
+        "-d",
+        "--no-resolve-image",
+        "--limit-memory",
+        "32m",
+        "old",
+    ]);
+    assert!(
+        !o.status.success(),
+        "a service update was allowed: {:?}",
+        text(&o)
+    );
+    let o = dk(&["service", "ls", "--format", "{{.Name}}"]);
+    assert_eq!(text(&o).0.trim(), "old", "{:?}", text(&o));
+    let o = dk(&[
+        "service",
+        "inspect",
+        "old",
+        "--format",
+        "{{json .Spec.TaskTemplate.Resources.Limits}}",
+    ]);
+    let lim: Value = serde_json::from_str(text(&o).0.trim()).expect("limits json");
+    assert_eq!(
+        lim["MemoryBytes"],
+        json!(67108864),
+        "the old service is unchanged"
+    );
+
+    // What dockerd holds: only the controls, each with a throttle it applies.
+    let o = dk(&["ps", "-a", "--format", "{{.Names}}"]);
+    let mut names: Vec<String> = text(&o).0.lines().map(str::to_string).collect();
+    names.sort();
+    assert_eq!(names, vec!["ok".to_string(), "ok2".to_string()]);
+    for n in &names {
+        let hc = &inspect(n)["HostConfig"];
+        let limiting = [
+            "BlkioDeviceReadBps",
+            "BlkioDeviceWriteBps",
+            "BlkioDeviceReadIOps",
+            "BlkioDeviceWriteIOps",
+        ]
+        .iter()
+        .flat_map(|f| hc[*f].as_array().cloned().unwrap_or_default())
+        .filter(|t| {
+            t["Path"].as_str().is_some_and(|p| !p.is_empty()) && t["Rate"].as_u64().unwrap_or(0) > 0
+        })
+        .count();
+        assert!(limiting > 0, "{n} has no IO limit: {hc}");
+    }
+    let log = std::fs::read_to_string(&events).expect("events");
+    assert!(
+        log.contains("disk IO limits required"),
+        "the denials are recorded"
+    );
+
+    let _ = dk(&["rm", "-f", "ok", "ok2"]);
+    let _ = dk(&["service", "rm", "old"]);
+    let _ = dk(&["swarm", "leave", "--force"]);
+    daemon.stop();
+    plugin_proc.stop();
+    let rel = format!("rampart-authzio-{}", std::process::id());
+    for ctl in [
+        "", "blkio", "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "pids", "systemd",
+    ] {
+        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(ctl).join(&rel));
+    }
+}

@@ -184,6 +184,79 @@ pub(super) const DRIVER: Schema = &["Name", "Options"];
 const LOG_CONFIG: Schema = &["Type", "Config"];
 const TMPFS_OPTIONS: Schema = &["SizeBytes", "Mode", "Options"];
 const NETWORKING: Schema = &["EndpointsConfig"];
+/// `blkiodev.ThrottleDevice`: `Path` (a block device on the host) and `Rate` (`uint64`).
+const THROTTLE: Schema = &["Path", "Rate"];
+/// The `Resources` fields that cap disk IO (`--device-read-bps`, `--device-write-bps`,
+/// `--device-read-iops`, `--device-write-iops`). `BlkioWeight`/`BlkioWeightDevice` are not
+/// among them: a weight is a share under contention, not a cap (a lone container still takes
+/// the whole disk), and it needs the BFQ or CFQ scheduler. `IOMaximumIOps` and
+/// `IOMaximumBandwidth` are Windows-only.
+const IO_LIMITS: [&str; 4] = [
+    "BlkioDeviceReadBps",
+    "BlkioDeviceWriteBps",
+    "BlkioDeviceReadIOps",
+    "BlkioDeviceWriteIOps",
+];
+/// The reason given when a create sets no disk IO limit.
+pub(super) const DISK_IO_REQUIRED: &str = "disk IO limits required: at least one of --device-read-bps, --device-write-bps, --device-read-iops, --device-write-iops with a device path and a rate above 0";
+
+/// One throttle list of a request, as dockerd decodes it.
+struct IoList {
+    /// Present and not null.
+    set: bool,
+    /// Entries with a `Path` and a `Rate` above 0.
+    limiting: usize,
+    /// Why the other entries limit nothing, naming each.
+    void: Vec<String>,
+}
+
+/// Reads the four throttle lists of a `Resources` object as dockerd decodes them
+/// (`[]*ThrottleDevice`; `Rate` a `uint64`, so a negative or fractional rate fails the
+/// decode). An entry limits nothing when it is null, when its `Rate` is 0 or absent (runc
+/// writes it and the kernel reads 0 as "no limit"), or when its `Path` is empty (dockerd
+/// cannot stat it).
+fn io_limits(o: &GoObject<'_>) -> Result<Vec<IoList>, DecodeError> {
+    let mut out = Vec::new();
+    for field in IO_LIMITS {
+        let mut l = IoList {
+            set: o.is_set(field),
+            limiting: 0,
+            void: Vec::new(),
+        };
+        let at = o.path_of(field);
+        // Type errors (not an array) as `objects` reports them; then each entry, nulls too.
+        o.objects(field, THROTTLE)?;
+        let entries = match o.value(field) {
+            Some(GoValue::Array(a)) => a.as_slice(),
+            _ => &[],
+        };
+        for (i, e) in entries.iter().enumerate() {
+            let p = format!("{at}[{i}]");
+            let Some(t) = GoObject::new(e, &p, THROTTLE)? else {
+                l.void.push(format!("{p} is null"));
+                continue;
+            };
+            let rate = t.int("Rate")?.unwrap_or(0);
+            if rate < 0 {
+                return Err(DecodeError {
+                    path: t.path_of("Rate"),
+                    message: format!("{rate} is not a uint64 (dockerd refuses the request)"),
+                });
+            }
+            let path = t.string("Path")?;
+            if path.is_empty() {
+                l.void.push(format!("{p} has no Path"));
+            } else if rate == 0 {
+                l.void
+                    .push(format!("{p} ({path}) has Rate 0, which is no limit"));
+            } else {
+                l.limiting += 1;
+            }
+        }
+        out.push(l);
+    }
+    Ok(out)
+}
 /// `container.ExecOptions` (`ExecConfig`).
 pub const EXEC: Schema = &[
     "User",
@@ -746,6 +819,21 @@ impl<'c, 'p> Judge<'c, 'p> {
         Ok(())
     }
 
+    /// `disk-io`: at least one throttle entry that limits something.
+    fn disk_io(&mut self, o: &GoObject<'_>) -> Result<(), DecodeError> {
+        let lists = io_limits(o)?;
+        if lists.iter().all(|l| l.limiting == 0) {
+            let void: Vec<String> = lists.into_iter().flat_map(|l| l.void).collect();
+            let why = if void.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", void.join("; "))
+            };
+            self.v(Rule::DiskIo, format!("{DISK_IO_REQUIRED}{why}"));
+        }
+        Ok(())
+    }
+
     fn limits(&mut self, o: &GoObject<'_>) -> Result<(), DecodeError> {
         let mut missing = Vec::new();
         if o.int("Memory")?.unwrap_or(0) <= 0 {
@@ -922,6 +1010,7 @@ impl<'c, 'p> Judge<'c, 'p> {
         }
         self.resources(hc)?;
         self.limits(hc)?;
+        self.disk_io(hc)?;
         Ok(())
     }
 
@@ -1049,6 +1138,7 @@ pub fn judge_create(
                 "resource limits required: memory (--memory), CPU (--cpus), pids (--pids-limit)"
                     .into(),
             );
+            j.v(Rule::DiskIo, DISK_IO_REQUIRED.into());
         }
     }
     if let Some(n) = top.object("NetworkingConfig", NETWORKING)? {
@@ -1111,6 +1201,23 @@ pub fn judge_update(body: &GoValue, ctx: &Context<'_>) -> Result<Vec<Violation>,
             j.v(
                 Rule::Limits,
                 "lifting the memory or CPU limit is not allowed".into(),
+            );
+        }
+        // dockerd's update applies none of the throttle lists (only `BlkioWeight` of the blkio
+        // fields), so sending them changes nothing today; one that would lift the limits is
+        // refused all the same, so a dockerd that starts applying them cannot be used to.
+        for (field, l) in IO_LIMITS.iter().zip(io_limits(&o)?) {
+            if !l.set || l.limiting > 0 {
+                continue;
+            }
+            let why = if l.void.is_empty() {
+                format!("{field} is empty")
+            } else {
+                l.void.join("; ")
+            };
+            j.v(
+                Rule::DiskIo,
+                format!("lifting the disk IO limits is not allowed ({why})"),
             );
         }
     }
@@ -1244,7 +1351,157 @@ mod tests {
             .collect()
     }
 
-    const LIMITS: &str = r#""Memory":67108864,"NanoCpus":500000000,"PidsLimit":64"#;
+    const LIMITS: &str = r#""Memory":67108864,"NanoCpus":500000000,"PidsLimit":64,"BlkioDeviceWriteBps":[{"Path":"/dev/vda","Rate":1048576}]"#;
+    const LIMITS_NO_IO: &str = r#""Memory":67108864,"NanoCpus":500000000,"PidsLimit":64"#;
+
+    fn disk_io(json: &str) -> Vec<String> {
+        create(json)
+            .expect("decodes")
+            .1
+            .into_iter()
+            .filter(|v| v.rule == Rule::DiskIo)
+            .map(|v| v.message)
+            .collect()
+    }
+
+    fn update(json: &str) -> Result<Vec<Violation>, DecodeError> {
+        judge_update(&parse(json.as_bytes()).expect("json"), &Context::default())
+    }
+
+    /// The spellings and shapes dockerd's Go decoder gives an IO limit, from
+    /// `blkiodev.ThrottleDevice` (`Path string`, `Rate uint64`) in `[]*ThrottleDevice`.
+    #[test]
+    fn disk_io_is_judged_as_dockerd_reads_it() {
+        let hc = |io: &str| {
+            format!(r#"{{"Image":"x","User":"1000","HostConfig":{{{LIMITS_NO_IO}{io}}}}}"#)
+        };
+        // Each of the four lists counts; keys in any case Go folds, long s included.
+        for io in [
+            r#","BlkioDeviceReadBps":[{"Path":"/dev/vda","Rate":1}]"#,
+            r#","blkiodevicewritebps":[{"path":"/dev/vda","rate":1048576}]"#,
+            r#","BLKIODEVICEREADIOPS":[{"PATH":"/dev/vda","RATE":100}]"#,
+            r#","BlkioDeviceWriteIOps":[{"Path":"/dev/vda","Rate":0},{"Path":"/dev/sda","Rate":5}]"#,
+            ",\"BlkioDeviceReadBp\u{17F}\":[{\"Path\":\"/dev/vda\",\"Rate\":1}]",
+        ] {
+            assert!(disk_io(&hc(io)).is_empty(), "{io}");
+        }
+        // What sets no limit: absent, null, [], a null entry, Rate 0 or absent, empty Path,
+        // a weight (a share, not a cap), the Windows-only maxima.
+        for (io, why) in [
+            ("", ""),
+            (r#","BlkioDeviceReadBps":null"#, ""),
+            (r#","BlkioDeviceReadBps":[]"#, ""),
+            (r#","BlkioDeviceReadBps":[null]"#, "[0] is null"),
+            (
+                r#","BlkioDeviceReadBps":[{"Path":"/dev/vda","Rate":0}]"#,
+                "HostConfig.BlkioDeviceReadBps[0] (/dev/vda) has Rate 0, which is no limit",
+            ),
+            (r#","BlkioDeviceWriteIOps":[{"Path":"/dev/vda"}]"#, "Rate 0"),
+            (
+                r#","BlkioDeviceWriteBps":[{"Path":"","Rate":1048576}]"#,
+                "HostConfig.BlkioDeviceWriteBps[0] has no Path",
+            ),
+            (
+                r#","BlkioDeviceWriteBps":[{"Rate":1048576}]"#,
+                "has no Path",
+            ),
+            (
+                r#","BlkioWeight":10,"BlkioWeightDevice":[{"Path":"/dev/vda","Weight":10}]"#,
+                "",
+            ),
+            (r#","IOMaximumIOps":10,"IOMaximumBandwidth":10"#, ""),
+        ] {
+            let m = disk_io(&hc(io));
+            assert_eq!(m.len(), 1, "{io}: {m:?}");
+            assert!(
+                m[0].starts_with(DISK_IO_REQUIRED) && m[0].contains(why),
+                "{io}: {m:?}"
+            );
+        }
+        // No HostConfig at all: dockerd's defaults, no limit.
+        assert_eq!(
+            disk_io(r#"{"Image":"x"}"#),
+            vec![DISK_IO_REQUIRED.to_string()]
+        );
+        // Two keys for one list (Go: the last wins, so a trailing [] would lift the limit):
+        // refused as ambiguous, whatever the order.
+        for io in [
+            r#","BlkioDeviceReadBps":[{"Path":"/dev/vda","Rate":1}],"blkiodevicereadbps":[]"#,
+            r#","blkiodevicereadbps":[],"BlkioDeviceReadBps":[{"Path":"/dev/vda","Rate":1}]"#,
+        ] {
+            let e = create(&hc(io)).expect_err(io);
+            assert!(
+                e.message.contains("both set the field BlkioDeviceReadBps"),
+                "{e}"
+            );
+        }
+        // Values Go's decoder refuses for a uint64 or a []*ThrottleDevice: no container.
+        for (io, at) in [
+            (
+                r#","BlkioDeviceReadBps":[{"Path":"/dev/vda","Rate":-1}]"#,
+                "HostConfig.BlkioDeviceReadBps[0].Rate",
+            ),
+            (
+                r#","BlkioDeviceReadBps":[{"Path":"/dev/vda","Rate":1.5}]"#,
+                "HostConfig.BlkioDeviceReadBps[0].Rate",
+            ),
+            (
+                r#","BlkioDeviceReadBps":[{"Path":"/dev/vda","Rate":"1"}]"#,
+                "HostConfig.BlkioDeviceReadBps[0].Rate",
+            ),
+            (
+                r#","BlkioDeviceReadBps":{"Path":"/dev/vda","Rate":1}"#,
+                "HostConfig.BlkioDeviceReadBps",
+            ),
+            (
+                r#","BlkioDeviceReadBps":[{"Path":"/dev/vda","Rate":1,"rate":0}]"#,
+                "HostConfig.BlkioDeviceReadBps[0].Rate",
+            ),
+        ] {
+            let e = create(&hc(io)).expect_err(io);
+            assert_eq!(e.path, at, "{io}: {e}");
+        }
+        // The top-level copy of a HostConfig field is refused as for any other.
+        assert!(
+            create(r#"{"Image":"x","BlkioDeviceReadBps":[{"Path":"/dev/vda","Rate":1}]}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn an_update_cannot_lift_disk_io_limits() {
+        let io = |body: &str| -> Vec<String> {
+            update(body)
+                .expect("decodes")
+                .into_iter()
+                .filter(|v| v.rule == Rule::DiskIo)
+                .map(|v| v.message)
+                .collect()
+        };
+        // What `docker update` sends leaves the throttles alone (it has no flag for them).
+        assert!(
+            io(r#"{"BlkioWeight":0,"CpuShares":0,"Memory":134217728,"RestartPolicy":{}}"#)
+                .is_empty()
+        );
+        assert!(io(r#"{"BlkioDeviceReadBps":null}"#).is_empty());
+        assert!(io(r#"{"BlkioDeviceReadBps":[{"Path":"/dev/vda","Rate":2}]}"#).is_empty());
+        for body in [
+            r#"{"BlkioDeviceReadBps":[]}"#,
+            r#"{"blkiodevicewritebps":[{"Path":"/dev/vda","Rate":0}]}"#,
+            r#"{"BlkioDeviceWriteIOps":[{"Path":"","Rate":10}]}"#,
+            // A limit on one list does not cover emptying another.
+            r#"{"BlkioDeviceReadBps":[{"Path":"/dev/vda","Rate":2}],"BlkioDeviceWriteBps":[]}"#,
+        ] {
+            let m = io(body);
+            assert!(
+                m.len() == 1 && m[0].starts_with("lifting the disk IO limits"),
+                "{body}: {m:?}"
+            );
+        }
+        assert!(update(
+            r#"{"BlkioDeviceReadBps":[],"BLKIODEVICEREADBPS":[{"Path":"/dev/vda","Rate":2}]}"#
+        )
+        .is_err());
+    }
 
     #[test]
     fn schemas_have_no_fold_twins() {

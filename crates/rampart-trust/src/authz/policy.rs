@@ -10,7 +10,8 @@
 //! break_glass: [alice]     # authenticated users whose rampart.break-glass=<reason> label
 //!                          # allows a create the rules deny (audited)
 //! rules: [signed, scanned, privileged, host-namespaces, sensitive-mounts, non-root,
-//!         limits, seccomp, capabilities, devices, confinement]    # the default: all of them
+//!         limits, seccomp, capabilities, devices, confinement]    # the default
+//!                          # (all but the optional `disk-io`, which is added by listing it)
 //! allow: [plugins]         # gated endpoints to allow: plugins, swarm, buildkit, checkpoints,
 //!                          # cluster-volumes (default: none; `services` is accepted, unused:
 //!                          # services are judged by their spec)
@@ -63,6 +64,11 @@ pub enum Rule {
     Capabilities,
     /// No host devices (`--device`, device cgroup rules, GPUs).
     Devices,
+    /// A disk IO limit is set (`--device-read-bps`, `--device-write-bps`, `--device-read-iops`,
+    /// `--device-write-iops`: a device path and a rate above 0) and is not lifted by an update;
+    /// swarm services (whose spec has no IO limit) are refused. Off unless `rules:` lists it:
+    /// not in [`Rule::ALL`].
+    DiskIo,
     /// AppArmor, SELinux, masked and read-only paths, no-new-privileges, sysctls and the
     /// runtime stay Docker's defaults.
     Confinement,
@@ -98,6 +104,7 @@ impl Rule {
             Rule::Seccomp => "seccomp",
             Rule::Capabilities => "capabilities",
             Rule::Devices => "devices",
+            Rule::DiskIo => "disk-io",
             Rule::Confinement => "confinement",
             Rule::Request => "request",
         }
@@ -395,6 +402,20 @@ mod tests {
             p.rules_for("bob", std::slice::from_ref(&d)),
             vec![Rule::Signed, Rule::Limits, Rule::Request]
         );
+        // `disk-io` is optional: off by default, on when listed, skippable per exception.
+        assert!(!AdmissionPolicy::default().rules.contains(&Rule::DiskIo));
+        let p2 = AdmissionPolicy::parse("trust: t.yaml\n", Path::new("a.yaml")).expect("ok");
+        assert!(!p2.rules.contains(&Rule::DiskIo));
+        let p2 = AdmissionPolicy::parse(
+            "rules: [limits, disk-io]\nexceptions:\n  - user: ci\n    skip: [disk-io]\n",
+            Path::new("a.yaml"),
+        )
+        .expect("ok");
+        assert_eq!(
+            p2.rules_for("bob", &[]),
+            vec![Rule::Limits, Rule::DiskIo, Rule::Request]
+        );
+        assert_eq!(p2.rules_for("ci", &[]), vec![Rule::Limits, Rule::Request]);
         assert!(p.may_break_glass("alice"));
         assert!(!p.may_break_glass("") && !p.may_break_glass("bob"));
         let err =

@@ -20,7 +20,8 @@
 //!   allowed as `-p` is for a container (they listen on the node, they share no namespace);
 //! * `Runtime: plugin` installs `PluginSpec` as a managed plugin on every node with the
 //!   privileges it lists ([`judge_plugin_privileges`], and the `plugins` gate);
-//! * `Resources.Limits` must set memory, CPU and pids as for a container;
+//! * `Resources.Limits` must set memory, CPU and pids as for a container; it has no disk IO
+//!   limit, so the optional `disk-io` rule refuses every container service;
 //!   `Reservations.GenericResources` hands out node resources (GPUs): devices.
 
 use super::gojson::{DecodeError, GoObject, GoValue, Schema};
@@ -305,6 +306,13 @@ pub fn judge_service(
             "TaskTemplate.Resources: resource limits required: memory (--limit-memory), CPU (--limit-cpu), pids (--limit-pids)".into(),
         ),
         None => {}
+    }
+    if !facts.plugin {
+        // `swarm.Resources` has no blkio field: a service's tasks never have an IO limit.
+        j.v(
+            Rule::DiskIo,
+            "TaskTemplate.Resources: disk IO limits required, and a swarm service cannot set them (its spec has no --device-read-bps or like field); run a container with them instead".into(),
+        );
     }
     match task.object("ContainerSpec", CONTAINER)? {
         Some(c) => container_spec(&mut j, &c, &mut facts)?,
@@ -663,7 +671,11 @@ mod tests {
     #[test]
     fn the_cli_bodies() {
         let (f, v) = judge(BENIGN).expect("ok");
-        assert!(v.is_empty(), "{v:?}");
+        // Only the optional `disk-io` rule: a service spec cannot carry an IO limit.
+        assert!(
+            v.len() == 1 && v[0].rule == Rule::DiskIo && v[0].message.contains("cannot set them"),
+            "{v:?}"
+        );
         assert_eq!(f.user, "1000");
         let (f, v) = judge(HOSTILE).expect("ok");
         let r: Vec<Rule> = v.iter().map(|v| v.rule).collect();
