@@ -29,6 +29,9 @@ use crate::condition::Op;
 use crate::eval::{Check, Node, Rhs};
 use crate::extract::{Ctx, FieldRef, Val};
 
+/// A lookup serving fewer rules than this is not worth it (see [`Plan::new`]).
+const MIN_LOOKUP: usize = 2;
+
 /// Substrings shorter than this select too many values to be worth a lookup.
 const MIN_SUBSTRING: usize = 3;
 
@@ -280,6 +283,29 @@ impl Plan {
                 }
             }
         }
+        // A lookup serving fewer than MIN_LOOKUP rules costs about what evaluating them does
+        // (and can make the engine render a value, such as a connection's `fd.name`, that no
+        // rule reads otherwise): its rules are evaluated for every event instead, which takes
+        // them out of their other lookups too.
+        loop {
+            let small: Vec<u32> = lookups
+                .iter()
+                .filter(|(_, _, m)| {
+                    let mut rules: Vec<u32> = m.iter().map(|(p, _)| *p).collect();
+                    rules.dedup();
+                    rules.len() < MIN_LOOKUP
+                })
+                .flat_map(|(_, _, m)| m.iter().map(|(p, _)| *p))
+                .collect();
+            if small.is_empty() {
+                break;
+            }
+            always.extend_from_slice(&small);
+            for (_, _, m) in &mut lookups {
+                m.retain(|(p, _)| !small.contains(p));
+            }
+            lookups.retain(|(_, _, m)| !m.is_empty());
+        }
         let mut groups = Vec::new();
         let mut paths = Vec::new();
         let mut subs = Vec::new();
@@ -331,6 +357,7 @@ impl Plan {
                     }
                     let built = AhoCorasick::builder()
                         .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                        .prefilter(false)
                         .build(by_text.iter().map(|(t, _)| t.as_bytes()));
                     match built {
                         Ok(ac) => subs.push(SubGroup {
