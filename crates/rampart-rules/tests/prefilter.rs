@@ -443,3 +443,21 @@ fn falco_files_and_default_rules_fire_as_a_full_scan_on_generated_events() {
     assert!(fired > 1000, "{fired} events fired");
     assert!(rules.len() >= 35, "{} rules fired: {rules:?}", rules.len());
 }
+
+/// `in ()` is false for every value and for a missing one: the per-type plans fold it away,
+/// and the rules still fire (or not) as Falco evaluates them.
+#[test]
+fn empty_lists_are_false_in_every_plan() {
+    let text = "- list: trusted\n  items: []\n\
+        - rule: excluded by nothing\n  desc: d\n  condition: evt.type = execve and proc.name = curl and not container.image.repository in (trusted)\n  output: o\n  priority: WARNING\n\
+        - rule: needs a trusted image\n  desc: d\n  condition: evt.type = execve and proc.name = curl and container.image.repository in (trusted)\n  output: o\n  priority: WARNING\n\
+        - rule: any type, empty list\n  desc: d\n  condition: proc.name = curl and not proc.pname intersects (trusted)\n  output: o\n  priority: WARNING\n";
+    let events = [
+        B::exec("curl", &["curl"]).build(),
+        B::exec("curl", &["curl"]).host().build(),
+        B::write("/tmp/x").proc(|p| p.name = "curl".into()).build(),
+    ];
+    let (fired, rules) = same_as_full_scan(&[("r.yaml", text)], &events);
+    assert_eq!(fired, 3);
+    assert_eq!(rules, ["excluded by nothing", "any type, empty list"]);
+}
