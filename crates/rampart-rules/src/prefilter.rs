@@ -191,7 +191,7 @@ fn check_alternatives(c: &Check) -> Option<(Vec<Alt<'_>>, Quality)> {
     let f = &c.field;
     match (&c.op, &c.rhs) {
         (Op::Eq, Rhs::One(s)) if s.boolean.is_none() && s.net.is_none() => {
-            (!coarse(&f.name)).then(|| (vec![Alt::Eq(f, &*s.text, s.int)], 4))
+            (!coarse(&f.name)).then(|| (vec![Alt::Eq(f, &s.text, s.int)], 4))
         }
         (Op::In | Op::Intersects, Rhs::Set(set))
             if set.nets.is_empty() && set.bools == [false; 2] =>
@@ -259,7 +259,8 @@ impl Plan {
     pub fn new(rules: &[(u32, Node)]) -> Plan {
         // (kind, field as written) -> (field, [(position, alternative)]), in order of first use.
         type Members<'n> = Vec<(u32, Alt<'n>)>;
-        let mut lookups: Vec<((Kind, Box<str>), &FieldRef, Members<'_>)> = Vec::new();
+        type Lookup<'n> = ((Kind, Box<str>), &'n FieldRef, Members<'n>);
+        let mut lookups: Vec<Lookup<'_>> = Vec::new();
         let mut always = Vec::new();
         for (pos, (_, node)) in rules.iter().enumerate() {
             let pos = pos as u32;
