@@ -289,7 +289,7 @@ impl Plan {
         // rule reads otherwise): its rules are evaluated for every event instead, which takes
         // them out of their other lookups too.
         loop {
-            let small: Vec<u32> = lookups
+            let small: rustc_hash::FxHashSet<u32> = lookups
                 .iter()
                 .filter(|(_, _, m)| {
                     let mut rules: Vec<u32> = m.iter().map(|(p, _)| *p).collect();
@@ -301,7 +301,7 @@ impl Plan {
             if small.is_empty() {
                 break;
             }
-            always.extend_from_slice(&small);
+            always.extend(small.iter().copied());
             for (_, _, m) in &mut lookups {
                 m.retain(|(p, _)| !small.contains(p));
             }
@@ -347,12 +347,17 @@ impl Plan {
                     });
                 }
                 Kind::Sub => {
+                    // Pattern id -> (text, positions); a map keeps thousands of literals linear.
                     let mut by_text: Vec<(Box<str>, Vec<u32>)> = Vec::new();
+                    let mut ids: FxHashMap<&str, usize> = FxHashMap::default();
                     for (pos, alt) in &members {
                         if let Alt::Sub(_, text) = alt {
-                            match by_text.iter_mut().find(|(t, _)| t == text) {
-                                Some((_, v)) => v.push(*pos),
-                                None => by_text.push((text.clone(), vec![*pos])),
+                            match ids.get(&**text) {
+                                Some(&i) => by_text[i].1.push(*pos),
+                                None => {
+                                    ids.insert(text, by_text.len());
+                                    by_text.push((text.clone(), vec![*pos]));
+                                }
                             }
                         }
                     }
