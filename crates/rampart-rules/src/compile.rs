@@ -200,7 +200,31 @@ pub(crate) fn strip_type_checks(node: Node, types: &TypeSet) -> Node {
 /// The condition as evaluated for events of type `t` only.
 pub(crate) fn specialize(node: &Node, t: &str) -> Node {
     let only: BTreeSet<String> = std::iter::once(t.to_string()).collect();
-    order(fold(settle_types(node.clone(), &only)))
+    order(fold(empty_sets(settle_types(node.clone(), &only))))
+}
+
+/// Replaces `in ()` / `intersects ()` by false, which is what they evaluate to (no value is in
+/// an empty list, and a missing value equals no literal). Falco's files test many lists that
+/// users are meant to fill (`container.image.repository in (user_trusted_images)`); computing
+/// them cost an image-name parse per event. Only in the per-type plans: what a rule needs and
+/// reports is judged on its condition as written.
+fn empty_sets(node: Node) -> Node {
+    match node {
+        Node::Check(c)
+            if matches!(c.op, Op::In | Op::Intersects)
+                && !c.na
+                && matches!(&c.rhs, Rhs::Set(v) if v.strs.is_empty()
+                    && v.ints.is_empty()
+                    && v.nets.is_empty()
+                    && v.bools == [false; 2]) =>
+        {
+            Node::Const(false)
+        }
+        Node::And(items) => Node::And(items.into_vec().into_iter().map(empty_sets).collect()),
+        Node::Or(items) => Node::Or(items.into_vec().into_iter().map(empty_sets).collect()),
+        Node::Not(inner) => Node::Not(Box::new(empty_sets(*inner))),
+        other => other,
+    }
 }
 
 fn strip(node: Node, types: &TypeSet) -> Node {

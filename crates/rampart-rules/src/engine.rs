@@ -130,6 +130,17 @@ impl Engine {
     /// how many were appended. With `rule_matching: first` at most one single-event rule fires
     /// per event (the first in load order); correlation rules are evaluated in any case.
     pub fn process(&mut self, ev: &Event, out: &mut Vec<Detection>) -> usize {
+        self.process_with(ev, out, true)
+    }
+
+    /// [`Engine::process`] evaluating every rule of the event's type, without the prefilters
+    /// (`prefilter.rs`) that set rules aside: the reference the prefilters are tested against.
+    #[doc(hidden)]
+    pub fn process_without_prefilters(&mut self, ev: &Event, out: &mut Vec<Detection>) -> usize {
+        self.process_with(ev, out, false)
+    }
+
+    fn process_with(&mut self, ev: &Event, out: &mut Vec<Detection>, prefilter: bool) -> usize {
         let Engine {
             rules,
             cache,
@@ -157,7 +168,7 @@ impl Engine {
         };
         let mut all = 0..slot.rules.len() as u32;
         let mut planned;
-        let positions: &mut dyn Iterator<Item = u32> = if slot.plan.is_trivial() {
+        let positions: &mut dyn Iterator<Item = u32> = if slot.plan.is_trivial() || !prefilter {
             &mut all
         } else {
             planned = slot.plan.candidates(&ctx, hits);

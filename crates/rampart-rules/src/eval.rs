@@ -179,7 +179,11 @@ pub(crate) struct PrefixSet {
 
 /// The first component of a path: `/usr` of `/usr/bin/ls`, `/etc` of `/etc`.
 pub(crate) fn first_component(p: &str) -> &str {
-    match p.get(1..).and_then(|rest| rest.find('/')) {
+    match p
+        .as_bytes()
+        .get(1..)
+        .and_then(|rest| memchr::memchr(b'/', rest))
+    {
         Some(i) => &p[..i + 1],
         None => p,
     }

@@ -1,25 +1,39 @@
-//! Equality prefilters for the single-event rules of one event type.
+//! Prefilters for the single-event rules of one event type: which rules can match an event,
+//! found by a few lookups instead of evaluating every rule.
 //!
-//! A rule whose (specialised) condition is `field = literal and ...` or
-//! `field in (...) and ...` can only match events whose `field` has one of those literals. Rules
-//! sharing such a field form a group, looked up by the event's value of the field (one hash
-//! lookup) instead of being evaluated one by one. Of the rest, rules that need a path field to
-//! start with literal prefixes (`fd.name startswith /etc/`, `pmatch`, a glob's literal head, or
-//! an `or` of those on one field) are grouped by the prefixes' first component and looked up
-//! by the first component of the event's path. The others are evaluated as before.
+//! For each rule the plan derives, from its (specialised) condition, a set of *alternatives*:
+//! facts about one field's value of which at least one holds whenever the condition does.
+//! - `field = literal`, `field in (...)`: the value is one of the literals (a hash lookup);
+//! - a path field starting with literal prefixes (`startswith /etc/`, `pmatch`, a glob's
+//!   literal head): the value's first component is one of theirs (`/etc`; a hash lookup);
+//! - `contains`, `startswith`, `endswith`, a glob's literal head or tail: the value contains
+//!   that literal (one Aho-Corasick automaton per field, over the literals of all rules).
 //!
-//! Guarantees: the rules a lookup returns plus the ungrouped ones are a superset of the rules
-//! that can match the event; [`Plan::candidates`] yields them in load order, so
-//! `rule_matching: first` picks the same rule as a full scan.
+//! An `and` takes the most selective alternatives of one of its operands (an equality on a
+//! field with few values, such as `fd.typechar = f`, selects nothing and is not used); an `or`
+//! has alternatives when all its operands do, and takes them all (on any fields). A `not`, a
+//! regex, a comparison of numbers and anything else has none: rules without alternatives are
+//! evaluated for every event of the type.
+//!
+//! Guarantees: the rules the lookups return plus the rules without alternatives are a superset
+//! of the rules that can match the event (a value that is not text, such as a number for a
+//! substring, selects every rule of the lookup); [`Plan::candidates`] yields them once each, in
+//! load order, so `rule_matching: first` picks the same rule as a full scan. The tests in
+//! `tests/prefilter.rs` compare, on generated events, every rule set with its evaluation
+//! without prefilters ([`crate::Engine::process_without_prefilters`]).
 
+use aho_corasick::AhoCorasick;
 use rustc_hash::FxHashMap;
 
 use crate::condition::Op;
 use crate::eval::{Check, Node, Rhs};
 use crate::extract::{Ctx, FieldRef, Val};
 
-/// Below this many rules a group is not worth its lookup.
-const MIN_GROUP: usize = 4;
+/// A lookup serving fewer rules than this is not worth it (see [`Plan::new`]).
+const MIN_LOOKUP: usize = 2;
+
+/// Substrings shorter than this select too many values to be worth a lookup.
+const MIN_SUBSTRING: usize = 3;
 
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
@@ -27,83 +41,10 @@ pub(crate) struct Plan {
     always: Box<[u32]>,
     groups: Box<[Group]>,
     paths: Box<[PathGroup]>,
+    subs: Box<[SubGroup]>,
 }
 
-/// Rules that need a path field to start with one of some literal prefixes (`startswith`,
-/// `pmatch`, a glob's literal head, `=`), indexed by the prefixes' first component (`/etc`).
-#[derive(Debug)]
-struct PathGroup {
-    field: FieldRef,
-    by_first: FxHashMap<Box<str>, Box<[u32]>>,
-    all: Box<[u32]>,
-}
-
-/// The first component of a path prefix when every path starting with `prefix` has it: `/etc`
-/// for `/etc/x` (not for `/et`, which `/etc2/...` also starts with).
-fn complete_first(prefix: &str) -> Option<&str> {
-    let rest = prefix.strip_prefix('/')?;
-    rest.find('/').map(|i| &prefix[..i + 1])
-}
-
-/// The path field and first components every match of `node` needs, if it has them.
-fn path_key(node: &Node) -> Option<(&FieldRef, Vec<Box<str>>)> {
-    match node {
-        Node::Check(c) => {
-            if c.field.multi || !c.field.transforms.is_empty() || c.na {
-                return None;
-            }
-            let firsts: Vec<Box<str>> = match (&c.op, &c.rhs) {
-                (Op::Eq, Rhs::One(s)) if s.text.starts_with('/') => {
-                    vec![crate::eval::first_component(&s.text).into()]
-                }
-                (Op::In | Op::Intersects, Rhs::Set(set))
-                    if set.ints.is_empty()
-                        && set.nets.is_empty()
-                        && set.bools == [false; 2]
-                        && !set.strs.is_empty()
-                        && set.strs.iter().all(|t| t.starts_with('/')) =>
-                {
-                    set.strs
-                        .iter()
-                        .map(|t| crate::eval::first_component(t).into())
-                        .collect()
-                }
-                (Op::StartsWith, Rhs::One(s)) => vec![complete_first(&s.text)?.into()],
-                (Op::Glob, Rhs::One(s)) => {
-                    let head = s
-                        .text
-                        .find(['*', '?', '[', '\\'])
-                        .map_or(&*s.text, |i| &s.text[..i]);
-                    // Without wildcards a glob is an equality.
-                    if head.len() == s.text.len() && s.text.starts_with('/') {
-                        vec![crate::eval::first_component(&s.text).into()]
-                    } else {
-                        vec![complete_first(head)?.into()]
-                    }
-                }
-                (Op::PMatch, Rhs::Prefixes(p)) => p.first_components()?,
-                _ => return None,
-            };
-            Some((&c.field, firsts))
-        }
-        Node::Or(items) => {
-            let mut field: Option<&FieldRef> = None;
-            let mut all = Vec::new();
-            for i in items.iter() {
-                let (f, firsts) = path_key(i)?;
-                if field.is_some_and(|g| g.name != f.name) {
-                    return None;
-                }
-                field = Some(f);
-                all.extend(firsts);
-            }
-            Some((field?, all))
-        }
-        Node::And(items) => items.iter().find_map(path_key),
-        _ => None,
-    }
-}
-
+/// Rules that need a field to equal one of some literals, by literal.
 #[derive(Debug)]
 struct Group {
     field: FieldRef,
@@ -113,139 +54,345 @@ struct Group {
     all: Box<[u32]>,
 }
 
-/// The check of `node` that every match must pass, if it is an equality on one field.
-fn key_check(node: &Node) -> Option<&Check> {
-    let usable = |c: &Check| {
-        !c.field.multi
-            && c.field.transforms.is_empty()
-            && !c.na
-            && match (&c.op, &c.rhs) {
-                // `= true` selects half the events at best: not worth a group.
-                (Op::Eq, Rhs::One(s)) => s.boolean.is_none(),
-                (Op::In | Op::Intersects, Rhs::Set(s)) => {
-                    s.nets.is_empty() && s.bools == [false; 2]
-                }
-                _ => false,
-            }
-    };
+/// Rules that need a path field to start with one of some literal prefixes (`startswith`,
+/// `pmatch`, a glob's literal head), indexed by the prefixes' first component (`/etc`).
+#[derive(Debug)]
+struct PathGroup {
+    field: FieldRef,
+    by_first: FxHashMap<Box<str>, Box<[u32]>>,
+    all: Box<[u32]>,
+}
+
+/// Rules that need a field to contain one of some literals: one automaton over all of them.
+#[derive(Debug)]
+struct SubGroup {
+    field: FieldRef,
+    ac: AhoCorasick,
+    /// The positions of each pattern of `ac`, by pattern id.
+    by_pattern: Box<[Box<[u32]>]>,
+    all: Box<[u32]>,
+}
+
+/// One fact about one field's value that a condition needs (see the module documentation).
+#[derive(Debug, Clone)]
+enum Alt<'n> {
+    /// The value is this text (or this number).
+    Eq(&'n FieldRef, &'n str, Option<i64>),
+    /// The value is a path whose first component is this one.
+    Path(&'n FieldRef, Box<str>),
+    /// The value contains this text.
+    Sub(&'n FieldRef, Box<str>),
+}
+
+impl<'n> Alt<'n> {
+    fn field(&self) -> &'n FieldRef {
+        match self {
+            Alt::Eq(f, ..) | Alt::Path(f, _) | Alt::Sub(f, _) => f,
+        }
+    }
+}
+
+/// How well a set of alternatives narrows the rules (higher is better).
+type Quality = u8;
+
+/// Fields whose values are few (an event type, a direction, a file descriptor's type letter, a
+/// result): an equality on them selects most events of a type.
+fn coarse(field: &str) -> bool {
+    field.starts_with("evt.is_")
+        || matches!(
+            field,
+            "evt.type"
+                | "evt.dir"
+                | "evt.category"
+                | "evt.kind"
+                | "evt.res"
+                | "evt.rawres"
+                | "evt.failed"
+                | "evt.source"
+                | "syscall.type"
+                | "fd.typechar"
+                | "fd.type"
+                | "fd.l4proto"
+                | "fd.sockfamily"
+                | "fd.num"
+                | "fd.is_server"
+                | "fd.connected"
+                | "user.uid"
+                | "user.loginuid"
+                | "user.name"
+                | "user.loginname"
+                | "proc.tty"
+                | "container.privileged"
+                | "container.id"
+                | "container.name"
+        )
+}
+
+/// The first component of a path prefix when every path starting with `prefix` has it: `/etc`
+/// for `/etc/x` (not for `/et`, which `/etc2/...` also starts with).
+fn complete_first(prefix: &str) -> Option<&str> {
+    let rest = prefix.strip_prefix('/')?;
+    rest.find('/').map(|i| &prefix[..i + 1])
+}
+
+/// A substring every value matching glob `pat` contains: the longer of the literal text
+/// before the first special character and after the last one.
+fn glob_literal(pat: &str) -> Option<&str> {
+    let special = ['*', '?', '[', ']', '\\'];
+    let head = pat.find(special).map_or(pat, |i| &pat[..i]);
+    let tail = pat.rfind(special).map_or(pat, |i| &pat[i + 1..]);
+    let best = if tail.len() > head.len() { tail } else { head };
+    (best.len() >= MIN_SUBSTRING).then_some(best)
+}
+
+fn substring<'n>(f: &'n FieldRef, text: &[u8]) -> Option<(Vec<Alt<'n>>, Quality)> {
+    let text = std::str::from_utf8(text).ok()?;
+    if text.len() < MIN_SUBSTRING {
+        return None;
+    }
+    let quality = if text.len() >= 5 { 3 } else { 2 };
+    Some((vec![Alt::Sub(f, text.into())], quality))
+}
+
+/// The alternatives every match of `node` needs, and how selective they are; `None` when a
+/// match needs none that a prefilter can look up.
+fn alternatives(node: &Node) -> Option<(Vec<Alt<'_>>, Quality)> {
     match node {
-        Node::Check(c) if usable(c) => Some(c),
-        Node::And(items) => items.iter().find_map(|n| match n {
-            Node::Check(c) if usable(c) => Some(&**c),
-            _ => None,
-        }),
+        Node::Check(c) => check_alternatives(c),
+        Node::And(items) => items
+            .iter()
+            .filter_map(alternatives)
+            // The first of the best: operands are ordered cheapest first.
+            .fold(
+                None,
+                |best: Option<(Vec<Alt<'_>>, Quality)>, a| match &best {
+                    Some((_, q)) if *q >= a.1 => best,
+                    _ => Some(a),
+                },
+            ),
+        Node::Or(items) => {
+            let mut all = Vec::new();
+            let mut quality = Quality::MAX;
+            for i in items.iter() {
+                let (alts, q) = alternatives(i)?;
+                all.extend(alts);
+                quality = quality.min(q);
+            }
+            Some((all, quality))
+        }
+        Node::Const(_) | Node::Absent | Node::Not(_) => None,
+    }
+}
+
+fn check_alternatives(c: &Check) -> Option<(Vec<Alt<'_>>, Quality)> {
+    if c.field.multi || !c.field.transforms.is_empty() || c.na {
+        return None;
+    }
+    let f = &c.field;
+    match (&c.op, &c.rhs) {
+        (Op::Eq, Rhs::One(s)) if s.boolean.is_none() && s.net.is_none() => {
+            (!coarse(&f.name)).then(|| (vec![Alt::Eq(f, &s.text, s.int)], 4))
+        }
+        (Op::In | Op::Intersects, Rhs::Set(set))
+            if set.nets.is_empty() && set.bools == [false; 2] =>
+        {
+            if coarse(&f.name) {
+                return None;
+            }
+            let mut alts: Vec<Alt<'_>> = set.strs.iter().map(|t| Alt::Eq(f, t, None)).collect();
+            // A number matches by value (`0x1092` is 4242): the set's numbers, keyed by value.
+            alts.extend(set.ints.iter().map(|i| Alt::Eq(f, "", Some(*i))));
+            Some((alts, 4))
+        }
+        (Op::StartsWith | Op::BStartsWith, Rhs::One(s)) => match complete_first(&s.text) {
+            Some(first) => Some((vec![Alt::Path(f, first.into())], 2)),
+            None => substring(f, s.text.as_bytes()),
+        },
+        (Op::EndsWith, Rhs::One(s)) => substring(f, s.text.as_bytes()),
+        (Op::Contains | Op::BContains, Rhs::Contains(finder)) => substring(f, finder.needle()),
+        (Op::Contains | Op::BContains, Rhs::One(s)) => substring(f, s.text.as_bytes()),
+        (Op::Glob, Rhs::One(s)) => {
+            let head = s
+                .text
+                .find(['*', '?', '[', '\\'])
+                .map_or(&*s.text, |i| &s.text[..i]);
+            if head.len() == s.text.len() && s.text.starts_with('/') {
+                // Without wildcards a glob is an equality.
+                Some((
+                    vec![Alt::Path(f, crate::eval::first_component(&s.text).into())],
+                    2,
+                ))
+            } else if let Some(first) = complete_first(head) {
+                Some((vec![Alt::Path(f, first.into())], 2))
+            } else {
+                substring(f, glob_literal(&s.text)?.as_bytes())
+            }
+        }
+        (Op::PMatch, Rhs::Prefixes(p)) => {
+            let firsts = p.first_components()?;
+            Some((firsts.into_iter().map(|x| Alt::Path(f, x)).collect(), 2))
+        }
         _ => None,
     }
 }
 
 /// Each key's positions ascending and unique, boxed.
 fn finish<K: std::hash::Hash + Eq>(m: FxHashMap<K, Vec<u32>>) -> FxHashMap<K, Box<[u32]>> {
-    m.into_iter()
-        .map(|(k, mut v)| {
-            v.sort_unstable();
-            v.dedup();
-            (k, v.into_boxed_slice())
-        })
-        .collect()
+    m.into_iter().map(|(k, v)| (k, sorted(v))).collect()
+}
+
+fn sorted(mut v: Vec<u32>) -> Box<[u32]> {
+    v.sort_unstable();
+    v.dedup();
+    v.into_boxed_slice()
+}
+
+/// What kind of lookup an alternative needs, and on which field (as written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Kind {
+    Eq,
+    Path,
+    Sub,
 }
 
 impl Plan {
     pub fn new(rules: &[(u32, Node)]) -> Plan {
-        // (field as written, [(position, its key check)]), in order of first use.
-        type Members<'n> = Vec<(u32, &'n Check)>;
-        let mut by_field: Vec<(Box<str>, Members<'_>)> = Vec::new();
+        // (kind, field as written) -> (field, [(position, alternative)]), in order of first use.
+        type Members<'n> = Vec<(u32, Alt<'n>)>;
+        type Lookup<'n> = ((Kind, Box<str>), &'n FieldRef, Members<'n>);
+        let mut lookups: Vec<Lookup<'_>> = Vec::new();
+        let mut always = Vec::new();
         for (pos, (_, node)) in rules.iter().enumerate() {
-            if let Some(c) = key_check(node) {
-                match by_field.iter_mut().find(|(n, _)| *n == c.field.name) {
-                    Some((_, v)) => v.push((pos as u32, c)),
-                    None => by_field.push((c.field.name.clone(), vec![(pos as u32, c)])),
+            let pos = pos as u32;
+            let Some((alts, _)) = alternatives(node) else {
+                always.push(pos);
+                continue;
+            };
+            for alt in alts {
+                let kind = match alt {
+                    Alt::Eq(..) => Kind::Eq,
+                    Alt::Path(..) => Kind::Path,
+                    Alt::Sub(..) => Kind::Sub,
+                };
+                let key = (kind, alt.field().name.clone());
+                match lookups.iter_mut().find(|(k, ..)| *k == key) {
+                    Some((_, _, v)) => v.push((pos, alt)),
+                    None => {
+                        let field = alt.field();
+                        lookups.push((key, field, vec![(pos, alt)]));
+                    }
                 }
             }
         }
-        let mut grouped = vec![false; rules.len()];
+        // A lookup serving fewer than MIN_LOOKUP rules costs about what evaluating them does
+        // (and can make the engine render a value, such as a connection's `fd.name`, that no
+        // rule reads otherwise): its rules are evaluated for every event instead, which takes
+        // them out of their other lookups too.
+        loop {
+            let small: rustc_hash::FxHashSet<u32> = lookups
+                .iter()
+                .filter(|(_, _, m)| {
+                    let mut rules: Vec<u32> = m.iter().map(|(p, _)| *p).collect();
+                    rules.dedup();
+                    rules.len() < MIN_LOOKUP
+                })
+                .flat_map(|(_, _, m)| m.iter().map(|(p, _)| *p))
+                .collect();
+            if small.is_empty() {
+                break;
+            }
+            always.extend(small.iter().copied());
+            for (_, _, m) in &mut lookups {
+                m.retain(|(p, _)| !small.contains(p));
+            }
+            lookups.retain(|(_, _, m)| !m.is_empty());
+        }
         let mut groups = Vec::new();
-        for (_, members) in by_field {
-            if members.len() < MIN_GROUP {
-                continue;
-            }
-            let mut strs: FxHashMap<Box<str>, Vec<u32>> = FxHashMap::default();
-            let mut ints: FxHashMap<i64, Vec<u32>> = FxHashMap::default();
-            for &(pos, c) in &members {
-                grouped[pos as usize] = true;
-                match &c.rhs {
-                    Rhs::One(s) => {
-                        strs.entry(s.text.clone()).or_default().push(pos);
-                        if let Some(i) = s.int {
-                            ints.entry(i).or_default().push(pos);
-                        }
-                    }
-                    Rhs::Set(set) => {
-                        for t in &set.strs {
-                            strs.entry(t.clone()).or_default().push(pos);
-                        }
-                        for i in &set.ints {
-                            ints.entry(*i).or_default().push(pos);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            groups.push(Group {
-                field: members[0].1.field.clone(),
-                strs: finish(strs),
-                ints: finish(ints),
-                all: members.iter().map(|(p, _)| *p).collect(),
-            });
-        }
-        // Rules left over: by the path prefixes they need.
-        // (field as written, [(position, field, first components)]), in order of first use.
-        type PathMembers<'n> = Vec<(u32, &'n FieldRef, Vec<Box<str>>)>;
-        let mut by_path: Vec<(Box<str>, PathMembers<'_>)> = Vec::new();
-        for (pos, (_, node)) in rules.iter().enumerate() {
-            if grouped[pos] {
-                continue;
-            }
-            if let Some((f, firsts)) = path_key(node) {
-                let entry = (pos as u32, f, firsts);
-                match by_path.iter_mut().find(|(n, _)| *n == f.name) {
-                    Some((_, v)) => v.push(entry),
-                    None => by_path.push((f.name.clone(), vec![entry])),
-                }
-            }
-        }
         let mut paths = Vec::new();
-        for (_, members) in by_path {
-            if members.len() < MIN_GROUP {
-                continue;
-            }
-            let mut by_first: FxHashMap<Box<str>, Vec<u32>> = FxHashMap::default();
-            for (pos, _, firsts) in &members {
-                grouped[*pos as usize] = true;
-                for f in firsts {
-                    by_first.entry(f.clone()).or_default().push(*pos);
+        let mut subs = Vec::new();
+        for ((kind, _), field, members) in lookups {
+            let all = sorted(members.iter().map(|(p, _)| *p).collect());
+            match kind {
+                Kind::Eq => {
+                    let mut strs: FxHashMap<Box<str>, Vec<u32>> = FxHashMap::default();
+                    let mut ints: FxHashMap<i64, Vec<u32>> = FxHashMap::default();
+                    for (pos, alt) in &members {
+                        if let Alt::Eq(_, text, int) = alt {
+                            if !text.is_empty() || int.is_none() {
+                                strs.entry((*text).into()).or_default().push(*pos);
+                            }
+                            if let Some(i) = int {
+                                ints.entry(*i).or_default().push(*pos);
+                            }
+                        }
+                    }
+                    groups.push(Group {
+                        field: field.clone(),
+                        strs: finish(strs),
+                        ints: finish(ints),
+                        all,
+                    });
+                }
+                Kind::Path => {
+                    let mut by_first: FxHashMap<Box<str>, Vec<u32>> = FxHashMap::default();
+                    for (pos, alt) in &members {
+                        if let Alt::Path(_, first) = alt {
+                            by_first.entry(first.clone()).or_default().push(*pos);
+                        }
+                    }
+                    paths.push(PathGroup {
+                        field: field.clone(),
+                        by_first: finish(by_first),
+                        all,
+                    });
+                }
+                Kind::Sub => {
+                    // Pattern id -> (text, positions); a map keeps thousands of literals linear.
+                    let mut by_text: Vec<(Box<str>, Vec<u32>)> = Vec::new();
+                    let mut ids: FxHashMap<&str, usize> = FxHashMap::default();
+                    for (pos, alt) in &members {
+                        if let Alt::Sub(_, text) = alt {
+                            match ids.get(&**text) {
+                                Some(&i) => by_text[i].1.push(*pos),
+                                None => {
+                                    ids.insert(text, by_text.len());
+                                    by_text.push((text.clone(), vec![*pos]));
+                                }
+                            }
+                        }
+                    }
+                    let built = AhoCorasick::builder()
+                        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                        .prefilter(false)
+                        .build(by_text.iter().map(|(t, _)| t.as_bytes()));
+                    match built {
+                        Ok(ac) => subs.push(SubGroup {
+                            field: field.clone(),
+                            ac,
+                            by_pattern: by_text.into_iter().map(|(_, v)| sorted(v)).collect(),
+                            all,
+                        }),
+                        // Too large for an automaton: evaluate these rules for every event.
+                        Err(_) => always.extend(all.iter().copied()),
+                    }
                 }
             }
-            paths.push(PathGroup {
-                field: members[0].1.clone(),
-                by_first: finish(by_first),
-                all: members.iter().map(|(p, _, _)| *p).collect(),
-            });
         }
         Plan {
-            always: (0..rules.len() as u32)
-                .filter(|p| !grouped[*p as usize])
-                .collect(),
+            always: sorted(always),
             groups: groups.into_boxed_slice(),
             paths: paths.into_boxed_slice(),
+            subs: subs.into_boxed_slice(),
         }
     }
 
     pub fn is_trivial(&self) -> bool {
-        self.groups.is_empty() && self.paths.is_empty()
+        self.groups.is_empty() && self.paths.is_empty() && self.subs.is_empty()
     }
 
-    /// The positions to evaluate for this event, ascending: the ungrouped rules merged with
-    /// the group members the event's values select (collected in `hits`, a reused buffer).
+    /// The positions to evaluate for this event, ascending and once each: the rules without
+    /// alternatives merged with those the event's values select (collected in `hits`, a
+    /// reused buffer).
     pub fn candidates<'p>(&'p self, ctx: &Ctx<'_>, hits: &'p mut Vec<u32>) -> Merge<'p> {
         hits.clear();
         for g in self.groups.iter() {
@@ -272,12 +419,37 @@ impl Plan {
                 hits.extend_from_slice(h);
             }
         }
-        if self.groups.len() + self.paths.len() > 1 {
+        for g in self.subs.iter() {
+            let text = match ctx.get(&g.field, 0) {
+                None => continue,
+                Some(Val::Str(s)) => s,
+                Some(Val::Owned(s)) => {
+                    sub_hits(g, &s, hits);
+                    continue;
+                }
+                Some(_) => {
+                    hits.extend_from_slice(&g.all);
+                    continue;
+                }
+            };
+            sub_hits(g, text, hits);
+        }
+        if hits.len() > 1 {
             hits.sort_unstable();
+            hits.dedup();
         }
         Merge {
             a: &self.always,
             b: hits,
+        }
+    }
+}
+
+/// The positions of every pattern of `g` that occurs in `text`.
+fn sub_hits(g: &SubGroup, text: &str, hits: &mut Vec<u32>) {
+    for m in g.ac.find_overlapping_iter(text) {
+        if let Some(h) = g.by_pattern.get(m.pattern().as_usize()) {
+            hits.extend_from_slice(h);
         }
     }
 }

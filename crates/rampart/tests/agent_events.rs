@@ -1645,6 +1645,110 @@ fn benign_workloads_raise_no_alert_at_warning_or_above() {
     );
 }
 
+/// The Debian test image with `node` (the host's) at /usr/local/bin/node, built once.
+fn node_image(node: &std::path::Path) -> String {
+    const TAG: &str = "rampart-test/debian-node:1";
+    let deb = testkit::debian_image();
+    let present = Command::new("docker")
+        .args(["image", "inspect", TAG])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        return TAG.into();
+    }
+    let ctx = tempfile::tempdir().expect("build context");
+    if std::fs::hard_link(node, ctx.path().join("node")).is_err() {
+        std::fs::copy(node, ctx.path().join("node")).expect("copy node");
+    }
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {deb}\nCOPY node /usr/local/bin/node\n"),
+    )
+    .expect("Dockerfile");
+    let out = Command::new("docker")
+        .args(["build", "-q", "-t", TAG])
+        .arg(ctx.path())
+        .output()
+        .expect("docker build");
+    assert!(out.status.success(), "building {TAG}: {out:?}");
+    TAG.into()
+}
+
+/// The benign corpus, continued: a language runtime JIT-compiling. V8 (node; the host's
+/// single-binary build copied into an image at the path a node image has it, so that it is
+/// part of the image as in a real one) runs hot loops, `new Function`, regexes and `eval` until
+/// its optimising compiler has run. No alert at WARNING or above; the agent must have seen the
+/// node process.
+#[test]
+fn jit_runtime_raises_no_alert_at_warning_or_above() {
+    testkit::require!(Root, Docker, Bpf);
+    let node = std::path::Path::new("/usr/bin/node");
+    assert!(
+        node.exists(),
+        "no /usr/bin/node on this host: the JIT workload needs it"
+    );
+    let image = node_image(node);
+    let agent = Agent::start_with(&[], "container_logs: false\n");
+    let js = "let s = 0; for (let i = 0; i < 3e7; i++) { s = (s + i * 7) % 1000003; } \
+              const f = new Function('a', 'b', 'return a * b + 1'); let t = 0; \
+              for (let i = 0; i < 1e6; i++) { t += f(i, 3); } \
+              const r = /([a-z]+)-(\\d+)/; let m = 0; \
+              for (let i = 0; i < 2e5; i++) { if (r.test('item-' + i)) m++; } \
+              console.log(eval('s + t + m') > 0 ? 'jit-ok' : 'bad');";
+    let jit = TestContainer::run(
+        "bn-jit",
+        // The script is sh's $0: no quoting of it in the command.
+        &[
+            &image,
+            "sh",
+            "-c",
+            "node -e \"$0\" > /tmp/jit.out; sleep 300",
+            js,
+        ],
+    );
+    let evs = agent.wait_for(&jit.id, "node's exec", |evs| {
+        evs.iter().any(|e| {
+            e["container"]["uid"] == jit.id.as_str() && is(e, "process.exec") && pname(e) == "node"
+        })
+    });
+    // The workload ran to its end.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = jit.exec(&["cat", "/tmp/jit.out"]);
+        if String::from_utf8_lossy(&out.stdout).contains("jit-ok") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the JIT workload did not finish: {out:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let evs = {
+        let mut all = agent.events();
+        all.extend(evs);
+        all
+    };
+    let loud: Vec<String> = evs
+        .iter()
+        .filter(|e| e["class_uid"] == 2004)
+        .filter(|e| e["container"]["uid"] == jit.id.as_str())
+        .filter(|e| {
+            !matches!(
+                e["priority"].as_str().unwrap_or_default(),
+                "Notice" | "Informational" | "Debug"
+            )
+        })
+        .map(|e| format!("{} [{}]: {}", e["rule"], e["priority"], e["message"]))
+        .collect();
+    assert!(
+        loud.is_empty(),
+        "a JIT-compiling runtime raised alerts at WARNING or above:\n{}",
+        loud.join("\n")
+    );
+}
+
 /// Behaviours Falco's files detect that the default rules missed, done in a real container
 /// under the real sensor: a setuid bit set, a program run from /tmp, a base64 payload decoded
 /// into a shell.
