@@ -13,6 +13,7 @@ mod config;
 pub mod doctor;
 mod error;
 mod inventory;
+mod memory;
 mod metrics;
 pub mod notify;
 mod output;
@@ -36,12 +37,16 @@ pub use config::AgentConfig;
 use error::Context;
 pub use error::{AgentError, Result};
 pub use inventory::InventorySection;
+pub use memory::tune as tune_allocator;
 use output::Outputs;
 pub use ship::ShipSection;
 
 /// Capacity of the channel between the sensors and the pipeline. Events travel boxed: an
 /// `Event` is over 1 KiB, and a channel of unboxed events would hold 80 MiB when full.
-const CHANNEL_CAPACITY: usize = 65_536;
+/// The sensor's reader waits when the channel is full (records wait in the kernel's ring
+/// buffer in their compact form), so this is small: 4,096 decoded events are a few MiB at most
+/// (issue 20; it was 65,536, over 100 MiB when full under a storm).
+const CHANNEL_CAPACITY: usize = 4096;
 
 /// What `rampart up` adds to the agent: the embedded server, fed in-process through the
 /// durable queue like any other output (records stamped with the agent config's region).
@@ -137,6 +142,7 @@ impl Agent {
         record: Option<&Path>,
         embedded: Option<Embedded<'_>>,
     ) -> Result<Agent> {
+        memory::tune();
         let device = Arc::new(Device {
             hostname: cfg.hostname.clone().unwrap_or_else(rampart_event::hostname),
             region: cfg.region.clone(),
@@ -372,6 +378,8 @@ impl Agent {
             self.cfg.outputs.join(", ")
         );
         let mut watchdog = notify::Watchdog::ready(&self.mechanism());
+        // What starting allocated and freed (BTF parsing, probes, the seeding) goes back now.
+        memory::trim();
         while !self.stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
             match self.rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(se) => {
@@ -410,6 +418,7 @@ impl Agent {
                     })?;
                 }
                 self.report_stats(&mut reported, received, interval)?;
+                memory::trim();
                 next_stats = now + interval;
             }
             if now >= next_sweep {

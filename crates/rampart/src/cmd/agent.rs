@@ -43,6 +43,7 @@ pub struct AgentArgs {
 }
 
 pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    rampart_agent::tune_allocator();
     run_embedded(args, None)
 }
 

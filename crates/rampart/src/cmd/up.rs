@@ -26,6 +26,8 @@ pub struct UpArgs {
 }
 
 pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
+    // Before the server's threads start: they would make their own malloc arenas.
+    rampart_agent::tune_allocator();
     let cfg = match &args.server_config {
         Some(p) => crate::cmd::server::load_config(p)?,
         None => {
