@@ -10,6 +10,7 @@
 
 mod bundle;
 mod config;
+mod console;
 pub mod doctor;
 mod error;
 mod inventory;
@@ -34,6 +35,7 @@ use rampart_event::{Device, Event, EventId, EventKind, SensorEvent, SensorStats}
 use rampart_kernel::{KernelError, ProcConnector, SensitiveNames, Sensor, SensorConfig};
 
 pub use config::AgentConfig;
+pub use console::Console;
 use error::Context;
 pub use error::{AgentError, Result};
 pub use inventory::InventorySection;
@@ -57,6 +59,9 @@ pub struct Embedded<'a> {
     /// The server's vulnerability database (`rampart server db import`): the agent's inventory
     /// counts against it unless agent.yaml names another `inventory.db`.
     pub vulndb: PathBuf,
+    /// `stdout` outputs show the terminal view (`console`: alerts and a periodic summary)
+    /// instead of every event as JSON (`rampart up` without `--json`).
+    pub console: bool,
 }
 
 /// Loads the default rules and the configured files; reports rules that cannot fire. Also
@@ -148,6 +153,11 @@ impl Agent {
             region: cfg.region.clone(),
         });
         if let Some(e) = &embedded {
+            if e.console {
+                for o in cfg.outputs.iter_mut().filter(|o| *o == "stdout") {
+                    *o = "console".into();
+                }
+            }
             if cfg.inventory.db == std::path::Path::new(rampart_scan::DEFAULT_DB_PATH) {
                 cfg.inventory.db = e.vulndb.clone();
             }

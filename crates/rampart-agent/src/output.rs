@@ -1,15 +1,43 @@
-//! The agent's local outputs: JSON lines on stdout or appended to a file.
+//! The agent's local outputs: JSON lines on stdout or appended to a file, or the terminal view
+//! (`console`: alerts and a periodic summary, see `console.rs`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Stdout, Write};
 use std::path::PathBuf;
 
+use rampart_event::{Alert, Event};
 use serde::Serialize;
 
+use crate::console::Console;
 use crate::error::{AgentError, Context, Result};
+
+/// What the outputs write: an event or an alert (the console renders them differently).
+pub trait Record: Serialize {
+    /// The event, or the alert.
+    fn record(&self) -> Either<'_>;
+}
+
+/// An event or an alert.
+pub enum Either<'a> {
+    Event(&'a Event),
+    Alert(&'a Alert),
+}
+
+impl Record for Event {
+    fn record(&self) -> Either<'_> {
+        Either::Event(self)
+    }
+}
+
+impl Record for Alert {
+    fn record(&self) -> Either<'_> {
+        Either::Alert(self)
+    }
+}
 
 enum Sink {
     Stdout(BufWriter<Stdout>),
+    Console(Console, BufWriter<Stdout>),
     File { path: PathBuf, w: BufWriter<File> },
 }
 
@@ -21,12 +49,17 @@ pub struct Outputs {
 }
 
 impl Outputs {
-    /// Opens `stdout` and `jsonl:PATH` outputs (files are appended to, created 0600).
+    /// Opens `stdout`, `console` and `jsonl:PATH` outputs (files are appended to, created 0600).
     pub fn open(specs: &[String]) -> Result<Outputs> {
         let mut sinks = Vec::new();
         for spec in specs {
             if spec == "stdout" {
                 sinks.push(Sink::Stdout(BufWriter::new(std::io::stdout())));
+            } else if spec == "console" {
+                sinks.push(Sink::Console(
+                    Console::new(),
+                    BufWriter::new(std::io::stdout()),
+                ));
             } else if let Some(p) = spec.strip_prefix("jsonl:") {
                 let path = PathBuf::from(p);
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -45,7 +78,7 @@ impl Outputs {
                 });
             } else {
                 return Err(AgentError::Config(format!(
-                    "output {spec:?}: expected `stdout` or `jsonl:PATH`"
+                    "output {spec:?}: expected `stdout`, `console` or `jsonl:PATH`"
                 )));
             }
         }
@@ -66,8 +99,8 @@ impl Outputs {
         }
     }
 
-    /// Writes one record as a JSON line to every output.
-    pub fn write<T: Serialize>(&mut self, record: &T) -> Result<()> {
+    /// Writes one record to every output (a JSON line; the console renders it).
+    pub fn write<T: Record>(&mut self, record: &T) -> Result<()> {
         if let Some(s) = &mut self.ship {
             s.push(record)?;
         }
@@ -77,6 +110,15 @@ impl Outputs {
                     serde_json::to_writer(&mut *w, record)
                         .and_then(|()| w.write_all(b"\n").map_err(serde_json::Error::io))
                         .context("writing stdout")?;
+                }
+                Sink::Console(c, w) => {
+                    let line = match record.record() {
+                        Either::Alert(a) => Some(c.alert(a)),
+                        Either::Event(e) => c.event(e),
+                    };
+                    if let Some(line) = line {
+                        writeln!(w, "{line}").context("writing stdout")?;
+                    }
                 }
                 Sink::File { path, w } => {
                     serde_json::to_writer(&mut *w, record)
@@ -99,7 +141,7 @@ impl Outputs {
         }
         for s in &mut self.sinks {
             match s {
-                Sink::Stdout(w) => w.flush().context("writing stdout")?,
+                Sink::Stdout(w) | Sink::Console(_, w) => w.flush().context("writing stdout")?,
                 Sink::File { path, w } => w
                     .flush()
                     .with_context(|| format!("writing {}", path.display()))?,

@@ -23,6 +23,10 @@ pub struct UpArgs {
     /// Where the server's state and the agent's queue live.
     #[arg(long, value_name = "DIR", default_value = "/var/lib/rampart")]
     state_dir: PathBuf,
+    /// Every event and alert as JSON lines on stdout, as `rampart agent` writes them (default:
+    /// one readable line per alert and a one-line summary every stats interval).
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
@@ -56,6 +60,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         server: &running.server,
         queue_dir: args.state_dir.join("queue"),
         vulndb,
+        console: !args.json,
     };
     let result = agent::run_embedded(args.agent, Some(embedded));
     rt.block_on(running.stop());
