@@ -15,7 +15,8 @@ pub struct AgentConfig {
     pub hostname: Option<String>,
     /// Jurisdiction tag of this host (`eu-de`, `us-ca`, `sg`, ...).
     pub region: Option<String>,
-    /// Where events go: `stdout`, `jsonl:/path/file.jsonl`. Default: stdout.
+    /// Where events go: `stdout` (JSON lines), `console` (alerts and a periodic summary, for a
+    /// terminal), `jsonl:/path/file.jsonl`. Default: stdout.
     pub outputs: Vec<String>,
     /// Serve the agent's Prometheus metrics (events by type, drops, alerts by rule, rule
     /// evaluation time, response actions, enforcement denials) at `http://ADDR/metrics`; no
