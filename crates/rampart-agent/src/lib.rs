@@ -3,10 +3,12 @@
 //! [`Agent::start`] and [`Agent::run`]; everything the agent does lives here.
 //!
 //! ```text
-//! kernel (BPF) --ring buffer--> reader thread --+
-//! Docker events (tokio task) -------------------+--> bounded channel --> enrich --> rules --> outputs
+//! kernel (BPF) --ring buffer--> reader thread --> bounded channel --+
+//! Docker events, login lines (tokio tasks) -----> bounded channel --+--> enrich --> rules --> outputs
 //! ```
-//! The channel is bounded; what does not fit is counted and reported in `sensor.drops`.
+//! The channels are bounded. The sensor's reader waits when its channel is full, so records
+//! wait in the kernel's ring buffer, where what does not fit is counted per CPU; the other
+//! sources never wait and count what does not fit. Every drop is reported in `sensor.drops`.
 
 mod bundle;
 mod config;
@@ -49,6 +51,11 @@ pub use ship::ShipSection;
 /// buffer in their compact form), so this is small: 4,096 decoded events are a few MiB at most
 /// (issue 20; it was 65,536, over 100 MiB when full under a storm).
 const CHANNEL_CAPACITY: usize = 4096;
+
+/// Capacity of the channel of the sources beside the sensor (Docker events, login lines). They
+/// have their own so that a storm holding the sensor's channel full cannot crowd them out:
+/// they drop (counted) when theirs is full, they never wait.
+const SIDE_CAPACITY: usize = 4096;
 
 /// What `rampart up` adds to the agent: the embedded server, fed in-process through the
 /// durable queue like any other output (records stamped with the agent config's region).
@@ -106,6 +113,8 @@ pub struct Agent {
     cfg: AgentConfig,
     device: Arc<Device>,
     rx: std::sync::mpsc::Receiver<Box<SensorEvent>>,
+    /// Docker events and login lines (see [`SIDE_CAPACITY`]).
+    side_rx: std::sync::mpsc::Receiver<Box<SensorEvent>>,
     source: Option<Source>,
     enricher: Enricher,
     engine: rampart_rules::Engine,
@@ -191,6 +200,7 @@ impl Agent {
             tracing::info!("agent metrics on http://{addr}/metrics");
         }
         let (tx, rx) = sync_channel(CHANNEL_CAPACITY);
+        let (side_tx, side_rx) = sync_channel(SIDE_CAPACITY);
         let dir = ContainerDirectory::new();
         let sampler =
             StatsSampler::new(dir.clone(), ProcFs::default(), device.clone(), random_u64());
@@ -222,7 +232,7 @@ impl Agent {
                 None
             }
         };
-        let auth = AuthLogs::new(device.clone(), random_u64(), tx.clone());
+        let auth = AuthLogs::new(device.clone(), random_u64(), side_tx.clone());
         let mut login_sources = Vec::new();
         for f in cfg.auth_log_files.iter().filter(|f| f.exists()) {
             tracing::info!("following {} for login attempts", f.display());
@@ -260,7 +270,7 @@ impl Agent {
                 }
             }
             let drops = w.drops.clone();
-            runtime.spawn(w.run(tx.clone()));
+            runtime.spawn(w.run(side_tx.clone()));
             drops
         });
 
@@ -350,6 +360,7 @@ impl Agent {
             cfg,
             device,
             rx,
+            side_rx,
             source: Some(source),
             enricher,
             engine,
@@ -395,6 +406,7 @@ impl Agent {
                 Ok(se) => {
                     received += 1;
                     self.handle(*se)?;
+                    received += self.handle_side()?;
                     // Drain what is queued before flushing: one flush per batch, but a batch
                     // ends after 5 ms so that under a sustained storm alerts still leave within
                     // milliseconds.
@@ -412,7 +424,11 @@ impl Agent {
                     }
                     self.metrics.publish(&mut self.local_metrics);
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.handle_side()? > 0 {
+                        self.outputs.flush()?;
+                    }
+                }
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             if self.handle_prevented()? | self.handle_inventory()? {
@@ -446,6 +462,7 @@ impl Agent {
             received += 1;
             self.handle(*se)?;
         }
+        received += self.handle_side()?;
         if let Some(i) = self.inventory.take() {
             i.shutdown();
         }
@@ -462,6 +479,16 @@ impl Agent {
         let _ = std::fs::remove_file(&self.cfg.stats_file);
         self.runtime.shutdown_timeout(Duration::from_secs(1));
         Ok(())
+    }
+
+    /// Handles what waits in the side channel (Docker events, login lines); returns how many.
+    fn handle_side(&mut self) -> Result<u64> {
+        let mut n = 0;
+        while let Ok(se) = self.side_rx.try_recv() {
+            n += 1;
+            self.handle(*se)?;
+        }
+        Ok(n)
     }
 
     fn handle(&mut self, se: SensorEvent) -> Result<()> {
@@ -655,6 +682,7 @@ impl Agent {
             cfg,
             device,
             rx,
+            side_rx: sync_channel(1).1,
             source: None,
             enricher,
             engine,

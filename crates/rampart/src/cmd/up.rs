@@ -29,6 +29,9 @@ pub struct UpArgs {
     json: bool,
 }
 
+/// The embedded store's page cache per connection, MiB, when there is no server config.
+const UP_SQLITE_CACHE_MIB: u32 = 8;
+
 pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     // Before the server's threads start: they would make their own malloc arenas.
     rampart_agent::tune_allocator();
@@ -37,6 +40,13 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         None => {
             let mut c = ServerConfig::with_data_dir(args.state_dir.join("server"));
             c.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 8443));
+            // One VPS: an 8 MiB SQLite page cache per connection, not the server's 64 (issue 20:
+            // the page cache was most of `rampart up`'s peak under storms).
+            c.store = rampart_server::StoreConfig::Sqlite {
+                path: None,
+                synchronous: None,
+                cache_mib: Some(UP_SQLITE_CACHE_MIB),
+            };
             c
         }
     };
