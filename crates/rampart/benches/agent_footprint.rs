@@ -79,7 +79,7 @@ fn main() {
         "drops"
     );
     for mode in modes.split(',').map(str::trim).filter(|m| !m.is_empty()) {
-        let mut run = Running::start(mode, work.path());
+        let run = Running::start(mode, work.path());
         let pid = run.child.id();
         let c0 = cpu_secs(pid);
         std::thread::sleep(Duration::from_secs(idle_secs));
