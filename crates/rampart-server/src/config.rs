@@ -433,7 +433,7 @@ pub enum StoreConfig {
         #[serde(default)]
         synchronous: Option<String>,
         /// SQLite page cache of each of the store's two connections, MiB (default 64;
-        /// `rampart up` without a server config: 8, for a small VPS).
+        /// `rampart up`: 8 unless set here, for a small VPS).
         #[serde(default)]
         cache_mib: Option<u32>,
     },

@@ -40,16 +40,20 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         None => {
             let mut c = ServerConfig::with_data_dir(args.state_dir.join("server"));
             c.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 8443));
-            // One VPS: an 8 MiB SQLite page cache per connection, not the server's 64 (issue 20:
-            // the page cache was most of `rampart up`'s peak under storms).
-            c.store = rampart_server::StoreConfig::Sqlite {
-                path: None,
-                synchronous: None,
-                cache_mib: Some(UP_SQLITE_CACHE_MIB),
-            };
             c
         }
     };
+    let mut cfg = cfg;
+    // One VPS: an 8 MiB SQLite page cache per connection unless server.yaml sets
+    // `store.cache_mib`, not the server's 64 (issue 20: the page cache was most of
+    // `rampart up`'s peak under storms).
+    if let rampart_server::StoreConfig::Sqlite {
+        cache_mib: cache @ None,
+        ..
+    } = &mut cfg.store
+    {
+        *cache = Some(UP_SQLITE_CACHE_MIB);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("rampart-server")
