@@ -15,11 +15,12 @@ pub struct AgentConfig {
     pub hostname: Option<String>,
     /// Jurisdiction tag of this host (`eu-de`, `us-ca`, `sg`, ...).
     pub region: Option<String>,
-    /// Where events go, written directly by the agent's loop: `stdout`, `jsonl:/path/file.jsonl`.
-    /// Default: stdout. Each is a spelling of a rampart-ship output: `stdout` is `{type:
-    /// stdout, delivery: direct}` and `jsonl:PATH` is `{type: file, path: PATH, name:
-    /// "jsonl:PATH", delivery: direct}`; write that form under `ship: outputs:` to give it a
-    /// `filter:` (docs/shipping.md).
+    /// Where events go, written directly by the agent's loop: `stdout`, `jsonl:/path/file.jsonl`,
+    /// or `console` (the terminal view: alerts and a periodic summary). Default: stdout. `stdout`
+    /// and `jsonl:PATH` are spellings of rampart-ship outputs: `stdout` is `{type: stdout,
+    /// delivery: direct}` and `jsonl:PATH` is `{type: file, path: PATH, name: "jsonl:PATH",
+    /// delivery: direct}`; write that form under `ship: outputs:` to give it a `filter:`
+    /// (docs/shipping.md).
     pub outputs: Vec<String>,
     /// Serve the agent's Prometheus metrics (events by type, drops, alerts by rule, rule
     /// evaluation time, response actions, enforcement denials) at `http://ADDR/metrics`; no
@@ -197,7 +198,8 @@ impl AgentConfig {
         self.min_priority
             .parse::<rampart_event::Priority>()
             .map_err(|e| format!("min_priority: {e}"))?;
-        for o in &self.outputs {
+        // `console` is the terminal view (output.rs), not a ship output.
+        for o in self.outputs.iter().filter(|o| o.as_str() != "console") {
             rampart_ship::output::shorthand(o).map_err(|e| format!("outputs: {}", e.message))?;
         }
         Ok(())

@@ -3,18 +3,22 @@
 //! [`Agent::start`] and [`Agent::run`]; everything the agent does lives here.
 //!
 //! ```text
-//! kernel (BPF) --ring buffer--> reader thread --+
-//! Docker events (tokio task) -------------------+--> bounded channel --> enrich --> rules --> outputs
+//! kernel (BPF) --ring buffer--> reader thread --> bounded channel --+
+//! Docker events, login lines (tokio tasks) -----> bounded channel --+--> enrich --> rules --> outputs
 //! ```
-//! The channel is bounded; what does not fit is counted and reported in `sensor.drops`.
+//! The channels are bounded. The sensor's reader waits when its channel is full, so records
+//! wait in the kernel's ring buffer, where what does not fit is counted per CPU; the other
+//! sources never wait and count what does not fit. Every drop is reported in `sensor.drops`.
 
 mod bundle;
 mod config;
 pub mod config_check;
+mod console;
 pub mod doctor;
 mod error;
 pub mod fleetconfig;
 mod inventory;
+mod memory;
 mod metrics;
 pub mod notify;
 mod output;
@@ -35,15 +39,25 @@ use rampart_event::{Device, Event, EventId, EventKind, SensorEvent, SensorStats}
 use rampart_kernel::{KernelError, ProcConnector, SensitiveNames, Sensor, SensorConfig};
 
 pub use config::AgentConfig;
+pub use console::Console;
 use error::Context;
 pub use error::{AgentError, Result};
 pub use inventory::InventorySection;
+pub use memory::tune as tune_allocator;
 use output::Outputs;
 pub use ship::ShipSection;
 
 /// Capacity of the channel between the sensors and the pipeline. Events travel boxed: an
 /// `Event` is over 1 KiB, and a channel of unboxed events would hold 80 MiB when full.
-const CHANNEL_CAPACITY: usize = 65_536;
+/// The sensor's reader waits when the channel is full (records wait in the kernel's ring
+/// buffer in their compact form), so this is small: 4,096 decoded events are a few MiB at most
+/// (issue 20; it was 65,536, over 100 MiB when full under a storm).
+const CHANNEL_CAPACITY: usize = 4096;
+
+/// Capacity of the channel of the sources beside the sensor (Docker events, login lines). They
+/// have their own so that a storm holding the sensor's channel full cannot crowd them out:
+/// they drop (counted) when theirs is full, they never wait.
+const SIDE_CAPACITY: usize = 4096;
 
 /// What `rampart up` adds to the agent: the embedded server, fed in-process through the
 /// durable queue like any other output (records stamped with the agent config's region).
@@ -54,6 +68,9 @@ pub struct Embedded<'a> {
     /// The server's vulnerability database (`rampart server db import`): the agent's inventory
     /// counts against it unless agent.yaml names another `inventory.db`.
     pub vulndb: PathBuf,
+    /// `stdout` outputs show the terminal view (`console`: alerts and a periodic summary)
+    /// instead of every event as JSON (`rampart up` without `--json`).
+    pub console: bool,
 }
 
 /// Loads the default rules and the configured files; reports rules that cannot fire. Also
@@ -108,6 +125,8 @@ pub struct Agent {
     cfg: AgentConfig,
     device: Arc<Device>,
     rx: std::sync::mpsc::Receiver<Box<SensorEvent>>,
+    /// Docker events and login lines (see [`SIDE_CAPACITY`]).
+    side_rx: std::sync::mpsc::Receiver<Box<SensorEvent>>,
     source: Option<Source>,
     enricher: Enricher,
     engine: rampart_rules::Engine,
@@ -153,11 +172,17 @@ impl Agent {
         record: Option<&Path>,
         embedded: Option<Embedded<'_>>,
     ) -> Result<Agent> {
+        memory::tune();
         let device = Arc::new(Device {
             hostname: cfg.hostname.clone().unwrap_or_else(rampart_event::hostname),
             region: cfg.region.clone(),
         });
         if let Some(e) = &embedded {
+            if e.console {
+                for o in cfg.outputs.iter_mut().filter(|o| *o == "stdout") {
+                    *o = "console".into();
+                }
+            }
             if cfg.inventory.db == std::path::Path::new(rampart_scan::DEFAULT_DB_PATH) {
                 cfg.inventory.db = e.vulndb.clone();
             }
@@ -192,6 +217,7 @@ impl Agent {
             tracing::info!("agent metrics on http://{addr}/metrics");
         }
         let (tx, rx) = sync_channel(CHANNEL_CAPACITY);
+        let (side_tx, side_rx) = sync_channel(SIDE_CAPACITY);
         let dir = ContainerDirectory::new();
         let sampler =
             StatsSampler::new(dir.clone(), ProcFs::default(), device.clone(), random_u64());
@@ -223,7 +249,7 @@ impl Agent {
                 None
             }
         };
-        let auth = AuthLogs::new(device.clone(), random_u64(), tx.clone());
+        let auth = AuthLogs::new(device.clone(), random_u64(), side_tx.clone());
         let mut login_sources = Vec::new();
         for f in cfg.auth_log_files.iter().filter(|f| f.exists()) {
             tracing::info!("following {} for login attempts", f.display());
@@ -261,7 +287,7 @@ impl Agent {
                 }
             }
             let drops = w.drops.clone();
-            runtime.spawn(w.run(tx.clone()));
+            runtime.spawn(w.run(side_tx.clone()));
             drops
         });
 
@@ -363,6 +389,7 @@ impl Agent {
             cfg,
             device,
             rx,
+            side_rx,
             source: Some(source),
             enricher,
             engine,
@@ -401,11 +428,14 @@ impl Agent {
             self.outputs.names().join(", ")
         );
         let mut watchdog = notify::Watchdog::ready(&self.mechanism());
+        // What starting allocated and freed (BTF parsing, probes, the seeding) goes back now.
+        memory::trim();
         while !self.stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
             match self.rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(se) => {
                     received += 1;
                     self.handle(*se)?;
+                    received += self.handle_side()?;
                     // Drain what is queued before flushing: one flush per batch, but a batch
                     // ends after 5 ms so that under a sustained storm alerts still leave within
                     // milliseconds.
@@ -423,7 +453,11 @@ impl Agent {
                     }
                     self.metrics.publish(&mut self.local_metrics);
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.handle_side()? > 0 {
+                        self.outputs.flush()?;
+                    }
+                }
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             self.apply_updates();
@@ -440,6 +474,7 @@ impl Agent {
                     })?;
                 }
                 self.report_stats(&mut reported, received, interval)?;
+                memory::trim();
                 next_stats = now + interval;
             }
             if now >= next_sweep {
@@ -457,6 +492,7 @@ impl Agent {
             received += 1;
             self.handle(*se)?;
         }
+        received += self.handle_side()?;
         if let Some(i) = self.inventory.take() {
             i.shutdown();
         }
@@ -478,6 +514,16 @@ impl Agent {
         let _ = std::fs::remove_file(&self.cfg.stats_file);
         self.runtime.shutdown_timeout(Duration::from_secs(1));
         Ok(())
+    }
+
+    /// Handles what waits in the side channel (Docker events, login lines); returns how many.
+    fn handle_side(&mut self) -> Result<u64> {
+        let mut n = 0;
+        while let Ok(se) = self.side_rx.try_recv() {
+            n += 1;
+            self.handle(*se)?;
+        }
+        Ok(n)
     }
 
     fn handle(&mut self, se: SensorEvent) -> Result<()> {
@@ -723,6 +769,7 @@ impl Agent {
             cfg,
             device,
             rx,
+            side_rx: sync_channel(1).1,
             source: None,
             enricher,
             engine,

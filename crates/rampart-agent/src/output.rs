@@ -2,16 +2,49 @@
 //! `jsonl:PATH`) and `ship.outputs` entries with `delivery: direct` are written directly from
 //! the loop ([`rampart_ship::DirectOutputs`]: buffered, no fsync, failed writes counted as
 //! drops), the other `ship.outputs` through the durable queue (see `ship.rs`). Both apply the
-//! outputs' `filter:` and report the same `rampart_ship_*` counters.
+//! outputs' `filter:` and report the same `rampart_ship_*` counters. Beside them, `console` is
+//! the terminal view (alerts and a periodic summary, see `console.rs`): a rendering for a
+//! person at a terminal, not a delivery of records, so it has no filter and a failed write to
+//! the terminal stops the agent as it did before.
 
+use std::io::{BufWriter, Stdout, Write};
+
+use rampart_event::{Alert, Event};
 use rampart_ship::{DirectOutputs, DirectStats, OutputConfig};
 use serde::Serialize;
 
+use crate::console::Console;
 use crate::error::{AgentError, Context, Result};
+
+/// What the outputs write: an event or an alert (the console renders them differently).
+pub trait Record: Serialize {
+    /// The event, or the alert.
+    fn record(&self) -> Either<'_>;
+}
+
+/// An event or an alert.
+pub enum Either<'a> {
+    Event(&'a Event),
+    Alert(&'a Alert),
+}
+
+impl Record for Event {
+    fn record(&self) -> Either<'_> {
+        Either::Event(self)
+    }
+}
+
+impl Record for Alert {
+    fn record(&self) -> Either<'_> {
+        Either::Alert(self)
+    }
+}
 
 /// Every configured output; a record goes to all of them (each filter permitting).
 pub struct Outputs {
     direct: DirectOutputs,
+    /// The terminal view, when `console` is among the `outputs:`.
+    console: Option<(Console, BufWriter<Stdout>)>,
     /// The `ship:` section's durable queue, when configured (see `ship.rs`).
     ship: Option<crate::ship::AgentShip>,
 }
@@ -20,7 +53,7 @@ pub struct Outputs {
 /// `delivery: direct` entries of `ship.outputs`).
 pub fn direct_configs(specs: &[String], direct: &[OutputConfig]) -> Result<Vec<OutputConfig>> {
     let mut out = Vec::with_capacity(specs.len() + direct.len());
-    for spec in specs {
+    for spec in specs.iter().filter(|s| s.as_str() != "console") {
         out.push(
             rampart_ship::output::shorthand(spec)
                 .map_err(|e| AgentError::Config(format!("outputs: {}", e.message)))?,
@@ -45,7 +78,15 @@ impl Outputs {
                 AgentError::Config(msg)
             }
         })?;
-        Ok(Outputs { direct, ship: None })
+        let console = specs
+            .iter()
+            .any(|s| s == "console")
+            .then(|| (Console::new(), BufWriter::new(std::io::stdout())));
+        Ok(Outputs {
+            direct,
+            console,
+            ship: None,
+        })
     }
 
     /// Also sends every record through `ship` (the durable queue and its outputs).
@@ -64,7 +105,19 @@ impl Outputs {
 
     /// Sends one record to every output: serialised once, buffered for the direct outputs and
     /// the queue until [`flush`](Outputs::flush).
-    pub fn write<T: Serialize>(&mut self, record: &T) -> Result<()> {
+    pub fn write<T: Record>(&mut self, record: &T) -> Result<()> {
+        if let Some((c, w)) = &mut self.console {
+            let line = match record.record() {
+                Either::Alert(a) => Some(c.alert(a)),
+                Either::Event(e) => c.event(e),
+            };
+            if let Some(line) = line {
+                writeln!(w, "{line}").context("writing the console view to stdout")?;
+            }
+        }
+        if self.direct.is_empty() && self.ship.is_none() {
+            return Ok(());
+        }
         let json = serde_json::to_vec(record).context("serialising a record")?;
         self.direct.write_json(&json);
         if let Some(s) = &mut self.ship {
@@ -86,6 +139,9 @@ impl Outputs {
     /// The outputs' names, for the start-up log.
     pub fn names(&self) -> Vec<String> {
         let mut n: Vec<String> = self.direct.names().iter().map(|s| s.to_string()).collect();
+        if self.console.is_some() {
+            n.push("console".into());
+        }
         if let Some(s) = &self.ship {
             n.push(format!("the queue ({})", s.outputs.join(", ")));
         }
@@ -96,6 +152,9 @@ impl Outputs {
     /// output's failed write is a counted drop, not an error.
     pub fn flush(&mut self) -> Result<()> {
         self.direct.flush();
+        if let Some((_, w)) = &mut self.console {
+            w.flush().context("writing the console view to stdout")?;
+        }
         if let Some(s) = &mut self.ship {
             s.flush()?;
         }

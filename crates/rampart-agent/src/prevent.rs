@@ -86,7 +86,8 @@ impl rampart_respond::EvidenceSink for ServerEvidence {
 pub struct Prevention {
     enforcer: Option<Arc<Mutex<PolicyEnforcer>>>,
     responder: Option<Responder>,
-    policy_events: Option<Receiver<Event>>,
+    /// Boxed events: a bounded channel allocates every slot up front (an `Event` is ~2 KiB).
+    policy_events: Option<Receiver<Box<Event>>>,
     stop: Option<tokio::sync::watch::Sender<bool>>,
     watcher: Option<tokio::task::JoinHandle<()>>,
     /// `policy.*` events that did not fit [`POLICY_EVENTS`].
@@ -247,14 +248,14 @@ impl Prevention {
             }
         }
         let enforcer = Arc::new(Mutex::new(enforcer));
-        let (tx, rx) = sync_channel::<Event>(POLICY_EVENTS);
+        let (tx, rx) = sync_channel::<Box<Event>>(POLICY_EVENTS);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let watcher = PolicyWatcher::new(enforcer.clone(), docker.clone());
         let dropped = self.dropped.clone();
         let handle = runtime.spawn(async move {
             // Never a blocking send here: this task shares a small runtime with the Docker
             // watcher. A full channel is a counted drop, reported in `sensor.drops`.
-            let send = move |ev: Event| match tx.try_send(ev) {
+            let send = move |ev: Event| match tx.try_send(Box::new(ev)) {
                 Ok(()) => true,
                 Err(TrySendError::Full(_)) => {
                     dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -360,7 +361,7 @@ impl Prevention {
     /// Moves the `policy.*` and `response.action` events produced since the last call to `out`.
     pub fn drain(&self, out: &mut Vec<Event>) {
         if let Some(rx) = &self.policy_events {
-            out.extend(rx.try_iter());
+            out.extend(rx.try_iter().map(|e| *e));
         }
         if let Some(r) = &self.responder {
             r.drain(out);

@@ -57,7 +57,13 @@ pub fn start(
                 device.region.as_deref().unwrap_or_default(),
             );
             let extra: Vec<Box<dyn rampart_ship::output::Output>> = vec![Box::new(local)];
-            (extra, Some(ShipSection::new(e.queue_dir)))
+            let mut default = ShipSection::new(e.queue_dir);
+            // In process there is no network round trip to hide: one batch of at most 1 MiB
+            // at a time, not four of 4 MiB, each of which the ingest holds parsed (issue 20:
+            // the batches in flight were most of `rampart up`'s memory under a storm).
+            default.batch.max_bytes = 1 << 20;
+            default.batch.in_flight = 1;
+            (extra, Some(default))
         }
         None => (Vec::new(), None),
     };

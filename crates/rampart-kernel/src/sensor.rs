@@ -2,8 +2,10 @@
 //! stream of [`SensorEvent`]s on a bounded channel.
 //!
 //! Loss is never silent: records the kernel could not queue (ring buffer full) are counted per
-//! CPU in the COUNTERS map, records that did not decode and events the channel had no room for
-//! are counted here; [`Sensor::counters`] reports all of them.
+//! CPU in the COUNTERS map, records that did not decode and events still waiting for room in
+//! the channel when the sensor stops are counted here; [`Sensor::counters`] reports all of
+//! them. A full channel does not drop: the reader waits, and the records wait in the ring
+//! buffer, so the ring buffer (not the channel) is the sensor's buffer for bursts.
 
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -118,7 +120,7 @@ pub struct SensorCounters {
     pub filtered: u64,
     /// Records whose strings were cut to the sensor's bounds.
     pub truncated: u64,
-    /// Decoded events the consumer's channel had no room for.
+    /// Decoded events the consumer's channel still had no room for when the sensor stopped.
     pub userspace_drops: u64,
     /// Records that did not decode.
     pub malformed: u64,
@@ -514,6 +516,9 @@ fn own_mntns() -> u32 {
         .unwrap_or(0)
 }
 
+/// How long the reader waits before trying a full channel again.
+const FULL_BACKOFF: Duration = Duration::from_micros(200);
+
 fn read_loop(
     mut ring: RingBuf<MapData>,
     mut decoder: Decoder,
@@ -538,12 +543,25 @@ fn read_loop(
                 continue;
             };
             drop(item);
-            match tx.try_send(Box::new(ev)) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    stats.userspace_drops.fetch_add(1, Ordering::Relaxed);
+            // A full channel holds the reader back instead of dropping: records then wait in
+            // the ring buffer, which holds them in their compact kernel form (~200 bytes
+            // against ~2 KiB decoded), and what the ring cannot take is counted per CPU by
+            // the kernel. The consumer's channel can therefore stay small (issue 20: memory).
+            // Only a stop while the channel is full drops, and counts, the event.
+            let mut ev = Box::new(ev);
+            loop {
+                match tx.try_send(ev) {
+                    Ok(()) => break,
+                    Err(TrySendError::Full(back)) => {
+                        if stop.load(Ordering::Relaxed) {
+                            stats.userspace_drops.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                        ev = back;
+                        std::thread::sleep(FULL_BACKOFF);
+                    }
+                    Err(TrySendError::Disconnected(_)) => return,
                 }
-                Err(TrySendError::Disconnected(_)) => return,
             }
         }
         if decoder.malformed != malformed_seen {

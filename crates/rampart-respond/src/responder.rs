@@ -148,7 +148,9 @@ struct Run {
 /// Runs playbooks for detections (see the module docs).
 pub struct Responder {
     jobs: Option<SyncSender<Job>>,
-    out: Receiver<Event>,
+    /// Boxed: an `Event` is about 2 KiB and a bounded channel allocates (and touches) every
+    /// slot up front, so 16,384 unboxed slots held 31 MiB.
+    out: Receiver<Box<Event>>,
     recent: Recent,
     limiter: Mutex<Limiter>,
     cfg: Arc<ResponderConfig>,
@@ -159,7 +161,7 @@ pub struct Responder {
     pending: Arc<std::sync::atomic::AtomicUsize>,
     instance: u64,
     seq: std::sync::atomic::AtomicU64,
-    out_tx: SyncSender<Event>,
+    out_tx: SyncSender<Box<Event>>,
     /// Playbook runs and `response.action` records that did not fit their queue.
     dropped: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -183,7 +185,7 @@ impl Responder {
         enforcer: Option<Arc<Mutex<PolicyEnforcer>>>,
     ) -> std::io::Result<Responder> {
         let (jobs, rx) = sync_channel::<Job>(QUEUE);
-        let (out_tx, out) = sync_channel::<Event>(16 * QUEUE);
+        let (out_tx, out) = sync_channel::<Box<Event>>(16 * QUEUE);
         let recent: Recent = Arc::default();
         let cfg = Arc::new(cfg);
         let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -340,7 +342,7 @@ impl Responder {
                     };
                     let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let ev = record_event(&self.cfg.device, self.instance, seq, &rec, &d.alert);
-                    if self.out_tx.try_send(ev).is_err() {
+                    if self.out_tx.try_send(Box::new(ev)).is_err() {
                         self.dropped
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
@@ -385,7 +387,7 @@ impl Responder {
     pub fn drain(&self, out: &mut Vec<Event>) -> usize {
         let before = out.len();
         while let Ok(e) = self.out.try_recv() {
-            out.push(e);
+            out.push(*e);
         }
         out.len() - before
     }
@@ -423,7 +425,7 @@ impl Drop for Responder {
 struct Worker {
     cfg: Arc<ResponderConfig>,
     recent: Recent,
-    out: SyncSender<Event>,
+    out: SyncSender<Box<Event>>,
     enforcer: Option<Arc<Mutex<PolicyEnforcer>>>,
     docker: Option<DockerClient>,
     runtime: tokio::runtime::Runtime,
@@ -481,7 +483,7 @@ impl Worker {
             }
             self.seq += 1;
             let ev = record_event(&self.cfg.device, self.instance, self.seq, &rec, &job.alert);
-            if self.out.try_send(ev).is_err() {
+            if self.out.try_send(Box::new(ev)).is_err() {
                 self.dropped
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(

@@ -271,6 +271,7 @@ fn sqlite(synchronous: &str) -> StoreConfig {
     StoreConfig::Sqlite {
         path: None,
         synchronous: Some(synchronous.into()),
+        cache_mib: None,
     }
 }
 

@@ -471,6 +471,10 @@ pub enum StoreConfig {
         /// `normal` (survives a crash of the server process; faster).
         #[serde(default)]
         synchronous: Option<String>,
+        /// SQLite page cache of each of the store's two connections, MiB (default 64;
+        /// `rampart up`: 8 unless set here, for a small VPS).
+        #[serde(default)]
+        cache_mib: Option<u32>,
     },
     /// ClickHouse over its HTTP interface.
     Clickhouse {
@@ -492,6 +496,7 @@ impl Default for StoreConfig {
         StoreConfig::Sqlite {
             path: None,
             synchronous: None,
+            cache_mib: None,
         }
     }
 }

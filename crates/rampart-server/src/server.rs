@@ -772,7 +772,11 @@ fn read_or_create_key(path: &Path) -> Result<Vec<u8>, ServerError> {
 /// Opens the configured store.
 pub async fn open_store(cfg: &ServerConfig) -> Result<Arc<dyn Store>, ServerError> {
     Ok(match &cfg.store {
-        StoreConfig::Sqlite { path, synchronous } => {
+        StoreConfig::Sqlite {
+            path,
+            synchronous,
+            cache_mib,
+        } => {
             let p = cfg.resolve(path.as_deref().unwrap_or(Path::new("events.db")));
             let full = match synchronous.as_deref() {
                 None | Some("full") => true,
@@ -783,7 +787,16 @@ pub async fn open_store(cfg: &ServerConfig) -> Result<Arc<dyn Store>, ServerErro
                     )))
                 }
             };
-            Arc::new(SqliteStore::open(&p, full)?)
+            let store = SqliteStore::open(&p, full)?;
+            if let Some(mib) = *cache_mib {
+                if !(1..=65_536).contains(&mib) {
+                    return Err(ServerError::Invalid(format!(
+                        "store.cache_mib {mib}: expected 1 to 65536"
+                    )));
+                }
+                store.set_cache_mib(mib)?;
+            }
+            Arc::new(store)
         }
         StoreConfig::Clickhouse {
             url,

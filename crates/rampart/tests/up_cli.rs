@@ -194,3 +194,145 @@ fn up_runs_agent_and_server_in_one_process_and_query_finds_the_events() {
         written.len()
     );
 }
+
+/// `rampart up` started with stdout piped (no `--output`): its stdout lines arrive on the
+/// returned channel. `extra` adds arguments (`--json`).
+fn start_up_stdout(
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let state = dir.join("state");
+    let server_cfg = dir.join("server.yaml");
+    std::fs::write(
+        &server_cfg,
+        format!(
+            "listen: 127.0.0.1:0\ndata_dir: {}\n",
+            state.join("server").display()
+        ),
+    )
+    .expect("server.yaml");
+    let stats = dir.join("stats.json");
+    let agent_cfg = dir.join("agent.yaml");
+    std::fs::write(
+        &agent_cfg,
+        format!("stats_file: {}\nstats_interval_secs: 1\n", stats.display()),
+    )
+    .expect("agent.yaml");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
+    cmd.args(["up", "--config"])
+        .arg(&agent_cfg)
+        .arg("--server-config")
+        .arg(&server_cfg)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("up.log")).expect("log"));
+    // SAFETY: prctl in the child before exec; it stops when the test process dies.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let mut up = cmd.spawn().expect("spawn rampart up");
+    let out = BufReader::new(up.stdout.take().expect("stdout"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !stats.exists() {
+        assert!(up.try_wait().expect("wait").is_none(), "rampart up exited");
+        assert!(Instant::now() < deadline, "agent not ready after 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (up, rx)
+}
+
+/// Lines from `rx` until `want` matches one (or 30 s pass); every line read is returned.
+fn read_until(rx: &std::sync::mpsc::Receiver<String>, want: impl Fn(&str) -> bool) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let Ok(line) = rx.recv_timeout(left) else {
+            break;
+        };
+        let hit = want(&line);
+        seen.push(line);
+        if hit {
+            break;
+        }
+    }
+    seen
+}
+
+#[test]
+fn up_stdout_shows_alerts_and_a_summary_not_every_event_as_json() {
+    testkit::require!(Root, Docker, Bpf);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut up, rx) = start_up_stdout(dir.path(), &[]);
+    let c = TestContainer::run("rp-upcon", &[&busybox_image(), "sleep", "300"]);
+    // The default rule "Password hashes read" fires on a read of /etc/shadow.
+    let ran = c.exec(&["cat", "/etc/shadow"]);
+    assert!(ran.status.success(), "{ran:?}");
+    let mut seen = read_until(&rx, |l| {
+        l.contains("Password hashes read") && l.contains(&format!("container {} (", c.name))
+    });
+    let alert = seen.last().cloned().unwrap_or_default();
+    assert!(
+        alert.contains("Password hashes read"),
+        "no alert line for the container's read of /etc/shadow; stdout:\n{}\nlog:\n{}",
+        seen.join("\n"),
+        std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default()
+    );
+    // time, priority, rule, container, the rule's output (which names the file)
+    let time = alert.split(' ').next().unwrap_or_default();
+    assert!(
+        humantime::parse_rfc3339(time).is_ok(),
+        "line starts with the time: {alert}"
+    );
+    assert!(alert.contains(" WARNING "), "the rule's priority: {alert}");
+    assert!(alert.contains("/etc/shadow"), "{alert}");
+    seen.extend(read_until(&rx, |l| l.contains(" summary ")));
+    let summary = seen.iter().rev().find(|l| l.contains(" summary "));
+    let summary = summary.unwrap_or_else(|| panic!("no summary line in:\n{}", seen.join("\n")));
+    for part in ["events (", "/s), ", " dropped", " active in "] {
+        assert!(summary.contains(part), "{part:?} missing: {summary}");
+    }
+    assert!(seen[0].starts_with("listening "), "{seen:?}");
+    assert!(seen[1].starts_with("dashboard "), "{seen:?}");
+    // Without --json no event reaches stdout as JSON (a container's exec and file events were
+    // made above, and the agent's own sensor.drops every second).
+    let json: Vec<&String> = seen.iter().filter(|l| l.starts_with('{')).collect();
+    assert!(json.is_empty(), "JSON on stdout without --json: {json:?}");
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe { libc::kill(up.id() as i32, libc::SIGTERM) };
+    assert!(up.wait().expect("wait").success());
+}
+
+#[test]
+fn up_json_keeps_every_event_as_json_lines_on_stdout() {
+    testkit::require!(Root, Docker, Bpf);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut up, rx) = start_up_stdout(dir.path(), &["--json"]);
+    let seen = read_until(&rx, |l| {
+        serde_json::from_str::<Value>(l).is_ok_and(|v| v["type"] == "sensor.drops")
+    });
+    assert!(
+        seen.iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|v| v["type"] == "sensor.drops"),
+        "no JSON event on stdout with --json:\n{}",
+        seen.join("\n")
+    );
+    assert!(!seen.iter().any(|l| l.contains(" summary ")), "{seen:?}");
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe { libc::kill(up.id() as i32, libc::SIGTERM) };
+    assert!(up.wait().expect("wait").success());
+}

@@ -199,6 +199,22 @@ impl SqliteStore {
         Self::open_with(path, synchronous_full, CHECKPOINT_BYTES)
     }
 
+    /// Sets the page cache of the writer and of the reader connection to `mib` MiB each
+    /// (64 when opened). The cache is what the store's memory grows to under a steady ingest.
+    pub fn set_cache_mib(&self, mib: u32) -> Result<(), StoreError> {
+        let pragma = format!("PRAGMA cache_size=-{};", u64::from(mib) * 1024);
+        for c in [&self.inner.writer, &self.inner.reader] {
+            c.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .execute_batch(&pragma)
+                .map_err(|source| StoreError::Sqlite {
+                    path: self.inner.path.display().to_string(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
     /// [`SqliteStore::open`], checkpointing every `checkpoint_bytes` of records.
     fn open_with(
         path: &Path,
@@ -761,6 +777,26 @@ mod tests {
             ingested_ns: 1,
             json: format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(1000)),
         }
+    }
+
+    /// `store.cache_mib` (issue 20): both connections' page caches are set, and inserts and
+    /// queries still work.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cache_mib_sets_the_page_cache_of_both_connections() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("events.db"), false).expect("open");
+        let cache = |c: &Mutex<Connection>| -> i64 {
+            c.lock()
+                .expect("lock")
+                .query_row("PRAGMA cache_size", [], |r| r.get(0))
+                .expect("pragma")
+        };
+        assert_eq!(cache(&store.inner.writer), -65536);
+        store.set_cache_mib(8).expect("set");
+        assert_eq!(cache(&store.inner.writer), -8192);
+        assert_eq!(cache(&store.inner.reader), -8192);
+        let rows: Vec<StoredRecord> = (0..100).map(record).collect();
+        store.insert(&rows).await.expect("insert");
     }
 
     /// The checkpoint thread copies the WAL into the database while batches keep coming, and

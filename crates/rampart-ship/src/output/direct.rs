@@ -47,7 +47,7 @@ pub fn shorthand(spec: &str) -> Result<OutputConfig, OutputError> {
         }),
         _ => Err(OutputError::new(
             spec,
-            format!("{spec:?} is not `stdout` or `jsonl:PATH`"),
+            format!("{spec:?} is not `stdout`, `console` or `jsonl:PATH`"),
         )),
     }
 }
@@ -371,7 +371,8 @@ mod tests {
         for bad in ["jsonl:", "stderr", "file:/x", ""] {
             let e = shorthand(bad).unwrap_err();
             assert!(
-                e.to_string().contains("is not `stdout` or `jsonl:PATH`"),
+                e.to_string()
+                    .contains("is not `stdout`, `console` or `jsonl:PATH`"),
                 "{e}"
             );
         }

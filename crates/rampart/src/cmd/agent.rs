@@ -13,7 +13,8 @@ pub struct AgentArgs {
     /// Configuration file (agent.yaml); every key is optional.
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// Where events go: `stdout` or `jsonl:PATH` (repeatable; replaces the config's outputs).
+    /// Where events go: `stdout`, `console` (alerts and a summary) or `jsonl:PATH` (repeatable;
+    /// replaces the config's outputs).
     #[arg(long = "output", short = 'o', value_name = "SPEC")]
     outputs: Vec<String>,
     /// Report only processes inside containers.
@@ -43,6 +44,7 @@ pub struct AgentArgs {
 }
 
 pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    rampart_agent::tune_allocator();
     run_embedded(args, None)
 }
 

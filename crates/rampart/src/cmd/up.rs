@@ -23,9 +23,18 @@ pub struct UpArgs {
     /// Where the server's state and the agent's queue live.
     #[arg(long, value_name = "DIR", default_value = "/var/lib/rampart")]
     state_dir: PathBuf,
+    /// Every event and alert as JSON lines on stdout, as `rampart agent` writes them (default:
+    /// one readable line per alert and a one-line summary every stats interval).
+    #[arg(long)]
+    json: bool,
 }
 
+/// The embedded store's page cache per connection, MiB, when there is no server config.
+const UP_SQLITE_CACHE_MIB: u32 = 8;
+
 pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
+    // Before the server's threads start: they would make their own malloc arenas.
+    rampart_agent::tune_allocator();
     let cfg = match &args.server_config {
         Some(p) => crate::cmd::server::load_config(p)?,
         None => {
@@ -34,6 +43,17 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             c
         }
     };
+    let mut cfg = cfg;
+    // One VPS: an 8 MiB SQLite page cache per connection unless server.yaml sets
+    // `store.cache_mib`, not the server's 64 (issue 20: the page cache was most of
+    // `rampart up`'s peak under storms).
+    if let rampart_server::StoreConfig::Sqlite {
+        cache_mib: cache @ None,
+        ..
+    } = &mut cfg.store
+    {
+        *cache = Some(UP_SQLITE_CACHE_MIB);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("rampart-server")
@@ -54,6 +74,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         server: &running.server,
         queue_dir: args.state_dir.join("queue"),
         vulndb,
+        console: !args.json,
     };
     let result = agent::run_embedded(args.agent, Some(embedded));
     rt.block_on(running.stop());
