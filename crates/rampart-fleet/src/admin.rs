@@ -369,6 +369,7 @@ pub fn db_status_text(data_dir: &Path) -> Result<String, AdminError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
 
     #[test]

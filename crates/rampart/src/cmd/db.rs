@@ -197,13 +197,3 @@ fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
-
-/// The server's scheduled update (`vulndb_update:`), `rampart_fleet::vulndb_update`.
-pub fn spawn_server_updates(
-    cfg: &rampart_server::ServerConfig,
-) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
-    rampart_fleet::vulndb_update::spawn(cfg).map_err(|e| match e {
-        e if e.is_bad_input() => BadInput(e.to_string()).into(),
-        e => e.into(),
-    })
-}

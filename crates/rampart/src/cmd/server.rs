@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -242,46 +241,12 @@ pub use rampart_fleet::RunningServer;
 /// Starts the server with the fleet console and the dashboard; used by `rampart server` and
 /// `rampart up`.
 pub async fn start_server(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
-    let data_dir = cfg.data_dir.clone();
-    // The scheduled `db update` (server.yaml `vulndb_update:`), stopped with the server.
-    let db_update = super::db::spawn_server_updates(&cfg)?;
-    // Several servers on one ClickHouse: every dashboard shows the whole fleet's alerts.
-    let fleet_live = cfg.control_store.is_some()
-        && matches!(cfg.store, rampart_server::StoreConfig::Clickhouse { .. });
-    let mut made = None;
-    let mut running = rampart_fleet::serve(cfg, |fleet| {
-        let console = rampart_console::Console::new(Some(fleet.clone()));
-        made = Some((console.clone(), fleet));
-        rampart_server::ServerExtras {
-            store_layer: Some(console.store_layer()),
-            routes: vec![console.routes()],
-        }
-    })
-    .await
-    .map_err(|e| match e {
-        e if e.is_bad_input() => anyhow::Error::new(BadInput(e.to_string())),
-        e => anyhow::Error::new(e),
-    })?;
-    if let Some(t) = db_update {
-        running.add_task(t);
-    }
-    if let Some((console, store)) = made.filter(|_| fleet_live) {
-        if let Some(store) = store.get() {
-            let store: std::sync::Arc<dyn rampart_server::Store> = store.clone();
-            running.add_task(tokio::spawn(
-                console.fleet_live_loop(store, Duration::from_millis(500)),
-            ));
-        }
-    }
-    tracing::info!(
-        "server listening on {} (CA {}, admin token in {}); dashboard {}/ui/ (first user admin, password in {})",
-        running.server.url(),
-        data_dir.join("ca/ca.crt").display(),
-        data_dir.join("admin.token").display(),
-        running.server.url(),
-        data_dir.join("admin.password").display()
-    );
-    Ok(running)
+    rampart_console::start_server(cfg)
+        .await
+        .map_err(|e| match e {
+            e if e.is_bad_input() => BadInput(e.to_string()).into(),
+            e => e.into(),
+        })
 }
 
 fn serve(cfg: ServerConfig) -> anyhow::Result<ExitCode> {
