@@ -62,10 +62,7 @@ impl AdminError {
     pub fn is_bad_input(&self) -> bool {
         match self {
             AdminError::BadInput(_) => true,
-            AdminError::Db(e) => matches!(
-                e,
-                rampart_scan::DbError::Missing { .. } | rampart_scan::DbError::Schema { .. }
-            ),
+            AdminError::Db(e) => e.is_bad_input(),
             _ => false,
         }
     }
@@ -321,17 +318,8 @@ pub fn import_and_publish(
     mut each: impl FnMut(&rampart_scan::ImportStats),
 ) -> Result<rampart_server::vulndb::Manifest, AdminError> {
     let path = rampart_server::vulndb::db_path(data_dir);
-    {
-        // The scheduled `db update` replaces the file: not while this import writes it.
-        let _lock = rampart_scan::lock_db(&path)?;
-        let mut db = rampart_scan::VulnDb::open_or_create(&path)?;
-        for src in sources {
-            if !src.exists() {
-                return Err(bad(format!("{}: no such file or directory", src.display())));
-            }
-            each(&db.import(src)?);
-        }
-    }
+    // The scheduled `db update` replaces the file: not while this import writes it.
+    rampart_scan::import_sources(&path, sources, |s| each(s))?;
     rampart_server::vulndb::publish(data_dir, ca).map_err(AdminError::Publish)
 }
 
