@@ -30,6 +30,7 @@ mod api;
 mod assets;
 mod auth;
 mod live;
+pub mod serve;
 mod view;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ use rampart_server::{RouteLayer, StoreLayer};
 use tokio::sync::broadcast;
 
 pub use live::live_store;
+pub use serve::{start_server, StartError};
 
 /// Alerts kept for slow live subscribers before they are told they missed some.
 const LIVE_BUFFER: usize = 1024;

@@ -13,10 +13,13 @@
 //! * [`db`]: the incidents database (SQLite).
 //! * [`notify`]: server-side notifications (incident opened, deadlines near due or overdue,
 //!   "now vulnerable", any alert) through the agent's notifier outputs and filters.
+//! * [`admin`]: the server's admin commands on its data directory (tokens, users, agents,
+//!   enrollment tokens, the vulnerability database and fleet configuration status).
 //! * [`serve`]: the central server started with all of the above and the dashboard.
 //! * [`vulns`]: continuous vulnerability management: every SBOM, the running containers and
 //!   "now vulnerable" alerts when the vulnerability database changes.
 
+pub mod admin;
 pub mod correlate;
 pub mod db;
 pub mod deadline;

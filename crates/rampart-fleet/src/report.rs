@@ -229,6 +229,40 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
+/// A report file that could not be written: `action` is `creating` (the directory) or
+/// `writing` (a file).
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {}", path.display())]
+pub struct WriteError {
+    pub action: &'static str,
+    pub path: std::path::PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Writes `ID.md` (`markdown`) and `ID.pdf` (its PDF) into `dir`, created when missing, and
+/// returns their paths (`rampart incident report`).
+pub fn write_files(
+    dir: &std::path::Path,
+    id: &str,
+    markdown: &str,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), WriteError> {
+    let err = |action, path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| WriteError {
+            action,
+            path,
+            source,
+        }
+    };
+    std::fs::create_dir_all(dir).map_err(err("creating", dir))?;
+    let md_path = dir.join(format!("{id}.md"));
+    let pdf_path = dir.join(format!("{id}.pdf"));
+    std::fs::write(&md_path, markdown).map_err(err("writing", &md_path))?;
+    std::fs::write(&pdf_path, pdf(markdown)).map_err(err("writing", &pdf_path))?;
+    Ok((md_path, pdf_path))
+}
+
 /// The Markdown draft typeset as an A4 PDF (headings in bold, the rest wrapped).
 pub fn pdf(markdown: &str) -> Vec<u8> {
     const W: f32 = 595.0;
@@ -332,6 +366,29 @@ pub fn pdf(markdown: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_files_creates_the_directory_and_both_files_or_names_the_failure() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("reports/2026");
+        let (md, pdf_path) =
+            write_files(&out, "inc-1", "# Incident inc-1\n\ntext\n").expect("write");
+        assert_eq!(md, out.join("inc-1.md"));
+        assert_eq!(
+            std::fs::read_to_string(&md).expect("md"),
+            "# Incident inc-1\n\ntext\n"
+        );
+        assert!(std::fs::read(&pdf_path).expect("pdf").starts_with(b"%PDF-"));
+        // A file where the directory should be.
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").expect("file");
+        let e = write_files(&file.join("sub"), "inc-1", "m").expect_err("not a directory");
+        assert_eq!(e.action, "creating");
+        assert_eq!(
+            e.to_string(),
+            format!("creating {}", file.join("sub").display())
+        );
+    }
 
     #[test]
     fn wrap_keeps_words_and_breaks_long_ones() {

@@ -28,7 +28,8 @@
 //! engine.process(&event, &mut out);
 //! ```
 //!
-//! The crate does no I/O except reading the rule files it is asked to load.
+//! The crate does no I/O except reading the rule files it is asked to load (and, in
+//! [`Engine::replay`], the reader and writer its caller hands it).
 
 mod compile;
 mod condition;
@@ -40,6 +41,7 @@ mod fields;
 mod loader;
 mod prefilter;
 mod render;
+mod replay;
 mod ruleset;
 mod text;
 mod yaml;
@@ -48,6 +50,7 @@ pub use engine::{Detection, Engine, EngineStats};
 pub use error::{Error, Location};
 pub use fields::{catalogue as fields, FieldInfo};
 pub use loader::{Action, Warning};
+pub use replay::{ReplayCounts, ReplayError};
 pub use ruleset::{
     CannotFire, Evaluation, Loader, Need, Options, Report, RuleInfo, RuleMatching, RuleSet,
     RuleStatus, DEFAULT_RULES, DEFAULT_RULES_NAME, PRODUCED_EVENT_TYPES,

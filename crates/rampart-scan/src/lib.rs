@@ -33,10 +33,10 @@ pub use analyze::{ContentChecks, OsRelease, Warning};
 pub use cache::{InventoryCache, DEFAULT_CACHE_DIR};
 pub use db::lock as lock_db;
 pub use db::{
-    describe_age, export_url, update as update_db, DbError, DbStatus, EcosystemUpdate, FeedStatus,
-    ImportStats, SourceStatus, StoredVuln, UpdateOptions, UpdateOutcome, UpdateReport, VulnDb,
-    WriteLock, DEFAULT_DB_PATH, DEFAULT_ECOSYSTEMS, DEFAULT_OSV_URL, DEFAULT_STALE_AFTER,
-    SCHEMA_VERSION,
+    describe_age, export_url, import_sources, update as update_db, DbError, DbStatus,
+    EcosystemUpdate, FeedStatus, ImportStats, SourceStatus, StoredVuln, UpdateOptions,
+    UpdateOutcome, UpdateReport, VulnDb, WriteLock, DEFAULT_DB_PATH, DEFAULT_ECOSYSTEMS,
+    DEFAULT_OSV_URL, DEFAULT_STALE_AFTER, SCHEMA_VERSION,
 };
 pub use finding::{mask, Finding, FindingKind};
 pub use image::{

@@ -166,6 +166,38 @@ pub struct BundleReport {
     pub memory: Vec<memory::ProcessMemory>,
 }
 
+impl BundleReport {
+    /// What `rampart respond forensics` prints: the bundle, then one line per process whose
+    /// memory was captured and per limit that cut the capture; every line ends in `\n`.
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "{}: {} entries, {} processes, {} bytes of the writable layer; signed by {} (fingerprint {})\n",
+            self.path.display(),
+            self.entries,
+            self.processes,
+            self.fs_bytes,
+            self.public_key,
+            key::fingerprint(&self.public_key)
+        );
+        for m in &self.memory {
+            out.push_str(&format!(
+                "  memory of pid {} ({}): {} bytes in {} regions, {} unreadable, {} over the limit{}\n",
+                m.pid,
+                m.name,
+                m.captured_bytes,
+                m.regions.iter().filter(|r| r.captured > 0).count(),
+                m.unreadable,
+                m.over_limit,
+                m.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+            ));
+        }
+        for t in &self.truncated {
+            out.push_str(&format!("  limit: {t}\n"));
+        }
+        out
+    }
+}
+
 struct Writer {
     tar: tar::Builder<zstd::Encoder<'static, std::fs::File>>,
     entries: Vec<ManifestEntry>,
@@ -1110,6 +1142,42 @@ pub fn read_public_key(arg: &str) -> Result<String, ForensicsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bundle_report_text_lists_memory_and_limits() {
+        let r = BundleReport {
+            path: PathBuf::from("/tmp/b.tar.zst"),
+            entries: 7,
+            fs_bytes: 42,
+            processes: 2,
+            truncated: vec!["fs: 1 file over 16 MiB".into()],
+            public_key: "00".repeat(32),
+            memory: vec![memory::ProcessMemory {
+                pid: 77,
+                name: "miner".into(),
+                frozen: true,
+                captured_bytes: 4096,
+                unreadable: 1,
+                over_limit: 0,
+                error: Some("gone".into()),
+                regions: vec![],
+            }],
+        };
+        let text = r.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].starts_with("/tmp/b.tar.zst: 7 entries, 2 processes, 42 bytes"));
+        assert!(lines[0].ends_with(&format!(
+            "(fingerprint {})",
+            key::fingerprint(&r.public_key)
+        )));
+        assert_eq!(
+            lines[1],
+            "  memory of pid 77 (miner): 4096 bytes in 0 regions, 1 unreadable, 0 over the limit (gone)"
+        );
+        assert_eq!(lines[2], "  limit: fs: 1 file over 16 MiB");
+        assert!(text.ends_with('\n'));
+    }
 
     #[test]
     fn proc_net_addresses_decode() {

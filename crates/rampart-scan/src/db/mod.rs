@@ -55,6 +55,9 @@ pub enum DbError {
     },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    /// A source given to [`import_sources`] does not exist.
+    #[error("{path}: no such file or directory")]
+    NoSource { path: PathBuf },
     #[error("{path}: no vulnerability database here; fetch one with `rampart db update` (or create one with `rampart db import`)")]
     Missing { path: PathBuf },
     #[error("{path}: database schema {found}, this rampart reads {expected}; re-create it (delete the file and import again)")]
@@ -178,6 +181,40 @@ pub(crate) fn now_secs() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+impl DbError {
+    /// Whether the error is the user's input being wrong: no database, a foreign one, a
+    /// source that does not exist.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            DbError::Missing { .. } | DbError::Schema { .. } | DbError::NoSource { .. }
+        )
+    }
+}
+
+/// Imports `sources` in order into the database at `path` (created when missing), holding the
+/// database lock so that a `db update` does not replace the file meanwhile; `each` sees every
+/// source's result as soon as it is done. A source that does not exist stops the import
+/// ([`DbError::NoSource`]); the sources before it stay imported.
+pub fn import_sources(
+    path: &Path,
+    sources: &[PathBuf],
+    mut each: impl FnMut(&ImportStats),
+) -> Result<Vec<ImportStats>, DbError> {
+    let _lock = lock(path)?;
+    let mut db = VulnDb::open_or_create(path)?;
+    let mut all = Vec::new();
+    for src in sources {
+        if !src.exists() {
+            return Err(DbError::NoSource { path: src.clone() });
+        }
+        let stats = db.import(src)?;
+        each(&stats);
+        all.push(stats);
+    }
+    Ok(all)
 }
 
 impl VulnDb {
@@ -501,4 +538,39 @@ impl VulnDb {
 /// Elapsed seconds since `t`, for statistics.
 pub(crate) fn secs(t: Instant) -> f64 {
     t.elapsed().as_secs_f64()
+}
+
+#[cfg(test)]
+mod import_sources_tests {
+    use super::*;
+
+    const OSV: &str = r#"{"id":"GHSA-test-0001","modified":"2024-01-01T00:00:00Z","affected":[{"package":{"ecosystem":"PyPI","name":"demo"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1.0"}]}]}]}"#;
+
+    #[test]
+    fn sources_import_in_order_and_a_missing_one_is_bad_input() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("db/vuln.db");
+        let src = dir.path().join("GHSA-test-0001.json");
+        std::fs::write(&src, OSV).expect("osv");
+        let mut seen = Vec::new();
+        let all = import_sources(&db, std::slice::from_ref(&src), |s| {
+            seen.push(s.source.clone())
+        })
+        .expect("import");
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].added, 1, "{:?}", all[0]);
+        assert_eq!(seen, vec![all[0].source.clone()]);
+
+        let missing = dir.path().join("nope");
+        let e = import_sources(&db, &[src.clone(), missing.clone()], |_| {})
+            .expect_err("missing source");
+        assert!(e.is_bad_input());
+        assert_eq!(
+            e.to_string(),
+            format!("{}: no such file or directory", missing.display())
+        );
+        // The source before the missing one was imported (unchanged the second time).
+        let db = VulnDb::open(&db).expect("open");
+        assert!(db.status().is_ok());
+    }
 }

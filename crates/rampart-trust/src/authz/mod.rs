@@ -28,6 +28,6 @@ pub mod service;
 
 pub use policy::{AdmissionPolicy, Exception, Rule, Violation, BREAK_GLASS_LABEL};
 pub use server::{
-    decide, serve, AuthzRequest, AuthzResponse, Decision, DecisionSink, Engine, EngineConfig,
-    ScanFailed, Scanner,
+    child_scanner, decide, serve, AuthzRequest, AuthzResponse, Decision, DecisionSink, Engine,
+    EngineConfig, ScanFailed, Scanner,
 };

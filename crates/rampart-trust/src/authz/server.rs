@@ -163,6 +163,49 @@ pub type Scanner = Arc<
 #[error("{0}")]
 pub struct ScanFailed(pub String);
 
+/// Scans on demand run as `PROGRAM image scan` children writing the inventory cache in
+/// `cache_dir`, so that the engine can cancel one at `scan_timeout`: dropping the scan kills
+/// the child. `program` names the rampart binary (`std::env::current_exe`), asked at each scan.
+pub fn child_scanner<F>(program: F, cache_dir: std::path::PathBuf) -> Scanner
+where
+    F: Fn() -> std::io::Result<std::path::PathBuf> + Send + Sync + 'static,
+{
+    let program = Arc::new(program);
+    Arc::new(move |id: String| {
+        let cache = cache_dir.clone();
+        let program = program.clone();
+        Box::pin(async move {
+            let exe = program().map_err(|e| ScanFailed(format!("the rampart binary: {e}")))?;
+            let child = tokio::process::Command::new(exe)
+                .args(["image", "scan", &format!("docker:{id}")])
+                // Secret and malware checks stay on: the CLI caches only a complete inventory.
+                .args(["--skip-db", "--format", "json"])
+                .args(["--output", "/dev/null", "--cache-dir"])
+                .arg(&cache)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| ScanFailed(format!("starting rampart image scan: {e}")))?;
+            let out = child
+                .wait_with_output()
+                .await
+                .map_err(|e| ScanFailed(format!("rampart image scan: {e}")))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                let err = String::from_utf8_lossy(&out.stderr);
+                Err(ScanFailed(format!(
+                    "rampart image scan exited with {}: {}",
+                    out.status,
+                    err.trim().lines().last().unwrap_or_default()
+                )))
+            }
+        })
+    })
+}
+
 /// Where decisions go besides the JSON lines (the binary ships them as events).
 pub type DecisionSink = Box<dyn Fn(&Decision) + Send + Sync>;
 
@@ -1505,6 +1548,46 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stand-in for the rampart binary: a script that records its arguments and fails with
+    /// two lines of errors when asked to scan `docker:bad`.
+    fn fake_rampart(dir: &std::path::Path) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join("rampart");
+        std::fs::write(
+            &p,
+            format!(
+                "#!/bin/sh\necho \"$@\" > {}/args\n[ \"$3\" = docker:bad ] && {{ echo first >&2; echo 'last words' >&2; exit 3; }}\nexit 0\n",
+                dir.display()
+            ),
+        )
+        .expect("write script");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        p
+    }
+
+    #[tokio::test]
+    async fn child_scanner_runs_image_scan_and_reports_the_last_error_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe = fake_rampart(dir.path());
+        let cache = dir.path().join("cache");
+        let scan = child_scanner(move || Ok(exe.clone()), cache.clone());
+        scan("good".into()).await.expect("exit 0 is a filled cache");
+        let args = std::fs::read_to_string(dir.path().join("args")).expect("args");
+        assert_eq!(
+            args.trim(),
+            format!(
+                "image scan docker:good --skip-db --format json --output /dev/null --cache-dir {}",
+                cache.display()
+            )
+        );
+        let e = scan("bad".into()).await.expect_err("exit 3");
+        assert!(e.0.starts_with("rampart image scan exited with"), "{e}");
+        assert!(e.0.ends_with(": last words"), "{e}");
+        let none = child_scanner(|| Err(std::io::Error::other("no /proc")), cache.clone());
+        let e = none("x".into()).await.expect_err("no binary");
+        assert_eq!(e.0, "the rampart binary: no /proc");
+    }
 
     #[test]
     fn names_and_headers() {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use rampart_scan::DEFAULT_CACHE_DIR;
-use rampart_trust::authz::{serve, AdmissionPolicy, Engine, EngineConfig, ScanFailed, Scanner};
+use rampart_trust::authz::{serve, AdmissionPolicy, Engine, EngineConfig};
 
 use super::db::DbPath;
 use super::BadInput;
@@ -50,44 +50,6 @@ pub struct AuthzArgs {
     /// Host name put in the shipped events (default: the kernel's hostname).
     #[arg(long)]
     hostname: Option<String>,
-}
-
-/// Scans on demand run as `rampart image scan` children writing the inventory cache, so that
-/// the engine can cancel one at `scan_timeout`: dropping the scan kills the child.
-fn child_scanner(cache_dir: PathBuf) -> Scanner {
-    Arc::new(move |id: String| {
-        let cache = cache_dir.clone();
-        Box::pin(async move {
-            let exe = std::env::current_exe()
-                .map_err(|e| ScanFailed(format!("the rampart binary: {e}")))?;
-            let child = tokio::process::Command::new(exe)
-                .args(["image", "scan", &format!("docker:{id}")])
-                // Secret and malware checks stay on: the CLI caches only a complete inventory.
-                .args(["--skip-db", "--format", "json"])
-                .args(["--output", "/dev/null", "--cache-dir"])
-                .arg(&cache)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .kill_on_drop(true)
-                .spawn()
-                .map_err(|e| ScanFailed(format!("starting rampart image scan: {e}")))?;
-            let out = child
-                .wait_with_output()
-                .await
-                .map_err(|e| ScanFailed(format!("rampart image scan: {e}")))?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                let err = String::from_utf8_lossy(&out.stderr);
-                Err(ScanFailed(format!(
-                    "rampart image scan exited with {}: {}",
-                    out.status,
-                    err.trim().lines().last().unwrap_or_default()
-                )))
-            }
-        })
-    })
 }
 
 pub fn run(a: AuthzArgs) -> anyhow::Result<ExitCode> {
@@ -151,7 +113,10 @@ pub fn run(a: AuthzArgs) -> anyhow::Result<ExitCode> {
             e.into()
         }
     })?;
-    let engine = engine.with_scanner(child_scanner(a.cache_dir.clone()));
+    let engine = engine.with_scanner(rampart_trust::authz::child_scanner(
+        std::env::current_exe,
+        a.cache_dir.clone(),
+    ));
     let engine = match &shipper {
         Some((shipper, device)) => {
             let (shipper, device) = (shipper.clone(), device.clone());

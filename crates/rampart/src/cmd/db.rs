@@ -141,7 +141,7 @@ pub fn run(args: DbArgs) -> anyhow::Result<ExitCode> {
 /// Maps database errors: a missing or foreign database is the user's input.
 pub fn db_error(e: DbError) -> anyhow::Error {
     match e {
-        DbError::Missing { .. } | DbError::Schema { .. } => BadInput(e.to_string()).into(),
+        e if e.is_bad_input() => BadInput(e.to_string()).into(),
         e => e.into(),
     }
 }
@@ -157,16 +157,9 @@ fn update(a: UpdateArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
-    // `db update` replaces the file: not while an import writes it.
-    let _lock = rampart_scan::lock_db(&a.db.path).map_err(db_error)?;
-    let mut db = VulnDb::open_or_create(&a.db.path).map_err(db_error)?;
     let mut out = std::io::stdout().lock();
-    let mut all = Vec::new();
-    for src in &a.sources {
-        if !src.exists() {
-            return Err(BadInput(format!("{}: no such file or directory", src.display())).into());
-        }
-        let stats = db.import(src).map_err(db_error)?;
+    let mut written = Ok(());
+    let all = rampart_scan::import_sources(&a.db.path, &a.sources, |stats| {
         for e in stats.errors.iter().take(20) {
             eprintln!("warning: {e}");
         }
@@ -174,11 +167,12 @@ fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
             let more = stats.errors.len() - 20;
             eprintln!("warning: ... and {more} more unreadable records");
         }
-        if a.format == Format::Text {
-            writeln!(out, "{}", stats.text())?;
+        if a.format == Format::Text && written.is_ok() {
+            written = writeln!(out, "{}", stats.text());
         }
-        all.push(stats);
-    }
+    })
+    .map_err(db_error)?;
+    written?;
     if a.format == Format::Json {
         writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
     }
@@ -196,14 +190,4 @@ fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
         Format::Text => write!(out, "{}", s.text())?,
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The server's scheduled update (`vulndb_update:`), `rampart_fleet::vulndb_update`.
-pub fn spawn_server_updates(
-    cfg: &rampart_server::ServerConfig,
-) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
-    rampart_fleet::vulndb_update::spawn(cfg).map_err(|e| match e {
-        e if e.is_bad_input() => BadInput(e.to_string()).into(),
-        e => e.into(),
-    })
 }

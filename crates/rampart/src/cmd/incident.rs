@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use rampart_fleet::{report, Incident, IncidentDb, IncidentSettings, Mark, Regulation};
 
@@ -188,14 +187,7 @@ pub fn run(args: IncidentArgs) -> anyhow::Result<ExitCode> {
             let inc = find(&db, &id)?;
             let d = inc.deadlines(regs, &c.roles, now);
             let md = report::markdown(&inc, &d, now);
-            std::fs::create_dir_all(&output)
-                .with_context(|| format!("creating {}", output.display()))?;
-            let md_path = output.join(format!("{id}.md"));
-            let pdf_path = output.join(format!("{id}.pdf"));
-            std::fs::write(&md_path, &md)
-                .with_context(|| format!("writing {}", md_path.display()))?;
-            std::fs::write(&pdf_path, report::pdf(&md))
-                .with_context(|| format!("writing {}", pdf_path.display()))?;
+            let (md_path, pdf_path) = report::write_files(&output, &id, &md)?;
             println!("{}\n{}", md_path.display(), pdf_path.display());
         }
     }

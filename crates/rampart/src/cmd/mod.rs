@@ -62,6 +62,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         e.downcast_ref::<BadInput>().is_some()
             || e.downcast_ref::<rampart_agent::AgentError>()
                 .is_some_and(rampart_agent::AgentError::is_bad_input)
+            || e.downcast_ref::<rampart_fleet::admin::AdminError>()
+                .is_some_and(rampart_fleet::admin::AdminError::is_bad_input)
     };
     if err.chain().any(bad) {
         2

@@ -275,30 +275,7 @@ pub fn run(args: RespondArgs) -> anyhow::Result<ExitCode> {
                 })
                 .collect();
             let r = forensics::capture_with(&c, &recent, &key, &a.output, &limits, &memory_of)?;
-            println!(
-                "{}: {} entries, {} processes, {} bytes of the writable layer; signed by {} (fingerprint {})",
-                r.path.display(),
-                r.entries,
-                r.processes,
-                r.fs_bytes,
-                r.public_key,
-                forensics::key::fingerprint(&r.public_key)
-            );
-            for m in &r.memory {
-                println!(
-                    "  memory of pid {} ({}): {} bytes in {} regions, {} unreadable, {} over the limit{}",
-                    m.pid,
-                    m.name,
-                    m.captured_bytes,
-                    m.regions.iter().filter(|r| r.captured > 0).count(),
-                    m.unreadable,
-                    m.over_limit,
-                    m.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
-                );
-            }
-            for t in &r.truncated {
-                println!("  limit: {t}");
-            }
+            print!("{}", r.text());
         }
     }
     Ok(ExitCode::SUCCESS)

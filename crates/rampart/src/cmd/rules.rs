@@ -7,8 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use rampart_event::Event;
-use rampart_rules::{Engine, Options, RuleMatching, RuleSet};
+use rampart_rules::{Engine, Options, ReplayError, RuleMatching, RuleSet};
 
 use super::BadInput;
 
@@ -129,31 +128,13 @@ fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot open {}", a.events.display()))?;
         Box::new(BufReader::new(f))
     };
-    let mut out = BufWriter::new(std::io::stdout().lock());
-    let mut detections = Vec::new();
-    let (mut events, mut alerts) = (0u64, 0u64);
-    for (n, line) in input.lines().enumerate() {
-        let line = line.with_context(|| format!("reading {}", a.events.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let event: Event = serde_json::from_str(&line).map_err(|e| {
-            BadInput(format!(
-                "{}:{}: not an event: {e}",
-                a.events.display(),
-                n + 1
-            ))
-        })?;
-        events += 1;
-        detections.clear();
-        engine.process(&event, &mut detections);
-        for d in &detections {
-            alerts += 1;
-            serde_json::to_writer(&mut out, &d.alert)?;
-            writeln!(out)?;
-        }
-    }
-    out.flush()?;
+    let out = BufWriter::new(std::io::stdout().lock());
+    let name = a.events.display().to_string();
+    let counts = engine.replay(input, &name, out).map_err(|e| match e {
+        e @ ReplayError::NotAnEvent { .. } => BadInput(e.to_string()).into(),
+        e => anyhow::Error::new(e),
+    })?;
+    let (events, alerts) = (counts.events, counts.alerts);
     eprintln!("{events} events, {alerts} alerts");
     Ok(ExitCode::SUCCESS)
 }

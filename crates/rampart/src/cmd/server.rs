@@ -4,12 +4,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use rampart_server::config::ConfigError;
-use rampart_server::{Role, ServerConfig};
+use rampart_fleet::admin;
+use rampart_server::ServerConfig;
 
 use crate::cmd::BadInput;
 
@@ -159,34 +158,24 @@ enum AgentsCommand {
 
 pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let cfg = load_config(&args.config)?;
-    become_data_owner(&cfg.data_dir)?;
+    admin::become_data_owner(&cfg.data_dir)?;
     match args.command.unwrap_or(ServerCommand::Run) {
-        ServerCommand::Run => serve(cfg),
+        ServerCommand::Run => return serve(cfg),
         ServerCommand::EnrollToken { region, uses, ttl } => {
-            let ttl = humantime::parse_duration(&ttl)
-                .map_err(|e| BadInput(format!("--ttl {ttl:?}: {e}")))?;
-            let (control, ca) = rampart_server::open_control(&cfg)?;
-            let secret = control
-                .create_enroll_token(&region, uses, ttl, "rampart server enroll-token")
-                .map_err(|e| BadInput(e.to_string()))?;
-            let token = rampart_ship::protocol::EnrollToken {
-                secret,
-                ca_sha256: ca.fingerprint(),
-            };
-            println!("{token}");
-            Ok(ExitCode::SUCCESS)
+            println!("{}", admin::enroll_token(&cfg, &region, uses, &ttl)?);
         }
-        ServerCommand::Token { command } => token(&cfg, command),
+        ServerCommand::Token { command } => token(&cfg, command)?,
         ServerCommand::Agents { command } => {
-            agents(&cfg, command.unwrap_or(AgentsCommand::List { json: false }))
+            agents(&cfg, command.unwrap_or(AgentsCommand::List { json: false }))?
         }
-        ServerCommand::Db { command } => server_db(&cfg, command),
-        ServerCommand::Config { command } => config(&cfg, command),
-        ServerCommand::User { command } => user(&cfg, command),
+        ServerCommand::Db { command } => server_db(&cfg, command)?,
+        ServerCommand::Config { command } => config(&cfg, command)?,
+        ServerCommand::User { command } => user(&cfg, command)?,
     }
+    Ok(ExitCode::SUCCESS)
 }
 
-fn config(cfg: &ServerConfig, command: ConfigCommand) -> anyhow::Result<ExitCode> {
+fn config(cfg: &ServerConfig, command: ConfigCommand) -> anyhow::Result<()> {
     let (control, ca) = rampart_server::open_control(cfg)?;
     match command {
         ConfigCommand::Publish { dir, set_version } => {
@@ -213,53 +202,15 @@ fn config(cfg: &ServerConfig, command: ConfigCommand) -> anyhow::Result<ExitCode
             let st = rampart_server::fleetconfig::status(&cfg.data_dir, &control)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&st)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            match &st.published {
-                None => {
-                    println!("no fleet configuration published (rampart server config publish DIR)")
-                }
-                Some(m) => println!(
-                    "published version {} ({} files) at {}",
-                    m.version,
-                    m.files.len(),
-                    fmt_ns(m.created_ns)
-                ),
-            }
-            println!(
-                "{:<26} {:<24} {:<8} {:<20} {:<20} REFUSED",
-                "AGENT", "HOST", "VERSION", "APPLIED", "REPORTED"
-            );
-            for a in &st.agents {
-                let r = a.report.clone().unwrap_or_default();
-                println!(
-                    "{:<26} {:<24} {:<8} {:<20} {:<20} {}",
-                    a.agent_id,
-                    a.hostname,
-                    if a.report.is_some() {
-                        r.version.to_string()
-                    } else {
-                        "-".into()
-                    },
-                    if r.applied_ns > 0 {
-                        fmt_ns(r.applied_ns)
-                    } else {
-                        "-".into()
-                    },
-                    if r.reported_ns > 0 {
-                        fmt_ns(r.reported_ns)
-                    } else {
-                        "-".into()
-                    },
-                    r.refused.as_deref().unwrap_or("-")
-                );
+            } else {
+                print!("{}", admin::config_status_text(&st));
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
-fn user(cfg: &ServerConfig, command: UserCommand) -> anyhow::Result<ExitCode> {
+fn user(cfg: &ServerConfig, command: UserCommand) -> anyhow::Result<()> {
     let (control, _ca) = rampart_server::open_control(cfg)?;
     match command {
         UserCommand::Add {
@@ -267,94 +218,22 @@ fn user(cfg: &ServerConfig, command: UserCommand) -> anyhow::Result<ExitCode> {
             role,
             password_file,
         } => {
-            let r = Role::parse(&role).ok_or_else(|| {
-                BadInput(format!(
-                    "--role {role:?}: expected admin, analyst or read-only"
-                ))
-            })?;
-            let text = match &password_file {
-                Some(p) => std::fs::read_to_string(p)
-                    .with_context(|| format!("reading {}", p.display()))?,
-                None => {
-                    let mut line = String::new();
-                    std::io::stdin()
-                        .read_line(&mut line)
-                        .context("reading the password from standard input")?;
-                    line
-                }
-            };
-            let password = text.lines().next().unwrap_or("").trim_end_matches('\r');
-            control
-                .add_user(&name, r, password)
-                .map_err(|e| BadInput(e.to_string()))?;
-            println!("added user {name} ({})", r.as_str());
+            let password = admin::read_password(password_file.as_deref(), std::io::stdin().lock())?;
+            let role = admin::add_user(&control, &name, &role, &password)?;
+            println!("added user {name} ({})", role.as_str());
         }
-        UserCommand::List => {
-            println!("{:<32} {:<10} CREATED", "USER", "ROLE");
-            for u in control.users()? {
-                println!(
-                    "{:<32} {:<10} {}",
-                    u.username,
-                    u.role.as_str(),
-                    fmt_ns(u.created_ns)
-                );
-            }
-        }
+        UserCommand::List => print!("{}", admin::users_table(&control.users()?)),
         UserCommand::Remove { name } => {
-            if !control.remove_user(&name)? {
-                anyhow::bail!(BadInput(format!("no user named {name:?}")));
-            }
+            admin::remove_user(&control, &name)?;
             println!("removed user {name}");
         }
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Run as root on a data directory that another user owns (the packaged service's `rampart`
-/// user), the server and its admin commands take that user's identity first: nothing they
-/// create (a database's `-wal`, a new CRL) is then root's and out of the service's reach, and
-/// the server never runs as root on such a directory.
-fn become_data_owner(data_dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid(2) has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Ok(());
-    }
-    let Ok(meta) = std::fs::metadata(data_dir) else {
-        return Ok(());
-    };
-    let (uid, gid) = (meta.uid(), meta.gid());
-    if uid == 0 {
-        return Ok(());
-    }
-    // SAFETY: setgroups/setgid/setuid(2) with plain integers; the order (groups, group, user)
-    // is the only one in which each call is still permitted.
-    let failed = unsafe {
-        libc::setgroups(0, std::ptr::null()) != 0
-            || libc::setgid(gid) != 0
-            || libc::setuid(uid) != 0
-    };
-    if failed {
-        return Err(std::io::Error::last_os_error()).with_context(|| {
-            format!(
-                "taking the identity of {} (uid {uid}), which owns it",
-                data_dir.display()
-            )
-        });
-    }
-    tracing::debug!(uid, gid, data_dir = %data_dir.display(), "running as the data directory's owner");
     Ok(())
 }
 
 /// Reads the configuration; a missing default file means every default.
 pub fn load_config(path: &Path) -> anyhow::Result<ServerConfig> {
-    if path == Path::new(DEFAULT_CONFIG) && !path.exists() {
-        return Ok(ServerConfig::with_data_dir("/var/lib/rampart/server"));
-    }
-    ServerConfig::load(path).map_err(|e| match e {
-        ConfigError::Read { .. } => anyhow::Error::new(e),
-        other => anyhow::Error::new(BadInput(other.to_string())),
-    })
+    Ok(admin::load_config(path, Path::new(DEFAULT_CONFIG))?)
 }
 
 pub use rampart_fleet::RunningServer;
@@ -362,46 +241,12 @@ pub use rampart_fleet::RunningServer;
 /// Starts the server with the fleet console and the dashboard; used by `rampart server` and
 /// `rampart up`.
 pub async fn start_server(cfg: ServerConfig) -> anyhow::Result<RunningServer> {
-    let data_dir = cfg.data_dir.clone();
-    // The scheduled `db update` (server.yaml `vulndb_update:`), stopped with the server.
-    let db_update = super::db::spawn_server_updates(&cfg)?;
-    // Several servers on one ClickHouse: every dashboard shows the whole fleet's alerts.
-    let fleet_live = cfg.control_store.is_some()
-        && matches!(cfg.store, rampart_server::StoreConfig::Clickhouse { .. });
-    let mut made = None;
-    let mut running = rampart_fleet::serve(cfg, |fleet| {
-        let console = rampart_console::Console::new(Some(fleet.clone()));
-        made = Some((console.clone(), fleet));
-        rampart_server::ServerExtras {
-            store_layer: Some(console.store_layer()),
-            routes: vec![console.routes()],
-        }
-    })
-    .await
-    .map_err(|e| match e {
-        e if e.is_bad_input() => anyhow::Error::new(BadInput(e.to_string())),
-        e => anyhow::Error::new(e),
-    })?;
-    if let Some(t) = db_update {
-        running.add_task(t);
-    }
-    if let Some((console, store)) = made.filter(|_| fleet_live) {
-        if let Some(store) = store.get() {
-            let store: std::sync::Arc<dyn rampart_server::Store> = store.clone();
-            running.add_task(tokio::spawn(
-                console.fleet_live_loop(store, Duration::from_millis(500)),
-            ));
-        }
-    }
-    tracing::info!(
-        "server listening on {} (CA {}, admin token in {}); dashboard {}/ui/ (first user admin, password in {})",
-        running.server.url(),
-        data_dir.join("ca/ca.crt").display(),
-        data_dir.join("admin.token").display(),
-        running.server.url(),
-        data_dir.join("admin.password").display()
-    );
-    Ok(running)
+    rampart_console::start_server(cfg)
+        .await
+        .map_err(|e| match e {
+            e if e.is_bad_input() => BadInput(e.to_string()).into(),
+            e => e.into(),
+        })
 }
 
 fn serve(cfg: ServerConfig) -> anyhow::Result<ExitCode> {
@@ -428,119 +273,49 @@ fn serve(cfg: ServerConfig) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn token(cfg: &ServerConfig, command: TokenCommand) -> anyhow::Result<ExitCode> {
+fn token(cfg: &ServerConfig, command: TokenCommand) -> anyhow::Result<()> {
     let (control, _ca) = rampart_server::open_control(cfg)?;
     match command {
         TokenCommand::Create { name, role } => {
-            let r = Role::parse(&role).ok_or_else(|| {
-                BadInput(format!(
-                    "--role {role:?}: expected admin, analyst or read-only"
-                ))
-            })?;
-            let t = control
-                .create_api_token(&name, r)
-                .map_err(|e| BadInput(e.to_string()))?;
-            println!("{t}");
+            println!("{}", admin::create_token(&control, &name, &role)?)
         }
-        TokenCommand::List => {
-            println!("{:<24} {:<10} {:<20} REVOKED", "NAME", "ROLE", "CREATED");
-            for t in control.api_tokens()? {
-                println!(
-                    "{:<24} {:<10} {:<20} {}",
-                    t.name,
-                    t.role.as_str(),
-                    fmt_ns(t.created_ns),
-                    t.revoked_ns.map(fmt_ns).unwrap_or_else(|| "-".into())
-                );
-            }
-        }
+        TokenCommand::List => print!("{}", admin::tokens_table(&control.api_tokens()?)),
         TokenCommand::Revoke { name } => {
-            if !control.revoke_api_token(&name)? {
-                anyhow::bail!(BadInput(format!("no active token named {name:?}")));
-            }
+            admin::revoke_token(&control, &name)?;
             println!("revoked token {name}");
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
-fn agents(cfg: &ServerConfig, command: AgentsCommand) -> anyhow::Result<ExitCode> {
+fn agents(cfg: &ServerConfig, command: AgentsCommand) -> anyhow::Result<()> {
     let (control, ca) = rampart_server::open_control(cfg)?;
     match command {
-        AgentsCommand::List { json } => {
-            let agents = control.agents()?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&agents)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            println!(
-                "{:<26} {:<24} {:<8} {:<20} {:<20} REVOKED",
-                "AGENT", "HOST", "REGION", "ENROLLED", "LAST SEEN"
-            );
-            for a in agents {
-                println!(
-                    "{:<26} {:<24} {:<8} {:<20} {:<20} {}",
-                    a.agent_id,
-                    a.hostname,
-                    a.region,
-                    fmt_ns(a.enrolled_ns),
-                    a.last_seen_ns.map(fmt_ns).unwrap_or_else(|| "-".into()),
-                    a.revoked_ns.map(fmt_ns).unwrap_or_else(|| "-".into())
-                );
-            }
+        AgentsCommand::List { json: true } => {
+            println!("{}", serde_json::to_string_pretty(&control.agents()?)?)
+        }
+        AgentsCommand::List { json: false } => {
+            print!("{}", admin::agents_table(&control.agents()?))
         }
         AgentsCommand::Revoke { agent_id } => {
-            if !rampart_server::revoke_agent_offline(&control, &ca, &agent_id)? {
-                anyhow::bail!(BadInput(format!(
-                    "no agent {agent_id:?} that is not already revoked (rampart server agents)"
-                )));
-            }
+            admin::revoke_agent(&control, &ca, &agent_id)?;
             println!("revoked {agent_id}; the CRL is rewritten");
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
-/// Nanoseconds since the epoch as RFC 3339 (seconds).
-pub fn fmt_ns(ns: u64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_nanos(ns);
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-fn server_db(cfg: &ServerConfig, command: ServerDbCommand) -> anyhow::Result<ExitCode> {
+fn server_db(cfg: &ServerConfig, command: ServerDbCommand) -> anyhow::Result<()> {
     let data_dir = &cfg.data_dir;
     match command {
         ServerDbCommand::Import { sources } => {
             let (_control, ca) = rampart_server::open_control(cfg)?;
-            let path = rampart_server::vulndb::db_path(data_dir);
-            // The scheduled `db update` replaces the file: not while this import writes it.
-            let _lock = rampart_scan::lock_db(&path).map_err(super::db::db_error)?;
-            let mut db =
-                rampart_scan::VulnDb::open_or_create(&path).map_err(super::db::db_error)?;
-            for src in &sources {
-                if !src.exists() {
-                    anyhow::bail!(BadInput(format!(
-                        "{}: no such file or directory",
-                        src.display()
-                    )));
-                }
-                let stats = db.import(src).map_err(super::db::db_error)?;
-                for e in stats.errors.iter().take(20) {
+            let m = admin::import_and_publish(data_dir, &ca, &sources, |stats| {
+                for e in stats.errors.iter().take(admin::IMPORT_WARNINGS) {
                     eprintln!("warning: {e}");
                 }
-                println!(
-                    "{}: {} added, {} updated, {} unchanged, {} removed, {} unreadable",
-                    stats.source,
-                    stats.added,
-                    stats.updated,
-                    stats.unchanged,
-                    stats.removed,
-                    stats.errors.len()
-                );
-            }
-            drop(db);
-            let m = rampart_server::vulndb::publish(data_dir, &ca)
-                .context("publishing the vulnerability database bundle")?;
+                println!("{}", admin::import_line(stats));
+            })?;
             println!(
                 "published vulnerability database {} ({} bytes, sha256 {}), signed by the server CA",
                 m.version, m.size, m.sha256
@@ -552,21 +327,7 @@ fn server_db(cfg: &ServerConfig, command: ServerDbCommand) -> anyhow::Result<Exi
                 "agents send their image inventories again from their next check (token {token})"
             );
         }
-        ServerDbCommand::Status => match rampart_server::vulndb::current(data_dir)? {
-            None => println!("no vulnerability database published (rampart server db import)"),
-            Some(signed) => {
-                let m: rampart_server::vulndb::Manifest = serde_json::from_str(&signed.manifest)
-                    .context("reading the published manifest")?;
-                println!(
-                    "version {}\nsha256 {}\nbundle {} bytes, database {} bytes\npublished {}",
-                    m.version,
-                    m.sha256,
-                    m.size,
-                    m.db_size,
-                    fmt_ns(m.created_ns)
-                );
-            }
-        },
+        ServerDbCommand::Status => println!("{}", admin::db_status_text(data_dir)?),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
