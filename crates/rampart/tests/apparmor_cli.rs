@@ -126,6 +126,20 @@ fn learned_profiles_of_real_workloads_compile_and_the_check_finds_a_planted_acce
         ],
     );
     std::thread::sleep(Duration::from_secs(1));
+    // A workload that did not stay up is a broken test set-up, not a recording error: say how it
+    // ended (a CI run once found aa-web already stopped here).
+    for c in [&web, &job, &db] {
+        if c.inspect("{{.State.Running}}").trim() != "true" {
+            let logs = testkit::docker(["logs", &c.name]);
+            panic!(
+                "{} is not running 1 s after start: {}\nlogs: {}{}",
+                c.name,
+                c.inspect("{{json .State}}"),
+                String::from_utf8_lossy(&logs.stdout),
+                String::from_utf8_lossy(&logs.stderr)
+            );
+        }
+    }
 
     let web_p = dir.path().join("web.profile");
     let job_p = dir.path().join("job.profile");
