@@ -294,6 +294,10 @@ fn systemd_analyze_verify_accepts_the_units() {
             std::fs::copy(&p, targets.join(p.file_name().expect("name"))).expect("copy target");
         }
     }
+    // ExecReload's /bin/kill comes from procps (Priority: important, on every Debian host), not
+    // from the package: put the host's copy in the root so that verify finds it.
+    std::fs::create_dir_all(root.join("bin")).expect("mkdir bin");
+    std::fs::copy("/bin/kill", root.join("bin/kill")).expect("copy /bin/kill (procps)");
     let out = Command::new("systemd-analyze")
         .args(["verify", "--man=no"])
         .arg(format!("--root={}", root.display()))
