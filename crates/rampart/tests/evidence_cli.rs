@@ -202,7 +202,10 @@ fn an_uploaded_bundle_is_stored_exactly_under_the_certificates_host_and_replays_
         assert_eq!(again.receipt.received_ns, up.receipt.received_ns);
         // Raw replay of the first part, with its body: answered from the record, unread.
         let size = (10 * MIB + 12345).to_string();
-        let part = std::fs::read(&a).expect("file")[..(4 * MIB) as usize].to_vec();
+        // The server answers a replay without reading its body; a part larger than the socket
+        // buffers can then fail on the client's side while it is still writing (hyper reports
+        // the write error, not the answer), so the replay sends a part that fits in them.
+        let part = std::fs::read(&a).expect("file")[..(64 * 1024) as usize].to_vec();
         let r = request(
             agent_tls(&web_dir),
             &server.url(),
