@@ -97,7 +97,7 @@ fn learned_profiles_of_real_workloads_compile_and_the_check_finds_a_planted_acce
             &busybox,
             "sh",
             "-c",
-            "mkdir -p /www /var/log/web && echo hello > /www/index.html && \
+            "mkdir -p /www /var/log/web && echo hello > /www/index.html; \
              (while true; do wget -q -O /dev/null http://127.0.0.1:8080/ && date >> /var/log/web/access.log; sleep 0.2; done) & \
              exec httpd -f -p 8080 -h /www",
         ],
