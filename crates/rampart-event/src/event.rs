@@ -7,7 +7,8 @@
 //! `device`, and one object per facet that the kind uses (`process`, `container`, `file`,
 //! `network`, `dns`, `privilege`, `socket`, `payload`, `exit`, `lifecycle`, `auth`, `stats`,
 //! `resources`, `policy`,
-//! `response`, `host_inventory`, `container_inventory`, `image_inventory`). Absent facets are omitted;
+//! `response`, `host_inventory`, `container_inventory`, `image_inventory`, `mesh`). Absent facets
+//! are omitted;
 //! an event without `container` happened on the host.
 //!
 //! Deserialising accepts what serialising writes; the OCSF header is recomputed from `type` and
@@ -187,6 +188,9 @@ event_kinds! {
     /// A Docker API request judged by the admission plugin (`rampart authz`): `policy` says
     /// the outcome and the rules broken, `auth` who asked, `container` the image.
     AdmissionDecision = "admission.decision", 6003, 99, "Authorize", "authz";
+    /// A mesh proxy's periodic report (`mesh`): the services it offers and the use of each
+    /// edge (source identity -> service) since its previous report (docs/mesh.md).
+    MeshReport = "mesh.report", 4001, 99, "Mesh Report", "mesh";
 }
 
 impl fmt::Display for EventKind {
@@ -234,6 +238,8 @@ pub struct Event {
     pub container_inventory: Option<Box<ContainerInventory>>,
     /// `inventory.image` events.
     pub image_inventory: Option<Box<ImageInventory>>,
+    /// `mesh.report` events.
+    pub mesh: Option<Box<MeshReport>>,
 }
 
 impl Event {
@@ -264,6 +270,7 @@ impl Event {
             host_inventory: None,
             container_inventory: None,
             image_inventory: None,
+            mesh: None,
         }
     }
 
@@ -389,6 +396,9 @@ impl Serialize for Event {
         if let Some(v) = &self.image_inventory {
             m.serialize_entry("image_inventory", v)?;
         }
+        if let Some(v) = &self.mesh {
+            m.serialize_entry("mesh", v)?;
+        }
         m.end()
     }
 }
@@ -442,6 +452,8 @@ struct EventWire {
     container_inventory: Option<Box<ContainerInventory>>,
     #[serde(default)]
     image_inventory: Option<Box<ImageInventory>>,
+    #[serde(default)]
+    mesh: Option<Box<MeshReport>>,
 }
 
 #[derive(Deserialize)]
@@ -477,6 +489,7 @@ impl<'de> Deserialize<'de> for Event {
             host_inventory: w.host_inventory,
             container_inventory: w.container_inventory,
             image_inventory: w.image_inventory,
+            mesh: w.mesh,
         })
     }
 }
@@ -846,6 +859,43 @@ pub struct ResourceInfo {
     /// Write operations per second over the interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub io_write_iops: Option<u64>,
+}
+
+/// What one mesh proxy reports (`mesh.report`): its services, and per edge the connections
+/// its inbound side allowed and denied since the previous report. The reporting host is the
+/// record's `device.hostname` (at the server: the host the sender enrolled as).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshReport {
+    /// The services this host offers to the mesh.
+    #[serde(default)]
+    pub services: Vec<MeshService>,
+    /// Edges used since the previous report (counts are that interval's, not totals).
+    #[serde(default)]
+    pub edges: Vec<MeshEdge>,
+}
+
+/// A service a host offers to the mesh (`name` is the container's name, the last segment of
+/// its identity).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshService {
+    pub name: String,
+    pub port: u16,
+}
+
+/// The use of one edge over one report interval, as the destination's inbound proxy saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeshEdge {
+    /// The verified client identity (`spiffe://<fleet>/<host>/<container>`).
+    pub source_identity: String,
+    /// The service's identity on the reporting host.
+    pub destination_identity: String,
+    pub port: u16,
+    /// Connections the policy let through in the interval.
+    pub allowed: u64,
+    /// Connections refused (policy or unknown service) in the interval.
+    pub denied: u64,
+    /// Nanoseconds since the Unix epoch of the edge's last connection.
+    pub last_ns: u64,
 }
 
 /// A prevention decision (`policy.exec_denied`, `policy.net_denied`).

@@ -27,7 +27,8 @@ pub use compliance::{
 pub use container::{Container, ContainerRuntime};
 pub use event::{
     AuthInfo, AuthOutcome, Device, DnsAnswer, DnsInfo, Endpoint, Event, EventId, EventKind,
-    EvidenceInfo, ExitInfo, FileInfo, LifecycleInfo, NetDirection, NetInfo, PayloadInfo,
+    EvidenceInfo, ExitInfo, FileInfo, LifecycleInfo, MeshEdge, MeshReport, MeshService,
+    NetDirection, NetInfo, PayloadInfo,
     PolicyInfo, PrivilegeInfo, ResourceInfo, ResponseInfo, SensorStats, SocketInfo,
 };
 pub use inventory::{

@@ -22,6 +22,7 @@ mod error;
 pub mod identity;
 pub mod policy;
 mod proxy;
+mod report;
 mod server_issuer;
 
 pub use config::{MeshConfig, OutboundDef, ServiceDef};
@@ -29,4 +30,5 @@ pub use error::MeshError;
 pub use identity::{CertRequest, Identity, IssuedCert, Issuer, SpiffeId};
 pub use policy::{Decision, MeshPolicy};
 pub use proxy::{EdgeStat, Mesh, Route, HEADER_TIMEOUT};
+pub use report::{forward, server_shipper, EdgeReporter, ForwardStats};
 pub use server_issuer::{ServerIssuer, REQUEST_TIMEOUT};

@@ -292,6 +292,18 @@ impl Mesh {
         lock(&self.edges).clone()
     }
 
+    /// This host's name (its identities' second segment).
+    pub fn host(&self) -> &str {
+        &self.cfg.host
+    }
+
+    /// The services this host offers (name, port), sorted.
+    pub fn service_list(&self) -> Vec<(String, u16)> {
+        let mut v: Vec<(String, u16)> = self.services.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
     fn build_server(
         &self,
         crls: &[CertificateRevocationListDer<'static>],

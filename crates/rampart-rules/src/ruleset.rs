@@ -90,6 +90,7 @@ pub const PRODUCED_EVENT_TYPES: &[&str] = &[
     "response",
     "inventory",
     "authz",
+    "mesh",
 ];
 
 /// The `evt.type` values (syscall names) an event of each kind may carry. An event whose type
@@ -139,6 +140,7 @@ pub(crate) fn kind_types(kind: EventKind) -> &'static [&'static str] {
         K::ResponseAction => &["response"],
         K::InventoryHost | K::InventoryContainer | K::InventoryImage => &["inventory"],
         K::AdmissionDecision => &["authz"],
+        K::MeshReport => &["mesh"],
         _ => &[],
     }
 }

@@ -10,6 +10,7 @@
 //! | `GET /api/v1/records` | analyst | events and alerts matching the filters |
 //! | `GET /api/v1/count` | analyst | how many records match |
 //! | `GET /api/v1/retention` | analyst | the retention log |
+//! | `GET /api/v1/mesh` | analyst | the mesh's services, edges with last use, refusals (`since`, default 7 days; `crate::meshview`) |
 //! | `POST /api/v1/agents/{id}/revoke` | admin | revoke an agent's certificate |
 //! | `POST /api/v1/enroll-tokens` | admin | `{"region", "uses", "ttl"}` → a token |
 //! | `POST /api/v1/tokens` | admin | `{"name", "role"}` → an API token |
@@ -296,6 +297,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/v1/ca", get(ca_cert))
         .route("/api/v1/crl", get(crl))
         .route("/api/v1/mesh/certificate", post(mesh_certificate))
+        .route("/api/v1/mesh", get(mesh_view))
         .route("/api/v1/records", get(records))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/count", get(count))
@@ -1148,6 +1150,34 @@ async fn count(
         .await
         .map_err(|e| err(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     Ok(Json(serde_json::json!({ "count": n })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MeshViewParams {
+    since: Option<String>,
+}
+
+async fn mesh_view(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    UrlQuery(p): UrlQuery<MeshViewParams>,
+) -> Result<Json<crate::meshview::MeshView>, ApiError> {
+    authorize(&app, &headers, Role::Analyst)?;
+    app.counters.queries.fetch_add(1, Ordering::Relaxed);
+    let since = match p.since.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => crate::meshview::default_since(),
+        Some(s) => parse_time(s, SystemTime::now()).ok_or_else(|| {
+            err(
+                StatusCode::BAD_REQUEST,
+                format!("since={s:?}: expected RFC 3339, Unix nanoseconds or a duration like 15m"),
+            )
+        })?,
+    };
+    crate::meshview::mesh_view(&*app.store, since)
+        .await
+        .map(Json)
+        .map_err(|e| err(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))
 }
 
 async fn agents(

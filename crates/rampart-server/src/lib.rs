@@ -26,6 +26,7 @@ pub mod fleetconfig;
 mod fsmode;
 pub mod ingest;
 mod local;
+pub mod meshview;
 pub mod sequence;
 mod server;
 pub mod store;

@@ -1,6 +1,8 @@
 //! `rampart mesh --config mesh.yaml`: this host's mesh proxy (docs/mesh.md). Certificates come
 //! from the server through the agent's enrollment (`rampart enroll`); the CRL is fetched from
-//! the server every `crl_refresh_secs`; refusals are printed as JSON lines on stdout.
+//! the server every `crl_refresh_secs`; refusals (`policy.net_denied`) and the periodic
+//! `mesh.report` of services and edge use are queued in `--queue` and shipped to the server
+//! with the agent's enrollment, and also printed as JSON lines on stdout.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +27,12 @@ pub struct MeshArgs {
     /// The agent's enrollment directory (`ca.crt`, `agent.crt`, `agent.key`).
     #[arg(long, default_value = DEFAULT_TLS_DIR)]
     tls_dir: PathBuf,
+    /// The proxy's own durable queue of records for the server (created 0700).
+    #[arg(long, default_value = "/var/lib/rampart/mesh-queue")]
+    queue: PathBuf,
+    /// How often the use of each edge is reported to the server, in seconds.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    report_secs: u64,
     /// Check the configuration and exit.
     #[arg(long)]
     check: bool,
@@ -69,17 +77,26 @@ pub fn run(args: MeshArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    let host = cfg.host.clone();
+    let shipper = rampart_mesh::server_shipper(
+        &server,
+        &args.tls_dir,
+        &args.queue,
+        &host,
+        rt.handle(),
+    )
+    .map_err(|e| BadInput(e.to_string()))?;
     rt.block_on(async move {
-        let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+        let (tx, rx) = tokio::sync::mpsc::channel(4096);
         let mesh = Mesh::new(cfg, ca, issuer, Some(tx))?;
-        tokio::spawn(async move {
-            while let Some(e) = rx.recv().await {
-                match serde_json::to_string(&e) {
-                    Ok(line) => println!("{line}"),
-                    Err(err) => tracing::error!("mesh: event not printed: {err}"),
-                }
-            }
-        });
+        tokio::spawn(rampart_mesh::forward(
+            mesh.clone(),
+            rx,
+            shipper,
+            Duration::from_secs(args.report_secs),
+            true,
+            Arc::new(rampart_mesh::ForwardStats::default()),
+        ));
         mesh.run().await?;
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
