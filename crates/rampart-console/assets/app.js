@@ -295,6 +295,33 @@
       table("host-alerts", ALERT_HEADERS, h.alerts.map((a) => alertRow(a, false))));
   }
 
+  // The mesh (analysts): services per host, edges with their last use, refusals.
+  async function mesh() {
+    const r = await api("/ui/api/mesh");
+    const id = (s) => s ? el("code", null, s) : el("span", { class: "muted" }, "unknown");
+    show(el("h1", null, "Mesh"),
+      r.truncated ? el("p", { class: "muted" }, "More records than one view reads: older use is not counted.") : null,
+      r.claims_refused ? el("p", { class: "warn", id: "mesh-claims" }, r.claims_refused + " reports named another host's identity and are not shown.") : null,
+      el("h2", null, "Services"),
+      r.services.length ? table("mesh-services", ["Host", "Service", "Port", "Reported"], r.services.map((s) => el("tr", { "data-host": s.host, "data-service": s.name },
+        el("td", null, hostLink(s.host)), el("td", null, s.name), el("td", null, String(s.port)),
+        el("td", { title: fmtTime(s.reported_ns) }, ago(s.reported_ns)))))
+        : el("p", { class: "muted" }, "No proxy has reported yet."),
+      el("h2", null, "Edges"),
+      r.edges.length ? table("mesh-edges", ["Source", "Destination", "Port", "Allowed", "Denied", "Last used", "Last connection"], r.edges.map((e) => el("tr", { "data-source": e.source_identity, "data-destination": e.destination_identity },
+        el("td", null, id(e.source_identity)), el("td", null, id(e.destination_identity)), el("td", null, String(e.port)),
+        el("td", null, String(e.allowed)), el("td", { class: e.denied ? "overdue" : "" }, String(e.denied)),
+        el("td", { class: "last-used", title: e.last_allowed_ns ? fmtTime(e.last_allowed_ns) : "" }, e.last_allowed_ns ? ago(e.last_allowed_ns) : "never"),
+        el("td", { title: fmtTime(e.last_ns) }, ago(e.last_ns)))))
+        : el("p", { class: "muted" }, "No edge used in the window."),
+      el("h2", null, "Denials", el("span", { class: "muted" }, " (" + r.denials_total + ")")),
+      r.denials.length ? table("mesh-denials", ["Time (UTC)", "Host", "Source", "Destination", "Reason", "Rule", "Side", "Peer"], r.denials.map((d) => el("tr", null,
+        el("td", { class: "time" }, fmtTime(d.time_ns)), el("td", null, hostLink(d.reported_by)),
+        el("td", null, id(d.source_identity)), el("td", null, id(d.destination_identity)),
+        el("td", null, d.reason), el("td", { class: "summary" }, d.rule), el("td", null, d.mechanism), el("td", null, d.peer || "-"))))
+        : el("p", { class: "muted" }, "No refusal in the window."));
+  }
+
   async function search(params) {
     const fields = [["host", "Host"], ["container", "Container (id prefix or name)"], ["rule", "Rule"], ["type", "Type"]];
     const form = el("form", { class: "filters", id: "search-form" });
@@ -390,6 +417,7 @@
       else if (page === "incidents" && parts[1]) await incident(parts[1]);
       else if (page === "incidents") await incidents();
       else if (page === "containers") await containers();
+      else if (page === "mesh") await mesh();
       else if (page === "hosts" && parts[1]) await host(parts[1]);
       else if (page === "search") await search(new URLSearchParams(qs || ""));
       else await overview();

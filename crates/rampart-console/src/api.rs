@@ -15,6 +15,7 @@
 //! | `GET /ui/api/containers` | read-only | newest `inventory.container` per container (`host`, `limit`) |
 //! | `GET /ui/api/hosts/{host}` | read-only | one host: inventory, containers, alerts, incidents |
 //! | `GET /ui/api/search` | analyst (read-only: alerts only) | records matching the filters |
+//! | `GET /ui/api/mesh` | analyst | the mesh's services, edges with last use, refusals (`since`; `rampart_server::meshview`) |
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -83,6 +84,7 @@ pub(crate) fn router(console: Arc<Console>, ctx: ServerContext) -> Router {
         .route("/ui/api/containers", get(containers))
         .route("/ui/api/hosts/{host}", get(host))
         .route("/ui/api/search", get(search))
+        .route("/ui/api/mesh", get(mesh))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(St { console, ctx })
 }
@@ -602,6 +604,37 @@ async fn containers(
         "total": rows.len(),
         "containers": rows.iter().take(limit).filter_map(view::container_inventory).collect::<Vec<_>>(),
     })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MeshParams {
+    since: Option<String>,
+}
+
+async fn mesh(
+    State(st): State<St>,
+    headers: HeaderMap,
+    UrlQuery(p): UrlQuery<MeshParams>,
+) -> Result<Json<Value>, ApiError> {
+    require(&st.ctx, &headers, Role::Analyst).await?;
+    let since = match non_empty(&p.since) {
+        None => rampart_server::meshview::default_since(),
+        Some(s) => rampart_server::parse_time(&s, SystemTime::now()).ok_or_else(|| {
+            err(
+                StatusCode::BAD_REQUEST,
+                format!("since={s:?}: expected RFC 3339, Unix nanoseconds or a duration like 15m"),
+            )
+        })?,
+    };
+    let store = st.ctx.store();
+    let view = rampart_server::meshview::mesh_view(&*store, since)
+        .await
+        .map_err(unavailable)?;
+    let mut v = serde_json::to_value(view)
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    v["now_ns"] = json!(now_ns());
+    Ok(Json(v))
 }
 
 async fn host(
