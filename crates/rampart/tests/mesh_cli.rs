@@ -1,7 +1,8 @@
 //! `rampart mesh` end to end on loopback: `rampart server`, two agents enrolled as vps1 and
 //! vps2 with `rampart enroll`, a `rampart mesh` proxy for each with certificates from the
 //! server; a client reaches the backend through both proxies; a refused connection is printed
-//! by vps2 as `policy.net_denied` naming both identities; `--check` names a bad file.
+//! by vps2 as `policy.net_denied` naming both identities and reaches the server with vps2's
+//! `mesh.report` through the proxy's queue; `--check` names a bad file.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -145,6 +146,10 @@ fn mesh_proxies_from_the_command_line_carry_allowed_traffic_and_print_refusals()
             &url,
             "--tls-dir",
             t2.to_str().expect("utf-8"),
+            "--queue",
+            d.join("queue2").to_str().expect("utf-8"),
+            "--report-secs",
+            "1",
         ],
         Stdio::from(std::fs::File::create(&events).expect("events file")),
         &d.join("mesh2.log"),
@@ -158,6 +163,10 @@ fn mesh_proxies_from_the_command_line_carry_allowed_traffic_and_print_refusals()
             &url,
             "--tls-dir",
             t1.to_str().expect("utf-8"),
+            "--queue",
+            d.join("queue1").to_str().expect("utf-8"),
+            "--report-secs",
+            "1",
         ],
         Stdio::null(),
         &d.join("mesh1.log"),
@@ -203,6 +212,38 @@ fn mesh_proxies_from_the_command_line_carry_allowed_traffic_and_print_refusals()
         "spiffe://acme/vps2/backend"
     );
     assert_eq!(v["device"]["hostname"], "vps2");
+
+    // The same refusal and vps2's report of the edge reach the server through vps2's queue
+    // (the agent's enrollment as credential), without any other shipper.
+    let analyst = rampart_ok(&[
+        "server", "token", "create", "--config", &server_cfg, "--name", "ann", "--role", "analyst",
+    ]);
+    let ca = d.join("data/ca/ca.crt");
+    let end = Instant::now() + Duration::from_secs(30);
+    for kind in ["policy.net_denied", "mesh.report"] {
+        loop {
+            let out = rampart(&[
+                "query",
+                "--server",
+                &url,
+                "--ca",
+                ca.to_str().expect("utf-8"),
+                "--token",
+                analyst.trim(),
+                "--type",
+                kind,
+                "--host",
+                "vps2",
+                "--json",
+            ]);
+            let text = text(&out);
+            if text.contains("\"source_identity\":\"spiffe://acme/vps1/frontend\"") {
+                break;
+            }
+            assert!(Instant::now() < end, "no {kind} from vps2 at the server: {text}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
 
     // A bad file is named, exit code 2.
     let bad = d.join("bad.yaml");
