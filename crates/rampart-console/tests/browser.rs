@@ -503,3 +503,171 @@ async fn a_third_partys_guesses_do_not_lock_the_admin_out() {
     b.close().await;
     h.shutdown().await;
 }
+
+/// A `mesh.report` of `host`: `services` and edges (source, destination, allowed, denied,
+/// seconds ago).
+fn mesh_report(
+    id: &str,
+    host: &str,
+    services: &[(&str, u16)],
+    edges: &[(&str, &str, u64, u64, u64)],
+) -> serde_json::Value {
+    let mut e = rampart_event::Event::new(
+        rampart_event::EventId(id.into()),
+        now_ns(),
+        rampart_event::EventKind::MeshReport,
+        device(host),
+    );
+    e.mesh = Some(Box::new(rampart_event::MeshReport {
+        services: services
+            .iter()
+            .map(|(n, p)| rampart_event::MeshService {
+                name: n.to_string(),
+                port: *p,
+            })
+            .collect(),
+        edges: edges
+            .iter()
+            .map(|(s, d, a, n, ago)| rampart_event::MeshEdge {
+                source_identity: s.to_string(),
+                destination_identity: d.to_string(),
+                port: 5432,
+                allowed: *a,
+                denied: *n,
+                last_ns: now_ns() - ago * 1_000_000_000,
+            })
+            .collect(),
+    }));
+    serde_json::to_value(&e).expect("event json")
+}
+
+/// The refusal a mesh proxy on `host` reports.
+fn mesh_denial(id: &str, host: &str, src: &str, dst: &str, rule: &str) -> serde_json::Value {
+    let mut e = rampart_event::Event::new(
+        rampart_event::EventId(id.into()),
+        now_ns(),
+        rampart_event::EventKind::PolicyNetDenied,
+        device(host),
+    );
+    e.policy = Some(rampart_event::PolicyInfo {
+        policy: "mesh".into(),
+        rule: rule.into(),
+        action: "deny".into(),
+        mechanism: "rampart mesh (inbound)".into(),
+        reason: "rule".into(),
+        source_identity: Some(src.into()),
+        destination_identity: Some(dst.into()),
+        ..Default::default()
+    });
+    serde_json::to_value(&e).expect("event json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mesh_page_lists_services_edges_with_last_use_and_denials() {
+    testkit::require!(Chromium);
+    let h = Harness::start().await;
+    let base = h.server.url();
+    h.server
+        .context()
+        .control()
+        .add_user("viewer", rampart_server::Role::ReadOnly, PASSWORD)
+        .unwrap_or_else(|e| panic!("{e}"));
+    h.server
+        .context()
+        .control()
+        .add_user("ann", rampart_server::Role::Analyst, PASSWORD)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (front, rogue, backend) = (
+        "spiffe://acme/vps1/frontend",
+        "spiffe://acme/vps1/rogue",
+        "spiffe://acme/vps2/backend",
+    );
+    let payload = r#"<img src=x onerror="window.__xss=1">"#;
+    let mut vps2 = h.agent("vps2", "eu-de").await;
+    ship(
+        &mut vps2,
+        &[
+            mesh_report(
+                "mr-1",
+                "vps2",
+                &[("backend", 5432)],
+                &[(front, backend, 2, 0, 90), (rogue, backend, 0, 1, 30)],
+            ),
+            mesh_report("mr-2", "vps2", &[("backend", 5432)], &[(front, backend, 1, 0, 5)]),
+            mesh_denial("md-1", "vps2", rogue, backend, payload),
+        ],
+    )
+    .await;
+    // vps3 paints traffic on vps2's service: attributed to vps3 by its certificate, left out.
+    let mut vps3 = h.agent("vps3", "eu-de").await;
+    ship(
+        &mut vps3,
+        &[
+            mesh_report(
+                "mr-forged",
+                "vps2",
+                &[],
+                &[("spiffe://acme/vps3/intruder", backend, 500, 0, 1)],
+            ),
+            mesh_denial("md-forged", "vps2", front, backend, "forged"),
+        ],
+    )
+    .await;
+
+    // The route: no session 401, read-only 403, analyst 200.
+    let mut c = h.client();
+    assert_eq!(c.get("/ui/api/mesh", None).await.status, 401);
+    let viewer = c.login("viewer", PASSWORD).await;
+    assert_eq!(c.get_json("/ui/api/mesh", &viewer).await.0, 403);
+    let ann = c.login("ann", PASSWORD).await;
+    let (status, v) = c.get_json("/ui/api/mesh", &ann).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["claims_refused"], 2, "{v:#}");
+    assert_eq!(v["edges"].as_array().map(Vec::len), Some(2), "{v:#}");
+
+    let b = Browser::start().await;
+    b.login(&base, "ann", PASSWORD).await;
+    b.text("#hosts-table").await;
+    b.client
+        .goto(&format!("{base}/ui/#/mesh"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let services = b.text("#mesh-services").await;
+    assert!(
+        services.contains("vps2") && services.contains("backend") && services.contains("5432"),
+        "{services}"
+    );
+    let ok = b
+        .text(&format!("#mesh-edges tr[data-source='{front}']"))
+        .await;
+    assert!(ok.contains(backend), "{ok}");
+    // Three allowed over two reports, last used 5 s ago (the newest report's).
+    let cells: Vec<&str> = ok.split_whitespace().collect();
+    assert!(cells.contains(&"3") && cells.contains(&"0"), "{ok}");
+    assert!(ok.contains("s ago"), "{ok}");
+    let denied = b
+        .text(&format!("#mesh-edges tr[data-source='{rogue}']"))
+        .await;
+    assert!(denied.contains("never"), "never allowed: {denied}");
+    let denials = b.text("#mesh-denials").await;
+    assert!(
+        denials.contains(rogue) && denials.contains(backend) && denials.contains(payload),
+        "the refusal names both identities, its rule as text: {denials}"
+    );
+    assert!(!denials.contains("forged"), "{denials}");
+    let page = b
+        .js("return document.getElementById('main').textContent")
+        .await;
+    assert!(
+        !page.as_str().unwrap_or_default().contains("intruder"),
+        "{page}"
+    );
+    assert!(b.text("#mesh-claims").await.contains('2'));
+    assert_eq!(
+        b.js("return window.__xss === undefined").await,
+        serde_json::Value::Bool(true)
+    );
+    b.screenshot("mesh").await;
+    b.close().await;
+    h.shutdown().await;
+}
