@@ -11,6 +11,7 @@
 //! inbound: 0.0.0.0:15443       # remote proxies connect here
 //! peers: {vps2: 203.0.113.7:15443}
 //! workloads: {frontend: [172.18.0.5]}        # local containers by address
+//! docker: /var/run/docker.sock # also take workloads and services from the running containers
 //! services:                    # what this host offers to the mesh
 //!   - {name: backend, port: 5432, target: 172.18.0.6:5432}
 //! outbound:                    # what local containers connect to, as plain TCP
@@ -71,6 +72,11 @@ pub struct MeshConfig {
     /// Services this host offers.
     #[serde(default)]
     pub services: Vec<ServiceDef>,
+    /// The Docker socket whose running containers are also workloads (by name) and services
+    /// (label `rampart.mesh.service`), kept current as containers start and stop
+    /// (`discover` module docs: the trust boundary).
+    #[serde(default)]
+    pub docker: Option<PathBuf>,
     /// Remote services local containers reach.
     #[serde(default)]
     pub outbound: Vec<OutboundDef>,

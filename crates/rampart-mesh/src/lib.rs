@@ -18,6 +18,7 @@
 //! does not arrive within [`HEADER_TIMEOUT`] or does not parse closes the connection too.
 
 mod config;
+mod discover;
 mod error;
 pub mod identity;
 pub mod policy;
@@ -26,6 +27,7 @@ mod report;
 mod server_issuer;
 
 pub use config::{MeshConfig, OutboundDef, ServiceDef};
+pub use discover::{discover, ContainerFacts, Discovered, SERVICE_LABEL};
 pub use error::MeshError;
 pub use identity::{CertRequest, Identity, IssuedCert, Issuer, SpiffeId};
 pub use policy::{Decision, MeshPolicy};

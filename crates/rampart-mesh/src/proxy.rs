@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rampart_event::{
@@ -87,8 +87,10 @@ struct Tls {
 pub struct Mesh {
     cfg: MeshConfig,
     policy: MeshPolicy,
-    by_addr: HashMap<IpAddr, String>,
-    services: HashMap<(String, u16), SocketAddr>,
+    /// Workloads by address and services: the configuration's, plus what
+    /// [`Mesh::set_discovered`] adds (containers from Docker).
+    by_addr: RwLock<HashMap<IpAddr, String>>,
+    services: RwLock<HashMap<(String, u16), SocketAddr>>,
     roots: Arc<RootCertStore>,
     issuer: Arc<dyn Issuer>,
     provider: Arc<rustls::crypto::CryptoProvider>,
@@ -134,6 +136,29 @@ fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    // As for `lock`: the maps are replaced whole, never left half-written.
+    m.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+type AddrMap = HashMap<IpAddr, String>;
+type ServiceMap = HashMap<(String, u16), SocketAddr>;
+
+/// The workloads and services the configuration declares.
+fn configured(cfg: &MeshConfig) -> (AddrMap, ServiceMap) {
+    let by_addr = cfg
+        .workloads
+        .iter()
+        .flat_map(|(n, ips)| ips.iter().map(move |ip| (*ip, n.clone())))
+        .collect();
+    let services = cfg
+        .services
+        .iter()
+        .map(|s| ((s.name.clone(), s.port), s.target))
+        .collect();
+    (by_addr, services)
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data behind, still consistent.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -167,16 +192,7 @@ impl Mesh {
         let policy = MeshPolicy::parse("mesh: policy", &cfg.policy)?;
         let mut roots = RootCertStore::empty();
         roots.add(ca).map_err(tls_err)?;
-        let by_addr = cfg
-            .workloads
-            .iter()
-            .flat_map(|(n, ips)| ips.iter().map(move |ip| (*ip, n.clone())))
-            .collect();
-        let services = cfg
-            .services
-            .iter()
-            .map(|s| ((s.name.clone(), s.port), s.target))
-            .collect();
+        let (by_addr, services) = configured(&cfg);
         let mut seed = [0u8; 8];
         rustls::crypto::ring::default_provider()
             .secure_random
@@ -189,8 +205,8 @@ impl Mesh {
             }),
             cfg,
             policy,
-            by_addr,
-            services,
+            by_addr: RwLock::new(by_addr),
+            services: RwLock::new(services),
             roots: Arc::new(roots),
             issuer,
             provider: Arc::new(provider()),
@@ -292,6 +308,33 @@ impl Mesh {
         lock(&self.edges).clone()
     }
 
+    /// Replaces the discovered workloads and services (containers from Docker:
+    /// [`crate::discover`]) by `d`. What the configuration declares stays and wins: a
+    /// discovered address or service the configuration already names is ignored.
+    pub fn set_discovered(&self, d: &crate::Discovered) {
+        let (mut by_addr, mut services) = configured(&self.cfg);
+        for (name, ips) in &d.workloads {
+            for ip in ips {
+                by_addr.entry(*ip).or_insert_with(|| name.clone());
+            }
+        }
+        for s in &d.services {
+            services.entry((s.name.clone(), s.port)).or_insert(s.target);
+        }
+        *self.by_addr.write().unwrap_or_else(std::sync::PoisonError::into_inner) = by_addr;
+        *self.services.write().unwrap_or_else(std::sync::PoisonError::into_inner) = services;
+    }
+
+    /// The workload a source address names now, if any.
+    pub fn workload_at(&self, ip: IpAddr) -> Option<String> {
+        read(&self.by_addr).get(&ip).cloned()
+    }
+
+    /// The fleet (trust domain).
+    pub fn fleet(&self) -> &str {
+        &self.cfg.fleet
+    }
+
     /// This host's name (its identities' second segment).
     pub fn host(&self) -> &str {
         &self.cfg.host
@@ -299,7 +342,7 @@ impl Mesh {
 
     /// The services this host offers (name, port), sorted.
     pub fn service_list(&self) -> Vec<(String, u16)> {
-        let mut v: Vec<(String, u16)> = self.services.keys().cloned().collect();
+        let mut v: Vec<(String, u16)> = read(&self.services).keys().cloned().collect();
         v.sort();
         v
     }
@@ -616,7 +659,8 @@ impl Mesh {
             };
         let dst_id = format!("spiffe://{}/{}/{service}", self.cfg.fleet, self.cfg.host);
         let edge_dst = format!("{dst_id}:{port}");
-        let Some(target) = self.services.get(&(service.clone(), port)).copied() else {
+        let target = read(&self.services).get(&(service.clone(), port)).copied();
+        let Some(target) = target else {
             self.count_edge(&src.to_string(), &edge_dst, false);
             dead(
                 format!("no service {service}:{port} on this host"),
@@ -709,7 +753,8 @@ impl Mesh {
         r: &Route,
     ) -> Result<(), MeshError> {
         let _ = local.set_nodelay(true);
-        let Some(workload) = self.by_addr.get(&peer.ip()) else {
+        let workload = read(&self.by_addr).get(&peer.ip()).cloned();
+        let Some(workload) = workload else {
             self.report(Denial {
                 src: None,
                 dst: Some(format!(
@@ -724,7 +769,7 @@ impl Mesh {
             });
             return Ok(());
         };
-        let cfg = self.client_config(workload)?;
+        let cfg = self.client_config(&workload)?;
         let remote = *self
             .cfg
             .peers

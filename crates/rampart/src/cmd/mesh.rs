@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::BTreeSet;
+
 use anyhow::Context;
+use rampart_container::{ContainerEvent, ContainerEvents, DockerClient};
+use rampart_mesh::ContainerFacts;
 use clap::Args;
 use rampart_mesh::{Mesh, MeshConfig, ServerIssuer};
 
@@ -88,7 +92,17 @@ pub fn run(args: MeshArgs) -> anyhow::Result<ExitCode> {
     .map_err(|e| BadInput(e.to_string()))?;
     rt.block_on(async move {
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
+        let docker = cfg.docker.clone();
         let mesh = Mesh::new(cfg, ca, issuer, Some(tx))?;
+        if let Some(socket) = docker {
+            let client = rampart_container::DockerClient::connect(&socket)
+                .await
+                .map_err(|e| BadInput(format!("{place}: docker: {e}")))?;
+            // Subscribed before the first listing, so no start or stop falls between them.
+            let events = client.subscribe();
+            sync_containers(&mesh, &client, &mut BTreeSet::new()).await?;
+            tokio::spawn(follow_docker(mesh.clone(), client, events));
+        }
         tokio::spawn(rampart_mesh::forward(
             mesh.clone(),
             rx,
@@ -100,4 +114,90 @@ pub fn run(args: MeshArgs) -> anyhow::Result<ExitCode> {
         mesh.run().await?;
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
+}
+
+/// The running containers as the mesh sees them: Docker's name, addresses, labels.
+async fn containers(client: &DockerClient) -> anyhow::Result<Vec<ContainerFacts>> {
+    let list = client
+        .list_containers(false)
+        .await
+        .context("listing containers")?;
+    Ok(list
+        .into_iter()
+        .filter_map(|c| {
+            // Legacy links add names like `/other/alias`; the container's own has one `/`.
+            let name = c
+                .names?
+                .into_iter()
+                .map(|n| n.trim_start_matches('/').to_string())
+                .find(|n| !n.contains('/'))?;
+            let mut addresses: Vec<std::net::IpAddr> = c
+                .network_settings
+                .and_then(|n| n.networks)
+                .unwrap_or_default()
+                .into_values()
+                .flat_map(|ep| [ep.ip_address, ep.global_ipv6_address])
+                .flatten()
+                .filter_map(|a| a.parse().ok())
+                .collect();
+            addresses.sort();
+            addresses.dedup();
+            Some(ContainerFacts {
+                name,
+                addresses,
+                labels: c.labels.unwrap_or_default().into_iter().collect(),
+            })
+        })
+        .collect())
+}
+
+/// Lists the containers and hands the mesh its workloads and services; logs each refusal
+/// once (`reported` remembers them).
+async fn sync_containers(
+    mesh: &Mesh,
+    client: &DockerClient,
+    reported: &mut BTreeSet<String>,
+) -> anyhow::Result<()> {
+    let list = containers(client).await?;
+    let d = rampart_mesh::discover(mesh.fleet(), mesh.host(), &list);
+    mesh.set_discovered(&d);
+    for r in &d.refused {
+        if reported.insert(r.clone()) {
+            tracing::warn!("mesh: {r}");
+        }
+    }
+    reported.retain(|r| d.refused.contains(r));
+    tracing::info!(
+        workloads = d.workloads.len(),
+        services = d.services.len(),
+        "mesh: containers from Docker"
+    );
+    Ok(())
+}
+
+/// Re-reads the containers on every start, stop, removal or rename (and every 30 s, which
+/// also catches network connects), for as long as the proxy runs.
+async fn follow_docker(mesh: Arc<Mesh>, client: DockerClient, mut events: ContainerEvents) {
+    let mut reported = BTreeSet::new();
+    loop {
+        let due = tokio::select! {
+            e = events.next() => match e {
+                Some(ContainerEvent::Message(m)) => matches!(
+                    m.action.as_deref(),
+                    Some("start" | "die" | "destroy" | "rename" | "restart" | "unpause")
+                ),
+                Some(ContainerEvent::Missed(_)) => true,
+                None => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    true
+                }
+            },
+            () = tokio::time::sleep(Duration::from_secs(30)) => true,
+        };
+        if due {
+            if let Err(e) = sync_containers(&mesh, &client, &mut reported).await {
+                tracing::warn!("mesh: docker: {e:#}");
+            }
+        }
+    }
 }
