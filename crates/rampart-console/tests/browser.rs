@@ -593,7 +593,12 @@ async fn the_mesh_page_lists_services_edges_with_last_use_and_denials() {
                 &[("backend", 5432)],
                 &[(front, backend, 2, 0, 90), (rogue, backend, 0, 1, 30)],
             ),
-            mesh_report("mr-2", "vps2", &[("backend", 5432)], &[(front, backend, 1, 0, 5)]),
+            mesh_report(
+                "mr-2",
+                "vps2",
+                &[("backend", 5432)],
+                &[(front, backend, 1, 0, 5)],
+            ),
             mesh_denial("md-1", "vps2", rogue, backend, payload),
         ],
     )

@@ -28,8 +28,8 @@ pub use container::{Container, ContainerRuntime};
 pub use event::{
     AuthInfo, AuthOutcome, Device, DnsAnswer, DnsInfo, Endpoint, Event, EventId, EventKind,
     EvidenceInfo, ExitInfo, FileInfo, LifecycleInfo, MeshEdge, MeshReport, MeshService,
-    NetDirection, NetInfo, PayloadInfo,
-    PolicyInfo, PrivilegeInfo, ResourceInfo, ResponseInfo, SensorStats, SocketInfo,
+    NetDirection, NetInfo, PayloadInfo, PolicyInfo, PrivilegeInfo, ResourceInfo, ResponseInfo,
+    SensorStats, SocketInfo,
 };
 pub use inventory::{
     ContainerInventory, HostInventory, ImageInventory, Protection, SignatureState, VulnCounts,

@@ -139,7 +139,11 @@ mod tests {
             "acme",
             "vps2",
             &[
-                c("backend", &["172.18.0.6"], &[(SERVICE_LABEL, "backend:5432")]),
+                c(
+                    "backend",
+                    &["172.18.0.6"],
+                    &[(SERVICE_LABEL, "backend:5432")],
+                ),
                 // Claims backend's service and an identity by label: neither is granted.
                 c(
                     "evil",
@@ -151,7 +155,11 @@ mod tests {
                 ),
                 c("no-net", &[], &[(SERVICE_LABEL, "no-net:1")]),
                 c("bad:name", &["172.18.0.9"], &[]),
-                c("web", &["172.18.0.10"], &[(SERVICE_LABEL, "web:0, web:x, web")]),
+                c(
+                    "web",
+                    &["172.18.0.10"],
+                    &[(SERVICE_LABEL, "web:0, web:x, web")],
+                ),
             ],
         );
         assert_eq!(
@@ -193,7 +201,10 @@ mod tests {
                 c("b", &["10.0.0.2"], &[(SERVICE_LABEL, "b:80")]),
             ],
         );
-        assert_eq!(d.workloads.get("a"), Some(&vec!["10.1.0.2".parse().expect("ip")]));
+        assert_eq!(
+            d.workloads.get("a"),
+            Some(&vec!["10.1.0.2".parse().expect("ip")])
+        );
         assert!(!d.workloads.contains_key("b"));
         assert!(d.services.is_empty());
         assert!(d.refused.join("\n").contains("10.0.0.2 belongs to several"));

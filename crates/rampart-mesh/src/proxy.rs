@@ -321,8 +321,14 @@ impl Mesh {
         for s in &d.services {
             services.entry((s.name.clone(), s.port)).or_insert(s.target);
         }
-        *self.by_addr.write().unwrap_or_else(std::sync::PoisonError::into_inner) = by_addr;
-        *self.services.write().unwrap_or_else(std::sync::PoisonError::into_inner) = services;
+        *self
+            .by_addr
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = by_addr;
+        *self
+            .services
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = services;
     }
 
     /// The workload a source address names now, if any.

@@ -80,9 +80,7 @@ impl EdgeReporter {
                 last_ns: stat.last_ns,
             });
         }
-        let due = self
-            .services_sent
-            .is_none_or(|t| t.elapsed() >= heartbeat);
+        let due = self.services_sent.is_none_or(|t| t.elapsed() >= heartbeat);
         if edges.is_empty() && !due {
             return None;
         }

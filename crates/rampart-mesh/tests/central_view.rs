@@ -216,9 +216,7 @@ async fn the_server_lists_services_edges_with_last_use_and_denials_from_the_prox
     });
     let s3 = server_shipper(&url, &t3, &dir.path().join("vps3-queue"), "vps3", &rt)
         .expect("vps3 shipper");
-    let sent = s3
-        .send_all(&[forged, forged_denial])
-        .expect("vps3 queued");
+    let sent = s3.send_all(&[forged, forged_denial]).expect("vps3 queued");
     assert_eq!(sent.accepted, 2);
 
     // Roles: no token 401, read-only 403, analyst sees the view.
@@ -234,7 +232,11 @@ async fn the_server_lists_services_edges_with_last_use_and_denials_from_the_prox
     let end = Instant::now() + Duration::from_secs(30);
     let view = loop {
         let v = ann.get_json("/api/v1/mesh").await.expect("mesh view");
-        let allowed = edge(&v, "spiffe://acme/vps1/frontend", "spiffe://acme/vps2/backend");
+        let allowed = edge(
+            &v,
+            "spiffe://acme/vps1/frontend",
+            "spiffe://acme/vps2/backend",
+        );
         let denied = edge(&v, "spiffe://acme/vps1/rogue", "spiffe://acme/vps2/backend");
         let forged_seen = v["claims_refused"].as_u64().unwrap_or(0) >= 2;
         if allowed.is_some() && denied.is_some() && forged_seen && v["denials_total"] == 1 {
@@ -257,9 +259,16 @@ async fn the_server_lists_services_edges_with_last_use_and_denials_from_the_prox
         last >= started && last <= rampart_event::now_ns(),
         "{view:#}"
     );
-    let bad = edge(&view, "spiffe://acme/vps1/rogue", "spiffe://acme/vps2/backend")
-        .expect("denied edge");
-    assert_eq!((bad["allowed"].as_u64(), bad["denied"].as_u64()), (Some(0), Some(1)));
+    let bad = edge(
+        &view,
+        "spiffe://acme/vps1/rogue",
+        "spiffe://acme/vps2/backend",
+    )
+    .expect("denied edge");
+    assert_eq!(
+        (bad["allowed"].as_u64(), bad["denied"].as_u64()),
+        (Some(0), Some(1))
+    );
     assert!(bad["last_allowed_ns"].is_null());
     let d = &view["denials"][0];
     assert_eq!(d["source_identity"], "spiffe://acme/vps1/rogue");
@@ -280,7 +289,12 @@ async fn the_server_lists_services_edges_with_last_use_and_denials_from_the_prox
     );
     // The forged edge is nowhere, and the store holds vps3's records under vps3.
     assert!(
-        edge(&view, "spiffe://acme/vps3/intruder", "spiffe://acme/vps2/backend").is_none(),
+        edge(
+            &view,
+            "spiffe://acme/vps3/intruder",
+            "spiffe://acme/vps2/backend"
+        )
+        .is_none(),
         "{view:#}"
     );
     let stored = ann
@@ -289,7 +303,10 @@ async fn the_server_lists_services_edges_with_last_use_and_denials_from_the_prox
         .expect("records");
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0]["device"]["hostname"], "vps3", "{stored:?}");
-    assert_eq!(stored[0]["device"]["claimed_hostname"], "vps2", "{stored:?}");
+    assert_eq!(
+        stored[0]["device"]["claimed_hostname"], "vps2",
+        "{stored:?}"
+    );
     for s in &stats {
         assert_eq!(s.dropped.load(std::sync::atomic::Ordering::Relaxed), 0);
     }

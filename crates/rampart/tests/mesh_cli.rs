@@ -216,7 +216,15 @@ fn mesh_proxies_from_the_command_line_carry_allowed_traffic_and_print_refusals()
     // The same refusal and vps2's report of the edge reach the server through vps2's queue
     // (the agent's enrollment as credential), without any other shipper.
     let analyst = rampart_ok(&[
-        "server", "token", "create", "--config", &server_cfg, "--name", "ann", "--role", "analyst",
+        "server",
+        "token",
+        "create",
+        "--config",
+        &server_cfg,
+        "--name",
+        "ann",
+        "--role",
+        "analyst",
     ]);
     let ca = d.join("data/ca/ca.crt");
     let end = Instant::now() + Duration::from_secs(30);
@@ -240,7 +248,10 @@ fn mesh_proxies_from_the_command_line_carry_allowed_traffic_and_print_refusals()
             if text.contains("\"source_identity\":\"spiffe://acme/vps1/frontend\"") {
                 break;
             }
-            assert!(Instant::now() < end, "no {kind} from vps2 at the server: {text}");
+            assert!(
+                Instant::now() < end,
+                "no {kind} from vps2 at the server: {text}"
+            );
             std::thread::sleep(Duration::from_millis(250));
         }
     }

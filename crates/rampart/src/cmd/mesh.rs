@@ -12,9 +12,9 @@ use std::time::Duration;
 use std::collections::BTreeSet;
 
 use anyhow::Context;
+use clap::Args;
 use rampart_container::{ContainerEvent, ContainerEvents, DockerClient};
 use rampart_mesh::ContainerFacts;
-use clap::Args;
 use rampart_mesh::{Mesh, MeshConfig, ServerIssuer};
 
 use crate::cmd::enroll::DEFAULT_TLS_DIR;
@@ -82,14 +82,9 @@ pub fn run(args: MeshArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the runtime")?;
     let host = cfg.host.clone();
-    let shipper = rampart_mesh::server_shipper(
-        &server,
-        &args.tls_dir,
-        &args.queue,
-        &host,
-        rt.handle(),
-    )
-    .map_err(|e| BadInput(e.to_string()))?;
+    let shipper =
+        rampart_mesh::server_shipper(&server, &args.tls_dir, &args.queue, &host, rt.handle())
+            .map_err(|e| BadInput(e.to_string()))?;
     rt.block_on(async move {
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
         let docker = cfg.docker.clone();
