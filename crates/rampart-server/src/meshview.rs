@@ -193,7 +193,7 @@ pub async fn mesh_view(store: &dyn Store, since_ns: u64) -> Result<MeshView, Sto
         })
         .collect();
     v.edges = edges.into_values().collect();
-    v.edges.sort_by(|a, b| b.last_ns.cmp(&a.last_ns));
+    v.edges.sort_by_key(|e| std::cmp::Reverse(e.last_ns));
     Ok(v)
 }
 
