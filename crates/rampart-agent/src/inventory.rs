@@ -332,6 +332,36 @@ impl Worker {
         }
     }
 
+    /// The running containers' addresses on their networks, by container id (empty without
+    /// Docker or when the listing fails: the inventory goes on without them).
+    fn container_addresses(&self) -> HashMap<String, Vec<std::net::IpAddr>> {
+        let Some(docker) = &self.docker else {
+            return HashMap::new();
+        };
+        let list = match self.runtime.block_on(docker.list_containers(false)) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("inventory: container addresses: {e}");
+                return HashMap::new();
+            }
+        };
+        list.into_iter()
+            .filter_map(|c| {
+                let mut ips: Vec<std::net::IpAddr> = c
+                    .network_settings?
+                    .networks?
+                    .into_values()
+                    .flat_map(|ep| [ep.ip_address, ep.global_ipv6_address])
+                    .flatten()
+                    .filter_map(|a| a.parse().ok())
+                    .collect();
+                ips.sort();
+                ips.dedup();
+                Some((c.id?, ips))
+            })
+            .collect()
+    }
+
     /// One inventory round: containers, new images, then the host.
     fn round(&mut self) {
         let started = Instant::now();
@@ -347,6 +377,7 @@ impl Worker {
             .or_else(|| db.as_ref().and_then(|d| d.revision().ok()))
             .unwrap_or_default();
         let compliance = self.container_audit();
+        let addresses = self.container_addresses();
         let reader = ImageReader::new(Limits::default());
         let opts = ScanOptions {
             cache: Some(InventoryCache::new(&self.cfg.cache_dir)),
@@ -425,6 +456,7 @@ impl Worker {
                 },
                 compliance_score: score,
                 compliance_failed: failed.unwrap_or(0),
+                addresses: addresses.get(&c.id).cloned().unwrap_or_default(),
             }));
             self.send(ev);
         }

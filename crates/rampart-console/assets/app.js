@@ -319,7 +319,14 @@
         el("td", { class: "time" }, fmtTime(d.time_ns)), el("td", null, hostLink(d.reported_by)),
         el("td", null, id(d.source_identity)), el("td", null, id(d.destination_identity)),
         el("td", null, d.reason), el("td", { class: "summary" }, d.rule), el("td", null, d.mechanism), el("td", null, d.peer || "-"))))
-        : el("p", { class: "muted" }, "No refusal in the window."));
+        : el("p", { class: "muted" }, "No refusal in the window."),
+      el("h2", null, "Plaintext east-west"),
+      r.plaintext.length ? table("mesh-plaintext", ["Time (UTC)", "Host", "Container", "Remote address", "Remote container"], r.plaintext.map((p) => el("tr", { "data-id": p.id },
+        el("td", { class: "time" }, fmtTime(p.time_ns)), el("td", null, hostLink(p.host)), el("td", null, p.container || "-"),
+        el("td", null, p.remote_address + (p.remote_port ? ":" + p.remote_port : "")),
+        el("td", { class: "remote" }, p.remote_container ? el("span", null, p.remote_container, " on ", hostLink(p.remote_host))
+          : el("span", { class: "muted" }, p.candidates > 1 ? p.candidates + " containers on other hosts have this address" : "not in the inventory")))))
+        : el("p", { class: "muted" }, "No plaintext connection between hosts' containers in the window."));
   }
 
   async function search(params) {

@@ -603,6 +603,17 @@ async fn the_mesh_page_lists_services_edges_with_last_use_and_denials() {
         ],
     )
     .await;
+    // vps2's backend container reports its address; vps1's frontend reached it in plaintext.
+    let mut inv = container_inventory("inv-be", "vps2", &"b".repeat(64), "backend");
+    inv["container_inventory"]["addresses"] = serde_json::json!(["10.231.2.2"]);
+    let mut vps1 = h.agent("vps1", "eu-de").await;
+    // vps1 also has a container at that address: the remote side is never the alert's own host.
+    let mut own = container_inventory("inv-own", "vps1", &"c".repeat(64), "local-twin");
+    own["container_inventory"]["addresses"] = serde_json::json!(["10.231.2.2"]);
+    let mut ew = alert("ew-1", "vps1", "Plaintext east-west connection", &["nc"]);
+    ew["output_fields"] = serde_json::json!({"fd.sip": "10.231.2.2", "fd.sport": "5432"});
+    ship(&mut vps2, &[inv]).await;
+    ship(&mut vps1, &[own, ew]).await;
     // vps3 paints traffic on vps2's service: attributed to vps3 by its certificate, left out.
     let mut vps3 = h.agent("vps3", "eu-de").await;
     ship(
@@ -672,6 +683,12 @@ async fn the_mesh_page_lists_services_edges_with_last_use_and_denials() {
         b.js("return window.__xss === undefined").await,
         serde_json::Value::Bool(true)
     );
+    let plain = b.text("#mesh-plaintext tr[data-id='ew-1']").await;
+    assert!(
+        plain.contains("10.231.2.2:5432") && plain.contains("backend on vps2"),
+        "the remote container is named from vps2's inventory: {plain}"
+    );
+    assert!(!plain.contains("local-twin"), "{plain}");
     b.screenshot("mesh").await;
     b.close().await;
     h.shutdown().await;

@@ -134,6 +134,10 @@ pub struct ContainerInventory {
     /// Failed compliance checks.
     #[serde(default)]
     pub compliance_failed: u32,
+    /// The container's addresses on its networks (what the server names a remote container
+    /// by in a plaintext east-west alert: docs/mesh.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<std::net::IpAddr>,
 }
 
 /// `inventory.image`: the packages of one image (its SBOM in Rampart's package form), sent when

@@ -10,6 +10,13 @@
 //! its source identity (if any) is; services are the reporting host's by construction. What
 //! names another host is left out and counted in `claims_refused`, so one host cannot paint
 //! traffic on another's services.
+//!
+//! # Plaintext east-west
+//! Alerts of the rule [`EASTWEST_RULE`] (docs/mesh.md) name the remote side by address; the
+//! view names the container behind it from the other hosts' newest `inventory.container`
+//! records (their `addresses`, reported within a day of the alert). An address that several
+//! other hosts' containers report (overlapping Docker networks) names none of them: the
+//! candidates are counted instead.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +30,29 @@ use crate::store::{Query, RecordKind, Store, StoreError, StoredRecord};
 pub const VIEW_RECORDS: usize = 10_000;
 /// Refusals listed (newest first); all of them are counted on their edge.
 pub const VIEW_DENIALS: usize = 200;
+
+/// The rule name of the plaintext east-west alert (docs/mesh.md).
+pub const EASTWEST_RULE: &str = "Plaintext east-west connection";
+const DAY_NS: u64 = 86_400_000_000_000;
+
+/// A plaintext connection between hosts' containers, outside the mesh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlaintextView {
+    pub time_ns: u64,
+    /// The alert's id.
+    pub id: String,
+    /// Where the connection started: the alert's host and container.
+    pub host: String,
+    pub container: String,
+    /// The remote address and port, as the alert gives them.
+    pub remote_address: String,
+    pub remote_port: Option<u16>,
+    /// The remote host and container, when exactly one other host's container has the address.
+    pub remote_host: Option<String>,
+    pub remote_container: Option<String>,
+    /// How many other hosts' containers report the address.
+    pub candidates: usize,
+}
 
 /// A service offered by a host's proxy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -81,6 +111,9 @@ pub struct MeshView {
     pub claims_refused: u64,
     /// The window held more than [`VIEW_RECORDS`] records of a kind: older ones are not counted.
     pub truncated: bool,
+    /// Plaintext east-west alerts, newest first, at most [`VIEW_DENIALS`], with the remote
+    /// container named from the inventory.
+    pub plaintext: Vec<PlaintextView>,
 }
 
 /// The window when none is asked for: the last 7 days.
@@ -102,8 +135,20 @@ pub async fn mesh_view(store: &dyn Store, since_ns: u64) -> Result<MeshView, Sto
         ..Query::default()
     };
     let (reports, denials) = (q("mesh.report"), q("policy.net_denied"));
-    let (reports, denials) = tokio::join!(store.query(&reports), store.query(&denials));
-    let (reports, denials) = (reports?, denials?);
+    let eastwest = Query {
+        kind: Some(RecordKind::Alert),
+        rule: Some(EASTWEST_RULE.to_string()),
+        since_ns: Some(since_ns),
+        limit: VIEW_DENIALS,
+        ..Query::default()
+    };
+    let (reports, denials, eastwest, inventory) = tokio::join!(
+        store.query(&reports),
+        store.query(&denials),
+        store.query(&eastwest),
+        store.latest_inventory("inventory.container", None)
+    );
+    let (reports, denials, eastwest, inventory) = (reports?, denials?, eastwest?, inventory?);
     let mut v = MeshView {
         since_ns,
         truncated: reports.len() >= VIEW_RECORDS || denials.len() >= VIEW_RECORDS,
@@ -192,9 +237,80 @@ pub async fn mesh_view(store: &dyn Store, since_ns: u64) -> Result<MeshView, Sto
             reported_ns,
         })
         .collect();
+    v.plaintext = plaintext(&eastwest, &inventory);
     v.edges = edges.into_values().collect();
     v.edges.sort_by_key(|e| std::cmp::Reverse(e.last_ns));
     Ok(v)
+}
+
+/// Names the remote side of each east-west alert from the inventories.
+fn plaintext(alerts: &[StoredRecord], inventory: &[StoredRecord]) -> Vec<PlaintextView> {
+    // address -> (host, container name, reported at)
+    let mut by_ip: BTreeMap<std::net::IpAddr, Vec<(String, String, u64)>> = BTreeMap::new();
+    for r in inventory {
+        let Ok(ev) = serde_json::from_str::<Event>(&r.json) else {
+            continue;
+        };
+        let (Some(inv), Some(c)) = (ev.container_inventory, ev.container) else {
+            continue;
+        };
+        for ip in &inv.addresses {
+            by_ip
+                .entry(*ip)
+                .or_default()
+                .push((r.host.clone(), c.name.clone(), r.time_ns));
+        }
+    }
+    let mut out = Vec::new();
+    for a in alerts {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&a.json) else {
+            continue;
+        };
+        let field = |k: &str| {
+            v.pointer(&format!("/output_fields/{}", k.replace('/', "~1")))
+                .and_then(|x| {
+                    x.as_str()
+                        .map(str::to_string)
+                        .or_else(|| x.as_u64().map(|n| n.to_string()))
+                })
+        };
+        let ip = field("fd.sip").or_else(|| {
+            v.pointer("/evidences/0/network/dst/ip")
+                .and_then(|x| x.as_str())
+                .map(str::to_string)
+        });
+        let Some(ip) = ip else { continue };
+        let port = field("fd.sport")
+            .and_then(|p| p.parse().ok())
+            .or_else(|| {
+                v.pointer("/evidences/0/network/dst/port")
+                    .and_then(serde_json::Value::as_u64)
+                    .and_then(|p| u16::try_from(p).ok())
+            });
+        let candidates: Vec<&(String, String, u64)> = ip
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .and_then(|ip| by_ip.get(&ip))
+            .map(|c| {
+                c.iter()
+                    .filter(|(h, _, t)| *h != a.host && t.abs_diff(a.time_ns) <= DAY_NS)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let one = (candidates.len() == 1).then(|| candidates[0]);
+        out.push(PlaintextView {
+            time_ns: a.time_ns,
+            id: a.id.clone(),
+            host: a.host.clone(),
+            container: a.container_name.clone(),
+            remote_address: ip,
+            remote_port: port,
+            remote_host: one.map(|c| c.0.clone()),
+            remote_container: one.map(|c| c.1.clone()),
+            candidates: candidates.len(),
+        });
+    }
+    out
 }
 
 fn mesh_report(r: &StoredRecord) -> Option<Box<MeshReport>> {

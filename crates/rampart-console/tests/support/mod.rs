@@ -271,6 +271,7 @@ pub fn container_inventory(id: &str, host: &str, cid: &str, name: &str) -> serde
         db_version: "2026-11-28".into(),
         compliance_score: Some(64),
         compliance_failed: 4,
+        addresses: Vec::new(),
     }));
     serde_json::to_value(&e).expect("event json")
 }
