@@ -280,13 +280,11 @@ fn plaintext(alerts: &[StoredRecord], inventory: &[StoredRecord]) -> Vec<Plainte
                 .map(str::to_string)
         });
         let Some(ip) = ip else { continue };
-        let port = field("fd.sport")
-            .and_then(|p| p.parse().ok())
-            .or_else(|| {
-                v.pointer("/evidences/0/network/dst/port")
-                    .and_then(serde_json::Value::as_u64)
-                    .and_then(|p| u16::try_from(p).ok())
-            });
+        let port = field("fd.sport").and_then(|p| p.parse().ok()).or_else(|| {
+            v.pointer("/evidences/0/network/dst/port")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|p| u16::try_from(p).ok())
+        });
         let candidates: Vec<&(String, String, u64)> = ip
             .parse::<std::net::IpAddr>()
             .ok()
