@@ -2075,3 +2075,36 @@ fn packet_and_raw_sockets_in_a_container_alert_and_ping_does_not() {
         "ping alerted: {evs:#?}"
     );
 }
+
+/// Issue 21: the server names the remote side of a plaintext east-west alert from the other
+/// hosts' `inventory.container` records, so they carry the container's addresses (the ones
+/// Docker gives it on its networks).
+#[test]
+fn the_container_inventory_carries_the_containers_addresses() {
+    testkit::require!(Root, Docker);
+    let image = busybox_image();
+    let agent = Agent::start_with(
+        &[],
+        "sensor: proc-connector\ncontainer_logs: false\ninventory:\n  host_audit: false\n  container_audit: false\n",
+    );
+    let c = TestContainer::run("rp-addresses", &[&image, "sleep", "300"]);
+    let ip = c.inspect("{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}");
+    assert!(
+        ip.parse::<std::net::IpAddr>().is_ok(),
+        "docker's address: {ip:?}"
+    );
+    let evs = agent.wait_for_within(
+        &c.id,
+        "an inventory.container with the address",
+        Duration::from_secs(60),
+        |evs| {
+            evs.iter().any(|e| {
+                is(e, "inventory.container")
+                    && e["container_inventory"]["addresses"] == serde_json::json!([ip])
+            })
+        },
+    );
+    assert!(evs.iter().any(|e| is(e, "inventory.container")));
+    let (status, err, _) = agent.stop();
+    assert!(status.success(), "{err}");
+}
