@@ -397,7 +397,10 @@ async fn answer_unread(
         }
         true
     };
-    let whole = matches!(tokio::time::timeout(app.timeouts.body, drain).await, Ok(true));
+    let whole = matches!(
+        tokio::time::timeout(app.timeouts.body, drain).await,
+        Ok(true)
+    );
     app.counters
         .evidence_drained_bytes
         .fetch_add(read, Ordering::Relaxed);

@@ -311,7 +311,10 @@ pub async fn upload_with(
                     }
                     _ => {
                         ask = true;
-                        Err((format!("HTTP 202 without progress: {}", r.body_text()), true))
+                        Err((
+                            format!("HTTP 202 without progress: {}", r.body_text()),
+                            true,
+                        ))
                     }
                 },
                 Ok(r) if r.status == 409 => match progress(&r.body) {
