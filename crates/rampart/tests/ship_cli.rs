@@ -277,25 +277,7 @@ fn agent_ships_through_the_queue_and_survives_sigkill() {
     let config = config.to_str().expect("utf-8");
     let data = dir.path().join("data");
     let host = testkit::unique("ship-host");
-    let token = rampart_ok(&[
-        "server",
-        "enroll-token",
-        "--config",
-        config,
-        "--region",
-        "eu-de",
-    ]);
-    rampart_ok(&[
-        "enroll",
-        "--server",
-        &url,
-        "--token",
-        token.trim(),
-        "--dir",
-        dir.path().join("tls").to_str().expect("utf-8"),
-        "--hostname",
-        &host,
-    ]);
+    support::server::enroll_cli(config, &url, &dir.path().join("tls"), &host);
     let ca = data.join("ca/ca.crt");
     let token_file = data.join("admin.token");
     let query = |extra: &[&str]| -> Vec<Value> {

@@ -13,7 +13,7 @@ use serde_json::Value;
 use testkit::{debian_image, TestContainer};
 
 mod support;
-use support::server::start_in;
+use support::server::{enroll_cli, start_in};
 use support::{rampart_ok, spawn};
 
 fn lines(path: &Path) -> Vec<Value> {
@@ -75,26 +75,8 @@ fn db_import_raises_now_vulnerable_and_agents_install_the_signed_bundle() {
     let config = config.to_str().expect("utf-8");
     let data = dir.path().join("data");
     let host = testkit::unique("vuln-host");
-    let token = rampart_ok(&[
-        "server",
-        "enroll-token",
-        "--config",
-        config,
-        "--region",
-        "eu-de",
-    ]);
     let tls = dir.path().join("tls");
-    rampart_ok(&[
-        "enroll",
-        "--server",
-        &url,
-        "--token",
-        token.trim(),
-        "--dir",
-        tls.to_str().expect("utf-8"),
-        "--hostname",
-        &host,
-    ]);
+    enroll_cli(config, &url, &tls, &host);
     let c = TestContainer::run("rp-vuln", &[&image, "sleep", "300"]);
 
     // The agent: ships to the server and to a file, inventory with a 1 s bundle poll.
