@@ -336,6 +336,11 @@ impl ClickHouse {
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
     }
+
+    /// The server's process id (the ingest benchmark reads its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for ClickHouse {

@@ -678,7 +678,7 @@ fn main() {
         );
     }
     if part("clickhouse") {
-        match support::ClickHouse::start() {
+        match support::ClickHouse::start("ingest bench (clickhouse)") {
             None => println!("clickhouse: skipped (clickhouse-server not installed)"),
             Some(ch) => {
                 let url = ch.url();

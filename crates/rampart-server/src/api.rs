@@ -18,6 +18,7 @@
 //! | `GET /api/v1/vulndb/manifest` | agent certificate | the signed manifest of the vulnerability database bundle (`crate::vulndb`) |
 //! | `GET /api/v1/vulndb/bundle/{sha256}` | agent certificate | the bundle's payload |
 //! | `PUT /api/v1/evidence/{sha256}` | agent certificate | upload a forensic bundle (`crate::evidence`) |
+//! | `GET /api/v1/evidence/{sha256}/upload` | agent certificate | where the agent's upload of the bundle stands (offset held, or the first receipt) |
 //! | `GET /api/v1/evidence` | analyst | stored forensic bundles (`host`, `agent`, `container`, `incident`, `alert`, `sha256`, `limit`) |
 //! | `GET /api/v1/evidence/{sha256}` | analyst | a bundle's bytes |
 //! | `GET /api/v1/config/manifest` | agent certificate | the signed manifest of the fleet configuration bundle (`crate::fleetconfig`); the request reports the version the agent runs |
@@ -311,6 +312,10 @@ fn router(app: Arc<App>) -> Router {
         .route(
             "/api/v1/evidence/{sha256}",
             axum::routing::put(crate::evidence::upload).get(crate::evidence::download),
+        )
+        .route(
+            "/api/v1/evidence/{sha256}/upload",
+            get(crate::evidence::status),
         )
         .route("/api/v1/config/manifest", get(config_manifest))
         .route("/api/v1/config/bundle/{sha256}", get(config_bundle))

@@ -19,9 +19,16 @@
 //!   `limits.evidence_bundle_bytes` per bundle (checked from the headers before the body is
 //!   read, and again for every frame) and `limits.evidence_agent_bytes` per agent (stored
 //!   bundles and unfinished uploads together).
-//! * An upload cut short resumes where the server's partial file ends (answer `409` with the
-//!   offset); a second upload of a bundle already stored by the same agent is answered with
-//!   the first receipt without reading its body.
+//! * An upload cut short resumes where the server's partial file ends: the status route
+//!   (`GET /api/v1/evidence/{sha256}/upload`) tells the agent the offset before it sends a
+//!   body, and a `PUT` starting elsewhere is answered `409` with it. A second upload of a
+//!   bundle already stored by the same agent is answered with the first receipt, its body not
+//!   stored.
+//! * An answer that does not store the body (a replay, `409`, `423`) comes after at most
+//!   [`EVIDENCE_DRAIN_BYTES`] of the body were read and discarded (within
+//!   `limits.body_timeout`), never more: a client writing its whole part before reading gets
+//!   the answer instead of a reset connection, and a longer body is not read at all (the
+//!   answer closes the connection). Quotas and sizes are checked before a byte is read.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -33,12 +40,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use rampart_ship::protocol::{
-    EvidenceProgress, EvidenceReceipt, EVIDENCE_ALERT_HEADER, EVIDENCE_CONTAINER_HEADER,
-    EVIDENCE_INCIDENT_HEADER, EVIDENCE_NAME_HEADER, EVIDENCE_OFFSET_HEADER, EVIDENCE_SIZE_HEADER,
+    EvidenceProgress, EvidenceReceipt, EvidenceStatus, EVIDENCE_ALERT_HEADER,
+    EVIDENCE_CONTAINER_HEADER, EVIDENCE_DRAIN_BYTES, EVIDENCE_INCIDENT_HEADER,
+    EVIDENCE_NAME_HEADER, EVIDENCE_OFFSET_HEADER, EVIDENCE_SIZE_HEADER,
 };
 use tokio::io::AsyncWriteExt;
 
 use crate::api::{authorize, err, ApiError, ConnInfo};
+use crate::ca::AgentIdentity;
 use crate::control::{now_ns, EvidenceFilter, Role};
 use crate::server::App;
 
@@ -68,6 +77,13 @@ impl Uploads {
             return None;
         }
         Some(Busy { set: self, key })
+    }
+
+    fn is_claimed(&self, key: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(key)
     }
 }
 
@@ -146,16 +162,10 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-/// `PUT /api/v1/evidence/{sha256}` (agent certificate).
-pub(crate) async fn upload(
-    State(app): State<Arc<App>>,
-    Extension(conn): Extension<ConnInfo>,
-    UrlPath(name): UrlPath<String>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Result<Response, ApiError> {
+/// The agent of the request's client certificate, refused (and counted) unless it is an
+/// enrolled, unrevoked agent of this server; with the host name recorded at its enrollment.
+async fn uploader(app: &Arc<App>, conn: &ConnInfo) -> Result<(AgentIdentity, String), ApiError> {
     let c = &app.counters;
-    // Who it is before a byte of the body is read.
     let Some(agent) = conn.peer.clone() else {
         c.evidence_refused.fetch_add(1, Ordering::Relaxed);
         return Err(err(
@@ -192,61 +202,63 @@ pub(crate) async fn upload(
             format!("agent {} is not in the control database", agent.agent_id),
         ));
     };
-    let sha256 = sha256_name(&name).ok_or_else(|| {
+    Ok((agent, sender.hostname.unwrap_or_default()))
+}
+
+/// The bundle a request names: its SHA-256 (from the path) and announced size (checked
+/// against `limits.evidence_bundle_bytes`).
+fn named_bundle(
+    app: &App,
+    conn: &ConnInfo,
+    agent: &AgentIdentity,
+    name: &str,
+    headers: &HeaderMap,
+) -> Result<(String, u64), ApiError> {
+    let sha256 = sha256_name(name).ok_or_else(|| {
         err(
             StatusCode::BAD_REQUEST,
             format!("{name:?}: a bundle is named by its SHA-256 (64 hex digits)"),
         )
     })?;
-    let size = number_header(&headers, EVIDENCE_SIZE_HEADER)?.ok_or_else(|| {
+    let size = number_header(headers, EVIDENCE_SIZE_HEADER)?.ok_or_else(|| {
         err(
             StatusCode::BAD_REQUEST,
             format!("header {EVIDENCE_SIZE_HEADER} (the bundle's size) is required"),
         )
     })?;
-    let offset = number_header(&headers, EVIDENCE_OFFSET_HEADER)?.unwrap_or(0);
-    let limits = &app.cfg.limits;
-    let too_large = |what: String| {
-        c.evidence_too_large.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(remote = %conn.remote, agent = %agent.agent_id, "evidence upload refused: {what}");
-        err(StatusCode::PAYLOAD_TOO_LARGE, what)
-    };
-    if size > limits.evidence_bundle_bytes {
-        return Err(too_large(format!(
-            "a bundle of {size} bytes is over limits.evidence_bundle_bytes ({})",
-            limits.evidence_bundle_bytes
-        )));
-    }
-    if offset > size {
-        return Err(err(
-            StatusCode::BAD_REQUEST,
-            format!("offset {offset} is past the bundle's size {size}"),
+    let limit = app.cfg.limits.evidence_bundle_bytes;
+    if size > limit {
+        return Err(too_large(
+            app,
+            conn,
+            agent,
+            format!("a bundle of {size} bytes is over limits.evidence_bundle_bytes ({limit})"),
         ));
     }
-    if let Some(len) = number_header(&headers, axum::http::header::CONTENT_LENGTH.as_str())? {
-        if len > size - offset {
-            return Err(too_large(format!(
-                "a body of {len} bytes at offset {offset} runs past the bundle's size {size}"
-            )));
-        }
-    }
-    let described = EvidenceReceipt {
-        sha256: sha256.clone(),
-        size,
-        received_ns: 0,
-        agent_id: agent.agent_id.clone(),
-        hostname: sender.hostname.clone().unwrap_or_default(),
-        name: text_header(&headers, EVIDENCE_NAME_HEADER)?,
-        container: text_header(&headers, EVIDENCE_CONTAINER_HEADER)?,
-        incident: text_header(&headers, EVIDENCE_INCIDENT_HEADER)?,
-        alert_id: text_header(&headers, EVIDENCE_ALERT_HEADER)?,
-        duplicate: false,
-    };
-    // A replay or a retry after a lost answer: the first receipt, the body unread.
-    // Stored bundles and unfinished uploads (other than this one) count against the quota.
+    Ok((sha256, size))
+}
+
+fn too_large(app: &App, conn: &ConnInfo, agent: &AgentIdentity, what: String) -> ApiError {
+    app.counters
+        .evidence_too_large
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(remote = %conn.remote, agent = %agent.agent_id, "evidence upload refused: {what}");
+    err(StatusCode::PAYLOAD_TOO_LARGE, what)
+}
+
+/// Where an agent's bundle stands before a byte of a body is read: stored before (the first
+/// receipt, marked duplicate and counted), or open, when it fits the agent's quota (stored
+/// bundles and unfinished uploads other than this one count against it).
+async fn standing(
+    app: &Arc<App>,
+    conn: &ConnInfo,
+    agent: &AgentIdentity,
+    sha256: &str,
+    size: u64,
+) -> Result<Option<EvidenceReceipt>, ApiError> {
     let (stored, used) = {
         let app = app.clone();
-        let (a, s) = (agent.agent_id.clone(), sha256.clone());
+        let (a, s) = (agent.agent_id.clone(), sha256.to_string());
         tokio::task::spawn_blocking(move || {
             let partial_dir = root(&app.cfg.data_dir).join("partial").join(&a);
             let held: u64 = std::fs::read_dir(&partial_dir)
@@ -269,28 +281,197 @@ pub(crate) async fn upload(
     };
     if let Some(mut r) = stored {
         r.duplicate = true;
-        c.evidence_duplicates.fetch_add(1, Ordering::Relaxed);
-        return Ok(Json(r).into_response());
+        app.counters
+            .evidence_duplicates
+            .fetch_add(1, Ordering::Relaxed);
+        return Ok(Some(r));
     }
-    if used.saturating_add(size) > limits.evidence_agent_bytes {
-        return Err(too_large(format!(
-            "agent {} has {used} bytes of evidence stored or being uploaded; {size} more is over limits.evidence_agent_bytes ({})",
-            agent.agent_id, limits.evidence_agent_bytes
-        )));
+    let quota = app.cfg.limits.evidence_agent_bytes;
+    if used.saturating_add(size) > quota {
+        return Err(too_large(
+            app,
+            conn,
+            agent,
+            format!(
+                "agent {} has {used} bytes of evidence stored or being uploaded; {size} more is over limits.evidence_agent_bytes ({quota})",
+                agent.agent_id
+            ),
+        ));
+    }
+    Ok(None)
+}
+
+/// Bytes held of an upload of `size` bytes in `partial`: a longer file was left by an upload
+/// that announced another size, and the next `PUT` starts it again from 0.
+fn held_of(partial: &Path, size: u64) -> u64 {
+    match std::fs::metadata(partial).map(|m| m.len()) {
+        Ok(n) if n <= size => n,
+        _ => 0,
+    }
+}
+
+/// `GET /api/v1/evidence/{sha256}/upload` (agent certificate): where this agent's upload of
+/// the bundle stands, so that it sends only what the server lacks. The same refusals as the
+/// `PUT` (certificate, name, size, quota), and nothing changes on the server.
+pub(crate) async fn status(
+    State(app): State<Arc<App>>,
+    Extension(conn): Extension<ConnInfo>,
+    UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
+) -> Result<Json<EvidenceStatus>, ApiError> {
+    let (agent, _) = uploader(&app, &conn).await?;
+    let (sha256, size) = named_bundle(&app, &conn, &agent, &name, &headers)?;
+    if let Some(r) = standing(&app, &conn, &agent, &sha256, size).await? {
+        return Ok(Json(EvidenceStatus {
+            offset: r.size,
+            size: r.size,
+            uploading: false,
+            receipt: Some(r),
+        }));
+    }
+    let partial = partial_path(&app.cfg.data_dir, &agent.agent_id, &sha256);
+    let uploading = app
+        .evidence_uploads
+        .is_claimed(&format!("{}/{sha256}", agent.agent_id));
+    let offset = tokio::task::spawn_blocking(move || held_of(&partial, size))
+        .await
+        .map_err(internal)?;
+    Ok(Json(EvidenceStatus {
+        offset,
+        size,
+        uploading,
+        receipt: None,
+    }))
+}
+
+/// `answer` to a request whose body is not stored, after reading and discarding at most
+/// [`EVIDENCE_DRAIN_BYTES`] of the body within `limits.body_timeout`.
+///
+/// Why read it at all: hyper (like most servers) closes a connection whose request body was
+/// not read, and the kernel then resets it under a client still writing its part; the client
+/// sees its write fail, not the answer (RFC 9112 section 9.6, "the TCP reset problem"). Why
+/// bounded: the answer must not let a client make the server read without end. A body
+/// announced longer, or found longer, is left unread and the answer closes the connection.
+/// A client that sent `expect: 100-continue` has not sent its body: hyper answers without
+/// `100 Continue`, and nothing is read.
+async fn answer_unread(
+    app: &App,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    answer: Response,
+) -> Response {
+    use http_body_util::BodyExt;
+    let expects_continue = headers
+        .get(axum::http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        return answer;
+    }
+    let close = |mut answer: Response| {
+        answer.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        answer
+    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > EVIDENCE_DRAIN_BYTES) {
+        return close(answer);
+    }
+    let mut read = 0u64;
+    let mut body = body;
+    let drain = async {
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                return false;
+            };
+            if let Ok(data) = frame.into_data() {
+                read += data.len() as u64;
+                if read > EVIDENCE_DRAIN_BYTES {
+                    return false;
+                }
+            }
+        }
+        true
+    };
+    let whole = matches!(
+        tokio::time::timeout(app.timeouts.body, drain).await,
+        Ok(true)
+    );
+    app.counters
+        .evidence_drained_bytes
+        .fetch_add(read, Ordering::Relaxed);
+    if whole {
+        answer
+    } else {
+        close(answer)
+    }
+}
+
+/// `PUT /api/v1/evidence/{sha256}` (agent certificate).
+pub(crate) async fn upload(
+    State(app): State<Arc<App>>,
+    Extension(conn): Extension<ConnInfo>,
+    UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let c = &app.counters;
+    // Who it is before a byte of the body is read.
+    let (agent, hostname) = uploader(&app, &conn).await?;
+    let (sha256, size) = named_bundle(&app, &conn, &agent, &name, &headers)?;
+    let offset = number_header(&headers, EVIDENCE_OFFSET_HEADER)?.unwrap_or(0);
+    if offset > size {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            format!("offset {offset} is past the bundle's size {size}"),
+        ));
+    }
+    if let Some(len) = number_header(&headers, axum::http::header::CONTENT_LENGTH.as_str())? {
+        if len > size - offset {
+            return Err(too_large(
+                &app,
+                &conn,
+                &agent,
+                format!(
+                    "a body of {len} bytes at offset {offset} runs past the bundle's size {size}"
+                ),
+            ));
+        }
+    }
+    let described = EvidenceReceipt {
+        sha256: sha256.clone(),
+        size,
+        received_ns: 0,
+        agent_id: agent.agent_id.clone(),
+        hostname,
+        name: text_header(&headers, EVIDENCE_NAME_HEADER)?,
+        container: text_header(&headers, EVIDENCE_CONTAINER_HEADER)?,
+        incident: text_header(&headers, EVIDENCE_INCIDENT_HEADER)?,
+        alert_id: text_header(&headers, EVIDENCE_ALERT_HEADER)?,
+        duplicate: false,
+    };
+    // A replay or a retry after a lost answer: the first receipt, the body not stored.
+    if let Some(r) = standing(&app, &conn, &agent, &sha256, size).await? {
+        return Ok(answer_unread(&app, &headers, body, Json(r).into_response()).await);
     }
     let data_dir = app.cfg.data_dir.clone();
     let partial = partial_path(&data_dir, &agent.agent_id, &sha256);
     let held = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    let Some(_busy) = app
+    let Some(claim) = app
         .evidence_uploads
         .claim(format!("{}/{sha256}", agent.agent_id))
     else {
-        return Ok(progress(
-            StatusCode::CONFLICT,
-            held(&partial),
+        let answer = progress(
+            StatusCode::LOCKED,
+            held_of(&partial, size),
             size,
             Some("another request is uploading this bundle".into()),
-        ));
+        );
+        return Ok(answer_unread(&app, &headers, body, answer).await);
     };
     if let Some(dir) = partial.parent() {
         crate::fsmode::secret_dir(&root(&data_dir)).map_err(internal)?;
@@ -303,12 +484,15 @@ pub(crate) async fn upload(
         have = 0;
     }
     if offset != have {
-        return Ok(progress(
+        let answer = progress(
             StatusCode::CONFLICT,
             have,
             size,
             Some(format!("the server holds {have} bytes; send from there")),
-        ));
+        );
+        // Not while holding the claim: the drain may take up to body_timeout.
+        drop(claim);
+        return Ok(answer_unread(&app, &headers, body, answer).await);
     }
     let mut file = {
         use std::os::unix::fs::OpenOptionsExt;
@@ -360,7 +544,7 @@ pub(crate) async fn upload(
             if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&partial) {
                 let _ = f.set_len(offset);
             }
-            return Err(too_large(e));
+            return Err(too_large(&app, &conn, &agent, e));
         }
         Ok(Err(e)) => {
             // What arrived is kept: the agent resumes from it.

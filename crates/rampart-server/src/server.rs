@@ -78,6 +78,7 @@ pub(crate) struct Counters {
     pub evidence_stored: AtomicU64,
     pub evidence_duplicates: AtomicU64,
     pub evidence_bytes: AtomicU64,
+    pub evidence_drained_bytes: AtomicU64,
     pub evidence_refused: AtomicU64,
     pub evidence_too_large: AtomicU64,
     pub evidence_hash_mismatch: AtomicU64,
@@ -587,6 +588,11 @@ impl App {
                 "rampart_server_evidence_bytes_total",
                 "Bytes of forensic bundles received.",
                 &c.evidence_bytes,
+            ),
+            (
+                "rampart_server_evidence_drained_bytes_total",
+                "Bytes of evidence request bodies read and discarded before an answer that did not store them (replays, 409, 423).",
+                &c.evidence_drained_bytes,
             ),
             (
                 "rampart_server_evidence_refused_total",

@@ -412,7 +412,7 @@ async fn sqlite_passes_the_store_suite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_passes_the_store_suite() {
-    let Some(ch) = support::ClickHouse::start() else {
+    let Some(ch) = support::ClickHouse::start("clickhouse_passes_the_store_suite") else {
         return;
     };
     let store = ClickHouseStore::open(ClickHouseConfig {
@@ -547,7 +547,9 @@ fn clickhouse_sql(url: &str, sql: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_ids_are_unique_per_agent_also_in_a_table_of_the_old_key() {
-    let Some(ch) = support::ClickHouse::start() else {
+    let Some(ch) = support::ClickHouse::start(
+        "clickhouse_ids_are_unique_per_agent_also_in_a_table_of_the_old_key",
+    ) else {
         return;
     };
     let open = |db: &str| {
@@ -603,7 +605,9 @@ async fn clickhouse_ids_are_unique_per_agent_also_in_a_table_of_the_old_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_reads_every_servers_records_in_ingest_order() {
     use rampart_server::IngestCursor;
-    let Some(ch) = support::ClickHouse::start() else {
+    let Some(ch) =
+        support::ClickHouse::start("clickhouse_reads_every_servers_records_in_ingest_order")
+    else {
         return;
     };
     let open = || async {

@@ -3,10 +3,15 @@
 //!
 //! The bundle is hashed first and named by its SHA-256; it is sent in parts of
 //! [`UploadOptions::part_bytes`], each read from the file when it is sent, so the agent never
-//! holds the bundle in memory. An upload cut short (connection lost, server restarted) resumes
-//! where the server's copy ends. Failures are retried with exponential backoff, up to
-//! [`UploadOptions::attempts`]; what the server refuses for good (no certificate, too large)
-//! is not retried. The receipt is checked: its hash must be the bundle's.
+//! holds the bundle in memory. Before the first part, and after any failure, the client asks
+//! the server where its upload stands (the status route): an upload cut short (connection
+//! lost, agent restarted) sends only what the server lacks, and a bundle the server already
+//! holds from this agent is not sent again (its first receipt is the answer). Failures are
+//! retried with exponential backoff, up to [`UploadOptions::attempts`]; what the server
+//! refuses for good (no certificate, too large) is not retried. While another request is
+//! writing the same upload (`423`, or `uploading` in the status) the client waits, and the
+//! waits count as failures only when the server's copy stopped growing. The receipt is
+//! checked: its hash must be the bundle's.
 
 use std::io::Read;
 use std::os::unix::fs::FileExt;
@@ -19,9 +24,9 @@ use hyper::Method;
 
 use crate::client::HttpClient;
 use crate::protocol::{
-    EvidenceProgress, EvidenceReceipt, EVIDENCE_ALERT_HEADER, EVIDENCE_CONTAINER_HEADER,
-    EVIDENCE_INCIDENT_HEADER, EVIDENCE_NAME_HEADER, EVIDENCE_OFFSET_HEADER, EVIDENCE_PATH,
-    EVIDENCE_SIZE_HEADER,
+    EvidenceProgress, EvidenceReceipt, EvidenceStatus, EVIDENCE_ALERT_HEADER,
+    EVIDENCE_CONTAINER_HEADER, EVIDENCE_INCIDENT_HEADER, EVIDENCE_NAME_HEADER,
+    EVIDENCE_OFFSET_HEADER, EVIDENCE_PATH, EVIDENCE_SIZE_HEADER, EVIDENCE_STATUS_SUFFIX,
 };
 
 /// Why an upload did not end with a receipt.
@@ -66,7 +71,9 @@ pub enum UploadError {
 /// How an upload is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UploadOptions {
-    /// Bytes sent per request (default 8 MiB).
+    /// Bytes sent per request (default 8 MiB). Parts of at most
+    /// [`crate::protocol::EVIDENCE_DRAIN_BYTES`] get the server's answer even when it does not
+    /// store them.
     pub part_bytes: u64,
     /// Failed requests before giving up (default 6).
     pub attempts: u32,
@@ -168,128 +175,227 @@ pub async fn upload_with(
         source,
     })?;
     let route = format!("{EVIDENCE_PATH}/{sha256}");
+    let status_route = format!("{route}{EVIDENCE_STATUS_SUFFIX}");
     let size_s = size.to_string();
     let part = opts.part_bytes.max(1);
     let mut offset = 0u64;
     let mut failures = 0u32;
     let mut backoff = opts.first_backoff;
+    // Ask where to start before sending a body (and again after anything that leaves it
+    // unknown).
+    let mut ask = true;
+    // The server's offset at the last "another request is uploading it": a wait counts as a
+    // failure only when that upload made no progress since.
+    let mut busy_at: Option<u64> = None;
     let refused = |status: u16, message: String| UploadError::Refused {
         url: url.to_string(),
         status,
         message,
     };
-    loop {
-        let len = part.min(size - offset);
-        let mut chunk = vec![0u8; len as usize];
-        file.read_exact_at(&mut chunk, offset)
-            .map_err(|source| UploadError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        let offset_s = offset.to_string();
-        let headers = [
-            (EVIDENCE_SIZE_HEADER, size_s.as_str()),
-            (EVIDENCE_OFFSET_HEADER, offset_s.as_str()),
-            (EVIDENCE_NAME_HEADER, meta.name.as_str()),
-            (EVIDENCE_CONTAINER_HEADER, meta.container.as_str()),
-            (EVIDENCE_INCIDENT_HEADER, meta.incident.as_str()),
-            (EVIDENCE_ALERT_HEADER, meta.alert_id.as_str()),
-            ("content-type", "application/zstd"),
-        ];
-        let headers: Vec<(&str, &str)> =
-            headers.into_iter().filter(|(_, v)| !v.is_empty()).collect();
-        let answer = client
-            .request(Method::PUT, &route, &headers, Bytes::from(chunk))
-            .await;
-        let progress = |body: &[u8]| serde_json::from_slice::<EvidenceProgress>(body).ok();
-        if answer
-            .as_ref()
-            .is_ok_and(|r| r.status != 200 && r.status != 202)
-        {
-            // The server may have answered without reading the body.
-            client.disconnect();
+    let accept = |receipt: EvidenceReceipt, failures: u32| {
+        if receipt.sha256 != sha256 || receipt.size != size {
+            return Err(UploadError::WrongReceipt {
+                url: url.to_string(),
+                receipt: receipt.sha256,
+                receipt_size: receipt.size,
+                local: sha256.clone(),
+                size,
+            });
         }
-        let failure = match answer {
-            Ok(r) if r.status == 200 => {
-                let receipt: EvidenceReceipt =
-                    serde_json::from_slice(&r.body).map_err(|e| UploadError::Failed {
-                        url: url.to_string(),
-                        attempts: failures + 1,
-                        sent: size,
-                        size,
-                        last: format!("the receipt is not JSON: {e}"),
-                    })?;
-                if receipt.sha256 != sha256 || receipt.size != size {
-                    return Err(UploadError::WrongReceipt {
-                        url: url.to_string(),
-                        receipt: receipt.sha256,
-                        receipt_size: receipt.size,
-                        local: sha256,
-                        size,
-                    });
+        Ok(Uploaded {
+            receipt,
+            sha256: sha256.clone(),
+            failures,
+        })
+    };
+    let progress = |body: &[u8]| serde_json::from_slice::<EvidenceProgress>(body).ok();
+    loop {
+        // Ok: go on at once; Err((what failed, whether it counts as a failure)).
+        let step: Result<(), (String, bool)> = if ask {
+            let answer = client
+                .request(
+                    Method::GET,
+                    &status_route,
+                    &[(EVIDENCE_SIZE_HEADER, size_s.as_str())],
+                    Bytes::new(),
+                )
+                .await;
+            match answer {
+                Ok(r) if r.status == 200 => {
+                    match serde_json::from_slice::<EvidenceStatus>(&r.body) {
+                        Ok(st) => match st.receipt {
+                            Some(receipt) => return accept(receipt, failures),
+                            None if st.offset > size => Err((
+                                format!("the server holds {} bytes of {size}", st.offset),
+                                true,
+                            )),
+                            None if st.uploading => {
+                                let moved = busy_at.is_none_or(|b| st.offset > b);
+                                busy_at = Some(st.offset);
+                                Err((
+                                    format!(
+                                        "another request is uploading this bundle ({} of {size} bytes held)",
+                                        st.offset
+                                    ),
+                                    !moved,
+                                ))
+                            }
+                            None => {
+                                offset = st.offset;
+                                ask = false;
+                                continue;
+                            }
+                        },
+                        Err(e) => Err((format!("the upload status is not JSON: {e}"), true)),
+                    }
                 }
-                return Ok(Uploaded {
-                    receipt,
-                    sha256,
-                    failures,
-                });
-            }
-            Ok(r) if r.status == 202 => match progress(&r.body) {
-                Some(p) if p.offset > offset && p.offset <= size => {
-                    offset = p.offset;
+                // A server without the status route: start at 0, as before it.
+                Ok(r) if r.status == 404 || r.status == 405 => {
+                    offset = 0;
+                    ask = false;
                     continue;
                 }
-                _ => format!("HTTP 202 without progress: {}", r.body_text()),
-            },
-            Ok(r) if r.status == 409 => match progress(&r.body) {
-                Some(p) if p.offset <= size && p.offset != offset => {
-                    // The server holds another part (an earlier attempt got further, or less
-                    // far, than we knew): resume from there, at once.
-                    offset = p.offset;
-                    continue;
+                Ok(r) if matches!(r.status, 400 | 401 | 403 | 413) => {
+                    return Err(refused(r.status, r.body_text()))
                 }
-                _ => format!("HTTP 409: {}", r.body_text()),
-            },
-            Ok(r) if r.status == 422 => {
-                offset = 0;
-                format!("HTTP 422: {}", r.body_text())
+                Ok(r) => Err((format!("HTTP {}: {}", r.status, r.body_text()), true)),
+                Err(e) => Err((e.to_string(), true)),
             }
-            Ok(r) if matches!(r.status, 400 | 401 | 403 | 404 | 413) => {
-                if r.status == 400 {
+        } else {
+            let len = part.min(size - offset);
+            let mut chunk = vec![0u8; len as usize];
+            file.read_exact_at(&mut chunk, offset)
+                .map_err(|source| UploadError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            let offset_s = offset.to_string();
+            let headers = [
+                (EVIDENCE_SIZE_HEADER, size_s.as_str()),
+                (EVIDENCE_OFFSET_HEADER, offset_s.as_str()),
+                (EVIDENCE_NAME_HEADER, meta.name.as_str()),
+                (EVIDENCE_CONTAINER_HEADER, meta.container.as_str()),
+                (EVIDENCE_INCIDENT_HEADER, meta.incident.as_str()),
+                (EVIDENCE_ALERT_HEADER, meta.alert_id.as_str()),
+                ("content-type", "application/zstd"),
+            ];
+            let headers: Vec<(&str, &str)> =
+                headers.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+            let answer = client
+                .request(Method::PUT, &route, &headers, Bytes::from(chunk))
+                .await;
+            if answer
+                .as_ref()
+                .is_ok_and(|r| r.status != 200 && r.status != 202)
+            {
+                // The server may have answered without reading the whole body.
+                client.disconnect();
+            }
+            match answer {
+                Ok(r) if r.status == 200 => match serde_json::from_slice(&r.body) {
+                    Ok(receipt) => return accept(receipt, failures),
+                    Err(e) => {
+                        return Err(UploadError::Failed {
+                            url: url.to_string(),
+                            attempts: failures + 1,
+                            sent: size,
+                            size,
+                            last: format!("the receipt is not JSON: {e}"),
+                        })
+                    }
+                },
+                Ok(r) if r.status == 202 => match progress(&r.body) {
+                    Some(p) if p.offset > offset && p.offset <= size => {
+                        offset = p.offset;
+                        continue;
+                    }
+                    _ => {
+                        ask = true;
+                        Err((
+                            format!("HTTP 202 without progress: {}", r.body_text()),
+                            true,
+                        ))
+                    }
+                },
+                Ok(r) if r.status == 409 => match progress(&r.body) {
+                    Some(p) if p.offset <= size && p.offset != offset => {
+                        // The server holds another part (an earlier attempt got further, or
+                        // less far, than we knew): resume from there, at once.
+                        offset = p.offset;
+                        continue;
+                    }
+                    _ => {
+                        ask = true;
+                        Err((format!("HTTP 409: {}", r.body_text()), true))
+                    }
+                },
+                Ok(r) if r.status == 423 => {
+                    // Another request writes this upload: wait, then ask again.
+                    ask = true;
+                    let held = progress(&r.body).map_or(0, |p| p.offset);
+                    let moved = busy_at.is_none_or(|b| held > b);
+                    busy_at = Some(held);
+                    Err((format!("HTTP 423: {}", r.body_text()), !moved))
+                }
+                Ok(r) if r.status == 422 => {
+                    offset = 0;
+                    Err((format!("HTTP 422: {}", r.body_text()), true))
+                }
+                Ok(r) if r.status == 400 => {
                     if let Some(p) = progress(&r.body).filter(|p| p.offset <= size) {
                         // The body was cut; what arrived is kept.
                         offset = p.offset;
-                        format!("HTTP 400: {}", r.body_text())
+                        Err((format!("HTTP 400: {}", r.body_text()), true))
                     } else {
                         return Err(refused(r.status, r.body_text()));
                     }
-                } else {
+                }
+                Ok(r) if matches!(r.status, 401 | 403 | 404 | 413) => {
                     return Err(refused(r.status, r.body_text()));
                 }
-            }
-            Ok(r) => {
-                if let Some(p) = progress(&r.body).filter(|p| p.offset <= size) {
-                    offset = p.offset;
+                Ok(r) => {
+                    match progress(&r.body).filter(|p| p.offset <= size) {
+                        Some(p) => offset = p.offset,
+                        None => ask = true,
+                    }
+                    Err((format!("HTTP {}: {}", r.status, r.body_text()), true))
                 }
-                format!("HTTP {}: {}", r.status, r.body_text())
+                Err(e) => {
+                    // No answer: how much of the part arrived is the server's to say.
+                    ask = true;
+                    Err((e.to_string(), true))
+                }
             }
-            Err(e) => e.to_string(),
         };
-        failures += 1;
-        if failures >= opts.attempts {
-            return Err(UploadError::Failed {
-                url: url.to_string(),
-                attempts: failures,
-                sent: offset,
-                size,
-                last: failure,
-            });
+        let Err((failure, counts)) = step else {
+            continue;
+        };
+        if counts {
+            failures += 1;
+            if failures >= opts.attempts {
+                return Err(UploadError::Failed {
+                    url: url.to_string(),
+                    attempts: failures,
+                    sent: offset,
+                    size,
+                    last: failure,
+                });
+            }
+            tracing::warn!(
+                "evidence upload of {} to {url}: attempt {failures} failed ({failure}); retrying in {backoff:?}",
+                path.display()
+            );
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(opts.max_backoff);
+        } else {
+            // Another request is getting the bundle there: wait the shortest time, then ask.
+            tracing::debug!(
+                "evidence upload of {} to {url}: {failure}; asking again in {:?}",
+                path.display(),
+                opts.first_backoff
+            );
+            backoff = opts.first_backoff;
+            tokio::time::sleep(opts.first_backoff).await;
         }
-        tracing::warn!(
-            "evidence upload of {} to {url}: attempt {failures} failed ({failure}); retrying in {backoff:?}",
-            path.display()
-        );
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(opts.max_backoff);
     }
 }

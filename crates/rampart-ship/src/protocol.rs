@@ -24,12 +24,28 @@
 //! descriptive headers [`EVIDENCE_NAME_HEADER`], [`EVIDENCE_CONTAINER_HEADER`],
 //! [`EVIDENCE_INCIDENT_HEADER`] and [`EVIDENCE_ALERT_HEADER`] are optional. The server answers
 //! * `200` with an [`EvidenceReceipt`] once it holds the whole bundle and its hash is the one
-//!   named (also at once, without reading the body, for a bundle this agent uploaded before);
+//!   named (also, without storing the body, for a bundle this agent uploaded before);
 //! * `202` with an [`EvidenceProgress`]: this part is stored, send from `offset` on;
 //! * `409` with an [`EvidenceProgress`]: the server holds a different part (an upload cut
 //!   short and resumed): send from `offset` on;
+//! * `423` with an [`EvidenceProgress`]: another request is writing this upload now; ask
+//!   again later;
 //! * `413` over the server's size or per-agent limit, `422` when the bytes do not hash to
 //!   the name (the server forgets them; start again from 0).
+//!
+//! Before it sends a body, the client asks where to start: `GET {EVIDENCE_PATH}/{sha256}/upload`
+//! ([`EVIDENCE_STATUS_SUFFIX`]) with the same certificate and [`EVIDENCE_SIZE_HEADER`] is
+//! answered with an [`EvidenceStatus`] (the receipt of a bundle this agent stored before, or
+//! the offset the server holds), or with the `400`/`401`/`403`/`413` the `PUT` would get. So a
+//! resumed upload sends only what the server lacks, and a replay sends no body at all.
+//!
+//! The answers a `PUT` gets without its body being stored (`200` for a stored bundle, `409`,
+//! `423`) come after the server has read and discarded a body of up to
+//! [`EVIDENCE_DRAIN_BYTES`]: an HTTP/1.1 client that writes its whole body before it reads
+//! (most do; hyper's does) would otherwise see the connection reset under its body instead of
+//! the answer (RFC 9112 section 9.6). A longer body is not read: the answer says
+//! `connection: close`. A request with `expect: 100-continue` gets these answers before any
+//! body (the server sends `100 Continue` only when it reads the body).
 //!
 //! Which host the bundle is of comes from the certificate, never from the request.
 //!
@@ -96,7 +112,28 @@ pub struct EvidenceReceipt {
     pub duplicate: bool,
 }
 
-/// How much of a bundle the server holds (answers `202` and `409`).
+/// Suffix of the upload status route: `GET {EVIDENCE_PATH}/{sha256}{EVIDENCE_STATUS_SUFFIX}`.
+pub const EVIDENCE_STATUS_SUFFIX: &str = "/upload";
+/// Largest request body the server reads and discards before an evidence answer that does
+/// not store it (a replay, `409`, `423`). Upload parts should not be larger (the client's
+/// default is 8 MiB).
+pub const EVIDENCE_DRAIN_BYTES: u64 = 16 << 20;
+
+/// Where an upload stands on the server (the answer to the status route).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceStatus {
+    /// Bytes of the bundle the server holds; the next `PUT` starts here.
+    pub offset: u64,
+    pub size: u64,
+    /// Another request is writing this upload now (a `PUT` would get `423`).
+    #[serde(default)]
+    pub uploading: bool,
+    /// The first receipt, when this agent has stored the bundle before (nothing to send).
+    #[serde(default)]
+    pub receipt: Option<EvidenceReceipt>,
+}
+
+/// How much of a bundle the server holds (answers `202`, `409` and `423`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EvidenceProgress {
     /// Bytes held; the next request starts here.

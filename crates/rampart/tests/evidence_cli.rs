@@ -200,26 +200,36 @@ fn an_uploaded_bundle_is_stored_exactly_under_the_certificates_host_and_replays_
         .expect("replay");
         assert!(again.receipt.duplicate);
         assert_eq!(again.receipt.received_ns, up.receipt.received_ns);
-        // Raw replay of the first part, with its body: answered from the record, unread.
+        // Raw replay of a whole 8 MiB part, with its body, from a client whose socket buffers
+        // are far smaller than the part (as over a real network) and that writes its body
+        // before reading: answered from the record, the body read and discarded, not stored.
         let size = (10 * MIB + 12345).to_string();
-        // The server answers a replay without reading its body; a part larger than the socket
-        // buffers can then fail on the client's side while it is still writing (hyper reports
-        // the write error, not the answer), so the replay sends a part that fits in them.
-        let part = std::fs::read(&a).expect("file")[..(64 * 1024) as usize].to_vec();
-        let r = request(
+        let drained = metric(&server, "rampart_server_evidence_drained_bytes_total").await;
+        let r = raw_put(
+            &server,
             agent_tls(&web_dir),
-            &server.url(),
-            Method::PUT,
-            &format!("/api/v1/evidence/{a_sha}"),
-            &[
-                ("rampart-evidence-size", &size),
-                ("rampart-evidence-offset", "0"),
-            ],
-            part,
+            RawPut {
+                sha: &a_sha,
+                size: 10 * MIB + 12345,
+                offset: Some(0),
+                declared: Some(8 * MIB),
+                source: &a,
+                body_len: 8 * MIB,
+                ..RawPut::default()
+            },
         )
         .await;
-        assert_eq!(r.status, 200, "{}", r.body_text());
-        assert_eq!(json(&r)["duplicate"], true);
+        assert!(
+            !r.cut,
+            "the server reset the connection under the part: {r:?}"
+        );
+        assert!(r.status.contains(" 200 "), "{r:?}");
+        assert_eq!(r.json()["duplicate"], true);
+        assert_eq!(r.json()["received_ns"], up.receipt.received_ns);
+        assert_eq!(
+            metric(&server, "rampart_server_evidence_drained_bytes_total").await - drained,
+            8 * MIB
+        );
         let admin = server.admin_token();
         assert_eq!(listing(&server, &admin, "").await.len(), 1);
 
@@ -312,7 +322,8 @@ fn an_uploaded_bundle_is_stored_exactly_under_the_certificates_host_and_replays_
         .await;
         assert_eq!(r.status, 409, "{}", r.body_text());
         assert_eq!(json(&r)["offset"], 0, "db-1 holds nothing of it");
-        // web-1 resumes its own: the client starts at 0, is told 1 MiB, sends the rest.
+        // web-1 resumes its own: the client asks where to start, is told 1 MiB, sends the rest.
+        let received = metric(&server, "rampart_server_evidence_bytes_total").await;
         let up_c = upload_with(
             &server.url(),
             agent_tls(&web_dir),
@@ -323,8 +334,12 @@ fn an_uploaded_bundle_is_stored_exactly_under_the_certificates_host_and_replays_
         .await
         .expect("resumed upload");
         assert_eq!(up_c.receipt.sha256, c_sha);
-        // (Sending the whole file first, it may see the connection close under its body once.)
-        assert!(up_c.failures <= 1, "{up_c:?}");
+        assert_eq!(up_c.failures, 0, "{up_c:?}");
+        assert_eq!(
+            metric(&server, "rampart_server_evidence_bytes_total").await - received,
+            MIB,
+            "only the missing MiB is sent"
+        );
         assert_eq!(sha256_file(&server.evidence_blob(&c_sha)), c_sha);
 
         // Same bytes from two hosts: one blob, two records, each under its own host.
@@ -485,36 +500,116 @@ fn evidence_routes_refuse_who_may_not_use_them() {
     });
 }
 
-/// Sends `PUT /api/v1/evidence/{sha}` over a raw TLS connection with the agent's identity:
-/// `declared` as content-length (chunked when `None`), then `body_len` bytes of `source`
-/// (repeated) as fast as the server takes them; returns the status line and whether the
-/// server cut the upload off before all was sent.
 /// One raw upload request (see [`raw_put`]).
 struct RawPut<'a> {
     sha: &'a str,
+    /// `rampart-evidence-size`.
     size: u64,
+    /// `rampart-evidence-offset` (absent when `None`).
+    offset: Option<u64>,
+    /// `content-length` (chunked when `None`).
     declared: Option<u64>,
+    /// The body: `body_len` bytes of this file from `skip` on (the file repeated if shorter).
     source: &'a Path,
+    skip: u64,
     body_len: u64,
+    /// Sends `expect: 100-continue` and the body only after `100 Continue` (as curl does).
+    expect_continue: bool,
+    /// Socket send buffer of the client (the kernel doubles it; `None`: the kernel's
+    /// autotuning): small by default, as over a network whose bandwidth-delay product is
+    /// smaller than a part.
+    send_buffer: Option<u32>,
+    /// How long to wait for the answer.
     wait: Duration,
 }
 
-async fn raw_put(
-    server: &RampartServer,
-    tls: Arc<ClientConfig>,
-    req: RawPut<'_>,
-) -> (String, bool) {
+impl Default for RawPut<'_> {
+    fn default() -> Self {
+        RawPut {
+            sha: "",
+            size: 0,
+            offset: None,
+            declared: None,
+            source: Path::new("/dev/null"),
+            skip: 0,
+            body_len: 0,
+            expect_continue: false,
+            send_buffer: Some(64 << 10),
+            wait: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What a raw request got.
+#[derive(Debug)]
+struct RawAnswer {
+    /// The final answer's status line (empty without one).
+    status: String,
+    /// A `100 Continue` came before it.
+    continued: bool,
+    /// Writing the body failed (the server closed or reset the connection under it).
+    cut: bool,
+    /// Body bytes written.
+    sent: u64,
+    /// The final answer's head and body.
+    text: String,
+}
+
+impl RawAnswer {
+    fn json(&self) -> Value {
+        let body = self.text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {self:?}"))
+    }
+}
+
+/// Reads one answer (head and `content-length` body) from `s`, at most until `deadline`.
+async fn read_answer<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    buffered: &mut Vec<u8>,
+    deadline: Instant,
+) -> Vec<u8> {
+    let mut b = [0u8; 4096];
+    loop {
+        if let Some(end) = buffered.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buffered[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if buffered.len() >= end + 4 + len {
+                return buffered.drain(..end + 4 + len).collect();
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, s.read(&mut b)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return std::mem::take(buffered),
+            Ok(Ok(n)) => buffered.extend_from_slice(&b[..n]),
+        }
+    }
+}
+
+/// Sends `PUT /api/v1/evidence/{sha}` over a raw TLS connection with the agent's identity,
+/// writing the whole body as fast as the server takes it before reading (unless it expects
+/// `100 Continue`), as most HTTP/1.1 clients do.
+async fn raw_put(server: &RampartServer, tls: Arc<ClientConfig>, req: RawPut<'_>) -> RawAnswer {
     let RawPut {
         sha,
         size,
+        offset,
         declared,
         source,
+        skip,
         body_len,
+        expect_continue,
+        send_buffer,
         wait,
     } = req;
-    let tcp = tokio::net::TcpStream::connect(server.addr)
-        .await
-        .expect("connect");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    if let Some(n) = send_buffer {
+        socket.set_send_buffer_size(n).expect("SO_SNDBUF");
+    }
+    let tcp = socket.connect(server.addr).await.expect("connect");
     let name = tokio_rustls::rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
     let mut s = tokio_rustls::TlsConnector::from(tls)
         .connect(name, tcp)
@@ -524,13 +619,44 @@ async fn raw_put(
         Some(n) => format!("content-length: {n}\r\n"),
         None => "transfer-encoding: chunked\r\n".into(),
     };
+    let offset = offset.map_or(String::new(), |o| {
+        format!("rampart-evidence-offset: {o}\r\n")
+    });
+    let expect = if expect_continue {
+        "expect: 100-continue\r\n"
+    } else {
+        ""
+    };
     let head = format!(
-        "PUT /api/v1/evidence/{sha} HTTP/1.1\r\nhost: {}\r\nrampart-evidence-size: {size}\r\n{length}\r\n",
+        "PUT /api/v1/evidence/{sha} HTTP/1.1\r\nhost: {}\r\nrampart-evidence-size: {size}\r\n{offset}{expect}{length}\r\n",
         server.addr
     );
     s.write_all(head.as_bytes()).await.expect("head");
+    s.flush().await.expect("head");
+    let mut buffered = Vec::new();
+    let mut continued = false;
+    if expect_continue {
+        let first = read_answer(&mut s, &mut buffered, Instant::now() + wait).await;
+        if first.starts_with(b"HTTP/1.1 100 ") {
+            continued = true;
+        } else {
+            let text = String::from_utf8_lossy(&first).into_owned();
+            return RawAnswer {
+                status: text.lines().next().unwrap_or("").to_string(),
+                continued,
+                cut: false,
+                sent: 0,
+                text,
+            };
+        }
+    }
     let mut file = tokio::fs::File::open(source).await.expect("source");
+    let mut skipped = 0u64;
     let mut buf = vec![0u8; (1 << 20) as usize];
+    while skipped < skip {
+        let want = ((skip - skipped) as usize).min(buf.len());
+        skipped += file.read(&mut buf[..want]).await.expect("read") as u64;
+    }
     let mut sent = 0u64;
     let mut cut = false;
     while sent < body_len {
@@ -557,18 +683,36 @@ async fn raw_put(
     if declared.is_none() && !cut {
         cut = s.write_all(b"0\r\n\r\n").await.is_err();
     }
-    let _ = s.flush().await;
-    let mut answer = Vec::new();
-    let mut b = [0u8; 4096];
-    let deadline = Instant::now() + wait;
-    while Instant::now() < deadline && !answer.windows(4).any(|w| w == b"\r\n\r\n") {
-        match tokio::time::timeout(wait, s.read(&mut b)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-            Ok(Ok(n)) => answer.extend_from_slice(&b[..n]),
-        }
+    if s.flush().await.is_err() {
+        cut = true;
     }
-    let text = String::from_utf8_lossy(&answer);
-    (text.lines().next().unwrap_or("").to_string(), cut)
+    let answer = read_answer(&mut s, &mut buffered, Instant::now() + wait).await;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    RawAnswer {
+        status: text.lines().next().unwrap_or("").to_string(),
+        continued,
+        cut,
+        sent,
+        text,
+    }
+}
+
+/// The value of counter `name` in the server's `/metrics`.
+async fn metric(server: &RampartServer, name: &str) -> u64 {
+    let r = request(
+        anonymous_tls(server),
+        &server.url(),
+        Method::GET,
+        "/metrics",
+        &[("authorization", &format!("Bearer {}", server.admin_token()))],
+        Vec::new(),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}")) as u64
 }
 
 #[test]
@@ -584,7 +728,7 @@ fn uploads_are_streamed_to_disk_and_oversized_ones_cost_the_server_nothing() {
         // 2 KB claiming a bundle at the limit (1 GiB) and closing: the server holds the 2 KB
         // it got (resumable), allocates nothing for the rest.
         let small = bundle_file(tmp.path(), "small", 2048, 8);
-        let (_, _) = raw_put(
+        raw_put(
             &server,
             agent_tls(&web_dir),
             RawPut {
@@ -594,6 +738,8 @@ fn uploads_are_streamed_to_disk_and_oversized_ones_cost_the_server_nothing() {
                 source: &small,
                 body_len: 2048,
                 wait: Duration::from_millis(500),
+                send_buffer: None,
+                ..RawPut::default()
             },
         )
         .await;
@@ -615,7 +761,7 @@ fn uploads_are_streamed_to_disk_and_oversized_ones_cost_the_server_nothing() {
         // A 512 MiB bundle in one request: written as it arrives, never held.
         let big = bundle_file(tmp.path(), "big.tar.zst", 512 * MIB, 7);
         let big_sha = sha256_file(&big);
-        let (status, _) = raw_put(
+        let status = raw_put(
             &server,
             agent_tls(&web_dir),
             RawPut {
@@ -625,9 +771,12 @@ fn uploads_are_streamed_to_disk_and_oversized_ones_cost_the_server_nothing() {
                 source: &big,
                 body_len: 512 * MIB,
                 wait: Duration::from_secs(60),
+                send_buffer: None,
+                ..RawPut::default()
             },
         )
-        .await;
+        .await
+        .status;
         assert!(status.contains(" 200 "), "{status}");
         assert_eq!(sha256_file(&server.evidence_blob(&big_sha)), big_sha);
         std::fs::remove_file(&big).expect("rm");
@@ -644,7 +793,7 @@ fn uploads_are_streamed_to_disk_and_oversized_ones_cost_the_server_nothing() {
         );
 
         // Announced over limits.evidence_bundle_bytes: refused before the body is read.
-        let (status, _) = raw_put(
+        let status = raw_put(
             &server,
             agent_tls(&web_dir),
             RawPut {
@@ -654,12 +803,15 @@ fn uploads_are_streamed_to_disk_and_oversized_ones_cost_the_server_nothing() {
                 source: &small,
                 body_len: 2048,
                 wait: Duration::from_secs(10),
+                send_buffer: None,
+                ..RawPut::default()
             },
         )
-        .await;
+        .await
+        .status;
         assert!(status.contains(" 413 "), "{status}");
         // Over this agent's quota (512 MiB stored and 2 KB being uploaded, 1 GiB allowed).
-        let (status, _) = raw_put(
+        let status = raw_put(
             &server,
             agent_tls(&web_dir),
             RawPut {
@@ -669,14 +821,17 @@ fn uploads_are_streamed_to_disk_and_oversized_ones_cost_the_server_nothing() {
                 source: &small,
                 body_len: 2048,
                 wait: Duration::from_secs(10),
+                send_buffer: None,
+                ..RawPut::default()
             },
         )
-        .await;
+        .await
+        .status;
         assert!(status.contains(" 413 "), "{status}");
         // A body running past the announced size (chunked, 256 MiB for a 1 MiB bundle): cut
         // off at the size, and what it wrote is dropped.
         let src = bundle_file(tmp.path(), "src", 4 * MIB, 9);
-        let (status, cut) = raw_put(
+        let r = raw_put(
             &server,
             agent_tls(&web_dir),
             RawPut {
@@ -686,11 +841,13 @@ fn uploads_are_streamed_to_disk_and_oversized_ones_cost_the_server_nothing() {
                 source: &src,
                 body_len: 256 * MIB,
                 wait: Duration::from_secs(10),
+                send_buffer: None,
+                ..RawPut::default()
             },
         )
         .await;
         // The answer is 413; a client still writing may instead see the connection reset.
-        assert!(status.contains(" 413 ") || cut, "{status}");
+        assert!(r.status.contains(" 413 ") || r.cut, "{r:?}");
         let partial = server
             .data()
             .join("evidence/partial")
@@ -766,4 +923,478 @@ fn a_failed_upload_is_retried_with_backoff_and_then_reported() {
     }
     // Backoff 100 ms then 200 ms between the three attempts.
     assert!(took >= Duration::from_millis(300), "{took:?}");
+}
+
+/// A loopback TCP relay in front of the server, for what the network does to an upload: it
+/// counts the bytes clients send through it and, with `cut_after`, closes every connection
+/// once that many have passed and accepts no more (the link lost mid-upload).
+struct Relay {
+    addr: std::net::SocketAddr,
+    up: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(server: std::net::SocketAddr, cut_after: Option<u64>) -> Relay {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("relay");
+        let addr = listener.local_addr().expect("relay address");
+        let up = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (cut, _) = tokio::sync::watch::channel(false);
+        let cut = Arc::new(cut);
+        let counted = up.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let mut stop = cut.subscribe();
+                let client = tokio::select! {
+                    a = listener.accept() => match a {
+                        Ok((c, _)) => c,
+                        Err(_) => return,
+                    },
+                    _ = stop.wait_for(|c| *c) => return,
+                };
+                let Ok(upstream) = tokio::net::TcpStream::connect(server).await else {
+                    continue;
+                };
+                let (up, cut) = (counted.clone(), cut.clone());
+                tokio::spawn(async move {
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = upstream.into_split();
+                    let to_server = async {
+                        let mut buf = vec![0u8; 64 << 10];
+                        loop {
+                            let n = match cr.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            let before = up.fetch_add(n as u64, Ordering::SeqCst);
+                            let n = match cut_after {
+                                Some(limit) if before + n as u64 >= limit => {
+                                    let last = limit.saturating_sub(before) as usize;
+                                    let _ = sw.write_all(&buf[..last]).await;
+                                    cut.send_replace(true);
+                                    return;
+                                }
+                                _ => n,
+                            };
+                            if sw.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    let to_client = tokio::io::copy(&mut sr, &mut cw);
+                    tokio::select! {
+                        () = to_server => {}
+                        _ = to_client => {}
+                        _ = stop.wait_for(|c| *c) => {}
+                    }
+                    // Both connections close here.
+                });
+            }
+        });
+        Relay { addr, up, task }
+    }
+
+    fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    fn sent(&self) -> u64 {
+        self.up.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The agent's view of its upload through the status route.
+async fn upload_status(
+    server: &RampartServer,
+    tls_dir: &Path,
+    sha: &str,
+    size: u64,
+) -> rampart_ship::protocol::EvidenceStatus {
+    let r = request(
+        agent_tls(tls_dir),
+        &server.url(),
+        Method::GET,
+        &format!("/api/v1/evidence/{sha}/upload"),
+        &[("rampart-evidence-size", &size.to_string())],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}: {}", r.body_text()))
+}
+
+/// The server's peak RSS stayed where it was with the bounded reads (idle: about 56 MiB).
+fn peak_rss_is_bounded(server: &RampartServer) {
+    let hwm = server.vm_hwm_kib();
+    eprintln!("peak RSS: {} MiB", hwm / 1024);
+    assert!(hwm < 160 * 1024, "peak RSS {} MiB", hwm / 1024);
+}
+
+fn parts_of_8_mib() -> UploadOptions {
+    UploadOptions {
+        part_bytes: 8 * MIB,
+        ..fast()
+    }
+}
+
+/// Regression (uploads of big bundles could never resume, and a re-sent finished bundle was
+/// reported as a failure): the server answered a replay or an offset conflict without
+/// reading the part, a client writing an 8 MiB part saw the connection reset instead of the
+/// answer, started again from 0 and gave up.
+#[test]
+fn an_upload_cut_after_its_first_8_mib_part_resumes_with_only_the_missing_bytes() {
+    let server = RampartServer::start("");
+    let (web_dir, web_id) = server.enroll("web-1");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let size = 24 * MIB;
+    let a = bundle_file(tmp.path(), "web-a.tar.zst", size, 21);
+    let a_sha = sha256_file(&a);
+    let rt = runtime();
+    rt.block_on(async {
+        // The link dies 12 MiB into the upload: after part 1 (8 MiB) and half of part 2. The
+        // agent gives up (one attempt), as one that is killed or restarted would.
+        let relay = Relay::start(server.addr, Some(12 * MIB)).await;
+        let e = upload_with(
+            &relay.url(),
+            agent_tls(&web_dir),
+            &a,
+            &meta("web-a.tar.zst"),
+            &UploadOptions {
+                attempts: 1,
+                ..parts_of_8_mib()
+            },
+        )
+        .await
+        .expect_err("the link was cut");
+        assert!(matches!(e, UploadError::Failed { .. }), "{e}");
+        drop(relay);
+        // Once the server has noticed, it holds part 1 and what arrived of part 2, exactly
+        // the file's first bytes.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let held = loop {
+            let st = upload_status(&server, &web_dir, &a_sha, size).await;
+            if !st.uploading {
+                break st.offset;
+            }
+            assert!(Instant::now() < deadline, "the cut request never ended");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!((8 * MIB..12 * MIB).contains(&held), "held {held}");
+        let partial = server
+            .data()
+            .join("evidence/partial")
+            .join(&web_id)
+            .join(&a_sha);
+        let on_disk = std::fs::read(&partial).expect("partial");
+        assert_eq!(on_disk.len() as u64, held);
+        assert!(on_disk == std::fs::read(&a).expect("a")[..held as usize]);
+
+        // A new agent process resumes: it asks, then sends only the rest.
+        let relay = Relay::start(server.addr, None).await;
+        let up = upload_with(
+            &relay.url(),
+            agent_tls(&web_dir),
+            &a,
+            &meta("web-a.tar.zst"),
+            &parts_of_8_mib(),
+        )
+        .await
+        .expect("resumed upload");
+        assert_eq!(up.receipt.sha256, a_sha);
+        assert_eq!(up.failures, 0, "{up:?}");
+        assert!(!up.receipt.duplicate);
+        let sent = relay.sent();
+        eprintln!(
+            "resume: {} bytes on the wire for the {} missing",
+            sent,
+            size - held
+        );
+        // TLS records and the requests' heads cost well under 1% on top.
+        assert!(
+            sent >= size - held && sent < size - held + 256 * 1024,
+            "{sent} bytes sent to resume {} missing",
+            size - held
+        );
+        assert_eq!(sha256_file(&server.evidence_blob(&a_sha)), a_sha);
+        assert!(!partial.exists());
+        // Every byte was written once, none read for nothing.
+        assert_eq!(
+            metric(&server, "rampart_server_evidence_bytes_total").await,
+            size
+        );
+        assert_eq!(
+            metric(&server, "rampart_server_evidence_drained_bytes_total").await,
+            0
+        );
+
+        // The finished bundle sent again, by the library with 8 MiB parts: the first receipt,
+        // a success, and no body on the wire.
+        let relay = Relay::start(server.addr, None).await;
+        let again = upload_with(
+            &relay.url(),
+            agent_tls(&web_dir),
+            &a,
+            &meta("web-a.tar.zst"),
+            &parts_of_8_mib(),
+        )
+        .await
+        .expect("a replay is a success");
+        assert!(again.receipt.duplicate);
+        assert_eq!(again.receipt.received_ns, up.receipt.received_ns);
+        assert_eq!(again.failures, 0);
+        assert!(relay.sent() < 64 * 1024, "{} bytes sent", relay.sent());
+        // Replayed raw, part by part, by a client that writes each 8 MiB part before it
+        // reads, over socket buffers far smaller than the part: each gets the first receipt.
+        for part in 0..3 {
+            let r = raw_put(
+                &server,
+                agent_tls(&web_dir),
+                RawPut {
+                    sha: &a_sha,
+                    size,
+                    offset: Some(part * 8 * MIB),
+                    declared: Some(8 * MIB),
+                    source: &a,
+                    skip: part * 8 * MIB,
+                    body_len: 8 * MIB,
+                    ..RawPut::default()
+                },
+            )
+            .await;
+            assert!(!r.cut, "part {part}: reset under the body: {r:?}");
+            assert!(r.status.contains(" 200 "), "part {part}: {r:?}");
+            assert_eq!(r.json()["received_ns"], up.receipt.received_ns);
+        }
+        assert_eq!(
+            metric(&server, "rampart_server_evidence_drained_bytes_total").await,
+            24 * MIB
+        );
+        assert_eq!(
+            metric(&server, "rampart_server_evidence_bytes_total").await,
+            size,
+            "nothing of the replays was stored"
+        );
+        let admin = server.admin_token();
+        assert_eq!(listing(&server, &admin, "").await.len(), 1);
+        assert_eq!(blobs(&server), vec![a_sha.clone()]);
+    });
+    peak_rss_is_bounded(&server);
+}
+
+/// A client that starts elsewhere than the server's offset, ahead or behind, or lies about
+/// what its bytes are: the server's copy never changes but by appending at its own offset,
+/// the client is told the offset (even when it writes an 8 MiB part before reading), and
+/// what the server reads for nothing is bounded.
+#[test]
+fn a_part_at_the_wrong_offset_is_told_the_servers_offset_and_changes_nothing() {
+    let server = RampartServer::start("");
+    let (web_dir, web_id) = server.enroll("web-1");
+    let (db_dir, _) = server.enroll("db-1");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let size = 24 * MIB;
+    let a = bundle_file(tmp.path(), "a", size, 31);
+    let a_sha = sha256_file(&a);
+    let a_bytes = std::fs::read(&a).expect("a");
+    let partial = server
+        .data()
+        .join("evidence/partial")
+        .join(&web_id)
+        .join(&a_sha);
+    let held_is = |n: u64| {
+        let on_disk = std::fs::read(&partial).unwrap_or_default();
+        assert_eq!(on_disk.len() as u64, n);
+        assert!(on_disk == a_bytes[..n as usize], "the held bytes changed");
+    };
+    let drained = || metric(&server, "rampart_server_evidence_drained_bytes_total");
+    let rt = runtime();
+    rt.block_on(async {
+        let put = |offset: u64, body_len: u64| RawPut {
+            sha: &a_sha,
+            size,
+            offset: Some(offset),
+            declared: Some(body_len),
+            source: &a,
+            skip: offset,
+            body_len,
+            ..RawPut::default()
+        };
+        // Part 1.
+        let r = raw_put(&server, agent_tls(&web_dir), put(0, 8 * MIB)).await;
+        assert!(r.status.contains(" 202 "), "{r:?}");
+        assert_eq!(r.json()["offset"], 8 * MIB);
+        held_is(8 * MIB);
+        // Ahead of the server (a part it never got), and behind it (an agent that starts
+        // again from 0): 409 with the offset, the 8 MiB part read to the end and discarded.
+        for offset in [16 * MIB, 0, 8 * MIB - 1] {
+            let before = drained().await;
+            let r = raw_put(&server, agent_tls(&web_dir), put(offset, 8 * MIB)).await;
+            assert!(!r.cut, "offset {offset}: reset under the body: {r:?}");
+            assert!(r.status.contains(" 409 "), "offset {offset}: {r:?}");
+            assert_eq!(r.json()["offset"], 8 * MIB);
+            assert_eq!(drained().await - before, 8 * MIB);
+            held_is(8 * MIB);
+        }
+        // As curl does for a large body: `expect: 100-continue`. At a wrong offset the answer
+        // comes first and no body is sent (hyper sends `100 Continue` only when the handler
+        // reads the body); at the right one the body goes after `100 Continue` and is stored.
+        let before = drained().await;
+        let r = raw_put(
+            &server,
+            agent_tls(&web_dir),
+            RawPut {
+                expect_continue: true,
+                ..put(0, 8 * MIB)
+            },
+        )
+        .await;
+        assert!(r.status.contains(" 409 "), "{r:?}");
+        assert!(!r.continued && r.sent == 0, "{r:?}");
+        assert_eq!(r.json()["offset"], 8 * MIB);
+        assert_eq!(drained().await, before);
+        let r = raw_put(
+            &server,
+            agent_tls(&web_dir),
+            RawPut {
+                expect_continue: true,
+                ..put(8 * MIB, 8 * MIB)
+            },
+        )
+        .await;
+        assert!(r.continued, "{r:?}");
+        assert!(r.status.contains(" 202 "), "{r:?}");
+        assert_eq!(r.json()["offset"], 16 * MIB);
+        held_is(16 * MIB);
+        // Longer than the server reads for nothing (16 MiB): announced, it is not read at
+        // all; chunked, reading stops at the bound. Either way the connection is closed.
+        let before = drained().await;
+        let _ = raw_put(&server, agent_tls(&web_dir), put(0, size)).await;
+        assert_eq!(drained().await, before, "an announced 24 MiB body was read");
+        let before = drained().await;
+        let r = raw_put(
+            &server,
+            agent_tls(&web_dir),
+            RawPut {
+                declared: None,
+                body_len: 256 * MIB,
+                ..put(0, 0)
+            },
+        )
+        .await;
+        let read = drained().await - before;
+        assert!(
+            read <= 17 * MIB,
+            "{read} bytes read of a 256 MiB body: {r:?}"
+        );
+        assert!(
+            r.cut || r.text.to_ascii_lowercase().contains("connection: close"),
+            "{r:?}"
+        );
+        held_is(16 * MIB);
+
+        // The right offset with bytes that are not the bundle's: stored, then refused as a
+        // whole when the hash does not match; nothing is kept, no receipt exists.
+        let other = bundle_file(tmp.path(), "other", 8 * MIB, 32);
+        let r = raw_put(
+            &server,
+            agent_tls(&web_dir),
+            RawPut {
+                source: &other,
+                skip: 0,
+                ..put(16 * MIB, 8 * MIB)
+            },
+        )
+        .await;
+        assert!(r.status.contains(" 422 "), "{r:?}");
+        assert!(!partial.exists());
+        assert!(blobs(&server).is_empty());
+        let admin = server.admin_token();
+        assert!(listing(&server, &admin, "").await.is_empty());
+        // The honest agent then uploads from 0 (it is told the server holds nothing).
+        assert_eq!(
+            upload_status(&server, &web_dir, &a_sha, size).await.offset,
+            0
+        );
+        let up = upload_with(
+            &server.url(),
+            agent_tls(&web_dir),
+            &a,
+            &meta("a"),
+            &parts_of_8_mib(),
+        )
+        .await
+        .expect("upload");
+        assert_eq!(up.receipt.sha256, a_sha);
+        assert_eq!(sha256_file(&server.evidence_blob(&a_sha)), a_sha);
+        // The status route is the agent's own: another agent's view of the same bundle is
+        // its own (nothing held, no receipt); without a certificate it is refused.
+        let st = upload_status(&server, &db_dir, &a_sha, size).await;
+        assert_eq!((st.offset, st.receipt.is_none()), (0, true));
+        let r = request(
+            anonymous_tls(&server),
+            &server.url(),
+            Method::GET,
+            &format!("/api/v1/evidence/{a_sha}/upload"),
+            &[("rampart-evidence-size", &size.to_string())],
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(r.status, 401);
+    });
+    peak_rss_is_bounded(&server);
+}
+
+/// Two uploads of the same bundle by the same agent at once (an agent retrying while its
+/// first request still runs, two responders of one host): one writes, the other waits for
+/// it; both end with the one receipt, every byte is written once.
+#[test]
+fn two_clients_uploading_the_same_bundle_at_once_both_get_its_receipt() {
+    let server = RampartServer::start("");
+    let (web_dir, _) = server.enroll("web-1");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let size = 24 * MIB;
+    let a = bundle_file(tmp.path(), "a", size, 41);
+    let a_sha = sha256_file(&a);
+    let rt = runtime();
+    rt.block_on(async {
+        let (url, m, opts) = (server.url(), meta("a"), parts_of_8_mib());
+        let one = upload_with(&url, agent_tls(&web_dir), &a, &m, &opts);
+        let two = upload_with(&url, agent_tls(&web_dir), &a, &m, &opts);
+        let (one, two) = tokio::join!(one, two);
+        let (one, two) = (one.expect("first"), two.expect("second"));
+        assert_eq!(one.receipt.sha256, a_sha);
+        assert_eq!(two.receipt.sha256, a_sha);
+        assert_eq!(one.receipt.received_ns, two.receipt.received_ns);
+        assert_eq!(
+            [one.receipt.duplicate, two.receipt.duplicate]
+                .iter()
+                .filter(|d| !**d)
+                .count(),
+            1,
+            "exactly one stored it: {one:?} {two:?}"
+        );
+        assert_eq!(
+            metric(&server, "rampart_server_evidence_bytes_total").await,
+            size,
+            "every byte written once"
+        );
+        eprintln!(
+            "read for nothing: {} bytes; failures {} and {}",
+            metric(&server, "rampart_server_evidence_drained_bytes_total").await,
+            one.failures,
+            two.failures
+        );
+        assert_eq!(sha256_file(&server.evidence_blob(&a_sha)), a_sha);
+        let admin = server.admin_token();
+        assert_eq!(listing(&server, &admin, "").await.len(), 1);
+        assert_eq!(blobs(&server), vec![a_sha.clone()]);
+    });
 }

@@ -11,7 +11,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -21,7 +21,8 @@ use bytes::Bytes;
 use hyper::Method;
 use rampart_ship::client::{HttpClient, HttpResponse};
 use serde_json::Value;
-use support::{rampart, rampart_ok, spawn, text, Proc};
+use support::server::{enroll_cli as enroll, free_port, start_in};
+use support::{rampart, rampart_ok, spawn, text};
 use tokio_rustls::rustls::ClientConfig;
 
 fn now_ns() -> u64 {
@@ -30,72 +31,8 @@ fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// `rampart server` on a free loopback port; returns it, its URL and its config file.
-fn start_server(dir: &Path) -> (Proc, String, PathBuf) {
-    let config = dir.join("server.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: 127.0.0.1:0\ndata_dir: {}\nregions:\n  eu-de:\n    retention_days: 90\n",
-            dir.join("data").display()
-        ),
-    )
-    .expect("config");
-    let log = dir.join("server.log");
-    let mut p = spawn(
-        &["server", "--config", config.to_str().expect("utf-8")],
-        Stdio::piped(),
-        &log,
-    );
-    let stdout = p.0.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(url) = line.strip_prefix("listening ") {
-                let _ = tx.send(url.to_string());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| {
-            panic!(
-                "server did not start: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        });
-    (p, url, config)
-}
-
-fn enroll(config: &str, url: &str, tls: &Path, host: &str) {
-    let token = rampart_ok(&[
-        "server",
-        "enroll-token",
-        "--config",
-        config,
-        "--region",
-        "eu-de",
-    ]);
-    rampart_ok(&[
-        "enroll",
-        "--server",
-        url,
-        "--token",
-        token.trim(),
-        "--dir",
-        tls.to_str().expect("utf-8"),
-        "--hostname",
-        host,
-    ]);
-}
+/// The server's regions (the tests' agents enroll in eu-de).
+const REGIONS: &str = "regions:\n  eu-de:\n    retention_days: 90\n";
 
 fn wait_until<T>(what: &str, timeout: Duration, log: &Path, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
@@ -211,7 +148,7 @@ fn never_alerts(probes: &Probes, shipped: &Path, probe: &str, rule: &str) {
 fn published_configuration_is_applied_without_a_restart_and_bad_bundles_are_refused() {
     testkit::require!(Root, Bpf);
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_server, url, config) = start_server(dir.path());
+    let (_server, url, config) = start_in(dir.path(), REGIONS);
     let config = config.to_str().expect("utf-8");
     let data = dir.path().join("data");
     let host = testkit::unique("fleetcfg-host");
@@ -641,7 +578,7 @@ async fn request(
 #[test]
 fn config_routes_refuse_missing_credentials_malformed_reports_bodies_and_path_tricks() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_server, url, config) = start_server(dir.path());
+    let (_server, url, config) = start_in(dir.path(), REGIONS);
     let config = config.to_str().expect("utf-8");
     let data = dir.path().join("data");
     let tls_dir = dir.path().join("tls");
@@ -981,7 +918,7 @@ fn a_published_policy_is_enforced_by_the_running_agent_and_a_broken_one_refused(
     assert!(reaches(9090) && reaches(8080), "open before any policy");
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_server, url, config) = start_server(dir.path());
+    let (_server, url, config) = start_in(dir.path(), REGIONS);
     let config = config.to_str().expect("utf-8");
     let data = dir.path().join("data");
     let host = testkit::unique("fleetcfg-pol");

@@ -4,75 +4,14 @@
 //! by vps2 as `policy.net_denied` naming both identities and reaches the server with vps2's
 //! `mesh.report` through the proxy's queue; `--check` names a bad file.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod support;
+use support::server::{enroll_cli, free_port as port, start_in};
 use support::{rampart, rampart_ok, spawn, text};
-
-fn port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
-fn start_server(dir: &Path) -> (support::Proc, String, String) {
-    let config = dir.join("server.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: 127.0.0.1:0\ndata_dir: {}\n",
-            dir.join("data").display()
-        ),
-    )
-    .expect("config");
-    let config = config.to_str().expect("utf-8").to_string();
-    let mut p = spawn(
-        &["server", "--config", &config],
-        Stdio::piped(),
-        &dir.join("server.log"),
-    );
-    let stdout = p.0.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(url) = line.strip_prefix("listening ") {
-                let _ = tx.send(url.to_string());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("server started");
-    (p, url, config)
-}
-
-fn enroll(config: &str, url: &str, host: &str, dir: &Path) {
-    let token = rampart_ok(&[
-        "server",
-        "enroll-token",
-        "--config",
-        config,
-        "--region",
-        "eu-de",
-    ]);
-    rampart_ok(&[
-        "enroll",
-        "--server",
-        url,
-        "--token",
-        token.trim(),
-        "--dir",
-        dir.to_str().expect("utf-8"),
-        "--hostname",
-        host,
-    ]);
-}
 
 fn exchange(to: SocketAddr, msg: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut s = TcpStream::connect(to)?;
@@ -87,10 +26,11 @@ fn exchange(to: SocketAddr, msg: &[u8]) -> std::io::Result<Vec<u8>> {
 fn mesh_proxies_from_the_command_line_carry_allowed_traffic_and_print_refusals() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let (_server, url, server_cfg) = start_server(d);
+    let (_server, url, server_cfg) = start_in(d, "");
+    let server_cfg = server_cfg.to_str().expect("utf-8").to_string();
     let (t1, t2) = (d.join("tls1"), d.join("tls2"));
-    enroll(&server_cfg, &url, "vps1", &t1);
-    enroll(&server_cfg, &url, "vps2", &t2);
+    enroll_cli(&server_cfg, &url, &t1, "vps1");
+    enroll_cli(&server_cfg, &url, &t2, "vps2");
 
     let backend = TcpListener::bind("127.0.0.1:0").expect("bind");
     let target = backend.local_addr().expect("addr");

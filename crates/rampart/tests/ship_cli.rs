@@ -3,7 +3,6 @@
 //! container), `rampart query`; and the agent killed with SIGKILL: what it queued arrives once.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -14,9 +13,9 @@ use testkit::{busybox_image, TestContainer};
 mod support;
 use support::{rampart, rampart_ok, spawn, Proc};
 
-/// `rampart server` on a free loopback port; returns it and its URL.
+/// `rampart server` on a free loopback port, with the test's own fleet rules; returns it, its
+/// URL and its config file.
 fn start_server(dir: &Path) -> (Proc, String, PathBuf) {
-    let config = dir.join("server.yaml");
     // The server's own fleet rules (`fleet.rules` replaces the shipped ones).
     let fleet_rules = dir.join("fleet-rules.yaml");
     std::fs::write(
@@ -24,40 +23,13 @@ fn start_server(dir: &Path) -> (Proc, String, PathBuf) {
         "- rule: Test fleet marker seen\n  desc: the test's own fleet rule\n  condition: evt.type = execve and proc.cmdline contains ship-marker-two\n  output: marker on %evt.hostname\n  priority: WARNING\n",
     )
     .expect("fleet rules");
-    std::fs::write(
-        &config,
-        format!(
-            "# test server\nlisten: 127.0.0.1:0\ndata_dir: {}\nregions:\n  eu-de:\n    retention_days: 90\nfleet:\n  rules: [{}]\n  roles: [nis2-entity]\n  incident_window: 30m\n",
-            dir.join("data").display(),
+    support::server::start_in(
+        dir,
+        &format!(
+            "# test server\nregions:\n  eu-de:\n    retention_days: 90\nfleet:\n  rules: [{}]\n  roles: [nis2-entity]\n  incident_window: 30m\n",
             fleet_rules.display()
         ),
     )
-    .expect("config");
-    let log = dir.join("server.log");
-    let mut p = spawn(
-        &["server", "--config", config.to_str().expect("utf-8")],
-        Stdio::piped(),
-        &log,
-    );
-    let stdout = p.0.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(url) = line.strip_prefix("listening ") {
-                let _ = tx.send(url.to_string());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| {
-            panic!(
-                "server did not start: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        });
-    (p, url, config)
 }
 
 #[test]
@@ -305,25 +277,7 @@ fn agent_ships_through_the_queue_and_survives_sigkill() {
     let config = config.to_str().expect("utf-8");
     let data = dir.path().join("data");
     let host = testkit::unique("ship-host");
-    let token = rampart_ok(&[
-        "server",
-        "enroll-token",
-        "--config",
-        config,
-        "--region",
-        "eu-de",
-    ]);
-    rampart_ok(&[
-        "enroll",
-        "--server",
-        &url,
-        "--token",
-        token.trim(),
-        "--dir",
-        dir.path().join("tls").to_str().expect("utf-8"),
-        "--hostname",
-        &host,
-    ]);
+    support::server::enroll_cli(config, &url, &dir.path().join("tls"), &host);
     let ca = data.join("ca/ca.crt");
     let token_file = data.join("admin.token");
     let query = |extra: &[&str]| -> Vec<Value> {

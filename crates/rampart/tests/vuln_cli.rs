@@ -5,8 +5,7 @@
 //! `rampart query --alerts`, the agent installing the signed bundle and reporting the new
 //! count, and a tampered manifest refused with the installed database kept.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -14,45 +13,8 @@ use serde_json::Value;
 use testkit::{debian_image, TestContainer};
 
 mod support;
-use support::{rampart_ok, spawn, Proc};
-
-/// `rampart server` on a free loopback port; returns it, its URL and its config file.
-fn start_server(dir: &Path) -> (Proc, String, PathBuf) {
-    let config = dir.join("server.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: 127.0.0.1:0\ndata_dir: {}\nregions:\n  eu-de:\n    retention_days: 90\n",
-            dir.join("data").display()
-        ),
-    )
-    .expect("config");
-    let log = dir.join("server.log");
-    let mut p = spawn(
-        &["server", "--config", config.to_str().expect("utf-8")],
-        Stdio::piped(),
-        &log,
-    );
-    let stdout = p.0.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(url) = line.strip_prefix("listening ") {
-                let _ = tx.send(url.to_string());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| {
-            panic!(
-                "server did not start: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        });
-    (p, url, config)
-}
+use support::server::{enroll_cli, start_in};
+use support::{rampart_ok, spawn};
 
 fn lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
@@ -108,30 +70,13 @@ fn db_import_raises_now_vulnerable_and_agents_install_the_signed_bundle() {
     testkit::require!(Root, Docker, Bpf);
     let image = debian_image();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (_server, url, config) = start_server(dir.path());
+    let (_server, url, config) =
+        start_in(dir.path(), "regions:\n  eu-de:\n    retention_days: 90\n");
     let config = config.to_str().expect("utf-8");
     let data = dir.path().join("data");
     let host = testkit::unique("vuln-host");
-    let token = rampart_ok(&[
-        "server",
-        "enroll-token",
-        "--config",
-        config,
-        "--region",
-        "eu-de",
-    ]);
     let tls = dir.path().join("tls");
-    rampart_ok(&[
-        "enroll",
-        "--server",
-        &url,
-        "--token",
-        token.trim(),
-        "--dir",
-        tls.to_str().expect("utf-8"),
-        "--hostname",
-        &host,
-    ]);
+    enroll_cli(config, &url, &tls, &host);
     let c = TestContainer::run("rp-vuln", &[&image, "sleep", "300"]);
 
     // The agent: ships to the server and to a file, inventory with a 1 s bundle poll.

@@ -1,6 +1,7 @@
 //! A real `rampart server` process for end-to-end tests: started on a free loopback port with
 //! its own data directory, agents enrolled against it with the real enrollment client.
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -15,7 +16,8 @@ pub struct RampartServer {
     pub config: PathBuf,
 }
 
-fn free_port() -> u16 {
+/// A loopback port free when asked (another process may take it before it is used).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -123,6 +125,72 @@ impl RampartServer {
     pub fn evidence_blob(&self, sha256: &str) -> PathBuf {
         self.data().join("evidence/blobs").join(sha256)
     }
+}
+
+/// Starts `rampart server` from `<dir>/server.yaml`: `listen: 127.0.0.1:0` (a port the kernel
+/// picks), `data_dir: <dir>/data`, then `more` (further top-level YAML); its log goes to
+/// `<dir>/server.log`. Waits (60 s at most) for the `listening <url>` line the server prints
+/// once it accepts connections; returns the process, that URL and the configuration file.
+pub fn start_in(dir: &Path, more: &str) -> (Proc, String, PathBuf) {
+    let config = dir.join("server.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\ndata_dir: {}\n{more}",
+            dir.join("data").display()
+        ),
+    )
+    .expect("config");
+    let log = dir.join("server.log");
+    let mut p = spawn(
+        &["server", "--config", config.to_str().expect("utf-8")],
+        Stdio::piped(),
+        &log,
+    );
+    let stdout = p.0.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(url) = line.strip_prefix("listening ") {
+                let _ = tx.send(url.to_string());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| {
+            panic!(
+                "server did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+    (p, url, config)
+}
+
+/// Enrolls host `host` with the server at `url` through the command line: a fresh token
+/// from `rampart server enroll-token --region eu-de` (server configuration `config`), then
+/// `rampart enroll`, which writes the credentials into `tls`.
+pub fn enroll_cli(config: &str, url: &str, tls: &Path, host: &str) {
+    let token = rampart_ok(&[
+        "server",
+        "enroll-token",
+        "--config",
+        config,
+        "--region",
+        "eu-de",
+    ]);
+    rampart_ok(&[
+        "enroll",
+        "--server",
+        url,
+        "--token",
+        token.trim(),
+        "--dir",
+        tls.to_str().expect("utf-8"),
+        "--hostname",
+        host,
+    ]);
 }
 
 /// SHA-256 of a file, hex.
