@@ -175,6 +175,7 @@ async fn login(
     .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let Some((token, role)) = checked else {
+        st.console.limiter.failed(&req.username, &source);
         tracing::warn!(remote = %conn.remote, user = %req.username, "dashboard login failed");
         return Err(err(StatusCode::UNAUTHORIZED, "wrong user name or password"));
     };

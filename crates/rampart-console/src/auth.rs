@@ -124,6 +124,19 @@ impl Limiter {
         Ok(())
     }
 
+    /// The attempt [`begin`](Self::begin) counted had a wrong password: the pair's delay
+    /// starts again from now, when the failure is known. Counted from `begin` alone, a
+    /// password check slower than the delay (a loaded host, a queue of checks) would use the
+    /// delay up before the guesser even got the answer.
+    pub fn failed(&self, user: &str, source: &str) {
+        let now = Instant::now();
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = st.pairs.get_mut(&(user.to_string(), source.to_string())) {
+            p.last = now;
+            p.next = p.next.max(now + delay(p.failures));
+        }
+    }
+
     /// The attempt [`begin`](Self::begin) counted had the right password: the pair starts
     /// over and the source's count loses it.
     pub fn succeeded(&self, user: &str, source: &str) {
@@ -211,6 +224,16 @@ mod tests {
         assert_eq!(l.begin("bob", "10.0.0.1"), Ok(()));
         // A right password starts the pair over.
         l.succeeded("ann", "10.0.0.2");
+        // The delay runs from when a failure is known, not from when its check began.
+        let l2 = Limiter::default();
+        for _ in 0..5 {
+            assert_eq!(l2.begin("dan", "10.0.0.5"), Ok(()));
+        }
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(l2.begin("dan", "10.0.0.5"), Ok(()), "the check outlasted the delay");
+        l2.failed("dan", "10.0.0.5");
+        let wait = l2.begin("dan", "10.0.0.5").expect_err("delayed from the failure");
+        assert!(wait > Duration::from_millis(1500), "{wait:?}");
         // One source spraying names is capped.
         for i in 0..MAX_FAILURES_SOURCE {
             let _ = l.begin(&format!("u{i}"), "10.0.0.3");
