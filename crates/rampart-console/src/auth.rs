@@ -230,9 +230,15 @@ mod tests {
             assert_eq!(l2.begin("dan", "10.0.0.5"), Ok(()));
         }
         std::thread::sleep(Duration::from_millis(1100));
-        assert_eq!(l2.begin("dan", "10.0.0.5"), Ok(()), "the check outlasted the delay");
+        assert_eq!(
+            l2.begin("dan", "10.0.0.5"),
+            Ok(()),
+            "the check outlasted the delay"
+        );
         l2.failed("dan", "10.0.0.5");
-        let wait = l2.begin("dan", "10.0.0.5").expect_err("delayed from the failure");
+        let wait = l2
+            .begin("dan", "10.0.0.5")
+            .expect_err("delayed from the failure");
         assert!(wait > Duration::from_millis(1500), "{wait:?}");
         // One source spraying names is capped.
         for i in 0..MAX_FAILURES_SOURCE {
