@@ -34,7 +34,7 @@ pub mod vulns;
 
 pub use correlate::{
     alert_record, db_path, server_layer, Correlator, FleetConfig, FleetError, FleetSlot,
-    FleetStats, FleetStore, FLEET_RULES, FLEET_RULES_NAME,
+    FleetStats, FleetStore, FLEET_RULES, FLEET_RULES_NAME, LATE_WINDOW, TOO_LATE, TOO_LATE_RULE,
 };
 pub use db::{DbError, IncidentDb, Mark};
 pub use deadline::{Clock, DeadlineState};
