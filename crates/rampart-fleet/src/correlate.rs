@@ -390,7 +390,37 @@ impl Correlator {
     /// Alerts for deadlines that became near due or overdue at `now_ns` (each once per state),
     /// also written into the incident's timeline.
     pub fn check_deadlines(&mut self, now_ns: u64) -> Vec<Alert> {
+        self.check_deadlines_with(now_ns, None, &mut |_| Ok(true))
+    }
+
+    /// [`check_deadlines`](Self::check_deadlines) for a fleet of servers: `marks` (by
+    /// incident, from the shared control store) are applied after the local ones, and each
+    /// alert not raised by this server yet is raised only when `claim` (of its key, in the
+    /// shared store) says no server raised it before; a claim that fails is tried again at the
+    /// next check.
+    pub fn check_deadlines_with(
+        &mut self,
+        now_ns: u64,
+        marks: Option<&BTreeMap<String, Vec<(String, String)>>>,
+        claim: &mut dyn FnMut(&str) -> Result<bool, String>,
+    ) -> Vec<Alert> {
         let mut out = Vec::new();
+        if let Some(m) = marks {
+            let ids: Vec<String> = self
+                .grouper
+                .incidents()
+                .iter()
+                .filter(|i| m.contains_key(&i.id))
+                .map(|i| i.id.clone())
+                .collect();
+            for id in ids {
+                if let (Some(inc), Some(ms)) = (self.grouper.get_mut(&id), m.get(&id)) {
+                    for (k, v) in ms {
+                        crate::db::apply_mark(inc, k, v);
+                    }
+                }
+            }
+        }
         // What people recorded (flag, awareness, submissions, closing) since the last check.
         if let Some(db) = &self.db {
             let ids: Vec<String> = self
@@ -424,9 +454,22 @@ impl Correlator {
                     _ => continue,
                 };
                 let key = format!("{}|{}|{}", inc.id, d.key, what);
-                if !self.raised.insert(key) {
+                if self.raised.contains(&key) {
                     continue;
                 }
+                match claim(&key) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // Another server of the fleet raised it (before a takeover).
+                        self.raised.insert(key);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!("fleet: claiming deadline alert {key}: {e}");
+                        continue;
+                    }
+                }
+                self.raised.insert(key);
                 let due = d.due_ns.unwrap_or(now_ns);
                 let host = d.hosts.first().cloned().unwrap_or_default();
                 let region = inc.regions.get(&host).cloned();
@@ -548,7 +591,7 @@ const MAX_SEEN: usize = 2_000_000;
 const FEED_BATCH: usize = 5_000;
 const NS: u64 = 1_000_000_000;
 /// The kind of the shared incidents in the control store's documents.
-const SHARED_INCIDENTS: &str = "incident";
+const SHARED_INCIDENTS: &str = crate::shared::INCIDENT_DOCS;
 /// Every this many polls a server not holding the lease reads the shared incidents.
 const SHARED_INCIDENTS_EVERY: u64 = 4;
 /// The control-store key of the store-fed correlator's position.
@@ -961,6 +1004,13 @@ impl FleetStore {
             }
         }
         incidents.sort_by(|a, b| (a.first_ns, &a.id).cmp(&(b.first_ns, &b.id)));
+        // What people recorded through any server.
+        let l = lease.clone();
+        let marks = tokio::task::spawn_blocking(move || l.docs(crate::shared::MARK_DOCS))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        crate::shared::apply_marks(&mut incidents, &crate::shared::marks_by_incident(marks).0);
         let n = incidents.len();
         let mut c = self.correlator.lock().unwrap_or_else(|p| p.into_inner());
         c.replace_incidents(incidents);
@@ -1239,6 +1289,63 @@ impl FleetStore {
 }
 
 impl FleetStore {
+    /// [`check_deadlines`](Self::check_deadlines) on the holder of the fleet job lease with a
+    /// shared control store: the marks people recorded through any server are applied, and
+    /// each deadline alert is claimed in the shared store before it is raised (so a server
+    /// that takes the lease over raises none again).
+    pub async fn check_deadlines_shared(
+        &self,
+        lease: &rampart_server::FleetLease,
+        now_ns: u64,
+    ) -> Result<usize, StoreError> {
+        let l = lease.clone();
+        let docs = tokio::task::spawn_blocking(move || l.docs(crate::shared::MARK_DOCS)).await;
+        let marks = match docs {
+            Ok(Ok(d)) => {
+                let (m, bad) = crate::shared::marks_by_incident(d);
+                if !bad.is_empty() {
+                    tracing::error!("fleet: shared incident marks that are not marks: {bad:?}");
+                }
+                m
+            }
+            Ok(Err(e)) => {
+                tracing::error!("fleet: reading the shared incident marks: {e}");
+                return Ok(0);
+            }
+            Err(e) => {
+                tracing::error!("fleet: reading the shared incident marks: {e}");
+                return Ok(0);
+            }
+        };
+        let correlator = self.correlator.clone();
+        let l = lease.clone();
+        let alerts = tokio::task::spawn_blocking(move || {
+            let mut c = correlator.lock().unwrap_or_else(|p| p.into_inner());
+            let claimed = format!("{{\"raised_ns\":{now_ns}}}");
+            let a = c.check_deadlines_with(now_ns, Some(&marks), &mut |key| {
+                l.claim(crate::shared::DEADLINE_DOCS, key, &claimed)
+                    .map_err(|e| e.to_string())
+            });
+            if let Err(e) = c.flush() {
+                tracing::error!("fleet: saving incidents: {e}");
+            }
+            a
+        })
+        .await;
+        let alerts = match alerts {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!("fleet: deadline check: {e}");
+                return Ok(0);
+            }
+        };
+        let rows: Vec<StoredRecord> = alerts.iter().map(|a| alert_record(a, now_ns)).collect();
+        if !rows.is_empty() {
+            self.inner.insert(&rows).await?;
+        }
+        Ok(rows.len())
+    }
+
     /// Checks deadlines every `every` while this server holds the fleet job lease (once per
     /// fleet), forever (spawn it; abort the task to stop).
     pub async fn deadline_loop(
@@ -1252,7 +1359,12 @@ impl FleetStore {
             if !lease.held() {
                 continue;
             }
-            if let Err(e) = self.check_deadlines(now_ns()).await {
+            let res = if lease.is_shared() {
+                self.check_deadlines_shared(&lease, now_ns()).await
+            } else {
+                self.check_deadlines(now_ns()).await
+            };
+            if let Err(e) = res {
                 tracing::error!("fleet: storing deadline alerts: {e}");
             }
         }

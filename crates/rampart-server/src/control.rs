@@ -1098,6 +1098,22 @@ impl Control {
         })
     }
 
+    /// Stores document `id` of `kind` only when there is none yet, in one statement: true
+    /// when this call stored it. The fleet claims each deadline alert this way before raising
+    /// it, so a server taking the fleet jobs over raises none a second time.
+    pub fn claim_doc(&self, kind: &str, id: &str, json: &str) -> Result<bool, ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.claim_doc(kind, id, json);
+        }
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO fleet_docs (kind, id, json) VALUES (?1, ?2, ?3) ON CONFLICT (kind, id) DO NOTHING",
+                params![kind, id, json],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
     /// Every document of `kind`, as (id, JSON), by id.
     pub fn docs(&self, kind: &str) -> Result<Vec<(String, String)>, ControlError> {
         if let Some(pg) = self.pg() {

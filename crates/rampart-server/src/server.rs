@@ -174,6 +174,12 @@ impl FleetLease {
         Ok(self.app.control.put_docs(kind, docs)?)
     }
 
+    /// Stores document `id` of `kind` unless one is stored (one statement): true when this
+    /// call stored it (see [`Control::claim_doc`]).
+    pub fn claim(&self, kind: &str, id: &str, json: &str) -> Result<bool, ServerError> {
+        Ok(self.app.control.claim_doc(kind, id, json)?)
+    }
+
     /// Every document of `kind`, as (id, JSON).
     pub fn docs(&self, kind: &str) -> Result<Vec<(String, String)>, ServerError> {
         Ok(self.app.control.docs(kind)?)

@@ -626,6 +626,18 @@ impl Pg {
         })
     }
 
+    pub(super) fn claim_doc(&self, kind: &str, id: &str, json: &str) -> Result<bool, ControlError> {
+        let (kind, id, json) = (kind.to_string(), id.to_string(), json.to_string());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO fleet_docs (kind, id, json) VALUES ($1, $2, $3)
+                 ON CONFLICT (kind, id) DO NOTHING",
+                &[&kind, &id, &json],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
     pub(super) fn docs(&self, kind: &str) -> Result<Vec<(String, String)>, ControlError> {
         let kind = kind.to_string();
         self.with(move |c| {
