@@ -945,6 +945,9 @@ impl Control {
         agent_id: &str,
         r: &crate::fleetconfig::ConfigReport,
     ) -> Result<(), ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.record_config_report(agent_id, r);
+        }
         self.with(|c| {
             c.execute(
                 "INSERT INTO agent_config (agent_id, version, applied_ns, reported_ns, refused) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -966,6 +969,9 @@ impl Control {
     pub fn config_reports(
         &self,
     ) -> Result<BTreeMap<String, crate::fleetconfig::ConfigReport>, ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.config_reports();
+        }
         self.with(|c| {
             let mut st = c.prepare(
                 "SELECT agent_id, version, applied_ns, reported_ns, refused FROM agent_config",
@@ -989,6 +995,16 @@ impl Control {
     /// when given (it must be above every version allocated before), else one more than the
     /// highest. Versions never go down, even when a publish fails after allocating one.
     pub fn next_config_version(&self, requested: Option<u64>) -> Result<u64, ControlError> {
+        if let Some(pg) = self.pg() {
+            // One statement: servers publishing at once get different versions.
+            return match pg.next_config_version(requested)? {
+                Ok(v) => Ok(v),
+                Err(cur) => Err(ControlError::Refused(format!(
+                    "version {}: fleet configuration versions only go up (version {cur} was already published)",
+                    requested.unwrap_or(0)
+                ))),
+            };
+        }
         self.with(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let cur: Option<String> = tx
@@ -1111,6 +1127,58 @@ impl Control {
                 params![kind, id, json],
             )
             .map(|n| n == 1)
+        })
+    }
+
+    /// Document `id` of `kind`, when stored.
+    pub fn doc(&self, kind: &str, id: &str) -> Result<Option<String>, ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.doc(kind, id);
+        }
+        self.with(|c| {
+            c.query_row(
+                "SELECT json FROM fleet_docs WHERE kind = ?1 AND id = ?2",
+                params![kind, id],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    /// The document of `kind` with the highest id (ids compared as text), as (id, JSON).
+    pub fn last_doc(&self, kind: &str) -> Result<Option<(String, String)>, ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.last_doc(kind);
+        }
+        self.with(|c| {
+            c.query_row(
+                "SELECT id, json FROM fleet_docs WHERE kind = ?1 ORDER BY id DESC LIMIT 1",
+                params![kind],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+        })
+    }
+
+    /// Deletes the documents of `kind` whose id is not in `keep`, in one statement.
+    pub fn retain_docs(&self, kind: &str, keep: &[String]) -> Result<(), ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.retain_docs(kind, keep);
+        }
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let ids: Vec<String> = {
+                let mut st = tx.prepare("SELECT id FROM fleet_docs WHERE kind = ?1")?;
+                let rows = st.query_map(params![kind], |r| r.get::<_, String>(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            for id in ids.iter().filter(|i| !keep.contains(i)) {
+                tx.execute(
+                    "DELETE FROM fleet_docs WHERE kind = ?1 AND id = ?2",
+                    params![kind, id],
+                )?;
+            }
+            tx.commit()
         })
     }
 

@@ -404,3 +404,120 @@ async fn an_agent_enrolled_on_one_server_ships_to_the_other_until_revoked_there(
     }
     other.shutdown().await;
 }
+
+/// A fleet configuration published through server A (`rampart server config publish` on A's
+/// host) is what an agent shipping to server B receives: the same newest version, a bundle
+/// that verifies against the fleet CA and opens to the files published; a second publish
+/// through B is then A's newest too, and a manifest in the shared store that the fleet CA did
+/// not sign is not installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_published_through_one_server_is_served_by_the_other() {
+    use rampart_server::fleetconfig;
+    testkit::require!(Root);
+    let Some(pg) = testkit::Postgres::start(module_path!()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
+    let a = server(&pg, &dir_a).await;
+    let b = server(&pg, &dir_b).await;
+    let token = a
+        .create_enroll_token("eu-de", 1, Duration::from_secs(60))
+        .unwrap();
+    let tls = dir.path().join("agent");
+    rampart_ship::enroll::enroll(&a.url(), &token, "web-1", &tls, false)
+        .await
+        .unwrap();
+    let ca_dir = dir_a.join("ca");
+    let agent = |url: String| {
+        let tls = tls.clone();
+        let ca_dir = ca_dir.clone();
+        async move {
+            let mut c = rampart_ship::client::HttpClient::new(
+                &url,
+                Some(rampart_ship::tls::agent_client_config(&tls).unwrap()),
+            )
+            .unwrap();
+            let r = c
+                .request(
+                    hyper::Method::GET,
+                    "/api/v1/config/manifest",
+                    &[],
+                    bytes::Bytes::new(),
+                )
+                .await
+                .unwrap();
+            if r.status == 404 {
+                return None;
+            }
+            assert_eq!(r.status, 200, "{}", r.body_text());
+            let signed: rampart_server::vulndb::SignedManifest =
+                serde_json::from_slice(&r.body).unwrap();
+            let ca = rampart_server::ca::Ca::load_or_create(&ca_dir).unwrap();
+            let m = fleetconfig::verify_manifest(ca.cert(), &signed).unwrap();
+            let r = c
+                .request(
+                    hyper::Method::GET,
+                    &format!("/api/v1/config/bundle/{}", m.sha256),
+                    &[],
+                    bytes::Bytes::new(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.status, 200, "{}", r.body_text());
+            let files = fleetconfig::open_payload(&m, &r.body).unwrap();
+            Some((m.version, files))
+        }
+    };
+    assert!(agent(b.url()).await.is_none(), "nothing published yet");
+
+    // Published on A's host, with A's data directory and the shared control store.
+    let publish = |data: &std::path::Path, rule: &str| {
+        let control = Control::open_postgres(&pg.url(), None).unwrap();
+        let ca = rampart_server::ca::Ca::load_or_create(&data.join("ca")).unwrap();
+        let files = std::collections::BTreeMap::from([(
+            "rules/site.yaml".to_string(),
+            format!("- rule: {rule}\n  desc: d\n  condition: evt.type = open\n  output: o\n  priority: NOTICE\n").into_bytes(),
+        )]);
+        fleetconfig::publish(data, &ca, &control, &files, None).unwrap()
+    };
+    let m1 = publish(&dir_a, "From A");
+    let (v, files) = agent(b.url()).await.expect("B serves A's configuration");
+    assert_eq!(v, m1.version);
+    assert!(String::from_utf8_lossy(&files["rules/site.yaml"]).contains("From A"));
+
+    // Published through B: A serves B's, a higher version.
+    let m2 = publish(&dir_b, "From B");
+    assert!(m2.version > m1.version);
+    let (v, files) = agent(a.url()).await.unwrap();
+    assert_eq!(v, m2.version);
+    assert!(String::from_utf8_lossy(&files["rules/site.yaml"]).contains("From B"));
+    let st =
+        fleetconfig::status(&dir_a, &Control::open_postgres(&pg.url(), None).unwrap()).unwrap();
+    assert_eq!(st.published.map(|p| p.version), Some(m2.version));
+
+    // A forged newer manifest in the shared store (someone with database access but not the
+    // CA key) is refused: the servers keep serving version 2.
+    let control = Control::open_postgres(&pg.url(), None).unwrap();
+    let (_, text) = control
+        .last_doc(fleetconfig::SHARED_MANIFESTS)
+        .unwrap()
+        .unwrap();
+    let forged = text.replace(
+        &format!("\\\"version\\\":{}", m2.version),
+        "\\\"version\\\":99",
+    );
+    assert_ne!(forged, text, "the manifest names its version");
+    control
+        .put_docs(
+            fleetconfig::SHARED_MANIFESTS,
+            vec![(format!("{:020}", 99), forged)],
+        )
+        .unwrap();
+    let (v, _) = agent(b.url()).await.unwrap();
+    assert_eq!(v, m2.version);
+    let (v, _) = agent(a.url()).await.unwrap();
+    assert_eq!(v, m2.version);
+    a.shutdown().await;
+    b.shutdown().await;
+}

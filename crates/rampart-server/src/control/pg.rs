@@ -56,6 +56,9 @@ CREATE TABLE IF NOT EXISTS leases (
     job TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ns BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS fleet_docs (
     kind TEXT NOT NULL, id TEXT NOT NULL, json TEXT NOT NULL, PRIMARY KEY (kind, id));
+CREATE TABLE IF NOT EXISTS agent_config (
+    agent_id TEXT PRIMARY KEY, version BIGINT NOT NULL, applied_ns BIGINT NOT NULL,
+    reported_ns BIGINT NOT NULL, refused TEXT);
 ";
 
 /// A connection of a worker thread and when it last answered.
@@ -635,6 +638,126 @@ impl Pg {
                 &[&kind, &id, &json],
             )
             .map(|n| n == 1)
+        })
+    }
+
+    /// The next fleet configuration version (or `requested`, when above the current one):
+    /// `Err(current)` when `requested` is not above it.
+    pub(super) fn next_config_version(
+        &self,
+        requested: Option<u64>,
+    ) -> Result<Result<u64, u64>, ControlError> {
+        self.with(move |c| {
+            let row = match requested {
+                None => c.query_opt(
+                    "INSERT INTO meta (key, value) VALUES ('fleet_config_version', '1')
+                     ON CONFLICT (key) DO UPDATE SET value = (meta.value::bigint + 1)::text
+                     RETURNING value",
+                    &[],
+                )?,
+                Some(v) => c.query_opt(
+                    "INSERT INTO meta (key, value) VALUES ('fleet_config_version', $1)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value
+                     WHERE meta.value::bigint < $2
+                     RETURNING value",
+                    &[&v.to_string(), &i(v)],
+                )?,
+            };
+            if let Some(r) = row {
+                let v: String = r.get(0);
+                return Ok(Ok(v.parse::<u64>().unwrap_or(0)));
+            }
+            let cur = c
+                .query_opt(
+                    "SELECT value FROM meta WHERE key = 'fleet_config_version'",
+                    &[],
+                )?
+                .and_then(|r| r.get::<_, String>(0).parse::<u64>().ok())
+                .unwrap_or(0);
+            Ok(Err(cur))
+        })
+    }
+
+    pub(super) fn record_config_report(
+        &self,
+        agent_id: &str,
+        r: &crate::fleetconfig::ConfigReport,
+    ) -> Result<(), ControlError> {
+        let (agent_id, r) = (agent_id.to_string(), r.clone());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO agent_config (agent_id, version, applied_ns, reported_ns, refused)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (agent_id) DO UPDATE SET version = excluded.version,
+                 applied_ns = excluded.applied_ns, reported_ns = excluded.reported_ns,
+                 refused = excluded.refused",
+                &[
+                    &agent_id,
+                    &i(r.version),
+                    &i(r.applied_ns),
+                    &i(r.reported_ns),
+                    &r.refused,
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub(super) fn config_reports(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, crate::fleetconfig::ConfigReport>, ControlError>
+    {
+        self.with(move |c| {
+            Ok(c.query(
+                "SELECT agent_id, version, applied_ns, reported_ns, refused FROM agent_config",
+                &[],
+            )?
+            .into_iter()
+            .map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    crate::fleetconfig::ConfigReport {
+                        version: r.get::<_, i64>(1) as u64,
+                        applied_ns: r.get::<_, i64>(2) as u64,
+                        reported_ns: r.get::<_, i64>(3) as u64,
+                        refused: r.get(4),
+                    },
+                )
+            })
+            .collect())
+        })
+    }
+
+    pub(super) fn doc(&self, kind: &str, id: &str) -> Result<Option<String>, ControlError> {
+        let (kind, id) = (kind.to_string(), id.to_string());
+        self.with(move |c| {
+            c.query_opt(
+                "SELECT json FROM fleet_docs WHERE kind = $1 AND id = $2",
+                &[&kind, &id],
+            )
+            .map(|r| r.map(|r| r.get::<_, String>(0)))
+        })
+    }
+
+    pub(super) fn last_doc(&self, kind: &str) -> Result<Option<(String, String)>, ControlError> {
+        let kind = kind.to_string();
+        self.with(move |c| {
+            c.query_opt(
+                "SELECT id, json FROM fleet_docs WHERE kind = $1 ORDER BY id DESC LIMIT 1",
+                &[&kind],
+            )
+            .map(|r| r.map(|r| (r.get(0), r.get(1))))
+        })
+    }
+
+    pub(super) fn retain_docs(&self, kind: &str, keep: &[String]) -> Result<(), ControlError> {
+        let (kind, keep) = (kind.to_string(), keep.to_vec());
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM fleet_docs WHERE kind = $1 AND NOT (id = ANY($2))",
+                &[&kind, &keep],
+            )
+            .map(|_| ())
         })
     }
 
