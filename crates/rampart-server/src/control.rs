@@ -879,6 +879,16 @@ impl Control {
         spiffe: &str,
         not_after_secs: i64,
     ) -> Result<(), ControlError> {
+        if let Some(pg) = self.pg() {
+            // Fleet-wide: every server's CRL lists it once its agent is revoked.
+            return pg.record_mesh_cert(
+                agent_id,
+                hex::encode(serial),
+                spiffe,
+                now_ns(),
+                not_after_secs,
+            );
+        }
         self.with(|c| {
             c.execute(
                 "INSERT INTO mesh_certs (serial, agent_id, spiffe, issued_ns, not_after) \
@@ -899,10 +909,10 @@ impl Control {
     /// unexpired mesh certificate a revoked agent obtained.
     pub fn revoked_serials(&self) -> Result<Vec<(Vec<u8>, SystemTime)>, ControlError> {
         let now_secs = (now_ns() / 1_000_000_000) as i64;
-        // Mesh certificates are recorded by the server that issued them (SQLite): with a shared
-        // control store only agents' revocations are fleet-wide (docs/mesh.md says so).
+        // Mesh certificates are recorded where agents are (the shared control store too), so
+        // every server's CRL lists a revoked agent's mesh certificates whichever issued them.
         let rows: Vec<(String, i64)> = if let Some(pg) = self.pg() {
-            pg.revoked()?
+            pg.revoked(now_secs)?
         } else {
             self.with(|c| {
                 let mut st = c.prepare(

@@ -521,3 +521,73 @@ async fn a_configuration_published_through_one_server_is_served_by_the_other() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A mesh certificate issued by server B to an agent enrolled on A is recorded fleet-wide:
+/// revoking the agent on A puts that certificate on both servers' CRLs within 5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mesh_certificate_issued_by_one_server_is_revoked_on_every_server() {
+    testkit::require!(Root);
+    let Some(pg) = testkit::Postgres::start(module_path!()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
+    let a = server(&pg, &dir_a).await;
+    let b = server(&pg, &dir_b).await;
+    let token = a
+        .create_enroll_token("eu-de", 1, Duration::from_secs(60))
+        .unwrap();
+    let tls = dir.path().join("agent");
+    let e = rampart_ship::enroll::enroll(&a.url(), &token, "vps1", &tls, false)
+        .await
+        .unwrap();
+    let mut agent = rampart_ship::client::HttpClient::new(
+        &b.url(),
+        Some(rampart_ship::tls::agent_client_config(&tls).unwrap()),
+    )
+    .unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let body = serde_json::json!({
+        "fleet": "acme", "workload": "frontend",
+        "public_key": hex::encode(key.public_key_raw()), "ttl_secs": 600
+    });
+    let r = agent
+        .request(
+            hyper::Method::POST,
+            "/api/v1/mesh/certificate",
+            &[("content-type", "application/json")],
+            bytes::Bytes::from(serde_json::to_vec(&body).unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "issued by B: {}", r.body_text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let serial = hex::decode(v["serial"].as_str().unwrap()).unwrap();
+
+    assert!(a.revoke_agent(&e.agent_id).unwrap());
+    let revoked_at = Instant::now();
+    let on_crl = |data: &std::path::Path| {
+        let Ok(der) = rampart_server::ca::Ca::read_crl(&data.join("ca")) else {
+            return false;
+        };
+        let crl = webpki::OwnedCertRevocationList::from_der(&der).unwrap();
+        let crl = webpki::CertRevocationList::from(crl);
+        crl.find_serial(&serial).unwrap().is_some()
+    };
+    while !(on_crl(&dir_a) && on_crl(&dir_b)) {
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(5),
+            "the mesh certificate B issued is not on both CRLs after {:?} (A: {}, B: {})",
+            revoked_at.elapsed(),
+            on_crl(&dir_a),
+            on_crl(&dir_b)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "mesh certificate on both CRLs {:?} after the revocation",
+        revoked_at.elapsed()
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}

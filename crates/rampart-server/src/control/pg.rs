@@ -56,6 +56,9 @@ CREATE TABLE IF NOT EXISTS leases (
     job TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ns BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS fleet_docs (
     kind TEXT NOT NULL, id TEXT NOT NULL, json TEXT NOT NULL, PRIMARY KEY (kind, id));
+CREATE TABLE IF NOT EXISTS mesh_certs (
+    serial TEXT PRIMARY KEY, agent_id TEXT NOT NULL, spiffe TEXT NOT NULL,
+    issued_ns BIGINT NOT NULL, not_after BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS agent_config (
     agent_id TEXT PRIMARY KEY, version BIGINT NOT NULL, applied_ns BIGINT NOT NULL,
     reported_ns BIGINT NOT NULL, refused TEXT);
@@ -523,13 +526,38 @@ impl Pg {
         .map(|n| n > 0)
     }
 
-    pub(super) fn revoked(&self) -> Result<Vec<(String, i64)>, ControlError> {
-        self.with(|c| {
+    /// Revoked agents' serials, and the unexpired mesh certificates (`not_after` after
+    /// `now_secs`) any server issued to a revoked agent.
+    pub(super) fn revoked(&self, now_secs: i64) -> Result<Vec<(String, i64)>, ControlError> {
+        self.with(move |c| {
             let rows = c.query(
-                "SELECT serial, revoked_ns FROM agents WHERE revoked_ns IS NOT NULL ORDER BY serial",
-                &[],
+                "SELECT serial, revoked_ns FROM agents WHERE revoked_ns IS NOT NULL
+                 UNION ALL SELECT m.serial, a.revoked_ns FROM mesh_certs m
+                 JOIN agents a ON a.agent_id = m.agent_id
+                 WHERE a.revoked_ns IS NOT NULL AND m.not_after > $1
+                 ORDER BY 1",
+                &[&now_secs],
             )?;
             Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
+    pub(super) fn record_mesh_cert(
+        &self,
+        agent_id: &str,
+        serial: String,
+        spiffe: &str,
+        issued_ns: u64,
+        not_after_secs: i64,
+    ) -> Result<(), ControlError> {
+        let (agent_id, spiffe) = (agent_id.to_string(), spiffe.to_string());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO mesh_certs (serial, agent_id, spiffe, issued_ns, not_after)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[&serial, &agent_id, &spiffe, &i(issued_ns), &not_after_secs],
+            )
+            .map(|_| ())
         })
     }
 
