@@ -767,6 +767,28 @@ impl Control {
     /// bundle by the same agent keeps the first record). Returns the record kept, with
     /// `duplicate` set when it was there before.
     pub fn add_evidence(&self, r: &EvidenceReceipt) -> Result<EvidenceReceipt, ControlError> {
+        self.add_evidence_on(r, "")
+    }
+
+    /// [`add_evidence`](Self::add_evidence), naming the server whose data directory holds
+    /// the bundle (kept with a shared control store, where every server lists the fleet's
+    /// bundles but only that one has the bytes).
+    pub fn add_evidence_on(
+        &self,
+        r: &EvidenceReceipt,
+        server: &str,
+    ) -> Result<EvidenceReceipt, ControlError> {
+        if let Some(pg) = self.pg() {
+            let inserted = pg.add_evidence(r, server)?;
+            let mut kept = self.evidence_of(&r.agent_id, &r.sha256)?.ok_or_else(|| {
+                ControlError::Refused(format!(
+                    "evidence {} of {}: not recorded",
+                    r.sha256, r.agent_id
+                ))
+            })?;
+            kept.duplicate = inserted == 0;
+            return Ok(kept);
+        }
         let inserted = self.with(|c| {
             c.execute(
                 "INSERT OR IGNORE INTO evidence (agent_id, sha256, hostname, size, received_ns, name, container, incident, alert_id)
@@ -814,6 +836,9 @@ impl Control {
             0 => 1000,
             n => n.min(10_000),
         } as i64;
+        if let Some(pg) = self.pg() {
+            return pg.evidence(f, limit);
+        }
         self.with(|c| {
             let mut st = c.prepare_cached(
                 "SELECT agent_id, sha256, hostname, size, received_ns, name, container, incident, alert_id
@@ -846,6 +871,9 @@ impl Control {
 
     /// Bytes of forensic bundles `agent_id` has stored.
     pub fn evidence_bytes(&self, agent_id: &str) -> Result<u64, ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.evidence_bytes(agent_id);
+        }
         self.with(|c| {
             c.query_row(
                 "SELECT COALESCE(SUM(size), 0) FROM evidence WHERE agent_id = ?1",
@@ -854,6 +882,15 @@ impl Control {
             )
         })
         .map(|n| n.max(0) as u64)
+    }
+
+    /// The servers holding bundle `sha256`'s bytes (with a shared control store; empty
+    /// otherwise, and for bundles recorded before it was shared).
+    pub fn evidence_servers(&self, sha256: &str) -> Result<Vec<String>, ControlError> {
+        match self.pg() {
+            Some(pg) => pg.evidence_servers(sha256),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Marks agent `agent_id` revoked; false when unknown or already revoked.

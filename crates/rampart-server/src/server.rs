@@ -120,7 +120,7 @@ pub(crate) struct App {
     /// Forensic bundle uploads in progress.
     pub(crate) evidence_uploads: crate::evidence::Uploads,
     /// This process's name in fleet job leases: host name and a random suffix.
-    instance: String,
+    pub(crate) instance: String,
     /// True while this server holds the fleet job lease (always, with a control store of
     /// one server).
     fleet_leader: std::sync::atomic::AtomicBool,

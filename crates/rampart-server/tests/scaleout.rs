@@ -591,3 +591,108 @@ async fn a_mesh_certificate_issued_by_one_server_is_revoked_on_every_server() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A forensic bundle an agent uploads to server A is listed by server B (its record is in the
+/// shared control store), counted against the agent's quota on both, and B's download names
+/// the server that holds the bytes; A serves them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forensic_bundle_stored_by_one_server_is_listed_by_the_other() {
+    testkit::require!(Root);
+    let Some(pg) = testkit::Postgres::start(module_path!()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
+    let a = server(&pg, &dir_a).await;
+    let b = server(&pg, &dir_b).await;
+    let token = a
+        .create_enroll_token("eu-de", 1, Duration::from_secs(60))
+        .unwrap();
+    let tls = dir.path().join("agent");
+    let e = rampart_ship::enroll::enroll(&a.url(), &token, "vps1", &tls, false)
+        .await
+        .unwrap();
+    let bundle = dir.path().join("bundle.tar.zst");
+    std::fs::write(&bundle, b"forensic bytes of vps1".repeat(100)).unwrap();
+    let meta = rampart_ship::evidence::EvidenceMeta {
+        name: "web".into(),
+        container: "c0ffee".into(),
+        incident: "kill@alert-1".into(),
+        alert_id: "alert-1".into(),
+    };
+    let up = rampart_ship::evidence::upload_evidence(
+        &a.url(),
+        &tls,
+        &bundle,
+        &meta,
+        &rampart_ship::evidence::UploadOptions::default(),
+    )
+    .await
+    .unwrap();
+    let token = a
+        .create_api_token("analyst", rampart_server::Role::Analyst)
+        .unwrap();
+    let get = |url: String, path: String| {
+        let (token, ca) = (token.clone(), dir_a.join("ca/ca.crt"));
+        async move {
+            let roots = rampart_ship::tls::load_roots(&ca).unwrap();
+            let tls = rampart_ship::tls::client_config(roots, None).unwrap();
+            let mut c = rampart_ship::client::HttpClient::new(&url, Some(tls)).unwrap();
+            let auth = format!("Bearer {token}");
+            c.request(
+                hyper::Method::GET,
+                &path,
+                &[("authorization", &auth)],
+                bytes::Bytes::new(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let r = get(b.url(), format!("/api/v1/evidence?agent={}", e.agent_id)).await;
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let listed: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let text = listed.to_string();
+    assert!(text.contains(&up.sha256), "B lists A's bundle: {text}");
+    assert!(text.contains("vps1"), "{text}");
+    let control = Control::open_postgres(&pg.url(), None).unwrap();
+    assert_eq!(control.evidence_bytes(&e.agent_id).unwrap(), 2200);
+
+    // The same bundle again, through B: one record (the agent's retry after a failover).
+    let again = rampart_ship::evidence::upload_evidence(
+        &b.url(),
+        &tls,
+        &bundle,
+        &meta,
+        &rampart_ship::evidence::UploadOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(again.receipt.duplicate, "{again:?}");
+    assert_eq!(control.evidence_bytes(&e.agent_id).unwrap(), 2200);
+
+    // Downloads: B has the bytes of the retry; a bundle only A holds is named on B.
+    let r = get(a.url(), format!("/api/v1/evidence/{}", up.sha256)).await;
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(r.body.len(), 2200);
+    let other = dir.path().join("other.tar.zst");
+    std::fs::write(&other, b"only on A".repeat(10)).unwrap();
+    let only_a = rampart_ship::evidence::upload_evidence(
+        &a.url(),
+        &tls,
+        &other,
+        &meta,
+        &rampart_ship::evidence::UploadOptions::default(),
+    )
+    .await
+    .unwrap();
+    let r = get(b.url(), format!("/api/v1/evidence/{}", only_a.sha256)).await;
+    assert_eq!(r.status, 404, "{}", r.body_text());
+    assert!(
+        r.body_text().contains("stored by server"),
+        "{}",
+        r.body_text()
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}

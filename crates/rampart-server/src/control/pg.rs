@@ -59,6 +59,11 @@ CREATE TABLE IF NOT EXISTS fleet_docs (
 CREATE TABLE IF NOT EXISTS mesh_certs (
     serial TEXT PRIMARY KEY, agent_id TEXT NOT NULL, spiffe TEXT NOT NULL,
     issued_ns BIGINT NOT NULL, not_after BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS evidence (
+    agent_id TEXT NOT NULL, sha256 TEXT NOT NULL, hostname TEXT NOT NULL,
+    size BIGINT NOT NULL, received_ns BIGINT NOT NULL, name TEXT NOT NULL,
+    container TEXT NOT NULL, incident TEXT NOT NULL, alert_id TEXT NOT NULL,
+    server TEXT NOT NULL DEFAULT '', PRIMARY KEY (agent_id, sha256));
 CREATE TABLE IF NOT EXISTS agent_config (
     agent_id TEXT PRIMARY KEY, version BIGINT NOT NULL, applied_ns BIGINT NOT NULL,
     reported_ns BIGINT NOT NULL, refused TEXT);
@@ -752,6 +757,92 @@ impl Pg {
                     },
                 )
             })
+            .collect())
+        })
+    }
+
+    /// Records a forensic bundle stored on server `server`; the rows inserted (0: it was
+    /// recorded before).
+    pub(super) fn add_evidence(
+        &self,
+        r: &super::EvidenceReceipt,
+        server: &str,
+    ) -> Result<u64, ControlError> {
+        let (r, server) = (r.clone(), server.to_string());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO evidence (agent_id, sha256, hostname, size, received_ns, name, container, incident, alert_id, server)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+                &[
+                    &r.agent_id,
+                    &r.sha256,
+                    &r.hostname,
+                    &i(r.size),
+                    &i(r.received_ns),
+                    &r.name,
+                    &r.container,
+                    &r.incident,
+                    &r.alert_id,
+                    &server,
+                ],
+            )
+        })
+    }
+
+    pub(super) fn evidence(
+        &self,
+        f: &super::EvidenceFilter,
+        limit: i64,
+    ) -> Result<Vec<super::EvidenceReceipt>, ControlError> {
+        let f = f.clone();
+        self.with(move |c| {
+            Ok(c.query(
+                "SELECT agent_id, sha256, hostname, size, received_ns, name, container, incident, alert_id
+                 FROM evidence
+                 WHERE ($1::text IS NULL OR agent_id = $1) AND ($2::text IS NULL OR sha256 = $2)
+                   AND ($3::text IS NULL OR hostname = $3)
+                   AND ($4::text IS NULL OR container = $4 OR name = $4)
+                   AND ($5::text IS NULL OR incident = $5) AND ($6::text IS NULL OR alert_id = $6)
+                 ORDER BY received_ns DESC LIMIT $7",
+                &[&f.agent, &f.sha256, &f.host, &f.container, &f.incident, &f.alert, &limit],
+            )?
+            .into_iter()
+            .map(|r| super::EvidenceReceipt {
+                agent_id: r.get(0),
+                sha256: r.get(1),
+                hostname: r.get(2),
+                size: r.get::<_, i64>(3) as u64,
+                received_ns: r.get::<_, i64>(4) as u64,
+                name: r.get(5),
+                container: r.get(6),
+                incident: r.get(7),
+                alert_id: r.get(8),
+                duplicate: false,
+            })
+            .collect())
+        })
+    }
+
+    pub(super) fn evidence_bytes(&self, agent_id: &str) -> Result<u64, ControlError> {
+        let agent_id = agent_id.to_string();
+        self.with(move |c| {
+            c.query_one(
+                "SELECT COALESCE(SUM(size), 0)::bigint FROM evidence WHERE agent_id = $1",
+                &[&agent_id],
+            )
+            .map(|r| r.get::<_, i64>(0).max(0) as u64)
+        })
+    }
+
+    pub(super) fn evidence_servers(&self, sha256: &str) -> Result<Vec<String>, ControlError> {
+        let sha256 = sha256.to_string();
+        self.with(move |c| {
+            Ok(c.query(
+                "SELECT DISTINCT server FROM evidence WHERE sha256 = $1 ORDER BY server",
+                &[&sha256],
+            )?
+            .into_iter()
+            .map(|r| r.get(0))
             .collect())
         })
     }
