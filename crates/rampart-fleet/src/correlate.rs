@@ -401,7 +401,7 @@ impl Correlator {
     pub fn check_deadlines_with(
         &mut self,
         now_ns: u64,
-        marks: Option<&BTreeMap<String, Vec<(String, String)>>>,
+        marks: Option<&crate::shared::MarksByIncident>,
         claim: &mut dyn FnMut(&str) -> Result<bool, String>,
     ) -> Vec<Alert> {
         let mut out = Vec::new();

@@ -58,12 +58,13 @@ pub fn mark_docs(incident: &str, marks: &[Mark], now_ns: u64) -> Vec<(String, St
         .collect()
 }
 
+/// Marks by incident id, each incident's as (key, value) by key.
+pub type MarksByIncident = BTreeMap<String, Vec<(String, String)>>;
+
 /// The stored marks by incident, each incident's by key; documents that do not read as a
 /// mark are returned apart (named by id) so the caller reports them.
-pub fn marks_by_incident(
-    docs: Vec<(String, String)>,
-) -> (BTreeMap<String, Vec<(String, String)>>, Vec<String>) {
-    let mut out: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+pub fn marks_by_incident(docs: Vec<(String, String)>) -> (MarksByIncident, Vec<String>) {
+    let mut out = MarksByIncident::new();
     let mut bad = Vec::new();
     for (id, json) in docs {
         match serde_json::from_str::<StoredMark>(&json) {
@@ -78,7 +79,7 @@ pub fn marks_by_incident(
 }
 
 /// Applies the stored marks to the incidents they name.
-pub fn apply_marks(incidents: &mut [Incident], marks: &BTreeMap<String, Vec<(String, String)>>) {
+pub fn apply_marks(incidents: &mut [Incident], marks: &MarksByIncident) {
     for inc in incidents {
         if let Some(ms) = marks.get(&inc.id) {
             for (k, v) in ms {
