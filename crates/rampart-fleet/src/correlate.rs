@@ -135,6 +135,8 @@ pub struct Correlator {
     notifier: Option<FleetNotifier>,
     /// Store-fed (scale-out): incidents changed since they were last shared.
     shared_dirty: Option<BTreeSet<String>>,
+    /// Store-fed (scale-out): countries first seen since they were last shared.
+    shared_countries: Option<Vec<(String, u64)>>,
 }
 
 impl Correlator {
@@ -186,6 +188,7 @@ impl Correlator {
             stats: FleetStats::default(),
             notifier,
             shared_dirty: cfg.from_store.then(BTreeSet::new),
+            shared_countries: cfg.from_store.then(Vec::new),
         })
     }
 
@@ -202,6 +205,26 @@ impl Correlator {
             .filter(|i| ids.contains(&i.id))
             .filter_map(|i| serde_json::to_string(i).ok().map(|j| (i.id.clone(), j)))
             .collect()
+    }
+
+    /// The countries first seen since the last call, as (country, event time), for the
+    /// shared control store (store-fed correlators only; empty otherwise).
+    pub fn take_shared_countries(&mut self) -> Vec<(String, u64)> {
+        self.shared_countries
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Adds the fleet's shared new-country baseline (countries and when they were first
+    /// seen): a server taking over the fleet correlator continues its predecessor's baseline
+    /// and learning period.
+    pub fn merge_countries(&mut self, seen: Vec<(String, u64)>) {
+        for (c, t) in seen {
+            let e = self.countries.entry(c).or_insert(t);
+            *e = (*e).min(t);
+            self.first_outbound_ns = Some(self.first_outbound_ns.map_or(t, |f| f.min(t)));
+        }
     }
 
     /// Replaces the incidents with the fleet's shared ones (a server taking over the fleet
@@ -542,6 +565,9 @@ impl Correlator {
     pub fn flush(&mut self) -> Result<(), FleetError> {
         if let Some(shared) = self.shared_dirty.as_mut() {
             shared.extend(self.dirty.iter().cloned());
+        }
+        if let Some(shared) = self.shared_countries.as_mut() {
+            shared.extend(self.new_countries.iter().cloned());
         }
         let Some(db) = self.db.as_mut() else {
             self.dirty.clear();
@@ -971,10 +997,25 @@ impl FleetStore {
 
     /// Writes the incidents changed since the last call to the shared control store.
     async fn share_incidents(&self, lease: &rampart_server::FleetLease) -> Result<(), String> {
-        let changed = {
+        let (changed, countries) = {
             let mut c = self.correlator.lock().unwrap_or_else(|p| p.into_inner());
-            c.take_shared_changes()
+            (c.take_shared_changes(), c.take_shared_countries())
         };
+        if !countries.is_empty() {
+            // The first sighting is kept (one statement per country: new ones are rare).
+            let l = lease.clone();
+            let res = tokio::task::spawn_blocking(move || {
+                for (country, t) in &countries {
+                    l.claim(crate::shared::COUNTRY_DOCS, country, &t.to_string())?;
+                }
+                Ok::<_, rampart_server::ServerError>(())
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            if let Err(e) = res {
+                tracing::error!("fleet: sharing the countries seen: {e}");
+            }
+        }
         if changed.is_empty() {
             return Ok(());
         }
@@ -1011,9 +1052,20 @@ impl FleetStore {
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         crate::shared::apply_marks(&mut incidents, &crate::shared::marks_by_incident(marks).0);
+        // The fleet's new-country baseline.
+        let l = lease.clone();
+        let countries = tokio::task::spawn_blocking(move || l.docs(crate::shared::COUNTRY_DOCS))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let countries: Vec<(String, u64)> = countries
+            .into_iter()
+            .filter_map(|(c, t)| Some((c, t.trim().parse().ok()?)))
+            .collect();
         let n = incidents.len();
         let mut c = self.correlator.lock().unwrap_or_else(|p| p.into_inner());
         c.replace_incidents(incidents);
+        c.merge_countries(countries);
         Ok(n)
     }
 

@@ -7,6 +7,8 @@
 //!   `<incident>\n<key>`, JSON [`StoredMark`]; upserted in one transaction per command, and
 //!   applied by whichever server holds the fleet job lease at its next deadline check (and by
 //!   every server to the incidents its dashboard shows);
+//! * kind [`COUNTRY_DOCS`]: the countries the new-country detector has seen, each with the
+//!   event time it was first seen (the first server's sighting is kept);
 //! * kind [`DEADLINE_DOCS`]: the deadline alerts raised, id `<incident>|<deadline>|<state>`,
 //!   each claimed with one `INSERT ... ON CONFLICT DO NOTHING` before the alert is raised, so
 //!   a server taking the fleet jobs over raises none a second time.
@@ -26,6 +28,9 @@ use crate::incident::Incident;
 pub const INCIDENT_DOCS: &str = "incident";
 /// The kind of the shared incident marks' documents.
 pub const MARK_DOCS: &str = "incident-mark";
+/// The kind of the new-country detector's baseline: id the country, JSON the event time it
+/// was first seen (ns), kept from the first server that saw it.
+pub const COUNTRY_DOCS: &str = "country";
 /// The kind of the claims of raised deadline alerts.
 pub const DEADLINE_DOCS: &str = "deadline-raised";
 

@@ -1,7 +1,8 @@
 //! Issue 22, shared incident state: a mark recorded through one server (`rampart incident
 //! mark` writes it to the shared control store) is applied by the server that holds the fleet
 //! job lease after a takeover, and the deadline alerts the first holder raised are not raised
-//! (nor written into the incident's timeline) again by the next. Two servers, one PostgreSQL
+//! (nor written into the incident's timeline) again by the next, and the new-country
+//! detector continues the first holder's baseline. Two servers, one PostgreSQL
 //! and one ClickHouse, all started by the test.
 #![allow(clippy::unwrap_used, reason = "tests: a failure is a test failure")]
 
@@ -172,8 +173,15 @@ async fn a_mark_made_through_one_server_holds_after_a_takeover_and_no_deadline_a
         .set_marks(&inc.id, &[Mark::PersonalDataBreach(true)], now_ns())
         .unwrap();
     assert!(shared.get(&inc.id).unwrap().unwrap().personal_data_breach);
-    // A's correlator shares the timeline entries at its next read round.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A's new-country detector starts learning the fleet's countries: France.
+    let fr = connect(&device("de-1", "de"), 50, t0, "192.0.2.50", 443, Some("FR"));
+    b.server
+        .store()
+        .insert(&[row(&fr, "agt-de-1", now_ns())])
+        .await
+        .unwrap();
+    // A's correlator reads it, and shares it and the timeline entries at its read round.
+    tokio::time::sleep(Duration::from_secs(4)).await;
 
     // A goes away; B takes the fleet jobs over.
     a.stop().await;
@@ -222,6 +230,48 @@ async fn a_mark_made_through_one_server_holds_after_a_takeover_and_no_deadline_a
     for e in &entries_a {
         assert_eq!(entries_b.iter().filter(|x| *x == e).count(), 1, "{e}");
     }
+    // A day and an hour after France was first seen (past the 24-hour learning period that
+    // started on A): France is known to B, Brazil is new for the fleet.
+    let later = t0 + 25 * 3600 * S;
+    let rows: Vec<StoredRecord> = [("FR", 51), ("BR", 52)]
+        .iter()
+        .map(|(c, seq)| {
+            let ev = connect(
+                &device("in-1", "in"),
+                *seq,
+                later,
+                "192.0.2.51",
+                443,
+                Some(c),
+            );
+            row(&ev, "agt-in-1", now_ns())
+        })
+        .collect();
+    b.server.store().insert(&rows).await.unwrap();
+    let t = Instant::now();
+    let country_alerts = loop {
+        let got: Vec<StoredRecord> = b
+            .server
+            .store()
+            .query(&Query {
+                kind: Some(RecordKind::Alert),
+                rule: Some("Fleet new outbound country".into()),
+                limit: 100,
+                ..Query::default()
+            })
+            .await
+            .unwrap();
+        if !got.is_empty() || t.elapsed() > Duration::from_secs(10) {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(country_alerts.len(), 1, "{country_alerts:?}");
+    assert!(
+        country_alerts[0].json.contains("BR"),
+        "{}",
+        country_alerts[0].json
+    );
     // The stored alerts: each deadline alert once.
     let stored = b
         .server
