@@ -755,6 +755,8 @@ struct FeedState {
     /// The ingest time of the last row read forward.
     at_ns: u64,
     polls: u64,
+    /// Fleet alerts raised whose insert failed, stored again at the next round.
+    pending: Vec<StoredRecord>,
 }
 
 impl FeedState {
@@ -767,6 +769,7 @@ impl FeedState {
             at_cur: 0,
             at_ns: 0,
             polls: 0,
+            pending: Vec::new(),
         }
     }
 
@@ -978,11 +981,11 @@ impl FleetStore {
             let raised = self.correlate(&late);
             if !raised.is_empty() {
                 if let Err(e) = self.inner.insert(&raised).await {
-                    // Raised again (same ids) when the records come back: forget them.
                     tracing::error!(
-                        "fleet correlator: storing {} fleet alerts: {e}",
+                        "fleet correlator: storing {} fleet alerts (kept, tried again): {e}",
                         raised.len()
                     );
+                    st.pending.extend(raised);
                 }
             }
             if let Err(e) = self.share_incidents(lease).await {
@@ -1117,6 +1120,15 @@ impl FleetStore {
     /// Reads and correlates what was ingested after `cur` up to [`FEED_LAG`] ago; the new
     /// position, or `None` when the lease was lost (the position is then the new holder's).
     async fn feed(&self, lease: &rampart_server::FleetLease, st: &mut FeedState) -> bool {
+        if !st.pending.is_empty() {
+            match self.inner.insert(&st.pending).await {
+                Ok(_) => st.pending.clear(),
+                Err(e) => tracing::error!(
+                    "fleet correlator: storing {} fleet alerts (kept, tried again): {e}",
+                    st.pending.len()
+                ),
+            }
+        }
         loop {
             let cur = st.cur.clone();
             let until = now_ns().saturating_sub(FEED_LAG.as_nanos() as u64);
@@ -1144,20 +1156,13 @@ impl FleetStore {
                 .fetch_add(rows.len() as u64, Ordering::Relaxed);
             if !raised.is_empty() {
                 if let Err(e) = self.inner.insert(&raised).await {
-                    // Not moving on: the rows are read again and the alerts (same ids)
-                    // raised again.
+                    // Kept and stored again at the next round (the correlator would not
+                    // raise them again from the same records: it has seen them).
                     tracing::error!(
-                        "fleet correlator: storing {} fleet alerts: {e}",
+                        "fleet correlator: storing {} fleet alerts (kept, tried again): {e}",
                         raised.len()
                     );
-                    // They are read again: forget that they were seen and counted.
-                    for r in &rows {
-                        st.seen.keys.remove(&st.seen.key(r));
-                    }
-                    st.read.clear();
-                    st.at_cur = 0;
-                    st.at_ns = 0;
-                    return true;
+                    st.pending.extend(raised);
                 }
             }
             if let Err(e) = self.share_incidents(lease).await {
