@@ -112,9 +112,38 @@ pub enum SharedError {
     Control(#[from] ControlError),
     #[error("the shared control store: incident {id}: stored JSON unreadable: {message}")]
     Corrupt { id: String, message: String },
+    #[error("control_store.password_file {path}: {source}")]
+    Password {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl IncidentSource {
+    /// The fleet's incidents in the control store of `cs` (`control_store:` of server.yaml,
+    /// its password file resolved).
+    pub fn open_shared(
+        cs: &rampart_server::config::ControlStoreConfig,
+    ) -> Result<IncidentSource, SharedError> {
+        let password = match &cs.password_file {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|source| SharedError::Password {
+                        path: p.clone(),
+                        source,
+                    })?
+                    .trim()
+                    .to_string(),
+            ),
+            None => None,
+        };
+        Ok(IncidentSource::Shared(Control::open_postgres(
+            &cs.postgres,
+            password.as_deref(),
+        )?))
+    }
+
     /// Every incident with its marks applied, oldest first.
     pub fn all(&self) -> Result<Vec<Incident>, SharedError> {
         match self {

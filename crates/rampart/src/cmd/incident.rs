@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use rampart_fleet::{
     report, Incident, IncidentDb, IncidentSettings, IncidentSource, Mark, Regulation,
@@ -133,18 +132,7 @@ use rampart_event::now_ns;
 /// directory's incidents.db.
 fn open(c: &IncidentSettings) -> anyhow::Result<IncidentSource> {
     if let Some(cs) = &c.control_store {
-        let password = match &cs.password_file {
-            Some(p) => Some(
-                std::fs::read_to_string(p)
-                    .with_context(|| format!("control_store.password_file {}", p.display()))?
-                    .trim()
-                    .to_string(),
-            ),
-            None => None,
-        };
-        let control =
-            rampart_server::control::Control::open_postgres(&cs.postgres, password.as_deref())?;
-        return Ok(IncidentSource::Shared(control));
+        return Ok(IncidentSource::open_shared(cs)?);
     }
     let path = rampart_fleet::db_path(&c.data_dir);
     if !path.exists() {
