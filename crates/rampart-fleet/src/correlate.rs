@@ -428,22 +428,6 @@ impl Correlator {
         claim: &mut dyn FnMut(&str) -> Result<bool, String>,
     ) -> Vec<Alert> {
         let mut out = Vec::new();
-        if let Some(m) = marks {
-            let ids: Vec<String> = self
-                .grouper
-                .incidents()
-                .iter()
-                .filter(|i| m.contains_key(&i.id))
-                .map(|i| i.id.clone())
-                .collect();
-            for id in ids {
-                if let (Some(inc), Some(ms)) = (self.grouper.get_mut(&id), m.get(&id)) {
-                    for (k, v) in ms {
-                        crate::db::apply_mark(inc, k, v);
-                    }
-                }
-            }
-        }
         // What people recorded (flag, awareness, submissions, closing) since the last check.
         if let Some(db) = &self.db {
             let ids: Vec<String> = self
@@ -462,6 +446,23 @@ impl Correlator {
                         }
                     }
                     Err(e) => tracing::error!("fleet: reading marks of {id}: {e}"),
+                }
+            }
+        }
+        // What people recorded through any server of the fleet (overrides the local ones).
+        if let Some(m) = marks {
+            let ids: Vec<String> = self
+                .grouper
+                .incidents()
+                .iter()
+                .filter(|i| m.contains_key(&i.id))
+                .map(|i| i.id.clone())
+                .collect();
+            for id in ids {
+                if let (Some(inc), Some(ms)) = (self.grouper.get_mut(&id), m.get(&id)) {
+                    for (k, v) in ms {
+                        crate::db::apply_mark(inc, k, v);
+                    }
                 }
             }
         }
