@@ -135,6 +135,8 @@ pub struct Correlator {
     notifier: Option<FleetNotifier>,
     /// Store-fed (scale-out): incidents changed since they were last shared.
     shared_dirty: Option<BTreeSet<String>>,
+    /// Store-fed (scale-out): countries first seen since they were last shared.
+    shared_countries: Option<Vec<(String, u64)>>,
 }
 
 impl Correlator {
@@ -186,6 +188,7 @@ impl Correlator {
             stats: FleetStats::default(),
             notifier,
             shared_dirty: cfg.from_store.then(BTreeSet::new),
+            shared_countries: cfg.from_store.then(Vec::new),
         })
     }
 
@@ -202,6 +205,26 @@ impl Correlator {
             .filter(|i| ids.contains(&i.id))
             .filter_map(|i| serde_json::to_string(i).ok().map(|j| (i.id.clone(), j)))
             .collect()
+    }
+
+    /// The countries first seen since the last call, as (country, event time), for the
+    /// shared control store (store-fed correlators only; empty otherwise).
+    pub fn take_shared_countries(&mut self) -> Vec<(String, u64)> {
+        self.shared_countries
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Adds the fleet's shared new-country baseline (countries and when they were first
+    /// seen): a server taking over the fleet correlator continues its predecessor's baseline
+    /// and learning period.
+    pub fn merge_countries(&mut self, seen: Vec<(String, u64)>) {
+        for (c, t) in seen {
+            let e = self.countries.entry(c).or_insert(t);
+            *e = (*e).min(t);
+            self.first_outbound_ns = Some(self.first_outbound_ns.map_or(t, |f| f.min(t)));
+        }
     }
 
     /// Replaces the incidents with the fleet's shared ones (a server taking over the fleet
@@ -357,8 +380,9 @@ impl Correlator {
     pub fn process_records(&mut self, rows: &[StoredRecord]) -> Vec<Alert> {
         let out = self.process_rows(rows);
         for a in &out {
-            if !self.recent.contains(&a.id.0) {
-                self.first_time(&a.id.0);
+            let key = record_key(FLEET_AGENT, &a.id.0);
+            if !self.recent.contains(&key) {
+                self.first_time(&key);
             }
         }
         out
@@ -367,7 +391,9 @@ impl Correlator {
     fn process_rows(&mut self, rows: &[StoredRecord]) -> Vec<Alert> {
         let mut out = Vec::new();
         for r in rows {
-            if !self.first_time(&r.id) {
+            // Ids are unique per agent: another agent's record with the same id is its own
+            // record, not a replay (no agent can pre-claim another's ids to hide its records).
+            if !self.first_time(&record_key(&r.agent_id, &r.id)) {
                 continue;
             }
             match r.kind {
@@ -387,6 +413,20 @@ impl Correlator {
     /// Alerts for deadlines that became near due or overdue at `now_ns` (each once per state),
     /// also written into the incident's timeline.
     pub fn check_deadlines(&mut self, now_ns: u64) -> Vec<Alert> {
+        self.check_deadlines_with(now_ns, None, &mut |_| Ok(true))
+    }
+
+    /// [`check_deadlines`](Self::check_deadlines) for a fleet of servers: `marks` (by
+    /// incident, from the shared control store) are applied after the local ones, and each
+    /// alert not raised by this server yet is raised only when `claim` (of its key, in the
+    /// shared store) says no server raised it before; a claim that fails is tried again at the
+    /// next check.
+    pub fn check_deadlines_with(
+        &mut self,
+        now_ns: u64,
+        marks: Option<&crate::shared::MarksByIncident>,
+        claim: &mut dyn FnMut(&str) -> Result<bool, String>,
+    ) -> Vec<Alert> {
         let mut out = Vec::new();
         // What people recorded (flag, awareness, submissions, closing) since the last check.
         if let Some(db) = &self.db {
@@ -409,6 +449,23 @@ impl Correlator {
                 }
             }
         }
+        // What people recorded through any server of the fleet (overrides the local ones).
+        if let Some(m) = marks {
+            let ids: Vec<String> = self
+                .grouper
+                .incidents()
+                .iter()
+                .filter(|i| m.contains_key(&i.id))
+                .map(|i| i.id.clone())
+                .collect();
+            for id in ids {
+                if let (Some(inc), Some(ms)) = (self.grouper.get_mut(&id), m.get(&id)) {
+                    for (k, v) in ms {
+                        crate::db::apply_mark(inc, k, v);
+                    }
+                }
+            }
+        }
         let mut entries: Vec<(String, TimelineEntry)> = Vec::new();
         for inc in self.grouper.incidents() {
             if inc.closed {
@@ -421,9 +478,22 @@ impl Correlator {
                     _ => continue,
                 };
                 let key = format!("{}|{}|{}", inc.id, d.key, what);
-                if !self.raised.insert(key) {
+                if self.raised.contains(&key) {
                     continue;
                 }
+                match claim(&key) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // Another server of the fleet raised it (before a takeover).
+                        self.raised.insert(key);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!("fleet: claiming deadline alert {key}: {e}");
+                        continue;
+                    }
+                }
+                self.raised.insert(key);
                 let due = d.due_ns.unwrap_or(now_ns);
                 let host = d.hosts.first().cloned().unwrap_or_default();
                 let region = inc.regions.get(&host).cloned();
@@ -497,6 +567,9 @@ impl Correlator {
         if let Some(shared) = self.shared_dirty.as_mut() {
             shared.extend(self.dirty.iter().cloned());
         }
+        if let Some(shared) = self.shared_countries.as_mut() {
+            shared.extend(self.new_countries.iter().cloned());
+        }
         let Some(db) = self.db.as_mut() else {
             self.dirty.clear();
             self.new_countries.clear();
@@ -525,14 +598,42 @@ impl Correlator {
 /// differ a little; a record that becomes visible later than this behind its stamp is stored
 /// but not correlated.
 pub const FEED_LAG: Duration = Duration::from_secs(2);
+/// How far back in ingest time the store-fed correlator looks for records that became visible
+/// after it had read past their ingest time (a slow insert, a server whose clock is behind):
+/// it compares the store's count of records per ingest second with what it read, reads the
+/// seconds that differ again and correlates the records it had not seen (by agent and id).
+/// A record committed later than this after its server stamped it is reported instead
+/// ([`TOO_LATE`]).
+pub const LATE_WINDOW: Duration = Duration::from_secs(120);
+/// A record its server commits this long after stamping it may be past the correlator's
+/// look-back ([`LATE_WINDOW`], less a margin for the recheck period and the servers' clocks):
+/// the server that committed it counts it and stores an alert naming its host.
+pub const TOO_LATE: Duration = Duration::from_secs(110);
+/// Every this many polls the store-fed correlator compares the store's counts with its own.
+const RECHECK_EVERY: u64 = 4;
+/// Record keys the store-fed correlator remembers for its look-back at most (about 64 bytes
+/// each); past it the look-back shrinks (`rampart_fleet_correlator_lookback_seconds`).
+const MAX_SEEN: usize = 2_000_000;
 /// Records read per store query by the store-fed correlator.
 const FEED_BATCH: usize = 5_000;
+const NS: u64 = 1_000_000_000;
 /// The kind of the shared incidents in the control store's documents.
-const SHARED_INCIDENTS: &str = "incident";
+const SHARED_INCIDENTS: &str = crate::shared::INCIDENT_DOCS;
 /// Every this many polls a server not holding the lease reads the shared incidents.
 const SHARED_INCIDENTS_EVERY: u64 = 4;
 /// The control-store key of the store-fed correlator's position.
 const FEED_CURSOR_KEY: &str = "fleet-correlator-position";
+
+/// The rule of the alert on records committed too late to be correlated ([`TOO_LATE`]).
+pub const TOO_LATE_RULE: &str = "Fleet records stored too late to correlate";
+
+/// The `agent_id` of the records the fleet stores itself (its alerts).
+const FLEET_AGENT: &str = "fleet";
+
+/// What identifies a stored record: ids are unique per agent.
+fn record_key(agent_id: &str, id: &str) -> String {
+    format!("{agent_id}\n{id}")
+}
 
 /// The stored form of an alert the fleet raised.
 pub fn alert_record(a: &Alert, now_ns: u64) -> StoredRecord {
@@ -545,7 +646,7 @@ pub fn alert_record(a: &Alert, now_ns: u64) -> StoredRecord {
         day: day_of(a.time_ns.min(now_ns.saturating_add(86_400_000_000_000))),
         host: a.device.hostname.clone(),
         region: a.device.region.clone().unwrap_or_default(),
-        agent_id: "fleet".into(),
+        agent_id: FLEET_AGENT.into(),
         container_id: a
             .container
             .as_deref()
@@ -583,6 +684,114 @@ pub struct FleetStore {
     /// this server does not hold the lease), and records read.
     fed_position_ns: std::sync::atomic::AtomicU64,
     fed_records: std::sync::atomic::AtomicU64,
+    /// Records found by the look-back after the correlator had read past them, correlated.
+    late_records: std::sync::atomic::AtomicU64,
+    /// Seconds of ingest time the look-back covers now (0 while not holding the lease).
+    lookback_ns: std::sync::atomic::AtomicU64,
+    /// Records this server committed later than [`TOO_LATE`] after stamping them.
+    too_late_records: std::sync::atomic::AtomicU64,
+}
+
+/// The keys (agent, id) of the records the store-fed correlator read, for the look-back,
+/// hashed with this process's random keys (128 bits: no agent can make its ids collide with
+/// another's without knowing them), oldest ingest first.
+#[derive(Default)]
+struct SeenKeys {
+    hasher: std::collections::hash_map::RandomState,
+    keys: HashSet<u128>,
+    order: VecDeque<(u64, u128)>,
+}
+
+impl SeenKeys {
+    fn key(&self, r: &StoredRecord) -> u128 {
+        use std::hash::BuildHasher;
+        let a = self.hasher.hash_one((0u8, &r.agent_id, &r.id));
+        let b = self.hasher.hash_one((1u8, &r.agent_id, &r.id));
+        (u128::from(a) << 64) | u128::from(b)
+    }
+
+    /// True the first time a record (by agent and id) is seen.
+    fn first(&mut self, r: &StoredRecord) -> bool {
+        let k = self.key(r);
+        if !self.keys.insert(k) {
+            return false;
+        }
+        self.order.push_back((r.ingested_ns, k));
+        true
+    }
+
+    /// Forgets keys ingested before `ns`, and the oldest past [`MAX_SEEN`]; returns the
+    /// ingest time of the newest key forgotten for the cap (the look-back cannot reach it).
+    fn forget(&mut self, before_ns: u64) -> Option<u64> {
+        let mut capped = None;
+        while let Some(&(t, k)) = self.order.front() {
+            let over = self.order.len() > MAX_SEEN;
+            if t >= before_ns && !over {
+                break;
+            }
+            if over && t >= before_ns {
+                capped = Some(t);
+            }
+            self.order.pop_front();
+            self.keys.remove(&k);
+        }
+        capped
+    }
+}
+
+/// Where the store-fed correlator is: its position in ingest order, and what it needs to find
+/// records that became visible behind it.
+struct FeedState {
+    cur: IngestCursor,
+    /// The look-back starts here at the earliest: the whole second after the position taken
+    /// over from another server (records before it are that server's), or after the keys the
+    /// cap made it forget.
+    floor_ns: u64,
+    seen: SeenKeys,
+    /// Rows read per whole ingest second (`ingested_ns / 1e9`), every copy counted.
+    read: BTreeMap<u64, u64>,
+    /// Of those, rows read stamped at the position's `ingested_ns` (not compared: the store
+    /// may hold more there that the forward read has still to read).
+    at_cur: u64,
+    /// The ingest time of the last row read forward.
+    at_ns: u64,
+    polls: u64,
+    /// Fleet alerts raised whose insert failed, stored again at the next round.
+    pending: Vec<StoredRecord>,
+}
+
+impl FeedState {
+    fn new(cur: IngestCursor) -> FeedState {
+        FeedState {
+            floor_ns: (cur.ingested_ns / NS + 1) * NS,
+            cur,
+            seen: SeenKeys::default(),
+            read: BTreeMap::new(),
+            at_cur: 0,
+            at_ns: 0,
+            polls: 0,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Counts the rows read and keeps those not seen before (by agent and id).
+    fn fresh(&mut self, rows: Vec<StoredRecord>) -> Vec<StoredRecord> {
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            *self.read.entry(r.ingested_ns / NS).or_default() += 1;
+            // Rows come in ingest order.
+            if r.ingested_ns == self.at_ns {
+                self.at_cur += 1;
+            } else {
+                self.at_ns = r.ingested_ns;
+                self.at_cur = 1;
+            }
+            if self.seen.first(&r) {
+                out.push(r);
+            }
+        }
+        out
+    }
 }
 
 impl std::fmt::Debug for FleetStore {
@@ -602,6 +811,9 @@ impl FleetStore {
             from_store: false,
             fed_position_ns: std::sync::atomic::AtomicU64::new(0),
             fed_records: std::sync::atomic::AtomicU64::new(0),
+            late_records: std::sync::atomic::AtomicU64::new(0),
+            lookback_ns: std::sync::atomic::AtomicU64::new(0),
+            too_late_records: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -618,14 +830,15 @@ impl FleetStore {
     pub async fn feed_loop(self: Arc<Self>, lease: rampart_server::FleetLease, every: Duration) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut cursor: Option<IngestCursor> = None;
+        let mut state: Option<FeedState> = None;
         let mut n = 0u64;
         loop {
             tick.tick().await;
             n += 1;
             if !lease.held() {
                 self.fed_position_ns.store(0, Ordering::Relaxed);
-                if cursor.take().is_some() {
+                self.lookback_ns.store(0, Ordering::Relaxed);
+                if state.take().is_some() {
                     tracing::info!("fleet correlator: the fleet job lease went to another server; reading paused");
                 }
                 // This server's dashboard shows the holder's incidents.
@@ -636,23 +849,177 @@ impl FleetStore {
                 }
                 continue;
             }
-            let cur = match cursor.take() {
-                Some(c) => c,
+            let mut st = match state.take() {
+                Some(st) => st,
                 None => match self.resume_point(&lease).await {
-                    Some(c) => c,
+                    Some(c) => FeedState::new(c),
                     None => continue,
                 },
             };
-            cursor = self.feed(&lease, cur).await;
+            if !self.feed(&lease, &mut st).await {
+                continue;
+            }
+            st.polls += 1;
+            if st.polls % RECHECK_EVERY == 0 && !self.recheck(&lease, &mut st).await {
+                continue;
+            }
+            state = Some(st);
         }
+    }
+
+    /// Compares the store's count of records per ingest second of the look-back with what
+    /// was read, reads the seconds that differ again and correlates the records not seen
+    /// before (they became visible after the correlator had read past them). False when the
+    /// lease was lost.
+    async fn recheck(&self, lease: &rampart_server::FleetLease, st: &mut FeedState) -> bool {
+        // Records stamped before the position are complete in the forward read; the store is
+        // counted up to the position (excluded), so the position's second is compared without
+        // the rows stamped at the position itself.
+        let end_ns = st.cur.ingested_ns;
+        let hi = end_ns.div_ceil(NS);
+        let window_from = st
+            .cur
+            .ingested_ns
+            .saturating_sub(LATE_WINDOW.as_nanos() as u64);
+        if let Some(t) = st.seen.forget(window_from.saturating_sub(NS)) {
+            st.floor_ns = st.floor_ns.max((t / NS + 1) * NS);
+        }
+        let lo = window_from.max(st.floor_ns).div_ceil(NS);
+        st.read = st.read.split_off(&lo);
+        // Records stamped after the position are read forward; the look-back covers this far
+        // behind what has been read through.
+        let through = self
+            .fed_position_ns
+            .load(Ordering::Relaxed)
+            .max(st.cur.ingested_ns);
+        self.lookback_ns.store(
+            through
+                .saturating_sub(st.floor_ns)
+                .min(LATE_WINDOW.as_nanos() as u64),
+            Ordering::Relaxed,
+        );
+        if lo >= hi {
+            return true;
+        }
+        let last = end_ns / NS;
+        let mine = |st: &FeedState, sec: u64| {
+            let n = st.read.get(&sec).copied().unwrap_or(0);
+            if sec == last && st.at_ns == end_ns {
+                n.saturating_sub(st.at_cur)
+            } else {
+                n
+            }
+        };
+        let counts = match self.inner.ingest_counts(lo * NS, end_ns).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("fleet correlator: counting the fleet's records: {e}");
+                return true;
+            }
+        };
+        for (sec, stored) in counts {
+            if sec < lo || sec >= hi || mine(st, sec) == stored {
+                continue;
+            }
+            // Read that second again (up to the position, excluded).
+            let mut after = IngestCursor {
+                ingested_ns: (sec * NS).saturating_sub(1),
+                id: String::new(),
+            };
+            let until = (sec * NS + (NS - 1)).min(end_ns.saturating_sub(1));
+            let mut rows_read = 0u64;
+            let mut late = Vec::new();
+            loop {
+                let rows = match self
+                    .inner
+                    .ingested_after(&after, until, None, FEED_BATCH)
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!("fleet correlator: reading the fleet's records again: {e}");
+                        return true;
+                    }
+                };
+                let Some(last) = rows.last() else { break };
+                after = IngestCursor::after(last);
+                let full = rows.len() >= FEED_BATCH;
+                for r in rows {
+                    if r.ingested_ns / NS != sec {
+                        continue;
+                    }
+                    rows_read += 1;
+                    if st.seen.first(&r) {
+                        late.push(r);
+                    }
+                }
+                if !full {
+                    break;
+                }
+            }
+            let at_cur = if sec == last && st.at_ns == end_ns {
+                st.at_cur
+            } else {
+                0
+            };
+            st.read.insert(sec, rows_read + at_cur);
+            if late.is_empty() {
+                continue;
+            }
+            let mut hosts: BTreeMap<&str, u64> = BTreeMap::new();
+            for r in &late {
+                *hosts.entry(r.host.as_str()).or_default() += 1;
+            }
+            tracing::warn!(
+                records = late.len(),
+                ingest_second = sec,
+                "fleet correlator: records became visible after it had read past them; correlating them now (hosts: {hosts:?})"
+            );
+            self.late_records
+                .fetch_add(late.len() as u64, Ordering::Relaxed);
+            self.fed_records
+                .fetch_add(late.len() as u64, Ordering::Relaxed);
+            let raised = self.correlate(&late);
+            if !raised.is_empty() {
+                if let Err(e) = self.inner.insert(&raised).await {
+                    tracing::error!(
+                        "fleet correlator: storing {} fleet alerts (kept, tried again): {e}",
+                        raised.len()
+                    );
+                    st.pending.extend(raised);
+                }
+            }
+            if let Err(e) = self.share_incidents(lease).await {
+                tracing::error!("fleet correlator: sharing incidents: {e}");
+            }
+            if !lease.held() {
+                return false;
+            }
+        }
+        true
     }
 
     /// Writes the incidents changed since the last call to the shared control store.
     async fn share_incidents(&self, lease: &rampart_server::FleetLease) -> Result<(), String> {
-        let changed = {
+        let (changed, countries) = {
             let mut c = self.correlator.lock().unwrap_or_else(|p| p.into_inner());
-            c.take_shared_changes()
+            (c.take_shared_changes(), c.take_shared_countries())
         };
+        if !countries.is_empty() {
+            // The first sighting is kept (one statement per country: new ones are rare).
+            let l = lease.clone();
+            let res = tokio::task::spawn_blocking(move || {
+                for (country, t) in &countries {
+                    l.claim(crate::shared::COUNTRY_DOCS, country, &t.to_string())?;
+                }
+                Ok::<_, rampart_server::ServerError>(())
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            if let Err(e) = res {
+                tracing::error!("fleet: sharing the countries seen: {e}");
+            }
+        }
         if changed.is_empty() {
             return Ok(());
         }
@@ -682,9 +1049,27 @@ impl FleetStore {
             }
         }
         incidents.sort_by(|a, b| (a.first_ns, &a.id).cmp(&(b.first_ns, &b.id)));
+        // What people recorded through any server.
+        let l = lease.clone();
+        let marks = tokio::task::spawn_blocking(move || l.docs(crate::shared::MARK_DOCS))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        crate::shared::apply_marks(&mut incidents, &crate::shared::marks_by_incident(marks).0);
+        // The fleet's new-country baseline.
+        let l = lease.clone();
+        let countries = tokio::task::spawn_blocking(move || l.docs(crate::shared::COUNTRY_DOCS))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let countries: Vec<(String, u64)> = countries
+            .into_iter()
+            .filter_map(|(c, t)| Some((c, t.trim().parse().ok()?)))
+            .collect();
         let n = incidents.len();
         let mut c = self.correlator.lock().unwrap_or_else(|p| p.into_inner());
         c.replace_incidents(incidents);
+        c.merge_countries(countries);
         Ok(n)
     }
 
@@ -735,12 +1120,18 @@ impl FleetStore {
 
     /// Reads and correlates what was ingested after `cur` up to [`FEED_LAG`] ago; the new
     /// position, or `None` when the lease was lost (the position is then the new holder's).
-    async fn feed(
-        &self,
-        lease: &rampart_server::FleetLease,
-        mut cur: IngestCursor,
-    ) -> Option<IngestCursor> {
+    async fn feed(&self, lease: &rampart_server::FleetLease, st: &mut FeedState) -> bool {
+        if !st.pending.is_empty() {
+            match self.inner.insert(&st.pending).await {
+                Ok(_) => st.pending.clear(),
+                Err(e) => tracing::error!(
+                    "fleet correlator: storing {} fleet alerts (kept, tried again): {e}",
+                    st.pending.len()
+                ),
+            }
+        }
         loop {
+            let cur = st.cur.clone();
             let until = now_ns().saturating_sub(FEED_LAG.as_nanos() as u64);
             let rows = match self
                 .inner
@@ -750,27 +1141,29 @@ impl FleetStore {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!("fleet correlator: reading the fleet's records: {e}");
-                    return Some(cur);
+                    return true;
                 }
             };
             let Some(last) = rows.last() else {
                 // Everything up to `until` is read.
                 self.fed_position_ns.store(until, Ordering::Relaxed);
-                return Some(cur);
+                return true;
             };
             let next = IngestCursor::after(last);
+            let n_rows = rows.len();
+            let rows = st.fresh(rows);
             let raised = self.correlate(&rows);
             self.fed_records
                 .fetch_add(rows.len() as u64, Ordering::Relaxed);
             if !raised.is_empty() {
                 if let Err(e) = self.inner.insert(&raised).await {
-                    // Not moving on: the rows are read again and the alerts (same ids)
-                    // raised again.
+                    // Kept and stored again at the next round (the correlator would not
+                    // raise them again from the same records: it has seen them).
                     tracing::error!(
-                        "fleet correlator: storing {} fleet alerts: {e}",
+                        "fleet correlator: storing {} fleet alerts (kept, tried again): {e}",
                         raised.len()
                     );
-                    return Some(cur);
+                    st.pending.extend(raised);
                 }
             }
             if let Err(e) = self.share_incidents(lease).await {
@@ -784,20 +1177,88 @@ impl FleetStore {
                     tracing::warn!(
                         "fleet correlator: the fleet job lease was lost while correlating"
                     );
-                    return None;
+                    return false;
                 }
                 Ok(Err(e)) => tracing::error!("fleet correlator: saving its position: {e}"),
                 Err(e) => tracing::error!("fleet correlator: saving its position: {e}"),
             }
-            let full = rows.len() >= FEED_BATCH;
+            let full = n_rows >= FEED_BATCH;
             self.fed_position_ns.store(
                 if full { next.ingested_ns } else { until },
                 Ordering::Relaxed,
             );
-            cur = next;
+            st.cur = next;
             if !full {
-                return Some(cur);
+                return true;
             }
+        }
+    }
+
+    /// Records committed later than [`TOO_LATE`] after their server stamped them (a stalled
+    /// insert, a suspended server) may be behind the store-fed correlator's look-back: counted,
+    /// and one alert per host of the batch stored, naming how many and their ingest times.
+    async fn report_too_late(&self, rows: &[StoredRecord], now_ns: u64) {
+        let late_ns = TOO_LATE.as_nanos() as u64;
+        let mut hosts: BTreeMap<(&str, &str), (u64, u64, u64, &str)> = BTreeMap::new();
+        for r in rows {
+            if r.agent_id == FLEET_AGENT || now_ns.saturating_sub(r.ingested_ns) <= late_ns {
+                continue;
+            }
+            let e = hosts
+                .entry((r.host.as_str(), r.agent_id.as_str()))
+                .or_insert((0, r.ingested_ns, r.ingested_ns, r.id.as_str()));
+            e.0 += 1;
+            e.1 = e.1.min(r.ingested_ns);
+            e.2 = e.2.max(r.ingested_ns);
+        }
+        if hosts.is_empty() {
+            return;
+        }
+        let mut alerts = Vec::new();
+        for ((host, agent), (n, first, last, id)) in hosts {
+            self.too_late_records.fetch_add(n, Ordering::Relaxed);
+            let region = rows
+                .iter()
+                .find(|r| r.host == host)
+                .map(|r| r.region.clone())
+                .filter(|r| !r.is_empty());
+            let behind = now_ns.saturating_sub(first) / NS;
+            let output = format!(
+                "{n} records of host {host} (agent {agent}) were committed {behind} s after this server received them, past the fleet correlator's look-back of {} s: they are stored and queryable but cross-host rules may not have seen them",
+                LATE_WINDOW.as_secs()
+            );
+            tracing::error!("fleet: {output}");
+            alerts.push(alert_record(
+                &Alert {
+                    // The same batch reported twice (a retry) is one alert.
+                    id: EventId(format!("fleet-too-late-{agent}-{first}-{id}")),
+                    time_ns: now_ns,
+                    rule: TOO_LATE_RULE.into(),
+                    description: "Records reached the store too late for the fleet correlator: the fleet's cross-host rules may have missed them.".into(),
+                    priority: Priority::Error,
+                    tags: vec!["fleet".into(), "rampart_internal".into()],
+                    output,
+                    output_fields: BTreeMap::from([
+                        ("evt.hostname".to_string(), host.to_string()),
+                        ("agent.id".to_string(), agent.to_string()),
+                        ("records".to_string(), n.to_string()),
+                        ("ingested.first_ns".to_string(), first.to_string()),
+                        ("ingested.last_ns".to_string(), last.to_string()),
+                    ]),
+                    source: "fleet".into(),
+                    device: Arc::new(Device {
+                        hostname: host.to_string(),
+                        region,
+                    }),
+                    container: None,
+                    process: None,
+                    events: Vec::new(),
+                },
+                now_ns,
+            ));
+        }
+        if let Err(e) = self.inner.insert(&alerts).await {
+            tracing::error!("fleet: storing the alerts on records committed too late: {e}");
         }
     }
 
@@ -886,6 +1347,63 @@ impl FleetStore {
 }
 
 impl FleetStore {
+    /// [`check_deadlines`](Self::check_deadlines) on the holder of the fleet job lease with a
+    /// shared control store: the marks people recorded through any server are applied, and
+    /// each deadline alert is claimed in the shared store before it is raised (so a server
+    /// that takes the lease over raises none again).
+    pub async fn check_deadlines_shared(
+        &self,
+        lease: &rampart_server::FleetLease,
+        now_ns: u64,
+    ) -> Result<usize, StoreError> {
+        let l = lease.clone();
+        let docs = tokio::task::spawn_blocking(move || l.docs(crate::shared::MARK_DOCS)).await;
+        let marks = match docs {
+            Ok(Ok(d)) => {
+                let (m, bad) = crate::shared::marks_by_incident(d);
+                if !bad.is_empty() {
+                    tracing::error!("fleet: shared incident marks that are not marks: {bad:?}");
+                }
+                m
+            }
+            Ok(Err(e)) => {
+                tracing::error!("fleet: reading the shared incident marks: {e}");
+                return Ok(0);
+            }
+            Err(e) => {
+                tracing::error!("fleet: reading the shared incident marks: {e}");
+                return Ok(0);
+            }
+        };
+        let correlator = self.correlator.clone();
+        let l = lease.clone();
+        let alerts = tokio::task::spawn_blocking(move || {
+            let mut c = correlator.lock().unwrap_or_else(|p| p.into_inner());
+            let claimed = format!("{{\"raised_ns\":{now_ns}}}");
+            let a = c.check_deadlines_with(now_ns, Some(&marks), &mut |key| {
+                l.claim(crate::shared::DEADLINE_DOCS, key, &claimed)
+                    .map_err(|e| e.to_string())
+            });
+            if let Err(e) = c.flush() {
+                tracing::error!("fleet: saving incidents: {e}");
+            }
+            a
+        })
+        .await;
+        let alerts = match alerts {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!("fleet: deadline check: {e}");
+                return Ok(0);
+            }
+        };
+        let rows: Vec<StoredRecord> = alerts.iter().map(|a| alert_record(a, now_ns)).collect();
+        if !rows.is_empty() {
+            self.inner.insert(&rows).await?;
+        }
+        Ok(rows.len())
+    }
+
     /// Checks deadlines every `every` while this server holds the fleet job lease (once per
     /// fleet), forever (spawn it; abort the task to stop).
     pub async fn deadline_loop(
@@ -899,7 +1417,12 @@ impl FleetStore {
             if !lease.held() {
                 continue;
             }
-            if let Err(e) = self.check_deadlines(now_ns()).await {
+            let res = if lease.is_shared() {
+                self.check_deadlines_shared(&lease, now_ns()).await
+            } else {
+                self.check_deadlines(now_ns()).await
+            };
+            if let Err(e) = res {
                 tracing::error!("fleet: storing deadline alerts: {e}");
             }
         }
@@ -959,6 +1482,24 @@ impl Store for FleetStore {
                 &[],
                 self.fed_records.load(Ordering::Relaxed),
             );
+            w.counter(
+                "rampart_fleet_correlator_late_records_total",
+                "Records that became visible in the shared store after the fleet correlator had read past their ingest time, found by its look-back and correlated then.",
+                &[],
+                self.late_records.load(Ordering::Relaxed),
+            );
+            w.gauge(
+                "rampart_fleet_correlator_lookback_seconds",
+                "How far behind its position the fleet correlator looks for records that became visible late (120 s normally; less just after taking the lease over or past 2 million records in that time; 0 on the other servers).",
+                &[],
+                self.lookback_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            );
+            w.counter(
+                "rampart_fleet_records_too_late_total",
+                "Records this server committed to the shared store more than 110 s after receiving them, which the fleet correlator may not have seen (each batch also stored an alert naming its host).",
+                &[],
+                self.too_late_records.load(Ordering::Relaxed),
+            );
         }
         let mut text = w.finish();
         text.push_str(&self.inner.metrics_text());
@@ -976,7 +1517,11 @@ impl Store for FleetStore {
     ) -> BoxFuture<'a, Result<InsertOutcome, StoreError>> {
         if self.from_store {
             // Correlated when read back from the shared store (feed_loop).
-            return self.inner.insert_with(rows, unsent, committed);
+            return Box::pin(async move {
+                let outcome = self.inner.insert_with(rows, unsent, committed).await?;
+                self.report_too_late(rows, now_ns()).await;
+                Ok(outcome)
+            });
         }
         Box::pin(async move {
             let raised = Mutex::new(Vec::new());

@@ -44,7 +44,7 @@ pub enum Mark {
 }
 
 impl Mark {
-    fn key_value(&self) -> (String, String) {
+    pub(crate) fn key_value(&self) -> (String, String) {
         match self {
             Mark::PersonalDataBreach(b) => ("personal_data_breach".into(), b.to_string()),
             Mark::Malicious(b) => ("malicious".into(), b.to_string()),

@@ -11,6 +11,8 @@
 //!   server's store.
 //! * [`report`]: draft notifications in Markdown and PDF.
 //! * [`db`]: the incidents database (SQLite).
+//! * [`shared`]: incidents, marks and raised deadline alerts shared by a fleet of servers
+//!   through the control store.
 //! * [`notify`]: server-side notifications (incident opened, deadlines near due or overdue,
 //!   "now vulnerable", any alert) through the agent's notifier outputs and filters.
 //! * [`admin`]: the server's admin commands on its data directory (tokens, users, agents,
@@ -28,13 +30,14 @@ pub mod notify;
 pub mod regulation;
 pub mod report;
 pub mod serve;
+pub mod shared;
 mod text;
 pub mod vulndb_update;
 pub mod vulns;
 
 pub use correlate::{
     alert_record, db_path, server_layer, Correlator, FleetConfig, FleetError, FleetSlot,
-    FleetStats, FleetStore, FLEET_RULES, FLEET_RULES_NAME,
+    FleetStats, FleetStore, FLEET_RULES, FLEET_RULES_NAME, LATE_WINDOW, TOO_LATE, TOO_LATE_RULE,
 };
 pub use db::{DbError, IncidentDb, Mark};
 pub use deadline::{Clock, DeadlineState};
@@ -44,5 +47,6 @@ pub use incident::{
 pub use notify::{FleetNotifier, INCIDENT_OPENED_RULE};
 pub use regulation::{check_retention, Regulation, RegulationError, RetentionShortfall};
 pub use serve::{serve, RunningServer, ServeError};
+pub use shared::{IncidentSource, SharedError};
 pub use text::{list_header, marks_now, IncidentSettings, MarkError, MarkRequest};
 pub use vulns::{RunningContainer, VulnTracker, VulnsConfig, VulnsError, NEWLY_VULNERABLE_RULE};

@@ -235,6 +235,9 @@ pub struct IncidentSettings {
     pub data_dir: std::path::PathBuf,
     pub regulations: Vec<Regulation>,
     pub roles: Vec<String>,
+    /// The configuration's shared control store (`control_store:`, its password file
+    /// resolved against the data directory): incidents and marks are the fleet's, there.
+    pub control_store: Option<rampart_server::config::ControlStoreConfig>,
 }
 
 impl IncidentSettings {
@@ -256,6 +259,14 @@ impl IncidentSettings {
             Some(dir) => crate::regulation::load_dir(&dir)?,
             None => crate::regulation::builtin()?,
         };
+        let control_store = cfg.as_ref().and_then(|s| {
+            s.control_store
+                .clone()
+                .map(|cs| rampart_server::config::ControlStoreConfig {
+                    password_file: cs.password_file.as_ref().map(|p| s.resolve(p)),
+                    postgres: cs.postgres,
+                })
+        });
         let roles = if roles.is_empty() {
             cfg.map(|s| s.fleet.roles).unwrap_or_default()
         } else {
@@ -265,6 +276,7 @@ impl IncidentSettings {
             data_dir,
             regulations,
             roles,
+            control_store,
         })
     }
 }

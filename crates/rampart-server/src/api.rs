@@ -742,13 +742,31 @@ async fn vulndb_bundle(
     require_agent(&app, &conn)?;
     let path = crate::vulndb::bundle_path(&app.cfg.data_dir, &sha256)
         .ok_or_else(|| err(StatusCode::BAD_REQUEST, "not a SHA-256 (64 hex digits)"))?;
-    let data = tokio::fs::read(&path).await.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            err(StatusCode::NOT_FOUND, format!("no bundle {sha256}"))
-        } else {
-            err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    let data = match tokio::fs::read(&path).await {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && app.control.is_shared() => {
+            // Published through another server of the fleet (the agent's manifest request
+            // may have reached that one): install the fleet's newest here and read again.
+            let app2 = app.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::fleetconfig::sync_shared(&app2.cfg.data_dir, &app2.ca, &app2.control)
+            })
+            .await
+            .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            tokio::fs::read(&path).await.map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    err(StatusCode::NOT_FOUND, format!("no bundle {sha256}"))
+                } else {
+                    err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+                }
+            })?
         }
-    })?;
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(err(StatusCode::NOT_FOUND, format!("no bundle {sha256}")));
+        }
+        Err(e) => return Err(err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    };
     Ok(([("content-type", "application/zstd")], data).into_response())
 }
 
@@ -849,6 +867,13 @@ async fn config_manifest(
             if let Err(e) = app2.control.record_config_report(&agent_id, &r) {
                 tracing::warn!(agent = %agent_id, "recording the agent's configuration report: {e}");
             }
+        }
+        // With a shared control store, a publish through another server is installed here
+        // first (a failure is logged and this server's own version served).
+        if let Err(e) =
+            crate::fleetconfig::sync_shared(&app2.cfg.data_dir, &app2.ca, &app2.control)
+        {
+            tracing::warn!("fleet configuration: taking the fleet's newest version: {e}");
         }
         // Read on every request: a publish by `rampart server config publish` (another
         // process) is served from the next request on.

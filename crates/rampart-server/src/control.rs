@@ -767,6 +767,28 @@ impl Control {
     /// bundle by the same agent keeps the first record). Returns the record kept, with
     /// `duplicate` set when it was there before.
     pub fn add_evidence(&self, r: &EvidenceReceipt) -> Result<EvidenceReceipt, ControlError> {
+        self.add_evidence_on(r, "")
+    }
+
+    /// [`add_evidence`](Self::add_evidence), naming the server whose data directory holds
+    /// the bundle (kept with a shared control store, where every server lists the fleet's
+    /// bundles but only that one has the bytes).
+    pub fn add_evidence_on(
+        &self,
+        r: &EvidenceReceipt,
+        server: &str,
+    ) -> Result<EvidenceReceipt, ControlError> {
+        if let Some(pg) = self.pg() {
+            let inserted = pg.add_evidence(r, server)?;
+            let mut kept = self.evidence_of(&r.agent_id, &r.sha256)?.ok_or_else(|| {
+                ControlError::Refused(format!(
+                    "evidence {} of {}: not recorded",
+                    r.sha256, r.agent_id
+                ))
+            })?;
+            kept.duplicate = inserted == 0;
+            return Ok(kept);
+        }
         let inserted = self.with(|c| {
             c.execute(
                 "INSERT OR IGNORE INTO evidence (agent_id, sha256, hostname, size, received_ns, name, container, incident, alert_id)
@@ -814,6 +836,9 @@ impl Control {
             0 => 1000,
             n => n.min(10_000),
         } as i64;
+        if let Some(pg) = self.pg() {
+            return pg.evidence(f, limit);
+        }
         self.with(|c| {
             let mut st = c.prepare_cached(
                 "SELECT agent_id, sha256, hostname, size, received_ns, name, container, incident, alert_id
@@ -846,6 +871,9 @@ impl Control {
 
     /// Bytes of forensic bundles `agent_id` has stored.
     pub fn evidence_bytes(&self, agent_id: &str) -> Result<u64, ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.evidence_bytes(agent_id);
+        }
         self.with(|c| {
             c.query_row(
                 "SELECT COALESCE(SUM(size), 0) FROM evidence WHERE agent_id = ?1",
@@ -854,6 +882,15 @@ impl Control {
             )
         })
         .map(|n| n.max(0) as u64)
+    }
+
+    /// The servers holding bundle `sha256`'s bytes (with a shared control store; empty
+    /// otherwise, and for bundles recorded before it was shared).
+    pub fn evidence_servers(&self, sha256: &str) -> Result<Vec<String>, ControlError> {
+        match self.pg() {
+            Some(pg) => pg.evidence_servers(sha256),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Marks agent `agent_id` revoked; false when unknown or already revoked.
@@ -879,6 +916,16 @@ impl Control {
         spiffe: &str,
         not_after_secs: i64,
     ) -> Result<(), ControlError> {
+        if let Some(pg) = self.pg() {
+            // Fleet-wide: every server's CRL lists it once its agent is revoked.
+            return pg.record_mesh_cert(
+                agent_id,
+                hex::encode(serial),
+                spiffe,
+                now_ns(),
+                not_after_secs,
+            );
+        }
         self.with(|c| {
             c.execute(
                 "INSERT INTO mesh_certs (serial, agent_id, spiffe, issued_ns, not_after) \
@@ -899,10 +946,10 @@ impl Control {
     /// unexpired mesh certificate a revoked agent obtained.
     pub fn revoked_serials(&self) -> Result<Vec<(Vec<u8>, SystemTime)>, ControlError> {
         let now_secs = (now_ns() / 1_000_000_000) as i64;
-        // Mesh certificates are recorded by the server that issued them (SQLite): with a shared
-        // control store only agents' revocations are fleet-wide (docs/mesh.md says so).
+        // Mesh certificates are recorded where agents are (the shared control store too), so
+        // every server's CRL lists a revoked agent's mesh certificates whichever issued them.
         let rows: Vec<(String, i64)> = if let Some(pg) = self.pg() {
-            pg.revoked()?
+            pg.revoked(now_secs)?
         } else {
             self.with(|c| {
                 let mut st = c.prepare(
@@ -945,6 +992,9 @@ impl Control {
         agent_id: &str,
         r: &crate::fleetconfig::ConfigReport,
     ) -> Result<(), ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.record_config_report(agent_id, r);
+        }
         self.with(|c| {
             c.execute(
                 "INSERT INTO agent_config (agent_id, version, applied_ns, reported_ns, refused) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -966,6 +1016,9 @@ impl Control {
     pub fn config_reports(
         &self,
     ) -> Result<BTreeMap<String, crate::fleetconfig::ConfigReport>, ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.config_reports();
+        }
         self.with(|c| {
             let mut st = c.prepare(
                 "SELECT agent_id, version, applied_ns, reported_ns, refused FROM agent_config",
@@ -989,6 +1042,16 @@ impl Control {
     /// when given (it must be above every version allocated before), else one more than the
     /// highest. Versions never go down, even when a publish fails after allocating one.
     pub fn next_config_version(&self, requested: Option<u64>) -> Result<u64, ControlError> {
+        if let Some(pg) = self.pg() {
+            // One statement: servers publishing at once get different versions.
+            return match pg.next_config_version(requested)? {
+                Ok(v) => Ok(v),
+                Err(cur) => Err(ControlError::Refused(format!(
+                    "version {}: fleet configuration versions only go up (version {cur} was already published)",
+                    requested.unwrap_or(0)
+                ))),
+            };
+        }
         self.with(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let cur: Option<String> = tx
@@ -1092,6 +1155,74 @@ impl Control {
                 tx.execute(
                     "INSERT OR REPLACE INTO fleet_docs (kind, id, json) VALUES (?1, ?2, ?3)",
                     params![kind, id, json],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// Stores document `id` of `kind` only when there is none yet, in one statement: true
+    /// when this call stored it. The fleet claims each deadline alert this way before raising
+    /// it, so a server taking the fleet jobs over raises none a second time.
+    pub fn claim_doc(&self, kind: &str, id: &str, json: &str) -> Result<bool, ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.claim_doc(kind, id, json);
+        }
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO fleet_docs (kind, id, json) VALUES (?1, ?2, ?3) ON CONFLICT (kind, id) DO NOTHING",
+                params![kind, id, json],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
+    /// Document `id` of `kind`, when stored.
+    pub fn doc(&self, kind: &str, id: &str) -> Result<Option<String>, ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.doc(kind, id);
+        }
+        self.with(|c| {
+            c.query_row(
+                "SELECT json FROM fleet_docs WHERE kind = ?1 AND id = ?2",
+                params![kind, id],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    /// The document of `kind` with the highest id (ids compared as text), as (id, JSON).
+    pub fn last_doc(&self, kind: &str) -> Result<Option<(String, String)>, ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.last_doc(kind);
+        }
+        self.with(|c| {
+            c.query_row(
+                "SELECT id, json FROM fleet_docs WHERE kind = ?1 ORDER BY id DESC LIMIT 1",
+                params![kind],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+        })
+    }
+
+    /// Deletes the documents of `kind` whose id is not in `keep`, in one statement.
+    pub fn retain_docs(&self, kind: &str, keep: &[String]) -> Result<(), ControlError> {
+        if let Some(pg) = self.pg() {
+            return pg.retain_docs(kind, keep);
+        }
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let ids: Vec<String> = {
+                let mut st = tx.prepare("SELECT id FROM fleet_docs WHERE kind = ?1")?;
+                let rows = st.query_map(params![kind], |r| r.get::<_, String>(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            for id in ids.iter().filter(|i| !keep.contains(i)) {
+                tx.execute(
+                    "DELETE FROM fleet_docs WHERE kind = ?1 AND id = ?2",
+                    params![kind, id],
                 )?;
             }
             tx.commit()

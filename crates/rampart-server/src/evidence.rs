@@ -643,7 +643,7 @@ fn finish(
     }
     r.received_ns = now_ns();
     app.control
-        .add_evidence(&r)
+        .add_evidence_on(&r, &app.instance)
         .map_err(|e| Finish::Failed(e.to_string()))
 }
 
@@ -688,9 +688,27 @@ pub(crate) async fn download(
         return Err(err(StatusCode::NOT_FOUND, format!("no bundle {sha256}")));
     };
     let path = blob_path(&app.cfg.data_dir, &sha256);
-    let file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| internal(format!("bundle {sha256}: {e}")))?;
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && app.control.is_shared() => {
+            // Listed fleet-wide, stored by the server that received it.
+            let app2 = app.clone();
+            let s = sha256.clone();
+            let servers = tokio::task::spawn_blocking(move || app2.control.evidence_servers(&s))
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+            return Err(err(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "bundle {sha256} is stored by server {} of the fleet, not this one ({}): download it there",
+                    servers.join(", "),
+                    app.instance
+                ),
+            ));
+        }
+        Err(e) => return Err(internal(format!("bundle {sha256}: {e}"))),
+    };
     let len = file.metadata().await.map(|m| m.len()).unwrap_or(rec.size);
     let body =
         axum::body::Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 64 << 10));

@@ -362,6 +362,28 @@ pub fn publish(
     };
     let json =
         serde_json::to_vec_pretty(&signed).map_err(|e| ConfigError::Manifest(e.to_string()))?;
+    if control.is_shared() {
+        // Every server of the fleet serves it: the bundle, then the signed manifest under its
+        // version (so two publishes racing on two servers each add theirs, and the highest
+        // wins everywhere), before this server's own files.
+        let id = shared_id(version);
+        control.put_docs(
+            SHARED_BUNDLES,
+            vec![(sha.clone(), hex::encode(&compressed))],
+        )?;
+        let text = String::from_utf8_lossy(&json).into_owned();
+        control.put_docs(SHARED_MANIFESTS, vec![(id.clone(), text)])?;
+        // The two newest versions and their bundles are kept (an agent fetching the bundle of
+        // the version before may still be downloading it).
+        let mut keep_m = vec![id];
+        if let Some(p) = &previous {
+            keep_m.push(shared_id(p.version));
+        }
+        let mut keep_b = vec![sha.clone()];
+        keep_b.extend(previous.as_ref().map(|m| m.sha256.clone()));
+        control.retain_docs(SHARED_MANIFESTS, &keep_m)?;
+        control.retain_docs(SHARED_BUNDLES, &keep_b)?;
+    }
     // Another publish may have finished meanwhile: never replace a higher version.
     if let Some(p) = published() {
         if p.version > version {
@@ -385,6 +407,61 @@ pub fn publish(
         }
     }
     Ok(manifest)
+}
+
+/// The control store's documents of the published signed manifests, by [`shared_id`].
+pub const SHARED_MANIFESTS: &str = "fleet-config";
+/// The control store's documents of the published bundles (hex), by SHA-256.
+pub const SHARED_BUNDLES: &str = "fleet-config-bundle";
+
+/// A version as a document id that sorts as the number.
+fn shared_id(version: u64) -> String {
+    format!("{version:020}")
+}
+
+/// With a shared control store: when the fleet's newest published configuration (published
+/// through any server) is above this data directory's, verifies it (signature by `ca`, bundle
+/// digest) and installs it here, so this server serves it. Returns the version installed.
+pub fn sync_shared(
+    data_dir: &Path,
+    ca: &Ca,
+    control: &Control,
+) -> Result<Option<u64>, ConfigError> {
+    if !control.is_shared() {
+        return Ok(None);
+    }
+    let Some((id, text)) = control.last_doc(SHARED_MANIFESTS)? else {
+        return Ok(None);
+    };
+    let signed: SignedManifest = serde_json::from_str(&text)
+        .map_err(|e| ConfigError::Manifest(format!("shared manifest {id}: {e}")))?;
+    let m = verify_manifest(ca.cert(), &signed)?;
+    let local = current(data_dir)
+        .ok()
+        .flatten()
+        .and_then(|s| verify_manifest(ca.cert(), &s).ok());
+    if local.is_some_and(|l| l.version >= m.version) {
+        return Ok(None);
+    }
+    let Some(hex_bundle) = control.doc(SHARED_BUNDLES, &m.sha256)? else {
+        // A newer publish replaced it meanwhile: the next call takes that one.
+        return Ok(None);
+    };
+    let bundle = hex::decode(hex_bundle.trim())
+        .map_err(|e| ConfigError::Payload(format!("shared bundle {}: not hex: {e}", m.sha256)))?;
+    if sha256_hex(&bundle) != m.sha256 || bundle.len() as u64 != m.size {
+        return Err(ConfigError::Payload(format!(
+            "shared bundle {}: does not match its signed manifest",
+            m.sha256
+        )));
+    }
+    let d = dir(data_dir);
+    std::fs::create_dir_all(&d).map_err(io(&d))?;
+    write_atomic(&d.join(format!("bundle-{}.json.zst", m.sha256)), &bundle)?;
+    let json =
+        serde_json::to_vec_pretty(&signed).map_err(|e| ConfigError::Manifest(e.to_string()))?;
+    write_atomic(&d.join("manifest.json"), &json)?;
+    Ok(Some(m.version))
 }
 
 /// The current signed manifest of `data_dir`, if a configuration was published.
@@ -546,7 +623,16 @@ pub struct Status {
 
 /// The status of `data_dir`'s published configuration and of the agents in `control`.
 pub fn status(data_dir: &Path, control: &Control) -> Result<Status, ConfigError> {
-    let published = current_manifest(data_dir);
+    // A fleet's newest, whichever server published it.
+    let shared = if control.is_shared() {
+        control
+            .last_doc(SHARED_MANIFESTS)?
+            .and_then(|(_, text)| serde_json::from_str::<SignedManifest>(&text).ok())
+            .and_then(|s| serde_json::from_str::<ConfigManifest>(&s.manifest).ok())
+    } else {
+        None
+    };
+    let published = shared.or_else(|| current_manifest(data_dir));
     let mut reports = control.config_reports()?;
     let agents = control
         .agents()?

@@ -121,7 +121,7 @@ pub(crate) struct App {
     /// Forensic bundle uploads in progress.
     pub(crate) evidence_uploads: crate::evidence::Uploads,
     /// This process's name in fleet job leases: host name and a random suffix.
-    instance: String,
+    pub(crate) instance: String,
     /// True while this server holds the fleet job lease (always, with a control store of
     /// one server).
     fleet_leader: std::sync::atomic::AtomicBool,
@@ -173,6 +173,12 @@ impl FleetLease {
     /// PostgreSQL): the fleet correlator's incidents.
     pub fn put_docs(&self, kind: &str, docs: Vec<(String, String)>) -> Result<(), ServerError> {
         Ok(self.app.control.put_docs(kind, docs)?)
+    }
+
+    /// Stores document `id` of `kind` unless one is stored (one statement): true when this
+    /// call stored it (see [`Control::claim_doc`]).
+    pub fn claim(&self, kind: &str, id: &str, json: &str) -> Result<bool, ServerError> {
+        Ok(self.app.control.claim_doc(kind, id, json)?)
     }
 
     /// Every document of `kind`, as (id, JSON).

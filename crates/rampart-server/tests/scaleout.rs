@@ -404,3 +404,295 @@ async fn an_agent_enrolled_on_one_server_ships_to_the_other_until_revoked_there(
     }
     other.shutdown().await;
 }
+
+/// A fleet configuration published through server A (`rampart server config publish` on A's
+/// host) is what an agent shipping to server B receives: the same newest version, a bundle
+/// that verifies against the fleet CA and opens to the files published; a second publish
+/// through B is then A's newest too, and a manifest in the shared store that the fleet CA did
+/// not sign is not installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_published_through_one_server_is_served_by_the_other() {
+    use rampart_server::fleetconfig;
+    testkit::require!(Root);
+    let Some(pg) = testkit::Postgres::start(module_path!()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
+    let a = server(&pg, &dir_a).await;
+    let b = server(&pg, &dir_b).await;
+    let token = a
+        .create_enroll_token("eu-de", 1, Duration::from_secs(60))
+        .unwrap();
+    let tls = dir.path().join("agent");
+    rampart_ship::enroll::enroll(&a.url(), &token, "web-1", &tls, false)
+        .await
+        .unwrap();
+    let ca_dir = dir_a.join("ca");
+    let agent = |url: String| {
+        let tls = tls.clone();
+        let ca_dir = ca_dir.clone();
+        async move {
+            let mut c = rampart_ship::client::HttpClient::new(
+                &url,
+                Some(rampart_ship::tls::agent_client_config(&tls).unwrap()),
+            )
+            .unwrap();
+            let r = c
+                .request(
+                    hyper::Method::GET,
+                    "/api/v1/config/manifest",
+                    &[],
+                    bytes::Bytes::new(),
+                )
+                .await
+                .unwrap();
+            if r.status == 404 {
+                return None;
+            }
+            assert_eq!(r.status, 200, "{}", r.body_text());
+            let signed: rampart_server::vulndb::SignedManifest =
+                serde_json::from_slice(&r.body).unwrap();
+            let ca = rampart_server::ca::Ca::load_or_create(&ca_dir).unwrap();
+            let m = fleetconfig::verify_manifest(ca.cert(), &signed).unwrap();
+            let r = c
+                .request(
+                    hyper::Method::GET,
+                    &format!("/api/v1/config/bundle/{}", m.sha256),
+                    &[],
+                    bytes::Bytes::new(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.status, 200, "{}", r.body_text());
+            let files = fleetconfig::open_payload(&m, &r.body).unwrap();
+            Some((m.version, files))
+        }
+    };
+    assert!(agent(b.url()).await.is_none(), "nothing published yet");
+
+    // Published on A's host, with A's data directory and the shared control store.
+    let publish = |data: &std::path::Path, rule: &str| {
+        let control = Control::open_postgres(&pg.url(), None).unwrap();
+        let ca = rampart_server::ca::Ca::load_or_create(&data.join("ca")).unwrap();
+        let files = std::collections::BTreeMap::from([(
+            "rules/site.yaml".to_string(),
+            format!("- rule: {rule}\n  desc: d\n  condition: evt.type = open\n  output: o\n  priority: NOTICE\n").into_bytes(),
+        )]);
+        fleetconfig::publish(data, &ca, &control, &files, None).unwrap()
+    };
+    let m1 = publish(&dir_a, "From A");
+    let (v, files) = agent(b.url()).await.expect("B serves A's configuration");
+    assert_eq!(v, m1.version);
+    assert!(String::from_utf8_lossy(&files["rules/site.yaml"]).contains("From A"));
+
+    // Published through B: A serves B's, a higher version.
+    let m2 = publish(&dir_b, "From B");
+    assert!(m2.version > m1.version);
+    let (v, files) = agent(a.url()).await.unwrap();
+    assert_eq!(v, m2.version);
+    assert!(String::from_utf8_lossy(&files["rules/site.yaml"]).contains("From B"));
+    let st =
+        fleetconfig::status(&dir_a, &Control::open_postgres(&pg.url(), None).unwrap()).unwrap();
+    assert_eq!(st.published.map(|p| p.version), Some(m2.version));
+
+    // A forged newer manifest in the shared store (someone with database access but not the
+    // CA key) is refused: the servers keep serving version 2.
+    let control = Control::open_postgres(&pg.url(), None).unwrap();
+    let (_, text) = control
+        .last_doc(fleetconfig::SHARED_MANIFESTS)
+        .unwrap()
+        .unwrap();
+    let forged = text.replace(
+        &format!("\\\"version\\\":{}", m2.version),
+        "\\\"version\\\":99",
+    );
+    assert_ne!(forged, text, "the manifest names its version");
+    control
+        .put_docs(
+            fleetconfig::SHARED_MANIFESTS,
+            vec![(format!("{:020}", 99), forged)],
+        )
+        .unwrap();
+    let (v, _) = agent(b.url()).await.unwrap();
+    assert_eq!(v, m2.version);
+    let (v, _) = agent(a.url()).await.unwrap();
+    assert_eq!(v, m2.version);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A mesh certificate issued by server B to an agent enrolled on A is recorded fleet-wide:
+/// revoking the agent on A puts that certificate on both servers' CRLs within 5 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mesh_certificate_issued_by_one_server_is_revoked_on_every_server() {
+    testkit::require!(Root);
+    let Some(pg) = testkit::Postgres::start(module_path!()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
+    let a = server(&pg, &dir_a).await;
+    let b = server(&pg, &dir_b).await;
+    let token = a
+        .create_enroll_token("eu-de", 1, Duration::from_secs(60))
+        .unwrap();
+    let tls = dir.path().join("agent");
+    let e = rampart_ship::enroll::enroll(&a.url(), &token, "vps1", &tls, false)
+        .await
+        .unwrap();
+    let mut agent = rampart_ship::client::HttpClient::new(
+        &b.url(),
+        Some(rampart_ship::tls::agent_client_config(&tls).unwrap()),
+    )
+    .unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let body = serde_json::json!({
+        "fleet": "acme", "workload": "frontend",
+        "public_key": hex::encode(key.public_key_raw()), "ttl_secs": 600
+    });
+    let r = agent
+        .request(
+            hyper::Method::POST,
+            "/api/v1/mesh/certificate",
+            &[("content-type", "application/json")],
+            bytes::Bytes::from(serde_json::to_vec(&body).unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "issued by B: {}", r.body_text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let serial = hex::decode(v["serial"].as_str().unwrap()).unwrap();
+
+    assert!(a.revoke_agent(&e.agent_id).unwrap());
+    let revoked_at = Instant::now();
+    let on_crl = |data: &std::path::Path| {
+        let Ok(der) = rampart_server::ca::Ca::read_crl(&data.join("ca")) else {
+            return false;
+        };
+        let crl = webpki::OwnedCertRevocationList::from_der(&der).unwrap();
+        let crl = webpki::CertRevocationList::from(crl);
+        crl.find_serial(&serial).unwrap().is_some()
+    };
+    while !(on_crl(&dir_a) && on_crl(&dir_b)) {
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(5),
+            "the mesh certificate B issued is not on both CRLs after {:?} (A: {}, B: {})",
+            revoked_at.elapsed(),
+            on_crl(&dir_a),
+            on_crl(&dir_b)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "mesh certificate on both CRLs {:?} after the revocation",
+        revoked_at.elapsed()
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A forensic bundle an agent uploads to server A is listed by server B (its record is in the
+/// shared control store), counted against the agent's quota on both, and B's download names
+/// the server that holds the bytes; A serves them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forensic_bundle_stored_by_one_server_is_listed_by_the_other() {
+    testkit::require!(Root);
+    let Some(pg) = testkit::Postgres::start(module_path!()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
+    let a = server(&pg, &dir_a).await;
+    let b = server(&pg, &dir_b).await;
+    let token = a
+        .create_enroll_token("eu-de", 1, Duration::from_secs(60))
+        .unwrap();
+    let tls = dir.path().join("agent");
+    let e = rampart_ship::enroll::enroll(&a.url(), &token, "vps1", &tls, false)
+        .await
+        .unwrap();
+    let bundle = dir.path().join("bundle.tar.zst");
+    std::fs::write(&bundle, b"forensic bytes of vps1".repeat(100)).unwrap();
+    let meta = rampart_ship::evidence::EvidenceMeta {
+        name: "web".into(),
+        container: "c0ffee".into(),
+        incident: "kill@alert-1".into(),
+        alert_id: "alert-1".into(),
+    };
+    let up = rampart_ship::evidence::upload_evidence(
+        &a.url(),
+        &tls,
+        &bundle,
+        &meta,
+        &rampart_ship::evidence::UploadOptions::default(),
+    )
+    .await
+    .unwrap();
+    let token = a
+        .create_api_token("analyst", rampart_server::Role::Analyst)
+        .unwrap();
+    let get = |url: String, path: String| {
+        let (token, ca) = (token.clone(), dir_a.join("ca/ca.crt"));
+        async move {
+            let roots = rampart_ship::tls::load_roots(&ca).unwrap();
+            let tls = rampart_ship::tls::client_config(roots, None).unwrap();
+            let mut c = rampart_ship::client::HttpClient::new(&url, Some(tls)).unwrap();
+            let auth = format!("Bearer {token}");
+            c.request(
+                hyper::Method::GET,
+                &path,
+                &[("authorization", &auth)],
+                bytes::Bytes::new(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let r = get(b.url(), format!("/api/v1/evidence?agent={}", e.agent_id)).await;
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let listed: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let text = listed.to_string();
+    assert!(text.contains(&up.sha256), "B lists A's bundle: {text}");
+    assert!(text.contains("vps1"), "{text}");
+    let control = Control::open_postgres(&pg.url(), None).unwrap();
+    assert_eq!(control.evidence_bytes(&e.agent_id).unwrap(), 2200);
+
+    // The same bundle again, through B: one record (the agent's retry after a failover).
+    let again = rampart_ship::evidence::upload_evidence(
+        &b.url(),
+        &tls,
+        &bundle,
+        &meta,
+        &rampart_ship::evidence::UploadOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(again.receipt.duplicate, "{again:?}");
+    assert_eq!(control.evidence_bytes(&e.agent_id).unwrap(), 2200);
+
+    // Downloads: B has the bytes of the retry; a bundle only A holds is named on B.
+    let r = get(a.url(), format!("/api/v1/evidence/{}", up.sha256)).await;
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(r.body.len(), 2200);
+    let other = dir.path().join("other.tar.zst");
+    std::fs::write(&other, b"only on A".repeat(10)).unwrap();
+    let only_a = rampart_ship::evidence::upload_evidence(
+        &a.url(),
+        &tls,
+        &other,
+        &meta,
+        &rampart_ship::evidence::UploadOptions::default(),
+    )
+    .await
+    .unwrap();
+    let r = get(b.url(), format!("/api/v1/evidence/{}", only_a.sha256)).await;
+    assert_eq!(r.status, 404, "{}", r.body_text());
+    assert!(
+        r.body_text().contains("stored by server"),
+        "{}",
+        r.body_text()
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -626,6 +626,35 @@ async fn two_servers_behind_haproxy_behave_as_one() {
     }
     let (mut leader, other) = if la { (a, b) } else { (b, a) };
 
+    // `rampart incident` on the other server's host reads the fleet's incidents from the
+    // shared control store, and a mark made there is the fleet's: the server that takes the
+    // lease over below still has it.
+    let other_config = other.dir.join("server.yaml");
+    let listed = support::rampart_ok(&[
+        "incident",
+        "list",
+        "--json",
+        "--config",
+        other_config.to_str().unwrap(),
+    ]);
+    let id = listed
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.to_string().contains("host-2"))
+        .and_then(|v| v["id"].as_str().map(str::to_string))
+        .unwrap_or_else(|| {
+            panic!("the fleet's incident is not listed on the other host: {listed}")
+        });
+    support::rampart_ok(&[
+        "incident",
+        "mark",
+        &id,
+        "--personal-data-breach",
+        "yes",
+        "--config",
+        other_config.to_str().unwrap(),
+    ]);
+
     // Agents ship through the proxy while the leader is SIGKILLed: every record a server
     // acknowledged is stored, each once, and the other server takes over the lease.
     let mut outs: Vec<ServerOutput> = agents
@@ -729,12 +758,19 @@ async fn two_servers_behind_haproxy_behave_as_one() {
         1,
         "incidents: {list:?}"
     );
-    // The dead holder's incident is continued by the new holder, not lost or doubled.
+    // The dead holder's incident is continued by the new holder, not lost or doubled, with
+    // the mark made before the takeover.
     assert_eq!(
         spraying_incidents(&list, "host-2"),
         1,
         "incidents: {list:?}"
     );
+    let marked = list
+        .iter()
+        .find(|i| i["hosts"].to_string().contains("\"host-2\""))
+        .unwrap();
+    assert_eq!(marked["id"], id.as_str());
+    assert_eq!(marked["personal_data_breach"], true, "{marked}");
     drop(proxy);
     drop(other);
 }

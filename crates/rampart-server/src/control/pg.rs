@@ -56,6 +56,17 @@ CREATE TABLE IF NOT EXISTS leases (
     job TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_ns BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS fleet_docs (
     kind TEXT NOT NULL, id TEXT NOT NULL, json TEXT NOT NULL, PRIMARY KEY (kind, id));
+CREATE TABLE IF NOT EXISTS mesh_certs (
+    serial TEXT PRIMARY KEY, agent_id TEXT NOT NULL, spiffe TEXT NOT NULL,
+    issued_ns BIGINT NOT NULL, not_after BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS evidence (
+    agent_id TEXT NOT NULL, sha256 TEXT NOT NULL, hostname TEXT NOT NULL,
+    size BIGINT NOT NULL, received_ns BIGINT NOT NULL, name TEXT NOT NULL,
+    container TEXT NOT NULL, incident TEXT NOT NULL, alert_id TEXT NOT NULL,
+    server TEXT NOT NULL DEFAULT '', PRIMARY KEY (agent_id, sha256));
+CREATE TABLE IF NOT EXISTS agent_config (
+    agent_id TEXT PRIMARY KEY, version BIGINT NOT NULL, applied_ns BIGINT NOT NULL,
+    reported_ns BIGINT NOT NULL, refused TEXT);
 ";
 
 /// A connection of a worker thread and when it last answered.
@@ -520,13 +531,38 @@ impl Pg {
         .map(|n| n > 0)
     }
 
-    pub(super) fn revoked(&self) -> Result<Vec<(String, i64)>, ControlError> {
-        self.with(|c| {
+    /// Revoked agents' serials, and the unexpired mesh certificates (`not_after` after
+    /// `now_secs`) any server issued to a revoked agent.
+    pub(super) fn revoked(&self, now_secs: i64) -> Result<Vec<(String, i64)>, ControlError> {
+        self.with(move |c| {
             let rows = c.query(
-                "SELECT serial, revoked_ns FROM agents WHERE revoked_ns IS NOT NULL ORDER BY serial",
-                &[],
+                "SELECT serial, revoked_ns FROM agents WHERE revoked_ns IS NOT NULL
+                 UNION ALL SELECT m.serial, a.revoked_ns FROM mesh_certs m
+                 JOIN agents a ON a.agent_id = m.agent_id
+                 WHERE a.revoked_ns IS NOT NULL AND m.not_after > $1
+                 ORDER BY 1",
+                &[&now_secs],
             )?;
             Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
+    pub(super) fn record_mesh_cert(
+        &self,
+        agent_id: &str,
+        serial: String,
+        spiffe: &str,
+        issued_ns: u64,
+        not_after_secs: i64,
+    ) -> Result<(), ControlError> {
+        let (agent_id, spiffe) = (agent_id.to_string(), spiffe.to_string());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO mesh_certs (serial, agent_id, spiffe, issued_ns, not_after)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[&serial, &agent_id, &spiffe, &i(issued_ns), &not_after_secs],
+            )
+            .map(|_| ())
         })
     }
 
@@ -623,6 +659,224 @@ impl Pg {
                 )?;
             }
             tx.commit()
+        })
+    }
+
+    pub(super) fn claim_doc(&self, kind: &str, id: &str, json: &str) -> Result<bool, ControlError> {
+        let (kind, id, json) = (kind.to_string(), id.to_string(), json.to_string());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO fleet_docs (kind, id, json) VALUES ($1, $2, $3)
+                 ON CONFLICT (kind, id) DO NOTHING",
+                &[&kind, &id, &json],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
+    /// The next fleet configuration version (or `requested`, when above the current one):
+    /// `Err(current)` when `requested` is not above it.
+    pub(super) fn next_config_version(
+        &self,
+        requested: Option<u64>,
+    ) -> Result<Result<u64, u64>, ControlError> {
+        self.with(move |c| {
+            let row = match requested {
+                None => c.query_opt(
+                    "INSERT INTO meta (key, value) VALUES ('fleet_config_version', '1')
+                     ON CONFLICT (key) DO UPDATE SET value = (meta.value::bigint + 1)::text
+                     RETURNING value",
+                    &[],
+                )?,
+                Some(v) => c.query_opt(
+                    "INSERT INTO meta (key, value) VALUES ('fleet_config_version', $1)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value
+                     WHERE meta.value::bigint < $2
+                     RETURNING value",
+                    &[&v.to_string(), &i(v)],
+                )?,
+            };
+            if let Some(r) = row {
+                let v: String = r.get(0);
+                return Ok(Ok(v.parse::<u64>().unwrap_or(0)));
+            }
+            let cur = c
+                .query_opt(
+                    "SELECT value FROM meta WHERE key = 'fleet_config_version'",
+                    &[],
+                )?
+                .and_then(|r| r.get::<_, String>(0).parse::<u64>().ok())
+                .unwrap_or(0);
+            Ok(Err(cur))
+        })
+    }
+
+    pub(super) fn record_config_report(
+        &self,
+        agent_id: &str,
+        r: &crate::fleetconfig::ConfigReport,
+    ) -> Result<(), ControlError> {
+        let (agent_id, r) = (agent_id.to_string(), r.clone());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO agent_config (agent_id, version, applied_ns, reported_ns, refused)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (agent_id) DO UPDATE SET version = excluded.version,
+                 applied_ns = excluded.applied_ns, reported_ns = excluded.reported_ns,
+                 refused = excluded.refused",
+                &[
+                    &agent_id,
+                    &i(r.version),
+                    &i(r.applied_ns),
+                    &i(r.reported_ns),
+                    &r.refused,
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub(super) fn config_reports(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, crate::fleetconfig::ConfigReport>, ControlError>
+    {
+        self.with(move |c| {
+            Ok(c.query(
+                "SELECT agent_id, version, applied_ns, reported_ns, refused FROM agent_config",
+                &[],
+            )?
+            .into_iter()
+            .map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    crate::fleetconfig::ConfigReport {
+                        version: r.get::<_, i64>(1) as u64,
+                        applied_ns: r.get::<_, i64>(2) as u64,
+                        reported_ns: r.get::<_, i64>(3) as u64,
+                        refused: r.get(4),
+                    },
+                )
+            })
+            .collect())
+        })
+    }
+
+    /// Records a forensic bundle stored on server `server`; the rows inserted (0: it was
+    /// recorded before).
+    pub(super) fn add_evidence(
+        &self,
+        r: &super::EvidenceReceipt,
+        server: &str,
+    ) -> Result<u64, ControlError> {
+        let (r, server) = (r.clone(), server.to_string());
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO evidence (agent_id, sha256, hostname, size, received_ns, name, container, incident, alert_id, server)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+                &[
+                    &r.agent_id,
+                    &r.sha256,
+                    &r.hostname,
+                    &i(r.size),
+                    &i(r.received_ns),
+                    &r.name,
+                    &r.container,
+                    &r.incident,
+                    &r.alert_id,
+                    &server,
+                ],
+            )
+        })
+    }
+
+    pub(super) fn evidence(
+        &self,
+        f: &super::EvidenceFilter,
+        limit: i64,
+    ) -> Result<Vec<super::EvidenceReceipt>, ControlError> {
+        let f = f.clone();
+        self.with(move |c| {
+            Ok(c.query(
+                "SELECT agent_id, sha256, hostname, size, received_ns, name, container, incident, alert_id
+                 FROM evidence
+                 WHERE ($1::text IS NULL OR agent_id = $1) AND ($2::text IS NULL OR sha256 = $2)
+                   AND ($3::text IS NULL OR hostname = $3)
+                   AND ($4::text IS NULL OR container = $4 OR name = $4)
+                   AND ($5::text IS NULL OR incident = $5) AND ($6::text IS NULL OR alert_id = $6)
+                 ORDER BY received_ns DESC LIMIT $7",
+                &[&f.agent, &f.sha256, &f.host, &f.container, &f.incident, &f.alert, &limit],
+            )?
+            .into_iter()
+            .map(|r| super::EvidenceReceipt {
+                agent_id: r.get(0),
+                sha256: r.get(1),
+                hostname: r.get(2),
+                size: r.get::<_, i64>(3) as u64,
+                received_ns: r.get::<_, i64>(4) as u64,
+                name: r.get(5),
+                container: r.get(6),
+                incident: r.get(7),
+                alert_id: r.get(8),
+                duplicate: false,
+            })
+            .collect())
+        })
+    }
+
+    pub(super) fn evidence_bytes(&self, agent_id: &str) -> Result<u64, ControlError> {
+        let agent_id = agent_id.to_string();
+        self.with(move |c| {
+            c.query_one(
+                "SELECT COALESCE(SUM(size), 0)::bigint FROM evidence WHERE agent_id = $1",
+                &[&agent_id],
+            )
+            .map(|r| r.get::<_, i64>(0).max(0) as u64)
+        })
+    }
+
+    pub(super) fn evidence_servers(&self, sha256: &str) -> Result<Vec<String>, ControlError> {
+        let sha256 = sha256.to_string();
+        self.with(move |c| {
+            Ok(c.query(
+                "SELECT DISTINCT server FROM evidence WHERE sha256 = $1 ORDER BY server",
+                &[&sha256],
+            )?
+            .into_iter()
+            .map(|r| r.get(0))
+            .collect())
+        })
+    }
+
+    pub(super) fn doc(&self, kind: &str, id: &str) -> Result<Option<String>, ControlError> {
+        let (kind, id) = (kind.to_string(), id.to_string());
+        self.with(move |c| {
+            c.query_opt(
+                "SELECT json FROM fleet_docs WHERE kind = $1 AND id = $2",
+                &[&kind, &id],
+            )
+            .map(|r| r.map(|r| r.get::<_, String>(0)))
+        })
+    }
+
+    pub(super) fn last_doc(&self, kind: &str) -> Result<Option<(String, String)>, ControlError> {
+        let kind = kind.to_string();
+        self.with(move |c| {
+            c.query_opt(
+                "SELECT id, json FROM fleet_docs WHERE kind = $1 ORDER BY id DESC LIMIT 1",
+                &[&kind],
+            )
+            .map(|r| r.map(|r| (r.get(0), r.get(1))))
+        })
+    }
+
+    pub(super) fn retain_docs(&self, kind: &str, keep: &[String]) -> Result<(), ControlError> {
+        let (kind, keep) = (kind.to_string(), keep.to_vec());
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM fleet_docs WHERE kind = $1 AND NOT (id = ANY($2))",
+                &[&kind, &keep],
+            )
+            .map(|_| ())
         })
     }
 

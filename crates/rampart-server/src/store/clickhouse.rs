@@ -639,6 +639,34 @@ impl Store for ClickHouseStore {
         })
     }
 
+    /// Without `FINAL`, like [`ingested_after`](Self::ingested_after): every copy counts.
+    fn ingest_counts(
+        &self,
+        from_ns: u64,
+        until_ns: u64,
+    ) -> BoxFuture<'_, Result<Vec<(u64, u64)>, StoreError>> {
+        Box::pin(async move {
+            let db = &self.cfg.database;
+            let sql = format!(
+                "SELECT intDiv(ingested_ns, 1000000000) AS s, count() FROM {db}.records \
+                 WHERE ingested_ns >= {from_ns} AND ingested_ns < {until_ns} \
+                 GROUP BY s ORDER BY s FORMAT TabSeparated"
+            );
+            let text = self.sql(&sql, None).await?;
+            let mut out = Vec::new();
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                let parsed = line
+                    .split_once('\t')
+                    .and_then(|(s, n)| Some((s.parse().ok()?, n.parse().ok()?)));
+                match parsed {
+                    Some(p) => out.push(p),
+                    None => return Err(self.err(format!("ingest counts answered {line:?}"))),
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn count<'a>(&'a self, q: &'a Query) -> BoxFuture<'a, Result<u64, StoreError>> {
         Box::pin(async move {
             let db = &self.cfg.database;

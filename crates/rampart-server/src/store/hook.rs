@@ -109,4 +109,12 @@ impl Store for AfterInsert {
     ) -> BoxFuture<'a, Result<Vec<StoredRecord>, StoreError>> {
         self.inner.ingested_after(after, until_ns, kind, limit)
     }
+
+    fn ingest_counts(
+        &self,
+        from_ns: u64,
+        until_ns: u64,
+    ) -> BoxFuture<'_, Result<Vec<(u64, u64)>, StoreError>> {
+        self.inner.ingest_counts(from_ns, until_ns)
+    }
 }

@@ -311,6 +311,25 @@ pub trait Store: Send + Sync {
             })
         })
     }
+    /// How many records were ingested in each whole second (`ingested_ns / 1e9`) of
+    /// `[from_ns, until_ns)`, as (second, rows), every server's and every copy of a record
+    /// stored twice counted (the fleet correlator compares them with what it read to find
+    /// records that became visible after it had read past their ingest time). Default:
+    /// unsupported.
+    fn ingest_counts(
+        &self,
+        from_ns: u64,
+        until_ns: u64,
+    ) -> BoxFuture<'_, Result<Vec<(u64, u64)>, StoreError>> {
+        let _ = (from_ns, until_ns);
+        let engine = self.engine();
+        Box::pin(async move {
+            Err(StoreError::Unsupported {
+                engine,
+                what: "counting records by ingest second",
+            })
+        })
+    }
 }
 
 /// A position in ingest order: the last record read was ingested at `ingested_ns` and has

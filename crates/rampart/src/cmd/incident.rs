@@ -1,11 +1,14 @@
 //! `rampart incident`: the incidents the fleet correlator recorded (the server's
-//! `incidents.db`), their notification deadlines, and draft notifications.
+//! `incidents.db`, or with `control_store:` the fleet's shared control store), their
+//! notification deadlines, and draft notifications.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use rampart_fleet::{report, Incident, IncidentDb, IncidentSettings, Mark, Regulation};
+use rampart_fleet::{
+    report, Incident, IncidentDb, IncidentSettings, IncidentSource, Mark, Regulation,
+};
 
 use super::BadInput;
 
@@ -125,7 +128,12 @@ fn marks(args: &MarkArgs, regs: &[Regulation]) -> anyhow::Result<Vec<Mark>> {
 
 use rampart_event::now_ns;
 
-fn open(c: &IncidentSettings) -> anyhow::Result<IncidentDb> {
+/// The fleet's shared incidents with `control_store:` in the configuration, else the data
+/// directory's incidents.db.
+fn open(c: &IncidentSettings) -> anyhow::Result<IncidentSource> {
+    if let Some(cs) = &c.control_store {
+        return Ok(IncidentSource::open_shared(cs)?);
+    }
     let path = rampart_fleet::db_path(&c.data_dir);
     if !path.exists() {
         return Err(BadInput(format!(
@@ -134,10 +142,10 @@ fn open(c: &IncidentSettings) -> anyhow::Result<IncidentDb> {
         ))
         .into());
     }
-    Ok(IncidentDb::open(&path)?)
+    Ok(IncidentSource::Local(IncidentDb::open(&path)?))
 }
 
-fn find(db: &IncidentDb, id: &str) -> anyhow::Result<Incident> {
+fn find(db: &IncidentSource, id: &str) -> anyhow::Result<Incident> {
     db.get(id)?
         .ok_or_else(|| BadInput(format!("no incident {id:?} (see rampart incident list)")).into())
 }
@@ -175,9 +183,7 @@ pub fn run(args: IncidentArgs) -> anyhow::Result<ExitCode> {
         }
         IncidentCommand::Mark(m) => {
             let inc = find(&db, &m.id)?;
-            for mark in marks(&m, regs)? {
-                db.set_mark(&inc.id, &mark, now)?;
-            }
+            db.set_marks(&inc.id, &marks(&m, regs)?, now)?;
             let inc = find(&db, &m.id)?;
             for x in inc.deadlines(regs, &c.roles, now) {
                 println!("{}", x.line(now));
