@@ -31,6 +31,7 @@
 //! ```
 
 pub mod actions;
+mod args;
 mod enforcer;
 mod error;
 pub mod evidence;
@@ -44,6 +45,7 @@ mod responder;
 mod safefs;
 mod watch;
 
+pub use args::{froze_text, isolated_text, released_text, CaptureArgs, EnforceArgs};
 pub use enforcer::{
     parse_allow_list, AppliedPolicy, ApplyReport, BadAllowEntry, ContainerStatus, EnforceConfig,
     PolicyEnforcer, Status, DEFAULT_STATE_DIR,

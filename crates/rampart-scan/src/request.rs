@@ -16,7 +16,7 @@ use rampart_event::Severity;
 use crate::analyze::malware::YaraError;
 use crate::analyze::ContentChecks;
 use crate::cache::{InventoryCache, DEFAULT_CACHE_DIR};
-use crate::db::{UpdateOptions, VulnDb, DEFAULT_DB_PATH, DEFAULT_ECOSYSTEMS, DEFAULT_OSV_URL};
+use crate::db::{UpdateOptions, VulnDb, DEFAULT_DB_PATH, DEFAULT_ECOSYSTEMS};
 use crate::image::{ImageReader, Progress, Target};
 use crate::limit::Limits;
 use crate::report::{self, ScanReport};
@@ -53,7 +53,7 @@ pub struct UpdateArgs {
     /// `http://`, `file:///dir` for an air-gapped host).
     #[cfg_attr(
         feature = "clap",
-        arg(long, env = "RAMPART_OSV_URL", default_value = DEFAULT_OSV_URL)
+        arg(long, env = "RAMPART_OSV_URL", default_value = crate::DEFAULT_OSV_URL)
     )]
     pub base_url: String,
     /// An ecosystem to fetch, as osv.dev names its directories (`PyPI`, `Debian`, `crates.io`);
@@ -329,7 +329,11 @@ impl ScanRequest {
     /// not stop the scan: the inventory, secrets, malware and configuration checks still run,
     /// and the report says vulnerabilities were not matched (`not_matched`), which the gate
     /// then refuses to pass.
-    pub fn scan(&self, reader: &ImageReader, progress: &dyn Progress) -> Result<Scanned, ScanError> {
+    pub fn scan(
+        &self,
+        reader: &ImageReader,
+        progress: &dyn Progress,
+    ) -> Result<Scanned, ScanError> {
         let mut warnings = Vec::new();
         let mut not_matched = None;
         let db: Option<VulnDb> = if self.wants_db() {
@@ -415,7 +419,10 @@ mod tests {
         let mut r = ScanRequest::new("dir:/x");
         assert!(r.options().cache.is_some());
         r.no_secrets = true;
-        assert!(r.options().cache.is_none(), "a partial inventory must not be cached");
+        assert!(
+            r.options().cache.is_none(),
+            "a partial inventory must not be cached"
+        );
         let mut r = ScanRequest::new("dir:/x");
         r.yara = vec![PathBuf::from("extra.yar")];
         assert!(r.options().cache.is_none());
@@ -482,7 +489,11 @@ mod tests {
         assert_eq!(Gate::Found.exit_code(), 3);
         let mut missing = s.report.clone();
         missing.not_matched = Some("no database".into());
-        assert_eq!(missing.gate(worst), Gate::Found, "a finding wins over no database");
+        assert_eq!(
+            missing.gate(worst),
+            Gate::Found,
+            "a finding wins over no database"
+        );
         if worst < Severity::Critical {
             assert_eq!(s.report.gate(Severity::Critical), Gate::Pass);
             assert_eq!(missing.gate(Severity::Critical), Gate::NotMatched);
@@ -515,6 +526,8 @@ mod tests {
         let spdx: serde_json::Value =
             serde_json::from_str(&ReportFormat::Spdx.render(&s.report, false)).expect("spdx");
         assert_eq!(spdx["spdxVersion"], "SPDX-2.3");
-        assert!(!ReportFormat::Table.render(&s.report, false).contains('\u{1b}'));
+        assert!(!ReportFormat::Table
+            .render(&s.report, false)
+            .contains('\u{1b}'));
     }
 }
