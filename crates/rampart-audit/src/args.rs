@@ -13,7 +13,6 @@ use std::time::Duration;
 use rampart_event::Severity;
 
 use crate::harden::HardenOptions;
-use crate::host::daemon::DAEMON_JSON;
 use crate::host::HostOptions;
 use crate::learn::LearnOptions;
 use crate::userns::{self, UsernsOptions};
@@ -98,7 +97,7 @@ pub struct HostAuditArgs {
     #[cfg_attr(feature = "clap", command(flatten))]
     pub out: AuditOutput,
     /// The daemon configuration file to check.
-    #[cfg_attr(feature = "clap", arg(long, default_value = DAEMON_JSON))]
+    #[cfg_attr(feature = "clap", arg(long, default_value = crate::host::daemon::DAEMON_JSON))]
     pub daemon_json: PathBuf,
     /// Do not load BPF programs to probe the kernel.
     #[cfg_attr(feature = "clap", arg(long))]
@@ -131,7 +130,7 @@ pub struct ContainersAuditArgs {
     )]
     pub allowed_registries: Vec<String>,
     /// The daemon configuration file (for daemon-wide defaults such as no-new-privileges).
-    #[cfg_attr(feature = "clap", arg(long, default_value = DAEMON_JSON))]
+    #[cfg_attr(feature = "clap", arg(long, default_value = crate::host::daemon::DAEMON_JSON))]
     pub daemon_json: PathBuf,
 }
 
@@ -188,7 +187,7 @@ pub struct UsernsArgs {
     #[cfg_attr(feature = "clap", arg(long, value_name = "NAME", requires = "verify"))]
     pub container: Vec<String>,
     /// daemon.json to edit.
-    #[cfg_attr(feature = "clap", arg(long, value_name = "PATH", default_value = DAEMON_JSON))]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "PATH", default_value = crate::host::daemon::DAEMON_JSON))]
     pub daemon_json: PathBuf,
     /// Subordinate uid file.
     #[cfg_attr(feature = "clap", arg(long, value_name = "PATH", default_value = userns::SUBUID))]

@@ -10,12 +10,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rampart_event::Device;
-use rampart_kernel::enforce::{NetPrefix, DEFAULT_PIN_DIR};
+use rampart_kernel::enforce::NetPrefix;
 
 use crate::actions::{self, ProcessRef};
-use crate::enforcer::{EnforceConfig, DEFAULT_STATE_DIR};
+use crate::enforcer::EnforceConfig;
 use crate::facts::ContainerFacts;
-use crate::forensics::key::DEFAULT_KEY_PATH;
 use crate::forensics::BundleLimits;
 
 /// Options every command that touches containers or enforcement shares.
@@ -31,13 +30,13 @@ pub struct EnforceArgs {
     /// bpffs directory of the pinned enforcement programs.
     #[cfg_attr(
         feature = "clap",
-        arg(long, global = true, hide = true, default_value = DEFAULT_PIN_DIR, env = "RAMPART_PIN_DIR")
+        arg(long, global = true, hide = true, default_value = rampart_kernel::enforce::DEFAULT_PIN_DIR, env = "RAMPART_PIN_DIR")
     )]
     pub pin_dir: PathBuf,
     /// Enforcement state (policy applied, isolations).
     #[cfg_attr(
         feature = "clap",
-        arg(long, global = true, hide = true, default_value = DEFAULT_STATE_DIR, env = "RAMPART_STATE_DIR")
+        arg(long, global = true, hide = true, default_value = crate::DEFAULT_STATE_DIR, env = "RAMPART_STATE_DIR")
     )]
     pub state_dir: PathBuf,
 }
@@ -57,6 +56,63 @@ impl EnforceArgs {
     }
 }
 
+/// The container a response acts on.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct ContainerArg {
+    /// Container name, id or id prefix.
+    pub container: String,
+}
+
+/// `rampart respond kill`.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct KillArgs {
+    /// Container name, id or id prefix.
+    pub container: String,
+    /// Kill only this process (host pid); it must belong to the container.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub pid: Option<u32>,
+    /// With --pid: the process and all its descendants.
+    #[cfg_attr(feature = "clap", arg(long, requires = "pid"))]
+    pub tree: bool,
+}
+
+/// `rampart respond isolate`.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct IsolateArgs {
+    /// Container name, id or id prefix.
+    pub container: String,
+    /// An address or CIDR the container may still reach and be reached from (repeatable),
+    /// e.g. the Rampart server.
+    #[cfg_attr(feature = "clap", arg(long = "allow", value_name = "CIDR"))]
+    pub allow: Vec<String>,
+}
+
+/// `rampart respond release`.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct ReleaseArgs {
+    /// Container name, id or id prefix.
+    pub container: String,
+    /// Also remove the applied policy from this container (until the next `policy apply`, or
+    /// its next start under `policy apply --watch`).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub policy: bool,
+}
+
+/// `rampart respond stop`.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct StopArgs {
+    /// Container name, id or id prefix.
+    pub container: String,
+    /// Seconds between SIGTERM and SIGKILL.
+    #[cfg_attr(feature = "clap", arg(long, short, default_value_t = 10))]
+    pub time: u64,
+}
+
 /// `rampart respond forensics`: what a capture may take, in the units people give (MiB).
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "clap", derive(clap::Args))]
@@ -71,7 +127,7 @@ pub struct CaptureArgs {
     #[cfg_attr(feature = "clap", arg(long, value_name = "FILE"))]
     pub events: Option<PathBuf>,
     /// The agent's Ed25519 signing key (created when missing).
-    #[cfg_attr(feature = "clap", arg(long, default_value = DEFAULT_KEY_PATH))]
+    #[cfg_attr(feature = "clap", arg(long, default_value = crate::forensics::key::DEFAULT_KEY_PATH))]
     pub key: PathBuf,
     /// Largest file of the container's writable layer stored, in MiB (larger ones are cut).
     #[cfg_attr(feature = "clap", arg(long, default_value_t = 16))]
@@ -160,6 +216,7 @@ pub fn released_text(c: &ContainerFacts, released: bool, policy: bool) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::forensics::key::DEFAULT_KEY_PATH;
 
     fn web() -> ContainerFacts {
         ContainerFacts {

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rampart_scan::{DbPath, DEFAULT_CACHE_DIR};
+use rampart_scan::DbPath;
 
 use super::{AdmissionPolicy, EngineConfig};
 
@@ -33,7 +33,7 @@ pub struct AuthzArgs {
     /// Scan results cached by image id (the cache `rampart image scan` fills).
     #[cfg_attr(
         feature = "clap",
-        arg(long, env = "RAMPART_SCAN_CACHE", default_value = DEFAULT_CACHE_DIR)
+        arg(long, env = "RAMPART_SCAN_CACHE", default_value = rampart_scan::DEFAULT_CACHE_DIR)
     )]
     pub cache_dir: PathBuf,
     /// Append every decision as a JSON line to this file (default: standard output).

@@ -11,7 +11,8 @@ use rampart_respond::actions;
 use rampart_respond::facts::{self, ContainerFacts};
 use rampart_respond::forensics::{self, key::AgentKey};
 use rampart_respond::{
-    froze_text, isolated_text, parse_allow_list, released_text, CaptureArgs, PolicyEnforcer,
+    froze_text, isolated_text, parse_allow_list, released_text, CaptureArgs, ContainerArg,
+    IsolateArgs, KillArgs, PolicyEnforcer, ReleaseArgs, StopArgs,
 };
 
 use super::BadInput;
@@ -58,9 +59,9 @@ enum RespondCommand {
     /// Kill every process of a container, or one process (--pid) or process tree (--pid --tree).
     Kill(KillArgs),
     /// Freeze every process of a container (cgroup freezer); `thaw` undoes it.
-    Freeze(Target),
+    Freeze(ContainerArg),
     /// Thaw a frozen container.
-    Thaw(Target),
+    Thaw(ContainerArg),
     /// Cut a container off the network (established connections too), except loopback and
     /// --allow; stays in force without a running Rampart until `release`.
     Isolate(IsolateArgs),
@@ -70,53 +71,6 @@ enum RespondCommand {
     Stop(StopArgs),
     /// Capture a signed forensic bundle (tar.zst) of a running container without stopping it.
     Forensics(CaptureArgs),
-}
-
-#[derive(Debug, Args)]
-struct Target {
-    /// Container name, id or id prefix.
-    container: String,
-}
-
-#[derive(Debug, Args)]
-struct KillArgs {
-    /// Container name, id or id prefix.
-    container: String,
-    /// Kill only this process (host pid); it must belong to the container.
-    #[arg(long)]
-    pid: Option<u32>,
-    /// With --pid: the process and all its descendants.
-    #[arg(long, requires = "pid")]
-    tree: bool,
-}
-
-#[derive(Debug, Args)]
-struct IsolateArgs {
-    /// Container name, id or id prefix.
-    container: String,
-    /// An address or CIDR the container may still reach and be reached from (repeatable),
-    /// e.g. the Rampart server.
-    #[arg(long = "allow", value_name = "CIDR")]
-    allow: Vec<String>,
-}
-
-#[derive(Debug, Args)]
-struct ReleaseArgs {
-    /// Container name, id or id prefix.
-    container: String,
-    /// Also remove the applied policy from this container (until the next `policy apply`, or
-    /// its next start under `policy apply --watch`).
-    #[arg(long)]
-    policy: bool,
-}
-
-#[derive(Debug, Args)]
-struct StopArgs {
-    /// Container name, id or id prefix.
-    container: String,
-    /// Seconds between SIGTERM and SIGKILL.
-    #[arg(long, short, default_value_t = 10)]
-    time: u64,
 }
 
 pub fn run(args: RespondArgs) -> anyhow::Result<ExitCode> {
