@@ -54,5 +54,5 @@ pub use report::{
     open_for_scan, render_cyclonedx, render_json, render_sarif, render_spdx, render_table,
     severity_counts, DbInfo, ScanReport,
 };
-pub use request::{DbPath, FailOn, Gate, ReportFormat, ScanRequest, Scanned, UpdateArgs};
+pub use request::{DbPath, FailOn, Gate, ReportFormat, ScanDb, ScanRequest, Scanned, UpdateArgs};
 pub use scan::{scan, ScanError, ScanOptions};

@@ -16,7 +16,7 @@ use rampart_event::Severity;
 use crate::analyze::malware::YaraError;
 use crate::analyze::ContentChecks;
 use crate::cache::{InventoryCache, DEFAULT_CACHE_DIR};
-use crate::db::{UpdateOptions, VulnDb, DEFAULT_DB_PATH, DEFAULT_ECOSYSTEMS};
+use crate::db::{DbError, UpdateOptions, VulnDb, DEFAULT_DB_PATH, DEFAULT_ECOSYSTEMS};
 use crate::image::{ImageReader, Progress, Target};
 use crate::limit::Limits;
 use crate::report::{self, ScanReport};
@@ -265,12 +265,20 @@ pub struct ScanRequest {
     pub refresh: bool,
 }
 
+/// The database a scan matches against, or why there is none.
+#[derive(Debug, Default)]
+pub struct ScanDb {
+    pub db: Option<VulnDb>,
+    /// Why vulnerabilities will not be matched although they were wanted (no database at the
+    /// path, a database of another schema), in words.
+    pub not_matched: Option<String>,
+}
+
 /// A finished scan: the report (filtered as asked) and what the user should be warned about.
 #[derive(Debug, Clone)]
 pub struct Scanned {
     pub report: ScanReport,
-    /// One line each, without the `warning: ` prefix: vulnerabilities not matched, a stale
-    /// database.
+    /// One line each, without the `warning: ` prefix (a stale database).
     pub warnings: Vec<String>,
 }
 
@@ -325,33 +333,42 @@ impl ScanRequest {
         !self.skip_db && !self.format.is_sbom()
     }
 
-    /// Scans with `reader` (from [`ScanRequest::reader`]). A missing or unusable database does
-    /// not stop the scan: the inventory, secrets, malware and configuration checks still run,
-    /// and the report says vulnerabilities were not matched (`not_matched`), which the gate
-    /// then refuses to pass.
+    /// The database to match against, when wanted ([`ScanRequest::wants_db`]). A missing or
+    /// unusable database does not stop the scan: the inventory, secrets, malware and
+    /// configuration checks still run, and `not_matched` says why vulnerabilities were not
+    /// matched (the report says so, and the gate refuses to pass). Other failures to open it
+    /// are errors.
+    pub fn open_db(&self) -> Result<ScanDb, DbError> {
+        if !self.wants_db() {
+            return Ok(ScanDb::default());
+        }
+        Ok(match report::open_for_scan(&self.db.path)? {
+            Ok(db) => ScanDb {
+                db: Some(db),
+                not_matched: None,
+            },
+            Err(why) => ScanDb {
+                db: None,
+                not_matched: Some(why),
+            },
+        })
+    }
+
+    /// Scans with `reader` (from [`ScanRequest::reader`]) against `db` (from
+    /// [`ScanRequest::open_db`]): the report says why vulnerabilities were not matched, its
+    /// database is marked stale past `--max-db-age`, and fixless findings are left out with
+    /// `--ignore-unfixed`.
     pub fn scan(
         &self,
         reader: &ImageReader,
+        db: ScanDb,
         progress: &dyn Progress,
     ) -> Result<Scanned, ScanError> {
         let mut warnings = Vec::new();
-        let mut not_matched = None;
-        let db: Option<VulnDb> = if self.wants_db() {
-            match report::open_for_scan(&self.db.path)? {
-                Ok(db) => Some(db),
-                Err(why) => {
-                    warnings.push(format!("vulnerabilities not matched: {why}"));
-                    not_matched = Some(why);
-                    None
-                }
-            }
-        } else {
-            None
-        };
         let target = Target::parse(&self.target);
         let mut report =
-            crate::scan::scan(reader, &target, db.as_ref(), &self.options(), progress)?;
-        report.not_matched = not_matched;
+            crate::scan::scan(reader, &target, db.db.as_ref(), &self.options(), progress)?;
+        report.not_matched = db.not_matched;
         if report.mark_stale(self.max_db_age) {
             if let Some(info) = &report.db {
                 warnings.push(info.describe());
@@ -451,19 +468,19 @@ mod tests {
         r.no_cache = true;
         r.fail_on = Some(FailOn::Critical);
         let reader = r.reader().expect("reader");
-        let s = r.scan(&reader, &NoProgress).expect("scan");
-        assert!(s.report.not_matched.is_some());
-        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
-        assert!(
-            s.warnings[0].starts_with("vulnerabilities not matched: no vulnerability database at"),
-            "{:?}",
-            s.warnings
-        );
+        let db = r.open_db().expect("a missing database is not an error");
+        let why = db.not_matched.clone().expect("says why");
+        assert!(why.starts_with("no vulnerability database at"), "{why}");
+        let s = r.scan(&reader, db, &NoProgress).expect("scan");
+        assert_eq!(s.report.not_matched.as_deref(), Some(why.as_str()));
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
         assert_eq!(r.gate(&s.report), Some(Gate::NotMatched));
         assert_eq!(Gate::NotMatched.exit_code(), 4);
         // Without the database wanted, nothing is said and the gate passes.
         r.skip_db = true;
-        let s = r.scan(&reader, &NoProgress).expect("scan");
+        let db = r.open_db().expect("not opened");
+        assert!(db.db.is_none() && db.not_matched.is_none());
+        let s = r.scan(&reader, db, &NoProgress).expect("scan");
         assert!(s.warnings.is_empty() && s.report.not_matched.is_none());
         assert_eq!(r.gate(&s.report), Some(Gate::Pass));
         r.fail_on = None;
@@ -483,7 +500,9 @@ mod tests {
         r.no_cache = true;
         r.skip_db = true;
         let reader = r.reader().expect("reader");
-        let s = r.scan(&reader, &NoProgress).expect("scan");
+        let s = r
+            .scan(&reader, ScanDb::default(), &NoProgress)
+            .expect("scan");
         let worst = s.report.worst_severity().expect("the key is a finding");
         assert_eq!(s.report.gate(worst), Gate::Found);
         assert_eq!(Gate::Found.exit_code(), 3);
@@ -513,7 +532,9 @@ mod tests {
         r.no_cache = true;
         r.skip_db = true;
         let reader = r.reader().expect("reader");
-        let s = r.scan(&reader, &NoProgress).expect("scan");
+        let s = r
+            .scan(&reader, ScanDb::default(), &NoProgress)
+            .expect("scan");
         let json: serde_json::Value =
             serde_json::from_str(&ReportFormat::Json.render(&s.report, false)).expect("json");
         assert!(json.get("summary").is_some());

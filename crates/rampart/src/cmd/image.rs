@@ -76,13 +76,17 @@ pub fn run(args: ImageArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn scan(a: ScanRequest) -> anyhow::Result<ExitCode> {
+    let db = a.open_db().map_err(db_error)?;
+    if let Some(why) = &db.not_matched {
+        eprintln!("warning: vulnerabilities not matched: {why}");
+    }
     let reader = a.reader().map_err(|e| BadInput(e.to_string()))?;
     let bar = std::io::stderr().is_terminal().then(Bar::new);
     let progress: &dyn Progress = match &bar {
         Some(b) => b,
         None => &NoProgress,
     };
-    let result = a.scan(&reader, progress);
+    let result = a.scan(&reader, db, progress);
     if let Some(b) = &bar {
         b.bar.finish_and_clear();
     }
