@@ -489,8 +489,10 @@ mod tests {
     #[test]
     fn report_forms_and_the_gate() {
         let report = Report::default();
-        let mut out = AuditOutput::default();
-        out.format = ReportFormat::Json;
+        let mut out = AuditOutput {
+            format: ReportFormat::Json,
+            ..AuditOutput::default()
+        };
         let text = out.render(&report);
         assert!(text.ends_with('\n'));
         assert_eq!(
