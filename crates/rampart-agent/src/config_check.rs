@@ -9,8 +9,10 @@ use std::path::Path;
 
 use crate::{AgentConfig, AgentError};
 
-/// The kinds of file `config check` knows.
+/// The kinds of file `config check` knows (with the `clap` feature, the values of `--kind`;
+/// the doc comments are their help).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Kind {
     /// `agent.yaml` (`rampart agent --config`).
     Agent,
@@ -122,6 +124,16 @@ pub enum CheckError {
     /// The file is wrong; the message starts with `path:line` where the parser knows it.
     #[error("{0}")]
     Invalid(String),
+    /// The file could not be read to tell its kind.
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Neither its content nor its name tells what the file is.
+    #[error("{}: cannot tell what kind of file this is; give --kind agent|server|policy|rules|playbooks", path.display())]
+    UnknownKind { path: std::path::PathBuf },
 }
 
 impl CheckError {
@@ -129,10 +141,24 @@ impl CheckError {
     pub fn is_bad_input(&self) -> bool {
         match self {
             CheckError::Agent(e) => e.is_bad_input(),
-            CheckError::Invalid(_) => true,
-            CheckError::ServerRead(_) | CheckError::RulesRead(_) => false,
+            CheckError::Invalid(_) | CheckError::UnknownKind { .. } => true,
+            CheckError::ServerRead(_) | CheckError::RulesRead(_) | CheckError::Read { .. } => false,
         }
     }
+}
+
+/// The kind of `path`: `given` (`--kind`), else [`detect`]ed from its content and name.
+pub fn kind_of(path: &Path, given: Option<Kind>) -> Result<Kind, CheckError> {
+    if let Some(k) = given {
+        return Ok(k);
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| CheckError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    detect(path, &text).ok_or_else(|| CheckError::UnknownKind {
+        path: path.to_path_buf(),
+    })
 }
 
 /// Validates `path` as `kind` the way the command that reads it would; what it holds, as
@@ -197,6 +223,37 @@ pub fn check(path: &Path, kind: Kind) -> Result<String, CheckError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kind_of_takes_the_given_kind_then_reads_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let absent = dir.path().join("absent.yaml");
+        // A given kind is not second-guessed (and the file need not be read for it).
+        assert_eq!(
+            kind_of(&absent, Some(Kind::Policy)).expect("given"),
+            Kind::Policy
+        );
+        let e = kind_of(&absent, None).expect_err("unreadable");
+        assert!(
+            matches!(e, CheckError::Read { .. }) && !e.is_bad_input(),
+            "{e}"
+        );
+        assert!(e.to_string().starts_with("reading "), "{e}");
+        let rules = dir.path().join("mine.yaml");
+        std::fs::write(&rules, "- rule: a\n").expect("write");
+        assert_eq!(kind_of(&rules, None).expect("detected"), Kind::Rules);
+        let odd = dir.path().join("odd.txt");
+        std::fs::write(&odd, "just some words\n").expect("write");
+        let e = kind_of(&odd, None).expect_err("unknown");
+        assert!(e.is_bad_input());
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: cannot tell what kind of file this is; give --kind agent|server|policy|rules|playbooks",
+                odd.display()
+            )
+        );
+    }
 
     #[test]
     fn kinds_are_told_apart_by_content_then_name() {

@@ -12,19 +12,32 @@ use serde::Serialize;
 use crate::error::{Context, Result};
 use crate::AgentConfig;
 
-/// What `rampart doctor` checks.
+/// What `rampart doctor` checks. With the `clap` feature these are also the command's
+/// arguments: the doc comments are its help text.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct DoctorOptions {
-    /// Agent configuration to check and take the Docker socket from (`None`:
+    /// Agent configuration to check and take the Docker socket from (default:
     /// /etc/rampart/agent.yaml when it exists).
+    #[cfg_attr(feature = "clap", arg(long, short))]
     pub config: Option<PathBuf>,
     /// State directory whose ownership and permissions are checked.
+    #[cfg_attr(feature = "clap", arg(long, default_value = "/var/lib/rampart"))]
     pub state_dir: PathBuf,
     /// Rampart server whose clock is compared with this host's (`https://HOST:8443`).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "URL"))]
     pub server: Option<String>,
-    /// Credentials from `rampart enroll` (ca.crt, agent.crt, agent.key), used with `server`.
+    /// Credentials from `rampart enroll` (ca.crt, agent.crt, agent.key), used with --server.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, value_name = "DIR", default_value = "/var/lib/rampart/tls")
+    )]
     pub tls_dir: PathBuf,
-    /// Clock difference with the server above which the check fails.
+    /// Clock difference with the server above which the check fails (`2s`, `1m`).
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, default_value = "5s", value_parser = humantime::parse_duration)
+    )]
     pub max_skew: Duration,
 }
 

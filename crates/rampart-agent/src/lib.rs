@@ -10,6 +10,7 @@
 //! wait in the kernel's ring buffer, where what does not fit is counted per CPU; the other
 //! sources never wait and count what does not fit. Every drop is reported in `sensor.drops`.
 
+mod args;
 mod bundle;
 mod config;
 pub mod config_check;
@@ -38,6 +39,7 @@ use rampart_container::{
 use rampart_event::{Device, Event, EventId, EventKind, SensorEvent, SensorStats};
 use rampart_kernel::{KernelError, ProcConnector, SensitiveNames, Sensor, SensorConfig};
 
+pub use args::AgentArgs;
 pub use config::AgentConfig;
 pub use console::Console;
 use error::Context;

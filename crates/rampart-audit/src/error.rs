@@ -52,6 +52,13 @@ pub enum AuditError {
     /// The event sensor could not start.
     #[error("sensor: {0}")]
     Sensor(#[from] rampart_kernel::KernelError),
+    /// An option's value is outside what it accepts (`--headroom 20`).
+    #[error("{option} {value} {reason}")]
+    Option {
+        option: &'static str,
+        value: String,
+        reason: &'static str,
+    },
 }
 
 impl AuditError {
@@ -92,6 +99,7 @@ impl AuditError {
                 | AuditError::Event { .. }
                 | AuditError::Profile { .. }
                 | AuditError::Container { .. }
+                | AuditError::Option { .. }
         )
     }
 }

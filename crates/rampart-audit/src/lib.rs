@@ -14,8 +14,13 @@
 //! Findings are [`rampart_event::ComplianceFinding`]s (OCSF Compliance Finding 2003); a
 //! [`Report`] renders them as a table, JSON, OCSF lines or SARIF 2.1.0, with a score per
 //! subject.
+//!
+//! The `*Args` types ([`HostAuditArgs`], [`SeccompLearnArgs`], [`HardenObserveArgs`], ...) are
+//! these operations as the user asks for them, turned into the options above; with the `clap`
+//! feature they are also the `rampart` commands' arguments.
 
 pub mod apparmor;
+mod args;
 pub mod blockdev;
 pub mod caps;
 mod cgroupfs;
@@ -35,6 +40,10 @@ use std::path::Path;
 
 use rampart_container::DockerClient;
 
+pub use args::{
+    AppArmorArgs, AuditOutput, ContainersAuditArgs, HardenObserveArgs, HostAuditArgs,
+    ImageAuditArgs, ReportFormat, SeccompLearnArgs, UsernsArgs,
+};
 pub use error::AuditError;
 pub use report::{Detail, Report, Subject, Tally};
 pub use sarif::SARIF_SCHEMA;

@@ -31,6 +31,7 @@
 //! ```
 
 pub mod actions;
+mod args;
 mod enforcer;
 mod error;
 pub mod evidence;
@@ -44,6 +45,10 @@ mod responder;
 mod safefs;
 mod watch;
 
+pub use args::{
+    froze_text, isolated_text, released_text, CaptureArgs, ContainerArg, EnforceArgs, IsolateArgs,
+    KillArgs, ReleaseArgs, StopArgs,
+};
 pub use enforcer::{
     parse_allow_list, AppliedPolicy, ApplyReport, BadAllowEntry, ContainerStatus, EnforceConfig,
     PolicyEnforcer, Status, DEFAULT_STATE_DIR,

@@ -12,6 +12,9 @@
 //! * [`scan`] does both, with an [`InventoryCache`] keyed by image id; the `render_*` functions
 //!   write table, JSON, SARIF, CycloneDX and SPDX reports.
 //! * [`lint`] checks Dockerfiles.
+//! * [`ScanRequest`] and [`UpdateArgs`] are `rampart image scan` and `rampart db update` as the
+//!   user asks for them, with the decisions that follow (optional database, what is cached,
+//!   the `--fail-on` [`Gate`]); with the `clap` feature they are also the commands' arguments.
 
 mod analyze;
 mod cache;
@@ -25,6 +28,7 @@ pub mod lint;
 mod matcher;
 mod purl;
 mod report;
+mod request;
 mod scan;
 pub mod version;
 
@@ -50,4 +54,5 @@ pub use report::{
     open_for_scan, render_cyclonedx, render_json, render_sarif, render_spdx, render_table,
     severity_counts, DbInfo, ScanReport,
 };
+pub use request::{DbPath, FailOn, Gate, ReportFormat, ScanDb, ScanRequest, Scanned, UpdateArgs};
 pub use scan::{scan, ScanError, ScanOptions};

@@ -24,6 +24,9 @@ use crate::protocol::{
 };
 use crate::tls::{CA_FILE, CERT_FILE, KEY_FILE};
 
+mod args;
+pub use args::{EnrollArgs, DEFAULT_TLS_DIR};
+
 /// Written next to the credentials: what this agent is enrolled as.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Enrollment {

@@ -39,6 +39,9 @@ pub enum TrustError {
         line: usize,
         message: String,
     },
+    /// An `--annotation` that is not `KEY=VALUE`.
+    #[error("--annotation {item:?}: use KEY=VALUE")]
+    Annotation { item: String },
     #[error("{0}")]
     Other(String),
 }
@@ -74,6 +77,7 @@ impl TrustError {
                 | TrustError::WrongPassword { .. }
                 | TrustError::Reference { .. }
                 | TrustError::Policy { .. }
+                | TrustError::Annotation { .. }
         )
     }
 }

@@ -12,6 +12,7 @@
 //! * [`authz`]: the Docker Engine authorization plugin that applies an [`authz::AdmissionPolicy`]
 //!   to every container create.
 
+mod args;
 pub mod authz;
 mod error;
 mod keys;
@@ -21,6 +22,7 @@ mod reference;
 mod registry;
 mod signature;
 
+pub use args::{password_from_env, SignArgs, VerifyArgs, PASSWORD_VARS};
 pub use error::TrustError;
 pub use keys::{decrypt_secret, encrypt_secret, write_key_pair, PrivateKey, PublicKey};
 pub use notation::{

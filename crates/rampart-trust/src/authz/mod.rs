@@ -18,6 +18,7 @@
 //! request would allow anything. Each write decision is written as one JSON line
 //! ([`Decision`]).
 
+mod args;
 pub mod gojson;
 pub mod judge;
 mod passwd;
@@ -26,6 +27,7 @@ pub mod route;
 mod server;
 pub mod service;
 
+pub use args::AuthzArgs;
 pub use policy::{AdmissionPolicy, Exception, Rule, Violation, BREAK_GLASS_LABEL};
 pub use server::{
     child_scanner, decide, serve, AuthzRequest, AuthzResponse, Decision, DecisionSink, Engine,

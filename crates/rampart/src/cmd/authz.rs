@@ -6,60 +6,22 @@
 //! Rampart server over mutual TLS, syslog, HTTP, a file), so decisions reach the dashboard and
 //! `rampart query` like the agent's events.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Args;
-use rampart_scan::DEFAULT_CACHE_DIR;
-use rampart_trust::authz::{serve, AdmissionPolicy, Engine, EngineConfig};
+pub use rampart_trust::authz::AuthzArgs;
+use rampart_trust::authz::{serve, AdmissionPolicy, Engine};
 
-use super::db::DbPath;
 use super::BadInput;
-
-#[derive(Debug, Args)]
-pub struct AuthzArgs {
-    /// The admission policy (YAML; see docs/trust.md).
-    #[arg(long)]
-    policy: PathBuf,
-    /// The plugin socket; dockerd finds `NAME.sock` under /run/docker/plugins.
-    #[arg(long, default_value = "/run/docker/plugins/rampart.sock")]
-    socket: PathBuf,
-    /// The dockerd whose requests are judged (image metadata, scans on demand).
-    #[arg(long, default_value = "/var/run/docker.sock")]
-    docker_socket: PathBuf,
-    #[command(flatten)]
-    db: DbPath,
-    /// Scan results cached by image id (the cache `rampart image scan` fills).
-    #[arg(long, env = "RAMPART_SCAN_CACHE", default_value = DEFAULT_CACHE_DIR)]
-    cache_dir: PathBuf,
-    /// Append every decision as a JSON line to this file (default: standard output).
-    #[arg(long)]
-    events: Option<PathBuf>,
-    /// How long a signature verdict for one image digest is reused.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    verdict_ttl: Duration,
-    /// Ship every decision as an `admission.decision` event: a YAML file with the keys of the
-    /// agent's `ship:` section (queue, outputs, ...; docs/shipping.md). Give it a queue
-    /// directory of its own, not the agent's.
-    #[arg(long)]
-    ship: Option<PathBuf>,
-    /// Host name put in the shipped events (default: the kernel's hostname).
-    #[arg(long)]
-    hostname: Option<String>,
-}
 
 pub fn run(a: AuthzArgs) -> anyhow::Result<ExitCode> {
     let policy = AdmissionPolicy::load(&a.policy).map_err(|e| BadInput(e.to_string()))?;
     // Scans on demand read the image from the same daemon (rampart-scan honours DOCKER_HOST);
     // set before any thread exists.
-    std::env::set_var(
-        "DOCKER_HOST",
-        format!("unix://{}", a.docker_socket.display()),
-    );
+    std::env::set_var("DOCKER_HOST", a.docker_host());
     let events: Box<dyn std::io::Write + Send> = match &a.events {
         Some(p) => Box::new(
             std::fs::OpenOptions::new()
@@ -82,11 +44,7 @@ pub fn run(a: AuthzArgs) -> anyhow::Result<ExitCode> {
             let cfg: rampart_ship::ShipConfig = serde_yaml::from_str(&text)
                 .map_err(|e| BadInput(format!("{}: {e}", p.display())))?;
             let device = Arc::new(rampart_event::Device {
-                hostname: a.hostname.clone().unwrap_or_else(|| {
-                    std::fs::read_to_string("/proc/sys/kernel/hostname")
-                        .map(|h| h.trim().to_string())
-                        .unwrap_or_default()
-                }),
+                hostname: a.hostname(),
                 region: None,
             });
             let shipper = rampart_ship::start(&cfg, device.clone(), Vec::new(), rt.handle())
@@ -96,17 +54,7 @@ pub fn run(a: AuthzArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let policy_path = policy.path.display().to_string();
-    let engine = Engine::new(
-        EngineConfig {
-            policy,
-            docker_socket: a.docker_socket.clone(),
-            db_path: a.db.path.clone(),
-            cache_dir: a.cache_dir.clone(),
-            verdict_ttl: a.verdict_ttl,
-        },
-        events,
-    )
-    .map_err(|e| {
+    let engine = Engine::new(a.engine_config(policy), events).map_err(|e| {
         if e.is_bad_input() {
             anyhow::Error::new(BadInput(e.to_string()))
         } else {

@@ -8,11 +8,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 
 use super::BadInput;
-use rampart_agent::config_check::{check, detect, CheckError, Kind};
+use rampart_agent::config_check::{check, kind_of, CheckError, Kind};
 
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
@@ -34,33 +33,7 @@ struct CheckArgs {
     files: Vec<PathBuf>,
     /// What the files are (default: detected from their content, then their name).
     #[arg(long, value_enum)]
-    kind: Option<KindArg>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum KindArg {
-    /// `agent.yaml` (`rampart agent --config`).
-    Agent,
-    /// `server.yaml` (`rampart server --config`).
-    Server,
-    /// An exec and network policy (`rampart policy apply`).
-    Policy,
-    /// A rule file in Falco's language (`rampart rules check`).
-    Rules,
-    /// A playbook file (listed under `playbooks:` in agent.yaml).
-    Playbooks,
-}
-
-impl From<KindArg> for Kind {
-    fn from(k: KindArg) -> Kind {
-        match k {
-            KindArg::Agent => Kind::Agent,
-            KindArg::Server => Kind::Server,
-            KindArg::Policy => Kind::Policy,
-            KindArg::Rules => Kind::Rules,
-            KindArg::Playbooks => Kind::Playbooks,
-        }
-    }
+    kind: Option<Kind>,
 }
 
 fn check_error(e: CheckError) -> anyhow::Error {
@@ -76,19 +49,7 @@ pub fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
         ConfigCommand::Check(a) => {
             let mut failed = None;
             for f in &a.files {
-                let kind = match a.kind {
-                    Some(k) => k.into(),
-                    None => {
-                        let text = std::fs::read_to_string(f)
-                            .with_context(|| format!("reading {}", f.display()))?;
-                        detect(f, &text).ok_or_else(|| {
-                            BadInput(format!(
-                                "{}: cannot tell what kind of file this is; give --kind agent|server|policy|rules|playbooks",
-                                f.display()
-                            ))
-                        })?
-                    }
-                };
+                let kind = kind_of(f, a.kind).map_err(check_error)?;
                 match check(f, kind).map_err(check_error) {
                     Ok(extra) => println!("{}: ok, {}{extra}", f.display(), kind.name()),
                     Err(e) => {

@@ -5,9 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
-use rampart_scan::{
-    DbError, UpdateOptions, VulnDb, DEFAULT_DB_PATH, DEFAULT_ECOSYSTEMS, DEFAULT_OSV_URL,
-};
+pub use rampart_scan::DbPath;
+use rampart_scan::{DbError, UpdateArgs, VulnDb};
 
 use super::BadInput;
 
@@ -27,78 +26,17 @@ enum DbCommand {
     /// changed. Conditional requests (ETag / If-Modified-Since); each zip is verified (whole,
     /// every record parsed, size caps) and the database is replaced atomically: a failed or
     /// interrupted update leaves the old one in use. Exits 1 when an ecosystem failed.
-    Update(UpdateArgs),
+    Update(UpdateCmd),
     /// Show the database: sources, record counts per ecosystem, age, size.
     Status(StatusArgs),
 }
 
-/// Options of `rampart db update` (also the server's scheduled update).
-#[derive(Debug, Clone, Args)]
-pub struct UpdateArgs {
+#[derive(Debug, Args)]
+struct UpdateCmd {
     #[command(flatten)]
-    pub db: DbPath,
-    /// Base URL of the `<ecosystem>/all.zip` layout: osv.dev's bucket, or a mirror (`https://`,
-    /// `http://`, `file:///dir` for an air-gapped host).
-    #[arg(long, env = "RAMPART_OSV_URL", default_value = DEFAULT_OSV_URL)]
-    pub base_url: String,
-    /// An ecosystem to fetch, as osv.dev names its directories (`PyPI`, `Debian`, `crates.io`);
-    /// repeat it. Default: every ecosystem the scanner inventories.
-    #[arg(
-        long = "ecosystem",
-        value_name = "NAME",
-        env = "RAMPART_OSV_ECOSYSTEMS",
-        value_delimiter = ','
-    )]
-    pub ecosystems: Vec<String>,
-    /// Require `<ecosystem>/all.zip.sha256` next to each zip and check it (for mirrors).
-    #[arg(long)]
-    pub checksum: bool,
-    /// Fetch everything, ignoring the stored ETag / Last-Modified.
-    #[arg(long)]
-    pub force: bool,
-    /// Give up on a server silent this long (`60s`).
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    pub read_timeout: std::time::Duration,
-    /// The longest one download may take (`30m`).
-    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
-    pub download_timeout: std::time::Duration,
-    /// The largest zip accepted, MiB.
-    #[arg(long, default_value_t = 2048)]
-    pub max_download_mib: u64,
-    /// The largest total of one zip's records decompressed, MiB (zip bombs).
-    #[arg(long, default_value_t = 16384)]
-    pub max_uncompressed_mib: u64,
+    args: UpdateArgs,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
-}
-
-impl UpdateArgs {
-    /// The library's options.
-    pub fn options(&self) -> UpdateOptions {
-        UpdateOptions {
-            base_url: self.base_url.clone(),
-            ecosystems: if self.ecosystems.is_empty() {
-                DEFAULT_ECOSYSTEMS.iter().map(|e| e.to_string()).collect()
-            } else {
-                self.ecosystems.clone()
-            },
-            checksum: self.checksum,
-            force: self.force,
-            read_timeout: self.read_timeout,
-            download_timeout: self.download_timeout,
-            max_download: self.max_download_mib << 20,
-            max_uncompressed: self.max_uncompressed_mib << 20,
-            ..UpdateOptions::default()
-        }
-    }
-}
-
-/// The database option every command that uses the database takes.
-#[derive(Debug, Clone, Args)]
-pub struct DbPath {
-    /// The vulnerability database (SQLite file); several can live side by side.
-    #[arg(long = "db", env = "RAMPART_DB", default_value = DEFAULT_DB_PATH)]
-    pub path: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -146,8 +84,8 @@ pub fn db_error(e: DbError) -> anyhow::Error {
     }
 }
 
-fn update(a: UpdateArgs) -> anyhow::Result<ExitCode> {
-    let r = rampart_scan::update_db(&a.db.path, &a.options()).map_err(db_error)?;
+fn update(a: UpdateCmd) -> anyhow::Result<ExitCode> {
+    let r = rampart_scan::update_db(&a.args.db.path, &a.args.options()).map_err(db_error)?;
     let mut out = std::io::stdout().lock();
     match a.format {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&r)?)?,

@@ -4,11 +4,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
-use rampart_audit::harden::{self, HardenOptions};
-use rampart_audit::learn::{self, LearnOptions, Recording};
+use rampart_audit::harden;
+use rampart_audit::learn::{self, Recording};
 
 use super::audit::{connect, lib_err, runtime};
 
@@ -20,25 +19,8 @@ pub struct HardenArgs {
     /// Container name or id (a container named `host`: give its id).
     #[arg(required = true)]
     container: Option<String>,
-    /// How long to observe it (e.g. 60s, 5m), unless --recording is given.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    duration: Duration,
-    /// Restart the container under the recorder so its start-up is observed too.
-    #[arg(long)]
-    restart: bool,
-    /// Use a saved recording (`rampart profile seccomp --recording FILE`) instead of observing.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["restart"])]
-    recording: Option<PathBuf>,
-    /// Where to write the learned seccomp profile [default: ./CONTAINER.seccomp.json].
-    #[arg(long, value_name = "PROFILE.json")]
-    profile_out: Option<PathBuf>,
-    /// The AppArmor profile learned for the container (`rampart profile apparmor`) and loaded
-    /// with `apparmor_parser -r`: the run line gets --security-opt apparmor=NAME.
-    #[arg(long, value_name = "NAME")]
-    apparmor: Option<String>,
-    /// Multiplier for observed peaks when sizing limits.
-    #[arg(long, default_value_t = 1.5)]
-    headroom: f64,
+    #[command(flatten)]
+    learn: rampart_audit::HardenObserveArgs,
     /// `text` (run line, compose service, notes) or `json`.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -56,7 +38,7 @@ enum Format {
 #[derive(Debug, Subcommand)]
 enum HardenCommand {
     /// Harden the Docker host: `--userns` turns on user-namespace remapping.
-    Host(super::harden_host::HostArgs),
+    Host(super::harden_host::UsernsArgs),
 }
 
 pub fn run(a: HardenArgs) -> anyhow::Result<ExitCode> {
@@ -64,30 +46,20 @@ pub fn run(a: HardenArgs) -> anyhow::Result<ExitCode> {
         return super::harden_host::run(h);
     }
     let container = a.container.clone().unwrap_or_default();
-    if !(a.headroom >= 1.0 && a.headroom <= 10.0) {
-        return Err(super::BadInput(format!(
-            "--headroom {} must be between 1.0 and 10.0",
-            a.headroom
-        ))
-        .into());
-    }
+    let l = &a.learn;
+    l.validate().map_err(lib_err)?;
     let rt = runtime()?;
     let (rec, facts) = rt.block_on(async {
         let docker = connect(&a.docker_socket).await?;
-        let rec = match &a.recording {
+        let rec = match &l.recording {
             Some(p) => Recording::load(p).map_err(lib_err)?,
             None => {
                 eprintln!(
                     "observing {} for {} ...",
                     container,
-                    humantime::format_duration(a.duration)
+                    humantime::format_duration(l.duration)
                 );
-                let opts = LearnOptions {
-                    duration: a.duration,
-                    restart: a.restart,
-                    ..LearnOptions::default()
-                };
-                learn::learn(&docker, &container, &opts)
+                learn::learn(&docker, &container, &l.learn_options())
                     .await
                     .map_err(lib_err)?
             }
@@ -97,20 +69,12 @@ pub fn run(a: HardenArgs) -> anyhow::Result<ExitCode> {
             .map_err(lib_err)?;
         anyhow::Ok((rec, facts))
     })?;
-    let profile_path = a
-        .profile_out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("{}.seccomp.json", rec.container)));
+    let profile_path = l.profile_path(&rec.container);
     rec.profile().save(&profile_path).map_err(lib_err)?;
     let abs = profile_path
         .canonicalize()
         .unwrap_or_else(|_| profile_path.clone());
-    let opts = HardenOptions {
-        headroom: a.headroom,
-        profile_path: Some(abs.display().to_string()),
-        daemon_userns_remap: facts.daemon_userns_remap,
-        apparmor_profile: a.apparmor.clone(),
-    };
+    let opts = l.options(&abs, facts.daemon_userns_remap);
     let proposal = harden::propose(&facts.inspect, &facts.image, &rec, &opts);
     match a.format {
         Format::Json => println!(

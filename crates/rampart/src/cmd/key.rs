@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use rampart_trust::PrivateKey;
+use rampart_trust::{password_from_env, PrivateKey};
 
 use super::BadInput;
 
@@ -38,15 +38,6 @@ struct GenerateArgs {
     /// Replace existing files.
     #[arg(long)]
     force: bool,
-}
-
-/// The password for private keys, from the environment (RAMPART_KEY_PASSWORD, then cosign's
-/// COSIGN_PASSWORD). An empty value is a password too (cosign's default).
-pub fn password_from_env() -> Option<Vec<u8>> {
-    ["RAMPART_KEY_PASSWORD", "COSIGN_PASSWORD"]
-        .iter()
-        .find_map(std::env::var_os)
-        .map(|v| v.into_encoded_bytes())
 }
 
 pub fn run(args: KeyArgs) -> anyhow::Result<ExitCode> {

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use rampart_respond::facts;
 use rampart_respond::{Policy, PolicyEnforcer, PolicyWatcher};
 
-use super::respond::{require_root, Common};
+use super::respond::{docker, require_root, Common};
 use super::BadInput;
 
 #[derive(Debug, Args)]
@@ -119,8 +119,8 @@ fn apply(common: &Common, a: ApplyArgs) -> anyhow::Result<ExitCode> {
     // Validation comes first: an invalid policy changes nothing.
     let policy = load(&a.file)?;
     require_root("rampart policy apply")?;
-    let rt = common.runtime()?;
-    let docker = common.docker(&rt)?;
+    let rt = super::runtime()?;
+    let docker = docker(common, &rt)?;
     let running = rt.block_on(facts::running(&docker))?;
     let mut e = PolicyEnforcer::open(common.enforce_config())?;
     let report = e.apply(&policy, &running)?;
@@ -170,8 +170,8 @@ fn test(common: &Common, t: TestArgs) -> anyhow::Result<ExitCode> {
     let policy = load(&t.file)?;
     // The target's syntax is checked before Docker is asked anything.
     rampart_respond::parse_target(&t.to).map_err(|e| BadInput(e.to_string()))?;
-    let rt = common.runtime()?;
-    let docker = common.docker(&rt)?;
+    let rt = super::runtime()?;
+    let docker = docker(common, &rt)?;
     let running = rt.block_on(facts::running(&docker))?;
     // Plans with what enforcement knows of DNS when it can be read (root), without otherwise.
     let plan = match PolicyEnforcer::open(common.enforce_config()) {

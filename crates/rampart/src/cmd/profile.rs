@@ -2,12 +2,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use rampart_audit::learn::{self, LearnOptions};
+use rampart_audit::learn;
 use rampart_audit::seccomp::{self, SeccompProfile};
+use rampart_audit::{AppArmorArgs, SeccompLearnArgs};
 
 use super::audit::{connect, lib_err, runtime};
 
@@ -23,7 +23,7 @@ enum ProfileCommand {
     /// allow-list) that the same workload runs under. The container must run with
     /// --security-opt seccomp=unconfined or the learning profile (see `learning-profile`),
     /// because Docker's default profile refuses syscalls before the recorder sees them.
-    Seccomp(SeccompArgs),
+    Seccomp(SeccompLearnArgs),
     /// Merge profiles learned from several recordings into one (the union of their
     /// allow-lists).
     Merge(MergeArgs),
@@ -36,60 +36,6 @@ enum ProfileCommand {
     /// --security-opt seccomp=FILE while learning, so only what the container needs once its
     /// own filter is in place is recorded (tighter than learning unconfined).
     LearningProfile(LearningArgs),
-}
-
-#[derive(Debug, Args)]
-struct SeccompArgs {
-    /// Container name or id.
-    container: String,
-    /// How long to record (e.g. 60s, 5m).
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    duration: Duration,
-    /// Where to write the profile.
-    #[arg(short, long, value_name = "PROFILE.json")]
-    output: PathBuf,
-    /// Restart the container under the recorder so its start-up is learned too (needed for a
-    /// profile the container can start with).
-    #[arg(long)]
-    restart: bool,
-    /// Merge the learned syscalls into these existing profiles' (repeatable).
-    #[arg(long, value_name = "PROFILE.json")]
-    merge: Vec<PathBuf>,
-    /// Also save the raw recording (syscall counts, capability checks, writes, peaks).
-    #[arg(long, value_name = "FILE")]
-    recording: Option<PathBuf>,
-    /// Docker Engine socket.
-    #[arg(long, default_value = rampart_container::DEFAULT_SOCKET, env = "RAMPART_DOCKER_SOCKET")]
-    docker_socket: PathBuf,
-}
-
-#[derive(Debug, Args)]
-struct AppArmorArgs {
-    /// Container name or id (running, unless --events is given).
-    container: String,
-    /// How long to record (e.g. 60s, 5m).
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    duration: Duration,
-    /// Where to write the learned profile.
-    #[arg(short, long, value_name = "PROFILE", required_unless_present = "check")]
-    output: Option<PathBuf>,
-    /// The profile's name (default: rampart-CONTAINER).
-    #[arg(long)]
-    name: Option<String>,
-    /// Write the profile in complain mode: AppArmor logs what it would refuse, refuses nothing.
-    #[arg(long)]
-    complain: bool,
-    /// Do not learn: report what the container did (recorded now, or read from --events)
-    /// that PROFILE would refuse; exits 1 when there is any.
-    #[arg(long, value_name = "PROFILE", conflicts_with_all = ["output", "complain"])]
-    check: Option<PathBuf>,
-    /// Read the container's events from this JSON-lines file (`rampart agent -o jsonl:FILE`)
-    /// instead of recording.
-    #[arg(long, value_name = "FILE")]
-    events: Option<PathBuf>,
-    /// Docker Engine socket.
-    #[arg(long, default_value = rampart_container::DEFAULT_SOCKET, env = "RAMPART_DOCKER_SOCKET")]
-    docker_socket: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -142,7 +88,7 @@ fn merge_files(
     seccomp::merge_files(paths, extra).map_err(lib_err)
 }
 
-fn seccomp_cmd(a: SeccompArgs) -> anyhow::Result<ExitCode> {
+fn seccomp_cmd(a: SeccompLearnArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let rec = rt.block_on(async {
         let docker = connect(&a.docker_socket).await?;
@@ -156,12 +102,7 @@ fn seccomp_cmd(a: SeccompArgs) -> anyhow::Result<ExitCode> {
                 ""
             }
         );
-        let opts = LearnOptions {
-            duration: a.duration,
-            restart: a.restart,
-            ..LearnOptions::default()
-        };
-        learn::learn(&docker, &a.container, &opts)
+        learn::learn(&docker, &a.container, &a.learn_options())
             .await
             .map_err(lib_err)
     })?;
@@ -246,15 +187,8 @@ fn apparmor_cmd(a: AppArmorArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--output PROFILE is needed to learn a profile");
     };
     let o = Observed::from_events(&events, caps);
-    let name = a
-        .name
-        .clone()
-        .unwrap_or_else(|| apparmor::profile_name(&cname));
-    let how = match a.events {
-        Some(_) => "from a file of events".to_string(),
-        None => format!("recorded for {}", humantime::format_duration(a.duration)),
-    };
-    let header = apparmor::profile_header(&cname, &image, seen, &how);
+    let name = a.profile_name(&cname);
+    let header = apparmor::profile_header(&cname, &image, seen, &a.how());
     let text = o.profile(&name, a.complain, &header);
     std::fs::write(output, &text).with_context(|| format!("writing {}", output.display()))?;
     eprintln!(
