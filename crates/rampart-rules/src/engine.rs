@@ -11,7 +11,7 @@ use crate::compile::Piece;
 use crate::extract::{Cache, Ctx, FieldRef};
 use crate::fields::F;
 use crate::loader::{Action, CorrelationKind};
-use crate::ruleset::{CompiledRule, RuleMatching, RuleSet};
+use crate::ruleset::{CompiledRule, CorrSlot, RuleMatching, RuleSet};
 
 /// Evidence events kept per correlation group (the most recent ones).
 const MAX_EVIDENCE: usize = 8;
@@ -133,8 +133,10 @@ impl Engine {
         self.process_with(ev, out, true)
     }
 
-    /// [`Engine::process`] evaluating every rule of the event's type, without the prefilters
-    /// (`prefilter.rs`) that set rules aside: the reference the prefilters are tested against.
+    /// [`Engine::process`] evaluating every rule of the event's type with its condition as
+    /// compiled, without the prefilters (`prefilter.rs`) that set rules aside and without the
+    /// per-type specialisation of conditions (`evt.type`/`evt.kind` tests settled, empty lists
+    /// folded, operands reordered): the reference both are tested against.
     #[doc(hidden)]
     pub fn process_without_prefilters(&mut self, ev: &Event, out: &mut Vec<Detection>) -> usize {
         self.process_with(ev, out, false)
@@ -166,7 +168,17 @@ impl Engine {
             memo,
             generation: *generation,
         };
-        let mut all = 0..slot.rules.len() as u32;
+        // The reference: the rules of the event's type in load order, unspecialised.
+        let reference = !prefilter && !std::ptr::eq(slot, &rules.all);
+        let singles = if reference { &rules.all } else { slot };
+        let of_type = |i: u32| {
+            !reference
+                || rules
+                    .rules
+                    .get(i as usize)
+                    .is_some_and(|r| r.types.contains(ev.falco_type()))
+        };
+        let mut all = 0..singles.rules.len() as u32;
         let mut planned;
         let positions: &mut dyn Iterator<Item = u32> = if slot.plan.is_trivial() || !prefilter {
             &mut all
@@ -175,9 +187,12 @@ impl Engine {
             &mut planned
         };
         for pos in positions {
-            let Some((i, node)) = slot.rules.get(pos as usize) else {
+            let Some((i, node)) = singles.rules.get(pos as usize) else {
                 continue;
             };
+            if !of_type(*i) {
+                continue;
+            }
             let rule = &rules.rules[*i as usize];
             if node.eval(&ctx) {
                 out.push(detection(
@@ -199,16 +214,14 @@ impl Engine {
             stats,
             max_groups: rules.options.max_groups_per_rule,
         };
-        for &i in slot.corr.iter() {
-            let rule = &rules.rules[i as usize];
-            correlate(
-                rule,
-                i as usize,
-                &ctx,
-                &mut corr[i as usize],
-                &mut scratch,
-                out,
-            );
+        let correlations = if reference {
+            &rules.all.corr
+        } else {
+            &slot.corr
+        };
+        for c in correlations.iter().filter(|c| of_type(c.rule)) {
+            let i = c.rule as usize;
+            correlate(&rules.rules[i], c, i, &ctx, &mut corr[i], &mut scratch, out);
         }
         let n = out.len() - before;
         stats.detections += n as u64;
@@ -226,6 +239,7 @@ struct Scratch<'e> {
 
 fn correlate(
     rule: &CompiledRule,
+    spec: &CorrSlot,
     index: usize,
     ctx: &Ctx<'_>,
     state: &mut CorrState,
@@ -235,7 +249,7 @@ fn correlate(
     let Some(plan) = &rule.correlation else {
         return;
     };
-    if !rule.node.eval(ctx) {
+    if !spec.node.eval(ctx) {
         return;
     }
     let ev = ctx.ev;
@@ -300,7 +314,7 @@ fn correlate(
             let ordered = plan.kind == CorrelationKind::TemporalOrdered;
             let horizon = now.saturating_sub(plan.timespan_ns);
             for (si, step) in plan.steps.iter().enumerate() {
-                if !step.node.eval(ctx) {
+                if !spec.steps.get(si).is_some_and(|n| n.eval(ctx)) {
                     continue;
                 }
                 render_key(
