@@ -453,6 +453,11 @@ fn render_key(ctx: &Ctx<'_>, fields: &[Option<FieldRef>], out: &mut String) {
     }
 }
 
+/// Builds the alert of a rule that fired. Alerts are what the engine allocates for (5% of the
+/// benchmark's events with Falco's files raise one): the output is written into a buffer sized
+/// from the rule's template, the output fields are collected in a vector and bulk-built into the
+/// map (one sort of an almost sorted vector instead of a tree insertion per field), and the id
+/// is written without `fmt`.
 fn detection(
     rule: &CompiledRule,
     index: usize,
@@ -461,8 +466,8 @@ fn detection(
     corr: Option<(u64, &str)>,
     events: Vec<Event>,
 ) -> Detection {
-    let mut output = String::new();
-    let mut fields = BTreeMap::new();
+    let mut output = String::with_capacity(rule.output_capacity);
+    let mut fields: Vec<(String, String)> = Vec::with_capacity(rule.output_fields);
     for piece in &rule.output {
         match piece {
             Piece::Text(t) => output.push_str(t),
@@ -479,20 +484,31 @@ fn detection(
                     },
                     (None, _) => output.push_str("<NA>"),
                 }
-                fields.insert(name.clone(), output[start..].to_string());
+                fields.push((name.clone(), output[start..].to_string()));
             }
         }
     }
-    let id = EventId(format!("{}-{:016x}", ev.id, fnv(&rule.name)));
+    // The map keeps the last value of a field named twice, as inserting one by one did (the
+    // sort is stable; both values are the same field of the same event anyway).
+    let fields: BTreeMap<String, String> = fields.into_iter().collect();
+    // Trimmed in place: the buffer becomes the alert's output.
+    let end = output.trim_end().len();
+    output.truncate(end);
+    let lead = output.len() - output.trim_start().len();
+    output.drain(..lead);
+    let mut id = String::with_capacity(ev.id.as_str().len() + 17);
+    id.push_str(ev.id.as_str());
+    id.push('-');
+    push_hex16(&mut id, fnv(&rule.name));
     Detection {
         alert: Alert {
-            id,
+            id: EventId(id),
             time_ns: ev.time_ns,
             rule: rule.name.clone(),
             description: rule.desc.clone(),
             priority: rule.priority,
             tags: rule.tags.clone(),
-            output: output.trim().to_string(),
+            output,
             output_fields: fields,
             source: if corr.is_some() {
                 "correlation"
@@ -510,6 +526,14 @@ fn detection(
     }
 }
 
+/// Appends `n` as 16 lower-case hex digits (`{:016x}`).
+fn push_hex16(out: &mut String, n: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..16).rev() {
+        out.push(char::from(HEX[((n >> (i * 4)) & 0xf) as usize]));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,6 +545,15 @@ mod tests {
     fn engine_is_send_and_rules_are_shareable() {
         assert_send::<Engine>();
         assert_send_sync::<RuleSet>();
+    }
+
+    #[test]
+    fn hex_ids_are_written_as_fmt_writes_them() {
+        for n in [0, 1, 0xabc, u64::MAX, 0x0123_4567_89ab_cdef] {
+            let mut s = String::new();
+            push_hex16(&mut s, n);
+            assert_eq!(s, format!("{n:016x}"));
+        }
     }
 
     #[test]

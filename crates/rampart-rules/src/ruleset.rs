@@ -340,6 +340,10 @@ pub(crate) struct CompiledRule {
     pub enabled: bool,
     pub node: Node,
     pub output: Vec<Piece>,
+    /// What an alert's output usually needs: the template's text and 24 bytes per field.
+    pub output_capacity: usize,
+    /// How many fields the output names.
+    pub output_fields: usize,
     pub actions: Vec<Action>,
     pub correlation: Option<CorrPlan>,
     /// The event types the rule is evaluated for (the index guarantees it).
@@ -687,6 +691,17 @@ fn compile_rule(
         tags: def.tags.clone(),
         enabled: def.enabled,
         node,
+        output_capacity: output
+            .iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.len(),
+                Piece::Field(..) => 24,
+            })
+            .sum(),
+        output_fields: output
+            .iter()
+            .filter(|p| matches!(p, Piece::Field(..)))
+            .count(),
         output,
         actions: def.actions.clone(),
         correlation,
