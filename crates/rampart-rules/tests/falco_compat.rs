@@ -478,7 +478,11 @@ fn alert_output_fields_and_id() {
         .collect();
     assert_eq!(
         fields,
-        [("fd.name", "<NA>"), ("proc.name", "curl"), ("user.uid", "0")]
+        [
+            ("fd.name", "<NA>"),
+            ("proc.name", "curl"),
+            ("user.uid", "0")
+        ]
     );
     // FNV-1a 64 of "Twice", written as 16 hex digits.
     let hash = "Twice".bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
