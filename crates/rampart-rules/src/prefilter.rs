@@ -135,14 +135,49 @@ fn complete_first(prefix: &str) -> Option<&str> {
     rest.find('/').map(|i| &prefix[..i + 1])
 }
 
-/// A substring every value matching glob `pat` contains: the longer of the literal text
-/// before the first special character and after the last one.
+/// A substring every value matching glob `pat` contains: its longest run of literal text
+/// between wildcards (`/.ssh/id_` of `*/.ssh/id_*`). Without FNM_PATHNAME (Falco's `glob`)
+/// the literal characters between two wildcards match themselves, contiguously, wherever the
+/// wildcards put them. A bracket class (`[rd]`) is a wildcard, as is an unclosed `[` and an
+/// escape (`\*`), which end a run without being part of it.
 fn glob_literal(pat: &str) -> Option<&str> {
-    let special = ['*', '?', '[', ']', '\\'];
-    let head = pat.find(special).map_or(pat, |i| &pat[..i]);
-    let tail = pat.rfind(special).map_or(pat, |i| &pat[i + 1..]);
-    let best = if tail.len() > head.len() { tail } else { head };
-    (best.len() >= MIN_SUBSTRING).then_some(best)
+    let b = pat.as_bytes();
+    let (mut best, mut start, mut i) = (0..0, 0, 0);
+    let mut end_run = |start: usize, end: usize, best: &mut std::ops::Range<usize>| {
+        if end > start && end - start > best.len() {
+            *best = start..end;
+        }
+    };
+    while i < b.len() {
+        match b[i] {
+            b'*' | b'?' | b'\\' | b']' => {
+                end_run(start, i, &mut best);
+                // An escape hides the next character: leave it out too.
+                i += if b[i] == b'\\' { 2 } else { 1 };
+                start = i;
+            }
+            b'[' => {
+                end_run(start, i, &mut best);
+                // Skip the class: `]` right after `[` or `[!` belongs to it, as in `glob`.
+                let mut j = i + 1;
+                if matches!(b.get(j), Some(b'!' | b'^')) {
+                    j += 1;
+                }
+                if b.get(j) == Some(&b']') {
+                    j += 1;
+                }
+                while j < b.len() && b[j] != b']' {
+                    j += 1;
+                }
+                i = (j + 1).min(b.len());
+                start = i;
+            }
+            _ => i += 1,
+        }
+    }
+    end_run(start, b.len(), &mut best);
+    let run = pat.get(best)?;
+    (run.len() >= MIN_SUBSTRING).then_some(run)
 }
 
 fn substring<'n>(f: &'n FieldRef, text: &[u8]) -> Option<(Vec<Alt<'n>>, Quality)> {
@@ -473,5 +508,46 @@ impl Iterator for Merge<'_> {
         let (first, rest) = list.split_first()?;
         *list = rest;
         Some(*first)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_literals_are_runs_every_match_contains() {
+        assert_eq!(glob_literal("*/.ssh/id_*"), Some("/.ssh/id_"));
+        assert_eq!(
+            glob_literal("*/.azure/msal_token_cache.*"),
+            Some("/.azure/msal_token_cache.")
+        );
+        assert_eq!(
+            glob_literal("/etc/ssh/ssh_host_*_key"),
+            Some("/etc/ssh/ssh_host_")
+        );
+        assert_eq!(
+            glob_literal("*/.aws/credentials"),
+            Some("/.aws/credentials")
+        );
+        // Class contents, escapes and runs shorter than MIN_SUBSTRING are not literals.
+        assert_eq!(glob_literal("*[abcdefgh]*"), None);
+        assert_eq!(glob_literal("*[]abcdef]*x"), None);
+        assert_eq!(glob_literal("*[!]abcdef]*xyz"), Some("xyz"));
+        assert_eq!(glob_literal("a\\*bcd*"), Some("bcd"));
+        assert_eq!(glob_literal("*ab?cd*"), None);
+        assert_eq!(glob_literal("*.[ch]"), None);
+        assert_eq!(glob_literal("x[abc"), None);
+        // Every literal returned occurs in values the glob matches.
+        for (pat, value) in [
+            ("*/.ssh/id_*", "/home/bob/.ssh/id_rsa"),
+            ("/h*/*/.bash_history", "/home/x/.bash_history"),
+            ("*id_[rd]sa_backup*", "/x/id_rsa_backup.tar"),
+            ("a\\*bcd*", "a*bcdef"),
+        ] {
+            assert!(crate::eval::glob(pat.as_bytes(), value.as_bytes(), false));
+            let lit = glob_literal(pat).expect("a literal");
+            assert!(value.contains(lit), "{pat} {lit} {value}");
+        }
     }
 }
