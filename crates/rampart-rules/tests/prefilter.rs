@@ -535,3 +535,55 @@ fn empty_lists_are_false_in_every_plan() {
     assert_eq!(fired, 3);
     assert_eq!(rules, ["excluded by nothing", "any type, empty list"]);
 }
+
+/// A rule whose most selective alternatives would be a lookup of its own (the only rule on
+/// `proc.name`) falls back to its next ones (`fd.name` under `/etc`, shared with other rules);
+/// rules with no fallback are evaluated for every event. Either way it fires as a full scan.
+#[test]
+fn rules_fall_back_to_their_next_alternatives() {
+    let conds = [
+        "evt.type = openat and proc.name in (vim, nano) and fd.name startswith /etc/",
+        "evt.type = openat and fd.name startswith /etc/ssh/",
+        "evt.type = openat and fd.name pmatch (/etc/cron.d, /var/spool)",
+        "evt.type = openat and user.name = bob and fd.name glob '*/.ssh/id_*'",
+        "evt.type = openat and fd.name glob '*/.ssh/authorized_*'",
+        "evt.type = openat and proc.pname = sshd and fd.name contains shadow",
+    ];
+    let text: String = conds
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            format!(
+                "- rule: r{i}\n  desc: d\n  condition: {}\n  output: o\n  priority: WARNING\n",
+                serde_json::to_string(c).expect("json string is a YAML scalar")
+            )
+        })
+        .collect();
+    let mut events = Vec::new();
+    for path in [
+        "/etc/passwd",
+        "/etc/ssh/sshd_config",
+        "/etc/cron.d/x",
+        "/var/spool/cron",
+        "/home/bob/.ssh/id_rsa",
+        "/home/bob/.ssh/authorized_keys",
+        "/etc/shadow",
+        "/tmp/x",
+    ] {
+        for name in ["vim", "cat"] {
+            events.push(B::write(path).proc(|p| p.name = name.into()).build());
+            events.push(
+                B::read(path)
+                    .proc(|p| {
+                        p.name = name.into();
+                        p.user = Some("bob".into());
+                        p.ancestors[0].name = "sshd".into();
+                    })
+                    .build(),
+            );
+        }
+    }
+    let (fired, rules) = same_as_full_scan(&[("r.yaml", &text)], &events);
+    assert!(fired >= 10, "{fired}");
+    assert_eq!(rules.len(), conds.len(), "{rules:?}");
+}
