@@ -763,6 +763,7 @@ impl<'a> Ctx<'a> {
             F::ContainerImageTag => non_empty(ev.container.as_deref()?.image_tag()),
             F::ContainerImageDigest => ev.container.as_deref()?.image_digest.as_deref().map(Val::Str),
             F::ContainerPrivileged => ev.container.as_deref().map(|c| Val::Bool(c.privileged)),
+            F::ContainerBuildStep => ev.container.as_deref().map(|c| Val::Bool(c.build_step)),
             F::ContainerLabel => {
                 let FieldArg::Key(k) = &r.arg else {
                     return None;
