@@ -31,6 +31,26 @@ pub struct DockerClient {
     pub(crate) hub: Arc<crate::engine::EventHub>,
 }
 
+/// Whether a container, as dockerd describes it, is a step of a `docker build` run by the
+/// legacy builder (Debian's docker.io 20.10 without `DOCKER_BUILDKIT`): for each `RUN` the
+/// builder creates a container from the previous step's image *by id* (`Config.Image` is
+/// `sha256:` and 64 hex digits, where `docker run` and compose record the name the user gave)
+/// with logging turned off (`HostConfig.LogConfig.Type` is `none`, the builder's
+/// `defaultLogConfig` in moby's `builder/dockerfile/internals.go`); both seen on the real
+/// daemon with `docker inspect` during a `RUN`.
+///
+/// Who can fake it: not the container's own processes, nor an image or a `docker run` that
+/// names or labels itself like a build step (names, labels, environment and commands are not
+/// read); both facts are dockerd's record of how the container was created, fixed at creation.
+/// Anyone who can call the Docker API can create such a container (`docker run --log-driver
+/// none sha256:<id> ...`), but that caller already controls the host (docs/rules.md).
+pub fn is_build_step(config_image: &str, log_driver: Option<&str>) -> bool {
+    let by_id = config_image.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    });
+    by_id && log_driver == Some("none")
+}
+
 impl DockerClient {
     /// Connects to the daemon at `socket`, negotiates the API version and pings it.
     pub async fn connect(socket: &Path) -> Result<DockerClient, ContainerError> {
@@ -102,7 +122,7 @@ impl DockerClient {
                 .trim_start_matches('/')
                 .to_string(),
             runtime: ContainerRuntime::Docker,
-            image: config.image.unwrap_or_default(),
+            image: config.image.clone().unwrap_or_default(),
             image_id,
             image_digest,
             labels: config
@@ -110,7 +130,18 @@ impl DockerClient {
                 .unwrap_or_default()
                 .into_iter()
                 .collect::<BTreeMap<_, _>>(),
-            privileged: r.host_config.and_then(|h| h.privileged).unwrap_or(false),
+            privileged: r
+                .host_config
+                .as_ref()
+                .and_then(|h| h.privileged)
+                .unwrap_or(false),
+            build_step: is_build_step(
+                config.image.as_deref().unwrap_or_default(),
+                r.host_config
+                    .as_ref()
+                    .and_then(|h| h.log_config.as_ref())
+                    .and_then(|l| l.typ.as_deref()),
+            ),
         };
         Ok(ContainerRecord {
             container: Arc::new(container),
@@ -305,4 +336,32 @@ fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_build_step;
+
+    #[test]
+    fn build_steps_are_containers_of_an_image_id_without_logging() {
+        let id = format!("sha256:{}", "ab12".repeat(16));
+        assert!(is_build_step(&id, Some("none")));
+        // What `docker run` and compose record, whatever the container calls itself.
+        assert!(!is_build_step("debian:12", Some("none")));
+        assert!(!is_build_step("rampart-test/busybox:1", Some("none")));
+        // A container of an image id with the daemon's logging.
+        assert!(!is_build_step(&id, Some("json-file")));
+        assert!(!is_build_step(&id, None));
+        // Not an image id: short, upper case, another algorithm, a repository digest.
+        assert!(!is_build_step("sha256:abc", Some("none")));
+        assert!(!is_build_step(
+            &id.to_uppercase().replace("SHA256", "sha256"),
+            Some("none")
+        ));
+        assert!(!is_build_step(
+            &id.replace("sha256", "sha512"),
+            Some("none")
+        ));
+        assert!(!is_build_step(&format!("debian@{id}"), Some("none")));
+    }
 }

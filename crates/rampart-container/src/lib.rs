@@ -21,7 +21,7 @@ mod stats;
 
 pub use cgroup::container_from_cgroup_path;
 pub use directory::{ContainerDirectory, ContainerRecord};
-pub use docker::{DockerClient, DockerWatcher, DEFAULT_SOCKET};
+pub use docker::{is_build_step, DockerClient, DockerWatcher, DEFAULT_SOCKET};
 pub use engine::{models, ContainerEvent, ContainerEvents};
 pub use enrich::{Enricher, EnricherConfig, InspectOnMiss};
 pub use error::ContainerError;

@@ -58,6 +58,11 @@ pub struct Container {
     /// Whether the container runs privileged (from the runtime's API).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub privileged: bool,
+    /// The container is a step of a `docker build` with the legacy builder (a `RUN`
+    /// instruction's container), as the runtime's API describes it: see
+    /// `rampart_container::is_build_step` for what it is derived from and who can fake it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub build_step: bool,
 }
 
 impl Container {
@@ -72,6 +77,7 @@ impl Container {
             image_digest: None,
             labels: BTreeMap::new(),
             privileged: false,
+            build_step: false,
         }
     }
 

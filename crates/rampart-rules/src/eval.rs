@@ -133,6 +133,10 @@ pub(crate) fn parse_int(s: &str) -> Option<i64> {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ValueSet {
     pub strs: FxHashSet<Box<str>>,
+    /// Bit `min(len, 63)` is set for the length of every text in `strs`: most values are
+    /// rejected by their length alone, without hashing them (an `in` list was 70 instructions
+    /// per test through the hash set; docs/benchmarks.md).
+    lens: u64,
     pub ints: FxHashSet<i64>,
     pub nets: Vec<IpNet>,
     pub bools: [bool; 2],
@@ -150,18 +154,31 @@ impl ValueSet {
         if let Some(b) = s.boolean {
             self.bools[usize::from(b)] = true;
         }
+        self.lens |= len_bit(s.text.len());
         self.strs.insert(s.text);
+    }
+
+    /// `text` is one of the texts of the list (case-sensitive, as Falco's `in`).
+    #[inline]
+    fn has_str(&self, text: &str) -> bool {
+        self.lens & len_bit(text.len()) != 0 && self.strs.contains(text)
     }
 
     fn contains(&self, v: &Val<'_>) -> bool {
         match v {
-            Val::Str(s) => self.strs.contains(*s),
-            Val::Owned(s) => self.strs.contains(s.as_str()),
+            Val::Str(s) => self.has_str(s),
+            Val::Owned(s) => self.has_str(s),
             Val::Int(i) => self.ints.contains(i),
             Val::Bool(b) => self.bools[usize::from(*b)],
             Val::Ip(ip) => self.nets.iter().any(|n| n.contains(*ip)),
         }
     }
+}
+
+/// The bit of [`ValueSet::lens`] for a text of `len` bytes.
+#[inline]
+fn len_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 /// The path prefixes of a `pmatch` list.
@@ -221,8 +238,7 @@ impl PrefixSet {
         if self.paths.contains(v) {
             return true;
         }
-        v.match_indices('/')
-            .any(|(i, _)| i > 0 && self.paths.contains(&v[..i]))
+        memchr::memchr_iter(b'/', v.as_bytes()).any(|i| i > 0 && self.paths.contains(&v[..i]))
     }
 
     /// The first components (`/usr`) every matching path starts with; `None` when a path
@@ -339,6 +355,16 @@ impl Check {
         // Several values: a test holds when it holds for one of them; `!=` holds when none
         // is equal (`fd.net != 127.0.0.0/8`: neither end is on loopback), as in Falco.
         let op = if self.op == Op::Ne { Op::Eq } else { self.op };
+        if let Some((hit, seen)) = ctx.any_suffix(&self.field, |s| self.test(op, &Val::Str(s), ctx))
+        {
+            return if hit {
+                self.op != Op::Ne
+            } else if seen == 0 {
+                self.na && matches!(self.op, Op::Eq | Op::In | Op::Intersects)
+            } else {
+                self.op == Op::Ne
+            };
+        }
         let mut i = 0;
         while let Some(v) = ctx.get(&self.field, i) {
             if self.test(op, &v, ctx) {

@@ -481,6 +481,60 @@ impl<'a> Ctx<'a> {
         Some(self.transformed(r, v))
     }
 
+    /// For the suffix fields (`dns.query.suffixes`, `net.remote_name.suffixes`) without
+    /// transformers: passes their values, in the order of [`Ctx::get`]'s indexes, to `f` until
+    /// it returns true, in one pass over the names (`get(r, i)` scans each name again from its
+    /// start). Returns whether `f` returned true and how many values it saw; `None` for other
+    /// fields.
+    pub fn any_suffix(
+        &self,
+        r: &FieldRef,
+        mut f: impl FnMut(&'a str) -> bool,
+    ) -> Option<(bool, usize)> {
+        if !r.transforms.is_empty() {
+            return None;
+        }
+        let mut seen = 0;
+        match r.id {
+            F::DnsQuerySuffixes => {
+                let Some(d) = self.ev.dns.as_ref() else {
+                    return Some((false, 0));
+                };
+                let mut rest = d.query.as_str();
+                while !rest.is_empty() {
+                    seen += 1;
+                    if f(rest) {
+                        return Some((true, seen));
+                    }
+                    match memchr::memchr(b'.', rest.as_bytes()) {
+                        Some(dot) => rest = &rest[dot + 1..],
+                        None => break,
+                    }
+                }
+            }
+            F::NetRemoteNameSuffixes => {
+                let Some(n) = self.ev.network.as_ref() else {
+                    return Some((false, 0));
+                };
+                for name in &n.remote_names {
+                    let mut rest = name.as_str();
+                    loop {
+                        seen += 1;
+                        if f(rest) {
+                            return Some((true, seen));
+                        }
+                        match memchr::memchr(b'.', rest.as_bytes()) {
+                            Some(dot) => rest = &rest[dot + 1..],
+                            None => break,
+                        }
+                    }
+                }
+            }
+            _ => return None,
+        }
+        Some((false, seen))
+    }
+
     #[inline(never)]
     fn transformed(&self, r: &FieldRef, mut v: Val<'a>) -> Val<'a> {
         for t in r.transforms.iter() {
@@ -709,6 +763,7 @@ impl<'a> Ctx<'a> {
             F::ContainerImageTag => non_empty(ev.container.as_deref()?.image_tag()),
             F::ContainerImageDigest => ev.container.as_deref()?.image_digest.as_deref().map(Val::Str),
             F::ContainerPrivileged => ev.container.as_deref().map(|c| Val::Bool(c.privileged)),
+            F::ContainerBuildStep => ev.container.as_deref().map(|c| Val::Bool(c.build_step)),
             F::ContainerLabel => {
                 let FieldArg::Key(k) = &r.arg else {
                     return None;
@@ -1267,6 +1322,96 @@ mod tests {
         let mut s = String::new();
         push_endpoint(&mut s, "::ffff:10.1.2.3".parse().expect("ip"), 443);
         assert_eq!(s, "10.1.2.3:443");
+    }
+
+    /// `any_suffix` sees the values `get(r, 0)`, `get(r, 1)`, ... return, in that order, for
+    /// names with empty labels, trailing dots, no dot, several names and none.
+    #[test]
+    fn suffixes_in_one_pass_are_the_indexed_values() {
+        use rampart_event::{Device, DnsInfo, EventId, NetInfo};
+        let names = ["pool.minexmr.com", "a..b", "a.", ".", "", "nodot", "x.y.z."];
+        let field = |id: F| FieldRef {
+            id,
+            multi: true,
+            arg: FieldArg::None,
+            transforms: Box::new([]),
+            name: "f".into(),
+        };
+        let device = std::sync::Arc::new(Device {
+            hostname: "h".into(),
+            region: None,
+        });
+        let mut events = Vec::new();
+        for q in names {
+            let mut ev = Event::new(EventId::new(1, 1), 0, EventKind::DnsQuery, device.clone());
+            ev.dns = Some(DnsInfo {
+                id: 1,
+                query: q.into(),
+                qtype: "A".into(),
+                rcode: None,
+                answers: Vec::new(),
+                server: None,
+            });
+            events.push((F::DnsQuerySuffixes, ev));
+        }
+        for remote in [&names[..], &names[..2], &names[5..6], &[]] {
+            let mut ev = Event::new(EventId::new(1, 2), 0, EventKind::NetConnect, device.clone());
+            ev.network = Some(NetInfo {
+                protocol: "tcp".into(),
+                family: "inet".into(),
+                direction: NetDirection::Outbound,
+                src: None,
+                dst: None,
+                unix_path: None,
+                remote_names: remote.iter().map(|s| s.to_string()).collect(),
+                remote_country: None,
+            });
+            events.push((F::NetRemoteNameSuffixes, ev));
+        }
+        let cache = Cache::default();
+        for (id, ev) in &events {
+            let ctx = Ctx {
+                ev,
+                cache: &cache,
+                memo: &[],
+                generation: 1,
+            };
+            let r = field(*id);
+            let mut indexed = Vec::new();
+            while let Some(Val::Str(s)) = ctx.get(&r, indexed.len()) {
+                indexed.push(s);
+            }
+            let mut one_pass = Vec::new();
+            let (hit, seen) = ctx
+                .any_suffix(&r, |s| {
+                    one_pass.push(s);
+                    false
+                })
+                .expect("a suffix field");
+            assert!(!hit);
+            assert_eq!(seen, indexed.len());
+            assert_eq!(one_pass, indexed, "{:?}", ev.dns);
+            // It stops at the first value `f` accepts.
+            if let Some(last) = indexed.last() {
+                let mut n = 0;
+                let (hit, _) = ctx
+                    .any_suffix(&r, |s| {
+                        n += 1;
+                        s == *last
+                    })
+                    .expect("a suffix field");
+                assert!(hit);
+                assert_eq!(n, indexed.iter().position(|s| s == last).expect("seen") + 1);
+            }
+        }
+        assert!(Ctx {
+            ev: &events[0].1,
+            cache: &cache,
+            memo: &[],
+            generation: 1,
+        }
+        .any_suffix(&field(F::ProcName), |_| true)
+        .is_none());
     }
 
     #[test]

@@ -135,14 +135,49 @@ fn complete_first(prefix: &str) -> Option<&str> {
     rest.find('/').map(|i| &prefix[..i + 1])
 }
 
-/// A substring every value matching glob `pat` contains: the longer of the literal text
-/// before the first special character and after the last one.
+/// A substring every value matching glob `pat` contains: its longest run of literal text
+/// between wildcards (`/.ssh/id_` of `*/.ssh/id_*`). Without FNM_PATHNAME (Falco's `glob`)
+/// the literal characters between two wildcards match themselves, contiguously, wherever the
+/// wildcards put them. A bracket class (`[rd]`) is a wildcard, as is an unclosed `[` and an
+/// escape (`\*`), which end a run without being part of it.
 fn glob_literal(pat: &str) -> Option<&str> {
-    let special = ['*', '?', '[', ']', '\\'];
-    let head = pat.find(special).map_or(pat, |i| &pat[..i]);
-    let tail = pat.rfind(special).map_or(pat, |i| &pat[i + 1..]);
-    let best = if tail.len() > head.len() { tail } else { head };
-    (best.len() >= MIN_SUBSTRING).then_some(best)
+    let b = pat.as_bytes();
+    let (mut best, mut start, mut i) = (0..0, 0, 0);
+    let end_run = |start: usize, end: usize, best: &mut std::ops::Range<usize>| {
+        if end > start && end - start > best.len() {
+            *best = start..end;
+        }
+    };
+    while i < b.len() {
+        match b[i] {
+            b'*' | b'?' | b'\\' | b']' => {
+                end_run(start, i, &mut best);
+                // An escape hides the next character: leave it out too.
+                i += if b[i] == b'\\' { 2 } else { 1 };
+                start = i;
+            }
+            b'[' => {
+                end_run(start, i, &mut best);
+                // Skip the class: `]` right after `[` or `[!` belongs to it, as in `glob`.
+                let mut j = i + 1;
+                if matches!(b.get(j), Some(b'!' | b'^')) {
+                    j += 1;
+                }
+                if b.get(j) == Some(&b']') {
+                    j += 1;
+                }
+                while j < b.len() && b[j] != b']' {
+                    j += 1;
+                }
+                i = (j + 1).min(b.len());
+                start = i;
+            }
+            _ => i += 1,
+        }
+    }
+    end_run(start, b.len(), &mut best);
+    let run = pat.get(best)?;
+    (run.len() >= MIN_SUBSTRING).then_some(run)
 }
 
 fn substring<'n>(f: &'n FieldRef, text: &[u8]) -> Option<(Vec<Alt<'n>>, Quality)> {
@@ -181,6 +216,21 @@ fn alternatives(node: &Node) -> Option<(Vec<Alt<'_>>, Quality)> {
             Some((all, quality))
         }
         Node::Const(_) | Node::Absent | Node::Not(_) => None,
+    }
+}
+
+/// Every set of alternatives a match of `node` needs, best first: for an `and`, each
+/// operand's (a rule whose best set ends in a lookup too small to keep falls back to the next);
+/// for anything else, its one set.
+fn alternative_sets(node: &Node) -> Vec<(Vec<Alt<'_>>, Quality)> {
+    match node {
+        Node::And(items) => {
+            let mut sets: Vec<_> = items.iter().filter_map(alternatives).collect();
+            // Stable: among equals, the first operand (operands are ordered cheapest first).
+            sets.sort_by_key(|(_, q)| std::cmp::Reverse(*q));
+            sets
+        }
+        other => alternatives(other).into_iter().collect(),
     }
 }
 
@@ -260,35 +310,39 @@ impl Plan {
         // (kind, field as written) -> (field, [(position, alternative)]), in order of first use.
         type Members<'n> = Vec<(u32, Alt<'n>)>;
         type Lookup<'n> = ((Kind, Box<str>), &'n FieldRef, Members<'n>);
-        let mut lookups: Vec<Lookup<'_>> = Vec::new();
-        let mut always = Vec::new();
-        for (pos, (_, node)) in rules.iter().enumerate() {
-            let pos = pos as u32;
-            let Some((alts, _)) = alternatives(node) else {
-                always.push(pos);
-                continue;
-            };
-            for alt in alts {
-                let kind = match alt {
-                    Alt::Eq(..) => Kind::Eq,
-                    Alt::Path(..) => Kind::Path,
-                    Alt::Sub(..) => Kind::Sub,
+        let sets: Vec<Vec<(Vec<Alt<'_>>, Quality)>> = rules
+            .iter()
+            .map(|(_, node)| alternative_sets(node))
+            .collect();
+        // The set of alternatives each rule uses (an index into its `sets`); past the end,
+        // the rule is evaluated for every event.
+        let mut choice = vec![0usize; rules.len()];
+        let mut lookups: Vec<Lookup<'_>>;
+        // A lookup serving fewer than MIN_LOOKUP rules costs about what evaluating them does
+        // (and can make the engine render a value, such as a connection's `fd.name`, that no
+        // rule reads otherwise): its rules fall back to their next set of alternatives, or
+        // are evaluated for every event when they have none left. Choices only advance, so
+        // this ends.
+        loop {
+            lookups = Vec::new();
+            for (pos, rule_sets) in sets.iter().enumerate() {
+                let Some((alts, _)) = rule_sets.get(choice[pos]) else {
+                    continue;
                 };
-                let key = (kind, alt.field().name.clone());
-                match lookups.iter_mut().find(|(k, ..)| *k == key) {
-                    Some((_, _, v)) => v.push((pos, alt)),
-                    None => {
-                        let field = alt.field();
-                        lookups.push((key, field, vec![(pos, alt)]));
+                for alt in alts {
+                    let kind = match alt {
+                        Alt::Eq(..) => Kind::Eq,
+                        Alt::Path(..) => Kind::Path,
+                        Alt::Sub(..) => Kind::Sub,
+                    };
+                    let key = (kind, alt.field().name.clone());
+                    let member = (pos as u32, alt.clone());
+                    match lookups.iter_mut().find(|(k, ..)| *k == key) {
+                        Some((_, _, v)) => v.push(member),
+                        None => lookups.push((key, alt.field(), vec![member])),
                     }
                 }
             }
-        }
-        // A lookup serving fewer than MIN_LOOKUP rules costs about what evaluating them does
-        // (and can make the engine render a value, such as a connection's `fd.name`, that no
-        // rule reads otherwise): its rules are evaluated for every event instead, which takes
-        // them out of their other lookups too.
-        loop {
             let small: rustc_hash::FxHashSet<u32> = lookups
                 .iter()
                 .filter(|(_, _, m)| {
@@ -301,12 +355,13 @@ impl Plan {
             if small.is_empty() {
                 break;
             }
-            always.extend(small.iter().copied());
-            for (_, _, m) in &mut lookups {
-                m.retain(|(p, _)| !small.contains(p));
+            for p in small {
+                choice[p as usize] += 1;
             }
-            lookups.retain(|(_, _, m)| !m.is_empty());
         }
+        let mut always: Vec<u32> = (0..rules.len() as u32)
+            .filter(|&p| choice[p as usize] >= sets[p as usize].len())
+            .collect();
         let mut groups = Vec::new();
         let mut paths = Vec::new();
         let mut subs = Vec::new();
@@ -473,5 +528,46 @@ impl Iterator for Merge<'_> {
         let (first, rest) = list.split_first()?;
         *list = rest;
         Some(*first)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_literals_are_runs_every_match_contains() {
+        assert_eq!(glob_literal("*/.ssh/id_*"), Some("/.ssh/id_"));
+        assert_eq!(
+            glob_literal("*/.azure/msal_token_cache.*"),
+            Some("/.azure/msal_token_cache.")
+        );
+        assert_eq!(
+            glob_literal("/etc/ssh/ssh_host_*_key"),
+            Some("/etc/ssh/ssh_host_")
+        );
+        assert_eq!(
+            glob_literal("*/.aws/credentials"),
+            Some("/.aws/credentials")
+        );
+        // Class contents, escapes and runs shorter than MIN_SUBSTRING are not literals.
+        assert_eq!(glob_literal("*[abcdefgh]*"), None);
+        assert_eq!(glob_literal("*[]abcdef]*x"), None);
+        assert_eq!(glob_literal("*[!]abcdef]*xyz"), Some("xyz"));
+        assert_eq!(glob_literal("a\\*bcd*"), Some("bcd"));
+        assert_eq!(glob_literal("*ab?cd*"), None);
+        assert_eq!(glob_literal("*.[ch]"), None);
+        assert_eq!(glob_literal("x[abc"), None);
+        // Every literal returned occurs in values the glob matches.
+        for (pat, value) in [
+            ("*/.ssh/id_*", "/home/bob/.ssh/id_rsa"),
+            ("/h*/*/.bash_history", "/home/x/.bash_history"),
+            ("*id_[rd]sa_backup*", "/x/id_rsa_backup.tar"),
+            ("a\\*bcd*", "a*bcdef"),
+        ] {
+            assert!(crate::eval::glob(pat.as_bytes(), value.as_bytes(), false));
+            let lit = glob_literal(pat).expect("a literal");
+            assert!(value.contains(lit), "{pat} {lit} {value}");
+        }
     }
 }

@@ -342,6 +342,10 @@ pub(crate) struct CompiledRule {
     pub enabled: bool,
     pub node: Node,
     pub output: Vec<Piece>,
+    /// What an alert's output usually needs: the template's text and 24 bytes per field.
+    pub output_capacity: usize,
+    /// How many fields the output names.
+    pub output_fields: usize,
     pub actions: Vec<Action>,
     pub correlation: Option<CorrPlan>,
     /// The event types the rule is evaluated for (the index guarantees it).
@@ -356,12 +360,21 @@ pub(crate) struct CompiledRule {
 pub(crate) struct Slot {
     /// Single-event rules, each with its condition specialised to the slot's event type.
     pub rules: Box<[(u32, Node)]>,
-    /// Correlation rules.
-    pub corr: Box<[u32]>,
+    /// Correlation rules, each with its condition and steps specialised to the slot's type.
+    pub corr: Box<[CorrSlot]>,
     /// The event kinds that carry this type: the slot applies only to them.
     pub kinds: Box<[EventKind]>,
     /// Which of `rules` to evaluate for an event, by equality prefilters.
     pub plan: Plan,
+}
+
+/// A correlation rule in a [`Slot`]: its condition and its steps' conditions (in the order of
+/// [`CorrPlan::steps`]) as evaluated for the slot's events.
+#[derive(Debug)]
+pub(crate) struct CorrSlot {
+    pub rule: u32,
+    pub node: Node,
+    pub steps: Box<[Node]>,
 }
 
 /// Information about one rule of a [`RuleSet`].
@@ -680,6 +693,17 @@ fn compile_rule(
         tags: def.tags.clone(),
         enabled: def.enabled,
         node,
+        output_capacity: output
+            .iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.len(),
+                Piece::Field(..) => 24,
+            })
+            .sum(),
+        output_fields: output
+            .iter()
+            .filter(|p| matches!(p, Piece::Field(..)))
+            .count(),
         output,
         actions: def.actions.clone(),
         correlation,
@@ -737,15 +761,34 @@ fn index(rules: Vec<CompiledRule>, options: Options, report: Report) -> RuleSet 
             .collect();
         let specialised: Box<[(u32, Node)]> = pick(false, Some(t))
             .iter()
-            .map(|&i| (i, specialize(&rules[i as usize].node, t)))
+            .map(|&i| (i, specialize(&rules[i as usize].node, t, &kinds)))
             .filter(|(_, n)| !matches!(n, Node::Const(false)))
+            .collect();
+        // Correlation rules too: they are evaluated for every event of their types, and their
+        // conditions (`open_write or chmod`) test the type and kind like any rule's.
+        let corr: Box<[CorrSlot]> = pick(true, Some(t))
+            .iter()
+            .map(|&i| {
+                let rule = &rules[i as usize];
+                CorrSlot {
+                    rule: i,
+                    node: specialize(&rule.node, t, &kinds),
+                    steps: rule.correlation.as_ref().map_or_else(Box::default, |c| {
+                        c.steps
+                            .iter()
+                            .map(|s| specialize(&s.node, t, &kinds))
+                            .collect()
+                    }),
+                }
+            })
+            .filter(|c| !matches!(c.node, Node::Const(false)))
             .collect();
         index.insert(
             t.as_str().into(),
             Slot {
                 plan: Plan::new(&specialised),
                 rules: specialised,
-                corr: pick(true, Some(t)),
+                corr,
                 kinds,
             },
         );
@@ -756,7 +799,19 @@ fn index(rules: Vec<CompiledRule>, options: Options, report: Report) -> RuleSet 
                 .iter()
                 .map(|&i| (i, rules[i as usize].node.clone()))
                 .collect(),
-            corr: pick(true, None),
+            corr: pick(true, None)
+                .iter()
+                .map(|&i| {
+                    let rule = &rules[i as usize];
+                    CorrSlot {
+                        rule: i,
+                        node: rule.node.clone(),
+                        steps: rule.correlation.as_ref().map_or_else(Box::default, |c| {
+                            c.steps.iter().map(|s| s.node.clone()).collect()
+                        }),
+                    }
+                })
+                .collect(),
             kinds: Box::new([]),
             plan: Plan::default(),
         },

@@ -572,6 +572,29 @@ fn package_manager_run_in_container() {
                 .build(),
         ],
     );
+    // A `RUN` step of a legacy `docker build` installs packages: that is where they belong.
+    let in_container = |c: rampart_event::Container| {
+        let mut ev = in_shell_of(
+            B::exec("apt-get", &["apt-get", "install", "-y", "curl"]),
+            "sh",
+        )
+        .build();
+        ev.container = Some(std::sync::Arc::new(c));
+        ev
+    };
+    let mut step = (*support::container("")).clone();
+    step.image = format!("sha256:{}", "ab".repeat(32));
+    step.build_step = true;
+    quiet(r, &[in_container(step.clone())]);
+    // The same container without dockerd's build-step record still alerts, whatever its name
+    // and labels say.
+    let mut dressed = step;
+    dressed.build_step = false;
+    dressed.name = "build-step".into();
+    dressed
+        .labels
+        .insert("com.docker.build.step".into(), "true".into());
+    fires(r, &[in_container(dressed)]);
 }
 
 #[test]

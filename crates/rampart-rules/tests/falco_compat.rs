@@ -457,3 +457,36 @@ fn errors_name_file_line_column_and_token() {
         .is_err());
     assert!(loader.compile(Options::default()).is_ok());
 }
+
+/// The alert of a rule whose output has blanks around it, a field named twice, a field the
+/// event lacks and a literal `%%`: Falco trims the output, prints `<NA>`, and the output fields
+/// hold each field once. The id is the event's id and the FNV-1a hash of the rule's name.
+#[test]
+fn alert_output_fields_and_id() {
+    let text = "- rule: Twice\n  desc: d\n  condition: evt.type = execve and proc.name = curl\n  \
+        output: '  got %proc.name (%proc.name) file=%fd.name 100%% %user.uid  '\n  priority: WARNING\n";
+    let rules = compile(&[("r.yaml", text)]);
+    let mut engine = Engine::new(Arc::new(rules));
+    let ev = B::exec("curl", &["curl", "-s"]).build();
+    let d = fired(&mut engine, std::slice::from_ref(&ev));
+    let a = &d.first().expect("fired").alert;
+    assert_eq!(a.output, "got curl (curl) file=<NA> 100% 0");
+    let fields: Vec<(&str, &str)> = a
+        .output_fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("fd.name", "<NA>"),
+            ("proc.name", "curl"),
+            ("user.uid", "0")
+        ]
+    );
+    // FNV-1a 64 of "Twice", written as 16 hex digits.
+    let hash = "Twice".bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    assert_eq!(a.id.as_str(), format!("{}-{hash:016x}", ev.id));
+}

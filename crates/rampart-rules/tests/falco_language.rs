@@ -599,3 +599,109 @@ fn rule_keys_and_unknown_fields() {
     );
     assert_eq!(fire(&rules, curl()), ["partial"]);
 }
+
+/// `in` as Falco documents it ("checks whether the field value is in a list", comparing text
+/// exactly): case matters, a value of another length or of the same length with other bytes
+/// is not in the list, and long texts (past the 63 bytes of the length filter) are compared
+/// in full. A list of several values is one hash lookup per event; these pin its answers.
+#[test]
+fn in_lists_compare_text_exactly_at_every_length() {
+    let named = |name: &str| {
+        let n = name.to_string();
+        B::exec(name, &[name]).proc(move |p| p.name = n).build()
+    };
+    let long_a = "a".repeat(70);
+    let long_b = format!("{}b", "a".repeat(69));
+    let longer = "a".repeat(80);
+    let list = format!("proc.name in (curl, wget, '', {long_a}, x{longer})");
+    assert!(holds(&list, named("curl")));
+    assert!(!holds(&list, named("Curl")), "case-sensitive");
+    assert!(!holds(&list, named("curk")), "same length, other bytes");
+    assert!(!holds(&list, named("cur")) && !holds(&list, named("curls")));
+    assert!(holds(&list, named(&long_a)));
+    assert!(!holds(&list, named(&long_b)), "long, same length");
+    assert!(!holds(&list, named(&longer)), "long, other length");
+    assert!(holds(&list, named(&format!("x{longer}"))));
+    // The negation holds exactly where `in` does not.
+    let not_list = format!("not {list}");
+    assert!(!holds(&not_list, named("curl")) && holds(&not_list, named("Curl")));
+    // `intersects` of a single-valued field is `in`.
+    assert!(holds("proc.name intersects (wget, curl)", named("curl")));
+    assert!(!holds("proc.name intersects (wget, CURL)", named("curl")));
+}
+
+/// `pmatch` as Falco's pmatch page describes it: true when one of the paths is a prefix of
+/// the value, component by component (`/var/run` covers `/var/run/x`, not `/var/runx`),
+/// whichever component the match ends at.
+#[test]
+fn pmatch_prefixes_end_at_a_component() {
+    let p = |c: &str, path: &str| holds(c, open(path));
+    let c = "fd.name pmatch (/var/run, /a/b/c/d, /etc)";
+    for yes in [
+        "/var/run",
+        "/var/run/",
+        "/var/run/x/y",
+        "/a/b/c/d/e",
+        "/etc",
+        "/etc/x",
+    ] {
+        assert!(p(c, yes), "{yes}");
+    }
+    for no in [
+        "/var/runx",
+        "/var",
+        "/a/b/c",
+        "/a/b/c/dd",
+        "/etcx",
+        "/",
+        "",
+        "var/run",
+    ] {
+        assert!(!p(c, no), "{no}");
+    }
+    // Case-sensitive, like every text comparison but icontains/iglob.
+    assert!(!p(c, "/ETC/passwd"));
+}
+
+/// `dns.query.suffixes` and `net.remote_name.suffixes` have one value per dot-suffix of the
+/// name (`pool.minexmr.com`, `minexmr.com`, `com`); a comparison holds when it holds for one
+/// value, `!=` when none is equal.
+#[test]
+fn suffix_fields_hold_for_any_suffix() {
+    let dns = |q: &str| B::dns(q).build();
+    assert!(holds(
+        "dns.query.suffixes in (minexmr.com)",
+        dns("pool.minexmr.com")
+    ));
+    assert!(holds(
+        "dns.query.suffixes in (minexmr.com)",
+        dns("minexmr.com")
+    ));
+    assert!(!holds(
+        "dns.query.suffixes in (minexmr.com)",
+        dns("pool.minexmr.co")
+    ));
+    assert!(!holds(
+        "dns.query.suffixes in (minexmr.com)",
+        dns("xminexmr.com")
+    ));
+    assert!(!holds(
+        "dns.query.suffixes in (MINEXMR.com)",
+        dns("pool.minexmr.com")
+    ));
+    assert!(holds("dns.query.suffixes = com", dns("pool.minexmr.com")));
+    assert!(!holds("dns.query.suffixes != com", dns("pool.minexmr.com")));
+    assert!(holds("dns.query.suffixes != org", dns("pool.minexmr.com")));
+    let conn = |names: &[&str]| {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        B::connect("203.0.113.9", 3333)
+            .net(move |n| n.remote_names = names)
+            .build()
+    };
+    let c = "net.remote_name.suffixes in (nanopool.org)";
+    assert!(holds(c, conn(&["example.com", "xmr-eu1.nanopool.org"])));
+    assert!(!holds(c, conn(&["example.com", "nanopool.org.evil"])));
+    assert!(!holds(c, conn(&[])));
+    assert!(!holds("net.remote_name.suffixes != org", conn(&["a.org"])));
+    assert!(holds("net.remote_name.suffixes != net", conn(&["a.org"])));
+}

@@ -6,7 +6,7 @@ mod support;
 
 use std::sync::Arc;
 
-use rampart_event::Event;
+use rampart_event::{AuthOutcome, Event, EventKind, NetDirection, PrivilegeInfo};
 use rampart_rules::{Engine, Loader, Options, RuleMatching};
 use support::{fired, names, B};
 
@@ -422,26 +422,100 @@ fn falco_files_and_default_rules_fire_as_a_full_scan_on_generated_events() {
             p.uid = if i % 3 == 0 { 1000 } else { 0 };
             p.ancestors[0].name = parent.clone();
         };
-        let b = match i % 4 {
-            0 => B::write(&path),
-            1 => B::read(&path),
-            2 => B::exec(&name, &[]),
-            _ => B::connect(
-                if rng.coin(2) {
-                    "203.0.113.7"
-                } else {
-                    "10.1.2.3"
-                },
-                ports[(rng.next() % ports.len() as u64) as usize],
-            ),
+        let ip = if rng.coin(2) {
+            "203.0.113.7"
+        } else {
+            "10.1.2.3"
         };
-        let b = b.proc(set_proc);
+        let port = ports[(rng.next() % ports.len() as u64) as usize];
+        // Mostly the four busiest kinds; one event in three of the other kinds, which drive
+        // the correlation rules (chmod after a download, logins, scans) and the rules that
+        // test `evt.kind`.
+        let b = match (i % 4, rng.next() % 3 == 0) {
+            (0, false) => B::write(&path),
+            (1, false) => B::read(&path),
+            (2, false) => B::exec(&name, &[]),
+            (_, false) => B::connect(ip, port),
+            (_, true) => match rng.next() % 12 {
+                0 => B::file(EventKind::FileChmod, "fchmodat", &path)
+                    .file_info(|f| f.mode = Some(if rng.coin(2) { 0o4755 } else { 0o755 })),
+                1 => B::file(EventKind::FileRename, "renameat2", &path)
+                    .file_info(|f| f.new_path = Some(format!("{path}.1"))),
+                2 => B::file(EventKind::FileUnlink, "unlinkat", &path),
+                3 => B::dns(rng.pick(&names)),
+                4 => B::auth(
+                    if rng.coin(8) {
+                        AuthOutcome::Success
+                    } else {
+                        AuthOutcome::Failure
+                    },
+                    ip,
+                ),
+                5 => {
+                    let mut b = B::connect(ip, port);
+                    if let Some(n) = b.0.network.as_mut() {
+                        n.direction = NetDirection::Inbound;
+                    }
+                    b.0.kind = EventKind::NetAccept;
+                    b.0.syscall = Some("accept4".into());
+                    b
+                }
+                6 => B::privilege(
+                    EventKind::PrivSetuid,
+                    "setuid",
+                    PrivilegeInfo {
+                        uid: Some(0),
+                        euid: Some(0),
+                        ..PrivilegeInfo::default()
+                    },
+                ),
+                7 => B::docker_exec(rng.pick(&names), rng.coin(2)),
+                8 => B::stats(1900, None, 9_000),
+                9 => B::socket(
+                    if rng.coin(2) { "AF_PACKET" } else { "AF_INET" },
+                    "SOCK_RAW",
+                    3,
+                ),
+                10 => B::listen(port),
+                _ => B::open(&path, 0o100101).file_info(|f| f.mode = Some(0o755)),
+            },
+        };
+        // Logins, `docker exec` and stats events carry no process, as the agent makes them.
+        let b = if b.0.process.is_some() {
+            b.proc(set_proc)
+        } else {
+            b
+        };
+        let b = b.at(u64::from(i / 20));
         events.push(if rng.coin(4) { b.host() } else { b }.build());
+        if i % 50 == 0 {
+            // A download made executable: both steps of a temporal correlation.
+            let at = u64::from(i / 20);
+            events.push(
+                B::write(&path)
+                    .proc(|p| p.name = "curl".into())
+                    .at(at)
+                    .build(),
+            );
+            events.push(
+                B::file(EventKind::FileChmod, "fchmodat", &path)
+                    .file_info(|f| f.mode = Some(0o755))
+                    .at(at)
+                    .build(),
+            );
+        }
     }
     let (fired, rules) = same_as_full_scan(&files, &events);
-    // The events reach many rules (a test that fires nothing would prove nothing).
+    // The events reach many rules (a test that fires nothing would prove nothing), the
+    // correlation rules among them.
     assert!(fired > 1000, "{fired} events fired");
-    assert!(rules.len() >= 35, "{} rules fired: {rules:?}", rules.len());
+    assert!(rules.len() >= 40, "{} rules fired: {rules:?}", rules.len());
+    for correlation in ["SSH brute force", "Fresh download made executable"] {
+        assert!(
+            rules.iter().any(|r| r == correlation),
+            "{correlation} never fired: {rules:?}"
+        );
+    }
 }
 
 /// `in ()` is false for every value and for a missing one: the per-type plans fold it away,
@@ -460,4 +534,56 @@ fn empty_lists_are_false_in_every_plan() {
     let (fired, rules) = same_as_full_scan(&[("r.yaml", text)], &events);
     assert_eq!(fired, 3);
     assert_eq!(rules, ["excluded by nothing", "any type, empty list"]);
+}
+
+/// A rule whose most selective alternatives would be a lookup of its own (the only rule on
+/// `proc.name`) falls back to its next ones (`fd.name` under `/etc`, shared with other rules);
+/// rules with no fallback are evaluated for every event. Either way it fires as a full scan.
+#[test]
+fn rules_fall_back_to_their_next_alternatives() {
+    let conds = [
+        "evt.type = openat and proc.name in (vim, nano) and fd.name startswith /etc/",
+        "evt.type = openat and fd.name startswith /etc/ssh/",
+        "evt.type = openat and fd.name pmatch (/etc/cron.d, /var/spool)",
+        "evt.type = openat and user.name = bob and fd.name glob '*/.ssh/id_*'",
+        "evt.type = openat and fd.name glob '*/.ssh/authorized_*'",
+        "evt.type = openat and proc.pname = sshd and fd.name contains shadow",
+    ];
+    let text: String = conds
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            format!(
+                "- rule: r{i}\n  desc: d\n  condition: {}\n  output: o\n  priority: WARNING\n",
+                serde_json::to_string(c).expect("json string is a YAML scalar")
+            )
+        })
+        .collect();
+    let mut events = Vec::new();
+    for path in [
+        "/etc/passwd",
+        "/etc/ssh/sshd_config",
+        "/etc/cron.d/x",
+        "/var/spool/cron",
+        "/home/bob/.ssh/id_rsa",
+        "/home/bob/.ssh/authorized_keys",
+        "/etc/shadow",
+        "/tmp/x",
+    ] {
+        for name in ["vim", "cat"] {
+            events.push(B::write(path).proc(|p| p.name = name.into()).build());
+            events.push(
+                B::read(path)
+                    .proc(|p| {
+                        p.name = name.into();
+                        p.user = Some("bob".into());
+                        p.ancestors[0].name = "sshd".into();
+                    })
+                    .build(),
+            );
+        }
+    }
+    let (fired, rules) = same_as_full_scan(&[("r.yaml", &text)], &events);
+    assert!(fired >= 10, "{fired}");
+    assert_eq!(rules.len(), conds.len(), "{rules:?}");
 }

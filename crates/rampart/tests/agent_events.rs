@@ -2107,4 +2107,144 @@ fn the_container_inventory_carries_the_containers_addresses() {
     assert!(evs.iter().any(|e| is(e, "inventory.container")));
     let (status, err, _) = agent.stop();
     assert!(status.success(), "{err}");
+/// `docker build -t TAG CONTEXT` with the legacy builder (as Debian's docker.io 20.10 runs it
+/// without `DOCKER_BUILDKIT`): returns the short ids of the steps' containers ("Running in
+/// ...", in order) and the build's output.
+fn legacy_build(tag: &str, dockerfile: &str) -> (Vec<String>, String) {
+    let ctx = tempfile::tempdir().expect("build context");
+    std::fs::write(ctx.path().join("Dockerfile"), dockerfile).expect("Dockerfile");
+    let out = Command::new("docker")
+        .args(["build", "--no-cache", "-t", tag])
+        .arg(ctx.path())
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .expect("docker build");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "building {tag}: {text}");
+    let steps = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("---> Running in "))
+        .map(|id| id.trim().to_string())
+        .collect();
+    (steps, text)
+}
+
+/// A package installed by hand in a Debian container: a one-file `.deb` made with dpkg-deb
+/// (no network), installed with dpkg and apt-get.
+const INSTALL_A_PACKAGE: &str = "sleep 2 && mkdir -p /p/DEBIAN /p/usr/share/rp-probe \
+    && printf 'Package: rp-probe\\nVersion: 1\\nArchitecture: all\\nMaintainer: t <t@example.invalid>\\nDescription: probe\\n' > /p/DEBIAN/control \
+    && echo x > /p/usr/share/rp-probe/x && dpkg-deb --build /p /tmp/rp-probe.deb \
+    && dpkg -i /tmp/rp-probe.deb && apt-get install -y --no-download /tmp/rp-probe.deb \
+    && dpkg -s rp-probe";
+
+/// Issue 17 item 3: package installs in build stages are benign. A legacy `docker build` whose
+/// `RUN` installs a package (dpkg, apt-get) runs in a container dockerd creates, which the agent
+/// sees like any other: it must see the package managers run there, mark the container as a
+/// build step (from dockerd's record of it), and raise no alert at WARNING or above.
+#[test]
+fn package_installs_in_a_legacy_build_step_raise_no_alert() {
+    testkit::require!(Root, Docker, Bpf);
+    let deb = testkit::debian_image();
+    let agent = Agent::start_with(&[], "container_logs: false\n");
+    let tag = format!("rampart-test/build-step-{}:1", std::process::id());
+    let (steps, text) = legacy_build(
+        &tag,
+        &format!("FROM {deb}\nLABEL stage=probe\nRUN {INSTALL_A_PACKAGE}\n"),
+    );
+    let _ = Command::new("docker").args(["rmi", &tag]).output();
+    // The LABEL step's container (created, never started) comes first; the RUN step's last.
+    let step = steps
+        .last()
+        .unwrap_or_else(|| panic!("no RUN step: {text}"));
+    let of_step = |evs: &[Value]| -> Vec<Value> {
+        evs.iter()
+            .filter(|e| {
+                e["container"]["uid"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with(step.as_str()))
+            })
+            .cloned()
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let evs = loop {
+        let evs = of_step(&agent.events());
+        let ran = |name: &str| {
+            evs.iter()
+                .any(|e| is(e, "process.exec") && pname(e) == name)
+        };
+        if ran("dpkg") && ran("apt-get") {
+            break evs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not see dpkg and apt-get in the build step {step}: {:?}",
+            evs.iter()
+                .map(|e| format!("{} {}", e["type"], pname(e)))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let execs: Vec<&Value> = evs.iter().filter(|e| is(e, "process.exec")).collect();
+    assert!(
+        execs.iter().all(|e| e["container"]["build_step"] == true),
+        "the build step's container is not marked as one: {:#}",
+        execs[0]["container"]
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let loud: Vec<String> = of_step(&agent.events())
+        .iter()
+        .filter(|e| e["class_uid"] == 2004)
+        .filter(|e| {
+            !matches!(
+                e["priority"].as_str().unwrap_or_default(),
+                "Notice" | "Informational" | "Debug"
+            )
+        })
+        .map(|e| format!("{} [{}]: {}", e["rule"], e["priority"], e["message"]))
+        .collect();
+    assert!(
+        loud.is_empty(),
+        "a package install in a build step raised alerts at WARNING or above:\n{}",
+        loud.join("\n")
+    );
+}
+
+/// The attacker's side of the build-step exception: an ordinary container that names and
+/// labels itself like a build step and turns its logging off, as its creator can, still alerts
+/// when it installs a package (only dockerd's record of a build's container, an image by id
+/// *and* no logging, makes one; docs/rules.md says who can fake that).
+#[test]
+fn a_container_dressed_as_a_build_step_still_alerts() {
+    testkit::require!(Root, Docker, Bpf);
+    let deb = testkit::debian_image();
+    let agent = Agent::start_with(&[], "container_logs: false\n");
+    let c = TestContainer::run(
+        "build-step",
+        &[
+            "--label",
+            "com.docker.build.step=true",
+            "--label",
+            "stage=build",
+            "--log-driver",
+            "none",
+            &deb,
+            "sh",
+            "-c",
+            &format!("{INSTALL_A_PACKAGE}; sleep 300"),
+        ],
+    );
+    let evs = agent.wait_for(&c.id, "the package-manager alert", |evs| {
+        evs.iter()
+            .any(|e| e["rule"] == "Package manager run in container")
+    });
+    let alert = evs
+        .iter()
+        .find(|e| e["rule"] == "Package manager run in container")
+        .expect("alert");
+    assert_ne!(alert["container"]["build_step"], true, "{alert:#}");
 }
