@@ -2107,6 +2107,8 @@ fn the_container_inventory_carries_the_containers_addresses() {
     assert!(evs.iter().any(|e| is(e, "inventory.container")));
     let (status, err, _) = agent.stop();
     assert!(status.success(), "{err}");
+}
+
 /// `docker build -t TAG CONTEXT` with the legacy builder (as Debian's docker.io 20.10 runs it
 /// without `DOCKER_BUILDKIT`): returns the short ids of the steps' containers ("Running in
 /// ...", in order) and the build's output.
