@@ -96,8 +96,18 @@ impl Transparent {
                 message: "no outbound entry has intercept: addresses; nothing to redirect".into(),
             });
         }
-        let enf =
-            Enforcer::open(pin_dir).map_err(|e| kernel_err(&pin_dir.display().to_string(), &e))?;
+        let place = pin_dir.display().to_string();
+        let mut enf = Enforcer::open(pin_dir).map_err(|e| kernel_err(&place, &e))?;
+        // A previous run of this proxy that did not stop cleanly (killed) left its entries:
+        // they point at this proxy's listeners, so they are this proxy's to remove. The
+        // containers are protected again by `protect`.
+        for (id, from, to) in enf.mesh_redirects() {
+            if routes.iter().any(|(_, l)| *l == to) {
+                enf.remove_mesh_redirect(id, from)
+                    .map_err(|e| kernel_err(&place, &e))?;
+                tracing::info!(cgroup_id = id, %from, %to, "mesh: stale redirection removed");
+            }
+        }
         Ok(Transparent {
             enf,
             routes,
@@ -128,6 +138,10 @@ impl Transparent {
             }
         }
         let id = cgroup_id(cgroup).map_err(|e| kernel_err(&place, &e))?;
+        if self.protected.get(key).is_some_and(|p| p.cgroup_id != id) {
+            // The container restarted into a new cgroup: the old links and entries are dead.
+            self.release(key)?;
+        }
         let attached_now = self
             .enf
             .attach_cgroup(key, cgroup)
