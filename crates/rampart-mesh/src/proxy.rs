@@ -16,9 +16,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use std::task::Poll;
-
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -32,17 +30,9 @@ use crate::MeshError;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAGIC: &[u8; 5] = b"RMSH\x01";
-/// Copy buffer per direction. Large, so that bulk transfers cost few system calls and wake-ups
-/// per byte (a TLS record holds at most 16 KiB; one read fills sixteen). Allocated zeroed, so
-/// the pages are only backed once data has filled them: a connection carrying small requests
-/// does not pay for it in memory.
-const COPY_BUF: usize = 256 * 1024;
-/// Read buffer under TLS: rustls reads the socket 4 KiB at a time; this buffer turns those into
-/// one `recv` per up to 256 KiB (docs/benchmarks.md, mesh).
-const TLS_READ_BUF: usize = 256 * 1024;
-/// Plaintext rustls may queue for encryption before the socket takes it (rustls' default is
-/// 64 KiB): a full copy buffer is encrypted and handed to one `writev`.
-const TLS_BUFFER_LIMIT: usize = COPY_BUF + 64 * 1024;
+/// Copy buffer per direction: a TLS record holds at most 16 KiB of plaintext; 64 KiB lets one
+/// read fill four records.
+const COPY_BUF: usize = 64 * 1024;
 
 /// A remote service: `name@host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -563,7 +553,6 @@ impl Mesh {
                 side: "inbound",
             })
         };
-        let tcp = BufReader::with_capacity(TLS_READ_BUF, tcp);
         let mut tls =
             match tokio::time::timeout(HEADER_TIMEOUT, TlsAcceptor::from(cfg).accept(tcp)).await {
                 Ok(Ok(t)) => t,
@@ -650,7 +639,6 @@ impl Mesh {
             }
         };
         let _ = up.set_nodelay(true);
-        tls.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
         // Revocation also ends connections already open: within one CRL refresh.
         let mut rx = self.revoked.subscribe();
         let cut = async {
@@ -740,12 +728,10 @@ impl Mesh {
         let _ = tcp.set_nodelay(true);
         let want = SpiffeId::proxy(&self.cfg.fleet, &r.host)?;
         let name = ServerName::try_from(want.proxy_dns_name()).map_err(tls_err)?;
-        let tcp = BufReader::with_capacity(TLS_READ_BUF, tcp);
         let mut tls = TlsConnector::from(cfg)
             .connect(name, tcp)
             .await
             .map_err(|e| tls_err(format!("{remote}: {e}")))?;
-        tls.get_mut().1.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
         // The DNS name matched; the SPIFFE ID must too (one CA issues both, but say it).
         let got = tls
             .get_ref()
@@ -825,56 +811,12 @@ async fn read_header<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<(String
     Ok((name, port))
 }
 
-/// Carries bytes both ways until both sides have ended (each end's EOF is passed on as a
-/// write shutdown of the other) or either fails.
-async fn splice<A, B>(a: A, b: B)
+async fn splice<A, B>(mut a: A, mut b: B)
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let (mut ar, mut aw) = tokio::io::split(a);
-    let (mut br, mut bw) = tokio::io::split(b);
-    let _ = tokio::try_join!(pump(&mut ar, &mut bw), pump(&mut br, &mut aw));
-}
-
-/// One direction of [`splice`]. Unlike `tokio::io::copy`, each round takes everything that is
-/// readable without waiting, not one read: a TLS stream yields one record (at most 16 KiB) per
-/// read, and writing each record alone to the plain socket costs a system call and a wake-up of
-/// the reader per 16 KiB. What was gathered is written and flushed before the next wait, so a
-/// small request is passed on at once.
-async fn pump<R, W>(r: &mut R, w: &mut W) -> std::io::Result<()>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut buf = vec![0u8; COPY_BUF];
-    loop {
-        let mut filled = r.read(&mut buf).await?;
-        let mut eof = filled == 0;
-        while !eof && filled < buf.len() {
-            let ready = std::future::poll_fn(|cx| {
-                let mut rb = ReadBuf::new(&mut buf[filled..]);
-                match std::pin::Pin::new(&mut *r).poll_read(cx, &mut rb) {
-                    Poll::Ready(Ok(())) => Poll::Ready(Ok(Some(rb.filled().len()))),
-                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                    Poll::Pending => Poll::Ready(Ok(None)),
-                }
-            })
-            .await?;
-            match ready {
-                Some(0) => eof = true,
-                Some(n) => filled += n,
-                None => break,
-            }
-        }
-        if filled > 0 {
-            w.write_all(&buf[..filled]).await?;
-            w.flush().await?;
-        }
-        if eof {
-            return w.shutdown().await;
-        }
-    }
+    let _ = tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, COPY_BUF, COPY_BUF).await;
 }
 
 #[cfg(test)]
