@@ -1,7 +1,7 @@
 //! `rampart mesh --transparent CONTAINER` end to end: `rampart server`, two agents enrolled as
 //! vps1 and vps2, a `rampart mesh` for each; a busybox container on Docker's default bridge
-//! connects to an address that only exists in the mesh configuration (`10.231.9.9:5432`, no
-//! route from the container reaches it) and gets the backend's echo, because the agent's
+//! connects to an address that only exists in the mesh configuration (`192.0.2.55:5432`,
+//! TEST-NET-1, made unreachable inside the container so no packet for it leaves) and gets the backend's echo, because the agent's
 //! `cgroup/connect4` program sends the connect to vps1's listener. SIGTERM to vps1's proxy
 //! removes the redirection and the attachment: the same connect then goes nowhere.
 //! Needs root, BPF and Docker; run under `flock /tmp/rampart-bpf-tests.lock`.
@@ -77,12 +77,12 @@ fn enroll(config: &str, url: &str, host: &str, dir: &Path) {
     ]);
 }
 
-/// `echo MSG | nc 10.231.9.9 5432` in the container, at most 3 s.
+/// `echo MSG | nc 192.0.2.55 5432` in the container, at most 3 s.
 fn nc(c: &TestContainer, msg: &str) -> String {
     let out = c.exec(&[
         "sh",
         "-c",
-        &format!("echo {msg} | timeout 3 nc 10.231.9.9 5432"),
+        &format!("echo {msg} | timeout 3 nc 192.0.2.55 5432"),
     ]);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -100,8 +100,28 @@ fn rampart_mesh_transparent_redirects_a_container_and_undoes_it_on_sigterm() {
         !ip.is_empty() && !gw.is_empty(),
         "container on the default bridge"
     );
-    // Before: the address exists only in the mesh configuration.
-    assert_eq!(nc(&c, "before"), "", "10.231.9.9 answered without the mesh");
+    // The address exists only in the mesh configuration: unreachable in the container (the
+    // redirection happens before the route lookup, so only a redirected connect gets out).
+    let pid = c.pid().to_string();
+    let out = std::process::Command::new("nsenter")
+        .args([
+            "-t",
+            &pid,
+            "-n",
+            "ip",
+            "route",
+            "add",
+            "unreachable",
+            "192.0.2.55/32",
+        ])
+        .output()
+        .expect("nsenter");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(nc(&c, "before"), "", "192.0.2.55 answered without the mesh");
 
     let (_server, url, server_cfg) = start_server(d);
     let (t1, t2) = (d.join("tls1"), d.join("tls2"));
@@ -130,7 +150,7 @@ fn rampart_mesh_transparent_redirects_a_container_and_undoes_it_on_sigterm() {
         format!(
             "fleet: acme\nhost: vps1\nca: {}\n{policy}peers: {{vps2: '127.0.0.1:{inbound}'}}\n\
              workloads: {{frontend: [{ip}]}}\noutbound:\n\
-             \x20 - {{listen: '{gw}:{listener}', to: backend@vps2:5432, intercept: ['10.231.9.9:5432']}}\n",
+             \x20 - {{listen: '{gw}:{listener}', to: backend@vps2:5432, intercept: ['192.0.2.55:5432']}}\n",
             t1.join("ca.crt").display()
         ),
     )
