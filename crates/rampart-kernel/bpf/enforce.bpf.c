@@ -122,6 +122,14 @@ struct {
 } RE_ISOLATE_ALLOW SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct re_redir_key);
+	__type(value, struct re_redir_val);
+	PIN;
+} RE_MESH_REDIRECT SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct re_flow_key);
@@ -704,16 +712,76 @@ static __always_inline int sock_addr_decide(struct bpf_sock_addr *ctx, __u8 fami
 	return net_decide(t, &c);
 }
 
+/*
+ * Transparent mesh redirection: a TCP connect of cgroup `cg` (or an ancestor, as for TARGETS)
+ * to a declared remote service is rewritten to the local mesh proxy's listener for it. Runs
+ * after the policy decision, in the same program, so a denied destination is refused, never
+ * redirected around the policy.
+ */
+static __always_inline void mesh_redirect(struct bpf_sock_addr *ctx, __u8 family)
+{
+	if (ctx->protocol != 6)
+		return;
+	struct re_redir_key k = {};
+	k.family = family;
+	k.port = (__u16)ctx->user_port;
+	if (family == 4) {
+		__u32 a = ctx->user_ip4;
+		__builtin_memcpy(k.addr, &a, 4);
+	} else {
+		__u32 a0 = ctx->user_ip6[0], a1 = ctx->user_ip6[1], a2 = ctx->user_ip6[2],
+		      a3 = ctx->user_ip6[3];
+		__builtin_memcpy(k.addr, &a0, 4);
+		__builtin_memcpy(k.addr + 4, &a1, 4);
+		__builtin_memcpy(k.addr + 8, &a2, 4);
+		__builtin_memcpy(k.addr + 12, &a3, 4);
+	}
+	k.cgroup_id = bpf_get_current_cgroup_id();
+	struct re_redir_val *v = bpf_map_lookup_elem(&RE_MESH_REDIRECT, &k);
+	for (int level = RE_MAX_LEVEL; !v && level >= 1; level--) {
+		__u64 a = bpf_get_current_ancestor_cgroup_id(level);
+		if (a == 0)
+			continue;
+		k.cgroup_id = a;
+		v = bpf_map_lookup_elem(&RE_MESH_REDIRECT, &k);
+	}
+	if (!v)
+		return;
+	if (family == 4) {
+		__u32 a;
+		__builtin_memcpy(&a, v->addr, 4);
+		ctx->user_ip4 = a;
+	} else {
+		__u32 a0, a1, a2, a3;
+		__builtin_memcpy(&a0, v->addr, 4);
+		__builtin_memcpy(&a1, v->addr + 4, 4);
+		__builtin_memcpy(&a2, v->addr + 8, 4);
+		__builtin_memcpy(&a3, v->addr + 12, 4);
+		ctx->user_ip6[0] = a0;
+		ctx->user_ip6[1] = a1;
+		ctx->user_ip6[2] = a2;
+		ctx->user_ip6[3] = a3;
+	}
+	ctx->user_port = (__u32)v->port;
+	stat_inc(RE_ST_MESH_REDIRECTED);
+}
+
 SEC("cgroup/connect4")
 int enforce_connect4(struct bpf_sock_addr *ctx)
 {
-	return sock_addr_decide(ctx, 4, RE_MECH_CONNECT4);
+	if (!sock_addr_decide(ctx, 4, RE_MECH_CONNECT4))
+		return 0;
+	mesh_redirect(ctx, 4);
+	return 1;
 }
 
 SEC("cgroup/connect6")
 int enforce_connect6(struct bpf_sock_addr *ctx)
 {
-	return sock_addr_decide(ctx, 6, RE_MECH_CONNECT6);
+	if (!sock_addr_decide(ctx, 6, RE_MECH_CONNECT6))
+		return 0;
+	mesh_redirect(ctx, 6);
+	return 1;
 }
 
 SEC("cgroup/sendmsg4")

@@ -11,7 +11,7 @@
 #define RAMPART_ENFORCE_H
 
 
-#define RE_ABI_VERSION 1
+#define RE_ABI_VERSION 2
 
 /* Verdicts, ordered by severity: a larger one wins when several rules match. */
 #define RE_NONE 0
@@ -59,6 +59,7 @@
 #define RE_ST_EVENTS_LOST 4
 #define RE_ST_EXEC_CHECKED 5
 #define RE_ST_NET_CHECKED 6
+#define RE_ST_MESH_REDIRECTED 7 /* connects rewritten to the mesh proxy (RE_MESH_REDIRECT) */
 #define RE_ST_MAX 8
 
 #define RE_NAME_LEN 60 /* kind byte + name + NUL */
@@ -165,6 +166,26 @@ struct re_flow_key {
 	__u16 pad[3];
 };
 _Static_assert(sizeof(struct re_flow_key) == 32, "re_flow_key size");
+
+/* RE_MESH_REDIRECT: a TCP connect from cgroup `cgroup_id` to (family, addr, port) is rewritten
+ * to the mesh proxy's listener in the value. Only after the network policy allowed the original
+ * destination: a denied connect is never redirected. */
+struct re_redir_key {
+	__u64 cgroup_id;
+	__u8 family;           /* 4 or 6 */
+	__u8 pad;
+	__u16 port;            /* network byte order, as in bpf_sock_addr.user_port */
+	__u32 pad2;
+	__u8 addr[16];         /* IPv4 in the first 4 bytes, rest zero */
+};
+_Static_assert(sizeof(struct re_redir_key) == 32, "re_redir_key size");
+
+struct re_redir_val {
+	__u8 addr[16];         /* the proxy listener, same family as the key */
+	__u16 port;            /* network byte order */
+	__u16 pad[3];
+};
+_Static_assert(sizeof(struct re_redir_val) == 24, "re_redir_val size");
 
 struct re_seen_key {
 	__u64 dev;

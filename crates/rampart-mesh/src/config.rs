@@ -16,6 +16,8 @@
 //!   - {name: backend, port: 5432, target: 172.18.0.6:5432}
 //! outbound:                    # what local containers connect to, as plain TCP
 //!   - {listen: 172.18.0.1:5432, to: backend@vps2:5432}
+//!   # transparent: connects of protected containers to 10.0.2.6:5432 are redirected here
+//!   - {listen: 172.18.0.1:15001, to: backend@vps2:5432, intercept: [10.0.2.6:5432]}
 //! policy:
 //!   - frontend@vps1 -> backend@vps2:5432
 //! ```
@@ -104,6 +106,12 @@ pub struct OutboundDef {
     pub listen: SocketAddr,
     /// `NAME@HOST:PORT`.
     pub to: String,
+    /// Transparent redirection: the remote service's real addresses. A protected container's
+    /// TCP `connect()` to one of them is rewritten in the kernel (cgroup/connect4, connect6) to
+    /// `listen`, so the application keeps the real address (`crate::transparent`). Same
+    /// address family as `listen`.
+    #[serde(default)]
+    pub intercept: Vec<SocketAddr>,
 }
 
 impl MeshConfig {
@@ -148,6 +156,7 @@ impl MeshConfig {
                 return Err(bad(format!("services: {}:{} twice", s.name, s.port)));
             }
         }
+        let mut intercepts = std::collections::BTreeSet::new();
         for o in &self.outbound {
             let r = crate::proxy::Route::parse(&o.to)
                 .map_err(|m| bad(format!("outbound {}: {m}", o.to)))?;
@@ -156,6 +165,28 @@ impl MeshConfig {
                     "outbound {}: no peers entry for host {:?}",
                     o.to, r.host
                 )));
+            }
+            for a in &o.intercept {
+                if a.is_ipv4() != o.listen.is_ipv4() {
+                    return Err(bad(format!(
+                        "outbound {}: intercept {a}: not the family of listen {} (the kernel \
+                         cannot change a socket's family)",
+                        o.to, o.listen
+                    )));
+                }
+                if a.port() == 0 || a.ip().is_unspecified() || a.ip().is_loopback() {
+                    return Err(bad(format!(
+                        "outbound {}: intercept {a}: want a remote address and port (not 0, \
+                         unspecified or loopback)",
+                        o.to
+                    )));
+                }
+                if !intercepts.insert(*a) {
+                    return Err(bad(format!(
+                        "outbound {}: intercept {a} listed twice",
+                        o.to
+                    )));
+                }
             }
         }
         MeshPolicy::parse(&format!("{place}: policy"), &self.policy)?;
@@ -181,6 +212,22 @@ mod tests {
             (GOOD.replace("5432']", "99999']"), "port"),
             (format!("{GOOD}cert_ttl_secs: 9\n"), "cert_ttl_secs"),
             (format!("{GOOD}plaintext: true\n"), "unknown field"),
+            (
+                GOOD.replace("5432}]", "5432, intercept: ['[::1]:1']}]"),
+                "family",
+            ),
+            (
+                GOOD.replace("5432}]", "5432, intercept: ['10.0.2.6:0']}]"),
+                "not 0",
+            ),
+            (
+                GOOD.replace("5432}]", "5432, intercept: ['127.0.0.1:80']}]"),
+                "loopback",
+            ),
+            (
+                GOOD.replace("5432}]", "5432, intercept: ['10.0.2.6:1', '10.0.2.6:1']}]"),
+                "twice",
+            ),
             (
                 GOOD.replace("to: backend@vps2:5432", "to: backend@vps2"),
                 "PORT",

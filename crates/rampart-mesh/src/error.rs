@@ -26,4 +26,7 @@ pub enum MeshError {
     },
     #[error("TLS setup: {0}")]
     Tls(String),
+    /// Transparent redirection could not be installed or removed in the kernel.
+    #[error("{place}: transparent redirection: {message}")]
+    Redirect { place: String, message: String },
 }

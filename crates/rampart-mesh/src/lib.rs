@@ -10,6 +10,9 @@
 //!   host's proxy, presenting the container's certificate; the inbound side verifies the client
 //!   chain against the CA and its revocation list, checks the identity against the policy, and
 //!   forwards to the target container.
+//! - [`transparent`]: the container keeps the remote service's real address; the agent's
+//!   cgroup `connect4`/`connect6` programs rewrite its connects to the proxy's listener, after
+//!   the container's network policy allowed the real destination.
 //!
 //! # Wire format
 //! After the TLS handshake the client sends one header, then the application's bytes:
@@ -25,6 +28,7 @@ pub mod policy;
 mod proxy;
 mod report;
 mod server_issuer;
+pub mod transparent;
 
 pub use config::{MeshConfig, OutboundDef, ServiceDef};
 pub use discover::{discover, ContainerFacts, Discovered, SERVICE_LABEL};
@@ -34,3 +38,4 @@ pub use policy::{Decision, MeshPolicy};
 pub use proxy::{EdgeStat, Mesh, Route, HEADER_TIMEOUT};
 pub use report::{forward, server_shipper, EdgeReporter, ForwardStats};
 pub use server_issuer::{ServerIssuer, REQUEST_TIMEOUT};
+pub use transparent::Transparent;

@@ -46,6 +46,7 @@ pub const RE_ST_NET_AUDITED: u32 = 3;
 pub const RE_ST_EVENTS_LOST: u32 = 4;
 pub const RE_ST_EXEC_CHECKED: u32 = 5;
 pub const RE_ST_NET_CHECKED: u32 = 6;
+pub const RE_ST_MESH_REDIRECTED: u32 = 7;
 
 pub const RE_NAME_LEN: usize = 60;
 pub const RE_NAME_FILE: u8 = b'f';
@@ -146,6 +147,27 @@ pub struct ReIsoKey {
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq, Hash)]
+pub struct ReRedirKey {
+    pub cgroup_id: u64,
+    pub family: u8,
+    pub pad: u8,
+    /// Network byte order.
+    pub port: u16,
+    pub pad2: u32,
+    pub addr: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq)]
+pub struct ReRedirVal {
+    pub addr: [u8; 16],
+    /// Network byte order.
+    pub port: u16,
+    pub pad: [u16; 3],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Pod, Zeroable, PartialEq, Eq, Hash)]
 pub struct ReSeenKey {
     pub dev: u64,
     pub ino: u64,
@@ -199,6 +221,8 @@ const _: () = assert!(std::mem::size_of::<RePortRule>() == 8);
 const _: () = assert!(std::mem::size_of::<ReNetVal>() == 8 + 8 * RE_NET_MAX);
 const _: () = assert!(std::mem::size_of::<ReIsoKey>() == 32 - 4);
 const _: () = assert!(std::mem::size_of::<ReSeenKey>() == 32);
+const _: () = assert!(std::mem::size_of::<ReRedirKey>() == 32);
+const _: () = assert!(std::mem::size_of::<ReRedirVal>() == 24);
 const _: () = assert!(std::mem::size_of::<ReEvent>() == 520);
 
 // bytemuck derives Pod only for arrays of a few lengths; these two are written out. Both are a
@@ -224,6 +248,8 @@ unsafe impl aya::Pod for ReNetKey {}
 unsafe impl aya::Pod for ReNetVal {}
 unsafe impl aya::Pod for ReIsoKey {}
 unsafe impl aya::Pod for ReSeenKey {}
+unsafe impl aya::Pod for ReRedirKey {}
+unsafe impl aya::Pod for ReRedirVal {}
 
 #[cfg(test)]
 mod tests {
@@ -263,6 +289,11 @@ mod tests {
                 "cgroup_hi_be" => cgroup_hi_be, "cgroup_lo_be" => cgroup_lo_be,
                 "family" => family, "pad" => pad, "addr" => addr,
             }),
+            layout!("re_redir_key", ReRedirKey, 0, {
+                "cgroup_id" => cgroup_id, "family" => family, "pad" => pad, "port" => port,
+                "pad2" => pad2, "addr" => addr,
+            }),
+            layout!("re_redir_val", ReRedirVal, 0, { "addr" => addr, "port" => port, "pad" => pad }),
             layout!("re_seen_key", ReSeenKey, 0, {
                 "dev" => dev, "ino" => ino, "ctime_sec" => ctime_sec,
                 "ctime_nsec" => ctime_nsec, "policy" => policy,
@@ -317,6 +348,7 @@ mod tests {
             ("RE_ST_EVENTS_LOST", RE_ST_EVENTS_LOST.into()),
             ("RE_ST_EXEC_CHECKED", RE_ST_EXEC_CHECKED.into()),
             ("RE_ST_NET_CHECKED", RE_ST_NET_CHECKED.into()),
+            ("RE_ST_MESH_REDIRECTED", RE_ST_MESH_REDIRECTED.into()),
             ("RE_NAME_FILE", RE_NAME_FILE.into()),
             ("RE_NAME_COMM", RE_NAME_COMM.into()),
         ];

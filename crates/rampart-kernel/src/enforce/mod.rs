@@ -55,7 +55,7 @@ static ENFORCE_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 /// Where the enforcement state is pinned. The suffix is the ABI version of
 /// `bpf/enforce.bpf.c`: a Rampart with a different ABI uses a different directory and never
 /// reuses maps whose layout it does not know.
-pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/rampart/enforce-v1";
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/rampart/enforce-v2";
 
 /// The cgroup programs and how they attach.
 const CGROUP_PROGRAMS: [(&str, CgroupHook); 6] = [
@@ -134,6 +134,12 @@ pub enum EnforceError {
     },
     #[error("invalid link name {0:?} (letters, digits, '.', '_' and '-' only)")]
     BadKey(String),
+    #[error("mesh redirect {from} -> {to}: {reason}")]
+    BadRedirect {
+        from: SocketAddr,
+        to: SocketAddr,
+        reason: &'static str,
+    },
 }
 
 impl EnforceError {
@@ -395,6 +401,8 @@ pub struct EnforceStats {
     pub net_audited: u64,
     /// Reports the ring buffer had no room for.
     pub events_lost: u64,
+    /// TCP connects rewritten to a mesh proxy listener ([`Enforcer::set_mesh_redirect`]).
+    pub mesh_redirected: u64,
 }
 
 /// The pinned enforcement state, opened for reading and writing.
@@ -408,6 +416,7 @@ pub struct Enforcer {
     net: LpmTrie<MapData, ReNetKey, ReNetVal>,
     iso: LpmTrie<MapData, ReIsoKey, u8>,
     stats: PerCpuArray<MapData, u64>,
+    redirect: HashMap<MapData, ReRedirKey, ReRedirVal>,
 }
 
 impl std::fmt::Debug for Enforcer {
@@ -448,6 +457,7 @@ impl Enforcer {
             net: typed_map!(dir, "RE_NET_RULES", LpmTrie),
             iso: typed_map!(dir, "RE_ISOLATE_ALLOW", LpmTrie),
             stats: typed_map!(dir, "RE_STATS", PerCpuArray),
+            redirect: typed_map!(dir, "RE_MESH_REDIRECT", HashMap),
         })
     }
 
@@ -972,7 +982,101 @@ impl Enforcer {
             net_denied: get(RE_ST_NET_DENIED),
             net_audited: get(RE_ST_NET_AUDITED),
             events_lost: get(RE_ST_EVENTS_LOST),
+            mesh_redirected: get(RE_ST_MESH_REDIRECTED),
         }
+    }
+
+    /// Transparent mesh redirection: from now on a TCP `connect()` by a task of cgroup
+    /// `cgroup_id` (or of a cgroup below it) to `from` goes to `to` (the local mesh proxy's
+    /// listener for that service) instead. Takes effect only where the cgroup programs are
+    /// attached ([`Enforcer::attach_cgroup`]), and only after the network policy of that cgroup
+    /// allowed `from`: a denied destination stays refused. Both must be the same family and
+    /// neither a port 0 nor an unspecified address.
+    pub fn set_mesh_redirect(
+        &mut self,
+        cgroup_id: u64,
+        from: SocketAddr,
+        to: SocketAddr,
+    ) -> Result<(), EnforceError> {
+        let bad = |reason| EnforceError::BadRedirect { from, to, reason };
+        if from.is_ipv4() != to.is_ipv4() {
+            return Err(bad("the kernel cannot change a socket's address family"));
+        }
+        if from.port() == 0
+            || to.port() == 0
+            || from.ip().is_unspecified()
+            || to.ip().is_unspecified()
+        {
+            return Err(bad("port 0 and unspecified addresses are not destinations"));
+        }
+        let (_, addr) = family_addr(to.ip());
+        let v = ReRedirVal {
+            addr,
+            port: to.port().to_be(),
+            pad: [0; 3],
+        };
+        self.redirect
+            .insert(redir_key(cgroup_id, from), v, 0)
+            .map_err(|e| EnforceError::map("RE_MESH_REDIRECT", e))
+    }
+
+    /// Removes one redirection. Returns whether it existed.
+    pub fn remove_mesh_redirect(
+        &mut self,
+        cgroup_id: u64,
+        from: SocketAddr,
+    ) -> Result<bool, EnforceError> {
+        match self.redirect.remove(&redir_key(cgroup_id, from)) {
+            Ok(()) => Ok(true),
+            Err(MapError::KeyNotFound) => Ok(false),
+            Err(e) => Err(EnforceError::map("RE_MESH_REDIRECT", e)),
+        }
+    }
+
+    /// Every redirection: (cgroup id, original destination, proxy listener).
+    pub fn mesh_redirects(&self) -> Vec<(u64, SocketAddr, SocketAddr)> {
+        self.redirect
+            .iter()
+            .flatten()
+            .map(|(k, v)| {
+                let ip = |a: [u8; 16]| -> IpAddr {
+                    if k.family == 4 {
+                        IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+                    } else {
+                        IpAddr::V6(Ipv6Addr::from(a))
+                    }
+                };
+                (
+                    k.cgroup_id,
+                    SocketAddr::new(ip(k.addr), u16::from_be(k.port)),
+                    SocketAddr::new(ip(v.addr), u16::from_be(v.port)),
+                )
+            })
+            .collect()
+    }
+}
+
+/// (family 4 or 6, the address in 16 bytes: IPv4 in the first four).
+fn family_addr(ip: IpAddr) -> (u8, [u8; 16]) {
+    match ip {
+        IpAddr::V4(a) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a.octets());
+            (4, b)
+        }
+        IpAddr::V6(a) => (6, a.octets()),
+    }
+}
+
+fn redir_key(cgroup_id: u64, from: SocketAddr) -> ReRedirKey {
+    let (family, addr) = family_addr(from.ip());
+    ReRedirKey {
+        cgroup_id,
+        family,
+        pad: 0,
+        port: from.port().to_be(),
+        pad2: 0,
+        addr,
     }
 }
 

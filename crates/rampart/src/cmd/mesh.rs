@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::Args;
 use rampart_container::{ContainerEvent, ContainerEvents, DockerClient};
 use rampart_mesh::ContainerFacts;
-use rampart_mesh::{Mesh, MeshConfig, ServerIssuer};
+use rampart_mesh::{Mesh, MeshConfig, ServerIssuer, Transparent};
 
 use crate::cmd::enroll::DEFAULT_TLS_DIR;
 use crate::cmd::BadInput;
@@ -37,6 +37,17 @@ pub struct MeshArgs {
     /// How often the use of each edge is reported to the server, in seconds.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     report_secs: u64,
+    /// Transparent redirection for this container (name or id; repeatable): its connects to
+    /// the `intercept:` addresses of `outbound:` go to the proxy (docs/mesh.md). Containers
+    /// that stop are released and ones that (re)start are protected again, every 2 s.
+    #[arg(long = "transparent", value_name = "CONTAINER")]
+    transparent: Vec<String>,
+    /// Docker's API socket (for --transparent).
+    #[arg(long, default_value = rampart_container::DEFAULT_SOCKET, env = "RAMPART_DOCKER_SOCKET")]
+    docker_socket: PathBuf,
+    /// Where the enforcement programs and maps are pinned (shared with `rampart policy`).
+    #[arg(long, hide = true, default_value = rampart_kernel::enforce::DEFAULT_PIN_DIR, env = "RAMPART_PIN_DIR")]
+    pin_dir: PathBuf,
     /// Check the configuration and exit.
     #[arg(long)]
     check: bool,
@@ -85,6 +96,27 @@ pub fn run(args: MeshArgs) -> anyhow::Result<ExitCode> {
     let shipper =
         rampart_mesh::server_shipper(&server, &args.tls_dir, &args.queue, &host, rt.handle())
             .map_err(|e| BadInput(e.to_string()))?;
+    let transparent = if args.transparent.is_empty() {
+        None
+    } else {
+        let t = Transparent::open(&args.pin_dir, &cfg).map_err(|e| BadInput(e.to_string()))?;
+        let docker = rt
+            .block_on(async {
+                tokio::time::timeout(
+                    Duration::from_secs(5),
+                    rampart_container::DockerClient::connect(&args.docker_socket),
+                )
+                .await
+            })
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "no answer from Docker at {} in 5 s",
+                    args.docker_socket.display()
+                )
+            })?
+            .with_context(|| format!("connecting to Docker at {}", args.docker_socket.display()))?;
+        Some((t, docker, args.transparent))
+    };
     rt.block_on(async move {
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
         let docker = cfg.docker.clone();
@@ -106,6 +138,27 @@ pub fn run(args: MeshArgs) -> anyhow::Result<ExitCode> {
             true,
             Arc::new(rampart_mesh::ForwardStats::default()),
         ));
+        if let Some((mut t, docker, names)) = transparent {
+            // Listeners first, redirections second: a connect is never sent to a listener
+            // that is not there yet.
+            let serve = tokio::spawn(mesh.clone().run());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let watch = async {
+                loop {
+                    follow_containers(&mut t, &docker, &names).await;
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            };
+            let r = tokio::select! {
+                r = serve => r.context("mesh proxy task")?.map_err(anyhow::Error::from),
+                () = watch => Ok(()),
+                () = super::shutdown_signal() => Ok(()),
+            };
+            // Every redirection goes before the listeners do.
+            t.release_all()?;
+            r?;
+            return Ok::<_, anyhow::Error>(ExitCode::SUCCESS);
+        }
         mesh.run().await?;
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     })
@@ -192,6 +245,37 @@ async fn follow_docker(mesh: Arc<Mesh>, client: DockerClient, mut events: Contai
         if due {
             if let Err(e) = sync_containers(&mesh, &client, &mut reported).await {
                 tracing::warn!("mesh: docker: {e:#}");
+            }
+        }
+    }
+}
+
+/// Protects the running containers among `names` and releases those that stopped or went.
+async fn follow_containers(
+    t: &mut Transparent,
+    docker: &rampart_container::DockerClient,
+    names: &[String],
+) {
+    let mut live = Vec::new();
+    for n in names {
+        match rampart_respond::facts::inspect(docker, n).await {
+            Ok(f) if f.running => match f.cgroup {
+                Some(cg) => {
+                    if let Err(e) = t.protect(&f.id, &cg) {
+                        tracing::error!("mesh: {n}: {e}");
+                    }
+                    live.push(f.id);
+                }
+                None => tracing::warn!("mesh: {n}: no cgroup v2 directory; not redirected"),
+            },
+            Ok(_) => {}
+            Err(e) => tracing::debug!("mesh: {n}: {e}"),
+        }
+    }
+    for k in t.protected() {
+        if !live.contains(&k) {
+            if let Err(e) = t.release(&k) {
+                tracing::error!("mesh: {e}");
             }
         }
     }
