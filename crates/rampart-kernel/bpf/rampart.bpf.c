@@ -146,6 +146,7 @@ struct {
 #define NR_memfd_create 319
 #define NR_bpf 321
 #define NR_openat2 437
+#define NR_open_by_handle_at 304
 #define NR_fchmodat2 452
 #define NR_socket 41
 #define NR_connect 42
@@ -412,8 +413,38 @@ static __always_inline void fdinfo(long fd, struct rp_fdinfo *out)
 	}
 }
 
-static __always_inline __u64 sys_arg(struct pt_regs *regs, int n)
+/* A syscall as the exit hook sees it: the registers and whether it came in through the ia32
+ * entry (int 0x80, sysenter, or a 32-bit process), whose numbers and argument registers differ. */
+struct sctx {
+	struct pt_regs *regs;
+	int compat;
+};
+
+static __always_inline __u64 sys_arg(const struct sctx *c, int n)
 {
+	struct pt_regs *regs = c->regs;
+	if (c->compat) {
+		/* ia32: ebx, ecx, edx, esi, edi, ebp; values are 32 bits. */
+#if RP_BTF
+		switch (n) {
+		case 0: return (__u32)regs->bx;
+		case 1: return (__u32)regs->cx;
+		case 2: return (__u32)regs->dx;
+		case 3: return (__u32)regs->si;
+		case 4: return (__u32)regs->di;
+		default: return (__u32)regs->bp;
+		}
+#else
+		switch (n) {
+		case 0: return (__u32)BPF_CORE_READ(regs, bx);
+		case 1: return (__u32)BPF_CORE_READ(regs, cx);
+		case 2: return (__u32)BPF_CORE_READ(regs, dx);
+		case 3: return (__u32)BPF_CORE_READ(regs, si);
+		case 4: return (__u32)BPF_CORE_READ(regs, di);
+		default: return (__u32)BPF_CORE_READ(regs, bp);
+		}
+#endif
+	}
 #if RP_BTF
 	switch (n) {
 	case 0: return regs->di;
@@ -423,7 +454,7 @@ static __always_inline __u64 sys_arg(struct pt_regs *regs, int n)
 	case 4: return regs->r8;
 	default: return regs->r9;
 	}
-#endif
+#else
 	switch (n) {
 	case 0: return BPF_CORE_READ(regs, di);
 	case 1: return BPF_CORE_READ(regs, si);
@@ -432,6 +463,7 @@ static __always_inline __u64 sys_arg(struct pt_regs *regs, int n)
 	case 4: return BPF_CORE_READ(regs, r8);
 	default: return BPF_CORE_READ(regs, r9);
 	}
+#endif
 }
 
 /* ---------------------------------------------------------------- process lifecycle */
@@ -565,23 +597,78 @@ static __always_inline struct rp_sys *sys_record(struct scratch *sc, __u32 type,
 	return e;
 }
 
-/* Looks `d`'s name up in SENSITIVE_NAMES, reading the name only when a sensitive name has its
- * length. One read (the qstr) for almost every dentry. */
-static __always_inline __u8 sensitive_name(struct dentry *d, __u64 len_mask)
+/*
+ * The part of a dentry the open filter needs, read with one probe read: the parent pointer, the
+ * name (struct qstr) and, right after them, the inline storage where the kernel keeps every name
+ * shorter than about 40 bytes (d_shortname, d_iname before 6.14). Whether the name is inline is
+ * told by its pointer, not by field names, so the layout of older kernels works the same way.
+ */
+#define DCHUNK 128 /* a power of two: indexes are masked with DCHUNK - 1 */
+struct dchunk {
+	__u8 b[DCHUNK];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct dchunk);
+} DCHUNKS SEC(".maps");
+
+/* Is bit `bit` set in a 256-bit filter of CFG? */
+static __always_inline int filter_has(const volatile __u64 *f, __u32 bit)
 {
+	return (f[(bit >> 6) & 3] >> (bit & 63)) & 1;
+}
+
+/*
+ * Tests `d`'s name against SENSITIVE_NAMES (value bit `want`); *parent gets d's parent. Reads
+ * the name bytes and looks the map up only when the name's length, first and last byte pass the
+ * filter (CFG.name_filter or dir_filter): one probe read for almost every dentry.
+ */
+static __always_inline __u8 sensitive_dentry(struct dentry *d, __u32 slot, __u64 len_mask,
+					     const volatile __u64 *filter, struct dentry **parent)
+{
+	__u32 off_parent = bpf_core_field_offset(struct dentry, d_parent);
+	__u32 off_name = bpf_core_field_offset(struct dentry, d_name);
+	struct dchunk *c = bpf_map_lookup_elem(&DCHUNKS, &slot);
+	*parent = NULL;
+	if (!c || off_name < off_parent || off_name - off_parent > DCHUNK - 16)
+		return 0;
+	if (bpf_probe_read_kernel(c->b, DCHUNK, (char *)d + off_parent))
+		return 0;
+	__u32 qoff = (off_name - off_parent) & (DCHUNK - 1);
+	struct dentry *p = NULL;
+	__builtin_memcpy(&p, &c->b[0], sizeof(p));
+	*parent = p;
+	__u32 len = 0;
+	__u64 name = 0;
+	/* struct qstr: u32 hash, u32 len (little endian hash_len), then the name pointer. */
+	if (qoff > DCHUNK - 16)
+		return 0;
+	__builtin_memcpy(&len, &c->b[qoff + 4], 4);
+	__builtin_memcpy(&name, &c->b[qoff + 8], 8);
+	if (len == 0 || len >= sizeof(((struct name_key *)0)->name) || !(len_mask & (1ULL << len)))
+		return 0;
+	/* Inline names are tested on the bytes already read; others (rare for names this short)
+	 * take one more read of their first and last byte. */
+	__u8 c0 = 0, cl = 0;
+	__u64 inl = name - ((__u64)d + off_parent);
+	if (inl < DCHUNK && inl + len <= DCHUNK) {
+		c0 = c->b[inl & (DCHUNK - 1)];
+		cl = c->b[(inl + len - 1) & (DCHUNK - 1)];
+	} else {
+		bpf_probe_read_kernel(&c0, 1, (void *)name);
+		bpf_probe_read_kernel(&cl, 1, (void *)(name + len - 1));
+	}
+	if (!filter_has(filter, RP_NAME_BIT(len, c0, cl)))
+		return 0;
 	struct name_key key = {};
-	struct qstr q = {};
-	if (bpf_probe_read_kernel(&q, sizeof(q), (char *)d + bpf_core_field_offset(struct dentry, d_name)))
-		return 0;
-	__u32 len = q.len;
-	if (len == 0 || len >= sizeof(key.name) || !(len_mask & (1ULL << len)))
-		return 0;
-	bpf_probe_read_kernel_str(key.name, sizeof(key.name), q.name);
+	bpf_probe_read_kernel_str(key.name, sizeof(key.name), (void *)name);
 	__u8 *v = bpf_map_lookup_elem(&SENSITIVE_NAMES, &key);
 	return v ? *v : 0;
 }
 
-static __always_inline int do_open(struct pt_regs *regs, long ret, __u32 nr)
+static __always_inline int do_open(const struct sctx *regs, long ret, __u32 nr)
 {
 	if (ret < 0)
 		return 0;
@@ -599,6 +686,9 @@ static __always_inline int do_open(struct pt_regs *regs, long ret, __u32 nr)
 		flags = sys_arg(regs, 2);
 		mode = sys_arg(regs, 3);
 		break;
+	case NR_open_by_handle_at: /* (mount_fd, handle, flags): a file reached without a path */
+		flags = sys_arg(regs, 2);
+		break;
 	default: { /* openat2 */
 		struct open_how how = {};
 		bpf_probe_read_user(&how, sizeof(how), (void *)sys_arg(regs, 2));
@@ -613,9 +703,10 @@ static __always_inline int do_open(struct pt_regs *regs, long ret, __u32 nr)
 	int write = (flags & O_ACCMODE) != 0 || (flags & (O_CREAT | O_TRUNC)) != 0;
 	__u16 imode = 0;
 	/* Cheapest test first: most opens are read-only and of files nobody listed. */
-	__u8 sens = sensitive_name(d, CFG.name_len_mask) & 1;
-	if (!sens && CFG.dir_len_mask)
-		sens = (sensitive_name(BPF_CORE_READ(d, d_parent), CFG.dir_len_mask) & 2) ? 1 : 0;
+	struct dentry *parent = NULL, *grand = NULL;
+	__u8 sens = sensitive_dentry(d, 0, CFG.name_len_mask, CFG.name_filter, &parent) & 1;
+	if (!sens && CFG.dir_len_mask && parent && parent != d)
+		sens = (sensitive_dentry(parent, 1, CFG.dir_len_mask, CFG.dir_filter, &grand) & 2) ? 1 : 0;
 	if (!sens) {
 		if (!write) {
 			count(RP_CNT_FILTERED);
@@ -647,7 +738,7 @@ static __always_inline int do_open(struct pt_regs *regs, long ret, __u32 nr)
 }
 
 /* unlink, rmdir, unlinkat, chmod, fchmodat, chown, lchown, fchownat, fchmod, fchown */
-static __always_inline int do_path_op(struct pt_regs *regs, long ret, __u32 nr, __u32 type)
+static __always_inline int do_path_op(const struct sctx *regs, long ret, __u32 nr, __u32 type)
 {
 	if (!wanted())
 		return 0;
@@ -714,7 +805,7 @@ static __always_inline int do_path_op(struct pt_regs *regs, long ret, __u32 nr, 
 	return 0;
 }
 
-static __always_inline int do_rename(struct pt_regs *regs, long ret, __u32 nr)
+static __always_inline int do_rename(const struct sctx *regs, long ret, __u32 nr)
 {
 	if (!wanted())
 		return 0;
@@ -744,7 +835,7 @@ static __always_inline int do_rename(struct pt_regs *regs, long ret, __u32 nr)
 }
 
 /* mount, umount2, pivot_root, memfd_create: string arguments only. */
-static __always_inline int do_strings(struct pt_regs *regs, long ret, __u32 nr, __u32 type, int nstr)
+static __always_inline int do_strings(const struct sctx *regs, long ret, __u32 nr, __u32 type, int nstr)
 {
 	if (!wanted())
 		return 0;
@@ -773,7 +864,7 @@ static __always_inline int do_strings(struct pt_regs *regs, long ret, __u32 nr, 
 }
 
 /* Numeric-argument privilege syscalls. */
-static __always_inline int do_numeric(struct pt_regs *regs, long ret, __u32 nr, __u32 type)
+static __always_inline int do_numeric(const struct sctx *regs, long ret, __u32 nr, __u32 type)
 {
 	__u64 a0 = sys_arg(regs, 0);
 	__u64 a1 = sys_arg(regs, 1);
@@ -959,7 +1050,7 @@ static __always_inline __u32 user_sockaddr(__u8 *buf, __u32 off, struct rp_net *
 	return off;
 }
 
-static __always_inline int do_net(struct pt_regs *regs, long ret, __u32 nr, __u32 type)
+static __always_inline int do_net(const struct sctx *regs, long ret, __u32 nr, __u32 type)
 {
 	if (!wanted())
 		return 0;
@@ -996,7 +1087,7 @@ static __always_inline int do_net(struct pt_regs *regs, long ret, __u32 nr, __u3
 
 /* socket(): only raw and packet sockets (sniffing, spoofing, hand-made packets) are reported;
  * the filter reads two registers, so ordinary sockets cost next to nothing. */
-static __always_inline int do_socket(struct pt_regs *regs, long ret, __u32 nr)
+static __always_inline int do_socket(const struct sctx *regs, long ret, __u32 nr)
 {
 	__u64 domain = sys_arg(regs, 0);
 	__u64 type = sys_arg(regs, 1);
@@ -1017,8 +1108,82 @@ static __always_inline int do_socket(struct pt_regs *regs, long ret, __u32 nr)
 	return 0;
 }
 
-static __always_inline int on_sys_exit(struct pt_regs *regs, long ret, __u32 nr)
+#define TS_COMPAT 0x0002 /* arch/x86/include/asm/thread_info.h */
+
+/* The x86_64 number of the ia32 syscall `nr` among those reported, or 0xffffffff. Ia32 numbers
+ * mean other syscalls on x86_64 (5 is open there, fstat here), so a 32-bit call, or an int 0x80
+ * from a 64-bit process (a known way around tools that only read x86_64 numbers), is decoded
+ * with this table. socketcall(2) (102, the multiplexed socket calls) is not decoded. */
+static __always_inline __u32 ia32_to_x64(__u32 nr)
 {
+	switch (nr) {
+	case 5: return NR_open;
+	case 8: return NR_creat;
+	case 295: return NR_openat;
+	case 437: return NR_openat2;
+	case 342: return NR_open_by_handle_at;
+	case 10: return NR_unlink;
+	case 301: return NR_unlinkat;
+	case 40: return NR_rmdir;
+	case 15: return NR_chmod;
+	case 94: return NR_fchmod;
+	case 306: return NR_fchmodat;
+	case 452: return NR_fchmodat2;
+	case 182: case 212: return NR_chown;
+	case 16: case 198: return NR_lchown;
+	case 95: case 207: return NR_fchown;
+	case 298: return NR_fchownat;
+	case 38: return NR_rename;
+	case 302: return NR_renameat;
+	case 353: return NR_renameat2;
+	case 21: return NR_mount;
+	case 52: return NR_umount2;
+	case 217: return NR_pivot_root;
+	case 356: return NR_memfd_create;
+	case 23: case 213: return NR_setuid;
+	case 46: case 214: return NR_setgid;
+	case 70: case 203: return NR_setreuid;
+	case 71: case 204: return NR_setregid;
+	case 164: case 208: return NR_setresuid;
+	case 170: case 210: return NR_setresgid;
+	case 138: case 215: return NR_setfsuid;
+	case 139: case 216: return NR_setfsgid;
+	case 185: return NR_capset;
+	case 26: return NR_ptrace;
+	case 310: return NR_unshare;
+	case 346: return NR_setns;
+	case 128: return NR_init_module;
+	case 350: return NR_finit_module;
+	case 357: return NR_bpf;
+	case 37: return NR_kill;
+	case 238: return NR_tkill;
+	case 270: return NR_tgkill;
+	case 359: return NR_socket;
+	case 362: return NR_connect;
+	case 361: return NR_bind;
+	case 363: return NR_listen;
+	case 364: return NR_accept4;
+	}
+	return 0xffffffff;
+}
+
+static __always_inline int in_ia32_syscall(void)
+{
+#if RP_BTF
+	return bpf_get_current_task_btf()->thread_info.status & TS_COMPAT;
+#else
+	return BPF_CORE_READ(current_task(), thread_info.status) & TS_COMPAT;
+#endif
+}
+
+static __always_inline int on_sys_exit(struct pt_regs *pregs, long ret, __u32 nr)
+{
+	struct sctx ctx = {.regs = pregs, .compat = 0};
+	const struct sctx *regs = &ctx;
+	if (in_ia32_syscall()) {
+		ctx.compat = 1;
+		nr = ia32_to_x64(nr);
+	}
 	switch (nr) {
 	case NR_socket:
 		return CFG.net_events ? do_socket(regs, ret, nr) : 0;
@@ -1026,6 +1191,7 @@ static __always_inline int on_sys_exit(struct pt_regs *regs, long ret, __u32 nr)
 	case NR_openat:
 	case NR_openat2:
 	case NR_creat:
+	case NR_open_by_handle_at:
 		return CFG.file_events ? do_open(regs, ret, nr) : 0;
 	case NR_unlink:
 	case NR_unlinkat:

@@ -176,7 +176,16 @@ struct rp_config {
 	__u64 dir_len_mask;
 	__u32 payload_events;     /* 0: no RP_PAYLOAD records (mining protocols on TCP) */
 	__u32 dns_events;         /* 0: no RP_DNS records */
+	/* Bit rp_name_bit(name) set: some sensitive file name (name_filter) or directory name
+	 * (dir_filter) has that length, first and last byte. The open filter tests it on the name
+	 * it already holds, so a file nobody listed costs no string read and no map lookup. */
+	__u64 name_filter[4];
+	__u64 dir_filter[4];
 };
-_Static_assert(sizeof(struct rp_config) == 56, "rp_config size");
+_Static_assert(sizeof(struct rp_config) == 120, "rp_config size");
+
+/* The bit of a name (len bytes, first byte c0, last byte cl) in rp_config's 256-bit filters;
+ * src/sensor.rs computes the same (name_bit). */
+#define RP_NAME_BIT(len, c0, cl) ((((__u32)(len) * 31) + ((__u32)(c0) * 7) + (__u32)(cl)) & 255)
 
 #endif

@@ -164,6 +164,8 @@ pub struct RpConfig {
     pub dir_len_mask: u64,
     pub payload_events: u32,
     pub dns_events: u32,
+    pub name_filter: [u64; 4],
+    pub dir_filter: [u64; 4],
 }
 
 // SAFETY: RpConfig is #[repr(C)], made only of integers, without padding (asserted below).
@@ -184,7 +186,7 @@ const _: () = assert!(std::mem::size_of::<RpExec>() == 88 + 88);
 const _: () = assert!(std::mem::size_of::<RpSys>() == 88 + 64);
 const _: () = assert!(std::mem::size_of::<RpNet>() == 88 + 56);
 const _: () = assert!(std::mem::size_of::<RpDns>() == 88 + 48);
-const _: () = assert!(std::mem::size_of::<RpConfig>() == 56);
+const _: () = assert!(std::mem::size_of::<RpConfig>() == 120);
 const _: () = assert!(std::mem::size_of::<NameKey>() == 32);
 
 #[cfg(test)]
@@ -228,7 +230,8 @@ mod tests {
                 "wakeup_bytes" => wakeup_bytes, "file_events" => file_events,
                 "net_events" => net_events, "name_len_mask" => name_len_mask,
                 "dir_len_mask" => dir_len_mask, "payload_events" => payload_events,
-                "dns_events" => dns_events,
+                "dns_events" => dns_events, "name_filter" => name_filter,
+                "dir_filter" => dir_filter,
             }),
         ];
         let constants: Vec<(&'static str, i64)> = [
@@ -267,6 +270,18 @@ mod tests {
         ]
         .into_iter()
         .map(|(n, v)| (n, i64::from(v)))
+        .chain(
+            // The name filter's bit, computed by the header's macro and by user space.
+            [
+                ("RP_NAME_BIT(6, 's', 'w')", &b"shadow"[..]),
+                ("RP_NAME_BIT(10, 'i', '9')", b"id_ed25519"),
+                ("RP_NAME_BIT(31, 255, 255)", &[255u8; 31]),
+            ]
+            .map(|(n, name)| {
+                let bit = crate::sensor::name_bit(name).expect("a filterable name");
+                (n, i64::from(bit))
+            }),
+        )
         .collect();
         check("rampart.h", &layouts, &constants);
     }

@@ -198,6 +198,8 @@ impl Sensor {
             dir_len_mask: len_mask(&config.sensitive.dirs),
             payload_events: u32::from(config.payload),
             dns_events: u32::from(config.dns),
+            name_filter: name_filter(&config.sensitive.names),
+            dir_filter: name_filter(&config.sensitive.dirs),
         };
         let (mut ebpf, kind) = match load_object(SENSOR_BTF, HookKind::TpBtf, &btf, &cfg, config) {
             Ok(e) => (e, HookKind::TpBtf),
@@ -348,6 +350,25 @@ fn len_mask(names: &[String]) -> u64 {
         .map(String::len)
         .filter(|&l| l > 0 && l < 32)
         .fold(0, |m, l| m | (1u64 << l))
+}
+
+/// The bit of `name` in the kernel's 256-bit name filters (`RP_NAME_BIT` in `bpf/rampart.h`:
+/// length, first and last byte), for names the kernel can match (1 to 31 bytes).
+pub(crate) fn name_bit(name: &[u8]) -> Option<u32> {
+    let (&c0, &cl) = (name.first()?, name.last()?);
+    if name.len() >= 32 {
+        return None;
+    }
+    Some((name.len() as u32 * 31 + u32::from(c0) * 7 + u32::from(cl)) & 255)
+}
+
+/// `rp_config.name_filter` / `dir_filter` for `names`.
+fn name_filter(names: &[String]) -> [u64; 4] {
+    let mut f = [0u64; 4];
+    for bit in names.iter().filter_map(|n| name_bit(n.as_bytes())) {
+        f[(bit >> 6) as usize] |= 1 << (bit & 63);
+    }
+    f
 }
 
 fn name_key(name: &str) -> Option<NameKey> {

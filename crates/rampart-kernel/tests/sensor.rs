@@ -176,3 +176,109 @@ fn proc_connector_fallback_sees_exec_fork_and_exit() {
     );
     assert_eq!(pc.userspace_drops(), 0);
 }
+
+/// An attacker chooses how to open a file: every spelling the kernel accepts (openat, open and
+/// creat through syscall(2), openat2, a path relative to a directory descriptor, a file handle
+/// with no path at all, and the ia32 entry through int 0x80 from a 64-bit process, whose
+/// syscall numbers mean other calls on x86_64) must reach the sensor as an open of that file.
+/// io_uring's IORING_OP_OPENAT does not pass through a syscall exit and is not reported (see
+/// ARCHITECTURE.md, "Sensor hooks").
+#[test]
+fn every_spelling_of_open_is_reported() {
+    testkit::require!(Root, Bpf);
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/open_spellings.c");
+    let bin = work.path().join("open_spellings");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let built = Command::new(&cc)
+        .args(["-O2", "-o"])
+        .arg(&bin)
+        .arg(src)
+        .output()
+        .expect("run the C compiler");
+    assert!(
+        built.status.success(),
+        "{cc} {src}: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let secret_dir = work.path().join(".ssh");
+    std::fs::create_dir(&secret_dir).expect("mkdir");
+    let readonly = [
+        "via-openat",
+        "via-open",
+        "via-openat2",
+        "via-dirfd",
+        "via-handle",
+        "via-int80-open",
+        "via-int80-openat",
+        "via-int80-openat2",
+    ];
+    for name in readonly {
+        std::fs::write(secret_dir.join(name), "k").expect("write");
+    }
+    let (tx, rx) = sync_channel(65536);
+    let cfg = SensorConfig {
+        dns: false,
+        payload: false,
+        sensitive: SensitiveNames::from_patterns(&[format!("{}/*", secret_dir.display())]),
+        ..SensorConfig::default()
+    };
+    let sensor = Sensor::start(&cfg, Arc::new(Device::default()), 7, tx).expect("sensor");
+    let out = Command::new(&bin)
+        .arg(work.path())
+        .output()
+        .expect("run open_spellings");
+    assert!(
+        out.status.success(),
+        "open_spellings: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let no_ia32 = String::from_utf8_lossy(&out.stdout).contains("no-ia32");
+    let evs = collect(&rx, 700);
+    let opens: Vec<(String, Option<String>, bool)> = evs
+        .iter()
+        .filter(|e| e.event.kind == EventKind::FileOpen)
+        .filter_map(|e| {
+            e.event.file.as_ref().map(|f| {
+                (
+                    f.path.clone(),
+                    e.event.syscall.as_ref().map(|s| s.to_string()),
+                    f.sensitive,
+                )
+            })
+        })
+        .collect();
+    let mut expected: Vec<(&str, &str)> = vec![
+        ("via-openat", "openat"),
+        ("via-open", "open"),
+        ("via-creat", "creat"),
+        ("via-openat2", "openat2"),
+        ("via-dirfd", "openat"),
+        ("via-handle", "open_by_handle_at"),
+    ];
+    if no_ia32 {
+        eprintln!("ia32 emulation is off on this kernel: the int 0x80 spellings are not tried");
+    } else {
+        expected.extend([
+            ("via-int80-open", "open"),
+            ("via-int80-openat", "openat"),
+            ("via-int80-openat2", "openat2"),
+        ]);
+    }
+    let mut missing = Vec::new();
+    for (name, syscall) in &expected {
+        let path = secret_dir.join(name).display().to_string();
+        let seen = opens
+            .iter()
+            .any(|(p, s, sens)| p == &path && s.as_deref() == Some(*syscall) && *sens);
+        if !seen {
+            missing.push(format!("{name} ({syscall})"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "opens not reported: {missing:?}; reported: {opens:?}"
+    );
+    assert_eq!(sensor.counters().drops_total(), 0);
+    sensor.stop();
+}

@@ -10,7 +10,10 @@
 //! `cargo bench -p rampart --bench sensor_storms` (root, dockerd running).
 //! Environment: `RAMPART_BENCH_REPS` (default 3), `RAMPART_BENCH_SCALE` (default 1.0: 5,000
 //! execs, 20,000 connects, 300,000 opens), `RAMPART_BENCH_ONLY=latency` (only the
-//! syscall-to-alert latency phase).
+//! syscall-to-alert latency phase), `RAMPART_BENCH_ONLY=storms` (no latency phase),
+//! `RAMPART_BENCH_STORMS=open,exec` (a subset of the storms), `RAMPART_BENCH_AUDITD=0` (no
+//! auditd column), `RAMPART_BENCH_BIN=path` (the agent binary to measure instead of this
+//! build's).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -31,7 +34,8 @@ fn main() {
     let work = tempfile::tempdir().expect("tempdir");
     let storm = build_storm(work.path());
     let image = testkit::busybox_image();
-    let storms = [
+    let only_storms = std::env::var("RAMPART_BENCH_STORMS").ok();
+    let storms: Vec<Storm> = [
         Storm {
             name: "exec",
             n: (5_000.0 * scale) as u64,
@@ -44,12 +48,23 @@ fn main() {
             name: "open",
             n: (300_000.0 * scale) as u64,
         },
-    ];
+    ]
+    .into_iter()
+    .filter(|s| {
+        only_storms
+            .as_deref()
+            .is_none_or(|list| list.split(',').any(|n| n.trim() == s.name))
+    })
+    .collect();
     if std::env::var("RAMPART_BENCH_ONLY").as_deref() == Ok("latency") {
         alert_latency(&image, &storm, work.path(), scale);
         return;
     }
-    let auditd = auditd_available();
+    let auditd = if std::env::var("RAMPART_BENCH_AUDITD").as_deref() == Ok("0") {
+        Err("RAMPART_BENCH_AUDITD=0".to_string())
+    } else {
+        auditd_available()
+    };
     if let Err(why) = &auditd {
         println!("auditd: not available ({why}); its column is empty");
     }
@@ -120,7 +135,9 @@ fn main() {
         );
     }
     println!();
-    alert_latency(&image, &storm, work.path(), scale);
+    if std::env::var("RAMPART_BENCH_ONLY").as_deref() != Ok("storms") {
+        alert_latency(&image, &storm, work.path(), scale);
+    }
 }
 
 /// Syscall-to-alert latency under load: while one container runs the connect and open storms,
@@ -263,7 +280,10 @@ impl AgentRun {
             format!("stats_file: {}\nstats_interval_secs: 1\n", stats.display()),
         )
         .expect("config");
-        let child = Command::new(env!("CARGO_BIN_EXE_rampart"))
+        // RAMPART_BENCH_BIN: another build of the agent (a before/after comparison).
+        let bin = std::env::var_os("RAMPART_BENCH_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_rampart").into());
+        let child = Command::new(bin)
             .args(["agent", "--config"])
             .arg(&cfg)
             .arg("-o")
