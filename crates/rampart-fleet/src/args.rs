@@ -205,13 +205,7 @@ mod tests {
         };
         let e = o.settings(&missing).unwrap_err();
         assert!(
-            matches!(
-                e,
-                SettingsError::Regulations {
-                    from_user: true,
-                    ..
-                }
-            ) && e.is_bad_input(),
+            matches!(e, SettingsError::UserRegulations(_)) && e.is_bad_input(),
             "{e}"
         );
         let bad = dir.path().join("bad.yaml");
