@@ -1,5 +1,6 @@
-//! The options of `rampart incident` (with the `clap` feature, its arguments: the doc comments
-//! are the help text), and what follows from them.
+//! The options of `rampart incident` and of the `rampart server` admin commands (with the
+//! `clap` feature, their arguments: the doc comments are the help text), and what follows from
+//! them.
 
 use std::path::{Path, PathBuf};
 
@@ -133,11 +134,133 @@ impl MarkArgs {
     }
 }
 
+/// `rampart server enroll-token`.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct EnrollTokenArgs {
+    /// Jurisdiction tag of the hosts that enroll with it (`eu-de`, `us-ca`, `sg`, ...).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub region: String,
+    /// How many agents may enroll with it.
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 1))]
+    pub uses: u32,
+    /// How long it is valid (`30m`, `24h`, `7d`).
+    #[cfg_attr(feature = "clap", arg(long, default_value = "24h"))]
+    pub ttl: String,
+}
+
+impl EnrollTokenArgs {
+    /// Creates the token in the server's control store (see [`admin::enroll_token`]).
+    pub fn create(
+        &self,
+        cfg: &rampart_server::ServerConfig,
+    ) -> Result<rampart_ship::protocol::EnrollToken, AdminError> {
+        admin::enroll_token(cfg, &self.region, self.uses, &self.ttl)
+    }
+}
+
+/// `rampart server token create`.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct TokenCreateArgs {
+    // The token's name (a plain comment: the help shows `--name <NAME>` without text).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub name: String,
+    /// `admin`, `analyst` (events and alerts) or `read-only` (alerts and agents).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub role: String,
+}
+
+/// `rampart server user add`.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct UserAddArgs {
+    // The user's name (a plain comment: the help shows `<NAME>` without text).
+    pub name: String,
+    /// `admin`, `analyst` (events and alerts) or `read-only` (alerts, hosts, incidents;
+    /// no raw events).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub role: String,
+    /// File holding the password (first line).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub password_file: Option<PathBuf>,
+}
+
+impl UserAddArgs {
+    /// Reads the password (`--password-file`, else the first line of `stdin`) and adds the
+    /// user; returns the role.
+    pub fn add(
+        &self,
+        control: &rampart_server::control::Control,
+        stdin: impl std::io::BufRead,
+    ) -> Result<rampart_server::Role, AdminError> {
+        let password = admin::read_password(self.password_file.as_deref(), stdin)?;
+        admin::add_user(control, &self.name, &self.role, &password)
+    }
+}
+
+/// `rampart server config publish`.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct ConfigPublishArgs {
+    // The source directory (a plain comment: the help shows `<DIR>` without text).
+    pub dir: PathBuf,
+    /// The version to publish (above every version published before; default: the next).
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N"))]
+    pub set_version: Option<u64>,
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use super::*;
+
+    #[test]
+    fn user_add_reads_the_password_from_the_file_else_stdin_and_refuses_a_short_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = rampart_server::ServerConfig::with_data_dir(dir.path());
+        let (control, _ca) = rampart_server::open_control(&cfg).unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "correct horse battery\nignored\n").unwrap();
+        let mut a = UserAddArgs {
+            name: "ana".into(),
+            role: "analyst".into(),
+            password_file: Some(pw),
+        };
+        let role = a.add(&control, &b"not read\n"[..]).unwrap();
+        assert_eq!(role.as_str(), "analyst");
+        assert!(control.users().unwrap().iter().any(|u| u.username == "ana"));
+        a.name = "bob".into();
+        a.password_file = None;
+        let e = a.add(&control, &b"short\n"[..]).unwrap_err();
+        assert!(e.is_bad_input(), "{e}");
+        a.role = "root".into();
+        let e = a
+            .add(&control, &b"a long enough password\n"[..])
+            .unwrap_err();
+        assert!(e.is_bad_input(), "{e}");
+        assert!(!control.users().unwrap().iter().any(|u| u.username == "bob"));
+    }
+
+    #[test]
+    fn enroll_token_ttl_that_is_not_a_duration_is_bad_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = rampart_server::ServerConfig::with_data_dir(dir.path());
+        let mut a = EnrollTokenArgs {
+            region: "eu-de".into(),
+            uses: 2,
+            ttl: "soon".into(),
+        };
+        let e = a.create(&cfg).unwrap_err();
+        assert!(
+            e.is_bad_input() && e.to_string().contains("--ttl \"soon\""),
+            "{e}"
+        );
+        a.ttl = "1h".into();
+        let t = a.create(&cfg).unwrap();
+        assert!(!t.secret.is_empty() && t.ca_sha256 != [0; 32]);
+    }
 
     #[test]
     fn mark_args_become_the_request_yes_and_no_as_booleans() {

@@ -54,7 +54,7 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report.to_json())?)?,
     }
     out.flush()?;
-    Ok(ExitCode::from(u8::from(a.fails(&report))))
+    Ok(ExitCode::from(u8::from(a.fails(report))))
 }
 
 fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
