@@ -194,7 +194,7 @@ impl AgentConfig {
             ));
         }
         self.inventory.validate().map_err(|e| e.to_string())?;
-        self.fleet_config.validate()?;
+        self.fleet_config.validate().map_err(|e| e.to_string())?;
         self.min_priority
             .parse::<rampart_event::Priority>()
             .map_err(|e| format!("min_priority: {e}"))?;

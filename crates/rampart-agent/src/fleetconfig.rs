@@ -66,18 +66,47 @@ impl Default for FleetConfigSection {
     }
 }
 
+/// Why a fleet configuration (agent.yaml's `fleet_config:`, or the files and bundle it builds
+/// from) is refused. The messages are what the agent logs and reports to the server; the
+/// underlying errors are part of them, not a separate source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FleetConfigError {
+    /// `fleet_config.poll` is not a duration.
+    #[error("fleet_config.poll: {given:?}: {reason}")]
+    PollFormat { given: String, reason: String },
+    /// `fleet_config.poll` is zero.
+    #[error("fleet_config.poll: must be more than 0")]
+    PollZero,
+    /// The rules (agent.yaml's and the bundle's) do not compile.
+    #[error("rules: {0}")]
+    Rules(crate::AgentError),
+    /// The policy does not load.
+    #[error("policy: {0}")]
+    Policy(rampart_respond::PolicyError),
+    /// A playbook file does not load.
+    #[error("playbooks: {0}")]
+    Playbooks(rampart_respond::PlaybookError),
+    /// The GeoIP database is not one.
+    #[error("geoip: {0}")]
+    Geoip(rampart_container::ContainerError),
+}
+
 impl FleetConfigSection {
-    fn poll_interval(&self) -> Result<Duration, String> {
-        let d = humantime::parse_duration(&self.poll)
-            .map_err(|e| format!("fleet_config.poll: {:?}: {e}", self.poll))?;
+    fn poll_interval(&self) -> Result<Duration, FleetConfigError> {
+        let d =
+            humantime::parse_duration(&self.poll).map_err(|e| FleetConfigError::PollFormat {
+                given: self.poll.clone(),
+                reason: e.to_string(),
+            })?;
         if d.is_zero() {
-            return Err("fleet_config.poll: must be more than 0".into());
+            return Err(FleetConfigError::PollZero);
         }
         Ok(d)
     }
 
     /// Checks the poll interval (called by the config's validation).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), FleetConfigError> {
         self.poll_interval().map(drop)
     }
 }
@@ -122,7 +151,9 @@ impl Updates {
         metrics: Arc<AgentMetrics>,
     ) -> Result<Updates> {
         let section = cfg.fleet_config.clone();
-        let poll = section.poll_interval().map_err(AgentError::Config)?;
+        let poll = section
+            .poll_interval()
+            .map_err(|e| AgentError::Config(e.to_string()))?;
         let source = source.filter(|_| section.enabled);
         if source.is_some() {
             std::fs::create_dir_all(&section.dir)
@@ -264,18 +295,22 @@ fn section_files(bundle: Option<&Path>, section: &str) -> Vec<PathBuf> {
 
 /// Builds the whole configuration from agent.yaml's files and the installed bundle in
 /// `bundle` (a `v<version>` directory); any failure refuses it all.
-pub fn build(cfg: &AgentConfig, bundle: Option<&Path>, version: u64) -> Result<Loaded, String> {
+pub fn build(
+    cfg: &AgentConfig,
+    bundle: Option<&Path>,
+    version: u64,
+) -> Result<Loaded, FleetConfigError> {
     let lists = section_files(bundle, "lists");
     let rules = section_files(bundle, "rules");
     let (engine, rules_have_actions) =
-        crate::compile_rules(cfg, &lists, &rules).map_err(|e| format!("rules: {e}"))?;
+        crate::compile_rules(cfg, &lists, &rules).map_err(FleetConfigError::Rules)?;
     let n = engine.rules().rules().count();
     let policy_file = section_files(bundle, "policy")
         .into_iter()
         .next()
         .or_else(|| cfg.policy.clone());
     let policy = policy_file
-        .map(|p| Policy::load(&p).map_err(|e| format!("policy: {e}")))
+        .map(|p| Policy::load(&p).map_err(FleetConfigError::Policy))
         .transpose()?;
     let mut playbooks = Vec::new();
     for f in cfg
@@ -284,14 +319,14 @@ pub fn build(cfg: &AgentConfig, bundle: Option<&Path>, version: u64) -> Result<L
         .cloned()
         .chain(section_files(bundle, "playbooks"))
     {
-        playbooks.extend(load_playbooks(&f).map_err(|e| format!("playbooks: {e}"))?);
+        playbooks.extend(load_playbooks(&f).map_err(FleetConfigError::Playbooks)?);
     }
     let geoip = section_files(bundle, "geoip")
         .into_iter()
         .next()
         .or_else(|| cfg.geoip_db.clone());
     if let Some(g) = &geoip {
-        rampart_container::Enricher::check_geoip(g).map_err(|e| format!("geoip: {e}"))?;
+        rampart_container::Enricher::check_geoip(g).map_err(FleetConfigError::Geoip)?;
     }
     Ok(Loaded {
         engine,
@@ -308,7 +343,7 @@ pub fn build(cfg: &AgentConfig, bundle: Option<&Path>, version: u64) -> Result<L
 /// Checks a fleet configuration source directory (the layout of
 /// `rampart_server::fleetconfig`) the way an agent with the default configuration would
 /// build it; returns how many rules it compiles to (the defaults included).
-pub fn check_source(dir: &Path) -> Result<usize, String> {
+pub fn check_source(dir: &Path) -> Result<usize, FleetConfigError> {
     build(&AgentConfig::default(), Some(dir), 0).map(|l| l.rules)
 }
 
@@ -651,17 +686,21 @@ mod tests {
         )
         .expect("write");
         let e = build(&cfg_with(&[]), Some(&b), 1).err().expect("refused");
+        assert!(matches!(e, FleetConfigError::Rules(_)), "{e}");
+        let e = e.to_string();
         assert!(e.starts_with("rules:") && e.contains("b.yaml"), "{e}");
         std::fs::remove_file(b.join("rules/b.yaml")).expect("rm");
         std::fs::create_dir_all(b.join("policy")).expect("mkdir");
         std::fs::write(b.join("policy/p.yaml"), "not: [a policy").expect("write");
         let e = build(&cfg_with(&[]), Some(&b), 1).err().expect("refused");
-        assert!(e.starts_with("policy:"), "{e}");
+        assert!(matches!(e, FleetConfigError::Policy(_)), "{e}");
+        assert!(e.to_string().starts_with("policy:"), "{e}");
         std::fs::remove_file(b.join("policy/p.yaml")).expect("rm");
         std::fs::create_dir_all(b.join("geoip")).expect("mkdir");
         std::fs::write(b.join("geoip/c.mmdb"), "not a database").expect("write");
         let e = build(&cfg_with(&[]), Some(&b), 1).err().expect("refused");
-        assert!(e.starts_with("geoip:"), "{e}");
+        assert!(matches!(e, FleetConfigError::Geoip(_)), "{e}");
+        assert!(e.to_string().starts_with("geoip:"), "{e}");
     }
 
     #[test]

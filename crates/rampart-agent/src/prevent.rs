@@ -34,23 +34,32 @@ struct ServerEvidence {
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
 }
 
+/// Why [`ServerEvidence`] could not upload a bundle before the transfer started.
+#[derive(Debug, thiserror::Error)]
+enum UploadSetupError {
+    #[error("starting the upload runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("no upload runtime")]
+    NoRuntime,
+}
+
 impl rampart_respond::EvidenceSink for ServerEvidence {
     fn upload(
         &self,
         bundle: &std::path::Path,
         about: &rampart_respond::EvidenceAbout,
-    ) -> std::result::Result<rampart_respond::EvidenceReceipt, String> {
+    ) -> std::result::Result<rampart_respond::EvidenceReceipt, rampart_respond::UploadError> {
         let mut rt = self.runtime.lock().unwrap_or_else(|p| p.into_inner());
         if rt.is_none() {
             *rt = Some(
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(|e| format!("starting the upload runtime: {e}"))?,
+                    .map_err(UploadSetupError::Runtime)?,
             );
         }
         let Some(rt) = rt.as_ref() else {
-            return Err("no upload runtime".into());
+            return Err(UploadSetupError::NoRuntime.into());
         };
         let meta = rampart_ship::evidence::EvidenceMeta {
             name: about.name.clone(),
@@ -58,15 +67,13 @@ impl rampart_respond::EvidenceSink for ServerEvidence {
             incident: about.incident.clone(),
             alert_id: about.alert_id.clone(),
         };
-        let up = rt
-            .block_on(rampart_ship::evidence::upload_evidence(
-                &self.source.url,
-                &self.source.tls_dir,
-                bundle,
-                &meta,
-                &rampart_ship::evidence::UploadOptions::default(),
-            ))
-            .map_err(|e| e.to_string())?;
+        let up = rt.block_on(rampart_ship::evidence::upload_evidence(
+            &self.source.url,
+            &self.source.tls_dir,
+            bundle,
+            &meta,
+            &rampart_ship::evidence::UploadOptions::default(),
+        ))?;
         if up.failures > 0 {
             tracing::info!(
                 "evidence {} uploaded after {} failed attempts",

@@ -22,6 +22,7 @@
 //!   "now vulnerable" alerts when the vulnerability database changes.
 
 pub mod admin;
+pub mod args;
 pub mod correlate;
 pub mod db;
 pub mod deadline;

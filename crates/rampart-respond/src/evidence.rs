@@ -30,10 +30,15 @@ pub struct EvidenceReceipt {
     pub raw: serde_json::Value,
 }
 
+/// Why a sink gave up on a bundle, after every retry: the sink's own error, kept whole (the
+/// responder does not know how the sink talks to its server; callers may downcast it). Its
+/// text is what the response record's `upload_error` says.
+pub type UploadError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Sends bundles off the host. `upload` may retry as it sees fit and blocks until it has a
 /// receipt or has given up; an `Err` says why, after every retry.
 pub trait EvidenceSink: Send + Sync + std::fmt::Debug {
-    fn upload(&self, bundle: &Path, about: &EvidenceAbout) -> Result<EvidenceReceipt, String>;
+    fn upload(&self, bundle: &Path, about: &EvidenceAbout) -> Result<EvidenceReceipt, UploadError>;
 }
 
 /// Where the receipt of `bundle` is kept.

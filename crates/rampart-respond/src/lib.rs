@@ -54,7 +54,7 @@ pub use enforcer::{
     PolicyEnforcer, Status, DEFAULT_STATE_DIR,
 };
 pub use error::RespondError;
-pub use evidence::{EvidenceAbout, EvidenceReceipt, EvidenceSink};
+pub use evidence::{EvidenceAbout, EvidenceReceipt, EvidenceSink, UploadError};
 pub use hashing::ScanLimits;
 pub use playbook::{load_playbooks, ActionKind, Playbook, PlaybookError};
 pub use policy::{Mode, Policy, PolicyError};

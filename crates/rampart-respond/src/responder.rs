@@ -738,7 +738,7 @@ impl Worker {
                 Err(format!("{captured}; upload: {e}"))
             }
             Err(e) => {
-                info.upload_error = Some(e.clone());
+                info.upload_error = Some(e.to_string());
                 Err(format!(
                     "{captured}; sha256 {sha256}; the upload failed, the bundle is only on this host: {e}"
                 ))

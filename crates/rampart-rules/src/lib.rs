@@ -31,6 +31,7 @@
 //! The crate does no I/O except reading the rule files it is asked to load (and, in
 //! [`Engine::replay`], the reader and writer its caller hands it).
 
+pub mod args;
 mod compile;
 mod condition;
 mod engine;

@@ -1,6 +1,6 @@
 //! A client of the query API, for `rampart query` and scripts.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -20,6 +20,124 @@ pub enum QueryError {
     Status { status: u16, message: String },
     #[error("server answer is not what the API documents: {0}")]
     Answer(String),
+}
+
+/// The options of `rampart query` (with the `clap` feature, its arguments: the doc comments are
+/// the help text).
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct QueryArgs {
+    /// The server, `https://host:port`.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, env = "RAMPART_SERVER", default_value = "https://127.0.0.1:8443")
+    )]
+    pub server: String,
+    /// An API token (`rampart server token create`); analyst or admin for events, any role
+    /// for `--alerts`.
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, env = "RAMPART_TOKEN", conflicts_with = "token_file")
+    )]
+    pub token: Option<String>,
+    /// A file holding the API token (default on the server host: its `admin.token`).
+    #[cfg_attr(
+        feature = "clap",
+        arg(long, default_value = "/var/lib/rampart/server/admin.token")
+    )]
+    pub token_file: PathBuf,
+    /// The server's CA certificate (the server's `<data_dir>/ca/ca.crt`, or an agent's
+    /// `tls/ca.crt`).
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long,
+            env = "RAMPART_CA",
+            default_value = "/var/lib/rampart/server/ca/ca.crt"
+        )
+    )]
+    pub ca: PathBuf,
+    /// Only records at or after this time: RFC 3339, Unix nanoseconds, or a duration ago
+    /// (`15m`, `2h`, `7d`).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub since: Option<String>,
+    /// Only records before this time (same forms as --since).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub until: Option<String>,
+    /// Host name.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub host: Option<String>,
+    /// Container: id prefix or name.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub container: Option<String>,
+    /// Alerts of this rule.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub rule: Option<String>,
+    /// Record type: an event kind (`process.exec`, `net.connect`, ...) or `alert`.
+    #[cfg_attr(feature = "clap", arg(long = "type"))]
+    pub event_type: Option<String>,
+    /// `event` or `alert`.
+    #[cfg_attr(feature = "clap", arg(long, value_parser = ["event", "alert"]))]
+    pub kind: Option<String>,
+    /// Only alerts (works with a read-only token).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub alerts: bool,
+    /// Jurisdiction tag of the host.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub region: Option<String>,
+    /// Agent id.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub agent: Option<String>,
+    /// One record by id.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub id: Option<String>,
+    /// Only records whose JSON contains this text (applied to the records the server
+    /// returned, after --limit).
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub grep: Option<String>,
+    /// At most this many records (newest first; the server caps it at 10000).
+    #[cfg_attr(feature = "clap", arg(long, default_value_t = 100))]
+    pub limit: usize,
+    /// Print how many records match instead of the records.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub count: bool,
+    /// JSON lines (one record per line) instead of a table.
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub json: bool,
+}
+
+impl QueryArgs {
+    /// The query parameters of the filters given, in a fixed order; with `limit`, also the
+    /// record limit (a count takes none).
+    pub fn params(&self, limit: bool) -> Vec<(&'static str, String)> {
+        let filters = [
+            ("since", &self.since),
+            ("until", &self.until),
+            ("host", &self.host),
+            ("container", &self.container),
+            ("rule", &self.rule),
+            ("type", &self.event_type),
+            ("kind", &self.kind),
+            ("region", &self.region),
+            ("agent", &self.agent),
+            ("id", &self.id),
+        ];
+        let mut params: Vec<(&'static str, String)> = filters
+            .into_iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v.clone())))
+            .collect();
+        if limit {
+            params.push(("limit", self.limit.to_string()));
+        }
+        params
+    }
+
+    /// Keeps the records `--grep` asks for (all without it).
+    pub fn grep(&self, records: &mut Vec<Value>) {
+        if let Some(text) = &self.grep {
+            records.retain(|r| r.to_string().contains(text.as_str()));
+        }
+    }
 }
 
 /// A connection to a server's query API with an API token.
@@ -209,6 +327,70 @@ pub fn table(records: &[Value]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn query_args() -> QueryArgs {
+        QueryArgs {
+            server: "https://127.0.0.1:8443".into(),
+            token: None,
+            token_file: PathBuf::new(),
+            ca: PathBuf::new(),
+            since: None,
+            until: None,
+            host: None,
+            container: None,
+            rule: None,
+            event_type: None,
+            kind: None,
+            alerts: false,
+            region: None,
+            agent: None,
+            id: None,
+            grep: None,
+            limit: 100,
+            count: false,
+            json: false,
+        }
+    }
+
+    #[test]
+    fn query_params_carry_only_the_filters_given_and_the_limit_only_when_asked() {
+        let mut a = query_args();
+        assert!(a.params(false).is_empty());
+        assert_eq!(a.params(true), vec![("limit", "100".to_string())]);
+        a.event_type = Some("process.exec".into());
+        a.since = Some("15m".into());
+        a.id = Some("x&y=1".into());
+        a.limit = 7;
+        assert_eq!(
+            a.params(true),
+            vec![
+                ("since", "15m".to_string()),
+                ("type", "process.exec".to_string()),
+                ("id", "x&y=1".to_string()),
+                ("limit", "7".to_string()),
+            ]
+        );
+        // The values are escaped when the path is built, not here.
+        assert_eq!(
+            with_query("/api/v1/events", &a.params(false)),
+            "/api/v1/events?since=15m&type=process%2Eexec&id=x%26y%3D1"
+        );
+    }
+
+    #[test]
+    fn grep_keeps_records_whose_json_contains_the_text() {
+        let mut a = query_args();
+        let all = vec![
+            serde_json::json!({"type": "alert", "rule": "Miner"}),
+            serde_json::json!({"type": "file.open"}),
+        ];
+        let mut kept = all.clone();
+        a.grep(&mut kept);
+        assert_eq!(kept, all);
+        a.grep = Some("\"rule\":\"Miner\"".into());
+        a.grep(&mut kept);
+        assert_eq!(kept, vec![all[0].clone()]);
+    }
 
     #[test]
     fn table_summarises_alerts_and_events_and_cuts_long_lines_at_a_character() {

@@ -175,18 +175,45 @@ pub fn dir(data_dir: &Path) -> PathBuf {
     data_dir.join("fleetconfig")
 }
 
+/// Why a bundle path or a bundle's set of files is refused (see [`check_path`] and
+/// [`check_files`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PathError {
+    /// The path is not `SECTION/NAME`.
+    #[error("{path:?}: expected SECTION/NAME")]
+    NotSectionName { path: String },
+    /// The section is not one of [`SECTIONS`].
+    #[error("{path:?}: unknown section {section:?} (expected one of {})", SECTIONS.join(", "))]
+    UnknownSection { path: String, section: String },
+    /// The file name has characters, a length or a start an agent does not write.
+    #[error(
+        "{path:?}: a file name is 1 to 128 letters, digits, '.', '_', '-', not starting with '.'"
+    )]
+    BadName { path: String },
+    /// More than [`MAX_FILES`] files.
+    #[error("{0} files (at most {MAX_FILES})")]
+    TooManyFiles(usize),
+    /// More than one file in `policy/`.
+    #[error("{0} files in policy/ (an agent applies one policy)")]
+    Policies(usize),
+    /// More than one file in `geoip/`.
+    #[error("{0} files in geoip/ (an agent reads one database)")]
+    Geoip(usize),
+}
+
 /// Checks a bundle path: `section/name` with a known section and a name of letters, digits,
 /// `.`, `_`, `-` (not starting with `.`, at most 128 bytes). The agent writes files under
 /// these names, so nothing else (no `/`, no `..`) may pass.
-pub fn check_path(path: &str) -> Result<(&str, &str), String> {
+pub fn check_path(path: &str) -> Result<(&str, &str), PathError> {
     let Some((section, name)) = path.split_once('/') else {
-        return Err(format!("{path:?}: expected SECTION/NAME"));
+        return Err(PathError::NotSectionName { path: path.into() });
     };
     if !SECTIONS.contains(&section) {
-        return Err(format!(
-            "{path:?}: unknown section {section:?} (expected one of {})",
-            SECTIONS.join(", ")
-        ));
+        return Err(PathError::UnknownSection {
+            path: path.into(),
+            section: section.into(),
+        });
     }
     if name.is_empty()
         || name.len() > 128
@@ -195,16 +222,14 @@ pub fn check_path(path: &str) -> Result<(&str, &str), String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
     {
-        return Err(format!(
-            "{path:?}: a file name is 1 to 128 letters, digits, '.', '_', '-', not starting with '.'"
-        ));
+        return Err(PathError::BadName { path: path.into() });
     }
     Ok((section, name))
 }
 
 /// Checks the set of files of a bundle: paths, count, at most one policy and one GeoIP
 /// database.
-pub fn check_files<'a>(paths: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
+pub fn check_files<'a>(paths: impl IntoIterator<Item = &'a str>) -> Result<(), PathError> {
     let mut n = 0;
     let mut policies = 0;
     let mut geoip = 0;
@@ -215,17 +240,13 @@ pub fn check_files<'a>(paths: impl IntoIterator<Item = &'a str>) -> Result<(), S
         geoip += usize::from(section == "geoip");
     }
     if n > MAX_FILES {
-        return Err(format!("{n} files (at most {MAX_FILES})"));
+        return Err(PathError::TooManyFiles(n));
     }
     if policies > 1 {
-        return Err(format!(
-            "{policies} files in policy/ (an agent applies one policy)"
-        ));
+        return Err(PathError::Policies(policies));
     }
     if geoip > 1 {
-        return Err(format!(
-            "{geoip} files in geoip/ (an agent reads one database)"
-        ));
+        return Err(PathError::Geoip(geoip));
     }
     Ok(())
 }
@@ -261,7 +282,7 @@ pub fn read_source(src: &Path) -> Result<BTreeMap<String, Vec<u8>>, ConfigError>
                 return Err(bad(&fp, "expected a regular file"));
             }
             let key = format!("{name}/{}", f.file_name().to_string_lossy());
-            check_path(&key).map_err(|r| bad(&fp, &r))?;
+            check_path(&key).map_err(|r| bad(&fp, &r.to_string()))?;
             let data = std::fs::read(&fp).map_err(io(&fp))?;
             total += data.len() as u64;
             if total > MAX_PAYLOAD_BYTES / 2 {
@@ -276,7 +297,7 @@ pub fn read_source(src: &Path) -> Result<BTreeMap<String, Vec<u8>>, ConfigError>
             files.insert(key, data);
         }
     }
-    check_files(files.keys().map(String::as_str)).map_err(|r| bad(src, &r))?;
+    check_files(files.keys().map(String::as_str)).map_err(|r| bad(src, &r.to_string()))?;
     Ok(files)
 }
 
@@ -295,7 +316,7 @@ pub fn publish(
 ) -> Result<ConfigManifest, ConfigError> {
     check_files(files.keys().map(String::as_str)).map_err(|r| ConfigError::Source {
         path: PathBuf::from("(bundle)"),
-        reason: r,
+        reason: r.to_string(),
     })?;
     let d = dir(data_dir);
     std::fs::create_dir_all(&d).map_err(io(&d))?;
@@ -512,7 +533,8 @@ pub fn verify_manifest(
             m.format
         )));
     }
-    check_files(m.files.iter().map(|f| f.path.as_str())).map_err(ConfigError::Manifest)?;
+    check_files(m.files.iter().map(|f| f.path.as_str()))
+        .map_err(|e| ConfigError::Manifest(e.to_string()))?;
     Ok(m)
 }
 
@@ -765,8 +787,25 @@ mod tests {
             assert!(check_path(bad).is_err(), "{bad}");
         }
         assert!(check_path("lists/miner-pools.yaml").is_ok());
-        assert!(check_files(["policy/a.yaml", "policy/b.yaml"]).is_err());
-        assert!(check_files(["geoip/a.mmdb", "geoip/b.mmdb"]).is_err());
+        assert_eq!(
+            check_files(["policy/a.yaml", "policy/b.yaml"]),
+            Err(PathError::Policies(2))
+        );
+        assert_eq!(
+            check_files(["geoip/a.mmdb", "geoip/b.mmdb"]).map_err(|e| e.to_string()),
+            Err("2 files in geoip/ (an agent reads one database)".to_string())
+        );
+        assert_eq!(
+            check_path("rules/../x").map_err(|e| e.to_string()),
+            Err("\"rules/../x\": a file name is 1 to 128 letters, digits, '.', '_', '-', not starting with '.'".to_string())
+        );
+        assert_eq!(
+            check_path("bin/x").map_err(|e| e.to_string()),
+            Err(format!(
+                "\"bin/x\": unknown section \"bin\" (expected one of {})",
+                SECTIONS.join(", ")
+            ))
+        );
         let src = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(src.path().join("rulez")).expect("mkdir");
         let err = read_source(src.path()).expect_err("typo");

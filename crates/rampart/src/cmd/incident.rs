@@ -6,55 +6,25 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use rampart_fleet::{
-    report, Incident, IncidentDb, IncidentSettings, IncidentSource, Mark, Regulation,
-};
+use rampart_fleet::args::{IncidentOptions, MarkArgs, SettingsError};
+use rampart_fleet::{report, Incident, IncidentDb, IncidentSettings, IncidentSource};
 
 use super::BadInput;
 
 #[derive(Debug, Args)]
 pub struct IncidentArgs {
     #[command(flatten)]
-    common: Common,
+    common: IncidentOptions,
     #[command(subcommand)]
     command: IncidentCommand,
 }
 
-#[derive(Debug, Args)]
-struct Common {
-    /// The server configuration: its `data_dir` and `fleet:` roles and regulations are used
-    /// unless the options below are given (default /etc/rampart/server.yaml when it exists).
-    #[arg(long, global = true)]
-    config: Option<PathBuf>,
-    /// The server's data directory (holds incidents.db; default: the configuration's, else
-    /// /var/lib/rampart/server).
-    #[arg(long, global = true, env = "RAMPART_SERVER_DATA")]
-    data_dir: Option<PathBuf>,
-    /// Regulation files to use instead of the configuration's or the ones shipped with Rampart.
-    #[arg(long, global = true)]
-    regulations: Option<PathBuf>,
-    /// A role your organisation has (nis2-entity, cn-ciio, hk-ci-operator); repeatable.
-    /// Default: `fleet.roles` of the configuration.
-    #[arg(long = "role", global = true)]
-    roles: Vec<String>,
-}
-
 /// The options, else the server configuration, else defaults.
-fn settings(c: &Common) -> anyhow::Result<IncidentSettings> {
+fn settings(c: &IncidentOptions) -> anyhow::Result<IncidentSettings> {
     let default = std::path::Path::new(crate::cmd::server::DEFAULT_CONFIG);
-    let cfg = match &c.config {
-        Some(p) => Some(crate::cmd::server::load_config(p)?),
-        None if default.exists() => Some(crate::cmd::server::load_config(default)?),
-        None => None,
-    };
-    let (dir, regs) = (c.data_dir.clone(), c.regulations.clone());
-    // A regulations directory is the user's input; the built-in set cannot be wrong.
-    let from_dir = regs.is_some()
-        || cfg
-            .as_ref()
-            .is_some_and(|s| s.fleet.regulations_dir.is_some());
-    IncidentSettings::resolve(cfg, dir, regs, c.roles.clone()).map_err(|e| match e {
-        e if from_dir => BadInput(e.to_string()).into(),
+    c.settings(default).map_err(|e| match e {
+        SettingsError::Config(e) => e.into(),
+        e if e.is_bad_input() => BadInput(e.to_string()).into(),
         e => e.into(),
     })
 }
@@ -84,46 +54,6 @@ enum IncidentCommand {
         #[arg(short = 'o', long = "output", default_value = ".")]
         output: PathBuf,
     },
-}
-
-#[derive(Debug, Args)]
-struct MarkArgs {
-    id: String,
-    /// Whether personal data was breached (yes or no).
-    #[arg(long, value_parser = ["yes", "no"])]
-    personal_data_breach: Option<String>,
-    /// Whether an attack caused it (yes or no).
-    #[arg(long, value_parser = ["yes", "no"])]
-    malicious: Option<String>,
-    /// When your organisation became aware (2026-03-06T16:00:00Z, or `now`).
-    #[arg(long)]
-    aware_at: Option<String>,
-    /// When the breach was determined to be notifiable (Singapore, Australia).
-    #[arg(long)]
-    determined_at: Option<String>,
-    /// Confirm the incident (2026-03-06T16:00:00Z, or `now`): its deadlines stop being
-    /// provisional and count from awareness (the confirmation unless --aware-at says otherwise).
-    #[arg(long)]
-    confirm: Option<String>,
-    /// A notification was submitted: REGIME/DEADLINE, optionally @TIME (default now); repeatable.
-    #[arg(long)]
-    submitted: Vec<String>,
-    /// Close the incident (it takes no more alerts).
-    #[arg(long)]
-    close: bool,
-}
-
-fn marks(args: &MarkArgs, regs: &[Regulation]) -> anyhow::Result<Vec<Mark>> {
-    let req = rampart_fleet::MarkRequest {
-        personal_data_breach: args.personal_data_breach.as_ref().map(|v| v == "yes"),
-        malicious: args.malicious.as_ref().map(|v| v == "yes"),
-        aware_at: args.aware_at.clone(),
-        determined_at: args.determined_at.clone(),
-        confirm: args.confirm.clone(),
-        submitted: args.submitted.clone(),
-        close: args.close,
-    };
-    rampart_fleet::marks_now(&req, regs).map_err(|e| BadInput(e.to_string()).into())
 }
 
 use rampart_event::now_ns;
@@ -183,7 +113,9 @@ pub fn run(args: IncidentArgs) -> anyhow::Result<ExitCode> {
         }
         IncidentCommand::Mark(m) => {
             let inc = find(&db, &m.id)?;
-            db.set_marks(&inc.id, &marks(&m, regs)?, now)?;
+            let marks = rampart_fleet::marks_now(&m.request(), regs)
+                .map_err(|e| BadInput(e.to_string()))?;
+            db.set_marks(&inc.id, &marks, now)?;
             let inc = find(&db, &m.id)?;
             for x in inc.deadlines(regs, &c.roles, now) {
                 println!("{}", x.line(now));

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Args, Subcommand, ValueEnum};
-use rampart_rules::{Engine, Options, ReplayError, RuleMatching, RuleSet};
+use clap::{Args, Subcommand};
+use rampart_rules::args::{CheckArgs, FieldsArgs, Format, TestArgs};
+use rampart_rules::{Engine, Options, ReplayError, RuleSet};
 
 use super::BadInput;
 
@@ -26,57 +27,6 @@ enum RulesCommand {
     Test(TestArgs),
     /// List the fields conditions and outputs may use.
     Fields(FieldsArgs),
-}
-
-#[derive(Debug, Args)]
-struct CheckArgs {
-    /// Rule files, loaded in this order.
-    #[arg(required_unless_present = "defaults")]
-    files: Vec<PathBuf>,
-    /// Load Rampart's default rules before the files (as the agent does).
-    #[arg(long)]
-    defaults: bool,
-    /// Also exit 1 when an enabled rule cannot fire.
-    #[arg(long)]
-    strict: bool,
-    /// `text` (for people) or `json` (one object with the report).
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Matching {
-    First,
-    All,
-}
-
-#[derive(Debug, Args)]
-struct TestArgs {
-    /// Rule files, loaded in this order.
-    #[arg(long = "rules", num_args = 1.., required_unless_present = "defaults")]
-    rules: Vec<PathBuf>,
-    /// Load Rampart's default rules before the files.
-    #[arg(long)]
-    defaults: bool,
-    /// Recorded events, one JSON event per line (`-` for standard input).
-    #[arg(long)]
-    events: PathBuf,
-    /// Falco's rule_matching: `first` (one rule per event, the default) or `all`.
-    #[arg(long, value_enum, default_value_t = Matching::First)]
-    rule_matching: Matching,
-}
-
-#[derive(Debug, Args)]
-struct FieldsArgs {
-    /// Also list Falco fields that Rampart's events do not carry.
-    #[arg(long)]
-    all: bool,
 }
 
 pub fn run(args: RulesArgs) -> anyhow::Result<ExitCode> {
@@ -104,24 +54,16 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report.to_json())?)?,
     }
     out.flush()?;
-    let fails = a.strict && !report.cannot_fire.is_empty();
-    Ok(ExitCode::from(u8::from(fails)))
+    Ok(ExitCode::from(u8::from(a.fails(report))))
 }
 
 fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
-    let options = Options {
-        rule_matching: match a.rule_matching {
-            Matching::First => RuleMatching::First,
-            Matching::All => RuleMatching::All,
-        },
-        ..Options::default()
-    };
-    let rules = load(a.defaults, &a.rules, options)?;
+    let rules = load(a.defaults, &a.rules, a.options())?;
     for c in &rules.report().cannot_fire {
         tracing::warn!("{c}");
     }
     let mut engine = Engine::new(Arc::new(rules));
-    let input: Box<dyn BufRead> = if a.events.as_os_str() == "-" {
+    let input: Box<dyn BufRead> = if a.from_stdin() {
         Box::new(BufReader::new(std::io::stdin()))
     } else {
         let f = std::fs::File::open(&a.events)
@@ -141,7 +83,7 @@ fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
 
 fn fields(a: FieldsArgs) -> anyhow::Result<ExitCode> {
     let mut out = BufWriter::new(std::io::stdout().lock());
-    for f in rampart_rules::fields().filter(|f| f.available || a.all) {
+    for f in a.fields() {
         writeln!(out, "{}", f.line())?;
     }
     out.flush()?;

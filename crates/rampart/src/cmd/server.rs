@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use rampart_fleet::admin;
+use rampart_fleet::args::{ConfigPublishArgs, EnrollTokenArgs, TokenCreateArgs, UserAddArgs};
 use rampart_server::ServerConfig;
 
 use crate::cmd::BadInput;
@@ -31,17 +32,7 @@ enum ServerCommand {
     /// Run the server (the default without a subcommand).
     Run,
     /// Create an enrollment token for agents of a region (`rampart enroll --token`).
-    EnrollToken {
-        /// Jurisdiction tag of the hosts that enroll with it (`eu-de`, `us-ca`, `sg`, ...).
-        #[arg(long)]
-        region: String,
-        /// How many agents may enroll with it.
-        #[arg(long, default_value_t = 1)]
-        uses: u32,
-        /// How long it is valid (`30m`, `24h`, `7d`).
-        #[arg(long, default_value = "24h")]
-        ttl: String,
-    },
+    EnrollToken(EnrollTokenArgs),
     /// API tokens of the query API (roles: admin, analyst, read-only).
     Token {
         #[command(subcommand)]
@@ -93,12 +84,7 @@ enum ServerDbCommand {
 enum ConfigCommand {
     /// Check DIR (rules/, lists/, policy/, playbooks/, geoip/) as an agent would build it,
     /// then publish it as the next version.
-    Publish {
-        dir: PathBuf,
-        /// The version to publish (above every version published before; default: the next).
-        #[arg(long, value_name = "N")]
-        set_version: Option<u64>,
-    },
+    Publish(ConfigPublishArgs),
     /// The published version and the version every agent runs.
     Status {
         /// JSON instead of a table.
@@ -111,16 +97,7 @@ enum ConfigCommand {
 enum UserCommand {
     /// Add a user. The password (at least 12 characters) is read from --password-file or,
     /// without it, from the first line of standard input; only its Argon2id hash is stored.
-    Add {
-        name: String,
-        /// `admin`, `analyst` (events and alerts) or `read-only` (alerts, hosts, incidents;
-        /// no raw events).
-        #[arg(long)]
-        role: String,
-        /// File holding the password (first line).
-        #[arg(long)]
-        password_file: Option<PathBuf>,
-    },
+    Add(UserAddArgs),
     /// List users and roles.
     List,
     /// Remove a user and end their sessions.
@@ -130,13 +107,7 @@ enum UserCommand {
 #[derive(Debug, Subcommand)]
 enum TokenCommand {
     /// Create a token and print it (it is stored only as a hash).
-    Create {
-        #[arg(long)]
-        name: String,
-        /// `admin`, `analyst` (events and alerts) or `read-only` (alerts and agents).
-        #[arg(long)]
-        role: String,
-    },
+    Create(TokenCreateArgs),
     /// List tokens (names and roles; the tokens themselves are not stored).
     List,
     /// Revoke the token named NAME.
@@ -161,9 +132,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     admin::become_data_owner(&cfg.data_dir)?;
     match args.command.unwrap_or(ServerCommand::Run) {
         ServerCommand::Run => return serve(cfg),
-        ServerCommand::EnrollToken { region, uses, ttl } => {
-            println!("{}", admin::enroll_token(&cfg, &region, uses, &ttl)?);
-        }
+        ServerCommand::EnrollToken(a) => println!("{}", a.create(&cfg)?),
         ServerCommand::Token { command } => token(&cfg, command)?,
         ServerCommand::Agents { command } => {
             agents(&cfg, command.unwrap_or(AgentsCommand::List { json: false }))?
@@ -178,7 +147,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
 fn config(cfg: &ServerConfig, command: ConfigCommand) -> anyhow::Result<()> {
     let (control, ca) = rampart_server::open_control(cfg)?;
     match command {
-        ConfigCommand::Publish { dir, set_version } => {
+        ConfigCommand::Publish(ConfigPublishArgs { dir, set_version }) => {
             let files = rampart_server::fleetconfig::read_source(&dir)
                 .map_err(|e| BadInput(e.to_string()))?;
             let rules = rampart_agent::fleetconfig::check_source(&dir)
@@ -213,14 +182,9 @@ fn config(cfg: &ServerConfig, command: ConfigCommand) -> anyhow::Result<()> {
 fn user(cfg: &ServerConfig, command: UserCommand) -> anyhow::Result<()> {
     let (control, _ca) = rampart_server::open_control(cfg)?;
     match command {
-        UserCommand::Add {
-            name,
-            role,
-            password_file,
-        } => {
-            let password = admin::read_password(password_file.as_deref(), std::io::stdin().lock())?;
-            let role = admin::add_user(&control, &name, &role, &password)?;
-            println!("added user {name} ({})", role.as_str());
+        UserCommand::Add(a) => {
+            let role = a.add(&control, std::io::stdin().lock())?;
+            println!("added user {} ({})", a.name, role.as_str());
         }
         UserCommand::List => print!("{}", admin::users_table(&control.users()?)),
         UserCommand::Remove { name } => {
@@ -276,7 +240,7 @@ fn serve(cfg: ServerConfig) -> anyhow::Result<ExitCode> {
 fn token(cfg: &ServerConfig, command: TokenCommand) -> anyhow::Result<()> {
     let (control, _ca) = rampart_server::open_control(cfg)?;
     match command {
-        TokenCommand::Create { name, role } => {
+        TokenCommand::Create(TokenCreateArgs { name, role }) => {
             println!("{}", admin::create_token(&control, &name, &role)?)
         }
         TokenCommand::List => print!("{}", admin::tokens_table(&control.api_tokens()?)),
