@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use rampart_event::{
-    Device, Endpoint, Event, EventId, EventKind, NetDirection, NetInfo, PolicyInfo,
+    now_ns, Device, Endpoint, Event, EventId, EventKind, NetDirection, NetInfo, PolicyInfo,
 };
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
@@ -128,12 +128,6 @@ fn provider() -> rustls::crypto::CryptoProvider {
         ],
         ..rustls::crypto::ring::default_provider()
     }
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
