@@ -15,8 +15,10 @@ use rampart_event::{
     Container, ContainerInventory, ContainerRuntime, Event, EventId, EventKind, ImageInventory,
     Package, PackageKind,
 };
-use rampart_fleet::{FleetSlot, RunningServer, NEWLY_VULNERABLE_RULE};
+use rampart_fleet::vulns::FINDINGS_DOCS;
+use rampart_fleet::{FleetSlot, RunningServer, VulnTracker, VulnsConfig, NEWLY_VULNERABLE_RULE};
 use rampart_server::config::ControlStoreConfig;
+use rampart_server::control::Control;
 use rampart_server::store::day_of;
 use rampart_server::{Query, RecordKind, ServerConfig, ServerExtras, StoreConfig, StoredRecord};
 use support::*;
@@ -259,5 +261,41 @@ async fn sboms_received_by_one_server_are_rematched_by_the_next_lease_holder_ale
         assert_eq!(t.db_version().unwrap().as_deref(), Some(v2.as_str()));
         assert_eq!(t.image_findings(image_id).unwrap().len(), 1);
     }
+
+    // A server racing B's re-match (it read the fleet's state before B committed, e.g. a
+    // holder that lost the lease mid-check) re-matches the same version: it stores the same
+    // findings but raises nothing, B claimed the version's alerts.
+    let dir_c = tempfile::tempdir().unwrap();
+    let vulndb_c = rampart_server::vulndb::dir(dir_c.path());
+    std::fs::create_dir_all(&vulndb_c).unwrap();
+    for f in std::fs::read_dir(rampart_server::vulndb::dir(dir_b.path())).unwrap() {
+        let f = f.unwrap();
+        if f.file_type().unwrap().is_file() {
+            std::fs::copy(f.path(), vulndb_c.join(f.file_name())).unwrap();
+        }
+    }
+    let control = Control::open_postgres(&pg.url(), None).unwrap();
+    control
+        .put_docs(
+            FINDINGS_DOCS,
+            vec![
+                (image_id.to_string(), "[]".to_string()),
+                (String::new(), serde_json::to_string(&v1).unwrap()),
+            ],
+        )
+        .unwrap();
+    let mut racer = VulnTracker::open(&VulnsConfig {
+        db_path: dir_c.path().join("vulns.db"),
+        data_dir: dir_c.path().to_path_buf(),
+        shared: Some(Arc::new(control)),
+    })
+    .unwrap();
+    assert!(racer.check_db(rampart_event::now_ns()).unwrap().is_empty());
+    assert_eq!(racer.image_findings(image_id).unwrap().len(), 1);
+    assert_eq!(racer.db_version().unwrap().as_deref(), Some(v2.as_str()));
+    assert!(
+        !dir_c.path().join("vulns.db").exists(),
+        "shared: no vulns.db"
+    );
     b.stop().await;
 }
