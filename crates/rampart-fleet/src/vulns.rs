@@ -42,7 +42,8 @@
 //! A re-match writes every image's findings and the version in one transaction, then claims
 //! the version (`INSERT ... ON CONFLICT DO NOTHING`): only the claiming server raises the
 //! alerts, so a takeover during a re-match raises them once. An SBOM stored while the
-//! receiving server has no database loaded has no findings document; the next re-match
+//! receiving server has no database loaded, or not the version of the stored findings, has
+//! no findings document; the next re-match
 //! treats it as matched on arrival (no alert for what it already had), as the SQLite store
 //! does. The running set is last-writer-wins per (host, container) after a read of the
 //! stored time: one host's records are committed in order by the server it ships to.
@@ -256,7 +257,10 @@ impl VulnTracker {
                     };
                     let json = serde_json::to_string(&doc).unwrap_or_default();
                     c.put_docs(IMAGE_DOCS, vec![(inv.image_id.clone(), json)])?;
-                    if self.db.is_some() {
+                    // Matched on arrival only with the fleet's current database: a server
+                    // that lost the lease may still have an older one loaded.
+                    let loaded = self.db.as_ref().map(|(v, _)| v.clone());
+                    if loaded.is_some() && loaded == self.db_version()? {
                         let f = self.findings_for(&inv.image, &inv.image_id, &inv.packages)?;
                         self.store_findings(&inv.image_id, &f)?;
                     }
