@@ -33,6 +33,9 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Server(#[from] rampart_server::ServerError),
+    /// The shared control store (for the vulnerability tracker) did not open.
+    #[error(transparent)]
+    Shared(#[from] crate::SharedError),
 }
 
 impl ServeError {
@@ -98,7 +101,17 @@ pub async fn serve(
         source,
     })?;
     let (mut fleet_cfg, deadline_every) = fleet_config(&cfg)?;
-    fleet_cfg.vulns = Some(VulnsConfig::new(&data_dir));
+    let mut vulns = VulnsConfig::new(&data_dir);
+    // A fleet of servers keeps the SBOMs, the running set and the findings in the shared
+    // control store, so the next lease holder re-matches every SBOM the fleet received.
+    if let Some(cs) = &cfg.control_store {
+        let mut cs = cs.clone();
+        cs.password_file = cs.password_file.map(|p| cfg.resolve(&p));
+        if let crate::IncidentSource::Shared(c) = crate::IncidentSource::open_shared(&cs)? {
+            vulns.shared = Some(std::sync::Arc::new(c));
+        }
+    }
+    fleet_cfg.vulns = Some(vulns);
     // Several servers on one control store and one ClickHouse: one correlator for the fleet,
     // on the holder of the fleet job lease, reading every server's records from ClickHouse.
     fleet_cfg.from_store = cfg.control_store.is_some()

@@ -27,6 +27,26 @@
 //! running(host, container_id, region, image, image_id, container JSON, time_ns)  PK(host, container_id)
 //! state(key PK, value)                              db_version
 //! ```
+//!
+//! # Shared (`control_store:` PostgreSQL, docs/server.md "Scale-out")
+//! With a shared control store the same state is kept there instead, as documents of its
+//! `fleet_docs` table, so whichever server holds the fleet job lease re-matches every SBOM
+//! the fleet received, through any server:
+//! ```text
+//! kind vuln-image     id image_id                 {image, os, packages, updated_ns}
+//! kind vuln-running   id <host>\n<container_id>   {host, region, image, image_id, container, time_ns}
+//! kind vuln-findings  id image_id                 [[vuln_id, package, severity], ...]
+//!                     id "" (never an image id)   the database version of the findings
+//! kind vuln-alerted   id <database version>       claimed before the "now vulnerable" alerts
+//! ```
+//! A re-match writes every image's findings and the version in one transaction, then claims
+//! the version (`INSERT ... ON CONFLICT DO NOTHING`): only the claiming server raises the
+//! alerts, so a takeover during a re-match raises them once. An SBOM stored while the
+//! receiving server has no database loaded, or not the version of the stored findings, has
+//! no findings document; the next re-match
+//! treats it as matched on arrival (no alert for what it already had), as the SQLite store
+//! does. The running set is last-writer-wins per (host, container) after a read of the
+//! stored time: one host's records are committed in order by the server it ships to.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -34,8 +54,20 @@ use std::sync::Arc;
 
 use rampart_event::{Alert, Container, Device, Event, EventId, EventKind, Priority, Severity};
 use rampart_scan::{match_packages, VulnDb};
+use rampart_server::control::{Control, ControlError};
 use rampart_server::{RecordKind, StoredRecord};
 use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+/// The kind of the shared SBOMs' documents (see the module documentation).
+pub const IMAGE_DOCS: &str = "vuln-image";
+/// The kind of the shared running containers' documents.
+pub const RUNNING_DOCS: &str = "vuln-running";
+/// The kind of the shared findings' documents (and of the database version, id "").
+pub const FINDINGS_DOCS: &str = "vuln-findings";
+/// The kind of the claims of the database versions whose alerts were raised.
+pub const ALERTED_DOCS: &str = "vuln-alerted";
+const VERSION_ID: &str = "";
 
 /// The rule name of "now vulnerable" alerts.
 pub const NEWLY_VULNERABLE_RULE: &str = "Container image newly vulnerable";
@@ -47,6 +79,9 @@ pub struct VulnsConfig {
     pub db_path: PathBuf,
     /// The server's data directory (its `vulndb/` holds the database and the bundle).
     pub data_dir: PathBuf,
+    /// The control store a fleet of servers shares: the state is kept there instead of
+    /// `db_path`.
+    pub shared: Option<Arc<Control>>,
 }
 
 impl VulnsConfig {
@@ -55,6 +90,7 @@ impl VulnsConfig {
         VulnsConfig {
             db_path: data_dir.join("vulns.db"),
             data_dir: data_dir.to_path_buf(),
+            shared: None,
         }
     }
 }
@@ -73,6 +109,14 @@ pub enum VulnsError {
     VulnDb(#[from] rampart_scan::DbError),
     #[error(transparent)]
     Bundle(#[from] rampart_server::vulndb::BundleError),
+    #[error("the shared control store: {0}")]
+    Control(#[from] ControlError),
+    #[error("the shared control store: {kind} document {id:?}: stored JSON unreadable: {message}")]
+    Corrupt {
+        kind: &'static str,
+        id: String,
+        message: String,
+    },
 }
 
 /// A container the server counts as running.
@@ -89,6 +133,8 @@ pub struct RunningContainer {
 /// The SBOMs, the running set and the findings per image.
 pub struct VulnTracker {
     conn: Connection,
+    /// When set, the state lives there and `conn` is unused.
+    shared: Option<Arc<Control>>,
     path: PathBuf,
     data_dir: PathBuf,
     /// The database the findings were computed with, and its version.
@@ -122,7 +168,12 @@ impl VulnTracker {
             path: cfg.db_path.clone(),
             source,
         };
-        let conn = Connection::open(&cfg.db_path).map_err(sql)?;
+        // Shared: nothing is kept in db_path (an in-memory database keeps the code simple).
+        let conn = match cfg.shared {
+            Some(_) => Connection::open_in_memory(),
+            None => Connection::open(&cfg.db_path),
+        }
+        .map_err(sql)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
              CREATE TABLE IF NOT EXISTS images(image_id TEXT PRIMARY KEY, image TEXT NOT NULL,
@@ -139,6 +190,7 @@ impl VulnTracker {
         .map_err(sql)?;
         Ok(VulnTracker {
             conn,
+            shared: cfg.shared.clone(),
             path: cfg.db_path.clone(),
             data_dir: cfg.data_dir.clone(),
             db: None,
@@ -154,6 +206,12 @@ impl VulnTracker {
 
     /// The version of the database the stored findings were computed with.
     pub fn db_version(&self) -> Result<Option<String>, VulnsError> {
+        if let Some(c) = &self.shared {
+            return c
+                .doc(FINDINGS_DOCS, VERSION_ID)?
+                .map(|j| corrupt(FINDINGS_DOCS, VERSION_ID, serde_json::from_str(&j)))
+                .transpose();
+        }
         self.conn
             .query_row("SELECT value FROM state WHERE key='db_version'", [], |r| {
                 r.get(0)
@@ -190,6 +248,24 @@ impl VulnTracker {
                 if inv.image_id.is_empty() {
                     return Ok(());
                 }
+                if let Some(c) = &self.shared {
+                    let doc = ImageDoc {
+                        image: inv.image.clone(),
+                        os: inv.os.clone(),
+                        packages: inv.packages.clone(),
+                        updated_ns: ev.time_ns,
+                    };
+                    let json = serde_json::to_string(&doc).unwrap_or_default();
+                    c.put_docs(IMAGE_DOCS, vec![(inv.image_id.clone(), json)])?;
+                    // Matched on arrival only with the fleet's current database: a server
+                    // that lost the lease may still have an older one loaded.
+                    let loaded = self.db.as_ref().map(|(v, _)| v.clone());
+                    if loaded.is_some() && loaded == self.db_version()? {
+                        let f = self.findings_for(&inv.image, &inv.image_id, &inv.packages)?;
+                        self.store_findings(&inv.image_id, &f)?;
+                    }
+                    return Ok(());
+                }
                 let packages = serde_json::to_string(&inv.packages).unwrap_or_default();
                 self.conn
                     .execute(
@@ -210,6 +286,17 @@ impl VulnTracker {
                 else {
                     return Ok(());
                 };
+                if self.shared.is_some() {
+                    let doc = RunningDoc {
+                        host: host.to_string(),
+                        region: ev.device.region.clone().unwrap_or_default(),
+                        image: inv.image.clone(),
+                        image_id: inv.image_id.clone(),
+                        container: Some(c.clone()),
+                        time_ns: ev.time_ns,
+                    };
+                    return self.put_running(&c.id, doc);
+                }
                 let json = serde_json::to_string(c).unwrap_or_default();
                 self.conn
                     .execute(
@@ -234,6 +321,19 @@ impl VulnTracker {
                     return Ok(());
                 };
                 let ids: BTreeSet<&str> = inv.containers.iter().map(String::as_str).collect();
+                if let Some(c) = &self.shared {
+                    for (key, json) in c.docs(RUNNING_DOCS)? {
+                        let d: RunningDoc =
+                            corrupt(RUNNING_DOCS, &key, serde_json::from_str(&json))?;
+                        let Some(rc) = &d.container else { continue };
+                        if d.host == host && d.time_ns < ev.time_ns && !ids.contains(rc.id.as_str())
+                        {
+                            let id = rc.id.clone();
+                            self.put_running(&id, gone(host, ev.time_ns))?;
+                        }
+                    }
+                    return Ok(());
+                }
                 let mut stmt = self
                     .conn
                     .prepare("SELECT container_id FROM running WHERE host=?1 AND time_ns < ?2")
@@ -256,6 +356,9 @@ impl VulnTracker {
             }
             EventKind::ContainerDie | EventKind::ContainerStop | EventKind::ContainerDestroy => {
                 if let Some(c) = ev.container.as_deref() {
+                    if self.shared.is_some() {
+                        return self.put_running(&c.id, gone(host, ev.time_ns));
+                    }
                     self.conn
                         .execute(
                             "DELETE FROM running WHERE host=?1 AND container_id=?2 AND time_ns <= ?3",
@@ -267,6 +370,23 @@ impl VulnTracker {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Stores a running container's document (or its tombstone) unless the stored one is
+    /// newer.
+    fn put_running(&self, container_id: &str, doc: RunningDoc) -> Result<(), VulnsError> {
+        let Some(c) = &self.shared else {
+            return Ok(());
+        };
+        let key = format!("{}\n{container_id}", doc.host);
+        if let Some(json) = c.doc(RUNNING_DOCS, &key)? {
+            let old: RunningDoc = corrupt(RUNNING_DOCS, &key, serde_json::from_str(&json))?;
+            if old.time_ns > doc.time_ns || (old.container.is_none() && doc.container.is_none()) {
+                return Ok(());
+            }
+        }
+        let json = serde_json::to_string(&doc).unwrap_or_default();
+        Ok(c.put_docs(RUNNING_DOCS, vec![(key, json)])?)
     }
 
     fn findings_for(
@@ -287,6 +407,12 @@ impl VulnTracker {
     }
 
     fn stored_findings(&self, image_id: &str) -> Result<Findings, VulnsError> {
+        if let Some(c) = &self.shared {
+            return match c.doc(FINDINGS_DOCS, image_id)? {
+                Some(json) => findings_doc(image_id, &json),
+                None => Ok(Findings::new()),
+            };
+        }
         let mut stmt = self
             .conn
             .prepare_cached("SELECT vuln_id, package, severity FROM findings WHERE image_id=?1")
@@ -308,6 +434,10 @@ impl VulnTracker {
     }
 
     fn store_findings(&self, image_id: &str, f: &Findings) -> Result<(), VulnsError> {
+        if let Some(c) = &self.shared {
+            c.put_docs(FINDINGS_DOCS, vec![(image_id.to_string(), to_doc(f))])?;
+            return Ok(());
+        }
         self.conn
             .execute("DELETE FROM findings WHERE image_id=?1", [image_id])
             .map_err(|e| self.sql(e))?;
@@ -339,6 +469,9 @@ impl VulnTracker {
 
     /// How many SBOMs are stored.
     pub fn images(&self) -> Result<u64, VulnsError> {
+        if let Some(c) = &self.shared {
+            return Ok(c.docs(IMAGE_DOCS)?.len() as u64);
+        }
         self.conn
             .query_row("SELECT COUNT(*) FROM images", [], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)
@@ -347,6 +480,23 @@ impl VulnTracker {
 
     /// The containers counted as running, by host and container id.
     pub fn running(&self) -> Result<Vec<RunningContainer>, VulnsError> {
+        if let Some(c) = &self.shared {
+            let mut out = Vec::new();
+            for (key, json) in c.docs(RUNNING_DOCS)? {
+                let d: RunningDoc = corrupt(RUNNING_DOCS, &key, serde_json::from_str(&json))?;
+                if let Some(container) = d.container {
+                    out.push(RunningContainer {
+                        host: d.host,
+                        region: d.region,
+                        container,
+                        image: d.image,
+                        image_id: d.image_id,
+                        time_ns: d.time_ns,
+                    });
+                }
+            }
+            return Ok(out);
+        }
         let mut stmt = self
             .conn
             .prepare(
@@ -415,6 +565,9 @@ impl VulnTracker {
         if previous.as_deref() == Some(version.as_str()) {
             return Ok(Vec::new()); // restarted: the stored findings are this database's
         }
+        if let Some(c) = self.shared.clone() {
+            return self.rematch_shared(&c, previous.is_some(), &version, now_ns);
+        }
         let images: Vec<(String, String, String)> = {
             let mut stmt = self
                 .conn
@@ -472,6 +625,127 @@ impl VulnTracker {
         );
         Ok(alerts)
     }
+}
+
+impl VulnTracker {
+    /// [`VulnTracker::check_db`] on the shared store: every image's findings and the version
+    /// in one transaction, then the alerts when this server claims the version.
+    fn rematch_shared(
+        &mut self,
+        c: &Control,
+        had_db: bool,
+        version: &str,
+        now_ns: u64,
+    ) -> Result<Vec<Alert>, VulnsError> {
+        let stored: BTreeMap<String, String> = c.docs(FINDINGS_DOCS)?.into_iter().collect();
+        let images = c.docs(IMAGE_DOCS)?;
+        let mut newly: BTreeMap<String, Findings> = BTreeMap::new();
+        let mut docs = Vec::with_capacity(images.len() + 1);
+        for (image_id, json) in &images {
+            let img: ImageDoc = corrupt(IMAGE_DOCS, image_id, serde_json::from_str(json))?;
+            let now = self.findings_for(&img.image, image_id, &img.packages)?;
+            let before = match stored.get(image_id) {
+                Some(json) => findings_doc(image_id, json)?,
+                // Stored while its server had no database: matched on arrival, no alert.
+                None if had_db => now.clone(),
+                None => Findings::new(),
+            };
+            let added: Findings = now
+                .iter()
+                .filter(|(k, _)| !before.contains_key(*k))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect();
+            if !added.is_empty() {
+                newly.insert(image_id.clone(), added);
+            }
+            docs.push((image_id.clone(), to_doc(&now)));
+        }
+        docs.push((
+            VERSION_ID.to_string(),
+            serde_json::to_string(version).unwrap_or_default(),
+        ));
+        c.put_docs(FINDINGS_DOCS, docs)?;
+        if !c.claim_doc(ALERTED_DOCS, version, &now_ns.to_string())? {
+            tracing::info!(
+                "vulnerability database {version}: another server already raised its alerts"
+            );
+            return Ok(Vec::new());
+        }
+        let mut alerts = Vec::new();
+        for rc in self.running()? {
+            if let Some(added) = newly.get(&rc.image_id) {
+                alerts.push(newly_vulnerable(&rc, added, version, now_ns));
+            }
+        }
+        tracing::info!(
+            "vulnerability database {version}: {} shared images re-matched, {} newly vulnerable, {} running containers alerted",
+            images.len(),
+            newly.len(),
+            alerts.len()
+        );
+        Ok(alerts)
+    }
+}
+
+/// A shared SBOM.
+#[derive(Serialize, Deserialize)]
+struct ImageDoc {
+    image: String,
+    os: String,
+    packages: Vec<rampart_event::Package>,
+    updated_ns: u64,
+}
+
+/// A shared running container; `container` None: stopped at `time_ns` (a tombstone, so an
+/// older inventory does not bring it back).
+#[derive(Serialize, Deserialize)]
+struct RunningDoc {
+    host: String,
+    region: String,
+    image: String,
+    image_id: String,
+    container: Option<Container>,
+    time_ns: u64,
+}
+
+fn gone(host: &str, time_ns: u64) -> RunningDoc {
+    RunningDoc {
+        host: host.to_string(),
+        region: String::new(),
+        image: String::new(),
+        image_id: String::new(),
+        container: None,
+        time_ns,
+    }
+}
+
+fn corrupt<T>(
+    kind: &'static str,
+    id: &str,
+    r: Result<T, serde_json::Error>,
+) -> Result<T, VulnsError> {
+    r.map_err(|e| VulnsError::Corrupt {
+        kind,
+        id: id.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn to_doc(f: &Findings) -> String {
+    let rows: Vec<(&str, &str, &str)> = f
+        .iter()
+        .map(|((id, pkg), s)| (id.as_str(), pkg.as_str(), s.as_str()))
+        .collect();
+    serde_json::to_string(&rows).unwrap_or_default()
+}
+
+fn findings_doc(image_id: &str, json: &str) -> Result<Findings, VulnsError> {
+    let rows: Vec<(String, String, String)> =
+        corrupt(FINDINGS_DOCS, image_id, serde_json::from_str(json))?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, pkg, s)| ((id, pkg), s.parse().unwrap_or(Severity::Unknown)))
+        .collect())
 }
 
 fn newly_vulnerable(rc: &RunningContainer, added: &Findings, version: &str, now_ns: u64) -> Alert {
