@@ -10,67 +10,15 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use rampart_event::Event;
 use rampart_fleet::incident::EntryKind;
-use rampart_fleet::{FleetSlot, IncidentSource, Mark, RunningServer};
-use rampart_server::config::ControlStoreConfig;
-use rampart_server::store::day_of;
-use rampart_server::{Query, RecordKind, ServerConfig, ServerExtras, StoreConfig, StoredRecord};
+use rampart_fleet::{FleetSlot, IncidentSource, Mark};
+use rampart_server::{Query, RecordKind, StoredRecord};
 use support::*;
 
 const S: u64 = 1_000_000_000;
 
 fn now_ns() -> u64 {
     rampart_event::now_ns()
-}
-
-async fn start(
-    pg: &testkit::Postgres,
-    ch: &testkit::ClickHouse,
-    dir: &std::path::Path,
-) -> (RunningServer, FleetSlot) {
-    let mut cfg = ServerConfig::with_data_dir(dir);
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.store = StoreConfig::Clickhouse {
-        url: ch.url(),
-        database: None,
-        user: None,
-        password_file: None,
-    };
-    cfg.control_store = Some(ControlStoreConfig {
-        postgres: pg.url(),
-        password_file: None,
-    });
-    let mut keep = None;
-    let server = rampart_fleet::serve(cfg, |slot| {
-        keep = Some(slot);
-        ServerExtras::default()
-    })
-    .await
-    .unwrap();
-    (server, keep.unwrap())
-}
-
-/// The stored form of `ev` as agent `agent` sent it, stamped by its server at `ingested_ns`.
-fn row(ev: &Event, agent: &str, ingested_ns: u64) -> StoredRecord {
-    StoredRecord {
-        id: ev.id.to_string(),
-        kind: RecordKind::Event,
-        event_type: "auth.login".into(),
-        time_ns: ev.time_ns,
-        day: day_of(ev.time_ns),
-        host: ev.device.hostname.clone(),
-        region: "eu-de".into(),
-        agent_id: agent.into(),
-        container_id: String::new(),
-        container_name: String::new(),
-        image: String::new(),
-        rule: String::new(),
-        priority: String::new(),
-        severity: 1,
-        ingested_ns,
-        json: serde_json::to_string(ev).unwrap(),
-    }
 }
 
 fn incident_of(slot: &FleetSlot, host: &str) -> Option<rampart_fleet::Incident> {

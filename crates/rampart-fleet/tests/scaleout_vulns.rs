@@ -16,60 +16,10 @@ use rampart_event::{
     Package, PackageKind,
 };
 use rampart_fleet::vulns::FINDINGS_DOCS;
-use rampart_fleet::{FleetSlot, RunningServer, VulnTracker, VulnsConfig, NEWLY_VULNERABLE_RULE};
-use rampart_server::config::ControlStoreConfig;
+use rampart_fleet::{RunningServer, VulnTracker, VulnsConfig, NEWLY_VULNERABLE_RULE};
 use rampart_server::control::Control;
-use rampart_server::store::day_of;
-use rampart_server::{Query, RecordKind, ServerConfig, ServerExtras, StoreConfig, StoredRecord};
+use rampart_server::{Query, RecordKind, StoredRecord};
 use support::*;
-
-async fn start(
-    pg: &testkit::Postgres,
-    ch: &testkit::ClickHouse,
-    dir: &Path,
-) -> (RunningServer, FleetSlot) {
-    let mut cfg = ServerConfig::with_data_dir(dir);
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.store = StoreConfig::Clickhouse {
-        url: ch.url(),
-        database: None,
-        user: None,
-        password_file: None,
-    };
-    cfg.control_store = Some(ControlStoreConfig {
-        postgres: pg.url(),
-        password_file: None,
-    });
-    let mut keep = None;
-    let server = rampart_fleet::serve(cfg, |slot| {
-        keep = Some(slot);
-        ServerExtras::default()
-    })
-    .await
-    .unwrap();
-    (server, keep.unwrap())
-}
-
-fn row(ev: &Event, agent: &str) -> StoredRecord {
-    StoredRecord {
-        id: ev.id.to_string(),
-        kind: RecordKind::Event,
-        event_type: ev.kind.as_str().into(),
-        time_ns: ev.time_ns,
-        day: day_of(ev.time_ns),
-        host: ev.device.hostname.clone(),
-        region: "eu-de".into(),
-        agent_id: agent.into(),
-        container_id: String::new(),
-        container_name: String::new(),
-        image: String::new(),
-        rule: String::new(),
-        priority: String::new(),
-        severity: 1,
-        ingested_ns: rampart_event::now_ns(),
-        json: serde_json::to_string(ev).unwrap(),
-    }
-}
 
 fn bash() -> Package {
     Package {
@@ -203,7 +153,10 @@ async fn sboms_received_by_one_server_are_rematched_by_the_next_lease_holder_ale
     }));
     a.server
         .store()
-        .insert(&[row(&img, "agt-h-a"), row(&ctr, "agt-h-a")])
+        .insert(&[
+            row(&img, "agt-h-a", rampart_event::now_ns()),
+            row(&ctr, "agt-h-a", rampart_event::now_ns()),
+        ])
         .await
         .unwrap();
     wait_for(

@@ -109,3 +109,54 @@ pub fn miner(dev: &Arc<Device>, seq: u64, t: u64, digest: &str) -> Event {
     e.container = Some(Arc::new(c));
     e
 }
+
+/// A fleet server on ClickHouse `ch` with `pg` as its shared control store (issue 22's
+/// scale-out), and the slot its fleet console is in once it runs.
+pub async fn start(
+    pg: &testkit::Postgres,
+    ch: &testkit::ClickHouse,
+    dir: &std::path::Path,
+) -> (rampart_fleet::RunningServer, rampart_fleet::FleetSlot) {
+    let mut cfg = rampart_server::ServerConfig::with_data_dir(dir);
+    cfg.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    cfg.store = rampart_server::StoreConfig::Clickhouse {
+        url: ch.url(),
+        database: None,
+        user: None,
+        password_file: None,
+    };
+    cfg.control_store = Some(rampart_server::config::ControlStoreConfig {
+        postgres: pg.url(),
+        password_file: None,
+    });
+    let mut keep = None;
+    let server = rampart_fleet::serve(cfg, |slot| {
+        keep = Some(slot);
+        rampart_server::ServerExtras::default()
+    })
+    .await
+    .expect("fleet server");
+    (server, keep.expect("fleet slot"))
+}
+
+/// The stored form of `ev` as agent `agent` sent it, stamped by its server at `ingested_ns`.
+pub fn row(ev: &Event, agent: &str, ingested_ns: u64) -> rampart_server::StoredRecord {
+    rampart_server::StoredRecord {
+        id: ev.id.to_string(),
+        kind: rampart_server::RecordKind::Event,
+        event_type: ev.kind.as_str().into(),
+        time_ns: ev.time_ns,
+        day: rampart_server::store::day_of(ev.time_ns),
+        host: ev.device.hostname.clone(),
+        region: "eu-de".into(),
+        agent_id: agent.into(),
+        container_id: String::new(),
+        container_name: String::new(),
+        image: String::new(),
+        rule: String::new(),
+        priority: String::new(),
+        severity: 1,
+        ingested_ns,
+        json: serde_json::to_string(ev).expect("event JSON"),
+    }
+}
