@@ -4,7 +4,7 @@
 //! with that container's identity and service gets neither: it is named by its own Docker name
 //! and refused at vps2, and the proxy reports the labels it ignored.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Stdio;
@@ -13,68 +13,8 @@ use std::time::{Duration, Instant};
 use testkit::TestContainer;
 
 mod support;
-use support::{rampart_ok, spawn};
-
-fn port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
-fn start_server(dir: &Path) -> (support::Proc, String, String) {
-    let config = dir.join("server.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: 127.0.0.1:0\ndata_dir: {}\n",
-            dir.join("data").display()
-        ),
-    )
-    .expect("config");
-    let config = config.to_str().expect("utf-8").to_string();
-    let mut p = spawn(
-        &["server", "--config", &config],
-        Stdio::piped(),
-        &dir.join("server.log"),
-    );
-    let stdout = p.0.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(url) = line.strip_prefix("listening ") {
-                let _ = tx.send(url.to_string());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("server started");
-    (p, url, config)
-}
-
-fn enroll(config: &str, url: &str, host: &str, dir: &Path) {
-    let token = rampart_ok(&[
-        "server",
-        "enroll-token",
-        "--config",
-        config,
-        "--region",
-        "eu-de",
-    ]);
-    rampart_ok(&[
-        "enroll",
-        "--server",
-        url,
-        "--token",
-        token.trim(),
-        "--dir",
-        dir.to_str().expect("utf-8"),
-        "--hostname",
-        host,
-    ]);
-}
+use support::server::{enroll_cli, free_port, start_in};
+use support::spawn;
 
 /// `echo MSG | nc ADDR` inside the container, for at most 3 s; returns what came back.
 fn nc(c: &TestContainer, addr: &str, msg: &str) -> String {
@@ -94,10 +34,11 @@ fn workloads_come_from_docker_names_and_labels_cannot_claim_an_identity() {
     ]);
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let (_server, url, server_cfg) = start_server(d);
+    let (_server, url, server_cfg) = start_in(d, "");
+    let server_cfg = server_cfg.to_str().expect("utf-8").to_string();
     let (t1, t2) = (d.join("tls1"), d.join("tls2"));
-    enroll(&server_cfg, &url, "vps1", &t1);
-    enroll(&server_cfg, &url, "vps2", &t2);
+    enroll_cli(&server_cfg, &url, &t1, "vps1");
+    enroll_cli(&server_cfg, &url, &t2, "vps2");
 
     // vps2's backend: an echo server on loopback, offered through vps2's configuration.
     let backend = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -116,7 +57,7 @@ fn workloads_come_from_docker_names_and_labels_cannot_claim_an_identity() {
         }
     });
     let fe_name = testkit::unique("meshfe");
-    let (inbound, out) = (port(), port());
+    let (inbound, out) = (free_port(), free_port());
     let policy = format!("policy: ['{fe_name}@vps1 -> backend@vps2:5432']\n");
     let m1 = d.join("mesh1.yaml");
     std::fs::write(

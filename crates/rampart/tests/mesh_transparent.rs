@@ -6,76 +6,16 @@
 //! removes the redirection and the attachment: the same connect then goes nowhere.
 //! Needs root, BPF and Docker; run under `flock /tmp/rampart-bpf-tests.lock`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{rampart_ok, spawn};
+use support::server::{enroll_cli, free_port, start_in};
+use support::spawn;
 use testkit::TestContainer;
-
-fn port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
-fn start_server(dir: &Path) -> (support::Proc, String, String) {
-    let config = dir.join("server.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: 127.0.0.1:0\ndata_dir: {}\n",
-            dir.join("data").display()
-        ),
-    )
-    .expect("config");
-    let config = config.to_str().expect("utf-8").to_string();
-    let mut p = spawn(
-        &["server", "--config", &config],
-        Stdio::piped(),
-        &dir.join("server.log"),
-    );
-    let stdout = p.0.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(url) = line.strip_prefix("listening ") {
-                let _ = tx.send(url.to_string());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("server started");
-    (p, url, config)
-}
-
-fn enroll(config: &str, url: &str, host: &str, dir: &Path) {
-    let token = rampart_ok(&[
-        "server",
-        "enroll-token",
-        "--config",
-        config,
-        "--region",
-        "eu-de",
-    ]);
-    rampart_ok(&[
-        "enroll",
-        "--server",
-        url,
-        "--token",
-        token.trim(),
-        "--dir",
-        dir.to_str().expect("utf-8"),
-        "--hostname",
-        host,
-    ]);
-}
 
 /// `echo MSG | nc 192.0.2.55 5432` in the container, at most 3 s.
 fn nc(c: &TestContainer, msg: &str) -> String {
@@ -123,10 +63,11 @@ fn rampart_mesh_transparent_redirects_a_container_and_undoes_it_on_sigterm() {
     );
     assert_eq!(nc(&c, "before"), "", "192.0.2.55 answered without the mesh");
 
-    let (_server, url, server_cfg) = start_server(d);
+    let (_server, url, server_cfg) = start_in(d, "");
+    let server_cfg = server_cfg.to_str().expect("utf-8").to_string();
     let (t1, t2) = (d.join("tls1"), d.join("tls2"));
-    enroll(&server_cfg, &url, "vps1", &t1);
-    enroll(&server_cfg, &url, "vps2", &t2);
+    enroll_cli(&server_cfg, &url, &t1, "vps1");
+    enroll_cli(&server_cfg, &url, &t2, "vps2");
     let backend = TcpListener::bind("127.0.0.1:0").expect("bind");
     let target = backend.local_addr().expect("addr");
     std::thread::spawn(move || {
@@ -142,7 +83,7 @@ fn rampart_mesh_transparent_redirects_a_container_and_undoes_it_on_sigterm() {
             });
         }
     });
-    let (inbound, listener) = (port(), port());
+    let (inbound, listener) = (free_port(), free_port());
     let policy = "policy: ['frontend@vps1 -> backend@vps2:5432']\n";
     let m1 = d.join("mesh1.yaml");
     std::fs::write(
