@@ -148,7 +148,7 @@ mod tests {
             rule: "Password hashes read".into(),
             description: String::new(),
             priority: Priority::Critical,
-            tags: Vec::new(),
+            tags: Default::default(),
             output: output.into(),
             output_fields: Default::default(),
             source: "syscall".into(),

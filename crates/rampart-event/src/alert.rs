@@ -7,7 +7,6 @@
 //! `output_fields`, `container`, `process` (with ancestry) and `evidences`: the triggering
 //! event(s), each in the event JSON form.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -18,6 +17,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::container::Container;
 use crate::event::{Device, Event, EventId};
 use crate::ocsf::{OcsfClass, OCSF_VERSION, PRODUCT_NAME};
+use crate::output_fields::OutputFields;
 use crate::process::Process;
 use crate::VERSION;
 
@@ -100,11 +100,12 @@ pub struct Alert {
     pub rule: String,
     pub description: String,
     pub priority: Priority,
-    pub tags: Vec<String>,
+    /// Shared with the rule that raised it (and its other alerts).
+    pub tags: Arc<[String]>,
     /// The rule's output with every `%field` replaced.
     pub output: String,
     /// The values of the fields named in the output, by field name.
-    pub output_fields: BTreeMap<String, String>,
+    pub output_fields: OutputFields,
     /// What produced it: `syscall` for single-event rules, `correlation` for stateful ones.
     pub source: String,
     pub device: Arc<Device>,
@@ -176,7 +177,7 @@ impl Serialize for Alert {
                 uid: self.id.as_str().into(),
                 title: self.rule.as_str().into(),
                 desc: self.description.as_str().into(),
-                types: self.tags.as_slice().into(),
+                types: (&*self.tags).into(),
             },
         )?;
         m.serialize_entry("message", &self.output)?;
@@ -184,7 +185,7 @@ impl Serialize for Alert {
         m.serialize_entry("time_ns", &self.time_ns)?;
         m.serialize_entry("rule", &self.rule)?;
         m.serialize_entry("priority", &self.priority)?;
-        m.serialize_entry("tags", &self.tags)?;
+        m.serialize_entry("tags", &*self.tags)?;
         m.serialize_entry("source", &self.source)?;
         m.serialize_entry("output_fields", &self.output_fields)?;
         m.serialize_entry("device", &*self.device)?;
@@ -213,7 +214,7 @@ struct AlertWire<'a> {
     #[serde(default)]
     source: String,
     #[serde(default)]
-    output_fields: BTreeMap<String, String>,
+    output_fields: OutputFields,
     #[serde(default)]
     device: Arc<Device>,
     #[serde(default)]
@@ -238,7 +239,7 @@ impl<'de> Deserialize<'de> for Alert {
             rule: w.rule,
             description: w.finding_info.desc.into_owned(),
             priority: w.priority,
-            tags: w.tags,
+            tags: w.tags.into(),
             output: w.message,
             output_fields: w.output_fields,
             source: w.source,
@@ -273,9 +274,9 @@ mod tests {
             rule: "Shell in container".into(),
             description: "a shell ran".into(),
             priority: Priority::Warning,
-            tags: vec!["mitre_execution".into(), "T1059".into()],
+            tags: vec!["mitre_execution".into(), "T1059".into()].into(),
             output: "shell sh in web".into(),
-            output_fields: BTreeMap::from([("proc.name".into(), "sh".into())]),
+            output_fields: OutputFields::from([("proc.name", "sh")]),
             source: "syscall".into(),
             device,
             container: None,

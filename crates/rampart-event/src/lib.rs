@@ -16,6 +16,7 @@ mod container;
 mod event;
 mod inventory;
 mod ocsf;
+mod output_fields;
 mod process;
 mod sensor;
 mod vuln;
@@ -35,6 +36,7 @@ pub use inventory::{
     ContainerInventory, HostInventory, ImageInventory, Protection, SignatureState, VulnCounts,
 };
 pub use ocsf::{OcsfClass, OCSF_VERSION, PRODUCT_NAME};
+pub use output_fields::OutputFields;
 pub use process::{Ancestor, Process};
 pub use sensor::{Origin, SensorEvent};
 pub use vuln::{

@@ -350,12 +350,12 @@ impl Correlator {
                 "network".into(),
                 "mitre_command_and_control".into(),
                 "T1071".into(),
-            ],
+            ].into(),
             output: format!(
                 "New outbound country for the fleet: {country} (host={} destination={dst} process={process})",
                 ev.device.hostname
             ),
-            output_fields: BTreeMap::from([
+            output_fields: rampart_event::OutputFields::from([
                 ("net.remote_country".to_string(), country),
                 ("evt.hostname".to_string(), ev.device.hostname.clone()),
                 ("fd.name".to_string(), dst),
@@ -528,9 +528,9 @@ impl Correlator {
                     rule: format!("Notification deadline {what}"),
                     description: format!("{}: {}", d.regime_name, d.name),
                     priority,
-                    tags: vec!["compliance".into(), "notification_deadline".into()],
+                    tags: vec!["compliance".into(), "notification_deadline".into()].into(),
                     output,
-                    output_fields: BTreeMap::from([
+                    output_fields: rampart_event::OutputFields::from([
                         ("incident.id".to_string(), inc.id.clone()),
                         ("regime".to_string(), d.regime.clone()),
                         ("deadline".to_string(), d.deadline.clone()),
@@ -1236,9 +1236,9 @@ impl FleetStore {
                     rule: TOO_LATE_RULE.into(),
                     description: "Records reached the store too late for the fleet correlator: the fleet's cross-host rules may have missed them.".into(),
                     priority: Priority::Error,
-                    tags: vec!["fleet".into(), "rampart_internal".into()],
+                    tags: vec!["fleet".into(), "rampart_internal".into()].into(),
                     output,
-                    output_fields: BTreeMap::from([
+                    output_fields: rampart_event::OutputFields::from([
                         ("evt.hostname".to_string(), host.to_string()),
                         ("agent.id".to_string(), agent.to_string()),
                         ("records".to_string(), n.to_string()),

@@ -13,7 +13,6 @@
 //!
 //! Routing never waits: each notifier has its own bounded queue.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -116,7 +115,7 @@ pub fn incident_opened(inc: &Incident) -> Alert {
         rule: INCIDENT_OPENED_RULE.into(),
         description: "An alert opened an incident.".into(),
         priority: inc.priority,
-        tags: vec!["incident_opened".into(), inc.category.as_str().into()],
+        tags: vec!["incident_opened".into(), inc.category.as_str().into()].into(),
         output: format!(
             "Incident {} opened: {} (hosts: {}); opened because {}; {state}",
             inc.id,
@@ -124,7 +123,7 @@ pub fn incident_opened(inc: &Incident) -> Alert {
             hosts.join(", "),
             inc.opened_because
         ),
-        output_fields: BTreeMap::from([
+        output_fields: rampart_event::OutputFields::from([
             ("incident.id".to_string(), inc.id.clone()),
             (
                 "incident.category".to_string(),

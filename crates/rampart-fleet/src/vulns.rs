@@ -763,7 +763,7 @@ fn newly_vulnerable(rc: &RunningContainer, added: &Findings, version: &str, now_
         rule: NEWLY_VULNERABLE_RULE.into(),
         description: "A running container's image has vulnerabilities it did not have under the previous vulnerability database.".into(),
         priority: priority_of(max),
-        tags: vec!["vulnerability".into(), "fleet".into()],
+        tags: vec!["vulnerability".into(), "fleet".into()].into(),
         output: format!(
             "Container image newly vulnerable after vulnerability database {version}: host={} container={} image={} ({}) new={}",
             rc.host,
@@ -772,7 +772,7 @@ fn newly_vulnerable(rc: &RunningContainer, added: &Findings, version: &str, now_
             rc.image_id,
             list.join(", ")
         ),
-        output_fields: BTreeMap::from([
+        output_fields: rampart_event::OutputFields::from([
             ("evt.hostname".to_string(), rc.host.clone()),
             ("container.id".to_string(), rc.container.id.clone()),
             ("container.name".to_string(), rc.container.name.clone()),
@@ -916,8 +916,8 @@ mod tests {
         let al = &alerts[0];
         assert_eq!(al.rule, NEWLY_VULNERABLE_RULE);
         assert_eq!(al.priority, Priority::Critical);
-        assert_eq!(al.output_fields["container.id"], "c1");
-        assert_eq!(al.output_fields["vuln.ids"], "CVE-2099-1234");
+        assert_eq!(&al.output_fields["container.id"], "c1");
+        assert_eq!(&al.output_fields["vuln.ids"], "CVE-2099-1234");
         assert!(
             al.output.contains("host=h1") && al.output.contains("name-c1"),
             "{}",

@@ -242,7 +242,7 @@ fn breach_alert(host: &str, region: &str, seq: u64, t: u64) -> Alert {
         rule: "Sensitive data sent out".into(),
         description: "exfiltration".into(),
         priority: Priority::Critical,
-        tags: vec!["mitre_exfiltration".into(), "T1048".into()],
+        tags: vec!["mitre_exfiltration".into(), "T1048".into()].into(),
         output: "customer table copied to 192.0.2.10".into(),
         output_fields: Default::default(),
         source: "syscall".into(),
@@ -318,7 +318,7 @@ fn personal_data_breach_deadlines_and_alerts_over_a_weekend() {
     let a = c.check_deadlines(at("2026-03-08T23:00:00Z"));
     let rules: Vec<(&str, &str)> = a
         .iter()
-        .map(|x| (x.rule.as_str(), x.output_fields["deadline"].as_str()))
+        .map(|x| (x.rule.as_str(), &x.output_fields["deadline"]))
         .collect();
     assert_eq!(rules, vec![("Notification deadline near due", "authority")]);
     assert!(
@@ -334,10 +334,7 @@ fn personal_data_breach_deadlines_and_alerts_over_a_weekend() {
     assert_eq!(a[0].rule, "Notification deadline overdue");
     assert_eq!(a[0].priority, Priority::Critical);
     let a = c.check_deadlines(at("2026-03-11T12:00:00Z"));
-    let mut got: Vec<&str> = a
-        .iter()
-        .map(|x| x.output_fields["deadline"].as_str())
-        .collect();
+    let mut got: Vec<&str> = a.iter().map(|x| &x.output_fields["deadline"]).collect();
     got.sort();
     assert_eq!(got, vec!["anpd", "data-subjects"]);
     c.flush().unwrap_or_else(|e| panic!("{e}"));
@@ -405,7 +402,7 @@ fn response_actions_join_the_timeline_and_replays_are_ignored() {
         rule: "Crypto miner launched".into(),
         description: String::new(),
         priority: Priority::Critical,
-        tags: vec!["mitre_impact".into(), "T1496".into()],
+        tags: vec!["mitre_impact".into(), "T1496".into()].into(),
         output: "xmrig".into(),
         output_fields: Default::default(),
         source: "syscall".into(),
@@ -473,7 +470,7 @@ fn marks_recorded_by_a_person_change_deadlines_in_a_running_correlator() {
     let t0 = at("2026-03-02T09:00:00Z");
     let mut a = breach_alert("db-uk", "uk", 1, t0);
     // An intrusion alert: not flagged as a personal-data breach, so UK GDPR does not apply.
-    a.tags = vec!["mitre_persistence".into()];
+    a.tags = vec!["mitre_persistence".into()].into();
     c.process_alert(&a);
     c.flush().unwrap_or_else(|e| panic!("{e}"));
     let id = c.incidents()[0].id.clone();
@@ -509,10 +506,10 @@ fn marks_recorded_by_a_person_change_deadlines_in_a_running_correlator() {
     // The running correlator sees the flag at its next check: overdue now.
     let alerts = c.check_deadlines(at("2026-03-05T11:00:00Z"));
     assert_eq!(alerts.len(), 1);
-    assert_eq!(alerts[0].output_fields["regime"], "uk-gdpr");
+    assert_eq!(&alerts[0].output_fields["regime"], "uk-gdpr");
     // A second incident's submission recorded in time: no alert for it.
     let mut b = breach_alert("db-uk2", "uk", 2, t0);
-    b.tags = vec!["mitre_exfiltration".into()];
+    b.tags = vec!["mitre_exfiltration".into()].into();
     c.process_alert(&b);
     c.flush().unwrap_or_else(|e| panic!("{e}"));
     let id2 = c.incidents()[1].id.clone();
@@ -549,7 +546,7 @@ fn alert_of(host: &str, region: &str, seq: u64, t: u64, rule: &str, priority: Pr
     a.id = EventId::new(0xc0, seq);
     a.rule = rule.into();
     a.priority = priority;
-    a.tags = vec!["container".into(), "T1059.004".into()];
+    a.tags = vec!["container".into(), "T1059.004".into()].into();
     a.output = format!("{rule} on {host}");
     a
 }

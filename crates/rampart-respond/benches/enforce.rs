@@ -383,7 +383,7 @@ impl Bench {
                     rule: "bench".into(),
                     description: String::new(),
                     priority: Priority::Critical,
-                    tags: vec![],
+                    tags: Default::default(),
                     output: String::new(),
                     output_fields: Default::default(),
                     source: "syscall".into(),

@@ -371,7 +371,7 @@ fn alert_for(c: &TestContainer, rule: &str, pid: u32, start: u64) -> Alert {
         rule: rule.into(),
         description: String::new(),
         priority: Priority::Critical,
-        tags: vec!["T1496".into()],
+        tags: vec!["T1496".into()].into(),
         output: String::new(),
         output_fields: Default::default(),
         source: "syscall".into(),

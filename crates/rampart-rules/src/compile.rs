@@ -8,6 +8,7 @@
 //! reported with what it needs.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use memchr::memmem::Finder;
 use rampart_event::EventKind;
@@ -1102,8 +1103,9 @@ pub(crate) fn parse_op(s: &str) -> Option<Op> {
 #[derive(Debug)]
 pub(crate) enum Piece {
     Text(String),
-    /// A field: its name as written and, when Rampart produces it, how to read it.
-    Field(String, Option<FieldRef>),
+    /// A field: its name as written (shared with every alert's output fields) and, when
+    /// Rampart produces it, how to read it.
+    Field(Arc<str>, Option<FieldRef>),
 }
 
 /// Parses an output: `%field`, `%field[arg]`, `%evt.arg.name`; `%%` is a literal `%`.
@@ -1166,7 +1168,7 @@ pub(crate) fn output(
         if !lit.is_empty() {
             pieces.push(Piece::Text(std::mem::take(&mut lit)));
         }
-        pieces.push(Piece::Field(written.to_string(), resolved.map(|(f, _)| f)));
+        pieces.push(Piece::Field(written.into(), resolved.map(|(f, _)| f)));
         i = j;
     }
     if !lit.is_empty() {

@@ -1,10 +1,10 @@
 //! Evaluating events: single-event rules and correlation (stateful) rules, producing alerts.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt::Write;
 use std::sync::Arc;
 
-use rampart_event::{Alert, Event, EventId};
+use rampart_event::{Alert, Event, EventId, OutputFields};
 use rustc_hash::FxHashMap;
 
 use crate::compile::Piece;
@@ -467,11 +467,21 @@ fn detection(
     events: Vec<Event>,
 ) -> Detection {
     let mut output = String::with_capacity(rule.output_capacity);
-    let mut fields: Vec<(String, String)> = Vec::with_capacity(rule.output_fields);
+    // Where each field's value sits in `output`, in the output's order. On the stack for the
+    // outputs rules have (Falco's name up to about 15 fields); a longer one spills to the heap.
+    let mut stack = [(0usize, 0usize); 32];
+    let mut heap = Vec::new();
+    let ranges: &mut [(usize, usize)] = if rule.output_fields <= stack.len() {
+        &mut stack[..rule.output_fields]
+    } else {
+        heap.resize(rule.output_fields, (0, 0));
+        &mut heap
+    };
+    let mut field = 0;
     for piece in &rule.output {
         match piece {
             Piece::Text(t) => output.push_str(t),
-            Piece::Field(name, f) => {
+            Piece::Field(_, f) => {
                 let start = output.len();
                 match (f, corr) {
                     (Some(f), Some((count, _))) if f.id == F::CorrelationCount => {
@@ -484,13 +494,25 @@ fn detection(
                     },
                     (None, _) => output.push_str("<NA>"),
                 }
-                fields.push((name.clone(), output[start..].to_string()));
+                if let Some(r) = ranges.get_mut(field) {
+                    *r = (start, output.len());
+                }
+                field += 1;
             }
         }
     }
-    // The map keeps the last value of a field named twice, as inserting one by one did (the
-    // sort is stable; both values are the same field of the same event anyway).
-    let fields: BTreeMap<String, String> = fields.into_iter().collect();
+    // Built in the rule's precomputed name order (a field named twice keeps its last value, as
+    // inserting into a map one by one did), so `finish` only checks the order.
+    let mut fields =
+        OutputFields::with_capacity(rule.output_order.len(), rule.output_values_capacity);
+    for (name, at) in rule.output_order.iter() {
+        let value = ranges
+            .get(*at)
+            .and_then(|&(s, e)| output.get(s..e))
+            .unwrap_or_default();
+        fields.push(name.clone(), value);
+    }
+    let fields = fields.finish();
     // Trimmed in place: the buffer becomes the alert's output.
     let end = output.trim_end().len();
     output.truncate(end);

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use rampart_event::{EventKind, Priority};
 use rustc_hash::FxHashMap;
@@ -338,14 +339,21 @@ pub(crate) struct CompiledRule {
     pub name: String,
     pub desc: String,
     pub priority: Priority,
-    pub tags: Vec<String>,
+    /// Shared with every alert the rule raises.
+    pub tags: Arc<[String]>,
     pub enabled: bool,
     pub node: Node,
     pub output: Vec<Piece>,
     /// What an alert's output usually needs: the template's text and 24 bytes per field.
     pub output_capacity: usize,
-    /// How many fields the output names.
+    /// What the output fields' values usually need: 24 bytes per field.
+    pub output_values_capacity: usize,
+    /// How many fields the output names (a field named twice counts twice).
     pub output_fields: usize,
+    /// The distinct field names of the output, sorted, each with the position (among the
+    /// output's fields) of its last mention: an alert's [`rampart_event::OutputFields`] are
+    /// built in this order, so they need no sort per alert.
+    pub output_order: Box<[(Arc<str>, usize)]>,
     pub actions: Vec<Action>,
     pub correlation: Option<CorrPlan>,
     /// The event types the rule is evaluated for (the index guarantees it).
@@ -690,7 +698,7 @@ fn compile_rule(
         name: def.name.clone(),
         desc: def.desc.clone(),
         priority: def.priority,
-        tags: def.tags.clone(),
+        tags: def.tags.as_slice().into(),
         enabled: def.enabled,
         node,
         output_capacity: output
@@ -704,6 +712,12 @@ fn compile_rule(
             .iter()
             .filter(|p| matches!(p, Piece::Field(..)))
             .count(),
+        output_values_capacity: 24
+            * output
+                .iter()
+                .filter(|p| matches!(p, Piece::Field(..)))
+                .count(),
+        output_order: output_order(&output),
         output,
         actions: def.actions.clone(),
         correlation,
@@ -821,6 +835,23 @@ fn index(rules: Vec<CompiledRule>, options: Options, report: Report) -> RuleSet 
         memo_slots: 0,
         report,
     }
+}
+
+/// The output's distinct field names, sorted, with the position among the output's fields of
+/// the last mention of each (the value a map filled in output order would keep).
+fn output_order(output: &[Piece]) -> Box<[(Arc<str>, usize)]> {
+    let mut last: std::collections::BTreeMap<Arc<str>, usize> = std::collections::BTreeMap::new();
+    for (i, name) in output
+        .iter()
+        .filter_map(|p| match p {
+            Piece::Field(name, _) => Some(name),
+            Piece::Text(_) => None,
+        })
+        .enumerate()
+    {
+        last.insert(name.clone(), i);
+    }
+    last.into_iter().collect()
 }
 
 #[cfg(test)]

@@ -296,7 +296,7 @@ fn output_renders_falco_fields() {
         "{}",
         a.output
     );
-    assert_eq!(a.output_fields["proc.aname[2]"], "systemd");
+    assert_eq!(&a.output_fields["proc.aname[2]"], "systemd");
 }
 
 #[test]
@@ -471,11 +471,7 @@ fn alert_output_fields_and_id() {
     let d = fired(&mut engine, std::slice::from_ref(&ev));
     let a = &d.first().expect("fired").alert;
     assert_eq!(a.output, "got curl (curl) file=<NA> 100% 0");
-    let fields: Vec<(&str, &str)> = a
-        .output_fields
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let fields: Vec<(&str, &str)> = a.output_fields.iter().collect();
     assert_eq!(
         fields,
         [

@@ -366,9 +366,9 @@ pub fn identity_claim_alert(
         rule: IDENTITY_CLAIM_RULE.into(),
         description: "An enrolled agent sent records naming another host than the one it enrolled as: a compromised or misconfigured host trying to speak for another.".into(),
         priority: rampart_event::Priority::Critical,
-        tags: vec!["server".into(), "identity".into()],
+        tags: vec!["server".into(), "identity".into()].into(),
         output,
-        output_fields: std::collections::BTreeMap::from([
+        output_fields: rampart_event::OutputFields::from([
             ("agent.id".to_string(), sender.agent_id.clone()),
             ("claimed.hostnames".to_string(), claimed),
             ("claimed.records".to_string(), parsed.identity_claims.to_string()),

@@ -11,7 +11,6 @@
 //! `cargo bench -p rampart-ship --bench filter` (`RAMPART_BENCH_EVENTS` sets the count).
 #![allow(clippy::unwrap_used, reason = "benchmark: a failure is a failed run")]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,9 +37,9 @@ fn records(n: u64) -> Vec<Vec<u8>> {
                     rule: "Terminal shell in container".into(),
                     description: String::new(),
                     priority: Priority::Warning,
-                    tags: vec!["mitre_execution".into()],
+                    tags: vec!["mitre_execution".into()].into(),
                     output: "shell".into(),
-                    output_fields: BTreeMap::new(),
+                    output_fields: Default::default(),
                     source: "syscall".into(),
                     device: device.clone(),
                     container: Some(c.clone()),

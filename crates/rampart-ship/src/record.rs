@@ -120,7 +120,7 @@ mod tests {
             rule: "r".into(),
             description: String::new(),
             priority: Priority::Critical,
-            tags: vec![],
+            tags: Default::default(),
             output: "o".into(),
             output_fields: Default::default(),
             source: "syscall".into(),

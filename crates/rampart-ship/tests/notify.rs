@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, reason = "tests: a failure is a test failure")]
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -126,9 +126,9 @@ fn alert(n: u64, rule: &str, priority: Priority, output: &str) -> Alert {
         rule: rule.into(),
         description: String::new(),
         priority,
-        tags: vec!["mitre_execution".into()],
+        tags: vec!["mitre_execution".into()].into(),
         output: output.into(),
-        output_fields: BTreeMap::new(),
+        output_fields: Default::default(),
         source: "syscall".into(),
         device: device(),
         container: Some(Arc::new(c)),

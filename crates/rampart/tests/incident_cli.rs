@@ -36,7 +36,7 @@ fn list_show_mark_and_report_an_incident() {
             rule: "Sensitive data sent out".into(),
             description: String::new(),
             priority: Priority::Critical,
-            tags: vec!["mitre_exfiltration".into()],
+            tags: vec!["mitre_exfiltration".into()].into(),
             output: "customer table copied to 192.0.2.10".into(),
             output_fields: Default::default(),
             source: "syscall".into(),

@@ -3,7 +3,6 @@
 //! TLS, and the records agents send.
 #![allow(dead_code, reason = "each test binary uses part of it")]
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -202,9 +201,12 @@ pub fn alert(id: &str, host: &str, rule: &str, args: &[&str]) -> serde_json::Val
         rule: rule.into(),
         description: "test alert".into(),
         priority: Priority::Critical,
-        tags: vec!["container".into(), "T1059".into()],
+        tags: vec!["container".into(), "T1059".into()].into(),
         output: format!("Shell in container (cmdline={})", args.join(" ")),
-        output_fields: BTreeMap::from([("proc.cmdline".to_string(), args.join(" "))]),
+        output_fields: rampart_event::OutputFields::from([(
+            "proc.cmdline".to_string(),
+            args.join(" "),
+        )]),
         source: "syscall".into(),
         device: device(host),
         container: Some(container(&"c".repeat(64), "web", "nginx:1.25")),

@@ -120,8 +120,8 @@ impl AlertInfo {
             host: a.device.hostname.clone(),
             container,
             image,
-            tags: a.tags.clone(),
-            incident: a.output_fields.get("incident.id").cloned(),
+            tags: a.tags.to_vec(),
+            incident: a.output_fields.get("incident.id").map(str::to_string),
         }
     }
 

@@ -259,7 +259,6 @@ fn kind_matches(want: &str, kind: &str) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests: a failure is a test failure")]
 
-    use std::collections::BTreeMap;
     use std::sync::Arc;
 
     use rampart_event::{Alert, Container, ContainerRuntime, Device, Event, EventId};
@@ -292,9 +291,9 @@ mod tests {
             rule: rule.into(),
             description: String::new(),
             priority,
-            tags: vec!["mitre_execution".into(), "T1059".into()],
+            tags: vec!["mitre_execution".into(), "T1059".into()].into(),
             output: "o".into(),
-            output_fields: BTreeMap::new(),
+            output_fields: Default::default(),
             source: "syscall".into(),
             device,
             container,
