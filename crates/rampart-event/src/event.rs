@@ -154,6 +154,10 @@ event_kinds! {
     PrivModuleLoad = "priv.module_load", 1002, 1, "Load", "finit_module";
     /// The bpf() syscall (program or map creation, attach).
     PrivBpf = "priv.bpf", 1003, 4, "Invoke", "bpf";
+    /// io_uring_setup: a ring was created. The opens, connects and reads a ring does are made
+    /// by the kernel without the syscalls the sensor hooks, so they are not reported; the
+    /// ring's creation is.
+    PrivIoUring = "priv.io_uring", 1003, 1, "Create", "io_uring_setup";
     /// A signal sent to another process.
     PrivKill = "priv.kill", 1007, 99, "Signal", "kill";
     ContainerCreate = "container.create", 6002, 1, "Install", "container";

@@ -146,6 +146,7 @@ struct {
 #define NR_memfd_create 319
 #define NR_bpf 321
 #define NR_openat2 437
+#define NR_io_uring_setup 425
 #define NR_open_by_handle_at 304
 #define NR_fchmodat2 452
 #define NR_socket 41
@@ -931,6 +932,20 @@ static __always_inline int do_numeric(const struct sctx *regs, long ret, __u32 n
 	case NR_tgkill:
 		e->a[1] = sys_arg(regs, 2);
 		break;
+	case NR_io_uring_setup: {
+		/* struct io_uring_params: sq_entries, cq_entries, flags, sq_thread_cpu, sq_thread_idle,
+		 * features (u32 each); the kernel has filled in the entries and features on success. */
+		__u32 p[6] = {};
+		e->a[1] = 0;
+		e->a[2] = 0;
+		if (!bpf_probe_read_user(&p, sizeof(p), (void *)a1)) {
+			e->a[1] = p[2];
+			e->a[2] = p[0];
+			e->a[3] = p[1];
+			e->a[4] = p[5];
+		}
+		break;
+	}
 	}
 	e->h.size = off;
 	submit(sc->data, off);
@@ -1155,6 +1170,7 @@ static __always_inline __u32 ia32_to_x64(__u32 nr)
 	case 128: return NR_init_module;
 	case 350: return NR_finit_module;
 	case 357: return NR_bpf;
+	case 425: return NR_io_uring_setup; /* one number for both ABIs from 403 on */
 	case 37: return NR_kill;
 	case 238: return NR_tkill;
 	case 270: return NR_tgkill;
@@ -1251,6 +1267,10 @@ static __always_inline int on_sys_exit(struct pt_regs *pregs, long ret, __u32 nr
 		return do_numeric(regs, ret, nr, RP_MODULE);
 	case NR_bpf:
 		return do_numeric(regs, ret, nr, RP_BPF);
+	case NR_io_uring_setup:
+		/* A ring's opens, connects and reads are done by the kernel without those syscalls:
+		 * invisible to this hook. Its creation is what a syscall sensor can see. */
+		return do_numeric(regs, ret, nr, RP_IO_URING);
 	case NR_kill:
 	case NR_tkill:
 	case NR_tgkill:

@@ -36,6 +36,7 @@ pub const RP_KILL: u32 = 25;
 pub const RP_DNS: u32 = 26;
 pub const RP_SOCKET: u32 = 27;
 pub const RP_PAYLOAD: u32 = 28;
+pub const RP_IO_URING: u32 = 29;
 
 pub const RP_CNT_EVENTS: u32 = 0;
 pub const RP_CNT_DROPS: u32 = 1;
@@ -263,6 +264,7 @@ mod tests {
             ("RP_DNS", RP_DNS),
             ("RP_SOCKET", RP_SOCKET),
             ("RP_PAYLOAD", RP_PAYLOAD),
+            ("RP_IO_URING", RP_IO_URING),
             ("RP_CNT_EVENTS", RP_CNT_EVENTS),
             ("RP_CNT_DROPS", RP_CNT_DROPS),
             ("RP_CNT_FILTERED", RP_CNT_FILTERED),

@@ -211,6 +211,7 @@ impl Decoder {
             RP_SETNS => EventKind::PrivSetns,
             RP_MODULE => EventKind::PrivModuleLoad,
             RP_BPF => EventKind::PrivBpf,
+            RP_IO_URING => EventKind::PrivIoUring,
             RP_KILL => EventKind::PrivKill,
             RP_SOCKET => EventKind::NetSocket,
             _ => return None,
@@ -361,6 +362,15 @@ impl Decoder {
                     request: Some(a[0] as i64),
                     request_name: Some(bpf_cmd_name(a[0]).into()),
                     flags: (a[0] == 5).then_some(a[1]),
+                    ..PrivilegeInfo::default()
+                });
+            }
+            RP_IO_URING => {
+                // a[0] entries asked for, a[1] IORING_SETUP_* flags (0 when the params could
+                // not be read), a[2]/a[3] the ring sizes the kernel chose.
+                e.privilege = Some(PrivilegeInfo {
+                    request: Some(a[0] as i64),
+                    flags: Some(a[1]),
                     ..PrivilegeInfo::default()
                 });
             }

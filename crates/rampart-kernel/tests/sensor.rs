@@ -177,6 +177,86 @@ fn proc_connector_fallback_sees_exec_fork_and_exit() {
     assert_eq!(pc.userspace_drops(), 0);
 }
 
+/// io_uring: a ring's IORING_OP_OPENAT opens a file with no open syscall, so the sensor cannot
+/// report the open (the sys_exit hook never sees it; a plain `cat` of the same file is the
+/// control that the name filter works). What it must report is the ring's creation, with the
+/// entries and flags asked for, so that rules can flag a container working out of sight.
+#[test]
+fn an_io_uring_ring_is_reported_though_its_opens_are_not() {
+    testkit::require!(Root, Bpf);
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/io_uring_open.c");
+    let bin = work.path().join("io_uring_open");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let built = Command::new(&cc)
+        .args(["-O2", "-o"])
+        .arg(&bin)
+        .arg(src)
+        .output()
+        .expect("run the C compiler");
+    assert!(
+        built.status.success(),
+        "{cc} {src}: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let secret_dir = work.path().join(".ssh");
+    std::fs::create_dir(&secret_dir).expect("mkdir");
+    let through_ring = secret_dir.join("via-ring");
+    let through_cat = secret_dir.join("via-cat");
+    std::fs::write(&through_ring, "k").expect("write");
+    std::fs::write(&through_cat, "k").expect("write");
+    let (tx, rx) = sync_channel(65536);
+    let cfg = SensorConfig {
+        dns: false,
+        payload: false,
+        sensitive: SensitiveNames::from_patterns(&[format!("{}/*", secret_dir.display())]),
+        ..SensorConfig::default()
+    };
+    let sensor = Sensor::start(&cfg, Arc::new(Device::default()), 7, tx).expect("sensor");
+    let child = Command::new(&bin)
+        .arg(&through_ring)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run io_uring_open");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "io_uring_open: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let cat = Command::new("cat").arg(&through_cat).output().expect("cat");
+    assert!(cat.status.success());
+    let evs = collect(&rx, 700);
+    let ring = evs
+        .iter()
+        .find(|e| e.event.kind == EventKind::PrivIoUring && e.origin.pid == pid)
+        .unwrap_or_else(|| panic!("no io_uring_setup event from pid {pid}"));
+    assert_eq!(ring.event.syscall.as_deref(), Some("io_uring_setup"));
+    assert!(
+        ring.event.result.is_some_and(|r| r >= 0),
+        "{:?}",
+        ring.event
+    );
+    let p = ring.event.privilege.as_ref().expect("privilege info");
+    assert_eq!(p.request, Some(8), "entries asked for");
+    assert_eq!(p.flags, Some(16), "IORING_SETUP_CLAMP");
+    let opened = |path: &std::path::Path| {
+        let path = path.display().to_string();
+        evs.iter().any(|e| {
+            e.event.kind == EventKind::FileOpen
+                && e.event.file.as_ref().is_some_and(|f| f.path == path)
+        })
+    };
+    assert!(opened(&through_cat), "the control open was not reported");
+    assert!(
+        !opened(&through_ring),
+        "an open through the ring was reported: update ARCHITECTURE.md and docs/events.md"
+    );
+    assert_eq!(sensor.counters().drops_total(), 0);
+    sensor.stop();
+}
+
 /// An attacker chooses how to open a file: every spelling the kernel accepts (openat, open and
 /// creat through syscall(2), openat2, a path relative to a directory descriptor, a file handle
 /// with no path at all, and the ia32 entry through int 0x80 from a 64-bit process, whose

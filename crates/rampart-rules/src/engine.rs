@@ -317,13 +317,18 @@ fn correlate(
                 if !spec.steps.get(si).is_some_and(|n| n.eval(ctx)) {
                     continue;
                 }
+                // A sequence starts only with its first step; later steps need a group.
+                let create = !ordered || si == 0;
+                if !create && state.groups.is_empty() {
+                    // No sequence under way: nothing this step could advance (the common case
+                    // for "connection after logins" on every connect), so no key to render.
+                    continue;
+                }
                 render_key(
                     ctx,
                     step.group_by.as_deref().unwrap_or(&plan.group_by),
                     s.key,
                 );
-                // A sequence starts only with its first step; later steps need a group.
-                let create = !ordered || si == 0;
                 let (g, evicted) = group(state, s.key, max_groups, create);
                 s.stats.groups_evicted += evicted;
                 let Some(g) = g else { continue };

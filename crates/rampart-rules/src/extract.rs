@@ -272,6 +272,7 @@ fn arg_list(kind: EventKind) -> &'static [ArgName] {
         EventKind::PrivSetns => &[A::Res, A::Nstype],
         EventKind::PrivModuleLoad => &[A::Res, A::Path],
         EventKind::PrivBpf => &[A::Res, A::Request],
+        EventKind::PrivIoUring => &[A::Res, A::Flags],
         EventKind::PrivKill => &[A::Res, A::Pid, A::Request],
         EventKind::NetSocket => &[A::Res, A::Domain, A::Type, A::Proto],
         _ => &[],
@@ -1142,6 +1143,15 @@ impl<'a> Ctx<'a> {
                     }
                     Some(Val::Str(
                         cache.slot(Slot::ArgFlags, |s| render::ns_flags(flags, s)),
+                    ))
+                }
+                EventKind::PrivIoUring => {
+                    let flags = priv_?.flags?;
+                    if raw {
+                        return Some(Val::Int(flags as i64));
+                    }
+                    Some(Val::Str(
+                        cache.slot(Slot::ArgFlags, |s| render::io_uring_flags(flags, s)),
                     ))
                 }
                 _ => priv_?.flags.map(|f| Val::Int(f as i64)),

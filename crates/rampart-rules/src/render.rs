@@ -325,6 +325,51 @@ static NS_FLAGS: &[(u64, &str)] = &[
     (0x4000_0000, "CLONE_NEWNET"),
 ];
 
+/// io_uring_setup's flags (include/uapi/linux/io_uring.h), the ones that change what the ring
+/// does out of sight: a kernel thread polling the submission queue, and where completions go.
+static IO_URING_FLAGS: &[(u64, &str)] = &[
+    (1 << 0, "IORING_SETUP_IOPOLL"),
+    (1 << 1, "IORING_SETUP_SQPOLL"),
+    (1 << 2, "IORING_SETUP_SQ_AFF"),
+    (1 << 3, "IORING_SETUP_CQSIZE"),
+    (1 << 4, "IORING_SETUP_CLAMP"),
+    (1 << 5, "IORING_SETUP_ATTACH_WQ"),
+    (1 << 6, "IORING_SETUP_R_DISABLED"),
+    (1 << 7, "IORING_SETUP_SUBMIT_ALL"),
+    (1 << 8, "IORING_SETUP_COOP_TASKRUN"),
+    (1 << 9, "IORING_SETUP_TASKRUN_FLAG"),
+    (1 << 10, "IORING_SETUP_SQE128"),
+    (1 << 11, "IORING_SETUP_CQE32"),
+    (1 << 12, "IORING_SETUP_SINGLE_ISSUER"),
+    (1 << 13, "IORING_SETUP_DEFER_TASKRUN"),
+    (1 << 14, "IORING_SETUP_NO_MMAP"),
+    (1 << 15, "IORING_SETUP_REGISTERED_FD_ONLY"),
+    (1 << 16, "IORING_SETUP_NO_SQARRAY"),
+];
+
+/// io_uring_setup flags: `IORING_SETUP_SQPOLL|IORING_SETUP_SQ_AFF`; `0` for none, and the
+/// number of any bit not named above (a newer kernel's flag) after the names.
+pub(crate) fn io_uring_flags(flags: u64, out: &mut String) {
+    let mut rest = flags;
+    for (bit, name) in IO_URING_FLAGS {
+        if flags & bit != 0 {
+            if !out.is_empty() {
+                out.push('|');
+            }
+            out.push_str(name);
+            rest &= !bit;
+        }
+    }
+    if flags == 0 {
+        out.push('0');
+    } else if rest != 0 {
+        if !out.is_empty() {
+            out.push('|');
+        }
+        let _ = write!(out, "{rest:#x}");
+    }
+}
+
 /// Namespace flags of unshare/setns: `CLONE_NEWNS|CLONE_NEWPID`; the number when none is known.
 pub(crate) fn ns_flags(flags: u64, out: &mut String) {
     for (bit, name) in NS_FLAGS {

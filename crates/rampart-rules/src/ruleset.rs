@@ -80,6 +80,7 @@ pub const PRODUCED_EVENT_TYPES: &[&str] = &[
     "init_module",
     "finit_module",
     "bpf",
+    "io_uring_setup",
     "kill",
     "tkill",
     "tgkill",
@@ -126,6 +127,7 @@ pub(crate) fn kind_types(kind: EventKind) -> &'static [&'static str] {
         K::PrivSetns => &["setns"],
         K::PrivModuleLoad => &["init_module", "finit_module"],
         K::PrivBpf => &["bpf"],
+        K::PrivIoUring => &["io_uring_setup"],
         K::PrivKill => &["kill", "tkill", "tgkill"],
         K::ContainerCreate
         | K::ContainerStart

@@ -953,6 +953,27 @@ fn bpf_program_loaded_from_container() {
 }
 
 #[test]
+fn io_uring_ring_created_in_container() {
+    let r = "io_uring ring created in container";
+    let ring = |res: i64| {
+        B::privilege(
+            EventKind::PrivIoUring,
+            "io_uring_setup",
+            PrivilegeInfo {
+                request: Some(8),
+                flags: Some(2),
+                ..PrivilegeInfo::default()
+            },
+        )
+        .result(res)
+    };
+    fires(r, &[ring(3).build()]);
+    // Refused (a seccomp profile that blocks io_uring answers EPERM): no ring, nothing hidden.
+    quiet(r, &[ring(-1).build()]);
+    quiet(r, &[ring(3).host().build()]);
+}
+
+#[test]
 fn shell_history_or_log_file_cleared() {
     let r = "Shell history or log file cleared";
     let by = |b: B, name: &str| {

@@ -2076,6 +2076,68 @@ fn packet_and_raw_sockets_in_a_container_alert_and_ping_does_not() {
     );
 }
 
+/// A container that opens files through an io_uring ring does it without any open syscall: the
+/// sensor cannot report those opens, so the default rules must flag the ring itself. The same
+/// program run on the host (not in a container) raises nothing.
+#[test]
+fn an_io_uring_ring_in_a_container_alerts() {
+    testkit::require!(Root, Docker, Bpf);
+    let agent = shared().lock().unwrap_or_else(|p| p.into_inner());
+    let work = tempfile::tempdir().expect("tempdir");
+    let bin = work.path().join("io_uring_open");
+    let src = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../rampart-kernel/tests/data/io_uring_open.c"
+    );
+    let built = Command::new("cc")
+        .args(["-O2", "-static", "-o"])
+        .arg(&bin)
+        .arg(src)
+        .output()
+        .expect("run the C compiler");
+    assert!(built.status.success(), "{built:?}");
+    let mount = format!("{}:/io_uring_open:ro", bin.display());
+    let c = TestContainer::run(
+        "rp-iouring",
+        &[
+            "--network",
+            "none",
+            "-v",
+            &mount,
+            &busybox_image(),
+            "sleep",
+            "300",
+        ],
+    );
+    // Debian's dockerd (20.10) lets io_uring through its default seccomp profile; newer ones
+    // refuse it (EPERM), and then there is no ring to report.
+    let out = c.exec(&["/io_uring_open", "/etc/passwd"]);
+    assert!(out.status.success(), "{out:?}");
+    let host = Command::new(&bin)
+        .arg("/etc/hostname")
+        .output()
+        .expect("run");
+    assert!(host.status.success(), "{host:?}");
+    let evs = agent.wait_for(&c.id, "the io_uring alert", |evs| {
+        evs.iter()
+            .any(|e| e["rule"] == "io_uring ring created in container")
+    });
+    let a = find(&evs, |e| e["rule"] == "io_uring ring created in container").expect("alert");
+    assert_eq!(a["process"]["name"], "io_uring_open");
+    assert_eq!(a["output_fields"]["evt.arg.flags"], "IORING_SETUP_CLAMP");
+    assert_eq!(a["priority"], "Warning");
+    let ring = find(&evs, |e| is(e, "priv.io_uring")).expect("the ring's event");
+    assert_eq!(ring["class_uid"], 1003);
+    // The host's ring: its event is outside any container, and no alert names it.
+    let all = agent.events();
+    assert!(
+        !all.iter().any(|e| {
+            e["rule"] == "io_uring ring created in container" && e["container"]["uid"].is_null()
+        }),
+        "the host's ring alerted"
+    );
+}
+
 /// Issue 21: the server names the remote side of a plaintext east-west alert from the other
 /// hosts' `inventory.container` records, so they carry the container's addresses (the ones
 /// Docker gives it on its networks).
