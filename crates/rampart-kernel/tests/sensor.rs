@@ -24,6 +24,27 @@ fn child_events(evs: &[SensorEvent], pid: u32) -> Vec<&SensorEvent> {
     evs.iter().filter(|e| e.origin.pid == pid).collect()
 }
 
+/// Builds `tests/data/NAME.c` with the C compiler (`$CC`, else `cc`) into a new temporary
+/// directory; returns the directory (kept while the test runs) and the program.
+fn build_test_program(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = format!("{}/tests/data/{name}.c", env!("CARGO_MANIFEST_DIR"));
+    let bin = work.path().join(name);
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let built = Command::new(&cc)
+        .args(["-O2", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("run the C compiler");
+    assert!(
+        built.status.success(),
+        "{cc} {src}: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    (work, bin)
+}
+
 #[test]
 fn read_only_opens_are_filtered_in_the_kernel_but_sensitive_ones_are_not() {
     testkit::require!(Root, Bpf);
@@ -184,21 +205,7 @@ fn proc_connector_fallback_sees_exec_fork_and_exit() {
 #[test]
 fn an_io_uring_ring_is_reported_though_its_opens_are_not() {
     testkit::require!(Root, Bpf);
-    let work = tempfile::tempdir().expect("tempdir");
-    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/io_uring_open.c");
-    let bin = work.path().join("io_uring_open");
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let built = Command::new(&cc)
-        .args(["-O2", "-o"])
-        .arg(&bin)
-        .arg(src)
-        .output()
-        .expect("run the C compiler");
-    assert!(
-        built.status.success(),
-        "{cc} {src}: {}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    let (work, bin) = build_test_program("io_uring_open");
     let secret_dir = work.path().join(".ssh");
     std::fs::create_dir(&secret_dir).expect("mkdir");
     let through_ring = secret_dir.join("via-ring");
@@ -266,21 +273,7 @@ fn an_io_uring_ring_is_reported_though_its_opens_are_not() {
 #[test]
 fn every_spelling_of_open_is_reported() {
     testkit::require!(Root, Bpf);
-    let work = tempfile::tempdir().expect("tempdir");
-    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/open_spellings.c");
-    let bin = work.path().join("open_spellings");
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let built = Command::new(&cc)
-        .args(["-O2", "-o"])
-        .arg(&bin)
-        .arg(src)
-        .output()
-        .expect("run the C compiler");
-    assert!(
-        built.status.success(),
-        "{cc} {src}: {}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    let (work, bin) = build_test_program("open_spellings");
     let secret_dir = work.path().join(".ssh");
     std::fs::create_dir(&secret_dir).expect("mkdir");
     let readonly = [
