@@ -1136,23 +1136,17 @@ impl<'a> Ctx<'a> {
                         (true, true) => "EXE_UPPER_LAYER|EXE_FROM_MEMFD",
                     }))
                 }
-                EventKind::PrivUnshare => {
+                EventKind::PrivUnshare | EventKind::PrivIoUring => {
                     let flags = priv_?.flags?;
                     if raw {
                         return Some(Val::Int(flags as i64));
                     }
-                    Some(Val::Str(
-                        cache.slot(Slot::ArgFlags, |s| render::ns_flags(flags, s)),
-                    ))
-                }
-                EventKind::PrivIoUring => {
-                    let flags = priv_?.flags?;
-                    if raw {
-                        return Some(Val::Int(flags as i64));
-                    }
-                    Some(Val::Str(
-                        cache.slot(Slot::ArgFlags, |s| render::io_uring_flags(flags, s)),
-                    ))
+                    let names = if ev.kind == EventKind::PrivUnshare {
+                        render::ns_flags
+                    } else {
+                        render::io_uring_flags
+                    };
+                    Some(Val::Str(cache.slot(Slot::ArgFlags, |s| names(flags, s))))
                 }
                 _ => priv_?.flags.map(|f| Val::Int(f as i64)),
             },
