@@ -24,6 +24,19 @@ fn child_events(evs: &[SensorEvent], pid: u32) -> Vec<&SensorEvent> {
     evs.iter().filter(|e| e.origin.pid == pid).collect()
 }
 
+/// A sensor (no DNS, no payloads) for which every file in `dir` is sensitive.
+fn sensor_watching(dir: &std::path::Path) -> (Sensor, Receiver<Box<SensorEvent>>) {
+    let (tx, rx) = sync_channel(65536);
+    let cfg = SensorConfig {
+        dns: false,
+        payload: false,
+        sensitive: SensitiveNames::from_patterns(&[format!("{}/*", dir.display())]),
+        ..SensorConfig::default()
+    };
+    let sensor = Sensor::start(&cfg, Arc::new(Device::default()), 7, tx).expect("sensor");
+    (sensor, rx)
+}
+
 /// Builds `tests/data/NAME.c` with the C compiler (`$CC`, else `cc`) into a new temporary
 /// directory; returns the directory (kept while the test runs) and the program.
 fn build_test_program(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
@@ -212,14 +225,7 @@ fn an_io_uring_ring_is_reported_though_its_opens_are_not() {
     let through_cat = secret_dir.join("via-cat");
     std::fs::write(&through_ring, "k").expect("write");
     std::fs::write(&through_cat, "k").expect("write");
-    let (tx, rx) = sync_channel(65536);
-    let cfg = SensorConfig {
-        dns: false,
-        payload: false,
-        sensitive: SensitiveNames::from_patterns(&[format!("{}/*", secret_dir.display())]),
-        ..SensorConfig::default()
-    };
-    let sensor = Sensor::start(&cfg, Arc::new(Device::default()), 7, tx).expect("sensor");
+    let (sensor, rx) = sensor_watching(&secret_dir);
     let child = Command::new(&bin)
         .arg(&through_ring)
         .stdout(std::process::Stdio::piped())
@@ -289,14 +295,7 @@ fn every_spelling_of_open_is_reported() {
     for name in readonly {
         std::fs::write(secret_dir.join(name), "k").expect("write");
     }
-    let (tx, rx) = sync_channel(65536);
-    let cfg = SensorConfig {
-        dns: false,
-        payload: false,
-        sensitive: SensitiveNames::from_patterns(&[format!("{}/*", secret_dir.display())]),
-        ..SensorConfig::default()
-    };
-    let sensor = Sensor::start(&cfg, Arc::new(Device::default()), 7, tx).expect("sensor");
+    let (sensor, rx) = sensor_watching(&secret_dir);
     let out = Command::new(&bin)
         .arg(work.path())
         .output()
