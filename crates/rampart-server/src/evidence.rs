@@ -420,42 +420,57 @@ pub(crate) async fn upload(
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let c = &app.counters;
-    // Who it is before a byte of the body is read.
-    let (agent, hostname) = uploader(&app, &conn).await?;
-    let (sha256, size) = named_bundle(&app, &conn, &agent, &name, &headers)?;
-    let offset = number_header(&headers, EVIDENCE_OFFSET_HEADER)?.unwrap_or(0);
-    if offset > size {
-        return Err(err(
-            StatusCode::BAD_REQUEST,
-            format!("offset {offset} is past the bundle's size {size}"),
-        ));
-    }
-    if let Some(len) = number_header(&headers, axum::http::header::CONTENT_LENGTH.as_str())? {
-        if len > size - offset {
-            return Err(too_large(
-                &app,
-                &conn,
-                &agent,
-                format!(
-                    "a body of {len} bytes at offset {offset} runs past the bundle's size {size}"
-                ),
+    // Every check that needs no body, before a byte of it is read. A refusal here still
+    // reads (a bounded part of) the body before answering, like every early answer of this
+    // route: otherwise the reset of the unread connection reaches a client still writing
+    // its part before the answer does, and it sees a failed write, not the 401 or 413
+    // (`answer_unread`).
+    let checked = async {
+        // Who it is before a byte of the body is read.
+        let (agent, hostname) = uploader(&app, &conn).await?;
+        let (sha256, size) = named_bundle(&app, &conn, &agent, &name, &headers)?;
+        let offset = number_header(&headers, EVIDENCE_OFFSET_HEADER)?.unwrap_or(0);
+        if offset > size {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                format!("offset {offset} is past the bundle's size {size}"),
             ));
         }
-    }
-    let described = EvidenceReceipt {
-        sha256: sha256.clone(),
-        size,
-        received_ns: 0,
-        agent_id: agent.agent_id.clone(),
-        hostname,
-        name: text_header(&headers, EVIDENCE_NAME_HEADER)?,
-        container: text_header(&headers, EVIDENCE_CONTAINER_HEADER)?,
-        incident: text_header(&headers, EVIDENCE_INCIDENT_HEADER)?,
-        alert_id: text_header(&headers, EVIDENCE_ALERT_HEADER)?,
-        duplicate: false,
+        if let Some(len) = number_header(&headers, axum::http::header::CONTENT_LENGTH.as_str())? {
+            if len > size - offset {
+                return Err(too_large(
+                    &app,
+                    &conn,
+                    &agent,
+                    format!(
+                        "a body of {len} bytes at offset {offset} runs past the bundle's size {size}"
+                    ),
+                ));
+            }
+        }
+        let described = EvidenceReceipt {
+            sha256: sha256.clone(),
+            size,
+            received_ns: 0,
+            agent_id: agent.agent_id.clone(),
+            hostname,
+            name: text_header(&headers, EVIDENCE_NAME_HEADER)?,
+            container: text_header(&headers, EVIDENCE_CONTAINER_HEADER)?,
+            incident: text_header(&headers, EVIDENCE_INCIDENT_HEADER)?,
+            alert_id: text_header(&headers, EVIDENCE_ALERT_HEADER)?,
+            duplicate: false,
+        };
+        let standing = standing(&app, &conn, &agent, &sha256, size).await?;
+        Ok::<_, ApiError>((agent, sha256, size, offset, described, standing))
+    };
+    let (agent, sha256, size, offset, described, standing) = match checked.await {
+        Ok(c) => c,
+        Err(refused) => {
+            return Ok(answer_unread(&app, &headers, body, refused.into_response()).await);
+        }
     };
     // A replay or a retry after a lost answer: the first receipt, the body not stored.
-    if let Some(r) = standing(&app, &conn, &agent, &sha256, size).await? {
+    if let Some(r) = standing {
         return Ok(answer_unread(&app, &headers, body, Json(r).into_response()).await);
     }
     let data_dir = app.cfg.data_dir.clone();

@@ -398,6 +398,21 @@ fn evidence_routes_refuse_who_may_not_use_them() {
         .await;
         assert_eq!(r.status, 401, "{}", r.body_text());
         assert!(!server.data().join("evidence/partial").exists());
+        // An 8 MiB body, more than the sockets' buffers hold: the client must still read the
+        // 401, not a reset in the middle of its write (the server reads and discards a bounded
+        // part of a refused body before answering; it once answered at once and closed).
+        let big = bundle_file(tmp.path(), "big", 8 * MIB, 6);
+        let r = request(
+            anonymous_tls(&server),
+            &server.url(),
+            Method::PUT,
+            &format!("/api/v1/evidence/{}", sha256_file(&big)),
+            &[("rampart-evidence-size", &(8 * MIB).to_string())],
+            std::fs::read(&big).expect("big"),
+        )
+        .await;
+        assert_eq!(r.status, 401, "{}", r.body_text());
+        assert!(!server.data().join("evidence/partial").exists());
         // Through the client library too: refused for good, not retried.
         let e = upload_with(
             &server.url(),
