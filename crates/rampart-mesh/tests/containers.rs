@@ -9,30 +9,8 @@ use std::time::{Duration, Instant};
 
 use rampart_event::Event;
 use rampart_mesh::Mesh;
-use support::{config, contains, sh, Capture, Namespaces, RunningProxy, TestCa};
+use support::{config, contains, two_hosts, Capture, RunningProxy, TestCa, TwoHosts};
 use testkit::TestContainer;
-
-/// Gives the container `pid` an interface `eth1` with `c_addr`, joined to `host_if` (`h_addr`)
-/// in the host namespace `host`, and a default route through it.
-fn attach(host: &str, host_if: &str, h_addr: &str, pid: u32, c_addr: &str) {
-    let pid = pid.to_string();
-    sh(&[
-        "ip", "link", "add", host_if, "netns", host, "type", "veth", "peer", "name", "eth1",
-        "netns", &pid,
-    ]);
-    sh(&["ip", "-n", host, "addr", "add", h_addr, "dev", host_if]);
-    sh(&["ip", "-n", host, "link", "set", host_if, "up"]);
-    let gw = h_addr.split('/').next().unwrap_or_default();
-    for args in [
-        vec!["ip", "addr", "add", c_addr, "dev", "eth1"],
-        vec!["ip", "link", "set", "eth1", "up"],
-        vec!["ip", "route", "add", "default", "via", gw],
-    ] {
-        let mut v = vec!["nsenter", "-t", pid.as_str(), "-n"];
-        v.extend(args);
-        sh(&v);
-    }
-}
 
 /// `echo MSG | nc ADDR 5432` inside the container, for at most 3 s; returns what came back.
 fn nc(c: &TestContainer, addr: &str, msg: &str) -> String {
@@ -47,30 +25,14 @@ fn nc(c: &TestContainer, addr: &str, msg: &str) -> String {
 #[test]
 fn docker_containers_on_two_hosts_talk_through_the_mesh_only() {
     testkit::require!(Root, Docker);
-    let img = testkit::busybox_image();
-    let fe = TestContainer::run("mesh-fe", &["--network", "none", &img, "sleep", "600"]);
-    let rogue = TestContainer::run("mesh-rogue", &["--network", "none", &img, "sleep", "600"]);
-    let be = TestContainer::run(
-        "mesh-be",
-        &[
-            "--network",
-            "none",
-            &img,
-            "nc",
-            "-ll",
-            "-p",
-            "5432",
-            "-e",
-            "cat",
-        ],
-    );
-    let mut ns = Namespaces::new();
-    let h1 = ns.add("kh1");
-    let h2 = ns.add("kh2");
-    ns.link(&h1, "l1", "10.231.0.1/24", &h2, "l2", "10.231.0.2/24");
-    attach(&h1, "c1", "10.231.1.1/24", fe.pid(), "10.231.1.2/24");
-    attach(&h1, "c3", "10.231.3.1/24", rogue.pid(), "10.231.3.2/24");
-    attach(&h2, "c2", "10.231.2.1/24", be.pid(), "10.231.2.2/24");
+    let TwoHosts {
+        ns: _ns,
+        h1,
+        h2,
+        fe,
+        rogue,
+        be,
+    } = two_hosts("", "k");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = TestCa::new(&dir.path().join("ca"));

@@ -17,7 +17,7 @@ use rampart_kernel::enforce::{
     cgroup_id, Direction, Enforcer, NetPrefix, PortRule, Target, Verdict,
 };
 use rampart_mesh::{Mesh, Transparent};
-use support::{config, contains, sh, Capture, Namespaces, RunningProxy, TestCa};
+use support::{config, contains, sh, two_hosts, Capture, RunningProxy, TestCa, TwoHosts};
 use testkit::{unique, TestContainer};
 
 /// A pin directory of its own, removed with everything attached under it when dropped.
@@ -26,26 +26,6 @@ struct Pins(PathBuf);
 impl Drop for Pins {
     fn drop(&mut self) {
         let _ = Enforcer::remove_all(&self.0);
-    }
-}
-
-fn attach(host: &str, host_if: &str, h_addr: &str, pid: u32, c_addr: &str) {
-    let pid = pid.to_string();
-    sh(&[
-        "ip", "link", "add", host_if, "netns", host, "type", "veth", "peer", "name", "eth1",
-        "netns", &pid,
-    ]);
-    sh(&["ip", "-n", host, "addr", "add", h_addr, "dev", host_if]);
-    sh(&["ip", "-n", host, "link", "set", host_if, "up"]);
-    let gw = h_addr.split('/').next().unwrap_or_default();
-    for args in [
-        vec!["ip", "addr", "add", c_addr, "dev", "eth1"],
-        vec!["ip", "link", "set", "eth1", "up"],
-        vec!["ip", "route", "add", "default", "via", gw],
-    ] {
-        let mut v = vec!["nsenter", "-t", pid.as_str(), "-n"];
-        v.extend(args);
-        sh(&v);
     }
 }
 
@@ -102,30 +82,14 @@ fn wait_denial(events: &mut tokio::sync::mpsc::Receiver<Event>, src: &str) -> Ev
 #[test]
 fn containers_keep_the_real_address_and_their_connects_go_through_the_mesh() {
     testkit::require!(Root, Docker);
-    let img = testkit::busybox_image();
-    let fe = TestContainer::run("mesh-tfe", &["--network", "none", &img, "sleep", "600"]);
-    let rogue = TestContainer::run("mesh-trogue", &["--network", "none", &img, "sleep", "600"]);
-    let be = TestContainer::run(
-        "mesh-tbe",
-        &[
-            "--network",
-            "none",
-            &img,
-            "nc",
-            "-ll",
-            "-p",
-            "5432",
-            "-e",
-            "cat",
-        ],
-    );
-    let mut ns = Namespaces::new();
-    let h1 = ns.add("th1");
-    let h2 = ns.add("th2");
-    ns.link(&h1, "l1", "10.231.0.1/24", &h2, "l2", "10.231.0.2/24");
-    attach(&h1, "c1", "10.231.1.1/24", fe.pid(), "10.231.1.2/24");
-    attach(&h1, "c3", "10.231.3.1/24", rogue.pid(), "10.231.3.2/24");
-    attach(&h2, "c2", "10.231.2.1/24", be.pid(), "10.231.2.2/24");
+    let TwoHosts {
+        ns,
+        h1,
+        h2,
+        fe,
+        rogue,
+        be,
+    } = two_hosts("t", "t");
     // A direct path between the hosts' containers exists too: a connect that is not redirected
     // reaches the backend in plaintext, which the captures below would show.
     for h in [&h1, &h2] {

@@ -5,12 +5,12 @@
 //! `mesh.report` through the proxy's queue; `--check` names a bad file.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::server::{enroll_cli, free_port as port, start_in};
+use support::server::{echo_server, free_port as port, two_enrolled_hosts};
 use support::{rampart, rampart_ok, spawn, text};
 
 fn exchange(to: SocketAddr, msg: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -26,27 +26,9 @@ fn exchange(to: SocketAddr, msg: &[u8]) -> std::io::Result<Vec<u8>> {
 fn mesh_proxies_from_the_command_line_carry_allowed_traffic_and_print_refusals() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let (_server, url, server_cfg) = start_in(d, "");
-    let server_cfg = server_cfg.to_str().expect("utf-8").to_string();
-    let (t1, t2) = (d.join("tls1"), d.join("tls2"));
-    enroll_cli(&server_cfg, &url, &t1, "vps1");
-    enroll_cli(&server_cfg, &url, &t2, "vps2");
+    let (_server, url, server_cfg, t1, t2) = two_enrolled_hosts(d);
 
-    let backend = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let target = backend.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        for s in backend.incoming() {
-            let Ok(mut s) = s else { continue };
-            std::thread::spawn(move || {
-                let mut b = [0u8; 4096];
-                while let Ok(n) = s.read(&mut b) {
-                    if n == 0 || s.write_all(&b[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
+    let target = echo_server();
     let (inbound, out_ok, out_denied) = (port(), port(), port());
     let policy = "policy: ['frontend@vps1 -> backend@vps2:5432']\n";
     let m1 = d.join("mesh1.yaml");

@@ -4,8 +4,6 @@
 //! with that container's identity and service gets neither: it is named by its own Docker name
 //! and refused at vps2, and the proxy reports the labels it ignored.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -13,7 +11,7 @@ use std::time::{Duration, Instant};
 use testkit::TestContainer;
 
 mod support;
-use support::server::{enroll_cli, free_port, start_in};
+use support::server::{echo_server, free_port, two_enrolled_hosts};
 use support::spawn;
 
 /// `echo MSG | nc ADDR` inside the container, for at most 3 s; returns what came back.
@@ -34,28 +32,10 @@ fn workloads_come_from_docker_names_and_labels_cannot_claim_an_identity() {
     ]);
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let (_server, url, server_cfg) = start_in(d, "");
-    let server_cfg = server_cfg.to_str().expect("utf-8").to_string();
-    let (t1, t2) = (d.join("tls1"), d.join("tls2"));
-    enroll_cli(&server_cfg, &url, &t1, "vps1");
-    enroll_cli(&server_cfg, &url, &t2, "vps2");
+    let (_server, url, _, t1, t2) = two_enrolled_hosts(d);
 
     // vps2's backend: an echo server on loopback, offered through vps2's configuration.
-    let backend = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let target = backend.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        for s in backend.incoming() {
-            let Ok(mut s) = s else { continue };
-            std::thread::spawn(move || {
-                let mut b = [0u8; 4096];
-                while let Ok(n) = s.read(&mut b) {
-                    if n == 0 || s.write_all(&b[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
+    let target = echo_server();
     let fe_name = testkit::unique("meshfe");
     let (inbound, out) = (free_port(), free_port());
     let policy = format!("policy: ['{fe_name}@vps1 -> backend@vps2:5432']\n");

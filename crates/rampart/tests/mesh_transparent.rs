@@ -6,14 +6,12 @@
 //! removes the redirection and the attachment: the same connect then goes nowhere.
 //! Needs root, BPF and Docker; run under `flock /tmp/rampart-bpf-tests.lock`.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::server::{enroll_cli, free_port, start_in};
+use support::server::{echo_server, free_port, two_enrolled_hosts};
 use support::spawn;
 use testkit::TestContainer;
 
@@ -63,26 +61,8 @@ fn rampart_mesh_transparent_redirects_a_container_and_undoes_it_on_sigterm() {
     );
     assert_eq!(nc(&c, "before"), "", "192.0.2.55 answered without the mesh");
 
-    let (_server, url, server_cfg) = start_in(d, "");
-    let server_cfg = server_cfg.to_str().expect("utf-8").to_string();
-    let (t1, t2) = (d.join("tls1"), d.join("tls2"));
-    enroll_cli(&server_cfg, &url, &t1, "vps1");
-    enroll_cli(&server_cfg, &url, &t2, "vps2");
-    let backend = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let target = backend.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        for s in backend.incoming() {
-            let Ok(mut s) = s else { continue };
-            std::thread::spawn(move || {
-                let mut b = [0u8; 4096];
-                while let Ok(n) = s.read(&mut b) {
-                    if n == 0 || s.write_all(&b[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
+    let (_server, url, _, t1, t2) = two_enrolled_hosts(d);
+    let target = echo_server();
     let (inbound, listener) = (free_port(), free_port());
     let policy = "policy: ['frontend@vps1 -> backend@vps2:5432']\n";
     let m1 = d.join("mesh1.yaml");

@@ -153,6 +153,85 @@ impl Drop for Namespaces {
     }
 }
 
+/// Gives the container `pid` an interface `eth1` with `c_addr`, joined to `host_if` (`h_addr`)
+/// in the host namespace `host`, and a default route through it.
+pub fn attach(host: &str, host_if: &str, h_addr: &str, pid: u32, c_addr: &str) {
+    let pid = pid.to_string();
+    sh(&[
+        "ip", "link", "add", host_if, "netns", host, "type", "veth", "peer", "name", "eth1",
+        "netns", &pid,
+    ]);
+    sh(&["ip", "-n", host, "addr", "add", h_addr, "dev", host_if]);
+    sh(&["ip", "-n", host, "link", "set", host_if, "up"]);
+    let gw = h_addr.split('/').next().unwrap_or_default();
+    for args in [
+        vec!["ip", "addr", "add", c_addr, "dev", "eth1"],
+        vec!["ip", "link", "set", "eth1", "up"],
+        vec!["ip", "route", "add", "default", "via", gw],
+    ] {
+        let mut v = vec!["nsenter", "-t", pid.as_str(), "-n"];
+        v.extend(args);
+        sh(&v);
+    }
+}
+
+/// The mesh's Docker topology: two hosts (network namespaces linked by 10.231.0.1/.2), a
+/// frontend (10.231.1.2) and a rogue container (10.231.3.2) on host 1, a backend on host 2
+/// (10.231.2.2, `nc` echoing on port 5432), each container on its own link to its host.
+/// Fields drop in order: the namespaces first, then the containers.
+pub struct TwoHosts {
+    pub ns: Namespaces,
+    pub h1: String,
+    pub h2: String,
+    pub fe: testkit::TestContainer,
+    pub rogue: testkit::TestContainer,
+    pub be: testkit::TestContainer,
+}
+
+/// Builds [`TwoHosts`]; containers are named `mesh-<names>fe` (`rogue`, `be`), host namespaces
+/// end in `<hosts>h1` and `<hosts>h2`, so that two tests in one binary do not collide.
+pub fn two_hosts(names: &str, hosts: &str) -> TwoHosts {
+    use testkit::TestContainer;
+    let img = testkit::busybox_image();
+    let idle = |what: &str| {
+        TestContainer::run(
+            &format!("mesh-{names}{what}"),
+            &["--network", "none", &img, "sleep", "600"],
+        )
+    };
+    let fe = idle("fe");
+    let rogue = idle("rogue");
+    let be = TestContainer::run(
+        &format!("mesh-{names}be"),
+        &[
+            "--network",
+            "none",
+            &img,
+            "nc",
+            "-ll",
+            "-p",
+            "5432",
+            "-e",
+            "cat",
+        ],
+    );
+    let mut ns = Namespaces::new();
+    let h1 = ns.add(&format!("{hosts}h1"));
+    let h2 = ns.add(&format!("{hosts}h2"));
+    ns.link(&h1, "l1", "10.231.0.1/24", &h2, "l2", "10.231.0.2/24");
+    attach(&h1, "c1", "10.231.1.1/24", fe.pid(), "10.231.1.2/24");
+    attach(&h1, "c3", "10.231.3.1/24", rogue.pid(), "10.231.3.2/24");
+    attach(&h2, "c2", "10.231.2.1/24", be.pid(), "10.231.2.2/24");
+    TwoHosts {
+        ns,
+        h1,
+        h2,
+        fe,
+        rogue,
+        be,
+    }
+}
+
 /// Moves the calling thread into the network namespace `ns`: sockets it creates from now on
 /// live there.
 pub fn enter(ns: &str) {

@@ -193,6 +193,40 @@ pub fn enroll_cli(config: &str, url: &str, tls: &Path, host: &str) {
     ]);
 }
 
+/// A server started in `dir` with two hosts enrolled through the command line, `vps1` and
+/// `vps2` (credentials in `dir/tls1` and `dir/tls2`): the server, its URL, its configuration
+/// file, and the two credential directories. The mesh tests' fleet.
+pub fn two_enrolled_hosts(dir: &Path) -> (Proc, String, String, PathBuf, PathBuf) {
+    let (server, url, config) = start_in(dir, "");
+    let config = config.to_str().expect("utf-8").to_string();
+    let (t1, t2) = (dir.join("tls1"), dir.join("tls2"));
+    enroll_cli(&config, &url, &t1, "vps1");
+    enroll_cli(&config, &url, &t2, "vps2");
+    (server, url, config, t1, t2)
+}
+
+/// An echo server on loopback (a thread per connection, for the rest of the test): its
+/// address.
+pub fn echo_server() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut b = [0u8; 4096];
+                while let Ok(n) = s.read(&mut b) {
+                    if n == 0 || s.write_all(&b[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
 /// SHA-256 of a file, hex.
 pub fn sha256_file(path: &Path) -> String {
     rampart_ship::evidence::hash_file(path)
