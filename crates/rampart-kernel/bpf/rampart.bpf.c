@@ -933,17 +933,11 @@ static __always_inline int do_numeric(const struct sctx *regs, long ret, __u32 n
 		e->a[1] = sys_arg(regs, 2);
 		break;
 	case NR_io_uring_setup: {
-		/* struct io_uring_params: sq_entries, cq_entries, flags, sq_thread_cpu, sq_thread_idle,
-		 * features (u32 each); the kernel has filled in the entries and features on success. */
-		__u32 p[6] = {};
-		e->a[1] = 0;
+		/* struct io_uring_params: sq_entries, cq_entries, then flags (u32 each). */
+		__u32 flags = 0;
+		bpf_probe_read_user(&flags, sizeof(flags), (void *)(a1 + 8));
+		e->a[1] = flags;
 		e->a[2] = 0;
-		if (!bpf_probe_read_user(&p, sizeof(p), (void *)a1)) {
-			e->a[1] = p[2];
-			e->a[2] = p[0];
-			e->a[3] = p[1];
-			e->a[4] = p[5];
-		}
 		break;
 	}
 	}

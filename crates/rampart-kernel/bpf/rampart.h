@@ -55,8 +55,8 @@ enum rp_type {
 	RP_DNS = 26,
 	RP_SOCKET = 27,        /* struct rp_sys: a[0] domain, a[1] type (with flags), a[2] protocol */
 	RP_PAYLOAD = 28,       /* struct rp_dns layout, `len` bytes of TCP payload follow */
-	RP_IO_URING = 29,      /* struct rp_sys: io_uring_setup: a[0] entries, a[1] flags, a[2] sq_entries,
-				* a[3] cq_entries, a[4] features (0 when the params could not be read) */
+	RP_IO_URING = 29,      /* struct rp_sys: io_uring_setup: a[0] entries, a[1] IORING_SETUP_* flags
+				* (0 when the params could not be read) */
 };
 
 /* Indexes of the per-CPU COUNTERS array. */

@@ -367,7 +367,7 @@ impl Decoder {
             }
             RP_IO_URING => {
                 // a[0] entries asked for, a[1] IORING_SETUP_* flags (0 when the params could
-                // not be read), a[2]/a[3] the ring sizes the kernel chose.
+                // not be read).
                 e.privilege = Some(PrivilegeInfo {
                     request: Some(a[0] as i64),
                     flags: Some(a[1]),

@@ -458,6 +458,17 @@ mod tests {
         let mut s = String::new();
         ns_flags(0x2002_0000, &mut s);
         assert_eq!(s, "CLONE_NEWNS|CLONE_NEWPID");
+        for (flags, want) in [
+            (0, "0"),
+            (2 | 16, "IORING_SETUP_SQPOLL|IORING_SETUP_CLAMP"),
+            // A newer kernel's flag: named ones first, then the rest as a number.
+            ((1 << 1) | (1 << 40), "IORING_SETUP_SQPOLL|0x10000000000"),
+            (1 << 40, "0x10000000000"),
+        ] {
+            let mut s = String::new();
+            io_uring_flags(flags, &mut s);
+            assert_eq!(s, want, "{flags:#x}");
+        }
         assert_eq!(errno_name(-2), Some("ENOENT"));
         assert_eq!(errno_name(3), Some("SUCCESS"));
     }

@@ -348,8 +348,6 @@ pub(crate) struct CompiledRule {
     pub output: Vec<Piece>,
     /// What an alert's output usually needs: the template's text and 24 bytes per field.
     pub output_capacity: usize,
-    /// What the output fields' values usually need: 24 bytes per field.
-    pub output_values_capacity: usize,
     /// How many fields the output names (a field named twice counts twice).
     pub output_fields: usize,
     /// The distinct field names of the output, sorted, each with the position (among the
@@ -714,11 +712,6 @@ fn compile_rule(
             .iter()
             .filter(|p| matches!(p, Piece::Field(..)))
             .count(),
-        output_values_capacity: 24
-            * output
-                .iter()
-                .filter(|p| matches!(p, Piece::Field(..)))
-                .count(),
         output_order: output_order(&output),
         output,
         actions: def.actions.clone(),

@@ -1471,6 +1471,20 @@ fn degraded_mode_still_alerts_on_a_container_shell_and_a_miner() {
 /// gzip, dated names), real logrotate with copytruncate and compression, busybox crond running
 /// a job, a tar backup, an entrypoint writing its configuration below /etc. None of it may raise
 /// an alert at WARNING or above. The agent must have seen each workload (so a blind agent fails).
+/// The alerts among `evs` at WARNING or above, one line each (rule, priority, message): what
+/// the benign-workload tests require to be empty.
+fn loud_alerts<'a>(evs: impl Iterator<Item = &'a Value>) -> Vec<String> {
+    evs.filter(|e| e["class_uid"] == 2004)
+        .filter(|e| {
+            !matches!(
+                e["priority"].as_str().unwrap_or_default(),
+                "Notice" | "Informational" | "Debug"
+            )
+        })
+        .map(|e| format!("{} [{}]: {}", e["rule"], e["priority"], e["message"]))
+        .collect()
+}
+
 #[test]
 fn benign_workloads_raise_no_alert_at_warning_or_above() {
     testkit::require!(Root, Docker, Bpf);
@@ -1626,18 +1640,10 @@ fn benign_workloads_raise_no_alert_at_warning_or_above() {
         all.extend(evs);
         all
     };
-    let loud: Vec<String> = evs
-        .iter()
-        .filter(|e| e["class_uid"] == 2004)
-        .filter(|e| ids.contains(&e["container"]["uid"].as_str().unwrap_or_default()))
-        .filter(|e| {
-            !matches!(
-                e["priority"].as_str().unwrap_or_default(),
-                "Notice" | "Informational" | "Debug"
-            )
-        })
-        .map(|e| format!("{} [{}]: {}", e["rule"], e["priority"], e["message"]))
-        .collect();
+    let loud = loud_alerts(
+        evs.iter()
+            .filter(|e| ids.contains(&e["container"]["uid"].as_str().unwrap_or_default())),
+    );
     assert!(
         loud.is_empty(),
         "benign workloads raised alerts at WARNING or above:\n{}",
@@ -1730,18 +1736,10 @@ fn jit_runtime_raises_no_alert_at_warning_or_above() {
         all.extend(evs);
         all
     };
-    let loud: Vec<String> = evs
-        .iter()
-        .filter(|e| e["class_uid"] == 2004)
-        .filter(|e| e["container"]["uid"] == jit.id.as_str())
-        .filter(|e| {
-            !matches!(
-                e["priority"].as_str().unwrap_or_default(),
-                "Notice" | "Informational" | "Debug"
-            )
-        })
-        .map(|e| format!("{} [{}]: {}", e["rule"], e["priority"], e["message"]))
-        .collect();
+    let loud = loud_alerts(
+        evs.iter()
+            .filter(|e| e["container"]["uid"] == jit.id.as_str()),
+    );
     assert!(
         loud.is_empty(),
         "a JIT-compiling runtime raised alerts at WARNING or above:\n{}",
@@ -2260,17 +2258,7 @@ fn package_installs_in_a_legacy_build_step_raise_no_alert() {
         execs[0]["container"]
     );
     std::thread::sleep(Duration::from_secs(2));
-    let loud: Vec<String> = of_step(&agent.events())
-        .iter()
-        .filter(|e| e["class_uid"] == 2004)
-        .filter(|e| {
-            !matches!(
-                e["priority"].as_str().unwrap_or_default(),
-                "Notice" | "Informational" | "Debug"
-            )
-        })
-        .map(|e| format!("{} [{}]: {}", e["rule"], e["priority"], e["message"]))
-        .collect();
+    let loud = loud_alerts(of_step(&agent.events()).iter());
     assert!(
         loud.is_empty(),
         "a package install in a build step raised alerts at WARNING or above:\n{}",

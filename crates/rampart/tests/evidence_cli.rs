@@ -402,6 +402,7 @@ fn evidence_routes_refuse_who_may_not_use_them() {
         // 401, not a reset in the middle of its write (the server reads and discards a bounded
         // part of a refused body before answering; it once answered at once and closed).
         let big = bundle_file(tmp.path(), "big", 8 * MIB, 6);
+        let drained = metric(&server, "rampart_server_evidence_drained_bytes_total").await;
         let r = request(
             anonymous_tls(&server),
             &server.url(),
@@ -413,6 +414,11 @@ fn evidence_routes_refuse_who_may_not_use_them() {
         .await;
         assert_eq!(r.status, 401, "{}", r.body_text());
         assert!(!server.data().join("evidence/partial").exists());
+        // Read to answer, discarded, counted: exactly the body, nothing stored.
+        assert_eq!(
+            metric(&server, "rampart_server_evidence_drained_bytes_total").await - drained,
+            8 * MIB
+        );
         // Through the client library too: refused for good, not retried.
         let e = upload_with(
             &server.url(),
