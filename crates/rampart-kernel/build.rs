@@ -11,6 +11,7 @@ use std::process::Command;
 
 /// (object name, source, extra clang defines)
 const PROGRAMS: &[(&str, &str, &[&str])] = &[
+    ("rampart_kfunc", "rampart", &["-DRP_BTF=1", "-DRP_KFUNC=1"]),
     ("rampart_btf", "rampart", &["-DRP_BTF=1"]),
     ("rampart_raw", "rampart", &["-DRP_BTF=0"]),
     ("probe", "probe", &[]),

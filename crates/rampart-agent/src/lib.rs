@@ -445,7 +445,7 @@ impl Agent {
                     while let Ok(se) = self.rx.try_recv() {
                         received += 1;
                         self.handle(*se)?;
-                        if received % 256 == 0 && Instant::now() >= batch_end {
+                        if received.is_multiple_of(256) && Instant::now() >= batch_end {
                             break;
                         }
                     }
@@ -867,6 +867,7 @@ fn start_source(
     }
     match Sensor::start(&sensor_cfg, device.clone(), random_u64(), tx.clone()) {
         Ok(s) => {
+            tracing::info!("sensor programs: {}", s.programs().name());
             for (hook, kind) in s.hooks() {
                 tracing::debug!("{hook}: {kind}");
             }

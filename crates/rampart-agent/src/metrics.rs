@@ -90,7 +90,7 @@ impl LocalMetrics {
 
     /// Whether the next evaluation should be timed (one in [`RULE_TIME_SAMPLE`]).
     pub fn time_next_eval(&self) -> bool {
-        self.counts.rule_evals % RULE_TIME_SAMPLE == 0
+        self.counts.rule_evals.is_multiple_of(RULE_TIME_SAMPLE)
     }
 
     /// One rule-engine evaluation of an event, and how long it took when it was timed (the

@@ -842,7 +842,7 @@ impl FleetStore {
                     tracing::info!("fleet correlator: the fleet job lease went to another server; reading paused");
                 }
                 // This server's dashboard shows the holder's incidents.
-                if n % SHARED_INCIDENTS_EVERY == 0 {
+                if n.is_multiple_of(SHARED_INCIDENTS_EVERY) {
                     if let Err(e) = self.load_shared_incidents(&lease).await {
                         tracing::warn!("fleet: reading the shared incidents: {e}");
                     }

@@ -26,6 +26,25 @@
 #ifndef RP_BTF
 #define RP_BTF 1
 #endif
+#ifndef RP_KFUNC
+#define RP_KFUNC 0
+#endif
+#if RP_KFUNC && !RP_BTF
+#error "RP_KFUNC needs RP_BTF"
+#endif
+
+#if RP_KFUNC
+/*
+ * The open filter's fast path (see do_open). bpf_rdonly_cast (a kfunc, 6.2+; the cast to void,
+ * btf_id 0, 6.17+) turns a plain address into an untrusted read-only pointer: loads through it
+ * are direct instructions the JIT guards with an exception-table entry (a fault reads 0), where
+ * bpf_probe_read_kernel costs a helper call each, about 20 ns. The loader tries this build
+ * first and falls back to the probe-read one when the verifier refuses it.
+ */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+#define RO_BYTES(p) ((const __u8 *)bpf_rdonly_cast((const void *)(p), 0))
+#define RO_AS(type, p) ((type *)bpf_rdonly_cast((const void *)(p), bpf_core_type_id_kernel(type)))
+#endif
 
 #ifndef __TARGET_ARCH_x86
 #error "only x86_64 syscall numbers are mapped so far"
@@ -370,9 +389,14 @@ static __always_inline struct file *fd_file(long fd)
 #endif
 	if ((__u64)fd >= max)
 		return NULL;
+#if RP_KFUNC
+	/* The fd table is an array of plain addresses to the verifier: read the slot directly. */
+	return *(struct file *const *)RO_BYTES(&fds[fd]);
+#else
 	struct file *f = NULL;
 	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
 	return f;
+#endif
 }
 
 /* Appends the path a relative user path is relative to (cwd or dirfd's path); nothing for an
@@ -604,6 +628,7 @@ static __always_inline struct rp_sys *sys_record(struct scratch *sc, __u32 type,
  * shorter than about 40 bytes (d_shortname, d_iname before 6.14). Whether the name is inline is
  * told by its pointer, not by field names, so the layout of older kernels works the same way.
  */
+#if !RP_KFUNC
 #define DCHUNK 128 /* a power of two: indexes are masked with DCHUNK - 1 */
 struct dchunk {
 	__u8 b[DCHUNK];
@@ -614,6 +639,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct dchunk);
 } DCHUNKS SEC(".maps");
+#endif
 
 /* Is bit `bit` set in a 256-bit filter of CFG? */
 static __always_inline int filter_has(const volatile __u64 *f, __u32 bit)
@@ -626,6 +652,26 @@ static __always_inline int filter_has(const volatile __u64 *f, __u32 bit)
  * the name bytes and looks the map up only when the name's length, first and last byte pass the
  * filter (CFG.name_filter or dir_filter): one probe read for almost every dentry.
  */
+#if RP_KFUNC
+/* The same test with direct loads: `d` is an untrusted dentry (RO_AS), no chunk to copy. */
+static __always_inline __u8 sensitive_dentry(struct dentry *d, __u32 slot, __u64 len_mask,
+					     const volatile __u64 *filter, struct dentry **parent)
+{
+	(void)slot;
+	*parent = d->d_parent;
+	__u32 len = d->d_name.len;
+	if (len == 0 || len >= sizeof(((struct name_key *)0)->name) || !(len_mask & (1ULL << len)))
+		return 0;
+	const unsigned char *name = d->d_name.name;
+	const __u8 *b = RO_BYTES(name);
+	if (!filter_has(filter, RP_NAME_BIT(len, b[0], b[(len - 1) & 31])))
+		return 0;
+	struct name_key key = {};
+	bpf_probe_read_kernel_str(key.name, sizeof(key.name), name);
+	__u8 *v = bpf_map_lookup_elem(&SENSITIVE_NAMES, &key);
+	return v ? *v : 0;
+}
+#else
 static __always_inline __u8 sensitive_dentry(struct dentry *d, __u32 slot, __u64 len_mask,
 					     const volatile __u64 *filter, struct dentry **parent)
 {
@@ -668,6 +714,7 @@ static __always_inline __u8 sensitive_dentry(struct dentry *d, __u32 slot, __u64
 	__u8 *v = bpf_map_lookup_elem(&SENSITIVE_NAMES, &key);
 	return v ? *v : 0;
 }
+#endif
 
 static __always_inline int do_open(const struct sctx *regs, long ret, __u32 nr)
 {
@@ -700,7 +747,14 @@ static __always_inline int do_open(const struct sctx *regs, long ret, __u32 nr)
 	struct file *f = fd_file(ret);
 	if (!f)
 		return 0;
+#if RP_KFUNC
+	struct file *fv = RO_AS(struct file, f);
+	struct dentry *d = fv->f_path.dentry;
+#define FILE_IMODE() (fv->f_inode->i_mode)
+#else
 	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
+#define FILE_IMODE() BPF_CORE_READ(f, f_inode, i_mode)
+#endif
 	int write = (flags & O_ACCMODE) != 0 || (flags & (O_CREAT | O_TRUNC)) != 0;
 	__u16 imode = 0;
 	/* Cheapest test first: most opens are read-only and of files nobody listed. */
@@ -713,14 +767,15 @@ static __always_inline int do_open(const struct sctx *regs, long ret, __u32 nr)
 			count(RP_CNT_FILTERED);
 			return 0;
 		}
-		imode = BPF_CORE_READ(f, f_inode, i_mode);
+		imode = FILE_IMODE();
 		if ((imode & S_IFMT) != S_IFREG) {
 			count(RP_CNT_FILTERED);
 			return 0;
 		}
 	} else {
-		imode = BPF_CORE_READ(f, f_inode, i_mode);
+		imode = FILE_IMODE();
 	}
+#undef FILE_IMODE
 	if (!wanted())
 		return 0;
 	struct scratch *sc = scratch();

@@ -32,6 +32,8 @@ pub enum KernelError {
         #[source]
         source: std::io::Error,
     },
+    #[error("no build of the sensor programs was chosen to load")]
+    NoPrograms,
     #[error("proc connector: {0}")]
     ProcConnector(#[source] std::io::Error),
     #[error("no event source works on this host: BPF failed ({bpf}) and the proc connector failed ({fallback})")]

@@ -26,7 +26,7 @@ pub use decode::join as join_path;
 pub use error::KernelError;
 pub use probe::{Capabilities, Probe};
 pub use procconn::ProcConnector;
-pub use sensor::{SensitiveNames, Sensor, SensorConfig, SensorCounters};
+pub use sensor::{SensitiveNames, Sensor, SensorConfig, SensorCounters, SensorPrograms};
 pub use syscall_recorder::{
     CapabilityCount, CgroupHierarchy, CgroupRef, RecorderError, SyscallAbi, SyscallCount,
     SyscallRecorder, WatchScope,

@@ -137,7 +137,9 @@ impl Capabilities {
         };
         let btf = Btf::from_sys_fs().ok();
         let mut loader = EbpfLoader::new();
-        loader.btf(btf.as_ref());
+        if let Some(btf) = btf.as_ref() {
+            loader.btf(btf);
+        }
         let mut ebpf = match loader.load(PROBE_OBJ) {
             Ok(e) => e,
             Err(e) => {

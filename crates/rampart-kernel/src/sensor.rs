@@ -29,8 +29,11 @@ use crate::cgroup::{cgroup_layout, CgroupLayout};
 use crate::decode::Decoder;
 use crate::error::KernelError;
 
-/// The tracing programs as tp_btf (direct BTF-checked loads), and as raw tracepoints for
-/// kernels that refuse tp_btf; same source, see `bpf/rampart.bpf.c`.
+/// The tracing programs as tp_btf with the open filter's loads made direct by the
+/// `bpf_rdonly_cast` kfunc, as tp_btf with those loads through `bpf_probe_read_kernel`, and as
+/// raw tracepoints for kernels that refuse tp_btf; one source, see `bpf/rampart.bpf.c`.
+static SENSOR_KFUNC: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rampart_kfunc.bpf.o"));
 static SENSOR_BTF: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rampart_btf.bpf.o"));
 static SENSOR_RAW: &[u8] =
@@ -91,6 +94,44 @@ pub struct SensorConfig {
     /// The reader polls at least this often (bounds the latency without wakeups).
     pub poll_interval: Duration,
     pub sensitive: SensitiveNames,
+    /// Which build of the tracing programs to load. `Auto` tries them from the fastest down;
+    /// the others load that one or fail (tests, and the benchmark's comparisons).
+    pub programs: SensorPrograms,
+}
+
+/// The builds of the tracing programs, fastest first (see `bpf/rampart.bpf.c`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SensorPrograms {
+    /// The first of the three below that the kernel accepts.
+    #[default]
+    Auto,
+    /// tp_btf, the open filter reading through `bpf_rdonly_cast` (6.17+ kernels).
+    TpBtfKfunc,
+    /// tp_btf, the open filter reading through `bpf_probe_read_kernel`.
+    TpBtf,
+    /// Raw tracepoints: every kernel read through `bpf_probe_read_kernel`.
+    Raw,
+}
+
+impl SensorPrograms {
+    /// The name `Sensor::programs` reports and the agent logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            SensorPrograms::Auto => "auto",
+            SensorPrograms::TpBtfKfunc => "tp_btf+kfunc",
+            SensorPrograms::TpBtf => "tp_btf",
+            SensorPrograms::Raw => "raw_tracepoint",
+        }
+    }
+
+    fn object(self) -> Option<(&'static [u8], HookKind)> {
+        match self {
+            SensorPrograms::Auto => None,
+            SensorPrograms::TpBtfKfunc => Some((SENSOR_KFUNC, HookKind::TpBtf)),
+            SensorPrograms::TpBtf => Some((SENSOR_BTF, HookKind::TpBtf)),
+            SensorPrograms::Raw => Some((SENSOR_RAW, HookKind::Raw)),
+        }
+    }
 }
 
 impl Default for SensorConfig {
@@ -105,6 +146,7 @@ impl Default for SensorConfig {
             wakeup_bytes: 256 << 10,
             poll_interval: Duration::from_millis(10),
             sensitive: SensitiveNames::from_patterns(&crate::DEFAULT_SENSITIVE_PATHS),
+            programs: SensorPrograms::Auto,
         }
     }
 }
@@ -148,6 +190,7 @@ pub struct Sensor {
     stop: Arc<AtomicBool>,
     reader: Option<JoinHandle<()>>,
     hooks: Vec<(&'static str, &'static str)>,
+    programs: SensorPrograms,
     dns_attached: bool,
     layout: CgroupLayout,
 }
@@ -201,16 +244,15 @@ impl Sensor {
             name_filter: name_filter(&config.sensitive.names),
             dir_filter: name_filter(&config.sensitive.dirs),
         };
-        let (mut ebpf, kind) = match load_object(SENSOR_BTF, HookKind::TpBtf, &btf, &cfg, config) {
-            Ok(e) => (e, HookKind::TpBtf),
-            Err(e) => {
-                tracing::info!("tp_btf programs refused ({e}); using raw tracepoints");
-                (
-                    load_object(SENSOR_RAW, HookKind::Raw, &btf, &cfg, config)?,
-                    HookKind::Raw,
-                )
-            }
+        let choices: &[SensorPrograms] = match config.programs {
+            SensorPrograms::Auto => &[
+                SensorPrograms::TpBtfKfunc,
+                SensorPrograms::TpBtf,
+                SensorPrograms::Raw,
+            ],
+            _ => std::slice::from_ref(&config.programs),
         };
+        let (mut ebpf, kind, programs) = load_first(choices, &btf, &cfg, config)?;
         // Process lifecycle first, so the process table never misses a parent whose children's
         // syscalls are already reported.
         let mut hooks = Vec::new();
@@ -271,6 +313,7 @@ impl Sensor {
             stop,
             reader: Some(reader),
             hooks,
+            programs,
             dns_attached,
             layout,
         })
@@ -279,6 +322,11 @@ impl Sensor {
     /// Each hook and the program type that serves it (`tp_btf` or `raw_tracepoint`).
     pub fn hooks(&self) -> &[(&'static str, &'static str)] {
         &self.hooks
+    }
+
+    /// The build of the tracing programs that loaded (never `Auto`).
+    pub fn programs(&self) -> SensorPrograms {
+        self.programs
     }
 
     /// DNS capture is attached.
@@ -400,6 +448,29 @@ impl HookKind {
     }
 }
 
+/// Loads the first build in `choices` the kernel accepts; the error is the last one's.
+fn load_first(
+    choices: &[SensorPrograms],
+    btf: &Btf,
+    cfg: &RpConfig,
+    config: &SensorConfig,
+) -> Result<(Ebpf, HookKind, SensorPrograms), KernelError> {
+    let mut last = None;
+    for &choice in choices {
+        let Some((obj, kind)) = choice.object() else {
+            continue;
+        };
+        match load_object(obj, kind, btf, cfg, config) {
+            Ok(e) => return Ok((e, kind, choice)),
+            Err(e) => {
+                tracing::info!("{} programs refused: {e}", choice.name());
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or(KernelError::NoPrograms))
+}
+
 /// Loads one variant of the sensor object: maps (with the configuration and the sensitive
 /// names) and the four tracing programs (verification is the slow part; attaching comes after,
 /// for all hooks at once, so the sensor starts seeing everything at nearly the same moment).
@@ -411,7 +482,7 @@ fn load_object(
     config: &SensorConfig,
 ) -> Result<Ebpf, KernelError> {
     let mut ebpf = EbpfLoader::new()
-        .btf(Some(btf))
+        .btf(btf)
         .override_global("CFG", cfg, true)
         .map_max_entries("EVENTS", config.ring_buffer_bytes)
         .load(obj)
@@ -432,7 +503,7 @@ fn load_object(
         for (name, v) in bits {
             if let Some(key) = name_key(name) {
                 names
-                    .insert(key, v, 0)
+                    .insert(&key, &v, 0)
                     .map_err(|e| KernelError::map("SENSITIVE_NAMES", e))?;
             }
         }

@@ -180,7 +180,7 @@ impl SyscallRecorder {
             _ => u32::MAX,
         };
         let mut ebpf = EbpfLoader::new()
-            .btf(Some(&btf))
+            .btf(&btf)
             .override_global("V1_SUBSYS", &v1_subsys, true)
             .load(RECORDER_OBJ)
             .map_err(|e| KernelError::Object(Box::new(e)))?;
@@ -245,7 +245,7 @@ impl SyscallRecorder {
                 };
                 let mut watch: HashMap<_, u64, u32> = map_mut(&mut self.ebpf, "SR_WATCH")?;
                 watch
-                    .insert(cg.id, mode, 0)
+                    .insert(&cg.id, &mode, 0)
                     .map_err(|e| KernelError::map("SR_WATCH", e))?;
                 self.levels.insert(cg.id, level as u32);
                 self.write_levels()?;
@@ -260,7 +260,7 @@ impl SyscallRecorder {
                 }
                 let mut watch: HashMap<_, u64, u32> = map_mut(&mut self.ebpf, "SR_WATCH_V1")?;
                 watch
-                    .insert(cg.id, SR_SELF, 0)
+                    .insert(&cg.id, &SR_SELF, 0)
                     .map_err(|e| KernelError::map("SR_WATCH_V1", e))?;
             }
         }
@@ -377,7 +377,7 @@ impl SyscallRecorder {
         )
         .map_err(|e| KernelError::map("SR_LEVELS", e))?;
         levels
-            .set(0, mask, 0)
+            .set(0, &mask, 0)
             .map_err(|e| KernelError::map("SR_LEVELS", e))?;
         Ok(())
     }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rampart_event::{Device, EventKind, SensorEvent};
-use rampart_kernel::{Capabilities, ProcConnector, SensitiveNames, Sensor, SensorConfig};
+use rampart_kernel::{
+    Capabilities, ProcConnector, SensitiveNames, Sensor, SensorConfig, SensorPrograms,
+};
 
 fn collect(rx: &Receiver<Box<SensorEvent>>, for_ms: u64) -> Vec<SensorEvent> {
     let end = Instant::now() + Duration::from_millis(for_ms);
@@ -125,6 +127,119 @@ fn read_only_opens_are_filtered_in_the_kernel_but_sensitive_ones_are_not() {
     assert_eq!(execs.len(), 11, "ten cats and one for the key");
     assert!(!child_events(&evs, sh_pid).is_empty());
     sensor.stop();
+}
+
+/// The three builds of the tracing programs (direct loads through `bpf_rdonly_cast`, probe
+/// reads, raw tracepoints) make the same in-kernel decision on each open, including the cases
+/// the fast filter could get wrong: a name that passes the length and first/last-byte filter
+/// but is not listed, a name a rename gave to a dentry, a file reached through a symlink, a file
+/// in a listed directory. `Auto` picks the first build that loads on its own.
+#[test]
+fn every_build_of_the_programs_filters_opens_alike() {
+    testkit::require!(Root, Bpf);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let aws = d.join(".aws");
+    std::fs::create_dir(&aws).expect("mkdir");
+    let long = "a-name-long-enough-to-live-outside-the-dentry-itself-0123456789";
+    for f in ["plain.txt", "id_ed25519", "i00000000_9", "i000000009", long] {
+        std::fs::write(d.join(f), "x").expect("write");
+    }
+    std::fs::write(aws.join("config"), "x").expect("write");
+    std::os::unix::fs::symlink(d.join("id_ed25519"), d.join("innocent-link")).expect("symlink");
+    let sensitive = SensitiveNames::from_patterns(&[
+        "/root/.ssh/id_ed25519".to_string(),
+        "/root/.ssh/id_ecdsa".to_string(),
+        format!("{}/.aws/*", d.display()),
+    ]);
+    // Reported: the listed name, the listed name reached through a symlink, the listed name a
+    // rename gave to a file created under a long name, a file in the listed directory.
+    // Filtered: an ordinary name, and "i000000009" (length and first and last byte of
+    // "id_ed25519", so only the map lookup refuses it).
+    let script = format!(
+        "cd {d} && for i in 1 2 3 4 5; do cat plain.txt i000000009 i00000000_9 >/dev/null; done; \
+         cat id_ed25519 innocent-link .aws/config >/dev/null; \
+         mv {long} id_ecdsa && cat id_ecdsa >/dev/null && mv id_ecdsa {long}",
+        d = d.display()
+    );
+    let want: std::collections::BTreeSet<String> = ["id_ed25519", ".aws/config", "id_ecdsa"]
+        .iter()
+        .map(|f| d.join(f).display().to_string())
+        .collect();
+    let mut loaded = Vec::new();
+    for build in [
+        SensorPrograms::TpBtfKfunc,
+        SensorPrograms::TpBtf,
+        SensorPrograms::Raw,
+    ] {
+        let (tx, rx) = sync_channel(65536);
+        let cfg = SensorConfig {
+            dns: false,
+            payload: false,
+            sensitive: sensitive.clone(),
+            programs: build,
+            ..SensorConfig::default()
+        };
+        let sensor = match Sensor::start(&cfg, Arc::new(Device::default()), 7, tx) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("NOTE: the {} build does not load here: {e}", build.name());
+                continue;
+            }
+        };
+        assert_eq!(sensor.programs(), build);
+        loaded.push(build);
+        let before = sensor.counters().filtered;
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .expect("sh");
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let evs = collect(&rx, 500);
+        let read_only: std::collections::BTreeSet<String> = evs
+            .iter()
+            .filter(|e| e.event.kind == EventKind::FileOpen)
+            .filter_map(|e| e.event.file.as_ref())
+            .filter(|f| !f.is_write_open() && f.path.starts_with(&*d.to_string_lossy()))
+            .map(|f| f.path.clone())
+            .collect();
+        assert_eq!(
+            read_only,
+            want,
+            "{}: the read-only opens that left the kernel",
+            build.name()
+        );
+        let filtered = sensor.counters().filtered - before;
+        assert!(
+            filtered >= 15,
+            "{}: 15 ordinary read-only opens counted as filtered, got {filtered}",
+            build.name()
+        );
+        assert_eq!(sensor.counters().drops_total(), 0);
+        sensor.stop();
+    }
+    assert!(
+        loaded.contains(&SensorPrograms::TpBtf) || loaded.contains(&SensorPrograms::Raw),
+        "a BPF-capable host loads at least the probe-read builds: {loaded:?}"
+    );
+    let (tx, _rx) = sync_channel(16);
+    let cfg = SensorConfig {
+        dns: false,
+        payload: false,
+        ..SensorConfig::default()
+    };
+    let auto = Sensor::start(&cfg, Arc::new(Device::default()), 7, tx).expect("sensor");
+    assert_eq!(
+        Some(&auto.programs()),
+        loaded.first(),
+        "Auto loads the fastest build that loads by itself"
+    );
+    auto.stop();
 }
 
 #[test]

@@ -243,7 +243,7 @@ impl World {
                 e.result = Some(5);
                 e.file = Some(FileInfo {
                     // Logs are appended to; other files are created or truncated.
-                    flags: Some(if path.starts_with("/var/log") || n % 3 == 0 {
+                    flags: Some(if path.starts_with("/var/log") || n.is_multiple_of(3) {
                         0o2101
                     } else {
                         0o1101
@@ -256,7 +256,7 @@ impl World {
             }
             381..=530 => self.base(EventKind::ProcessExec, "execve"),
             531..=640 => {
-                let kind = if roll % 2 == 0 {
+                let kind = if roll.is_multiple_of(2) {
                     EventKind::ProcessFork
                 } else {
                     EventKind::ProcessExit

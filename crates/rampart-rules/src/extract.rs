@@ -876,7 +876,8 @@ impl<'a> Ctx<'a> {
                     } else {
                         ("file", "f")
                     }
-                } else if let Some(n) = ev.network.as_ref() {
+                } else {
+                    let n = ev.network.as_ref()?;
                     match n.family.as_str() {
                         "inet" => ("ipv4", "4"),
                         "inet6" => ("ipv6", "6"),
@@ -884,8 +885,6 @@ impl<'a> Ctx<'a> {
                         "netlink" => ("netlink", "n"),
                         other => (other, "o"),
                     }
-                } else {
-                    return None;
                 };
                 Some(Val::Str(if r.id == F::FdType { ty } else { ch }))
             }

@@ -345,7 +345,7 @@ impl Rng {
         &items[(self.next() % items.len() as u64) as usize]
     }
     fn coin(&mut self, one_in: u64) -> bool {
-        self.next() % one_in == 0
+        self.next().is_multiple_of(one_in)
     }
 }
 
@@ -431,7 +431,7 @@ fn falco_files_and_default_rules_fire_as_a_full_scan_on_generated_events() {
         // Mostly the four busiest kinds; one event in three of the other kinds, which drive
         // the correlation rules (chmod after a download, logins, scans) and the rules that
         // test `evt.kind`.
-        let b = match (i % 4, rng.next() % 3 == 0) {
+        let b = match (i % 4, rng.next().is_multiple_of(3)) {
             (0, false) => B::write(&path),
             (1, false) => B::read(&path),
             (2, false) => B::exec(&name, &[]),

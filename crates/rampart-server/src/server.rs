@@ -1164,7 +1164,7 @@ pub async fn start_extras(
     let (control, ca) = open_control(&cfg)?;
     if !control.has_admin_token()? {
         let token = control.create_api_token(
-            &format!("admin-{}", &crate::control::random_hex(3)),
+            &format!("admin-{}", crate::control::random_hex(3)),
             Role::Admin,
         )?;
         let path = cfg.data_dir.join("admin.token");
@@ -1342,7 +1342,7 @@ pub async fn start_extras(
                     _ = tick.tick() => {}
                     _ = stop.wait_for(|s| *s) => return,
                 }
-                let renew = n % renew_every == 0;
+                let renew = n.is_multiple_of(renew_every);
                 n += 1;
                 let a = app.clone();
                 let _ = tokio::task::spawn_blocking(move || {
@@ -1371,7 +1371,7 @@ pub async fn start_extras(
                 }
                 app.reload_crl_if_changed();
                 n += 1;
-                if n % 5 == 0 {
+                if n.is_multiple_of(5) {
                     let a = app.clone();
                     let _ = tokio::task::spawn_blocking(move || flush_last_seen(&a)).await;
                 }

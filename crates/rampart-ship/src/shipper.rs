@@ -637,7 +637,7 @@ async fn retry(
         c.send_errors.fetch_add(1, Ordering::Relaxed);
         failures += 1;
         // First failure and then every 10th: an outage of hours must not flood logs.
-        if failures == 1 || failures % 10 == 0 {
+        if failures == 1 || failures.is_multiple_of(10) {
             tracing::warn!(output = %name, failures, retry_in_ms = delay.as_millis() as u64, "{error}");
         }
         let jitter = 0.75 + (random_u64() % 500) as f64 / 1000.0;

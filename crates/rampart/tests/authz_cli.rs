@@ -121,9 +121,9 @@ fn target(rng: &mut Rng, path: &str) -> String {
     let escaped: String = path
         .chars()
         .map(|c| {
-            if c.is_ascii_alphabetic() && rng.next() % 4 == 0 {
+            if c.is_ascii_alphabetic() && rng.next().is_multiple_of(4) {
                 format!("%{:02X}", c as u32)
-            } else if c == '/' && rng.next() % 8 == 0 {
+            } else if c == '/' && rng.next().is_multiple_of(8) {
                 "%2F".to_string()
             } else {
                 c.to_string()

@@ -659,7 +659,7 @@ impl Enforcer {
     /// Sets what applies to the cgroup with id `cgroup_id` (see [`cgroup_id`]).
     pub fn set_target(&mut self, cgroup_id: u64, t: &Target) -> Result<(), EnforceError> {
         self.targets
-            .insert(cgroup_id, t.abi(), 0)
+            .insert(&cgroup_id, &t.abi(), 0)
             .map_err(|e| EnforceError::map("RE_TARGETS", e))
     }
 
@@ -723,7 +723,7 @@ impl Enforcer {
             k.name[1..=text.len()].copy_from_slice(text);
             let bits = 32 + 8 + 8 * (text.len() + usize::from(!prefix));
             self.names
-                .insert(&Key::new(bits as u32, k), verdict_val(verdict, rule_id), 0)
+                .insert(&Key::new(bits as u32, k), &verdict_val(verdict, rule_id), 0)
                 .map_err(|e| EnforceError::map("RE_EXEC_NAMES", e))?;
         }
         Ok(())
@@ -755,7 +755,7 @@ impl Enforcer {
         k.path[..b.len()].copy_from_slice(b);
         let bits = 32 + 8 * (b.len() + usize::from(!prefix));
         self.paths
-            .insert(&Key::new(bits as u32, k), verdict_val(verdict, rule_id), 0)
+            .insert(&Key::new(bits as u32, k), &verdict_val(verdict, rule_id), 0)
             .map_err(|e| EnforceError::map("RE_EXEC_PATHS", e))
     }
 
@@ -782,7 +782,7 @@ impl Enforcer {
             pad: [0; 7],
         };
         self.files
-            .insert(k, v, 0)
+            .insert(&k, &v, 0)
             .map_err(|e| EnforceError::map("RE_EXEC_FILES", e))?;
         self.mark_exec_seen(policy, id)
     }
@@ -797,7 +797,7 @@ impl Enforcer {
             policy,
         };
         self.seen
-            .insert(k, 1, 0)
+            .insert(&k, &1, 0)
             .map_err(|e| EnforceError::map("RE_EXEC_SEEN", e))
     }
 
@@ -835,7 +835,7 @@ impl Enforcer {
         }
         for key in net_keys(policy, dir, prefix) {
             self.net
-                .insert(&key, v, 0)
+                .insert(&key, &v, 0)
                 .map_err(|e| EnforceError::map("RE_NET_RULES", e))?;
         }
         Ok(())
@@ -942,7 +942,7 @@ impl Enforcer {
         for p in allow {
             for key in iso_keys(cgroup_id, *p) {
                 self.iso
-                    .insert(&key, 1, 0)
+                    .insert(&key, &1, 0)
                     .map_err(|e| EnforceError::map("RE_ISOLATE_ALLOW", e))?;
             }
         }
@@ -1016,7 +1016,7 @@ impl Enforcer {
             pad: [0; 3],
         };
         self.redirect
-            .insert(redir_key(cgroup_id, from), v, 0)
+            .insert(&redir_key(cgroup_id, from), &v, 0)
             .map_err(|e| EnforceError::map("RE_MESH_REDIRECT", e))
     }
 
@@ -1211,7 +1211,7 @@ where
 
 fn load_object(dir: &Path, btf: &Btf) -> Result<Ebpf, EnforceError> {
     EbpfLoader::new()
-        .btf(Some(btf))
+        .btf(btf)
         .default_map_pin_directory(dir.join("maps"))
         .load(ENFORCE_OBJ)
         .map_err(|e| EnforceError::Object(Box::new(e)))

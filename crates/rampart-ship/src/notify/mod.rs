@@ -519,7 +519,7 @@ impl Shared {
                 .alerts_lost
                 .fetch_add(count, Ordering::Relaxed);
             // The first and then every 100th: a long outage must not flood the log.
-            if dropped == 1 || dropped % 100 == 0 {
+            if dropped == 1 || dropped.is_multiple_of(100) {
                 tracing::warn!(
                     notifier = %self.name,
                     dropped,
