@@ -27,14 +27,23 @@ ensure_packages() {
     fi
 }
 
-# Makes sure cargo is on PATH, installing rustup's stable toolchain when there is none.
+# Installs rustup when missing (a distribution's cargo is too old: the version is pinned in
+# rust-toolchain.toml), then the pinned toolchain with clippy, rustfmt and the musl target.
 ensure_rust() {
     [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
-    if ! command -v cargo >/dev/null; then
+    if ! command -v rustup >/dev/null; then
         log "installing the Rust toolchain (rustup)"
-        curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c clippy,rustfmt
+        curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain none
         . "$HOME/.cargo/env"
     fi
+    local channel
+    channel="$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "$ROOT/rust-toolchain.toml")"
+    [ -n "$channel" ] || die "no channel in $ROOT/rust-toolchain.toml"
+    rustup toolchain list | grep -q "^$channel-" ||
+        rustup toolchain install "$channel" --profile minimal -c clippy,rustfmt
+    # The fully static binary (scripts/package --static) is built for Rust's musl target.
+    rustup target list --installed --toolchain "$channel" | grep -qx x86_64-unknown-linux-musl ||
+        rustup target add --toolchain "$channel" x86_64-unknown-linux-musl
 }
 
 # Starts dockerd when no daemon answers: with systemd when it is PID 1, in the background otherwise.

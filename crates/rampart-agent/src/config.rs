@@ -30,6 +30,10 @@ pub struct AgentConfig {
     /// `ebpf` (the eBPF sensor or a start-up error) or `proc-connector` (the degraded source
     /// of OpenVZ/LXC-style hosts, forced: exec, fork, exit and uid changes only).
     pub sensor: String,
+    /// Which build of the eBPF sensor's tracing programs to load: `auto` (the fastest the
+    /// kernel accepts), `tp_btf+kfunc`, `tp_btf` or `raw_tracepoint` (that one or a start-up
+    /// error).
+    pub sensor_programs: String,
     /// Report only processes inside containers.
     pub containers_only: bool,
     /// File events (opens for write, sensitive reads, unlink, rename, chmod, chown).
@@ -109,6 +113,7 @@ impl Default for AgentConfig {
             outputs: vec!["stdout".into()],
             metrics_listen: None,
             sensor: "auto".into(),
+            sensor_programs: "auto".into(),
             containers_only: false,
             file_events: true,
             net_events: true,
@@ -187,6 +192,15 @@ impl AgentConfig {
                 self.sensor
             ));
         }
+        if rampart_kernel::SensorPrograms::from_name(&self.sensor_programs).is_none() {
+            return Err(format!(
+                "sensor_programs: {:?} is not one of {}",
+                self.sensor_programs,
+                rampart_kernel::SensorPrograms::ALL
+                    .map(|p| p.name())
+                    .join(", ")
+            ));
+        }
         if self.rule_matching != "first" && self.rule_matching != "all" {
             return Err(format!(
                 "rule_matching: {:?} is not `first` or `all`",
@@ -234,6 +248,21 @@ mod tests {
             load("ring_buffer_mib: 12\n").expect_err("must fail")
         );
         assert!(msg.contains("ring_buffer_mib"), "{msg}");
+        // The names are exact: no case folding, no alias for the kfunc build.
+        for bad in ["kfunc", "TP_BTF", "tp_btf ", "raw"] {
+            let msg = format!(
+                "{:#}",
+                load(&format!("sensor_programs: \"{bad}\"\n")).expect_err("must fail")
+            );
+            assert!(
+                msg.contains("sensor_programs") && msg.contains("tp_btf+kfunc"),
+                "{msg}"
+            );
+        }
+        for good in ["auto", "tp_btf+kfunc", "tp_btf", "raw_tracepoint"] {
+            let cfg = load(&format!("sensor_programs: {good}\n")).expect(good);
+            assert_eq!(cfg.sensor_programs, good);
+        }
     }
 
     #[test]

@@ -37,7 +37,9 @@ use rampart_container::{
     InspectOnMiss, ProcFs, StatsSampler,
 };
 use rampart_event::{Device, Event, EventId, EventKind, SensorEvent, SensorStats};
-use rampart_kernel::{KernelError, ProcConnector, SensitiveNames, Sensor, SensorConfig};
+use rampart_kernel::{
+    KernelError, ProcConnector, SensitiveNames, Sensor, SensorConfig, SensorPrograms,
+};
 
 pub use args::AgentArgs;
 pub use config::AgentConfig;
@@ -847,6 +849,7 @@ fn start_source(
         dns: cfg.dns,
         ring_buffer_bytes: cfg.ring_buffer_mib.saturating_mul(1 << 20),
         sensitive: SensitiveNames::from_patterns(&cfg.sensitive_paths),
+        programs: SensorPrograms::from_name(&cfg.sensor_programs).unwrap_or_default(),
         ..SensorConfig::default()
     };
     let fallback = |device: Arc<Device>, tx: SyncSender<Box<SensorEvent>>| {

@@ -124,6 +124,19 @@ impl SensorPrograms {
         }
     }
 
+    /// Every build by name, in the order `Auto` tries them (after `auto` itself).
+    pub const ALL: [SensorPrograms; 4] = [
+        SensorPrograms::Auto,
+        SensorPrograms::TpBtfKfunc,
+        SensorPrograms::TpBtf,
+        SensorPrograms::Raw,
+    ];
+
+    /// The build named `name` (one of the names [`SensorPrograms::name`] gives).
+    pub fn from_name(name: &str) -> Option<SensorPrograms> {
+        SensorPrograms::ALL.into_iter().find(|p| p.name() == name)
+    }
+
     fn object(self) -> Option<(&'static [u8], HookKind)> {
         match self {
             SensorPrograms::Auto => None,

@@ -13,7 +13,9 @@
 //! syscall-to-alert latency phase), `RAMPART_BENCH_ONLY=storms` (no latency phase),
 //! `RAMPART_BENCH_STORMS=open,exec` (a subset of the storms), `RAMPART_BENCH_AUDITD=0` (no
 //! auditd column), `RAMPART_BENCH_BIN=path` (the agent binary to measure instead of this
-//! build's).
+//! build's), `RAMPART_BENCH_PROGRAMS=tp_btf+kfunc,tp_btf` (one rampart row per build of the
+//! sensor programs, the agent's `sensor_programs`, interleaved in each repetition; default
+//! `auto`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -35,6 +37,11 @@ fn main() {
     let storm = build_storm(work.path());
     let image = testkit::busybox_image();
     let only_storms = std::env::var("RAMPART_BENCH_STORMS").ok();
+    let programs: Vec<String> = std::env::var("RAMPART_BENCH_PROGRAMS")
+        .unwrap_or_else(|_| "auto".into())
+        .split(',')
+        .map(|p| p.trim().to_string())
+        .collect();
     let storms: Vec<Storm> = [
         Storm {
             name: "exec",
@@ -97,15 +104,24 @@ fn main() {
     );
     for s in &storms {
         let mut base = Vec::new();
-        let mut ramp = Vec::new();
+        let mut ramp: Vec<Vec<Times>> = vec![Vec::new(); programs.len()];
+        let mut last: Vec<Option<Measured>> = programs.iter().map(|_| None).collect();
         let mut aud = Vec::new();
-        let mut last = None;
-        for _ in 0..reps {
-            base.push(run_storm(&image, &storm, s).0);
-            let agent = AgentRun::start(work.path());
-            let (t, cid) = run_storm(&image, &storm, s);
-            ramp.push(t);
-            last = Some(agent.finish(&cid, s));
+        for rep in 0..reps {
+            // The baseline and each build take turns at going first: whatever the previous run
+            // leaves behind (page cache, dockerd's work, the host's noise) falls on each alike.
+            let turns = programs.len() + 1;
+            for k in 0..turns {
+                match (rep + k) % turns {
+                    0 => base.push(run_storm(&image, &storm, s).0),
+                    n => {
+                        let agent = AgentRun::start_with(work.path(), &programs[n - 1]);
+                        let (t, cid) = run_storm(&image, &storm, s);
+                        ramp[n - 1].push(t);
+                        last[n - 1] = Some(agent.finish(&cid, s));
+                    }
+                }
+            }
             if auditd.is_ok() {
                 let a = Auditd::start();
                 aud.push(run_storm(&image, &storm, s).0);
@@ -116,23 +132,30 @@ fn main() {
         let cpu = |v: &[Times]| median(&mut v.iter().map(|t| t.cpu).collect::<Vec<_>>());
         let (bw, bc) = (wall(&base), cpu(&base));
         let ratio = |v: &[Times]| format!("{:.2}x | {:.2}x", wall(v) / bw, cpu(v) / bc);
-        let m = last.expect("at least one rampart run");
-        println!(
-            "{:<8} {:>8.3}s {:>22} {:>22} {:>7}/{:<8} {:>6} {:>9.2}s {:>5} MiB",
-            s.name,
-            bw,
-            ratio(&ramp),
-            if aud.is_empty() {
-                "-".into()
+        for (i, p) in programs.iter().enumerate() {
+            let m = last[i].take().expect("at least one rampart run");
+            let label = if programs.len() == 1 {
+                s.name.to_string()
             } else {
-                ratio(&aud)
-            },
-            m.received,
-            m.expected,
-            m.drops,
-            m.cpu_secs,
-            m.peak_rss_kib / 1024
-        );
+                format!("{} ({p})", s.name)
+            };
+            println!(
+                "{:<8} {:>8.3}s {:>22} {:>22} {:>7}/{:<8} {:>6} {:>9.2}s {:>5} MiB",
+                label,
+                bw,
+                ratio(&ramp[i]),
+                if aud.is_empty() {
+                    "-".into()
+                } else {
+                    ratio(&aud)
+                },
+                m.received,
+                m.expected,
+                m.drops,
+                m.cpu_secs,
+                m.peak_rss_kib / 1024
+            );
+        }
     }
     println!();
     if std::env::var("RAMPART_BENCH_ONLY").as_deref() != Ok("storms") {
@@ -272,14 +295,20 @@ struct AgentRun {
 
 impl AgentRun {
     fn start(dir: &Path) -> AgentRun {
+        AgentRun::start_with(dir, "auto")
+    }
+
+    /// The agent with its default configuration but `sensor_programs: programs`.
+    fn start_with(dir: &Path, programs: &str) -> AgentRun {
         let out = dir.join(format!("{}.jsonl", testkit::unique("events")));
         let stats = dir.join(format!("{}.json", testkit::unique("stats")));
         let cfg = dir.join(format!("{}.yaml", testkit::unique("agent")));
-        std::fs::write(
-            &cfg,
-            format!("stats_file: {}\nstats_interval_secs: 1\n", stats.display()),
-        )
-        .expect("config");
+        // `auto` writes no key, so that RAMPART_BENCH_BIN may name an agent older than the key.
+        let mut text = format!("stats_file: {}\nstats_interval_secs: 1\n", stats.display());
+        if programs != "auto" {
+            text.push_str(&format!("sensor: ebpf\nsensor_programs: {programs}\n"));
+        }
+        std::fs::write(&cfg, text).expect("config");
         // RAMPART_BENCH_BIN: another build of the agent (a before/after comparison).
         let bin = std::env::var_os("RAMPART_BENCH_BIN")
             .unwrap_or_else(|| env!("CARGO_BIN_EXE_rampart").into());
