@@ -10,7 +10,8 @@
  * second.
  *
  * Cost model: sys_exit runs for every syscall on the machine, so its fast path is one load of the
- * syscall number and a switch; everything else happens only for the ~40 syscalls of interest.
+ * syscall number and one bit test (NR_PREFILTER); the ia32 test, the switch and everything else
+ * happen only for the ~50 syscalls of interest.
  * Opens are filtered here: a read-only open of a file whose name (or directory name) is not in
  * SENSITIVE_NAMES never leaves the kernel. Records go out through one ring buffer without a
  * wakeup per record: user space polls on a short timer and is woken early only when

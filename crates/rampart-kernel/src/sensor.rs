@@ -352,10 +352,9 @@ impl Sensor {
         &self.layout
     }
 
-    /// `ebpf (tp_btf)` or `ebpf (raw_tracepoint)`, from the sys_exit hook.
+    /// `ebpf (<build>)`: `ebpf (tp_btf+kfunc)`, `ebpf (tp_btf)` or `ebpf (raw_tracepoint)`.
     pub fn mechanism(&self) -> String {
-        let kind = self.hooks.first().map_or("none", |h| h.1);
-        format!("ebpf ({kind})")
+        format!("ebpf ({})", self.programs.name())
     }
 
     /// Counts since start.

@@ -92,10 +92,14 @@ fn main() {
     );
     println!("included), which other load on the machine disturbs less. Medians of {reps} interleaved runs.");
     println!(
-        "{:<8} {:>9} {:>22} {:>22} {:>16} {:>6} {:>10} {:>9}",
+        "rampart pairs cpu = median [min-max] of each repetition's rampart cpu / baseline cpu."
+    );
+    println!(
+        "{:<8} {:>9} {:>22} {:>22} {:>22} {:>16} {:>6} {:>10} {:>9}",
         "storm",
         "baseline",
         "rampart wall | cpu",
+        "rampart pairs cpu",
         "auditd wall | cpu",
         "events rx/exp",
         "drops",
@@ -132,6 +136,13 @@ fn main() {
         let cpu = |v: &[Times]| median(&mut v.iter().map(|t| t.cpu).collect::<Vec<_>>());
         let (bw, bc) = (wall(&base), cpu(&base));
         let ratio = |v: &[Times]| format!("{:.2}x | {:.2}x", wall(v) / bw, cpu(v) / bc);
+        // The same repetition's baseline and agent run are minutes closer in time than the
+        // medians' runs: the VM host's slow drifts cancel in their ratio.
+        let pairs = |v: &[Times]| {
+            let mut r: Vec<f64> = v.iter().zip(&base).map(|(t, b)| t.cpu / b.cpu).collect();
+            let m = median(&mut r);
+            format!("{m:.2}x [{:.2}-{:.2}]", r[0], r[r.len() - 1])
+        };
         for (i, p) in programs.iter().enumerate() {
             let m = last[i].take().expect("at least one rampart run");
             let label = if programs.len() == 1 {
@@ -140,10 +151,11 @@ fn main() {
                 format!("{} ({p})", s.name)
             };
             println!(
-                "{:<8} {:>8.3}s {:>22} {:>22} {:>7}/{:<8} {:>6} {:>9.2}s {:>5} MiB",
+                "{:<8} {:>8.3}s {:>22} {:>22} {:>22} {:>7}/{:<8} {:>6} {:>9.2}s {:>5} MiB",
                 label,
                 bw,
                 ratio(&ramp[i]),
+                pairs(&ramp[i]),
                 if aud.is_empty() {
                     "-".into()
                 } else {

@@ -601,6 +601,50 @@ fn stops_cleanly_and_reports_drops_as_events() {
     }
 }
 
+/// `sensor_programs` loads the named build of the tracing programs, and each build's in-kernel
+/// open filter lets a container's read of /etc/shadow through (and says which build runs: the
+/// start-up log, the `sensor.drops` event's mechanism).
+#[test]
+fn each_sensor_programs_build_reports_a_container_reading_shadow() {
+    testkit::require!(Root, Docker, Bpf);
+    let image = busybox_image();
+    let c = TestContainer::run("rp-builds", &[&image, "sleep", "300"]);
+    for build in ["raw_tracepoint", "tp_btf", "tp_btf+kfunc"] {
+        let agent = Agent::start_with(
+            &["--stats-interval", "1"],
+            &format!("sensor: ebpf\nsensor_programs: {build}\n"),
+        );
+        let out = c.exec(&["sh", "-c", "cat /etc/shadow >/dev/null"]);
+        assert!(out.status.success(), "{out:?}");
+        let evs = agent.wait_for(&c.id, &format!("{build}: the read of /etc/shadow"), |evs| {
+            find(evs, |e| {
+                is(e, "file.open") && e["file"]["path"] == "/etc/shadow" && pname(e) == "cat"
+            })
+            .is_some()
+        });
+        let open = find(&evs, |e| {
+            is(e, "file.open") && e["file"]["path"] == "/etc/shadow" && pname(e) == "cat"
+        })
+        .expect("open");
+        assert_eq!(open["file"]["sensitive"], true, "{build}");
+        let (status, stderr, events) = agent.stop();
+        assert!(status.success(), "{build}: {stderr}");
+        assert!(
+            stderr.contains(&format!("sensor programs: {build}")),
+            "{build}: {stderr}"
+        );
+        let drops = events
+            .iter()
+            .find(|e| e["type"] == "sensor.drops")
+            .expect("a sensor.drops event");
+        assert_eq!(
+            drops["stats"]["mechanism"],
+            format!("ebpf ({build})").as_str(),
+            "{drops}"
+        );
+    }
+}
+
 #[test]
 fn non_root_gets_a_clear_error_not_a_trace() {
     testkit::require!(Root);
