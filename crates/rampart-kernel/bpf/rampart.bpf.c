@@ -1010,6 +1010,7 @@ static __always_inline int do_numeric(const struct sctx *regs, long ret, __u32 n
 	return 0;
 }
 
+#if !RP_KFUNC
 /* The head of struct sock_common as every kernel since 4.x lays it out: one read instead of
  * six. The layout is checked against the running kernel's BTF (the offsets are CO-RE
  * relocated constants); elsewhere the fields are read one by one. */
@@ -1031,7 +1032,31 @@ static __always_inline int skc_head_matches(void)
 	       bpf_core_field_offset(struct sock_common, skc_family) == 16 &&
 	       bpf_core_field_offset(struct sock, __sk_common) == 0;
 }
+#endif
 
+#if RP_KFUNC
+/* The same fields as below, as direct loads: `sk` is an untrusted struct sock (RO_AS). */
+static __always_inline void sock_addrs(struct sock *sk, struct rp_net *n)
+{
+	n->family = sk->__sk_common.skc_family;
+	n->lport = sk->__sk_common.skc_num;
+	n->rport = bpf_ntohs(sk->__sk_common.skc_dport);
+	if (n->family == AF_INET) {
+		__u32 l = sk->__sk_common.skc_rcv_saddr;
+		__u32 r = sk->__sk_common.skc_daddr;
+		__builtin_memcpy(n->laddr, &l, 4);
+		__builtin_memcpy(n->raddr, &r, 4);
+	}
+	n->sock_type = sk->sk_type;
+	n->protocol = sk->sk_protocol;
+	if (n->family == AF_INET6) {
+		struct in6_addr l6 = sk->__sk_common.skc_v6_rcv_saddr;
+		struct in6_addr r6 = sk->__sk_common.skc_v6_daddr;
+		__builtin_memcpy(n->laddr, &l6, 16);
+		__builtin_memcpy(n->raddr, &r6, 16);
+	}
+}
+#else
 static __always_inline void sock_addrs(struct sock *sk, struct rp_net *n)
 {
 	if (skc_head_matches()) {
@@ -1069,6 +1094,7 @@ static __always_inline void sock_addrs(struct sock *sk, struct rp_net *n)
 		BPF_CORE_READ_INTO(&n->raddr, sk, __sk_common.skc_v6_daddr);
 	}
 }
+#endif
 
 /* Reads a user sockaddr into the local (which == 0) or remote end of n; a unix path is appended
  * to buf. Returns the new offset. */
@@ -1141,8 +1167,14 @@ static __always_inline int do_net(const struct sctx *regs, long ret, __u32 nr, _
 	struct file *f = fd_file(fd);
 	struct sock *sk = NULL;
 	if (f) {
+#if RP_KFUNC
+		struct socket *sock = RO_AS(struct file, f)->private_data;
+		if (sock)
+			sk = RO_AS(struct socket, sock)->sk;
+#else
 		struct socket *sock = BPF_CORE_READ(f, private_data);
 		sk = BPF_CORE_READ(sock, sk);
+#endif
 	}
 	if (sk)
 		sock_addrs(sk, n);

@@ -133,9 +133,10 @@ fn read_only_opens_are_filtered_in_the_kernel_but_sensitive_ones_are_not() {
 /// reads, raw tracepoints) make the same in-kernel decision on each open, including the cases
 /// the fast filter could get wrong: a name that passes the length and first/last-byte filter
 /// but is not listed, a name a rename gave to a dentry, a file reached through a symlink, a file
-/// in a listed directory. `Auto` picks the first build that loads on its own.
+/// in a listed directory; and they read a connect's socket alike (protocol, family, the local
+/// address and ephemeral port, v4 and v6). `Auto` picks the first build that loads on its own.
 #[test]
-fn every_build_of_the_programs_filters_opens_alike() {
+fn every_build_of_the_programs_decides_and_reads_alike() {
     testkit::require!(Root, Bpf);
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
@@ -162,6 +163,16 @@ fn every_build_of_the_programs_filters_opens_alike() {
          mv {long} id_ecdsa && cat id_ecdsa >/dev/null && mv id_ecdsa {long}",
         d = d.display()
     );
+    // Connects (the socket reads of do_net): to listeners of this process, which the sensor
+    // leaves out as its own; bash's /dev/tcp makes the connect from a child.
+    let v4 = std::net::TcpListener::bind("127.0.0.1:0").expect("listen v4");
+    let v6 = std::net::TcpListener::bind("[::1]:0").ok();
+    let mut targets = vec![v4.local_addr().expect("addr")];
+    targets.extend(v6.as_ref().and_then(|l| l.local_addr().ok()));
+    let connects = targets
+        .iter()
+        .map(|a| format!("exec 3<>/dev/tcp/{}/{}; exec 3>&-;", a.ip(), a.port()))
+        .collect::<String>();
     let want: std::collections::BTreeSet<String> = ["id_ed25519", ".aws/config", "id_ecdsa"]
         .iter()
         .map(|f| d.join(f).display().to_string())
@@ -200,7 +211,43 @@ fn every_build_of_the_programs_filters_opens_alike() {
             "{script}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(&connects)
+            .output()
+            .expect("bash");
+        assert!(
+            out.status.success(),
+            "{connects}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let evs = collect(&rx, 500);
+        for target in &targets {
+            let seen = evs
+                .iter()
+                .filter(|e| e.event.kind == EventKind::NetConnect)
+                .filter_map(|e| e.event.network.as_ref())
+                .find(|n| {
+                    n.dst
+                        .as_ref()
+                        .is_some_and(|d| d.ip == target.ip() && d.port == target.port())
+                });
+            let n = seen.unwrap_or_else(|| panic!("{}: no connect to {target}", build.name()));
+            assert_eq!(n.protocol, "tcp", "{}: {n:?}", build.name());
+            assert_eq!(
+                n.family,
+                if target.is_ipv4() { "inet" } else { "inet6" },
+                "{}: {n:?}",
+                build.name()
+            );
+            let src = n.src.as_ref().expect("the local end, read from the socket");
+            assert_eq!(src.ip, target.ip(), "{}: {n:?}", build.name());
+            assert!(
+                src.port != 0 && src.port != target.port(),
+                "{}: the local end's own (ephemeral) port: {n:?}",
+                build.name()
+            );
+        }
         let read_only: std::collections::BTreeSet<String> = evs
             .iter()
             .filter(|e| e.event.kind == EventKind::FileOpen)
