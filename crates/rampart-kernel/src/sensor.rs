@@ -475,7 +475,12 @@ fn load_first(
         match load_object(obj, kind, btf, cfg, config) {
             Ok(e) => return Ok((e, kind, choice)),
             Err(e) => {
-                tracing::info!("{} programs refused: {e}", choice.name());
+                // The error carries the verifier's log: one line at info, the log at debug.
+                tracing::info!(
+                    "the {} build of the sensor programs does not load here",
+                    choice.name()
+                );
+                tracing::debug!("{}: {e}", choice.name());
                 last = Some(e);
             }
         }

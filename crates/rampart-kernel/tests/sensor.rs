@@ -201,26 +201,18 @@ fn every_build_of_the_programs_decides_and_reads_alike() {
         assert_eq!(sensor.programs(), build);
         loaded.push(build);
         let before = sensor.counters().filtered;
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .output()
-            .expect("sh");
-        assert!(
-            out.status.success(),
-            "{script}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = Command::new("bash")
-            .arg("-c")
-            .arg(&connects)
-            .output()
-            .expect("bash");
-        assert!(
-            out.status.success(),
-            "{connects}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        for (shell, text) in [("sh", &script), ("bash", &connects)] {
+            let out = Command::new(shell)
+                .arg("-c")
+                .arg(text)
+                .output()
+                .expect(shell);
+            assert!(
+                out.status.success(),
+                "{shell} -c {text}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let evs = collect(&rx, 500);
         for target in &targets {
             let seen = evs
