@@ -14,8 +14,8 @@
  * happen only for the ~50 syscalls of interest.
  * Opens are filtered here: a read-only open of a file whose name (or directory name) is not in
  * SENSITIVE_NAMES never leaves the kernel. Records go out through one ring buffer without a
- * wakeup per record: user space polls on a short timer and is woken early only when
- * cfg.wakeup_bytes are waiting.
+ * wakeup per record: user space polls on a short timer and is woken early only by the record
+ * that takes the waiting data to cfg.wakeup_bytes.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -201,8 +201,16 @@ static __always_inline void submit(void *data, __u32 size)
 {
 	if (size == 0 || size > 2 * HALF)
 		return;
+	/* Wake the reader when this record takes the waiting data to wakeup_bytes, not for every
+	 * record once it is past: a reader that lags (a full channel, a stopped or overloaded
+	 * agent) would otherwise cost every reported syscall an irq_work self-IPI, a VM exit on a
+	 * virtual machine (7% of a connect storm's time here). A reader that is awake drains the
+	 * ring before it polls again, and poll returns at once while data waits; one that sleeps
+	 * wakes within poll_interval whatever happens here (two CPUs crossing the mark together
+	 * may both miss it). */
+	__u64 avail = bpf_ringbuf_query(&EVENTS, BPF_RB_AVAIL_DATA);
 	__u64 flags = BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_query(&EVENTS, BPF_RB_AVAIL_DATA) >= CFG.wakeup_bytes)
+	if (avail < CFG.wakeup_bytes && avail + size >= CFG.wakeup_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
 	if (bpf_ringbuf_output(&EVENTS, data, size & (2 * HALF - 1), flags))
 		count(RP_CNT_DROPS);
@@ -1540,9 +1548,13 @@ static __always_inline int mining_words(const __u8 *p, __u32 len)
  * A request split so that a segment does not start with its '{', or sent over TLS, is not seen
  * here (the pool DNS, pool port and miner rules remain).
  */
-static __always_inline void tcp_payload(struct __sk_buff *skb, struct scratch *sc, __u32 l4, __u16 family,
+static __always_inline void tcp_payload(struct __sk_buff *skb, __u32 l4, __u16 family,
 					const void *saddr, const void *daddr, __u32 alen)
 {
+	/* A segment with room for no more than 16 bytes after the smallest TCP header (a SYN, an
+	 * ACK, a FIN or RST: most of a connection's packets) leaves before any load. */
+	if (skb->len <= l4 + sizeof(struct tcphdr) + 16)
+		return;
 	struct tcphdr th;
 	if (bpf_skb_load_bytes(skb, l4, &th, sizeof(th)))
 		return;
@@ -1564,6 +1576,9 @@ static __always_inline void tcp_payload(struct __sk_buff *skb, struct scratch *s
 		break;
 	}
 	if (!json)
+		return;
+	struct scratch *sc = scratch();
+	if (!sc)
 		return;
 	__u32 len = plen > RP_PAYLOAD_MAX ? RP_PAYLOAD_MAX : plen;
 	/* Keep the mask: clang drops it as redundant, the verifier needs it to bound the size. */
@@ -1616,10 +1631,6 @@ static __always_inline int is_dns_v4(__u32 addr)
 
 static __always_inline int on_skb(struct __sk_buff *skb, int ingress)
 {
-	struct scratch *sc = scratch();
-	if (!sc)
-		return 1;
-	struct rp_dns *e = (void *)sc->data;
 	__u32 l4 = 0;
 	__u16 family = 0;
 	__u8 saddr[16] = {}, daddr[16] = {};
@@ -1629,7 +1640,7 @@ static __always_inline int on_skb(struct __sk_buff *skb, int ingress)
 			return 1;
 		if (ip.protocol == IPPROTO_TCP) {
 			if (!ingress && CFG.payload_events)
-				tcp_payload(skb, sc, (ip.ihl & 0xf) * 4, AF_INET, &ip.saddr, &ip.daddr, 4);
+				tcp_payload(skb, (ip.ihl & 0xf) * 4, AF_INET, &ip.saddr, &ip.daddr, 4);
 			return 1;
 		}
 		if (ip.protocol != IPPROTO_UDP || !CFG.dns_events)
@@ -1644,7 +1655,7 @@ static __always_inline int on_skb(struct __sk_buff *skb, int ingress)
 			return 1;
 		if (ip6.nexthdr == IPPROTO_TCP) {
 			if (!ingress && CFG.payload_events)
-				tcp_payload(skb, sc, sizeof(ip6), AF_INET6, &ip6.saddr, &ip6.daddr, 16);
+				tcp_payload(skb, sizeof(ip6), AF_INET6, &ip6.saddr, &ip6.daddr, 16);
 			return 1;
 		}
 		if (ip6.nexthdr != IPPROTO_UDP || !CFG.dns_events)
@@ -1676,6 +1687,10 @@ static __always_inline int on_skb(struct __sk_buff *skb, int ingress)
 	if (len > RP_DNS_MAX)
 		len = RP_DNS_MAX;
 
+	struct scratch *sc = scratch();
+	if (!sc)
+		return 1;
+	struct rp_dns *e = (void *)sc->data;
 	__u64 pt = bpf_get_current_pid_tgid();
 	__builtin_memset(&e->h, 0, sizeof(e->h));
 	e->h.ktime_ns = bpf_ktime_get_boot_ns();

@@ -645,6 +645,99 @@ fn each_sensor_programs_build_reports_a_container_reading_shadow() {
     }
 }
 
+/// The machine's count of irq_work interrupts (`IWI` on x86, `IPI5` on arm64), summed over CPUs.
+fn irq_work_interrupts() -> u64 {
+    let text = std::fs::read_to_string("/proc/interrupts").expect("/proc/interrupts");
+    let line = text
+        .lines()
+        .find(|l| l.contains("IRQ work interrupts"))
+        .expect("an \"IRQ work interrupts\" line in /proc/interrupts");
+    line.split_whitespace()
+        .skip(1)
+        .map_while(|f| f.parse::<u64>().ok())
+        .sum()
+}
+
+/// An agent that stops reading (stopped, swapped out, or behind a full channel) must not make
+/// the watched workload pay for it: the kernel wakes the reader once, when the waiting records
+/// reach the wakeup mark, not on every record after it. A forced wakeup is an irq_work self-IPI,
+/// a VM exit on a virtual machine; one per record cost 2.5x on a connect storm here. The records
+/// are not lost either: once the agent runs again it reports them, or counts what the ring could
+/// not hold.
+#[test]
+fn a_stalled_agent_costs_the_workload_one_wakeup_not_one_per_event() {
+    testkit::require!(Root, Bpf);
+    let agent = Agent::start(&["--stats-interval", "1"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = agent.child.id() as i32;
+    // SAFETY: signalling our own child, not reaped.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    // 4,000 connects and accepts over loopback: 8,000 records, well past the 256 KiB mark.
+    let n = 4_000;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let addr = listener.local_addr().expect("addr");
+    let before = irq_work_interrupts();
+    for _ in 0..n {
+        let c = std::net::TcpStream::connect(addr).expect("connect");
+        let (s, _) = listener.accept().expect("accept");
+        // RST, not TIME_WAIT: 4,000 connections must not use up the ephemeral ports.
+        let lg = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: a valid socket and a linger struct of the size given.
+        unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&c),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&lg as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        drop(c);
+        drop(s);
+    }
+    let wakeups = irq_work_interrupts() - before;
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    // Before the fix: one per record past the mark, about 7,000. Other work on the machine
+    // (other tests' agents waking, perf) may add a few.
+    assert!(
+        wakeups < 200,
+        "{wakeups} irq_work interrupts while {n} connects waited for a stopped agent"
+    );
+    let me = std::process::id();
+    let port = addr.port();
+    let ours = |evs: &[Value]| {
+        evs.iter()
+            .filter(|e| {
+                (is(e, "net.connect") || is(e, "net.accept"))
+                    && e["network"]["dst"]["port"] == port
+                    && e["process"]["pid"] == me
+            })
+            .count() as u64
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ours(&agent.events()) < 2 * n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (status, stderr, events) = agent.stop();
+    assert!(status.success(), "{stderr}");
+    let drops: u64 = events
+        .iter()
+        .filter(|e| e["type"] == "sensor.drops")
+        .filter_map(|e| e["stats"]["drops_total"].as_u64())
+        .max()
+        .unwrap_or(0);
+    let seen = ours(&events);
+    assert!(
+        seen + drops >= 2 * n,
+        "{seen} of {} records reported and {drops} drops counted",
+        2 * n
+    );
+}
+
 #[test]
 fn non_root_gets_a_clear_error_not_a_trace() {
     testkit::require!(Root);
