@@ -149,8 +149,12 @@ impl Drop for Agent {
         // and the process churn of these tests it is soon another process's (a SIGTERM there
         // killed another test's miner before its agent could).
         if let Ok(None) = self.child.try_wait() {
-            // SAFETY: signalling our own child, which has not been reaped.
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            // SAFETY: signalling our own child, which has not been reaped. SIGCONT too: a test
+            // that stopped it and failed before resuming it would otherwise wait here forever.
+            unsafe {
+                libc::kill(self.child.id() as i32, libc::SIGTERM);
+                libc::kill(self.child.id() as i32, libc::SIGCONT);
+            }
             let _ = self.child.wait();
         }
     }
