@@ -2075,9 +2075,24 @@ fn mining_protocol_on_any_port_alerts_and_ordinary_json_rpc_does_not() {
         "a".repeat(900)
     );
     send(&miner, "/usr/bin/app", &long);
+    // IP options move the TCP header past byte 20 (four here: NOP NOP NOP END), as any sender
+    // may: the header is found from the IHL, not assumed. getsockopt proves they are set.
+    let out = miner.exec(&[
+        "/usr/bin/app",
+        "-e",
+        "use IO::Socket::INET; \
+         my $s = IO::Socket::INET->new(PeerAddr => $ARGV[0], PeerPort => 24680) \
+             or die qq(connect: $!); \
+         setsockopt($s, 0, 4, qq(\\x01\\x01\\x01\\x00)) or die qq(IP_OPTIONS: $!); \
+         length(getsockopt($s, 0, 4)) == 4 or die qq(IP_OPTIONS not set); \
+         syswrite($s, $ARGV[1] . qq(\n)) or die qq(write: $!); sleep 1; close $s",
+        &pool_ip,
+        r#"{"id":4,"method":"mining.authorize","params":["w.rig","x"]}"#,
+    ]);
+    assert!(out.status.success(), "{out:?}");
     let rule = "Mining protocol on the wire";
-    let evs = agent.wait_for(&miner.id, "three mining protocol alerts", |evs| {
-        ["mining.subscribe", "login", "mining.submit"]
+    let evs = agent.wait_for(&miner.id, "four mining protocol alerts", |evs| {
+        ["mining.subscribe", "login", "mining.submit", "mining.authorize"]
             .iter()
             .all(|m| {
                 evs.iter()
