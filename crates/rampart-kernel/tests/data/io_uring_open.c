@@ -1,7 +1,9 @@
 /* Opens PATH through an io_uring ring (IORING_OP_OPENAT) and reads from it, the way a tool
  * that wants to stay out of sight of syscall sensors does: no open/openat syscall is made.
  * Raw syscalls, no liburing, so it builds static from linux-libc-dev alone.
- * The ring is set up with 8 entries and IORING_SETUP_CLAMP; the tests look for those. */
+ * The ring is set up with 8 entries and IORING_SETUP_CLAMP; the tests look for those. Then a
+ * second ring, 4 entries, through the ia32 entry (int 0x80, where io_uring_setup is 425 as on
+ * x86_64) from this 64-bit process: "no-ia32" is printed when the kernel has no ia32 emulation. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <linux/io_uring.h>
@@ -10,6 +12,24 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+/* io_uring_setup through int 0x80: the arguments are truncated to 32 bits, so the params live
+ * below 4 GiB (MAP_32BIT). Returns the syscall's result, -38 (ENOSYS) without ia32 emulation. */
+static long ia32_ring(unsigned entries)
+{
+	struct io_uring_params *p = mmap(0, 4096, PROT_READ | PROT_WRITE,
+					 MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+	if (p == MAP_FAILED)
+		return -1;
+	memset(p, 0, sizeof(*p));
+	p->flags = IORING_SETUP_CLAMP;
+	long ret;
+	__asm__ volatile("int $0x80"
+			 : "=a"(ret)
+			 : "a"(425L), "b"((long)entries), "c"((long)p)
+			 : "memory", "r8", "r9", "r10", "r11");
+	return ret;
+}
 
 int main(int argc, char **argv)
 {
@@ -70,5 +90,14 @@ int main(int argc, char **argv)
 	char buf[64];
 	ssize_t r = read(cqe->res, buf, sizeof(buf));
 	printf("ring %d opened fd %d read %zd\n", ring, cqe->res, r);
+	long r32 = ia32_ring(4);
+	if (r32 == -38) {
+		printf("no-ia32\n");
+	} else if (r32 < 0) {
+		fprintf(stderr, "ia32 io_uring_setup: %s\n", strerror((int)-r32));
+		return 1;
+	} else {
+		printf("ia32 ring %ld\n", r32);
+	}
 	return 0;
 }
