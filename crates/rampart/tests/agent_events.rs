@@ -2092,12 +2092,17 @@ fn mining_protocol_on_any_port_alerts_and_ordinary_json_rpc_does_not() {
     assert!(out.status.success(), "{out:?}");
     let rule = "Mining protocol on the wire";
     let evs = agent.wait_for(&miner.id, "four mining protocol alerts", |evs| {
-        ["mining.subscribe", "login", "mining.submit", "mining.authorize"]
-            .iter()
-            .all(|m| {
-                evs.iter()
-                    .any(|e| e["rule"] == rule && e["output_fields"]["payload.method"] == *m)
-            })
+        [
+            "mining.subscribe",
+            "login",
+            "mining.submit",
+            "mining.authorize",
+        ]
+        .iter()
+        .all(|m| {
+            evs.iter()
+                .any(|e| e["rule"] == rule && e["output_fields"]["payload.method"] == *m)
+        })
     });
     let sub = find(&evs, |e| {
         e["rule"] == rule && e["output_fields"]["payload.method"] == "mining.subscribe"
