@@ -1513,6 +1513,50 @@ static __always_inline int skb_header(struct __sk_buff *skb, __u32 off, void *to
 	return bpf_skb_load_bytes(skb, off, to, n);
 }
 
+/* A socket can add four extension headers (hop-by-hop, destination options before and after a
+ * routing header, the routing header: ipv6_txoptions), and a first fragment carries a fragment
+ * header after them. */
+#define IPV6_EXT_MAX 5
+
+/*
+ * The offset of the transport header of an IPv6 packet whose fixed header is followed by
+ * extension headers (hop-by-hop 0, routing 43, fragment 44, destination options 60), its protocol
+ * in *nh; 0 when there is none to read: more extension headers than a local socket can send
+ * (IPV6_EXT_MAX), a later fragment, another header. Any sender with CAP_NET_RAW (which Docker grants a container by
+ * default) can add destination options to its TCP segments with setsockopt(IPV6_DSTOPTS): a
+ * parser that took the next header after the fixed 40 bytes for granted would miss the request
+ * behind them (tested in agent_events' mining-protocol test over ::1).
+ */
+static __always_inline __u32 ipv6_transport(struct __sk_buff *skb, __u8 *nh)
+{
+	__u32 off = sizeof(struct ipv6hdr);
+	__u8 next = *nh;
+#pragma unroll
+	for (int i = 0; i < IPV6_EXT_MAX; i++) {
+		struct {
+			__u8 next;
+			__u8 len;  /* in 8-byte units, not counting the first 8 (fragment: reserved) */
+			__u16 frag; /* fragment header: offset << 3 | flags */
+		} eh;
+		if (next != 0 && next != 43 && next != 44 && next != 60)
+			break;
+		if (skb_header(skb, off, &eh, sizeof(eh)))
+			return 0;
+		if (next == 44) {
+			if (bpf_ntohs(eh.frag) & 0xfff8)
+				return 0; /* a later fragment: no transport header */
+			off += 8;
+		} else {
+			off += ((__u32)eh.len + 1) * 8;
+		}
+		next = eh.next;
+	}
+	if (next != IPPROTO_TCP && next != IPPROTO_UDP)
+		return 0;
+	*nh = next;
+	return off;
+}
+
 /* ---------------------------------------------------------------- mining protocols on TCP */
 
 /* Does the JSON text at p (len bytes) name a mining method? Looks for the JSON strings that
@@ -1680,14 +1724,20 @@ static __always_inline int on_skb(struct __sk_buff *skb, int ingress)
 		struct ipv6hdr ip6;
 		if (skb_header(skb, 0, &ip6, sizeof(ip6)))
 			return 1;
-		if (ip6.nexthdr == IPPROTO_TCP) {
+		__u8 nh = ip6.nexthdr;
+		l4 = sizeof(ip6);
+		if (nh != IPPROTO_TCP && nh != IPPROTO_UDP) {
+			l4 = ipv6_transport(skb, &nh);
+			if (!l4)
+				return 1;
+		}
+		if (nh == IPPROTO_TCP) {
 			if (!ingress && CFG.payload_events)
-				tcp_payload(skb, sizeof(ip6), AF_INET6, &ip6.saddr, &ip6.daddr, 16);
+				tcp_payload(skb, l4, AF_INET6, &ip6.saddr, &ip6.daddr, 16);
 			return 1;
 		}
-		if (ip6.nexthdr != IPPROTO_UDP || !CFG.dns_events)
+		if (nh != IPPROTO_UDP || !CFG.dns_events)
 			return 1;
-		l4 = sizeof(ip6);
 		family = AF_INET6;
 		__builtin_memcpy(saddr, &ip6.saddr, 16);
 		__builtin_memcpy(daddr, &ip6.daddr, 16);

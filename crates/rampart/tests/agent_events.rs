@@ -2139,6 +2139,48 @@ fn mining_protocol_on_any_port_alerts_and_ordinary_json_rpc_does_not() {
         "the segment's length, not the capture's: {submit:#}"
     );
 
+    // IPv6 with a destination-options header between the fixed header and TCP: any process
+    // with CAP_NET_RAW (Docker's default set has it) can add one with IPV6_DSTOPTS (41/59; here
+    // 8 bytes, PadN). The pool listens on ::1 in the host's namespace, the miner shares it
+    // (--network host). getsockopt proves the header is set.
+    let pool6 = std::net::TcpListener::bind("[::1]:0").expect("listen on ::1");
+    let port6 = pool6.local_addr().expect("address").port();
+    let accepter = std::thread::spawn(move || {
+        use std::io::Read;
+        if let Ok((mut c, _)) = pool6.accept() {
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+        }
+    });
+    let miner6 = TestContainer::run(
+        "rp-stratum6",
+        &["--network", "host", &debian, "sleep", "300"],
+    );
+    let out = miner6.exec(&[
+        "perl",
+        "-e",
+        "use IO::Socket::IP; \
+         my $s = IO::Socket::IP->new(PeerHost => q(::1), PeerPort => $ARGV[0]) \
+             or die qq(connect: $@); \
+         setsockopt($s, 41, 59, qq(\\x00\\x00\\x01\\x04\\x00\\x00\\x00\\x00)) \
+             or die qq(IPV6_DSTOPTS: $!); \
+         length(getsockopt($s, 41, 59)) == 8 or die qq(IPV6_DSTOPTS not set); \
+         syswrite($s, $ARGV[1] . qq(\n)) or die qq(write: $!); sleep 1; close $s",
+        &port6.to_string(),
+        r#"{"id":5,"method":"mining.subscribe","params":["behind-dstopts/1.0"]}"#,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    accepter.join().expect("accepter");
+    agent.wait_for(
+        &miner6.id,
+        "the request behind IPv6 destination options",
+        |evs| {
+            evs.iter().any(|e| {
+                e["rule"] == rule && e["output_fields"]["payload.agent"] == "behind-dstopts/1.0"
+            })
+        },
+    );
+
     // The benign container's requests came first: by now they are processed. The `login`
     // passed the kernel's filter and was judged; eth_blockNumber never left the kernel.
     let evs = agent.wait_for(&benign.id, "the benign login request", |evs| {
