@@ -53,6 +53,7 @@ char LICENSE[] SEC("license") = "GPL";
 /* ------------------------------------------------------------------------------ ABI */
 
 #include "enforce.h"
+#include "skb.h"
 
 
 /* ------------------------------------------------------------------------------ maps */
@@ -802,14 +803,18 @@ int enforce_sendmsg6(struct bpf_sock_addr *ctx)
 #define IPPROTO_UDP_ 17
 
 /* Parses the IP and transport headers at the start of `skb` into c (the packet's source is
- * `src`, its destination `dst`). Returns 0 when the packet is not IPv4/IPv6. */
+ * `src`, its destination `dst`). Returns 0 when the packet is not IPv4/IPv6. Sets *unparsed
+ * when an IPv6 packet's transport header is out of reach (more extension headers than
+ * ipv6_transport walks: a remote host may send any number): *proto, ports and flags are then
+ * not the packet's, and the caller decides from the receiving socket. */
 static __always_inline int skb_parse(struct __sk_buff *skb, __u8 *src, __u8 *dst, __u8 *family,
-				     __u8 *proto, __u16 *sport, __u16 *dport, __u8 *tcp_flags)
+				     __u8 *proto, __u16 *sport, __u16 *dport, __u8 *tcp_flags,
+				     int *unparsed)
 {
 	__u32 l4 = 0;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		struct iphdr ip;
-		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
+		if (skb_header(skb, 0, &ip, sizeof(ip)))
 			return 0;
 		*family = 4;
 		*proto = ip.protocol;
@@ -821,27 +826,42 @@ static __always_inline int skb_parse(struct __sk_buff *skb, __u8 *src, __u8 *dst
 			return 1;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr ip6;
-		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
+		if (skb_header(skb, 0, &ip6, sizeof(ip6)))
 			return 0;
 		*family = 6;
-		*proto = ip6.nexthdr;
 		__builtin_memcpy(src, &ip6.saddr, 16);
 		__builtin_memcpy(dst, &ip6.daddr, 16);
+		__u8 nh = ip6.nexthdr;
 		l4 = sizeof(ip6);
+		if (nh != IPPROTO_TCP_ && nh != IPPROTO_UDP_) {
+			/* Extension headers (destination options, hop-by-hop, routing) before the
+			 * transport header: a SYN behind them is still a SYN to its port. */
+			l4 = ipv6_transport(skb, &nh);
+			if (!l4) {
+				*proto = nh;
+				*unparsed = 1;
+				return 1;
+			}
+		}
+		*proto = nh;
 	} else {
 		return 0;
 	}
 	if (*proto == IPPROTO_TCP_) {
 		struct tcphdr th;
-		if (bpf_skb_load_bytes(skb, l4, &th, sizeof(th)))
+		if (skb_header(skb, l4, &th, sizeof(th))) {
+			*unparsed = 1;
 			return 1;
+		}
 		*sport = bpf_ntohs(th.source);
 		*dport = bpf_ntohs(th.dest);
 		*tcp_flags = ((__u8 *)&th)[13];
 	} else if (*proto == IPPROTO_UDP_) {
 		struct udphdr uh;
-		if (bpf_skb_load_bytes(skb, l4, &uh, sizeof(uh)))
+		if (skb_header(skb, l4, &uh, sizeof(uh))) {
+			*unparsed = 1;
 			return 1;
+		}
 		*sport = bpf_ntohs(uh.source);
 		*dport = bpf_ntohs(uh.dest);
 	}
@@ -859,17 +879,32 @@ int enforce_ingress(struct __sk_buff *skb)
 	if (!t || !(t->flags & (RE_F_INGRESS | RE_F_ISOLATED)))
 		return 1;
 	__u8 flags = 0;
+	int unparsed = 0;
 	/* Arriving: the remote end is the source, the local end the destination. */
-	if (!skb_parse(skb, c.raddr, c.laddr, &c.family, &c.proto, &c.rport, &c.lport, &flags))
+	if (!skb_parse(skb, c.raddr, c.laddr, &c.family, &c.proto, &c.rport, &c.lport, &flags,
+		       &unparsed))
 		return 1;
 	c.dir = 1;
 	c.mechanism = RE_MECH_SKB_INGRESS;
 	if (t->flags & RE_F_ISOLATED)
 		return net_decide(t, &c);
-	/* A TCP segment other than a SYN belongs to a connection that a SYN (checked here) or a
-	 * connect (checked by the connect hooks) opened. */
-	if (c.proto == IPPROTO_TCP_ && !((flags & TCP_FLAG_SYN) && !(flags & TCP_FLAG_ACK)))
+	if (unparsed) {
+		/* The transport header is out of reach: the segment is judged as a new flow by the
+		 * socket it is delivered to (at this hook, the listener for a SYN), whose protocol
+		 * and local port are what an ingress rule names. Not let through as "part of a
+		 * connection" on flags that could not be read. */
+		struct bpf_sock *sk = skb->sk;
+		if (sk)
+			sk = bpf_sk_fullsock(sk);
+		if (sk) {
+			c.proto = sk->protocol;
+			c.lport = sk->src_port;
+		}
+	} else if (c.proto == IPPROTO_TCP_ && !((flags & TCP_FLAG_SYN) && !(flags & TCP_FLAG_ACK))) {
+		/* A TCP segment other than a SYN belongs to a connection that a SYN (checked here)
+		 * or a connect (checked by the connect hooks) opened. */
 		return 1;
+	}
 	if (c.proto == IPPROTO_UDP_)
 		c.cookie = bpf_get_socket_cookie(skb);
 	return net_decide(t, &c);
@@ -884,7 +919,9 @@ int enforce_egress(struct __sk_buff *skb)
 	if (!t || !(t->flags & RE_F_ISOLATED))
 		return 1;
 	__u8 flags = 0;
-	if (!skb_parse(skb, c.laddr, c.raddr, &c.family, &c.proto, &c.lport, &c.rport, &flags))
+	int unparsed = 0; /* isolation decides by address alone */
+	if (!skb_parse(skb, c.laddr, c.raddr, &c.family, &c.proto, &c.lport, &c.rport, &flags,
+		       &unparsed))
 		return 1;
 	c.dir = 0;
 	c.mechanism = RE_MECH_SKB_EGRESS;

@@ -380,3 +380,138 @@ fn connects_and_inbound_syns_follow_the_rules_and_isolation_cuts_all() {
     assert!(reaches(&b, ip_c, 22), "released");
     assert!(enf.stats().net_denied >= 4);
 }
+
+/// From `from` (an image with perl), a TCP connect to [ip]:port, the SYN carrying an 8-byte
+/// destination-options header when `dstopts` (sticky IPV6_DSTOPTS, 41/59: what any sender with
+/// CAP_NET_RAW, or any remote host crafting its packets, can put between the IPv6 header and
+/// TCP); true when the listener's greeting came back.
+fn reaches6(from: &TestContainer, ip: IpAddr, port: u16, dstopts: bool) -> bool {
+    let script = "use Socket qw(AF_INET6 SOCK_STREAM inet_pton pack_sockaddr_in6); \
+        $SIG{ALRM} = sub { print qq(timeout\\n); exit 0 }; alarm 3; \
+        socket(my $s, AF_INET6, SOCK_STREAM, 0) or die qq(socket: $!); \
+        if ($ARGV[2]) { \
+            setsockopt($s, 41, 59, qq(\\x00\\x00\\x01\\x04\\x00\\x00\\x00\\x00)) \
+                or die qq(IPV6_DSTOPTS: $!); \
+            length(getsockopt($s, 41, 59)) == 8 or die qq(IPV6_DSTOPTS not set); \
+        } \
+        connect($s, pack_sockaddr_in6($ARGV[1], inet_pton(AF_INET6, $ARGV[0]))) \
+            or do { print qq(connect: $!\\n); exit 0 }; \
+        syswrite($s, qq(\\n)); my $b = q(); sysread($s, $b, 100); print $b;";
+    let out = from.exec(&[
+        "perl",
+        "-e",
+        script,
+        &ip.to_string(),
+        &port.to_string(),
+        if dstopts { "1" } else { "0" },
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).contains("hello")
+}
+
+/// An inbound rule holds for IPv6 segments whatever extension headers precede TCP: a SYN with a
+/// destination-options header is still a SYN to port 22. (Before, the parser read the next
+/// header after the fixed 40 bytes as the transport protocol: such a SYN matched no tcp/22 rule
+/// and was let in by the default.)
+#[test]
+fn an_ipv6_syn_behind_extension_headers_meets_the_ingress_rules() {
+    testkit::require!(Root, Docker, Bpf);
+    let pins = Pins::new();
+    let img = busybox_image();
+    let debian = testkit::debian_image();
+    let net = Network(unique("rp-enf-net6"));
+    docker_ok([
+        "network",
+        "create",
+        "--internal",
+        "--ipv6",
+        "--subnet",
+        "fd72:7a6d:e0f::/64",
+        &net.0,
+    ]);
+    let server_cmd = "nc -ll -p 8080 -e echo hello & nc -ll -p 22 -e echo hello & wait";
+    let b = TestContainer::run(
+        "enf6-b",
+        &["--network", &net.0, &img, "sh", "-c", server_cmd],
+    );
+    let c = TestContainer::run("enf6-c", &["--network", &net.0, &debian, "sleep", "600"]);
+    let ip_b: IpAddr = b
+        .inspect("{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}}{{end}}")
+        .parse()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    for (port, dstopts) in [(22, false), (22, true), (8080, true)] {
+        assert!(
+            reaches6(&c, ip_b, port, dstopts),
+            "before any rule: port {port}, destination options {dstopts}"
+        );
+    }
+
+    // b: ingress default allow, tcp/22 denied from anywhere.
+    let mut enf = Enforcer::open(&pins.0).unwrap();
+    let cgb = container_cgroup(&b);
+    enf.put_net(
+        6,
+        Direction::Ingress,
+        NetPrefix {
+            addr: "::".parse().unwrap(),
+            len: 0,
+        },
+        &[PortRule {
+            ports: (22, 22),
+            proto: Some(6),
+            verdict: Verdict::Deny,
+            rule_id: 1,
+        }],
+    )
+    .unwrap();
+    enf.set_target(
+        cgroup_id(&cgb).unwrap(),
+        &Target {
+            policy: 6,
+            ingress: true,
+            ingress_default: Verdict::Allow,
+            ..Target::none()
+        },
+    )
+    .unwrap();
+    enf.attach_cgroup(&b.id, &cgb).unwrap();
+
+    assert!(!reaches6(&c, ip_b, 22, false), "tcp/22 denied");
+    assert!(
+        !reaches6(&c, ip_b, 22, true),
+        "a SYN behind destination options is still a SYN to 22"
+    );
+    assert!(
+        reaches6(&c, ip_b, 8080, true),
+        "the default lets other ports in, extension headers or not"
+    );
+    assert!(reaches6(&c, ip_b, 8080, false));
+
+    // A remote host is not limited to what a socket adds: a hand-made SYN behind ten
+    // destination-options headers (more than the programs walk) is judged by the listener it
+    // reaches. Sent from a raw socket in c's network namespace (data/syn6.py, host python3);
+    // b's kernel answers such a SYN (the 8080 control), so a missing SYN+ACK on 22 is the rule.
+    let ip_c: IpAddr = c
+        .inspect("{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}}{{end}}")
+        .parse()
+        .unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/syn6.py");
+    let syn_ack = |port: u16, headers: u32| {
+        let out = std::process::Command::new("nsenter")
+            .args(["-t", &c.pid().to_string(), "-n", "python3", script])
+            .args([ip_c.to_string(), ip_b.to_string()])
+            .args([port.to_string(), headers.to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).contains("synack")
+    };
+    assert!(syn_ack(8080, 10), "b answers a SYN behind ten headers");
+    assert!(
+        !syn_ack(22, 10),
+        "a SYN behind ten headers to 22 is dropped"
+    );
+    assert!(!syn_ack(22, 1), "a SYN behind one header to 22 is dropped");
+    assert!(enf.stats().net_denied >= 4);
+}
