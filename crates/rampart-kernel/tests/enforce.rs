@@ -515,3 +515,118 @@ fn an_ipv6_syn_behind_extension_headers_meets_the_ingress_rules() {
     assert!(!syn_ack(22, 1), "a SYN behind one header to 22 is dropped");
     assert!(enf.stats().net_denied >= 4);
 }
+
+/// From `from` (an image with perl), an outbound attempt to ip:port spelt `how`: `connect` (the
+/// control), `tfo` (TCP Fast Open: sendto with MSG_FASTOPEN connects inside sendmsg, no connect
+/// call), `mapped` (an AF_INET6 socket to ::ffff:ip, how dual-stack programs reach IPv4), `udp`
+/// (sendto on an unconnected UDP socket). Prints the greeting, or the error.
+fn outbound(from: &TestContainer, how: &str, ip: IpAddr, port: u16) -> String {
+    let script = "use Socket qw(:all); \
+        my ($how, $ip, $port) = @ARGV; \
+        $SIG{ALRM} = sub { print qq(timeout\\n); exit 0 }; alarm 3; \
+        my $s; my $to; \
+        if ($how eq q(mapped)) { \
+            socket($s, AF_INET6, SOCK_STREAM, 0) or die qq(socket: $!); \
+            $to = pack_sockaddr_in6($port, inet_pton(AF_INET6, qq(::ffff:$ip))); \
+        } elsif ($how eq q(udp)) { \
+            socket($s, AF_INET, SOCK_DGRAM, 0) or die qq(socket: $!); \
+            $to = pack_sockaddr_in($port, inet_aton($ip)); \
+            defined(send($s, qq(x\\n), 0, $to)) or do { print qq(send: $!\\n); exit 0 }; \
+            print qq(sent\\n); exit 0; \
+        } else { \
+            socket($s, AF_INET, SOCK_STREAM, 0) or die qq(socket: $!); \
+            $to = pack_sockaddr_in($port, inet_aton($ip)); \
+        } \
+        if ($how eq q(tfo)) { \
+            defined(send($s, qq(\\n), 0x20000000, $to)) or do { print qq(send: $!\\n); exit 0 }; \
+        } else { \
+            connect($s, $to) or do { print qq(connect: $!\\n); exit 0 }; \
+            syswrite($s, qq(\\n)); \
+        } \
+        my $b = q(); sysread($s, $b, 100); print $b;";
+    let out = from.exec(&[
+        "perl",
+        "-e",
+        script,
+        how,
+        &ip.to_string(),
+        &port.to_string(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An egress rule holds however the container spells the connection: TCP Fast Open (the
+/// connect happens inside sendto), a dual-stack IPv6 socket to the IPv4-mapped address, UDP
+/// datagrams. The default denies, b:8080/tcp is allowed.
+#[test]
+fn outbound_rules_hold_for_every_way_to_connect() {
+    testkit::require!(Root, Docker, Bpf);
+    let pins = Pins::new();
+    let img = busybox_image();
+    let debian = testkit::debian_image();
+    let net = Network(unique("rp-enf-spell"));
+    docker_ok(["network", "create", "--internal", &net.0]);
+    let server_cmd = "nc -ll -p 8080 -e echo hello & nc -ll -p 22 -e echo hello & wait";
+    let b = TestContainer::run(
+        "enf-spell-b",
+        &["--network", &net.0, &img, "sh", "-c", server_cmd],
+    );
+    let a = TestContainer::run(
+        "enf-spell-a",
+        &["--network", &net.0, &debian, "sleep", "600"],
+    );
+    let ip_b = ip_of(&b);
+    std::thread::sleep(Duration::from_millis(300));
+    for how in ["connect", "tfo", "mapped"] {
+        for port in [8080, 22] {
+            let got = outbound(&a, how, ip_b, port);
+            assert!(
+                got.contains("hello"),
+                "before any rule, {how} to {port}: {got}"
+            );
+        }
+    }
+
+    let mut enf = Enforcer::open(&pins.0).unwrap();
+    let cga = container_cgroup(&a);
+    enf.put_net(
+        7,
+        Direction::Egress,
+        NetPrefix {
+            addr: ip_b,
+            len: 32,
+        },
+        &[PortRule {
+            ports: (8080, 8080),
+            proto: Some(6),
+            verdict: Verdict::Allow,
+            rule_id: 1,
+        }],
+    )
+    .unwrap();
+    enf.set_target(
+        cgroup_id(&cga).unwrap(),
+        &Target {
+            policy: 7,
+            egress: true,
+            egress_default: Verdict::Deny,
+            ..Target::none()
+        },
+    )
+    .unwrap();
+    enf.attach_cgroup(&a.id, &cga).unwrap();
+
+    for how in ["connect", "tfo", "mapped"] {
+        let got = outbound(&a, how, ip_b, 8080);
+        assert!(got.contains("hello"), "{how} to the allowed 8080: {got}");
+        let got = outbound(&a, how, ip_b, 22);
+        assert!(
+            !got.contains("hello") && got.contains("not permitted"),
+            "{how} to 22 must fail with EPERM: {got}"
+        );
+    }
+    let got = outbound(&a, "udp", ip_b, 8080);
+    assert!(got.contains("not permitted"), "udp is not allowed: {got}");
+    assert!(enf.stats().net_denied >= 4);
+}
