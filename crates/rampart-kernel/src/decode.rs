@@ -922,6 +922,99 @@ mod tests {
         rec
     }
 
+    /// An RP_DNS record as the ingress program writes it: a datagram from port 53.
+    fn dns_record(msg: &[u8]) -> Vec<u8> {
+        let mut x = RpDns::zeroed();
+        x.h = header(RP_DNS, u32::MAX, std::mem::size_of::<RpDns>() + msg.len());
+        x.family = AF_INET;
+        x.ingress = 1;
+        x.sport = 53;
+        x.dport = 40000;
+        x.saddr[..4].copy_from_slice(&[127, 0, 0, 11]);
+        x.daddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        x.len = msg.len() as u32;
+        let mut rec = bytemuck::bytes_of(&x).to_vec();
+        rec.extend_from_slice(msg);
+        rec
+    }
+
+    /// A process in a container can send any datagram from port 53 to itself (root in the
+    /// container binds 127.0.0.1:53), and the agent parses it as a DNS answer: compression
+    /// pointers that loop, point forward or out of the message, counts that promise more than
+    /// is there, and random bytes must each give an event or nothing, never a panic or a hang.
+    #[test]
+    fn hostile_dns_messages_decode_or_are_dropped_never_hang() {
+        // Header: id, flags (response), 1 question, 1 answer, 0, 0.
+        let head = [0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        // The question's name is a pointer to itself (offset 12).
+        cases.push([&head[..], &[0xc0, 12, 0, 1, 0, 1]].concat());
+        // Two names pointing at each other (12 -> 14 -> 12).
+        cases.push([&head[..], &[0xc0, 14, 0xc0, 12, 0, 1, 0, 1]].concat());
+        // A label, then a pointer back to the label's start: an endless name.
+        cases.push([&head[..], &[1, b'a', 0xc0, 12, 0, 1, 0, 1]].concat());
+        // A pointer past the end, a label longer than what remains, a truncated answer.
+        cases.push([&head[..], &[0xc0, 0xff, 0, 1, 0, 1]].concat());
+        cases.push([&head[..], &[63, b'a', b'b']].concat());
+        cases.push(
+            [
+                &head[..],
+                &[1, b'a', 0, 0, 1, 0, 1],
+                &[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10],
+            ]
+            .concat(),
+        );
+        // Counts of 65,535 questions and answers over a 20-byte body.
+        let mut big = head.to_vec();
+        big[4..8].copy_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+        big.extend_from_slice(&[1, b'a', 0, 0, 1, 0, 1, 0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0]);
+        cases.push(big);
+        // Random messages (a fixed xorshift sequence, so a failure replays).
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = 12 + (seed % 120) as usize;
+            let mut m = head.to_vec();
+            let mut x = seed;
+            while m.len() < len {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                // Bias towards pointer bytes, the interesting ones.
+                m.push(if x >> 60 == 0 { 0xc0 } else { (x >> 32) as u8 });
+            }
+            cases.push(m);
+        }
+        let mut d = decoder();
+        let start = std::time::Instant::now();
+        for m in &cases {
+            if let Some(ev) = d.decode(&dns_record(m)) {
+                assert_eq!(ev.event.kind, EventKind::DnsAnswer);
+            }
+        }
+        // The decoder still reads a well-formed answer after all that: a.  A 10.0.0.1.
+        let good = [
+            &head[..],
+            &[1, b'a', 0, 0, 1, 0, 1],
+            &[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, 0, 1],
+        ]
+        .concat();
+        let ev = d.decode(&dns_record(&good)).expect("a well-formed answer");
+        let dns = ev.event.dns.expect("dns");
+        assert_eq!(dns.query, "a");
+        assert_eq!(dns.answers.len(), 1);
+        assert_eq!(dns.answers[0].data, "10.0.0.1");
+        // A hang would never get here; quadratic blow-ups would show as seconds.
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "{:?} for {} messages",
+            start.elapsed(),
+            cases.len()
+        );
+    }
+
     fn request(text: &str) -> PayloadInfo {
         let ev = decoder()
             .decode(&payload_record(text.as_bytes()))
