@@ -946,24 +946,23 @@ mod tests {
     fn hostile_dns_messages_decode_or_are_dropped_never_hang() {
         // Header: id, flags (response), 1 question, 1 answer, 0, 0.
         let head = [0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
-        let mut cases: Vec<Vec<u8>> = Vec::new();
-        // The question's name is a pointer to itself (offset 12).
-        cases.push([&head[..], &[0xc0, 12, 0, 1, 0, 1]].concat());
-        // Two names pointing at each other (12 -> 14 -> 12).
-        cases.push([&head[..], &[0xc0, 14, 0xc0, 12, 0, 1, 0, 1]].concat());
-        // A label, then a pointer back to the label's start: an endless name.
-        cases.push([&head[..], &[1, b'a', 0xc0, 12, 0, 1, 0, 1]].concat());
-        // A pointer past the end, a label longer than what remains, a truncated answer.
-        cases.push([&head[..], &[0xc0, 0xff, 0, 1, 0, 1]].concat());
-        cases.push([&head[..], &[63, b'a', b'b']].concat());
-        cases.push(
+        let mut cases: Vec<Vec<u8>> = vec![
+            // The question's name is a pointer to itself (offset 12).
+            [&head[..], &[0xc0, 12, 0, 1, 0, 1]].concat(),
+            // Two names pointing at each other (12 -> 14 -> 12).
+            [&head[..], &[0xc0, 14, 0xc0, 12, 0, 1, 0, 1]].concat(),
+            // A label, then a pointer back to the label's start: an endless name.
+            [&head[..], &[1, b'a', 0xc0, 12, 0, 1, 0, 1]].concat(),
+            // A pointer past the end, a label longer than what remains, a truncated answer.
+            [&head[..], &[0xc0, 0xff, 0, 1, 0, 1]].concat(),
+            [&head[..], &[63, b'a', b'b']].concat(),
             [
                 &head[..],
                 &[1, b'a', 0, 0, 1, 0, 1],
                 &[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10],
             ]
             .concat(),
-        );
+        ];
         // Counts of 65,535 questions and answers over a 20-byte body.
         let mut big = head.to_vec();
         big[4..8].copy_from_slice(&[0xff, 0xff, 0xff, 0xff]);
