@@ -246,6 +246,32 @@ fn reaches(from: &TestContainer, ip: IpAddr, port: u16) -> bool {
     String::from_utf8_lossy(&out.stdout).contains("hello")
 }
 
+/// Policy `policy` on the cgroup `cg`: egress denied by default, allowed to ip:port/tcp.
+fn egress_only_to(enf: &mut Enforcer, policy: u32, cg: &std::path::Path, ip: IpAddr, port: u16) {
+    enf.put_net(
+        policy,
+        Direction::Egress,
+        NetPrefix { addr: ip, len: 32 },
+        &[PortRule {
+            ports: (port, port),
+            proto: Some(6),
+            verdict: Verdict::Allow,
+            rule_id: 1,
+        }],
+    )
+    .unwrap();
+    enf.set_target(
+        cgroup_id(cg).unwrap(),
+        &Target {
+            policy,
+            egress: true,
+            egress_default: Verdict::Deny,
+            ..Target::none()
+        },
+    )
+    .unwrap();
+}
+
 struct Network(String);
 
 impl Drop for Network {
@@ -281,31 +307,7 @@ fn connects_and_inbound_syns_follow_the_rules_and_isolation_cuts_all() {
     let mut enf = Enforcer::open(&pins.0).unwrap();
     let (cga, cgb) = (container_cgroup(&a), container_cgroup(&b));
     // a: egress default deny, allow b:8080/tcp.
-    enf.put_net(
-        3,
-        Direction::Egress,
-        NetPrefix {
-            addr: ip_b,
-            len: 32,
-        },
-        &[PortRule {
-            ports: (8080, 8080),
-            proto: Some(6),
-            verdict: Verdict::Allow,
-            rule_id: 1,
-        }],
-    )
-    .unwrap();
-    enf.set_target(
-        cgroup_id(&cga).unwrap(),
-        &Target {
-            policy: 3,
-            egress: true,
-            egress_default: Verdict::Deny,
-            ..Target::none()
-        },
-    )
-    .unwrap();
+    egress_only_to(&mut enf, 3, &cga, ip_b, 8080);
     // b: ingress default deny, allow a on 8080.
     enf.put_net(
         4,
@@ -590,31 +592,7 @@ fn outbound_rules_hold_for_every_way_to_connect() {
 
     let mut enf = Enforcer::open(&pins.0).unwrap();
     let cga = container_cgroup(&a);
-    enf.put_net(
-        7,
-        Direction::Egress,
-        NetPrefix {
-            addr: ip_b,
-            len: 32,
-        },
-        &[PortRule {
-            ports: (8080, 8080),
-            proto: Some(6),
-            verdict: Verdict::Allow,
-            rule_id: 1,
-        }],
-    )
-    .unwrap();
-    enf.set_target(
-        cgroup_id(&cga).unwrap(),
-        &Target {
-            policy: 7,
-            egress: true,
-            egress_default: Verdict::Deny,
-            ..Target::none()
-        },
-    )
-    .unwrap();
+    egress_only_to(&mut enf, 7, &cga, ip_b, 8080);
     enf.attach_cgroup(&a.id, &cga).unwrap();
 
     for how in ["connect", "tfo", "mapped"] {
