@@ -36,7 +36,8 @@ for _ in $(seq "$reps"); do
 	for spec in "$@"; do
 		IFS='|' read -r label agent args extra <<<"$spec"
 		rm -f "$work/stats.json"
-		printf "stats_file: $work/stats.json\nstats_interval_secs: 1\n$extra" >"$work/agent.yaml"
+		# %b: the YAML's `\n` become lines; a `%` in it is text, not a format.
+		printf 'stats_file: %s\nstats_interval_secs: 1\n%b' "$work/stats.json" "$extra" >"$work/agent.yaml"
 		# shellcheck disable=SC2086 # AGENT_ARGS are words
 		"$agent" agent --config "$work/agent.yaml" $args >/dev/null 2>&1 &
 		pid=$!

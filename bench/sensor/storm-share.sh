@@ -30,7 +30,8 @@ cleanup() {
 }
 trap cleanup EXIT
 if [ "$agent" != - ]; then
-	printf "stats_file: $work/stats.json\nstats_interval_secs: 1\n$extra" >"$work/agent.yaml"
+	# %b: the YAML's `\n` become lines; a `%` in it is text, not a format.
+	printf 'stats_file: %s\nstats_interval_secs: 1\n%b' "$work/stats.json" "$extra" >"$work/agent.yaml"
 	"$agent" agent --config "$work/agent.yaml" -o "jsonl:$work/events.jsonl" >/dev/null 2>&1 &
 	pid=$!
 	while [ ! -f "$work/stats.json" ]; do sleep 0.2; done

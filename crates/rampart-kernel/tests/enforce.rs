@@ -272,6 +272,12 @@ fn egress_only_to(enf: &mut Enforcer, policy: u32, cg: &std::path::Path, ip: IpA
     .unwrap();
 }
 
+/// A busybox container on `net` that answers "hello" on tcp/8080 and tcp/22 (IPv4 and IPv6).
+fn greeter(prefix: &str, net: &str, img: &str) -> TestContainer {
+    let cmd = "nc -ll -p 8080 -e echo hello & nc -ll -p 22 -e echo hello & wait";
+    TestContainer::run(prefix, &["--network", net, img, "sh", "-c", cmd])
+}
+
 struct Network(String);
 
 impl Drop for Network {
@@ -287,19 +293,12 @@ fn connects_and_inbound_syns_follow_the_rules_and_isolation_cuts_all() {
     let img = busybox_image();
     let net = Network(unique("rp-enf-net"));
     docker_ok(["network", "create", "--internal", &net.0]);
-    let server_cmd = "nc -ll -p 8080 -e echo hello & nc -ll -p 22 -e echo hello & wait";
     let a = TestContainer::run(
         "enf-a",
         &["--network", &net.0, &img, "sh", "-c", "sleep 600"],
     );
-    let b = TestContainer::run(
-        "enf-b",
-        &["--network", &net.0, &img, "sh", "-c", server_cmd],
-    );
-    let c = TestContainer::run(
-        "enf-c",
-        &["--network", &net.0, &img, "sh", "-c", server_cmd],
-    );
+    let b = greeter("enf-b", &net.0, &img);
+    let c = greeter("enf-c", &net.0, &img);
     let (ip_a, ip_b, ip_c) = (ip_of(&a), ip_of(&b), ip_of(&c));
     std::thread::sleep(Duration::from_millis(300));
     assert!(reaches(&a, ip_b, 8080) && reaches(&a, ip_b, 22) && reaches(&a, ip_c, 22));
@@ -431,11 +430,7 @@ fn an_ipv6_syn_behind_extension_headers_meets_the_ingress_rules() {
         "fd72:7a6d:e0f::/64",
         &net.0,
     ]);
-    let server_cmd = "nc -ll -p 8080 -e echo hello & nc -ll -p 22 -e echo hello & wait";
-    let b = TestContainer::run(
-        "enf6-b",
-        &["--network", &net.0, &img, "sh", "-c", server_cmd],
-    );
+    let b = greeter("enf6-b", &net.0, &img);
     let c = TestContainer::run("enf6-c", &["--network", &net.0, &debian, "sleep", "600"]);
     let ip_b: IpAddr = b
         .inspect("{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}}{{end}}")
@@ -569,11 +564,7 @@ fn outbound_rules_hold_for_every_way_to_connect() {
     let debian = testkit::debian_image();
     let net = Network(unique("rp-enf-spell"));
     docker_ok(["network", "create", "--internal", &net.0]);
-    let server_cmd = "nc -ll -p 8080 -e echo hello & nc -ll -p 22 -e echo hello & wait";
-    let b = TestContainer::run(
-        "enf-spell-b",
-        &["--network", &net.0, &img, "sh", "-c", server_cmd],
-    );
+    let b = greeter("enf-spell-b", &net.0, &img);
     let a = TestContainer::run(
         "enf-spell-a",
         &["--network", &net.0, &debian, "sleep", "600"],
